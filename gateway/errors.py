@@ -1,0 +1,154 @@
+"""One exception family for every refusal, rendered once as an OpenAI error body.
+
+Stages raise a `GatewayError` subclass; `error_response` renders it. Messages
+are written for the caller: they never carry a stack trace, a provider URL or key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import orjson
+from starlette.responses import Response
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "api_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, object]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = None
+
+
+class UnsupportedContentType(InvalidRequest):
+    code = "unsupported_content_type"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class ModelNotFound(InvalidRequest):
+    status = 404
+    code = "model_not_found"
+
+
+class EndpointNotSupported(InvalidRequest):
+    code = "unsupported_endpoint"
+
+
+class NotFound(InvalidRequest):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(InvalidRequest):
+    status = 405
+    code = "method_not_allowed"
+
+
+class AuthenticationFailed(GatewayError):
+    """401: no, bad, expired or revoked token (RFC 6750 §3.1 header added)."""
+
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+    def __init__(self, message: str, *, token_sent: bool) -> None:
+        challenge = 'Bearer realm="llm-gateway"'
+        if token_sent:
+            challenge += ', error="invalid_token"'
+        super().__init__(message, headers={"www-authenticate": challenge})
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class ModelNotAllowed(PermissionDenied):
+    code = "model_not_allowed"
+
+
+class InsufficientScope(PermissionDenied):
+    code = "insufficient_scope"
+
+    def __init__(self, message: str, *, scope: str) -> None:
+        super().__init__(
+            message,
+            headers={
+                "www-authenticate": (
+                    f'Bearer realm="llm-gateway", error="insufficient_scope", scope="{scope}"'
+                )
+            },
+        )
+
+
+class UpstreamUnavailable(GatewayError):
+    status = 502
+    type = "api_error"
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "api_error"
+    code = "upstream_timeout"
+
+
+class UpstreamRejected(GatewayError):
+    """An upstream's own 4xx for the caller's request, passed through cleaned."""
+
+    type = "invalid_request_error"
+    code = None
+
+    def __init__(self, status: int, message: str, *, type_: str | None, param: str | None,
+                 code: str | None) -> None:
+        super().__init__(message, param=param)
+        self.status = status
+        self.type = type_ or "invalid_request_error"
+        self.code = code
+
+
+def error_body_bytes(error: GatewayError) -> bytes:
+    return orjson.dumps(error.body())
+
+
+def error_response(error: GatewayError, request_id: str | None = None) -> Response:
+    headers = dict(error.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return Response(
+        error_body_bytes(error),
+        status_code=error.status,
+        headers=headers,
+        media_type="application/json",
+    )

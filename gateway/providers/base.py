@@ -1,0 +1,101 @@
+"""The one small interface every provider implements, and the values it trades.
+
+A provider turns an `UpstreamCall` (an OpenAI-shaped request body whose `model`
+is already the upstream model) into an OpenAI-shaped reply: JSON bytes, or a
+stream of complete SSE events (`b"data: {...}\\n\\n"`, ending with
+`b"data: [DONE]\\n\\n"`). It translates its library's errors once, into
+`UpstreamFailure` (worth failing over) or `UpstreamClientError` (the caller's
+own bad request, passed back). Timeouts are the failover loop's job: it wraps
+each attempt in a deadline and cancels; a provider must release its connection
+when cancelled or when its stream is closed early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+Endpoint = Literal["chat", "completions", "embeddings", "responses"]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCall:
+    endpoint: Endpoint
+    body: dict[str, Any]  # OpenAI wire body; `model` is the upstream model
+    model: str
+    is_stream: bool
+    request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    body: bytes  # OpenAI-shaped JSON of the whole response
+    status: int = 200
+
+
+class UpstreamFailure(Exception):
+    """The deployment failed in a way another deployment might not: fail over.
+
+    `detail` is for logs only (it may hold a provider URL); callers see a
+    generic message.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+        is_timeout: bool = False,
+    ) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.is_timeout = is_timeout
+
+
+class UpstreamClientError(Exception):
+    """The upstream refused the caller's request itself (a 4xx): do not fail over.
+
+    Fields are already cleaned of provider URLs and keys.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type_: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type_
+        self.param = param
+        self.code = code
+
+
+class Provider(Protocol):
+    """One configured upstream (a `providers:` entry of the policy)."""
+
+    name: str
+    endpoints: frozenset[Endpoint]  # what it can serve; others are refused before routing
+
+    async def send(self, call: UpstreamCall) -> UpstreamReply:
+        """A whole non-streamed response, or raise UpstreamFailure/UpstreamClientError."""
+        ...
+
+    async def open_stream(self, call: UpstreamCall) -> AsyncIterator[bytes]:
+        """Start a stream: returns once the upstream accepted it (status 200).
+
+        The iterator yields complete SSE events; closing it (aclose) or
+        cancelling releases the upstream connection at once. Errors after the
+        start are raised from the iterator as UpstreamFailure.
+        """
+        ...
+
+    async def close(self) -> None: ...
