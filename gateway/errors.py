@@ -43,7 +43,7 @@ class GatewayError(Exception):
 class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
-    code = None
+    code: str | None = None
 
 
 class UnsupportedContentType(InvalidRequest):
@@ -128,10 +128,11 @@ class UpstreamRejected(GatewayError):
     """An upstream's own 4xx for the caller's request, passed through cleaned."""
 
     type = "invalid_request_error"
-    code = None
+    code: str | None = None
 
-    def __init__(self, status: int, message: str, *, type_: str | None, param: str | None,
-                 code: str | None) -> None:
+    def __init__(
+        self, status: int, message: str, *, type_: str | None, param: str | None, code: str | None
+    ) -> None:
         super().__init__(message, param=param)
         self.status = status
         self.type = type_ or "invalid_request_error"

@@ -1,0 +1,225 @@
+"""The OpenAI-compatible edge: parse the request, run the pipeline, render the answer.
+
+No policy logic here. Every response carries `x-request-id`; answers from an
+upstream carry `x-gateway-deployment`. A client that hangs up cancels the work
+in flight (and with it the upstream request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from gateway import pipeline
+from gateway.api.body import check_body, read_json_object
+from gateway.auth.principal import SCOPE_INVOKE
+from gateway.context import RequestContext
+from gateway.errors import GatewayError, ModelNotFound, error_response
+from gateway.logs import log_request
+from gateway.providers.base import Endpoint
+from gateway.relay import StreamRelay
+from gateway.services import Services
+
+log = logging.getLogger("gateway.api")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def request_id_of(request: Request) -> str:
+    """The caller's x-request-id when it is sane, else a new one."""
+    given = request.headers.get("x-request-id")
+    if given and _REQUEST_ID.match(given):
+        return given
+    return f"req_{uuid.uuid4().hex}"
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class Disconnected(Exception):
+    """The client went away before the answer was ready."""
+
+
+async def cancel_on_disconnect(receive: Receive, work: Awaitable[Any]) -> Any:
+    """Await `work`; if the client disconnects first, cancel it (closing the upstream call)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnect(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise Disconnected
+        watcher.cancel()
+    return task.result()
+
+
+class EventStreamResponse:
+    """Send a relay's events as SSE; a client disconnect cancels the relay at once."""
+
+    def __init__(
+        self, ctx: RequestContext, relay: StreamRelay, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self.ctx = ctx
+        self.relay = relay
+        self.headers = headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ctx = self.ctx
+        sender = asyncio.current_task()
+        state = {"finished": False, "disconnected": False}
+
+        async def watch() -> None:
+            await _until_disconnect(receive)
+            if not state["finished"] and sender is not None:
+                state["disconnected"] = True
+                sender.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+        events = self.relay.events()
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+            async for event in events:
+                if ctx.first_byte_s is None:
+                    ctx.first_byte_s = ctx.elapsed_s()
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            state["finished"] = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not state["disconnected"] or sender is None:
+                raise
+            # Our own watcher cancelled us: the client is gone, nobody awaits more.
+            sender.uncancel()
+            ctx.outcome = "client_disconnected"
+        finally:
+            watcher.cancel()
+            await events.aclose()
+            log_request(ctx)
+
+
+def _headers(ctx: RequestContext) -> dict[str, str]:
+    headers = {"x-request-id": ctx.request_id}
+    if ctx.deployment is not None:
+        headers["x-gateway-deployment"] = ctx.deployment.label
+    return headers
+
+
+async def handle_inference(request: Request, endpoint: Endpoint) -> Response | EventStreamResponse:
+    services: Services = request.state.services
+    ctx = RequestContext(request_id=request_id_of(request), endpoint=endpoint)
+    streaming = False
+    try:
+        ctx.principal = await pipeline.authenticate(request.headers.get("authorization"), services)
+        body = await read_json_object(request, services.settings.max_body_bytes)
+        ctx.model, ctx.is_stream = check_body(endpoint, body)
+        policy = services.policy.current()
+        route = pipeline.authorize(ctx, policy, ctx.principal, ctx.model)
+        route = pipeline.servable(route, ctx, services)
+        if ctx.is_stream:
+            relay = await cancel_on_disconnect(
+                request.receive, pipeline.open_stream(ctx, route, body, services)
+            )
+            streaming = True
+            headers = SSE_HEADERS + [(k.encode(), v.encode()) for k, v in _headers(ctx).items()]
+            return EventStreamResponse(ctx, relay, headers)
+        raw = await cancel_on_disconnect(
+            request.receive, pipeline.complete(ctx, route, body, services)
+        )
+        return Response(raw, media_type="application/json", headers=_headers(ctx))
+    except GatewayError as error:
+        ctx.status = error.status
+        ctx.outcome = "refused" if error.status < 500 else "upstream_error"
+        ctx.error_code = error.code
+        response = error_response(error, ctx.request_id)
+        if ctx.deployment is not None and error.status < 500:
+            response.headers["x-gateway-deployment"] = ctx.deployment.label
+        return response
+    except Disconnected:
+        ctx.outcome = "client_disconnected"
+        ctx.status = 499
+        return Response(status_code=499)
+    finally:
+        if not streaming:
+            log_request(ctx)
+
+
+def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Any]]:
+    async def handler(request: Request) -> Any:
+        return await handle_inference(request, endpoint)
+
+    handler.__name__ = f"{endpoint}_endpoint"
+    return handler
+
+
+def _model_object(alias: str, created: int) -> dict[str, object]:
+    return {"id": alias, "object": "model", "created": created, "owned_by": "llm-gateway"}
+
+
+async def _visible_models(request: Request) -> tuple[RequestContext, list[str], Services]:
+    services: Services = request.state.services
+    ctx = RequestContext(request_id=request_id_of(request), endpoint="chat")
+    ctx.principal = await pipeline.authenticate(request.headers.get("authorization"), services)
+    policy = services.policy.current()
+    pipeline.require_scope(ctx.principal, SCOPE_INVOKE)
+    team = pipeline.team_of(policy, ctx.principal)
+    return ctx, policy.visible_models(team), services
+
+
+async def list_models(request: Request) -> Response:
+    try:
+        ctx, aliases, services = await _visible_models(request)
+    except GatewayError as error:
+        return error_response(error, request_id_of(request))
+    data = [_model_object(alias, services.started_at) for alias in aliases]
+    return Response(
+        orjson.dumps({"object": "list", "data": data}),
+        media_type="application/json",
+        headers={"x-request-id": ctx.request_id},
+    )
+
+
+async def get_model(request: Request) -> Response:
+    alias = request.path_params["model"]
+    try:
+        ctx, aliases, services = await _visible_models(request)
+        if alias not in aliases:
+            raise ModelNotFound(
+                f"The model '{alias}' does not exist or you do not have access to it.",
+                param="model",
+            )
+    except GatewayError as error:
+        return error_response(error, request_id_of(request))
+    return Response(
+        orjson.dumps(_model_object(alias, services.started_at)),
+        media_type="application/json",
+        headers={"x-request-id": ctx.request_id},
+    )
+
+
+routes = [
+    Route("/v1/chat/completions", _endpoint("chat"), methods=["POST"]),
+    Route("/v1/completions", _endpoint("completions"), methods=["POST"]),
+    Route("/v1/embeddings", _endpoint("embeddings"), methods=["POST"]),
+    Route("/v1/responses", _endpoint("responses"), methods=["POST"]),
+    Route("/v1/models", list_models, methods=["GET"]),
+    Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+]

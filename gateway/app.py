@@ -1,0 +1,67 @@
+"""Build the Starlette app: routes, OpenAI-shaped error rendering, the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.api import openai as openai_api
+from gateway.api import ops
+from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
+from gateway.services import Services, build_services
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.app")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    error: GatewayError
+    if status == 404:
+        error = NotFound(f"Unknown path: {request.method} {request.url.path}")
+    elif status == 405:
+        error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
+    else:
+        error = GatewayError("The gateway hit an internal error.")
+    return error_response(error, request.headers.get("x-request-id"))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # The trace goes to our log, never to the caller.
+    log.error("unhandled error", exc_info=exc, extra={"fields": {"path": request.url.path}})
+    return error_response(GatewayError("The gateway hit an internal error."))
+
+
+def build_app(settings: Settings, services: Services | None = None) -> Starlette:
+    """The ASGI app; `services` lets tests bring their own, else the lifespan builds them."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        if services is not None:
+            yield {"services": services}
+            return
+        async with build_services(settings) as built:
+            yield {"services": built}
+
+    return Starlette(
+        routes=[*openai_api.routes, *ops.routes],
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+    )
+
+
+def app_from_env() -> Starlette:
+    """uvicorn's factory: every worker builds its app from the GATEWAY_* environment."""
+    from gateway.logs import configure_logging
+    from gateway.settings import load_settings
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return build_app(settings)

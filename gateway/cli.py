@@ -1,0 +1,180 @@
+"""The `gateway` command: serve, migrate, policy check, token.
+
+The CLI parses flags and renders results; it holds no policy logic. Errors an
+operator can fix (a bad policy, an unreachable database) are printed plainly
+with a non-zero exit, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.policy.errors import PolicyInvalid
+from gateway.policy.store import load_policy_dir
+from gateway.settings import Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="An LLM gateway.")
+policy_app = typer.Typer(no_args_is_help=True, help="Check policy bundles.")
+app.add_typer(policy_app, name="policy")
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(code)
+
+
+def _policy_or_exit(directory: Path) -> None:
+    try:
+        load_policy_dir(directory, os.environ)
+    except PolicyInvalid as invalid:
+        for issue in invalid.issues:
+            typer.echo(f"error: {issue}", err=True)
+        raise _fail(
+            f"policy bundle {directory} is invalid ({len(invalid.issues)} errors)"
+        ) from None
+
+
+def _migrate_or_exit(settings: Settings) -> None:
+    from gateway.db import migrate
+
+    try:
+        asyncio.run(migrate(settings.database_url))
+    except Exception as exc:  # driver errors vary; the operator needs the kind and the text
+        raise _fail(f"cannot migrate the database: {type(exc).__name__}: {exc}") from None
+
+
+def _export_settings(settings: Settings) -> None:
+    """Hand the resolved settings to uvicorn's workers, which read the environment."""
+    os.environ.update(
+        {
+            "GATEWAY_DATABASE_URL": settings.database_url,
+            "GATEWAY_POLICY_DIR": str(settings.policy_dir),
+            "GATEWAY_HOST": settings.host,
+            "GATEWAY_PORT": str(settings.port),
+            "GATEWAY_WORKERS": str(settings.workers),
+            "GATEWAY_MIGRATE_ON_START": "false",  # done once, here, before workers start
+        }
+    )
+    if settings.redis_url:
+        os.environ["GATEWAY_REDIS_URL"] = settings.redis_url
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    policies: Annotated[Path | None, typer.Option(help="Policy bundle folder.")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Skip migrations.")] = False,
+) -> None:
+    """Run the gateway."""
+    settings = load_settings().with_overrides(
+        host=host, port=port, policy_dir=policies, workers=workers
+    )
+    if settings.workers > 1 and not settings.redis_url:
+        raise _fail(
+            f"--workers {settings.workers} needs GATEWAY_REDIS_URL: without Redis each worker "
+            f"keeps its own counters, which would multiply every limit by {settings.workers}.",
+            2,
+        )
+    if not settings.policy_dir.exists() and settings.policy_dir == Path("policies"):
+        from gateway.policy.example import write_example
+
+        write_example(settings.policy_dir)
+        typer.echo(f"wrote the example policy bundle to ./{settings.policy_dir}/", err=True)
+    _policy_or_exit(settings.policy_dir)
+    if settings.migrate_on_start and not no_migrate:
+        _migrate_or_exit(settings)
+    _export_settings(settings)
+
+    import uvicorn
+
+    uvicorn.run(
+        "gateway.app:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database to the newest schema revision."""
+    settings = load_settings()
+    _migrate_or_exit(settings)
+    typer.echo("database is at the newest revision")
+
+
+@policy_app.command("check")
+def policy_check(directory: Annotated[Path, typer.Argument(help="Policy bundle folder.")]) -> None:
+    """Validate a policy bundle; every error names file, line and field."""
+    _policy_or_exit(directory)
+    typer.echo(f"policy bundle {directory} is valid")
+
+
+@app.command()
+def token(
+    team: Annotated[str, typer.Option(help="The team the token acts for.")],
+    subject: Annotated[str, typer.Option(help="Token subject (`sub`).")] = "gateway-cli",
+    scope: Annotated[
+        list[str] | None, typer.Option(help="Scope to grant; repeat for more.")
+    ] = None,
+    ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Mint an access token with the local signing key; printed alone on the last line."""
+    settings = load_settings()
+    _migrate_or_exit(settings)
+    try:
+        policy = load_policy_dir(settings.policy_dir, os.environ)
+        if team not in policy.teams:
+            typer.echo(
+                f"warning: team {team!r} is not in the policy at {settings.policy_dir}; "
+                "the gateway will refuse this token until it is",
+                err=True,
+            )
+    except PolicyInvalid:
+        pass  # minting does not depend on the policy; `serve` reports its errors
+    typer.echo(asyncio.run(_mint(settings, team, subject, scope or ["gateway:invoke"], ttl)))
+
+
+async def _mint(settings: Settings, team: str, subject: str, scopes: list[str], ttl: int) -> str:
+    from gateway.auth.keys import SigningKeyStore
+    from gateway.auth.tokens import mint_token
+    from gateway.db import create_engine
+
+    engine = create_engine(settings.database_url)
+    try:
+        key = await SigningKeyStore(engine).current()
+    finally:
+        await engine.dispose()
+    return mint_token(
+        key,
+        issuer=settings.issuer_url,
+        audience=settings.audience,
+        team=team,
+        subject=subject,
+        client_id="gateway-cli",
+        scopes=scopes,
+        ttl_s=ttl,
+        now=time.time(),
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,35 @@
+"""The request context: what one request learned on its way through the pipeline.
+
+Stages fill it in order; the API edge renders from it and the request log
+(later the ledger) records it. It holds no prompt or completion text.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from gateway.auth.principal import Principal
+from gateway.policy.compiled import Deployment
+from gateway.providers.base import Endpoint
+from gateway.usage.usage import Usage
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    endpoint: Endpoint
+    started: float = field(default_factory=time.perf_counter)
+    principal: Principal | None = None
+    model: str | None = None
+    is_stream: bool = False
+    deployment: Deployment | None = None
+    attempts: int = 0
+    status: int = 200
+    outcome: str = "ok"  # ok | refused | upstream_error | client_disconnected
+    error_code: str | None = None
+    usage: Usage | None = None
+    first_byte_s: float | None = None  # streams: when the first event reached the client
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.started

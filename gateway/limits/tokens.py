@@ -1,0 +1,118 @@
+"""Count tokens locally, for upstreams that report no usage and for estimates.
+
+tiktoken's encodings must load with no network: the files ship inside the
+installed litellm wheel (`litellm/litellm_core_utils/tokenizers`, named by the
+SHA-1 of their download URL, which is tiktoken's cache layout). We point
+tiktoken's cache there while loading, without importing litellm itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import tiktoken
+
+# OpenAI's chat format costs a few tokens per message beyond its text, and the
+# reply is primed with three more (the cookbook's count_tokens_from_messages).
+TOKENS_PER_MESSAGE = 3
+REPLY_PRIMING_TOKENS = 3
+O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+
+
+class EncodingsMissing(RuntimeError):
+    """The bundled encodings could not be found; counting would need the network."""
+
+
+def _bundled_dir() -> Path:
+    spec = importlib.util.find_spec("litellm")
+    if spec is None or not spec.submodule_search_locations:
+        raise EncodingsMissing("litellm is not installed; its wheel carries tiktoken's encodings")
+    return Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
+
+
+@lru_cache(maxsize=4)
+def encoding(name: str) -> tiktoken.Encoding:
+    """Load an encoding from the bundled files (never the network)."""
+    previous = os.environ.get("TIKTOKEN_CACHE_DIR")
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(_bundled_dir())
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as exc:  # tiktoken raises plain exceptions when it would download
+        raise EncodingsMissing(f"cannot load tiktoken encoding {name} offline") from exc
+    finally:
+        if previous is None:
+            del os.environ["TIKTOKEN_CACHE_DIR"]
+        else:
+            os.environ["TIKTOKEN_CACHE_DIR"] = previous
+
+
+def encoding_for(model: str) -> tiktoken.Encoding:
+    bare = model.rsplit("/", 1)[-1]
+    return encoding("o200k_base" if bare.startswith(O200K_PREFIXES) else "cl100k_base")
+
+
+def count_text(text: str, model: str) -> int:
+    if not text:
+        return 0
+    return len(encoding_for(model).encode(text, disallowed_special=()))
+
+
+def _texts(content: Any) -> Iterable[str]:
+    """Text parts of a message `content` (a string, or a list of typed parts)."""
+    if isinstance(content, str):
+        yield content
+    elif isinstance(content, list):
+        for part in content:
+            if isinstance(part, Mapping):
+                text = part.get("text")
+                if isinstance(text, str):
+                    yield text
+            elif isinstance(part, str):
+                yield part
+
+
+def count_messages(messages: Iterable[Any], model: str) -> int:
+    total = REPLY_PRIMING_TOKENS
+    for message in messages:
+        total += TOKENS_PER_MESSAGE
+        if not isinstance(message, Mapping):
+            continue
+        for key in ("content", "name"):
+            for text in _texts(message.get(key)):
+                total += count_text(text, model)
+        tool_calls = message.get("tool_calls")
+        if isinstance(tool_calls, list):
+            for call in tool_calls:
+                function = call.get("function") if isinstance(call, Mapping) else None
+                if isinstance(function, Mapping):
+                    total += count_text(str(function.get("name", "")), model)
+                    total += count_text(str(function.get("arguments", "")), model)
+    return total
+
+
+def count_prompt(endpoint: str, body: Mapping[str, Any], model: str) -> int:
+    """Input tokens of a request body, as the upstream would likely count them."""
+    if endpoint == "chat":
+        messages = body.get("messages")
+        return count_messages(messages if isinstance(messages, list) else [], model)
+    field = {"completions": "prompt", "embeddings": "input", "responses": "input"}.get(endpoint)
+    value = body.get(field) if field else None
+    if isinstance(value, str):
+        return count_text(value, model)
+    if isinstance(value, list):
+        if endpoint == "responses":
+            return count_messages(value, model)
+        return sum(_count_item(v, model) for v in value)
+    return 0
+
+
+def _count_item(item: Any, model: str) -> int:
+    """One prompt/input item: text, a token id, or a list of token ids."""
+    if isinstance(item, str):
+        return count_text(item, model)
+    return len(item) if isinstance(item, list) else 1

@@ -1,0 +1,226 @@
+"""A valid bundle compiled into read-only lookup tables for the request path.
+
+Cross-references are checked here (a deployment's provider, a team's models),
+and `${VAR}` references resolved from the environment: a missing variable is
+an error naming it, its value is never printed. The compiled `Policy` holds
+resolved secrets, so its reprs hide them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+import orjson
+
+from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
+from gateway.policy.loader import LoadedBundle, Locate
+from gateway.policy.schema import PolicyBundle, ProviderType, RoutingSpec
+
+_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ALL_MODELS = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    timeout_s: float = 60.0
+    attempt_timeout_s: float = 20.0
+    retries: int = 2
+    cooldown_s: float = 30.0
+    failure_threshold: int = 3
+
+    def overridden_by(self, spec: RoutingSpec | None) -> RoutingConfig:
+        if spec is None:
+            return self
+        changes = {
+            name: getattr(spec, name)
+            for name in self.__dataclass_fields__
+            if getattr(spec, name) is not None
+        }
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    type: ProviderType
+    api_base: str | None = None
+    api_version: str | None = None
+    region: str | None = None
+    # Resolved secrets: excluded from repr so they never reach a log line.
+    api_key: str | None = field(default=None, repr=False)
+    aws_access_key_id: str | None = field(default=None, repr=False)
+    aws_secret_access_key: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider: str
+    model: str
+    weight: float
+    priority: int
+
+    @property
+    def label(self) -> str:
+        """`PROVIDER/UPSTREAM_MODEL`, as the x-gateway-deployment header shows it."""
+        return f"{self.provider}/{self.model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRoute:
+    alias: str
+    deployments: tuple[Deployment, ...]
+    routing: RoutingConfig
+    price: Price | None
+
+
+@dataclass(frozen=True, slots=True)
+class TeamRules:
+    name: str
+    allows_all_models: bool
+    models: frozenset[str]
+
+    def allows(self, alias: str) -> bool:
+        return self.allows_all_models or alias in self.models
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    providers: Mapping[str, ProviderConfig]
+    models: Mapping[str, ModelRoute]
+    teams: Mapping[str, TeamRules]
+    hash: str  # sha256 of the bundle as written (references unresolved)
+
+    def visible_models(self, team: TeamRules) -> list[str]:
+        return [alias for alias in self.models if team.allows(alias)]
+
+
+def _resolve(
+    value: str | None,
+    path: Path,
+    env: Mapping[str, str],
+    issues: list[PolicyIssue],
+    locate: Locate,
+) -> str | None:
+    """Substitute `${VAR}`s; a missing variable is an issue naming it, never its value."""
+    if value is None:
+        return None
+
+    def substitute(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            issues.append(
+                PolicyIssue(
+                    locate(path),
+                    format_path(path),
+                    f"environment variable {name} is not set",
+                )
+            )
+            return ""
+        return env[name]
+
+    return _REFERENCE.sub(substitute, value)
+
+
+def bundle_hash(raw: Mapping[str, object]) -> str:
+    return hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
+    """Check cross-references, resolve secrets; raise PolicyInvalid with every issue."""
+    bundle: PolicyBundle = loaded.bundle
+    issues: list[PolicyIssue] = []
+
+    providers: dict[str, ProviderConfig] = {}
+    for name, spec in bundle.providers.items():
+
+        def resolved(attr: str, *, _name: str = name, _spec: object = spec) -> str | None:
+            path = ("providers", _name, attr)
+            return _resolve(getattr(_spec, attr), path, env, issues, loaded.locate)
+
+        providers[name] = ProviderConfig(
+            name=name,
+            type=spec.type,
+            api_base=resolved("api_base"),
+            api_version=resolved("api_version"),
+            region=resolved("region"),
+            api_key=resolved("api_key"),
+            aws_access_key_id=resolved("aws_access_key_id"),
+            aws_secret_access_key=resolved("aws_secret_access_key"),
+        )
+        if spec.type in ("openai-compatible", "azure") and not spec.api_base:
+            issues.append(
+                PolicyIssue(
+                    loaded.locate(("providers", name)),
+                    f"providers.{name}.api_base",
+                    f"required for type {spec.type}",
+                )
+            )
+        if spec.type == "azure" and not spec.api_version:
+            issues.append(
+                PolicyIssue(
+                    loaded.locate(("providers", name)),
+                    f"providers.{name}.api_version",
+                    "required for type azure",
+                )
+            )
+
+    defaults = RoutingConfig().overridden_by(bundle.routing)
+    models: dict[str, ModelRoute] = {}
+    for alias, model in bundle.models.items():
+        for i, dep in enumerate(model.deployments):
+            if dep.provider not in bundle.providers:
+                path: Path = ("models", alias, "deployments", i, "provider")
+                issues.append(
+                    PolicyIssue(
+                        loaded.locate(path),
+                        format_path(path),
+                        f"unknown provider {dep.provider!r} (not in providers)",
+                    )
+                )
+        price = model.price
+        models[alias] = ModelRoute(
+            alias=alias,
+            deployments=tuple(
+                Deployment(d.provider, d.model, d.weight, d.priority) for d in model.deployments
+            ),
+            routing=defaults.overridden_by(model.routing),
+            price=Price(price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok)
+            if price
+            else None,
+        )
+
+    teams: dict[str, TeamRules] = {}
+    for name, team in bundle.teams.items():
+        for i, alias in enumerate(team.models):
+            if alias != ALL_MODELS and alias not in bundle.models:
+                team_path: Path = ("teams", name, "models", i)
+                issues.append(
+                    PolicyIssue(
+                        loaded.locate(team_path), format_path(team_path), f"unknown model {alias!r}"
+                    )
+                )
+        teams[name] = TeamRules(
+            name=name,
+            allows_all_models=ALL_MODELS in team.models,
+            models=frozenset(team.models) - {ALL_MODELS},
+        )
+
+    if issues:
+        raise PolicyInvalid(issues)
+    return Policy(
+        providers=MappingProxyType(providers),
+        models=MappingProxyType(models),
+        teams=MappingProxyType(teams),
+        hash=bundle_hash(loaded.raw),
+    )

@@ -1,0 +1,29 @@
+"""The running policy: one compiled version, swapped whole, read without locks.
+
+Readers call `current()` once per request and use that object throughout, so a
+swap mid-request never mixes two versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from gateway.policy.compiled import Policy, compile_policy
+from gateway.policy.loader import load_bundle
+
+
+def load_policy_dir(directory: Path, env: Mapping[str, str]) -> Policy:
+    """Load, validate and compile a bundle folder; raise PolicyInvalid with every issue."""
+    return compile_policy(load_bundle(directory), env)
+
+
+class PolicyStore:
+    def __init__(self, policy: Policy) -> None:
+        self._policy = policy
+
+    def current(self) -> Policy:
+        return self._policy
+
+    def swap(self, policy: Policy) -> None:
+        self._policy = policy

@@ -1,0 +1,199 @@
+"""Pass-through to OpenAI-wire upstreams: OpenAI, Azure OpenAI, vLLM, Ollama, any `/v1`.
+
+One pooled aiohttp session per provider. The URL is built only from the
+policy (base URL, fixed path, the deployment's model): nothing in a client's
+request can point it elsewhere. The caller's headers are never forwarded; the
+provider's own key is added here. Streams are relayed as complete SSE events
+without re-encoding.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from gateway.policy.compiled import ProviderConfig
+from gateway.providers.base import (
+    Endpoint,
+    UpstreamCall,
+    UpstreamClientError,
+    UpstreamFailure,
+    UpstreamReply,
+)
+
+OPENAI_API_BASE = "https://api.openai.com/v1"
+PATHS: dict[Endpoint, str] = {
+    "chat": "chat/completions",
+    "completions": "completions",
+    "embeddings": "embeddings",
+    "responses": "responses",
+}
+# Statuses that say "this deployment, now" rather than "this request": fail over.
+FAILOVER_STATUSES = frozenset({401, 403, 408, 409, 425, 429})
+ERROR_BODY_LIMIT = 64 * 1024
+_URL = re.compile(r"https?://\S+")
+_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
+
+
+def retry_after_seconds(headers: Any) -> float | None:
+    """`retry-after-ms` first, then `retry-after` in seconds (as openai-python reads them)."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                continue
+    return None
+
+
+def clean_message(message: str, secrets: tuple[str, ...]) -> str:
+    """Remove provider URLs and keys from an upstream's error text."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "[redacted]")
+    message = _URL.sub("[upstream]", message)
+    return _KEY_LIKE.sub("[redacted]", message)
+
+
+class OpenAICompatProvider:
+    def __init__(self, config: ProviderConfig) -> None:
+        self.name = config.name
+        self._config = config
+        self._is_azure = config.type == "azure"
+        self._base = (config.api_base or OPENAI_API_BASE).rstrip("/")
+        self._headers = {"content-type": "application/json"}
+        if config.api_key:
+            if self._is_azure:
+                self._headers["api-key"] = config.api_key
+            else:
+                self._headers["authorization"] = f"Bearer {config.api_key}"
+        self._secrets = tuple(s for s in (config.api_key,) if s)
+        self._session: aiohttp.ClientSession | None = None
+        self.endpoints: frozenset[Endpoint] = frozenset(PATHS)
+
+    def _url(self, endpoint: Endpoint, model: str) -> str:
+        if not self._is_azure:
+            return f"{self._base}/{PATHS[endpoint]}"
+        version = quote(self._config.api_version or "", safe="")
+        if endpoint == "responses":
+            return f"{self._base}/openai/responses?api-version={version}"
+        deployment = quote(model, safe="")
+        return (
+            f"{self._base}/openai/deployments/{deployment}/{PATHS[endpoint]}?api-version={version}"
+        )
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=None),  # the failover loop owns deadlines
+                auto_decompress=True,
+                skip_auto_headers=("user-agent",),
+            )
+        return self._session
+
+    async def _post(self, call: UpstreamCall) -> aiohttp.ClientResponse:
+        headers = {**self._headers, "x-request-id": call.request_id}
+        try:
+            response = await self._client().post(
+                self._url(call.endpoint, call.model),
+                data=orjson.dumps(call.body),
+                headers=headers,
+                allow_redirects=False,
+            )
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(f"{self.name}: {type(exc).__name__}: {exc}") from None
+        if response.status >= 300:
+            try:
+                await self._raise_for(response)
+            finally:
+                response.release()
+        return response
+
+    async def _raise_for(self, response: aiohttp.ClientResponse) -> None:
+        status = response.status
+        try:
+            raw = await response.content.read(ERROR_BODY_LIMIT)
+        except aiohttp.ClientError:
+            raw = b""
+        if status in FAILOVER_STATUSES or status >= 500 or status < 400:
+            raise UpstreamFailure(
+                f"{self.name}: HTTP {status}: {raw[:500]!r}",
+                status=status,
+                retry_after_s=retry_after_seconds(response.headers),
+            )
+        error: dict[str, Any] = {}
+        try:
+            parsed = orjson.loads(raw)
+            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+                error = parsed["error"]
+        except orjson.JSONDecodeError:
+            pass
+        message = error.get("message")
+        if not isinstance(message, str):
+            message = f"The upstream refused the request (HTTP {status})."
+
+        def field(name: str) -> str | None:
+            value = error.get(name)
+            return clean_message(str(value), self._secrets) if value is not None else None
+
+        raise UpstreamClientError(
+            status,
+            clean_message(message, self._secrets),
+            type_=field("type"),
+            param=field("param"),
+            code=field("code"),
+        )
+
+    async def send(self, call: UpstreamCall) -> UpstreamReply:
+        response = await self._post(call)
+        try:
+            body = await response.read()
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(f"{self.name}: body: {type(exc).__name__}") from None
+        finally:
+            response.release()
+        return UpstreamReply(body)
+
+    async def open_stream(self, call: UpstreamCall) -> AsyncIterator[bytes]:
+        response = await self._post(call)
+        if not response.content_type.startswith("text/event-stream"):
+            response.close()
+            raise UpstreamFailure(f"{self.name}: stream answered as {response.content_type}")
+        return self._events(response)
+
+    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        finished = False
+        buffer = b""
+        try:
+            async for chunk in response.content.iter_any():
+                if b"\r" in chunk:
+                    chunk = chunk.replace(b"\r\n", b"\n")
+                buffer += chunk
+                while (end := buffer.find(b"\n\n")) != -1:
+                    event, buffer = buffer[: end + 2], buffer[end + 2 :]
+                    yield event
+                    if event.startswith(b"data: [DONE]"):
+                        finished = True
+                        return
+            raise UpstreamFailure(f"{self.name}: stream ended before [DONE]")
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(f"{self.name}: stream broke: {type(exc).__name__}") from None
+        finally:
+            # Closing (not releasing) drops the connection, which is how the
+            # upstream learns to stop generating when our client went away.
+            if finished:
+                response.release()
+            else:
+                response.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

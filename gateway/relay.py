@@ -1,0 +1,163 @@
+"""Relay an upstream SSE stream to the client, learning its usage on the way.
+
+Events are forwarded as the upstream sent them. The gateway always asks the
+upstream for usage; the usage chunk reaches the client only if the client
+asked for it (`stream_options.include_usage`), as OpenAI behaves. When the
+upstream reports nothing (or the stream breaks first), usage is counted from
+the events seen and marked estimated. A failure after the first byte ends the
+stream with an OpenAI-shaped error event, since the status line is long gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from typing import Any
+
+import orjson
+
+from gateway.context import RequestContext
+from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable, error_body_bytes
+from gateway.providers.base import UpstreamFailure
+from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
+
+DONE = b"data: [DONE]"
+USAGE_OBJECT = b'"usage":{'
+USAGE_NULL = (b',"usage":null', b'"usage":null,')
+
+
+def error_event(error: GatewayError) -> bytes:
+    return b"data: " + error_body_bytes(error) + b"\n\n"
+
+
+def _data(event: bytes) -> bytes | None:
+    """The JSON payload of an event's `data:` line (None for comments and [DONE])."""
+    start = event.find(b"data:")
+    if start == -1:
+        return None
+    payload = event[start + 5 :].strip()
+    if not payload or payload == b"[DONE]":
+        return None
+    return payload
+
+
+async def close_stream(events: AsyncIterator[bytes]) -> None:
+    """Release an upstream stream (and its connection) now, not at garbage collection."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+class StreamRelay:
+    """Wraps the upstream's events; `events()` is what the client receives."""
+
+    def __init__(
+        self,
+        ctx: RequestContext,
+        upstream: AsyncIterator[bytes],
+        first: bytes,
+        *,
+        body: Mapping[str, Any],
+        upstream_model: str,
+        client_wants_usage: bool,
+        idle_timeout_s: float,
+        deadline: float,
+        clock: Callable[[], float],
+        on_failure: Callable[[UpstreamFailure], None],
+    ) -> None:
+        self.ctx = ctx
+        self._upstream = upstream
+        self._first = first
+        self._body = body
+        self._model = upstream_model
+        self._wants_usage = client_wants_usage
+        self._idle_timeout_s = idle_timeout_s
+        self._deadline = deadline
+        self._clock = clock
+        self._on_failure = on_failure
+        self._seen: list[bytes] = []  # payloads, parsed only if no usage arrives
+        self._usage: Usage | None = None
+        self._strips_usage = ctx.endpoint in ("chat", "completions") and not client_wants_usage
+
+    def _observe(self, event: bytes) -> bytes | None:
+        """Record what the event says; return the bytes to send, or None to drop it."""
+        if USAGE_OBJECT in event:
+            payload = _data(event)
+            parsed = orjson.loads(payload) if payload else None
+            if isinstance(parsed, dict):
+                report = parsed.get("usage")
+                if report is None and isinstance(parsed.get("response"), dict):
+                    report = parsed["response"].get("usage")  # Responses: response.completed
+                found = usage_from_report(report)
+                if found is not None:
+                    self._usage = found
+                if self._strips_usage and "usage" in parsed:
+                    if not parsed.get("choices"):
+                        return None
+                    del parsed["usage"]
+                    self._seen.append(payload or b"")
+                    return b"data: " + orjson.dumps(parsed) + b"\n\n"
+            return event
+        if self._strips_usage:
+            for pattern in USAGE_NULL:
+                if pattern in event:
+                    event = event.replace(pattern, b"")
+        payload = _data(event)
+        if payload is not None:
+            self._seen.append(payload)
+        return event
+
+    async def _next(self) -> bytes:
+        remaining = self._deadline - self._clock()
+        async with asyncio.timeout(max(0.0, min(self._idle_timeout_s, remaining))):
+            return await anext(self._upstream)
+
+    async def events(self) -> AsyncGenerator[bytes, None]:
+        try:
+            first = self._observe(self._first)
+            if first is not None:
+                yield first
+            while True:
+                try:
+                    event = await self._next()
+                except StopAsyncIteration:
+                    return
+                except TimeoutError:
+                    failure = UpstreamFailure("stream stalled", is_timeout=True)
+                    yield self._fail(failure, UpstreamTimeout("The upstream stopped responding."))
+                    return
+                except UpstreamFailure as failure:
+                    yield self._fail(
+                        failure, UpstreamUnavailable("The upstream failed mid-stream.")
+                    )
+                    return
+                out = self._observe(event)
+                if out is not None:
+                    yield out
+                if event.startswith(DONE):
+                    return
+        except (asyncio.CancelledError, GeneratorExit):
+            self.ctx.outcome = "client_disconnected"
+            raise
+        finally:
+            await close_stream(self._upstream)
+            self.ctx.usage = self.final_usage()
+
+    def _fail(self, failure: UpstreamFailure, error: GatewayError) -> bytes:
+        self._on_failure(failure)
+        self.ctx.outcome = "upstream_error"
+        self.ctx.error_code = error.code
+        return error_event(error)
+
+    def final_usage(self) -> Usage:
+        if self._usage is not None:
+            return self._usage
+        generated = []
+        for payload in self._seen:
+            try:
+                parsed = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(parsed, dict):
+                generated.append(output_text(self.ctx.endpoint, parsed))
+        return estimate_usage(self.ctx.endpoint, self._body, self._model, "".join(generated))
