@@ -1,0 +1,188 @@
+"""The OpenAI API through the gateway, with the official openai SDK as the client."""
+
+import aiohttp
+import pytest
+
+from tests.support.gateway import running_gateway
+from tests.support.upstream import MockUpstream
+
+POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}", api_key: "${{UPSTREAM_KEY}}"}}
+  demo: {{type: mock}}
+models:
+  gpt-4o-mini:
+    deployments: [{{provider: up, model: upstream-chat}}]
+  text-embedding-3-small:
+    deployments: [{{provider: up, model: upstream-embed}}]
+  offline:
+    deployments: [{{provider: demo, model: mock-1}}]
+teams:
+  demo: {{models: ["*"]}}
+  narrow: {{models: [offline]}}
+"""
+
+
+@pytest.fixture
+async def setup(tmp_path, monkeypatch):
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    async with MockUpstream("up") as up:
+        async with running_gateway(tmp_path, POLICY.format(base=up.base_url)) as gw:
+            yield gw, up
+
+
+async def test_chat_completion_answers_with_usage_and_gateway_headers(setup):
+    """A non-streamed chat gets the upstream's answer, usage, and the deployment header."""
+    gw, up = setup
+    client = await gw.openai()
+    raw = await client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-request-id": "my-request-1"},
+    )
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "mock reply from up"
+    assert (
+        completion.usage.total_tokens
+        == completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+    assert raw.headers["x-request-id"] == "my-request-1"
+    assert raw.headers["x-gateway-deployment"] == "up/upstream-chat"
+    sent = up.requests[0]
+    assert sent.json["model"] == "upstream-chat"
+    assert sent.headers["authorization"] == "Bearer sk-upstream-secret"
+    assert sent.headers["x-request-id"] == "my-request-1"
+
+
+async def test_the_callers_token_and_headers_are_never_forwarded(setup):
+    """The upstream sees the provider key only, not the caller's token or custom headers."""
+    gw, up = setup
+    client = await gw.openai()
+    await client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"x-forwarded-host": "evil.example", "cookie": "a=b"},
+    )
+    headers = up.requests[0].headers
+    assert "sk-upstream-secret" in headers["authorization"]
+    assert "cookie" not in headers and "x-forwarded-host" not in headers
+    assert not any(k.startswith("x-stainless") for k in headers)
+
+
+async def test_a_generated_request_id_when_the_caller_sends_none(setup):
+    gw, _ = setup
+    client = await gw.openai()
+    raw = await client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-request-id"].startswith("req_")
+
+
+async def test_stream_without_include_usage_hides_the_usage_chunk(setup):
+    """The gateway asks the upstream for usage but the client, who did not ask, sees none."""
+    gw, up = setup
+    client = await gw.openai()
+    stream = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    chunks = [chunk async for chunk in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == (
+        "mock reply from up"
+    )
+    assert all(c.usage is None for c in chunks)
+    assert all(c.choices for c in chunks)
+    assert up.requests[0].json["stream_options"] == {"include_usage": True}
+
+
+async def test_stream_with_include_usage_ends_with_the_usage_chunk(setup):
+    gw, _ = setup
+    client = await gw.openai()
+    stream = await client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "hi"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens > 0
+
+
+async def test_raw_stream_ends_with_done(setup):
+    """The SSE bytes are OpenAI's: data events, then `data: [DONE]`."""
+    gw, _ = setup
+    token = await gw.token()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{gw.base_url}/chat/completions",
+            json={
+                "model": "gpt-4o-mini",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+            },
+            headers={"authorization": f"Bearer {token}"},
+        ) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["x-gateway-deployment"] == "up/upstream-chat"
+            text = (await response.read()).decode()
+    events = [e for e in text.split("\n\n") if e]
+    assert events[-1] == "data: [DONE]"
+    assert all(e.startswith("data: ") for e in events)
+    assert '"usage"' not in text
+
+
+async def test_embeddings(setup):
+    gw, _ = setup
+    client = await gw.openai()
+    result = await client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    assert [d.index for d in result.data] == [0, 1]
+    assert result.usage.prompt_tokens > 0
+
+
+async def test_legacy_completions(setup):
+    gw, _ = setup
+    client = await gw.openai()
+    result = await client.completions.create(model="gpt-4o-mini", prompt="Say hi")
+    assert result.choices[0].text
+    assert result.usage.completion_tokens > 0
+
+
+async def test_responses_pass_through_to_openai_type_deployments(setup):
+    gw, up = setup
+    client = await gw.openai()
+    response = await client.responses.create(model="gpt-4o-mini", input="hi")
+    assert response.output_text
+    assert response.usage.input_tokens > 0
+    assert up.requests[0].path == "/v1/responses"
+    assert up.requests[0].json["model"] == "upstream-chat"
+
+
+async def test_models_lists_only_the_teams_models(setup):
+    gw, _ = setup
+    everything = await gw.openai("demo")
+    narrow = await gw.openai("narrow")
+    assert sorted([m.id async for m in everything.models.list()]) == [
+        "gpt-4o-mini",
+        "offline",
+        "text-embedding-3-small",
+    ]
+    assert [m.id async for m in narrow.models.list()] == ["offline"]
+    assert (await narrow.models.retrieve("offline")).id == "offline"
+    with pytest.raises(Exception) as caught:
+        await narrow.models.retrieve("gpt-4o-mini")
+    assert caught.value.status_code == 404
+
+
+async def test_mock_provider_streams_offline(setup):
+    gw, _ = setup
+    client = await gw.openai()
+    stream = await client.chat.completions.create(
+        model="offline",
+        messages=[{"role": "user", "content": "ping"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = [c async for c in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "This is the mock provider. You said: ping"
+    assert chunks[-1].usage.completion_tokens > 0

@@ -1,0 +1,155 @@
+"""Migrations and the signing-key store against real SQLite and PostgreSQL (gateway/db.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.auth.keys import SigningKeyStore
+from gateway.db import alembic_config, create_engine, locked_transaction, migrate
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+def head_revision(url: str) -> str:
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    assert head is not None
+    return head
+
+
+async def schema_state(url: str) -> tuple[list[str], set[str]]:
+    """(revisions in alembic_version, table names) as a user inspecting the database sees them."""
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            versions = await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
+            revisions = list(versions.scalars())
+            tables = await conn.run_sync(lambda c: set(sa.inspect(c).get_table_names()))
+    finally:
+        await engine.dispose()
+    return revisions, tables
+
+
+async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
+    """Running `gateway migrate` again on a current database changes nothing and succeeds."""
+    await migrate(database_url)
+    first = await schema_state(database_url)
+    await migrate(database_url)
+    assert await schema_state(database_url) == first
+    revisions, tables = first
+    assert revisions == [head_revision(database_url)]
+    assert {"alembic_version", "signing_keys"} <= tables
+
+
+async def test_concurrent_migrations_all_succeed(database_url: str) -> None:
+    """Replicas starting together on an empty database all come up; the schema is built once."""
+    await asyncio.gather(*(migrate(database_url) for _ in range(4)))
+    revisions, tables = await schema_state(database_url)
+    assert revisions == [head_revision(database_url)]
+    assert "signing_keys" in tables
+
+
+async def test_concurrent_migrations_from_separate_processes(database_url: str) -> None:
+    """Three processes running migrate() at once all exit 0."""
+    code = "import asyncio, sys; from gateway.db import migrate; asyncio.run(migrate(sys.argv[1]))"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-c", code, database_url, env=env, stderr=asyncio.subprocess.PIPE
+        )
+        for _ in range(3)
+    ]
+    results = await asyncio.gather(*(p.communicate() for p in procs))
+    for proc, (_, stderr) in zip(procs, results, strict=True):
+        assert proc.returncode == 0, stderr.decode()
+    assert (await schema_state(database_url))[0] == [head_revision(database_url)]
+
+
+async def test_key_store_creates_exactly_one_key_under_concurrency(
+    database_url: str, engine: AsyncEngine
+) -> None:
+    """Two replicas asking for a signing key on an empty database agree on one key."""
+    other = create_engine(database_url)
+    try:
+        stores = [SigningKeyStore(engine), SigningKeyStore(other), SigningKeyStore(engine)]
+        keys = await asyncio.gather(*(store.current() for store in stores))
+    finally:
+        await other.dispose()
+    assert len({key.kid for key in keys}) == 1
+    listed = await SigningKeyStore(engine).list_keys()
+    assert [key.kid for key in listed] == [keys[0].kid]
+    assert listed[0].created_at.tzinfo is not None and listed[0].retired_at is None
+
+
+async def test_second_store_reads_the_stored_key(database_url: str, engine: AsyncEngine) -> None:
+    """A restarted process finds the same key, with a working private half and public JWKS."""
+    first = await SigningKeyStore(engine).current()
+    restarted = create_engine(database_url)
+    try:
+        store = SigningKeyStore(restarted)
+        again = await store.current()
+        public = await store.verification_keys()
+    finally:
+        await restarted.dispose()
+    assert again.kid == first.kid
+    assert again.private_key.as_dict(private=True) == first.private_key.as_dict(private=True)
+    assert [k.kid for k in public.keys] == [first.kid]
+    assert "d" not in public.keys[0].as_dict()
+
+
+async def test_rotate_keeps_old_key_verifying(engine: AsyncEngine) -> None:
+    """After rotation the new key signs and the retired one is still published."""
+    store = SigningKeyStore(engine)
+    old = await store.current()
+    new = await store.rotate()
+    assert (await store.current()).kid == new.kid != old.kid
+    assert {k.kid for k in (await store.verification_keys()).keys} == {old.kid, new.kid}
+    listed = {k.kid: k for k in await store.list_keys()}
+    assert listed[old.kid].is_retired and not listed[new.kid].is_retired
+    assert (await SigningKeyStore(engine).current()).kid == new.kid
+
+
+async def test_refresh_for_unknown_kid_is_rate_limited(engine: AsyncEngine) -> None:
+    """A made-up kid reloads keys at most once per interval; a real new key is found after it."""
+    now = [100.0]
+    reader = SigningKeyStore(engine, monotonic=lambda: now[0])
+    await reader.verification_keys()
+    assert await reader.refresh_if_unknown("k-made-up") is False
+    rotated = await SigningKeyStore(engine).rotate()
+    now[0] += 0.5
+    assert await reader.refresh_if_unknown(rotated.kid) is False, "reloaded within the interval"
+    now[0] += 0.6
+    assert await reader.refresh_if_unknown(rotated.kid) is True
+
+
+async def test_locked_transactions_serialize(engine: AsyncEngine) -> None:
+    """Two read-modify-write transactions under the same lock never lose an update."""
+    async with engine.begin() as conn:
+        await conn.execute(sa.text("CREATE TABLE counter (n INTEGER NOT NULL)"))
+        await conn.execute(sa.text("INSERT INTO counter VALUES (0)"))
+
+    async def bump() -> None:
+        async with locked_transaction(engine, "counter") as conn:
+            n = (await conn.execute(sa.text("SELECT n FROM counter"))).scalar_one()
+            await asyncio.sleep(0.01)  # widen the race window
+            await conn.execute(sa.text("UPDATE counter SET n = :n"), {"n": n + 1})
+
+    await asyncio.gather(*(bump() for _ in range(5)))
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT n FROM counter"))).scalar_one() == 5

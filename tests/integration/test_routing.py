@@ -1,0 +1,299 @@
+"""Routing through real upstreams: weights, priorities, failover, cooldown, deadlines, cancel."""
+
+import asyncio
+import time
+from collections import Counter
+
+import aiohttp
+import openai
+import pytest
+
+from tests.support.gateway import running_gateway
+from tests.support.upstream import Behaviour, MockUpstream
+
+TWO_WEIGHTED = """
+providers:
+  a: {{type: openai-compatible, api_base: "{a}"}}
+  b: {{type: openai-compatible, api_base: "{b}"}}
+models:
+  m:
+    deployments:
+      - {{provider: a, model: model-a, weight: 3}}
+      - {{provider: b, model: model-b, weight: 1}}
+    routing: {{retries: {retries}, attempt_timeout_s: {attempt}, timeout_s: {deadline},
+               cooldown_s: {cooldown}, failure_threshold: {threshold}}}
+teams:
+  demo: {{models: ["*"]}}
+"""
+
+PRIMARY_BACKUP = TWO_WEIGHTED.replace("weight: 1}}", "priority: 2}}")
+
+
+def policy(template: str, a: MockUpstream, b: MockUpstream, **routing: object) -> str:
+    values = {"retries": 2, "attempt": 5, "deadline": 10, "cooldown": 30, "threshold": 3}
+    values.update(routing)
+    return template.format(a=a.base_url, b=b.base_url, **values)
+
+
+async def chat(client: openai.AsyncOpenAI, **kwargs: object):
+    return await client.chat.completions.with_raw_response.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], **kwargs
+    )
+
+
+@pytest.fixture
+async def pair():
+    async with MockUpstream("a") as a, MockUpstream("b") as b:
+        yield a, b
+
+
+async def test_weights_split_traffic(tmp_path, pair):
+    """Weight 3:1 sends roughly three quarters of the requests to the heavier deployment."""
+    a, b = pair
+    async with running_gateway(tmp_path, policy(TWO_WEIGHTED, a, b)) as gw:
+        client = await gw.openai()
+        answered = Counter()
+        for _ in range(200):
+            raw = await chat(client)
+            answered[raw.headers["x-gateway-deployment"]] += 1
+    assert answered["a/model-a"] + answered["b/model-b"] == 200
+    assert 120 <= answered["a/model-a"] <= 175  # 150 expected; binomial sd ≈ 6
+
+
+async def test_priority_two_serves_only_when_priority_one_fails(tmp_path, pair):
+    a, b = pair
+    async with running_gateway(tmp_path, policy(PRIMARY_BACKUP, a, b)) as gw:
+        client = await gw.openai()
+        for _ in range(5):
+            assert (await chat(client)).headers["x-gateway-deployment"] == "a/model-a"
+        a.behave("status", status=503)
+        raw = await chat(client)
+        assert raw.headers["x-gateway-deployment"] == "b/model-b"
+        assert raw.parse().choices[0].message.content == "mock reply from b"
+    assert len(b.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Behaviour("status", status=500),
+        Behaviour("status", status=429, retry_after=1),
+        Behaviour("html"),
+        Behaviour("broken_json"),
+    ],
+    ids=["500", "429", "html", "broken-json"],
+)
+async def test_failover_on_upstream_failures(tmp_path, pair, failure):
+    """A 5xx, 429, an HTML page or broken JSON from one deployment fails over to the next."""
+    a, b = pair
+    a.behave(failure)
+    async with running_gateway(tmp_path, policy(PRIMARY_BACKUP, a, b)) as gw:
+        raw = await chat(await gw.openai())
+    assert raw.status_code == 200
+    assert raw.headers["x-gateway-deployment"] == "b/model-b"
+
+
+async def test_failover_on_connection_refused(tmp_path, pair):
+    a, b = pair
+    dead = "http://127.0.0.1:9/v1"  # discard port: nothing listens
+    text = policy(PRIMARY_BACKUP, a, b).replace(a.base_url, dead)
+    async with running_gateway(tmp_path, text) as gw:
+        raw = await chat(await gw.openai())
+    assert raw.headers["x-gateway-deployment"] == "b/model-b"
+
+
+async def test_no_failover_on_the_callers_own_400(tmp_path, pair):
+    """An upstream 400 is the caller's: passed back, cleaned of URLs and keys, not retried."""
+    a, b = pair
+    a.behave(
+        "status",
+        status=400,
+        body={
+            "error": {
+                "message": "Bad max_tokens, see http://10.0.0.7:8000/docs key sk-abcdef123456789",
+                "type": "invalid_request_error",
+                "param": "max_tokens",
+                "code": "invalid_value",
+            }
+        },
+    )
+    async with running_gateway(tmp_path, policy(PRIMARY_BACKUP, a, b)) as gw:
+        client = await gw.openai()
+        with pytest.raises(openai.BadRequestError) as caught:
+            await chat(client)
+    error = caught.value
+    assert error.param == "max_tokens"
+    assert error.code == "invalid_value"
+    assert "10.0.0.7" not in error.message and "sk-abcdef" not in error.message
+    assert "Bad max_tokens" in error.message
+    assert len(a.requests) == 1 and len(b.requests) == 0
+
+
+async def test_cooldown_after_consecutive_failures(tmp_path, pair):
+    """After `failure_threshold` failures the deployment is skipped until cooldown ends."""
+    a, b = pair
+    a.behave("status", status=500)
+    text = policy(PRIMARY_BACKUP, a, b, threshold=2, cooldown=1)
+    async with running_gateway(tmp_path, text) as gw:
+        client = await gw.openai()
+        await chat(client)
+        await chat(client)
+        assert len(a.requests) == 2
+        for _ in range(3):
+            assert (await chat(client)).headers["x-gateway-deployment"] == "b/model-b"
+        assert len(a.requests) == 2  # cooling: not even tried
+        a.behave("ok")
+        await asyncio.sleep(1.1)
+        assert (await chat(client)).headers["x-gateway-deployment"] == "a/model-a"
+
+
+async def test_retry_after_longer_than_cooldown_wins(tmp_path, pair):
+    a, b = pair
+    a.behave("status", status=429, retry_after=3)
+    text = policy(PRIMARY_BACKUP, a, b, threshold=1, cooldown=0.2)
+    async with running_gateway(tmp_path, text) as gw:
+        client = await gw.openai()
+        await chat(client)
+        a.behave("ok")
+        await asyncio.sleep(0.5)
+        assert (await chat(client)).headers["x-gateway-deployment"] == "b/model-b"
+    assert len(a.requests) == 1
+
+
+async def test_every_deployment_cooling_is_a_502_with_retry_after(tmp_path, pair):
+    a, b = pair
+    a.behave("status", status=500)
+    b.behave("status", status=500)
+    text = policy(PRIMARY_BACKUP, a, b, threshold=1, cooldown=30, retries=1)
+    async with running_gateway(tmp_path, text) as gw:
+        client = await gw.openai()
+        with pytest.raises(openai.APIStatusError) as first:
+            await chat(client)
+        with pytest.raises(openai.APIStatusError) as second:
+            await chat(client)
+    assert first.value.status_code == 502
+    assert first.value.code == "upstream_unavailable"
+    assert second.value.status_code == 502
+    assert int(second.value.response.headers["retry-after"]) >= 29
+    assert len(a.requests) == 1 and len(b.requests) == 1
+
+
+async def test_retries_are_bounded(tmp_path, pair):
+    a, b = pair
+    a.behave("status", status=500)
+    b.behave("status", status=500)
+    text = policy(TWO_WEIGHTED, a, b, retries=3, threshold=10)
+    async with running_gateway(tmp_path, text) as gw:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await chat(await gw.openai())
+    assert caught.value.status_code == 502
+    assert len(a.requests) + len(b.requests) == 4
+
+
+async def test_an_upstream_that_never_answers_times_out_then_fails_over(tmp_path, pair):
+    a, b = pair
+    a.behave("hang")
+    text = policy(PRIMARY_BACKUP, a, b, attempt=0.5, deadline=5)
+    async with running_gateway(tmp_path, text) as gw:
+        started = time.monotonic()
+        raw = await chat(await gw.openai())
+        took = time.monotonic() - started
+    assert raw.headers["x-gateway-deployment"] == "b/model-b"
+    assert 0.5 <= took < 2
+    await a.wait_for_disconnects(1)  # the hung attempt was cancelled, its connection closed
+
+
+async def test_the_whole_request_deadline_is_a_504(tmp_path, pair):
+    """timeout_s bounds every attempt together: 504 upstream_timeout when it passes."""
+    a, b = pair
+    a.behave("hang")
+    b.behave("hang")
+    text = policy(PRIMARY_BACKUP, a, b, attempt=0.6, deadline=1, retries=5)
+    async with running_gateway(tmp_path, text) as gw:
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as caught:
+            await chat(await gw.openai())
+        took = time.monotonic() - started
+    assert caught.value.status_code == 504
+    assert caught.value.code == "upstream_timeout"
+    assert took < 1.5
+
+
+async def test_a_stream_fails_over_before_its_first_byte(tmp_path, pair):
+    a, b = pair
+    a.behave("stream_drop", fault_after=0)
+    async with running_gateway(tmp_path, policy(PRIMARY_BACKUP, a, b)) as gw:
+        client = await gw.openai()
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert text == "mock reply from b"
+
+
+async def test_a_stream_that_breaks_after_its_first_byte_ends_with_an_error_event(tmp_path, pair):
+    a, b = pair
+    a.behave("stream_drop", fault_after=2)
+    async with running_gateway(tmp_path, policy(PRIMARY_BACKUP, a, b)) as gw:
+        client = await gw.openai()
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        received = []
+        with pytest.raises(openai.APIError) as caught:
+            async for chunk in stream:
+                received.append(chunk)
+    assert len(received) == 2
+    assert "failed mid-stream" in caught.value.message
+    assert len(b.requests) == 0  # no failover once bytes reached the client
+
+
+async def test_a_stalled_stream_ends_with_a_timeout_event(tmp_path, pair):
+    a, b = pair
+    a.behave("stream_stall", fault_after=1)
+    text = policy(PRIMARY_BACKUP, a, b, attempt=0.5)
+    async with running_gateway(tmp_path, text) as gw:
+        client = await gw.openai()
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(openai.APIError) as caught:
+            async for _ in stream:
+                pass
+    assert "stopped responding" in caught.value.message
+    await a.wait_for_disconnects(1)
+
+
+async def _hang_up_after(url: str, token: str, body: dict, first_bytes: bool) -> None:
+    async with aiohttp.ClientSession() as http:
+        response = await http.post(url, json=body, headers={"authorization": f"Bearer {token}"})
+        if first_bytes:
+            await response.content.readany()
+        response.close()  # drop the connection mid-answer
+
+
+async def test_a_client_that_disconnects_cancels_a_pending_upstream_call(tmp_path, pair):
+    a, b = pair
+    a.behave("hang")
+    async with running_gateway(tmp_path, policy(PRIMARY_BACKUP, a, b)) as gw:
+        token = await gw.token()
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        task = asyncio.create_task(
+            _hang_up_after(f"{gw.base_url}/chat/completions", token, body, False)
+        )
+        await a.wait_for_requests(1)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await a.wait_for_disconnects(1, within_s=2)
+    assert len(b.requests) == 0
+
+
+async def test_a_client_that_disconnects_mid_stream_cancels_the_upstream_stream(tmp_path, pair):
+    a, b = pair
+    a.behave("ok", chunks=50, chunk_delay_s=0.05)
+    async with running_gateway(tmp_path, policy(PRIMARY_BACKUP, a, b)) as gw:
+        token = await gw.token()
+        body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        await _hang_up_after(f"{gw.base_url}/chat/completions", token, body, True)
+        await a.wait_for_disconnects(1, within_s=2)
+    assert not a.requests[0].completed
