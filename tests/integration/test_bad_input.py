@@ -114,7 +114,7 @@ async def test_body_over_the_limit_without_content_length_is_413(gw):
         for _ in range(10):
             yield b"x" * 1000
 
-    status, _, body = await post(gw, chunks(), JSON)
+    status, _, _ = await post(gw, chunks(), JSON)
     assert status == 413
     await still_serving(gw)
 
@@ -165,7 +165,7 @@ async def test_a_token_without_the_invoke_scope_is_403(gw):
 
 async def test_a_token_for_a_team_not_in_the_policy_is_401(gw):
     token = await gw.token(team="ghosts")
-    status, _, body = await post(gw, GOOD, {"authorization": f"Bearer {token}"}, auth=False)
+    status, _, _ = await post(gw, GOOD, {"authorization": f"Bearer {token}"}, auth=False)
     assert status == 401
 
 
