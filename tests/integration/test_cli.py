@@ -1,0 +1,170 @@
+"""The `gateway` command as an operator runs it: real processes, real ports."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx2 as httpx
+import openai
+import pytest
+
+GATEWAY = str(Path(sys.executable).with_name("gateway"))
+
+
+def run(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60):
+    return subprocess.run(
+        [GATEWAY, *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(origin: str, process: subprocess.Popen, within_s: float = 30) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gateway exited: {process.stderr.read()}")
+        try:
+            if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError("gateway did not come up")
+
+
+def test_quickstart_serve_token_and_the_openai_sdk(tmp_path):
+    """In an empty folder: `gateway serve` answers from the mock with a token from `gateway token`."""
+    port = free_port()
+    env = {**os.environ, "GATEWAY_PORT": str(port)}
+    server = subprocess.Popen(
+        [GATEWAY, "serve"], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        origin = f"http://127.0.0.1:{port}"
+        wait_until_up(origin, server)
+        minted = run("token", "--team", "demo", cwd=tmp_path)
+        assert minted.returncode == 0, minted.stderr
+        token = minted.stdout.strip().splitlines()[-1]
+        client = openai.OpenAI(base_url=f"{origin}/v1", api_key=lambda: token, max_retries=0)
+        reply = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}]
+        )
+        assert reply.choices[0].message.content == "This is the mock provider. You said: hello"
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], stream=True
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        client.close()
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=30)
+    assert (tmp_path / "policies" / "models.yaml").exists()
+    assert (tmp_path / "gateway.db").exists()
+    assert server.returncode in (0, -15)  # uvicorn re-raises SIGTERM after a clean drain
+    assert "Traceback" not in stderr
+    assert token not in stderr  # tokens never reach the log
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("providers:\n  a: {type: mock\n", "bundle.yaml:3: YAML syntax error"),
+        ("providers:\n  a: {type: mock, colour: red}\n", "bundle.yaml:2: providers.a.colour: unknown key"),
+        (
+            'providers:\n  a: {type: openai, api_key: "${NOT_SET_ANYWHERE}"}\n',
+            "bundle.yaml:2: providers.a.api_key: environment variable NOT_SET_ANYWHERE is not set",
+        ),
+    ],
+    ids=["yaml-error", "unknown-key", "missing-env-var"],
+)
+def test_serve_refuses_a_broken_policy_with_file_and_line(tmp_path, text, expected):
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "bundle.yaml").write_text(text)
+    result = run("serve", "--port", str(free_port()), cwd=tmp_path, timeout=30)
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    checked = run("policy", "check", "policies", cwd=tmp_path)
+    assert checked.returncode == 1
+    assert expected in checked.stderr
+
+
+def test_policy_check_accepts_the_repository_example(tmp_path):
+    repo = Path(__file__).parents[2]
+    result = run("policy", "check", str(repo / "policies"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "is valid" in result.stdout
+
+
+def test_several_workers_without_redis_are_refused(tmp_path):
+    result = run("serve", "--workers", "2", cwd=tmp_path, env={"GATEWAY_REDIS_URL": ""})
+    assert result.returncode == 2
+    assert "GATEWAY_REDIS_URL" in result.stderr
+
+
+def test_migrate_is_idempotent(tmp_path):
+    assert run("migrate", cwd=tmp_path).returncode == 0
+    second = run("migrate", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+
+
+def test_token_prints_only_the_token_on_the_last_line(tmp_path):
+    shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
+    result = run("token", "--team", "someone", "--scope", "gateway:invoke", "--scope", "gateway:admin", cwd=tmp_path)
+    assert result.returncode == 0
+    token = result.stdout.strip().splitlines()[-1]
+    assert token.count(".") == 2 and " " not in token
+    assert "not in the policy" in result.stderr
+
+
+SERVE_ONLY_OPENAI = """
+import asyncio, sys
+from tests.support.gateway import running_gateway
+from tests.support.upstream import MockUpstream
+from pathlib import Path
+
+async def main():
+    async with MockUpstream() as up:
+        policy = (
+            "providers:\\n  up: {type: openai-compatible, api_base: '%s'}\\n"
+            "models:\\n  m: {deployments: [{provider: up, model: x}]}\\n"
+            "teams:\\n  demo: {models: ['*']}\\n" % up.base_url
+        )
+        async with running_gateway(Path(sys.argv[1]), policy) as gw:
+            client = await gw.openai()
+            await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+            stream = await client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}], stream=True)
+            async for _ in stream:
+                pass
+    print("litellm" in sys.modules)
+
+asyncio.run(main())
+"""
+
+
+def test_serving_only_openai_compatible_upstreams_never_imports_litellm(tmp_path):
+    repo = Path(__file__).parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_ONLY_OPENAI, str(tmp_path)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
