@@ -42,14 +42,15 @@ async def serve_asgi(app: Starlette) -> AsyncIterator[str]:
         deadline = time.monotonic() + 20
         while not server.started:
             if task.done():
-                task.result()  # startup failed: raise its error here
+                raise RuntimeError("the gateway failed to start; its log says why")
             if time.monotonic() > deadline:
                 raise TimeoutError("gateway did not start")
             await asyncio.sleep(0.01)
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 30)
+        if not task.done():
+            await asyncio.wait_for(task, 30)
         sock.close()
 
 

@@ -1,0 +1,140 @@
+"""OpenAI-wire providers: Azure's deployment URLs and headers; usage when upstreams say none."""
+
+import asyncio
+import logging
+
+import aiohttp
+import openai
+import pytest
+
+from tests.support.gateway import running_gateway
+from tests.support.upstream import MockUpstream
+
+AZURE = """
+providers:
+  az: {{type: azure, api_base: "{origin}", api_key: "${{AZ_KEY}}", api_version: "2024-10-21"}}
+models:
+  gpt-4o:
+    deployments: [{{provider: az, model: my-gpt4o-deployment}}]
+  embed:
+    deployments: [{{provider: az, model: my-embedding}}]
+teams:
+  demo: {{models: ["*"]}}
+"""
+
+PLAIN = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+  claude: {{type: anthropic, api_key: "${{ANTHROPIC_KEY}}"}}
+models:
+  m:
+    deployments: [{{provider: up, model: upstream-model}}]
+  claude:
+    deployments: [{{provider: claude, model: claude-3-5-haiku}}]
+teams:
+  demo: {{models: ["*"]}}
+"""
+
+
+@pytest.fixture(autouse=True)
+def anthropic_key(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_KEY", "test-key")
+
+
+async def test_azure_uses_deployment_urls_api_version_and_api_key_header(tmp_path, monkeypatch):
+    monkeypatch.setenv("AZ_KEY", "azure-secret")
+    async with MockUpstream("azure", api_key="azure-secret") as up:
+        async with running_gateway(tmp_path, AZURE.format(origin=up.origin)) as gw:
+            client = await gw.openai()
+            raw = await client.chat.completions.with_raw_response.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+            )
+            await client.embeddings.create(model="embed", input="x")
+            stream = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            assert "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+    assert raw.headers["x-gateway-deployment"] == "az/my-gpt4o-deployment"
+    chat, embed, streamed = up.requests
+    assert chat.path == "/openai/deployments/my-gpt4o-deployment/chat/completions"
+    assert chat.query == {"api-version": "2024-10-21"}
+    assert chat.headers["api-key"] == "azure-secret"
+    assert "authorization" not in chat.headers
+    assert embed.path == "/openai/deployments/my-embedding/embeddings"
+    assert streamed.json["stream_options"] == {"include_usage": True}
+
+
+def access_lines(caplog) -> list[dict]:
+    return [r.fields for r in caplog.records if r.name == "gateway.access"]
+
+
+async def test_a_stream_without_upstream_usage_is_counted_and_marked_estimated(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    async with MockUpstream("old-vllm") as up:
+        up.behave("stream_no_usage", content="one two three four five six")
+        async with running_gateway(tmp_path, PLAIN.format(base=up.base_url)) as gw:
+            client = await gw.openai()
+            stream = await client.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": "count to six"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            chunks = [c async for c in stream]
+    assert all(c.usage is None for c in chunks)  # nothing invented for the client
+    (line,) = access_lines(caplog)
+    assert line["usage_estimated"] is True
+    assert line["output_tokens"] == 6
+    assert line["input_tokens"] > 3
+
+
+async def test_reported_stream_usage_is_recorded_as_reported(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    async with MockUpstream() as up:
+        up.behave("ok", prompt_tokens=41, completion_tokens=7)
+        async with running_gateway(tmp_path, PLAIN.format(base=up.base_url)) as gw:
+            client = await gw.openai()
+            stream = await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "x"}], stream=True
+            )
+            [c async for c in stream]
+    (line,) = access_lines(caplog)
+    assert (line["input_tokens"], line["output_tokens"], line["usage_estimated"]) == (41, 7, False)
+    assert line["deployment"] == "up/upstream-model"
+    assert line["ttfb_ms"] is not None
+
+
+async def test_a_client_that_hangs_up_is_charged_for_what_was_generated(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="gateway.access")
+    async with MockUpstream() as up:
+        up.behave("ok", chunks=40, chunk_delay_s=0.05, content=" ".join(["word"] * 40))
+        async with running_gateway(tmp_path, PLAIN.format(base=up.base_url)) as gw:
+            token = await gw.token()
+            async with aiohttp.ClientSession() as http:
+                response = await http.post(
+                    f"{gw.base_url}/chat/completions",
+                    json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+                for _ in range(6):  # a role delta, then one word per event
+                    await response.content.readuntil(b"\n\n")
+                response.close()
+            await up.wait_for_disconnects(1)
+            for _ in range(50):
+                if access_lines(caplog):
+                    break
+                await asyncio.sleep(0.05)
+    (line,) = access_lines(caplog)
+    assert line["outcome"] == "client_disconnected"
+    assert line["usage_estimated"] is True
+    assert 5 <= line["output_tokens"] < 40
+
+
+async def test_responses_are_refused_for_providers_that_cannot_serve_them(tmp_path):
+    async with MockUpstream() as up:
+        async with running_gateway(tmp_path, PLAIN.format(base=up.base_url)) as gw:
+            client = await gw.openai()
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.responses.create(model="claude", input="hi")
+    assert caught.value.code == "unsupported_endpoint"
+    assert "/v1/responses" in caught.value.message
