@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,6 +49,9 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             yield {"services": services}
             return
         async with build_services(settings) as built:
+            # Start-up objects (policy, modules, keys) live for the whole process:
+            # moving them out of the collector's reach keeps GC pauses short.
+            gc.freeze()
             yield {"services": built}
 
     return Starlette(

@@ -7,6 +7,7 @@ ledger) slot in where the comments mark them.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -148,8 +149,8 @@ async def complete(
         )
     except UpstreamClientError as error:
         raise rejected(error) from None
-    ctx.usage = usage_from_report(payload.get("usage")) or estimate_usage(
-        ctx.endpoint, body, deployment.model, output_text(ctx.endpoint, payload)
+    ctx.usage = usage_from_report(payload.get("usage")) or await asyncio.to_thread(
+        estimate_usage, ctx.endpoint, body, deployment.model, output_text(ctx.endpoint, payload)
     )
     return raw
 

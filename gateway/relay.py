@@ -141,7 +141,6 @@ class StreamRelay:
             raise
         finally:
             await close_stream(self._upstream)
-            self.ctx.usage = self.final_usage()
 
     def _fail(self, failure: UpstreamFailure, error: GatewayError) -> bytes:
         self._on_failure(failure)
@@ -149,9 +148,13 @@ class StreamRelay:
         self.ctx.error_code = error.code
         return error_event(error)
 
-    def final_usage(self) -> Usage:
+    async def final_usage(self) -> Usage:
+        """The upstream's report, or a count of what was seen (off the event loop)."""
         if self._usage is not None:
             return self._usage
+        return await asyncio.to_thread(self._count_seen)
+
+    def _count_seen(self) -> Usage:
         generated = []
         for payload in self._seen:
             try:

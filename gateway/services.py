@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.auth.keys import SigningKeyStore
 from gateway.auth.tokens import TokenVerifier
 from gateway.db import create_engine, migrate
-from gateway.limits.tokens import encoding
+from gateway.logs import AccessLog
 from gateway.policy.store import PolicyStore, load_policy_dir
 from gateway.providers.registry import ProviderSet
 from gateway.routing.failover import HealthBoard
@@ -33,6 +33,7 @@ class Services:
     verifier: TokenVerifier
     engine: AsyncEngine
     started_at: int
+    access_log: AccessLog
 
 
 @asynccontextmanager
@@ -46,13 +47,11 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         await migrate(settings.database_url)
     engine = create_engine(settings.database_url)
     providers = ProviderSet(policy.providers)
+    access_log = AccessLog(settings.access_log)
     try:
         keys = SigningKeyStore(engine)
         await keys.current()  # the first start creates the signing key
         verifier = TokenVerifier(settings.issuer_url, settings.audience, keys)
-        # Load the tokenizer now: the first stream without usage must not pay for it.
-        encoding("o200k_base")
-        encoding("cl100k_base")
         yield Services(
             settings=settings,
             policy=PolicyStore(policy),
@@ -62,7 +61,9 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             verifier=verifier,
             engine=engine,
             started_at=int(time.time()),
+            access_log=access_log,
         )
     finally:
+        access_log.close()
         await providers.close()
         await engine.dispose()

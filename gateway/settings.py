@@ -30,6 +30,7 @@ class Settings:
     migrate_on_start: bool = True
     token_ttl_s: int = 3600
     log_level: str = "info"
+    access_log: str = "stderr"  # "stderr", "off", or a file path
 
     def with_overrides(self, **changes: object) -> Settings:
         """Apply CLI flags; a flag left unset (None) keeps the env/default value."""
@@ -58,4 +59,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         migrate_on_start=_flag(env.get("GATEWAY_MIGRATE_ON_START", "true")),
         token_ttl_s=int(env.get("GATEWAY_TOKEN_TTL_S", base.token_ttl_s)),
         log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level),
+        access_log=env.get("GATEWAY_ACCESS_LOG", base.access_log),
     )

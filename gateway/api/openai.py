@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
-import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -25,12 +25,12 @@ from gateway.api.body import check_body, read_json_object
 from gateway.auth.principal import SCOPE_INVOKE
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, ModelNotFound, error_response
-from gateway.logs import log_request
 from gateway.providers.base import Endpoint
 from gateway.relay import StreamRelay
 from gateway.services import Services
 
 log = logging.getLogger("gateway.api")
+T = TypeVar("T")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -44,57 +44,78 @@ def request_id_of(request: Request) -> str:
     given = request.headers.get("x-request-id")
     if given and _REQUEST_ID.match(given):
         return given
-    return f"req_{uuid.uuid4().hex}"
-
-
-async def _until_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
+    return "req_" + os.urandom(16).hex()
 
 
 class Disconnected(Exception):
     """The client went away before the answer was ready."""
 
 
-async def cancel_on_disconnect(receive: Receive, work: Awaitable[Any]) -> Any:
+class DisconnectWatch:
+    """Cancel the current task when the client disconnects.
+
+    One watcher task reads `receive` (after the body has been consumed, the
+    next message is `http.disconnect`); the work itself runs in the request's
+    own task, so watching costs one small task, not two.
+    """
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._owner = asyncio.current_task()
+        self.is_disconnected = False
+        self.is_done = False
+        self._watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self._receive())["type"] != "http.disconnect":
+            pass
+        if not self.is_done and self._owner is not None:
+            self.is_disconnected = True
+            self._owner.cancel()
+
+    def absorb(self) -> bool:
+        """After a CancelledError: True (and uncancelled) when it was our disconnect."""
+        if self.is_disconnected and self._owner is not None:
+            self._owner.uncancel()
+            return True
+        return False
+
+    def stop(self) -> None:
+        self.is_done = True
+        self._watcher.cancel()
+
+
+async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
     """Await `work`; if the client disconnects first, cancel it (closing the upstream call)."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_until_disconnect(receive))
+    watch = DisconnectWatch(receive)
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if watch.absorb():
+            raise Disconnected from None
+        raise
     finally:
-        if not task.done():
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            raise Disconnected
-        watcher.cancel()
-    return task.result()
+        watch.stop()
 
 
 class EventStreamResponse:
     """Send a relay's events as SSE; a client disconnect cancels the relay at once."""
 
     def __init__(
-        self, ctx: RequestContext, relay: StreamRelay, headers: list[tuple[bytes, bytes]]
+        self,
+        ctx: RequestContext,
+        relay: StreamRelay,
+        headers: list[tuple[bytes, bytes]],
+        services: Services,
     ) -> None:
         self.ctx = ctx
         self.relay = relay
         self.headers = headers
+        self.services = services
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self.ctx
-        sender = asyncio.current_task()
-        state = {"finished": False, "disconnected": False}
-
-        async def watch() -> None:
-            await _until_disconnect(receive)
-            if not state["finished"] and sender is not None:
-                state["disconnected"] = True
-                sender.cancel()
-
-        watcher = asyncio.ensure_future(watch())
+        watch = DisconnectWatch(receive)
         events = self.relay.events()
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.headers})
@@ -102,18 +123,19 @@ class EventStreamResponse:
                 if ctx.first_byte_s is None:
                     ctx.first_byte_s = ctx.elapsed_s()
                 await send({"type": "http.response.body", "body": event, "more_body": True})
-            state["finished"] = True
+            watch.stop()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not state["disconnected"] or sender is None:
+            if not watch.absorb():
                 raise
-            # Our own watcher cancelled us: the client is gone, nobody awaits more.
-            sender.uncancel()
+            # The client is gone and nobody awaits more; the relay closed the upstream.
             ctx.outcome = "client_disconnected"
         finally:
-            watcher.cancel()
+            watch.stop()
             await events.aclose()
-            log_request(ctx)
+            # Charged for what was generated, even when the client hung up.
+            ctx.usage = await self.relay.final_usage()
+            self.services.access_log.record(ctx)
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
@@ -140,7 +162,7 @@ async def handle_inference(request: Request, endpoint: Endpoint) -> Response | E
             )
             streaming = True
             headers = SSE_HEADERS + [(k.encode(), v.encode()) for k, v in _headers(ctx).items()]
-            return EventStreamResponse(ctx, relay, headers)
+            return EventStreamResponse(ctx, relay, headers, services)
         raw = await cancel_on_disconnect(
             request.receive, pipeline.complete(ctx, route, body, services)
         )
@@ -159,7 +181,7 @@ async def handle_inference(request: Request, endpoint: Endpoint) -> Response | E
         return Response(status_code=499)
     finally:
         if not streaming:
-            log_request(ctx)
+            services.access_log.record(ctx)
 
 
 def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Any]]:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.auth.keys import SigningKeyStore
+from gateway.auth.keys import SigningKey, SigningKeyStore
 from gateway.db import alembic_config, create_engine, locked_transaction, migrate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,7 +59,10 @@ async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
 
 async def test_concurrent_migrations_all_succeed(database_url: str) -> None:
     """Replicas starting together on an empty database all come up; the schema is built once."""
-    await asyncio.gather(*(migrate(database_url) for _ in range(4)))
+    results = await asyncio.gather(
+        *(migrate(database_url) for _ in range(4)), return_exceptions=True
+    )
+    assert [r for r in results if r is not None] == []
     revisions, tables = await schema_state(database_url)
     assert revisions == [head_revision(database_url)]
     assert "signing_keys" in tables
@@ -88,9 +91,11 @@ async def test_key_store_creates_exactly_one_key_under_concurrency(
     other = create_engine(database_url)
     try:
         stores = [SigningKeyStore(engine), SigningKeyStore(other), SigningKeyStore(engine)]
-        keys = await asyncio.gather(*(store.current() for store in stores))
+        results = await asyncio.gather(*(s.current() for s in stores), return_exceptions=True)
     finally:
         await other.dispose()
+    keys = [r for r in results if isinstance(r, SigningKey)]
+    assert keys == results, results
     assert len({key.kid for key in keys}) == 1
     listed = await SigningKeyStore(engine).list_keys()
     assert [key.kid for key in listed] == [keys[0].kid]
@@ -150,6 +155,7 @@ async def test_locked_transactions_serialize(engine: AsyncEngine) -> None:
             await asyncio.sleep(0.01)  # widen the race window
             await conn.execute(sa.text("UPDATE counter SET n = :n"), {"n": n + 1})
 
-    await asyncio.gather(*(bump() for _ in range(5)))
+    results = await asyncio.gather(*(bump() for _ in range(5)), return_exceptions=True)
+    assert results == [None] * 5
     async with engine.connect() as conn:
         assert (await conn.execute(sa.text("SELECT n FROM counter"))).scalar_one() == 5

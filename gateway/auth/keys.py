@@ -1,0 +1,213 @@
+"""The built-in issuer's signing keys: stored in `signing_keys`, cached in memory.
+
+Owns key generation, the current signing key, the public key set used to
+verify our own tokens, and rotation. A rotated-out key is marked retired: it
+no longer signs but keeps verifying, so tokens minted before rotation stay
+valid until they expire. Private keys never appear in reprs or logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from joserfc.jwk import KeySet, RSAKey
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.db import locked_transaction, metadata
+
+ALGORITHM = "RS256"
+RSA_BITS = 2048
+REFRESH_INTERVAL_S = 1.0
+CURRENT_KEY_TTL_S = 60.0
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.Text, primary_key=True),
+    sa.Column("algorithm", sa.Text, nullable=False),
+    sa.Column("private_jwk", sa.Text, nullable=False),
+    sa.Column("public_jwk", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One signing key; its repr shows the kid and dates, never key material."""
+
+    kid: str
+    algorithm: str
+    private_key: RSAKey = field(repr=False)
+    created_at: datetime
+    retired_at: datetime | None = None
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_at is not None
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public half as a JWK (with kid, alg, use), as published in the JWKS."""
+        return self.private_key.as_dict(private=False)
+
+
+def new_signing_key(now: datetime) -> SigningKey:
+    """Generate an RS256 key with a kid like `k-20261125-3f9a1c0e`. CPU only (~50 ms)."""
+    kid = f"k-{now:%Y%m%d}-{secrets.token_hex(4)}"
+    private = RSAKey.generate_key(
+        RSA_BITS, parameters={"kid": kid, "alg": ALGORITHM, "use": "sig"}, private=True
+    )
+    return SigningKey(kid=kid, algorithm=ALGORITHM, private_key=private, created_at=now)
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _from_row(row: sa.Row[Any]) -> SigningKey:
+    return SigningKey(
+        kid=row.kid,
+        algorithm=row.algorithm,
+        private_key=RSAKey.import_key(json.loads(row.private_jwk)),
+        created_at=_utc(row.created_at),
+        retired_at=_utc(row.retired_at) if row.retired_at is not None else None,
+    )
+
+
+_NEWEST_ACTIVE = (
+    sa.select(signing_keys)
+    .where(signing_keys.c.retired_at.is_(None))
+    .order_by(signing_keys.c.created_at.desc(), signing_keys.c.kid.desc())
+    .limit(1)
+)
+
+
+class SigningKeyStore:
+    """Signing keys over the database, cached per process.
+
+    `current()` returns the newest non-retired key, creating the first one on
+    demand (serialized across processes, so two replicas starting on an empty
+    database agree on one key). `verification_keys()` is the cached public key
+    set; `refresh_if_unknown(kid)` reloads it at most once per `refresh_interval_s`,
+    so a flood of tokens with made-up kids costs one query per interval.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        refresh_interval_s: float = REFRESH_INTERVAL_S,
+        current_ttl_s: float = CURRENT_KEY_TTL_S,
+        monotonic: Callable[[], float] = time.monotonic,
+        utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self._refresh_interval_s = refresh_interval_s
+        self._current_ttl_s = current_ttl_s
+        self._monotonic = monotonic
+        self._utcnow = utcnow
+        self._current: SigningKey | None = None
+        self._current_loaded_at = 0.0
+        self._public: KeySet | None = None
+        self._public_kids: frozenset[str] = frozenset()
+        self._public_loaded_at = float("-inf")  # never loaded: the first refresh may run
+        self._lock = asyncio.Lock()
+
+    async def current(self) -> SigningKey:
+        """The key to sign with now; creates one if the database holds none."""
+        now = self._monotonic()
+        if self._current is not None and now - self._current_loaded_at < self._current_ttl_s:
+            return self._current
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(_NEWEST_ACTIVE)).first()
+        key = _from_row(row) if row is not None else await self._create_first()
+        self._current, self._current_loaded_at = key, now
+        if key.kid not in self._public_kids:
+            await self._reload_public()
+        return key
+
+    async def _create_first(self) -> SigningKey:
+        candidate = await asyncio.to_thread(new_signing_key, self._utcnow())
+        async with locked_transaction(self._engine, "signing_keys") as conn:
+            # Another process may have created one while we waited for the lock.
+            row = (await conn.execute(_NEWEST_ACTIVE)).first()
+            if row is not None:
+                return _from_row(row)
+            await _insert(conn, candidate)
+        return candidate
+
+    async def rotate(self) -> SigningKey:
+        """Create a new current key and retire the others (they keep verifying)."""
+        key = await asyncio.to_thread(new_signing_key, self._utcnow())
+        async with locked_transaction(self._engine, "signing_keys") as conn:
+            await conn.execute(
+                sa.update(signing_keys)
+                .where(signing_keys.c.retired_at.is_(None))
+                .values(retired_at=key.created_at)
+            )
+            await _insert(conn, key)
+        self._current, self._current_loaded_at = key, self._monotonic()
+        await self._reload_public()
+        return key
+
+    async def list_keys(self) -> list[SigningKey]:
+        """Every stored key, newest first."""
+        query = sa.select(signing_keys).order_by(
+            signing_keys.c.created_at.desc(), signing_keys.c.kid.desc()
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_from_row(row) for row in rows]
+
+    async def verification_keys(self) -> KeySet:
+        """Public keys of every stored key, retired ones included (cached)."""
+        if self._public is None:
+            await self._reload_public()
+        assert self._public is not None
+        return self._public
+
+    async def refresh_if_unknown(self, kid: str) -> bool:
+        """Reload the key set if `kid` is unknown and the last load is old enough.
+
+        Returns whether `kid` is known afterwards. Concurrent callers share one reload.
+        """
+        if kid in self._public_kids:
+            return True
+        async with self._lock:
+            if kid in self._public_kids:
+                return True
+            if self._monotonic() - self._public_loaded_at < self._refresh_interval_s:
+                return False
+            await self._reload_public()
+        return kid in self._public_kids
+
+    async def _reload_public(self) -> None:
+        query = sa.select(signing_keys.c.kid, signing_keys.c.public_jwk)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        keys = [RSAKey.import_key(json.loads(row.public_jwk)) for row in rows]
+        self._public = KeySet(keys)  # type: ignore[arg-type]  # KeySet is typed over the Key union
+        self._public_kids = frozenset(row.kid for row in rows)
+        self._public_loaded_at = self._monotonic()
+
+
+async def _insert(conn: AsyncConnection, key: SigningKey) -> None:
+    await conn.execute(
+        sa.insert(signing_keys).values(
+            kid=key.kid,
+            algorithm=key.algorithm,
+            private_jwk=json.dumps(key.private_key.as_dict(private=True)),
+            public_jwk=json.dumps(key.public_jwk()),
+            created_at=key.created_at,
+            retired_at=None,
+        )
+    )

@@ -1,0 +1,161 @@
+"""The database connection: engine construction, serialized writes, migrations.
+
+Owns how the gateway talks to SQLite (default) and PostgreSQL: pool settings,
+SQLite pragmas and transaction control, a cross-process lock for writes that
+must not race, and `migrate()` (Alembic upgrade to head under that lock).
+It defines no tables of its own beyond the shared `metadata`; each concern
+declares its tables next to its code and its schema in `gateway/migrations/`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, MetaData, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+# Constraint names that are stable across SQLite and PostgreSQL, so a later
+# migration can drop or alter a constraint by name on both.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+SQLITE_BUSY_TIMEOUT_S = 5.0
+# Migrations may hold the write lock for a while; replicas starting together wait.
+MIGRATE_LOCK_TIMEOUT_S = 120.0
+_SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+_SQLITE_BEGIN_OPTION = "gateway_sqlite_begin"
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> AsyncEngine:
+    """An async engine for `sqlite+aiosqlite://…` or `postgresql+asyncpg://…`.
+
+    SQLite: WAL journal (readers never block the writer), a busy timeout so a
+    second writer waits instead of failing, and SQLAlchemy in charge of BEGIN
+    (the sqlite3 module's implicit transactions are off) so reads inside a
+    transaction are consistent and `locked_transaction` can BEGIN IMMEDIATE.
+    PostgreSQL: a small pool with pre-ping and recycling, so a replica survives
+    a database restart or an idle-connection reaper.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_async_engine(parsed, connect_args={"timeout": sqlite_busy_timeout_s})
+        _configure_sqlite(engine, busy_timeout_ms=int(sqlite_busy_timeout_s * 1000))
+        return engine
+    return create_async_engine(
+        parsed,
+        pool_size=5,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        pool_timeout=30,
+        connect_args={"server_settings": {"application_name": "llm-gateway"}},
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (see `_on_begin`).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first: switching to WAL needs a lock another process may hold.
+            cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL cannot corrupt the file; a power cut may lose the last commits.
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_SQLITE_BEGIN_OPTION, "DEFERRED")
+        if mode not in _SQLITE_BEGIN_MODES:
+            raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _advisory_key(name: str) -> int:
+    """A stable signed 64-bit key for `pg_advisory_*lock` derived from a lock name."""
+    return int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+@asynccontextmanager
+async def locked_transaction(engine: AsyncEngine, name: str) -> AsyncIterator[AsyncConnection]:
+    """A transaction that no other process holding the same lock runs concurrently.
+
+    PostgreSQL: `pg_advisory_xact_lock` on a key derived from `name`, released at
+    commit or rollback. SQLite: `BEGIN IMMEDIATE` takes the database's single
+    write lock (so `name` does not matter). Commits on normal exit.
+    """
+    if engine.dialect.name == "sqlite":
+        async with engine.begin() as conn:
+            yield conn
+        return
+    async with engine.begin() as conn:
+        yield conn
+
+
+def alembic_config(url: str) -> Config:
+    """Alembic configuration built in code: no alembic.ini, works from an installed wheel."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    # ConfigParser interpolates '%': a password such as 'p%40ss' must be escaped.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def _upgrade_to_head(sync_conn: Connection, config: Config) -> None:
+    config.attributes["connection"] = sync_conn
+    command.upgrade(config, "head")
+
+
+async def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest Alembic revision; a no-op when current.
+
+    Replicas that start together serialize on a lock: the first upgrades, the
+    others wait, then find the schema at head and do nothing.
+    PostgreSQL holds a session-level `pg_advisory_lock` around Alembic's own
+    transaction; SQLite runs the whole upgrade inside one `BEGIN IMMEDIATE`.
+    """
+    config = alembic_config(url)
+    engine = create_engine(url, sqlite_busy_timeout_s=MIGRATE_LOCK_TIMEOUT_S)
+    try:
+        if engine.dialect.name == "sqlite":
+            async with locked_transaction(engine, "migrate") as conn:
+                await conn.run_sync(_upgrade_to_head, config)
+            return
+        key = _advisory_key("gateway:migrate")
+        async with engine.connect() as conn:
+            await conn.commit()  # leave no transaction open: Alembic begins its own
+            try:
+                await conn.run_sync(_upgrade_to_head, config)
+            finally:
+                await conn.rollback()
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                await conn.commit()
+    finally:
+        await engine.dispose()

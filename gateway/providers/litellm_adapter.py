@@ -1,0 +1,406 @@
+"""Anthropic, Gemini and Bedrock upstreams, translated by litellm.
+
+Owns: importing litellm lazily (offline, quiet, on first call), turning an
+`UpstreamCall` into litellm's `acompletion` / `atext_completion` / `aembedding`
+arguments, rendering the result as OpenAI JSON or SSE event bytes, and mapping
+litellm's exceptions, once, into `UpstreamFailure` / `UpstreamClientError`.
+
+Must not: import litellm at module import, retry (the failover loop does),
+log or echo a key, or let a litellm exception escape. Only the OpenAI request
+fields listed below reach litellm: its other keyword arguments (`api_base`,
+`mock_response`, `aws_sts_endpoint`, ...) must never be settable from a body.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import re
+import struct
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+
+from gateway.providers.base import (
+    Endpoint,
+    UpstreamCall,
+    UpstreamClientError,
+    UpstreamFailure,
+    UpstreamReply,
+)
+
+Kind = Literal["anthropic", "gemini", "bedrock"]
+
+_ENDPOINTS: dict[Kind, frozenset[Endpoint]] = {
+    "anthropic": frozenset({"chat", "completions"}),
+    "gemini": frozenset({"chat", "completions", "embeddings"}),
+    "bedrock": frozenset({"chat", "completions", "embeddings"}),
+}
+_AWS_SECRETS = frozenset({"aws_access_key_id", "aws_secret_access_key", "aws_session_token"})
+_EXTRA_KEYS = _AWS_SECRETS | {"aws_region_name"}
+
+# OpenAI request fields passed on, per endpoint; litellm drops what a provider lacks.
+_SAMPLING = frozenset(
+    {"max_tokens", "temperature", "top_p", "n", "stop", "seed", "user",
+     "presence_penalty", "frequency_penalty", "logit_bias", "logprobs"}
+)  # fmt: skip
+_PARAMS: dict[Endpoint, frozenset[str]] = {
+    "chat": _SAMPLING
+    | {"messages", "max_completion_tokens", "tools", "tool_choice", "parallel_tool_calls",
+       "functions", "function_call", "response_format", "top_logprobs", "reasoning_effort",
+       "modalities", "audio", "prediction", "web_search_options"},
+    "completions": _SAMPLING | {"prompt", "suffix", "echo", "best_of"},
+    "embeddings": frozenset({"input", "dimensions", "user"}),
+}  # fmt: skip
+
+# Statuses below 500 that say "this deployment cannot serve now", not "bad request":
+# our provider key is refused (401/403), its account is out of credit (402),
+# it timed out (408) or is rate limited / out of quota (429).
+_FAILOVER_STATUSES = frozenset({401, 402, 403, 408, 429})
+
+_DONE = b"data: [DONE]\n\n"
+_URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
+_KEY_SHAPES = re.compile(r"\b(?:sk-[\w-]{8,}|AIza[\w-]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16})")
+# "litellm.RateLimitError: litellm.RateLimitError: GeminiException - ",
+# "litellm.BadRequestError: AnthropicException - ", "BedrockException BadRequestError - "
+_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)*(?:\w+(?:Exception|Error)(?:\s+\w+)?\s+-\s+)?")
+
+
+@functools.cache
+def _litellm() -> Any:
+    """The litellm module, imported on first use without fetching anything."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+    import litellm
+    import litellm.llms.custom_httpx.http_handler
+
+    litellm.suppress_debug_info = True
+    litellm.disable_streaming_logging = True  # per-chunk logging work nobody reads
+    return litellm
+
+
+class LitellmProvider:
+    """One Anthropic, Gemini or Bedrock deployment behind the `Provider` interface.
+
+    `extra` may carry `aws_region_name`, `aws_access_key_id`,
+    `aws_secret_access_key` and `aws_session_token` (Bedrock), already
+    resolved; any other key is a configuration error (ValueError).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        kind: Kind,
+        api_base: str | None,
+        api_key: str | None,
+        extra: Mapping[str, str],
+    ) -> None:
+        unknown = sorted(set(extra) - _EXTRA_KEYS)
+        if unknown:
+            raise ValueError(f"provider {name!r}: unknown settings: {', '.join(unknown)}")
+        self.name = name
+        self.kind = kind
+        self.endpoints = _ENDPOINTS[kind]
+        self._auth: dict[str, str] = {k: v for k, v in extra.items() if v}
+        if api_base:
+            self._auth["api_base"] = api_base
+        if api_key:
+            self._auth["api_key"] = api_key
+        secrets = [api_key, *(v for k, v in extra.items() if k in _AWS_SECRETS)]
+        self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
+        # Made on first call, inside the running loop; released by close().
+        self._session: aiohttp.ClientSession | None = None
+        self._client: Any = None
+
+    def __repr__(self) -> str:  # never show keys
+        return f"LitellmProvider(name={self.name!r}, kind={self.kind!r})"
+
+    async def send(self, call: UpstreamCall) -> UpstreamReply:
+        kwargs = self._arguments(call, is_stream=False)
+        try:
+            result = await _invoke(call.endpoint, kwargs)
+        except Exception as exc:
+            raise translate_error(exc, secrets=self._secrets) from None
+        body = _dump(result)
+        if call.endpoint == "embeddings" and call.body.get("encoding_format") == "base64":
+            _encode_embeddings_base64(body)
+        return UpstreamReply(body=orjson.dumps(body))
+
+    async def open_stream(self, call: UpstreamCall) -> AsyncIterator[bytes]:
+        if call.endpoint == "embeddings":
+            raise UpstreamClientError(400, "Embeddings cannot be streamed.", param="stream")
+        kwargs = self._arguments(call, is_stream=True)
+        try:
+            stream = await _invoke(call.endpoint, kwargs)
+        except Exception as exc:
+            raise translate_error(exc, secrets=self._secrets) from None
+        # Gemini sends its request only when the first chunk is asked for: pull
+        # it here so a refusal raises now, before any byte reaches the client.
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            first = None
+        except BaseException as exc:
+            await _close_stream(stream)
+            if isinstance(exc, Exception):
+                raise translate_error(exc, secrets=self._secrets) from None
+            raise
+        return _SseRelay(stream, first, self._secrets)
+
+    async def close(self) -> None:
+        client, session = self._client, self._session
+        self._client = self._session = None
+        if client is not None:
+            await client.close()
+        if session is not None:
+            await session.close()
+
+    def _arguments(self, call: UpstreamCall, *, is_stream: bool) -> dict[str, Any]:
+        if call.endpoint not in self.endpoints:
+            raise UpstreamClientError(
+                400,
+                f"This model does not serve the {call.endpoint} endpoint.",
+                code="unsupported_endpoint",
+            )
+        allowed = _PARAMS[call.endpoint]
+        kwargs = {k: v for k, v in call.body.items() if k in allowed and v is not None}
+        kwargs.update(self._auth)
+        kwargs.update(
+            model=self._route(call),
+            client=self._http_client(),
+            drop_params=True,
+            max_retries=0,
+            num_retries=0,
+        )
+        if is_stream:  # always ask for usage: the gateway bills from it
+            kwargs.update(stream=True, stream_options={"include_usage": True})
+        return kwargs
+
+    def _route(self, call: UpstreamCall) -> str:
+        if self.kind == "bedrock" and call.endpoint != "embeddings":
+            # Converse is the one Bedrock chat API that every text model speaks.
+            return f"bedrock/converse/{call.model.removeprefix('converse/')}"
+        return f"{self.kind}/{call.model}"
+
+    def _http_client(self) -> Any:
+        if self._client is None:
+            handlers = _litellm().llms.custom_httpx.http_handler
+            self._session = aiohttp.ClientSession()
+            self._client = handlers.AsyncHTTPHandler(shared_session=self._session)
+        return self._client
+
+
+async def _invoke(endpoint: Endpoint, kwargs: dict[str, Any]) -> Any:
+    litellm = _litellm()
+    if endpoint == "embeddings":
+        return await litellm.aembedding(**kwargs)
+    if endpoint == "completions":
+        return await litellm.atext_completion(**kwargs)
+    return await litellm.acompletion(**kwargs)
+
+
+async def _close_stream(stream: Any) -> None:
+    # A text-completion stream wraps a chat stream and has no aclose of its own.
+    inner = stream if hasattr(stream, "aclose") else stream.completion_stream
+    await inner.aclose()
+
+
+class _SseRelay:
+    """Each litellm chunk as one SSE event, then `[DONE]`; closes litellm's stream."""
+
+    def __init__(self, stream: Any, first: Any, secrets: tuple[str, ...]) -> None:
+        self._stream = stream
+        self._first = first
+        self._secrets = secrets
+        self._id: object = None
+        self._is_exhausted = first is None
+        self._is_closed = False
+
+    def __aiter__(self) -> _SseRelay:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._is_closed:
+            raise StopAsyncIteration
+        if self._first is not None:
+            chunk, self._first = self._first, None
+            return self._event(chunk)
+        if self._is_exhausted:
+            await self.aclose()
+            return _DONE
+        try:
+            chunk = await anext(self._stream)
+        except StopAsyncIteration:
+            await self.aclose()
+            return _DONE
+        except BaseException as exc:
+            # Broken or cancelled mid-stream: release the connection first.
+            await self.aclose()
+            if isinstance(exc, Exception):
+                raise _mid_stream_failure(exc, self._secrets) from None
+            raise
+        return self._event(chunk)
+
+    async def aclose(self) -> None:
+        if not self._is_closed:
+            self._is_closed = True
+            self._first = None
+            await _close_stream(self._stream)
+
+    def _event(self, chunk: Any) -> bytes:
+        body = _dump(chunk)
+        # litellm may mint a new id per chunk (Gemini); OpenAI keeps one per stream.
+        if self._id is None:
+            self._id = body.get("id")
+        elif body.get("id") is not None:
+            body["id"] = self._id
+        return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+def _mid_stream_failure(exc: Exception, secrets: tuple[str, ...]) -> UpstreamFailure:
+    # Once bytes have gone out nothing is passed back as the caller's 4xx.
+    error = translate_error(exc, secrets=secrets)
+    if isinstance(error, UpstreamFailure):
+        return error
+    return UpstreamFailure(f"mid-stream error: {error.message}", status=error.status)
+
+
+def translate_error(
+    exc: Exception, *, secrets: tuple[str, ...] = ()
+) -> UpstreamFailure | UpstreamClientError:
+    """Map a litellm (or transport) exception to the gateway's two upstream errors.
+
+    Decided by status: 429, 5xx, 401/402/403 (our key or account), 408 and
+    transport failures are worth failing over; other 4xx are the caller's
+    request, passed back from the upstream's error body (litellm keeps it at
+    the end of its message) with URLs, keys and litellm's prefixes removed.
+    """
+    litellm = _litellm()
+    import httpx
+
+    detail = _scrub(str(exc) or type(exc).__name__, secrets, keep_urls=True)
+    status = getattr(exc, "status_code", None)
+    status = status if isinstance(status, int) else None
+    transport = _transport_cause(exc, httpx.TransportError)
+    if isinstance(exc, litellm.Timeout) or isinstance(transport, httpx.TimeoutException):
+        return UpstreamFailure(detail, status=None if transport else status, is_timeout=True)
+    error = _error_object(getattr(exc, "body", None), str(getattr(exc, "message", "")))
+    if status is not None and status < 500 and status not in _FAILOVER_STATUSES:
+        return _client_error(exc, status, error, secrets, litellm)
+    if transport is not None or isinstance(exc, litellm.APIConnectionError) or status is None:
+        return UpstreamFailure(detail, status=None)  # no HTTP answer to speak of
+    headers = getattr(exc, "litellm_response_headers", None)
+    retry_after_s = _retry_after_s(headers) or _retry_delay_s(error)
+    return UpstreamFailure(detail, status=status, retry_after_s=retry_after_s)
+
+
+def _client_error(
+    exc: Exception, status: int, error: Mapping[str, Any], secrets: tuple[str, ...], litellm: Any
+) -> UpstreamClientError:
+    message = error.get("message")
+    if not isinstance(message, str) or not message:
+        message = _PREFIX.sub("", str(getattr(exc, "message", "")), count=1)
+    message = " ".join(_scrub(message, secrets, keep_urls=False).split())
+    return UpstreamClientError(
+        status,
+        message or "The upstream rejected the request.",
+        type_="invalid_request_error",
+        param=_text_or_none(error.get("param")),
+        code=_text_or_none(error.get("code")) or _litellm_code(exc, litellm),
+    )
+
+
+def _transport_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The transport error (connect, read, timeout) litellm wrapped, if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, kind):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _error_object(body: object, message: str) -> dict[str, Any]:
+    """The upstream's `error` object (OpenAI, Anthropic, Gemini) or body (Bedrock), else {}.
+
+    litellm sets `body` for OpenAI-style upstreams only; for these providers the
+    upstream's JSON body is the tail of its message, after "XException - ".
+    """
+    if not isinstance(body, dict):
+        tail = _PREFIX.sub("", message, count=1).strip()
+        if tail[:2] in ("b'", 'b"'):  # a bytes repr, from streaming requests
+            tail = tail[2:-1]
+        try:
+            body = orjson.loads(tail)
+        except orjson.JSONDecodeError:
+            return {}
+    if not isinstance(body, dict):
+        return {}
+    error = body.get("error", body)
+    if isinstance(error, str):
+        return {"message": error}
+    return error if isinstance(error, dict) else {}
+
+
+def _retry_delay_s(error: Mapping[str, Any]) -> float | None:
+    # Gemini sends no retry-after header; its 429 body carries RetryInfo "37s".
+    for detail in error.get("details") or ():
+        delay = detail.get("retryDelay") if isinstance(detail, dict) else None
+        if isinstance(delay, str) and delay.endswith("s"):
+            try:
+                return max(float(delay[:-1]), 0.0)
+            except ValueError:
+                return None
+    return None
+
+
+def _retry_after_s(headers: object) -> float | None:
+    """Seconds from `retry-after-ms` or `retry-after` (delta-seconds; HTTP dates ignored)."""
+    if not isinstance(headers, Mapping):
+        return None
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    for name, per_second in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            return max(float(lowered[name]) / per_second, 0.0)
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
+def _scrub(text: str, secrets: tuple[str, ...], *, keep_urls: bool) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    text = _KEY_SHAPES.sub("[redacted]", text)
+    return text if keep_urls else _URL.sub("[url]", text)
+
+
+def _litellm_code(exc: Exception, litellm: Any) -> str | None:
+    if isinstance(exc, litellm.ContextWindowExceededError):
+        return "context_length_exceeded"
+    if isinstance(exc, litellm.ContentPolicyViolationError):
+        return "content_policy_violation"
+    return None
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _dump(result: Any) -> dict[str, Any]:
+    # warnings=False: litellm's models trip pydantic's serializer type warnings.
+    body: dict[str, Any] = result.model_dump(mode="json", warnings=False)
+    return body
+
+
+def _encode_embeddings_base64(body: dict[str, Any]) -> None:
+    """What OpenAI sends for encoding_format=base64: little-endian float32 bytes."""
+    for item in body.get("data") or ():
+        vector = item.get("embedding")
+        if isinstance(vector, list):
+            packed = struct.pack(f"<{len(vector)}f", *vector)
+            item["embedding"] = base64.b64encode(packed).decode("ascii")
