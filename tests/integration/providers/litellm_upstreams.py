@@ -68,7 +68,8 @@ class MockUpstream:
     seen: list[Seen] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     stream_forever: bool = False
-    error_mid_stream: Any = None  # an error event sent after the first words
+    error_mid_stream: Any = None  # an error event sent after the first word
+    ends_early: bool = False  # the body ends cleanly after the first word
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)
 
     def fail_next(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -179,8 +180,10 @@ async def _anthropic_messages(
              "delta": {"type": "text_delta", "text": text}},
         )  # fmt: skip
 
-    if mock.error_mid_stream is not None:
-        events += [delta(WORDS[0]), _sse("error", mock.error_mid_stream)]
+    if mock.error_mid_stream is not None or mock.ends_early:
+        events.append(delta(WORDS[0]))
+        if mock.error_mid_stream is not None:
+            events.append(_sse("error", mock.error_mid_stream))
         return await _stream(request, mock, "text/event-stream", events, lambda i: b"")
     events += [delta(word) for word in WORDS]
     if not mock.stream_forever:
@@ -249,13 +252,17 @@ async def _gemini_model_action(
 # --- Bedrock Converse -------------------------------------------------------
 
 
-def eventstream_frame(event_type: str, payload: dict[str, Any]) -> bytes:
-    """One AWS event-stream message (the binary framing of Bedrock's converse-stream)."""
+def eventstream_frame(event_type: str, payload: dict[str, Any], *, is_error: bool = False) -> bytes:
+    """One AWS event-stream message (the binary framing of Bedrock's converse-stream).
+
+    `is_error` makes it an exception message, `event_type` naming the exception.
+    """
+    kind = (":exception-type", "exception") if is_error else (":event-type", "event")
     headers = b""
     for name, value in (
-        (":event-type", event_type),
+        (kind[0], event_type),
         (":content-type", "application/json"),
-        (":message-type", "event"),
+        (":message-type", kind[1]),
     ):
         encoded = value.encode()
         headers += bytes([len(name)]) + name.encode() + b"\x07"  # 7: string value
@@ -295,6 +302,11 @@ async def _bedrock_model(request: web.Request, mock: MockUpstream, body: Any) ->
             )
 
         events = [eventstream_frame("messageStart", {"role": "assistant"})]
+        if mock.error_mid_stream is not None:
+            error = eventstream_frame("throttlingException", mock.error_mid_stream, is_error=True)
+            events += [delta(WORDS[0]), error]
+            content_type = "application/vnd.amazon.eventstream"
+            return await _stream(request, mock, content_type, events, lambda i: b"")
         events += [delta(word) for word in WORDS]
         if not mock.stream_forever:
             events += [

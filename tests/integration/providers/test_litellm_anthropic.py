@@ -261,3 +261,18 @@ async def test_error_event_mid_stream_is_a_failure(anthropic: Deployment) -> Non
     assert received and received[0].startswith(b"data: {")
     assert b"data: [DONE]\n\n" not in received
     assert API_KEY not in caught.value.detail
+
+
+async def test_stream_cut_short_is_a_failure_not_done(anthropic: Deployment) -> None:
+    """A body that ends before message_stop raises UpstreamFailure; no [DONE] is invented."""
+    anthropic.upstream.ends_early = True
+    events = await anthropic.provider.open_stream(
+        upstream_call("chat", MODEL, {"messages": MESSAGES}, is_stream=True)
+    )
+
+    received = []
+    with pytest.raises(UpstreamFailure):
+        async for event in events:
+            received.append(event)
+
+    assert received and b"data: [DONE]\n\n" not in received

@@ -165,3 +165,19 @@ async def test_closing_stream_early_closes_upstream_connection(bedrock: Deployme
     await events.aclose()  # type: ignore[attr-defined]  # the relay is closable
 
     await asyncio.wait_for(bedrock.upstream.hung_up.wait(), timeout=5)
+
+
+async def test_exception_event_mid_stream_is_a_failure(bedrock: Deployment) -> None:
+    """A throttlingException message inside converse-stream raises UpstreamFailure, no [DONE]."""
+    bedrock.upstream.error_mid_stream = {"message": "Too many tokens, please wait."}
+    events = await bedrock.provider.open_stream(
+        upstream_call("chat", MODEL, {"messages": MESSAGES}, is_stream=True)
+    )
+
+    received = []
+    with pytest.raises(UpstreamFailure) as caught:
+        async for event in events:
+            received.append(event)
+
+    assert caught.value.status == 429
+    assert received and b"data: [DONE]\n\n" not in received
