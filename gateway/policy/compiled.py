@@ -18,7 +18,15 @@ import orjson
 
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.loader import LoadedBundle, Locate
-from gateway.policy.schema import PolicyBundle, ProviderType, RoutingSpec
+from gateway.policy.schema import (
+    GuardrailProfile,
+    IssuerSpec,
+    LimitsSpec,
+    PerUserSpec,
+    PolicyBundle,
+    ProviderType,
+    RoutingSpec,
+)
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ALL_MODELS = "*"
@@ -85,10 +93,22 @@ class ModelRoute:
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    period: str  # day | week | month
+    tokens: int | None
+    usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class TeamRules:
     name: str
     allows_all_models: bool
     models: frozenset[str]
+    clients: frozenset[str] = frozenset()
+    budgets: tuple[Budget, ...] = ()
+    limits: LimitsSpec | None = None
+    per_user: PerUserSpec | None = None
+    guardrails: tuple[str, ...] = ()
 
     def allows(self, alias: str) -> bool:
         return self.allows_all_models or alias in self.models
@@ -100,6 +120,10 @@ class Policy:
     models: Mapping[str, ModelRoute]
     teams: Mapping[str, TeamRules]
     hash: str  # sha256 of the bundle as written (references unresolved)
+    issuers: tuple[IssuerSpec, ...] = ()
+    guardrails: Mapping[str, GuardrailProfile] = field(default_factory=dict)
+    timezone: str = "UTC"
+    team_of_client: Mapping[str, str] = field(default_factory=dict)  # OAuth client id → team
 
     def visible_models(self, team: TeamRules) -> list[str]:
         return [alias for alias in self.models if team.allows(alias)]
@@ -201,6 +225,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
         )
 
     teams: dict[str, TeamRules] = {}
+    team_of_client: dict[str, str] = {}
     for name, team in bundle.teams.items():
         for i, alias in enumerate(team.models):
             if alias != ALL_MODELS and alias not in bundle.models:
@@ -210,11 +235,49 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
                         loaded.locate(team_path), format_path(team_path), f"unknown model {alias!r}"
                     )
                 )
+        for i, profile in enumerate(team.guardrails):
+            if profile not in bundle.guardrails:
+                guard_path: Path = ("teams", name, "guardrails", i)
+                issues.append(
+                    PolicyIssue(
+                        loaded.locate(guard_path),
+                        format_path(guard_path),
+                        f"unknown guardrail profile {profile!r} (not in guardrails)",
+                    )
+                )
+        for i, client in enumerate(team.clients):
+            owner = team_of_client.setdefault(client, name)
+            if owner != name:
+                client_path: Path = ("teams", name, "clients", i)
+                issues.append(
+                    PolicyIssue(
+                        loaded.locate(client_path),
+                        format_path(client_path),
+                        f"client {client!r} already belongs to team {owner!r}",
+                    )
+                )
         teams[name] = TeamRules(
             name=name,
             allows_all_models=ALL_MODELS in team.models,
             models=frozenset(team.models) - {ALL_MODELS},
+            clients=frozenset(team.clients),
+            budgets=tuple(Budget(b.period, b.tokens, b.usd) for b in team.budgets),
+            limits=team.limits,
+            per_user=team.per_user,
+            guardrails=tuple(team.guardrails),
         )
+
+    for i, issuer in enumerate(bundle.auth.issuers):
+        for value, team_name in (issuer.team_map or {}).items():
+            if team_name not in bundle.teams:
+                map_path: Path = ("auth", "issuers", i, "team_map", value)
+                issues.append(
+                    PolicyIssue(
+                        loaded.locate(map_path),
+                        format_path(map_path),
+                        f"unknown team {team_name!r}",
+                    )
+                )
 
     if issues:
         raise PolicyInvalid(issues)
@@ -223,4 +286,8 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
         models=MappingProxyType(models),
         teams=MappingProxyType(teams),
         hash=bundle_hash(loaded.raw),
+        issuers=tuple(bundle.auth.issuers),
+        guardrails=MappingProxyType(dict(bundle.guardrails)),
+        timezone=bundle.timezone,
+        team_of_client=MappingProxyType(team_of_client),
     )

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.schema import PolicyBundle
 
-NAMED_SECTIONS = frozenset({"providers", "models", "teams"})
+NAMED_SECTIONS = frozenset({"providers", "models", "teams", "guardrails"})
 Locate = Callable[[Path], str]
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ProviderType = Literal[
     "openai", "openai-compatible", "azure", "anthropic", "gemini", "bedrock", "mock"
@@ -82,8 +83,123 @@ class ModelSpec(_Strict):
     routing: RoutingSpec | None = None
 
 
+DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+ALLOWED_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+SCOPES = ("gateway:invoke", "gateway:admin", "gateway:finance")
+Scope = Literal["gateway:invoke", "gateway:admin", "gateway:finance"]
+
+
+def _invoke_only() -> list[Scope]:
+    return ["gateway:invoke"]
+
+
+class IssuerSpec(_Strict):
+    """An external OAuth issuer whose JWT access tokens the gateway accepts."""
+
+    issuer: Annotated[str, Field(min_length=1)]
+    audience: str | list[str]
+    jwks_uri: str | None = None  # else OpenID/RFC 8414 discovery from `issuer`
+    algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
+    team_claim: str = "team"  # dotted path; a string, or a list mapped through team_map
+    team_map: dict[str, str] | None = None  # claim value → team (for groups/roles claims)
+    subject_claim: str = "sub"
+    client_id_claim: str | None = None  # default: client_id, azp, appid or cid
+    scope_claim: str | None = None  # default: scope, then scp
+    default_scopes: list[Scope] = Field(default_factory=_invoke_only)
+    leeway_s: Annotated[int, Field(ge=0, le=60)] = 30
+
+    @field_validator("algorithms")
+    @classmethod
+    def _safe_algorithms(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if a not in ALLOWED_ALGORITHMS]
+        if bad:
+            raise ValueError(
+                f"algorithm(s) {', '.join(bad)} not allowed for an external issuer "
+                f"(allowed: {', '.join(sorted(ALLOWED_ALGORITHMS))}; never none or HS*)"
+            )
+        if not value:
+            raise ValueError("at least one algorithm is required")
+        return value
+
+    @field_validator("jwks_uri", "issuer")
+    @classmethod
+    def _is_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://\S+$", value):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+
+class AuthSpec(_Strict):
+    issuers: list[IssuerSpec] = Field(default_factory=list)
+
+
+Period = Literal["day", "week", "month"]
+
+
+class BudgetSpec(_Strict):
+    period: Period
+    tokens: Annotated[int, Field(gt=0)] | None = None
+    usd: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one_quantity(self) -> BudgetSpec:
+        if (self.tokens is None) == (self.usd is None):
+            raise ValueError("a budget sets exactly one of tokens or usd")
+        return self
+
+
+class LimitsSpec(_Strict):
+    rpm: Annotated[int, Field(gt=0)] | None = None
+    tpm: Annotated[int, Field(gt=0)] | None = None
+    concurrency: Annotated[int, Field(gt=0)] | None = None
+
+
+class PerUserSpec(_Strict):
+    rpm: Annotated[int, Field(gt=0)] | None = None
+    tpm: Annotated[int, Field(gt=0)] | None = None
+    tokens_per_day: Annotated[int, Field(gt=0)] | None = None
+
+
 class TeamSpec(_Strict):
     models: list[str] = Field(default_factory=list)  # aliases, or "*" for all
+    clients: list[str] = Field(default_factory=list)  # OAuth client ids of the team
+    budgets: list[BudgetSpec] = Field(default_factory=list)
+    limits: LimitsSpec | None = None
+    per_user: PerUserSpec | None = None
+    guardrails: list[str] = Field(default_factory=list)  # profile names
+    max_tokens_default: Annotated[int, Field(gt=0)] | None = None  # reserve when unset
+
+
+Detector = Literal["secrets", "email", "credit_card", "phone", "ip_address", "iban"]
+Action = Literal["block", "redact", "flag"]
+
+
+class GuardrailRule(_Strict):
+    detector: Detector | None = None
+    pattern: str | None = None
+    name: str | None = None  # defaults to the detector's name
+    action: Action
+
+    @model_validator(mode="after")
+    def _detector_or_pattern(self) -> GuardrailRule:
+        if (self.detector is None) == (self.pattern is None):
+            raise ValueError("a rule sets exactly one of detector or pattern")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
+            if self.name is None:
+                raise ValueError("a pattern rule needs a name")
+        return self
+
+
+class GuardrailProfile(_Strict):
+    input: list[GuardrailRule] = Field(default_factory=list)
+    output: list[GuardrailRule] = Field(default_factory=list)
+    max_input_tokens: Annotated[int, Field(gt=0)] | None = None
 
 
 class PolicyBundle(_Strict):
@@ -91,3 +207,17 @@ class PolicyBundle(_Strict):
     models: dict[Annotated[str, Field(pattern=NAME)], ModelSpec] = Field(default_factory=dict)
     routing: RoutingSpec = RoutingSpec()
     teams: dict[Annotated[str, Field(pattern=NAME)], TeamSpec] = Field(default_factory=dict)
+    auth: AuthSpec = AuthSpec()
+    guardrails: dict[Annotated[str, Field(pattern=NAME)], GuardrailProfile] = Field(
+        default_factory=dict
+    )
+    timezone: str = "UTC"  # where budget periods begin
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}") from None
+        return value
