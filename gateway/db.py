@@ -13,13 +13,14 @@ import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Connection, MetaData, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -108,18 +109,23 @@ async def locked_transaction(engine: AsyncEngine, name: str) -> AsyncIterator[As
 
     PostgreSQL: `pg_advisory_xact_lock` on a key derived from `name`, released at
     commit or rollback. SQLite: `BEGIN IMMEDIATE` takes the database's single
-    write lock (so `name` does not matter). Commits on normal exit.
+    write lock (so `name` does not matter); a writer still holding it after the
+    busy timeout makes this raise `OperationalError` ("database is locked").
+    Commits on normal exit, rolls back on an exception.
     """
     if engine.dialect.name == "sqlite":
-        async with engine.begin() as conn:
+        async with engine.execution_options(**{_SQLITE_BEGIN_OPTION: "IMMEDIATE"}).begin() as conn:
             yield conn
         return
     async with engine.begin() as conn:
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _advisory_key(name)})
         yield conn
 
 
 def alembic_config(url: str) -> Config:
     """Alembic configuration built in code: no alembic.ini, works from an installed wheel."""
+    from alembic.config import Config  # only migrations need alembic; keep it off startup
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.set_main_option("path_separator", "os")
@@ -129,6 +135,8 @@ def alembic_config(url: str) -> Config:
 
 
 def _upgrade_to_head(sync_conn: Connection, config: Config) -> None:
+    from alembic import command
+
     config.attributes["connection"] = sync_conn
     command.upgrade(config, "head")
 
@@ -140,6 +148,8 @@ async def migrate(url: str) -> None:
     others wait, then find the schema at head and do nothing.
     PostgreSQL holds a session-level `pg_advisory_lock` around Alembic's own
     transaction; SQLite runs the whole upgrade inside one `BEGIN IMMEDIATE`.
+    Alembic keeps process-global state (its `context` proxy): the lock serializes
+    calls for one database, but one process must not migrate two databases at once.
     """
     config = alembic_config(url)
     engine = create_engine(url, sqlite_busy_timeout_s=MIGRATE_LOCK_TIMEOUT_S)
@@ -150,6 +160,7 @@ async def migrate(url: str) -> None:
             return
         key = _advisory_key("gateway:migrate")
         async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             await conn.commit()  # leave no transaction open: Alembic begins its own
             try:
                 await conn.run_sync(_upgrade_to_head, config)

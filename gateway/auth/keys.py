@@ -109,12 +109,14 @@ class SigningKeyStore:
         current_ttl_s: float = CURRENT_KEY_TTL_S,
         monotonic: Callable[[], float] = time.monotonic,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
+        new_key: Callable[[datetime], SigningKey] = new_signing_key,
     ) -> None:
         self._engine = engine
         self._refresh_interval_s = refresh_interval_s
         self._current_ttl_s = current_ttl_s
         self._monotonic = monotonic
         self._utcnow = utcnow
+        self._new_key = new_key
         self._current: SigningKey | None = None
         self._current_loaded_at = 0.0
         self._public: KeySet | None = None
@@ -136,7 +138,7 @@ class SigningKeyStore:
         return key
 
     async def _create_first(self) -> SigningKey:
-        candidate = await asyncio.to_thread(new_signing_key, self._utcnow())
+        candidate = await asyncio.to_thread(self._new_key, self._utcnow())
         async with locked_transaction(self._engine, "signing_keys") as conn:
             # Another process may have created one while we waited for the lock.
             row = (await conn.execute(_NEWEST_ACTIVE)).first()
@@ -147,7 +149,7 @@ class SigningKeyStore:
 
     async def rotate(self) -> SigningKey:
         """Create a new current key and retire the others (they keep verifying)."""
-        key = await asyncio.to_thread(new_signing_key, self._utcnow())
+        key = await asyncio.to_thread(self._new_key, self._utcnow())
         async with locked_transaction(self._engine, "signing_keys") as conn:
             await conn.execute(
                 sa.update(signing_keys)

@@ -13,7 +13,11 @@ import asyncio
 from alembic import context
 from sqlalchemy import Connection
 
-import gateway.auth.keys  # noqa: F401  # registers its tables on `metadata` for autogenerate
+# Modules that declare tables register them on `metadata`; autogenerate must see them all.
+import gateway.audit  # noqa: F401
+import gateway.auth.clients  # noqa: F401
+import gateway.auth.keys  # noqa: F401
+import gateway.policy.versions  # noqa: F401
 from gateway.db import create_engine, metadata
 
 config = context.config

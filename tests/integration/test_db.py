@@ -6,14 +6,16 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.auth.keys import SigningKey, SigningKeyStore
+from gateway.auth.keys import SigningKey, SigningKeyStore, new_signing_key
 from gateway.db import alembic_config, create_engine, locked_transaction, migrate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +59,16 @@ async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
     assert {"alembic_version", "signing_keys"} <= tables
 
 
+async def test_tables_match_migrations(database_url: str) -> None:
+    """The tables declared in code are exactly what the migrations build (autogenerate: no diff).
+
+    Also runs env.py the way the `alembic` command line does: with its own engine.
+    """
+    config = alembic_config(database_url)
+    await asyncio.to_thread(command.upgrade, config, "head")
+    await asyncio.to_thread(command.check, config)  # raises when a change is not migrated
+
+
 async def test_concurrent_migrations_all_succeed(database_url: str) -> None:
     """Replicas starting together on an empty database all come up; the schema is built once."""
     results = await asyncio.gather(
@@ -68,20 +80,56 @@ async def test_concurrent_migrations_all_succeed(database_url: str) -> None:
     assert "signing_keys" in tables
 
 
-async def test_concurrent_migrations_from_separate_processes(database_url: str) -> None:
-    """Three processes running migrate() at once all exit 0."""
-    code = "import asyncio, sys; from gateway.db import migrate; asyncio.run(migrate(sys.argv[1]))"
+async def run_in_processes(code: str, url: str, count: int) -> list[str]:
+    """Run `code` (with the database URL as argv[1]) in `count` processes at once; their stdout."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     procs = [
         await asyncio.create_subprocess_exec(
-            sys.executable, "-c", code, database_url, env=env, stderr=asyncio.subprocess.PIPE
+            sys.executable,
+            "-c",
+            code,
+            url,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
-        for _ in range(3)
+        for _ in range(count)
     ]
-    results = await asyncio.gather(*(p.communicate() for p in procs))
+    async with asyncio.timeout(120):
+        results = await asyncio.gather(*(p.communicate() for p in procs))
     for proc, (_, stderr) in zip(procs, results, strict=True):
         assert proc.returncode == 0, stderr.decode()
+    return [stdout.decode().strip() for stdout, _ in results]
+
+
+async def test_concurrent_migrations_from_separate_processes(database_url: str) -> None:
+    """Three processes running migrate() at once all exit 0."""
+    code = "import asyncio, sys; from gateway.db import migrate; asyncio.run(migrate(sys.argv[1]))"
+    await run_in_processes(code, database_url, 3)
     assert (await schema_state(database_url))[0] == [head_revision(database_url)]
+
+
+KEY_FROM_NEW_PROCESS = """
+import asyncio, sys
+from gateway.auth.keys import SigningKeyStore
+from gateway.db import create_engine
+
+async def main() -> None:
+    engine = create_engine(sys.argv[1])
+    try:
+        print((await SigningKeyStore(engine).current()).kid)
+    finally:
+        await engine.dispose()
+
+asyncio.run(main())
+"""
+
+
+async def test_replica_processes_agree_on_one_key(database_url: str, engine: AsyncEngine) -> None:
+    """Four replicas starting at once on a database without keys all sign with the same key."""
+    kids = await run_in_processes(KEY_FROM_NEW_PROCESS, database_url, 4)
+    assert len(set(kids)) == 1, kids
+    assert [k.kid for k in await SigningKeyStore(engine).list_keys()] == kids[:1]
 
 
 async def test_key_store_creates_exactly_one_key_under_concurrency(
@@ -89,8 +137,13 @@ async def test_key_store_creates_exactly_one_key_under_concurrency(
 ) -> None:
     """Two replicas asking for a signing key on an empty database agree on one key."""
     other = create_engine(database_url)
+    # Keys made up front: every store reaches the database at the same moment.
+    made = [new_signing_key(datetime.now(UTC)) for _ in range(4)]
     try:
-        stores = [SigningKeyStore(engine), SigningKeyStore(other), SigningKeyStore(engine)]
+        stores = [
+            SigningKeyStore(e, new_key=lambda now: made.pop())
+            for e in (engine, other, engine, other)
+        ]
         results = await asyncio.gather(*(s.current() for s in stores), return_exceptions=True)
     finally:
         await other.dispose()
