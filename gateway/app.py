@@ -46,12 +46,14 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         if services is not None:
+            app.state.services = services
             yield {"services": services}
             return
         async with build_services(settings) as built:
             # Start-up objects (policy, modules, keys) live for the whole process:
             # moving them out of the collector's reach keeps GC pauses short.
             gc.freeze()
+            app.state.services = built  # for tests and tools; handlers use request.state
             yield {"services": built}
 
     return Starlette(

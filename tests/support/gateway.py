@@ -23,6 +23,7 @@ from gateway.app import build_app
 from gateway.auth.keys import SigningKeyStore
 from gateway.auth.tokens import mint_token
 from gateway.db import create_engine
+from gateway.services import Services
 from gateway.settings import Settings
 
 
@@ -58,6 +59,7 @@ async def serve_asgi(app: Starlette) -> AsyncIterator[str]:
 class RunningGateway:
     origin: str
     settings: Settings
+    services: Services
     clients: list[openai.AsyncOpenAI] = field(default_factory=list)
 
     @property
@@ -113,8 +115,9 @@ async def running_gateway(
         policy_dir=policies,
         **settings,  # type: ignore[arg-type]  # test-chosen overrides
     )
-    async with serve_asgi(build_app(config)) as origin:
-        gateway = RunningGateway(origin, config)
+    app = build_app(config)
+    async with serve_asgi(app) as origin:
+        gateway = RunningGateway(origin, config, app.state.services)
         try:
             yield gateway
         finally:
