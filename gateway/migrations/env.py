@@ -14,9 +14,9 @@ from alembic import context
 from sqlalchemy import Connection
 
 # Modules that declare tables register them on `metadata`; autogenerate must see them all.
-import gateway.audit  # noqa: F401
-import gateway.auth.clients  # noqa: F401
-import gateway.auth.keys  # noqa: F401
+import gateway.audit
+import gateway.auth.clients
+import gateway.auth.keys
 import gateway.policy.versions  # noqa: F401
 from gateway.db import create_engine, metadata
 

@@ -83,7 +83,10 @@ def test_quickstart_serve_token_and_the_openai_sdk(tmp_path):
     ("text", "expected"),
     [
         ("providers:\n  a: {type: mock\n", "bundle.yaml:3: YAML syntax error"),
-        ("providers:\n  a: {type: mock, colour: red}\n", "bundle.yaml:2: providers.a.colour: unknown key"),
+        (
+            "providers:\n  a: {type: mock, colour: red}\n",
+            "bundle.yaml:2: providers.a.colour: unknown key",
+        ),
         (
             'providers:\n  a: {type: openai, api_key: "${NOT_SET_ANYWHERE}"}\n',
             "bundle.yaml:2: providers.a.api_key: environment variable NOT_SET_ANYWHERE is not set",
@@ -124,7 +127,16 @@ def test_migrate_is_idempotent(tmp_path):
 
 def test_token_prints_only_the_token_on_the_last_line(tmp_path):
     shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
-    result = run("token", "--team", "someone", "--scope", "gateway:invoke", "--scope", "gateway:admin", cwd=tmp_path)
+    result = run(
+        "token",
+        "--team",
+        "someone",
+        "--scope",
+        "gateway:invoke",
+        "--scope",
+        "gateway:admin",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0
     token = result.stdout.strip().splitlines()[-1]
     assert token.count(".") == 2 and " " not in token

@@ -1,8 +1,8 @@
 """OpenAI-wire providers: Azure's deployment URLs and headers; usage when upstreams say none."""
 
 import aiohttp
-import orjson
 import openai
+import orjson
 import pytest
 
 from tests.support.gateway import running_gateway
@@ -116,7 +116,11 @@ async def test_a_client_that_hangs_up_is_charged_for_what_was_generated(tmp_path
             async with aiohttp.ClientSession() as http:
                 response = await http.post(
                     f"{gw.base_url}/chat/completions",
-                    json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]},
+                    json={
+                        "model": "m",
+                        "stream": True,
+                        "messages": [{"role": "user", "content": "x"}],
+                    },
                     headers={"authorization": f"Bearer {token}"},
                 )
                 for _ in range(6):  # a role delta, then one word per event

@@ -239,10 +239,8 @@ class MockUpstream:
     def _handler(self, kind: Kind) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             if "deployment" not in request.match_info:  # OpenAI style
-                if (
-                    self.api_key
-                    and request.headers.get("authorization") != f"Bearer {self.api_key}"
-                ):
+                bearer = request.headers.get("authorization")
+                if self.api_key and bearer != f"Bearer {self.api_key}":
                     return self._error(401, "Incorrect API key provided.")
                 return await self._respond(request, kind, request.match_info.get("model"))
             key = request.headers.get("api-key")  # Azure style
@@ -251,9 +249,8 @@ class MockUpstream:
                 return self._error(401, body={"error": {"code": "401", "message": msg}})
             if "api-version" not in request.query:
                 msg = "The api-version query parameter (?api-version=) is required."
-                return self._error(
-                    400, body={"error": {"code": "MissingApiVersionParameter", "message": msg}}
-                )
+                code = "MissingApiVersionParameter"
+                return self._error(400, body={"error": {"code": code, "message": msg}})
             return await self._respond(request, kind, request.match_info["deployment"])
 
         return handle
@@ -304,10 +301,8 @@ class MockUpstream:
             body = "<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"
             return web.Response(text=body, content_type="text/html", headers=self._headers(b))
         if b.mode == "broken_json":
-            body = f'{{"id": "chatcmpl-mock", "object": "chat.completion", "model": "{model}", "cho'
-            return web.Response(
-                text=body, content_type="application/json", headers=self._headers(b)
-            )
+            body = '{"id": "chatcmpl-mock", "object": "chat.completion", "cho'
+            return web.json_response(text=body, headers=self._headers(b))
         if b.mode == "hang" or (b.mode == "stream_stall" and not stream):
             await self._park()
             return self._error(503, "mock upstream shutting down", b=b)
@@ -477,27 +472,19 @@ class Reply:
     def _response_events(self, pieces: list[str]) -> list[bytes]:
         part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
         at = {"item_id": f"msg_mock{self.n}", "output_index": 0, "content_index": 0}
-        text = self.text
+        text, kind = self.text, "response.output_text"
+        pending, done = self._item("in_progress"), self._item("completed")
         events: list[dict[str, Any]] = [
             {"type": "response.created", "response": self._response("in_progress")},
             {"type": "response.in_progress", "response": self._response("in_progress")},
-            {
-                "type": "response.output_item.added",
-                "output_index": 0,
-                "item": self._item("in_progress"),
-            },
+            {"type": "response.output_item.added", "output_index": 0, "item": pending},
             {"type": "response.content_part.added", **at, "part": part},
-            *(
-                {"type": "response.output_text.delta", **at, "delta": p, "logprobs": []}
-                for p in pieces
-            ),
-            {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
+        ]
+        events += [{"type": f"{kind}.delta", **at, "delta": p, "logprobs": []} for p in pieces]
+        events += [
+            {"type": f"{kind}.done", **at, "text": text, "logprobs": []},
             {"type": "response.content_part.done", **at, "part": {**part, "text": text}},
-            {
-                "type": "response.output_item.done",
-                "output_index": 0,
-                "item": self._item("completed"),
-            },
+            {"type": "response.output_item.done", "output_index": 0, "item": done},
             {"type": "response.completed", "response": self._response("completed")},
         ]
         return [_sse({**e, "sequence_number": i}, e["type"]) for i, e in enumerate(events)]
