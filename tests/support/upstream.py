@@ -182,7 +182,8 @@ class MockUpstream:
 
     async def __aenter__(self) -> MockUpstream:
         app = web.Application(middlewares=[self._record])
-        v1 = {"chat": "chat/completions", "completions": "completions", "embeddings": "embeddings"}
+        v1: dict[Kind, str] = {"chat": "chat/completions", "completions": "completions"}
+        v1["embeddings"] = "embeddings"
         for kind, tail in v1.items():
             app.router.add_post(f"/v1/{tail}", self._handler(kind))
             app.router.add_post(f"/openai/deployments/{{deployment}}/{tail}", self._handler(kind))
@@ -421,7 +422,7 @@ class Reply:
             if self.req.get("encoding_format") == "base64":
                 encoded = base64.b64encode(struct.pack(f"<{dims}f", *vector)).decode()
             data.append({"object": "embedding", "index": i, "embedding": encoded})
-        out = {"object": "list", "data": data, "model": self.model}
+        out: dict[str, Any] = {"object": "list", "data": data, "model": self.model}
         if self.usage_wanted:
             out["usage"] = self.usage()
         return out
@@ -455,7 +456,7 @@ class Reply:
         chunks: list[dict[str, Any]] = []
         if self.kind == "chat":  # OpenAI's shape: role chunk, content chunks, finish chunk
             base = self._base("chat.completion.chunk")
-            deltas = [{"role": "assistant", "content": "", "refusal": None}]
+            deltas: list[dict[str, Any]] = [{"role": "assistant", "content": "", "refusal": None}]
             deltas += [{"content": p} for p in pieces] + [{}]
             for i, delta in enumerate(deltas):
                 chunks.append({**base, "choices": self._choices(i == len(deltas) - 1, delta=delta)})
