@@ -1,0 +1,96 @@
+"""The built-in issuer's HTTP edge: POST /oauth/token, RFC 8414 metadata, the JWKS.
+
+Parses the form body and renders the issuer's answers; the protocol itself is
+`gateway/auth/issuer.py`. Token endpoint errors use OAuth's shape
+(`{"error", "error_description"}`, RFC 6749 §5.2), which OAuth client
+libraries expect, rather than OpenAI's. No token is needed on these paths.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.auth.issuer import JWKS_PATH, METADATA_PATH, TOKEN_PATH, TokenReply, oauth_error
+from gateway.services import Services
+
+MAX_FORM_BYTES = 16 * 1024
+MAX_FORM_FIELDS = 32
+FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+def _render(reply: TokenReply) -> Response:
+    return Response(
+        orjson.dumps(reply.body),
+        status_code=reply.status,
+        headers=reply.headers,
+        media_type="application/json",
+    )
+
+
+async def _read_form(request: Request) -> dict[str, str] | TokenReply:
+    """The form fields, or the error to answer with (RFC 6749 §3.2: each at most once)."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media != FORM_TYPE:
+        return oauth_error(400, "invalid_request", f"Send the parameters as {FORM_TYPE}.")
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_FORM_BYTES:
+            return oauth_error(400, "invalid_request", "The request body is too large.")
+    try:
+        pairs = parse_qsl(
+            raw.decode(),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except ValueError:  # not UTF-8, or too many fields
+        return oauth_error(400, "invalid_request", "The request body is not a valid form.")
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            return oauth_error(400, "invalid_request", "A parameter is repeated.")
+        form[name] = value
+    return form
+
+
+async def token(request: Request) -> Response:
+    """Issue an access token (client_credentials)."""
+    services: Services = request.state.services
+    form = await _read_form(request)
+    if isinstance(form, TokenReply):
+        return _render(form)
+    reply = await services.issuer.token_response(request.headers.get("authorization"), form)
+    return _render(reply)
+
+
+async def metadata(request: Request) -> Response:
+    """RFC 8414: where the token endpoint and keys are, and what they support."""
+    services: Services = request.state.services
+    return Response(
+        orjson.dumps(services.issuer.metadata()),
+        media_type="application/json",
+        headers={"cache-control": "public, max-age=300"},
+    )
+
+
+async def jwks(request: Request) -> Response:
+    """The public keys that verify our tokens; cached briefly so a rotation shows quickly."""
+    services: Services = request.state.services
+    return Response(
+        await services.issuer.jwks(),
+        media_type="application/json",
+        headers={"cache-control": "public, max-age=10"},
+    )
+
+
+routes = [
+    Route(TOKEN_PATH, token, methods=["POST"]),
+    Route(METADATA_PATH, metadata, methods=["GET"]),
+    Route(JWKS_PATH, jwks, methods=["GET"]),
+]

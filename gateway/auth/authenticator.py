@@ -1,0 +1,149 @@
+"""Bearer token → Principal: which verifier a token goes to, and the cache in front of them.
+
+Owns the routing by the token's unverified `iss` (our own issuer → the
+built-in `TokenVerifier`; an issuer in the running policy's `auth.issuers` →
+its `ExternalVerifier`; anything else → 401) and the cache that makes a
+repeated token cost one dict lookup. The issuers are read from the policy
+store at call time: a new policy version adds or removes issuers, and drops
+every cached principal (its team may have come from that policy), without a
+restart. Checking signatures and claims is the verifiers' job.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import time
+from collections.abc import Callable
+from itertools import islice
+
+import orjson
+
+from gateway.auth.external import MAX_TOKEN_CHARS, ExternalVerifier
+from gateway.auth.jwks import JwksCache
+from gateway.auth.principal import Principal
+from gateway.auth.tokens import (
+    DEFAULT_LEEWAY_S,
+    DEFAULT_MAX_CACHED,
+    MSG_EXPIRED,
+    MSG_INVALID,
+    TokenVerifier,
+)
+from gateway.errors import AuthenticationFailed
+from gateway.policy.compiled import Policy
+from gateway.policy.store import PolicyStore
+
+log = logging.getLogger(__name__)
+
+
+def unverified_issuer(token: str) -> str | None:
+    """The `iss` a JWT claims, read without any check (only to pick who verifies it)."""
+    if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2 or not token.isascii():
+        return None
+    payload = token.split(".", 2)[1]
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (ValueError, binascii.Error):  # orjson.JSONDecodeError is a ValueError
+        return None
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else None
+
+
+class Authenticator:
+    """`services.verifier`: verifies any bearer token the gateway accepts.
+
+    Cache entries map the token string to (principal, deadline), deadline being
+    `exp + leeway`. Our own tokens are cached as (None, deadline): only the
+    route is remembered, and `TokenVerifier` (which has its own cache) stays
+    the authority on them. When full, expired entries go first, then the
+    oldest half. `verifications` counts external tokens verified past the
+    cache (refused ones included), for tests and metrics.
+    """
+
+    def __init__(
+        self,
+        builtin: TokenVerifier,
+        policy: PolicyStore,
+        jwks: JwksCache,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_cached: int = DEFAULT_MAX_CACHED,
+    ) -> None:
+        self.builtin = builtin
+        self.jwks = jwks
+        self.verifications = 0
+        self._policy_store = policy
+        self._clock = clock
+        self._max_cached = max_cached
+        self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._policy: Policy | None = None
+        self._external: dict[str, ExternalVerifier] = {}
+
+    async def verify(self, token: str) -> Principal:
+        """The caller behind `token`, or AuthenticationFailed (401, token_sent=True)."""
+        policy = self._policy_store.current()
+        if policy is not self._policy:
+            self._follow(policy)
+        entry = self._cache.get(token)
+        if entry is None:
+            return await self._verify_uncached(token, policy)
+        principal, deadline = entry
+        if principal is None:
+            return await self.builtin.verify(token)
+        if self._clock() <= deadline:
+            return principal
+        self._cache.pop(token, None)
+        raise AuthenticationFailed(MSG_EXPIRED, token_sent=True)
+
+    async def close(self) -> None:
+        await self.jwks.close()
+
+    def _follow(self, policy: Policy) -> None:
+        """Adopt a new policy version: its issuers, and an empty cache."""
+        external: dict[str, ExternalVerifier] = {}
+        for spec in policy.issuers:
+            if spec.issuer == self.builtin.issuer:
+                log.warning("auth.issuers names our own issuer %s; ignored", spec.issuer)
+                continue
+            if spec.issuer in external:
+                log.warning("auth.issuers names %s twice; the first entry is used", spec.issuer)
+                continue
+            external[spec.issuer] = ExternalVerifier(
+                spec, self.jwks, team_of_client=policy.team_of_client, clock=self._clock
+            )
+        self.jwks.retain(verifier.source for verifier in external.values())
+        self._external = external
+        self._cache.clear()
+        self._policy = policy
+
+    async def _verify_uncached(self, token: str, policy: Policy) -> Principal:
+        issuer = unverified_issuer(token)
+        if issuer == self.builtin.issuer or issuer is None:
+            # Garbage goes to the built-in verifier too: its refusal is the one callers know.
+            principal = await self.builtin.verify(token)
+            self._remember(token, None, principal.expires_at + DEFAULT_LEEWAY_S, policy)
+            return principal
+        verifier = self._external.get(issuer)
+        if verifier is None:
+            log.debug("access token refused: unknown issuer")
+            raise AuthenticationFailed(MSG_INVALID, token_sent=True)
+        self.verifications += 1
+        principal = await verifier.verify(token)
+        self._remember(token, principal, principal.expires_at + verifier.spec.leeway_s, policy)
+        return principal
+
+    def _remember(
+        self, token: str, principal: Principal | None, deadline: float, policy: Policy
+    ) -> None:
+        if policy is not self._policy:
+            return  # the policy changed while we verified: this principal may be stale
+        cache = self._cache
+        if len(cache) >= self._max_cached:
+            now = self._clock()
+            for stale in [t for t, (_, until) in cache.items() if until < now]:
+                del cache[stale]
+            if len(cache) >= self._max_cached:
+                for oldest in list(islice(cache, max(1, len(cache) // 2))):
+                    del cache[oldest]
+        cache[token] = (principal, deadline)

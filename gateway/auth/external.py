@@ -1,0 +1,264 @@
+"""Access tokens of external OAuth issuers (Okta, Entra ID, Keycloak, …) verified into a Principal.
+
+Owns one configured issuer's checks: the header (`alg` on the issuer's
+allow-list, never `none` or HS*; `typ` absent, `JWT` or `at+jwt`), the key
+chosen by `kid` from the issuer's JWKS (one refetch on an unknown `kid`, as
+`JwksCache` allows), the signature (joserfc), then every claim explicitly
+(`iss` exact, `aud`, `exp`, `nbf`, `iat` with the issuer's leeway), and the
+mapping of claims to team, subject, client id and scopes. Claim mapping is
+pure (`principal_from_claims`). Caching verified tokens and choosing the
+issuer belong to `authenticator.py`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+import orjson
+from joserfc import jws
+from joserfc.errors import JoseError
+from joserfc.jwa import JWSAlgModel
+from joserfc.jwk import Key, OKPKey
+from joserfc.jws import JWSRegistry
+
+from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable, knows_kid, select_key
+from gateway.auth.principal import Principal
+from gateway.auth.tokens import (
+    MSG_EXPIRED,
+    MSG_NOT_YET_VALID,
+    _number,
+    _Refused,
+)
+from gateway.errors import AuthenticationFailed
+from gateway.policy.schema import ALLOWED_ALGORITHMS, IssuerSpec
+
+log = logging.getLogger(__name__)
+
+# Entra ID sends up to 200 group ids; our own tokens' 8 KiB cap would refuse those.
+MAX_TOKEN_CHARS = 16 * 1024
+ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})  # Entra/Keycloak: JWT
+CLIENT_ID_CLAIMS = ("client_id", "azp", "appid", "cid")  # RFC 9068, OIDC/Keycloak, Entra v1, Okta
+MSG_NO_TEAM = "The access token's team is not known."
+MSG_KEYS_UNAVAILABLE = "The access token's issuer could not be reached to verify it."
+
+
+class _Registry(JWSRegistry):
+    """The issuer's allow-list, lenient about unknown header members (Entra adds `x5t`, `nonce`).
+
+    RFC 9864 deprecates the polymorphic `EdDSA` name and joserfc warns on every
+    use; the signature is the same as the fully specified algorithm of the
+    key's curve, so an `EdDSA` token is verified with that one.
+    """
+
+    def __init__(self, algorithms: Collection[str], eddsa_curve: str | None = None) -> None:
+        super().__init__(algorithms=list(algorithms), strict_check_header=False)
+        self._eddsa = JWSRegistry.algorithms[eddsa_curve] if eddsa_curve else None
+
+    def get_alg(self, name: str) -> JWSAlgModel:
+        if name == "EdDSA" and self._eddsa is not None and self.allowed and name in self.allowed:
+            return self._eddsa
+        return super().get_alg(name)
+
+
+# --- pure claim mapping --------------------------------------------------------------
+
+
+def claim_at(claims: Mapping[str, Any], path: str) -> Any:
+    """The claim at a dotted path (`realm_access.roles`); a literal key with dots wins.
+
+    Auth0-style namespaced claims (`https://example.com/team`) contain dots, so
+    the whole path is tried as one key first.
+    """
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def client_id_of(claims: Mapping[str, Any], spec: IssuerSpec) -> str | None:
+    """The OAuth client: `client_id_claim`, else the first of client_id, azp, appid, cid."""
+    names = (spec.client_id_claim,) if spec.client_id_claim else CLIENT_ID_CLAIMS
+    for name in names:
+        value = claim_at(claims, name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def team_of_claims(
+    claims: Mapping[str, Any], spec: IssuerSpec, team_of_client: Mapping[str, str]
+) -> str | None:
+    """The team named by `team_claim`, else the policy's team of the token's client, else None.
+
+    Without `team_map`, a string claim is the team's name and a list claim
+    names none. With `team_map`, only mapped values count: a string through
+    the map; for a list (groups, roles), its string values in sorted order and
+    the first that maps wins, so the result never depends on the IdP's order.
+    """
+    value = claim_at(claims, spec.team_claim)
+    team_map = spec.team_map
+    team: str | None = None
+    if isinstance(value, str) and value:
+        team = team_map.get(value) if team_map is not None else value
+    elif isinstance(value, list) and team_map is not None:
+        names = sorted(v for v in value if isinstance(v, str))
+        team = next((team_map[name] for name in names if name in team_map), None)
+    if team is None:
+        client_id = client_id_of(claims, spec)
+        team = team_of_client.get(client_id) if client_id is not None else None
+    return team
+
+
+def scopes_of(claims: Mapping[str, Any], spec: IssuerSpec) -> frozenset[str]:
+    """`scope_claim`, else `scope`, else `scp`: a space-separated string or a list of strings.
+
+    A token carrying none (absent or empty) gets the issuer's `default_scopes`.
+    Raises _Refused when the claim has another type.
+    """
+    names = (spec.scope_claim,) if spec.scope_claim else ("scope", "scp")
+    for name in names:
+        value = claim_at(claims, name)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            scopes = frozenset(value.split())
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            scopes = frozenset(s for v in value for s in v.split())
+        else:
+            raise _Refused(f"{name} is neither a string nor a list of strings")
+        if scopes:
+            return scopes
+    return frozenset(spec.default_scopes)
+
+
+def principal_from_claims(
+    claims: dict[str, Any], spec: IssuerSpec, team_of_client: Mapping[str, str], now: float
+) -> Principal:
+    """Check the registered claims (with `spec.leeway_s`) and map the rest; raises _Refused."""
+    leeway = spec.leeway_s
+    if claims.get("iss") != spec.issuer:
+        raise _Refused("wrong issuer")
+    audiences = {spec.audience} if isinstance(spec.audience, str) else set(spec.audience)
+    aud = claims.get("aud")
+    aud_values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not any(isinstance(a, str) and a in audiences for a in aud_values):
+        raise _Refused("wrong audience")
+    exp = _number(claims, "exp")
+    if exp is None:
+        raise _Refused("exp missing")
+    if now > exp + leeway:
+        raise _Refused("expired", MSG_EXPIRED)
+    nbf = _number(claims, "nbf")
+    if nbf is not None and now + leeway < nbf:
+        raise _Refused("nbf in the future", MSG_NOT_YET_VALID)
+    iat = _number(claims, "iat")
+    if iat is not None and now + leeway < iat:
+        raise _Refused("iat in the future")
+    client_id = client_id_of(claims, spec)
+    subject = claim_at(claims, spec.subject_claim)
+    if not isinstance(subject, str) or not subject:
+        subject = client_id  # app-only tokens may lack a user claim such as `email`
+    if subject is None:
+        raise _Refused(f"{spec.subject_claim} missing and no client id")
+    team = team_of_claims(claims, spec, team_of_client)
+    if team is None:
+        raise _Refused("no team claim, no mapped value, no known client", MSG_NO_TEAM)
+    return Principal(
+        team=team,
+        subject=subject,
+        client_id=client_id,
+        scopes=scopes_of(claims, spec),
+        issuer=spec.issuer,
+        expires_at=exp,
+    )
+
+
+# --- one issuer's verifier -------------------------------------------------------------
+
+
+class ExternalVerifier:
+    """Verifies tokens of one configured issuer; built per policy version by the Authenticator."""
+
+    def __init__(
+        self,
+        spec: IssuerSpec,
+        jwks: JwksCache,
+        *,
+        team_of_client: Mapping[str, str],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self.source = KeySource(spec.issuer, spec.jwks_uri)
+        # Belt and braces: the schema already refuses none and HS*.
+        self._algorithms = frozenset(spec.algorithms) & ALLOWED_ALGORITHMS
+        self._jwks = jwks
+        self._team_of_client = team_of_client
+        self._clock = clock
+        self._registry = _Registry(self._algorithms)
+        self._eddsa_registries = {c: _Registry(self._algorithms, c) for c in ("Ed25519", "Ed448")}
+
+    async def verify(self, token: str) -> Principal:
+        """The caller behind `token`, or AuthenticationFailed (401, token_sent=True)."""
+        try:
+            claims = await self._decode(token)
+            return principal_from_claims(claims, self.spec, self._team_of_client, self._clock())
+        except _Refused as refused:
+            log.debug("token of issuer %s refused: %s", self.spec.issuer, refused.reason)
+            raise AuthenticationFailed(refused.message, token_sent=True) from None
+
+    async def _decode(self, token: str) -> dict[str, Any]:
+        if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2 or not token.isascii():
+            raise _Refused("malformed or oversize")
+        try:
+            compact = jws.extract_compact(token.encode(), registry=self._registry)
+        except (JoseError, ValueError, TypeError) as error:
+            raise _Refused(f"undecodable: {type(error).__name__}") from None
+        header = compact.headers()
+        alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
+        if alg not in self._algorithms:
+            raise _Refused(f"alg {alg!r} not allowed")  # before any key lookup or fetch
+        if kid is not None and not isinstance(kid, str):
+            raise _Refused("kid is not a string")
+        if "b64" in header:
+            raise _Refused("unencoded payload (RFC 7797) is not an access token")
+        if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES):
+            raise _Refused(f"typ {typ!r} is not an access token type")
+        key = await self._key(alg, kid)
+        registry = self._registry
+        if isinstance(key, OKPKey):
+            registry = self._eddsa_registries[key.curve_name]
+        try:
+            valid = jws.validate_compact(compact, key, registry=registry)
+        except (JoseError, ValueError, TypeError) as error:
+            raise _Refused(f"signature check failed: {type(error).__name__}") from None
+        if not valid:
+            raise _Refused("bad signature")
+        try:
+            claims = orjson.loads(compact.payload)
+        except orjson.JSONDecodeError:
+            raise _Refused("payload is not JSON") from None
+        if not isinstance(claims, dict):
+            raise _Refused("payload is not a JSON object")
+        return claims
+
+    async def _key(self, alg: str, kid: str | None) -> Key:
+        try:
+            keys = await self._jwks.keys(self.source)
+        except KeysUnavailable:
+            raise _Refused("issuer keys unavailable", MSG_KEYS_UNAVAILABLE) from None
+        key = select_key(keys, kid, alg)
+        if key is None and kid is not None and not knows_kid(keys, kid):
+            # Maybe the issuer rotated since we fetched; JwksCache rate-limits this.
+            fresh = await self._jwks.refetch_for_unknown_kid(self.source)
+            if fresh is not None:
+                key = select_key(fresh, kid, alg)
+        if key is None:
+            raise _Refused("unknown kid" if kid is not None else "no kid and several keys fit")
+        return key

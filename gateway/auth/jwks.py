@@ -1,0 +1,309 @@
+"""External issuers' public keys: discovered, fetched from their JWKS, cached, refreshed sparingly.
+
+Owns where an issuer's keys live (the configured `jwks_uri`, else OpenID
+Connect discovery, then RFC 8414 metadata, whose `issuer` must equal the
+configured one), fetching them (one aiohttp session, a timeout, a size cap),
+parsing a JWKS into verification keys, choosing the key for a token, and when
+to fetch again: on an unknown `kid` at most once per `min_refetch_interval_s`
+per issuer, concurrent callers sharing one fetch; keys older than
+`max_key_age_s` are refreshed in the background. A failed fetch never drops
+keys: the last good set stays in use while the issuer is unreachable.
+Verifying tokens is not done here (`external.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
+
+log = logging.getLogger(__name__)
+
+MIN_REFETCH_INTERVAL_S = 10.0
+MAX_KEY_AGE_S = 3600.0  # refreshed in the background after this, unknown kid or not
+FETCH_TIMEOUT_S = 5.0
+MAX_DOCUMENT_BYTES = 512 * 1024  # Entra's JWKS with x5c chains is ~20 KB
+MAX_KEYS = 100
+_EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+_EDDSA_CURVES = frozenset({"Ed25519", "Ed448"})
+# Private and symmetric members: a JWKS must not carry them, and we never use them.
+_SECRET_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+class KeysUnavailable(Exception):
+    """The issuer's keys could not be fetched, and none were fetched before."""
+
+
+class _FetchFailed(Exception):
+    """Internal: one fetch went wrong; the message (no secrets) goes to the log."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where one issuer's keys come from: its `jwks_uri`, or discovery when None."""
+
+    issuer: str
+    jwks_uri: str | None = None
+
+
+# --- pure parts ------------------------------------------------------------------
+
+
+def discovery_urls(issuer: str) -> tuple[str, ...]:
+    """Metadata URLs to try in order: OpenID Connect, then RFC 8414 (path inserted, appended)."""
+    base = issuer.rstrip("/")
+    parts = urlsplit(base)
+    urls = [f"{base}/.well-known/openid-configuration"]
+    urls.append(
+        f"{parts.scheme}://{parts.netloc}/.well-known/oauth-authorization-server{parts.path}"
+    )
+    urls.append(f"{base}/.well-known/oauth-authorization-server")
+    return tuple(dict.fromkeys(urls))
+
+
+def discovered_jwks_uri(document: object, issuer: str) -> str:
+    """`jwks_uri` from a metadata document whose `issuer` is exactly ours (else ValueError)."""
+    if not isinstance(document, dict):
+        raise ValueError("metadata is not a JSON object")
+    if document.get("issuer") != issuer:
+        # RFC 8414 §3.3 / OIDC Discovery §4.3: a mismatch means the wrong (or a forged) server.
+        raise ValueError(f"metadata names issuer {document.get('issuer')!r}, not {issuer!r}")
+    uri = document.get("jwks_uri")
+    if not isinstance(uri, str) or urlsplit(uri).scheme not in ("http", "https"):
+        raise ValueError("metadata has no http(s) jwks_uri")
+    return uri
+
+
+def parse_jwks(document: object) -> tuple[Key, ...]:
+    """The signature-verification keys of a JWK set; unusable entries are skipped.
+
+    Skipped: symmetric keys (a published `oct` key would let anyone sign), keys
+    whose `use` or `key_ops` exclude verification, and entries joserfc cannot
+    import. Private members are dropped before import. ValueError when the
+    document is not a JWK set at all.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ValueError("not a JWK set")
+    keys = []
+    for entry in document["keys"][:MAX_KEYS]:
+        key = _verification_key(entry)
+        if key is not None:
+            keys.append(key)
+    return tuple(keys)
+
+
+def _verification_key(entry: object) -> Key | None:
+    if not isinstance(entry, dict) or entry.get("kty") not in ("RSA", "EC", "OKP"):
+        return None
+    if entry.get("use", "sig") != "sig":
+        return None
+    ops = entry.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+        return None
+    if not isinstance(entry.get("kid", ""), str) or not isinstance(entry.get("alg", ""), str):
+        return None
+    public = {name: value for name, value in entry.items() if name not in _SECRET_MEMBERS}
+    if public.get("alg") == "EdDSA" and public.get("crv") in _EDDSA_CURVES:
+        # Named by its curve (RFC 9864), as joserfc verifies EdDSA without a deprecation warning.
+        public["alg"] = public["crv"]
+    try:
+        return JWKRegistry.import_key(public)
+    except (JoseError, ValueError, TypeError) as error:
+        log.debug("JWKS entry skipped: %s", type(error).__name__)
+        return None
+
+
+def key_fits(key: Key, alg: str) -> bool:
+    """May `key` verify a signature made with `alg`? (key type, curve, and the key's own `alg`)"""
+    # RFC 9864 names Ed25519/Ed448 keys by curve; tokens may still say "EdDSA".
+    if key.alg not in (None, alg) and not (alg == "EdDSA" and key.alg in _EDDSA_CURVES):
+        return False
+    if alg.startswith(("RS", "PS")):
+        return isinstance(key, RSAKey)
+    if alg in _EC_CURVES:
+        return isinstance(key, ECKey) and key.curve_name == _EC_CURVES[alg]
+    if alg == "EdDSA":
+        return isinstance(key, OKPKey) and key.curve_name in _EDDSA_CURVES
+    return False
+
+
+def select_key(keys: Sequence[Key], kid: str | None, alg: str) -> Key | None:
+    """The key for a token's `kid` and `alg`; without a `kid`, only when exactly one key fits."""
+    fitting = [key for key in keys if key_fits(key, alg)]
+    if kid is None:
+        return fitting[0] if len(fitting) == 1 else None
+    return next((key for key in fitting if key.kid == kid), None)
+
+
+def knows_kid(keys: Sequence[Key], kid: str) -> bool:
+    return any(key.kid == kid for key in keys)
+
+
+def may_fetch(last_attempt_at: float | None, now: float, min_interval_s: float) -> bool:
+    """One fetch per interval per issuer, whatever prompted it (unknown kid, age, first use)."""
+    return last_attempt_at is None or now - last_attempt_at >= min_interval_s
+
+
+# --- the cache ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _IssuerKeys:
+    keys: tuple[Key, ...] = ()
+    has_keys: bool = False  # a fetch has succeeded at least once
+    fetched_at: float | None = None  # last success
+    attempted_at: float | None = None  # last attempt, successful or not
+    discovered_uri: str | None = None
+    inflight: asyncio.Task[None] | None = None
+
+
+class JwksCache:
+    """Per-issuer key sets for the whole process; `close()` it with the services.
+
+    `clock` is monotonic seconds and public so tests of a running gateway can
+    move time past the refetch interval.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        min_refetch_interval_s: float = MIN_REFETCH_INTERVAL_S,
+        max_key_age_s: float = MAX_KEY_AGE_S,
+        timeout_s: float = FETCH_TIMEOUT_S,
+        max_document_bytes: int = MAX_DOCUMENT_BYTES,
+    ) -> None:
+        self.clock = clock
+        self._min_interval_s = min_refetch_interval_s
+        self._max_age_s = max_key_age_s
+        self._timeout_s = timeout_s
+        self._max_bytes = max_document_bytes
+        self._issuers: dict[KeySource, _IssuerKeys] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def keys(self, source: KeySource) -> tuple[Key, ...]:
+        """The issuer's keys: fetched on first use, then from memory (refreshed when old).
+
+        Raises KeysUnavailable when no fetch has ever succeeded and none may run now.
+        """
+        state = self._issuers.setdefault(source, _IssuerKeys())
+        now = self.clock()
+        may_start = may_fetch(state.attempted_at, now, self._min_interval_s)
+        if not state.has_keys:
+            if state.inflight is not None or may_start:
+                await self._fetch_shared(source, state)
+            if not state.has_keys:
+                raise KeysUnavailable(source.issuer)
+        elif (
+            state.fetched_at is not None
+            and now - state.fetched_at >= self._max_age_s
+            and state.inflight is None
+            and may_start
+        ):
+            self._start_fetch(source, state)  # keep serving the current keys meanwhile
+        return state.keys
+
+    async def refetch_for_unknown_kid(self, source: KeySource) -> tuple[Key, ...] | None:
+        """Fetch again (or join a fetch under way); None when the rate limit says not yet.
+
+        After a failed fetch the previous keys are returned unchanged.
+        """
+        state = self._issuers.setdefault(source, _IssuerKeys())
+        if state.inflight is None and not may_fetch(
+            state.attempted_at, self.clock(), self._min_interval_s
+        ):
+            return None
+        await self._fetch_shared(source, state)
+        return state.keys
+
+    def retain(self, sources: Iterable[KeySource]) -> None:
+        """Forget issuers no longer configured (a policy change removed them)."""
+        keep = set(sources)
+        for source in [s for s in self._issuers if s not in keep]:
+            state = self._issuers.pop(source)
+            if state.inflight is not None:
+                state.inflight.cancel()
+
+    async def close(self) -> None:
+        tasks = [s.inflight for s in self._issuers.values() if s.inflight is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._issuers.clear()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _start_fetch(self, source: KeySource, state: _IssuerKeys) -> asyncio.Task[None]:
+        if state.inflight is None:
+            state.attempted_at = self.clock()
+            state.inflight = asyncio.create_task(self._fetch(source, state))
+        return state.inflight
+
+    async def _fetch_shared(self, source: KeySource, state: _IssuerKeys) -> None:
+        # shield: a caller that goes away (client disconnect) must not cancel the others' fetch.
+        await asyncio.shield(self._start_fetch(source, state))
+
+    async def _fetch(self, source: KeySource, state: _IssuerKeys) -> None:
+        """One fetch; never raises: a failure is logged and the old keys stay."""
+        try:
+            uri = source.jwks_uri or state.discovered_uri or await self._discover(source.issuer)
+            if source.jwks_uri is None:
+                state.discovered_uri = uri
+            keys = parse_jwks(await self._get_json(uri))
+        except Exception as error:  # a background task: nothing above us would log it
+            state.discovered_uri = None  # discover again next time: the metadata may have moved
+            log.warning(
+                "could not fetch the keys of issuer %s: %s%s",
+                source.issuer,
+                error,
+                " (keeping the last good keys)" if state.has_keys else "",
+            )
+        else:
+            state.keys, state.has_keys, state.fetched_at = keys, True, self.clock()
+            log.info("fetched %d key(s) of issuer %s", len(keys), source.issuer)
+        finally:
+            state.inflight = None
+
+    async def _discover(self, issuer: str) -> str:
+        failures = []
+        for url in discovery_urls(issuer):
+            try:
+                document = await self._get_json(url)
+            except _FetchFailed as error:
+                failures.append(str(error))
+                continue
+            return discovered_jwks_uri(document, issuer)  # a mismatch stops here
+        raise _FetchFailed(f"discovery failed ({'; '.join(failures)})")
+
+    async def _get_json(self, url: str) -> object:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+                headers={"accept": "application/json, application/jwk-set+json"},
+            )
+        try:
+            async with self._session.get(url, max_redirects=3) as response:
+                if response.status != 200:
+                    raise _FetchFailed(f"{url} answered HTTP {response.status}")
+                if (response.content_length or 0) > self._max_bytes:
+                    raise _FetchFailed(f"{url} is larger than {self._max_bytes} bytes")
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > self._max_bytes:
+                        raise _FetchFailed(f"{url} is larger than {self._max_bytes} bytes")
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise _FetchFailed(f"{url}: {type(error).__name__}") from None
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise _FetchFailed(f"{url} did not answer JSON") from None

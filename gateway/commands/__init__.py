@@ -1,0 +1,1 @@
+"""CLI command groups, one module per concern; `gateway/cli.py` registers them."""

@@ -1,0 +1,225 @@
+"""`gateway clients …` and `gateway keys …`: the built-in issuer's clients and signing keys.
+
+Parses flags and renders; the work is `ClientRegistry` (the admin API calls
+it too) and `SigningKeyStore`. Each command migrates the database first (a
+no-op when current), like `gateway token`. Heavy imports stay inside the
+commands so `gateway --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from gateway.auth.clients import ClientRecord
+    from gateway.auth.keys import SigningKey
+
+T = TypeVar("T")
+
+clients_app = typer.Typer(no_args_is_help=True, help="OAuth clients of the built-in issuer.")
+keys_app = typer.Typer(no_args_is_help=True, help="The built-in issuer's signing keys.")
+
+
+def _actor() -> str:
+    """Who the audit log names for a CLI change: the operating-system user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry, e.g. in a bare container
+        return "cli"
+
+
+def _run(
+    work: Callable[[AsyncEngine], Awaitable[T]], expected: tuple[type[Exception], ...] = ()
+) -> T:
+    """Migrate, open the database, run `work`, close.
+
+    Exceptions of the `expected` types reach the caller; any other (a driver's)
+    becomes a plain message and exit 1.
+    """
+    from gateway.db import create_engine, migrate
+    from gateway.settings import load_settings
+
+    settings = load_settings()
+
+    async def main() -> T:
+        await migrate(settings.database_url)
+        engine = create_engine(settings.database_url)
+        try:
+            return await work(engine)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except expected:
+        raise
+    except Exception as exc:  # driver errors vary; the operator needs the kind and the text
+        typer.echo(f"error: database {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _warn_unknown_team(team: str) -> None:
+    from gateway.policy.errors import PolicyInvalid
+    from gateway.policy.store import load_policy_dir
+    from gateway.settings import load_settings
+
+    settings = load_settings()
+    try:
+        policy = load_policy_dir(settings.policy_dir, os.environ)
+    except (PolicyInvalid, OSError):
+        return  # creating a client does not depend on the policy; `serve` reports its errors
+    if team not in policy.teams:
+        typer.echo(
+            f"warning: team {team!r} is not in the policy at {settings.policy_dir}; "
+            "the gateway will refuse this client's tokens until it is",
+            err=True,
+        )
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    lines = [headers, *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )
+
+
+def _when(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@clients_app.command("create")
+def clients_create(
+    team: Annotated[str, typer.Option(help="The team the client's tokens act for.")],
+    name: Annotated[str | None, typer.Option(help="A label for people.")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(help="Scope the client may request; repeat for more. Default gateway:invoke."),
+    ] = None,
+) -> None:
+    """Register a client; prints its id and secret as JSON, once (only a hash is stored)."""
+    from gateway.auth.clients import ClientRegistry, InvalidClientSpec
+
+    _warn_unknown_team(team)
+
+    async def work(engine: AsyncEngine) -> tuple[ClientRecord, str]:
+        return await ClientRegistry(engine).create(team, name, scope or [], _actor())
+
+    try:
+        record, secret = _run(work, (InvalidClientSpec,))
+    except InvalidClientSpec as invalid:
+        typer.echo(f"error: {invalid}", err=True)
+        raise typer.Exit(2) from None
+    payload = {
+        "client_id": record.client_id,
+        "client_secret": secret,
+        "team": record.team,
+        "scopes": list(record.scopes),
+    }
+    typer.echo(json.dumps(payload))
+
+
+@clients_app.command("list")
+def clients_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Every client, revoked ones included, newest first."""
+    from gateway.auth.clients import ClientRegistry
+
+    records = _run(lambda engine: ClientRegistry(engine).list())
+    if as_json:
+        typer.echo(json.dumps([r.as_json() for r in records], indent=2))
+        return
+    rows = [
+        [
+            r.client_id,
+            r.team,
+            r.name or "-",
+            " ".join(r.scopes),
+            _when(r.created_at),
+            "revoked" if r.is_revoked else "active",
+        ]
+        for r in records
+    ]
+    typer.echo(_table(["CLIENT_ID", "TEAM", "NAME", "SCOPES", "CREATED", "STATUS"], rows))
+
+
+@clients_app.command("revoke")
+def clients_revoke(client_id: Annotated[str, typer.Argument(help="The client to revoke.")]) -> None:
+    """Revoke a client: it gets no new tokens, and its tokens stop working within 2 s."""
+    from gateway.auth.clients import ClientRegistry, UnknownClient
+
+    try:
+        record = _run(
+            lambda engine: ClientRegistry(engine).revoke(client_id, _actor()), (UnknownClient,)
+        )
+    except UnknownClient:
+        typer.echo(f"error: no OAuth client {client_id!r}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"revoked {record.client_id} (team {record.team}) at {_when(record.revoked_at)}")
+
+
+def _key_status(key: SigningKey, current_kid: str | None) -> str:
+    return "current" if key.kid == current_kid else ("retired" if key.is_retired else "active")
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """The signing keys, newest first: the current one signs, retired ones still verify."""
+    from gateway.auth.keys import SigningKeyStore
+
+    keys = _run(lambda engine: SigningKeyStore(engine).list_keys())
+    # The store signs with the newest key that is not retired.
+    current = next((k.kid for k in keys if not k.is_retired), None)
+    if as_json:
+        listed = [
+            {
+                "kid": k.kid,
+                "algorithm": k.algorithm,
+                "created_at": k.created_at.isoformat(),
+                "retired_at": k.retired_at.isoformat() if k.retired_at else None,
+                "status": _key_status(k, current),
+            }
+            for k in keys
+        ]
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    if not keys:
+        typer.echo("no signing keys yet: `gateway serve` or `keys rotate` creates one", err=True)
+    rows = [
+        [k.kid, k.algorithm, _when(k.created_at), _when(k.retired_at), _key_status(k, current)]
+        for k in keys
+    ]
+    typer.echo(_table(["KID", "ALG", "CREATED", "RETIRED", "STATUS"], rows))
+
+
+@keys_app.command("rotate")
+def keys_rotate() -> None:
+    """Make a new signing key current; the old ones verify until their tokens expire."""
+    from gateway.audit import record_audit
+    from gateway.auth.keys import SigningKeyStore
+
+    async def work(engine: AsyncEngine) -> SigningKey:
+        key = await SigningKeyStore(engine).rotate()
+        async with engine.begin() as conn:
+            await record_audit(
+                conn, actor=_actor(), action="keys.rotate", target=key.kid, after={"kid": key.kid}
+            )
+        return key
+
+    key = _run(work)
+    typer.echo(f"new signing key {key.kid}: it signs from now on (running replicas within 1 s)")
+    typer.echo(key.kid)

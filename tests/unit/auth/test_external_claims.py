@@ -1,0 +1,239 @@
+"""External issuers' claims mapped to a Principal: team, subject, client, scopes, time checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.auth.external import (
+    MSG_NO_TEAM,
+    claim_at,
+    client_id_of,
+    principal_from_claims,
+    scopes_of,
+    team_of_claims,
+)
+from gateway.auth.tokens import MSG_EXPIRED, MSG_NOT_YET_VALID, _Refused
+from gateway.policy.schema import IssuerSpec
+
+ISSUER = "https://idp.example.com/"
+NOW = 1_800_000_000.0
+CLIENTS = {"search-backend": "search"}
+
+
+def spec(**changes: Any) -> IssuerSpec:
+    return IssuerSpec(issuer=ISSUER, audience="llm-gateway", **changes)
+
+
+def claims(**changes: Any) -> dict[str, Any]:
+    base = {
+        "iss": ISSUER,
+        "aud": "llm-gateway",
+        "sub": "user-1",
+        "iat": int(NOW),
+        "nbf": int(NOW),
+        "exp": int(NOW) + 600,
+        "team": "search",
+    }
+    return {k: v for k, v in {**base, **changes}.items() if v is not None}
+
+
+# --- dotted paths ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("team", "t"),
+        ("realm_access.roles", ["a", "b"]),
+        ("resource_access.gw.roles", ["r"]),
+        ("https://example.com/team", "namespaced"),
+        ("realm_access.missing", None),
+        ("team.deeper", None),
+        ("nothing", None),
+    ],
+)
+def test_claim_at_follows_dotted_paths(path: str, expected: Any) -> None:
+    """A dotted path walks nested objects; a literal key containing dots wins."""
+    token = {
+        "team": "t",
+        "realm_access": {"roles": ["a", "b"]},
+        "resource_access": {"gw": {"roles": ["r"]}},
+        "https://example.com/team": "namespaced",
+    }
+    assert claim_at(token, path) == expected
+
+
+# --- team -------------------------------------------------------------------------------
+
+
+def test_a_string_team_claim_is_the_team() -> None:
+    """Without a team_map the claim's string is the team's name."""
+    assert team_of_claims(claims(team="research"), spec(), CLIENTS) == "research"
+
+
+def test_a_string_claim_goes_through_team_map() -> None:
+    """With a team_map a string claim is looked up: azp → team, say."""
+    mapping = spec(team_claim="azp", team_map={"app-123": "search"})
+    assert team_of_claims(claims(azp="app-123"), mapping, {}) == "search"
+
+
+def test_with_a_team_map_unmapped_strings_name_no_team() -> None:
+    """A value the map does not name is not taken as a team name of its own."""
+    mapping = spec(team_claim="azp", team_map={"app-123": "search"})
+    assert team_of_claims(claims(azp="other-app"), mapping, {}) is None
+
+
+def test_a_list_claim_maps_through_team_map_in_sorted_order() -> None:
+    """Keycloak realm roles: the alphabetically first mapped value wins, whatever the order sent."""
+    mapping = spec(
+        team_claim="realm_access.roles",
+        team_map={"llm-search": "search", "llm-research": "research"},
+    )
+    for roles in (["offline", "llm-search", "llm-research"], ["llm-research", "llm-search"]):
+        token = claims(team=None, realm_access={"roles": roles})
+        assert team_of_claims(token, mapping, {}) == "research"
+
+
+def test_a_list_claim_without_team_map_names_no_team() -> None:
+    """A groups list cannot name a team by itself; the client fallback applies."""
+    token = claims(team=None, groups=["search"], client_id="search-backend")
+    assert team_of_claims(token, spec(team_claim="groups"), CLIENTS) == "search"
+    assert (
+        team_of_claims(claims(team=None, groups=["search"]), spec(team_claim="groups"), {}) is None
+    )
+
+
+def test_a_list_with_no_mapped_value_falls_back_to_the_client() -> None:
+    mapping = spec(team_claim="roles", team_map={"gw.search": "search"})
+    token = claims(team=None, roles=["Other.Role", 7], azp="search-backend")
+    assert team_of_claims(token, mapping, CLIENTS) == "search"
+
+
+@pytest.mark.parametrize("claim", ["client_id", "azp", "appid", "cid"])
+def test_no_team_claim_falls_back_to_the_policys_client_team(claim: str) -> None:
+    """Okta `cid`, Entra `appid`/`azp`, RFC 9068 `client_id`: a team client id gives the team."""
+    token = claims(team=None, **{claim: "search-backend"})
+    assert team_of_claims(token, spec(), CLIENTS) == "search"
+
+
+def test_client_id_claim_setting_picks_the_claim() -> None:
+    token = claims(team=None, azp="someone-else", app="search-backend")
+    assert client_id_of(token, spec(client_id_claim="app")) == "search-backend"
+    assert team_of_claims(token, spec(client_id_claim="app"), CLIENTS) == "search"
+
+
+def test_client_id_default_order() -> None:
+    """client_id before azp before appid before cid."""
+    assert client_id_of(claims(azp="b", cid="d", client_id="a"), spec()) == "a"
+    assert client_id_of(claims(cid="d", appid="c"), spec()) == "c"
+    assert client_id_of(claims(), spec()) is None
+
+
+# --- scopes -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"scope": "gateway:invoke gateway:admin"}, {"gateway:invoke", "gateway:admin"}),
+        ({"scp": "gateway:finance"}, {"gateway:finance"}),
+        ({"scp": ["gateway:invoke", "gateway:finance"]}, {"gateway:invoke", "gateway:finance"}),
+        ({"scope": "gateway:admin", "scp": ["gateway:invoke"]}, {"gateway:admin"}),
+        ({"scope": "", "scp": "gateway:admin"}, {"gateway:admin"}),
+        ({}, {"gateway:invoke"}),
+        ({"scope": ""}, {"gateway:invoke"}),
+        ({"scp": []}, {"gateway:invoke"}),
+    ],
+    ids=[
+        "scope-string",
+        "scp-string",
+        "scp-list",
+        "scope-before-scp",
+        "empty-scope-then-scp",
+        "none-defaults",
+        "empty-defaults",
+        "empty-list-defaults",
+    ],
+)
+def test_scopes_from_scope_or_scp(extra: dict[str, Any], expected: set[str]) -> None:
+    assert scopes_of(claims(**extra), spec()) == expected
+
+
+def test_scope_claim_setting_and_default_scopes() -> None:
+    """A configured claim is read alone; a token with none gets the issuer's default_scopes."""
+    custom = spec(scope_claim="permissions", default_scopes=["gateway:finance"])
+    token = claims(scope="gateway:admin", permissions=["gateway:invoke"])
+    assert scopes_of(token, custom) == {"gateway:invoke"}
+    assert scopes_of(claims(scope="gateway:admin"), custom) == {"gateway:finance"}
+
+
+@pytest.mark.parametrize("value", [5, {"a": 1}, ["ok", 3], True])
+def test_a_scope_claim_of_another_type_is_refused(value: Any) -> None:
+    with pytest.raises(_Refused):
+        scopes_of(claims(scope=value), spec())
+
+
+# --- the whole principal and the registered claims ------------------------------------
+
+
+def test_principal_carries_team_subject_client_scopes_and_expiry() -> None:
+    token = claims(azp="search-backend", scp=["gateway:invoke"])
+    principal = principal_from_claims(token, spec(), CLIENTS, NOW)
+    assert (principal.team, principal.subject, principal.client_id) == (
+        "search",
+        "user-1",
+        "search-backend",
+    )
+    assert principal.scopes == {"gateway:invoke"}
+    assert (principal.issuer, principal.expires_at) == (ISSUER, NOW + 600)
+
+
+def test_subject_claim_setting_and_client_fallback() -> None:
+    """A configured subject claim is used; an app token without it is its client."""
+    configured = spec(subject_claim="oid")
+    assert principal_from_claims(claims(oid="o-1"), configured, {}, NOW).subject == "o-1"
+    app_token = claims(sub=None, azp="search-backend")
+    assert principal_from_claims(app_token, configured, {}, NOW).subject == "search-backend"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message", "reason"),
+    [
+        ({"iss": "https://idp.example.com"}, None, "wrong issuer"),
+        ({"aud": "someone-else"}, None, "wrong audience"),
+        ({"aud": ["a", "b"]}, None, "wrong audience"),
+        ({"aud": None}, None, "wrong audience"),
+        ({"exp": None}, None, "exp missing"),
+        ({"exp": "tomorrow"}, None, "exp is not a number"),
+        ({"exp": int(NOW) - 31}, MSG_EXPIRED, "expired"),
+        ({"nbf": int(NOW) + 31}, MSG_NOT_YET_VALID, "nbf in the future"),
+        ({"iat": int(NOW) + 31}, None, "iat in the future"),
+        ({"team": None}, MSG_NO_TEAM, "no team"),
+        ({"sub": None}, None, "sub missing"),
+    ],
+)
+def test_registered_claims_are_checked(
+    changes: dict[str, Any], message: str | None, reason: str
+) -> None:
+    with pytest.raises(_Refused) as refused:
+        principal_from_claims(claims(**changes), spec(), {}, NOW)
+    assert reason in refused.value.reason
+    if message is not None:
+        assert refused.value.message == message
+
+
+def test_leeway_accepts_small_skew_and_audience_lists() -> None:
+    """Within the leeway (30 s default) a just-expired or not-quite-valid token passes."""
+    token = claims(
+        exp=int(NOW) - 29, nbf=int(NOW) + 29, iat=int(NOW) + 29, aud=["x", "llm-gateway"]
+    )
+    assert principal_from_claims(token, spec(), {}, NOW).team == "search"
+    with pytest.raises(_Refused):
+        principal_from_claims(token, spec(leeway_s=0), {}, NOW)
+
+
+def test_any_configured_audience_matches() -> None:
+    two = IssuerSpec(issuer=ISSUER, audience=["api://gw", "llm-gateway"])
+    assert principal_from_claims(claims(aud="api://gw"), two, {}, NOW).team == "search"
