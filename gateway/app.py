@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.api import admin, admin_clients, oauth, openapi, ops
 from gateway.api import openai as openai_api
-from gateway.api import ops
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.services import Services, build_services
 from gateway.settings import Settings
@@ -57,7 +57,14 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             yield {"services": built}
 
     return Starlette(
-        routes=[*openai_api.routes, *ops.routes],
+        routes=[
+            *openai_api.routes,
+            *ops.routes,
+            *oauth.routes,
+            *admin_clients.routes,
+            *admin.routes,
+            *openapi.routes,
+        ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )

@@ -85,9 +85,7 @@ async def record_audit(
 
 async def read_audit(conn: AsyncConnection, *, limit: int = 100) -> list[AuditEntry]:
     """Newest first."""
-    rows = await conn.execute(
-        sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
-    )
+    rows = await conn.execute(sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))
     return [
         AuditEntry(
             id=r.id,

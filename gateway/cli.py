@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, migrate, policy check, token.
+"""The `gateway` command: serve, migrate, token; `policy`, `clients`, `keys` groups.
 
 The CLI parses flags and renders results; it holds no policy logic. Errors an
 operator can fix (a bad policy, an unreachable database) are printed plainly
@@ -16,29 +16,21 @@ from typing import Annotated
 
 import typer
 
+from gateway.commands.auth import clients_app, keys_app
+from gateway.commands.policy import check_or_exit, policy_app, running_version_number
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.store import load_policy_dir
 from gateway.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="An LLM gateway.")
-policy_app = typer.Typer(no_args_is_help=True, help="Check policy bundles.")
 app.add_typer(policy_app, name="policy")
+app.add_typer(clients_app, name="clients")
+app.add_typer(keys_app, name="keys")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
     typer.echo(message, err=True)
     return typer.Exit(code)
-
-
-def _policy_or_exit(directory: Path) -> None:
-    try:
-        load_policy_dir(directory, os.environ)
-    except PolicyInvalid as invalid:
-        for issue in invalid.issues:
-            typer.echo(f"error: {issue}", err=True)
-        raise _fail(
-            f"policy bundle {directory} is invalid ({len(invalid.issues)} errors)"
-        ) from None
 
 
 def _migrate_or_exit(settings: Settings) -> None:
@@ -84,14 +76,23 @@ def serve(
             f"keeps its own counters, which would multiply every limit by {settings.workers}.",
             2,
         )
-    if not settings.policy_dir.exists() and settings.policy_dir == Path("policies"):
-        from gateway.policy.example import write_example
-
-        write_example(settings.policy_dir)
-        typer.echo(f"wrote the example policy bundle to ./{settings.policy_dir}/", err=True)
-    _policy_or_exit(settings.policy_dir)
     if settings.migrate_on_start and not no_migrate:
         _migrate_or_exit(settings)
+    running = running_version_number(settings.database_url)
+    if running is None:
+        # A new database: the folder becomes version 1, so it must exist and be valid.
+        if not settings.policy_dir.exists() and settings.policy_dir == Path("policies"):
+            from gateway.policy.example import write_example
+
+            write_example(settings.policy_dir)
+            typer.echo(f"wrote the example policy bundle to ./{settings.policy_dir}/", err=True)
+        check_or_exit(settings.policy_dir)
+    else:
+        typer.echo(
+            f"enforcing policy version {running} from the database; "
+            f"edits of {settings.policy_dir} are applied as new versions",
+            err=True,
+        )
     _export_settings(settings)
 
     import uvicorn
@@ -116,13 +117,6 @@ def migrate() -> None:
     settings = load_settings()
     _migrate_or_exit(settings)
     typer.echo("database is at the newest revision")
-
-
-@policy_app.command("check")
-def policy_check(directory: Annotated[Path, typer.Argument(help="Policy bundle folder.")]) -> None:
-    """Validate a policy bundle; every error names file, line and field."""
-    _policy_or_exit(directory)
-    typer.echo(f"policy bundle {directory} is valid")
 
 
 @app.command()

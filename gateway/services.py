@@ -13,11 +13,17 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.auth.authenticator import Authenticator
+from gateway.auth.clients import ClientRegistry
+from gateway.auth.issuer import CURRENT_KEY_POLL_S, TokenIssuer
+from gateway.auth.jwks import JwksCache
 from gateway.auth.keys import SigningKeyStore
 from gateway.auth.tokens import TokenVerifier
 from gateway.db import create_engine, migrate
 from gateway.logs import AccessLog
-from gateway.policy.store import PolicyStore, load_policy_dir
+from gateway.policy.service import PolicyService
+from gateway.policy.store import PolicyStore
+from gateway.policy.sync import keep_policy_in_sync, load_running_policy
 from gateway.providers.registry import ProviderSet
 from gateway.routing.failover import HealthBoard
 from gateway.settings import Settings
@@ -30,40 +36,72 @@ class Services:
     providers: ProviderSet
     health: HealthBoard
     keys: SigningKeyStore
-    verifier: TokenVerifier
+    verifier: Authenticator  # our own tokens and external issuers' (policy auth.issuers)
+    clients: ClientRegistry
+    issuer: TokenIssuer
     engine: AsyncEngine
     started_at: int
     access_log: AccessLog
+    policy_versions: PolicyService  # the versioned store the admin API and CLI change
 
 
 @asynccontextmanager
 async def build_services(settings: Settings) -> AsyncIterator[Services]:
-    """Load the policy, open the database and providers; close them all on exit.
+    """Open the database, load the running policy and providers; close them all on exit.
 
-    Raises PolicyInvalid before anything is opened when the bundle is bad.
+    The policy is the database's newest version; an empty database first takes
+    the policy folder as version 1. Raises PolicyInvalid when there is nothing
+    valid to enforce. While running, new versions and folder edits are picked up.
     """
-    policy = load_policy_dir(settings.policy_dir, os.environ)
     if settings.migrate_on_start:
         await migrate(settings.database_url)
     engine = create_engine(settings.database_url)
+    policy_versions = PolicyService(engine, os.environ)
+    try:
+        policy, version = await load_running_policy(policy_versions, settings.policy_dir)
+    except BaseException:
+        await engine.dispose()
+        raise
     providers = ProviderSet(policy.providers)
     access_log = AccessLog(settings.access_log)
+    clients = ClientRegistry(engine)
+    policy_store = PolicyStore(policy, version)
+    jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
     try:
-        keys = SigningKeyStore(engine)
+        # A short current-key cache: `gateway keys rotate` run anywhere signs here within 1 s.
+        keys = SigningKeyStore(engine, current_ttl_s=CURRENT_KEY_POLL_S)
         await keys.current()  # the first start creates the signing key
-        verifier = TokenVerifier(settings.issuer_url, settings.audience, keys)
-        yield Services(
-            settings=settings,
-            policy=PolicyStore(policy),
-            providers=providers,
-            health=HealthBoard(),
-            keys=keys,
-            verifier=verifier,
-            engine=engine,
-            started_at=int(time.time()),
-            access_log=access_log,
+        verifier = Authenticator(
+            TokenVerifier(settings.issuer_url, settings.audience, keys), policy_store, jwks
         )
+        await clients.start()  # keeps the revoked client ids fresh until stop()
+        issuer = TokenIssuer(
+            issuer_url=settings.issuer_url,
+            audience=settings.audience,
+            token_ttl_s=settings.token_ttl_s,
+            keys=keys,
+            clients=clients,
+        )
+        async with keep_policy_in_sync(
+            policy_versions, policy_store, providers, settings.policy_dir
+        ):
+            yield Services(
+                settings=settings,
+                policy=policy_store,
+                providers=providers,
+                health=HealthBoard(),
+                keys=keys,
+                verifier=verifier,
+                clients=clients,
+                issuer=issuer,
+                engine=engine,
+                started_at=int(time.time()),
+                access_log=access_log,
+                policy_versions=policy_versions,
+            )
     finally:
+        await clients.stop()
+        await jwks.close()
         access_log.close()
         await providers.close()
         await engine.dispose()

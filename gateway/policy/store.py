@@ -19,11 +19,14 @@ def load_policy_dir(directory: Path, env: Mapping[str, str]) -> Policy:
 
 
 class PolicyStore:
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, version: int | None = None) -> None:
         self._policy = policy
+        self.version = version  # the database version `policy` was compiled from
 
     def current(self) -> Policy:
         return self._policy
 
-    def swap(self, policy: Policy) -> None:
+    def swap(self, policy: Policy, version: int | None = None) -> None:
+        # Two plain assignments with no await between: no coroutine sees a mix.
         self._policy = policy
+        self.version = version

@@ -1,8 +1,20 @@
-"""Policy versions in the database: 1, 2, 3…, each with author, time, reason, bundle, hash."""
+"""Policy versions in the database: 1, 2, 3…, each with author, time, reason, bundle, hash.
+
+Owns the `policy_versions` table and plain reads and writes over a connection
+the caller holds. It decides nothing: who may write, when a bundle is stale
+and which version runs are `service.py`'s. The bundle is stored as written
+(`${VAR}` references unresolved) as JSON; the newest version is the running one.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db import metadata
 
@@ -17,3 +29,87 @@ policy_versions = sa.Table(
     sa.Column("bundle", sa.Text, nullable=False),
     sa.Column("hash", sa.Text, nullable=False),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyVersion:
+    version: int
+    parent: int | None  # the version that was running when this one was made
+    author: str
+    created_at: datetime  # UTC
+    reason: str
+    bundle: dict[str, Any]  # as written: `${VAR}` references kept, never resolved
+    hash: str  # sha256 of the bundle's canonical JSON (`compiled.bundle_hash`)
+
+    def summary(self) -> dict[str, Any]:
+        """The version without its bundle, as history lists it."""
+        return {
+            "version": self.version,
+            "parent": self.parent,
+            "author": self.author,
+            "created_at": self.created_at.isoformat(),
+            "reason": self.reason,
+            "hash": self.hash,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.summary(), "bundle": self.bundle}
+
+
+def _from_row(row: sa.Row[Any]) -> PolicyVersion:
+    created = row.created_at
+    return PolicyVersion(
+        version=row.version,
+        parent=row.parent,
+        author=row.author,
+        # SQLite hands back naive datetimes; every stored time is UTC.
+        created_at=created if created.tzinfo else created.replace(tzinfo=UTC),
+        reason=row.reason,
+        bundle=orjson.loads(row.bundle),
+        hash=row.hash,
+    )
+
+
+async def newest_version_number(conn: AsyncConnection) -> int | None:
+    """The running version's number; one index lookup, cheap enough to poll."""
+    value = await conn.scalar(sa.select(sa.func.max(policy_versions.c.version)))
+    return int(value) if value is not None else None
+
+
+async def read_version(conn: AsyncConnection, version: int) -> PolicyVersion | None:
+    row = (
+        await conn.execute(sa.select(policy_versions).where(policy_versions.c.version == version))
+    ).first()
+    return _from_row(row) if row is not None else None
+
+
+async def read_newest(conn: AsyncConnection) -> PolicyVersion | None:
+    row = (
+        await conn.execute(
+            sa.select(policy_versions).order_by(policy_versions.c.version.desc()).limit(1)
+        )
+    ).first()
+    return _from_row(row) if row is not None else None
+
+
+async def read_history(conn: AsyncConnection, *, limit: int = 100) -> list[PolicyVersion]:
+    """Newest first."""
+    rows = await conn.execute(
+        sa.select(policy_versions).order_by(policy_versions.c.version.desc()).limit(limit)
+    )
+    return [_from_row(row) for row in rows]
+
+
+async def insert_version(conn: AsyncConnection, version: PolicyVersion) -> None:
+    """Add a version in the caller's transaction; a duplicate number violates the key."""
+    await conn.execute(
+        policy_versions.insert().values(
+            version=version.version,
+            parent=version.parent,
+            author=version.author,
+            created_at=version.created_at,
+            reason=version.reason,
+            bundle=orjson.dumps(version.bundle).decode(),
+            hash=version.hash,
+        )
+    )

@@ -44,14 +44,37 @@ def build_provider(config: ProviderConfig) -> Provider:
 
 
 class ProviderSet:
-    """The providers of one policy version, keyed by their policy name."""
+    """The providers of the running policy version, keyed by their policy name."""
 
     def __init__(self, configs: Mapping[str, ProviderConfig]) -> None:
         self._configs = dict(configs)
         self._providers = {name: build_provider(c) for name, c in configs.items()}
+        self._removed: dict[str, Provider] = {}
 
     def get(self, name: str) -> Provider:
-        return self._providers[name]
+        provider = self._providers.get(name)
+        if provider is None:
+            # A request that began under the previous policy may still fail over to it.
+            return self._removed[name]
+        return provider
+
+    def reconcile(self, configs: Mapping[str, ProviderConfig]) -> list[Provider]:
+        """Switch to a new policy's providers: unchanged ones are kept, changed ones rebuilt.
+
+        Returns the replaced and removed providers; the caller closes them once
+        requests already using them are done. May raise what `build_provider` raises,
+        leaving the set unchanged.
+        """
+        providers = {
+            name: self._providers[name]
+            if self._configs.get(name) == config
+            else build_provider(config)
+            for name, config in configs.items()
+        }
+        retired = [p for name, p in self._providers.items() if providers.get(name) is not p]
+        self._removed = {n: p for n, p in self._providers.items() if n not in providers}
+        self._configs, self._providers = dict(configs), providers
+        return retired
 
     async def close(self) -> None:
         for provider in self._providers.values():

@@ -81,14 +81,18 @@ def test_a_team_naming_a_missing_guardrail_profile(tmp_path):
 
 @pytest.mark.parametrize("algorithm", ["HS256", "none"])
 def test_hmac_and_none_are_refused_for_external_issuers(tmp_path, algorithm):
-    text = SPEC_EXAMPLE.replace("team_claim: team}", f"team_claim: team, algorithms: [{algorithm}]}}")
+    text = SPEC_EXAMPLE.replace(
+        "team_claim: team}", f"team_claim: team, algorithms: [{algorithm}]}}"
+    )
     (found,) = problems(tmp_path, text)
     assert found.startswith(f"{tmp_path}/bundle.yaml:17: auth.issuers[0].algorithms:")
     assert "never none or HS*" in found
 
 
 def test_a_budget_needs_exactly_one_quantity(tmp_path):
-    text = SPEC_EXAMPLE.replace("{period: day, tokens: 2000000}", "{period: day, tokens: 1, usd: 1}")
+    text = SPEC_EXAMPLE.replace(
+        "{period: day, tokens: 2000000}", "{period: day, tokens: 1, usd: 1}"
+    )
     (found,) = problems(tmp_path, text)
     assert "teams.search.budgets[2]" in found and "exactly one of tokens or usd" in found
 
@@ -104,7 +108,9 @@ def test_a_client_in_two_teams(tmp_path):
         "teams:\n  search:", "teams:\n  other: {clients: [search-backend]}\n  search:"
     )
     (found,) = problems(tmp_path, text)
-    assert "teams.search.clients[0]: client 'search-backend' already belongs to team 'other'" in found
+    assert (
+        "teams.search.clients[0]: client 'search-backend' already belongs to team 'other'" in found
+    )
 
 
 def test_a_bad_guardrail_pattern_and_an_unknown_timezone(tmp_path):

@@ -1,0 +1,202 @@
+"""Admin API for the policy (SPEC §5): versions, changes, diff, rollback, the audit log.
+
+Parses JSON, checks the `gateway:admin` scope (no token → 401, without the
+scope → 403 insufficient_scope), calls `PolicyService` (the CLI calls it too)
+and renders JSON; no policy rule lives here. The token's subject is the author
+of a change. Errors are OpenAI-shaped; an invalid policy answers 400 with every
+issue in `error.errors`, a stale `base_version` 409.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import pipeline
+from gateway.api.body import read_json_object
+from gateway.api.openai import request_id_of
+from gateway.auth.principal import SCOPE_ADMIN, Principal
+from gateway.errors import GatewayError, InvalidRequest, error_response
+from gateway.policy.errors import PolicyInvalid, PolicyIssue
+from gateway.policy.service import Applied
+from gateway.services import Services
+
+Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
+MAX_LIST = 1000
+
+
+class InvalidPolicy(InvalidRequest):
+    """400 naming every issue: `message` joins them, `errors` lists them as objects."""
+
+    code = "invalid_policy"
+
+    def __init__(self, issues: list[PolicyIssue]) -> None:
+        listed = "; ".join(str(issue) for issue in issues)
+        super().__init__(f"The policy is invalid ({len(issues)} errors): {listed}")
+        self.issues = issues
+
+    def body(self) -> dict[str, object]:
+        body = super().body()
+        error = body["error"]
+        assert isinstance(error, dict)
+        error["errors"] = [
+            {"location": i.location, "field": i.field, "message": i.message} for i in self.issues
+        ]
+        return body
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+M = TypeVar("M", bound=_Body)
+
+
+class PolicyPut(_Body):
+    bundle: dict[str, Any] = Field(description="Every section, `${VAR}` references as written.")
+    reason: str = ""
+    base_version: StrictInt | None = Field(description="The running version this change is on.")
+
+
+class TeamPatch(_Body):
+    changes: dict[str, Any] = Field(description="JSON merge patch (RFC 7386) of the team.")
+    reason: str = ""
+    base_version: StrictInt | None = Field(description="The running version this change is on.")
+
+
+class Rollback(_Body):
+    version: StrictInt = Field(description="The version whose policy becomes the new version.")
+    reason: str = ""
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def _admin_only(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, require `gateway:admin`, render any refusal; tag the request id."""
+
+    async def endpoint(request: Request) -> Response:
+        services: Services = request.state.services
+        request_id = request_id_of(request)
+        try:
+            principal = await pipeline.authenticate(request.headers.get("authorization"), services)
+            pipeline.require_scope(principal, SCOPE_ADMIN)
+            response = await handler(request, services, principal)
+        except PolicyInvalid as invalid:
+            return error_response(InvalidPolicy(invalid.issues), request_id)
+        except GatewayError as error:
+            return error_response(error, request_id)
+        response.headers["x-request-id"] = request_id
+        return response
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
+
+
+async def _parse(request: Request, services: Services, model: type[M]) -> M:
+    body = await read_json_object(request, services.settings.max_body_bytes)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        param = ".".join(str(part) for part in error["loc"]) or None
+        if error["type"] == "missing":
+            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
+        if error["type"] == "extra_forbidden":
+            raise InvalidRequest(f"Unknown parameter: '{param}'.", param=param) from None
+        raise InvalidRequest(f"Invalid '{param}': {error['msg']}.", param=param) from None
+
+
+def _int_param(request: Request, name: str, default: int | None = None) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        if default is None:
+            raise InvalidRequest(f"Missing required parameter: '{name}'.", param=name)
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"Invalid '{name}': expected an integer.", param=name) from None
+
+
+def _limit(request: Request) -> int:
+    return max(1, min(_int_param(request, "limit", 100), MAX_LIST))
+
+
+def _applied(applied: Applied) -> Response:
+    return _json({**applied.version.as_json(), "changed": applied.is_new})
+
+
+async def get_policy(request: Request, services: Services, principal: Principal) -> Response:
+    running = await services.policy_versions.current()
+    if running is None:  # a serving gateway always has one; a bare database may not
+        return _json({"version": None, "bundle": None})
+    return _json(running.as_json())
+
+
+async def put_policy(request: Request, services: Services, principal: Principal) -> Response:
+    body = await _parse(request, services, PolicyPut)
+    applied = await services.policy_versions.apply(
+        body.bundle, author=principal.subject, reason=body.reason, base_version=body.base_version
+    )
+    return _applied(applied)
+
+
+async def patch_team(request: Request, services: Services, principal: Principal) -> Response:
+    body = await _parse(request, services, TeamPatch)
+    applied = await services.policy_versions.patch_team(
+        request.path_params["team"],
+        body.changes,
+        author=principal.subject,
+        reason=body.reason,
+        base_version=body.base_version,
+    )
+    return _applied(applied)
+
+
+async def list_versions(request: Request, services: Services, principal: Principal) -> Response:
+    versions = await services.policy_versions.history(_limit(request))
+    return _json({"object": "list", "data": [v.summary() for v in versions]})
+
+
+async def get_version(request: Request, services: Services, principal: Principal) -> Response:
+    version = await services.policy_versions.get(request.path_params["version"])
+    return _json(version.as_json())
+
+
+async def diff_versions(request: Request, services: Services, principal: Principal) -> Response:
+    old, new = _int_param(request, "from"), _int_param(request, "to")
+    diff = await services.policy_versions.diff(old, new)
+    return _json({"from": old, "to": new, "diff": diff})
+
+
+async def rollback(request: Request, services: Services, principal: Principal) -> Response:
+    body = await _parse(request, services, Rollback)
+    applied = await services.policy_versions.rollback(
+        body.version, author=principal.subject, reason=body.reason
+    )
+    return _applied(applied)
+
+
+async def audit(request: Request, services: Services, principal: Principal) -> Response:
+    entries = await services.policy_versions.audit(_limit(request))
+    return _json({"object": "list", "data": [e.as_json() for e in entries]})
+
+
+routes = [
+    Route("/admin/policy", _admin_only(get_policy), methods=["GET"]),
+    Route("/admin/policy", _admin_only(put_policy), methods=["PUT"]),
+    Route("/admin/teams/{team}", _admin_only(patch_team), methods=["PATCH"]),
+    Route("/admin/policy/versions", _admin_only(list_versions), methods=["GET"]),
+    Route("/admin/policy/versions/{version:int}", _admin_only(get_version), methods=["GET"]),
+    Route("/admin/policy/diff", _admin_only(diff_versions), methods=["GET"]),
+    Route("/admin/policy/rollback", _admin_only(rollback), methods=["POST"]),
+    Route("/admin/audit", _admin_only(audit), methods=["GET"]),
+]

@@ -1,0 +1,333 @@
+"""`GET /openapi.json`: an OpenAPI 3.1 document of the admin and OAuth endpoints.
+
+Request bodies come from the pydantic models the handlers parse with (and the
+policy bundle from `PolicyBundle`), so they cannot drift; responses are
+written out here. A test checks that every admin and OAuth route is documented.
+The `/v1` inference API is OpenAI's own and documented by OpenAI.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import orjson
+from pydantic.json_schema import models_json_schema
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import __version__
+from gateway.api.admin import PolicyPut, Rollback, TeamPatch
+from gateway.policy.schema import PolicyBundle
+
+REF = "#/components/schemas/{model}"
+ADMIN = [{"oauth2": ["gateway:admin"]}]
+_JSON = "application/json"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _obj(required: list[str], **properties: Any) -> dict[str, Any]:
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _list_of(name: str) -> dict[str, Any]:
+    return _obj(
+        ["object", "data"], object={"const": "list"}, data={"type": "array", "items": _ref(name)}
+    )
+
+
+_STR, _INT, _NULL_INT = {"type": "string"}, {"type": "integer"}, {"type": ["integer", "null"]}
+_TIME = {"type": "string", "format": "date-time"}
+_SUMMARY = {
+    "version": _INT,
+    "parent": _NULL_INT,
+    "author": _STR,
+    "created_at": _TIME,
+    "reason": _STR,
+    "hash": _STR,
+}
+_CLIENT = {
+    "client_id": _STR,
+    "team": _STR,
+    "name": {"type": ["string", "null"]},
+    "scopes": {"type": "array", "items": _STR},
+    "created_at": _TIME,
+    "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+}
+RESPONSE_SCHEMAS: dict[str, Any] = {
+    "Error": _obj(
+        ["error"],
+        error=_obj(
+            ["message", "type", "param", "code"],
+            message=_STR,
+            type=_STR,
+            param={"type": ["string", "null"]},
+            code={"type": ["string", "null"]},
+            errors={
+                "type": "array",
+                "description": "400 invalid_policy only: every issue found.",
+                "items": _obj(
+                    ["location", "field", "message"], location=_STR, field=_STR, message=_STR
+                ),
+            },
+        ),
+    ),
+    "PolicyVersionSummary": _obj(list(_SUMMARY), **_SUMMARY),
+    "PolicyVersion": _obj([*_SUMMARY, "bundle"], **_SUMMARY, bundle=_ref("PolicyBundle")),
+    "PolicyChange": _obj(
+        [*_SUMMARY, "bundle", "changed"],
+        **_SUMMARY,
+        bundle=_ref("PolicyBundle"),
+        changed={"type": "boolean", "description": "false: equal to the running version."},
+    ),
+    "PolicyVersionList": _list_of("PolicyVersionSummary"),
+    "PolicyDiff": _obj(["from", "to", "diff"], **{"from": _INT, "to": _INT}, diff=_STR),
+    "AuditEntry": _obj(
+        ["id", "at", "actor", "action", "target", "reason", "before", "after"],
+        id=_INT,
+        at=_TIME,
+        actor=_STR,
+        action=_STR,
+        target={"type": ["string", "null"]},
+        reason={"type": ["string", "null"]},
+        before={},
+        after={},
+    ),
+    "AuditList": _list_of("AuditEntry"),
+    "Client": _obj(list(_CLIENT), **_CLIENT),
+    "ClientCreated": _obj([*_CLIENT, "client_secret"], **_CLIENT, client_secret=_STR),
+    "ClientList": _list_of("Client"),
+    "ClientCreate": _obj(["team"], team=_STR, name=_STR, scopes={"type": "array", "items": _STR}),
+    "TokenRequest": _obj(
+        ["grant_type"],
+        grant_type={"const": "client_credentials"},
+        scope={"type": "string", "description": "Space-separated scopes."},
+        client_id={"type": "string", "description": "Or HTTP Basic authentication."},
+        client_secret=_STR,
+    ),
+    "Token": _obj(
+        ["access_token", "token_type", "expires_in"],
+        access_token=_STR,
+        token_type={"const": "Bearer"},
+        expires_in=_INT,
+        scope=_STR,
+    ),
+    "OAuthError": _obj(["error"], error=_STR, error_description=_STR),
+    "ServerMetadata": {"type": "object", "description": "RFC 8414 authorization server metadata."},
+    "JWKS": _obj(["keys"], keys={"type": "array", "items": {"type": "object"}}),
+}
+
+
+def _answer(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {_JSON: {"schema": _ref(schema)}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    meaning = {
+        400: "Invalid request or policy (every issue listed)",
+        401: "No, bad or expired token",
+        403: "The token lacks gateway:admin",
+        404: "No such version, team or client",
+        409: "base_version is not the running version",
+    }
+    return {str(s): _answer(meaning[s], "Error") for s in (401, 403, *statuses)}
+
+
+def _op(summary: str, ok: dict[str, Any], *errors: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "security": ADMIN,
+        "responses": {"200": ok, **_errors(*errors)},
+        **extra,
+    }
+
+
+def _body(schema: str, media: str = _JSON) -> dict[str, Any]:
+    return {"required": True, "content": {media: {"schema": _ref(schema)}}}
+
+
+def _query(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": _INT,
+    }
+
+
+def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": schema}
+
+
+LIMIT = _query("limit", "At most this many, newest first (default 100).")
+PATHS: dict[str, Any] = {
+    "/admin/policy": {
+        "get": _op("The running policy version", _answer("The running version", "PolicyVersion")),
+        "put": _op(
+            "Replace the whole bundle (a new version)",
+            _answer("The running version after the change", "PolicyChange"),
+            400,
+            409,
+            requestBody=_body("PolicyPut"),
+        ),
+    },
+    "/admin/teams/{team}": {
+        "patch": _op(
+            "Change one team (JSON merge patch)",
+            _answer("The running version after the change", "PolicyChange"),
+            400,
+            404,
+            409,
+            parameters=[_path("team", _STR)],
+            requestBody=_body("TeamPatch"),
+        )
+    },
+    "/admin/policy/versions": {
+        "get": _op(
+            "Policy versions, newest first",
+            _answer("Versions", "PolicyVersionList"),
+            400,
+            parameters=[LIMIT],
+        )
+    },
+    "/admin/policy/versions/{version}": {
+        "get": _op(
+            "One version",
+            _answer("The version", "PolicyVersion"),
+            404,
+            parameters=[_path("version", _INT)],
+        )
+    },
+    "/admin/policy/diff": {
+        "get": _op(
+            "Unified diff between two versions",
+            _answer("The diff (empty when equal)", "PolicyDiff"),
+            400,
+            404,
+            parameters=[
+                _query("from", "Old version.", required=True),
+                _query("to", "New version.", required=True),
+            ],
+        )
+    },
+    "/admin/policy/rollback": {
+        "post": _op(
+            "Make a new version equal to an older one",
+            _answer("The running version after the rollback", "PolicyChange"),
+            400,
+            404,
+            requestBody=_body("Rollback"),
+        )
+    },
+    "/admin/audit": {
+        "get": _op(
+            "Every change: who, when, what, before and after",
+            _answer("Entries", "AuditList"),
+            400,
+            parameters=[LIMIT],
+        )
+    },
+    "/admin/clients": {
+        "get": _op("OAuth clients, revoked ones included", _answer("Clients", "ClientList")),
+        "post": {
+            "summary": "Register a client",
+            "security": ADMIN,
+            "requestBody": _body("ClientCreate"),
+            "responses": {
+                "201": _answer("The client; its secret is shown this once", "ClientCreated"),
+                **_errors(400),
+            },
+        },
+    },
+    "/admin/clients/{client_id}": {
+        "delete": _op(
+            "Revoke a client",
+            _answer("The revoked client", "Client"),
+            404,
+            parameters=[_path("client_id", _STR)],
+        )
+    },
+    "/oauth/token": {
+        "post": {
+            "summary": "Issue an access token (client_credentials, RFC 6749 §4.4)",
+            "security": [{}, {"basic": []}],
+            "requestBody": _body("TokenRequest", "application/x-www-form-urlencoded"),
+            "responses": {
+                "200": _answer("An RFC 9068 JWT access token", "Token"),
+                "400": _answer("RFC 6749 §5.2 error", "OAuthError"),
+                "401": _answer("invalid_client", "OAuthError"),
+            },
+        }
+    },
+    "/.well-known/oauth-authorization-server": {
+        "get": {
+            "summary": "Authorization server metadata (RFC 8414)",
+            "security": [],
+            "responses": {"200": _answer("Metadata", "ServerMetadata")},
+        }
+    },
+    "/.well-known/jwks.json": {
+        "get": {
+            "summary": "The public keys that verify the built-in issuer's tokens",
+            "security": [],
+            "responses": {"200": _answer("JSON Web Key Set", "JWKS")},
+        }
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    models = [(m, "validation") for m in (PolicyBundle, PolicyPut, TeamPatch, Rollback)]
+    _, definitions = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]  # a list of our models is a valid sequence
+    schemas: dict[str, Any] = dict(definitions["$defs"])
+    # The handler takes any object and validates it as a bundle itself (to list every issue).
+    schemas["PolicyPut"]["properties"]["bundle"] = _ref("PolicyBundle")
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "LLM gateway: admin and OAuth API",
+            "version": __version__,
+            "description": "Admin endpoints need a token with the gateway:admin scope.",
+        },
+        "paths": PATHS,
+        "components": {
+            "schemas": {**schemas, **RESPONSE_SCHEMAS},
+            "securitySchemes": {
+                "oauth2": {
+                    "type": "oauth2",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "/oauth/token",
+                            "scopes": {
+                                "gateway:invoke": "Call models",
+                                "gateway:admin": "The admin API",
+                                "gateway:finance": "Usage reports",
+                            },
+                        }
+                    },
+                },
+                "basic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "client_id:client_secret",
+                },
+            },
+        },
+    }
+
+
+@functools.cache
+def _document_bytes() -> bytes:
+    return orjson.dumps(openapi_document())
+
+
+async def openapi_json(request: Request) -> Response:
+    return Response(_document_bytes(), media_type=_JSON)
+
+
+routes = [Route("/openapi.json", openapi_json, methods=["GET"])]

@@ -1,0 +1,231 @@
+"""`gateway policy …`: check, diff, apply, export, history, rollback, schema.
+
+Parses flags and renders; every change goes through `PolicyService` (the
+admin API calls it too), against the database in GATEWAY_DATABASE_URL, which
+each command migrates first (a no-op when current), like `gateway token`.
+Like `kubectl apply`, `apply` does not prompt; `diff` is its preview, like
+`terraform plan`. An error an operator can fix is printed plainly, exit 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from gateway.policy.errors import PolicyInvalid
+
+if TYPE_CHECKING:
+    from gateway.policy.service import PolicyService
+
+T = TypeVar("T")
+
+policy_app = typer.Typer(
+    no_args_is_help=True,
+    help="Check, preview, apply, export and roll back policy versions.",
+)
+
+Directory = Annotated[Path, typer.Argument(help="Policy bundle folder.")]
+Reason = Annotated[str, typer.Option(help="Why: kept with the version and in the audit log.")]
+
+
+def cli_author() -> str:
+    """Who the version and the audit log name for a CLI change: user@host."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry, e.g. in a bare container
+        user = os.environ.get("USER") or "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _print_invalid(invalid: PolicyInvalid, what: str) -> typer.Exit:
+    for issue in invalid.issues:
+        typer.echo(f"error: {issue}", err=True)
+    typer.echo(f"{what} is invalid ({len(invalid.issues)} errors)", err=True)
+    return typer.Exit(1)
+
+
+def check_or_exit(directory: Path) -> None:
+    """Validate a folder (schema + compile with this environment); exit 1 listing every error."""
+    from gateway.policy.store import load_policy_dir
+
+    try:
+        load_policy_dir(directory, os.environ)
+    except PolicyInvalid as invalid:
+        raise _print_invalid(invalid, f"policy bundle {directory}") from None
+
+
+def _run(work: Callable[[PolicyService], Awaitable[T]]) -> T:
+    """Migrate, open the database, run `work` on the policy service, close.
+
+    Refusals an operator can act on (invalid, conflict, unknown version) are
+    printed with exit 1; a driver's error becomes one plain line, exit 1.
+    """
+    from gateway.db import create_engine, migrate
+    from gateway.errors import GatewayError
+    from gateway.policy.service import PolicyService
+    from gateway.settings import load_settings
+
+    settings = load_settings()
+
+    async def main() -> T:
+        await migrate(settings.database_url)
+        engine = create_engine(settings.database_url)
+        try:
+            return await work(PolicyService(engine, os.environ))
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except PolicyInvalid as invalid:
+        raise _print_invalid(invalid, "the policy") from None
+    except GatewayError as refused:  # PolicyConflict, VersionNotFound, unknown team
+        typer.echo(f"error: {refused.message}", err=True)
+        raise typer.Exit(1) from None
+    except FileExistsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except Exception as exc:  # driver errors vary; the operator needs the kind and the text
+        typer.echo(f"error: database {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+def running_version_number(database_url: str) -> int | None:
+    """The running version in the database, or None (no version, or not migrated yet)."""
+    from gateway.db import create_engine
+    from gateway.policy.service import PolicyService
+
+    async def main() -> int | None:
+        engine = create_engine(database_url)
+        try:
+            return await PolicyService(engine, os.environ).newest_number()
+        except Exception:  # no table yet (`--no-migrate` on a new database): nothing runs
+            return None
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+@policy_app.command("check")
+def check(directory: Directory) -> None:
+    """Validate a policy bundle; every error names file, line and field."""
+    check_or_exit(directory)
+    typer.echo(f"policy bundle {directory} is valid")
+
+
+@policy_app.command("diff")
+def diff(directory: Directory) -> None:
+    """Preview `apply DIR`: the unified diff from the running version, or "no changes"."""
+    plan = _run(lambda service: service.plan_folder(directory))
+    if not plan.diff:
+        running = plan.running.version if plan.running else None
+        typer.echo(f"no changes: {directory} equals the running version {running}")
+        return
+    typer.echo(plan.diff, nl=False)
+    if plan.is_stale and plan.running is not None:
+        typer.echo(
+            f"note: {directory} is based on version {plan.base}, but version "
+            f"{plan.running.version} is running; `apply` would refuse it "
+            "(export the running version and merge your edits into it)",
+            err=True,
+        )
+
+
+@policy_app.command("apply")
+def apply(directory: Directory, reason: Reason = "") -> None:
+    """Make the folder the running policy (a new version), without prompting.
+
+    Refused, with how to resolve it, when the folder is based on an older
+    version than the running one.
+    """
+    applied = _run(
+        lambda service: service.apply_folder(directory, author=cli_author(), reason=reason)
+    )
+    if applied.is_new:
+        was = f"was {applied.previous}" if applied.previous else "the first version"
+        typer.echo(f"applied {directory} as policy version {applied.version.version} ({was})")
+    else:
+        typer.echo(f"no changes: {directory} equals the running version {applied.version.version}")
+
+
+@policy_app.command("export")
+def export(
+    directory: Directory,
+    version: Annotated[
+        int | None, typer.Option(help="Version to export (default: the running one).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace policy files that no export wrote.")
+    ] = False,
+) -> None:
+    """Write a version as YAML files, one per section, with a marker of the version."""
+    exported = _run(lambda service: service.export(directory, version=version, force=force))
+    typer.echo(f"exported policy version {exported.version} to {directory}")
+
+
+@policy_app.command("history")
+def history(
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="How many versions.")] = 100,
+) -> None:
+    """Policy versions, newest (running) first."""
+    versions = _run(lambda service: service.history(limit))
+    if as_json:
+        typer.echo(json.dumps([v.summary() for v in versions], indent=2))
+        return
+    rows = [
+        [
+            str(v.version),
+            v.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            v.author,
+            v.hash[:12],
+            v.reason or "-",
+        ]
+        for v in versions
+    ]
+    headers = ["VERSION", "CREATED", "AUTHOR", "HASH", "REASON"]
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+@policy_app.command("rollback")
+def rollback(
+    version: Annotated[int, typer.Argument(help="The version to go back to.")],
+    reason: Reason = "",
+) -> None:
+    """Make a new version equal to VERSION (history is kept)."""
+    applied = _run(lambda service: service.rollback(version, author=cli_author(), reason=reason))
+    if applied.is_new:
+        typer.echo(
+            f"rolled back to version {version}: policy version {applied.version.version} "
+            f"(was {applied.previous})"
+        )
+    else:
+        typer.echo(f"no changes: the running version {applied.version.version} equals {version}")
+
+
+@policy_app.command("schema")
+def schema(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the policy bundle's JSON Schema (for editors); -o writes policy.schema.json."""
+    from gateway.policy.json_schema import render_json_schema
+
+    text = render_json_schema()
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output}", err=True)

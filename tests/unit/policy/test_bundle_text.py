@@ -1,0 +1,97 @@
+"""Bundles as text (gateway/policy/bundle_text.py): stable rendering, diffs, export files, marker."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.policy.bundle_text import (
+    MARKER_NAME,
+    Marker,
+    canonical,
+    parse_marker,
+    read_marker,
+    render_marker,
+    render_yaml,
+    section_files,
+    unified_diff,
+    write_export,
+)
+from gateway.policy.compiled import bundle_hash
+from gateway.policy.errors import PolicyInvalid
+from gateway.policy.loader import load_bundle
+
+BUNDLE = {
+    "teams": {"search": {"models": ["small", "*"]}, "demo": {"models": ["*"]}},
+    "providers": {"demo": {"type": "mock"}, "up": {"type": "openai", "api_key": "${KEY}"}},
+    "models": {"small": {"deployments": [{"provider": "demo", "model": "m", "weight": 2.5}]}},
+    "routing": {"timeout_s": 30},
+    "timezone": "Europe/Paris",
+    "auth": {"issuers": []},
+}
+
+
+def test_rendering_ignores_key_order() -> None:
+    reordered = {key: BUNDLE[key] for key in reversed(list(BUNDLE))}
+    assert render_yaml(reordered) == render_yaml(BUNDLE)
+    assert render_yaml(None) == render_yaml({}) == ""
+
+
+def test_equal_bundles_have_no_diff_and_a_change_is_one_hunk() -> None:
+    assert unified_diff(BUNDLE, dict(BUNDLE), "a", "b") == ""
+    changed = {**BUNDLE, "routing": {"timeout_s": 45}}
+    diff = unified_diff(BUNDLE, changed, "version 1", "version 2")
+    assert diff.splitlines()[:2] == ["--- version 1", "+++ version 2"]
+    assert "-  timeout_s: 30\n+  timeout_s: 45\n" in diff
+
+
+def test_a_diff_from_nothing_adds_every_line() -> None:
+    diff = unified_diff(None, BUNDLE, "no version", "dir")
+    assert all(not line.startswith("-") for line in diff.splitlines()[2:])
+
+
+def test_export_files_load_back_to_the_same_bundle_and_hash(tmp_path: Path) -> None:
+    """One file per section; loading them gives the bundle back, references unresolved."""
+    files = section_files(BUNDLE)
+    assert list(files) == [
+        "providers.yaml",
+        "models.yaml",
+        "routing.yaml",
+        "teams.yaml",
+        "auth.yaml",
+        "timezone.yaml",
+    ]
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    loaded = load_bundle(tmp_path)
+    assert loaded.raw == BUNDLE
+    assert bundle_hash(loaded.raw) == bundle_hash(BUNDLE)
+
+
+def test_export_keeps_the_order_sections_were_written_in() -> None:
+    assert section_files(BUNDLE)["teams.yaml"].index("search") < (
+        section_files(BUNDLE)["teams.yaml"].index("demo")
+    )
+
+
+def test_marker_round_trips_and_garbage_is_no_marker() -> None:
+    marker = Marker(7, "abc")
+    assert parse_marker(render_marker(marker)) == marker
+    for text in ("", "version: x", "- 1", "version: 0", "version: true", ": :"):
+        assert parse_marker(text) is None
+
+
+def test_write_export_replaces_its_own_files_but_not_hand_written_ones(tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("teams: {}\n")
+    with pytest.raises(FileExistsError, match="--force"):
+        write_export(tmp_path, BUNDLE, Marker(1, "h"), force=False)
+    write_export(tmp_path, BUNDLE, Marker(1, "h"), force=True)
+    assert not (tmp_path / "mine.yaml").exists()
+    assert read_marker(tmp_path) == Marker(1, "h")
+    write_export(tmp_path, {"teams": {}}, Marker(2, "i"), force=False)  # an export: no force
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MARKER_NAME, "teams.yaml"]
+
+
+def test_canonical_is_plain_json_or_refused() -> None:
+    assert canonical({"a": (1, 2)}) == {"a": [1, 2]}
+    with pytest.raises(PolicyInvalid, match="not representable as JSON"):
+        canonical({"a": object()})
