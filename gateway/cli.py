@@ -145,17 +145,10 @@ def token(
 
 
 async def _mint(settings: Settings, team: str, subject: str, scopes: list[str], ttl: int) -> str:
-    from gateway.auth.keys import SigningKeyStore
-    from gateway.auth.tokens import mint_token
-    from gateway.db import create_engine
+    from gateway.auth.tokens import mint_with_current_key
 
-    engine = create_engine(settings.database_url)
-    try:
-        key = await SigningKeyStore(engine).current()
-    finally:
-        await engine.dispose()
-    return mint_token(
-        key,
+    return await mint_with_current_key(
+        settings.database_url,
         issuer=settings.issuer_url,
         audience=settings.audience,
         team=team,

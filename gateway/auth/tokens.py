@@ -227,3 +227,37 @@ def _string(claims: dict[str, Any], name: str) -> str:
     if not isinstance(value, str) or not value:
         raise _Refused(f"{name} missing or not a string")
     return value
+
+
+async def mint_with_current_key(
+    database_url: str,
+    *,
+    issuer: str,
+    audience: str,
+    team: str,
+    subject: str,
+    client_id: str,
+    scopes: Iterable[str],
+    ttl_s: int,
+    now: float,
+) -> str:
+    """Mint with the database's current signing key (admin tools, tests); creates it if none."""
+    from gateway.auth.keys import SigningKeyStore
+    from gateway.db import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        key = await SigningKeyStore(engine).current()
+    finally:
+        await engine.dispose()
+    return mint_token(
+        key,
+        issuer=issuer,
+        audience=audience,
+        team=team,
+        subject=subject,
+        client_id=client_id,
+        scopes=scopes,
+        ttl_s=ttl_s,
+        now=now,
+    )

@@ -20,9 +20,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import build_app
-from gateway.auth.keys import SigningKeyStore
-from gateway.auth.tokens import mint_token
-from gateway.db import create_engine
+from gateway.auth.tokens import mint_with_current_key
 from gateway.services import Services
 from gateway.settings import Settings
 
@@ -74,13 +72,8 @@ class RunningGateway:
         subject: str = "tester",
         issued_at: float | None = None,
     ) -> str:
-        engine = create_engine(self.settings.database_url)
-        try:
-            key = await SigningKeyStore(engine).current()
-        finally:
-            await engine.dispose()
-        return mint_token(
-            key,
+        return await mint_with_current_key(
+            self.settings.database_url,
             issuer=self.settings.issuer_url,
             audience=self.settings.audience,
             team=team,
