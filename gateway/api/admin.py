@@ -9,25 +9,21 @@ issue in `error.errors`, a stale `base_version` 409.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import pipeline
 from gateway.api.body import read_json_object
-from gateway.api.openai import request_id_of
+from gateway.api.guard import Endpoint, Handler, json_response, requires_scope
 from gateway.auth.principal import SCOPE_ADMIN, Principal
-from gateway.errors import GatewayError, InvalidRequest, error_response
+from gateway.errors import InvalidRequest
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
 from gateway.policy.service import Applied
 from gateway.services import Services
 
-Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
 MAX_LIST = 1000
 
 
@@ -75,29 +71,19 @@ class Rollback(_Body):
     reason: str = ""
 
 
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+def _admin_only(handler: Handler) -> Endpoint:
+    """Admin scope required; a policy the service refuses becomes a 400 listing every issue."""
 
-
-def _admin_only(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Authenticate, require `gateway:admin`, render any refusal; tag the request id."""
-
-    async def endpoint(request: Request) -> Response:
-        services: Services = request.state.services
-        request_id = request_id_of(request)
+    async def policy_errors_as_400(
+        request: Request, services: Services, principal: Principal
+    ) -> Response:
         try:
-            principal = await pipeline.authenticate(request.headers.get("authorization"), services)
-            pipeline.require_scope(principal, SCOPE_ADMIN)
-            response = await handler(request, services, principal)
+            return await handler(request, services, principal)
         except PolicyInvalid as invalid:
-            return error_response(InvalidPolicy(invalid.issues), request_id)
-        except GatewayError as error:
-            return error_response(error, request_id)
-        response.headers["x-request-id"] = request_id
-        return response
+            raise InvalidPolicy(invalid.issues) from None
 
-    endpoint.__name__ = handler.__name__
-    return endpoint
+    policy_errors_as_400.__name__ = handler.__name__
+    return requires_scope(SCOPE_ADMIN, policy_errors_as_400)
 
 
 async def _parse(request: Request, services: Services, model: type[M]) -> M:
@@ -131,14 +117,14 @@ def _limit(request: Request) -> int:
 
 
 def _applied(applied: Applied) -> Response:
-    return _json({**applied.version.as_json(), "changed": applied.is_new})
+    return json_response({**applied.version.as_json(), "changed": applied.is_new})
 
 
 async def get_policy(request: Request, services: Services, principal: Principal) -> Response:
     running = await services.policy_versions.current()
     if running is None:  # a serving gateway always has one; a bare database may not
-        return _json({"version": None, "bundle": None})
-    return _json(running.as_json())
+        return json_response({"version": None, "bundle": None})
+    return json_response(running.as_json())
 
 
 async def put_policy(request: Request, services: Services, principal: Principal) -> Response:
@@ -163,18 +149,18 @@ async def patch_team(request: Request, services: Services, principal: Principal)
 
 async def list_versions(request: Request, services: Services, principal: Principal) -> Response:
     versions = await services.policy_versions.history(_limit(request))
-    return _json({"object": "list", "data": [v.summary() for v in versions]})
+    return json_response({"object": "list", "data": [v.summary() for v in versions]})
 
 
 async def get_version(request: Request, services: Services, principal: Principal) -> Response:
     version = await services.policy_versions.get(request.path_params["version"])
-    return _json(version.as_json())
+    return json_response(version.as_json())
 
 
 async def diff_versions(request: Request, services: Services, principal: Principal) -> Response:
     old, new = _int_param(request, "from"), _int_param(request, "to")
     diff = await services.policy_versions.diff(old, new)
-    return _json({"from": old, "to": new, "diff": diff})
+    return json_response({"from": old, "to": new, "diff": diff})
 
 
 async def rollback(request: Request, services: Services, principal: Principal) -> Response:
@@ -187,7 +173,7 @@ async def rollback(request: Request, services: Services, principal: Principal) -
 
 async def audit(request: Request, services: Services, principal: Principal) -> Response:
     entries = await services.policy_versions.audit(_limit(request))
-    return _json({"object": "list", "data": [e.as_json() for e in entries]})
+    return json_response({"object": "list", "data": [e.as_json() for e in entries]})
 
 
 routes = [

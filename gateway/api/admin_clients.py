@@ -8,51 +8,27 @@ OpenAI-shaped.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import pipeline
 from gateway.api.body import read_json_object
-from gateway.api.openai import request_id_of
+from gateway.api.guard import Endpoint, Handler, json_response, requires_scope
 from gateway.auth.clients import InvalidClientSpec, UnknownClient
 from gateway.auth.principal import SCOPE_ADMIN, Principal
-from gateway.errors import GatewayError, InvalidRequest, NotFound, error_response
+from gateway.errors import InvalidRequest, NotFound
 from gateway.services import Services
 
-Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
 
-
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
-
-
-def _admin_only(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Authenticate, require `gateway:admin`, render any refusal; tag the request id."""
-
-    async def endpoint(request: Request) -> Response:
-        services: Services = request.state.services
-        request_id = request_id_of(request)
-        try:
-            principal = await pipeline.authenticate(request.headers.get("authorization"), services)
-            pipeline.require_scope(principal, SCOPE_ADMIN)
-            response = await handler(request, services, principal)
-        except GatewayError as error:
-            return error_response(error, request_id)
-        response.headers["x-request-id"] = request_id
-        return response
-
-    endpoint.__name__ = handler.__name__
-    return endpoint
+def _admin_only(handler: Handler) -> Endpoint:
+    return requires_scope(SCOPE_ADMIN, handler)
 
 
 async def list_clients(request: Request, services: Services, principal: Principal) -> Response:
     records = await services.clients.list()
-    return _json({"object": "list", "data": [r.as_json() for r in records]})
+    return json_response({"object": "list", "data": [r.as_json() for r in records]})
 
 
 def _optional_str(body: dict[str, Any], name: str) -> str | None:
@@ -79,7 +55,7 @@ async def create_client(request: Request, services: Services, principal: Princip
         record, secret = await services.clients.create(team, name, scopes, principal.subject)
     except InvalidClientSpec as invalid:
         raise InvalidRequest(str(invalid), param=invalid.param) from None
-    response = _json({**record.as_json(), "client_secret": secret}, 201)
+    response = json_response({**record.as_json(), "client_secret": secret}, 201)
     response.headers["cache-control"] = "no-store"  # the secret is shown this once
     return response
 
@@ -90,7 +66,7 @@ async def revoke_client(request: Request, services: Services, principal: Princip
         record = await services.clients.revoke(client_id, principal.subject)
     except UnknownClient:
         raise NotFound(f"No OAuth client '{client_id}'.", param="client_id") from None
-    return _json(record.as_json())
+    return json_response(record.as_json())
 
 
 routes = [

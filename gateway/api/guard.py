@@ -1,0 +1,45 @@
+"""What every admin-style edge does first: authenticate, require a scope, render refusals.
+
+Refusals are OpenAI-shaped (gateway/errors.py); every answer carries x-request-id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import pipeline
+from gateway.api.openai import request_id_of
+from gateway.auth.principal import Principal
+from gateway.errors import GatewayError, error_response
+from gateway.services import Services
+
+Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(payload: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+
+
+def requires_scope(scope: str, handler: Handler) -> Endpoint:
+    """An endpoint that runs `handler` only for a valid token carrying `scope`."""
+
+    async def endpoint(request: Request) -> Response:
+        services: Services = request.state.services
+        request_id = request_id_of(request)
+        try:
+            principal = await pipeline.authenticate(request.headers.get("authorization"), services)
+            pipeline.require_scope(principal, scope)
+            response = await handler(request, services, principal)
+        except GatewayError as error:
+            return error_response(error, request_id)
+        response.headers["x-request-id"] = request_id
+        return response
+
+    endpoint.__name__ = handler.__name__
+    return endpoint
