@@ -16,10 +16,8 @@ from typing import Annotated
 
 import typer
 
-from gateway.commands.auth import clients_app, keys_app
+from gateway.commands.auth import clients_app, keys_app, warn_unknown_team
 from gateway.commands.policy import check_or_exit, policy_app, running_version_number
-from gateway.policy.errors import PolicyInvalid
-from gateway.policy.store import load_policy_dir
 from gateway.settings import Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="An LLM gateway.")
@@ -131,16 +129,7 @@ def token(
     """Mint an access token with the local signing key; printed alone on the last line."""
     settings = load_settings()
     _migrate_or_exit(settings)
-    try:
-        policy = load_policy_dir(settings.policy_dir, os.environ)
-        if team not in policy.teams:
-            typer.echo(
-                f"warning: team {team!r} is not in the policy at {settings.policy_dir}; "
-                "the gateway will refuse this token until it is",
-                err=True,
-            )
-    except PolicyInvalid:
-        pass  # minting does not depend on the policy; `serve` reports its errors
+    warn_unknown_team(team, "the gateway will refuse this token until it is")
     typer.echo(asyncio.run(_mint(settings, team, subject, scope or ["gateway:invoke"], ttl)))
 
 

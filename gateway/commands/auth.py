@@ -68,22 +68,40 @@ def _run(
         raise typer.Exit(1) from None
 
 
-def _warn_unknown_team(team: str) -> None:
+def warn_unknown_team(team: str, consequence: str) -> None:
+    """Warn (never fail) when `team` is not in the running policy version.
+
+    The running version is the database's newest; before the first `serve`
+    there is none, and the policy folder is what will become version 1.
+    """
+    from gateway.db import create_engine
     from gateway.policy.errors import PolicyInvalid
+    from gateway.policy.service import PolicyService
     from gateway.policy.store import load_policy_dir
     from gateway.settings import load_settings
 
     settings = load_settings()
+
+    async def running_teams() -> tuple[set[str], str] | None:
+        engine = create_engine(settings.database_url)
+        try:
+            running = await PolicyService(engine, os.environ).current()
+        finally:
+            await engine.dispose()
+        if running is None:
+            return None
+        return set(running.bundle.get("teams") or {}), f"running policy version {running.version}"
+
     try:
-        policy = load_policy_dir(settings.policy_dir, os.environ)
+        found = asyncio.run(running_teams())
+        if found is None:
+            teams = set(load_policy_dir(settings.policy_dir, os.environ).teams)
+            found = teams, f"policy at {settings.policy_dir}"
     except (PolicyInvalid, OSError):
-        return  # creating a client does not depend on the policy; `serve` reports its errors
-    if team not in policy.teams:
-        typer.echo(
-            f"warning: team {team!r} is not in the policy at {settings.policy_dir}; "
-            "the gateway will refuse this client's tokens until it is",
-            err=True,
-        )
+        return  # nothing to compare with; `serve` reports policy errors
+    teams, where = found
+    if team not in teams:
+        typer.echo(f"warning: team {team!r} is not in the {where}; {consequence}", err=True)
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -111,7 +129,7 @@ def clients_create(
     """Register a client; prints its id and secret as JSON, once (only a hash is stored)."""
     from gateway.auth.clients import ClientRegistry, InvalidClientSpec
 
-    _warn_unknown_team(team)
+    warn_unknown_team(team, "the gateway will refuse this client's tokens until it is")
 
     async def work(engine: AsyncEngine) -> tuple[ClientRecord, str]:
         return await ClientRegistry(engine).create(team, name, scope or [], _actor())

@@ -180,3 +180,15 @@ def test_serving_only_openai_compatible_upstreams_never_imports_litellm(tmp_path
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_token_warns_against_the_running_version_not_the_folder(tmp_path):
+    """Once the database has a version, the warning follows it, not the files on disk."""
+    shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
+    applied = run("policy", "apply", "policies", "--reason", "start", cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    (tmp_path / "policies" / "teams.yaml").write_text("teams:\n  newcomers: {models: ['*']}\n")
+    result = run("token", "--team", "newcomers", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "not in the running policy version 1" in result.stderr
+    assert "warning" not in run("token", "--team", "demo", cwd=tmp_path).stderr
