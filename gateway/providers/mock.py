@@ -149,11 +149,40 @@ class MockProvider:
         }
 
     async def open_stream(self, call: UpstreamCall) -> AsyncIterator[bytes]:
-        if call.endpoint in ("embeddings", "responses"):
-            raise UpstreamClientError(
-                400, f"The mock provider does not stream {call.endpoint}.", param="stream"
-            )
+        if call.endpoint == "embeddings":
+            raise UpstreamClientError(400, "Embeddings cannot be streamed.", param="stream")
+        if call.endpoint == "responses":
+            return self._response_events(call)
         return self._events(call)
+
+    async def _response_events(self, call: UpstreamCall) -> AsyncIterator[bytes]:
+        """The Responses API's typed events: created, text deltas, done, completed with usage."""
+        text = _reply_text(call.body)
+        prompt_tokens = count_prompt(call.endpoint, call.body, call.model)
+        final = self._response_object(
+            call, text, prompt_tokens, count_text(text, call.model), int(time.time())
+        )
+        started = {**final, "status": "in_progress", "output": [], "usage": None}
+        item_id = final["output"][0]["id"]
+        events: list[tuple[str, dict[str, Any]]] = [("response.created", {"response": started})]
+        for i, word in enumerate(text.split(" ")):
+            delta = word if i == 0 else " " + word
+            events.append(
+                (
+                    "response.output_text.delta",
+                    {"item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta},
+                )
+            )
+        events.append(
+            (
+                "response.output_text.done",
+                {"item_id": item_id, "output_index": 0, "content_index": 0, "text": text},
+            )
+        )
+        events.append(("response.completed", {"response": final}))
+        for number, (kind, fields) in enumerate(events):
+            payload = orjson.dumps({"type": kind, "sequence_number": number, **fields})
+            yield b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
 
     async def _events(self, call: UpstreamCall) -> AsyncIterator[bytes]:
         text = _reply_text(call.body)

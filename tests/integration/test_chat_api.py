@@ -186,3 +186,18 @@ async def test_mock_provider_streams_offline(setup):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "This is the mock provider. You said: ping"
     assert chunks[-1].usage.completion_tokens > 0
+
+
+async def test_mock_provider_answers_the_responses_api_streamed_and_not(setup):
+    """The offline example serves /v1/responses too, including its typed event stream."""
+    gw, _ = setup
+    client = await gw.openai()
+    response = await client.responses.create(model="offline", input="ping")
+    assert response.output_text == "This is the mock provider. You said: ping"
+    stream = await client.responses.create(model="offline", input="ping", stream=True)
+    events = [event async for event in stream]
+    assert events[0].type == "response.created"
+    deltas = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert deltas == "This is the mock provider. You said: ping"
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.usage.output_tokens > 0
