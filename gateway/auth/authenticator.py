@@ -16,20 +16,15 @@ import binascii
 import logging
 import time
 from collections.abc import Callable
-from itertools import islice
 
 import orjson
 
+from gateway.auth.cache import DEFAULT_MAX_CACHED, TokenCache
+from gateway.auth.claims import MSG_INVALID
 from gateway.auth.external import MAX_TOKEN_CHARS, ExternalVerifier
 from gateway.auth.jwks import JwksCache
 from gateway.auth.principal import Principal
-from gateway.auth.tokens import (
-    DEFAULT_LEEWAY_S,
-    DEFAULT_MAX_CACHED,
-    MSG_EXPIRED,
-    MSG_INVALID,
-    TokenVerifier,
-)
+from gateway.auth.tokens import DEFAULT_LEEWAY_S, TokenVerifier
 from gateway.errors import AuthenticationFailed
 from gateway.policy.compiled import Policy
 from gateway.policy.store import PolicyStore
@@ -53,12 +48,10 @@ def unverified_issuer(token: str) -> str | None:
 class Authenticator:
     """`services.verifier`: verifies any bearer token the gateway accepts.
 
-    Cache entries map the token string to (principal, deadline), deadline being
-    `exp + leeway`. Our own tokens are cached as (None, deadline): only the
-    route is remembered, and `TokenVerifier` (which has its own cache) stays
-    the authority on them. When full, expired entries go first, then the
-    oldest half. `verifications` counts external tokens verified past the
-    cache (refused ones included), for tests and metrics.
+    The cache (`TokenCache`) holds external principals; our own tokens are
+    cached as None: only the route is remembered, and `TokenVerifier` (which
+    has its own cache) stays the authority on them. `verifications` counts
+    external tokens verified past the cache (refused ones included).
     """
 
     def __init__(
@@ -75,8 +68,7 @@ class Authenticator:
         self.verifications = 0
         self._policy_store = policy
         self._clock = clock
-        self._max_cached = max_cached
-        self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._cache: TokenCache[Principal | None] = TokenCache(clock, max_cached)
         self._policy: Policy | None = None
         self._external: dict[str, ExternalVerifier] = {}
 
@@ -88,13 +80,10 @@ class Authenticator:
         entry = self._cache.get(token)
         if entry is None:
             return await self._verify_uncached(token, policy)
-        principal, deadline = entry
+        principal = entry[0]
         if principal is None:
             return await self.builtin.verify(token)
-        if self._clock() <= deadline:
-            return principal
-        self._cache.pop(token, None)
-        raise AuthenticationFailed(MSG_EXPIRED, token_sent=True)
+        return principal
 
     async def close(self) -> None:
         await self.jwks.close()
@@ -138,12 +127,4 @@ class Authenticator:
     ) -> None:
         if policy is not self._policy:
             return  # the policy changed while we verified: this principal may be stale
-        cache = self._cache
-        if len(cache) >= self._max_cached:
-            now = self._clock()
-            for stale in [t for t, (_, until) in cache.items() if until < now]:
-                del cache[stale]
-            if len(cache) >= self._max_cached:
-                for oldest in list(islice(cache, max(1, len(cache) // 2))):
-                    del cache[oldest]
-        cache[token] = (principal, deadline)
+        self._cache.remember(token, principal, deadline)

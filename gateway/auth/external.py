@@ -24,14 +24,9 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key, OKPKey
 from joserfc.jws import JWSRegistry
 
+from gateway.auth.claims import Refused, check_lifetime
 from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable, knows_kid, select_key
 from gateway.auth.principal import Principal
-from gateway.auth.tokens import (
-    MSG_EXPIRED,
-    MSG_NOT_YET_VALID,
-    _number,
-    _Refused,
-)
 from gateway.errors import AuthenticationFailed
 from gateway.policy.schema import ALLOWED_ALGORITHMS, IssuerSpec
 
@@ -120,7 +115,7 @@ def scopes_of(claims: Mapping[str, Any], spec: IssuerSpec) -> frozenset[str]:
     """`scope_claim`, else `scope`, else `scp`: a space-separated string or a list of strings.
 
     A token carrying none (absent or empty) gets the issuer's `default_scopes`.
-    Raises _Refused when the claim has another type.
+    Raises Refused when the claim has another type.
     """
     names = (spec.scope_claim,) if spec.scope_claim else ("scope", "scp")
     for name in names:
@@ -132,7 +127,7 @@ def scopes_of(claims: Mapping[str, Any], spec: IssuerSpec) -> frozenset[str]:
         elif isinstance(value, list) and all(isinstance(v, str) for v in value):
             scopes = frozenset(s for v in value for s in v.split())
         else:
-            raise _Refused(f"{name} is neither a string nor a list of strings")
+            raise Refused(f"{name} is neither a string nor a list of strings")
         if scopes:
             return scopes
     return frozenset(spec.default_scopes)
@@ -141,35 +136,24 @@ def scopes_of(claims: Mapping[str, Any], spec: IssuerSpec) -> frozenset[str]:
 def principal_from_claims(
     claims: dict[str, Any], spec: IssuerSpec, team_of_client: Mapping[str, str], now: float
 ) -> Principal:
-    """Check the registered claims (with `spec.leeway_s`) and map the rest; raises _Refused."""
-    leeway = spec.leeway_s
+    """Check the registered claims (with `spec.leeway_s`) and map the rest; raises Refused."""
     if claims.get("iss") != spec.issuer:
-        raise _Refused("wrong issuer")
+        raise Refused("wrong issuer")
     audiences = {spec.audience} if isinstance(spec.audience, str) else set(spec.audience)
     aud = claims.get("aud")
     aud_values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if not any(isinstance(a, str) and a in audiences for a in aud_values):
-        raise _Refused("wrong audience")
-    exp = _number(claims, "exp")
-    if exp is None:
-        raise _Refused("exp missing")
-    if now > exp + leeway:
-        raise _Refused("expired", MSG_EXPIRED)
-    nbf = _number(claims, "nbf")
-    if nbf is not None and now + leeway < nbf:
-        raise _Refused("nbf in the future", MSG_NOT_YET_VALID)
-    iat = _number(claims, "iat")
-    if iat is not None and now + leeway < iat:
-        raise _Refused("iat in the future")
+        raise Refused("wrong audience")
+    exp = check_lifetime(claims, now, spec.leeway_s, iat_required=False)
     client_id = client_id_of(claims, spec)
     subject = claim_at(claims, spec.subject_claim)
     if not isinstance(subject, str) or not subject:
         subject = client_id  # app-only tokens may lack a user claim such as `email`
     if subject is None:
-        raise _Refused(f"{spec.subject_claim} missing and no client id")
+        raise Refused(f"{spec.subject_claim} missing and no client id")
     team = team_of_claims(claims, spec, team_of_client)
     if team is None:
-        raise _Refused("no team claim, no mapped value, no known client", MSG_NO_TEAM)
+        raise Refused("no team claim, no mapped value, no known client", MSG_NO_TEAM)
     return Principal(
         team=team,
         subject=subject,
@@ -209,27 +193,27 @@ class ExternalVerifier:
         try:
             claims = await self._decode(token)
             return principal_from_claims(claims, self.spec, self._team_of_client, self._clock())
-        except _Refused as refused:
+        except Refused as refused:
             log.debug("token of issuer %s refused: %s", self.spec.issuer, refused.reason)
             raise AuthenticationFailed(refused.message, token_sent=True) from None
 
     async def _decode(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2 or not token.isascii():
-            raise _Refused("malformed or oversize")
+            raise Refused("malformed or oversize")
         try:
             compact = jws.extract_compact(token.encode(), registry=self._registry)
         except (JoseError, ValueError, TypeError) as error:
-            raise _Refused(f"undecodable: {type(error).__name__}") from None
+            raise Refused(f"undecodable: {type(error).__name__}") from None
         header = compact.headers()
         alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
         if alg not in self._algorithms:
-            raise _Refused(f"alg {alg!r} not allowed")  # before any key lookup or fetch
+            raise Refused(f"alg {alg!r} not allowed")  # before any key lookup or fetch
         if kid is not None and not isinstance(kid, str):
-            raise _Refused("kid is not a string")
+            raise Refused("kid is not a string")
         if "b64" in header:
-            raise _Refused("unencoded payload (RFC 7797) is not an access token")
+            raise Refused("unencoded payload (RFC 7797) is not an access token")
         if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES):
-            raise _Refused(f"typ {typ!r} is not an access token type")
+            raise Refused(f"typ {typ!r} is not an access token type")
         key = await self._key(alg, kid)
         registry = self._registry
         if isinstance(key, OKPKey):
@@ -237,22 +221,22 @@ class ExternalVerifier:
         try:
             valid = jws.validate_compact(compact, key, registry=registry)
         except (JoseError, ValueError, TypeError) as error:
-            raise _Refused(f"signature check failed: {type(error).__name__}") from None
+            raise Refused(f"signature check failed: {type(error).__name__}") from None
         if not valid:
-            raise _Refused("bad signature")
+            raise Refused("bad signature")
         try:
             claims = orjson.loads(compact.payload)
         except orjson.JSONDecodeError:
-            raise _Refused("payload is not JSON") from None
+            raise Refused("payload is not JSON") from None
         if not isinstance(claims, dict):
-            raise _Refused("payload is not a JSON object")
+            raise Refused("payload is not a JSON object")
         return claims
 
     async def _key(self, alg: str, kid: str | None) -> Key:
         try:
             keys = await self._jwks.keys(self.source)
         except KeysUnavailable:
-            raise _Refused("issuer keys unavailable", MSG_KEYS_UNAVAILABLE) from None
+            raise Refused("issuer keys unavailable", MSG_KEYS_UNAVAILABLE) from None
         key = select_key(keys, kid, alg)
         if key is None and kid is not None and not knows_kid(keys, kid):
             # Maybe the issuer rotated since we fetched; JwksCache rate-limits this.
@@ -260,5 +244,5 @@ class ExternalVerifier:
             if fresh is not None:
                 key = select_key(fresh, kid, alg)
         if key is None:
-            raise _Refused("unknown kid" if kid is not None else "no kid and several keys fit")
+            raise Refused("unknown kid" if kid is not None else "no kid and several keys fit")
         return key

@@ -12,17 +12,21 @@ External issuers (their JWKS, claim mapping) are not handled here.
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from itertools import islice
 from typing import Any, Protocol
 
 from joserfc import jws, jwt
 from joserfc.errors import InvalidKeyIdError, JoseError
 from joserfc.jwk import KeySet
 
+from gateway.auth.cache import DEFAULT_MAX_CACHED, TokenCache
+from gateway.auth.claims import (
+    Refused,
+    check_lifetime,
+    string_claim,
+)
 from gateway.auth.keys import SigningKey
 from gateway.auth.principal import Principal
 from gateway.errors import AuthenticationFailed
@@ -33,11 +37,6 @@ ALGORITHMS = ("RS256",)  # our own tokens; never "none", never HS* (key confusio
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_TOKEN_CHARS = 8192  # ours are ~900; anything far larger is refused unparsed
 DEFAULT_LEEWAY_S = 30
-DEFAULT_MAX_CACHED = 10_000
-
-MSG_INVALID = "The access token is invalid."
-MSG_EXPIRED = "The access token has expired."
-MSG_NOT_YET_VALID = "The access token is not valid yet."
 
 
 def mint_token(
@@ -78,15 +77,6 @@ class VerificationKeys(Protocol):
     async def refresh_if_unknown(self, kid: str) -> bool: ...
 
 
-class _Refused(Exception):
-    """Internal: a failed check; `message` goes to the caller, `reason` to the debug log."""
-
-    def __init__(self, reason: str, message: str = MSG_INVALID) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.message = message
-
-
 class TokenVerifier:
     """Verifies our own access tokens; a token seen before costs one dict lookup.
 
@@ -110,32 +100,28 @@ class TokenVerifier:
         self._keys = keys
         self._leeway_s = leeway_s
         self._clock = clock
-        self._max_cached = max_cached
-        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache: TokenCache[Principal] = TokenCache(clock, max_cached)
 
     async def verify(self, token: str) -> Principal:
         """The caller behind `token`, or `AuthenticationFailed` (401, token_sent=True)."""
         entry = self._cache.get(token)
         if entry is None:
             return await self._verify_uncached(token)
-        if self._clock() <= entry[1]:
-            return entry[0]
-        self._cache.pop(token, None)
-        raise AuthenticationFailed(MSG_EXPIRED, token_sent=True)
+        return entry[0]
 
     async def _verify_uncached(self, token: str) -> Principal:
         try:
             claims = await self._decode(token)
             principal = self._principal(claims, self._clock())
-        except _Refused as refused:
+        except Refused as refused:
             log.debug("access token refused: %s", refused.reason)
             raise AuthenticationFailed(refused.message, token_sent=True) from None
-        self._remember(token, principal)
+        self._cache.remember(token, principal, principal.expires_at + self._leeway_s)
         return principal
 
     async def _decode(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2 or not token.isascii():
-            raise _Refused("malformed or oversize")
+            raise Refused("malformed or oversize")
         key_set = await self._keys.verification_keys()
         try:
             try:
@@ -144,46 +130,37 @@ class TokenVerifier:
                 # Maybe a key created since we loaded the set (another replica rotated).
                 kid = jws.extract_compact(token.encode()).protected.get("kid")
                 if not isinstance(kid, str) or not await self._keys.refresh_if_unknown(kid):
-                    raise _Refused("unknown kid") from None
+                    raise Refused("unknown kid") from None
                 decoded = jwt.decode(
                     token, await self._keys.verification_keys(), algorithms=ALGORITHMS
                 )
         except JoseError as error:
-            raise _Refused(f"{type(error).__name__}") from None
+            raise Refused(f"{type(error).__name__}") from None
         except (ValueError, TypeError) as error:  # belt and braces: garbage joserfc did not wrap
-            raise _Refused(f"undecodable: {type(error).__name__}") from None
+            raise Refused(f"undecodable: {type(error).__name__}") from None
         header = decoded.header
         if not isinstance(header.get("kid"), str):
             # joserfc accepts a kid-less token when the set holds one key; we never mint those.
-            raise _Refused("no kid")
+            raise Refused("no kid")
         typ = header.get("typ")
         if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
-            raise _Refused("typ is not at+jwt")
+            raise Refused("typ is not at+jwt")
         return decoded.claims
 
     def _principal(self, claims: dict[str, Any], now: float) -> Principal:
-        leeway = self._leeway_s
         if claims.get("iss") != self.issuer:
-            raise _Refused("wrong issuer")
+            raise Refused("wrong issuer")
         aud = claims.get("aud")
         if not (aud == self.audience or (isinstance(aud, list) and self.audience in aud)):
-            raise _Refused("wrong audience")
-        exp = _required_number(claims, "exp")
-        if now > exp + leeway:
-            raise _Refused("expired", MSG_EXPIRED)
-        nbf = _number(claims, "nbf")
-        if nbf is not None and now + leeway < nbf:
-            raise _Refused("nbf in the future", MSG_NOT_YET_VALID)
-        iat = _required_number(claims, "iat")
-        if now + leeway < iat:
-            raise _Refused("iat in the future")
-        team = _string(claims, "team")
-        subject = _string(claims, "sub")
-        client_id = _string(claims, "client_id")
-        _string(claims, "jti")  # RFC 9068 §2.2: required; we mint it, so its absence is forgery
+            raise Refused("wrong audience")
+        exp = check_lifetime(claims, now, self._leeway_s, iat_required=True)
+        team = string_claim(claims, "team")
+        subject = string_claim(claims, "sub")
+        client_id = string_claim(claims, "client_id")
+        string_claim(claims, "jti")  # RFC 9068 §2.2 requires it; we mint it: absent means forged
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
-            raise _Refused("scope is not a string")
+            raise Refused("scope is not a string")
         return Principal(
             team=team,
             subject=subject,
@@ -192,41 +169,6 @@ class TokenVerifier:
             issuer=self.issuer,
             expires_at=exp,
         )
-
-    def _remember(self, token: str, principal: Principal) -> None:
-        cache = self._cache
-        if len(cache) >= self._max_cached:
-            now = self._clock()
-            for stale in [t for t, (_, deadline) in cache.items() if deadline < now]:
-                del cache[stale]
-            if len(cache) >= self._max_cached:
-                for oldest in list(islice(cache, max(1, len(cache) // 2))):
-                    del cache[oldest]
-        cache[token] = (principal, principal.expires_at + self._leeway_s)
-
-
-def _number(claims: dict[str, Any], name: str) -> float | None:
-    value = claims.get(name)
-    if value is None:
-        return None
-    # bool is an int; json.loads accepts NaN and Infinity.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _Refused(f"{name} is not a number")
-    return float(value)
-
-
-def _required_number(claims: dict[str, Any], name: str) -> float:
-    value = _number(claims, name)
-    if value is None:
-        raise _Refused(f"{name} missing")
-    return value
-
-
-def _string(claims: dict[str, Any], name: str) -> str:
-    value = claims.get(name)
-    if not isinstance(value, str) or not value:
-        raise _Refused(f"{name} missing or not a string")
-    return value
 
 
 async def mint_with_current_key(

@@ -15,9 +15,10 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from gateway.auth.claims import MSG_EXPIRED, MSG_INVALID
 from gateway.auth.keys import SigningKey, new_signing_key
 from gateway.auth.principal import Principal
-from gateway.auth.tokens import MSG_EXPIRED, MSG_INVALID, TokenVerifier, mint_token
+from gateway.auth.tokens import TokenVerifier, mint_token
 from gateway.errors import AuthenticationFailed
 
 ISSUER = "https://gateway.test"
@@ -303,7 +304,7 @@ async def test_cache_stays_bounded(key: SigningKey) -> None:
     tokens = [mint(key, subject=f"s{i}") for i in range(20)]
     for token in tokens:
         await checker.verify(token)
-        assert len(checker._cache) <= 8
+        assert len(checker._cache.entries) <= 8
     assert (await checker.verify(tokens[0])).subject == "s0"
 
 
@@ -317,6 +318,6 @@ async def test_expired_entries_are_evicted_before_live_ones(key: SigningKey) -> 
         await checker.verify(token)
     clock.now = NOW + 100
     await checker.verify(mint(key, subject="new", now=NOW + 100))
-    assert len(checker._cache) == 2
-    assert long in checker._cache
-    assert not set(short) & checker._cache.keys()
+    assert len(checker._cache.entries) == 2
+    assert long in checker._cache.entries
+    assert not set(short) & checker._cache.entries.keys()

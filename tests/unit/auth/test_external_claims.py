@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from gateway.auth.claims import MSG_EXPIRED, MSG_NOT_YET_VALID, Refused
 from gateway.auth.external import (
     MSG_NO_TEAM,
     claim_at,
@@ -14,7 +15,6 @@ from gateway.auth.external import (
     scopes_of,
     team_of_claims,
 )
-from gateway.auth.tokens import MSG_EXPIRED, MSG_NOT_YET_VALID, _Refused
 from gateway.policy.schema import IssuerSpec
 
 ISSUER = "https://idp.example.com/"
@@ -171,7 +171,7 @@ def test_scope_claim_setting_and_default_scopes() -> None:
 
 @pytest.mark.parametrize("value", [5, {"a": 1}, ["ok", 3], True])
 def test_a_scope_claim_of_another_type_is_refused(value: Any) -> None:
-    with pytest.raises(_Refused):
+    with pytest.raises(Refused):
         scopes_of(claims(scope=value), spec())
 
 
@@ -217,7 +217,7 @@ def test_subject_claim_setting_and_client_fallback() -> None:
 def test_registered_claims_are_checked(
     changes: dict[str, Any], message: str | None, reason: str
 ) -> None:
-    with pytest.raises(_Refused) as refused:
+    with pytest.raises(Refused) as refused:
         principal_from_claims(claims(**changes), spec(), {}, NOW)
     assert reason in refused.value.reason
     if message is not None:
@@ -230,7 +230,7 @@ def test_leeway_accepts_small_skew_and_audience_lists() -> None:
         exp=int(NOW) - 29, nbf=int(NOW) + 29, iat=int(NOW) + 29, aud=["x", "llm-gateway"]
     )
     assert principal_from_claims(token, spec(), {}, NOW).team == "search"
-    with pytest.raises(_Refused):
+    with pytest.raises(Refused):
         principal_from_claims(token, spec(leeway_s=0), {}, NOW)
 
 
