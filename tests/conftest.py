@@ -10,7 +10,7 @@ import asyncio
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NoReturn
@@ -19,6 +19,9 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db import create_engine, migrate
 
 POSTGRES_URL = os.environ.get(
     "GATEWAY_TEST_POSTGRES_URL",
@@ -107,3 +110,22 @@ def redis_url() -> str:
     if not reply.startswith((b"+PONG", b"-NOAUTH")):
         _unavailable(f"Redis at {host}:{port} did not answer PING: {reply!r}")
     return REDIS_URL
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a freshly migrated database (SQLite, then PostgreSQL)."""
+    await migrate(database_url)
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """Two replicas' engines on one migrated database."""
+    await migrate(database_url)
+    first, second = create_engine(database_url), create_engine(database_url)
+    yield first, second
+    await first.dispose()
+    await second.dispose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -21,8 +20,8 @@ from starlette.routing import Route
 from gateway.app import build_app
 from gateway.settings import Settings
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.processes import GATEWAY, free_port
 
-GATEWAY = str(Path(sys.executable).with_name("gateway"))
 POLICY = """\
 providers:
   demo: {type: mock}
@@ -296,14 +295,6 @@ def _refs(value: Any) -> Iterator[str]:
 
 
 # Two replicas on one PostgreSQL -------------------------------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager

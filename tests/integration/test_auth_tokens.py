@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -11,21 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.keys import SigningKey, SigningKeyStore, new_signing_key
 from gateway.auth.tokens import TokenVerifier, mint_token
-from gateway.db import create_engine, migrate
 from gateway.errors import AuthenticationFailed
 
 ISSUER = "http://localhost:8080"
 AUDIENCE = "llm-gateway"
-
-
-@pytest.fixture
-async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
-    """Two replicas' engines on one migrated database."""
-    await migrate(database_url)
-    first, second = create_engine(database_url), create_engine(database_url)
-    yield first, second
-    await first.dispose()
-    await second.dispose()
 
 
 def mint(key: SigningKey, team: str = "search") -> str:

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-GATEWAY = str(Path(sys.executable).with_name("gateway"))
+from tests.support.processes import GATEWAY, free_port
 
 
 def run(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60):
@@ -25,12 +24,6 @@ def run(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60):
         timeout=timeout,
         check=False,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_up(origin: str, process: subprocess.Popen, within_s: float = 30) -> None:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.script import ScriptDirectory
@@ -19,14 +17,6 @@ from gateway.auth.keys import SigningKey, SigningKeyStore, new_signing_key
 from gateway.db import alembic_config, create_engine, locked_transaction, migrate
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await migrate(database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 def head_revision(url: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -24,8 +23,8 @@ from joserfc.jwk import KeySet
 
 from gateway.audit import read_audit
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.processes import GATEWAY
 
-GATEWAY = str(Path(sys.executable).with_name("gateway"))
 TOKEN_TTL_S = 600
 POLICY = """
 providers:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -14,17 +13,6 @@ from gateway.audit import read_audit
 from gateway.auth.clients import ClientRegistry, InvalidClientSpec, UnknownClient
 from gateway.auth.issuer import TokenIssuer
 from gateway.auth.keys import SigningKeyStore
-from gateway.db import create_engine, migrate
-
-
-@pytest.fixture
-async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
-    """Two replicas' engines on one migrated database."""
-    await migrate(database_url)
-    first, second = create_engine(database_url), create_engine(database_url)
-    yield first, second
-    await first.dispose()
-    await second.dispose()
 
 
 async def test_create_authenticate_list(engines: tuple[AsyncEngine, AsyncEngine]) -> None:

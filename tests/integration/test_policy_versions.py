@@ -11,9 +11,8 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +21,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import build_app
-from gateway.db import create_engine, migrate
+from gateway.db import create_engine
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.loader import load_bundle
 from gateway.policy.service import (
@@ -35,8 +34,7 @@ from gateway.policy.service import (
 )
 from gateway.settings import Settings
 from tests.support.gateway import RunningGateway, running_gateway, serve_asgi
-
-GATEWAY = str(Path(sys.executable).with_name("gateway"))
+from tests.support.processes import GATEWAY
 
 POLICY = """\
 providers:
@@ -66,14 +64,6 @@ SECRET = "sk-resolved-never-stored"
 @pytest.fixture(autouse=True)
 def _secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEST_POLICY_SECRET", SECRET)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    await migrate(database_url)
-    engine = create_engine(database_url)
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
