@@ -6,8 +6,6 @@ converse-stream answers in AWS event-stream binary framing, built by
 
 from __future__ import annotations
 
-import asyncio
-
 import orjson
 import pytest
 
@@ -31,17 +29,6 @@ MESSAGES = [
     {"role": "system", "content": "Answer in two words."},
     {"role": "user", "content": "Greet me."},
 ]
-
-
-async def test_chat_returns_openai_completion_with_usage(bedrock: Deployment) -> None:
-    """A chat call comes back as an OpenAI chat.completion with Converse's usage."""
-    reply = await bedrock.provider.send(upstream_call("chat", MODEL, {"messages": MESSAGES}))
-
-    body = orjson.loads(reply.body)
-    assert body["object"] == "chat.completion"
-    assert body["choices"][0]["message"]["content"] == "Hello there"
-    assert body["choices"][0]["finish_reason"] == "stop"
-    assert token_counts(body["usage"]) == USAGE_COUNTS
 
 
 async def test_chat_request_is_signed_converse(bedrock: Deployment) -> None:
@@ -152,19 +139,6 @@ async def test_validation_error_is_passed_back_clean(bedrock: Deployment) -> Non
 
     assert caught.value.status == 400
     assert caught.value.message == "Malformed input request, see [url] for the schema"
-
-
-async def test_closing_stream_early_closes_upstream_connection(bedrock: Deployment) -> None:
-    """aclose() after the first event hangs up on the upstream at once."""
-    bedrock.upstream.stream_forever = True
-    events = await bedrock.provider.open_stream(
-        upstream_call("chat", MODEL, {"messages": MESSAGES}, is_stream=True)
-    )
-    await anext(events)
-
-    await events.aclose()  # type: ignore[attr-defined]  # the relay is closable
-
-    await asyncio.wait_for(bedrock.upstream.hung_up.wait(), timeout=5)
 
 
 async def test_exception_event_mid_stream_is_a_failure(bedrock: Deployment) -> None:
