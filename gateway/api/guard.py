@@ -1,10 +1,13 @@
-"""What every admin-style edge does first: authenticate, require a scope, render refusals.
+"""What every edge outside the inference path does first: authenticate, require a
+scope, render refusals.
 
 Refusals are OpenAI-shaped (gateway/errors.py); every answer carries x-request-id.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,13 +16,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import pipeline
-from gateway.api.openai import request_id_of
 from gateway.auth.principal import Principal
 from gateway.errors import GatewayError, error_response
 from gateway.services import Services
 
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def request_id_of(request: Request) -> str:
+    """The caller's x-request-id when it is sane, else a new one."""
+    given = request.headers.get("x-request-id")
+    if given and _REQUEST_ID.match(given):
+        return given
+    return "req_" + os.urandom(16).hex()
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,7 +19,8 @@ from starlette.types import Receive, Scope, Send
 
 from gateway import pipeline
 from gateway.api.body import check_body, read_json_object
-from gateway.auth.principal import SCOPE_INVOKE
+from gateway.api.guard import json_response, request_id_of, requires_scope
+from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, ModelNotFound, error_response
 from gateway.providers.base import Endpoint
@@ -31,20 +29,11 @@ from gateway.services import Services
 
 log = logging.getLogger("gateway.api")
 T = TypeVar("T")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
-
-
-def request_id_of(request: Request) -> str:
-    """The caller's x-request-id when it is sane, else a new one."""
-    given = request.headers.get("x-request-id")
-    if given and _REQUEST_ID.match(given):
-        return given
-    return "req_" + os.urandom(16).hex()
 
 
 class Disconnected(Exception):
@@ -196,45 +185,22 @@ def _model_object(alias: str, created: int) -> dict[str, object]:
     return {"id": alias, "object": "model", "created": created, "owned_by": "llm-gateway"}
 
 
-async def _visible_models(request: Request) -> tuple[RequestContext, list[str], Services]:
-    services: Services = request.state.services
-    ctx = RequestContext(request_id=request_id_of(request), endpoint="chat")
-    ctx.principal = await pipeline.authenticate(request.headers.get("authorization"), services)
+async def _list_models(request: Request, services: Services, principal: Principal) -> Response:
+    """Only the models the caller's team may use, in OpenAI's list shape."""
     policy = services.policy.current()
-    pipeline.require_scope(ctx.principal, SCOPE_INVOKE)
-    team = pipeline.team_of(policy, ctx.principal)
-    return ctx, policy.visible_models(team), services
-
-
-async def list_models(request: Request) -> Response:
-    try:
-        ctx, aliases, services = await _visible_models(request)
-    except GatewayError as error:
-        return error_response(error, request_id_of(request))
+    aliases = policy.visible_models(pipeline.team_of(policy, principal))
     data = [_model_object(alias, services.started_at) for alias in aliases]
-    return Response(
-        orjson.dumps({"object": "list", "data": data}),
-        media_type="application/json",
-        headers={"x-request-id": ctx.request_id},
-    )
+    return json_response({"object": "list", "data": data})
 
 
-async def get_model(request: Request) -> Response:
+async def _get_model(request: Request, services: Services, principal: Principal) -> Response:
     alias = request.path_params["model"]
-    try:
-        ctx, aliases, services = await _visible_models(request)
-        if alias not in aliases:
-            raise ModelNotFound(
-                f"The model '{alias}' does not exist or you do not have access to it.",
-                param="model",
-            )
-    except GatewayError as error:
-        return error_response(error, request_id_of(request))
-    return Response(
-        orjson.dumps(_model_object(alias, services.started_at)),
-        media_type="application/json",
-        headers={"x-request-id": ctx.request_id},
-    )
+    policy = services.policy.current()
+    if alias not in policy.visible_models(pipeline.team_of(policy, principal)):
+        raise ModelNotFound(
+            f"The model '{alias}' does not exist or you do not have access to it.", param="model"
+        )
+    return json_response(_model_object(alias, services.started_at))
 
 
 routes = [
@@ -242,6 +208,6 @@ routes = [
     Route("/v1/completions", _endpoint("completions"), methods=["POST"]),
     Route("/v1/embeddings", _endpoint("embeddings"), methods=["POST"]),
     Route("/v1/responses", _endpoint("responses"), methods=["POST"]),
-    Route("/v1/models", list_models, methods=["GET"]),
-    Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+    Route("/v1/models", requires_scope(SCOPE_INVOKE, _list_models), methods=["GET"]),
+    Route("/v1/models/{model:path}", requires_scope(SCOPE_INVOKE, _get_model), methods=["GET"]),
 ]
