@@ -72,7 +72,10 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         keys = SigningKeyStore(engine, current_ttl_s=CURRENT_KEY_POLL_S)
         await keys.current()  # the first start creates the signing key
         verifier = Authenticator(
-            TokenVerifier(settings.issuer_url, settings.audience, keys), policy_store, jwks
+            TokenVerifier(settings.issuer_url, settings.audience, keys),
+            policy_store,
+            jwks,
+            is_revoked=clients.is_revoked,  # our own clients' tokens stop within 2 s of revoke
         )
         await clients.start()  # keeps the revoked client ids fresh until stop()
         issuer = TokenIssuer(

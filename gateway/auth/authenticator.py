@@ -3,7 +3,8 @@
 Owns the routing by the token's unverified `iss` (our own issuer → the
 built-in `TokenVerifier`; an issuer in the running policy's `auth.issuers` →
 its `ExternalVerifier`; anything else → 401) and the cache that makes a
-repeated token cost one dict lookup. The issuers are read from the policy
+repeated token cost one dict lookup, and refusing tokens of our own clients
+that were revoked since (checked on every call). The issuers are read from the policy
 store at call time: a new policy version adds or removes issuers, and drops
 every cached principal (its team may have come from that policy), without a
 restart. Checking signatures and claims is the verifiers' job.
@@ -60,10 +61,12 @@ class Authenticator:
         policy: PolicyStore,
         jwks: JwksCache,
         *,
+        is_revoked: Callable[[str], bool] = lambda client_id: False,
         clock: Callable[[], float] = time.time,
         max_cached: int = DEFAULT_MAX_CACHED,
     ) -> None:
         self.builtin = builtin
+        self._is_revoked = is_revoked
         self.jwks = jwks
         self.verifications = 0
         self._policy_store = policy
@@ -74,6 +77,17 @@ class Authenticator:
 
     async def verify(self, token: str) -> Principal:
         """The caller behind `token`, or AuthenticationFailed (401, token_sent=True)."""
+        principal = await self._principal_of(token)
+        if (
+            principal.client_id is not None
+            and principal.issuer == self.builtin.issuer
+            and self._is_revoked(principal.client_id)
+        ):
+            # Checked on every call, cached principals included: revocation holds within 2 s.
+            raise AuthenticationFailed("The access token has been revoked.", token_sent=True)
+        return principal
+
+    async def _principal_of(self, token: str) -> Principal:
         policy = self._policy_store.current()
         if policy is not self._policy:
             self._follow(policy)
