@@ -10,6 +10,7 @@ declares its tables next to its code and its schema in `gateway/migrations/`.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -77,7 +78,7 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         try:
             # busy_timeout first: switching to WAL needs a lock another process may hold.
             cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _switch_to_wal(cursor, timeout_s=busy_timeout_ms / 1000)
             # WAL + NORMAL cannot corrupt the file; a power cut may lose the last commits.
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
@@ -90,6 +91,25 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _switch_to_wal(cursor: Any, *, timeout_s: float) -> None:
+    """Put the database file in WAL mode (a persistent property of the file).
+
+    The switch needs an exclusive lock, and SQLite reports "database is locked"
+    at once, without waiting on the busy timeout, while another connection is
+    switching the same fresh file: so retry briefly. Once the file is in WAL,
+    asking again is a read and never contends.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)  # only ever on a brand-new file, while replicas start together
 
 
 def _advisory_key(name: str) -> int:
