@@ -70,6 +70,26 @@ async def test_concurrent_migrations_all_succeed(database_url: str) -> None:
     assert "signing_keys" in tables
 
 
+async def test_fresh_sqlite_file_opened_by_many_connections_at_once(tmp_path: Path) -> None:
+    """Connections racing to put a brand-new file in WAL mode all open (SQLite does not
+    wait on its busy timeout for that switch; the gateway retries it)."""
+    for round_ in range(25):
+        engines = [
+            create_engine(f"sqlite+aiosqlite:///{tmp_path}/fresh{round_}.db") for _ in range(6)
+        ]
+        try:
+
+            async def open_one(engine: AsyncEngine) -> str:
+                async with engine.connect() as conn:
+                    mode = await conn.execute(sa.text("PRAGMA journal_mode"))
+                    return str(mode.scalar_one())
+
+            modes = await asyncio.gather(*(open_one(e) for e in engines), return_exceptions=True)
+        finally:
+            await asyncio.gather(*(e.dispose() for e in engines))
+        assert modes == ["wal"] * len(engines), modes
+
+
 async def run_in_processes(code: str, url: str, count: int) -> list[str]:
     """Run `code` (with the database URL as argv[1]) in `count` processes at once; their stdout."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
