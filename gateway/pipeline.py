@@ -31,6 +31,7 @@ from gateway.providers.base import (
     UpstreamFailure,
 )
 from gateway.relay import StreamRelay, close_stream
+from gateway.routing.affinity import ResponseIds
 from gateway.routing.failover import call_with_failover
 from gateway.services import Services
 from gateway.usage.usage import estimate_usage, output_text, usage_from_report
@@ -105,6 +106,17 @@ def servable(route: ModelRoute, ctx: RequestContext, services: Services) -> Mode
     return ModelRoute(route.alias, usable, route.routing, route.price)
 
 
+def pin_conversation(
+    ctx: RequestContext, route: ModelRoute, body: Mapping[str, Any]
+) -> tuple[ModelRoute, Mapping[str, Any], ResponseIds | None]:
+    """Responses API: a follow-up goes to the deployment that holds its conversation."""
+    if ctx.endpoint != "responses":
+        return route, body, None
+    ids = ResponseIds()
+    route, body = ids.pin(route, body)
+    return route, body, ids
+
+
 def upstream_call(
     ctx: RequestContext, body: Mapping[str, Any], deployment: Deployment
 ) -> UpstreamCall:
@@ -127,7 +139,11 @@ def rejected(error: UpstreamClientError) -> UpstreamRejected:
 
 
 async def complete(
-    ctx: RequestContext, route: ModelRoute, body: Mapping[str, Any], services: Services
+    ctx: RequestContext,
+    route: ModelRoute,
+    body: Mapping[str, Any],
+    services: Services,
+    response_ids: ResponseIds | None = None,
 ) -> bytes:
     """A whole response from the first deployment that answers; usage recorded on ctx."""
 
@@ -152,11 +168,18 @@ async def complete(
     ctx.usage = usage_from_report(payload.get("usage")) or await asyncio.to_thread(
         estimate_usage, ctx.endpoint, body, deployment.model, output_text(ctx.endpoint, payload)
     )
+    if response_ids is not None:
+        response_ids.learn(deployment, payload)
+        raw = response_ids.rewrite(raw)
     return raw
 
 
 async def open_stream(
-    ctx: RequestContext, route: ModelRoute, body: Mapping[str, Any], services: Services
+    ctx: RequestContext,
+    route: ModelRoute,
+    body: Mapping[str, Any],
+    services: Services,
+    response_ids: ResponseIds | None = None,
 ) -> StreamRelay:
     """Start a stream; fails over until some deployment has sent its first event."""
 
@@ -186,10 +209,11 @@ async def open_stream(
         events,
         first,
         body=body,
-        upstream_model=deployment.model,
+        deployment=deployment,
         client_wants_usage=isinstance(options, Mapping) and options.get("include_usage") is True,
         idle_timeout_s=route.routing.attempt_timeout_s,
         deadline=deadline,
         clock=health.clock,
         on_failure=lambda failure: health.failed(deployment, route, failure),
+        response_ids=response_ids,
     )

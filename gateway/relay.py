@@ -18,11 +18,14 @@ import orjson
 
 from gateway.context import RequestContext
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable, error_body_bytes
+from gateway.policy.compiled import Deployment
 from gateway.providers.base import UpstreamFailure
+from gateway.routing.affinity import ResponseIds
 from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
 
 DONE = b"data: [DONE]"
 USAGE_OBJECT = b'"usage":{'
+RESPONSE_OBJECT = b'"response":{'
 USAGE_NULL = (b',"usage":null', b'"usage":null,')
 
 
@@ -39,6 +42,17 @@ def _data(event: bytes) -> bytes | None:
     if not payload or payload == b"[DONE]":
         return None
     return payload
+
+
+def _json(event: bytes) -> Any:
+    """The event's JSON payload, or None (no data line, or not JSON)."""
+    payload = _data(event)
+    if payload is None:
+        return None
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
 
 
 async def close_stream(events: AsyncIterator[bytes]) -> None:
@@ -58,18 +72,21 @@ class StreamRelay:
         first: bytes,
         *,
         body: Mapping[str, Any],
-        upstream_model: str,
+        deployment: Deployment,
         client_wants_usage: bool,
         idle_timeout_s: float,
         deadline: float,
         clock: Callable[[], float],
         on_failure: Callable[[UpstreamFailure], None],
+        response_ids: ResponseIds | None = None,
     ) -> None:
         self.ctx = ctx
         self._upstream = upstream
         self._first = first
         self._body = body
-        self._model = upstream_model
+        self._deployment = deployment
+        self._model = deployment.model
+        self._ids = response_ids
         self._wants_usage = client_wants_usage
         self._idle_timeout_s = idle_timeout_s
         self._deadline = deadline
@@ -81,9 +98,11 @@ class StreamRelay:
 
     def _observe(self, event: bytes) -> bytes | None:
         """Record what the event says; return the bytes to send, or None to drop it."""
+        if self._ids is not None:
+            event = self._translate_ids(self._ids, event)
         if USAGE_OBJECT in event:
             payload = _data(event)
-            parsed = orjson.loads(payload) if payload else None
+            parsed = _json(event)
             if isinstance(parsed, dict):
                 report = parsed.get("usage")
                 if report is None and isinstance(parsed.get("response"), dict):
@@ -106,6 +125,14 @@ class StreamRelay:
         if payload is not None:
             self._seen.append(payload)
         return event
+
+    def _translate_ids(self, ids: ResponseIds, event: bytes) -> bytes:
+        """Responses streams: the client sees gateway response ids (routing/affinity.py)."""
+        if not ids.learned and RESPONSE_OBJECT in event:
+            parsed = _json(event)
+            if isinstance(parsed, dict):
+                ids.learn(self._deployment, parsed.get("response"))
+        return ids.rewrite(event)
 
     async def _next(self) -> bytes:
         remaining = self._deadline - self._clock()

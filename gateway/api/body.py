@@ -94,4 +94,23 @@ def check_body(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
         _require(body, "input", (str, list), "a string or an array")
         if stream:
             raise InvalidRequest("Embeddings cannot be streamed.", param="stream")
+    elif endpoint == "responses":
+        _check_responses_state(body)
     return model, stream
+
+
+def _check_responses_state(body: dict[str, Any]) -> None:
+    """The stateful Responses fields the gateway can route (see routing/affinity.py)."""
+    previous = body.get("previous_response_id")
+    if previous is not None and not isinstance(previous, str):
+        raise InvalidRequest(
+            "Invalid type for 'previous_response_id': expected a string.",
+            param="previous_response_id",
+        )
+    if body.get("background") is True:
+        # Background responses are polled at GET /v1/responses/{id}, which is not served.
+        raise InvalidRequest(
+            "Background responses are not supported through this gateway; "
+            "send the request without 'background' (streaming works).",
+            param="background",
+        )

@@ -145,15 +145,16 @@ async def handle_inference(request: Request, endpoint: Endpoint) -> Response | E
         policy = services.policy.current()
         route = pipeline.authorize(ctx, policy, ctx.principal, ctx.model)
         route = pipeline.servable(route, ctx, services)
+        route, upstream_body, ids = pipeline.pin_conversation(ctx, route, body)
         if ctx.is_stream:
             relay = await cancel_on_disconnect(
-                request.receive, pipeline.open_stream(ctx, route, body, services)
+                request.receive, pipeline.open_stream(ctx, route, upstream_body, services, ids)
             )
             streaming = True
             headers = SSE_HEADERS + [(k.encode(), v.encode()) for k, v in _headers(ctx).items()]
             return EventStreamResponse(ctx, relay, headers, services)
         raw = await cancel_on_disconnect(
-            request.receive, pipeline.complete(ctx, route, body, services)
+            request.receive, pipeline.complete(ctx, route, upstream_body, services, ids)
         )
         return Response(raw, media_type="application/json", headers=_headers(ctx))
     except GatewayError as error:

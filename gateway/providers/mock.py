@@ -130,6 +130,7 @@ class MockProvider:
             "created_at": created,
             "status": "completed",
             "model": call.model,
+            "previous_response_id": call.body.get("previous_response_id"),
             "output": [
                 {
                     "type": "message",

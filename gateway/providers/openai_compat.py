@@ -36,6 +36,17 @@ PATHS: dict[Endpoint, str] = {
 # Statuses that say "this deployment, now" rather than "this request": fail over.
 FAILOVER_STATUSES = frozenset({401, 403, 408, 409, 425, 429})
 ERROR_BODY_LIMIT = 64 * 1024
+# A Responses stream has no [DONE]: it is complete once one of these has arrived
+# (matched on the JSON `type`, with or without a space, or the SSE `event:` line).
+RESPONSES_TERMINAL_EVENTS = tuple(
+    pattern
+    for kind in (b"response.completed", b"response.failed", b"response.incomplete")
+    for pattern in (
+        b'"type":"' + kind + b'"',
+        b'"type": "' + kind + b'"',
+        b"event: " + kind + b"\n",
+    )
+)
 _URL = re.compile(r"https?://\S+")
 _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
 
@@ -166,9 +177,15 @@ class OpenAICompatProvider:
         if not response.content_type.startswith("text/event-stream"):
             response.close()
             raise UpstreamFailure(f"{self.name}: stream answered as {response.content_type}")
+        if call.endpoint == "responses":
+            return self._events(response, ends_at_eof_after=RESPONSES_TERMINAL_EVENTS)
         return self._events(response)
 
-    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def _events(
+        self, response: aiohttp.ClientResponse, *, ends_at_eof_after: tuple[bytes, ...] = ()
+    ) -> AsyncIterator[bytes]:
+        """SSE events one by one. Chat and completions streams end with `[DONE]`; a
+        Responses stream ends when the upstream closes after a terminal event."""
         finished = False
         buffer = b""
         try:
@@ -178,13 +195,18 @@ class OpenAICompatProvider:
                 buffer += chunk
                 while (end := buffer.find(b"\n\n")) != -1:
                     event, buffer = buffer[: end + 2], buffer[end + 2 :]
+                    if ends_at_eof_after and any(t in event for t in ends_at_eof_after):
+                        finished = True
                     yield event
                     if event.startswith(b"data: [DONE]"):
                         finished = True
                         return
-            raise UpstreamFailure(f"{self.name}: stream ended before [DONE]")
+            if not finished:
+                expected = "a final response event" if ends_at_eof_after else "[DONE]"
+                raise UpstreamFailure(f"{self.name}: stream ended before {expected}")
         except aiohttp.ClientError as exc:
-            raise UpstreamFailure(f"{self.name}: stream broke: {type(exc).__name__}") from None
+            if not finished:
+                raise UpstreamFailure(f"{self.name}: stream broke: {type(exc).__name__}") from None
         finally:
             # Closing (not releasing) drops the connection, which is how the
             # upstream learns to stop generating when our client went away.

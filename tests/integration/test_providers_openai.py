@@ -141,3 +141,45 @@ async def test_responses_are_refused_for_providers_that_cannot_serve_them(tmp_pa
                 await client.responses.create(model="claude", input="hi")
     assert caught.value.code == "unsupported_endpoint"
     assert "/v1/responses" in caught.value.message
+
+
+async def test_a_responses_stream_ends_cleanly_without_done(tmp_path):
+    """Responses streams have no [DONE]: closing after response.completed is their normal end."""
+    async with MockUpstream() as up:
+        up.behave("ok", prompt_tokens=12, completion_tokens=5)
+        async with logged(tmp_path, PLAIN, base=up.base_url) as gw:
+            client = await gw.openai()
+            stream = await client.responses.create(model="m", input="hi", stream=True)
+            events = [event async for event in stream]  # an error event would raise here
+    assert events[-1].type == "response.completed"
+    (line,) = access_lines(tmp_path)
+    assert (line["outcome"], line["input_tokens"], line["output_tokens"]) == ("ok", 12, 5)
+    assert line["usage_estimated"] is False
+
+
+@pytest.mark.parametrize(
+    ("create", "cut_after"),
+    [
+        ({"input": "hi"}, 5),  # created, in_progress, item added, part added, one delta
+        ({"messages": [{"role": "user", "content": "hi"}]}, 3),  # three chunks, no [DONE]
+    ],
+    ids=["responses", "chat"],
+)
+async def test_a_stream_closed_before_its_final_event_ends_with_an_error_event(
+    tmp_path, create, cut_after
+):
+    """A clean close that comes too early is a broken stream, counted and reported as one."""
+    async with MockUpstream() as up:
+        up.behave("stream_cut", fault_after=cut_after)
+        async with logged(tmp_path, PLAIN, base=up.base_url) as gw:
+            client = await gw.openai()
+            api = client.responses if "input" in create else client.chat.completions
+            stream = await api.create(model="m", stream=True, **create)
+            received = []
+            with pytest.raises(openai.APIError) as caught:
+                async for event in stream:
+                    received.append(event)
+    assert len(received) == cut_after
+    assert "failed mid-stream" in caught.value.message
+    (line,) = access_lines(tmp_path)
+    assert (line["outcome"], line["usage_estimated"]) == ("upstream_error", True)

@@ -38,6 +38,7 @@ Mode = Literal[
     "stream_no_usage",  # ok, but never any usage (old vLLM); also omitted when not streaming
     "stream_drop",  # stream `fault_after` events, then abort the TCP connection
     "stream_stall",  # stream `fault_after` events, then hang
+    "stream_cut",  # stream `fault_after` events, then end the response cleanly (no final event)
 ]
 MODES: frozenset[str] = frozenset(get_args(Mode))
 Kind = Literal["chat", "completions", "embeddings", "responses", "models", "model"]
@@ -328,7 +329,7 @@ class MockUpstream:
         resp.content_type = "text/event-stream"
         resp.charset = "utf-8"
         await resp.prepare(request)
-        faulty = b.mode in ("stream_drop", "stream_stall")
+        faulty = b.mode in ("stream_drop", "stream_stall", "stream_cut")
         for i, event in enumerate(events[: b.fault_after] if faulty else events):
             if i and b.chunk_delay_s:
                 await asyncio.sleep(b.chunk_delay_s)
@@ -440,6 +441,7 @@ class Reply:
             **fields,
             "status": status,
             "model": self.model,
+            "previous_response_id": self.req.get("previous_response_id"),
             "output": [self._item(status)] if done else [],
             "usage": self.usage() if done and self.usage_wanted else None,
             "error": None,
