@@ -15,6 +15,7 @@ from starlette.responses import Response
 
 from gateway.api import admin, admin_clients, oauth, openapi, ops
 from gateway.api import openai as openai_api
+from gateway.api.guard import request_id_of
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
 from gateway.services import Services, build_services
 from gateway.settings import Settings
@@ -31,13 +32,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
     else:
         error = GatewayError("The gateway hit an internal error.")
-    return error_response(error, request.headers.get("x-request-id"))
+    return error_response(error, request_id_of(request))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # The trace goes to our log, never to the caller.
     log.error("unhandled error", exc_info=exc, extra={"fields": {"path": request.url.path}})
-    return error_response(GatewayError("The gateway hit an internal error."))
+    error = GatewayError("The gateway hit an internal error.")
+    return error_response(error, request_id_of(request))
 
 
 def build_app(settings: Settings, services: Services | None = None) -> Starlette:
@@ -56,7 +58,7 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             app.state.services = built  # for tests and tools; handlers use request.state
             yield {"services": built}
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *openai_api.routes,
             *ops.routes,
@@ -68,6 +70,10 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error, Exception: _internal_error},
     )
+    # A trailing slash is an unknown path (a 404 with an OpenAI body and a request
+    # id), not a redirect that a POSTing client would have to follow.
+    app.router.redirect_slashes = False
+    return app
 
 
 def app_from_env() -> Starlette:

@@ -21,38 +21,27 @@ from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable, e
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import UpstreamFailure
 from gateway.routing.affinity import ResponseIds
+from gateway.sse import DONE_PAYLOAD, data_of, is_done, json_of
 from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
 
-DONE = b"data: [DONE]"
-USAGE_OBJECT = b'"usage":{'
-RESPONSE_OBJECT = b'"response":{'
-USAGE_NULL = (b',"usage":null', b'"usage":null,')
+# Byte patterns for the fast path; anything else that mentions usage is parsed.
+USAGE_KEY = b'"usage"'
+USAGE_OBJECT = (b'"usage":{', b'"usage": {')
+USAGE_NULL = (b',"usage":null', b'"usage":null,', b', "usage": null', b'"usage": null, ')
+USAGE_NULL_ANYWHERE = (b'"usage":null', b'"usage": null')
+RESPONSE_KEY = b'"response"'
 
 
 def error_event(error: GatewayError) -> bytes:
     return b"data: " + error_body_bytes(error) + b"\n\n"
 
 
-def _data(event: bytes) -> bytes | None:
-    """The JSON payload of an event's `data:` line (None for comments and [DONE])."""
-    start = event.find(b"data:")
-    if start == -1:
-        return None
-    payload = event[start + 5 :].strip()
-    if not payload or payload == b"[DONE]":
+def _payload(event: bytes) -> bytes | None:
+    """The JSON payload of an event (None for comments and [DONE])."""
+    payload = data_of(event)
+    if not payload or payload == DONE_PAYLOAD:
         return None
     return payload
-
-
-def _json(event: bytes) -> Any:
-    """The event's JSON payload, or None (no data line, or not JSON)."""
-    payload = _data(event)
-    if payload is None:
-        return None
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
 
 
 async def close_stream(events: AsyncIterator[bytes]) -> None:
@@ -97,39 +86,56 @@ class StreamRelay:
         self._strips_usage = ctx.endpoint in ("chat", "completions") and not client_wants_usage
 
     def _observe(self, event: bytes) -> bytes | None:
-        """Record what the event says; return the bytes to send, or None to drop it."""
+        """Record what the event says; return the bytes to send, or None to drop it.
+
+        Most events mention no usage, or only `"usage": null` (OpenAI's and
+        vLLM's spacing): byte checks handle those. The rest are parsed.
+        """
         if self._ids is not None:
             event = self._translate_ids(self._ids, event)
-        if USAGE_OBJECT in event:
-            payload = _data(event)
-            parsed = _json(event)
-            if isinstance(parsed, dict):
-                report = parsed.get("usage")
-                if report is None and isinstance(parsed.get("response"), dict):
-                    report = parsed["response"].get("usage")  # Responses: response.completed
-                found = usage_from_report(report)
-                if found is not None:
-                    self._usage = found
-                if self._strips_usage and "usage" in parsed:
-                    if not parsed.get("choices"):
-                        return None
-                    del parsed["usage"]
-                    self._seen.append(payload or b"")
-                    return b"data: " + orjson.dumps(parsed) + b"\n\n"
+        if USAGE_KEY in event and not any(p in event for p in USAGE_OBJECT):
+            if self._strips_usage:
+                for pattern in USAGE_NULL:
+                    if pattern in event:
+                        event = event.replace(pattern, b"")
+            elif any(p in event for p in USAGE_NULL_ANYWHERE):
+                self._remember(event)
+                return event
+        if USAGE_KEY in event:
+            return self._observe_usage(event)
+        self._remember(event)
+        return event
+
+    def _observe_usage(self, event: bytes) -> bytes | None:
+        """An event that carries a usage report (or spells `usage` unusually)."""
+        parsed = json_of(event)
+        if not isinstance(parsed, dict):
+            self._remember(event)
             return event
-        if self._strips_usage:
-            for pattern in USAGE_NULL:
-                if pattern in event:
-                    event = event.replace(pattern, b"")
-        payload = _data(event)
+        report = parsed.get("usage")
+        if report is None and isinstance(parsed.get("response"), dict):
+            report = parsed["response"].get("usage")  # Responses: response.completed
+        found = usage_from_report(report)
+        if found is not None:
+            self._usage = found
+        if self._strips_usage and "usage" in parsed:
+            if isinstance(report, dict) and not parsed.get("choices"):
+                return None  # the usage-only chunk the client did not ask for
+            del parsed["usage"]
+            event = b"data: " + orjson.dumps(parsed) + b"\n\n"
+        if found is None or parsed.get("choices"):
+            self._remember(event)
+        return event
+
+    def _remember(self, event: bytes) -> None:
+        payload = _payload(event)
         if payload is not None:
             self._seen.append(payload)
-        return event
 
     def _translate_ids(self, ids: ResponseIds, event: bytes) -> bytes:
         """Responses streams: the client sees gateway response ids (routing/affinity.py)."""
-        if not ids.learned and RESPONSE_OBJECT in event:
-            parsed = _json(event)
+        if not ids.learned and RESPONSE_KEY in event:
+            parsed = json_of(event)
             if isinstance(parsed, dict):
                 ids.learn(self._deployment, parsed.get("response"))
         return ids.rewrite(event)
@@ -161,7 +167,7 @@ class StreamRelay:
                 out = self._observe(event)
                 if out is not None:
                     yield out
-                if event.startswith(DONE):
+                if is_done(event):
                     return
         except (asyncio.CancelledError, GeneratorExit):
             self.ctx.outcome = "client_disconnected"

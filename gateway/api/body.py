@@ -89,7 +89,12 @@ def check_body(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
                     param=f"messages[{i}]",
                 )
     elif endpoint == "completions":
-        _require(body, "prompt", (str, list), "a string or an array")
+        # OpenAI accepts no prompt (or null): the model writes from a document start.
+        prompt = body.get("prompt")
+        if prompt is not None and (not isinstance(prompt, str | list)):
+            raise InvalidRequest(
+                "Invalid type for 'prompt': expected a string or an array.", param="prompt"
+            )
     elif endpoint == "embeddings":
         _require(body, "input", (str, list), "a string or an array")
         if stream:

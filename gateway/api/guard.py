@@ -20,7 +20,8 @@ from gateway.auth.principal import Principal
 from gateway.errors import GatewayError, error_response
 from gateway.services import Services
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+# Any visible ASCII (no spaces or control characters, so it is safe in headers and logs).
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
 Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 

@@ -8,6 +8,7 @@ request always gets the same answer.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import struct
 import time
@@ -55,6 +56,13 @@ def _embedding(text: str, dimensions: int) -> list[float]:
     return [round(v / 2**31 - 1.0, 6) for v in values]
 
 
+def _encoded(vector: list[float], as_base64: bool) -> list[float] | str:
+    """OpenAI's `encoding_format`: floats, or base64 of little-endian float32s."""
+    if not as_base64:
+        return vector
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
 def _usage(prompt: int, completion: int) -> dict[str, Any]:
     return {
         "prompt_tokens": prompt,
@@ -79,10 +87,15 @@ class MockProvider:
             items = inputs if isinstance(inputs, list) else [inputs]
             dims = body.get("dimensions")
             size = dims if isinstance(dims, int) and 0 < dims <= 4096 else EMBEDDING_DIMENSIONS
+            as_base64 = body.get("encoding_format") == "base64"
             payload = {
                 "object": "list",
                 "data": [
-                    {"object": "embedding", "index": i, "embedding": _embedding(str(x), size)}
+                    {
+                        "object": "embedding",
+                        "index": i,
+                        "embedding": _encoded(_embedding(str(x), size), as_base64),
+                    }
                     for i, x in enumerate(items)
                 ],
                 "model": call.model,

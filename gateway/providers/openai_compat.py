@@ -25,6 +25,7 @@ from gateway.providers.base import (
     UpstreamFailure,
     UpstreamReply,
 )
+from gateway.sse import EventSplitter, is_done
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 PATHS: dict[Endpoint, str] = {
@@ -61,6 +62,37 @@ def retry_after_seconds(headers: Any) -> float | None:
             except ValueError:
                 continue
     return None
+
+
+def error_fields(raw: bytes) -> dict[str, Any]:
+    """The `message`, `type`, `param` and `code` an upstream's 4xx body gives, in any
+    of the shapes OpenAI-compatible servers use; {} when it gives none."""
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        text = raw.decode(errors="replace").strip()
+        # Plain text is a message; an HTML error page is not.
+        return {"message": text[:500]} if text and not text.startswith("<") else {}
+    if not isinstance(parsed, dict):
+        return {}
+    error = parsed.get("error")
+    if isinstance(error, dict):  # OpenAI: {"error": {...}}
+        return error
+    if isinstance(error, str):  # TGI: {"error": "...", "error_type": "..."}
+        return {"message": error, "type": parsed.get("error_type")}
+    if isinstance(parsed.get("message"), str):  # vLLM before 0.6: the error object itself
+        return parsed
+    detail = parsed.get("detail")  # FastAPI
+    if isinstance(detail, str):
+        return {"message": detail}
+    if isinstance(detail, list):  # 422 validation errors: [{"loc": [...], "msg": "..."}]
+        problems = [
+            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}"
+            for d in detail
+            if isinstance(d, dict)
+        ]
+        return {"message": "; ".join(problems)} if problems else {}
+    return {}
 
 
 def clean_message(message: str, secrets: tuple[str, ...]) -> str:
@@ -139,20 +171,14 @@ class OpenAICompatProvider:
                 status=status,
                 retry_after_s=retry_after_seconds(response.headers),
             )
-        error: dict[str, Any] = {}
-        try:
-            parsed = orjson.loads(raw)
-            if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-                error = parsed["error"]
-        except orjson.JSONDecodeError:
-            pass
+        error = error_fields(raw)
         message = error.get("message")
-        if not isinstance(message, str):
+        if not isinstance(message, str) or not message.strip():
             message = f"The upstream refused the request (HTTP {status})."
 
         def field(name: str) -> str | None:
             value = error.get(name)
-            return clean_message(str(value), self._secrets) if value is not None else None
+            return clean_message(value, self._secrets) if isinstance(value, str) else None
 
         raise UpstreamClientError(
             status,
@@ -187,20 +213,23 @@ class OpenAICompatProvider:
         """SSE events one by one. Chat and completions streams end with `[DONE]`; a
         Responses stream ends when the upstream closes after a terminal event."""
         finished = False
-        buffer = b""
+        splitter = EventSplitter()
+
+        def is_final(event: bytes) -> bool:
+            return any(t in event for t in ends_at_eof_after)
+
         try:
             async for chunk in response.content.iter_any():
-                if b"\r" in chunk:
-                    chunk = chunk.replace(b"\r\n", b"\n")
-                buffer += chunk
-                while (end := buffer.find(b"\n\n")) != -1:
-                    event, buffer = buffer[: end + 2], buffer[end + 2 :]
-                    if ends_at_eof_after and any(t in event for t in ends_at_eof_after):
-                        finished = True
+                for event in splitter.feed(chunk):
+                    finished = finished or is_final(event)
                     yield event
-                    if event.startswith(b"data: [DONE]"):
+                    if is_done(event):
                         finished = True
                         return
+            last = splitter.tail()
+            if last is not None:
+                finished = finished or is_final(last) or is_done(last)
+                yield last
             if not finished:
                 expected = "a final response event" if ends_at_eof_after else "[DONE]"
                 raise UpstreamFailure(f"{self.name}: stream ended before {expected}")
