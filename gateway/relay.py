@@ -21,27 +21,19 @@ from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable, e
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import UpstreamFailure
 from gateway.routing.affinity import ResponseIds
-from gateway.sse import DONE_PAYLOAD, data_of, is_done, json_of
+from gateway.sse import is_done, json_of
 from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
 
 # Byte patterns for the fast path; anything else that mentions usage is parsed.
 USAGE_KEY = b'"usage"'
-USAGE_OBJECT = (b'"usage":{', b'"usage": {')
+USAGE_OBJECT, USAGE_OBJECT_SPACED = b'"usage":{', b'"usage": {'
 USAGE_NULL = (b',"usage":null', b'"usage":null,', b', "usage": null', b'"usage": null, ')
-USAGE_NULL_ANYWHERE = (b'"usage":null', b'"usage": null')
+USAGE_NULL_COMPACT, USAGE_NULL_SPACED = b'"usage":null', b'"usage": null'
 RESPONSE_KEY = b'"response"'
 
 
 def error_event(error: GatewayError) -> bytes:
     return b"data: " + error_body_bytes(error) + b"\n\n"
-
-
-def _payload(event: bytes) -> bytes | None:
-    """The JSON payload of an event (None for comments and [DONE])."""
-    payload = data_of(event)
-    if not payload or payload == DONE_PAYLOAD:
-        return None
-    return payload
 
 
 async def close_stream(events: AsyncIterator[bytes]) -> None:
@@ -81,7 +73,7 @@ class StreamRelay:
         self._deadline = deadline
         self._clock = clock
         self._on_failure = on_failure
-        self._seen: list[bytes] = []  # payloads, parsed only if no usage arrives
+        self._seen: list[bytes] = []  # events, parsed only if no usage arrives
         self._usage: Usage | None = None
         self._strips_usage = ctx.endpoint in ("chat", "completions") and not client_wants_usage
 
@@ -93,24 +85,27 @@ class StreamRelay:
         """
         if self._ids is not None:
             event = self._translate_ids(self._ids, event)
-        if USAGE_KEY in event and not any(p in event for p in USAGE_OBJECT):
+        if USAGE_KEY not in event:
+            self._seen.append(event)
+            return event
+        if USAGE_OBJECT not in event and USAGE_OBJECT_SPACED not in event:
             if self._strips_usage:
                 for pattern in USAGE_NULL:
                     if pattern in event:
                         event = event.replace(pattern, b"")
-            elif any(p in event for p in USAGE_NULL_ANYWHERE):
-                self._remember(event)
+                if USAGE_KEY not in event:
+                    self._seen.append(event)
+                    return event
+            elif USAGE_NULL_COMPACT in event or USAGE_NULL_SPACED in event:
+                self._seen.append(event)
                 return event
-        if USAGE_KEY in event:
-            return self._observe_usage(event)
-        self._remember(event)
-        return event
+        return self._observe_usage(event)
 
     def _observe_usage(self, event: bytes) -> bytes | None:
         """An event that carries a usage report (or spells `usage` unusually)."""
         parsed = json_of(event)
         if not isinstance(parsed, dict):
-            self._remember(event)
+            self._seen.append(event)
             return event
         report = parsed.get("usage")
         if report is None and isinstance(parsed.get("response"), dict):
@@ -124,13 +119,8 @@ class StreamRelay:
             del parsed["usage"]
             event = b"data: " + orjson.dumps(parsed) + b"\n\n"
         if found is None or parsed.get("choices"):
-            self._remember(event)
+            self._seen.append(event)
         return event
-
-    def _remember(self, event: bytes) -> None:
-        payload = _payload(event)
-        if payload is not None:
-            self._seen.append(payload)
 
     def _translate_ids(self, ids: ResponseIds, event: bytes) -> bytes:
         """Responses streams: the client sees gateway response ids (routing/affinity.py)."""
@@ -189,11 +179,8 @@ class StreamRelay:
 
     def _count_seen(self) -> Usage:
         generated = []
-        for payload in self._seen:
-            try:
-                parsed = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                continue
+        for event in self._seen:
+            parsed = json_of(event)
             if isinstance(parsed, dict):
                 generated.append(output_text(self.ctx.endpoint, parsed))
         return estimate_usage(self.ctx.endpoint, self._body, self._model, "".join(generated))

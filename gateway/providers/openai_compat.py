@@ -221,7 +221,8 @@ class OpenAICompatProvider:
         try:
             async for chunk in response.content.iter_any():
                 for event in splitter.feed(chunk):
-                    finished = finished or is_final(event)
+                    if ends_at_eof_after and not finished:
+                        finished = is_final(event)
                     yield event
                     if is_done(event):
                         finished = True
