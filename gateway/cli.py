@@ -124,10 +124,22 @@ def token(
     scope: Annotated[
         list[str] | None, typer.Option(help="Scope to grant; repeat for more.")
     ] = None,
-    ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds.")] = 3600,
+    ttl: Annotated[
+        int | None,
+        typer.Option(min=1, help="Lifetime in seconds; at most GATEWAY_TOKEN_TTL_S (default)."),
+    ] = None,
 ) -> None:
     """Mint an access token with the local signing key; printed alone on the last line."""
     settings = load_settings()
+    if ttl is None:
+        ttl = settings.token_ttl_s
+    elif ttl > settings.token_ttl_s:
+        # A rotated key verifies only that long after rotation (leak containment).
+        raise _fail(
+            f"--ttl {ttl} is longer than GATEWAY_TOKEN_TTL_S ({settings.token_ttl_s} s); "
+            "raise GATEWAY_TOKEN_TTL_S for the gateway and this command to mint longer tokens.",
+            code=2,
+        )
     _migrate_or_exit(settings)
     warn_unknown_team(team, "the gateway will refuse this token until it is")
     typer.echo(asyncio.run(_mint(settings, team, subject, scope or ["gateway:invoke"], ttl)))

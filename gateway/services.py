@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.clients import ClientRegistry
-from gateway.auth.issuer import CURRENT_KEY_POLL_S, TokenIssuer
+from gateway.auth.issuer import CURRENT_KEY_POLL_S, TokenIssuer, retired_key_verify_s
 from gateway.auth.jwks import JwksCache
 from gateway.auth.keys import SigningKeyStore
 from gateway.auth.tokens import TokenVerifier
@@ -69,7 +69,11 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
     try:
         # A short current-key cache: `gateway keys rotate` run anywhere signs here within 1 s.
-        keys = SigningKeyStore(engine, current_ttl_s=CURRENT_KEY_POLL_S)
+        keys = SigningKeyStore(
+            engine,
+            current_ttl_s=CURRENT_KEY_POLL_S,
+            retired_verify_s=retired_key_verify_s(settings.token_ttl_s),
+        )
         await keys.current()  # the first start creates the signing key
         verifier = Authenticator(
             TokenVerifier(settings.issuer_url, settings.audience, keys),

@@ -206,7 +206,7 @@ class ExternalVerifier:
             raise Refused(f"undecodable: {type(error).__name__}") from None
         header = compact.headers()
         alg, kid, typ = header.get("alg"), header.get("kid"), header.get("typ")
-        if alg not in self._algorithms:
+        if not isinstance(alg, str) or alg not in self._algorithms:
             raise Refused(f"alg {alg!r} not allowed")  # before any key lookup or fetch
         if kid is not None and not isinstance(kid, str):
             raise Refused("kid is not a string")

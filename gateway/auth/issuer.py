@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -43,6 +43,14 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 # How often a replica re-reads the current signing key, so `keys rotate` run
 # anywhere signs everywhere within this (a verifier learns the kid on first sight).
 CURRENT_KEY_POLL_S = 1.0
+
+
+def retired_key_verify_s(token_ttl_s: float) -> float:
+    """How long a retired key keeps verifying: a replica may sign with it until it
+    notices the rotation, and those tokens live `token_ttl_s` plus the leeway."""
+    return token_ttl_s + CURRENT_KEY_POLL_S + DEFAULT_LEEWAY_S
+
+
 JWKS_CACHE_S = 1.0
 NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
 MSG_BAD_CLIENT = "Client authentication failed: unknown client, wrong secret, or revoked client."
@@ -276,14 +284,11 @@ class TokenIssuer:
         now = self._monotonic()
         if self._jwks is not None and now - self._jwks[0] < JWKS_CACHE_S:
             return self._jwks[1]
-        # A retired key may have signed until a replica noticed the rotation,
-        # and its tokens live `token_ttl_s` plus the verifier's leeway.
-        horizon = timedelta(seconds=self.token_ttl_s + CURRENT_KEY_POLL_S + DEFAULT_LEEWAY_S)
         wall = datetime.fromtimestamp(self.clock(), UTC)
         keys = [
             key.public_jwk()
             for key in await self._keys.list_keys()
-            if key.retired_at is None or key.retired_at + horizon > wall
+            if self._keys.still_verifies(key, wall)
         ]
         document = orjson.dumps({"keys": keys})
         self._jwks = (now, document)

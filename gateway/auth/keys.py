@@ -2,8 +2,8 @@
 
 Owns key generation, the current signing key, the public key set used to
 verify our own tokens, and rotation. A rotated-out key is marked retired: it
-no longer signs but keeps verifying, so tokens minted before rotation stay
-valid until they expire. Private keys never appear in reprs or logs.
+no longer signs but keeps verifying until the tokens minted before rotation
+have expired, then stops. Private keys never appear in reprs or logs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,6 +27,9 @@ ALGORITHM = "RS256"
 RSA_BITS = 2048
 REFRESH_INTERVAL_S = 1.0
 CURRENT_KEY_TTL_S = 60.0
+# How long a retired key keeps verifying: the default token lifetime plus slack.
+# Services pass the real figure (token TTL + key poll + leeway, see issuer.py).
+RETIRED_VERIFY_S = 3600.0 + 60.0
 
 signing_keys = sa.Table(
     "signing_keys",
@@ -110,8 +113,10 @@ class SigningKeyStore:
         monotonic: Callable[[], float] = time.monotonic,
         utcnow: Callable[[], datetime] = lambda: datetime.now(UTC),
         new_key: Callable[[datetime], SigningKey] = new_signing_key,
+        retired_verify_s: float = RETIRED_VERIFY_S,
     ) -> None:
         self._engine = engine
+        self._retired_verify = timedelta(seconds=retired_verify_s)
         self._refresh_interval_s = refresh_interval_s
         self._current_ttl_s = current_ttl_s
         self._monotonic = monotonic
@@ -122,6 +127,7 @@ class SigningKeyStore:
         self._public: KeySet | None = None
         self._public_kids: frozenset[str] = frozenset()
         self._public_loaded_at = float("-inf")  # never loaded: the first refresh may run
+        self._public_expires_at: datetime | None = None  # when a retired key in it stops
         self._lock = asyncio.Lock()
 
     async def current(self) -> SigningKey:
@@ -170,9 +176,14 @@ class SigningKeyStore:
             rows = (await conn.execute(query)).all()
         return [_from_row(row) for row in rows]
 
+    def still_verifies(self, key: SigningKey, now: datetime) -> bool:
+        """Current keys verify; a retired one only while its last tokens can be alive."""
+        return key.retired_at is None or key.retired_at + self._retired_verify > now
+
     async def verification_keys(self) -> KeySet:
-        """Public keys of every stored key, retired ones included (cached)."""
-        if self._public is None:
+        """Public keys of the keys that still verify (cached; reloaded when one stops)."""
+        expires = self._public_expires_at
+        if self._public is None or (expires is not None and self._utcnow() >= expires):
             await self._reload_public()
         assert self._public is not None
         return self._public
@@ -193,13 +204,21 @@ class SigningKeyStore:
         return kid in self._public_kids
 
     async def _reload_public(self) -> None:
-        query = sa.select(signing_keys.c.kid, signing_keys.c.public_jwk)
+        # A leaked key is why keys rotate: once its tokens are expired, it is dropped.
+        # Public halves only: a reload may run once a second under a flood of made-up kids.
+        columns = (signing_keys.c.kid, signing_keys.c.public_jwk, signing_keys.c.retired_at)
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        keys = [RSAKey.import_key(json.loads(row.public_jwk)) for row in rows]
+            rows = (await conn.execute(sa.select(*columns))).all()
+        now = self._utcnow()
+        ends = {
+            row.kid: _utc(row.retired_at) + self._retired_verify for row in rows if row.retired_at
+        }
+        live = [row for row in rows if row.kid not in ends or ends[row.kid] > now]
+        keys = [RSAKey.import_key(json.loads(row.public_jwk)) for row in live]
         self._public = KeySet(keys)  # type: ignore[arg-type]  # KeySet is typed over the Key union
-        self._public_kids = frozenset(row.kid for row in rows)
+        self._public_kids = frozenset(row.kid for row in live)
         self._public_loaded_at = self._monotonic()
+        self._public_expires_at = min((ends[r.kid] for r in live if r.kid in ends), default=None)
 
 
 async def _insert(conn: AsyncConnection, key: SigningKey) -> None:

@@ -1,5 +1,6 @@
 """The `gateway` command as an operator runs it: real processes, real ports."""
 
+import base64
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx2 as httpx
 import openai
+import orjson
 import pytest
 
 from tests.support.processes import GATEWAY, free_port
@@ -134,6 +136,22 @@ def test_token_prints_only_the_token_on_the_last_line(tmp_path):
     token = result.stdout.strip().splitlines()[-1]
     assert token.count(".") == 2 and " " not in token
     assert "not in the policy" in result.stderr
+
+
+def test_token_lifetime_is_bounded_by_the_gateways_token_ttl(tmp_path):
+    """A rotated key verifies for GATEWAY_TOKEN_TTL_S after rotation, so no token outlives that."""
+    shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
+    too_long = run("token", "--team", "demo", "--ttl", "3601", cwd=tmp_path)
+    assert too_long.returncode == 2
+    assert "GATEWAY_TOKEN_TTL_S (3600 s)" in too_long.stderr
+    assert too_long.stdout == ""
+    longer = run(
+        "token", "--team", "demo", "--ttl", "7200", cwd=tmp_path,
+        env={"GATEWAY_TOKEN_TTL_S": "7200"},
+    )  # fmt: skip
+    assert longer.returncode == 0, longer.stderr
+    claims = orjson.loads(base64.urlsafe_b64decode(longer.stdout.split(".")[1] + "=="))
+    assert claims["exp"] - claims["iat"] == 7200
 
 
 SERVE_ONLY_OPENAI = """

@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.auth.keys import SigningKey, SigningKeyStore, new_signing_key
+from gateway.auth.tokens import TokenVerifier, mint_token
 from gateway.db import alembic_config, create_engine, locked_transaction, migrate
+from gateway.errors import AuthenticationFailed
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -191,6 +194,41 @@ async def test_rotate_keeps_old_key_verifying(engine: AsyncEngine) -> None:
     listed = {k.kid: k for k in await store.list_keys()}
     assert listed[old.kid].is_retired and not listed[new.kid].is_retired
     assert (await SigningKeyStore(engine).current()).kid == new.kid
+
+
+async def test_a_retired_key_stops_verifying_once_its_tokens_have_expired(
+    engine: AsyncEngine,
+) -> None:
+    """Keys rotate because one may have leaked: after the horizon its tokens are refused."""
+    now = [datetime(2026, 11, 25, 12, tzinfo=UTC)]
+    store = SigningKeyStore(engine, utcnow=lambda: now[0], retired_verify_s=3631)
+    verifier = TokenVerifier("https://gw.example", "llm-gateway", store, clock=lambda: 0.0)
+    old = await store.current()
+    new = await store.rotate()
+
+    def signed_by(key: SigningKey) -> str:  # minted "now" by the fake clock's standards
+        return mint_token(
+            key, issuer="https://gw.example", audience="llm-gateway", team="t",
+            subject="s", client_id="c", scopes=["gateway:admin"], ttl_s=60, now=0.0,
+        )  # fmt: skip
+
+    async def live_kids(s: SigningKeyStore) -> set[str]:
+        return {k.kid for k in (await s.verification_keys()).keys}
+
+    now[0] += timedelta(seconds=3630)
+    assert await live_kids(store) == {old.kid, new.kid}
+    assert (await verifier.verify(signed_by(old))).team == "t"
+    now[0] += timedelta(seconds=2)
+    assert await live_kids(store) == {new.kid}
+    with pytest.raises(AuthenticationFailed):
+        await verifier.verify(signed_by(old))  # a new token (new jti): not in the cache
+    later = TokenVerifier("https://gw.example", "llm-gateway", store, clock=lambda: 0.0)
+    with pytest.raises(AuthenticationFailed):
+        await later.verify(signed_by(old))
+    assert await store.refresh_if_unknown(old.kid) is False
+    restarted = SigningKeyStore(engine, utcnow=lambda: now[0], retired_verify_s=3631)
+    assert await live_kids(restarted) == {new.kid}
+    assert (await later.verify(signed_by(new))).team == "t"
 
 
 async def test_refresh_for_unknown_kid_is_rate_limited(engine: AsyncEngine) -> None:

@@ -19,7 +19,7 @@ import pytest
 from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable
 from gateway.policy.store import load_policy_dir
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.support.idp import FakeIdP
+from tests.support.idp import FakeIdP, b64url, json_segment
 
 AUDIENCE = "llm-gateway"
 POLICY = """
@@ -166,6 +166,13 @@ def _tampered(s: Setup) -> str:
     return f"{header}.{forged.rstrip(b'=').decode()}.{signature}"
 
 
+def _with_header(s: Setup, **header: object) -> str:
+    """A token whose header carries odd values; its signature is junk (never checked)."""
+    fields = {"typ": "at+jwt", "kid": s.okta.kid("RS256"), **header}
+    body = {**s.okta.claims(), "aud": AUDIENCE, "team": "search"}
+    return f"{json_segment(fields)}.{json_segment(body)}.{b64url(b'x' * 256)}"
+
+
 ATTACKS: dict[str, Callable[[Setup], str]] = {
     "garbage": lambda s: "not-a-token",
     "three garbage segments": lambda s: "a.b.c",
@@ -190,6 +197,8 @@ ATTACKS: dict[str, Callable[[Setup], str]] = {
     "alg the issuer does not allow": lambda s: s.keycloak.mint(
         {"aud": AUDIENCE, "realm_access": {"roles": ["llm-research"]}}, alg="ES256"
     ),
+    "alg as a JSON array": lambda s: _with_header(s, alg=["RS256"]),
+    "alg as a JSON object": lambda s: _with_header(s, alg={"RS256": 1}),
     "unknown critical header": lambda s: s.okta.mint(
         {"aud": AUDIENCE, "team": "search"}, headers={"crit": ["exp-ext"], "exp-ext": 1}
     ),
