@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import orjson
@@ -32,6 +33,8 @@ MAX_KEY_AGE_S = 3600.0  # refreshed in the background after this, unknown kid or
 FETCH_TIMEOUT_S = 5.0
 MAX_DOCUMENT_BYTES = 512 * 1024  # Entra's JWKS with x5c chains is ~20 KB
 MAX_KEYS = 100
+MAX_REDIRECTS = 3
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _EDDSA_CURVES = frozenset({"Ed25519", "Ed448"})
 # Private and symmetric members: a JWKS must not carry them, and we never use them.
@@ -284,6 +287,26 @@ class JwksCache:
             return discovered_jwks_uri(document, issuer)  # a mismatch stops here
         raise _FetchFailed(f"discovery failed ({'; '.join(failures)})")
 
+    @staticmethod
+    @asynccontextmanager
+    async def _get_same_origin(
+        session: aiohttp.ClientSession, url: str
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET, following at most 3 redirects and only within the URL's own origin:
+        keys are trusted for where the policy points, not wherever that server sends us."""
+        origin = _origin(url)
+        for _ in range(MAX_REDIRECTS + 1):
+            async with session.get(url, allow_redirects=False) as response:
+                location = response.headers.get("location")
+                if response.status not in REDIRECT_STATUSES or location is None:
+                    yield response
+                    return
+                target = urljoin(url, location)
+                if _origin(target) != origin:
+                    raise _FetchFailed(f"{url} redirects to another origin ({_origin(target)})")
+                url = target
+        raise _FetchFailed(f"{url}: more than {MAX_REDIRECTS} redirects")
+
     async def _get_json(self, url: str) -> object:
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -291,7 +314,7 @@ class JwksCache:
                 headers={"accept": "application/json, application/jwk-set+json"},
             )
         try:
-            async with self._session.get(url, max_redirects=3) as response:
+            async with self._get_same_origin(self._session, url) as response:
                 if response.status != 200:
                     raise _FetchFailed(f"{url} answered HTTP {response.status}")
                 if (response.content_length or 0) > self._max_bytes:
@@ -307,3 +330,8 @@ class JwksCache:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
             raise _FetchFailed(f"{url} did not answer JSON") from None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"

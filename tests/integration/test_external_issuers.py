@@ -15,6 +15,7 @@ import aiohttp
 import openai
 import orjson
 import pytest
+from aiohttp import web
 
 from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable
 from gateway.policy.store import load_policy_dir
@@ -381,3 +382,33 @@ async def test_an_unreachable_issuer_without_keys_is_retried_after_the_interval(
         clock.advance(10)
         assert len(await cache.keys(source)) == 4
         await cache.close()
+
+
+async def test_jwks_redirects_are_followed_only_within_the_configured_origin() -> None:
+    """Keys are trusted for the URL the policy names: a redirect to another host is refused."""
+    async with FakeIdP() as idp, aiohttp.ClientSession() as http:
+        async with http.get(idp.jwks_uri) as response:
+            document = await response.read()
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            if request.path == "/keys":
+                return web.Response(body=document, content_type="application/json")
+            target = "/keys" if request.path == "/same-origin" else idp.jwks_uri
+            raise web.HTTPFound(target)
+
+        app = web.Application()
+        app.router.add_get("/{name}", serve)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        cache = JwksCache()
+        try:
+            keys = await cache.keys(KeySource(idp.issuer, f"{origin}/same-origin"))
+            assert len(keys) == 4
+            with pytest.raises(KeysUnavailable):
+                await cache.keys(KeySource(idp.issuer + "/other", f"{origin}/elsewhere"))
+            assert idp.jwks_requests == 1  # only the test's own read reached the IdP
+        finally:
+            await cache.close()
+            await runner.cleanup()
