@@ -16,6 +16,7 @@ so a change made since through the API or a rollback makes it stale.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,6 +55,9 @@ ACTION_APPLY_FILES = "policy.apply_files"  # a folder: `policy apply DIR` or `se
 ACTION_PATCH_TEAM = "policy.patch_team"
 ACTION_ROLLBACK = "policy.rollback"
 FROM_FILES = (ACTION_BOOTSTRAP, ACTION_APPLY_FILES)
+# Folder applies looked back through to find a folder's last version; a folder
+# not applied among the last this many is treated as unknown (and refused).
+FOLDER_HISTORY_SCAN = 1000
 
 
 class PolicyConflict(GatewayError):
@@ -184,12 +188,18 @@ class PolicyService:
 
     # Folders -----------------------------------------------------------------
 
+    async def read_folder(self, directory: Path) -> Candidate:
+        """Load and check a folder off the event loop (YAML parsing can be slow)."""
+        return await asyncio.to_thread(candidate_from_folder, directory, self._env)
+
     async def folder_base(self, directory: Path, content_hash: str | None = None) -> int | None:
         """The version a folder's files are based on.
 
         Its marker's; else, when its content equals a stored version, that one
         (an old, unedited folder is stale, not an edit); else the newest
-        version made from files.
+        version made from this same folder (a watched folder edited in place).
+        None for an unknown folder: a copy made elsewhere, whose base cannot be
+        told, is refused rather than allowed to undo changes it never saw.
         """
         marker = bundle_text.read_marker(directory)
         if marker is not None:
@@ -203,11 +213,11 @@ class PolicyService:
                 )
                 if same is not None:
                     return int(same)
-            return await _newest_from_files(conn)
+            return await _newest_from_folder(conn, directory)
 
     async def plan_folder(self, directory: Path) -> FolderPlan:
         """Check a folder and diff it against the running version (the `diff DIR` preview)."""
-        candidate = candidate_from_folder(directory, self._env)
+        candidate = await self.read_folder(directory)
         running = await self.current()
         diff = bundle_text.unified_diff(
             running.bundle if running else None,
@@ -231,7 +241,7 @@ class PolicyService:
         With `update_marker` the folder's marker records the resulting version,
         so the next edit of the same folder is based on it.
         """
-        candidate = candidate_from_folder(directory, self._env)
+        candidate = await self.read_folder(directory)
         if base_version is not None:
             base: int | None = base_version
         else:
@@ -242,7 +252,12 @@ class PolicyService:
                 raise folder_conflict(directory, running, base)
 
         applied = await self._commit(
-            candidate, action=ACTION_APPLY_FILES, author=author, reason=reason, expect=expect
+            candidate,
+            action=ACTION_APPLY_FILES,
+            author=author,
+            reason=reason,
+            expect=expect,
+            folder=directory,
         )
         if update_marker:
             marker = bundle_text.Marker(applied.version.version, applied.version.hash)
@@ -254,7 +269,7 @@ class PolicyService:
         running = await self.current()
         if running is not None:
             return Applied(running, running.version, is_new=False)
-        candidate = candidate_from_folder(directory, self._env)
+        candidate = await self.read_folder(directory)
 
         def expect(running: PolicyVersion | None) -> None:
             if running is not None:  # another replica bootstrapped first: its version stands
@@ -267,6 +282,7 @@ class PolicyService:
                 author="bootstrap",
                 reason=f"bootstrapped from {directory}",
                 expect=expect,
+                folder=directory,
             )
         except _AlreadyBootstrapped as other:
             return Applied(other.version, other.version.version, is_new=False)
@@ -355,6 +371,7 @@ class PolicyService:
         expect: Callable[[PolicyVersion | None], None] | None,
         target: str = "policy",
         restores: int | None = None,
+        folder: Path | None = None,
     ) -> Applied:
         """Write the candidate as the next version and its audit entry, under the lock."""
         async with locked_transaction(self._engine, LOCK_NAME) as conn:
@@ -375,7 +392,9 @@ class PolicyService:
             )
             await insert_version(conn, new)
             before, after = changes.changed_parts(running.bundle if running else None, new.bundle)
-            extra = {} if restores is None else {"restores": restores}
+            extra: dict[str, Any] = {} if restores is None else {"restores": restores}
+            if folder is not None:
+                extra["from_folder"] = _folder_id(folder)
             await record_audit(
                 conn,
                 actor=author,
@@ -394,15 +413,22 @@ class _AlreadyBootstrapped(Exception):
         self.version = version
 
 
-async def _newest_from_files(conn: AsyncConnection) -> int | None:
-    """The newest version made from a folder, per the audit log (written with the version)."""
-    after = await conn.scalar(
+def _folder_id(directory: Path) -> str:
+    return str(directory.resolve())
+
+
+async def _newest_from_folder(conn: AsyncConnection, directory: Path) -> int | None:
+    """The newest version made from this folder, per the audit log (written with it)."""
+    wanted = _folder_id(directory)
+    rows = await conn.execute(
         sa.select(audit_log.c.after)
         .where(audit_log.c.action.in_(FROM_FILES))
         .order_by(audit_log.c.id.desc())
-        .limit(1)
+        .limit(FOLDER_HISTORY_SCAN)
     )
-    if after is None:
-        return None
-    version = orjson.loads(after).get("version")
-    return version if isinstance(version, int) else None
+    for (after,) in rows:
+        entry = orjson.loads(after) if after else {}
+        version = entry.get("version")
+        if entry.get("from_folder") == wanted and isinstance(version, int):
+            return version
+    return None

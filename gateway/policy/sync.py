@@ -31,7 +31,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from gateway.policy import bundle_text
-from gateway.policy.candidate import candidate_from_folder
 from gateway.policy.compiled import Policy
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.loader import policy_files
@@ -174,7 +173,7 @@ class FolderWatcher:
         if marker != self._marker:  # export or apply wrote a new marker: trust it
             self._marker, self._base = marker, None
         try:
-            candidate = candidate_from_folder(self._directory, self._service.env)
+            candidate = await self._service.read_folder(self._directory)
         except PolicyInvalid as invalid:
             self._log_invalid(invalid)
             return
@@ -190,6 +189,7 @@ class FolderWatcher:
         if base is not None and running is not None and base != running.version:
             based_on = await self._service.get(base)
             if based_on.hash == candidate.hash:
+                self._base = base  # so a later edit here is judged against it, and refused
                 log.info(
                     "policy folder %s equals version %d, not the running version %d; "
                     "it holds no edit, so nothing is applied",
