@@ -4,6 +4,10 @@ Every YAML node's file and line is remembered by its path in the bundle, so a
 schema error, a duplicate key or a missing `${VAR}` is reported as
 `file:line: field: message`. Sections made of named entries (`providers`,
 `models`, `teams`) may be split across files; a name defined twice is an error.
+
+Policy files are plain data: YAML tags, merge keys (`<<`) and integers beyond 64
+bits are refused, and so is a file too large, too deep or whose aliases expand
+too far (a "billion laughs" bomb), each as a located issue, never a traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +26,68 @@ from gateway.policy.schema import PolicyBundle
 NAMED_SECTIONS = frozenset({"providers", "models", "teams", "guardrails"})
 Locate = Callable[[Path], str]
 
+# The shipped example is a few KiB; a policy for thousands of teams is well under
+# a MiB. Anything larger is a mistake, and reading it whole would cost its size in memory.
+MAX_FILE_BYTES = 4 * 1024 * 1024
+# A real policy has at most tens of thousands of values. Aliases are expanded
+# each time they are used, so ~400 bytes of nested aliases can stand for
+# billions of values; stop counting (aliases included) well before that hurts.
+MAX_NODES = 100_000
+# One long scalar repeated through aliases multiplies text the same way; no
+# file expands to more text than four times the largest file we read.
+MAX_TEXT_CHARS = 4 * MAX_FILE_BYTES
+# A policy is about six levels deep; PyYAML and `_Reader.value` recurse once per
+# level, so a hostile file nested thousands deep would exhaust the Python stack.
+MAX_DEPTH = 64
+MIN_INT, MAX_INT = -(2**63), 2**63 - 1  # what JSON tooling and PostgreSQL bigint hold
+
+_YAML = "tag:yaml.org,2002:"
+_SCALAR_TAGS = frozenset(_YAML + t for t in ("str", "int", "float", "bool", "null", "timestamp"))
+_MERGE_TAG = _YAML + "merge"
+
+
+class _Refused(Exception):
+    """A file the reader stops on (unreadable, too large, too deep, too many values)."""
+
+    def __init__(self, issue: PolicyIssue) -> None:
+        super().__init__(str(issue))
+        self.issue = issue
+
+
+class _Unreadable(Exception):
+    """A scalar that is not plain data (a tag, a bad date, a huge integer); its message."""
+
+
+class _Composer(yaml.SafeLoader):
+    """The safe loader, stopping before MAX_DEPTH levels or MAX_NODES nodes.
+
+    PyYAML recurses once per level, and composing is slow (over 30 s for a
+    4 MiB flat list), so both are checked as each node is composed. An alias is
+    counted once here; `_Reader` counts it each time it is expanded.
+    """
+
+    def __init__(self, text: str, label: str) -> None:
+        super().__init__(text)
+        self._label = label
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._nodes += 1
+        if self._depth >= MAX_DEPTH or self._nodes > MAX_NODES:
+            event = self.peek_event()  # type: ignore[no-untyped-call]  # stubs leave it bare
+            problem = (
+                f"nested deeper than {MAX_DEPTH} levels"
+                if self._depth >= MAX_DEPTH
+                else f"more than {MAX_NODES} YAML values in one file"
+            )
+            raise _Refused(PolicyIssue(f"{self._label}:{event.start_mark.line + 1}", "", problem))
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
 
 @dataclass(frozen=True, slots=True)
 class LoadedBundle:
@@ -31,66 +97,175 @@ class LoadedBundle:
 
 
 class _Reader:
-    """Turns composed YAML nodes into plain values, recording each node's mark."""
+    """Turns composed YAML nodes into plain values, recording each node's mark.
+
+    Aliases are expanded where they are used, so every value has its own path
+    and mark; MAX_NODES, MAX_TEXT_CHARS and MAX_DEPTH bound that expansion
+    (raising _Refused), and an alias inside its own anchor is an issue.
+    """
 
     def __init__(self, file: str) -> None:
         self.file = file
         self.marks: dict[Path, str] = {}
         self.issues: list[PolicyIssue] = []
         self._scalars = yaml.constructor.SafeConstructor()
+        self._nodes = 0
+        self._chars = 0
+        self._open: set[int] = set()  # ids of the collections being expanded: a cycle's way back
 
     def where(self, node: yaml.Node) -> str:
         return f"{self.file}:{node.start_mark.line + 1}"
 
     def value(self, node: yaml.Node, path: Path) -> Any:
+        self._count(node, path)
         self.marks.setdefault(path, self.where(node))
-        if isinstance(node, yaml.MappingNode):
-            out: dict[str, Any] = {}
-            for key_node, value_node in node.value:
-                key = self._scalars.construct_object(key_node)
-                if not isinstance(key, str | int | float | bool) or isinstance(key, bool):
-                    self.issues.append(
-                        PolicyIssue(self.where(key_node), format_path(path), "keys must be names")
-                    )
-                    continue
-                key = str(key)
-                if key in out:
-                    self.issues.append(
-                        PolicyIssue(
-                            self.where(key_node), format_path((*path, key)), "duplicate key"
-                        )
-                    )
-                    continue
-                self.marks[(*path, key)] = self.where(key_node)
-                out[key] = self.value(value_node, (*path, key))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalars.construct_object(node)
+        try:
+            if isinstance(node, yaml.ScalarNode):
+                return self._scalar(node)
+            if id(node) in self._open:
+                raise _Unreadable("alias refers to a value that contains it (recursive YAML)")
+            if node.tag not in (_YAML + "map", _YAML + "seq"):
+                raise _Unreadable(_unsupported(node))
+        except _Unreadable as exc:
+            self._issue(node, path, str(exc))
+            return None
+        self._open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.value(item, (*path, i)) for i, item in enumerate(node.value)]
+            return self._mapping(node, path)
+        finally:
+            self._open.discard(id(node))
+
+    def _mapping(self, node: yaml.Node, path: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            self._count(key_node, path)
+            if key_node.tag == _MERGE_TAG:
+                message = "YAML merge keys (<<) are not supported; write the keys out"
+                self._issue(key_node, (*path, "<<"), message)
+                continue
+            try:
+                key = self._scalar(key_node) if isinstance(key_node, yaml.ScalarNode) else None
+            except _Unreadable as exc:
+                self._issue(key_node, path, str(exc))
+                continue
+            if not isinstance(key, str | int | float | bool) or isinstance(key, bool):
+                self._issue(key_node, path, "keys must be names")
+                continue
+            key = str(key)
+            if key in out:
+                self._issue(key_node, (*path, key), "duplicate key")
+                continue
+            self.marks[(*path, key)] = self.where(key_node)
+            out[key] = self.value(value_node, (*path, key))
+        return out
+
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        """The scalar as str/int/float/bool/None/date; raises _Unreadable otherwise."""
+        if node.tag not in _SCALAR_TAGS:
+            raise _Unreadable(_unsupported(node))
+        try:
+            value = self._scalars.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # A scalar that looks typed but is not valid (`2024-13-45`, `!!int x`);
+            # an integer of 4300+ digits is a ValueError too.
+            raise _Unreadable(f"cannot read {_shown(node.value)}: {exc}") from None
+        if isinstance(value, int) and not MIN_INT <= value <= MAX_INT:
+            raise _Unreadable(f"integer out of range (must be {MIN_INT} to {MAX_INT})")
+        return value
+
+    def _count(self, node: yaml.Node, path: Path) -> None:
+        self._nodes += 1
+        if isinstance(node, yaml.ScalarNode):
+            self._chars += len(node.value)
+        if self._nodes > MAX_NODES:
+            problem = f"more than {MAX_NODES} values"
+        elif self._chars > MAX_TEXT_CHARS:
+            problem = f"more than {MAX_TEXT_CHARS} characters of text"
+        elif len(path) > MAX_DEPTH:
+            problem = f"values nested deeper than {MAX_DEPTH} levels"
+        else:
+            return
+        raise _Refused(
+            PolicyIssue(
+                self.where(node),
+                format_path(path),
+                f"the file expands to {problem} (aliases count each time they are used)",
+            )
+        )
+
+    def _issue(self, node: yaml.Node, path: Path, message: str) -> None:
+        self.issues.append(PolicyIssue(self.where(node), format_path(path), message))
+
+
+def _unsupported(node: yaml.Node) -> str:
+    if isinstance(node, yaml.ScalarNode) and node.style is None and node.value in ("<<", "="):
+        return f"a bare {node.value!r} means something special in YAML; put it in quotes"
+    tag = node.tag.replace(_YAML, "!!", 1) if node.tag.startswith(_YAML) else node.tag
+    return f"YAML tag {tag} is not supported (policy files are plain data)"
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 40 else repr(text[:40] + "…")
 
 
 def _read_file(path: FsPath, label: str) -> tuple[dict[str, Any], _Reader]:
     reader = _Reader(label)
     try:
-        node = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+        return _parse(_read_text(path, label), reader), reader
+    except _Refused as exc:
+        reader.issues.append(exc.issue)
+        return {}, reader
+
+
+def _read_text(path: FsPath, label: str) -> str:
+    """The file's text; raises _Refused when unreadable or beyond MAX_FILE_BYTES."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise _Refused(
+                PolicyIssue(label, "", f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
+            )
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Refused(PolicyIssue(label, "", f"cannot read file: {exc}")) from None
+
+
+def _parse(text: str, reader: _Reader) -> dict[str, Any]:
+    """One file's sections as plain values; raises _Refused when the YAML cannot be read."""
+    try:
+        node = _compose(text, reader.file)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
-        reader.issues.append(PolicyIssue(f"{label}{line}", "", f"YAML syntax error: {problem}"))
-        return {}, reader
-    except (OSError, UnicodeDecodeError) as exc:
-        reader.issues.append(PolicyIssue(label, "", f"cannot read file: {exc}"))
-        return {}, reader
+        raise _Refused(
+            PolicyIssue(f"{reader.file}{line}", "", f"YAML syntax error: {problem}")
+        ) from None
+    except yaml.reader.ReaderError as exc:  # a control character: located by offset, not mark
+        line_no = text.count("\n", 0, exc.position) + 1
+        problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+        raise _Refused(
+            PolicyIssue(f"{reader.file}:{line_no}", "", f"YAML syntax error: {problem}")
+        ) from None
     if node is None:
-        return {}, reader
+        return {}
     if not isinstance(node, yaml.MappingNode):
-        reader.issues.append(
+        raise _Refused(
             PolicyIssue(reader.where(node), "", "a policy file must be a mapping of sections")
         )
-        return {}, reader
-    value = reader.value(node, ())
-    return value, reader
+    value: dict[str, Any] = reader.value(node, ())
+    return value
+
+
+def _compose(text: str, label: str) -> yaml.Node | None:
+    composer = _Composer(text, label)
+    try:
+        return composer.get_single_node()
+    finally:
+        composer.dispose()
 
 
 def _merge(
