@@ -3,7 +3,9 @@
 Parses and renders only; the work is `ClientRegistry`, which the CLI calls
 too. Every path needs a token with `gateway:admin` (none → 401, without the
 scope → 403); the token's subject is the actor in the audit log. Errors are
-OpenAI-shaped.
+OpenAI-shaped; an unknown parameter is refused, as elsewhere in the admin API.
+A client for a team the running policy lacks is created, as by the CLI, with
+the CLI's warning in the reply's `warning`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from gateway.auth.clients import InvalidClientSpec, UnknownClient
 from gateway.auth.principal import SCOPE_ADMIN, Principal
 from gateway.errors import InvalidRequest, NotFound
 from gateway.services import Services
+
+CREATE_PARAMETERS = ("team", "name", "scopes")
 
 
 def _admin_only(handler: Handler) -> Endpoint:
@@ -38,8 +42,23 @@ def _optional_str(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
+async def _unknown_team_warning(services: Services, team: str) -> str | None:
+    """The CLI's warning when `team` is not in the running policy version, else None."""
+    running = await services.policy_versions.current()
+    if running is None or team in (running.bundle.get("teams") or {}):
+        return None
+    return (
+        f"team {team!r} is not in the running policy version {running.version}; "
+        "the gateway will refuse this client's tokens until it is"
+    )
+
+
 async def create_client(request: Request, services: Services, principal: Principal) -> Response:
     body = await read_json_object(request, services.settings.max_body_bytes)
+    # A typo such as `scope` must not create a client with other scopes than asked for.
+    unknown = [key for key in body if key not in CREATE_PARAMETERS]
+    if unknown:
+        raise InvalidRequest(f"Unknown parameter: '{unknown[0]}'.", param=unknown[0])
     team = _optional_str(body, "team")
     if not team:
         raise InvalidRequest("Missing required parameter: 'team'.", param="team")
@@ -55,7 +74,11 @@ async def create_client(request: Request, services: Services, principal: Princip
         record, secret = await services.clients.create(team, name, scopes, principal.subject)
     except InvalidClientSpec as invalid:
         raise InvalidRequest(str(invalid), param=invalid.param) from None
-    response = json_response({**record.as_json(), "client_secret": secret}, 201)
+    created: dict[str, Any] = {**record.as_json(), "client_secret": secret}
+    warning = await _unknown_team_warning(services, record.team)
+    if warning is not None:
+        created["warning"] = warning
+    response = json_response(created, 201)
     response.headers["cache-control"] = "no-store"  # the secret is shown this once
     return response
 

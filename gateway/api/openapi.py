@@ -99,9 +99,17 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
     ),
     "AuditList": _list_of("AuditEntry"),
     "Client": _obj(list(_CLIENT), **_CLIENT),
-    "ClientCreated": _obj([*_CLIENT, "client_secret"], **_CLIENT, client_secret=_STR),
+    "ClientCreated": _obj(
+        [*_CLIENT, "client_secret"],
+        **_CLIENT,
+        client_secret=_STR,
+        warning={"type": "string", "description": "Set when the team is not in the policy."},
+    ),
     "ClientList": _list_of("Client"),
-    "ClientCreate": _obj(["team"], team=_STR, name=_STR, scopes={"type": "array", "items": _STR}),
+    "ClientCreate": {
+        **_obj(["team"], team=_STR, name=_STR, scopes={"type": "array", "items": _STR}),
+        "additionalProperties": False,
+    },
     "TokenRequest": _obj(
         ["grant_type"],
         grant_type={"const": "client_credentials"},

@@ -164,10 +164,18 @@ def export(
         int | None, typer.Option(help="Version to export (default: the running one).")
     ] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace policy files that no export wrote.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace policy files that no export wrote, or that were edited since.",
+        ),
     ] = False,
 ) -> None:
-    """Write a version as YAML files, one per section, with a marker of the version."""
+    """Write a version as YAML files, one per section, with a marker of the version.
+
+    Refused, without --force, when the folder holds files no export wrote or
+    edits not yet applied (preview those with `policy diff DIR`).
+    """
     exported = _run(lambda service: service.export(directory, version=version, force=force))
     typer.echo(f"exported policy version {exported.version} to {directory}")
 

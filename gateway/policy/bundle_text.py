@@ -1,11 +1,12 @@
 """A bundle as text: canonical JSON, a stable YAML rendering, diffs, export files, the marker.
 
-Pure functions over plain values; no I/O except `read_marker`/`write_export`,
-which touch only the folder they are given.
+Pure functions over plain values; no I/O except `read_marker`, `folder_hash`
+and `write_export`, which touch only the folder they are given.
 
 The marker (`.policy-version`) records which version an exported folder came
 from, so `apply` can tell an edit of the running version from an edit of an
-older one. It is not YAML-suffixed, so the loader never reads it as policy.
+older one, and the hash of the files it was written with, so `export` can tell
+an unapplied edit. It is not YAML-suffixed, so the loader never reads it as policy.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 import orjson
 import yaml
 
+from gateway.policy.compiled import bundle_hash
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
-from gateway.policy.loader import policy_files
+from gateway.policy.loader import load_bundle, policy_files
 
 MARKER_NAME = ".policy-version"
 SECTION_ORDER = ("providers", "models", "routing", "teams", "guardrails", "auth", "timezone")
@@ -112,22 +114,46 @@ def write_marker(directory: Path, marker: Marker) -> bool:
     return True
 
 
+def folder_hash(directory: Path) -> str | None:
+    """The hash the folder's files have as a bundle (as `apply` computes it); None if invalid."""
+    try:
+        return bundle_hash(canonical(load_bundle(directory).raw, str(directory)))
+    except PolicyInvalid:
+        return None
+
+
 def write_export(directory: Path, raw: dict[str, Any], marker: Marker, *, force: bool) -> None:
     """Replace the folder's policy files with the bundle's sections and the marker.
 
-    A folder holding policy files but no marker was not made by export: it is
-    replaced only with `force`, so an export never silently deletes hand-written files.
-    Raises FileExistsError (that case) or OSError.
+    A folder holding policy files but no marker was not made by export, and one
+    whose files no longer have the hash its marker recorded holds edits no
+    version has: either is replaced only with `force`, so an export never
+    silently deletes hand-written files. Raises FileExistsError (those cases) or OSError.
     """
     directory.mkdir(parents=True, exist_ok=True)
     existing = policy_files(directory)
-    if existing and read_marker(directory) is None and not force:
-        raise FileExistsError(
-            f"{directory} already holds policy files ({', '.join(p.name for p in existing)}) "
-            "that no export wrote; export into an empty folder, or pass --force to replace them"
-        )
+    if existing and not force:
+        _refuse_hand_written(directory, existing)
     for path in existing:
         path.unlink()
     for name, text in section_files(raw).items():
         (directory / name).write_text(text, encoding="utf-8")
     (directory / MARKER_NAME).write_text(render_marker(marker), encoding="utf-8")
+
+
+def _refuse_hand_written(directory: Path, existing: list[Path]) -> None:
+    files = ", ".join(p.name for p in existing)
+    based = read_marker(directory)
+    if based is None:
+        raise FileExistsError(
+            f"{directory} already holds policy files ({files}) "
+            "that no export wrote; export into an empty folder, or pass --force to replace them"
+        )
+    if folder_hash(directory) != based.hash:
+        raise FileExistsError(
+            f"{directory} has changed since policy version {based.version} was exported or "
+            f"applied there ({files}), and an export would delete those edits. Preview them "
+            f"with `gateway policy diff {directory}` and apply them with "
+            f"`gateway policy apply {directory}`, export into another folder, "
+            "or pass --force to replace them"
+        )

@@ -10,16 +10,59 @@ are known.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 ProviderType = Literal[
     "openai", "openai-compatible", "azure", "anthropic", "gemini", "bedrock", "mock"
 ]
 ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"
+SEGMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"  # NAME without "/"
+_HTTP_URL = re.compile(r"^https?://(?P<authority>[^\s/?#]+)[^\s?#]*$")
+
+
+def _without_slash(kind: str, why: str) -> Callable[[object], object]:
+    """Refuse "/" in a name, saying why (a pattern mismatch alone would not)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and "/" in value:
+            raise ValueError(
+                f"a {kind} name may not contain '/': {why}; use letters, digits and . _ : @ -"
+            )
+        return value
+
+    return check
+
+
+# Model aliases may hold "/" (clients ask for `meta-llama/Llama-3-70b`), and so may
+# provider names. A team's name is one URL path segment (/admin/teams/{team}); a
+# guardrail profile's follows the same rule. Each validator runs before its pattern,
+# so a slash is refused with a message saying why.
+ModelName = Annotated[str, Field(pattern=NAME)]
+ProviderName = Annotated[str, Field(pattern=NAME)]
+TeamName = Annotated[
+    str,
+    Field(pattern=SEGMENT_NAME),
+    BeforeValidator(_without_slash("team", "it is one segment of /admin/teams/{team}")),
+]
+ProfileName = Annotated[
+    str,
+    Field(pattern=SEGMENT_NAME),
+    BeforeValidator(
+        _without_slash("guardrail profile", "it is one URL path segment, like a team's")
+    ),
+]
 
 
 class _Strict(BaseModel):
@@ -49,8 +92,17 @@ class ProviderSpec(_Strict):
     @field_validator("api_base")
     @classmethod
     def _is_http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^(https?://[^\s/?#]+[^\s?#]*|\$\{\w+\})$", value):
+        if value is None or re.match(r"^\$\{\w+\}$", value):
+            return value
+        url = _HTTP_URL.match(value)
+        if url is None:
             raise ValueError("api_base must be an http(s) URL without query or fragment")
+        if "@" in url["authority"]:
+            # Never echo the value: it holds the credentials.
+            raise ValueError(
+                "api_base must not hold credentials (user:secret@host): secrets are given "
+                "only by reference; put the key in api_key: ${ENV_VAR}"
+            )
         return value
 
 
@@ -203,14 +255,12 @@ class GuardrailProfile(_Strict):
 
 
 class PolicyBundle(_Strict):
-    providers: dict[Annotated[str, Field(pattern=NAME)], ProviderSpec] = Field(default_factory=dict)
-    models: dict[Annotated[str, Field(pattern=NAME)], ModelSpec] = Field(default_factory=dict)
+    providers: dict[ProviderName, ProviderSpec] = Field(default_factory=dict)
+    models: dict[ModelName, ModelSpec] = Field(default_factory=dict)
     routing: RoutingSpec = RoutingSpec()
-    teams: dict[Annotated[str, Field(pattern=NAME)], TeamSpec] = Field(default_factory=dict)
+    teams: dict[TeamName, TeamSpec] = Field(default_factory=dict)
     auth: AuthSpec = AuthSpec()
-    guardrails: dict[Annotated[str, Field(pattern=NAME)], GuardrailProfile] = Field(
-        default_factory=dict
-    )
+    guardrails: dict[ProfileName, GuardrailProfile] = Field(default_factory=dict)
     timezone: str = "UTC"  # where budget periods begin
 
     @field_validator("timezone")

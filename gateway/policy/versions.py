@@ -18,6 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.db import metadata
 
+# Version numbers a lookup may send to the database: the column is an SQL INTEGER,
+# 32-bit in PostgreSQL, and SQLite's drivers overflow past 64 bits. A number
+# outside this range names no version, so it is answered without a query.
+MAX_VERSION = 2**31 - 1
+
 policy_versions = sa.Table(
     "policy_versions",
     metadata,
@@ -77,6 +82,9 @@ async def newest_version_number(conn: AsyncConnection) -> int | None:
 
 
 async def read_version(conn: AsyncConnection, version: int) -> PolicyVersion | None:
+    """The version numbered `version`, or None (also for any number no version can have)."""
+    if not 1 <= version <= MAX_VERSION:
+        return None
     row = (
         await conn.execute(sa.select(policy_versions).where(policy_versions.c.version == version))
     ).first()

@@ -83,10 +83,10 @@ def test_marker_round_trips_and_garbage_is_no_marker() -> None:
 def test_write_export_replaces_its_own_files_but_not_hand_written_ones(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text("teams: {}\n")
     with pytest.raises(FileExistsError, match="--force"):
-        write_export(tmp_path, BUNDLE, Marker(1, "h"), force=False)
-    write_export(tmp_path, BUNDLE, Marker(1, "h"), force=True)
+        write_export(tmp_path, BUNDLE, Marker(1, bundle_hash(BUNDLE)), force=False)
+    write_export(tmp_path, BUNDLE, Marker(1, bundle_hash(BUNDLE)), force=True)
     assert not (tmp_path / "mine.yaml").exists()
-    assert read_marker(tmp_path) == Marker(1, "h")
+    assert read_marker(tmp_path) == Marker(1, bundle_hash(BUNDLE))
     write_export(tmp_path, {"teams": {}}, Marker(2, "i"), force=False)  # an export: no force
     assert sorted(p.name for p in tmp_path.iterdir()) == [MARKER_NAME, "teams.yaml"]
 
