@@ -121,10 +121,23 @@ def _applied(applied: Applied) -> Response:
 
 
 async def get_policy(request: Request, services: Services, principal: Principal) -> Response:
-    running = await services.policy_versions.current()
-    if running is None:  # a serving gateway always has one; a bare database may not
-        return json_response({"version": None, "bundle": None})
-    return json_response(running.as_json())
+    """The version this replica enforces; and, when the database holds a newer one
+    it does not (yet) enforce, that number and why (e.g. a `${VAR}` it lacks)."""
+    versions = services.policy_versions
+    newest = await versions.newest_number()
+    enforced = services.policy.version
+    if enforced is None or newest is None:  # a bare database, or a gateway run without one
+        running = await versions.current()
+        return json_response(running.as_json() if running else {"version": None, "bundle": None})
+    body = (await versions.get(enforced)).as_json()
+    if newest != enforced:
+        body["newest_version"] = newest
+        try:
+            versions.compile(await versions.get(newest))
+            body["newest_problem"] = None  # valid here: this replica picks it up within a second
+        except PolicyInvalid as invalid:
+            body["newest_problem"] = "; ".join(str(issue) for issue in invalid.issues)
+    return json_response(body)
 
 
 async def put_policy(request: Request, services: Services, principal: Principal) -> Response:

@@ -78,6 +78,21 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
     ),
     "PolicyVersionSummary": _obj(list(_SUMMARY), **_SUMMARY),
     "PolicyVersion": _obj([*_SUMMARY, "bundle"], **_SUMMARY, bundle=_ref("PolicyBundle")),
+    "RunningPolicy": _obj(
+        [*_SUMMARY, "bundle"],
+        **_SUMMARY,
+        bundle=_ref("PolicyBundle"),
+        newest_version={
+            "type": "integer",
+            "description": "Present when the database holds a newer version than this "
+            "replica enforces.",
+        },
+        newest_problem={
+            "type": ["string", "null"],
+            "description": "Why this replica cannot enforce the newest version (null: it "
+            "is being picked up).",
+        },
+    ),
     "PolicyChange": _obj(
         [*_SUMMARY, "bundle", "changed"],
         **_SUMMARY,
@@ -175,7 +190,10 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 LIMIT = _query("limit", "At most this many, newest first (default 100).")
 PATHS: dict[str, Any] = {
     "/admin/policy": {
-        "get": _op("The running policy version", _answer("The running version", "PolicyVersion")),
+        "get": _op(
+            "The policy version this replica enforces",
+            _answer("The enforced version", "RunningPolicy"),
+        ),
         "put": _op(
             "Replace the whole bundle (a new version)",
             _answer("The running version after the change", "PolicyChange"),

@@ -153,6 +153,12 @@ def apply(directory: Directory, reason: Reason = "") -> None:
     if applied.is_new:
         was = f"was {applied.previous}" if applied.previous else "the first version"
         typer.echo(f"applied {directory} as policy version {applied.version.version} ({was})")
+        if "${" in json.dumps(applied.version.bundle):
+            typer.echo(
+                "each gateway resolves ${VAR}s from its own environment; "
+                "GET /admin/policy shows newest_problem if one cannot enforce this version",
+                err=True,
+            )
     else:
         typer.echo(f"no changes: {directory} equals the running version {applied.version.version}")
 

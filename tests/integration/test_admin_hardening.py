@@ -8,6 +8,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -296,3 +297,37 @@ def test_export_refuses_an_edit_that_no_longer_loads(tmp_path: Path) -> None:
     refused = run_cli("policy", "export", "out", cwd=tmp_path)
     assert refused.returncode == 1 and "out has changed since policy version 1" in refused.stderr
     assert (tmp_path / "out" / "teams.yaml").read_text() == "teams:\n  demo: {models: [\n"
+
+
+# A version the gateway cannot enforce ----------------------------------------------------
+
+
+async def test_get_policy_tells_a_stored_version_from_the_enforced_one(
+    gw: RunningGateway, admin: Admin, tmp_path: Path
+) -> None:
+    """Applied from a shell that has a ${VAR} the gateway lacks: stored, not enforced, and said so."""
+    os.environ.pop("ONLY_ON_THE_LAPTOP", None)
+    edit = tmp_path / "edit"
+    env = {**os.environ, "GATEWAY_DATABASE_URL": gw.settings.database_url}
+    await asyncio.to_thread(
+        subprocess.run, [GATEWAY, "policy", "export", str(edit)], env=env, check=True, timeout=60
+    )
+    providers = edit / "providers.yaml"
+    providers.write_text(
+        providers.read_text() + '  oa: {type: openai, api_key: "${ONLY_ON_THE_LAPTOP}"}\n'
+    )
+    applied = await asyncio.to_thread(
+        subprocess.run,
+        [GATEWAY, "policy", "apply", str(edit)],
+        env={**env, "ONLY_ON_THE_LAPTOP": "sk-x"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert applied.returncode == 0, applied.stderr
+    status, body = await admin.call("GET", "/admin/policy")
+    assert status == 200
+    assert (body["version"], body["newest_version"]) == (1, 2)
+    assert "ONLY_ON_THE_LAPTOP" in body["newest_problem"]
+    assert "oa" not in body["bundle"]["providers"]
+    assert gw.services.policy.version == 1
