@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import read_audit
 from gateway.auth.clients import ClientRegistry, InvalidClientSpec, UnknownClient
-from gateway.auth.issuer import TokenIssuer
+from gateway.auth.issuer import TokenIssuer, retired_key_verify_s
 from gateway.auth.keys import SigningKeyStore
 
 
@@ -88,7 +88,7 @@ async def test_jwks_keeps_a_retired_key_until_its_tokens_have_expired(
     engines: tuple[AsyncEngine, AsyncEngine],
 ) -> None:
     """After rotation both keys are published; past the token lifetime only the current one."""
-    keys = SigningKeyStore(engines[0])
+    keys = SigningKeyStore(engines[0], retired_verify_s=retired_key_verify_s(600))
     old = await keys.current()
     new = await keys.rotate()
     now = [time.time()]
