@@ -8,7 +8,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.routing import Route
 
 from gateway.app import build_app
 from gateway.settings import Settings
+from tests.support.admin import Admin
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.processes import GATEWAY, free_port
 
@@ -32,22 +32,6 @@ teams:
   demo: {models: ["*"]}
   search: {models: [small, large]}
 """
-
-
-@dataclass
-class Admin:
-    """An HTTP client for the admin API with a chosen token (or none)."""
-
-    origin: str
-    http: aiohttp.ClientSession
-    token: str | None
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
-        async with self.http.request(
-            method, f"{self.origin}{path}", json=body, headers=headers
-        ) as response:
-            return response.status, await response.json()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.policy.service import PolicyService, VersionNotFound
 from gateway.policy.versions import MAX_VERSION
+from tests.support.admin import Admin
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.processes import GATEWAY
 
@@ -46,22 +46,6 @@ BUNDLE = {
 }
 SECRET = "sk-live-ABC123"
 HUGE = 99999999999999999999  # past 64 bits: SQLite's driver overflowed on it
-
-
-@dataclass
-class Admin:
-    """An HTTP client for the admin API with an admin token."""
-
-    origin: str
-    http: aiohttp.ClientSession
-    token: str
-
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"authorization": f"Bearer {self.token}"}
-        async with self.http.request(
-            method, f"{self.origin}{path}", json=body, headers=headers
-        ) as response:
-            return response.status, await response.json()
 
 
 @pytest.fixture
