@@ -26,7 +26,7 @@ class RequestContext:
     deployment: Deployment | None = None
     attempts: int = 0
     status: int = 200
-    outcome: str = "ok"  # ok | refused | upstream_error | client_disconnected
+    outcome: str = "ok"  # ok | refused | upstream_error | client_disconnected | gateway_error
     error_code: str | None = None
     usage: Usage | None = None
     first_byte_s: float | None = None  # streams: when the first event reached the client

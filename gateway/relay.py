@@ -146,8 +146,7 @@ class StreamRelay:
                 except StopAsyncIteration:
                     return
                 except TimeoutError:
-                    failure = UpstreamFailure("stream stalled", is_timeout=True)
-                    yield self._fail(failure, UpstreamTimeout("The upstream stopped responding."))
+                    yield self._timed_out()
                     return
                 except UpstreamFailure as failure:
                     yield self._fail(
@@ -165,8 +164,20 @@ class StreamRelay:
         finally:
             await close_stream(self._upstream)
 
+    def _timed_out(self) -> bytes:
+        if self._clock() >= self._deadline - 0.001:  # asyncio may fire a hair early
+            # A healthy upstream still generating: the request's own limit, not a fault
+            # of the deployment, so it is not counted towards its cooldown.
+            error = UpstreamTimeout("The request reached its deadline (routing timeout_s).")
+            return self._end(error)
+        failure = UpstreamFailure("stream stalled", is_timeout=True)
+        return self._fail(failure, UpstreamTimeout("The upstream stopped responding."))
+
     def _fail(self, failure: UpstreamFailure, error: GatewayError) -> bytes:
         self._on_failure(failure)
+        return self._end(error)
+
+    def _end(self, error: GatewayError) -> bytes:
         self.ctx.outcome = "upstream_error"
         self.ctx.error_code = error.code
         return error_event(error)

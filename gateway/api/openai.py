@@ -121,9 +121,13 @@ class EventStreamResponse:
             ctx.outcome = "client_disconnected"
         finally:
             watch.stop()
-            await events.aclose()
-            # Charged for what was generated, even when the client hung up.
-            ctx.usage = await self.relay.final_usage()
+            try:
+                await events.aclose()
+                # Charged for what was generated, even when the client hung up.
+                ctx.usage = await self.relay.final_usage()
+            except Exception:  # the request's line is written regardless: it is the record
+                log.exception("could not settle a stream's usage")
+                ctx.outcome, ctx.error_code = "gateway_error", "internal_error"
             self.services.access_log.record(ctx)
 
 
@@ -169,6 +173,10 @@ async def handle_inference(request: Request, endpoint: Endpoint) -> Response | E
         ctx.outcome = "client_disconnected"
         ctx.status = 499
         return Response(status_code=499)
+    except Exception:
+        # Rendered by the app's last-resort handler; the access line must say so too.
+        ctx.status, ctx.outcome, ctx.error_code = 500, "gateway_error", "internal_error"
+        raise
     finally:
         if not streaming:
             services.access_log.record(ctx)

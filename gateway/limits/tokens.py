@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,25 @@ def _bundled_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
 
 
-@lru_cache(maxsize=4)
+_LOADING = threading.Lock()
+_LOADED: dict[str, tiktoken.Encoding] = {}
+
+
 def encoding(name: str) -> tiktoken.Encoding:
-    """Load an encoding from the bundled files (never the network)."""
+    """Load an encoding from the bundled files (never the network); once per process."""
+    found = _LOADED.get(name)
+    if found is not None:
+        return found
+    # One load at a time: the cache directory is process-wide state (threads running
+    # estimates raced on it), and each encoding costs ~40 MiB, so never load one twice.
+    with _LOADING:
+        found = _LOADED.get(name)
+        if found is None:
+            found = _LOADED[name] = _load_offline(name)
+    return found
+
+
+def _load_offline(name: str) -> tiktoken.Encoding:
     previous = os.environ.get("TIKTOKEN_CACHE_DIR")
     os.environ["TIKTOKEN_CACHE_DIR"] = str(_bundled_dir())
     try:
@@ -46,7 +62,7 @@ def encoding(name: str) -> tiktoken.Encoding:
         raise EncodingsMissing(f"cannot load tiktoken encoding {name} offline") from exc
     finally:
         if previous is None:
-            del os.environ["TIKTOKEN_CACHE_DIR"]
+            os.environ.pop("TIKTOKEN_CACHE_DIR", None)
         else:
             os.environ["TIKTOKEN_CACHE_DIR"] = previous
 

@@ -12,8 +12,10 @@ when cancelled or when its stream is closed early.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 Endpoint = Literal["chat", "completions", "embeddings", "responses"]
@@ -99,3 +101,28 @@ class Provider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def retry_after_seconds(headers: object, now: float | None = None) -> float | None:
+    """How long an upstream asks us to wait: `retry-after-ms`, else `retry-after` as
+    delta-seconds or an HTTP-date (RFC 9110 §10.2.3); None when it says nothing usable."""
+    items = getattr(headers, "items", None)
+    if items is None:
+        return None
+    lowered = {str(k).lower(): str(v) for k, v in items()}
+    for name, per_second in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = lowered.get(name)
+        if not value:
+            continue
+        try:
+            return max(float(value) / per_second, 0.0)
+        except ValueError:
+            pass
+        if name == "retry-after":
+            try:
+                when = parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            current = time.time() if now is None else now
+            return max(when.timestamp() - current, 0.0)
+    return None

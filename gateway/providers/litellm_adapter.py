@@ -30,6 +30,7 @@ from gateway.providers.base import (
     UpstreamClientError,
     UpstreamFailure,
     UpstreamReply,
+    retry_after_seconds,
 )
 
 Kind = Literal["anthropic", "gemini", "bedrock"]
@@ -60,6 +61,9 @@ _PARAMS: dict[Endpoint, frozenset[str]] = {
 # our provider key is refused (401/403), its account is out of credit (402),
 # it timed out (408) or is rate limited / out of quota (429).
 _FAILOVER_STATUSES = frozenset({401, 402, 403, 408, 429})
+# The reply cap sent to Anthropic when the caller gives none (it requires one):
+# the figure litellm long used, within every Claude model's output limit.
+ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
 
 _DONE = b"data: [DONE]\n\n"
 _URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
@@ -167,6 +171,12 @@ class LitellmProvider:
             )
         allowed = _PARAMS[call.endpoint]
         kwargs = {k: v for k, v in call.body.items() if k in allowed and v is not None}
+        self._refuse_what_would_be_dropped(call, kwargs)
+        # Anthropic requires a cap; OpenAI callers may send none. litellm would fill
+        # in its own (up to 128,000, beyond many models' limit: a 400).
+        uncapped = "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs
+        if self.kind == "anthropic" and call.endpoint == "chat" and uncapped:
+            kwargs["max_tokens"] = ANTHROPIC_DEFAULT_MAX_TOKENS
         kwargs.update(self._auth)
         kwargs.update(
             model=self._route(call),
@@ -178,6 +188,23 @@ class LitellmProvider:
         if is_stream:  # always ask for usage: the gateway bills from it
             kwargs.update(stream=True, stream_options={"include_usage": True})
         return kwargs
+
+    def _refuse_what_would_be_dropped(self, call: UpstreamCall, kwargs: Mapping[str, Any]) -> None:
+        """`drop_params` silently drops what a provider lacks; for `n` that would answer
+        a request for several choices with one, so it is refused instead."""
+        n = kwargs.get("n", 1)
+        if n == 1 or call.endpoint == "embeddings":
+            return
+        supported = _litellm().get_supported_openai_params(
+            model=call.model, custom_llm_provider=self.kind
+        )
+        if "n" not in (supported or ()):
+            raise UpstreamClientError(
+                400,
+                f"This model's provider ({self.kind}) returns one choice per request; "
+                "send n=1, or make several requests.",
+                param="n",
+            )
 
     def _route(self, call: UpstreamCall) -> str:
         if self.kind == "bedrock" and call.endpoint != "embeddings":
@@ -293,7 +320,7 @@ def translate_error(
     if transport is not None or isinstance(exc, litellm.APIConnectionError) or status is None:
         return UpstreamFailure(detail, status=None)  # no HTTP answer to speak of
     headers = getattr(exc, "litellm_response_headers", None)
-    retry_after_s = _retry_after_s(headers) or _retry_delay_s(error)
+    retry_after_s = retry_after_seconds(headers) or _retry_delay_s(error)
     return UpstreamFailure(detail, status=status, retry_after_s=retry_after_s)
 
 
@@ -356,19 +383,6 @@ def _retry_delay_s(error: Mapping[str, Any]) -> float | None:
                 return max(float(delay[:-1]), 0.0)
             except ValueError:
                 return None
-    return None
-
-
-def _retry_after_s(headers: object) -> float | None:
-    """Seconds from `retry-after-ms` or `retry-after` (delta-seconds; HTTP dates ignored)."""
-    if not isinstance(headers, Mapping):
-        return None
-    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    for name, per_second in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        try:
-            return max(float(lowered[name]) / per_second, 0.0)
-        except (KeyError, ValueError):
-            continue
     return None
 
 

@@ -24,6 +24,7 @@ from gateway.providers.base import (
     UpstreamClientError,
     UpstreamFailure,
     UpstreamReply,
+    retry_after_seconds,
 )
 from gateway.sse import EventSplitter, is_done
 
@@ -50,18 +51,6 @@ RESPONSES_TERMINAL_EVENTS = tuple(
 )
 _URL = re.compile(r"https?://\S+")
 _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
-
-
-def retry_after_seconds(headers: Any) -> float | None:
-    """`retry-after-ms` first, then `retry-after` in seconds (as openai-python reads them)."""
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) * scale)
-            except ValueError:
-                continue
-    return None
 
 
 def error_fields(raw: bytes) -> dict[str, Any]:

@@ -76,6 +76,8 @@ async def call_with_failover(
     for _ in range(routing.retries + 1):
         now = board.clock()
         deployment = choose_deployment(route.deployments, board.of, now, tried, rand())
+        if deployment is None and last is not None:
+            break  # this request's own failures cooled the rest: report those
         if deployment is None:
             wait = soonest_recovery(route.deployments, board.of, now)
             raise UpstreamUnavailable(

@@ -1,5 +1,7 @@
 """OpenAI-wire providers: Azure's deployment URLs and headers; usage when upstreams say none."""
 
+import asyncio
+
 import aiohttp
 import openai
 import orjson
@@ -183,3 +185,31 @@ async def test_a_stream_closed_before_its_final_event_ends_with_an_error_event(
     assert "failed mid-stream" in caught.value.message
     (line,) = access_lines(tmp_path)
     assert (line["outcome"], line["usage_estimated"]) == ("upstream_error", True)
+
+
+async def test_concurrent_first_counts_neither_fail_nor_lose_their_log_line(tmp_path):
+    """Right after start, many requests count tokens at once (no upstream usage): every one
+    answers 200 and is logged with its usage (the encodings load once, under a lock)."""
+    from gateway.limits import tokens
+
+    async with MockUpstream() as up:
+        up.behave("stream_no_usage")
+        async with logged(tmp_path, PLAIN, base=up.base_url) as gw:
+            client = await gw.openai()
+            statuses = []
+            for _ in range(3):
+                tokens._LOADED.clear()  # as in a freshly started process
+                results = await asyncio.gather(
+                    *[
+                        client.chat.completions.with_raw_response.create(
+                            model="m", messages=[{"role": "user", "content": "hi"}]
+                        )
+                        for _ in range(48)
+                    ],
+                    return_exceptions=True,
+                )
+                statuses += [getattr(r, "status_code", repr(r)) for r in results]
+    lines = access_lines(tmp_path)
+    assert statuses == [200] * 144
+    assert len(lines) == 144
+    assert all(line["status"] == 200 and line["usage_estimated"] for line in lines)

@@ -3,6 +3,7 @@
 import asyncio
 import time
 from collections import Counter
+from email.utils import formatdate
 
 import aiohttp
 import openai
@@ -297,3 +298,50 @@ async def test_a_client_that_disconnects_mid_stream_cancels_the_upstream_stream(
         await _hang_up_after(f"{gw.base_url}/chat/completions", token, body, True)
         await a.wait_for_disconnects(1, within_s=2)
     assert not a.requests[0].completed
+
+
+async def test_a_retry_after_http_date_extends_the_cooldown(tmp_path, pair):
+    """RFC 9110 allows `Retry-After: <HTTP-date>`; it counts like delta-seconds."""
+    a, b = pair
+    a.behave(
+        "status", status=429, headers={"retry-after": formatdate(time.time() + 30, usegmt=True)}
+    )
+    async with running_gateway(
+        tmp_path, policy(PRIMARY_BACKUP, a, b, threshold=1, cooldown=0.2)
+    ) as gw:
+        client = await gw.openai()
+        assert (await chat(client)).headers["x-gateway-deployment"] == "b/model-b"
+        a.behave("ok")
+        await asyncio.sleep(0.5)  # past cooldown_s, well inside the date
+        assert (await chat(client)).headers["x-gateway-deployment"] == "b/model-b"
+    assert len(a.requests) == 1
+
+
+async def test_attempts_that_timed_out_are_a_504_even_when_they_trip_the_cooldown(tmp_path, pair):
+    """The request's own timeouts are what the caller hears about, not 'cooling down'."""
+    a, b = pair
+    a.behave("hang")
+    single = PRIMARY_BACKUP.replace("      - {{provider: b, model: model-b, priority: 2}}\n", "")
+    async with running_gateway(tmp_path, policy(single, a, b, attempt=0.3, threshold=1)) as gw:
+        with pytest.raises(openai.APIStatusError) as caught:
+            await chat(await gw.openai())
+    assert (caught.value.status_code, caught.value.code) == (504, "upstream_timeout")
+
+
+async def test_a_stream_cut_by_the_request_deadline_leaves_the_deployment_healthy(tmp_path, pair):
+    """A healthy upstream still generating at `timeout_s` is cut, but not counted as failing."""
+    a, b = pair
+    a.behave("ok", chunks=30, chunk_delay_s=0.1)  # 3 s, an event every 0.1 s
+    text = policy(PRIMARY_BACKUP, a, b, attempt=1, deadline=1.5, threshold=1)
+    async with running_gateway(tmp_path, text) as gw:
+        client = await gw.openai()
+        stream = await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        with pytest.raises(openai.APIError) as caught:
+            async for _ in stream:
+                pass
+        a.behave("ok")
+        raw = await chat(client)
+    assert "deadline" in caught.value.message
+    assert raw.headers["x-gateway-deployment"] == "a/model-a"

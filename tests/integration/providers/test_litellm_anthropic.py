@@ -241,3 +241,30 @@ async def test_stream_cut_short_is_a_failure_not_done(anthropic: Deployment) -> 
             received.append(event)
 
     assert received and b"data: [DONE]\n\n" not in received
+
+
+async def test_a_request_without_max_tokens_gets_a_cap_every_claude_accepts(
+    anthropic: Deployment,
+) -> None:
+    """OpenAI callers may omit max_tokens; Anthropic requires one, within the model's limit."""
+    await anthropic.provider.send(upstream_call("chat", MODEL, {"messages": MESSAGES}))
+    assert anthropic.upstream.last.body["max_tokens"] == 4096
+    await anthropic.provider.send(
+        upstream_call("chat", MODEL, {"messages": MESSAGES, "max_completion_tokens": 77})
+    )
+    assert anthropic.upstream.last.body["max_tokens"] == 77
+
+
+async def test_several_choices_are_refused_not_silently_answered_with_one(
+    anthropic: Deployment,
+) -> None:
+    requests_before = len(anthropic.upstream.seen)
+    with pytest.raises(UpstreamClientError) as caught:
+        await anthropic.provider.send(
+            upstream_call("chat", MODEL, {"messages": MESSAGES, "max_tokens": 5, "n": 2})
+        )
+    assert (caught.value.status, caught.value.param) == (400, "n")
+    assert len(anthropic.upstream.seen) == requests_before
+    await anthropic.provider.send(
+        upstream_call("chat", MODEL, {"messages": MESSAGES, "max_tokens": 5, "n": 1})
+    )
