@@ -84,13 +84,17 @@ def error_fields(raw: bytes) -> dict[str, Any]:
     return {}
 
 
-def clean_message(message: str, secrets: tuple[str, ...]) -> str:
-    """Remove provider URLs and keys from an upstream's error text."""
+def redact_keys(text: str, secrets: tuple[str, ...]) -> str:
+    """Remove our provider keys, and anything shaped like a key, from upstream text."""
     for secret in secrets:
         if secret:
-            message = message.replace(secret, "[redacted]")
-    message = _URL.sub("[upstream]", message)
-    return _KEY_LIKE.sub("[redacted]", message)
+            text = text.replace(secret, "[redacted]")
+    return _KEY_LIKE.sub("[redacted]", text)
+
+
+def clean_message(message: str, secrets: tuple[str, ...]) -> str:
+    """Remove provider URLs and keys from an upstream's error text (for the caller)."""
+    return redact_keys(_URL.sub("[upstream]", message), secrets)
 
 
 class OpenAICompatProvider:
@@ -155,8 +159,10 @@ class OpenAICompatProvider:
         except aiohttp.ClientError:
             raw = b""
         if status in FAILOVER_STATUSES or status >= 500 or status < 400:
+            # The detail goes to the operator's log: never with a key an upstream echoed.
+            body = redact_keys(raw[:500].decode(errors="replace"), self._secrets)
             raise UpstreamFailure(
-                f"{self.name}: HTTP {status}: {raw[:500]!r}",
+                f"{self.name}: HTTP {status}: {body!r}",
                 status=status,
                 retry_after_s=retry_after_seconds(response.headers),
             )

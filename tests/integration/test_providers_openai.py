@@ -213,3 +213,36 @@ async def test_concurrent_first_counts_neither_fail_nor_lose_their_log_line(tmp_
     assert statuses == [200] * 144
     assert len(lines) == 144
     assert all(line["status"] == 200 and line["usage_estimated"] for line in lines)
+
+
+KEYED = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}", api_key: "${{UP_KEY}}"}}
+models:
+  m:
+    deployments: [{{provider: up, model: upstream-model}}]
+    routing: {{retries: 0}}
+teams:
+  demo: {{models: ["*"]}}
+"""
+
+
+@pytest.mark.parametrize("status", [500, 401, 429])
+async def test_a_key_echoed_by_a_failing_upstream_never_reaches_the_log(
+    tmp_path, monkeypatch, caplog, status
+):
+    key = "prov-key-7f3a9c1e5b"  # not key-shaped: only knowing our own key can catch it
+    monkeypatch.setenv("UP_KEY", key)
+    async with MockUpstream() as up:
+        up.behave(
+            "status", status=status, body=f"bad request, you sent Bearer {key} and sk-other123456"
+        )
+        async with running_gateway(tmp_path, KEYED.format(base=up.base_url)) as gw:
+            client = await gw.openai()
+            with pytest.raises(openai.APIStatusError):
+                await client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}]
+                )
+    logged = [(r.getMessage(), repr(getattr(r, "fields", ""))) for r in caplog.records]
+    assert any("upstream attempt failed" in message for message, _ in logged)
+    assert not any(key in text or "sk-other" in text for pair in logged for text in pair)
