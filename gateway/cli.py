@@ -32,12 +32,29 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _migrate_or_exit(settings: Settings) -> None:
-    from gateway.db import migrate
+    from gateway.db import SchemaFromNewerGateway, check_schema, migrate
 
     try:
         asyncio.run(migrate(settings.database_url))
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
+        try:  # a database migrated by a newer gateway deserves a plainer answer
+            asyncio.run(check_schema(settings.database_url))
+        except SchemaFromNewerGateway as newer:
+            raise _fail(f"cannot migrate: {newer}") from None
+        except Exception:
+            pass  # the migration's own error says more
         raise _fail(f"cannot migrate the database: {type(exc).__name__}: {exc}") from None
+
+
+def _schema_current_or_exit(settings: Settings) -> None:
+    from gateway.db import SchemaNotCurrent, check_schema
+
+    try:
+        asyncio.run(check_schema(settings.database_url))
+    except SchemaNotCurrent as problem:
+        raise _fail(f"cannot serve without migrating: {problem}") from None
+    except Exception as exc:
+        raise _fail(f"cannot open the database: {type(exc).__name__}: {exc}") from None
 
 
 def _export_settings(settings: Settings) -> None:
@@ -74,8 +91,14 @@ def serve(
             f"keeps its own counters, which would multiply every limit by {settings.workers}.",
             2,
         )
+    if settings.access_log not in ("stderr", "off"):
+        folder = Path(settings.access_log).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise _fail(f"GATEWAY_ACCESS_LOG: cannot write a file in {folder}/", 2)
     if settings.migrate_on_start and not no_migrate:
         _migrate_or_exit(settings)
+    else:
+        _schema_current_or_exit(settings)
     running = running_version_number(settings.database_url)
     if running is None:
         # A new database: the folder becomes version 1, so it must exist and be valid.
@@ -162,7 +185,12 @@ async def _mint(settings: Settings, team: str, subject: str, scopes: list[str], 
 
 
 def main() -> None:
+    from gateway.settings import SettingsError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except SettingsError as error:  # a setting the operator fixes: one plain line
+        typer.echo(f"error: {error}", err=True)
+        sys.exit(2)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, MetaData, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def create_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOU
     PostgreSQL: a small pool with pre-ping and recycling, so a replica survives
     a database restart or an idle-connection reaper.
     """
-    parsed = make_url(url)
+    parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(parsed, connect_args={"timeout": sqlite_busy_timeout_s})
         _configure_sqlite(engine, busy_timeout_ms=int(sqlite_busy_timeout_s * 1000))
@@ -67,6 +67,23 @@ def create_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOU
         pool_timeout=30,
         connect_args={"server_settings": {"application_name": "llm-gateway"}},
     )
+
+
+def async_url(url: str) -> URL:
+    """The URL with the async driver the gateway uses, accepting the usual spellings:
+    `postgres://` and `postgresql://` mean asyncpg (and libpq's `sslmode` becomes
+    asyncpg's `ssl`); `sqlite://` means aiosqlite."""
+    parsed = make_url(url)
+    backend, _, driver = parsed.drivername.partition("+")
+    if backend in ("postgres", "postgresql") and not driver:
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+        if "sslmode" in parsed.query:
+            query = dict(parsed.query)
+            query["ssl"] = query.pop("sslmode")
+            parsed = parsed.set(query=query)
+    elif backend == "sqlite" and driver != "aiosqlite":
+        parsed = parsed.set(drivername="sqlite+aiosqlite")
+    return parsed
 
 
 def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
@@ -186,3 +203,44 @@ async def migrate(url: str) -> None:
                 await conn.commit()
     finally:
         await engine.dispose()
+
+
+class SchemaNotCurrent(Exception):
+    """The database's schema is not the one this code needs; the message says what to do."""
+
+
+class SchemaFromNewerGateway(SchemaNotCurrent):
+    """The database is at a revision this code does not know: a newer gateway migrated it."""
+
+
+async def check_schema(url: str) -> None:
+    """Raise SchemaNotCurrent unless the database at `url` is at this code's head revision."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    script = ScriptDirectory.from_config(alembic_config(url))
+    head = script.get_current_head()
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            current = await conn.run_sync(
+                lambda sync: MigrationContext.configure(sync).get_current_revision()
+            )
+    finally:
+        await engine.dispose()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaNotCurrent("the database has no schema yet: run `gateway migrate`")
+    try:
+        script.get_revision(current)
+    except CommandError:
+        raise SchemaFromNewerGateway(
+            f"the database is at schema revision {current}, which this gateway does not know: "
+            "a newer gateway has migrated it; run that version (or restore a backup)"
+        ) from None
+    raise SchemaNotCurrent(
+        f"the database is at schema revision {current}, this gateway needs {head}: "
+        "run `gateway migrate`"
+    )

@@ -34,30 +34,70 @@ class Settings:
 
     def with_overrides(self, **changes: object) -> Settings:
         """Apply CLI flags; a flag left unset (None) keeps the env/default value."""
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]  # dataclasses.replace is untyped over **kwargs
+        changed = replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]  # dataclasses.replace is untyped over **kwargs
+        return check_settings(changed)
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+MAX_PORT = 65535
+
+
+class SettingsError(ValueError):
+    """A setting with a value the gateway cannot use; the message names it."""
 
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number (got {raw!r})") from None
+
+
+def check_settings(settings: Settings) -> Settings:
+    """The settings, if every value is usable; SettingsError naming the first that is not."""
+    ranges = (
+        ("GATEWAY_PORT (--port)", settings.port, 0, MAX_PORT),
+        ("GATEWAY_WORKERS (--workers)", settings.workers, 1, 256),
+        ("GATEWAY_MAX_BODY_BYTES", settings.max_body_bytes, 1, 2**40),
+        ("GATEWAY_TOKEN_TTL_S", settings.token_ttl_s, 1, 366 * 86400),
+    )
+    for name, value, low, high in ranges:
+        if not low <= value <= high:
+            raise SettingsError(f"{name} must be from {low} to {high} (got {value})")
+    if settings.log_level not in LOG_LEVELS:
+        raise SettingsError(
+            f"GATEWAY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (got {settings.log_level!r})"
+        )
+    return settings
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read `GATEWAY_*` variables; unknown values fall back to the defaults above."""
+    """Read `GATEWAY_*` variables (unset ones take the defaults above); SettingsError
+    when one is set to a value the gateway cannot use."""
     env = os.environ if env is None else env
     base = Settings()
-    return Settings(
-        database_url=env.get("GATEWAY_DATABASE_URL", base.database_url),
-        redis_url=env.get("GATEWAY_REDIS_URL") or None,
-        policy_dir=Path(env.get("GATEWAY_POLICY_DIR", str(base.policy_dir))),
-        issuer_url=env.get("GATEWAY_ISSUER_URL", base.issuer_url),
-        audience=env.get("GATEWAY_AUDIENCE", base.audience),
-        otlp_endpoint=env.get("GATEWAY_OTLP_ENDPOINT") or None,
-        host=env.get("GATEWAY_HOST", base.host),
-        port=int(env.get("GATEWAY_PORT", base.port)),
-        workers=int(env.get("GATEWAY_WORKERS", base.workers)),
-        max_body_bytes=int(env.get("GATEWAY_MAX_BODY_BYTES", base.max_body_bytes)),
-        migrate_on_start=_flag(env.get("GATEWAY_MIGRATE_ON_START", "true")),
-        token_ttl_s=int(env.get("GATEWAY_TOKEN_TTL_S", base.token_ttl_s)),
-        log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level),
-        access_log=env.get("GATEWAY_ACCESS_LOG", base.access_log),
+    return check_settings(
+        Settings(
+            database_url=env.get("GATEWAY_DATABASE_URL", base.database_url),
+            redis_url=env.get("GATEWAY_REDIS_URL") or None,
+            policy_dir=Path(env.get("GATEWAY_POLICY_DIR", str(base.policy_dir))),
+            issuer_url=env.get("GATEWAY_ISSUER_URL", base.issuer_url),
+            audience=env.get("GATEWAY_AUDIENCE", base.audience),
+            otlp_endpoint=env.get("GATEWAY_OTLP_ENDPOINT") or None,
+            host=env.get("GATEWAY_HOST", base.host),
+            port=_int(env, "GATEWAY_PORT", base.port),
+            workers=_int(env, "GATEWAY_WORKERS", base.workers),
+            max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", base.max_body_bytes),
+            migrate_on_start=_flag(env.get("GATEWAY_MIGRATE_ON_START", "true")),
+            token_ttl_s=_int(env, "GATEWAY_TOKEN_TTL_S", base.token_ttl_s),
+            log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level).strip().lower(),
+            access_log=env.get("GATEWAY_ACCESS_LOG", base.access_log),
+        )
     )

@@ -1,0 +1,83 @@
+"""What an operator sees for settings and databases the gateway cannot use: one plain
+line naming the problem and a non-zero exit, never a traceback and never a silent
+misconfiguration."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.support.processes import GATEWAY
+
+
+def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [GATEWAY, *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("command", "env", "says"),
+    [
+        (("serve",), {"GATEWAY_PORT": "abc"}, "GATEWAY_PORT must be a whole number"),
+        (("serve",), {"GATEWAY_PORT": "99999"}, "GATEWAY_PORT (--port) must be from 0 to 65535"),
+        (("serve", "--port", "70000"), {}, "must be from 0 to 65535 (got 70000)"),
+        (("serve",), {"GATEWAY_WORKERS": "0"}, "GATEWAY_WORKERS (--workers) must be from 1"),
+        (("serve",), {"GATEWAY_MAX_BODY_BYTES": "-1"}, "GATEWAY_MAX_BODY_BYTES must be from 1"),
+        (("serve",), {"GATEWAY_LOG_LEVEL": "nonsense"}, "GATEWAY_LOG_LEVEL must be one of"),
+        (("token", "--team", "demo"), {"GATEWAY_TOKEN_TTL_S": "-5"}, "GATEWAY_TOKEN_TTL_S"),
+        (("migrate",), {"GATEWAY_WORKERS": "x"}, "GATEWAY_WORKERS must be a whole number"),
+        (
+            ("serve",),
+            {"GATEWAY_ACCESS_LOG": "/nonexistent/dir/access.log"},
+            "GATEWAY_ACCESS_LOG: cannot write a file in /nonexistent/dir/",
+        ),
+    ],
+)
+def test_a_setting_the_gateway_cannot_use_is_one_plain_line(
+    tmp_path: Path, command: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    result = run(*command, cwd=tmp_path, **env)
+    assert result.returncode == 2, result.stderr
+    assert says in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "gateway.db").exists()  # refused before touching anything
+
+
+def test_serve_without_migrating_an_empty_database_says_to_migrate(tmp_path: Path) -> None:
+    result = run("serve", "--no-migrate", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "the database has no schema yet: run `gateway migrate`" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_database_migrated_by_a_newer_gateway_is_named_as_such(tmp_path: Path) -> None:
+    assert run("migrate", cwd=tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0099_future'")
+    for command in (("migrate",), ("serve", "--no-migrate")):
+        result = run(*command, cwd=tmp_path)
+        assert result.returncode == 1
+        assert "revision 0099_future, which this gateway does not know" in result.stderr
+        assert "a newer gateway has migrated it" in result.stderr
+
+
+def test_the_usual_postgresql_url_spellings_work(tmp_path: Path, postgres_url: str) -> None:
+    """`postgresql://…?sslmode=disable` as libpq and most tools write it."""
+    plain = make_url(postgres_url).set(drivername="postgresql")
+    url = plain.render_as_string(hide_password=False) + "?sslmode=disable"
+    result = run("migrate", cwd=tmp_path, GATEWAY_DATABASE_URL=url)
+    assert result.returncode == 0, result.stderr
+    short = url.replace("postgresql://", "postgres://", 1)
+    assert run("migrate", cwd=tmp_path, GATEWAY_DATABASE_URL=short).returncode == 0
