@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import orjson
+import asyncio
+
 import sqlalchemy as sa
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.guard import json_response
 from gateway.services import Services
 
-
-def _json(payload: dict[str, object], status: int = 200) -> Response:
-    return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
+# Kubernetes probes time out after 1 s by default: a hung database must make us
+# answer "not ready" within that, not hang the probe.
+READY_CHECK_TIMEOUT_S = 0.8
 
 
 async def healthz(request: Request) -> Response:
     """The process is up and serving."""
-    return _json({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: Request) -> Response:
@@ -25,13 +27,16 @@ async def readyz(request: Request) -> Response:
     services: Services = request.state.services
     checks: dict[str, str] = {"policy": "ok"}
     try:
-        async with services.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        async with asyncio.timeout(READY_CHECK_TIMEOUT_S), services.engine.connect() as conn:
+            # The schema, not just the server: a database recreated empty is not ready.
+            await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
         checks["database"] = "ok"
+    except TimeoutError:
+        checks["database"] = f"error: no answer within {READY_CHECK_TIMEOUT_S} s"
     except Exception as exc:  # any driver error means "not ready"; say which kind
         checks["database"] = f"error: {type(exc).__name__}"
     is_ready = all(v == "ok" for v in checks.values())
-    return _json(
+    return json_response(
         {"status": "ready" if is_ready else "not_ready", "checks": checks},
         200 if is_ready else 503,
     )

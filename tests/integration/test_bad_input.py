@@ -4,6 +4,7 @@ import time
 
 import aiohttp
 import pytest
+import sqlalchemy as sa
 
 from tests.support.gateway import running_gateway
 
@@ -200,3 +201,20 @@ async def test_health_and_readiness(gw):
     async with gw.http.get(gw.origin + "/readyz") as response:
         assert response.status == 200
         assert (await response.json())["checks"] == {"policy": "ok", "database": "ok"}
+
+
+async def test_a_database_without_the_gateways_schema_is_not_ready(gw):
+    """A database recreated empty answers queries, but nothing would work: 503."""
+    async with gw.services.engine.begin() as conn:
+        await conn.execute(sa.text("ALTER TABLE alembic_version RENAME TO alembic_version_gone"))
+    try:
+        async with gw.http.get(gw.origin + "/readyz") as response:
+            assert response.status == 503
+            assert (await response.json())["checks"]["database"].startswith("error: ")
+    finally:
+        async with gw.services.engine.begin() as conn:
+            await conn.execute(
+                sa.text("ALTER TABLE alembic_version_gone RENAME TO alembic_version")
+            )
+    async with gw.http.get(gw.origin + "/readyz") as response:
+        assert response.status == 200
