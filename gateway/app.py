@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -15,8 +17,9 @@ from starlette.responses import Response
 
 from gateway.api import admin, admin_clients, oauth, openapi, ops
 from gateway.api import openai as openai_api
-from gateway.api.guard import request_id_of
+from gateway.api.guard import access_line, request_id_of
 from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
+from gateway.logs import AccessLog
 from gateway.services import Services, build_services
 from gateway.settings import Settings
 
@@ -24,6 +27,8 @@ log = logging.getLogger("gateway.app")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """The router's own refusals (unknown path 404, wrong method 405): no handler ran,
+    so the access line is written here."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     error: GatewayError
     if status == 404:
@@ -32,7 +37,9 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
     else:
         error = GatewayError("The gateway hit an internal error.")
-    return error_response(error, request_id_of(request))
+    with access_line(request, request.state.services) as ctx:
+        ctx.end(error.status, error.code)
+        return error_response(error, ctx.request_id)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -40,6 +47,29 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     log.error("unhandled error", exc_info=exc, extra={"fields": {"path": request.url.path}})
     error = GatewayError("The gateway hit an internal error.")
     return error_response(error, request_id_of(request))
+
+
+@contextmanager
+def reopen_on_sighup(access_log: AccessLog) -> Iterator[None]:
+    """While running, SIGHUP (logrotate's postrotate) reopens the access log file.
+
+    Without a handler SIGHUP would end the process and lose buffered lines.
+    Only SIGHUP is taken: uvicorn's SIGINT/SIGTERM handlers stay as they are.
+    Under `--workers` N uvicorn's supervisor takes the SIGHUP and restarts the
+    workers, which open the file anew.
+    """
+    loop = asyncio.get_running_loop()
+    # Refused off the main thread (asyncio: RuntimeError, uvloop: ValueError); Windows
+    # has no SIGHUP. Then the log is simply not reopened.
+    try:
+        loop.add_signal_handler(signal.SIGHUP, access_log.reopen)
+    except (RuntimeError, ValueError, NotImplementedError, AttributeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 def build_app(settings: Settings, services: Services | None = None) -> Starlette:
@@ -56,7 +86,11 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             # moving them out of the collector's reach keeps GC pauses short.
             gc.freeze()
             app.state.services = built  # for tests and tools; handlers use request.state
-            yield {"services": built}
+            if not built.access_log.is_file:
+                yield {"services": built}
+                return
+            with reopen_on_sighup(built.access_log):
+                yield {"services": built}
 
     app = Starlette(
         routes=[

@@ -3,6 +3,7 @@
 Records may carry `extra={"fields": {...}}`; those keys are merged into the line.
 The per-request access line bypasses `logging` (see AccessLog): it is the one
 line every request writes, so it is built and written as cheaply as possible.
+No line carries a secret: not a token, a client secret, a key, nor a request body.
 """
 
 from __future__ import annotations
@@ -15,7 +16,16 @@ from typing import BinaryIO
 
 import orjson
 
-from gateway.context import RequestContext
+from gateway.context import EdgeContext, RequestContext
+
+log = logging.getLogger("gateway.logs")
+
+# GATEWAY_LOG_LEVEL applies to these. Every other logger (aiosqlite, sqlalchemy,
+# authlib, httpx, litellm, ...) stays at WARNING whatever it says: at DEBUG
+# aiosqlite prints SQL parameters (the private signing key among them) and authlib
+# the tokens it issues; at INFO httpx prints request URLs, some of which carry keys.
+OWN_LOGGERS = ("gateway", "uvicorn")
+THIRD_PARTY_LEVEL = logging.WARNING
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,7 +49,10 @@ def configure_logging(level: str = "info") -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())  # ValueError for an unknown level
+    # Stricter than WARNING (error, critical) applies to everyone; laxer only to ours.
+    root.setLevel(max(logging.getLogger("gateway").level, THIRD_PARTY_LEVEL))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
@@ -78,45 +91,147 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
     return fields
 
 
+def edge_fields(ctx: EdgeContext) -> dict[str, object]:
+    """The line of a request outside the inference path: who, which path, how it ended."""
+    principal = ctx.principal
+    return {
+        "ts": round(time.time(), 3),
+        "level": "info",
+        "logger": "gateway.access",
+        "msg": "request",
+        "request_id": ctx.request_id,
+        "method": ctx.method,
+        "path": ctx.path,
+        "team": principal.team if principal else None,
+        "subject": principal.subject if principal else None,
+        "client_id": principal.client_id if principal else ctx.client_id,
+        "status": ctx.status,
+        "outcome": ctx.outcome,
+        "error_code": ctx.error_code,
+        "latency_ms": round(ctx.elapsed_s() * 1000, 2),
+    }
+
+
 class AccessLog:
     """One JSON line per request, written in batches off the request path.
 
     Lines are buffered and written at most every `interval_s` (and on close),
     so a request costs an `orjson.dumps`, not a LogRecord and a write syscall.
-    `target` is "stderr", "off", or a file path (appended to).
+    `target` is "stderr", "off", or a file path (appended to; `reopen` after the
+    file was rotated away). A line recorded after `close` is written at once,
+    not dropped: a stream cut at the shutdown deadline finishes after the lifespan.
     """
 
     def __init__(self, target: str = "stderr", interval_s: float = 0.25) -> None:
+        self._target = target
         self._interval_s = interval_s
         self._lines: list[bytes] = []
         self._is_scheduled = False
-        self._owns_stream = target not in ("stderr", "off")
-        self._stream: BinaryIO | None
-        if target == "off":
-            self._stream = None
-        elif target == "stderr":
-            self._stream = sys.stderr.buffer
-        else:
-            self._stream = open(target, "ab")  # noqa: SIM115  # closed in close()
+        self._is_closed = False
+        self._open_streams = 0
+        self._no_open_streams: asyncio.Event | None = None  # made by drain_streams
+        self._stream = _open(target)
+
+    @property
+    def is_file(self) -> bool:
+        return self._target not in ("stderr", "off")
 
     def record(self, ctx: RequestContext) -> None:
-        if self._stream is None:
+        if self._stream is not None:
+            self._add(orjson.dumps(request_fields(ctx), default=str) + b"\n")
+
+    def record_edge(self, ctx: EdgeContext) -> None:
+        if self._stream is not None:
+            self._add(orjson.dumps(edge_fields(ctx)) + b"\n")
+
+    def stream_started(self) -> None:
+        """A stream's line is due when it ends; until then `drain_streams` waits for it."""
+        self._open_streams += 1
+
+    def stream_ended(self, ctx: RequestContext) -> None:
+        self._open_streams -= 1
+        self.record(ctx)
+        if self._open_streams == 0 and self._no_open_streams is not None:
+            self._no_open_streams.set()
+
+    async def drain_streams(self, within_s: float) -> None:
+        """Wait (at most `within_s`) for streams under way to write their lines.
+
+        At the shutdown deadline uvicorn cancels them and at once shuts the
+        lifespan down; their `finally` (close upstream, settle, record) still
+        needs the providers and this log, so teardown waits here first.
+        """
+        if self._open_streams == 0:
             return
-        self._lines.append(orjson.dumps(request_fields(ctx), default=str) + b"\n")
+        self._no_open_streams = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._no_open_streams.wait(), within_s)
+        except TimeoutError:
+            log.warning(
+                "streams still open at shutdown; their access lines are written when they end",
+                extra={"fields": {"streams": self._open_streams}},
+            )
+
+    def _add(self, line: bytes) -> None:
+        if self._is_closed:
+            self._write_late(line)
+            return
+        self._lines.append(line)
         if not self._is_scheduled:
             self._is_scheduled = True
             asyncio.get_running_loop().call_later(self._interval_s, self.flush)
 
     def flush(self) -> None:
         self._is_scheduled = False
-        if not self._lines or self._stream is None:
+        if not self._lines or self._stream is None or self._is_closed:
             return
         lines, self._lines = self._lines, []
         sys.stderr.flush()  # keep whole lines when sharing stderr with the logger
         self._stream.write(b"".join(lines))
         self._stream.flush()
 
+    def reopen(self) -> None:
+        """Flush to the old file, then append to a new one at the path (after logrotate).
+
+        When the path cannot be opened the old file is kept and the reason logged.
+        """
+        if not self.is_file or self._is_closed:
+            return
+        self.flush()
+        try:
+            stream = _open(self._target)
+        except OSError as error:
+            log.error(
+                "cannot reopen the access log; still writing to the old file",
+                extra={"fields": {"path": self._target, "error": str(error)}},
+            )
+            return
+        old, self._stream = self._stream, stream
+        if old is not None:
+            old.close()
+
     def close(self) -> None:
         self.flush()
-        if self._owns_stream and self._stream is not None:
+        self._is_closed = True
+        if self.is_file and self._stream is not None:
             self._stream.close()
+
+    def _write_late(self, line: bytes) -> None:
+        try:
+            if self.is_file:
+                with open(self._target, "ab") as file:
+                    file.write(line)
+            elif self._stream is not None:
+                sys.stderr.flush()
+                self._stream.write(line)
+                self._stream.flush()
+        except (OSError, ValueError) as error:  # ValueError: stderr already closed
+            log.error("an access line was lost", extra={"fields": {"error": str(error)}})
+
+
+def _open(target: str) -> BinaryIO | None:
+    if target == "off":
+        return None
+    if target == "stderr":
+        return sys.stderr.buffer
+    return open(target, "ab")  # closed by AccessLog.close() or reopen()

@@ -45,6 +45,11 @@ class Services:
     policy_versions: PolicyService  # the versioned store the admin API and CLI change
 
 
+# Streams cut at the shutdown deadline need this long, at most, to close their upstream,
+# settle and write their access line while the providers and the log are still open.
+STREAM_DRAIN_S = 2.0
+
+
 @asynccontextmanager
 async def build_services(settings: Settings) -> AsyncIterator[Services]:
     """Open the database, load the running policy and providers; close them all on exit.
@@ -92,23 +97,30 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         async with keep_policy_in_sync(
             policy_versions, policy_store, providers, settings.policy_dir
         ):
-            yield Services(
-                settings=settings,
-                policy=policy_store,
-                providers=providers,
-                health=HealthBoard(),
-                keys=keys,
-                verifier=verifier,
-                clients=clients,
-                issuer=issuer,
-                engine=engine,
-                started_at=int(time.time()),
-                access_log=access_log,
-                policy_versions=policy_versions,
-            )
+            try:
+                yield Services(
+                    settings=settings,
+                    policy=policy_store,
+                    providers=providers,
+                    health=HealthBoard(),
+                    keys=keys,
+                    verifier=verifier,
+                    clients=clients,
+                    issuer=issuer,
+                    engine=engine,
+                    started_at=int(time.time()),
+                    access_log=access_log,
+                    policy_versions=policy_versions,
+                )
+            finally:
+                # uvicorn shuts the lifespan down right after cancelling the streams
+                # still running at its deadline; let them finish their `finally` first.
+                await access_log.drain_streams(STREAM_DRAIN_S)
     finally:
-        await clients.stop()
-        await jwks.close()
-        access_log.close()
-        await providers.close()
-        await engine.dispose()
+        try:
+            await clients.stop()
+            await jwks.close()
+            await providers.close()
+            await engine.dispose()
+        finally:
+            access_log.close()  # last, so a line recorded during teardown is still written

@@ -1,14 +1,16 @@
 """What every edge outside the inference path does first: authenticate, require a
-scope, render refusals.
+scope, render refusals, write the request's access line.
 
 Refusals are OpenAI-shaped (gateway/errors.py); every answer carries x-request-id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -17,11 +19,13 @@ from starlette.responses import Response
 
 from gateway import pipeline
 from gateway.auth.principal import Principal
+from gateway.context import EdgeContext
 from gateway.errors import GatewayError, error_response
 from gateway.services import Services
 
 # Any visible ASCII (no spaces or control characters, so it is safe in headers and logs).
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+MAX_LOGGED_PATH = 512  # an unknown path is the caller's text: keep its line short
 Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -34,6 +38,26 @@ def request_id_of(request: Request) -> str:
     return "req_" + os.urandom(16).hex()
 
 
+@contextmanager
+def access_line(request: Request, services: Services) -> Iterator[EdgeContext]:
+    """The request's access line, written when the block ends, however it ends.
+
+    The block sets the status with `ctx.end(...)`; an exception is logged as a 500
+    (the app's last-resort handler renders it), a cancellation as `cancelled`.
+    """
+    ctx = EdgeContext(request_id_of(request), request.method, request.url.path[:MAX_LOGGED_PATH])
+    try:
+        yield ctx
+    except asyncio.CancelledError:
+        ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
+        raise
+    except Exception:
+        ctx.end(500, "internal_error")
+        raise
+    finally:
+        services.access_log.record_edge(ctx)
+
+
 def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
@@ -43,15 +67,18 @@ def requires_scope(scope: str, handler: Handler) -> Endpoint:
 
     async def endpoint(request: Request) -> Response:
         services: Services = request.state.services
-        request_id = request_id_of(request)
-        try:
-            principal = await pipeline.authenticate(request.headers.get("authorization"), services)
-            pipeline.require_scope(principal, scope)
-            response = await handler(request, services, principal)
-        except GatewayError as error:
-            return error_response(error, request_id)
-        response.headers["x-request-id"] = request_id
-        return response
+        with access_line(request, services) as ctx:
+            try:
+                authorization = request.headers.get("authorization")
+                ctx.principal = await pipeline.authenticate(authorization, services)
+                pipeline.require_scope(ctx.principal, scope)
+                response = await handler(request, services, ctx.principal)
+            except GatewayError as error:
+                ctx.end(error.status, error.code)
+                return error_response(error, ctx.request_id)
+            ctx.end(response.status_code)
+            response.headers["x-request-id"] = ctx.request_id
+            return response
 
     endpoint.__name__ = handler.__name__
     return endpoint

@@ -4,6 +4,8 @@ Parses the form body and renders the issuer's answers; the protocol itself is
 `gateway/auth/issuer.py`. Token endpoint errors use OAuth's shape
 (`{"error", "error_description"}`, RFC 6749 §5.2), which OAuth client
 libraries expect, rather than OpenAI's. No token is needed on these paths.
+Each request gets its access line; a token request's names the client id it
+claimed (a failed login included), never the secret, the form or the token.
 """
 
 from __future__ import annotations
@@ -11,25 +13,40 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 import orjson
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.guard import access_line
 from gateway.auth.issuer import JWKS_PATH, METADATA_PATH, TOKEN_PATH, TokenReply, oauth_error
 from gateway.services import Services
 
 MAX_FORM_BYTES = 16 * 1024
 MAX_FORM_FIELDS = 32
+MAX_LOGGED_CLIENT_ID = 128  # the caller's text until it authenticates: keep its line short
 FORM_TYPE = "application/x-www-form-urlencoded"
 
 
-def _render(reply: TokenReply) -> Response:
+def _render(reply: TokenReply, request_id: str) -> Response:
     return Response(
         orjson.dumps(reply.body),
         status_code=reply.status,
-        headers=reply.headers,
+        headers={**reply.headers, "x-request-id": request_id},
         media_type="application/json",
     )
+
+
+def _claimed_client_id(authorization: str | None, form: dict[str, str]) -> str | None:
+    """The client id the request names (Basic user or form field); the secret is dropped."""
+    try:
+        basic_id, _secret = extract_basic_authorization(
+            {"Authorization": authorization} if authorization else {}
+        )
+    except ValueError:  # credentials that are not UTF-8
+        basic_id = None
+    client_id = basic_id or form.get("client_id")
+    return client_id[:MAX_LOGGED_CLIENT_ID] if client_id else None
 
 
 async def _read_form(request: Request) -> dict[str, str] | TokenReply:
@@ -62,31 +79,38 @@ async def _read_form(request: Request) -> dict[str, str] | TokenReply:
 async def token(request: Request) -> Response:
     """Issue an access token (client_credentials)."""
     services: Services = request.state.services
-    form = await _read_form(request)
-    if isinstance(form, TokenReply):
-        return _render(form)
-    reply = await services.issuer.token_response(request.headers.get("authorization"), form)
-    return _render(reply)
+    with access_line(request, services) as ctx:
+        form = await _read_form(request)
+        if isinstance(form, TokenReply):
+            reply = form
+        else:
+            authorization = request.headers.get("authorization")
+            ctx.client_id = _claimed_client_id(authorization, form)
+            reply = await services.issuer.token_response(authorization, form)
+        ctx.end(reply.status, reply.body.get("error") if reply.status >= 400 else None)
+        return _render(reply, ctx.request_id)
 
 
 async def metadata(request: Request) -> Response:
     """RFC 8414: where the token endpoint and keys are, and what they support."""
     services: Services = request.state.services
-    return Response(
-        orjson.dumps(services.issuer.metadata()),
-        media_type="application/json",
-        headers={"cache-control": "public, max-age=300"},
-    )
+    with access_line(request, services) as ctx:
+        return Response(
+            orjson.dumps(services.issuer.metadata()),
+            media_type="application/json",
+            headers={"cache-control": "public, max-age=300", "x-request-id": ctx.request_id},
+        )
 
 
 async def jwks(request: Request) -> Response:
     """The public keys that verify our tokens; cached briefly so a rotation shows quickly."""
     services: Services = request.state.services
-    return Response(
-        await services.issuer.jwks(),
-        media_type="application/json",
-        headers={"cache-control": "public, max-age=10"},
-    )
+    with access_line(request, services) as ctx:
+        return Response(
+            await services.issuer.jwks(),
+            media_type="application/json",
+            headers={"cache-control": "public, max-age=10", "x-request-id": ctx.request_id},
+        )
 
 
 routes = [

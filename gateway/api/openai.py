@@ -104,6 +104,7 @@ class EventStreamResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = self.ctx
+        self.services.access_log.stream_started()
         watch = DisconnectWatch(receive)
         events = self.relay.events()
         try:
@@ -116,6 +117,7 @@ class EventStreamResponse:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not watch.absorb():
+                ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
                 raise
             # The client is gone and nobody awaits more; the relay closed the upstream.
             ctx.outcome = "client_disconnected"
@@ -128,7 +130,7 @@ class EventStreamResponse:
             except Exception:  # the request's line is written regardless: it is the record
                 log.exception("could not settle a stream's usage")
                 ctx.outcome, ctx.error_code = "gateway_error", "internal_error"
-            self.services.access_log.record(ctx)
+            self.services.access_log.stream_ended(ctx)
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
@@ -173,6 +175,9 @@ async def handle_inference(request: Request, endpoint: Endpoint) -> Response | E
         ctx.outcome = "client_disconnected"
         ctx.status = 499
         return Response(status_code=499)
+    except asyncio.CancelledError:
+        ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
+        raise
     except Exception:
         # Rendered by the app's last-resort handler; the access line must say so too.
         ctx.status, ctx.outcome, ctx.error_code = 500, "gateway_error", "internal_error"

@@ -1,0 +1,339 @@
+"""The access log and the process log as an operator meets them: one line per request,
+no secrets at any log level, lines that survive the shutdown deadline and logrotate.
+
+`gateway serve` runs as a real subprocess where the behaviour is the process's
+(log levels, signals); elsewhere the gateway runs in-process on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import uvicorn
+
+from gateway.app import build_app
+from gateway.auth.tokens import mint_with_current_key
+from gateway.context import RequestContext
+from gateway.logs import AccessLog
+from gateway.settings import Settings
+from tests.support.gateway import running_gateway
+from tests.support.processes import GATEWAY, free_port
+from tests.support.upstream import Behaviour, MockUpstream
+
+POLICY = """
+providers:
+  demo: {{type: mock}}
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  offline:
+    deployments: [{{provider: demo, model: mock-1}}]
+  slow:
+    deployments: [{{provider: up, model: upstream-model}}]
+teams:
+  demo: {{models: ["*"]}}
+"""
+CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def run(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [GATEWAY, *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+@contextmanager
+def gateway_process(
+    tmp_path: Path, env: dict[str, str]
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """`gateway serve` in `tmp_path` (the example policy); yields (origin, process, its
+    stderr file). Output goes to files: a debug log would fill a pipe nobody reads."""
+    port = free_port()
+    env = {**os.environ, "GATEWAY_PORT": str(port), **env}
+    stderr_path = tmp_path / "serve.stderr"
+    with (tmp_path / "serve.stdout").open("wb") as out, stderr_path.open("wb") as err:
+        process = subprocess.Popen(
+            [GATEWAY, "serve"], cwd=tmp_path, env=env, stdout=out, stderr=err
+        )
+    origin = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert process.poll() is None, stderr_path.read_text()
+            assert time.monotonic() < deadline, "gateway did not come up"
+            try:
+                if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield origin, process, stderr_path
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.wait(40)
+
+
+def wait_until(check: Callable[[], bool], within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+async def eventually(check: Callable[[], bool], within_s: float = 5.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+def lines_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_debug_log_level_logs_no_token_client_secret_or_private_key(tmp_path):
+    """GATEWAY_LOG_LEVEL=debug shows the gateway's debug lines, not a token, secret or key."""
+    with gateway_process(tmp_path, {"GATEWAY_LOG_LEVEL": "debug"}) as (origin, server, _):
+        created = json.loads(
+            run("clients", "create", "--team", "demo", cwd=tmp_path, env={}).stdout
+        )
+        with httpx.Client(base_url=origin) as http:
+            reply = http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(created["client_id"], created["client_secret"]),
+            )
+            assert reply.status_code == 200, reply.text
+            token = reply.json()["access_token"]
+            bearer = {"Authorization": f"Bearer {token}"}
+            assert http.post("/v1/chat/completions", json=CHAT, headers=bearer).is_success
+            assert http.get("/v1/models", headers=bearer).is_success
+            refused = http.get("/v1/models", headers={"Authorization": "Bearer x.y.z"})
+            assert refused.status_code == 401
+        server.terminate()
+        server.wait(40)
+    output = (tmp_path / "serve.stdout").read_text() + (tmp_path / "serve.stderr").read_text()
+    (jwk_json,) = (
+        value
+        for row in sqlite3.connect(tmp_path / "gateway.db").execute("select * from signing_keys")
+        for value in row
+        if isinstance(value, str) and '"d"' in value
+    )
+    assert token not in output
+    assert created["client_secret"] not in output
+    assert json.loads(jwk_json)["d"] not in output
+    assert '"d":' not in output.replace('\\"', '"')
+    logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    levels = [(line["level"], line["logger"]) for line in logged]
+    assert ("debug", "gateway.auth.tokens") in levels  # the level still applies to ours
+    assert {name.split(".")[0] for level, name in levels if level == "debug"} <= {
+        "gateway",
+        "uvicorn",
+    }
+
+
+async def test_every_request_gets_one_access_line_with_who_and_how_it_ended(tmp_path):
+    """OAuth (failed logins too), models, admin, unknown paths and wrong methods each log a line."""
+    log = tmp_path / "access.log"
+    async with running_gateway(
+        tmp_path, POLICY.format(base="http://127.0.0.1:9/v1"), access_log=str(log)
+    ) as gw:
+        _, secret = await gw.services.clients.create("demo", "app", ["gateway:invoke"], "alice")
+        client_id = (await gw.services.clients.list())[0].client_id
+        token = await gw.token(team="demo", subject="bob")
+        bearer = {"Authorization": f"Bearer {token}"}
+        form = {"grant_type": "client_credentials"}
+        async with httpx.AsyncClient(base_url=gw.origin) as http:
+            replies = [
+                await http.post("/oauth/token", data=form, auth=("c-nope", "wrong")),
+                await http.post("/oauth/token", data=form, auth=(client_id, secret)),
+                await http.get("/v1/models", headers={"Authorization": "Bearer bad"}),
+                await http.get("/v1/models", headers=bearer),
+                await http.get("/v1/models/nope", headers=bearer),
+                await http.get("/admin/policy", headers=bearer),
+                await http.get("/no/such/path"),
+                await http.get("/oauth/token"),
+                await http.get("/.well-known/jwks.json"),
+                await http.post(
+                    "/v1/chat/completions", json={**CHAT, "model": "offline"}, headers=bearer
+                ),
+            ]
+        issued = replies[1].json()["access_token"]
+    lines = lines_of(log)
+    assert [line["request_id"] for line in lines] == [r.headers["x-request-id"] for r in replies]
+    assert [line["status"] for line in lines] == [r.status_code for r in replies]
+    assert [line["status"] for line in lines] == [401, 200, 401, 200, 404, 403, 404, 405, 200, 200]
+    assert [(line["outcome"], line["error_code"]) for line in lines[:8]] == [
+        ("refused", "invalid_client"),
+        ("ok", None),
+        ("refused", "invalid_api_key"),
+        ("ok", None),
+        ("refused", "model_not_found"),
+        ("refused", "insufficient_scope"),
+        ("refused", "not_found"),
+        ("refused", "method_not_allowed"),
+    ]
+    assert [line.get("path") for line in lines[:9]] == [
+        "/oauth/token",
+        "/oauth/token",
+        "/v1/models",
+        "/v1/models",
+        "/v1/models/nope",
+        "/admin/policy",
+        "/no/such/path",
+        "/oauth/token",
+        "/.well-known/jwks.json",
+    ]
+    assert [line["client_id"] for line in lines[:2]] == ["c-nope", client_id]
+    assert (lines[3]["team"], lines[3]["subject"]) == ("demo", "bob")
+    assert (lines[9]["endpoint"], lines[9]["model"]) == ("chat", "offline")
+    assert all(line["latency_ms"] >= 0 for line in lines)
+    text = log.read_text()
+    assert secret not in text and issued not in text and token not in text
+
+
+def test_sighup_after_logrotate_moves_the_file_reopens_it(tmp_path):
+    """logrotate (create mode) + `kill -HUP`: old lines stay in the moved file, new ones
+    go to a new file, and the gateway keeps serving."""
+    log = tmp_path / "access.log"
+    with gateway_process(tmp_path, {"GATEWAY_ACCESS_LOG": str(log)}) as (origin, server, err):
+        token = run("token", "--team", "demo", cwd=tmp_path, env={}).stdout.split()[-1]
+        bearer = {"Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=origin) as http:
+            first = http.post("/v1/chat/completions", json=CHAT, headers=bearer)
+            assert first.status_code == 200
+            # At once: the line may still be buffered, and must reach the moved file.
+            log.rename(tmp_path / "access.log.1")
+            server.send_signal(signal.SIGHUP)
+            wait_until(log.exists)
+            assert server.poll() is None
+            second = http.post("/v1/chat/completions", json=CHAT, headers=bearer)
+            assert second.status_code == 200
+            wait_until(lambda: len(lines_of(log)) == 1)
+            server.send_signal(signal.SIGHUP)  # nothing moved: it goes on with the same file
+            third = http.get("/v1/models", headers=bearer)
+            wait_until(lambda: len(lines_of(log)) == 2)
+        server.terminate()  # uvicorn's own SIGTERM handling is untouched
+        assert server.wait(40) in (0, -15)
+    moved = lines_of(tmp_path / "access.log.1")
+    assert [line["request_id"] for line in moved] == [first.headers["x-request-id"]]
+    assert [line["request_id"] for line in lines_of(log)] == [
+        second.headers["x-request-id"],
+        third.headers["x-request-id"],
+    ]
+    assert "Traceback" not in err.read_text()
+
+
+async def invoke_token(settings: Settings) -> str:
+    return await mint_with_current_key(
+        settings.database_url,
+        issuer=settings.issuer_url,
+        audience=settings.audience,
+        team="demo",
+        subject="tester",
+        client_id="tests",
+        scopes=["gateway:invoke"],
+        ttl_s=600,
+        now=time.time(),
+    )
+
+
+@asynccontextmanager
+async def serving(app: Any, graceful_s: int) -> AsyncIterator[tuple[str, uvicorn.Server]]:
+    """Serve `app` as `gateway serve` does, but with a `graceful_s` shutdown deadline."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        http="httptools",
+        loop="none",
+        timeout_graceful_shutdown=graceful_s,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started or task.done(), within_s=20)
+        assert not task.done(), "the gateway failed to start"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", server
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+        sock.close()
+
+
+async def test_stream_cut_at_the_shutdown_deadline_still_gets_its_access_line(tmp_path):
+    """A stream longer than the graceful-shutdown deadline is cancelled by uvicorn, which
+    then shuts the lifespan down at once; its access line is written all the same.
+
+    `gateway serve` fixes that deadline at 30 s, so this runs the same app under
+    uvicorn in-process with a 1 s deadline: the real lifespan, the real cancellation.
+    """
+    log = tmp_path / "access.log"
+    async with MockUpstream(name="slow") as up:
+        up.behave(Behaviour(mode="ok", chunks=40, chunk_delay_s=0.25))
+        policies = tmp_path / "policies"
+        policies.mkdir()
+        (policies / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
+            policy_dir=policies,
+            access_log=str(log),
+        )
+        app = build_app(settings)
+        async with serving(app, graceful_s=1) as (origin, server):
+            token = await invoke_token(settings)
+            got: list[str] = []
+
+            async def consume() -> None:
+                async with httpx.AsyncClient() as http:
+                    try:
+                        async with http.stream(
+                            "POST",
+                            f"{origin}/v1/chat/completions",
+                            json={**CHAT, "model": "slow", "stream": True},
+                            headers={"Authorization": f"Bearer {token}"},
+                            timeout=30,
+                        ) as reply:
+                            async for line in reply.aiter_lines():
+                                got.append(line)
+                    except httpx.HTTPError:
+                        pass  # the server cut it
+
+            reader = asyncio.create_task(consume())
+            await eventually(lambda: len(got) >= 2)
+            server.should_exit = True
+        await asyncio.wait_for(reader, 10)
+    (line,) = lines_of(log)
+    assert (line["model"], line["stream"], line["outcome"]) == ("slow", True, "cancelled")
+    assert line["output_tokens"] > 0  # settled for what was generated
+
+
+def test_a_line_recorded_after_close_is_written_not_dropped(tmp_path):
+    """A request that ends after the lifespan closed the log still gets its line."""
+    log = tmp_path / "access.log"
+    access_log = AccessLog(str(log))
+    access_log.close()
+    access_log.record(RequestContext(request_id="req_late", endpoint="chat", model="m"))
+    assert [line["request_id"] for line in lines_of(log)] == ["req_late"]
