@@ -83,9 +83,14 @@ async def record_audit(
     )
 
 
-async def read_audit(conn: AsyncConnection, *, limit: int = 100) -> list[AuditEntry]:
-    """Newest first."""
-    rows = await conn.execute(sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))
+async def read_audit(
+    conn: AsyncConnection, *, limit: int = 100, before: int | None = None
+) -> list[AuditEntry]:
+    """Newest first; with `before`, only entries whose id is below it (the next page)."""
+    query = sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(audit_log.c.id < min(before, 2**63 - 1))
+    rows = await conn.execute(query)
     return [
         AuditEntry(
             id=r.id,

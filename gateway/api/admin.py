@@ -9,6 +9,7 @@ issue in `error.errors`, a stale `base_version` 409.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
@@ -18,10 +19,12 @@ from starlette.routing import Route
 
 from gateway.api.body import read_json_object
 from gateway.api.guard import Endpoint, Handler, json_response, requires_scope
+from gateway.audit import AuditEntry
 from gateway.auth.principal import SCOPE_ADMIN, Principal
 from gateway.errors import InvalidRequest
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
 from gateway.policy.service import Applied
+from gateway.policy.versions import PolicyVersion
 from gateway.services import Services
 
 MAX_LIST = 1000
@@ -52,6 +55,7 @@ class _Body(BaseModel):
 
 
 M = TypeVar("M", bound=_Body)
+T = TypeVar("T")
 
 
 class PolicyPut(_Body):
@@ -112,8 +116,26 @@ def _int_param(request: Request, name: str, default: int | None = None) -> int:
         raise InvalidRequest(f"Invalid '{name}': expected an integer.", param=name) from None
 
 
-def _limit(request: Request) -> int:
-    return max(1, min(_int_param(request, "limit", 100), MAX_LIST))
+def _page(request: Request) -> tuple[int, int | None]:
+    """`limit` (1..MAX_LIST, default 100) and the `before` cursor of a newest-first list."""
+    limit = max(1, min(_int_param(request, "limit", 100), MAX_LIST))
+    before = _int_param(request, "before", 0) if "before" in request.query_params else None
+    return limit, before
+
+
+def _list(
+    items: Sequence[T], limit: int, render: Callable[[T], object], cursor: Callable[[T], int]
+) -> Response:
+    """OpenAI's list shape; `has_more` says whether `before=<last_id>` finds more."""
+    page = items[:limit]
+    return json_response(
+        {
+            "object": "list",
+            "data": [render(item) for item in page],
+            "has_more": len(items) > limit,
+            "last_id": cursor(page[-1]) if page else None,
+        }
+    )
 
 
 def _applied(applied: Applied) -> Response:
@@ -161,8 +183,9 @@ async def patch_team(request: Request, services: Services, principal: Principal)
 
 
 async def list_versions(request: Request, services: Services, principal: Principal) -> Response:
-    versions = await services.policy_versions.history(_limit(request))
-    return json_response({"object": "list", "data": [v.summary() for v in versions]})
+    limit, before = _page(request)
+    versions = await services.policy_versions.history(limit + 1, before)
+    return _list(versions, limit, PolicyVersion.summary, lambda v: v.version)
 
 
 async def get_version(request: Request, services: Services, principal: Principal) -> Response:
@@ -185,8 +208,9 @@ async def rollback(request: Request, services: Services, principal: Principal) -
 
 
 async def audit(request: Request, services: Services, principal: Principal) -> Response:
-    entries = await services.policy_versions.audit(_limit(request))
-    return json_response({"object": "list", "data": [e.as_json() for e in entries]})
+    limit, before = _page(request)
+    entries = await services.policy_versions.audit(limit + 1, before)
+    return _list(entries, limit, AuditEntry.as_json, lambda e: e.id)
 
 
 routes = [

@@ -40,6 +40,13 @@ def _list_of(name: str) -> dict[str, Any]:
     )
 
 
+def _page_of(name: str) -> dict[str, Any]:
+    page = _list_of(name)
+    page["required"] += ["has_more", "last_id"]
+    page["properties"].update(has_more={"type": "boolean"}, last_id={"type": ["integer", "null"]})
+    return page
+
+
 _STR, _INT, _NULL_INT = {"type": "string"}, {"type": "integer"}, {"type": ["integer", "null"]}
 _TIME = {"type": "string", "format": "date-time"}
 _SUMMARY = {
@@ -99,7 +106,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         bundle=_ref("PolicyBundle"),
         changed={"type": "boolean", "description": "false: equal to the running version."},
     ),
-    "PolicyVersionList": _list_of("PolicyVersionSummary"),
+    "PolicyVersionList": _page_of("PolicyVersionSummary"),
     "PolicyDiff": _obj(["from", "to", "diff"], **{"from": _INT, "to": _INT}, diff=_STR),
     "AuditEntry": _obj(
         ["id", "at", "actor", "action", "target", "reason", "before", "after"],
@@ -112,7 +119,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         before={},
         after={},
     ),
-    "AuditList": _list_of("AuditEntry"),
+    "AuditList": _page_of("AuditEntry"),
     "Client": _obj(list(_CLIENT), **_CLIENT),
     "ClientCreated": _obj(
         [*_CLIENT, "client_secret"],
@@ -187,7 +194,8 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-LIMIT = _query("limit", "At most this many, newest first (default 100).")
+LIMIT = _query("limit", "At most this many, newest first (default 100, at most 1000).")
+BEFORE = _query("before", "Only those older than this id: the previous page's last_id.")
 PATHS: dict[str, Any] = {
     "/admin/policy": {
         "get": _op(
@@ -218,7 +226,7 @@ PATHS: dict[str, Any] = {
             "Policy versions, newest first",
             _answer("Versions", "PolicyVersionList"),
             400,
-            parameters=[LIMIT],
+            parameters=[LIMIT, BEFORE],
         )
     },
     "/admin/policy/versions/{version}": {
@@ -255,7 +263,7 @@ PATHS: dict[str, Any] = {
             "Every change: who, when, what, before and after",
             _answer("Entries", "AuditList"),
             400,
-            parameters=[LIMIT],
+            parameters=[LIMIT, BEFORE],
         )
     },
     "/admin/clients": {

@@ -161,10 +161,10 @@ class PolicyService:
         async with self._engine.connect() as conn:
             return await read_newest(conn)
 
-    async def history(self, limit: int = 100) -> list[PolicyVersion]:
-        """Newest first."""
+    async def history(self, limit: int = 100, before: int | None = None) -> list[PolicyVersion]:
+        """Newest first; `before` pages back."""
         async with self._engine.connect() as conn:
-            return await read_history(conn, limit=limit)
+            return await read_history(conn, limit=limit, before=before)
 
     async def get(self, version: int) -> PolicyVersion:
         async with self._engine.connect() as conn:
@@ -178,9 +178,10 @@ class PolicyService:
         was, now = await self.get(old), await self.get(new)
         return bundle_text.unified_diff(was.bundle, now.bundle, f"version {old}", f"version {new}")
 
-    async def audit(self, limit: int = 100) -> list[AuditEntry]:
+    async def audit(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
+        """Newest first; `before` pages back."""
         async with self._engine.connect() as conn:
-            return await read_audit(conn, limit=limit)
+            return await read_audit(conn, limit=limit, before=before)
 
     def compile(self, version: PolicyVersion) -> Policy:
         """Compile a stored version with this process's environment (PolicyInvalid if it can't)."""

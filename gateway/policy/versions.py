@@ -100,12 +100,14 @@ async def read_newest(conn: AsyncConnection) -> PolicyVersion | None:
     return _from_row(row) if row is not None else None
 
 
-async def read_history(conn: AsyncConnection, *, limit: int = 100) -> list[PolicyVersion]:
-    """Newest first."""
-    rows = await conn.execute(
-        sa.select(policy_versions).order_by(policy_versions.c.version.desc()).limit(limit)
-    )
-    return [_from_row(row) for row in rows]
+async def read_history(
+    conn: AsyncConnection, *, limit: int = 100, before: int | None = None
+) -> list[PolicyVersion]:
+    """Newest first; with `before`, only versions numbered below it (the next page)."""
+    query = sa.select(policy_versions).order_by(policy_versions.c.version.desc()).limit(limit)
+    if before is not None:
+        query = query.where(policy_versions.c.version < min(before, MAX_VERSION + 1))
+    return [_from_row(row) for row in await conn.execute(query)]
 
 
 async def insert_version(conn: AsyncConnection, version: PolicyVersion) -> None:

@@ -315,3 +315,31 @@ async def test_get_policy_tells_a_stored_version_from_the_enforced_one(
     assert "ONLY_ON_THE_LAPTOP" in body["newest_problem"]
     assert "oa" not in body["bundle"]["providers"]
     assert gw.services.policy.version == 1
+
+
+# Paging back through history and the audit log -------------------------------------------
+
+
+async def test_versions_and_audit_page_back_with_before(admin: Admin) -> None:
+    """More than one page: `has_more`, then `before=<last_id>` reaches the oldest entry."""
+    for rpm in range(1, 5):  # versions 2..5, five audit entries with the bootstrap
+        status, _ = await admin.call(
+            "PATCH",
+            "/admin/teams/search",
+            {"changes": {"limits": {"rpm": rpm}}, "base_version": rpm},
+        )
+        assert status == 200
+    for path, key in (("/admin/policy/versions", "version"), ("/admin/audit", "id")):
+        seen: list[int] = []
+        before = ""
+        while True:
+            status, page = await admin.call("GET", f"{path}?limit=2{before}")
+            assert status == 200, page
+            seen += [item[key] for item in page["data"]]
+            if not page["has_more"]:
+                break
+            assert page["last_id"] == seen[-1]
+            before = f"&before={page['last_id']}"
+        assert seen == sorted(seen, reverse=True) and len(seen) == len(set(seen)) == 5, path
+    status, answer = await admin.call("GET", "/admin/audit?before=abc")
+    assert status == 400 and answer["error"]["param"] == "before"
