@@ -18,7 +18,13 @@ from starlette.responses import Response
 from gateway.api import admin, admin_clients, oauth, openapi, ops
 from gateway.api import openai as openai_api
 from gateway.api.guard import access_line, request_id_of
-from gateway.errors import GatewayError, MethodNotAllowed, NotFound, error_response
+from gateway.errors import (
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    error_response,
+    unexpected,
+)
 from gateway.logs import AccessLog
 from gateway.services import Services, build_services
 from gateway.settings import Settings
@@ -45,7 +51,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # The trace goes to our log, never to the caller.
     log.error("unhandled error", exc_info=exc, extra={"fields": {"path": request.url.path}})
-    error = GatewayError("The gateway hit an internal error.")
+    error = unexpected(exc)
     return error_response(error, request_id_of(request))
 
 

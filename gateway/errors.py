@@ -124,6 +124,14 @@ class UpstreamTimeout(GatewayError):
     code = "upstream_timeout"
 
 
+class DatabaseUnavailable(GatewayError):
+    """The gateway's own database did not answer: retryable, not the caller's fault."""
+
+    status = 503
+    type = "api_error"
+    code = "database_unavailable"
+
+
 class UpstreamRejected(GatewayError):
     """An upstream's own 4xx for the caller's request, passed through cleaned."""
 
@@ -153,3 +161,17 @@ def error_response(error: GatewayError, request_id: str | None = None) -> Respon
         headers=headers,
         media_type="application/json",
     )
+
+
+def unexpected(exc: Exception) -> GatewayError:
+    """What the caller is told about an exception no stage turned into a GatewayError."""
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    if isinstance(exc, DBAPIError | PoolTimeout):
+        # An outage, not a bug: 503 with a hint, so SDKs and load balancers retry.
+        return DatabaseUnavailable(
+            "The gateway's database is unavailable; try again shortly.",
+            headers={"retry-after": "1"},
+        )
+    return GatewayError("The gateway hit an internal error.")

@@ -20,7 +20,7 @@ from starlette.responses import Response
 from gateway import pipeline
 from gateway.auth.principal import Principal
 from gateway.context import EdgeContext
-from gateway.errors import GatewayError, error_response
+from gateway.errors import GatewayError, error_response, unexpected
 from gateway.services import Services
 
 # Any visible ASCII (no spaces or control characters, so it is safe in headers and logs).
@@ -51,8 +51,9 @@ def access_line(request: Request, services: Services) -> Iterator[EdgeContext]:
     except asyncio.CancelledError:
         ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
         raise
-    except Exception:
-        ctx.end(500, "internal_error")
+    except Exception as exc:
+        error = unexpected(exc)  # as the app's last-resort handler will render it
+        ctx.end(error.status, error.code)
         raise
     finally:
         services.access_log.record_edge(ctx)

@@ -22,7 +22,7 @@ from gateway.api.body import check_body, read_json_object
 from gateway.api.guard import json_response, request_id_of, requires_scope
 from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.context import RequestContext
-from gateway.errors import GatewayError, ModelNotFound, error_response
+from gateway.errors import GatewayError, ModelNotFound, error_response, unexpected
 from gateway.providers.base import Endpoint
 from gateway.relay import StreamRelay
 from gateway.services import Services
@@ -178,9 +178,10 @@ async def handle_inference(request: Request, endpoint: Endpoint) -> Response | E
     except asyncio.CancelledError:
         ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
         raise
-    except Exception:
+    except Exception as exc:
         # Rendered by the app's last-resort handler; the access line must say so too.
-        ctx.status, ctx.outcome, ctx.error_code = 500, "gateway_error", "internal_error"
+        told = unexpected(exc)
+        ctx.status, ctx.outcome, ctx.error_code = told.status, "gateway_error", told.code
         raise
     finally:
         if not streaming:
