@@ -29,7 +29,7 @@ from gateway.context import RequestContext
 from gateway.logs import AccessLog
 from gateway.settings import Settings
 from tests.support.gateway import running_gateway
-from tests.support.processes import GATEWAY, free_port
+from tests.support.processes import GATEWAY, free_port, run_gateway
 from tests.support.upstream import Behaviour, MockUpstream
 
 POLICY = """
@@ -48,15 +48,7 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
 
 def run(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [GATEWAY, *args],
-        cwd=cwd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_gateway(*args, cwd=cwd, env=env)
     assert done.returncode == 0, done.stderr
     return done
 

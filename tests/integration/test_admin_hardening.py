@@ -24,7 +24,7 @@ from gateway.policy.service import PolicyService, VersionNotFound
 from gateway.policy.versions import MAX_VERSION
 from tests.support.admin import Admin
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.support.processes import GATEWAY
+from tests.support.processes import GATEWAY, run_gateway
 
 POLICY = """\
 providers:
@@ -74,9 +74,8 @@ def assert_openai_error(body: Any, code: str | None, param: str | None) -> None:
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`gateway ARGS` on a SQLite database in `cwd`."""
-    env = {**os.environ, "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{cwd}/gateway.db"}
-    return subprocess.run(
-        [GATEWAY, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False
+    return run_gateway(
+        *args, cwd=cwd, env={"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{cwd}/gateway.db"}
     )
 
 

@@ -14,18 +14,7 @@ import orjson
 import pytest
 
 from tests.support.processes import GATEWAY, free_port
-
-
-def run(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60):
-    return subprocess.run(
-        [GATEWAY, *args],
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.support.processes import run_gateway as run
 
 
 def wait_until_up(origin: str, process: subprocess.Popen, within_s: float = 30) -> None:

@@ -4,27 +4,13 @@ misconfiguration."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.support.processes import GATEWAY
-
-
-def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [GATEWAY, *args],
-        cwd=cwd,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from tests.support.processes import run_gateway as run
 
 
 @pytest.mark.parametrize(
@@ -48,7 +34,7 @@ def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
 def test_a_setting_the_gateway_cannot_use_is_one_plain_line(
     tmp_path: Path, command: tuple[str, ...], env: dict[str, str], says: str
 ) -> None:
-    result = run(*command, cwd=tmp_path, **env)
+    result = run(*command, cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stderr
     assert says in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -77,7 +63,7 @@ def test_the_usual_postgresql_url_spellings_work(tmp_path: Path, postgres_url: s
     """`postgresql://…?sslmode=disable` as libpq and most tools write it."""
     plain = make_url(postgres_url).set(drivername="postgresql")
     url = plain.render_as_string(hide_password=False) + "?sslmode=disable"
-    result = run("migrate", cwd=tmp_path, GATEWAY_DATABASE_URL=url)
+    result = run("migrate", cwd=tmp_path, env={"GATEWAY_DATABASE_URL": url})
     assert result.returncode == 0, result.stderr
     short = url.replace("postgresql://", "postgres://", 1)
-    assert run("migrate", cwd=tmp_path, GATEWAY_DATABASE_URL=short).returncode == 0
+    assert run("migrate", cwd=tmp_path, env={"GATEWAY_DATABASE_URL": short}).returncode == 0

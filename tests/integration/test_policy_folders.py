@@ -9,7 +9,6 @@ folder".
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.support.processes import GATEWAY
+from tests.support.processes import run_gateway
 
 POLICY = """\
 providers:
@@ -32,10 +31,7 @@ NARROWED = POLICY.replace('demo: {models: ["*"]}', "demo: {models: [small]}")
 
 
 def gateway(*args: str, db: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GATEWAY_DATABASE_URL": db}
-    return subprocess.run(
-        [GATEWAY, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=60
-    )
+    return run_gateway(*args, cwd=cwd, env={"GATEWAY_DATABASE_URL": db})
 
 
 async def patch_search_limits(gw: RunningGateway) -> None:
