@@ -130,7 +130,8 @@ class EventStreamResponse:
             except Exception:  # the request's line is written regardless: it is the record
                 log.exception("could not settle a stream's usage")
                 ctx.outcome, ctx.error_code = "gateway_error", "internal_error"
-            self.services.access_log.stream_ended(ctx)
+            finally:  # even if cancelled again while settling: shutdown waits for this
+                self.services.access_log.stream_ended(ctx)
 
 
 def _headers(ctx: RequestContext) -> dict[str, str]:
