@@ -57,13 +57,16 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 @contextmanager
 def reopen_on_sighup(access_log: AccessLog) -> Iterator[None]:
-    """While running, SIGHUP (logrotate's postrotate) reopens the access log file.
+    """While running, SIGHUP (logrotate's postrotate) reopens a file access log.
 
     Without a handler SIGHUP would end the process and lose buffered lines.
     Only SIGHUP is taken: uvicorn's SIGINT/SIGTERM handlers stay as they are.
     Under `--workers` N uvicorn's supervisor takes the SIGHUP and restarts the
     workers, which open the file anew.
     """
+    if not access_log.is_file:
+        yield
+        return
     loop = asyncio.get_running_loop()
     # Refused off the main thread (asyncio: RuntimeError, uvloop: ValueError); Windows
     # has no SIGHUP. Then the log is simply not reopened.
@@ -92,9 +95,6 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             # moving them out of the collector's reach keeps GC pauses short.
             gc.freeze()
             app.state.services = built  # for tests and tools; handlers use request.state
-            if not built.access_log.is_file:
-                yield {"services": built}
-                return
             with reopen_on_sighup(built.access_log):
                 yield {"services": built}
 

@@ -30,12 +30,20 @@ Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
+_SCOPE_KEY = "gateway.request_id"
+
+
 def request_id_of(request: Request) -> str:
-    """The caller's x-request-id when it is sane, else a new one."""
+    """The caller's x-request-id when it is sane, else a new one; the same id however
+    often it is asked for one request (the handler, its access line, the error handler)."""
+    scope = request.scope
+    known: str | None = scope.get(_SCOPE_KEY)
+    if known is not None:
+        return known
     given = request.headers.get("x-request-id")
-    if given and _REQUEST_ID.match(given):
-        return given
-    return "req_" + os.urandom(16).hex()
+    request_id = given if given and _REQUEST_ID.match(given) else "req_" + os.urandom(16).hex()
+    scope[_SCOPE_KEY] = request_id
+    return request_id
 
 
 @contextmanager
