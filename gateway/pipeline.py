@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -32,9 +32,11 @@ from gateway.providers.base import (
 )
 from gateway.relay import StreamRelay, close_stream
 from gateway.routing.affinity import ResponseIds
-from gateway.routing.failover import call_with_failover
+from gateway.routing.failover import Attempt, call_with_failover
 from gateway.services import Services
 from gateway.usage.usage import estimate_usage, output_text, usage_from_report
+
+T = TypeVar("T")
 
 ENDPOINT_PATHS = {
     "chat": "/v1/chat/completions",
@@ -138,6 +140,19 @@ def rejected(error: UpstreamClientError) -> UpstreamRejected:
     )
 
 
+async def _first_answer(
+    ctx: RequestContext, route: ModelRoute, services: Services, attempt: Attempt[T]
+) -> tuple[Deployment, T]:
+    """The failover loop over this service's providers; an upstream's refusal of the
+    request itself becomes the caller's error."""
+    try:
+        return await call_with_failover(
+            ctx, route, lambda d: services.providers.get(d.provider), services.health, attempt
+        )
+    except UpstreamClientError as error:
+        raise rejected(error) from None
+
+
 async def complete(
     ctx: RequestContext,
     route: ModelRoute,
@@ -159,12 +174,7 @@ async def complete(
             raise UpstreamFailure(f"{deployment.label}: response is not a JSON object")
         return reply.body, payload
 
-    try:
-        deployment, (raw, payload) = await call_with_failover(
-            ctx, route, lambda d: services.providers.get(d.provider), services.health, attempt
-        )
-    except UpstreamClientError as error:
-        raise rejected(error) from None
+    deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt)
     ctx.usage = usage_from_report(payload.get("usage")) or await asyncio.to_thread(
         estimate_usage, ctx.endpoint, body, deployment.model, output_text(ctx.endpoint, payload)
     )
@@ -196,12 +206,7 @@ async def open_stream(
             raise
         return events, first, deadline
 
-    try:
-        deployment, (events, first, deadline) = await call_with_failover(
-            ctx, route, lambda d: services.providers.get(d.provider), services.health, attempt
-        )
-    except UpstreamClientError as error:
-        raise rejected(error) from None
+    deployment, (events, first, deadline) = await _first_answer(ctx, route, services, attempt)
     options = body.get("stream_options")
     health = services.health
     return StreamRelay(
