@@ -1,20 +1,41 @@
 """The request context: what one request learned on its way through the pipeline.
 
-Stages fill it in order; the API edge renders from it and the request log
-(later the ledger) records it. It holds no prompt or completion text.
-`EdgeContext` is its small sibling for every other request (OAuth, models,
-admin, unknown paths): enough for the access line, no body, no token.
+Stages fill it in order; the pipeline's `finish` hands it to the record stage
+(the access log today; the ledger, metrics and traces later). It holds no prompt
+or completion text. `EdgeContext` is its small sibling for every other request
+(OAuth, models, admin, unknown paths): enough for the access line, no body, no token.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from gateway.auth.principal import Principal
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import Endpoint
 from gateway.usage.usage import Usage
+
+
+class Outcome(StrEnum):
+    """How a request ended, as the access line (and later the ledger) records it."""
+
+    OK = "ok"
+    REFUSED = "refused"  # the gateway said no (4xx): auth, policy, bad input, upstream 4xx
+    UPSTREAM_ERROR = "upstream_error"  # every deployment failed, or the stream broke
+    CLIENT_DISCONNECTED = "client_disconnected"
+    GATEWAY_ERROR = "gateway_error"  # our own fault: a 5xx the gateway caused
+    CANCELLED = "cancelled"  # the server cut it: the shutdown deadline
+
+
+def outcome_of_status(status: int) -> Outcome:
+    """The outcome of a request refused with `status` before any upstream answered."""
+    if status < 400:
+        return Outcome.OK
+    if status == 499:
+        return Outcome.CLIENT_DISCONNECTED
+    return Outcome.REFUSED if status < 500 else Outcome.GATEWAY_ERROR
 
 
 @dataclass(slots=True)
@@ -28,15 +49,16 @@ class RequestContext:
     deployment: Deployment | None = None
     attempts: int = 0
     status: int = 200
-    # ok | refused | upstream_error | client_disconnected | gateway_error
-    # | cancelled (the server cut it: the shutdown deadline)
-    outcome: str = "ok"
+    outcome: Outcome = Outcome.OK
     error_code: str | None = None
     usage: Usage | None = None
     first_byte_s: float | None = None  # streams: when the first event reached the client
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
+
+    def end(self, status: int, outcome: Outcome, error_code: str | None = None) -> None:
+        self.status, self.outcome, self.error_code = status, outcome, error_code
 
 
 @dataclass(slots=True)
@@ -50,13 +72,13 @@ class EdgeContext:
     principal: Principal | None = None
     client_id: str | None = None  # a token request's client, known or not (no secret)
     status: int = 200
-    outcome: str = "ok"  # ok | refused | gateway_error | cancelled
+    outcome: Outcome = Outcome.OK
     error_code: str | None = None
 
     def end(self, status: int, error_code: str | None = None) -> None:
         self.status = status
         self.error_code = error_code
-        self.outcome = "ok" if status < 400 else "refused" if status < 500 else "gateway_error"
+        self.outcome = outcome_of_status(status)
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

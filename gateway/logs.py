@@ -119,7 +119,7 @@ class AccessLog:
     so a request costs an `orjson.dumps`, not a LogRecord and a write syscall.
     `target` is "stderr", "off", or a file path (appended to; `reopen` after the
     file was rotated away). A line recorded after `close` is written at once,
-    not dropped: a stream cut at the shutdown deadline finishes after the lifespan.
+    not dropped: a request cut at the shutdown deadline may end after the lifespan.
     """
 
     def __init__(self, target: str = "stderr", interval_s: float = 0.25) -> None:
@@ -128,8 +128,6 @@ class AccessLog:
         self._lines: list[bytes] = []
         self._is_scheduled = False
         self._is_closed = False
-        self._open_streams = 0
-        self._no_open_streams: asyncio.Event | None = None  # made by drain_streams
         self._stream = _open(target)
 
     @property
@@ -143,34 +141,6 @@ class AccessLog:
     def record_edge(self, ctx: EdgeContext) -> None:
         if self._stream is not None:
             self._add(orjson.dumps(edge_fields(ctx)) + b"\n")
-
-    def stream_started(self) -> None:
-        """A stream's line is due when it ends; until then `drain_streams` waits for it."""
-        self._open_streams += 1
-
-    def stream_ended(self, ctx: RequestContext) -> None:
-        self._open_streams -= 1
-        self.record(ctx)
-        if self._open_streams == 0 and self._no_open_streams is not None:
-            self._no_open_streams.set()
-
-    async def drain_streams(self, within_s: float) -> None:
-        """Wait (at most `within_s`) for streams under way to write their lines.
-
-        At the shutdown deadline uvicorn cancels them and at once shuts the
-        lifespan down; their `finally` (close upstream, settle, record) still
-        needs the providers and this log, so teardown waits here first.
-        """
-        if self._open_streams == 0:
-            return
-        self._no_open_streams = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._no_open_streams.wait(), within_s)
-        except TimeoutError:
-            log.warning(
-                "streams still open at shutdown; their access lines are written when they end",
-                extra={"fields": {"streams": self._open_streams}},
-            )
 
     def _add(self, line: bytes) -> None:
         if self._is_closed:

@@ -1,42 +1,63 @@
-"""The request path, stage by stage: authenticate → authorize → route → settle.
+"""The request path, stage by stage, from token to record: the one owner of a request.
 
-Each stage is a plain function of the request context and the services; a
-refusal is raised as a GatewayError. Later stages (guardrails, budgets, the
-ledger) slot in where the comments mark them.
+`handle` runs every stage in order for one inference request and ends it in one
+place (`finish`), however it ends: a whole answer, a stream, a refusal, a client
+that hung up, or a shutdown cut. The HTTP edge (api/openai.py) only parses,
+watches for a disconnect and renders, through the `Exchange` it hands in.
+
+    authenticate → read body → authorize (Grant) → pin conversation
+    → [guard input → reserve: later] → route (failover) → relay or answer
+    → [guard output, settle: later] → finish → record
+
+Each stage is a plain function of the request context; a refusal is raised as a
+GatewayError and rendered once, here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from typing import Any, TypeVar
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from gateway.auth.principal import SCOPE_INVOKE, Principal
-from gateway.context import RequestContext
+from gateway.context import Outcome, RequestContext
 from gateway.errors import (
     AuthenticationFailed,
     EndpointNotSupported,
+    GatewayError,
     InsufficientScope,
     ModelNotAllowed,
     ModelNotFound,
     UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    error_body_bytes,
+    unexpected,
 )
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
 from gateway.providers.base import (
+    Endpoint,
     Provider,
     UpstreamCall,
     UpstreamClientError,
     UpstreamFailure,
 )
-from gateway.relay import StreamRelay, close_stream
 from gateway.routing.affinity import ResponseIds
-from gateway.routing.failover import Attempt, call_with_failover
+from gateway.routing.failover import Attempt, Tries, call_with_failover
 from gateway.services import Services
+from gateway.stream.relay import close_stream, relay
+from gateway.stream.response_ids import ResponseIdRewriter
+from gateway.stream.steps import Chain, Step
+from gateway.stream.usage_observer import UsageObserver
 from gateway.usage.usage import estimate_usage, output_text, usage_from_report
 
 T = TypeVar("T")
+log = logging.getLogger("gateway.pipeline")
+Headers = list[tuple[bytes, bytes]]
 
 ENDPOINT_PATHS = {
     "chat": "/v1/chat/completions",
@@ -44,9 +65,121 @@ ENDPOINT_PATHS = {
     "embeddings": "/v1/embeddings",
     "responses": "/v1/responses",
 }
+SSE_HEADERS: Headers = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+JSON_HEADERS: Headers = [(b"content-type", b"application/json")]
 
 
-async def authenticate(authorization: str | None, services: Services) -> Principal:
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """A request body the edge has read and checked (api/body.py)."""
+
+    body: dict[str, Any]
+    model: str
+    is_stream: bool
+
+
+class Exchange(Protocol):
+    """The HTTP edge as the pipeline sees it: the request, and where the answer goes."""
+
+    request_id: str
+    endpoint: Endpoint
+    authorization: str | None
+    has_answered: bool  # the status line has gone out
+
+    async def read_body(self) -> ParsedBody:
+        """Read, parse and check the body (GatewayError if bad); from then on a client
+        that hangs up cancels the request's task."""
+        ...
+
+    def left(self) -> bool:
+        """After a CancelledError: was it the client hanging up? (Then it is absorbed.)"""
+        ...
+
+    async def answer(self, status: int, body: bytes, headers: Headers) -> None: ...
+
+    async def start_stream(self, headers: Headers) -> None: ...
+
+    async def send(self, data: bytes) -> None: ...
+
+    async def end_stream(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What authorization decided: who calls, under which team rules, along which route.
+
+    Read from one policy snapshot; later stages read the grant, never the policy.
+    `route` holds only deployments that can serve the endpoint, each with its price.
+    """
+
+    principal: Principal
+    team: TeamRules
+    route: ModelRoute
+
+
+# --- the line ----------------------------------------------------------------
+
+
+async def handle(exchange: Exchange, services: Services) -> None:
+    """One inference request from token to record. Never raises a GatewayError: the
+    refusal is rendered here; anything else goes on to the app's last-resort handler."""
+    ctx = RequestContext(request_id=exchange.request_id, endpoint=exchange.endpoint)
+    services.in_flight.enter()
+    try:
+        await _run(ctx, exchange, services)
+    except GatewayError as error:
+        ctx.end(error.status, _outcome_of(error), error.code)
+        await exchange.answer(error.status, error_body_bytes(error), _error_headers(ctx, error))
+    except asyncio.CancelledError:
+        if not exchange.left():
+            ctx.outcome = Outcome.CANCELLED  # the server cut it at its shutdown deadline
+            raise
+        # The client is gone; the work in flight (and the upstream call) was cancelled.
+        ctx.end(ctx.status if exchange.has_answered else 499, Outcome.CLIENT_DISCONNECTED)
+    except Exception as exc:
+        told = unexpected(exc)  # rendered by the app's last-resort handler
+        ctx.end(told.status, Outcome.GATEWAY_ERROR, told.code)
+        raise
+    finally:
+        finish(ctx, services)
+
+
+def finish(ctx: RequestContext, services: Services) -> None:
+    """The request's single end: every recorder gets the finished context once."""
+    try:
+        for record in services.recorders:
+            try:
+                record(ctx)
+            except Exception:  # one recorder's bug must not cost the others their record
+                log.exception("a recorder failed", extra={"fields": {"request_id": ctx.request_id}})
+    finally:
+        services.in_flight.leave()
+
+
+async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
+    policy = services.policy.current()  # one snapshot for the whole request
+    ctx.principal = await authenticate(exchange.authorization, services, policy)
+    parsed = await exchange.read_body()
+    ctx.model, ctx.is_stream = parsed.model, parsed.is_stream
+    grant = authorize(policy, ctx.principal, parsed.model, ctx.endpoint, services.providers.get)
+    route, body, ids = pin_conversation(ctx.endpoint, grant.route, parsed.body)
+    # guard input, reserve: later stages slot in here, reading `grant`.
+    if ctx.is_stream:
+        await _stream(ctx, exchange, route, body, ids, services)
+    else:
+        await _whole(ctx, exchange, route, body, ids, services)
+
+
+# --- stages ------------------------------------------------------------------
+
+
+async def authenticate(
+    authorization: str | None, services: Services, policy: Policy | None = None
+) -> Principal:
     """Bearer token → Principal (401 on anything else)."""
     if not authorization:
         raise AuthenticationFailed(
@@ -59,7 +192,7 @@ async def authenticate(authorization: str | None, services: Services) -> Princip
         raise AuthenticationFailed(
             "The Authorization header must be 'Bearer TOKEN'.", token_sent=True
         )
-    return await services.verifier.verify(token)
+    return await services.verifier.verify(token, policy)
 
 
 def require_scope(principal: Principal, scope: str) -> None:
@@ -75,8 +208,14 @@ def team_of(policy: Policy, principal: Principal) -> TeamRules:
     return team
 
 
-def authorize(ctx: RequestContext, policy: Policy, principal: Principal, model: str) -> ModelRoute:
-    """May this principal call this model? 403/404 otherwise."""
+def authorize(
+    policy: Policy,
+    principal: Principal,
+    model: str,
+    endpoint: Endpoint,
+    provider_of: Callable[[str], Provider],
+) -> Grant:
+    """May this principal call this model on this endpoint? 403/404/400 otherwise."""
     require_scope(principal, SCOPE_INVOKE)
     team = team_of(policy, principal)
     route = policy.models.get(model)
@@ -89,18 +228,17 @@ def authorize(ctx: RequestContext, policy: Policy, principal: Principal, model: 
         raise ModelNotAllowed(
             f"Team '{team.name}' is not allowed to use the model '{model}'.", param="model"
         )
-    return route
+    return Grant(principal, team, servable(route, endpoint, provider_of))
 
 
-def servable(route: ModelRoute, ctx: RequestContext, services: Services) -> ModelRoute:
+def servable(
+    route: ModelRoute, endpoint: Endpoint, provider_of: Callable[[str], Provider]
+) -> ModelRoute:
     """Keep the deployments whose provider can serve this endpoint (400 if none can)."""
-    providers = services.providers
-    usable = tuple(
-        d for d in route.deployments if ctx.endpoint in providers.get(d.provider).endpoints
-    )
+    usable = tuple(d for d in route.deployments if endpoint in provider_of(d.provider).endpoints)
     if not usable:
         raise EndpointNotSupported(
-            f"The model '{route.alias}' cannot serve {ENDPOINT_PATHS[ctx.endpoint]}.",
+            f"The model '{route.alias}' cannot serve {ENDPOINT_PATHS[endpoint]}.",
             param="model",
         )
     if len(usable) == len(route.deployments):
@@ -109,14 +247,14 @@ def servable(route: ModelRoute, ctx: RequestContext, services: Services) -> Mode
 
 
 def pin_conversation(
-    ctx: RequestContext, route: ModelRoute, body: Mapping[str, Any]
+    endpoint: Endpoint, route: ModelRoute, body: dict[str, Any]
 ) -> tuple[ModelRoute, Mapping[str, Any], ResponseIds | None]:
     """Responses API: a follow-up goes to the deployment that holds its conversation."""
-    if ctx.endpoint != "responses":
+    if endpoint != "responses":
         return route, body, None
     ids = ResponseIds()
-    route, body = ids.pin(route, body)
-    return route, body, ids
+    pinned, pinned_body = ids.pin(route, body)
+    return pinned, pinned_body, ids
 
 
 def upstream_call(
@@ -134,33 +272,38 @@ def upstream_call(
     return UpstreamCall(ctx.endpoint, rewritten, deployment.model, ctx.is_stream, ctx.request_id)
 
 
-def rejected(error: UpstreamClientError) -> UpstreamRejected:
-    return UpstreamRejected(
-        error.status, error.message, type_=error.type, param=error.param, code=error.code
-    )
-
-
 async def _first_answer(
     ctx: RequestContext, route: ModelRoute, services: Services, attempt: Attempt[T]
 ) -> tuple[Deployment, T]:
-    """The failover loop over this service's providers; an upstream's refusal of the
-    request itself becomes the caller's error."""
+    """The failover loop; an upstream's refusal of the request itself becomes the
+    caller's error. What routing tried is copied to the context however it ends."""
+    tries = Tries()
     try:
         return await call_with_failover(
-            ctx, route, lambda d: services.providers.get(d.provider), services.health, attempt
+            route,
+            lambda d: services.providers.get(d.provider),
+            services.health,
+            attempt,
+            tries=tries,
+            request_id=ctx.request_id,
         )
     except UpstreamClientError as error:
-        raise rejected(error) from None
+        raise UpstreamRejected(
+            error.status, error.message, type_=error.type, param=error.param, code=error.code
+        ) from None
+    finally:
+        ctx.attempts, ctx.deployment = tries.count, tries.last_deployment
 
 
-async def complete(
+async def _whole(
     ctx: RequestContext,
+    exchange: Exchange,
     route: ModelRoute,
     body: Mapping[str, Any],
+    ids: ResponseIds | None,
     services: Services,
-    response_ids: ResponseIds | None = None,
-) -> bytes:
-    """A whole response from the first deployment that answers; usage recorded on ctx."""
+) -> None:
+    """A whole answer from the first deployment that answers; usage on the context."""
 
     async def attempt(
         provider: Provider, deployment: Deployment, deadline: float
@@ -178,20 +321,23 @@ async def complete(
     ctx.usage = usage_from_report(payload.get("usage")) or await asyncio.to_thread(
         estimate_usage, ctx.endpoint, body, deployment.model, output_text(ctx.endpoint, payload)
     )
-    if response_ids is not None:
-        response_ids.learn(deployment, payload)
-        raw = response_ids.rewrite(raw)
-    return raw
+    if ids is not None:
+        ids.learn(deployment, payload)
+        raw = ids.rewrite(raw)
+    # guard output, settle: later stages slot in here.
+    await exchange.answer(200, raw, JSON_HEADERS + _answer_headers(ctx))
 
 
-async def open_stream(
+async def _stream(
     ctx: RequestContext,
+    exchange: Exchange,
     route: ModelRoute,
     body: Mapping[str, Any],
+    ids: ResponseIds | None,
     services: Services,
-    response_ids: ResponseIds | None = None,
-) -> StreamRelay:
-    """Start a stream; fails over until some deployment has sent its first event."""
+) -> None:
+    """Fail over until some deployment sent its first chunk, then relay the rest."""
+    health = services.health
 
     async def attempt(
         provider: Provider, deployment: Deployment, deadline: float
@@ -208,17 +354,62 @@ async def open_stream(
 
     deployment, (events, first, deadline) = await _first_answer(ctx, route, services, attempt)
     options = body.get("stream_options")
-    health = services.health
-    return StreamRelay(
-        ctx,
-        events,
-        first,
-        body=body,
-        deployment=deployment,
+    observer = UsageObserver(
+        ctx.endpoint,
         client_wants_usage=isinstance(options, Mapping) and options.get("include_usage") is True,
-        idle_timeout_s=route.routing.attempt_timeout_s,
-        deadline=deadline,
-        clock=health.clock,
-        on_failure=lambda failure: health.failed(deployment, route, failure),
-        response_ids=response_ids,
     )
+    steps: list[Step] = [] if ids is None else [ResponseIdRewriter(ids, deployment)]
+    steps.append(observer)  # guard output: a scanner step slots in before the observer
+
+    async def send(data: bytes) -> None:
+        if ctx.first_byte_s is None:
+            ctx.first_byte_s = ctx.elapsed_s()
+        await exchange.send(data)
+
+    try:
+        await exchange.start_stream(SSE_HEADERS + _answer_headers(ctx))
+        end = await relay(
+            first,
+            events,
+            Chain(steps),
+            send,
+            idle_timeout_s=route.routing.attempt_timeout_s,
+            deadline_in_s=deadline - health.clock(),
+        )
+        if end.failure is not None:
+            health.failed(deployment, route, end.failure)
+        if end.error is not None:
+            ctx.end(ctx.status, Outcome.UPSTREAM_ERROR, end.error.code)
+        await exchange.end_stream()
+    finally:
+        await close_stream(events)  # already closed unless starting the response failed
+        # Charged for what was generated, even when the client hung up.
+        ctx.usage = observer.reported or await asyncio.to_thread(
+            observer.estimate, body, deployment.model
+        )
+
+
+# --- rendering helpers ---------------------------------------------------------
+
+
+def _outcome_of(error: GatewayError) -> Outcome:
+    if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
+        return Outcome.UPSTREAM_ERROR
+    if error.status == 499:
+        return Outcome.CLIENT_DISCONNECTED
+    return Outcome.REFUSED if error.status < 500 else Outcome.GATEWAY_ERROR
+
+
+def _answer_headers(ctx: RequestContext) -> Headers:
+    headers = [(b"x-request-id", ctx.request_id.encode())]
+    if ctx.deployment is not None:
+        headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
+    return headers
+
+
+def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
+    headers = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in error.headers.items()]
+    headers.append((b"x-request-id", ctx.request_id.encode()))
+    if ctx.deployment is not None and error.status < 500:
+        headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
+    return headers

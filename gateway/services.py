@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -19,7 +19,9 @@ from gateway.auth.issuer import CURRENT_KEY_POLL_S, TokenIssuer, retired_key_ver
 from gateway.auth.jwks import JwksCache
 from gateway.auth.keys import SigningKeyStore
 from gateway.auth.tokens import TokenVerifier
+from gateway.context import RequestContext
 from gateway.db import create_engine, migrate
+from gateway.inflight import InFlight
 from gateway.logs import AccessLog
 from gateway.policy.service import PolicyService
 from gateway.policy.store import PolicyStore
@@ -27,6 +29,9 @@ from gateway.policy.sync import keep_policy_in_sync, load_running_policy
 from gateway.providers.registry import ProviderSet
 from gateway.routing.failover import HealthBoard
 from gateway.settings import Settings
+
+# A subscriber to the pipeline's one record point: gets every finished request once.
+Recorder = Callable[[RequestContext], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +48,13 @@ class Services:
     started_at: int
     access_log: AccessLog
     policy_versions: PolicyService  # the versioned store the admin API and CLI change
+    recorders: tuple[Recorder, ...]  # the access log today; the ledger, metrics, traces later
+    in_flight: InFlight  # inference requests under way, for the shutdown drain
 
 
-# Streams cut at the shutdown deadline need this long, at most, to close their upstream,
-# settle and write their access line while the providers and the log are still open.
-STREAM_DRAIN_S = 2.0
+# Requests cut at the shutdown deadline need this long, at most, to close their upstream,
+# settle and write their record while the providers and the recorders are still open.
+DRAIN_S = 2.0
 
 
 @asynccontextmanager
@@ -69,6 +76,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         raise
     providers = ProviderSet(policy.providers)
     access_log = AccessLog(settings.access_log)
+    in_flight = InFlight()
     clients = ClientRegistry(engine)
     policy_store = PolicyStore(policy, version)
     jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
@@ -111,11 +119,13 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     started_at=int(time.time()),
                     access_log=access_log,
                     policy_versions=policy_versions,
+                    recorders=(access_log.record,),
+                    in_flight=in_flight,
                 )
             finally:
-                # uvicorn shuts the lifespan down right after cancelling the streams
+                # uvicorn shuts the lifespan down right after cancelling the requests
                 # still running at its deadline; let them finish their `finally` first.
-                await access_log.drain_streams(STREAM_DRAIN_S)
+                await in_flight.drain(DRAIN_S)
     finally:
         try:
             await clients.stop()

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from gateway import pipeline
 from gateway.auth.principal import Principal
-from gateway.context import EdgeContext
+from gateway.context import EdgeContext, Outcome
 from gateway.errors import GatewayError, error_response, unexpected
 from gateway.services import Services
 
@@ -57,7 +57,7 @@ def access_line(request: Request, services: Services) -> Iterator[EdgeContext]:
     try:
         yield ctx
     except asyncio.CancelledError:
-        ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
+        ctx.outcome = Outcome.CANCELLED  # the server cut it at its shutdown deadline
         raise
     except Exception as exc:
         error = unexpected(exc)  # as the app's last-resort handler will render it

@@ -1,16 +1,14 @@
-"""The OpenAI-compatible edge: parse the request, run the pipeline, render the answer.
+"""The OpenAI-compatible edge: parse the request, hand it to the pipeline, render.
 
-No policy logic here. Every response carries `x-request-id`; answers from an
-upstream carry `x-gateway-deployment`. A client that hangs up cancels the work
-in flight (and with it the upstream request).
+No policy logic and no stage here: `pipeline.handle` runs the request from token
+to record through an `AsgiExchange`, which reads and checks the body, watches
+for a client that hangs up, and writes the answer to the ASGI `send`. Every
+response carries `x-request-id`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,23 +19,9 @@ from gateway import pipeline
 from gateway.api.body import check_body, read_json_object
 from gateway.api.guard import json_response, request_id_of, requires_scope
 from gateway.auth.principal import SCOPE_INVOKE, Principal
-from gateway.context import RequestContext
-from gateway.errors import GatewayError, ModelNotFound, error_response, unexpected
+from gateway.errors import ModelNotFound
 from gateway.providers.base import Endpoint
-from gateway.relay import StreamRelay
 from gateway.services import Services
-
-log = logging.getLogger("gateway.api")
-T = TypeVar("T")
-SSE_HEADERS = [
-    (b"content-type", b"text/event-stream; charset=utf-8"),
-    (b"cache-control", b"no-cache"),
-    (b"x-accel-buffering", b"no"),
-]
-
-
-class Disconnected(Exception):
-    """The client went away before the answer was ready."""
 
 
 class DisconnectWatch:
@@ -74,127 +58,81 @@ class DisconnectWatch:
         self._watcher.cancel()
 
 
-async def cancel_on_disconnect(receive: Receive, work: Awaitable[T]) -> T:
-    """Await `work`; if the client disconnects first, cancel it (closing the upstream call)."""
-    watch = DisconnectWatch(receive)
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if watch.absorb():
-            raise Disconnected from None
-        raise
-    finally:
-        watch.stop()
+class AsgiExchange:
+    """One request's ASGI side, as the pipeline's `Exchange`."""
 
-
-class EventStreamResponse:
-    """Send a relay's events as SSE; a client disconnect cancels the relay at once."""
+    __slots__ = (
+        "_max_body_bytes",
+        "_receive",
+        "_request",
+        "_send",
+        "_watch",
+        "authorization",
+        "endpoint",
+        "has_answered",
+        "request_id",
+    )
 
     def __init__(
-        self,
-        ctx: RequestContext,
-        relay: StreamRelay,
-        headers: list[tuple[bytes, bytes]],
-        services: Services,
+        self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint, max_body_bytes: int
     ) -> None:
-        self.ctx = ctx
-        self.relay = relay
-        self.headers = headers
-        self.services = services
+        self._request = Request(scope, receive)
+        self._receive = receive
+        self._send = send
+        self._max_body_bytes = max_body_bytes
+        self._watch: DisconnectWatch | None = None
+        self.request_id = request_id_of(self._request)
+        self.endpoint = endpoint
+        self.authorization = self._request.headers.get("authorization")
+        self.has_answered = False
+
+    async def read_body(self) -> pipeline.ParsedBody:
+        body = await read_json_object(self._request, self._max_body_bytes)
+        model, is_stream = check_body(self.endpoint, body)
+        self._watch = DisconnectWatch(self._receive)
+        return pipeline.ParsedBody(body, model, is_stream)
+
+    def left(self) -> bool:
+        return self._watch is not None and self._watch.absorb()
+
+    async def answer(self, status: int, body: bytes, headers: pipeline.Headers) -> None:
+        self._stop_watching()
+        self.has_answered = True
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})
+
+    async def start_stream(self, headers: pipeline.Headers) -> None:
+        self.has_answered = True
+        await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def send(self, data: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def end_stream(self) -> None:
+        self._stop_watching()
+        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    def _stop_watching(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+
+
+class InferenceEndpoint:
+    """The ASGI app of one inference route (chat, completions, embeddings, responses)."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        ctx = self.ctx
-        self.services.access_log.stream_started()
-        watch = DisconnectWatch(receive)
-        events = self.relay.events()
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
-            async for event in events:
-                if ctx.first_byte_s is None:
-                    ctx.first_byte_s = ctx.elapsed_s()
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            watch.stop()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if not watch.absorb():
-                ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
-                raise
-            # The client is gone and nobody awaits more; the relay closed the upstream.
-            ctx.outcome = "client_disconnected"
-        finally:
-            watch.stop()
-            try:
-                await events.aclose()
-                # Charged for what was generated, even when the client hung up.
-                ctx.usage = await self.relay.final_usage()
-            except Exception:  # the request's line is written regardless: it is the record
-                log.exception("could not settle a stream's usage")
-                ctx.outcome, ctx.error_code = "gateway_error", "internal_error"
-            finally:  # even if cancelled again while settling: shutdown waits for this
-                self.services.access_log.stream_ended(ctx)
-
-
-def _headers(ctx: RequestContext) -> dict[str, str]:
-    headers = {"x-request-id": ctx.request_id}
-    if ctx.deployment is not None:
-        headers["x-gateway-deployment"] = ctx.deployment.label
-    return headers
-
-
-async def handle_inference(request: Request, endpoint: Endpoint) -> Response | EventStreamResponse:
-    services: Services = request.state.services
-    ctx = RequestContext(request_id=request_id_of(request), endpoint=endpoint)
-    streaming = False
-    try:
-        ctx.principal = await pipeline.authenticate(request.headers.get("authorization"), services)
-        body = await read_json_object(request, services.settings.max_body_bytes)
-        ctx.model, ctx.is_stream = check_body(endpoint, body)
-        policy = services.policy.current()
-        route = pipeline.authorize(ctx, policy, ctx.principal, ctx.model)
-        route = pipeline.servable(route, ctx, services)
-        route, upstream_body, ids = pipeline.pin_conversation(ctx, route, body)
-        if ctx.is_stream:
-            relay = await cancel_on_disconnect(
-                request.receive, pipeline.open_stream(ctx, route, upstream_body, services, ids)
-            )
-            streaming = True
-            headers = SSE_HEADERS + [(k.encode(), v.encode()) for k, v in _headers(ctx).items()]
-            return EventStreamResponse(ctx, relay, headers, services)
-        raw = await cancel_on_disconnect(
-            request.receive, pipeline.complete(ctx, route, upstream_body, services, ids)
+        services: Services = scope["state"]["services"]
+        exchange = AsgiExchange(
+            scope, receive, send, self.endpoint, services.settings.max_body_bytes
         )
-        return Response(raw, media_type="application/json", headers=_headers(ctx))
-    except GatewayError as error:
-        ctx.status = error.status
-        ctx.outcome = "refused" if error.status < 500 else "upstream_error"
-        ctx.error_code = error.code
-        response = error_response(error, ctx.request_id)
-        if ctx.deployment is not None and error.status < 500:
-            response.headers["x-gateway-deployment"] = ctx.deployment.label
-        return response
-    except Disconnected:
-        ctx.outcome = "client_disconnected"
-        ctx.status = 499
-        return Response(status_code=499)
-    except asyncio.CancelledError:
-        ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
-        raise
-    except Exception as exc:
-        # Rendered by the app's last-resort handler; the access line must say so too.
-        told = unexpected(exc)
-        ctx.status, ctx.outcome, ctx.error_code = told.status, "gateway_error", told.code
-        raise
-    finally:
-        if not streaming:
-            services.access_log.record(ctx)
-
-
-def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Any]]:
-    async def handler(request: Request) -> Any:
-        return await handle_inference(request, endpoint)
-
-    handler.__name__ = f"{endpoint}_endpoint"
-    return handler
+        try:
+            await pipeline.handle(exchange, services)
+        finally:
+            exchange._stop_watching()
 
 
 def _model_object(alias: str, created: int) -> dict[str, object]:
@@ -220,10 +158,10 @@ async def _get_model(request: Request, services: Services, principal: Principal)
 
 
 routes = [
-    Route("/v1/chat/completions", _endpoint("chat"), methods=["POST"]),
-    Route("/v1/completions", _endpoint("completions"), methods=["POST"]),
-    Route("/v1/embeddings", _endpoint("embeddings"), methods=["POST"]),
-    Route("/v1/responses", _endpoint("responses"), methods=["POST"]),
+    Route("/v1/chat/completions", InferenceEndpoint("chat"), methods=["POST"]),
+    Route("/v1/completions", InferenceEndpoint("completions"), methods=["POST"]),
+    Route("/v1/embeddings", InferenceEndpoint("embeddings"), methods=["POST"]),
+    Route("/v1/responses", InferenceEndpoint("responses"), methods=["POST"]),
     Route("/v1/models", requires_scope(SCOPE_INVOKE, _list_models), methods=["GET"]),
     Route("/v1/models/{model:path}", requires_scope(SCOPE_INVOKE, _get_model), methods=["GET"]),
 ]

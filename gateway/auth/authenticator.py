@@ -75,9 +75,12 @@ class Authenticator:
         self._policy: Policy | None = None
         self._external: dict[str, ExternalVerifier] = {}
 
-    async def verify(self, token: str) -> Principal:
-        """The caller behind `token`, or AuthenticationFailed (401, token_sent=True)."""
-        principal = await self._principal_of(token)
+    async def verify(self, token: str, policy: Policy | None = None) -> Principal:
+        """The caller behind `token`, or AuthenticationFailed (401, token_sent=True).
+
+        `policy` is the request's snapshot of the running policy (else the current one),
+        so authentication and authorization read the same version."""
+        principal = await self._principal_of(token, policy or self._policy_store.current())
         if (
             principal.client_id is not None
             and principal.issuer == self.builtin.issuer
@@ -87,8 +90,7 @@ class Authenticator:
             raise AuthenticationFailed("The access token has been revoked.", token_sent=True)
         return principal
 
-    async def _principal_of(self, token: str) -> Principal:
-        policy = self._policy_store.current()
+    async def _principal_of(self, token: str, policy: Policy) -> Principal:
         if policy is not self._policy:
             self._follow(policy)
         entry = self._cache.get(token)

@@ -12,6 +12,7 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from types import MappingProxyType
 
 import orjson
@@ -24,6 +25,7 @@ from gateway.policy.schema import (
     LimitsSpec,
     PerUserSpec,
     PolicyBundle,
+    PriceSpec,
     ProviderType,
     RoutingSpec,
 )
@@ -65,23 +67,24 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Price:
+    input_per_mtok: float
+    output_per_mtok: float
+    cached_input_per_mtok: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Deployment:
     provider: str
     model: str
     weight: float
     priority: int
+    price: Price | None = None  # the deployment's own, else its model's; None: price table
 
     @property
     def label(self) -> str:
         """`PROVIDER/UPSTREAM_MODEL`, as the x-gateway-deployment header shows it."""
         return f"{self.provider}/{self.model}"
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    input_per_mtok: float
-    output_per_mtok: float
-    cached_input_per_mtok: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,9 +95,17 @@ class ModelRoute:
     price: Price | None
 
 
+class BudgetPeriod(StrEnum):
+    """Calendar periods a budget counts over (in the policy's timezone)."""
+
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
-    period: str  # day | week | month
+    period: BudgetPeriod
     tokens: int | None
     usd: float | None
 
@@ -127,6 +138,12 @@ class Policy:
 
     def visible_models(self, team: TeamRules) -> list[str]:
         return [alias for alias in self.models if team.allows(alias)]
+
+
+def _price(spec: PriceSpec | None) -> Price | None:
+    if spec is None:
+        return None
+    return Price(spec.input_per_mtok, spec.output_per_mtok, spec.cached_input_per_mtok)
 
 
 def _resolve(
@@ -212,16 +229,17 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
                         f"unknown provider {dep.provider!r} (not in providers)",
                     )
                 )
-        price = model.price
+        alias_price = _price(model.price)
         models[alias] = ModelRoute(
             alias=alias,
             deployments=tuple(
-                Deployment(d.provider, d.model, d.weight, d.priority) for d in model.deployments
+                Deployment(
+                    d.provider, d.model, d.weight, d.priority, _price(d.price) or alias_price
+                )
+                for d in model.deployments
             ),
             routing=defaults.overridden_by(model.routing),
-            price=Price(price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok)
-            if price
-            else None,
+            price=alias_price,
         )
 
     teams: dict[str, TeamRules] = {}
@@ -261,7 +279,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
             allows_all_models=ALL_MODELS in team.models,
             models=frozenset(team.models) - {ALL_MODELS},
             clients=frozenset(team.clients),
-            budgets=tuple(Budget(b.period, b.tokens, b.usd) for b in team.budgets),
+            budgets=tuple(Budget(BudgetPeriod(b.period), b.tokens, b.usd) for b in team.budgets),
             limits=team.limits,
             per_user=team.per_user,
             guardrails=tuple(team.guardrails),

@@ -106,11 +106,18 @@ class ProviderSpec(_Strict):
         return value
 
 
+class PriceSpec(_Strict):
+    input_per_mtok: Annotated[float, Field(ge=0)]
+    output_per_mtok: Annotated[float, Field(ge=0)]
+    cached_input_per_mtok: Annotated[float, Field(ge=0)] | None = None
+
+
 class DeploymentSpec(_Strict):
     provider: str
     model: Annotated[str, Field(min_length=1)]
     weight: Annotated[float, Field(gt=0)] = 1.0
     priority: Annotated[int, Field(ge=1)] = 1
+    price: PriceSpec | None = None  # this deployment's own price; else the model's
 
 
 class RoutingSpec(_Strict):
@@ -121,12 +128,6 @@ class RoutingSpec(_Strict):
     retries: Annotated[int, Field(ge=0, le=10)] | None = None
     cooldown_s: Annotated[float, Field(ge=0)] | None = None
     failure_threshold: Annotated[int, Field(ge=1)] | None = None
-
-
-class PriceSpec(_Strict):
-    input_per_mtok: Annotated[float, Field(ge=0)]
-    output_per_mtok: Annotated[float, Field(ge=0)]
-    cached_input_per_mtok: Annotated[float, Field(ge=0)] | None = None
 
 
 class ModelSpec(_Strict):

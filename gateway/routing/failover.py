@@ -15,7 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from gateway.context import RequestContext
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.policy.compiled import Deployment, ModelRoute
 from gateway.providers.base import Provider, UpstreamClientError, UpstreamFailure
@@ -53,13 +52,32 @@ class HealthBoard:
 Attempt = Callable[[Provider, Deployment, float], Awaitable[T]]
 
 
+class Tries:
+    """What the failover loop tried, readable even when it was cancelled midway."""
+
+    __slots__ = ("deployments", "failures")
+
+    def __init__(self) -> None:
+        self.deployments: list[Deployment] = []
+        self.failures: list[UpstreamFailure] = []
+
+    @property
+    def count(self) -> int:
+        return len(self.deployments)
+
+    @property
+    def last_deployment(self) -> Deployment | None:
+        return self.deployments[-1] if self.deployments else None
+
+
 async def call_with_failover(
-    ctx: RequestContext,
     route: ModelRoute,
     provider_of: Callable[[Deployment], Provider],
     board: HealthBoard,
     attempt: Attempt[T],
     *,
+    tries: Tries,
+    request_id: str,
     rand: Callable[[], float] = random.random,
 ) -> tuple[Deployment, T]:
     """Run `attempt(provider, deployment, deadline)` until one succeeds.
@@ -87,8 +105,7 @@ async def call_with_failover(
         remaining = deadline - now
         if remaining <= 0:
             break
-        ctx.attempts += 1
-        ctx.deployment = deployment
+        tries.deployments.append(deployment)
         try:
             async with asyncio.timeout(min(routing.attempt_timeout_s, remaining)):
                 result = await attempt(provider_of(deployment), deployment, deadline)
@@ -102,13 +119,14 @@ async def call_with_failover(
         else:
             board.succeeded(deployment)
             return deployment, result
+        tries.failures.append(last)
         board.failed(deployment, route, last)
         tried.append(deployment)
         log.warning(
             "upstream attempt failed",
             extra={
                 "fields": {
-                    "request_id": ctx.request_id,
+                    "request_id": request_id,
                     "deployment": deployment.label,
                     "status": last.status,
                     "timeout": last.is_timeout,

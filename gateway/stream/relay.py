@@ -1,0 +1,174 @@
+"""The one loop that drives a stream: upstream reads in, steps, client writes out.
+
+It owns the upstream iterator and the stream's two time limits; what happens to
+the bytes is the steps' business (steps.py). One upstream read leaves as one
+client write: events that arrived together are not split into separate sends.
+A failure after the first byte ends the stream with an OpenAI-shaped error
+event, since the status line is long gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from enum import Enum
+
+from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable, error_body_bytes
+from gateway.providers.base import UpstreamFailure
+from gateway.stream.steps import Chain
+
+Send = Callable[[bytes], Awaitable[None]]
+EARLY_S = 0.001  # the loop may fire a timer a hair early
+
+
+def error_event(error: GatewayError) -> bytes:
+    return b"data: " + error_body_bytes(error) + b"\n\n"
+
+
+async def close_stream(events: AsyncIterator[bytes]) -> None:
+    """Release an upstream stream (and its connection) now, not at garbage collection."""
+    aclose = getattr(events, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """How a relayed stream ended: cleanly (error None), or with an error event."""
+
+    error: GatewayError | None = None
+    failure: UpstreamFailure | None = None  # the deployment's fault: counts to its cooldown
+
+
+class _Limit(Enum):
+    IDLE = "idle"
+    DEADLINE = "deadline"
+
+
+class ReadTimer:
+    """One timer for the whole stream, not one per read: it fires when the current
+    read has waited `idle_s`, or when the request's deadline passes mid-read, and
+    then cancels the reading task. Time spent sending to a slow client is not idle."""
+
+    __slots__ = (
+        "_deadline",
+        "_handle",
+        "_idle_s",
+        "_loop",
+        "_task",
+        "fired",
+        "is_reading",
+        "since",
+    )
+
+    def __init__(self, idle_s: float, deadline: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._idle_s = idle_s
+        self._deadline = deadline  # in loop time
+        self._handle: asyncio.TimerHandle | None = None
+        self.fired: _Limit | None = None
+        self.is_reading = False
+        self.since = 0.0
+
+    def reading(self) -> None:
+        self.since = self._loop.time()
+        self.is_reading = True
+        if self._handle is None:
+            self._arm()
+
+    def _arm(self) -> None:
+        due = min(self.since + self._idle_s, self._deadline)
+        self._handle = self._loop.call_at(due, self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        if not self.is_reading:
+            return  # armed again by the next read
+        now = self._loop.time()
+        if now < min(self.since + self._idle_s, self._deadline) - EARLY_S:
+            self._arm()
+            return
+        self.fired = _Limit.DEADLINE if now >= self._deadline - EARLY_S else _Limit.IDLE
+        if self._task is not None:
+            self._task.cancel()
+
+    def expired(self) -> _Limit | None:
+        """After a CancelledError: which limit cancelled the read (and uncancel), or None."""
+        fired, self.fired = self.fired, None
+        if fired is not None and self._task is not None:
+            self._task.uncancel()
+        return fired
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+async def relay(
+    first: bytes,
+    upstream: AsyncIterator[bytes],
+    chain: Chain,
+    send: Send,
+    *,
+    idle_timeout_s: float,
+    deadline_in_s: float,
+) -> StreamEnd:
+    """Send `first` and then every upstream chunk through `chain` to `send`.
+
+    `deadline_in_s` is what is left of the request's deadline. Always closes the
+    upstream. A cancellation (client gone, server shutdown) propagates.
+    """
+    loop = asyncio.get_running_loop()
+    timer = ReadTimer(idle_timeout_s, loop.time() + max(0.0, deadline_in_s))
+    chunk: bytes | None = first
+    try:
+        while chunk is not None:
+            out = chain.feed(chunk)
+            if out.data:
+                await send(out.data)
+            if out.end is not None:
+                await send(error_event(out.end))
+                return StreamEnd(out.end)
+            timer.reading()
+            try:
+                chunk = await anext(upstream)
+            except StopAsyncIteration:
+                chunk = None
+            except UpstreamFailure as failure:
+                return await _fail(
+                    send, UpstreamUnavailable("The upstream failed mid-stream."), failure
+                )
+            except asyncio.CancelledError:
+                limit = timer.expired()
+                if limit is None:
+                    raise
+                if limit is _Limit.DEADLINE:
+                    # A healthy upstream still generating: the request's own limit, not a
+                    # fault of the deployment, so it does not count towards its cooldown.
+                    error = UpstreamTimeout("The request reached its deadline (routing timeout_s).")
+                    await send(error_event(error))
+                    return StreamEnd(error)
+                stalled = UpstreamFailure("stream stalled", is_timeout=True)
+                return await _fail(
+                    send, UpstreamTimeout("The upstream stopped responding."), stalled
+                )
+            finally:
+                timer.is_reading = False
+        out = chain.finish()
+        if out.data:
+            await send(out.data)
+        if out.end is not None:
+            await send(error_event(out.end))
+            return StreamEnd(out.end)
+        return StreamEnd()
+    finally:
+        timer.stop()
+        await close_stream(upstream)
+
+
+async def _fail(send: Send, error: GatewayError, failure: UpstreamFailure) -> StreamEnd:
+    await send(error_event(error))
+    return StreamEnd(error, failure)

@@ -1,0 +1,82 @@
+"""The shape of a stream step, and a chain of them.
+
+A step sees the stream as the upstream sent it, one chunk per upstream read.
+A chunk is one or more complete SSE events (`...\\n\\n` each): providers frame
+the bytes, steps never see half an event. A step may pass a chunk on, rewrite
+it, hold bytes back (release them from a later `feed` or from `finish`), or end
+the stream with an OpenAI-shaped error event. Steps do no I/O and read no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.errors import GatewayError
+
+EVENT_END = b"\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """What a step lets through now, and whether the stream must end after it."""
+
+    data: bytes = b""
+    end: GatewayError | None = None  # end the stream with this error event
+
+
+NOTHING = Emit()
+
+
+class Step(Protocol):
+    def feed(self, chunk: bytes) -> Emit: ...
+
+    def finish(self) -> Emit:
+        """The upstream ended normally: release whatever is held back."""
+        ...
+
+
+def events_of(chunk: bytes) -> Iterator[bytes]:
+    """The events of a chunk, each with its blank line."""
+    start = 0
+    while (end := chunk.find(EVENT_END, start)) != -1:
+        yield chunk[start : end + 2]
+        start = end + 2
+    if start < len(chunk):
+        yield chunk[start:]
+
+
+class Chain:
+    """Steps in order: what one releases is what the next is fed."""
+
+    __slots__ = ("_steps",)
+
+    def __init__(self, steps: Sequence[Step]) -> None:
+        self._steps = tuple(steps)
+
+    def feed(self, chunk: bytes) -> Emit:
+        return self._through(0, chunk)
+
+    def finish(self) -> Emit:
+        released: list[bytes] = []
+        for index, step in enumerate(self._steps):
+            flushed = step.finish()
+            out = self._through(index + 1, flushed.data) if flushed.data else NOTHING
+            released.append(out.data)
+            end = out.end or flushed.end
+            if end is not None:
+                return Emit(b"".join(released), end)
+        return Emit(b"".join(released))
+
+    def _through(self, first: int, chunk: bytes) -> Emit:
+        end: GatewayError | None = None
+        for step in self._steps[first:]:
+            if not chunk:
+                break
+            out = step.feed(chunk)
+            chunk = out.data
+            # The first step to end the stream decides; later steps still see what it
+            # released before the end, but nothing after.
+            end = end or out.end
+        return Emit(chunk, end) if chunk or end else NOTHING
