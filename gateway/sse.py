@@ -7,11 +7,13 @@ without a space, CRLF or LF line ends, and comment lines (`: ping`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 DONE_PAYLOAD = b"[DONE]"
+EVENT_END = b"\n\n"
 
 
 def data_of(event: bytes) -> bytes | None:
@@ -39,26 +41,56 @@ def json_of(event: bytes) -> Any:
         return None
 
 
-class EventSplitter:
-    """Cut a byte stream into events, each ending in a blank line (`\\n\\n`).
+def events_of(chunk: bytes) -> Iterator[bytes]:
+    """The events of a chunk of whole events, each with its blank line."""
+    start = 0
+    while (end := chunk.find(EVENT_END, start)) != -1:
+        yield chunk[start : end + 2]
+        start = end + 2
+    if start < len(chunk):
+        yield chunk[start:]
 
-    Line ends are normalized on the buffer, not per read, so a CRLF split
-    across two network reads is still one line end.
+
+def end_of_done(chunk: bytes) -> int | None:
+    """Where the `data: [DONE]` event of a chunk of whole events ends, or None."""
+    if DONE_PAYLOAD not in chunk:
+        return None
+    position = 0
+    for event in events_of(chunk):
+        position += len(event)
+        if is_done(event):
+            return position
+    return None
+
+
+class EventSplitter:
+    """Cut a byte stream into chunks of whole events, each ending in a blank line.
+
+    Every complete event a read brought comes out together, as one chunk (a read
+    of three events is one chunk of three, not three chunks): the relay then
+    writes them to the client at once. Line ends are normalized on the buffer,
+    not per read, so a CRLF split across two network reads is still one line end.
     """
+
+    __slots__ = ("_buffer",)
 
     def __init__(self) -> None:
         self._buffer = b""
 
-    def feed(self, chunk: bytes) -> list[bytes]:
-        buffer = self._buffer + chunk
-        if b"\r\n" in buffer:
+    def feed(self, chunk: bytes) -> bytes:
+        """The complete events buffered so far (b"" when none is complete yet)."""
+        buffer = self._buffer + chunk if self._buffer else chunk
+        held = b""
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):  # maybe half a CRLF: keep it for the next read
+                buffer, held = buffer[:-1], b"\r"
             buffer = buffer.replace(b"\r\n", b"\n")
-        events = []
-        while (end := buffer.find(b"\n\n")) != -1:
-            events.append(buffer[: end + 2])
-            buffer = buffer[end + 2 :]
-        self._buffer = buffer
-        return events
+        end = buffer.rfind(EVENT_END)
+        if end == -1:
+            self._buffer = buffer + held
+            return b""
+        self._buffer = buffer[end + 2 :] + held
+        return buffer[: end + 2]
 
     def tail(self) -> bytes | None:
         """At the end of the stream: an event the upstream ended without its blank line."""

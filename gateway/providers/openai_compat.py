@@ -3,8 +3,8 @@
 One pooled aiohttp session per provider. The URL is built only from the
 policy (base URL, fixed path, the deployment's model): nothing in a client's
 request can point it elsewhere. The caller's headers are never forwarded; the
-provider's own key is added here. Streams are relayed as complete SSE events
-without re-encoding.
+provider's own key is added here. Streams are relayed as chunks of complete SSE
+events (all that one read completed), without re-encoding.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from gateway.providers.base import (
     UpstreamReply,
     retry_after_seconds,
 )
-from gateway.sse import EventSplitter, is_done
+from gateway.sse import EventSplitter, end_of_done, is_done
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
+USER_AGENT = "llm-gateway"
 PATHS: dict[Endpoint, str] = {
     "chat": "chat/completions",
     "completions": "completions",
@@ -103,7 +104,9 @@ class OpenAICompatProvider:
         self._config = config
         self._is_azure = config.type == "azure"
         self._base = (config.api_base or OPENAI_API_BASE).rstrip("/")
-        self._headers = {"content-type": "application/json"}
+        # Our own user-agent: aiohttp then adds none, and skip_auto_headers (which
+        # sends every request down aiohttp's slower header path) is not needed.
+        self._headers = {"content-type": "application/json", "user-agent": USER_AGENT}
         if config.api_key:
             if self._is_azure:
                 self._headers["api-key"] = config.api_key
@@ -130,7 +133,6 @@ class OpenAICompatProvider:
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=None),  # the failover loop owns deadlines
                 auto_decompress=True,
-                skip_auto_headers=("user-agent",),
             )
         return self._session
 
@@ -205,23 +207,28 @@ class OpenAICompatProvider:
     async def _events(
         self, response: aiohttp.ClientResponse, *, ends_at_eof_after: tuple[bytes, ...] = ()
     ) -> AsyncIterator[bytes]:
-        """SSE events one by one. Chat and completions streams end with `[DONE]`; a
-        Responses stream ends when the upstream closes after a terminal event."""
+        """The stream as chunks of whole SSE events, one chunk per read that completed
+        any. Chat and completions streams end with `[DONE]`; a Responses stream ends
+        when the upstream closes after a terminal event."""
         finished = False
         splitter = EventSplitter()
 
-        def is_final(event: bytes) -> bool:
-            return any(t in event for t in ends_at_eof_after)
+        def is_final(chunk: bytes) -> bool:
+            return any(t in chunk for t in ends_at_eof_after)
 
         try:
-            async for chunk in response.content.iter_any():
-                for event in splitter.feed(chunk):
-                    if ends_at_eof_after and not finished:
-                        finished = is_final(event)
-                    yield event
-                    if is_done(event):
-                        finished = True
-                        return
+            async for data in response.content.iter_any():
+                chunk = splitter.feed(data)
+                if not chunk:
+                    continue
+                done_at = end_of_done(chunk)
+                if done_at is not None:
+                    finished = True
+                    yield chunk[:done_at]
+                    return
+                if ends_at_eof_after and not finished:
+                    finished = is_final(chunk)
+                yield chunk
             last = splitter.tail()
             if last is not None:
                 finished = finished or is_final(last) or is_done(last)

@@ -9,13 +9,14 @@ the stream with an OpenAI-shaped error event. Steps do no I/O and read no clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.errors import GatewayError
+from gateway.sse import events_of
 
-EVENT_END = b"\n\n"
+__all__ = ["NOTHING", "Chain", "Emit", "Step", "events_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,16 +36,6 @@ class Step(Protocol):
     def finish(self) -> Emit:
         """The upstream ended normally: release whatever is held back."""
         ...
-
-
-def events_of(chunk: bytes) -> Iterator[bytes]:
-    """The events of a chunk, each with its blank line."""
-    start = 0
-    while (end := chunk.find(EVENT_END, start)) != -1:
-        yield chunk[start : end + 2]
-        start = end + 2
-    if start < len(chunk):
-        yield chunk[start:]
 
 
 class Chain:

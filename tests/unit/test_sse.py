@@ -3,7 +3,7 @@
 import pytest
 
 from gateway.providers.openai_compat import error_fields
-from gateway.sse import EventSplitter, data_of, is_done, json_of
+from gateway.sse import EventSplitter, data_of, end_of_done, events_of, is_done, json_of
 
 WIRE = b'data: {"a":1}\r\n\r\n: ping\r\n\r\nevent: x\r\ndata: {"b":2}\r\n\r\ndata: [DONE]\r\n\r\n'
 EXPECTED = [
@@ -17,14 +17,38 @@ EXPECTED = [
 @pytest.mark.parametrize("size", [1, 2, 3, 7, len(WIRE)])
 def test_events_come_out_whole_however_the_bytes_are_cut(size: int) -> None:
     splitter = EventSplitter()
-    events = [e for i in range(0, len(WIRE), size) for e in splitter.feed(WIRE[i : i + size])]
-    assert events == EXPECTED
+    chunks = [splitter.feed(WIRE[i : i + size]) for i in range(0, len(WIRE), size)]
+    assert [e for chunk in chunks for e in events_of(chunk)] == EXPECTED
+    assert all(chunk.endswith(b"\n\n") for chunk in chunks if chunk)
     assert splitter.tail() is None
+
+
+def test_every_cut_of_the_wire_gives_the_same_events() -> None:
+    """A CRLF, a blank line or a data line split at any byte is still framed right."""
+    for cut in range(len(WIRE) + 1):
+        splitter = EventSplitter()
+        joined = splitter.feed(WIRE[:cut]) + splitter.feed(WIRE[cut:])
+        assert list(events_of(joined)) == EXPECTED, cut
+        assert splitter.tail() is None
+
+
+def test_events_that_arrive_in_one_read_leave_as_one_chunk() -> None:
+    splitter = EventSplitter()
+    assert splitter.feed(WIRE) == b"".join(EXPECTED)
+    assert splitter.feed(b'data: {"c":3}\n\ndata: {"d"') == b'data: {"c":3}\n\n'
+    assert splitter.feed(b":4}\n\n") == b'data: {"d":4}\n\n'
+
+
+def test_the_done_event_is_found_in_a_chunk() -> None:
+    chunk = b'data: {"a":1}\n\ndata: [DONE]\n\ndata: {"late":1}\n\n'
+    assert end_of_done(chunk) == len(b'data: {"a":1}\n\ndata: [DONE]\n\n')
+    assert end_of_done(b'data: {"text":"[DONE]"}\n\n') is None
+    assert end_of_done(b'data: {"a":1}\n\n') is None
 
 
 def test_a_last_event_without_its_blank_line_is_returned_at_the_end() -> None:
     splitter = EventSplitter()
-    assert splitter.feed(b'data: {"a":1}\n\ndata: [DONE]\r\n') == [b'data: {"a":1}\n\n']
+    assert splitter.feed(b'data: {"a":1}\n\ndata: [DONE]\r\n') == b'data: {"a":1}\n\n'
     assert splitter.tail() == b"data: [DONE]\n\n"
     assert splitter.tail() is None
 

@@ -1,0 +1,115 @@
+"""The usage step (gateway/stream/usage_observer.py), on bytes: what the client gets
+and what usage is learned, however the upstream's reads cut the stream."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from gateway.sse import EventSplitter, events_of, json_of
+from gateway.stream.usage_observer import UsageObserver
+from gateway.usage.usage import Usage
+
+USAGE = {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
+
+
+def chunk(delta: str | None, *, spaced: bool = False, usage: object = None) -> bytes:
+    payload: dict[str, object] = {"id": "c1", "object": "chat.completion.chunk"}
+    payload["choices"] = [] if delta is None else [{"index": 0, "delta": {"content": delta}}]
+    payload["usage"] = usage
+    raw = orjson.dumps(payload)
+    if spaced:
+        raw = raw.replace(b'":', b'": ').replace(b",", b", ")
+    return b"data: " + raw + b"\n\n"
+
+
+def openai_wire(*, spaced: bool = False) -> bytes:
+    """An OpenAI stream asked for usage: `usage: null` on every chunk, then a usage chunk."""
+    return (
+        chunk("Hel", spaced=spaced)
+        + chunk("lo", spaced=spaced)
+        + chunk(None, spaced=spaced, usage=USAGE)
+        + b"data: [DONE]\n\n"
+    )
+
+
+def relay(wire: bytes, observer: UsageObserver, cut: int | None = None) -> bytes:
+    """Frame `wire` as two reads cut at `cut`, feed each chunk to the observer."""
+    splitter = EventSplitter()
+    reads = [wire] if cut is None else [wire[:cut], wire[cut:]]
+    out = b""
+    for read in reads:
+        framed = splitter.feed(read)
+        if framed:
+            out += observer.feed(framed).data
+    return out + observer.finish().data
+
+
+@pytest.mark.parametrize("spaced", [False, True])
+def test_a_client_that_did_not_ask_sees_no_usage_at_any_cut(spaced: bool) -> None:
+    wire = openai_wire(spaced=spaced)
+    for cut in range(len(wire) + 1):
+        observer = UsageObserver("chat", client_wants_usage=False)
+        out = relay(wire, observer, cut)
+        assert b"usage" not in out, cut
+        events = [json_of(e) for e in events_of(out)]
+        assert [e["choices"][0]["delta"]["content"] for e in events if e] == ["Hel", "lo"]
+        assert out.endswith(b"data: [DONE]\n\n")
+        assert observer.reported == Usage(11, 2, 0)
+
+
+@pytest.mark.parametrize("spaced", [False, True])
+def test_a_client_that_asked_gets_the_stream_unchanged_at_any_cut(spaced: bool) -> None:
+    wire = openai_wire(spaced=spaced)
+    for cut in range(len(wire) + 1):
+        observer = UsageObserver("chat", client_wants_usage=True)
+        assert relay(wire, observer, cut) == wire, cut
+        assert observer.reported == Usage(11, 2, 0)
+
+
+def test_usage_alongside_choices_keeps_the_choices_and_drops_only_usage() -> None:
+    wire = chunk("x", usage=USAGE) + b"data: [DONE]\n\n"
+    observer = UsageObserver("completions", client_wants_usage=False)
+    out = relay(wire, observer)
+    assert b"usage" not in out and b'"content":"x"' in out
+    assert observer.reported == Usage(11, 2, 0)
+
+
+def test_an_unusual_spelling_of_usage_is_parsed_not_missed() -> None:
+    odd = b'data: {"choices":[],"usage" : {"prompt_tokens":5,"completion_tokens":1}}\n\n'
+    observer = UsageObserver("chat", client_wants_usage=False)
+    out = relay(odd + b"data: [DONE]\n\n", observer)
+    assert out == b"data: [DONE]\n\n"
+    assert observer.reported == Usage(5, 1, 0)
+
+
+def test_a_responses_stream_reports_usage_in_its_completed_event() -> None:
+    completed = {
+        "type": "response.completed",
+        "response": {"id": "r", "usage": {"input_tokens": 7, "output_tokens": 3}},
+    }
+    wire = (
+        b'data: {"type":"response.output_text.delta","delta":"hi"}\n\n'
+        + b"data: "
+        + orjson.dumps(completed)
+        + b"\n\n"
+    )
+    observer = UsageObserver("responses", client_wants_usage=False)
+    assert relay(wire, observer) == wire  # Responses usage is part of the object: kept
+    assert observer.reported == Usage(7, 3, 0)
+
+
+def test_without_a_report_the_text_seen_is_counted() -> None:
+    wire = chunk("Hello") + chunk(" world") + b"data: [DONE]\n\n"
+    observer = UsageObserver("chat", client_wants_usage=False)
+    relay(wire, observer)
+    assert observer.reported is None
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
+    estimate = observer.estimate(body, "gpt-4o-mini")
+    assert estimate.is_estimated and estimate.output_tokens == 2 and estimate.input_tokens > 3
+
+
+def test_comments_and_non_json_events_pass_through() -> None:
+    wire = b": ping\n\nevent: x\ndata: not json\n\n"
+    observer = UsageObserver("chat", client_wants_usage=False)
+    assert relay(wire, observer) == wire
