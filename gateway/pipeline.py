@@ -33,6 +33,7 @@ from gateway.providers.base import (
 from gateway.relay import StreamRelay, close_stream
 from gateway.routing.affinity import ResponseIds
 from gateway.routing.failover import Attempt, call_with_failover
+from gateway.routing.tries import Tries
 from gateway.services import Services
 from gateway.usage.usage import estimate_usage, output_text, usage_from_report
 
@@ -145,12 +146,21 @@ async def _first_answer(
 ) -> tuple[Deployment, T]:
     """The failover loop over this service's providers; an upstream's refusal of the
     request itself becomes the caller's error."""
+    tries = Tries()
     try:
         return await call_with_failover(
-            ctx, route, lambda d: services.providers.get(d.provider), services.health, attempt
+            route,
+            lambda d: services.providers.get(d.provider),
+            services.health,
+            attempt,
+            tries=tries,
+            request_id=ctx.request_id,
         )
     except UpstreamClientError as error:
         raise rejected(error) from None
+    finally:
+        ctx.attempts = tries.count
+        ctx.deployment = tries.last_deployment
 
 
 async def complete(

@@ -162,6 +162,8 @@ async def test_retry_after_longer_than_cooldown_wins(tmp_path, pair):
 
 
 async def test_every_deployment_cooling_is_a_502_with_retry_after(tmp_path, pair):
+    """Both 502s carry retry-after; the second request still tries the deployment that
+    cooled first (panic mode) instead of refusing without a try (issue 7)."""
     a, b = pair
     a.behave("status", status=500)
     b.behave("status", status=500)
@@ -174,9 +176,10 @@ async def test_every_deployment_cooling_is_a_502_with_retry_after(tmp_path, pair
             await chat(client)
     assert first.value.status_code == 502
     assert first.value.code == "upstream_unavailable"
+    assert int(first.value.response.headers["retry-after"]) >= 29
     assert second.value.status_code == 502
     assert int(second.value.response.headers["retry-after"]) >= 29
-    assert len(a.requests) == 1 and len(b.requests) == 1
+    assert len(a.requests) == 2 and len(b.requests) == 1  # a recovers first: the panic try
 
 
 async def test_retries_are_bounded(tmp_path, pair):
