@@ -47,7 +47,8 @@ from gateway.providers.base import (
     UpstreamFailure,
 )
 from gateway.routing.affinity import ResponseIds
-from gateway.routing.failover import Attempt, Tries, call_with_failover
+from gateway.routing.failover import Attempt, call_with_failover
+from gateway.routing.tries import Tries
 from gateway.services import Services
 from gateway.stream.relay import close_stream, relay
 from gateway.stream.response_ids import ResponseIdRewriter

@@ -71,6 +71,36 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
+def _response_sequence(final: dict[str, Any], text: str) -> list[tuple[str, dict[str, Any]]]:
+    """OpenAI's event order for one text message, which the SDK's `responses.stream()`
+    helper rebuilds the response from: created, in_progress, output_item.added,
+    content_part.added, text deltas, output_text.done, content_part.done,
+    output_item.done, completed."""
+    started = {**final, "status": "in_progress", "output": [], "usage": None}
+    message = final["output"][0]
+    at = {"item_id": message["id"], "output_index": 0, "content_index": 0}
+    empty_part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": started}),
+        ("response.in_progress", {"response": started}),
+        (
+            "response.output_item.added",
+            {"output_index": 0, "item": {**message, "status": "in_progress", "content": []}},
+        ),
+        ("response.content_part.added", {**at, "part": empty_part}),
+    ]
+    for i, word in enumerate(text.split(" ")):
+        delta = word if i == 0 else " " + word
+        events.append(("response.output_text.delta", {**at, "delta": delta, "logprobs": []}))
+    events += [
+        ("response.output_text.done", {**at, "text": text, "logprobs": []}),
+        ("response.content_part.done", {**at, "part": {**empty_part, "text": text}}),
+        ("response.output_item.done", {"output_index": 0, "item": message}),
+        ("response.completed", {"response": final}),
+    ]
+    return events
+
+
 class MockProvider:
     endpoints: frozenset[Endpoint] = frozenset({"chat", "completions", "embeddings", "responses"})
 
@@ -150,7 +180,9 @@ class MockProvider:
                     "id": _ident("msg", call),
                     "status": "completed",
                     "role": "assistant",
-                    "content": [{"type": "output_text", "text": text, "annotations": []}],
+                    "content": [
+                        {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+                    ],
                 }
             ],
             "usage": {
@@ -170,31 +202,13 @@ class MockProvider:
         return self._events(call)
 
     async def _response_events(self, call: UpstreamCall) -> AsyncIterator[bytes]:
-        """The Responses API's typed events: created, text deltas, done, completed with usage."""
+        """The Responses API's typed events, in OpenAI's order (see `_response_sequence`)."""
         text = _reply_text(call.body)
         prompt_tokens = count_prompt(call.endpoint, call.body, call.model)
         final = self._response_object(
             call, text, prompt_tokens, count_text(text, call.model), int(time.time())
         )
-        started = {**final, "status": "in_progress", "output": [], "usage": None}
-        item_id = final["output"][0]["id"]
-        events: list[tuple[str, dict[str, Any]]] = [("response.created", {"response": started})]
-        for i, word in enumerate(text.split(" ")):
-            delta = word if i == 0 else " " + word
-            events.append(
-                (
-                    "response.output_text.delta",
-                    {"item_id": item_id, "output_index": 0, "content_index": 0, "delta": delta},
-                )
-            )
-        events.append(
-            (
-                "response.output_text.done",
-                {"item_id": item_id, "output_index": 0, "content_index": 0, "text": text},
-            )
-        )
-        events.append(("response.completed", {"response": final}))
-        for number, (kind, fields) in enumerate(events):
+        for number, (kind, fields) in enumerate(_response_sequence(final, text)):
             payload = orjson.dumps({"type": kind, "sequence_number": number, **fields})
             yield b"event: " + kind.encode() + b"\ndata: " + payload + b"\n\n"
 

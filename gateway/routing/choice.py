@@ -4,6 +4,10 @@ Among deployments that are not cooling down, the best (lowest) priority wins;
 within it, a weighted choice. Deployments already tried in this request are
 avoided while an untried one of any priority is available; once all have been
 tried, the retry may go back to one (still never to one cooling down).
+
+Panic mode (Envoy's name): when every deployment is cooling down, a request
+that has tried none of them still gets one attempt, on the deployment that
+recovers soonest; a cooldown is a guess, and a refusal is certain.
 """
 
 from __future__ import annotations
@@ -33,6 +37,35 @@ def choose_deployment(
     best = min(d.priority for d in pool)
     candidates = [d for d in pool if d.priority == best]
     return weighted_pick(candidates, rand)
+
+
+def choose_attempt(
+    deployments: Sequence[Deployment],
+    health_of: Callable[[Deployment], Health],
+    now: float,
+    tried: Collection[Deployment],
+    rand: float,
+) -> Deployment | None:
+    """The deployment for the next attempt of a request, or None to stop trying.
+
+    As `choose_deployment`, except in panic mode: every deployment cooling down
+    and none tried yet by this request gives `soonest_back`. Once the request has
+    tried one, a cooling model stops it (its own failures are the answer).
+    """
+    chosen = choose_deployment(deployments, health_of, now, tried, rand)
+    if chosen is None and not tried and deployments:
+        return soonest_back(deployments, health_of, rand)
+    return chosen
+
+
+def soonest_back(
+    deployments: Sequence[Deployment], health_of: Callable[[Deployment], Health], rand: float
+) -> Deployment:
+    """The deployment whose cooldown ends first; ties go by priority, then weight."""
+    first = min(health_of(d).cooling_until for d in deployments)
+    ties = [d for d in deployments if health_of(d).cooling_until == first]
+    best = min(d.priority for d in ties)
+    return weighted_pick([d for d in ties if d.priority == best], rand)
 
 
 def weighted_pick(candidates: Sequence[Deployment], rand: float) -> Deployment:

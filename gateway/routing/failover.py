@@ -3,7 +3,11 @@
 Fails over on connect errors, timeouts, 429 and 5xx (`UpstreamFailure`); an
 upstream's refusal of the request itself (`UpstreamClientError`) is returned
 to the caller at once. Attempts are bounded by `retries`, each by
-`attempt_timeout_s`, all by one deadline `timeout_s`.
+`attempt_timeout_s`, all by one deadline `timeout_s`. Going back to a
+deployment this request already tried waits first (backoff.py), and one
+request's failures count once towards a deployment's cooldown. The loop
+reports what it did into the caller's `Tries`; it never touches the request
+context.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from typing import TypeVar
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.policy.compiled import Deployment, ModelRoute
 from gateway.providers.base import Provider, UpstreamClientError, UpstreamFailure
-from gateway.routing.choice import choose_deployment, soonest_recovery
+from gateway.routing.backoff import back_at, retry_after_hint, retry_wait
+from gateway.routing.choice import choose_attempt
 from gateway.routing.health import HEALTHY, Health, record_failure, record_success
+from gateway.routing.tries import Tries
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.routing")
@@ -36,6 +42,7 @@ class HealthBoard:
         return self._health.get(deployment.label, HEALTHY)
 
     def failed(self, deployment: Deployment, route: ModelRoute, failure: UpstreamFailure) -> None:
+        """Count one failure. Callers count at most one per deployment per request."""
         self._health[deployment.label] = record_failure(
             self.of(deployment),
             self.clock(),
@@ -52,24 +59,6 @@ class HealthBoard:
 Attempt = Callable[[Provider, Deployment, float], Awaitable[T]]
 
 
-class Tries:
-    """What the failover loop tried, readable even when it was cancelled midway."""
-
-    __slots__ = ("deployments", "failures")
-
-    def __init__(self) -> None:
-        self.deployments: list[Deployment] = []
-        self.failures: list[UpstreamFailure] = []
-
-    @property
-    def count(self) -> int:
-        return len(self.deployments)
-
-    @property
-    def last_deployment(self) -> Deployment | None:
-        return self.deployments[-1] if self.deployments else None
-
-
 async def call_with_failover(
     route: ModelRoute,
     provider_of: Callable[[Deployment], Provider],
@@ -79,61 +68,100 @@ async def call_with_failover(
     tries: Tries,
     request_id: str,
     rand: Callable[[], float] = random.random,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> tuple[Deployment, T]:
     """Run `attempt(provider, deployment, deadline)` until one succeeds.
 
     `deadline` is the request's absolute deadline in `board.clock` seconds (for
-    stages that go on after the attempt, like a stream). Raises UpstreamTimeout
-    (504) when the deadline passes or every attempt timed out, UpstreamUnavailable
-    (502) otherwise, and lets UpstreamClientError through.
+    stages that go on after the attempt, like a stream). Every attempt is
+    recorded in `tries` as it starts and ends. Raises UpstreamTimeout (504) when
+    the deadline passes or the last attempt timed out, UpstreamUnavailable (502)
+    otherwise, either with `retry-after` when some wait is known; lets
+    UpstreamClientError through.
     """
     routing = route.routing
     deadline = board.clock() + routing.timeout_s
-    tried: list[Deployment] = []
-    last: UpstreamFailure | None = None
+    asked_until: dict[Deployment, float] = {}  # an upstream's Retry-After, as a clock time
     for _ in range(routing.retries + 1):
         now = board.clock()
-        deployment = choose_deployment(route.deployments, board.of, now, tried, rand())
-        if deployment is None and last is not None:
-            break  # this request's own failures cooled the rest: report those
+        deployment = choose_attempt(
+            route.deployments, board.of, now, tries.failed_deployments, rand()
+        )
         if deployment is None:
-            wait = soonest_recovery(route.deployments, board.of, now)
-            raise UpstreamUnavailable(
-                f"Every deployment of model '{route.alias}' is cooling down after failures.",
-                headers={"retry-after": str(max(1, round(wait)))},
+            break  # this request's own failures cooled every deployment: report those
+        earlier = tries.failures_on(deployment)
+        if earlier:
+            wait = retry_wait(
+                len(earlier),
+                rand(),
+                retry_after_s=earlier[-1].retry_after_s,
+                now=now,
+                deadline=deadline,
             )
+            if wait is None:
+                break  # the pause would outlast the request
+            await sleep(wait)
+            now = board.clock()
         remaining = deadline - now
         if remaining <= 0:
             break
-        tries.deployments.append(deployment)
+        tries.started(deployment)
         try:
             async with asyncio.timeout(min(routing.attempt_timeout_s, remaining)):
                 result = await attempt(provider_of(deployment), deployment, deadline)
         except TimeoutError:
-            last = UpstreamFailure(f"{deployment.label}: attempt timed out", is_timeout=True)
-        except UpstreamFailure as failure:
-            last = failure
+            failure = UpstreamFailure(f"{deployment.label}: attempt timed out", is_timeout=True)
+        except UpstreamFailure as caught:
+            failure = caught
         except UpstreamClientError:
+            tries.answered()
             board.succeeded(deployment)  # it answered; the request was at fault
             raise
         else:
+            tries.answered()
             board.succeeded(deployment)
             return deployment, result
-        tries.failures.append(last)
-        board.failed(deployment, route, last)
-        tried.append(deployment)
+        tries.failed(failure)
+        if not earlier:
+            # One request's retries are one fault seen once: counting each would let a
+            # single unlucky request cool a deployment for every other caller.
+            board.failed(deployment, route, failure)
+        if failure.retry_after_s is not None:
+            asked_until[deployment] = board.clock() + failure.retry_after_s
         log.warning(
             "upstream attempt failed",
             extra={
                 "fields": {
                     "request_id": request_id,
                     "deployment": deployment.label,
-                    "status": last.status,
-                    "timeout": last.is_timeout,
-                    "detail": last.detail[:300],
+                    "status": failure.status,
+                    "timeout": failure.is_timeout,
+                    "detail": failure.detail[:300],
                 }
             },
         )
-    if last is None or last.is_timeout or board.clock() >= deadline:
-        raise UpstreamTimeout(f"The upstream for model '{route.alias}' did not answer in time.")
-    raise UpstreamUnavailable(f"Every deployment of model '{route.alias}' failed.")
+    raise _refusal(route, board, tries, asked_until, deadline)
+
+
+def _refusal(
+    route: ModelRoute,
+    board: HealthBoard,
+    tries: Tries,
+    asked_until: dict[Deployment, float],
+    deadline: float,
+) -> UpstreamTimeout | UpstreamUnavailable:
+    """The error for a request no deployment answered, with `retry-after` when known."""
+    now = board.clock()
+    hint = retry_after_hint(
+        (back_at(board.of(d).cooling_until, asked_until.get(d), now) for d in route.deployments),
+        now,
+    )
+    headers = {} if hint is None else {"retry-after": str(hint)}
+    failures = tries.failures
+    if not failures or failures[-1].is_timeout or now >= deadline:
+        return UpstreamTimeout(
+            f"The upstream for model '{route.alias}' did not answer in time.", headers=headers
+        )
+    return UpstreamUnavailable(
+        f"Every deployment of model '{route.alias}' failed.", headers=headers
+    )

@@ -162,6 +162,8 @@ async def test_retry_after_longer_than_cooldown_wins(tmp_path, pair):
 
 
 async def test_every_deployment_cooling_is_a_502_with_retry_after(tmp_path, pair):
+    """Both 502s carry retry-after; the second request still tries the deployment that
+    cooled first (panic mode) instead of refusing without a try (issue 7)."""
     a, b = pair
     a.behave("status", status=500)
     b.behave("status", status=500)
@@ -174,9 +176,10 @@ async def test_every_deployment_cooling_is_a_502_with_retry_after(tmp_path, pair
             await chat(client)
     assert first.value.status_code == 502
     assert first.value.code == "upstream_unavailable"
+    assert int(first.value.response.headers["retry-after"]) >= 29
     assert second.value.status_code == 502
     assert int(second.value.response.headers["retry-after"]) >= 29
-    assert len(a.requests) == 1 and len(b.requests) == 1
+    assert len(a.requests) == 2 and len(b.requests) == 1  # a recovers first: the panic try
 
 
 async def test_retries_are_bounded(tmp_path, pair):
@@ -345,3 +348,94 @@ async def test_a_stream_cut_by_the_request_deadline_leaves_the_deployment_health
         raw = await chat(client)
     assert "deadline" in caught.value.message
     assert raw.headers["x-gateway-deployment"] == "a/model-a"
+
+
+SINGLE = PRIMARY_BACKUP.replace("      - {{provider: b, model: model-b, priority: 2}}\n", "")
+
+
+async def _arrival_times(up: MockUpstream, n: int) -> list[float]:
+    """When each of the first `n` requests reached the upstream (same event loop)."""
+    times = []
+    for k in range(1, n + 1):
+        await up.wait_for_requests(k, within_s=10)
+        times.append(time.monotonic())
+    return times
+
+
+async def test_one_failing_request_does_not_cool_a_single_deployment_model(tmp_path, pair):
+    """Three failed attempts of one request count once: with failure_threshold 3 the next
+    caller is served normally, retries included (issue 7)."""
+    a, b = pair
+    a.script([Behaviour("status", status=500)] * 3)
+    async with running_gateway(tmp_path, policy(SINGLE, a, b, retries=2, threshold=3)) as gw:
+        client = await gw.openai()
+        with pytest.raises(openai.InternalServerError) as caught:
+            await chat(client)
+        assert caught.value.status_code == 502
+        assert len(a.requests) == 3
+        a.script([Behaviour("status", status=500)])  # one more failure, then ok
+        raw = await chat(client)
+    assert raw.status_code == 200
+    assert raw.headers["x-gateway-deployment"] == "a/model-a"
+    assert len(a.requests) == 5  # retried: a cooled deployment would get a single try
+
+
+async def test_retries_of_one_deployment_are_spaced(tmp_path, pair):
+    """Retries against the same deployment back off (jittered, doubling from 0.1 s)."""
+    a, b = pair
+    a.behave("status", status=500)
+    async with running_gateway(tmp_path, policy(SINGLE, a, b, retries=2)) as gw:
+        client = await gw.openai()
+        watcher = asyncio.create_task(_arrival_times(a, 3))
+        with pytest.raises(openai.InternalServerError):
+            await chat(client)
+        first, second, third = await watcher
+    assert second - first >= 0.05  # half of 0.1 s is fixed, the rest jitter
+    assert third - second >= 0.1
+    assert third - first < 2.0
+
+
+async def test_when_every_deployment_is_cooling_the_soonest_back_is_still_tried(tmp_path, pair):
+    """Panic mode: both deployments cooling, the next request tries the one that cooled
+    first, and succeeds if it recovered (issue 7: it used to be refused unseen)."""
+    a, b = pair
+    a.behave("status", status=500)
+    b.behave("status", status=500)
+    text = policy(PRIMARY_BACKUP, a, b, threshold=1, cooldown=30, retries=1)
+    async with running_gateway(tmp_path, text) as gw:
+        client = await gw.openai()
+        with pytest.raises(openai.InternalServerError):
+            await chat(client)
+        a.behave("ok")
+        b.behave("ok")
+        raw = await chat(client)
+        assert raw.headers["x-gateway-deployment"] == "a/model-a"
+        # a answered, so it is healthy again: the next request does not panic
+        assert (await chat(client)).headers["x-gateway-deployment"] == "a/model-a"
+    assert len(a.requests) == 3 and len(b.requests) == 1
+
+
+async def test_an_upstream_retry_after_longer_than_the_deadline_is_passed_to_the_client(
+    tmp_path, pair
+):
+    """A 429 asking for 30 s is not retried inside a 10 s deadline; the 502 says when."""
+    a, b = pair
+    a.behave("status", status=429, retry_after=30)
+    async with running_gateway(tmp_path, policy(SINGLE, a, b, retries=2, deadline=10)) as gw:
+        with pytest.raises(openai.InternalServerError) as caught:
+            await chat(await gw.openai())
+    assert caught.value.status_code == 502
+    assert 29 <= int(caught.value.response.headers["retry-after"]) <= 30
+    assert len(a.requests) == 1
+
+
+async def test_a_short_upstream_retry_after_spaces_the_retry(tmp_path, pair):
+    """A 429 asking for 0.5 s is retried after (at least) 0.5 s, inside the deadline."""
+    a, b = pair
+    a.script([Behaviour("status", status=429, retry_after=0.5)])
+    async with running_gateway(tmp_path, policy(SINGLE, a, b, retries=1)) as gw:
+        watcher = asyncio.create_task(_arrival_times(a, 2))
+        raw = await chat(await gw.openai())
+        first, second = await watcher
+    assert raw.status_code == 200
+    assert second - first >= 0.5

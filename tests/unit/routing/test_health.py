@@ -1,5 +1,8 @@
 """Cooldown: after `failure_threshold` consecutive failures, for cooldown_s or retry-after."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gateway.routing.health import HEALTHY, record_failure, record_success
 
 
@@ -35,3 +38,42 @@ def test_a_shorter_retry_after_does_not_shorten_the_cooldown():
 def test_success_resets_the_count():
     health = record_success(fail(fail(HEALTHY)))
     assert fail(health).consecutive_failures == 1
+
+
+events = st.lists(
+    st.one_of(
+        st.just("ok"),
+        st.tuples(
+            st.floats(min_value=0.0, max_value=5.0),  # time since the previous event
+            st.one_of(st.none(), st.floats(min_value=0.0, max_value=100.0)),  # retry-after
+        ),
+    ),
+    max_size=20,
+)
+
+
+@settings(deadline=None)  # a busy shared machine must not fail a rule
+@given(events, st.integers(min_value=1, max_value=4))
+def test_health_follows_the_failures_since_the_last_success(history, threshold):
+    """The count is the failures since the last success; a cooldown starts only at the
+    threshold, lasts at least cooldown_s (or the retry-after) and never gets shorter."""
+    health, now, streak = HEALTHY, 0.0, 0
+    for event in history:
+        if event == "ok":
+            health, streak = record_success(health), 0
+            assert health == HEALTHY
+            continue
+        step, retry_after = event
+        now += step
+        before = health
+        health = record_failure(
+            health, now, failure_threshold=threshold, cooldown_s=30.0, retry_after_s=retry_after
+        )
+        streak += 1
+        assert health.consecutive_failures == streak
+        assert health.cooling_until >= before.cooling_until
+        if streak < threshold:
+            assert health.cooling_until == before.cooling_until
+        else:
+            assert health.cooling_until >= now + max(30.0, retry_after or 0.0)
+            assert health.is_cooling(now)

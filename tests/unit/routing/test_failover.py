@@ -1,0 +1,198 @@
+"""The failover loop on a fake clock: backoff, counting once, panic mode, what Tries reports."""
+
+import asyncio
+
+import pytest
+
+from gateway.errors import UpstreamTimeout, UpstreamUnavailable
+from gateway.policy.compiled import Deployment, ModelRoute, RoutingConfig
+from gateway.providers.base import UpstreamClientError, UpstreamFailure
+from gateway.routing.failover import HealthBoard, call_with_failover
+from gateway.routing.tries import Tries
+
+A = Deployment("p", "a", weight=1, priority=1)
+B = Deployment("p", "b", weight=1, priority=2)
+
+
+class Clock:
+    """Monotonic seconds that move only when the loop sleeps (or a test says so)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def route(*deployments: Deployment, **routing) -> ModelRoute:
+    config = {"retries": 2, "timeout_s": 10.0, "failure_threshold": 3, "cooldown_s": 30.0}
+    config.update(routing)
+    return ModelRoute("m", deployments, RoutingConfig(**config), None)
+
+
+def scripted(outcomes: dict[Deployment, list]):
+    """An attempt that plays each deployment's outcomes in order: "ok", or an exception."""
+    calls: list[Deployment] = []
+
+    async def attempt(provider, deployment, deadline):
+        calls.append(deployment)
+        outcome = outcomes[deployment].pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    return attempt, calls
+
+
+async def run(model: ModelRoute, attempt, board: HealthBoard, clock: Clock, tries=None):
+    return await call_with_failover(
+        model,
+        lambda d: d,
+        board,
+        attempt,
+        tries=tries if tries is not None else Tries(),
+        request_id="req_test",
+        rand=lambda: 0.0,
+        sleep=clock.sleep,
+    )
+
+
+def fail(status=500, retry_after=None):
+    return UpstreamFailure("boom", status=status, retry_after_s=retry_after)
+
+
+async def test_one_failing_request_counts_once_and_does_not_cool_the_deployment():
+    """Three failed attempts of one request are one failure towards failure_threshold=3."""
+    clock = Clock()
+    board = HealthBoard(clock)
+    attempt, calls = scripted({A: [fail(), fail(), fail()]})
+    tries = Tries()
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await run(route(A), attempt, board, clock, tries)
+    assert calls == [A, A, A]
+    assert board.of(A).consecutive_failures == 1
+    assert not board.of(A).is_cooling(clock.now)
+    assert tries.count == 3 and len(tries.failures) == 3
+    assert "retry-after" not in caught.value.headers  # nothing keeps it away
+
+
+async def test_separate_requests_each_count():
+    clock = Clock()
+    board = HealthBoard(clock)
+    for _ in range(3):
+        attempt, _ = scripted({A: [fail(), fail(), fail()]})
+        with pytest.raises(UpstreamUnavailable):
+            await run(route(A), attempt, board, clock)
+    assert board.of(A).is_cooling(clock.now)
+
+
+async def test_retries_of_one_deployment_back_off_exponentially():
+    clock = Clock()
+    attempt, _ = scripted({A: [fail(), fail(), "ok"]})
+    deployment, result = await run(route(A), attempt, HealthBoard(clock), clock)
+    assert (deployment, result) == (A, "ok")
+    assert clock.slept == pytest.approx([0.05, 0.1])  # rand 0: half of 0.1, then of 0.2
+
+
+async def test_failing_over_to_another_deployment_does_not_wait():
+    clock = Clock()
+    attempt, calls = scripted({A: [fail()], B: ["ok"]})
+    assert (await run(route(A, B), attempt, HealthBoard(clock), clock))[0] is B
+    assert clock.slept == []
+    assert calls == [A, B]
+
+
+async def test_an_upstream_retry_after_that_fits_the_deadline_is_honoured():
+    clock = Clock()
+    attempt, _ = scripted({A: [fail(429, retry_after=1.5), "ok"]})
+    await run(route(A), attempt, HealthBoard(clock), clock)
+    assert clock.slept == [1.5]
+
+
+async def test_a_retry_after_past_the_deadline_stops_at_once_and_is_passed_on():
+    """No retry the upstream asked us not to make; the client hears when to come back."""
+    clock = Clock()
+    attempt, calls = scripted({A: [fail(429, retry_after=30.0), "ok"]})
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await run(route(A), attempt, HealthBoard(clock), clock)
+    assert calls == [A]
+    assert clock.slept == []
+    assert caught.value.headers["retry-after"] == "30"
+
+
+async def test_a_backoff_that_would_pass_the_deadline_stops_the_request():
+    clock = Clock()
+    attempt, calls = scripted({A: [fail(), "ok"]})
+    with pytest.raises(UpstreamUnavailable):
+        await run(route(A, timeout_s=0.04), attempt, HealthBoard(clock), clock)
+    assert calls == [A]
+
+
+async def test_panic_mode_tries_the_soonest_back_when_all_are_cooling():
+    """Every deployment cooling: the one that recovers first still gets a try."""
+    clock = Clock()
+    board = HealthBoard(clock)
+    model = route(A, B, failure_threshold=1)
+    board.failed(B, model, fail())  # B cools until 30
+    clock.now = 5.0
+    board.failed(A, model, fail())  # A until 35
+    attempt, calls = scripted({B: ["ok"]})
+    assert (await run(model, attempt, board, clock))[0] is B
+    assert calls == [B]
+    assert not board.of(B).is_cooling(clock.now)  # it answered: healthy again
+
+
+async def test_a_failed_panic_try_is_a_502_with_retry_after_and_no_second_try():
+    clock = Clock()
+    board = HealthBoard(clock)
+    model = route(A, B, failure_threshold=1)
+    board.failed(A, model, fail())
+    board.failed(B, model, fail())
+    clock.now = 10.0
+    attempt, calls = scripted({A: [fail()], B: [fail()]})
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await run(model, attempt, board, clock)
+    assert len(calls) == 1
+    assert caught.value.headers["retry-after"] == "20"  # the other one is back at 30
+
+
+async def test_attempts_that_time_out_end_in_504():
+    clock = Clock()
+    attempt, _ = scripted({A: [TimeoutError(), TimeoutError(), TimeoutError()]})
+    with pytest.raises(UpstreamTimeout):
+        await run(route(A), attempt, HealthBoard(clock), clock)
+
+
+async def test_the_callers_own_error_passes_through_and_is_the_answer():
+    clock = Clock()
+    tries = Tries()
+    attempt, _ = scripted({A: [UpstreamClientError(400, "bad")]})
+    with pytest.raises(UpstreamClientError):
+        await run(route(A, B), attempt, HealthBoard(clock), clock, tries)
+    assert tries.count == 1 and tries.all[0].is_answer
+
+
+async def test_tries_report_an_attempt_cut_by_a_cancel():
+    """A client that hangs up mid-attempt: the caller still reads what was tried."""
+    clock = Clock()
+    board = HealthBoard(clock)
+    started = asyncio.Event()
+
+    async def hang(provider, deployment, deadline):
+        started.set()
+        await asyncio.Event().wait()
+
+    tries = Tries()
+    task = asyncio.create_task(run(route(A), hang, board, clock, tries))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert tries.count == 1 and tries.last_deployment is A
+    assert tries.failures == ()
+    assert board.of(A).consecutive_failures == 0  # a cancel is not the deployment's fault
