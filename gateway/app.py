@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api import admin, admin_clients, oauth, openapi, ops
+from gateway.api import admin, admin_clients, models, oauth, openapi, ops
 from gateway.api import openai as openai_api
 from gateway.api.guard import access_line, request_id_of
 from gateway.errors import (
@@ -101,6 +101,7 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
     app = Starlette(
         routes=[
             *openai_api.routes,
+            *models.routes,
             *ops.routes,
             *oauth.routes,
             *admin_clients.routes,

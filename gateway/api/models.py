@@ -1,0 +1,41 @@
+"""`GET /v1/models` and `GET /v1/models/{model}`: the models a caller's team may use."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway import pipeline
+from gateway.api.guard import json_response, requires_scope
+from gateway.auth.principal import SCOPE_INVOKE, Principal
+from gateway.errors import ModelNotFound
+from gateway.services import Services
+
+
+def _model_object(alias: str, created: int) -> dict[str, object]:
+    return {"id": alias, "object": "model", "created": created, "owned_by": "llm-gateway"}
+
+
+async def _list_models(request: Request, services: Services, principal: Principal) -> Response:
+    """Only the models the caller's team may use, in OpenAI's list shape."""
+    policy = services.policy.current()
+    aliases = policy.visible_models(pipeline.team_of(policy, principal))
+    data = [_model_object(alias, services.started_at) for alias in aliases]
+    return json_response({"object": "list", "data": data})
+
+
+async def _get_model(request: Request, services: Services, principal: Principal) -> Response:
+    alias = request.path_params["model"]
+    policy = services.policy.current()
+    if alias not in policy.visible_models(pipeline.team_of(policy, principal)):
+        raise ModelNotFound(
+            f"The model '{alias}' does not exist or you do not have access to it.", param="model"
+        )
+    return json_response(_model_object(alias, services.started_at))
+
+
+routes = [
+    Route("/v1/models", requires_scope(SCOPE_INVOKE, _list_models), methods=["GET"]),
+    Route("/v1/models/{model:path}", requires_scope(SCOPE_INVOKE, _get_model), methods=["GET"]),
+]
