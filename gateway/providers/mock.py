@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from gateway.limits.tokens import count_prompt, count_text
+from gateway.limits.token_count import count_prompt, count_text
 from gateway.providers.base import Endpoint, UpstreamCall, UpstreamClientError, UpstreamReply
 
 EMBEDDING_DIMENSIONS = 256

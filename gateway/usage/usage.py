@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.limits.tokens import count_prompt, count_text
+from gateway.limits.token_count import count_prompt, count_text
 
 
 @dataclass(frozen=True, slots=True)
