@@ -1,4 +1,4 @@
-"""Markdown report for bench/run.py: summary table, TTFT, gateway ÷ baseline. No I/O."""
+"""Markdown report for bench/run.py: summary table, TTFT, gateway(s) ÷ baseline. No I/O."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import statistics
 from typing import Any
 
 SCENARIOS = ("json", "stream")
+# The gateway under test, then the optional same gateway at older code (A/B in one run).
+GATEWAYS = ("gateway", "gateway-before")
 # Issue 3's goals for the gateway (per request, authentication on).
 GOALS: dict[str, Any] = {
     "json": {"cpu_us": 500, "ratio": 2.8},
@@ -57,6 +59,7 @@ def render(meta: dict[str, Any], results: list[dict[str, Any]]) -> str:
         f"mock upstream, wrk and probes on core {cfg['load_cpu']}. Stream: 20 events "
         f"{cfg['event_interval_ms']:g} ms apart, include_usage={cfg['stream_usage']}. "
         f"Load average before/after: {meta['loadavg_before']} / {meta['loadavg_after']}.",
+        *ab_lines(meta, results),
         "",
         "| target | scenario | conc | requests | req/s | CPU µs/req (min-max) | p50 ms | p99 ms "
         "| +p50 vs direct ms | peak RSS MiB | other load on server core (max) | errors |",
@@ -109,6 +112,25 @@ def ttft_lines(results: list[dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
     return lines
 
 
+def measured_gateways(results: list[dict[str, Any]]) -> list[str]:
+    """The gateway targets that have runs, in GATEWAYS order."""
+    names = {r["name"] for r in results if r["runs"]}
+    return [name for name in GATEWAYS if name in names]
+
+
+def ab_lines(meta: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
+    """One sentence naming the code each gateway ran, when gateway-before is in the run."""
+    if not any(r["name"] == "gateway-before" for r in results):
+        return []
+    code = meta.get("code", {})
+    return [
+        "",
+        f"A/B in this run: `gateway` runs {code.get('gateway', '?')}, `gateway-before` runs "
+        f"{code.get('gateway-before', '?')}; same command, policy and core, each its own "
+        "database and token.",
+    ]
+
+
 def _met(ok: bool) -> str:
     return "met" if ok else "**missed**"
 
@@ -116,51 +138,83 @@ def _met(ok: bool) -> str:
 def ratio_lines(
     results: list[dict[str, Any]], table: dict[tuple[str, str, int], dict[str, Any]]
 ) -> list[str]:
-    gateway = next((r for r in results if r["name"] == "gateway" and r["runs"]), None)
-    if gateway is None:
+    gateways = measured_gateways(results)
+    if "gateway" not in gateways:
         return ["Gateway ÷ baseline: the gateway was not measured (see below)."]
     lines = [
         "Gateway ÷ baseline, median CPU µs per request, against issue 3's goals (JSON "
         "≤ 500 µs and ≤ 2.8x the baseline, stream ≤ 1,500 µs and ≤ 1.6x):",
         "",
-        "| scenario | conc | gateway µs | baseline µs | gateway ÷ baseline | µs goal | ratio goal "
-        "|",
-        "|---|--:|--:|--:|--:|---|---|",
+        *ratio_table(gateways, table),
+        "",
     ]
-    for (name, scenario, c), s in table.items():
-        if name != "gateway":
-            continue
-        gw = s["cpu_us"]
-        base = table.get(("baseline", scenario, c), {}).get("cpu_us")
-        ratio = gw / base if gw and base else None
-        goal = GOALS[scenario]
-        abs_met = "-" if gw is None else _met(gw <= goal["cpu_us"])
-        ratio_met = "-" if ratio is None else _met(ratio <= goal["ratio"])
-        lines.append(
-            f"| {scenario} | {c} | {_f(gw, '.0f')} | {_f(base, '.0f')} | {_f(ratio)}x "
-            f"| {abs_met} | {ratio_met} |"
-        )
-    rss = gateway["peak_rss_mib"]
-    lines += ["", f"- peak RSS {rss:.1f} MiB (goal ≤ 150): {_met(rss <= GOALS['rss_mib'])}"]
-    added = {name: _added_p50(table, name, "json") for name in ("gateway", "baseline")}
+    rss = {r["name"]: r["peak_rss_mib"] for r in results}
+    rss_met = _met(rss["gateway"] <= GOALS["rss_mib"])
+    lines.append(
+        f"- peak RSS {rss['gateway']:.1f} MiB (goal ≤ 150): {rss_met}"
+        + "".join(f"; {name} {rss[name]:.1f} MiB" for name in gateways[1:])
+    )
+    added = {name: _added_p50(table, name, "json") for name in (*gateways, "baseline")}
     if added["gateway"] is not None:
         lines.append(
             f"- added p50 latency, JSON at c=1: {added['gateway']:.2f} ms (goal ≤ 1 ms): "
-            f"{_met(added['gateway'] <= GOALS['added_p50_ms'])}; the baseline adds "
-            f"{_f(added['baseline'])} ms"
+            f"{_met(added['gateway'] <= GOALS['added_p50_ms'])}; "
+            + "".join(f"{name} adds {_f(added[name])} ms; " for name in gateways[1:])
+            + f"the baseline adds {_f(added['baseline'])} ms"
         )
-    stream = {name: _added_p50(table, name, "stream") for name in ("gateway", "baseline")}
+    others = (*gateways, "baseline")
+    stream = {name: _added_p50(table, name, "stream") for name in others}
     ttft = {r["name"]: r["ttft"].get("p50_ms") for r in results if r["ttft"]}
     if "direct" in ttft:
-        extra = {
-            n: ttft[n] - ttft["direct"] if n in ttft else None for n in ("gateway", "baseline")
-        }
+        extra = {n: ttft[n] - ttft["direct"] if n in ttft else None for n in others}
         lines.append(
-            f"- added TTFT p50: gateway {_f(extra['gateway'], '.3f')} ms, baseline "
-            f"{_f(extra['baseline'], '.3f')} ms; added p50 of a whole stream at c=1: gateway "
-            f"{_f(stream['gateway'])} ms, baseline {_f(stream['baseline'])} ms"
+            "- added TTFT p50: "
+            + ", ".join(f"{n} {_f(extra[n], '.3f')} ms" for n in others)
+            + "; added p50 of a whole stream at c=1: "
+            + ", ".join(f"{n} {_f(stream[n])} ms" for n in others)
         )
     return lines
+
+
+def ratio_table(
+    gateways: list[str], table: dict[tuple[str, str, int], dict[str, Any]]
+) -> list[str]:
+    """Per scenario and concurrency: each gateway's µs and ratio to the baseline, the goals
+    (for `gateway`), and with two gateways new ÷ before (their µs, so the baseline cancels)."""
+    compare = len(gateways) > 1
+    header = [
+        "scenario",
+        "conc",
+        *(f"{g} µs" for g in gateways),
+        "baseline µs",
+        *(f"{g} ÷ baseline" for g in gateways),
+        *(["new ÷ before"] if compare else []),
+        "µs goal",
+        "ratio goal",
+    ]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|---|" + "--:|" * (len(header) - 3) + "---|---|",
+    ]
+    rows = dict.fromkeys((sc, c) for (name, sc, c) in table if name in gateways)
+    for scenario, c in rows:
+        cpu = {g: table.get((g, scenario, c), {}).get("cpu_us") for g in gateways}
+        base = table.get(("baseline", scenario, c), {}).get("cpu_us")
+        ratios = [_ratio(cpu[g], base) for g in gateways]
+        cells = [scenario, str(c), *(_f(cpu[g], ".0f") for g in gateways), _f(base, ".0f")]
+        cells += [f"{_f(r)}x" for r in ratios]
+        if compare:
+            cells.append(f"{_f(_ratio(cpu['gateway'], cpu['gateway-before']))}x")
+        goal = GOALS[scenario]
+        gw, ratio = cpu["gateway"], ratios[0]
+        cells.append("-" if gw is None else _met(gw <= goal["cpu_us"]))
+        cells.append("-" if ratio is None else _met(ratio <= goal["ratio"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _ratio(num: float | None, den: float | None) -> float | None:
+    return num / den if num and den else None
 
 
 def _added_p50(table: dict[tuple[str, str, int], dict[str, Any]], name: str, scenario: str) -> Any:

@@ -2,7 +2,9 @@
 
 Starts one mock upstream (pinned to the load core) and every target server
 (pinned to the server core): `direct` (a second mock: the floor), `baseline`
-(bare Starlette + aiohttp forwarder) and `gateway`. Checks each answers
+(bare Starlette + aiohttp forwarder) and `gateway`, optionally `gateway-before` (the
+same gateway with extra environment, e.g. PYTHONPATH at an older checkout: an A/B in
+one run). Checks each answers
 correctly, warms each up, then drives them with wrk in interleaved rounds
 (scenario x concurrency x repeat, then target), so that noise from other work
 on the machine lands on every target alike. Measures time to first token with a
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +37,12 @@ import measure
 import orjson
 import report
 from servers import (
+    GATEWAYS,
     Config,
     Processes,
     Target,
     free_port,
+    gateway_env,
     gateway_missing,
     log_tail,
     mock_command,
@@ -47,7 +51,8 @@ from servers import (
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-TARGETS = ("direct", "baseline", "gateway")
+TARGETS = ("direct", "baseline", *GATEWAYS)
+DEFAULT_TARGETS = ("direct", "baseline", "gateway")  # plus gateway-before with --compare-env
 SCENARIOS = ("json", "stream")
 STREAM_EVENTS = 20  # what bench/mock_upstream.py sends
 GATEWAY_MODEL = "bench-model"
@@ -151,7 +156,7 @@ def run_all(
                     t.runs.append(run)
                     errors = run["non_2xx"] + run["socket_errors"]
                     print(
-                        f"  {scenario:6} c={c:<3} #{rep + 1} {t.name:8} {run['requests']:>7} req "
+                        f"  {scenario:6} c={c:<3} #{rep + 1} {t.name:14} {run['requests']:>7} req "
                         f"{run['cpu_us_per_request'] or 0:7.0f} µs/req  "
                         f"p50 {run['latency_ms'].get('p50', 0):6.2f} ms  "
                         f"other load {run['server_core_other_pct']:3.0f}%"
@@ -178,13 +183,25 @@ def run_all(
 # --- main ---------------------------------------------------------------------------------------
 
 
-def git_commit() -> str:
+def git_commit(checkout: Path = REPO) -> str:
     def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=REPO, capture_output=True)
+        out = subprocess.run(["git", *args], cwd=checkout, capture_output=True)
         return out.stdout.decode().strip()
 
     commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
     return commit + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
+def code_label(env: dict[str, str]) -> str:
+    """Which gateway code a target imports: the commit its PYTHONPATH's first entry is at."""
+    first = env.get("PYTHONPATH", "").split(os.pathsep)[0]
+    if not first:
+        return "the installed package"
+    checkout = Path(first)
+    if not checkout.is_dir():
+        return f"PYTHONPATH={first} (missing)"
+    commit = git_commit(checkout)
+    return f"{commit} ({first})" if commit != "unknown" else f"PYTHONPATH={first}"
 
 
 def write_bodies(tmp: Path, stream_usage: bool) -> dict[str, Path]:
@@ -204,7 +221,7 @@ def write_bodies(tmp: Path, stream_usage: bool) -> dict[str, Path]:
 
 def parse_args() -> tuple[Config, list[str], Path]:
     p = argparse.ArgumentParser(description="Benchmark the gateway against a bare forwarder.")
-    p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
+    p.add_argument("--targets", nargs="+", choices=TARGETS, default=list(DEFAULT_TARGETS))
     p.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
     p.add_argument("--repeat", type=int, default=3, help="runs per target x scenario x conc")
     p.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per scenario")
@@ -223,6 +240,14 @@ def parse_args() -> tuple[Config, list[str], Path]:
     p.add_argument("--gateway-bin", default=str(REPO / ".venv" / "bin" / "gateway"))
     p.add_argument("--gateway-arg", action="append", default=[], help="extra `serve` argument")
     p.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--compare-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="adds target gateway-before: the gateway with this extra environment variable",
+    )
+    p.add_argument("--compare-label", help="what gateway-before runs (default: its commit)")
     p.add_argument("--startup-timeout", type=float, default=60.0)
     p.add_argument("--out", type=Path, default=BENCH_DIR / "out")
     a = p.parse_args()
@@ -240,9 +265,16 @@ def parse_args() -> tuple[Config, list[str], Path]:
         gateway_bin=str(Path(a.gateway_bin).absolute()),
         gateway_args=a.gateway_arg,
         gateway_env=dict(kv.split("=", 1) for kv in a.gateway_env),
+        compare_env=dict(kv.split("=", 1) for kv in a.compare_env),
+        compare_label=a.compare_label or "",
         startup_timeout_s=a.startup_timeout,
     )
-    return cfg, a.targets, a.out
+    if not cfg.compare_label:
+        cfg = replace(cfg, compare_label=code_label(gateway_env(cfg, "gateway-before")))
+    names = list(a.targets)
+    if cfg.compare_env and "gateway-before" not in names:
+        names.append("gateway-before")
+    return cfg, names, a.out
 
 
 def _raise_stop(signum: int, frame: object) -> None:
@@ -259,9 +291,9 @@ def bench(cfg: Config, names: list[str], procs: Processes, tmp: Path) -> list[Ta
     )
     targets = [Target(name) for name in names]
     for t in targets:
-        if t.name == "gateway" and (reason := gateway_missing(cfg)):
+        if t.name in GATEWAYS and (reason := gateway_missing(cfg, t.name)):
             t.skipped = reason
-            print(f"gateway: skipped: {reason}", flush=True)
+            print(f"{t.name}: skipped: {reason}", flush=True)
             continue
         try:
             start_target(t, cfg, procs, tmp, upstream_port, ready)
@@ -289,6 +321,10 @@ def main() -> int:
         "host": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "loadavg_before": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "config": asdict(cfg),
+        "code": {
+            "gateway": code_label(gateway_env(cfg, "gateway")),
+            "gateway-before": cfg.compare_label,
+        },
     }
     procs = Processes()
     try:

@@ -1,4 +1,4 @@
-"""Servers for bench/run.py: start the mock, baseline and gateway pinned to a core; stop them.
+"""Servers for bench/run.py: start the mock, baseline and gateways pinned to a core; stop them.
 
 Owns process lifetimes: each server is started in its own session and stopped by
 its own process group id, never by name.
@@ -20,6 +20,8 @@ import measure
 
 BENCH_DIR = Path(__file__).resolve().parent
 GATEWAY_TEAM = "bench"
+# Started alike; `gateway-before` also gets Config.compare_env (an A/B in one run).
+GATEWAYS = ("gateway", "gateway-before")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Config:
     gateway_bin: str
     gateway_args: list[str]
     gateway_env: dict[str, str]
+    compare_env: dict[str, str]  # on top of gateway_env, for `gateway-before` only
+    compare_label: str  # what `gateway-before` runs, for the report
     startup_timeout_s: float
 
 
@@ -126,12 +130,18 @@ def mock_command(cfg: Config, port: int) -> list[str]:
     return [cfg.python, script, "--port", str(port), "--event-interval-ms", interval]
 
 
-def gateway_missing(cfg: Config) -> str | None:
-    """Why the gateway target cannot run, or None."""
+def gateway_env(cfg: Config, name: str) -> dict[str, str]:
+    """The environment variables a gateway target gets on top of the harness's own."""
+    return {**cfg.gateway_env, **(cfg.compare_env if name == "gateway-before" else {})}
+
+
+def gateway_missing(cfg: Config, name: str) -> str | None:
+    """Why this gateway target cannot run, or None."""
     if not Path(cfg.gateway_bin).exists():
         return f"{cfg.gateway_bin} does not exist yet (pip install -e . creates it)"
+    env = {**os.environ, **gateway_env(cfg, name)}  # the code it will run, not the harness's
     try:
-        out = subprocess.run([cfg.gateway_bin, "--help"], capture_output=True, timeout=60)
+        out = subprocess.run([cfg.gateway_bin, "--help"], capture_output=True, env=env, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"`{cfg.gateway_bin} --help` failed: {exc}"
     if out.returncode != 0:
@@ -163,7 +173,7 @@ def mint_token(cfg: Config, env: dict[str, str], cwd: Path) -> str:
 def start_gateway(
     target: Target, cfg: Config, procs: Processes, tmp: Path, upstream_port: int, ready: bytes
 ) -> None:
-    gw_dir = tmp / "gateway"
+    gw_dir = tmp / target.name  # each gateway its own database, policy copy and signing key
     policy_dir = gw_dir / "policies"
     policy_dir.mkdir(parents=True)
     bundle = (BENCH_DIR / "policies" / "bundle.yaml").read_text()
@@ -172,7 +182,7 @@ def start_gateway(
         **os.environ,
         "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{gw_dir / 'bench.db'}",
         "GATEWAY_POLICY_DIR": str(policy_dir),
-        **cfg.gateway_env,
+        **gateway_env(cfg, target.name),
     }
     target.port = free_port()
     cmd = [cfg.gateway_bin, "serve", "--host", "127.0.0.1", "--port", str(target.port)]
@@ -183,7 +193,7 @@ def start_gateway(
         target.token = mint_token(cfg, env, gw_dir)
     except RuntimeError as exc:
         target.notes.append(f"token before serve failed, minted after start: {str(exc)[:200]}")
-    proc = procs.start(cmd, cfg.server_cpu, tmp / "gateway.log", env=env, cwd=gw_dir)
+    proc = procs.start(cmd, cfg.server_cpu, tmp / f"{target.name}.log", env=env, cwd=gw_dir)
     target.pid = proc.pid
 
     def alive() -> bool:
@@ -203,7 +213,7 @@ def start_target(
     target: Target, cfg: Config, procs: Processes, tmp: Path, upstream_port: int, ready: bytes
 ) -> None:
     """Start one target server on the server core and wait until it answers a chat request."""
-    if target.name == "gateway":
+    if target.name in GATEWAYS:
         start_gateway(target, cfg, procs, tmp, upstream_port, ready)
         return
     target.port = free_port()
