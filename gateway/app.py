@@ -14,6 +14,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from gateway.api import admin, admin_clients, models, oauth, openapi, ops
 from gateway.api import openai as openai_api
@@ -81,6 +83,29 @@ def reopen_on_sighup(access_log: AccessLog) -> Iterator[None]:
         loop.remove_signal_handler(signal.SIGHUP)
 
 
+class GatewayApp(Starlette):
+    """Starlette, with the inference routes dispatched ahead of its middleware stack.
+
+    A stream sends one ASGI message per upstream read, and each would otherwise pass
+    through two middleware wrappers that only track whether the response started;
+    the inference endpoint renders its own errors (api/openai.py). Every other
+    request, and any other method on those paths (405), goes through Starlette.
+    """
+
+    def __init__(self, fast_routes: list[Route], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._fast = {route.path: route.app for route in fast_routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            endpoint = self._fast.get(scope["path"])
+            if endpoint is not None:
+                scope["app"] = self
+                await endpoint(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
 def build_app(settings: Settings, services: Services | None = None) -> Starlette:
     """The ASGI app; `services` lets tests bring their own, else the lifespan builds them."""
 
@@ -98,7 +123,8 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             with reopen_on_sighup(built.access_log):
                 yield {"services": built}
 
-    app = Starlette(
+    app = GatewayApp(
+        openai_api.routes,
         routes=[
             *openai_api.routes,
             *models.routes,

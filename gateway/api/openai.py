@@ -9,6 +9,7 @@ response carries `x-request-id`.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -17,8 +18,11 @@ from starlette.types import Receive, Scope, Send
 from gateway import pipeline
 from gateway.api.body import check_body, read_json_object
 from gateway.api.guard import request_id_of
+from gateway.errors import error_body_bytes, unexpected
 from gateway.providers.base import Endpoint
 from gateway.services import Services
+
+log = logging.getLogger("gateway.api")
 
 
 class DisconnectWatch:
@@ -93,7 +97,7 @@ class AsgiExchange:
         return self._watch is not None and self._watch.absorb()
 
     async def answer(self, status: int, body: bytes, headers: pipeline.Headers) -> None:
-        self._stop_watching()
+        self.stop_watching()
         self.has_answered = True
         headers.append((b"content-length", str(len(body)).encode()))
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
@@ -107,10 +111,10 @@ class AsgiExchange:
         await self._send({"type": "http.response.body", "body": data, "more_body": True})
 
     async def end_stream(self) -> None:
-        self._stop_watching()
+        self.stop_watching()
         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def _stop_watching(self) -> None:
+    def stop_watching(self) -> None:
         if self._watch is not None:
             self._watch.stop()
 
@@ -128,8 +132,17 @@ class InferenceEndpoint:
         )
         try:
             await pipeline.handle(exchange, services)
+        except Exception as exc:
+            # The pipeline recorded it; the trace goes to our log, never to the caller.
+            log.error("unhandled error", exc_info=exc, extra={"fields": {"path": scope["path"]}})
+            if not exchange.has_answered:
+                error = unexpected(exc)
+                headers = [(b"content-type", b"application/json")]
+                headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
+                headers.append((b"x-request-id", exchange.request_id.encode()))
+                await exchange.answer(error.status, error_body_bytes(error), headers)
         finally:
-            exchange._stop_watching()
+            exchange.stop_watching()
 
 
 routes = [
