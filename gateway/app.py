@@ -22,6 +22,7 @@ from gateway.errors import (
     GatewayError,
     MethodNotAllowed,
     NotFound,
+    cut,
     error_response,
     unexpected,
 )
@@ -38,9 +39,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     error: GatewayError
     if status == 404:
-        error = NotFound(f"Unknown path: {request.method} {request.url.path}")
+        error = NotFound(f"Unknown path: {request.method} {cut(request.url.path)}")
     elif status == 405:
-        error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
+        error = MethodNotAllowed(
+            f"Method {request.method} is not allowed on {cut(request.url.path)}"
+        )
     else:
         error = GatewayError("The gateway hit an internal error.")
     with access_line(request, request.state.services) as ctx:
@@ -50,7 +53,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # The trace goes to our log, never to the caller.
-    log.error("unhandled error", exc_info=exc, extra={"fields": {"path": request.url.path}})
+    log.error("unhandled error", exc_info=exc, extra={"fields": {"path": cut(request.url.path)}})
     error = unexpected(exc)
     return error_response(error, request_id_of(request))
 

@@ -22,6 +22,7 @@ from gateway.errors import (
     ModelNotAllowed,
     ModelNotFound,
     UpstreamRejected,
+    quoted,
 )
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
 from gateway.providers.base import (
@@ -82,7 +83,7 @@ def authorize(ctx: RequestContext, policy: Policy, principal: Principal, model: 
     route = policy.models.get(model)
     if route is None:
         raise ModelNotFound(
-            f"The model '{model}' does not exist or you do not have access to it.",
+            f"The model {quoted(model)} does not exist or you do not have access to it.",
             param="model",
         )
     if not team.allows(model):

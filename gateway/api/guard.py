@@ -20,7 +20,7 @@ from starlette.responses import Response
 from gateway import pipeline
 from gateway.auth.principal import Principal
 from gateway.context import EdgeContext
-from gateway.errors import GatewayError, error_response, unexpected
+from gateway.errors import ClientDisconnected, GatewayError, error_response, unexpected
 from gateway.services import Services
 
 # Any visible ASCII (no spaces or control characters, so it is safe in headers and logs).
@@ -82,6 +82,9 @@ def requires_scope(scope: str, handler: Handler) -> Endpoint:
                 ctx.principal = await pipeline.authenticate(authorization, services)
                 pipeline.require_scope(ctx.principal, scope)
                 response = await handler(request, services, ctx.principal)
+            except ClientDisconnected:
+                ctx.status, ctx.outcome = 499, "client_disconnected"  # nobody to answer
+                return Response(status_code=499)
             except GatewayError as error:
                 ctx.end(error.status, error.code)
                 return error_response(error, ctx.request_id)

@@ -22,7 +22,14 @@ from gateway.api.body import check_body, read_json_object
 from gateway.api.guard import json_response, request_id_of, requires_scope
 from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.context import RequestContext
-from gateway.errors import GatewayError, ModelNotFound, error_response, unexpected
+from gateway.errors import (
+    ClientDisconnected,
+    GatewayError,
+    ModelNotFound,
+    error_response,
+    quoted,
+    unexpected,
+)
 from gateway.providers.base import Endpoint
 from gateway.relay import StreamRelay
 from gateway.services import Services
@@ -164,6 +171,10 @@ async def handle_inference(request: Request, endpoint: Endpoint) -> Response | E
             request.receive, pipeline.complete(ctx, route, upstream_body, services, ids)
         )
         return Response(raw, media_type="application/json", headers=_headers(ctx))
+    except (Disconnected, ClientDisconnected):
+        ctx.outcome = "client_disconnected"
+        ctx.status = 499
+        return Response(status_code=499)
     except GatewayError as error:
         ctx.status = error.status
         ctx.outcome = "refused" if error.status < 500 else "upstream_error"
@@ -172,10 +183,6 @@ async def handle_inference(request: Request, endpoint: Endpoint) -> Response | E
         if ctx.deployment is not None and error.status < 500:
             response.headers["x-gateway-deployment"] = ctx.deployment.label
         return response
-    except Disconnected:
-        ctx.outcome = "client_disconnected"
-        ctx.status = 499
-        return Response(status_code=499)
     except asyncio.CancelledError:
         ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
         raise
@@ -214,7 +221,8 @@ async def _get_model(request: Request, services: Services, principal: Principal)
     policy = services.policy.current()
     if alias not in policy.visible_models(pipeline.team_of(policy, principal)):
         raise ModelNotFound(
-            f"The model '{alias}' does not exist or you do not have access to it.", param="model"
+            f"The model {quoted(alias)} does not exist or you do not have access to it.",
+            param="model",
         )
     return json_response(_model_object(alias, services.started_at))
 
