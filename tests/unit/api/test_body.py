@@ -16,7 +16,8 @@ from gateway.api.body import (
     MIN_INTEGER,
     check_body,
     check_forwardable,
-    is_deeper_than,
+    check_integers,
+    measure,
     out_of_range_integer,
     too_deep_field,
 )
@@ -33,7 +34,7 @@ def body_nested(depth: int, field: str = "tools") -> tuple[bytes, dict[str, Any]
 @given(st.integers(min_value=2, max_value=MAX_DEPTH))
 def test_any_depth_up_to_the_limit_is_forwardable(depth):
     raw, body = body_nested(depth)
-    assert too_deep_field(raw, body) is None
+    assert measure(body) == (depth, False)
     check_forwardable(raw, body)
     orjson.dumps(body)  # and orjson can really write it back
 
@@ -41,7 +42,8 @@ def test_any_depth_up_to_the_limit_is_forwardable(depth):
 @given(st.integers(min_value=MAX_DEPTH + 1, max_value=1024))
 def test_any_depth_beyond_the_limit_names_its_top_level_field(depth):
     raw, body = body_nested(depth)
-    assert too_deep_field(raw, body) == "tools"
+    assert measure(body)[0] == MAX_DEPTH + 1  # the walk stops there
+    assert too_deep_field(body) == "tools"
     with pytest.raises(InvalidRequest) as refused:
         check_forwardable(raw, body)
     assert (refused.value.status, refused.value.param, refused.value.code) == (
@@ -64,12 +66,13 @@ def test_many_brackets_without_depth_pass():
     body = {"model": "m", "messages": [{"role": "user", "content": [{"type": "text"}]}] * 500}
     raw = orjson.dumps(body)
     assert raw.count(b"{") > MAX_DEPTH
-    assert too_deep_field(raw, body) is None
+    assert measure(body) == (5, False)
+    check_forwardable(raw, body)
 
 
 def test_brackets_inside_strings_do_not_count_as_depth():
     body = {"model": "m", "content": "[" * 1000}
-    assert too_deep_field(orjson.dumps(body), body) is None
+    check_forwardable(orjson.dumps(body), body)
 
 
 def test_a_huge_top_level_key_is_cut_in_param_and_message():
@@ -82,26 +85,58 @@ def test_a_huge_top_level_key_is_cut_in_param_and_message():
 
 
 @pytest.mark.parametrize(
-    ("node", "limit", "deeper"),
+    ("body", "depth"),
     [
-        ([], 1, False),
-        ([[]], 1, True),
-        ([[]], 2, False),
-        ({"a": {"b": [1, "x"]}}, 3, False),
-        ({"a": {"b": [1, "x", [0]]}}, 3, True),
-        ([1, 2, {"a": 1}], 2, False),
+        ({}, 1),
+        ({"a": 1}, 1),
+        ({"a": []}, 2),
+        ({"a": {"b": [1, "x"]}}, 3),
+        ({"a": {"b": [1, "x", [0]]}, "c": []}, 4),
+        ({"a": [1, 2, {"b": 1}]}, 3),
     ],
 )
-def test_is_deeper_than(node, limit, deeper):
-    assert is_deeper_than(node, limit) is deeper
+def test_measure_finds_the_depth(body, depth):
+    assert measure(body) == (depth, False)
 
 
-def test_is_deeper_than_handles_depths_beyond_the_interpreters_stack():
+@pytest.mark.parametrize(
+    ("value", "suspicious"),
+    [
+        (1e19, True),
+        (-9.3e18, True),
+        (float(2**63), True),
+        (9.2e18, False),
+        (1.5, False),
+        (2**64 - 1, False),
+    ],
+)
+def test_measure_flags_floats_that_may_be_integers_orjson_could_not_hold(value, suspicious):
+    assert measure({"a": [{"b": value}]})[1] is suspicious
+
+
+def test_measure_stops_at_the_first_level_beyond_the_limit_whatever_the_depth():
     node: list[Any] = []
     for _ in range(50_000):
         node = [node]
-    assert is_deeper_than(node, 49_999)
-    assert not is_deeper_than(node, 50_001)
+    assert measure({"a": node}) == (MAX_DEPTH + 1, False)
+
+
+def test_a_wide_body_with_a_big_integer_is_refused():
+    """The walked path (many brackets) finds big integers too."""
+    body = {"model": "m", "messages": [{"role": "user"}] * 200, "seed": 10**20}
+    raw = json.dumps(body).encode()
+    with pytest.raises(InvalidRequest) as refused:
+        check_forwardable(raw, orjson.loads(raw))
+    assert (refused.value.param, refused.value.code) == ("seed", "integer_above_max_value")
+
+
+def test_a_float_literal_as_large_as_a_big_integer_passes():
+    raw = (
+        b'{"model": "m", "messages": ['
+        + b'{"role": "user"},' * 200
+        + b'{"role": "user"}], "t": 1e19}'
+    )
+    check_forwardable(raw, orjson.loads(raw))
 
 
 # --- integers beyond 64 bits ---------------------------------------------------------
@@ -131,7 +166,7 @@ def test_any_integer_beyond_64_bits_is_found_with_its_path(value):
 def test_an_out_of_range_integer_is_refused_naming_its_field(literal, code):
     raw = b'{"model": "m", "seed": ' + literal.encode() + b"}"
     with pytest.raises(InvalidRequest) as refused:
-        check_forwardable(raw, {"model": "m"})
+        check_integers(raw)  # what read_json_object runs, also when orjson cannot parse it
     assert (refused.value.status, refused.value.param, refused.value.code) == (400, "seed", code)
     assert len(refused.value.message) < 300
 
