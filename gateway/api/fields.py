@@ -241,10 +241,17 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
 }
 
 
+# The rules that refuse a missing field; every other rule passes an absent or null one.
+REQUIRED: frozenset[Rule] = frozenset({model, messages, embedding_input})
+
+
 def first_refusal(endpoint: Endpoint, body: dict[str, Any]) -> InvalidRequest | None:
     """The first rule of `endpoint` that `body` breaks, or None."""
     for name, rule in RULES[endpoint]:
-        refusal = rule(name, body.get(name))
+        value = body.get(name)
+        if value is None and rule not in REQUIRED:
+            continue  # most optional fields are absent: skip the call
+        refusal = rule(name, value)
         if refusal is not None:
             return refusal
     return None

@@ -10,6 +10,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from gateway.api.fields import (
+    REQUIRED,
     RULES,
     boolean,
     embedding_input,
@@ -311,6 +312,12 @@ def test_fields_an_endpoint_does_not_know_are_left_to_the_upstream():
 def test_the_model_is_checked_first():
     found = first_refusal("chat", {"model": 5, "messages": [], "n": 0})
     assert found is not None and found.param == "model"
+
+
+def test_exactly_the_required_rules_refuse_a_missing_field():
+    for rules in RULES.values():
+        for name, rule in rules:
+            assert (rule(name, None) is not None) is (rule in REQUIRED), name
 
 
 def test_every_rule_returns_an_invalid_request_with_a_param():
