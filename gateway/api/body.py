@@ -17,8 +17,6 @@ from starlette.requests import ClientDisconnect, Request
 
 from gateway.api.fields import first_refusal
 from gateway.errors import (
-    AboveMaximum,
-    BelowMinimum,
     BodyTooLarge,
     ClientDisconnected,
     InvalidRequest,
@@ -113,9 +111,10 @@ def check_integers(raw: bytes) -> None:
     if found is not None:
         path, digits = found
         above = not digits.startswith("-")
-        error = AboveMaximum if above else BelowMinimum
         bound = f"<= {MAX_INTEGER}" if above else f">= {MIN_INTEGER}"
-        raise error(
+        # No code: a limit of the gateway's transport, not a field's documented range
+        # (and the admin API has refused these with code null since it was hardened).
+        raise InvalidRequest(
             f"Invalid {quoted(path)}: integer {'above maximum' if above else 'below minimum'} "
             f"value. Expected a value {bound}, but got {cut(digits, 64)} instead.",
             param=cut(path),

@@ -127,7 +127,7 @@ def test_a_wide_body_with_a_big_integer_is_refused():
     raw = json.dumps(body).encode()
     with pytest.raises(InvalidRequest) as refused:
         check_forwardable(raw, orjson.loads(raw))
-    assert (refused.value.param, refused.value.code) == ("seed", "integer_above_max_value")
+    assert (refused.value.param, refused.value.code) == ("seed", None)
 
 
 def test_a_float_literal_as_large_as_a_big_integer_passes():
@@ -156,18 +156,22 @@ def test_any_integer_beyond_64_bits_is_found_with_its_path(value):
 
 
 @pytest.mark.parametrize(
-    ("literal", "code"),
+    ("literal", "words"),
     [
-        (str(MAX_INTEGER + 1), "integer_above_max_value"),
-        (str(MIN_INTEGER - 1), "integer_below_min_value"),
-        ("9" * 5000, "integer_above_max_value"),  # more digits than Python's int() takes
+        (str(MAX_INTEGER + 1), "above maximum value. Expected a value <= 18446744073709551615"),
+        (str(MIN_INTEGER - 1), "below minimum value. Expected a value >= -9223372036854775808"),
+        (
+            "9" * 5000,
+            "but got 9999999999999999999999999999999999999999999999999999999999999999… (cut, 5000 characters) instead.",
+        ),
     ],
 )
-def test_an_out_of_range_integer_is_refused_naming_its_field(literal, code):
+def test_an_out_of_range_integer_is_refused_naming_its_field(literal, words):
     raw = b'{"model": "m", "seed": ' + literal.encode() + b"}"
     with pytest.raises(InvalidRequest) as refused:
         check_integers(raw)  # what read_json_object runs, also when orjson cannot parse it
-    assert (refused.value.status, refused.value.param, refused.value.code) == (400, "seed", code)
+    assert (refused.value.status, refused.value.param, refused.value.code) == (400, "seed", None)
+    assert words in refused.value.message
     assert len(refused.value.message) < 300
 
 
