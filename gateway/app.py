@@ -12,13 +12,14 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway.api import admin, admin_clients, oauth, openapi, ops
 from gateway.api import openai as openai_api
 from gateway.api.guard import access_line, request_id_of
 from gateway.errors import (
+    ClientDisconnected,
     GatewayError,
     MethodNotAllowed,
     NotFound,
@@ -49,6 +50,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     with access_line(request, request.state.services) as ctx:
         ctx.end(error.status, error.code)
         return error_response(error, ctx.request_id)
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up while sending its request: nobody to answer, nothing to log
+    (a handler here, not in the last-resort one, so no traceback is printed)."""
+    return Response(status_code=499)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -111,7 +118,12 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             *openapi.routes,
         ],
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
+            ClientDisconnected: _client_gone,
+            Exception: _internal_error,
+        },
     )
     # A trailing slash is an unknown path (a 404 with an OpenAI body and a request
     # id), not a redirect that a POSTing client would have to follow.

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from gateway import pipeline
@@ -58,6 +58,11 @@ def access_line(request: Request, services: Services) -> Iterator[EdgeContext]:
         yield ctx
     except asyncio.CancelledError:
         ctx.outcome = "cancelled"  # the server cut it at its shutdown deadline
+        raise
+    except (ClientDisconnect, ClientDisconnected):
+        # A hang-up mid-upload (a body read without read_json_object, e.g. a form):
+        # the app's handler answers 499 to no one, without a trace.
+        ctx.status, ctx.outcome = 499, "client_disconnected"
         raise
     except Exception as exc:
         error = unexpected(exc)  # as the app's last-resort handler will render it

@@ -302,6 +302,23 @@ async def test_a_client_hanging_up_mid_upload_is_499_without_a_traceback(
     assert status == 200
 
 
+async def test_a_client_hanging_up_mid_token_request_is_499_without_a_traceback(
+    gw, tmp_path, caplog
+):
+    """/oauth/token reads its form itself: the same hang-up is the same 499 line, no trace."""
+    caplog.set_level(logging.DEBUG)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    await hang_up_mid_upload(gw, "/oauth/token", form)
+    (line,) = await access_line_count(tmp_path, 1)
+    assert (line["path"], line["status"], line["outcome"]) == (
+        "/oauth/token",
+        499,
+        "client_disconnected",
+    )
+    await asyncio.sleep(0.1)
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= 40] == []
+
+
 MIB = 1024 * 1024
 
 
