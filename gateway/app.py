@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -21,9 +21,11 @@ from gateway.api import admin, admin_clients, models, oauth, openapi, ops
 from gateway.api import openai as openai_api
 from gateway.api.guard import access_line, request_id_of
 from gateway.errors import (
+    ClientDisconnected,
     GatewayError,
     MethodNotAllowed,
     NotFound,
+    cut,
     error_response,
     unexpected,
 )
@@ -40,9 +42,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     error: GatewayError
     if status == 404:
-        error = NotFound(f"Unknown path: {request.method} {request.url.path}")
+        error = NotFound(f"Unknown path: {request.method} {cut(request.url.path)}")
     elif status == 405:
-        error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
+        error = MethodNotAllowed(
+            f"Method {request.method} is not allowed on {cut(request.url.path)}"
+        )
     else:
         error = GatewayError("The gateway hit an internal error.")
     with access_line(request, request.state.services) as ctx:
@@ -50,9 +54,15 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return error_response(error, ctx.request_id)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up while sending its request: nobody to answer, nothing to log
+    (a handler here, not in the last-resort one, so no traceback is printed)."""
+    return Response(status_code=499)
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # The trace goes to our log, never to the caller.
-    log.error("unhandled error", exc_info=exc, extra={"fields": {"path": request.url.path}})
+    log.error("unhandled error", exc_info=exc, extra={"fields": {"path": cut(request.url.path)}})
     error = unexpected(exc)
     return error_response(error, request_id_of(request))
 
@@ -135,7 +145,12 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             *openapi.routes,
         ],
         lifespan=lifespan,
-        exception_handlers={HTTPException: _http_error, Exception: _internal_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            ClientDisconnect: _client_gone,
+            ClientDisconnected: _client_gone,
+            Exception: _internal_error,
+        },
     )
     # A trailing slash is an unknown path (a 404 with an OpenAI body and a request
     # id), not a redirect that a POSTing client would have to follow.

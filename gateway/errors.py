@@ -11,6 +11,25 @@ from collections.abc import Mapping
 import orjson
 from starlette.responses import Response
 
+# What a message or a log line repeats of the caller's own text (a model name, a
+# path, a parameter name): enough to recognise it, never a megabyte of it.
+MAX_ECHOED_CHARS = 256
+
+
+def cut(text: str, limit: int = MAX_ECHOED_CHARS) -> str:
+    """`text`, or its first `limit` characters marked as cut with the full length."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… (cut, {len(text)} characters)"
+
+
+def quoted(value: object, limit: int = MAX_ECHOED_CHARS) -> str:
+    """Caller input quoted for a message: `'m'`, or `'aaaa…' (cut, 1048576 characters)`."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return f"'{text}'"
+    return f"'{text[:limit]}…' (cut, {len(text)} characters)"
+
 
 class GatewayError(Exception):
     status = 500
@@ -44,6 +63,30 @@ class InvalidRequest(GatewayError):
     status = 400
     type = "invalid_request_error"
     code: str | None = None
+
+
+class InvalidType(InvalidRequest):
+    code = "invalid_type"
+
+
+class EmptyArray(InvalidRequest):
+    code = "empty_array"
+
+
+class BelowMinimum(InvalidRequest):
+    code = "integer_below_min_value"
+
+
+class NestingTooDeep(InvalidRequest):
+    code = "nesting_too_deep"
+
+
+class ClientDisconnected(GatewayError):
+    """The client hung up before its request was read: nobody to answer (499, no trace)."""
+
+    status = 499
+    type = "client_disconnected"
+    code = "client_disconnected"
 
 
 class UnsupportedContentType(InvalidRequest):

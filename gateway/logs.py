@@ -17,6 +17,7 @@ from typing import BinaryIO
 import orjson
 
 from gateway.context import EdgeContext, RequestContext
+from gateway.errors import cut
 
 log = logging.getLogger("gateway.logs")
 
@@ -72,7 +73,7 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
         "team": principal.team if principal else None,
         "subject": principal.subject if principal else None,
         "client_id": principal.client_id if principal else None,
-        "model": ctx.model,
+        "model": cut(ctx.model) if ctx.model else ctx.model,  # the caller's text: bounded
         "stream": ctx.is_stream,
         "deployment": ctx.deployment.label if ctx.deployment else None,
         "attempts": ctx.attempts,

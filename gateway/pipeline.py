@@ -27,6 +27,7 @@ from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.context import Outcome, RequestContext
 from gateway.errors import (
     AuthenticationFailed,
+    ClientDisconnected,
     EndpointNotSupported,
     GatewayError,
     InsufficientScope,
@@ -36,6 +37,7 @@ from gateway.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
     error_body_bytes,
+    quoted,
     unexpected,
 )
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
@@ -132,6 +134,8 @@ async def handle(exchange: Exchange, services: Services) -> None:
     services.in_flight.enter()
     try:
         await _run(ctx, exchange, services)
+    except ClientDisconnected:  # hung up mid-upload: nobody to answer
+        ctx.end(499, Outcome.CLIENT_DISCONNECTED)
     except GatewayError as error:
         ctx.end(error.status, _outcome_of(error), error.code)
         await exchange.answer(error.status, error_body_bytes(error), _error_headers(ctx, error))
@@ -222,7 +226,7 @@ def authorize(
     route = policy.models.get(model)
     if route is None:
         raise ModelNotFound(
-            f"The model '{model}' does not exist or you do not have access to it.",
+            f"The model {quoted(model)} does not exist or you do not have access to it.",
             param="model",
         )
     if not team.allows(model):

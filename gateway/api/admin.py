@@ -21,7 +21,7 @@ from gateway.api.body import read_json_object
 from gateway.api.guard import Endpoint, Handler, json_response, requires_scope
 from gateway.audit import AuditEntry
 from gateway.auth.principal import SCOPE_ADMIN, Principal
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, cut, quoted
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
 from gateway.policy.service import Applied
 from gateway.policy.versions import PolicyVersion
@@ -96,12 +96,17 @@ async def _parse(request: Request, services: Services, model: type[M]) -> M:
         return model.model_validate(body)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        param = ".".join(str(part) for part in error["loc"]) or None
+        # The location may hold the caller's own keys: echoed cut to a bound.
+        param = cut(".".join(str(part) for part in error["loc"])) or None
         if error["type"] == "missing":
-            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
+            raise InvalidRequest(
+                f"Missing required parameter: {quoted(param)}.", param=param
+            ) from None
         if error["type"] == "extra_forbidden":
-            raise InvalidRequest(f"Unknown parameter: '{param}'.", param=param) from None
-        raise InvalidRequest(f"Invalid '{param}': {error['msg']}.", param=param) from None
+            raise InvalidRequest(f"Unknown parameter: {quoted(param)}.", param=param) from None
+        raise InvalidRequest(
+            f"Invalid {quoted(param)}: {cut(error['msg'])}.", param=param
+        ) from None
 
 
 def _int_param(request: Request, name: str, default: int | None = None) -> int:

@@ -20,7 +20,7 @@ from gateway.api.body import read_json_object
 from gateway.api.guard import Endpoint, Handler, json_response, requires_scope
 from gateway.auth.clients import InvalidClientSpec, UnknownClient
 from gateway.auth.principal import SCOPE_ADMIN, Principal
-from gateway.errors import InvalidRequest, NotFound
+from gateway.errors import InvalidRequest, NotFound, cut, quoted
 from gateway.services import Services
 
 CREATE_PARAMETERS = ("team", "name", "scopes")
@@ -58,7 +58,7 @@ async def create_client(request: Request, services: Services, principal: Princip
     # A typo such as `scope` must not create a client with other scopes than asked for.
     unknown = [key for key in body if key not in CREATE_PARAMETERS]
     if unknown:
-        raise InvalidRequest(f"Unknown parameter: '{unknown[0]}'.", param=unknown[0])
+        raise InvalidRequest(f"Unknown parameter: {quoted(unknown[0])}.", param=cut(unknown[0]))
     team = _optional_str(body, "team")
     if not team:
         raise InvalidRequest("Missing required parameter: 'team'.", param="team")
@@ -88,7 +88,7 @@ async def revoke_client(request: Request, services: Services, principal: Princip
     try:
         record = await services.clients.revoke(client_id, principal.subject)
     except UnknownClient:
-        raise NotFound(f"No OAuth client '{client_id}'.", param="client_id") from None
+        raise NotFound(f"No OAuth client {quoted(client_id)}.", param="client_id") from None
     return json_response(record.as_json())
 
 

@@ -1,121 +1,198 @@
-"""Read and check a JSON request body: size, content type, syntax, field types.
+"""Read and check a JSON request body: size, content type, syntax, nesting, numbers,
+and the per-endpoint field rules (gateway/api/fields.py).
 
-Each refusal names the offending field in `param`, as OpenAI does.
+Each refusal names the offending field in `param`, as OpenAI does. A body is
+refused when it could not be forwarded as sent: nested deeper than MAX_DEPTH
+(orjson re-encodes at most 254 levels; we keep a margin), or holding an
+integer beyond 64 bits (orjson would read it as a float and forward another number).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
-from gateway.errors import BodyTooLarge, InvalidRequest, UnsupportedContentType
+from gateway.api.fields import first_refusal
+from gateway.errors import (
+    BodyTooLarge,
+    ClientDisconnected,
+    InvalidRequest,
+    NestingTooDeep,
+    UnsupportedContentType,
+    cut,
+    quoted,
+)
 from gateway.providers.base import Endpoint
 
 JSON_TYPES = ("application/json",)
+# Levels of nesting a body may have, the body object itself being level 1. No
+# OpenAI request needs more than a few dozen (deep JSON schemas of tools included).
+MAX_DEPTH = 128
+# The integers orjson reads and writes exactly; beyond them it reads a float.
+MIN_INTEGER = -(2**63)
+MAX_INTEGER = 2**64 - 1
+# Every integer outside that range has at least 19 digits: bodies without such a
+# run of digits (nearly all) skip the exact re-parse. (A translate and a search
+# are C loops; a regex `\d{19}` is ten times slower.)
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_DIGIT_RUN = b"0" * 19
+# orjson reads an integer beyond its range as a float at least this large.
+_BIG_FLOAT = float(2**63)
 
 
 async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object; raises an InvalidRequest, or ClientDisconnected
+    when the client hangs up in the middle of its upload."""
     content_type = request.headers.get("content-type")
     if content_type:
         media = content_type.partition(";")[0].strip().lower()
         if media not in JSON_TYPES and not media.endswith("+json"):
             raise UnsupportedContentType(
-                f"Unsupported content type '{media}': send 'Content-Type: application/json'."
+                f"Unsupported content type {quoted(media)}: send 'Content-Type: application/json'."
             )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"The request body is larger than the limit of {limit} bytes.")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected("The client disconnected while sending its request.") from None
     raw = b"".join(chunks)
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
+        # orjson cannot read an integer of more than ~308 digits at all: name its field.
+        check_integers(raw)
         raise InvalidRequest(
             "We could not parse the JSON body of your request. (The body must be valid JSON.)"
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
+    check_forwardable(raw, body)
     return body
 
 
-def _require(body: dict[str, Any], name: str, kinds: tuple[type, ...], what: str) -> None:
-    if name not in body or body[name] is None:
-        raise InvalidRequest(f"Missing required parameter: '{name}'.", param=name)
-    value = body[name]
-    if not isinstance(value, kinds) or isinstance(value, bool):
-        raise InvalidRequest(f"Invalid type for '{name}': expected {what}.", param=name)
+def check_forwardable(raw: bytes, body: dict[str, Any]) -> None:
+    """Refuse a parsed body that would not reach the upstream as the client sent it.
+
+    Most bodies have fewer brackets than MAX_DEPTH, so cannot nest too deep, and
+    no run of 19 digits, so hold no integer beyond 64 bits: two C-speed scans of
+    the bytes clear them. Others are walked once, level by level.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        may_hold_big_integer = _DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
+    else:
+        depth, may_hold_big_integer = measure(body)
+        if depth > MAX_DEPTH:
+            field = too_deep_field(body)
+            raise NestingTooDeep(
+                f"The value of {quoted(field)} is nested more than {MAX_DEPTH} levels deep; "
+                f"the gateway forwards at most {MAX_DEPTH} levels.",
+                param=cut(field),
+            )
+    if may_hold_big_integer:
+        check_integers(raw)
+
+
+def check_integers(raw: bytes) -> None:
+    """Refuse a body holding an integer orjson would not carry exactly, naming it."""
+    found = out_of_range_integer(raw)
+    if found is not None:
+        path, digits = found
+        above = not digits.startswith("-")
+        bound = f"<= {MAX_INTEGER}" if above else f">= {MIN_INTEGER}"
+        # No code: a limit of the gateway's transport, not a field's documented range
+        # (and the admin API has refused these with code null since it was hardened).
+        raise InvalidRequest(
+            f"Invalid {quoted(path)}: integer {'above maximum' if above else 'below minimum'} "
+            f"value. Expected a value {bound}, but got {cut(digits, 64)} instead.",
+            param=cut(path),
+        )
+
+
+def measure(body: dict[str, Any]) -> tuple[int, bool]:
+    """(depth, up to MAX_DEPTH + 1; whether a float may be an integer orjson could not
+    hold), in one walk level by level: no recursion, a hostile body cannot exhaust
+    the stack, and the walk stops at the first level beyond MAX_DEPTH."""
+    level: list[Any] = [body]
+    depth = 1
+    may_hold_big_integer = False
+    while True:
+        below: list[Any] = []
+        for node in level:
+            for child in node.values() if type(node) is dict else node:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    below.append(child)
+                elif kind is float and (child >= _BIG_FLOAT or child <= -_BIG_FLOAT):
+                    may_hold_big_integer = True
+        if not below:
+            return depth, may_hold_big_integer
+        depth += 1
+        if depth > MAX_DEPTH:
+            return depth, may_hold_big_integer
+        level = below
+
+
+def too_deep_field(body: dict[str, Any]) -> str:
+    """The first top-level field nesting deeper than MAX_DEPTH (the body is too deep)."""
+    for key, value in body.items():
+        if type(value) in (dict, list) and measure({key: value})[0] > MAX_DEPTH:
+            return key
+    raise AssertionError("too_deep_field called on a body within MAX_DEPTH")
+
+
+class _OutOfRange(str):
+    """The digits of an integer orjson cannot carry exactly (kept as text)."""
+
+
+def _parse_int(digits: str) -> int | str:
+    # Checked by length first: Python refuses int() of more than 4300 digits.
+    if len(digits) <= 21:
+        value = int(digits)
+        if MIN_INTEGER <= value <= MAX_INTEGER:
+            return value
+    return _OutOfRange(digits)
+
+
+def out_of_range_integer(raw: bytes) -> tuple[str, str] | None:
+    """(path, digits) of the first integer beyond 64 bits in a JSON body, or None
+    (also when the body is not JSON at all)."""
+    if _DIGIT_RUN not in raw.translate(_DIGITS_AS_ZERO):
+        return None
+    try:
+        exact = json.loads(raw, parse_int=_parse_int)
+    except (ValueError, RecursionError):  # not JSON, or nested too deep for the stdlib
+        return None
+    stack: list[tuple[str, Any]] = [("", exact)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, _OutOfRange):
+            return path, str(node)
+        if isinstance(node, dict):
+            items = [(f"{path}.{k}" if path else k, v) for k, v in node.items()]
+        elif isinstance(node, list):
+            items = [(f"{path}[{i}]", v) for i, v in enumerate(node)]
+        else:
+            continue
+        stack.extend(reversed(items))  # depth first, in document order
+    return None
 
 
 def check_body(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:
-    """Check the fields the gateway relies on; return (model, is_stream)."""
-    _require(body, "model", (str,), "a string")
-    model: str = body["model"]
-    if not model:
-        raise InvalidRequest("'model' must not be empty.", param="model")
-    stream = body.get("stream", False)
-    if stream is None:
-        stream = False
-    if not isinstance(stream, bool):
-        raise InvalidRequest("Invalid type for 'stream': expected a boolean.", param="stream")
-    options = body.get("stream_options")
-    if options is not None:
-        if not isinstance(options, dict):
-            raise InvalidRequest(
-                "Invalid type for 'stream_options': expected an object.", param="stream_options"
-            )
-        if not isinstance(options.get("include_usage", False), bool):
-            raise InvalidRequest(
-                "Invalid type for 'stream_options.include_usage': expected a boolean.",
-                param="stream_options.include_usage",
-            )
-    if endpoint == "chat":
-        _require(body, "messages", (list,), "an array of messages")
-        if not body["messages"]:
-            raise InvalidRequest("'messages' must contain at least one message.", param="messages")
-        for i, message in enumerate(body["messages"]):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-                raise InvalidRequest(
-                    f"Invalid message at messages[{i}]: expected an object with a 'role'.",
-                    param=f"messages[{i}]",
-                )
-    elif endpoint == "completions":
-        # OpenAI accepts no prompt (or null): the model writes from a document start.
-        prompt = body.get("prompt")
-        if prompt is not None and (not isinstance(prompt, str | list)):
-            raise InvalidRequest(
-                "Invalid type for 'prompt': expected a string or an array.", param="prompt"
-            )
-    elif endpoint == "embeddings":
-        _require(body, "input", (str, list), "a string or an array")
-        if stream:
-            raise InvalidRequest("Embeddings cannot be streamed.", param="stream")
-    elif endpoint == "responses":
-        _check_responses_state(body)
-    return model, stream
-
-
-def _check_responses_state(body: dict[str, Any]) -> None:
-    """The stateful Responses fields the gateway can route (see routing/affinity.py)."""
-    previous = body.get("previous_response_id")
-    if previous is not None and not isinstance(previous, str):
-        raise InvalidRequest(
-            "Invalid type for 'previous_response_id': expected a string.",
-            param="previous_response_id",
-        )
-    if body.get("background") is True:
-        # Background responses are polled at GET /v1/responses/{id}, which is not served.
-        raise InvalidRequest(
-            "Background responses are not supported through this gateway; "
-            "send the request without 'background' (streaming works).",
-            param="background",
-        )
+    """Check the fields the gateway and the upstream rely on; return (model, is_stream)."""
+    refusal = first_refusal(endpoint, body)
+    if refusal is not None:
+        raise refusal
+    return body["model"], body.get("stream") is True

@@ -9,7 +9,7 @@ from starlette.routing import Route
 from gateway import pipeline
 from gateway.api.guard import json_response, requires_scope
 from gateway.auth.principal import SCOPE_INVOKE, Principal
-from gateway.errors import ModelNotFound
+from gateway.errors import ModelNotFound, quoted
 from gateway.services import Services
 
 
@@ -30,7 +30,8 @@ async def _get_model(request: Request, services: Services, principal: Principal)
     policy = services.policy.current()
     if alias not in policy.visible_models(pipeline.team_of(policy, principal)):
         raise ModelNotFound(
-            f"The model '{alias}' does not exist or you do not have access to it.", param="model"
+            f"The model {quoted(alias)} does not exist or you do not have access to it.",
+            param="model",
         )
     return json_response(_model_object(alias, services.started_at))
 

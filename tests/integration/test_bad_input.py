@@ -59,18 +59,18 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.mark.parametrize(
-    ("data", "headers", "param", "fragment"),
+    ("data", "headers", "param", "code", "fragment"),
     [
-        (b'{"model": "m", ', JSON, None, "could not parse the JSON"),
-        (b"[1, 2]", JSON, None, "must be a JSON object"),
-        (b"", JSON, None, "empty"),
-        ({"messages": [{"role": "user", "content": "x"}]}, None, "model", "Missing required"),
-        ({"model": 5, "messages": []}, None, "model", "expected a string"),
-        ({"model": "m", "messages": "hi"}, None, "messages", "array of messages"),
-        ({"model": "m", "messages": []}, None, "messages", "at least one"),
-        ({"model": "m", "messages": ["hi"]}, None, "messages[0]", "'role'"),
-        ({**GOOD, "stream": "yes"}, None, "stream", "boolean"),
-        ({**GOOD, "stream_options": []}, None, "stream_options", "object"),
+        (b'{"model": "m", ', JSON, None, None, "could not parse the JSON"),
+        (b"[1, 2]", JSON, None, None, "must be a JSON object"),
+        (b"", JSON, None, None, "empty"),
+        ({"messages": [{"role": "user", "content": "x"}]}, None, "model", None, "Missing required"),
+        ({"model": 5, "messages": []}, None, "model", "invalid_type", "expected a string"),
+        ({"model": "m", "messages": "hi"}, None, "messages", "invalid_type", "array of messages"),
+        ({"model": "m", "messages": []}, None, "messages", "empty_array", "empty array"),
+        ({"model": "m", "messages": ["hi"]}, None, "messages[0]", None, "'role'"),
+        ({**GOOD, "stream": "yes"}, None, "stream", "invalid_type", "boolean"),
+        ({**GOOD, "stream_options": []}, None, "stream_options", "invalid_type", "object"),
     ],
     ids=[
         "invalid-json",
@@ -85,10 +85,13 @@ JSON = {"content-type": "application/json"}
         "stream-options-not-object",
     ],
 )
-async def test_malformed_requests_get_400_naming_the_field(gw, data, headers, param, fragment):
+async def test_malformed_requests_get_400_naming_the_field(
+    gw, data, headers, param, code, fragment
+):
+    """OpenAI's codes: invalid_type for a wrong type, empty_array for an empty array."""
     status, _, body = await post(gw, data, headers)
     assert status == 400
-    assert_error(body, "invalid_request_error", param=param)
+    assert_error(body, "invalid_request_error", code=code, param=param)
     assert fragment in body["error"]["message"]
     await still_serving(gw)
 

@@ -1,0 +1,352 @@
+"""Request bodies the gateway must refuse before any upstream call, as OpenAI would,
+and the bodies and clients that used to end in a 500 or an unbounded echo.
+
+A real gateway on 127.0.0.1 in front of the mock upstream (which records every call);
+the official openai SDK or raw HTTP as the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from gateway.api.body import MAX_DEPTH
+from tests.support.gateway import running_gateway
+from tests.support.upstream import MockUpstream
+
+POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  m:
+    deployments: [{{provider: up, model: gpt-4o-mini}}]
+  e:
+    deployments: [{{provider: up, model: text-embedding-3-small}}]
+teams:
+  demo: {{models: [m, e]}}
+"""
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+COMPLETION = {"model": "m", "prompt": "hi"}
+EMBEDDING = {"model": "e", "input": "hi"}
+RESPONSE = {"model": "m", "input": "hi"}
+PATHS = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "embeddings": "/embeddings",
+    "responses": "/responses",
+}
+GOOD = {"chat": CHAT, "completions": COMPLETION, "embeddings": EMBEDDING, "responses": RESPONSE}
+ACCESS_LOG = "access.log"
+
+
+@pytest.fixture
+async def up():
+    async with MockUpstream() as upstream:
+        yield upstream
+
+
+@pytest.fixture
+async def gw(tmp_path, up):
+    async with running_gateway(
+        tmp_path,
+        POLICY.format(base=up.base_url),
+        access_log=str(tmp_path / ACCESS_LOG),
+        max_body_bytes=4 * 1024 * 1024,
+    ) as gateway:
+        gateway.http = aiohttp.ClientSession()
+        gateway.auth = {"authorization": f"Bearer {await gateway.token()}"}
+        yield gateway
+        await gateway.http.close()
+
+
+async def post(gw, path: str, body: Any) -> tuple[int, bytes]:
+    data: Any = body if isinstance(body, bytes) else json.dumps(body).encode()
+    if len(data) > 64 * 1024:
+        data = io.BytesIO(data)  # aiohttp warns about large raw bytes
+    headers = {**gw.auth, "content-type": "application/json"}
+    async with gw.http.post(gw.base_url + path, data=data, headers=headers) as response:
+        return response.status, await response.read()
+
+
+def access_lines(tmp_path: Path) -> list[dict[str, Any]]:
+    path = tmp_path / ACCESS_LOG
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def access_line_count(tmp_path: Path, n: int, within_s: float = 5.0) -> list[dict[str, Any]]:
+    """The access log once it holds `n` lines (it is written in batches)."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while len(lines := access_lines(tmp_path)) < n:
+        assert asyncio.get_running_loop().time() < deadline, lines
+        await asyncio.sleep(0.05)
+    return lines
+
+
+# (endpoint, changed fields, param, code, words in the message)
+REFUSED = [
+    ("chat", {"max_tokens": "100"}, "max_tokens", "invalid_type", "but got a string instead"),
+    ("chat", {"max_tokens": 10.5}, "max_tokens", "invalid_type", "expected an integer"),
+    ("chat", {"max_tokens": True}, "max_tokens", "invalid_type", "but got a boolean instead"),
+    ("chat", {"max_tokens": -1}, "max_tokens", "integer_below_min_value", ">= 1, but got -1"),
+    ("chat", {"max_tokens": 0}, "max_tokens", "integer_below_min_value", "got 0 instead"),
+    ("chat", {"max_completion_tokens": "x"}, "max_completion_tokens", "invalid_type", "integer"),
+    (
+        "chat",
+        {"max_completion_tokens": -5},
+        "max_completion_tokens",
+        "integer_below_min_value",
+        "-5",
+    ),
+    ("chat", {"n": 0}, "n", "integer_below_min_value", "Invalid 'n': integer below minimum value"),
+    ("chat", {"n": 1.5}, "n", "invalid_type", "expected an integer"),
+    ("chat", {"n": "2"}, "n", "invalid_type", "expected an integer"),
+    ("chat", {"messages": []}, "messages", "empty_array", "empty array"),
+    ("chat", {"stream": "yes"}, "stream", "invalid_type", "expected a boolean"),
+    ("chat", {"stream_options": []}, "stream_options", "invalid_type", "expected an object"),
+    ("chat", {"temperature": "hot"}, "temperature", "invalid_type", "expected a number"),
+    ("chat", {"top_p": [1]}, "top_p", "invalid_type", "but got an array instead"),
+    ("completions", {"prompt": []}, "prompt", "empty_array", "empty array"),
+    ("completions", {"max_tokens": -1}, "max_tokens", "integer_below_min_value", ">= 0"),
+    ("completions", {"n": 0}, "n", "integer_below_min_value", ">= 1"),
+    ("embeddings", {"input": []}, "input", "empty_array", "empty array"),
+    ("embeddings", {"input": [[]]}, "input[0]", "empty_array", "empty array"),
+    ("embeddings", {"input": ""}, "input", None, "empty string"),
+    ("embeddings", {"input": ["a", ""]}, "input[1]", None, "empty string"),
+    ("embeddings", {"input": [{"text": "a"}]}, "input[0]", "invalid_type", "an object"),
+    ("responses", {"max_output_tokens": "9"}, "max_output_tokens", "invalid_type", "a string"),
+    ("responses", {"max_output_tokens": 0}, "max_output_tokens", "integer_below_min_value", ">= 1"),
+    ("responses", {"temperature": None, "top_p": True}, "top_p", "invalid_type", "a boolean"),
+]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "changes", "param", "code", "fragment"),
+    REFUSED,
+    ids=[f"{e}-{'-'.join(c)}-{json.dumps(list(c.values()))}" for e, c, *_ in REFUSED],
+)
+async def test_bad_fields_are_400_naming_the_field_and_never_reach_the_upstream(
+    gw, up, endpoint, changes, param, code, fragment
+):
+    """Each bad field: 400 invalid_request_error with OpenAI's param and code, no upstream call."""
+    status, raw = await post(gw, PATHS[endpoint], {**GOOD[endpoint], **changes})
+    assert status == 400, raw
+    error = json.loads(raw)["error"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        param,
+        code,
+    )
+    assert fragment in error["message"]
+    assert up.requests == []
+
+
+ACCEPTED = [
+    ("chat", {"max_tokens": 1, "max_completion_tokens": 5, "n": 1}),
+    ("chat", {"max_tokens": 10.0}),  # a whole number written as a decimal
+    ("chat", {"max_tokens": None, "n": None, "temperature": 0, "top_p": 0.5}),
+    ("completions", {"max_tokens": 0, "prompt": ["a", "b"]}),
+    ("completions", {"prompt": [[1, 2], [3]]}),
+    ("embeddings", {"input": ["a", "b"]}),
+    ("embeddings", {"input": [1, 2, 3]}),
+    ("embeddings", {"input": [[1, 2], [3]]}),
+    ("responses", {"max_output_tokens": 16, "temperature": 1.5}),
+]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "changes"), ACCEPTED, ids=[f"{e}-{json.dumps(c)}" for e, c in ACCEPTED]
+)
+async def test_good_fields_reach_the_upstream_unchanged(gw, up, endpoint, changes):
+    """Valid values are forwarded as sent."""
+    status, raw = await post(gw, PATHS[endpoint], {**GOOD[endpoint], **changes})
+    assert status == 200, raw
+    assert len(up.requests) == 1
+    sent = up.requests[0].json
+    assert {k: sent.get(k) for k in changes} == changes
+
+
+async def test_the_sdk_gets_bad_request_error_with_param_and_code(gw, up):
+    """What an openai SDK user sees for max_tokens=-1 and an empty embeddings input."""
+    client = await gw.openai()
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], max_tokens=-1
+        )
+    assert (refused.value.param, refused.value.code) == ("max_tokens", "integer_below_min_value")
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.embeddings.create(model="e", input=[])
+    assert (refused.value.param, refused.value.code) == ("input", "empty_array")
+    assert up.requests == []
+
+
+def nested(depth: int) -> bytes:
+    """A chat body whose `tools` value nests so that the whole body is `depth` levels."""
+    inner = b"[" * (depth - 1) + b"]" * (depth - 1)
+    return (
+        b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": ' + inner + b"}"
+    )
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 255, 256, 1024])
+async def test_a_body_nested_too_deep_is_400_not_500(gw, up, depth):
+    """Nesting the gateway could parse but not forward: 400 nesting_too_deep naming the field."""
+    status, raw = await post(gw, "/chat/completions", nested(depth))
+    assert status == 400, raw
+    error = json.loads(raw)["error"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        "tools",
+        "nesting_too_deep",
+    )
+    assert up.requests == []
+
+
+async def test_a_body_at_the_depth_limit_is_forwarded(gw, up):
+    """MAX_DEPTH levels are forwarded intact (the upstream gets the same structure)."""
+    status, raw = await post(gw, "/chat/completions", nested(MAX_DEPTH))
+    assert status == 200, raw
+    tools = up.requests[0].json["tools"]
+    for _ in range(MAX_DEPTH - 2):
+        (tools,) = tools
+    assert tools == []
+
+
+@pytest.mark.parametrize(
+    ("literal", "words"),
+    [
+        (b"18446744073709551616", "above maximum"),
+        (b"123456789012345678901234567890", "above maximum"),
+        (b"-9223372036854775809", "below minimum"),
+        (b"9" * 5000, "(cut, 5000 characters)"),
+    ],
+    ids=["2**64", "30-digits", "below-int64", "5000-digits"],
+)
+async def test_an_integer_beyond_64_bits_is_refused_naming_the_field(gw, up, literal, words):
+    """Not silently forwarded as a float: 400 naming the field, no upstream call."""
+    body = (
+        b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "seed": ' + literal + b"}"
+    )
+    status, raw = await post(gw, "/chat/completions", body)
+    assert status == 400, raw
+    error = json.loads(raw)["error"]
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", "seed", None)
+    assert words in error["message"]
+    assert len(raw) < 2048
+    assert up.requests == []
+
+
+async def test_a_nested_big_integer_is_named_by_its_path(gw, up):
+    meta = {"k": [1, {"n": 10**25}]}
+    status, raw = await post(gw, "/chat/completions", {**CHAT, "metadata": meta})
+    assert status == 400
+    assert json.loads(raw)["error"]["param"] == "metadata.k[1].n"
+
+
+async def test_64_bit_integers_and_long_digit_strings_are_forwarded_exactly(gw, up):
+    """The edges of the 64-bit range, and 19+ digits inside a string, reach the upstream as sent."""
+    body = {**CHAT, "seed": 2**64 - 1, "user": "9" * 40, "metadata": {"low": -(2**63)}}
+    status, raw = await post(gw, "/chat/completions", body)
+    assert status == 200, raw
+    sent = up.requests[0].json
+    assert (sent["seed"], sent["user"], sent["metadata"]) == (
+        2**64 - 1,
+        "9" * 40,
+        {"low": -(2**63)},
+    )
+
+
+async def hang_up_mid_upload(gw, path: str, headers: dict[str, str]) -> None:
+    """Send headers announcing 100,000 bytes, then 1,000 of them, then close."""
+    host, port = gw.origin.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Length: 100000"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + b'{"model": "' + b"x" * 989)
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the gateway is waiting for the rest
+    writer.close()
+    await writer.wait_closed()
+
+
+@pytest.mark.parametrize(
+    ("path", "scopes"),
+    [("/v1/chat/completions", ["gateway:invoke"]), ("/admin/clients", ["gateway:admin"])],
+    ids=["inference", "admin"],
+)
+async def test_a_client_hanging_up_mid_upload_is_499_without_a_traceback(
+    gw, up, tmp_path, caplog, path, scopes
+):
+    """A client disconnect, not a gateway error: access line 499 client_disconnected, no trace."""
+    caplog.set_level(logging.DEBUG)
+    token = await gw.token(scopes=scopes)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    await hang_up_mid_upload(gw, path, headers)
+    (line,) = await access_line_count(tmp_path, 1)
+    assert (line["status"], line["outcome"], line["error_code"]) == (
+        499,
+        "client_disconnected",
+        None,
+    )
+    await asyncio.sleep(0.1)  # anything logged after the line would be logged by now
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= 40] == []
+    assert up.requests == []
+    status, _ = await post(gw, PATHS["chat"], CHAT)  # and it keeps serving
+    assert status == 200
+
+
+async def test_a_client_hanging_up_mid_token_request_is_499_without_a_traceback(
+    gw, tmp_path, caplog
+):
+    """/oauth/token reads its form itself: the same hang-up is the same 499 line, no trace."""
+    caplog.set_level(logging.DEBUG)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    await hang_up_mid_upload(gw, "/oauth/token", form)
+    (line,) = await access_line_count(tmp_path, 1)
+    assert (line["path"], line["status"], line["outcome"]) == (
+        "/oauth/token",
+        499,
+        "client_disconnected",
+    )
+    await asyncio.sleep(0.1)
+    assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= 40] == []
+
+
+MIB = 1024 * 1024
+
+
+async def test_a_megabyte_model_name_gets_a_short_404_and_a_short_access_line(gw, up, tmp_path):
+    """The caller's text is echoed and logged cut to a bound, marked as cut."""
+    status, raw = await post(gw, "/chat/completions", {**CHAT, "model": "a" * MIB})
+    assert status == 404
+    assert len(raw) < 2048
+    error = json.loads(raw)["error"]
+    assert error["code"] == "model_not_found"
+    assert f"(cut, {MIB} characters)" in error["message"]
+    (line,) = await access_line_count(tmp_path, 1)
+    assert len(json.dumps(line)) < 2048
+    assert line["model"].endswith(f"(cut, {MIB} characters)")
+
+
+async def test_other_echoed_caller_text_is_bounded(gw, tmp_path):
+    """Unknown paths, unknown models by path, content types: short bodies whatever was sent."""
+    long = "b" * 4000  # under any sane request-line limit, far over the echo bound
+    async with gw.http.get(f"{gw.base_url}/models/{long}", headers=gw.auth) as response:
+        assert response.status == 404
+        assert len(await response.read()) < 2048
+    async with gw.http.get(f"{gw.origin}/{long}", headers=gw.auth) as response:
+        assert response.status == 404
+        assert len(await response.read()) < 2048
+    headers = {**gw.auth, "content-type": "text/" + long}
+    async with gw.http.post(gw.base_url + "/chat/completions", data=b"{}", headers=headers) as r:
+        assert r.status == 400
+        assert len(await r.read()) < 2048
+    lines = await access_line_count(tmp_path, 3)
+    assert all(len(json.dumps(line)) < 2048 for line in lines)

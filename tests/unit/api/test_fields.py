@@ -1,0 +1,331 @@
+"""The per-endpoint field rules: every rule on the values that must pass and fail."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from gateway.api.fields import (
+    REQUIRED,
+    RULES,
+    boolean,
+    embedding_input,
+    first_refusal,
+    integer,
+    kind_of,
+    messages,
+    model,
+    no_stream,
+    number,
+    prompt,
+    stream_options,
+    string,
+)
+from gateway.errors import InvalidRequest
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def refusal(rule: Any, value: Any, name: str = "f") -> tuple[str | None, str | None] | None:
+    found = rule(name, value)
+    return None if found is None else (found.param, found.code)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (None, "null"),
+        (True, "a boolean"),
+        (1, "an integer"),
+        (1.5, "a decimal number"),
+        ("x", "a string"),
+        ([], "an array"),
+        ({}, "an object"),
+    ],
+)
+def test_kind_of_names_json_kinds_as_openai_does(value, kind):
+    assert kind_of(value) == kind
+
+
+# --- integer ---------------------------------------------------------------------
+
+
+@given(st.integers(min_value=1))
+def test_any_integer_at_or_above_the_minimum_passes(value):
+    assert integer(1)("max_tokens", value) is None
+
+
+@given(st.integers(max_value=0))
+def test_any_integer_below_the_minimum_is_integer_below_min_value(value):
+    found = integer(1)("max_tokens", value)
+    assert found is not None
+    assert (found.param, found.code, found.status) == ("max_tokens", "integer_below_min_value", 400)
+    assert found.message == (
+        "Invalid 'max_tokens': integer below minimum value. "
+        f"Expected a value >= 1, but got {value} instead."
+    )
+
+
+@given(JSON_VALUES.filter(lambda v: v is not None and (type(v) is not int)))
+def test_any_non_integer_json_value_is_invalid_type(value):
+    """Strings, booleans, arrays, objects, fractions; a whole float alone is an integer."""
+    assume(not (isinstance(value, float) and value.is_integer()))
+    found = integer(1)("max_tokens", value)
+    assert found is not None
+    assert (found.param, found.code) == ("max_tokens", "invalid_type")
+    assert found.message == (
+        f"Invalid type for 'max_tokens': expected an integer, but got {kind_of(value)} instead."
+    )
+
+
+def test_integer_messages_match_openais_wording():
+    assert integer(1)("max_tokens", "100").message == (
+        "Invalid type for 'max_tokens': expected an integer, but got a string instead."
+    )
+    assert integer(1)("n", 0).message == (
+        "Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead."
+    )
+
+
+@pytest.mark.parametrize("value", [10.0, 1.0, 1e6])
+def test_a_whole_number_written_as_a_decimal_passes(value):
+    assert integer(1)("max_tokens", value) is None
+
+
+@pytest.mark.parametrize("value", [0.0, -3.0])
+def test_a_whole_decimal_below_the_minimum_is_shown_as_an_integer(value):
+    found = integer(1)("max_tokens", value)
+    assert found is not None and found.code == "integer_below_min_value"
+    assert f"but got {int(value)} instead" in found.message
+
+
+@pytest.mark.parametrize("value", [math.inf, -math.inf])
+def test_an_infinite_value_is_not_an_integer(value):
+    assert refusal(integer(1), value) == ("f", "invalid_type")
+
+
+def test_absent_or_null_integers_pass():
+    assert integer(1)("n", None) is None
+
+
+def test_zero_passes_when_the_minimum_is_zero():
+    assert integer(0)("max_tokens", 0) is None
+    assert refusal(integer(0), -1) == ("f", "integer_below_min_value")
+
+
+# --- number, boolean, string --------------------------------------------------------
+
+
+@given(st.integers() | st.floats(allow_nan=False) | st.none())
+def test_any_number_or_null_passes_as_a_number(value):
+    assert number("temperature", value) is None
+
+
+@given(JSON_VALUES.filter(lambda v: v is not None and type(v) not in (int, float)))
+def test_anything_else_is_not_a_number(value):
+    assert refusal(number, value) == ("f", "invalid_type")
+
+
+@given(JSON_VALUES)
+def test_boolean_accepts_only_booleans_and_null(value):
+    expected = None if value is None or isinstance(value, bool) else ("f", "invalid_type")
+    assert refusal(boolean, value) == expected
+
+
+@given(JSON_VALUES)
+def test_string_accepts_only_strings_and_null(value):
+    expected = None if value is None or isinstance(value, str) else ("f", "invalid_type")
+    assert refusal(string, value) == expected
+
+
+# --- model, stream ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("gpt-4o", None),
+        (None, ("model", None)),
+        ("", ("model", None)),
+        (5, ("model", "invalid_type")),
+        (["m"], ("model", "invalid_type")),
+    ],
+)
+def test_model_is_a_required_non_empty_string(value, expected):
+    assert refusal(model, value, "model") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ({}, None),
+        ({"include_usage": True}, None),
+        ({"include_usage": None}, None),
+        ([], ("stream_options", "invalid_type")),
+        ("x", ("stream_options", "invalid_type")),
+        ({"include_usage": "yes"}, ("stream_options.include_usage", "invalid_type")),
+    ],
+)
+def test_stream_options_is_an_object_with_a_boolean_include_usage(value, expected):
+    assert refusal(stream_options, value, "stream_options") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        (False, None),
+        (True, ("stream", None)),
+        ("no", ("stream", "invalid_type")),
+    ],
+)
+def test_embeddings_cannot_stream(value, expected):
+    assert refusal(no_stream, value, "stream") == expected
+
+
+# --- arrays ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([{"role": "user", "content": "hi"}], None),
+        (None, ("messages", None)),
+        ("hi", ("messages", "invalid_type")),
+        ([], ("messages", "empty_array")),
+        (["hi"], ("messages[0]", None)),
+        ([{"role": "user"}, {"content": "no role"}], ("messages[1]", None)),
+    ],
+)
+def test_messages(value, expected):
+    assert refusal(messages, value, "messages") == expected
+
+
+def test_an_empty_array_is_refused_in_openais_words():
+    found = messages("messages", [])
+    assert found is not None
+    assert found.message == (
+        "Invalid 'messages': empty array. Expected an array with minimum length 1, "
+        "but got an empty array instead."
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("once upon", None),
+        (["a", "b"], None),
+        ([[1, 2]], None),
+        ([], ("prompt", "empty_array")),
+        (5, ("prompt", "invalid_type")),
+        ({"text": "x"}, ("prompt", "invalid_type")),
+    ],
+)
+def test_completion_prompt(value, expected):
+    assert refusal(prompt, value, "prompt") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("hello", None),
+        (["a", "b"], None),
+        ([1, 2, 3], None),
+        ([[1, 2], [3]], None),
+        (None, ("input", None)),
+        ("", ("input", None)),
+        ([], ("input", "empty_array")),
+        ([""], ("input[0]", None)),
+        (["a", ""], ("input[1]", None)),
+        ([[1], []], ("input[1]", "empty_array")),
+        ([True], ("input[0]", "invalid_type")),
+        ([1.5], ("input[0]", "invalid_type")),
+        ([{"a": 1}], ("input[0]", "invalid_type")),
+        ([None], ("input[0]", "invalid_type")),
+        (5, ("input", "invalid_type")),
+        ({"text": "x"}, ("input", "invalid_type")),
+    ],
+)
+def test_embedding_input(value, expected):
+    assert refusal(embedding_input, value, "input") == expected
+
+
+# --- the table ------------------------------------------------------------------------
+
+GOOD: dict[str, dict[str, Any]] = {
+    "chat": {"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+    "completions": {"model": "m", "prompt": "hi"},
+    "embeddings": {"model": "m", "input": "hi"},
+    "responses": {"model": "m", "input": "hi"},
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(GOOD))
+def test_a_minimal_good_body_passes_every_endpoint(endpoint):
+    assert first_refusal(endpoint, GOOD[endpoint]) is None
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "field", "minimum"),
+    [
+        ("chat", "max_tokens", 1),
+        ("chat", "max_completion_tokens", 1),
+        ("chat", "n", 1),
+        ("completions", "max_tokens", 0),
+        ("completions", "n", 1),
+        ("responses", "max_output_tokens", 1),
+    ],
+)
+def test_each_endpoints_token_counts_have_their_minimum(endpoint, field, minimum):
+    assert first_refusal(endpoint, {**GOOD[endpoint], field: minimum}) is None
+    below = first_refusal(endpoint, {**GOOD[endpoint], field: minimum - 1})
+    assert below is not None and (below.param, below.code) == (field, "integer_below_min_value")
+    wrong = first_refusal(endpoint, {**GOOD[endpoint], field: str(minimum)})
+    assert wrong is not None and (wrong.param, wrong.code) == (field, "invalid_type")
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions", "responses"])
+@pytest.mark.parametrize("field", ["temperature", "top_p", "stream"])
+def test_sampling_and_stream_fields_are_typed_on_generating_endpoints(endpoint, field):
+    found = first_refusal(endpoint, {**GOOD[endpoint], field: "x"})
+    assert found is not None and (found.param, found.code) == (field, "invalid_type")
+
+
+def test_fields_an_endpoint_does_not_know_are_left_to_the_upstream():
+    """Embeddings have no max_tokens: whatever it holds is not the gateway's to judge."""
+    assert first_refusal("embeddings", {**GOOD["embeddings"], "max_tokens": "x"}) is None
+    assert first_refusal("chat", {**GOOD["chat"], "max_output_tokens": "x"}) is None
+
+
+def test_the_model_is_checked_first():
+    found = first_refusal("chat", {"model": 5, "messages": [], "n": 0})
+    assert found is not None and found.param == "model"
+
+
+def test_exactly_the_required_rules_refuse_a_missing_field():
+    for rules in RULES.values():
+        for name, rule in rules:
+            assert (rule(name, None) is not None) is (rule in REQUIRED), name
+
+
+def test_every_rule_returns_an_invalid_request_with_a_param():
+    for endpoint, rules in RULES.items():
+        for name, rule in rules:
+            for value in ("x", 1.5, [], {}, True, -1, ""):
+                found = rule(name, value)
+                if found is not None:
+                    assert isinstance(found, InvalidRequest), (endpoint, name, value)
+                    assert found.status == 400
+                    assert found.param is not None and found.param.startswith(name)
