@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
 
 from gateway.api import admin, admin_clients, oauth, openapi, ops
 from gateway.api import openai as openai_api
@@ -40,12 +41,27 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if status == 404:
         error = NotFound(f"Unknown path: {request.method} {request.url.path}")
     elif status == 405:
-        error = MethodNotAllowed(f"Method {request.method} is not allowed on {request.url.path}")
+        error = MethodNotAllowed(
+            f"Method {request.method} is not allowed on {request.url.path}",
+            headers={"allow": _allowed_methods(request)},
+        )
     else:
         error = GatewayError("The gateway hit an internal error.")
     with access_line(request, request.state.services) as ctx:
         ctx.end(error.status, error.code)
         return error_response(error, ctx.request_id)
+
+
+def _allowed_methods(request: Request) -> str:
+    """RFC 9110 §15.5.6: a 405 lists the methods the path takes. Starlette's own
+    header names only the first route matching the path; a path may have several."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": next(iter(route.methods))})
+            if match is Match.FULL:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
