@@ -64,6 +64,15 @@ def _slow_down(wait_s: int, description: str) -> TokenReply:
     return TokenReply(reply.status, reply.body, {**reply.headers, "retry-after": str(wait_s)})
 
 
+def _over_failure_limit(services: Services, client_id: str, address: str) -> TokenReply | None:
+    wait_s = services.clients.login_guard.retry_after_s(client_id, address)
+    if wait_s is None:
+        return None
+    return _slow_down(
+        max(1, math.ceil(wait_s)), "Too many failed client authentications; retry later."
+    )
+
+
 async def _guarded_token_response(
     services: Services, authorization: str | None, form: dict[str, str], address: str
 ) -> TokenReply:
@@ -74,13 +83,15 @@ async def _guarded_token_response(
         # Verified within the last minute: no scrypt, so no slot and no failure limit
         # (a client keeps working while someone else guesses at its id).
         return await services.issuer.token_response(authorization, form)
-    wait_s = guard.retry_after_s(client_id, address)
-    if wait_s is not None:
-        return _slow_down(
-            max(1, math.ceil(wait_s)), "Too many failed client authentications; retry later."
-        )
+    refusal = _over_failure_limit(services, client_id, address)
+    if refusal is not None:
+        return refusal
     try:
         async with guard.slot():
+            # Again: failures recorded while this one waited for its slot count too.
+            refusal = _over_failure_limit(services, client_id, address)
+            if refusal is not None:
+                return refusal
             reply = await services.issuer.token_response(authorization, form)
     except LoginBusy:
         return _slow_down(1, "The token endpoint is busy; retry shortly.")
