@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from gateway.api import admin, admin_clients, models, oauth, openapi, ops
@@ -45,7 +45,8 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         error = NotFound(f"Unknown path: {request.method} {cut(request.url.path)}")
     elif status == 405:
         error = MethodNotAllowed(
-            f"Method {request.method} is not allowed on {cut(request.url.path)}"
+            f"Method {request.method} is not allowed on {cut(request.url.path)}",
+            headers={"allow": _allowed_methods(request)},
         )
     else:
         error = GatewayError("The gateway hit an internal error.")
@@ -58,6 +59,18 @@ async def _client_gone(request: Request, exc: Exception) -> Response:
     """The client hung up while sending its request: nobody to answer, nothing to log
     (a handler here, not in the last-resort one, so no traceback is printed)."""
     return Response(status_code=499)
+
+
+def _allowed_methods(request: Request) -> str:
+    """RFC 9110 §15.5.6: a 405 lists the methods the path takes. Starlette's own
+    header names only the first route matching the path; a path may have several."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": next(iter(route.methods))})
+            if match is Match.FULL:
+                methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -116,20 +116,11 @@ def serve(
         )
     _export_settings(settings)
 
-    import uvicorn
+    from gateway.server import run_server
 
-    uvicorn.run(
-        "gateway.app:app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        loop="uvloop",
-        http="httptools",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    status = run_server(settings)
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command()

@@ -10,6 +10,8 @@ declares its tables next to its code and its schema in `gateway/migrations/`.
 from __future__ import annotations
 
 import hashlib
+import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, MetaData, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 if TYPE_CHECKING:
@@ -57,6 +60,8 @@ def create_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOU
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(parsed, connect_args={"timeout": sqlite_busy_timeout_s})
         _configure_sqlite(engine, busy_timeout_ms=int(sqlite_busy_timeout_s * 1000))
+        if parsed.database and parsed.database != ":memory:":
+            _watch_sqlite_file(engine, SqliteFileWatch(Path(parsed.database)))
         return engine
     return create_async_engine(
         parsed,
@@ -108,6 +113,73 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         if mode not in _SQLITE_BEGIN_MODES:
             raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class DatabaseFileChanged(OperationalError):
+    """The SQLite file was deleted or replaced while the gateway had it open.
+
+    Open connections still write into the old, unlinked file: every commit would
+    be acknowledged and then lost. An `OperationalError`, so every edge renders
+    it as 503 `database_unavailable` like any other outage.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("BEGIN", None, sqlite3.OperationalError(reason))
+        self.reason = reason
+
+
+class SqliteFileWatch:
+    """The identity (device, inode) of a SQLite file, taken at the first connection.
+
+    `problem()` is one `stat()` (~1 µs): cheap enough to run before every
+    transaction. Once the file is gone or replaced it stays a problem until
+    restart: the pooled connections hold the old file, and what the new one holds
+    is for the operator to decide.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._identity: tuple[int, int] | None = None
+        self._problem: str | None = None
+
+    def remember(self) -> None:
+        if self._identity is None:
+            with_identity = _identity(self.path)
+            if with_identity is not None:
+                self._identity = with_identity
+
+    def problem(self) -> str | None:
+        """Why this file is no longer the database the gateway opened, or None."""
+        if self._problem is not None or self._identity is None:
+            return self._problem
+        now = _identity(self.path)
+        if now is None:
+            self._problem = f"the database file {self.path} was deleted while serving; restart"
+        elif now != self._identity:
+            self._problem = f"the database file {self.path} was replaced while serving; restart"
+        return self._problem
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def _watch_sqlite_file(engine: AsyncEngine, watch: SqliteFileWatch) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(_dbapi_connection: Any, _record: Any) -> None:
+        watch.remember()  # after sqlite has created the file, if it was new
+
+    # Before every transaction, reads included: a write must never be acknowledged
+    # into a file nobody will open again, and a read of it is stale.
+    @event.listens_for(engine.sync_engine, "begin", insert=True)  # before BEGIN is sent
+    def _check_file(_conn: Connection) -> None:
+        reason = watch.problem()
+        if reason is not None:
+            raise DatabaseFileChanged(reason)
 
 
 def _switch_to_wal(cursor: Any, *, timeout_s: float) -> None:

@@ -18,6 +18,7 @@ from gateway.auth.clients import ClientRegistry
 from gateway.auth.issuer import CURRENT_KEY_POLL_S, TokenIssuer, retired_key_verify_s
 from gateway.auth.jwks import JwksCache
 from gateway.auth.keys import SigningKeyStore
+from gateway.auth.login_guard import LoginLimits
 from gateway.auth.tokens import TokenVerifier
 from gateway.context import RequestContext
 from gateway.db import create_engine, migrate
@@ -77,7 +78,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     providers = ProviderSet(policy.providers)
     access_log = AccessLog(settings.access_log)
     in_flight = InFlight()
-    clients = ClientRegistry(engine)
+    clients = ClientRegistry(engine, login_limits=LoginLimits.from_settings(settings))
     policy_store = PolicyStore(policy, version)
     jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
     try:

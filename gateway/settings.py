@@ -31,6 +31,15 @@ class Settings:
     token_ttl_s: int = 3600
     log_level: str = "info"
     access_log: str = "stderr"  # "stderr", "off", or a file path
+    # --- edge hardening: request heads, slow clients, the token endpoint ---
+    max_header_line_bytes: int = 8 * 1024  # the request line, or one header line
+    max_header_bytes: int = 64 * 1024  # the whole request head
+    max_headers: int = 100
+    client_timeout_s: int = 30  # to send a request's headers and body
+    login_concurrency: int = 2  # secret checks (scrypt) running at once per process
+    login_failures_per_client: int = 10  # failed logins per client id per window
+    login_failures_per_address: int = 30  # failed logins per source address per window
+    login_failure_window_s: int = 60
 
     def with_overrides(self, **changes: object) -> Settings:
         """Apply CLI flags; a flag left unset (None) keeps the env/default value."""
@@ -60,6 +69,21 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         raise SettingsError(f"{name} must be a whole number (got {raw!r})") from None
 
 
+def _edge_settings(env: Mapping[str, str], base: Settings) -> dict[str, int]:
+    """The edge hardening settings (request heads, slow clients, the token endpoint)."""
+    names = {
+        "max_header_line_bytes": "GATEWAY_MAX_HEADER_LINE_BYTES",
+        "max_header_bytes": "GATEWAY_MAX_HEADER_BYTES",
+        "max_headers": "GATEWAY_MAX_HEADERS",
+        "client_timeout_s": "GATEWAY_CLIENT_TIMEOUT_S",
+        "login_concurrency": "GATEWAY_LOGIN_CONCURRENCY",
+        "login_failures_per_client": "GATEWAY_LOGIN_FAILURES_PER_CLIENT",
+        "login_failures_per_address": "GATEWAY_LOGIN_FAILURES_PER_ADDRESS",
+        "login_failure_window_s": "GATEWAY_LOGIN_FAILURE_WINDOW_S",
+    }
+    return {field: _int(env, name, getattr(base, field)) for field, name in names.items()}
+
+
 def check_settings(settings: Settings) -> Settings:
     """The settings, if every value is usable; SettingsError naming the first that is not."""
     ranges = (
@@ -67,6 +91,14 @@ def check_settings(settings: Settings) -> Settings:
         ("GATEWAY_WORKERS (--workers)", settings.workers, 1, 256),
         ("GATEWAY_MAX_BODY_BYTES", settings.max_body_bytes, 1, 2**40),
         ("GATEWAY_TOKEN_TTL_S", settings.token_ttl_s, 1, 366 * 86400),
+        ("GATEWAY_MAX_HEADER_LINE_BYTES", settings.max_header_line_bytes, 256, 2**20),
+        ("GATEWAY_MAX_HEADER_BYTES", settings.max_header_bytes, 1024, 2**24),
+        ("GATEWAY_MAX_HEADERS", settings.max_headers, 8, 10_000),
+        ("GATEWAY_CLIENT_TIMEOUT_S", settings.client_timeout_s, 1, 3600),
+        ("GATEWAY_LOGIN_CONCURRENCY", settings.login_concurrency, 1, 64),
+        ("GATEWAY_LOGIN_FAILURES_PER_CLIENT", settings.login_failures_per_client, 1, 10**6),
+        ("GATEWAY_LOGIN_FAILURES_PER_ADDRESS", settings.login_failures_per_address, 1, 10**6),
+        ("GATEWAY_LOGIN_FAILURE_WINDOW_S", settings.login_failure_window_s, 1, 86400),
     )
     for name, value, low, high in ranges:
         if not low <= value <= high:
@@ -99,5 +131,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             token_ttl_s=_int(env, "GATEWAY_TOKEN_TTL_S", base.token_ttl_s),
             log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level).strip().lower(),
             access_log=env.get("GATEWAY_ACCESS_LOG", base.access_log),
+            **_edge_settings(env, base),
         )
     )

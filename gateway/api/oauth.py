@@ -6,10 +6,18 @@ Parses the form body and renders the issuer's answers; the protocol itself is
 libraries expect, rather than OpenAI's. No token is needed on these paths.
 Each request gets its access line; a token request's names the client id it
 claimed (a failed login included), never the secret, the form or the token.
+
+A secret check costs ~60 ms of scrypt, so the token endpoint is guarded
+(`gateway/auth/login_guard.py`): a pair that verified within the last minute
+goes straight through; otherwise too many recent failures for the client id or
+the source address, or no free check slot within a second, answer 429 with
+`retry-after` and `{"error": "slow_down"}` (the token-endpoint error RFC 8628
+§3.5 registers for "back off"; RFC 6749 §5.2 has none for it).
 """
 
 from __future__ import annotations
 
+import math
 from urllib.parse import parse_qsl
 
 import orjson
@@ -20,6 +28,7 @@ from starlette.routing import Route
 
 from gateway.api.guard import access_line
 from gateway.auth.issuer import JWKS_PATH, METADATA_PATH, TOKEN_PATH, TokenReply, oauth_error
+from gateway.auth.login_guard import LoginBusy
 from gateway.services import Services
 
 MAX_FORM_BYTES = 16 * 1024
@@ -37,16 +46,58 @@ def _render(reply: TokenReply, request_id: str) -> Response:
     )
 
 
-def _claimed_client_id(authorization: str | None, form: dict[str, str]) -> str | None:
-    """The client id the request names (Basic user or form field); the secret is dropped."""
+def _claimed_credentials(authorization: str | None, form: dict[str, str]) -> tuple[str, str]:
+    """The client id and secret the request names (Basic, else form fields); "" if none."""
     try:
-        basic_id, _secret = extract_basic_authorization(
+        basic_id, basic_secret = extract_basic_authorization(
             {"Authorization": authorization} if authorization else {}
         )
     except ValueError:  # credentials that are not UTF-8
-        basic_id = None
-    client_id = basic_id or form.get("client_id")
-    return client_id[:MAX_LOGGED_CLIENT_ID] if client_id else None
+        basic_id = basic_secret = None
+    if basic_id:
+        return basic_id, basic_secret or ""
+    return form.get("client_id") or "", form.get("client_secret") or ""
+
+
+def _slow_down(wait_s: int, description: str) -> TokenReply:
+    reply = oauth_error(429, "slow_down", description)
+    return TokenReply(reply.status, reply.body, {**reply.headers, "retry-after": str(wait_s)})
+
+
+def _over_failure_limit(services: Services, client_id: str, address: str) -> TokenReply | None:
+    wait_s = services.clients.login_guard.retry_after_s(client_id, address)
+    if wait_s is None:
+        return None
+    return _slow_down(
+        max(1, math.ceil(wait_s)), "Too many failed client authentications; retry later."
+    )
+
+
+async def _guarded_token_response(
+    services: Services, authorization: str | None, form: dict[str, str], address: str
+) -> TokenReply:
+    """The issuer's answer, within the login guard's limits (see the module docstring)."""
+    guard = services.clients.login_guard
+    client_id, secret = _claimed_credentials(authorization, form)
+    if client_id and secret and guard.verified.has(client_id, secret):
+        # Verified within the last minute: no scrypt, so no slot and no failure limit
+        # (a client keeps working while someone else guesses at its id).
+        return await services.issuer.token_response(authorization, form)
+    refusal = _over_failure_limit(services, client_id, address)
+    if refusal is not None:
+        return refusal
+    try:
+        async with guard.slot():
+            # Again: failures recorded while this one waited for its slot count too.
+            refusal = _over_failure_limit(services, client_id, address)
+            if refusal is not None:
+                return refusal
+            reply = await services.issuer.token_response(authorization, form)
+    except LoginBusy:
+        return _slow_down(1, "The token endpoint is busy; retry shortly.")
+    if reply.body.get("error") == "invalid_client":
+        guard.record_failure(client_id, address)
+    return reply
 
 
 async def _read_form(request: Request) -> dict[str, str] | TokenReply:
@@ -85,8 +136,10 @@ async def token(request: Request) -> Response:
             reply = form
         else:
             authorization = request.headers.get("authorization")
-            ctx.client_id = _claimed_client_id(authorization, form)
-            reply = await services.issuer.token_response(authorization, form)
+            client_id = _claimed_credentials(authorization, form)[0]
+            ctx.client_id = client_id[:MAX_LOGGED_CLIENT_ID] or None
+            address = request.client.host if request.client else ""
+            reply = await _guarded_token_response(services, authorization, form, address)
         ctx.end(reply.status, reply.body.get("error") if reply.status >= 400 else None)
         return _render(reply, ctx.request_id)
 

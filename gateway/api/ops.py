@@ -1,4 +1,5 @@
-"""Operations endpoints: liveness and readiness. No token needed."""
+"""Operations endpoints: liveness and readiness. No token needed, no access line
+(probes every few seconds would drown the log), but an x-request-id like every answer."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api.guard import json_response
+from gateway.api.guard import json_response, request_id_of
+from gateway.db import DatabaseFileChanged
 from gateway.services import Services
 
 # Kubernetes probes time out after 1 s by default: a hung database must make us
@@ -19,7 +21,9 @@ READY_CHECK_TIMEOUT_S = 0.8
 
 async def healthz(request: Request) -> Response:
     """The process is up and serving."""
-    return json_response({"status": "ok"})
+    response = json_response({"status": "ok"})
+    response.headers["x-request-id"] = request_id_of(request)
+    return response
 
 
 async def readyz(request: Request) -> Response:
@@ -31,15 +35,19 @@ async def readyz(request: Request) -> Response:
             # The schema, not just the server: a database recreated empty is not ready.
             await conn.execute(sa.text("SELECT version_num FROM alembic_version"))
         checks["database"] = "ok"
+    except DatabaseFileChanged as gone:  # deleted or replaced under us: writes would be lost
+        checks["database"] = f"error: {gone.reason}"
     except TimeoutError:
         checks["database"] = f"error: no answer within {READY_CHECK_TIMEOUT_S} s"
     except Exception as exc:  # any driver error means "not ready"; say which kind
         checks["database"] = f"error: {type(exc).__name__}"
     is_ready = all(v == "ok" for v in checks.values())
-    return json_response(
+    response = json_response(
         {"status": "ready" if is_ready else "not_ready", "checks": checks},
         200 if is_ready else 503,
     )
+    response.headers["x-request-id"] = request_id_of(request)
+    return response
 
 
 routes = [

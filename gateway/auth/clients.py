@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.audit import record_audit
 from gateway.auth.client_secrets import hash_secret, verify_secret
+from gateway.auth.login_guard import LoginGuard, LoginLimits, VerifiedSecrets
 from gateway.auth.principal import SCOPE_ADMIN, SCOPE_FINANCE, SCOPE_INVOKE
 from gateway.db import metadata
 
@@ -95,13 +96,21 @@ class StoredClient:
 
     record: ClientRecord
     secret_hash: str = field(repr=False)
+    verified: VerifiedSecrets | None = field(default=None, repr=False, compare=False)
 
     def check_secret(self, secret: str) -> bool:
-        """Slow (scrypt): call it in a thread. A revoked client never authenticates."""
+        """Slow (scrypt) unless the pair verified within the last minute: call it in a
+        thread. A revoked client never authenticates (the record is read fresh)."""
         if self.record.is_revoked:
             verify_secret(secret, None)  # same cost as a real check
             return False
-        return verify_secret(secret, self.secret_hash)
+        client_id = self.record.client_id
+        if self.verified is not None and self.verified.has(client_id, secret):
+            return True
+        is_valid = verify_secret(secret, self.secret_hash)
+        if is_valid and self.verified is not None:
+            self.verified.remember(client_id, secret)
+        return is_valid
 
 
 def _utc(value: datetime) -> datetime:
@@ -146,8 +155,16 @@ class ClientRegistry:
     `is_revoked` answers from memory on the request path.
     """
 
-    def __init__(self, engine: AsyncEngine, *, refresh_interval_s: float = REVOKED_REFRESH_S):
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        refresh_interval_s: float = REVOKED_REFRESH_S,
+        login_limits: LoginLimits | None = None,
+    ):
         self._engine = engine
+        # The token endpoint's guard lives here, next to revocation, which must clear it.
+        self.login_guard = LoginGuard(login_limits or LoginLimits())
         self._refresh_interval_s = refresh_interval_s
         self._revoked: frozenset[str] = frozenset()
         self._refresher: asyncio.Task[None] | None = None
@@ -202,7 +219,9 @@ class ClientRegistry:
         query = sa.select(oauth_clients).where(oauth_clients.c.client_id == client_id)
         async with self._engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else StoredClient(_record(row), row.secret_hash)
+        if row is None:
+            return None
+        return StoredClient(_record(row), row.secret_hash, self.login_guard.verified)
 
     async def revoke(self, client_id: str, actor: str) -> ClientRecord:
         """Revoke a client (idempotent); its tokens stop working within 2 s everywhere.
@@ -238,6 +257,7 @@ class ClientRegistry:
                 at=now,
             )
         self._revoked = self._revoked | {client_id}
+        self.login_guard.verified.forget_client(client_id)
         return after
 
     async def authenticate(self, client_id: str, secret: str) -> ClientRecord | None:

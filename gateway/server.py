@@ -1,0 +1,326 @@
+"""The HTTP server under the app: uvicorn (httptools) with limits on what a client
+may send before the app sees a request, and `gateway serve`'s run loop.
+
+Owns three things the app cannot do itself, because they happen before a request
+exists or after the app has stopped:
+
+- request heads: the request line, one header line, the whole head and the
+  number of headers are bounded (431, connection closed) while they arrive,
+  so an oversized head costs neither memory nor parser time;
+- slow clients: a request's head and body must arrive within
+  `client_timeout_s` of its first byte (of the connection, for the first one);
+  a client that is slower is answered 408 when nothing has been answered yet,
+  else disconnected, and logged as one JSON line with the running count;
+- the exit status: after SIGTERM and a completed drain the process exits 0
+  (uvicorn re-raises the signal, which would make it 143).
+
+Limits travel in the uvicorn `Config` (pickled into each worker under
+`--workers`), never in a module global.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import httptools
+import orjson
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+from uvicorn.supervisors.multiprocess import Multiprocess
+
+from gateway.settings import Settings
+
+log = logging.getLogger("gateway.server")
+
+APP = "gateway.app:app_from_env"
+GRACEFUL_SHUTDOWN_S = 30
+STARTUP_FAILURE = 3  # uvicorn's own exit status when the app cannot start
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeLimits:
+    """What a client may send before its request reaches the app."""
+
+    max_line_bytes: int = 8 * 1024  # the request target, or one header (name + value)
+    max_head_bytes: int = 64 * 1024  # request target and every header together
+    max_headers: int = 100
+    client_timeout_s: float = 30.0  # head and body of one request, from its first byte
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EdgeLimits:
+        return cls(
+            max_line_bytes=settings.max_header_line_bytes,
+            max_head_bytes=settings.max_header_bytes,
+            max_headers=settings.max_headers,
+            client_timeout_s=float(settings.client_timeout_s),
+        )
+
+
+@dataclass(slots=True)
+class EdgeCounters:
+    """Per-process counts of clients refused at the edge (written to their log lines)."""
+
+    heads_too_large: int = 0
+    slow_clients: int = 0
+
+
+class GatewayServerConfig(uvicorn.Config):
+    """uvicorn's Config carrying the edge limits to every connection of every worker."""
+
+    def __init__(self, app: str, *, edge_limits: EdgeLimits, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.edge_limits = edge_limits
+        self.edge_counters = EdgeCounters()
+
+
+class HeadTooLarge(Exception):
+    """Raised from a parser callback; the message says which limit, for the log."""
+
+
+def _error_answer(status: int, code: str, message: str) -> bytes:
+    body = orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": "invalid_request_error",
+                "param": None,
+                "code": code,
+            }
+        }
+    )
+    head = (
+        b"content-type: application/json\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n"
+        b"connection: close\r\n\r\n"
+    )
+    return STATUS_LINE[status] + head + body
+
+
+ANSWER_431 = _error_answer(
+    431, "request_header_fields_too_large", "The request line or headers are too large."
+)
+ANSWER_408 = _error_answer(
+    408, "request_timeout", "The request was not received in time; send it faster or retry."
+)
+
+
+class GatewayHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with bounded request heads and a client deadline.
+
+    The head is counted in the parser callbacks (exact) and, while a head is
+    still arriving, by the bytes received (httptools joins a header's pieces
+    in memory before it calls `on_header`, so a single endless header is only
+    visible that way). Cost: a few integer additions per callback.
+    """
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._limits: EdgeLimits = getattr(config, "edge_limits", EdgeLimits())
+        self._counters: EdgeCounters = getattr(config, "edge_counters", EdgeCounters())
+        self._in_head = False
+        self._head_bytes = 0  # bytes received while a head is arriving
+        self._counted_bytes = 0  # target and headers as parsed
+        self._header_count = 0
+        self._deadline: asyncio.TimerHandle | None = None
+
+    # --- the client deadline ---
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # uvicorn narrows BaseTransport
+        super().connection_made(transport)
+        self._arm()  # a connection that never sends a byte is a slow client too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(
+                self._limits.client_timeout_s, self._on_client_timeout
+            )
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _on_client_timeout(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle if not self._in_head else None
+        phase = "body" if cycle is not None and not cycle.response_complete else "headers"
+        self._counters.slow_clients += 1
+        log.warning(
+            "client too slow: dropped",
+            extra={
+                "fields": {
+                    "event": "client_timeout",
+                    "phase": phase,
+                    "client": self.client[0] if self.client else None,
+                    "timeout_s": self._limits.client_timeout_s,
+                    "slow_clients_total": self._counters.slow_clients,
+                }
+            },
+        )
+        if cycle is not None and not cycle.response_complete:
+            answered = cycle.response_started
+            # The app still reading the body sees a disconnect (its 499), and
+            # anything it sends later goes nowhere.
+            cycle.disconnected = True
+            cycle.message_event.set()
+            if not answered:
+                self.transport.write(ANSWER_408)
+        else:
+            self.transport.write(ANSWER_408)
+        self.transport.close()
+
+    # --- request heads ---
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = self._counted_bytes = self._header_count = 0
+        self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._counted_bytes += len(url)
+        if self._counted_bytes > self._limits.max_line_bytes:
+            raise HeadTooLarge("request line")
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        line = len(name) + len(value)
+        self._counted_bytes += line + 4  # ": " and CRLF
+        if self._header_count > self._limits.max_headers:
+            raise HeadTooLarge("header count")
+        if line > self._limits.max_line_bytes:
+            raise HeadTooLarge("header line")
+        if self._counted_bytes > self._limits.max_head_bytes:
+            raise HeadTooLarge("headers in all")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()  # the whole request is in; the app's time is not the client's
+        super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, with the head limits: 431 instead of 400 when one is exceeded."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as error:
+            if isinstance(error.__context__, HeadTooLarge):
+                self._refuse_head(str(error.__context__))
+            else:
+                self._bad_request()
+            return
+        except httptools.HttpParserError:
+            self._bad_request()
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        if self._in_head:
+            # Every byte of this read may be head: an upper bound, exact without pipelining.
+            self._head_bytes += len(data)
+            if self._head_bytes > self._limits.max_head_bytes + self._limits.max_line_bytes:
+                self._refuse_head("head still arriving")
+
+    def _bad_request(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    def _refuse_head(self, which: str) -> None:
+        self._counters.heads_too_large += 1
+        log.warning(
+            "request head too large: refused",
+            extra={
+                "fields": {
+                    "event": "head_too_large",
+                    "limit": which,
+                    "client": self.client[0] if self.client else None,
+                    "heads_too_large_total": self._counters.heads_too_large,
+                }
+            },
+        )
+        self._disarm()
+        self.transport.write(ANSWER_431)
+        self.transport.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's Server, noting whether its shutdown drained every request in time."""
+
+    drained = False
+
+    async def _wait_tasks_to_complete(self) -> None:
+        await super()._wait_tasks_to_complete()
+        # Reached only when the graceful-shutdown deadline did not cut it short.
+        self.drained = True
+
+
+def server_config(settings: Settings) -> GatewayServerConfig:
+    return GatewayServerConfig(
+        APP,
+        edge_limits=EdgeLimits.from_settings(settings),
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http=GatewayHttpProtocol,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+
+
+def run_server(settings: Settings) -> int:
+    """Serve until told to stop; the process exit status.
+
+    0 after SIGTERM when every request finished within the graceful deadline
+    (uvicorn would re-raise the signal: 143); 143 when the deadline cut requests.
+    Under `--workers` uvicorn's supervisor exits 0 after stopping its workers.
+    """
+    config = server_config(settings)
+    if config.workers > 1:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return 0
+    server = _Server(config)
+    terminated: list[int] = []
+
+    def _after_drain(sig: int, _frame: FrameType | None) -> None:
+        terminated.append(sig)  # uvicorn restores this handler and re-raises into it
+
+    previous = signal.signal(signal.SIGTERM, _after_drain)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not server.started:
+        return STARTUP_FAILURE
+    if terminated and not server.drained:
+        return 128 + signal.SIGTERM
+    return 0

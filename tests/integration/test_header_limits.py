@@ -1,0 +1,179 @@
+"""What a client may send before the app sees its request, against a real `gateway serve`:
+bounded request heads (431) and a deadline for head and body (408 / dropped), on raw sockets.
+
+Before, a 64 MiB header was read to the end and answered 200, and a client that sent
+nothing was held open forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from tests.support.serving import ServeProcess, serve_process
+
+CLIENT_TIMEOUT_S = 2
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    tmp_path = tmp_path_factory.mktemp("edge")
+    with serve_process(tmp_path, {"GATEWAY_CLIENT_TIMEOUT_S": str(CLIENT_TIMEOUT_S)}) as running:
+        yield running
+
+
+def exchange(port: int, request: bytes, *, read_timeout_s: float = 10) -> bytes:
+    """Send `request` on a fresh connection; everything the server answers until it closes.
+    A server that closes while we still send (as it should, early) is not an error."""
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout_s) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        answer = b""
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:
+            pass
+    return answer
+
+
+def status_of(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1])
+
+
+def head(*headers: str, target: str = "/healthz") -> bytes:
+    lines = [f"GET {target} HTTP/1.1", "Host: 127.0.0.1", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def assert_healthy(server: ServeProcess) -> None:
+    assert httpx.get(f"{server.origin}/healthz", timeout=5).status_code == 200
+
+
+def test_a_normal_head_is_served(server: ServeProcess) -> None:
+    """Forty ordinary headers of 1 KiB: 200."""
+    headers = [f"x-h{i}: {'a' * 1000}" for i in range(40)]
+    assert status_of(exchange(server.port, head(*headers))) == 200
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        head(f"x-big: {'a' * 9 * 1024}"),
+        head(target="/healthz?" + "q" * 9 * 1024),
+        head(*[f"x-h{i}: 1" for i in range(101)]),
+        head(*[f"x-h{i}: {'a' * 3300}" for i in range(20)]),
+    ],
+    ids=["9KiB-header-line", "9KiB-request-line", "101-headers", "65KiB-in-all"],
+)
+def test_oversized_heads_get_431(server: ServeProcess, request_bytes: bytes) -> None:
+    """A 9 KiB line, 101 headers or 65 KiB in all: 431 with an error body, connection closed."""
+    answer = exchange(server.port, request_bytes)
+    assert status_of(answer) == 431, answer[:200]
+    body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["code"] == "request_header_fields_too_large"
+    assert_healthy(server)
+
+
+def test_an_endless_header_is_cut_early(server: ServeProcess) -> None:
+    """64 MiB in one header: 431 after at most the limits' worth, within a second."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nx-big: ")
+        sent = 0
+        chunk = b"a" * 65536
+        try:
+            while sent < 64 * 1024 * 1024:
+                sock.sendall(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = b""
+        try:
+            while part := sock.recv(65536):
+                answer += part
+        except ConnectionResetError:
+            pass
+    # What was sent includes the kernel's socket buffers (a few MiB on loopback).
+    assert sent < 8 * 1024 * 1024, f"the server read {sent} bytes of one header"
+    assert answer == b"" or status_of(answer) == 431
+    assert time.monotonic() - started < 5
+    lines = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    assert any(line.get("event") == "head_too_large" for line in lines)
+    assert_healthy(server)
+
+
+def test_a_client_that_sends_nothing_is_dropped(server: ServeProcess) -> None:
+    """A connection that never sends a byte is answered 408 and closed within the timeout."""
+    started = time.monotonic()
+    answer = exchange(server.port, b"", read_timeout_s=CLIENT_TIMEOUT_S + 5)
+    assert status_of(answer) == 408
+    assert CLIENT_TIMEOUT_S - 0.5 < time.monotonic() - started < CLIENT_TIMEOUT_S + 3
+
+
+def test_slowloris_headers_are_dropped_within_the_timeout(server: ServeProcess) -> None:
+    """A header byte every 0.3 s: 408 and closed within the configured timeout, logged."""
+    started = time.monotonic()
+    answer = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        try:
+            while time.monotonic() - started < CLIENT_TIMEOUT_S + 5:
+                sock.sendall(b"x")
+                time.sleep(0.3)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            while part := sock.recv(65536):
+                answer += part
+        except ConnectionResetError:
+            pass
+    assert time.monotonic() - started < CLIENT_TIMEOUT_S + 3
+    assert status_of(answer) == 408
+    assert_healthy(server)
+    lines = [json.loads(line) for line in server.stderr().splitlines() if line.startswith("{")]
+    dropped = [line for line in lines if line.get("event") == "client_timeout"]
+    assert dropped and dropped[-1]["phase"] == "headers" and dropped[-1]["slow_clients_total"] >= 1
+
+
+def test_a_slow_body_is_dropped_within_the_timeout(server: ServeProcess) -> None:
+    """Headers in time, then a body that trickles: cut within the timeout (408 or closed)."""
+    started = time.monotonic()
+    request = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        b"content-type: application/json\r\ncontent-length: 100000\r\n\r\n{"
+    )
+    answer = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        try:
+            while time.monotonic() - started < CLIENT_TIMEOUT_S + 5:
+                sock.sendall(b" ")
+                time.sleep(0.3)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            while part := sock.recv(65536):
+                answer += part
+        except ConnectionResetError:
+            pass
+    assert time.monotonic() - started < CLIENT_TIMEOUT_S + 3
+    assert answer == b"" or status_of(answer) in (401, 408)
+    assert_healthy(server)
+
+
+def test_limits_hold_under_workers(tmp_path: Path) -> None:
+    """`--workers 2`: each worker refuses an oversized head with 431."""
+    env = {"GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0", "GATEWAY_MAX_HEADERS": "20"}
+    with serve_process(tmp_path, env, ("--workers", "2")) as running:
+        for _ in range(4):
+            answer = exchange(running.port, head(*[f"x-h{i}: 1" for i in range(21)]))
+            assert status_of(answer) == 431
+        assert status_of(exchange(running.port, head(*[f"x-h{i}: 1" for i in range(19)]))) == 200

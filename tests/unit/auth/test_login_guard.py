@@ -1,0 +1,131 @@
+"""The token endpoint's guards: the sliding window, the failure log, verified pairs, slots."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.auth.login_guard import (
+    MAX_TRACKED_KEYS,
+    FailureLog,
+    LoginBusy,
+    LoginGuard,
+    LoginLimits,
+    VerifiedSecrets,
+    retry_after_s,
+    with_failure,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("failures", "limit", "now", "expected"),
+    [
+        ((), 3, 100.0, None),
+        ((90.0, 95.0), 3, 100.0, None),  # under the limit
+        ((90.0, 95.0, 99.0), 3, 100.0, 50.0),  # full: wait until 90 leaves (90 + 60 - 100)
+        ((30.0, 90.0, 95.0), 3, 100.0, None),  # 30 has left the window
+        ((40.0, 90.0, 95.0), 3, 100.0, None),  # 40 + 60 == 100: gone
+        ((41.0, 90.0, 95.0), 3, 100.0, 1.0),  # 41 leaves in 1 s
+        ((80.0, 90.0, 95.0, 99.0), 3, 100.0, 50.0),  # over: the 3rd newest decides
+        ((99.0,), 1, 100.0, 59.0),
+    ],
+)
+def test_retry_after_is_when_enough_failures_have_left_the_window(
+    failures, limit, now, expected
+) -> None:
+    """Allowed while fewer than `limit` failures are in the last 60 s; else the wait."""
+    assert retry_after_s(failures, limit, 60.0, now) == expected
+
+
+def test_with_failure_keeps_only_the_newest_limit_within_the_window() -> None:
+    """The stored times never grow beyond the limit, and drop what left the window."""
+    assert with_failure((1.0, 50.0, 90.0, 95.0), 3, 60.0, 100.0) == (90.0, 95.0, 100.0)
+    assert with_failure((), 3, 60.0, 100.0) == (100.0,)
+
+
+def test_failure_log_refuses_after_the_limit_and_forgets_old_keys() -> None:
+    """The limit-th failure refuses the next attempt; the key count stays bounded."""
+    log = FailureLog(limit=2, window_s=60.0)
+    log.record("a", 0.0)
+    assert log.retry_after_s("a", 1.0) is None
+    log.record("a", 1.0)
+    assert log.retry_after_s("a", 2.0) == 58.0
+    assert log.retry_after_s("a", 60.5) is None  # the first left the window
+    assert log.retry_after_s("b", 2.0) is None
+    for i in range(MAX_TRACKED_KEYS + 5):
+        log.record(f"k{i}", 3.0)
+    assert len(log._times) == MAX_TRACKED_KEYS
+
+
+def test_verified_pairs_expire_and_revocation_forgets_them() -> None:
+    """A pair is known for ttl seconds; a wrong secret never; forget_client drops it."""
+    clock = Clock()
+    pairs = VerifiedSecrets(60.0, clock=clock)
+    pairs.remember("c-1", "s3cret")
+    pairs.remember("c-2", "other")
+    assert pairs.has("c-1", "s3cret")
+    assert not pairs.has("c-1", "wrong")
+    assert not pairs.has("c-1s", "3cret")  # the separator keeps pairs apart
+    clock.now += 61
+    assert not pairs.has("c-1", "s3cret")
+    pairs.remember("c-1", "s3cret")
+    pairs.remember("c-2", "other")
+    pairs.forget_client("c-1")
+    assert not pairs.has("c-1", "s3cret")
+    assert pairs.has("c-2", "other")
+
+
+def test_verified_pairs_are_bounded() -> None:
+    """Beyond max_pairs the oldest pair is dropped."""
+    pairs = VerifiedSecrets(60.0, max_pairs=2)
+    for i in range(3):
+        pairs.remember(f"c-{i}", "s")
+    assert not pairs.has("c-0", "s")
+    assert pairs.has("c-1", "s") and pairs.has("c-2", "s")
+
+
+def test_failures_of_another_client_from_another_address_do_not_block() -> None:
+    """Failures against c-victim from 10.0.0.66 block that id and that address, no other pair."""
+    clock = Clock()
+    guard = LoginGuard(LoginLimits(failures_per_client=3, failures_per_address=5), clock=clock)
+    for _ in range(5):
+        guard.record_failure("c-victim", "10.0.0.66")
+    assert guard.retry_after_s("c-victim", "10.0.0.1") is not None  # the id is limited
+    assert guard.retry_after_s("c-other", "10.0.0.66") is not None  # the address is limited
+    assert guard.retry_after_s("c-other", "10.0.0.1") is None
+    clock.now += 60
+    assert guard.retry_after_s("c-victim", "10.0.0.66") is None
+
+
+async def test_slots_bound_concurrent_checks_and_time_out() -> None:
+    """With every slot held, the next waits `wait_s` and gets LoginBusy; a freed slot is taken."""
+    guard = LoginGuard(LoginLimits(concurrency=2, wait_s=0.05))
+    async with guard.slot(), guard.slot():
+        with pytest.raises(LoginBusy):
+            async with guard.slot():
+                pass
+    async with guard.slot():
+        pass
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with guard.slot():
+            held.set()
+            await release.wait()
+
+    tasks = [asyncio.create_task(holder()) for _ in range(2)]
+    await held.wait()
+    asyncio.get_running_loop().call_later(0.01, release.set)
+    async with guard.slot():  # waits for a holder to finish, within wait_s
+        pass
+    await asyncio.gather(*tasks)
