@@ -211,13 +211,11 @@ class PolicyService:
     async def folder_base(self, directory: Path, content_hash: str | None = None) -> int | None:
         """The version a folder's files are based on; None when it cannot be told.
 
-        Its marker's; else, when its content equals a stored version, that one
-        (an old, unedited folder is stale, not an edit); else the newest
-        version made from this same folder (a watched folder edited in place).
+        When its content equals a stored version, that one (an old, unedited
+        copy is stale, not an edit, even under a newer marker: its files were
+        replaced); else its marker's; else the newest version made from this
+        same folder (a watched folder edited in place).
         """
-        marker = bundle_text.read_marker(directory)
-        if marker is not None:
-            return marker.version
         async with self._engine.connect() as conn:
             if content_hash is not None:
                 same = await conn.scalar(
@@ -227,6 +225,9 @@ class PolicyService:
                 )
                 if same is not None:
                     return int(same)
+            marker = bundle_text.read_marker(directory)
+            if marker is not None:
+                return marker.version
             return await newest_from_folder(conn, directory)
 
     async def plan_folder(self, directory: Path) -> FolderPlan:

@@ -169,7 +169,7 @@ class FolderWatcher:
     """Apply edits of one folder as new versions (author `file:DIR`); keep it up to date.
 
     The folder's base is the version it last matched or produced here, else
-    what the service infers (its marker, a stored version with equal content,
+    what the service infers (a stored version with equal content, its marker,
     or the newest version made from this folder). A folder whose content equals
     its base holds no edit: when the running version has moved on, its files are
     rewritten to the running version (only the files whose part changed, so the
@@ -198,21 +198,26 @@ class FolderWatcher:
         self._marker: bundle_text.Marker | None = None
         self._base: int | None = None
         self._problem: str | None = None  # why the folder is not the running version, if so
-        self._running: int | None = None
 
-    def status(self) -> dict[str, Any]:
-        """For `GET /admin/policy`: the folder, the version its files hold, and any problem."""
+    def status(self) -> dict[str, Any] | None:
+        """For `GET /admin/policy`: None while the folder holds the enforced version, else
+        the folder, the version its files hold and why they are behind."""
+        enforced = self._enforced()
+        if self._problem is None and (self._base is None or self._base == enforced):
+            return None  # not looked at yet, or up to date
         return {
             "path": str(self._directory),
             "version": self._base,
-            "up_to_date": self._problem is None and self._base == self._running,
-            "problem": self._problem,
+            "up_to_date": False,
+            "problem": self._problem
+            or f"the folder does not hold the running version {enforced} yet; it is brought "
+            "up to date within seconds",
         }
 
     async def check(self) -> None:
         """Compare the folder with the running version: apply its edit, or bring it up to date."""
         marker = bundle_text.read_marker(self._directory)
-        if marker != self._marker:  # export or apply wrote a new marker: trust it
+        if marker != self._marker:  # someone else wrote it (`policy export`): trust it
             self._marker, self._base = marker, None
         try:
             candidate = await self._service.read_folder(self._directory)
@@ -220,12 +225,13 @@ class FolderWatcher:
             self._log_invalid(invalid)
             return
         running = await self._service.current()
-        self._running = running.version if running else None
         if running is None:
             return
         if running.hash == candidate.hash:
             self._base, self._problem = running.version, None
             return
+        # What this process saw the folder hold is the surest base: content that now equals
+        # an older version is then an edit made here, not a stale copy.
         base = (
             self._base
             if self._base is not None
@@ -249,7 +255,8 @@ class FolderWatcher:
         except PolicyInvalid as invalid:
             self._log_invalid(invalid)
             return
-        self._base = self._running = applied.version.version
+        self._base = applied.version.version
+        self._marker = bundle_text.read_marker(self._directory)  # apply wrote it
         self._problem = None
         if applied.is_new:
             log.info(
