@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -167,14 +168,32 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def _upgrade_to_head(sync_conn: Connection, config: Config) -> None:
+def _upgrade_to_head(sync_conn: Connection, config: Config) -> tuple[str | None, str | None]:
     from alembic import command
+    from alembic.runtime.migration import MigrationContext
 
+    def revision() -> str | None:
+        return MigrationContext.configure(sync_conn).get_current_revision()
+
+    before = revision()
     config.attributes["connection"] = sync_conn
     command.upgrade(config, "head")
+    return before, revision()
 
 
-async def migrate(url: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Migrated:
+    """What `migrate` did: the schema revision before and after (None: no schema)."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+async def migrate(url: str) -> Migrated:
     """Bring the database at `url` to the newest Alembic revision; a no-op when current.
 
     Replicas that start together serialize on a lock: the first upgrades, the
@@ -189,14 +208,13 @@ async def migrate(url: str) -> None:
     try:
         if engine.dialect.name == "sqlite":
             async with locked_transaction(engine, "migrate") as conn:
-                await conn.run_sync(_upgrade_to_head, config)
-            return
+                return Migrated(*await conn.run_sync(_upgrade_to_head, config))
         key = _advisory_key("gateway:migrate")
         async with engine.connect() as conn:
             await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             await conn.commit()  # leave no transaction open: Alembic begins its own
             try:
-                await conn.run_sync(_upgrade_to_head, config)
+                return Migrated(*await conn.run_sync(_upgrade_to_head, config))
             finally:
                 await conn.rollback()
                 await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
