@@ -168,17 +168,17 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def _upgrade_to_head(sync_conn: Connection, config: Config) -> tuple[str | None, str | None]:
-    from alembic import command
+def _current_revision(sync_conn: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
-    def revision() -> str | None:
-        return MigrationContext.configure(sync_conn).get_current_revision()
+    return MigrationContext.configure(sync_conn).get_current_revision()
 
-    before = revision()
+
+def _upgrade_to_head(sync_conn: Connection, config: Config) -> None:
+    from alembic import command
+
     config.attributes["connection"] = sync_conn
     command.upgrade(config, "head")
-    return before, revision()
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,13 +208,19 @@ async def migrate(url: str) -> Migrated:
     try:
         if engine.dialect.name == "sqlite":
             async with locked_transaction(engine, "migrate") as conn:
-                return Migrated(*await conn.run_sync(_upgrade_to_head, config))
+                before = await conn.run_sync(_current_revision)
+                await conn.run_sync(_upgrade_to_head, config)
+                return Migrated(before, await conn.run_sync(_current_revision))
         key = _advisory_key("gateway:migrate")
         async with engine.connect() as conn:
             await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             await conn.commit()  # leave no transaction open: Alembic begins its own
             try:
-                return Migrated(*await conn.run_sync(_upgrade_to_head, config))
+                before = await conn.run_sync(_current_revision)
+                await conn.rollback()
+                await conn.run_sync(_upgrade_to_head, config)
+                await conn.rollback()
+                return Migrated(before, await conn.run_sync(_current_revision))
             finally:
                 await conn.rollback()
                 await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
