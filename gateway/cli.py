@@ -12,13 +12,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gateway.commands.auth import clients_app, keys_app, warn_unknown_team
 from gateway.commands.policy import check_or_exit, policy_app, running_version_number
 from gateway.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from gateway.db import Migrated
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="An LLM gateway.")
 app.add_typer(policy_app, name="policy")
@@ -31,11 +34,11 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _migrate_or_exit(settings: Settings) -> None:
+def _migrate_or_exit(settings: Settings) -> Migrated:
     from gateway.db import SchemaFromNewerGateway, check_schema, migrate
 
     try:
-        asyncio.run(migrate(settings.database_url))
+        return asyncio.run(migrate(settings.database_url))
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
         try:  # a database migrated by a newer gateway deserves a plainer answer
             asyncio.run(check_schema(settings.database_url))
@@ -127,8 +130,15 @@ def serve(
 def migrate() -> None:
     """Bring the database to the newest schema revision."""
     settings = load_settings()
-    _migrate_or_exit(settings)
-    typer.echo("database is at the newest revision")
+    done = _migrate_or_exit(settings)
+    if not done.changed:
+        typer.echo(f"database is already at the newest revision ({done.after})")
+    elif done.before is None:
+        typer.echo(f"migrated the new database to revision {done.after} (the newest)")
+    else:
+        typer.echo(
+            f"migrated the database from revision {done.before} to {done.after} (the newest)"
+        )
 
 
 @app.command()

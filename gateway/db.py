@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -239,6 +240,12 @@ def alembic_config(url: str) -> Config:
     return config
 
 
+def _current_revision(sync_conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(sync_conn).get_current_revision()
+
+
 def _upgrade_to_head(sync_conn: Connection, config: Config) -> None:
     from alembic import command
 
@@ -246,7 +253,19 @@ def _upgrade_to_head(sync_conn: Connection, config: Config) -> None:
     command.upgrade(config, "head")
 
 
-async def migrate(url: str) -> None:
+@dataclass(frozen=True, slots=True)
+class Migrated:
+    """What `migrate` did: the schema revision before and after (None: no schema)."""
+
+    before: str | None
+    after: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+async def migrate(url: str) -> Migrated:
     """Bring the database at `url` to the newest Alembic revision; a no-op when current.
 
     Replicas that start together serialize on a lock: the first upgrades, the
@@ -261,14 +280,19 @@ async def migrate(url: str) -> None:
     try:
         if engine.dialect.name == "sqlite":
             async with locked_transaction(engine, "migrate") as conn:
+                before = await conn.run_sync(_current_revision)
                 await conn.run_sync(_upgrade_to_head, config)
-            return
+                return Migrated(before, await conn.run_sync(_current_revision))
         key = _advisory_key("gateway:migrate")
         async with engine.connect() as conn:
             await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             await conn.commit()  # leave no transaction open: Alembic begins its own
             try:
+                before = await conn.run_sync(_current_revision)
+                await conn.rollback()
                 await conn.run_sync(_upgrade_to_head, config)
+                await conn.rollback()
+                return Migrated(before, await conn.run_sync(_current_revision))
             finally:
                 await conn.rollback()
                 await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})

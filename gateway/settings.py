@@ -103,11 +103,35 @@ def check_settings(settings: Settings) -> Settings:
     for name, value, low, high in ranges:
         if not low <= value <= high:
             raise SettingsError(f"{name} must be from {low} to {high} (got {value})")
+    check_database_url(settings.database_url)
     if settings.log_level not in LOG_LEVELS:
         raise SettingsError(
             f"GATEWAY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (got {settings.log_level!r})"
         )
     return settings
+
+
+# The URL schemes `db.async_url` turns into a driver the gateway ships with.
+DATABASE_SCHEMES = ("sqlite", "sqlite+aiosqlite", "postgres", "postgresql", "postgresql+asyncpg")
+
+
+def check_database_url(url: str) -> None:
+    """SettingsError naming GATEWAY_DATABASE_URL unless `url` is one the gateway can open."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    supported = "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER:PASSWORD@HOST/DB"
+    try:
+        scheme = make_url(url).drivername
+    except (ArgumentError, ValueError):
+        raise SettingsError(
+            f"GATEWAY_DATABASE_URL is not a database URL; expected {supported}"
+        ) from None
+    if scheme not in DATABASE_SCHEMES:
+        raise SettingsError(
+            f"GATEWAY_DATABASE_URL: the scheme {scheme}:// is not supported; use {supported} "
+            "(postgresql:// and sqlite:// work too)"
+        )
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

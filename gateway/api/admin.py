@@ -37,7 +37,8 @@ class InvalidPolicy(InvalidRequest):
 
     def __init__(self, issues: list[PolicyIssue]) -> None:
         listed = "; ".join(str(issue) for issue in issues)
-        super().__init__(f"The policy is invalid ({len(issues)} errors): {listed}")
+        errors = "1 error" if len(issues) == 1 else f"{len(issues)} errors"
+        super().__init__(f"The policy is invalid ({errors}): {listed}")
         self.issues = issues
 
     def body(self) -> dict[str, object]:
@@ -121,11 +122,32 @@ def _int_param(request: Request, name: str, default: int | None = None) -> int:
         raise InvalidRequest(f"Invalid '{name}': expected an integer.", param=name) from None
 
 
+# A `before` cursor is an id or version number: the columns are SQL INTEGERs
+# (32-bit in PostgreSQL), so a number beyond them names nothing and could only
+# overflow the driver.
+MAX_CURSOR = 2**31 - 1
+
+
+def _ranged_param(request: Request, name: str, low: int, high: int, default: int) -> int:
+    value = _int_param(request, name, default)
+    if not low <= value <= high:
+        raise InvalidRequest(
+            f"Invalid '{name}': must be from {low} to {high} (got {_shown(value)}).", param=name
+        )
+    return value
+
+
+def _shown(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else f"{text[:20]}… ({len(text)} digits)"
+
+
 def _page(request: Request) -> tuple[int, int | None]:
     """`limit` (1..MAX_LIST, default 100) and the `before` cursor of a newest-first list."""
-    limit = max(1, min(_int_param(request, "limit", 100), MAX_LIST))
-    before = _int_param(request, "before", 0) if "before" in request.query_params else None
-    return limit, before
+    limit = _ranged_param(request, "limit", 1, MAX_LIST, 100)
+    if "before" not in request.query_params:
+        return limit, None
+    return limit, _ranged_param(request, "before", 1, MAX_CURSOR, MAX_CURSOR)
 
 
 def _list(
@@ -149,21 +171,26 @@ def _applied(applied: Applied) -> Response:
 
 async def get_policy(request: Request, services: Services, principal: Principal) -> Response:
     """The version this replica enforces; and, when the database holds a newer one
-    it does not (yet) enforce, that number and why (e.g. a `${VAR}` it lacks)."""
+    it does not (yet) enforce, that number and why (e.g. a `${VAR}` it lacks). Under
+    `serve --policies DIR`, `folder` says which version DIR's files hold."""
     versions = services.policy_versions
     newest = await versions.newest_number()
     enforced = services.policy.version
     if enforced is None or newest is None:  # a bare database, or a gateway run without one
         running = await versions.current()
-        return json_response(running.as_json() if running else {"version": None, "bundle": None})
-    body = (await versions.get(enforced)).as_json()
-    if newest != enforced:
+        body: dict[str, Any] = running.as_json() if running else {"version": None, "bundle": None}
+    else:
+        body = (await versions.get(enforced)).as_json()
+    if enforced is not None and newest is not None and newest != enforced:
         body["newest_version"] = newest
         try:
-            versions.compile(await versions.get(newest))
+            await versions.compile_off_loop(await versions.get(newest))
             body["newest_problem"] = None  # valid here: this replica picks it up within a second
         except PolicyInvalid as invalid:
             body["newest_problem"] = "; ".join(str(issue) for issue in invalid.issues)
+    folder = versions.folder_status()
+    if folder is not None:
+        body["folder"] = folder
     return json_response(body)
 
 

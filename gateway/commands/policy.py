@@ -23,7 +23,7 @@ import typer
 from gateway.policy.errors import PolicyInvalid
 
 if TYPE_CHECKING:
-    from gateway.policy.service import PolicyService
+    from gateway.policy.service import Applied, PolicyService
 
 T = TypeVar("T")
 
@@ -45,10 +45,15 @@ def cli_author() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+def count(number: int, noun: str) -> str:
+    """'1 error', '3 errors'."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _print_invalid(invalid: PolicyInvalid, what: str) -> typer.Exit:
     for issue in invalid.issues:
         typer.echo(f"error: {issue}", err=True)
-    typer.echo(f"{what} is invalid ({len(invalid.issues)} errors)", err=True)
+    typer.echo(f"{what} is invalid ({count(len(invalid.issues), 'error')})", err=True)
     return typer.Exit(1)
 
 
@@ -131,25 +136,38 @@ def diff(directory: Directory) -> None:
         typer.echo(f"no changes: {directory} equals the running version {running}")
         return
     typer.echo(plan.diff, nl=False)
-    if plan.is_stale and plan.running is not None:
-        typer.echo(
-            f"note: {directory} is based on version {plan.base}, but version "
-            f"{plan.running.version} is running; `apply` would refuse it "
-            "(export the running version and merge your edits into it)",
-            err=True,
-        )
+    if plan.conflict is not None:
+        typer.echo(f"note: `apply` would refuse it. {plan.conflict.message}", err=True)
+
+
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Apply even over an admin-API change or rollback the folder has not seen.",
+    ),
+]
 
 
 @policy_app.command("apply")
-def apply(directory: Directory, reason: Reason = "") -> None:
+def apply(directory: Directory, reason: Reason = "", force: Force = False) -> None:
     """Make the folder the running policy (a new version), without prompting.
 
-    Refused, with how to resolve it, when the folder is based on an older
-    version than the running one.
+    Refused, with how to resolve it, when the running version holds an
+    admin-API change or a rollback that the folder has not seen (it was not
+    exported or applied since); --force applies it anyway.
     """
-    applied = _run(
-        lambda service: service.apply_folder(directory, author=cli_author(), reason=reason)
-    )
+
+    async def apply_and_diff(service: PolicyService) -> tuple[Applied, str]:
+        applied = await service.apply_folder(
+            directory, author=cli_author(), reason=reason, force=force
+        )
+        if not applied.is_new or applied.previous is None:
+            return applied, ""
+        return applied, await service.diff(applied.previous, applied.version.version)
+
+    applied, diff = _run(apply_and_diff)
+    typer.echo(diff, nl=False)
     if applied.is_new:
         was = f"was {applied.previous}" if applied.previous else "the first version"
         typer.echo(f"applied {directory} as policy version {applied.version.version} ({was})")

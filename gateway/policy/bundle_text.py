@@ -1,7 +1,7 @@
 """A bundle as text: canonical JSON, a stable YAML rendering, diffs, export files, the marker.
 
-Pure functions over plain values; no I/O except `read_marker`, `folder_hash`
-and `write_export`, which touch only the folder they are given.
+Pure functions over plain values; no I/O except `read_marker`, `folder_hash`,
+`write_export` and `write_files`, which touch only the folder they are given.
 
 The marker (`.policy-version`) records which version an exported folder came
 from, so `apply` can tell an edit of the running version from an edit of an
@@ -12,6 +12,8 @@ an unapplied edit. It is not YAML-suffixed, so the loader never reads it as poli
 from __future__ import annotations
 
 import difflib
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ import yaml
 
 from gateway.policy.compiled import bundle_hash
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
-from gateway.policy.loader import load_bundle, policy_files
+from gateway.policy.loader import NAMED_SECTIONS, load_bundle, policy_files
 
 MARKER_NAME = ".policy-version"
 SECTION_ORDER = ("providers", "models", "routing", "teams", "guardrails", "auth", "timezone")
@@ -157,3 +159,54 @@ def _refuse_hand_written(directory: Path, existing: list[Path]) -> None:
             f"`gateway policy apply {directory}`, export into another folder, "
             "or pass --force to replace them"
         )
+
+
+FileOf = Callable[[tuple[str, ...]], "str | None"]
+
+
+def place_sections(raw: dict[str, Any], file_of: FileOf) -> dict[str, dict[str, Any]]:
+    """The bundle split into files: each section (each entry, in named sections) goes to
+    the file `file_of` names for it, else to `<section>.yaml`."""
+    files: dict[str, dict[str, Any]] = {}
+    for section, value in raw.items():
+        if section in NAMED_SECTIONS and isinstance(value, dict) and value:
+            for name, entry in value.items():
+                file = file_of((section, name)) or f"{section}.yaml"
+                files.setdefault(file, {}).setdefault(section, {})[name] = entry
+        else:
+            files.setdefault(file_of((section,)) or f"{section}.yaml", {})[section] = value
+    return files
+
+
+def files_to_rewrite(
+    old: dict[str, Any], new: dict[str, Any], file_of: FileOf
+) -> dict[str, str | None]:
+    """What turns a folder holding `old` into one holding `new`, touching only the files
+    whose part changed (the others keep their comments): file name → text, None to delete.
+
+    `file_of` says where each section or entry of `old` is written today.
+    """
+    before, after = place_sections(old, file_of), place_sections(new, file_of)
+    return {
+        name: _dump_file(after[name]) if name in after else None
+        for name in dict.fromkeys([*before, *after])
+        if before.get(name) != after.get(name)
+    }
+
+
+def _dump_file(sections: dict[str, Any]) -> str:
+    return yaml.safe_dump(sections, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def write_files(directory: Path, rewrite: dict[str, str | None], marker: Marker) -> None:
+    """Apply `files_to_rewrite`'s plan, each file replaced whole (never seen half-written),
+    the marker last. Raises OSError (a read-only folder, such as a ConfigMap)."""
+    for name, text in rewrite.items():
+        path = directory / name
+        if text is None:
+            path.unlink(missing_ok=True)
+            continue
+        temporary = directory / f".{name}.tmp"
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    (directory / MARKER_NAME).write_text(render_marker(marker), encoding="utf-8")

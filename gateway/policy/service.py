@@ -3,34 +3,48 @@
 Owns SPEC §4's rules. A change is validated (schema, then compiled with this
 process's environment, every error located) before anything is written; it
 becomes version N+1 under a cross-process lock, so two replicas never both
-create N+1; a bundle equal to the running one (same hash) is a no-op; a change
-based on a version other than the running one is refused with `PolicyConflict`,
-whose message says how to resolve it; every new version writes its audit entry
-in the same transaction. It never renders HTTP or prints: edges do that.
+create N+1; a bundle equal to the running one (same hash) is a no-op; an API
+change based on a version other than the running one is refused with
+`PolicyConflict`, whose message says how to resolve it; every new version
+writes its audit entry in the same transaction. It never renders HTTP or
+prints: edges do that. CPU-heavy work (compiling, rendering diffs) runs in a
+thread, so an admin call on a large policy never stalls the event loop.
 
-A folder's base version is its marker's (`.policy-version`, written by export
-and apply); a folder without one is based on the stored version it equals, if
-any, else on the newest version made from files (bootstrap or a folder apply),
-so a change made since through the API or a rollback makes it stale.
+A folder goes through unless the running version holds an admin-API edit or
+a rollback the folder has not seen (`apply_rule`); `force` overrides. A
+folder's base is its marker's (`.policy-version`, written by export and
+apply); else the stored version its content equals; else the newest version
+made from this same folder; else unknown.
+
+The replica that makes a change enforces it before the call returns: the
+gateway attaches its `enforce` (compile, swap, reconcile providers) here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.audit import AuditEntry, audit_log, read_audit, record_audit
+from gateway.audit import AuditEntry, read_audit, record_audit
 from gateway.db import locked_transaction
-from gateway.errors import GatewayError, NotFound
+from gateway.errors import NotFound
 from gateway.policy import bundle_text, changes
+from gateway.policy.apply_rule import (
+    ACTION_APPLY,
+    ACTION_APPLY_FILES,
+    ACTION_BOOTSTRAP,
+    ACTION_PATCH_TEAM,
+    ACTION_ROLLBACK,
+    HELD_KEY,
+    held_change,
+)
 from gateway.policy.candidate import (
     Candidate,
     candidate_from_folder,
@@ -38,6 +52,14 @@ from gateway.policy.candidate import (
     compile_version,
 )
 from gateway.policy.compiled import Policy
+from gateway.policy.lineage import (
+    PolicyConflict,
+    conflict_for_folder,
+    describe,
+    folder_id,
+    newest_from_folder,
+    origins,
+)
 from gateway.policy.versions import (
     PolicyVersion,
     insert_version,
@@ -48,29 +70,20 @@ from gateway.policy.versions import (
     read_version,
 )
 
+__all__ = [
+    "ACTION_APPLY",
+    "ACTION_APPLY_FILES",
+    "ACTION_BOOTSTRAP",
+    "ACTION_PATCH_TEAM",
+    "ACTION_ROLLBACK",
+    "Applied",
+    "FolderPlan",
+    "PolicyConflict",
+    "PolicyService",
+    "VersionNotFound",
+]
+
 LOCK_NAME = "gateway:policy_versions"
-ACTION_BOOTSTRAP = "policy.bootstrap"
-ACTION_APPLY = "policy.apply"  # a whole bundle through the admin API
-ACTION_APPLY_FILES = "policy.apply_files"  # a folder: `policy apply DIR` or `serve --policies`
-ACTION_PATCH_TEAM = "policy.patch_team"
-ACTION_ROLLBACK = "policy.rollback"
-FROM_FILES = (ACTION_BOOTSTRAP, ACTION_APPLY_FILES)
-# Folder applies looked back through to find a folder's last version; a folder
-# not applied among the last this many is treated as unknown (and refused).
-FOLDER_HISTORY_SCAN = 1000
-
-
-class PolicyConflict(GatewayError):
-    """409: the change was made against a version that is no longer the running one."""
-
-    status = 409
-    type = "invalid_request_error"
-    code = "policy_conflict"
-
-    def __init__(self, message: str, *, running: int | None, base: int | None) -> None:
-        super().__init__(message, param="base_version")
-        self.running = running
-        self.base = base
 
 
 class VersionNotFound(NotFound):
@@ -86,38 +99,12 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class FolderPlan:
-    """What `apply DIR` would do: the diff against the running version, and the folder's base."""
+    """What `apply DIR` would do: the diff from the running version, and any refusal."""
 
     running: PolicyVersion | None
-    base: int | None
+    base: int | None  # the version the folder is based on; None when that cannot be told
     diff: str
-
-    @property
-    def is_stale(self) -> bool:
-        return bool(self.diff) and self.running is not None and self.base != self.running.version
-
-
-def describe(version: PolicyVersion) -> str:
-    when = version.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-    why = f": {version.reason!r}" if version.reason else ""
-    return f"version {version.version} by {version.author} at {when}{why}"
-
-
-def folder_conflict(directory: Path, running: PolicyVersion, base: int | None) -> PolicyConflict:
-    basis = (
-        f"is based on version {base}"
-        if base is not None
-        else f"does not say which version it is based on (no {bundle_text.MARKER_NAME})"
-    )
-    return PolicyConflict(
-        f"Refused: {directory} {basis}, but the running policy is {describe(running)}. "
-        "Applying the folder would silently undo that change. To resolve: "
-        "`gateway policy export NEWDIR` (the running version), merge your edits from "
-        f"{directory} into NEWDIR, preview with `gateway policy diff NEWDIR`, then "
-        "`gateway policy apply NEWDIR`.",
-        running=running.version,
-        base=base,
-    )
+    conflict: PolicyConflict | None  # why `apply` would refuse it (without --force)
 
 
 def api_conflict(running: PolicyVersion | None, base: int | None) -> PolicyConflict:
@@ -130,6 +117,9 @@ def api_conflict(running: PolicyVersion | None, base: int | None) -> PolicyConfl
         running=number,
         base=base,
     )
+
+
+Enforce = Callable[[], Awaitable[object]]
 
 
 class PolicyService:
@@ -145,10 +135,28 @@ class PolicyService:
         self._engine = engine
         self._env = env
         self._utcnow = utcnow
+        self._enforce: Enforce | None = None
+        self._folder_status: Callable[[], dict[str, Any] | None] | None = None
 
     @property
     def env(self) -> Mapping[str, str]:
         return self._env
+
+    def attach(
+        self,
+        *,
+        enforce: Enforce,
+        folder_status: Callable[[], dict[str, Any] | None] | None = None,
+    ) -> None:
+        """Wire a serving process: `enforce` runs after each new version this service writes
+        (so the replica that wrote it enforces it before answering); `folder_status` describes
+        the watched folder for `GET /admin/policy`. The CLI attaches nothing."""
+        self._enforce = enforce
+        self._folder_status = folder_status
+
+    def folder_status(self) -> dict[str, Any] | None:
+        """The watched folder's state (path, version, whether it is up to date), if any."""
+        return self._folder_status() if self._folder_status is not None else None
 
     # Reads -------------------------------------------------------------------
 
@@ -176,7 +184,9 @@ class PolicyService:
     async def diff(self, old: int, new: int) -> str:
         """Unified diff of two versions' stable YAML renderings ("" when equal)."""
         was, now = await self.get(old), await self.get(new)
-        return bundle_text.unified_diff(was.bundle, now.bundle, f"version {old}", f"version {new}")
+        return await asyncio.to_thread(
+            bundle_text.unified_diff, was.bundle, now.bundle, f"version {old}", f"version {new}"
+        )
 
     async def audit(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:
         """Newest first; `before` pages back."""
@@ -184,8 +194,13 @@ class PolicyService:
             return await read_audit(conn, limit=limit, before=before)
 
     def compile(self, version: PolicyVersion) -> Policy:
-        """Compile a stored version with this process's environment (PolicyInvalid if it can't)."""
+        """Compile a stored version with this process's environment (PolicyInvalid if it can't).
+
+        CPU-bound (a large policy takes a while): call it in a thread from async code."""
         return compile_version(version, self._env)
+
+    async def compile_off_loop(self, version: PolicyVersion) -> Policy:
+        return await asyncio.to_thread(compile_version, version, self._env)
 
     # Folders -----------------------------------------------------------------
 
@@ -194,17 +209,13 @@ class PolicyService:
         return await asyncio.to_thread(candidate_from_folder, directory, self._env)
 
     async def folder_base(self, directory: Path, content_hash: str | None = None) -> int | None:
-        """The version a folder's files are based on.
+        """The version a folder's files are based on; None when it cannot be told.
 
-        Its marker's; else, when its content equals a stored version, that one
-        (an old, unedited folder is stale, not an edit); else the newest
-        version made from this same folder (a watched folder edited in place).
-        None for an unknown folder: a copy made elsewhere, whose base cannot be
-        told, is refused rather than allowed to undo changes it never saw.
+        When its content equals a stored version, that one (an old, unedited
+        copy is stale, not an edit, even under a newer marker: its files were
+        replaced); else its marker's; else the newest version made from this
+        same folder (a watched folder edited in place).
         """
-        marker = bundle_text.read_marker(directory)
-        if marker is not None:
-            return marker.version
         async with self._engine.connect() as conn:
             if content_hash is not None:
                 same = await conn.scalar(
@@ -214,19 +225,28 @@ class PolicyService:
                 )
                 if same is not None:
                     return int(same)
-            return await _newest_from_folder(conn, directory)
+            marker = bundle_text.read_marker(directory)
+            if marker is not None:
+                return marker.version
+            return await newest_from_folder(conn, directory)
 
     async def plan_folder(self, directory: Path) -> FolderPlan:
         """Check a folder and diff it against the running version (the `diff DIR` preview)."""
         candidate = await self.read_folder(directory)
         running = await self.current()
-        diff = bundle_text.unified_diff(
+        diff = await asyncio.to_thread(
+            bundle_text.unified_diff,
             running.bundle if running else None,
             candidate.raw,
             f"version {running.version} (running)" if running else "no version",
             str(directory),
         )
-        return FolderPlan(running, await self.folder_base(directory, candidate.hash), diff)
+        base = await self.folder_base(directory, candidate.hash)
+        conflict = None
+        if diff and running is not None:
+            async with self._engine.connect() as conn:
+                conflict = await conflict_for_folder(conn, directory, running, base)
+        return FolderPlan(running, base, diff, conflict)
 
     async def apply_folder(
         self,
@@ -235,12 +255,15 @@ class PolicyService:
         author: str,
         reason: str,
         base_version: int | None = None,
+        force: bool = False,
         update_marker: bool = True,
     ) -> Applied:
-        """Apply a folder as the next version; base from `base_version`, else the folder's.
+        """Apply a folder as the next version, unless it has not seen an API edit or rollback.
 
-        With `update_marker` the folder's marker records the resulting version,
-        so the next edit of the same folder is based on it.
+        Its base is `base_version` if given, else the folder's (`folder_base`).
+        `force` applies it even then. With `update_marker` the folder's marker
+        records the resulting version, so the next edit of the same folder is
+        based on it (a read-only folder, such as a ConfigMap, is left as it is).
         """
         candidate = await self.read_folder(directory)
         if base_version is not None:
@@ -248,17 +271,18 @@ class PolicyService:
         else:
             base = await self.folder_base(directory, candidate.hash)
 
-        def expect(running: PolicyVersion | None) -> None:
-            if running is not None and running.version != base:
-                raise folder_conflict(directory, running, base)
+        async def check(conn: AsyncConnection, running: PolicyVersion | None) -> dict[str, Any]:
+            known = await origins(conn)
+            if running is not None and not force:
+                conflict = await conflict_for_folder(conn, directory, running, base, known)
+                if conflict is not None:
+                    raise conflict
+            # The new version carries the changes its base carried, and no later one.
+            held = held_change(known, base) if base is not None else None
+            return {"based_on": base, HELD_KEY: held, "from_folder": folder_id(directory)}
 
         applied = await self._commit(
-            candidate,
-            action=ACTION_APPLY_FILES,
-            author=author,
-            reason=reason,
-            expect=expect,
-            folder=directory,
+            candidate, action=ACTION_APPLY_FILES, author=author, reason=reason, check=check
         )
         if update_marker:
             marker = bundle_text.Marker(applied.version.version, applied.version.hash)
@@ -272,9 +296,10 @@ class PolicyService:
             return Applied(running, running.version, is_new=False)
         candidate = await self.read_folder(directory)
 
-        def expect(running: PolicyVersion | None) -> None:
+        async def check(_conn: AsyncConnection, running: PolicyVersion | None) -> dict[str, Any]:
             if running is not None:  # another replica bootstrapped first: its version stands
                 raise _AlreadyBootstrapped(running)
+            return {"from_folder": folder_id(directory)}
 
         try:
             return await self._commit(
@@ -282,8 +307,7 @@ class PolicyService:
                 action=ACTION_BOOTSTRAP,
                 author="bootstrap",
                 reason=f"bootstrapped from {directory}",
-                expect=expect,
-                folder=directory,
+                check=check,
             )
         except _AlreadyBootstrapped as other:
             return Applied(other.version, other.version.version, is_new=False)
@@ -299,7 +323,9 @@ class PolicyService:
         else:
             chosen = await self.get(version)
         marker = bundle_text.Marker(chosen.version, chosen.hash)
-        bundle_text.write_export(directory, chosen.bundle, marker, force=force)
+        await asyncio.to_thread(
+            bundle_text.write_export, directory, chosen.bundle, marker, force=force
+        )
         return chosen
 
     # Changes -----------------------------------------------------------------
@@ -308,14 +334,15 @@ class PolicyService:
         self, bundle: Mapping[str, Any], *, author: str, reason: str, base_version: int | None
     ) -> Applied:
         """A whole bundle (JSON) as the next version, if `base_version` is the running one."""
-        candidate = candidate_from_raw(bundle, self._env)
+        candidate = await asyncio.to_thread(candidate_from_raw, bundle, self._env)
 
-        def expect(running: PolicyVersion | None) -> None:
+        async def check(_conn: AsyncConnection, running: PolicyVersion | None) -> dict[str, Any]:
             if (running.version if running else None) != base_version:
                 raise api_conflict(running, base_version)
+            return {}
 
         return await self._commit(
-            candidate, action=ACTION_APPLY, author=author, reason=reason, expect=expect
+            candidate, action=ACTION_APPLY, author=author, reason=reason, check=check
         )
 
     async def patch_team(
@@ -334,32 +361,38 @@ class PolicyService:
         if team not in running.bundle.get("teams", {}):
             raise NotFound(f"Team '{team}' is not in the policy.", param="team")
         patched = changes.patch_team(running.bundle, team, dict(team_changes))
-        candidate = candidate_from_raw(patched, self._env)
+        candidate = await asyncio.to_thread(candidate_from_raw, patched, self._env)
 
-        def expect(now: PolicyVersion | None) -> None:
+        async def check(_conn: AsyncConnection, now: PolicyVersion | None) -> dict[str, Any]:
             if now is None or now.version != base_version:
                 raise api_conflict(now, base_version)
+            return {}
 
         return await self._commit(
             candidate,
             action=ACTION_PATCH_TEAM,
             author=author,
             reason=reason,
-            expect=expect,
+            check=check,
             target=f"teams.{team}",
         )
 
     async def rollback(self, version: int, *, author: str, reason: str) -> Applied:
         """A new version equal to `version` (a no-op when the running one already is)."""
         old = await self.get(version)
-        candidate = candidate_from_raw(old.bundle, self._env, f"policy version {version}")
+        candidate = await asyncio.to_thread(
+            candidate_from_raw, old.bundle, self._env, f"policy version {version}"
+        )
+
+        async def check(_conn: AsyncConnection, _running: PolicyVersion | None) -> dict[str, Any]:
+            return {"restores": version}
+
         return await self._commit(
             candidate,
             action=ACTION_ROLLBACK,
             author=author,
             reason=reason or f"rollback to version {version}",
-            expect=None,
-            restores=version,
+            check=check,
         )
 
     async def _commit(
@@ -369,18 +402,16 @@ class PolicyService:
         action: str,
         author: str,
         reason: str,
-        expect: Callable[[PolicyVersion | None], None] | None,
+        check: Callable[[AsyncConnection, PolicyVersion | None], Awaitable[dict[str, Any]]],
         target: str = "policy",
-        restores: int | None = None,
-        folder: Path | None = None,
     ) -> Applied:
-        """Write the candidate as the next version and its audit entry, under the lock."""
+        """Write the candidate as the next version and its audit entry, under the lock, then
+        enforce it here. `check` may refuse (raise) and returns what the audit entry adds."""
         async with locked_transaction(self._engine, LOCK_NAME) as conn:
             running = await read_newest(conn)
             if running is not None and running.hash == candidate.hash:
                 return Applied(running, running.version, is_new=False)
-            if expect is not None:
-                expect(running)
+            extra = await check(conn, running)
             previous = running.version if running else None
             new = PolicyVersion(
                 version=(previous or 0) + 1,
@@ -392,10 +423,9 @@ class PolicyService:
                 hash=candidate.hash,
             )
             await insert_version(conn, new)
-            before, after = changes.changed_parts(running.bundle if running else None, new.bundle)
-            extra: dict[str, Any] = {} if restores is None else {"restores": restores}
-            if folder is not None:
-                extra["from_folder"] = _folder_id(folder)
+            before, after = await asyncio.to_thread(
+                changes.changed_parts, running.bundle if running else None, new.bundle
+            )
             await record_audit(
                 conn,
                 actor=author,
@@ -406,30 +436,11 @@ class PolicyService:
                 after={"version": new.version, **extra, **after},
                 at=new.created_at,
             )
+        if self._enforce is not None:
+            await self._enforce()
         return Applied(new, previous, is_new=True)
 
 
 class _AlreadyBootstrapped(Exception):
     def __init__(self, version: PolicyVersion) -> None:
         self.version = version
-
-
-def _folder_id(directory: Path) -> str:
-    return str(directory.resolve())
-
-
-async def _newest_from_folder(conn: AsyncConnection, directory: Path) -> int | None:
-    """The newest version made from this folder, per the audit log (written with it)."""
-    wanted = _folder_id(directory)
-    rows = await conn.execute(
-        sa.select(audit_log.c.after)
-        .where(audit_log.c.action.in_(FROM_FILES))
-        .order_by(audit_log.c.id.desc())
-        .limit(FOLDER_HISTORY_SCAN)
-    )
-    for (after,) in rows:
-        entry = orjson.loads(after) if after else {}
-        version = entry.get("version")
-        if entry.get("from_folder") == wanted and isinstance(version, int):
-            return version
-    return None

@@ -2,9 +2,16 @@
 
 `PolicySync` polls the database's newest version number and, when it moves,
 compiles that version and swaps the `PolicyStore` (and the changed providers)
-in one step. `FolderWatcher` polls the `--policies` folder and applies an edit
-as a new version through `PolicyService`, refusing invalid and stale edits.
-Neither decides what a valid or stale change is: the service does.
+in one step; the service also calls it right after this process writes a
+version, so the writer enforces its change before it answers. `FolderWatcher`
+polls the `--policies` folder and applies an edit as a new version through
+`PolicyService`; when the running version moves on without it (an apply of
+another folder, an admin-API change, a rollback), it brings the folder up to
+date, if the folder holds no edit of its own. Neither decides what a valid or
+conflicting change is: the service does.
+
+The providers are reached through the `ProviderPool` protocol, so this
+package does not import `gateway.providers` (which imports the policy).
 
 Why polling, not LISTEN/NOTIFY or Redis pub/sub: measured with
 `bench/policy_sync.py` on this machine, one poll (`SELECT max(version)` on the
@@ -26,18 +33,18 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, Protocol
 
 from gateway.policy import bundle_text
-from gateway.policy.compiled import Policy
+from gateway.policy.compiled import Policy, ProviderConfig
 from gateway.policy.errors import PolicyInvalid
-from gateway.policy.loader import policy_files
+from gateway.policy.loader import load_bundle, policy_files
 from gateway.policy.service import PolicyConflict, PolicyService
 from gateway.policy.store import PolicyStore
-from gateway.providers.base import Provider
-from gateway.providers.registry import ProviderSet
+from gateway.policy.versions import PolicyVersion
 
 log = logging.getLogger("gateway.policy")
 
@@ -47,6 +54,18 @@ FOLDER_SETTLE_S = 0.2  # an editor's save may take two writes: wait for the fold
 RETIRE_GRACE_S = 120.0  # an in-flight request keeps its provider at least this long
 
 
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+class ProviderPool(Protocol):
+    """The live upstream clients (`providers.registry.ProviderSet`)."""
+
+    def reconcile(self, configs: Mapping[str, ProviderConfig]) -> Sequence[Closable]:
+        """Match the clients to `configs`; return the ones retired (closed later)."""
+        ...
+
+
 class PolicySync:
     """Swap to the newest database version when it changes; close retired providers later."""
 
@@ -54,7 +73,7 @@ class PolicySync:
         self,
         service: PolicyService,
         store: PolicyStore,
-        providers: ProviderSet,
+        providers: ProviderPool,
         *,
         interval_s: float = DB_POLL_INTERVAL_S,
         retire_grace_s: float = RETIRE_GRACE_S,
@@ -67,7 +86,7 @@ class PolicySync:
         self._retire_grace_s = retire_grace_s
         self._monotonic = monotonic
         self._failed: int | None = None  # a version this process cannot compile: logged once
-        self._retiring: list[tuple[float, list[Provider]]] = []
+        self._retiring: list[tuple[float, Sequence[Closable]]] = []
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> bool:
@@ -78,7 +97,7 @@ class PolicySync:
                 return False
             version = await self._service.get(number)
             try:
-                policy = self._service.compile(version)
+                policy = await self._service.compile_off_loop(version)
                 retired = self._providers.reconcile(policy.providers)
             except PolicyInvalid as invalid:
                 self._failed = number
@@ -101,6 +120,14 @@ class PolicySync:
             extra={"fields": {"author": version.author, "reason": version.reason}},
         )
         return True
+
+    async def enforce_now(self) -> None:
+        """Enforce the newest version now (after this process wrote it); never raises, since
+        the version is already stored and the poll retries."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            log.warning("policy refresh after a write failed: %s: %s", type(exc).__name__, exc)
 
     async def run(self) -> None:
         while True:
@@ -139,13 +166,16 @@ def folder_fingerprint(directory: Path) -> tuple[tuple[str, str], ...] | None:
 
 
 class FolderWatcher:
-    """Apply edits of one folder as new versions (author `file:DIR`), safely.
+    """Apply edits of one folder as new versions (author `file:DIR`); keep it up to date.
 
     The folder's base is the version it last matched or produced here, else
-    what the service infers (its marker, a stored version with equal content,
-    or the newest version made from files). A folder whose content equals its
-    base carries no edit and is left alone, so a stale but unedited folder (a
-    restart after an API change) never rolls the policy back.
+    what the service infers (a stored version with equal content, its marker,
+    or the newest version made from this folder). A folder whose content equals
+    its base holds no edit: when the running version has moved on, its files are
+    rewritten to the running version (only the files whose part changed, so the
+    others keep their comments) and its marker records it, so the next edit is
+    based on what runs. A folder holding an edit is never rewritten; an edit is
+    applied by the service's rule, and a refusal is logged and shown by `status()`.
     """
 
     def __init__(
@@ -153,24 +183,41 @@ class FolderWatcher:
         service: PolicyService,
         directory: Path,
         *,
+        enforced: Callable[[], int | None] = lambda: None,
         interval_s: float = FOLDER_POLL_INTERVAL_S,
         settle_s: float = FOLDER_SETTLE_S,
-        on_applied: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         self._service = service
         self._directory = directory
+        self._enforced = enforced  # the version this process enforces: a move means "look again"
         self._interval_s = interval_s
         self._settle_s = settle_s
-        self._on_applied = on_applied
         self._author = f"file:{directory}"
         self._seen: tuple[tuple[str, str], ...] | None = None
+        self._seen_enforced: int | None = None
         self._marker: bundle_text.Marker | None = None
         self._base: int | None = None
+        self._problem: str | None = None  # why the folder is not the running version, if so
+
+    def status(self) -> dict[str, Any] | None:
+        """For `GET /admin/policy`: None while the folder holds the enforced version, else
+        the folder, the version its files hold and why they are behind."""
+        enforced = self._enforced()
+        if self._problem is None and (self._base is None or self._base == enforced):
+            return None  # not looked at yet, or up to date
+        return {
+            "path": str(self._directory),
+            "version": self._base,
+            "up_to_date": False,
+            "problem": self._problem
+            or f"the folder does not hold the running version {enforced} yet; it is brought "
+            "up to date within seconds",
+        }
 
     async def check(self) -> None:
-        """Compare the folder with the running version; apply it if it carries an edit."""
+        """Compare the folder with the running version: apply its edit, or bring it up to date."""
         marker = bundle_text.read_marker(self._directory)
-        if marker != self._marker:  # export or apply wrote a new marker: trust it
+        if marker != self._marker:  # someone else wrote it (`policy export`): trust it
             self._marker, self._base = marker, None
         try:
             candidate = await self._service.read_folder(self._directory)
@@ -178,52 +225,92 @@ class FolderWatcher:
             self._log_invalid(invalid)
             return
         running = await self._service.current()
-        if running is not None and running.hash == candidate.hash:
-            self._base = running.version
+        if running is None:
             return
+        if running.hash == candidate.hash:
+            self._base, self._problem = running.version, None
+            return
+        # What this process saw the folder hold is the surest base: content that now equals
+        # an older version is then an edit made here, not a stale copy.
         base = (
             self._base
             if self._base is not None
             else await self._service.folder_base(self._directory, candidate.hash)
         )
-        if base is not None and running is not None and base != running.version:
-            based_on = await self._service.get(base)
-            if based_on.hash == candidate.hash:
-                self._base = base  # so a later edit here is judged against it, and refused
-                log.info(
-                    "policy folder %s equals version %d, not the running version %d; "
-                    "it holds no edit, so nothing is applied",
-                    self._directory,
-                    base,
-                    running.version,
-                )
-                return
+        if base is not None and (await self._service.get(base)).hash == candidate.hash:
+            self._base = base
+            await self._bring_up_to_date(running, base, candidate.raw)
+            return
         try:
             applied = await self._service.apply_folder(
                 self._directory,
                 author=self._author,
                 reason=f"edited files in {self._directory}",
                 base_version=base,
-                update_marker=False,  # a ConfigMap is read-only; our own state is enough
             )
         except PolicyConflict as conflict:
+            self._problem = f"an edit of the folder was refused: {conflict.message}"
             log.warning("policy folder edit refused: %s", conflict.message)
             return
         except PolicyInvalid as invalid:
             self._log_invalid(invalid)
             return
         self._base = applied.version.version
+        self._marker = bundle_text.read_marker(self._directory)  # apply wrote it
+        self._problem = None
         if applied.is_new:
             log.info(
                 "policy folder %s applied as version %d",
                 self._directory,
                 applied.version.version,
             )
-            if self._on_applied is not None:
-                await self._on_applied()
+
+    async def _bring_up_to_date(
+        self, running: PolicyVersion, base: int, raw: dict[str, Any]
+    ) -> None:
+        """Rewrite the unedited folder (at `base`) to the running version."""
+        try:
+            changed = await asyncio.to_thread(self._rewrite, raw, running)
+        except OSError as exc:
+            problem = (
+                f"the folder holds version {base}, not the running version {running.version}, "
+                f"and cannot be rewritten ({exc.strerror or exc}); an edit of it would be "
+                "based on the older version. Update it with "
+                f"`gateway policy export {self._directory} --force` where it is writable "
+                "(or in its source, such as the ConfigMap)"
+            )
+            if problem != self._problem:
+                log.warning("policy folder %s is out of date: %s", self._directory, problem)
+            self._problem = problem
+            return
+        self._base, self._problem = running.version, None
+        self._marker = bundle_text.read_marker(self._directory)
+        log.info(
+            "policy folder %s brought up to date with version %d (was %d; rewrote %s)",
+            self._directory,
+            running.version,
+            base,
+            ", ".join(changed) or "only the marker",
+        )
+
+    def _rewrite(self, raw: dict[str, Any], running: PolicyVersion) -> list[str]:
+        """The files rewritten (names), keeping each section and entry in the file it is in."""
+        locate = load_bundle(self._directory).locate
+        prefix = f"{self._directory}/"
+
+        def file_of(path: tuple[str, ...]) -> str | None:
+            mark = locate(path)
+            return mark.rsplit(":", 1)[0].removeprefix(prefix) if mark.startswith(prefix) else None
+
+        plan = bundle_text.files_to_rewrite(raw, running.bundle, file_of)
+        bundle_text.write_files(
+            self._directory, plan, bundle_text.Marker(running.version, running.hash)
+        )
+        return sorted(plan)
 
     def _log_invalid(self, invalid: PolicyInvalid) -> None:
         errors = [str(issue) for issue in invalid.issues]
+        self._problem = "the folder is invalid: " + "; ".join(errors)
         log.error(
             "policy folder %s is invalid; the running version stays in force: %s",
             self._directory,
@@ -232,14 +319,18 @@ class FolderWatcher:
         )
 
     async def run(self) -> None:
-        """Check once at start (edits made while stopped), then on every change."""
+        """Check once at start (edits made while stopped), then on every change of the
+        folder or of the enforced version."""
         while True:
             try:
                 current = folder_fingerprint(self._directory)
-                if current is not None and current != self._seen:
+                enforced = self._enforced()
+                if current is not None and (
+                    current != self._seen or enforced != self._seen_enforced
+                ):
                     await asyncio.sleep(self._settle_s)
                     if folder_fingerprint(self._directory) == current:
-                        self._seen = current
+                        self._seen, self._seen_enforced = current, enforced
                         await self.check()
             except asyncio.CancelledError:
                 raise
@@ -256,16 +347,18 @@ async def load_running_policy(service: PolicyService, directory: Path) -> tuple[
     or when this process cannot compile the newest version (a missing env var).
     """
     running = (await service.bootstrap(directory)).version
-    return service.compile(running), running.version
+    return await service.compile_off_loop(running), running.version
 
 
 @asynccontextmanager
 async def keep_policy_in_sync(
-    service: PolicyService, store: PolicyStore, providers: ProviderSet, directory: Path
+    service: PolicyService, store: PolicyStore, providers: ProviderPool, directory: Path
 ) -> AsyncIterator[PolicySync]:
-    """Run the database poll and the folder watch for the lifetime of the block."""
+    """Run the database poll and the folder watch for the lifetime of the block, and have
+    `service` enforce each version it writes before returning."""
     sync = PolicySync(service, store, providers)
-    watcher = FolderWatcher(service, directory, on_applied=sync.refresh)
+    watcher = FolderWatcher(service, directory, enforced=lambda: store.version)
+    service.attach(enforce=sync.enforce_now, folder_status=watcher.status)
     tasks = [
         asyncio.create_task(sync.run(), name="policy-sync"),
         asyncio.create_task(watcher.run(), name="policy-folder-watch"),

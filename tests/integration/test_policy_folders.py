@@ -76,16 +76,29 @@ async def test_a_copy_made_before_an_api_change_is_refused(tmp_path: Path) -> No
 async def test_the_served_folder_edited_after_a_restart_does_not_undo_an_api_change(
     tmp_path: Path,
 ) -> None:
+    """A restart on the old files brings them up to date first; an edit then keeps the change."""
     async with running_gateway(tmp_path, POLICY) as gw:
         await patch_search_limits(gw)
         export_edit_apply(tmp_path, gw.settings.database_url)
-    async with running_gateway(tmp_path, POLICY) as gw:  # the folder still holds version 1
-        await asyncio.sleep(1.5)  # the watcher has looked at it
-        (tmp_path / "policies" / "bundle.yaml").write_text(NARROWED)
-        await asyncio.sleep(2.5)  # a poll and its settle time have passed
-        running = await gw.services.policy_versions.current()
-    assert running is not None and running.version == 3
+    async with running_gateway(tmp_path, POLICY) as gw:  # the folder holds version 1 again
+        bundle = tmp_path / "policies" / "bundle.yaml"
+        for _ in range(50):  # the watcher rewrites the unedited folder to version 3
+            if "rpm: 7" in bundle.read_text():
+                break
+            await asyncio.sleep(0.1)
+        assert "rpm: 7" in bundle.read_text() and "mock-small-2" in bundle.read_text()
+        assert gw.services.policy.version == 3
+        narrowed = bundle.read_text().replace("- '*'", "- small")
+        assert narrowed != bundle.read_text()
+        bundle.write_text(narrowed)
+        for _ in range(50):
+            running = await gw.services.policy_versions.current()
+            if running is not None and running.version == 4:
+                break
+            await asyncio.sleep(0.1)
+    assert running is not None and running.version == 4
     assert running.bundle["teams"]["search"]["limits"] == {"rpm": 7}
+    assert running.bundle["teams"]["demo"]["models"] == ["small"]
 
 
 async def test_the_served_folder_edited_in_place_is_still_applied(tmp_path: Path) -> None:

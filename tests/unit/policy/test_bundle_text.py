@@ -95,3 +95,17 @@ def test_canonical_is_plain_json_or_refused() -> None:
     assert canonical({"a": (1, 2)}) == {"a": [1, 2]}
     with pytest.raises(PolicyInvalid, match="not representable as JSON"):
         canonical({"a": object()})
+
+
+def test_files_to_rewrite_touches_only_the_files_whose_part_changed() -> None:
+    """Each section and entry stays in the file it is in; new ones get <section>.yaml."""
+    from gateway.policy.bundle_text import files_to_rewrite
+
+    where = {("teams", "a"): "one.yaml", ("teams", "b"): "two.yaml", ("models",): "one.yaml"}
+    old = {"models": {"m": 1}, "teams": {"a": {"x": 1}, "b": {"x": 2}}}
+    new = {"models": {"m": 1}, "teams": {"a": {"x": 1}, "b": {"x": 3}}, "routing": {"retries": 1}}
+    plan = files_to_rewrite(old, new, where.get)
+    assert set(plan) == {"two.yaml", "routing.yaml"}
+    assert plan["two.yaml"] == "teams:\n  b:\n    x: 3\n"
+    gone = files_to_rewrite(old, {"models": {"m": 1}, "teams": {"a": {"x": 1}}}, where.get)
+    assert gone == {"two.yaml": None}

@@ -1,0 +1,141 @@
+"""How versions were made, read back from the audit log: origins, folders, conflicts.
+
+The audit entry written with each version records its action and, for a
+folder, which folder and base it came from; this module reads those back
+(the newest HISTORY_SCAN policy entries) for `apply_rule`'s decision and words
+the refusal. Reads only, over a connection the caller holds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.audit import audit_log
+from gateway.errors import GatewayError
+from gateway.policy import bundle_text
+from gateway.policy.apply_rule import (
+    ACTION_ROLLBACK,
+    FROM_FILES,
+    HELD_KEY,
+    POLICY_ACTIONS,
+    VersionOrigin,
+    held_change,
+    is_unseen,
+)
+from gateway.policy.versions import PolicyVersion
+
+# Policy changes looked back through to find how recent versions were made;
+# older history only matters for a folder based on a very old version.
+HISTORY_SCAN = 1000
+
+
+class PolicyConflict(GatewayError):
+    """409: the change would undo a change it has not seen."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "policy_conflict"
+
+    def __init__(self, message: str, *, running: int | None, base: int | None) -> None:
+        super().__init__(message, param="base_version")
+        self.running = running
+        self.base = base
+
+
+def describe(version: PolicyVersion) -> str:
+    when = version.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    why = f": {version.reason!r}" if version.reason else ""
+    return f"version {version.version} by {version.author} at {when}{why}"
+
+
+def folder_conflict(
+    directory: Path, running: PolicyVersion, base: int | None, held: int, held_kind: str
+) -> PolicyConflict:
+    """The refusal of a folder that has not seen the admin-API edit or rollback `held`."""
+    basis = (
+        f"is based on version {base}"
+        if base is not None
+        else f"does not say which version it is based on (no {bundle_text.MARKER_NAME})"
+    )
+    return PolicyConflict(
+        f"Refused: {directory} {basis}, but the running policy is {describe(running)}, "
+        f"which holds {held_kind} (version {held}) that the folder has not seen; applying "
+        "the folder would silently undo it. To resolve: `gateway policy export NEWDIR` "
+        f"(the running version), merge your edits from {directory} into NEWDIR, preview "
+        "with `gateway policy diff NEWDIR`, then `gateway policy apply NEWDIR`. To replace "
+        f"that change on purpose: `gateway policy apply {directory} --force`.",
+        running=running.version,
+        base=base,
+    )
+
+
+def folder_id(directory: Path) -> str:
+    return str(directory.resolve())
+
+
+async def _recent_policy_entries(conn: AsyncConnection) -> list[tuple[str, dict[str, Any]]]:
+    """(action, after) of the newest policy changes, newest first."""
+    rows = await conn.execute(
+        sa.select(audit_log.c.action, audit_log.c.after)
+        .where(audit_log.c.action.in_(POLICY_ACTIONS))
+        .order_by(audit_log.c.id.desc())
+        .limit(HISTORY_SCAN)
+    )
+    return [(action, orjson.loads(after) if after else {}) for action, after in rows]
+
+
+async def origins(conn: AsyncConnection) -> list[VersionOrigin]:
+    """How each recent version was made."""
+    found = []
+    for action, after in await _recent_policy_entries(conn):
+        version = after.get("version")
+        if isinstance(version, int):
+            held = after.get(HELD_KEY)
+            found.append(
+                VersionOrigin(
+                    version,
+                    action,
+                    held if isinstance(held, int) else None,
+                    has_held=HELD_KEY in after,
+                )
+            )
+    return found
+
+
+async def conflict_for_folder(
+    conn: AsyncConnection,
+    directory: Path,
+    running: PolicyVersion,
+    base: int | None,
+    known: list[VersionOrigin] | None = None,
+) -> PolicyConflict | None:
+    """The refusal a folder based on `base` meets, or None when it may be applied."""
+    if known is None:
+        known = await origins(conn)
+    held = held_change(known, running.version)
+    if held is None or not is_unseen(held, base):
+        return None
+    kind = next(
+        (
+            "a rollback" if o.action == ACTION_ROLLBACK else "an admin-API change"
+            for o in known
+            if o.version == held
+        ),
+        "an admin-API change or a rollback",
+    )
+    return folder_conflict(directory, running, base, held, kind)
+
+
+async def newest_from_folder(conn: AsyncConnection, directory: Path) -> int | None:
+    """The newest version made from this folder (bootstrap or folder apply)."""
+    wanted = folder_id(directory)
+    for action, after in await _recent_policy_entries(conn):
+        version = after.get("version")
+        if action in FROM_FILES and after.get("from_folder") == wanted and isinstance(version, int):
+            return version
+    return None

@@ -1,0 +1,60 @@
+"""What the CLI tells an operator: error counts, what migrate did, a bad database URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import run_gateway
+
+
+def test_policy_check_lists_every_error_with_a_grammatical_count(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.yaml").write_text(
+        "providers:\n  demo: {type: mock, colour: red}\n"
+        "models:\n  small: {deployments: [{provider: demo, model: m, weight: -1}]}\n"
+        "teams:\n  demo: {models: ['*'], rpm: 3}\n"
+    )
+    many = run_gateway("policy", "check", str(bad), cwd=tmp_path)
+    assert many.returncode == 1
+    assert f"{bad}/a.yaml:2: providers.demo.colour: unknown key" in many.stderr
+    assert f"{bad}/a.yaml:4: models.small.deployments[0].weight" in many.stderr
+    assert f"{bad}/a.yaml:6: teams.demo.rpm: unknown key" in many.stderr
+    assert "(3 errors)" in many.stderr
+    (bad / "a.yaml").write_text("providers:\n  demo: {type: mock, colour: red}\n")
+    one = run_gateway("policy", "check", str(bad), cwd=tmp_path)
+    assert one.returncode == 1 and "(1 error)" in one.stderr and "errors)" not in one.stderr
+
+
+def test_migrate_says_what_it_did(tmp_path: Path) -> None:
+    env = {"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/new.db"}
+    first = run_gateway("migrate", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("migrated the new database to revision ")
+    assert "already" not in first.stdout
+    second = run_gateway("migrate", cwd=tmp_path, env=env)
+    assert second.stdout.startswith("database is already at the newest revision")
+
+
+@pytest.mark.parametrize(
+    "command", [("serve",), ("migrate",), ("policy", "history"), ("policy", "rollback", "1")]
+)
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("garbage", "is not a database URL"),
+        ("mysql://u:hunter2@db/x", "mysql:// is not supported"),
+        ("postgresql://u:hunter2@db:notaport/x", "is not a database URL"),
+    ],
+)
+def test_a_bad_database_url_is_one_line_naming_the_setting_exit_2(
+    tmp_path: Path, command: tuple[str, ...], url: str, says: str
+) -> None:
+    done = run_gateway(*command, cwd=tmp_path, env={"GATEWAY_DATABASE_URL": url})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: GATEWAY_DATABASE_URL"), lines
+    assert says in lines[0] and "hunter2" not in done.stderr
+    assert "sqlite+aiosqlite" in lines[0] and "postgresql+asyncpg" in lines[0]
