@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./gateway.db"
@@ -36,7 +36,9 @@ class Settings:
     max_header_bytes: int = 64 * 1024  # the whole request head
     max_headers: int = 100
     client_timeout_s: int = 30  # to send a request's headers and body
-    login_concurrency: int = 2  # secret checks (scrypt) running at once per process
+    # Secret checks (scrypt, ~60 ms of a core each) at once per process: half the cores,
+    # so a flood of logins never takes the core that serves requests.
+    login_concurrency: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
     login_failures_per_client: int = 10  # failed logins per client id per window
     login_failures_per_address: int = 30  # failed logins per source address per window
     login_failure_window_s: int = 60
