@@ -11,12 +11,19 @@ import asyncio
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from gateway.commands.auth import clients_app, keys_app, warn_unknown_team
+from gateway.commands.auth import (
+    clients_app,
+    keys_app,
+    minting_issuer,
+    record_issuer,
+    warn_unknown_team,
+)
 from gateway.commands.policy import check_or_exit, policy_app, running_version_number
 from gateway.settings import Settings, load_settings
 
@@ -114,6 +121,7 @@ def serve(
             f"edits of {settings.policy_dir} are applied as new versions",
             err=True,
         )
+    record_issuer(settings)  # `gateway token` run elsewhere mints for this issuer
     _export_settings(settings)
 
     import uvicorn
@@ -165,6 +173,8 @@ def token(
         )
     _migrate_or_exit(settings)
     warn_unknown_team(team, "the gateway will refuse this token until it is")
+    served = minting_issuer(settings)  # the server's, whatever this shell's port
+    settings = replace(settings, issuer_url=served.issuer_url, audience=served.audience)
     typer.echo(asyncio.run(_mint(settings, team, subject, scope or ["gateway:invoke"], ttl)))
 
 
