@@ -98,9 +98,9 @@ class UpstreamRules:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> UpstreamRules:
         """The rules of this environment; ValueError naming the variable when it is unusable."""
-        raw = env.get(UPSTREAM_ALLOW_VAR)
+        raw = env.get(UPSTREAM_ALLOW_VAR, "").strip()  # empty is unset, as GATEWAY_REDIS_URL
         try:
-            allow = parse_upstream_allow(raw) if raw is not None else None
+            allow = parse_upstream_allow(raw) if raw else None
         except ValueError as error:
             raise ValueError(f"{UPSTREAM_ALLOW_VAR}: {error}") from None
         return cls(allow, listener_from_env(env))

@@ -155,6 +155,7 @@ def test_rules_from_the_environment_name_the_variable() -> None:
     assert found.allow is None and found.listener == Listener("0.0.0.0", 9001)
     assert UpstreamRules.from_env({}).listener == Listener("127.0.0.1", 8080)
     assert UpstreamRules.from_env({"GATEWAY_PORT": "0"}).listener is None
+    assert UpstreamRules.from_env({"GATEWAY_UPSTREAM_ALLOW": " "}).allow is None  # empty: unset
 
 
 @pytest.mark.parametrize(
