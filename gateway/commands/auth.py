@@ -71,18 +71,34 @@ def _run(
 
 
 def record_issuer(settings: Settings) -> None:
-    """`serve`: store the issuer URL and audience it runs with, for `gateway token` to read."""
-    from gateway.auth.issuer_record import ServedIssuer, record_served_issuer
+    """`serve`: store the issuer URL and audience it runs with, for `gateway token` to read.
+
+    Warns when the database was last served under another issuer: replicas that
+    share a database must share one issuer (GATEWAY_ISSUER_URL), or each refuses
+    the others' tokens.
+    """
+    from gateway.auth.issuer_record import ServedIssuer, record_served_issuer, served_issuer
     from gateway.db import create_engine
 
-    async def main() -> None:
+    ours = ServedIssuer(settings.issuer_url, settings.audience)
+
+    async def main() -> ServedIssuer | None:
         engine = create_engine(settings.database_url)
         try:
-            await record_served_issuer(engine, ServedIssuer(settings.issuer_url, settings.audience))
+            before = await served_issuer(engine)
+            await record_served_issuer(engine, ours)
+            return before
         finally:
             await engine.dispose()
 
-    asyncio.run(main())
+    before = asyncio.run(main())
+    if before is not None and before.issuer_url != ours.issuer_url:
+        typer.echo(
+            f"warning: this database was last served with issuer {before.issuer_url}, now "
+            f"{ours.issuer_url}; tokens minted for the other are refused here. Replicas "
+            "sharing a database need one GATEWAY_ISSUER_URL.",
+            err=True,
+        )
 
 
 def minting_issuer(settings: Settings) -> ServedIssuer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import subprocess
@@ -171,3 +172,22 @@ async def test_token_leeway_is_the_setting(
                 assert (await response.json())["error"]["message"] == (
                     "The access token has expired."
                 )
+
+
+def test_serve_warns_when_the_database_was_served_under_another_issuer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Replicas on one database with different derived issuers would refuse each other's tokens."""
+    from gateway.commands.auth import record_issuer
+    from gateway.db import migrate
+    from gateway.settings import load_settings
+
+    env = {"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gateway.db"}
+    asyncio.run(migrate(env["GATEWAY_DATABASE_URL"]))
+    record_issuer(load_settings({**env, "GATEWAY_PORT": "9001"}))
+    record_issuer(load_settings({**env, "GATEWAY_PORT": "9001"}))
+    assert "warning" not in capsys.readouterr().err
+    record_issuer(load_settings({**env, "GATEWAY_PORT": "9002"}))
+    err = capsys.readouterr().err
+    assert "last served with issuer http://localhost:9001, now http://localhost:9002" in err
+    assert "GATEWAY_ISSUER_URL" in err
