@@ -106,6 +106,9 @@ def serve(
         _migrate_or_exit(settings)
     else:
         _schema_current_or_exit(settings)
+    # Before the policy check: it refuses an api_base at our own host:port, so it must
+    # see the --host/--port this server listens on, not the environment's defaults.
+    _export_settings(settings)
     running = running_version_number(settings.database_url)
     if running is None:
         # A new database: the folder becomes version 1, so it must exist and be valid.
@@ -122,7 +125,6 @@ def serve(
             err=True,
         )
     record_issuer(settings)  # `gateway token` run elsewhere mints for this issuer
-    _export_settings(settings)
 
     import uvicorn
 

@@ -208,3 +208,21 @@ async def test_a_mounted_secret_file_reaches_the_upstream(
         client = await gw.openai()
         await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
         assert up.requests[-1].headers["authorization"] == "Bearer sk-from-file"
+
+
+def test_serve_refuses_an_api_base_at_its_own_port_and_check_sees_the_flag(
+    tmp_path: Path,
+) -> None:
+    """`serve --port P` refuses a provider at 127.0.0.1:P (a loop), however GATEWAY_PORT is set."""
+    port = free_port()
+    loop = (
+        f'providers:\n  me: {{type: openai-compatible, api_base: "http://127.0.0.1:{port}/v1"}}\n'
+    )
+    write_bundle(tmp_path / "policies", loop)
+    result = run("serve", "--port", str(port), cwd=tmp_path, env={"GATEWAY_PORT": "8080"})
+    assert result.returncode == 1
+    assert f"providers.me.api_base: 127.0.0.1:{port} is the gateway's own listener" in (
+        result.stderr
+    )
+    checked = run("policy", "check", "policies", cwd=tmp_path, env={"GATEWAY_PORT": "8080"})
+    assert checked.returncode == 0, checked.stderr  # another port: an ordinary local server
