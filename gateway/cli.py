@@ -11,12 +11,19 @@ import asyncio
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gateway.commands.auth import clients_app, keys_app, warn_unknown_team
+from gateway.commands.auth import (
+    clients_app,
+    keys_app,
+    minting_issuer,
+    record_issuer,
+    warn_unknown_team,
+)
 from gateway.commands.policy import check_or_exit, policy_app, running_version_number
 from gateway.settings import Settings, load_settings
 
@@ -102,6 +109,9 @@ def serve(
         _migrate_or_exit(settings)
     else:
         _schema_current_or_exit(settings)
+    # Before the policy check: it refuses an api_base at our own host:port, so it must
+    # see the --host/--port this server listens on, not the environment's defaults.
+    _export_settings(settings)
     running = running_version_number(settings.database_url)
     if running is None:
         # A new database: the folder becomes version 1, so it must exist and be valid.
@@ -117,7 +127,7 @@ def serve(
             f"edits of {settings.policy_dir} are applied as new versions",
             err=True,
         )
-    _export_settings(settings)
+    record_issuer(settings)  # `gateway token` run elsewhere mints for this issuer
 
     from gateway.server import run_server
 
@@ -166,6 +176,8 @@ def token(
         )
     _migrate_or_exit(settings)
     warn_unknown_team(team, "the gateway will refuse this token until it is")
+    served = minting_issuer(settings)  # the server's, whatever this shell's port
+    settings = replace(settings, issuer_url=served.issuer_url, audience=served.audience)
     typer.echo(asyncio.run(_mint(settings, team, subject, scope or ["gateway:invoke"], ttl)))
 
 

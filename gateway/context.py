@@ -51,6 +51,7 @@ class RequestContext:
     status: int = 200
     outcome: Outcome = Outcome.OK
     error_code: str | None = None
+    error_detail: str | None = None  # what was wrong, for the operator (never a secret)
     usage: Usage | None = None
     first_byte_s: float | None = None  # streams: when the first event reached the client
 
@@ -74,6 +75,7 @@ class EdgeContext:
     status: int = 200
     outcome: Outcome = Outcome.OK
     error_code: str | None = None
+    error_detail: str | None = None
 
     def end(self, status: int, error_code: str | None = None) -> None:
         self.status = status

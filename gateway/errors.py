@@ -35,6 +35,7 @@ class GatewayError(Exception):
     status = 500
     type = "api_error"
     code: str | None = "internal_error"
+    detail: str | None = None  # for the access line only (e.g. which claim failed)
 
     def __init__(
         self,

@@ -80,6 +80,7 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
         "status": ctx.status,
         "outcome": ctx.outcome,
         "error_code": ctx.error_code,
+        "error_detail": ctx.error_detail,
         "latency_ms": round(ctx.elapsed_s() * 1000, 2),
         "ttfb_ms": round(ctx.first_byte_s * 1000, 2) if ctx.first_byte_s is not None else None,
     }
@@ -109,6 +110,7 @@ def edge_fields(ctx: EdgeContext) -> dict[str, object]:
         "status": ctx.status,
         "outcome": ctx.outcome,
         "error_code": ctx.error_code,
+        "error_detail": ctx.error_detail,
         "latency_ms": round(ctx.elapsed_s() * 1000, 2),
     }
 

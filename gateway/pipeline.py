@@ -138,6 +138,7 @@ async def handle(exchange: Exchange, services: Services) -> None:
         ctx.end(499, Outcome.CLIENT_DISCONNECTED)
     except GatewayError as error:
         ctx.end(error.status, _outcome_of(error), error.code)
+        ctx.error_detail = error.detail
         await exchange.answer(error.status, error_body_bytes(error), _error_headers(ctx, error))
     except asyncio.CancelledError:
         if not exchange.left():

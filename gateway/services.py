@@ -86,11 +86,13 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         keys = SigningKeyStore(
             engine,
             current_ttl_s=CURRENT_KEY_POLL_S,
-            retired_verify_s=retired_key_verify_s(settings.token_ttl_s),
+            retired_verify_s=retired_key_verify_s(settings.token_ttl_s, settings.token_leeway_s),
         )
         await keys.current()  # the first start creates the signing key
         verifier = Authenticator(
-            TokenVerifier(settings.issuer_url, settings.audience, keys),
+            TokenVerifier(
+                settings.issuer_url, settings.audience, keys, leeway_s=settings.token_leeway_s
+            ),
             policy_store,
             jwks,
             is_revoked=clients.is_revoked,  # our own clients' tokens stop within 2 s of revoke

@@ -11,8 +11,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from gateway.policy.secrets import ReferenceRules
+from gateway.policy.upstreams import UpstreamRules
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./gateway.db"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_TOKEN_LEEWAY_S = 30  # as gateway.auth.claims.DEFAULT_LEEWAY_S
+MAX_TOKEN_LEEWAY_S = 300
+_LOCAL_HOSTS = frozenset({"", "0.0.0.0", "::", "127.0.0.1", "::1", "localhost"})
+
+
+def default_issuer_url(host: str, port: int) -> str:
+    """The built-in issuer's URL when GATEWAY_ISSUER_URL is unset: where `serve` listens.
+
+    A loopback or wildcard listener is named `localhost` (what a local client
+    types); behind a proxy or on another host, set GATEWAY_ISSUER_URL.
+    """
+    name = "localhost" if host in _LOCAL_HOSTS else host
+    return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,7 +36,8 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
     policy_dir: Path = Path("policies")
-    issuer_url: str = "http://localhost:8080"
+    issuer_url: str = "http://localhost:8080"  # default_issuer_url(host, port) unless set
+    issuer_url_is_explicit: bool = False  # GATEWAY_ISSUER_URL was set: never derived
     audience: str = "llm-gateway"
     otlp_endpoint: str | None = None
     host: str = "127.0.0.1"
@@ -29,6 +46,7 @@ class Settings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     migrate_on_start: bool = True
     token_ttl_s: int = 3600
+    token_leeway_s: int = DEFAULT_TOKEN_LEEWAY_S  # clock skew allowed on exp/nbf/iat
     log_level: str = "info"
     access_log: str = "stderr"  # "stderr", "off", or a file path
     # --- edge hardening: request heads, slow clients, the token endpoint ---
@@ -44,8 +62,13 @@ class Settings:
     login_failure_window_s: int = 60
 
     def with_overrides(self, **changes: object) -> Settings:
-        """Apply CLI flags; a flag left unset (None) keeps the env/default value."""
+        """Apply CLI flags; a flag left unset (None) keeps the env/default value.
+
+        Without GATEWAY_ISSUER_URL the issuer follows `--host`/`--port`.
+        """
         changed = replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]  # dataclasses.replace is untyped over **kwargs
+        if not changed.issuer_url_is_explicit:
+            changed = replace(changed, issuer_url=default_issuer_url(changed.host, changed.port))
         return check_settings(changed)
 
 
@@ -101,6 +124,7 @@ def check_settings(settings: Settings) -> Settings:
         ("GATEWAY_LOGIN_FAILURES_PER_CLIENT", settings.login_failures_per_client, 1, 10**6),
         ("GATEWAY_LOGIN_FAILURES_PER_ADDRESS", settings.login_failures_per_address, 1, 10**6),
         ("GATEWAY_LOGIN_FAILURE_WINDOW_S", settings.login_failure_window_s, 1, 86400),
+        ("GATEWAY_TOKEN_LEEWAY_S", settings.token_leeway_s, 0, MAX_TOKEN_LEEWAY_S),
     )
     for name, value, low, high in ranges:
         if not low <= value <= high:
@@ -141,22 +165,43 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     when one is set to a value the gateway cannot use."""
     env = os.environ if env is None else env
     base = Settings()
+    _check_policy_exposure(env)
+    host = env.get("GATEWAY_HOST", base.host)
+    port = _int(env, "GATEWAY_PORT", base.port)
+    issuer_url = env.get("GATEWAY_ISSUER_URL", "").strip()
+    if issuer_url and not issuer_url.startswith(("http://", "https://")):
+        raise SettingsError(f"GATEWAY_ISSUER_URL must be an http(s) URL (got {issuer_url!r})")
     return check_settings(
         Settings(
             database_url=env.get("GATEWAY_DATABASE_URL", base.database_url),
             redis_url=env.get("GATEWAY_REDIS_URL") or None,
             policy_dir=Path(env.get("GATEWAY_POLICY_DIR", str(base.policy_dir))),
-            issuer_url=env.get("GATEWAY_ISSUER_URL", base.issuer_url),
+            issuer_url=issuer_url or default_issuer_url(host, port),
+            issuer_url_is_explicit=bool(issuer_url),
             audience=env.get("GATEWAY_AUDIENCE", base.audience),
             otlp_endpoint=env.get("GATEWAY_OTLP_ENDPOINT") or None,
-            host=env.get("GATEWAY_HOST", base.host),
-            port=_int(env, "GATEWAY_PORT", base.port),
+            host=host,
+            port=port,
             workers=_int(env, "GATEWAY_WORKERS", base.workers),
             max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", base.max_body_bytes),
             migrate_on_start=_flag(env.get("GATEWAY_MIGRATE_ON_START", "true")),
             token_ttl_s=_int(env, "GATEWAY_TOKEN_TTL_S", base.token_ttl_s),
+            token_leeway_s=_int(env, "GATEWAY_TOKEN_LEEWAY_S", base.token_leeway_s),
             log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level).strip().lower(),
             access_log=env.get("GATEWAY_ACCESS_LOG", base.access_log),
             **_edge_settings(env, base),
         )
     )
+
+
+def _check_policy_exposure(env: Mapping[str, str]) -> None:
+    """GATEWAY_SECRET_ENV_ALLOW, GATEWAY_SECRET_FILE_DIRS and GATEWAY_UPSTREAM_ALLOW parse.
+
+    The policy compiler reads them from the same environment it resolves
+    references from; checking them here makes a typo fail at start, plainly.
+    """
+    try:
+        ReferenceRules.from_env(env)
+        UpstreamRules.from_env(env)
+    except ValueError as error:
+        raise SettingsError(str(error)) from None

@@ -92,6 +92,7 @@ def requires_scope(scope: str, handler: Handler) -> Endpoint:
                 return Response(status_code=499)
             except GatewayError as error:
                 ctx.end(error.status, error.code)
+                ctx.error_detail = error.detail
                 return error_response(error, ctx.request_id)
             ctx.end(response.status_code)
             response.headers["x-request-id"] = ctx.request_id

@@ -21,11 +21,11 @@ from collections.abc import Callable
 import orjson
 
 from gateway.auth.cache import DEFAULT_MAX_CACHED, TokenCache
-from gateway.auth.claims import MSG_INVALID
+from gateway.auth.claims import wrong_issuer
 from gateway.auth.external import MAX_TOKEN_CHARS, ExternalVerifier
 from gateway.auth.jwks import JwksCache
 from gateway.auth.principal import Principal
-from gateway.auth.tokens import DEFAULT_LEEWAY_S, TokenVerifier
+from gateway.auth.tokens import TokenVerifier
 from gateway.errors import AuthenticationFailed
 from gateway.policy.compiled import Policy
 from gateway.policy.store import PolicyStore
@@ -115,7 +115,11 @@ class Authenticator:
                 log.warning("auth.issuers names %s twice; the first entry is used", spec.issuer)
                 continue
             external[spec.issuer] = ExternalVerifier(
-                spec, self.jwks, team_of_client=policy.team_of_client, clock=self._clock
+                spec,
+                self.jwks,
+                team_of_client=policy.team_of_client,
+                clock=self._clock,
+                default_leeway_s=self.builtin.leeway_s,  # one setting for every issuer
             )
         self.jwks.retain(verifier.source for verifier in external.values())
         self._external = external
@@ -127,15 +131,17 @@ class Authenticator:
         if issuer == self.builtin.issuer or issuer is None:
             # Garbage goes to the built-in verifier too: its refusal is the one callers know.
             principal = await self.builtin.verify(token)
-            self._remember(token, None, principal.expires_at + DEFAULT_LEEWAY_S, policy)
+            self._remember(token, None, principal.expires_at + self.builtin.leeway_s, policy)
             return principal
         verifier = self._external.get(issuer)
         if verifier is None:
+            # Most often a token minted for another issuer URL (the CLI and the server
+            # configured apart): say which claim, never which issuers we accept.
             log.debug("access token refused: unknown issuer")
-            raise AuthenticationFailed(MSG_INVALID, token_sent=True)
+            raise wrong_issuer().as_error()
         self.verifications += 1
         principal = await verifier.verify(token)
-        self._remember(token, principal, principal.expires_at + verifier.spec.leeway_s, policy)
+        self._remember(token, principal, principal.expires_at + verifier.leeway_s, policy)
         return principal
 
     def _remember(

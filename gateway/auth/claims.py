@@ -1,7 +1,11 @@
 """JWT claim checks shared by our own and external issuers' verifiers. Pure; no I/O.
 
 A failed check raises `Refused`: `reason` goes to the debug log, `message` to
-the caller (always vague: which check failed is not the caller's business).
+the caller. The message stays vague about signatures and keys, but names the
+claim when `iss`, `aud` or the token's time failed, since that is what an
+operator fixes (a CLI minting with another issuer URL, a client asking for the
+wrong audience); it never shows the values the gateway expected. Verifiers
+raise `InvalidToken`, whose `detail` (the failed claim) is for the access line.
 """
 
 from __future__ import annotations
@@ -9,18 +13,49 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from gateway.errors import AuthenticationFailed
+
+# Clock skew tolerated on exp/nbf/iat, ours and external issuers' alike;
+# GATEWAY_TOKEN_LEEWAY_S sets it, an issuer's `leeway_s` overrides it for that issuer.
+DEFAULT_LEEWAY_S = 30
+
 MSG_INVALID = "The access token is invalid."
+MSG_WRONG_ISSUER = "The access token's issuer (iss claim) is not one this gateway accepts."
+MSG_WRONG_AUDIENCE = "The access token's audience (aud claim) is not this gateway."
 MSG_EXPIRED = "The access token has expired."
 MSG_NOT_YET_VALID = "The access token is not valid yet."
 
 
 class Refused(Exception):
-    """A token refused by a verifier; rendered as 401 invalid_token by its caller."""
+    """A token refused by a verifier; rendered as 401 invalid_token by its caller.
 
-    def __init__(self, reason: str, message: str = MSG_INVALID) -> None:
+    `claim` names the registered claim that failed (`iss`, `aud`, `exp`, …), if one did.
+    """
+
+    def __init__(self, reason: str, message: str = MSG_INVALID, claim: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.message = message
+        self.claim = claim
+
+    def as_error(self) -> InvalidToken:
+        return InvalidToken(self.message, detail=f"{self.claim} claim" if self.claim else None)
+
+
+class InvalidToken(AuthenticationFailed):
+    """401 for a token that was sent and refused; `detail` says which claim, for the access line."""
+
+    def __init__(self, message: str, *, detail: str | None = None) -> None:
+        super().__init__(message, token_sent=True)
+        self.detail = detail
+
+
+def wrong_issuer() -> Refused:
+    return Refused("wrong issuer", MSG_WRONG_ISSUER, "iss")
+
+
+def wrong_audience() -> Refused:
+    return Refused("wrong audience", MSG_WRONG_AUDIENCE, "aud")
 
 
 def number_claim(claims: dict[str, Any], name: str) -> float | None:
@@ -53,11 +88,11 @@ def check_lifetime(
     """Check `exp` (required), `nbf` and `iat` against `now` with leeway; return `exp`."""
     exp = required_number(claims, "exp")
     if now > exp + leeway_s:
-        raise Refused("expired", MSG_EXPIRED)
+        raise Refused("expired", MSG_EXPIRED, "exp")
     nbf = number_claim(claims, "nbf")
     if nbf is not None and now + leeway_s < nbf:
-        raise Refused("nbf in the future", MSG_NOT_YET_VALID)
+        raise Refused("nbf in the future", MSG_NOT_YET_VALID, "nbf")
     iat = required_number(claims, "iat") if iat_required else number_claim(claims, "iat")
     if iat is not None and now + leeway_s < iat:
-        raise Refused("iat in the future")
+        raise Refused("iat in the future", MSG_NOT_YET_VALID, "iat")
     return exp

@@ -24,10 +24,15 @@ from joserfc.jwa import JWSAlgModel
 from joserfc.jwk import Key, OKPKey
 from joserfc.jws import JWSRegistry
 
-from gateway.auth.claims import Refused, check_lifetime
+from gateway.auth.claims import (
+    DEFAULT_LEEWAY_S,
+    Refused,
+    check_lifetime,
+    wrong_audience,
+    wrong_issuer,
+)
 from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable, knows_kid, select_key
 from gateway.auth.principal import Principal
-from gateway.errors import AuthenticationFailed
 from gateway.policy.schema import ALLOWED_ALGORITHMS, IssuerSpec
 
 log = logging.getLogger(__name__)
@@ -112,11 +117,17 @@ def team_of_claims(
 
 
 def scopes_of(claims: Mapping[str, Any], spec: IssuerSpec) -> frozenset[str]:
-    """`scope_claim`, else `scope`, else `scp`: a space-separated string or a list of strings.
+    """What the token grants: its scopes within the issuer's `allowed_scopes`.
 
-    A token carrying none (absent or empty) gets the issuer's `default_scopes`.
-    Raises Refused when the claim has another type.
+    Read from `scope_claim`, else `scope`, else `scp`: a space-separated string
+    or a list of strings. A token carrying none (absent or empty) gets the
+    issuer's `default_scopes`. Raises Refused when the claim has another type.
     """
+    return requested_scopes(claims, spec) & frozenset(spec.allowed_scopes)
+
+
+def requested_scopes(claims: Mapping[str, Any], spec: IssuerSpec) -> frozenset[str]:
+    """The scopes the token carries (or the issuer's default), before `allowed_scopes`."""
     names = (spec.scope_claim,) if spec.scope_claim else ("scope", "scp")
     for name in names:
         value = claim_at(claims, name)
@@ -134,17 +145,25 @@ def scopes_of(claims: Mapping[str, Any], spec: IssuerSpec) -> frozenset[str]:
 
 
 def principal_from_claims(
-    claims: dict[str, Any], spec: IssuerSpec, team_of_client: Mapping[str, str], now: float
+    claims: dict[str, Any],
+    spec: IssuerSpec,
+    team_of_client: Mapping[str, str],
+    now: float,
+    default_leeway_s: float = DEFAULT_LEEWAY_S,
 ) -> Principal:
-    """Check the registered claims (with `spec.leeway_s`) and map the rest; raises Refused."""
+    """Check the registered claims and map the rest; raises Refused.
+
+    The leeway is the issuer's `leeway_s`, else `default_leeway_s` (GATEWAY_TOKEN_LEEWAY_S).
+    """
     if claims.get("iss") != spec.issuer:
-        raise Refused("wrong issuer")
+        raise wrong_issuer()
     audiences = {spec.audience} if isinstance(spec.audience, str) else set(spec.audience)
     aud = claims.get("aud")
     aud_values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if not any(isinstance(a, str) and a in audiences for a in aud_values):
-        raise Refused("wrong audience")
-    exp = check_lifetime(claims, now, spec.leeway_s, iat_required=False)
+        raise wrong_audience()
+    leeway_s = spec.leeway_s if spec.leeway_s is not None else default_leeway_s
+    exp = check_lifetime(claims, now, leeway_s, iat_required=False)
     client_id = client_id_of(claims, spec)
     subject = claim_at(claims, spec.subject_claim)
     if not isinstance(subject, str) or not subject:
@@ -177,8 +196,10 @@ class ExternalVerifier:
         *,
         team_of_client: Mapping[str, str],
         clock: Callable[[], float] = time.time,
+        default_leeway_s: float = DEFAULT_LEEWAY_S,
     ) -> None:
         self.spec = spec
+        self.leeway_s = spec.leeway_s if spec.leeway_s is not None else default_leeway_s
         self.source = KeySource(spec.issuer, spec.jwks_uri)
         # Belt and braces: the schema already refuses none and HS*.
         self._algorithms = frozenset(spec.algorithms) & ALLOWED_ALGORITHMS
@@ -192,10 +213,12 @@ class ExternalVerifier:
         """The caller behind `token`, or AuthenticationFailed (401, token_sent=True)."""
         try:
             claims = await self._decode(token)
-            return principal_from_claims(claims, self.spec, self._team_of_client, self._clock())
+            return principal_from_claims(
+                claims, self.spec, self._team_of_client, self._clock(), self.leeway_s
+            )
         except Refused as refused:
             log.debug("token of issuer %s refused: %s", self.spec.issuer, refused.reason)
-            raise AuthenticationFailed(refused.message, token_sent=True) from None
+            raise refused.as_error() from None
 
     async def _decode(self, token: str) -> dict[str, Any]:
         if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2 or not token.isascii():

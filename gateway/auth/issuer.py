@@ -29,10 +29,11 @@ from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_list
 
+from gateway.auth.claims import DEFAULT_LEEWAY_S
 from gateway.auth.client_secrets import verify_secret
 from gateway.auth.clients import KNOWN_SCOPES, ClientRegistry, StoredClient
 from gateway.auth.keys import SigningKey, SigningKeyStore
-from gateway.auth.tokens import DEFAULT_LEEWAY_S, mint_token
+from gateway.auth.tokens import mint_token
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,10 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 CURRENT_KEY_POLL_S = 1.0
 
 
-def retired_key_verify_s(token_ttl_s: float) -> float:
+def retired_key_verify_s(token_ttl_s: float, leeway_s: float = DEFAULT_LEEWAY_S) -> float:
     """How long a retired key keeps verifying: a replica may sign with it until it
     notices the rotation, and those tokens live `token_ttl_s` plus the leeway."""
-    return token_ttl_s + CURRENT_KEY_POLL_S + DEFAULT_LEEWAY_S
+    return token_ttl_s + CURRENT_KEY_POLL_S + leeway_s
 
 
 JWKS_CACHE_S = 1.0

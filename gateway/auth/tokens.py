@@ -4,8 +4,9 @@ Owns the RFC 9068 token shape (header `typ: at+jwt`, claims iss, sub, aud, exp,
 iat, nbf, jti, client_id, scope, team) and its verification: RS256 only, the key
 chosen by `kid` from our key set, every claim checked explicitly (joserfc's
 `decode` checks only the signature), and verified tokens cached until they
-expire. Every refusal is `AuthenticationFailed` with a short message that says
-nothing about which check failed; the reason is logged at debug level.
+expire. Every refusal is `InvalidToken` with a short message that names the
+failed claim for `iss`, `aud` and time (never the expected values) and says
+nothing about signature or key checks; the reason is logged at debug level.
 External issuers (their JWKS, claim mapping) are not handled here.
 """
 
@@ -23,20 +24,21 @@ from joserfc.jwk import KeySet
 
 from gateway.auth.cache import DEFAULT_MAX_CACHED, TokenCache
 from gateway.auth.claims import (
+    DEFAULT_LEEWAY_S,
     Refused,
     check_lifetime,
     string_claim,
+    wrong_audience,
+    wrong_issuer,
 )
 from gateway.auth.keys import SigningKey
 from gateway.auth.principal import Principal
-from gateway.errors import AuthenticationFailed
 
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("RS256",)  # our own tokens; never "none", never HS* (key confusion)
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 MAX_TOKEN_CHARS = 8192  # ours are ~900; anything far larger is refused unparsed
-DEFAULT_LEEWAY_S = 30
 
 
 def mint_token(
@@ -98,7 +100,7 @@ class TokenVerifier:
         self.issuer = issuer
         self.audience = audience
         self._keys = keys
-        self._leeway_s = leeway_s
+        self.leeway_s = leeway_s
         self._clock = clock
         self._cache: TokenCache[Principal] = TokenCache(clock, max_cached)
 
@@ -115,8 +117,8 @@ class TokenVerifier:
             principal = self._principal(claims, self._clock())
         except Refused as refused:
             log.debug("access token refused: %s", refused.reason)
-            raise AuthenticationFailed(refused.message, token_sent=True) from None
-        self._cache.remember(token, principal, principal.expires_at + self._leeway_s)
+            raise refused.as_error() from None
+        self._cache.remember(token, principal, principal.expires_at + self.leeway_s)
         return principal
 
     async def _decode(self, token: str) -> dict[str, Any]:
@@ -149,11 +151,11 @@ class TokenVerifier:
 
     def _principal(self, claims: dict[str, Any], now: float) -> Principal:
         if claims.get("iss") != self.issuer:
-            raise Refused("wrong issuer")
+            raise wrong_issuer()
         aud = claims.get("aud")
         if not (aud == self.audience or (isinstance(aud, list) and self.audience in aud)):
-            raise Refused("wrong audience")
-        exp = check_lifetime(claims, now, self._leeway_s, iat_required=True)
+            raise wrong_audience()
+        exp = check_lifetime(claims, now, self.leeway_s, iat_required=True)
         team = string_claim(claims, "team")
         subject = string_claim(claims, "sub")
         client_id = string_claim(claims, "client_id")

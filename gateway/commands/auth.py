@@ -1,4 +1,4 @@
-"""`gateway clients …` and `gateway keys …`: the built-in issuer's clients and signing keys.
+"""`gateway clients …`, `gateway keys …`, and the issuer `serve` and `token` agree on.
 
 Parses flags and renders; the work is `ClientRegistry` (the admin API calls
 it too) and `SigningKeyStore`. Each command migrates the database first (a
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from gateway.auth.clients import ClientRecord
+    from gateway.auth.issuer_record import ServedIssuer
     from gateway.auth.keys import SigningKey
+    from gateway.settings import Settings
 
 T = TypeVar("T")
 
@@ -66,6 +68,71 @@ def _run(
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
         typer.echo(f"error: database {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def record_issuer(settings: Settings) -> None:
+    """`serve`: store the issuer URL and audience it runs with, for `gateway token` to read.
+
+    Warns when the database was last served under another issuer: replicas that
+    share a database must share one issuer (GATEWAY_ISSUER_URL), or each refuses
+    the others' tokens.
+    """
+    from gateway.auth.issuer_record import ServedIssuer, record_served_issuer, served_issuer
+    from gateway.db import create_engine
+
+    ours = ServedIssuer(settings.issuer_url, settings.audience)
+
+    async def main() -> ServedIssuer | None:
+        engine = create_engine(settings.database_url)
+        try:
+            before = await served_issuer(engine)
+            await record_served_issuer(engine, ours)
+            return before
+        finally:
+            await engine.dispose()
+
+    before = asyncio.run(main())
+    if before is not None and before.issuer_url != ours.issuer_url:
+        typer.echo(
+            f"warning: this database was last served with issuer {before.issuer_url}, now "
+            f"{ours.issuer_url}; tokens minted for the other are refused here. Replicas "
+            "sharing a database need one GATEWAY_ISSUER_URL.",
+            err=True,
+        )
+
+
+def minting_issuer(settings: Settings) -> ServedIssuer:
+    """`token`: the issuer and audience to mint with.
+
+    What `serve` recorded, so the token works whatever this shell's GATEWAY_PORT
+    or GATEWAY_HOST; an explicit GATEWAY_ISSUER_URL wins (with a warning when it
+    differs from the server's, since the server will refuse the token).
+    """
+    from gateway.auth.issuer_record import ServedIssuer, served_issuer
+    from gateway.db import create_engine
+
+    async def recorded() -> ServedIssuer | None:
+        engine = create_engine(settings.database_url)
+        try:
+            return await served_issuer(engine)
+        finally:
+            await engine.dispose()
+
+    served = asyncio.run(recorded())
+    own = ServedIssuer(settings.issuer_url, settings.audience)
+    if served is None:
+        return own
+    if settings.issuer_url_is_explicit:
+        if served.issuer_url != own.issuer_url:
+            typer.echo(
+                f"warning: GATEWAY_ISSUER_URL is {own.issuer_url} but the server last started "
+                f"with {served.issuer_url}; it will refuse this token (iss claim)",
+                err=True,
+            )
+        return own
+    return ServedIssuer(
+        served.issuer_url, own.audience if "GATEWAY_AUDIENCE" in os.environ else served.audience
+    )
 
 
 def warn_unknown_team(team: str, consequence: str) -> None:

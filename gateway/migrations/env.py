@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 # Modules that declare tables register them on `metadata`; autogenerate must see them all.
 import gateway.audit
 import gateway.auth.clients
+import gateway.auth.issuer_record
 import gateway.auth.keys
 import gateway.policy.versions  # noqa: F401
 from gateway.db import create_engine, metadata

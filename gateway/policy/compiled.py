@@ -1,19 +1,22 @@
 """A valid bundle compiled into read-only lookup tables for the request path.
 
 Cross-references are checked here (a deployment's provider, a team's models),
-and `${VAR}` references resolved from the environment: a missing variable is
-an error naming it, its value is never printed. The compiled `Policy` holds
-resolved secrets, so its reprs hide them.
+and `${VAR}` / `${file:...}` references resolved under the environment's
+exposure rules (`secrets.py`); each `api_base` is checked against the upstream
+rules (`upstreams.py`) after resolution. A refused or missing reference is an
+error naming it, its value is never printed. The rules are read from the same
+environment the references resolve from. The compiled `Policy` holds resolved
+secrets, so its reprs hide them.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -29,8 +32,9 @@ from gateway.policy.schema import (
     ProviderType,
     RoutingSpec,
 )
+from gateway.policy.secrets import ReferenceRules, resolve_references
+from gateway.policy.upstreams import UpstreamRules, upstream_refusal
 
-_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 ALL_MODELS = "*"
 
 
@@ -150,27 +154,43 @@ def _resolve(
     value: str | None,
     path: Path,
     env: Mapping[str, str],
+    rules: ReferenceRules,
     issues: list[PolicyIssue],
     locate: Locate,
 ) -> str | None:
-    """Substitute `${VAR}`s; a missing variable is an issue naming it, never its value."""
+    """Substitute references; each refused or missing one is an issue, never its value."""
     if value is None:
         return None
+    resolved, problems = resolve_references(value, str(path[-1]), env, rules)
+    issues.extend(PolicyIssue(locate(path), format_path(path), p) for p in problems)
+    return resolved
 
-    def substitute(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in env:
-            issues.append(
-                PolicyIssue(
-                    locate(path),
-                    format_path(path),
-                    f"environment variable {name} is not set",
-                )
-            )
-            return ""
-        return env[name]
 
-    return _REFERENCE.sub(substitute, value)
+def _check_api_base(
+    written: str, resolved: str, rules: UpstreamRules, path: Path, locate: Locate
+) -> PolicyIssue | None:
+    """The resolved api_base, checked again: same host as written, and a host it may use."""
+    if urlsplit(resolved).netloc != urlsplit(written).netloc or "$" in urlsplit(written).netloc:
+        problem = "a reference in api_base changed its host (only the path may come from one)"
+    else:
+        problem = upstream_refusal(resolved, rules) or ""
+    return PolicyIssue(locate(path), format_path(path), problem) if problem else None
+
+
+def _environment_rules(
+    env: Mapping[str, str], issues: list[PolicyIssue]
+) -> tuple[ReferenceRules, UpstreamRules]:
+    """The exposure rules; a bad setting is an issue (serve refuses it earlier, at start)."""
+    references, upstreams = ReferenceRules(), UpstreamRules(None, None)
+    try:
+        references = ReferenceRules.from_env(env)
+    except ValueError as error:
+        issues.append(PolicyIssue("environment", "", str(error)))
+    try:
+        upstreams = UpstreamRules.from_env(env)
+    except ValueError as error:
+        issues.append(PolicyIssue("environment", "", str(error)))
+    return references, upstreams
 
 
 def bundle_hash(raw: Mapping[str, object]) -> str:
@@ -181,13 +201,14 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
     """Check cross-references, resolve secrets; raise PolicyInvalid with every issue."""
     bundle: PolicyBundle = loaded.bundle
     issues: list[PolicyIssue] = []
+    references, upstreams = _environment_rules(env, issues)
 
     providers: dict[str, ProviderConfig] = {}
     for name, spec in bundle.providers.items():
 
         def resolved(attr: str, *, _name: str = name, _spec: object = spec) -> str | None:
             path = ("providers", _name, attr)
-            return _resolve(getattr(_spec, attr), path, env, issues, loaded.locate)
+            return _resolve(getattr(_spec, attr), path, env, references, issues, loaded.locate)
 
         providers[name] = ProviderConfig(
             name=name,
@@ -199,6 +220,12 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
             aws_access_key_id=resolved("aws_access_key_id"),
             aws_secret_access_key=resolved("aws_secret_access_key"),
         )
+        api_base = providers[name].api_base
+        if spec.api_base is not None and api_base is not None:
+            base_path: Path = ("providers", name, "api_base")
+            refused = _check_api_base(spec.api_base, api_base, upstreams, base_path, loaded.locate)
+            if refused is not None:
+                issues.append(refused)
         if spec.type in ("openai-compatible", "azure") and not spec.api_base:
             issues.append(
                 PolicyIssue(
@@ -286,6 +313,18 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
         )
 
     for i, issuer in enumerate(bundle.auth.issuers):
+        beyond = sorted(set(issuer.default_scopes) - set(issuer.allowed_scopes))
+        if beyond:
+            scopes_path: Path = ("auth", "issuers", i, "default_scopes")
+            issues.append(
+                PolicyIssue(
+                    loaded.locate(scopes_path),
+                    format_path(scopes_path),
+                    f"{', '.join(beyond)} not in allowed_scopes "
+                    f"({', '.join(issuer.allowed_scopes) or 'none'}): "
+                    "an issuer grants nothing beyond its allowed_scopes",
+                )
+            )
         for value, team_name in (issuer.team_map or {}).items():
             if team_name not in bundle.teams:
                 map_path: Path = ("auth", "issuers", i, "team_map", value)

@@ -23,7 +23,7 @@ def policy_json_schema() -> dict[str, Any]:
         "title": "LLM gateway policy bundle",
         "description": (
             "One file of a policy bundle (a folder of YAML files); sections may be split "
-            "across files. Secrets only by reference: ${ENV_VAR}."
+            "across files. Secrets only by reference: ${ENV_VAR} or ${file:/run/secrets/NAME}."
         ),
         **{key: value for key, value in schema.items() if key != "title"},
     }

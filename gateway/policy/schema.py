@@ -26,7 +26,9 @@ from pydantic import (
 ProviderType = Literal[
     "openai", "openai-compatible", "azure", "anthropic", "gemini", "bedrock", "mock"
 ]
-ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+# A secret field is one reference: an environment variable, or a mounted secret file
+# (`policy/secrets.py` decides which of either this gateway exposes).
+ENV_REFERENCE = re.compile(r"^\$\{(?:[A-Za-z_][A-Za-z0-9_]*|file:[^}]+)\}$")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"
 SEGMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"  # NAME without "/"
 _HTTP_URL = re.compile(r"^https?://(?P<authority>[^\s/?#]+)[^\s?#]*$")
@@ -71,7 +73,9 @@ class _Strict(BaseModel):
 
 def _secret_reference(value: str | None) -> str | None:
     if value is not None and not ENV_REFERENCE.match(value):
-        raise ValueError("secrets are given only by reference, as ${ENV_VAR}")
+        raise ValueError(
+            "secrets are given only by reference, as ${ENV_VAR} or ${file:/run/secrets/NAME}"
+        )
     return value
 
 
@@ -92,9 +96,16 @@ class ProviderSpec(_Strict):
     @field_validator("api_base")
     @classmethod
     def _is_http_url(cls, value: str | None) -> str | None:
-        if value is None or re.match(r"^\$\{\w+\}$", value):
+        if value is None:
             return value
         url = _HTTP_URL.match(value)
+        if "$" in (url["authority"] if url else value.partition("/")[0]):
+            # A reference there could send requests (and the key) to a host the
+            # environment chooses; the operator's allow-list checks literal hosts.
+            raise ValueError(
+                "the scheme, host and port of api_base must be written out; "
+                "a ${VAR} may stand only in its path"
+            )
         if url is None:
             raise ValueError("api_base must be an http(s) URL without query or fragment")
         if "@" in url["authority"]:
@@ -161,7 +172,10 @@ class IssuerSpec(_Strict):
     client_id_claim: str | None = None  # default: client_id, azp, appid or cid
     scope_claim: str | None = None  # default: scope, then scp
     default_scopes: list[Scope] = Field(default_factory=_invoke_only)
-    leeway_s: Annotated[int, Field(ge=0, le=60)] = 30
+    # What this issuer may grant at all: a token asking for more gets the intersection,
+    # so an IdP grants admin or finance only where the operator says so.
+    allowed_scopes: list[Scope] = Field(default_factory=_invoke_only)
+    leeway_s: Annotated[int, Field(ge=0, le=60)] | None = None  # None: GATEWAY_TOKEN_LEEWAY_S
 
     @field_validator("algorithms")
     @classmethod

@@ -329,3 +329,55 @@ def test_a_line_recorded_after_close_is_written_not_dropped(tmp_path):
     access_log.close()
     access_log.record(RequestContext(request_id="req_late", endpoint="chat", model="m"))
     assert [line["request_id"] for line in lines_of(log)] == ["req_late"]
+
+
+async def test_a_refused_token_names_the_failed_claim_in_the_access_line(tmp_path):
+    """A token for another audience or issuer is a 401; the access line says which claim
+    failed (the caller's message too), never the value the gateway expected."""
+    log = tmp_path / "access.log"
+    async with running_gateway(
+        tmp_path, POLICY.format(base="http://127.0.0.1:9/v1"), access_log=str(log)
+    ) as gw:
+        settings = gw.settings
+        minted = {
+            "aud": await mint_with_current_key(
+                settings.database_url,
+                issuer=settings.issuer_url,
+                audience="someone-else",
+                team="demo",
+                subject="bob",
+                client_id="tests",
+                scopes=["gateway:invoke"],
+                ttl_s=600,
+                now=time.time(),
+            ),
+            "iss": await mint_with_current_key(
+                settings.database_url,
+                issuer="https://elsewhere.example",
+                audience=settings.audience,
+                team="demo",
+                subject="bob",
+                client_id="tests",
+                scopes=["gateway:invoke"],
+                ttl_s=600,
+                now=time.time(),
+            ),
+        }
+        async with httpx.AsyncClient(base_url=gw.origin) as http:
+            replies = {
+                claim: await http.post(
+                    "/v1/chat/completions",
+                    json={**CHAT, "model": "offline"},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                for claim, token in minted.items()
+            }
+    for claim, reply in replies.items():
+        assert reply.status_code == 401
+        assert f"{claim} claim" in reply.json()["error"]["message"]
+        assert settings.audience not in reply.text and settings.issuer_url not in reply.text
+    lines = lines_of(log)
+    assert [(line["status"], line["error_detail"]) for line in lines] == [
+        (401, "aud claim"),
+        (401, "iss claim"),
+    ]

@@ -321,7 +321,12 @@ async def test_a_change_through_one_replica_is_enforced_by_the_other_within_2_s(
     """Two `gateway serve` on one PostgreSQL: PATCH on A, B refuses the model within 2 s."""
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "bundle.yaml").write_text(POLICY)
-    env = {**os.environ, "GATEWAY_DATABASE_URL": database_url}
+    # Replicas sharing a database share one issuer (else it follows each one's port).
+    env = {
+        **os.environ,
+        "GATEWAY_DATABASE_URL": database_url,
+        "GATEWAY_ISSUER_URL": "http://gateway.test",
+    }
 
     def mint(*args: str) -> str:
         result = subprocess.run(

@@ -289,7 +289,7 @@ async def test_get_policy_tells_a_stored_version_from_the_enforced_one(
     gw: RunningGateway, admin: Admin, tmp_path: Path
 ) -> None:
     """Applied from a shell that has a ${VAR} the gateway lacks: stored, not enforced, and said so."""
-    os.environ.pop("ONLY_ON_THE_LAPTOP", None)
+    os.environ.pop("ONLY_ON_THE_LAPTOP_KEY", None)
     edit = tmp_path / "edit"
     env = {**os.environ, "GATEWAY_DATABASE_URL": gw.settings.database_url}
     await asyncio.to_thread(
@@ -297,12 +297,12 @@ async def test_get_policy_tells_a_stored_version_from_the_enforced_one(
     )
     providers = edit / "providers.yaml"
     providers.write_text(
-        providers.read_text() + '  oa: {type: openai, api_key: "${ONLY_ON_THE_LAPTOP}"}\n'
+        providers.read_text() + '  oa: {type: openai, api_key: "${ONLY_ON_THE_LAPTOP_KEY}"}\n'
     )
     applied = await asyncio.to_thread(
         subprocess.run,
         [GATEWAY, "policy", "apply", str(edit)],
-        env={**env, "ONLY_ON_THE_LAPTOP": "sk-x"},
+        env={**env, "ONLY_ON_THE_LAPTOP_KEY": "sk-x"},
         capture_output=True,
         text=True,
         timeout=60,
@@ -311,7 +311,7 @@ async def test_get_policy_tells_a_stored_version_from_the_enforced_one(
     status, body = await admin.call("GET", "/admin/policy")
     assert status == 200
     assert (body["version"], body["newest_version"]) == (1, 2)
-    assert "ONLY_ON_THE_LAPTOP" in body["newest_problem"]
+    assert "ONLY_ON_THE_LAPTOP_KEY" in body["newest_problem"]
     assert "oa" not in body["bundle"]["providers"]
     assert gw.services.policy.version == 1
 

@@ -72,8 +72,8 @@ def test_quickstart_serve_token_and_the_openai_sdk(tmp_path):
             "bundle.yaml:2: providers.a.colour: unknown key",
         ),
         (
-            'providers:\n  a: {type: openai, api_key: "${NOT_SET_ANYWHERE}"}\n',
-            "bundle.yaml:2: providers.a.api_key: environment variable NOT_SET_ANYWHERE is not set",
+            'providers:\n  a: {type: openai, api_key: "${NOT_SET_ANYWHERE_API_KEY}"}\n',
+            "bundle.yaml:2: providers.a.api_key: environment variable NOT_SET_ANYWHERE_API_KEY is not set",
         ),
     ],
     ids=["yaml-error", "unknown-key", "missing-env-var"],

@@ -39,7 +39,7 @@ from tests.support.processes import GATEWAY
 POLICY = """\
 providers:
   demo: {type: mock}
-  secret: {type: openai, api_key: "${TEST_POLICY_SECRET}"}
+  secret: {type: openai, api_key: "${TEST_POLICY_API_KEY}"}
 models:
   small: {deployments: [{provider: demo, model: mock-small}]}
   large: {deployments: [{provider: demo, model: mock-large}]}
@@ -50,7 +50,7 @@ teams:
 BUNDLE = {
     "providers": {
         "demo": {"type": "mock"},
-        "secret": {"type": "openai", "api_key": "${TEST_POLICY_SECRET}"},
+        "secret": {"type": "openai", "api_key": "${TEST_POLICY_API_KEY}"},
     },
     "models": {
         "small": {"deployments": [{"provider": "demo", "model": "mock-small"}]},
@@ -63,7 +63,7 @@ SECRET = "sk-resolved-never-stored"
 
 @pytest.fixture(autouse=True)
 def _secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TEST_POLICY_SECRET", SECRET)
+    monkeypatch.setenv("TEST_POLICY_API_KEY", SECRET)
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ async def test_the_bundle_is_stored_as_written_never_resolved(service: PolicySer
     await service.apply(BUNDLE, author="alice", reason="", base_version=None)
     version = await service.current()
     assert version is not None
-    assert version.bundle["providers"]["secret"]["api_key"] == "${TEST_POLICY_SECRET}"
+    assert version.bundle["providers"]["secret"]["api_key"] == "${TEST_POLICY_API_KEY}"
     assert SECRET not in json.dumps([e.as_json() for e in await service.audit()])
     assert service.compile(version).providers["secret"].api_key == SECRET
 
@@ -160,11 +160,11 @@ async def test_an_invalid_bundle_is_refused_with_every_error_and_nothing_changes
 
 
 async def test_a_missing_env_var_is_refused_naming_it(service: PolicyService, monkeypatch) -> None:
-    monkeypatch.delenv("TEST_POLICY_SECRET")
+    monkeypatch.delenv("TEST_POLICY_API_KEY")
     with pytest.raises(PolicyInvalid) as refused:
         await service.apply(BUNDLE, author="alice", reason="", base_version=None)
     assert [str(i) for i in refused.value.issues] == [
-        "bundle: providers.secret.api_key: environment variable TEST_POLICY_SECRET is not set"
+        "bundle: providers.secret.api_key: environment variable TEST_POLICY_API_KEY is not set"
     ]
 
 

@@ -15,7 +15,13 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from gateway.auth.claims import MSG_EXPIRED, MSG_INVALID
+from gateway.auth.claims import (
+    MSG_EXPIRED,
+    MSG_INVALID,
+    MSG_WRONG_AUDIENCE,
+    MSG_WRONG_ISSUER,
+    InvalidToken,
+)
 from gateway.auth.keys import SigningKey, new_signing_key
 from gateway.auth.principal import Principal
 from gateway.auth.tokens import TokenVerifier, mint_token
@@ -196,16 +202,24 @@ ATTACKS: dict[str, tuple[Callable[[SigningKey, SigningKey], str], str, str]] = {
         "The access token is not valid yet.",
         "nbf in the future",
     ),
-    "iat in the future": (_with(iat=int(NOW) + 3600), MSG_INVALID, "iat in the future"),
+    "iat in the future": (
+        _with(iat=int(NOW) + 3600),
+        "The access token is not valid yet.",
+        "iat in the future",
+    ),
     "wrong audience": (
         lambda k, o: mint(k, audience="someone-else"),
-        MSG_INVALID,
+        MSG_WRONG_AUDIENCE,
         "wrong audience",
     ),
-    "wrong issuer": (lambda k, o: mint(k, issuer="https://evil.test"), MSG_INVALID, "wrong issuer"),
+    "wrong issuer": (
+        lambda k, o: mint(k, issuer="https://evil.test"),
+        MSG_WRONG_ISSUER,
+        "wrong issuer",
+    ),
     "issuer with trailing slash": (
         lambda k, o: mint(k, issuer=ISSUER + "/"),
-        MSG_INVALID,
+        MSG_WRONG_ISSUER,
         "wrong issuer",
     ),
     "unknown kid": (lambda k, o: mint(o), MSG_INVALID, "unknown kid"),
@@ -256,6 +270,25 @@ async def test_attack_tokens_are_refused(
     assert error.status == 401
     assert error.message == message
     assert error.headers["www-authenticate"] == 'Bearer realm="llm-gateway", error="invalid_token"'
+    assert ISSUER not in error.message and AUDIENCE not in error.message  # never what we expect
+
+
+@pytest.mark.parametrize(
+    ("attack", "detail"),
+    [
+        ("wrong issuer", "iss claim"),
+        ("wrong audience", "aud claim"),
+        ("expired", "exp claim"),
+        ("tampered payload", None),  # signatures and keys stay vague
+        ("unknown kid", None),
+    ],
+)
+async def test_a_refused_claim_is_named_for_the_access_line(
+    attack: str, detail: str | None, key: SigningKey, other_key: SigningKey
+) -> None:
+    with pytest.raises(InvalidToken) as caught:
+        await verifier(key).verify(ATTACKS[attack][0](key, other_key))
+    assert caught.value.detail == detail
 
 
 async def test_leeway_accepts_slightly_expired_token(key: SigningKey) -> None:

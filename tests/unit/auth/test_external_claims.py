@@ -6,18 +6,26 @@ from typing import Any
 
 import pytest
 
-from gateway.auth.claims import MSG_EXPIRED, MSG_NOT_YET_VALID, Refused
+from gateway.auth.claims import (
+    MSG_EXPIRED,
+    MSG_NOT_YET_VALID,
+    MSG_WRONG_AUDIENCE,
+    MSG_WRONG_ISSUER,
+    Refused,
+)
 from gateway.auth.external import (
     MSG_NO_TEAM,
     claim_at,
     client_id_of,
     principal_from_claims,
+    requested_scopes,
     scopes_of,
     team_of_claims,
 )
 from gateway.policy.schema import IssuerSpec
 
 ISSUER = "https://idp.example.com/"
+ALL_SCOPES = ["gateway:invoke", "gateway:admin", "gateway:finance"]
 NOW = 1_800_000_000.0
 CLIENTS = {"search-backend": "search"}
 
@@ -158,12 +166,37 @@ def test_client_id_default_order() -> None:
     ],
 )
 def test_scopes_from_scope_or_scp(extra: dict[str, Any], expected: set[str]) -> None:
-    assert scopes_of(claims(**extra), spec()) == expected
+    assert requested_scopes(claims(**extra), spec()) == expected
+    assert scopes_of(claims(**extra), spec(allowed_scopes=ALL_SCOPES)) == expected
+
+
+@pytest.mark.parametrize(
+    ("allowed", "asked", "granted"),
+    [
+        (None, "gateway:invoke gateway:admin", {"gateway:invoke"}),  # default: invoke only
+        (None, "gateway:admin", set()),
+        (None, "gateway:finance openid profile", set()),
+        (["gateway:invoke", "gateway:admin"], "gateway:invoke gateway:admin", ALL_SCOPES[:2]),
+        (["gateway:finance"], "gateway:invoke gateway:finance", {"gateway:finance"}),
+        ([], "gateway:invoke", set()),
+        (ALL_SCOPES, "gateway:admin gateway:finance", {"gateway:admin", "gateway:finance"}),
+    ],
+)
+def test_an_issuer_grants_only_its_allowed_scopes(
+    allowed: list[str] | None, asked: str, granted: Any
+) -> None:
+    """A token asking for more than its issuer's allowed_scopes gets only the intersection."""
+    issuer = spec() if allowed is None else spec(allowed_scopes=allowed)
+    assert scopes_of(claims(scope=asked), issuer) == set(granted)
+    principal = principal_from_claims(claims(scope=asked), issuer, CLIENTS, NOW)
+    assert principal.scopes == set(granted)
 
 
 def test_scope_claim_setting_and_default_scopes() -> None:
     """A configured claim is read alone; a token with none gets the issuer's default_scopes."""
-    custom = spec(scope_claim="permissions", default_scopes=["gateway:finance"])
+    custom = spec(
+        scope_claim="permissions", default_scopes=["gateway:finance"], allowed_scopes=ALL_SCOPES
+    )
     token = claims(scope="gateway:admin", permissions=["gateway:invoke"])
     assert scopes_of(token, custom) == {"gateway:invoke"}
     assert scopes_of(claims(scope="gateway:admin"), custom) == {"gateway:finance"}
@@ -201,10 +234,10 @@ def test_subject_claim_setting_and_client_fallback() -> None:
 @pytest.mark.parametrize(
     ("changes", "message", "reason"),
     [
-        ({"iss": "https://idp.example.com"}, None, "wrong issuer"),
-        ({"aud": "someone-else"}, None, "wrong audience"),
-        ({"aud": ["a", "b"]}, None, "wrong audience"),
-        ({"aud": None}, None, "wrong audience"),
+        ({"iss": "https://idp.example.com"}, MSG_WRONG_ISSUER, "wrong issuer"),
+        ({"aud": "someone-else"}, MSG_WRONG_AUDIENCE, "wrong audience"),
+        ({"aud": ["a", "b"]}, MSG_WRONG_AUDIENCE, "wrong audience"),
+        ({"aud": None}, MSG_WRONG_AUDIENCE, "wrong audience"),
         ({"exp": None}, None, "exp missing"),
         ({"exp": "tomorrow"}, None, "exp is not a number"),
         ({"exp": int(NOW) - 31}, MSG_EXPIRED, "expired"),
@@ -222,6 +255,29 @@ def test_registered_claims_are_checked(
     assert reason in refused.value.reason
     if message is not None:
         assert refused.value.message == message
+
+
+@pytest.mark.parametrize(
+    ("issuer_leeway", "default_leeway", "skew", "is_accepted"),
+    [
+        (None, 30, 29, True),
+        (None, 30, 31, False),
+        (None, 120, 100, True),  # GATEWAY_TOKEN_LEEWAY_S raised
+        (None, 0, 1, False),
+        (5, 120, 10, False),  # the issuer's own leeway_s wins over the setting
+        (60, 0, 59, True),
+    ],
+)
+def test_leeway_is_the_issuers_else_the_setting(
+    issuer_leeway: int | None, default_leeway: int, skew: int, *, is_accepted: bool
+) -> None:
+    token = claims(exp=int(NOW) - skew)
+    issuer = spec(leeway_s=issuer_leeway)
+    if is_accepted:
+        assert principal_from_claims(token, issuer, {}, NOW, default_leeway).team == "search"
+    else:
+        with pytest.raises(Refused, match="expired"):
+            principal_from_claims(token, issuer, {}, NOW, default_leeway)
 
 
 def test_leeway_accepts_small_skew_and_audience_lists() -> None:

@@ -1,0 +1,63 @@
+"""The issuer URL and audience the server runs with, recorded in the database.
+
+`gateway serve` writes them at start (`record_served_issuer`); `gateway token`
+reads them (`served_issuer`) so a token minted by the CLI carries the `iss`
+and `aud` the server checks, even when the CLI runs with another environment
+(no GATEWAY_ISSUER_URL, or another port). Rows of `served_settings` are plain
+name/value pairs; nothing secret is stored here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.db import metadata
+
+ISSUER_URL = "issuer_url"
+AUDIENCE = "audience"
+
+served_settings = sa.Table(
+    "served_settings",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedIssuer:
+    issuer_url: str
+    audience: str
+
+
+async def record_served_issuer(engine: AsyncEngine, issuer: ServedIssuer) -> None:
+    """Store what the server signs and checks with, replacing what an earlier start stored."""
+    now = datetime.now(UTC)
+    rows = [
+        {"name": ISSUER_URL, "value": issuer.issuer_url, "updated_at": now},
+        {"name": AUDIENCE, "value": issuer.audience, "updated_at": now},
+    ]
+    async with engine.begin() as conn:  # delete + insert: the same on SQLite and PostgreSQL
+        await conn.execute(
+            served_settings.delete().where(served_settings.c.name.in_([ISSUER_URL, AUDIENCE]))
+        )
+        await conn.execute(served_settings.insert(), rows)
+
+
+async def served_issuer(engine: AsyncEngine) -> ServedIssuer | None:
+    """What the last `gateway serve` on this database recorded; None if none has run."""
+    async with engine.connect() as conn:
+        result = await conn.execute(
+            sa.select(served_settings.c.name, served_settings.c.value).where(
+                served_settings.c.name.in_([ISSUER_URL, AUDIENCE])
+            )
+        )
+        values = {name: value for name, value in result}
+    if ISSUER_URL not in values or AUDIENCE not in values:
+        return None
+    return ServedIssuer(values[ISSUER_URL], values[AUDIENCE])

@@ -1,0 +1,188 @@
+"""Which `${...}` references a policy may hold, and what they resolve to.
+
+Owns the operator's exposure rules: `${VAR}` resolves only from environment
+variables whose names match `GATEWAY_SECRET_ENV_ALLOW` (comma-separated glob
+patterns, default `*_API_KEY,*_KEY,*_TOKEN`) and never from a `GATEWAY_*`
+name, whatever the patterns say (the database URL, Redis password and the
+like are the gateway's, not a policy author's). `${file:/path}` reads a mounted
+secret file (a Kubernetes or Docker secret), only in a secret field (`api_key`
+and the AWS keys) and only under a directory of `GATEWAY_SECRET_FILE_DIRS`
+(default `/run/secrets,/var/run/secrets`), checked after following symlinks, so
+a policy author cannot read `/etc/shadow` or the gateway's own database.
+Values are never part of a message. Reading a file is the only I/O, and it is
+handed in (`read_file`) so the rules stay testable without a disk.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+ENV_ALLOW_VAR = "GATEWAY_SECRET_ENV_ALLOW"
+FILE_DIRS_VAR = "GATEWAY_SECRET_FILE_DIRS"
+DEFAULT_ENV_ALLOW = ("*_API_KEY", "*_KEY", "*_TOKEN")
+DEFAULT_FILE_DIRS = ("/run/secrets", "/var/run/secrets")
+OWN_PREFIX = "GATEWAY_"
+SECRET_FIELDS = frozenset({"api_key", "aws_access_key_id", "aws_secret_access_key"})
+MAX_SECRET_FILE_BYTES = 64 * 1024  # a key or a certificate; anything larger is a mistake
+
+REFERENCE = re.compile(r"\$\{(?:(?P<env>[A-Za-z_][A-Za-z0-9_]*)|file:(?P<file>[^}]*))\}")
+_PATTERN = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
+
+
+class SecretUnavailable(Exception):
+    """A reference that cannot be resolved; the message names the reference, never a value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceRules:
+    env_allow: tuple[str, ...] = DEFAULT_ENV_ALLOW
+    file_dirs: tuple[Path, ...] = tuple(Path(d) for d in DEFAULT_FILE_DIRS)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ReferenceRules:
+        """The rules of this environment; ValueError naming the variable when it is unusable."""
+        try:
+            raw = env.get(ENV_ALLOW_VAR)
+            allow = parse_env_allow(raw) if raw is not None else DEFAULT_ENV_ALLOW
+        except ValueError as error:
+            raise ValueError(f"{ENV_ALLOW_VAR}: {error}") from None
+        try:
+            dirs = parse_file_dirs(env.get(FILE_DIRS_VAR, ",".join(DEFAULT_FILE_DIRS)))
+        except ValueError as error:
+            raise ValueError(f"{FILE_DIRS_VAR}: {error}") from None
+        return cls(allow, dirs)
+
+
+def parse_env_allow(text: str) -> tuple[str, ...]:
+    """Comma-separated glob patterns (`*`, `?`, `[...]`); empty allows no variable at all."""
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    for pattern in patterns:
+        if not _PATTERN.match(pattern):
+            raise ValueError(
+                f"{pattern!r} is not a variable-name pattern (letters, digits, _ and * ? [ ])"
+            )
+    return patterns
+
+
+def parse_file_dirs(text: str) -> tuple[Path, ...]:
+    """Comma-separated absolute directories; empty allows no secret file at all."""
+    dirs = tuple(d.strip() for d in text.split(",") if d.strip())
+    for directory in dirs:
+        if not os.path.isabs(directory) or ".." in Path(directory).parts:
+            raise ValueError(f"{directory!r} must be an absolute path without '..'")
+    return tuple(Path(os.path.normpath(d)) for d in dirs)
+
+
+def is_env_name_allowed(name: str, patterns: tuple[str, ...]) -> bool:
+    """May `${name}` resolve? Never a GATEWAY_* name; otherwise when a pattern matches.
+
+    Names compare case-sensitively, as POSIX environments do; the GATEWAY_
+    prefix is refused in any case, so `gateway_database_url` is not a way round.
+    """
+    if name.upper().startswith(OWN_PREFIX):
+        return False
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def is_under(path: Path, directories: tuple[Path, ...]) -> bool:
+    return any(path == d or path.is_relative_to(d) for d in directories)
+
+
+def file_refusal(path: str, directories: tuple[Path, ...]) -> str | None:
+    """Why `${file:path}` may not be read (as written, before symlinks), or None."""
+    if not path or not os.path.isabs(path):
+        return f"${{file:{path}}}: the path must be absolute"
+    if ".." in Path(path).parts:
+        return f"${{file:{path}}}: the path must not contain '..'"
+    if not is_under(Path(os.path.normpath(path)), directories):
+        return _outside(path, directories)
+    return None
+
+
+def _outside(path: str, directories: tuple[Path, ...]) -> str:
+    allowed = ", ".join(str(d) for d in directories) or "none"
+    return f"${{file:{path}}}: secret files are read only under {FILE_DIRS_VAR} ({allowed})"
+
+
+def read_secret_file(path: str, directories: tuple[Path, ...]) -> str:
+    """The file's text without its final newline; SecretUnavailable saying why not.
+
+    Symlinks are followed first and the real path checked again, so a link in
+    a secrets folder cannot point at /etc/shadow (Kubernetes' own `..data`
+    links stay inside the mount).
+    """
+    real = Path(os.path.realpath(path))
+    real_dirs = tuple(Path(os.path.realpath(d)) for d in directories)
+    if not is_under(real, real_dirs):
+        raise SecretUnavailable(_outside(path, directories) + " (after following links)")
+    try:
+        with real.open("rb") as file:
+            data = file.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as error:
+        raise SecretUnavailable(f"${{file:{path}}}: cannot read: {error.strerror}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise SecretUnavailable(f"${{file:{path}}}: larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SecretUnavailable(f"${{file:{path}}}: not UTF-8 text") from None
+    text = text.removesuffix("\n").removesuffix("\r")  # `echo key > file` adds one
+    if not text:
+        raise SecretUnavailable(f"${{file:{path}}}: the file is empty")
+    return text
+
+
+def resolve_references(
+    value: str,
+    field: str,
+    env: Mapping[str, str],
+    rules: ReferenceRules,
+    read_file: Callable[[str, tuple[Path, ...]], str] = read_secret_file,
+) -> tuple[str, list[str]]:
+    """`value` with its references substituted, and a problem per reference it may not use.
+
+    `field` is the provider field's name: `${file:...}` is for SECRET_FIELDS only.
+    """
+    problems: list[str] = []
+
+    def substitute(match: re.Match[str]) -> str:
+        name, path = match.group("env"), match.group("file")
+        if name is not None:
+            if not is_env_name_allowed(name, rules.env_allow):
+                problems.append(_refused_name(name, rules))
+                return ""
+            if name not in env:
+                problems.append(f"environment variable {name} is not set")
+                return ""
+            return env[name]
+        if field not in SECRET_FIELDS:
+            problems.append(
+                f"${{file:...}} is only for secret fields ({', '.join(sorted(SECRET_FIELDS))})"
+            )
+            return ""
+        refusal = file_refusal(path, rules.file_dirs)
+        if refusal is not None:
+            problems.append(refusal)
+            return ""
+        try:
+            return read_file(path, rules.file_dirs)
+        except SecretUnavailable as error:
+            problems.append(str(error))
+            return ""
+
+    return REFERENCE.sub(substitute, value), problems
+
+
+def _refused_name(name: str, rules: ReferenceRules) -> str:
+    if name.upper().startswith(OWN_PREFIX):
+        return f"${{{name}}} is refused: the gateway's own {OWN_PREFIX}* settings are never exposed"
+    patterns = ",".join(rules.env_allow) or "nothing"
+    return (
+        f"${{{name}}} is refused: only variables matching {ENV_ALLOW_VAR} ({patterns}) "
+        "may be referenced"
+    )

@@ -1,0 +1,218 @@
+"""Where a provider's `api_base` may point: the operator's allow-list and the hosts never meant.
+
+Owns `GATEWAY_UPSTREAM_ALLOW` (comma-separated host names, `*.suffix` names,
+IP addresses or CIDRs; unset = any host, loopback and private included) and the
+hosts refused even then unless the allow-list names them explicitly: link-local
+and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254,
+Alibaba's 100.100.100.200, names such as metadata.google.internal) and the
+gateway's own listener (its host:port), which would loop a request back into
+the gateway. Pure: names are compared as written, never resolved through DNS
+(a check-time lookup would say nothing about request time); an operator who
+must stop a DNS name pointing inward sets the allow-list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+UPSTREAM_ALLOW_VAR = "GATEWAY_UPSTREAM_ALLOW"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+METADATA_NETWORKS: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("169.254.0.0/16"),  # IPv4 link-local: AWS, GCP, Azure, OCI metadata
+    ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
+    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS metadata over IPv6
+    ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud metadata
+)
+METADATA_NAMES = frozenset(
+    {
+        "metadata",
+        "metadata.google.internal",
+        "metadata.goog",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
+)
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+_WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+_HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+_LEGACY_IPV4 = re.compile(r"^[0-9a-fx.]+$")  # 2852039166, 0xa9.0xfe.0xa9.0xfe, 0251.0376.…
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAllow:
+    """The parsed `GATEWAY_UPSTREAM_ALLOW`: exact names, `*.suffix` names, networks."""
+
+    names: frozenset[str]
+    suffixes: tuple[str, ...]  # ".example.com" for "*.example.com"
+    networks: tuple[IPNetwork, ...]
+
+    def permits(self, name: str, address: IPAddress | None) -> bool:
+        if name in self.names or any(name.endswith(s) for s in self.suffixes):
+            return True
+        return address is not None and any(address in net for net in self.networks)
+
+    def names_explicitly(
+        self, name: str, address: IPAddress | None, within: IPNetwork | None
+    ) -> bool:
+        """True when an entry is this very host, or a network no broader than `within`.
+
+        `0.0.0.0/0` or `*.internal` permit ordinary hosts but do not open the
+        metadata service or the gateway's own port: those need their own entry.
+        """
+        if name in self.names:
+            return True
+        if address is None:
+            return False
+        for net in self.networks:
+            if address not in net:
+                continue
+            if net.num_addresses == 1:
+                return True
+            if within is not None and net.version == within.version and net.subnet_of(within):  # type: ignore[arg-type]  # same version checked just before
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """The gateway's own host and port (`GATEWAY_HOST`, `GATEWAY_PORT`)."""
+
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRules:
+    allow: UpstreamAllow | None  # None: any host but the refused ones
+    listener: Listener | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> UpstreamRules:
+        """The rules of this environment; ValueError naming the variable when it is unusable."""
+        raw = env.get(UPSTREAM_ALLOW_VAR, "").strip()  # empty is unset, as GATEWAY_REDIS_URL
+        try:
+            allow = parse_upstream_allow(raw) if raw else None
+        except ValueError as error:
+            raise ValueError(f"{UPSTREAM_ALLOW_VAR}: {error}") from None
+        return cls(allow, listener_from_env(env))
+
+
+def parse_upstream_allow(text: str) -> UpstreamAllow:
+    """Parse the comma-separated allow-list; ValueError naming the first bad entry."""
+    names: set[str] = set()
+    suffixes: list[str] = []
+    networks: list[IPNetwork] = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        lowered = entry.lower().rstrip(".")
+        try:
+            networks.append(ipaddress.ip_network(lowered.strip("[]"), strict=False))
+            continue
+        except ValueError:
+            pass
+        if lowered.startswith("*.") and _HOST_NAME.match(lowered[2:]):
+            suffixes.append(lowered[1:])
+        elif _HOST_NAME.match(lowered) and not _LEGACY_IPV4.match(lowered):
+            names.add(lowered)
+        else:
+            raise ValueError(
+                f"{entry!r} is not a host name, *.domain, IP address or CIDR "
+                "(no scheme, port or path)"
+            )
+    return UpstreamAllow(frozenset(names), tuple(suffixes), tuple(networks))
+
+
+def listener_from_env(env: Mapping[str, str]) -> Listener | None:
+    """Where `gateway serve` listens (its defaults when unset); None for port 0 or garbage."""
+    try:
+        port = int(env.get("GATEWAY_PORT", "8080").strip())
+    except ValueError:
+        return None  # the settings check reports it
+    if not 0 < port < 65536:
+        return None
+    return Listener(env.get("GATEWAY_HOST", "127.0.0.1").strip().lower().strip("[]"), port)
+
+
+def host_address(host: str) -> IPAddress | None:
+    """The IP address a host string stands for, in any form a resolver accepts; else None.
+
+    Besides the usual notations, C's inet_aton reads `2852039166`, `0xa9fea9fe`
+    and `0251.0376.0251.0376` as 169.254.169.254, and getaddrinfo uses it; an
+    IPv4-mapped IPv6 address counts as its IPv4 address.
+    """
+    try:
+        address: IPAddress = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        if not _LEGACY_IPV4.match(host):
+            return None
+        try:
+            address = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _metadata_network(address: IPAddress | None) -> IPNetwork | None:
+    if address is None:
+        return None
+    return next((net for net in METADATA_NETWORKS if address in net), None)
+
+
+def _is_loopback(name: str, address: IPAddress | None) -> bool:
+    return name in LOOPBACK_NAMES or (
+        address is not None and (address.is_loopback or address.is_unspecified)
+    )
+
+
+def is_listener(name: str, address: IPAddress | None, port: int, listener: Listener) -> bool:
+    """Whether host:port is the gateway's own listener (a wildcard listener is every loopback)."""
+    if port != listener.port:
+        return False
+    if listener.host in _WILDCARD_HOSTS or _is_loopback(listener.host, host_address(listener.host)):
+        return _is_loopback(name, address)
+    return name == listener.host or (address is not None and address == host_address(listener.host))
+
+
+def upstream_refusal(url: str, rules: UpstreamRules) -> str | None:
+    """Why `url` may not be an api_base under `rules`, or None when it may."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "api_base is not a valid URL"
+    host = (parts.hostname or "").rstrip(".")
+    if parts.scheme not in DEFAULT_PORTS or not host:
+        return "api_base must be an http(s) URL with a host"
+    address = host_address(host)
+    port = port if port is not None else DEFAULT_PORTS[parts.scheme]
+    allow = rules.allow
+    metadata = _metadata_network(address)
+    if metadata is not None or host in METADATA_NAMES:
+        if allow is not None and allow.names_explicitly(host, address, metadata):
+            return None
+        return (
+            f"host {host} is a link-local or cloud metadata address; it is refused unless "
+            f"{UPSTREAM_ALLOW_VAR} names it explicitly"
+        )
+    if rules.listener is not None and is_listener(host, address, port, rules.listener):
+        if allow is not None and allow.names_explicitly(host, address, None):
+            return None
+        return (
+            f"{host}:{port} is the gateway's own listener (a request would loop back into it); "
+            f"refused unless {UPSTREAM_ALLOW_VAR} names it explicitly"
+        )
+    if allow is not None and not allow.permits(host, address):
+        return f"host {host} is not in {UPSTREAM_ALLOW_VAR}"
+    return None

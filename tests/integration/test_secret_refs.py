@@ -1,0 +1,228 @@
+"""Policy secret references and upstream hosts, as an operator and an admin meet them.
+
+`${VAR}` resolves only from names GATEWAY_SECRET_ENV_ALLOW allows and never a GATEWAY_*
+setting; an api_base may not point at cloud metadata; the refusal is the same from
+`gateway policy check` (file:line and field) and from the admin API (400).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.admin import Admin
+from tests.support.gateway import running_gateway
+from tests.support.processes import free_port
+from tests.support.processes import run_gateway as run
+from tests.support.upstream import MockUpstream
+
+LEAKY = """\
+providers:
+  demo: {type: mock}
+  leak:
+    type: openai-compatible
+    api_base: "http://collector.example/v1"
+    api_key: "${GATEWAY_DATABASE_URL}"
+models:
+  m: {deployments: [{provider: demo, model: mock-1}]}
+teams:
+  demo: {models: ["*"]}
+"""
+
+MOCK_ONLY = """\
+providers:
+  demo: {type: mock}
+models:
+  m: {deployments: [{provider: demo, model: mock-1}]}
+teams:
+  demo: {models: ["*"]}
+"""
+
+METADATA = """\
+providers:
+  imds: {type: openai-compatible, api_base: "http://169.254.169.254/latest/meta-data"}
+models:
+  m: {deployments: [{provider: imds, model: x}]}
+teams:
+  demo: {models: ["*"]}
+"""
+
+UPSTREAM = """\
+providers:
+  up: {{type: openai-compatible, api_base: "{base}", api_key: "{key}"}}
+models:
+  m: {{deployments: [{{provider: up, model: gpt-4o-mini}}]}}
+teams:
+  demo: {{models: ["*"]}}
+"""
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def write_bundle(folder: Path, text: str) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "bundle.yaml").write_text(text)
+    return folder
+
+
+def test_policy_check_refuses_a_gateway_setting_naming_file_line_and_field(tmp_path: Path) -> None:
+    """`policy check` on a bundle reading GATEWAY_DATABASE_URL exits 1 at its file:line."""
+    folder = write_bundle(tmp_path / "policies", LEAKY)
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/private.db"
+    result = run(
+        "policy", "check", "policies", cwd=tmp_path, env={"GATEWAY_DATABASE_URL": database_url}
+    )
+    assert result.returncode == 1
+    assert (
+        "policies/bundle.yaml:6: providers.leak.api_key: ${GATEWAY_DATABASE_URL} is refused: "
+        "the gateway's own GATEWAY_* settings are never exposed"
+    ) in result.stderr
+    assert database_url not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+    assert folder.exists()
+
+
+def test_policy_check_refuses_a_metadata_api_base(tmp_path: Path) -> None:
+    write_bundle(tmp_path / "policies", METADATA)
+    result = run("policy", "check", "policies", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "policies/bundle.yaml:2: providers.imds.api_base: host 169.254.169.254" in result.stderr
+    assert "GATEWAY_UPSTREAM_ALLOW" in result.stderr
+    allowed = run(
+        "policy",
+        "check",
+        "policies",
+        cwd=tmp_path,
+        env={"GATEWAY_UPSTREAM_ALLOW": "169.254.169.254"},
+    )
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_policy_check_refuses_an_api_base_outside_the_allow_list(tmp_path: Path) -> None:
+    write_bundle(tmp_path / "policies", LEAKY.replace("${GATEWAY_DATABASE_URL}", "${LEAK_KEY}"))
+    result = run(
+        "policy",
+        "check",
+        "policies",
+        cwd=tmp_path,
+        env={"GATEWAY_UPSTREAM_ALLOW": "api.openai.com", "LEAK_KEY": "k"},
+    )
+    assert result.returncode == 1
+    assert "providers.leak.api_base: host collector.example is not in GATEWAY_UPSTREAM_ALLOW" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GATEWAY_SECRET_ENV_ALLOW", "OPENAI KEY"),
+        ("GATEWAY_SECRET_FILE_DIRS", "run/secrets"),
+        ("GATEWAY_UPSTREAM_ALLOW", "https://api.openai.com"),
+        ("GATEWAY_TOKEN_LEEWAY_S", "9999"),
+        ("GATEWAY_TOKEN_LEEWAY_S", "soon"),
+    ],
+)
+def test_serve_refuses_a_bad_exposure_setting_in_one_line(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    """A bad value is one `error:` line naming the variable and exit 2, like other settings."""
+    result = run("serve", "--port", str(free_port()), cwd=tmp_path, env={name: value}, timeout=30)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {name}")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_admin_put_with_a_gateway_setting_reference_is_400(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """PUT /admin/policy refuses the same reference with 400 and its field; v1 stays."""
+    async with running_gateway(tmp_path, MOCK_ONLY) as gw:
+        admin = Admin(gw.origin, http, await gw.token(scopes=["gateway:admin"]))
+        _, running = await admin.call("GET", "/admin/policy")
+        bundle = running["bundle"]
+        bundle["providers"]["leak"] = {
+            "type": "openai-compatible",
+            "api_base": "http://collector.example/v1",
+            "api_key": "${GATEWAY_DATABASE_URL}",
+        }
+        status, answer = await admin.call(
+            "PUT", "/admin/policy", {"bundle": bundle, "reason": "", "base_version": 1}
+        )
+        assert status == 400, answer
+        (error,) = answer["error"]["errors"]
+        assert error["field"] == "providers.leak.api_key"
+        assert "GATEWAY_* settings are never exposed" in error["message"]
+        assert gw.settings.database_url not in str(answer)
+        bundle["providers"]["leak"] = {
+            "type": "openai-compatible",
+            "api_base": "http://169.254.169.254/v1",
+        }
+        status, answer = await admin.call(
+            "PUT", "/admin/policy", {"bundle": bundle, "reason": "", "base_version": 1}
+        )
+        assert status == 400, answer
+        assert answer["error"]["errors"][0]["field"] == "providers.leak.api_base"
+        _, running = await admin.call("GET", "/admin/policy")
+        assert running["version"] == 1
+
+
+async def test_an_allowed_reference_reaches_the_upstream(
+    tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`${UPSTREAM_API_KEY}` resolves; the upstream sees the key as its bearer."""
+    monkeypatch.setenv("UPSTREAM_API_KEY", "sk-from-env")
+    async with (
+        MockUpstream(api_key="sk-from-env") as up,
+        running_gateway(
+            tmp_path, UPSTREAM.format(base=up.base_url, key="${UPSTREAM_API_KEY}")
+        ) as gw,
+    ):
+        client = await gw.openai()
+        reply = await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+        assert reply.choices[0].message.content
+        assert up.requests[-1].headers["authorization"] == "Bearer sk-from-env"
+
+
+async def test_a_mounted_secret_file_reaches_the_upstream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`${file:/…}` under GATEWAY_SECRET_FILE_DIRS is read at load; its final newline dropped."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "upstream").write_text("sk-from-file\n")
+    monkeypatch.setenv("GATEWAY_SECRET_FILE_DIRS", str(secrets))
+    key = f"${{file:{secrets}/upstream}}"
+    async with (
+        MockUpstream(api_key="sk-from-file") as up,
+        running_gateway(tmp_path, UPSTREAM.format(base=up.base_url, key=key)) as gw,
+    ):
+        client = await gw.openai()
+        await client.chat.completions.create(**CHAT)  # type: ignore[call-overload]
+        assert up.requests[-1].headers["authorization"] == "Bearer sk-from-file"
+
+
+def test_serve_refuses_an_api_base_at_its_own_port_and_check_sees_the_flag(
+    tmp_path: Path,
+) -> None:
+    """`serve --port P` refuses a provider at 127.0.0.1:P (a loop), however GATEWAY_PORT is set."""
+    port = free_port()
+    loop = (
+        f'providers:\n  me: {{type: openai-compatible, api_base: "http://127.0.0.1:{port}/v1"}}\n'
+    )
+    write_bundle(tmp_path / "policies", loop)
+    result = run("serve", "--port", str(port), cwd=tmp_path, env={"GATEWAY_PORT": "8080"})
+    assert result.returncode == 1
+    assert f"providers.me.api_base: 127.0.0.1:{port} is the gateway's own listener" in (
+        result.stderr
+    )
+    checked = run("policy", "check", "policies", cwd=tmp_path, env={"GATEWAY_PORT": "8080"})
+    assert checked.returncode == 0, checked.stderr  # another port: an ordinary local server

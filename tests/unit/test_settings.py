@@ -1,0 +1,66 @@
+"""Settings: the issuer follows --host/--port unless set; new settings are checked at start."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.settings import SettingsError, default_issuer_url, load_settings
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "issuer"),
+    [
+        ("127.0.0.1", 8080, "http://localhost:8080"),
+        ("127.0.0.1", 9001, "http://localhost:9001"),
+        ("0.0.0.0", 80, "http://localhost:80"),
+        ("::", 8080, "http://localhost:8080"),
+        ("gw.internal", 8443, "http://gw.internal:8443"),
+        ("10.0.0.5", 8080, "http://10.0.0.5:8080"),
+        ("fd00::5", 8080, "http://[fd00::5]:8080"),
+    ],
+)
+def test_default_issuer_url(host: str, port: int, issuer: str) -> None:
+    assert default_issuer_url(host, port) == issuer
+
+
+def test_the_issuer_follows_the_port_flag_unless_set_explicitly() -> None:
+    assert load_settings({}).issuer_url == "http://localhost:8080"
+    assert load_settings({"GATEWAY_PORT": "9100"}).issuer_url == "http://localhost:9100"
+    assert load_settings({}).with_overrides(port=9200).issuer_url == "http://localhost:9200"
+    explicit = load_settings({"GATEWAY_ISSUER_URL": "https://gw.example.com"})
+    assert explicit.issuer_url_is_explicit
+    assert explicit.with_overrides(port=9200).issuer_url == "https://gw.example.com"
+
+
+def test_token_leeway_setting() -> None:
+    assert load_settings({}).token_leeway_s == 30
+    assert load_settings({"GATEWAY_TOKEN_LEEWAY_S": "0"}).token_leeway_s == 0
+    assert load_settings({"GATEWAY_TOKEN_LEEWAY_S": "120"}).token_leeway_s == 120
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"GATEWAY_TOKEN_LEEWAY_S": "-1"}, "GATEWAY_TOKEN_LEEWAY_S must be from 0 to 300"),
+        ({"GATEWAY_TOKEN_LEEWAY_S": "301"}, "GATEWAY_TOKEN_LEEWAY_S must be from 0 to 300"),
+        ({"GATEWAY_TOKEN_LEEWAY_S": "1.5"}, "GATEWAY_TOKEN_LEEWAY_S must be a whole number"),
+        ({"GATEWAY_SECRET_ENV_ALLOW": "A KEY"}, "GATEWAY_SECRET_ENV_ALLOW: 'A KEY'"),
+        ({"GATEWAY_SECRET_FILE_DIRS": "secrets"}, "GATEWAY_SECRET_FILE_DIRS: 'secrets'"),
+        ({"GATEWAY_UPSTREAM_ALLOW": "http://x"}, "GATEWAY_UPSTREAM_ALLOW: 'http://x'"),
+        ({"GATEWAY_ISSUER_URL": "gw.example.com"}, "GATEWAY_ISSUER_URL must be an http(s) URL"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert str(caught.value).startswith(named)
+
+
+def test_exposure_settings_accept_good_values_and_empty_lists() -> None:
+    load_settings(
+        {
+            "GATEWAY_SECRET_ENV_ALLOW": "",
+            "GATEWAY_SECRET_FILE_DIRS": "",
+            "GATEWAY_UPSTREAM_ALLOW": "api.openai.com, *.corp, 10.0.0.0/8, ::1",
+        }
+    )
