@@ -190,7 +190,7 @@ async def test_a_stream_closed_before_its_final_event_ends_with_an_error_event(
 async def test_concurrent_first_counts_neither_fail_nor_lose_their_log_line(tmp_path):
     """Right after start, many requests count tokens at once (no upstream usage): every one
     answers 200 and is logged with its usage (the encodings load once, under a lock)."""
-    from gateway.limits import tokens
+    from gateway.limits import token_count as tokens
 
     async with MockUpstream() as up:
         up.behave("stream_no_usage")
