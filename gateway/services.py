@@ -29,7 +29,7 @@ from gateway.policy.store import PolicyStore
 from gateway.policy.sync import keep_policy_in_sync, load_running_policy
 from gateway.providers.registry import ProviderSet
 from gateway.routing.failover import HealthBoard
-from gateway.settings import Settings
+from gateway.settings import Settings, is_derived_issuer
 
 # A subscriber to the pipeline's one record point: gets every finished request once.
 Recorder = Callable[[RequestContext], None]
@@ -56,6 +56,13 @@ class Services:
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
 # settle and write their record while the providers and the recorders are still open.
 DRAIN_S = 2.0
+
+
+def _derived_issuers(settings: Settings) -> Callable[[str], bool]:
+    """Without GATEWAY_ISSUER_URL, our own tokens minted for another port still verify."""
+    if settings.issuer_url_is_explicit:
+        return lambda issuer: False
+    return lambda issuer: is_derived_issuer(issuer, settings.host)
 
 
 @asynccontextmanager
@@ -91,7 +98,11 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         await keys.current()  # the first start creates the signing key
         verifier = Authenticator(
             TokenVerifier(
-                settings.issuer_url, settings.audience, keys, leeway_s=settings.token_leeway_s
+                settings.issuer_url,
+                settings.audience,
+                keys,
+                leeway_s=settings.token_leeway_s,
+                also_accepts=_derived_issuers(settings),
             ),
             policy_store,
             jwks,

@@ -31,6 +31,19 @@ def default_issuer_url(host: str, port: int) -> str:
     return f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
 
 
+def is_derived_issuer(issuer: str, host: str) -> bool:
+    """Is `issuer` what `default_issuer_url` gives for `host` on some port?
+
+    Tokens the gateway signed with its own key under a derived issuer stay valid
+    when the port differs: a token minted before the first `serve`, or by a
+    replica on another port sharing the database (and so the signing keys).
+    The signature, not the port, is what proves the gateway minted it.
+    """
+    prefix = default_issuer_url(host, 0).removesuffix("0")
+    port = issuer.removeprefix(prefix)
+    return issuer.startswith(prefix) and port.isdigit() and 0 < int(port) < 65536
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL

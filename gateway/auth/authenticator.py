@@ -128,12 +128,12 @@ class Authenticator:
 
     async def _verify_uncached(self, token: str, policy: Policy) -> Principal:
         issuer = unverified_issuer(token)
-        if issuer == self.builtin.issuer or issuer is None:
+        verifier = self._external.get(issuer) if issuer is not None else None
+        if verifier is None and (issuer is None or self.builtin.accepts_issuer(issuer)):
             # Garbage goes to the built-in verifier too: its refusal is the one callers know.
             principal = await self.builtin.verify(token)
             self._remember(token, None, principal.expires_at + self.builtin.leeway_s, policy)
             return principal
-        verifier = self._external.get(issuer)
         if verifier is None:
             # Most often a token minted for another issuer URL (the CLI and the server
             # configured apart): say which claim, never which issuers we accept.

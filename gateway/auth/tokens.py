@@ -96,13 +96,19 @@ class TokenVerifier:
         leeway_s: float = DEFAULT_LEEWAY_S,
         clock: Callable[[], float] = time.time,
         max_cached: int = DEFAULT_MAX_CACHED,
+        also_accepts: Callable[[str], bool] = lambda issuer: False,
     ) -> None:
         self.issuer = issuer
+        # Other `iss` values our own signed tokens may carry (settings.is_derived_issuer).
+        self.also_accepts = also_accepts
         self.audience = audience
         self._keys = keys
         self.leeway_s = leeway_s
         self._clock = clock
         self._cache: TokenCache[Principal] = TokenCache(clock, max_cached)
+
+    def accepts_issuer(self, issuer: str) -> bool:
+        return issuer == self.issuer or self.also_accepts(issuer)
 
     async def verify(self, token: str) -> Principal:
         """The caller behind `token`, or `AuthenticationFailed` (401, token_sent=True)."""
@@ -150,7 +156,8 @@ class TokenVerifier:
         return decoded.claims
 
     def _principal(self, claims: dict[str, Any], now: float) -> Principal:
-        if claims.get("iss") != self.issuer:
+        iss = claims.get("iss")
+        if iss != self.issuer and not (isinstance(iss, str) and self.also_accepts(iss)):
             raise wrong_issuer()
         aud = claims.get("aud")
         if not (aud == self.audience or (isinstance(aud, list) and self.audience in aud)):

@@ -95,8 +95,9 @@ def record_issuer(settings: Settings) -> None:
     if before is not None and before.issuer_url != ours.issuer_url:
         typer.echo(
             f"warning: this database was last served with issuer {before.issuer_url}, now "
-            f"{ours.issuer_url}; tokens minted for the other are refused here. Replicas "
-            "sharing a database need one GATEWAY_ISSUER_URL.",
+            f"{ours.issuer_url}. Tokens minted for the other verify here only while neither "
+            "issuer is set explicitly; replicas sharing a database behind one address need "
+            "one GATEWAY_ISSUER_URL (the URL clients use).",
             err=True,
         )
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import AuditEntry, read_audit, record_audit
 from gateway.db import locked_transaction
-from gateway.errors import NotFound
+from gateway.errors import NotFound, quoted
 from gateway.policy import bundle_text, changes
 from gateway.policy.apply_rule import (
     ACTION_APPLY,
@@ -359,7 +359,7 @@ class PolicyService:
         if running is None or running.version != base_version:
             raise api_conflict(running, base_version)
         if team not in running.bundle.get("teams", {}):
-            raise NotFound(f"Team '{team}' is not in the policy.", param="team")
+            raise NotFound(f"Team {quoted(team)} is not in the policy.", param="team")
         patched = changes.patch_team(running.bundle, team, dict(team_changes))
         candidate = await asyncio.to_thread(candidate_from_raw, patched, self._env)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, quoted
 from gateway.policy.compiled import Deployment, ModelRoute
 
 PREFIX = "resp_"
@@ -75,7 +75,7 @@ class ResponseIds:
         deployment = _deployment_labelled(route, label)
         if deployment is None:
             raise InvalidRequest(
-                f"Previous response '{previous}' was created by a deployment that the model "
+                f"Previous response {quoted(previous)} was created by a deployment that the model "
                 f"'{route.alias}' no longer routes to; start a new conversation.",
                 param="previous_response_id",
             )

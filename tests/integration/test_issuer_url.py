@@ -118,6 +118,33 @@ def test_cli_token_before_any_serve_uses_its_own_settings(tmp_path: Path) -> Non
     assert claims["iss"] == "http://localhost:9123"
 
 
+def test_a_token_minted_before_the_first_serve_works_on_any_port(tmp_path: Path) -> None:
+    """`gateway token` first (nothing recorded: it mints for localhost:8080), then
+    `serve --port P`: the server signed it with its own key, so it is accepted; with an
+    explicit GATEWAY_ISSUER_URL on the server, only that issuer is."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "bundle.yaml").write_text(POLICY)
+    early = last_line(run("token", "--team", "demo", cwd=tmp_path, env=bare_env()))
+    for explicit, expected in ((None, 200), ("https://gw.example.com", 401)):
+        port = free_port()
+        env = bare_env() if explicit is None else bare_env(GATEWAY_ISSUER_URL=explicit)
+        server = subprocess.Popen(
+            [GATEWAY, "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        origin = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_up(origin, server)
+            answer = call(origin, early)
+            assert answer.status_code == expected, answer.text
+        finally:
+            server.terminate()
+            server.communicate(timeout=30)
+
+
 @pytest.fixture
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.settings import SettingsError, default_issuer_url, load_settings
+from gateway.settings import SettingsError, default_issuer_url, is_derived_issuer, load_settings
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,26 @@ def test_exposure_settings_accept_good_values_and_empty_lists() -> None:
             "GATEWAY_UPSTREAM_ALLOW": "api.openai.com, *.corp, 10.0.0.0/8, ::1",
         }
     )
+
+
+@pytest.mark.parametrize(
+    ("issuer", "host", "expected"),
+    [
+        ("http://localhost:8080", "127.0.0.1", True),
+        ("http://localhost:9123", "0.0.0.0", True),
+        ("http://localhost:65535", "::", True),
+        ("http://gw.internal:81", "gw.internal", True),
+        ("http://localhost:0", "127.0.0.1", False),
+        ("http://localhost:65536", "127.0.0.1", False),
+        ("http://localhost:80x", "127.0.0.1", False),
+        ("http://localhost:", "127.0.0.1", False),
+        ("https://localhost:8080", "127.0.0.1", False),
+        ("http://127.0.0.1:8080", "127.0.0.1", False),  # a loopback IdP's issuer, not ours
+        ("http://localhost:8080/", "127.0.0.1", False),
+        ("http://evil.example:8080", "gw.internal", False),
+    ],
+)
+def test_derived_issuers_are_the_default_url_on_any_port(
+    issuer: str, host: str, expected: bool
+) -> None:
+    assert is_derived_issuer(issuer, host) is expected
