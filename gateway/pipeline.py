@@ -241,7 +241,13 @@ def servable(
     route: ModelRoute, endpoint: Endpoint, provider_of: Callable[[str], Provider]
 ) -> ModelRoute:
     """Keep the deployments whose provider can serve this endpoint (400 if none can)."""
-    usable = tuple(d for d in route.deployments if endpoint in provider_of(d.provider).endpoints)
+    deployments = route.deployments
+    for deployment in deployments:  # the common case, without building a tuple
+        if endpoint not in provider_of(deployment.provider).endpoints:
+            break
+    else:
+        return route
+    usable = tuple(d for d in deployments if endpoint in provider_of(d.provider).endpoints)
     if not usable:
         raise EndpointNotSupported(
             f"The model '{route.alias}' cannot serve {ENDPOINT_PATHS[endpoint]}.",

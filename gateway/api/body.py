@@ -13,7 +13,8 @@ import json
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
+from starlette.types import Receive
 
 from gateway.api.fields import first_refusal
 from gateway.errors import (
@@ -56,17 +57,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-    chunks = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BodyTooLarge(f"The request body is larger than the limit of {limit} bytes.")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise ClientDisconnected("The client disconnected while sending its request.") from None
-    raw = b"".join(chunks)
+    raw = await read_body_bytes(request.receive, limit)
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
@@ -81,6 +72,26 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         raise InvalidRequest("The request body must be a JSON object.")
     check_forwardable(raw, body)
     return body
+
+
+async def read_body_bytes(receive: Receive, limit: int) -> bytes:
+    """The request body from the ASGI messages (one, for most requests)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # http.disconnect
+            raise ClientDisconnected("The client disconnected while sending its request.")
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        if not message.get("more_body", False):
+            if not chunks:
+                return chunk
+            chunks.append(chunk)
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def check_forwardable(raw: bytes, body: dict[str, Any]) -> None:

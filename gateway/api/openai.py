@@ -55,8 +55,10 @@ class DisconnectWatch:
         return False
 
     def stop(self) -> None:
+        """Stop watching. The watcher is not cancelled (a cancellation costs more than
+        the request's own routing): the server wakes its `receive` with
+        `http.disconnect` once the response is complete, and it then ends by itself."""
         self.is_done = True
-        self._watcher.cancel()
 
 
 class AsgiExchange:

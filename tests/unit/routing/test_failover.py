@@ -196,3 +196,39 @@ async def test_tries_report_an_attempt_cut_by_a_cancel():
     assert tries.count == 1 and tries.last_deployment is A
     assert tries.failures == ()
     assert board.of(A).consecutive_failures == 0  # a cancel is not the deployment's fault
+
+
+async def test_an_attempt_longer_than_attempt_timeout_is_cut_and_the_next_one_tried():
+    """The per-attempt timer (real time, 50 ms) cuts a hung attempt; the next answers."""
+    clock = Clock()
+    tries = Tries()
+    answered: list[Deployment] = []
+
+    async def attempt(provider, deployment, deadline):
+        if deployment == A:
+            await asyncio.sleep(10)
+        answered.append(deployment)
+        return "ok"
+
+    model = route(A, B, attempt_timeout_s=0.05)
+    deployment, result = await run(model, attempt, HealthBoard(clock), clock, tries)
+    assert (deployment, result, answered) == (B, "ok", [B])
+    assert [t.failure.is_timeout for t in tries.all if t.failure] == [True]
+    assert asyncio.current_task().cancelling() == 0  # the timer's cancel was absorbed
+
+
+async def test_a_cancel_from_outside_during_an_attempt_is_not_taken_for_a_timeout():
+    clock = Clock()
+    started = asyncio.Event()
+
+    async def attempt(provider, deployment, deadline):
+        started.set()
+        await asyncio.sleep(10)
+
+    task = asyncio.create_task(
+        run(route(A, B, attempt_timeout_s=5), attempt, HealthBoard(clock), clock)
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
