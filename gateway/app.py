@@ -19,7 +19,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api import admin, admin_clients, models, oauth, openapi, ops
 from gateway.api import openai as openai_api
-from gateway.api.guard import access_line, request_id_of
+from gateway.api.edge import access_line, request_id_of
 from gateway.errors import (
     ClientDisconnected,
     GatewayError,

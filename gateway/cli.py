@@ -182,7 +182,7 @@ def token(
 
 
 async def _mint(settings: Settings, team: str, subject: str, scopes: list[str], ttl: int) -> str:
-    from gateway.auth.tokens import mint_with_current_key
+    from gateway.auth.access_tokens import mint_with_current_key
 
     return await mint_with_current_key(
         settings.database_url,

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.auth.access_tokens import TokenVerifier
 from gateway.auth.authenticator import Authenticator
 from gateway.auth.clients import ClientRegistry
 from gateway.auth.issuer import CURRENT_KEY_POLL_S, TokenIssuer, retired_key_verify_s
 from gateway.auth.jwks import JwksCache
 from gateway.auth.keys import SigningKeyStore
 from gateway.auth.login_guard import LoginLimits
-from gateway.auth.tokens import TokenVerifier
 from gateway.context import RequestContext
 from gateway.db import create_engine, migrate
 from gateway.inflight import InFlight

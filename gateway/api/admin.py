@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.body import read_json_object
-from gateway.api.guard import Endpoint, Handler, json_response, requires_scope
+from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
 from gateway.audit import AuditEntry
 from gateway.auth.principal import SCOPE_ADMIN, Principal
 from gateway.errors import InvalidRequest, cut, quoted

@@ -7,7 +7,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import pipeline
-from gateway.api.guard import json_response, requires_scope
+from gateway.api.edge import json_response, requires_scope
 from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.errors import ModelNotFound, quoted
 from gateway.services import Services

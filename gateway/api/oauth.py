@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api.guard import access_line
+from gateway.api.edge import access_line
 from gateway.auth.issuer import JWKS_PATH, METADATA_PATH, TOKEN_PATH, TokenReply, oauth_error
 from gateway.auth.login_guard import LoginBusy
 from gateway.services import Services

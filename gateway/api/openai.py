@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway import pipeline
 from gateway.api.body import check_body, read_json_object
-from gateway.api.guard import request_id_of
+from gateway.api.edge import request_id_of
 from gateway.errors import error_body_bytes, unexpected
 from gateway.providers.base import Endpoint
 from gateway.services import Services

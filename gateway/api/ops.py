@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.api.guard import json_response, request_id_of
+from gateway.api.edge import json_response, request_id_of
 from gateway.db import DatabaseFileChanged
 from gateway.services import Services
 

@@ -20,12 +20,12 @@ from collections.abc import Callable
 
 import orjson
 
+from gateway.auth.access_tokens import TokenVerifier
 from gateway.auth.cache import DEFAULT_MAX_CACHED, TokenCache
 from gateway.auth.claims import wrong_issuer
 from gateway.auth.external import MAX_TOKEN_CHARS, ExternalVerifier
 from gateway.auth.jwks import JwksCache
 from gateway.auth.principal import Principal
-from gateway.auth.tokens import TokenVerifier
 from gateway.errors import AuthenticationFailed
 from gateway.policy.compiled import Policy
 from gateway.policy.store import PolicyStore

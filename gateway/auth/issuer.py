@@ -29,11 +29,11 @@ from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6749.util import extract_basic_authorization, scope_to_list
 
+from gateway.auth.access_tokens import mint_token
 from gateway.auth.claims import DEFAULT_LEEWAY_S
 from gateway.auth.client_secrets import verify_secret
 from gateway.auth.clients import KNOWN_SCOPES, ClientRegistry, StoredClient
 from gateway.auth.keys import SigningKey, SigningKeyStore
-from gateway.auth.tokens import mint_token
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import httpx2 as httpx
 import uvicorn
 
 from gateway.app import build_app
-from gateway.auth.tokens import mint_with_current_key
+from gateway.auth.access_tokens import mint_with_current_key
 from gateway.context import RequestContext
 from gateway.logs import AccessLog
 from gateway.settings import Settings
@@ -136,7 +136,7 @@ def test_debug_log_level_logs_no_token_client_secret_or_private_key(tmp_path):
     assert '"d":' not in output.replace('\\"', '"')
     logged = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     levels = [(line["level"], line["logger"]) for line in logged]
-    assert ("debug", "gateway.auth.tokens") in levels  # the level still applies to ours
+    assert ("debug", "gateway.auth.access_tokens") in levels  # the level still applies to ours
     assert {name.split(".")[0] for level, name in levels if level == "debug"} <= {
         "gateway",
         "uvicorn",

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.auth.access_tokens import TokenVerifier, mint_token
 from gateway.auth.keys import SigningKey, SigningKeyStore, new_signing_key
-from gateway.auth.tokens import TokenVerifier, mint_token
 from gateway.errors import AuthenticationFailed
 
 ISSUER = "http://localhost:8080"

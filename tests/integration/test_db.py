@@ -14,8 +14,8 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.auth.access_tokens import TokenVerifier, mint_token
 from gateway.auth.keys import SigningKey, SigningKeyStore, new_signing_key
-from gateway.auth.tokens import TokenVerifier, mint_token
 from gateway.db import alembic_config, create_engine, locked_transaction, migrate
 from gateway.errors import AuthenticationFailed
 

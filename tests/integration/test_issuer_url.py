@@ -15,7 +15,7 @@ import httpx2 as httpx
 import orjson
 import pytest
 
-from gateway.auth.tokens import mint_with_current_key
+from gateway.auth.access_tokens import mint_with_current_key
 from tests.support.gateway import running_gateway
 from tests.support.processes import GATEWAY, free_port
 from tests.support.processes import run_gateway as run

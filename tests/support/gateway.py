@@ -20,7 +20,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import build_app
-from gateway.auth.tokens import mint_with_current_key
+from gateway.auth.access_tokens import mint_with_current_key
 from gateway.services import Services
 from gateway.settings import Settings
 

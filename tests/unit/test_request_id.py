@@ -1,8 +1,8 @@
-"""One request, one id (gateway/api/guard.py request_id_of)."""
+"""One request, one id (gateway/api/edge.py request_id_of)."""
 
 from starlette.requests import Request
 
-from gateway.api.guard import request_id_of
+from gateway.api.edge import request_id_of
 
 
 def request(headers: list[tuple[bytes, bytes]]) -> Request:

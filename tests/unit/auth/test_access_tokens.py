@@ -1,4 +1,4 @@
-"""Minting and verifying the built-in issuer's access tokens (gateway/auth/tokens.py)."""
+"""Minting and verifying the built-in issuer's access tokens (gateway/auth/access_tokens.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
+from gateway.auth.access_tokens import TokenVerifier, mint_token
 from gateway.auth.claims import (
     MSG_EXPIRED,
     MSG_INVALID,
@@ -24,7 +25,6 @@ from gateway.auth.claims import (
 )
 from gateway.auth.keys import SigningKey, new_signing_key
 from gateway.auth.principal import Principal
-from gateway.auth.tokens import TokenVerifier, mint_token
 from gateway.errors import AuthenticationFailed
 
 ISSUER = "https://gateway.test"
@@ -261,7 +261,7 @@ async def test_attack_tokens_are_refused(
     build, message, reason = ATTACKS[attack]
     token = build(key, other_key)
     with (
-        caplog.at_level(logging.DEBUG, "gateway.auth.tokens"),
+        caplog.at_level(logging.DEBUG, "gateway.auth.access_tokens"),
         pytest.raises(AuthenticationFailed) as caught,
     ):
         await verifier(key).verify(token)
