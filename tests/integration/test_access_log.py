@@ -340,28 +340,8 @@ async def test_a_refused_token_names_the_failed_claim_in_the_access_line(tmp_pat
     ) as gw:
         settings = gw.settings
         minted = {
-            "aud": await mint_with_current_key(
-                settings.database_url,
-                issuer=settings.issuer_url,
-                audience="someone-else",
-                team="demo",
-                subject="bob",
-                client_id="tests",
-                scopes=["gateway:invoke"],
-                ttl_s=600,
-                now=time.time(),
-            ),
-            "iss": await mint_with_current_key(
-                settings.database_url,
-                issuer="https://elsewhere.example",
-                audience=settings.audience,
-                team="demo",
-                subject="bob",
-                client_id="tests",
-                scopes=["gateway:invoke"],
-                ttl_s=600,
-                now=time.time(),
-            ),
+            "aud": await gw.token(team="demo", subject="bob", audience="someone-else"),
+            "iss": await gw.token(team="demo", subject="bob", issuer="https://elsewhere.example"),
         }
         async with httpx.AsyncClient(base_url=gw.origin) as http:
             replies = {

@@ -18,20 +18,11 @@ from starlette.routing import Route
 
 from gateway.app import build_app
 from gateway.settings import Settings
-from tests.support.admin import Admin
+from tests.support.admin import ADMIN_POLICY, Admin
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.processes import GATEWAY, free_port
 
-POLICY = """\
-providers:
-  demo: {type: mock}
-models:
-  small: {deployments: [{provider: demo, model: mock-small}]}
-  large: {deployments: [{provider: demo, model: mock-large}]}
-teams:
-  demo: {models: ["*"]}
-  search: {models: [small, large]}
-"""
+POLICY = ADMIN_POLICY
 
 
 @pytest.fixture

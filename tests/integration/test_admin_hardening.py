@@ -16,13 +16,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.policy.service import PolicyService, VersionNotFound
 from gateway.policy.versions import MAX_VERSION
-from tests.support.admin import Admin
+from tests.support.admin import Admin, admin_client
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.processes import GATEWAY, run_gateway
 
@@ -57,8 +56,8 @@ async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
 @pytest.fixture
 async def admin(gw: RunningGateway) -> AsyncIterator[Admin]:
     token = await gw.token(team="demo", scopes=["gateway:admin"], subject="alice@example.com")
-    async with aiohttp.ClientSession() as http:
-        yield Admin(gw.origin, http, token)
+    async with admin_client(gw.origin, token) as client:
+        yield client
 
 
 def assert_openai_error(body: Any, code: str | None, param: str | None) -> None:

@@ -16,19 +16,10 @@ import aiohttp
 import openai
 import pytest
 
-from tests.support.admin import Admin
+from tests.support.admin import ADMIN_POLICY, Admin, admin_client
 from tests.support.gateway import RunningGateway, running_gateway
 
-POLICY = """\
-providers:
-  demo: {type: mock}
-models:
-  small: {deployments: [{provider: demo, model: mock-small}]}
-  large: {deployments: [{provider: demo, model: mock-large}]}
-teams:
-  demo: {models: ["*"]}
-  search: {models: [small, large]}
-"""
+POLICY = ADMIN_POLICY
 
 
 @pytest.fixture
@@ -40,8 +31,8 @@ async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
 @pytest.fixture
 async def admin(gw: RunningGateway) -> AsyncIterator[Admin]:
     token = await gw.token(team="demo", scopes=["gateway:admin"], subject="alice")
-    async with aiohttp.ClientSession() as http:
-        yield Admin(gw.origin, http, token)
+    async with admin_client(gw.origin, token) as client:
+        yield client
 
 
 async def test_get_right_after_put_shows_the_new_version_and_the_next_put_succeeds(

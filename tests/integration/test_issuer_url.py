@@ -15,7 +15,6 @@ import httpx2 as httpx
 import orjson
 import pytest
 
-from gateway.auth.access_tokens import mint_with_current_key
 from tests.support.gateway import running_gateway
 from tests.support.processes import GATEWAY, free_port
 from tests.support.processes import run_gateway as run
@@ -155,17 +154,7 @@ async def test_a_wrong_audience_is_401_saying_the_audience_was_wrong(
     tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:
     async with running_gateway(tmp_path, POLICY) as gw:
-        token = await mint_with_current_key(
-            gw.settings.database_url,
-            issuer=gw.settings.issuer_url,
-            audience="another-tenants-gateway",
-            team="demo",
-            subject="tester",
-            client_id="tests",
-            scopes=["gateway:invoke"],
-            ttl_s=600,
-            now=time.time(),
-        )
+        token = await gw.token(audience="another-tenants-gateway")
         async with http.post(
             f"{gw.base_url}/chat/completions",
             json=CHAT,

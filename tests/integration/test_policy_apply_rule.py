@@ -15,19 +15,11 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.admin import ADMIN_POLICY
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.processes import run_gateway
 
-POLICY = """\
-providers:
-  demo: {type: mock}
-models:
-  small: {deployments: [{provider: demo, model: mock-small}]}
-  large: {deployments: [{provider: demo, model: mock-large}]}
-teams:
-  demo: {models: ["*"]}
-  search: {models: [small, large]}
-"""
+POLICY = ADMIN_POLICY
 
 
 def folder(path: Path, text: str) -> Path:

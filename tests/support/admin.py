@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,3 +24,23 @@ class Admin:
             method, f"{self.origin}{path}", json=body, headers=headers
         ) as response:
             return response.status, await response.json()
+
+
+# The policy most admin tests start from: two models, a team with all, a team with both.
+ADMIN_POLICY = """\
+providers:
+  demo: {type: mock}
+models:
+  small: {deployments: [{provider: demo, model: mock-small}]}
+  large: {deployments: [{provider: demo, model: mock-large}]}
+teams:
+  demo: {models: ["*"]}
+  search: {models: [small, large]}
+"""
+
+
+@asynccontextmanager
+async def admin_client(origin: str, token: str) -> AsyncIterator[Admin]:
+    """An `Admin` with its own HTTP session, closed on exit."""
+    async with aiohttp.ClientSession() as http:
+        yield Admin(origin, http, token)

@@ -71,11 +71,15 @@ class RunningGateway:
         ttl_s: int = 600,
         subject: str = "tester",
         issued_at: float | None = None,
+        issuer: str | None = None,
+        audience: str | None = None,
     ) -> str:
+        """A token signed with the gateway's own key; `issuer`/`audience` default to the
+        gateway's (a test passes others to see them refused)."""
         return await mint_with_current_key(
             self.settings.database_url,
-            issuer=self.settings.issuer_url,
-            audience=self.settings.audience,
+            issuer=issuer or self.settings.issuer_url,
+            audience=audience or self.settings.audience,
             team=team,
             subject=subject,
             client_id="tests",
