@@ -352,8 +352,17 @@ def load_bundle(directory: FsPath) -> LoadedBundle:
     files = policy_files(directory)
     if not files:
         raise PolicyInvalid([PolicyIssue(str(directory), "", "no *.yaml policy files found")])
-    raw, marks, issues = _merge([_read_file(p, str(p)) for p in files])
+    read = [_read_file(p, str(p)) for p in files]
+    raw, marks, issues = _merge(read)
     locate = locator(marks, str(directory))
     if issues:
+        # Still check what the readable files say, so one broken file does not hide the
+        # others' errors; an issue not located in a readable file (a section missing
+        # because its file is broken) would only be noise.
+        readable = {reader.file for _, reader in read if not reader.issues}
+        try:
+            validate_bundle(raw, locate)
+        except PolicyInvalid as invalid:
+            issues += [i for i in invalid.issues if i.location.split(":")[0] in readable]
         raise PolicyInvalid(issues)
     return LoadedBundle(validate_bundle(raw, locate), raw, locate)

@@ -149,3 +149,20 @@ def test_the_repository_example_is_valid_and_matches_the_packaged_copy():
     load_policy_dir(REPO_POLICIES, {})
     for packaged in EXAMPLE.glob("*.yaml"):
         assert (REPO_POLICIES / packaged.name).read_text() == packaged.read_text()
+
+
+def test_a_broken_file_does_not_hide_the_other_files_errors(tmp_path: Path) -> None:
+    """A YAML syntax error in one file and a schema error in another: both are reported,
+    and nothing is said of sections the broken file would have held."""
+    found = issues(
+        bundle(
+            tmp_path,
+            **{
+                "providers.yaml": "providers:\n  demo: {type: mock\n",
+                "rest.yaml": "models:\n  m1:\n    deployments: [{provider: demo, model: x, weight: -1}]\n",
+            },
+        )
+    )
+    assert len(found) == 2, found
+    assert "providers.yaml:3" in found[0] and "YAML syntax error" in found[0]
+    assert "rest.yaml:3" in found[1] and "models.m1.deployments[0].weight" in found[1]
