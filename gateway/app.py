@@ -12,7 +12,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
@@ -21,7 +21,6 @@ from gateway.api import admin, admin_clients, models, oauth, openapi, ops
 from gateway.api import openai as openai_api
 from gateway.api.edge import access_line, request_id_of
 from gateway.errors import (
-    ClientDisconnected,
     GatewayError,
     MethodNotAllowed,
     NotFound,
@@ -55,10 +54,11 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         return error_response(error, ctx.request_id)
 
 
-async def _client_gone(request: Request, exc: Exception) -> Response:
-    """The client hung up while sending its request: nobody to answer, nothing to log
-    (a handler here, not in the last-resort one, so no traceback is printed)."""
-    return Response(status_code=499)
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    """A refusal a handler raised instead of rendering (a client that hung up mid-upload,
+    a 499 nobody receives): its OpenAI body, without a trace."""
+    error = exc if isinstance(exc, GatewayError) else unexpected(exc)
+    return error_response(error, request_id_of(request))
 
 
 def _allowed_methods(request: Request) -> str:
@@ -160,8 +160,7 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
         lifespan=lifespan,
         exception_handlers={
             HTTPException: _http_error,
-            ClientDisconnect: _client_gone,
-            ClientDisconnected: _client_gone,
+            GatewayError: _gateway_error,
             Exception: _internal_error,
         },
     )

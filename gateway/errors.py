@@ -83,11 +83,12 @@ class NestingTooDeep(InvalidRequest):
 
 
 class ClientDisconnected(GatewayError):
-    """The client hung up before its request was read: nobody to answer (499, no trace)."""
+    """The client hung up before its request was read: a 499 nobody receives, no trace,
+    no error code (nothing was wrong with the request or the gateway)."""
 
     status = 499
     type = "client_disconnected"
-    code = "client_disconnected"
+    code = None
 
 
 class UnsupportedContentType(InvalidRequest):

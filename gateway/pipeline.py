@@ -24,10 +24,9 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from gateway.auth.principal import SCOPE_INVOKE, Principal
-from gateway.context import Outcome, RequestContext
+from gateway.context import Outcome, RequestContext, outcome_of_status
 from gateway.errors import (
     AuthenticationFailed,
-    ClientDisconnected,
     EndpointNotSupported,
     GatewayError,
     InsufficientScope,
@@ -128,18 +127,15 @@ class Grant:
 
 
 async def handle(exchange: Exchange, services: Services) -> None:
-    """One inference request from token to record. Never raises a GatewayError: the
-    refusal is rendered here; anything else goes on to the app's last-resort handler."""
+    """One inference request from token to record. Every refusal is rendered here, a
+    fault of the gateway's own too (an OpenAI-shaped 500/503, the trace only in our log).
+    Raises only a cancellation, and a fault after the answer began (the server closes)."""
     ctx = RequestContext(request_id=exchange.request_id, endpoint=exchange.endpoint)
     services.in_flight.enter()
     try:
         await _run(ctx, exchange, services)
-    except ClientDisconnected:  # hung up mid-upload: nobody to answer
-        ctx.end(499, Outcome.CLIENT_DISCONNECTED)
-    except GatewayError as error:
-        ctx.end(error.status, _outcome_of(error), error.code)
-        ctx.error_detail = error.detail
-        await exchange.answer(error.status, error_body_bytes(error), _error_headers(ctx, error))
+    except GatewayError as error:  # a client that hung up mid-upload included: a 499
+        await _refuse(ctx, exchange, error, _outcome_of(error))
     except asyncio.CancelledError:
         if not exchange.left():
             ctx.outcome = Outcome.CANCELLED  # the server cut it at its shutdown deadline
@@ -147,11 +143,21 @@ async def handle(exchange: Exchange, services: Services) -> None:
         # The client is gone; the work in flight (and the upstream call) was cancelled.
         ctx.end(ctx.status if exchange.has_answered else 499, Outcome.CLIENT_DISCONNECTED)
     except Exception as exc:
-        told = unexpected(exc)  # rendered by the app's last-resort handler
-        ctx.end(told.status, Outcome.GATEWAY_ERROR, told.code)
-        raise
+        log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": ctx.request_id}})
+        if exchange.has_answered:
+            ctx.end(ctx.status, Outcome.GATEWAY_ERROR, unexpected(exc).code)
+            raise
+        await _refuse(ctx, exchange, unexpected(exc), Outcome.GATEWAY_ERROR)
     finally:
         finish(ctx, services)
+
+
+async def _refuse(
+    ctx: RequestContext, exchange: Exchange, error: GatewayError, outcome: Outcome
+) -> None:
+    ctx.end(error.status, outcome, error.code)
+    ctx.error_detail = error.detail
+    await exchange.answer(error.status, error_body_bytes(error), _error_headers(ctx, error))
 
 
 def finish(ctx: RequestContext, services: Services) -> None:
@@ -407,9 +413,7 @@ async def _stream(
 def _outcome_of(error: GatewayError) -> Outcome:
     if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
         return Outcome.UPSTREAM_ERROR
-    if error.status == 499:
-        return Outcome.CLIENT_DISCONNECTED
-    return Outcome.REFUSED if error.status < 500 else Outcome.GATEWAY_ERROR
+    return outcome_of_status(error.status)
 
 
 def _answer_headers(ctx: RequestContext) -> Headers:

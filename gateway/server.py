@@ -34,7 +34,13 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from gateway.settings import Settings
+from gateway.settings import (
+    DEFAULT_CLIENT_TIMEOUT_S,
+    DEFAULT_MAX_HEADER_BYTES,
+    DEFAULT_MAX_HEADER_LINE_BYTES,
+    DEFAULT_MAX_HEADERS,
+    Settings,
+)
 
 log = logging.getLogger("gateway.server")
 
@@ -45,12 +51,12 @@ STARTUP_FAILURE = 3  # uvicorn's own exit status when the app cannot start
 
 @dataclass(frozen=True, slots=True)
 class EdgeLimits:
-    """What a client may send before its request reaches the app."""
+    """What a client may send before its request reaches the app (defaults: the settings')."""
 
-    max_line_bytes: int = 8 * 1024  # the request target, or one header (name + value)
-    max_head_bytes: int = 64 * 1024  # request target and every header together
-    max_headers: int = 100
-    client_timeout_s: float = 30.0  # head and body of one request, from its first byte
+    max_line_bytes: int = DEFAULT_MAX_HEADER_LINE_BYTES  # the request target, or one header
+    max_head_bytes: int = DEFAULT_MAX_HEADER_BYTES  # request target and every header together
+    max_headers: int = DEFAULT_MAX_HEADERS
+    client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S  # head and body, from its first byte
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EdgeLimits:

@@ -16,8 +16,25 @@ from gateway.policy.upstreams import UpstreamRules
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./gateway.db"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-DEFAULT_TOKEN_LEEWAY_S = 30  # as gateway.auth.claims.DEFAULT_LEEWAY_S
+DEFAULT_TOKEN_LEEWAY_S = 30  # clock skew tolerated on exp/nbf/iat (auth/claims.py uses it)
 MAX_TOKEN_LEEWAY_S = 300
+# Defaults the edge (gateway/server.py) and the token endpoint (auth/login_guard.py)
+# share with these settings: one place for each number.
+DEFAULT_MAX_HEADER_LINE_BYTES = 8 * 1024  # the request line, or one header line
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024  # the whole request head
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_CLIENT_TIMEOUT_S = 30  # to send a request's headers and body
+DEFAULT_LOGIN_FAILURES_PER_CLIENT = 10  # failed logins per client id per window
+DEFAULT_LOGIN_FAILURES_PER_ADDRESS = 30  # failed logins per source address per window
+DEFAULT_LOGIN_FAILURE_WINDOW_S = 60
+
+
+def default_login_concurrency() -> int:
+    """Secret checks (scrypt, ~60 ms of a core each) at once per process: half the cores,
+    so a flood of logins never takes the core that serves requests."""
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 _LOCAL_HOSTS = frozenset({"", "0.0.0.0", "::", "127.0.0.1", "::1", "localhost"})
 
 
@@ -63,16 +80,14 @@ class Settings:
     log_level: str = "info"
     access_log: str = "stderr"  # "stderr", "off", or a file path
     # --- edge hardening: request heads, slow clients, the token endpoint ---
-    max_header_line_bytes: int = 8 * 1024  # the request line, or one header line
-    max_header_bytes: int = 64 * 1024  # the whole request head
-    max_headers: int = 100
-    client_timeout_s: int = 30  # to send a request's headers and body
-    # Secret checks (scrypt, ~60 ms of a core each) at once per process: half the cores,
-    # so a flood of logins never takes the core that serves requests.
-    login_concurrency: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
-    login_failures_per_client: int = 10  # failed logins per client id per window
-    login_failures_per_address: int = 30  # failed logins per source address per window
-    login_failure_window_s: int = 60
+    max_header_line_bytes: int = DEFAULT_MAX_HEADER_LINE_BYTES
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    max_headers: int = DEFAULT_MAX_HEADERS
+    client_timeout_s: int = DEFAULT_CLIENT_TIMEOUT_S
+    login_concurrency: int = field(default_factory=default_login_concurrency)
+    login_failures_per_client: int = DEFAULT_LOGIN_FAILURES_PER_CLIENT
+    login_failures_per_address: int = DEFAULT_LOGIN_FAILURES_PER_ADDRESS
+    login_failure_window_s: int = DEFAULT_LOGIN_FAILURE_WINDOW_S
 
     def with_overrides(self, **changes: object) -> Settings:
         """Apply CLI flags; a flag left unset (None) keeps the env/default value.

@@ -184,7 +184,7 @@ async def get_policy(request: Request, services: Services, principal: Principal)
     if enforced is not None and newest is not None and newest != enforced:
         body["newest_version"] = newest
         try:
-            await versions.compile_off_loop(await versions.get(newest))
+            await versions.compile(await versions.get(newest))
             body["newest_problem"] = None  # valid here: this replica picks it up within a second
         except PolicyInvalid as invalid:
             body["newest_problem"] = "; ".join(str(issue) for issue in invalid.issues)

@@ -14,13 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import pipeline
 from gateway.auth.principal import Principal
 from gateway.context import EdgeContext, Outcome
-from gateway.errors import ClientDisconnected, GatewayError, error_response, unexpected
+from gateway.errors import GatewayError, error_response, unexpected
 from gateway.services import Services
 
 # Any visible ASCII (no spaces or control characters, so it is safe in headers and logs).
@@ -59,14 +59,11 @@ def access_line(request: Request, services: Services) -> Iterator[EdgeContext]:
     except asyncio.CancelledError:
         ctx.outcome = Outcome.CANCELLED  # the server cut it at its shutdown deadline
         raise
-    except (ClientDisconnect, ClientDisconnected):
-        # A hang-up mid-upload (a body read without read_json_object, e.g. a form):
-        # the app's handler answers 499 to no one, without a trace.
-        ctx.status, ctx.outcome = 499, Outcome.CLIENT_DISCONNECTED
-        raise
     except Exception as exc:
-        error = unexpected(exc)  # as the app's last-resort handler will render it
-        ctx.end(error.status, error.code)
+        # As the app's handlers will render it: a GatewayError as itself (a client that
+        # hung up mid-upload: 499), anything else as the last resort's 500/503.
+        told = exc if isinstance(exc, GatewayError) else unexpected(exc)
+        ctx.end(told.status, told.code)
         raise
     finally:
         services.access_log.record_edge(ctx)
@@ -87,9 +84,6 @@ def requires_scope(scope: str, handler: Handler) -> Endpoint:
                 ctx.principal = await pipeline.authenticate(authorization, services)
                 pipeline.require_scope(ctx.principal, scope)
                 response = await handler(request, services, ctx.principal)
-            except ClientDisconnected:
-                ctx.status, ctx.outcome = 499, Outcome.CLIENT_DISCONNECTED  # nobody to answer
-                return Response(status_code=499)
             except GatewayError as error:
                 ctx.end(error.status, error.code)
                 ctx.error_detail = error.detail

@@ -26,9 +26,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.body import read_body_bytes
 from gateway.api.edge import access_line
 from gateway.auth.issuer import JWKS_PATH, METADATA_PATH, TOKEN_PATH, TokenReply, oauth_error
 from gateway.auth.login_guard import LoginBusy
+from gateway.errors import BodyTooLarge
 from gateway.services import Services
 
 MAX_FORM_BYTES = 16 * 1024
@@ -105,11 +107,10 @@ async def _read_form(request: Request) -> dict[str, str] | TokenReply:
     media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media != FORM_TYPE:
         return oauth_error(400, "invalid_request", f"Send the parameters as {FORM_TYPE}.")
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_FORM_BYTES:
-            return oauth_error(400, "invalid_request", "The request body is too large.")
+    try:  # a client that hangs up mid-upload raises ClientDisconnected: a 499
+        raw = await read_body_bytes(request.receive, MAX_FORM_BYTES)
+    except BodyTooLarge:
+        return oauth_error(400, "invalid_request", "The request body is too large.")
     try:
         pairs = parse_qsl(
             raw.decode(),

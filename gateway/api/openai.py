@@ -9,7 +9,6 @@ response carries `x-request-id`.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -18,11 +17,8 @@ from starlette.types import Receive, Scope, Send
 from gateway import pipeline
 from gateway.api.body import check_body, read_json_object
 from gateway.api.edge import request_id_of
-from gateway.errors import error_body_bytes, unexpected
 from gateway.providers.base import Endpoint
 from gateway.services import Services
-
-log = logging.getLogger("gateway.api")
 
 
 class DisconnectWatch:
@@ -134,15 +130,6 @@ class InferenceEndpoint:
         )
         try:
             await pipeline.handle(exchange, services)
-        except Exception as exc:
-            # The pipeline recorded it; the trace goes to our log, never to the caller.
-            log.error("unhandled error", exc_info=exc, extra={"fields": {"path": scope["path"]}})
-            if not exchange.has_answered:
-                error = unexpected(exc)
-                headers = [(b"content-type", b"application/json")]
-                headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
-                headers.append((b"x-request-id", exchange.request_id.encode()))
-                await exchange.answer(error.status, error_body_bytes(error), headers)
         finally:
             exchange.stop_watching()
 

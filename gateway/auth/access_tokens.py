@@ -157,7 +157,7 @@ class TokenVerifier:
 
     def _principal(self, claims: dict[str, Any], now: float) -> Principal:
         iss = claims.get("iss")
-        if iss != self.issuer and not (isinstance(iss, str) and self.also_accepts(iss)):
+        if not (isinstance(iss, str) and self.accepts_issuer(iss)):
             raise wrong_issuer()
         aud = claims.get("aud")
         if not (aud == self.audience or (isinstance(aud, list) and self.audience in aud)):

@@ -14,10 +14,11 @@ import math
 from typing import Any
 
 from gateway.errors import AuthenticationFailed
+from gateway.settings import DEFAULT_TOKEN_LEEWAY_S
 
 # Clock skew tolerated on exp/nbf/iat, ours and external issuers' alike;
 # GATEWAY_TOKEN_LEEWAY_S sets it, an issuer's `leeway_s` overrides it for that issuer.
-DEFAULT_LEEWAY_S = 30
+DEFAULT_LEEWAY_S = DEFAULT_TOKEN_LEEWAY_S
 
 MSG_INVALID = "The access token is invalid."
 MSG_WRONG_ISSUER = "The access token's issuer (iss claim) is not one this gateway accepts."

@@ -144,6 +144,11 @@ def requested_scopes(claims: Mapping[str, Any], spec: IssuerSpec) -> frozenset[s
     return frozenset(spec.default_scopes)
 
 
+def leeway_of(spec: IssuerSpec, default_leeway_s: float) -> float:
+    """The issuer's own `leeway_s`, else the gateway's (GATEWAY_TOKEN_LEEWAY_S)."""
+    return spec.leeway_s if spec.leeway_s is not None else default_leeway_s
+
+
 def principal_from_claims(
     claims: dict[str, Any],
     spec: IssuerSpec,
@@ -162,8 +167,7 @@ def principal_from_claims(
     aud_values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
     if not any(isinstance(a, str) and a in audiences for a in aud_values):
         raise wrong_audience()
-    leeway_s = spec.leeway_s if spec.leeway_s is not None else default_leeway_s
-    exp = check_lifetime(claims, now, leeway_s, iat_required=False)
+    exp = check_lifetime(claims, now, leeway_of(spec, default_leeway_s), iat_required=False)
     client_id = client_id_of(claims, spec)
     subject = claim_at(claims, spec.subject_claim)
     if not isinstance(subject, str) or not subject:
@@ -199,7 +203,7 @@ class ExternalVerifier:
         default_leeway_s: float = DEFAULT_LEEWAY_S,
     ) -> None:
         self.spec = spec
-        self.leeway_s = spec.leeway_s if spec.leeway_s is not None else default_leeway_s
+        self.leeway_s = leeway_of(spec, default_leeway_s)
         self.source = KeySource(spec.issuer, spec.jwks_uri)
         # Belt and braces: the schema already refuses none and HS*.
         self._algorithms = frozenset(spec.algorithms) & ALLOWED_ALGORITHMS

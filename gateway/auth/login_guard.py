@@ -23,11 +23,15 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from gateway.settings import Settings
+from gateway.settings import (
+    DEFAULT_LOGIN_FAILURE_WINDOW_S,
+    DEFAULT_LOGIN_FAILURES_PER_ADDRESS,
+    DEFAULT_LOGIN_FAILURES_PER_CLIENT,
+    Settings,
+    default_login_concurrency,
+)
 
 MAX_TRACKED_KEYS = 10_000  # client ids and addresses are the caller's: bound the memory
 MAX_VERIFIED_PAIRS = 10_000
@@ -35,11 +39,13 @@ MAX_VERIFIED_PAIRS = 10_000
 
 @dataclass(frozen=True, slots=True)
 class LoginLimits:
-    concurrency: int = 2  # secret checks at once; each holds a core for ~60 ms
+    """The guards' numbers; the defaults are the settings' (GATEWAY_LOGIN_*)."""
+
+    concurrency: int = field(default_factory=default_login_concurrency)  # secret checks at once
     wait_s: float = 1.0  # how long a request waits for a check slot before 429
-    failures_per_client: int = 10
-    failures_per_address: int = 30
-    window_s: float = 60.0
+    failures_per_client: int = DEFAULT_LOGIN_FAILURES_PER_CLIENT
+    failures_per_address: int = DEFAULT_LOGIN_FAILURES_PER_ADDRESS
+    window_s: float = DEFAULT_LOGIN_FAILURE_WINDOW_S
     verified_ttl_s: float = 60.0  # a verified pair skips scrypt this long
 
     @classmethod

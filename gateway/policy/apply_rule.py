@@ -18,15 +18,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 
-ACTION_BOOTSTRAP = "policy.bootstrap"
-ACTION_APPLY = "policy.apply"  # a whole bundle through the admin API
-ACTION_APPLY_FILES = "policy.apply_files"  # a folder: `policy apply DIR` or `serve --policies`
-ACTION_PATCH_TEAM = "policy.patch_team"
-ACTION_ROLLBACK = "policy.rollback"
-FROM_FILES = (ACTION_BOOTSTRAP, ACTION_APPLY_FILES)
-FROM_API = (ACTION_APPLY, ACTION_PATCH_TEAM, ACTION_ROLLBACK)
-POLICY_ACTIONS = FROM_FILES + FROM_API
+
+class PolicyAction(StrEnum):
+    """How a version was made: the `action` of its audit entry."""
+
+    BOOTSTRAP = "policy.bootstrap"
+    APPLY = "policy.apply"  # a whole bundle through the admin API
+    APPLY_FILES = "policy.apply_files"  # a folder: `policy apply DIR` or `serve --policies`
+    PATCH_TEAM = "policy.patch_team"
+    ROLLBACK = "policy.rollback"
+
+
+FROM_FILES = frozenset({PolicyAction.BOOTSTRAP, PolicyAction.APPLY_FILES})
+FROM_API = frozenset({PolicyAction.APPLY, PolicyAction.PATCH_TEAM, PolicyAction.ROLLBACK})
 HELD_KEY = "holds_api_change"  # kept in a folder apply's audit entry (`after`)
 
 
@@ -35,7 +41,7 @@ class VersionOrigin:
     """How one version was made, as its audit entry tells it."""
 
     version: int
-    action: str
+    action: PolicyAction
     held: int | None = None  # a folder apply's recorded HELD_KEY (None: none, or not recorded)
     has_held: bool = False  # whether the entry records HELD_KEY (entries before this rule do not)
 
@@ -52,7 +58,7 @@ def held_change(origins: Iterable[VersionOrigin], version: int | None) -> int | 
     origin = known.get(version)
     if origin is None or origin.action in FROM_API:
         return version  # unknown history: assume it holds a change, the safe side
-    if origin.action == ACTION_BOOTSTRAP:
+    if origin.action is PolicyAction.BOOTSTRAP:
         return None
     if origin.has_held:
         return origin.held

@@ -19,10 +19,9 @@ from gateway.audit import audit_log
 from gateway.errors import GatewayError
 from gateway.policy import bundle_text
 from gateway.policy.apply_rule import (
-    ACTION_ROLLBACK,
     FROM_FILES,
     HELD_KEY,
-    POLICY_ACTIONS,
+    PolicyAction,
     VersionOrigin,
     held_change,
     is_unseen,
@@ -78,15 +77,17 @@ def folder_id(directory: Path) -> str:
     return str(directory.resolve())
 
 
-async def _recent_policy_entries(conn: AsyncConnection) -> list[tuple[str, dict[str, Any]]]:
+async def _recent_policy_entries(
+    conn: AsyncConnection,
+) -> list[tuple[PolicyAction, dict[str, Any]]]:
     """(action, after) of the newest policy changes, newest first."""
     rows = await conn.execute(
         sa.select(audit_log.c.action, audit_log.c.after)
-        .where(audit_log.c.action.in_(POLICY_ACTIONS))
+        .where(audit_log.c.action.in_(list(PolicyAction)))
         .order_by(audit_log.c.id.desc())
         .limit(HISTORY_SCAN)
     )
-    return [(action, orjson.loads(after) if after else {}) for action, after in rows]
+    return [(PolicyAction(action), orjson.loads(after) if after else {}) for action, after in rows]
 
 
 async def origins(conn: AsyncConnection) -> list[VersionOrigin]:
@@ -122,7 +123,7 @@ async def conflict_for_folder(
         return None
     kind = next(
         (
-            "a rollback" if o.action == ACTION_ROLLBACK else "an admin-API change"
+            "a rollback" if o.action is PolicyAction.ROLLBACK else "an admin-API change"
             for o in known
             if o.version == held
         ),

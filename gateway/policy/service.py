@@ -37,12 +37,8 @@ from gateway.db import locked_transaction
 from gateway.errors import NotFound, quoted
 from gateway.policy import bundle_text, changes
 from gateway.policy.apply_rule import (
-    ACTION_APPLY,
-    ACTION_APPLY_FILES,
-    ACTION_BOOTSTRAP,
-    ACTION_PATCH_TEAM,
-    ACTION_ROLLBACK,
     HELD_KEY,
+    PolicyAction,
     held_change,
 )
 from gateway.policy.candidate import (
@@ -71,13 +67,9 @@ from gateway.policy.versions import (
 )
 
 __all__ = [
-    "ACTION_APPLY",
-    "ACTION_APPLY_FILES",
-    "ACTION_BOOTSTRAP",
-    "ACTION_PATCH_TEAM",
-    "ACTION_ROLLBACK",
     "Applied",
     "FolderPlan",
+    "PolicyAction",
     "PolicyConflict",
     "PolicyService",
     "VersionNotFound",
@@ -193,13 +185,9 @@ class PolicyService:
         async with self._engine.connect() as conn:
             return await read_audit(conn, limit=limit, before=before)
 
-    def compile(self, version: PolicyVersion) -> Policy:
-        """Compile a stored version with this process's environment (PolicyInvalid if it can't).
-
-        CPU-bound (a large policy takes a while): call it in a thread from async code."""
-        return compile_version(version, self._env)
-
-    async def compile_off_loop(self, version: PolicyVersion) -> Policy:
+    async def compile(self, version: PolicyVersion) -> Policy:
+        """Compile a stored version with this process's environment (PolicyInvalid if it
+        can't), in a thread: a large policy takes a while."""
         return await asyncio.to_thread(compile_version, version, self._env)
 
     # Folders -----------------------------------------------------------------
@@ -256,14 +244,13 @@ class PolicyService:
         reason: str,
         base_version: int | None = None,
         force: bool = False,
-        update_marker: bool = True,
     ) -> Applied:
         """Apply a folder as the next version, unless it has not seen an API edit or rollback.
 
         Its base is `base_version` if given, else the folder's (`folder_base`).
-        `force` applies it even then. With `update_marker` the folder's marker
-        records the resulting version, so the next edit of the same folder is
-        based on it (a read-only folder, such as a ConfigMap, is left as it is).
+        `force` applies it even then. The folder's marker records the resulting
+        version, so the next edit of the same folder is based on it (a read-only
+        folder, such as a ConfigMap, is left as it is).
         """
         candidate = await self.read_folder(directory)
         if base_version is not None:
@@ -282,11 +269,10 @@ class PolicyService:
             return {"based_on": base, HELD_KEY: held, "from_folder": folder_id(directory)}
 
         applied = await self._commit(
-            candidate, action=ACTION_APPLY_FILES, author=author, reason=reason, check=check
+            candidate, action=PolicyAction.APPLY_FILES, author=author, reason=reason, check=check
         )
-        if update_marker:
-            marker = bundle_text.Marker(applied.version.version, applied.version.hash)
-            bundle_text.write_marker(directory, marker)
+        marker = bundle_text.Marker(applied.version.version, applied.version.hash)
+        bundle_text.write_marker(directory, marker)
         return applied
 
     async def bootstrap(self, directory: Path) -> Applied:
@@ -304,7 +290,7 @@ class PolicyService:
         try:
             return await self._commit(
                 candidate,
-                action=ACTION_BOOTSTRAP,
+                action=PolicyAction.BOOTSTRAP,
                 author="bootstrap",
                 reason=f"bootstrapped from {directory}",
                 check=check,
@@ -342,7 +328,7 @@ class PolicyService:
             return {}
 
         return await self._commit(
-            candidate, action=ACTION_APPLY, author=author, reason=reason, check=check
+            candidate, action=PolicyAction.APPLY, author=author, reason=reason, check=check
         )
 
     async def patch_team(
@@ -370,7 +356,7 @@ class PolicyService:
 
         return await self._commit(
             candidate,
-            action=ACTION_PATCH_TEAM,
+            action=PolicyAction.PATCH_TEAM,
             author=author,
             reason=reason,
             check=check,
@@ -389,7 +375,7 @@ class PolicyService:
 
         return await self._commit(
             candidate,
-            action=ACTION_ROLLBACK,
+            action=PolicyAction.ROLLBACK,
             author=author,
             reason=reason or f"rollback to version {version}",
             check=check,
@@ -399,7 +385,7 @@ class PolicyService:
         self,
         candidate: Candidate,
         *,
-        action: str,
+        action: PolicyAction,
         author: str,
         reason: str,
         check: Callable[[AsyncConnection, PolicyVersion | None], Awaitable[dict[str, Any]]],

@@ -97,7 +97,7 @@ class PolicySync:
                 return False
             version = await self._service.get(number)
             try:
-                policy = await self._service.compile_off_loop(version)
+                policy = await self._service.compile(version)
                 retired = self._providers.reconcile(policy.providers)
             except PolicyInvalid as invalid:
                 self._failed = number
@@ -347,7 +347,7 @@ async def load_running_policy(service: PolicyService, directory: Path) -> tuple[
     or when this process cannot compile the newest version (a missing env var).
     """
     running = (await service.bootstrap(directory)).version
-    return await service.compile_off_loop(running), running.version
+    return await service.compile(running), running.version
 
 
 @asynccontextmanager

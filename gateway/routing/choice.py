@@ -76,10 +76,3 @@ def weighted_pick(candidates: Sequence[Deployment], rand: float) -> Deployment:
         if point < 0:
             return d
     return candidates[-1]  # rand * total rounding up to total
-
-
-def soonest_recovery(
-    deployments: Sequence[Deployment], health_of: Callable[[Deployment], Health], now: float
-) -> float:
-    """Seconds until the first cooling deployment is back (for a retry-after hint)."""
-    return max(0.0, min(health_of(d).cooling_until for d in deployments) - now)

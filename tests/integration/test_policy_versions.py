@@ -25,9 +25,7 @@ from gateway.db import create_engine
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.loader import load_bundle
 from gateway.policy.service import (
-    ACTION_APPLY,
-    ACTION_PATCH_TEAM,
-    ACTION_ROLLBACK,
+    PolicyAction,
     PolicyConflict,
     PolicyService,
     VersionNotFound,
@@ -101,7 +99,7 @@ async def test_the_bundle_is_stored_as_written_never_resolved(service: PolicySer
     assert version is not None
     assert version.bundle["providers"]["secret"]["api_key"] == "${TEST_POLICY_API_KEY}"
     assert SECRET not in json.dumps([e.as_json() for e in await service.audit()])
-    assert service.compile(version).providers["secret"].api_key == SECRET
+    assert (await service.compile(version)).providers["secret"].api_key == SECRET
 
 
 async def test_an_equal_bundle_is_a_no_op(service: PolicyService) -> None:
@@ -192,7 +190,11 @@ async def test_rollback_makes_a_new_version_equal_to_the_old_one(service: Policy
     assert back.version.hash == (await service.get(1)).hash
     assert not (await service.rollback(1, author="carol", reason="")).is_new
     entry = (await service.audit())[0]
-    assert (entry.action, entry.actor, entry.reason) == (ACTION_ROLLBACK, "carol", "too narrow")
+    assert (entry.action, entry.actor, entry.reason) == (
+        PolicyAction.ROLLBACK,
+        "carol",
+        "too narrow",
+    )
     assert entry.before == {"version": 2, "teams": {"search": {"models": ["small"]}}}
     assert entry.after == {
         "version": 3,
@@ -218,7 +220,7 @@ async def test_patch_team_merges_into_the_running_bundle(service: PolicyService)
     )
     assert again.version.bundle["teams"]["search"] == {"models": ["small"]}
     entry = (await service.audit())[1]
-    assert (entry.action, entry.target) == (ACTION_PATCH_TEAM, "teams.search")
+    assert (entry.action, entry.target) == (PolicyAction.PATCH_TEAM, "teams.search")
     with pytest.raises(PolicyConflict):
         await service.patch_team("search", {"models": []}, author="b", reason="", base_version=1)
     with pytest.raises(Exception, match="not in the policy"):
@@ -231,7 +233,7 @@ async def test_every_change_is_audited_with_before_and_after(service: PolicyServ
         with_team(BUNDLE, "ops", ["small"]), author="bob", reason="ops", base_version=1
     )
     newest, first = await service.audit()
-    assert (newest.actor, newest.action, newest.reason) == ("bob", ACTION_APPLY, "ops")
+    assert (newest.actor, newest.action, newest.reason) == ("bob", PolicyAction.APPLY, "ops")
     assert newest.before == {"version": 1}
     assert newest.after == {"version": 2, "teams": {"ops": {"models": ["small"]}}}
     assert first.before == {"version": None} and first.after["version"] == 1
@@ -293,7 +295,7 @@ async def test_a_folder_without_marker_is_based_on_the_newest_version_from_files
     )
     (folder / "bundle.yaml").write_text(POLICY + "  ops: {models: [small]}\n")
     with pytest.raises(PolicyConflict) as refused:
-        await service.apply_folder(folder, author="me", reason="", update_marker=False)
+        await service.apply_folder(folder, author="me", reason="")
     assert "no .policy-version" not in refused.value.message
     assert f"{folder} is based on version 1" in refused.value.message
     assert "`gateway policy export NEWDIR`" in refused.value.message

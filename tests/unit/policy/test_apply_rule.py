@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 from gateway.policy.apply_rule import (
-    ACTION_APPLY_FILES,
-    ACTION_BOOTSTRAP,
-    ACTION_PATCH_TEAM,
-    ACTION_ROLLBACK,
+    PolicyAction,
     VersionOrigin,
     held_change,
     is_unseen,
 )
 
 HISTORY = [
-    VersionOrigin(1, ACTION_BOOTSTRAP),
-    VersionOrigin(2, ACTION_APPLY_FILES, None, has_held=True),  # a fresh folder
-    VersionOrigin(3, ACTION_PATCH_TEAM),
-    VersionOrigin(4, ACTION_APPLY_FILES, 3, has_held=True),  # exported at 3, edited
-    VersionOrigin(5, ACTION_APPLY_FILES, None, has_held=True),  # forced, based on 2
-    VersionOrigin(6, ACTION_ROLLBACK),
-    VersionOrigin(7, ACTION_APPLY_FILES),  # written before the rule: says nothing
+    VersionOrigin(1, PolicyAction.BOOTSTRAP),
+    VersionOrigin(2, PolicyAction.APPLY_FILES, None, has_held=True),  # a fresh folder
+    VersionOrigin(3, PolicyAction.PATCH_TEAM),
+    VersionOrigin(4, PolicyAction.APPLY_FILES, 3, has_held=True),  # exported at 3, edited
+    VersionOrigin(5, PolicyAction.APPLY_FILES, None, has_held=True),  # forced, based on 2
+    VersionOrigin(6, PolicyAction.ROLLBACK),
+    VersionOrigin(7, PolicyAction.APPLY_FILES),  # written before the rule: says nothing
 ]
 
 

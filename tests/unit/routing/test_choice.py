@@ -11,7 +11,6 @@ from gateway.routing.choice import (
     choose_attempt,
     choose_deployment,
     soonest_back,
-    soonest_recovery,
     weighted_pick,
 )
 from gateway.routing.health import HEALTHY, Health
@@ -69,13 +68,6 @@ def test_none_when_every_deployment_is_cooling():
 
 def test_cooldown_ends_at_its_time():
     assert choose_deployment((A,), cooling(A), 100.0, (), 0.0) is A
-
-
-def test_soonest_recovery_is_the_earliest_cooldown_end():
-    def health_of(d: Deployment) -> Health:
-        return Health(3, {A: 50.0, B: 20.0, C: 90.0}[d])
-
-    assert soonest_recovery(ALL, health_of, 10.0) == 10.0
 
 
 def until(**ends: float):
