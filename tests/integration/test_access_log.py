@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,8 @@ from gateway.context import RequestContext
 from gateway.logs import AccessLog
 from gateway.settings import Settings
 from tests.support.gateway import running_gateway
-from tests.support.processes import GATEWAY, free_port, run_gateway
+from tests.support.processes import run_gateway
+from tests.support.serving import serve_process
 from tests.support.upstream import Behaviour, MockUpstream
 
 POLICY = """
@@ -53,37 +53,6 @@ def run(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProce
     return done
 
 
-@contextmanager
-def gateway_process(
-    tmp_path: Path, env: dict[str, str]
-) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
-    """`gateway serve` in `tmp_path` (the example policy); yields (origin, process, its
-    stderr file). Output goes to files: a debug log would fill a pipe nobody reads."""
-    port = free_port()
-    env = {**os.environ, "GATEWAY_PORT": str(port), **env}
-    stderr_path = tmp_path / "serve.stderr"
-    with (tmp_path / "serve.stdout").open("wb") as out, stderr_path.open("wb") as err:
-        process = subprocess.Popen(
-            [GATEWAY, "serve"], cwd=tmp_path, env=env, stdout=out, stderr=err
-        )
-    origin = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, stderr_path.read_text()
-            assert time.monotonic() < deadline, "gateway did not come up"
-            try:
-                if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield origin, process, stderr_path
-    finally:
-        if process.poll() is None:
-            process.terminate()
-        process.wait(40)
-
-
 def wait_until(check: Callable[[], bool], within_s: float = 5.0) -> None:
     deadline = time.monotonic() + within_s
     while not check():
@@ -104,7 +73,8 @@ def lines_of(path: Path) -> list[dict[str, Any]]:
 
 def test_debug_log_level_logs_no_token_client_secret_or_private_key(tmp_path):
     """GATEWAY_LOG_LEVEL=debug shows the gateway's debug lines, not a token, secret or key."""
-    with gateway_process(tmp_path, {"GATEWAY_LOG_LEVEL": "debug"}) as (origin, server, _):
+    with serve_process(tmp_path, {"GATEWAY_LOG_LEVEL": "debug"}) as served:
+        origin, server = served.origin, served.process
         created = json.loads(
             run("clients", "create", "--team", "demo", cwd=tmp_path, env={}).stdout
         )
@@ -207,7 +177,8 @@ def test_sighup_after_logrotate_moves_the_file_reopens_it(tmp_path):
     """logrotate (create mode) + `kill -HUP`: old lines stay in the moved file, new ones
     go to a new file, and the gateway keeps serving."""
     log = tmp_path / "access.log"
-    with gateway_process(tmp_path, {"GATEWAY_ACCESS_LOG": str(log)}) as (origin, server, err):
+    with serve_process(tmp_path, {"GATEWAY_ACCESS_LOG": str(log)}) as served:
+        origin, server, err = served.origin, served.process, served.stderr_path
         token = run("token", "--team", "demo", cwd=tmp_path, env={}).stdout.split()[-1]
         bearer = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=origin) as http:

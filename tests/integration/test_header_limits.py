@@ -118,15 +118,16 @@ def test_a_client_that_sends_nothing_is_dropped(server: ServeProcess) -> None:
     assert CLIENT_TIMEOUT_S - 0.5 < time.monotonic() - started < CLIENT_TIMEOUT_S + 3
 
 
-def test_slowloris_headers_are_dropped_within_the_timeout(server: ServeProcess) -> None:
-    """A header byte every 0.3 s: 408 and closed within the configured timeout, logged."""
+def trickle(server: ServeProcess, start: bytes, byte: bytes) -> bytes:
+    """Send `start`, then `byte` every 0.3 s until the server hangs up (or the timeout
+    plus 5 s passed); what the server answered."""
     started = time.monotonic()
     answer = b""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        sock.sendall(start)
         try:
             while time.monotonic() - started < CLIENT_TIMEOUT_S + 5:
-                sock.sendall(b"x")
+                sock.sendall(byte)
                 time.sleep(0.3)
         except (BrokenPipeError, ConnectionResetError):
             pass
@@ -135,6 +136,13 @@ def test_slowloris_headers_are_dropped_within_the_timeout(server: ServeProcess) 
                 answer += part
         except ConnectionResetError:
             pass
+    return answer
+
+
+def test_slowloris_headers_are_dropped_within_the_timeout(server: ServeProcess) -> None:
+    """A header byte every 0.3 s: 408 and closed within the configured timeout, logged."""
+    started = time.monotonic()
+    answer = trickle(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"x")
     assert time.monotonic() - started < CLIENT_TIMEOUT_S + 3
     assert status_of(answer) == 408
     assert_healthy(server)
@@ -150,20 +158,7 @@ def test_a_slow_body_is_dropped_within_the_timeout(server: ServeProcess) -> None
         b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
         b"content-type: application/json\r\ncontent-length: 100000\r\n\r\n{"
     )
-    answer = b""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(request)
-        try:
-            while time.monotonic() - started < CLIENT_TIMEOUT_S + 5:
-                sock.sendall(b" ")
-                time.sleep(0.3)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        try:
-            while part := sock.recv(65536):
-                answer += part
-        except ConnectionResetError:
-            pass
+    answer = trickle(server, request, b" ")
     assert time.monotonic() - started < CLIENT_TIMEOUT_S + 3
     assert answer == b"" or status_of(answer) in (401, 408)
     assert_healthy(server)

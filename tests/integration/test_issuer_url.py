@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 from tests.support.gateway import running_gateway
-from tests.support.processes import GATEWAY, free_port
 from tests.support.processes import run_gateway as run
+from tests.support.serving import serve_process
 
 POLICY = """\
 providers:
@@ -35,21 +35,6 @@ def bare_env(**extra: str) -> dict[str, str]:
     """This process's environment without any issuer or listener setting, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     return {**env, **extra}
-
-
-def wait_until_up(origin: str, process: subprocess.Popen[str], within_s: float = 30) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"gateway exited: {process.stderr.read() if process.stderr else ''}"
-            )
-        try:
-            if httpx.get(f"{origin}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError("gateway did not come up")
 
 
 def call(origin: str, token: str) -> httpx.Response:
@@ -71,17 +56,8 @@ def test_cli_token_works_against_a_server_on_another_port(tmp_path: Path) -> Non
     nothing of P mints a token the server takes, and discovery advertises port P."""
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "bundle.yaml").write_text(POLICY)
-    port = free_port()
-    server = subprocess.Popen(
-        [GATEWAY, "serve", "--port", str(port)],
-        cwd=tmp_path,
-        env=bare_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    origin = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(origin, server)
+    with serve_process(tmp_path, base_env=bare_env(), port_as_flag=True) as server:
+        port, origin = server.port, server.origin
         meta = httpx.get(f"{origin}/.well-known/oauth-authorization-server", timeout=5).json()
         assert meta["issuer"] == f"http://localhost:{port}"
         assert meta["token_endpoint"] == f"http://localhost:{port}/oauth/token"
@@ -101,10 +77,7 @@ def test_cli_token_works_against_a_server_on_another_port(tmp_path: Path) -> Non
         assert refused.status_code == 401
         assert "issuer (iss claim)" in refused.json()["error"]["message"]
         assert f"localhost:{port}" not in refused.text  # never the issuer we expect
-    finally:
-        server.terminate()
-        _, stderr = server.communicate(timeout=30)
-    assert "Traceback" not in stderr
+    assert "Traceback" not in server.stderr()
 
 
 def test_cli_token_before_any_serve_uses_its_own_settings(tmp_path: Path) -> None:
@@ -125,23 +98,10 @@ def test_a_token_minted_before_the_first_serve_works_on_any_port(tmp_path: Path)
     (tmp_path / "policies" / "bundle.yaml").write_text(POLICY)
     early = last_line(run("token", "--team", "demo", cwd=tmp_path, env=bare_env()))
     for explicit, expected in ((None, 200), ("https://gw.example.com", 401)):
-        port = free_port()
         env = bare_env() if explicit is None else bare_env(GATEWAY_ISSUER_URL=explicit)
-        server = subprocess.Popen(
-            [GATEWAY, "serve", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        origin = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_up(origin, server)
-            answer = call(origin, early)
+        with serve_process(tmp_path, base_env=env, port_as_flag=True) as server:
+            answer = call(server.origin, early)
             assert answer.status_code == expected, answer.text
-        finally:
-            server.terminate()
-            server.communicate(timeout=30)
 
 
 @pytest.fixture
@@ -193,7 +153,8 @@ async def test_token_leeway_is_the_setting(
 def test_serve_warns_when_the_database_was_served_under_another_issuer(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Replicas on one database with different derived issuers would refuse each other's tokens."""
+    """Replicas on one database under different issuers: the operator is told to set one
+    GATEWAY_ISSUER_URL (while both are derived, their own tokens still verify on both)."""
     from gateway.commands.auth import record_issuer
     from gateway.db import migrate
     from gateway.settings import load_settings

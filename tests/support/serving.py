@@ -33,12 +33,24 @@ class ServeProcess:
 
 @contextmanager
 def serve_process(
-    tmp_path: Path, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()
+    tmp_path: Path,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    *,
+    base_env: Mapping[str, str] | None = None,
+    port_as_flag: bool = False,
 ) -> Iterator[ServeProcess]:
-    """`gateway serve` in `tmp_path` (the example policy, SQLite there), up and healthy.
-    Output goes to files: a log nobody reads must not fill a pipe and stall the server."""
+    """`gateway serve` in `tmp_path` (its policies/, else the example; SQLite there), up
+    and healthy. `env` goes over `base_env` (default: this process's environment); the
+    free port is given as GATEWAY_PORT, or as `--port` with `port_as_flag`. Output goes
+    to files: a log nobody reads must not fill a pipe and stall the server."""
     port = free_port()
-    full_env = {**os.environ, "GATEWAY_PORT": str(port), **(env or {})}
+    full_env = dict(os.environ if base_env is None else base_env)
+    if port_as_flag:
+        args = ("--port", str(port), *args)
+    else:
+        full_env["GATEWAY_PORT"] = str(port)
+    full_env.update(env or {})
     stderr_path = tmp_path / "serve.stderr"
     with (tmp_path / "serve.stdout").open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
