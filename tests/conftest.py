@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
+import aiohttp
 import asyncpg
 import pytest
 from sqlalchemy.engine import URL, make_url
@@ -129,3 +130,10 @@ async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEn
     yield first, second
     await first.dispose()
     await second.dispose()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session for the test, closed after it."""
+    async with aiohttp.ClientSession() as session:
+        yield session

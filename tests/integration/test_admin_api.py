@@ -32,12 +32,6 @@ async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def admin(gw: RunningGateway, http: aiohttp.ClientSession) -> Admin:
     token = await gw.token(team="demo", scopes=["gateway:admin"], subject="alice@example.com")
     return Admin(gw.origin, http, token)

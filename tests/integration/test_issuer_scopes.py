@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.support.admin import Admin
 from tests.support.gateway import RunningGateway, running_gateway
@@ -24,12 +22,6 @@ auth:
     - {{issuer: "{issuer}", audience: llm-gateway, team_claim: team{extra}}}
 """
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def chat(gw: RunningGateway, http: aiohttp.ClientSession, token: str) -> int:

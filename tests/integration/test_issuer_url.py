@@ -7,7 +7,6 @@ import base64
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -102,12 +101,6 @@ def test_a_token_minted_before_the_first_serve_works_on_any_port(tmp_path: Path)
         with serve_process(tmp_path, base_env=env, port_as_flag=True) as server:
             answer = call(server.origin, early)
             assert answer.status_code == expected, answer.text
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_a_wrong_audience_is_401_saying_the_audience_was_wrong(

@@ -7,7 +7,6 @@ setting; an api_base may not point at cloud metadata; the refusal is the same fr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -133,12 +132,6 @@ def test_serve_refuses_a_bad_exposure_setting_in_one_line(
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {name}")
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_admin_put_with_a_gateway_setting_reference_is_400(
