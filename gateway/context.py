@@ -8,6 +8,7 @@ or completion text. `EdgeContext` is its small sibling for every other request
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -15,6 +16,7 @@ from enum import StrEnum
 from gateway.auth.principal import Principal
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import Endpoint
+from gateway.usage.pricing import UnitPrices
 from gateway.usage.usage import Usage
 
 
@@ -38,11 +40,23 @@ def outcome_of_status(status: int) -> Outcome:
     return Outcome.REFUSED if status < 500 else Outcome.GATEWAY_ERROR
 
 
+def new_request_key() -> str:
+    """The gateway's own id for a request: the ledger's idempotency key. Unlike the
+    x-request-id (a client may send the same one twice), it never repeats."""
+    return os.urandom(16).hex()
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 @dataclass(slots=True)
 class RequestContext:
     request_id: str
     endpoint: Endpoint
     started: float = field(default_factory=time.perf_counter)
+    key: str = field(default_factory=new_request_key)
+    started_at_ms: int = field(default_factory=now_ms)  # wall clock, for the ledger
     principal: Principal | None = None
     model: str | None = None
     is_stream: bool = False
@@ -53,6 +67,8 @@ class RequestContext:
     error_code: str | None = None
     error_detail: str | None = None  # what was wrong, for the operator (never a secret)
     usage: Usage | None = None
+    prices: UnitPrices | None = None  # what the usage was charged at
+    cost_nanousd: int = 0  # exact cost in 1e-9 USD (usage/pricing.py)
     first_byte_s: float | None = None  # streams: when the first event reached the client
 
     def elapsed_s(self) -> float:

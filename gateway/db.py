@@ -4,7 +4,8 @@ Owns how the gateway talks to SQLite (default) and PostgreSQL: pool settings,
 SQLite pragmas and transaction control, a cross-process lock for writes that
 must not race, and `migrate()` (Alembic upgrade to head under that lock).
 It defines no tables of its own beyond the shared `metadata`; each concern
-declares its tables next to its code and its schema in `gateway/migrations/`.
+declares its tables next to its code and its schema in the top-level `migrations/`
+(shipped inside the package as `gateway/migrations/` by the wheel build).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 if TYPE_CHECKING:
     from alembic.config import Config
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+def _migrations_dir() -> Path:
+    """Installed wheel: `gateway/migrations` (force-included); source tree or editable
+    install: the repository's top-level `migrations/`."""
+    packaged = Path(__file__).with_name("migrations")
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "migrations"
+
+
+MIGRATIONS_DIR = _migrations_dir()
 
 # Constraint names that are stable across SQLite and PostgreSQL, so a later
 # migration can drop or alter a constraint by name on both.

@@ -55,7 +55,8 @@ from gateway.stream.relay import close_stream, relay
 from gateway.stream.response_ids import ResponseIdRewriter
 from gateway.stream.steps import Chain, Step
 from gateway.stream.usage_observer import UsageObserver
-from gateway.usage.usage import estimate_usage, output_text, usage_from_report
+from gateway.usage.pricing import cost_nanousd, usd_text
+from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.pipeline")
@@ -336,14 +337,18 @@ async def _whole(
         return reply.body, payload
 
     deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt)
-    ctx.usage = usage_from_report(payload.get("usage")) or await asyncio.to_thread(
-        estimate_usage, ctx.endpoint, body, deployment.model, output_text(ctx.endpoint, payload)
-    )
+    usage = usage_from_report(payload.get("usage"))
+    if usage is None:
+        generated = output_text(ctx.endpoint, payload)
+        usage = await asyncio.to_thread(
+            estimate_usage, ctx.endpoint, body, deployment.model, generated
+        )
+    charge(ctx, deployment, usage)
     if ids is not None:
         ids.learn(deployment, payload)
         raw = ids.rewrite(raw)
     # guard output, settle: later stages slot in here.
-    await exchange.answer(200, raw, JSON_HEADERS + _answer_headers(ctx))
+    await exchange.answer(200, raw, JSON_HEADERS + _answer_headers(ctx) + _cost_headers(ctx))
 
 
 async def _stream(
@@ -402,9 +407,16 @@ async def _stream(
     finally:
         await close_stream(events)  # already closed unless starting the response failed
         # Charged for what was generated, even when the client hung up.
-        ctx.usage = observer.reported or await asyncio.to_thread(
-            observer.estimate, body, deployment.model
-        )
+        usage = observer.reported
+        if usage is None:
+            usage = await asyncio.to_thread(observer.estimate, body, deployment.model)
+        charge(ctx, deployment, usage)
+
+
+def charge(ctx: RequestContext, deployment: Deployment, usage: Usage) -> None:
+    """The request's usage, priced at the answering deployment's prices (exact)."""
+    ctx.usage, ctx.prices = usage, deployment.prices
+    ctx.cost_nanousd = cost_nanousd(usage, deployment.prices)
 
 
 # --- rendering helpers ---------------------------------------------------------
@@ -421,6 +433,15 @@ def _answer_headers(ctx: RequestContext) -> Headers:
     if ctx.deployment is not None:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
     return headers
+
+
+def _cost_headers(ctx: RequestContext) -> Headers:
+    """A whole answer's cost, and whether its tokens were counted here (not reported)."""
+    estimated = ctx.usage is not None and ctx.usage.is_estimated
+    return [
+        (b"x-gateway-cost-usd", usd_text(ctx.cost_nanousd).encode()),
+        (b"x-gateway-tokens-estimated", b"true" if estimated else b"false"),
+    ]
 
 
 def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:

@@ -34,6 +34,7 @@ from gateway.policy.schema import (
 )
 from gateway.policy.secrets import ReferenceRules, resolve_references
 from gateway.policy.upstreams import UpstreamRules, upstream_refusal
+from gateway.usage.pricing import UNKNOWN_PRICES, Price, UnitPrices, deployment_prices
 
 ALL_MODELS = "*"
 
@@ -71,19 +72,13 @@ class ProviderConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Price:
-    input_per_mtok: float
-    output_per_mtok: float
-    cached_input_per_mtok: float | None
-
-
-@dataclass(frozen=True, slots=True)
 class Deployment:
     provider: str
     model: str
     weight: float
     priority: int
     price: Price | None = None  # the deployment's own, else its model's; None: price table
+    prices: UnitPrices = UNKNOWN_PRICES  # what it is charged at (policy, else the table)
 
     @property
     def label(self) -> str:
@@ -147,7 +142,12 @@ class Policy:
 def _price(spec: PriceSpec | None) -> Price | None:
     if spec is None:
         return None
-    return Price(spec.input_per_mtok, spec.output_per_mtok, spec.cached_input_per_mtok)
+    return Price(
+        spec.input_per_mtok,
+        spec.output_per_mtok,
+        spec.cached_input_per_mtok,
+        spec.cache_write_per_mtok,
+    )
 
 
 def _resolve(
@@ -257,14 +257,16 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
                     )
                 )
         alias_price = _price(model.price)
+        deployments = []
+        for d in model.deployments:
+            price = _price(d.price) or alias_price
+            provider = bundle.providers.get(d.provider)
+            provider_type = provider.type if provider is not None else ""
+            prices = deployment_prices(price, d.model, provider_type)
+            deployments.append(Deployment(d.provider, d.model, d.weight, d.priority, price, prices))
         models[alias] = ModelRoute(
             alias=alias,
-            deployments=tuple(
-                Deployment(
-                    d.provider, d.model, d.weight, d.priority, _price(d.price) or alias_price
-                )
-                for d in model.deployments
-            ),
+            deployments=tuple(deployments),
             routing=defaults.overridden_by(model.routing),
             price=alias_price,
         )

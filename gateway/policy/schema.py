@@ -120,7 +120,8 @@ class ProviderSpec(_Strict):
 class PriceSpec(_Strict):
     input_per_mtok: Annotated[float, Field(ge=0)]
     output_per_mtok: Annotated[float, Field(ge=0)]
-    cached_input_per_mtok: Annotated[float, Field(ge=0)] | None = None
+    cached_input_per_mtok: Annotated[float, Field(ge=0)] | None = None  # default: input's
+    cache_write_per_mtok: Annotated[float, Field(ge=0)] | None = None  # default: input's
 
 
 class DeploymentSpec(_Strict):

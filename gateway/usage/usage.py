@@ -16,8 +16,10 @@ from gateway.limits.token_count import count_prompt, count_text
 class Usage:
     input_tokens: int
     output_tokens: int
-    cached_tokens: int = 0
+    cached_tokens: int = 0  # of the input: read from the provider's prompt cache
     is_estimated: bool = False  # counted by the gateway, not reported by the upstream
+    cache_write_tokens: int = 0  # of the input: written to the prompt cache (Anthropic)
+    reasoning_tokens: int = 0  # of the output: hidden reasoning (o-series, Responses)
 
 
 def _int(value: Any) -> int:
@@ -29,18 +31,23 @@ def usage_from_report(usage: Any) -> Usage | None:
     if not isinstance(usage, Mapping):
         return None
     if "input_tokens" in usage:  # Responses API
-        details = usage.get("input_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, Mapping) else 0
-        return Usage(
-            _int(usage.get("input_tokens")), _int(usage.get("output_tokens")), _int(cached)
-        )
-    if "prompt_tokens" not in usage:
+        input_key, output_key = "input_tokens", "output_tokens"
+    elif "prompt_tokens" in usage:
+        input_key, output_key = "prompt_tokens", "completion_tokens"
+    else:
         return None
-    details = usage.get("prompt_tokens_details")
-    cached = details.get("cached_tokens") if isinstance(details, Mapping) else 0
     return Usage(
-        _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")), _int(cached)
+        _int(usage.get(input_key)),
+        _int(usage.get(output_key)),
+        _detail(usage, f"{input_key}_details", "cached_tokens"),
+        cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
+        reasoning_tokens=_detail(usage, f"{output_key}_details", "reasoning_tokens"),
     )
+
+
+def _detail(usage: Mapping[str, Any], details_key: str, name: str) -> int:
+    details = usage.get(details_key)
+    return _int(details.get(name)) if isinstance(details, Mapping) else 0
 
 
 def output_text(endpoint: str, payload: Mapping[str, Any]) -> str:

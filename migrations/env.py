@@ -18,7 +18,8 @@ import gateway.audit
 import gateway.auth.clients
 import gateway.auth.issuer_record
 import gateway.auth.keys
-import gateway.policy.versions  # noqa: F401
+import gateway.policy.versions
+import gateway.usage.ledger_table  # noqa: F401
 from gateway.db import create_engine, metadata
 
 config = context.config
