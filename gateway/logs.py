@@ -18,6 +18,7 @@ import orjson
 
 from gateway.context import EdgeContext, RequestContext
 from gateway.errors import cut
+from gateway.usage.pricing import usd_text
 
 log = logging.getLogger("gateway.logs")
 
@@ -90,6 +91,7 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
         fields["output_tokens"] = usage.output_tokens
         fields["cached_tokens"] = usage.cached_tokens
         fields["usage_estimated"] = usage.is_estimated
+        fields["cost_usd"] = usd_text(ctx.cost_nanousd)
     return fields
 
 
