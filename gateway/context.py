@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gateway.auth.principal import Principal
+from gateway.guardrails.decision import GuardrailHit
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import Endpoint
 from gateway.usage.usage import Usage
@@ -54,6 +55,8 @@ class RequestContext:
     error_detail: str | None = None  # what was wrong, for the operator (never a secret)
     usage: Usage | None = None
     first_byte_s: float | None = None  # streams: when the first event reached the client
+    # Guardrail rules that fired (name, action, input/output), never the text they matched.
+    guardrail_hits: list[GuardrailHit] = field(default_factory=list)
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

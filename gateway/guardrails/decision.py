@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from gateway.guardrails.kinds import GuardAction, Where
@@ -53,6 +54,11 @@ class Passed:
     hits: tuple[GuardrailHit, ...] = ()
 
 
+class BlockReason(StrEnum):
+    MATCHED = "matched"  # a rule found what it looks for
+    UNAVAILABLE = "unavailable"  # a fail-closed classifier could not answer
+
+
 @dataclass(frozen=True, slots=True)
 class Blocked:
     """Refuse: `rule` blocked it. `hits` holds every rule that fired before."""
@@ -60,7 +66,8 @@ class Blocked:
     rule: str
     where: Where
     hits: tuple[GuardrailHit, ...] = ()
-    reason: str = "matched"  # or "classifier unavailable", "too many tokens"
+    reason: BlockReason = BlockReason.MATCHED
+    why: str = ""  # for UNAVAILABLE: what went wrong (no text of the request)
 
 
 Decision = Passed | Blocked
