@@ -16,9 +16,17 @@ IBAN_LENGTHS = {
     "MT": 31, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PT": 25, "QA": 29, "RO": 24,
     "RS": 22, "SA": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TR": 26, "UA": 29,
 }  # fmt: skip
-# Issuer prefixes of the card networks (first digits → network); a Luhn-valid number
-# with another prefix is an order id, not a card.
-CARD_PREFIXES = ("2", "34", "35", "36", "37", "38", "30", "4", "5", "6")
+# Issuer prefixes of the card networks and the lengths each issues; a Luhn-valid
+# number with another prefix or length is an order id, not a card.
+CARD_LENGTHS = (
+    (("34", "37"), (15,)),  # American Express
+    (("4",), (13, 16, 19)),  # Visa
+    (("51", "52", "53", "54", "55", "22", "23", "24", "25", "26", "27"), (16,)),  # Mastercard
+    (("6011", "64", "65"), (16, 19)),  # Discover
+    (("35",), (16, 17, 18, 19)),  # JCB
+    (("30", "36", "38", "39"), (14, 16, 19)),  # Diners Club
+    (("62",), (16, 17, 18, 19)),  # UnionPay
+)
 
 
 def digits_of(text: str) -> str:
@@ -43,9 +51,8 @@ def is_card_number(text: str) -> bool:
     digits = digits_of(text)
     if not 13 <= len(digits) <= 19 or len(set(digits)) == 1:
         return False
-    if not digits.startswith(CARD_PREFIXES):
-        return False
-    return luhn_ok(digits)
+    lengths = next((n for prefixes, n in CARD_LENGTHS if digits.startswith(prefixes)), ())
+    return len(digits) in lengths and luhn_ok(digits)
 
 
 def is_iban(text: str) -> bool:

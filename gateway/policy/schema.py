@@ -256,7 +256,10 @@ class GuardrailRule(_Strict):
 
     detector: DetectorKind | None = None
     pattern: str | None = None  # RE2 syntax (linear time); implies detector: pattern
-    keywords: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
+    keywords: (
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)]
+        | None
+    ) = None
     name: RuleName | None = None
     action: GuardAction
     where: list[Where] | None = None  # in a profile's `rules:` list; default both
