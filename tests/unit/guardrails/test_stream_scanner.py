@@ -97,7 +97,7 @@ def test_one_character_per_event():
     """The worst case: every character its own event."""
     events = [chat_event(c) for c in SENTENCE] + [chat_event(finish="stop")]
     out, end, _ = run(REDACT_CARDS, "chat", events)
-    assert chat_text(out) == "Card [REDACTED:credit_card] is on file."
+    assert end is None and chat_text(out) == "Card [REDACTED:credit_card] is on file."
 
 
 def test_tool_call_arguments_are_scanned_across_events():
