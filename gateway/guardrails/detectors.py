@@ -44,6 +44,17 @@ def _ip_check(text: str, start: int, end: int) -> bool:
     return checksums.is_ip_address(text[start:end])
 
 
+def _card_check(text: str, start: int, end: int) -> bool:
+    # Digit groups that run on past the number on either side (an IBAN, a phone list,
+    # a table of ids) are part of something longer, not a card.
+    before, after = text[max(0, start - 2) : start], text[end : end + 2]
+    if len(before) == 2 and before[1] in " -" and before[0].isdigit():
+        return False
+    if len(after) == 2 and after[0] in " -" and after[1].isdigit():
+        return False
+    return checksums.is_card_number(text[start:end])
+
+
 _KEY_WORDS = (
     r"(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|credentials?|"
     r"access[_-]?key|private[_-]?key|auth)"
@@ -94,9 +105,7 @@ BUILT_IN: dict[DetectorKind, tuple[PatternSpec, ...]] = {
             _on_match(checksums.is_phone),
         ),
     ),
-    DetectorKind.CREDIT_CARD: (
-        PatternSpec(r"\b(?:\d[ -]?){12,18}\d\b", 37, _on_match(checksums.is_card_number)),
-    ),
+    DetectorKind.CREDIT_CARD: (PatternSpec(r"\b(?:\d[ -]?){12,18}\d\b", 37, _card_check),),
     DetectorKind.IBAN: (
         PatternSpec(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", 64, _on_match(checksums.is_iban)),
     ),
