@@ -151,7 +151,7 @@ def main() -> None:
     print("| detector | planted | recall | false positives (lines) |")
     print("|---|---:|---:|---:|")
     for d, (planted, caught, fps) in stats.items():
-        recall = f"{caught / planted:.1%}" if planted else "–"
+        recall = f"{caught / planted:.1%}" if planted else "n/a"
         print(f"| {d} | {planted} | {recall} | {fps} |")
 
 
