@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gateway.auth.principal import Principal
+from gateway.guardrails.decision import GuardrailHit
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import Endpoint
 from gateway.usage.pricing import UnitPrices
@@ -70,6 +71,8 @@ class RequestContext:
     prices: UnitPrices | None = None  # what the usage was charged at
     cost_nanousd: int = 0  # exact cost in 1e-9 USD (usage/pricing.py)
     first_byte_s: float | None = None  # streams: when the first event reached the client
+    # Guardrail rules that fired (name, action, input/output), never the text they matched.
+    guardrail_hits: list[GuardrailHit] = field(default_factory=list)
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

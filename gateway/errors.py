@@ -82,6 +82,34 @@ class NestingTooDeep(InvalidRequest):
     code = "nesting_too_deep"
 
 
+class ContentPolicyViolation(InvalidRequest):
+    """A guardrail rule blocked the request or its answer: names the rule, never the text."""
+
+    code = "content_policy_violation"
+
+    def __init__(self, rule: str, *, on_output: bool = False) -> None:
+        what = "answer" if on_output else "request"
+        super().__init__(f"The {what} was blocked by the guardrail rule '{rule}'.")
+        self.detail = f"guardrail {rule} blocked the {what}"
+
+
+class GuardrailUnavailable(GatewayError):
+    """A guardrail that must check the request could not (its classifier did not answer)
+    and fails closed: retryable, not the caller's fault."""
+
+    status = 503
+    type = "api_error"
+    code = "guardrail_unavailable"
+
+    def __init__(self, rule: str, why: str) -> None:
+        super().__init__(
+            f"The guardrail rule '{rule}' could not check the request ({why}); "
+            "it fails closed, so the request was not sent. Try again shortly.",
+            headers={"retry-after": "1"},
+        )
+        self.detail = f"guardrail {rule} unavailable: {why}"
+
+
 class ClientDisconnected(GatewayError):
     """The client hung up before its request was read: a 499 nobody receives, no trace,
     no error code (nothing was wrong with the request or the gateway)."""

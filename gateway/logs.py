@@ -85,6 +85,8 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
         "latency_ms": round(ctx.elapsed_s() * 1000, 2),
         "ttfb_ms": round(ctx.first_byte_s * 1000, 2) if ctx.first_byte_s is not None else None,
     }
+    if ctx.guardrail_hits:  # rule names and what they did, never the text
+        fields["guardrails"] = [f"{h.rule}:{h.action}:{h.where}" for h in ctx.guardrail_hits]
     usage = ctx.usage
     if usage is not None:
         fields["input_tokens"] = usage.input_tokens

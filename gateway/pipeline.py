@@ -39,6 +39,10 @@ from gateway.errors import (
     quoted,
     unexpected,
 )
+from gateway.guardrails.decision import Blocked
+from gateway.guardrails.guards import Guards
+from gateway.guardrails.stage import guard_input, guard_output, refusal
+from gateway.guardrails.stream_scanner import OutputScanner
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
 from gateway.providers.base import (
     Endpoint,
@@ -180,11 +184,18 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     ctx.model, ctx.is_stream = parsed.model, parsed.is_stream
     grant = authorize(policy, ctx.principal, parsed.model, ctx.endpoint, services.providers.get)
     route, body, ids = pin_conversation(ctx.endpoint, grant.route, parsed.body)
-    # guard input, reserve: later stages slot in here, reading `grant`.
+    # guard input: before any reservation; may redact the body, or refuse it.
+    guards = grant.team.guards
+    checked = await guard_input(guards, ctx.endpoint, body, parsed.model, services.classifiers)
+    ctx.guardrail_hits.extend(checked.hits)
+    if isinstance(checked, Blocked):
+        raise refusal(checked)
+    body = checked.body
+    # reserve: a later stage slots in here, reading `grant`.
     if ctx.is_stream:
-        await _stream(ctx, exchange, route, body, ids, services)
+        await _stream(ctx, exchange, route, body, ids, services, guards)
     else:
-        await _whole(ctx, exchange, route, body, ids, services)
+        await _whole(ctx, exchange, route, body, ids, services, guards)
 
 
 # --- stages ------------------------------------------------------------------
@@ -321,6 +332,7 @@ async def _whole(
     body: Mapping[str, Any],
     ids: ResponseIds | None,
     services: Services,
+    guards: Guards,
 ) -> None:
     """A whole answer from the first deployment that answers; usage on the context."""
 
@@ -344,10 +356,16 @@ async def _whole(
             estimate_usage, ctx.endpoint, body, deployment.model, generated
         )
     charge(ctx, deployment, usage)
+    # guard output: redact the answer, or refuse it (the usage above is still charged).
+    answer = guard_output(guards, ctx.endpoint, payload)
+    ctx.guardrail_hits.extend(answer.hits)
+    if isinstance(answer, Blocked):
+        raise refusal(answer)
+    if answer.body is not payload:
+        raw = orjson.dumps(answer.body)
     if ids is not None:
         ids.learn(deployment, payload)
         raw = ids.rewrite(raw)
-    # guard output, settle: later stages slot in here.
     await exchange.answer(200, raw, JSON_HEADERS + _answer_headers(ctx) + _cost_headers(ctx))
 
 
@@ -358,6 +376,7 @@ async def _stream(
     body: Mapping[str, Any],
     ids: ResponseIds | None,
     services: Services,
+    guards: Guards,
 ) -> None:
     """Fail over until some deployment sent its first chunk, then relay the rest."""
     health = services.health
@@ -382,7 +401,9 @@ async def _stream(
         client_wants_usage=isinstance(options, Mapping) and options.get("include_usage") is True,
     )
     steps: list[Step] = [] if ids is None else [ResponseIdRewriter(ids, deployment)]
-    steps.append(observer)  # guard output: a scanner step slots in before the observer
+    if guards.checks_output:  # guard output: scanned as it flows, before the observer
+        steps.append(OutputScanner(guards.output, ctx.endpoint, ctx.guardrail_hits))
+    steps.append(observer)
 
     async def send(data: bytes) -> None:
         if ctx.first_byte_s is None:

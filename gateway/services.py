@@ -22,6 +22,7 @@ from gateway.auth.keys import SigningKeyStore
 from gateway.auth.login_guard import LoginLimits
 from gateway.context import RequestContext
 from gateway.db import create_engine, migrate
+from gateway.guardrails.classifier import Classifiers
 from gateway.inflight import InFlight
 from gateway.logs import AccessLog
 from gateway.policy.service import PolicyService
@@ -51,6 +52,7 @@ class Services:
     policy_versions: PolicyService  # the versioned store the admin API and CLI change
     recorders: tuple[Recorder, ...]  # the access log today; the ledger, metrics, traces later
     in_flight: InFlight  # inference requests under way, for the shutdown drain
+    classifiers: Classifiers  # guardrail classifier calls; HTTP session opened on first use
 
 
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
@@ -88,6 +90,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     clients = ClientRegistry(engine, login_limits=LoginLimits.from_settings(settings))
     policy_store = PolicyStore(policy, version)
     jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
+    classifiers = Classifiers()
     try:
         # A short current-key cache: `gateway keys rotate` run anywhere signs here within 1 s.
         keys = SigningKeyStore(
@@ -135,6 +138,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     policy_versions=policy_versions,
                     recorders=(access_log.record,),
                     in_flight=in_flight,
+                    classifiers=classifiers,
                 )
             finally:
                 # uvicorn shuts the lifespan down right after cancelling the requests
@@ -144,6 +148,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         try:
             await clients.stop()
             await jwks.close()
+            await classifiers.close()
             await providers.close()
             await engine.dispose()
         finally:

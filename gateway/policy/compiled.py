@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from gateway.guardrails.guards import NO_GUARDS, Guards, ProviderEndpoint, compile_guards
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.loader import LoadedBundle, Locate
 from gateway.policy.schema import (
@@ -119,6 +120,7 @@ class TeamRules:
     limits: LimitsSpec | None = None
     per_user: PerUserSpec | None = None
     guardrails: tuple[str, ...] = ()
+    guards: Guards = NO_GUARDS  # the profiles above, compiled: one scan per side
 
     def allows(self, alias: str) -> bool:
         return self.allows_all_models or alias in self.models
@@ -191,6 +193,48 @@ def _environment_rules(
     except ValueError as error:
         issues.append(PolicyIssue("environment", "", str(error)))
     return references, upstreams
+
+
+def _check_classifier_providers(
+    bundle: PolicyBundle,
+    providers: Mapping[str, ProviderConfig],
+    issues: list[PolicyIssue],
+    locate: Locate,
+) -> None:
+    """A classifier rule's provider exists and has an endpoint to post to."""
+    for name, profile in bundle.guardrails.items():
+        for side in ("input", "output", "rules"):
+            for i, rule in enumerate(getattr(profile, side)):
+                if rule.provider is None:
+                    continue
+                config = providers.get(rule.provider)
+                problem = None
+                if config is None:
+                    problem = f"unknown provider {rule.provider!r} (not in providers)"
+                elif config.api_base is None:
+                    problem = f"provider {rule.provider!r} has no api_base to classify with"
+                if problem is not None:
+                    path: Path = ("guardrails", name, side, i, "provider")
+                    issues.append(PolicyIssue(locate(path), format_path(path), problem))
+
+
+def _with_guards(
+    bundle: PolicyBundle, teams: dict[str, TeamRules], providers: Mapping[str, ProviderConfig]
+) -> dict[str, TeamRules]:
+    """Each team's profiles compiled into one `Guards`; teams naming the same list share it."""
+    endpoints = {n: ProviderEndpoint(p.api_base, p.api_key) for n, p in providers.items()}
+    compiled: dict[tuple[str, ...], Guards] = {}
+    out: dict[str, TeamRules] = {}
+    for name, team in teams.items():
+        if not team.guardrails:
+            out[name] = team
+            continue
+        guards = compiled.get(team.guardrails)
+        if guards is None:
+            profiles = [(p, bundle.guardrails[p]) for p in team.guardrails]
+            guards = compiled[team.guardrails] = compile_guards(profiles, endpoints)
+        out[name] = replace(team, guards=guards)
+    return out
 
 
 def bundle_hash(raw: Mapping[str, object]) -> str:
@@ -338,8 +382,10 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
                     )
                 )
 
+    _check_classifier_providers(bundle, providers, issues, loaded.locate)
     if issues:
         raise PolicyInvalid(issues)
+    teams = _with_guards(bundle, teams, providers)
     return Policy(
         providers=MappingProxyType(providers),
         models=MappingProxyType(models),

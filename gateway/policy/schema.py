@@ -23,6 +23,9 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.guardrails.kinds import DetectorKind, FailMode, GuardAction, Where
+from gateway.guardrails.patterns import pattern_problem
+
 ProviderType = Literal[
     "openai", "openai-compatible", "azure", "anthropic", "gemini", "bedrock", "mock"
 ]
@@ -240,34 +243,119 @@ class TeamSpec(_Strict):
     max_tokens_default: Annotated[int, Field(gt=0)] | None = None  # reserve when unset
 
 
-Detector = Literal["secrets", "email", "credit_card", "phone", "ip_address", "iban"]
-Action = Literal["block", "redact", "flag"]
+RuleName = Annotated[
+    str,
+    Field(pattern=SEGMENT_NAME, max_length=64),
+    BeforeValidator(_without_slash("guardrail rule", "a block names it in the error message")),
+]
+_CLASSIFIER_FIELDS = ("provider", "url", "model", "threshold", "timeout_s")
 
 
 class GuardrailRule(_Strict):
-    detector: Detector | None = None
-    pattern: str | None = None
-    name: str | None = None  # defaults to the detector's name
-    action: Action
+    """One rule: what to look for (a detector, a pattern, keywords or a classifier), and
+    what to do when it fires. Its name defaults to its detector's."""
+
+    detector: DetectorKind | None = None
+    pattern: str | None = None  # RE2 syntax (linear time); implies detector: pattern
+    keywords: (
+        Annotated[list[Annotated[str, Field(min_length=1, max_length=200)]], Field(min_length=1)]
+        | None
+    ) = None
+    name: RuleName | None = None
+    action: GuardAction
+    where: list[Where] | None = None  # in a profile's `rules:` list; default both
+    # detector: classifier
+    provider: str | None = None  # a provider of this bundle: its /moderations endpoint
+    url: str | None = None  # or an OpenAI-moderations-shaped HTTP endpoint
+    model: str | None = None
+    threshold: Annotated[float, Field(ge=0, le=1)] | None = None  # default 0.5
+    timeout_s: Annotated[float, Field(gt=0, le=60)] | None = None  # default 2
+    on_error: FailMode = FailMode.CLOSED
+
+    @property
+    def kind(self) -> DetectorKind:
+        if self.pattern is not None:
+            return DetectorKind.PATTERN
+        if self.keywords is not None:
+            return DetectorKind.KEYWORDS
+        assert self.detector is not None  # the validator below guarantees one
+        return self.detector
+
+    @property
+    def rule_name(self) -> str:
+        return self.name or self.kind.value
 
     @model_validator(mode="after")
-    def _detector_or_pattern(self) -> GuardrailRule:
-        if (self.detector is None) == (self.pattern is None):
-            raise ValueError("a rule sets exactly one of detector or pattern")
+    def _one_kind(self) -> GuardrailRule:
+        given = [f for f in ("pattern", "keywords") if getattr(self, f) is not None]
+        if len(given) > 1:
+            raise ValueError("a rule sets one of pattern or keywords, not both")
+        if given and self.detector not in (None, DetectorKind(given[0])):
+            raise ValueError(f"a rule with {given[0]} has detector {given[0]} (or none)")
+        if not given and self.detector is None:
+            raise ValueError("a rule sets a detector, a pattern or keywords")
+        if self.detector is DetectorKind.MAX_INPUT_TOKENS:
+            raise ValueError("max_input_tokens is a profile field: `max_input_tokens: 32000`")
+        if not given and self.detector in (DetectorKind.PATTERN, DetectorKind.KEYWORDS):
+            raise ValueError(f"detector {self.detector} needs its {self.detector} field")
         if self.pattern is not None:
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern is not a valid regular expression: {exc}") from None
-            if self.name is None:
-                raise ValueError("a pattern rule needs a name")
+            problem = pattern_problem(self.pattern)
+            if problem is not None:
+                raise ValueError(problem)
+        if given and self.name is None:
+            raise ValueError(f"a {given[0]} rule needs a name")
+        if self.kind is DetectorKind.CLASSIFIER:
+            self._check_classifier()
+        else:
+            extra = [f for f in _CLASSIFIER_FIELDS if getattr(self, f) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} belong(s) to detector: classifier only")
         return self
+
+    def _check_classifier(self) -> None:
+        if (self.provider is None) == (self.url is None):
+            raise ValueError("a classifier rule sets exactly one of provider or url")
+        if self.url is not None and not re.match(r"^https?://[^\s@]+$", self.url):
+            raise ValueError("url must be an http(s) URL without credentials")
+        if not self.model:
+            raise ValueError("a classifier rule needs a model")
+        if self.action is GuardAction.REDACT:
+            raise ValueError("a classifier scores a whole text: its action is block or flag")
 
 
 class GuardrailProfile(_Strict):
+    """Rules by where they look: `input`, `output`, or `rules` with their own `where`."""
+
     input: list[GuardrailRule] = Field(default_factory=list)
     output: list[GuardrailRule] = Field(default_factory=list)
+    rules: list[GuardrailRule] = Field(default_factory=list)
     max_input_tokens: Annotated[int, Field(gt=0)] | None = None
+
+    def rules_for(self, where: Where) -> list[GuardrailRule]:
+        listed = self.input if where is Where.INPUT else self.output
+        return listed + [r for r in self.rules if where in (r.where or (Where.INPUT, Where.OUTPUT))]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GuardrailProfile:
+        for side, listed in ((Where.INPUT, self.input), (Where.OUTPUT, self.output)):
+            for rule in listed:
+                if rule.where is not None and rule.where != [side]:
+                    raise ValueError(
+                        f"rule {rule.rule_name!r} is listed under {side} but says where: "
+                        f"{[w.value for w in rule.where]}; list it under rules: instead"
+                    )
+        for side in Where:
+            names = [r.rule_name for r in self.rules_for(side)]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            if twice:
+                raise ValueError(
+                    f"rule name(s) {', '.join(twice)} used twice on {side}: name each rule"
+                )
+            if side is Where.OUTPUT and any(
+                r.kind is DetectorKind.CLASSIFIER for r in self.rules_for(side)
+            ):
+                raise ValueError("classifier rules run on input only")
+        return self
 
 
 class PolicyBundle(_Strict):

@@ -1,0 +1,90 @@
+"""Typed decisions: what the guardrails decided about a text, a body, an answer.
+
+A block is a value (`Blocked`), never an exception: whoever holds it must look at
+it, and the pipeline alone turns it into the 400. A hit names the rule, its
+action and where it looked, never the text that matched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from gateway.guardrails.kinds import GuardAction, Where
+from gateway.guardrails.scanner import Rule, Scanner, redact
+
+
+@dataclass(frozen=True, slots=True)
+class GuardrailHit:
+    """A rule that fired on a request: for the ledger, the logs and the trace."""
+
+    rule: str
+    action: GuardAction
+    where: Where
+
+
+@dataclass(frozen=True, slots=True)
+class TextReview:
+    text: str  # redacted (the same object when nothing changed)
+    fired: tuple[Rule, ...]  # each rule once, in the order of their first finding
+    blocked_by: Rule | None
+
+
+CLEAN = TextReview("", (), None)
+
+
+def review(scanner: Scanner, text: str) -> TextReview:
+    findings = scanner.find(text)
+    if not findings:
+        return TextReview(text, (), None)
+    fired = tuple(dict.fromkeys(f.rule for f in findings))
+    blocking = next((r for r in fired if r.action is GuardAction.BLOCK), None)
+    if blocking is not None:
+        return TextReview(text, fired, blocking)
+    return TextReview(redact(text, findings), fired, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Passed:
+    """Go on with this body (redacted where a rule said so)."""
+
+    body: Any
+    hits: tuple[GuardrailHit, ...] = ()
+
+
+class BlockReason(StrEnum):
+    MATCHED = "matched"  # a rule found what it looks for
+    UNAVAILABLE = "unavailable"  # a fail-closed classifier could not answer
+
+
+@dataclass(frozen=True, slots=True)
+class Blocked:
+    """Refuse: `rule` blocked it. `hits` holds every rule that fired before."""
+
+    rule: str
+    where: Where
+    hits: tuple[GuardrailHit, ...] = ()
+    reason: BlockReason = BlockReason.MATCHED
+    why: str = ""  # for UNAVAILABLE: what went wrong (no text of the request)
+
+
+Decision = Passed | Blocked
+
+
+class HitLog:
+    """Collects hits once per (rule, action, where), in order."""
+
+    __slots__ = ("_seen", "hits")
+
+    def __init__(self) -> None:
+        self.hits: list[GuardrailHit] = []
+        self._seen: set[GuardrailHit] = set()
+
+    def add(self, rules: Iterable[Rule], where: Where) -> None:
+        for rule in rules:
+            hit = GuardrailHit(rule.name, rule.action, where)
+            if hit not in self._seen:
+                self._seen.add(hit)
+                self.hits.append(hit)

@@ -1,0 +1,127 @@
+"""The built-in detectors: RE2 patterns, the group to redact, the longest match,
+and the check that turns a regex hit into a finding (Luhn, mod-97, entropy).
+
+Patterns are RE2 syntax (no look-around) and ASCII: text is normalised first
+(normalize.py), so full-width digits and look-alike letters reach them as ASCII.
+Every pattern declares its longest match: the stream scanner holds back that much.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gateway.guardrails import checksums
+from gateway.guardrails.kinds import DetectorKind
+
+# (full normalised text, start, end of the span to redact) → is this hit a finding?
+Check = Callable[[str, int, int], bool]
+VALUE = "v"  # the named group a pattern redacts, when not the whole match
+
+
+@dataclass(frozen=True, slots=True)
+class PatternSpec:
+    regex: str
+    max_chars: int
+    check: Check | None = None
+
+
+def _on_match(test: Callable[[str], bool]) -> Check:
+    return lambda text, start, end: test(text[start:end])
+
+
+def _secret_value(text: str, start: int, end: int) -> bool:
+    return checksums.looks_random(text[start:end])
+
+
+def _ip_check(text: str, start: int, end: int) -> bool:
+    # "version 1.2.3.4" and "v1.2.3.4" are versions, and a fifth part makes it no address.
+    before = text[max(0, start - 9) : start].lower()
+    if before.endswith(("v", "version ", "version", "ver ")):
+        return False
+    if text[end : end + 2][:1] == "." and text[end + 1 : end + 2].isdigit():
+        return False
+    return checksums.is_ip_address(text[start:end])
+
+
+def _card_check(text: str, start: int, end: int) -> bool:
+    # Digit groups that run on past the number on either side (an IBAN, a phone list,
+    # a table of ids) are part of something longer, not a card.
+    before, after = text[max(0, start - 2) : start], text[end : end + 2]
+    if len(before) == 2 and before[1] in " -" and before[0].isdigit():
+        return False
+    if len(after) == 2 and after[0] in " -" and after[1].isdigit():
+        return False
+    return checksums.is_card_number(text[start:end])
+
+
+_KEY_WORDS = (
+    r"(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|credentials?|"
+    r"access[_-]?key|private[_-]?key|auth)"
+)
+
+SECRETS = (
+    # AWS access key ids
+    PatternSpec(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b", 20),
+    # GitHub tokens (classic and fine-grained)
+    PatternSpec(r"\bgh[pousr]_[A-Za-z0-9]{36,251}\b", 255),
+    PatternSpec(r"\bgithub_pat_[A-Za-z0-9_]{22,244}\b", 255),
+    # Slack tokens and incoming webhooks
+    PatternSpec(r"\bxox[abposr]-[A-Za-z0-9-]{10,250}", 255),
+    PatternSpec(r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]{20,120}", 160),
+    # OpenAI (sk-, sk-proj-, sk-svcacct-) and Anthropic (sk-ant-) keys
+    PatternSpec(r"\bsk-[A-Za-z0-9_-]{32,250}", 253, _secret_value),
+    # Google API keys, Stripe secret and restricted keys
+    PatternSpec(r"\bAIza[0-9A-Za-z_-]{35}", 39),
+    PatternSpec(r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{24,99}\b", 107),
+    # PEM private key blocks: the whole block, or from the header on if cut
+    PatternSpec(
+        r"-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----(?s:.)*?"
+        r"-----END[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----",
+        4096,
+    ),
+    PatternSpec(r"-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----[A-Za-z0-9+/=\s]*", 4096),
+    # JSON Web Tokens
+    PatternSpec(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}", 2048),
+    # A high-entropy value right after a key-like word: `api_key = "..."`
+    PatternSpec(
+        rf"(?i){_KEY_WORDS}[A-Za-z0-9_-]{{0,20}}[\"']?\s{{0,3}}(?:[:=]|=>|:=)\s{{0,3}}[\"']?"
+        rf"(?P<{VALUE}>[A-Za-z0-9/+_.=~-]{{16,200}})",
+        260,
+        _secret_value,  # on the value group: a placeholder like YOUR_API_KEY_HERE passes
+    ),
+)
+
+BUILT_IN: dict[DetectorKind, tuple[PatternSpec, ...]] = {
+    DetectorKind.SECRETS: SECRETS,
+    DetectorKind.EMAIL: (
+        PatternSpec(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,4}[A-Za-z]{2,24}\b", 345),
+    ),
+    DetectorKind.PHONE: (
+        PatternSpec(
+            r"(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)|\d{1,4})(?:[ .-]?\d{2,4}){2,4}\b)"
+            r"|(?:\(\d{3}\) ?\d{3}[-. ]\d{4}\b)|(?:\b\d{3}[-.]\d{3}[-.]\d{4}\b)",
+            32,
+            _on_match(checksums.is_phone),
+        ),
+    ),
+    DetectorKind.CREDIT_CARD: (PatternSpec(r"\b(?:\d[ -]?){12,18}\d\b", 37, _card_check),),
+    DetectorKind.IBAN: (
+        PatternSpec(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", 64, _on_match(checksums.is_iban)),
+    ),
+    DetectorKind.US_SSN: (
+        PatternSpec(r"\b\d{3}[- ]\d{2}[- ]\d{4}\b", 11, _on_match(checksums.is_us_ssn)),
+    ),
+    DetectorKind.IP_ADDRESS: (
+        PatternSpec(
+            r"\b(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\b",
+            15,
+            _ip_check,
+        ),
+        PatternSpec(
+            r"(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?::[0-9A-Fa-f]{1,4}){0,6}",
+            45,
+            _ip_check,
+        ),
+    ),
+}

@@ -1,0 +1,91 @@
+"""Fold text for scanning: full-width and other-script digits to ASCII, look-alike
+letters to Latin, zero-width and combining characters dropped; and map each folded
+character back to the original, so a redaction covers the ORIGINAL span.
+
+Pure; the common case (ASCII, or normalised text with nothing suspicious) costs
+one or two C-level checks and builds no map.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+# Cyrillic and Greek letters that render like Latin ones (from Unicode's confusables,
+# the letters homoglyph attacks use), and punctuation NFKC leaves alone; written as
+# escapes so the source shows which is which.
+_CYRILLIC_LOWER = "\u0430\u0435\u043e\u0440\u0441\u0443\u0445\u0456\u0458\u0455\u0501\u0261\u04cf"
+_CYRILLIC_UPPER = "\u0410\u0412\u0415\u041a\u041c\u041d\u041e\u0420\u0421\u0422\u0425\u0405"
+_GREEK = "\u03bf\u03b1\u03bd\u039f\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u039c\u039d"
+_GREEK_MORE = "\u03a1\u03a4\u03a7\u03a5"
+_DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
+_DOTS = "\u3002\uff61"  # ideographic full stops (NFKC keeps the first)
+LOOK_ALIKES = str.maketrans(
+    {
+        **dict(zip(_CYRILLIC_LOWER, "aeopcyxijsdgl", strict=True)),
+        **dict(zip(_CYRILLIC_UPPER, "ABEKMHOPCTXS", strict=True)),
+        **dict(zip(_GREEK + _GREEK_MORE, "oavOABEZHIKMNPTXY", strict=True)),
+        **dict.fromkeys(_DASHES, "-"),
+        **dict.fromkeys(_DOTS, "."),
+    }
+)
+# Characters that send a text down the slow path: format (zero-width, bidi) and
+# combining marks, look-alikes, and digits of other scripts.
+_SUSPECT = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\ufe00-\ufe0f\ufeff\u0300-\u036f"
+    "\u0660-\u0669\u06f0-\u06f9\u0966-\u096f\u09e6-\u09ef"
+    + _CYRILLIC_LOWER
+    + _CYRILLIC_UPPER
+    + _GREEK
+    + _GREEK_MORE
+    + _DASHES
+    + _DOTS
+    + "]"
+)
+_DROPPED_CATEGORIES = frozenset({"Cf", "Mn", "Me", "Cc"})
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """Text as the detectors see it; `origin[i]` is where folded char i came from."""
+
+    text: str
+    origin: list[int] | None = None  # None: identical to the original
+
+    def original_span(self, start: int, end: int) -> tuple[int, int]:
+        if self.origin is None:
+            return start, end
+        return self.origin[start], self.origin[end - 1] + 1
+
+
+@lru_cache(maxsize=8192)
+def fold_char(ch: str) -> str:
+    """One non-ASCII character as the detectors should see it ("" to drop it)."""
+    if unicodedata.category(ch) in _DROPPED_CATEGORIES:
+        return ""
+    digit = unicodedata.digit(ch, None)
+    if digit is not None and unicodedata.category(ch) == "Nd":
+        return str(digit)
+    folded = unicodedata.normalize("NFKC", ch).translate(LOOK_ALIKES)
+    return "".join(c for c in folded if unicodedata.category(c) not in _DROPPED_CATEGORIES)
+
+
+def fold(text: str) -> Folded:
+    if text.isascii():
+        return Folded(text)
+    if unicodedata.is_normalized("NFKC", text) and _SUSPECT.search(text) is None:
+        return Folded(text)
+    out: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        if ch < "\x80":
+            out.append(ch)
+            origin.append(i)
+            continue
+        for c in fold_char(ch):
+            out.append(c)
+            origin.append(i)
+    return Folded("".join(out), origin)

@@ -1,0 +1,181 @@
+"""The output scanner step on bytes: matches split at every offset, blocks that leak nothing."""
+
+import orjson
+import pytest
+
+from gateway.guardrails.kinds import DetectorKind, GuardAction, Where
+from gateway.guardrails.scanner import Rule, RuleSource, Scanner
+from gateway.guardrails.stream_scanner import OutputScanner
+from gateway.stream.steps import Chain
+
+CARD = "4111 1111 1111 1111"
+KEY = "AKIAZ7Q2W9X4C6V8B1N3"
+REDACT_CARDS = Scanner(
+    [RuleSource(Rule("credit_card", DetectorKind.CREDIT_CARD, GuardAction.REDACT))]
+)
+BLOCK_KEYS = Scanner(
+    [
+        RuleSource(Rule("credit_card", DetectorKind.CREDIT_CARD, GuardAction.REDACT)),
+        RuleSource(Rule("leak", DetectorKind.PATTERN, GuardAction.BLOCK), r"AKIA[A-Z0-9]{16}"),
+    ]
+)
+
+
+def chat_event(content=None, finish=None, tool_args=None) -> bytes:
+    delta = {}
+    if content is not None:
+        delta["content"] = content
+    if tool_args is not None:
+        delta["tool_calls"] = [{"index": 0, "function": {"arguments": tool_args}}]
+    chunk = {
+        "id": "c1",
+        "object": "chat.completion.chunk",
+        "model": "m",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def run(scanner: Scanner, endpoint: str, events: list[bytes]) -> tuple[bytes, object, list]:
+    hits: list = []
+    chain = Chain([OutputScanner(scanner, endpoint, hits)])
+    out = b""
+    for event in events:
+        emit = chain.feed(event)
+        out += emit.data
+        if emit.end is not None:
+            return out, emit.end, hits
+    emit = chain.finish()
+    return out + emit.data, emit.end, hits
+
+
+def chat_text(out: bytes, field: str = "content") -> str:
+    text = ""
+    for line in out.split(b"\n\n"):
+        if not line.startswith(b"data: {"):
+            continue
+        delta = orjson.loads(line[6:])["choices"][0].get("delta") or {}
+        if field == "content":
+            text += delta.get("content") or ""
+        else:
+            for call in delta.get("tool_calls") or ():
+                text += call["function"].get("arguments") or ""
+    return text
+
+
+SENTENCE = f"Card {CARD} is on file."
+
+
+@pytest.mark.parametrize("split", range(1, len(SENTENCE)))
+def test_a_card_split_at_any_offset_is_redacted(split):
+    """Two content events cut anywhere: the client gets the redacted text, in order."""
+    events = [
+        chat_event(SENTENCE[:split]),
+        chat_event(SENTENCE[split:]),
+        chat_event(finish="stop"),
+        b"data: [DONE]\n\n",
+    ]
+    out, end, hits = run(REDACT_CARDS, "chat", events)
+    assert end is None
+    assert chat_text(out) == "Card [REDACTED:credit_card] is on file."
+    assert b"1111" not in out
+    assert out.endswith(b"data: [DONE]\n\n")
+    assert [(h.rule, h.action, h.where) for h in hits] == [("credit_card", "redact", Where.OUTPUT)]
+
+
+@pytest.mark.parametrize("split", range(1, len(KEY) + 10))
+def test_a_blocked_key_split_anywhere_leaks_no_byte_of_it(split):
+    """A block ends the stream with an error event; no part of the key was released."""
+    text = f"use {KEY} now, " + "then carry on with a long explanation " * 3
+    events = [chat_event(text[:split]), chat_event(text[split:]), chat_event(finish="stop")]
+    out, end, _ = run(BLOCK_KEYS, "chat", events)
+    assert end is not None and end.code == "content_policy_violation" and "'leak'" in end.message
+    assert all(KEY[i : i + 4].encode() not in out for i in range(len(KEY) - 3))
+
+
+def test_one_character_per_event():
+    """The worst case: every character its own event."""
+    events = [chat_event(c) for c in SENTENCE] + [chat_event(finish="stop")]
+    out, end, _ = run(REDACT_CARDS, "chat", events)
+    assert end is None and chat_text(out) == "Card [REDACTED:credit_card] is on file."
+
+
+def test_tool_call_arguments_are_scanned_across_events():
+    args = '{"card": "' + CARD + '"}'
+    events = [
+        chat_event(tool_args=args[:12]),
+        chat_event(tool_args=args[12:]),
+        chat_event(finish="tool_calls"),
+    ]
+    out, _, _ = run(REDACT_CARDS, "chat", events)
+    assert chat_text(out, "tool") == '{"card": "[REDACTED:credit_card]"}'
+
+
+def test_held_text_is_released_at_the_end_of_a_stream_without_finish():
+    """An upstream that just stops: finish() releases the held text, scanned."""
+    out, end, _ = run(REDACT_CARDS, "chat", [chat_event(f"pay {CARD}")])
+    assert end is None and chat_text(out) == "pay [REDACTED:credit_card]"
+
+
+def test_events_without_text_pass_through_unchanged():
+    role = b'data: {"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}\n\n'
+    usage = b'data: {"id":"c1","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+    out, _, _ = run(REDACT_CARDS, "chat", [role, usage, b"data: [DONE]\n\n"])
+    assert out == role + usage + b"data: [DONE]\n\n"
+
+
+def test_completions_text_is_scanned():
+    def event(text, finish=None):
+        return (
+            b"data: "
+            + orjson.dumps({"choices": [{"index": 0, "text": text, "finish_reason": finish}]})
+            + b"\n\n"
+        )
+
+    out, _, _ = run(
+        REDACT_CARDS,
+        "completions",
+        [event("a 4111 1111 "), event("1111 1111 b"), event("", "stop")],
+    )
+    texts = "".join(
+        orjson.loads(x[6:])["choices"][0]["text"]
+        for x in out.split(b"\n\n")
+        if x.startswith(b"data: {")
+    )
+    assert texts == "a [REDACTED:credit_card] b"
+
+
+def test_responses_deltas_and_done_events_are_redacted():
+    def event(kind, **fields):
+        return (
+            f"event: {kind}\n".encode()
+            + b"data: "
+            + orjson.dumps({"type": kind, **fields})
+            + b"\n\n"
+        )
+
+    at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events = [
+        event("response.output_text.delta", delta="card 4111 1111", **at),
+        event("response.output_text.delta", delta=" 1111 1111 ok", **at),
+        event("response.output_text.done", text=f"card {CARD} ok", **at),
+        event(
+            "response.completed",
+            response={
+                "output": [
+                    {
+                        "type": "message",
+                        "content": [{"type": "output_text", "text": f"card {CARD} ok"}],
+                    }
+                ]
+            },
+        ),
+    ]
+    out, end, _ = run(REDACT_CARDS, "responses", events)
+    assert end is None and b"1111" not in out
+    deltas = [
+        orjson.loads(x.split(b"data: ")[1]) for x in out.split(b"\n\n") if b"output_text.delta" in x
+    ]
+    assert "".join(d["delta"] for d in deltas) == "card [REDACTED:credit_card] ok"
+    assert out.count(b"[REDACTED:credit_card]") == 3
+    assert all(x.startswith(b"event: ") for x in out.split(b"\n\n") if x)
