@@ -297,6 +297,7 @@ class _Server(uvicorn.Server):
         super().__init__(config)
         self.drain = Drain()
         self._drain_grace_s = drain_grace_s
+        self._drain_logged = False
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         # Every request's scope["state"] is a copy of the lifespan state: the edges find
@@ -310,6 +311,17 @@ class _Server(uvicorn.Server):
         is_stop = sig in (signal.SIGTERM, signal.SIGINT)
         if self.started and is_stop and self.drain.begin(time.monotonic()):
             self._captured_signals.append(sig)  # re-raised at the end, as uvicorn does
+            return  # logged by the next tick: no logging inside a signal handler
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if await super().on_tick(counter):
+            return True
+        began_at = self.drain.began_at
+        if began_at is None:
+            return False
+        if not self._drain_logged:
+            self._drain_logged = True
             log.info(
                 "draining: requests under way may finish, new ones get 503",
                 extra={
@@ -320,15 +332,6 @@ class _Server(uvicorn.Server):
                     }
                 },
             )
-            return
-        super().handle_exit(sig, frame)
-
-    async def on_tick(self, counter: int) -> bool:
-        if await super().on_tick(counter):
-            return True
-        began_at = self.drain.began_at
-        if began_at is None:
-            return False
         elapsed_s = time.monotonic() - began_at
         return drain_is_over(elapsed_s, len(self.server_state.tasks), self._drain_grace_s)
 

@@ -75,10 +75,10 @@ async def test_sigterm_lets_a_stream_finish_and_refuses_new_requests(tmp_path):
 
 
 async def test_a_stream_longer_than_the_grace_is_cut_and_the_exit_says_so(tmp_path):
-    """GATEWAY_DRAIN_GRACE_S=1 with a 5 s stream: the stream is cut near 1 s, and the exit
-    status is 143 (not every request finished)."""
+    """GATEWAY_DRAIN_GRACE_S=1 with a 10 s stream: the stream is cut long before its end,
+    and the exit status is 143 (not every request finished)."""
     async with MockUpstream(name="up") as up:
-        up.behave(Behaviour(chunks=10, chunk_delay_s=0.5))
+        up.behave(Behaviour(chunks=20, chunk_delay_s=0.5))
         (tmp_path / "policies").mkdir()
         (tmp_path / "policies" / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
         with serve_process(tmp_path, {"GATEWAY_DRAIN_GRACE_S": "1"}) as server:
@@ -99,8 +99,8 @@ async def test_a_stream_longer_than_the_grace_is_cut_and_the_exit_says_so(tmp_pa
             await client.close()
             elapsed = time.monotonic() - started
             code = await asyncio.to_thread(server.process.wait, 30)
-        assert elapsed < 4.5, elapsed
-        assert received < 10
+        assert elapsed < 8, elapsed  # 1 s of grace, then uvicorn's 2 s; the stream needs 10
+        assert received < 20
         assert code == 128 + signal.SIGTERM, server.stderr()
 
 
