@@ -36,7 +36,7 @@ async def test_sigterm_lets_a_stream_finish_and_refuses_new_requests(tmp_path):
     """Mid-stream SIGTERM: /readyz 503 at once, a new chat request 503 server_shutting_down,
     the stream ends with every chunk, and the process exits 0."""
     async with MockUpstream(name="up") as up:
-        up.behave(Behaviour(chunks=8, chunk_delay_s=0.4))  # a ~3 s stream
+        up.behave(Behaviour(chunks=8, chunk_delay_s=0.6))  # a ~5 s stream
         (tmp_path / "policies").mkdir()
         (tmp_path / "policies" / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
         with serve_process(tmp_path, {"GATEWAY_DRAIN_GRACE_S": "20"}) as server:
