@@ -20,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.api import admin, admin_clients, models, oauth, openapi, ops
 from gateway.api import openai as openai_api
 from gateway.api.edge import access_line, request_id_of
+from gateway.api.planes import is_off_plane, refuse_off_plane
 from gateway.errors import (
     GatewayError,
     MethodNotAllowed,
@@ -115,11 +116,19 @@ class GatewayApp(Starlette):
     request, and any other method on those paths (405), goes through Starlette.
     """
 
-    def __init__(self, fast_routes: list[Route], **kwargs: Any) -> None:
+    def __init__(
+        self, fast_routes: list[Route], *, admin_port: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self._fast = {route.path: route.app for route in fast_routes}
+        self._admin_port = admin_port  # --admin-port: the planes' split (api/planes.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # --- hook (deploy, issue 13): the admin plane on its own listener ---
+        admin_port = self._admin_port
+        if admin_port is not None and scope["type"] == "http" and is_off_plane(scope, admin_port):
+            await refuse_off_plane(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "POST":
             endpoint = self._fast.get(scope["path"])
             if endpoint is not None:
@@ -148,6 +157,7 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
 
     app = GatewayApp(
         openai_api.routes,
+        admin_port=settings.admin_port,
         routes=[
             *openai_api.routes,
             *models.routes,

@@ -81,6 +81,8 @@ def _export_settings(settings: Settings) -> None:
     )
     if settings.redis_url:
         os.environ["GATEWAY_REDIS_URL"] = settings.redis_url
+    if settings.admin_port is not None:  # the app splits the planes by the port (api/planes.py)
+        os.environ["GATEWAY_ADMIN_PORT"] = str(settings.admin_port)
 
 
 @app.command()
@@ -90,10 +92,14 @@ def serve(
     policies: Annotated[Path | None, typer.Option(help="Policy bundle folder.")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes.")] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="Skip migrations.")] = False,
+    admin_port: Annotated[
+        int | None,
+        typer.Option(help="Serve /admin and /finance only on this port, not on --port."),
+    ] = None,
 ) -> None:
     """Run the gateway."""
     settings = load_settings().with_overrides(
-        host=host, port=port, policy_dir=policies, workers=workers
+        host=host, port=port, policy_dir=policies, workers=workers, admin_port=admin_port
     )
     if settings.workers > 1 and not settings.redis_url:
         raise _fail(

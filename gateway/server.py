@@ -11,6 +11,11 @@ exists or after the app has stopped:
   `client_timeout_s` of its first byte (of the connection, for the first one);
   a client that is slower is answered 408 when nothing has been answered yet,
   else disconnected, and logged as one JSON line with the running count;
+- the drain: on SIGTERM the listener stays open while requests under way finish
+  (up to `drain_grace_s`); meanwhile /readyz and new inference requests answer
+  503 (gateway/drain.py holds the state and the rule);
+- the listeners: the teams' port, and the admin plane's own port when
+  `--admin-port` is set (gateway/api/planes.py decides which serves what);
 - the exit status: after SIGTERM and a completed drain the process exits 0
   (uvicorn re-raises the signal, which would make it 143).
 
@@ -23,6 +28,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
+import time
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -34,6 +41,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from gateway.drain import DRAIN_STATE_KEY, Drain, drain_is_over
 from gateway.settings import (
     DEFAULT_CLIENT_TIMEOUT_S,
     DEFAULT_MAX_HEADER_BYTES,
@@ -45,7 +53,10 @@ from gateway.settings import (
 log = logging.getLogger("gateway.server")
 
 APP = "gateway.app:app_from_env"
-GRACEFUL_SHUTDOWN_S = 30
+# uvicorn's own shutdown deadline, after the drain (gateway/drain.py) has ended: the
+# requests still running then were given their grace already, or arrived during the
+# drain and were answered 503 at once.
+GRACEFUL_SHUTDOWN_S = 2
 STARTUP_FAILURE = 3  # uvicorn's own exit status when the app cannot start
 
 
@@ -277,9 +288,52 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's Server, noting whether its shutdown drained every request in time."""
+    """uvicorn's Server with the drain before its shutdown, noting whether the shutdown
+    let every request finish (`drained`)."""
 
     drained = False
+
+    def __init__(self, config: GatewayServerConfig, drain_grace_s: float) -> None:
+        super().__init__(config)
+        self.drain = Drain()
+        self._drain_grace_s = drain_grace_s
+        self._drain_logged = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # Every request's scope["state"] is a copy of the lifespan state: the edges find
+        # the drain there (a reference, so they see it begin).
+        self.lifespan.state[DRAIN_STATE_KEY] = self.drain
+        await super().startup(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """The first SIGTERM or SIGINT once serving begins the drain; another one (or one
+        during start-up) is uvicorn's: shut down now, with its short deadline."""
+        is_stop = sig in (signal.SIGTERM, signal.SIGINT)
+        if self.started and is_stop and self.drain.begin(time.monotonic()):
+            self._captured_signals.append(sig)  # re-raised at the end, as uvicorn does
+            return  # logged by the next tick: no logging inside a signal handler
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if await super().on_tick(counter):
+            return True
+        began_at = self.drain.began_at
+        if began_at is None:
+            return False
+        if not self._drain_logged:
+            self._drain_logged = True
+            log.info(
+                "draining: requests under way may finish, new ones get 503",
+                extra={
+                    "fields": {
+                        "event": "drain_started",
+                        "requests": len(self.server_state.tasks),
+                        "grace_s": self._drain_grace_s,
+                    }
+                },
+            )
+        elapsed_s = time.monotonic() - began_at
+        return drain_is_over(elapsed_s, len(self.server_state.tasks), self._drain_grace_s)
 
     async def _wait_tasks_to_complete(self) -> None:
         await super()._wait_tasks_to_complete()
@@ -311,10 +365,15 @@ def run_server(settings: Settings) -> int:
     Under `--workers` uvicorn's supervisor exits 0 after stopping its workers.
     """
     config = server_config(settings)
+    sockets = [config.bind_socket()]
+    if settings.admin_port is not None:
+        sockets.append(_bind(settings.host, settings.admin_port))
     if config.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        # uvicorn's workers run its own Server: no drain phase (its shutdown deadline
+        # applies); a container runs one worker per replica and scales by replicas.
+        Multiprocess(config, sockets=sockets).run()
         return 0
-    server = _Server(config)
+    server = _Server(config, float(settings.drain_grace_s))
     terminated: list[int] = []
 
     def _after_drain(sig: int, _frame: FrameType | None) -> None:
@@ -322,7 +381,7 @@ def run_server(settings: Settings) -> int:
 
     previous = signal.signal(signal.SIGTERM, _after_drain)
     try:
-        server.run()
+        server.run(sockets=sockets)
     finally:
         signal.signal(signal.SIGTERM, previous)
     if not server.started:
@@ -330,3 +389,17 @@ def run_server(settings: Settings) -> int:
     if terminated and not server.drained:
         return 128 + signal.SIGTERM
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening socket for the admin plane, bound as uvicorn binds the main one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise SystemExit(f"error: cannot listen on {host}:{port} (--admin-port): {error}") from None
+    sock.set_inheritable(True)
+    return sock

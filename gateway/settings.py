@@ -27,6 +27,9 @@ DEFAULT_CLIENT_TIMEOUT_S = 30  # to send a request's headers and body
 DEFAULT_LOGIN_FAILURES_PER_CLIENT = 10  # failed logins per client id per window
 DEFAULT_LOGIN_FAILURES_PER_ADDRESS = 30  # failed logins per source address per window
 DEFAULT_LOGIN_FAILURE_WINDOW_S = 60
+# After SIGTERM, how long requests under way (streams included) may run before they are
+# cut; the Helm chart's terminationGracePeriodSeconds is this plus its preStop pause.
+DEFAULT_DRAIN_GRACE_S = 30
 
 
 def default_login_concurrency() -> int:
@@ -88,6 +91,9 @@ class Settings:
     login_failures_per_client: int = DEFAULT_LOGIN_FAILURES_PER_CLIENT
     login_failures_per_address: int = DEFAULT_LOGIN_FAILURES_PER_ADDRESS
     login_failure_window_s: int = DEFAULT_LOGIN_FAILURE_WINDOW_S
+    # --- operations: the admin plane's own listener, the shutdown drain ---
+    admin_port: int | None = None  # set: /admin and /finance only there (gateway/api/planes.py)
+    drain_grace_s: int = DEFAULT_DRAIN_GRACE_S
 
     def with_overrides(self, **changes: object) -> Settings:
         """Apply CLI flags; a flag left unset (None) keeps the env/default value.
@@ -153,16 +159,33 @@ def check_settings(settings: Settings) -> Settings:
         ("GATEWAY_LOGIN_FAILURES_PER_ADDRESS", settings.login_failures_per_address, 1, 10**6),
         ("GATEWAY_LOGIN_FAILURE_WINDOW_S", settings.login_failure_window_s, 1, 86400),
         ("GATEWAY_TOKEN_LEEWAY_S", settings.token_leeway_s, 0, MAX_TOKEN_LEEWAY_S),
+        ("GATEWAY_DRAIN_GRACE_S", settings.drain_grace_s, 1, 3600),
     )
     for name, value, low, high in ranges:
         if not low <= value <= high:
             raise SettingsError(f"{name} must be from {low} to {high} (got {value})")
+    check_admin_port(settings.admin_port, settings.port)
     check_database_url(settings.database_url)
     if settings.log_level not in LOG_LEVELS:
         raise SettingsError(
             f"GATEWAY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (got {settings.log_level!r})"
         )
     return settings
+
+
+def check_admin_port(admin_port: int | None, port: int) -> None:
+    """SettingsError unless the admin listener's port is unset, or a port of its own."""
+    if admin_port is None:
+        return
+    if not 1 <= admin_port <= MAX_PORT:
+        raise SettingsError(
+            f"GATEWAY_ADMIN_PORT (--admin-port) must be from 1 to {MAX_PORT} (got {admin_port})"
+        )
+    if admin_port == port:
+        raise SettingsError(
+            f"GATEWAY_ADMIN_PORT (--admin-port) must differ from GATEWAY_PORT (--port), "
+            f"both are {port}: the admin plane needs a listener of its own"
+        )
 
 
 # The URL schemes `db.async_url` turns into a driver the gateway ships with.
@@ -218,6 +241,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level).strip().lower(),
             access_log=env.get("GATEWAY_ACCESS_LOG", base.access_log),
             **_edge_settings(env, base),
+            admin_port=_int(env, "GATEWAY_ADMIN_PORT", 0) or None,
+            drain_grace_s=_int(env, "GATEWAY_DRAIN_GRACE_S", base.drain_grace_s),
         )
     )
 

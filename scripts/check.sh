@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The one check, from a clean clone, the same for developers and CI (.ci/run):
 # install into .venv, lint (ruff check), format (ruff format --check), types
-# (mypy strict), then bring up PostgreSQL and Redis (scripts/services.sh) and
-# run the whole test suite. Extra arguments go to pytest.
+# (mypy strict), then bring up PostgreSQL and Redis (scripts/services.sh), bring
+# helm and checkov (scripts/deploy-tools.sh) and run the whole test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,5 +20,6 @@ echo "check: mypy" >&2
 .venv/bin/mypy
 
 bash scripts/services.sh
+bash scripts/deploy-tools.sh  # helm and checkov for tests/deploy/
 echo "check: pytest" >&2
 exec .venv/bin/python -m pytest "$@"

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from gateway.api.edge import json_response, request_id_of
 from gateway.db import DatabaseFileChanged
+from gateway.drain import is_draining
 from gateway.services import Services
 
 # Kubernetes probes time out after 1 s by default: a hung database must make us
@@ -27,7 +28,12 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready for traffic: the database answers and a policy is loaded."""
+    """Ready for traffic: not draining, the database answers and a policy is loaded."""
+    if is_draining(request.scope.get("state")):
+        # At once, before any check: the load balancer must stop sending here now.
+        draining = json_response({"status": "draining", "checks": {"shutdown": "draining"}}, 503)
+        draining.headers["x-request-id"] = request_id_of(request)
+        return draining
     services: Services = request.state.services
     checks: dict[str, str] = {"policy": "ok"}
     try:

@@ -1,0 +1,101 @@
+"""deploy/Dockerfile read the way hadolint and a reviewer read it (no container engine
+runs here: the image is checked offline, its build is not run)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from tests.deploy.tools import DEPLOY, ROOT, tool
+
+DOCKERFILE = DEPLOY / "Dockerfile"
+
+
+def stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuations joined), split by FROM."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    found: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("FROM "):
+            found.append([])
+        if found:
+            found[-1].append(line)
+    return found
+
+
+def test_hadolint_finds_nothing():
+    """hadolint (every rule, warnings included) passes."""
+    done = subprocess.run(
+        [tool("hadolint"), "--failure-threshold", "info", str(DOCKERFILE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_runtime_stage_is_slim_non_root_and_has_no_compiler():
+    """Two stages; the last runs as a numeric non-root user, with no apt installs
+    (the compilers stay in the builder), a HEALTHCHECK on /healthz and the gateway as PID 1."""
+    builder, runtime = stages()
+    assert "build-essential" in " ".join(builder)
+    (base,) = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert base.endswith("-slim-bookworm")
+    assert builder[0].startswith("FROM ${PYTHON_IMAGE} AS builder")
+    assert runtime[0] == "FROM ${PYTHON_IMAGE} AS runtime"
+    text = "\n".join(runtime)
+    assert "apt-get install" not in text and "build-essential" not in text
+    (user,) = [line for line in runtime if line.startswith("USER ")]
+    assert user.split()[1].split(":")[0].isdigit() and not user.split()[1].startswith("0")
+    (health,) = [line for line in runtime if line.startswith("HEALTHCHECK ")]
+    assert "/healthz" in health
+    assert 'ENTRYPOINT ["gateway"]' in text and 'CMD ["serve"]' in text
+
+
+def test_offline_assets_are_checked_at_build_time():
+    """The runtime stage proves, with no network, that both tiktoken encodings and
+    litellm's price table are inside the image; litellm never fetches the table."""
+    text = "\n".join(stages()[1])
+    assert "RUN --network=none" in text
+    assert "cl100k_base" in text and "o200k_base" in text
+    assert "model_prices_and_context_window_backup.json" in text
+    assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in text
+
+
+def test_the_build_offline_check_passes_here_without_network():
+    """The same check the build runs, on this environment's installed packages, in a
+    network namespace of its own (no network at all) where `unshare` is allowed."""
+    (step,) = [line for line in stages()[1] if line.startswith("RUN --network=none")]
+    code = step.split('python -c "', 1)[1].rsplit('"', 1)[0]
+    isolate = ["unshare", "-n"] if _can_unshare_network() else []
+    done = subprocess.run(
+        [*isolate, sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def _can_unshare_network() -> bool:
+    try:
+        return subprocess.run(["unshare", "-n", "true"], check=False, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def test_build_context_excludes_what_the_image_does_not_need():
+    """The Dockerfile's own .dockerignore lets in only the package, its metadata and the
+    example policies (no .venv, tests, databases or .git)."""
+    lines = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    ignore = [line for line in lines if line and not line.startswith("#")]
+    assert ignore[0] == "*"  # everything is out unless let in below
+    allowed = {line[1:] for line in ignore if line.startswith("!")}
+    assert allowed == {"pyproject.toml", "README.md", "gateway/", "policies/"}

@@ -1,0 +1,111 @@
+"""A rolling restart as a client meets it: after SIGTERM the replica says it is not ready,
+refuses new requests with a retryable 503, lets the stream under way finish, and exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import httpx2 as httpx
+import openai
+
+from tests.support.processes import run_gateway
+from tests.support.serving import serve_process
+from tests.support.upstream import Behaviour, MockUpstream
+
+POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  slow:
+    deployments: [{{provider: up, model: upstream-model}}]
+teams:
+  demo: {{models: ["*"]}}
+"""
+CHAT = {"model": "slow", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _token(tmp_path) -> str:
+    done = run_gateway("token", "--team", "demo", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()[-1]
+
+
+async def test_sigterm_lets_a_stream_finish_and_refuses_new_requests(tmp_path):
+    """Mid-stream SIGTERM: /readyz 503 at once, a new chat request 503 server_shutting_down,
+    the stream ends with every chunk, and the process exits 0."""
+    async with MockUpstream(name="up") as up:
+        up.behave(Behaviour(chunks=8, chunk_delay_s=0.6))  # a ~5 s stream
+        (tmp_path / "policies").mkdir()
+        (tmp_path / "policies" / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
+        with serve_process(tmp_path, {"GATEWAY_DRAIN_GRACE_S": "20"}) as server:
+            token = _token(tmp_path)
+            client = openai.AsyncOpenAI(
+                base_url=f"{server.origin}/v1", api_key=token, max_retries=0
+            )
+            stream = await client.chat.completions.create(**CHAT, stream=True)
+            pieces = []
+            async with httpx.AsyncClient(base_url=server.origin) as http:
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        pieces.append(chunk.choices[0].delta.content)
+                    if len(pieces) == 1:
+                        server.process.send_signal(signal.SIGTERM)
+                        await asyncio.sleep(0.3)  # the next server tick begins the drain
+                        ready = await http.get("/readyz")
+                        refused = await http.post(
+                            "/v1/chat/completions",
+                            json=CHAT,
+                            headers={"Authorization": f"Bearer {token}"},
+                        )
+            await client.close()
+            assert ready.status_code == 503
+            assert ready.json()["status"] == "draining"
+            assert refused.status_code == 503
+            assert refused.json()["error"]["code"] == "server_shutting_down"
+            assert refused.json()["error"]["type"] == "api_error"
+            assert refused.headers["connection"] == "close"
+            assert "x-request-id" in refused.headers
+            assert "".join(pieces) == "mock reply from up"
+            assert len(up.requests) == 1  # the refused request never reached the upstream
+            code = await asyncio.to_thread(server.process.wait, 30)
+            assert code == 0, server.stderr()
+        assert "drain_started" in server.stderr()
+
+
+async def test_a_stream_longer_than_the_grace_is_cut_and_the_exit_says_so(tmp_path):
+    """GATEWAY_DRAIN_GRACE_S=1 with a 10 s stream: the stream is cut long before its end,
+    and the exit status is 143 (not every request finished)."""
+    async with MockUpstream(name="up") as up:
+        up.behave(Behaviour(chunks=20, chunk_delay_s=0.5))
+        (tmp_path / "policies").mkdir()
+        (tmp_path / "policies" / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
+        with serve_process(tmp_path, {"GATEWAY_DRAIN_GRACE_S": "1"}) as server:
+            token = _token(tmp_path)
+            client = openai.AsyncOpenAI(
+                base_url=f"{server.origin}/v1", api_key=token, max_retries=0
+            )
+            stream = await client.chat.completions.create(**CHAT, stream=True)
+            started = time.monotonic()
+            received = 0
+            try:
+                async for _chunk in stream:
+                    received += 1
+                    if received == 1:
+                        server.process.send_signal(signal.SIGTERM)
+            except (openai.APIError, httpx.HTTPError):
+                pass  # the connection ends mid-stream: what a cut looks like to a client
+            await client.close()
+            elapsed = time.monotonic() - started
+            code = await asyncio.to_thread(server.process.wait, 30)
+        assert elapsed < 8, elapsed  # 1 s of grace, then uvicorn's 2 s; the stream needs 10
+        assert received < 20
+        assert code == 128 + signal.SIGTERM, server.stderr()
+
+
+def test_drain_grace_out_of_range_is_refused_at_start(tmp_path):
+    """GATEWAY_DRAIN_GRACE_S=0 stops `serve` with a message naming the setting."""
+    done = run_gateway("serve", cwd=tmp_path, env={"GATEWAY_DRAIN_GRACE_S": "0"})
+    assert done.returncode == 2
+    assert "GATEWAY_DRAIN_GRACE_S must be from 1 to 3600 (got 0)" in done.stderr
