@@ -88,6 +88,9 @@ class Settings:
     login_failures_per_client: int = DEFAULT_LOGIN_FAILURES_PER_CLIENT
     login_failures_per_address: int = DEFAULT_LOGIN_FAILURES_PER_ADDRESS
     login_failure_window_s: int = DEFAULT_LOGIN_FAILURE_WINDOW_S
+    # --- the usage ledger's writer (usage/writer.py) ---
+    ledger_spool_dir: str | None = None  # unset: next to the SQLite file, else ./ledger-spool
+    ledger_queue_rows: int = 10_000  # rows waiting in memory; beyond, straight to the spool
 
     def with_overrides(self, **changes: object) -> Settings:
         """Apply CLI flags; a flag left unset (None) keeps the env/default value.
@@ -153,6 +156,7 @@ def check_settings(settings: Settings) -> Settings:
         ("GATEWAY_LOGIN_FAILURES_PER_ADDRESS", settings.login_failures_per_address, 1, 10**6),
         ("GATEWAY_LOGIN_FAILURE_WINDOW_S", settings.login_failure_window_s, 1, 86400),
         ("GATEWAY_TOKEN_LEEWAY_S", settings.token_leeway_s, 0, MAX_TOKEN_LEEWAY_S),
+        ("GATEWAY_LEDGER_QUEUE_ROWS", settings.ledger_queue_rows, 1, 10**7),
     )
     for name, value, low, high in ranges:
         if not low <= value <= high:
@@ -217,6 +221,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             token_leeway_s=_int(env, "GATEWAY_TOKEN_LEEWAY_S", base.token_leeway_s),
             log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level).strip().lower(),
             access_log=env.get("GATEWAY_ACCESS_LOG", base.access_log),
+            ledger_spool_dir=env.get("GATEWAY_LEDGER_SPOOL_DIR") or None,
+            ledger_queue_rows=_int(env, "GATEWAY_LEDGER_QUEUE_ROWS", base.ledger_queue_rows),
             **_edge_settings(env, base),
         )
     )
