@@ -108,18 +108,19 @@ def read_chunk(fd: int, offset: int, max_rows: int, directory: Path) -> Chunk:
 
 def reject_lines(directory: Path, lines: list[bytes], why: str) -> None:
     """Keep what could not be inserted where an operator finds it; never drop it."""
-    log.error(
-        "ledger rows set aside in %s: %s",
-        directory / REJECTED_FILE,
-        why,
-        extra={"fields": {"rows": len(lines)}},
-    )
+    directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / REJECTED_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         _write_all(fd, b"".join(line + b"\n" for line in lines))
         os.fsync(fd)
     finally:
         os.close(fd)
+    log.error(
+        "ledger rows set aside in %s: %s",
+        directory / REJECTED_FILE,
+        why,
+        extra={"fields": {"rows": len(lines)}},
+    )
 
 
 class OwnSpool:
