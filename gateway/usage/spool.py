@@ -52,8 +52,8 @@ def default_spool_dir(database_url: str, configured: str | None) -> Path:
         base = Path("ledger-spool")
     name = url.database or "memory"
     where = f"{url.host or ''}-{url.port or ''}-{name}"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in where).strip("-")
-    return (base / safe).resolve()
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in where).strip("-.")
+    return (base / (safe or "default")).resolve()
 
 
 def encode_rows(rows: Iterable[dict[str, Any]]) -> bytes:
