@@ -31,6 +31,7 @@ from gateway.policy.sync import keep_policy_in_sync, load_running_policy
 from gateway.providers.registry import ProviderSet
 from gateway.routing.failover import HealthBoard
 from gateway.settings import Settings, is_derived_issuer
+from gateway.usage.writer import ledger_writer
 
 # A subscriber to the pipeline's one record point: gets every finished request once.
 Recorder = Callable[[RequestContext], None]
@@ -86,6 +87,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
         raise
     providers = ProviderSet(policy.providers)
     access_log = AccessLog(settings.access_log)
+    ledger = ledger_writer(settings)  # usage ledger: queue → batches → DB, else the spool
     in_flight = InFlight()
     clients = ClientRegistry(engine, login_limits=LoginLimits.from_settings(settings))
     policy_store = PolicyStore(policy, version)
@@ -112,6 +114,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             is_revoked=clients.is_revoked,  # our own clients' tokens stop within 2 s of revoke
         )
         await clients.start()  # keeps the revoked client ids fresh until stop()
+        await ledger.start()  # replays spools left by dead processes, then drains
         issuer = TokenIssuer(
             issuer_url=settings.issuer_url,
             audience=settings.audience,
@@ -136,7 +139,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     started_at=int(time.time()),
                     access_log=access_log,
                     policy_versions=policy_versions,
-                    recorders=(access_log.record,),
+                    recorders=(access_log.record, ledger.record),
                     in_flight=in_flight,
                     classifiers=classifiers,
                 )
@@ -146,6 +149,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                 await in_flight.drain(DRAIN_S)
     finally:
         try:
+            await ledger.close()  # after the drain: every row to the DB, else the spool
             await clients.stop()
             await jwks.close()
             await classifiers.close()

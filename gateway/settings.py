@@ -94,6 +94,9 @@ class Settings:
     # --- operations: the admin plane's own listener, the shutdown drain ---
     admin_port: int | None = None  # set: /admin and /finance only there (gateway/api/planes.py)
     drain_grace_s: int = DEFAULT_DRAIN_GRACE_S
+    # --- the usage ledger's writer (usage/writer.py) ---
+    ledger_spool_dir: str | None = None  # unset: next to the SQLite file, else ./ledger-spool
+    ledger_queue_rows: int = 10_000  # rows waiting in memory; beyond, straight to the spool
 
     def with_overrides(self, **changes: object) -> Settings:
         """Apply CLI flags; a flag left unset (None) keeps the env/default value.
@@ -160,6 +163,7 @@ def check_settings(settings: Settings) -> Settings:
         ("GATEWAY_LOGIN_FAILURE_WINDOW_S", settings.login_failure_window_s, 1, 86400),
         ("GATEWAY_TOKEN_LEEWAY_S", settings.token_leeway_s, 0, MAX_TOKEN_LEEWAY_S),
         ("GATEWAY_DRAIN_GRACE_S", settings.drain_grace_s, 1, 3600),
+        ("GATEWAY_LEDGER_QUEUE_ROWS", settings.ledger_queue_rows, 1, 10**7),
     )
     for name, value, low, high in ranges:
         if not low <= value <= high:
@@ -240,6 +244,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             token_leeway_s=_int(env, "GATEWAY_TOKEN_LEEWAY_S", base.token_leeway_s),
             log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level).strip().lower(),
             access_log=env.get("GATEWAY_ACCESS_LOG", base.access_log),
+            ledger_spool_dir=env.get("GATEWAY_LEDGER_SPOOL_DIR") or None,
+            ledger_queue_rows=_int(env, "GATEWAY_LEDGER_QUEUE_ROWS", base.ledger_queue_rows),
             **_edge_settings(env, base),
             admin_port=_int(env, "GATEWAY_ADMIN_PORT", 0) or None,
             drain_grace_s=_int(env, "GATEWAY_DRAIN_GRACE_S", base.drain_grace_s),

@@ -64,7 +64,9 @@ UNKNOWN_PRICES = UnitPrices(0, 0, 0, 0, 0, PriceSource.UNKNOWN)
 
 def nano_per_mtok(usd_per_mtok: float | Decimal) -> int:
     """USD per million tokens as written (a float from YAML) → exact nano-USD per Mtok."""
+    # repr: the shortest text that reads back as this float, i.e. what was written.
     exact = Decimal(repr(usd_per_mtok)) if isinstance(usd_per_mtok, float) else usd_per_mtok
+    exact = Decimal(exact)  # an int is a valid float to the type checker, not to Decimal math
     return int((exact * NANO_PER_USD).to_integral_value(ROUND_HALF_EVEN))
 
 

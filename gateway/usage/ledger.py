@@ -1,0 +1,131 @@
+"""A finished request → its usage-ledger row (a plain dict of the table's columns); no I/O.
+
+The row is what the writer queues, spools as one JSON line, and inserts. Every value
+is a str, int, bool or None that fits its column on SQLite and PostgreSQL alike:
+the caller's text is cut and cleaned (PostgreSQL refuses NUL and lone surrogates,
+which would otherwise poison a whole batch), counts are clamped to the column's
+integer range. `row_from_spool` checks a line read back from disk the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.context import RequestContext
+from gateway.usage.ledger_table import usage_ledger
+from gateway.usage.pricing import PriceSource
+
+MAX_TEXT_CHARS = 256  # a model alias, team, subject or client id longer than this is cut
+INT32_MAX = 2**31 - 1  # the Integer columns (tokens, status, attempts, latency)
+INT64_MAX = 2**63 - 1  # the BigInteger columns (money, time)
+# A request nothing answered (a refusal, an upstream that never replied) has no usage
+# to price; reports must not list it as a model without a price (`unknown`).
+NOT_PRICED = "none"
+
+COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_ledger.columns)
+_NULLABLE = frozenset(column.name for column in usage_ledger.columns if column.nullable)
+_BOOLEAN = frozenset({"stream", "tokens_estimated"})
+_BIG = frozenset(
+    column.name for column in usage_ledger.columns if isinstance(column.type, sa.BigInteger)
+)
+_TEXT = frozenset(
+    column.name
+    for column in usage_ledger.columns
+    if column.type.python_type is str  # Text columns
+)
+
+
+def clean_text(value: str | None, limit: int = MAX_TEXT_CHARS) -> str | None:
+    """Text that any database stores as it is: no NUL, valid UTF-8, at most `limit` chars."""
+    if value is None:
+        return None
+    if len(value) > limit:
+        value = value[:limit]
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        # A lone surrogate (from a JSON "\ud800" escape) cannot be encoded: replace it.
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def _count(value: int, high: int = INT32_MAX) -> int:
+    return value if 0 <= value <= high else (0 if value < 0 else high)
+
+
+def _ms(seconds: float) -> int:
+    return _count(round(seconds * 1000))
+
+
+def ledger_row(ctx: RequestContext, latency_s: float) -> dict[str, Any]:
+    """The ledger row of a finished request that took `latency_s` from start to end.
+
+    With nothing priced (`ctx.prices` None: no upstream answered) the row costs 0 and
+    says `price_source = "none"`; an answer from a model without any price costs 0
+    and says `unknown`, which reports flag. Guardrails and cache stay None until the
+    pipeline records them.
+    """
+    principal, deployment, usage, prices = ctx.principal, ctx.deployment, ctx.usage, ctx.prices
+    return {
+        "id": ctx.key,
+        "request_id": ctx.request_id,
+        "at_ms": ctx.started_at_ms,
+        "endpoint": ctx.endpoint,
+        "team": clean_text(principal.team) if principal else None,
+        "subject": clean_text(principal.subject) if principal else None,
+        "client_id": clean_text(principal.client_id) if principal else None,
+        "model": clean_text(ctx.model),  # the caller's text, even for a 404
+        "provider": deployment.provider if deployment else None,
+        "deployment": deployment.label if deployment else None,
+        "upstream_model": deployment.model if deployment else None,
+        "stream": ctx.is_stream,
+        "status": ctx.status,
+        "outcome": ctx.outcome.value,
+        "error_code": ctx.error_code,
+        "input_tokens": _count(usage.input_tokens) if usage else 0,
+        "output_tokens": _count(usage.output_tokens) if usage else 0,
+        "cached_tokens": _count(usage.cached_tokens) if usage else 0,
+        "cache_write_tokens": _count(usage.cache_write_tokens) if usage else 0,
+        "reasoning_tokens": _count(usage.reasoning_tokens) if usage else 0,
+        "tokens_estimated": usage.is_estimated if usage else False,
+        "cost_nanousd": _count(ctx.cost_nanousd, INT64_MAX) if prices else 0,
+        "price_source": prices.source.value if prices else NOT_PRICED,
+        "price_input": prices.input if prices else 0,
+        "price_output": prices.output if prices else 0,
+        "price_cached_input": prices.cached_input if prices else 0,
+        "price_cache_write": prices.cache_write if prices else 0,
+        "price_reasoning": prices.reasoning if prices else 0,
+        "attempts": _count(ctx.attempts),
+        "latency_ms": _ms(latency_s),
+        "ttft_ms": _ms(ctx.first_byte_s) if ctx.first_byte_s is not None else None,
+        "guardrails": None,
+        "cache": None,
+    }
+
+
+PRICE_SOURCES = frozenset({*(source.value for source in PriceSource), NOT_PRICED})
+
+
+def row_from_spool(value: Any) -> dict[str, Any] | None:
+    """A row read back from a spool line, if it has every column with a usable value.
+
+    Rows are written by `ledger_row`, so anything else is a damaged or foreign line:
+    None, and the caller sets it aside instead of letting it block the rows after it.
+    """
+    if not isinstance(value, dict) or set(value) != set(COLUMNS):
+        return None
+    return value if all(_is_usable(name, value[name]) for name in COLUMNS) else None
+
+
+def _is_usable(name: str, item: Any) -> bool:
+    if item is None:
+        return name in _NULLABLE
+    if name in _BOOLEAN:
+        return isinstance(item, bool)
+    if name in _TEXT:
+        return isinstance(item, str) and clean_text(item, len(item)) == item
+    if isinstance(item, bool) or not isinstance(item, int):
+        return False
+    return 0 <= item <= (INT64_MAX if name in _BIG else INT32_MAX)

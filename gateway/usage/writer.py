@@ -1,0 +1,339 @@
+"""The ledger writer: every finished request's row reaches the database, or the spool.
+
+On the response path `record` builds the row and puts it on a bounded queue
+(a few µs, never awaited). One task drains the queue in batches (`batch_rows`, or
+what arrived within `batch_interval_s`) and inserts each batch in one transaction,
+idempotently: INSERT … ON CONFLICT (id) DO NOTHING, so a batch written twice (a
+replay, a retry after a timeout that did commit) changes nothing.
+
+When the database is unreachable or locked, batches are appended to this process's
+spool file (spool.py, fsync per batch) and replayed in order once it answers again;
+while anything is spooled, new batches go behind it, so the order holds. At start,
+spools left by processes that died are replayed (one process claims each).
+
+Bounds:
+- memory: at most `queue_rows` rows wait in the queue; a row that finds the queue
+  full is appended to the spool at once, synchronously (one fsync, on the event
+  loop: slow, but only under overload) — never dropped.
+- `close()` (the lifespan's end, SIGTERM) stops the task, writes what it held and
+  the queue to the database, else to the spool, and tries to replay the spool.
+- `kill -9` loses only rows neither committed nor spooled: those recorded within
+  the last `batch_interval_s` plus the batch being written (at most
+  `write_timeout_s` while the database hangs; while it is known to be down,
+  batches go straight to the spool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from sqlalchemy import Insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.context import RequestContext
+from gateway.db import create_engine
+from gateway.settings import Settings
+from gateway.usage.ledger import ledger_row
+from gateway.usage.ledger_table import usage_ledger
+from gateway.usage.spool import (
+    OwnSpool,
+    claimed,
+    default_spool_dir,
+    orphans,
+    read_chunk,
+    reject_lines,
+)
+
+log = logging.getLogger("gateway.ledger")
+
+Row = dict[str, Any]
+
+DEFAULT_QUEUE_ROWS = 10_000  # ≈ 20 MB of rows; beyond it rows go straight to the spool
+DEFAULT_BATCH_ROWS = 500
+DEFAULT_BATCH_INTERVAL_S = 0.2
+WRITE_TIMEOUT_S = 5.0  # a batch insert that takes longer counts as an outage
+SQLITE_BUSY_S = 1.0  # how long an insert waits for another process's write lock
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0  # between tries while the database is away
+EXIT_REPLAY_S = 5.0  # how long `close` spends replaying the spool before leaving it
+# Not an outage: a row the database refuses (it would be refused again on replay).
+_REFUSED = (IntegrityError, DataError)
+
+
+def insert_ignoring_duplicates(dialect: str) -> Insert:
+    """INSERT INTO usage_ledger … ON CONFLICT (id) DO NOTHING, in the dialect's words."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(usage_ledger).on_conflict_do_nothing(index_elements=[usage_ledger.c.id])
+
+
+class LedgerWriter:
+    """Queue → batches → database, with the spool for when the database is away."""
+
+    def __init__(
+        self,
+        database_url: str,
+        spool_dir: Path,
+        *,
+        queue_rows: int = DEFAULT_QUEUE_ROWS,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        batch_interval_s: float = DEFAULT_BATCH_INTERVAL_S,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._database_url = database_url
+        self._queue: asyncio.Queue[Row] = asyncio.Queue(queue_rows)
+        self._batch_rows = batch_rows
+        self._batch_interval_s = batch_interval_s
+        self._write_timeout_s = write_timeout_s
+        self._clock = clock
+        self.spool = OwnSpool(spool_dir)
+        self._engine: AsyncEngine | None = None
+        self._insert: Insert | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._in_hand: list[Row] = []  # taken from the queue, not yet stored
+        self._is_waiting = False  # the task holds nothing it is writing: safe to cancel
+        self._is_closed = False
+        self._is_down = False
+        self._retry_at = 0.0
+        self._retry_s = RETRY_FIRST_S
+        self.overflowed = 0  # rows the full queue sent straight to the spool
+
+    # --- the response path ----------------------------------------------------
+
+    def record(self, ctx: RequestContext) -> None:
+        """Queue the request's row (a recorder: called once per finished request)."""
+        row = ledger_row(ctx, ctx.elapsed_s())
+        if not self._is_closed:
+            try:
+                self._queue.put_nowait(row)
+                return
+            except asyncio.QueueFull:
+                if not self.overflowed:
+                    log.warning("the ledger queue is full; rows go straight to the spool")
+                self.overflowed += 1
+        self._spool_now([row])
+
+    def _spool_now(self, rows: list[Row]) -> None:
+        try:
+            self.spool.append(rows)
+        except OSError as error:
+            # Last resort: the row in the process log, so an operator can still bill it.
+            for row in rows:
+                log.error(
+                    "a ledger row could not be spooled",
+                    extra={"fields": {"error": str(error), "ledger_row": row}},
+                )
+
+    # --- lifecycle ------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the database and start draining; spools of dead processes replay first."""
+        self._engine = create_engine(self._database_url, sqlite_busy_timeout_s=SQLITE_BUSY_S)
+        self._insert = insert_ignoring_duplicates(self._engine.dialect.name)
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def close(self) -> None:
+        """Write every queued row to the database, else to the spool; then stop."""
+        if self._is_closed:
+            return
+        self._is_closed = True  # from now on `record` appends to the spool itself
+        task = self._task
+        if task is not None:
+            if not self._is_waiting:  # let the batch being written finish
+                await asyncio.wait({task}, timeout=self._write_timeout_s + 1)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        rows = self._in_hand
+        self._in_hand = []
+        while not self._queue.empty():
+            rows.append(self._queue.get_nowait())
+        try:
+            await self._flush_at_exit(rows)
+        finally:
+            self.spool.close()
+            if self._engine is not None:
+                await self._engine.dispose()
+
+    async def _flush_at_exit(self, rows: list[Row]) -> None:
+        if rows and not self.spool.is_pending and not self._is_down:
+            try:
+                await self._write(rows)
+                rows = []
+            except Exception as error:
+                self._went_down(error)
+        if rows:
+            await asyncio.to_thread(self._spool_now, rows)
+        if self.spool.is_pending and not self._is_down:
+            try:
+                async with asyncio.timeout(EXIT_REPLAY_S):
+                    await self._replay_own()
+            except TimeoutError:
+                log.warning("ledger spool left for the next start", extra=self._where())
+
+    # --- the drain task -------------------------------------------------------
+
+    async def _run(self) -> None:
+        await self._replay_orphans()
+        while not self._is_closed:
+            try:
+                await self._next_batch()
+                await self._store()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stop the ledger: the rows stay in hand
+                log.exception("the ledger writer failed; retrying")
+                await asyncio.sleep(RETRY_MAX_S)
+
+    async def _next_batch(self) -> None:
+        """Fill `_in_hand`: wait for a row, then up to a batch within the interval."""
+        batch = self._in_hand
+        timeout = max(0.0, self._retry_at - self._clock()) if self.spool.is_pending else None
+        self._is_waiting = True
+        try:
+            if not batch:
+                try:
+                    async with asyncio.timeout(timeout):
+                        batch.append(await self._queue.get())
+                except TimeoutError:
+                    return  # nothing new: time to retry the spool
+            self._take(batch)
+            if len(batch) < self._batch_rows:
+                await asyncio.sleep(self._batch_interval_s)
+                self._take(batch)
+        finally:
+            self._is_waiting = False
+
+    def _take(self, batch: list[Row]) -> None:
+        while len(batch) < self._batch_rows and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+
+    async def _store(self) -> None:
+        rows = self._in_hand
+        if self.spool.is_pending or self._clock() < self._retry_at:
+            # Behind what is spooled already, so the replay keeps the order.
+            if rows:
+                await asyncio.to_thread(self.spool.append, rows)
+            self._in_hand = []
+            if self._clock() >= self._retry_at:
+                await self._replay_own()
+            return
+        if not rows:
+            return
+        try:
+            await self._write(rows)
+        except Exception as error:
+            self._went_down(error)
+            await asyncio.to_thread(self.spool.append, rows)
+        self._in_hand = []
+
+    async def _write(self, rows: list[Row]) -> None:
+        """One transaction for the batch; rows the database refuses are set aside."""
+        assert self._engine is not None and self._insert is not None
+        try:
+            async with asyncio.timeout(self._write_timeout_s), self._engine.begin() as conn:
+                await conn.execute(self._insert, rows)
+        except _REFUSED:
+            await self._write_one_by_one(rows)
+
+    async def _write_one_by_one(self, rows: list[Row]) -> None:
+        assert self._engine is not None and self._insert is not None
+        refused: list[bytes] = []
+        for row in rows:
+            try:
+                async with asyncio.timeout(self._write_timeout_s), self._engine.begin() as conn:
+                    await conn.execute(self._insert, [row])
+            except _REFUSED:
+                refused.append(orjson.dumps(row))
+        if refused:
+            await asyncio.to_thread(
+                reject_lines, self.spool.directory, refused, "refused by the database"
+            )
+
+    async def _replay_own(self) -> None:
+        """This process's spool into the database, in order; emptied once all is in."""
+        try:
+            while True:
+                chunk = await asyncio.to_thread(self.spool.read, self._batch_rows)
+                if chunk.end == self.spool.replayed_to:
+                    break
+                if chunk.rows:
+                    await self._write(chunk.rows)
+                self.spool.replayed_to = chunk.end
+            self.spool.empty_if_replayed()
+        except Exception as error:
+            self._went_down(error)
+            return
+        await self._came_back()
+
+    async def _replay_orphans(self) -> None:
+        """Spools of processes that are gone: claim each (one process wins), replay, delete."""
+        directory = self.spool.directory
+        for path in orphans(directory, self.spool.path):
+            with claimed(path) as fd:
+                if fd is None:
+                    continue
+                offset, rows = 0, 0
+                try:
+                    while True:
+                        chunk = await asyncio.to_thread(
+                            read_chunk, fd, offset, self._batch_rows, directory
+                        )
+                        if chunk.end == offset:
+                            break
+                        if chunk.rows:
+                            await self._write(chunk.rows)
+                        offset, rows = chunk.end, rows + len(chunk.rows)
+                except Exception as error:
+                    self._went_down(error)
+                    return  # the file stays; replayed again (idempotently) later
+                tail = _tail(fd, offset)
+                if tail:  # a line cut short by the crash
+                    reject_lines(directory, [tail], "a spool line cut short")
+                path.unlink(missing_ok=True)
+            log.info(
+                "replayed a ledger spool left by an earlier process",
+                extra={"fields": {"path": str(path), "rows": rows}},
+            )
+
+    # --- outage bookkeeping ----------------------------------------------------
+
+    def _went_down(self, error: BaseException) -> None:
+        if not self._is_down:
+            self._is_down = True
+            log.warning(
+                "the ledger database is unavailable; rows go to the spool",
+                extra={"fields": {**self._where()["fields"], "error": repr(error)[:500]}},
+            )
+        self._retry_at = self._clock() + self._retry_s
+        self._retry_s = min(self._retry_s * 2, RETRY_MAX_S)
+
+    async def _came_back(self) -> None:
+        self._retry_s = RETRY_FIRST_S
+        if self._is_down:
+            self._is_down = False
+            log.info("the ledger database is back; the spool is replayed", extra=self._where())
+            await self._replay_orphans()
+
+    def _where(self) -> dict[str, Any]:
+        return {"fields": {"spool": str(self.spool.path)}}
+
+
+def _tail(fd: int, offset: int) -> bytes:
+    return os.pread(fd, 1 << 20, offset)
+
+
+def ledger_writer(settings: Settings) -> LedgerWriter:
+    """The writer `build_services` runs, from GATEWAY_DATABASE_URL and the ledger settings."""
+    return LedgerWriter(
+        settings.database_url,
+        default_spool_dir(settings.database_url, settings.ledger_spool_dir),
+        queue_rows=settings.ledger_queue_rows,
+    )
