@@ -16,7 +16,7 @@ from enum import StrEnum
 from gateway.errors import InvalidRequest, quoted
 
 MS_PER_DAY = 86_400_000
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 
 
 class ReportFormat(StrEnum):
@@ -92,7 +92,7 @@ def parse_month(text: str | None, now_ms: int) -> Month:
         raise InvalidRequest(
             "Missing required parameter: 'month' (YYYY-MM, e.g. 2026-11).", param="month"
         )
-    found = _MONTH.match(text)
+    found = _MONTH.fullmatch(text)
     if found is None or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1970:
         raise InvalidRequest(
             f"Invalid 'month': {quoted(text)} is not a month written YYYY-MM (e.g. 2026-11).",
