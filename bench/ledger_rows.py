@@ -28,15 +28,96 @@ from gateway.usage.usage import Usage
 COLUMNS = [column.name for column in usage_ledger.columns]
 TEAMS = [f"team-{i:02d}" for i in range(20)]
 DEPLOYMENTS = [
-    ("small", "openai", "gpt-4o-mini", UnitPrices(150_000_000, 600_000_000, 75_000_000, 150_000_000, 600_000_000, PriceSource.TABLE)),
-    ("large", "openai", "gpt-4o", UnitPrices(2_500_000_000, 10_000_000_000, 1_250_000_000, 2_500_000_000, 10_000_000_000, PriceSource.TABLE)),
-    ("large", "azure-east", "gpt-4o", UnitPrices(2_750_000_000, 11_000_000_000, 1_375_000_000, 2_750_000_000, 11_000_000_000, PriceSource.POLICY)),
-    ("claude", "anthropic", "claude-sonnet-4", UnitPrices(3_000_000_000, 15_000_000_000, 300_000_000, 3_750_000_000, 15_000_000_000, PriceSource.TABLE)),
-    ("reasoner", "openai", "o3", UnitPrices(2_000_000_000, 8_000_000_000, 500_000_000, 2_000_000_000, 8_000_000_000, PriceSource.TABLE)),
-    ("embed", "openai", "text-embedding-3-small", UnitPrices(20_000_000, 0, 20_000_000, 20_000_000, 0, PriceSource.TABLE)),
-    ("local", "vllm", "llama-3.1-70b", UnitPrices(100_000_000, 300_000_000, 100_000_000, 100_000_000, 300_000_000, PriceSource.POLICY)),
-    ("odd", "openai", "gpt-4.1-nano", UnitPrices(100_000_001, 300_000_003, 25_000_007, 100_000_001, 300_000_003, PriceSource.POLICY)),
-    ("gemini", "google", "gemini-2.5-flash", UnitPrices(300_000_000, 2_500_000_000, 75_000_000, 300_000_000, 2_500_000_000, PriceSource.TABLE)),
+    (
+        "small",
+        "openai",
+        "gpt-4o-mini",
+        UnitPrices(
+            150_000_000, 600_000_000, 75_000_000, 150_000_000, 600_000_000, PriceSource.TABLE
+        ),
+    ),
+    (
+        "large",
+        "openai",
+        "gpt-4o",
+        UnitPrices(
+            2_500_000_000,
+            10_000_000_000,
+            1_250_000_000,
+            2_500_000_000,
+            10_000_000_000,
+            PriceSource.TABLE,
+        ),
+    ),
+    (
+        "large",
+        "azure-east",
+        "gpt-4o",
+        UnitPrices(
+            2_750_000_000,
+            11_000_000_000,
+            1_375_000_000,
+            2_750_000_000,
+            11_000_000_000,
+            PriceSource.POLICY,
+        ),
+    ),
+    (
+        "claude",
+        "anthropic",
+        "claude-sonnet-4",
+        UnitPrices(
+            3_000_000_000,
+            15_000_000_000,
+            300_000_000,
+            3_750_000_000,
+            15_000_000_000,
+            PriceSource.TABLE,
+        ),
+    ),
+    (
+        "reasoner",
+        "openai",
+        "o3",
+        UnitPrices(
+            2_000_000_000,
+            8_000_000_000,
+            500_000_000,
+            2_000_000_000,
+            8_000_000_000,
+            PriceSource.TABLE,
+        ),
+    ),
+    (
+        "embed",
+        "openai",
+        "text-embedding-3-small",
+        UnitPrices(20_000_000, 0, 20_000_000, 20_000_000, 0, PriceSource.TABLE),
+    ),
+    (
+        "local",
+        "vllm",
+        "llama-3.1-70b",
+        UnitPrices(
+            100_000_000, 300_000_000, 100_000_000, 100_000_000, 300_000_000, PriceSource.POLICY
+        ),
+    ),
+    (
+        "odd",
+        "openai",
+        "gpt-4.1-nano",
+        UnitPrices(
+            100_000_001, 300_000_003, 25_000_007, 100_000_001, 300_000_003, PriceSource.POLICY
+        ),
+    ),
+    (
+        "gemini",
+        "google",
+        "gemini-2.5-flash",
+        UnitPrices(
+            300_000_000, 2_500_000_000, 75_000_000, 300_000_000, 2_500_000_000, PriceSource.TABLE
+        ),
+    ),
     ("mystery", "vllm", "mystery-model", UNKNOWN_PRICES),
 ]
 
@@ -48,7 +129,9 @@ def month_range_ms(month: str) -> tuple[int, int]:
     return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
 
-def generate(count: int, month: str, seed: int = 7, first_id: int = 0) -> Iterator[tuple[object, ...]]:
+def generate(
+    count: int, month: str, seed: int = 7, first_id: int = 0
+) -> Iterator[tuple[object, ...]]:
     """`count` rows as tuples in `COLUMNS` order."""
     rng = random.Random(seed + first_id)
     start_ms, end_ms = month_range_ms(month)

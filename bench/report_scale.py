@@ -23,10 +23,10 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.ledger_rows import add_rows  # noqa: E402
-from gateway.db import create_engine  # noqa: E402
-from gateway.usage.report_request import parse_report_request  # noqa: E402
-from gateway.usage.reports import usage_report  # noqa: E402
+from bench.ledger_rows import add_rows
+from gateway.db import create_engine
+from gateway.usage.report_request import parse_report_request
+from gateway.usage.reports import usage_report
 
 MONTH = "2026-01"
 SHAPES = [("csv", "team,model"), ("csv", "team,model,day"), ("focus", "team,model")]
@@ -70,7 +70,10 @@ async def run(database: str, sizes: list[int], repeat: int) -> list[tuple[int, l
         for size in sizes:
             began = time.perf_counter()
             await add_rows(url, size - have, MONTH, first_id=have)
-            print(f"{database}: {size} rows ({time.perf_counter() - began:.0f} s to add)", file=sys.stderr)
+            print(
+                f"{database}: {size} rows ({time.perf_counter() - began:.0f} s to add)",
+                file=sys.stderr,
+            )
             have = size
             times = [await _timed_report(url, f, g, repeat) for f, g in SHAPES]
             print(f"  {' '.join(f'{t:.2f}' for t in times)}", file=sys.stderr)
