@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, migrate, token; `policy`, `clients`, `keys` groups.
+"""The `gateway` command: serve, migrate, token; `policy`, `clients`, `keys`, `report` groups.
 
 The CLI parses flags and renders results; it holds no policy logic. Errors an
 operator can fix (a bad policy, an unreachable database) are printed plainly
@@ -25,6 +25,7 @@ from gateway.commands.auth import (
     warn_unknown_team,
 )
 from gateway.commands.policy import check_or_exit, policy_app, running_version_number
+from gateway.commands.report import report_app
 from gateway.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="An LLM gatew
 app.add_typer(policy_app, name="policy")
 app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
+app.add_typer(report_app, name="report")
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

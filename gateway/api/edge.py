@@ -73,8 +73,9 @@ def json_response(payload: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
-def requires_scope(scope: str, handler: Handler) -> Endpoint:
-    """An endpoint that runs `handler` only for a valid token carrying `scope`."""
+def requires_scope(scope: str, handler: Handler, *, also: tuple[str, ...] = ()) -> Endpoint:
+    """An endpoint that runs `handler` only for a valid token carrying `scope` (or one
+    of the scopes in `also`: finance reports take `gateway:finance` or `gateway:admin`)."""
 
     async def endpoint(request: Request) -> Response:
         services: Services = request.state.services
@@ -82,7 +83,8 @@ def requires_scope(scope: str, handler: Handler) -> Endpoint:
             try:
                 authorization = request.headers.get("authorization")
                 ctx.principal = await pipeline.authenticate(authorization, services)
-                pipeline.require_scope(ctx.principal, scope)
+                if not any(ctx.principal.has_scope(other) for other in also):
+                    pipeline.require_scope(ctx.principal, scope)
                 response = await handler(request, services, ctx.principal)
             except GatewayError as error:
                 ctx.end(error.status, error.code)

@@ -1,0 +1,116 @@
+"""`gateway report usage`: finance's monthly export (SPEC §6), to stdout or a file.
+
+Parses flags and renders; the report itself is `gateway.usage.reports.usage_report`,
+which `GET /finance/reports/usage` calls too (same bytes). A progress bar (rich,
+on stderr, gone when done) shows while the ledger is read, only when stderr is a
+terminal. `-o FILE` is written atomically (commands/atomic_file.py); a bad flag exits
+2, an unwritable path or a database error 1, with one plain line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from gateway.usage.report_request import ReportRequest
+    from gateway.usage.reports import RenderedReport
+
+report_app = typer.Typer(no_args_is_help=True, help="Reports from the usage ledger.")
+
+
+@contextmanager
+def _progress(shown: bool) -> Iterator[tuple[Callable[[int], None], Callable[[], None]]]:
+    """(started(total), step()) driving a transient rich bar on stderr, or no-ops."""
+    if not shown:
+        yield (lambda _total: None), (lambda: None)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    bar = Progress(
+        TextColumn("reading the ledger"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    task = bar.add_task("ledger", total=None)
+    with bar:
+        yield (
+            (lambda total: bar.update(task, total=total)),
+            (lambda: bar.advance(task)),
+        )
+
+
+def _render(request: ReportRequest, show_progress: bool) -> RenderedReport:
+    from gateway.db import create_engine, migrate
+    from gateway.settings import load_settings
+    from gateway.usage.reports import usage_report
+
+    settings = load_settings()
+
+    async def main() -> RenderedReport:
+        await migrate(settings.database_url)
+        engine = create_engine(settings.database_url)
+        try:
+            with _progress(show_progress) as (started, step):
+                return await usage_report(engine, request, started, step)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except Exception as exc:  # driver errors vary; the operator needs the kind and the text
+        typer.echo(f"error: database {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@report_app.command()
+def usage(
+    month: Annotated[str, typer.Option(help="The UTC calendar month, YYYY-MM.")],
+    format: Annotated[
+        str, typer.Option("--format", help="csv, json, or focus (FinOps FOCUS 1.3 CSV).")
+    ] = "csv",
+    group_by: Annotated[
+        str,
+        typer.Option(
+            "--group-by", help="Comma-separated: team, model, provider, subject, client_id, day."
+        ),
+    ] = "team,model",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (atomically), not stdout.")
+    ] = None,
+) -> None:
+    """The month's usage per group: requests, errors, tokens, exact cost in USD."""
+    from gateway.commands.atomic_file import AtomicFile, OutputNotWritable
+    from gateway.errors import InvalidRequest
+    from gateway.usage.report_request import parse_report_request
+
+    try:
+        request = parse_report_request(month, format, group_by, int(time.time() * 1000))
+    except InvalidRequest as bad:
+        typer.echo(f"error: {bad.message}", err=True)
+        raise typer.Exit(2) from None
+    show_progress = sys.stderr.isatty()
+    if output is None:
+        report = _render(request, show_progress)
+        sys.stdout.buffer.write(report.body)
+        sys.stdout.buffer.flush()
+    else:
+        try:
+            with AtomicFile(output) as target:  # fails here, before the ledger is read
+                report = _render(request, show_progress)
+                target.commit(report.body)
+        except OutputNotWritable as unwritable:
+            typer.echo(f"error: {unwritable}", err=True)
+            raise typer.Exit(1) from None
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning.message}", err=True)

@@ -1,0 +1,279 @@
+"""The ledger reads behind the usage reports: GROUP BY queries over one time range.
+
+Integers are summed in SQL (exact on SQLite and PostgreSQL; PostgreSQL's SUM of a
+BIGINT is a NUMERIC, read back as an int here). Rows come back unordered: the
+renderers sort in Python so the order does not depend on a database's collation.
+A key the ledger left NULL (a refusal knows no model) stays None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from gateway.usage.ledger_table import usage_ledger as ledger
+from gateway.usage.pricing import PriceSource
+from gateway.usage.report_request import MS_PER_DAY, GroupKey
+
+Key = tuple[str | int | None, ...]
+
+
+def _least(a: Any, b: Any) -> Any:
+    """min(a, b) on both databases (SQLite's two-argument min is PostgreSQL's LEAST)."""
+    return sa.case((a < b, a), else_=b)
+
+
+# The token kinds exactly as `pricing.cost_nanousd` splits a usage: cached and
+# cache-written tokens are part of the input, reasoning tokens part of the output,
+# each clamped so no token is priced twice.
+_CACHED = _least(ledger.c.cached_tokens, ledger.c.input_tokens)
+_WRITTEN = _least(ledger.c.cache_write_tokens, ledger.c.input_tokens - _CACHED)
+_PLAIN_INPUT = ledger.c.input_tokens - _CACHED - _WRITTEN
+_REASONING = _least(ledger.c.reasoning_tokens, ledger.c.output_tokens)
+_PLAIN_OUTPUT = ledger.c.output_tokens - _REASONING
+
+_DAY = (ledger.c.at_ms // MS_PER_DAY).label("day")
+_GROUP_COLUMNS: dict[GroupKey, Any] = {
+    GroupKey.TEAM: ledger.c.team,
+    GroupKey.MODEL: ledger.c.model,
+    GroupKey.PROVIDER: ledger.c.provider,
+    GroupKey.SUBJECT: ledger.c.subject,
+    GroupKey.CLIENT: ledger.c.client_id,
+    GroupKey.DAY: _DAY,
+}
+
+
+def _count(condition: Any) -> Any:
+    return sa.func.sum(sa.case((condition, 1), else_=0))
+
+
+def _in_range(start_ms: int, end_ms: int) -> Any:
+    return sa.and_(ledger.c.at_ms >= start_ms, ledger.c.at_ms < end_ms)
+
+
+def _int(value: Any) -> int:
+    return 0 if value is None else int(value)
+
+
+@dataclass(slots=True)
+class Sums:
+    """What a report adds up for one group; every field an exact integer."""
+
+    requests: int = 0
+    errors: int = 0  # status >= 400, refusals included
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    cost_nanousd: int = 0
+
+    def add(self, other: Sums) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cached_tokens += other.cached_tokens
+        self.cost_nanousd += other.cost_nanousd
+
+
+async def summary_sums(
+    conn: AsyncConnection, start_ms: int, end_ms: int, keys: Sequence[GroupKey]
+) -> dict[Key, Sums]:
+    """Per group of `keys`: requests, errors, tokens, cost over [start_ms, end_ms)."""
+    columns = [_GROUP_COLUMNS[key] for key in keys]
+    query = (
+        sa.select(
+            *columns,
+            sa.func.count(),
+            _count(ledger.c.status >= 400),
+            sa.func.sum(ledger.c.input_tokens),
+            sa.func.sum(ledger.c.output_tokens),
+            sa.func.sum(ledger.c.cached_tokens),
+            sa.func.sum(ledger.c.cost_nanousd),
+        )
+        .where(_in_range(start_ms, end_ms))
+        .group_by(*columns)
+    )
+    found: dict[Key, Sums] = {}
+    width = len(columns)
+    for row in await conn.execute(query):
+        values = tuple(row)
+        found[values[:width]] = Sums(*(_int(v) for v in values[width:]))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownPrice:
+    """Rows with tokens but no price anywhere: charged zero, listed as a warning."""
+
+    model: str | None
+    deployment: str | None
+    rows: int
+    input_tokens: int
+    output_tokens: int
+
+
+async def unknown_prices(conn: AsyncConnection, start_ms: int, end_ms: int) -> list[UnknownPrice]:
+    # A refusal that never reached a deployment is unpriced too, but nothing in it
+    # was charged at zero: only rows that consumed tokens are flagged.
+    query = (
+        sa.select(
+            ledger.c.model,
+            ledger.c.deployment,
+            sa.func.count(),
+            sa.func.sum(ledger.c.input_tokens),
+            sa.func.sum(ledger.c.output_tokens),
+        )
+        .where(
+            _in_range(start_ms, end_ms),
+            ledger.c.price_source == PriceSource.UNKNOWN.value,
+            sa.or_(ledger.c.input_tokens > 0, ledger.c.output_tokens > 0),
+        )
+        .group_by(ledger.c.model, ledger.c.deployment)
+    )
+    return [
+        UnknownPrice(row[0], row[1], _int(row[2]), _int(row[3]), _int(row[4]))
+        for row in await conn.execute(query)
+    ]
+
+
+class TokenKind(StrEnum):
+    """The kinds of token a row is priced by, each at its own unit price."""
+
+    INPUT = "input"  # input tokens neither read from nor written to a prompt cache
+    CACHED_INPUT = "cached_input"
+    CACHE_WRITE = "cache_write"
+    OUTPUT = "output"  # output tokens that are not reasoning tokens
+    REASONING = "reasoning"
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeKey:
+    """What makes rows one FOCUS charge: same day, team, model, deployment and prices."""
+
+    day: int  # days since the epoch, UTC
+    team: str | None
+    model: str | None
+    provider: str | None
+    deployment: str | None
+    upstream_model: str | None
+    price_source: str
+    # Nano-USD per million tokens, as stored on the rows.
+    price_input: int
+    price_cached_input: int
+    price_cache_write: int
+    price_output: int
+    price_reasoning: int
+    extra: tuple[str | None, ...] = ()  # the values of FOCUS's optional keys (subject, client)
+
+    def unit_price(self, kind: TokenKind) -> int:
+        """Nano-USD per million tokens of `kind`, as the rows were charged."""
+        return {
+            TokenKind.INPUT: self.price_input,
+            TokenKind.CACHED_INPUT: self.price_cached_input,
+            TokenKind.CACHE_WRITE: self.price_cache_write,
+            TokenKind.OUTPUT: self.price_output,
+            TokenKind.REASONING: self.price_reasoning,
+        }[kind]
+
+
+@dataclass(slots=True)
+class ChargeSums:
+    """Token quantities of each kind, split exactly as the rows were priced."""
+
+    requests: int = 0
+    errors: int = 0
+    cost_nanousd: int = 0  # the rows' own costs, summed: the figure the lines must add up to
+    tokens: dict[TokenKind, int] = field(default_factory=lambda: dict.fromkeys(TokenKind, 0))
+    # The same quantities from rows whose tokens the gateway counted itself.
+    estimated: dict[TokenKind, int] = field(default_factory=lambda: dict.fromkeys(TokenKind, 0))
+
+
+_TOKEN_SUMS = {
+    TokenKind.INPUT: _PLAIN_INPUT,
+    TokenKind.CACHED_INPUT: _CACHED,
+    TokenKind.CACHE_WRITE: _WRITTEN,
+    TokenKind.OUTPUT: _PLAIN_OUTPUT,
+    TokenKind.REASONING: _REASONING,
+}
+_PRICE_COLUMNS = [
+    ledger.c.price_source,
+    ledger.c.price_input,
+    ledger.c.price_cached_input,
+    ledger.c.price_cache_write,
+    ledger.c.price_output,
+    ledger.c.price_reasoning,
+]
+
+
+async def charge_sums(
+    conn: AsyncConnection, start_ms: int, end_ms: int, extra: Sequence[GroupKey]
+) -> dict[ChargeKey, ChargeSums]:
+    """Per day, team, model, deployment and unit prices over [start_ms, end_ms).
+
+    The provider and upstream model follow from the deployment (it is written
+    PROVIDER/UPSTREAM_MODEL), so they are read with MAX rather than sorted on, and
+    estimated tokens are conditional sums rather than a key: every sort key costs
+    time on a million rows.
+    """
+    keys = [
+        _DAY,
+        ledger.c.team,
+        ledger.c.model,
+        ledger.c.deployment,
+        *_PRICE_COLUMNS,
+        *(_GROUP_COLUMNS[key] for key in extra),
+    ]
+    estimated = [
+        sa.func.sum(sa.case((ledger.c.tokens_estimated, expression), else_=0))
+        for expression in _TOKEN_SUMS.values()
+    ]
+    query = (
+        sa.select(
+            *keys,
+            sa.func.max(ledger.c.provider),
+            sa.func.max(ledger.c.upstream_model),
+            sa.func.count(),
+            _count(ledger.c.status >= 400),
+            sa.func.sum(ledger.c.cost_nanousd),
+            *(sa.func.sum(expression) for expression in _TOKEN_SUMS.values()),
+            *estimated,
+        )
+        .where(_in_range(start_ms, end_ms))
+        .group_by(*keys)
+    )
+    found: dict[ChargeKey, ChargeSums] = {}
+    width = len(keys)
+    kinds = len(_TOKEN_SUMS)
+    for row in await conn.execute(query):
+        values = tuple(row)
+        team, model, deployment, source = values[1:5]
+        provider, upstream_model = values[width : width + 2]
+        key = ChargeKey(
+            day=_int(values[0]),
+            team=team,
+            model=model,
+            provider=provider,
+            deployment=deployment,
+            upstream_model=upstream_model,
+            price_source=source,
+            price_input=_int(values[5]),
+            price_cached_input=_int(values[6]),
+            price_cache_write=_int(values[7]),
+            price_output=_int(values[8]),
+            price_reasoning=_int(values[9]),
+            extra=tuple(values[10:width]),
+        )
+        requests, errors, cost, *quantities = (_int(v) for v in values[width + 2 :])
+        found[key] = ChargeSums(
+            requests=requests,
+            errors=errors,
+            cost_nanousd=cost,
+            tokens=dict(zip(_TOKEN_SUMS, quantities[:kinds], strict=True)),
+            estimated=dict(zip(_TOKEN_SUMS, quantities[kinds:], strict=True)),
+        )
+    return found

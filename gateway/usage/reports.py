@@ -1,0 +1,118 @@
+"""Finance's monthly usage report: read the ledger, render csv, json or FOCUS bytes.
+
+The one service behind `gateway report usage` and `GET /finance/reports/usage`,
+so both give the same bytes. The month is read one UTC day at a time (a progress
+step each; the sums are integers, so merging days is exact) inside one read
+transaction, so every figure and warning comes from the same snapshot while the
+ledger writer keeps adding rows (PostgreSQL: REPEATABLE READ; SQLite: WAL read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gateway.usage.focus import focus_csv, focus_extra_keys
+from gateway.usage.report_formats import (
+    ReportWarning,
+    Summary,
+    summary_csv,
+    summary_json,
+    unknown_price_warnings,
+)
+from gateway.usage.report_query import (
+    ChargeKey,
+    ChargeSums,
+    Key,
+    Sums,
+    charge_sums,
+    summary_sums,
+    unknown_prices,
+)
+from gateway.usage.report_request import MS_PER_DAY, ReportFormat, ReportRequest
+
+# Told how many steps there are, then once per step done (a progress bar, or nothing).
+Progress = Callable[[int], None]
+
+REPORT_WORK_MEM = "64MB"  # PostgreSQL's default 4MB spills a million-row sort to disk
+MEDIA_TYPES = {
+    ReportFormat.CSV: "text/csv; charset=utf-8",
+    ReportFormat.FOCUS: "text/csv; charset=utf-8",
+    ReportFormat.JSON: "application/json",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedReport:
+    body: bytes
+    media_type: str
+    filename: str  # what a download is saved as: usage-2026-11.csv, usage-2026-11-focus.csv
+    warnings: list[ReportWarning]
+
+
+def _filename(request: ReportRequest) -> str:
+    label = request.month.label
+    if request.format is ReportFormat.FOCUS:
+        return f"usage-{label}-focus.csv"
+    return f"usage-{label}.{request.format.value}"
+
+
+def _day_ranges(request: ReportRequest) -> list[tuple[int, int]]:
+    start = request.month.start_ms
+    return [
+        (start + day * MS_PER_DAY, start + (day + 1) * MS_PER_DAY)
+        for day in range(request.month.days)
+    ]
+
+
+async def _read(
+    conn: AsyncConnection, request: ReportRequest, started: Progress, step: Callable[[], None]
+) -> tuple[dict[Key, Sums], dict[ChargeKey, ChargeSums], list[ReportWarning]]:
+    days = _day_ranges(request)
+    started(len(days) + 1)
+    groups: dict[Key, Sums] = {}
+    charges: dict[ChargeKey, ChargeSums] = {}
+    extra = focus_extra_keys(request.group_by)
+    for start_ms, end_ms in days:
+        if request.format is ReportFormat.FOCUS:
+            # Keyed by day: no two days share a key, so nothing needs merging.
+            charges.update(await charge_sums(conn, start_ms, end_ms, extra))
+        else:
+            for key, sums in (await summary_sums(conn, start_ms, end_ms, request.group_by)).items():
+                groups.setdefault(key, Sums()).add(sums)
+        step()
+    month = request.month
+    warnings = unknown_price_warnings(await unknown_prices(conn, month.start_ms, month.end_ms))
+    step()
+    return groups, charges, warnings
+
+
+def _nothing(*_: object) -> None:
+    pass
+
+
+async def usage_report(
+    engine: AsyncEngine,
+    request: ReportRequest,
+    started: Progress = _nothing,
+    step: Callable[[], None] = _nothing,
+) -> RenderedReport:
+    """The report's bytes; `started(total)` then `step()` per day read report progress."""
+    async with engine.connect() as conn:
+        is_postgres = engine.dialect.name == "postgresql"
+        if is_postgres:
+            conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+        async with conn.begin():
+            if is_postgres:  # a month's GROUP BY sorts in memory instead of on disk
+                await conn.execute(sa.text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+            groups, charges, warnings = await _read(conn, request, started, step)
+    if request.format is ReportFormat.FOCUS:
+        body = focus_csv(request.month, charges, focus_extra_keys(request.group_by))
+    else:
+        summary = Summary(request.month, request.group_by, groups, warnings)
+        render = summary_json if request.format is ReportFormat.JSON else summary_csv
+        body = render(summary)
+    return RenderedReport(body, MEDIA_TYPES[request.format], _filename(request), warnings)
