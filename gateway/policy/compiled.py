@@ -23,6 +23,7 @@ import orjson
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.loader import LoadedBundle, Locate
 from gateway.policy.schema import (
+    CacheSpec,
     GuardrailProfile,
     IssuerSpec,
     LimitsSpec,
@@ -87,11 +88,24 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """How long an exact answer is served again, and how many bytes its entries may hold."""
+
+    ttl_s: int
+    max_bytes: int
+
+
+def _cache(spec: CacheSpec | None) -> CachePolicy | None:
+    return None if spec is None else CachePolicy(spec.ttl_s, spec.max_bytes)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRoute:
     alias: str
     deployments: tuple[Deployment, ...]
     routing: RoutingConfig
     price: Price | None
+    cache: CachePolicy | None = None  # the model's own; wins over the team's (cache/rules.py)
 
 
 class BudgetPeriod(StrEnum):
@@ -119,6 +133,7 @@ class TeamRules:
     limits: LimitsSpec | None = None
     per_user: PerUserSpec | None = None
     guardrails: tuple[str, ...] = ()
+    cache: CachePolicy | None = None
 
     def allows(self, alias: str) -> bool:
         return self.allows_all_models or alias in self.models
@@ -269,6 +284,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
             deployments=tuple(deployments),
             routing=defaults.overridden_by(model.routing),
             price=alias_price,
+            cache=_cache(model.cache),
         )
 
     teams: dict[str, TeamRules] = {}
@@ -312,6 +328,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
             limits=team.limits,
             per_user=team.per_user,
             guardrails=tuple(team.guardrails),
+            cache=_cache(team.cache),
         )
 
     for i, issuer in enumerate(bundle.auth.issuers):
