@@ -59,7 +59,7 @@ def uncacheable(endpoint: Endpoint, body: Mapping[str, Any]) -> Uncacheable | No
         return Uncacheable.ENDPOINT
     choices = body.get("n")
     # bool is an int: `n: true` is the upstream's to refuse, and not ours to repeat.
-    if choices is not None and (not isinstance(choices, int) or choices != 1):
+    if choices is not None and (type(choices) is not int or choices != 1):
         return Uncacheable.SEVERAL_CHOICES
     return None
 
