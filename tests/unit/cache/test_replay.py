@@ -224,15 +224,17 @@ def test_assembly_does_not_depend_on_how_events_are_grouped() -> None:
     ("name", "events"),
     [
         ("cut before [DONE]", upstream_stream()[:-1]),
-        ("cut before the finish reason", upstream_stream()[:7] + [b"data: [DONE]\n\n"]),
+        ("cut before the finish reason", [*upstream_stream()[:7], b"data: [DONE]\n\n"]),
         ("nothing", [b"data: [DONE]\n\n"]),
         (
             "an error event",
-            upstream_stream()[:3]
-            + [b'data: {"error": {"message": "boom", "type": "api_error", "code": null}}\n\n']
-            + upstream_stream()[3:],
+            [
+                *upstream_stream()[:3],
+                b'data: {"error": {"message": "boom", "type": "api_error", "code": null}}\n\n',
+                *upstream_stream()[3:],
+            ],
         ),
-        ("unreadable JSON", upstream_stream()[:3] + [b"data: {nope\n\n"] + upstream_stream()[3:]),
+        ("unreadable JSON", [*upstream_stream()[:3], b"data: {nope\n\n", *upstream_stream()[3:]]),
     ],
 )
 def test_an_incomplete_stream_is_not_stored(name: str, events: list[bytes]) -> None:

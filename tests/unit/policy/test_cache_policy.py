@@ -11,7 +11,6 @@ from gateway.policy.errors import PolicyInvalid
 from gateway.policy.store import load_policy_dir
 from tests.support.processes import GATEWAY
 
-
 BUNDLE = """\
 providers:
   demo: {type: mock}
