@@ -2,7 +2,8 @@
 
 A key is SHA-256 over, in order: a format version, the endpoint, the model alias,
 the route's deployments (provider/model labels, sorted), the guardrail profiles
-that shape the answer (names and a hash of their rules), and the request body in
+that shape the answer (`TeamRules.guardrails_hash`, computed once at policy
+compile: names and rules), and the request body in
 canonical form. The team is both hashed and kept beside the digest, so two teams
 never share an entry, even for identical requests. Price, limits and budgets do not
 shape an answer and stay out: a price change keeps the entries; a change to the
@@ -19,7 +20,6 @@ from typing import Any
 import orjson
 
 from gateway.policy.compiled import Deployment
-from gateway.policy.schema import GuardrailProfile
 from gateway.providers.base import Endpoint
 
 KEY_FORMAT = b"gateway-cache-v1"
@@ -50,23 +50,13 @@ def canonical_body(body: Mapping[str, Any]) -> bytes:
     return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)
 
 
-def guardrail_fingerprint(names: Sequence[str], profiles: Mapping[str, GuardrailProfile]) -> bytes:
-    """The team's profiles in order, each with its rules: editing a rule changes it."""
-    shown = [[name, _profile_json(profiles.get(name))] for name in names]
-    return orjson.dumps(shown, option=orjson.OPT_SORT_KEYS)
-
-
-def _profile_json(profile: GuardrailProfile | None) -> Any:
-    return None if profile is None else profile.model_dump(mode="json")
-
-
 def cache_key(
     *,
     team: str,
     endpoint: Endpoint,
     model: str,
     deployments: Sequence[Deployment],
-    guardrails: bytes,
+    guardrails: str,
     body: Mapping[str, Any],
 ) -> CacheKey:
     """The key of this request for this team (see the module docstring for the parts)."""
@@ -78,7 +68,7 @@ def cache_key(
         endpoint.encode(),
         model.encode(),
         orjson.dumps(labels),
-        guardrails,
+        guardrails.encode(),
         canonical_body(body),
     ):
         # Length-prefixed, so no two different lists of parts hash the same bytes.

@@ -25,11 +25,10 @@ from gateway.cache.entry import (
     LookupStatus,
     Stored,
 )
-from gateway.cache.key import CacheKey, cache_key, guardrail_fingerprint
+from gateway.cache.key import CacheKey, cache_key
 from gateway.cache.replay import replay
 from gateway.cache.rules import CacheMode, CacheStatus, cache_mode, effective_policy, uncacheable
 from gateway.policy.compiled import CachePolicy, ModelRoute, TeamRules
-from gateway.policy.schema import GuardrailProfile
 from gateway.providers.base import Endpoint
 from gateway.usage.usage import Usage, usage_from_report
 
@@ -58,7 +57,6 @@ def plan(
     *,
     team: TeamRules,
     route: ModelRoute,
-    guardrails: Mapping[str, GuardrailProfile],
     endpoint: Endpoint,
     body: Mapping[str, Any],
     cache_control: Iterable[str],
@@ -66,7 +64,7 @@ def plan(
     """None when no policy turns the cache on for this team and model (no header then).
 
     `route` is the route the request will take (deployments that can serve the
-    endpoint); `guardrails` is the policy's profiles, of which the team's count.
+    endpoint); the team's guardrail profiles enter through `team.guardrails_hash`.
     """
     policy = effective_policy(team, route)
     if policy is None:
@@ -79,7 +77,7 @@ def plan(
         endpoint=endpoint,
         model=route.alias,
         deployments=route.deployments,
-        guardrails=guardrail_fingerprint(team.guardrails, guardrails),
+        guardrails=team.guardrails_hash,
         body=body,
     )
     return CachePlan(policy, key, mode)

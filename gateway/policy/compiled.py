@@ -12,7 +12,7 @@ secrets, so its reprs hide them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
@@ -134,6 +134,7 @@ class TeamRules:
     per_user: PerUserSpec | None = None
     guardrails: tuple[str, ...] = ()
     cache: CachePolicy | None = None
+    guardrails_hash: str = ""  # the team's profiles and their rules (the cache key's part)
 
     def allows(self, alias: str) -> bool:
         return self.allows_all_models or alias in self.models
@@ -206,6 +207,13 @@ def _environment_rules(
     except ValueError as error:
         issues.append(PolicyIssue("environment", "", str(error)))
     return references, upstreams
+
+
+def guardrails_hash(names: Sequence[str], profiles: Mapping[str, GuardrailProfile]) -> str:
+    """sha256 of a team's guardrail profiles in order, with their rules: editing a rule
+    changes it, so cached answers shaped by the old rules become unreachable."""
+    shown = [[n, p.model_dump(mode="json") if (p := profiles.get(n)) else None] for n in names]
+    return hashlib.sha256(orjson.dumps(shown, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def bundle_hash(raw: Mapping[str, object]) -> str:
@@ -329,6 +337,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
             per_user=team.per_user,
             guardrails=tuple(team.guardrails),
             cache=_cache(team.cache),
+            guardrails_hash=guardrails_hash(team.guardrails, bundle.guardrails),
         )
 
     for i, issuer in enumerate(bundle.auth.issuers):

@@ -6,8 +6,8 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.cache.key import cache_key, canonical_body, guardrail_fingerprint
-from gateway.policy.compiled import Deployment
+from gateway.cache.key import cache_key, canonical_body
+from gateway.policy.compiled import Deployment, guardrails_hash
 from gateway.policy.schema import GuardrailProfile, GuardrailRule
 
 DEPLOYMENTS = (Deployment("openai", "gpt-4o", 1.0, 1), Deployment("local", "llama", 1.0, 2))
@@ -25,7 +25,7 @@ def key(**changes: Any) -> str:
         "endpoint": "chat",
         "model": "chat",
         "deployments": DEPLOYMENTS,
-        "guardrails": b"[]",
+        "guardrails": "",
         "body": BODY,
     }
     parts.update(changes)
@@ -91,7 +91,7 @@ def test_each_part_that_shapes_the_answer_splits_entries() -> None:
         key(model="other"),
         key(deployments=DEPLOYMENTS[:1]),
         key(deployments=(Deployment("openai", "gpt-4o-mini", 1.0, 1),)),
-        key(guardrails=b'[["baseline",null]]'),
+        key(guardrails="0" * 64),
         key(body={**BODY, "temperature": 1}),
         key(body={**BODY, "messages": [{"role": "user", "content": "Hello!"}]}),
         key(body={**BODY, "seed": 3}),
@@ -120,11 +120,11 @@ def test_editing_a_guardrail_rule_changes_the_fingerprint() -> None:
     """A policy change to a guardrail profile makes the old entries unreachable."""
     block = GuardrailProfile(input=[GuardrailRule(detector="email", action="block")])
     redact = GuardrailProfile(input=[GuardrailRule(detector="email", action="redact")])
-    one = guardrail_fingerprint(["baseline"], {"baseline": block})
-    two = guardrail_fingerprint(["baseline"], {"baseline": redact})
+    one = guardrails_hash(["baseline"], {"baseline": block})
+    two = guardrails_hash(["baseline"], {"baseline": redact})
     assert one != two
-    assert guardrail_fingerprint(["baseline"], {"baseline": block}) == one
-    assert guardrail_fingerprint([], {"baseline": block}) == b"[]"
+    assert guardrails_hash(["baseline"], {"baseline": block}) == one
+    assert guardrails_hash([], {"baseline": block}) != one
     assert key(guardrails=one) != key(guardrails=two)
 
 
@@ -134,7 +134,7 @@ def test_the_key_names_its_team_and_model() -> None:
         endpoint="chat",
         model="chat",
         deployments=DEPLOYMENTS,
-        guardrails=b"",
+        guardrails="",
         body=BODY,
     )
     assert (found.team, found.model, len(found.digest)) == ("search", "chat", 64)

@@ -1,6 +1,7 @@
 """The cache stage's decisions and calls (gateway/cache/stage.py)."""
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -19,15 +20,29 @@ from gateway.cache.entry import (
 from gateway.cache.key import CacheKey
 from gateway.cache.memory import MemoryCache
 from gateway.cache.rules import CacheMode, CacheStatus
-from gateway.policy.compiled import CachePolicy, Deployment, ModelRoute, RoutingConfig, TeamRules
+from gateway.policy.compiled import (
+    CachePolicy,
+    Deployment,
+    ModelRoute,
+    RoutingConfig,
+    TeamRules,
+    guardrails_hash,
+)
 from gateway.policy.schema import GuardrailProfile, GuardrailRule
 from gateway.usage.usage import Usage
 
 ON = CachePolicy(ttl_s=60, max_bytes=100_000)
 ROUTE = ModelRoute("chat", (Deployment("demo", "m", 1.0, 1),), RoutingConfig(), None)
-CACHED_TEAM = TeamRules("search", True, frozenset(), cache=ON, guardrails=("baseline",))
-PLAIN_TEAM = TeamRules("plain", True, frozenset())
 PROFILES = {"baseline": GuardrailProfile(input=[GuardrailRule(detector="email", action="block")])}
+CACHED_TEAM = TeamRules(
+    "search",
+    True,
+    frozenset(),
+    cache=ON,
+    guardrails=("baseline",),
+    guardrails_hash=guardrails_hash(["baseline"], PROFILES),
+)
+PLAIN_TEAM = TeamRules("plain", True, frozenset())
 BODY: dict[str, Any] = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 WHOLE = orjson.dumps(
     {
@@ -51,7 +66,6 @@ def plan(team: TeamRules = CACHED_TEAM, **changes: Any) -> stage.CachePlan | Non
     parts: dict[str, Any] = {
         "team": team,
         "route": ROUTE,
-        "guardrails": PROFILES,
         "endpoint": "chat",
         "body": BODY,
         "cache_control": [],
@@ -95,7 +109,10 @@ def test_what_the_client_and_the_request_allow(
 
 def test_teams_guardrail_profiles_are_in_the_key() -> None:
     """Editing the team's profile makes old entries unreachable."""
-    one, two = plan(), plan(guardrails={"baseline": GuardrailProfile()})
+    edited = replace(
+        CACHED_TEAM, guardrails_hash=guardrails_hash(["baseline"], {"baseline": GuardrailProfile()})
+    )
+    one, two = plan(), plan(edited)
     assert one is not None and two is not None and one.key != two.key
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from gateway.cache.rules import effective_policy
+from gateway.cache.stage import plan
 from gateway.policy.compiled import CachePolicy
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.store import load_policy_dir
@@ -132,3 +133,45 @@ def test_policy_check_names_file_and_line_of_a_bad_cache(tmp_path: Path) -> None
     assert done.returncode == 1
     assert f"{tmp_path}/bundle.yaml:9: teams.search.cache.ttl_s" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _key_under(tmp_path: Path, text: str) -> str | None:
+    (tmp_path / "bundle.yaml").write_text(text)
+    policy = load_policy_dir(tmp_path, {})
+    found = plan(
+        team=policy.teams["search"],
+        route=policy.models["chat"],
+        endpoint="chat",
+        body={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+        cache_control=[],
+    )
+    assert found is not None and found.key is not None
+    return found.key.digest
+
+
+CHANGING = """\
+providers:
+  demo: {type: mock}
+models:
+  chat: {deployments: [{provider: demo, model: UPSTREAM}], price: {input_per_mtok: PRICE, output_per_mtok: 1}}
+teams:
+  search: {models: ["*"], guardrails: [g], cache: {ttl_s: 60, max_bytes: 100000}}
+guardrails:
+  g: {output: [{detector: email, action: ACTION}]}
+"""
+
+
+def test_a_policy_change_to_the_route_or_a_guardrail_makes_old_entries_unreachable(
+    tmp_path: Path,
+) -> None:
+    """New deployment or edited guardrail rule: a new key. A new price: the same key."""
+
+    def under(upstream: str = "m1", action: str = "redact", price: str = "1") -> str | None:
+        text = CHANGING.replace("UPSTREAM", upstream).replace("ACTION", action)
+        return _key_under(tmp_path, text.replace("PRICE", price))
+
+    base = under()
+    assert under() == base
+    assert under(upstream="m2") != base
+    assert under(action="block") != base
+    assert under(price="7") == base
