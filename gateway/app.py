@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from gateway.api import admin, admin_clients, finance, models, oauth, openapi, ops
+from gateway.api import admin, admin_cache, admin_clients, finance, models, oauth, openapi, ops
 from gateway.api import openai as openai_api
 from gateway.api.edge import access_line, request_id_of
 from gateway.api.planes import is_off_plane, refuse_off_plane
@@ -166,6 +166,7 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             *admin_clients.routes,
             *admin.routes,
             *finance.routes,
+            *admin_cache.routes,  # response cache (issue 14)
             *openapi.routes,
         ],
         lifespan=lifespan,

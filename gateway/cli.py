@@ -24,6 +24,7 @@ from gateway.commands.auth import (
     record_issuer,
     warn_unknown_team,
 )
+from gateway.commands.cache import cache_app  # response cache (issue 14)
 from gateway.commands.policy import check_or_exit, policy_app, running_version_number
 from gateway.commands.report import report_app
 from gateway.settings import Settings, load_settings
@@ -36,6 +37,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
+app.add_typer(cache_app, name="cache")  # response cache (issue 14)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -20,6 +20,8 @@ from gateway.auth.issuer import CURRENT_KEY_POLL_S, TokenIssuer, retired_key_ver
 from gateway.auth.jwks import JwksCache
 from gateway.auth.keys import SigningKeyStore
 from gateway.auth.login_guard import LoginLimits
+from gateway.cache.backends import open_cache  # response cache (issue 14)
+from gateway.cache.entry import CacheBackend  # response cache (issue 14)
 from gateway.context import RequestContext
 from gateway.db import create_engine, migrate
 from gateway.guardrails.classifier import Classifiers
@@ -54,6 +56,7 @@ class Services:
     recorders: tuple[Recorder, ...]  # the access log today; the ledger, metrics, traces later
     in_flight: InFlight  # inference requests under way, for the shutdown drain
     classifiers: Classifiers  # guardrail classifier calls; HTTP session opened on first use
+    cache: CacheBackend  # response cache (issue 14): Redis if configured, else in-process
 
 
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
@@ -93,6 +96,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     policy_store = PolicyStore(policy, version)
     jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
     classifiers = Classifiers()
+    cache = open_cache(settings.redis_url)  # response cache (issue 14); connects on first use
     try:
         # A short current-key cache: `gateway keys rotate` run anywhere signs here within 1 s.
         keys = SigningKeyStore(
@@ -142,6 +146,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     recorders=(access_log.record, ledger.record),
                     in_flight=in_flight,
                     classifiers=classifiers,
+                    cache=cache,  # response cache (issue 14)
                 )
             finally:
                 # uvicorn shuts the lifespan down right after cancelling the requests
@@ -153,6 +158,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             await clients.stop()
             await jwks.close()
             await classifiers.close()
+            await cache.close()  # response cache (issue 14)
             await providers.close()
             await engine.dispose()
         finally:

@@ -146,6 +146,13 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         expires_in=_INT,
         scope=_STR,
     ),
+    "CacheCleared": _obj(
+        ["object", "team", "model", "deleted"],
+        object={"const": "cache.cleared"},
+        team={"type": ["string", "null"]},
+        model={"type": ["string", "null"]},
+        deleted={**_INT, "description": "Entries removed (this worker's, without Redis)."},
+    ),
     "OAuthError": _obj(["error"], error=_STR, error_description=_STR),
     "ServerMetadata": {"type": "object", "description": "RFC 8414 authorization server metadata."},
     "JWKS": _obj(["keys"], keys={"type": "array", "items": {"type": "object"}}),
@@ -163,6 +170,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         403: "The token lacks gateway:admin",
         404: "No such version, team or client",
         409: "base_version is not the running version",
+        503: "The shared response cache (Redis) did not answer",
     }
     return {str(s): _answer(meaning[s], "Error") for s in (401, 403, *statuses)}
 
@@ -284,6 +292,18 @@ PATHS: dict[str, Any] = {
             _answer("The revoked client", "Client"),
             404,
             parameters=[_path("client_id", _STR)],
+        )
+    },
+    "/admin/cache": {
+        "delete": _op(
+            "Empty the response cache of a team and/or a model (all when neither)",
+            _answer("How many entries were removed", "CacheCleared"),
+            400,
+            503,
+            parameters=[
+                {"name": n, "in": "query", "required": False, "schema": _STR, "description": d}
+                for n, d in (("team", "Only this team's."), ("model", "Only this model alias's."))
+            ],
         )
     },
     "/oauth/token": {

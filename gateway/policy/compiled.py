@@ -12,7 +12,7 @@ secrets, so its reprs hide them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from types import MappingProxyType
@@ -24,6 +24,7 @@ from gateway.guardrails.guards import NO_GUARDS, Guards, ProviderEndpoint, compi
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.loader import LoadedBundle, Locate
 from gateway.policy.schema import (
+    CacheSpec,
     GuardrailProfile,
     IssuerSpec,
     LimitsSpec,
@@ -88,11 +89,24 @@ class Deployment:
 
 
 @dataclass(frozen=True, slots=True)
+class CachePolicy:
+    """How long an exact answer is served again, and how many bytes its entries may hold."""
+
+    ttl_s: int
+    max_bytes: int
+
+
+def _cache(spec: CacheSpec | None) -> CachePolicy | None:
+    return None if spec is None else CachePolicy(spec.ttl_s, spec.max_bytes)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelRoute:
     alias: str
     deployments: tuple[Deployment, ...]
     routing: RoutingConfig
     price: Price | None
+    cache: CachePolicy | None = None  # the model's own; wins over the team's (cache/rules.py)
 
 
 class BudgetPeriod(StrEnum):
@@ -121,6 +135,8 @@ class TeamRules:
     per_user: PerUserSpec | None = None
     guardrails: tuple[str, ...] = ()
     guards: Guards = NO_GUARDS  # the profiles above, compiled: one scan per side
+    cache: CachePolicy | None = None
+    guardrails_hash: str = ""  # the team's profiles and their rules (the cache key's part)
 
     def allows(self, alias: str) -> bool:
         return self.allows_all_models or alias in self.models
@@ -237,6 +253,13 @@ def _with_guards(
     return out
 
 
+def guardrails_hash(names: Sequence[str], profiles: Mapping[str, GuardrailProfile]) -> str:
+    """sha256 of a team's guardrail profiles in order, with their rules: editing a rule
+    changes it, so cached answers shaped by the old rules become unreachable."""
+    shown = [[n, p.model_dump(mode="json") if (p := profiles.get(n)) else None] for n in names]
+    return hashlib.sha256(orjson.dumps(shown, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
 def bundle_hash(raw: Mapping[str, object]) -> str:
     return hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
@@ -313,6 +336,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
             deployments=tuple(deployments),
             routing=defaults.overridden_by(model.routing),
             price=alias_price,
+            cache=_cache(model.cache),
         )
 
     teams: dict[str, TeamRules] = {}
@@ -356,6 +380,8 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
             limits=team.limits,
             per_user=team.per_user,
             guardrails=tuple(team.guardrails),
+            cache=_cache(team.cache),
+            guardrails_hash=guardrails_hash(team.guardrails, bundle.guardrails),
         )
 
     for i, issuer in enumerate(bundle.auth.issuers):

@@ -145,10 +145,24 @@ class RoutingSpec(_Strict):
     failure_threshold: Annotated[int, Field(ge=1)] | None = None
 
 
+# A day is as long as an exact answer may be served again; 1 GiB as much as one
+# team's entries for one model may hold in a process (Redis bounds its own memory).
+MAX_CACHE_TTL_S = 86_400
+MAX_CACHE_BYTES = 1 << 30
+
+
+class CacheSpec(_Strict):
+    """The response cache for a team or a model: on only where a policy says so."""
+
+    ttl_s: Annotated[int, Field(strict=True, gt=0, le=MAX_CACHE_TTL_S)]
+    max_bytes: Annotated[int, Field(strict=True, gt=0, le=MAX_CACHE_BYTES)]
+
+
 class ModelSpec(_Strict):
     deployments: Annotated[list[DeploymentSpec], Field(min_length=1)]
     price: PriceSpec | None = None
     routing: RoutingSpec | None = None
+    cache: CacheSpec | None = None  # wins over the team's (compiled.py)
 
 
 DEFAULT_ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
@@ -241,6 +255,7 @@ class TeamSpec(_Strict):
     per_user: PerUserSpec | None = None
     guardrails: list[str] = Field(default_factory=list)  # profile names
     max_tokens_default: Annotated[int, Field(gt=0)] | None = None  # reserve when unset
+    cache: CacheSpec | None = None  # exact-match answers, this team only
 
 
 RuleName = Annotated[

@@ -1,0 +1,1 @@
+"""The response cache: exact answers served again, per team, streamed or not."""

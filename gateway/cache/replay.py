@@ -1,0 +1,275 @@
+"""Whole answers ↔ OpenAI SSE streams, for the cache. Pure byte work, no I/O.
+
+`replay` turns a stored whole answer into the stream OpenAI would have sent
+(chat.completion.chunk or text_completion chunks: the role first, then the
+content, then the finish reason, a usage chunk only when the client asked, then
+`data: [DONE]`). `StreamAssembler` is a stream step that passes every chunk on
+untouched and, when the stream completed, gives the whole answer a non-streamed
+client would have got, so a completed stream is stored for both kinds of client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from gateway.providers.base import Endpoint
+from gateway.sse import data_of, events_of
+from gateway.stream.steps import Emit
+
+DONE_EVENT = b"data: [DONE]\n\n"
+STREAMABLE: frozenset[Endpoint] = frozenset({"chat", "completions"})
+_HEAD_FIELDS = ("id", "created", "model", "system_fingerprint", "service_tier")
+# Message fields a chat delta carries as text, appended chunk by chunk.
+_TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+def replay(endpoint: Endpoint, answer: bytes, *, include_usage: bool) -> bytes:
+    """The SSE bytes of a stored whole answer (chat or completions). ValueError if the
+    stored bytes are not a whole answer of that endpoint."""
+    whole = orjson.loads(answer)
+    if not isinstance(whole, dict) or not isinstance(whole.get("choices"), list):
+        raise ValueError("not a whole answer")
+    head: dict[str, Any] = {name: whole[name] for name in _HEAD_FIELDS if name in whole}
+    head["object"] = "chat.completion.chunk" if endpoint == "chat" else "text_completion"
+    if include_usage:
+        head["usage"] = None  # OpenAI: every chunk but the last says usage: null
+    if endpoint == "chat":
+        events = [_event({**head, "choices": [c]}) for c in _chat_choices(whole["choices"])]
+    elif endpoint == "completions":
+        events = [_event({**head, "choices": [c]}) for c in _text_choices(whole["choices"])]
+    else:
+        raise ValueError(f"{endpoint} answers are not streamed")
+    usage = whole.get("usage")
+    if include_usage and isinstance(usage, dict):
+        events.append(_event({**head, "choices": [], "usage": usage}))
+    events.append(DONE_EVENT)
+    return b"".join(events)
+
+
+def _chat_choices(choices: list[Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for position, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            raise ValueError("a choice is not an object")
+        index = choice.get("index", position)
+        message = choice.get("message") or {}
+        role = message.get("role", "assistant")
+        first: dict[str, Any] = {"role": role}
+        if isinstance(message.get("content"), str):
+            first["content"] = ""
+        out.append(_chat_chunk(index, first))
+        delta: dict[str, Any] = {
+            name: message[name] for name in _TEXT_FIELDS if isinstance(message.get(name), str)
+        }
+        if delta.get("content") == "":
+            del delta["content"]
+        if isinstance(message.get("function_call"), dict):
+            delta["function_call"] = message["function_call"]
+        calls = message.get("tool_calls")
+        if isinstance(calls, list) and calls:
+            delta["tool_calls"] = [
+                {"index": i, **call} for i, call in enumerate(calls) if isinstance(call, dict)
+            ]
+        if delta or choice.get("logprobs") is not None:
+            out.append(_chat_chunk(index, delta, logprobs=choice.get("logprobs")))
+        out.append(_chat_chunk(index, {}, finish_reason=choice.get("finish_reason") or "stop"))
+    return out
+
+
+def _chat_chunk(
+    index: int, delta: dict[str, Any], *, logprobs: Any = None, finish_reason: str | None = None
+) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def _text_choices(choices: list[Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for position, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            raise ValueError("a choice is not an object")
+        index = choice.get("index", position)
+        text = choice.get("text") or ""
+        logprobs = choice.get("logprobs")
+        out.append({"text": text, "index": index, "logprobs": logprobs, "finish_reason": None})
+        finish = choice.get("finish_reason") or "stop"
+        out.append({"text": "", "index": index, "logprobs": None, "finish_reason": finish})
+    return out
+
+
+# --- assembling a stream into its whole answer -----------------------------------
+
+
+@dataclass(slots=True)
+class _ToolCall:
+    id: str | None = None
+    type: str = "function"
+    name: list[str] = field(default_factory=list)
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Choice:
+    role: str = "assistant"
+    texts: dict[str, list[str]] = field(default_factory=dict)  # field name → parts
+    tool_calls: dict[int, _ToolCall] = field(default_factory=dict)
+    function_call: dict[str, list[str]] | None = None
+    logprobs: dict[str, list[Any]] | None = None  # chat: content/refusal; text: per list
+    finish_reason: str | None = None
+
+
+class StreamAssembler:
+    """A stream step that relays every chunk untouched and learns the whole answer.
+
+    Place it after the output guardrail (it must see what the client sees) and
+    before the usage observer (which may strip the usage chunk the cache needs).
+    """
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+        self._head: dict[str, Any] = {}
+        self._choices: dict[int, _Choice] = {}
+        self._usage: Any = None
+        self._done = False
+        self._broken = endpoint not in STREAMABLE
+
+    def feed(self, chunk: bytes) -> Emit:
+        if not self._broken:
+            for event in events_of(chunk):
+                self._learn(event)
+        return Emit(chunk)
+
+    def finish(self) -> Emit:
+        return Emit()
+
+    def answer(self) -> bytes | None:
+        """The whole-answer JSON; None unless the stream ended with [DONE], every
+        choice finished and no event was an error or unreadable."""
+        choices = self._choices
+        if self._broken or not self._done or not choices:
+            return None
+        if any(c.finish_reason is None for c in choices.values()):
+            return None
+        whole: dict[str, Any] = dict(self._head)
+        if self._endpoint == "chat":
+            whole["object"] = "chat.completion"
+            whole["choices"] = [_whole_chat(i, choices[i]) for i in sorted(choices)]
+        else:
+            whole["object"] = "text_completion"
+            whole["choices"] = [_whole_text(i, choices[i]) for i in sorted(choices)]
+        if self._usage is not None:
+            whole["usage"] = self._usage
+        return orjson.dumps(whole)
+
+    def _learn(self, event: bytes) -> None:
+        payload = data_of(event)
+        if payload is None or not payload:
+            return  # a comment line (`: ping`)
+        if payload == b"[DONE]":
+            self._done = True
+            return
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self._broken = True
+            return
+        if not isinstance(chunk, dict) or "error" in chunk:
+            self._broken = True
+            return
+        for name in _HEAD_FIELDS:
+            if name in chunk and name not in self._head:
+                self._head[name] = chunk[name]
+        if isinstance(chunk.get("usage"), dict):
+            self._usage = chunk["usage"]
+        for choice in chunk.get("choices") or ():
+            if not isinstance(choice, dict) or not isinstance(choice.get("index", 0), int):
+                self._broken = True
+                return
+            state = self._choices.setdefault(choice.get("index", 0), _Choice())
+            if self._endpoint == "chat":
+                _learn_chat(state, choice)
+            else:
+                _learn_text(state, choice)
+            if choice.get("finish_reason") is not None:
+                state.finish_reason = choice["finish_reason"]
+
+
+def _learn_chat(state: _Choice, choice: dict[str, Any]) -> None:
+    delta = choice.get("delta") or {}
+    if isinstance(delta.get("role"), str):
+        state.role = delta["role"]
+    for name in _TEXT_FIELDS:
+        if isinstance(delta.get(name), str):
+            state.texts.setdefault(name, []).append(delta[name])
+    call = delta.get("function_call")
+    if isinstance(call, dict):
+        parts = state.function_call = state.function_call or {"name": [], "arguments": []}
+        for part in ("name", "arguments"):
+            if isinstance(call.get(part), str):
+                parts[part].append(call[part])
+    for call in delta.get("tool_calls") or ():
+        if not isinstance(call, dict):
+            continue
+        tool = state.tool_calls.setdefault(call.get("index", 0), _ToolCall())
+        tool.id = call.get("id") or tool.id
+        tool.type = call.get("type") or tool.type
+        function = call.get("function") or {}
+        if isinstance(function.get("name"), str):
+            tool.name.append(function["name"])
+        if isinstance(function.get("arguments"), str):
+            tool.arguments.append(function["arguments"])
+    logprobs = choice.get("logprobs")
+    if isinstance(logprobs, dict):
+        into = state.logprobs = state.logprobs or {}
+        for name, items in logprobs.items():
+            if isinstance(items, list):
+                into.setdefault(name, []).extend(items)
+
+
+def _whole_chat(index: int, state: _Choice) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": state.role, "content": None}
+    for name, parts in state.texts.items():
+        message[name] = "".join(parts)
+    if state.function_call is not None:
+        message["function_call"] = {k: "".join(v) for k, v in state.function_call.items()}
+    if state.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": tool.id,
+                "type": tool.type,
+                "function": {"name": "".join(tool.name), "arguments": "".join(tool.arguments)},
+            }
+            for _, tool in sorted(state.tool_calls.items())
+        ]
+    return {
+        "index": index,
+        "message": message,
+        "logprobs": state.logprobs,
+        "finish_reason": state.finish_reason,
+    }
+
+
+def _learn_text(state: _Choice, choice: dict[str, Any]) -> None:
+    if isinstance(choice.get("text"), str):
+        state.texts.setdefault("text", []).append(choice["text"])
+    logprobs = choice.get("logprobs")
+    if isinstance(logprobs, dict):
+        into = state.logprobs = state.logprobs or {}
+        for name, items in logprobs.items():
+            if isinstance(items, list):
+                into.setdefault(name, []).extend(items)
+
+
+def _whole_text(index: int, state: _Choice) -> dict[str, Any]:
+    return {
+        "text": "".join(state.texts.get("text", [])),
+        "index": index,
+        "logprobs": state.logprobs,
+        "finish_reason": state.finish_reason,
+    }

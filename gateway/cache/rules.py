@@ -1,0 +1,100 @@
+"""What the cache may do for one request: pure decisions, no I/O.
+
+Which policy applies (the model's wins over the team's), whether a request is
+cacheable at all, how its `Cache-Control` header reads, and which
+`x-gateway-cache` value its answer carries.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import Any
+
+from gateway.policy.compiled import CachePolicy, ModelRoute, TeamRules
+from gateway.providers.base import Endpoint
+
+# Endpoints whose answers are pure functions of the request. The Responses API is
+# not: it stores conversations upstream (`store`, `previous_response_id`).
+CACHEABLE_ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "completions", "embeddings"})
+
+
+class CacheMode(StrEnum):
+    """What the client allows, read from `Cache-Control` as HTTP caches read it."""
+
+    USE = "use"  # look up, and store a fresh answer
+    REFRESH = "refresh"  # no-cache: look nothing up, store the fresh answer
+    BYPASS = "bypass"  # no-store: neither
+
+
+class CacheStatus(StrEnum):
+    """The `x-gateway-cache` header of a cacheable answer."""
+
+    HIT = "hit"
+    MISS = "miss"
+    BYPASS = "bypass"
+
+
+class Uncacheable(StrEnum):
+    """Why a request under a cache policy is still not answered from the cache."""
+
+    ENDPOINT = "endpoint"  # the Responses API: stateful upstream
+    SEVERAL_CHOICES = "several_choices"  # n > 1 asks for distinct samples, not a repeat
+
+
+def effective_policy(team: TeamRules, route: ModelRoute) -> CachePolicy | None:
+    """The model's cache setting if it has one, else the team's; None: no cache.
+
+    The model's wins because whoever runs a model knows whether its answers may be
+    served again (a sampling model at temperature 1 may not); a team opts in the
+    models that say nothing.
+    """
+    return route.cache if route.cache is not None else team.cache
+
+
+def uncacheable(endpoint: Endpoint, body: Mapping[str, Any]) -> Uncacheable | None:
+    """None when the request may be answered from the cache, else why not."""
+    if endpoint not in CACHEABLE_ENDPOINTS:
+        return Uncacheable.ENDPOINT
+    choices = body.get("n")
+    # bool is an int: `n: true` is the upstream's to refuse, and not ours to repeat.
+    if choices is not None and (type(choices) is not int or choices != 1):
+        return Uncacheable.SEVERAL_CHOICES
+    return None
+
+
+# One directive: a token, optionally `=token` or `="quoted string"` (RFC 9110 §5.6).
+_DIRECTIVE = re.compile(
+    r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^,\s]*))?\s*(?:,|$)'
+)
+
+
+def directives(values: Iterable[str]) -> frozenset[str]:
+    """The directive names in `Cache-Control` header values, lowercased (RFC 9111 §5.2:
+    names are case-insensitive; several header lines are one comma-separated list).
+    Anything unparsable is skipped, as caches ignore what they do not understand."""
+    names: set[str] = set()
+    for value in values:
+        position = 0
+        while position < len(value):
+            found = _DIRECTIVE.match(value, position)
+            if found is None or found.end() == position:
+                comma = value.find(",", position)
+                if comma == -1:
+                    break
+                position = comma + 1
+                continue
+            names.add(found.group(1).lower())
+            position = found.end()
+    return frozenset(names)
+
+
+def cache_mode(values: Iterable[str]) -> CacheMode:
+    """The client's `Cache-Control` values → what the cache may do. `no-store` wins."""
+    names = directives(values)
+    if "no-store" in names:
+        return CacheMode.BYPASS
+    if "no-cache" in names:
+        return CacheMode.REFRESH
+    return CacheMode.USE

@@ -1,0 +1,144 @@
+"""The cache stage as the pipeline calls it: plan, look up, render a hit, store.
+
+`plan` is pure: it decides from the grant, the body and `Cache-Control` whether
+this request may be answered from the cache and under which key. `look_up` and
+`store` are the thin async calls to the backend; they never raise for a backend
+that is down (a lookup then reports UNAVAILABLE and the request goes upstream).
+`render_hit` turns a stored whole answer into what this client asked for (JSON,
+or SSE with a usage chunk only when asked). See WIRING.md for where each goes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.cache.entry import (
+    UNAVAILABLE,
+    CacheBackend,
+    CachedAnswer,
+    Lookup,
+    LookupStatus,
+    Stored,
+)
+from gateway.cache.key import CacheKey, cache_key
+from gateway.cache.replay import replay
+from gateway.cache.rules import CacheMode, CacheStatus, cache_mode, effective_policy, uncacheable
+from gateway.policy.compiled import CachePolicy, ModelRoute, TeamRules
+from gateway.providers.base import Endpoint
+from gateway.usage.usage import Usage, usage_from_report
+
+log = logging.getLogger("gateway.cache")
+HEADER = b"x-gateway-cache"
+
+
+@dataclass(frozen=True, slots=True)
+class CachePlan:
+    """What the cache does for one request under a cache policy."""
+
+    policy: CachePolicy
+    key: CacheKey | None  # None: not cacheable (n > 1, Responses API)
+    mode: CacheMode
+
+    @property
+    def looks_up(self) -> bool:
+        return self.key is not None and self.mode is CacheMode.USE
+
+    @property
+    def stores(self) -> bool:
+        return self.key is not None and self.mode is not CacheMode.BYPASS
+
+
+def plan(
+    *,
+    team: TeamRules,
+    route: ModelRoute,
+    endpoint: Endpoint,
+    body: Mapping[str, Any],
+    cache_control: Iterable[str],
+) -> CachePlan | None:
+    """None when no policy turns the cache on for this team and model (no header then).
+
+    `route` is the route the request will take (deployments that can serve the
+    endpoint); the team's guardrail profiles enter through `team.guardrails_hash`.
+    """
+    policy = effective_policy(team, route)
+    if policy is None:
+        return None
+    mode = cache_mode(cache_control)
+    if uncacheable(endpoint, body) is not None or mode is CacheMode.BYPASS:
+        return CachePlan(policy, None, mode)
+    key = cache_key(
+        team=team.name,
+        endpoint=endpoint,
+        model=route.alias,
+        deployments=route.deployments,
+        guardrails=team.guardrails_hash,
+        body=body,
+    )
+    return CachePlan(policy, key, mode)
+
+
+def status_of(plan: CachePlan, lookup: Lookup | None) -> CacheStatus:
+    """The x-gateway-cache value: a hit; a miss (looked up, or no-cache: fresh and
+    stored); bypass when the cache took no part (not cacheable, no-store, or down)."""
+    if lookup is not None and lookup.status is LookupStatus.HIT:
+        return CacheStatus.HIT
+    if not plan.stores or (lookup is not None and lookup.status is LookupStatus.UNAVAILABLE):
+        return CacheStatus.BYPASS
+    return CacheStatus.MISS
+
+
+def header(status: CacheStatus) -> tuple[bytes, bytes]:
+    return HEADER, status.value.encode()
+
+
+async def look_up(backend: CacheBackend, plan: CachePlan) -> Lookup | None:
+    """The stored answer, if the plan looks up; None when it does not."""
+    if plan.key is None or not plan.looks_up:
+        return None
+    try:
+        return await backend.get(plan.key)
+    except Exception:  # a backend bug must cost the request its cache, not its answer
+        log.exception("response cache lookup failed")
+        backend.unavailable += 1
+        return UNAVAILABLE
+
+
+def render_hit(
+    endpoint: Endpoint, answer: CachedAnswer, *, is_stream: bool, body: Mapping[str, Any]
+) -> bytes:
+    """The bytes a hit sends: the whole answer, or its replay as an SSE stream."""
+    if not is_stream:
+        return answer.body
+    options = body.get("stream_options")
+    wants_usage = isinstance(options, Mapping) and options.get("include_usage") is True
+    return replay(endpoint, answer.body, include_usage=wants_usage)
+
+
+def saved_usage(answer: CachedAnswer) -> Usage | None:
+    """The tokens a hit saved: the usage the stored answer reported."""
+    try:
+        whole = orjson.loads(answer.body)
+    except orjson.JSONDecodeError:
+        return None
+    return usage_from_report(whole.get("usage")) if isinstance(whole, dict) else None
+
+
+async def store(
+    backend: CacheBackend, plan: CachePlan, answer: bytes, deployment: str, now_ms: int
+) -> Stored | None:
+    """Keep a successful, complete, already-guarded whole answer; None if the plan
+    does not store. Call it after the client has the answer: it adds nothing to its wait."""
+    if plan.key is None or not plan.stores:
+        return None
+    try:
+        return await backend.put(plan.key, CachedAnswer(answer, deployment, now_ms), plan.policy)
+    except Exception:  # as in look_up: never the request's failure
+        log.exception("response cache store failed")
+        backend.unavailable += 1
+        return Stored.UNAVAILABLE

@@ -1,0 +1,138 @@
+"""The in-process cache (gateway/cache/memory.py): LRU by bytes, TTL per entry."""
+
+import asyncio
+
+from gateway.cache.entry import CachedAnswer, LookupStatus, Stored, decode, encode
+from gateway.cache.key import CacheKey
+from gateway.cache.memory import MemoryCache
+from gateway.policy.compiled import CachePolicy
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def answer(size: int = 100) -> CachedAnswer:
+    return CachedAnswer(b'{"x":"' + b"a" * size + b'"}', "demo/m", 1)
+
+
+def key(digest: str, team: str = "search", model: str = "chat") -> CacheKey:
+    return CacheKey(team, model, digest.ljust(64, "0"))
+
+
+def size_of(entry: CachedAnswer) -> int:
+    return len(encode(entry)) + 64
+
+
+def test_a_stored_answer_is_found_until_its_ttl_ends() -> None:
+    clock = Clock()
+    cache = MemoryCache(clock)
+    policy = CachePolicy(ttl_s=60, max_bytes=10_000)
+    assert cache.lookup(key("a")).status == LookupStatus.MISS
+    assert cache.store(key("a"), answer(), policy) == Stored.STORED
+    found = cache.lookup(key("a"))
+    assert found.status == LookupStatus.HIT and found.answer == answer()
+    clock.now += 59.9
+    assert cache.lookup(key("a")).status == LookupStatus.HIT
+    clock.now += 0.1
+    assert cache.lookup(key("a")).status == LookupStatus.MISS
+    assert cache.bytes_used("search", "chat") == 0  # the expired entry is gone
+
+
+def test_an_entry_larger_than_max_bytes_is_never_stored() -> None:
+    cache = MemoryCache(Clock())
+    big = answer(500)
+    assert cache.store(key("a"), big, CachePolicy(60, size_of(big) - 1)) == Stored.TOO_LARGE
+    assert cache.lookup(key("a")).status == LookupStatus.MISS
+    assert cache.store(key("a"), big, CachePolicy(60, size_of(big))) == Stored.STORED
+
+
+def test_the_least_recently_used_entry_goes_first() -> None:
+    cache = MemoryCache(Clock())
+    entry = answer()
+    policy = CachePolicy(60, 3 * size_of(entry))
+    for name in "abc":
+        cache.store(key(name), entry, policy)
+    assert cache.lookup(key("a")).status == LookupStatus.HIT  # a is now the newest
+    cache.store(key("d"), entry, policy)
+    assert [cache.lookup(key(n)).status for n in "abcd"] == [
+        LookupStatus.HIT,
+        LookupStatus.MISS,
+        LookupStatus.HIT,
+        LookupStatus.HIT,
+    ]
+    assert cache.bytes_used("search", "chat") == 3 * size_of(entry)
+
+
+def test_storing_again_replaces_without_counting_twice() -> None:
+    cache = MemoryCache(Clock())
+    policy = CachePolicy(60, 10_000)
+    cache.store(key("a"), answer(10), policy)
+    cache.store(key("a"), answer(20), policy)
+    assert cache.bytes_used("search", "chat") == size_of(answer(20))
+    assert cache.lookup(key("a")).answer == answer(20)
+
+
+def test_teams_and_models_have_their_own_bytes() -> None:
+    """One team filling its cache does not evict another's."""
+    cache = MemoryCache(Clock())
+    entry = answer()
+    policy = CachePolicy(60, size_of(entry))
+    cache.store(key("a", team="search"), entry, policy)
+    cache.store(key("a", team="ads"), entry, policy)
+    cache.store(key("a", model="other"), entry, policy)
+    assert cache.lookup(key("a", team="search")).status == LookupStatus.HIT
+    assert cache.lookup(key("a", team="ads")).status == LookupStatus.HIT
+    assert cache.lookup(key("a", model="other")).status == LookupStatus.HIT
+
+
+def test_a_smaller_max_bytes_shrinks_the_group_on_the_next_store() -> None:
+    cache = MemoryCache(Clock())
+    entry = answer()
+    cache.store(key("a"), entry, CachePolicy(60, 10 * size_of(entry)))
+    cache.store(key("b"), entry, CachePolicy(60, 10 * size_of(entry)))
+    cache.store(key("c"), entry, CachePolicy(60, size_of(entry)))
+    assert [cache.lookup(key(n)).status for n in "abc"] == [
+        LookupStatus.MISS,
+        LookupStatus.MISS,
+        LookupStatus.HIT,
+    ]
+
+
+def test_clear_by_team_by_model_and_all() -> None:
+    async def scenario() -> None:
+        cache = MemoryCache(Clock())
+        policy = CachePolicy(60, 10_000)
+        for team in ("search", "ads"):
+            for model in ("chat", "embed"):
+                await cache.put(key("a", team, model), answer(), policy)
+        assert await cache.clear(team="search", model="chat") == 1
+        assert (await cache.get(key("a", "search", "chat"))).status == LookupStatus.MISS
+        assert (await cache.get(key("a", "search", "embed"))).status == LookupStatus.HIT
+        assert await cache.clear(model="embed") == 2
+        assert await cache.clear(team="ads") == 1
+        assert (await cache.get(key("a", "ads", "chat"))).status == LookupStatus.MISS
+        await cache.put(key("b"), answer(), policy)
+        assert await cache.clear() == 1
+
+    asyncio.run(scenario())
+
+
+def test_an_entry_survives_encoding() -> None:
+    entry = CachedAnswer(b'{"a":\n1}', "p/m", 123)
+    assert decode(encode(entry)) == entry
+
+
+def test_bytes_this_version_did_not_write_decode_to_nothing() -> None:
+    for raw in (
+        b"",
+        b"no newline",
+        b"[1]\n{}",
+        b'{"deployment":1,"stored_at_ms":1}\n{}',
+        b"{bad\n{}",
+    ):
+        assert decode(raw) is None
