@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from gateway.context import RequestContext
@@ -20,10 +21,6 @@ from gateway.usage.pricing import PriceSource
 MAX_TEXT_CHARS = 256  # a model alias, team, subject or client id longer than this is cut
 INT32_MAX = 2**31 - 1  # the Integer columns (tokens, status, attempts, latency)
 INT64_MAX = 2**63 - 1  # the BigInteger columns (money, time)
-# A request nothing answered (a refusal, an upstream that never replied) has no usage
-# to price; reports must not list it as a model without a price (`unknown`).
-NOT_PRICED = "none"
-
 COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_ledger.columns)
 _NULLABLE = frozenset(column.name for column in usage_ledger.columns if column.nullable)
 _BOOLEAN = frozenset({"stream", "tokens_estimated"})
@@ -91,7 +88,7 @@ def ledger_row(ctx: RequestContext, latency_s: float) -> dict[str, Any]:
         "reasoning_tokens": _count(usage.reasoning_tokens) if usage else 0,
         "tokens_estimated": usage.is_estimated if usage else False,
         "cost_nanousd": _count(ctx.cost_nanousd, INT64_MAX) if prices else 0,
-        "price_source": prices.source.value if prices else NOT_PRICED,
+        "price_source": (prices.source if prices else PriceSource.NONE).value,
         "price_input": prices.input if prices else 0,
         "price_output": prices.output if prices else 0,
         "price_cached_input": prices.cached_input if prices else 0,
@@ -100,12 +97,20 @@ def ledger_row(ctx: RequestContext, latency_s: float) -> dict[str, Any]:
         "attempts": _count(ctx.attempts),
         "latency_ms": _ms(latency_s),
         "ttft_ms": _ms(ctx.first_byte_s) if ctx.first_byte_s is not None else None,
-        "guardrails": None,
+        "guardrails": _hits(ctx),
         "cache": None,
     }
 
 
-PRICE_SOURCES = frozenset({*(source.value for source in PriceSource), NOT_PRICED})
+def _hits(ctx: RequestContext) -> str | None:
+    """The guardrail rules that fired, as JSON: names and actions, never the text."""
+    if not ctx.guardrail_hits:
+        return None
+    hits = [{"rule": h.rule, "action": h.action, "where": h.where} for h in ctx.guardrail_hits]
+    return orjson.dumps(hits).decode()
+
+
+PRICE_SOURCES = frozenset(source.value for source in PriceSource)
 
 
 def row_from_spool(value: Any) -> dict[str, Any] | None:

@@ -45,6 +45,7 @@ class PriceSource(StrEnum):
     POLICY = "policy"  # the policy's `price` for the deployment or its model
     TABLE = "table"  # litellm's bundled price table
     UNKNOWN = "unknown"  # no price anywhere: cost 0, flagged in reports
+    NONE = "none"  # nothing answered (a refusal, an upstream failure): nothing to price
 
 
 @dataclass(frozen=True, slots=True)
