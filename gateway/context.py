@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gateway.auth.principal import Principal
+from gateway.limits.backend import Hold
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import Endpoint
 from gateway.usage.pricing import UnitPrices
@@ -70,6 +71,7 @@ class RequestContext:
     prices: UnitPrices | None = None  # what the usage was charged at
     cost_nanousd: int = 0  # exact cost in 1e-9 USD (usage/pricing.py)
     first_byte_s: float | None = None  # streams: when the first event reached the client
+    limits_hold: Hold | None = None  # limits: what this request reserved, until finish settles it
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

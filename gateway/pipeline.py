@@ -39,6 +39,7 @@ from gateway.errors import (
     quoted,
     unexpected,
 )
+from gateway.limits.stage import limits_headers, reserve_limits, settle_limits
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
 from gateway.providers.base import (
     Endpoint,
@@ -164,6 +165,7 @@ async def _refuse(
 def finish(ctx: RequestContext, services: Services) -> None:
     """The request's single end: every recorder gets the finished context once."""
     try:
+        settle_limits(ctx, services)  # limits: settle or release, once (issue 9)
         for record in services.recorders:
             try:
                 record(ctx)
@@ -180,7 +182,8 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     ctx.model, ctx.is_stream = parsed.model, parsed.is_stream
     grant = authorize(policy, ctx.principal, parsed.model, ctx.endpoint, services.providers.get)
     route, body, ids = pin_conversation(ctx.endpoint, grant.route, parsed.body)
-    # guard input, reserve: later stages slot in here, reading `grant`.
+    # guard input: a later stage slots in here, reading `grant`.
+    await reserve_limits(ctx, policy, grant, body, services)  # limits: reserve (issue 9)
     if ctx.is_stream:
         await _stream(ctx, exchange, route, body, ids, services)
     else:
@@ -432,7 +435,7 @@ def _answer_headers(ctx: RequestContext) -> Headers:
     headers = [(b"x-request-id", ctx.request_id.encode())]
     if ctx.deployment is not None:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
-    return headers
+    return headers + limits_headers(ctx)  # limits: x-ratelimit-* (issue 9)
 
 
 def _cost_headers(ctx: RequestContext) -> Headers:
@@ -449,4 +452,4 @@ def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
     headers.append((b"x-request-id", ctx.request_id.encode()))
     if ctx.deployment is not None and error.status < 500:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
-    return headers
+    return headers + limits_headers(ctx)  # limits: x-ratelimit-* (issue 9)

@@ -23,6 +23,7 @@ from gateway.auth.login_guard import LoginLimits
 from gateway.context import RequestContext
 from gateway.db import create_engine, migrate
 from gateway.inflight import InFlight
+from gateway.limits.setup import Limits, open_limits
 from gateway.logs import AccessLog
 from gateway.policy.service import PolicyService
 from gateway.policy.store import PolicyStore
@@ -51,6 +52,7 @@ class Services:
     policy_versions: PolicyService  # the versioned store the admin API and CLI change
     recorders: tuple[Recorder, ...]  # the access log today; the ledger, metrics, traces later
     in_flight: InFlight  # inference requests under way, for the shutdown drain
+    limits: Limits  # budgets, rate limits, concurrency (issue 9)
 
 
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
@@ -116,8 +118,9 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             keys=keys,
             clients=clients,
         )
-        async with keep_policy_in_sync(
-            policy_versions, policy_store, providers, settings.policy_dir
+        async with (
+            keep_policy_in_sync(policy_versions, policy_store, providers, settings.policy_dir),
+            open_limits(settings, engine) as limits,  # limits (issue 9)
         ):
             try:
                 yield Services(
@@ -135,6 +138,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     policy_versions=policy_versions,
                     recorders=(access_log.record,),
                     in_flight=in_flight,
+                    limits=limits,
                 )
             finally:
                 # uvicorn shuts the lifespan down right after cancelling the requests

@@ -23,6 +23,7 @@ import orjson
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.loader import LoadedBundle, Locate
 from gateway.policy.schema import (
+    BackendErrorMode,
     GuardrailProfile,
     IssuerSpec,
     LimitsSpec,
@@ -119,6 +120,7 @@ class TeamRules:
     limits: LimitsSpec | None = None
     per_user: PerUserSpec | None = None
     guardrails: tuple[str, ...] = ()
+    max_tokens_default: int | None = None  # the output allowance reserved when a request sets none
 
     def allows(self, alias: str) -> bool:
         return self.allows_all_models or alias in self.models
@@ -134,6 +136,7 @@ class Policy:
     guardrails: Mapping[str, GuardrailProfile] = field(default_factory=dict)
     timezone: str = "UTC"
     team_of_client: Mapping[str, str] = field(default_factory=dict)  # OAuth client id → team
+    on_backend_error: BackendErrorMode = BackendErrorMode.CLOSED  # limits backend unreachable
 
     def visible_models(self, team: TeamRules) -> list[str]:
         return [alias for alias in self.models if team.allows(alias)]
@@ -312,6 +315,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
             limits=team.limits,
             per_user=team.per_user,
             guardrails=tuple(team.guardrails),
+            max_tokens_default=team.max_tokens_default,
         )
 
     for i, issuer in enumerate(bundle.auth.issuers):
@@ -349,4 +353,5 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
         guardrails=MappingProxyType(dict(bundle.guardrails)),
         timezone=bundle.timezone,
         team_of_client=MappingProxyType(team_of_client),
+        on_backend_error=bundle.limits.on_backend_error,
     )
