@@ -25,6 +25,7 @@ from gateway.commands.auth import (
     warn_unknown_team,
 )
 from gateway.commands.policy import check_or_exit, policy_app, running_version_number
+from gateway.commands.usage import usage
 from gateway.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="An LLM gatew
 app.add_typer(policy_app, name="policy")
 app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
+app.command("usage")(usage)  # issue 9: a team's budgets and limits now
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -86,10 +86,10 @@ def integer(minimum: int, maximum: int | None = None) -> Rule:
                 param=name,
             )
         if maximum is not None and value > maximum:
-            shown = f"{value:.0f}" if isinstance(value, float) else str(value)
+            big = f"{value:.0f}" if isinstance(value, float) else str(value)
             return AboveMaximum(
                 f"Invalid '{name}': integer above maximum value. "
-                f"Expected a value <= {maximum}, but got {cut(shown, 40)} instead.",
+                f"Expected a value <= {maximum}, but got {cut(big, 40)} instead.",
                 param=name,
             )
         return None
