@@ -30,7 +30,7 @@ from gateway.limits.budget import Counter, Verdict
 from gateway.limits.gcra import Bucket, state_of
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
 from gateway.limits.plan import Actual, BudgetCheck, Plan, RateKind
-from gateway.limits.redis_scripts import RESERVE, SEED, SETTLE
+from gateway.limits.redis_scripts import RESERVE, SEED, SETTLE, SWEEP
 
 log = logging.getLogger("gateway.limits")
 # A limits check must fail fast: a dead Redis answers "closed" or "open" within this.
@@ -49,6 +49,7 @@ class RedisBackend:
         self._reserve = client.register_script(RESERVE)
         self._settle = client.register_script(SETTLE)
         self._seed = client.register_script(SEED)
+        self._sweep = client.register_script(SWEEP)
         self._pending: set[asyncio.Task[None]] = set()
         self.lost_settles = 0  # settles Redis never took (their leases free them)
 
@@ -127,6 +128,7 @@ class RedisBackend:
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         p = team_prefix(plan.team)
+        await self._call(self._sweep, [p + "holds", p + "exp"], [now_ms])
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for b in plan.budgets:

@@ -197,3 +197,13 @@ for i = 1, #KEYS do
 end
 return 1
 """
+
+# KEYS: holds, exp.  ARGV: now. Frees holds whose lease ended (before a usage view).
+SWEEP = (
+    _RELEASE
+    + """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+for _, old in ipairs(expired) do release(KEYS[1], KEYS[2], old) end
+return #expired
+"""
+)
