@@ -9,6 +9,7 @@ nothing is ever reset.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from gateway.policy.compiled import BudgetPeriod
@@ -20,8 +21,14 @@ def _ms(moment: datetime) -> int:
 
 def period_bounds(period: BudgetPeriod, now_ms: int, timezone: str = "UTC") -> tuple[int, int]:
     """[start, end) of the period holding `now_ms`, as epoch ms (end = the next start)."""
+    # Every zone's period boundaries fall on whole minutes: one computation per minute.
+    return _bounds_of_minute(period, now_ms // 60_000, timezone)
+
+
+@lru_cache(maxsize=256)
+def _bounds_of_minute(period: BudgetPeriod, minute: int, timezone: str) -> tuple[int, int]:
     zone = ZoneInfo(timezone)
-    local = datetime.fromtimestamp(now_ms / 1000, UTC).astimezone(zone)
+    local = datetime.fromtimestamp(minute * 60, UTC).astimezone(zone)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
     if period is BudgetPeriod.DAY:
         start, end = midnight, midnight + timedelta(days=1)
