@@ -309,3 +309,32 @@ async def test_bad_max_tokens_is_a_400_naming_the_field(tmp_path, up, value, cod
             )
         assert (refused.value.param, refused.value.code) == ("max_tokens", code)
         assert up.requests == []
+
+
+async def test_the_admin_usage_view_shows_every_budget_and_limit(tmp_path, up, http):
+    up.behave(Behaviour(prompt_tokens=10, completion_tokens=5))
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("budgeted")
+        await client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}]
+        )
+        admin = {"authorization": f"Bearer {await gw.token('demo', scopes=('gateway:admin',))}"}
+        url = f"{gw.origin}/admin/teams/budgeted/usage?user=tester"
+        async with http.get(url, headers=admin) as response:
+            assert response.status == 200
+            view = await response.json()
+        day = view["budgets"][0]
+        assert (day["period"], day["unit"], day["used"], day["reserved"]) == (
+            "day",
+            "tokens",
+            15,
+            0,
+        )
+        assert day["remaining"] == 100_000 - 15 and day["resets_at"].endswith("T00:00:00.000Z")
+        assert (
+            view["budgets"][1]["unit"] == "usd" and view["budgets"][1]["limit"] == "100.000000000"
+        )
+        kinds = {(r["scope"], r["kind"]) for r in view["limits"]}
+        assert kinds == {("team", "rpm"), ("team", "tpm"), ("team", "concurrency"), ("user", "rpm")}
+        async with http.get(f"{gw.origin}/admin/teams/nobody/usage", headers=admin) as response:
+            assert response.status == 404

@@ -231,3 +231,27 @@ async def test_redis_stopped_closed_refuses_open_serves_and_counts(tmp_path, eng
         if server.poll() is None:
             server.terminate()
             server.wait(10)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_readyz_reports_an_unreachable_redis(tmp_path, http) -> None:
+    from tests.support.gateway import running_gateway
+
+    port = _free_port()
+    server = _start_redis(port, str(tmp_path))
+    try:
+        async with running_gateway(
+            tmp_path, "teams: {}\n", redis_url=f"redis://127.0.0.1:{port}"
+        ) as gw:
+            async with http.get(gw.origin + "/readyz") as response:
+                assert response.status == 200
+                assert (await response.json())["checks"]["redis"] == "ok"
+            server.terminate()
+            server.wait(10)
+            async with http.get(gw.origin + "/readyz") as response:
+                assert response.status == 503
+                assert (await response.json())["checks"]["redis"].startswith("error: Redis")
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(10)
