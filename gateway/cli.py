@@ -27,6 +27,7 @@ from gateway.commands.auth import (
 from gateway.commands.cache import cache_app  # response cache (issue 14)
 from gateway.commands.policy import check_or_exit, policy_app, running_version_number
 from gateway.commands.report import report_app
+from gateway.commands.usage import usage
 from gateway.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(keys_app, name="keys")
 app.add_typer(report_app, name="report")
 app.add_typer(cache_app, name="cache")  # response cache (issue 14)
+app.command("usage")(usage)  # issue 9: a team's budgets and limits now
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from gateway.auth.principal import Principal
 from gateway.guardrails.decision import GuardrailHit
+from gateway.limits.backend import Hold
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import Endpoint
 from gateway.usage.pricing import UnitPrices
@@ -73,6 +74,7 @@ class RequestContext:
     first_byte_s: float | None = None  # streams: when the first event reached the client
     # Guardrail rules that fired (name, action, input/output), never the text they matched.
     guardrail_hits: list[GuardrailHit] = field(default_factory=list)
+    limits_hold: Hold | None = None  # limits: what this request reserved, until finish settles it
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

@@ -78,6 +78,10 @@ class BelowMinimum(InvalidRequest):
     code = "integer_below_min_value"
 
 
+class AboveMaximum(InvalidRequest):
+    code = "integer_above_max_value"
+
+
 class NestingTooDeep(InvalidRequest):
     code = "nesting_too_deep"
 

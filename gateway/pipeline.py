@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -43,6 +43,7 @@ from gateway.guardrails.decision import Blocked
 from gateway.guardrails.guards import Guards
 from gateway.guardrails.stage import guard_input, guard_output, refusal
 from gateway.guardrails.stream_scanner import OutputScanner
+from gateway.limits.stage import limits_headers, reserve_limits, settle_limits
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
 from gateway.providers.base import (
     Endpoint,
@@ -168,6 +169,7 @@ async def _refuse(
 def finish(ctx: RequestContext, services: Services) -> None:
     """The request's single end: every recorder gets the finished context once."""
     try:
+        settle_limits(ctx, services)  # limits: settle or release, once (issue 9)
         for record in services.recorders:
             try:
                 record(ctx)
@@ -191,7 +193,7 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     if isinstance(checked, Blocked):
         raise refusal(checked)
     body = checked.body
-    # reserve: a later stage slots in here, reading `grant`.
+    await reserve_limits(ctx, policy, grant, body, services)  # limits: reserve (issue 9)
     if ctx.is_stream:
         await _stream(ctx, exchange, route, body, ids, services, guards)
     else:
@@ -273,7 +275,7 @@ def servable(
         )
     if len(usable) == len(route.deployments):
         return route
-    return ModelRoute(route.alias, usable, route.routing, route.price)
+    return replace(route, deployments=usable)
 
 
 def pin_conversation(
@@ -453,7 +455,7 @@ def _answer_headers(ctx: RequestContext) -> Headers:
     headers = [(b"x-request-id", ctx.request_id.encode())]
     if ctx.deployment is not None:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
-    return headers
+    return headers + limits_headers(ctx)  # limits: x-ratelimit-* (issue 9)
 
 
 def _cost_headers(ctx: RequestContext) -> Headers:
@@ -470,4 +472,4 @@ def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
     headers.append((b"x-request-id", ctx.request_id.encode()))
     if ctx.deployment is not None and error.status < 500:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
-    return headers
+    return headers + limits_headers(ctx)  # limits: x-ratelimit-* (issue 9)

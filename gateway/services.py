@@ -26,6 +26,7 @@ from gateway.context import RequestContext
 from gateway.db import create_engine, migrate
 from gateway.guardrails.classifier import Classifiers
 from gateway.inflight import InFlight
+from gateway.limits.setup import Limits, open_limits
 from gateway.logs import AccessLog
 from gateway.policy.service import PolicyService
 from gateway.policy.store import PolicyStore
@@ -57,6 +58,7 @@ class Services:
     in_flight: InFlight  # inference requests under way, for the shutdown drain
     classifiers: Classifiers  # guardrail classifier calls; HTTP session opened on first use
     cache: CacheBackend  # response cache (issue 14): Redis if configured, else in-process
+    limits: Limits  # budgets, rate limits, concurrency (issue 9)
 
 
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
@@ -126,8 +128,9 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             keys=keys,
             clients=clients,
         )
-        async with keep_policy_in_sync(
-            policy_versions, policy_store, providers, settings.policy_dir
+        async with (
+            keep_policy_in_sync(policy_versions, policy_store, providers, settings.policy_dir),
+            open_limits(settings, engine) as limits,  # limits (issue 9)
         ):
             try:
                 yield Services(
@@ -147,6 +150,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     in_flight=in_flight,
                     classifiers=classifiers,
                     cache=cache,  # response cache (issue 14)
+                    limits=limits,
                 )
             finally:
                 # uvicorn shuts the lifespan down right after cancelling the requests

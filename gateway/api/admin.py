@@ -21,7 +21,10 @@ from gateway.api.body import read_json_object
 from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
 from gateway.audit import AuditEntry
 from gateway.auth.principal import SCOPE_ADMIN, Principal
-from gateway.errors import InvalidRequest, cut, quoted
+from gateway.errors import InvalidRequest, NotFound, cut, quoted
+from gateway.limits.answers import LimitsUnavailable
+from gateway.limits.backend import BackendUnavailable
+from gateway.limits.view import usage_view
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
 from gateway.policy.service import Applied
 from gateway.policy.versions import PolicyVersion
@@ -245,10 +248,26 @@ async def audit(request: Request, services: Services, principal: Principal) -> R
     return _list(entries, limit, AuditEntry.as_json, lambda e: e.id)
 
 
+async def team_usage(request: Request, services: Services, principal: Principal) -> Response:
+    """Every budget and limit of a team (and, with ?user=SUBJECT, one user) right now."""
+    name = request.path_params["team"]
+    policy = services.policy.current()
+    team = policy.teams.get(name)
+    if team is None:
+        raise NotFound(f"There is no team {quoted(name)} in the running policy.", param="team")
+    user = request.query_params.get("user") or None
+    try:
+        view = await usage_view(services.limits, policy, team, user)
+    except BackendUnavailable as error:
+        raise LimitsUnavailable(f"Usage cannot be read right now: {error}") from None
+    return json_response(view)
+
+
 routes = [
     Route("/admin/policy", _admin_only(get_policy), methods=["GET"]),
     Route("/admin/policy", _admin_only(put_policy), methods=["PUT"]),
     Route("/admin/teams/{team}", _admin_only(patch_team), methods=["PATCH"]),
+    Route("/admin/teams/{team}/usage", _admin_only(team_usage), methods=["GET"]),  # issue 9
     Route("/admin/policy/versions", _admin_only(list_versions), methods=["GET"]),
     Route("/admin/policy/versions/{version:int}", _admin_only(get_version), methods=["GET"]),
     Route("/admin/policy/diff", _admin_only(diff_versions), methods=["GET"]),

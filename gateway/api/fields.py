@@ -15,10 +15,12 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.errors import (
+    AboveMaximum,
     BelowMinimum,
     EmptyArray,
     InvalidRequest,
     InvalidType,
+    cut,
 )
 from gateway.providers.base import Endpoint
 
@@ -61,8 +63,13 @@ def empty_array(name: str) -> EmptyArray:
     )
 
 
-def integer(minimum: int) -> Rule:
-    """An optional whole number >= `minimum` (10.0 counts as whole; true does not)."""
+# A token cap above this is no model's: refused, so it never inflates a reservation.
+MAX_OUTPUT_TOKENS = 1_048_576
+
+
+def integer(minimum: int, maximum: int | None = None) -> Rule:
+    """An optional whole number >= `minimum` (and <= `maximum`); 10.0 counts as whole,
+    true does not."""
 
     def rule(name: str, value: Any) -> InvalidRequest | None:
         if value is None:
@@ -76,6 +83,13 @@ def integer(minimum: int) -> Rule:
             return BelowMinimum(
                 f"Invalid '{name}': integer below minimum value. "
                 f"Expected a value >= {minimum}, but got {shown} instead.",
+                param=name,
+            )
+        if maximum is not None and value > maximum:
+            big = f"{value:.0f}" if isinstance(value, float) else str(value)
+            return AboveMaximum(
+                f"Invalid '{name}': integer above maximum value. "
+                f"Expected a value <= {maximum}, but got {cut(big, 40)} instead.",
                 param=name,
             )
         return None
@@ -210,8 +224,8 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
         ("model", model),
         *_STREAMING,
         ("messages", messages),
-        ("max_tokens", integer(1)),
-        ("max_completion_tokens", integer(1)),
+        ("max_tokens", integer(1, MAX_OUTPUT_TOKENS)),
+        ("max_completion_tokens", integer(1, MAX_OUTPUT_TOKENS)),
         ("n", integer(1)),
         *_SAMPLING,
     ),
@@ -220,7 +234,7 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
         *_STREAMING,
         ("prompt", prompt),
         # 0 is allowed: with `echo` it scores the prompt without writing anything.
-        ("max_tokens", integer(0)),
+        ("max_tokens", integer(0, MAX_OUTPUT_TOKENS)),
         ("n", integer(1)),
         *_SAMPLING,
     ),
@@ -233,7 +247,7 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
     "responses": (
         ("model", model),
         *_STREAMING,
-        ("max_output_tokens", integer(1)),
+        ("max_output_tokens", integer(1, MAX_OUTPUT_TOKENS)),
         *_SAMPLING,
         ("previous_response_id", string),
         ("background", background),

@@ -156,6 +156,11 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
     "OAuthError": _obj(["error"], error=_STR, error_description=_STR),
     "ServerMetadata": {"type": "object", "description": "RFC 8414 authorization server metadata."},
     "JWKS": _obj(["keys"], keys={"type": "array", "items": {"type": "object"}}),
+    "TeamUsage": {  # issue 9: gateway/limits/view.py
+        "type": "object",
+        "description": "Every budget and limit of a team (and one user) with used, reserved, "
+        "remaining and when its period resets; USD amounts as decimal strings.",
+    },
 }
 
 
@@ -227,6 +232,14 @@ PATHS: dict[str, Any] = {
             409,
             parameters=[_path("team", _STR)],
             requestBody=_body("TeamPatch"),
+        )
+    },
+    "/admin/teams/{team}/usage": {
+        "get": _op(
+            "A team's budgets and limits now: used, reserved, remaining, reset",
+            _answer("Usage", "TeamUsage"),
+            404,
+            parameters=[_path("team", _STR), _query("user", "Also this user (token subject)")],
         )
     },
     "/admin/policy/versions": {

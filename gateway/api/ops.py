@@ -47,6 +47,8 @@ async def readyz(request: Request) -> Response:
         checks["database"] = f"error: no answer within {READY_CHECK_TIMEOUT_S} s"
     except Exception as exc:  # any driver error means "not ready"; say which kind
         checks["database"] = f"error: {type(exc).__name__}"
+    if services.settings.redis_url:  # limits: the Redis they live in (issue 9)
+        checks["redis"] = await services.limits.backend.health()
     is_ready = all(v == "ok" for v in checks.values())
     response = json_response(
         {"status": "ready" if is_ready else "not_ready", "checks": checks},

@@ -24,6 +24,7 @@ from gateway.guardrails.guards import NO_GUARDS, Guards, ProviderEndpoint, compi
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.loader import LoadedBundle, Locate
 from gateway.policy.schema import (
+    BackendErrorMode,
     CacheSpec,
     GuardrailProfile,
     IssuerSpec,
@@ -137,6 +138,7 @@ class TeamRules:
     guards: Guards = NO_GUARDS  # the profiles above, compiled: one scan per side
     cache: CachePolicy | None = None
     guardrails_hash: str = ""  # the team's profiles and their rules (the cache key's part)
+    max_tokens_default: int | None = None  # the output allowance reserved when a request sets none
 
     def allows(self, alias: str) -> bool:
         return self.allows_all_models or alias in self.models
@@ -152,6 +154,7 @@ class Policy:
     guardrails: Mapping[str, GuardrailProfile] = field(default_factory=dict)
     timezone: str = "UTC"
     team_of_client: Mapping[str, str] = field(default_factory=dict)  # OAuth client id → team
+    on_backend_error: BackendErrorMode = BackendErrorMode.CLOSED  # limits backend unreachable
 
     def visible_models(self, team: TeamRules) -> list[str]:
         return [alias for alias in self.models if team.allows(alias)]
@@ -382,6 +385,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
             guardrails=tuple(team.guardrails),
             cache=_cache(team.cache),
             guardrails_hash=guardrails_hash(team.guardrails, bundle.guardrails),
+            max_tokens_default=team.max_tokens_default,
         )
 
     for i, issuer in enumerate(bundle.auth.issuers):
@@ -421,4 +425,5 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
         guardrails=MappingProxyType(dict(bundle.guardrails)),
         timezone=bundle.timezone,
         team_of_client=MappingProxyType(team_of_client),
+        on_backend_error=bundle.limits.on_backend_error,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -244,7 +245,19 @@ class LimitsSpec(_Strict):
 class PerUserSpec(_Strict):
     rpm: Annotated[int, Field(gt=0)] | None = None
     tpm: Annotated[int, Field(gt=0)] | None = None
+    concurrency: Annotated[int, Field(gt=0)] | None = None
     tokens_per_day: Annotated[int, Field(gt=0)] | None = None
+
+
+class BackendErrorMode(StrEnum):
+    """What the gateway does when the limits backend (Redis) cannot be reached."""
+
+    CLOSED = "closed"  # refuse with 503: no request goes unchecked
+    OPEN = "open"  # serve, log and count every request that went unchecked
+
+
+class LimitsBackendSpec(_Strict):
+    on_backend_error: BackendErrorMode = BackendErrorMode.CLOSED
 
 
 class TeamSpec(_Strict):
@@ -381,6 +394,7 @@ class PolicyBundle(_Strict):
     auth: AuthSpec = AuthSpec()
     guardrails: dict[ProfileName, GuardrailProfile] = Field(default_factory=dict)
     timezone: str = "UTC"  # where budget periods begin
+    limits: LimitsBackendSpec = LimitsBackendSpec()
 
     @field_validator("timezone")
     @classmethod

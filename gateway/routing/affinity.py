@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -80,7 +81,7 @@ class ResponseIds:
                 param="previous_response_id",
             )
         self._swaps.append((orjson.dumps(upstream_id), orjson.dumps(previous)))
-        pinned = ModelRoute(route.alias, (deployment,), route.routing, route.price)
+        pinned = replace(route, deployments=(deployment,))
         return pinned, {**body, "previous_response_id": upstream_id}
 
     def learn(self, deployment: Deployment, response: object) -> None:

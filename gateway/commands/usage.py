@@ -1,0 +1,96 @@
+"""`gateway usage TEAM [--user S] [--json]`: a team's budgets and limits right now.
+
+Runs beside the server, in its own process. With GATEWAY_REDIS_URL it reads the
+same Redis the servers reserve in: used, reserved, remaining, exactly as
+GET /admin/teams/{team}/usage shows them. Without Redis the server's counters
+live in the server's memory, out of this process's reach: `used` is then the
+ledger's (what finished requests cost; the ledger writer lands a row about a
+second after a request ends) and `reserved` and the rate limits are shown as
+unknown (null, "?"): ask the server's admin API for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Annotated, Any
+
+import typer
+
+from gateway.settings import Settings, load_settings
+
+
+def _table(view: dict[str, Any]) -> str:
+    def shown(value: object) -> str:
+        return "?" if value is None else str(value)
+
+    who = view["team"] + (f" / user {view['user']}" if view["user"] else "")
+    lines = [f"usage of {who} at {view['at']} (periods in {view['timezone']})"]
+    for b in view["budgets"]:
+        lines.append(
+            f"  budget {b['scope']:4} {b['period']:5} {b['unit']:6} limit {b['limit']}"
+            f"  used {shown(b['used'])}  reserved {shown(b['reserved'])}"
+            f"  remaining {shown(b['remaining'])}  resets {b['resets_at']}"
+        )
+    for r in view["limits"]:
+        lines.append(
+            f"  limit  {r['scope']:4} {r['kind']:11} limit {r['limit']}"
+            f"  used {shown(r['used'])}  remaining {shown(r['remaining'])}"
+        )
+    if not view["budgets"] and not view["limits"]:
+        lines.append("  no budgets or limits")
+    return "\n".join(lines)
+
+
+async def _view(settings: Settings, team: str, user: str | None) -> dict[str, Any] | str:
+    from gateway.db import create_engine
+    from gateway.limits.backend import LimitsBackend
+    from gateway.limits.memory import MemoryBackend
+    from gateway.limits.rebuild import ledger_reader
+    from gateway.limits.service import Limits
+    from gateway.limits.view import usage_view
+    from gateway.policy.service import PolicyService
+
+    engine = create_engine(settings.database_url)
+    backend: LimitsBackend
+    if settings.redis_url:
+        from gateway.limits.redis_backend import RedisBackend
+
+        backend = RedisBackend.from_url(settings.redis_url)
+    else:
+        backend = MemoryBackend()  # empty: used comes from the ledger alone
+    limits = Limits(backend, ledger_reader(engine))
+    try:
+        service = PolicyService(engine, os.environ)  # the server's environment, as `policy` uses
+        running = await service.current()
+        if running is None:
+            return "no policy version is running yet"
+        policy = await service.compile(running)
+        rules = policy.teams.get(team)
+        if rules is None:
+            return f"there is no team {team!r} in the running policy (version {running.version})"
+        return await usage_view(
+            limits, policy, rules, user, reserved_known=bool(settings.redis_url)
+        )
+    finally:
+        await limits.close()
+        await engine.dispose()
+
+
+def usage(
+    team: Annotated[str, typer.Argument(help="The team, as the policy names it.")],
+    user: Annotated[str | None, typer.Option(help="Also one user (token subject).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a team's budgets and limits: used, reserved, remaining, and when each resets."""
+    settings = load_settings()
+    try:
+        found = asyncio.run(_view(settings, team, user))
+    except Exception as exc:  # an unreachable database or Redis: say which, no traceback
+        typer.echo(f"cannot read usage: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if isinstance(found, str):
+        typer.echo(found, err=True)
+        raise typer.Exit(1)
+    typer.echo(json.dumps(found, indent=2) if as_json else _table(found))

@@ -1,0 +1,188 @@
+"""What a caller sees of the limits: the 429/503 refusals and the x-ratelimit-* headers.
+
+Shaped like OpenAI's own (REFERENCE §1.3-1.5): a rate limit is a 429
+rate_limit_error/rate_limit_exceeded with `retry-after` and `retry-after-ms` set to
+the real time until it fits, which the openai SDK waits and retries; an exhausted
+budget is a 429 insufficient_quota with `x-should-retry: false` and no retry-after,
+which the SDK does not retry. Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from gateway.errors import GatewayError
+from gateway.limits.budget import Counter, Verdict
+from gateway.limits.plan import BudgetCheck, ConcurrencyCheck, RateCheck, RateKind, Scope, Unit
+from gateway.usage.pricing import usd_text
+
+# Concurrency frees when some request ends, which nobody can know: a short hint.
+CONCURRENCY_RETRY_MS = 1000
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExhausted(GatewayError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class LimitsUnavailable(GatewayError):
+    """The limits backend did not answer and the policy says `on_backend_error: closed`."""
+
+    status = 503
+    type = "api_error"
+    code = "limits_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRefusal:
+    check: BudgetCheck
+    verdict: Verdict
+    counter: Counter
+
+
+@dataclass(frozen=True, slots=True)
+class RateRefusal:
+    check: RateCheck
+    retry_after_ms: int  # -1: the request alone is larger than the limit
+    remaining: int
+    reset_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConcurrencyRefusal:
+    check: ConcurrencyCheck
+    in_flight: int
+
+
+Refusal = BudgetRefusal | RateRefusal | ConcurrencyRefusal
+
+
+def go_duration(ms: int) -> str:
+    """A duration as OpenAI's reset headers write it (Go's style): 20ms, 1.5s, 6m0s, 1h2m3s."""
+    ms = max(0, ms)
+    if ms < 1000:
+        return f"{ms}ms"
+    hours, rest = divmod(ms, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{seconds}s"
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _amount(unit: Unit, value: int) -> str:
+    return f"{value} tokens" if unit is Unit.TOKENS else f"{usd_text(value)} USD"
+
+
+def _whose(scope: Scope, team: str) -> str:
+    return f"team '{team}'" if scope is Scope.TEAM else f"your per-user budget in team '{team}'"
+
+
+def budget_error(refusal: BudgetRefusal, team: str) -> BudgetExhausted:
+    check, counter = refusal.check, refusal.counter
+    name = f"{check.period} {'token' if check.unit is Unit.TOKENS else 'USD'} budget"
+    limit = _amount(check.unit, check.limit)
+    if refusal.verdict is Verdict.TOO_LARGE:
+        message = (
+            f"This request's estimate ({_amount(check.unit, check.amount)}: prompt plus "
+            f"max_tokens) is more than the whole {name} of {_whose(check.scope, team)} "
+            f"({limit}). Lower max_tokens or shorten the prompt."
+        )
+    else:
+        message = (
+            f"You exceeded the {name} of {_whose(check.scope, team)}: limit {limit}, "
+            f"used {_amount(check.unit, counter.used)}, reserved by requests in flight "
+            f"{_amount(check.unit, counter.reserved)}. It resets at {_iso(check.resets_ms)}."
+        )
+    return BudgetExhausted(
+        message,
+        headers={
+            "x-should-retry": "false",
+            "x-gateway-budget": f"{check.scope}:{check.unit}:{check.period}",
+            "x-gateway-budget-reset": _iso(check.resets_ms),
+        },
+    )
+
+
+def rate_error(refusal: RateRefusal, team: str) -> RateLimited:
+    check = refusal.check
+    per = "requests per min (RPM)" if check.kind is RateKind.REQUESTS else "tokens per min (TPM)"
+    who = _whose(check.scope, team).replace("budget", "limit")
+    if refusal.retry_after_ms < 0:
+        return RateLimited(
+            f"Request too large for {who} on {per}: Limit {check.limit}, "
+            f"Requested {check.amount}. Lower max_tokens or shorten the prompt.",
+            headers={"x-should-retry": "false"},
+        )
+    used = check.limit - refusal.remaining
+    return RateLimited(
+        f"Rate limit reached for {who} on {per}: Limit {check.limit}, Used {used}, "
+        f"Requested {check.amount}. Please try again in {go_duration(refusal.retry_after_ms)}.",
+        headers={
+            **retry_headers(refusal.retry_after_ms),
+            f"x-ratelimit-limit-{check.kind}": str(check.limit),
+            f"x-ratelimit-remaining-{check.kind}": str(refusal.remaining),
+            f"x-ratelimit-reset-{check.kind}": go_duration(refusal.reset_ms),
+        },
+    )
+
+
+def concurrency_error(refusal: ConcurrencyRefusal, team: str) -> RateLimited:
+    who = _whose(refusal.check.scope, team).replace("budget", "limit")
+    return RateLimited(
+        f"Too many requests at once for {who}: Limit {refusal.check.limit} concurrent, "
+        f"in flight {refusal.in_flight}. Please try again when one finishes.",
+        headers=retry_headers(CONCURRENCY_RETRY_MS),
+    )
+
+
+def retry_headers(ms: int) -> dict[str, str]:
+    """retry-after in whole seconds (rounded up: never early), retry-after-ms exact."""
+    return {"retry-after": str(max(1, -(-ms // 1000))), "retry-after-ms": str(ms)}
+
+
+def refusal_error(refusal: Refusal, team: str) -> GatewayError:
+    if isinstance(refusal, BudgetRefusal):
+        return budget_error(refusal, team)
+    if isinstance(refusal, RateRefusal):
+        return rate_error(refusal, team)
+    return concurrency_error(refusal, team)
+
+
+@dataclass(frozen=True, slots=True)
+class RateView:
+    """One rate key as it stood after the reservation: the headers' numbers."""
+
+    check: RateCheck
+    remaining: int
+    reset_ms: int
+
+
+def ratelimit_headers(views: tuple[RateView, ...]) -> list[tuple[bytes, bytes]]:
+    """OpenAI's six headers, from the tightest key of each kind (team or user)."""
+    headers: list[tuple[bytes, bytes]] = []
+    for kind, name in ((RateKind.REQUESTS, b"requests"), (RateKind.TOKENS, b"tokens")):
+        of_kind = [v for v in views if v.check.kind is kind]
+        if not of_kind:
+            continue
+        tightest = min(of_kind, key=lambda v: (v.remaining, -v.reset_ms))
+        headers += [
+            (b"x-ratelimit-limit-" + name, str(tightest.check.limit).encode()),
+            (b"x-ratelimit-remaining-" + name, str(tightest.remaining).encode()),
+            (b"x-ratelimit-reset-" + name, go_duration(tightest.reset_ms).encode()),
+        ]
+    return headers

@@ -1,0 +1,76 @@
+"""The rate-limit algorithm: GCRA (generic cell rate algorithm), pure integer arithmetic.
+
+Why GCRA and not a sliding window: one small state per key instead of a log or two
+windows; the exact time until a request would fit falls out of it (`retry-after` is
+real, not a guess); there is no window edge where twice the rate slips through (a
+fixed window's flaw); and settling a token reservation to the true usage is one
+addition.
+
+A limit of L per minute is a bucket of L units that drains continuously at L per
+minute. The state is `(stamp_ms, level)`: the bucket's fill at `stamp_ms`, in ms
+scaled by L (one unit is WINDOW_MS of it, a full bucket WINDOW_MS·L), so every step
+is an exact integer. The level is relative to its stamp, not an absolute time, so
+the same numbers stay exact in Redis's Lua (doubles, exact below 2^53): the Lua
+script (redis_scripts.py) is this module, line for line. A refund may leave the
+level negative; reading clamps it at empty, as GCRA's max(TAT, now) does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+WINDOW_MS = 60_000  # rpm and tpm are per minute
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    stamp_ms: int = 0
+    level: int = 0  # scaled ms in use at stamp_ms
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    """A key after a decision: what the x-ratelimit-* headers show."""
+
+    is_allowed: bool
+    bucket: Bucket  # the new state if allowed, else unchanged
+    remaining: int  # units that would fit right now (after this request, if allowed)
+    reset_ms: int  # until the bucket is empty again
+    retry_after_ms: int  # refused: until this request would fit (-1: it never will); 0 allowed
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def level_at(bucket: Bucket, now_ms: int, limit: int) -> int:
+    """The bucket's fill at `now_ms` (a clock behind the stamp drains nothing)."""
+    elapsed = max(0, now_ms - bucket.stamp_ms)
+    return max(0, bucket.level - elapsed * limit)
+
+
+def view(level: int, limit: int) -> tuple[int, int]:
+    """(remaining units, ms until empty) of a bucket filled to `level`."""
+    remaining = (WINDOW_MS * limit - level) // WINDOW_MS
+    return max(0, min(limit, remaining)), _ceil_div(level, limit)
+
+
+def state_of(bucket: Bucket, now_ms: int, limit: int) -> tuple[int, int]:
+    return view(level_at(bucket, now_ms, limit), limit)
+
+
+def decide(bucket: Bucket, now_ms: int, limit: int, amount: int) -> RateState:
+    """May `amount` units pass now under `limit` per minute?"""
+    level = level_at(bucket, now_ms, limit)
+    if amount > limit:  # larger than the whole bucket: waiting will not help
+        return RateState(False, bucket, *view(level, limit), -1)
+    excess = level + amount * WINDOW_MS - WINDOW_MS * limit
+    if excess > 0:
+        return RateState(False, bucket, *view(level, limit), _ceil_div(excess, limit))
+    new_level = level + amount * WINDOW_MS
+    return RateState(True, Bucket(now_ms, new_level), *view(new_level, limit), 0)
+
+
+def adjust(bucket: Bucket, delta: int) -> Bucket:
+    """Settle a reservation: `delta` = true units - reserved units (a refund is negative)."""
+    return Bucket(bucket.stamp_ms, bucket.level + delta * WINDOW_MS)

@@ -1,0 +1,209 @@
+"""The Lua scripts of the Redis backend: the pure cores (budget.py, gcra.py) in Redis.
+
+Each runs atomically on the Redis server, so one reservation of many checks is one
+round trip, all or nothing, whatever the number of replicas. Every key a script
+touches carries the team's hash tag `{team}`, so one team lives in one hash slot
+and the scripts run on Redis Cluster. Numbers stay below 2^53 (exact in Lua).
+
+Keys: budget counters are hashes (u = used, r = reserved, s = rebuilt from the
+ledger); rate buckets hashes (s = stamp ms, l = level); concurrency sorted sets of
+hold ids scored by lease end; `holds` maps a hold id to what it reserved
+("B key amount ... C key ..."), `exp` scores hold ids by lease end so the next
+reservation frees holds whose replica died.
+"""
+
+from __future__ import annotations
+
+WINDOW_MS = 60_000
+
+_RELEASE = """
+-- Redis formats a Lua number with 14 digits: integers go out as exact strings.
+local function int(x) return string.format('%.0f', x) end
+local function release(holds, exp, id)
+  local rec = redis.call('HGET', holds, id)
+  redis.call('ZREM', exp, id)
+  if not rec then return 0 end
+  redis.call('HDEL', holds, id)
+  local t = {}
+  for word in string.gmatch(rec, '%S+') do t[#t + 1] = word end
+  local i = 1
+  while i <= #t do
+    if t[i] == 'B' then
+      if redis.call('EXISTS', t[i + 1]) == 1 then
+        redis.call('HINCRBY', t[i + 1], 'r', int(-tonumber(t[i + 2])))
+      end
+      i = i + 3
+    else
+      redis.call('ZREM', t[i + 1], id)
+      i = i + 2
+    end
+  end
+  return 1
+end
+"""
+
+# KEYS: holds, exp, budgets..., rates..., concurrency...
+# ARGV: id, now, lease_end, nb, nr, nc, then (limit, amount, keep_until) per budget,
+#       (limit, amount) per rate, limit per concurrency.
+# Returns {0, remaining, reset_ms, ...per rate} | {1, i, verdict, used, reserved}
+#       | {2, i, in_flight} | {3, i, retry_ms, remaining, reset_ms} | {4, i, ...}
+RESERVE = (
+    _RELEASE
+    + """
+local holds, exp = KEYS[1], KEYS[2]
+local id, now, lease_end = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local nb, nr, nc = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local W = """
+    + str(WINDOW_MS)
+    + """
+local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 64)
+for _, old in ipairs(expired) do release(holds, exp, old) end
+
+local unseeded = {4}
+for i = 1, nb do
+  if redis.call('HEXISTS', KEYS[2 + i], 's') == 0 then unseeded[#unseeded + 1] = i end
+end
+if #unseeded > 1 then return unseeded end
+
+local a = 7
+for i = 1, nb do
+  local key = KEYS[2 + i]
+  local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local v = redis.call('HMGET', key, 'u', 'r')
+  local used, reserved = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  if amount > limit then return {1, i, 2, used, reserved} end
+  if used >= limit or used + reserved + amount > limit then return {1, i, 1, used, reserved} end
+  a = a + 3
+end
+local ra = a
+a = a + 2 * nr
+for i = 1, nc do
+  local key = KEYS[2 + nb + nr + i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local n = redis.call('ZCARD', key)
+  if n >= tonumber(ARGV[a]) then return {2, i, n} end
+  a = a + 1
+end
+
+local function view(level, limit)
+  local remaining = math.floor((W * limit - level) / W)
+  if remaining > limit then remaining = limit end
+  if remaining < 0 then remaining = 0 end
+  return remaining, math.ceil(level / limit)
+end
+local levels, refused = {}, nil
+a = ra
+for i = 1, nr do
+  local key = KEYS[2 + nb + i]
+  local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local v = redis.call('HMGET', key, 's', 'l')
+  local stamp, level = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  local elapsed = now - stamp
+  if elapsed < 0 then elapsed = 0 end
+  level = level - elapsed * limit
+  if level < 0 then level = 0 end
+  local retry = 0
+  if amount > limit then
+    retry = -1
+  else
+    local excess = level + amount * W - W * limit
+    if excess > 0 then retry = math.ceil(excess / limit) end
+  end
+  if retry ~= 0 then
+    local rem, reset = view(level, limit)
+    -- the longest wait wins; one that can never fit (-1) wins outright
+    local worse = refused == nil or (refused[3] >= 0 and (retry < 0 or retry > refused[3]))
+    if worse then
+      refused = {3, i, retry, rem, reset}
+    end
+  end
+  levels[i] = level + amount * W
+  a = a + 2
+end
+if refused then return refused end
+
+local rec = {}
+a = 7
+for i = 1, nb do
+  local key = KEYS[2 + i]
+  redis.call('HINCRBY', key, 'r', ARGV[a + 1])
+  redis.call('PEXPIREAT', key, ARGV[a + 2])
+  rec[#rec + 1] = 'B ' .. key .. ' ' .. ARGV[a + 1]
+  a = a + 3
+end
+local out = {0}
+for i = 1, nr do
+  local key, limit = KEYS[2 + nb + i], tonumber(ARGV[a])
+  redis.call('HSET', key, 's', ARGV[2], 'l', int(levels[i]))
+  redis.call('PEXPIRE', key, int(math.ceil(levels[i] / limit) + 1000))
+  local rem, reset = view(levels[i], limit)
+  out[#out + 1] = rem
+  out[#out + 1] = reset
+  a = a + 2
+end
+for i = 1, nc do
+  local key = KEYS[2 + nb + nr + i]
+  redis.call('ZADD', key, ARGV[3], id)
+  redis.call('PEXPIREAT', key, ARGV[3])
+  rec[#rec + 1] = 'C ' .. key
+end
+redis.call('HSET', holds, id, table.concat(rec, ' '))
+redis.call('ZADD', exp, ARGV[3], id)
+local keep = lease_end - now
+if redis.call('PTTL', holds) < keep then
+  redis.call('PEXPIRE', holds, int(keep))
+  redis.call('PEXPIRE', exp, int(keep))
+end
+return out
+"""
+)
+
+# KEYS: holds, exp, budgets..., token rates...
+# ARGV: id, nb, nt, then (actual or -1, keep_until) per budget, delta per token rate.
+SETTLE = (
+    _RELEASE
+    + """
+local nb, nt = tonumber(ARGV[2]), tonumber(ARGV[3])
+release(KEYS[1], KEYS[2], ARGV[1])
+local a = 4
+for i = 1, nb do
+  local actual = tonumber(ARGV[a])
+  if actual > 0 then
+    redis.call('HINCRBY', KEYS[2 + i], 'u', actual)
+    redis.call('PEXPIREAT', KEYS[2 + i], ARGV[a + 1])
+  end
+  a = a + 2
+end
+for i = 1, nt do
+  local key = KEYS[2 + nb + i]
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HINCRBY', key, 'l', int(tonumber(ARGV[a]) * """
+    + str(WINDOW_MS)
+    + """))
+  end
+  a = a + 1
+end
+return 1
+"""
+)
+
+# KEYS: budgets...  ARGV: (used, keep_until) per budget. Adds the rebuilt usage once.
+SEED = """
+for i = 1, #KEYS do
+  if redis.call('HSETNX', KEYS[i], 's', 1) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'u', ARGV[2 * i - 1])
+    redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i])
+  end
+end
+return 1
+"""
+
+# KEYS: holds, exp.  ARGV: now. Frees holds whose lease ended (before a usage view).
+SWEEP = (
+    _RELEASE
+    + """
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 1000)
+for _, old in ipairs(expired) do release(KEYS[1], KEYS[2], old) end
+return #expired
+"""
+)

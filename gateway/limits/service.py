@@ -1,0 +1,88 @@
+"""The limits service: reserve a plan (rebuilding counters from the ledger when the
+backend has none), settle a hold, and decide what a backend failure means.
+
+Built once in the lifespan; the pipeline stage (stage.py) calls it. The clock is
+a parameter so tests can stand at a period boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+from gateway.limits.answers import LimitsUnavailable, refusal_error
+from gateway.limits.backend import BackendUnavailable, Hold, LimitsBackend, NeedsSeed, Snapshot
+from gateway.limits.plan import Actual, Plan
+from gateway.limits.rebuild import LedgerSums, rebuilt
+from gateway.policy.schema import BackendErrorMode
+
+log = logging.getLogger("gateway.limits")
+Clock = Callable[[], int]  # epoch ms
+# A seed that does not stick (keys vanishing again at once) is retried this often.
+SEED_ATTEMPTS = 3
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Limits:
+    def __init__(
+        self, backend: LimitsBackend, sums: LedgerSums, clock: Clock = wall_clock_ms
+    ) -> None:
+        self.backend = backend
+        self.clock = clock
+        self._sums = sums
+        self.unchecked = 0  # requests served unchecked (backend down, on_backend_error: open)
+
+    async def reserve(self, plan: Plan, mode: BackendErrorMode) -> Hold:
+        """A hold on every check of `plan`, or the refusal raised as a GatewayError."""
+        hold_id = os.urandom(12).hex()
+        now_ms = self.clock()
+        try:
+            for _ in range(SEED_ATTEMPTS):
+                decision = await self.backend.try_reserve(plan, hold_id, now_ms)
+                if not isinstance(decision, NeedsSeed):
+                    break
+                await self.seed(plan, decision)
+            else:
+                raise BackendUnavailable("budget counters vanished while being rebuilt")
+        except BackendUnavailable as error:
+            return self._unchecked(plan, hold_id, mode, error)
+        if isinstance(decision, Hold):
+            return decision
+        raise refusal_error(decision, plan.team)
+
+    async def seed(self, plan: Plan, needs: NeedsSeed) -> None:
+        try:
+            seeds = await rebuilt(self._sums, plan.team, plan.subject, needs.checks)
+        except Exception as error:  # any database failure: the counters cannot be trusted
+            raise BackendUnavailable(f"ledger unreadable: {type(error).__name__}") from error
+        await self.backend.seed(plan.team, seeds)
+
+    def _unchecked(
+        self, plan: Plan, hold_id: str, mode: BackendErrorMode, error: BackendUnavailable
+    ) -> Hold:
+        if mode is BackendErrorMode.CLOSED:
+            raise LimitsUnavailable(
+                "The gateway cannot check usage limits right now (its limits store is "
+                "unreachable), so it refuses requests rather than let budgets overrun. "
+                "Please retry shortly."
+            ) from error
+        self.unchecked += 1
+        log.warning(
+            "limits backend unreachable: request served unchecked (on_backend_error: open)",
+            extra={"fields": {"team": plan.team, "error": str(error), "unchecked": self.unchecked}},
+        )
+        return Hold(hold_id, plan, (), 0, is_checked=False)
+
+    def settle(self, hold: Hold, actual: Actual | None) -> None:
+        self.backend.settle(hold, actual, self.clock())
+
+    async def snapshot(self, plan: Plan) -> Snapshot:
+        return await self.backend.snapshot(plan, self.clock())
+
+    async def close(self) -> None:
+        await self.backend.close()

@@ -1,0 +1,33 @@
+"""Open the limits service for a settings: Redis when GATEWAY_REDIS_URL is set, else
+the in-process backend (valid for one process; `serve --workers N>1` needs Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.limits.backend import LimitsBackend
+from gateway.limits.memory import MemoryBackend
+from gateway.limits.rebuild import ledger_reader
+from gateway.limits.service import Limits
+from gateway.settings import Settings
+
+__all__ = ["Limits", "open_limits"]
+
+
+@asynccontextmanager
+async def open_limits(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Limits]:
+    backend: LimitsBackend
+    if settings.redis_url:
+        from gateway.limits.redis_backend import RedisBackend  # redis only when configured
+
+        backend = RedisBackend.from_url(settings.redis_url)
+    else:
+        backend = MemoryBackend()
+    limits = Limits(backend, ledger_reader(engine))
+    try:
+        yield limits
+    finally:
+        await limits.close()

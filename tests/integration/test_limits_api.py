@@ -1,0 +1,340 @@
+"""Budgets, rate limits and concurrency through the gateway (in-process backend), with the
+official openai SDK as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import openai
+import pytest
+
+from gateway.limits.backend import Hold, LimitsBackend
+from gateway.limits.plan import Actual, Estimate, Plan, build_plan
+from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.upstream import Behaviour, MockUpstream
+
+POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  chat:
+    deployments: [{{provider: up, model: upstream-chat}}]
+    price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}
+  embed:
+    deployments: [{{provider: up, model: upstream-embed}}]
+routing: {{timeout_s: 10, attempt_timeout_s: 5, retries: 0}}
+teams:
+  demo: {{models: ["*"]}}
+  nomodels: {{models: []}}
+  budgeted:
+    models: ["*"]
+    max_tokens_default: 50
+    budgets: [{{period: day, tokens: {day_tokens}}}, {{period: month, usd: 100}}]
+    limits: {{rpm: 1000, tpm: {tpm}, concurrency: {concurrency}}}
+    per_user: {{rpm: 500}}
+"""
+
+
+def policy(
+    base: str, day_tokens: int = 100_000, tpm: int = 1_000_000, concurrency: int = 50
+) -> str:
+    return POLICY.format(base=base, day_tokens=day_tokens, tpm=tpm, concurrency=concurrency)
+
+
+class Recording:
+    """Wraps the running backend: every reserve and settle it sees, by hold id."""
+
+    def __init__(self, inner: LimitsBackend) -> None:
+        self.inner = inner
+        self.reserved: list[Hold] = []
+        self.settled: list[tuple[Hold, Actual | None]] = []
+
+    async def try_reserve(self, plan: Plan, hold_id: str, now_ms: int):  # type: ignore[no-untyped-def]
+        found = await self.inner.try_reserve(plan, hold_id, now_ms)
+        if isinstance(found, Hold):
+            self.reserved.append(found)
+        return found
+
+    def settle(self, hold: Hold, actual: Actual | None, now_ms: int) -> None:
+        self.settled.append((hold, actual))
+        self.inner.settle(hold, actual, now_ms)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.inner, name)
+
+
+async def counters(gw: RunningGateway, team: str = "budgeted", subject: str = "tester"):  # type: ignore[no-untyped-def]
+    rules = gw.services.policy.current().teams[team]
+    plan = build_plan(rules, subject, Estimate(0, 0), gw.services.limits.clock())
+    return plan, await gw.services.limits.snapshot(plan)
+
+
+@pytest.fixture
+async def up():
+    async with MockUpstream("up") as upstream:
+        yield upstream
+
+
+async def test_every_inference_route_is_reserved_and_settled(tmp_path, up):
+    """Chat, completions, embeddings and responses: each reserves once and settles once,
+    to its true usage; nothing stays reserved."""
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        recording = Recording(gw.services.limits.backend)
+        gw.services.limits.backend = recording  # type: ignore[assignment]
+        client = await gw.openai("budgeted")
+        await client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}]
+        )
+        await client.completions.create(model="chat", prompt="hi there", max_tokens=5)
+        await client.embeddings.create(model="embed", input="hello")
+        await client.responses.create(model="chat", input="hi", max_output_tokens=20)
+        assert len(recording.reserved) == 4
+        assert [h.id for h, _ in recording.settled] == [h.id for h in recording.reserved]
+        assert all(actual is not None and actual.tokens > 0 for _, actual in recording.settled)
+        _, snap = await counters(gw)
+        used = sum(a.tokens for _, a in recording.settled if a is not None)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (used, 0)
+
+
+async def test_limited_answers_carry_openai_ratelimit_headers_streams_included(tmp_path, up):
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("budgeted")
+        raw = await client.chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=10
+        )
+        assert raw.headers["x-ratelimit-limit-requests"] == "500"  # the user's, tighter
+        assert raw.headers["x-ratelimit-remaining-requests"] == "499"
+        assert raw.headers["x-ratelimit-limit-tokens"] == "1000000"
+        assert raw.headers["x-ratelimit-reset-requests"] == "120ms"
+        async with client.chat.completions.with_streaming_response.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True
+        ) as streamed:
+            assert streamed.headers["x-ratelimit-remaining-requests"] == "498"
+            async for _ in streamed.iter_lines():
+                pass
+        plain = await (await gw.openai("demo")).chat.completions.with_raw_response.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert "x-ratelimit-limit-requests" not in plain.headers
+
+
+async def test_an_exhausted_budget_is_429_insufficient_quota_and_the_sdk_does_not_retry(
+    tmp_path, up
+):
+    """The day budget holds 100 tokens: a request estimated at 60 passes, the next is
+    refused naming the budget and its reset, and the SDK sends it once only."""
+    up.behave(Behaviour(prompt_tokens=10, completion_tokens=50))
+    async with running_gateway(tmp_path, policy(up.base_url, day_tokens=100)) as gw:
+        sent: list[httpx.Request] = []
+
+        async def count(request: httpx.Request) -> None:
+            sent.append(request)
+
+        client = openai.AsyncOpenAI(
+            base_url=gw.base_url,
+            api_key=await gw.token("budgeted"),
+            max_retries=2,
+            http_client=httpx.AsyncClient(event_hooks={"request": [count]}),
+        )
+        await client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}]
+        )
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}]
+            )
+        await client.close()
+        assert len(sent) == 2
+        error = refused.value
+        assert (error.type, error.code) == ("insufficient_quota", "insufficient_quota")
+        assert error.response.headers["x-should-retry"] == "false"
+        assert "retry-after" not in error.response.headers
+        assert (
+            "day token budget of team 'budgeted'" in error.message and "resets at" in error.message
+        )
+        assert len(up.requests) == 1
+
+
+async def test_an_estimate_larger_than_the_whole_budget_is_refused_at_once(tmp_path, up):
+    async with running_gateway(tmp_path, policy(up.base_url, day_tokens=100)) as gw:
+        client = await gw.openai("budgeted")
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=500
+            )
+        assert refused.value.code == "insufficient_quota"
+        assert "more than the whole day token budget" in refused.value.message
+        assert up.requests == []
+
+
+async def test_a_rate_limit_is_retried_by_the_sdk_after_retry_after_and_succeeds(tmp_path, up):
+    """tpm 6000 and requests that truly use ~1000 tokens: the 6th waits ~0.6 s; the SDK
+    reads retry-after-ms, waits, retries once and gets its answer."""
+    up.behave(Behaviour(prompt_tokens=10, completion_tokens=1000))
+    async with running_gateway(tmp_path, policy(up.base_url, tpm=6000)) as gw:
+        sent: list[httpx.Request] = []
+
+        async def count(request: httpx.Request) -> None:
+            sent.append(request)
+
+        client = openai.AsyncOpenAI(
+            base_url=gw.base_url,
+            api_key=await gw.token("budgeted"),
+            max_retries=2,
+            http_client=httpx.AsyncClient(event_hooks={"request": [count]}),
+        )
+        ask = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1000}
+        for _ in range(5):
+            await client.chat.completions.create(**ask)  # type: ignore[call-overload]
+        assert len(sent) == 5
+        started = time.monotonic()
+        raw = await client.chat.completions.with_raw_response.create(**ask)  # type: ignore[call-overload]
+        waited = time.monotonic() - started
+        await client.close()
+        assert raw.parse().choices[0].message.content
+        assert len(sent) == 7  # refused once, retried once
+        assert 0.3 < waited < 5
+
+
+async def test_an_upstream_failure_after_the_reservation_releases_it(tmp_path, up):
+    up.behave("status", status=500)
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("budgeted")
+        with pytest.raises(openai.APIStatusError):
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}]
+            )
+        _, snap = await counters(gw)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (0, 0)
+        assert snap.concurrency == (0,)
+
+
+async def test_a_stream_the_client_abandons_frees_concurrency_and_is_charged(tmp_path, up):
+    up.behave(Behaviour(chunks=40, chunk_delay_s=0.05, prompt_tokens=10, completion_tokens=40))
+    async with running_gateway(tmp_path, policy(up.base_url, concurrency=1)) as gw:
+        client = await gw.openai("budgeted")
+        stream = await client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        async for _ in stream:
+            break
+        _, during = await counters(gw)
+        assert during.concurrency == (1,)
+        await stream.close()
+        for _ in range(100):
+            _, snap = await counters(gw)
+            if snap.concurrency == (0,):
+                break
+            await asyncio.sleep(0.05)
+        assert snap.concurrency == (0,)
+        assert snap.budgets[0] is not None
+        assert snap.budgets[0].used > 0 and snap.budgets[0].reserved == 0
+
+
+async def test_concurrency_refuses_the_extra_request_with_a_rate_limit(tmp_path, up):
+    up.behave("slow", delay_s=0.5)
+    async with running_gateway(tmp_path, policy(up.base_url, concurrency=1)) as gw:
+        client = await gw.openai("budgeted")
+        first = asyncio.create_task(
+            client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "a"}]
+            )
+        )
+        await up.wait_for_requests(1)
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "b"}]
+            )
+        assert refused.value.code == "rate_limit_exceeded"
+        assert refused.value.response.headers["retry-after"] == "1"
+        await first
+
+
+async def test_a_team_removed_while_its_request_is_in_flight_still_settles(tmp_path, up):
+    up.behave("slow", delay_s=1.0)
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        plan, _ = await counters(gw)
+        client = await gw.openai("budgeted")
+        task = asyncio.create_task(
+            client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "a"}]
+            )
+        )
+        await up.wait_for_requests(1)
+        bundle = tmp_path / "policies" / "bundle.yaml"
+        text = bundle.read_text()
+        bundle.write_text(text[: text.index("  budgeted:")])
+        for _ in range(100):
+            if "budgeted" not in gw.services.policy.current().teams:
+                break
+            await asyncio.sleep(0.05)
+        assert "budgeted" not in gw.services.policy.current().teams
+        await task
+        snap = await gw.services.limits.snapshot(plan)
+        assert snap.budgets[0] is not None
+        assert snap.budgets[0].used > 0 and snap.budgets[0].reserved == 0
+        assert snap.concurrency == (0,)
+
+
+async def test_a_team_with_an_empty_model_list_may_use_no_model(tmp_path, up):
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("nomodels")
+        with pytest.raises(openai.PermissionDeniedError):
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "a"}]
+            )
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (-1, "integer_below_min_value"),
+        (10**12, "integer_above_max_value"),
+        (1e300, "integer_above_max_value"),
+        ("10", "invalid_type"),
+        (1.5, "invalid_type"),
+        (True, "invalid_type"),
+    ],
+)
+async def test_bad_max_tokens_is_a_400_naming_the_field(tmp_path, up, value, code):
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("budgeted")
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "a"}], max_tokens=value
+            )
+        assert (refused.value.param, refused.value.code) == ("max_tokens", code)
+        assert up.requests == []
+
+
+async def test_the_admin_usage_view_shows_every_budget_and_limit(tmp_path, up, http):
+    up.behave(Behaviour(prompt_tokens=10, completion_tokens=5))
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("budgeted")
+        await client.chat.completions.create(
+            model="chat", messages=[{"role": "user", "content": "hi"}]
+        )
+        admin = {"authorization": f"Bearer {await gw.token('demo', scopes=('gateway:admin',))}"}
+        url = f"{gw.origin}/admin/teams/budgeted/usage?user=tester"
+        async with http.get(url, headers=admin) as response:
+            assert response.status == 200
+            view = await response.json()
+        day = view["budgets"][0]
+        assert (day["period"], day["unit"], day["used"], day["reserved"]) == (
+            "day",
+            "tokens",
+            15,
+            0,
+        )
+        assert day["remaining"] == 100_000 - 15 and day["resets_at"].endswith("T00:00:00.000Z")
+        assert (
+            view["budgets"][1]["unit"] == "usd" and view["budgets"][1]["limit"] == "100.000000000"
+        )
+        kinds = {(r["scope"], r["kind"]) for r in view["limits"]}
+        assert kinds == {("team", "rpm"), ("team", "tpm"), ("team", "concurrency"), ("user", "rpm")}
+        async with http.get(f"{gw.origin}/admin/teams/nobody/usage", headers=admin) as response:
+            assert response.status == 404

@@ -1,0 +1,257 @@
+"""The Redis backend: the same decisions as the in-process one, keys in one slot with
+TTLs, counters rebuilt from the ledger, closed/open with Redis really stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+
+import pytest
+import redis.asyncio as aioredis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from gateway.limits.answers import LimitsUnavailable
+from gateway.limits.backend import Hold, NeedsSeed
+from gateway.limits.memory import MemoryBackend
+from gateway.limits.plan import Actual, Estimate, build_plan
+from gateway.limits.rebuild import ledger_reader
+from gateway.limits.redis_backend import RedisBackend, team_prefix
+from gateway.limits.service import Limits
+from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
+from gateway.policy.schema import BackendErrorMode, LimitsSpec, PerUserSpec
+from gateway.usage.ledger_table import usage_ledger
+
+
+def rules(name: str) -> TeamRules:
+    return TeamRules(
+        name,
+        True,
+        frozenset(),
+        budgets=(Budget(BudgetPeriod.DAY, 300, None), Budget(BudgetPeriod.MONTH, None, 0.000002)),
+        limits=LimitsSpec(rpm=5, tpm=200, concurrency=3),
+        per_user=PerUserSpec(tokens_per_day=150, concurrency=2),
+    )
+
+
+def kind(found: object) -> tuple[object, ...]:
+    """A decision's observable shape, for comparing the two backends."""
+    if isinstance(found, Hold):
+        return ("hold", tuple((v.remaining, v.reset_ms) for v in found.rates))
+    if isinstance(found, NeedsSeed):
+        return ("seed", tuple(c.key for c in found.checks))
+    fields = [type(found).__name__]
+    for name in ("verdict", "counter", "retry_after_ms", "remaining", "reset_ms", "in_flight"):
+        if hasattr(found, name):
+            fields.append(getattr(found, name))
+    return tuple(fields)
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("reserve"), st.integers(1, 60), st.sampled_from(["u1", "u:2 x"])),
+        st.tuples(st.just("settle"), st.integers(0, 150), st.booleans()),
+        st.tuples(st.just("wait"), st.integers(1, 90_000), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=ops)
+def test_redis_decides_exactly_as_the_in_process_backend(redis_url: str, ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    """Any interleaving of reserves, settles (over or under the estimate) and time: the
+    Lua scripts and the pure cores give the same answer at every step."""
+
+    async def main() -> None:
+        team = rules(f"parity-{uuid.uuid4().hex[:8]}")
+        memory, remote = MemoryBackend(), RedisBackend.from_url(redis_url)
+        # Real time: budget keys expire at their period's end (plus a day) in Redis's clock.
+        now, holds, n = int(time.time() * 1000), [], 0
+        try:
+            for op, a, b in ops:
+                if op == "reserve":
+                    n += 1
+                    plan = build_plan(team, b, Estimate(a, a * 10), now, deadline_s=10)
+                    local = memory.reserve_now(plan, str(n), now)
+                    there = await remote.try_reserve(plan, str(n), now)
+                    assert kind(local) == kind(there)
+                    if isinstance(local, NeedsSeed):
+                        seeds = tuple((c, 7) for c in local.checks)
+                        await memory.seed(team.name, seeds)
+                        await remote.seed(team.name, seeds)
+                        local = memory.reserve_now(plan, str(n), now)
+                        there = await remote.try_reserve(plan, str(n), now)
+                        assert kind(local) == kind(there)
+                    if isinstance(local, Hold):
+                        holds.append(local)
+                elif op == "settle" and holds:
+                    hold = holds.pop(0)
+                    actual = Actual(a, a * 10) if b else None
+                    memory.settle(hold, actual, now)
+                    await remote._settle_now(hold, actual)
+                elif op == "wait":
+                    now += a
+                probe = build_plan(team, "u1", Estimate(0, 0), now)
+                assert await memory.snapshot(probe, now) == await remote.snapshot(probe, now)
+        finally:
+            await remote.close()
+
+    asyncio.run(main())
+
+
+async def test_a_teams_keys_share_one_slot_and_all_expire(redis_url: str) -> None:
+    team = rules(f"slot-{uuid.uuid4().hex[:8]}")
+    backend = RedisBackend.from_url(redis_url)
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        now = int(time.time() * 1000)
+        plan = build_plan(team, "alice@example.com", Estimate(10, 10), now)
+        assert isinstance(await backend.try_reserve(plan, "h1", now), NeedsSeed)
+        await backend.seed(team.name, tuple((c, 0) for c in plan.budgets))
+        hold = await backend.try_reserve(plan, "h1", now)
+        assert isinstance(hold, Hold)
+        keys = [k async for k in client.scan_iter(match=team_prefix(team.name) + "*")]
+        assert len(keys) == 2 + len(plan.budgets) + len(plan.rates) + len(plan.concurrency)
+        assert len({key_slot(k) for k in keys}) == 1
+        assert all([await client.pttl(k) > 0 for k in keys])
+        backend.settle(hold, Actual(5, 5), now)
+    finally:
+        await backend.close()
+        await client.aclose()
+
+
+async def test_counters_lost_from_redis_are_rebuilt_from_the_ledger(redis_url: str, engine) -> None:
+    """Ledger rows of this day and month count; yesterday's and other teams' do not."""
+    name = f"rebuild-{uuid.uuid4().hex[:8]}"
+    now = int(time.time() * 1000)
+    team = TeamRules(name, True, frozenset(), budgets=(Budget(BudgetPeriod.DAY, 1000, None),))
+    plan = build_plan(team, "u", Estimate(100, 0), now)
+    start = plan.budgets[0].starts_ms
+    rows = [(name, start, 300), (name, now, 200), (name, start - 1, 5000), ("other", now, 5000)]
+    async with engine.begin() as conn:
+        await conn.execute(
+            usage_ledger.insert(),
+            [_row(i, t, at, tokens) for i, (t, at, tokens) in enumerate(rows)],
+        )
+    limits = Limits(RedisBackend.from_url(redis_url), ledger_reader(engine), clock=lambda: now)
+    try:
+        hold = await limits.reserve(plan, BackendErrorMode.CLOSED)
+        snap = await limits.snapshot(plan)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (500, 100)
+        limits.settle(hold, Actual(80, 0))
+    finally:
+        await limits.close()
+
+
+def _row(i: int, team: str, at_ms: int, tokens: int) -> dict[str, object]:
+    return {
+        "id": f"{team}-{i}-{uuid.uuid4().hex}",
+        "request_id": "r",
+        "at_ms": at_ms,
+        "endpoint": "chat",
+        "team": team,
+        "subject": "u",
+        "stream": False,
+        "status": 200,
+        "outcome": "ok",
+        "input_tokens": tokens // 2,
+        "output_tokens": tokens - tokens // 2,
+        "cached_tokens": 0,
+        "cache_write_tokens": 0,
+        "reasoning_tokens": 0,
+        "tokens_estimated": False,
+        "cost_nanousd": 0,
+        "price_source": "unknown",
+        "price_input": 0,
+        "price_output": 0,
+        "price_cached_input": 0,
+        "price_cache_write": 0,
+        "price_reasoning": 0,
+        "attempts": 1,
+        "latency_ms": 1,
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_redis(port: int, tmp: str) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return process
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_redis_stopped_closed_refuses_open_serves_and_counts(tmp_path, engine) -> None:
+    """Redis really stopped: closed → 503 limits_unavailable; open → served and counted;
+    Redis back → reservations work again."""
+    port = _free_port()
+    server = _start_redis(port, str(tmp_path))
+    backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}")
+    limits = Limits(backend, ledger_reader(engine))
+    team = TeamRules("stop", True, frozenset(), limits=LimitsSpec(rpm=100))
+    plan = build_plan(team, "u", Estimate(1, 0), int(time.time() * 1000))
+    try:
+        assert (await limits.reserve(plan, BackendErrorMode.CLOSED)).is_checked
+        assert await backend.health() == "ok"
+        server.terminate()
+        server.wait(10)
+        with pytest.raises(LimitsUnavailable) as refused:
+            await limits.reserve(plan, BackendErrorMode.CLOSED)
+        assert refused.value.status == 503 and refused.value.code == "limits_unavailable"
+        hold = await limits.reserve(plan, BackendErrorMode.OPEN)
+        assert not hold.is_checked and limits.unchecked == 1
+        limits.settle(hold, Actual(1, 0))  # nothing to settle, no error
+        assert (await backend.health()).startswith("error: Redis unreachable")
+        server = _start_redis(port, str(tmp_path))
+        assert (await limits.reserve(plan, BackendErrorMode.CLOSED)).is_checked
+    finally:
+        await limits.close()
+        if server.poll() is None:
+            server.terminate()
+            server.wait(10)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_readyz_reports_an_unreachable_redis(tmp_path, http) -> None:
+    from tests.support.gateway import running_gateway
+
+    port = _free_port()
+    server = _start_redis(port, str(tmp_path))
+    try:
+        async with running_gateway(
+            tmp_path, "teams: {}\n", redis_url=f"redis://127.0.0.1:{port}"
+        ) as gw:
+            async with http.get(gw.origin + "/readyz") as response:
+                assert response.status == 200
+                assert (await response.json())["checks"]["redis"] == "ok"
+            server.terminate()
+            server.wait(10)
+            async with http.get(gw.origin + "/readyz") as response:
+                assert response.status == 503
+                assert (await response.json())["checks"]["redis"].startswith("error: Redis")
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(10)

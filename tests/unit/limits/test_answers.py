@@ -1,0 +1,92 @@
+"""The refusals and headers a caller reads, as OpenAI writes them."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.limits.answers import (
+    BudgetRefusal,
+    RateRefusal,
+    RateView,
+    budget_error,
+    go_duration,
+    rate_error,
+    ratelimit_headers,
+)
+from gateway.limits.budget import Counter, Verdict
+from gateway.limits.plan import BudgetCheck, RateCheck, RateKind, Scope, Unit
+from gateway.policy.compiled import BudgetPeriod
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "0ms"),
+        (20, "20ms"),
+        (999, "999ms"),
+        (1000, "1s"),
+        (1500, "1.5s"),
+        (8640, "8.64s"),
+        (60_000, "1m0s"),
+        (360_000, "6m0s"),
+        (3_723_004, "1h2m3.004s"),
+        (-5, "0ms"),
+    ],
+)
+def test_go_durations(ms: int, text: str) -> None:
+    assert go_duration(ms) == text
+
+
+def budget(scope: Scope = Scope.TEAM, unit: Unit = Unit.TOKENS) -> BudgetCheck:
+    return BudgetCheck("k", scope, unit, BudgetPeriod.MONTH, 1000, 0, 1_738_368_000_000, 50)
+
+
+def test_an_exhausted_budget_says_which_and_when_and_forbids_retries() -> None:
+    error = budget_error(BudgetRefusal(budget(), Verdict.EXHAUSTED, Counter(990, 0)), "search")
+    assert (error.status, error.type, error.code) == (
+        429,
+        "insufficient_quota",
+        "insufficient_quota",
+    )
+    assert error.headers["x-should-retry"] == "false" and "retry-after" not in error.headers
+    assert "month token budget of team 'search'" in error.message
+    assert "resets at 2025-02-01T00:00:00Z" in error.message
+
+
+def test_a_user_usd_budget_names_itself() -> None:
+    check = budget(Scope.USER, Unit.USD)
+    error = budget_error(BudgetRefusal(check, Verdict.TOO_LARGE, Counter()), "search")
+    assert "month USD budget of your per-user budget in team 'search'" in error.message
+    assert "0.000000050 USD" in error.message
+
+
+def test_a_rate_limit_carries_the_real_wait() -> None:
+    check = RateCheck("k", Scope.TEAM, RateKind.TOKENS, 30000, 385)
+    error = rate_error(RateRefusal(check, 644, 63, 60000), "search")
+    assert (error.status, error.type, error.code) == (
+        429,
+        "rate_limit_error",
+        "rate_limit_exceeded",
+    )
+    assert error.headers["retry-after-ms"] == "644" and error.headers["retry-after"] == "1"
+    assert "Please try again in 644ms" in error.message
+    assert error.headers["x-ratelimit-remaining-tokens"] == "63"
+
+
+def test_headers_show_the_tightest_key_of_each_kind() -> None:
+    team = RateCheck("a", Scope.TEAM, RateKind.REQUESTS, 600, 1)
+    user = RateCheck("b", Scope.USER, RateKind.REQUESTS, 60, 1)
+    tokens = RateCheck("c", Scope.TEAM, RateKind.TOKENS, 1000, 10)
+    headers = dict(
+        ratelimit_headers(
+            (RateView(team, 599, 100), RateView(user, 59, 1000), RateView(tokens, 990, 600))
+        )
+    )
+    assert headers == {
+        b"x-ratelimit-limit-requests": b"60",
+        b"x-ratelimit-remaining-requests": b"59",
+        b"x-ratelimit-reset-requests": b"1s",
+        b"x-ratelimit-limit-tokens": b"1000",
+        b"x-ratelimit-remaining-tokens": b"990",
+        b"x-ratelimit-reset-tokens": b"600ms",
+    }

@@ -1,0 +1,74 @@
+"""GCRA: the burst, the exact retry-after, refunds, and the rate bound over any window."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.limits.gcra import WINDOW_MS, Bucket, adjust, decide, state_of
+
+
+def test_a_full_bucket_passes_then_the_next_waits_one_interval() -> None:
+    """60 rpm: 60 pass at once, the 61st is told to wait exactly 1 s."""
+    bucket, now = Bucket(), 1_000_000
+    for _ in range(60):
+        state = decide(bucket, now, 60, 1)
+        assert state.is_allowed
+        bucket = state.bucket
+    refused = decide(bucket, now, 60, 1)
+    assert not refused.is_allowed and refused.retry_after_ms == 1000
+    assert refused.remaining == 0 and refused.reset_ms == WINDOW_MS
+    assert not decide(bucket, now + 999, 60, 1).is_allowed
+    assert decide(bucket, now + 1000, 60, 1).is_allowed
+
+
+def test_a_request_larger_than_the_limit_never_fits() -> None:
+    """tpm 100 and a 101-token request: refused with -1 (waiting will not help)."""
+    state = decide(Bucket(), 0, 100, 101)
+    assert not state.is_allowed and state.retry_after_ms == -1
+
+
+def test_a_refund_frees_capacity_at_once_but_never_below_empty() -> None:
+    """Settling 100 reserved tokens to 10 frees 90; a refund on an empty bucket frees nothing extra."""
+    state = decide(Bucket(), 0, 100, 100)
+    assert state.remaining == 0
+    refunded = adjust(state.bucket, 10 - 100)
+    assert state_of(refunded, 0, 100) == (90, 6000)
+    drained = adjust(Bucket(0, 0), -1000)
+    assert state_of(drained, 0, 100) == (100, 0)
+    assert decide(drained, 0, 100, 100).is_allowed
+    assert not decide(decide(drained, 0, 100, 100).bucket, 0, 100, 1).is_allowed
+
+
+def test_a_clock_behind_the_stamp_drains_nothing() -> None:
+    """A replica whose clock lags another's sees the bucket as full as it was written."""
+    state = decide(Bucket(), 10_000, 10, 10)
+    assert not decide(state.bucket, 9_000, 10, 1).is_allowed
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    limit=st.integers(1, 50),
+    steps=st.lists(st.tuples(st.integers(0, 5_000), st.integers(1, 10)), min_size=1, max_size=80),
+)
+def test_never_more_than_the_limit_plus_the_refill_in_any_window(
+    limit: int, steps: list[tuple[int, int]]
+) -> None:
+    """In any span of T ms, what passed is at most limit + limit·T/60 s (the GCRA bound),
+    remaining stays in [0, limit], and a refused request passes exactly at its retry-after."""
+    bucket, now, passed = Bucket(), 0, []
+    for gap, amount in steps:
+        now += gap
+        state = decide(bucket, now, limit, amount)
+        assert 0 <= state.remaining <= limit
+        if state.is_allowed:
+            bucket = state.bucket
+            passed.append((now, amount))
+        elif state.retry_after_ms > 0:
+            assert decide(bucket, now + state.retry_after_ms, limit, amount).is_allowed
+            assert not decide(bucket, now + state.retry_after_ms - 1, limit, amount).is_allowed
+    for i, (start, _) in enumerate(passed):
+        for j in range(i, len(passed)):
+            span = passed[j][0] - start
+            total = sum(a for _, a in passed[i : j + 1])
+            assert total * WINDOW_MS <= limit * WINDOW_MS + limit * span

@@ -1,0 +1,145 @@
+"""The in-process backend: all-or-nothing reservations, holds that expire, exact release."""
+
+from __future__ import annotations
+
+import asyncio
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.limits.answers import BudgetRefusal, ConcurrencyRefusal, RateRefusal
+from gateway.limits.backend import Hold, NeedsSeed
+from gateway.limits.memory import MemoryBackend
+from gateway.limits.plan import Actual, Estimate, Plan, build_plan
+from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
+from gateway.policy.schema import LimitsSpec, PerUserSpec
+
+NOW = 1_750_000_000_000
+
+
+def team(**kwargs: object) -> TeamRules:
+    return TeamRules("t", True, frozenset(), **kwargs)  # type: ignore[arg-type]
+
+
+def plan_for(rules: TeamRules, tokens: int, now: int = NOW, subject: str = "u") -> Plan:
+    return build_plan(rules, subject, Estimate(tokens, tokens * 10), now, deadline_s=10)
+
+
+def seeded(backend: MemoryBackend, plan: Plan, used: int = 0) -> None:
+    asyncio.run(backend.seed(plan.team, tuple((c, used) for c in plan.budgets)))
+
+
+def test_a_new_counter_asks_for_its_rebuild_first() -> None:
+    backend = MemoryBackend()
+    plan = plan_for(team(budgets=(Budget(BudgetPeriod.DAY, 100, None),)), 10)
+    assert isinstance(backend.reserve_now(plan, "a", NOW), NeedsSeed)
+    seeded(backend, plan, used=95)
+    refusal = backend.reserve_now(plan, "a", NOW)
+    assert isinstance(refusal, BudgetRefusal) and refusal.counter.used == 95
+
+
+def test_one_refused_check_changes_nothing() -> None:
+    """Budget fits, concurrency does not: the budget is not reserved either."""
+    rules = team(budgets=(Budget(BudgetPeriod.DAY, 1000, None),), limits=LimitsSpec(concurrency=1))
+    backend = MemoryBackend()
+    plan = plan_for(rules, 10)
+    seeded(backend, plan)
+    assert isinstance(backend.reserve_now(plan, "a", NOW), Hold)
+    assert isinstance(backend.reserve_now(plan, "b", NOW), ConcurrencyRefusal)
+    snap = asyncio.run(backend.snapshot(plan, NOW))
+    assert snap.budgets[0] is not None and snap.budgets[0].reserved == 10
+    assert snap.concurrency == (1,)
+
+
+def test_a_hold_nobody_settles_expires_at_its_lease_end() -> None:
+    """A replica that died mid-request: its budget and concurrency free themselves."""
+    rules = team(budgets=(Budget(BudgetPeriod.DAY, 100, None),), limits=LimitsSpec(concurrency=1))
+    backend = MemoryBackend()
+    plan = plan_for(rules, 100)
+    seeded(backend, plan)
+    hold = backend.reserve_now(plan, "a", NOW)
+    assert isinstance(hold, Hold)
+    assert not isinstance(backend.reserve_now(plan, "b", hold.expires_ms - 1), Hold)
+    assert isinstance(backend.reserve_now(plan, "c", hold.expires_ms), Hold)
+    backend.settle(hold, Actual(40, 400), hold.expires_ms + 5)  # late: charged, frees nothing
+    snap = asyncio.run(backend.snapshot(plan, hold.expires_ms + 5))
+    assert snap.budgets[0] is not None
+    assert (snap.budgets[0].used, snap.budgets[0].reserved) == (40, 100)
+    assert snap.concurrency == (1,)
+
+
+def test_the_longest_rate_wait_is_the_one_reported() -> None:
+    rules = team(limits=LimitsSpec(rpm=60, tpm=100), per_user=PerUserSpec(rpm=1))
+    backend = MemoryBackend()
+    plan = plan_for(rules, 50)
+    assert isinstance(backend.reserve_now(plan, "a", NOW), Hold)
+    refusal = backend.reserve_now(plan, "b", NOW)
+    assert isinstance(refusal, RateRefusal)
+    assert refusal.check.kind == "requests" and refusal.retry_after_ms == 60_000
+
+
+def test_tokens_per_minute_settle_to_the_true_usage() -> None:
+    """tpm 100: a 100-token reservation that used 10 leaves room for 90 more at once."""
+    rules = team(limits=LimitsSpec(tpm=100))
+    backend = MemoryBackend()
+    hold = backend.reserve_now(plan_for(rules, 100), "a", NOW)
+    assert isinstance(hold, Hold) and hold.rates[0].remaining == 0
+    backend.settle(hold, Actual(10, 0), NOW)
+    assert isinstance(backend.reserve_now(plan_for(rules, 90), "b", NOW), Hold)
+    assert isinstance(backend.reserve_now(plan_for(rules, 1), "c", NOW), RateRefusal)
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("reserve"), st.integers(1, 60), st.sampled_from(["u1", "u2"])),
+        st.tuples(st.just("settle"), st.integers(0, 100), st.booleans()),
+        st.tuples(st.just("wait"), st.integers(1, 80_000), st.none()),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=ops)
+def test_holds_always_end_released_and_counters_stay_in_bounds(ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    """Any interleaving of reserves, settles (true usage <= estimate, or none) and time:
+    used never passes a budget, nothing goes negative, concurrency never passes its
+    limit, and once every hold is settled or expired nothing is held."""
+    rules = team(
+        budgets=(Budget(BudgetPeriod.MONTH, 300, None), Budget(BudgetPeriod.MONTH, None, 0.000002)),
+        limits=LimitsSpec(concurrency=3, tpm=200),
+        per_user=PerUserSpec(tokens_per_day=150, concurrency=2),
+    )
+    backend = MemoryBackend()
+    now, holds, n = NOW, [], 0
+    for op, a, b in ops:
+        if op == "reserve":
+            n += 1
+            plan = plan_for(rules, a, now, subject=b)
+            result = backend.reserve_now(plan, str(n), now)
+            if isinstance(result, NeedsSeed):
+                seeded(backend, plan)
+                result = backend.reserve_now(plan, str(n), now)
+            if isinstance(result, Hold):
+                holds.append(result)
+        elif op == "settle" and holds:
+            hold = holds.pop(0)
+            estimate = hold.plan.budgets[0].amount
+            actual = Actual(estimate * a // 100, estimate * 10 * a // 100) if b else None
+            backend.settle(hold, actual, now)
+        elif op == "wait":
+            now += a
+        for plan in {h.plan for h in holds} | {plan_for(rules, 1, now, s) for s in ("u1", "u2")}:
+            snap = asyncio.run(backend.snapshot(plan, now))
+            for check, counter in zip(plan.budgets, snap.budgets, strict=True):
+                if counter is not None:
+                    assert counter.used >= 0 and counter.reserved >= 0
+                    assert counter.used <= check.limit
+            for conc, count in zip(plan.concurrency, snap.concurrency, strict=True):
+                assert count <= conc.limit
+    for hold in holds:
+        backend.settle(hold, None, now)
+    final = plan_for(rules, 1, now, "u1")
+    snap = asyncio.run(backend.snapshot(final, now))
+    assert all(c is None or c.reserved == 0 for c in snap.budgets)
+    assert snap.concurrency == (0, 0)
