@@ -15,6 +15,7 @@ from enum import StrEnum
 from gateway.auth.principal import Principal
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import Endpoint
+from gateway.routing.tries import Try
 from gateway.usage.usage import Usage
 
 
@@ -54,6 +55,10 @@ class RequestContext:
     error_detail: str | None = None  # what was wrong, for the operator (never a secret)
     usage: Usage | None = None
     first_byte_s: float | None = None  # streams: when the first event reached the client
+    # --- telemetry (issue 12): each upstream attempt, and what the answer said of itself ---
+    tries: tuple[Try, ...] = ()
+    response_model: str | None = None
+    finish_reasons: tuple[str, ...] = ()
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

@@ -55,6 +55,8 @@ from gateway.stream.relay import close_stream, relay
 from gateway.stream.response_ids import ResponseIdRewriter
 from gateway.stream.steps import Chain, Step
 from gateway.stream.usage_observer import UsageObserver
+from gateway.telemetry.attributes import response_facts
+from gateway.telemetry.current import attempt_observer
 from gateway.usage.usage import estimate_usage, output_text, usage_from_report
 
 T = TypeVar("T")
@@ -295,7 +297,7 @@ async def _first_answer(
 ) -> tuple[Deployment, T]:
     """The failover loop; an upstream's refusal of the request itself becomes the
     caller's error. What routing tried is copied to the context however it ends."""
-    tries = Tries()
+    tries = Tries(attempt_observer(ctx))  # telemetry: one client span per attempt
     try:
         return await call_with_failover(
             route,
@@ -311,6 +313,7 @@ async def _first_answer(
         ) from None
     finally:
         ctx.attempts, ctx.deployment = tries.count, tries.last_deployment
+        ctx.tries = tries.all
 
 
 async def _whole(
@@ -336,6 +339,7 @@ async def _whole(
         return reply.body, payload
 
     deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt)
+    ctx.response_model, ctx.finish_reasons = response_facts(payload)  # telemetry
     ctx.usage = usage_from_report(payload.get("usage")) or await asyncio.to_thread(
         estimate_usage, ctx.endpoint, body, deployment.model, output_text(ctx.endpoint, payload)
     )

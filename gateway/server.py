@@ -41,6 +41,7 @@ from gateway.settings import (
     DEFAULT_MAX_HEADERS,
     Settings,
 )
+from gateway.telemetry.multiproc import shared_metrics_dir
 
 log = logging.getLogger("gateway.server")
 
@@ -312,7 +313,8 @@ def run_server(settings: Settings) -> int:
     """
     config = server_config(settings)
     if config.workers > 1:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        with shared_metrics_dir():  # telemetry: every worker's metrics in one scrape
+            Multiprocess(config, sockets=[config.bind_socket()]).run()
         return 0
     server = _Server(config)
     terminated: list[int] = []

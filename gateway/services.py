@@ -5,6 +5,7 @@ Nothing here is a module global: tests build their own `Services`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -30,6 +31,7 @@ from gateway.policy.sync import keep_policy_in_sync, load_running_policy
 from gateway.providers.registry import ProviderSet
 from gateway.routing.failover import HealthBoard
 from gateway.settings import Settings, is_derived_issuer
+from gateway.telemetry import Telemetry
 
 # A subscriber to the pipeline's one record point: gets every finished request once.
 Recorder = Callable[[RequestContext], None]
@@ -51,6 +53,7 @@ class Services:
     policy_versions: PolicyService  # the versioned store the admin API and CLI change
     recorders: tuple[Recorder, ...]  # the access log today; the ledger, metrics, traces later
     in_flight: InFlight  # inference requests under way, for the shutdown drain
+    telemetry: Telemetry  # traces and metrics; they subscribe to `recorders`
 
 
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
@@ -66,12 +69,15 @@ def _derived_issuers(settings: Settings) -> Callable[[str], bool]:
 
 
 @asynccontextmanager
-async def build_services(settings: Settings) -> AsyncIterator[Services]:
+async def build_services(
+    settings: Settings, telemetry: Telemetry | None = None
+) -> AsyncIterator[Services]:
     """Open the database, load the running policy and providers; close them all on exit.
 
     The policy is the database's newest version; an empty database first takes
     the policy folder as version 1. Raises PolicyInvalid when there is nothing
     valid to enforce. While running, new versions and folder edits are picked up.
+    `telemetry` (tests: an in-memory span exporter) defaults to the settings' own.
     """
     if settings.migrate_on_start:
         await migrate(settings.database_url)
@@ -87,6 +93,8 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     in_flight = InFlight()
     clients = ClientRegistry(engine, login_limits=LoginLimits.from_settings(settings))
     policy_store = PolicyStore(policy, version)
+    if telemetry is None:
+        telemetry = Telemetry.from_settings(settings, policy_store)
     jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
     try:
         # A short current-key cache: `gateway keys rotate` run anywhere signs here within 1 s.
@@ -124,7 +132,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     settings=settings,
                     policy=policy_store,
                     providers=providers,
-                    health=HealthBoard(),
+                    health=HealthBoard(on_cooldown=telemetry.on_cooldown),
                     keys=keys,
                     verifier=verifier,
                     clients=clients,
@@ -133,8 +141,9 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     started_at=int(time.time()),
                     access_log=access_log,
                     policy_versions=policy_versions,
-                    recorders=(access_log.record,),
+                    recorders=(access_log.record, *telemetry.recorders),
                     in_flight=in_flight,
+                    telemetry=telemetry,
                 )
             finally:
                 # uvicorn shuts the lifespan down right after cancelling the requests
@@ -146,5 +155,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             await jwks.close()
             await providers.close()
             await engine.dispose()
+            # Exports the spans still queued: a blocking HTTP call, so off the loop.
+            await asyncio.to_thread(telemetry.close)
         finally:
             access_log.close()  # last, so a line recorded during teardown is still written

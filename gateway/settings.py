@@ -69,7 +69,8 @@ class Settings:
     issuer_url: str = "http://localhost:8080"  # default_issuer_url(host, port) unless set
     issuer_url_is_explicit: bool = False  # GATEWAY_ISSUER_URL was set: never derived
     audience: str = "llm-gateway"
-    otlp_endpoint: str | None = None
+    otlp_endpoint: str | None = None  # OTLP/HTTP collector: traces are exported there
+    metrics_enabled: bool = True  # GET /metrics (GATEWAY_METRICS=off: 404, nothing counted)
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -199,6 +200,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     issuer_url = env.get("GATEWAY_ISSUER_URL", "").strip()
     if issuer_url and not issuer_url.startswith(("http://", "https://")):
         raise SettingsError(f"GATEWAY_ISSUER_URL must be an http(s) URL (got {issuer_url!r})")
+    otlp_endpoint = _otlp_endpoint(env)
     return check_settings(
         Settings(
             database_url=env.get("GATEWAY_DATABASE_URL", base.database_url),
@@ -207,7 +209,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             issuer_url=issuer_url or default_issuer_url(host, port),
             issuer_url_is_explicit=bool(issuer_url),
             audience=env.get("GATEWAY_AUDIENCE", base.audience),
-            otlp_endpoint=env.get("GATEWAY_OTLP_ENDPOINT") or None,
+            otlp_endpoint=otlp_endpoint,
+            metrics_enabled=_flag(env.get("GATEWAY_METRICS", "on")),
             host=host,
             port=port,
             workers=_int(env, "GATEWAY_WORKERS", base.workers),
@@ -220,6 +223,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             **_edge_settings(env, base),
         )
     )
+
+
+def _otlp_endpoint(env: Mapping[str, str]) -> str | None:
+    """GATEWAY_OTLP_ENDPOINT: unset or empty turns tracing off; else an http(s) URL."""
+    from gateway.telemetry.attributes import traces_url
+
+    raw = env.get("GATEWAY_OTLP_ENDPOINT", "").strip()
+    if not raw:
+        return None
+    try:
+        traces_url(raw)
+    except ValueError:
+        raise SettingsError(
+            f"GATEWAY_OTLP_ENDPOINT must be an http(s) URL such as http://collector:4318 "
+            f"(got {raw!r})"
+        ) from None
+    return raw
 
 
 def _check_policy_exposure(env: Mapping[str, str]) -> None:

@@ -27,6 +27,7 @@ from gateway.providers.base import (
     retry_after_seconds,
 )
 from gateway.sse import EventSplitter, end_of_done, is_done
+from gateway.telemetry.current import add_trace_headers
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 USER_AGENT = "llm-gateway"
@@ -138,6 +139,7 @@ class OpenAICompatProvider:
 
     async def _post(self, call: UpstreamCall) -> aiohttp.ClientResponse:
         headers = {**self._headers, "x-request-id": call.request_id}
+        add_trace_headers(headers)  # our traceparent, when this request is traced
         try:
             response = await self._client().post(
                 self._url(call.endpoint, call.model),
