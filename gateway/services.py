@@ -70,14 +70,15 @@ def _derived_issuers(settings: Settings) -> Callable[[str], bool]:
 
 @asynccontextmanager
 async def build_services(
-    settings: Settings, telemetry: Telemetry | None = None
+    settings: Settings,
+    telemetry_for: Callable[[Settings, PolicyStore], Telemetry] = Telemetry.from_settings,
 ) -> AsyncIterator[Services]:
     """Open the database, load the running policy and providers; close them all on exit.
 
     The policy is the database's newest version; an empty database first takes
     the policy folder as version 1. Raises PolicyInvalid when there is nothing
     valid to enforce. While running, new versions and folder edits are picked up.
-    `telemetry` (tests: an in-memory span exporter) defaults to the settings' own.
+    `telemetry_for` builds traces and metrics (tests: with an in-memory span exporter).
     """
     if settings.migrate_on_start:
         await migrate(settings.database_url)
@@ -93,8 +94,7 @@ async def build_services(
     in_flight = InFlight()
     clients = ClientRegistry(engine, login_limits=LoginLimits.from_settings(settings))
     policy_store = PolicyStore(policy, version)
-    if telemetry is None:
-        telemetry = Telemetry.from_settings(settings, policy_store)
+    telemetry = telemetry_for(settings, policy_store)
     jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
     try:
         # A short current-key cache: `gateway keys rotate` run anywhere signs here within 1 s.
