@@ -117,9 +117,7 @@ async def test_caller_traceparent_is_continued_and_ours_goes_upstream(tmp_path, 
     assert hexed(server.context.trace_id, 32) == CALLER_TRACE
     assert server.parent is not None and hexed(server.parent.span_id, 16) == CALLER_SPAN
     sent = a.requests[0].headers
-    assert sent["traceparent"] == (
-        f"00-{CALLER_TRACE}-{hexed(attempt.context.span_id, 16)}-01"
-    )
+    assert sent["traceparent"] == (f"00-{CALLER_TRACE}-{hexed(attempt.context.span_id, 16)}-01")
     assert sent["tracestate"] == "vendor=1"
 
 

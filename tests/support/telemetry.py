@@ -1,8 +1,8 @@
 """The gateway in-process with its spans kept in memory, for tests that read them.
 
-    async with traced_gateway(tmp_path, POLICY) as (gw, spans):
-        ...
-        server = one(spans.get_finished_spans(), kind=SpanKind.SERVER)
+async with traced_gateway(tmp_path, POLICY) as (gw, spans):
+    ...
+    server = one(spans.get_finished_spans(), kind=SpanKind.SERVER)
 """
 
 from __future__ import annotations
