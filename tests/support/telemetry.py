@@ -27,14 +27,17 @@ from tests.support.gateway import RunningGateway, serve_asgi
 
 @asynccontextmanager
 async def traced_gateway(
-    tmp_path: Path, policy_yaml: str
+    tmp_path: Path, policy_yaml: str, **settings: object
 ) -> AsyncIterator[tuple[RunningGateway, InMemorySpanExporter]]:
-    """The real app on 127.0.0.1 whose spans end up in an InMemorySpanExporter at once."""
+    """The real app on 127.0.0.1 whose spans end up in an InMemorySpanExporter at once;
+    `settings` as running_gateway takes them."""
     policies = tmp_path / "policies"
     policies.mkdir(exist_ok=True)
     (policies / "bundle.yaml").write_text(policy_yaml)
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/gateway.db", policy_dir=policies
+    config = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
+        policy_dir=policies,
+        **settings,  # type: ignore[arg-type]  # test-chosen overrides
     )
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -44,10 +47,10 @@ async def traced_gateway(
         tracing = Tracing(provider, provider_type_of(store), lambda: store.version)
         return Telemetry(tracing, Metrics(store))
 
-    async with build_services(settings, telemetry_for) as services:
-        app = build_app(settings, services)
+    async with build_services(config, telemetry_for) as services:
+        app = build_app(config, services)
         async with serve_asgi(app) as origin:
-            gateway = RunningGateway(origin, settings, services)
+            gateway = RunningGateway(origin, config, services)
             try:
                 yield gateway, exporter
             finally:
