@@ -81,7 +81,9 @@ async def test_no_secret_or_conversation_text_in_logs_metrics_or_spans(
                     model="m", messages=messages, stream=stream
                 )
                 if stream:
-                    text = "".join([c.choices[0].delta.content or "" async for c in reply if c.choices])
+                    text = "".join(
+                        [c.choices[0].delta.content or "" async for c in reply if c.choices]
+                    )
                 else:
                     text = reply.choices[0].message.content
                 assert text == COMPLETION
