@@ -70,6 +70,7 @@ class Settings:
     issuer_url_is_explicit: bool = False  # GATEWAY_ISSUER_URL was set: never derived
     audience: str = "llm-gateway"
     otlp_endpoint: str | None = None  # OTLP/HTTP collector: traces are exported there
+    trace_sample_ratio: float = 1.0  # share of new traces recorded (a caller's choice is kept)
     metrics_enabled: bool = True  # GET /metrics (GATEWAY_METRICS=off: 404, nothing counted)
     host: str = "127.0.0.1"
     port: int = 8080
@@ -210,6 +211,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             issuer_url_is_explicit=bool(issuer_url),
             audience=env.get("GATEWAY_AUDIENCE", base.audience),
             otlp_endpoint=otlp_endpoint,
+            trace_sample_ratio=_ratio(env, "GATEWAY_TRACE_SAMPLE_RATIO", base.trace_sample_ratio),
             metrics_enabled=_flag(env.get("GATEWAY_METRICS", "on")),
             host=host,
             port=port,
@@ -223,6 +225,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             **_edge_settings(env, base),
         )
     )
+
+
+def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise SettingsError(f"{name} must be a number from 0 to 1 (got {raw!r})")
+    return value
 
 
 def _otlp_endpoint(env: Mapping[str, str]) -> str | None:

@@ -36,7 +36,10 @@ class Telemetry:
             from gateway.telemetry.tracing import Tracing  # the SDK loads only when used
 
             tracing = Tracing.to_otlp(
-                settings.otlp_endpoint, provider_type_of(policy), lambda: policy.version
+                settings.otlp_endpoint,
+                settings.trace_sample_ratio,
+                provider_type_of(policy),
+                lambda: policy.version,
             )
         metrics = None
         if settings.metrics_enabled:

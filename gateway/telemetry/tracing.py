@@ -1,7 +1,8 @@
 """OpenTelemetry traces: one server span per inference request, one client span per
 upstream attempt, exported over OTLP/HTTP by a batch processor.
 
-Imported only when GATEWAY_OTLP_ENDPOINT is set (telemetry/__init__.py), so a
+Exported by telemetry/otlp.py. Imported only when GATEWAY_OTLP_ENDPOINT is set
+(telemetry/__init__.py), so a
 gateway without it loads no SDK and builds no span. The tracer provider is ours, not
 the global one, and is built in each worker after the fork (REFERENCE.md §3.4).
 Span attributes come from telemetry/attributes.py; no span carries prompt or
@@ -15,10 +16,10 @@ from collections.abc import Callable
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -28,6 +29,7 @@ from gateway.providers.base import UpstreamFailure
 from gateway.telemetry import attributes as attrs
 from gateway.telemetry import names
 from gateway.telemetry.current import CURRENT_TRACE
+from gateway.telemetry.otlp import OtlpHttpExporter
 
 _PROPAGATOR = TraceContextTextMapPropagator()  # stateless: a constant
 
@@ -47,9 +49,13 @@ class Tracing:
         self._policy_version = policy_version
 
     @staticmethod
-    def provider_exporting_to(exporter: SpanExporter) -> TracerProvider:
-        """A tracer provider that batches finished spans to `exporter`."""
-        provider = TracerProvider(resource=Resource.create({"service.name": names.SERVICE_NAME}))
+    def provider_exporting_to(exporter: SpanExporter, sample_ratio: float = 1.0) -> TracerProvider:
+        """A tracer provider that batches finished spans to `exporter`, recording
+        `sample_ratio` of new traces and following a caller's sampling decision."""
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": names.SERVICE_NAME}),
+            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+        )
         provider.add_span_processor(BatchSpanProcessor(exporter))
         return provider
 
@@ -57,11 +63,13 @@ class Tracing:
     def to_otlp(
         cls,
         endpoint: str,
+        sample_ratio: float,
         provider_type_of: Callable[[str], str | None],
         policy_version: Callable[[], int | None],
     ) -> Tracing:
-        exporter = OTLPSpanExporter(endpoint=attrs.traces_url(endpoint))
-        return cls(cls.provider_exporting_to(exporter), provider_type_of, policy_version)
+        exporter = OtlpHttpExporter(attrs.traces_url(endpoint))
+        provider = cls.provider_exporting_to(exporter, sample_ratio)
+        return cls(provider, provider_type_of, policy_version)
 
     def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> RequestTrace:
         """Start the server span, continuing the caller's trace when it sent a valid
@@ -71,12 +79,11 @@ class Tracing:
             if key in (b"traceparent", b"tracestate"):
                 carrier[key.decode("latin-1")] = value.decode("latin-1")
         parent = _PROPAGATOR.extract(carrier) if carrier else None
-        span = self._tracer.start_span(
-            f"{method} {path}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            attributes={names.HTTP_REQUEST_METHOD: method, names.URL_PATH: path},
-        )
+        # Attributes go on after the start: given to start_span, the SDK copies and
+        # checks them twice (for the sampler, then for the span).
+        span = self._tracer.start_span(f"{method} {path}", context=parent, kind=SpanKind.SERVER)
+        if span.is_recording():
+            span.set_attributes({names.HTTP_REQUEST_METHOD: method, names.URL_PATH: path})
         return RequestTrace(self._tracer, span, self._provider_type_of, self._policy_version)
 
     def record(self, ctx: RequestContext) -> None:
@@ -84,6 +91,10 @@ class Tracing:
         current = CURRENT_TRACE.get()
         if current is not None:
             current.finish(ctx)
+
+    def flush(self) -> None:
+        """Export what is queued now (blocking: call it off the event loop)."""
+        self._provider.force_flush()
 
     def close(self) -> None:
         """Export what is still queued, then stop the exporter."""
@@ -143,18 +154,21 @@ class RequestTrace:
         self._count += 1
         ctx = self._request
         endpoint = "chat" if ctx is None else ctx.endpoint
-        self._attempt = self._tracer.start_span(
+        self._attempt = span = self._tracer.start_span(
             f"{attrs.operation_name(endpoint)} {deployment.model}",
             context=self._server_context,
             kind=SpanKind.CLIENT,
-            attributes=attrs.attempt_attributes(
-                endpoint,
-                self._provider_type_of(deployment.provider),
-                deployment,
-                self._count,
-                ctx is not None and ctx.is_stream,
-            ),
         )
+        if span.is_recording():
+            span.set_attributes(
+                attrs.attempt_attributes(
+                    endpoint,
+                    self._provider_type_of(deployment.provider),
+                    deployment,
+                    self._count,
+                    ctx is not None and ctx.is_stream,
+                )
+            )
 
     def failed(self, failure: UpstreamFailure) -> None:
         span, self._attempt = self._attempt, None
@@ -184,6 +198,8 @@ class RequestTrace:
 
     def finish(self, ctx: RequestContext) -> None:
         server = self._server
+        if not server.is_recording():  # not sampled: its attempts are not either
+            return
         server.update_name(f"{attrs.operation_name(ctx.endpoint)} {ctx.model or ctx.endpoint}")
         server.set_attributes(attrs.request_attributes(ctx, self._policy_version()))
         if ctx.status >= 500:

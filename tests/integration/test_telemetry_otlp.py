@@ -128,3 +128,25 @@ async def test_spans_reach_an_otlp_http_collector_with_parents_and_traceparent(t
     # Each upstream got the traceparent of the span of its own attempt.
     assert a.requests[0].headers["traceparent"] == f"00-{CALLER_TRACE}-{failed.span_id.hex()}-01"
     assert b.requests[0].headers["traceparent"] == f"00-{CALLER_TRACE}-{answered.span_id.hex()}-01"
+
+
+async def test_a_collector_that_is_down_costs_no_request_and_is_logged_once(tmp_path, caplog):
+    """Spans that cannot be delivered are dropped; requests are served as usual and the
+    failure is logged when it starts, not once per batch."""
+    from tests.support.processes import free_port
+
+    async with MockUpstream("a") as a, MockUpstream("b") as b:
+        policy = POLICY.format(a=a.base_url, b=b.base_url)
+        endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        async with running_gateway(tmp_path, policy, otlp_endpoint=endpoint) as gw:
+            client = await gw.openai()
+            tracing = gw.services.telemetry.tracing
+            assert tracing is not None
+            for _ in range(3):  # three batches, each refused
+                reply = await client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}]
+                )
+                assert reply.choices[0].message.content == "mock reply from a"
+                await asyncio.to_thread(tracing.flush)
+    failures = [r for r in caplog.records if r.getMessage().startswith("trace export failed")]
+    assert len(failures) == 1

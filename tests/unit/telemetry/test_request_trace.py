@@ -125,3 +125,23 @@ def test_without_a_current_trace_nothing_is_added_or_observed():
     t, exporter = tracing()
     t.record(RequestContext(request_id="r", endpoint="chat"))  # no trace: nothing happens
     assert exporter.get_finished_spans() == ()
+
+
+def test_an_unsampled_new_trace_records_nothing_but_still_propagates():
+    """GATEWAY_TRACE_SAMPLE_RATIO=0: no span is recorded or exported; the upstream still
+    gets a traceparent saying "not sampled"."""
+    exporter = InMemorySpanExporter()
+    provider = Tracing.provider_exporting_to(exporter, sample_ratio=0.0)
+    t = Tracing(provider, TYPES.get, lambda: 1)
+    trace = begin(t)
+    ctx = RequestContext(request_id="req_1", endpoint="chat")
+    trace.observing(ctx).started(A)
+    headers: dict[str, str] = {}
+    trace.add_headers(headers)
+    trace.answered()
+    trace.finish(ctx)
+    trace.end(failed=False)
+    provider.force_flush()
+    assert exporter.get_finished_spans() == ()
+    assert int(headers["traceparent"][-2:], 16) & 1 == 0
+    provider.shutdown()

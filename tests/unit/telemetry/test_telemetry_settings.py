@@ -36,3 +36,19 @@ def test_a_bad_otlp_endpoint_is_refused_by_name(value):
 def test_metrics_setting(value, enabled):
     env = {} if value is None else {"GATEWAY_METRICS": value}
     assert load_settings(env).metrics_enabled is enabled
+
+
+@pytest.mark.parametrize(
+    ("value", "ratio"), [(None, 1.0), ("", 1.0), ("0", 0.0), ("0.25", 0.25), ("1", 1.0)]
+)
+def test_trace_sample_ratio(value, ratio):
+    env = {} if value is None else {"GATEWAY_TRACE_SAMPLE_RATIO": value}
+    assert load_settings(env).trace_sample_ratio == ratio
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1.5", "nan", "half", "inf"])
+def test_a_bad_trace_sample_ratio_is_refused_by_name(value):
+    with pytest.raises(
+        SettingsError, match="GATEWAY_TRACE_SAMPLE_RATIO must be a number from 0 to 1"
+    ):
+        load_settings({"GATEWAY_TRACE_SAMPLE_RATIO": value})
