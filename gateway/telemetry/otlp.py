@@ -80,7 +80,7 @@ def any_value(value: Any) -> bytes:
     """common.v1.AnyValue, as the official encoder maps Python values."""
     kind = type(value)
     if kind is str:
-        data = value.encode()
+        data: bytes = value.encode()
         size = len(data)
         return _STRING + (_SMALL[size] if size < 128 else _varint(size)) + data
     if kind is bool:
