@@ -8,8 +8,9 @@ never a token or a key: only names the policy gives, counts, codes and ids.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from gateway.context import Outcome, RequestContext
@@ -42,6 +43,39 @@ def traces_url(endpoint: str) -> str:
 def format_traceparent(trace_id: int, span_id: int, trace_flags: int) -> str:
     """W3C trace-context `traceparent`, version 00."""
     return f"00-{trace_id:032x}-{span_id:016x}-{trace_flags:02x}"
+
+
+# W3C trace-context, as OpenTelemetry's propagator reads it: lowercase hex, version ff
+# refused, version 00 with nothing after the flags, later versions may add fields.
+_TRACEPARENT = re.compile(
+    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
+)
+
+
+class TraceParent(NamedTuple):
+    trace_id: int
+    span_id: int
+    trace_flags: int
+
+
+def parse_traceparent(value: str) -> TraceParent | None:
+    """A caller's `traceparent`, or None when it is not a valid one (a new trace starts)."""
+    match = _TRACEPARENT.match(value)
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags_hex, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if trace_id == 0 or span_id == 0:
+        return None
+    return TraceParent(trace_id, span_id, int(flags_hex, 16))
+
+
+def is_sampled_new(trace_id: int, ratio: float) -> bool:
+    """A new trace is recorded for `ratio` of trace ids (OpenTelemetry's TraceIdRatioBased:
+    the low 64 bits under ratio x 2^64)."""
+    return (trace_id & 0xFFFFFFFFFFFFFFFF) < round(ratio * 2**64)
 
 
 def operation_name(endpoint: str) -> str:

@@ -22,8 +22,8 @@ class ActiveTrace(Protocol):
     """One inference request's spans while it runs (telemetry/tracing.py RequestTrace)."""
 
     @property
-    def trace_id(self) -> str | None:
-        """32 hex digits, or None when this request is not sampled."""
+    def trace_id(self) -> str:
+        """32 hex digits (sampled or not: it still goes on to the upstream)."""
         ...
 
     def observing(self, ctx: RequestContext) -> ActiveTrace:

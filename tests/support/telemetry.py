@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -40,11 +39,10 @@ async def traced_gateway(
         **settings,  # type: ignore[arg-type]  # test-chosen overrides
     )
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
 
     def telemetry_for(_settings: Settings, store: PolicyStore) -> Telemetry:
-        tracing = Tracing(provider, provider_type_of(store), lambda: store.version)
+        processor = SimpleSpanProcessor(exporter)
+        tracing = Tracing(processor, provider_type_of(store), lambda: store.version)
         return Telemetry(tracing, Metrics(store))
 
     async with build_services(config, telemetry_for) as services:

@@ -199,3 +199,50 @@ def test_an_outcome_without_an_error_code_is_its_error_type():
 )
 def test_response_facts_read_model_and_finish_reasons_only(payload, facts):
     assert attrs.response_facts(payload) == facts
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "garbage",
+        "",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",  # all-zero trace id
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # all-zero parent
+        "zz-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # version ff is invalid
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",  # no flags
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",  # 00 has no more
+        "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",  # uppercase
+        "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",  # short trace id
+    ],
+)
+def test_parse_traceparent_refuses_what_w3c_refuses(value):
+    assert attrs.parse_traceparent(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+         (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1)),
+        (" 01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-future ",
+         (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 0)),
+    ],
+)  # fmt: skip
+def test_parse_traceparent_reads_valid_ones(value, parsed):
+    assert attrs.parse_traceparent(value) == parsed
+
+
+@given(st.integers(1, 2**128 - 1), st.integers(1, 2**64 - 1), st.integers(0, 255))
+def test_parse_reads_what_format_writes(trace_id, span_id, flags):
+    header = attrs.format_traceparent(trace_id, span_id, flags)
+    assert attrs.parse_traceparent(header) == (trace_id, span_id, flags)
+
+
+def test_sampling_new_traces_by_ratio():
+    low, high = 5, 0xFFFFFFFFFFFFFFF0
+    assert attrs.is_sampled_new(high, 1.0) and attrs.is_sampled_new(low, 1.0)
+    assert not attrs.is_sampled_new(low, 0.0)
+    assert attrs.is_sampled_new(low, 0.5) and not attrs.is_sampled_new(high, 0.5)
+    ids = range(1, 2**64, 2**64 // 1000)
+    assert 230 <= sum(attrs.is_sampled_new(i, 0.25) for i in ids) <= 270

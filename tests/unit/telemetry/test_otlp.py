@@ -100,3 +100,32 @@ def test_a_value_the_conventions_do_not_allow_is_refused():
         assert "object" in str(error)
     else:
         raise AssertionError("no error")
+
+
+def test_the_gateways_own_spans_encode_as_the_official_encoder_does():
+    """The ReadableSpans our tracing builds (plain dict attributes) encode identically."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor as Simple
+
+    from gateway.context import RequestContext
+    from gateway.policy.compiled import Deployment
+    from gateway.providers.base import UpstreamFailure
+    from gateway.telemetry.tracing import Tracing
+
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(Simple(exporter), lambda name: "openai", lambda: 2)
+    trace = tracing.begin(
+        "POST",
+        "/v1/chat/completions",
+        [(b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+         (b"tracestate", b"v=1")],
+    )  # fmt: skip
+    ctx = RequestContext(request_id="req_1", endpoint="chat", model="m")
+    trace.observing(ctx).started(Deployment("a", "model-a", 1.0, 1))
+    trace.failed(UpstreamFailure("x", status=500))
+    trace.started(Deployment("b", "model-b", 1.0, 1))
+    trace.answered()
+    trace.finish(ctx)
+    trace.end(failed=False)
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 3
+    assert decoded(encode_request(spans)) == encode_spans(spans)

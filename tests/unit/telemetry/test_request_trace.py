@@ -3,7 +3,6 @@ attempt, the record point finishes the trace, the middleware ends it."""
 
 from __future__ import annotations
 
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -23,9 +22,7 @@ TYPES = {"a": "openai", "b": "azure"}
 
 def tracing() -> tuple[Tracing, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return Tracing(provider, TYPES.get, lambda: 9), exporter
+    return Tracing(SimpleSpanProcessor(exporter), TYPES.get, lambda: 9), exporter
 
 
 def begin(t: Tracing, traceparent: str | None = None):
@@ -131,8 +128,7 @@ def test_an_unsampled_new_trace_records_nothing_but_still_propagates():
     """GATEWAY_TRACE_SAMPLE_RATIO=0: no span is recorded or exported; the upstream still
     gets a traceparent saying "not sampled"."""
     exporter = InMemorySpanExporter()
-    provider = Tracing.provider_exporting_to(exporter, sample_ratio=0.0)
-    t = Tracing(provider, TYPES.get, lambda: 1)
+    t = Tracing(SimpleSpanProcessor(exporter), TYPES.get, lambda: 1, sample_ratio=0.0)
     trace = begin(t)
     ctx = RequestContext(request_id="req_1", endpoint="chat")
     trace.observing(ctx).started(A)
@@ -141,7 +137,7 @@ def test_an_unsampled_new_trace_records_nothing_but_still_propagates():
     trace.answered()
     trace.finish(ctx)
     trace.end(failed=False)
-    provider.force_flush()
+    t.flush()
     assert exporter.get_finished_spans() == ()
     assert int(headers["traceparent"][-2:], 16) & 1 == 0
-    provider.shutdown()
+    t.close()
