@@ -32,6 +32,7 @@ from gateway.errors import (
 from gateway.logs import AccessLog
 from gateway.services import Services, build_services
 from gateway.settings import Settings
+from gateway.telemetry.middleware import traced
 
 log = logging.getLogger("gateway.app")
 
@@ -155,11 +156,12 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             with reopen_on_sighup(built.access_log):
                 yield {"services": built}
 
+    inference = traced(openai_api.routes)  # telemetry: the server span of each request
     app = GatewayApp(
-        openai_api.routes,
+        inference,
         admin_port=settings.admin_port,
         routes=[
-            *openai_api.routes,
+            *inference,
             *models.routes,
             *ops.routes,
             *oauth.routes,

@@ -18,6 +18,7 @@ from gateway.guardrails.decision import GuardrailHit
 from gateway.limits.backend import Hold
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import Endpoint
+from gateway.routing.tries import Try
 from gateway.usage.pricing import UnitPrices
 from gateway.usage.usage import Usage
 
@@ -75,6 +76,10 @@ class RequestContext:
     # Guardrail rules that fired (name, action, input/output), never the text they matched.
     guardrail_hits: list[GuardrailHit] = field(default_factory=list)
     limits_hold: Hold | None = None  # limits: what this request reserved, until finish settles it
+    # --- telemetry (issue 12): each upstream attempt, and what the answer said of itself ---
+    tries: tuple[Try, ...] = ()
+    response_model: str | None = None
+    finish_reasons: tuple[str, ...] = ()
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

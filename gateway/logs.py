@@ -18,6 +18,7 @@ import orjson
 
 from gateway.context import EdgeContext, RequestContext
 from gateway.errors import cut
+from gateway.telemetry.current import current_trace_id
 from gateway.usage.pricing import usd_text
 
 log = logging.getLogger("gateway.logs")
@@ -41,6 +42,9 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)
+        trace_id = current_trace_id()  # a line logged while a traced request runs
+        if trace_id is not None:
+            line["trace_id"] = trace_id
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(line, default=str).decode()
@@ -84,6 +88,7 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
         "error_detail": ctx.error_detail,
         "latency_ms": round(ctx.elapsed_s() * 1000, 2),
         "ttfb_ms": round(ctx.first_byte_s * 1000, 2) if ctx.first_byte_s is not None else None,
+        "trace_id": current_trace_id(),  # None unless GATEWAY_OTLP_ENDPOINT is set
     }
     if ctx.guardrail_hits:  # rule names and what they did, never the text
         fields["guardrails"] = [f"{h.rule}:{h.action}:{h.where}" for h in ctx.guardrail_hits]

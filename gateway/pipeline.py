@@ -60,6 +60,8 @@ from gateway.stream.relay import close_stream, relay
 from gateway.stream.response_ids import ResponseIdRewriter
 from gateway.stream.steps import Chain, Step
 from gateway.stream.usage_observer import UsageObserver
+from gateway.telemetry.attributes import response_facts
+from gateway.telemetry.current import attempt_observer
 from gateway.usage.pricing import cost_nanousd, usd_text
 from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
 
@@ -309,7 +311,7 @@ async def _first_answer(
 ) -> tuple[Deployment, T]:
     """The failover loop; an upstream's refusal of the request itself becomes the
     caller's error. What routing tried is copied to the context however it ends."""
-    tries = Tries()
+    tries = Tries(attempt_observer(ctx))  # telemetry: one client span per attempt
     try:
         return await call_with_failover(
             route,
@@ -325,6 +327,7 @@ async def _first_answer(
         ) from None
     finally:
         ctx.attempts, ctx.deployment = tries.count, tries.last_deployment
+        ctx.tries = tries.all
 
 
 async def _whole(
@@ -351,6 +354,7 @@ async def _whole(
         return reply.body, payload
 
     deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt)
+    ctx.response_model, ctx.finish_reasons = response_facts(payload)  # telemetry
     usage = usage_from_report(payload.get("usage"))
     if usage is None:
         generated = output_text(ctx.endpoint, payload)

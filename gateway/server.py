@@ -49,6 +49,7 @@ from gateway.settings import (
     DEFAULT_MAX_HEADERS,
     Settings,
 )
+from gateway.telemetry.multiproc import shared_metrics_dir
 
 log = logging.getLogger("gateway.server")
 
@@ -371,7 +372,8 @@ def run_server(settings: Settings) -> int:
     if config.workers > 1:
         # uvicorn's workers run its own Server: no drain phase (its shutdown deadline
         # applies); a container runs one worker per replica and scales by replicas.
-        Multiprocess(config, sockets=sockets).run()
+        with shared_metrics_dir():  # telemetry: every worker's metrics in one scrape
+            Multiprocess(config, sockets=sockets).run()
         return 0
     server = _Server(config, float(settings.drain_grace_s))
     terminated: list[int] = []

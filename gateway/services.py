@@ -5,6 +5,7 @@ Nothing here is a module global: tests build their own `Services`.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +35,7 @@ from gateway.policy.sync import keep_policy_in_sync, load_running_policy
 from gateway.providers.registry import ProviderSet
 from gateway.routing.failover import HealthBoard
 from gateway.settings import Settings, is_derived_issuer
+from gateway.telemetry import Telemetry
 from gateway.usage.writer import ledger_writer
 
 # A subscriber to the pipeline's one record point: gets every finished request once.
@@ -59,6 +61,7 @@ class Services:
     classifiers: Classifiers  # guardrail classifier calls; HTTP session opened on first use
     cache: CacheBackend  # response cache (issue 14): Redis if configured, else in-process
     limits: Limits  # budgets, rate limits, concurrency (issue 9)
+    telemetry: Telemetry  # traces and metrics; they subscribe to `recorders`
 
 
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
@@ -74,12 +77,16 @@ def _derived_issuers(settings: Settings) -> Callable[[str], bool]:
 
 
 @asynccontextmanager
-async def build_services(settings: Settings) -> AsyncIterator[Services]:
+async def build_services(
+    settings: Settings,
+    telemetry_for: Callable[[Settings, PolicyStore], Telemetry] = Telemetry.from_settings,
+) -> AsyncIterator[Services]:
     """Open the database, load the running policy and providers; close them all on exit.
 
     The policy is the database's newest version; an empty database first takes
     the policy folder as version 1. Raises PolicyInvalid when there is nothing
     valid to enforce. While running, new versions and folder edits are picked up.
+    `telemetry_for` builds traces and metrics (tests: with an in-memory span exporter).
     """
     if settings.migrate_on_start:
         await migrate(settings.database_url)
@@ -96,6 +103,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
     in_flight = InFlight()
     clients = ClientRegistry(engine, login_limits=LoginLimits.from_settings(settings))
     policy_store = PolicyStore(policy, version)
+    telemetry = telemetry_for(settings, policy_store)
     jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
     classifiers = Classifiers()
     cache = open_cache(settings.redis_url)  # response cache (issue 14); connects on first use
@@ -137,7 +145,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     settings=settings,
                     policy=policy_store,
                     providers=providers,
-                    health=HealthBoard(),
+                    health=HealthBoard(on_cooldown=telemetry.on_cooldown),
                     keys=keys,
                     verifier=verifier,
                     clients=clients,
@@ -146,11 +154,12 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
                     started_at=int(time.time()),
                     access_log=access_log,
                     policy_versions=policy_versions,
-                    recorders=(access_log.record, ledger.record),
+                    recorders=(access_log.record, ledger.record, *telemetry.recorders),
                     in_flight=in_flight,
                     classifiers=classifiers,
                     cache=cache,  # response cache (issue 14)
                     limits=limits,
+                    telemetry=telemetry,
                 )
             finally:
                 # uvicorn shuts the lifespan down right after cancelling the requests
@@ -165,5 +174,7 @@ async def build_services(settings: Settings) -> AsyncIterator[Services]:
             await cache.close()  # response cache (issue 14)
             await providers.close()
             await engine.dispose()
+            # Exports the spans still queued: a blocking HTTP call, so off the loop.
+            await asyncio.to_thread(telemetry.close)
         finally:
             access_log.close()  # last, so a line recorded during teardown is still written

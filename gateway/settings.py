@@ -72,7 +72,9 @@ class Settings:
     issuer_url: str = "http://localhost:8080"  # default_issuer_url(host, port) unless set
     issuer_url_is_explicit: bool = False  # GATEWAY_ISSUER_URL was set: never derived
     audience: str = "llm-gateway"
-    otlp_endpoint: str | None = None
+    otlp_endpoint: str | None = None  # OTLP/HTTP collector: traces are exported there
+    trace_sample_ratio: float = 1.0  # share of new traces recorded (a caller's choice is kept)
+    metrics_enabled: bool = True  # GET /metrics (GATEWAY_METRICS=off: 404, nothing counted)
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
@@ -226,6 +228,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     issuer_url = env.get("GATEWAY_ISSUER_URL", "").strip()
     if issuer_url and not issuer_url.startswith(("http://", "https://")):
         raise SettingsError(f"GATEWAY_ISSUER_URL must be an http(s) URL (got {issuer_url!r})")
+    otlp_endpoint = _otlp_endpoint(env)
     return check_settings(
         Settings(
             database_url=env.get("GATEWAY_DATABASE_URL", base.database_url),
@@ -234,7 +237,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             issuer_url=issuer_url or default_issuer_url(host, port),
             issuer_url_is_explicit=bool(issuer_url),
             audience=env.get("GATEWAY_AUDIENCE", base.audience),
-            otlp_endpoint=env.get("GATEWAY_OTLP_ENDPOINT") or None,
+            otlp_endpoint=otlp_endpoint,
+            trace_sample_ratio=_ratio(env, "GATEWAY_TRACE_SAMPLE_RATIO", base.trace_sample_ratio),
+            metrics_enabled=_flag(env.get("GATEWAY_METRICS", "on")),
             host=host,
             port=port,
             workers=_int(env, "GATEWAY_WORKERS", base.workers),
@@ -251,6 +256,36 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             drain_grace_s=_int(env, "GATEWAY_DRAIN_GRACE_S", base.drain_grace_s),
         )
     )
+
+
+def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise SettingsError(f"{name} must be a number from 0 to 1 (got {raw!r})")
+    return value
+
+
+def _otlp_endpoint(env: Mapping[str, str]) -> str | None:
+    """GATEWAY_OTLP_ENDPOINT: unset or empty turns tracing off; else an http(s) URL."""
+    from gateway.telemetry.attributes import traces_url
+
+    raw = env.get("GATEWAY_OTLP_ENDPOINT", "").strip()
+    if not raw:
+        return None
+    try:
+        traces_url(raw)
+    except ValueError:
+        raise SettingsError(
+            f"GATEWAY_OTLP_ENDPOINT must be an http(s) URL such as http://collector:4318 "
+            f"(got {raw!r})"
+        ) from None
+    return raw
 
 
 def _check_policy_exposure(env: Mapping[str, str]) -> None:

@@ -1,5 +1,6 @@
-"""Operations endpoints: liveness and readiness. No token needed, no access line
-(probes every few seconds would drown the log), but an x-request-id like every answer."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics. No token needed (as
+probes and scrapers expect), no access line (probes every few seconds would drown the
+log), but an x-request-id like every answer."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from starlette.routing import Route
 from gateway.api.edge import json_response, request_id_of
 from gateway.db import DatabaseFileChanged
 from gateway.drain import is_draining
+from gateway.errors import NotFound, error_response
 from gateway.services import Services
 
 # Kubernetes probes time out after 1 s by default: a hung database must make us
@@ -58,7 +60,23 @@ async def readyz(request: Request) -> Response:
     return response
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text of every worker's counters; 404 when GATEWAY_METRICS is off."""
+    services: Services = request.state.services
+    found = services.telemetry.metrics
+    if found is None:
+        return error_response(
+            NotFound("Metrics are off (GATEWAY_METRICS)."), request_id_of(request)
+        )
+    from gateway.telemetry.metrics import CONTENT_TYPE
+
+    response = Response(found.render(), headers={"content-type": CONTENT_TYPE})
+    response.headers["x-request-id"] = request_id_of(request)
+    return response
+
+
 routes = [
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
 ]

@@ -27,6 +27,7 @@ from gateway.providers.base import (
     retry_after_seconds,
 )
 from gateway.sse import EventSplitter, end_of_done, is_done
+from gateway.telemetry.current import add_trace_headers
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 USER_AGENT = "llm-gateway"
@@ -85,6 +86,17 @@ def error_fields(raw: bytes) -> dict[str, Any]:
     return {}
 
 
+def error_summary(error: dict[str, Any], secrets: tuple[str, ...]) -> str:
+    """`type`/`code` of an upstream error for the operator's log (no message: it may
+    quote the conversation); "" when it has neither."""
+    parts = [
+        f"{name}={redact_keys(str(error[name]), secrets)[:80]}"
+        for name in ("type", "code")
+        if isinstance(error.get(name), str | int) and error.get(name) != ""
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def redact_keys(text: str, secrets: tuple[str, ...]) -> str:
     """Remove our provider keys, and anything shaped like a key, from upstream text."""
     for secret in secrets:
@@ -138,6 +150,7 @@ class OpenAICompatProvider:
 
     async def _post(self, call: UpstreamCall) -> aiohttp.ClientResponse:
         headers = {**self._headers, "x-request-id": call.request_id}
+        add_trace_headers(headers)  # our traceparent, when this request is traced
         try:
             response = await self._client().post(
                 self._url(call.endpoint, call.model),
@@ -161,10 +174,10 @@ class OpenAICompatProvider:
         except aiohttp.ClientError:
             raw = b""
         if status in FAILOVER_STATUSES or status >= 500 or status < 400:
-            # The detail goes to the operator's log: never with a key an upstream echoed.
-            body = redact_keys(raw[:500].decode(errors="replace"), self._secrets)
+            # The detail goes to the operator's log: the error's type and code, never its
+            # message, which may echo the prompt (or a key) back.
             raise UpstreamFailure(
-                f"{self.name}: HTTP {status}: {body!r}",
+                f"{self.name}: HTTP {status}{error_summary(error_fields(raw), self._secrets)}",
                 status=status,
                 retry_after_s=retry_after_seconds(response.headers),
             )

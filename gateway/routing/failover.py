@@ -34,22 +34,31 @@ log = logging.getLogger("gateway.routing")
 class HealthBoard:
     """This replica's view of each deployment's health, keyed by `provider/model`."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        on_cooldown: Callable[[Deployment], None] | None = None,  # metrics count cooldowns
+    ) -> None:
         self.clock = clock
         self._health: dict[str, Health] = {}
+        self._on_cooldown = on_cooldown
 
     def of(self, deployment: Deployment) -> Health:
         return self._health.get(deployment.label, HEALTHY)
 
     def failed(self, deployment: Deployment, route: ModelRoute, failure: UpstreamFailure) -> None:
         """Count one failure. Callers count at most one per deployment per request."""
-        self._health[deployment.label] = record_failure(
-            self.of(deployment),
-            self.clock(),
+        before, now = self.of(deployment), self.clock()
+        after = record_failure(
+            before,
+            now,
             failure_threshold=route.routing.failure_threshold,
             cooldown_s=route.routing.cooldown_s,
             retry_after_s=failure.retry_after_s,
         )
+        self._health[deployment.label] = after
+        if self._on_cooldown is not None and after.is_cooling(now) and not before.is_cooling(now):
+            self._on_cooldown(deployment)
 
     def succeeded(self, deployment: Deployment) -> None:
         if deployment.label in self._health:

@@ -7,7 +7,7 @@ values only; it knows nothing of the request context.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import UpstreamFailure
@@ -25,24 +25,41 @@ class Try(NamedTuple):
     is_answer: bool = False  # its reply (a result, or its refusal of the request) is the answer
 
 
+class TryObserver(Protocol):
+    """Told of each attempt as it starts and ends (the request's trace: one span each)."""
+
+    def started(self, deployment: Deployment) -> None: ...
+
+    def failed(self, failure: UpstreamFailure) -> None: ...
+
+    def answered(self) -> None: ...
+
+
 class Tries:
     """The attempts of one request, in order."""
 
-    __slots__ = ("_tries",)
+    __slots__ = ("_observer", "_tries")
 
-    def __init__(self) -> None:
+    def __init__(self, observer: TryObserver | None = None) -> None:
         self._tries: list[Try] = []
+        self._observer = observer
 
     def started(self, deployment: Deployment) -> None:
         self._tries.append(Try(deployment))
+        if self._observer is not None:
+            self._observer.started(deployment)
 
     def failed(self, failure: UpstreamFailure) -> None:
         """The attempt last started failed."""
         self._tries[-1] = Try(self._tries[-1].deployment, failure)
+        if self._observer is not None:
+            self._observer.failed(failure)
 
     def answered(self) -> None:
         """The attempt last started gave the answer."""
         self._tries[-1] = Try(self._tries[-1].deployment, is_answer=True)
+        if self._observer is not None:
+            self._observer.answered()
 
     @property
     def all(self) -> tuple[Try, ...]:

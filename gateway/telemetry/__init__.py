@@ -1,0 +1,76 @@
+"""Observability: traces (OpenTelemetry GenAI), metrics (Prometheus), the names they use.
+
+`Telemetry` is what the lifespan builds once per process and the pipeline's record
+point feeds: `recorders` subscribe to `Services.recorders`. Tracing exists only when
+GATEWAY_OTLP_ENDPOINT is set: without it the OpenTelemetry SDK is never imported.
+Modules: names (every attribute and metric name), attributes and labels (pure maps
+from the request context), current (the running request's trace), middleware (the
+server span), tracing (the SDK side), metrics, multiproc (`--workers` N).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gateway.context import RequestContext
+from gateway.policy.compiled import Deployment
+from gateway.policy.store import PolicyStore
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
+    from gateway.telemetry.metrics import Metrics
+    from gateway.telemetry.tracing import Tracing
+
+
+@dataclass(frozen=True, slots=True)
+class Telemetry:
+    tracing: Tracing | None = None
+    metrics: Metrics | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, policy: PolicyStore) -> Telemetry:
+        tracing = None
+        if settings.otlp_endpoint:
+            from gateway.telemetry.tracing import Tracing  # the SDK loads only when used
+
+            tracing = Tracing.to_otlp(
+                settings.otlp_endpoint,
+                settings.trace_sample_ratio,
+                provider_type_of(policy),
+                lambda: policy.version,
+            )
+        metrics = None
+        if settings.metrics_enabled:
+            from gateway.telemetry.metrics import Metrics
+
+            metrics = Metrics(policy)
+        return cls(tracing, metrics)
+
+    @property
+    def recorders(self) -> tuple[Callable[[RequestContext], None], ...]:
+        found: list[Callable[[RequestContext], None]] = []
+        if self.metrics is not None:
+            found.append(self.metrics.record)
+        if self.tracing is not None:
+            found.append(self.tracing.record)
+        return tuple(found)
+
+    @property
+    def on_cooldown(self) -> Callable[[Deployment], None] | None:
+        return None if self.metrics is None else self.metrics.cooled
+
+    def close(self) -> None:
+        if self.tracing is not None:
+            self.tracing.close()
+
+
+def provider_type_of(policy: PolicyStore) -> Callable[[str], str | None]:
+    """A provider's type in the running policy (None once the policy dropped it)."""
+
+    def lookup(name: str) -> str | None:
+        config = policy.current().providers.get(name)
+        return None if config is None else config.type
+
+    return lookup

@@ -1,0 +1,196 @@
+"""What goes on a span, decided from plain values: the request context, one attempt.
+
+Pure functions, no OpenTelemetry import. `request_attributes` is the one map from the
+finished request context to span attributes: a new context field (cost, budget
+decision, guardrail actions) gets its line there. Never prompt or completion text,
+never a token or a key: only names the policy gives, counts, codes and ids.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+from gateway.context import Outcome, RequestContext
+from gateway.policy.compiled import Deployment
+from gateway.providers.base import UpstreamFailure
+from gateway.telemetry import names
+from gateway.telemetry.names import AttemptResult
+
+AttributeValue = str | bool | int | float | tuple[str, ...]
+Attributes = dict[str, AttributeValue]
+
+TRACES_PATH = "/v1/traces"
+
+
+def traces_url(endpoint: str) -> str:
+    """GATEWAY_OTLP_ENDPOINT → the OTLP/HTTP traces URL.
+
+    Like OTEL_EXPORTER_OTLP_ENDPOINT, a base URL gets `/v1/traces` appended; a URL
+    that already ends in it is used as is. ValueError unless http(s) with a host.
+    """
+    parts = urlsplit(endpoint.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not an http(s) URL: {endpoint!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith(TRACES_PATH):
+        path += TRACES_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def format_traceparent(trace_id: int, span_id: int, trace_flags: int) -> str:
+    """W3C trace-context `traceparent`, version 00."""
+    return f"00-{trace_id:032x}-{span_id:016x}-{trace_flags:02x}"
+
+
+# W3C trace-context, as OpenTelemetry's propagator reads it: lowercase hex, version ff
+# refused, version 00 with nothing after the flags, later versions may add fields.
+_TRACEPARENT = re.compile(
+    r"^[ \t]*([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?[ \t]*$"
+)
+
+
+class TraceParent(NamedTuple):
+    trace_id: int
+    span_id: int
+    trace_flags: int
+
+
+def parse_traceparent(value: str) -> TraceParent | None:
+    """A caller's `traceparent`, or None when it is not a valid one (a new trace starts)."""
+    match = _TRACEPARENT.match(value)
+    if match is None:
+        return None
+    version, trace_hex, span_hex, flags_hex, rest = match.groups()
+    if version == "ff" or (version == "00" and rest):
+        return None
+    trace_id, span_id = int(trace_hex, 16), int(span_hex, 16)
+    if trace_id == 0 or span_id == 0:
+        return None
+    return TraceParent(trace_id, span_id, int(flags_hex, 16))
+
+
+def is_sampled_new(trace_id: int, ratio: float) -> bool:
+    """A new trace is recorded for `ratio` of trace ids (OpenTelemetry's TraceIdRatioBased:
+    the low 64 bits under ratio x 2^64)."""
+    return (trace_id & 0xFFFFFFFFFFFFFFFF) < round(ratio * 2**64)
+
+
+def operation_name(endpoint: str) -> str:
+    return names.OPERATION_NAMES.get(endpoint, endpoint)
+
+
+def provider_name(provider_type: str | None) -> str:
+    """`gen_ai.provider.name` of a policy provider type (its own name when unknown)."""
+    if provider_type is None:
+        return names.OTHER
+    return names.PROVIDER_NAMES.get(provider_type, provider_type)
+
+
+def attempt_result(failure: UpstreamFailure | None, is_answer: bool) -> AttemptResult:
+    """How an attempt ended: answered, failed in one of a few ways, or cut short."""
+    if failure is None:
+        return AttemptResult.OK if is_answer else AttemptResult.CANCELLED
+    if failure.is_timeout:
+        return AttemptResult.TIMEOUT
+    status = failure.status
+    if status is None:
+        return AttemptResult.CONNECT_ERROR
+    if status == 429:
+        return AttemptResult.RATE_LIMITED
+    return AttemptResult.SERVER_ERROR if status >= 500 else AttemptResult.HTTP_ERROR
+
+
+def failure_error_type(failure: UpstreamFailure) -> str:
+    """`error.type` of a failed attempt: the upstream's status, else what happened."""
+    if failure.status is not None and not failure.is_timeout:
+        return str(failure.status)
+    return attempt_result(failure, is_answer=False).value
+
+
+def attempt_attributes(
+    endpoint: str, provider_type: str | None, deployment: Deployment, number: int, is_stream: bool
+) -> Attributes:
+    """A client span's attributes as the attempt starts."""
+    return {
+        names.GEN_AI_OPERATION_NAME: operation_name(endpoint),
+        names.GEN_AI_PROVIDER_NAME: provider_name(provider_type),
+        names.GEN_AI_REQUEST_MODEL: deployment.model,
+        names.GEN_AI_REQUEST_STREAM: is_stream,
+        names.GATEWAY_DEPLOYMENT: deployment.label,
+        names.GATEWAY_ATTEMPT_NUMBER: number,
+    }
+
+
+def answer_attributes(ctx: RequestContext) -> Attributes:
+    """What the answering attempt learned, known when the request ends."""
+    attributes: Attributes = {}
+    usage = ctx.usage
+    if usage is not None:
+        attributes[names.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
+        attributes[names.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
+        if usage.cached_tokens:
+            attributes[names.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = usage.cached_tokens
+        attributes[names.GATEWAY_USAGE_ESTIMATED] = usage.is_estimated
+    if ctx.response_model:
+        attributes[names.GEN_AI_RESPONSE_MODEL] = ctx.response_model
+    if ctx.finish_reasons:
+        attributes[names.GEN_AI_RESPONSE_FINISH_REASONS] = ctx.finish_reasons
+    if ctx.first_byte_s is not None:
+        attributes[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ctx.first_byte_s
+    if ctx.outcome is not Outcome.OK:
+        attributes[names.ERROR_TYPE] = request_error_type(ctx)
+    return attributes
+
+
+def request_error_type(ctx: RequestContext) -> str:
+    return ctx.error_code or ctx.outcome.value
+
+
+def request_attributes(ctx: RequestContext, policy_version: int | None) -> Attributes:
+    """The server span's attributes from the finished request context.
+
+    The one place that maps context fields to span attributes; fields other stages
+    add to the context (cost, budget decision, guardrail actions) get a line here.
+    """
+    attributes: Attributes = {
+        names.GEN_AI_OPERATION_NAME: operation_name(ctx.endpoint),
+        names.GATEWAY_REQUEST_ID: ctx.request_id,
+        names.HTTP_RESPONSE_STATUS_CODE: ctx.status,
+        names.GATEWAY_OUTCOME: ctx.outcome.value,
+        names.GATEWAY_ATTEMPTS: ctx.attempts,
+        names.GEN_AI_REQUEST_STREAM: ctx.is_stream,
+    }
+    principal = ctx.principal
+    if principal is not None:
+        attributes[names.GATEWAY_TEAM] = principal.team
+        attributes[names.GATEWAY_SUBJECT] = principal.subject
+        if principal.client_id:
+            attributes[names.GATEWAY_CLIENT_ID] = principal.client_id
+    if ctx.model is not None:
+        attributes[names.GEN_AI_REQUEST_MODEL] = ctx.model[:200]  # the caller's text: bounded
+    if ctx.deployment is not None:
+        attributes[names.GATEWAY_DEPLOYMENT] = ctx.deployment.label
+    if ctx.error_code:
+        attributes[names.GATEWAY_ERROR_CODE] = ctx.error_code
+    if policy_version is not None:
+        attributes[names.GATEWAY_POLICY_VERSION] = policy_version
+    attributes.update(answer_attributes(ctx))
+    # Cost, budget decision, guardrail actions: map their context fields here.
+    return attributes
+
+
+def response_facts(payload: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
+    """The model that answered and the finish reasons of a whole response (no text)."""
+    model = payload.get("model")
+    reasons: list[str] = []
+    for choice in payload.get("choices") or ():
+        reason = choice.get("finish_reason") if isinstance(choice, Mapping) else None
+        if isinstance(reason, str) and reason not in reasons:
+            reasons.append(reason[:64])
+    status = payload.get("status")  # Responses API: completed / incomplete / failed
+    if not reasons and payload.get("object") == "response" and isinstance(status, str):
+        reasons.append(status[:64])
+    return (model[:200] if isinstance(model, str) else None), tuple(reasons)

@@ -1,0 +1,50 @@
+"""Metric label values from a finished request: bounded by the policy, never a secret.
+
+Pure functions. A model or team the policy does not name (a caller's typo, a claim
+an external issuer made up) becomes `other`, so no caller can grow the label set;
+a request id, subject or token is never a label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+
+from gateway.context import RequestContext
+from gateway.routing.tries import Try
+from gateway.telemetry import names
+from gateway.telemetry.attributes import attempt_result
+from gateway.telemetry.names import REFUSAL_CODES, AttemptResult, RefusalKind
+
+
+def model_label(ctx: RequestContext, known_models: Container[str]) -> str:
+    if ctx.model is None:
+        return names.NONE
+    return ctx.model if ctx.model in known_models else names.OTHER
+
+
+def team_label(ctx: RequestContext, known_teams: Container[str]) -> str:
+    if ctx.principal is None:
+        return names.NONE
+    team = ctx.principal.team
+    return team if team in known_teams else names.OTHER
+
+
+def deployment_label(ctx: RequestContext) -> str:
+    return ctx.deployment.label if ctx.deployment is not None else names.NONE
+
+
+def refusal_kind(ctx: RequestContext) -> RefusalKind | None:
+    """Which usage control refused the request, told by its 429's error code."""
+    if ctx.status != 429 or ctx.error_code is None:
+        return None
+    return REFUSAL_CODES.get(ctx.error_code)
+
+
+def attempt_results(tries: tuple[Try, ...]) -> list[tuple[str, AttemptResult]]:
+    """(deployment label, result) for every attempt, in order."""
+    return [(t.deployment.label, attempt_result(t.failure, t.is_answer)) for t in tries]
+
+
+def failed_over_from(tries: tuple[Try, ...]) -> list[str]:
+    """The deployments a request left for another after they failed."""
+    return [t.deployment.label for t in tries[:-1] if t.failure is not None]

@@ -1,0 +1,145 @@
+"""Prometheus metrics: the instruments, their update from a finished request, the scrape.
+
+Built once per process in the lifespan, on its own registry (no module global).
+Under `gateway serve --workers N` the server sets PROMETHEUS_MULTIPROC_DIR to a
+per-run directory (telemetry/multiproc.py) before the workers start: each worker
+writes its values there and a scrape of any worker adds them all up. Labels come
+from telemetry/labels.py: bounded by the policy, never a request id, subject or secret.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from gateway.context import RequestContext
+from gateway.policy.compiled import Deployment
+from gateway.policy.store import PolicyStore
+from gateway.telemetry import labels, names
+from gateway.telemetry.multiproc import MULTIPROC_ENV
+from gateway.telemetry.names import TokenDirection
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+def multiprocess_dir() -> str | None:
+    """The shared directory when this process is one of several workers."""
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+class Metrics:
+    def __init__(self, policy: PolicyStore, registry: CollectorRegistry | None = None) -> None:
+        self._policy = policy
+        self.registry = CollectorRegistry() if registry is None else registry
+        r = self.registry
+        team_model = ("team", "model", "deployment")
+        self.requests = Counter(
+            names.REQUESTS,
+            "Inference requests by team, model, deployment, endpoint and HTTP status.",
+            (*team_model, "endpoint", "status"),
+            registry=r,
+        )
+        self.tokens = Counter(
+            names.TOKENS, "Tokens consumed, input and output.", (*team_model, "direction"),
+            registry=r,
+        )  # fmt: skip
+        self.cost = Counter(names.COST_USD, "Cost in US dollars.", team_model, registry=r)
+        self.duration = Histogram(
+            names.REQUEST_DURATION,
+            "Inference request duration, from arrival to the last byte.",
+            ("model", "endpoint"),
+            buckets=names.DURATION_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            names.TIME_TO_FIRST_TOKEN,
+            "Streams: time from arrival to the first event sent to the client.",
+            ("model", "deployment"),
+            buckets=names.TTFT_BUCKETS,
+            registry=r,
+        )
+        self.attempts = Counter(
+            names.UPSTREAM_ATTEMPTS, "Upstream attempts by deployment and result.",
+            ("deployment", "result"), registry=r,
+        )  # fmt: skip
+        self.failovers = Counter(
+            names.UPSTREAM_FAILOVERS, "Requests that left a failed deployment for another.",
+            ("deployment",), registry=r,
+        )  # fmt: skip
+        self.cooldowns = Counter(
+            names.UPSTREAM_COOLDOWNS, "Times a deployment entered its cooldown.",
+            ("deployment",), registry=r,
+        )  # fmt: skip
+        self.refusals = Counter(
+            names.REFUSALS, "Requests refused by a rate limit or a budget.",
+            ("team", "kind"), registry=r,
+        )  # fmt: skip
+        self.guardrail_actions = Counter(
+            names.GUARDRAIL_ACTIONS, "Guardrail actions taken, by team, rule and action.",
+            ("team", "rule", "action"), registry=r,
+        )  # fmt: skip
+        # Each worker reports the version it enforces; the scrape shows the newest.
+        self.policy_version = Gauge(
+            names.POLICY_VERSION, "The policy version in force.", registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
+        self._version_seen: int | None = None
+        self._note_policy_version()
+
+    def _note_policy_version(self) -> None:
+        version = self._policy.version
+        if version is not None and version != self._version_seen:
+            self._version_seen = version
+            self.policy_version.set(version)
+
+    def record(self, ctx: RequestContext) -> None:
+        """A recorder (Services.recorders): count one finished request."""
+        policy = self._policy.current()
+        self._note_policy_version()
+        team = labels.team_label(ctx, policy.teams)
+        model = labels.model_label(ctx, policy.models)
+        deployment = labels.deployment_label(ctx)
+        self.requests.labels(team, model, deployment, ctx.endpoint, str(ctx.status)).inc()
+        self.duration.labels(model, ctx.endpoint).observe(ctx.elapsed_s())
+        usage = ctx.usage
+        if usage is not None:
+            self.tokens.labels(team, model, deployment, TokenDirection.INPUT.value).inc(
+                usage.input_tokens
+            )
+            self.tokens.labels(team, model, deployment, TokenDirection.OUTPUT.value).inc(
+                usage.output_tokens
+            )
+        if ctx.first_byte_s is not None:
+            self.ttft.labels(model, deployment).observe(ctx.first_byte_s)
+        if ctx.tries:
+            for label, result in labels.attempt_results(ctx.tries):
+                self.attempts.labels(label, result.value).inc()
+            for label in labels.failed_over_from(ctx.tries):
+                self.failovers.labels(label).inc()
+        kind = labels.refusal_kind(ctx)
+        if kind is not None:
+            self.refusals.labels(team, kind.value).inc()
+        # Cost and guardrail actions: count their context fields here as they arrive.
+
+    def cooled(self, deployment: Deployment) -> None:
+        """The health board's hook: a deployment began its cooldown."""
+        self.cooldowns.labels(deployment.label).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition: this process's, or every worker's."""
+        self._note_policy_version()
+        path = multiprocess_dir()
+        if path is None:
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path)  # type: ignore[no-untyped-call]  # unannotated in prometheus-client
+        return generate_latest(registry)

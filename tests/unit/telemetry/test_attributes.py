@@ -1,0 +1,248 @@
+"""Span attributes and names from plain values: the request context, one attempt."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from opentelemetry.trace import SpanContext, TraceFlags, get_current_span
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from gateway.auth.principal import Principal
+from gateway.context import Outcome, RequestContext
+from gateway.policy.compiled import Deployment
+from gateway.providers.base import UpstreamFailure
+from gateway.telemetry import attributes as attrs
+from gateway.telemetry.names import AttemptResult
+from gateway.usage.usage import Usage
+
+DEPLOYMENT = Deployment("azure-east", "gpt-4o", 1.0, 1)
+PRINCIPAL = Principal("search", "svc-7", "client-1", frozenset(), "https://idp", 0.0)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("http://collector:4318", "http://collector:4318/v1/traces"),
+        ("http://collector:4318/", "http://collector:4318/v1/traces"),
+        ("https://otel.example/v1/traces", "https://otel.example/v1/traces"),
+        ("https://otel.example/prefix", "https://otel.example/prefix/v1/traces"),
+        (" http://127.0.0.1:9 ", "http://127.0.0.1:9/v1/traces"),
+    ],
+)
+def test_traces_url_appends_the_signal_path_once(endpoint, expected):
+    assert attrs.traces_url(endpoint) == expected
+
+
+@pytest.mark.parametrize("endpoint", ["", "collector:4318", "grpc://c:4317", "http://", "ftp://x"])
+def test_traces_url_refuses_what_is_not_an_http_url(endpoint):
+    with pytest.raises(ValueError, match="not an http"):
+        attrs.traces_url(endpoint)
+
+
+@given(st.integers(1, 2**128 - 1), st.integers(1, 2**64 - 1), st.sampled_from([0, 1]))
+def test_format_traceparent_round_trips_through_the_w3c_propagator(trace_id, span_id, flags):
+    """What we send upstream is what an OpenTelemetry receiver reads back."""
+    header = attrs.format_traceparent(trace_id, span_id, flags)
+    context = TraceContextTextMapPropagator().extract({"traceparent": header})
+    parsed: SpanContext = get_current_span(context).get_span_context()
+    assert (parsed.trace_id, parsed.span_id, parsed.trace_flags) == (
+        trace_id,
+        span_id,
+        TraceFlags(flags),
+    )
+
+
+@pytest.mark.parametrize(
+    ("failure", "is_answer", "result", "error_type"),
+    [
+        (None, True, AttemptResult.OK, None),
+        (None, False, AttemptResult.CANCELLED, None),
+        (UpstreamFailure("x", status=429), False, AttemptResult.RATE_LIMITED, "429"),
+        (UpstreamFailure("x", status=500), False, AttemptResult.SERVER_ERROR, "500"),
+        (UpstreamFailure("x", status=503), False, AttemptResult.SERVER_ERROR, "503"),
+        (UpstreamFailure("x", status=401), False, AttemptResult.HTTP_ERROR, "401"),
+        (UpstreamFailure("x", is_timeout=True), False, AttemptResult.TIMEOUT, "timeout"),
+        (
+            UpstreamFailure("x", status=408, is_timeout=True),
+            False,
+            AttemptResult.TIMEOUT,
+            "timeout",
+        ),
+        (UpstreamFailure("x"), False, AttemptResult.CONNECT_ERROR, "error"),
+    ],
+)
+def test_attempt_results_and_error_types(failure, is_answer, result, error_type):
+    assert attrs.attempt_result(failure, is_answer) is result
+    if failure is not None:
+        assert attrs.failure_error_type(failure) == error_type
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("openai", "openai"),
+        ("azure", "azure.ai.openai"),
+        ("anthropic", "anthropic"),
+        ("gemini", "gcp.gemini"),
+        ("bedrock", "aws.bedrock"),
+        ("openai-compatible", "openai_compatible"),
+        ("something-new", "something-new"),
+        (None, "other"),
+    ],
+)
+def test_provider_names_follow_the_genai_well_known_values(kind, name):
+    assert attrs.provider_name(kind) == name
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "operation"),
+    [("chat", "chat"), ("completions", "text_completion"), ("embeddings", "embeddings"),
+     ("responses", "chat")],
+)  # fmt: skip
+def test_operation_names(endpoint, operation):
+    assert attrs.operation_name(endpoint) == operation
+
+
+def test_attempt_attributes_name_the_real_upstream():
+    assert attrs.attempt_attributes("chat", "azure", DEPLOYMENT, 2, True) == {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "azure.ai.openai",
+        "gen_ai.request.model": "gpt-4o",
+        "gen_ai.request.stream": True,
+        "gateway.deployment": "azure-east/gpt-4o",
+        "gateway.attempt.number": 2,
+    }
+
+
+def finished(**fields: object) -> RequestContext:
+    ctx = RequestContext(request_id="req_1", endpoint="chat")
+    for name, value in fields.items():
+        setattr(ctx, name, value)
+    return ctx
+
+
+def test_request_attributes_of_an_answered_request():
+    ctx = finished(
+        principal=PRINCIPAL,
+        model="fast",
+        deployment=DEPLOYMENT,
+        attempts=2,
+        usage=Usage(12, 30, cached_tokens=4),
+        response_model="gpt-4o-2024-08-06",
+        finish_reasons=("stop",),
+        is_stream=True,
+        first_byte_s=0.25,
+    )
+    assert attrs.request_attributes(ctx, 7) == {
+        "gen_ai.operation.name": "chat",
+        "gateway.request.id": "req_1",
+        "http.response.status_code": 200,
+        "gateway.outcome": "ok",
+        "gateway.attempts": 2,
+        "gen_ai.request.stream": True,
+        "gateway.team": "search",
+        "gateway.subject": "svc-7",
+        "gateway.client_id": "client-1",
+        "gen_ai.request.model": "fast",
+        "gateway.deployment": "azure-east/gpt-4o",
+        "gateway.policy.version": 7,
+        "gen_ai.usage.input_tokens": 12,
+        "gen_ai.usage.output_tokens": 30,
+        "gen_ai.usage.cache_read.input_tokens": 4,
+        "gateway.usage.estimated": False,
+        "gen_ai.response.model": "gpt-4o-2024-08-06",
+        "gen_ai.response.finish_reasons": ("stop",),
+        "gen_ai.response.time_to_first_chunk": 0.25,
+    }
+
+
+def test_request_attributes_of_a_refusal_carry_its_error_and_nothing_unknown():
+    ctx = finished(model="x" * 1000)
+    ctx.end(404, Outcome.REFUSED, "model_not_found")
+    found = attrs.request_attributes(ctx, None)
+    assert found["error.type"] == "model_not_found"
+    assert found["gateway.error.code"] == "model_not_found"
+    assert len(found["gen_ai.request.model"]) == 200  # the caller's text, bounded
+    for absent in ("gateway.team", "gateway.deployment", "gen_ai.usage.input_tokens",
+                   "gateway.policy.version"):  # fmt: skip
+        assert absent not in found
+
+
+def test_an_outcome_without_an_error_code_is_its_error_type():
+    ctx = finished()
+    ctx.end(499, Outcome.CLIENT_DISCONNECTED)
+    assert attrs.answer_attributes(ctx)["error.type"] == "client_disconnected"
+
+
+@pytest.mark.parametrize(
+    ("payload", "facts"),
+    [
+        ({"model": "m-1", "choices": [{"finish_reason": "stop"}]}, ("m-1", ("stop",))),
+        (
+            {
+                "model": "m",
+                "choices": [
+                    {"finish_reason": "length"},
+                    {"finish_reason": "stop"},
+                    {"finish_reason": "length"},
+                ],
+            },
+            ("m", ("length", "stop")),
+        ),
+        ({"choices": [{"finish_reason": None}, "junk", 3]}, (None, ())),
+        ({"model": 5, "choices": "nope"}, (None, ())),
+        ({"object": "response", "model": "r", "status": "completed"}, ("r", ("completed",))),
+        ({"object": "list", "model": "emb", "data": []}, ("emb", ())),
+        ({}, (None, ())),
+    ],
+)
+def test_response_facts_read_model_and_finish_reasons_only(payload, facts):
+    assert attrs.response_facts(payload) == facts
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "garbage",
+        "",
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",  # all-zero trace id
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # all-zero parent
+        "zz-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # version ff is invalid
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",  # no flags
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",  # 00 has no more
+        "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",  # uppercase
+        "00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01",  # short trace id
+    ],
+)
+def test_parse_traceparent_refuses_what_w3c_refuses(value):
+    assert attrs.parse_traceparent(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+         (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 1)),
+        (" 01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00-future ",
+         (0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, 0)),
+    ],
+)  # fmt: skip
+def test_parse_traceparent_reads_valid_ones(value, parsed):
+    assert attrs.parse_traceparent(value) == parsed
+
+
+@given(st.integers(1, 2**128 - 1), st.integers(1, 2**64 - 1), st.integers(0, 255))
+def test_parse_reads_what_format_writes(trace_id, span_id, flags):
+    header = attrs.format_traceparent(trace_id, span_id, flags)
+    assert attrs.parse_traceparent(header) == (trace_id, span_id, flags)
+
+
+def test_sampling_new_traces_by_ratio():
+    low, high = 5, 0xFFFFFFFFFFFFFFF0
+    assert attrs.is_sampled_new(high, 1.0) and attrs.is_sampled_new(low, 1.0)
+    assert not attrs.is_sampled_new(low, 0.0)
+    assert attrs.is_sampled_new(low, 0.5) and not attrs.is_sampled_new(high, 0.5)
+    ids = range(1, 2**64, 2**64 // 1000)
+    assert 230 <= sum(attrs.is_sampled_new(i, 0.25) for i in ids) <= 270

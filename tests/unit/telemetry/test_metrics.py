@@ -1,0 +1,108 @@
+"""The metrics recorder on its own registry: what one finished request adds."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import generate_latest
+
+from gateway.auth.principal import Principal
+from gateway.context import Outcome, RequestContext
+from gateway.policy.compiled import Deployment, ModelRoute, Policy
+from gateway.policy.store import PolicyStore
+from gateway.providers.base import UpstreamFailure
+from gateway.routing.failover import HealthBoard
+from gateway.routing.tries import Try
+from gateway.telemetry.metrics import Metrics
+from gateway.usage.usage import Usage
+from tests.support.metrics import total
+
+A = Deployment("a", "model-a", 1.0, 1)
+
+
+def store(version: int | None = 3) -> PolicyStore:
+    route = ModelRoute("fast", (A,), None, None)  # type: ignore[arg-type]  # routing unused here
+    policy = Policy(providers={}, models={"fast": route}, teams={"demo": None}, hash="h")  # type: ignore[dict-item]
+    return PolicyStore(policy, version)
+
+
+def request(status: int = 200, code: str | None = None, **fields: object) -> RequestContext:
+    ctx = RequestContext(request_id="req_abc", endpoint="chat", model="fast")
+    ctx.principal = Principal("demo", "alice", None, frozenset(), "iss", 0.0)
+    for name, value in fields.items():
+        setattr(ctx, name, value)
+    if status != 200:
+        ctx.end(status, Outcome.REFUSED, code)
+    return ctx
+
+
+def scrape(metrics: Metrics) -> str:
+    return generate_latest(metrics.registry).decode()
+
+
+def test_one_answered_request():
+    metrics = Metrics(store())
+    metrics.record(
+        request(
+            deployment=A,
+            usage=Usage(10, 20),
+            first_byte_s=0.3,
+            tries=(Try(A, UpstreamFailure("x", status=429)), Try(A, is_answer=True)),
+        )
+    )
+    text = scrape(metrics)
+    labels = {"team": "demo", "model": "fast", "deployment": "a/model-a"}
+    assert total(text, "gateway_requests_total", status="200", endpoint="chat", **labels) == 1
+    assert total(text, "gateway_tokens_total", direction="input", **labels) == 10
+    assert total(text, "gateway_tokens_total", direction="output", **labels) == 20
+    assert total(text, "gateway_time_to_first_token_seconds_count") == 1
+    assert total(text, "gateway_time_to_first_token_seconds_bucket", le="0.5") == 1
+    assert total(text, "gateway_time_to_first_token_seconds_bucket", le="0.25") == 0
+    assert total(text, "gateway_upstream_attempts_total", result="rate_limited") == 1
+    assert total(text, "gateway_upstream_attempts_total", result="ok") == 1
+    assert total(text, "gateway_upstream_failovers_total", deployment="a/model-a") == 1
+    assert total(text, "gateway_policy_version") == 3
+    assert "req_abc" not in text and "alice" not in text
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"), [("rate_limit_exceeded", "rate_limit"), ("insufficient_quota", "budget")]
+)
+def test_a_429_from_a_usage_control_is_a_refusal_of_its_kind(code, kind):
+    metrics = Metrics(store())
+    metrics.record(request(429, code))
+    metrics.record(request(429, "upstream_said_so"))
+    text = scrape(metrics)
+    assert total(text, "gateway_refusals_total", team="demo", kind=kind) == 1
+    assert total(text, "gateway_refusals_total") == 1
+    assert total(text, "gateway_requests_total", status="429") == 2
+
+
+def test_the_policy_version_follows_the_store():
+    policy = store(3)
+    metrics = Metrics(policy)
+    policy.swap(policy.current(), 4)
+    assert total(scrape(metrics), "gateway_policy_version") == 3  # not yet seen
+    assert total(metrics.render().decode(), "gateway_policy_version") == 4  # a scrape looks
+    assert "gateway_policy_version" in scrape(Metrics(store(None)))  # none loaded yet: 0
+
+
+def test_the_health_board_reports_each_cooldown_once():
+    """A deployment that starts cooling is counted once, not again while it cools."""
+    metrics = Metrics(store())
+    now = [100.0]
+    board = HealthBoard(clock=lambda: now[0], on_cooldown=metrics.cooled)
+    route = ModelRoute("fast", (A,), _Routing(), None)  # type: ignore[arg-type]
+    failure = UpstreamFailure("x", status=500)
+    board.failed(A, route, failure)  # 1 of 2: not cooling yet
+    assert total(scrape(metrics), "gateway_upstream_cooldowns_total") == 0
+    board.failed(A, route, failure)  # 2 of 2: cooling
+    board.failed(A, route, failure)  # still cooling: not a new cooldown
+    assert total(scrape(metrics), "gateway_upstream_cooldowns_total", deployment="a/model-a") == 1
+    now[0] += 61
+    board.failed(A, route, failure)  # cooled off, failed again: a second cooldown
+    assert total(scrape(metrics), "gateway_upstream_cooldowns_total") == 2
+
+
+class _Routing:
+    failure_threshold = 2
+    cooldown_s = 60.0
