@@ -5,7 +5,8 @@ point feeds: `recorders` subscribe to `Services.recorders`. Tracing exists only 
 GATEWAY_OTLP_ENDPOINT is set: without it the OpenTelemetry SDK is never imported.
 Modules: names (every attribute and metric name), attributes and labels (pure maps
 from the request context), current (the running request's trace), middleware (the
-server span), tracing (the SDK side), metrics, multiproc (`--workers` N).
+server span), tracing (the request's spans), otlp (their encoding and export),
+metrics, multiproc (`--workers` N).
 """
 
 from __future__ import annotations

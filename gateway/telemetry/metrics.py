@@ -10,6 +10,7 @@ from telemetry/labels.py: bounded by the policy, never a request id, subject or 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -27,6 +28,8 @@ from gateway.policy.store import PolicyStore
 from gateway.telemetry import labels, names
 from gateway.telemetry.multiproc import MULTIPROC_ENV
 from gateway.telemetry.names import TokenDirection
+
+INPUT, OUTPUT = TokenDirection.INPUT.value, TokenDirection.OUTPUT.value
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -93,6 +96,7 @@ class Metrics:
             multiprocess_mode="max",
         )  # fmt: skip
         self._version_seen: int | None = None
+        self._children: dict[tuple[object, ...], Any] = {}
         self._note_policy_version()
 
     def _note_policy_version(self) -> None:
@@ -101,6 +105,15 @@ class Metrics:
             self._version_seen = version
             self.policy_version.set(version)
 
+    def _child(self, metric: Counter | Histogram, *values: str) -> Any:
+        """`metric.labels(*values)`, remembered: prometheus-client checks and locks on
+        every `labels` call. Bounded as the label values are (by the policy)."""
+        key = (id(metric), *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def record(self, ctx: RequestContext) -> None:
         """A recorder (Services.recorders): count one finished request."""
         policy = self._policy.current()
@@ -108,26 +121,23 @@ class Metrics:
         team = labels.team_label(ctx, policy.teams)
         model = labels.model_label(ctx, policy.models)
         deployment = labels.deployment_label(ctx)
-        self.requests.labels(team, model, deployment, ctx.endpoint, str(ctx.status)).inc()
-        self.duration.labels(model, ctx.endpoint).observe(ctx.elapsed_s())
+        child = self._child
+        child(self.requests, team, model, deployment, ctx.endpoint, str(ctx.status)).inc()
+        child(self.duration, model, ctx.endpoint).observe(ctx.elapsed_s())
         usage = ctx.usage
         if usage is not None:
-            self.tokens.labels(team, model, deployment, TokenDirection.INPUT.value).inc(
-                usage.input_tokens
-            )
-            self.tokens.labels(team, model, deployment, TokenDirection.OUTPUT.value).inc(
-                usage.output_tokens
-            )
+            child(self.tokens, team, model, deployment, INPUT).inc(usage.input_tokens)
+            child(self.tokens, team, model, deployment, OUTPUT).inc(usage.output_tokens)
         if ctx.first_byte_s is not None:
-            self.ttft.labels(model, deployment).observe(ctx.first_byte_s)
+            child(self.ttft, model, deployment).observe(ctx.first_byte_s)
         if ctx.tries:
             for label, result in labels.attempt_results(ctx.tries):
-                self.attempts.labels(label, result.value).inc()
+                child(self.attempts, label, result.value).inc()
             for label in labels.failed_over_from(ctx.tries):
-                self.failovers.labels(label).inc()
+                child(self.failovers, label).inc()
         kind = labels.refusal_kind(ctx)
         if kind is not None:
-            self.refusals.labels(team, kind.value).inc()
+            child(self.refusals, team, kind.value).inc()
         # Cost and guardrail actions: count their context fields here as they arrive.
 
     def cooled(self, deployment: Deployment) -> None:
