@@ -56,7 +56,7 @@ class Services:
     started_at: int
     access_log: AccessLog
     policy_versions: PolicyService  # the versioned store the admin API and CLI change
-    recorders: tuple[Recorder, ...]  # the access log today; the ledger, metrics, traces later
+    recorders: tuple[Recorder, ...]  # the access log, the ledger, metrics and traces
     in_flight: InFlight  # inference requests under way, for the shutdown drain
     classifiers: Classifiers  # guardrail classifier calls; HTTP session opened on first use
     cache: CacheBackend  # response cache (issue 14): Redis if configured, else in-process
@@ -104,6 +104,8 @@ async def build_services(
     clients = ClientRegistry(engine, login_limits=LoginLimits.from_settings(settings))
     policy_store = PolicyStore(policy, version)
     telemetry = telemetry_for(settings, policy_store)
+    if telemetry.metrics is not None:
+        telemetry.metrics.watch_ledger(ledger.backlog)
     jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
     classifiers = Classifiers()
     cache = open_cache(settings.redis_url)  # response cache (issue 14); connects on first use

@@ -18,6 +18,7 @@ from gateway.policy.compiled import Deployment
 from gateway.providers.base import UpstreamFailure
 from gateway.telemetry import names
 from gateway.telemetry.names import AttemptResult
+from gateway.usage.pricing import NANO_PER_USD
 
 AttributeValue = str | bool | int | float | tuple[str, ...]
 Attributes = dict[str, AttributeValue]
@@ -178,8 +179,29 @@ def request_attributes(ctx: RequestContext, policy_version: int | None) -> Attri
     if policy_version is not None:
         attributes[names.GATEWAY_POLICY_VERSION] = policy_version
     attributes.update(answer_attributes(ctx))
-    # Cost, budget decision, guardrail actions: map their context fields here.
+    if ctx.prices is not None:
+        attributes[names.GATEWAY_COST_USD] = ctx.cost_nanousd / NANO_PER_USD
+    decision = budget_decision(ctx)
+    if decision is not None:
+        attributes[names.GATEWAY_BUDGET_DECISION] = decision
+    if ctx.guardrail_hits:  # rule names and actions, never the text they matched
+        attributes[names.GATEWAY_GUARDRAIL_ACTIONS] = tuple(
+            f"{hit.rule}:{hit.action}:{hit.where}" for hit in ctx.guardrail_hits
+        )
     return attributes
+
+
+def budget_decision(ctx: RequestContext) -> str | None:
+    """What the limits stage decided: reserved, unchecked (backend down, policy open),
+    rate_limited or over_budget; None when the team has no limits (or it never got there)."""
+    if ctx.error_code == "insufficient_quota":
+        return "over_budget"
+    if ctx.error_code == "rate_limit_exceeded":
+        return "rate_limited"
+    hold = ctx.limits_hold
+    if hold is None:
+        return None
+    return "reserved" if hold.is_checked else "unchecked"
 
 
 def response_facts(payload: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:

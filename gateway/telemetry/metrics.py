@@ -10,6 +10,8 @@ from telemetry/labels.py: bounded by the policy, never a request id, subject or 
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import (
@@ -28,6 +30,7 @@ from gateway.policy.store import PolicyStore
 from gateway.telemetry import labels, names
 from gateway.telemetry.multiproc import MULTIPROC_ENV
 from gateway.telemetry.names import TokenDirection
+from gateway.usage.pricing import NANO_PER_USD
 
 INPUT, OUTPUT = TokenDirection.INPUT.value, TokenDirection.OUTPUT.value
 
@@ -37,6 +40,9 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 def multiprocess_dir() -> str | None:
     """The shared directory when this process is one of several workers."""
     return os.environ.get(MULTIPROC_ENV) or None
+
+
+LEDGER_NOTE_EVERY_S = 1.0
 
 
 class Metrics:
@@ -95,9 +101,37 @@ class Metrics:
             names.POLICY_VERSION, "The policy version in force.", registry=r,
             multiprocess_mode="max",
         )  # fmt: skip
+        # Each worker's own backlog; the scrape sums them (stale workers drop out: livesum).
+        self.ledger_queue_rows = Gauge(
+            names.LEDGER_QUEUE_ROWS, "Ledger rows waiting in memory to be written.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self.ledger_spool_bytes = Gauge(
+            names.LEDGER_SPOOL_BYTES, "Bytes of ledger rows spooled to disk, not yet replayed.",
+            registry=r, multiprocess_mode="livesum",
+        )  # fmt: skip
+        self._ledger_backlog: Callable[[], tuple[int, int]] | None = None
+        self._backlog_noted_at = 0.0
         self._version_seen: int | None = None
         self._children: dict[tuple[object, ...], Any] = {}
         self._note_policy_version()
+
+    def watch_ledger(self, backlog: Callable[[], tuple[int, int]]) -> None:
+        """Report the ledger writer's backlog (rows in memory, spool bytes)."""
+        self._ledger_backlog = backlog
+        self._note_ledger(force=True)
+
+    def _note_ledger(self, force: bool = False) -> None:
+        """At most once a second from the request path: two gauge writes, not per request."""
+        if self._ledger_backlog is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._backlog_noted_at < LEDGER_NOTE_EVERY_S:
+            return
+        self._backlog_noted_at = now
+        rows, spool_bytes = self._ledger_backlog()
+        self.ledger_queue_rows.set(rows)
+        self.ledger_spool_bytes.set(spool_bytes)
 
     def _note_policy_version(self) -> None:
         version = self._policy.version
@@ -138,7 +172,11 @@ class Metrics:
         kind = labels.refusal_kind(ctx)
         if kind is not None:
             child(self.refusals, team, kind.value).inc()
-        # Cost and guardrail actions: count their context fields here as they arrive.
+        if ctx.prices is not None and ctx.cost_nanousd:
+            child(self.cost, team, model, deployment).inc(ctx.cost_nanousd / NANO_PER_USD)
+        for hit in ctx.guardrail_hits:  # rule names come from the policy: a bounded set
+            child(self.guardrail_actions, team, hit.rule, hit.action.value).inc()
+        self._note_ledger()
 
     def cooled(self, deployment: Deployment) -> None:
         """The health board's hook: a deployment began its cooldown."""
@@ -147,6 +185,7 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition: this process's, or every worker's."""
         self._note_policy_version()
+        self._note_ledger(force=True)
         path = multiprocess_dir()
         if path is None:
             return generate_latest(self.registry)

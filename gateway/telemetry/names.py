@@ -64,6 +64,8 @@ UPSTREAM_COOLDOWNS: Final = "gateway_upstream_cooldowns"
 REFUSALS: Final = "gateway_refusals"
 GUARDRAIL_ACTIONS: Final = "gateway_guardrail_actions"
 POLICY_VERSION: Final = "gateway_policy_version"
+LEDGER_QUEUE_ROWS: Final = "gateway_ledger_queue_rows"
+LEDGER_SPOOL_BYTES: Final = "gateway_ledger_spool_bytes"
 
 # Label values standing in for anything the policy does not name: a caller's typo of a
 # model, a team an external issuer made up. Labels stay bounded by the policy.

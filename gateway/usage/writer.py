@@ -106,6 +106,10 @@ class LedgerWriter:
         self._retry_s = RETRY_FIRST_S
         self.overflowed = 0  # rows the full queue sent straight to the spool
 
+    def backlog(self) -> tuple[int, int]:
+        """(rows waiting in memory, bytes in this process's spool): for the metrics."""
+        return self._queue.qsize() + len(self._in_hand), self.spool.size
+
     # --- the response path ----------------------------------------------------
 
     def record(self, ctx: RequestContext) -> None:

@@ -10,10 +10,14 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from gateway.auth.principal import Principal
 from gateway.context import Outcome, RequestContext
+from gateway.guardrails.decision import GuardrailHit
+from gateway.guardrails.kinds import GuardAction, Where
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import UpstreamFailure
 from gateway.telemetry import attributes as attrs
+from gateway.telemetry import names
 from gateway.telemetry.names import AttemptResult
+from gateway.usage.pricing import PriceSource, UnitPrices
 from gateway.usage.usage import Usage
 
 DEPLOYMENT = Deployment("azure-east", "gpt-4o", 1.0, 1)
@@ -246,3 +250,35 @@ def test_sampling_new_traces_by_ratio():
     assert attrs.is_sampled_new(low, 0.5) and not attrs.is_sampled_new(high, 0.5)
     ids = range(1, 2**64, 2**64 // 1000)
     assert 230 <= sum(attrs.is_sampled_new(i, 0.25) for i in ids) <= 270
+
+
+def _finished(**fields: object) -> RequestContext:
+    ctx = RequestContext(request_id="r-1", endpoint="chat")
+    ctx.principal, ctx.deployment = PRINCIPAL, DEPLOYMENT
+    for name, value in fields.items():
+        setattr(ctx, name, value)
+    return ctx
+
+
+def test_cost_guardrails_and_budget_decision_reach_the_span():
+    """The exact cost as USD, the rules that fired (names, never text), the budget decision."""
+    ctx = _finished(
+        usage=Usage(10, 5),
+        prices=UnitPrices(1, 1, 1, 1, 1, PriceSource.POLICY),
+        cost_nanousd=1_234_567,
+        guardrail_hits=[GuardrailHit("email", GuardAction.REDACT, Where.INPUT)],
+    )
+    span = attrs.request_attributes(ctx, 3)
+    assert span[names.GATEWAY_COST_USD] == pytest.approx(0.001234567)
+    assert span[names.GATEWAY_GUARDRAIL_ACTIONS] == ("email:redact:input",)
+    assert names.GATEWAY_BUDGET_DECISION not in span  # the team has no limits
+
+
+@pytest.mark.parametrize(
+    ("error_code", "expected"),
+    [("insufficient_quota", "over_budget"), ("rate_limit_exceeded", "rate_limited")],
+)
+def test_a_limits_refusal_names_its_decision(error_code, expected):
+    ctx = _finished(status=429, outcome=Outcome.REFUSED, error_code=error_code)
+    assert attrs.request_attributes(ctx, None)[names.GATEWAY_BUDGET_DECISION] == expected
+    assert names.GATEWAY_COST_USD not in attrs.request_attributes(ctx, None)  # nothing priced
