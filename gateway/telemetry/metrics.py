@@ -90,6 +90,16 @@ class Metrics:
             names.GUARDRAIL_ACTIONS, "Guardrail actions taken, by team, rule and action.",
             ("team", "rule", "action"), registry=r,
         )  # fmt: skip
+        # Response cache (issue 14): what each request under a cache policy was served as.
+        self.cache_requests = Counter(
+            names.CACHE_REQUESTS, "Requests under a cache policy: hit, miss or bypass.",
+            ("team", "model", "result"), registry=r,
+        )  # fmt: skip
+        self.cache_unavailable = Counter(
+            names.CACHE_UNAVAILABLE,
+            "Response-cache lookups and stores its backend (Redis) did not answer.",
+            registry=r,
+        )
         # Each worker reports the version it enforces; the scrape shows the newest.
         self.policy_version = Gauge(
             names.POLICY_VERSION, "The policy version in force.", registry=r,
@@ -138,6 +148,10 @@ class Metrics:
         kind = labels.refusal_kind(ctx)
         if kind is not None:
             child(self.refusals, team, kind.value).inc()
+        if ctx.cache is not None:  # response cache (issue 14)
+            child(self.cache_requests, team, model, ctx.cache.value).inc()
+        if ctx.cache_unavailable:
+            self.cache_unavailable.inc(ctx.cache_unavailable)
         # Cost and guardrail actions: count their context fields here as they arrive.
 
     def cooled(self, deployment: Deployment) -> None:

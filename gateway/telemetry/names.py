@@ -63,6 +63,8 @@ UPSTREAM_FAILOVERS: Final = "gateway_upstream_failovers"
 UPSTREAM_COOLDOWNS: Final = "gateway_upstream_cooldowns"
 REFUSALS: Final = "gateway_refusals"
 GUARDRAIL_ACTIONS: Final = "gateway_guardrail_actions"
+CACHE_REQUESTS: Final = "gateway_cache_requests"  # response cache (issue 14)
+CACHE_UNAVAILABLE: Final = "gateway_cache_unavailable"
 POLICY_VERSION: Final = "gateway_policy_version"
 
 # Label values standing in for anything the policy does not name: a caller's typo of a
