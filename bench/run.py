@@ -272,8 +272,8 @@ def parse_args() -> tuple[Config, list[str], Path]:
         compare_env=dict(kv.split("=", 1) for kv in a.compare_env),
         compare_label=a.compare_label or "",
         startup_timeout_s=a.startup_timeout,
-        bundle=a.bundle.absolute(),
-        compare_bundle=a.compare_bundle.absolute() if a.compare_bundle else None,
+        bundle=str(a.bundle.absolute()),
+        compare_bundle=str(a.compare_bundle.absolute()) if a.compare_bundle else None,
     )
     if not cfg.compare_label:
         cfg = replace(cfg, compare_label=code_label(gateway_env(cfg, "gateway-before")))

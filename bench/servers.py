@@ -42,8 +42,8 @@ class Config:
     compare_env: dict[str, str]  # on top of gateway_env, for `gateway-before` only
     compare_label: str  # what `gateway-before` runs, for the report
     startup_timeout_s: float
-    bundle: Path = BENCH_DIR / "policies" / "bundle.yaml"  # the gateway's policy
-    compare_bundle: Path | None = None  # `gateway-before`'s, when not the same
+    bundle: str = str(BENCH_DIR / "policies" / "bundle.yaml")  # the gateway's policy file
+    compare_bundle: str | None = None  # `gateway-before`'s, when not the same
 
 
 @dataclass
@@ -179,7 +179,7 @@ def start_gateway(
     policy_dir = gw_dir / "policies"
     policy_dir.mkdir(parents=True)
     path = cfg.compare_bundle if target.name == "gateway-before" else None
-    bundle = (path or cfg.bundle).read_text()
+    bundle = Path(path or cfg.bundle).read_text()
     (policy_dir / "bundle.yaml").write_text(bundle.replace(":PORT/", f":{upstream_port}/"))
     env = {
         **os.environ,
