@@ -248,6 +248,10 @@ def parse_args() -> tuple[Config, list[str], Path]:
         help="adds target gateway-before: the gateway with this extra environment variable",
     )
     p.add_argument("--compare-label", help="what gateway-before runs (default: its commit)")
+    p.add_argument(
+        "--bundle", type=Path, default=BENCH_DIR / "policies" / "bundle.yaml", help="policy"
+    )
+    p.add_argument("--compare-bundle", type=Path, help="gateway-before's policy (default: same)")
     p.add_argument("--startup-timeout", type=float, default=60.0)
     p.add_argument("--out", type=Path, default=BENCH_DIR / "out")
     a = p.parse_args()
@@ -268,6 +272,8 @@ def parse_args() -> tuple[Config, list[str], Path]:
         compare_env=dict(kv.split("=", 1) for kv in a.compare_env),
         compare_label=a.compare_label or "",
         startup_timeout_s=a.startup_timeout,
+        bundle=str(a.bundle.absolute()),
+        compare_bundle=str(a.compare_bundle.absolute()) if a.compare_bundle else None,
     )
     if not cfg.compare_label:
         cfg = replace(cfg, compare_label=code_label(gateway_env(cfg, "gateway-before")))

@@ -42,6 +42,8 @@ class Config:
     compare_env: dict[str, str]  # on top of gateway_env, for `gateway-before` only
     compare_label: str  # what `gateway-before` runs, for the report
     startup_timeout_s: float
+    bundle: str = str(BENCH_DIR / "policies" / "bundle.yaml")  # the gateway's policy file
+    compare_bundle: str | None = None  # `gateway-before`'s, when not the same
 
 
 @dataclass
@@ -176,7 +178,8 @@ def start_gateway(
     gw_dir = tmp / target.name  # each gateway its own database, policy copy and signing key
     policy_dir = gw_dir / "policies"
     policy_dir.mkdir(parents=True)
-    bundle = (BENCH_DIR / "policies" / "bundle.yaml").read_text()
+    path = cfg.compare_bundle if target.name == "gateway-before" else None
+    bundle = Path(path or cfg.bundle).read_text()
     (policy_dir / "bundle.yaml").write_text(bundle.replace(":PORT/", f":{upstream_port}/"))
     env = {
         **os.environ,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gateway.auth.principal import Principal
+from gateway.cache.rules import CacheStatus
 from gateway.guardrails.decision import GuardrailHit
 from gateway.limits.backend import Hold
 from gateway.policy.compiled import Deployment
@@ -80,6 +81,12 @@ class RequestContext:
     tries: tuple[Try, ...] = ()
     response_model: str | None = None
     finish_reasons: tuple[str, ...] = ()
+    # --- response cache (issue 14): hit|miss|bypass (None: no cache policy, no header);
+    # a hit's tokens, kept out of `usage` so nothing that charges from `usage` charges a hit;
+    # lookups and stores the backend did not answer (the metrics count them).
+    cache: CacheStatus | None = None
+    saved_usage: Usage | None = None
+    cache_unavailable: int = 0
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started

@@ -24,6 +24,9 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from gateway.auth.principal import SCOPE_INVOKE, Principal
+from gateway.cache import flow as cache_flow  # response cache (issue 14)
+from gateway.cache.replay import StreamAssembler  # response cache (issue 14)
+from gateway.cache.stage import CachePlan  # response cache (issue 14)
 from gateway.context import Outcome, RequestContext, outcome_of_status
 from gateway.errors import (
     AuthenticationFailed,
@@ -98,6 +101,7 @@ class Exchange(Protocol):
     request_id: str
     endpoint: Endpoint
     authorization: str | None
+    cache_control: tuple[str, ...]  # the request's Cache-Control values (response cache)
     has_answered: bool  # the status line has gone out
 
     async def read_body(self) -> ParsedBody:
@@ -195,11 +199,23 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     if isinstance(checked, Blocked):
         raise refusal(checked)
     body = checked.body
-    await reserve_limits(ctx, policy, grant, body, services)  # limits: reserve (issue 9)
-    if ctx.is_stream:
-        await _stream(ctx, exchange, route, body, ids, services, guards)
+    # response cache (issue 14): after guard input (a blocked prompt never reaches it, a
+    # redacted one is keyed redacted), before any token reservation.
+    cached = await cache_flow.consult(
+        ctx, services.cache, team=grant.team, route=route, body=body,
+        cache_control=exchange.cache_control,
+    )  # fmt: skip
+    hit = None if cached is None else cached.hit
+    # limits: reserve (issue 9); a hit passes rpm and concurrency only, it spends no tokens.
+    await reserve_limits(ctx, policy, grant, body, services, tokens=hit is None)
+    plan = None if cached is None else cached.plan
+    ctx.cache = None if cached is None else cached.status  # once admitted: what it was served as
+    if hit is not None:
+        await _answer_from_cache(ctx, exchange, hit)
+    elif ctx.is_stream:
+        await _stream(ctx, exchange, route, body, ids, services, guards, plan)
     else:
-        await _whole(ctx, exchange, route, body, ids, services, guards)
+        await _whole(ctx, exchange, route, body, ids, services, guards, plan)
 
 
 # --- stages ------------------------------------------------------------------
@@ -338,6 +354,7 @@ async def _whole(
     ids: ResponseIds | None,
     services: Services,
     guards: Guards,
+    plan: CachePlan | None = None,
 ) -> None:
     """A whole answer from the first deployment that answers; usage on the context."""
 
@@ -373,6 +390,8 @@ async def _whole(
         ids.learn(deployment, payload)
         raw = ids.rewrite(raw)
     await exchange.answer(200, raw, JSON_HEADERS + _answer_headers(ctx) + _cost_headers(ctx))
+    if plan is not None and cache_flow.stores(ctx, plan):  # guarded, complete, sent: keep it
+        await cache_flow.keep(ctx, services.cache, plan, raw, deployment.label)
 
 
 async def _stream(
@@ -383,6 +402,7 @@ async def _stream(
     ids: ResponseIds | None,
     services: Services,
     guards: Guards,
+    plan: CachePlan | None = None,
 ) -> None:
     """Fail over until some deployment sent its first chunk, then relay the rest."""
     health = services.health
@@ -409,6 +429,11 @@ async def _stream(
     steps: list[Step] = [] if ids is None else [ResponseIdRewriter(ids, deployment)]
     if guards.checks_output:  # guard output: scanned as it flows, before the observer
         steps.append(OutputScanner(guards.output, ctx.endpoint, ctx.guardrail_hits))
+    # response cache: sees what the client sees (redacted), and the usage chunk before
+    # the observer may strip it.
+    assembler = StreamAssembler(ctx.endpoint) if cache_flow.stores(ctx, plan) else None
+    if assembler is not None:
+        steps.append(assembler)
     steps.append(observer)
 
     async def send(data: bytes) -> None:
@@ -431,6 +456,10 @@ async def _stream(
         if end.error is not None:
             ctx.end(ctx.status, Outcome.UPSTREAM_ERROR, end.error.code)
         await exchange.end_stream()
+        # Not in `finally`: a disconnect cancels the task and must store nothing.
+        whole = assembler.answer() if assembler and end.error is None else None
+        if plan is not None and whole is not None:  # ended with [DONE] and every finish_reason
+            await cache_flow.keep(ctx, services.cache, plan, whole, deployment.label)
     finally:
         await close_stream(events)  # already closed unless starting the response failed
         # Charged for what was generated, even when the client hung up.
@@ -438,6 +467,20 @@ async def _stream(
         if usage is None:
             usage = await asyncio.to_thread(observer.estimate, body, deployment.model)
         charge(ctx, deployment, usage)
+
+
+async def _answer_from_cache(ctx: RequestContext, exchange: Exchange, hit: cache_flow.Hit) -> None:
+    """A response-cache hit: the stored answer as this client asked for it (a stream
+    is replayed in one write); no upstream call, nothing charged (`ctx.usage` stays None)."""
+    ctx.saved_usage = hit.saved
+    headers = [*_answer_headers(ctx), (b"x-gateway-deployment", hit.deployment.encode())]
+    if ctx.is_stream:
+        await exchange.start_stream(SSE_HEADERS + headers)
+        ctx.first_byte_s = ctx.elapsed_s()
+        await exchange.send(hit.data)
+        await exchange.end_stream()
+    else:
+        await exchange.answer(200, hit.data, JSON_HEADERS + headers + _cost_headers(ctx))
 
 
 def charge(ctx: RequestContext, deployment: Deployment, usage: Usage) -> None:
@@ -459,6 +502,7 @@ def _answer_headers(ctx: RequestContext) -> Headers:
     headers = [(b"x-request-id", ctx.request_id.encode())]
     if ctx.deployment is not None:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
+    headers += cache_flow.headers(ctx)  # response cache (issue 14): x-gateway-cache
     return headers + limits_headers(ctx)  # limits: x-ratelimit-* (issue 9)
 
 

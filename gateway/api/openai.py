@@ -69,6 +69,7 @@ class AsgiExchange:
         "_send",
         "_watch",
         "authorization",
+        "cache_control",
         "endpoint",
         "has_answered",
         "request_id",
@@ -85,6 +86,7 @@ class AsgiExchange:
         self.request_id = request_id_of(self._request)
         self.endpoint = endpoint
         self.authorization = self._request.headers.get("authorization")
+        self.cache_control = tuple(self._request.headers.getlist("cache-control"))  # issue 14
         self.has_answered = False
 
     async def read_body(self) -> pipeline.ParsedBody:

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.cache.rules import CacheStatus
 from gateway.limits.plan import BudgetCheck, Scope, Unit
 from gateway.usage.ledger_table import usage_ledger
 
@@ -34,7 +35,13 @@ def ledger_reader(engine: AsyncEngine) -> LedgerSums:
         query = sa.select(
             sa.func.coalesce(sa.func.sum(t.input_tokens + t.output_tokens), 0),
             sa.func.coalesce(sa.func.sum(t.cost_nanousd), 0),
-        ).where(t.team == team, t.at_ms >= start_ms, t.at_ms < end_ms)
+        ).where(
+            t.team == team,
+            t.at_ms >= start_ms,
+            t.at_ms < end_ms,
+            # A cache hit's row holds the tokens it saved; it spent nothing of a budget.
+            sa.or_(t.cache.is_(None), t.cache != CacheStatus.HIT.value),
+        )
         if subject is not None:
             query = query.where(t.subject == subject)
         async with engine.connect() as conn:

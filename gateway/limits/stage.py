@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gateway.limits.answers import ratelimit_headers
 from gateway.limits.estimate import estimate
-from gateway.limits.plan import Actual, build_plan
+from gateway.limits.plan import Actual, Estimate, RateKind, build_plan
 
 log = logging.getLogger("gateway.limits")
 
@@ -28,12 +29,19 @@ async def reserve_limits(
     grant: Grant,
     body: Mapping[str, Any],
     services: Services,
+    *,
+    tokens: bool = True,
 ) -> None:
-    """Reserve the request's estimate on every budget and limit of its team (and user)."""
+    """Reserve the request's estimate on every budget and limit of its team (and user).
+    `tokens=False` (a response-cache hit, which spends none): only rpm and concurrency."""
     team = grant.team
     if not (team.budgets or team.limits or team.per_user):
         return  # an unlimited team pays nothing for the stage
-    guess = await estimate(ctx.endpoint, body, grant.route, team.max_tokens_default)
+    guess = (
+        await estimate(ctx.endpoint, body, grant.route, team.max_tokens_default)
+        if tokens
+        else Estimate(0, 0)
+    )
     limits = services.limits
     plan = build_plan(
         team,
@@ -43,6 +51,9 @@ async def reserve_limits(
         timezone=policy.timezone,
         deadline_s=grant.route.routing.timeout_s,
     )
+    if not tokens:
+        requests = tuple(r for r in plan.rates if r.kind is RateKind.REQUESTS)
+        plan = replace(plan, budgets=(), rates=requests)
     if not plan.is_empty:
         ctx.limits_hold = await limits.reserve(plan, policy.on_backend_error)
 

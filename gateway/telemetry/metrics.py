@@ -96,6 +96,16 @@ class Metrics:
             names.GUARDRAIL_ACTIONS, "Guardrail actions taken, by team, rule and action.",
             ("team", "rule", "action"), registry=r,
         )  # fmt: skip
+        # Response cache (issue 14): what each request under a cache policy was served as.
+        self.cache_requests = Counter(
+            names.CACHE_REQUESTS, "Requests under a cache policy: hit, miss or bypass.",
+            ("team", "model", "result"), registry=r,
+        )  # fmt: skip
+        self.cache_unavailable = Counter(
+            names.CACHE_UNAVAILABLE,
+            "Response-cache lookups and stores its backend (Redis) did not answer.",
+            registry=r,
+        )
         # Each worker reports the version it enforces; the scrape shows the newest.
         self.policy_version = Gauge(
             names.POLICY_VERSION, "The policy version in force.", registry=r,
@@ -177,6 +187,10 @@ class Metrics:
         for hit in ctx.guardrail_hits:  # rule names come from the policy: a bounded set
             child(self.guardrail_actions, team, hit.rule, hit.action.value).inc()
         self._note_ledger()
+        if ctx.cache is not None:  # response cache (issue 14)
+            child(self.cache_requests, team, model, ctx.cache.value).inc()
+        if ctx.cache_unavailable:
+            self.cache_unavailable.inc(ctx.cache_unavailable)
 
     def cooled(self, deployment: Deployment) -> None:
         """The health board's hook: a deployment began its cooldown."""

@@ -61,10 +61,12 @@ def ledger_row(ctx: RequestContext, latency_s: float) -> dict[str, Any]:
 
     With nothing priced (`ctx.prices` None: no upstream answered) the row costs 0 and
     says `price_source = "none"`; an answer from a model without any price costs 0
-    and says `unknown`, which reports flag. Guardrails and cache stay None until the
-    pipeline records them.
+    and says `unknown`, which reports flag. A response-cache hit (`cache = 'hit'`) is
+    never priced: cost 0, `price_source = "none"`, no deployment (none was called), and
+    its token columns hold the tokens it saved, the stored answer's own usage.
     """
-    principal, deployment, usage, prices = ctx.principal, ctx.deployment, ctx.usage, ctx.prices
+    principal, deployment, prices = ctx.principal, ctx.deployment, ctx.prices
+    usage = ctx.usage if ctx.usage is not None else ctx.saved_usage
     return {
         "id": ctx.key,
         "request_id": ctx.request_id,
@@ -98,7 +100,7 @@ def ledger_row(ctx: RequestContext, latency_s: float) -> dict[str, Any]:
         "latency_ms": _ms(latency_s),
         "ttft_ms": _ms(ctx.first_byte_s) if ctx.first_byte_s is not None else None,
         "guardrails": _hits(ctx),
-        "cache": None,
+        "cache": ctx.cache.value if ctx.cache is not None else None,
     }
 
 

@@ -152,8 +152,21 @@ async def test_counters_lost_from_redis_are_rebuilt_from_the_ledger(redis_url: s
         await limits.close()
 
 
-def _row(i: int, team: str, at_ms: int, tokens: int) -> dict[str, object]:
+async def test_cache_hits_on_the_ledger_spent_no_budget(engine) -> None:
+    """A hit's row holds the tokens it saved; the rebuild counts what was spent only."""
+    name = f"hits-{uuid.uuid4().hex[:8]}"
+    now = int(time.time() * 1000)
+    rows = [_row(0, name, now, 300), _row(1, name, now, 700, cache="hit")]
+    rows.append(_row(2, name, now, 50, cache="miss"))
+    async with engine.begin() as conn:
+        await conn.execute(usage_ledger.insert(), rows)
+    tokens, _ = await ledger_reader(engine)(name, None, now - 1000, now + 1000)
+    assert tokens == 350
+
+
+def _row(i: int, team: str, at_ms: int, tokens: int, cache: str | None = None) -> dict[str, object]:
     return {
+        "cache": cache,
         "id": f"{team}-{i}-{uuid.uuid4().hex}",
         "request_id": "r",
         "at_ms": at_ms,

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.auth.principal import Principal
+from gateway.cache.rules import CacheStatus
 from gateway.context import Outcome, RequestContext
 from gateway.policy.compiled import Deployment
 from gateway.usage.ledger import (
@@ -173,3 +174,18 @@ def test_nullable_columns_may_be_null_in_a_spooled_row():
     row = {**GOOD, "team": None, "ttft_ms": None, "guardrails": None, "cache": "hit"}
     assert row_from_spool(row) == row
     assert row_from_spool({**GOOD, "cost_nanousd": INT64_MAX}) is not None
+
+
+def test_a_cache_hit_is_free_and_holds_the_tokens_it_saved():
+    """cache='hit': cost 0, priced by nothing, no deployment; the token columns hold the
+    stored answer's usage. Misses and bypasses say so; no cache policy leaves it null."""
+    ctx = RequestContext(request_id="req-2", endpoint="chat", key="k2")
+    ctx.principal, ctx.model = ALICE, "fast"
+    ctx.cache, ctx.saved_usage = CacheStatus.HIT, Usage(1000, 200)
+    row = ledger_row(ctx, latency_s=0.01)
+    assert (row["cache"], row["cost_nanousd"], row["price_source"]) == ("hit", 0, "none")
+    assert (row["input_tokens"], row["output_tokens"], row["deployment"]) == (1000, 200, None)
+    assert row_from_spool(orjson.loads(orjson.dumps(row))) == row
+    assert ledger_row(answered(cache=CacheStatus.MISS), 0.1)["cache"] == "miss"
+    assert ledger_row(answered(cache=CacheStatus.BYPASS), 0.1)["cache"] == "bypass"
+    assert ledger_row(answered(), 0.1)["cache"] is None

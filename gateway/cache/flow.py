@@ -1,0 +1,91 @@
+"""The cache's part of one request as the pipeline calls it: consult, then keep.
+
+`consult` plans (cache/stage.py), looks up and, on a hit, renders the stored
+answer as this client asked for it (JSON or an SSE replay) before the pipeline
+commits to it: an entry that cannot be rendered is a miss, whose fresh answer
+replaces it. `keep` stores a finished answer. Neither raises for a backend that
+is down; each counts it on the request (`ctx.cache_unavailable`) for the metrics.
+Where each call sits, and why there, is in WIRING.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.cache import stage
+from gateway.cache.entry import CacheBackend, LookupStatus, Stored
+from gateway.cache.rules import CacheStatus
+from gateway.cache.stage import CachePlan
+from gateway.context import RequestContext, now_ms
+from gateway.policy.compiled import ModelRoute, TeamRules
+from gateway.usage.usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A stored answer, ready to send: no upstream, nothing charged."""
+
+    data: bytes  # the whole-answer JSON, or its SSE replay
+    deployment: str  # the label of the deployment that answered when it was stored
+    saved: Usage | None  # the tokens it would have cost (None: the answer reported none)
+
+
+@dataclass(frozen=True, slots=True)
+class Consulted:
+    """What the cache said for one request under a cache policy."""
+
+    plan: CachePlan
+    status: CacheStatus  # what x-gateway-cache says, once the request is admitted
+    hit: Hit | None
+
+
+async def consult(
+    ctx: RequestContext,
+    backend: CacheBackend,
+    *,
+    team: TeamRules,
+    route: ModelRoute,
+    body: Mapping[str, Any],
+    cache_control: Iterable[str],
+) -> Consulted | None:
+    """None when no policy turns the cache on for this team and model."""
+    plan = stage.plan(
+        team=team, route=route, endpoint=ctx.endpoint, body=body, cache_control=cache_control
+    )
+    if plan is None:
+        return None
+    lookup = await stage.look_up(backend, plan)
+    if lookup is not None and lookup.status is LookupStatus.UNAVAILABLE:
+        ctx.cache_unavailable += 1
+    status = stage.status_of(plan, lookup)
+    if lookup is None or lookup.answer is None:
+        return Consulted(plan, status, None)
+    answer = lookup.answer
+    try:
+        data = stage.render_hit(ctx.endpoint, answer, is_stream=ctx.is_stream, body=body)
+    except ValueError:  # bytes this request cannot be answered with: fetch and replace them
+        return Consulted(plan, CacheStatus.MISS, None)
+    return Consulted(plan, status, Hit(data, answer.deployment, stage.saved_usage(answer)))
+
+
+def stores(ctx: RequestContext, plan: CachePlan | None) -> bool:
+    """Does this request's finished answer go into the cache? Only a miss's (a lookup
+    that missed, or `no-cache`); a bypass (no-store, n > 1, backend down) never."""
+    return plan is not None and ctx.cache is CacheStatus.MISS
+
+
+async def keep(
+    ctx: RequestContext, backend: CacheBackend, plan: CachePlan, answer: bytes, deployment: str
+) -> Stored | None:
+    """Store a successful, complete, already-guarded whole answer."""
+    stored = await stage.store(backend, plan, answer, deployment, now_ms())
+    if stored is Stored.UNAVAILABLE:
+        ctx.cache_unavailable += 1
+    return stored
+
+
+def headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
+    """`x-gateway-cache` on every answer of a request under a cache policy."""
+    return [] if ctx.cache is None else [stage.header(ctx.cache)]

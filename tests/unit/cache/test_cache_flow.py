@@ -1,0 +1,150 @@
+"""The cache's part of one request: consult and keep (gateway/cache/flow.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.cache import flow
+from gateway.cache.entry import (
+    UNAVAILABLE,
+    CachedAnswer,
+    Lookup,
+    Stored,
+)
+from gateway.cache.key import CacheKey
+from gateway.cache.memory import MemoryCache
+from gateway.cache.rules import CacheStatus
+from gateway.context import RequestContext
+from gateway.policy.compiled import CachePolicy, Deployment, ModelRoute, RoutingConfig, TeamRules
+from gateway.usage.usage import Usage
+
+ON = CachePolicy(ttl_s=60, max_bytes=100_000)
+ROUTE = ModelRoute("chat", (Deployment("demo", "m", 1.0, 1),), RoutingConfig(), None)
+TEAM = TeamRules("search", True, frozenset(), cache=ON)
+BODY: dict[str, Any] = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+WHOLE = orjson.dumps(
+    {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "hey"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }
+)
+
+
+class Down:
+    """A backend that never answers, as RedisCache reports an unreachable Redis."""
+
+    unavailable = 0
+
+    async def get(self, key: CacheKey) -> Lookup:
+        self.unavailable += 1
+        return UNAVAILABLE
+
+    async def put(self, key: CacheKey, answer: CachedAnswer, policy: CachePolicy) -> Stored:
+        self.unavailable += 1
+        return Stored.UNAVAILABLE
+
+    async def clear(self, team: str | None = None, model: str | None = None) -> int:
+        return 0
+
+    async def close(self) -> None:
+        return None
+
+
+def context(is_stream: bool = False) -> RequestContext:
+    ctx = RequestContext(request_id="r", endpoint="chat")
+    ctx.is_stream = is_stream
+    return ctx
+
+
+async def consult(
+    ctx: RequestContext, backend: Any, team: TeamRules = TEAM, **changes: Any
+) -> flow.Consulted | None:
+    return await flow.consult(
+        ctx, backend, team=team, route=ROUTE, body=BODY, cache_control=(), **changes
+    )
+
+
+async def test_no_policy_no_lookup() -> None:
+    assert await consult(context(), Down(), TeamRules("plain", True, frozenset())) is None
+
+
+async def test_a_stored_answer_is_a_hit_with_the_tokens_it_saves() -> None:
+    backend, ctx = MemoryCache(), context()
+    looked = await consult(ctx, backend)
+    assert looked is not None and (looked.status, looked.hit) == (CacheStatus.MISS, None)
+    ctx.cache = looked.status
+    assert flow.stores(ctx, looked.plan)
+    assert await flow.keep(ctx, backend, looked.plan, WHOLE, "demo/m") is Stored.STORED
+    again = await consult(context(), backend)
+    assert again is not None and again.status is CacheStatus.HIT and again.hit is not None
+    assert (again.hit.data, again.hit.deployment) == (WHOLE, "demo/m")
+    assert again.hit.saved == Usage(3, 1)
+
+
+async def test_a_stream_client_gets_the_replay() -> None:
+    backend, ctx = MemoryCache(), context()
+    looked = await consult(ctx, backend)
+    assert looked is not None
+    await flow.keep(ctx, backend, looked.plan, WHOLE, "demo/m")
+    again = await consult(context(is_stream=True), backend)
+    assert again is not None and again.hit is not None
+    assert again.hit.data.startswith(b"data: ") and again.hit.data.endswith(b"data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("stored", [b"not json", b"[1, 2]", b'{"choices": "none"}'])
+async def test_an_entry_that_cannot_answer_a_stream_is_a_miss(stored: bytes) -> None:
+    """Bytes the replay cannot read: a miss, whose fresh answer replaces them."""
+    backend, ctx = MemoryCache(), context()
+    looked = await consult(ctx, backend)
+    assert looked is not None
+    await flow.keep(ctx, backend, looked.plan, stored, "demo/m")
+    again = await consult(context(is_stream=True), backend)
+    assert again is not None and (again.status, again.hit) == (CacheStatus.MISS, None)
+
+
+async def test_a_backend_that_is_down_is_a_counted_bypass() -> None:
+    backend, ctx = Down(), context()
+    looked = await consult(ctx, backend)
+    assert looked is not None and (looked.status, looked.hit) == (CacheStatus.BYPASS, None)
+    assert ctx.cache_unavailable == 1
+    ctx.cache = CacheStatus.MISS  # as after a lookup that missed, before Redis went away
+    assert await flow.keep(ctx, backend, looked.plan, WHOLE, "demo/m") is Stored.UNAVAILABLE
+    assert ctx.cache_unavailable == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "stores"),
+    [
+        (None, False),
+        (CacheStatus.HIT, False),
+        (CacheStatus.MISS, True),
+        (CacheStatus.BYPASS, False),
+    ],
+)
+async def test_only_a_miss_is_stored(status: CacheStatus | None, stores: bool) -> None:
+    ctx = context()
+    looked = await consult(ctx, MemoryCache())
+    ctx.cache = status
+    assert flow.stores(ctx, looked.plan if looked else None) is stores
+    assert flow.stores(ctx, None) is False
+
+
+def test_the_header_only_under_a_cache_policy() -> None:
+    ctx = context()
+    assert flow.headers(ctx) == []
+    for status in CacheStatus:
+        ctx.cache = status
+        assert flow.headers(ctx) == [(b"x-gateway-cache", status.value.encode())]
