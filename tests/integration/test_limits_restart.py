@@ -19,12 +19,16 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.auth.access_tokens import mint_with_current_key
-from gateway.limits.redis_backend import team_prefix
 from tests.support.load import CHAT_ESTIMATE, ChatLoad, Fleet, refusal_codes
-from tests.support.replicas import BUDGET_POLICY, ledger_request_ids, ledger_tokens, replica_home
+from tests.support.replicas import (
+    BUDGET_POLICY,
+    forget_team_keys,
+    ledger_request_ids,
+    ledger_tokens,
+    replica_home,
+)
 from tests.support.serving import ServeProcess, serve_process
 from tests.support.upstream import Behaviour, MockUpstream
 
@@ -35,18 +39,6 @@ FITS = 100
 def _stop(server: ServeProcess) -> int:
     server.process.send_signal(signal.SIGTERM)
     return server.process.wait(60)
-
-
-async def _forget_team(redis_url: str, team: str) -> int:
-    """Delete every key of the team, as a Redis that restarted empty would; how many."""
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=team_prefix(team) + "*")]
-        if keys:
-            await client.delete(*keys)
-        return len(keys)
-    finally:
-        await client.aclose()
 
 
 @pytest.mark.parametrize("backend", ["redis", "in-process"])
@@ -86,7 +78,7 @@ async def test_a_restart_mid_race_rebuilds_the_budget_from_the_ledger(
             assert await asyncio.to_thread(_stop, first) == 0, first.stderr()
             before = list(load.answers)
             if redis_url is not None:
-                assert await _forget_team(redis_url, team) > 0
+                assert await forget_team_keys(redis_url, team) > 0
             second = await asyncio.to_thread(stack.enter_context, serve_process(home, env))
             fleet.add(second.origin)
             fleet.remove(first.origin)

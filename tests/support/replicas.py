@@ -7,9 +7,11 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
+import redis.asyncio as aioredis
 from sqlalchemy import text
 
 from gateway.db import create_engine, migrate
+from gateway.limits.redis_backend import team_prefix
 
 # One chat model on one mock upstream; one team with a daily token budget.
 BUDGET_POLICY = """
@@ -77,3 +79,15 @@ async def ledger_tokens(url: str, team: str) -> int:
 def spooled_lines(spool_root: Path) -> int:
     """Rows waiting in spool files anywhere under `spool_root`."""
     return sum(p.read_bytes().count(b"\n") for p in spool_root.rglob("ledger-*.jsonl"))
+
+
+async def forget_team_keys(redis_url: str, team: str) -> int:
+    """Delete every limits key of `team`, as a Redis that restarted empty would; how many."""
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=team_prefix(team) + "*")]
+        if keys:
+            await client.delete(*keys)
+        return len(keys)
+    finally:
+        await client.aclose()
