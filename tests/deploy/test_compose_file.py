@@ -85,7 +85,7 @@ def test_the_environment_is_one_the_gateway_accepts(compose):
 def test_policy_folder_is_mounted_read_only(compose):
     """The repository's policies/ folder is the replicas' GATEWAY_POLICY_DIR, read-only."""
     for name in REPLICAS:
-        (volume,) = compose["services"][name]["volumes"]
+        volume = compose["services"][name]["volumes"][0]
         source, target, mode = volume.split(":")
         assert (DEPLOY / source).resolve() == (ROOT / "policies").resolve()
         assert target == compose["services"][name]["environment"]["GATEWAY_POLICY_DIR"]
@@ -112,6 +112,17 @@ def test_replicas_are_hardened_and_drain_before_kill(compose):
         assert "no-new-privileges:true" in service["security_opt"]
         grace = int(service["environment"]["GATEWAY_DRAIN_GRACE_S"])
         assert int(service["stop_grace_period"].removesuffix("s")) > grace
+
+
+def test_the_ledger_spool_is_on_a_named_volume(compose):
+    """The root filesystem is read-only: GATEWAY_LEDGER_SPOOL_DIR is a named volume,
+    kept across restarts so a replica replays what a dead one spooled."""
+    for name in REPLICAS:
+        service = compose["services"][name]
+        spool = service["environment"]["GATEWAY_LEDGER_SPOOL_DIR"]
+        mounts = [v for v in service["volumes"] if v.split(":")[1] == spool]
+        assert len(mounts) == 1 and not mounts[0].endswith(":ro")
+        assert mounts[0].split(":")[0] in compose["volumes"]
 
 
 def test_collector_config_receives_otlp_and_exports(compose):

@@ -121,6 +121,19 @@ def test_replicas_probe_drain_and_never_migrate(rendered):
     assert container["resources"]["requests"].keys() == {"cpu", "memory"}
 
 
+def test_the_ledger_spool_is_on_a_writable_volume(rendered):
+    """The root filesystem is read-only: GATEWAY_LEDGER_SPOOL_DIR points at a mounted
+    emptyDir, which outlives a container restart so the next start replays it."""
+    (deployment,) = rendered["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    spool = env_of(container)["GATEWAY_LEDGER_SPOOL_DIR"]["value"]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == spool)
+    assert not mount.get("readOnly", False)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert volume["emptyDir"]["sizeLimit"] == "1Gi"
+
+
 def test_secrets_only_by_reference(rendered):
     """The database and Redis URLs come from Secrets; no literal value holds a password."""
     (deployment,) = rendered["Deployment"]
