@@ -28,6 +28,7 @@ from gateway.cache import flow as cache_flow  # response cache (issue 14)
 from gateway.cache.replay import StreamAssembler  # response cache (issue 14)
 from gateway.cache.stage import CachePlan  # response cache (issue 14)
 from gateway.context import Outcome, RequestContext, outcome_of_status
+from gateway.drain import ShuttingDown, shutting_down
 from gateway.errors import (
     AuthenticationFailed,
     EndpointNotSupported,
@@ -138,13 +139,15 @@ class Grant:
 # --- the line ----------------------------------------------------------------
 
 
-async def handle(exchange: Exchange, services: Services) -> None:
+async def handle(exchange: Exchange, services: Services, *, draining: bool = False) -> None:
     """One inference request from token to record. Every refusal is rendered here, a
     fault of the gateway's own too (an OpenAI-shaped 500/503, the trace only in our log).
     Raises only a cancellation, and a fault after the answer began (the server closes)."""
     ctx = RequestContext(request_id=exchange.request_id, endpoint=exchange.endpoint)
     services.in_flight.enter()
     try:
+        if draining:  # SIGTERM: new requests go to another replica (before any work)
+            raise shutting_down()
         await _run(ctx, exchange, services)
     except GatewayError as error:  # a client that hung up mid-upload included: a 499
         await _refuse(ctx, exchange, error, _outcome_of(error))
@@ -493,6 +496,8 @@ def charge(ctx: RequestContext, deployment: Deployment, usage: Usage) -> None:
 
 
 def _outcome_of(error: GatewayError) -> Outcome:
+    if isinstance(error, ShuttingDown):
+        return Outcome.REFUSED  # said no on purpose: the client retries another replica
     if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
         return Outcome.UPSTREAM_ERROR
     return outcome_of_status(error.status)

@@ -16,9 +16,8 @@ from starlette.types import Receive, Scope, Send
 
 from gateway import pipeline
 from gateway.api.body import check_body, read_json_object
-from gateway.api.edge import access_line, request_id_of
-from gateway.drain import is_draining, shutting_down
-from gateway.errors import error_response
+from gateway.api.edge import request_id_of
+from gateway.drain import is_draining
 from gateway.providers.base import Endpoint
 from gateway.services import Services
 
@@ -129,28 +128,14 @@ class InferenceEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = scope["state"]["services"]
-        if is_draining(scope["state"]):
-            await _refuse_while_draining(scope, receive, send, services)
-            return
         exchange = AsgiExchange(
             scope, receive, send, self.endpoint, services.settings.max_body_bytes
         )
         try:
-            await pipeline.handle(exchange, services)
+            # A draining replica refuses new requests in the pipeline: on the books too.
+            await pipeline.handle(exchange, services, draining=is_draining(scope["state"]))
         finally:
             exchange.stop_watching()
-
-
-async def _refuse_while_draining(
-    scope: Scope, receive: Receive, send: Send, services: Services
-) -> None:
-    """A new request on a draining replica: 503, before reading its body or token."""
-    request = Request(scope, receive)
-    error = shutting_down()
-    with access_line(request, services) as ctx:
-        ctx.end(error.status, error.code)
-        response = error_response(error, ctx.request_id)
-    await response(scope, receive, send)
 
 
 routes = [
