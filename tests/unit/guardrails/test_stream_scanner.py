@@ -226,3 +226,43 @@ def test_a_private_key_block_split_anywhere_leaks_no_byte_of_it(split):
     assert end is not None and end.code == "content_policy_violation"
     assert b"-----" not in out and b"MIIE" not in out and b"BEGIN" not in out
     assert chat_text(out) in "Here is the key:\n"
+
+
+def response_event(kind: str, **fields) -> bytes:
+    return (
+        f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **fields}) + b"\n\n"
+    )
+
+
+@pytest.mark.parametrize("split", range(1, 40))
+def test_responses_function_call_arguments_are_redacted_split_anywhere(split):
+    """A Responses tool call streams its arguments as deltas, then repeats them whole in
+    `.done`, `output_item.done` and `response.completed`: every copy is redacted."""
+    args = '{"to": "jane.doe@corp.example.com", "card": "' + CARD + '"}'
+    at = {"item_id": "fc_1", "output_index": 0}
+    item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "pay"}
+    events = [
+        response_event("response.output_item.added", item={**item, "arguments": ""}, **at),
+        response_event("response.function_call_arguments.delta", delta=args[:split], **at),
+        response_event("response.function_call_arguments.delta", delta=args[split:], **at),
+        response_event("response.function_call_arguments.done", arguments=args, **at),
+        response_event("response.output_item.done", item={**item, "arguments": args}, **at),
+        response_event("response.completed", response={"output": [{**item, "arguments": args}]}),
+    ]
+    out, end, hits = run(BASELINE, "responses", events)
+    assert end is None
+    assert b"1111" not in out and b"jane.doe" not in out
+    redacted = '{"to": "[REDACTED:email]", "card": "[REDACTED:credit_card]"}'
+    parsed = [orjson.loads(x.split(b"data: ")[1]) for x in out.split(b"\n\n") if x]
+    deltas = [p["delta"] for p in parsed if p["type"].endswith("arguments.delta")]
+    assert "".join(deltas) == redacted
+    done = next(p for p in parsed if p["type"] == "response.function_call_arguments.done")
+    assert done["arguments"] == redacted
+    item_done = next(p for p in parsed if p["type"] == "response.output_item.done")
+    assert item_done["item"]["arguments"] == redacted
+    completed = next(p for p in parsed if p["type"] == "response.completed")
+    assert completed["response"]["output"][0]["arguments"] == redacted
+    assert {(h.rule, h.where) for h in hits} == {
+        ("email", Where.OUTPUT),
+        ("credit_card", Where.OUTPUT),
+    }
