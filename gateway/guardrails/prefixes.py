@@ -53,8 +53,12 @@ def tail_regex(patterns: Sequence[str]) -> str:
     return "(?:" + "|".join(prefix_regex(p) for p in patterns) + r")\z"
 
 
-def compile_tail(patterns: Sequence[str], options: re2.Options) -> re2._Regexp:
-    return re2.compile(tail_regex(patterns), options)
+def compile_tail(
+    patterns: Sequence[str], options: re2.Options, *, on_bytes: bool = False
+) -> re2._Regexp:
+    """The tail regex compiled for str, or for bytes (ASCII text: no offset translation)."""
+    source = tail_regex(patterns)
+    return re2.compile(source.encode() if on_bytes else source, options)
 
 
 # --- the derivation ------------------------------------------------------------

@@ -59,7 +59,8 @@ def _clusters(findings: list[Finding]) -> list[_Cluster]:
 
 def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Advance:
     text = context + pending
-    findings = [f for f in scanner.find(text, len(context)) if f.start >= len(context)]
+    found, hold = scanner.scan_stream(text, len(context), final=final)
+    findings = [f for f in found if f.start >= len(context)]
 
     def settled(end: int) -> bool:  # a check has seen what follows the match
         return final or end + LOOKAHEAD_CHARS <= len(text)
@@ -71,11 +72,7 @@ def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Adv
     if blocking is not None:
         fired = tuple(dict.fromkeys(f.rule for f in findings if settled(f.end)))
         return Advance("", "", context, fired, blocking)
-    if final:
-        cut = hold = len(text)
-    else:
-        hold = scanner.in_progress_from(text, len(context))
-        cut = max(len(context), len(text) - scanner.window_chars - 1, hold)
+    cut = hold if final else max(len(context), len(text) - scanner.window_chars - 1, hold)
     applied: list[Finding] = []
     for cluster in _clusters(findings):
         if cluster.start >= cut:
