@@ -176,7 +176,10 @@ def start_gateway(
     gw_dir = tmp / target.name  # each gateway its own database, policy copy and signing key
     policy_dir = gw_dir / "policies"
     policy_dir.mkdir(parents=True)
-    bundle = (BENCH_DIR / "policies" / "bundle.yaml").read_text()
+    # BENCH_BUNDLE (in --gateway-env / --compare-env) picks another bundle for a target.
+    chosen = gateway_env(cfg, target.name).get("BENCH_BUNDLE")
+    bundle_path = (BENCH_DIR.parent / chosen) if chosen else BENCH_DIR / "policies" / "bundle.yaml"
+    bundle = bundle_path.read_text()
     (policy_dir / "bundle.yaml").write_text(bundle.replace(":PORT/", f":{upstream_port}/"))
     env = {
         **os.environ,
