@@ -53,12 +53,50 @@ def tail_regex(patterns: Sequence[str]) -> str:
     return "(?:" + "|".join(prefix_regex(p) for p in patterns) + r")\z"
 
 
-def compile_tail(
-    patterns: Sequence[str], options: re2.Options, *, on_bytes: bool = False
-) -> re2._Regexp:
-    """The tail regex compiled for str, or for bytes (ASCII text: no offset translation)."""
-    source = tail_regex(patterns)
-    return re2.compile(source.encode() if on_bytes else source, options)
+class TailSearch:
+    """The compiled tail regex: `start(text, pos)` is where its leftmost match from `pos`
+    begins, or None. ASCII text (the common case) goes to the bytes program through
+    RE2's own `Match` (spans, no per-call generator and offset table: ~0.5 µs instead of
+    ~3 µs a call on a short text); anything else through the public str API."""
+
+    __slots__ = ("_ascii", "_native", "_str")
+
+    def __init__(self, patterns: Sequence[str], options: re2.Options) -> None:
+        source = tail_regex(patterns)
+        self._str = re2.compile(source, options)
+        self._ascii = re2.compile(source.encode(), options)
+        self._native = _native_match(self._ascii)
+
+    def start(self, text: str, pos: int) -> int | None:
+        if text.isascii():
+            data = text.encode("ascii")
+            if self._native is not None:
+                begin = int(self._native(_UNANCHORED, data, pos, len(data))[0][0])
+                return None if begin < 0 else begin
+            found = self._ascii.search(data, pos)
+        else:
+            found = self._str.search(text, pos)
+        return None if found is None else int(found.start())
+
+
+_UNANCHORED = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+
+
+def _native_match(compiled: re2._Regexp) -> Any:
+    """RE2's `Match(anchor, bytes, pos, endpos) -> spans` when this google-re2 has it and it
+    answers like the public API on a probe; None otherwise (then the public API is used)."""
+    native = getattr(getattr(compiled, "_regexp", None), "Match", None)
+    if native is None or _UNANCHORED is None:
+        return None
+    probe = b"a long text"
+    try:
+        spans = native(_UNANCHORED, probe, 3, len(probe))
+        expected = compiled.search(probe, 3)
+        if int(spans[0][0]) != (expected.start() if expected else -1):
+            return None
+    except Exception:  # a different binding: fall back to the public API
+        return None
+    return native
 
 
 # --- the derivation ------------------------------------------------------------

@@ -61,6 +61,9 @@ def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Adv
     text = context + pending
     found, hold = scanner.scan_stream(text, len(context), final=final)
     findings = [f for f in found if f.start >= len(context)]
+    if not findings:  # the common case: release up to where a match could be in progress
+        cut = hold if final else max(len(context), len(text) - scanner.window_chars - 1, hold)
+        return Advance(text[len(context) : cut], text[cut:], text[:cut][-CONTEXT_CHARS:])
 
     def settled(end: int) -> bool:  # a check has seen what follows the match
         return final or end + LOOKAHEAD_CHARS <= len(text)
