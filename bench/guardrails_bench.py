@@ -28,7 +28,7 @@ from gateway.stream.steps import Chain
 from gateway.stream.usage_observer import UsageObserver
 
 CORPUS = Path(__file__).parent.parent / "tests" / "guardrails" / "corpus.jsonl"
-DETECTORS = ("secrets", "email", "credit_card", "iban", "us_ssn", "ip_address")
+DETECTORS = ("secrets", "email", "phone", "credit_card", "iban", "us_ssn", "ip_address")
 
 
 def per_call_us(fn, n: int) -> float:

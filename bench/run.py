@@ -278,7 +278,7 @@ def parse_args() -> tuple[Config, list[str], Path]:
     if not cfg.compare_label:
         cfg = replace(cfg, compare_label=code_label(gateway_env(cfg, "gateway-before")))
     names = list(a.targets)
-    if cfg.compare_env and "gateway-before" not in names:
+    if (cfg.compare_env or cfg.compare_bundle) and "gateway-before" not in names:
         names.append("gateway-before")
     return cfg, names, a.out
 

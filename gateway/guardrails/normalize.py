@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -59,6 +60,18 @@ class Folded:
         if self.origin is None:
             return start, end
         return self.origin[start], self.origin[end - 1] + 1
+
+    def folded_position(self, original: int) -> int:
+        """The first folded character that comes from at or after `original`."""
+        if self.origin is None:
+            return original
+        return bisect_left(self.origin, original)
+
+    def original_position(self, folded: int, original_length: int) -> int:
+        """Where folded position `folded` (a start, or the end) lies in the original."""
+        if self.origin is None:
+            return folded
+        return self.origin[folded] if folded < len(self.origin) else original_length
 
 
 @lru_cache(maxsize=8192)

@@ -17,10 +17,12 @@ import re2
 
 from gateway.guardrails.detectors import BUILT_IN, VALUE, Check, PatternSpec
 from gateway.guardrails.kinds import DetectorKind, GuardAction
-from gateway.guardrails.normalize import fold
+from gateway.guardrails.normalize import Folded, fold
 from gateway.guardrails.patterns import max_match_chars, re2_options
+from gateway.guardrails.prefixes import TailSearch
 
 REDACTED = "[REDACTED:{}]"
+TAIL_PROGRAM_BYTES = 32 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,9 @@ class Finding:
     rule: Rule
     start: int  # in the original text
     end: int
+    # Where the whole match began (before `start` when a pattern redacts only its value,
+    # as in `api_key = "<value>"`): a stream holding the finding back holds from here.
+    begin: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,24 +84,28 @@ def _specs(source: RuleSource) -> tuple[PatternSpec, ...]:
 class Scanner:
     """The combined scan of one side's text rules, in the order they were written."""
 
-    __slots__ = ("_compiled", "_set", "rules", "window_chars")
+    __slots__ = ("_compiled", "_set", "_tail", "rules", "window_chars")
 
     def __init__(self, sources: Sequence[RuleSource]) -> None:
         self.rules = tuple(s.rule for s in sources)
         compiled: list[_Compiled] = []
         self._set: re2.Set | None = None
+        self._tail: TailSearch | None = None
         widest = 0
         if sources:
             options = re2_options()
             self._set = re2.Set.SearchSet(options)
+            regexes: list[str] = []
             for source in sources:
                 for spec in _specs(source):
                     regex = re2.compile(spec.regex, options)
                     self._set.Add(spec.regex)
+                    regexes.append(spec.regex)
                     group = (regex.groupindex or {}).get(VALUE, 0)
                     compiled.append(_Compiled(source.rule, regex, group, spec.check))
                     widest = max(widest, spec.max_chars)
             self._set.Compile()
+            self._tail = TailSearch(regexes, tail_options())
         self._compiled = tuple(compiled)
         # A stream holds back this many characters: the longest match any rule can make.
         self.window_chars = widest
@@ -105,27 +114,62 @@ class Scanner:
     def is_empty(self) -> bool:
         return self._set is None
 
-    def find(self, text: str) -> list[Finding]:
-        """Every finding in `text`, spans in the original text, ordered by start."""
+    def in_progress_from(self, text: str, start: int) -> int:
+        """The earliest position at or after `start` where a match could have begun and
+        not yet ended (`len(text)` when none could): a stream holds back from there."""
+        return self._hold(fold(text), len(text), start)
+
+    def find(self, text: str, start: int = 0) -> list[Finding]:
+        """Every finding in `text` that starts at or after `start` (the text before it is
+        context: a word boundary, a check's look-behind), spans in the original text,
+        ordered by start. Matches are searched from `start` on, as a whole-text scan
+        resumes after the match that ended there."""
         if self._set is None or not text:
             return []
+        return self._find(fold(text), start)
+
+    def scan_stream(self, text: str, start: int, *, final: bool) -> tuple[list[Finding], int]:
+        """`find(text, start)` and, unless `final`, `in_progress_from(text, start)`: one fold."""
+        if self._set is None or not text:
+            return [], len(text)
         folded = fold(text)
+        hold = len(text) if final else self._hold(folded, len(text), start)
+        return self._find(folded, start), hold
+
+    def _hold(self, folded: Folded, length: int, start: int) -> int:
+        if self._tail is None or start >= length:
+            return length
+        begin = self._tail.start(folded.text, folded.folded_position(start))
+        return length if begin is None else folded.original_position(begin, length)
+
+    def _find(self, folded: Folded, start: int) -> list[Finding]:
+        assert self._set is not None
         hits = self._set.Match(folded.text)
         if not hits:
             return []
+        origin = folded.folded_position(start)
         found: list[Finding] = []
         for index in sorted(hits):
             item = self._compiled[index]
-            for match in item.regex.finditer(folded.text):
-                start, end = match.span(item.group)
-                if start == end or (
-                    item.check is not None and not item.check(folded.text, start, end)
+            for match in item.regex.finditer(folded.text, origin):
+                begin, end = match.span(item.group)
+                if begin == end or (
+                    item.check is not None and not item.check(folded.text, begin, end)
                 ):
                     continue
-                orig_start, orig_end = folded.original_span(start, end)
-                found.append(Finding(item.rule, orig_start, orig_end))
+                orig_start, orig_end = folded.original_span(begin, end)
+                head = folded.original_span(match.start(), match.start() + 1)[0]
+                found.append(Finding(item.rule, orig_start, orig_end, min(head, orig_start)))
         found.sort(key=lambda f: (f.start, -f.end))
         return found
+
+
+def tail_options() -> re2.Options:
+    # The union of a profile's prefix regexes is a large automaton: with RE2's default
+    # budget its DFA runs out of memory and falls back to a search ten times slower.
+    options = re2_options()
+    options.max_mem = TAIL_PROGRAM_BYTES
+    return options
 
 
 def redact(text: str, findings: Sequence[Finding]) -> str:

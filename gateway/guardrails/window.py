@@ -1,12 +1,18 @@
 """The hold-back window: how much of a growing text may be released, redacted.
 
 A stream's text arrives in pieces; a match may straddle two of them. `advance`
-scans the unreleased text and releases all but the last `window + 1` characters
-(the longest match a rule can make, and one more for a trailing `\\b`): a match
-that starts in the released part is then wholly in view, so it is redacted (or
-blocks) before any of it leaves. `final=True` releases everything. A few released
-characters are kept as left context so a word boundary at the seam reads right.
-Pure: no I/O, no clock.
+scans the unreleased text and holds back only from the earliest position where a
+match could still be in progress (a trailing `sk-ab`, `-----BEGIN`, a run of
+digits: `Scanner.in_progress_from`), and never more than the longest match a rule
+can make (plus one character for a trailing `\\b`). Ordinary prose flows with at
+most its last word held. A match that starts in the released part is then wholly
+in view, so it is redacted (or blocks) before any of it leaves; one that ends so
+near the end that its check has not seen its right-hand context
+(`LOOKAHEAD_CHARS`) is held whole, and so is one inside which another possible
+match began. A blocking match blocks as soon as it is whole. `final=True`
+releases everything. A few released characters (as they came, unredacted, never
+sent again) are kept as left context so a word boundary or a check's look-behind
+at the seam reads right. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -16,32 +22,73 @@ from dataclasses import dataclass
 from gateway.guardrails.kinds import GuardAction
 from gateway.guardrails.scanner import Finding, Rule, Scanner, redact
 
-CONTEXT_CHARS = 8
+CONTEXT_CHARS = 9  # the longest look-behind of a check (detectors.py: "version ")
+LOOKAHEAD_CHARS = 2  # the longest look-ahead of a check (a card's trailing digit group)
 
 
 @dataclass(frozen=True, slots=True)
 class Advance:
     release: str  # text to send now (redacted)
     keep: str  # text to hold back (unscanned for release yet)
-    context: str  # the last released characters, for the next round
+    context: str  # the last released characters as they came (unredacted), for the next round
     fired: tuple[Rule, ...] = ()
     blocked_by: Rule | None = None
 
 
+@dataclass(slots=True)
+class _Cluster:
+    """Findings whose spans overlap: they are released (merged) together or held together."""
+
+    findings: list[Finding]
+    begin: int
+    start: int
+    end: int
+
+
+def _clusters(findings: list[Finding]) -> list[_Cluster]:
+    out: list[_Cluster] = []
+    for finding in findings:  # ordered by start
+        if out and finding.start < out[-1].end:
+            last = out[-1]
+            last.findings.append(finding)
+            last.begin, last.end = min(last.begin, finding.begin), max(last.end, finding.end)
+        else:
+            out.append(_Cluster([finding], finding.begin, finding.start, finding.end))
+    return out
+
+
 def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Advance:
     text = context + pending
-    findings = [f for f in scanner.find(text) if f.start >= len(context)]
-    cut = len(text) if final else max(len(context), len(text) - scanner.window_chars - 1)
-    applied: list[Finding] = []
-    for finding in findings:  # ordered by start; one that starts inside a redaction joins it
-        if finding.start >= cut:
-            break
-        applied.append(finding)
-        cut = max(cut, finding.end)
-    fired = tuple(dict.fromkeys(f.rule for f in applied))
-    blocking = next((r for r in fired if r.action is GuardAction.BLOCK), None)
+    found, hold = scanner.scan_stream(text, len(context), final=final)
+    findings = [f for f in found if f.start >= len(context)]
+    if not findings:  # the common case: release up to where a match could be in progress
+        cut = hold if final else max(len(context), len(text) - scanner.window_chars - 1, hold)
+        return Advance(text[len(context) : cut], text[cut:], text[:cut][-CONTEXT_CHARS:])
+
+    def settled(end: int) -> bool:  # a check has seen what follows the match
+        return final or end + LOOKAHEAD_CHARS <= len(text)
+
+    # A block needs no window: once a blocking match is whole, nothing more goes out.
+    blocking = next(
+        (f.rule for f in findings if f.rule.action is GuardAction.BLOCK and settled(f.end)), None
+    )
     if blocking is not None:
+        fired = tuple(dict.fromkeys(f.rule for f in findings if settled(f.end)))
         return Advance("", "", context, fired, blocking)
+    cut = hold if final else max(len(context), len(text) - scanner.window_chars - 1, hold)
+    applied: list[Finding] = []
+    for cluster in _clusters(findings):
+        if cluster.start >= cut:
+            break
+        if not settled(cluster.end) or cluster.start < hold < cluster.end:
+            # Its check has not seen what follows yet, or a match still in progress began
+            # inside it (released now, the rest of that match would escape the merge).
+            cut = max(len(context), cluster.begin)
+            break
+        applied.extend(cluster.findings)
+        cut = max(cut, cluster.end)
+    fired = tuple(dict.fromkeys(f.rule for f in applied))
     released = redact(text[:cut], applied)[len(context) :] if applied else text[len(context) : cut]
-    new_context = (context + released)[-CONTEXT_CHARS:]
-    return Advance(released, text[cut:], new_context, fired)
+    # The context is the original text (never sent again): a look-behind reads what the
+    # whole-text scan would, not a redaction marker.
+    return Advance(released, text[cut:], text[:cut][-CONTEXT_CHARS:], fired)

@@ -109,7 +109,40 @@ def positives() -> dict[str, list[str]]:
         "email": emails,
         "us_ssn": ssns,
         "ip_address": ips,
+        "phone": phones(),
     }
+
+
+def phones() -> list[str]:
+    """North American numbers in the three usual styles and international ones in E.164
+    groupings (drawn after the other detectors' values, so theirs stay as they were)."""
+    out = []
+    for _ in range(20):
+        area, exchange, line = R.randint(201, 989), R.randint(200, 999), R.randint(0, 9999)
+        out += [
+            f"({area}) {exchange}-{line:04d}",
+            f"{area}-{exchange}-{line:04d}",
+            f"+1 {area} {exchange} {line:04d}",
+            f"+44 20 {R.randint(7000, 8999)} {R.randint(0, 9999):04d}",
+            f"+49 30 {R.randint(100000, 999999)}",
+            f"+33 1 {R.randint(10, 99)} {R.randint(10, 99)} {R.randint(10, 99)} {R.randint(10, 99)}",
+        ]
+    return out
+
+
+def phone_near_misses() -> list[str]:
+    """Digit groups that are not phone numbers: dates, times, ranges, prices, ids."""
+    out = []
+    for _ in range(50):
+        out += [
+            f"released on 20{R.randint(10, 29)}-{R.randint(1, 12):02d}-{R.randint(1, 28):02d}",
+            f"meeting at {R.randint(0, 23):02d}:{R.randint(0, 59):02d} in room {R.randint(100, 999)}",
+            f"see pages {R.randint(10, 400)}-{R.randint(401, 900)} of the manual",
+            f"total ${R.randint(1, 99)},{R.randint(100, 999)}.{R.randint(0, 99):02d} incl. tax",
+            f"ticket #{R.randint(10000, 99999)} closed",
+            f"ISBN 978-{R.randint(0, 9)}-{R.randint(10, 99)}-{R.randint(100000, 999999)}-{R.randint(0, 9)}",
+        ]
+    return out
 
 
 def negatives() -> list[str]:
@@ -131,7 +164,7 @@ def negatives() -> list[str]:
             f"ssn-like 000-{R.randint(10, 99)}-{R.randint(1000, 9999)}",
             R.choice(PROSE),
         ]
-    return out
+    return out + phone_near_misses()
 
 
 def main() -> None:

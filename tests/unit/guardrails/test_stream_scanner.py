@@ -179,3 +179,90 @@ def test_responses_deltas_and_done_events_are_redacted():
     assert "".join(d["delta"] for d in deltas) == "card [REDACTED:credit_card] ok"
     assert out.count(b"[REDACTED:credit_card]") == 3
     assert all(x.startswith(b"event: ") for x in out.split(b"\n\n") if x)
+
+
+BASELINE = Scanner(
+    [
+        RuleSource(Rule("secrets", DetectorKind.SECRETS, GuardAction.BLOCK)),
+        RuleSource(Rule("email", DetectorKind.EMAIL, GuardAction.REDACT)),
+        RuleSource(Rule("credit_card", DetectorKind.CREDIT_CARD, GuardAction.REDACT)),
+    ]
+)
+
+
+def test_clean_prose_flows_event_by_event_with_secrets_on_output():
+    """The baseline profile's longest match is a 4 KB PEM block; a clean answer still goes
+    out as it comes: each event releases all but (at most) its unfinished last word."""
+    words = ("Paris is the capital of France, and it has been for a long time. " * 30).split()
+    hits: list = []
+    scanner = OutputScanner(BASELINE, "chat", hits)
+    sent = ""
+    received = ""
+    for word in words:
+        received += word + " "
+        emit = scanner.feed(chat_event(word + " "))
+        sent += chat_text(emit.data)
+        assert len(received) - len(sent) <= len(word) + 1
+    assert sent == received  # every token ends in a space: nothing could be in progress
+    assert hits == []
+
+
+def test_a_key_prefix_is_held_and_released_when_it_turns_out_harmless():
+    scanner = OutputScanner(BASELINE, "chat", [])
+    assert chat_text(scanner.feed(chat_event("Prefix keys with sk-")).data) == "Prefix keys with "
+    assert chat_text(scanner.feed(chat_event("like this. ")).data) == "sk-like this. "
+
+
+PEM_ANSWER = (
+    "Here is the key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA7Zq3xQ\n"
+    "-----END RSA PRIVATE KEY-----\nKeep it safe."
+)
+
+
+@pytest.mark.parametrize("split", range(1, len(PEM_ANSWER)))
+def test_a_private_key_block_split_anywhere_leaks_no_byte_of_it(split):
+    events = [chat_event(PEM_ANSWER[:split]), chat_event(PEM_ANSWER[split:])]
+    out, end, _ = run(BASELINE, "chat", [*events, chat_event(finish="stop")])
+    assert end is not None and end.code == "content_policy_violation"
+    assert b"-----" not in out and b"MIIE" not in out and b"BEGIN" not in out
+    assert chat_text(out) in "Here is the key:\n"
+
+
+def response_event(kind: str, **fields) -> bytes:
+    return (
+        f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **fields}) + b"\n\n"
+    )
+
+
+@pytest.mark.parametrize("split", range(1, 40))
+def test_responses_function_call_arguments_are_redacted_split_anywhere(split):
+    """A Responses tool call streams its arguments as deltas, then repeats them whole in
+    `.done`, `output_item.done` and `response.completed`: every copy is redacted."""
+    args = '{"to": "jane.doe@corp.example.com", "card": "' + CARD + '"}'
+    at = {"item_id": "fc_1", "output_index": 0}
+    item = {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "pay"}
+    events = [
+        response_event("response.output_item.added", item={**item, "arguments": ""}, **at),
+        response_event("response.function_call_arguments.delta", delta=args[:split], **at),
+        response_event("response.function_call_arguments.delta", delta=args[split:], **at),
+        response_event("response.function_call_arguments.done", arguments=args, **at),
+        response_event("response.output_item.done", item={**item, "arguments": args}, **at),
+        response_event("response.completed", response={"output": [{**item, "arguments": args}]}),
+    ]
+    out, end, hits = run(BASELINE, "responses", events)
+    assert end is None
+    assert b"1111" not in out and b"jane.doe" not in out
+    redacted = '{"to": "[REDACTED:email]", "card": "[REDACTED:credit_card]"}'
+    parsed = [orjson.loads(x.split(b"data: ")[1]) for x in out.split(b"\n\n") if x]
+    deltas = [p["delta"] for p in parsed if p["type"].endswith("arguments.delta")]
+    assert "".join(deltas) == redacted
+    done = next(p for p in parsed if p["type"] == "response.function_call_arguments.done")
+    assert done["arguments"] == redacted
+    item_done = next(p for p in parsed if p["type"] == "response.output_item.done")
+    assert item_done["item"]["arguments"] == redacted
+    completed = next(p for p in parsed if p["type"] == "response.completed")
+    assert completed["response"]["output"][0]["arguments"] == redacted
+    assert {(h.rule, h.where) for h in hits} == {
+        ("email", Where.OUTPUT),
+        ("credit_card", Where.OUTPUT),
+    }
