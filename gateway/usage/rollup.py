@@ -195,6 +195,15 @@ def ledger_day_rollup(start_ms: int, end_ms: int) -> sa.Select[Any]:
     )
 
 
+def rollup_from_sums(day: int, values: Sequence[Any]) -> Row:
+    """A rollup row from a `ledger_day_rollup` result row (the key's values, then the sums)."""
+    width = len(ROLLUP_KEYS)
+    row: Row = {"day": day, "group_key": group_key(values[:width])}
+    row.update(zip(ROLLUP_KEYS, values[:width], strict=True))
+    row.update(zip(ROLLUP_SUMS, (int(v or 0) for v in values[width:]), strict=True))
+    return row
+
+
 def rebuild_rollup(conn: Connection) -> int:
     """Replace the rollup with the ledger's sums, one UTC day at a time (bounded memory);
     how many rollup rows it wrote. Run where no writer adds rows (a migration)."""
@@ -203,15 +212,9 @@ def rebuild_rollup(conn: Connection) -> int:
     if first is None:
         return 0
     written = 0
-    width = len(ROLLUP_KEYS)
     for day in range(first // MS_PER_DAY, last // MS_PER_DAY + 1):
         found = conn.execute(ledger_day_rollup(day * MS_PER_DAY, (day + 1) * MS_PER_DAY))
-        daily = []
-        for values in found:
-            row: Row = {"day": day, "group_key": group_key(values[:width])}
-            row.update(zip(ROLLUP_KEYS, values[:width], strict=True))
-            row.update(zip(ROLLUP_SUMS, (int(v or 0) for v in values[width:]), strict=True))
-            daily.append(row)
+        daily = [rollup_from_sums(day, values) for values in found]
         if daily:
             conn.execute(usage_daily.insert(), daily)
             written += len(daily)
