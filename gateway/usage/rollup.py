@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection, Insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert
 
 from gateway.usage.ledger_table import ROLLUP_KEYS, ROLLUP_SUMS, usage_daily, usage_ledger
 from gateway.usage.report_request import MS_PER_DAY
@@ -98,14 +99,14 @@ def daily_rows(rows: Iterable[Row]) -> list[Row]:
     return found
 
 
-def _dialect_insert(dialect: str) -> Any:
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+def _dialect_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
 @cache
-def ledger_insert_returning(dialect: str) -> Insert:
+def ledger_insert_returning(dialect: str) -> ReturningInsert[Any]:
     """INSERT INTO usage_ledger … ON CONFLICT (id) DO NOTHING RETURNING id."""
-    insert = _dialect_insert(dialect)(usage_ledger)
+    insert = _dialect_insert(dialect, usage_ledger)
     return insert.on_conflict_do_nothing(index_elements=[usage_ledger.c.id]).returning(
         usage_ledger.c.id
     )
@@ -114,7 +115,7 @@ def ledger_insert_returning(dialect: str) -> Insert:
 @cache
 def rollup_upsert(dialect: str) -> Insert:
     """INSERT INTO usage_daily … ON CONFLICT (day, group_key) DO UPDATE SET s = s + excluded.s."""
-    insert = _dialect_insert(dialect)(usage_daily)
+    insert = _dialect_insert(dialect, usage_daily)
     added = {name: usage_daily.c[name] + insert.excluded[name] for name in ROLLUP_SUMS}
     return insert.on_conflict_do_update(
         index_elements=[usage_daily.c.day, usage_daily.c.group_key], set_=added

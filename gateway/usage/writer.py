@@ -35,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -44,7 +42,6 @@ from gateway.context import RequestContext
 from gateway.db import create_engine
 from gateway.settings import Settings
 from gateway.usage.ledger import ledger_row
-from gateway.usage.ledger_table import usage_ledger
 from gateway.usage.rollup import store_rows
 from gateway.usage.spool import (
     OwnSpool,
@@ -68,12 +65,6 @@ RETRY_FIRST_S, RETRY_MAX_S = 0.5, 5.0  # between tries while the database is awa
 EXIT_REPLAY_S = 5.0  # how long `close` spends replaying the spool before leaving it
 # Not an outage: a row the database refuses (it would be refused again on replay).
 _REFUSED = (IntegrityError, DataError)
-
-
-def insert_ignoring_duplicates(dialect: str) -> Insert:
-    """INSERT INTO usage_ledger … ON CONFLICT (id) DO NOTHING, in the dialect's words."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(usage_ledger).on_conflict_do_nothing(index_elements=[usage_ledger.c.id])
 
 
 class LedgerWriter:
