@@ -12,7 +12,7 @@ then has almost one row per ledger row).
 
 Then the daily rollup is added to for the new rows, as the ledger writer would
 have done: per day, the database sums the new rows (`rollup.ledger_day_rollup`)
-and they are upserted with the writer's own statement (`rollup.rollup_upsert`).
+and they are upserted with the writer's own statement (`rollup.add_to_daily`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from gateway.db import async_url, create_engine, migrate
 from gateway.usage.ledger_table import usage_ledger
 from gateway.usage.pricing import UNKNOWN_PRICES, PriceSource, UnitPrices, cost_nanousd
 from gateway.usage.report_request import MS_PER_DAY
-from gateway.usage.rollup import ledger_day_rollup, rollup_from_sums, rollup_upsert
+from gateway.usage.rollup import add_to_daily, ledger_day_rollup, rollup_from_sums
 from gateway.usage.usage import Usage
 
 COLUMNS = [column.name for column in usage_ledger.columns]
@@ -237,8 +237,7 @@ async def add_to_rollup(url: str, month: str, first_id: int, count: int) -> None
             query = ledger_day_rollup(day * MS_PER_DAY, (day + 1) * MS_PER_DAY).where(new)
             async with engine.begin() as conn:
                 daily = [rollup_from_sums(day, values) for values in await conn.execute(query)]
-                if daily:
-                    await conn.execute(rollup_upsert(engine.dialect.name), daily)
+                await add_to_daily(conn, daily)
         if engine.dialect.name == "postgresql":
             async with engine.begin() as conn:
                 await conn.execute(sa.text("ANALYZE usage_daily"))

@@ -7,8 +7,9 @@ from rows already in the ledger (`rebuild_rollup`, run by migration 0006).
 Exactly once: `store_rows` inserts the batch with ON CONFLICT (id) DO NOTHING
 RETURNING id and adds to the rollup only the rows that insert returned, in the
 same transaction. A replayed or duplicate row inserts nothing and adds nothing; a
-transaction that fails adds neither. Rollup rows are upserted in key order, so two
-writers adding to the same keys lock them in the same order (no deadlock).
+transaction that fails adds neither. Ledger rows are inserted in id order and
+rollup rows upserted in key order, so two writers touching the same ids or keys
+lock them in the same order (no deadlock).
 
 The token kinds are split per row exactly as `pricing.cost_nanousd` prices them:
 cached and cache-written tokens are part of the input, reasoning tokens part of
@@ -37,6 +38,7 @@ from gateway.usage.report_request import MS_PER_DAY
 Row = dict[str, Any]
 
 LEDGER_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_ledger.columns)
+DAILY_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_daily.columns)
 KINDS = ("input", "cached_input", "cache_write", "output", "reasoning")  # = TokenKind values
 
 
@@ -104,6 +106,17 @@ def _dialect_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
 
 
+def _from_arrays(table: sa.Table) -> postgresql.Insert:
+    """PostgreSQL: INSERT INTO table SELECT unnest(:col1), unnest(:col2), … (one array a column)."""
+    arrays = sa.select(
+        *(
+            sa.func.unnest(sa.bindparam(column.name, type_=postgresql.ARRAY(column.type)))
+            for column in table.columns
+        )
+    )
+    return postgresql.insert(table).from_select([column.name for column in table.columns], arrays)
+
+
 @cache
 def ledger_insert_returning(dialect: str) -> ReturningInsert[Any]:
     """INSERT INTO usage_ledger … ON CONFLICT (id) DO NOTHING RETURNING id.
@@ -115,27 +128,23 @@ def ledger_insert_returning(dialect: str) -> ReturningInsert[Any]:
     """
     insert = _dialect_insert(dialect, usage_ledger)
     if dialect == "postgresql":
-        arrays = sa.select(
-            *(
-                sa.func.unnest(sa.bindparam(column.name, type_=postgresql.ARRAY(column.type)))
-                for column in usage_ledger.columns
-            )
-        )
-        insert = postgresql.insert(usage_ledger).from_select(LEDGER_COLUMNS, arrays)
+        insert = _from_arrays(usage_ledger)
     return insert.on_conflict_do_nothing(index_elements=[usage_ledger.c.id]).returning(
         usage_ledger.c.id
     )
 
 
-def by_column(rows: Sequence[Row]) -> dict[str, list[Any]]:
-    """Rows as one list per ledger column (the PostgreSQL insert's parameters)."""
-    return {name: [row[name] for row in rows] for name in LEDGER_COLUMNS}
+def by_column(rows: Sequence[Row], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows as one list per column (a PostgreSQL insert's parameters)."""
+    return {name: [row[name] for row in rows] for name in columns}
 
 
 @cache
 def rollup_upsert(dialect: str) -> Insert:
     """INSERT INTO usage_daily … ON CONFLICT (day, group_key) DO UPDATE SET s = s + excluded.s."""
-    insert = _dialect_insert(dialect, usage_daily)
+    # PostgreSQL takes one array a column, as the ledger insert does (a batch's
+    # rollup rows have distinct keys, so no row is updated twice in one statement).
+    insert = _from_arrays(usage_daily) if dialect == "postgresql" else sqlite.insert(usage_daily)
     added = {name: usage_daily.c[name] + insert.excluded[name] for name in ROLLUP_SUMS}
     return insert.on_conflict_do_update(
         index_elements=[usage_daily.c.day, usage_daily.c.group_key], set_=added
@@ -154,17 +163,33 @@ def first_of_each_id(rows: Sequence[Row], inserted: Iterable[str]) -> list[Row]:
     return added
 
 
+def _by_id(row: Row) -> str:
+    return str(row["id"])
+
+
 async def store_rows(conn: AsyncConnection, rows: Sequence[Row]) -> int:
     """Insert ledger rows (idempotently) and add the new ones to the rollup, in the
-    caller's transaction; how many rows were new."""
+    caller's transaction; how many rows were new.
+
+    Inserted in id order (stable: a repeated id keeps its first copy first), so two
+    writers holding some of the same ids never wait on each other crosswise."""
+    rows = sorted(rows, key=_by_id)
     dialect = conn.dialect.name
-    params = by_column(rows) if dialect == "postgresql" else list(rows)
+    is_postgres = dialect == "postgresql"
+    params = by_column(rows, LEDGER_COLUMNS) if is_postgres else list(rows)
     inserted = await conn.execute(ledger_insert_returning(dialect), params)
     added = first_of_each_id(rows, inserted.scalars())
-    daily = daily_rows(added)
-    if daily:
-        await conn.execute(rollup_upsert(dialect), daily)
+    await add_to_daily(conn, daily_rows(added))
     return len(added)
+
+
+async def add_to_daily(conn: AsyncConnection, daily: Sequence[Row]) -> None:
+    """Add rollup rows (distinct keys) to `usage_daily`, in the caller's transaction."""
+    if not daily:
+        return
+    dialect = conn.dialect.name
+    params = by_column(daily, DAILY_COLUMNS) if dialect == "postgresql" else list(daily)
+    await conn.execute(rollup_upsert(dialect), params)
 
 
 # --- rebuilding from the ledger ------------------------------------------------------
