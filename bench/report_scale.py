@@ -5,8 +5,8 @@
 
 For each database, rows are added (bench/ledger_rows.py, with their daily
 rollup) up to each size, then the report is built the way the CLI and the API
-build it (`usage_report`) in three shapes: csv by team,model (the default),
-csv by team,model,day, and focus. Prints a markdown table of wall-clock
+build it (`usage_report`) in four shapes: csv by team,model (the default),
+csv and json by team,model,day, and focus. Prints a markdown table of wall-clock
 seconds (best of `--repeat`) for bench/RESULTS.md.
 PostgreSQL: a scratch database made and dropped here (needs CREATE DATABASE).
 """
@@ -32,7 +32,12 @@ from gateway.usage.report_request import parse_report_request
 from gateway.usage.reports import usage_report
 
 MONTH = "2026-01"
-SHAPES = [("csv", "team,model"), ("csv", "team,model,day"), ("focus", "team,model")]
+SHAPES = [
+    ("csv", "team,model"),
+    ("csv", "team,model,day"),
+    ("json", "team,model,day"),
+    ("focus", "team,model"),
+]
 POSTGRES_ADMIN = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"
 
 
