@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -99,6 +100,7 @@ async def run(
             print(f"  {' '.join(f'{t:.2f}' for t in times)}", file=sys.stderr)
             results.append((size, times))
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # a million-row SQLite file
         if database == "postgres":
             await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return results
