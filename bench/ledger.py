@@ -8,7 +8,9 @@
    With the ledger off this call does not happen: it is the whole difference.
 2. The writer's own CPU per row (process CPU, the aiosqlite thread included) to drain
    `--rows` queued rows in batches of 500 into SQLite and into PostgreSQL
-   (GATEWAY_TEST_POSTGRES_URL, a scratch database created and dropped here).
+   (GATEWAY_TEST_POSTGRES_URL, a scratch database created and dropped here),
+   the daily rollup included: rows from `--callers` different (team, subject)
+   pairs (default 1: one rollup row per batch; 400: about 300 per batch).
 """
 
 from __future__ import annotations
@@ -40,14 +42,18 @@ POSTGRES_URL = os.environ.get(
 PRICES = UnitPrices(
     150_000_000, 600_000_000, 75_000_000, 150_000_000, 600_000_000, PriceSource.POLICY
 )
-PRINCIPAL = Principal("team-a", "alice@example.com", "client-1", frozenset(), "iss", 0.0)
+PRINCIPALS = [
+    Principal(f"team-{n % 20}", f"user-{n}@example.com", "client-1", frozenset(), "iss", 0.0)
+    for n in range(400)
+]
 DEPLOYMENT = Deployment("openai-main", "gpt-4o-mini", 1.0, 1, prices=PRICES)
 
 
-def answered(i: int) -> RequestContext:
+def answered(i: int, callers: int = 1) -> RequestContext:
     """A typical finished chat request: known caller, deployment, usage and price."""
     ctx = RequestContext(request_id=f"req_{i:032x}", endpoint="chat")
-    ctx.principal, ctx.model, ctx.deployment, ctx.attempts = PRINCIPAL, "gpt-4o-mini", DEPLOYMENT, 1
+    ctx.principal, ctx.model = PRINCIPALS[i % callers], "gpt-4o-mini"
+    ctx.deployment, ctx.attempts = DEPLOYMENT, 1
     usage = Usage(812, 231, 128)
     ctx.usage, ctx.prices, ctx.cost_nanousd = usage, PRICES, cost_nanousd(usage, PRICES)
     ctx.first_byte_s = 0.21
@@ -83,11 +89,12 @@ async def record_cost(calls: int, spool: Path) -> dict[str, float]:
     }
 
 
-async def writer_cpu(url: str, rows: int, spool: Path) -> dict[str, float]:
+async def writer_cpu(url: str, rows: int, spool: Path, callers: int) -> dict[str, float]:
     await migrate(url)
     writer = LedgerWriter(url, spool, queue_rows=rows + 1, batch_rows=500)
     for i in range(rows):
-        writer.record(answered(i))  # queued before the clock starts: only the writer counts
+        # Queued before the clock starts: only the writer counts.
+        writer.record(answered(i, callers))
     cpu, wall = time.process_time(), time.perf_counter()
     await writer.start()
     while not writer._queue.empty() or writer._in_hand or not writer._is_waiting:  # noqa: ASYNC110  # polls the writer from outside: a bench
@@ -111,7 +118,10 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--callers", type=int, default=1, help="1 to 400")
     args = parser.parse_args()
+    if not 1 <= args.callers <= len(PRINCIPALS):
+        parser.error(f"--callers must be 1 to {len(PRINCIPALS)}")
     with tempfile.TemporaryDirectory() as tmp:
         record = await record_cost(args.calls, Path(tmp) / "spool-record")
         print(
@@ -120,7 +130,10 @@ async def main() -> None:
             f"over {args.calls} calls"
         )
         sqlite = await writer_cpu(
-            f"sqlite+aiosqlite:///{tmp}/bench.db", args.rows, Path(tmp) / "spool-sqlite"
+            f"sqlite+aiosqlite:///{tmp}/bench.db",
+            args.rows,
+            Path(tmp) / "spool-sqlite",
+            args.callers,
         )
         print(
             f"writer, SQLite: {sqlite['cpu_us_per_row']:.1f} µs CPU per row, "
@@ -128,7 +141,7 @@ async def main() -> None:
         )
         admin_dsn, url = await scratch_postgres()
         try:
-            pg = await writer_cpu(url, args.rows, Path(tmp) / "spool-pg")
+            pg = await writer_cpu(url, args.rows, Path(tmp) / "spool-pg", args.callers)
         finally:
             conn = await asyncpg.connect(admin_dsn)
             await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')

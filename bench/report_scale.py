@@ -1,11 +1,13 @@
 """How long `gateway report usage` takes as the month's ledger grows: 100k, 300k, 1M rows.
 
     python bench/report_scale.py [--sizes 100000 300000 1000000] [--databases sqlite postgres]
+        [--subjects per-team|independent]
 
-For each database, rows are added (bench/ledger_rows.py) up to each size, then the
-report is built the way the CLI and the API build it (`usage_report`) in three
-shapes: csv by team,model (the default), csv by team,model,day, and focus. Prints
-a markdown table of wall-clock seconds (best of `--repeat`) for bench/RESULTS.md.
+For each database, rows are added (bench/ledger_rows.py, with their daily
+rollup) up to each size, then the report is built the way the CLI and the API
+build it (`usage_report`) in four shapes: csv by team,model (the default),
+csv and json by team,model,day, and focus. Prints a markdown table of wall-clock
+seconds (best of `--repeat`) for bench/RESULTS.md.
 PostgreSQL: a scratch database made and dropped here (needs CREATE DATABASE).
 """
 
@@ -13,12 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import asyncpg
+import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -29,7 +33,12 @@ from gateway.usage.report_request import parse_report_request
 from gateway.usage.reports import usage_report
 
 MONTH = "2026-01"
-SHAPES = [("csv", "team,model"), ("csv", "team,model,day"), ("focus", "team,model")]
+SHAPES = [
+    ("csv", "team,model"),
+    ("csv", "team,model,day"),
+    ("json", "team,model,day"),
+    ("focus", "team,model"),
+]
 POSTGRES_ADMIN = "postgresql+asyncpg://postgres:postgres@127.0.0.1:5432/postgres"
 
 
@@ -56,7 +65,18 @@ async def _admin(statement: str) -> None:
         await conn.close()
 
 
-async def run(database: str, sizes: list[int], repeat: int) -> list[tuple[int, list[float]]]:
+async def _rollup_rows(url: str) -> int:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return int(await conn.scalar(sa.text("SELECT COUNT(*) FROM usage_daily")) or 0)
+    finally:
+        await engine.dispose()
+
+
+async def run(
+    database: str, sizes: list[int], repeat: int, independent: bool
+) -> list[tuple[int, list[float]]]:
     scratch = tempfile.mkdtemp(prefix="report-scale-")
     if database == "sqlite":
         url = f"sqlite+aiosqlite:///{scratch}/ledger.db"
@@ -69,9 +89,10 @@ async def run(database: str, sizes: list[int], repeat: int) -> list[tuple[int, l
     try:
         for size in sizes:
             began = time.perf_counter()
-            await add_rows(url, size - have, MONTH, first_id=have)
+            await add_rows(url, size - have, MONTH, first_id=have, independent=independent)
             print(
-                f"{database}: {size} rows ({time.perf_counter() - began:.0f} s to add)",
+                f"{database}: {size} rows ({time.perf_counter() - began:.0f} s to add), "
+                f"{await _rollup_rows(url)} rollup rows",
                 file=sys.stderr,
             )
             have = size
@@ -79,6 +100,7 @@ async def run(database: str, sizes: list[int], repeat: int) -> list[tuple[int, l
             print(f"  {' '.join(f'{t:.2f}' for t in times)}", file=sys.stderr)
             results.append((size, times))
     finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # a million-row SQLite file
         if database == "postgres":
             await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return results
@@ -89,12 +111,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     parser.add_argument("--databases", nargs="+", default=["sqlite", "postgres"])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--subjects", choices=["per-team", "independent"], default="per-team")
     args = parser.parse_args()
+    independent = args.subjects == "independent"
     header = " | ".join(f"{f} by {g}" for f, g in SHAPES)
     print(f"| database | rows | {header} |")
     print("|---|---:|" + "---:|" * len(SHAPES))
     for database in args.databases:
-        for size, times in asyncio.run(run(database, args.sizes, args.repeat)):
+        for size, times in asyncio.run(run(database, args.sizes, args.repeat, independent)):
             cells = " | ".join(f"{t:.2f} s" for t in times)
             print(f"| {database} | {size:,} | {cells} |")
 

@@ -54,3 +54,60 @@ usage_ledger = sa.Table(
     sa.Index("ix_usage_ledger_at_ms", "at_ms"),
     sa.Index("ix_usage_ledger_team_at_ms", "team", "at_ms"),
 )
+
+# The rollup's keys: every column a report groups by or a FOCUS line carries.
+ROLLUP_KEYS: tuple[str, ...] = (
+    "team",
+    "subject",
+    "client_id",
+    "model",
+    "provider",
+    "deployment",
+    "upstream_model",
+    "price_source",
+    "price_input",
+    "price_output",
+    "price_cached_input",
+    "price_cache_write",
+    "price_reasoning",
+)
+# What it adds up per key: raw token sums (as the ledger's columns), the tokens of
+# each kind as they were priced (see rollup.py), the same from estimated rows.
+ROLLUP_SUMS: tuple[str, ...] = (
+    "requests",
+    "errors",  # status >= 400
+    "requests_with_tokens",  # rows that consumed tokens (the unknown-price warning counts them)
+    "input_tokens",
+    "output_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "priced_input",
+    "priced_cached_input",
+    "priced_cache_write",
+    "priced_output",
+    "priced_reasoning",
+    "estimated_input",
+    "estimated_cached_input",
+    "estimated_cache_write",
+    "estimated_output",
+    "estimated_reasoning",
+    "cost_nanousd",
+)
+
+usage_daily = sa.Table(
+    "usage_daily",
+    metadata,
+    # One row per UTC day and key, added to in the same transaction as the ledger
+    # rows it counts (writer.py), so reports read thousands of rows, not millions.
+    sa.Column("day", sa.Integer, nullable=False),  # days since the epoch, UTC
+    # A digest of the key columns: NULL keys (a 401 knows no team) must still
+    # conflict on upsert, which a unique index over nullable columns never does.
+    sa.Column("group_key", sa.Text, nullable=False),
+    *(
+        sa.Column(name, usage_ledger.c[name].type, nullable=usage_ledger.c[name].nullable)
+        for name in ROLLUP_KEYS
+    ),
+    *(sa.Column(name, sa.BigInteger, nullable=False) for name in ROLLUP_SUMS),
+    sa.PrimaryKeyConstraint("day", "group_key"),
+)

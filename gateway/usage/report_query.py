@@ -1,9 +1,12 @@
-"""The ledger reads behind the usage reports: GROUP BY queries over one time range.
+"""The reads behind the usage reports: GROUP BY queries over the daily rollup.
 
-Integers are summed in SQL (exact on SQLite and PostgreSQL; PostgreSQL's SUM of a
-BIGINT is a NUMERIC, read back as an int here). Rows come back unordered: the
-renderers sort in Python so the order does not depend on a database's collation.
-A key the ledger left NULL (a refusal knows no model) stays None.
+The reports read `usage_daily` (rollup.py keeps it equal to the ledger's sums, in
+the ledger writer's own transactions), never the ledger's millions of rows: a
+month is a few thousand rollup rows per day at most. Integers are summed in SQL
+(exact on SQLite and PostgreSQL; PostgreSQL's SUM of a BIGINT is a NUMERIC, read
+back as an int here). Rows come back unordered: the renderers sort in Python so
+the order does not depend on a database's collation. A key the ledger left NULL
+(a refusal knows no model) stays None.
 """
 
 from __future__ import annotations
@@ -16,44 +19,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from gateway.usage.ledger_table import usage_ledger as ledger
+from gateway.usage.ledger_table import usage_daily as daily
 from gateway.usage.pricing import PriceSource
-from gateway.usage.report_request import MS_PER_DAY, GroupKey
+from gateway.usage.report_request import GroupKey
 
 Key = tuple[str | int | None, ...]
 
-
-def _least(a: Any, b: Any) -> Any:
-    """min(a, b) on both databases (SQLite's two-argument min is PostgreSQL's LEAST)."""
-    return sa.case((a < b, a), else_=b)
-
-
-# The token kinds exactly as `pricing.cost_nanousd` splits a usage: cached and
-# cache-written tokens are part of the input, reasoning tokens part of the output,
-# each clamped so no token is priced twice.
-_CACHED = _least(ledger.c.cached_tokens, ledger.c.input_tokens)
-_WRITTEN = _least(ledger.c.cache_write_tokens, ledger.c.input_tokens - _CACHED)
-_PLAIN_INPUT = ledger.c.input_tokens - _CACHED - _WRITTEN
-_REASONING = _least(ledger.c.reasoning_tokens, ledger.c.output_tokens)
-_PLAIN_OUTPUT = ledger.c.output_tokens - _REASONING
-
-_DAY = (ledger.c.at_ms // MS_PER_DAY).label("day")
 _GROUP_COLUMNS: dict[GroupKey, Any] = {
-    GroupKey.TEAM: ledger.c.team,
-    GroupKey.MODEL: ledger.c.model,
-    GroupKey.PROVIDER: ledger.c.provider,
-    GroupKey.SUBJECT: ledger.c.subject,
-    GroupKey.CLIENT: ledger.c.client_id,
-    GroupKey.DAY: _DAY,
+    GroupKey.TEAM: daily.c.team,
+    GroupKey.MODEL: daily.c.model,
+    GroupKey.PROVIDER: daily.c.provider,
+    GroupKey.SUBJECT: daily.c.subject,
+    GroupKey.CLIENT: daily.c.client_id,
+    GroupKey.DAY: daily.c.day,
 }
 
 
-def _count(condition: Any) -> Any:
-    return sa.func.sum(sa.case((condition, 1), else_=0))
-
-
-def _in_range(start_ms: int, end_ms: int) -> Any:
-    return sa.and_(ledger.c.at_ms >= start_ms, ledger.c.at_ms < end_ms)
+def _in_days(first_day: int, end_day: int) -> Any:
+    """Days since the epoch in [first_day, end_day)."""
+    return sa.and_(daily.c.day >= first_day, daily.c.day < end_day)
 
 
 def _int(value: Any) -> int:
@@ -81,21 +65,21 @@ class Sums:
 
 
 async def summary_sums(
-    conn: AsyncConnection, start_ms: int, end_ms: int, keys: Sequence[GroupKey]
+    conn: AsyncConnection, first_day: int, end_day: int, keys: Sequence[GroupKey]
 ) -> dict[Key, Sums]:
-    """Per group of `keys`: requests, errors, tokens, cost over [start_ms, end_ms)."""
+    """Per group of `keys`: requests, errors, tokens, cost over days [first_day, end_day)."""
     columns = [_GROUP_COLUMNS[key] for key in keys]
     query = (
         sa.select(
             *columns,
-            sa.func.count(),
-            _count(ledger.c.status >= 400),
-            sa.func.sum(ledger.c.input_tokens),
-            sa.func.sum(ledger.c.output_tokens),
-            sa.func.sum(ledger.c.cached_tokens),
-            sa.func.sum(ledger.c.cost_nanousd),
+            sa.func.sum(daily.c.requests),
+            sa.func.sum(daily.c.errors),
+            sa.func.sum(daily.c.input_tokens),
+            sa.func.sum(daily.c.output_tokens),
+            sa.func.sum(daily.c.cached_tokens),
+            sa.func.sum(daily.c.cost_nanousd),
         )
-        .where(_in_range(start_ms, end_ms))
+        .where(_in_days(first_day, end_day))
         .group_by(*columns)
     )
     found: dict[Key, Sums] = {}
@@ -117,23 +101,22 @@ class UnknownPrice:
     output_tokens: int
 
 
-async def unknown_prices(conn: AsyncConnection, start_ms: int, end_ms: int) -> list[UnknownPrice]:
+async def unknown_prices(conn: AsyncConnection, first_day: int, end_day: int) -> list[UnknownPrice]:
     # A refusal that never reached a deployment is unpriced too, but nothing in it
-    # was charged at zero: only rows that consumed tokens are flagged.
+    # was charged at zero: only rows that consumed tokens are flagged (rows without
+    # tokens add nothing to the token sums, so summing every unpriced row is exact).
+    with_tokens = sa.func.sum(daily.c.requests_with_tokens)
     query = (
         sa.select(
-            ledger.c.model,
-            ledger.c.deployment,
-            sa.func.count(),
-            sa.func.sum(ledger.c.input_tokens),
-            sa.func.sum(ledger.c.output_tokens),
+            daily.c.model,
+            daily.c.deployment,
+            with_tokens,
+            sa.func.sum(daily.c.input_tokens),
+            sa.func.sum(daily.c.output_tokens),
         )
-        .where(
-            _in_range(start_ms, end_ms),
-            ledger.c.price_source == PriceSource.UNKNOWN.value,
-            sa.or_(ledger.c.input_tokens > 0, ledger.c.output_tokens > 0),
-        )
-        .group_by(ledger.c.model, ledger.c.deployment)
+        .where(_in_days(first_day, end_day), daily.c.price_source == PriceSource.UNKNOWN.value)
+        .group_by(daily.c.model, daily.c.deployment)
+        .having(with_tokens > 0)
     )
     return [
         UnknownPrice(row[0], row[1], _int(row[2]), _int(row[3]), _int(row[4]))
@@ -193,57 +176,46 @@ class ChargeSums:
     estimated: dict[TokenKind, int] = field(default_factory=lambda: dict.fromkeys(TokenKind, 0))
 
 
-_TOKEN_SUMS = {
-    TokenKind.INPUT: _PLAIN_INPUT,
-    TokenKind.CACHED_INPUT: _CACHED,
-    TokenKind.CACHE_WRITE: _WRITTEN,
-    TokenKind.OUTPUT: _PLAIN_OUTPUT,
-    TokenKind.REASONING: _REASONING,
-}
+_TOKEN_SUMS = {kind: daily.c[f"priced_{kind.value}"] for kind in TokenKind}
+_ESTIMATED_SUMS = {kind: daily.c[f"estimated_{kind.value}"] for kind in TokenKind}
 _PRICE_COLUMNS = [
-    ledger.c.price_source,
-    ledger.c.price_input,
-    ledger.c.price_cached_input,
-    ledger.c.price_cache_write,
-    ledger.c.price_output,
-    ledger.c.price_reasoning,
+    daily.c.price_source,
+    daily.c.price_input,
+    daily.c.price_cached_input,
+    daily.c.price_cache_write,
+    daily.c.price_output,
+    daily.c.price_reasoning,
 ]
 
 
 async def charge_sums(
-    conn: AsyncConnection, start_ms: int, end_ms: int, extra: Sequence[GroupKey]
+    conn: AsyncConnection, first_day: int, end_day: int, extra: Sequence[GroupKey]
 ) -> dict[ChargeKey, ChargeSums]:
-    """Per day, team, model, deployment and unit prices over [start_ms, end_ms).
+    """Per day, team, model, deployment and unit prices over days [first_day, end_day).
 
     The provider and upstream model follow from the deployment (it is written
-    PROVIDER/UPSTREAM_MODEL), so they are read with MAX rather than sorted on, and
-    estimated tokens are conditional sums rather than a key: every sort key costs
-    time on a million rows.
+    PROVIDER/UPSTREAM_MODEL), so they are read with MAX rather than grouped on.
     """
     keys = [
-        _DAY,
-        ledger.c.team,
-        ledger.c.model,
-        ledger.c.deployment,
+        daily.c.day,
+        daily.c.team,
+        daily.c.model,
+        daily.c.deployment,
         *_PRICE_COLUMNS,
         *(_GROUP_COLUMNS[key] for key in extra),
-    ]
-    estimated = [
-        sa.func.sum(sa.case((ledger.c.tokens_estimated, expression), else_=0))
-        for expression in _TOKEN_SUMS.values()
     ]
     query = (
         sa.select(
             *keys,
-            sa.func.max(ledger.c.provider),
-            sa.func.max(ledger.c.upstream_model),
-            sa.func.count(),
-            _count(ledger.c.status >= 400),
-            sa.func.sum(ledger.c.cost_nanousd),
-            *(sa.func.sum(expression) for expression in _TOKEN_SUMS.values()),
-            *estimated,
+            sa.func.max(daily.c.provider),
+            sa.func.max(daily.c.upstream_model),
+            sa.func.sum(daily.c.requests),
+            sa.func.sum(daily.c.errors),
+            sa.func.sum(daily.c.cost_nanousd),
+            *(sa.func.sum(column) for column in _TOKEN_SUMS.values()),
+            *(sa.func.sum(column) for column in _ESTIMATED_SUMS.values()),
         )
-        .where(_in_range(start_ms, end_ms))
+        .where(_in_days(first_day, end_day))
         .group_by(*keys)
     )
     found: dict[ChargeKey, ChargeSums] = {}

@@ -1,10 +1,12 @@
-"""Finance's monthly usage report: read the ledger, render csv, json or FOCUS bytes.
+"""Finance's monthly usage report: read the daily rollup, render csv, json or FOCUS bytes.
 
 The one service behind `gateway report usage` and `GET /finance/reports/usage`,
 so both give the same bytes. The month is read one UTC day at a time (a progress
 step each; the sums are integers, so merging days is exact) inside one read
 transaction, so every figure and warning comes from the same snapshot while the
 ledger writer keeps adding rows (PostgreSQL: REPEATABLE READ; SQLite: WAL read).
+The rollup (`usage_daily`, see rollup.py) is written in the same transactions as
+the ledger rows it counts, so that snapshot's sums are the ledger's sums.
 """
 
 from __future__ import annotations
@@ -60,32 +62,29 @@ def _filename(request: ReportRequest) -> str:
     return f"usage-{label}.{request.format.value}"
 
 
-def _day_ranges(request: ReportRequest) -> list[tuple[int, int]]:
-    start = request.month.start_ms
-    return [
-        (start + day * MS_PER_DAY, start + (day + 1) * MS_PER_DAY)
-        for day in range(request.month.days)
-    ]
+def _days(request: ReportRequest) -> list[int]:
+    """The month's UTC days, as days since the epoch."""
+    first = request.month.start_ms // MS_PER_DAY
+    return list(range(first, first + request.month.days))
 
 
 async def _read(
     conn: AsyncConnection, request: ReportRequest, started: Progress, step: Callable[[], None]
 ) -> tuple[dict[Key, Sums], dict[ChargeKey, ChargeSums], list[ReportWarning]]:
-    days = _day_ranges(request)
+    days = _days(request)
     started(len(days) + 1)
     groups: dict[Key, Sums] = {}
     charges: dict[ChargeKey, ChargeSums] = {}
     extra = focus_extra_keys(request.group_by)
-    for start_ms, end_ms in days:
+    for day in days:
         if request.format is ReportFormat.FOCUS:
             # Keyed by day: no two days share a key, so nothing needs merging.
-            charges.update(await charge_sums(conn, start_ms, end_ms, extra))
+            charges.update(await charge_sums(conn, day, day + 1, extra))
         else:
-            for key, sums in (await summary_sums(conn, start_ms, end_ms, request.group_by)).items():
+            for key, sums in (await summary_sums(conn, day, day + 1, request.group_by)).items():
                 groups.setdefault(key, Sums()).add(sums)
         step()
-    month = request.month
-    warnings = unknown_price_warnings(await unknown_prices(conn, month.start_ms, month.end_ms))
+    warnings = unknown_price_warnings(await unknown_prices(conn, days[0], days[-1] + 1))
     step()
     return groups, charges, warnings
 

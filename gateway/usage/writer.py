@@ -4,7 +4,8 @@ On the response path `record` builds the row and puts it on a bounded queue
 (a few µs, never awaited). One task drains the queue in batches (`batch_rows`, or
 what arrived within `batch_interval_s`) and inserts each batch in one transaction,
 idempotently: INSERT … ON CONFLICT (id) DO NOTHING, so a batch written twice (a
-replay, a retry after a timeout that did commit) changes nothing.
+replay, a retry after a timeout that did commit) changes nothing. The same
+transaction adds the rows it really inserted to the daily rollup (rollup.py).
 
 When the database is unreachable or locked, batches are appended to this process's
 spool file (spool.py, fsync per batch) and replayed in order once it answers again;
@@ -34,8 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import Insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,7 +42,7 @@ from gateway.context import RequestContext
 from gateway.db import create_engine
 from gateway.settings import Settings
 from gateway.usage.ledger import ledger_row
-from gateway.usage.ledger_table import usage_ledger
+from gateway.usage.rollup import store_rows
 from gateway.usage.spool import (
     OwnSpool,
     claimed,
@@ -68,12 +67,6 @@ EXIT_REPLAY_S = 5.0  # how long `close` spends replaying the spool before leavin
 _REFUSED = (IntegrityError, DataError)
 
 
-def insert_ignoring_duplicates(dialect: str) -> Insert:
-    """INSERT INTO usage_ledger … ON CONFLICT (id) DO NOTHING, in the dialect's words."""
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(usage_ledger).on_conflict_do_nothing(index_elements=[usage_ledger.c.id])
-
-
 class LedgerWriter:
     """Queue → batches → database, with the spool for when the database is away."""
 
@@ -96,7 +89,6 @@ class LedgerWriter:
         self._clock = clock
         self.spool = OwnSpool(spool_dir)
         self._engine: AsyncEngine | None = None
-        self._insert: Insert | None = None
         self._task: asyncio.Task[None] | None = None
         self._in_hand: list[Row] = []  # taken from the queue, not yet stored
         self._is_waiting = False  # the task holds nothing it is writing: safe to cancel
@@ -141,7 +133,6 @@ class LedgerWriter:
     async def start(self) -> None:
         """Open the database and start draining; spools of dead processes replay first."""
         self._engine = create_engine(self._database_url, sqlite_busy_timeout_s=SQLITE_BUSY_S)
-        self._insert = insert_ignoring_duplicates(self._engine.dialect.name)
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def close(self) -> None:
@@ -240,20 +231,20 @@ class LedgerWriter:
 
     async def _write(self, rows: list[Row]) -> None:
         """One transaction for the batch; rows the database refuses are set aside."""
-        assert self._engine is not None and self._insert is not None
+        assert self._engine is not None
         try:
             async with asyncio.timeout(self._write_timeout_s), self._engine.begin() as conn:
-                await conn.execute(self._insert, rows)
+                await store_rows(conn, rows)
         except _REFUSED:
             await self._write_one_by_one(rows)
 
     async def _write_one_by_one(self, rows: list[Row]) -> None:
-        assert self._engine is not None and self._insert is not None
+        assert self._engine is not None
         refused: list[bytes] = []
         for row in rows:
             try:
                 async with asyncio.timeout(self._write_timeout_s), self._engine.begin() as conn:
-                    await conn.execute(self._insert, [row])
+                    await store_rows(conn, [row])
             except _REFUSED:
                 refused.append(orjson.dumps(row))
         if refused:

@@ -23,8 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.auth.principal import Principal
 from gateway.context import RequestContext
 from gateway.usage.ledger import ledger_row
+from gateway.usage.rollup import store_rows
 from gateway.usage.spool import REJECTED_FILE, encode_rows
-from gateway.usage.writer import LedgerWriter, insert_ignoring_duplicates
+from gateway.usage.writer import LedgerWriter
 from tests.support.sqlite_lock import sqlite_write_lock
 from tests.support.tcp_proxy import TcpProxy
 
@@ -104,10 +105,11 @@ def database(engine: AsyncEngine, database_url: str, tmp_path: Path) -> Database
 async def test_a_batch_written_twice_is_in_the_ledger_once(engine):
     """INSERT … ON CONFLICT (id) DO NOTHING: a replayed batch changes nothing."""
     rows = [ledger_row(finished(i), 0.01) for i in range(20)]
-    statement = insert_ignoring_duplicates(engine.dialect.name)
+    added = []
     for _ in range(2):
         async with engine.begin() as conn:
-            await conn.execute(statement, rows)
+            added.append(await store_rows(conn, rows))
+    assert added == [20, 0]
     assert await counts(engine) == {f"req-{i}": 1 for i in range(20)}
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from gateway.usage.ledger_table import usage_ledger
+from gateway.usage.ledger_table import usage_daily, usage_ledger
 from gateway.usage.pricing import PriceSource, usd_text
 from gateway.usage.report_request import parse_report_request
 from gateway.usage.reports import usage_report
@@ -240,6 +240,7 @@ async def test_the_same_ledger_gives_the_same_bytes(engine):
     first = [(await report(engine, f, "team,model,day")).body for f in ("csv", "json", "focus")]
     async with engine.begin() as conn:
         await conn.execute(usage_ledger.delete())
+        await conn.execute(usage_daily.delete())
     await insert_rows(engine, reversed(rows))
     assert [
         (await report(engine, f, "team,model,day")).body for f in ("csv", "json", "focus")

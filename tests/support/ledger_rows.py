@@ -1,6 +1,10 @@
-"""Usage-ledger rows for report tests, inserted straight into the table.
+"""Usage-ledger rows for report tests, stored as the ledger writer stores them.
 
     await insert_rows(engine, [ledger_row(team="search", input_tokens=10), ...])
+
+`insert_rows` goes through the writer's `store_rows` (ledger + daily rollup, one
+transaction); `insert_ledger_only` writes the ledger table alone, as a database
+written before the rollup existed holds it.
 
 `ledger_row` fills every column with a plausible value; `priced_row` also
 computes `cost_nanousd` from the unit prices exactly as the gateway does.
@@ -17,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.usage.ledger_table import usage_ledger
 from gateway.usage.pricing import PriceSource, UnitPrices, cost_nanousd
+from gateway.usage.rollup import store_rows
 from gateway.usage.usage import Usage
 
 _ids = itertools.count(1)
@@ -110,7 +115,16 @@ def prices(
     )
 
 
-async def insert_rows(engine: AsyncEngine, rows: Iterable[dict[str, Any]]) -> None:
+async def insert_rows(engine: AsyncEngine, rows: Iterable[dict[str, Any]]) -> int:
+    """Store rows as the ledger writer does; how many were new."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    async with engine.begin() as conn:
+        return await store_rows(conn, rows)
+
+
+async def insert_ledger_only(engine: AsyncEngine, rows: Iterable[dict[str, Any]]) -> None:
     rows = list(rows)
     if rows:
         async with engine.begin() as conn:

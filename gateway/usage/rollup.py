@@ -1,0 +1,268 @@
+"""The daily rollup (`usage_daily`): ledger rows added up per UTC day and report key.
+
+Owns how one ledger row counts in the rollup (`daily_rows`, pure), storing a batch
+of ledger rows together with their rollup (`store_rows`), and filling the rollup
+from rows already in the ledger (`rebuild_rollup`, run by migration 0006).
+
+Exactly once: `store_rows` inserts the batch with ON CONFLICT (id) DO NOTHING
+RETURNING id and adds to the rollup only the rows that insert returned, in the
+same transaction. A replayed or duplicate row inserts nothing and adds nothing; a
+transaction that fails adds neither. Ledger rows are inserted in id order and
+rollup rows upserted in key order, so two writers touching the same ids or keys
+lock them in the same order (no deadlock).
+
+The token kinds are split per row exactly as `pricing.cost_nanousd` prices them:
+cached and cache-written tokens are part of the input, reasoning tokens part of
+the output, each clamped so no token is priced twice. Clamping is per row (a sum
+of minima is not the minimum of sums), which is why the rollup stores the split
+sums (`priced_*`) next to the raw ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy import Connection, Insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import ReturningInsert
+
+from gateway.usage.ledger_table import ROLLUP_KEYS, ROLLUP_SUMS, usage_daily, usage_ledger
+from gateway.usage.report_request import MS_PER_DAY
+
+Row = dict[str, Any]
+
+LEDGER_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_ledger.columns)
+DAILY_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_daily.columns)
+KINDS = ("input", "cached_input", "cache_write", "output", "reasoning")  # = TokenKind values
+
+
+def token_split(
+    input_tokens: int, output_tokens: int, cached: int, cache_write: int, reasoning: int
+) -> tuple[int, int, int, int, int]:
+    """One row's tokens by kind as priced: (input, cached_input, cache_write, output,
+    reasoning), the input ones adding up to `input_tokens`, the output ones to
+    `output_tokens`."""
+    cached = min(cached, input_tokens)
+    written = min(cache_write, input_tokens - cached)
+    thought = min(reasoning, output_tokens)
+    return input_tokens - cached - written, cached, written, output_tokens - thought, thought
+
+
+def group_key(values: Sequence[Any]) -> str:
+    """The digest that stands for a key (ROLLUP_KEYS' values, None included)."""
+    return hashlib.blake2b(orjson.dumps(list(values)), digest_size=16).hexdigest()
+
+
+def _zero_sums() -> list[int]:
+    return [0] * len(ROLLUP_SUMS)
+
+
+def daily_rows(rows: Iterable[Row]) -> list[Row]:
+    """The rollup rows that count `rows` (ledger rows), sorted by (day, group_key)."""
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for row in rows:
+        key = (row["at_ms"] // MS_PER_DAY, *(row[name] for name in ROLLUP_KEYS))
+        sums = groups.get(key)
+        if sums is None:
+            sums = groups[key] = _zero_sums()
+        inp, out = row["input_tokens"], row["output_tokens"]
+        split = token_split(
+            inp, out, row["cached_tokens"], row["cache_write_tokens"], row["reasoning_tokens"]
+        )
+        estimated = row["tokens_estimated"]
+        for position, value in enumerate(
+            (
+                1,
+                row["status"] >= 400,
+                inp > 0 or out > 0,
+                inp,
+                out,
+                row["cached_tokens"],
+                row["cache_write_tokens"],
+                row["reasoning_tokens"],
+                *split,
+                *(split if estimated else (0, 0, 0, 0, 0)),
+                row["cost_nanousd"],
+            )
+        ):
+            sums[position] += value
+    found = []
+    for key, sums in groups.items():
+        daily: Row = {"day": key[0], "group_key": group_key(key[1:])}
+        daily.update(zip(ROLLUP_KEYS, key[1:], strict=True))
+        daily.update(zip(ROLLUP_SUMS, sums, strict=True))
+        found.append(daily)
+    found.sort(key=lambda daily: (daily["day"], daily["group_key"]))
+    return found
+
+
+def _dialect_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+def _from_arrays(table: sa.Table) -> postgresql.Insert:
+    """PostgreSQL: INSERT INTO table SELECT unnest(:col1), unnest(:col2), … (one array a column)."""
+    arrays = sa.select(
+        *(
+            sa.func.unnest(sa.bindparam(column.name, type_=postgresql.ARRAY(column.type)))
+            for column in table.columns
+        )
+    )
+    return postgresql.insert(table).from_select([column.name for column in table.columns], arrays)
+
+
+@cache
+def ledger_insert_returning(dialect: str) -> ReturningInsert[Any]:
+    """INSERT INTO usage_ledger … ON CONFLICT (id) DO NOTHING RETURNING id.
+
+    SQLite: executed with a list of rows (SQLAlchemy sends them as multi-row VALUES).
+    PostgreSQL: executed with one list per column (`by_column`), sent as arrays and
+    unnested by the server, one statement per batch: as cheap in the gateway's CPU
+    as a plain executemany (12 µs a row), where multi-row VALUES cost 20.
+    """
+    insert = _dialect_insert(dialect, usage_ledger)
+    if dialect == "postgresql":
+        insert = _from_arrays(usage_ledger)
+    return insert.on_conflict_do_nothing(index_elements=[usage_ledger.c.id]).returning(
+        usage_ledger.c.id
+    )
+
+
+def by_column(rows: Sequence[Row], columns: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows as one list per column (a PostgreSQL insert's parameters)."""
+    return {name: [row[name] for row in rows] for name in columns}
+
+
+@cache
+def rollup_upsert(dialect: str) -> Insert:
+    """INSERT INTO usage_daily … ON CONFLICT (day, group_key) DO UPDATE SET s = s + excluded.s."""
+    # PostgreSQL takes one array a column, as the ledger insert does (a batch's
+    # rollup rows have distinct keys, so no row is updated twice in one statement).
+    insert = _from_arrays(usage_daily) if dialect == "postgresql" else sqlite.insert(usage_daily)
+    added = {name: usage_daily.c[name] + insert.excluded[name] for name in ROLLUP_SUMS}
+    return insert.on_conflict_do_update(
+        index_elements=[usage_daily.c.day, usage_daily.c.group_key], set_=added
+    )
+
+
+def first_of_each_id(rows: Sequence[Row], inserted: Iterable[str]) -> list[Row]:
+    """The rows an insert added, given the ids it returned: a batch that carries one id
+    twice had only its first copy inserted (ON CONFLICT skips the second)."""
+    left = set(inserted)
+    added = []
+    for row in rows:
+        if row["id"] in left:
+            left.discard(row["id"])
+            added.append(row)
+    return added
+
+
+def _by_id(row: Row) -> str:
+    return str(row["id"])
+
+
+async def store_rows(conn: AsyncConnection, rows: Sequence[Row]) -> int:
+    """Insert ledger rows (idempotently) and add the new ones to the rollup, in the
+    caller's transaction; how many rows were new.
+
+    Inserted in id order (stable: a repeated id keeps its first copy first), so two
+    writers holding some of the same ids never wait on each other crosswise."""
+    rows = sorted(rows, key=_by_id)
+    dialect = conn.dialect.name
+    is_postgres = dialect == "postgresql"
+    params = by_column(rows, LEDGER_COLUMNS) if is_postgres else list(rows)
+    inserted = await conn.execute(ledger_insert_returning(dialect), params)
+    added = first_of_each_id(rows, inserted.scalars())
+    await add_to_daily(conn, daily_rows(added))
+    return len(added)
+
+
+async def add_to_daily(conn: AsyncConnection, daily: Sequence[Row]) -> None:
+    """Add rollup rows (distinct keys) to `usage_daily`, in the caller's transaction."""
+    if not daily:
+        return
+    dialect = conn.dialect.name
+    params = by_column(daily, DAILY_COLUMNS) if dialect == "postgresql" else list(daily)
+    await conn.execute(rollup_upsert(dialect), params)
+
+
+# --- rebuilding from the ledger ------------------------------------------------------
+
+_t = usage_ledger.c
+
+
+def _least(a: Any, b: Any) -> Any:
+    """min(a, b) on both databases (SQLite's two-argument min is PostgreSQL's LEAST)."""
+    return sa.case((a < b, a), else_=b)
+
+
+_CACHED = _least(_t.cached_tokens, _t.input_tokens)
+_WRITTEN = _least(_t.cache_write_tokens, _t.input_tokens - _CACHED)
+_REASONING = _least(_t.reasoning_tokens, _t.output_tokens)
+_SPLIT = (
+    _t.input_tokens - _CACHED - _WRITTEN,
+    _CACHED,
+    _WRITTEN,
+    _t.output_tokens - _REASONING,
+    _REASONING,
+)
+
+
+def _flag(condition: Any) -> Any:
+    return sa.case((condition, 1), else_=0)
+
+
+_SUMS_SQL = (
+    sa.func.count(),
+    sa.func.sum(_flag(_t.status >= 400)),
+    sa.func.sum(_flag(sa.or_(_t.input_tokens > 0, _t.output_tokens > 0))),
+    sa.func.sum(_t.input_tokens),
+    sa.func.sum(_t.output_tokens),
+    sa.func.sum(_t.cached_tokens),
+    sa.func.sum(_t.cache_write_tokens),
+    sa.func.sum(_t.reasoning_tokens),
+    *(sa.func.sum(expression) for expression in _SPLIT),
+    *(sa.func.sum(sa.case((_t.tokens_estimated, e), else_=0)) for e in _SPLIT),
+    sa.func.sum(_t.cost_nanousd),
+)
+assert len(_SUMS_SQL) == len(ROLLUP_SUMS)
+
+
+def ledger_day_rollup(start_ms: int, end_ms: int) -> sa.Select[Any]:
+    """The rollup of the ledger rows in [start_ms, end_ms), computed by the database."""
+    keys = [_t[name] for name in ROLLUP_KEYS]
+    return (
+        sa.select(*keys, *_SUMS_SQL).where(_t.at_ms >= start_ms, _t.at_ms < end_ms).group_by(*keys)
+    )
+
+
+def rollup_from_sums(day: int, values: Sequence[Any]) -> Row:
+    """A rollup row from a `ledger_day_rollup` result row (the key's values, then the sums)."""
+    width = len(ROLLUP_KEYS)
+    row: Row = {"day": day, "group_key": group_key(values[:width])}
+    row.update(zip(ROLLUP_KEYS, values[:width], strict=True))
+    row.update(zip(ROLLUP_SUMS, (int(v or 0) for v in values[width:]), strict=True))
+    return row
+
+
+def rebuild_rollup(conn: Connection) -> int:
+    """Replace the rollup with the ledger's sums, one UTC day at a time (bounded memory);
+    how many rollup rows it wrote. Run where no writer adds rows (a migration)."""
+    conn.execute(usage_daily.delete())
+    first, last = conn.execute(sa.select(sa.func.min(_t.at_ms), sa.func.max(_t.at_ms))).one()
+    if first is None:
+        return 0
+    written = 0
+    for day in range(first // MS_PER_DAY, last // MS_PER_DAY + 1):
+        found = conn.execute(ledger_day_rollup(day * MS_PER_DAY, (day + 1) * MS_PER_DAY))
+        daily = [rollup_from_sums(day, values) for values in found]
+        if daily:
+            conn.execute(usage_daily.insert(), daily)
+            written += len(daily)
+    return written
