@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from gateway.cache.entry import CacheBackend
 from gateway.cache.memory import MemoryCache
-from gateway.cache.redis_backend import RedisCache
 
 
 def open_cache(redis_url: str | None) -> CacheBackend:
     """The backend for these settings; it connects lazily, on first use."""
     if redis_url:
+        # redis only when configured: redis-py 8 imports OpenTelemetry when it is installed
+        from gateway.cache.redis_backend import RedisCache
+
         return RedisCache(redis_url)
     return MemoryCache()
