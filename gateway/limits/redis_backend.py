@@ -233,21 +233,16 @@ class RedisBackend:
             raise BackendUnavailable(f"Redis: {_why(error)}") from error
 
     async def _evalsha(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA on the fast connection (else straight to redis-py's client: the
-        registered Script's call adds a layer); a script Redis forgot (it restarted or
-        was flushed) is loaded again, once."""
+        """EVALSHA on the fast connection, else through redis-py; a script Redis forgot
+        (it restarted or was flushed) is loaded again, once."""
         fast = self._fast
-        if fast is not None:
-            try:
-                return await fast.call(("EVALSHA", script.sha, len(keys), *keys, *args))
-            except NoScript:
-                script.sha = await self._redis.script_load(script.script)
-                return await fast.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+        if fast is None:
+            return await script(keys=keys, args=args)
         try:
-            return await self._redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
+            return await fast.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+        except NoScript:
             script.sha = await self._redis.script_load(script.script)
-            return await self._redis.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            return await fast.call(("EVALSHA", script.sha, len(keys), *keys, *args))
 
 
 def _why(error: Exception) -> str:
