@@ -248,6 +248,12 @@ def parse_args() -> tuple[Config, list[str], Path]:
         help="adds target gateway-before: the gateway with this extra environment variable",
     )
     p.add_argument("--compare-label", help="what gateway-before runs (default: its commit)")
+    p.add_argument("--bundle", type=Path, default=BENCH_DIR / "policies" / "bundle.yaml")
+    p.add_argument(
+        "--compare-bundle",
+        type=Path,
+        help="adds target gateway-before: the gateway with this policy bundle instead",
+    )
     p.add_argument("--startup-timeout", type=float, default=60.0)
     p.add_argument("--out", type=Path, default=BENCH_DIR / "out")
     a = p.parse_args()
@@ -268,11 +274,13 @@ def parse_args() -> tuple[Config, list[str], Path]:
         compare_env=dict(kv.split("=", 1) for kv in a.compare_env),
         compare_label=a.compare_label or "",
         startup_timeout_s=a.startup_timeout,
+        bundle=a.bundle.absolute(),
+        compare_bundle=a.compare_bundle.absolute() if a.compare_bundle else None,
     )
     if not cfg.compare_label:
         cfg = replace(cfg, compare_label=code_label(gateway_env(cfg, "gateway-before")))
     names = list(a.targets)
-    if cfg.compare_env and "gateway-before" not in names:
+    if (cfg.compare_env or cfg.compare_bundle) and "gateway-before" not in names:
         names.append("gateway-before")
     return cfg, names, a.out
 
@@ -344,7 +352,9 @@ def main() -> int:
     print("\n" + text)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + meta["commit"]
-    (out_dir / f"{stem}.json").write_text(json.dumps({**meta, "results": results}, indent=2))
+    (out_dir / f"{stem}.json").write_text(
+        json.dumps({**meta, "results": results}, indent=2, default=str)
+    )
     (out_dir / f"{stem}.md").write_text(text)
     print(f"raw results: {out_dir / (stem + '.json')}")
     return 0

@@ -42,6 +42,8 @@ class Config:
     compare_env: dict[str, str]  # on top of gateway_env, for `gateway-before` only
     compare_label: str  # what `gateway-before` runs, for the report
     startup_timeout_s: float
+    bundle: Path = BENCH_DIR / "policies" / "bundle.yaml"  # the gateway's policy
+    compare_bundle: Path | None = None  # `gateway-before`'s, when it differs
 
 
 @dataclass
@@ -176,7 +178,8 @@ def start_gateway(
     gw_dir = tmp / target.name  # each gateway its own database, policy copy and signing key
     policy_dir = gw_dir / "policies"
     policy_dir.mkdir(parents=True)
-    bundle = (BENCH_DIR / "policies" / "bundle.yaml").read_text()
+    before = target.name == "gateway-before" and cfg.compare_bundle is not None
+    bundle = (cfg.compare_bundle if before and cfg.compare_bundle else cfg.bundle).read_text()
     (policy_dir / "bundle.yaml").write_text(bundle.replace(":PORT/", f":{upstream_port}/"))
     env = {
         **os.environ,
