@@ -2,7 +2,9 @@
 
 CPU per request in this process for the in-process backend and for Redis
 (redis://127.0.0.1:6379), with a heavy plan: two team budgets, a user budget,
-team rpm + tpm, user rpm, team concurrency.
+team rpm + tpm, user rpm, team concurrency. Then the stage's other cost, the
+estimate (prompt tokens counted with tiktoken, worst-case price), for bench/run.py's
+prompt: a prompt seen for the first time, and one seen before.
 
 Run: PYTHONPATH=. .venv/bin/python bench/limits_micro.py
 """
@@ -14,15 +16,29 @@ import resource
 import time
 import uuid
 
+from run import PROMPT  # bench/run.py's prompt (this script runs from bench/)
+
 from gateway.limits.backend import LimitsBackend
+from gateway.limits.estimate import estimate_now
 from gateway.limits.memory import MemoryBackend
 from gateway.limits.plan import Actual, Estimate, build_plan
 from gateway.limits.redis_backend import RedisBackend
-from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
+from gateway.policy.compiled import (
+    Budget,
+    BudgetPeriod,
+    Deployment,
+    ModelRoute,
+    RoutingConfig,
+    TeamRules,
+)
 from gateway.policy.schema import LimitsSpec, PerUserSpec
 
 REQUESTS_IN_PROCESS = 20_000
 REQUESTS_REDIS = 3_000
+REQUESTS_ESTIMATE = 3_000
+ROUTE = ModelRoute(
+    "bench-model", (Deployment("upstream", "gpt-4o-mini", 1.0, 1),), RoutingConfig(), None
+)
 
 
 def cpu_s() -> float:
@@ -45,10 +61,11 @@ def bench_team() -> TeamRules:
 
 
 async def settle_backlog(backend: LimitsBackend, at_most: int) -> None:
-    """Redis settles in background tasks: let them catch up so they are measured too."""
-    pending = getattr(backend, "_pending", None)
-    if pending and len(pending) > at_most:
-        await asyncio.wait(list(pending))
+    """Redis settles in the background: let them catch up so they are measured too."""
+    flush = getattr(backend, "flush", None)
+    queued = len(getattr(backend, "_queue", ()))
+    if flush is not None and (queued > at_most or at_most == 0):
+        await flush()
 
 
 async def run(backend: LimitsBackend, requests: int) -> tuple[float, float]:
@@ -68,6 +85,23 @@ async def run(backend: LimitsBackend, requests: int) -> tuple[float, float]:
     return (cpu_s() - cpu0) / requests * 1e6, (time.perf_counter() - wall0) / requests * 1e6
 
 
+def bench_estimate(prompt: str, *, fresh: bool) -> float:
+    """CPU µs per estimate of a chat request with `prompt` (fresh: a new text each time)."""
+    bodies = [
+        {
+            "model": "bench-model",
+            "max_tokens": 64,
+            "messages": [{"role": "user", "content": f"{i} {prompt}" if fresh else prompt}],
+        }
+        for i in range(REQUESTS_ESTIMATE)
+    ]
+    estimate_now("chat", bodies[0], ROUTE, None)  # loads the encoding
+    cpu0 = cpu_s()
+    for body in bodies:
+        estimate_now("chat", body, ROUTE, None)
+    return (cpu_s() - cpu0) / REQUESTS_ESTIMATE * 1e6
+
+
 async def main() -> None:
     cpu_us, wall_us = await run(MemoryBackend(), REQUESTS_IN_PROCESS)
     print(f"in-process: {cpu_us:.1f} us CPU/request (plan+reserve+settle), {wall_us:.1f} us wall")
@@ -77,6 +111,8 @@ async def main() -> None:
     finally:
         await redis.close()
     print(f"redis: {cpu_us:.1f} us CPU/request in the gateway process, {wall_us:.1f} us wall")
+    new, seen = bench_estimate(PROMPT, fresh=True), bench_estimate(PROMPT, fresh=False)
+    print(f"estimate ({len(PROMPT)}-char prompt): {new:.1f} us new, {seen:.1f} us seen before")
 
 
 if __name__ == "__main__":

@@ -350,7 +350,9 @@ def main() -> int:
     print("\n" + text)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + meta["commit"]
-    (out_dir / f"{stem}.json").write_text(json.dumps({**meta, "results": results}, indent=2))
+    (out_dir / f"{stem}.json").write_text(
+        json.dumps({**meta, "results": results}, indent=2, default=str)
+    )
     (out_dir / f"{stem}.md").write_text(text)
     print(f"raw results: {out_dir / (stem + '.json')}")
     return 0

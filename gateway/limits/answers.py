@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from gateway.errors import GatewayError
 from gateway.limits.budget import Counter, Verdict
@@ -163,9 +164,9 @@ def refusal_error(refusal: Refusal, team: str) -> GatewayError:
     return concurrency_error(refusal, team)
 
 
-@dataclass(frozen=True, slots=True)
-class RateView:
-    """One rate key as it stood after the reservation: the headers' numbers."""
+class RateView(NamedTuple):
+    """One rate key as it stood after the reservation: the headers' numbers (a NamedTuple:
+    one is built per rate key per request, a third of a frozen dataclass's cost)."""
 
     check: RateCheck
     remaining: int

@@ -28,20 +28,32 @@ class Counter:
         return max(0, limit - self.used - self.reserved)
 
 
-def check(counter: Counter, limit: int, amount: int) -> Verdict:
+def verdict(used: int, reserved: int, limit: int, amount: int) -> Verdict:
+    """May `amount` be reserved on a counter at (used, reserved) under `limit`?"""
     if amount > limit:
         return Verdict.TOO_LARGE
-    if counter.used >= limit or counter.used + counter.reserved + amount > limit:
+    if used >= limit or used + reserved + amount > limit:
         return Verdict.EXHAUSTED
     return Verdict.OK
+
+
+def check(counter: Counter, limit: int, amount: int) -> Verdict:
+    return verdict(counter.used, counter.reserved, limit, amount)
 
 
 def reserve(counter: Counter, amount: int) -> Counter:
     return Counter(counter.used, counter.reserved + amount)
 
 
+def settled(
+    used: int, reserved: int, amount: int, actual: int | None, *, is_held: bool
+) -> tuple[int, int]:
+    """(used, reserved) after dropping a reservation of `amount` (if it is still held: it
+    may have expired and been dropped already) and adding the true amount (None: no
+    upstream answered)."""
+    held = min(amount, reserved) if is_held else 0
+    return used + max(0, actual or 0), reserved - held
+
+
 def settle(counter: Counter, reserved: int, actual: int | None, *, is_held: bool) -> Counter:
-    """Drop a reservation of `reserved` (if it is still held: it may have expired and
-    been dropped already) and add the true amount (None: no upstream answered)."""
-    held = min(reserved, counter.reserved) if is_held else 0
-    return Counter(counter.used + max(0, actual or 0), counter.reserved - held)
+    return Counter(*settled(counter.used, counter.reserved, reserved, actual, is_held=is_held))

@@ -43,10 +43,15 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def drained(stamp_ms: int, level: int, now_ms: int, limit: int) -> int:
+    """The fill at `now_ms` of a bucket filled to `level` at `stamp_ms` (a clock behind
+    the stamp drains nothing)."""
+    elapsed = max(0, now_ms - stamp_ms)
+    return max(0, level - elapsed * limit)
+
+
 def level_at(bucket: Bucket, now_ms: int, limit: int) -> int:
-    """The bucket's fill at `now_ms` (a clock behind the stamp drains nothing)."""
-    elapsed = max(0, now_ms - bucket.stamp_ms)
-    return max(0, bucket.level - elapsed * limit)
+    return drained(bucket.stamp_ms, bucket.level, now_ms, limit)
 
 
 def view(level: int, limit: int) -> tuple[int, int]:
@@ -59,18 +64,34 @@ def state_of(bucket: Bucket, now_ms: int, limit: int) -> tuple[int, int]:
     return view(level_at(bucket, now_ms, limit), limit)
 
 
+def wait_ms(level: int, limit: int, amount: int) -> int:
+    """Until `amount` units fit in a bucket filled to `level`: 0 now, -1 never (the
+    request alone is larger than the whole bucket)."""
+    if amount > limit:
+        return -1
+    excess = level + amount * WINDOW_MS - WINDOW_MS * limit
+    return _ceil_div(excess, limit) if excess > 0 else 0
+
+
+def filled(level: int, amount: int) -> int:
+    """The level after `amount` units pass."""
+    return level + amount * WINDOW_MS
+
+
 def decide(bucket: Bucket, now_ms: int, limit: int, amount: int) -> RateState:
     """May `amount` units pass now under `limit` per minute?"""
     level = level_at(bucket, now_ms, limit)
-    if amount > limit:  # larger than the whole bucket: waiting will not help
-        return RateState(False, bucket, *view(level, limit), -1)
-    excess = level + amount * WINDOW_MS - WINDOW_MS * limit
-    if excess > 0:
-        return RateState(False, bucket, *view(level, limit), _ceil_div(excess, limit))
-    new_level = level + amount * WINDOW_MS
+    wait = wait_ms(level, limit, amount)
+    if wait != 0:
+        return RateState(False, bucket, *view(level, limit), wait)
+    new_level = filled(level, amount)
     return RateState(True, Bucket(now_ms, new_level), *view(new_level, limit), 0)
 
 
-def adjust(bucket: Bucket, delta: int) -> Bucket:
+def adjusted(level: int, delta: int) -> int:
     """Settle a reservation: `delta` = true units - reserved units (a refund is negative)."""
-    return Bucket(bucket.stamp_ms, bucket.level + delta * WINDOW_MS)
+    return level + delta * WINDOW_MS
+
+
+def adjust(bucket: Bucket, delta: int) -> Bucket:
+    return Bucket(bucket.stamp_ms, adjusted(bucket.level, delta))

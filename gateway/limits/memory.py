@@ -1,14 +1,15 @@
 """The in-process limits backend: exact for one process (one event loop, no awaits
 inside a decision, so a reservation is atomic by construction).
 
-State is plain dicts over the pure cores (budget.py, gcra.py). Holds expire by
+State is plain dicts (one set per team) of small mutable records, changed only
+through the pure cores' arithmetic (budget.py, gcra.py). Holds expire by
 their lease: every reservation first sweeps the expired ones.
 """
 
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.limits import budget, gcra
 from gateway.limits.answers import (
@@ -20,20 +21,40 @@ from gateway.limits.answers import (
 )
 from gateway.limits.backend import Hold, NeedsSeed, Snapshot
 from gateway.limits.budget import Counter, Verdict
-from gateway.limits.plan import Actual, BudgetCheck, Plan, RateKind
+from gateway.limits.plan import Actual, BudgetCheck, Plan, RateKind, Unit
 
-Key = tuple[str, str]  # (team, counter key)
 # A period's counter is kept this long past its end (late settles, the usage view).
 KEEP_AFTER_PERIOD_MS = 86_400_000
-EMPTY_BUCKET = gcra.Bucket()
 PRUNE_ABOVE = 4096  # counters kept before old periods' ones are dropped
+OK = Verdict.OK
+TOKENS = RateKind.TOKENS
 
 
 @dataclass(slots=True)
 class _Budget:
-    counter: Counter
+    """One budget counter (budget.py's Counter, kept mutable: no object per change)."""
+
+    used: int
+    reserved: int
     expires_ms: int
     is_seeded: bool
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """One rate key's GCRA state (gcra.py's Bucket, kept mutable)."""
+
+    stamp_ms: int
+    level: int
+
+
+@dataclass(slots=True)
+class _Team:
+    """One team's counters, by key: a request touches one team only."""
+
+    budgets: dict[str, _Budget] = field(default_factory=dict)
+    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    in_flight: dict[str, set[str]] = field(default_factory=dict)
 
 
 def first_refusal(refusals: list[RateRefusal]) -> RateRefusal | None:
@@ -46,9 +67,7 @@ def first_refusal(refusals: list[RateRefusal]) -> RateRefusal | None:
 
 class MemoryBackend:
     def __init__(self) -> None:
-        self._budgets: dict[Key, _Budget] = {}
-        self._buckets: dict[Key, gcra.Bucket] = {}
-        self._in_flight: dict[Key, set[str]] = {}
+        self._teams: dict[str, _Team] = {}
         self._holds: dict[str, Hold] = {}
         self._expiries: list[tuple[int, str]] = []
 
@@ -60,60 +79,86 @@ class MemoryBackend:
         return self.reserve_now(plan, hold_id, now_ms)
 
     def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> Hold | Refusal | NeedsSeed:
-        self._sweep(now_ms)
-        team = plan.team
-        unseeded = tuple(
-            c for c in plan.budgets if not self._budget(team, c, create=False).is_seeded
-        )
-        if unseeded:
-            return NeedsSeed(unseeded)
-        for check in plan.budgets:
-            counter = self._budget(team, check).counter
-            verdict = budget.check(counter, check.limit, check.amount)
-            if verdict is not Verdict.OK:
-                return BudgetRefusal(check, verdict, counter)
+        if self._expiries and self._expiries[0][0] <= now_ms:
+            self._sweep(now_ms)
+        state = self._team(plan.team)
+        counters = state.budgets
+        entries = [counters.get(c.key) for c in plan.budgets]
+        if not all(e is not None and e.is_seeded for e in entries):
+            return NeedsSeed(
+                tuple(
+                    c
+                    for c, e in zip(plan.budgets, entries, strict=True)
+                    if not e or not e.is_seeded
+                )
+            )
+        for check, entry in zip(plan.budgets, entries, strict=True):
+            assert entry is not None  # all seeded, above
+            verdict = budget.verdict(entry.used, entry.reserved, check.limit, check.amount)
+            if verdict is not OK:
+                return BudgetRefusal(check, verdict, Counter(entry.used, entry.reserved))
+        in_flight = state.in_flight
         for conc in plan.concurrency:
-            in_flight = len(self._in_flight.get((team, conc.key), ()))
-            if in_flight >= conc.limit:
-                return ConcurrencyRefusal(conc, in_flight)
-        states = [
-            gcra.decide(self._bucket(team, r.key), now_ms, r.limit, r.amount) for r in plan.rates
-        ]
-        refused = first_refusal(
-            [
-                RateRefusal(r, s.retry_after_ms, s.remaining, s.reset_ms)
-                for r, s in zip(plan.rates, states, strict=True)
-                if not s.is_allowed
-            ]
-        )
-        if refused is not None:
+            holders = in_flight.get(conc.key)
+            count = 0 if holders is None else len(holders)
+            if count >= conc.limit:
+                return ConcurrencyRefusal(conc, count)
+        buckets = state.buckets
+        levels = []
+        refusals: list[RateRefusal] = []
+        for rate in plan.rates:
+            bucket = buckets.get(rate.key)
+            level = (
+                0
+                if bucket is None
+                else gcra.drained(bucket.stamp_ms, bucket.level, now_ms, rate.limit)
+            )
+            wait = gcra.wait_ms(level, rate.limit, rate.amount)
+            if wait != 0:
+                refusals.append(RateRefusal(rate, wait, *gcra.view(level, rate.limit)))
+            levels.append(level)
+        if refusals:
+            refused = first_refusal(refusals)
+            assert refused is not None
             return refused
         # Every check passed: now, and only now, change state.
-        for check in plan.budgets:
-            entry = self._budget(team, check)
-            entry.counter = budget.reserve(entry.counter, check.amount)
+        for check, entry in zip(plan.budgets, entries, strict=True):
+            assert entry is not None
+            entry.reserved += check.amount  # budget.reserve
         for conc in plan.concurrency:
-            self._in_flight.setdefault((team, conc.key), set()).add(hold_id)
+            holders = in_flight.get(conc.key)
+            if holders is None:
+                holders = in_flight[conc.key] = set()
+            holders.add(hold_id)
         views = []
-        for rate, state in zip(plan.rates, states, strict=True):
-            self._buckets[(team, rate.key)] = state.bucket
-            views.append(RateView(rate, state.remaining, state.reset_ms))
-        hold = Hold(hold_id, plan, tuple(views), now_ms + plan.lease_ms)
+        for rate, level in zip(plan.rates, levels, strict=True):
+            new_level = gcra.filled(level, rate.amount)
+            bucket = buckets.get(rate.key)
+            if bucket is None:
+                buckets[rate.key] = _Bucket(now_ms, new_level)
+            else:
+                bucket.stamp_ms, bucket.level = now_ms, new_level
+            views.append(RateView(rate, *gcra.view(new_level, rate.limit)))
+        expires_ms = now_ms + plan.lease_ms
+        hold = Hold(hold_id, plan, tuple(views), expires_ms)
         self._holds[hold_id] = hold
-        heapq.heappush(self._expiries, (hold.expires_ms, hold_id))
+        heapq.heappush(self._expiries, (expires_ms, hold_id))
         return hold
 
     async def seed(self, team: str, seeds: tuple[tuple[BudgetCheck, int], ...]) -> None:
+        counters = self._team(team).budgets
         for check, used in seeds:
-            entry = self._budget(team, check)
+            entry = self._budget(counters, check)
             if not entry.is_seeded:
-                entry.counter = Counter(entry.counter.used + used, entry.counter.reserved)
+                entry.used += used
                 entry.is_seeded = True
         # A new period's counters arrive here once each: the time to drop long-gone ones.
-        if seeds and len(self._budgets) > PRUNE_ABOVE:
+        if seeds and sum(len(t.budgets) for t in self._teams.values()) > PRUNE_ABOVE:
             now_ms = max(check.starts_ms for check, _ in seeds)
-            for key in [k for k, v in self._budgets.items() if v.expires_ms < now_ms]:
-                del self._budgets[key]
+            for state in self._teams.values():
+                old = [k for k, v in state.budgets.items() if v.expires_ms < now_ms]
+                for key in old:
+                    del state.budgets[key]
 
     def settle(self, hold: Hold, actual: Actual | None, now_ms: int) -> None:
         if not hold.is_checked:
@@ -123,14 +168,23 @@ class MemoryBackend:
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         self._sweep(now_ms)
-        team = plan.team
+        state = self._team(plan.team)
         budgets = []
         for check in plan.budgets:
-            entry = self._budgets.get((team, check.key))
-            budgets.append(entry.counter if entry is not None and entry.is_seeded else None)
-        rates = tuple(gcra.state_of(self._bucket(team, r.key), now_ms, r.limit) for r in plan.rates)
-        conc = tuple(len(self._in_flight.get((team, c.key), ())) for c in plan.concurrency)
-        return Snapshot(tuple(budgets), rates, conc)
+            entry = state.budgets.get(check.key)
+            seeded = entry is not None and entry.is_seeded
+            budgets.append(Counter(entry.used, entry.reserved) if entry and seeded else None)
+        rates = []
+        for rate in plan.rates:
+            bucket = state.buckets.get(rate.key)
+            level = (
+                0
+                if bucket is None
+                else gcra.drained(bucket.stamp_ms, bucket.level, now_ms, rate.limit)
+            )
+            rates.append(gcra.view(level, rate.limit))
+        conc = tuple(len(state.in_flight.get(c.key, ())) for c in plan.concurrency)
+        return Snapshot(tuple(budgets), tuple(rates), conc)
 
     async def health(self) -> str:
         return "ok"
@@ -140,37 +194,51 @@ class MemoryBackend:
 
     # --- state ---
 
-    def _budget(self, team: str, check: BudgetCheck, *, create: bool = True) -> _Budget:
-        key = (team, check.key)
-        entry = self._budgets.get(key)
-        if entry is None:
-            entry = _Budget(Counter(), check.resets_ms + KEEP_AFTER_PERIOD_MS, is_seeded=False)
-            if create:
-                self._budgets[key] = entry
-        return entry
+    def _team(self, team: str) -> _Team:
+        state = self._teams.get(team)
+        if state is None:
+            state = self._teams[team] = _Team()
+        return state
 
-    def _bucket(self, team: str, key: str) -> gcra.Bucket:
-        return self._buckets.get((team, key)) or EMPTY_BUCKET
+    @staticmethod
+    def _budget(counters: dict[str, _Budget], check: BudgetCheck) -> _Budget:
+        entry = counters.get(check.key)
+        if entry is None:
+            entry = counters[check.key] = _Budget(
+                0, 0, check.resets_ms + KEEP_AFTER_PERIOD_MS, is_seeded=False
+            )
+        return entry
 
     def _settle(
         self, hold: Hold, actual: Actual | None, *, is_held: bool, adjust_rates: bool
     ) -> None:
-        team, plan = hold.plan.team, hold.plan
+        plan = hold.plan
+        state = self._team(plan.team)
         for check in plan.budgets:
-            entry = self._budget(team, check)
-            amount = None if actual is None else check.actual(actual)
-            entry.counter = budget.settle(entry.counter, check.amount, amount, is_held=is_held)
+            entry = self._budget(state.budgets, check)
+            if actual is None:
+                amount = None
+            else:
+                amount = actual.tokens if check.unit is Unit.TOKENS else actual.nanousd
+            entry.used, entry.reserved = budget.settled(
+                entry.used, entry.reserved, check.amount, amount, is_held=is_held
+            )
         if is_held:
             for conc in plan.concurrency:
-                self._in_flight.get((team, conc.key), set()).discard(hold.id)
-        for rate in plan.rates if adjust_rates else ():
+                holders = state.in_flight.get(conc.key)
+                if holders is not None:
+                    holders.discard(hold.id)
+        if not adjust_rates:
+            return
+        for rate in plan.rates:
             # A lapsed lease leaves its tokens counted; the late settle corrects them once.
-            if rate.kind is RateKind.TOKENS:
-                true_tokens = 0 if actual is None else actual.tokens
-                key = (team, rate.key)
-                self._buckets[key] = gcra.adjust(
-                    self._bucket(team, rate.key), true_tokens - rate.amount
-                )
+            if rate.kind is TOKENS:
+                delta = (0 if actual is None else actual.tokens) - rate.amount
+                bucket = state.buckets.get(rate.key)
+                if bucket is None:
+                    state.buckets[rate.key] = _Bucket(0, gcra.adjusted(0, delta))
+                else:
+                    bucket.level = gcra.adjusted(bucket.level, delta)
 
     def _sweep(self, now_ms: int) -> None:
         """Free the holds whose lease ran out (their replica's request never settled)."""

@@ -1,8 +1,9 @@
 """The Redis limits backend: exact across processes and hosts.
 
 One round trip reserves (the RESERVE script, registered once and called by its
-SHA); settling is one more, in the background after the answer went out (the
-response path never waits for it). Every key carries the team's hash tag and a
+SHA, its numbers packed into one argument); settles are queued and sent in the
+background by one drainer, as many per pipelined round trip as have gathered (the
+response path never waits for them). Every key carries the team's hash tag and a
 TTL. Any Redis failure is BackendUnavailable: the service decides, by policy,
 whether that refuses (closed) or serves unchecked (open).
 """
@@ -15,7 +16,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from gateway.limits.answers import (
@@ -31,6 +33,7 @@ from gateway.limits.gcra import Bucket, state_of
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
 from gateway.limits.plan import Actual, BudgetCheck, Plan, RateKind
 from gateway.limits.redis_scripts import RESERVE, SEED, SETTLE, SWEEP
+from gateway.limits.resp import NoScript, RespConnection, RespError
 
 log = logging.getLogger("gateway.limits")
 # A limits check must fail fast: a dead Redis answers "closed" or "open" within this.
@@ -43,14 +46,27 @@ def team_prefix(team: str) -> str:
     return f"gw:{{{team}}}:"
 
 
+def _numbers(values: list[int]) -> str:
+    """The scripts' numeric arguments as one string (redis_scripts.py splits it)."""
+    return " ".join(map(str, values))
+
+
 class RedisBackend:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, fast: RespConnection | None = None) -> None:
         self._redis = client
+        self._fast = fast  # the scripts' calls go here when the URL allows (resp.py)
         self._reserve = client.register_script(RESERVE)
         self._settle = client.register_script(SETTLE)
         self._seed = client.register_script(SEED)
         self._sweep = client.register_script(SWEEP)
-        self._pending: set[asyncio.Task[None]] = set()
+        # Settles wait here for the drainer, which sends what has gathered as one
+        # pipeline (one write, one read) while the responses go out: no task per request.
+        self._queue: list[tuple[list[str], list[str]]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._drainer: asyncio.Task[None] | None = None
+        self._closing = False
         self.lost_settles = 0  # settles Redis never took (their leases free them)
 
     @classmethod
@@ -62,19 +78,15 @@ class RedisBackend:
             retry=Retry(NoBackoff(), 0),
             decode_responses=False,
         )
-        return cls(client)
+        return cls(client, RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S))
 
     async def try_reserve(
         self, plan: Plan, hold_id: str, now_ms: int
     ) -> Hold | Refusal | NeedsSeed:
         p = team_prefix(plan.team)
         keys = [p + "holds", p + "exp"]
-        keys += [p + c.key for c in plan.budgets]
-        keys += [p + r.key for r in plan.rates]
-        keys += [p + c.key for c in plan.concurrency]
         lease_end = now_ms + plan.lease_ms
-        args: list[Any] = [
-            hold_id,
+        nums = [
             now_ms,
             lease_end,
             len(plan.budgets),
@@ -82,11 +94,15 @@ class RedisBackend:
             len(plan.concurrency),
         ]
         for b in plan.budgets:
-            args += [b.limit, b.amount, b.resets_ms + KEEP_AFTER_PERIOD_MS]
+            keys.append(p + b.key)
+            nums += (b.limit, b.amount, b.resets_ms + KEEP_AFTER_PERIOD_MS)
         for r in plan.rates:
-            args += [r.limit, r.amount]
-        args += [c.limit for c in plan.concurrency]
-        reply = await self._call(self._reserve, keys, args)
+            keys.append(p + r.key)
+            nums += (r.limit, r.amount)
+        for c in plan.concurrency:
+            keys.append(p + c.key)
+            nums.append(c.limit)
+        reply = await self._call(self._reserve, keys, [hold_id, _numbers(nums)])
         return decode_reserve(plan, hold_id, lease_end, reply)
 
     async def seed(self, team: str, seeds: tuple[tuple[BudgetCheck, int], ...]) -> None:
@@ -101,30 +117,72 @@ class RedisBackend:
     def settle(self, hold: Hold, actual: Actual | None, now_ms: int) -> None:
         if not hold.is_checked:
             return
-        task = asyncio.get_running_loop().create_task(self._settle_now(hold, actual))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._queue.append(settle_command(hold, actual))
+        self._idle.clear()
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        self._wake.set()
 
     async def _settle_now(self, hold: Hold, actual: Actual | None) -> None:
-        plan = hold.plan
-        p = team_prefix(plan.team)
-        tpm = [r for r in plan.rates if r.kind is RateKind.TOKENS]
-        keys = (
-            [p + "holds", p + "exp"] + [p + b.key for b in plan.budgets] + [p + r.key for r in tpm]
+        """Settle at once and wait for Redis to take it (the equivalence test's path)."""
+        await self._send_settles([settle_command(hold, actual)])
+
+    async def flush(self) -> None:
+        """Wait until every queued settle has been sent (and answered, or lost)."""
+        await self._idle.wait()
+
+    async def _drain(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue, []
+                await self._send_settles(batch)
+            self._idle.set()
+            if self._closing:
+                return
+
+    async def _retry_unknown_script(
+        self, batch: list[tuple[list[str], list[str]]], replies: list[Any]
+    ) -> list[Exception]:
+        """Settles Redis refused for not knowing the script (a restarted Redis: none of it
+        ran) are sent again; the errors of those it did not take otherwise."""
+        errors = []
+        for (keys, args), reply in zip(batch, replies, strict=False):
+            if isinstance(reply, NoScriptError | NoScript):  # Redis forgot it: none of it ran
+                await self._evalsha(self._settle, keys, args)
+            elif isinstance(reply, Exception):
+                errors.append(reply)
+        return errors
+
+    def _lost(self, count: int, error: Exception) -> None:
+        self.lost_settles += count
+        log.warning(
+            "limits settle lost: Redis unreachable (the reservation frees at its lease end)",
+            extra={"fields": {"settles": count, "error": _why(error)}},
         )
-        args: list[Any] = [hold.id, len(plan.budgets), len(tpm)]
-        for b in plan.budgets:
-            args += [-1 if actual is None else b.actual(actual), b.resets_ms + KEEP_AFTER_PERIOD_MS]
-        true_tokens = 0 if actual is None else actual.tokens
-        args += [true_tokens - r.amount for r in tpm]
+
+    async def _send_settles(self, batch: list[tuple[list[str], list[str]]]) -> None:
         try:
-            await self._call(self._settle, keys, args)
-        except BackendUnavailable as error:
-            self.lost_settles += 1
-            log.warning(
-                "limits settle lost: Redis unreachable (the reservation frees at its lease end)",
-                extra={"fields": {"team": plan.team, "error": str(error)}},
-            )
+            if len(batch) == 1:
+                keys, args = batch[0]
+                await self._evalsha(self._settle, keys, args)
+                return
+            sha = self._settle.sha
+            if self._fast is not None:
+                replies = await self._fast.call_many(
+                    [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in batch]
+                )
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for keys, args in batch:
+                        pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+                    replies = await pipe.execute(raise_on_error=False)
+            errors = await self._retry_unknown_script(batch, replies)
+        except (RedisError, RespError, OSError) as error:
+            errors = [error] * len(batch)
+        if errors:
+            self._lost(len(errors), errors[0])
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         p = team_prefix(plan.team)
@@ -158,15 +216,56 @@ class RedisBackend:
         return "ok"
 
     async def close(self) -> None:
-        if self._pending:  # settles still in the air get a moment to land
-            await asyncio.wait(list(self._pending), timeout=SETTLE_DRAIN_S)
+        drainer = self._drainer
+        if drainer is not None and not drainer.done():  # queued settles get a moment to land
+            self._closing = True
+            self._wake.set()
+            await asyncio.wait([drainer], timeout=SETTLE_DRAIN_S)
+            drainer.cancel()
+        if self._fast is not None:
+            await self._fast.close()
         await self._redis.aclose()
 
-    async def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         try:
+            return await self._evalsha(script, keys, args)
+        except (RedisError, RespError, OSError) as error:
+            raise BackendUnavailable(f"Redis: {_why(error)}") from error
+
+    async def _evalsha(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA on the fast connection, else through redis-py; a script Redis forgot
+        (it restarted or was flushed) is loaded again, once."""
+        fast = self._fast
+        if fast is None:
             return await script(keys=keys, args=args)
-        except (RedisError, OSError) as error:
-            raise BackendUnavailable(f"Redis: {type(error).__name__}: {error}") from error
+        try:
+            return await fast.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+        except NoScript:
+            script.sha = await self._redis.script_load(script.script)
+            return await fast.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+
+
+def _why(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def settle_command(hold: Hold, actual: Actual | None) -> tuple[list[str], list[str]]:
+    """The SETTLE script's keys and arguments for `hold`."""
+    plan = hold.plan
+    p = team_prefix(plan.team)
+    keys = [p + "holds", p + "exp"]
+    nums = [len(plan.budgets), 0]
+    for b in plan.budgets:
+        keys.append(p + b.key)
+        used = -1 if actual is None else b.actual(actual)
+        nums += (used, b.resets_ms + KEEP_AFTER_PERIOD_MS)
+    true_tokens = 0 if actual is None else actual.tokens
+    for r in plan.rates:
+        if r.kind is RateKind.TOKENS:
+            keys.append(p + r.key)
+            nums.append(true_tokens - r.amount)
+    nums[1] = len(keys) - 2 - len(plan.budgets)
+    return keys, [hold.id, _numbers(nums)]
 
 
 def decode_reserve(

@@ -42,17 +42,26 @@ local function release(holds, exp, id)
 end
 """
 
+# Numbers travel as one space-separated argument (one argument to encode and frame
+# instead of ~25): the scripts split it into A, where A[1] is the hold id, so
+# A[i] below is the i-th value of the layouts described.
+_ARGS = """
+local A = {ARGV[1]}
+for word in string.gmatch(ARGV[2], '%S+') do A[#A + 1] = word end
+"""
+
 # KEYS: holds, exp, budgets..., rates..., concurrency...
-# ARGV: id, now, lease_end, nb, nr, nc, then (limit, amount, keep_until) per budget,
-#       (limit, amount) per rate, limit per concurrency.
+# ARGV: id, then in one string: now, lease_end, nb, nr, nc, then (limit, amount,
+#       keep_until) per budget, (limit, amount) per rate, limit per concurrency.
 # Returns {0, remaining, reset_ms, ...per rate} | {1, i, verdict, used, reserved}
 #       | {2, i, in_flight} | {3, i, retry_ms, remaining, reset_ms} | {4, i, ...}
 RESERVE = (
     _RELEASE
+    + _ARGS
     + """
 local holds, exp = KEYS[1], KEYS[2]
-local id, now, lease_end = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local nb, nr, nc = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local id, now, lease_end = A[1], tonumber(A[2]), tonumber(A[3])
+local nb, nr, nc = tonumber(A[4]), tonumber(A[5]), tonumber(A[6])
 local W = """
     + str(WINDOW_MS)
     + """
@@ -68,7 +77,7 @@ if #unseeded > 1 then return unseeded end
 local a = 7
 for i = 1, nb do
   local key = KEYS[2 + i]
-  local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local limit, amount = tonumber(A[a]), tonumber(A[a + 1])
   local v = redis.call('HMGET', key, 'u', 'r')
   local used, reserved = tonumber(v[1] or '0'), tonumber(v[2] or '0')
   if amount > limit then return {1, i, 2, used, reserved} end
@@ -81,7 +90,7 @@ for i = 1, nc do
   local key = KEYS[2 + nb + nr + i]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   local n = redis.call('ZCARD', key)
-  if n >= tonumber(ARGV[a]) then return {2, i, n} end
+  if n >= tonumber(A[a]) then return {2, i, n} end
   a = a + 1
 end
 
@@ -95,7 +104,7 @@ local levels, refused = {}, nil
 a = ra
 for i = 1, nr do
   local key = KEYS[2 + nb + i]
-  local limit, amount = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local limit, amount = tonumber(A[a]), tonumber(A[a + 1])
   local v = redis.call('HMGET', key, 's', 'l')
   local stamp, level = tonumber(v[1] or '0'), tonumber(v[2] or '0')
   local elapsed = now - stamp
@@ -126,15 +135,15 @@ local rec = {}
 a = 7
 for i = 1, nb do
   local key = KEYS[2 + i]
-  redis.call('HINCRBY', key, 'r', ARGV[a + 1])
-  redis.call('PEXPIREAT', key, ARGV[a + 2])
-  rec[#rec + 1] = 'B ' .. key .. ' ' .. ARGV[a + 1]
+  redis.call('HINCRBY', key, 'r', A[a + 1])
+  redis.call('PEXPIREAT', key, A[a + 2])
+  rec[#rec + 1] = 'B ' .. key .. ' ' .. A[a + 1]
   a = a + 3
 end
 local out = {0}
 for i = 1, nr do
-  local key, limit = KEYS[2 + nb + i], tonumber(ARGV[a])
-  redis.call('HSET', key, 's', ARGV[2], 'l', int(levels[i]))
+  local key, limit = KEYS[2 + nb + i], tonumber(A[a])
+  redis.call('HSET', key, 's', A[2], 'l', int(levels[i]))
   redis.call('PEXPIRE', key, int(math.ceil(levels[i] / limit) + 1000))
   local rem, reset = view(levels[i], limit)
   out[#out + 1] = rem
@@ -143,12 +152,12 @@ for i = 1, nr do
 end
 for i = 1, nc do
   local key = KEYS[2 + nb + nr + i]
-  redis.call('ZADD', key, ARGV[3], id)
-  redis.call('PEXPIREAT', key, ARGV[3])
+  redis.call('ZADD', key, A[3], id)
+  redis.call('PEXPIREAT', key, A[3])
   rec[#rec + 1] = 'C ' .. key
 end
 redis.call('HSET', holds, id, table.concat(rec, ' '))
-redis.call('ZADD', exp, ARGV[3], id)
+redis.call('ZADD', exp, A[3], id)
 local keep = lease_end - now
 if redis.call('PTTL', holds) < keep then
   redis.call('PEXPIRE', holds, int(keep))
@@ -159,25 +168,27 @@ return out
 )
 
 # KEYS: holds, exp, budgets..., token rates...
-# ARGV: id, nb, nt, then (actual or -1, keep_until) per budget, delta per token rate.
+# ARGV: id, then in one string: nb, nt, then (actual or -1, keep_until) per budget,
+#       delta per token rate.
 SETTLE = (
     _RELEASE
+    + _ARGS
     + """
-local nb, nt = tonumber(ARGV[2]), tonumber(ARGV[3])
-release(KEYS[1], KEYS[2], ARGV[1])
+local nb, nt = tonumber(A[2]), tonumber(A[3])
+release(KEYS[1], KEYS[2], A[1])
 local a = 4
 for i = 1, nb do
-  local actual = tonumber(ARGV[a])
+  local actual = tonumber(A[a])
   if actual > 0 then
     redis.call('HINCRBY', KEYS[2 + i], 'u', actual)
-    redis.call('PEXPIREAT', KEYS[2 + i], ARGV[a + 1])
+    redis.call('PEXPIREAT', KEYS[2 + i], A[a + 1])
   end
   a = a + 2
 end
 for i = 1, nt do
   local key = KEYS[2 + nb + i]
   if redis.call('EXISTS', key) == 1 then
-    redis.call('HINCRBY', key, 'l', int(tonumber(ARGV[a]) * """
+    redis.call('HINCRBY', key, 'l', int(tonumber(A[a]) * """
     + str(WINDOW_MS)
     + """))
   end

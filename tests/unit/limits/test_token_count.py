@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.limits import token_count
 from gateway.limits.token_count import (
     REPLY_PRIMING_TOKENS,
     TOKENS_PER_MESSAGE,
@@ -58,3 +59,37 @@ def test_every_endpoints_prompt_field(
     endpoint: str, body: dict[str, object], expected: int
 ) -> None:
     assert count_prompt(endpoint, body, "gpt-4o") == expected
+
+
+TEXTS = ["Hello world", "<|endoftext|> special", "こんにちは世界、元気ですか", "x" * 2048]
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-3.5-turbo"])
+def test_a_remembered_count_is_the_encodings_own(model: str) -> None:
+    for text in TEXTS:
+        first = token_count.count_prompt_text(text, model)
+        assert first == token_count.count_prompt_text(text, model) == count_text(text, model)
+
+
+def test_each_encoding_remembers_its_own_count() -> None:
+    text = "こんにちは世界、元気ですか"
+    assert count_text(text, "gpt-4o") != count_text(text, "gpt-3.5-turbo")
+    assert token_count.count_prompt_text(text, "gpt-4o") == count_text(text, "gpt-4o")
+    assert token_count.count_prompt_text(text, "gpt-3.5-turbo") == count_text(text, "gpt-3.5-turbo")
+
+
+def test_the_memory_is_bounded_and_long_texts_are_not_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(token_count, "_remembered", {})
+    monkeypatch.setattr(token_count, "REMEMBERED_TEXTS", 4)
+    for i in range(10):
+        assert token_count.count_prompt_text(f"text number {i}", "gpt-4o") == count_text(
+            f"text number {i}", "gpt-4o"
+        )
+    assert len(token_count._remembered) == 4
+    assert ("o200k_base", "text number 9") in token_count._remembered
+    assert ("o200k_base", "text number 0") not in token_count._remembered
+    long = "y" * (token_count.REMEMBERED_CHARS + 1)
+    assert token_count.count_prompt_text(long, "gpt-4o") == count_text(long, "gpt-4o")
+    assert all(text != long for _, text in token_count._remembered)

@@ -1,0 +1,104 @@
+"""Redis settles leave the response path: queued, sent by one drainer as many per round
+trip as have gathered, landed before close, and counted when Redis cannot take them."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from typing import Any
+
+from gateway.limits.backend import Hold
+from gateway.limits.plan import Actual, Estimate, Plan, build_plan
+from gateway.limits.redis_backend import RedisBackend
+from gateway.limits.resp import Command
+from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
+from gateway.policy.schema import LimitsSpec
+
+
+def team() -> TeamRules:
+    return TeamRules(
+        f"settle-{uuid.uuid4().hex[:8]}",
+        True,
+        frozenset(),
+        budgets=(Budget(BudgetPeriod.DAY, 10**9, None),),
+        limits=LimitsSpec(rpm=10**6, tpm=10**9, concurrency=1000),
+    )
+
+
+async def reserved(backend: RedisBackend, plan: Plan, n: int, now: int) -> list[Hold]:
+    await backend.seed(plan.team, tuple((c, 0) for c in plan.budgets))
+    holds = []
+    for i in range(n):
+        hold = await backend.try_reserve(plan, f"h{i}", now)
+        assert isinstance(hold, Hold)
+        holds.append(hold)
+    return holds
+
+
+async def test_settles_of_one_loop_turn_go_in_one_batch_and_all_land(redis_url: str) -> None:
+    backend = RedisBackend.from_url(redis_url)
+    assert backend._fast is not None
+    sizes: list[int] = []
+    send = backend._fast.call_many
+
+    async def recording(commands: list[Command]) -> list[Any]:
+        sizes.append(len(commands))
+        return await send(commands)
+
+    backend._fast.call_many = recording  # type: ignore[method-assign]
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    try:
+        holds = await reserved(backend, plan, 30, now)
+        sizes.clear()
+        for i, hold in enumerate(holds):
+            backend.settle(hold, Actual(i, 0) if i % 2 else None, now)
+        await backend.flush()
+        assert sizes == [30]  # one write, one round trip
+        snap = await backend.snapshot(plan, now)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (sum(range(1, 30, 2)), 0)
+        assert snap.concurrency == (0,) and backend.lost_settles == 0
+    finally:
+        await backend.close()
+
+
+async def test_settles_queued_at_close_still_land(redis_url: str) -> None:
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    backend = RedisBackend.from_url(redis_url)
+    holds = await reserved(backend, plan, 3, now)
+    for hold in holds:
+        backend.settle(hold, Actual(7, 0), now)
+    await backend.close()
+    fresh = RedisBackend.from_url(redis_url)
+    try:
+        snap = await fresh.snapshot(plan, now)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (21, 0)
+        assert snap.concurrency == (0,)
+    finally:
+        await fresh.close()
+
+
+async def test_settles_redis_cannot_take_are_counted_lost() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}")
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(1, 0), now)
+    try:
+        backend.settle(Hold("a", plan, (), now + 1000), Actual(1, 0), now)
+        await backend.flush()
+        assert backend.lost_settles == 1
+        for name in "bcd":
+            backend.settle(Hold(name, plan, (), now + 1000), None, now)
+        await backend.flush()
+        assert backend.lost_settles == 4
+        backend.settle(Hold("e", plan, (), 0, is_checked=False), None, now)  # never sent
+        await backend.flush()
+        assert backend.lost_settles == 4
+    finally:
+        await backend.close()

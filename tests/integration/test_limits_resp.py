@@ -1,0 +1,160 @@
+"""The limits' RESP connection against a real Redis and against servers that misbehave:
+pipelined callers get their own replies, a silent or vanishing server fails what is in
+flight within the timeout, and the next command connects again."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import pytest
+
+from gateway.limits.resp import RespConnection, RespError
+
+
+async def test_many_callers_share_one_connection_and_get_their_own_replies(
+    redis_url: str,
+) -> None:
+    conn = RespConnection.from_url(redis_url, timeout_s=2)
+    assert conn is not None
+    key = f"resp-test-{uuid.uuid4().hex}"
+    try:
+        replies = await asyncio.gather(*(conn.call(("ECHO", f"n{i}")) for i in range(300)))
+        assert replies == [f"n{i}".encode() for i in range(300)]
+        batch = await conn.call_many([("INCRBY", key, 5), ("HGET", key, "x"), ("GET", key)])
+        assert batch[0] == 5 and isinstance(batch[1], RespError) and batch[2] == b"5"
+        with pytest.raises(RespError):
+            await conn.call(("NOSUCHCOMMAND",))
+        assert await conn.call(("DEL", key)) == 1  # an error reply leaves the link usable
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def fake_server(
+    on_connect: Callable[[int, asyncio.StreamReader, asyncio.StreamWriter], object],
+) -> AsyncIterator[int]:
+    """A TCP server on a free port; `on_connect(n, ...)` serves its n-th connection."""
+    writers: list[asyncio.StreamWriter] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        try:
+            await on_connect(len(writers), reader, writer)  # type: ignore[misc]
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield server.sockets[0].getsockname()[1]
+    finally:
+        server.close()
+        for writer in writers:
+            writer.close()
+        await asyncio.sleep(0.01)  # let the handlers see their connections end
+
+
+async def test_a_silent_server_times_out_and_the_next_call_connects_again() -> None:
+    async def serve(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        if n > 1:  # the first connection never answers
+            writer.write(b"+PONG\r\n")
+            await writer.drain()
+        await reader.read()
+
+    async with fake_server(serve) as port:
+        conn = RespConnection("127.0.0.1", port, timeout_s=0.2)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await conn.call(("PING",))
+        assert time.monotonic() - started < 1.5
+        assert await conn.call(("PING",)) == b"PONG"
+        await conn.close()
+
+
+async def test_a_connection_dropped_mid_command_fails_it_and_the_next_reconnects() -> None:
+    async def serve(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        if n == 1:
+            writer.write(b":1\r\n:2")  # one reply and half of the next, then gone
+            writer.close()
+            return
+        writer.write(b"+PONG\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with fake_server(serve) as port:
+        conn = RespConnection("127.0.0.1", port, timeout_s=2)
+        with pytest.raises(ConnectionError):
+            await conn.call_many([("PING",), ("PING",)])
+        assert await conn.call(("PING",)) == b"PONG"
+        await conn.close()
+
+
+async def test_a_reply_nobody_asked_for_breaks_the_connection() -> None:
+    async def serve(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.write(b"+PONG\r\n+EXTRA\r\n" if n == 1 else b"+PONG\r\n")
+        await writer.drain()
+        await reader.read()
+
+    async with fake_server(serve) as port:
+        conn = RespConnection("127.0.0.1", port, timeout_s=2)
+        assert await conn.call(("PING",)) == b"PONG"
+        await asyncio.sleep(0.05)
+        assert conn._link is None  # dropped: later replies could no longer be matched
+        assert await conn.call(("PING",)) == b"PONG"
+        await conn.close()
+
+
+async def test_nobody_listening_is_a_connection_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    conn = RespConnection("127.0.0.1", port, timeout_s=0.5)
+    with pytest.raises(OSError):
+        await conn.call(("PING",))
+
+
+def start_redis(port: int, directory: str, *options: str) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--dir", directory, *options],
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            if time.monotonic() > deadline:
+                server.terminate()
+                raise
+            time.sleep(0.05)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_a_password_and_database_in_the_url_are_used(tmp_path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = start_redis(port, str(tmp_path), "--requirepass", "s3cret")
+    try:
+        good = RespConnection.from_url(f"redis://:s3cret@127.0.0.1:{port}/3", timeout_s=2)
+        assert good is not None
+        info = await good.call(("CLIENT", "INFO"))
+        assert b" db=3 " in info
+        await good.close()
+        bad = RespConnection.from_url(f"redis://:wrong@127.0.0.1:{port}", timeout_s=2)
+        assert bad is not None
+        with pytest.raises(ConnectionError, match="setup"):
+            await bad.call(("PING",))
+    finally:
+        server.terminate()
+        server.wait(10)
