@@ -146,6 +146,13 @@ class NotFound(InvalidRequest):
     code = "not_found"
 
 
+class PreviousResponseNotFound(InvalidRequest):
+    """A `previous_response_id` this gateway did not mint for the caller's team."""
+
+    status = 404
+    code = "previous_response_not_found"
+
+
 class MethodNotAllowed(InvalidRequest):
     status = 405
     code = "method_not_allowed"

@@ -56,7 +56,7 @@ from gateway.providers.base import (
     UpstreamClientError,
     UpstreamFailure,
 )
-from gateway.routing.affinity import ResponseIds
+from gateway.routing.affinity import ResponseIdKey, ResponseIds
 from gateway.routing.failover import Attempt, call_with_failover
 from gateway.routing.tries import Tries
 from gateway.services import Services
@@ -194,7 +194,9 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     parsed = await exchange.read_body()
     ctx.model, ctx.is_stream = parsed.model, parsed.is_stream
     grant = authorize(policy, ctx.principal, parsed.model, ctx.endpoint, services.providers.get)
-    route, body, ids = pin_conversation(ctx.endpoint, grant.route, parsed.body)
+    route, body, ids = pin_conversation(
+        ctx.endpoint, grant.route, parsed.body, grant.team.name, services.response_id_key
+    )  # response id binding: only the team's own ids continue a conversation
     # guard input: before any reservation; may redact the body, or refuse it.
     guards = grant.team.guards
     checked = await guard_input(guards, ctx.endpoint, body, parsed.model, services.classifiers)
@@ -300,12 +302,13 @@ def servable(
 
 
 def pin_conversation(
-    endpoint: Endpoint, route: ModelRoute, body: dict[str, Any]
+    endpoint: Endpoint, route: ModelRoute, body: dict[str, Any], team: str, key: ResponseIdKey
 ) -> tuple[ModelRoute, Mapping[str, Any], ResponseIds | None]:
-    """Responses API: a follow-up goes to the deployment that holds its conversation."""
+    """Responses API: a follow-up goes to the deployment that holds its conversation,
+    and only for the team it was minted for (404 previous_response_not_found otherwise)."""
     if endpoint != "responses":
         return route, body, None
-    ids = ResponseIds()
+    ids = ResponseIds(key, team)
     pinned, pinned_body = ids.pin(route, body)
     return pinned, pinned_body, ids
 

@@ -21,6 +21,7 @@ from gateway.auth.issuer import CURRENT_KEY_POLL_S, TokenIssuer, retired_key_ver
 from gateway.auth.jwks import JwksCache
 from gateway.auth.keys import SigningKeyStore
 from gateway.auth.login_guard import LoginLimits
+from gateway.auth.response_id_key import load_response_id_key  # response id binding
 from gateway.cache.backends import open_cache  # response cache (issue 14)
 from gateway.cache.entry import CacheBackend  # response cache (issue 14)
 from gateway.context import RequestContext
@@ -33,6 +34,7 @@ from gateway.policy.service import PolicyService
 from gateway.policy.store import PolicyStore
 from gateway.policy.sync import keep_policy_in_sync, load_running_policy
 from gateway.providers.registry import ProviderSet
+from gateway.routing.affinity import ResponseIdKey  # response id binding
 from gateway.routing.failover import HealthBoard
 from gateway.settings import Settings, is_derived_issuer
 from gateway.telemetry import Telemetry
@@ -62,6 +64,7 @@ class Services:
     cache: CacheBackend  # response cache (issue 14): Redis if configured, else in-process
     limits: Limits  # budgets, rate limits, concurrency (issue 9)
     telemetry: Telemetry  # traces and metrics; they subscribe to `recorders`
+    response_id_key: ResponseIdKey  # response id binding: ids minted per team, every replica
 
 
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
@@ -117,6 +120,7 @@ async def build_services(
             retired_verify_s=retired_key_verify_s(settings.token_ttl_s, settings.token_leeway_s),
         )
         await keys.current()  # the first start creates the signing key
+        response_id_key = await load_response_id_key(engine)  # response id binding
         verifier = Authenticator(
             TokenVerifier(
                 settings.issuer_url,
@@ -162,6 +166,7 @@ async def build_services(
                     cache=cache,  # response cache (issue 14)
                     limits=limits,
                     telemetry=telemetry,
+                    response_id_key=response_id_key,  # response id binding
                 )
             finally:
                 # uvicorn shuts the lifespan down right after cancelling the requests

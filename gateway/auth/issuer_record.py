@@ -4,7 +4,8 @@
 reads them (`served_issuer`) so a token minted by the CLI carries the `iss`
 and `aud` the server checks, even when the CLI runs with another environment
 (no GATEWAY_ISSUER_URL, or another port). Rows of `served_settings` are plain
-name/value pairs; nothing secret is stored here.
+name/value pairs; these two are not secret (the response id key in another row is:
+`response_id_key.py`).
 """
 
 from __future__ import annotations

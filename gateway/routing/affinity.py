@@ -1,52 +1,99 @@
-"""Responses API follow-ups stay on the deployment that created the response.
+"""Responses API follow-ups: only the team that created a response continues it, on
+the deployment that holds it.
 
 A stored response lives at one upstream: a `previous_response_id` sent to any
 other deployment is unknown there. The gateway keeps no table for this: the
-response ids it hands out carry the deployment (`resp_` + base64url of
-`gw1\\n PROVIDER/MODEL \\n UPSTREAM_ID`), so any replica can pin a follow-up
-without a lookup. A pinned deployment must be one the requested model already
-routes to, so a crafted id can choose among the caller's own deployments and
-nothing else. Ids the gateway did not mint pass through unpinned.
+response ids it hands out carry the deployment and a MAC that binds them to the
+team they were minted for (`resp_` + base64url of
+`gw2\\n PROVIDER/MODEL \\n UPSTREAM_ID` + MAC), so any replica can pin a follow-up
+without a lookup. The MAC is HMAC-SHA-256 (cut to 16 bytes) under a key every
+replica shares (`gateway/auth/response_id_key.py`), over the team and the payload.
+
+A `previous_response_id` this gateway did not mint for the caller's team (another
+team's, a forged or altered one, an upstream's raw id, anything malformed, the
+unsigned `gw1` ids of earlier builds) is refused exactly as OpenAI refuses an
+unknown id, so a team that learns another team's id learns nothing from it. A
+pinned deployment must also be one the requested model routes to.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
-from gateway.errors import InvalidRequest, quoted
+from gateway.errors import InvalidRequest, PreviousResponseNotFound, quoted
 from gateway.policy.compiled import Deployment, ModelRoute
 
 PREFIX = "resp_"
-_MARK = b"gw1\n"
+_MARK = b"gw2\n"
+MAC_BYTES = 16  # 128 bits: forging needs ~2^128 tries against an online oracle
+KEY_BYTES = 32
 
 
-def encode_response_id(deployment_label: str, upstream_id: str) -> str:
-    raw = _MARK + deployment_label.encode() + b"\n" + upstream_id.encode()
+@dataclass(frozen=True, slots=True)
+class ResponseIdKey:
+    """The HMAC key of response ids; its repr never shows the secret."""
+
+    secret: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.secret) < KEY_BYTES:
+            raise ValueError(f"a response id key needs at least {KEY_BYTES} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class MintedId:
+    """What a verified gateway response id names."""
+
+    deployment_label: str
+    upstream_id: str
+
+
+def _mac(key: ResponseIdKey, team: str, payload: bytes) -> bytes:
+    team_bytes = team.encode()
+    # Length-prefixed team: no (team, payload) pair can be read as another.
+    message = len(team_bytes).to_bytes(4, "big") + team_bytes + payload
+    return hmac.new(key.secret, message, hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def mint_response_id(key: ResponseIdKey, team: str, deployment_label: str, upstream_id: str) -> str:
+    """The id the client sees for `upstream_id`, created by `deployment_label` for `team`."""
+    payload = _MARK + deployment_label.encode() + b"\n" + upstream_id.encode()
+    raw = payload + _mac(key, team, payload)
     return PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode_response_id(response_id: str) -> tuple[str, str] | None:
-    """(deployment label, upstream id) of an id this gateway minted, else None."""
-    if not response_id.startswith(PREFIX):
+def verify_response_id(key: ResponseIdKey, team: str, response_id: str) -> MintedId | None:
+    """What `response_id` names if this gateway minted it for `team`, else None."""
+    if not response_id.startswith(PREFIX) or not response_id.isascii():
         return None
     text = response_id[len(PREFIX) :]
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         return None
-    if not raw.startswith(_MARK):
+    # Re-encoding must give back the text: one id per payload, no padding games.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != text:
         return None
-    label, sep, upstream_id = raw[len(_MARK) :].partition(b"\n")
+    if len(raw) <= MAC_BYTES:
+        return None
+    payload, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+    if not payload.startswith(_MARK):
+        return None
+    if not hmac.compare_digest(mac, _mac(key, team, payload)):
+        return None
+    label, sep, upstream_id = payload[len(_MARK) :].partition(b"\n")
     if not sep or not label or not upstream_id:
         return None
     try:
-        return label.decode(), upstream_id.decode()
+        return MintedId(label.decode(), upstream_id.decode())
     except UnicodeDecodeError:
         return None
 
@@ -59,7 +106,9 @@ class ResponseIds:
     of the `previous_response_id` it sent).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, key: ResponseIdKey, team: str) -> None:
+        self._key = key
+        self._team = team
         self._swaps: list[tuple[bytes, bytes]] = []  # (upstream id, gateway id), JSON-quoted
         self._learned = False
 
@@ -67,22 +116,31 @@ class ResponseIds:
         self, route: ModelRoute, body: Mapping[str, Any]
     ) -> tuple[ModelRoute, Mapping[str, Any]]:
         """The route narrowed to the deployment holding `previous_response_id`, and the
-        body carrying that deployment's own id. Unchanged when the id is not the gateway's."""
+        body carrying that deployment's own id. Unchanged without a `previous_response_id`;
+        404 previous_response_not_found unless this gateway minted it for this team."""
         previous = body.get("previous_response_id")
-        decoded = decode_response_id(previous) if isinstance(previous, str) else None
-        if decoded is None:
+        if previous is None:
             return route, body
-        label, upstream_id = decoded
-        deployment = _deployment_labelled(route, label)
+        minted = (
+            verify_response_id(self._key, self._team, previous)
+            if isinstance(previous, str)
+            else None
+        )
+        if minted is None:
+            raise PreviousResponseNotFound(
+                f"Previous response with id {quoted(previous)} not found.",
+                param="previous_response_id",
+            )
+        deployment = _deployment_labelled(route, minted.deployment_label)
         if deployment is None:
             raise InvalidRequest(
                 f"Previous response {quoted(previous)} was created by a deployment that the model "
                 f"'{route.alias}' no longer routes to; start a new conversation.",
                 param="previous_response_id",
             )
-        self._swaps.append((orjson.dumps(upstream_id), orjson.dumps(previous)))
+        self._swaps.append((orjson.dumps(minted.upstream_id), orjson.dumps(previous)))
         pinned = replace(route, deployments=(deployment,))
-        return pinned, {**body, "previous_response_id": upstream_id}
+        return pinned, {**body, "previous_response_id": minted.upstream_id}
 
     def learn(self, deployment: Deployment, response: object) -> None:
         """Note the id of the response `deployment` created (a Responses object)."""
@@ -90,7 +148,7 @@ class ResponseIds:
             return
         upstream_id = response.get("id")
         if isinstance(upstream_id, str) and upstream_id:
-            gateway_id = encode_response_id(deployment.label, upstream_id)
+            gateway_id = mint_response_id(self._key, self._team, deployment.label, upstream_id)
             self._swaps.append((orjson.dumps(upstream_id), orjson.dumps(gateway_id)))
             self._learned = True
 

@@ -15,7 +15,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from gateway.routing.affinity import decode_response_id
+from gateway.routing.affinity import MintedId, verify_response_id
 from tests.support.gateway import running_gateway
 from tests.support.upstream import MockUpstream
 
@@ -181,7 +181,10 @@ async def test_spaced_json_responses_stream_gets_gateway_ids_and_reported_usage(
             client = await gw.openai()
             stream = await client.responses.create(model="m", input="hi", stream=True)
             got = [e async for e in stream]
-    assert decode_response_id(got[0].response.id) == ("up/upstream-model", "resp_up1")
+            key = gw.services.response_id_key
+    assert verify_response_id(key, "demo", got[0].response.id) == MintedId(
+        "up/upstream-model", "resp_up1"
+    )
     assert got[-1].response.id == got[0].response.id
     line = orjson.loads(log.read_bytes().splitlines()[-1])
     assert (line["usage_estimated"], line["output_tokens"], line["outcome"]) == (False, 2, "ok")

@@ -1,32 +1,137 @@
-"""Response ids that carry their deployment (gateway/routing/affinity.py)."""
+"""Response ids bound to their team and deployment (gateway/routing/affinity.py)."""
+
+import base64
+import hashlib
+import hmac
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from gateway.errors import InvalidRequest
+from gateway.errors import InvalidRequest, PreviousResponseNotFound
 from gateway.policy.compiled import Deployment, ModelRoute, RoutingConfig
-from gateway.routing.affinity import ResponseIds, decode_response_id, encode_response_id
+from gateway.routing.affinity import (
+    MAC_BYTES,
+    MintedId,
+    ResponseIdKey,
+    ResponseIds,
+    mint_response_id,
+    verify_response_id,
+)
+
+KEY = ResponseIdKey(b"k" * 32)
+OTHER_KEY = ResponseIdKey(b"o" * 32)
+TEAM = "alpha"
+
+teams = st.text(min_size=1, max_size=40)
+labels = st.text(min_size=1, max_size=60).filter(lambda s: "\n" not in s)
+upstream_ids = st.text(min_size=1, max_size=80)
+keys = st.binary(min_size=32, max_size=64).map(ResponseIdKey)
 
 
-def test_round_trip_keeps_label_and_upstream_id() -> None:
-    encoded = encode_response_id("azure-eu/gpt-4o-2024-08-06", "resp_68a1b2c3")
-    assert encoded.startswith("resp_") and "=" not in encoded
-    assert decode_response_id(encoded) == ("azure-eu/gpt-4o-2024-08-06", "resp_68a1b2c3")
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def raw_of(response_id: str) -> bytes:
+    text = response_id.removeprefix("resp_")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@given(keys, teams, labels, upstream_ids)
+def test_any_team_label_and_upstream_id_round_trip(
+    key: ResponseIdKey, team: str, label: str, upstream_id: str
+) -> None:
+    minted = mint_response_id(key, team, label, upstream_id)
+    assert minted.startswith("resp_") and "=" not in minted and minted.isascii()
+    assert verify_response_id(key, team, minted) == MintedId(label, upstream_id)
+
+
+@given(teams, labels, upstream_ids, st.data())
+def test_flipping_any_byte_is_refused(
+    team: str, label: str, upstream_id: str, data: st.DataObject
+) -> None:
+    raw = bytearray(raw_of(mint_response_id(KEY, team, label, upstream_id)))
+    at = data.draw(st.integers(0, len(raw) - 1), label="at")
+    flip = data.draw(st.integers(1, 255), label="flip")
+    raw[at] ^= flip
+    assert verify_response_id(KEY, team, "resp_" + b64(bytes(raw))) is None
+
+
+@given(teams, teams, labels, upstream_ids)
+def test_another_teams_id_is_refused(team: str, other: str, label: str, upstream_id: str) -> None:
+    minted = mint_response_id(KEY, team, label, upstream_id)
+    assert (verify_response_id(KEY, other, minted) is None) == (other != team)
+
+
+@given(keys, keys, teams, labels, upstream_ids)
+def test_an_id_minted_under_another_key_is_refused(
+    key: ResponseIdKey, other: ResponseIdKey, team: str, label: str, upstream_id: str
+) -> None:
+    minted = mint_response_id(key, team, label, upstream_id)
+    assert (verify_response_id(other, team, minted) is None) == (other.secret != key.secret)
+
+
+@given(teams, labels, upstream_ids, st.integers(1, 40))
+def test_truncated_or_extended_ids_are_refused(
+    team: str, label: str, upstream_id: str, cut: int
+) -> None:
+    raw = raw_of(mint_response_id(KEY, team, label, upstream_id))
+    assert verify_response_id(KEY, team, "resp_" + b64(raw[:-cut])) is None
+    assert verify_response_id(KEY, team, "resp_" + b64(raw + b"x" * cut)) is None
+
+
+def test_team_and_label_boundaries_cannot_be_shifted() -> None:
+    """The team is length-prefixed: ('ab', 'c…') and ('a', 'bc…') are different MAC inputs."""
+    minted = mint_response_id(KEY, "ab", "c/m", "resp_1")
+    assert verify_response_id(KEY, "a", minted) is None
+    assert verify_response_id(KEY, "ab", minted) == MintedId("c/m", "resp_1")
+
+
+def unsigned_gw1(label: str, upstream_id: str) -> str:
+    return "resp_" + b64(b"gw1\n" + label.encode() + b"\n" + upstream_id.encode())
+
+
+def signed(payload: bytes, team: str = TEAM) -> str:
+    """A correctly MACed id around an arbitrary payload: only the parser can refuse it."""
+    message = len(team.encode()).to_bytes(4, "big") + team.encode() + payload
+    mac = hmac.new(KEY.secret, message, hashlib.sha256).digest()[:MAC_BYTES]
+    return "resp_" + b64(payload + mac)
 
 
 @pytest.mark.parametrize(
     "foreign",
     [
         "resp_68a1b2c3d4",  # an upstream's own id
+        "resp_68a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0d",
         "chatcmpl-123",
+        "",
         "resp_",
         "resp_!!!not-base64",
-        "resp_" + "Z3cx",  # "gw1" without the separator
-        "resp_" + "Z3cxCmEvYgo",  # marker and label but an empty upstream id
-        "resp_/w",  # not UTF-8
+        "resp_é",  # not ASCII
+        "resp_" + b64(b"x" * MAC_BYTES),  # a MAC and nothing before it
+        unsigned_gw1("a/model-a", "resp_up1"),  # the unsigned ids of earlier builds
+        signed(b"gw1\na/model-a\nresp_up1"),  # the old mark, even with a valid MAC
+        signed(b"gw2\na/model-a"),  # no separator
+        signed(b"gw2\n\nresp_up1"),  # empty label
+        signed(b"gw2\na/model-a\n"),  # empty upstream id
+        signed(b"gw2\n\xff\nresp_up1"),  # not UTF-8
     ],
 )
-def test_ids_the_gateway_did_not_mint_decode_to_none(foreign: str) -> None:
-    assert decode_response_id(foreign) is None
+def test_ids_this_gateway_did_not_mint_are_refused(foreign: str) -> None:
+    assert verify_response_id(KEY, TEAM, foreign) is None
+
+
+def test_a_padded_spelling_of_a_minted_id_is_refused() -> None:
+    """One id per response: '=' padding or trailing bits would give the same bytes."""
+    minted = mint_response_id(KEY, TEAM, "a/model-a", "resp_up1")
+    assert verify_response_id(KEY, TEAM, minted + "=" * (-len(minted[5:]) % 4 or 4)) is None
+
+
+def test_the_key_never_shows_in_its_repr_and_must_be_long_enough() -> None:
+    assert "kkkk" not in repr(KEY) and "kkkk" not in str(KEY)
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        ResponseIdKey(b"short")
 
 
 def route(*labels: str) -> ModelRoute:
@@ -38,23 +143,55 @@ def route(*labels: str) -> ModelRoute:
 
 
 def test_pin_narrows_the_route_and_hands_the_upstream_its_own_id() -> None:
-    ids = ResponseIds()
-    previous = encode_response_id("b/model-b", "resp_up1")
+    ids = ResponseIds(KEY, TEAM)
+    previous = mint_response_id(KEY, TEAM, "b/model-b", "resp_up1")
     pinned, body = ids.pin(route("a/model-a", "b/model-b"), {"previous_response_id": previous})
     assert [d.label for d in pinned.deployments] == ["b/model-b"]
     assert body["previous_response_id"] == "resp_up1"
     ids.learn(pinned.deployments[0], {"id": "resp_up2"})
     out = ids.rewrite(b'{"id":"resp_up2","previous_response_id":"resp_up1"}')
     assert out == (
-        b'{"id":"' + encode_response_id("b/model-b", "resp_up2").encode() + b'",'
+        b'{"id":"' + mint_response_id(KEY, TEAM, "b/model-b", "resp_up2").encode() + b'",'
         b'"previous_response_id":"' + previous.encode() + b'"}'
     )
 
 
-def test_pin_leaves_foreign_ids_alone_and_refuses_deployments_outside_the_route() -> None:
+@pytest.mark.parametrize("body", [{}, {"previous_response_id": None}, {"input": "hi"}])
+def test_a_request_without_a_previous_id_is_unchanged(body: dict[str, object]) -> None:
     original = route("a/model-a", "b/model-b")
-    body = {"previous_response_id": "resp_upstream"}
-    assert ResponseIds().pin(original, body) == (original, body)
+    assert ResponseIds(KEY, TEAM).pin(original, body) == (original, body)
+
+
+@pytest.mark.parametrize(
+    "previous",
+    [
+        "resp_upstream",  # an upstream's raw id
+        mint_response_id(KEY, "beta", "a/model-a", "resp_up1"),  # another team's
+        mint_response_id(OTHER_KEY, TEAM, "a/model-a", "resp_up1"),  # another gateway's
+        unsigned_gw1("a/model-a", "resp_up1"),  # an earlier build's unsigned id
+        42,  # not a string (the body check refuses it first; this refuses it too)
+        "x" * 1000,  # echoed cut
+    ],
+)
+def test_pin_refuses_ids_not_minted_for_this_team_as_unknown(previous: object) -> None:
+    with pytest.raises(PreviousResponseNotFound) as caught:
+        ResponseIds(KEY, TEAM).pin(route("a/model-a"), {"previous_response_id": previous})
+    error = caught.value
+    assert (error.status, error.type, error.code, error.param) == (
+        404,
+        "invalid_request_error",
+        "previous_response_not_found",
+        "previous_response_id",
+    )
+    assert error.message.startswith("Previous response with id '")
+    assert error.message.endswith("not found.")
+    assert len(error.message) < 400
+
+
+def test_pin_refuses_a_teams_own_id_for_a_deployment_outside_the_route() -> None:
     with pytest.raises(InvalidRequest) as caught:
-        ResponseIds().pin(original, {"previous_response_id": encode_response_id("c/x", "r")})
-    assert caught.value.param == "previous_response_id"
+        ResponseIds(KEY, TEAM).pin(
+            route("a/model-a"), {"previous_response_id": mint_response_id(KEY, TEAM, "c/x", "r")}
+        )
+    assert caught.value.status == 400 and caught.value.param == "previous_response_id"
+    assert "no longer routes" in caught.value.message

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from gateway.policy.compiled import Deployment
-from gateway.routing.affinity import ResponseIds, decode_response_id
+from gateway.routing.affinity import MintedId, ResponseIdKey, ResponseIds, verify_response_id
 from gateway.sse import EventSplitter, events_of, json_of
 from gateway.stream.response_ids import ResponseIdRewriter
 
 DEPLOYMENT = Deployment("main", "gpt-4o", 1.0, 1)
+KEY = ResponseIdKey(b"k" * 32)
 WIRE = (
     b'data: {"type":"response.created","response":{"id":"resp_up1","status":"in_progress"}}\n\n'
     b'data: {"type":"response.output_text.delta","item_id":"msg_1","delta":"hi"}\n\n'
@@ -17,7 +18,7 @@ WIRE = (
 
 def test_the_client_sees_only_gateway_ids_at_any_cut() -> None:
     for cut in range(len(WIRE) + 1):
-        step = ResponseIdRewriter(ResponseIds(), DEPLOYMENT)
+        step = ResponseIdRewriter(ResponseIds(KEY, "demo"), DEPLOYMENT)
         splitter = EventSplitter()
         out = b"".join(
             step.feed(framed).data
@@ -28,5 +29,5 @@ def test_the_client_sees_only_gateway_ids_at_any_cut() -> None:
         ids = [json_of(e).get("response", {}).get("id") for e in events_of(out)]
         gateway_id = ids[0]
         assert ids == [gateway_id, None, gateway_id]
-        assert decode_response_id(gateway_id) == ("main/gpt-4o", "resp_up1")
+        assert verify_response_id(KEY, "demo", gateway_id) == MintedId("main/gpt-4o", "resp_up1")
         assert step.finish().data == b""
