@@ -121,6 +121,22 @@ async def test_limited_answers_carry_openai_ratelimit_headers_streams_included(t
         assert "x-ratelimit-limit-requests" not in plain.headers
 
 
+async def counting_client(gw) -> tuple[openai.AsyncOpenAI, list[httpx.Request]]:
+    """The openai SDK with its own retries (2), and every HTTP request it sends."""
+    sent: list[httpx.Request] = []
+
+    async def count(request: httpx.Request) -> None:
+        sent.append(request)
+
+    client = openai.AsyncOpenAI(
+        base_url=gw.base_url,
+        api_key=await gw.token("budgeted"),
+        max_retries=2,
+        http_client=httpx.AsyncClient(event_hooks={"request": [count]}),
+    )
+    return client, sent
+
+
 async def test_an_exhausted_budget_is_429_insufficient_quota_and_the_sdk_does_not_retry(
     tmp_path, up
 ):
@@ -128,17 +144,7 @@ async def test_an_exhausted_budget_is_429_insufficient_quota_and_the_sdk_does_no
     refused naming the budget and its reset, and the SDK sends it once only."""
     up.behave(Behaviour(prompt_tokens=10, completion_tokens=50))
     async with running_gateway(tmp_path, policy(up.base_url, day_tokens=100)) as gw:
-        sent: list[httpx.Request] = []
-
-        async def count(request: httpx.Request) -> None:
-            sent.append(request)
-
-        client = openai.AsyncOpenAI(
-            base_url=gw.base_url,
-            api_key=await gw.token("budgeted"),
-            max_retries=2,
-            http_client=httpx.AsyncClient(event_hooks={"request": [count]}),
-        )
+        client, sent = await counting_client(gw)
         await client.chat.completions.create(
             model="chat", messages=[{"role": "user", "content": "hi"}]
         )
@@ -175,17 +181,7 @@ async def test_a_rate_limit_is_retried_by_the_sdk_after_retry_after_and_succeeds
     reads retry-after-ms, waits, retries once and gets its answer."""
     up.behave(Behaviour(prompt_tokens=10, completion_tokens=1000))
     async with running_gateway(tmp_path, policy(up.base_url, tpm=6000)) as gw:
-        sent: list[httpx.Request] = []
-
-        async def count(request: httpx.Request) -> None:
-            sent.append(request)
-
-        client = openai.AsyncOpenAI(
-            base_url=gw.base_url,
-            api_key=await gw.token("budgeted"),
-            max_retries=2,
-            http_client=httpx.AsyncClient(event_hooks={"request": [count]}),
-        )
+        client, sent = await counting_client(gw)
         ask = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 1000}
         for _ in range(5):
             await client.chat.completions.create(**ask)  # type: ignore[call-overload]

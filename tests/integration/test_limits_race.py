@@ -16,21 +16,12 @@ import aiohttp
 from gateway.auth.access_tokens import mint_with_current_key
 from tests.support.gateway import running_gateway
 from tests.support.processes import run_gateway
+from tests.support.replicas import BUDGET_POLICY
 from tests.support.serving import serve_process
 from tests.support.upstream import Behaviour, MockUpstream
 
 ESTIMATE = 7 + 100  # "hi" as one chat message (3 + 3 + 1) + max_tokens
 FITS = 50
-POLICY = """
-providers:
-  up: {{type: openai-compatible, api_base: "{base}"}}
-models:
-  chat: {{deployments: [{{provider: up, model: upstream-chat}}]}}
-teams:
-  {team}:
-    models: ["*"]
-    budgets: [{{period: day, tokens: {budget}}}]
-"""
 
 
 async def _fire(
@@ -78,7 +69,7 @@ async def test_three_processes_on_redis_never_overspend(
                 home = tmp_path / f"g{i}"
                 (home / "policies").mkdir(parents=True)
                 (home / "policies" / "bundle.yaml").write_text(
-                    POLICY.format(base=up.base_url, team=team, budget=FITS * ESTIMATE)
+                    BUDGET_POLICY.format(base=up.base_url, team=team, budget=FITS * ESTIMATE)
                 )
                 servers.append(
                     await asyncio.to_thread(stack.enter_context, serve_process(home, env))
@@ -108,7 +99,7 @@ async def test_three_processes_on_redis_never_overspend(
 async def test_one_process_in_process_never_overspends(tmp_path: Path, http) -> None:
     async with MockUpstream("up") as up:
         up.behave(Behaviour(prompt_tokens=7, completion_tokens=100, delay_s=0.05))
-        policy = POLICY.format(base=up.base_url, team="solo", budget=FITS * ESTIMATE)
+        policy = BUDGET_POLICY.format(base=up.base_url, team="solo", budget=FITS * ESTIMATE)
         async with running_gateway(tmp_path, policy) as gw:
             results = await _fire(http, [gw.origin], await gw.token("solo"))
             from gateway.limits.view import usage_view
