@@ -152,3 +152,8 @@ def test_table_lookup_tries_the_provider_prefix_first():
 )
 def test_a_table_entry_without_usable_prices_is_unpriced(entry):
     assert table_prices(entry) is None
+
+
+@given(st.integers(-(10**20), 10**20))
+def test_usd_text_is_the_exact_decimal_with_nine_places(nanousd):
+    assert usd_text(nanousd) == f"{Decimal(nanousd).scaleb(-9):.9f}"
