@@ -48,8 +48,9 @@ async def test_sigterm_lets_a_stream_finish_and_refuses_new_requests(tmp_path):
             pieces = []
             async with httpx.AsyncClient(base_url=server.origin) as http:
                 async for chunk in stream:
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        pieces.append(chunk.choices[0].delta.content)
+                    if not (chunk.choices and chunk.choices[0].delta.content):
+                        continue  # only the first content piece sends the (one) SIGTERM
+                    pieces.append(chunk.choices[0].delta.content)
                     if len(pieces) == 1:
                         server.process.send_signal(signal.SIGTERM)
                         await asyncio.sleep(0.3)  # the next server tick begins the drain

@@ -234,9 +234,10 @@ def test_sigterm_during_a_stream_writes_its_row_after_it_ends(tmp_path):
                 ) as reply:
                     request_id = reply.headers["x-request-id"]
                     for line in reply.iter_lines():
-                        if line.startswith("data:"):
-                            events.append(line)
-                        if len(events) == 3:
+                        if not line.startswith("data:"):
+                            continue  # the blank line after each event: no second signal
+                        events.append(line)
+                        if len(events) == 3:  # once: a second SIGTERM means "stop now"
                             server.process.send_signal(signal.SIGTERM)
             assert events[-1] == "data: [DONE]"  # drained to its end
             assert server.process.wait(60) in (0, -signal.SIGTERM)
