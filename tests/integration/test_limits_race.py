@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
 import aiohttp
 
-from gateway.auth.access_tokens import mint_with_current_key
 from tests.support.gateway import running_gateway
 from tests.support.processes import run_gateway
-from tests.support.replicas import BUDGET_POLICY
+from tests.support.replicas import BUDGET_POLICY, replica_token
 from tests.support.serving import serve_process
 from tests.support.upstream import Behaviour, MockUpstream
 
@@ -74,17 +72,7 @@ async def test_three_processes_on_redis_never_overspend(
                 servers.append(
                     await asyncio.to_thread(stack.enter_context, serve_process(home, env))
                 )
-            token = await mint_with_current_key(
-                database,
-                issuer=f"http://localhost:{servers[0].port}",
-                audience="llm-gateway",
-                team=team,
-                subject="racer",
-                client_id="tests",
-                scopes=("gateway:invoke",),
-                ttl_s=600,
-                now=time.time(),
-            )
+            token = await replica_token(database, servers[0].port, team, "racer")
             results = await _fire(http, [s.origin for s in servers], token)
             await asyncio.sleep(0.5)  # settles land in the background
             shown = await asyncio.to_thread(

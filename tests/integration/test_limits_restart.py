@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 
-from gateway.auth.access_tokens import mint_with_current_key
 from tests.support.load import CHAT_ESTIMATE, ChatLoad, Fleet, refusal_codes
 from tests.support.replicas import (
     BUDGET_POLICY,
@@ -28,6 +26,7 @@ from tests.support.replicas import (
     ledger_request_ids,
     ledger_tokens,
     replica_home,
+    replica_token,
 )
 from tests.support.serving import ServeProcess, serve_process
 from tests.support.upstream import Behaviour, MockUpstream
@@ -58,17 +57,7 @@ async def test_a_restart_mid_race_rebuilds_the_budget_from_the_ledger(
         home = replica_home(tmp_path, "g", policy)
         with ExitStack() as stack:
             first = await asyncio.to_thread(stack.enter_context, serve_process(home, env))
-            token = await mint_with_current_key(
-                database,
-                issuer=f"http://localhost:{first.port}",
-                audience="llm-gateway",
-                team=team,
-                subject="racer",
-                client_id="tests",
-                scopes=("gateway:invoke",),
-                ttl_s=600,
-                now=time.time(),
-            )
+            token = await replica_token(database, first.port, team, "racer")
             fleet = Fleet([first.origin])
             load = ChatLoad(http, fleet, token, total=REQUESTS, concurrency=8)
             running = asyncio.create_task(load.run())

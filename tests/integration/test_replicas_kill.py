@@ -28,7 +28,6 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from gateway.auth.access_tokens import mint_with_current_key
 from gateway.usage.spool import default_spool_dir
 from tests.support.load import CHAT_ESTIMATE, ChatLoad, Fleet, refusal_codes, until
 from tests.support.processes import run_gateway
@@ -38,6 +37,7 @@ from tests.support.replicas import (
     ledger_request_ids,
     ledger_tokens,
     replica_home,
+    replica_token,
     spooled_lines,
 )
 from tests.support.serving import ServeProcess, serve_process
@@ -90,17 +90,7 @@ async def test_kill_9_of_one_of_three_replicas_mid_load(
                     await asyncio.to_thread(stack.enter_context, serve_process(home, env))
                 )
             survivors, victim = replicas[:2], replicas[2]
-            token = await mint_with_current_key(
-                postgres_url,
-                issuer=f"http://localhost:{replicas[0].port}",
-                audience="llm-gateway",
-                team=team,
-                subject="loader",
-                client_id="tests",
-                scopes=("gateway:invoke",),
-                ttl_s=600,
-                now=time.time(),
-            )
+            token = await replica_token(postgres_url, replicas[0].port, team, "loader")
             fleet = Fleet([r.origin for r in replicas])
             load = ChatLoad(http, fleet, token, total=REQUESTS, concurrency=6)
             running = asyncio.create_task(load.run())

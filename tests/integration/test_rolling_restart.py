@@ -21,7 +21,6 @@ from pathlib import Path
 
 import aiohttp
 
-from gateway.auth.access_tokens import mint_with_current_key
 from tests.support.load import CHAT_ESTIMATE, ChatLoad, Fleet
 from tests.support.replicas import (
     BUDGET_POLICY,
@@ -29,6 +28,7 @@ from tests.support.replicas import (
     forget_team_keys,
     ledger_request_ids,
     replica_home,
+    replica_token,
 )
 from tests.support.serving import ServeProcess, serve_process
 from tests.support.upstream import Behaviour, MockUpstream
@@ -78,17 +78,7 @@ async def test_sigterm_to_one_of_two_replicas_during_a_burst(
                     )
                     for name in ("a", "b")
                 ]
-                token = await mint_with_current_key(
-                    postgres_url,
-                    issuer=f"http://localhost:{leaving.port}",
-                    audience="llm-gateway",
-                    team=team,
-                    subject="burst",
-                    client_id="tests",
-                    scopes=("gateway:invoke",),
-                    ttl_s=600,
-                    now=time.time(),
-                )
+                token = await replica_token(postgres_url, leaving.port, team, "burst")
                 fleet = Fleet([leaving.origin, staying.origin])
                 load = ChatLoad(http, fleet, token, total=REQUESTS, concurrency=8)
                 running = asyncio.create_task(load.run())

@@ -5,11 +5,13 @@ the spool lines a replica has on disk."""
 from __future__ import annotations
 
 import collections
+import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
 from sqlalchemy import text
 
+from gateway.auth.access_tokens import mint_with_current_key
 from gateway.db import create_engine, migrate
 from gateway.limits.redis_backend import team_prefix
 
@@ -24,6 +26,22 @@ teams:
     models: ["*"]
     budgets: [{{period: day, tokens: {budget}}}]
 """
+
+
+async def replica_token(database_url: str, port: int, team: str, subject: str) -> str:
+    """An invoke token for the replica serving on `port` (its derived issuer), signed with
+    the database's current key: what a team's client would hold."""
+    return await mint_with_current_key(
+        database_url,
+        issuer=f"http://localhost:{port}",
+        audience="llm-gateway",
+        team=team,
+        subject=subject,
+        client_id="tests",
+        scopes=("gateway:invoke",),
+        ttl_s=600,
+        now=time.time(),
+    )
 
 
 def replica_home(root: Path, name: str, policy_yaml: str) -> Path:
