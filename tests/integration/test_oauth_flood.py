@@ -27,16 +27,23 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 FLOOD_REQUESTS = 300
 FLOOD_CONCURRENCY = 30
 SAMPLES = 150
+# The flood sends at least FLOOD_REQUESTS and goes on until the test closes its stdin: a
+# count alone ends early on a fast machine (the "cheap" flood is refused at once) and
+# leaves nothing to measure against.
 FLOOD = """
-import asyncio, collections, json, sys, httpx2 as httpx
+import asyncio, collections, json, sys, threading, httpx2 as httpx
 origin, client_id, total, concurrency, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+stop = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 async def main():
     statuses = collections.Counter()
-    queue = list(range(total))
+    sent = iter(range(10**9))
     async with httpx.AsyncClient(base_url=origin, timeout=30) as http:
         async def worker():
-            while queue:
-                i = queue.pop()
+            while True:
+                i = next(sent)
+                if i >= total and stop.is_set():
+                    break
                 # Half against the real client with wrong secrets, half unknown ids.
                 who = client_id if i % 2 else f"c-bogus{i}"
                 # "cheap": the same requests refused before any secret check (no grant_type).
@@ -62,9 +69,7 @@ def p99_ms(origin: str, token: str, during: subprocess.Popen[str] | None = None)
             reply = http.post("/v1/chat/completions", json=CHAT, headers=headers)
             timings.append((time.perf_counter() - started) * 1000)
             assert reply.status_code == 200, reply.text
-    # With the default limits the flood is mostly refused at once and may end early: at
-    # 20 samples the "p99" is their maximum, which only makes the check stricter.
-    assert len(timings) >= 20, f"the flood ended after only {len(timings)} samples"
+    assert len(timings) == SAMPLES, f"the flood died after {len(timings)} samples"
     timings.sort()
     return timings[int(len(timings) * 0.99) - 1]
 
@@ -101,6 +106,7 @@ def flood_while_measuring(
             str(FLOOD_CONCURRENCY),
             mode,
         ],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ},
@@ -108,7 +114,7 @@ def flood_while_measuring(
         try:
             time.sleep(0.3)  # let the flood reach full concurrency
             loaded = p99_ms(server.origin, token, during=flood)
-            out, _ = flood.communicate(timeout=120)
+            out, _ = flood.communicate(input="", timeout=120)  # EOF on stdin: stop
         finally:
             if flood.poll() is None:
                 flood.kill()
@@ -128,12 +134,12 @@ def flood_while_measuring(
     ids=["defaults", "concurrency-bound-only"],
 )
 def test_a_token_flood_keeps_chat_latency_within_twice_its_p99(tmp_path, env) -> None:
-    """300 bogus token requests at 30 concurrent: chat p99 within 2x of unloaded; the
+    """300+ bogus token requests at 30 concurrent: chat p99 within 2x of unloaded; the
     client that verified before the flood still gets tokens during and after it."""
     with serve_process(tmp_path, env) as server:
         client, token = credentials(tmp_path)
         assert token_status(server, client) == 200  # verified once: cached for a minute
-        # "Unloaded" by scrypt: 300 token requests at 30 concurrent that the endpoint
+        # "Unloaded" by scrypt: token requests at 30 concurrent that the endpoint
         # refuses before any secret check. On 2 shared cores their HTTP work alone
         # takes the p99 from ~1 ms to ~10 ms; the bogus credentials must add at most 2x.
         # Up to 3 rounds: one stall of a neighbour's process is the p99 of 150 samples
@@ -152,9 +158,10 @@ def test_a_token_flood_keeps_chat_latency_within_twice_its_p99(tmp_path, env) ->
                 break
         else:
             raise AssertionError(f"chat p99 (idle, cheap flood, bogus flood) ms: {rounds}")
-        assert sum(statuses.values()) == FLOOD_REQUESTS
+        assert sum(statuses.values()) >= FLOOD_REQUESTS
         assert set(statuses) <= {401, 429}
-        assert statuses.get(429, 0) > 0  # the guard turned some away
+        if not env:  # the address limit turned some away (waits for a check slot reach
+            assert statuses.get(429, 0) > 0  # 429 only on a slow machine: not asserted)
         assert token_status(server, client) == 200
 
 
