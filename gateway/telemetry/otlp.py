@@ -11,12 +11,13 @@ encoder's. The POST runs in the batch processor's thread, never on the event loo
 
 from __future__ import annotations
 
+import functools
+import http.client
 import logging
 import struct
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
@@ -28,6 +29,7 @@ log = logging.getLogger("gateway.telemetry")
 
 CONTENT_TYPE = "application/x-protobuf"
 EXPORT_TIMEOUT_S = 10.0
+_HEADERS = {"content-type": CONTENT_TYPE}
 _LEN, _VARINT, _I64, _I32 = 2, 0, 1, 5
 # Span.flags: the W3C flags' low byte, plus "we know whether the parent is remote".
 _HAS_IS_REMOTE = 0x100
@@ -52,6 +54,7 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+@functools.cache
 def _tag(field: int, wire: int) -> bytes:
     return _varint(field << 3 | wire)
 
@@ -89,6 +92,8 @@ def any_value(value: Any) -> bytes:
         return _INT + _varint(value & _U64)
     if kind is float:
         return _DOUBLE + _pack_double(value)
+    if kind is tuple:  # finish reasons, guardrail actions
+        return _field(5, b"".join(_field(1, any_value(item)) for item in value))
     if value is None:
         return b""
     if isinstance(value, bool):
@@ -108,29 +113,49 @@ def any_value(value: Any) -> bytes:
     raise TypeError(f"cannot encode a {type(value).__name__} attribute")
 
 
-def key_value(key: str, value: Any, keys: dict[str, bytes] | None = None) -> bytes:
-    """common.v1.KeyValue; `keys` caches encoded keys, which repeat in every span."""
-    head = None if keys is None else keys.get(key)
+# Encoded pieces that repeat in every batch, kept across batches. Attribute keys are
+# the policy's and ours (a few dozen); most values repeat too (a team, model, status,
+# token count), a request id never does: each map is emptied when it fills up.
+_MAX_KEYS = 1024
+_MAX_ENTRIES = 8192
+_key_heads: dict[str, bytes] = {}
+_entries: dict[tuple[int, str, Any, type], bytes] = {}
+
+
+def key_value(key: str, value: Any) -> bytes:
+    """common.v1.KeyValue."""
+    head = _key_heads.get(key)
     if head is None:
-        head = _text(1, key) + _VALUE_TAG
-        if keys is not None:
-            keys[key] = head
+        if len(_key_heads) >= _MAX_KEYS:
+            _key_heads.clear()
+        head = _key_heads[key] = _text(1, key) + _VALUE_TAG
     encoded = any_value(value)
     size = len(encoded)
     return head + (_SMALL[size] if size < 128 else _varint(size)) + encoded
 
 
-def attributes(
-    field: int, found: Mapping[str, Any] | None, keys: dict[str, bytes] | None = None
-) -> bytes:
+def _entry(field: int, key: str, value: Any) -> bytes:
+    """One attribute as a length-delimited field `field` of its message."""
+    pair = key_value(key, value)
+    size = len(pair)
+    return _tag(field, _LEN) + (_SMALL[size] if size < 128 else _varint(size)) + pair
+
+
+def attributes(field: int, found: Mapping[str, Any] | None) -> bytes:
     if not found:
         return b""
-    tag = _tag(field, _LEN)
     out = []
-    for k, v in found.items():
-        pair = key_value(k, v, keys)
-        size = len(pair)
-        out.append(tag + (_SMALL[size] if size < 128 else _varint(size)) + pair)
+    for key, value in found.items():
+        kind = type(value)
+        if kind is str or kind is int or kind is bool:  # the type in the key: 1 == True
+            cached = _entries.get((field, key, value, kind))
+            if cached is None:
+                if len(_entries) >= _MAX_ENTRIES:
+                    _entries.clear()
+                cached = _entries[field, key, value, kind] = _entry(field, key, value)
+            out.append(cached)
+        else:
+            out.append(_entry(field, key, value))
     return b"".join(out)
 
 
@@ -146,21 +171,43 @@ def _fixed64(field: int, value: int | None) -> bytes:
     return _tag(field, _I64) + _pack_u64(value) if value else b""
 
 
-def encode_span(span: ReadableSpan, keys: dict[str, bytes] | None = None) -> bytes:
-    """trace.v1.Span; `keys` as for `key_value`."""
+# Span fields that are the same bytes in every span, or one of a few.
+_TRACE_ID = _tag(1, _LEN) + b"\x10"  # 16 bytes follow
+_SPAN_ID = _tag(2, _LEN) + b"\x08"
+_PARENT_SPAN_ID = _tag(4, _LEN) + b"\x08"
+_FLAGS_LOCAL = _fixed32(16, _HAS_IS_REMOTE)
+_FLAGS_REMOTE = _fixed32(16, _HAS_IS_REMOTE | _IS_REMOTE)
+
+
+@functools.cache
+def _kind(value: int) -> bytes:
+    return _number(6, value + 1)  # the SDK counts from INTERNAL=0, OTLP from UNSPECIFIED
+
+
+@functools.cache
+def _status(description: str, code: int) -> bytes:
+    return _field(15, _text(2, description) + _number(3, code))
+
+
+def encode_span(span: ReadableSpan) -> bytes:
+    """trace.v1.Span."""
     context = span.get_span_context()
     assert context is not None  # a finished SDK span always has one
     parent = span.parent
+    status = span.status
+    state = context.trace_state
     parts = [
-        _field(1, context.trace_id.to_bytes(16, "big")),
-        _field(2, context.span_id.to_bytes(8, "big")),
-        _text(3, ",".join(f"{k}={v}" for k, v in context.trace_state.items())),
-        _field(4, parent.span_id.to_bytes(8, "big")) if parent is not None else b"",
+        _TRACE_ID,
+        context.trace_id.to_bytes(16, "big"),
+        _SPAN_ID,
+        context.span_id.to_bytes(8, "big"),
+        _text(3, ",".join(f"{k}={v}" for k, v in state.items())) if state else b"",
+        _PARENT_SPAN_ID + parent.span_id.to_bytes(8, "big") if parent is not None else b"",
         _text(5, span.name),
-        _number(6, span.kind.value + 1),  # the SDK counts from INTERNAL=0, OTLP from UNSPECIFIED
+        _kind(span.kind.value),
         _fixed64(7, span.start_time),
         _fixed64(8, span.end_time),
-        attributes(9, span.attributes, keys),
+        attributes(9, span.attributes),
         _number(10, span.dropped_attributes),
     ]
     for event in span.events:
@@ -186,11 +233,8 @@ def encode_span(span: ReadableSpan, keys: dict[str, bytes] | None = None) -> byt
             )
         )
     parts.append(_number(14, span.dropped_links))
-    status = span.status
-    parts.append(
-        _field(15, _text(2, status.description or "") + _number(3, status.status_code.value))
-    )
-    parts.append(_fixed32(16, _span_flags(parent)))
+    parts.append(_status(status.description or "", status.status_code.value))
+    parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
     return b"".join(parts)
 
 
@@ -204,12 +248,11 @@ def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
     """collector.trace.v1.ExportTraceServiceRequest, spans grouped by resource and scope."""
     groups: dict[int, tuple[Resource, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]]
     groups = {}
-    keys: dict[str, bytes] = {}  # this batch's attribute keys, encoded once
     for span in spans:
         resource = span.resource
         scopes = groups.setdefault(id(resource), (resource, {}))[1]
         scope = span.instrumentation_scope
-        scopes.setdefault(id(scope), (scope, []))[1].append(encode_span(span, keys))
+        scopes.setdefault(id(scope), (scope, []))[1].append(encode_span(span))
     out = []
     for resource, scopes in groups.values():
         body = [_field(1, attributes(1, resource.attributes))]
@@ -224,7 +267,9 @@ def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
 
 
 class OtlpHttpExporter(SpanExporter):
-    """POST batches to a collector's OTLP/HTTP traces URL (protobuf encoding).
+    """POST batches to a collector's OTLP/HTTP traces URL (protobuf encoding), over one
+    kept-alive connection (a new TCP connection and name lookup per batch had cost
+    more than encoding it).
 
     A batch the collector does not take is dropped, not retried: the batch processor
     keeps exporting newer spans. A failing collector is logged when it starts and
@@ -233,34 +278,68 @@ class OtlpHttpExporter(SpanExporter):
 
     def __init__(self, url: str, timeout_s: float = EXPORT_TIMEOUT_S) -> None:
         self.url = url
+        parts = urlsplit(url)  # an http(s) URL with a host, checked at start
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port
+        self._target = parts.path + (f"?{parts.query}" if parts.query else "")
         self._timeout_s = timeout_s
+        self._connection: http.client.HTTPConnection | None = None
         self._is_failing = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        request = urllib.request.Request(  # an http(s) URL, checked at start
-            self.url,
-            data=encode_request(spans),
-            headers={"content-type": CONTENT_TYPE},
-            method="POST",
-        )
+        body = encode_request(spans)
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout_s) as response:
-                response.read()
-        except (urllib.error.URLError, OSError, ValueError) as error:
-            if not self._is_failing:
-                self._is_failing = True
-                log.warning(
-                    "trace export failed; spans are dropped until the collector answers",
-                    extra={"fields": {"url": self.url, "error": type(error).__name__}},
-                )
-            return SpanExportResult.FAILURE
+            status = self._post(body)
+        except (http.client.HTTPException, OSError, ValueError) as error:
+            return self._failed(type(error).__name__)
+        if not 200 <= status < 300:
+            return self._failed(f"HTTP {status}")
         if self._is_failing:
             self._is_failing = False
             log.warning("trace export works again", extra={"fields": {"url": self.url}})
         return SpanExportResult.SUCCESS
 
+    def _post(self, body: bytes) -> int:
+        """POST one batch; a kept-alive connection the collector has closed meanwhile is
+        replaced once (the batch may then arrive twice, never lost for that reason)."""
+        for fresh in (self._connection is None, True):
+            connection = self._connection or self._connect()
+            try:
+                connection.request("POST", self._target, body, _HEADERS)
+                response = connection.getresponse()
+                response.read()
+            except (http.client.HTTPException, OSError):
+                self._close()
+                if fresh:
+                    raise
+                continue
+            if response.will_close:
+                self._close()
+            return response.status
+        raise AssertionError("unreachable: the second try is on a fresh connection")
+
+    def _connect(self) -> http.client.HTTPConnection:
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        self._connection = kind(self._host, self._port, timeout=self._timeout_s)
+        return self._connection
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _failed(self, error: str) -> SpanExportResult:
+        if not self._is_failing:
+            self._is_failing = True
+            log.warning(
+                "trace export failed; spans are dropped until the collector answers",
+                extra={"fields": {"url": self.url, "error": error}},
+            )
+        return SpanExportResult.FAILURE
+
     def shutdown(self) -> None:
-        pass
+        self._close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True

@@ -1,6 +1,6 @@
 """OpenTelemetry traces: one server span per inference request, one client span per
-upstream attempt, handed to a span processor (a BatchSpanProcessor exporting over
-OTLP/HTTP, telemetry/otlp.py).
+upstream attempt, handed to a span processor (telemetry/batch.py's batches, exported
+over OTLP/HTTP by telemetry/otlp.py).
 
 Imported only when GATEWAY_OTLP_ENDPOINT is set (telemetry/__init__.py), so a
 gateway without it loads no SDK and builds no span. A request's spans are recorded
@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
@@ -31,6 +30,7 @@ from gateway.providers.base import UpstreamFailure
 from gateway.telemetry import attributes as attrs
 from gateway.telemetry import names
 from gateway.telemetry.attributes import Attributes
+from gateway.telemetry.batch import SpanBatcher
 from gateway.telemetry.current import CURRENT_TRACE
 from gateway.telemetry.otlp import OtlpHttpExporter
 
@@ -63,8 +63,9 @@ class Tracing:
         sample_ratio: float,
         provider_type_of: Callable[[str], str | None],
         policy_version: Callable[[], int | None],
+        queue_size: int = 2048,
     ) -> Tracing:
-        processor = BatchSpanProcessor(OtlpHttpExporter(attrs.traces_url(endpoint)))
+        processor = SpanBatcher(OtlpHttpExporter(attrs.traces_url(endpoint)), max_queue=queue_size)
         return cls(processor, provider_type_of, policy_version, sample_ratio)
 
     def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> RequestTrace:
