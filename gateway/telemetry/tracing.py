@@ -35,6 +35,8 @@ from gateway.telemetry.current import CURRENT_TRACE
 from gateway.telemetry.otlp import OtlpHttpExporter
 
 SAMPLED = 0x01
+_NO_STATE = TraceState()  # immutable: one for every trace without a caller's tracestate
+_FLAGS = (TraceFlags(0), TraceFlags(SAMPLED))
 _UNSET = Status(StatusCode.UNSET)
 _ERROR = Status(StatusCode.ERROR)
 
@@ -80,7 +82,7 @@ class Tracing:
                 trace_state = value.decode("latin-1")
         remote = None
         if parent is not None:
-            state = TraceState.from_header([trace_state]) if trace_state else TraceState()
+            state = TraceState.from_header([trace_state]) if trace_state else _NO_STATE
             remote = SpanContext(
                 parent.trace_id,
                 parent.span_id,
@@ -190,12 +192,12 @@ class RequestTrace:
     ) -> None:
         self._tracing = tracing
         self._start_ns = time.time_ns()
-        state = parent.trace_state if parent is not None else TraceState()
+        state = parent.trace_state if parent is not None else _NO_STATE
         self._context = SpanContext(
             trace_id,
             random.getrandbits(64) or 1,
             is_remote=False,
-            trace_flags=TraceFlags(flags),
+            trace_flags=_FLAGS[flags] if flags <= SAMPLED else TraceFlags(flags),
             trace_state=state,
         )
         self._parent = parent
