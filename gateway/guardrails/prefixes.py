@@ -69,13 +69,16 @@ class TailSearch:
 
     def start(self, text: str, pos: int) -> int | None:
         if text.isascii():
-            data = text.encode("ascii")
-            if self._native is not None:
-                begin = int(self._native(_UNANCHORED, data, pos, len(data))[0][0])
-                return None if begin < 0 else begin
-            found = self._ascii.search(data, pos)
-        else:
-            found = self._str.search(text, pos)
+            return self.start_ascii(text.encode("ascii"), pos)
+        found = self._str.search(text, pos)
+        return None if found is None else int(found.start())
+
+    def start_ascii(self, data: bytes, pos: int) -> int | None:
+        """`start` on an ASCII text already encoded (byte offsets are character offsets)."""
+        if self._native is not None:
+            begin = int(self._native(_UNANCHORED, data, pos, len(data))[0][0])
+            return None if begin < 0 else begin
+        found = self._ascii.search(data, pos)
         return None if found is None else int(found.start())
 
 

@@ -132,9 +132,25 @@ class Scanner:
         """`find(text, start)` and, unless `final`, `in_progress_from(text, start)`: one fold."""
         if self._set is None or not text:
             return [], len(text)
+        if text.isascii():  # the common case: nothing to fold, one encoding for both programs
+            return self._scan_ascii(text, start, final=final)
         folded = fold(text)
         hold = len(text) if final else self._hold(folded, len(text), start)
         return self._find(folded, start), hold
+
+    def _scan_ascii(self, text: str, start: int, *, final: bool) -> tuple[list[Finding], int]:
+        """`scan_stream` on ASCII text: the bytes go straight to RE2 (a stream step runs
+        this once per event, so the `Folded` and a second encoding are worth saving)."""
+        assert self._set is not None and self._tail is not None
+        length = len(text)
+        data = text.encode("ascii")
+        hold = length
+        if not final and start < length:
+            begin = self._tail.start_ascii(data, start)
+            hold = length if begin is None else begin
+        if not self._set.Match(data):
+            return [], hold
+        return self._find(Folded(text), start), hold
 
     def _hold(self, folded: Folded, length: int, start: int) -> int:
         if self._tail is None or start >= length:

@@ -28,7 +28,7 @@ from gateway.guardrails.kinds import Where
 from gateway.guardrails.scanner import Rule, Scanner
 from gateway.guardrails.texts import rewrite_response_event
 from gateway.guardrails.window import advance
-from gateway.sse import data_of, events_of, is_done
+from gateway.sse import DONE_PAYLOAD, EVENT_END, events_of
 from gateway.stream.steps import NOTHING, Emit
 
 Key = tuple[Any, ...]
@@ -59,6 +59,11 @@ class OutputScanner:
     _blocked_by: Rule | None = None
 
     def feed(self, chunk: bytes) -> Emit:
+        if chunk.find(EVENT_END) == len(chunk) - 2:  # one event: the usual upstream read
+            released = self._event(chunk)
+            if self._blocked_by is not None:
+                return self._end(b"")
+            return Emit(released) if released else NOTHING
         out: list[bytes] = []
         for event in events_of(chunk):
             released = self._event(event)
@@ -81,16 +86,20 @@ class OutputScanner:
     # --- one event -------------------------------------------------------------
 
     def _event(self, event: bytes) -> bytes:
-        payload = data_of(event)
-        if payload is None or is_done(event):
+        start = event.find(b"data:")  # sse.data_of, inlined: this runs once per event
+        if start == -1:
+            return self._flush(_every) + event
+        end = event.find(b"\n", start)
+        payload = event[start + 5 : end if end != -1 else len(event)].strip()
+        if payload == DONE_PAYLOAD:
             return self._flush(_every) + event
         try:
             parsed = orjson.loads(payload)
         except orjson.JSONDecodeError:
             return self._flush(_every) + event
-        if not isinstance(parsed, dict):
+        if type(parsed) is not dict:
             return event
-        prefix = event[: event.find(b"data:")]
+        prefix = event[:start]
         if self.endpoint == "responses":
             return self._response_event(parsed, prefix, event)
         return self._choices_event(parsed, prefix, event)
@@ -102,13 +111,12 @@ class OutputScanner:
         before = b""
         changed = False
         for position, choice in enumerate(choices):
-            if not isinstance(choice, dict):
+            if type(choice) is not dict:
                 continue
             index = choice.get("index", position)
             ending = choice.get("finish_reason") is not None
-            seen: set[Key] = set()
-            for key, holder, field_name in self._pieces(index, choice):
-                seen.add(key)
+            pieces = self._pieces(index, choice)
+            for key, holder, field_name in pieces:
                 text = self._texts.get(key)
                 if text is None:
                     text = self._texts[key] = _Text(_template(parsed, key), prefix, choice=index)
@@ -118,21 +126,25 @@ class OutputScanner:
                     holder[field_name] = released
                     changed = True
             if ending:
-                before += self._flush(_others_of(index, seen))
-        body = b"data: " + orjson.dumps(parsed) + b"\n\n" if changed else None
-        return before + (prefix + body if body is not None else event)
+                before += self._flush(_others_of(index, {key for key, _, _ in pieces}))
+        if not changed:
+            return before + event if before else event
+        return before + prefix + b"data: " + orjson.dumps(parsed) + b"\n\n"
 
     def _pieces(self, index: Any, choice: dict[str, Any]) -> list[tuple[Key, dict[str, Any], str]]:
         """(key, the dict holding the text, its field) for each text in a choice."""
         found: list[tuple[Key, dict[str, Any], str]] = []
-        if isinstance(choice.get("text"), str):
+        if type(choice.get("text")) is str:
             found.append(((index, "text"), choice, "text"))
         delta = choice.get("delta")
-        if not isinstance(delta, dict):
+        if type(delta) is not dict:
             return found
-        if isinstance(delta.get("content"), str):
+        if type(delta.get("content")) is str:
             found.append(((index, "content"), delta, "content"))
-        for position, call in enumerate(delta.get("tool_calls") or ()):
+        calls = delta.get("tool_calls")
+        if not calls:
+            return found
+        for position, call in enumerate(calls):
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                 tool = call.get("index", position)
@@ -166,7 +178,8 @@ class OutputScanner:
         if self._blocked_by is not None:
             return ""
         step = advance(self.scanner, text.context, text.pending + piece, final=final)
-        self._record(step.fired)
+        if step.fired:
+            self._record(step.fired)
         if step.blocked_by is not None:
             self._blocked_by = step.blocked_by
             return ""

@@ -18,6 +18,7 @@ at the seam reads right. Pure: no I/O, no clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.guardrails.kinds import GuardAction
 from gateway.guardrails.scanner import Finding, Rule, Scanner, redact
@@ -26,8 +27,10 @@ CONTEXT_CHARS = 9  # the longest look-behind of a check (detectors.py: "version 
 LOOKAHEAD_CHARS = 2  # the longest look-ahead of a check (a card's trailing digit group)
 
 
-@dataclass(frozen=True, slots=True)
-class Advance:
+class Advance(NamedTuple):
+    """One step of the window. Immutable; a tuple, not a frozen dataclass: a stream makes
+    one per event, and a frozen dataclass's `__init__` costs four times as much."""
+
     release: str  # text to send now (redacted)
     keep: str  # text to hold back (unscanned for release yet)
     context: str  # the last released characters as they came (unredacted), for the next round
@@ -59,11 +62,12 @@ def _clusters(findings: list[Finding]) -> list[_Cluster]:
 
 def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Advance:
     text = context + pending
-    found, hold = scanner.scan_stream(text, len(context), final=final)
-    findings = [f for f in found if f.start >= len(context)]
+    seam = len(context)
+    found, hold = scanner.scan_stream(text, seam, final=final)
+    findings = [f for f in found if f.start >= seam] if found else found
     if not findings:  # the common case: release up to where a match could be in progress
-        cut = hold if final else max(len(context), len(text) - scanner.window_chars - 1, hold)
-        return Advance(text[len(context) : cut], text[cut:], text[:cut][-CONTEXT_CHARS:])
+        cut = hold if final else max(seam, len(text) - scanner.window_chars - 1, hold)
+        return Advance(text[seam:cut], text[cut:], text[max(0, cut - CONTEXT_CHARS) : cut])
 
     def settled(end: int) -> bool:  # a check has seen what follows the match
         return final or end + LOOKAHEAD_CHARS <= len(text)

@@ -3,6 +3,8 @@
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.guardrails.check import check_answer, check_request
 from gateway.guardrails.decision import Blocked, Passed, review
@@ -197,3 +199,39 @@ def test_a_one_megabyte_prompt_is_scanned_quickly():
 def test_overlapping_findings_merge_into_one_redaction():
     s = scanner((DetectorKind.EMAIL, GuardAction.REDACT), pattern=r"corp\.example\.com\b and more")
     assert review(s, "x a@corp.example.com and more y").text == "x [REDACTED:email] y"
+
+
+STREAM_FRAGMENTS = (
+    "Hello there, ",
+    " ",
+    "1",
+    "4111 1111 1111 1111",
+    "jane.doe@corp.example.com",
+    "a@b",
+    ".co",
+    "AKIA",
+    "AKIAZ7Q2W9X4C6V8B1N3",
+    "sk-",
+    'api_key = "q8Xr2LmZ7vK1pT9w"',
+    "10.20.30.40",
+    "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n",
+    "-----END RSA PRIVATE KEY-----",
+    "\uff14\uff11",  # full-width digits: the folded path
+    "\u200b",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(STREAM_FRAGMENTS), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_the_stream_scan_agrees_with_find_and_in_progress_from(pieces, data):
+    """`scan_stream` (which sends ASCII text straight to RE2) finds what `find` finds and
+    holds from where `in_progress_from` says, on ASCII and folded text alike."""
+    text = "".join(pieces)
+    start = data.draw(st.integers(0, len(text)))
+    final = data.draw(st.booleans())
+    found, hold = REDACT_ALL.scan_stream(text, start, final=final)
+    assert found == REDACT_ALL.find(text, start)
+    assert hold == (len(text) if final else REDACT_ALL.in_progress_from(text, start))

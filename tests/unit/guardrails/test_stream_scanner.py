@@ -266,3 +266,22 @@ def test_responses_function_call_arguments_are_redacted_split_anywhere(split):
         ("email", Where.OUTPUT),
         ("credit_card", Where.OUTPUT),
     }
+
+
+def test_one_read_of_many_events_releases_what_event_by_event_reads_release():
+    """A read of one event takes a shorter path than a read of several; both send the same."""
+    words = ["Mail", " jane.", "doe@corp.", "example.com", " or pay", " 4111 1111", " 1111 1111"]
+    events = [chat_event(w) for w in words] + [chat_event(finish="stop"), b"data: [DONE]\n\n"]
+    one_by_one, end, hits = run(BASELINE, "chat", events)
+    together, end_together, hits_together = run(BASELINE, "chat", [b"".join(events)])
+    assert end is None and end_together is None
+    assert together == one_by_one
+    assert hits == hits_together
+    assert chat_text(one_by_one) == "Mail [REDACTED:email] or pay [REDACTED:credit_card]"
+
+
+def test_an_unchanged_event_is_sent_as_its_original_bytes():
+    """Text released as it came goes out in the upstream's own bytes (spacing, key order)."""
+    event = b'data: {"choices": [{"delta": {"content": "Hi. "}, "index": 0}], "id": "c1"}\n\n'
+    out, end, _ = run(BASELINE, "chat", [event])
+    assert end is None and out == event
