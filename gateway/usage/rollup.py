@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -61,44 +62,47 @@ def group_key(values: Sequence[Any]) -> str:
     return hashlib.blake2b(orjson.dumps(list(values)), digest_size=16).hexdigest()
 
 
-def _zero_sums() -> list[int]:
-    return [0] * len(ROLLUP_SUMS)
+_key_values = itemgetter(*ROLLUP_KEYS)
+_NOT_ESTIMATED = (0, 0, 0, 0, 0)
 
 
 def daily_rows(rows: Iterable[Row]) -> list[Row]:
     """The rollup rows that count `rows` (ledger rows), sorted by (day, group_key)."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
+    # Each row's counts (one tuple in ROLLUP_SUMS order), added up per key column by
+    # column at the end: the ledger writer runs this for every row it stores.
+    groups: dict[tuple[Any, ...], list[tuple[int, ...]]] = {}
     for row in rows:
-        key = (row["at_ms"] // MS_PER_DAY, *(row[name] for name in ROLLUP_KEYS))
-        sums = groups.get(key)
-        if sums is None:
-            sums = groups[key] = _zero_sums()
+        key = (row["at_ms"] // MS_PER_DAY, *_key_values(row))
         inp, out = row["input_tokens"], row["output_tokens"]
-        split = token_split(
-            inp, out, row["cached_tokens"], row["cache_write_tokens"], row["reasoning_tokens"]
+        cached, written, reasoning = (
+            row["cached_tokens"],
+            row["cache_write_tokens"],
+            row["reasoning_tokens"],
         )
-        estimated = row["tokens_estimated"]
-        for position, value in enumerate(
-            (
-                1,
-                row["status"] >= 400,
-                inp > 0 or out > 0,
-                inp,
-                out,
-                row["cached_tokens"],
-                row["cache_write_tokens"],
-                row["reasoning_tokens"],
-                *split,
-                *(split if estimated else (0, 0, 0, 0, 0)),
-                row["cost_nanousd"],
-            )
-        ):
-            sums[position] += value
+        split = token_split(inp, out, cached, written, reasoning)
+        counts = (
+            1,
+            row["status"] >= 400,
+            inp > 0 or out > 0,
+            inp,
+            out,
+            cached,
+            written,
+            reasoning,
+            *split,
+            *(split if row["tokens_estimated"] else _NOT_ESTIMATED),
+            row["cost_nanousd"],
+        )
+        counted = groups.get(key)
+        if counted is None:
+            groups[key] = [counts]
+        else:
+            counted.append(counts)
     found = []
-    for key, sums in groups.items():
+    for key, counted in groups.items():
         daily: Row = {"day": key[0], "group_key": group_key(key[1:])}
         daily.update(zip(ROLLUP_KEYS, key[1:], strict=True))
-        daily.update(zip(ROLLUP_SUMS, sums, strict=True))
+        daily.update(zip(ROLLUP_SUMS, map(sum, zip(*counted, strict=True)), strict=True))
         found.append(daily)
     found.sort(key=lambda daily: (daily["day"], daily["group_key"]))
     return found
@@ -129,12 +133,12 @@ async def store_rows(conn: AsyncConnection, rows: Sequence[Row]) -> int:
     rows = sorted(rows, key=_by_id)
     if conn.dialect.name == "postgresql":
         result = await conn.exec_driver_sql(POSTGRES_LEDGER_INSERT, (_json(rows),))
-        inserted: list[str] = list(result.scalars())
+        inserted: list[str] = list(result.scalars().all())
     else:
         inserted = []
         for statement, flat in sqlite_chunks(rows):
             result = await conn.exec_driver_sql(statement, flat)
-            inserted.extend(result.scalars())
+            inserted.extend(result.scalars().all())
     added = first_of_each_id(rows, inserted)
     await add_to_daily(conn, daily_rows(added))
     return len(added)
