@@ -37,7 +37,7 @@ daily_values = itemgetter(*DAILY_COLUMNS)
 
 _LEDGER_CONFLICT = "ON CONFLICT (id) DO NOTHING RETURNING id"
 _DAILY_CONFLICT = "ON CONFLICT (day, group_key) DO UPDATE SET " + ", ".join(
-    f"{name} = usage_daily.{name} + excluded.{name}" for name in ROLLUP_SUMS
+    f"{name} = (usage_daily.{name} + excluded.{name})" for name in ROLLUP_SUMS
 )
 
 
@@ -58,6 +58,12 @@ def sqlite_ledger_insert(rows: int) -> str:
     return f"INSERT INTO usage_ledger ({_names(LEDGER_COLUMNS)}) VALUES {values} {_LEDGER_CONFLICT}"
 
 
+# One row, no RETURNING: run for every row of a batch (executemany) by one prepared
+# statement; rollup.py falls back to `sqlite_ledger_insert` when it must know the ids.
+SQLITE_LEDGER_INSERT = (
+    f"INSERT INTO usage_ledger ({_names(LEDGER_COLUMNS)}) "
+    f"VALUES {_placeholders(len(LEDGER_COLUMNS))} ON CONFLICT (id) DO NOTHING"
+)
 SQLITE_DAILY_UPSERT = (
     f"INSERT INTO usage_daily ({_names(DAILY_COLUMNS)}) "
     f"VALUES {_placeholders(len(DAILY_COLUMNS))} {_DAILY_CONFLICT}"
