@@ -6,7 +6,9 @@ from rows already in the ledger (`rebuild_rollup`, run by migration 0006).
 
 Exactly once: `store_rows` inserts the batch with ON CONFLICT (id) DO NOTHING
 RETURNING id and adds to the rollup only the rows that insert returned, in the
-same transaction. A replayed or duplicate row inserts nothing and adds nothing; a
+same transaction (SQLite first tries the insert without RETURNING, under a
+savepoint: if it added a row for every id, all are new; else it is rolled back
+and done with RETURNING). The statements are driver SQL (ledger_sql.py). A replayed or duplicate row inserts nothing and adds nothing; a
 transaction that fails adds neither. Ledger rows are inserted in id order and
 rollup rows upserted in key order, so two writers touching the same ids or keys
 lock them in the same order (no deadlock).
