@@ -8,10 +8,11 @@ Exactly once: `store_rows` inserts the batch with ON CONFLICT (id) DO NOTHING
 RETURNING id and adds to the rollup only the rows that insert returned, in the
 same transaction (SQLite first tries the insert without RETURNING, under a
 savepoint: if it added a row for every id, all are new; else it is rolled back
-and done with RETURNING). The statements are driver SQL (ledger_sql.py). A replayed or duplicate row inserts nothing and adds nothing; a
-transaction that fails adds neither. Ledger rows are inserted in id order and
-rollup rows upserted in key order, so two writers touching the same ids or keys
-lock them in the same order (no deadlock).
+and done with RETURNING). The statements are driver SQL (ledger_sql.py). A
+replayed or duplicate row inserts nothing and adds nothing; a transaction that
+fails adds neither. Ledger rows are inserted in id order and rollup rows upserted
+in key order, so two writers touching the same ids or keys lock them in the same
+order (no deadlock).
 
 The token kinds are split per row exactly as `pricing.cost_nanousd` prices them:
 cached and cache-written tokens are part of the input, reasoning tokens part of
@@ -152,7 +153,7 @@ async def _insert_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> Iterable
     undone and the batch inserted again with RETURNING, which tells which ones."""
     ids = {row["id"] for row in rows}
     await conn.exec_driver_sql(f"SAVEPOINT {_SAVEPOINT}")
-    result = await conn.exec_driver_sql(SQLITE_LEDGER_INSERT, [ledger_values(r) for r in rows])
+    result = await conn.exec_driver_sql(SQLITE_LEDGER_INSERT, list(map(ledger_values, rows)))
     if result.rowcount != len(ids):
         await conn.exec_driver_sql(f"ROLLBACK TO {_SAVEPOINT}")
     await conn.exec_driver_sql(f"RELEASE {_SAVEPOINT}")
@@ -177,7 +178,7 @@ async def add_to_daily(conn: AsyncConnection, daily: Sequence[Row]) -> None:
         # keys, so no row is updated twice in one statement).
         await conn.exec_driver_sql(POSTGRES_DAILY_UPSERT, (_json(daily),))
     else:
-        await conn.exec_driver_sql(SQLITE_DAILY_UPSERT, [daily_values(row) for row in daily])
+        await conn.exec_driver_sql(SQLITE_DAILY_UPSERT, list(map(daily_values, daily)))
 
 
 def _json(rows: Sequence[Row]) -> str:
