@@ -5,8 +5,11 @@ per-execution work (building and processing bind parameters row by row: ~10 µs 
 row, the largest share of the ledger's CPU) and go to the driver as plain strings
 through `exec_driver_sql`, with the rows already in the driver's shape:
 
-- SQLite: positional `?` tuples; the insert is one multi-row VALUES per chunk (as
-  SQLAlchemy's own "insertmanyvalues" sends it), the upsert one executemany.
+- SQLite: positional `?` tuples. The insert is one single-row statement run per
+  row (executemany: prepared once, where a multi-row VALUES is a new statement for
+  every batch size); when the writer must know which ids it added, one multi-row
+  VALUES … RETURNING id per chunk (as SQLAlchemy's "insertmanyvalues" sends it).
+  The upsert is one executemany.
 - PostgreSQL: one JSON array of the rows, unpacked by the server with
   `json_populate_recordset` against the table's own row type (columns matched by
   name, cast to the column's type). asyncpg's array parameters cost ~0.2 µs of
