@@ -11,6 +11,9 @@
    (GATEWAY_TEST_POSTGRES_URL, a scratch database created and dropped here),
    the daily rollup included: rows from `--callers` different (team, subject)
    pairs (default 1: one rollup row per batch; 400: about 300 per batch).
+3. The same rows through `store_rows` in batches of varied sizes (seeded, 20 to 400:
+   what a live server's 0.2 s batches look like; a fixed 500 hides per-size costs
+   such as SQLite preparing a statement), process CPU per row, SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import secrets
 import statistics
 import tempfile
@@ -29,9 +33,11 @@ from sqlalchemy.engine import make_url
 
 from gateway.auth.principal import Principal
 from gateway.context import RequestContext
-from gateway.db import migrate
+from gateway.db import create_engine, migrate
 from gateway.policy.compiled import Deployment
+from gateway.usage.ledger import ledger_row
 from gateway.usage.pricing import PriceSource, UnitPrices, cost_nanousd
+from gateway.usage.rollup import store_rows
 from gateway.usage.usage import Usage
 from gateway.usage.writer import LedgerWriter
 
@@ -104,6 +110,27 @@ async def writer_cpu(url: str, rows: int, spool: Path, callers: int) -> dict[str
     return {"cpu_us_per_row": cpu / rows * 1e6, "rows_per_s": rows / wall}
 
 
+async def store_cpu(url: str, rows: int, callers: int) -> float:
+    """CPU µs per row of `store_rows` in batches of 20 to 400 rows (seeded sizes)."""
+    await migrate(url)
+    engine = create_engine(url)
+    sizes = random.Random(7)
+    pending = [ledger_row(answered(i, callers), 0.01) for i in range(rows)]
+    batches = []
+    while pending:
+        size = sizes.randint(20, 400)
+        batches.append(pending[:size])
+        pending = pending[size:]
+    try:
+        cpu = time.process_time()
+        for batch in batches:
+            async with engine.begin() as conn:
+                await store_rows(conn, batch)
+        return (time.process_time() - cpu) / rows * 1e6
+    finally:
+        await engine.dispose()
+
+
 async def scratch_postgres() -> tuple[str, str]:
     admin = make_url(POSTGRES_URL)
     name = f"gateway_bench_{secrets.token_hex(4)}"
@@ -139,17 +166,27 @@ async def main() -> None:
             f"writer, SQLite: {sqlite['cpu_us_per_row']:.1f} µs CPU per row, "
             f"{sqlite['rows_per_s']:.0f} rows/s"
         )
+        varied = await store_cpu(f"sqlite+aiosqlite:///{tmp}/varied.db", args.rows, args.callers)
+        print(f"store_rows, varied batches, SQLite: {varied:.1f} µs CPU per row")
         admin_dsn, url = await scratch_postgres()
         try:
             pg = await writer_cpu(url, args.rows, Path(tmp) / "spool-pg", args.callers)
+            await _drop(admin_dsn, url)
+            admin_dsn, url = await scratch_postgres()
+            pg_varied = await store_cpu(url, args.rows, args.callers)
         finally:
-            conn = await asyncpg.connect(admin_dsn)
-            await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-            await conn.close()
+            await _drop(admin_dsn, url)
         print(
             f"writer, PostgreSQL: {pg['cpu_us_per_row']:.1f} µs CPU per row (gateway process "
             f"only), {pg['rows_per_s']:.0f} rows/s"
         )
+        print(f"store_rows, varied batches, PostgreSQL: {pg_varied:.1f} µs CPU per row")
+
+
+async def _drop(admin_dsn: str, url: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+    await conn.close()
 
 
 if __name__ == "__main__":

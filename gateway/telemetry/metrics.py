@@ -124,6 +124,7 @@ class Metrics:
         self._backlog_noted_at = 0.0
         self._version_seen: int | None = None
         self._children: dict[tuple[object, ...], Any] = {}
+        self._request_children: dict[tuple[object, ...], tuple[Any, ...]] = {}
         self._note_policy_version()
 
     def watch_ledger(self, backlog: Callable[[], tuple[int, int]]) -> None:
@@ -158,6 +159,26 @@ class Metrics:
             child = self._children[key] = metric.labels(*values)
         return child
 
+    def _per_request(
+        self, team: str, model: str, deployment: str, ctx: RequestContext, is_costed: bool
+    ) -> tuple[Any, ...]:
+        """(requests, duration, input tokens, output tokens, cost) children for these
+        labels, found with one lookup: what an answered request updates. The token and
+        cost ones are None (never created: no zero series) for a request without them."""
+        has_usage = ctx.usage is not None
+        key = (team, model, deployment, ctx.endpoint, ctx.status, has_usage, is_costed)
+        found = self._request_children.get(key)
+        if found is None:
+            child = self._child
+            found = self._request_children[key] = (
+                child(self.requests, team, model, deployment, ctx.endpoint, str(ctx.status)),
+                child(self.duration, model, ctx.endpoint),
+                child(self.tokens, team, model, deployment, INPUT) if has_usage else None,
+                child(self.tokens, team, model, deployment, OUTPUT) if has_usage else None,
+                child(self.cost, team, model, deployment) if is_costed else None,
+            )
+        return found
+
     def record(self, ctx: RequestContext) -> None:
         """A recorder (Services.recorders): count one finished request."""
         policy = self._policy.current()
@@ -166,12 +187,16 @@ class Metrics:
         model = labels.model_label(ctx, policy.models)
         deployment = labels.deployment_label(ctx)
         child = self._child
-        child(self.requests, team, model, deployment, ctx.endpoint, str(ctx.status)).inc()
-        child(self.duration, model, ctx.endpoint).observe(ctx.elapsed_s())
+        is_costed = ctx.prices is not None and bool(ctx.cost_nanousd)
+        requests, duration, input_tokens, output_tokens, cost = self._per_request(
+            team, model, deployment, ctx, is_costed
+        )
+        requests.inc()
+        duration.observe(ctx.elapsed_s())
         usage = ctx.usage
         if usage is not None:
-            child(self.tokens, team, model, deployment, INPUT).inc(usage.input_tokens)
-            child(self.tokens, team, model, deployment, OUTPUT).inc(usage.output_tokens)
+            input_tokens.inc(usage.input_tokens)
+            output_tokens.inc(usage.output_tokens)
         if ctx.first_byte_s is not None:
             child(self.ttft, model, deployment).observe(ctx.first_byte_s)
         if ctx.tries:
@@ -182,8 +207,8 @@ class Metrics:
         kind = labels.refusal_kind(ctx)
         if kind is not None:
             child(self.refusals, team, kind.value).inc()
-        if ctx.prices is not None and ctx.cost_nanousd:
-            child(self.cost, team, model, deployment).inc(ctx.cost_nanousd / NANO_PER_USD)
+        if is_costed:
+            cost.inc(ctx.cost_nanousd / NANO_PER_USD)
         for hit in ctx.guardrail_hits:  # rule names come from the policy: a bounded set
             child(self.guardrail_actions, team, hit.rule, hit.action.value).inc()
         self._note_ledger()

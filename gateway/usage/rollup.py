@@ -6,10 +6,13 @@ from rows already in the ledger (`rebuild_rollup`, run by migration 0006).
 
 Exactly once: `store_rows` inserts the batch with ON CONFLICT (id) DO NOTHING
 RETURNING id and adds to the rollup only the rows that insert returned, in the
-same transaction. A replayed or duplicate row inserts nothing and adds nothing; a
-transaction that fails adds neither. Ledger rows are inserted in id order and
-rollup rows upserted in key order, so two writers touching the same ids or keys
-lock them in the same order (no deadlock).
+same transaction (SQLite first tries the insert without RETURNING, under a
+savepoint: if it added a row for every id, all are new; else it is rolled back
+and done with RETURNING). The statements are driver SQL (ledger_sql.py). A
+replayed or duplicate row inserts nothing and adds nothing; a transaction that
+fails adds neither. Ledger rows are inserted in id order and rollup rows upserted
+in key order, so two writers touching the same ids or keys lock them in the same
+order (no deadlock).
 
 The token kinds are split per row exactly as `pricing.cost_nanousd` prices them:
 cached and cache-written tokens are part of the input, reasoning tokens part of
@@ -22,23 +25,28 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from functools import cache
+from operator import itemgetter
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy import Connection, Insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import ReturningInsert
 
+from gateway.usage.ledger_sql import (
+    POSTGRES_DAILY_UPSERT,
+    POSTGRES_LEDGER_INSERT,
+    SQLITE_DAILY_UPSERT,
+    SQLITE_LEDGER_INSERT,
+    daily_values,
+    ledger_values,
+    sqlite_chunks,
+)
 from gateway.usage.ledger_table import ROLLUP_KEYS, ROLLUP_SUMS, usage_daily, usage_ledger
 from gateway.usage.report_request import MS_PER_DAY
 
 Row = dict[str, Any]
 
-LEDGER_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_ledger.columns)
-DAILY_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_daily.columns)
 KINDS = ("input", "cached_input", "cache_write", "output", "reasoning")  # = TokenKind values
 
 
@@ -59,96 +67,50 @@ def group_key(values: Sequence[Any]) -> str:
     return hashlib.blake2b(orjson.dumps(list(values)), digest_size=16).hexdigest()
 
 
-def _zero_sums() -> list[int]:
-    return [0] * len(ROLLUP_SUMS)
+_key_values = itemgetter(*ROLLUP_KEYS)
+_NOT_ESTIMATED = (0, 0, 0, 0, 0)
 
 
 def daily_rows(rows: Iterable[Row]) -> list[Row]:
     """The rollup rows that count `rows` (ledger rows), sorted by (day, group_key)."""
-    groups: dict[tuple[Any, ...], list[int]] = {}
+    # Each row's counts (one tuple in ROLLUP_SUMS order), added up per key column by
+    # column at the end: the ledger writer runs this for every row it stores.
+    groups: dict[tuple[Any, ...], list[tuple[int, ...]]] = {}
     for row in rows:
-        key = (row["at_ms"] // MS_PER_DAY, *(row[name] for name in ROLLUP_KEYS))
-        sums = groups.get(key)
-        if sums is None:
-            sums = groups[key] = _zero_sums()
+        key = (row["at_ms"] // MS_PER_DAY, *_key_values(row))
         inp, out = row["input_tokens"], row["output_tokens"]
-        split = token_split(
-            inp, out, row["cached_tokens"], row["cache_write_tokens"], row["reasoning_tokens"]
+        cached, written, reasoning = (
+            row["cached_tokens"],
+            row["cache_write_tokens"],
+            row["reasoning_tokens"],
         )
-        estimated = row["tokens_estimated"]
-        for position, value in enumerate(
-            (
-                1,
-                row["status"] >= 400,
-                inp > 0 or out > 0,
-                inp,
-                out,
-                row["cached_tokens"],
-                row["cache_write_tokens"],
-                row["reasoning_tokens"],
-                *split,
-                *(split if estimated else (0, 0, 0, 0, 0)),
-                row["cost_nanousd"],
-            )
-        ):
-            sums[position] += value
+        split = token_split(inp, out, cached, written, reasoning)
+        counts = (
+            1,
+            row["status"] >= 400,
+            inp > 0 or out > 0,
+            inp,
+            out,
+            cached,
+            written,
+            reasoning,
+            *split,
+            *(split if row["tokens_estimated"] else _NOT_ESTIMATED),
+            row["cost_nanousd"],
+        )
+        counted = groups.get(key)
+        if counted is None:
+            groups[key] = [counts]
+        else:
+            counted.append(counts)
     found = []
-    for key, sums in groups.items():
+    for key, counted in groups.items():
         daily: Row = {"day": key[0], "group_key": group_key(key[1:])}
         daily.update(zip(ROLLUP_KEYS, key[1:], strict=True))
-        daily.update(zip(ROLLUP_SUMS, sums, strict=True))
+        daily.update(zip(ROLLUP_SUMS, map(sum, zip(*counted, strict=True)), strict=True))
         found.append(daily)
     found.sort(key=lambda daily: (daily["day"], daily["group_key"]))
     return found
-
-
-def _dialect_insert(dialect: str, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
-    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-
-
-def _from_arrays(table: sa.Table) -> postgresql.Insert:
-    """PostgreSQL: INSERT INTO table SELECT unnest(:col1), unnest(:col2), … (one array a column)."""
-    arrays = sa.select(
-        *(
-            sa.func.unnest(sa.bindparam(column.name, type_=postgresql.ARRAY(column.type)))
-            for column in table.columns
-        )
-    )
-    return postgresql.insert(table).from_select([column.name for column in table.columns], arrays)
-
-
-@cache
-def ledger_insert_returning(dialect: str) -> ReturningInsert[Any]:
-    """INSERT INTO usage_ledger … ON CONFLICT (id) DO NOTHING RETURNING id.
-
-    SQLite: executed with a list of rows (SQLAlchemy sends them as multi-row VALUES).
-    PostgreSQL: executed with one list per column (`by_column`), sent as arrays and
-    unnested by the server, one statement per batch: as cheap in the gateway's CPU
-    as a plain executemany (12 µs a row), where multi-row VALUES cost 20.
-    """
-    insert = _dialect_insert(dialect, usage_ledger)
-    if dialect == "postgresql":
-        insert = _from_arrays(usage_ledger)
-    return insert.on_conflict_do_nothing(index_elements=[usage_ledger.c.id]).returning(
-        usage_ledger.c.id
-    )
-
-
-def by_column(rows: Sequence[Row], columns: Sequence[str]) -> dict[str, list[Any]]:
-    """Rows as one list per column (a PostgreSQL insert's parameters)."""
-    return {name: [row[name] for row in rows] for name in columns}
-
-
-@cache
-def rollup_upsert(dialect: str) -> Insert:
-    """INSERT INTO usage_daily … ON CONFLICT (day, group_key) DO UPDATE SET s = s + excluded.s."""
-    # PostgreSQL takes one array a column, as the ledger insert does (a batch's
-    # rollup rows have distinct keys, so no row is updated twice in one statement).
-    insert = _from_arrays(usage_daily) if dialect == "postgresql" else sqlite.insert(usage_daily)
-    added = {name: usage_daily.c[name] + insert.excluded[name] for name in ROLLUP_SUMS}
-    return insert.on_conflict_do_update(
-        index_elements=[usage_daily.c.day, usage_daily.c.group_key], set_=added
-    )
 
 
 def first_of_each_id(rows: Sequence[Row], inserted: Iterable[str]) -> list[Row]:
@@ -174,22 +136,53 @@ async def store_rows(conn: AsyncConnection, rows: Sequence[Row]) -> int:
     Inserted in id order (stable: a repeated id keeps its first copy first), so two
     writers holding some of the same ids never wait on each other crosswise."""
     rows = sorted(rows, key=_by_id)
-    dialect = conn.dialect.name
-    is_postgres = dialect == "postgresql"
-    params = by_column(rows, LEDGER_COLUMNS) if is_postgres else list(rows)
-    inserted = await conn.execute(ledger_insert_returning(dialect), params)
-    added = first_of_each_id(rows, inserted.scalars())
+    if conn.dialect.name == "postgresql":
+        result = await conn.exec_driver_sql(POSTGRES_LEDGER_INSERT, (_json(rows),))
+        inserted: Iterable[str] = result.scalars().all()
+    else:
+        inserted = await _insert_sqlite(conn, rows)
+    added = first_of_each_id(rows, inserted)
     await add_to_daily(conn, daily_rows(added))
     return len(added)
+
+
+async def _insert_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> Iterable[str]:
+    """The ids the insert added. First one prepared statement run per row (SQLite
+    prepares a multi-row VALUES anew for every batch size: as much CPU again as the
+    insert); when it added fewer rows than the batch has ids (a replay), that is
+    undone and the batch inserted again with RETURNING, which tells which ones."""
+    ids = {row["id"] for row in rows}
+    await conn.exec_driver_sql(f"SAVEPOINT {_SAVEPOINT}")
+    result = await conn.exec_driver_sql(SQLITE_LEDGER_INSERT, list(map(ledger_values, rows)))
+    if result.rowcount != len(ids):
+        await conn.exec_driver_sql(f"ROLLBACK TO {_SAVEPOINT}")
+    await conn.exec_driver_sql(f"RELEASE {_SAVEPOINT}")
+    if result.rowcount == len(ids):
+        return ids  # each distinct id added one row: all of them are new
+    inserted: list[str] = []
+    for statement, flat in sqlite_chunks(rows):
+        returned = await conn.exec_driver_sql(statement, flat)
+        inserted.extend(returned.scalars().all())
+    return inserted
+
+
+_SAVEPOINT = "ledger_rows"
 
 
 async def add_to_daily(conn: AsyncConnection, daily: Sequence[Row]) -> None:
     """Add rollup rows (distinct keys) to `usage_daily`, in the caller's transaction."""
     if not daily:
         return
-    dialect = conn.dialect.name
-    params = by_column(daily, DAILY_COLUMNS) if dialect == "postgresql" else list(daily)
-    await conn.execute(rollup_upsert(dialect), params)
+    if conn.dialect.name == "postgresql":
+        # One JSON array, as the ledger insert (a batch's rollup rows have distinct
+        # keys, so no row is updated twice in one statement).
+        await conn.exec_driver_sql(POSTGRES_DAILY_UPSERT, (_json(daily),))
+    else:
+        await conn.exec_driver_sql(SQLITE_DAILY_UPSERT, list(map(daily_values, daily)))
+
+
+def _json(rows: Sequence[Row]) -> str:
+    return orjson.dumps(rows).decode()
 
 
 # --- rebuilding from the ledger ------------------------------------------------------

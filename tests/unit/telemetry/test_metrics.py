@@ -13,8 +13,9 @@ from gateway.providers.base import UpstreamFailure
 from gateway.routing.failover import HealthBoard
 from gateway.routing.tries import Try
 from gateway.telemetry.metrics import Metrics
+from gateway.usage.pricing import PriceSource, UnitPrices
 from gateway.usage.usage import Usage
-from tests.support.metrics import total
+from tests.support.metrics import samples, total
 
 A = Deployment("a", "model-a", 1.0, 1)
 
@@ -106,3 +107,26 @@ def test_the_health_board_reports_each_cooldown_once():
 class _Routing:
     failure_threshold = 2
     cooldown_s = 60.0
+
+
+def series(metrics: Metrics, name: str) -> list[dict[str, str]]:
+    return [found for sample, found, _ in samples(scrape(metrics)) if sample == name]
+
+
+def test_a_request_without_usage_or_cost_adds_no_token_or_cost_series():
+    """A refusal counts as a request; token and cost series appear only once something
+    with the same labels used tokens or cost money, then with its own values."""
+    metrics = Metrics(store())
+    metrics.record(request(401, "invalid_api_key", deployment=A))
+    assert series(metrics, "gateway_tokens_total") == []
+    assert series(metrics, "gateway_cost_usd_total") == []
+    assert total(scrape(metrics), "gateway_requests_total", status="401") == 1
+    prices = UnitPrices(10**9, 10**9, 0, 0, 0, PriceSource.POLICY)
+    for _ in range(2):
+        metrics.record(request(deployment=A, usage=Usage(3, 4), prices=prices, cost_nanousd=7))
+    text = scrape(metrics)
+    assert total(text, "gateway_requests_total", status="200") == 2
+    assert total(text, "gateway_requests_total", status="401") == 1
+    assert total(text, "gateway_tokens_total", direction="input") == 6
+    assert total(text, "gateway_cost_usd_total") == pytest.approx(14e-9)
+    assert total(text, "gateway_request_duration_seconds_count", endpoint="chat") == 3
