@@ -6,16 +6,20 @@ team rpm + tpm, user rpm, team concurrency. Then the stage's other cost, the
 estimate (prompt tokens counted with tiktoken, worst-case price), for bench/run.py's
 prompt: a prompt seen for the first time, and one seen before.
 
-Run: PYTHONPATH=. .venv/bin/python bench/limits_micro.py
+Run: PYTHONPATH=. .venv/bin/python bench/limits_micro.py [stage]
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+import sys
 import time
 import uuid
+from types import SimpleNamespace
+from typing import Any
 
+import orjson
 from run import PROMPT  # bench/run.py's prompt (this script runs from bench/)
 
 from gateway.limits.backend import LimitsBackend
@@ -23,6 +27,8 @@ from gateway.limits.estimate import estimate_now
 from gateway.limits.memory import MemoryBackend
 from gateway.limits.plan import Actual, Estimate, build_plan
 from gateway.limits.redis_backend import RedisBackend
+from gateway.limits.service import Limits
+from gateway.limits.stage import limits_headers, reserve_limits, settle_limits
 from gateway.policy.compiled import (
     Budget,
     BudgetPeriod,
@@ -31,11 +37,13 @@ from gateway.policy.compiled import (
     RoutingConfig,
     TeamRules,
 )
-from gateway.policy.schema import LimitsSpec, PerUserSpec
+from gateway.policy.schema import BackendErrorMode, LimitsSpec, PerUserSpec
+from gateway.usage.usage import Usage
 
 REQUESTS_IN_PROCESS = 20_000
 REQUESTS_REDIS = 3_000
 REQUESTS_ESTIMATE = 3_000
+REQUESTS_STAGE = 10_000
 ROUTE = ModelRoute(
     "bench-model", (Deployment("upstream", "gpt-4o-mini", 1.0, 1),), RoutingConfig(), None
 )
@@ -102,7 +110,54 @@ def bench_estimate(prompt: str, *, fresh: bool) -> float:
     return (cpu_s() - cpu0) / REQUESTS_ESTIMATE * 1e6
 
 
+async def no_sums(*_: Any) -> tuple[int, int]:
+    return 0, 0
+
+
+async def bench_stage(backend: LimitsBackend, requests: int) -> float:
+    """CPU µs per request of the whole stage as the pipeline calls it: reserve_limits
+    (estimate, plan, reserve) on a body parsed afresh, limits_headers, settle_limits."""
+    team = bench_team()
+    services = SimpleNamespace(limits=Limits(backend, no_sums))  # type: ignore[arg-type]
+    policy = SimpleNamespace(timezone="UTC", on_backend_error=BackendErrorMode.CLOSED)
+    grant = SimpleNamespace(team=team, route=ROUTE, principal=SimpleNamespace(subject="u"))
+    raw = orjson.dumps(
+        {
+            "model": "bench-model",
+            "max_tokens": 256,
+            "messages": [
+                {"role": "system", "content": "You are a careful senior engineer."},
+                {"role": "user", "content": PROMPT},
+            ],
+        }
+    )
+
+    async def one() -> None:
+        ctx = SimpleNamespace(endpoint="chat", limits_hold=None, usage=None, request_id="r")
+        await reserve_limits(ctx, policy, grant, orjson.loads(raw), services)  # type: ignore[arg-type]
+        limits_headers(ctx)  # type: ignore[arg-type]
+        ctx.usage, ctx.cost_nanousd = Usage(200, 100), 1234
+        settle_limits(ctx, services)  # type: ignore[arg-type]
+        await settle_backlog(backend, 64)
+
+    await one()  # seeds the budgets, loads the encoding
+    cpu0 = cpu_s()
+    for _ in range(requests):
+        await one()
+    await settle_backlog(backend, 0)
+    return (cpu_s() - cpu0) / requests * 1e6
+
+
 async def main() -> None:
+    if sys.argv[1:] == ["stage"]:  # the whole stage only (to compare two checkouts quickly)
+        memory = await bench_stage(MemoryBackend(), REQUESTS_STAGE)
+        redis = RedisBackend.from_url("redis://127.0.0.1:6379")
+        try:
+            remote = await bench_stage(redis, REQUESTS_REDIS)
+        finally:
+            await redis.close()
+        print(f"stage: in-process {memory:.1f} us, redis {remote:.1f} us CPU/request")
+        return
     cpu_us, wall_us = await run(MemoryBackend(), REQUESTS_IN_PROCESS)
     print(f"in-process: {cpu_us:.1f} us CPU/request (plan+reserve+settle), {wall_us:.1f} us wall")
     redis = RedisBackend.from_url("redis://127.0.0.1:6379")
@@ -113,6 +168,16 @@ async def main() -> None:
     print(f"redis: {cpu_us:.1f} us CPU/request in the gateway process, {wall_us:.1f} us wall")
     new, seen = bench_estimate(PROMPT, fresh=True), bench_estimate(PROMPT, fresh=False)
     print(f"estimate ({len(PROMPT)}-char prompt): {new:.1f} us new, {seen:.1f} us seen before")
+    memory = await bench_stage(MemoryBackend(), REQUESTS_STAGE)
+    redis = RedisBackend.from_url("redis://127.0.0.1:6379")
+    try:
+        remote = await bench_stage(redis, REQUESTS_REDIS)
+    finally:
+        await redis.close()
+    print(
+        f"whole stage (estimate of a freshly parsed body, plan, reserve, headers, settle): "
+        f"in-process {memory:.1f} us, redis {remote:.1f} us CPU/request"
+    )
 
 
 if __name__ == "__main__":

@@ -173,17 +173,35 @@ class RateView(NamedTuple):
     reset_ms: int
 
 
+_HEADER_NAMES = {
+    kind: (
+        b"x-ratelimit-limit-" + name,
+        b"x-ratelimit-remaining-" + name,
+        b"x-ratelimit-reset-" + name,
+    )
+    for kind, name in ((RateKind.REQUESTS, b"requests"), (RateKind.TOKENS, b"tokens"))
+}
+
+
 def ratelimit_headers(views: tuple[RateView, ...]) -> list[tuple[bytes, bytes]]:
-    """OpenAI's six headers, from the tightest key of each kind (team or user)."""
+    """OpenAI's six headers, from the tightest key of each kind (team or user): the
+    fewest remaining, then the latest reset (on every answer: plain loops, no lambdas)."""
     headers: list[tuple[bytes, bytes]] = []
-    for kind, name in ((RateKind.REQUESTS, b"requests"), (RateKind.TOKENS, b"tokens")):
-        of_kind = [v for v in views if v.check.kind is kind]
-        if not of_kind:
+    for kind in (RateKind.REQUESTS, RateKind.TOKENS):
+        tightest = None
+        for view in views:
+            if view.check.kind is kind and (
+                tightest is None
+                or view.remaining < tightest.remaining
+                or (view.remaining == tightest.remaining and view.reset_ms > tightest.reset_ms)
+            ):
+                tightest = view
+        if tightest is None:
             continue
-        tightest = min(of_kind, key=lambda v: (v.remaining, -v.reset_ms))
-        headers += [
-            (b"x-ratelimit-limit-" + name, str(tightest.check.limit).encode()),
-            (b"x-ratelimit-remaining-" + name, str(tightest.remaining).encode()),
-            (b"x-ratelimit-reset-" + name, go_duration(tightest.reset_ms).encode()),
-        ]
+        limit, remaining, reset = _HEADER_NAMES[kind]
+        headers += (
+            (limit, b"%d" % tightest.check.limit),
+            (remaining, b"%d" % tightest.remaining),
+            (reset, go_duration(tightest.reset_ms).encode()),
+        )
     return headers

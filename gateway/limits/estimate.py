@@ -23,6 +23,11 @@ from gateway.usage.usage import Usage
 DEFAULT_OUTPUT_ALLOWANCE = 4096
 # Prompts longer than this are counted on a thread: 2 KB take ~0.25 ms inline, 100 KB ~5 ms.
 INLINE_COUNT_CHARS = 2048
+PROMPT_FIELDS: Mapping[Endpoint, str] = {
+    "chat": "messages",
+    "completions": "prompt",
+    "embeddings": "input",
+}
 OUTPUT_FIELDS: Mapping[Endpoint, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
     "completions": ("max_tokens",),
@@ -49,10 +54,25 @@ def output_allowance(endpoint: Endpoint, body: Mapping[str, Any], default: int |
 
 def prompt_chars(endpoint: Endpoint, body: Mapping[str, Any]) -> int:
     """A cheap upper bound on the prompt's size, to choose inline or threaded counting."""
-    field = {"chat": "messages", "completions": "prompt", "embeddings": "input"}.get(
-        endpoint, "input"
-    )
+    if endpoint == "chat":
+        messages = body.get("messages")
+        if isinstance(messages, list):
+            return _messages_size(messages)
+    field = PROMPT_FIELDS.get(endpoint, "input")
     return _size(body.get(field), 0)
+
+
+def _messages_size(messages: list[Any]) -> int:
+    """_size of a chat's messages, without a generator per level for the usual shape
+    (messages whose values are all strings): it runs on every request."""
+    total = 0
+    for message in messages:
+        if not isinstance(message, dict):
+            total += _size(message, 1)
+            continue
+        for value in message.values():
+            total += len(value) if isinstance(value, str) else _size(value, 2)
+    return total
 
 
 def _size(value: Any, depth: int) -> int:

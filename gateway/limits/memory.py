@@ -57,6 +57,11 @@ class _Team:
     in_flight: dict[str, set[str]] = field(default_factory=dict)
 
 
+def _seeded(counters: dict[str, _Budget], key: str) -> bool:
+    entry = counters.get(key)
+    return entry is not None and entry.is_seeded
+
+
 def first_refusal(refusals: list[RateRefusal]) -> RateRefusal | None:
     """Of several rate refusals, the one that says when all of them fit: the longest
     wait (one that can never fit wins outright)."""
@@ -79,21 +84,19 @@ class MemoryBackend:
         return self.reserve_now(plan, hold_id, now_ms)
 
     def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> Hold | Refusal | NeedsSeed:
+        # One pass per kind of check, no intermediate objects on the way to a hold:
+        # this runs on every request (~1 µs of it is ~1 % of the whole gateway's).
         if self._expiries and self._expiries[0][0] <= now_ms:
             self._sweep(now_ms)
         state = self._team(plan.team)
         counters = state.budgets
-        entries = [counters.get(c.key) for c in plan.budgets]
-        if not all(e is not None and e.is_seeded for e in entries):
-            return NeedsSeed(
-                tuple(
-                    c
-                    for c, e in zip(plan.budgets, entries, strict=True)
-                    if not e or not e.is_seeded
-                )
-            )
+        entries = []
+        for check in plan.budgets:
+            entry = counters.get(check.key)
+            if entry is None or not entry.is_seeded:
+                return NeedsSeed(tuple(c for c in plan.budgets if not _seeded(counters, c.key)))
+            entries.append(entry)
         for check, entry in zip(plan.budgets, entries, strict=True):
-            assert entry is not None  # all seeded, above
             verdict = budget.verdict(entry.used, entry.reserved, check.limit, check.amount)
             if verdict is not OK:
                 return BudgetRefusal(check, verdict, Counter(entry.used, entry.reserved))
@@ -105,7 +108,7 @@ class MemoryBackend:
                 return ConcurrencyRefusal(conc, count)
         buckets = state.buckets
         levels = []
-        refusals: list[RateRefusal] = []
+        refusals: list[RateRefusal] | None = None
         for rate in plan.rates:
             bucket = buckets.get(rate.key)
             level = (
@@ -115,15 +118,15 @@ class MemoryBackend:
             )
             wait = gcra.wait_ms(level, rate.limit, rate.amount)
             if wait != 0:
-                refusals.append(RateRefusal(rate, wait, *gcra.view(level, rate.limit)))
+                refusal = RateRefusal(rate, wait, *gcra.view(level, rate.limit))
+                refusals = [refusal] if refusals is None else [*refusals, refusal]
             levels.append(level)
-        if refusals:
+        if refusals is not None:
             refused = first_refusal(refusals)
             assert refused is not None
             return refused
         # Every check passed: now, and only now, change state.
         for check, entry in zip(plan.budgets, entries, strict=True):
-            assert entry is not None
             entry.reserved += check.amount  # budget.reserve
         for conc in plan.concurrency:
             holders = in_flight.get(conc.key)

@@ -17,8 +17,9 @@ from __future__ import annotations
 WINDOW_MS = 60_000
 
 _RELEASE = """
--- Redis formats a Lua number with 14 digits: integers go out as exact strings.
-local function int(x) return string.format('%.0f', x) end
+-- Redis formats a Lua number with 14 digits: integers go out as exact strings. Zero
+-- as '0': minus a zero reservation is -0, '%.0f' writes '-0' and HINCRBY refuses it.
+local function int(x) if x == 0 then return '0' end return string.format('%.0f', x) end
 local function release(holds, exp, id)
   local rec = redis.call('HGET', holds, id)
   redis.call('ZREM', exp, id)

@@ -7,6 +7,7 @@ a parameter so tests can stand at a period boundary.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -24,6 +25,24 @@ Clock = Callable[[], int]  # epoch ms
 SEED_ATTEMPTS = 3
 
 
+# A hold's id: unique across every replica sharing a Redis (random per process, again
+# in a forked child) and within the process (a counter): no syscall per request.
+_process_id = os.urandom(8).hex()
+_holds = itertools.count()
+
+
+def _new_process() -> None:
+    global _process_id, _holds
+    _process_id, _holds = os.urandom(8).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_process)
+
+
+def new_hold_id() -> str:
+    return f"{_process_id}{next(_holds):x}"
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -39,7 +58,7 @@ class Limits:
 
     async def reserve(self, plan: Plan, mode: BackendErrorMode) -> Hold:
         """A hold on every check of `plan`, or the refusal raised as a GatewayError."""
-        hold_id = os.urandom(12).hex()
+        hold_id = new_hold_id()
         now_ms = self.clock()
         try:
             for _ in range(SEED_ATTEMPTS):

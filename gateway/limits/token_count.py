@@ -70,9 +70,18 @@ def _load_offline(name: str) -> tiktoken.Encoding:
             os.environ["TIKTOKEN_CACHE_DIR"] = previous
 
 
+MODELS_KEPT = 256  # model names come from the policy: few
+_ENCODING_NAMES: dict[str, str] = {}  # model → its encoding's name
+
+
 def encoding_for(model: str) -> tiktoken.Encoding:
-    bare = model.rsplit("/", 1)[-1]
-    return encoding("o200k_base" if bare.startswith(O200K_PREFIXES) else "cl100k_base")
+    name = _ENCODING_NAMES.get(model)
+    if name is None:
+        bare = model.rsplit("/", 1)[-1]
+        name = "o200k_base" if bare.startswith(O200K_PREFIXES) else "cl100k_base"
+        if len(_ENCODING_NAMES) < MODELS_KEPT:
+            _ENCODING_NAMES[model] = name
+    return encoding(name)
 
 
 def count_text(text: str, model: str) -> int:
@@ -129,7 +138,11 @@ def count_messages(messages: Iterable[Any], model: str) -> int:
         if not isinstance(message, Mapping):
             continue
         for key in ("content", "name"):
-            for text in _texts(message.get(key)):
+            value = message.get(key)
+            if isinstance(value, str):  # the usual shape: no generator
+                total += count_prompt_text(value, model)
+                continue
+            for text in _texts(value):
                 total += count_prompt_text(text, model)
         tool_calls = message.get("tool_calls")
         if isinstance(tool_calls, list):

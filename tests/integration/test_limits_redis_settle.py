@@ -102,3 +102,28 @@ async def test_settles_redis_cannot_take_are_counted_lost() -> None:
         assert backend.lost_settles == 4
     finally:
         await backend.close()
+
+
+async def test_a_zero_reservation_settles(redis_url: str) -> None:
+    """A USD budget on an unpriced model reserves 0 nano-USD: releasing it (minus zero,
+    -0 in Lua) must still be an integer Redis takes, or every settle of the team is lost."""
+    now = int(time.time() * 1000)
+    rules = TeamRules(
+        f"settle-{uuid.uuid4().hex[:8]}",
+        True,
+        frozenset(),
+        budgets=(Budget(BudgetPeriod.DAY, 10**9, 10.0),),
+        limits=LimitsSpec(concurrency=10),
+    )
+    plan = build_plan(rules, "u", Estimate(100, 0), now)
+    backend = RedisBackend.from_url(redis_url)
+    try:
+        (hold,) = await reserved(backend, plan, 1, now)
+        backend.settle(hold, Actual(40, 0), now)
+        await backend.flush()
+        snap = await backend.snapshot(plan, now)
+        assert backend.lost_settles == 0
+        assert snap.concurrency == (0,)
+        assert [(c.used, c.reserved) for c in snap.budgets if c is not None] == [(40, 0), (0, 0)]
+    finally:
+        await backend.close()

@@ -90,3 +90,32 @@ def test_headers_show_the_tightest_key_of_each_kind() -> None:
         b"x-ratelimit-remaining-tokens": b"990",
         b"x-ratelimit-reset-tokens": b"600ms",
     }
+
+
+def test_ratelimit_headers_pick_the_tightest_like_min() -> None:
+    """The loop picks what min(key=(remaining, -reset_ms)) picks, first among equals."""
+    from itertools import product
+
+    from gateway.limits.answers import RateView, ratelimit_headers
+    from gateway.limits.plan import RateCheck, RateKind, Scope
+
+    def check(n: int, kind: RateKind) -> RateCheck:
+        return RateCheck(f"k{n}", Scope.TEAM, kind, 100 + n, 1)
+
+    for values in product([(5, 10), (5, 20), (3, 10), (7, 5)], repeat=3):
+        for kinds in product([RateKind.REQUESTS, RateKind.TOKENS], repeat=3):
+            views = tuple(
+                RateView(check(i, kind), remaining, reset)
+                for i, ((remaining, reset), kind) in enumerate(zip(values, kinds, strict=True))
+            )
+            expected: list[tuple[bytes, bytes]] = []
+            for kind, name in ((RateKind.REQUESTS, b"requests"), (RateKind.TOKENS, b"tokens")):
+                of_kind = [v for v in views if v.check.kind is kind]
+                if of_kind:
+                    t = min(of_kind, key=lambda v: (v.remaining, -v.reset_ms))
+                    expected += [
+                        (b"x-ratelimit-limit-" + name, str(t.check.limit).encode()),
+                        (b"x-ratelimit-remaining-" + name, str(t.remaining).encode()),
+                        (b"x-ratelimit-reset-" + name, f"{t.reset_ms}ms".encode()),
+                    ]
+            assert ratelimit_headers(views) == expected

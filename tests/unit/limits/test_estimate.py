@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from gateway.limits.estimate import (
     DEFAULT_OUTPUT_ALLOWANCE,
@@ -72,3 +73,19 @@ def test_a_100kb_prompt_is_counted_off_the_event_loop() -> None:
     tokens, worst_gap = asyncio.run(main())
     assert tokens > 20_000
     assert worst_gap < 0.05
+
+
+def test_prompt_chars_of_chat_messages_is_the_general_walk() -> None:
+    """The chat fast path measures what the general walk measures, for every shape."""
+    from gateway.limits.estimate import _size, prompt_chars
+
+    shapes: list[Any] = [
+        [{"role": "user", "content": "hello"}],
+        [{"role": "user", "content": [{"type": "text", "text": "abc"}, "xy"], "name": "n"}],
+        [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}],
+        ["not a message", 7, None, [[["deep", ["deeper", ["deepest"]]]]]],
+        [{"a": {"b": {"c": {"d": {"e": "too deep"}}}}}],
+        [],
+    ]
+    for messages in shapes:
+        assert prompt_chars("chat", {"messages": messages}) == _size(messages, 0)

@@ -143,3 +143,20 @@ def test_holds_always_end_released_and_counters_stay_in_bounds(ops: list[tuple])
     snap = asyncio.run(backend.snapshot(final, now))
     assert all(c is None or c.reserved == 0 for c in snap.budgets)
     assert snap.concurrency == (0, 0)
+
+
+def test_hold_ids_are_unique_and_differ_between_processes() -> None:
+    import os
+
+    from gateway.limits import service
+
+    ids = {service.new_hold_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a new process prefix
+        os.write(write, service.new_hold_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    assert child[:16] != service.new_hold_id()[:16]
