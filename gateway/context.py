@@ -76,7 +76,8 @@ class RequestContext:
     first_byte_s: float | None = None  # streams: when the first event reached the client
     # Guardrail rules that fired (name, action, input/output), never the text they matched.
     guardrail_hits: list[GuardrailHit] = field(default_factory=list)
-    limits_hold: Hold | None = None  # limits: what this request reserved, until finish settles it
+    limits_hold: Hold | None = None  # limits: what this request reserved (kept for its record)
+    limits_settled: bool = False  # finish settled or released the hold (once)
     # --- telemetry (issue 12): each upstream attempt, and what the answer said of itself ---
     tries: tuple[Try, ...] = ()
     response_model: str | None = None

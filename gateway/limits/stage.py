@@ -61,9 +61,10 @@ async def reserve_limits(
 def settle_limits(ctx: RequestContext, services: Services) -> None:
     """Settle the hold to the true usage, or release it all when no upstream answered.
     Charged even when the client hung up: the upstream billed us for what it generated."""
-    hold, ctx.limits_hold = ctx.limits_hold, None  # once, even if finish ran twice
-    if hold is None:
+    hold = ctx.limits_hold  # kept on the context: the recorders read what was decided
+    if hold is None or ctx.limits_settled:  # once, even if finish ran twice
         return
+    ctx.limits_settled = True
     usage = ctx.usage
     actual = None
     if usage is not None:

@@ -237,3 +237,32 @@ def test_without_an_otlp_endpoint_the_sdk_is_never_imported(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+LIMITED_POLICY = """
+providers:
+  a: {{type: openai-compatible, api_base: "{a}"}}
+models:
+  m:
+    deployments:
+      - {{provider: a, model: model-a}}
+teams:
+  demo:
+    models: ["*"]
+    limits: {{rpm: 1000, concurrency: 10}}
+    budgets: [{{period: day, tokens: 1000000}}]
+"""
+
+
+async def test_the_server_span_says_what_the_limits_stage_decided(tmp_path, pair):
+    """The record point settles the hold before the recorders run: the span still names
+    the decision (it read nothing once settling had cleared the hold)."""
+    a, _ = pair
+    async with traced_gateway(tmp_path, LIMITED_POLICY.format(a=a.base_url)) as (gw, spans):
+        client = await gw.openai()
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hello there"}]
+        )
+        finished = spans.get_finished_spans()
+    (server,) = of_kind(finished, SpanKind.SERVER)
+    assert server.attributes["gateway.budget.decision"] == "reserved"
