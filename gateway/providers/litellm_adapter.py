@@ -32,6 +32,7 @@ from gateway.providers.base import (
     UpstreamReply,
     retry_after_seconds,
 )
+from gateway.telemetry.current import add_trace_headers
 
 Kind = Literal["anthropic", "gemini", "bedrock"]
 
@@ -187,6 +188,10 @@ class LitellmProvider:
         )
         if is_stream:  # always ask for usage: the gateway bills from it
             kwargs.update(stream=True, stream_options={"include_usage": True})
+        trace: dict[str, str] = {}
+        add_trace_headers(trace)  # our traceparent, when this request is traced
+        if trace:  # (a caller's body cannot set extra_headers: not in _PARAMS)
+            kwargs["extra_headers"] = trace
         return kwargs
 
     def _refuse_what_would_be_dropped(self, call: UpstreamCall, kwargs: Mapping[str, Any]) -> None:

@@ -44,6 +44,13 @@ WORDS = ("Hello", " there")
 EMBEDDING = [0.25, -0.5, 1.0]
 
 
+class TracedRequest:
+    """A request's trace (telemetry/current.py) as a provider sees it: the headers it adds."""
+
+    def add_headers(self, headers: dict[str, str]) -> None:
+        headers["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
 @dataclass(frozen=True)
 class Seen:
     """One request as the upstream received it."""
