@@ -133,7 +133,9 @@ async def bench_stage(backend: LimitsBackend, requests: int) -> float:
     )
 
     async def one() -> None:
-        ctx = SimpleNamespace(endpoint="chat", limits_hold=None, usage=None, request_id="r")
+        ctx = SimpleNamespace(
+            endpoint="chat", limits_hold=None, limits_settled=False, usage=None, request_id="r"
+        )
         await reserve_limits(ctx, policy, grant, orjson.loads(raw), services)  # type: ignore[arg-type]
         limits_headers(ctx)  # type: ignore[arg-type]
         ctx.usage, ctx.cost_nanousd = Usage(200, 100), 1234
@@ -148,14 +150,20 @@ async def bench_stage(backend: LimitsBackend, requests: int) -> float:
     return (cpu_s() - cpu0) / requests * 1e6
 
 
+async def whole_stage() -> tuple[float, float]:
+    """CPU µs per request of the whole stage: in-process, then on Redis."""
+    memory = await bench_stage(MemoryBackend(), REQUESTS_STAGE)
+    redis = RedisBackend.from_url("redis://127.0.0.1:6379")
+    try:
+        remote = await bench_stage(redis, REQUESTS_REDIS)
+    finally:
+        await redis.close()
+    return memory, remote
+
+
 async def main() -> None:
     if sys.argv[1:] == ["stage"]:  # the whole stage only (to compare two checkouts quickly)
-        memory = await bench_stage(MemoryBackend(), REQUESTS_STAGE)
-        redis = RedisBackend.from_url("redis://127.0.0.1:6379")
-        try:
-            remote = await bench_stage(redis, REQUESTS_REDIS)
-        finally:
-            await redis.close()
+        memory, remote = await whole_stage()
         print(f"stage: in-process {memory:.1f} us, redis {remote:.1f} us CPU/request")
         return
     cpu_us, wall_us = await run(MemoryBackend(), REQUESTS_IN_PROCESS)
@@ -168,12 +176,7 @@ async def main() -> None:
     print(f"redis: {cpu_us:.1f} us CPU/request in the gateway process, {wall_us:.1f} us wall")
     new, seen = bench_estimate(PROMPT, fresh=True), bench_estimate(PROMPT, fresh=False)
     print(f"estimate ({len(PROMPT)}-char prompt): {new:.1f} us new, {seen:.1f} us seen before")
-    memory = await bench_stage(MemoryBackend(), REQUESTS_STAGE)
-    redis = RedisBackend.from_url("redis://127.0.0.1:6379")
-    try:
-        remote = await bench_stage(redis, REQUESTS_REDIS)
-    finally:
-        await redis.close()
+    memory, remote = await whole_stage()
     print(
         f"whole stage (estimate of a freshly parsed body, plan, reserve, headers, settle): "
         f"in-process {memory:.1f} us, redis {remote:.1f} us CPU/request"

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import binascii
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from multidict import CIMultiDictProxy
 
 from gateway.providers.base import Endpoint, UpstreamCall
 from gateway.providers.litellm_adapter import LitellmProvider
+from gateway.telemetry.current import CURRENT_TRACE
 
 API_KEY = "sk-test-provider-key-0123456789"
 AWS = {
@@ -44,11 +45,24 @@ WORDS = ("Hello", " there")
 EMBEDDING = [0.25, -0.5, 1.0]
 
 
-class TracedRequest:
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class _TracedRequest:
     """A request's trace (telemetry/current.py) as a provider sees it: the headers it adds."""
 
     def add_headers(self, headers: dict[str, str]) -> None:
-        headers["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        headers["traceparent"] = TRACEPARENT
+
+
+@contextmanager
+def traced() -> Iterator[None]:
+    """Run the provider calls inside as those of a traced request."""
+    token = CURRENT_TRACE.set(_TracedRequest())  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        CURRENT_TRACE.reset(token)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,12 @@ from gateway.providers.base import UpstreamClientError, UpstreamFailure
 from tests.integration.providers.litellm_upstreams import (
     API_KEY,
     LITELLM_WARNINGS,
+    TRACEPARENT,
     USAGE_COUNTS,
     Deployment,
-    TracedRequest,
     read_sse,
     token_counts,
+    traced,
     upstream_call,
 )
 
@@ -272,15 +273,10 @@ async def test_several_choices_are_refused_not_silently_answered_with_one(
 
 
 async def test_a_traced_request_carries_our_traceparent_upstream(anthropic: Deployment) -> None:
-    from gateway.telemetry.current import CURRENT_TRACE
-
     await anthropic.provider.send(upstream_call("chat", MODEL, {"messages": MESSAGES}))
     assert "traceparent" not in anthropic.upstream.last.headers  # untraced: nothing added
-    token = CURRENT_TRACE.set(TracedRequest())  # type: ignore[arg-type]
-    try:
+    with traced():
         await anthropic.provider.send(upstream_call("chat", MODEL, {"messages": MESSAGES}))
-    finally:
-        CURRENT_TRACE.reset(token)
     seen = anthropic.upstream.last
-    assert seen.headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert seen.headers["traceparent"] == TRACEPARENT
     assert seen.headers["x-api-key"] == API_KEY

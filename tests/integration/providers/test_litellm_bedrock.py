@@ -159,14 +159,10 @@ async def test_exception_event_mid_stream_is_a_failure(bedrock: Deployment) -> N
 
 async def test_a_traced_request_carries_our_traceparent_upstream(bedrock: Deployment) -> None:
     """Added to the signed request's headers (AWS checks only the headers it signed)."""
-    from gateway.telemetry.current import CURRENT_TRACE
-    from tests.integration.providers.litellm_upstreams import TracedRequest
+    from tests.integration.providers.litellm_upstreams import TRACEPARENT, traced
 
-    token = CURRENT_TRACE.set(TracedRequest())  # type: ignore[arg-type]
-    try:
+    with traced():
         await bedrock.provider.send(upstream_call("chat", MODEL, {"messages": MESSAGES}))
-    finally:
-        CURRENT_TRACE.reset(token)
     seen = bedrock.upstream.last
-    assert seen.headers["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert seen.headers["traceparent"] == TRACEPARENT
     assert seen.headers["authorization"].startswith("AWS4-HMAC-SHA256")
