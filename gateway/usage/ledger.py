@@ -15,13 +15,12 @@ import orjson
 import sqlalchemy as sa
 
 from gateway.context import RequestContext
-from gateway.usage.ledger_table import usage_ledger
+from gateway.usage.ledger_table import LEDGER_COLUMNS, usage_ledger
 from gateway.usage.pricing import PriceSource
 
 MAX_TEXT_CHARS = 256  # a model alias, team, subject or client id longer than this is cut
 INT32_MAX = 2**31 - 1  # the Integer columns (tokens, status, attempts, latency)
 INT64_MAX = 2**63 - 1  # the BigInteger columns (money, time)
-COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_ledger.columns)
 _NULLABLE = frozenset(column.name for column in usage_ledger.columns if column.nullable)
 _BOOLEAN = frozenset({"stream", "tokens_estimated"})
 _BIG = frozenset(
@@ -121,9 +120,9 @@ def row_from_spool(value: Any) -> dict[str, Any] | None:
     Rows are written by `ledger_row`, so anything else is a damaged or foreign line:
     None, and the caller sets it aside instead of letting it block the rows after it.
     """
-    if not isinstance(value, dict) or set(value) != set(COLUMNS):
+    if not isinstance(value, dict) or set(value) != set(LEDGER_COLUMNS):
         return None
-    return value if all(_is_usable(name, value[name]) for name in COLUMNS) else None
+    return value if all(_is_usable(name, value[name]) for name in LEDGER_COLUMNS) else None
 
 
 def _is_usable(name: str, item: Any) -> bool:

@@ -26,10 +26,8 @@ from functools import lru_cache
 from operator import itemgetter
 from typing import Any
 
-from gateway.usage.ledger_table import ROLLUP_SUMS, usage_daily, usage_ledger
+from gateway.usage.ledger_table import DAILY_COLUMNS, LEDGER_COLUMNS, ROLLUP_SUMS
 
-LEDGER_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_ledger.columns)
-DAILY_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_daily.columns)
 # SQLite's default limit on one statement's parameters (SQLITE_MAX_VARIABLE_NUMBER
 # since 3.32; SQLAlchemy's insertmanyvalues uses the same): rows per multi-row VALUES.
 SQLITE_MAX_PARAMETERS = 32766

@@ -111,3 +111,6 @@ usage_daily = sa.Table(
     *(sa.Column(name, sa.BigInteger, nullable=False) for name in ROLLUP_SUMS),
     sa.PrimaryKeyConstraint("day", "group_key"),
 )
+
+LEDGER_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_ledger.columns)
+DAILY_COLUMNS: tuple[str, ...] = tuple(column.name for column in usage_daily.columns)

@@ -146,6 +146,9 @@ async def store_rows(conn: AsyncConnection, rows: Sequence[Row]) -> int:
     return len(added)
 
 
+_SAVEPOINT = "ledger_rows"
+
+
 async def _insert_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> Iterable[str]:
     """The ids the insert added. First one prepared statement run per row (SQLite
     prepares a multi-row VALUES anew for every batch size: as much CPU again as the
@@ -154,19 +157,16 @@ async def _insert_sqlite(conn: AsyncConnection, rows: Sequence[Row]) -> Iterable
     ids = {row["id"] for row in rows}
     await conn.exec_driver_sql(f"SAVEPOINT {_SAVEPOINT}")
     result = await conn.exec_driver_sql(SQLITE_LEDGER_INSERT, list(map(ledger_values, rows)))
-    if result.rowcount != len(ids):
-        await conn.exec_driver_sql(f"ROLLBACK TO {_SAVEPOINT}")
+    if result.rowcount == len(ids):  # each distinct id added one row: all of them are new
+        await conn.exec_driver_sql(f"RELEASE {_SAVEPOINT}")
+        return ids
+    await conn.exec_driver_sql(f"ROLLBACK TO {_SAVEPOINT}")
     await conn.exec_driver_sql(f"RELEASE {_SAVEPOINT}")
-    if result.rowcount == len(ids):
-        return ids  # each distinct id added one row: all of them are new
     inserted: list[str] = []
     for statement, flat in sqlite_chunks(rows):
         returned = await conn.exec_driver_sql(statement, flat)
         inserted.extend(returned.scalars().all())
     return inserted
-
-
-_SAVEPOINT = "ledger_rows"
 
 
 async def add_to_daily(conn: AsyncConnection, daily: Sequence[Row]) -> None:

@@ -12,7 +12,6 @@ from gateway.cache.rules import CacheStatus
 from gateway.context import Outcome, RequestContext
 from gateway.policy.compiled import Deployment
 from gateway.usage.ledger import (
-    COLUMNS,
     INT32_MAX,
     INT64_MAX,
     MAX_TEXT_CHARS,
@@ -20,6 +19,7 @@ from gateway.usage.ledger import (
     ledger_row,
     row_from_spool,
 )
+from gateway.usage.ledger_table import LEDGER_COLUMNS
 from gateway.usage.pricing import UNKNOWN_PRICES, PriceSource, UnitPrices, cost_nanousd
 from gateway.usage.usage import Usage
 
@@ -46,7 +46,7 @@ def answered(**changes: object) -> RequestContext:
 def test_an_answered_request_carries_who_what_tokens_prices_and_cost():
     """Every column is filled from the context; the prices it was charged at travel with it."""
     row = ledger_row(answered(), latency_s=0.5)
-    assert tuple(row) == COLUMNS
+    assert tuple(row) == LEDGER_COLUMNS
     assert row == {
         **row,
         "id": "k1",
