@@ -79,6 +79,10 @@ _TRUE, _FALSE = _BOOL + b"\x01", _BOOL + b"\x00"
 _VALUE_TAG = _tag(2, _LEN)
 
 
+def _array(values: Sequence[Any]) -> bytes:
+    return _field(5, b"".join(_field(1, any_value(item)) for item in values))
+
+
 def any_value(value: Any) -> bytes:
     """common.v1.AnyValue, as the official encoder maps Python values."""
     kind = type(value)
@@ -93,7 +97,7 @@ def any_value(value: Any) -> bytes:
     if kind is float:
         return _DOUBLE + _pack_double(value)
     if kind is tuple:  # finish reasons, guardrail actions
-        return _field(5, b"".join(_field(1, any_value(item)) for item in value))
+        return _array(value)
     if value is None:
         return b""
     if isinstance(value, bool):
@@ -107,7 +111,7 @@ def any_value(value: Any) -> bytes:
     if isinstance(value, bytes):
         return _field(7, value)
     if isinstance(value, Sequence):
-        return _field(5, b"".join(_field(1, any_value(item)) for item in value))
+        return _array(value)
     if isinstance(value, Mapping):
         return _field(6, b"".join(_field(1, key_value(str(k), v)) for k, v in value.items()))
     raise TypeError(f"cannot encode a {type(value).__name__} attribute")
@@ -303,21 +307,25 @@ class OtlpHttpExporter(SpanExporter):
     def _post(self, body: bytes) -> int:
         """POST one batch; a kept-alive connection the collector has closed meanwhile is
         replaced once (the batch may then arrive twice, never lost for that reason)."""
-        for fresh in (self._connection is None, True):
-            connection = self._connection or self._connect()
-            try:
-                connection.request("POST", self._target, body, _HEADERS)
-                response = connection.getresponse()
-                response.read()
-            except (http.client.HTTPException, OSError):
-                self._close()
-                if fresh:
-                    raise
-                continue
-            if response.will_close:
-                self._close()
-            return response.status
-        raise AssertionError("unreachable: the second try is on a fresh connection")
+        if self._connection is None:
+            return self._send(body)
+        try:
+            return self._send(body)
+        except (http.client.HTTPException, OSError):
+            return self._send(body)  # on a fresh connection
+
+    def _send(self, body: bytes) -> int:
+        connection = self._connection or self._connect()
+        try:
+            connection.request("POST", self._target, body, _HEADERS)
+            response = connection.getresponse()
+            response.read()
+        except (http.client.HTTPException, OSError):
+            self._close()
+            raise
+        if response.will_close:
+            self._close()
+        return response.status
 
     def _connect(self) -> http.client.HTTPConnection:
         kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection

@@ -65,9 +65,8 @@ class Tracing:
         sample_ratio: float,
         provider_type_of: Callable[[str], str | None],
         policy_version: Callable[[], int | None],
-        queue_size: int = 2048,
     ) -> Tracing:
-        processor = SpanBatcher(OtlpHttpExporter(attrs.traces_url(endpoint)), max_queue=queue_size)
+        processor = SpanBatcher(OtlpHttpExporter(attrs.traces_url(endpoint)))
         return cls(processor, provider_type_of, policy_version, sample_ratio)
 
     def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> RequestTrace:
