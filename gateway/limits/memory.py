@@ -108,7 +108,7 @@ class MemoryBackend:
                 return ConcurrencyRefusal(conc, count)
         buckets = state.buckets
         levels = []
-        refusals: list[RateRefusal] | None = None
+        refusals: list[RateRefusal] = []
         for rate in plan.rates:
             bucket = buckets.get(rate.key)
             level = (
@@ -118,10 +118,9 @@ class MemoryBackend:
             )
             wait = gcra.wait_ms(level, rate.limit, rate.amount)
             if wait != 0:
-                refusal = RateRefusal(rate, wait, *gcra.view(level, rate.limit))
-                refusals = [refusal] if refusals is None else [*refusals, refusal]
+                refusals.append(RateRefusal(rate, wait, *gcra.view(level, rate.limit)))
             levels.append(level)
-        if refusals is not None:
+        if refusals:
             refused = first_refusal(refusals)
             assert refused is not None
             return refused

@@ -11,6 +11,7 @@ come back: earlier turns of a conversation, a team's system prompt.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import threading
@@ -70,18 +71,14 @@ def _load_offline(name: str) -> tiktoken.Encoding:
             os.environ["TIKTOKEN_CACHE_DIR"] = previous
 
 
-MODELS_KEPT = 256  # model names come from the policy: few
-_ENCODING_NAMES: dict[str, str] = {}  # model → its encoding's name
+@functools.lru_cache(maxsize=256)  # model names come from the policy: few
+def _encoding_name(model: str) -> str:
+    bare = model.rsplit("/", 1)[-1]
+    return "o200k_base" if bare.startswith(O200K_PREFIXES) else "cl100k_base"
 
 
 def encoding_for(model: str) -> tiktoken.Encoding:
-    name = _ENCODING_NAMES.get(model)
-    if name is None:
-        bare = model.rsplit("/", 1)[-1]
-        name = "o200k_base" if bare.startswith(O200K_PREFIXES) else "cl100k_base"
-        if len(_ENCODING_NAMES) < MODELS_KEPT:
-            _ENCODING_NAMES[model] = name
-    return encoding(name)
+    return encoding(_encoding_name(model))
 
 
 def count_text(text: str, model: str) -> int:
