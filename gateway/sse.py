@@ -7,7 +7,7 @@ without a space, CRLF or LF line ends, and comment lines (`: ping`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -41,14 +41,20 @@ def json_of(event: bytes) -> Any:
         return None
 
 
-def events_of(chunk: bytes) -> Iterator[bytes]:
-    """The events of a chunk of whole events, each with its blank line."""
+def events_of(chunk: bytes) -> Sequence[bytes]:
+    """The events of a chunk of whole events, each with its blank line. One event (the
+    usual upstream read) is the chunk itself: no copy, no list (stream steps call this
+    for every read)."""
+    if chunk.find(EVENT_END) == len(chunk) - 2:
+        return (chunk,)
+    events = []
     start = 0
     while (end := chunk.find(EVENT_END, start)) != -1:
-        yield chunk[start : end + 2]
+        events.append(chunk[start : end + 2])
         start = end + 2
     if start < len(chunk):
-        yield chunk[start:]
+        events.append(chunk[start:])
+    return events
 
 
 def end_of_done(chunk: bytes) -> int | None:

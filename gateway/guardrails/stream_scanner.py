@@ -28,7 +28,7 @@ from gateway.guardrails.kinds import Where
 from gateway.guardrails.scanner import Rule, Scanner
 from gateway.guardrails.texts import rewrite_response_event
 from gateway.guardrails.window import advance
-from gateway.sse import DONE_PAYLOAD, EVENT_END, events_of
+from gateway.sse import DONE_PAYLOAD, data_of, events_of
 from gateway.stream.steps import NOTHING, Emit
 
 Key = tuple[Any, ...]
@@ -59,11 +59,6 @@ class OutputScanner:
     _blocked_by: Rule | None = None
 
     def feed(self, chunk: bytes) -> Emit:
-        if chunk.find(EVENT_END) == len(chunk) - 2:  # one event: the usual upstream read
-            released = self._event(chunk)
-            if self._blocked_by is not None:
-                return self._end(b"")
-            return Emit(released) if released else NOTHING
         out: list[bytes] = []
         for event in events_of(chunk):
             released = self._event(event)
@@ -86,12 +81,8 @@ class OutputScanner:
     # --- one event -------------------------------------------------------------
 
     def _event(self, event: bytes) -> bytes:
-        start = event.find(b"data:")  # sse.data_of, inlined: this runs once per event
-        if start == -1:
-            return self._flush(_every) + event
-        end = event.find(b"\n", start)
-        payload = event[start + 5 : end if end != -1 else len(event)].strip()
-        if payload == DONE_PAYLOAD:
+        payload = data_of(event)
+        if payload is None or payload == DONE_PAYLOAD:
             return self._flush(_every) + event
         try:
             parsed = orjson.loads(payload)
@@ -99,7 +90,7 @@ class OutputScanner:
             return self._flush(_every) + event
         if type(parsed) is not dict:
             return event
-        prefix = event[:start]
+        prefix = event[: event.find(b"data:")]
         if self.endpoint == "responses":
             return self._response_event(parsed, prefix, event)
         return self._choices_event(parsed, prefix, event)
