@@ -129,25 +129,25 @@ class Scanner:
         return self._find(fold(text), start)
 
     def scan_stream(self, text: str, start: int, *, final: bool) -> tuple[list[Finding], int]:
-        """`find(text, start)` and, unless `final`, `in_progress_from(text, start)`: one fold."""
+        """`find(text, start)` and, unless `final`, `in_progress_from(text, start)`: one fold.
+
+        ASCII text, the common case, has nothing to fold: its bytes go straight to both
+        RE2 programs (a stream step runs this once per event, so the `Folded`, a second
+        encoding and a layer of calls are worth saving)."""
         if self._set is None or not text:
             return [], len(text)
-        if text.isascii():  # the common case: nothing to fold, one encoding for both programs
-            return self._scan_ascii(text, start, final=final)
-        folded = fold(text)
-        hold = len(text) if final else self._hold(folded, len(text), start)
-        return self._find(folded, start), hold
-
-    def _scan_ascii(self, text: str, start: int, *, final: bool) -> tuple[list[Finding], int]:
-        """`scan_stream` on ASCII text: the bytes go straight to RE2 (a stream step runs
-        this once per event, so the `Folded` and a second encoding are worth saving)."""
-        assert self._set is not None and self._tail is not None
         length = len(text)
+        if not text.isascii():
+            folded = fold(text)
+            hold = length if final else self._hold(folded, length, start)
+            return self._find(folded, start), hold
+        assert self._tail is not None
         data = text.encode("ascii")
         hold = length
         if not final and start < length:
             begin = self._tail.start_ascii(data, start)
-            hold = length if begin is None else begin
+            if begin is not None:
+                hold = begin
         if not self._set.Match(data):
             return [], hold
         return self._find(Folded(text), start), hold

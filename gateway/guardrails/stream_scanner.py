@@ -12,6 +12,10 @@ an event made in its image just before. Responses events that repeat whole texts
 
 A block ends the stream with an OpenAI-shaped error event; the matched text never
 left (it was held). Events with no text pass through as they came. No I/O.
+
+Most events of a stream are alike but for their text: the first one parsed teaches
+the scanner its shape (the bytes before and after the text), and later events of
+that shape are scanned without a JSON parse or a re-encoding (`_Shape`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,19 @@ from gateway.stream.steps import NOTHING, Emit
 Key = tuple[Any, ...]
 
 
+def _is_plain(text: str) -> bool:
+    """Whether JSON writes `text` as it is: no quote or backslash, no control character.
+    (A piece that is not would end the string or escape there, or JSON refuses it raw;
+    the parsed path then takes the event.) Builtins only, no regex: this runs twice per
+    event, and every C call a stream makes per event costs cache misses in a busy server."""
+    return text.isprintable() and '"' not in text and "\\" not in text
+
+
+_SLOT = "\x00slot\x00"  # encodes as `\u0000slot\u0000`: nothing else in an event can
+_SLOT_BYTES = orjson.dumps(_SLOT)[1:-1]
+MAX_SHAPES_LEARNED = 8  # an upstream whose events never repeat a shape stops being learned
+
+
 def _every(key: Key, text: object) -> bool:
     return True
 
@@ -49,6 +66,18 @@ class _Text:
     choice: Any = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """An event with one text in it (no ending, one choice), as our own encoder writes
+    it, cut where the text goes: `head` and `tail`. An event that is `head + S + tail`
+    with S plain (`_is_plain`) is exactly the event we learned from with S as its
+    text: its JSON parse would give what the shape's key names, and nothing else."""
+
+    head: bytes
+    tail: bytes
+    key: Key
+
+
 @dataclass(slots=True)
 class OutputScanner:
     scanner: Scanner
@@ -57,8 +86,16 @@ class OutputScanner:
     _texts: dict[Key, _Text] = field(default_factory=dict)
     # Set by the first block: from then on nothing is released (checked after each event).
     _blocked_by: Rule | None = None
+    _shape: _Shape | None = None
+    _shapes_learned: int = 0
 
     def feed(self, chunk: bytes) -> Emit:
+        if self._shape is not None:
+            released = self._same_shape(self._shape, chunk)
+            if released is not None:
+                if self._blocked_by is not None:
+                    return self._end(b"")
+                return Emit(released)
         out: list[bytes] = []
         for event in events_of(chunk):
             released = self._event(event)
@@ -77,6 +114,54 @@ class OutputScanner:
     def _end(self, released: bytes) -> Emit:
         assert self._blocked_by is not None
         return Emit(released, ContentPolicyViolation(self._blocked_by.name, on_output=True))
+
+    # --- an event of the learned shape ----------------------------------------
+
+    def _same_shape(self, shape: _Shape, chunk: bytes) -> bytes | None:
+        """What to send for `chunk` when it is one event of `shape`, else None."""
+        head, tail = shape.head, shape.tail
+        end = len(chunk) - len(tail)
+        if end < len(head) or not chunk.startswith(head) or not chunk.endswith(tail):
+            return None
+        raw = chunk[len(head) : end]
+        text = self._texts.get(shape.key)
+        if text is None:
+            return None
+        try:
+            piece = raw.decode()
+        except UnicodeDecodeError:
+            return None
+        if not _is_plain(piece):
+            return None
+        released = self._advance(shape.key, text, piece, final=False)
+        if released == piece:
+            return chunk
+        if _is_plain(released):
+            return head + released.encode() + tail
+        return head + orjson.dumps(released)[1:-1] + tail  # held text from a parsed event
+
+    def _learn(
+        self,
+        parsed: dict[str, Any],
+        owner: dict[str, Any],
+        name: str,
+        key: Key,
+        prefix: bytes,
+        slotted: Any = _SLOT,
+    ) -> None:
+        """Learn the shape of the events that follow this one: this event with
+        `owner[name]` replaced by `slotted` (its text, or the dict holding it, with the
+        text cut out)."""
+        if self._shapes_learned >= MAX_SHAPES_LEARNED:
+            return
+        self._shapes_learned += 1
+        kept, owner[name] = owner[name], slotted
+        encoded = orjson.dumps(parsed)
+        owner[name] = kept
+        if encoded.count(_SLOT_BYTES) != 1:  # the upstream sent our marker: learn nothing
+            return
+        head, _, tail = encoded.partition(_SLOT_BYTES)
+        self._shape = _Shape(prefix + b"data: " + head, tail + b"\n\n", key)
 
     # --- one event -------------------------------------------------------------
 
@@ -118,6 +203,13 @@ class OutputScanner:
                     changed = True
             if ending:
                 before += self._flush(_others_of(index, {key for key, _, _ in pieces}))
+            elif len(choices) == 1 and len(pieces) == 1 and self._blocked_by is None:
+                key, holder, field_name = pieces[0]
+                if holder is choice:  # completions: the choice holds its text
+                    self._learn(parsed, choice, field_name, key, prefix)
+                else:  # chat: the role comes in the first delta only
+                    delta = {k: v for k, v in holder.items() if k != "role"}
+                    self._learn(parsed, choice, "delta", key, prefix, {**delta, field_name: _SLOT})
         if not changed:
             return before + event if before else event
         return before + prefix + b"data: " + orjson.dumps(parsed) + b"\n\n"
@@ -152,6 +244,8 @@ class OutputScanner:
             if text is None:
                 text = self._texts[key] = _Text(dict(parsed), prefix)
             released = self._advance(key, text, parsed["delta"], final=False)
+            if self._blocked_by is None:
+                self._learn(parsed, parsed, "delta", key, prefix)
             if released == parsed["delta"]:
                 return event
             parsed["delta"] = released

@@ -18,7 +18,6 @@ at the seam reads right. Pure: no I/O, no clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from gateway.guardrails.kinds import GuardAction
 from gateway.guardrails.scanner import Finding, Rule, Scanner, redact
@@ -27,15 +26,26 @@ CONTEXT_CHARS = 9  # the longest look-behind of a check (detectors.py: "version 
 LOOKAHEAD_CHARS = 2  # the longest look-ahead of a check (a card's trailing digit group)
 
 
-class Advance(NamedTuple):
-    """One step of the window. Immutable; a tuple, not a frozen dataclass: a stream makes
-    one per event, and a frozen dataclass's `__init__` costs four times as much."""
+class Advance:
+    """One step of the window; never changed once made. A plain class: a stream makes
+    one per event, and a NamedTuple's or a frozen dataclass's constructor costs three to
+    four times as much."""
 
-    release: str  # text to send now (redacted)
-    keep: str  # text to hold back (unscanned for release yet)
-    context: str  # the last released characters as they came (unredacted), for the next round
-    fired: tuple[Rule, ...] = ()
-    blocked_by: Rule | None = None
+    __slots__ = ("blocked_by", "context", "fired", "keep", "release")
+
+    def __init__(
+        self,
+        release: str,  # text to send now (redacted)
+        keep: str,  # text to hold back (unscanned for release yet)
+        context: str,  # the last released characters as they came (unredacted), for next round
+        fired: tuple[Rule, ...] = (),
+        blocked_by: Rule | None = None,
+    ) -> None:
+        self.release = release
+        self.keep = keep
+        self.context = context
+        self.fired = fired
+        self.blocked_by = blocked_by
 
 
 @dataclass(slots=True)

@@ -2,10 +2,12 @@
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.guardrails.kinds import DetectorKind, GuardAction, Where
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
-from gateway.guardrails.stream_scanner import OutputScanner
+from gateway.guardrails.stream_scanner import MAX_SHAPES_LEARNED, OutputScanner
 from gateway.stream.steps import Chain
 
 CARD = "4111 1111 1111 1111"
@@ -285,3 +287,121 @@ def test_an_unchanged_event_is_sent_as_its_original_bytes():
     event = b'data: {"choices": [{"delta": {"content": "Hi. "}, "index": 0}], "id": "c1"}\n\n'
     out, end, _ = run(BASELINE, "chat", [event])
     assert end is None and out == event
+
+
+# --- events of a learned shape: scanned without a parse, sent as the parse would -------
+
+PIECES = st.lists(
+    st.one_of(
+        st.sampled_from(
+            [
+                " jane",
+                ".doe@",
+                "corp.example",
+                ".com",
+                " 4111 1111",
+                " 1111 1111",
+                " AKIA",
+                "Z7Q2W9X4C6V8B1N3",
+                ' "quoted"',
+                " back\\slash",
+                " tab\there",
+                " nul\x00",
+                " caf\u00e9",
+                " nbsp\u00a0",
+                " \u2028",
+                " \x7f",
+                "\x00slot\x00",
+                "",
+                " ok",
+            ]
+        ),
+        st.text(max_size=12),
+    ),
+    max_size=14,
+)
+
+
+def _comparable(result: tuple[bytes, object, list]) -> tuple[bytes, object, list]:
+    out, end, hits = result
+    return out, None if end is None else (type(end), str(end)), hits
+
+
+def _parsed_only(
+    scanner: Scanner, endpoint: str, events: list[bytes]
+) -> tuple[bytes, object, list]:
+    """The scanner with shape learning off: every event parsed (the reference)."""
+    hits: list = []
+    step = OutputScanner(scanner, endpoint, hits)
+    step._shapes_learned = MAX_SHAPES_LEARNED
+    chain = Chain([step])
+    out = b""
+    for event in events:
+        emit = chain.feed(event)
+        out += emit.data
+        if emit.end is not None:
+            return out, emit.end, hits
+    emit = chain.finish()
+    return out + emit.data, emit.end, hits
+
+
+def _openai_chat(pieces: list[str], *, role_first: bool) -> list[bytes]:
+    """OpenAI's own chunk layout: the role in the first delta only, `usage: null`."""
+    events = []
+    for position, piece in enumerate(pieces):
+        delta = (
+            {"role": "assistant", "content": piece}
+            if role_first and position == 0
+            else {"content": piece}
+        )
+        chunk = {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}],
+            "usage": None,
+        }
+        events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    return [*events, chat_event(finish="stop"), b"data: [DONE]\n\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=PIECES, role_first=st.booleans())
+def test_a_learned_shape_sends_what_parsing_every_event_sends(pieces, role_first):
+    """Chat events alike but for their text skip the parse once the first is learned:
+    the bytes out, the end and the hits are those of the parsed path, whatever the text
+    (quotes, backslashes, control characters, non-ASCII, our own slot marker)."""
+    for scanner in (BASELINE, BLOCK_KEYS):
+        events = _openai_chat(pieces, role_first=role_first)
+        expected = _comparable(_parsed_only(scanner, "chat", events))
+        assert _comparable(run(scanner, "chat", events)) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(pieces=PIECES)
+def test_completions_text_of_a_learned_shape_matches_the_parsed_path(pieces):
+    events = []
+    for piece in pieces:
+        chunk = {
+            "id": "c",
+            "object": "text_completion",
+            "choices": [{"index": 0, "text": piece, "logprobs": None, "finish_reason": None}],
+        }
+        events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    events.append(b"data: [DONE]\n\n")
+    expected = _comparable(_parsed_only(BASELINE, "completions", events))
+    assert _comparable(run(BASELINE, "completions", events)) == expected
+
+
+def test_an_event_unlike_the_learned_shape_is_parsed():
+    """Same text slot, different envelope (another choice, a finish, a longer id): each is
+    parsed, and the texts still come out redacted."""
+    first = _openai_chat([" write to jane", ".doe@corp"], role_first=True)[:2]
+    other_choice = first[1].replace(b'"index":0', b'"index":1')
+    longer_id = first[1].replace(b'"id":"c1"', b'"id":"c12"')
+    tail = [chat_event(".example.com", finish="stop"), b"data: [DONE]\n\n"]
+    events = [*first, other_choice, longer_id, *tail]
+    out, end, hits = run(BASELINE, "chat", events)
+    assert _comparable((out, end, hits)) == _comparable(_parsed_only(BASELINE, "chat", events))
+    assert b"jane" not in out and b"[REDACTED:email]" in out
