@@ -46,6 +46,14 @@ def _is_plain(text: str) -> bool:
     return text.isprintable() and '"' not in text and "\\" not in text
 
 
+def _without_text(event: bytes) -> bool:
+    """A chat or completions event that carries no text: none of the keys a text goes
+    under, spelled plainly (no backslash: no key written with escapes either)."""
+    return not (
+        b'"content"' in event or b'"text"' in event or b'"arguments"' in event or b"\\" in event
+    )
+
+
 _SLOT = "\x00slot\x00"  # encodes as `\u0000slot\u0000`: nothing else in an event can
 _SLOT_BYTES = orjson.dumps(_SLOT)[1:-1]
 MAX_SHAPES_LEARNED = 8  # an upstream whose events never repeat a shape stops being learned
@@ -166,6 +174,8 @@ class OutputScanner:
     # --- one event -------------------------------------------------------------
 
     def _event(self, event: bytes) -> bytes:
+        if not self._texts and self.endpoint != "responses" and _without_text(event):
+            return event  # nothing held, nothing to scan (a usage chunk, [DONE]): no parse
         payload = data_of(event)
         if payload is None or payload == DONE_PAYLOAD:
             return self._flush(_every) + event

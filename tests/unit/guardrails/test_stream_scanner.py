@@ -405,3 +405,15 @@ def test_an_event_unlike_the_learned_shape_is_parsed():
     out, end, hits = run(BASELINE, "chat", events)
     assert _comparable((out, end, hits)) == _comparable(_parsed_only(BASELINE, "chat", events))
     assert b"jane" not in out and b"[REDACTED:email]" in out
+
+
+def test_a_text_key_written_with_escapes_is_still_scanned():
+    """`"\\u0063ontent"` is `"content"` to every JSON parser: no byte check may skip it."""
+    event = (
+        b'data: {"id":"c1","choices":[{"index":0,"delta":{"\\u0063ontent":"pay '
+        + CARD.encode()
+        + b'"},"finish_reason":null}]}\n\n'
+    )
+    out, end, hits = run(REDACT_CARDS, "chat", [event, chat_event(finish="stop")])
+    assert end is None and CARD.encode() not in out and b"[REDACTED:credit_card]" in out
+    assert [h.rule for h in hits] == ["credit_card"]
