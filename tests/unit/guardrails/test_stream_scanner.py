@@ -38,9 +38,15 @@ def chat_event(content=None, finish=None, tool_args=None) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
-def run(scanner: Scanner, endpoint: str, events: list[bytes]) -> tuple[bytes, object, list]:
+def run(
+    scanner: Scanner, endpoint: str, events: list[bytes], *, learn: bool = True
+) -> tuple[bytes, object, list]:
+    """The events through the step; `learn=False`: every event parsed (the reference)."""
     hits: list = []
-    chain = Chain([OutputScanner(scanner, endpoint, hits)])
+    step = OutputScanner(scanner, endpoint, hits)
+    if not learn:
+        step._shapes_learned = MAX_SHAPES_LEARNED
+    chain = Chain([step])
     out = b""
     for event in events:
         emit = chain.feed(event)
@@ -330,19 +336,7 @@ def _comparable(result: tuple[bytes, object, list]) -> tuple[bytes, object, list
 def _parsed_only(
     scanner: Scanner, endpoint: str, events: list[bytes]
 ) -> tuple[bytes, object, list]:
-    """The scanner with shape learning off: every event parsed (the reference)."""
-    hits: list = []
-    step = OutputScanner(scanner, endpoint, hits)
-    step._shapes_learned = MAX_SHAPES_LEARNED
-    chain = Chain([step])
-    out = b""
-    for event in events:
-        emit = chain.feed(event)
-        out += emit.data
-        if emit.end is not None:
-            return out, emit.end, hits
-    emit = chain.finish()
-    return out + emit.data, emit.end, hits
+    return run(scanner, endpoint, events, learn=False)
 
 
 def _openai_chat(pieces: list[str], *, role_first: bool) -> list[bytes]:
