@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 
 from tests.deploy.tools import DEPLOY, ROOT, tool
 
@@ -98,4 +99,19 @@ def test_build_context_excludes_what_the_image_does_not_need():
     ignore = [line for line in lines if line and not line.startswith("#")]
     assert ignore[0] == "*"  # everything is out unless let in below
     allowed = {line[1:] for line in ignore if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "gateway/", "policies/"}
+    assert allowed == {"pyproject.toml", "README.md", "gateway/", "migrations/", "policies/"}
+
+
+def test_the_builder_copies_everything_the_wheel_is_built_from():
+    """What pyproject.toml packs into the wheel (packages and force-includes) is copied
+    into the builder stage and let through the .dockerignore: a missing folder fails the
+    image build at `pip install .` (migrations/ once did)."""
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    target = wheel["targets"]["wheel"]
+    sources = [*target["packages"], *target.get("force-include", {})]
+    builder, _ = stages()
+    copied = {line.split()[1] for line in builder if line.startswith("COPY ")}
+    lines = (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    for source in sources:
+        assert source in copied and source in allowed, source
