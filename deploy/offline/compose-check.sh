@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# deploy/compose.yaml brought up for real on a machine with no container registry (this
+# project's sandbox): podman and podman-compose from Debian and PyPI, a Debian base image
+# made with debootstrap, and local stand-ins for the three public images compose names
+# (postgres, redis, the OpenTelemetry collector; deploy/offline/*), tagged with those
+# names so compose.yaml runs unchanged. Then a smoke check as a team and an operator
+# would make it. Run as root from the repository root:  bash deploy/offline/compose-check.sh
+# Where a registry is reachable, `docker compose -f deploy/compose.yaml up --build` is all.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+OFFLINE=$REPO/deploy/offline
+BASE=localhost/gateway-base:bookworm
+ROOTFS=${GATEWAY_BASE_ROOTFS:-/var/tmp/gateway-base-rootfs}
+PY=${PYTHON:-$REPO/.venv/bin/python}
+export POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-compose-check-$RANDOM}
+
+need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need podman podman
+need runc runc
+need debootstrap debootstrap
+# This VM: crun cannot run on its hybrid cgroups, and it may not raise rlimits.
+mkdir -p /etc/containers
+grep -q 'runtime = "runc"' /etc/containers/containers.conf 2>/dev/null || cat >> /etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = []
+[engine]
+runtime = "runc"
+CONF
+[ -x /var/tmp/podman-compose/bin/podman-compose ] || {
+  python3 -m venv /var/tmp/podman-compose
+  /var/tmp/podman-compose/bin/pip install -q "podman-compose>=1.6"
+}
+COMPOSE=(/var/tmp/podman-compose/bin/podman-compose -f deploy/compose.yaml)
+
+echo "== base image: Debian bookworm's Python 3.11 where the Dockerfile expects python:*-slim"
+if ! podman image exists "$BASE"; then
+  [ -x "$ROOTFS/usr/bin/python3" ] || debootstrap --variant=minbase \
+    --include=python3,python3-venv,python3-pip bookworm "$ROOTFS" http://deb.debian.org/debian >/dev/null
+  ln -sf /usr/bin/python3 "$ROOTFS/usr/local/bin/python"
+  # This sandbox reaches PyPI through a TLS proxy whose CA only the host trusts.
+  cp /etc/ssl/certs/ca-certificates.crt "$ROOTFS/etc/ssl/certs/ca-certificates.crt"
+  tar -C "$ROOTFS" -c . | podman import \
+    --change "ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt" \
+    --change "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" - "$BASE" >/dev/null
+fi
+
+echo "== the gateway image, from deploy/Dockerfile"
+dockerfile=deploy/Dockerfile
+if podman version --format '{{.Client.Version}}' | grep -qE '^4\.[0-5]\.'; then
+  # buildah before 1.30 knows no `RUN --network=none`: build without the flag, then run
+  # the same offline check in a container with no network at all (below).
+  dockerfile=$(mktemp) && sed 's/^RUN --network=none /RUN /' deploy/Dockerfile > "$dockerfile"
+fi
+podman build -q -f "$dockerfile" --ignorefile deploy/Dockerfile.dockerignore \
+  --build-arg PYTHON_IMAGE="$BASE" -t llm-gateway:local . >/dev/null
+podman run --rm --network=none --entrypoint python llm-gateway:local -c \
+  "from gateway.limits.token_count import encoding; [encoding(n) for n in ('cl100k_base', 'o200k_base')]; print('offline: encodings load with no network')"
+podman run --rm --entrypoint sh llm-gateway:local -c \
+  'echo "runs as $(id -u):$(id -g)"; if command -v gcc cc; then exit 1; else echo "no compiler"; fi'
+
+echo "== stand-ins for the public images compose.yaml names"
+podman build -q --build-arg BASE_IMAGE="$BASE" -t docker.io/library/postgres:16.6-bookworm "$OFFLINE/postgres" >/dev/null
+podman build -q --build-arg BASE_IMAGE="$BASE" -t docker.io/library/redis:7.4-bookworm "$OFFLINE/redis" >/dev/null
+podman build -q --build-arg BASE_IMAGE="$BASE" -t docker.io/otel/opentelemetry-collector-contrib:0.116.1 "$OFFLINE/otel-collector" >/dev/null
+
+echo "== compose up"
+"${COMPOSE[@]}" down -v >/dev/null 2>&1 || true
+trap '"${COMPOSE[@]}" down -v >/dev/null 2>&1 || true' EXIT
+# podman 4.3 cannot start a container whose dependency is itself a dependent (gateway →
+# migrate → postgres): compose creates them, then they start in compose's order by name.
+"${COMPOSE[@]}" up -d --no-build >/dev/null 2>&1 || true
+p=llm-gateway
+podman start ${p}_postgres_1 ${p}_redis_1 ${p}_otel-collector_1 >/dev/null
+for _ in $(seq 60); do podman exec ${p}_postgres_1 pg_isready -q -U gateway -d gateway && break; sleep 1; done
+podman start ${p}_postgres_1 ${p}_migrate_1 >/dev/null
+[ "$(podman wait ${p}_migrate_1)" -eq 0 ] && podman logs ${p}_migrate_1 2>&1 | tail -1
+# Named with every container they depend on, or podman 4.3 refuses to start them.
+podman start ${p}_postgres_1 ${p}_redis_1 ${p}_otel-collector_1 ${p}_migrate_1 \
+  ${p}_gateway-1_1 ${p}_gateway-2_1 >/dev/null
+for port in 8081 8082; do
+  for _ in $(seq 60); do curl -sf localhost:$port/readyz >/dev/null && break; sleep 1; done
+  echo "replica :$port readyz: $(curl -s localhost:$port/readyz)"
+done
+
+echo "== as a team: a token from replica 2, the openai SDK against both"
+token=$(podman exec ${p}_gateway-2_1 gateway token --team demo 2>/dev/null | tail -1)
+"$PY" "$OFFLINE/smoke_client.py" "$token" 8081 8082
+
+echo "== as an operator: traces, metrics, the ledger, the admin plane, a drain"
+sleep 2  # the span batcher sends at least once a second
+spans=$(podman logs ${p}_otel-collector_1 2>/dev/null | grep -c '"trace_id": "0af7651916cd43dd8448eb211c80319c"')
+echo "collector: $spans spans continue the caller's trace"; [ "$spans" -ge 4 ]
+curl -s 127.0.0.1:8889/metrics
+curl -s localhost:8081/metrics | grep '^gateway_requests_total'
+rows=$(podman exec -e PGPASSWORD="$POSTGRES_PASSWORD" ${p}_postgres_1 \
+  psql -h 127.0.0.1 -U gateway -d gateway -Atc "select count(*) from usage_ledger")
+echo "ledger rows in PostgreSQL: $rows (4 requests answered)"; [ "$rows" -eq 4 ]
+admin=$(podman exec ${p}_gateway-1_1 gateway token --team demo --scope gateway:admin 2>/dev/null | tail -1)
+echo "admin API on the teams' port: $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $admin" localhost:8081/admin/teams/demo/usage)"
+echo "admin API on the admin port:  $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $admin" 127.0.0.1:9091/admin/teams/demo/usage)"
+podman stop -t 40 ${p}_gateway-2_1 >/dev/null
+code=$(podman inspect ${p}_gateway-2_1 --format '{{.State.ExitCode}}')
+echo "replica 2 after SIGTERM: exit $code; $(podman logs ${p}_gateway-2_1 2>&1 | grep -c drain_started) drain started"
+[ "$code" -eq 0 ]
+echo "replica 1 still serves: $(curl -s localhost:8081/readyz)"
+echo "compose check: ok"
