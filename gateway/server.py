@@ -30,6 +30,8 @@ import logging
 import signal
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -39,6 +41,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
+from uvicorn.supervisors import multiprocess
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from gateway.drain import DRAIN_STATE_KEY, Drain, drain_is_over
@@ -91,10 +94,13 @@ class EdgeCounters:
 class GatewayServerConfig(uvicorn.Config):
     """uvicorn's Config carrying the edge limits to every connection of every worker."""
 
-    def __init__(self, app: str, *, edge_limits: EdgeLimits, **kwargs: Any) -> None:
+    def __init__(
+        self, app: str, *, edge_limits: EdgeLimits, drain_grace_s: float, **kwargs: Any
+    ) -> None:
         super().__init__(app, **kwargs)
         self.edge_limits = edge_limits
         self.edge_counters = EdgeCounters()
+        self.drain_grace_s = drain_grace_s
 
 
 class HeadTooLarge(Exception):
@@ -342,10 +348,38 @@ class _Server(uvicorn.Server):
         self.drained = True
 
 
+class _DrainingWorker(multiprocess.Process):
+    """A `--workers` worker serving with our `_Server`: the SIGTERM its supervisor passes
+    on begins the drain, as it does for a single process (uvicorn's own worker would
+    stop at once and cut the streams under way)."""
+
+    @property
+    def server(self) -> uvicorn.Server:
+        if self._server is None:
+            config = self.config
+            assert isinstance(config, GatewayServerConfig)
+            self._server = _Server(config, config.drain_grace_s)
+        return self._server
+
+
+@contextmanager
+def _draining_workers() -> Iterator[None]:
+    """uvicorn's supervisor makes its workers from the module's `Process` (no hook for
+    another class): ours while it runs. The workers are spawned: they unpickle a
+    `_DrainingWorker` by its own module, so only this (the parent) process is patched."""
+    original = multiprocess.Process
+    setattr(multiprocess, "Process", _DrainingWorker)  # noqa: B010 - a type assignment mypy refuses
+    try:
+        yield
+    finally:
+        setattr(multiprocess, "Process", original)  # noqa: B010
+
+
 def server_config(settings: Settings) -> GatewayServerConfig:
     return GatewayServerConfig(
         APP,
         edge_limits=EdgeLimits.from_settings(settings),
+        drain_grace_s=float(settings.drain_grace_s),
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -363,19 +397,18 @@ def run_server(settings: Settings) -> int:
 
     0 after SIGTERM when every request finished within the graceful deadline
     (uvicorn would re-raise the signal: 143); 143 when the deadline cut requests.
-    Under `--workers` uvicorn's supervisor exits 0 after stopping its workers.
+    Under `--workers` each worker drains the same way when the supervisor passes the
+    SIGTERM on, and the supervisor exits 0 once they have stopped.
     """
     config = server_config(settings)
     sockets = [config.bind_socket()]
     if settings.admin_port is not None:
         sockets.append(_bind(settings.host, settings.admin_port))
     if config.workers > 1:
-        # uvicorn's workers run its own Server: no drain phase (its shutdown deadline
-        # applies); a container runs one worker per replica and scales by replicas.
-        with shared_metrics_dir():  # telemetry: every worker's metrics in one scrape
+        with shared_metrics_dir(), _draining_workers():  # one scrape counts every worker
             Multiprocess(config, sockets=sockets).run()
         return 0
-    server = _Server(config, float(settings.drain_grace_s))
+    server = _Server(config, config.drain_grace_s)
     terminated: list[int] = []
 
     def _after_drain(sig: int, _frame: FrameType | None) -> None:

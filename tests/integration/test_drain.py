@@ -35,11 +35,23 @@ def _token(tmp_path) -> str:
 async def test_sigterm_lets_a_stream_finish_and_refuses_new_requests(tmp_path):
     """Mid-stream SIGTERM: /readyz 503 at once, a new chat request 503 server_shutting_down,
     the stream ends with every chunk, and the process exits 0."""
+    await _sigterm_mid_stream(tmp_path, {}, ())
+
+
+async def test_under_workers_each_worker_drains_the_same_way(tmp_path, redis_url):
+    """`serve --workers 2`: the supervisor passes SIGTERM on, and the worker with the
+    stream drains it to the end while both answer /readyz and new requests with 503."""
+    env = {"GATEWAY_REDIS_URL": redis_url, "TMPDIR": str(tmp_path)}
+    await _sigterm_mid_stream(tmp_path, env, ("--workers", "2"))
+
+
+async def _sigterm_mid_stream(tmp_path, env: dict[str, str], args: tuple[str, ...]) -> None:
     async with MockUpstream(name="up") as up:
         up.behave(Behaviour(chunks=8, chunk_delay_s=0.6))  # a ~5 s stream
         (tmp_path / "policies").mkdir()
         (tmp_path / "policies" / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
-        with serve_process(tmp_path, {"GATEWAY_DRAIN_GRACE_S": "20"}) as server:
+        env = {"GATEWAY_DRAIN_GRACE_S": "20", **env}
+        with serve_process(tmp_path, env, args) as server:
             token = _token(tmp_path)
             client = openai.AsyncOpenAI(
                 base_url=f"{server.origin}/v1", api_key=token, max_retries=0
@@ -53,8 +65,9 @@ async def test_sigterm_lets_a_stream_finish_and_refuses_new_requests(tmp_path):
                     pieces.append(chunk.choices[0].delta.content)
                     if len(pieces) == 1:
                         server.process.send_signal(signal.SIGTERM)
-                        await asyncio.sleep(0.3)  # the next server tick begins the drain
-                        ready = await http.get("/readyz")
+                        # The next server tick begins the drain; under --workers, the
+                        # supervisor passes the signal on at its next check (0.5 s).
+                        ready = await _readyz_once_draining(http, within_s=2.0)
                         refused = await http.post(
                             "/v1/chat/completions",
                             json=CHAT,
@@ -103,6 +116,16 @@ async def test_a_stream_longer_than_the_grace_is_cut_and_the_exit_says_so(tmp_pa
         assert elapsed < 8, elapsed  # 1 s of grace, then uvicorn's 2 s; the stream needs 10
         assert received < 20
         assert code == 128 + signal.SIGTERM, server.stderr()
+
+
+async def _readyz_once_draining(http: httpx.AsyncClient, within_s: float) -> httpx.Response:
+    """/readyz, asked every 0.1 s until it answers 503 or `within_s` has passed."""
+    deadline = time.monotonic() + within_s
+    while True:
+        await asyncio.sleep(0.1)
+        ready = await http.get("/readyz")
+        if ready.status_code == 503 or time.monotonic() > deadline:
+            return ready
 
 
 def test_drain_grace_out_of_range_is_refused_at_start(tmp_path):
