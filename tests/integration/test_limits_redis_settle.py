@@ -10,7 +10,7 @@ from typing import Any
 
 from gateway.limits.backend import Hold
 from gateway.limits.plan import Actual, Estimate, Plan, build_plan
-from gateway.limits.redis_backend import RedisBackend
+from gateway.limits.redis_backend import RIDE_ALONG_MAX, RedisBackend
 from gateway.limits.resp import Command
 from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
 from gateway.policy.schema import LimitsSpec
@@ -125,5 +125,65 @@ async def test_a_zero_reservation_settles(redis_url: str) -> None:
         assert backend.lost_settles == 0
         assert snap.concurrency == (0,)
         assert [(c.used, c.reserved) for c in snap.budgets if c is not None] == [(40, 0), (0, 0)]
+    finally:
+        await backend.close()
+
+
+def recording(backend: RedisBackend) -> list[list[str]]:
+    """The commands of each write the fast connection makes (their names and scripts)."""
+    assert backend._fast is not None
+    writes: list[list[str]] = []
+    send = backend._fast.call_many
+
+    async def record(commands: list[Command]) -> list[Any]:
+        writes.append([str(c[1]) for c in commands])
+        return await send(commands)
+
+    backend._fast.call_many = record  # type: ignore[method-assign]
+    return writes
+
+
+async def test_a_settle_rides_along_with_the_next_reserve(redis_url: str) -> None:
+    """Requests one after another: each reserve carries the settle before it in the same
+    write (one round trip for both), and the budget counts exactly."""
+    backend = RedisBackend.from_url(redis_url)
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    try:
+        (first,) = await reserved(backend, plan, 1, now)
+        writes = recording(backend)
+        backend.settle(first, Actual(40, 0), now)
+        second = await backend.try_reserve(plan, "second", now)
+        assert isinstance(second, Hold)
+        settle_sha, reserve_sha = backend._settle.sha, backend._reserve.sha
+        assert writes == [[settle_sha, reserve_sha]]
+        backend.settle(second, Actual(2, 0), now)
+        await backend.flush()  # nothing came along: the drainer sends it
+        assert writes[1:] == [[settle_sha]]
+        snap = await backend.snapshot(plan, now)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (42, 0)
+        assert snap.concurrency == (0,) and backend.lost_settles == 0
+    finally:
+        await backend.close()
+
+
+async def test_a_reserve_carries_only_a_few_settles(redis_url: str) -> None:
+    """More settles waiting than a reserve carries (Redis runs them before it answers the
+    reserve): the reserve goes alone and the drainer sends them."""
+    backend = RedisBackend.from_url(redis_url)
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    try:
+        holds = await reserved(backend, plan, RIDE_ALONG_MAX + 1, now)
+        writes = recording(backend)
+        for hold in holds:
+            backend.settle(hold, Actual(1, 0), now)
+        assert isinstance(await backend.try_reserve(plan, "alone", now), Hold)
+        await backend.flush()
+        assert [len(w) for w in writes] == [1, RIDE_ALONG_MAX + 1]
+        snap = await backend.snapshot(plan, now)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (RIDE_ALONG_MAX + 1, 100)
     finally:
         await backend.close()
