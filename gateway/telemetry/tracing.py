@@ -262,9 +262,10 @@ class RequestTrace:
         headers[names.TRACEPARENT] = attrs.format_traceparent(
             context.trace_id, context.span_id, context.trace_flags
         )
-        state = context.trace_state.to_header()
-        if state:
-            headers[names.TRACESTATE] = state
+        if context.trace_state is not _NO_STATE:  # the usual trace has none to pass on
+            state = context.trace_state.to_header()
+            if state:
+                headers[names.TRACESTATE] = state
 
     def finish(self, ctx: RequestContext) -> None:
         if not self.is_sampled:
