@@ -56,7 +56,7 @@ def _without_text(event: bytes) -> bool:
 
 _SLOT = "\x00slot\x00"  # encodes as `\u0000slot\u0000`: nothing else in an event can
 _SLOT_BYTES = orjson.dumps(_SLOT)[1:-1]
-MAX_SHAPES_LEARNED = 8  # an upstream whose events never repeat a shape stops being learned
+MAX_SHAPES_LEARNED = 4  # an upstream whose events never repeat a shape stops being learned
 
 
 def _every(key: Key, text: object) -> bool:
@@ -254,7 +254,7 @@ class OutputScanner:
             if text is None:
                 text = self._texts[key] = _Text(dict(parsed), prefix)
             released = self._advance(key, text, parsed["delta"], final=False)
-            if self._blocked_by is None:
+            if self._blocked_by is None and "sequence_number" not in parsed:  # counts up
                 self._learn(parsed, parsed, "delta", key, prefix)
             if released == parsed["delta"]:
                 return event

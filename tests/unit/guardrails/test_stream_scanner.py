@@ -411,3 +411,23 @@ def test_a_text_key_written_with_escapes_is_still_scanned():
     out, end, hits = run(REDACT_CARDS, "chat", [event, chat_event(finish="stop")])
     assert end is None and CARD.encode() not in out and b"[REDACTED:credit_card]" in out
     assert [h.rule for h in hits] == ["credit_card"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(pieces=PIECES, numbered=st.booleans())
+def test_responses_deltas_of_a_learned_shape_match_the_parsed_path(pieces, numbered):
+    """Responses text deltas, with or without OpenAI's `sequence_number` (which makes no
+    two events alike): the same bytes, end and hits as parsing every event."""
+
+    def event(kind: str, number: int, **fields: object) -> bytes:
+        body = {"type": kind, **({"sequence_number": number} if numbered else {}), **fields}
+        return f"event: {kind}\n".encode() + b"data: " + orjson.dumps(body) + b"\n\n"
+
+    at = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events = [
+        event("response.output_text.delta", n, delta=piece, **at) for n, piece in enumerate(pieces)
+    ]
+    events.append(event("response.output_text.done", len(pieces), text="".join(pieces), **at))
+    for scanner in (BASELINE, BLOCK_KEYS):
+        expected = _comparable(_parsed_only(scanner, "responses", events))
+        assert _comparable(run(scanner, "responses", events)) == expected
