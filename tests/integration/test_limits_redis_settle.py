@@ -8,7 +8,9 @@ import time
 import uuid
 from typing import Any
 
-from gateway.limits.backend import Hold
+import pytest
+
+from gateway.limits.backend import BackendUnavailable, Hold
 from gateway.limits.plan import Actual, Estimate, Plan, build_plan
 from gateway.limits.redis_backend import RIDE_ALONG_MAX, RedisBackend
 from gateway.limits.resp import Command
@@ -185,5 +187,25 @@ async def test_a_reserve_carries_only_a_few_settles(redis_url: str) -> None:
         snap = await backend.snapshot(plan, now)
         assert snap.budgets[0] is not None
         assert (snap.budgets[0].used, snap.budgets[0].reserved) == (RIDE_ALONG_MAX + 1, 100)
+    finally:
+        await backend.close()
+
+
+async def test_settles_riding_with_a_reserve_redis_cannot_take_are_counted_lost() -> None:
+    """Redis gone: the reserve fails as a backend error (the policy's on_backend_error
+    decides), and the settles that rode along are counted lost, not dropped silently."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}")
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(1, 0), now)
+    try:
+        backend.settle(Hold("a", plan, (), now + 1000), Actual(1, 0), now)
+        with pytest.raises(BackendUnavailable):
+            await backend.try_reserve(plan, "b", now)
+        assert backend.lost_settles == 1
+        await backend.flush()  # nothing left to send
+        assert backend.lost_settles == 1
     finally:
         await backend.close()
