@@ -122,8 +122,7 @@ class RedisBackend:
         if self._timer is not None:  # nothing left for the drainer to send: no wake-up
             self._timer.cancel()
             self._timer = None
-        sha = self._settle.sha
-        commands: list[Command] = [("EVALSHA", sha, len(k), *k, *a) for k, a in batch]
+        commands = self._settle_commands(batch)
         commands.append(("EVALSHA", self._reserve.sha, len(keys), *keys, *args))
         self._sending += 1
         try:
@@ -134,12 +133,7 @@ class RedisBackend:
         finally:
             self._sending -= 1
             self._maybe_idle()
-        try:
-            errors = await self._retry_unknown_script(batch, replies[:-1])
-        except (RedisError, RespError, OSError) as error:
-            errors = [error] * len(batch)
-        if errors:
-            self._lost(len(errors), errors[0])
+        await self._account(batch, replies[:-1])
         reply = replies[-1]
         if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
             return await self._call(self._reserve, keys, args)
@@ -220,27 +214,38 @@ class RedisBackend:
             extra={"fields": {"settles": count, "error": _why(error)}},
         )
 
+    def _settle_commands(self, batch: list[tuple[list[str], list[str]]]) -> list[Command]:
+        sha = self._settle.sha
+        return [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in batch]
+
+    async def _account(self, batch: list[tuple[list[str], list[str]]], replies: list[Any]) -> None:
+        """The settles' replies: those refused for a forgotten script go again, the other
+        failures are counted lost."""
+        try:
+            errors = await self._retry_unknown_script(batch, replies)
+        except (RedisError, RespError, OSError) as error:
+            errors = [error] * len(batch)
+        if errors:
+            self._lost(len(errors), errors[0])
+
     async def _send_settles(self, batch: list[tuple[list[str], list[str]]]) -> None:
         try:
             if len(batch) == 1:
                 keys, args = batch[0]
                 await self._evalsha(self._settle, keys, args)
                 return
-            sha = self._settle.sha
+            commands = self._settle_commands(batch)
             if self._fast is not None:
-                replies = await self._fast.call_many(
-                    [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in batch]
-                )
+                replies = await self._fast.call_many(commands)
             else:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for keys, args in batch:
-                        pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+                    for command in commands:
+                        pipe.execute_command(*command)
                     replies = await pipe.execute(raise_on_error=False)
-            errors = await self._retry_unknown_script(batch, replies)
         except (RedisError, RespError, OSError) as error:
-            errors = [error] * len(batch)
-        if errors:
-            self._lost(len(errors), errors[0])
+            self._lost(len(batch), error)
+            return
+        await self._account(batch, replies)
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         p = team_prefix(plan.team)

@@ -38,26 +38,39 @@ async def reserved(backend: RedisBackend, plan: Plan, n: int, now: int) -> list[
     return holds
 
 
-async def test_settles_of_one_loop_turn_go_in_one_batch_and_all_land(redis_url: str) -> None:
-    backend = RedisBackend.from_url(redis_url)
+def unreachable() -> RedisBackend:
+    """A backend whose Redis is gone: a port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return RedisBackend.from_url(f"redis://127.0.0.1:{port}")
+
+
+def recording(backend: RedisBackend) -> list[list[str]]:
+    """The commands of each write the fast connection makes (their scripts' shas)."""
     assert backend._fast is not None
-    sizes: list[int] = []
+    writes: list[list[str]] = []
     send = backend._fast.call_many
 
-    async def recording(commands: list[Command]) -> list[Any]:
-        sizes.append(len(commands))
+    async def record(commands: list[Command]) -> list[Any]:
+        writes.append([str(c[1]) for c in commands])
         return await send(commands)
 
-    backend._fast.call_many = recording  # type: ignore[method-assign]
+    backend._fast.call_many = record  # type: ignore[method-assign]
+    return writes
+
+
+async def test_settles_of_one_loop_turn_go_in_one_batch_and_all_land(redis_url: str) -> None:
+    backend = RedisBackend.from_url(redis_url)
     now = int(time.time() * 1000)
     plan = build_plan(team(), "u", Estimate(100, 0), now)
     try:
         holds = await reserved(backend, plan, 30, now)
-        sizes.clear()
+        writes = recording(backend)
         for i, hold in enumerate(holds):
             backend.settle(hold, Actual(i, 0) if i % 2 else None, now)
         await backend.flush()
-        assert sizes == [30]  # one write, one round trip
+        assert [len(w) for w in writes] == [30]  # one write, one round trip
         snap = await backend.snapshot(plan, now)
         assert snap.budgets[0] is not None
         assert (snap.budgets[0].used, snap.budgets[0].reserved) == (sum(range(1, 30, 2)), 0)
@@ -85,10 +98,7 @@ async def test_settles_queued_at_close_still_land(redis_url: str) -> None:
 
 
 async def test_settles_redis_cannot_take_are_counted_lost() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}")
+    backend = unreachable()
     now = int(time.time() * 1000)
     plan = build_plan(team(), "u", Estimate(1, 0), now)
     try:
@@ -129,20 +139,6 @@ async def test_a_zero_reservation_settles(redis_url: str) -> None:
         assert [(c.used, c.reserved) for c in snap.budgets if c is not None] == [(40, 0), (0, 0)]
     finally:
         await backend.close()
-
-
-def recording(backend: RedisBackend) -> list[list[str]]:
-    """The commands of each write the fast connection makes (their names and scripts)."""
-    assert backend._fast is not None
-    writes: list[list[str]] = []
-    send = backend._fast.call_many
-
-    async def record(commands: list[Command]) -> list[Any]:
-        writes.append([str(c[1]) for c in commands])
-        return await send(commands)
-
-    backend._fast.call_many = record  # type: ignore[method-assign]
-    return writes
 
 
 async def test_a_settle_rides_along_with_the_next_reserve(redis_url: str) -> None:
@@ -194,10 +190,7 @@ async def test_a_reserve_carries_only_a_few_settles(redis_url: str) -> None:
 async def test_settles_riding_with_a_reserve_redis_cannot_take_are_counted_lost() -> None:
     """Redis gone: the reserve fails as a backend error (the policy's on_backend_error
     decides), and the settles that rode along are counted lost, not dropped silently."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}")
+    backend = unreachable()
     now = int(time.time() * 1000)
     plan = build_plan(team(), "u", Estimate(1, 0), now)
     try:
