@@ -92,7 +92,8 @@ class EdgeCounters:
 
 
 class GatewayServerConfig(uvicorn.Config):
-    """uvicorn's Config carrying the edge limits to every connection of every worker."""
+    """uvicorn's Config carrying the edge limits to every connection of every worker, and
+    the drain grace to every worker's server."""
 
     def __init__(
         self, app: str, *, edge_limits: EdgeLimits, drain_grace_s: float, **kwargs: Any
