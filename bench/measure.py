@@ -59,6 +59,19 @@ def tree_cpu_s(root: int) -> float:
     return ticks / CLK_TCK
 
 
+def tree_main_threads_cpu_s(root: int) -> float:
+    """utime + stime of each process's main thread (the gateway's event loop), in seconds:
+    the rest of tree_cpu_s is other threads' (span export, ledger writer, to_thread)."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            raw = Path(f"/proc/{pid}/task/{pid}/stat").read_text()
+        except OSError:
+            continue
+        ticks += sum(int(f) for f in raw[raw.rfind(")") + 2 :].split()[11:13])
+    return ticks / CLK_TCK
+
+
 def tree_peak_rss_kib(root: int) -> int:
     """VmHWM summed over the tree (each process's own peak; an upper bound of the joint peak)."""
     total = 0

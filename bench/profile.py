@@ -38,6 +38,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--otlp", action="store_true", help="trace to bench/otlp_sink.py")
+    parser.add_argument(
+        "--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)"
+    )
     parser.add_argument("--gateway-env", action="append", default=[], metavar="K=V")
     parser.add_argument("--out", default="profile.txt", help="collapsed stacks")
     parser.add_argument("--top", type=int, default=40)
@@ -114,6 +117,7 @@ def main() -> int:
             cpu_before = measure.tree_cpu_s(target.pid)
             spy_args = ["--pid", str(target.pid), "--rate", str(args.rate), "--format", "raw"]
             spy_args += ["--duration", str(args.duration), "--nonblocking", "--output", args.out]
+            spy_args += ["--gil", "--threads"] if args.gil else []
             recorder = subprocess.Popen(
                 [spy, "record", *spy_args],
                 stdout=subprocess.DEVNULL,

@@ -109,12 +109,14 @@ def measured_run(
 ) -> dict[str, Any]:
     url = f"http://127.0.0.1:{target.port}{measure.CHAT_PATH}"
     cpu0 = measure.tree_cpu_s(target.pid)
+    loop0 = measure.tree_main_threads_cpu_s(target.pid)
     core0 = measure.cpu_busy_s(cfg.server_cpu)
     wall0 = time.monotonic()
     res = measure.run_wrk(
         url, connections, cfg.duration_s, body_file, target.token, cfg.load_cpu, procs.transient
     )
     cpu_s = measure.tree_cpu_s(target.pid) - cpu0
+    loop_s = measure.tree_main_threads_cpu_s(target.pid) - loop0
     wall_s = time.monotonic() - wall0
     other_s = measure.cpu_busy_s(cfg.server_cpu) - core0 - cpu_s
     return {
@@ -126,6 +128,8 @@ def measured_run(
         "requests_per_s": res.requests / res.duration_s if res.duration_s else 0.0,
         "cpu_s": cpu_s,
         "cpu_us_per_request": cpu_s * 1e6 / res.requests if res.requests else None,
+        # of it, the main threads' (the event loops'); the rest ran in other threads
+        "loop_cpu_us_per_request": loop_s * 1e6 / res.requests if res.requests else None,
         "server_core_other_pct": max(0.0, 100 * other_s / wall_s),
         "latency_ms": res.latency_ms,
         "non_2xx": res.non_2xx,
@@ -157,7 +161,8 @@ def run_all(
                     errors = run["non_2xx"] + run["socket_errors"]
                     print(
                         f"  {scenario:6} c={c:<3} #{rep + 1} {t.name:14} {run['requests']:>7} req "
-                        f"{run['cpu_us_per_request'] or 0:7.0f} µs/req  "
+                        f"{run['cpu_us_per_request'] or 0:7.0f} µs/req "
+                        f"(loop {run['loop_cpu_us_per_request'] or 0:4.0f})  "
                         f"p50 {run['latency_ms'].get('p50', 0):6.2f} ms  "
                         f"other load {run['server_core_other_pct']:3.0f}%"
                         + (f"  {errors} ERRORS" if errors else ""),

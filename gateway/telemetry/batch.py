@@ -1,11 +1,13 @@
-"""Finished spans → batches for the exporter, exported from a thread of their own.
+"""Finished traces → batches of spans for the exporter, from a thread of their own.
 
 What the SDK's BatchSpanProcessor does for us, at a fraction of its cost on the
-request path (ending a span is one bounded append; its version took a lock-free path
-too but checked the pid, the sampled flag and its self-metrics on every span): a
-batch goes out when `batch_size` spans wait or every `delay_s`, whichever comes
-first; past `max_queue` waiting spans, new ones are dropped and counted (a slow
-collector must not grow memory). Shutdown exports what waits, then stops.
+request path: ending a request's trace is one bounded append of the trace itself
+(its version took a lock-free path too but checked the pid, the sampled flag and its
+self-metrics on every span), and the trace's spans are built here, in the export
+thread, many at a time. A batch goes out when `batch_size` traces wait or every
+`delay_s`, whichever comes first; past `max_queue` waiting traces, new ones are
+dropped and counted (a slow collector must not grow memory). Shutdown exports what
+waits, then stops. A single SDK span (`on_end`) counts as a trace of one.
 """
 
 from __future__ import annotations
@@ -13,12 +15,45 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from typing import Protocol
 
 from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from gateway.telemetry.otlp import EncodedTrace, OtlpHttpExporter, encode_span
 
 log = logging.getLogger("gateway.telemetry")
+
+
+class SpanSource(EncodedTrace, Protocol):
+    """A finished trace (telemetry/tracing.py RequestTrace): its spans, built on demand,
+    as the SDK's objects or straight as OTLP bytes."""
+
+    def spans(self) -> list[ReadableSpan]: ...
+
+
+class _OneSpan:
+    __slots__ = ("_span",)
+
+    def __init__(self, span: ReadableSpan) -> None:
+        self._span = span
+
+    def spans(self) -> list[ReadableSpan]:
+        return [self._span]
+
+    @property
+    def resource(self) -> Resource:
+        return self._span.resource
+
+    @property
+    def scope(self) -> InstrumentationScope | None:
+        return self._span.instrumentation_scope
+
+    def encoded_spans(self) -> list[bytes]:
+        return [encode_span(self._span)]
 
 
 class SpanBatcher(SpanProcessor):
@@ -34,11 +69,11 @@ class SpanBatcher(SpanProcessor):
         self._max_queue = max_queue
         self._batch_size = batch_size
         self._delay_s = delay_s
-        self._queue: deque[ReadableSpan] = deque()
+        self._queue: deque[SpanSource] = deque()
         self._wake = threading.Event()
         self._export_lock = threading.Lock()  # the worker and force_flush take turns
         self._stopping = False
-        self.dropped = 0  # spans refused because the queue was full
+        self.dropped = 0  # traces refused because the queue was full
         self._worker = threading.Thread(target=self._run, name="gateway-span-export", daemon=True)
         self._worker.start()
 
@@ -46,13 +81,16 @@ class SpanBatcher(SpanProcessor):
         pass
 
     def on_end(self, span: ReadableSpan) -> None:
+        self.add(_OneSpan(span))
+
+    def add(self, trace: SpanSource) -> None:
         queue = self._queue
         if self._stopping or len(queue) >= self._max_queue:
             if not self.dropped:
                 log.warning("the span queue is full: spans are dropped (a slow collector?)")
             self.dropped += 1
             return
-        queue.append(span)
+        queue.append(trace)
         if len(queue) >= self._batch_size and not self._wake.is_set():
             self._wake.set()
 
@@ -67,12 +105,18 @@ class SpanBatcher(SpanProcessor):
         with self._export_lock:
             queue = self._queue
             while queue:
-                count = min(self._batch_size, len(queue))
-                batch = [queue.popleft() for _ in range(count)]
+                batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
                 try:
-                    self._exporter.export(batch)
-                except Exception:  # an exporter's bug must not end the worker
+                    self._export(batch)
+                except Exception:  # a builder's or exporter's bug must not end the worker
                     log.exception("trace export raised")
+
+    def _export(self, batch: list[SpanSource]) -> None:
+        exporter = self._exporter
+        if isinstance(exporter, OtlpHttpExporter):  # ours: straight from the traces to bytes
+            exporter.export_traces(batch)
+        else:
+            exporter.export([span for trace in batch for span in trace.spans()])
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         self._export_waiting()

@@ -16,14 +16,17 @@ import http.client
 import logging
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace.span import TraceState
+
+from gateway.telemetry import names
 
 log = logging.getLogger("gateway.telemetry")
 
@@ -145,18 +148,24 @@ def _entry(field: int, key: str, value: Any) -> bytes:
     return _tag(field, _LEN) + (_SMALL[size] if size < 128 else _varint(size)) + pair
 
 
+# Attributes whose values never repeat: caching them would only push out the rest.
+_NEVER_REPEATS = frozenset({names.GATEWAY_REQUEST_ID})
+
+
 def attributes(field: int, found: Mapping[str, Any] | None) -> bytes:
     if not found:
         return b""
     out = []
+    entries = _entries
     for key, value in found.items():
         kind = type(value)
-        if kind is str or kind is int or kind is bool:  # the type in the key: 1 == True
-            cached = _entries.get((field, key, value, kind))
+        if (kind is str or kind is int or kind is bool) and key not in _NEVER_REPEATS:
+            entry_key = (field, key, value, kind)  # the type in the key: 1 == True
+            cached = entries.get(entry_key)
             if cached is None:
-                if len(_entries) >= _MAX_ENTRIES:
-                    _entries.clear()
-                cached = _entries[field, key, value, kind] = _entry(field, key, value)
+                if len(entries) >= _MAX_ENTRIES:
+                    entries.clear()
+                cached = entries[entry_key] = _entry(field, key, value)
             out.append(cached)
         else:
             out.append(_entry(field, key, value))
@@ -242,21 +251,92 @@ def encode_span(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
+class SpanFacts(NamedTuple):
+    """One finished span as plain values: what telemetry/tracing.py builds a trace's
+    spans from, both as the SDK's `ReadableSpan`s and straight into `Span` messages."""
+
+    name: str
+    span_id: int
+    parent_id: int  # 0: none
+    parent_is_remote: bool
+    kind: SpanKind
+    start_ns: int
+    end_ns: int
+    attributes: Mapping[str, Any]
+    is_error: bool
+
+
+_STATUS_UNSET, _STATUS_ERROR = _status("", 0), _status("", 2)  # StatusCode UNSET, ERROR
+
+
+def encode_facts(trace_id: int, state: TraceState, spans: Iterable[SpanFacts]) -> list[bytes]:
+    """The `Span` messages of one trace's spans: byte for byte what `encode_span` makes
+    of the same spans as `ReadableSpan`s, without building those."""
+    trace_part = _TRACE_ID + trace_id.to_bytes(16, "big") + _SPAN_ID
+    state_part = _text(3, ",".join(f"{k}={v}" for k, v in state.items())) if state else b""
+    return [
+        b"".join(
+            (
+                trace_part,
+                span.span_id.to_bytes(8, "big"),
+                state_part,
+                _PARENT_SPAN_ID + span.parent_id.to_bytes(8, "big") if span.parent_id else b"",
+                _text(5, span.name),
+                _kind(span.kind.value),
+                _fixed64(7, span.start_ns),
+                _fixed64(8, span.end_ns),
+                attributes(9, span.attributes),
+                _STATUS_ERROR if span.is_error else _STATUS_UNSET,
+                _FLAGS_REMOTE if span.parent_is_remote else _FLAGS_LOCAL,
+            )
+        )
+        for span in spans
+    ]
+
+
 def _scope(scope: InstrumentationScope | None) -> bytes:
     if scope is None:
         return b""
     return _text(1, scope.name) + _text(2, scope.version or "") + attributes(3, scope.attributes)
 
 
+_Groups = dict[int, tuple[Resource, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]]
+
+
+def _group(groups: _Groups, resource: Resource, scope: InstrumentationScope | None) -> list[bytes]:
+    scopes = groups.setdefault(id(resource), (resource, {}))[1]
+    return scopes.setdefault(id(scope), (scope, []))[1]
+
+
 def encode_request(spans: Iterable[ReadableSpan]) -> bytes:
     """collector.trace.v1.ExportTraceServiceRequest, spans grouped by resource and scope."""
-    groups: dict[int, tuple[Resource, dict[int, tuple[InstrumentationScope | None, list[bytes]]]]]
-    groups = {}
+    groups: _Groups = {}
     for span in spans:
-        resource = span.resource
-        scopes = groups.setdefault(id(resource), (resource, {}))[1]
-        scope = span.instrumentation_scope
-        scopes.setdefault(id(scope), (scope, []))[1].append(encode_span(span))
+        _group(groups, span.resource, span.instrumentation_scope).append(encode_span(span))
+    return _request(groups)
+
+
+class EncodedTrace(Protocol):
+    """A finished trace that encodes its own spans (telemetry/tracing.py RequestTrace)."""
+
+    @property
+    def resource(self) -> Resource: ...
+
+    @property
+    def scope(self) -> InstrumentationScope | None: ...
+
+    def encoded_spans(self) -> list[bytes]: ...
+
+
+def encode_traces(traces: Iterable[EncodedTrace]) -> bytes:
+    """The same request for whole traces, each encoding its own spans."""
+    groups: _Groups = {}
+    for trace in traces:
+        _group(groups, trace.resource, trace.scope).extend(trace.encoded_spans())
+    return _request(groups)
+
+
+def _request(groups: _Groups) -> bytes:
     out = []
     for resource, scopes in groups.values():
         body = [_field(1, attributes(1, resource.attributes))]
@@ -292,7 +372,13 @@ class OtlpHttpExporter(SpanExporter):
         self._is_failing = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        body = encode_request(spans)
+        return self._export(encode_request(spans))
+
+    def export_traces(self, traces: Sequence[EncodedTrace]) -> SpanExportResult:
+        """Whole traces that encode their own spans (no SDK span object is built)."""
+        return self._export(encode_traces(traces))
+
+    def _export(self, body: bytes) -> SpanExportResult:
         try:
             status = self._post(body)
         except (http.client.HTTPException, OSError, ValueError) as error:

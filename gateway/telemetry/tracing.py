@@ -1,13 +1,14 @@
 """OpenTelemetry traces: one server span per inference request, one client span per
-upstream attempt, handed to a span processor (telemetry/batch.py's batches, exported
-over OTLP/HTTP by telemetry/otlp.py).
+upstream attempt, exported over OTLP/HTTP (telemetry/batch.py, telemetry/otlp.py).
 
 Imported only when GATEWAY_OTLP_ENDPOINT is set (telemetry/__init__.py), so a
-gateway without it loads no SDK and builds no span. A request's spans are recorded
-as plain values while it runs (ids, times, attribute dicts) and become the SDK's
-`ReadableSpan`s only when they end: the SDK's live `Span` (locks, attribute
-validation twice over, a copy at the end) cost several times more per request, and
-every value here is already a valid attribute. Sampling follows OpenTelemetry's
+gateway without it loads no SDK and builds no span. While a request runs, its trace
+records only what it cannot learn later: ids, clock readings, which deployment each
+attempt went to and how it failed, and (at the record point) the finished request
+context. The spans themselves (`SpanContext`s, attribute maps, `ReadableSpan`s) are
+built from those when the trace is exported, by the batcher's thread, many at a time:
+building them on the event loop, one request at a time between everything else it
+does, cost about twice as much CPU. Sampling follows OpenTelemetry's
 ParentBased(TraceIdRatioBased). Built in each worker after the fork (REFERENCE.md
 §3.4). No span carries prompt or completion text, a token or a key.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from enum import Enum
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -24,15 +26,15 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from gateway.context import RequestContext
+from gateway.context import Outcome, RequestContext
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import UpstreamFailure
 from gateway.telemetry import attributes as attrs
-from gateway.telemetry import names
-from gateway.telemetry.attributes import Attributes
+from gateway.telemetry import names, otlp
+from gateway.telemetry.attributes import Attributes, TraceParent
 from gateway.telemetry.batch import SpanBatcher
 from gateway.telemetry.current import CURRENT_TRACE
-from gateway.telemetry.otlp import OtlpHttpExporter
+from gateway.telemetry.otlp import OtlpHttpExporter, SpanFacts
 
 SAMPLED = 0x01
 _NO_STATE = TraceState()  # immutable: one for every trace without a caller's tracestate
@@ -42,21 +44,27 @@ _ERROR = Status(StatusCode.ERROR)
 
 
 class Tracing:
-    """This process's span processor and what builds each request's trace."""
+    """This process's span processor and what builds each request's trace.
+
+    With our batcher the finished trace itself is queued and its spans are built in
+    the export thread; any other SDK processor (the tests' in-memory exporter) gets
+    the spans when the trace ends.
+    """
 
     def __init__(
         self,
-        processor: SpanProcessor,
+        processor: SpanProcessor | SpanBatcher,
         provider_type_of: Callable[[str], str | None],
         policy_version: Callable[[], int | None],
         sample_ratio: float = 1.0,
     ) -> None:
         self._processor = processor
+        self._batcher = processor if isinstance(processor, SpanBatcher) else None
         self._provider_type_of = provider_type_of
         self._policy_version = policy_version
         self._sample_ratio = sample_ratio
-        self._resource = Resource.create({"service.name": names.SERVICE_NAME})
-        self._scope = InstrumentationScope(names.INSTRUMENTATION_NAME)
+        self.resource = Resource.create({"service.name": names.SERVICE_NAME})
+        self.scope = InstrumentationScope(names.INSTRUMENTATION_NAME)
 
     @classmethod
     def to_otlp(
@@ -79,48 +87,25 @@ class Tracing:
                 parent = attrs.parse_traceparent(value.decode("latin-1"))
             elif key == b"tracestate":
                 trace_state = value.decode("latin-1")
-        remote = None
-        if parent is not None:
-            state = TraceState.from_header([trace_state]) if trace_state else _NO_STATE
-            remote = SpanContext(
-                parent.trace_id,
-                parent.span_id,
-                is_remote=True,
-                trace_flags=TraceFlags(parent.trace_flags),
-                trace_state=state,
-            )
-            trace_id, flags = parent.trace_id, parent.trace_flags
-        else:
+        if parent is None:
             trace_id = random.getrandbits(128) or 1
             flags = SAMPLED if attrs.is_sampled_new(trace_id, self._sample_ratio) else 0
-        return RequestTrace(self, trace_id, flags, remote, method, path)
+            return RequestTrace(self, trace_id, flags, None, _NO_STATE, method, path)
+        state = TraceState.from_header([trace_state]) if trace_state else _NO_STATE
+        return RequestTrace(self, parent.trace_id, parent.trace_flags, parent, state, method, path)
 
-    def emit(
-        self,
-        name: str,
-        context: SpanContext,
-        parent: SpanContext | None,
-        kind: SpanKind,
-        start_ns: int,
-        end_ns: int,
-        attributes: Attributes,
-        status: Status,
-    ) -> None:
-        """One finished span to the processor (the exporter's batch)."""
-        self._processor.on_end(
-            ReadableSpan(
-                name,
-                context,
-                parent,
-                self._resource,
-                attributes,
-                kind=kind,
-                status=status,
-                start_time=start_ns,
-                end_time=end_ns,
-                instrumentation_scope=self._scope,
-            )
-        )
+    def ended(self, trace: RequestTrace) -> None:
+        """A sampled trace is complete: to the batcher as it is, or its spans to the
+        SDK processor now."""
+        if self._batcher is not None:
+            self._batcher.add(trace)
+            return
+        for span in self.spans_of(trace):
+            self._processor.on_end(span)
+
+    def spans_of(self, trace: RequestTrace) -> list[ReadableSpan]:
+        """A finished trace's spans as the SDK's objects."""
+        return readable_spans(self, trace, span_facts(trace, self.provider_type))
 
     def provider_type(self, provider: str) -> str | None:
         return self._provider_type_of(provider)
@@ -143,41 +128,57 @@ class Tracing:
         self._processor.shutdown()
 
 
+class AttemptEnd(Enum):
+    """How an attempt's client span ended."""
+
+    ANSWERED = "answered"
+    FAILED = "failed"
+    CUT = "cut"  # the request ended while it ran
+
+
 class _Attempt:
-    """A client span under way: what it will be exported with."""
+    """One upstream attempt: what its client span is built from."""
 
-    __slots__ = ("attributes", "context", "name", "start_ns")
+    __slots__ = ("deployment", "end", "end_ns", "failure", "number", "span_id", "start_ns")
 
-    def __init__(self, name: str, context: SpanContext, attributes: Attributes) -> None:
-        self.name = name
-        self.context = context
-        self.attributes = attributes
+    def __init__(self, deployment: Deployment, number: int) -> None:
+        self.deployment = deployment
+        self.number = number
+        self.span_id = random.getrandbits(64) or 1
         self.start_ns = time.time_ns()
+        self.end_ns = 0
+        self.end = AttemptEnd.CUT
+        self.failure: UpstreamFailure | None = None
 
 
 class RequestTrace:
-    """One inference request's spans: the server span and its attempts' client spans.
+    """One inference request's trace while it runs.
 
     The failover loop reports attempts as they start and end (routing/tries.py); a
     failed attempt's span ends at once, the answering one at the record point, so a
-    stream's attempt span lasts until the stream has ended. Unsampled, nothing is
-    recorded, but the trace still goes on to the upstream.
+    stream's attempt span lasts until the stream has ended. The middleware ends the
+    server span and hands the whole trace to `Tracing.ended`. Unsampled, nothing is
+    kept, but the trace still goes on to the upstream.
     """
 
     __slots__ = (
-        "_answer",
         "_answered_ns",
         "_attempt",
-        "_attributes",
-        "_context",
-        "_count",
-        "_name",
-        "_parent",
-        "_request",
-        "_start_ns",
-        "_status",
         "_tracing",
+        "attempts",
+        "ctx",
+        "end_ns",
+        "flags",
         "is_sampled",
+        "method",
+        "parent",
+        "path",
+        "policy_version",
+        "raised",
+        "span_id",
+        "start_ns",
+        "state",
+        "trace_id_value",
     )
 
     def __init__(
@@ -185,129 +186,192 @@ class RequestTrace:
         tracing: Tracing,
         trace_id: int,
         flags: int,
-        parent: SpanContext | None,
+        parent: TraceParent | None,
+        state: TraceState,
         method: str,
         path: str,
     ) -> None:
         self._tracing = tracing
-        self._start_ns = time.time_ns()
-        state = parent.trace_state if parent is not None else _NO_STATE
-        self._context = SpanContext(
-            trace_id,
-            random.getrandbits(64) or 1,
-            is_remote=False,
-            trace_flags=_FLAGS[flags] if flags <= SAMPLED else TraceFlags(flags),
-            trace_state=state,
-        )
-        self._parent = parent
+        self.start_ns = time.time_ns()
+        self.trace_id_value = trace_id
+        self.span_id = random.getrandbits(64) or 1
+        self.flags = flags
+        self.parent = parent
+        self.state = state
         self.is_sampled = bool(flags & SAMPLED)
-        self._name = f"{method} {path}"
-        self._attributes: Attributes = {names.HTTP_REQUEST_METHOD: method, names.URL_PATH: path}
-        self._status = _UNSET
+        self.method = method
+        self.path = path
+        self.attempts: list[_Attempt] = []
         self._attempt: _Attempt | None = None  # the attempt under way
-        self._answer: _Attempt | None = None  # the attempt that answered, until the end
         self._answered_ns = 0
-        self._count = 0
-        self._request: RequestContext | None = None
+        self.ctx: RequestContext | None = None  # the request, as attempts start
+        self.policy_version: int | None = None
+        self.end_ns = 0
+        self.raised = False  # the ASGI call raised: a fault of the gateway's own
 
     @property
     def trace_id(self) -> str:
-        return f"{self._context.trace_id:032x}"
+        return f"{self.trace_id_value:032x}"
 
     def observing(self, ctx: RequestContext) -> RequestTrace:
         """The observer of this request's attempts (their spans read its endpoint)."""
-        self._request = ctx
+        self.ctx = ctx
         return self
 
     def started(self, deployment: Deployment) -> None:
-        self._count += 1
-        ctx = self._request
-        endpoint = "chat" if ctx is None else ctx.endpoint
-        context = SpanContext(
-            self._context.trace_id,
-            random.getrandbits(64) or 1,
-            is_remote=False,
-            trace_flags=self._context.trace_flags,
-            trace_state=self._context.trace_state,
-        )
-        attributes = (
-            attrs.attempt_attributes(
-                endpoint,
-                self._tracing.provider_type(deployment.provider),
-                deployment,
-                self._count,
-                ctx is not None and ctx.is_stream,
-            )
-            if self.is_sampled
-            else {}
-        )
-        name = f"{attrs.operation_name(endpoint)} {deployment.model}"
-        self._attempt = _Attempt(name, context, attributes)
+        attempt = self._attempt = _Attempt(deployment, len(self.attempts) + 1)
+        self.attempts.append(attempt)
 
     def failed(self, failure: UpstreamFailure) -> None:
         attempt, self._attempt = self._attempt, None
-        if attempt is None or not self.is_sampled:
-            return
-        attempt.attributes[names.ERROR_TYPE] = attrs.failure_error_type(failure)
-        if failure.status is not None:
-            attempt.attributes[names.GATEWAY_UPSTREAM_STATUS] = failure.status
-        self._end_attempt(attempt, time.time_ns(), _ERROR)
+        if attempt is not None:
+            attempt.end, attempt.failure = AttemptEnd.FAILED, failure
+            attempt.end_ns = time.time_ns()
 
     def answered(self) -> None:
-        self._answer, self._attempt = self._attempt, None
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            attempt.end = AttemptEnd.ANSWERED
         self._answered_ns = time.time_ns()
 
     def add_headers(self, headers: dict[str, str]) -> None:
-        context = self._attempt.context if self._attempt is not None else self._context
+        attempt = self._attempt
+        span_id = self.span_id if attempt is None else attempt.span_id
         headers[names.TRACEPARENT] = attrs.format_traceparent(
-            context.trace_id, context.span_id, context.trace_flags
+            self.trace_id_value, span_id, self.flags
         )
-        if context.trace_state is not _NO_STATE:  # the usual trace has none to pass on
-            state = context.trace_state.to_header()
+        if self.state is not _NO_STATE:  # the usual trace has none to pass on
+            state = self.state.to_header()
             if state:
                 headers[names.TRACESTATE] = state
 
     def finish(self, ctx: RequestContext) -> None:
+        """The record point: the request's facts are known; open attempts end."""
         if not self.is_sampled:
             return
-        self._name = f"{attrs.operation_name(ctx.endpoint)} {ctx.model or ctx.endpoint}"
-        self._attributes.update(attrs.request_attributes(ctx, self._tracing.policy_version()))
-        if ctx.status >= 500:
-            self._status = _ERROR
-        answer, self._answer = self._answer, None
-        if answer is not None:
-            answer.attributes.update(attrs.answer_attributes(ctx))
-            # A whole answer's attempt ended when it arrived; a stream's ends now.
-            end_ns = time.time_ns() if ctx.is_stream else self._answered_ns
-            self._end_attempt(answer, end_ns, _UNSET if ctx.outcome.value == "ok" else _ERROR)
+        self.ctx = ctx
+        self.policy_version = self._tracing.policy_version()
+        now = time.time_ns()
+        for attempt in self.attempts:
+            if attempt.end is AttemptEnd.ANSWERED and not attempt.end_ns:
+                # A whole answer's attempt ended when it arrived; a stream's ends now.
+                attempt.end_ns = now if ctx.is_stream else self._answered_ns
         cut, self._attempt = self._attempt, None
         if cut is not None:  # the request ended while this attempt ran
-            cut.attributes[names.ERROR_TYPE] = names.AttemptResult.CANCELLED.value
-            self._end_attempt(cut, time.time_ns(), _ERROR)
+            cut.end_ns = now
 
     def end(self, failed: bool) -> None:
         """The server span ends when the ASGI call returns (the middleware)."""
         if not self.is_sampled:
             return
-        self._tracing.emit(
-            self._name,
-            self._context,
-            self._parent,
-            SpanKind.SERVER,
-            self._start_ns,
-            time.time_ns(),
-            self._attributes,
-            _ERROR if failed else self._status,
-        )
+        self.end_ns = time.time_ns()
+        self.raised = failed
+        self._tracing.ended(self)
 
-    def _end_attempt(self, attempt: _Attempt, end_ns: int, status: Status) -> None:
-        self._tracing.emit(
-            attempt.name,
-            attempt.context,
-            self._context,
-            SpanKind.CLIENT,
-            attempt.start_ns,
-            end_ns,
-            attempt.attributes,
-            status,
+    def spans(self) -> list[ReadableSpan]:
+        """Its spans as the SDK's objects (for an SDK processor)."""
+        return self._tracing.spans_of(self)
+
+    @property
+    def resource(self) -> Resource:
+        return self._tracing.resource
+
+    @property
+    def scope(self) -> InstrumentationScope:
+        return self._tracing.scope
+
+    def encoded_spans(self) -> list[bytes]:
+        """Its spans as OTLP `Span` messages (the batcher's export thread asks, once the
+        trace has ended): the same bytes as its `spans()` encoded, with no SDK object."""
+        facts = span_facts(self, self._tracing.provider_type)
+        return otlp.encode_facts(self.trace_id_value, self.state, facts)
+
+
+def span_facts(trace: RequestTrace, provider_type: Callable[[str], str | None]) -> list[SpanFacts]:
+    """A finished trace's spans: its attempts' client spans, then the server span."""
+    ctx = trace.ctx
+    facts = [_attempt_facts(trace, ctx, attempt, provider_type) for attempt in trace.attempts]
+    attributes: Attributes = {names.HTTP_REQUEST_METHOD: trace.method, names.URL_PATH: trace.path}
+    name = f"{trace.method} {trace.path}"
+    is_error = trace.raised
+    if ctx is not None:
+        name = f"{attrs.operation_name(ctx.endpoint)} {ctx.model or ctx.endpoint}"
+        attributes.update(attrs.request_attributes(ctx, trace.policy_version))
+        is_error = is_error or ctx.status >= 500
+    parent = trace.parent
+    server = SpanFacts(
+        name, trace.span_id, 0 if parent is None else parent.span_id, parent is not None,
+        SpanKind.SERVER, trace.start_ns, trace.end_ns, attributes, is_error,
+    )  # fmt: skip
+    facts.append(server)
+    return facts
+
+
+def _attempt_facts(
+    trace: RequestTrace,
+    ctx: RequestContext | None,
+    attempt: _Attempt,
+    provider_type: Callable[[str], str | None],
+) -> SpanFacts:
+    endpoint = "chat" if ctx is None else ctx.endpoint
+    deployment = attempt.deployment
+    attributes = attrs.attempt_attributes(
+        endpoint,
+        provider_type(deployment.provider),
+        deployment,
+        attempt.number,
+        ctx is not None and ctx.is_stream,
+    )
+    is_error = True
+    failure = attempt.failure
+    if attempt.end is AttemptEnd.FAILED and failure is not None:
+        attributes[names.ERROR_TYPE] = attrs.failure_error_type(failure)
+        if failure.status is not None:
+            attributes[names.GATEWAY_UPSTREAM_STATUS] = failure.status
+    elif attempt.end is AttemptEnd.ANSWERED and ctx is not None:
+        attributes.update(attrs.answer_attributes(ctx))
+        is_error = ctx.outcome is not Outcome.OK
+    else:
+        attributes[names.ERROR_TYPE] = names.AttemptResult.CANCELLED.value
+    return SpanFacts(
+        f"{attrs.operation_name(endpoint)} {deployment.model}",
+        attempt.span_id, trace.span_id, False, SpanKind.CLIENT,
+        attempt.start_ns, attempt.end_ns or trace.end_ns, attributes, is_error,
+    )  # fmt: skip
+
+
+def readable_spans(
+    tracing: Tracing, trace: RequestTrace, facts: list[SpanFacts]
+) -> list[ReadableSpan]:
+    """The same spans as the SDK's objects, for an SDK span processor."""
+    flags = trace.flags
+    trace_flags = _FLAGS[flags] if flags <= SAMPLED else TraceFlags(flags)
+    spans = []
+    for fact in facts:
+        parent = None
+        if fact.parent_id:
+            remote = trace.parent if fact.parent_is_remote else None
+            parent = SpanContext(
+                trace.trace_id_value, fact.parent_id, is_remote=fact.parent_is_remote,
+                trace_flags=trace_flags if remote is None else TraceFlags(remote.trace_flags),
+                trace_state=trace.state,
+            )  # fmt: skip
+        context = SpanContext(
+            trace.trace_id_value, fact.span_id, is_remote=False, trace_flags=trace_flags,
+            trace_state=trace.state,
+        )  # fmt: skip
+        spans.append(
+            ReadableSpan(
+                fact.name,
+                context,
+                parent,
+                tracing.resource,
+                fact.attributes,
+                kind=fact.kind,
+                status=_ERROR if fact.is_error else _UNSET,
+                start_time=fact.start_ns,
+                end_time=fact.end_ns,
+                instrumentation_scope=tracing.scope,
+            )
         )
+    return spans

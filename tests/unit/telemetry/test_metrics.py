@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from prometheus_client import generate_latest
 
@@ -12,7 +14,8 @@ from gateway.policy.store import PolicyStore
 from gateway.providers.base import UpstreamFailure
 from gateway.routing.failover import HealthBoard
 from gateway.routing.tries import Try
-from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.metrics import APPLY_AFTER_S, Metrics
+from gateway.telemetry.multiproc import MULTIPROC_ENV
 from gateway.usage.pricing import PriceSource, UnitPrices
 from gateway.usage.usage import Usage
 from tests.support.metrics import samples, total
@@ -130,3 +133,46 @@ def test_a_request_without_usage_or_cost_adds_no_token_or_cost_series():
     assert total(text, "gateway_tokens_total", direction="input") == 6
     assert total(text, "gateway_cost_usd_total") == pytest.approx(14e-9)
     assert total(text, "gateway_request_duration_seconds_count", endpoint="chat") == 3
+
+
+async def test_one_process_counts_in_batches_and_a_scrape_counts_what_waits():
+    """On the event loop a finished request is counted with the next batch; /metrics
+    (render) counts what waits first, so a scrape never misses a finished request."""
+    metrics = Metrics(store())
+    metrics.record(request(deployment=A, usage=Usage(1, 2)))
+    metrics.record(request(deployment=A, usage=Usage(1, 2)))
+    assert total(scrape(metrics), "gateway_requests_total") == 0  # not counted yet
+    text = metrics.render().decode()
+    assert total(text, "gateway_requests_total", status="200") == 2
+    assert total(text, "gateway_tokens_total", direction="output") == 4
+
+
+async def test_a_batch_is_counted_soon_without_a_scrape():
+    metrics = Metrics(store())
+    metrics.record(request(deployment=A))
+    await asyncio.sleep(APPLY_AFTER_S * 4)
+    assert total(scrape(metrics), "gateway_requests_total") == 1
+    metrics.record(request(429, "rate_limit_exceeded"))  # a new batch after the first
+    await asyncio.sleep(APPLY_AFTER_S * 4)
+    assert total(scrape(metrics), "gateway_requests_total", status="429") == 1
+
+
+async def test_under_workers_each_request_is_counted_at_once(tmp_path, monkeypatch):
+    """A scrape of one worker cannot make the others count what waits: each worker
+    counts at once."""
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
+    metrics = Metrics(store())
+    metrics.record(request(deployment=A))
+    assert total(scrape(metrics), "gateway_requests_total") == 1
+
+
+async def test_a_request_that_fails_to_count_does_not_cost_the_batch(caplog):
+    metrics = Metrics(store())
+    broken = request(deployment=A)
+    broken.tries = None  # type: ignore[assignment]  # a bug elsewhere: not iterable
+    broken.guardrail_hits = 7  # type: ignore[assignment]
+    metrics.record(broken)
+    metrics.record(request(deployment=A))
+    text = metrics.render().decode()
+    assert total(text, "gateway_requests_total") >= 1
+    assert "counting a request failed" in caplog.text

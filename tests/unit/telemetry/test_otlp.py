@@ -129,3 +129,59 @@ def test_the_gateways_own_spans_encode_as_the_official_encoder_does():
     spans = exporter.get_finished_spans()
     assert len(spans) == 3
     assert decoded(encode_request(spans)) == encode_spans(spans)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    caller=st.booleans(),
+    state=st.sampled_from([b"", b"v=1", b"a=1,b=2"]),
+    failed_first=st.lists(st.sampled_from([500, 429, None]), max_size=2),
+    answered=st.booleans(),
+    stream=st.booleans(),
+    status=st.sampled_from([200, 400, 429, 502]),
+    usage=st.none() | st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)),
+    reasons=st.lists(st.text(max_size=6), max_size=2).map(tuple),
+    ttft=st.none() | st.floats(0, 100, allow_nan=False),
+    raised=st.booleans(),
+)
+def test_a_trace_encodes_itself_as_its_spans_would(
+    caller, state, failed_first, answered, stream, status, usage, reasons, ttft, raised
+):
+    """Our traces skip the SDK objects on the way to the wire (the export thread encodes
+    them straight from what the request recorded): the same bytes as their
+    ReadableSpans through the encoder that the official one is checked against."""
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor as Simple
+
+    from gateway.auth.principal import Principal
+    from gateway.context import Outcome, RequestContext
+    from gateway.policy.compiled import Deployment
+    from gateway.providers.base import UpstreamFailure
+    from gateway.telemetry.otlp import encode_traces
+    from gateway.telemetry.tracing import Tracing
+    from gateway.usage.usage import Usage
+
+    tracing = Tracing(Simple(InMemorySpanExporter()), lambda name: "openai", lambda: 2)
+    headers = []
+    if caller:
+        headers.append((b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
+        if state:
+            headers.append((b"tracestate", state))
+    trace = tracing.begin("POST", "/v1/chat/completions", headers)
+    ctx = RequestContext(request_id="req_1", endpoint="chat", model="m", is_stream=stream)
+    ctx.principal = Principal("team", "alice", "client", frozenset(), "iss", 0.0)
+    observer = trace.observing(ctx)
+    for number, failure in enumerate(failed_first):
+        observer.started(Deployment("p", f"model-{number}", 1.0, 1))
+        timed_out = failure is None
+        observer.failed(UpstreamFailure("x", status=failure, is_timeout=timed_out))
+    observer.started(Deployment("p", "model-last", 1.0, 1))
+    if answered:
+        observer.answered()
+        ctx.usage = None if usage is None else Usage(*usage)
+        ctx.finish_reasons, ctx.first_byte_s = reasons, ttft
+    ctx.end(status, Outcome.OK if status == 200 else Outcome.REFUSED, None)
+    trace.finish(ctx)
+    trace.end(failed=raised)
+    spans = tracing.spans_of(trace)
+    assert len(spans) == len(failed_first) + 2
+    assert encode_traces([trace]) == encode_request(spans)  # byte for byte

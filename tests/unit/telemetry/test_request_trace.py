@@ -3,6 +3,8 @@ attempt, the record point finishes the trace, the middleware ends it."""
 
 from __future__ import annotations
 
+import time
+
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
@@ -43,8 +45,9 @@ def test_attempts_become_client_spans_and_the_answer_ends_at_the_record_point():
         tries.failed(UpstreamFailure("x", status=502))
         tries.started(B)
         tries.answered()
-        assert len(exporter.get_finished_spans()) == 1  # the stream's attempt is still open
+        assert exporter.get_finished_spans() == ()  # spans go out when the trace ends
         ctx.usage = Usage(3, 5)
+        answered_before_record = time.time_ns()
         t.record(ctx)
     finally:
         CURRENT_TRACE.reset(token)
@@ -64,6 +67,9 @@ def test_attempts_become_client_spans_and_the_answer_ends_at_the_record_point():
     assert answered.attributes["gateway.attempt.number"] == 2
     assert answered.attributes["gen_ai.usage.output_tokens"] == 5
     assert answered.status.status_code is StatusCode.UNSET
+    # The stream's attempt lasted until the stream ended (the record point), the failed
+    # one ended when it failed.
+    assert answered.end_time >= answered_before_record > failed.end_time
     assert server.kind is SpanKind.SERVER
     assert server.name == "text_completion fast"
     assert server.attributes["gateway.policy.version"] == 9
