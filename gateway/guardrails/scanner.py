@@ -162,6 +162,26 @@ class Scanner:
             return [], hold
         return self._find(Folded(text), start), hold
 
+    def clean_hold(self, text: str, start: int) -> int:
+        """`scan_stream(text, start, final=False)`'s hold when `text` is ASCII and holds no
+        match anywhere (its findings are then none), else -1. A stream's prose, once per
+        event: one call, one RE2 pass (two when a telltale is in the text), nothing made."""
+        if self._set is None or not text:
+            return len(text)
+        if not text.isascii():
+            return -1
+        assert self._tail is not None
+        length = len(text)
+        data = text.encode("ascii")
+        hold = length
+        if start < length:
+            begin = self._tail.start_ascii(data, start)
+            if begin is not None:
+                hold = begin
+        if self._telltales is not None and self._telltales.isdisjoint(text):
+            return hold
+        return -1 if self._set.Match(data) else hold
+
     def _hold(self, folded: Folded, length: int, start: int) -> int:
         if self._tail is None or start >= length:
             return length
