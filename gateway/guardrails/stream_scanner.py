@@ -56,7 +56,22 @@ def _without_text(event: bytes) -> bool:
 
 _SLOT = "\x00slot\x00"  # encodes as `\u0000slot\u0000`: nothing else in an event can
 _SLOT_BYTES = orjson.dumps(_SLOT)[1:-1]
+_END_SLOT = "\x00end\x00"  # where a learned shape's finish reason goes
+_END_SLOT_BYTES = orjson.dumps(_END_SLOT)[1:-1]
 MAX_SHAPES_LEARNED = 4  # an upstream whose events never repeat a shape stops being learned
+
+
+def _without_ending(encoded: bytes) -> tuple[bytes, bytes | None, bytes]:
+    """An event encoded with the text and the finish reason slotted, in that order: the
+    event with the reason `null` (as it came), and the bytes between the two slots and
+    after the second (None, b"" when the slots are not so)."""
+    head, _, tail = encoded.partition(_SLOT_BYTES)
+    mid, found, rest = tail.partition(_END_SLOT_BYTES)
+    if not found or encoded.count(_END_SLOT_BYTES) != 1:
+        return encoded, None, b""
+    if not (mid.endswith(b'"') and rest.startswith(b'"')):
+        return encoded, None, b""
+    return head + _SLOT_BYTES + mid[:-1] + b"null" + rest[1:], mid, rest
 
 
 def _every(key: Key, text: object) -> bool:
@@ -79,11 +94,16 @@ class _Shape:
     """An event with one text in it (no ending, one choice), as our own encoder writes
     it, cut where the text goes: `head` and `tail`. An event that is `head + S + tail`
     with S plain (`_is_plain`) is exactly the event we learned from with S as its
-    text: its JSON parse would give what the shape's key names, and nothing else."""
+    text: its JSON parse would give what the shape's key names, and nothing else.
+
+    A chat or completions shape also knows its ending: the same event with a finish
+    reason R, `head + S + mid + R + rest` (S and R plain)."""
 
     head: bytes
     tail: bytes
     key: Key
+    mid: bytes | None = None
+    rest: bytes = b""
 
 
 @dataclass(slots=True)
@@ -131,8 +151,10 @@ class OutputScanner:
         event, and in a busy server each layer of calls is cache misses, not nanoseconds."""
         head, tail = shape.head, shape.tail
         end = len(chunk) - len(tail)
-        if end < len(head) or not chunk.startswith(head) or not chunk.endswith(tail):
+        if not chunk.startswith(head):
             return None
+        if end < len(head) or not chunk.endswith(tail):
+            return None if shape.mid is None else self._ending(shape, chunk)
         text = self._texts.get(shape.key)
         if text is None:
             return None
@@ -155,6 +177,34 @@ class OutputScanner:
             return head + released.encode() + tail
         return head + orjson.dumps(released)[1:-1] + tail  # held text from a parsed event
 
+    def _ending(self, shape: _Shape, chunk: bytes) -> bytes | None:
+        """What to send for `chunk` when it is the event of `shape` that ends its choice,
+        else None: as the parsed path sends it (the held text and S scanned and released
+        whole), when this is the stream's only text (no other text of the choice to flush)."""
+        assert shape.mid is not None
+        head, mid, rest = shape.head, shape.mid, shape.rest
+        cut = chunk.find(b'"', len(head))  # a plain S ends at the first quote
+        reason_end = len(chunk) - len(rest)
+        if cut < 0 or not chunk.startswith(mid, cut) or reason_end < cut + len(mid):
+            return None
+        if not chunk.endswith(rest) or len(self._texts) != 1:
+            return None
+        text = self._texts.get(shape.key)
+        if text is None:
+            return None
+        try:
+            piece = chunk[len(head) : cut].decode()
+            reason = chunk[cut + len(mid) : reason_end].decode()
+        except UnicodeDecodeError:
+            return None
+        if not (_is_plain(piece) and _is_plain(reason)):
+            return None
+        released = self._advance(shape.key, text, piece, final=True)
+        if released == piece:
+            return chunk
+        encoded = released.encode() if _is_plain(released) else orjson.dumps(released)[1:-1]
+        return head + encoded + chunk[cut:]
+
     def _learn(
         self,
         parsed: dict[str, Any],
@@ -163,20 +213,30 @@ class OutputScanner:
         key: Key,
         prefix: bytes,
         slotted: Any = _SLOT,
+        choice: dict[str, Any] | None = None,
     ) -> None:
         """Learn the shape of the events that follow this one: this event with
         `owner[name]` replaced by `slotted` (its text, or the dict holding it, with the
-        text cut out)."""
+        text cut out); and, given the `choice`, its ending (the finish reason slotted)."""
         if self._shapes_learned >= MAX_SHAPES_LEARNED:
             return
         self._shapes_learned += 1
         kept, owner[name] = owner[name], slotted
-        encoded = orjson.dumps(parsed)
+        mid: bytes | None = None
+        rest = b""
+        if choice is not None and "finish_reason" in choice and choice["finish_reason"] is None:
+            choice["finish_reason"] = _END_SLOT
+            encoded, mid, rest = _without_ending(orjson.dumps(parsed))
+            choice["finish_reason"] = None
+        if mid is None:  # no ending learned (none, or the reason comes before the text)
+            encoded = orjson.dumps(parsed)
         owner[name] = kept
         if encoded.count(_SLOT_BYTES) != 1:  # the upstream sent our marker: learn nothing
             return
         head, _, tail = encoded.partition(_SLOT_BYTES)
-        self._shape = _Shape(prefix + b"data: " + head, tail + b"\n\n", key)
+        self._shape = _Shape(
+            prefix + b"data: " + head, tail + b"\n\n", key, mid, rest + b"\n\n" if mid else b""
+        )
 
     # --- one event -------------------------------------------------------------
 
@@ -223,10 +283,11 @@ class OutputScanner:
             elif len(choices) == 1 and len(pieces) == 1 and self._blocked_by is None:
                 key, holder, field_name = pieces[0]
                 if holder is choice:  # completions: the choice holds its text
-                    self._learn(parsed, choice, field_name, key, prefix)
+                    self._learn(parsed, choice, field_name, key, prefix, choice=choice)
                 else:  # chat: the role comes in the first delta only
                     delta = {k: v for k, v in holder.items() if k != "role"}
-                    self._learn(parsed, choice, "delta", key, prefix, {**delta, field_name: _SLOT})
+                    slotted = {**delta, field_name: _SLOT}
+                    self._learn(parsed, choice, "delta", key, prefix, slotted, choice)
         if not changed:
             return before + event if before else event
         return before + prefix + b"data: " + orjson.dumps(parsed) + b"\n\n"
