@@ -8,7 +8,8 @@ holding back a little too much is safe, too little is not). Anchored at the end
 of the text, the leftmost match of the union of a side's prefix regexes is the
 earliest position a match could have started and not yet ended (RE2: one linear
 pass). A construct this module does not know gives "any text" (hold everything
-the window allows), never a narrower guess. Pure: no I/O.
+the window allows), never a narrower guess; so does a pattern that Python's parser
+might read differently from RE2, which runs it (dialect.py). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from re import _parser  # type: ignore[attr-defined]
 from typing import Any
 
 import re2
+
+from gateway.guardrails.dialect import read_alike
 
 ANY_TEXT = "(?s:.)*"
 _MAX_REPEAT = 1000  # RE2's largest counted repetition
@@ -39,6 +42,8 @@ class UnknownConstruct(Exception):
 
 def prefix_regex(pattern: str) -> str:
     """A regex matching (at least) every prefix of every match of `pattern`."""
+    if not read_alike(pattern):  # Python's tree would describe another language
+        return ANY_TEXT
     try:
         tree = _parser.parse(pattern)
         caseless = is_caseless(tree, tree.state.flags)
