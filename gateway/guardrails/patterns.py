@@ -9,8 +9,11 @@ instead of RE2's terse error. No I/O.
 from __future__ import annotations
 
 import re
+import warnings
 
 import re2
+
+from gateway.guardrails.dialect import read_alike
 
 MAX_PATTERN_CHARS = 2000
 # RE2 budgets memory per compiled program; a pattern that needs more is refused at
@@ -33,7 +36,11 @@ def pattern_problem(pattern: str) -> str | None:
     if len(pattern) > MAX_PATTERN_CHARS:
         return f"pattern is longer than {MAX_PATTERN_CHARS} characters"
     try:
-        re.compile(pattern)
+        with warnings.catch_warnings():
+            # "Possible nested set" (`[[:digit:]]`): a hint about Python's future reading;
+            # RE2 runs the pattern, and the stream derivations do not trust Python's here.
+            warnings.simplefilter("ignore", FutureWarning)
+            re.compile(pattern)
     except re.error as exc:
         return f"pattern is not a valid regular expression: {exc}"
     except (OverflowError, RecursionError):
@@ -51,7 +58,10 @@ def pattern_problem(pattern: str) -> str | None:
 
 
 def max_match_chars(pattern: str) -> int:
-    """The longest text `pattern` can match, capped at UNBOUNDED_MATCH_CHARS."""
+    """The longest text `pattern` can match, capped at UNBOUNDED_MATCH_CHARS (the cap, too,
+    when Python's parser might read the pattern differently from RE2: dialect.py)."""
+    if not read_alike(pattern):
+        return UNBOUNDED_MATCH_CHARS
     from re import _parser  # type: ignore[attr-defined]  # the stdlib's width computation; no stub
 
     try:

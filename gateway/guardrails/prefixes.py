@@ -8,7 +8,8 @@ holding back a little too much is safe, too little is not). Anchored at the end
 of the text, the leftmost match of the union of a side's prefix regexes is the
 earliest position a match could have started and not yet ended (RE2: one linear
 pass). A construct this module does not know gives "any text" (hold everything
-the window allows), never a narrower guess. Pure: no I/O.
+the window allows), never a narrower guess; so does a pattern that Python's parser
+might read differently from RE2, which runs it (dialect.py). Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from re import _parser  # type: ignore[attr-defined]
 from typing import Any
 
 import re2
+
+from gateway.guardrails.dialect import read_alike
 
 ANY_TEXT = "(?s:.)*"
 _MAX_REPEAT = 1000  # RE2's largest counted repetition
@@ -33,17 +36,19 @@ _CATEGORIES = {
 }
 
 
-class _Unknown(Exception):
+class UnknownConstruct(Exception):
     """A construct without a known prefix language: fall back to any text."""
 
 
 def prefix_regex(pattern: str) -> str:
     """A regex matching (at least) every prefix of every match of `pattern`."""
+    if not read_alike(pattern):  # Python's tree would describe another language
+        return ANY_TEXT
     try:
         tree = _parser.parse(pattern)
-        caseless = _caseless(tree, tree.state.flags)
+        caseless = is_caseless(tree, tree.state.flags)
         body = _prefix(list(tree))
-    except (_Unknown, Exception):  # any parse surprise: the safe answer
+    except (UnknownConstruct, Exception):  # any parse surprise: the safe answer
         return ANY_TEXT
     return ("(?i)" if caseless else "") + f"(?:{body})"
 
@@ -105,16 +110,16 @@ def _native_match(compiled: re2._Regexp) -> Any:
 # --- the derivation ------------------------------------------------------------
 
 
-def _caseless(items: Any, flags: int) -> bool:
+def is_caseless(items: Any, flags: int) -> bool:
     """Whether IGNORECASE is on anywhere (then the whole prefix regex is caseless)."""
     if flags & sre.SRE_FLAG_IGNORECASE:
         return True
     for op, av in items:
-        if op is sre.SUBPATTERN and (av[1] & sre.SRE_FLAG_IGNORECASE or _caseless(av[3], 0)):
+        if op is sre.SUBPATTERN and (av[1] & sre.SRE_FLAG_IGNORECASE or is_caseless(av[3], 0)):
             return True
-        if op is sre.BRANCH and any(_caseless(b, 0) for b in av[1]):
+        if op is sre.BRANCH and any(is_caseless(b, 0) for b in av[1]):
             return True
-        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and _caseless(av[2], 0):
+        if op in (sre.MAX_REPEAT, sre.MIN_REPEAT) and is_caseless(av[2], 0):
             return True
     return False
 
@@ -125,7 +130,7 @@ def _prefix(items: list[Any]) -> str:
         return ""
     rest = _prefix(items[1:])
     head_op = items[0][0]
-    whole = _whole([items[0]])
+    whole = whole_regex([items[0]])
     if head_op is sre.AT:  # an assertion consumes nothing: dropped
         return rest
     if head_op in (sre.LITERAL, sre.NOT_LITERAL, sre.IN, sre.ANY):
@@ -144,16 +149,16 @@ def _prefix_one(item: tuple[Any, Any]) -> str:
         if high == 0:
             return ""
         inner = _prefix(list(sub))
-        body = _whole(list(sub))
+        body = whole_regex(list(sub))
         if high is sre.MAXREPEAT or high > _MAX_REPEAT:
             return f"(?:{body})*(?:{inner})"
         if high == 1:
             return f"(?:{inner})"
         return f"(?:{body}){{0,{high - 1}}}(?:{inner})"
-    raise _Unknown(op)
+    raise UnknownConstruct(op)
 
 
-def _whole(items: list[Any]) -> str:
+def whole_regex(items: list[Any]) -> str:
     """The sequence itself, anchors dropped (a superset of what it matches)."""
     out: list[str] = []
     for op, av in items:
@@ -168,16 +173,16 @@ def _whole(items: list[Any]) -> str:
         elif op is sre.IN:
             out.append(_class(av))
         elif op is sre.SUBPATTERN:
-            out.append(f"(?:{_whole(list(av[3]))})")
+            out.append(f"(?:{whole_regex(list(av[3]))})")
         elif op is sre.BRANCH:
-            out.append("(?:" + "|".join(_whole(list(b)) for b in av[1]) + ")")
+            out.append("(?:" + "|".join(whole_regex(list(b)) for b in av[1]) + ")")
         elif op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
             low, high, sub = av
             low = min(low, _MAX_REPEAT)
             high_text = "" if high is sre.MAXREPEAT or high > _MAX_REPEAT else str(high)
-            out.append(f"(?:{_whole(list(sub))}){{{low},{high_text}}}")
+            out.append(f"(?:{whole_regex(list(sub))}){{{low},{high_text}}}")
         else:
-            raise _Unknown(op)
+            raise UnknownConstruct(op)
     return "".join(out)
 
 
@@ -202,5 +207,5 @@ def _class(items: list[Any]) -> str:
         elif op is sre.CATEGORY and av in _CATEGORIES:
             parts.append(_CATEGORIES[av])
         else:
-            raise _Unknown(op)
+            raise UnknownConstruct(op)
     return "[" + "".join(parts) + "]"

@@ -20,6 +20,7 @@ from gateway.guardrails.kinds import DetectorKind, GuardAction
 from gateway.guardrails.normalize import Folded, fold
 from gateway.guardrails.patterns import max_match_chars, re2_options
 from gateway.guardrails.prefixes import TailSearch
+from gateway.guardrails.telltales import telltales
 
 REDACTED = "[REDACTED:{}]"
 TAIL_PROGRAM_BYTES = 32 << 20
@@ -84,13 +85,16 @@ def _specs(source: RuleSource) -> tuple[PatternSpec, ...]:
 class Scanner:
     """The combined scan of one side's text rules, in the order they were written."""
 
-    __slots__ = ("_compiled", "_set", "_tail", "rules", "window_chars")
+    __slots__ = ("_compiled", "_set", "_tail", "_telltales", "rules", "window_chars")
 
     def __init__(self, sources: Sequence[RuleSource]) -> None:
         self.rules = tuple(s.rule for s in sources)
         compiled: list[_Compiled] = []
         self._set: re2.Set | None = None
         self._tail: TailSearch | None = None
+        # ASCII characters one of which every match of every pattern contains (None: no
+        # such set known, as for an admin's own pattern, which only RE2 reads as RE2 does).
+        found: frozenset[str] | None = frozenset()
         widest = 0
         if sources:
             options = re2_options()
@@ -104,9 +108,12 @@ class Scanner:
                     group = (regex.groupindex or {}).get(VALUE, 0)
                     compiled.append(_Compiled(source.rule, regex, group, spec.check))
                     widest = max(widest, spec.max_chars)
+                    mine = telltales(spec.regex) if source.pattern is None else None
+                    found = None if found is None or mine is None else found | mine
             self._set.Compile()
             self._tail = TailSearch(regexes, tail_options())
         self._compiled = tuple(compiled)
+        self._telltales = found
         # A stream holds back this many characters: the longest match any rule can make.
         self.window_chars = widest
 
@@ -133,7 +140,8 @@ class Scanner:
 
         ASCII text, the common case, has nothing to fold: its bytes go straight to both
         RE2 programs (a stream step runs this once per event, so the `Folded`, a second
-        encoding and a layer of calls are worth saving)."""
+        encoding and a layer of calls are worth saving), and the combined pass is skipped
+        when the text has none of the telltale characters (telltales.py)."""
         if self._set is None or not text:
             return [], len(text)
         length = len(text)
@@ -148,9 +156,31 @@ class Scanner:
             begin = self._tail.start_ascii(data, start)
             if begin is not None:
                 hold = begin
+        if self._telltales is not None and self._telltales.isdisjoint(text):
+            return [], hold
         if not self._set.Match(data):
             return [], hold
         return self._find(Folded(text), start), hold
+
+    def clean_hold(self, text: str, start: int) -> int:
+        """`scan_stream(text, start, final=False)`'s hold when `text` is ASCII and holds no
+        match anywhere (its findings are then none), else -1. A stream's prose, once per
+        event: one call, one RE2 pass (two when a telltale is in the text), nothing made."""
+        if self._set is None or not text:
+            return len(text)
+        if not text.isascii():
+            return -1
+        assert self._tail is not None
+        length = len(text)
+        data = text.encode("ascii")
+        hold = length
+        if start < length:
+            begin = self._tail.start_ascii(data, start)
+            if begin is not None:
+                hold = begin
+        if self._telltales is not None and self._telltales.isdisjoint(text):
+            return hold
+        return -1 if self._set.Match(data) else hold
 
     def _hold(self, folded: Folded, length: int, start: int) -> int:
         if self._tail is None or start >= length:

@@ -15,7 +15,7 @@ left (it was held). Events with no text pass through as they came. No I/O.
 
 Most events of a stream are alike but for their text: the first one parsed teaches
 the scanner its shape (the bytes before and after the text), and later events of
-that shape are scanned without a JSON parse or a re-encoding (`_Shape`).
+that shape are scanned without a JSON parse or a re-encoding (event_shape.py).
 """
 
 from __future__ import annotations
@@ -28,22 +28,20 @@ import orjson
 
 from gateway.errors import ContentPolicyViolation
 from gateway.guardrails.decision import GuardrailHit, review
+from gateway.guardrails.event_shape import (
+    MAX_SHAPES_LEARNED,
+    SLOT,
+    Key,
+    Shape,
+    is_plain,
+    learn_shape,
+)
 from gateway.guardrails.kinds import Where
 from gateway.guardrails.scanner import Rule, Scanner
 from gateway.guardrails.texts import rewrite_response_event
-from gateway.guardrails.window import advance
+from gateway.guardrails.window import advance, advance_clean
 from gateway.sse import DONE_PAYLOAD, data_of, events_of
 from gateway.stream.steps import NOTHING, Emit
-
-Key = tuple[Any, ...]
-
-
-def _is_plain(text: str) -> bool:
-    """Whether JSON writes `text` as it is: no quote or backslash, no control character.
-    (A piece that is not would end the string or escape there, or JSON refuses it raw;
-    the parsed path then takes the event.) Builtins only, no regex: this runs twice per
-    event, and every C call a stream makes per event costs cache misses in a busy server."""
-    return text.isprintable() and '"' not in text and "\\" not in text
 
 
 def _without_text(event: bytes) -> bool:
@@ -52,11 +50,6 @@ def _without_text(event: bytes) -> bool:
     return not (
         b'"content"' in event or b'"text"' in event or b'"arguments"' in event or b"\\" in event
     )
-
-
-_SLOT = "\x00slot\x00"  # encodes as `\u0000slot\u0000`: nothing else in an event can
-_SLOT_BYTES = orjson.dumps(_SLOT)[1:-1]
-MAX_SHAPES_LEARNED = 4  # an upstream whose events never repeat a shape stops being learned
 
 
 def _every(key: Key, text: object) -> bool:
@@ -74,18 +67,6 @@ class _Text:
     choice: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class _Shape:
-    """An event with one text in it (no ending, one choice), as our own encoder writes
-    it, cut where the text goes: `head` and `tail`. An event that is `head + S + tail`
-    with S plain (`_is_plain`) is exactly the event we learned from with S as its
-    text: its JSON parse would give what the shape's key names, and nothing else."""
-
-    head: bytes
-    tail: bytes
-    key: Key
-
-
 @dataclass(slots=True)
 class OutputScanner:
     scanner: Scanner
@@ -94,7 +75,7 @@ class OutputScanner:
     _texts: dict[Key, _Text] = field(default_factory=dict)
     # Set by the first block: from then on nothing is released (checked after each event).
     _blocked_by: Rule | None = None
-    _shape: _Shape | None = None
+    _shape: Shape | None = None
     _shapes_learned: int = 0
 
     def feed(self, chunk: bytes) -> Emit:
@@ -125,28 +106,65 @@ class OutputScanner:
 
     # --- an event of the learned shape ----------------------------------------
 
-    def _same_shape(self, shape: _Shape, chunk: bytes) -> bytes | None:
-        """What to send for `chunk` when it is one event of `shape`, else None."""
+    def _same_shape(self, shape: Shape, chunk: bytes) -> bytes | None:
+        """What to send for `chunk` when it is one event of `shape`, else None. Written
+        flat (`is_plain` and the clean window step inline): it runs for nearly every
+        event, and in a busy server each layer of calls is cache misses, not nanoseconds."""
         head, tail = shape.head, shape.tail
         end = len(chunk) - len(tail)
-        if end < len(head) or not chunk.startswith(head) or not chunk.endswith(tail):
+        if not chunk.startswith(head):
             return None
-        raw = chunk[len(head) : end]
+        if end < len(head) or not chunk.endswith(tail):
+            return None if shape.mid is None else self._ending(shape, chunk)
         text = self._texts.get(shape.key)
         if text is None:
             return None
         try:
-            piece = raw.decode()
+            piece = chunk[len(head) : end].decode()
         except UnicodeDecodeError:
             return None
-        if not _is_plain(piece):
+        if not piece.isprintable() or '"' in piece or "\\" in piece:  # not `is_plain`
             return None
-        released = self._advance(shape.key, text, piece, final=False)
+        clean = None
+        if self._blocked_by is None:
+            clean = advance_clean(self.scanner, text.context, text.pending + piece)
+        if clean is None:
+            released = self._advance(shape.key, text, piece, final=False)
+        else:
+            released, text.pending, text.context = clean
         if released == piece:
             return chunk
-        if _is_plain(released):
+        if is_plain(released):
             return head + released.encode() + tail
         return head + orjson.dumps(released)[1:-1] + tail  # held text from a parsed event
+
+    def _ending(self, shape: Shape, chunk: bytes) -> bytes | None:
+        """What to send for `chunk` when it is the event of `shape` that ends its choice,
+        else None: as the parsed path sends it (the held text and S scanned and released
+        whole), when this is the stream's only text (no other text of the choice to flush)."""
+        assert shape.mid is not None
+        head, mid, rest = shape.head, shape.mid, shape.rest
+        cut = chunk.find(b'"', len(head))  # a plain S ends at the first quote
+        reason_end = len(chunk) - len(rest)
+        if cut < 0 or not chunk.startswith(mid, cut) or reason_end < cut + len(mid):
+            return None
+        if not chunk.endswith(rest) or len(self._texts) != 1:
+            return None
+        text = self._texts.get(shape.key)
+        if text is None:
+            return None
+        try:
+            piece = chunk[len(head) : cut].decode()
+            reason = chunk[cut + len(mid) : reason_end].decode()
+        except UnicodeDecodeError:
+            return None
+        if not (is_plain(piece) and is_plain(reason)):
+            return None
+        released = self._advance(shape.key, text, piece, final=True)
+        if released == piece:
+            return chunk
+        encoded = released.encode() if is_plain(released) else orjson.dumps(released)[1:-1]
+        return head + encoded + chunk[cut:]
 
     def _learn(
         self,
@@ -155,21 +173,16 @@ class OutputScanner:
         name: str,
         key: Key,
         prefix: bytes,
-        slotted: Any = _SLOT,
+        slotted: Any = SLOT,
+        choice: dict[str, Any] | None = None,
     ) -> None:
-        """Learn the shape of the events that follow this one: this event with
-        `owner[name]` replaced by `slotted` (its text, or the dict holding it, with the
-        text cut out)."""
+        """Learn the shape of the events that follow this one (event_shape.py)."""
         if self._shapes_learned >= MAX_SHAPES_LEARNED:
             return
         self._shapes_learned += 1
-        kept, owner[name] = owner[name], slotted
-        encoded = orjson.dumps(parsed)
-        owner[name] = kept
-        if encoded.count(_SLOT_BYTES) != 1:  # the upstream sent our marker: learn nothing
-            return
-        head, _, tail = encoded.partition(_SLOT_BYTES)
-        self._shape = _Shape(prefix + b"data: " + head, tail + b"\n\n", key)
+        shape = learn_shape(parsed, owner, name, key, prefix, slotted, choice)
+        if shape is not None:
+            self._shape = shape
 
     # --- one event -------------------------------------------------------------
 
@@ -216,10 +229,11 @@ class OutputScanner:
             elif len(choices) == 1 and len(pieces) == 1 and self._blocked_by is None:
                 key, holder, field_name = pieces[0]
                 if holder is choice:  # completions: the choice holds its text
-                    self._learn(parsed, choice, field_name, key, prefix)
+                    self._learn(parsed, choice, field_name, key, prefix, choice=choice)
                 else:  # chat: the role comes in the first delta only
                     delta = {k: v for k, v in holder.items() if k != "role"}
-                    self._learn(parsed, choice, "delta", key, prefix, {**delta, field_name: _SLOT})
+                    slotted = {**delta, field_name: SLOT}
+                    self._learn(parsed, choice, "delta", key, prefix, slotted, choice)
         if not changed:
             return before + event if before else event
         return before + prefix + b"data: " + orjson.dumps(parsed) + b"\n\n"

@@ -70,6 +70,20 @@ def _clusters(findings: list[Finding]) -> list[_Cluster]:
     return out
 
 
+def advance_clean(scanner: Scanner, context: str, pending: str) -> tuple[str, str, str] | None:
+    """`advance(scanner, context, pending, final=False)` as (release, keep, context) when the
+    text is ASCII and holds no match (a stream's prose, once per event: no `Advance` made,
+    no findings listed); None when `advance` must decide."""
+    text = context + pending
+    hold = scanner.clean_hold(text, len(context))
+    if hold < 0:
+        return None
+    cut = len(text) - scanner.window_chars - 1
+    if hold > cut:  # (the hold is never before the seam)
+        cut = hold
+    return text[len(context) : cut], text[cut:], text[max(0, cut - CONTEXT_CHARS) : cut]
+
+
 def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Advance:
     text = context + pending
     seam = len(context)

@@ -113,3 +113,39 @@ async def test_ledger_rows_name_the_rule_that_blocked_or_redacted(tmp_path, monk
     ]
     stored = json.dumps(list(rows.values()))
     assert LEAKED_KEY not in stored and "jane.doe" not in stored and "1111" not in stored
+
+
+POSIX_POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}", api_key: "${{UPSTREAM_KEY}}"}}
+models:
+  gpt-4o-mini:
+    deployments: [{{provider: up, model: upstream-chat}}]
+teams:
+  demo: {{models: ["*"], guardrails: [codes]}}
+guardrails:
+  codes:
+    output:
+      - {{detector: pattern, name: codes, pattern: "[[:digit:]]{{8}}", action: block}}
+"""
+
+
+async def test_a_posix_class_pattern_split_across_events_blocks_and_leaks_no_digit(
+    tmp_path, monkeypatch
+):
+    """An admin pattern RE2 reads differently from Python (`[[:digit:]]{8}`), its match
+    split across two stream events: the stream ends with the block, no digit of it sent."""
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    async with MockUpstream("up") as up:
+        async with running_gateway(tmp_path, POSIX_POLICY.format(base=up.base_url)) as gw:
+            client = await gw.openai()
+            up.behave(Behaviour("ok", content="code 12345678 x", chunks=2))  # "code 12|345678 x"
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "code?"}], stream=True
+            )
+            text = ""
+            with pytest.raises(openai.APIError) as caught:
+                async for chunk in stream:
+                    text += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert "'codes'" in caught.value.message
+    assert not any(c.isdigit() for c in text)

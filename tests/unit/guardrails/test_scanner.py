@@ -235,3 +235,22 @@ def test_the_stream_scan_agrees_with_find_and_in_progress_from(pieces, data):
     found, hold = REDACT_ALL.scan_stream(text, start, final=final)
     assert found == REDACT_ALL.find(text, start)
     assert hold == (len(text) if final else REDACT_ALL.in_progress_from(text, start))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(STREAM_FRAGMENTS), min_size=1, max_size=8),
+    data=st.data(),
+)
+def test_the_clean_hold_is_the_stream_scans_hold_on_text_without_matches(pieces, data):
+    """`clean_hold` answers (>= 0) only for ASCII text with no match anywhere, and then
+    with `scan_stream`'s hold; prose answers."""
+    text = "".join(pieces)
+    start = data.draw(st.integers(0, len(text)))
+    hold = REDACT_ALL.clean_hold(text, start)
+    if hold < 0:
+        assert not text.isascii() or REDACT_ALL._set.Match(text)  # a pattern matched
+    else:
+        assert REDACT_ALL.find(text) == []
+        assert REDACT_ALL.scan_stream(text, start, final=False) == ([], hold)
+    assert REDACT_ALL.clean_hold("the quick brown", 4) == len("the quick ")

@@ -431,3 +431,67 @@ def test_responses_deltas_of_a_learned_shape_match_the_parsed_path(pieces, numbe
     for scanner in (BASELINE, BLOCK_KEYS):
         expected = _comparable(_parsed_only(scanner, "responses", events))
         assert _comparable(run(scanner, "responses", events)) == expected
+
+
+def _chat_ending_in_text(
+    pieces: list[str], reason: str, *, reason_first: bool, tool_text: str | None, last: str = "!"
+) -> list[bytes]:
+    """OpenAI-like chunks whose last one carries text and the finish reason (as vLLM and
+    the benchmark's mock send it), optionally with the reason written before the delta,
+    and optionally with a tool call's arguments in the first event (a second text)."""
+    events = []
+    for position, piece in enumerate([*pieces, last]):
+        ending = position == len(pieces)
+        delta: dict = {"content": piece}
+        if tool_text is not None and position == 0:
+            delta["tool_calls"] = [{"index": 0, "function": {"arguments": tool_text}}]
+        choice: dict = {"finish_reason": reason if ending else None} if reason_first else {}
+        choice |= {"index": 0, "delta": delta, "logprobs": None}
+        if not reason_first:
+            choice["finish_reason"] = reason if ending else None
+        chunk = {"id": "c1", "object": "chat.completion.chunk", "model": "m", "choices": [choice]}
+        events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+    return [*events, b"data: [DONE]\n\n"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=PIECES,
+    reason=st.one_of(
+        st.sampled_from(["stop", "length", "tool_calls", "", 'st"op', "st\\op", "fin\u00e9"]),
+        st.text(max_size=6),
+    ),
+    reason_first=st.booleans(),
+    tool_text=st.one_of(
+        st.none(), st.sampled_from(["{}", '{"to": "jane', '{"card": "4111 1111 1111 1111"}'])
+    ),
+    last=st.sampled_from([" jane", ".doe@corp.example", " 1111", " AKIA", "!", "", ' "q"']),
+)
+def test_an_ending_of_the_learned_shape_sends_what_parsing_it_sends(
+    pieces, reason, reason_first, tool_text, last
+):
+    """The event that ends the choice, alike but for its text and finish reason, skips the
+    parse when it is the stream's only text: the bytes, end and hits of the parsed path
+    (whatever the reason's spelling, wherever the reason is written, with another text)."""
+    for scanner in (BASELINE, BLOCK_KEYS):
+        events = _chat_ending_in_text(
+            pieces, reason, reason_first=reason_first, tool_text=tool_text, last=last
+        )
+        expected = _comparable(_parsed_only(scanner, "chat", events))
+        assert _comparable(run(scanner, "chat", events)) == expected
+
+
+def test_a_card_split_into_the_ending_event_is_redacted_without_a_parse():
+    """The held start of a card and its end in the ending event: redacted, and the ending
+    event of the learned shape was not parsed (it came through `_ending`)."""
+    events = _chat_ending_in_text(
+        [" pay", " 4111 1111", " 1111"], "stop", reason_first=False, tool_text=None, last=" 1111"
+    )
+    hits: list = []
+    step = OutputScanner(REDACT_CARDS, "chat", hits)
+    out = b"".join(step.feed(e).data for e in events[:-1])
+    assert not step._texts  # the ending event released the text: no flush at [DONE]
+    assert out.endswith(
+        b'{"content":"[REDACTED:credit_card]"},"logprobs":null,"finish_reason":"stop"}]}\n\n'
+    )
+    assert step._shape is not None and step._shape.mid is not None

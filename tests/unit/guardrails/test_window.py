@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from gateway.guardrails.decision import review
 from gateway.guardrails.kinds import DetectorKind, GuardAction
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
-from gateway.guardrails.window import advance
+from gateway.guardrails.window import advance, advance_clean
 
 KINDS = (
     DetectorKind.SECRETS,
@@ -139,3 +139,22 @@ def test_a_pem_header_is_held_until_its_block_ends_then_blocks():
     end = "\n-----END RSA PRIVATE KEY-----\n"
     step = advance(BASELINE, step.context, step.keep + end, final=False)
     assert step.blocked_by is not None and step.blocked_by.name == "secrets"
+
+
+@settings(max_examples=400, deadline=None)
+@given(case=texts_and_cuts())
+def test_the_clean_step_is_the_full_step_when_it_answers(case):
+    """`advance_clean` (a stream's per-event path) releases, keeps and remembers what
+    `advance` does, with nothing fired (it may decline: then `advance` decides)."""
+    _, pieces = case
+    for scanner in (BASELINE, REDACT_ALL):
+        context, pending = "", ""
+        for piece in pieces:
+            full = advance(scanner, context, pending + piece, final=False)
+            clean = advance_clean(scanner, context, pending + piece)
+            if clean is not None:
+                assert clean == (full.release, full.keep, full.context)
+                assert full.fired == () and full.blocked_by is None
+            if full.blocked_by is not None:
+                break
+            context, pending = full.context, full.keep
