@@ -122,11 +122,14 @@ def any_value(value: Any) -> bytes:
 
 # Encoded pieces that repeat in every batch, kept across batches. Attribute keys are
 # the policy's and ours (a few dozen); most values repeat too (a team, model, status,
-# token count), a request id never does: each map is emptied when it fills up.
+# token count, finish reasons), a request id never does. Entries are found by field,
+# then key, then value (no tuple to build per attribute); a key's values are
+# forgotten when they fill up. Booleans have their own map: True == 1.
 _MAX_KEYS = 1024
-_MAX_ENTRIES = 8192
+_MAX_VALUES_PER_KEY = 2048
 _key_heads: dict[str, bytes] = {}
-_entries: dict[tuple[int, str, Any, type], bytes] = {}
+_entries: dict[int, dict[str, dict[Any, bytes]]] = {}
+_bool_entries: dict[tuple[int, str, bool], bytes] = {}
 
 
 def key_value(key: str, value: Any) -> bytes:
@@ -152,20 +155,44 @@ def _entry(field: int, key: str, value: Any) -> bytes:
 _NEVER_REPEATS = frozenset({names.GATEWAY_REQUEST_ID})
 
 
+def _all_text(values: tuple[Any, ...]) -> bool:
+    """A tuple of strings only: as a key it cannot meet an equal one of other types
+    ((1,) == (True,)), so its encoding may be remembered."""
+    for value in values:  # noqa: SIM110  # a loop: no generator per call
+        if type(value) is not str:
+            return False
+    return True
+
+
 def attributes(field: int, found: Mapping[str, Any] | None) -> bytes:
     if not found:
         return b""
     out = []
-    entries = _entries
+    by_key = _entries.get(field)
+    if by_key is None:
+        by_key = _entries[field] = {}
     for key, value in found.items():
         kind = type(value)
-        if (kind is str or kind is int or kind is bool) and key not in _NEVER_REPEATS:
-            entry_key = (field, key, value, kind)  # the type in the key: 1 == True
-            cached = entries.get(entry_key)
+        if (
+            kind is str or kind is int or (kind is tuple and _all_text(value))
+        ) and key not in _NEVER_REPEATS:
+            values = by_key.get(key)
+            if values is None:
+                if len(by_key) >= _MAX_KEYS:
+                    by_key.clear()
+                values = by_key[key] = {}
+            cached = values.get(value)
             if cached is None:
-                if len(entries) >= _MAX_ENTRIES:
-                    entries.clear()
-                cached = entries[entry_key] = _entry(field, key, value)
+                if len(values) >= _MAX_VALUES_PER_KEY:
+                    values.clear()
+                cached = values[value] = _entry(field, key, value)
+            out.append(cached)
+        elif kind is bool:
+            cached = _bool_entries.get((field, key, value))
+            if cached is None:
+                if len(_bool_entries) >= _MAX_KEYS:
+                    _bool_entries.clear()
+                cached = _bool_entries[field, key, value] = _entry(field, key, value)
             out.append(cached)
         else:
             out.append(_entry(field, key, value))

@@ -39,6 +39,7 @@ from gateway.telemetry.otlp import OtlpHttpExporter, SpanFacts
 SAMPLED = 0x01
 _NO_STATE = TraceState()  # immutable: one for every trace without a caller's tracestate
 _FLAGS = (TraceFlags(0), TraceFlags(SAMPLED))
+_U64 = 0xFFFFFFFFFFFFFFFF
 _UNSET = Status(StatusCode.UNSET)
 _ERROR = Status(StatusCode.ERROR)
 
@@ -62,7 +63,7 @@ class Tracing:
         self._batcher = processor if isinstance(processor, SpanBatcher) else None
         self._provider_type_of = provider_type_of
         self._policy_version = policy_version
-        self._sample_ratio = sample_ratio
+        self._sample_below = round(sample_ratio * 2**64)  # TraceIdRatioBased's bound
         self.resource = Resource.create({"service.name": names.SERVICE_NAME})
         self.scope = InstrumentationScope(names.INSTRUMENTATION_NAME)
 
@@ -87,12 +88,16 @@ class Tracing:
                 parent = attrs.parse_traceparent(value.decode("latin-1"))
             elif key == b"tracestate":
                 trace_state = value.decode("latin-1")
-        if parent is None:
-            trace_id = random.getrandbits(128) or 1
-            flags = SAMPLED if attrs.is_sampled_new(trace_id, self._sample_ratio) else 0
-            return RequestTrace(self, trace_id, flags, None, _NO_STATE, method, path)
+        if parent is None:  # a new trace: its id and the server span's in one draw
+            ids = random.getrandbits(192)
+            trace_id, span_id = (ids >> 64) or 1, (ids & _U64) or 1
+            flags = SAMPLED if (trace_id & _U64) < self._sample_below else 0
+            return RequestTrace(self, trace_id, span_id, flags, None, _NO_STATE, method, path)
         state = TraceState.from_header([trace_state]) if trace_state else _NO_STATE
-        return RequestTrace(self, parent.trace_id, parent.trace_flags, parent, state, method, path)
+        span_id = random.getrandbits(64) or 1
+        return RequestTrace(
+            self, parent.trace_id, span_id, parent.trace_flags, parent, state, method, path
+        )
 
     def ended(self, trace: RequestTrace) -> None:
         """A sampled trace is complete: to the batcher as it is, or its spans to the
@@ -164,6 +169,7 @@ class RequestTrace:
     __slots__ = (
         "_answered_ns",
         "_attempt",
+        "_head",
         "_tracing",
         "attempts",
         "ctx",
@@ -185,6 +191,7 @@ class RequestTrace:
         self,
         tracing: Tracing,
         trace_id: int,
+        span_id: int,
         flags: int,
         parent: TraceParent | None,
         state: TraceState,
@@ -194,7 +201,7 @@ class RequestTrace:
         self._tracing = tracing
         self.start_ns = time.time_ns()
         self.trace_id_value = trace_id
-        self.span_id = random.getrandbits(64) or 1
+        self.span_id = span_id
         self.flags = flags
         self.parent = parent
         self.state = state
@@ -208,10 +215,15 @@ class RequestTrace:
         self.policy_version: int | None = None
         self.end_ns = 0
         self.raised = False  # the ASGI call raised: a fault of the gateway's own
+        self._head = ""  # "00-<trace id>-", made once when first asked for
 
     @property
     def trace_id(self) -> str:
-        return f"{self.trace_id_value:032x}"
+        return (self._head or self._traceparent_head())[3:35]
+
+    def _traceparent_head(self) -> str:
+        self._head = f"00-{self.trace_id_value:032x}-"
+        return self._head
 
     def observing(self, ctx: RequestContext) -> RequestTrace:
         """The observer of this request's attempts (their spans read its endpoint)."""
@@ -237,9 +249,8 @@ class RequestTrace:
     def add_headers(self, headers: dict[str, str]) -> None:
         attempt = self._attempt
         span_id = self.span_id if attempt is None else attempt.span_id
-        headers[names.TRACEPARENT] = attrs.format_traceparent(
-            self.trace_id_value, span_id, self.flags
-        )
+        head = self._head or self._traceparent_head()  # as attrs.format_traceparent
+        headers[names.TRACEPARENT] = f"{head}{span_id:016x}-{self.flags:02x}"
         if self.state is not _NO_STATE:  # the usual trace has none to pass on
             state = self.state.to_header()
             if state:

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import (
@@ -185,3 +185,15 @@ def test_a_trace_encodes_itself_as_its_spans_would(
     spans = tracing.spans_of(trace)
     assert len(spans) == len(failed_first) + 2
     assert encode_traces([trace]) == encode_request(spans)  # byte for byte
+
+
+def test_remembered_attributes_keep_their_types():
+    """Equal values of other types (1 == True, (1,) == (True,)) never share an encoding."""
+    cases = [
+        {"k": 1}, {"k": True}, {"k": "1"}, {"k": (1,)}, {"k": (True,)}, {"k": ("1",)},
+        {"k": 1.0}, {"k": False}, {"k": 0}, {"k": ()},
+    ]  # fmt: skip
+    for _ in range(2):  # the second round reads what the first remembered
+        for attributes in cases:
+            span = ReadableSpan("s", SpanContext(1, 2, is_remote=False), attributes=attributes)
+            assert decoded(encode_request([span])) == encode_spans([span])
