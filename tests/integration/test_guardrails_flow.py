@@ -14,16 +14,20 @@ import pytest
 from tests.support.gateway import running_gateway
 from tests.support.upstream import Behaviour, MockUpstream
 
-POLICY = """
+# One team, one model; `{profile}` names the team's guardrail profile, defined below it.
+HEAD = """
 providers:
   up: {{type: openai-compatible, api_base: "{base}", api_key: "${{UPSTREAM_KEY}}"}}
 models:
   gpt-4o-mini:
     deployments: [{{provider: up, model: upstream-chat}}]
 teams:
-  demo: {{models: ["*"], guardrails: [baseline]}}
+  demo: {{models: ["*"], guardrails: [{profile}]}}
 guardrails:
-  baseline:
+"""
+POLICY = (
+    HEAD.replace("{profile}", "baseline")
+    + """  baseline:
     input:
       - {{detector: secrets, action: block}}
       - {{detector: email, action: redact}}
@@ -32,6 +36,7 @@ guardrails:
       - {{detector: email, action: redact}}
       - {{detector: credit_card, action: redact}}
 """
+)
 LEAKED_KEY = "AKIA" + "Z7Q2W9X4C6V8B1N3"  # an AWS access key id, made up here
 CARD = "4111 1111 1111 1111"  # Luhn-valid test card
 
@@ -115,19 +120,13 @@ async def test_ledger_rows_name_the_rule_that_blocked_or_redacted(tmp_path, monk
     assert LEAKED_KEY not in stored and "jane.doe" not in stored and "1111" not in stored
 
 
-POSIX_POLICY = """
-providers:
-  up: {{type: openai-compatible, api_base: "{base}", api_key: "${{UPSTREAM_KEY}}"}}
-models:
-  gpt-4o-mini:
-    deployments: [{{provider: up, model: upstream-chat}}]
-teams:
-  demo: {{models: ["*"], guardrails: [codes]}}
-guardrails:
-  codes:
+POSIX_POLICY = (
+    HEAD.replace("{profile}", "codes")
+    + """  codes:
     output:
       - {{detector: pattern, name: codes, pattern: "[[:digit:]]{{8}}", action: block}}
 """
+)
 
 
 async def test_a_posix_class_pattern_split_across_events_blocks_and_leaks_no_digit(
