@@ -150,8 +150,11 @@ def request_error_type(ctx: RequestContext) -> str:
     return ctx.error_code or ctx.outcome.value
 
 
-def request_attributes(ctx: RequestContext, policy_version: int | None) -> Attributes:
-    """The server span's attributes from the finished request context.
+def request_attributes(
+    ctx: RequestContext, policy_version: int | None, answer: Attributes | None = None
+) -> Attributes:
+    """The server span's attributes from the finished request context (`answer`: its
+    `answer_attributes`, when the caller has them already).
 
     The one place that maps context fields to span attributes; fields other stages
     add to the context (cost, budget decision, guardrail actions) get a line here.
@@ -178,7 +181,7 @@ def request_attributes(ctx: RequestContext, policy_version: int | None) -> Attri
         attributes[names.GATEWAY_ERROR_CODE] = ctx.error_code
     if policy_version is not None:
         attributes[names.GATEWAY_POLICY_VERSION] = policy_version
-    attributes.update(answer_attributes(ctx))
+    attributes.update(answer_attributes(ctx) if answer is None else answer)
     if ctx.prices is not None:
         attributes[names.GATEWAY_COST_USD] = ctx.cost_nanousd / NANO_PER_USD
     decision = budget_decision(ctx)

@@ -34,7 +34,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from gateway.context import RequestContext
-from gateway.policy.compiled import Deployment
+from gateway.policy.compiled import Deployment, Policy
 from gateway.policy.store import PolicyStore
 from gateway.telemetry import labels, names
 from gateway.telemetry.multiproc import MULTIPROC_ENV
@@ -208,19 +208,24 @@ class Metrics:
                 if len(waiting) == 1:
                     loop.call_later(APPLY_AFTER_S, self._count_waiting)
                 return
-        self._count(ctx, elapsed_s)
+        self._count(ctx, elapsed_s, self._policy.current())
+        self._note_policy_version()
+        self._note_ledger()
 
     def _count_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []
+        if not waiting:
+            return
+        policy = self._policy.current()  # the labels' bounds: one snapshot per batch
         for ctx, elapsed_s in waiting:
             try:
-                self._count(ctx, elapsed_s)
+                self._count(ctx, elapsed_s, policy)
             except Exception:  # one request's bug must not cost the rest their counts
                 log.exception("counting a request failed")
-
-    def _count(self, ctx: RequestContext, elapsed_s: float) -> None:
-        policy = self._policy.current()
         self._note_policy_version()
+        self._note_ledger()
+
+    def _count(self, ctx: RequestContext, elapsed_s: float, policy: Policy) -> None:
         team = labels.team_label(ctx, policy.teams)
         model = labels.model_label(ctx, policy.models)
         deployment = labels.deployment_label(ctx)
@@ -249,7 +254,6 @@ class Metrics:
             cost.inc(ctx.cost_nanousd / NANO_PER_USD)
         for hit in ctx.guardrail_hits:  # rule names come from the policy: a bounded set
             child(self.guardrail_actions, team, hit.rule, hit.action.value).inc()
-        self._note_ledger()
         if ctx.cache is not None:  # response cache (issue 14)
             child(self.cache_requests, team, model, ctx.cache.value).inc()
         if ctx.cache_unavailable:

@@ -294,6 +294,19 @@ class SpanFacts(NamedTuple):
 
 
 _STATUS_UNSET, _STATUS_ERROR = _status("", 0), _status("", 2)  # StatusCode UNSET, ERROR
+_SERVER, _CLIENT = SpanKind.SERVER, SpanKind.CLIENT
+_SERVER_KIND, _CLIENT_KIND = _kind(_SERVER.value), _kind(_CLIENT.value)
+_START, _END = _tag(7, _I64), _tag(8, _I64)
+_names: dict[str, bytes] = {}  # span names repeat ("chat <model>"): encoded once
+
+
+def _name(name: str) -> bytes:
+    found = _names.get(name)
+    if found is None:
+        if len(_names) >= _MAX_KEYS:
+            _names.clear()
+        found = _names[name] = _text(5, name)
+    return found
 
 
 def encode_facts(trace_id: int, state: TraceState, spans: Iterable[SpanFacts]) -> list[bytes]:
@@ -308,10 +321,14 @@ def encode_facts(trace_id: int, state: TraceState, spans: Iterable[SpanFacts]) -
                 span.span_id.to_bytes(8, "big"),
                 state_part,
                 _PARENT_SPAN_ID + span.parent_id.to_bytes(8, "big") if span.parent_id else b"",
-                _text(5, span.name),
-                _kind(span.kind.value),
-                _fixed64(7, span.start_ns),
-                _fixed64(8, span.end_ns),
+                _name(span.name),
+                _SERVER_KIND
+                if span.kind is _SERVER
+                else _CLIENT_KIND
+                if span.kind is _CLIENT
+                else _kind(span.kind.value),
+                _START + _pack_u64(span.start_ns) if span.start_ns else b"",
+                _END + _pack_u64(span.end_ns) if span.end_ns else b"",
                 attributes(9, span.attributes),
                 _STATUS_ERROR if span.is_error else _STATUS_UNSET,
                 _FLAGS_REMOTE if span.parent_is_remote else _FLAGS_LOCAL,

@@ -301,13 +301,16 @@ class RequestTrace:
 def span_facts(trace: RequestTrace, provider_type: Callable[[str], str | None]) -> list[SpanFacts]:
     """A finished trace's spans: its attempts' client spans, then the server span."""
     ctx = trace.ctx
-    facts = [_attempt_facts(trace, ctx, attempt, provider_type) for attempt in trace.attempts]
+    answer = None if ctx is None else attrs.answer_attributes(ctx)  # on two spans: once
+    facts = [
+        _attempt_facts(trace, ctx, answer, attempt, provider_type) for attempt in trace.attempts
+    ]
     attributes: Attributes = {names.HTTP_REQUEST_METHOD: trace.method, names.URL_PATH: trace.path}
     name = f"{trace.method} {trace.path}"
     is_error = trace.raised
     if ctx is not None:
         name = f"{attrs.operation_name(ctx.endpoint)} {ctx.model or ctx.endpoint}"
-        attributes.update(attrs.request_attributes(ctx, trace.policy_version))
+        attributes.update(attrs.request_attributes(ctx, trace.policy_version, answer))
         is_error = is_error or ctx.status >= 500
     parent = trace.parent
     server = SpanFacts(
@@ -321,6 +324,7 @@ def span_facts(trace: RequestTrace, provider_type: Callable[[str], str | None]) 
 def _attempt_facts(
     trace: RequestTrace,
     ctx: RequestContext | None,
+    answer: Attributes | None,
     attempt: _Attempt,
     provider_type: Callable[[str], str | None],
 ) -> SpanFacts:
@@ -339,8 +343,8 @@ def _attempt_facts(
         attributes[names.ERROR_TYPE] = attrs.failure_error_type(failure)
         if failure.status is not None:
             attributes[names.GATEWAY_UPSTREAM_STATUS] = failure.status
-    elif attempt.end is AttemptEnd.ANSWERED and ctx is not None:
-        attributes.update(attrs.answer_attributes(ctx))
+    elif attempt.end is AttemptEnd.ANSWERED and ctx is not None and answer is not None:
+        attributes.update(answer)
         is_error = ctx.outcome is not Outcome.OK
     else:
         attributes[names.ERROR_TYPE] = names.AttemptResult.CANCELLED.value
