@@ -41,9 +41,16 @@ def traces_url(endpoint: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
-def format_traceparent(trace_id: int, span_id: int, trace_flags: int) -> str:
-    """W3C trace-context `traceparent`, version 00."""
-    return f"00-{trace_id:032x}-{span_id:016x}-{trace_flags:02x}"
+def traceparent_head(trace_id: int) -> str:
+    """What every `traceparent` of one trace begins with: `00-<trace id>-`."""
+    return f"00-{trace_id:032x}-"
+
+
+def format_traceparent(
+    trace_id: int, span_id: int, trace_flags: int, head: str | None = None
+) -> str:
+    """W3C trace-context `traceparent`, version 00 (`head`: the trace's, made already)."""
+    return f"{head or traceparent_head(trace_id)}{span_id:016x}-{trace_flags:02x}"
 
 
 # W3C trace-context, as OpenTelemetry's propagator reads it: lowercase hex, version ff
@@ -73,10 +80,15 @@ def parse_traceparent(value: str) -> TraceParent | None:
     return TraceParent(trace_id, span_id, int(flags_hex, 16))
 
 
-def is_sampled_new(trace_id: int, ratio: float) -> bool:
-    """A new trace is recorded for `ratio` of trace ids (OpenTelemetry's TraceIdRatioBased:
-    the low 64 bits under ratio x 2^64)."""
-    return (trace_id & 0xFFFFFFFFFFFFFFFF) < round(ratio * 2**64)
+def sampling_bound(ratio: float) -> int:
+    """OpenTelemetry's TraceIdRatioBased: a new trace is recorded when the low 64 bits of
+    its id are under ratio x 2^64 (computed once, for `is_sampled_new`)."""
+    return round(ratio * 2**64)
+
+
+def is_sampled_new(trace_id: int, bound: int) -> bool:
+    """Whether a new trace is recorded, for the `sampling_bound` of the ratio."""
+    return (trace_id & 0xFFFFFFFFFFFFFFFF) < bound
 
 
 def operation_name(endpoint: str) -> str:

@@ -196,21 +196,22 @@ class Metrics:
     def record(self, ctx: RequestContext) -> None:
         """A recorder (Services.recorders): count one finished request, now or (one
         process, on the event loop) with the next batch."""
-        elapsed_s = ctx.elapsed_s()
-        if self._batches:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # called outside the event loop: count it now
-                loop = None
-            if loop is not None:
-                waiting = self._waiting
-                waiting.append((ctx, elapsed_s))
-                if len(waiting) == 1:
-                    loop.call_later(APPLY_AFTER_S, self._count_waiting)
-                return
-        self._count(ctx, elapsed_s, self._policy.current())
-        self._note_policy_version()
-        self._note_ledger()
+        self._waiting.append((ctx, ctx.elapsed_s()))
+        loop = self._batching_loop()
+        if loop is None:
+            self._count_waiting()
+        elif len(self._waiting) == 1:
+            loop.call_later(APPLY_AFTER_S, self._count_waiting)
+
+    def _batching_loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop to count a batch on; None: count now (several workers, or a
+        call from outside the event loop)."""
+        if not self._batches:
+            return None
+        try:
+            return asyncio.get_running_loop()
+        except RuntimeError:
+            return None
 
     def _count_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []

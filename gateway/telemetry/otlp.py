@@ -296,7 +296,6 @@ class SpanFacts(NamedTuple):
 _STATUS_UNSET, _STATUS_ERROR = _status("", 0), _status("", 2)  # StatusCode UNSET, ERROR
 _SERVER, _CLIENT = SpanKind.SERVER, SpanKind.CLIENT
 _SERVER_KIND, _CLIENT_KIND = _kind(_SERVER.value), _kind(_CLIENT.value)
-_START, _END = _tag(7, _I64), _tag(8, _I64)
 _names: dict[str, bytes] = {}  # span names repeat ("chat <model>"): encoded once
 
 
@@ -327,8 +326,8 @@ def encode_facts(trace_id: int, state: TraceState, spans: Iterable[SpanFacts]) -
                 else _CLIENT_KIND
                 if span.kind is _CLIENT
                 else _kind(span.kind.value),
-                _START + _pack_u64(span.start_ns) if span.start_ns else b"",
-                _END + _pack_u64(span.end_ns) if span.end_ns else b"",
+                _fixed64(7, span.start_ns),
+                _fixed64(8, span.end_ns),
                 attributes(9, span.attributes),
                 _STATUS_ERROR if span.is_error else _STATUS_UNSET,
                 _FLAGS_REMOTE if span.parent_is_remote else _FLAGS_LOCAL,

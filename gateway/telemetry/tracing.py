@@ -63,7 +63,7 @@ class Tracing:
         self._batcher = processor if isinstance(processor, SpanBatcher) else None
         self._provider_type_of = provider_type_of
         self._policy_version = policy_version
-        self._sample_below = round(sample_ratio * 2**64)  # TraceIdRatioBased's bound
+        self._sample_below = attrs.sampling_bound(sample_ratio)
         self.resource = Resource.create({"service.name": names.SERVICE_NAME})
         self.scope = InstrumentationScope(names.INSTRUMENTATION_NAME)
 
@@ -91,7 +91,7 @@ class Tracing:
         if parent is None:  # a new trace: its id and the server span's in one draw
             ids = random.getrandbits(192)
             trace_id, span_id = (ids >> 64) or 1, (ids & _U64) or 1
-            flags = SAMPLED if (trace_id & _U64) < self._sample_below else 0
+            flags = SAMPLED if attrs.is_sampled_new(trace_id, self._sample_below) else 0
             return RequestTrace(self, trace_id, span_id, flags, None, _NO_STATE, method, path)
         state = TraceState.from_header([trace_state]) if trace_state else _NO_STATE
         span_id = random.getrandbits(64) or 1
@@ -222,7 +222,7 @@ class RequestTrace:
         return (self._head or self._traceparent_head())[3:35]
 
     def _traceparent_head(self) -> str:
-        self._head = f"00-{self.trace_id_value:032x}-"
+        self._head = attrs.traceparent_head(self.trace_id_value)
         return self._head
 
     def observing(self, ctx: RequestContext) -> RequestTrace:
@@ -249,8 +249,9 @@ class RequestTrace:
     def add_headers(self, headers: dict[str, str]) -> None:
         attempt = self._attempt
         span_id = self.span_id if attempt is None else attempt.span_id
-        head = self._head or self._traceparent_head()  # as attrs.format_traceparent
-        headers[names.TRACEPARENT] = f"{head}{span_id:016x}-{self.flags:02x}"
+        headers[names.TRACEPARENT] = attrs.format_traceparent(
+            self.trace_id_value, span_id, self.flags, self._head or self._traceparent_head()
+        )
         if self.state is not _NO_STATE:  # the usual trace has none to pass on
             state = self.state.to_header()
             if state:

@@ -241,15 +241,21 @@ def test_parse_traceparent_reads_valid_ones(value, parsed):
 def test_parse_reads_what_format_writes(trace_id, span_id, flags):
     header = attrs.format_traceparent(trace_id, span_id, flags)
     assert attrs.parse_traceparent(header) == (trace_id, span_id, flags)
+    head = attrs.traceparent_head(trace_id)  # a trace's head, made once, gives the same
+    assert attrs.format_traceparent(trace_id, span_id, flags, head) == header
 
 
 def test_sampling_new_traces_by_ratio():
     low, high = 5, 0xFFFFFFFFFFFFFFF0
-    assert attrs.is_sampled_new(high, 1.0) and attrs.is_sampled_new(low, 1.0)
-    assert not attrs.is_sampled_new(low, 0.0)
-    assert attrs.is_sampled_new(low, 0.5) and not attrs.is_sampled_new(high, 0.5)
+    assert attrs.is_sampled_new(high, attrs.sampling_bound(1.0)) and attrs.is_sampled_new(
+        low, attrs.sampling_bound(1.0)
+    )
+    assert not attrs.is_sampled_new(low, attrs.sampling_bound(0.0))
+    assert attrs.is_sampled_new(low, attrs.sampling_bound(0.5)) and not attrs.is_sampled_new(
+        high, attrs.sampling_bound(0.5)
+    )
     ids = range(1, 2**64, 2**64 // 1000)
-    assert 230 <= sum(attrs.is_sampled_new(i, 0.25) for i in ids) <= 270
+    assert 230 <= sum(attrs.is_sampled_new(i, attrs.sampling_bound(0.25)) for i in ids) <= 270
 
 
 def _finished(**fields: object) -> RequestContext:
