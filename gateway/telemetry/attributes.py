@@ -2,8 +2,9 @@
 
 Pure functions, no OpenTelemetry import. `request_attributes` is the one map from the
 finished request context to span attributes: a new context field (cost, budget
-decision, guardrail actions) gets its line there. Never prompt or completion text,
-never a token or a key: only names the policy gives, counts, codes and ids.
+decision, guardrail actions) gets its line there (in `request_tail`). Never prompt or
+completion text, never a token or a key: only names the policy gives, counts, codes
+and ids.
 """
 
 from __future__ import annotations
@@ -162,38 +163,55 @@ def request_error_type(ctx: RequestContext) -> str:
     return ctx.error_code or ctx.outcome.value
 
 
-def request_attributes(
-    ctx: RequestContext, policy_version: int | None, answer: Attributes | None = None
-) -> Attributes:
-    """The server span's attributes from the finished request context (`answer`: its
-    `answer_attributes`, when the caller has them already).
+# The server span's attributes that repeat from request to request (no id, no amount),
+# in the order `request_head` gives their values: the values are a key that finds the
+# attributes' encoding made for an earlier request (telemetry/tracing.py).
+_HEAD_NAMES = (
+    names.GEN_AI_OPERATION_NAME,
+    names.HTTP_RESPONSE_STATUS_CODE,
+    names.GATEWAY_OUTCOME,
+    names.GATEWAY_ATTEMPTS,
+    names.GEN_AI_REQUEST_STREAM,
+    names.GATEWAY_TEAM,
+    names.GATEWAY_SUBJECT,
+    names.GATEWAY_CLIENT_ID,
+    names.GEN_AI_REQUEST_MODEL,
+    names.GATEWAY_DEPLOYMENT,
+    names.GATEWAY_ERROR_CODE,
+    names.GATEWAY_POLICY_VERSION,
+)
+RequestHead = tuple[AttributeValue | None, ...]
 
-    The one place that maps context fields to span attributes; fields other stages
-    add to the context (cost, budget decision, guardrail actions) get a line here.
-    """
-    attributes: Attributes = {
-        names.GEN_AI_OPERATION_NAME: operation_name(ctx.endpoint),
-        names.GATEWAY_REQUEST_ID: ctx.request_id,
-        names.HTTP_RESPONSE_STATUS_CODE: ctx.status,
-        names.GATEWAY_OUTCOME: ctx.outcome.value,
-        names.GATEWAY_ATTEMPTS: ctx.attempts,
-        names.GEN_AI_REQUEST_STREAM: ctx.is_stream,
-    }
+
+def request_head(ctx: RequestContext, policy_version: int | None) -> RequestHead:
+    """The values of the server span's repeating attributes (None: the attribute is
+    left out), each always of one type at its place: equal tuples, equal attributes."""
     principal = ctx.principal
-    if principal is not None:
-        attributes[names.GATEWAY_TEAM] = principal.team
-        attributes[names.GATEWAY_SUBJECT] = principal.subject
-        if principal.client_id:
-            attributes[names.GATEWAY_CLIENT_ID] = principal.client_id
-    if ctx.model is not None:
-        attributes[names.GEN_AI_REQUEST_MODEL] = ctx.model[:200]  # the caller's text: bounded
-    if ctx.deployment is not None:
-        attributes[names.GATEWAY_DEPLOYMENT] = ctx.deployment.label
-    if ctx.error_code:
-        attributes[names.GATEWAY_ERROR_CODE] = ctx.error_code
-    if policy_version is not None:
-        attributes[names.GATEWAY_POLICY_VERSION] = policy_version
-    attributes.update(answer_attributes(ctx) if answer is None else answer)
+    deployment = ctx.deployment
+    return (
+        operation_name(ctx.endpoint),
+        ctx.status,
+        ctx.outcome.value,
+        ctx.attempts,
+        ctx.is_stream,
+        None if principal is None else principal.team,
+        None if principal is None else principal.subject,
+        None if principal is None else principal.client_id or None,
+        None if ctx.model is None else ctx.model[:200],  # the caller's text: bounded
+        None if deployment is None else deployment.label,
+        ctx.error_code or None,
+        policy_version,
+    )
+
+
+def head_attributes(head: RequestHead) -> Attributes:
+    return {name: value for name, value in zip(_HEAD_NAMES, head, strict=True) if value is not None}
+
+
+def request_tail(ctx: RequestContext) -> Attributes:
+    """The server span's attributes other stages add to the context (cost, budget
+    decision, guardrail actions): a new such field gets its line here."""
+    attributes: Attributes = {}
     if ctx.prices is not None:
         attributes[names.GATEWAY_COST_USD] = ctx.cost_nanousd / NANO_PER_USD
     decision = budget_decision(ctx)
@@ -203,6 +221,20 @@ def request_attributes(
         attributes[names.GATEWAY_GUARDRAIL_ACTIONS] = tuple(
             f"{hit.rule}:{hit.action}:{hit.where}" for hit in ctx.guardrail_hits
         )
+    return attributes
+
+
+def request_attributes(
+    ctx: RequestContext, policy_version: int | None, answer: Attributes | None = None
+) -> Attributes:
+    """The server span's attributes from the finished request context (`answer`: its
+    `answer_attributes`, when the caller has them already): the head, the request id,
+    the answer, the tail. The one map from context fields to the server span's
+    attributes (telemetry/tracing.py sends the same parts, the head's encoding reused)."""
+    attributes = head_attributes(request_head(ctx, policy_version))
+    attributes[names.GATEWAY_REQUEST_ID] = ctx.request_id
+    attributes.update(answer_attributes(ctx) if answer is None else answer)
+    attributes.update(request_tail(ctx))
     return attributes
 
 

@@ -212,6 +212,7 @@ def _fixed64(field: int, value: int | None) -> bytes:
 
 
 # Span fields that are the same bytes in every span, or one of a few.
+_SPAN_ATTRIBUTES = 9  # Span.attributes' field number
 _TRACE_ID = _tag(1, _LEN) + b"\x10"  # 16 bytes follow
 _SPAN_ID = _tag(2, _LEN) + b"\x08"
 _PARENT_SPAN_ID = _tag(4, _LEN) + b"\x08"
@@ -247,7 +248,7 @@ def encode_span(span: ReadableSpan) -> bytes:
         _kind(span.kind.value),
         _fixed64(7, span.start_time),
         _fixed64(8, span.end_time),
-        attributes(9, span.attributes),
+        attributes(_SPAN_ATTRIBUTES, span.attributes),
         _number(10, span.dropped_attributes),
     ]
     for event in span.events:
@@ -278,9 +279,49 @@ def encode_span(span: ReadableSpan) -> bytes:
     return b"".join(parts)
 
 
+class Block:
+    """Attributes that go on spans together and repeat (an attempt's deployment, the
+    answer on its two spans, a team's request head): encoded once, whatever number of
+    spans and batches carry it. Never changed once built."""
+
+    __slots__ = ("_encoded", "attributes")
+
+    def __init__(self, attributes: Mapping[str, Any]) -> None:
+        self.attributes = attributes
+        self._encoded: bytes | None = None
+
+    def encoded(self) -> bytes:
+        found = self._encoded
+        if found is None:
+            found = self._encoded = attributes(_SPAN_ATTRIBUTES, self.attributes)
+        return found
+
+
+# A span's attributes in parts, in order: blocks, and maps that do not repeat.
+AttributeParts = tuple[Block | Mapping[str, Any], ...]
+
+
+def merged(parts: AttributeParts) -> dict[str, Any]:
+    """The parts as one map (what an SDK span carries)."""
+    found: dict[str, Any] = {}
+    for part in parts:
+        found.update(part.attributes if isinstance(part, Block) else part)
+    return found
+
+
+def _encoded_parts(parts: AttributeParts) -> bytes:
+    return b"".join(
+        [
+            part.encoded() if isinstance(part, Block) else attributes(_SPAN_ATTRIBUTES, part)
+            for part in parts
+        ]
+    )
+
+
 class SpanFacts(NamedTuple):
     """One finished span as plain values: what telemetry/tracing.py builds a trace's
-    spans from, both as the SDK's `ReadableSpan`s and straight into `Span` messages."""
+    spans from, both as the SDK's `ReadableSpan`s and straight into `Span` messages.
+    Its attributes are `merged(parts)`; no key is in two parts."""
 
     name: str
     span_id: int
@@ -289,7 +330,7 @@ class SpanFacts(NamedTuple):
     kind: SpanKind
     start_ns: int
     end_ns: int
-    attributes: Mapping[str, Any]
+    parts: AttributeParts
     is_error: bool
 
 
@@ -328,7 +369,7 @@ def encode_facts(trace_id: int, state: TraceState, spans: Iterable[SpanFacts]) -
                 else _kind(span.kind.value),
                 _fixed64(7, span.start_ns),
                 _fixed64(8, span.end_ns),
-                attributes(9, span.attributes),
+                _encoded_parts(span.parts),
                 _STATUS_ERROR if span.is_error else _STATUS_UNSET,
                 _FLAGS_REMOTE if span.parent_is_remote else _FLAGS_LOCAL,
             )

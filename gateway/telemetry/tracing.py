@@ -19,6 +19,7 @@ import random
 import time
 from collections.abc import Callable
 from enum import Enum
+from typing import TypeVar
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
@@ -42,6 +43,7 @@ _FLAGS = (TraceFlags(0), TraceFlags(SAMPLED))
 _U64 = 0xFFFFFFFFFFFFFFFF
 _UNSET = Status(StatusCode.UNSET)
 _ERROR = Status(StatusCode.ERROR)
+_K = TypeVar("_K")
 
 
 class Tracing:
@@ -61,9 +63,9 @@ class Tracing:
     ) -> None:
         self._processor = processor
         self._batcher = processor if isinstance(processor, SpanBatcher) else None
-        self._provider_type_of = provider_type_of
         self._policy_version = policy_version
         self._sample_below = attrs.sampling_bound(sample_ratio)
+        self.blocks = Blocks(provider_type_of)
         self.resource = Resource.create({"service.name": names.SERVICE_NAME})
         self.scope = InstrumentationScope(names.INSTRUMENTATION_NAME)
 
@@ -110,10 +112,7 @@ class Tracing:
 
     def spans_of(self, trace: RequestTrace) -> list[ReadableSpan]:
         """A finished trace's spans as the SDK's objects."""
-        return readable_spans(self, trace, span_facts(trace, self.provider_type))
-
-    def provider_type(self, provider: str) -> str | None:
-        return self._provider_type_of(provider)
+        return readable_spans(self, trace, span_facts(trace, self.blocks))
 
     def policy_version(self) -> int | None:
         return self._policy_version()
@@ -295,28 +294,28 @@ class RequestTrace:
     def encoded_spans(self) -> list[bytes]:
         """Its spans as OTLP `Span` messages (the batcher's export thread asks, once the
         trace has ended): the same bytes as its `spans()` encoded, with no SDK object."""
-        facts = span_facts(self, self._tracing.provider_type)
+        facts = span_facts(self, self._tracing.blocks)
         return otlp.encode_facts(self.trace_id_value, self.state, facts)
 
 
-def span_facts(trace: RequestTrace, provider_type: Callable[[str], str | None]) -> list[SpanFacts]:
+def span_facts(trace: RequestTrace, blocks: Blocks) -> list[SpanFacts]:
     """A finished trace's spans: its attempts' client spans, then the server span."""
     ctx = trace.ctx
-    answer = None if ctx is None else attrs.answer_attributes(ctx)  # on two spans: once
-    facts = [
-        _attempt_facts(trace, ctx, answer, attempt, provider_type) for attempt in trace.attempts
-    ]
-    attributes: Attributes = {names.HTTP_REQUEST_METHOD: trace.method, names.URL_PATH: trace.path}
+    answer = None if ctx is None else otlp.Block(attrs.answer_attributes(ctx))  # on two spans
+    facts = [_attempt_facts(trace, ctx, answer, attempt, blocks) for attempt in trace.attempts]
+    parts: otlp.AttributeParts = (blocks.path(trace.method, trace.path),)
     name = f"{trace.method} {trace.path}"
     is_error = trace.raised
-    if ctx is not None:
+    if ctx is not None and answer is not None:
         name = f"{attrs.operation_name(ctx.endpoint)} {ctx.model or ctx.endpoint}"
-        attributes.update(attrs.request_attributes(ctx, trace.policy_version, answer))
+        head = blocks.head(attrs.request_head(ctx, trace.policy_version))
+        request_id = {names.GATEWAY_REQUEST_ID: ctx.request_id}
+        parts = (*parts, head, request_id, answer, attrs.request_tail(ctx))
         is_error = is_error or ctx.status >= 500
     parent = trace.parent
     server = SpanFacts(
         name, trace.span_id, 0 if parent is None else parent.span_id, parent is not None,
-        SpanKind.SERVER, trace.start_ns, trace.end_ns, attributes, is_error,
+        SpanKind.SERVER, trace.start_ns, trace.end_ns, parts, is_error,
     )  # fmt: skip
     facts.append(server)
     return facts
@@ -325,35 +324,84 @@ def span_facts(trace: RequestTrace, provider_type: Callable[[str], str | None]) 
 def _attempt_facts(
     trace: RequestTrace,
     ctx: RequestContext | None,
-    answer: Attributes | None,
+    answer: otlp.Block | None,
     attempt: _Attempt,
-    provider_type: Callable[[str], str | None],
+    blocks: Blocks,
 ) -> SpanFacts:
     endpoint = "chat" if ctx is None else ctx.endpoint
     deployment = attempt.deployment
-    attributes = attrs.attempt_attributes(
-        endpoint,
-        provider_type(deployment.provider),
-        deployment,
-        attempt.number,
-        ctx is not None and ctx.is_stream,
-    )
+    is_stream = ctx is not None and ctx.is_stream
+    started = blocks.attempt(endpoint, deployment, attempt.number, is_stream)
+    ended: otlp.Block | Attributes
     is_error = True
     failure = attempt.failure
     if attempt.end is AttemptEnd.FAILED and failure is not None:
-        attributes[names.ERROR_TYPE] = attrs.failure_error_type(failure)
+        ended = {names.ERROR_TYPE: attrs.failure_error_type(failure)}
         if failure.status is not None:
-            attributes[names.GATEWAY_UPSTREAM_STATUS] = failure.status
+            ended[names.GATEWAY_UPSTREAM_STATUS] = failure.status
     elif attempt.end is AttemptEnd.ANSWERED and ctx is not None and answer is not None:
-        attributes.update(answer)
+        ended = answer
         is_error = ctx.outcome is not Outcome.OK
     else:
-        attributes[names.ERROR_TYPE] = names.AttemptResult.CANCELLED.value
+        ended = _CANCELLED
     return SpanFacts(
         f"{attrs.operation_name(endpoint)} {deployment.model}",
         attempt.span_id, trace.span_id, False, SpanKind.CLIENT,
-        attempt.start_ns, attempt.end_ns or trace.end_ns, attributes, is_error,
+        attempt.start_ns, attempt.end_ns or trace.end_ns, (started, ended), is_error,
     )  # fmt: skip
+
+
+_CANCELLED = otlp.Block({names.ERROR_TYPE: names.AttemptResult.CANCELLED.value})
+# Blocks kept per kind (attempt, head, path); more and that kind starts over. Heads
+# repeat per team, subject, model and status: bounded like the metrics' label sets.
+BLOCKS_KEPT = 4096
+
+
+class Blocks:
+    """The attribute blocks that repeat across requests, found by the values they are
+    made from: an attempt's (endpoint, provider type, deployment, number, stream), the
+    server span's head (telemetry/attributes.request_head) and its route. Used by one
+    thread at a time (the export thread, or an SDK processor's caller); a race would
+    only build one twice."""
+
+    def __init__(self, provider_type: Callable[[str], str | None]) -> None:
+        self._provider_type = provider_type
+        self._attempts: dict[tuple[object, ...], otlp.Block] = {}
+        self._heads: dict[attrs.RequestHead, otlp.Block] = {}
+        self._paths: dict[tuple[str, str], otlp.Block] = {}
+
+    def attempt(
+        self, endpoint: str, deployment: Deployment, number: int, is_stream: bool
+    ) -> otlp.Block:
+        provider_type = self._provider_type(deployment.provider)  # may change with the policy
+        key = (endpoint, provider_type, deployment.model, deployment.label, number, is_stream)
+        found = self._attempts.get(key)
+        if found is None:
+            found = _kept(self._attempts)[key] = otlp.Block(
+                attrs.attempt_attributes(endpoint, provider_type, deployment, number, is_stream)
+            )
+        return found
+
+    def head(self, head: attrs.RequestHead) -> otlp.Block:
+        found = self._heads.get(head)
+        if found is None:
+            found = _kept(self._heads)[head] = otlp.Block(attrs.head_attributes(head))
+        return found
+
+    def path(self, method: str, path: str) -> otlp.Block:
+        found = self._paths.get((method, path))
+        if found is None:
+            found = _kept(self._paths)[method, path] = otlp.Block(
+                {names.HTTP_REQUEST_METHOD: method, names.URL_PATH: path}
+            )
+        return found
+
+
+def _kept(found: dict[_K, otlp.Block]) -> dict[_K, otlp.Block]:
+    """`found`, emptied first when full."""
+    if len(found) >= BLOCKS_KEPT:
+        found.clear()
+    return found
 
 
 def readable_spans(
@@ -382,7 +430,7 @@ def readable_spans(
                 context,
                 parent,
                 tracing.resource,
-                fact.attributes,
+                otlp.merged(fact.parts),
                 kind=fact.kind,
                 status=_ERROR if fact.is_error else _UNSET,
                 start_time=fact.start_ns,

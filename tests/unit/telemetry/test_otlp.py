@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -131,7 +133,13 @@ def test_the_gateways_own_spans_encode_as_the_official_encoder_does():
     assert decoded(encode_request(spans)) == encode_spans(spans)
 
 
-@settings(max_examples=60, deadline=None)
+# The property test's one Tracing, and the provider type and policy version it reads
+# (set per example).
+_NOW: dict[str, Any] = {}
+PATH = "/v1/chat/completions"
+
+
+@settings(max_examples=120, deadline=None)
 @given(
     caller=st.booleans(),
     state=st.sampled_from([b"", b"v=1", b"a=1,b=2"]),
@@ -143,32 +151,46 @@ def test_the_gateways_own_spans_encode_as_the_official_encoder_does():
     reasons=st.lists(st.text(max_size=6), max_size=2).map(tuple),
     ttft=st.none() | st.floats(0, 100, allow_nan=False),
     raised=st.booleans(),
+    subject=st.sampled_from(["alice", "bob", ""]),
+    version=st.sampled_from([None, 2, 3]),
+    provider=st.sampled_from(["openai", "azure", None]),
 )
 def test_a_trace_encodes_itself_as_its_spans_would(
-    caller, state, failed_first, answered, stream, status, usage, reasons, ttft, raised
-):
+    caller, state, failed_first, answered, stream, status, usage, reasons, ttft, raised,
+    subject, version, provider,
+):  # fmt: skip
     """Our traces skip the SDK objects on the way to the wire (the export thread encodes
     them straight from what the request recorded): the same bytes as their
-    ReadableSpans through the encoder that the official one is checked against."""
+    ReadableSpans through the encoder that the official one is checked against. One
+    Tracing for every example: the attribute blocks it remembers from earlier traces
+    (an attempt's, a request head's) must still be exactly right."""
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor as Simple
 
     from gateway.auth.principal import Principal
     from gateway.context import Outcome, RequestContext
     from gateway.policy.compiled import Deployment
     from gateway.providers.base import UpstreamFailure
+    from gateway.telemetry import attributes as attrs
     from gateway.telemetry.otlp import encode_traces
     from gateway.telemetry.tracing import Tracing
     from gateway.usage.usage import Usage
 
-    tracing = Tracing(Simple(InMemorySpanExporter()), lambda name: "openai", lambda: 2)
+    if "tracing" not in _NOW:
+        _NOW["tracing"] = Tracing(
+            Simple(InMemorySpanExporter()),
+            lambda name: _NOW["provider"],
+            lambda: _NOW["version"],
+        )
+    tracing = _NOW["tracing"]
+    _NOW.update(provider=provider, version=version)
     headers = []
     if caller:
         headers.append((b"traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
         if state:
             headers.append((b"tracestate", state))
-    trace = tracing.begin("POST", "/v1/chat/completions", headers)
+    trace = tracing.begin("POST", PATH, headers)
     ctx = RequestContext(request_id="req_1", endpoint="chat", model="m", is_stream=stream)
-    ctx.principal = Principal("team", "alice", "client", frozenset(), "iss", 0.0)
+    ctx.principal = Principal("team", subject, "client", frozenset(), "iss", 0.0)
     observer = trace.observing(ctx)
     for number, failure in enumerate(failed_first):
         observer.started(Deployment("p", f"model-{number}", 1.0, 1))
@@ -185,6 +207,13 @@ def test_a_trace_encodes_itself_as_its_spans_would(
     spans = tracing.spans_of(trace)
     assert len(spans) == len(failed_first) + 2
     assert encode_traces([trace]) == encode_request(spans)  # byte for byte
+    # ... and what the remembered blocks say is what this request's values say.
+    server = spans[-1]
+    fresh = attrs.request_attributes(ctx, version)
+    assert dict(server.attributes) == {"http.request.method": "POST", "url.path": PATH, **fresh}
+    for span in spans[:-1]:
+        assert span.attributes["gen_ai.provider.name"] == attrs.provider_name(provider)
+        assert span.attributes["gen_ai.request.stream"] is stream
 
 
 def test_remembered_attributes_keep_their_types():
