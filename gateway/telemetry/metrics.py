@@ -57,6 +57,26 @@ APPLY_AFTER_S = 0.05  # how long a finished request may wait to be counted (sing
 log = logging.getLogger("gateway.telemetry")
 
 
+class _Sums:
+    """What one batch adds to one label set's counters: one increment each, not one per
+    request (each takes prometheus-client's lock)."""
+
+    __slots__ = ("children", "input_tokens", "nanousd", "output_tokens", "requests")
+
+    def __init__(self, children: tuple[Any, ...]) -> None:
+        self.children = children  # Metrics._per_request's
+        self.requests = self.input_tokens = self.output_tokens = self.nanousd = 0
+
+    def add_up(self) -> None:
+        requests, _, input_tokens, output_tokens, cost = self.children
+        requests.inc(self.requests)
+        if input_tokens is not None:
+            input_tokens.inc(self.input_tokens)
+            output_tokens.inc(self.output_tokens)
+        if cost is not None:
+            cost.inc(self.nanousd / NANO_PER_USD)
+
+
 class Metrics:
     def __init__(self, policy: PolicyStore, registry: CollectorRegistry | None = None) -> None:
         self._policy = policy
@@ -218,29 +238,37 @@ class Metrics:
         if not waiting:
             return
         policy = self._policy.current()  # the labels' bounds: one snapshot per batch
+        sums: dict[int, _Sums] = {}
         for ctx, elapsed_s in waiting:
             try:
-                self._count(ctx, elapsed_s, policy)
+                self._count(ctx, elapsed_s, policy, sums)
             except Exception:  # one request's bug must not cost the rest their counts
                 log.exception("counting a request failed")
+        for found in sums.values():
+            found.add_up()
         self._note_policy_version()
         self._note_ledger()
 
-    def _count(self, ctx: RequestContext, elapsed_s: float, policy: Policy) -> None:
+    def _count(
+        self, ctx: RequestContext, elapsed_s: float, policy: Policy, sums: dict[int, _Sums]
+    ) -> None:
         team = labels.team_label(ctx, policy.teams)
         model = labels.model_label(ctx, policy.models)
         deployment = labels.deployment_label(ctx)
         child = self._child
         is_costed = ctx.prices is not None and bool(ctx.cost_nanousd)
-        requests, duration, input_tokens, output_tokens, cost = self._per_request(
-            team, model, deployment, ctx, is_costed
-        )
-        requests.inc()
-        duration.observe(elapsed_s)
+        children = self._per_request(team, model, deployment, ctx, is_costed)
+        children[1].observe(elapsed_s)  # duration: each request in its own bucket
+        found = sums.get(id(children))
+        if found is None:
+            found = sums[id(children)] = _Sums(children)
+        found.requests += 1
         usage = ctx.usage
         if usage is not None:
-            input_tokens.inc(usage.input_tokens)
-            output_tokens.inc(usage.output_tokens)
+            found.input_tokens += usage.input_tokens
+            found.output_tokens += usage.output_tokens
+        if is_costed:
+            found.nanousd += ctx.cost_nanousd
         if ctx.first_byte_s is not None:
             child(self.ttft, model, deployment).observe(ctx.first_byte_s)
         if ctx.tries:
@@ -251,8 +279,6 @@ class Metrics:
         kind = labels.refusal_kind(ctx)
         if kind is not None:
             child(self.refusals, team, kind.value).inc()
-        if is_costed:
-            cost.inc(ctx.cost_nanousd / NANO_PER_USD)
         for hit in ctx.guardrail_hits:  # rule names come from the policy: a bounded set
             child(self.guardrail_actions, team, hit.rule, hit.action.value).inc()
         if ctx.cache is not None:  # response cache (issue 14)

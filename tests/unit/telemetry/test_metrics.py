@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
 from gateway.auth.principal import Principal
@@ -176,3 +178,48 @@ async def test_a_request_that_fails_to_count_does_not_cost_the_batch(caplog):
     text = metrics.render().decode()
     assert total(text, "gateway_requests_total") >= 1
     assert "counting a request failed" in caplog.text
+
+
+_FINISHED = st.tuples(
+    st.sampled_from([200, 429]),
+    st.none() | st.tuples(st.integers(0, 10**6), st.integers(0, 10**6)),
+    st.integers(0, 10**9),  # nano-USD; 0 with prices: no cost series
+    st.booleans(),  # priced
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=st.lists(_FINISHED, max_size=12))
+async def test_a_batch_adds_up_to_what_its_requests_add_one_by_one(batch):
+    """A batch adds each label set's requests, tokens and cost once: the same totals
+    as counting its requests one at a time (a scrape after each)."""
+    batched, one_by_one = Metrics(store()), Metrics(store())
+    prices = UnitPrices(10**9, 10**9, 0, 0, 0, PriceSource.POLICY)
+
+    def finished(status, usage, nanousd, priced):
+        fields = {"deployment": A, "usage": None if usage is None else Usage(*usage)}
+        if priced:
+            fields.update(prices=prices, cost_nanousd=nanousd)
+        return request(status, None if status == 200 else "rate_limit_exceeded", **fields)
+
+    for facts in batch:
+        batched.record(finished(*facts))
+        one_by_one.record(finished(*facts))
+        one_by_one.render()
+    got, want = counted(batched), counted(one_by_one)
+    assert [(n, labels) for n, labels, _ in got] == [(n, labels) for n, labels, _ in want]
+    for (name, _, value), (_, _, expected) in zip(got, want, strict=True):
+        assert value == pytest.approx(expected, rel=1e-12), name
+
+
+def counted(metrics: Metrics) -> list[tuple[str, dict[str, str], float]]:
+    """The samples that count what requests did (not when: no duration, no timestamp)."""
+    return [
+        found
+        for found in samples(metrics.render().decode())
+        if not found[0].endswith("_created")
+        and not (
+            found[0].startswith("gateway_request_duration")
+            and found[0].endswith(("_sum", "_bucket"))
+        )
+    ]
