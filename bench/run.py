@@ -147,12 +147,12 @@ def run_all(
     bodies = {s: p.read_bytes() for s, p in body_files.items()}
     for t in live:
         check_answers(t, bodies, cfg.stream_usage)
-        for scenario in SCENARIOS:
+        for scenario in cfg.scenarios:
             if cfg.warmup_s > 0:
                 url = f"http://127.0.0.1:{t.port}{measure.CHAT_PATH}"
                 body, c = body_files[scenario], max(cfg.concurrency)
                 measure.run_wrk(url, c, cfg.warmup_s, body, t.token, cfg.load_cpu, procs.transient)
-    for scenario in SCENARIOS:
+    for scenario in cfg.scenarios:
         for c in cfg.concurrency:
             for rep in range(cfg.repeat):
                 for t in live:
@@ -231,6 +231,7 @@ def parse_args() -> tuple[Config, list[str], Path]:
     p.add_argument("--repeat", type=int, default=3, help="runs per target x scenario x conc")
     p.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per scenario")
     p.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    p.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     p.add_argument("--ttft-requests", type=int, default=200)
     p.add_argument("--event-interval-ms", type=float, default=1.0, help="mock: gap between events")
     p.add_argument(
@@ -279,6 +280,7 @@ def parse_args() -> tuple[Config, list[str], Path]:
         startup_timeout_s=a.startup_timeout,
         bundle=str(a.bundle.absolute()),
         compare_bundle=str(a.compare_bundle.absolute()) if a.compare_bundle else None,
+        scenarios=tuple(a.scenarios),
     )
     if not cfg.compare_label:
         cfg = replace(cfg, compare_label=code_label(gateway_env(cfg, "gateway-before")))

@@ -44,6 +44,7 @@ class Config:
     startup_timeout_s: float
     bundle: str = str(BENCH_DIR / "policies" / "bundle.yaml")  # the gateway's policy file
     compare_bundle: str | None = None  # `gateway-before`'s, when not the same
+    scenarios: tuple[str, ...] = ("json", "stream")  # which of run.py's SCENARIOS to run
 
 
 @dataclass

@@ -57,24 +57,9 @@ APPLY_AFTER_S = 0.05  # how long a finished request may wait to be counted (sing
 log = logging.getLogger("gateway.telemetry")
 
 
-class _Sums:
-    """What one batch adds to one label set's counters: one increment each, not one per
-    request (each takes prometheus-client's lock)."""
-
-    __slots__ = ("children", "input_tokens", "nanousd", "output_tokens", "requests")
-
-    def __init__(self, children: tuple[Any, ...]) -> None:
-        self.children = children  # Metrics._per_request's
-        self.requests = self.input_tokens = self.output_tokens = self.nanousd = 0
-
-    def add_up(self) -> None:
-        requests, _, input_tokens, output_tokens, cost = self.children
-        requests.inc(self.requests)
-        if input_tokens is not None:
-            input_tokens.inc(self.input_tokens)
-            output_tokens.inc(self.output_tokens)
-        if cost is not None:
-            cost.inc(self.nanousd / NANO_PER_USD)
+def _add(adds: dict[Any, float], counter: Any, amount: float) -> None:
+    """What a batch adds to `counter` (a label set's child), for one increment."""
+    adds[counter] = adds.get(counter, 0) + amount
 
 
 class Metrics:
@@ -238,53 +223,58 @@ class Metrics:
         if not waiting:
             return
         policy = self._policy.current()  # the labels' bounds: one snapshot per batch
-        sums: dict[int, _Sums] = {}
+        # What the batch adds to each counter (a label set's child): one increment per
+        # counter, not one per request (each takes prometheus-client's lock).
+        adds: dict[Any, float] = {}
         for ctx, elapsed_s in waiting:
             try:
-                self._count(ctx, elapsed_s, policy, sums)
+                self._count(ctx, elapsed_s, policy, adds)
             except Exception:  # one request's bug must not cost the rest their counts
                 log.exception("counting a request failed")
-        for found in sums.values():
-            found.add_up()
+        for counter, amount in adds.items():
+            counter.inc(amount)
         self._note_policy_version()
         self._note_ledger()
 
     def _count(
-        self, ctx: RequestContext, elapsed_s: float, policy: Policy, sums: dict[int, _Sums]
+        self,
+        ctx: RequestContext,
+        elapsed_s: float,
+        policy: Policy,
+        adds: dict[Any, float],
     ) -> None:
         team = labels.team_label(ctx, policy.teams)
         model = labels.model_label(ctx, policy.models)
         deployment = labels.deployment_label(ctx)
         child = self._child
         is_costed = ctx.prices is not None and bool(ctx.cost_nanousd)
-        children = self._per_request(team, model, deployment, ctx, is_costed)
-        children[1].observe(elapsed_s)  # duration: each request in its own bucket
-        found = sums.get(id(children))
-        if found is None:
-            found = sums[id(children)] = _Sums(children)
-        found.requests += 1
+        requests, duration, input_tokens, output_tokens, cost = self._per_request(
+            team, model, deployment, ctx, is_costed
+        )
+        duration.observe(elapsed_s)  # a histogram: each request in its own bucket
+        _add(adds, requests, 1)
         usage = ctx.usage
         if usage is not None:
-            found.input_tokens += usage.input_tokens
-            found.output_tokens += usage.output_tokens
+            _add(adds, input_tokens, usage.input_tokens)
+            _add(adds, output_tokens, usage.output_tokens)
         if is_costed:
-            found.nanousd += ctx.cost_nanousd
+            _add(adds, cost, ctx.cost_nanousd / NANO_PER_USD)
         if ctx.first_byte_s is not None:
             child(self.ttft, model, deployment).observe(ctx.first_byte_s)
         if ctx.tries:
             for label, result in labels.attempt_results(ctx.tries):
-                child(self.attempts, label, result.value).inc()
+                _add(adds, child(self.attempts, label, result.value), 1)
             for label in labels.failed_over_from(ctx.tries):
-                child(self.failovers, label).inc()
+                _add(adds, child(self.failovers, label), 1)
         kind = labels.refusal_kind(ctx)
         if kind is not None:
-            child(self.refusals, team, kind.value).inc()
+            _add(adds, child(self.refusals, team, kind.value), 1)
         for hit in ctx.guardrail_hits:  # rule names come from the policy: a bounded set
-            child(self.guardrail_actions, team, hit.rule, hit.action.value).inc()
+            _add(adds, child(self.guardrail_actions, team, hit.rule, hit.action.value), 1)
         if ctx.cache is not None:  # response cache (issue 14)
-            child(self.cache_requests, team, model, ctx.cache.value).inc()
+            _add(adds, child(self.cache_requests, team, model, ctx.cache.value), 1)
         if ctx.cache_unavailable:
-            self.cache_unavailable.inc(ctx.cache_unavailable)
+            _add(adds, self.cache_unavailable, ctx.cache_unavailable)
 
     def cooled(self, deployment: Deployment) -> None:
         """The health board's hook: a deployment began its cooldown."""
