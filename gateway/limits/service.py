@@ -56,6 +56,20 @@ class Limits:
         self._sums = sums
         self.unchecked = 0  # requests served unchecked (backend down, on_backend_error: open)
 
+    def reserve_now(self, plan: Plan, mode: BackendErrorMode) -> Hold | None:
+        """`reserve` without waiting, when the backend decides in this process and its
+        counters need no rebuild; None: await `reserve`. Raises the refusal likewise."""
+        hold_id = new_hold_id()
+        try:
+            decision = self.backend.reserve_now(plan, hold_id, self.clock())
+        except BackendUnavailable as error:
+            return self._unchecked(plan, hold_id, mode, error)
+        if isinstance(decision, Hold):
+            return decision
+        if decision is None or isinstance(decision, NeedsSeed):
+            return None
+        raise refusal_error(decision, plan.team)
+
     async def reserve(self, plan: Plan, mode: BackendErrorMode) -> Hold:
         """A hold on every check of `plan`, or the refusal raised as a GatewayError."""
         hold_id = new_hold_id()
@@ -95,7 +109,7 @@ class Limits:
             "limits backend unreachable: request served unchecked (on_backend_error: open)",
             extra={"fields": {"team": plan.team, "error": str(error), "unchecked": self.unchecked}},
         )
-        return Hold(hold_id, plan, (), 0, is_checked=False)
+        return Hold(hold_id, plan, 0, is_checked=False)
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:
         self.backend.settle(hold, actual, self.clock())

@@ -98,9 +98,12 @@ _remembering = threading.Lock()  # long prompts are counted on worker threads
 
 def count_prompt_text(text: str, model: str) -> int:
     """count_text for a prompt's text, remembered for texts that come back."""
+    return _count_remembered(text, encoding_for(model)) if text else 0
+
+
+def _count_remembered(text: str, encoder: tiktoken.Encoding) -> int:
     if not text:
         return 0
-    encoder = encoding_for(model)
     if len(text) > REMEMBERED_CHARS:
         return len(encoder.encode(text, disallowed_special=()))
     key = (encoder.name, text)
@@ -129,6 +132,7 @@ def _texts(content: Any) -> Iterable[str]:
 
 
 def count_messages(messages: Iterable[Any], model: str) -> int:
+    encoder = encoding_for(model)  # once per prompt, not per text
     total = REPLY_PRIMING_TOKENS
     for message in messages:
         total += TOKENS_PER_MESSAGE
@@ -137,17 +141,17 @@ def count_messages(messages: Iterable[Any], model: str) -> int:
         for key in ("content", "name"):
             value = message.get(key)
             if isinstance(value, str):  # the usual shape: no generator
-                total += count_prompt_text(value, model)
-                continue
-            for text in _texts(value):
-                total += count_prompt_text(text, model)
+                total += _count_remembered(value, encoder)
+            elif value is not None:
+                for text in _texts(value):
+                    total += _count_remembered(text, encoder)
         tool_calls = message.get("tool_calls")
         if isinstance(tool_calls, list):
             for call in tool_calls:
                 function = call.get("function") if isinstance(call, Mapping) else None
                 if isinstance(function, Mapping):
-                    total += count_prompt_text(str(function.get("name", "")), model)
-                    total += count_prompt_text(str(function.get("arguments", "")), model)
+                    total += _count_remembered(str(function.get("name", "")), encoder)
+                    total += _count_remembered(str(function.get("arguments", "")), encoder)
     return total
 
 

@@ -51,6 +51,12 @@ class Recording:
         self.reserved: list[Hold] = []
         self.settled: list[tuple[Hold, Actual | None]] = []
 
+    def reserve_now(self, plan: Plan, hold_id: str, now_ms: int):  # type: ignore[no-untyped-def]
+        found = self.inner.reserve_now(plan, hold_id, now_ms)
+        if isinstance(found, Hold):
+            self.reserved.append(found)
+        return found
+
     async def try_reserve(self, plan: Plan, hold_id: str, now_ms: int):  # type: ignore[no-untyped-def]
         found = await self.inner.try_reserve(plan, hold_id, now_ms)
         if isinstance(found, Hold):

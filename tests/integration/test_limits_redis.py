@@ -42,7 +42,7 @@ def rules(name: str) -> TeamRules:
 def kind(found: object) -> tuple[object, ...]:
     """A decision's observable shape, for comparing the two backends."""
     if isinstance(found, Hold):
-        return ("hold", tuple((v.remaining, v.reset_ms) for v in found.rates))
+        return ("hold", found.requests, found.tokens)
     if isinstance(found, NeedsSeed):
         return ("seed", tuple(c.key for c in found.checks))
     fields = [type(found).__name__]

@@ -102,14 +102,14 @@ async def test_settles_redis_cannot_take_are_counted_lost() -> None:
     now = int(time.time() * 1000)
     plan = build_plan(team(), "u", Estimate(1, 0), now)
     try:
-        backend.settle(Hold("a", plan, (), now + 1000), Actual(1, 0), now)
+        backend.settle(Hold("a", plan, now + 1000), Actual(1, 0), now)
         await backend.flush()
         assert backend.lost_settles == 1
         for name in "bcd":
-            backend.settle(Hold(name, plan, (), now + 1000), None, now)
+            backend.settle(Hold(name, plan, now + 1000), None, now)
         await backend.flush()
         assert backend.lost_settles == 4
-        backend.settle(Hold("e", plan, (), 0, is_checked=False), None, now)  # never sent
+        backend.settle(Hold("e", plan, 0, is_checked=False), None, now)  # never sent
         await backend.flush()
         assert backend.lost_settles == 4
     finally:
@@ -194,7 +194,7 @@ async def test_settles_riding_with_a_reserve_redis_cannot_take_are_counted_lost(
     now = int(time.time() * 1000)
     plan = build_plan(team(), "u", Estimate(1, 0), now)
     try:
-        backend.settle(Hold("a", plan, (), now + 1000), Actual(1, 0), now)
+        backend.settle(Hold("a", plan, now + 1000), Actual(1, 0), now)
         with pytest.raises(BackendUnavailable):
             await backend.try_reserve(plan, "b", now)
         assert backend.lost_settles == 1

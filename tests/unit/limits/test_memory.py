@@ -83,7 +83,7 @@ def test_tokens_per_minute_settle_to_the_true_usage() -> None:
     rules = team(limits=LimitsSpec(tpm=100))
     backend = MemoryBackend()
     hold = backend.reserve_now(plan_for(rules, 100), "a", NOW)
-    assert isinstance(hold, Hold) and hold.rates[0].remaining == 0
+    assert isinstance(hold, Hold) and hold.tokens is not None and hold.tokens.remaining == 0
     backend.settle(hold, Actual(10, 0), NOW)
     assert isinstance(backend.reserve_now(plan_for(rules, 90), "b", NOW), Hold)
     assert isinstance(backend.reserve_now(plan_for(rules, 1), "c", NOW), RateRefusal)
