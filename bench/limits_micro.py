@@ -97,7 +97,7 @@ async def run(backend: LimitsBackend, requests: int) -> tuple[float, float]:
     for i in range(requests):
         plan = build_plan(team, "u", Estimate(100, 1000), now)
         hold = await backend.try_reserve(plan, str(i), now)
-        backend.settle(hold, Actual(50, 500), now)
+        backend.settle(hold, Actual(50, 500))
         await settle_backlog(backend, 64)
     await settle_backlog(backend, 0)
     return (cpu_s() - cpu0) / requests * 1e6, (time.perf_counter() - wall0) / requests * 1e6

@@ -65,7 +65,7 @@ class LimitsBackend(Protocol):
         """Add rebuilt usage to counters not yet rebuilt (a second seed is ignored)."""
         ...
 
-    def settle(self, hold: Hold, actual: Actual | None, now_ms: int) -> None:
+    def settle(self, hold: Hold, actual: Actual | None) -> None:
         """Free the hold and charge `actual` (None: no upstream answered). Never blocks:
         a remote backend does it in the background."""
         ...

@@ -3,12 +3,11 @@ inside a decision, so a reservation is atomic by construction).
 
 State is plain dicts (one set per team) of small mutable records, changed only
 through the pure cores' arithmetic (budget.py, gcra.py). Holds expire by
-their lease: every reservation first sweeps the expired ones.
+their lease: a reservation first frees the lapsed ones, once some may have lapsed.
 """
 
 from __future__ import annotations
 
-import heapq
 from dataclasses import dataclass, field
 
 from gateway.limits import budget, gcra
@@ -30,6 +29,7 @@ PRUNE_ABOVE = 4096  # counters kept before old periods' ones are dropped
 OK = Verdict.OK
 TOKENS = RateKind.TOKENS
 TOKEN_BUDGET = Unit.TOKENS
+NEVER = 2**63  # an instant after every lease end
 
 
 @dataclass(slots=True)
@@ -75,8 +75,10 @@ def first_refusal(refusals: list[RateRefusal]) -> RateRefusal | None:
 class MemoryBackend:
     def __init__(self) -> None:
         self._teams: dict[str, _Team] = {}
-        self._holds: dict[str, Hold] = {}
-        self._expiries: list[tuple[int, str]] = []
+        self._holds: dict[str, Hold] = {}  # unsettled, by id
+        # No hold lapses before this instant (a lower bound: settles do not raise it, the
+        # next sweep does). Checked per reservation; no entry per hold to keep in order.
+        self._next_expiry_ms = NEVER
 
     # --- the interface ---
 
@@ -84,43 +86,44 @@ class MemoryBackend:
         return self.reserve_now(plan, hold_id, now_ms)
 
     def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> Decision:
-        # Straight from the plan's shape and two amounts to a hold: no object per check,
-        # no temporaries beyond the entries found (this runs on every request).
-        if self._expiries and self._expiries[0][0] <= now_ms:
+        # Straight from the plan's shape and two amounts to a hold, one pure-core call
+        # per check: no object per check (this runs on every request). A failing check
+        # hands over to _refusal, which works out the answer in the general order.
+        if now_ms >= self._next_expiry_ms:
             self._sweep(now_ms)
-        shape, tokens, nanousd = plan.shape, plan.tokens, plan.nanousd
+        shape, tokens, nanousd, lease = plan
         state = self._teams.get(shape.team) or self._team(shape.team)
         counters = state.budgets
-        entries = []
         for rule in shape.budgets:
             entry = counters.get(rule.key)
-            if entry is None or not entry.is_seeded:
-                return NeedsSeed(tuple(c for c in plan.budgets if not _seeded(counters, c.key)))
             amount = tokens if rule.unit is TOKEN_BUDGET else nanousd
-            if budget.verdict(entry.used, entry.reserved, rule.limit, amount) is not OK:
+            if (
+                entry is None
+                or not entry.is_seeded
+                or budget.verdict(entry.used, entry.reserved, rule.limit, amount) is not OK
+            ):
                 return self._refusal(plan, state, now_ms)
-            entries.append(entry)
         in_flight = state.in_flight
         for conc in shape.concurrency:
             holders = in_flight.get(conc.key)
             if holders is not None and len(holders) >= conc.limit:
                 return self._refusal(plan, state, now_ms)
         buckets = state.buckets
-        levels = []
+        levels = []  # each key's level once this request passes
         for rate in shape.rates:
             bucket = buckets.get(rate.key)
-            level = (
-                0
-                if bucket is None
-                else gcra.drained(bucket.stamp_ms, bucket.level, now_ms, rate.limit)
-            )
             amount = tokens if rate.kind is TOKENS else 1
-            if gcra.wait_ms(level, rate.limit, amount) != 0:
+            level = (
+                gcra.taken(now_ms, 0, now_ms, rate.limit, amount)
+                if bucket is None
+                else gcra.taken(bucket.stamp_ms, bucket.level, now_ms, rate.limit, amount)
+            )
+            if level is None:
                 return self._refusal(plan, state, now_ms)
             levels.append(level)
         # Every check passed: now, and only now, change state.
-        for rule, entry in zip(shape.budgets, entries, strict=True):
-            entry.reserved += tokens if rule.unit is TOKEN_BUDGET else nanousd  # budget.reserve
+        for rule in shape.budgets:  # budget.reserve
+            counters[rule.key].reserved += tokens if rule.unit is TOKEN_BUDGET else nanousd
         for conc in shape.concurrency:
             holders = in_flight.get(conc.key)
             if holders is None:
@@ -128,23 +131,21 @@ class MemoryBackend:
             holders.add(hold_id)
         requests = tokens_view = None
         for rate, level in zip(shape.rates, levels, strict=True):
-            is_tokens = rate.kind is TOKENS
-            new_level = gcra.filled(level, tokens if is_tokens else 1)
             bucket = buckets.get(rate.key)
             if bucket is None:
-                buckets[rate.key] = _Bucket(now_ms, new_level)
+                buckets[rate.key] = _Bucket(now_ms, level)
             else:
-                bucket.stamp_ms, bucket.level = now_ms, new_level
-            remaining, reset_ms = gcra.view(new_level, rate.limit)
-            if is_tokens:
+                bucket.stamp_ms, bucket.level = now_ms, level
+            remaining, reset_ms = gcra.view(level, rate.limit)
+            if rate.kind is TOKENS:
                 if is_tighter(remaining, reset_ms, tokens_view):
                     tokens_view = RateView(rate.limit, remaining, reset_ms)
             elif is_tighter(remaining, reset_ms, requests):
                 requests = RateView(rate.limit, remaining, reset_ms)
-        expires_ms = now_ms + plan.lease_ms
-        hold = Hold(hold_id, plan, expires_ms, requests, tokens_view)
-        self._holds[hold_id] = hold
-        heapq.heappush(self._expiries, (expires_ms, hold_id))
+        expires_ms = now_ms + lease
+        hold = self._holds[hold_id] = Hold(hold_id, plan, expires_ms, requests, tokens_view)
+        if expires_ms < self._next_expiry_ms:
+            self._next_expiry_ms = expires_ms
         return hold
 
     def _refusal(self, plan: Plan, state: _Team, now_ms: int) -> Refusal | NeedsSeed:
@@ -195,14 +196,15 @@ class MemoryBackend:
                 for key in old:
                     del state.budgets[key]
 
-    def settle(self, hold: Hold, actual: Actual | None, now_ms: int) -> None:
+    def settle(self, hold: Hold, actual: Actual | None) -> None:
         if not hold.is_checked:
             return
         is_held = self._holds.pop(hold.id, None) is not None
         self._settle(hold, actual, is_held=is_held, adjust_rates=True)
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
-        self._sweep(now_ms)
+        if now_ms >= self._next_expiry_ms:
+            self._sweep(now_ms)
         state = self._team(plan.team)
         budgets = []
         for check in plan.budgets:
@@ -278,9 +280,10 @@ class MemoryBackend:
                     bucket.level = gcra.adjusted(bucket.level, delta)
 
     def _sweep(self, now_ms: int) -> None:
-        """Free the holds whose lease ran out (their replica's request never settled)."""
-        while self._expiries and self._expiries[0][0] <= now_ms:
-            _, hold_id = heapq.heappop(self._expiries)
-            hold = self._holds.pop(hold_id, None)
-            if hold is not None:
-                self._settle(hold, None, is_held=True, adjust_rates=False)
+        """Free the holds whose lease ran out (their request never settled: a bug, a
+        task lost). Looks at every unsettled hold: those in flight, a few."""
+        lapsed = [hold for hold in self._holds.values() if hold.expires_ms <= now_ms]
+        for hold in lapsed:
+            del self._holds[hold.id]
+            self._settle(hold, None, is_held=True, adjust_rates=False)
+        self._next_expiry_ms = min((h.expires_ms for h in self._holds.values()), default=NEVER)

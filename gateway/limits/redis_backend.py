@@ -152,7 +152,7 @@ class RedisBackend:
             args += [used, check.resets_ms + KEEP_AFTER_PERIOD_MS]
         await self._call(self._seed, [p + c.key for c, _ in seeds], args)
 
-    def settle(self, hold: Hold, actual: Actual | None, now_ms: int) -> None:
+    def settle(self, hold: Hold, actual: Actual | None) -> None:
         if not hold.is_checked:
             return
         self._queue.append(settle_command(hold, actual))

@@ -112,7 +112,7 @@ class Limits:
         return Hold(hold_id, plan, 0, is_checked=False)
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:
-        self.backend.settle(hold, actual, self.clock())
+        self.backend.settle(hold, actual)
 
     async def snapshot(self, plan: Plan) -> Snapshot:
         return await self.backend.snapshot(plan, self.clock())
