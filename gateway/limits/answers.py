@@ -210,28 +210,19 @@ _TOKENS_NAMES = (
 )
 
 
-def _duration_bytes(ms: int) -> bytes:
-    # Most resets are under a second: skip go_duration's arithmetic and the encode.
-    return b"%dms" % ms if 0 <= ms < 1000 else go_duration(ms).encode()
-
-
 def ratelimit_headers(
     requests: RateView | None, tokens: RateView | None
 ) -> list[tuple[bytes, bytes]]:
-    """OpenAI's six headers (three per kind that has a limit), on every answer."""
+    """OpenAI's six headers (three per kind that has a limit), on every answer. A reset
+    under a second (the usual) skips go_duration's arithmetic."""
     headers: list[tuple[bytes, bytes]] = []
-    if requests is not None:
-        limit, remaining, reset = _REQUESTS_NAMES
+    for view, (limit, remaining, reset) in ((requests, _REQUESTS_NAMES), (tokens, _TOKENS_NAMES)):
+        if view is None:
+            continue
+        ms = view.reset_ms
         headers += (
-            (limit, b"%d" % requests.limit),
-            (remaining, b"%d" % requests.remaining),
-            (reset, _duration_bytes(requests.reset_ms)),
-        )
-    if tokens is not None:
-        limit, remaining, reset = _TOKENS_NAMES
-        headers += (
-            (limit, b"%d" % tokens.limit),
-            (remaining, b"%d" % tokens.remaining),
-            (reset, _duration_bytes(tokens.reset_ms)),
+            (limit, b"%d" % view.limit),
+            (remaining, b"%d" % view.remaining),
+            (reset, b"%dms" % ms if 0 <= ms < 1000 else go_duration(ms).encode()),
         )
     return headers

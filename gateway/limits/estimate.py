@@ -13,8 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import tiktoken
+
 from gateway.limits.plan import Estimate
-from gateway.limits.token_count import count_prompt
+from gateway.limits.token_count import count_prompt_with, encoding_for
 from gateway.policy.compiled import ModelRoute
 from gateway.providers.base import Endpoint
 from gateway.usage.pricing import cost_nanousd, nano_of
@@ -61,22 +63,18 @@ def prompt_chars(endpoint: Endpoint, body: Mapping[str, Any]) -> int:
     if endpoint == "chat":
         messages = body.get("messages")
         if isinstance(messages, list):
-            return _messages_size(messages)
+            # _size of the messages without a generator per level for the usual shape
+            # (messages whose values are all strings): it runs on every request.
+            total = 0
+            for message in messages:
+                if not isinstance(message, dict):
+                    total += _size(message, 1)
+                    continue
+                for value in message.values():
+                    total += len(value) if isinstance(value, str) else _size(value, 2)
+            return total
     field = PROMPT_FIELDS.get(endpoint, "input")
     return _size(body.get(field), 0)
-
-
-def _messages_size(messages: list[Any]) -> int:
-    """_size of a chat's messages, without a generator per level for the usual shape
-    (messages whose values are all strings): it runs on every request."""
-    total = 0
-    for message in messages:
-        if not isinstance(message, dict):
-            total += _size(message, 1)
-            continue
-        for value in message.values():
-            total += len(value) if isinstance(value, str) else _size(value, 2)
-    return total
 
 
 def _size(value: Any, depth: int) -> int:
@@ -101,7 +99,7 @@ class RouteFacts:
     """What an estimate reads of a route, worked out once per route object."""
 
     route: ModelRoute
-    model: str  # whose encoding counts the prompt
+    encoder: tiktoken.Encoding  # the first deployment's model's: it counts the prompt
     prices: tuple[tuple[int, int], ...]  # each deployment's (input, output) nano-USD per Mtok
 
     def dearest(self, prompt: int, output: int) -> int:
@@ -128,7 +126,7 @@ def route_facts(route: ModelRoute) -> RouteFacts:
         _facts.clear()
     model = route.deployments[0].model if route.deployments else route.alias
     prices = tuple(dict.fromkeys((d.prices.input, d.prices.output) for d in route.deployments))
-    facts = _facts[id(route)] = RouteFacts(route, model, prices)
+    facts = _facts[id(route)] = RouteFacts(route, encoding_for(model), prices)
     return facts
 
 
@@ -139,7 +137,7 @@ def estimate_now(
     default_output: int | None,
 ) -> Estimate:
     facts = route_facts(route)
-    prompt = count_prompt(endpoint, body, facts.model)
+    prompt = count_prompt_with(facts.encoder, endpoint, body)
     output = output_allowance(endpoint, body, default_output)
     return Estimate(prompt + output, facts.dearest(prompt, output))
 

@@ -8,7 +8,7 @@ editing or adding a budget never changes recorded usage: counters are keyed by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
@@ -119,10 +119,11 @@ class Shape:
     budgets: tuple[BudgetRule, ...]
     rates: tuple[RateRule, ...]
     concurrency: tuple[ConcurrencyCheck, ...]
+    is_empty: bool = field(init=False)  # no check at all: nothing to reserve
 
-    @property
-    def is_empty(self) -> bool:
-        return not (self.budgets or self.rates or self.concurrency)
+    def __post_init__(self) -> None:
+        is_empty = not (self.budgets or self.rates or self.concurrency)
+        object.__setattr__(self, "is_empty", is_empty)  # a frozen dataclass's own field
 
 
 class Plan(NamedTuple):

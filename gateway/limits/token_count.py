@@ -132,7 +132,12 @@ def _texts(content: Any) -> Iterable[str]:
 
 
 def count_messages(messages: Iterable[Any], model: str) -> int:
-    encoder = encoding_for(model)  # once per prompt, not per text
+    return count_messages_with(encoding_for(model), messages)
+
+
+def count_messages_with(encoder: tiktoken.Encoding, messages: Iterable[Any]) -> int:
+    """count_messages with the encoding already found (the limits stage keeps it per route)."""
+    remembered, name = _remembered, encoder.name
     total = REPLY_PRIMING_TOKENS
     for message in messages:
         total += TOKENS_PER_MESSAGE
@@ -140,8 +145,9 @@ def count_messages(messages: Iterable[Any], model: str) -> int:
             continue
         for key in ("content", "name"):
             value = message.get(key)
-            if isinstance(value, str):  # the usual shape: no generator
-                total += _count_remembered(value, encoder)
+            if isinstance(value, str):  # the usual shape: a remembered text, no call
+                found = remembered.get((name, value))
+                total += found if found is not None else _count_remembered(value, encoder)
             elif value is not None:
                 for text in _texts(value):
                     total += _count_remembered(text, encoder)
@@ -157,22 +163,27 @@ def count_messages(messages: Iterable[Any], model: str) -> int:
 
 def count_prompt(endpoint: str, body: Mapping[str, Any], model: str) -> int:
     """Input tokens of a request body, as the upstream would likely count them."""
+    return count_prompt_with(encoding_for(model), endpoint, body)
+
+
+def count_prompt_with(encoder: tiktoken.Encoding, endpoint: str, body: Mapping[str, Any]) -> int:
+    """count_prompt with the encoding already found."""
     if endpoint == "chat":
         messages = body.get("messages")
-        return count_messages(messages if isinstance(messages, list) else [], model)
+        return count_messages_with(encoder, messages if isinstance(messages, list) else [])
     field = {"completions": "prompt", "embeddings": "input", "responses": "input"}.get(endpoint)
     value = body.get(field) if field else None
     if isinstance(value, str):
-        return count_prompt_text(value, model)
+        return _count_remembered(value, encoder)
     if isinstance(value, list):
         if endpoint == "responses":
-            return count_messages(value, model)
-        return sum(_count_item(v, model) for v in value)
+            return count_messages_with(encoder, value)
+        return sum(_count_item(v, encoder) for v in value)
     return 0
 
 
-def _count_item(item: Any, model: str) -> int:
+def _count_item(item: Any, encoder: tiktoken.Encoding) -> int:
     """One prompt/input item: text, a token id, or a list of token ids."""
     if isinstance(item, str):
-        return count_prompt_text(item, model)
+        return _count_remembered(item, encoder)
     return len(item) if isinstance(item, list) else 1
