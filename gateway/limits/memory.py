@@ -130,7 +130,7 @@ class MemoryBackend:
                 holders = in_flight[conc.key] = set()
             holders.add(hold_id)
         requests = tokens_view = None
-        for rate, level in zip(shape.rates, levels, strict=True):
+        for rate, level in zip(shape.rates, levels):  # noqa: B905  one level per rate, above
             bucket = buckets.get(rate.key)
             if bucket is None:
                 buckets[rate.key] = _Bucket(now_ms, level)

@@ -40,7 +40,9 @@ os.register_at_fork(after_in_child=_new_process)
 
 
 def new_hold_id() -> str:
-    return f"{_process_id}{next(_holds):x}"
+    # The prefix has a fixed length, so prefix + decimal count is unique (and needs no
+    # format spec: a rarely used path, cold on every request).
+    return _process_id + str(next(_holds))
 
 
 def wall_clock_ms() -> int:
