@@ -6,7 +6,12 @@ team rpm + tpm, user rpm, team concurrency. Then the stage's other cost, the
 estimate (prompt tokens counted with tiktoken, worst-case price), for bench/run.py's
 prompt: a prompt seen for the first time, and one seen before.
 
-Run: PYTHONPATH=. .venv/bin/python bench/limits_micro.py [stage]
+`stage` also measures it "cold": with ~8 MiB of memory read between requests (what
+the rest of a request does to the caches in a server), less the cost of that reading
+alone. The cold number is the one that predicts the stage's cost in a server.
+
+Run (from bench/: bench/profile.py shadows the stdlib's there, so PYTHONPATH must name
+the checkout): cd bench && PYTHONPATH=.. ../.venv/bin/python limits_micro.py [stage]
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ REQUESTS_IN_PROCESS = 20_000
 REQUESTS_REDIS = 3_000
 REQUESTS_ESTIMATE = 3_000
 REQUESTS_STAGE = 10_000
+REQUESTS_COLD = 3_000
+# Read between two cold requests: twice the L2 of this bench machine (4 MiB per core),
+# one byte per 64-byte cache line (the slice reads every line, copies 128 KiB).
+EVICT_BYTES = 8 << 20
+CACHE_LINE = 64
 ROUTE = ModelRoute(
     "bench-model", (Deployment("upstream", "gpt-4o-mini", 1.0, 1),), RoutingConfig(), None
 )
@@ -87,7 +97,7 @@ async def run(backend: LimitsBackend, requests: int) -> tuple[float, float]:
     for i in range(requests):
         plan = build_plan(team, "u", Estimate(100, 1000), now)
         hold = await backend.try_reserve(plan, str(i), now)
-        backend.settle(hold, Actual(50, 500), now)
+        backend.settle(hold, Actual(50, 500))
         await settle_backlog(backend, 64)
     await settle_backlog(backend, 0)
     return (cpu_s() - cpu0) / requests * 1e6, (time.perf_counter() - wall0) / requests * 1e6
@@ -114,9 +124,24 @@ async def no_sums(*_: Any) -> tuple[int, int]:
     return 0, 0
 
 
-async def bench_stage(backend: LimitsBackend, requests: int) -> float:
+def evict(memory: bytearray) -> None:
+    """Read one byte of every cache line of `memory`: the caches lose the stage's state."""
+    memory[::CACHE_LINE]
+
+
+def evict_cost(memory: bytearray, requests: int) -> float:
+    """CPU µs of one `evict` alone (subtracted from a cold run)."""
+    cpu0 = cpu_s()
+    for _ in range(requests):
+        evict(memory)
+    return (cpu_s() - cpu0) / requests * 1e6
+
+
+async def bench_stage(backend: LimitsBackend, requests: int, *, cold: bool = False) -> float:
     """CPU µs per request of the whole stage as the pipeline calls it: reserve_limits
-    (estimate, plan, reserve) on a body parsed afresh, limits_headers, settle_limits."""
+    (estimate, plan, reserve) on a body parsed afresh, limits_headers, settle_limits.
+    `cold`: memory read between requests, its own cost (measured before and after,
+    the mean) subtracted."""
     team = bench_team()
     services = SimpleNamespace(limits=Limits(backend, no_sums))  # type: ignore[arg-type]
     policy = SimpleNamespace(timezone="UTC", on_backend_error=BackendErrorMode.CLOSED)
@@ -143,28 +168,39 @@ async def bench_stage(backend: LimitsBackend, requests: int) -> float:
         await settle_backlog(backend, 64)
 
     await one()  # seeds the budgets, loads the encoding
+    memory = bytearray(EVICT_BYTES) if cold else None
+    before = 0.0 if memory is None else evict_cost(memory, requests)
     cpu0 = cpu_s()
     for _ in range(requests):
+        if memory is not None:
+            evict(memory)
         await one()
     await settle_backlog(backend, 0)
-    return (cpu_s() - cpu0) / requests * 1e6
+    spent = (cpu_s() - cpu0) / requests * 1e6
+    if memory is None:
+        return spent
+    return spent - (before + evict_cost(memory, requests)) / 2
 
 
-async def whole_stage() -> tuple[float, float]:
-    """CPU µs per request of the whole stage: in-process, then on Redis."""
+async def whole_stage() -> tuple[float, float, float]:
+    """CPU µs per request of the whole stage: in-process warm, in-process cold, Redis."""
     memory = await bench_stage(MemoryBackend(), REQUESTS_STAGE)
+    cold = await bench_stage(MemoryBackend(), REQUESTS_COLD, cold=True)
     redis = RedisBackend.from_url("redis://127.0.0.1:6379")
     try:
         remote = await bench_stage(redis, REQUESTS_REDIS)
     finally:
         await redis.close()
-    return memory, remote
+    return memory, cold, remote
 
 
 async def main() -> None:
     if sys.argv[1:] == ["stage"]:  # the whole stage only (to compare two checkouts quickly)
-        memory, remote = await whole_stage()
-        print(f"stage: in-process {memory:.1f} us, redis {remote:.1f} us CPU/request")
+        memory, cold, remote = await whole_stage()
+        print(
+            f"stage: in-process {memory:.1f} us warm, {cold:.1f} us cold, "
+            f"redis {remote:.1f} us CPU/request"
+        )
         return
     cpu_us, wall_us = await run(MemoryBackend(), REQUESTS_IN_PROCESS)
     print(f"in-process: {cpu_us:.1f} us CPU/request (plan+reserve+settle), {wall_us:.1f} us wall")
@@ -176,10 +212,10 @@ async def main() -> None:
     print(f"redis: {cpu_us:.1f} us CPU/request in the gateway process, {wall_us:.1f} us wall")
     new, seen = bench_estimate(PROMPT, fresh=True), bench_estimate(PROMPT, fresh=False)
     print(f"estimate ({len(PROMPT)}-char prompt): {new:.1f} us new, {seen:.1f} us seen before")
-    memory, remote = await whole_stage()
+    memory, cold, remote = await whole_stage()
     print(
         f"whole stage (estimate of a freshly parsed body, plan, reserve, headers, settle): "
-        f"in-process {memory:.1f} us, redis {remote:.1f} us CPU/request"
+        f"in-process {memory:.1f} us warm, {cold:.1f} us cold, redis {remote:.1f} us CPU/request"
     )
 
 

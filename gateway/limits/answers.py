@@ -9,6 +9,7 @@ which the SDK does not retry. Pure: no clock, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -165,43 +166,63 @@ def refusal_error(refusal: Refusal, team: str) -> GatewayError:
 
 
 class RateView(NamedTuple):
-    """One rate key as it stood after the reservation: the headers' numbers (a NamedTuple:
-    one is built per rate key per request, a third of a frozen dataclass's cost)."""
+    """The tightest rate key of one kind (team or user) after a reservation: what its
+    three x-ratelimit-* headers show."""
 
-    check: RateCheck
+    limit: int
     remaining: int
     reset_ms: int
 
 
-_HEADER_NAMES = {
-    kind: (
-        b"x-ratelimit-limit-" + name,
-        b"x-ratelimit-remaining-" + name,
-        b"x-ratelimit-reset-" + name,
+def is_tighter(remaining: int, reset_ms: int, than: RateView | None) -> bool:
+    """Is a key at (remaining, reset_ms) tighter than `than`: fewer remaining, then the
+    later reset (the first of equals stays)."""
+    return (
+        than is None
+        or remaining < than.remaining
+        or (remaining == than.remaining and reset_ms > than.reset_ms)
     )
-    for kind, name in ((RateKind.REQUESTS, b"requests"), (RateKind.TOKENS, b"tokens"))
-}
 
 
-def ratelimit_headers(views: tuple[RateView, ...]) -> list[tuple[bytes, bytes]]:
-    """OpenAI's six headers, from the tightest key of each kind (team or user): the
-    fewest remaining, then the latest reset (on every answer: plain loops, no lambdas)."""
+def tightest(
+    views: Iterable[tuple[RateKind, int, int, int]],
+) -> tuple[RateView | None, RateView | None]:
+    """(requests, tokens): the tightest of each kind among (kind, limit, remaining, reset_ms)."""
+    requests = tokens = None
+    for kind, limit, remaining, reset_ms in views:
+        if kind is RateKind.REQUESTS:
+            if is_tighter(remaining, reset_ms, requests):
+                requests = RateView(limit, remaining, reset_ms)
+        elif is_tighter(remaining, reset_ms, tokens):
+            tokens = RateView(limit, remaining, reset_ms)
+    return requests, tokens
+
+
+_REQUESTS_NAMES = (
+    b"x-ratelimit-limit-requests",
+    b"x-ratelimit-remaining-requests",
+    b"x-ratelimit-reset-requests",
+)
+_TOKENS_NAMES = (
+    b"x-ratelimit-limit-tokens",
+    b"x-ratelimit-remaining-tokens",
+    b"x-ratelimit-reset-tokens",
+)
+
+
+def ratelimit_headers(
+    requests: RateView | None, tokens: RateView | None
+) -> list[tuple[bytes, bytes]]:
+    """OpenAI's six headers (three per kind that has a limit), on every answer. A reset
+    under a second (the usual) skips go_duration's arithmetic."""
     headers: list[tuple[bytes, bytes]] = []
-    for kind in (RateKind.REQUESTS, RateKind.TOKENS):
-        tightest = None
-        for view in views:
-            if view.check.kind is kind and (
-                tightest is None
-                or view.remaining < tightest.remaining
-                or (view.remaining == tightest.remaining and view.reset_ms > tightest.reset_ms)
-            ):
-                tightest = view
-        if tightest is None:
+    for view, (limit, remaining, reset) in ((requests, _REQUESTS_NAMES), (tokens, _TOKENS_NAMES)):
+        if view is None:
             continue
-        limit, remaining, reset = _HEADER_NAMES[kind]
+        ms = view.reset_ms
         headers += (
-            (limit, b"%d" % tightest.check.limit),
-            (remaining, b"%d" % tightest.remaining),
-            (reset, go_duration(tightest.reset_ms).encode()),
+            (limit, b"%d" % view.limit),
+            (remaining, b"%d" % view.remaining),
+            (reset, b"%dms" % ms if 0 <= ms < 1000 else go_duration(ms).encode()),
         )
     return headers

@@ -8,7 +8,7 @@ or nothing; both keep a reservation only for its lease; both settle a hold once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from gateway.limits.answers import RateView, Refusal
 from gateway.limits.budget import Counter
@@ -19,14 +19,16 @@ class BackendUnavailable(Exception):
     """The backend (Redis, or the ledger while rebuilding) did not answer."""
 
 
-@dataclass(frozen=True, slots=True)
-class Hold:
+class Hold(NamedTuple):  # one per request: a NamedTuple costs a third of a dataclass
     """A reservation a request holds until `settle`; only settle (or its lease) frees it."""
 
     id: str
     plan: Plan
-    rates: tuple[RateView, ...]  # for the x-ratelimit-* headers
     expires_ms: int
+    # The tightest rate key of each kind after the reservation (the x-ratelimit-* headers);
+    # None: the plan has no key of that kind.
+    requests: RateView | None = None
+    tokens: RateView | None = None
     is_checked: bool = True  # False: the backend was unreachable and the policy says open
 
 
@@ -46,10 +48,16 @@ class Snapshot:
     concurrency: tuple[int, ...]  # requests in flight
 
 
+Decision = Hold | Refusal | NeedsSeed
+
+
 class LimitsBackend(Protocol):
-    async def try_reserve(
-        self, plan: Plan, hold_id: str, now_ms: int
-    ) -> Hold | Refusal | NeedsSeed:
+    def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> Decision | None:
+        """try_reserve without waiting, for a backend that decides in this process;
+        None: it cannot (it must ask a server), await try_reserve."""
+        ...
+
+    async def try_reserve(self, plan: Plan, hold_id: str, now_ms: int) -> Decision:
         """All of `plan` or nothing. Raises BackendUnavailable."""
         ...
 
@@ -57,7 +65,7 @@ class LimitsBackend(Protocol):
         """Add rebuilt usage to counters not yet rebuilt (a second seed is ignored)."""
         ...
 
-    def settle(self, hold: Hold, actual: Actual | None, now_ms: int) -> None:
+    def settle(self, hold: Hold, actual: Actual | None) -> None:
         """Free the hold and charge `actual` (None: no upstream answered). Never blocks:
         a remote backend does it in the background."""
         ...

@@ -51,8 +51,10 @@ def settled(
     """(used, reserved) after dropping a reservation of `amount` (if it is still held: it
     may have expired and been dropped already) and adding the true amount (None: no
     upstream answered)."""
-    held = min(amount, reserved) if is_held else 0
-    return used + max(0, actual or 0), reserved - held
+    # Plain comparisons, not min/max: it runs for every budget of every request.
+    held = (amount if amount < reserved else reserved) if is_held else 0
+    charged = actual if actual is not None and actual > 0 else 0
+    return used + charged, reserved - held
 
 
 def settle(counter: Counter, reserved: int, actual: int | None, *, is_held: bool) -> Counter:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import tiktoken
+
 from gateway.limits.plan import Estimate
-from gateway.limits.token_count import count_prompt
+from gateway.limits.token_count import count_prompt_with, encoding_for
 from gateway.policy.compiled import ModelRoute
 from gateway.providers.base import Endpoint
-from gateway.usage.pricing import cost_nanousd
+from gateway.usage.pricing import cost_nanousd, nano_of
 from gateway.usage.usage import Usage
 
 # Without max_tokens and without the team's max_tokens_default, this much output is reserved.
@@ -28,6 +31,7 @@ PROMPT_FIELDS: Mapping[Endpoint, str] = {
     "completions": "prompt",
     "embeddings": "input",
 }
+NUMBER = (int, float)
 OUTPUT_FIELDS: Mapping[Endpoint, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
     "completions": ("max_tokens",),
@@ -44,11 +48,13 @@ def output_allowance(endpoint: Endpoint, body: Mapping[str, Any], default: int |
     allowance = default if default is not None else DEFAULT_OUTPUT_ALLOWANCE
     for name in OUTPUT_FIELDS[endpoint]:
         value = body.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, NUMBER) and not isinstance(value, bool):
             allowance = int(value)
             break
     n = body.get("n")
-    choices = int(n) if isinstance(n, int | float) and not isinstance(n, bool) and n >= 1 else 1
+    if n is None:  # the usual case: one choice
+        return allowance
+    choices = int(n) if isinstance(n, NUMBER) and not isinstance(n, bool) and n >= 1 else 1
     return allowance * choices
 
 
@@ -57,22 +63,18 @@ def prompt_chars(endpoint: Endpoint, body: Mapping[str, Any]) -> int:
     if endpoint == "chat":
         messages = body.get("messages")
         if isinstance(messages, list):
-            return _messages_size(messages)
+            # _size of the messages without a generator per level for the usual shape
+            # (messages whose values are all strings): it runs on every request.
+            total = 0
+            for message in messages:
+                if not isinstance(message, dict):
+                    total += _size(message, 1)
+                    continue
+                for value in message.values():
+                    total += len(value) if isinstance(value, str) else _size(value, 2)
+            return total
     field = PROMPT_FIELDS.get(endpoint, "input")
     return _size(body.get(field), 0)
-
-
-def _messages_size(messages: list[Any]) -> int:
-    """_size of a chat's messages, without a generator per level for the usual shape
-    (messages whose values are all strings): it runs on every request."""
-    total = 0
-    for message in messages:
-        if not isinstance(message, dict):
-            total += _size(message, 1)
-            continue
-        for value in message.values():
-            total += len(value) if isinstance(value, str) else _size(value, 2)
-    return total
 
 
 def _size(value: Any, depth: int) -> int:
@@ -92,16 +94,65 @@ def dearest_cost(route: ModelRoute, usage: Usage) -> int:
     return max((cost_nanousd(usage, d.prices) for d in route.deployments), default=0)
 
 
+@dataclass(frozen=True, slots=True)
+class RouteFacts:
+    """What an estimate reads of a route, worked out once per route object."""
+
+    route: ModelRoute
+    encoder: tiktoken.Encoding  # the first deployment's model's: it counts the prompt
+    prices: tuple[tuple[int, int], ...]  # each deployment's (input, output) nano-USD per Mtok
+
+    def dearest(self, prompt: int, output: int) -> int:
+        """dearest_cost of Usage(prompt, output): rounding is monotonic, so the dearest
+        exact sum, rounded once, is the dearest rounded cost."""
+        most = 0
+        for input_price, output_price in self.prices:
+            cost = prompt * input_price + output * output_price
+            if cost > most:
+                most = cost
+        return nano_of(most)
+
+
+# Route facts kept (one per route object of the policies in use): then it starts over.
+ROUTES_KEPT = 4096
+_facts: dict[int, RouteFacts] = {}
+
+
+def route_facts(route: ModelRoute) -> RouteFacts:
+    facts = _facts.get(id(route))
+    if facts is not None and facts.route is route:
+        return facts
+    if len(_facts) >= ROUTES_KEPT:
+        _facts.clear()
+    model = route.deployments[0].model if route.deployments else route.alias
+    prices = tuple(dict.fromkeys((d.prices.input, d.prices.output) for d in route.deployments))
+    facts = _facts[id(route)] = RouteFacts(route, encoding_for(model), prices)
+    return facts
+
+
 def estimate_now(
     endpoint: Endpoint,
     body: Mapping[str, Any],
     route: ModelRoute,
     default_output: int | None,
 ) -> Estimate:
-    model = route.deployments[0].model if route.deployments else route.alias
-    prompt = count_prompt(endpoint, body, model)
+    facts = route_facts(route)
+    prompt = count_prompt_with(facts.encoder, endpoint, body)
     output = output_allowance(endpoint, body, default_output)
-    return Estimate(prompt + output, dearest_cost(route, Usage(prompt, output)))
+    return Estimate(prompt + output, facts.dearest(prompt, output))
+
+
+def estimate_inline(
+    endpoint: Endpoint,
+    body: Mapping[str, Any],
+    route: ModelRoute,
+    default_output: int | None,
+) -> Estimate | None:
+    """estimate_now for a short prompt; None for a long one: count it on a thread
+    (`estimate`), so the event loop keeps serving."""
+    if prompt_chars(endpoint, body) > INLINE_COUNT_CHARS:
+        return None
+    return estimate_now(endpoint, body, route, default_output)
 
 
 async def estimate(
@@ -110,6 +161,7 @@ async def estimate(
     route: ModelRoute,
     default_output: int | None,
 ) -> Estimate:
-    if prompt_chars(endpoint, body) <= INLINE_COUNT_CHARS:
-        return estimate_now(endpoint, body, route, default_output)
+    found = estimate_inline(endpoint, body, route, default_output)
+    if found is not None:
+        return found
     return await asyncio.to_thread(estimate_now, endpoint, body, route, default_output)

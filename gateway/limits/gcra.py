@@ -56,8 +56,13 @@ def level_at(bucket: Bucket, now_ms: int, limit: int) -> int:
 
 def view(level: int, limit: int) -> tuple[int, int]:
     """(remaining units, ms until empty) of a bucket filled to `level`."""
+    # Plain comparisons, no calls: it runs for every rate key of every request.
     remaining = (WINDOW_MS * limit - level) // WINDOW_MS
-    return max(0, min(limit, remaining)), _ceil_div(level, limit)
+    if remaining > limit:
+        remaining = limit
+    elif remaining < 0:
+        remaining = 0
+    return remaining, -(-level // limit)
 
 
 def state_of(bucket: Bucket, now_ms: int, limit: int) -> tuple[int, int]:
@@ -86,6 +91,21 @@ def decide(bucket: Bucket, now_ms: int, limit: int, amount: int) -> RateState:
         return RateState(False, bucket, *view(level, limit), wait)
     new_level = filled(level, amount)
     return RateState(True, Bucket(now_ms, new_level), *view(new_level, limit), 0)
+
+
+def taken(stamp_ms: int, level: int, now_ms: int, limit: int, amount: int) -> int | None:
+    """The level after `amount` units pass now (what `decide` stamps now_ms when it
+    allows), or None when `decide` refuses: drained, wait_ms and filled in one call,
+    with no calls inside, for the per-request path."""
+    if amount > limit:
+        return None
+    elapsed = now_ms - stamp_ms
+    if elapsed > 0:
+        level -= elapsed * limit
+    if level < 0:
+        level = 0
+    level += amount * WINDOW_MS
+    return level if level <= WINDOW_MS * limit else None
 
 
 def adjusted(level: int, delta: int) -> int:

@@ -8,7 +8,7 @@ editing or adding a budget never changes recorded usage: counters are keyed by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
@@ -38,24 +38,48 @@ class RateKind(StrEnum):
     TOKENS = "tokens"  # tpm
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+# Built for every request: NamedTuples, as immutable as a frozen dataclass and a third
+# of its cost to build.
+class Estimate(NamedTuple):
     """A request's worst case: prompt + output allowance, priced at the dearest deployment."""
 
     tokens: int
     nanousd: int
 
 
-@dataclass(frozen=True, slots=True)
-class Actual:
+class Actual(NamedTuple):
     """What a request really used; None in its place means no upstream answered."""
 
     tokens: int
     nanousd: int
 
 
-# The checks built for every request (they carry its amount) are NamedTuples: as
-# immutable as a frozen dataclass, and a third of its cost to build.
+class BudgetRule(NamedTuple):
+    """A budget check less the request's amount: the same for every request of a minute."""
+
+    key: str
+    scope: Scope
+    unit: Unit
+    period: BudgetPeriod
+    limit: int  # tokens, or nano-USD
+    starts_ms: int
+    resets_ms: int
+
+    def actual(self, used: Actual) -> int:
+        return used.tokens if self.unit is Unit.TOKENS else used.nanousd
+
+
+class RateRule(NamedTuple):
+    """A rate check less the request's amount (1 for rpm, the estimated tokens for tpm)."""
+
+    key: str
+    scope: Scope
+    kind: RateKind
+    limit: int  # per minute
+
+
+# The checks with their amounts, as refusals, seeds and the usage view see them; the
+# reservation itself reads the rules and the plan's two amounts (no object per check).
 class BudgetCheck(NamedTuple):
     key: str
     scope: Scope
@@ -85,18 +109,63 @@ class ConcurrencyCheck:
     limit: int
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+@dataclass(frozen=True, slots=True, eq=False)  # compared by identity: one per cache entry
+class Shape:
+    """A team's checks for one subject during one minute, less the request's amounts:
+    everything in a plan that does not change from one request to the next."""
+
     team: str
     subject: str
-    budgets: tuple[BudgetCheck, ...]
-    rates: tuple[RateCheck, ...]
+    budgets: tuple[BudgetRule, ...]
+    rates: tuple[RateRule, ...]
     concurrency: tuple[ConcurrencyCheck, ...]
+    is_empty: bool = field(init=False)  # no check at all: nothing to reserve
+
+    def __post_init__(self) -> None:
+        is_empty = not (self.budgets or self.rates or self.concurrency)
+        object.__setattr__(self, "is_empty", is_empty)  # a frozen dataclass's own field
+
+
+class Plan(NamedTuple):
+    """What one request reserves: its shape's checks, each with one of the two amounts
+    (a token rule reserves `tokens`, a USD one `nanousd`, an rpm rule 1)."""
+
+    shape: Shape
+    tokens: int
+    nanousd: int
     lease_ms: int  # how long the reservation holds without a settle
 
     @property
+    def team(self) -> str:
+        return self.shape.team
+
+    @property
+    def subject(self) -> str:
+        return self.shape.subject
+
+    @property
+    def budgets(self) -> tuple[BudgetCheck, ...]:
+        tokens, nanousd = self.tokens, self.nanousd
+        return tuple(
+            BudgetCheck(*rule, tokens if rule.unit is Unit.TOKENS else nanousd)
+            for rule in self.shape.budgets
+        )
+
+    @property
+    def rates(self) -> tuple[RateCheck, ...]:
+        tokens = self.tokens
+        return tuple(
+            RateCheck(*rule, tokens if rule.kind is RateKind.TOKENS else 1)
+            for rule in self.shape.rates
+        )
+
+    @property
+    def concurrency(self) -> tuple[ConcurrencyCheck, ...]:
+        return self.shape.concurrency
+
+    @property
     def is_empty(self) -> bool:
-        return not (self.budgets or self.rates or self.concurrency)
+        return self.shape.is_empty
 
 
 def usd_to_nano(usd: float) -> int:
@@ -116,49 +185,32 @@ def budget_key(scope: Scope, subject: str, unit: Unit, period: BudgetPeriod, sta
 SHAPES_KEPT = 8192
 
 
-@dataclass(frozen=True, slots=True)
-class _TokenRate:
-    """A tpm check less its amount (the request's estimated tokens)."""
-
-    key: str
-    scope: Scope
-    limit: int
+_Cached = tuple[TeamRules, int, Shape]  # the rules it was built from, its minute, the shape
+_shapes: dict[tuple[int, str, str, bool], _Cached] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class _Shape:
-    """A team's checks for one subject during one minute, less the request's amounts:
-    everything in a plan that does not change from one request to the next."""
-
-    team: TeamRules  # the rules it was built from (the cache is keyed by their identity)
-    minute: int  # period bounds are whole minutes (periods.py): valid for this minute
-    budgets: tuple[tuple[str, Scope, Unit, BudgetPeriod, int, int, int], ...]
-    rates: tuple[RateCheck | _TokenRate, ...]  # rpm checks complete (their amount is 1)
-    concurrency: tuple[ConcurrencyCheck, ...]
-
-
-_shapes: dict[tuple[int, str, str], _Shape] = {}
-
-
-def _shape(team: TeamRules, subject: str, minute: int, timezone: str) -> _Shape:
+def _shape(
+    team: TeamRules, subject: str, minute: int, timezone: str, *, spends_tokens: bool
+) -> Shape:
     now_ms = minute * 60_000
-    budgets: list[tuple[str, Scope, Unit, BudgetPeriod, int, int, int]] = []
+    budgets: list[BudgetRule] = []
 
     def add_budget(scope: Scope, unit: Unit, period: BudgetPeriod, limit: int) -> None:
         start, end = period_bounds(period, now_ms, timezone)
         key = budget_key(scope, subject, unit, period, start)
-        budgets.append((key, scope, unit, period, limit, start, end))
+        budgets.append(BudgetRule(key, scope, unit, period, limit, start, end))
 
-    for budget in team.budgets:
-        if budget.tokens is not None:
-            add_budget(Scope.TEAM, Unit.TOKENS, budget.period, budget.tokens)
-        if budget.usd is not None:
-            add_budget(Scope.TEAM, Unit.USD, budget.period, usd_to_nano(budget.usd))
     per_user = team.per_user
-    if per_user is not None and per_user.tokens_per_day is not None:
-        add_budget(Scope.USER, Unit.TOKENS, BudgetPeriod.DAY, per_user.tokens_per_day)
+    if spends_tokens:
+        for budget in team.budgets:
+            if budget.tokens is not None:
+                add_budget(Scope.TEAM, Unit.TOKENS, budget.period, budget.tokens)
+            if budget.usd is not None:
+                add_budget(Scope.TEAM, Unit.USD, budget.period, usd_to_nano(budget.usd))
+        if per_user is not None and per_user.tokens_per_day is not None:
+            add_budget(Scope.USER, Unit.TOKENS, BudgetPeriod.DAY, per_user.tokens_per_day)
 
-    rates: list[RateCheck | _TokenRate] = []
+    rates: list[RateRule] = []
     concurrency: list[ConcurrencyCheck] = []
     for scope, spec in ((Scope.TEAM, team.limits), (Scope.USER, per_user)):
         if spec is None:
@@ -166,14 +218,33 @@ def _shape(team: TeamRules, subject: str, minute: int, timezone: str) -> _Shape:
         who = owner(scope, subject)
         # A rate key names its limit: a bucket's level is scaled by it (gcra.py).
         if spec.rpm is not None:
-            rates.append(
-                RateCheck(f"r:{who}:rpm:{spec.rpm}", scope, RateKind.REQUESTS, spec.rpm, 1)
-            )
-        if spec.tpm is not None:
-            rates.append(_TokenRate(f"r:{who}:tpm:{spec.tpm}", scope, spec.tpm))
+            rates.append(RateRule(f"r:{who}:rpm:{spec.rpm}", scope, RateKind.REQUESTS, spec.rpm))
+        if spec.tpm is not None and spends_tokens:
+            rates.append(RateRule(f"r:{who}:tpm:{spec.tpm}", scope, RateKind.TOKENS, spec.tpm))
         if spec.concurrency is not None:
             concurrency.append(ConcurrencyCheck(f"c:{who}", scope, spec.concurrency))
-    return _Shape(team, minute, tuple(budgets), tuple(rates), tuple(concurrency))
+    return Shape(team.name, subject, tuple(budgets), tuple(rates), tuple(concurrency))
+
+
+def shape_of(
+    team: TeamRules, subject: str, now_ms: int, timezone: str = "UTC", *, spends_tokens: bool = True
+) -> Shape:
+    """The team's checks for `subject` now, built once per team, subject and minute.
+    `spends_tokens=False` (a response-cache hit): only rpm and concurrency."""
+    minute = now_ms // 60_000
+    cache_key = (id(team), subject, timezone, spends_tokens)
+    cached = _shapes.get(cache_key)
+    if cached is not None and cached[0] is team and cached[1] == minute:
+        return cached[2]
+    if len(_shapes) >= SHAPES_KEPT:
+        _shapes.clear()
+    shape = _shape(team, subject, minute, timezone, spends_tokens=spends_tokens)
+    _shapes[cache_key] = (team, minute, shape)
+    return shape
+
+
+def lease_ms(deadline_s: float) -> int:
+    return int(deadline_s * 1000) + LEASE_GRACE_MS
 
 
 def build_plan(
@@ -186,26 +257,5 @@ def build_plan(
     deadline_s: float = 60.0,
 ) -> Plan:
     """Every check this request must pass, each with the amount it reserves."""
-    # What does not depend on the estimate is built once per team, subject and minute.
-    minute = now_ms // 60_000
-    cache_key = (id(team), subject, timezone)
-    shape = _shapes.get(cache_key)
-    if shape is None or shape.team is not team or shape.minute != minute:
-        if len(_shapes) >= SHAPES_KEPT:
-            _shapes.clear()
-        shape = _shapes[cache_key] = _shape(team, subject, minute, timezone)
-    tokens, nanousd = estimate.tokens, estimate.nanousd
-    budgets = tuple(
-        BudgetCheck(
-            key, scope, unit, period, limit, start, end, tokens if unit is Unit.TOKENS else nanousd
-        )
-        for key, scope, unit, period, limit, start, end in shape.budgets
-    )
-    rates = tuple(
-        r
-        if isinstance(r, RateCheck)
-        else RateCheck(r.key, r.scope, RateKind.TOKENS, r.limit, tokens)
-        for r in shape.rates
-    )
-    lease_ms = int(deadline_s * 1000) + LEASE_GRACE_MS
-    return Plan(team.name, subject, budgets, rates, shape.concurrency, lease_ms)
+    shape = shape_of(team, subject, now_ms, timezone)
+    return Plan(shape, estimate.tokens, estimate.nanousd, lease_ms(deadline_s))

@@ -24,14 +24,13 @@ from gateway.limits.answers import (
     BudgetRefusal,
     ConcurrencyRefusal,
     RateRefusal,
-    RateView,
-    Refusal,
+    tightest,
 )
-from gateway.limits.backend import BackendUnavailable, Hold, NeedsSeed, Snapshot
+from gateway.limits.backend import BackendUnavailable, Decision, Hold, NeedsSeed, Snapshot
 from gateway.limits.budget import Counter, Verdict
 from gateway.limits.gcra import Bucket, state_of
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
-from gateway.limits.plan import Actual, BudgetCheck, Plan, RateKind
+from gateway.limits.plan import Actual, BudgetCheck, Plan, RateKind, Unit
 from gateway.limits.redis_scripts import RESERVE, SEED, SETTLE, SWEEP
 from gateway.limits.resp import Command, NoScript, RespConnection, RespError
 
@@ -86,26 +85,29 @@ class RedisBackend:
         )
         return cls(client, RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S))
 
-    async def try_reserve(
-        self, plan: Plan, hold_id: str, now_ms: int
-    ) -> Hold | Refusal | NeedsSeed:
-        p = team_prefix(plan.team)
+    def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> None:
+        return None  # Redis decides: always one round trip (try_reserve)
+
+    async def try_reserve(self, plan: Plan, hold_id: str, now_ms: int) -> Decision:
+        shape, tokens, nanousd = plan.shape, plan.tokens, plan.nanousd
+        p = team_prefix(shape.team)
         keys = [p + "holds", p + "exp"]
         lease_end = now_ms + plan.lease_ms
         nums = [
             now_ms,
             lease_end,
-            len(plan.budgets),
-            len(plan.rates),
-            len(plan.concurrency),
+            len(shape.budgets),
+            len(shape.rates),
+            len(shape.concurrency),
         ]
-        for b in plan.budgets:
+        for b in shape.budgets:
             keys.append(p + b.key)
-            nums += (b.limit, b.amount, b.resets_ms + KEEP_AFTER_PERIOD_MS)
-        for r in plan.rates:
+            amount = tokens if b.unit is Unit.TOKENS else nanousd
+            nums += (b.limit, amount, b.resets_ms + KEEP_AFTER_PERIOD_MS)
+        for r in shape.rates:
             keys.append(p + r.key)
-            nums += (r.limit, r.amount)
-        for c in plan.concurrency:
+            nums += (r.limit, tokens if r.kind is RateKind.TOKENS else 1)
+        for c in shape.concurrency:
             keys.append(p + c.key)
             nums.append(c.limit)
         args = [hold_id, _numbers(nums)]
@@ -150,7 +152,7 @@ class RedisBackend:
             args += [used, check.resets_ms + KEEP_AFTER_PERIOD_MS]
         await self._call(self._seed, [p + c.key for c, _ in seeds], args)
 
-    def settle(self, hold: Hold, actual: Actual | None, now_ms: int) -> None:
+    def settle(self, hold: Hold, actual: Actual | None) -> None:
         if not hold.is_checked:
             return
         self._queue.append(settle_command(hold, actual))
@@ -318,33 +320,32 @@ def _why(error: Exception) -> str:
 def settle_command(hold: Hold, actual: Actual | None) -> tuple[list[str], list[str]]:
     """The SETTLE script's keys and arguments for `hold`."""
     plan = hold.plan
-    p = team_prefix(plan.team)
+    shape = plan.shape
+    p = team_prefix(shape.team)
     keys = [p + "holds", p + "exp"]
-    nums = [len(plan.budgets), 0]
-    for b in plan.budgets:
+    nums = [len(shape.budgets), 0]
+    for b in shape.budgets:
         keys.append(p + b.key)
         used = -1 if actual is None else b.actual(actual)
         nums += (used, b.resets_ms + KEEP_AFTER_PERIOD_MS)
     true_tokens = 0 if actual is None else actual.tokens
-    for r in plan.rates:
+    for r in shape.rates:
         if r.kind is RateKind.TOKENS:
             keys.append(p + r.key)
-            nums.append(true_tokens - r.amount)
-    nums[1] = len(keys) - 2 - len(plan.budgets)
+            nums.append(true_tokens - plan.tokens)
+    nums[1] = len(keys) - 2 - len(shape.budgets)
     return keys, [hold.id, _numbers(nums)]
 
 
-def decode_reserve(
-    plan: Plan, hold_id: str, lease_end: int, reply: list[Any]
-) -> Hold | Refusal | NeedsSeed:
+def decode_reserve(plan: Plan, hold_id: str, lease_end: int, reply: list[Any]) -> Decision:
     """The RESERVE script's answer → the same values the in-process backend returns."""
     status = int(reply[0])
     if status == 0:
-        views = tuple(
-            RateView(r, int(reply[1 + 2 * i]), int(reply[2 + 2 * i]))
-            for i, r in enumerate(plan.rates)
+        requests, tokens = tightest(
+            (r.kind, r.limit, int(reply[1 + 2 * i]), int(reply[2 + 2 * i]))
+            for i, r in enumerate(plan.shape.rates)
         )
-        return Hold(hold_id, plan, views, lease_end)
+        return Hold(hold_id, plan, lease_end, requests, tokens)
     if status == 4:
         return NeedsSeed(tuple(plan.budgets[int(i) - 1] for i in reply[1:]))
     check_index = int(reply[1]) - 1

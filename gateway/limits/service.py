@@ -40,7 +40,9 @@ os.register_at_fork(after_in_child=_new_process)
 
 
 def new_hold_id() -> str:
-    return f"{_process_id}{next(_holds):x}"
+    # The prefix has a fixed length, so prefix + decimal count is unique (and needs no
+    # format spec: a rarely used path, cold on every request).
+    return _process_id + str(next(_holds))
 
 
 def wall_clock_ms() -> int:
@@ -55,6 +57,20 @@ class Limits:
         self.clock = clock
         self._sums = sums
         self.unchecked = 0  # requests served unchecked (backend down, on_backend_error: open)
+
+    def reserve_now(self, plan: Plan, mode: BackendErrorMode) -> Hold | None:
+        """`reserve` without waiting, when the backend decides in this process and its
+        counters need no rebuild; None: await `reserve`. Raises the refusal likewise."""
+        hold_id = new_hold_id()
+        try:
+            decision = self.backend.reserve_now(plan, hold_id, self.clock())
+        except BackendUnavailable as error:
+            return self._unchecked(plan, hold_id, mode, error)
+        if isinstance(decision, Hold):
+            return decision
+        if decision is None or isinstance(decision, NeedsSeed):
+            return None
+        raise refusal_error(decision, plan.team)
 
     async def reserve(self, plan: Plan, mode: BackendErrorMode) -> Hold:
         """A hold on every check of `plan`, or the refusal raised as a GatewayError."""
@@ -95,10 +111,10 @@ class Limits:
             "limits backend unreachable: request served unchecked (on_backend_error: open)",
             extra={"fields": {"team": plan.team, "error": str(error), "unchecked": self.unchecked}},
         )
-        return Hold(hold_id, plan, (), 0, is_checked=False)
+        return Hold(hold_id, plan, 0, is_checked=False)
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:
-        self.backend.settle(hold, actual, self.clock())
+        self.backend.settle(hold, actual)
 
     async def snapshot(self, plan: Plan) -> Snapshot:
         return await self.backend.snapshot(plan, self.clock())

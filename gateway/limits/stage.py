@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from gateway.limits.answers import ratelimit_headers
-from gateway.limits.estimate import estimate
-from gateway.limits.plan import Actual, Estimate, RateKind, build_plan
+from gateway.limits.estimate import estimate, estimate_inline
+from gateway.limits.plan import Actual, Plan, lease_ms, shape_of
 
 log = logging.getLogger("gateway.limits")
 
@@ -33,29 +32,30 @@ async def reserve_limits(
     tokens: bool = True,
 ) -> None:
     """Reserve the request's estimate on every budget and limit of its team (and user).
-    `tokens=False` (a response-cache hit, which spends none): only rpm and concurrency."""
+    `tokens=False` (a response-cache hit, which spends none): only rpm and concurrency.
+
+    In-process with a short prompt nothing here waits: it awaits only to count a long
+    prompt on a thread, to ask Redis, or to rebuild counters from the ledger."""
     team = grant.team
     if not (team.budgets or team.limits or team.per_user):
         return  # an unlimited team pays nothing for the stage
-    guess = (
-        await estimate(ctx.endpoint, body, grant.route, team.max_tokens_default)
-        if tokens
-        else Estimate(0, 0)
-    )
+    route = grant.route
+    if tokens:
+        guess = estimate_inline(ctx.endpoint, body, route, team.max_tokens_default)
+        if guess is None:  # a long prompt
+            guess = await estimate(ctx.endpoint, body, route, team.max_tokens_default)
+        spends, nanousd = guess
+    else:
+        spends = nanousd = 0
     limits = services.limits
-    plan = build_plan(
-        team,
-        grant.principal.subject,
-        guess,
-        limits.clock(),
-        timezone=policy.timezone,
-        deadline_s=grant.route.routing.timeout_s,
-    )
-    if not tokens:
-        requests = tuple(r for r in plan.rates if r.kind is RateKind.REQUESTS)
-        plan = replace(plan, budgets=(), rates=requests)
-    if not plan.is_empty:
-        ctx.limits_hold = await limits.reserve(plan, policy.on_backend_error)
+    subject = grant.principal.subject
+    shape = shape_of(team, subject, limits.clock(), policy.timezone, spends_tokens=tokens)
+    if shape.is_empty:
+        return
+    plan = Plan(shape, spends, nanousd, lease_ms(route.routing.timeout_s))
+    mode = policy.on_backend_error
+    hold = limits.reserve_now(plan, mode)
+    ctx.limits_hold = hold if hold is not None else await limits.reserve(plan, mode)
 
 
 def settle_limits(ctx: RequestContext, services: Services) -> None:
@@ -77,4 +77,4 @@ def settle_limits(ctx: RequestContext, services: Services) -> None:
 
 def limits_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     hold = ctx.limits_hold
-    return [] if hold is None else ratelimit_headers(hold.rates)
+    return [] if hold is None else ratelimit_headers(hold.requests, hold.tokens)

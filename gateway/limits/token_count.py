@@ -98,9 +98,12 @@ _remembering = threading.Lock()  # long prompts are counted on worker threads
 
 def count_prompt_text(text: str, model: str) -> int:
     """count_text for a prompt's text, remembered for texts that come back."""
+    return _count_remembered(text, encoding_for(model)) if text else 0
+
+
+def _count_remembered(text: str, encoder: tiktoken.Encoding) -> int:
     if not text:
         return 0
-    encoder = encoding_for(model)
     if len(text) > REMEMBERED_CHARS:
         return len(encoder.encode(text, disallowed_special=()))
     key = (encoder.name, text)
@@ -129,6 +132,12 @@ def _texts(content: Any) -> Iterable[str]:
 
 
 def count_messages(messages: Iterable[Any], model: str) -> int:
+    return count_messages_with(encoding_for(model), messages)
+
+
+def count_messages_with(encoder: tiktoken.Encoding, messages: Iterable[Any]) -> int:
+    """count_messages with the encoding already found (the limits stage keeps it per route)."""
+    remembered, name = _remembered, encoder.name
     total = REPLY_PRIMING_TOKENS
     for message in messages:
         total += TOKENS_PER_MESSAGE
@@ -136,39 +145,45 @@ def count_messages(messages: Iterable[Any], model: str) -> int:
             continue
         for key in ("content", "name"):
             value = message.get(key)
-            if isinstance(value, str):  # the usual shape: no generator
-                total += count_prompt_text(value, model)
-                continue
-            for text in _texts(value):
-                total += count_prompt_text(text, model)
+            if isinstance(value, str):  # the usual shape: a remembered text, no call
+                found = remembered.get((name, value))
+                total += found if found is not None else _count_remembered(value, encoder)
+            elif value is not None:
+                for text in _texts(value):
+                    total += _count_remembered(text, encoder)
         tool_calls = message.get("tool_calls")
         if isinstance(tool_calls, list):
             for call in tool_calls:
                 function = call.get("function") if isinstance(call, Mapping) else None
                 if isinstance(function, Mapping):
-                    total += count_prompt_text(str(function.get("name", "")), model)
-                    total += count_prompt_text(str(function.get("arguments", "")), model)
+                    total += _count_remembered(str(function.get("name", "")), encoder)
+                    total += _count_remembered(str(function.get("arguments", "")), encoder)
     return total
 
 
 def count_prompt(endpoint: str, body: Mapping[str, Any], model: str) -> int:
     """Input tokens of a request body, as the upstream would likely count them."""
+    return count_prompt_with(encoding_for(model), endpoint, body)
+
+
+def count_prompt_with(encoder: tiktoken.Encoding, endpoint: str, body: Mapping[str, Any]) -> int:
+    """count_prompt with the encoding already found."""
     if endpoint == "chat":
         messages = body.get("messages")
-        return count_messages(messages if isinstance(messages, list) else [], model)
+        return count_messages_with(encoder, messages if isinstance(messages, list) else [])
     field = {"completions": "prompt", "embeddings": "input", "responses": "input"}.get(endpoint)
     value = body.get(field) if field else None
     if isinstance(value, str):
-        return count_prompt_text(value, model)
+        return _count_remembered(value, encoder)
     if isinstance(value, list):
         if endpoint == "responses":
-            return count_messages(value, model)
-        return sum(_count_item(v, model) for v in value)
+            return count_messages_with(encoder, value)
+        return sum(_count_item(v, encoder) for v in value)
     return 0
 
 
-def _count_item(item: Any, model: str) -> int:
+def _count_item(item: Any, encoder: tiktoken.Encoding) -> int:
     """One prompt/input item: text, a token id, or a list of token ids."""
     if isinstance(item, str):
-        return count_prompt_text(item, model)
+        return _count_remembered(item, encoder)
     return len(item) if isinstance(item, list) else 1

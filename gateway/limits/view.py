@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.limits.backend import NeedsSeed
-from gateway.limits.plan import Estimate, Plan, Scope, Unit, build_plan
+from gateway.limits.plan import Estimate, Plan, Scope, Shape, Unit, build_plan
 from gateway.limits.service import Limits
 from gateway.policy.compiled import Policy, TeamRules
 from gateway.usage.pricing import usd_text
@@ -33,14 +33,15 @@ def _amount(unit: Unit, value: int | None) -> int | str | None:
 
 def _only(plan: Plan, user: str | None) -> Plan:
     wanted = {Scope.TEAM} if user is None else {Scope.TEAM, Scope.USER}
-    return Plan(
-        plan.team,
-        plan.subject,
-        tuple(c for c in plan.budgets if c.scope in wanted),
-        tuple(c for c in plan.rates if c.scope in wanted),
-        tuple(c for c in plan.concurrency if c.scope in wanted),
-        plan.lease_ms,
+    shape = plan.shape
+    only = Shape(
+        shape.team,
+        shape.subject,
+        tuple(c for c in shape.budgets if c.scope in wanted),
+        tuple(c for c in shape.rates if c.scope in wanted),
+        tuple(c for c in shape.concurrency if c.scope in wanted),
     )
+    return plan._replace(shape=only)
 
 
 async def usage_view(

@@ -194,6 +194,11 @@ def cost_nanousd(usage: Usage, prices: UnitPrices) -> int:
         + plain_output * prices.output
         + reasoning * prices.reasoning
     )
+    return nano_of(nano_times_mtok)
+
+
+def nano_of(nano_times_mtok: int) -> int:
+    """A sum of tokens x nano-USD per Mtok, rounded once (half to even) to nano-USD."""
     whole, rest = divmod(nano_times_mtok, TOKENS_PER_MTOK)
     if rest * 2 > TOKENS_PER_MTOK or (rest * 2 == TOKENS_PER_MTOK and whole % 2):
         whole += 1

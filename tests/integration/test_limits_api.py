@@ -51,15 +51,21 @@ class Recording:
         self.reserved: list[Hold] = []
         self.settled: list[tuple[Hold, Actual | None]] = []
 
+    def reserve_now(self, plan: Plan, hold_id: str, now_ms: int):  # type: ignore[no-untyped-def]
+        found = self.inner.reserve_now(plan, hold_id, now_ms)
+        if isinstance(found, Hold):
+            self.reserved.append(found)
+        return found
+
     async def try_reserve(self, plan: Plan, hold_id: str, now_ms: int):  # type: ignore[no-untyped-def]
         found = await self.inner.try_reserve(plan, hold_id, now_ms)
         if isinstance(found, Hold):
             self.reserved.append(found)
         return found
 
-    def settle(self, hold: Hold, actual: Actual | None, now_ms: int) -> None:
+    def settle(self, hold: Hold, actual: Actual | None) -> None:
         self.settled.append((hold, actual))
-        self.inner.settle(hold, actual, now_ms)
+        self.inner.settle(hold, actual)
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self.inner, name)

@@ -68,7 +68,7 @@ async def test_settles_of_one_loop_turn_go_in_one_batch_and_all_land(redis_url: 
         holds = await reserved(backend, plan, 30, now)
         writes = recording(backend)
         for i, hold in enumerate(holds):
-            backend.settle(hold, Actual(i, 0) if i % 2 else None, now)
+            backend.settle(hold, Actual(i, 0) if i % 2 else None)
         await backend.flush()
         assert [len(w) for w in writes] == [30]  # one write, one round trip
         snap = await backend.snapshot(plan, now)
@@ -85,7 +85,7 @@ async def test_settles_queued_at_close_still_land(redis_url: str) -> None:
     backend = RedisBackend.from_url(redis_url)
     holds = await reserved(backend, plan, 3, now)
     for hold in holds:
-        backend.settle(hold, Actual(7, 0), now)
+        backend.settle(hold, Actual(7, 0))
     await backend.close()
     fresh = RedisBackend.from_url(redis_url)
     try:
@@ -102,14 +102,14 @@ async def test_settles_redis_cannot_take_are_counted_lost() -> None:
     now = int(time.time() * 1000)
     plan = build_plan(team(), "u", Estimate(1, 0), now)
     try:
-        backend.settle(Hold("a", plan, (), now + 1000), Actual(1, 0), now)
+        backend.settle(Hold("a", plan, now + 1000), Actual(1, 0))
         await backend.flush()
         assert backend.lost_settles == 1
         for name in "bcd":
-            backend.settle(Hold(name, plan, (), now + 1000), None, now)
+            backend.settle(Hold(name, plan, now + 1000), None)
         await backend.flush()
         assert backend.lost_settles == 4
-        backend.settle(Hold("e", plan, (), 0, is_checked=False), None, now)  # never sent
+        backend.settle(Hold("e", plan, 0, is_checked=False), None)  # never sent
         await backend.flush()
         assert backend.lost_settles == 4
     finally:
@@ -131,7 +131,7 @@ async def test_a_zero_reservation_settles(redis_url: str) -> None:
     backend = RedisBackend.from_url(redis_url)
     try:
         (hold,) = await reserved(backend, plan, 1, now)
-        backend.settle(hold, Actual(40, 0), now)
+        backend.settle(hold, Actual(40, 0))
         await backend.flush()
         snap = await backend.snapshot(plan, now)
         assert backend.lost_settles == 0
@@ -150,12 +150,12 @@ async def test_a_settle_rides_along_with_the_next_reserve(redis_url: str) -> Non
     try:
         (first,) = await reserved(backend, plan, 1, now)
         writes = recording(backend)
-        backend.settle(first, Actual(40, 0), now)
+        backend.settle(first, Actual(40, 0))
         second = await backend.try_reserve(plan, "second", now)
         assert isinstance(second, Hold)
         settle_sha, reserve_sha = backend._settle.sha, backend._reserve.sha
         assert writes == [[settle_sha, reserve_sha]]
-        backend.settle(second, Actual(2, 0), now)
+        backend.settle(second, Actual(2, 0))
         await backend.flush()  # nothing came along: the drainer sends it
         assert writes[1:] == [[settle_sha]]
         snap = await backend.snapshot(plan, now)
@@ -176,7 +176,7 @@ async def test_a_reserve_carries_only_a_few_settles(redis_url: str) -> None:
         holds = await reserved(backend, plan, RIDE_ALONG_MAX + 1, now)
         writes = recording(backend)
         for hold in holds:
-            backend.settle(hold, Actual(1, 0), now)
+            backend.settle(hold, Actual(1, 0))
         assert isinstance(await backend.try_reserve(plan, "alone", now), Hold)
         await backend.flush()
         assert [len(w) for w in writes] == [1, RIDE_ALONG_MAX + 1]
@@ -194,7 +194,7 @@ async def test_settles_riding_with_a_reserve_redis_cannot_take_are_counted_lost(
     now = int(time.time() * 1000)
     plan = build_plan(team(), "u", Estimate(1, 0), now)
     try:
-        backend.settle(Hold("a", plan, (), now + 1000), Actual(1, 0), now)
+        backend.settle(Hold("a", plan, now + 1000), Actual(1, 0))
         with pytest.raises(BackendUnavailable):
             await backend.try_reserve(plan, "b", now)
         assert backend.lost_settles == 1

@@ -12,6 +12,7 @@ from gateway.limits.answers import (
     go_duration,
     rate_error,
     ratelimit_headers,
+    tightest,
 )
 from gateway.limits.budget import Counter, Verdict
 from gateway.limits.plan import BudgetCheck, RateCheck, RateKind, Scope, Unit
@@ -74,15 +75,14 @@ def test_a_rate_limit_carries_the_real_wait() -> None:
 
 
 def test_headers_show_the_tightest_key_of_each_kind() -> None:
-    team = RateCheck("a", Scope.TEAM, RateKind.REQUESTS, 600, 1)
-    user = RateCheck("b", Scope.USER, RateKind.REQUESTS, 60, 1)
-    tokens = RateCheck("c", Scope.TEAM, RateKind.TOKENS, 1000, 10)
-    headers = dict(
-        ratelimit_headers(
-            (RateView(team, 599, 100), RateView(user, 59, 1000), RateView(tokens, 990, 600))
+    requests, tokens = tightest(
+        (
+            (RateKind.REQUESTS, 600, 599, 100),
+            (RateKind.REQUESTS, 60, 59, 1000),
+            (RateKind.TOKENS, 1000, 990, 600),
         )
     )
-    assert headers == {
+    assert dict(ratelimit_headers(requests, tokens)) == {
         b"x-ratelimit-limit-requests": b"60",
         b"x-ratelimit-remaining-requests": b"59",
         b"x-ratelimit-reset-requests": b"1s",
@@ -92,30 +92,36 @@ def test_headers_show_the_tightest_key_of_each_kind() -> None:
     }
 
 
+def test_a_kind_without_a_limit_has_no_headers() -> None:
+    assert ratelimit_headers(None, None) == []
+    assert [name for name, _ in ratelimit_headers(None, RateView(10, 5, 2500))] == [
+        b"x-ratelimit-limit-tokens",
+        b"x-ratelimit-remaining-tokens",
+        b"x-ratelimit-reset-tokens",
+    ]
+    assert (
+        dict(ratelimit_headers(None, RateView(10, 5, 2500)))[b"x-ratelimit-reset-tokens"] == b"2.5s"
+    )
+
+
 def test_ratelimit_headers_pick_the_tightest_like_min() -> None:
     """The loop picks what min(key=(remaining, -reset_ms)) picks, first among equals."""
     from itertools import product
 
-    from gateway.limits.answers import RateView, ratelimit_headers
-    from gateway.limits.plan import RateCheck, RateKind, Scope
-
-    def check(n: int, kind: RateKind) -> RateCheck:
-        return RateCheck(f"k{n}", Scope.TEAM, kind, 100 + n, 1)
-
     for values in product([(5, 10), (5, 20), (3, 10), (7, 5)], repeat=3):
         for kinds in product([RateKind.REQUESTS, RateKind.TOKENS], repeat=3):
-            views = tuple(
-                RateView(check(i, kind), remaining, reset)
+            views = [
+                (kind, 100 + i, remaining, reset)
                 for i, ((remaining, reset), kind) in enumerate(zip(values, kinds, strict=True))
-            )
+            ]
             expected: list[tuple[bytes, bytes]] = []
             for kind, name in ((RateKind.REQUESTS, b"requests"), (RateKind.TOKENS, b"tokens")):
-                of_kind = [v for v in views if v.check.kind is kind]
+                of_kind = [v for v in views if v[0] is kind]
                 if of_kind:
-                    t = min(of_kind, key=lambda v: (v.remaining, -v.reset_ms))
+                    _, limit, remaining, reset = min(of_kind, key=lambda v: (v[2], -v[3]))
                     expected += [
-                        (b"x-ratelimit-limit-" + name, str(t.check.limit).encode()),
-                        (b"x-ratelimit-remaining-" + name, str(t.remaining).encode()),
-                        (b"x-ratelimit-reset-" + name, f"{t.reset_ms}ms".encode()),
+                        (b"x-ratelimit-limit-" + name, str(limit).encode()),
+                        (b"x-ratelimit-remaining-" + name, str(remaining).encode()),
+                        (b"x-ratelimit-reset-" + name, f"{reset}ms".encode()),
                     ]
-            assert ratelimit_headers(views) == expected
+            assert ratelimit_headers(*tightest(views)) == expected

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.limits.gcra import WINDOW_MS, Bucket, adjust, decide, state_of
+from gateway.limits.gcra import WINDOW_MS, Bucket, adjust, decide, state_of, taken
 
 
 def test_a_full_bucket_passes_then_the_next_waits_one_interval() -> None:
@@ -72,3 +72,20 @@ def test_never_more_than_the_limit_plus_the_refill_in_any_window(
             span = passed[j][0] - start
             total = sum(a for _, a in passed[i : j + 1])
             assert total * WINDOW_MS <= limit * WINDOW_MS + limit * span
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    stamp=st.integers(0, 200_000),
+    level=st.integers(-(10**7), 10**7),
+    now=st.integers(0, 200_000),
+    limit=st.integers(1, 200),
+    amount=st.integers(0, 250),
+)
+def test_taken_is_decide_in_one_call(
+    stamp: int, level: int, now: int, limit: int, amount: int
+) -> None:
+    """The hot path's one call allows exactly what decide allows, at the same new level."""
+    state = decide(Bucket(stamp, level), now, limit, amount)
+    found = taken(stamp, level, now, limit, amount)
+    assert found == (state.bucket.level if state.is_allowed else None)
