@@ -78,8 +78,9 @@ class RateRule(NamedTuple):
     limit: int  # per minute
 
 
-# The checks with their amounts, as refusals, seeds and the usage view see them; the
-# reservation itself reads the rules and the plan's two amounts (no object per check).
+# The checks with their amounts (a rule's fields, then the amount), as refusals, seeds
+# and the usage view see them; the reservation itself reads the rules and the plan's two
+# amounts (no object per check).
 class BudgetCheck(NamedTuple):
     key: str
     scope: Scope
@@ -89,9 +90,6 @@ class BudgetCheck(NamedTuple):
     starts_ms: int
     resets_ms: int
     amount: int  # the estimate reserved against it
-
-    def actual(self, used: Actual) -> int:
-        return used.tokens if self.unit is Unit.TOKENS else used.nanousd
 
 
 class RateCheck(NamedTuple):
