@@ -47,8 +47,14 @@ def with_path(env: list[str]) -> list[str]:
     return [f"PYTHONPATH={REPO}", *env]
 
 
-def one_round(args: argparse.Namespace, b_first: bool, out: Path) -> dict[tuple[str, int], float]:
-    """One invocation: `gateway` is the configuration measured first in each pair."""
+Key = tuple[str, int]  # (scenario, concurrency)
+
+
+def one_round(
+    args: argparse.Namespace, b_first: bool, out: Path
+) -> tuple[dict[Key, float], dict[Key, float]]:
+    """One invocation (`gateway` is the configuration measured first in each pair):
+    B ÷ A, and A's µs, per scenario and concurrency."""
     a_env, b_env = with_path(args.a), with_path(args.b)
     a_bundle, b_bundle = args.a_bundle, args.b_bundle or args.a_bundle
     first, second = ((b_env, b_bundle), (a_env, a_bundle)) if b_first else (
@@ -68,18 +74,17 @@ def one_round(args: argparse.Namespace, b_first: bool, out: Path) -> dict[tuple[
     command += args.rest
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     found = json.loads(max(out.glob("*.json"), key=lambda p: p.stat().st_mtime).read_text())
-    medians: dict[str, dict[tuple[str, int], float]] = {}
+    medians: dict[str, dict[Key, float]] = {}
     for target in found["results"]:
-        by: dict[tuple[str, int], list[float]] = {}
+        by: dict[Key, list[float]] = {}
         for run in target["runs"]:
             by.setdefault((run["scenario"], run["concurrency"]), []).append(
                 run["cpu_us_per_request"]
             )
         medians[target["name"]] = {k: statistics.median(v) for k, v in by.items()}
     a_name, b_name = ("gateway-before", "gateway") if b_first else ("gateway", "gateway-before")
-    return {k: medians[b_name][k] / medians[a_name][k] for k in medians[a_name]} | {
-        ("A µs", *k): medians[a_name][k] for k in medians[a_name]
-    }  # type: ignore[dict-item]
+    a, b = medians[a_name], medians[b_name]
+    return {k: b[k] / a[k] for k in a}, a
 
 
 def main() -> None:
@@ -88,18 +93,18 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rounds = []
     for number in range(args.rounds):
-        found = one_round(args, b_first=number % 2 == 0, out=out)
-        rounds.append(found)
-        shown = "  ".join(
-            f"{k[0]} c={k[1]}: {v:.3f}" for k, v in found.items() if len(k) == 2
+        ratios, a_us = one_round(args, b_first=number % 2 == 0, out=out)
+        rounds.append((ratios, a_us))
+        shown = "  ".join(f"{s} c={c}: {ratio:.3f}" for (s, c), ratio in ratios.items())
+        first = "B" if number % 2 == 0 else "A"
+        print(f"round {number + 1} ({first} first): B ÷ A  {shown}", flush=True)
+    for key in rounds[0][0]:
+        found = [ratios[key] for ratios, _ in rounds]
+        a_median = statistics.median(a_us[key] for _, a_us in rounds)
+        print(
+            f"{key[0]} c={key[1]}: B ÷ A median {statistics.median(found):.3f} "
+            f"(min {min(found):.3f}, max {max(found):.3f}; A {a_median:.0f} µs)"
         )
-        print(f"round {number + 1} ({'B' if number % 2 == 0 else 'A'} first): B ÷ A  {shown}",
-              flush=True)  # fmt: skip
-    for key in [k for k in rounds[0] if len(k) == 2]:
-        ratios = [r[key] for r in rounds]
-        a_us = statistics.median(r[("A µs", *key)] for r in rounds)  # type: ignore[index]
-        print(f"{key[0]} c={key[1]}: B ÷ A median {statistics.median(ratios):.3f} "
-              f"(min {min(ratios):.3f}, max {max(ratios):.3f}; A {a_us:.0f} µs)")  # fmt: skip
 
 
 if __name__ == "__main__":
