@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from gateway.errors import GatewayError
 from gateway.limits.budget import Counter, Verdict
-from gateway.limits.plan import BudgetCheck, ConcurrencyCheck, RateCheck, RateKind, Scope, Unit
+from gateway.limits.plan import BudgetRule, ConcurrencyCheck, RateKind, RateRule, Scope, Unit
 from gateway.usage.pricing import usd_text
 
 # Concurrency frees when some request ends, which nobody can know: a short hint.
@@ -45,14 +45,16 @@ class LimitsUnavailable(GatewayError):
 
 @dataclass(frozen=True, slots=True)
 class BudgetRefusal:
-    check: BudgetCheck
+    check: BudgetRule
+    amount: int  # the request's estimate on it
     verdict: Verdict
     counter: Counter
 
 
 @dataclass(frozen=True, slots=True)
 class RateRefusal:
-    check: RateCheck
+    check: RateRule
+    amount: int  # 1 (rpm), or the request's estimated tokens (tpm)
     retry_after_ms: int  # -1: the request alone is larger than the limit
     remaining: int
     reset_ms: int
@@ -100,7 +102,7 @@ def budget_error(refusal: BudgetRefusal, team: str) -> BudgetExhausted:
     limit = _amount(check.unit, check.limit)
     if refusal.verdict is Verdict.TOO_LARGE:
         message = (
-            f"This request's estimate ({_amount(check.unit, check.amount)}: prompt plus "
+            f"This request's estimate ({_amount(check.unit, refusal.amount)}: prompt plus "
             f"max_tokens) is more than the whole {name} of {_whose(check.scope, team)} "
             f"({limit}). Lower max_tokens or shorten the prompt."
         )
@@ -127,13 +129,13 @@ def rate_error(refusal: RateRefusal, team: str) -> RateLimited:
     if refusal.retry_after_ms < 0:
         return RateLimited(
             f"Request too large for {who} on {per}: Limit {check.limit}, "
-            f"Requested {check.amount}. Lower max_tokens or shorten the prompt.",
+            f"Requested {refusal.amount}. Lower max_tokens or shorten the prompt.",
             headers={"x-should-retry": "false"},
         )
     used = check.limit - refusal.remaining
     return RateLimited(
         f"Rate limit reached for {who} on {per}: Limit {check.limit}, Used {used}, "
-        f"Requested {check.amount}. Please try again in {go_duration(refusal.retry_after_ms)}.",
+        f"Requested {refusal.amount}. Please try again in {go_duration(refusal.retry_after_ms)}.",
         headers={
             **retry_headers(refusal.retry_after_ms),
             f"x-ratelimit-limit-{check.kind}": str(check.limit),

@@ -12,7 +12,7 @@ from typing import NamedTuple, Protocol
 
 from gateway.limits.answers import RateView, Refusal
 from gateway.limits.budget import Counter
-from gateway.limits.plan import Actual, BudgetCheck, Plan
+from gateway.limits.plan import Actual, BudgetRule, Plan
 
 
 class BackendUnavailable(Exception):
@@ -36,7 +36,7 @@ class Hold(NamedTuple):  # one per request: a NamedTuple costs a third of a data
 class NeedsSeed:
     """These budget counters have no usage yet in the backend: rebuild them from the ledger."""
 
-    checks: tuple[BudgetCheck, ...]
+    checks: tuple[BudgetRule, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ class LimitsBackend(Protocol):
         """All of `plan` or nothing. Raises BackendUnavailable."""
         ...
 
-    async def seed(self, team: str, seeds: tuple[tuple[BudgetCheck, int], ...]) -> None:
+    async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
         """Add rebuilt usage to counters not yet rebuilt (a second seed is ignored)."""
         ...
 

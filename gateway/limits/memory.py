@@ -21,7 +21,7 @@ from gateway.limits.answers import (
 )
 from gateway.limits.backend import Decision, Hold, NeedsSeed, Snapshot
 from gateway.limits.budget import Counter, Verdict
-from gateway.limits.plan import Actual, BudgetCheck, BudgetRule, Plan, RateKind, Unit
+from gateway.limits.plan import Actual, BudgetRule, Plan, RateKind, Unit
 
 # A period's counter is kept this long past its end (late settles, the usage view).
 KEEP_AFTER_PERIOD_MS = 86_400_000
@@ -158,10 +158,11 @@ class MemoryBackend:
         if unseeded:
             return NeedsSeed(unseeded)
         for check in checks:
-            entry = counters[check.key]
-            verdict = budget.verdict(entry.used, entry.reserved, check.limit, check.amount)
+            entry, amount = counters[check.key], plan.amount(check)
+            verdict = budget.verdict(entry.used, entry.reserved, check.limit, amount)
             if verdict is not OK:
-                return BudgetRefusal(check, verdict, Counter(entry.used, entry.reserved))
+                counter = Counter(entry.used, entry.reserved)
+                return BudgetRefusal(check, amount, verdict, counter)
         for conc in plan.concurrency:
             count = len(state.in_flight.get(conc.key, ()))
             if count >= conc.limit:
@@ -174,14 +175,16 @@ class MemoryBackend:
                 if bucket is None
                 else gcra.drained(bucket.stamp_ms, bucket.level, now_ms, rate.limit)
             )
-            wait = gcra.wait_ms(level, rate.limit, rate.amount)
+            amount = plan.amount(rate)
+            wait = gcra.wait_ms(level, rate.limit, amount)
             if wait != 0:
-                refusals.append(RateRefusal(rate, wait, *gcra.view(level, rate.limit)))
+                view = gcra.view(level, rate.limit)
+                refusals.append(RateRefusal(rate, amount, wait, *view))
         refused = first_refusal(refusals)
         assert refused is not None, "_refusal is called only when some check fails"
         return refused
 
-    async def seed(self, team: str, seeds: tuple[tuple[BudgetCheck, int], ...]) -> None:
+    async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
         counters = self._team(team).budgets
         for check, used in seeds:
             entry = self._budget(counters, check)
@@ -238,7 +241,7 @@ class MemoryBackend:
         return state
 
     @staticmethod
-    def _budget(counters: dict[str, _Budget], check: BudgetCheck | BudgetRule) -> _Budget:
+    def _budget(counters: dict[str, _Budget], check: BudgetRule) -> _Budget:
         entry = counters.get(check.key)
         if entry is None:
             entry = counters[check.key] = _Budget(

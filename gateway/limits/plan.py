@@ -78,28 +78,6 @@ class RateRule(NamedTuple):
     limit: int  # per minute
 
 
-# The checks with their amounts (a rule's fields, then the amount), as refusals, seeds
-# and the usage view see them; the reservation itself reads the rules and the plan's two
-# amounts (no object per check).
-class BudgetCheck(NamedTuple):
-    key: str
-    scope: Scope
-    unit: Unit
-    period: BudgetPeriod
-    limit: int  # tokens, or nano-USD
-    starts_ms: int
-    resets_ms: int
-    amount: int  # the estimate reserved against it
-
-
-class RateCheck(NamedTuple):
-    key: str
-    scope: Scope
-    kind: RateKind
-    limit: int  # per minute
-    amount: int
-
-
 @dataclass(frozen=True, slots=True)
 class ConcurrencyCheck:
     key: str
@@ -142,20 +120,19 @@ class Plan(NamedTuple):
         return self.shape.subject
 
     @property
-    def budgets(self) -> tuple[BudgetCheck, ...]:
-        tokens, nanousd = self.tokens, self.nanousd
-        return tuple(
-            BudgetCheck(*rule, tokens if rule.unit is Unit.TOKENS else nanousd)
-            for rule in self.shape.budgets
-        )
+    def budgets(self) -> tuple[BudgetRule, ...]:
+        return self.shape.budgets
 
     @property
-    def rates(self) -> tuple[RateCheck, ...]:
-        tokens = self.tokens
-        return tuple(
-            RateCheck(*rule, tokens if rule.kind is RateKind.TOKENS else 1)
-            for rule in self.shape.rates
-        )
+    def rates(self) -> tuple[RateRule, ...]:
+        return self.shape.rates
+
+    def amount(self, rule: BudgetRule | RateRule) -> int:
+        """What this request reserves on `rule`: its tokens on a token budget or tpm, its
+        nano-USD on a USD budget, 1 on rpm."""
+        if isinstance(rule, BudgetRule):
+            return self.tokens if rule.unit is Unit.TOKENS else self.nanousd
+        return self.tokens if rule.kind is RateKind.TOKENS else 1
 
     @property
     def concurrency(self) -> tuple[ConcurrencyCheck, ...]:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cache.rules import CacheStatus
-from gateway.limits.plan import BudgetCheck, Scope, Unit
+from gateway.limits.plan import BudgetRule, Scope, Unit
 from gateway.usage.ledger_table import usage_ledger
 
 # (team, subject or None for the whole team, start_ms, end_ms) → (tokens, nano-USD)
@@ -52,8 +52,8 @@ def ledger_reader(engine: AsyncEngine) -> LedgerSums:
 
 
 async def rebuilt(
-    sums: LedgerSums, team: str, subject: str, checks: tuple[BudgetCheck, ...]
-) -> tuple[tuple[BudgetCheck, int], ...]:
+    sums: LedgerSums, team: str, subject: str, checks: tuple[BudgetRule, ...]
+) -> tuple[tuple[BudgetRule, int], ...]:
     """Each check's usage so far this period, one query per (owner, period)."""
     found: dict[tuple[Scope, int, int], tuple[int, int]] = {}
     seeds = []

@@ -30,7 +30,7 @@ from gateway.limits.backend import BackendUnavailable, Decision, Hold, NeedsSeed
 from gateway.limits.budget import Counter, Verdict
 from gateway.limits.gcra import Bucket, state_of
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
-from gateway.limits.plan import Actual, BudgetCheck, Plan, RateKind, Unit
+from gateway.limits.plan import Actual, BudgetRule, Plan, RateKind, Unit
 from gateway.limits.redis_scripts import RESERVE, SEED, SETTLE, SWEEP
 from gateway.limits.resp import Command, NoScript, RespConnection, RespError
 
@@ -143,7 +143,7 @@ class RedisBackend:
             raise BackendUnavailable(f"Redis: {_why(reply)}")
         return reply
 
-    async def seed(self, team: str, seeds: tuple[tuple[BudgetCheck, int], ...]) -> None:
+    async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
         if not seeds:
             return
         p = team_prefix(team)
@@ -352,8 +352,9 @@ def decode_reserve(plan: Plan, hold_id: str, lease_end: int, reply: list[Any]) -
     if status == 1:
         verdict = Verdict.TOO_LARGE if int(reply[2]) == 2 else Verdict.EXHAUSTED
         counter = Counter(int(reply[3]), int(reply[4]))
-        return BudgetRefusal(plan.budgets[check_index], verdict, counter)
+        rule = plan.budgets[check_index]
+        return BudgetRefusal(rule, plan.amount(rule), verdict, counter)
     if status == 2:
         return ConcurrencyRefusal(plan.concurrency[check_index], int(reply[2]))
     rate = plan.rates[check_index]
-    return RateRefusal(rate, int(reply[2]), int(reply[3]), int(reply[4]))
+    return RateRefusal(rate, plan.amount(rate), int(reply[2]), int(reply[3]), int(reply[4]))

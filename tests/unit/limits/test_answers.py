@@ -15,7 +15,7 @@ from gateway.limits.answers import (
     tightest,
 )
 from gateway.limits.budget import Counter, Verdict
-from gateway.limits.plan import BudgetCheck, RateCheck, RateKind, Scope, Unit
+from gateway.limits.plan import BudgetRule, RateKind, RateRule, Scope, Unit
 from gateway.policy.compiled import BudgetPeriod
 
 
@@ -38,12 +38,12 @@ def test_go_durations(ms: int, text: str) -> None:
     assert go_duration(ms) == text
 
 
-def budget(scope: Scope = Scope.TEAM, unit: Unit = Unit.TOKENS) -> BudgetCheck:
-    return BudgetCheck("k", scope, unit, BudgetPeriod.MONTH, 1000, 0, 1_738_368_000_000, 50)
+def budget(scope: Scope = Scope.TEAM, unit: Unit = Unit.TOKENS) -> BudgetRule:
+    return BudgetRule("k", scope, unit, BudgetPeriod.MONTH, 1000, 0, 1_738_368_000_000)
 
 
 def test_an_exhausted_budget_says_which_and_when_and_forbids_retries() -> None:
-    error = budget_error(BudgetRefusal(budget(), Verdict.EXHAUSTED, Counter(990, 0)), "search")
+    error = budget_error(BudgetRefusal(budget(), 50, Verdict.EXHAUSTED, Counter(990, 0)), "search")
     assert (error.status, error.type, error.code) == (
         429,
         "insufficient_quota",
@@ -56,14 +56,14 @@ def test_an_exhausted_budget_says_which_and_when_and_forbids_retries() -> None:
 
 def test_a_user_usd_budget_names_itself() -> None:
     check = budget(Scope.USER, Unit.USD)
-    error = budget_error(BudgetRefusal(check, Verdict.TOO_LARGE, Counter()), "search")
+    error = budget_error(BudgetRefusal(check, 50, Verdict.TOO_LARGE, Counter()), "search")
     assert "month USD budget of your per-user budget in team 'search'" in error.message
     assert "0.000000050 USD" in error.message
 
 
 def test_a_rate_limit_carries_the_real_wait() -> None:
-    check = RateCheck("k", Scope.TEAM, RateKind.TOKENS, 30000, 385)
-    error = rate_error(RateRefusal(check, 644, 63, 60000), "search")
+    check = RateRule("k", Scope.TEAM, RateKind.TOKENS, 30000)
+    error = rate_error(RateRefusal(check, 385, 644, 63, 60000), "search")
     assert (error.status, error.type, error.code) == (
         429,
         "rate_limit_error",

@@ -124,7 +124,7 @@ def test_holds_always_end_released_and_counters_stay_in_bounds(ops: list[tuple])
                 holds.append(result)
         elif op == "settle" and holds:
             hold = holds.pop(0)
-            estimate = hold.plan.budgets[0].amount
+            estimate = hold.plan.amount(hold.plan.budgets[0])
             actual = Actual(estimate * a // 100, estimate * 10 * a // 100) if b else None
             backend.settle(hold, actual)
         elif op == "wait":

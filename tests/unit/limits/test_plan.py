@@ -33,12 +33,12 @@ def test_every_budget_limit_and_user_rule_becomes_a_check() -> None:
         Estimate(1200, 3_000_000),
         NOW,
     )
-    assert [(b.scope, b.unit, b.period, b.limit, b.amount) for b in plan.budgets] == [
+    assert [(b.scope, b.unit, b.period, b.limit, plan.amount(b)) for b in plan.budgets] == [
         (Scope.TEAM, Unit.USD, BudgetPeriod.MONTH, 2000 * 10**9, 3_000_000),
         (Scope.TEAM, Unit.TOKENS, BudgetPeriod.DAY, 2_000_000, 1200),
         (Scope.USER, Unit.TOKENS, BudgetPeriod.DAY, 500_000, 1200),
     ]
-    assert [(r.scope, r.kind, r.limit, r.amount) for r in plan.rates] == [
+    assert [(r.scope, r.kind, r.limit, plan.amount(r)) for r in plan.rates] == [
         (Scope.TEAM, "requests", 600, 1),
         (Scope.TEAM, "tokens", 200_000, 1200),
         (Scope.USER, "requests", 60, 1),
