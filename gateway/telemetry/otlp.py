@@ -242,7 +242,7 @@ def encode_span(span: ReadableSpan) -> bytes:
         context.trace_id.to_bytes(16, "big"),
         _SPAN_ID,
         context.span_id.to_bytes(8, "big"),
-        _text(3, ",".join(f"{k}={v}" for k, v in state.items())) if state else b"",
+        _text(3, state.to_header()),  # b"" for an empty state
         _PARENT_SPAN_ID + parent.span_id.to_bytes(8, "big") if parent is not None else b"",
         _text(5, span.name),
         _kind(span.kind.value),
@@ -353,7 +353,7 @@ def encode_facts(trace_id: int, state: TraceState, spans: Iterable[SpanFacts]) -
     """The `Span` messages of one trace's spans: byte for byte what `encode_span` makes
     of the same spans as `ReadableSpan`s, without building those."""
     trace_part = _TRACE_ID + trace_id.to_bytes(16, "big") + _SPAN_ID
-    state_part = _text(3, ",".join(f"{k}={v}" for k, v in state.items())) if state else b""
+    state_part = _text(3, state.to_header())
     return [
         b"".join(
             (
