@@ -41,6 +41,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)"
     )
+    parser.add_argument(
+        "--native", action="store_true", help="C frames too (py-spy --native, pausing the process): GC, parsers"
+    )
     parser.add_argument("--gateway-env", action="append", default=[], metavar="K=V")
     parser.add_argument("--out", default="profile.txt", help="collapsed stacks")
     parser.add_argument("--top", type=int, default=40)
@@ -116,8 +119,10 @@ def main() -> int:
             measure.run_wrk(url, args.concurrency, 2, body, target.token, 1, procs.transient)
             cpu_before = measure.tree_cpu_s(target.pid)
             spy_args = ["--pid", str(target.pid), "--rate", str(args.rate), "--format", "raw"]
-            spy_args += ["--duration", str(args.duration), "--nonblocking", "--output", args.out]
+            spy_args += ["--duration", str(args.duration), "--output", args.out]
+            spy_args += [] if args.native else ["--nonblocking"]  # native frames need a pause
             spy_args += ["--gil", "--threads"] if args.gil else []
+            spy_args += ["--native"] if args.native else []
             recorder = subprocess.Popen(
                 [spy, "record", *spy_args],
                 stdout=subprocess.DEVNULL,

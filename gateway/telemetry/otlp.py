@@ -49,6 +49,8 @@ _SMALL = tuple(bytes((i,)) for i in range(128))  # one-byte varints, prebuilt
 def _varint(value: int) -> bytes:
     if value < 128:
         return _SMALL[value]
+    if value < 16384:  # a span's or an attribute's size: two bytes, without the loop
+        return bytes((value & 0x7F | 0x80, value >> 7))
     out = bytearray()
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
@@ -218,6 +220,7 @@ _SPAN_ID = _tag(2, _LEN) + b"\x08"
 _PARENT_SPAN_ID = _tag(4, _LEN) + b"\x08"
 _FLAGS_LOCAL = _fixed32(16, _HAS_IS_REMOTE)
 _FLAGS_REMOTE = _fixed32(16, _HAS_IS_REMOTE | _IS_REMOTE)
+_START, _END = _tag(7, _I64), _tag(8, _I64)  # start_time_unix_nano, end_time_unix_nano
 
 
 @functools.cache
@@ -367,8 +370,8 @@ def encode_facts(trace_id: int, state: TraceState, spans: Iterable[SpanFacts]) -
                 else _CLIENT_KIND
                 if span.kind is _CLIENT
                 else _kind(span.kind.value),
-                _fixed64(7, span.start_ns),
-                _fixed64(8, span.end_ns),
+                _START + _pack_u64(span.start_ns) if span.start_ns else b"",
+                _END + _pack_u64(span.end_ns) if span.end_ns else b"",
                 _encoded_parts(span.parts),
                 _STATUS_ERROR if span.is_error else _STATUS_UNSET,
                 _FLAGS_REMOTE if span.parent_is_remote else _FLAGS_LOCAL,
@@ -421,17 +424,27 @@ def encode_traces(traces: Iterable[EncodedTrace]) -> bytes:
 
 
 def _request(groups: _Groups) -> bytes:
-    out = []
+    """The request's bytes from pieces joined once: each nested message's size is the
+    sum of its pieces' (joining every level would copy the whole batch again per level)."""
+    out: list[bytes] = []
     for resource, scopes in groups.values():
         body = [_field(1, attributes(1, resource.attributes))]
         for scope, encoded in scopes.values():
-            scope_spans = [_field(1, _scope(scope))]
-            scope_spans.extend(_field(2, span) for span in encoded)
-            scope_spans.append(_text(3, (scope.schema_url if scope else "") or ""))
-            body.append(_field(2, b"".join(scope_spans)))
+            pieces = [_field(1, _scope(scope))]
+            for span in encoded:
+                pieces += (_SPANS_TAG, _varint(len(span)), span)
+            pieces.append(_text(3, (scope.schema_url if scope else "") or ""))
+            body += (_SCOPE_SPANS_TAG, _varint(sum(map(len, pieces))))
+            body += pieces
         body.append(_text(3, resource.schema_url or ""))
-        out.append(_field(1, b"".join(body)))
+        out += (_RESOURCE_SPANS_TAG, _varint(sum(map(len, body))))
+        out += body
     return b"".join(out)
+
+
+# ExportTraceServiceRequest.resource_spans = 1, ResourceSpans.scope_spans = 2,
+# ScopeSpans.spans = 2: the tags of the request's nested messages.
+_RESOURCE_SPANS_TAG, _SCOPE_SPANS_TAG, _SPANS_TAG = _tag(1, _LEN), _tag(2, _LEN), _tag(2, _LEN)
 
 
 class OtlpHttpExporter(SpanExporter):
