@@ -42,7 +42,9 @@ def parse_args() -> argparse.Namespace:
         "--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)"
     )
     parser.add_argument(
-        "--native", action="store_true", help="C frames too (py-spy --native, pausing the process): GC, parsers"
+        "--native",
+        action="store_true",
+        help="C frames too (py-spy --native; pauses the process)",
     )
     parser.add_argument("--gateway-env", action="append", default=[], metavar="K=V")
     parser.add_argument("--out", default="profile.txt", help="collapsed stacks")
