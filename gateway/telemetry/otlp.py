@@ -313,12 +313,13 @@ def merged(parts: AttributeParts) -> dict[str, Any]:
 
 
 def _encoded_parts(parts: AttributeParts) -> bytes:
-    return b"".join(
-        [
-            part.encoded() if isinstance(part, Block) else attributes(_SPAN_ATTRIBUTES, part)
-            for part in parts
-        ]
-    )
+    out = []
+    for part in parts:
+        if type(part) is Block:
+            out.append(part._encoded or part.encoded())
+        else:
+            out.append(attributes(_SPAN_ATTRIBUTES, part))  # type: ignore[arg-type]
+    return b"".join(out)
 
 
 class SpanFacts(NamedTuple):
@@ -356,7 +357,7 @@ def encode_facts(trace_id: int, state: TraceState, spans: Iterable[SpanFacts]) -
     """The `Span` messages of one trace's spans: byte for byte what `encode_span` makes
     of the same spans as `ReadableSpan`s, without building those."""
     trace_part = _TRACE_ID + trace_id.to_bytes(16, "big") + _SPAN_ID
-    state_part = _text(3, state.to_header())
+    state_part = _text(3, state.to_header()) if state else b""  # the usual trace has none
     return [
         b"".join(
             (
@@ -418,8 +419,12 @@ class EncodedTrace(Protocol):
 def encode_traces(traces: Iterable[EncodedTrace]) -> bytes:
     """The same request for whole traces, each encoding its own spans."""
     groups: _Groups = {}
+    resource = scope = spans = None
     for trace in traces:
-        _group(groups, trace.resource, trace.scope).extend(trace.encoded_spans())
+        if trace.resource is not resource or trace.scope is not scope:  # seldom: one per process
+            resource, scope = trace.resource, trace.scope
+            spans = _group(groups, resource, scope)
+        spans.extend(trace.encoded_spans())  # type: ignore[union-attr]
     return _request(groups)
 
 
