@@ -82,11 +82,12 @@ class Deployment:
     priority: int
     price: Price | None = None  # the deployment's own, else its model's; None: price table
     prices: UnitPrices = UNKNOWN_PRICES  # what it is charged at (policy, else the table)
+    # `PROVIDER/UPSTREAM_MODEL`, as the x-gateway-deployment header shows it: made once,
+    # read by every header, log line, metric and span of a request.
+    label: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def label(self) -> str:
-        """`PROVIDER/UPSTREAM_MODEL`, as the x-gateway-deployment header shows it."""
-        return f"{self.provider}/{self.model}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label", f"{self.provider}/{self.model}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,11 +226,21 @@ class Metrics:
         # What the batch adds to each counter (a label set's child): one increment per
         # counter, not one per request (each takes prometheus-client's lock).
         adds: dict[Any, float] = {}
+        # What every answered request adds (one, its tokens, its cost), summed per
+        # label set's children (`_per_request`): one lookup per request, not four.
+        answered: dict[tuple[Any, ...], list[int]] = {}
         for ctx, elapsed_s in waiting:
             try:
-                self._count(ctx, elapsed_s, policy, adds)
+                self._count(ctx, elapsed_s, policy, adds, answered)
             except Exception:  # one request's bug must not cost the rest their counts
                 log.exception("counting a request failed")
+        for (requests, _, input_tokens, output_tokens, cost), sums in answered.items():
+            _add(adds, requests, sums[0])
+            if input_tokens is not None:
+                _add(adds, input_tokens, sums[1])
+                _add(adds, output_tokens, sums[2])
+            if cost is not None:
+                _add(adds, cost, sums[3] / NANO_PER_USD)
         for counter, amount in adds.items():
             counter.inc(amount)
         self._note_policy_version()
@@ -242,30 +252,34 @@ class Metrics:
         elapsed_s: float,
         policy: Policy,
         adds: dict[Any, float],
+        answered: dict[tuple[Any, ...], list[int]],
     ) -> None:
         team = labels.team_label(ctx, policy.teams)
         model = labels.model_label(ctx, policy.models)
         deployment = labels.deployment_label(ctx)
         child = self._child
         is_costed = ctx.prices is not None and bool(ctx.cost_nanousd)
-        requests, duration, input_tokens, output_tokens, cost = self._per_request(
-            team, model, deployment, ctx, is_costed
-        )
-        duration.observe(elapsed_s)  # a histogram: each request in its own bucket
-        _add(adds, requests, 1)
+        children = self._per_request(team, model, deployment, ctx, is_costed)
+        children[1].observe(elapsed_s)  # the duration histogram: each request in its bucket
+        sums = answered.get(children)
+        if sums is None:
+            sums = answered[children] = [0, 0, 0, 0]
+        sums[0] += 1
         usage = ctx.usage
         if usage is not None:
-            _add(adds, input_tokens, usage.input_tokens)
-            _add(adds, output_tokens, usage.output_tokens)
+            sums[1] += usage.input_tokens
+            sums[2] += usage.output_tokens
         if is_costed:
-            _add(adds, cost, ctx.cost_nanousd / NANO_PER_USD)
+            sums[3] += ctx.cost_nanousd
         if ctx.first_byte_s is not None:
             child(self.ttft, model, deployment).observe(ctx.first_byte_s)
-        if ctx.tries:
-            for label, result in labels.attempt_results(ctx.tries):
+        tries = ctx.tries
+        if tries:
+            for label, result in labels.attempt_results(tries):
                 _add(adds, child(self.attempts, label, result.value), 1)
-            for label in labels.failed_over_from(ctx.tries):
-                _add(adds, child(self.failovers, label), 1)
+            if len(tries) > 1:  # only a second attempt can follow a failed one
+                for label in labels.failed_over_from(tries):
+                    _add(adds, child(self.failovers, label), 1)
         kind = labels.refusal_kind(ctx)
         if kind is not None:
             _add(adds, child(self.refusals, team, kind.value), 1)
