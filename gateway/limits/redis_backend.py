@@ -30,7 +30,14 @@ from gateway.limits.backend import BackendUnavailable, Decision, Hold, NeedsSeed
 from gateway.limits.budget import Counter, Verdict
 from gateway.limits.gcra import Bucket, state_of
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
-from gateway.limits.plan import Actual, BudgetRule, Plan, RateKind, Unit
+from gateway.limits.plan import Actual, BudgetRule, Plan
+from gateway.limits.redis_calls import (
+    ScriptCall,
+    ShapeCalls,
+    reserve_values,
+    settle_values,
+    team_prefix,
+)
 from gateway.limits.redis_scripts import RESERVE, SEED, SETTLE, SWEEP
 from gateway.limits.resp import Command, NoScript, RespConnection, RespError
 
@@ -44,14 +51,10 @@ SETTLE_DELAY_S = 0.002
 RIDE_ALONG_MAX = 4  # settles one reserve carries: Redis runs them before it answers
 
 
-def team_prefix(team: str) -> str:
-    """All of one team's keys in one hash slot (Redis Cluster): the `{team}` tag."""
-    return f"gw:{{{team}}}:"
+__all__ = ["RedisBackend", "team_prefix"]
 
-
-def _numbers(values: list[int]) -> str:
-    """The scripts' numeric arguments as one string (redis_scripts.py splits it)."""
-    return " ".join(map(str, values))
+# A settle waiting to be sent: its shape's SETTLE call and its ARGV.
+Settle = tuple[ScriptCall, list[str]]
 
 
 class RedisBackend:
@@ -62,9 +65,11 @@ class RedisBackend:
         self._settle = client.register_script(SETTLE)
         self._seed = client.register_script(SEED)
         self._sweep = client.register_script(SWEEP)
+        # Each shape's RESERVE and SETTLE calls less the request's numbers, made once.
+        self._calls = ShapeCalls(self._reserve.sha, self._settle.sha)
         # Settles wait here for the drainer, which sends what has gathered as one
         # pipeline (one write, one read) while the responses go out: no task per request.
-        self._queue: list[tuple[list[str], list[str]]] = []
+        self._queue: list[Settle] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -89,35 +94,16 @@ class RedisBackend:
         return None  # Redis decides: always one round trip (try_reserve)
 
     async def try_reserve(self, plan: Plan, hold_id: str, now_ms: int) -> Decision:
-        shape, tokens, nanousd = plan.shape, plan.tokens, plan.nanousd
-        p = team_prefix(shape.team)
-        keys = [p + "holds", p + "exp"]
+        reserve = self._calls.of(plan.shape)[0]
         lease_end = now_ms + plan.lease_ms
-        nums = [
-            now_ms,
-            lease_end,
-            len(shape.budgets),
-            len(shape.rates),
-            len(shape.concurrency),
-        ]
-        for b in shape.budgets:
-            keys.append(p + b.key)
-            amount = tokens if b.unit is Unit.TOKENS else nanousd
-            nums += (b.limit, amount, b.resets_ms + KEEP_AFTER_PERIOD_MS)
-        for r in shape.rates:
-            keys.append(p + r.key)
-            nums += (r.limit, tokens if r.kind is RateKind.TOKENS else 1)
-        for c in shape.concurrency:
-            keys.append(p + c.key)
-            nums.append(c.limit)
-        args = [hold_id, _numbers(nums)]
+        args = reserve.args(hold_id, reserve_values(plan, now_ms, lease_end))
         if self._fast is not None and 0 < len(self._queue) <= RIDE_ALONG_MAX:
-            reply = await self._reserve_with_settles(keys, args)
+            reply = await self._reserve_with_settles(reserve, args)
         else:
-            reply = await self._call(self._reserve, keys, args)
+            reply = await self._call(self._reserve, reserve.keys, args, reserve)
         return decode_reserve(plan, hold_id, lease_end, reply)
 
-    async def _reserve_with_settles(self, keys: list[str], args: list[str]) -> Any:
+    async def _reserve_with_settles(self, reserve: ScriptCall, args: list[str]) -> Any:
         """The reserve, with the settles waiting in the queue ahead of it in one write."""
         assert self._fast is not None
         batch, self._queue = self._queue, []
@@ -125,7 +111,7 @@ class RedisBackend:
             self._timer.cancel()
             self._timer = None
         commands = self._settle_commands(batch)
-        commands.append(("EVALSHA", self._reserve.sha, len(keys), *keys, *args))
+        commands.append(reserve.command(args))
         self._sending += 1
         try:
             replies = await self._fast.call_many(commands)
@@ -138,7 +124,7 @@ class RedisBackend:
         await self._account(batch, replies[:-1])
         reply = replies[-1]
         if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
-            return await self._call(self._reserve, keys, args)
+            return await self._call(self._reserve, reserve.keys, args, reserve)
         if isinstance(reply, RespError):
             raise BackendUnavailable(f"Redis: {_why(reply)}")
         return reply
@@ -155,7 +141,7 @@ class RedisBackend:
     def settle(self, hold: Hold, actual: Actual | None) -> None:
         if not hold.is_checked:
             return
-        self._queue.append(settle_command(hold, actual))
+        self._queue.append(self._settle_of(hold, actual))
         self._idle.clear()
         loop = asyncio.get_running_loop()
         if self._drainer is None or self._drainer.done():
@@ -171,9 +157,14 @@ class RedisBackend:
         if not self._queue and not self._sending:
             self._idle.set()
 
+    def _settle_of(self, hold: Hold, actual: Actual | None) -> Settle:
+        plan = hold.plan
+        settle = self._calls.of(plan.shape)[1]
+        return settle, settle.args(hold.id, settle_values(plan, actual))
+
     async def _settle_now(self, hold: Hold, actual: Actual | None) -> None:
         """Settle at once and wait for Redis to take it (the equivalence test's path)."""
-        await self._send_settles([settle_command(hold, actual)])
+        await self._send_settles([self._settle_of(hold, actual)])
 
     async def flush(self) -> None:
         """Send what is queued now; wait until every settle has been sent (and answered,
@@ -197,14 +188,14 @@ class RedisBackend:
                 return
 
     async def _retry_unknown_script(
-        self, batch: list[tuple[list[str], list[str]]], replies: list[Any]
+        self, batch: list[Settle], replies: list[Any]
     ) -> list[Exception]:
         """Settles Redis refused for not knowing the script (a restarted Redis: none of it
         ran) are sent again; the errors of those it did not take otherwise."""
         errors = []
-        for (keys, args), reply in zip(batch, replies, strict=False):
+        for (call, args), reply in zip(batch, replies, strict=False):
             if isinstance(reply, NoScriptError | NoScript):  # Redis forgot it: none of it ran
-                await self._evalsha(self._settle, keys, args)
+                await self._evalsha(self._settle, call.keys, args, call)
             elif isinstance(reply, Exception):
                 errors.append(reply)
         return errors
@@ -216,11 +207,10 @@ class RedisBackend:
             extra={"fields": {"settles": count, "error": _why(error)}},
         )
 
-    def _settle_commands(self, batch: list[tuple[list[str], list[str]]]) -> list[Command]:
-        sha = self._settle.sha
-        return [("EVALSHA", sha, len(keys), *keys, *args) for keys, args in batch]
+    def _settle_commands(self, batch: list[Settle]) -> list[Command]:
+        return [call.command(args) for call, args in batch]
 
-    async def _account(self, batch: list[tuple[list[str], list[str]]], replies: list[Any]) -> None:
+    async def _account(self, batch: list[Settle], replies: list[Any]) -> None:
         """The settles' replies: those refused for a forgotten script go again, the other
         failures are counted lost."""
         try:
@@ -230,19 +220,19 @@ class RedisBackend:
         if errors:
             self._lost(len(errors), errors[0])
 
-    async def _send_settles(self, batch: list[tuple[list[str], list[str]]]) -> None:
+    async def _send_settles(self, batch: list[Settle]) -> None:
         try:
             if len(batch) == 1:
-                keys, args = batch[0]
-                await self._evalsha(self._settle, keys, args)
+                call, args = batch[0]
+                await self._evalsha(self._settle, call.keys, args, call)
                 return
-            commands = self._settle_commands(batch)
             if self._fast is not None:
-                replies = await self._fast.call_many(commands)
+                replies = await self._fast.call_many(self._settle_commands(batch))
             else:
+                sha = self._settle.sha
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for command in commands:
-                        pipe.execute_command(*command)
+                    for call, args in batch:
+                        pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *args)
                     replies = await pipe.execute(raise_on_error=False)
         except (RedisError, RespError, OSError) as error:
             self._lost(len(batch), error)
@@ -294,47 +284,35 @@ class RedisBackend:
             await self._fast.close()
         await self._redis.aclose()
 
-    async def _call(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
+    async def _call(
+        self, script: AsyncScript, keys: list[str], args: list[Any], call: ScriptCall | None = None
+    ) -> Any:
         try:
-            return await self._evalsha(script, keys, args)
+            return await self._evalsha(script, keys, args, call)
         except (RedisError, RespError, OSError) as error:
             raise BackendUnavailable(f"Redis: {_why(error)}") from error
 
-    async def _evalsha(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA on the fast connection, else through redis-py; a script Redis forgot
-        (it restarted or was flushed) is loaded again, once."""
+    async def _evalsha(
+        self, script: AsyncScript, keys: list[str], args: list[Any], call: ScriptCall | None = None
+    ) -> Any:
+        """EVALSHA on the fast connection (framed by `call`, a shape's call made once,
+        when given), else through redis-py; a script Redis forgot (it restarted or was
+        flushed) is loaded again, once: the same text, the same sha."""
         fast = self._fast
         if fast is None:
             return await script(keys=keys, args=args)
+        command: Command = (
+            ("EVALSHA", script.sha, len(keys), *keys, *args) if call is None else call.command(args)
+        )
         try:
-            return await fast.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+            return await fast.call(command)
         except NoScript:
             script.sha = await self._redis.script_load(script.script)
-            return await fast.call(("EVALSHA", script.sha, len(keys), *keys, *args))
+            return await fast.call(command)
 
 
 def _why(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
-
-
-def settle_command(hold: Hold, actual: Actual | None) -> tuple[list[str], list[str]]:
-    """The SETTLE script's keys and arguments for `hold`."""
-    plan = hold.plan
-    shape = plan.shape
-    p = team_prefix(shape.team)
-    keys = [p + "holds", p + "exp"]
-    nums = [len(shape.budgets), 0]
-    for b in shape.budgets:
-        keys.append(p + b.key)
-        used = -1 if actual is None else b.actual(actual)
-        nums += (used, b.resets_ms + KEEP_AFTER_PERIOD_MS)
-    true_tokens = 0 if actual is None else actual.tokens
-    for r in shape.rates:
-        if r.kind is RateKind.TOKENS:
-            keys.append(p + r.key)
-            nums.append(true_tokens - plan.tokens)
-    nums[1] = len(keys) - 2 - len(shape.budgets)
-    return keys, [hold.id, _numbers(nums)]
 
 
 def decode_reserve(plan: Plan, hold_id: str, lease_end: int, reply: list[Any]) -> Decision:

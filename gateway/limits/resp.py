@@ -24,7 +24,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 CRLF = b"\r\n"
-Command = tuple[bytes | str | int, ...]
+# A command: its parts, or already framed in RESP (limits/redis_calls.py).
+Command = tuple[bytes | str | int, ...] | bytes
 
 
 class RespError(Exception):
@@ -40,7 +41,9 @@ class _Incomplete(Exception):
 
 
 def pack(command: Command) -> bytes:
-    """One command in RESP: an array of bulk strings."""
+    """One command in RESP: an array of bulk strings (as it is, when already framed)."""
+    if type(command) is bytes:
+        return command
     out = [b"*%d\r\n" % len(command)]
     for part in command:
         data = part if isinstance(part, bytes) else str(part).encode()

@@ -13,7 +13,7 @@ import pytest
 from gateway.limits.backend import BackendUnavailable, Hold
 from gateway.limits.plan import Actual, Estimate, Plan, build_plan
 from gateway.limits.redis_backend import RIDE_ALONG_MAX, RedisBackend
-from gateway.limits.resp import Command
+from gateway.limits.resp import Command, parse
 from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
 from gateway.policy.schema import LimitsSpec
 
@@ -46,6 +46,13 @@ def unreachable() -> RedisBackend:
     return RedisBackend.from_url(f"redis://127.0.0.1:{port}")
 
 
+def sha_of(command: Command) -> str:
+    """The script an EVALSHA command calls, framed already (RESP) or not."""
+    parts = parse(command, 0)[0] if isinstance(command, bytes) else command
+    sha = parts[1]
+    return sha.decode() if isinstance(sha, bytes) else str(sha)
+
+
 def recording(backend: RedisBackend) -> list[list[str]]:
     """The commands of each write the fast connection makes (their scripts' shas)."""
     assert backend._fast is not None
@@ -53,7 +60,7 @@ def recording(backend: RedisBackend) -> list[list[str]]:
     send = backend._fast.call_many
 
     async def record(commands: list[Command]) -> list[Any]:
-        writes.append([str(c[1]) for c in commands])
+        writes.append([sha_of(c) for c in commands])
         return await send(commands)
 
     backend._fast.call_many = record  # type: ignore[method-assign]
