@@ -106,10 +106,10 @@ class RedisBackend:
     async def _reserve_with_settles(self, reserve: ScriptCall, args: list[str]) -> Any:
         """The reserve, with the settles waiting in the queue ahead of it in one write."""
         assert self._fast is not None
+        # The settle timer stays: when it fires it finds the queue empty (or holding the
+        # settles that came since, none of them older than its delay). One timer per
+        # delay, not one made and cancelled per request.
         batch, self._queue = self._queue, []
-        if self._timer is not None:  # nothing left for the drainer to send: no wake-up
-            self._timer.cancel()
-            self._timer = None
         commands = self._settle_commands(batch)
         commands.append(reserve.command(args))
         self._sending += 1
@@ -121,7 +121,8 @@ class RedisBackend:
         finally:
             self._sending -= 1
             self._maybe_idle()
-        await self._account(batch, replies[:-1])
+        if any(isinstance(r, RespError) for r in replies):  # seldom: no coroutine otherwise
+            await self._account(batch, replies[:-1])
         reply = replies[-1]
         if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
             return await self._call(self._reserve, reserve.keys, args, reserve)
@@ -151,7 +152,8 @@ class RedisBackend:
 
     def _send_queued(self) -> None:
         self._timer = None
-        self._wake.set()
+        if self._queue:  # a reserve may have carried them all already
+            self._wake.set()
 
     def _maybe_idle(self) -> None:
         if not self._queue and not self._sending:
