@@ -6,18 +6,24 @@ batch processor and OTLP encoder to a collector on 127.0.0.1 that answers 200.
 
 Prints the median over the repeats of this process's CPU (every thread: the batch
 thread encodes and posts) per request; the collector (bench/otlp_sink.py) runs in its
-own process.
+own process. Then what the export thread does per trace without the POST: the spans'
+facts and their OTLP bytes (`encode_traces` of finished traces, garbage collection off
+so that keeping every trace of the run does not bill collections to it).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import socket
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from opentelemetry.sdk.trace.export import SpanExportResult
 
 from gateway.auth.principal import Principal
 from gateway.context import Outcome, RequestContext
@@ -26,7 +32,7 @@ from gateway.routing.tries import Tries
 from gateway.telemetry.attributes import traces_url
 from gateway.telemetry.batch import SpanBatcher
 from gateway.telemetry.current import CURRENT_TRACE, add_trace_headers, attempt_observer
-from gateway.telemetry.otlp import OtlpHttpExporter
+from gateway.telemetry.otlp import EncodedTrace, OtlpHttpExporter, encode_traces
 from gateway.telemetry.tracing import Tracing
 from gateway.usage.usage import Usage
 
@@ -74,6 +80,36 @@ def measure(requests: int, endpoint: str) -> float:
     return (time.process_time() - started) / requests * 1e6
 
 
+class _Keeping(OtlpHttpExporter):
+    """An exporter that keeps the finished traces instead of sending them."""
+
+    def __init__(self) -> None:
+        super().__init__("http://127.0.0.1:9/v1/traces")
+        self.traces: list[EncodedTrace] = []
+
+    def export_traces(self, traces: Sequence[EncodedTrace]) -> SpanExportResult:
+        self.traces.extend(traces)
+        return SpanExportResult.SUCCESS
+
+
+def measure_encoding(requests: int, repeat: int) -> list[float]:
+    keeping = _Keeping()
+    tracing = Tracing(SpanBatcher(keeping, max_queue=10**6), lambda _: "openai", lambda: 3)
+    for _ in range(requests):
+        one_request(tracing)
+    tracing.close()  # every trace handed to the exporter
+    runs = []
+    gc.disable()
+    try:
+        for _ in range(repeat):
+            started = time.process_time()
+            encode_traces(keeping.traces)
+            runs.append((time.process_time() - started) / requests * 1e6)
+    finally:
+        gc.enable()
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20000)
@@ -97,6 +133,9 @@ def main() -> None:
         sink.terminate()
     shown = ", ".join(f"{run:.1f}" for run in runs)
     print(f"traced request: {statistics.median(runs):.1f} µs CPU (median of {shown})")
+    encoding = measure_encoding(args.requests, args.repeat)
+    shown = ", ".join(f"{run:.2f}" for run in encoding)
+    print(f"export work per trace, no POST: {statistics.median(encoding):.2f} µs (of {shown})")
 
 
 if __name__ == "__main__":

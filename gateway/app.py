@@ -139,6 +139,15 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
+# The collector's thresholds once start-up objects are frozen. A request makes a few
+# hundred container objects and frees nearly all of them itself (reference counts); at
+# CPython's default (700, 10, 10) a young collection ran every few requests, walking
+# whatever requests were in flight. Less often: -2 to -6 % CPU per request with
+# everything on (bench/RESULTS.md, session 9); a young collection then walks ~10k
+# objects, well under a millisecond.
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
 def build_app(settings: Settings, services: Services | None = None) -> Starlette:
     """The ASGI app; `services` lets tests bring their own, else the lifespan builds them."""
 
@@ -152,6 +161,7 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
             # Start-up objects (policy, modules, keys) live for the whole process:
             # moving them out of the collector's reach keeps GC pauses short.
             gc.freeze()
+            gc.set_threshold(*GC_THRESHOLDS)
             app.state.services = built  # for tests and tools; handlers use request.state
             with reopen_on_sighup(built.access_log):
                 yield {"services": built}
