@@ -51,8 +51,6 @@ SETTLE_DELAY_S = 0.002
 RIDE_ALONG_MAX = 4  # settles one reserve carries: Redis runs them before it answers
 
 
-__all__ = ["RedisBackend", "team_prefix"]
-
 # A settle waiting to be sent: its shape's SETTLE call and its ARGV.
 Settle = tuple[ScriptCall, list[str]]
 
@@ -121,8 +119,7 @@ class RedisBackend:
         finally:
             self._sending -= 1
             self._maybe_idle()
-        if any(isinstance(r, RespError) for r in replies):  # seldom: no coroutine otherwise
-            await self._account(batch, replies[:-1])
+        await self._account(batch, replies[:-1])
         reply = replies[-1]
         if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
             return await self._call(self._reserve, reserve.keys, args, reserve)

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
 from gateway.limits.plan import Actual, Plan, RateKind, Shape, Unit
+from gateway.limits.resp import bulk
 
 # Shapes whose calls are kept; more and the cache starts over (shapes are per minute).
 CALLS_KEPT = 8192
@@ -23,11 +24,6 @@ CALLS_KEPT = 8192
 def team_prefix(team: str) -> str:
     """All of one team's keys in one hash slot (Redis Cluster): the `{team}` tag."""
     return f"gw:{{{team}}}:"
-
-
-def bulk(data: bytes) -> bytes:
-    """One RESP bulk string."""
-    return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
 class ScriptCall(NamedTuple):
@@ -43,14 +39,13 @@ class ScriptCall(NamedTuple):
 
     def command(self, args: list[str]) -> bytes:
         """The whole command in RESP, as resp.pack frames it."""
-        return self.head + bulk(args[0].encode()) + bulk(args[1].encode())
+        return self.head + bulk(args[0]) + bulk(args[1])
 
 
 def _script_call(sha: str, keys: list[str], numbers: str) -> ScriptCall:
-    head = [b"*%d\r\n" % (3 + len(keys) + 2), bulk(b"EVALSHA"), bulk(sha.encode())]
-    head.append(bulk(str(len(keys)).encode()))
-    head += (bulk(key.encode()) for key in keys)
-    return ScriptCall(keys, numbers, b"".join(head))
+    parts: tuple[str | int, ...] = ("EVALSHA", sha, len(keys), *keys)
+    head = b"*%d\r\n" % (len(parts) + 2) + b"".join(map(bulk, parts))  # + hold id, numbers
+    return ScriptCall(keys, numbers, head)
 
 
 # The template's names: n = now (ms), l = lease end (ms), t = tokens, u = nano-USD,

@@ -40,15 +40,17 @@ class _Incomplete(Exception):
     """The buffer ends inside a reply: wait for more bytes."""
 
 
+def bulk(part: bytes | str | int) -> bytes:
+    """One command part in RESP: a bulk string."""
+    data = part if isinstance(part, bytes) else str(part).encode()
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 def pack(command: Command) -> bytes:
     """One command in RESP: an array of bulk strings (as it is, when already framed)."""
     if type(command) is bytes:
         return command
-    out = [b"*%d\r\n" % len(command)]
-    for part in command:
-        data = part if isinstance(part, bytes) else str(part).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+    return b"*%d\r\n" % len(command) + b"".join(map(bulk, command))
 
 
 def parse(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:

@@ -209,8 +209,9 @@ def _fixed32(field: int, value: int) -> bytes:
     return _tag(field, _I32) + _pack_u32(value) if value else b""
 
 
-def _fixed64(field: int, value: int | None) -> bytes:
-    return _tag(field, _I64) + _pack_u64(value) if value else b""
+def _fixed64(tag: bytes, value: int | None) -> bytes:
+    """A fixed64 field (`tag`: made once, see _START below)."""
+    return tag + _pack_u64(value) if value else b""
 
 
 # Span fields that are the same bytes in every span, or one of a few.
@@ -220,7 +221,8 @@ _SPAN_ID = _tag(2, _LEN) + b"\x08"
 _PARENT_SPAN_ID = _tag(4, _LEN) + b"\x08"
 _FLAGS_LOCAL = _fixed32(16, _HAS_IS_REMOTE)
 _FLAGS_REMOTE = _fixed32(16, _HAS_IS_REMOTE | _IS_REMOTE)
-_START, _END = _tag(7, _I64), _tag(8, _I64)  # start_time_unix_nano, end_time_unix_nano
+# Span.start_time_unix_nano, end_time_unix_nano; Span.Event.time_unix_nano.
+_START, _END, _EVENT_TIME = _tag(7, _I64), _tag(8, _I64), _tag(1, _I64)
 
 
 @functools.cache
@@ -249,8 +251,8 @@ def encode_span(span: ReadableSpan) -> bytes:
         _PARENT_SPAN_ID + parent.span_id.to_bytes(8, "big") if parent is not None else b"",
         _text(5, span.name),
         _kind(span.kind.value),
-        _fixed64(7, span.start_time),
-        _fixed64(8, span.end_time),
+        _fixed64(_START, span.start_time),
+        _fixed64(_END, span.end_time),
         attributes(_SPAN_ATTRIBUTES, span.attributes),
         _number(10, span.dropped_attributes),
     ]
@@ -258,7 +260,7 @@ def encode_span(span: ReadableSpan) -> bytes:
         parts.append(
             _field(
                 11,
-                _fixed64(1, event.timestamp)
+                _fixed64(_EVENT_TIME, event.timestamp)
                 + _text(2, event.name)
                 + attributes(3, event.attributes)
                 + _number(4, event.dropped_attributes),
@@ -316,7 +318,7 @@ def _encoded_parts(parts: AttributeParts) -> bytes:
     out = []
     for part in parts:
         if type(part) is Block:
-            out.append(part._encoded or part.encoded())
+            out.append(part.encoded())
         else:
             out.append(attributes(_SPAN_ATTRIBUTES, part))  # type: ignore[arg-type]
     return b"".join(out)
@@ -371,8 +373,8 @@ def encode_facts(trace_id: int, state: TraceState, spans: Iterable[SpanFacts]) -
                 else _CLIENT_KIND
                 if span.kind is _CLIENT
                 else _kind(span.kind.value),
-                _START + _pack_u64(span.start_ns) if span.start_ns else b"",
-                _END + _pack_u64(span.end_ns) if span.end_ns else b"",
+                _fixed64(_START, span.start_ns),
+                _fixed64(_END, span.end_ns),
                 _encoded_parts(span.parts),
                 _STATUS_ERROR if span.is_error else _STATUS_UNSET,
                 _FLAGS_REMOTE if span.parent_is_remote else _FLAGS_LOCAL,
@@ -419,12 +421,14 @@ class EncodedTrace(Protocol):
 def encode_traces(traces: Iterable[EncodedTrace]) -> bytes:
     """The same request for whole traces, each encoding its own spans."""
     groups: _Groups = {}
-    resource = scope = spans = None
+    resource: Resource | None = None
+    scope: InstrumentationScope | None = None
+    spans: list[bytes] = []
     for trace in traces:
         if trace.resource is not resource or trace.scope is not scope:  # seldom: one per process
             resource, scope = trace.resource, trace.scope
             spans = _group(groups, resource, scope)
-        spans.extend(trace.encoded_spans())  # type: ignore[union-attr]
+        spans.extend(trace.encoded_spans())
     return _request(groups)
 
 
