@@ -2,13 +2,16 @@
 inside a decision, so a reservation is atomic by construction).
 
 State is plain dicts (one set per team) of small mutable records, changed only
-through the pure cores' arithmetic (budget.py, gcra.py). Holds expire by
-their lease: a reservation first frees the lapsed ones, once some may have lapsed.
+through the pure cores' arithmetic (budget.py, gcra.py). A shape's records are
+found once and kept with it (`_Bound`): a request reads and changes them with no
+lookup by key. Holds expire by their lease: a reservation first frees the lapsed
+ones, once some may have lapsed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gateway.limits import budget, gcra
 from gateway.limits.answers import (
@@ -21,7 +24,7 @@ from gateway.limits.answers import (
 )
 from gateway.limits.backend import Decision, Hold, NeedsSeed, Snapshot
 from gateway.limits.budget import Counter, Verdict
-from gateway.limits.plan import Actual, BudgetRule, Plan, RateKind, Unit
+from gateway.limits.plan import Actual, BudgetRule, Plan, RateKind, Shape, Unit
 
 # A period's counter is kept this long past its end (late settles, the usage view).
 KEEP_AFTER_PERIOD_MS = 86_400_000
@@ -30,6 +33,7 @@ OK = Verdict.OK
 TOKENS = RateKind.TOKENS
 TOKEN_BUDGET = Unit.TOKENS
 NEVER = 2**63  # an instant after every lease end
+BOUND_KEPT = 8192  # shapes whose records are kept found; more and it starts over
 
 
 @dataclass(slots=True)
@@ -51,12 +55,30 @@ class _Bucket:
 
 
 @dataclass(slots=True)
+class _Gauge:
+    """One concurrency key: the requests holding it now."""
+
+    count: int = 0
+
+
+@dataclass(slots=True)
 class _Team:
     """One team's counters, by key: a request touches one team only."""
 
     budgets: dict[str, _Budget] = field(default_factory=dict)
     buckets: dict[str, _Bucket] = field(default_factory=dict)
-    in_flight: dict[str, set[str]] = field(default_factory=dict)
+    gauges: dict[str, _Gauge] = field(default_factory=dict)
+
+
+class _Bound(NamedTuple):
+    """A shape's records, found once (a shape lives for a minute; its records longer),
+    each with what a request needs of its rule: the limit, and whether it counts tokens
+    (else nano-USD for a budget, requests for a rate)."""
+
+    shape: Shape
+    budgets: tuple[tuple[_Budget, int, bool], ...]
+    gauges: tuple[tuple[_Gauge, int], ...]
+    rates: tuple[tuple[_Bucket, int, bool], ...]
 
 
 def _seeded(counters: dict[str, _Budget], key: str) -> bool:
@@ -76,6 +98,7 @@ class MemoryBackend:
     def __init__(self) -> None:
         self._teams: dict[str, _Team] = {}
         self._holds: dict[str, Hold] = {}  # unsettled, by id
+        self._bound: dict[int, _Bound] = {}  # by id(shape), checked against the shape
         # No hold lapses before this instant (a lower bound: settles do not raise it, the
         # next sweep does). Checked per reservation; no entry per hold to keep in order.
         self._next_expiry_ms = NEVER
@@ -87,71 +110,58 @@ class MemoryBackend:
 
     def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> Decision:
         # Straight from the plan's shape and two amounts to a hold, one pure-core call
-        # per check: no object per check (this runs on every request). A failing check
-        # hands over to _refusal, which works out the answer in the general order.
+        # per check, on records found once per shape: no object per check and no lookup
+        # by key (this runs on every request). A failing check hands over to _refusal,
+        # which works out the answer in the general order.
         if now_ms >= self._next_expiry_ms:
             self._sweep(now_ms)
         shape, tokens, nanousd, lease = plan
-        state = self._teams.get(shape.team) or self._team(shape.team)
-        counters = state.budgets
-        for rule in shape.budgets:
-            entry = counters.get(rule.key)
-            amount = tokens if rule.unit is TOKEN_BUDGET else nanousd
+        bound = self._bound.get(id(shape))
+        if bound is None or bound.shape is not shape:
+            bound = self._bind(shape)
+        for entry, limit, counts_tokens in bound.budgets:
+            amount = tokens if counts_tokens else nanousd
             if (
-                entry is None
-                or not entry.is_seeded
-                or budget.verdict(entry.used, entry.reserved, rule.limit, amount) is not OK
+                not entry.is_seeded
+                or budget.verdict(entry.used, entry.reserved, limit, amount) is not OK
             ):
-                return self._refusal(plan, state, now_ms)
-        in_flight = state.in_flight
-        for conc in shape.concurrency:
-            holders = in_flight.get(conc.key)
-            if holders is not None and len(holders) >= conc.limit:
-                return self._refusal(plan, state, now_ms)
-        buckets = state.buckets
+                return self._refusal(plan, now_ms)
+        for gauge, limit in bound.gauges:
+            if gauge.count >= limit:
+                return self._refusal(plan, now_ms)
         levels = []  # each key's level once this request passes
-        for rate in shape.rates:
-            bucket = buckets.get(rate.key)
-            amount = tokens if rate.kind is TOKENS else 1
-            level = (
-                gcra.taken(now_ms, 0, now_ms, rate.limit, amount)
-                if bucket is None
-                else gcra.taken(bucket.stamp_ms, bucket.level, now_ms, rate.limit, amount)
+        for bucket, limit, counts_tokens in bound.rates:
+            level = gcra.taken(
+                bucket.stamp_ms, bucket.level, now_ms, limit, tokens if counts_tokens else 1
             )
             if level is None:
-                return self._refusal(plan, state, now_ms)
+                return self._refusal(plan, now_ms)
             levels.append(level)
         # Every check passed: now, and only now, change state.
-        for rule in shape.budgets:  # budget.reserve
-            counters[rule.key].reserved += tokens if rule.unit is TOKEN_BUDGET else nanousd
-        for conc in shape.concurrency:
-            holders = in_flight.get(conc.key)
-            if holders is None:
-                holders = in_flight[conc.key] = set()
-            holders.add(hold_id)
+        for entry, _, counts_tokens in bound.budgets:  # budget.reserve
+            entry.reserved += tokens if counts_tokens else nanousd
+        for gauge, _ in bound.gauges:
+            gauge.count += 1
         requests = tokens_view = None
-        for rate, level in zip(shape.rates, levels):  # noqa: B905  one level per rate, above
-            bucket = buckets.get(rate.key)
-            if bucket is None:
-                buckets[rate.key] = _Bucket(now_ms, level)
-            else:
-                bucket.stamp_ms, bucket.level = now_ms, level
-            remaining, reset_ms = gcra.view(level, rate.limit)
-            if rate.kind is TOKENS:
+        for (bucket, limit, counts_tokens), level in zip(bound.rates, levels):  # noqa: B905  one level per rate, above
+            bucket.stamp_ms, bucket.level = now_ms, level
+            remaining, reset_ms = gcra.view(level, limit)
+            if counts_tokens:
                 if is_tighter(remaining, reset_ms, tokens_view):
-                    tokens_view = RateView(rate.limit, remaining, reset_ms)
+                    tokens_view = RateView(limit, remaining, reset_ms)
             elif is_tighter(remaining, reset_ms, requests):
-                requests = RateView(rate.limit, remaining, reset_ms)
+                requests = RateView(limit, remaining, reset_ms)
         expires_ms = now_ms + lease
         hold = self._holds[hold_id] = Hold(hold_id, plan, expires_ms, requests, tokens_view)
         if expires_ms < self._next_expiry_ms:
             self._next_expiry_ms = expires_ms
         return hold
 
-    def _refusal(self, plan: Plan, state: _Team, now_ms: int) -> Refusal | NeedsSeed:
+    def _refusal(self, plan: Plan, now_ms: int) -> Refusal | NeedsSeed:
         """Why `plan` cannot be reserved (the fast path found some check that fails): the
         first budget that refuses, else the first full concurrency, else the longest
         rate wait. Changes nothing."""
+        state = self._team(plan.team)
         counters = state.budgets
         checks = plan.budgets
         unseeded = tuple(c for c in checks if not _seeded(counters, c.key))
@@ -164,17 +174,12 @@ class MemoryBackend:
                 counter = Counter(entry.used, entry.reserved)
                 return BudgetRefusal(check, amount, verdict, counter)
         for conc in plan.concurrency:
-            count = len(state.in_flight.get(conc.key, ()))
+            count = self._in_flight(state, conc.key)
             if count >= conc.limit:
                 return ConcurrencyRefusal(conc, count)
         refusals: list[RateRefusal] = []
         for rate in plan.rates:
-            bucket = state.buckets.get(rate.key)
-            level = (
-                0
-                if bucket is None
-                else gcra.drained(bucket.stamp_ms, bucket.level, now_ms, rate.limit)
-            )
+            level = self._level(state, rate.key, now_ms, rate.limit)
             amount = plan.amount(rate)
             wait = gcra.wait_ms(level, rate.limit, amount)
             if wait != 0:
@@ -198,6 +203,7 @@ class MemoryBackend:
                 old = [k for k, v in state.budgets.items() if v.expires_ms < now_ms]
                 for key in old:
                     del state.budgets[key]
+            self._bound.clear()  # some shape may hold a dropped record: find them anew
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:
         if not hold.is_checked:
@@ -214,16 +220,11 @@ class MemoryBackend:
             entry = state.budgets.get(check.key)
             seeded = entry is not None and entry.is_seeded
             budgets.append(Counter(entry.used, entry.reserved) if entry and seeded else None)
-        rates = []
-        for rate in plan.rates:
-            bucket = state.buckets.get(rate.key)
-            level = (
-                0
-                if bucket is None
-                else gcra.drained(bucket.stamp_ms, bucket.level, now_ms, rate.limit)
-            )
-            rates.append(gcra.view(level, rate.limit))
-        conc = tuple(len(state.in_flight.get(c.key, ())) for c in plan.concurrency)
+        rates = [
+            gcra.view(self._level(state, rate.key, now_ms, rate.limit), rate.limit)
+            for rate in plan.rates
+        ]
+        conc = tuple(self._in_flight(state, c.key) for c in plan.concurrency)
         return Snapshot(tuple(budgets), tuple(rates), conc)
 
     async def health(self) -> str:
@@ -249,38 +250,72 @@ class MemoryBackend:
             )
         return entry
 
+    @staticmethod
+    def _in_flight(state: _Team, key: str) -> int:
+        gauge = state.gauges.get(key)
+        return 0 if gauge is None else gauge.count
+
+    @staticmethod
+    def _level(state: _Team, key: str, now_ms: int, limit: int) -> int:
+        bucket = state.buckets.get(key)
+        return 0 if bucket is None else gcra.drained(bucket.stamp_ms, bucket.level, now_ms, limit)
+
+    def _bind(self, shape: Shape) -> _Bound:
+        """The shape's records, made where missing (a budget not yet rebuilt from the
+        ledger is made unseeded: a reservation on it asks for the rebuild first)."""
+        state = self._team(shape.team)
+        budgets = tuple(
+            (self._budget(state.budgets, rule), rule.limit, rule.unit is TOKEN_BUDGET)
+            for rule in shape.budgets
+        )
+        gauges = tuple(
+            (state.gauges.get(c.key) or state.gauges.setdefault(c.key, _Gauge()), c.limit)
+            for c in shape.concurrency
+        )
+        # An empty bucket stamped at 0 drains to the same level as a key never seen.
+        rates = tuple(
+            (
+                state.buckets.get(r.key) or state.buckets.setdefault(r.key, _Bucket(0, 0)),
+                r.limit,
+                r.kind is TOKENS,
+            )
+            for r in shape.rates
+        )
+        if len(self._bound) >= BOUND_KEPT:
+            self._bound.clear()
+        bound = self._bound[id(shape)] = _Bound(shape, budgets, gauges, rates)
+        return bound
+
     def _settle(
         self, hold: Hold, actual: Actual | None, *, is_held: bool, adjust_rates: bool
     ) -> None:
         plan = hold.plan
         shape = plan.shape
-        state = self._teams.get(shape.team) or self._team(shape.team)
-        counters = state.budgets
-        for rule in shape.budgets:
-            entry = counters.get(rule.key) or self._budget(counters, rule)
-            if rule.unit is TOKEN_BUDGET:
-                reserved, used = plan.tokens, None if actual is None else actual.tokens
+        bound = self._bound.get(id(shape))
+        if bound is None or bound.shape is not shape:
+            bound = self._bind(shape)
+        if actual is None:
+            used_tokens = used_nanousd = None
+        else:
+            used_tokens, used_nanousd = actual
+        for entry, _, counts_tokens in bound.budgets:
+            if counts_tokens:
+                reserved, used = plan.tokens, used_tokens
             else:
-                reserved, used = plan.nanousd, None if actual is None else actual.nanousd
+                reserved, used = plan.nanousd, used_nanousd
             entry.used, entry.reserved = budget.settled(
                 entry.used, entry.reserved, reserved, used, is_held=is_held
             )
         if is_held:
-            for conc in shape.concurrency:
-                holders = state.in_flight.get(conc.key)
-                if holders is not None:
-                    holders.discard(hold.id)
+            for gauge, _ in bound.gauges:
+                gauge.count -= 1
         if not adjust_rates:
             return
-        for rate in shape.rates:
-            # A lapsed lease leaves its tokens counted; the late settle corrects them once.
-            if rate.kind is TOKENS:
-                delta = (0 if actual is None else actual.tokens) - plan.tokens
-                bucket = state.buckets.get(rate.key)
-                if bucket is None:
-                    state.buckets[rate.key] = _Bucket(0, gcra.adjusted(0, delta))
-                else:
-                    bucket.level = gcra.adjusted(bucket.level, delta)
+        # A lapsed lease leaves its tokens counted; the late settle corrects them once.
+        delta = (0 if used_tokens is None else used_tokens) - plan.tokens
+        for bucket, _, counts_tokens in bound.rates:
+            if counts_tokens:
+                bucket.level = gcra.adjusted(bucket.level, delta)
 
     def _sweep(self, now_ms: int) -> None:
         """Free the holds whose lease ran out (their request never settled: a bug, a

@@ -78,6 +78,39 @@ async def test_a_silent_server_times_out_and_the_next_call_connects_again() -> N
         await conn.close()
 
 
+async def test_a_silent_server_is_given_up_on_neither_early_nor_late() -> None:
+    async def serve(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers
+
+    async with fake_server(serve) as port:
+        conn = RespConnection("127.0.0.1", port, timeout_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            await conn.call(("PING",))
+        waited = time.monotonic() - started
+        assert 0.5 * 4 / 5 - 0.05 <= waited <= 0.5 + 0.25  # a tick less at most; loop slack
+        await conn.close()
+
+
+async def test_slow_replies_within_the_timeout_never_time_out() -> None:
+    """Replies that each take ~60 % of the timeout, one command after another and
+    several in flight at once, for several timeouts in all: none is given up on."""
+
+    async def serve(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while line := await reader.readline():
+            if line.startswith(b"*"):  # a command's array header: answer it, slowly
+                await asyncio.sleep(0.12)
+                writer.write(b"+PONG\r\n")
+                await writer.drain()
+
+    async with fake_server(serve) as port:
+        conn = RespConnection("127.0.0.1", port, timeout_s=0.2)
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:  # five timeouts
+            assert await conn.call(("PING",)) == b"PONG"
+        await conn.close()
+
+
 async def test_a_connection_dropped_mid_command_fails_it_and_the_next_reconnects() -> None:
     async def serve(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readline()
