@@ -68,6 +68,7 @@ class RedisBackend:
         # Settles wait here for the drainer, which sends what has gathered as one
         # pipeline (one write, one read) while the responses go out: no task per request.
         self._queue: list[Settle] = []
+        self._queued_since = 0.0  # the loop's time when the queue's oldest settle came
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -139,17 +140,28 @@ class RedisBackend:
     def settle(self, hold: Hold, actual: Actual | None) -> None:
         if not hold.is_checked:
             return
+        loop = asyncio.get_running_loop()
+        if not self._queue:
+            self._queued_since = loop.time()
         self._queue.append(self._settle_of(hold, actual))
         self._idle.clear()
-        loop = asyncio.get_running_loop()
         if self._drainer is None or self._drainer.done():
             self._drainer = loop.create_task(self._drain())
         if self._timer is None:
             self._timer = loop.call_later(SETTLE_DELAY_S, self._send_queued)
 
     def _send_queued(self) -> None:
+        """The settle timer: send the queue once its oldest settle has waited the delay.
+        Younger settles wait on (a reserve may still carry them): one timer per delay
+        at low concurrency, not a round trip of their own every delay."""
         self._timer = None
-        if self._queue:  # a reserve may have carried them all already
+        if not self._queue:  # a reserve carried them all already
+            return
+        loop = asyncio.get_running_loop()
+        due = self._queued_since + SETTLE_DELAY_S
+        if loop.time() < due:
+            self._timer = loop.call_at(due, self._send_queued)
+        else:
             self._wake.set()
 
     def _maybe_idle(self) -> None:

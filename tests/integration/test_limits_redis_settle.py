@@ -3,6 +3,7 @@ trip as have gathered, landed before close, and counted when Redis cannot take t
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 import uuid
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from gateway.limits import redis_backend
 from gateway.limits.backend import BackendUnavailable, Hold
 from gateway.limits.plan import Actual, Estimate, Plan, build_plan
 from gateway.limits.redis_backend import RIDE_ALONG_MAX, RedisBackend
@@ -169,6 +171,41 @@ async def test_a_settle_rides_along_with_the_next_reserve(redis_url: str) -> Non
         assert snap.budgets[0] is not None
         assert (snap.budgets[0].used, snap.budgets[0].reserved) == (42, 0)
         assert snap.concurrency == (0,) and backend.lost_settles == 0
+    finally:
+        await backend.close()
+
+
+async def test_the_settle_timer_sends_only_settles_that_waited_the_delay(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests one after another, each settle carried by the next reserve: the timer
+    (armed by an earlier settle) never sends a settle younger than the delay on its own,
+    so at low concurrency a settle costs no round trip of its own; left alone, the last
+    one is sent after the delay. (A longer delay than the gateway's, so a loaded machine's
+    late wake-ups cannot age a settle past it.)"""
+    delay = 0.05
+    monkeypatch.setattr(redis_backend, "SETTLE_DELAY_S", delay)
+    backend = RedisBackend.from_url(redis_url)
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    try:
+        (hold,) = await reserved(backend, plan, 1, now)
+        writes = recording(backend)
+        started = time.monotonic()
+        count = 0
+        while time.monotonic() - started < 6 * delay:  # the timer fires ~6 times
+            backend.settle(hold, Actual(1, 0))
+            await asyncio.sleep(delay * 0.2)  # younger than the delay
+            next_hold = await backend.try_reserve(plan, f"h{count}", now)
+            assert isinstance(next_hold, Hold)
+            hold, count = next_hold, count + 1
+        assert all(len(w) == 2 for w in writes)  # each write: a settle and its reserve
+        backend.settle(hold, Actual(1, 0))
+        await asyncio.sleep(delay * 3)  # no reserve comes: the timer sends it
+        assert writes[-1] == [backend._settle.sha]
+        snap = await backend.snapshot(plan, now)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (count + 1, 0)
     finally:
         await backend.close()
 
