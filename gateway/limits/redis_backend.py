@@ -120,7 +120,9 @@ class RedisBackend:
         finally:
             self._sending -= 1
             self._maybe_idle()
-        await self._account(batch, replies[:-1])
+        again = self._accounted(batch, replies[:-1])
+        if again:
+            await self._send_again(again)
         reply = replies[-1]
         if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
             return await self._call(self._reserve, reserve.keys, args, reserve)
@@ -198,18 +200,31 @@ class RedisBackend:
             if self._closing:
                 return
 
-    async def _retry_unknown_script(
-        self, batch: list[Settle], replies: list[Any]
-    ) -> list[Exception]:
-        """Settles Redis refused for not knowing the script (a restarted Redis: none of it
-        ran) are sent again; the errors of those it did not take otherwise."""
+    def _accounted(self, batch: list[Settle], replies: list[Any]) -> list[Settle]:
+        """The settles' replies: failures are counted lost, except a refusal for not
+        knowing the script (a restarted Redis: none of it ran); those settles are
+        returned, to be sent again. No await: a batch whose settles all landed (the
+        usual) costs a loop, not a coroutine."""
+        again: list[Settle] = []
         errors = []
-        for (call, args), reply in zip(batch, replies, strict=False):
-            if isinstance(reply, NoScriptError | NoScript):  # Redis forgot it: none of it ran
-                await self._evalsha(self._settle, call.keys, args, call)
+        for settle, reply in zip(batch, replies, strict=False):
+            if isinstance(reply, NoScriptError | NoScript):
+                again.append(settle)
             elif isinstance(reply, Exception):
                 errors.append(reply)
-        return errors
+        if errors:
+            self._lost(len(errors), errors[0])
+        return again
+
+    async def _send_again(self, again: list[Settle]) -> None:
+        """Settles Redis refused for not knowing the script: once more (the script is
+        loaded again on the way); those that still do not land are counted lost."""
+        for sent, (call, args) in enumerate(again):
+            try:
+                await self._evalsha(self._settle, call.keys, args, call)
+            except (RedisError, RespError, OSError) as error:
+                self._lost(len(again) - sent, error)
+                return
 
     def _lost(self, count: int, error: Exception) -> None:
         self.lost_settles += count
@@ -220,16 +235,6 @@ class RedisBackend:
 
     def _settle_commands(self, batch: list[Settle]) -> list[Command]:
         return [call.command(args) for call, args in batch]
-
-    async def _account(self, batch: list[Settle], replies: list[Any]) -> None:
-        """The settles' replies: those refused for a forgotten script go again, the other
-        failures are counted lost."""
-        try:
-            errors = await self._retry_unknown_script(batch, replies)
-        except (RedisError, RespError, OSError) as error:
-            errors = [error] * len(batch)
-        if errors:
-            self._lost(len(errors), errors[0])
 
     async def _send_settles(self, batch: list[Settle]) -> None:
         try:
@@ -248,7 +253,9 @@ class RedisBackend:
         except (RedisError, RespError, OSError) as error:
             self._lost(len(batch), error)
             return
-        await self._account(batch, replies)
+        again = self._accounted(batch, replies)
+        if again:
+            await self._send_again(again)
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         p = team_prefix(plan.team)

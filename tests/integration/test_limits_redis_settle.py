@@ -210,6 +210,28 @@ async def test_the_settle_timer_sends_only_settles_that_waited_the_delay(
         await backend.close()
 
 
+async def test_settles_redis_forgot_the_script_of_are_sent_again(redis_url: str) -> None:
+    """Redis restarted (or its scripts were flushed) while settles waited: the reserve
+    carrying them and the settles themselves are refused with NOSCRIPT, none of them
+    ran; all are sent again and land, none counted lost."""
+    backend = RedisBackend.from_url(redis_url)
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    try:
+        holds = await reserved(backend, plan, 2, now)
+        for hold in holds:
+            backend.settle(hold, Actual(5, 0))
+        await backend._redis.script_flush()
+        assert isinstance(await backend.try_reserve(plan, "after-flush", now), Hold)
+        await backend.flush()
+        snap = await backend.snapshot(plan, now)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (10, 100)
+        assert backend.lost_settles == 0
+    finally:
+        await backend.close()
+
+
 async def test_a_reserve_carries_only_a_few_settles(redis_url: str) -> None:
     """More settles waiting than a reserve carries (Redis runs them before it answers the
     reserve): the reserve goes alone and the drainer sends them."""
