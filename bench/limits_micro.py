@@ -4,7 +4,8 @@ CPU per request in this process for the in-process backend and for Redis
 (redis://127.0.0.1:6379), with a heavy plan: two team budgets, a user budget,
 team rpm + tpm, user rpm, team concurrency. Then the stage's other cost, the
 estimate (prompt tokens counted with tiktoken, worst-case price), for bench/run.py's
-prompt: a prompt seen for the first time, and one seen before.
+prompt: a prompt seen for the first time, and one seen before; then estimate_inline,
+what the stage calls for every request, warm and cold.
 
 `stage` also measures it "cold": with ~8 MiB of memory read between requests (what
 the rest of a request does to the caches in a server), less the cost of that reading
@@ -28,7 +29,7 @@ import orjson
 from run import PROMPT  # bench/run.py's prompt (this script runs from bench/)
 
 from gateway.limits.backend import LimitsBackend
-from gateway.limits.estimate import estimate_now
+from gateway.limits.estimate import estimate_inline, estimate_now
 from gateway.limits.memory import MemoryBackend
 from gateway.limits.plan import Actual, Estimate, build_plan
 from gateway.limits.redis_backend import RedisBackend
@@ -57,6 +58,21 @@ CACHE_LINE = 64
 ROUTE = ModelRoute(
     "bench-model", (Deployment("upstream", "gpt-4o-mini", 1.0, 1),), RoutingConfig(), None
 )
+
+
+# The body bench_stage sends (and bench_estimate_inline estimates): a system prompt and
+# bench/run.py's prompt.
+STAGE_BODY = orjson.dumps(
+    {
+        "model": "bench-model",
+        "max_tokens": 256,
+        "messages": [
+            {"role": "system", "content": "You are a careful senior engineer."},
+            {"role": "user", "content": PROMPT},
+        ],
+    }
+)
+ROUNDS_COLD = 5
 
 
 def cpu_s() -> float:
@@ -120,6 +136,28 @@ def bench_estimate(prompt: str, *, fresh: bool) -> float:
     return (cpu_s() - cpu0) / REQUESTS_ESTIMATE * 1e6
 
 
+def bench_estimate_inline(*, cold: bool) -> float:
+    """CPU µs per estimate_inline (the stage's call) of STAGE_BODY, seen before, parsed
+    afresh each time as in a server. The parse alone (and, cold, `evict` between calls)
+    is measured in the same rounds and subtracted; the median of ROUNDS_COLD rounds."""
+    memory = bytearray(EVICT_BYTES) if cold else None
+    requests = REQUESTS_COLD if cold else REQUESTS_ESTIMATE
+    estimate_inline("chat", orjson.loads(STAGE_BODY), ROUTE, None)  # remembers its texts
+
+    def spent(estimating: bool) -> float:
+        cpu0 = cpu_s()
+        for _ in range(requests):
+            if memory is not None:
+                evict(memory)
+            body = orjson.loads(STAGE_BODY)
+            if estimating:
+                estimate_inline("chat", body, ROUTE, None)
+        return (cpu_s() - cpu0) / requests * 1e6
+
+    rounds = sorted(spent(True) - spent(False) for _ in range(ROUNDS_COLD))
+    return rounds[len(rounds) // 2]
+
+
 async def no_sums(*_: Any) -> tuple[int, int]:
     return 0, 0
 
@@ -146,22 +184,12 @@ async def bench_stage(backend: LimitsBackend, requests: int, *, cold: bool = Fal
     services = SimpleNamespace(limits=Limits(backend, no_sums))  # type: ignore[arg-type]
     policy = SimpleNamespace(timezone="UTC", on_backend_error=BackendErrorMode.CLOSED)
     grant = SimpleNamespace(team=team, route=ROUTE, principal=SimpleNamespace(subject="u"))
-    raw = orjson.dumps(
-        {
-            "model": "bench-model",
-            "max_tokens": 256,
-            "messages": [
-                {"role": "system", "content": "You are a careful senior engineer."},
-                {"role": "user", "content": PROMPT},
-            ],
-        }
-    )
 
     async def one() -> None:
         ctx = SimpleNamespace(
             endpoint="chat", limits_hold=None, limits_settled=False, usage=None, request_id="r"
         )
-        await reserve_limits(ctx, policy, grant, orjson.loads(raw), services)  # type: ignore[arg-type]
+        await reserve_limits(ctx, policy, grant, orjson.loads(STAGE_BODY), services)  # type: ignore[arg-type]
         limits_headers(ctx)  # type: ignore[arg-type]
         ctx.usage, ctx.cost_nanousd = Usage(200, 100), 1234
         settle_limits(ctx, services)  # type: ignore[arg-type]
@@ -212,6 +240,11 @@ async def main() -> None:
     print(f"redis: {cpu_us:.1f} us CPU/request in the gateway process, {wall_us:.1f} us wall")
     new, seen = bench_estimate(PROMPT, fresh=True), bench_estimate(PROMPT, fresh=False)
     print(f"estimate ({len(PROMPT)}-char prompt): {new:.1f} us new, {seen:.1f} us seen before")
+    inline_warm, inline_cold = bench_estimate_inline(cold=False), bench_estimate_inline(cold=True)
+    print(
+        f"estimate_inline (the stage's call, seen before): {inline_warm:.1f} us warm, "
+        f"{inline_cold:.1f} us cold"
+    )
     memory, cold, remote = await whole_stage()
     print(
         f"whole stage (estimate of a freshly parsed body, plan, reserve, headers, settle): "

@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import tiktoken
 
@@ -40,11 +40,16 @@ def _bundled_dir() -> Path:
 
 
 _LOADING = threading.Lock()
-_LOADED: dict[str, tiktoken.Encoding] = {}
+_LOADED: dict[str, TextCounter] = {}  # encoding name → its counter (and memory)
 
 
 def encoding(name: str) -> tiktoken.Encoding:
     """Load an encoding from the bundled files (never the network); once per process."""
+    return text_counter(name).encoder
+
+
+def text_counter(name: str) -> TextCounter:
+    """The process's counter for an encoding (loaded on first use), with its memory."""
     found = _LOADED.get(name)
     if found is not None:
         return found
@@ -53,7 +58,7 @@ def encoding(name: str) -> tiktoken.Encoding:
     with _LOADING:
         found = _LOADED.get(name)
         if found is None:
-            found = _LOADED[name] = _load_offline(name)
+            found = _LOADED[name] = TextCounter(_load_offline(name))
     return found
 
 
@@ -78,7 +83,11 @@ def _encoding_name(model: str) -> str:
 
 
 def encoding_for(model: str) -> tiktoken.Encoding:
-    return encoding(_encoding_name(model))
+    return text_counter(_encoding_name(model)).encoder
+
+
+def counter_for(model: str) -> TextCounter:
+    return text_counter(_encoding_name(model))
 
 
 def count_text(text: str, model: str) -> int:
@@ -89,101 +98,184 @@ def count_text(text: str, model: str) -> int:
 
 # A prompt's texts up to this long have their count remembered: a conversation re-sends
 # its earlier turns with every request and a team its system prompt, and looking a text
-# up costs ~0.1 µs where encoding 1 KB costs ~40. Bounded: at most ~4 MB of texts.
+# up costs ~0.1 µs where encoding 1 KB costs ~40. Bounded: at most ~4 MB of texts per
+# encoding (two encodings exist: o200k_base, cl100k_base).
 REMEMBERED_CHARS = 2048
 REMEMBERED_TEXTS = 2048
-_remembered: dict[tuple[str, str], int] = {}  # (encoding, text) → tokens, oldest first
-_remembering = threading.Lock()  # long prompts are counted on worker threads
+
+
+class TextCounter:
+    """One encoding and the token counts of the short texts it has counted."""
+
+    __slots__ = ("_remembering", "encoder", "remembered", "texts_kept")
+
+    def __init__(self, encoder: tiktoken.Encoding, texts_kept: int = REMEMBERED_TEXTS) -> None:
+        self.encoder = encoder
+        self.texts_kept = texts_kept
+        # text → tokens, oldest first; one dict per encoding, so a lookup is keyed by the
+        # text itself (its hash is cached on the str), with no key object made per text.
+        self.remembered: dict[str, int] = {}
+        # Long prompts are counted on worker threads: every change to `remembered` holds
+        # this; reads need not (a dict get is atomic).
+        self._remembering = threading.Lock()
+
+    def count(self, text: str) -> int:
+        """Tokens of `text`, remembered when it is short (short texts come back)."""
+        if not text:
+            return 0
+        if len(text) > REMEMBERED_CHARS:
+            return len(self.encoder.encode(text, disallowed_special=()))
+        found = self.remembered.get(text)
+        if found is None:
+            found = len(self.encoder.encode(text, disallowed_special=()))
+            remembered = self.remembered
+            with self._remembering:
+                if len(remembered) >= self.texts_kept:
+                    del remembered[next(iter(remembered))]
+                remembered[text] = found
+        return found
 
 
 def count_prompt_text(text: str, model: str) -> int:
     """count_text for a prompt's text, remembered for texts that come back."""
-    return _count_remembered(text, encoding_for(model)) if text else 0
-
-
-def _count_remembered(text: str, encoder: tiktoken.Encoding) -> int:
-    if not text:
-        return 0
-    if len(text) > REMEMBERED_CHARS:
-        return len(encoder.encode(text, disallowed_special=()))
-    key = (encoder.name, text)
-    found = _remembered.get(key)
-    if found is None:
-        found = len(encoder.encode(text, disallowed_special=()))
-        with _remembering:
-            if len(_remembered) >= REMEMBERED_TEXTS:
-                del _remembered[next(iter(_remembered))]
-            _remembered[key] = found
-    return found
-
-
-def _texts(content: Any) -> Iterable[str]:
-    """Text parts of a message `content` (a string, or a list of typed parts)."""
-    if isinstance(content, str):
-        yield content
-    elif isinstance(content, list):
-        for part in content:
-            if isinstance(part, Mapping):
-                text = part.get("text")
-                if isinstance(text, str):
-                    yield text
-            elif isinstance(part, str):
-                yield part
+    return counter_for(model).count(text) if text else 0
 
 
 def count_messages(messages: Iterable[Any], model: str) -> int:
-    return count_messages_with(encoding_for(model), messages)
+    return count_messages_with(counter_for(model), messages)
 
 
-def count_messages_with(encoder: tiktoken.Encoding, messages: Iterable[Any]) -> int:
-    """count_messages with the encoding already found (the limits stage keeps it per route)."""
-    remembered, name = _remembered, encoder.name
+def count_messages_with(counter: TextCounter, messages: Iterable[Any]) -> int:
+    """count_messages with the counter already found."""
+    return count_messages_within(counter, messages, None)
+
+
+@overload
+def count_messages_within(
+    counter: TextCounter, messages: Iterable[Any], new_chars: None
+) -> int: ...
+
+
+@overload
+def count_messages_within(
+    counter: TextCounter, messages: Iterable[Any], new_chars: int
+) -> int | None: ...
+
+
+def count_messages_within(
+    counter: TextCounter, messages: Iterable[Any], new_chars: int | None
+) -> int | None:
+    """count_messages_with, or None (having tokenized nothing) when the texts not yet
+    remembered add up to more than `new_chars` characters (None: no bound).
+
+    The bound is on what would be tokenized: remembered texts cost a lookup however
+    long the conversation, and a long new text must be counted off the event loop.
+    The walk is one pass, always done here: it costs what a size check would.
+
+    What counts: each message's overhead, the text of its `content` and `name` (a
+    string, or a list of strings and typed parts), and each tool call's function name
+    and arguments (as str() makes them). The limits stage runs this for every request:
+    one frame for the usual shape (string contents), the rest in helpers."""
+    remembered = counter.remembered
+    fresh: list[str] = []  # texts with no count yet: tokenized after the walk, if allowed
     total = REPLY_PRIMING_TOKENS
     for message in messages:
         total += TOKENS_PER_MESSAGE
-        if not isinstance(message, Mapping):
+        # `type is dict` first: isinstance against the Mapping ABC costs ~0.1 µs.
+        if type(message) is not dict and not isinstance(message, Mapping):
             continue
-        for key in ("content", "name"):
-            value = message.get(key)
-            if isinstance(value, str):  # the usual shape: a remembered text, no call
-                found = remembered.get((name, value))
-                total += found if found is not None else _count_remembered(value, encoder)
-            elif value is not None:
-                for text in _texts(value):
-                    total += _count_remembered(text, encoder)
+        content = message.get("content")
+        if isinstance(content, str):  # the usual shape: one remembered text
+            found = remembered.get(content) if len(content) <= REMEMBERED_CHARS else None
+            if found is not None:
+                total += found
+            elif content:
+                fresh.append(content)
+        elif content is not None:
+            total += _remembered_texts(remembered, content, fresh)
+        # `is not None` before any isinstance: most messages have neither.
+        name = message.get("name")
+        if name is not None:
+            total += _remembered_texts(remembered, name, fresh)
         tool_calls = message.get("tool_calls")
-        if isinstance(tool_calls, list):
-            for call in tool_calls:
-                function = call.get("function") if isinstance(call, Mapping) else None
-                if isinstance(function, Mapping):
-                    total += _count_remembered(str(function.get("name", "")), encoder)
-                    total += _count_remembered(str(function.get("arguments", "")), encoder)
+        if tool_calls is not None:
+            total += _remembered_calls(remembered, tool_calls, fresh)
+    if fresh:
+        if new_chars is not None and sum(map(len, fresh)) > new_chars:
+            return None
+        for text in fresh:
+            total += counter.count(text)
     return total
+
+
+def _remembered_texts(remembered: dict[str, int], value: Any, fresh: list[str]) -> int:
+    """_remembered_count of a `content` or `name`: a string, or a list of strings and
+    typed parts (their `text`); any other value has no text."""
+    if isinstance(value, str):
+        return _remembered_count(remembered, value, fresh)
+    if not isinstance(value, list):
+        return 0
+    total = 0
+    for part in value:
+        if type(part) is dict or isinstance(part, Mapping):
+            text = part.get("text")
+            if isinstance(text, str):
+                total += _remembered_count(remembered, text, fresh)
+        elif isinstance(part, str):
+            total += _remembered_count(remembered, part, fresh)
+    return total
+
+
+def _remembered_calls(remembered: dict[str, int], calls: Any, fresh: list[str]) -> int:
+    """_remembered_count of each tool call's function name and arguments."""
+    if not isinstance(calls, list):
+        return 0
+    total = 0
+    for call in calls:
+        if type(call) is not dict and not isinstance(call, Mapping):
+            continue
+        function = call.get("function")
+        if type(function) is dict or isinstance(function, Mapping):
+            total += _remembered_count(remembered, str(function.get("name", "")), fresh)
+            total += _remembered_count(remembered, str(function.get("arguments", "")), fresh)
+    return total
+
+
+def _remembered_count(remembered: dict[str, int], text: str, fresh: list[str]) -> int:
+    """The remembered count of `text`; else 0, and it goes on `fresh` to be counted.
+    A text too long to be remembered is not looked up (hashing 100 KB costs ~25 µs)."""
+    if len(text) <= REMEMBERED_CHARS:
+        found = remembered.get(text)
+        if found is not None:
+            return found
+    if text:
+        fresh.append(text)
+    return 0
 
 
 def count_prompt(endpoint: str, body: Mapping[str, Any], model: str) -> int:
     """Input tokens of a request body, as the upstream would likely count them."""
-    return count_prompt_with(encoding_for(model), endpoint, body)
+    return count_prompt_with(counter_for(model), endpoint, body)
 
 
-def count_prompt_with(encoder: tiktoken.Encoding, endpoint: str, body: Mapping[str, Any]) -> int:
-    """count_prompt with the encoding already found."""
+def count_prompt_with(counter: TextCounter, endpoint: str, body: Mapping[str, Any]) -> int:
+    """count_prompt with the counter already found."""
     if endpoint == "chat":
         messages = body.get("messages")
-        return count_messages_with(encoder, messages if isinstance(messages, list) else [])
+        return count_messages_with(counter, messages if isinstance(messages, list) else ())
     field = {"completions": "prompt", "embeddings": "input", "responses": "input"}.get(endpoint)
     value = body.get(field) if field else None
     if isinstance(value, str):
-        return _count_remembered(value, encoder)
+        return counter.count(value)
     if isinstance(value, list):
         if endpoint == "responses":
-            return count_messages_with(encoder, value)
-        return sum(_count_item(v, encoder) for v in value)
+            return count_messages_with(counter, value)
+        return sum(_count_item(v, counter) for v in value)
     return 0
 
 
-def _count_item(item: Any, encoder: tiktoken.Encoding) -> int:
+def _count_item(item: Any, counter: TextCounter) -> int:
     """One prompt/input item: text, a token id, or a list of token ids."""
     if isinstance(item, str):
-        return _count_remembered(item, encoder)
+        return counter.count(item)
     return len(item) if isinstance(item, list) else 1

@@ -4,16 +4,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Container
+from typing import Any, cast
+
+import pytest
+import tiktoken
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.limits.estimate import (
     DEFAULT_OUTPUT_ALLOWANCE,
+    INLINE_COUNT_CHARS,
     dearest_cost,
     estimate,
+    estimate_inline,
+    estimate_now,
     output_allowance,
+    route_facts,
 )
-from gateway.limits.token_count import encoding
+from gateway.limits.plan import Estimate
+from gateway.limits.token_count import (
+    REMEMBERED_CHARS,
+    REPLY_PRIMING_TOKENS,
+    TOKENS_PER_MESSAGE,
+    TextCounter,
+    count_messages_within,
+    encoding,
+    encoding_for,
+)
 from gateway.policy.compiled import Deployment, ModelRoute, RoutingConfig
+from gateway.providers.base import Endpoint
 from gateway.usage.pricing import PriceSource, UnitPrices
 from gateway.usage.usage import Usage
 
@@ -89,3 +109,256 @@ def test_prompt_chars_of_chat_messages_is_the_general_walk() -> None:
     ]
     for messages in shapes:
         assert prompt_chars("chat", {"messages": messages}) == _size(messages, 0)
+
+
+# The single-pass estimate against a straightforward reference: the prompt counted
+# with tiktoken directly (no memory), OpenAI's per-message overhead, output_allowance,
+# and dearest_cost, for generated chat bodies of every shape the API lets through.
+
+ROUTES = (
+    ROUTE,
+    ModelRoute(
+        "c", (Deployment("c", "gpt-3.5-turbo", 1, 1, None, prices(7, 9)),), RoutingConfig(), None
+    ),
+    ModelRoute("gpt-4o-mini", (), RoutingConfig(), None),  # no deployment: counts, costs 0
+)
+POOL = ["Hello world", "You are a careful senior engineer.", "", "こんにちは", "<|endoftext|>"]
+
+
+def weighted(*choices: tuple[int, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
+    """One of `choices`, each as often as its weight (one_of draws its branches evenly,
+    and flattens nested one_ofs into one choice among all of their branches)."""
+    listed = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.integers(0, len(listed) - 1).flatmap(lambda i: listed[i])
+
+
+short_texts = st.one_of(st.sampled_from(POOL), st.text(max_size=30))
+long_texts = st.builds(
+    lambda word, times: word * times,
+    st.sampled_from(["word ", "ß€ ", '{"k": 1} ']),
+    st.integers(100, 900),
+)
+texts = weighted((3, short_texts), (1, long_texts))
+odd = st.sampled_from([None, 0, 7, -1, 2.5, True, False])  # JSON values that are no text
+parts = weighted(
+    (2, texts),
+    (3, st.fixed_dictionaries({"type": st.just("text"), "text": texts})),
+    (1, st.fixed_dictionaries({"type": st.just("image_url"), "image_url": st.just({"url": "x"})})),
+    (1, st.fixed_dictionaries({"text": st.one_of(odd, st.lists(texts, max_size=2))})),
+    (1, odd),
+)
+contents = weighted(
+    (5, texts),
+    (3, st.lists(parts, max_size=4)),
+    (1, odd),
+    (1, st.dictionaries(short_texts, texts, max_size=2)),
+)
+functions = st.fixed_dictionaries(
+    {},
+    optional={
+        "name": weighted((4, short_texts), (1, odd)),
+        "arguments": weighted(
+            (4, texts), (1, odd), (1, st.dictionaries(short_texts, short_texts, max_size=2))
+        ),
+    },
+)
+calls = weighted(
+    (5, st.fixed_dictionaries({"id": short_texts, "function": functions})),
+    (1, st.fixed_dictionaries({"function": texts})),
+    (1, texts),
+    (1, odd),
+)
+names = weighted((4, short_texts), (1, st.lists(parts, max_size=2)), (1, odd))
+roles = st.sampled_from(["system", "user", "assistant", "tool"])
+messages = weighted(
+    (6, st.fixed_dictionaries({"role": roles, "content": contents})),
+    (2, st.fixed_dictionaries({"role": roles, "content": contents, "name": names})),
+    (
+        2,
+        st.fixed_dictionaries(
+            {"role": st.just("assistant"), "tool_calls": st.lists(calls, max_size=3)},
+            optional={"content": st.one_of(texts, odd)},
+        ),
+    ),
+    (
+        1,
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "content": contents,
+                "name": names,
+                "tool_calls": st.one_of(texts, odd),
+            },
+        ),
+    ),
+    (1, odd),
+    (1, st.lists(texts, max_size=2)),
+)
+caps = weighted(
+    (6, st.integers(0, 10**6)),
+    (2, st.none()),
+    (1, st.floats(0, 10**6, allow_nan=False)),
+    (1, st.booleans()),
+    (1, short_texts),
+)
+outputs = {
+    "max_tokens": caps,
+    "max_completion_tokens": caps,
+    "n": weighted(
+        (4, st.integers(1, 8)),
+        (1, st.integers(-2, 0)),
+        (1, st.floats(-2, 8, allow_nan=False)),
+        (1, st.booleans()),
+        (1, st.none()),
+    ),
+}
+chat_bodies = weighted(
+    (8, st.fixed_dictionaries({"messages": st.lists(messages, max_size=6)}, optional=outputs)),
+    (1, st.fixed_dictionaries({"messages": st.one_of(texts, odd)}, optional=outputs)),
+    (1, st.fixed_dictionaries({}, optional=outputs)),  # no messages at all
+)
+
+
+def reference_texts(body: dict[str, Any]) -> list[str]:
+    """Every text the prompt's count includes, in order, written out plainly."""
+
+    def of(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            return []
+        found = [p for p in value if isinstance(p, str)]
+        found += [
+            p["text"] for p in value if isinstance(p, dict) and isinstance(p.get("text"), str)
+        ]
+        return found
+
+    found: list[str] = []
+    listed = body.get("messages")
+    for message in listed if isinstance(listed, list) else []:
+        if isinstance(message, dict):
+            found += of(message.get("content")) + of(message.get("name"))
+            calls = message.get("tool_calls")
+            for call in calls if isinstance(calls, list) else []:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    found += [str(function.get("name", "")), str(function.get("arguments", ""))]
+    return found
+
+
+def reference_prompt(body: dict[str, Any], encoder: tiktoken.Encoding) -> int:
+    """The prompt's tokens: every text tokenized afresh, plus OpenAI's message overhead."""
+    listed = body.get("messages")
+    overhead = TOKENS_PER_MESSAGE * len(listed) if isinstance(listed, list) else 0
+    tokens = sum(len(encoder.encode(t, disallowed_special=())) for t in reference_texts(body))
+    return REPLY_PRIMING_TOKENS + overhead + tokens
+
+
+def reference_estimate(body: dict[str, Any], route: ModelRoute, default: int | None) -> Estimate:
+    prompt = reference_prompt(body, encoding_for(route_model(route)))
+    output = output_allowance("chat", body, default)
+    return Estimate(prompt + output, dearest_cost(route, Usage(prompt, output)))
+
+
+def route_model(route: ModelRoute) -> str:
+    return route.deployments[0].model if route.deployments else route.alias
+
+
+def new_chars(body: dict[str, Any], remembered: Container[str]) -> int:
+    """Characters of the prompt's texts that would be tokenized: those not remembered."""
+    return sum(
+        len(t) for t in reference_texts(body) if len(t) > REMEMBERED_CHARS or t not in remembered
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    body=chat_bodies,
+    route=st.sampled_from(ROUTES),
+    default=st.one_of(st.none(), st.integers(0, 10**5)),
+)
+def test_the_single_pass_estimate_is_the_reference(
+    body: dict[str, Any], route: ModelRoute, default: int | None
+) -> None:
+    """Inline when at most INLINE_COUNT_CHARS of text is still to tokenize, then the
+    reference's estimate; else None (a thread counts it), and the thread's is the same."""
+    new = new_chars(body, route_facts(route).counter.remembered)
+    expected = reference_estimate(body, route, default)
+    found = estimate_inline("chat", body, route, default)
+    if new > INLINE_COUNT_CHARS:
+        assert found is None
+    else:
+        assert found == expected and type(found) is Estimate
+    assert estimate_now("chat", body, route, default) == expected
+    assert asyncio.run(estimate("chat", body, route, default)) == expected
+
+
+class RecordingEncoder:
+    """An encoding that notes every text it is asked to tokenize."""
+
+    def __init__(self, name: str) -> None:
+        self.encoder = encoding(name)
+        self.name = name
+        self.encoded: list[str] = []
+
+    def encode(self, text: str, **options: Any) -> list[int]:
+        self.encoded.append(text)
+        return self.encoder.encode(text, **options)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    body=chat_bodies,
+    known=st.lists(texts, max_size=4),
+    bound=st.integers(0, 3 * INLINE_COUNT_CHARS),
+)
+def test_counting_within_a_bound_never_tokenizes_more(
+    body: dict[str, Any], known: list[str], bound: int
+) -> None:
+    """At most `bound` characters are tokenized, none when over it; remembered texts
+    are free; a count, when there is one, is the reference's."""
+    recorder = RecordingEncoder("o200k_base")
+    counter = TextCounter(cast(tiktoken.Encoding, recorder))
+    for text in known:
+        counter.count(text)
+    recorder.encoded.clear()
+    new = new_chars(body, set(known))
+    listed = body.get("messages")
+    found = count_messages_within(counter, listed if isinstance(listed, list) else (), bound)
+    assert sum(map(len, recorder.encoded)) <= bound
+    if found is None:
+        assert recorder.encoded == [] and new > bound
+    else:
+        assert new <= bound and found == reference_prompt(body, recorder.encoder)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        ("completions", {"prompt": "Hello world", "max_tokens": 5}),
+        ("completions", {"prompt": [[1, 2, 3], "hi"], "n": 2}),
+        ("embeddings", {"input": ["a", "b"]}),
+        ("responses", {"input": [{"role": "user", "content": "hi"}], "max_output_tokens": 9}),
+        ("responses", {"input": "plain"}),
+    ],
+)
+def test_other_endpoints_estimate_inline_as_before(
+    endpoint: Endpoint, body: dict[str, Any]
+) -> None:
+    """Short prompts of the other endpoints: inline, the same as the full count."""
+    assert estimate_inline(endpoint, body, ROUTE, None) == estimate_now(endpoint, body, ROUTE, None)
+
+
+@pytest.mark.parametrize("endpoint", ["completions", "embeddings", "responses"])
+def test_other_endpoints_long_prompts_go_to_a_thread(endpoint: Endpoint) -> None:
+    field = "prompt" if endpoint == "completions" else "input"
+    assert estimate_inline(endpoint, {field: "x" * (INLINE_COUNT_CHARS + 1)}, ROUTE, None) is None
+
+
+def test_a_long_conversation_seen_before_is_estimated_inline() -> None:
+    """20 turns of 1 KB each, all remembered: no thread hop for them."""
+    turns = [{"role": "user", "content": f"turn {i} " + "words " * 170} for i in range(20)]
+    body = {"messages": turns, "max_tokens": 10}
+    assert estimate_inline("chat", body, ROUTE, None) is None  # 20 KB of new text
+    expected = estimate_now("chat", body, ROUTE, None)
+    assert estimate_inline("chat", body, ROUTE, None) == expected

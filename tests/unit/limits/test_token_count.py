@@ -3,15 +3,22 @@ OpenAI's per-message overhead, and every endpoint's prompt field."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from types import MappingProxyType
+
 import pytest
 
 from gateway.limits import token_count
 from gateway.limits.token_count import (
     REPLY_PRIMING_TOKENS,
     TOKENS_PER_MESSAGE,
+    TextCounter,
     count_messages,
+    count_messages_with,
+    count_messages_within,
     count_prompt,
     count_text,
+    encoding,
     encoding_for,
 )
 
@@ -78,18 +85,61 @@ def test_each_encoding_remembers_its_own_count() -> None:
     assert token_count.count_prompt_text(text, "gpt-3.5-turbo") == count_text(text, "gpt-3.5-turbo")
 
 
-def test_the_memory_is_bounded_and_long_texts_are_not_kept(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(token_count, "_remembered", {})
-    monkeypatch.setattr(token_count, "REMEMBERED_TEXTS", 4)
+def test_the_memory_is_bounded_and_long_texts_are_not_kept() -> None:
+    """The oldest text is forgotten first; a text too long to remember is counted, not kept."""
+    counter = TextCounter(encoding("o200k_base"), texts_kept=4)
     for i in range(10):
-        assert token_count.count_prompt_text(f"text number {i}", "gpt-4o") == count_text(
-            f"text number {i}", "gpt-4o"
-        )
-    assert len(token_count._remembered) == 4
-    assert ("o200k_base", "text number 9") in token_count._remembered
-    assert ("o200k_base", "text number 0") not in token_count._remembered
+        assert counter.count(f"text number {i}") == count_text(f"text number {i}", "gpt-4o")
+    assert list(counter.remembered) == [f"text number {i}" for i in range(6, 10)]
     long = "y" * (token_count.REMEMBERED_CHARS + 1)
-    assert token_count.count_prompt_text(long, "gpt-4o") == count_text(long, "gpt-4o")
-    assert all(text != long for _, text in token_count._remembered)
+    assert counter.count(long) == count_text(long, "gpt-4o")
+    assert long not in counter.remembered
+
+
+def test_counting_from_many_threads_keeps_the_bound_and_the_counts() -> None:
+    """Long prompts are counted on worker threads while the loop counts short ones."""
+    counter = TextCounter(encoding("o200k_base"), texts_kept=64)
+    texts = [f"thread text {i} " * (i % 7 + 1) for i in range(400)]
+    expected = [count_text(text, "gpt-4o") for text in texts]
+
+    def count_all(offset: int) -> list[int]:
+        order = texts[offset:] + texts[:offset]
+        counts = [counter.count(text) for text in order]
+        return counts[-offset:] + counts[:-offset] if offset else counts
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(count_all, range(0, 400, 50)))
+    assert all(result == expected for result in results)
+    assert len(counter.remembered) <= 64
+
+
+def test_messages_within_a_bound_tokenize_only_new_text() -> None:
+    """Remembered texts cost nothing against the bound; new text over it is not tokenized."""
+    counter = TextCounter(encoding("o200k_base"))
+    turns = [{"role": "user", "content": f"turn {i}: " + "words " * 150} for i in range(20)]
+    assert count_messages_within(counter, turns, 2048) is None  # ~18 KB of new text
+    assert counter.remembered == {}
+    full = count_messages_with(counter, turns)
+    assert full == count_messages(turns, "gpt-4o")
+    assert count_messages_within(counter, turns, 0) == full  # all remembered now
+    assert count_messages_within(counter, [*turns, {"content": "new"}], 3) == full + 3 + 1
+    assert count_messages_within(counter, [*turns, {"content": "newer"}], 4) is None
+
+
+def test_any_mapping_counts_as_a_dict_does() -> None:
+    """Messages, parts and tool calls may be any Mapping, not only dicts from JSON."""
+    part = {"type": "text", "text": "Hello"}
+    function = {"name": "lookup", "arguments": '{"q": "x"}'}
+    messages = [
+        {"role": "user", "content": [part, "world"], "name": "ann"},
+        {"tool_calls": [{"function": function}]},
+    ]
+    proxied = [
+        MappingProxyType(
+            {"role": "user", "content": [MappingProxyType(part), "world"], "name": "ann"}
+        ),
+        MappingProxyType(
+            {"tool_calls": [MappingProxyType({"function": MappingProxyType(function)})]}
+        ),
+    ]
+    assert count_messages(proxied, "gpt-4o") == count_messages(messages, "gpt-4o")
