@@ -5,12 +5,13 @@ reserved and settled (pipeline.py calls `reserve_limits` after authorization and
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.limits.answers import ratelimit_headers
-from gateway.limits.estimate import estimate, estimate_inline
+from gateway.limits.estimate import estimate_inline, estimate_now
 from gateway.limits.plan import Actual, Plan, lease_ms, shape_of
 
 log = logging.getLogger("gateway.limits")
@@ -42,8 +43,10 @@ async def reserve_limits(
     route = grant.route
     if tokens:
         guess = estimate_inline(ctx.endpoint, body, route, team.max_tokens_default)
-        if guess is None:  # a long prompt
-            guess = await estimate(ctx.endpoint, body, route, team.max_tokens_default)
+        if guess is None:  # much new text to tokenize: off the event loop
+            guess = await asyncio.to_thread(
+                estimate_now, ctx.endpoint, body, route, team.max_tokens_default
+            )
         spends, nanousd = guess
     else:
         spends = nanousd = 0
