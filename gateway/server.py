@@ -19,9 +19,6 @@ exists or after the app has stopped:
 - the exit status: after SIGTERM and a completed drain the process exits 0
   (uvicorn re-raises the signal, which would make it 143).
 
-Each request's response head is written by gateway/http_head.py: uvicorn's bytes,
-for about two thirds of its CPU.
-
 Limits travel in the uvicorn `Config` (pickled into each worker under
 `--workers`), never in a module global.
 """
@@ -42,17 +39,12 @@ from typing import Any
 import httptools
 import orjson
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import (
-    STATUS_LINE,
-    HttpToolsProtocol,
-    RequestResponseCycle,
-)
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 from uvicorn.supervisors import multiprocess
 from uvicorn.supervisors.multiprocess import Multiprocess
 
 from gateway.drain import DRAIN_STATE_KEY, Drain, drain_is_over
-from gateway.http_head import GatewayCycle
 from gateway.settings import (
     DEFAULT_CLIENT_TIMEOUT_S,
     DEFAULT_MAX_HEADER_BYTES,
@@ -144,8 +136,7 @@ ANSWER_408 = _error_answer(
 
 
 class GatewayHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with bounded request heads, a client deadline, and
-    response heads written by gateway/http_head.py.
+    """uvicorn's httptools protocol with bounded request heads and a client deadline.
 
     The head is counted in the parser callbacks (exact) and, while a head is
     still arriving, by the bytes received (httptools joins a header's pieces
@@ -250,14 +241,6 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         super().on_headers_complete()
-        # uvicorn has just made this request's cycle and scheduled (or queued) its task;
-        # the task has not run, and the app gets `cycle.send` only when it does, so our
-        # send is the one it sees. Safe even if it came too late (an eager task factory):
-        # GatewayCycle adds no state and its send behaves as uvicorn's. Not a copy of
-        # uvicorn's on_headers_complete, which changes between releases. An upgrade
-        # request leaves an older cycle (already ours) or None here.
-        if type(self.cycle) is RequestResponseCycle:
-            self.cycle.__class__ = GatewayCycle
 
     def on_message_complete(self) -> None:
         self._disarm()  # the whole request is in; the app's time is not the client's
