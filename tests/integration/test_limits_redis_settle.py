@@ -210,10 +210,15 @@ async def test_the_settle_timer_sends_only_settles_that_waited_the_delay(
         await backend.close()
 
 
-async def test_settles_redis_forgot_the_script_of_are_sent_again(redis_url: str) -> None:
+async def test_settles_redis_forgot_the_script_of_are_sent_again(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Redis restarted (or its scripts were flushed) while settles waited: the reserve
     carrying them and the settles themselves are refused with NOSCRIPT, none of them
-    ran; all are sent again and land, none counted lost."""
+    ran; all are sent again and land, none counted lost. (The settle delay is long here,
+    so the settles wait for the reserve whatever the flush takes: both scripts are then
+    loaded again, as the next tests expect.)"""
+    monkeypatch.setattr(redis_backend, "SETTLE_DELAY_S", 5.0)
     backend = RedisBackend.from_url(redis_url)
     now = int(time.time() * 1000)
     plan = build_plan(team(), "u", Estimate(100, 0), now)
@@ -222,7 +227,19 @@ async def test_settles_redis_forgot_the_script_of_are_sent_again(redis_url: str)
         for hold in holds:
             backend.settle(hold, Actual(5, 0))
         await backend._redis.script_flush()
+        writes = recording(backend)
         assert isinstance(await backend.try_reserve(plan, "after-flush", now), Hold)
+        settle_sha, reserve_sha = backend._settle.sha, backend._reserve.sha
+        # one write for all, then each settle again (the first after loading the script),
+        # then the reserve again
+        assert writes == [
+            [settle_sha, settle_sha, reserve_sha],
+            [settle_sha],
+            [settle_sha],
+            [settle_sha],
+            [reserve_sha],
+            [reserve_sha],
+        ]
         await backend.flush()
         snap = await backend.snapshot(plan, now)
         assert snap.budgets[0] is not None
