@@ -64,22 +64,9 @@ def output_allowance(endpoint: Endpoint, body: Mapping[str, Any], default: int |
 
 
 def prompt_chars(endpoint: Endpoint, body: Mapping[str, Any]) -> int:
-    """A cheap upper bound on the prompt's size, to choose inline or threaded counting."""
-    if endpoint == "chat":
-        messages = body.get("messages")
-        if isinstance(messages, list):
-            # _size of the messages without a generator per level for the usual shape
-            # (messages whose values are all strings): it runs on every request.
-            total = 0
-            for message in messages:
-                if not isinstance(message, dict):
-                    total += _size(message, 1)
-                    continue
-                for value in message.values():
-                    total += len(value) if isinstance(value, str) else _size(value, 2)
-            return total
-    field = PROMPT_FIELDS.get(endpoint, "input")
-    return _size(body.get(field), 0)
+    """A cheap upper bound on the prompt's size, to choose inline or threaded counting
+    (a chat prompt's new text is measured while it is counted: count_messages_within)."""
+    return _size(body.get(PROMPT_FIELDS.get(endpoint, "input")), 0)
 
 
 def _size(value: Any, depth: int) -> int:
@@ -156,36 +143,21 @@ def estimate_inline(
 ) -> Estimate | None:
     """estimate_now when the prompt has at most INLINE_COUNT_CHARS of text to tokenize;
     None otherwise: count it on a thread (`estimate`), so the event loop keeps serving.
-
-    Runs for every request of a team with limits, so the chat path is one pass over the
-    messages and few calls; estimate_now is the reference it must agree with."""
-    facts = _facts.get(id(route))  # route_facts, without the call when the route is known
-    if facts is None or facts.route is not route:
-        facts = route_facts(route)
-    if endpoint != "chat":
-        if prompt_chars(endpoint, body) > INLINE_COUNT_CHARS:
+    A chat prompt is measured and counted in one pass over its messages."""
+    facts = route_facts(route)
+    if endpoint == "chat":
+        messages = body.get("messages")
+        prompt = count_messages_within(
+            facts.counter, messages if isinstance(messages, list) else (), INLINE_COUNT_CHARS
+        )
+        if prompt is None:
             return None
-        return estimate_now(endpoint, body, route, default_output)
-    messages = body.get("messages")
-    prompt = count_messages_within(
-        facts.counter, messages if isinstance(messages, list) else (), INLINE_COUNT_CHARS
-    )
-    if prompt is None:
+    elif prompt_chars(endpoint, body) > INLINE_COUNT_CHARS:
         return None
-    # output_allowance without the call in the usual case: no max_completion_tokens, no
-    # n, max_tokens absent or an int; any other shape takes the general rule.
-    if "max_completion_tokens" in body or "n" in body:
-        output = output_allowance(endpoint, body, default_output)
     else:
-        cap = body.get("max_tokens")
-        if cap is None:
-            output = DEFAULT_OUTPUT_ALLOWANCE if default_output is None else default_output
-        elif type(cap) is int:  # not a bool, not a float: taken as is
-            output = cap
-        else:
-            output = output_allowance(endpoint, body, default_output)
-    # Estimate(...) runs a Python-level __new__ that makes exactly this tuple (~0.1 µs).
-    return tuple.__new__(Estimate, (prompt + output, facts.dearest(prompt, output)))
+        prompt = count_prompt_with(facts.counter, endpoint, body)
+    output = output_allowance(endpoint, body, default_output)
+    return Estimate(prompt + output, facts.dearest(prompt, output))
 
 
 async def estimate(

@@ -116,9 +116,7 @@ class MemoryBackend:
         if now_ms >= self._next_expiry_ms:
             self._sweep(now_ms)
         shape, tokens, nanousd, lease = plan
-        bound = self._bound.get(id(shape))
-        if bound is None or bound.shape is not shape:
-            bound = self._bind(shape)
+        bound = self._bound_of(shape)
         for entry, limit, counts_tokens in bound.budgets:
             amount = tokens if counts_tokens else nanousd
             if (
@@ -260,6 +258,10 @@ class MemoryBackend:
         bucket = state.buckets.get(key)
         return 0 if bucket is None else gcra.drained(bucket.stamp_ms, bucket.level, now_ms, limit)
 
+    def _bound_of(self, shape: Shape) -> _Bound:
+        bound = self._bound.get(id(shape))
+        return bound if bound is not None and bound.shape is shape else self._bind(shape)
+
     def _bind(self, shape: Shape) -> _Bound:
         """The shape's records, made where missing (a budget not yet rebuilt from the
         ledger is made unseeded: a reservation on it asks for the rebuild first)."""
@@ -291,9 +293,7 @@ class MemoryBackend:
     ) -> None:
         plan = hold.plan
         shape = plan.shape
-        bound = self._bound.get(id(shape))
-        if bound is None or bound.shape is not shape:
-            bound = self._bind(shape)
+        bound = self._bound_of(shape)
         if actual is None:
             used_tokens = used_nanousd = None
         else:

@@ -5,13 +5,12 @@ reserved and settled (pipeline.py calls `reserve_limits` after authorization and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.limits.answers import ratelimit_headers
-from gateway.limits.estimate import estimate_inline, estimate_now
+from gateway.limits.estimate import estimate
 from gateway.limits.plan import Actual, Plan, lease_ms, shape_of
 
 log = logging.getLogger("gateway.limits")
@@ -42,12 +41,7 @@ async def reserve_limits(
         return  # an unlimited team pays nothing for the stage
     route = grant.route
     if tokens:
-        guess = estimate_inline(ctx.endpoint, body, route, team.max_tokens_default)
-        if guess is None:  # much new text to tokenize: off the event loop
-            guess = await asyncio.to_thread(
-                estimate_now, ctx.endpoint, body, route, team.max_tokens_default
-            )
-        spends, nanousd = guess
+        spends, nanousd = await estimate(ctx.endpoint, body, route, team.max_tokens_default)
     else:
         spends = nanousd = 0
     limits = services.limits

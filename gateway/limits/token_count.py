@@ -138,7 +138,7 @@ class TextCounter:
 
 def count_prompt_text(text: str, model: str) -> int:
     """count_text for a prompt's text, remembered for texts that come back."""
-    return counter_for(model).count(text) if text else 0
+    return counter_for(model).count(text)
 
 
 def count_messages(messages: Iterable[Any], model: str) -> int:
@@ -174,8 +174,7 @@ def count_messages_within(
 
     What counts: each message's overhead, the text of its `content` and `name` (a
     string, or a list of strings and typed parts), and each tool call's function name
-    and arguments (as str() makes them). The limits stage runs this for every request:
-    one frame for the usual shape (string contents), the rest in helpers."""
+    and arguments (as str() makes them)."""
     remembered = counter.remembered
     fresh: list[str] = []  # texts with no count yet: tokenized after the walk, if allowed
     total = REPLY_PRIMING_TOKENS
@@ -185,15 +184,9 @@ def count_messages_within(
         if type(message) is not dict and not isinstance(message, Mapping):
             continue
         content = message.get("content")
-        if isinstance(content, str):  # the usual shape: one remembered text
-            found = remembered.get(content) if len(content) <= REMEMBERED_CHARS else None
-            if found is not None:
-                total += found
-            elif content:
-                fresh.append(content)
-        elif content is not None:
+        if content is not None:
             total += _remembered_texts(remembered, content, fresh)
-        # `is not None` before any isinstance: most messages have neither.
+        # `is not None` before any call: most messages have neither.
         name = message.get("name")
         if name is not None:
             total += _remembered_texts(remembered, name, fresh)

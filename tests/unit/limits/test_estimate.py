@@ -95,22 +95,6 @@ def test_a_100kb_prompt_is_counted_off_the_event_loop() -> None:
     assert worst_gap < 0.05
 
 
-def test_prompt_chars_of_chat_messages_is_the_general_walk() -> None:
-    """The chat fast path measures what the general walk measures, for every shape."""
-    from gateway.limits.estimate import _size, prompt_chars
-
-    shapes: list[Any] = [
-        [{"role": "user", "content": "hello"}],
-        [{"role": "user", "content": [{"type": "text", "text": "abc"}, "xy"], "name": "n"}],
-        [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}],
-        ["not a message", 7, None, [[["deep", ["deeper", ["deepest"]]]]]],
-        [{"a": {"b": {"c": {"d": {"e": "too deep"}}}}}],
-        [],
-    ]
-    for messages in shapes:
-        assert prompt_chars("chat", {"messages": messages}) == _size(messages, 0)
-
-
 # The single-pass estimate against a straightforward reference: the prompt counted
 # with tiktoken directly (no memory), OpenAI's per-message overhead, output_allowance,
 # and dearest_cost, for generated chat bodies of every shape the API lets through.
