@@ -96,39 +96,45 @@ class RedisBackend:
         reserve = self._calls.of(plan.shape)[0]
         lease_end = now_ms + plan.lease_ms
         args = reserve.args(hold_id, reserve_values(plan, now_ms, lease_end))
-        if self._fast is not None and 0 < len(self._queue) <= RIDE_ALONG_MAX:
-            reply = await self._reserve_with_settles(reserve, args)
-        else:
-            reply = await self._call(self._reserve, reserve.keys, args, reserve)
-        return decode_reserve(plan, hold_id, lease_end, reply)
-
-    async def _reserve_with_settles(self, reserve: ScriptCall, args: list[str]) -> Any:
-        """The reserve, with the settles waiting in the queue ahead of it in one write."""
-        assert self._fast is not None
+        fast = self._fast
+        if fast is None:
+            reply = await self._call(self._reserve, reserve.keys, args)
+            return decode_reserve(plan, hold_id, lease_end, reply)
+        # The settles waiting in the queue ride ahead of the reserve, in the same write.
         # The settle timer stays: when it fires it finds the queue empty (or holding the
         # settles that came since, none of them older than its delay). One timer per
         # delay, not one made and cancelled per request.
-        batch, self._queue = self._queue, []
+        batch: list[Settle] = []
+        if len(self._queue) <= RIDE_ALONG_MAX:
+            batch, self._queue = self._queue, batch
         commands = self._settle_commands(batch)
         commands.append(reserve.command(args))
         self._sending += 1
         try:
-            replies = await self._fast.call_many(commands)
+            replies = await fast.call_many(commands)
         except (RespError, OSError) as error:
-            self._lost(len(batch), error)
+            if batch:
+                self._lost(len(batch), error)
             raise BackendUnavailable(f"Redis: {_why(error)}") from error
         finally:
             self._sending -= 1
             self._maybe_idle()
-        again = self._accounted(batch, replies[:-1])
-        if again:
-            await self._send_again(again)
-        reply = replies[-1]
-        if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
-            return await self._call(self._reserve, reserve.keys, args, reserve)
+        reply = replies.pop()
+        if batch:
+            again = self._accounted(batch, replies)
+            if again:
+                await self._send_again(again)
         if isinstance(reply, RespError):
-            raise BackendUnavailable(f"Redis: {_why(reply)}")
-        return reply
+            if not isinstance(reply, NoScript):
+                raise BackendUnavailable(f"Redis: {_why(reply)}")
+            # Redis forgot the script (it restarted or was flushed; none of it ran): load
+            # it and send the reserve again
+            try:
+                await self._reload(self._reserve)
+                reply = await fast.call(reserve.command(args))
+            except (RedisError, RespError, OSError) as error:
+                raise BackendUnavailable(f"Redis: {_why(error)}") from error
+        return decode_reserve(plan, hold_id, lease_end, reply)
 
     async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
         if not seeds:
@@ -217,8 +223,13 @@ class RedisBackend:
         return again
 
     async def _send_again(self, again: list[Settle]) -> None:
-        """Settles Redis refused for not knowing the script: once more (the script is
-        loaded again on the way); those that still do not land are counted lost."""
+        """Settles Redis refused for not knowing the script (none of them ran): the script
+        loaded again, then each once more; those that still do not land are counted lost."""
+        try:
+            await self._reload(self._settle)
+        except (RedisError, OSError) as error:
+            self._lost(len(again), error)
+            return
         for sent, (call, args) in enumerate(again):
             try:
                 await self._evalsha(self._settle, call.keys, args, call)
@@ -325,8 +336,12 @@ class RedisBackend:
         try:
             return await fast.call(command)
         except NoScript:
-            script.sha = await self._redis.script_load(script.script)
+            await self._reload(script)
             return await fast.call(command)
+
+    async def _reload(self, script: AsyncScript) -> None:
+        """Load a script Redis forgot again: the same text, the same sha."""
+        script.sha = await self._redis.script_load(script.script)
 
 
 def _why(error: Exception) -> str:

@@ -58,12 +58,12 @@ class Limits:
         self._sums = sums
         self.unchecked = 0  # requests served unchecked (backend down, on_backend_error: open)
 
-    def reserve_now(self, plan: Plan, mode: BackendErrorMode) -> Hold | None:
+    def reserve_now(self, plan: Plan, mode: BackendErrorMode, now_ms: int) -> Hold | None:
         """`reserve` without waiting, when the backend decides in this process and its
         counters need no rebuild; None: await `reserve`. Raises the refusal likewise."""
         hold_id = new_hold_id()
         try:
-            decision = self.backend.reserve_now(plan, hold_id, self.clock())
+            decision = self.backend.reserve_now(plan, hold_id, now_ms)
         except BackendUnavailable as error:
             return self._unchecked(plan, hold_id, mode, error)
         if isinstance(decision, Hold):
@@ -72,10 +72,12 @@ class Limits:
             return None
         raise refusal_error(decision, plan.team)
 
-    async def reserve(self, plan: Plan, mode: BackendErrorMode) -> Hold:
-        """A hold on every check of `plan`, or the refusal raised as a GatewayError."""
+    async def reserve(self, plan: Plan, mode: BackendErrorMode, now_ms: int | None = None) -> Hold:
+        """A hold on every check of `plan` (at `now_ms`, else the clock's now), or the
+        refusal raised as a GatewayError."""
         hold_id = new_hold_id()
-        now_ms = self.clock()
+        if now_ms is None:
+            now_ms = self.clock()
         try:
             for _ in range(SEED_ATTEMPTS):
                 decision = await self.backend.try_reserve(plan, hold_id, now_ms)

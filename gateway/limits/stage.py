@@ -46,13 +46,14 @@ async def reserve_limits(
         spends = nanousd = 0
     limits = services.limits
     subject = grant.principal.subject
-    shape = shape_of(team, subject, limits.clock(), policy.timezone, spends_tokens=tokens)
+    now_ms = limits.clock()  # one instant: the shape's periods and the reservation's
+    shape = shape_of(team, subject, now_ms, policy.timezone, spends_tokens=tokens)
     if shape.is_empty:
         return
     plan = Plan(shape, spends, nanousd, lease_ms(route.routing.timeout_s))
     mode = policy.on_backend_error
-    hold = limits.reserve_now(plan, mode)
-    ctx.limits_hold = hold if hold is not None else await limits.reserve(plan, mode)
+    hold = limits.reserve_now(plan, mode, now_ms)
+    ctx.limits_hold = hold if hold is not None else await limits.reserve(plan, mode, now_ms)
 
 
 def settle_limits(ctx: RequestContext, services: Services) -> None:

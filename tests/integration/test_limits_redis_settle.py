@@ -230,14 +230,12 @@ async def test_settles_redis_forgot_the_script_of_are_sent_again(
         writes = recording(backend)
         assert isinstance(await backend.try_reserve(plan, "after-flush", now), Hold)
         settle_sha, reserve_sha = backend._settle.sha, backend._reserve.sha
-        # one write for all, then each settle again (the first after loading the script),
-        # then the reserve again
+        # one write for all, then (each script loaded again first) each settle again, then
+        # the reserve again
         assert writes == [
             [settle_sha, settle_sha, reserve_sha],
             [settle_sha],
             [settle_sha],
-            [settle_sha],
-            [reserve_sha],
             [reserve_sha],
         ]
         await backend.flush()
@@ -246,6 +244,28 @@ async def test_settles_redis_forgot_the_script_of_are_sent_again(
         assert (snap.budgets[0].used, snap.budgets[0].reserved) == (10, 100)
         assert backend.lost_settles == 0
     finally:
+        await backend.close()
+
+
+async def test_a_reserve_alone_redis_forgot_the_script_of_is_sent_again(redis_url: str) -> None:
+    """No settle waiting, Redis flushed its scripts: the reserve is refused with NOSCRIPT
+    (nothing ran), the script is loaded again and the reserve sent once more: it holds."""
+    backend = RedisBackend.from_url(redis_url)
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    try:
+        await reserved(backend, plan, 1, now)
+        await backend.flush()
+        await backend._redis.script_flush()
+        writes = recording(backend)
+        assert isinstance(await backend.try_reserve(plan, "after-flush", now), Hold)
+        reserve_sha = backend._reserve.sha
+        assert writes == [[reserve_sha], [reserve_sha]]
+        snap = await backend.snapshot(plan, now)
+        assert snap.budgets[0] is not None and snap.budgets[0].reserved == 200
+        assert snap.concurrency == (2,)
+    finally:
+        await backend._redis.script_load(backend._settle.script)  # the next tests' settles
         await backend.close()
 
 

@@ -7,10 +7,13 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.limits.answers import BudgetRefusal, ConcurrencyRefusal, RateRefusal
-from gateway.limits.backend import Hold, NeedsSeed
+from gateway.limits import budget, gcra
+from gateway.limits.answers import BudgetRefusal, ConcurrencyRefusal, RateRefusal, tightest
+from gateway.limits.backend import Hold, NeedsSeed, Snapshot
+from gateway.limits.budget import Counter, Verdict
+from gateway.limits.gcra import Bucket
 from gateway.limits.memory import MemoryBackend
-from gateway.limits.plan import Actual, Estimate, Plan, build_plan
+from gateway.limits.plan import Actual, Estimate, Plan, RateKind, build_plan
 from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
 from gateway.policy.schema import LimitsSpec, PerUserSpec
 
@@ -160,3 +163,153 @@ def test_hold_ids_are_unique_and_differ_between_processes() -> None:
     os.waitpid(pid, 0)
     child = os.read(read, 100).decode()
     assert child[:16] != service.new_hold_id()[:16]
+
+
+class CoreReference:
+    """The rules as the pure cores state them, one call per check on plain dicts keyed by
+    counter (budget.py, gcra.py, answers.tightest), every lapsed hold swept at once:
+    what the backend, with its records bound per shape, its per-kind loops and its lazy
+    sweep, must equal."""
+
+    def __init__(self) -> None:
+        self.budgets: dict[str, Counter] = {}
+        self.buckets: dict[str, Bucket] = {}
+        self.gauges: dict[str, int] = {}
+        self.holds: dict[str, tuple[Plan, int]] = {}
+
+    def sweep(self, now: int) -> None:
+        for hold_id, (plan, expires) in list(self.holds.items()):
+            if expires <= now:
+                del self.holds[hold_id]
+                self._release(plan, None, is_held=True, adjust_rates=False)
+
+    def reserve(self, plan: Plan, hold_id: str, now: int) -> object:
+        """The hold's (requests, tokens) views and lease end, or the refusal's type."""
+        self.sweep(now)
+        for rule in plan.budgets:
+            counter = self.budgets.setdefault(rule.key, Counter())
+            if budget.check(counter, rule.limit, plan.amount(rule)) is not Verdict.OK:
+                return BudgetRefusal
+        for conc in plan.concurrency:
+            if self.gauges.get(conc.key, 0) >= conc.limit:
+                return ConcurrencyRefusal
+        states = [
+            gcra.decide(self.buckets.get(r.key, Bucket()), now, r.limit, plan.amount(r))
+            for r in plan.rates
+        ]
+        if not all(state.is_allowed for state in states):
+            return RateRefusal
+        for rule in plan.budgets:
+            self.budgets[rule.key] = budget.reserve(self.budgets[rule.key], plan.amount(rule))
+        for conc in plan.concurrency:
+            self.gauges[conc.key] = self.gauges.get(conc.key, 0) + 1
+        for rate, state in zip(plan.rates, states, strict=True):
+            self.buckets[rate.key] = state.bucket
+        views = tightest(
+            (r.kind, r.limit, s.remaining, s.reset_ms)
+            for r, s in zip(plan.rates, states, strict=True)
+        )
+        self.holds[hold_id] = (plan, now + plan.lease_ms)
+        return views, now + plan.lease_ms
+
+    def settle(self, hold_id: str, plan: Plan, actual: Actual | None) -> None:
+        is_held = self.holds.pop(hold_id, None) is not None
+        self._release(plan, actual, is_held=is_held, adjust_rates=True)
+
+    def _release(
+        self, plan: Plan, actual: Actual | None, *, is_held: bool, adjust_rates: bool
+    ) -> None:
+        for rule in plan.budgets:
+            used = None if actual is None else rule.actual(actual)
+            self.budgets[rule.key] = budget.settle(
+                self.budgets[rule.key], plan.amount(rule), used, is_held=is_held
+            )
+        if is_held:
+            for conc in plan.concurrency:
+                self.gauges[conc.key] -= 1
+        if adjust_rates:
+            delta = (0 if actual is None else actual.tokens) - plan.tokens
+            for rate in plan.rates:
+                if rate.kind is RateKind.TOKENS:
+                    self.buckets[rate.key] = gcra.adjust(self.buckets[rate.key], delta)
+
+    def snapshot(self, plan: Plan, now: int) -> Snapshot:
+        self.sweep(now)
+        return Snapshot(
+            tuple(self.budgets.get(rule.key, Counter()) for rule in plan.budgets),
+            tuple(
+                gcra.state_of(self.buckets.get(r.key, Bucket()), now, r.limit) for r in plan.rates
+            ),
+            tuple(self.gauges.get(c.key, 0) for c in plan.concurrency),
+        )
+
+
+reference_ops = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("reserve"),
+            st.integers(0, 9),  # tokens
+            st.integers(0, 60),  # nano-USD
+            st.sampled_from(["u1", "u2"]),
+        ),
+        st.tuples(st.just("settle"), st.integers(0, 12), st.integers(0, 120), st.booleans()),
+        st.tuples(st.just("wait"), st.integers(1, 40_000), st.none(), st.none()),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ops=reference_ops)
+def test_every_decision_and_counter_equals_the_pure_cores(ops: list[tuple]) -> None:  # type: ignore[type-arg]
+    """Over any interleaving of reserves, settles (more or less than reserved, or none)
+    and time, each decision, each hold's x-ratelimit views and lease, and every counter
+    equal the cores' (CoreReference). Limits are small, so every kind of check refuses
+    often and budgets fill to the unit."""
+    rules = team(  # limits a few requests reach exactly: every edge is met often
+        budgets=(Budget(BudgetPeriod.MONTH, 16, None), Budget(BudgetPeriod.DAY, None, 0.00000005)),
+        limits=LimitsSpec(rpm=6, tpm=20, concurrency=3),
+        per_user=PerUserSpec(rpm=3, tokens_per_day=8, concurrency=2),
+    )
+    backend, reference = MemoryBackend(), CoreReference()
+    now, holds, n = NOW, [], 0
+    for op, a, b, c in ops:
+        if op == "reserve":
+            n += 1
+            plan = build_plan(rules, c, Estimate(a, b), now, deadline_s=30)
+            found = backend.reserve_now(plan, str(n), now)
+            if isinstance(found, NeedsSeed):  # a counter's first use: rebuilt as empty
+                asyncio.run(backend.seed(plan.team, tuple((r, 0) for r in found.checks)))
+                found = backend.reserve_now(plan, str(n), now)
+            expected = reference.reserve(plan, str(n), now)
+            if isinstance(found, Hold):
+                assert ((found.requests, found.tokens), found.expires_ms) == expected
+                holds.append(found)
+            else:
+                assert type(found) is expected
+        elif op == "settle" and holds:
+            hold = holds.pop(0)
+            actual = Actual(a, b) if c else None
+            backend.settle(hold, actual)
+            reference.settle(hold.id, hold.plan, actual)
+        elif op == "wait":
+            now += a
+        for subject in ("u1", "u2"):
+            plan = build_plan(rules, subject, Estimate(1, 1), now, deadline_s=30)
+            asyncio.run(backend.seed(plan.team, tuple((r, 0) for r in plan.budgets)))  # new periods
+            assert asyncio.run(backend.snapshot(plan, now)) == reference.snapshot(plan, now)
+
+
+def test_a_budget_used_up_exactly_refuses_even_a_request_that_costs_nothing() -> None:
+    """A USD budget spent to the nano-dollar refuses a request priced at 0 (a model
+    without prices), as budget.verdict says: used >= limit is exhausted."""
+    rules = team(budgets=(Budget(BudgetPeriod.DAY, None, 0.00000005),))  # 50 nano-USD
+    backend = MemoryBackend()
+    spend = build_plan(rules, "u", Estimate(1, 50), NOW)
+    seeded(backend, spend)
+    hold = backend.reserve_now(spend, "a", NOW)
+    assert isinstance(hold, Hold)
+    backend.settle(hold, Actual(1, 50))
+    free = build_plan(rules, "u", Estimate(1, 0), NOW)
+    refusal = backend.reserve_now(free, "b", NOW)
+    assert isinstance(refusal, BudgetRefusal) and refusal.verdict is Verdict.EXHAUSTED
