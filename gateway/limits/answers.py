@@ -43,12 +43,27 @@ class LimitsUnavailable(GatewayError):
     code = "limits_unavailable"
 
 
+class RateView(NamedTuple):
+    """The tightest rate key of one kind (team or user) after a reservation, or as it
+    stands at a refusal: what its three x-ratelimit-* headers show."""
+
+    limit: int
+    remaining: int
+    reset_ms: int
+
+
+# The tightest rate key of each kind, (requests, tokens): what the six headers show.
+RateViews = tuple[RateView | None, RateView | None]
+NO_VIEWS: RateViews = (None, None)
+
+
 @dataclass(frozen=True, slots=True)
 class BudgetRefusal:
     check: BudgetRule
     amount: int  # the request's estimate on it
     verdict: Verdict
     counter: Counter
+    views: RateViews = NO_VIEWS  # the rate keys as they stand (a refusal takes nothing)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +73,14 @@ class RateRefusal:
     retry_after_ms: int  # -1: the request alone is larger than the limit
     remaining: int
     reset_ms: int
+    views: RateViews = NO_VIEWS  # the rate keys as they stand (a refusal takes nothing)
 
 
 @dataclass(frozen=True, slots=True)
 class ConcurrencyRefusal:
     check: ConcurrencyCheck
     in_flight: int
+    views: RateViews = NO_VIEWS  # the rate keys as they stand (a refusal takes nothing)
 
 
 Refusal = BudgetRefusal | RateRefusal | ConcurrencyRefusal
@@ -118,6 +135,7 @@ def budget_error(refusal: BudgetRefusal, team: str) -> BudgetExhausted:
             "x-should-retry": "false",
             "x-gateway-budget": f"{check.scope}:{check.unit}:{check.period}",
             "x-gateway-budget-reset": _iso(check.resets_ms),
+            **ratelimit_header_text(refusal.views),
         },
     )
 
@@ -130,7 +148,7 @@ def rate_error(refusal: RateRefusal, team: str) -> RateLimited:
         return RateLimited(
             f"Request too large for {who} on {per}: Limit {check.limit}, "
             f"Requested {refusal.amount}. Lower max_tokens or shorten the prompt.",
-            headers={"x-should-retry": "false"},
+            headers={"x-should-retry": "false", **ratelimit_header_text(refusal.views)},
         )
     used = check.limit - refusal.remaining
     return RateLimited(
@@ -138,9 +156,7 @@ def rate_error(refusal: RateRefusal, team: str) -> RateLimited:
         f"Requested {refusal.amount}. Please try again in {go_duration(refusal.retry_after_ms)}.",
         headers={
             **retry_headers(refusal.retry_after_ms),
-            f"x-ratelimit-limit-{check.kind}": str(check.limit),
-            f"x-ratelimit-remaining-{check.kind}": str(refusal.remaining),
-            f"x-ratelimit-reset-{check.kind}": go_duration(refusal.reset_ms),
+            **ratelimit_header_text(refusal.views),
         },
     )
 
@@ -150,7 +166,10 @@ def concurrency_error(refusal: ConcurrencyRefusal, team: str) -> RateLimited:
     return RateLimited(
         f"Too many requests at once for {who}: Limit {refusal.check.limit} concurrent, "
         f"in flight {refusal.in_flight}. Please try again when one finishes.",
-        headers=retry_headers(CONCURRENCY_RETRY_MS),
+        headers={
+            **retry_headers(CONCURRENCY_RETRY_MS),
+            **ratelimit_header_text(refusal.views),
+        },
     )
 
 
@@ -165,15 +184,6 @@ def refusal_error(refusal: Refusal, team: str) -> GatewayError:
     if isinstance(refusal, RateRefusal):
         return rate_error(refusal, team)
     return concurrency_error(refusal, team)
-
-
-class RateView(NamedTuple):
-    """The tightest rate key of one kind (team or user) after a reservation: what its
-    three x-ratelimit-* headers show."""
-
-    limit: int
-    remaining: int
-    reset_ms: int
 
 
 def is_tighter(remaining: int, reset_ms: int, than: RateView | None) -> bool:
@@ -228,3 +238,8 @@ def ratelimit_headers(
             (reset, b"%dms" % ms if 0 <= ms < 1000 else go_duration(ms).encode()),
         )
     return headers
+
+
+def ratelimit_header_text(views: RateViews) -> dict[str, str]:
+    """ratelimit_headers as an error's headers (a refusal's: its rate keys unchanged)."""
+    return {name.decode(): value.decode() for name, value in ratelimit_headers(*views)}

@@ -21,6 +21,7 @@ from gateway.limits.answers import (
     RateView,
     Refusal,
     is_tighter,
+    tightest,
 )
 from gateway.limits.backend import Decision, Hold, NeedsSeed, Snapshot
 from gateway.limits.budget import Counter, Verdict
@@ -158,31 +159,35 @@ class MemoryBackend:
     def _refusal(self, plan: Plan, now_ms: int) -> Refusal | NeedsSeed:
         """Why `plan` cannot be reserved (the fast path found some check that fails): the
         first budget that refuses, else the first full concurrency, else the longest
-        rate wait. Changes nothing."""
+        rate wait; with the rate keys' views as they stand. Changes nothing."""
         state = self._team(plan.team)
         counters = state.budgets
         checks = plan.budgets
         unseeded = tuple(c for c in checks if not _seeded(counters, c.key))
         if unseeded:
             return NeedsSeed(unseeded)
+        levels = [self._level(state, rate.key, now_ms, rate.limit) for rate in plan.rates]
+        views = tightest(
+            (rate.kind, rate.limit, *gcra.view(level, rate.limit))
+            for rate, level in zip(plan.rates, levels, strict=True)
+        )
         for check in checks:
             entry, amount = counters[check.key], plan.amount(check)
             verdict = budget.verdict(entry.used, entry.reserved, check.limit, amount)
             if verdict is not OK:
                 counter = Counter(entry.used, entry.reserved)
-                return BudgetRefusal(check, amount, verdict, counter)
+                return BudgetRefusal(check, amount, verdict, counter, views)
         for conc in plan.concurrency:
             count = self._in_flight(state, conc.key)
             if count >= conc.limit:
-                return ConcurrencyRefusal(conc, count)
+                return ConcurrencyRefusal(conc, count, views)
         refusals: list[RateRefusal] = []
-        for rate in plan.rates:
-            level = self._level(state, rate.key, now_ms, rate.limit)
+        for rate, level in zip(plan.rates, levels, strict=True):
             amount = plan.amount(rate)
             wait = gcra.wait_ms(level, rate.limit, amount)
             if wait != 0:
                 view = gcra.view(level, rate.limit)
-                refusals.append(RateRefusal(rate, amount, wait, *view))
+                refusals.append(RateRefusal(rate, amount, wait, *view, views))
         refused = first_refusal(refusals)
         assert refused is not None, "_refusal is called only when some check fails"
         return refused

@@ -24,6 +24,7 @@ from gateway.limits.answers import (
     BudgetRefusal,
     ConcurrencyRefusal,
     RateRefusal,
+    RateViews,
     tightest,
 )
 from gateway.limits.backend import BackendUnavailable, Decision, Hold, NeedsSeed, Snapshot
@@ -352,10 +353,7 @@ def decode_reserve(plan: Plan, hold_id: str, lease_end: int, reply: list[Any]) -
     """The RESERVE script's answer → the same values the in-process backend returns."""
     status = int(reply[0])
     if status == 0:
-        requests, tokens = tightest(
-            (r.kind, r.limit, int(reply[1 + 2 * i]), int(reply[2 + 2 * i]))
-            for i, r in enumerate(plan.shape.rates)
-        )
+        requests, tokens = _views(plan, reply, 1)
         return Hold(hold_id, plan, lease_end, requests, tokens)
     if status == 4:
         return NeedsSeed(tuple(plan.budgets[int(i) - 1] for i in reply[1:]))
@@ -364,8 +362,21 @@ def decode_reserve(plan: Plan, hold_id: str, lease_end: int, reply: list[Any]) -
         verdict = Verdict.TOO_LARGE if int(reply[2]) == 2 else Verdict.EXHAUSTED
         counter = Counter(int(reply[3]), int(reply[4]))
         rule = plan.budgets[check_index]
-        return BudgetRefusal(rule, plan.amount(rule), verdict, counter)
+        views = _views(plan, reply, 5)
+        return BudgetRefusal(rule, plan.amount(rule), verdict, counter, views)
     if status == 2:
-        return ConcurrencyRefusal(plan.concurrency[check_index], int(reply[2]))
+        return ConcurrencyRefusal(
+            plan.concurrency[check_index], int(reply[2]), _views(plan, reply, 3)
+        )
     rate = plan.rates[check_index]
-    return RateRefusal(rate, plan.amount(rate), int(reply[2]), int(reply[3]), int(reply[4]))
+    wait, remaining, reset_ms = int(reply[2]), int(reply[3]), int(reply[4])
+    return RateRefusal(rate, plan.amount(rate), wait, remaining, reset_ms, _views(plan, reply, 5))
+
+
+def _views(plan: Plan, reply: list[Any], start: int) -> RateViews:
+    """The tightest rate key of each kind, from the (remaining, reset_ms) per rate that
+    the reply holds from `start` on."""
+    return tightest(
+        (r.kind, r.limit, int(reply[start + 2 * i]), int(reply[start + 1 + 2 * i]))
+        for i, r in enumerate(plan.shape.rates)
+    )

@@ -54,8 +54,9 @@ for word in string.gmatch(ARGV[2], '%S+') do A[#A + 1] = word end
 # KEYS: holds, exp, budgets..., rates..., concurrency...
 # ARGV: id, then in one string: now, lease_end, nb, nr, nc, then (limit, amount,
 #       keep_until) per budget, (limit, amount) per rate, limit per concurrency.
-# Returns {0, remaining, reset_ms, ...per rate} | {1, i, verdict, used, reserved}
-#       | {2, i, in_flight} | {3, i, retry_ms, remaining, reset_ms} | {4, i, ...}
+# Returns {0, remaining, reset_ms, ...per rate} | {1, i, verdict, used, reserved, V}
+#       | {2, i, in_flight, V} | {3, i, retry_ms, remaining, reset_ms, V} | {4, i, ...},
+#       where V is (remaining, reset_ms) per rate as the keys stand (a refusal's headers).
 RESERVE = (
     _RELEASE
     + _ARGS
@@ -75,43 +76,57 @@ for i = 1, nb do
 end
 if #unseeded > 1 then return unseeded end
 
-local a = 7
-for i = 1, nb do
-  local key = KEYS[2 + i]
-  local limit, amount = tonumber(A[a]), tonumber(A[a + 1])
-  local v = redis.call('HMGET', key, 'u', 'r')
-  local used, reserved = tonumber(v[1] or '0'), tonumber(v[2] or '0')
-  if amount > limit then return {1, i, 2, used, reserved} end
-  if used >= limit or used + reserved + amount > limit then return {1, i, 1, used, reserved} end
-  a = a + 3
-end
-local ra = a
-a = a + 2 * nr
-for i = 1, nc do
-  local key = KEYS[2 + nb + nr + i]
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  local n = redis.call('ZCARD', key)
-  if n >= tonumber(A[a]) then return {2, i, n} end
-  a = a + 1
-end
-
 local function view(level, limit)
   local remaining = math.floor((W * limit - level) / W)
   if remaining > limit then remaining = limit end
   if remaining < 0 then remaining = 0 end
   return remaining, math.ceil(level / limit)
 end
-local levels, refused = {}, nil
-a = ra
-for i = 1, nr do
-  local key = KEYS[2 + nb + i]
-  local limit, amount = tonumber(A[a]), tonumber(A[a + 1])
-  local v = redis.call('HMGET', key, 's', 'l')
+local ra = 7 + 3 * nb  -- the rates' (limit, amount) pairs
+local function drained(i)  -- rate key i's level now
+  local v = redis.call('HMGET', KEYS[2 + nb + i], 's', 'l')
   local stamp, level = tonumber(v[1] or '0'), tonumber(v[2] or '0')
   local elapsed = now - stamp
   if elapsed < 0 then elapsed = 0 end
-  level = level - elapsed * limit
+  level = level - elapsed * tonumber(A[ra + 2 * (i - 1)])
   if level < 0 then level = 0 end
+  return level
+end
+local function with_views(refusal)  -- a refusal, and every rate key's view as it stands
+  for i = 1, nr do
+    local rem, reset = view(drained(i), tonumber(A[ra + 2 * (i - 1)]))
+    refusal[#refusal + 1] = rem
+    refusal[#refusal + 1] = reset
+  end
+  return refusal
+end
+
+local a = 7
+for i = 1, nb do
+  local key = KEYS[2 + i]
+  local limit, amount = tonumber(A[a]), tonumber(A[a + 1])
+  local v = redis.call('HMGET', key, 'u', 'r')
+  local used, reserved = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  if amount > limit then return with_views({1, i, 2, used, reserved}) end
+  if used >= limit or used + reserved + amount > limit then
+    return with_views({1, i, 1, used, reserved})
+  end
+  a = a + 3
+end
+a = ra + 2 * nr
+for i = 1, nc do
+  local key = KEYS[2 + nb + nr + i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local n = redis.call('ZCARD', key)
+  if n >= tonumber(A[a]) then return with_views({2, i, n}) end
+  a = a + 1
+end
+
+local levels, refused = {}, nil
+a = ra
+for i = 1, nr do
+  local limit, amount = tonumber(A[a]), tonumber(A[a + 1])
+  local level = drained(i)
   local retry = 0
   if amount > limit then
     retry = -1
@@ -130,7 +145,7 @@ for i = 1, nr do
   levels[i] = level + amount * W
   a = a + 2
 end
-if refused then return refused end
+if refused then return with_views(refused) end
 
 local rec = {}
 a = 7

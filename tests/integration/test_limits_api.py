@@ -164,6 +164,11 @@ async def test_an_exhausted_budget_is_429_insufficient_quota_and_the_sdk_does_no
         assert (error.type, error.code) == ("insufficient_quota", "insufficient_quota")
         assert error.response.headers["x-should-retry"] == "false"
         assert "retry-after" not in error.response.headers
+        # the refusal took nothing: the rate keys as the first request left them
+        assert error.response.headers["x-ratelimit-limit-requests"] == "500"  # the user's
+        assert error.response.headers["x-ratelimit-remaining-requests"] == "499"
+        assert error.response.headers["x-ratelimit-limit-tokens"] == "1000000"
+        assert 999_940 <= int(error.response.headers["x-ratelimit-remaining-tokens"]) <= 10**6
         assert (
             "day token budget of team 'budgeted'" in error.message and "resets at" in error.message
         )
@@ -253,6 +258,8 @@ async def test_concurrency_refuses_the_extra_request_with_a_rate_limit(tmp_path,
             )
         assert refused.value.code == "rate_limit_exceeded"
         assert refused.value.response.headers["retry-after"] == "1"
+        assert refused.value.response.headers["x-ratelimit-remaining-requests"] == "499"
+        assert "x-ratelimit-remaining-tokens" in refused.value.response.headers
         await first
 
 

@@ -6,16 +6,18 @@ import pytest
 
 from gateway.limits.answers import (
     BudgetRefusal,
+    ConcurrencyRefusal,
     RateRefusal,
     RateView,
     budget_error,
+    concurrency_error,
     go_duration,
     rate_error,
     ratelimit_headers,
     tightest,
 )
 from gateway.limits.budget import Counter, Verdict
-from gateway.limits.plan import BudgetRule, RateKind, RateRule, Scope, Unit
+from gateway.limits.plan import BudgetRule, ConcurrencyCheck, RateKind, RateRule, Scope, Unit
 from gateway.policy.compiled import BudgetPeriod
 
 
@@ -63,7 +65,8 @@ def test_a_user_usd_budget_names_itself() -> None:
 
 def test_a_rate_limit_carries_the_real_wait() -> None:
     check = RateRule("k", Scope.TEAM, RateKind.TOKENS, 30000)
-    error = rate_error(RateRefusal(check, 385, 644, 63, 60000), "search")
+    views = (None, RateView(30000, 63, 60000))
+    error = rate_error(RateRefusal(check, 385, 644, 63, 60000, views), "search")
     assert (error.status, error.type, error.code) == (
         429,
         "rate_limit_error",
@@ -72,6 +75,31 @@ def test_a_rate_limit_carries_the_real_wait() -> None:
     assert error.headers["retry-after-ms"] == "644" and error.headers["retry-after"] == "1"
     assert "Please try again in 644ms" in error.message
     assert error.headers["x-ratelimit-remaining-tokens"] == "63"
+    assert error.headers["x-ratelimit-reset-tokens"] == "1m0s"
+
+
+def test_every_refusal_carries_the_rate_keys_as_they_stand() -> None:
+    """A budget, concurrency or rate refusal of a team with rate limits: OpenAI's six
+    headers, from the keys the refusal left unchanged; none for a team without."""
+    views = (RateView(60, 0, 1000), RateView(1000, 990, 600))
+    rate = RateRule("k", Scope.TEAM, RateKind.REQUESTS, 60)
+    conc = ConcurrencyCheck("c", Scope.USER, 2)
+    errors = [
+        budget_error(BudgetRefusal(budget(), 50, Verdict.EXHAUSTED, Counter(990, 0), views), "t"),
+        rate_error(RateRefusal(rate, 1, 1000, 0, 1000, views), "t"),
+        concurrency_error(ConcurrencyRefusal(conc, 2, views), "t"),
+    ]
+    for error in errors:
+        assert {k: v for k, v in error.headers.items() if k.startswith("x-ratelimit-")} == {
+            "x-ratelimit-limit-requests": "60",
+            "x-ratelimit-remaining-requests": "0",
+            "x-ratelimit-reset-requests": "1s",
+            "x-ratelimit-limit-tokens": "1000",
+            "x-ratelimit-remaining-tokens": "990",
+            "x-ratelimit-reset-tokens": "600ms",
+        }
+    bare = budget_error(BudgetRefusal(budget(), 50, Verdict.EXHAUSTED, Counter(990, 0)), "t")
+    assert not any(k.startswith("x-ratelimit-") for k in bare.headers)
 
 
 def test_headers_show_the_tightest_key_of_each_kind() -> None:
