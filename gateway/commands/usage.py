@@ -1,12 +1,15 @@
-"""`gateway usage TEAM [--user S] [--json]`: a team's budgets and limits right now.
+"""`gateway usage TEAM [--user S] [--json] [--server URL]`: a team's budgets and limits
+right now.
 
 Runs beside the server, in its own process. With GATEWAY_REDIS_URL it reads the
 same Redis the servers reserve in: used, reserved, remaining, exactly as
-GET /admin/teams/{team}/usage shows them. Without Redis the server's counters
-live in the server's memory, out of this process's reach: `used` is then the
-ledger's (what finished requests cost; the ledger writer lands a row about a
-second after a request ends) and `reserved` and the rate limits are shown as
-unknown (null, "?"): ask the server's admin API for them.
+GET /admin/teams/{team}/usage shows them. Without Redis the counters live in the
+server's memory, so it asks the server: GET /admin/teams/{team}/usage on this host
+(the admin port if GATEWAY_ADMIN_PORT is set, else GATEWAY_PORT; or --server), with an
+admin token it mints for 15 s, as `gateway token` would. When no server answers,
+`used` is the ledger's (what finished requests cost; the ledger writer lands a row
+about a second after a request ends) and `reserved` and the rate limits are shown
+as unknown (null, "?").
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from typing import Annotated, Any
+from urllib.parse import quote
 
+import httpx
 import typer
 
 from gateway.settings import Settings, load_settings
+
+SERVER_TIMEOUT_S = 5.0
+ADMIN_TOKEN_TTL_S = 15  # the token the command mints to ask the server: used at once
 
 
 def _table(view: dict[str, Any]) -> str:
@@ -78,15 +87,75 @@ async def _view(settings: Settings, team: str, user: str | None) -> dict[str, An
         await engine.dispose()
 
 
+def server_url(settings: Settings) -> str:
+    """The server on this host, where it answers /admin."""
+    return f"http://127.0.0.1:{settings.admin_port or settings.port}"
+
+
+def _asked(
+    settings: Settings, url: str, team: str, user: str | None
+) -> dict[str, Any] | str | None:
+    """The running server's own view (its in-process counters: reserved, rates and
+    concurrency included); its error message when it refuses; None when none answers."""
+    from gateway.auth.access_tokens import mint_with_current_key
+    from gateway.commands.auth import minting_issuer
+
+    served = minting_issuer(settings)  # the issuer and audience the server checks
+    token = asyncio.run(
+        mint_with_current_key(
+            settings.database_url,
+            issuer=served.issuer_url,
+            audience=served.audience,
+            team=team,
+            subject="gateway-cli",
+            client_id="gateway-cli",
+            scopes=("gateway:admin",),
+            ttl_s=ADMIN_TOKEN_TTL_S,
+            now=time.time(),
+        )
+    )
+    try:
+        response = httpx.get(
+            f"{url}/admin/teams/{quote(team, safe='')}/usage",
+            params={"user": user} if user else None,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=SERVER_TIMEOUT_S,
+        )
+    except httpx.HTTPError:
+        return None
+    if response.status_code == 200:
+        return dict(response.json())
+    try:
+        message = response.json()["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = response.text[:200]
+    return f"the server at {url} answered {response.status_code}: {message}"
+
+
 def usage(
     team: Annotated[str, typer.Argument(help="The team, as the policy names it.")],
     user: Annotated[str | None, typer.Option(help="Also one user (token subject).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Without Redis: the server to ask (default: this host's port)."),
+    ] = None,
 ) -> None:
     """Show a team's budgets and limits: used, reserved, remaining, and when each resets."""
     settings = load_settings()
+    found: dict[str, Any] | str | None = None
     try:
-        found = asyncio.run(_view(settings, team, user))
+        if not settings.redis_url:  # the counters are in the server's memory: ask it
+            url = (server or server_url(settings)).rstrip("/")
+            found = _asked(settings, url, team, user)
+            if found is None:
+                typer.echo(
+                    f"no server answered at {url}: reserved and the rate limits are unknown, "
+                    "used is the ledger's",
+                    err=True,
+                )
+        if found is None:
+            found = asyncio.run(_view(settings, team, user))
     except Exception as exc:  # an unreachable database or Redis: say which, no traceback
         typer.echo(f"cannot read usage: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None

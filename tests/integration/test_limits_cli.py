@@ -1,0 +1,84 @@
+"""`gateway usage` beside a one-process gateway (in-process counters, no Redis): it asks
+the running server, so a request in flight shows as reserved and as concurrency held."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import aiohttp
+
+from tests.support.processes import free_port, run_gateway
+from tests.support.replicas import replica_token
+from tests.support.serving import serve_process
+from tests.support.upstream import Behaviour, MockUpstream
+
+POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  chat: {{deployments: [{{provider: up, model: upstream-chat}}]}}
+teams:
+  cli:
+    models: ["*"]
+    budgets: [{{period: day, tokens: 100000}}]
+    limits: {{rpm: 2, concurrency: 5}}
+"""
+
+
+def usage(home: Path, env: dict[str, str], *args: str) -> tuple[int, dict | None, str]:  # type: ignore[type-arg]
+    shown = run_gateway("usage", "cli", "--json", *args, cwd=home, env=env)
+    return shown.returncode, json.loads(shown.stdout) if shown.stdout else None, shown.stderr
+
+
+async def test_usage_asks_the_running_server_for_its_in_process_counters(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    env = {
+        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
+        "GATEWAY_REDIS_URL": "",
+        "GATEWAY_ACCESS_LOG": "off",
+    }
+    async with MockUpstream("up") as up:
+        up.behave(Behaviour(prompt_tokens=7, completion_tokens=10, delay_s=1.5))
+        (tmp_path / "policies").mkdir()
+        (tmp_path / "policies" / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
+        with ExitStack() as stack:
+            server = await asyncio.to_thread(stack.enter_context, serve_process(tmp_path, env))
+            env["GATEWAY_PORT"] = str(server.port)  # the shell the operator runs it from
+            token = await replica_token(env["GATEWAY_DATABASE_URL"], server.port, "cli", "ann")
+            request = asyncio.create_task(
+                http.post(
+                    f"{server.origin}/v1/chat/completions",
+                    json={"model": "chat", "messages": [{"role": "user", "content": "hi"}],
+                          "max_tokens": 100},
+                    headers={"authorization": f"Bearer {token}"},
+                )
+            )  # fmt: skip
+            await up.wait_for_requests(1)
+            code, view, stderr = await asyncio.to_thread(usage, tmp_path, env)
+            assert code == 0, stderr
+            assert view is not None
+            day = view["budgets"][0]
+            assert (day["used"], day["reserved"]) == (0, 7 + 100)  # the estimate, held
+            limits = {r["kind"]: r for r in view["limits"]}
+            assert (limits["concurrency"]["used"], limits["concurrency"]["remaining"]) == (1, 4)
+            assert (limits["rpm"]["used"], limits["rpm"]["remaining"]) == (1, 1)
+            response = await request
+            assert response.status == 200
+            response.release()
+            await asyncio.sleep(1.5)  # the ledger writer lands the row
+            code, view, stderr = await asyncio.to_thread(usage, tmp_path, env)
+            assert code == 0, stderr
+            assert view is not None
+            assert (view["budgets"][0]["used"], view["budgets"][0]["reserved"]) == (17, 0)
+            assert {r["kind"]: r["used"] for r in view["limits"]}["concurrency"] == 0
+            # elsewhere, or nothing listening there: the ledger's used, the rest unknown
+            elsewhere = ("--server", f"http://127.0.0.1:{free_port()}")
+            code, view, stderr = await asyncio.to_thread(usage, tmp_path, env, *elsewhere)
+            assert code == 0 and "no server answered" in stderr
+            assert view is not None
+            assert (view["budgets"][0]["used"], view["budgets"][0]["reserved"]) == (17, None)
+            assert {r["kind"]: r["used"] for r in view["limits"]}["concurrency"] is None
