@@ -19,6 +19,7 @@ from gateway.limits.token_count import (
     count_messages_within,
     count_prompt_with,
     counter_for,
+    extra_texts,
 )
 from gateway.policy.compiled import ModelRoute
 from gateway.providers.base import Endpoint
@@ -47,7 +48,8 @@ OUTPUT_FIELDS: Mapping[Endpoint, tuple[str, ...]] = {
 
 def output_allowance(endpoint: Endpoint, body: Mapping[str, Any], default: int | None) -> int:
     """The output tokens a request may generate: its own cap (api/fields.py checked it),
-    else the team's default, else DEFAULT_OUTPUT_ALLOWANCE; times `n` choices."""
+    else the team's default, else DEFAULT_OUTPUT_ALLOWANCE; times `n` choices (for
+    completions, times `best_of` when larger: that many are generated and billed)."""
     if endpoint == "embeddings":
         return 0
     allowance = default if default is not None else DEFAULT_OUTPUT_ALLOWANCE
@@ -57,16 +59,26 @@ def output_allowance(endpoint: Endpoint, body: Mapping[str, Any], default: int |
             allowance = int(value)
             break
     n = body.get("n")
-    if n is None:  # the usual case: one choice
+    best_of = body.get("best_of") if endpoint == "completions" else None
+    if n is None and best_of is None:  # the usual case: one choice
         return allowance
-    choices = int(n) if isinstance(n, NUMBER) and not isinstance(n, bool) and n >= 1 else 1
-    return allowance * choices
+    return allowance * max(_choices(n), _choices(best_of))
 
 
-def prompt_chars(endpoint: Endpoint, body: Mapping[str, Any]) -> int:
-    """A cheap upper bound on the prompt's size, to choose inline or threaded counting
-    (a chat prompt's new text is measured while it is counted: count_messages_within)."""
-    return _size(body.get(PROMPT_FIELDS.get(endpoint, "input")), 0)
+def _choices(value: Any) -> int:
+    return (
+        int(value)
+        if isinstance(value, NUMBER) and not isinstance(value, bool) and value >= 1
+        else 1
+    )
+
+
+def prompt_chars(endpoint: Endpoint, body: Mapping[str, Any], extras: list[str]) -> int:
+    """A cheap upper bound on the prompt's size (and its extra_texts'), to choose inline
+    or threaded counting (a chat prompt's new text is measured while it is counted:
+    count_messages_within)."""
+    size = _size(body.get(PROMPT_FIELDS.get(endpoint, "input")), 0)
+    return size + sum(map(len, extras)) if extras else size
 
 
 def _size(value: Any, depth: int) -> int:
@@ -145,14 +157,18 @@ def estimate_inline(
     None otherwise: count it on a thread (`estimate`), so the event loop keeps serving.
     A chat prompt is measured and counted in one pass over its messages."""
     facts = route_facts(route)
+    extras = extra_texts(endpoint, body)  # tools, instructions...: usually none
     if endpoint == "chat":
         messages = body.get("messages")
         prompt = count_messages_within(
-            facts.counter, messages if isinstance(messages, list) else (), INLINE_COUNT_CHARS
+            facts.counter,
+            messages if isinstance(messages, list) else (),
+            INLINE_COUNT_CHARS,
+            extras,
         )
         if prompt is None:
             return None
-    elif prompt_chars(endpoint, body) > INLINE_COUNT_CHARS:
+    elif prompt_chars(endpoint, body, extras) > INLINE_COUNT_CHARS:
         return None
     else:
         prompt = count_prompt_with(facts.counter, endpoint, body)

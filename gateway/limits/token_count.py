@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, overload
 
+import orjson
 import tiktoken
 
 # OpenAI's chat format costs a few tokens per message beyond its text, and the
@@ -152,21 +153,25 @@ def count_messages_with(counter: TextCounter, messages: Iterable[Any]) -> int:
 
 @overload
 def count_messages_within(
-    counter: TextCounter, messages: Iterable[Any], new_chars: None
+    counter: TextCounter, messages: Iterable[Any], new_chars: None, extras: Iterable[str] = ()
 ) -> int: ...
 
 
 @overload
 def count_messages_within(
-    counter: TextCounter, messages: Iterable[Any], new_chars: int
+    counter: TextCounter, messages: Iterable[Any], new_chars: int, extras: Iterable[str] = ()
 ) -> int | None: ...
 
 
 def count_messages_within(
-    counter: TextCounter, messages: Iterable[Any], new_chars: int | None
+    counter: TextCounter,
+    messages: Iterable[Any],
+    new_chars: int | None,
+    extras: Iterable[str] = (),
 ) -> int | None:
-    """count_messages_with, or None (having tokenized nothing) when the texts not yet
-    remembered add up to more than `new_chars` characters (None: no bound).
+    """count_messages_with (plus the `extras`' tokens: extra_texts), or None (having
+    tokenized nothing) when the texts not yet remembered add up to more than
+    `new_chars` characters (None: no bound).
 
     The bound is on what would be tokenized: remembered texts cost a lookup however
     long the conversation, and a long new text must be counted off the event loop.
@@ -193,6 +198,8 @@ def count_messages_within(
         tool_calls = message.get("tool_calls")
         if tool_calls is not None:
             total += _remembered_calls(remembered, tool_calls, fresh)
+    for text in extras:
+        total += _remembered_count(remembered, text, fresh)
     if fresh:
         if new_chars is not None and sum(map(len, fresh)) > new_chars:
             return None
@@ -251,20 +258,42 @@ def count_prompt(endpoint: str, body: Mapping[str, Any], model: str) -> int:
     return count_prompt_with(counter_for(model), endpoint, body)
 
 
+# Billed input besides the prompt: tool definitions (their JSON schemas), a response
+# format's schema, the Responses API's system prompt. Left out, a request could carry
+# any amount of input that no budget estimate sees.
+EXTRA_FIELDS: Mapping[str, tuple[str, ...]] = {
+    "chat": ("tools", "functions", "response_format"),
+    "responses": ("instructions", "tools", "text"),
+    "completions": ("suffix",),
+}
+
+
+def extra_texts(endpoint: str, body: Mapping[str, Any]) -> list[str]:
+    """The request's other billed input (EXTRA_FIELDS) as text: a string as it is,
+    anything else as its JSON (the counts are an estimate, on the high side)."""
+    texts = []
+    for name in EXTRA_FIELDS.get(endpoint, ()):
+        value = body.get(name)
+        if value is not None:  # most requests have none of them: no call
+            texts.append(value if isinstance(value, str) else orjson.dumps(value).decode())
+    return texts
+
+
 def count_prompt_with(counter: TextCounter, endpoint: str, body: Mapping[str, Any]) -> int:
     """count_prompt with the counter already found."""
+    extras = sum(map(counter.count, extra_texts(endpoint, body)))
     if endpoint == "chat":
         messages = body.get("messages")
-        return count_messages_with(counter, messages if isinstance(messages, list) else ())
+        return extras + count_messages_with(counter, messages if isinstance(messages, list) else ())
     field = {"completions": "prompt", "embeddings": "input", "responses": "input"}.get(endpoint)
     value = body.get(field) if field else None
     if isinstance(value, str):
-        return counter.count(value)
+        return extras + counter.count(value)
     if isinstance(value, list):
         if endpoint == "responses":
-            return count_messages_with(counter, value)
-        return sum(_count_item(v, counter) for v in value)
-    return 0
+            return extras + count_messages_with(counter, value)
+        return extras + sum(_count_item(v, counter) for v in value)
+    return extras
 
 
 def _count_item(item: Any, counter: TextCounter) -> int:

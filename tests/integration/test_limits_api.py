@@ -187,6 +187,27 @@ async def test_an_estimate_larger_than_the_whole_budget_is_refused_at_once(tmp_p
         assert up.requests == []
 
 
+async def test_responses_instructions_and_tools_count_against_the_budget(tmp_path, up):
+    """An agent's system prompt in `instructions` (or its tool schemas) is input the
+    upstream bills: a budget sees it, so a short `input` cannot carry it past one."""
+    async with running_gateway(tmp_path, policy(up.base_url, day_tokens=1000)) as gw:
+        client = await gw.openai("budgeted")
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.responses.create(
+                model="chat", input="hi", instructions="word " * 3000, max_output_tokens=5
+            )
+        assert refused.value.code == "insufficient_quota"
+        assert "more than the whole day token budget" in refused.value.message
+        tool = {"type": "function", "function": {"name": "f", "description": "word " * 3000}}
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}], tools=[tool],
+                max_tokens=5,
+            )  # fmt: skip
+        assert refused.value.code == "insufficient_quota"
+        assert up.requests == []
+
+
 async def test_a_rate_limit_is_retried_by_the_sdk_after_retry_after_and_succeeds(tmp_path, up):
     """tpm 6000 and requests that truly use ~1000 tokens: the 6th waits ~0.6 s; the SDK
     reads retry-after-ms, waits, retries once and gets its answer."""

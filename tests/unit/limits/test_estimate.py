@@ -62,6 +62,69 @@ def test_output_allowance_precedence() -> None:
     assert output_allowance("embeddings", {"max_tokens": 5}, 100) == 0
 
 
+def test_completions_best_of_is_reserved_for_every_generation() -> None:
+    """best_of generates (and bills) that many completions, whatever n returns."""
+    assert output_allowance("completions", {"max_tokens": 10, "best_of": 5}, None) == 50
+    assert output_allowance("completions", {"max_tokens": 10, "best_of": 2, "n": 3}, None) == 30
+    assert output_allowance("chat", {"max_tokens": 10, "best_of": 5}, None) == 10
+
+
+LONG_TEXT = "Answer as the senior reviewer would, citing the policy. " * 40  # ~2.2 KB
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "extra"),
+    [
+        ("responses", {"instructions": LONG_TEXT[:1500]}),
+        (
+            "responses",
+            {"tools": [{"type": "function", "name": "f", "description": LONG_TEXT[:900]}]},
+        ),
+        (
+            "chat",
+            {
+                "tools": [
+                    {"type": "function", "function": {"name": "f", "description": LONG_TEXT[:900]}}
+                ]
+            },
+        ),
+        (
+            "chat",
+            {"response_format": {"type": "json_schema", "json_schema": {"name": LONG_TEXT[:600]}}},
+        ),
+        ("completions", {"suffix": LONG_TEXT[:700]}),
+    ],
+)
+def test_billed_input_besides_the_prompt_is_estimated(endpoint: Endpoint, extra: dict) -> None:  # type: ignore[type-arg]
+    """Tool schemas, a response format's schema, the Responses API's instructions: the
+    upstream bills them as input, so the estimate counts them, inline and on a thread."""
+    prompt: dict[str, Any] = {
+        "chat": {"messages": [{"role": "user", "content": "hi"}]},
+        "responses": {"input": "hi"},
+        "completions": {"prompt": "hi"},
+    }[endpoint]
+    bare = estimate_now(endpoint, {**prompt, "max_tokens": 5}, ROUTE, None)
+    body = {**prompt, **extra, "max_tokens": 5}
+    (text,) = [v if isinstance(v, str) else str(v) for v in extra.values()]
+    at_least = len(encoding("o200k_base").encode(text)) // 2  # the JSON adds, never halves
+    inline = estimate_inline(endpoint, body, ROUTE, None)
+    assert inline is not None and inline == estimate_now(endpoint, body, ROUTE, None)
+    assert inline.tokens >= bare.tokens + at_least
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        ("responses", {"input": "hi", "instructions": "word " * 20_000}),
+        ("chat", {"messages": [{"role": "user", "content": "hi"}],
+                  "tools": [{"type": "function", "function": {"name": "f", "description": "word " * 20_000}}]}),
+    ],
+)  # fmt: skip
+def test_a_long_extra_input_is_counted_on_a_thread(endpoint: Endpoint, body: dict) -> None:  # type: ignore[type-arg]
+    assert estimate_inline(endpoint, body, ROUTE, None) is None
+    assert asyncio.run(estimate(endpoint, body, ROUTE, None)).tokens > 20_000
+
+
 def test_the_usd_estimate_is_the_dearest_deployment_for_this_request() -> None:
     """Output-heavy → deployment a is dearer; input-heavy → b."""
     assert dearest_cost(ROUTE, Usage(0, 1_000_000)) == 10_000_000_000
