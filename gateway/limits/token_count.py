@@ -151,6 +151,12 @@ def count_messages_with(counter: TextCounter, messages: Iterable[Any]) -> int:
     return count_messages_within(counter, messages, None)
 
 
+# A chat message's or a Responses input item's billed text besides its content: a name,
+# a function call's arguments, a tool's output, a reasoning item's summary. Agents send
+# most of their input as tool outputs: none may pass uncounted.
+TEXT_FIELDS = ("name", "arguments", "output", "summary")
+
+
 @overload
 def count_messages_within(
     counter: TextCounter, messages: Iterable[Any], new_chars: None, extras: Iterable[str] = ()
@@ -177,7 +183,7 @@ def count_messages_within(
     long the conversation, and a long new text must be counted off the event loop.
     The walk is one pass, always done here: it costs what a size check would.
 
-    What counts: each message's overhead, the text of its `content` and `name` (a
+    What counts: each message's overhead, the text of its `content` and TEXT_FIELDS (a
     string, or a list of strings and typed parts), and each tool call's function name
     and arguments (as str() makes them)."""
     remembered = counter.remembered
@@ -191,10 +197,10 @@ def count_messages_within(
         content = message.get("content")
         if content is not None:
             total += _remembered_texts(remembered, content, fresh)
-        # `is not None` before any call: most messages have neither.
-        name = message.get("name")
-        if name is not None:
-            total += _remembered_texts(remembered, name, fresh)
+        for field in TEXT_FIELDS:
+            value = message.get(field)
+            if value is not None:  # before any call: most messages have none of them
+                total += _remembered_texts(remembered, value, fresh)
         tool_calls = message.get("tool_calls")
         if tool_calls is not None:
             total += _remembered_calls(remembered, tool_calls, fresh)

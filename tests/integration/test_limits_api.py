@@ -188,8 +188,8 @@ async def test_an_estimate_larger_than_the_whole_budget_is_refused_at_once(tmp_p
 
 
 async def test_responses_instructions_and_tools_count_against_the_budget(tmp_path, up):
-    """An agent's system prompt in `instructions` (or its tool schemas) is input the
-    upstream bills: a budget sees it, so a short `input` cannot carry it past one."""
+    """An agent's system prompt in `instructions`, its tool schemas, its tools' outputs:
+    input the upstream bills. A budget sees it, so none of them passes one uncounted."""
     async with running_gateway(tmp_path, policy(up.base_url, day_tokens=1000)) as gw:
         client = await gw.openai("budgeted")
         with pytest.raises(openai.RateLimitError) as refused:
@@ -204,6 +204,15 @@ async def test_responses_instructions_and_tools_count_against_the_budget(tmp_pat
                 model="chat", messages=[{"role": "user", "content": "hi"}], tools=[tool],
                 max_tokens=5,
             )  # fmt: skip
+        assert refused.value.code == "insufficient_quota"
+        called = {"type": "function_call", "call_id": "c1", "name": "fetch", "arguments": "{}"}
+        output = {"type": "function_call_output", "call_id": "c1", "output": "word " * 3000}
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.responses.create(
+                model="chat",
+                input=[called, output],
+                max_output_tokens=5,  # type: ignore[list-item]
+            )
         assert refused.value.code == "insufficient_quota"
         assert up.requests == []
 

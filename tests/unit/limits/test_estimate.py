@@ -93,14 +93,36 @@ LONG_TEXT = "Answer as the senior reviewer would, citing the policy. " * 40  # ~
             {"response_format": {"type": "json_schema", "json_schema": {"name": LONG_TEXT[:600]}}},
         ),
         ("completions", {"suffix": LONG_TEXT[:700]}),
+        (
+            "responses",
+            {
+                "input": [
+                    {"type": "function_call_output", "call_id": "c", "output": LONG_TEXT[:1500]}
+                ]
+            },
+        ),
+        (
+            "responses",
+            {
+                "input": [
+                    {
+                        "type": "function_call",
+                        "call_id": "c",
+                        "name": "f",
+                        "arguments": LONG_TEXT[:800],
+                    }
+                ]
+            },
+        ),
     ],
 )
 def test_billed_input_besides_the_prompt_is_estimated(endpoint: Endpoint, extra: dict) -> None:  # type: ignore[type-arg]
-    """Tool schemas, a response format's schema, the Responses API's instructions: the
-    upstream bills them as input, so the estimate counts them, inline and on a thread."""
+    """Tool schemas, a response format's schema, the Responses API's instructions, tool
+    calls and outputs: the upstream bills them as input, so the estimate counts them,
+    inline and on a thread."""
     prompt: dict[str, Any] = {
         "chat": {"messages": [{"role": "user", "content": "hi"}]},
-        "responses": {"input": "hi"},
+        "responses": {"input": [{"role": "user", "content": "hi"}]},
         "completions": {"prompt": "hi"},
     }[endpoint]
     bare = estimate_now(endpoint, {**prompt, "max_tokens": 5}, ROUTE, None)
