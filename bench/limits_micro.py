@@ -29,7 +29,7 @@ import orjson
 from run import PROMPT  # bench/run.py's prompt (this script runs from bench/)
 
 from gateway.limits.backend import LimitsBackend
-from gateway.limits.estimate import estimate_inline, estimate_now
+from gateway.limits.estimate import estimate, estimate_inline, estimate_now
 from gateway.limits.memory import MemoryBackend
 from gateway.limits.plan import Actual, Estimate, build_plan
 from gateway.limits.redis_backend import RedisBackend
@@ -51,6 +51,7 @@ REQUESTS_REDIS = 3_000
 REQUESTS_ESTIMATE = 3_000
 REQUESTS_STAGE = 10_000
 REQUESTS_COLD = 3_000
+REQUESTS_AGENT = 300
 # Read between two cold requests: twice the L2 of this bench machine (4 MiB per core),
 # one byte per 64-byte cache line (the slice reads every line, copies 128 KiB).
 EVICT_BYTES = 8 << 20
@@ -158,6 +159,36 @@ def bench_estimate_inline(*, cold: bool) -> float:
     return rounds[len(rounds) // 2]
 
 
+# An agent's conversation: a ~30 KB tool output it re-sends every turn.
+TOOL_OUTPUT = "".join(
+    f"row {i}: status=ok latency_ms={i % 97} region=eu-west-{i % 3}\n" for i in range(600)
+)
+AGENT_BODY = orjson.dumps(
+    {
+        "model": "bench-model",
+        "max_tokens": 256,
+        "messages": [
+            {"role": "system", "content": "You are an agent."},
+            {"role": "user", "content": "Check the fleet."},
+            {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                "function": {"name": "fleet", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": TOOL_OUTPUT},
+            {"role": "user", "content": "Summarize."},
+        ],
+    }
+)  # fmt: skip
+
+
+async def bench_agent_estimate() -> float:
+    """CPU µs per estimate (the stage's call: inline, or on a thread) of AGENT_BODY seen
+    before, parsed afresh each time."""
+    await estimate("chat", orjson.loads(AGENT_BODY), ROUTE, None)
+    cpu0 = cpu_s()
+    for _ in range(REQUESTS_AGENT):
+        await estimate("chat", orjson.loads(AGENT_BODY), ROUTE, None)
+    return (cpu_s() - cpu0) / REQUESTS_AGENT * 1e6
+
+
 async def no_sums(*_: Any) -> tuple[int, int]:
     return 0, 0
 
@@ -244,6 +275,11 @@ async def main() -> None:
     print(
         f"estimate_inline (the stage's call, seen before): {inline_warm:.1f} us warm, "
         f"{inline_cold:.1f} us cold"
+    )
+    agent = await bench_agent_estimate()
+    print(
+        f"estimate of an agent's turn ({len(TOOL_OUTPUT)}-char tool output seen before): "
+        f"{agent:.0f} us"
     )
     memory, cold, remote = await whole_stage()
     print(

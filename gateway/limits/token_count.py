@@ -98,30 +98,38 @@ def count_text(text: str, model: str) -> int:
 
 
 # A prompt's texts up to this long have their count remembered: a conversation re-sends
-# its earlier turns with every request and a team its system prompt, and looking a text
-# up costs ~0.1 µs where encoding 1 KB costs ~40. Bounded: at most ~4 MB of texts per
-# encoding (two encodings exist: o200k_base, cl100k_base).
-REMEMBERED_CHARS = 2048
-REMEMBERED_TEXTS = 2048
+# its earlier turns with every request (an agent's tool outputs, often tens of KB), a
+# team its system prompt; looking a text up costs ~0.1 µs per KB where encoding it costs
+# ~40. Bounded by count and by characters, oldest first: at most REMEMBERED_TOTAL_CHARS
+# per encoding (two exist: o200k_base, cl100k_base).
+REMEMBERED_CHARS = 65_536
+REMEMBERED_TEXTS = 4096
+REMEMBERED_TOTAL_CHARS = 8 * 2**20
 
 
 class TextCounter:
-    """One encoding and the token counts of the short texts it has counted."""
+    """One encoding and the token counts of the texts it has counted, the latest kept."""
 
-    __slots__ = ("_remembering", "encoder", "remembered", "texts_kept")
+    __slots__ = ("_chars", "_remembering", "chars_kept", "encoder", "remembered", "texts_kept")
 
-    def __init__(self, encoder: tiktoken.Encoding, texts_kept: int = REMEMBERED_TEXTS) -> None:
+    def __init__(
+        self,
+        encoder: tiktoken.Encoding,
+        texts_kept: int = REMEMBERED_TEXTS,
+        chars_kept: int = REMEMBERED_TOTAL_CHARS,
+    ) -> None:
         self.encoder = encoder
-        self.texts_kept = texts_kept
+        self.texts_kept, self.chars_kept = texts_kept, chars_kept
         # text → tokens, oldest first; one dict per encoding, so a lookup is keyed by the
         # text itself (its hash is cached on the str), with no key object made per text.
         self.remembered: dict[str, int] = {}
+        self._chars = 0  # the remembered texts' characters
         # Long prompts are counted on worker threads: every change to `remembered` holds
         # this; reads need not (a dict get is atomic).
         self._remembering = threading.Lock()
 
     def count(self, text: str) -> int:
-        """Tokens of `text`, remembered when it is short (short texts come back)."""
+        """Tokens of `text`, remembered when it is not too long (texts come back)."""
         if not text:
             return 0
         if len(text) > REMEMBERED_CHARS:
@@ -129,12 +137,23 @@ class TextCounter:
         found = self.remembered.get(text)
         if found is None:
             found = len(self.encoder.encode(text, disallowed_special=()))
-            remembered = self.remembered
-            with self._remembering:
-                if len(remembered) >= self.texts_kept:
-                    del remembered[next(iter(remembered))]
-                remembered[text] = found
+            self._remember(text, found)
         return found
+
+    def _remember(self, text: str, tokens: int) -> None:
+        size = len(text)
+        if size > self.chars_kept:
+            return
+        remembered = self.remembered
+        with self._remembering:
+            if text in remembered:  # another thread counted it meanwhile
+                return
+            while len(remembered) >= self.texts_kept or self._chars + size > self.chars_kept:
+                oldest = next(iter(remembered))
+                del remembered[oldest]
+                self._chars -= len(oldest)
+            remembered[text] = tokens
+            self._chars += size
 
 
 def count_prompt_text(text: str, model: str) -> int:

@@ -96,6 +96,24 @@ def test_the_memory_is_bounded_and_long_texts_are_not_kept() -> None:
     assert long not in counter.remembered
 
 
+def test_the_memory_is_bounded_by_characters_too() -> None:
+    """Long texts (an agent's tool outputs) are kept while they fit the characters' bound,
+    the oldest forgotten first; one larger than the whole bound is counted, never kept."""
+    counter = TextCounter(encoding("o200k_base"), texts_kept=100, chars_kept=100)
+    texts = [f"{i:02d}" + "z" * 38 for i in range(5)]  # 40 characters each
+    for text in texts:
+        assert counter.count(text) == count_text(text, "gpt-4o")
+    assert list(counter.remembered) == texts[3:]  # 80 of 100 characters
+    assert counter.count(texts[4]) == count_text(texts[4], "gpt-4o")  # remembered: no change
+    assert list(counter.remembered) == texts[3:]
+    huge = "w" * 101
+    assert counter.count(huge) == count_text(huge, "gpt-4o")
+    assert list(counter.remembered) == texts[3:]
+    default = TextCounter(encoding("o200k_base"))
+    output = "tool output line\n" * 2000  # ~34 KB, as an agent re-sends it every turn
+    assert default.count(output) == count_text(output, "gpt-4o") and output in default.remembered
+
+
 def test_counting_from_many_threads_keeps_the_bound_and_the_counts() -> None:
     """Long prompts are counted on worker threads while the loop counts short ones."""
     counter = TextCounter(encoding("o200k_base"), texts_kept=64)
@@ -111,6 +129,7 @@ def test_counting_from_many_threads_keeps_the_bound_and_the_counts() -> None:
         results = list(pool.map(count_all, range(0, 400, 50)))
     assert all(result == expected for result in results)
     assert len(counter.remembered) <= 64
+    assert counter._chars == sum(map(len, counter.remembered))
 
 
 def test_messages_within_a_bound_tokenize_only_new_text() -> None:
