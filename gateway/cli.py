@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,7 +18,7 @@ import typer
 from gateway.commands.auth import (
     clients_app,
     keys_app,
-    minting_issuer,
+    mint_token,
     record_issuer,
     warn_unknown_team,
 )
@@ -188,25 +186,8 @@ def token(
         )
     _migrate_or_exit(settings)
     warn_unknown_team(team, "the gateway will refuse this token until it is")
-    served = minting_issuer(settings)  # the server's, whatever this shell's port
-    settings = replace(settings, issuer_url=served.issuer_url, audience=served.audience)
-    typer.echo(asyncio.run(_mint(settings, team, subject, scope or ["gateway:invoke"], ttl)))
-
-
-async def _mint(settings: Settings, team: str, subject: str, scopes: list[str], ttl: int) -> str:
-    from gateway.auth.access_tokens import mint_with_current_key
-
-    return await mint_with_current_key(
-        settings.database_url,
-        issuer=settings.issuer_url,
-        audience=settings.audience,
-        team=team,
-        subject=subject,
-        client_id="gateway-cli",
-        scopes=scopes,
-        ttl_s=ttl,
-        now=time.time(),
-    )
+    # the server's issuer and audience, whatever this shell's port
+    typer.echo(mint_token(settings, team, subject, scope or ["gateway:invoke"], ttl))
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import asyncio
 import getpass
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -133,6 +134,29 @@ def minting_issuer(settings: Settings) -> ServedIssuer:
         return own
     return ServedIssuer(
         served.issuer_url, own.audience if "GATEWAY_AUDIENCE" in os.environ else served.audience
+    )
+
+
+def mint_token(
+    settings: Settings, team: str, subject: str, scopes: Sequence[str], ttl_s: int
+) -> str:
+    """A token signed with the local key for the issuer and audience the server checks
+    (minting_issuer): what `gateway token` prints, and what `gateway usage` asks with."""
+    from gateway.auth.access_tokens import mint_with_current_key
+
+    served = minting_issuer(settings)
+    return asyncio.run(
+        mint_with_current_key(
+            settings.database_url,
+            issuer=served.issuer_url,
+            audience=served.audience,
+            team=team,
+            subject=subject,
+            client_id="gateway-cli",
+            scopes=scopes,
+            ttl_s=ttl_s,
+            now=time.time(),
+        )
     )
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import time
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -97,23 +96,9 @@ def _asked(
 ) -> dict[str, Any] | str | None:
     """The running server's own view (its in-process counters: reserved, rates and
     concurrency included); its error message when it refuses; None when none answers."""
-    from gateway.auth.access_tokens import mint_with_current_key
-    from gateway.commands.auth import minting_issuer
+    from gateway.commands.auth import mint_token
 
-    served = minting_issuer(settings)  # the issuer and audience the server checks
-    token = asyncio.run(
-        mint_with_current_key(
-            settings.database_url,
-            issuer=served.issuer_url,
-            audience=served.audience,
-            team=team,
-            subject="gateway-cli",
-            client_id="gateway-cli",
-            scopes=("gateway:admin",),
-            ttl_s=ADMIN_TOKEN_TTL_S,
-            now=time.time(),
-        )
-    )
+    token = mint_token(settings, team, "gateway-cli", ("gateway:admin",), ADMIN_TOKEN_TTL_S)
     try:
         response = httpx.get(
             f"{url}/admin/teams/{quote(team, safe='')}/usage",

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.limits.plan import Estimate
 from gateway.limits.token_count import (
+    PROMPT_FIELDS,
     TextCounter,
     count_messages_within,
     count_prompt_with,
@@ -32,11 +33,6 @@ DEFAULT_OUTPUT_ALLOWANCE = 4096
 # ~0.25 ms inline, 100 KB ~5 ms. For chat, only texts not remembered count (the others
 # cost a lookup); for the other endpoints, prompt_chars of the whole prompt.
 INLINE_COUNT_CHARS = 2048
-PROMPT_FIELDS: Mapping[Endpoint, str] = {
-    "chat": "messages",
-    "completions": "prompt",
-    "embeddings": "input",
-}
 NUMBER = (int, float)
 OUTPUT_FIELDS: Mapping[Endpoint, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
@@ -77,8 +73,7 @@ def prompt_chars(endpoint: Endpoint, body: Mapping[str, Any], extras: list[str])
     """A cheap upper bound on the prompt's size (and its extra_texts'), to choose inline
     or threaded counting (a chat prompt's new text is measured while it is counted:
     count_messages_within)."""
-    size = _size(body.get(PROMPT_FIELDS.get(endpoint, "input")), 0)
-    return size + sum(map(len, extras)) if extras else size
+    return _size(body.get(PROMPT_FIELDS[endpoint]), 0) + sum(map(len, extras))
 
 
 def _size(value: Any, depth: int) -> int:
@@ -171,7 +166,7 @@ def estimate_inline(
     elif prompt_chars(endpoint, body, extras) > INLINE_COUNT_CHARS:
         return None
     else:
-        prompt = count_prompt_with(facts.counter, endpoint, body)
+        prompt = count_prompt_with(facts.counter, endpoint, body, extras)
     output = output_allowance(endpoint, body, default_output)
     return Estimate(prompt + output, facts.dearest(prompt, output))
 

@@ -121,20 +121,13 @@ class RedisBackend:
             self._sending -= 1
             self._maybe_idle()
         reply = replies.pop()
-        if batch:
-            again = self._accounted(batch, replies)
-            if again:
-                await self._send_again(again)
-        if isinstance(reply, RespError):
-            if not isinstance(reply, NoScript):
-                raise BackendUnavailable(f"Redis: {_why(reply)}")
-            # Redis forgot the script (it restarted or was flushed; none of it ran): load
-            # it and send the reserve again
-            try:
-                await self._reload(self._reserve)
-                reply = await fast.call(reserve.command(args))
-            except (RedisError, RespError, OSError) as error:
-                raise BackendUnavailable(f"Redis: {_why(error)}") from error
+        again = self._accounted(batch, replies)
+        if again:
+            await self._send_again(again)
+        if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
+            reply = await self._call(self._reserve, reserve.keys, args, reserve, forgotten=True)
+        elif isinstance(reply, RespError):
+            raise BackendUnavailable(f"Redis: {_why(reply)}")
         return decode_reserve(plan, hold_id, lease_end, reply)
 
     async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
@@ -224,16 +217,11 @@ class RedisBackend:
         return again
 
     async def _send_again(self, again: list[Settle]) -> None:
-        """Settles Redis refused for not knowing the script (none of them ran): the script
-        loaded again, then each once more; those that still do not land are counted lost."""
-        try:
-            await self._reload(self._settle)
-        except (RedisError, OSError) as error:
-            self._lost(len(again), error)
-            return
+        """Settles Redis refused for not knowing the script (none of them ran): each once
+        more, the script loaded again first; those that still do not land are counted lost."""
         for sent, (call, args) in enumerate(again):
             try:
-                await self._evalsha(self._settle, call.keys, args, call)
+                await self._evalsha(self._settle, call.keys, args, call, forgotten=sent == 0)
             except (RedisError, RespError, OSError) as error:
                 self._lost(len(again) - sent, error)
                 return
@@ -315,34 +303,45 @@ class RedisBackend:
         await self._redis.aclose()
 
     async def _call(
-        self, script: AsyncScript, keys: list[str], args: list[Any], call: ScriptCall | None = None
+        self,
+        script: AsyncScript,
+        keys: list[str],
+        args: list[Any],
+        call: ScriptCall | None = None,
+        *,
+        forgotten: bool = False,
     ) -> Any:
         try:
-            return await self._evalsha(script, keys, args, call)
+            return await self._evalsha(script, keys, args, call, forgotten=forgotten)
         except (RedisError, RespError, OSError) as error:
             raise BackendUnavailable(f"Redis: {_why(error)}") from error
 
     async def _evalsha(
-        self, script: AsyncScript, keys: list[str], args: list[Any], call: ScriptCall | None = None
+        self,
+        script: AsyncScript,
+        keys: list[str],
+        args: list[Any],
+        call: ScriptCall | None = None,
+        *,
+        forgotten: bool = False,
     ) -> Any:
         """EVALSHA on the fast connection (framed by `call`, a shape's call made once,
-        when given), else through redis-py; a script Redis forgot (it restarted or was
-        flushed) is loaded again, once: the same text, the same sha."""
+        when given), else through redis-py. A script Redis forgot (it restarted or was
+        flushed) is loaded again, once, the same text and sha: when the call is refused
+        for it, or first, when Redis has just refused it already (`forgotten`)."""
         fast = self._fast
         if fast is None:
             return await script(keys=keys, args=args)
         command: Command = (
             ("EVALSHA", script.sha, len(keys), *keys, *args) if call is None else call.command(args)
         )
-        try:
-            return await fast.call(command)
-        except NoScript:
-            await self._reload(script)
-            return await fast.call(command)
-
-    async def _reload(self, script: AsyncScript) -> None:
-        """Load a script Redis forgot again: the same text, the same sha."""
+        if not forgotten:
+            try:
+                return await fast.call(command)
+            except NoScript:
+                pass
         script.sha = await self._redis.script_load(script.script)
+        return await fast.call(command)
 
 
 def _why(error: Exception) -> str:

@@ -92,9 +92,11 @@ local function drained(i)  -- rate key i's level now
   if level < 0 then level = 0 end
   return level
 end
-local function with_views(refusal)  -- a refusal, and every rate key's view as it stands
+-- a refusal, and every rate key's view as it stands (from `now_levels` when read already)
+local function with_views(refusal, now_levels)
   for i = 1, nr do
-    local rem, reset = view(drained(i), tonumber(A[ra + 2 * (i - 1)]))
+    local level = now_levels and now_levels[i] or drained(i)
+    local rem, reset = view(level, tonumber(A[ra + 2 * (i - 1)]))
     refusal[#refusal + 1] = rem
     refusal[#refusal + 1] = reset
   end
@@ -122,11 +124,12 @@ for i = 1, nc do
   a = a + 1
 end
 
-local levels, refused = {}, nil
+local levels, now_levels, refused = {}, {}, nil
 a = ra
 for i = 1, nr do
   local limit, amount = tonumber(A[a]), tonumber(A[a + 1])
   local level = drained(i)
+  now_levels[i] = level
   local retry = 0
   if amount > limit then
     retry = -1
@@ -145,7 +148,7 @@ for i = 1, nr do
   levels[i] = level + amount * W
   a = a + 2
 end
-if refused then return with_views(refused) end
+if refused then return with_views(refused, now_levels) end
 
 local rec = {}
 a = 7

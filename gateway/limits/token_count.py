@@ -234,7 +234,7 @@ def count_messages_within(
 
 
 def _remembered_texts(remembered: dict[str, int], value: Any, fresh: list[str]) -> int:
-    """_remembered_count of a `content` or `name`: a string, or a list of strings and
+    """_remembered_count of a `content` or a TEXT_FIELDS value: a string, or a list of strings and
     typed parts (their `text`); any other value has no text."""
     if isinstance(value, str):
         return _remembered_count(remembered, value, fresh)
@@ -283,6 +283,15 @@ def count_prompt(endpoint: str, body: Mapping[str, Any], model: str) -> int:
     return count_prompt_with(counter_for(model), endpoint, body)
 
 
+# Where each endpoint's prompt is (chat's messages are walked as messages).
+PROMPT_FIELDS: Mapping[str, str] = {
+    "chat": "messages",
+    "completions": "prompt",
+    "embeddings": "input",
+    "responses": "input",
+}
+
+
 # Billed input besides the prompt: tool definitions (their JSON schemas), a response
 # format's schema, the Responses API's system prompt. Left out, a request could carry
 # any amount of input that no budget estimate sees.
@@ -304,21 +313,28 @@ def extra_texts(endpoint: str, body: Mapping[str, Any]) -> list[str]:
     return texts
 
 
-def count_prompt_with(counter: TextCounter, endpoint: str, body: Mapping[str, Any]) -> int:
-    """count_prompt with the counter already found."""
-    extras = sum(map(counter.count, extra_texts(endpoint, body)))
+def count_prompt_with(
+    counter: TextCounter,
+    endpoint: str,
+    body: Mapping[str, Any],
+    extras: list[str] | None = None,
+) -> int:
+    """count_prompt with the counter already found (and the extra_texts, if made)."""
+    if extras is None:
+        extras = extra_texts(endpoint, body)
+    extra = sum(map(counter.count, extras))
     if endpoint == "chat":
         messages = body.get("messages")
-        return extras + count_messages_with(counter, messages if isinstance(messages, list) else ())
-    field = {"completions": "prompt", "embeddings": "input", "responses": "input"}.get(endpoint)
+        return extra + count_messages_with(counter, messages if isinstance(messages, list) else ())
+    field = PROMPT_FIELDS.get(endpoint)
     value = body.get(field) if field else None
     if isinstance(value, str):
-        return extras + counter.count(value)
+        return extra + counter.count(value)
     if isinstance(value, list):
         if endpoint == "responses":
-            return extras + count_messages_with(counter, value)
-        return extras + sum(_count_item(v, counter) for v in value)
-    return extras
+            return extra + count_messages_with(counter, value)
+        return extra + sum(_count_item(v, counter) for v in value)
+    return extra
 
 
 def _count_item(item: Any, counter: TextCounter) -> int:

@@ -11,21 +11,12 @@ from pathlib import Path
 import aiohttp
 
 from tests.support.processes import free_port, run_gateway
-from tests.support.replicas import replica_token
+from tests.support.replicas import BUDGET_POLICY, replica_token
 from tests.support.serving import serve_process
 from tests.support.upstream import Behaviour, MockUpstream
 
-POLICY = """
-providers:
-  up: {{type: openai-compatible, api_base: "{base}"}}
-models:
-  chat: {{deployments: [{{provider: up, model: upstream-chat}}]}}
-teams:
-  cli:
-    models: ["*"]
-    budgets: [{{period: day, tokens: 100000}}]
-    limits: {{rpm: 2, concurrency: 5}}
-"""
+# A day budget (replicas.BUDGET_POLICY) and the team's rate and concurrency limits.
+LIMITS = "    limits: {rpm: 2, concurrency: 5}\n"
 
 
 def usage(home: Path, env: dict[str, str], *args: str) -> tuple[int, dict | None, str]:  # type: ignore[type-arg]
@@ -44,7 +35,8 @@ async def test_usage_asks_the_running_server_for_its_in_process_counters(
     async with MockUpstream("up") as up:
         up.behave(Behaviour(prompt_tokens=7, completion_tokens=10, delay_s=1.5))
         (tmp_path / "policies").mkdir()
-        (tmp_path / "policies" / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
+        policy = BUDGET_POLICY.format(base=up.base_url, team="cli", budget=100_000) + LIMITS
+        (tmp_path / "policies" / "bundle.yaml").write_text(policy)
         with ExitStack() as stack:
             server = await asyncio.to_thread(stack.enter_context, serve_process(tmp_path, env))
             env["GATEWAY_PORT"] = str(server.port)  # the shell the operator runs it from
@@ -69,10 +61,13 @@ async def test_usage_asks_the_running_server_for_its_in_process_counters(
             response = await request
             assert response.status == 200
             response.release()
-            await asyncio.sleep(1.5)  # the ledger writer lands the row
-            code, view, stderr = await asyncio.to_thread(usage, tmp_path, env)
-            assert code == 0, stderr
-            assert view is not None
+            for _ in range(50):  # the settle is at once; the ledger's row lands in ~1 s
+                code, view, stderr = await asyncio.to_thread(usage, tmp_path, env)
+                assert code == 0, stderr
+                assert view is not None
+                if view["budgets"][0]["used"] == 17:
+                    break
+                await asyncio.sleep(0.2)
             assert (view["budgets"][0]["used"], view["budgets"][0]["reserved"]) == (17, 0)
             assert {r["kind"]: r["used"] for r in view["limits"]}["concurrency"] == 0
             # elsewhere, or nothing listening there: the ledger's used, the rest unknown

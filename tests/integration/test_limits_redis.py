@@ -35,7 +35,7 @@ def rules(name: str) -> TeamRules:
         frozenset(),
         budgets=(Budget(BudgetPeriod.DAY, 300, None), Budget(BudgetPeriod.MONTH, None, 0.000002)),
         limits=LimitsSpec(rpm=5, tpm=200, concurrency=3),
-        per_user=PerUserSpec(tokens_per_day=150, concurrency=2),
+        per_user=PerUserSpec(rpm=2, tokens_per_day=150, concurrency=2),
     )
 
 
@@ -63,7 +63,7 @@ ops = st.lists(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=ops)
 def test_redis_decides_exactly_as_the_in_process_backend(redis_url: str, ops: list[tuple]) -> None:  # type: ignore[type-arg]
