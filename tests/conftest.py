@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.db import create_engine, migrate
+from gateway.limits.native import Build, native_state
 
 POSTGRES_URL = os.environ.get(
     "GATEWAY_TEST_POSTGRES_URL",
@@ -30,6 +31,13 @@ POSTGRES_URL = os.environ.get(
 )
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A limits module edited since it was compiled would test the old code: refuse.
+    state = native_state()
+    if state.named(Build.STALE):
+        pytest.exit(state.summary, returncode=4)
 
 
 def _unavailable(reason: str) -> NoReturn:

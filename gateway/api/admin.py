@@ -22,8 +22,8 @@ from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
 from gateway.audit import AuditEntry
 from gateway.auth.principal import SCOPE_ADMIN, Principal
 from gateway.errors import InvalidRequest, NotFound, cut, quoted
-from gateway.limits.answers import LimitsUnavailable
 from gateway.limits.backend import BackendUnavailable
+from gateway.limits.errors import LimitsUnavailable
 from gateway.limits.view import usage_view
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
 from gateway.policy.service import Applied

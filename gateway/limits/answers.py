@@ -16,31 +16,12 @@ from typing import NamedTuple
 
 from gateway.errors import GatewayError
 from gateway.limits.budget import Counter, Verdict
+from gateway.limits.errors import BudgetExhausted, RateLimited
 from gateway.limits.plan import BudgetRule, ConcurrencyCheck, RateKind, RateRule, Scope, Unit
 from gateway.usage.pricing import usd_text
 
 # Concurrency frees when some request ends, which nobody can know: a short hint.
 CONCURRENCY_RETRY_MS = 1000
-
-
-class RateLimited(GatewayError):
-    status = 429
-    type = "rate_limit_error"
-    code = "rate_limit_exceeded"
-
-
-class BudgetExhausted(GatewayError):
-    status = 429
-    type = "insufficient_quota"
-    code = "insufficient_quota"
-
-
-class LimitsUnavailable(GatewayError):
-    """The limits backend did not answer and the policy says `on_backend_error: closed`."""
-
-    status = 503
-    type = "api_error"
-    code = "limits_unavailable"
 
 
 class RateView(NamedTuple):

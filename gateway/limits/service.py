@@ -13,8 +13,9 @@ import os
 import time
 from collections.abc import Callable
 
-from gateway.limits.answers import LimitsUnavailable, refusal_error
+from gateway.limits.answers import refusal_error
 from gateway.limits.backend import BackendUnavailable, Hold, LimitsBackend, NeedsSeed, Snapshot
+from gateway.limits.errors import LimitsUnavailable
 from gateway.limits.plan import Actual, Plan
 from gateway.limits.rebuild import LedgerSums, rebuilt
 from gateway.policy.schema import BackendErrorMode

@@ -3,6 +3,7 @@ the in-process backend (valid for one process; `serve --workers N>1` needs Redis
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,15 +11,19 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.limits.backend import LimitsBackend
 from gateway.limits.memory import MemoryBackend
+from gateway.limits.native import native_state
 from gateway.limits.rebuild import ledger_reader
 from gateway.limits.service import Limits
 from gateway.settings import Settings
 
 __all__ = ["Limits", "open_limits"]
+log = logging.getLogger("gateway.limits")
 
 
 @asynccontextmanager
 async def open_limits(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Limits]:
+    native = native_state()  # say at start whether the stage runs compiled (native.py)
+    (log.info if native.is_compiled else log.warning)(native.summary)
     backend: LimitsBackend
     if settings.redis_url:
         from gateway.limits.redis_backend import RedisBackend  # redis only when configured

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
-from gateway.limits.answers import LimitsUnavailable
 from gateway.limits.backend import Hold, NeedsSeed
+from gateway.limits.errors import LimitsUnavailable
 from gateway.limits.memory import MemoryBackend
 from gateway.limits.plan import Actual, Estimate, build_plan
 from gateway.limits.rebuild import ledger_reader

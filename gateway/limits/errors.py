@@ -1,0 +1,29 @@
+"""The limits' errors, as GatewayError subclasses (answers.py builds them).
+
+Their own module because answers.py is compiled with mypyc (native.py), which does not
+keep a subclass's class attributes (status, type, code) on a class it compiles.
+"""
+
+from __future__ import annotations
+
+from gateway.errors import GatewayError
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class BudgetExhausted(GatewayError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class LimitsUnavailable(GatewayError):
+    """The limits backend did not answer and the policy says `on_backend_error: closed`."""
+
+    status = 503
+    type = "api_error"
+    code = "limits_unavailable"

@@ -1,0 +1,112 @@
+"""The limits stage compiled with mypyc: what is built, what runs, and that the same
+source still passes its tests as plain Python (the build without a C compiler)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gateway.limits.native import COMPILED_MODULES, Build, NativeState, build_of, native_state
+
+ROOT = Path(__file__).resolve().parents[3]
+IN_CI = os.environ.get("CI", "").strip().lower() in ("true", "1")
+EXTENSION = "memory.cpython-311-x86_64-linux-gnu.so"
+
+
+def test_the_build_hook_compiles_exactly_the_modules_native_names() -> None:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    hook = config["tool"]["hatch"]["build"]["targets"]["wheel"]["hooks"]["mypyc"]
+    built = sorted(
+        path.strip("/").removesuffix(".py").replace("/", ".") for path in hook["include"]
+    )
+    assert built == sorted(COMPILED_MODULES)
+
+
+def test_a_source_file_runs_interpreted(tmp_path: Path) -> None:
+    source = tmp_path / "memory.py"
+    source.write_text("")
+    assert build_of(str(source)) is Build.INTERPRETED
+
+
+def test_an_extension_newer_than_its_source_runs_compiled(tmp_path: Path) -> None:
+    source, built = tmp_path / "memory.py", tmp_path / EXTENSION
+    source.write_text("")
+    built.write_bytes(b"")
+    os.utime(source, (1_000, 1_000))
+    os.utime(built, (1_001, 1_001))  # an install writes them a moment apart, either order
+    assert build_of(str(built)) is Build.COMPILED
+    os.utime(source, (1_002, 1_002))
+    assert build_of(str(built)) is Build.COMPILED
+
+
+def test_a_source_edited_after_the_build_is_stale(tmp_path: Path) -> None:
+    source, built = tmp_path / "memory.py", tmp_path / EXTENSION
+    source.write_text("")
+    built.write_bytes(b"")
+    os.utime(built, (1_000, 1_000))
+    os.utime(source, (1_060, 1_060))
+    assert build_of(str(built)) is Build.STALE
+
+
+def test_an_extension_without_its_source_runs_compiled(tmp_path: Path) -> None:
+    built = tmp_path / EXTENSION  # a wheel may ship the extension alone
+    built.write_bytes(b"")
+    assert build_of(str(built)) is Build.COMPILED
+
+
+def test_the_summary_names_stale_modules_and_how_to_rebuild() -> None:
+    state = NativeState(
+        {"gateway.limits.memory": Build.STALE, "gateway.limits.gcra": Build.COMPILED}
+    )
+    assert not state.is_compiled
+    assert "gateway.limits.memory" in state.summary
+    assert "pip install" in state.summary
+    interpreted = NativeState({"gateway.limits.memory": Build.INTERPRETED})
+    assert "running as Python" in interpreted.summary
+    assert NativeState({"gateway.limits.memory": Build.COMPILED}).is_compiled
+
+
+def test_ci_runs_the_compiled_stage() -> None:
+    """What ships is compiled: CI's install must have compiled it, and nothing is stale."""
+    state = native_state()
+    assert not state.named(Build.STALE), state.summary
+    if not IN_CI and state.named(Build.INTERPRETED):
+        pytest.skip(state.summary)
+    assert state.is_compiled, state.summary
+
+
+def test_the_same_source_passes_the_limits_tests_as_python(tmp_path: Path) -> None:
+    """The pure-Python build (no C compiler at hand) runs the same source: the limits'
+    unit tests pass on a copy of the tree with no extension modules in it."""
+    if not native_state().named(Build.COMPILED):
+        pytest.skip("nothing is compiled here: the whole suite already runs the source")
+    shutil.copytree(ROOT / "gateway", tmp_path / "gateway", ignore=shutil.ignore_patterns("*.so"))
+    shutil.copytree(ROOT / "tests", tmp_path / "tests", ignore=shutil.ignore_patterns("*.so"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    check = (
+        "from gateway.limits.native import native_state, Build; "
+        "assert native_state().named(Build.INTERPRETED) == tuple(native_state().builds)"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    tests = [
+        f"tests/unit/limits/{path.name}"
+        for path in sorted((ROOT / "tests/unit/limits").glob("test_*.py"))
+        if path.name != Path(__file__).name
+    ]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
