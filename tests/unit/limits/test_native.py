@@ -34,24 +34,26 @@ def test_a_source_file_runs_interpreted(tmp_path: Path) -> None:
     assert build_of(str(source)) is Build.INTERPRETED
 
 
-def test_an_extension_newer_than_its_source_runs_compiled(tmp_path: Path) -> None:
+def _built(tmp_path: Path, *, source_at: int, built_at: int) -> str:
+    """A module's source and its extension, each last written at the given second."""
     source, built = tmp_path / "memory.py", tmp_path / EXTENSION
     source.write_text("")
     built.write_bytes(b"")
-    os.utime(source, (1_000, 1_000))
-    os.utime(built, (1_001, 1_001))  # an install writes them a moment apart, either order
-    assert build_of(str(built)) is Build.COMPILED
-    os.utime(source, (1_002, 1_002))
-    assert build_of(str(built)) is Build.COMPILED
+    os.utime(source, (source_at, source_at))
+    os.utime(built, (built_at, built_at))
+    return str(built)
+
+
+def test_an_extension_newer_than_its_source_runs_compiled(tmp_path: Path) -> None:
+    assert build_of(_built(tmp_path, source_at=1_000, built_at=1_001)) is Build.COMPILED
+
+
+def test_an_install_writes_the_source_a_moment_after_the_extension(tmp_path: Path) -> None:
+    assert build_of(_built(tmp_path, source_at=1_002, built_at=1_001)) is Build.COMPILED
 
 
 def test_a_source_edited_after_the_build_is_stale(tmp_path: Path) -> None:
-    source, built = tmp_path / "memory.py", tmp_path / EXTENSION
-    source.write_text("")
-    built.write_bytes(b"")
-    os.utime(built, (1_000, 1_000))
-    os.utime(source, (1_060, 1_060))
-    assert build_of(str(built)) is Build.STALE
+    assert build_of(_built(tmp_path, source_at=1_060, built_at=1_000)) is Build.STALE
 
 
 def test_an_extension_without_its_source_runs_compiled(tmp_path: Path) -> None:
