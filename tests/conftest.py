@@ -40,6 +40,12 @@ def pytest_configure(config: pytest.Config) -> None:
         pytest.exit(state.summary, returncode=4)
 
 
+@pytest.fixture
+def in_ci() -> bool:
+    """CI=true: what may skip elsewhere must hold here."""
+    return IN_CI
+
+
 def _unavailable(reason: str) -> NoReturn:
     hint = f"{reason} (start it with scripts/services.sh)"
     if IN_CI:

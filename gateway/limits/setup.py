@@ -23,7 +23,10 @@ log = logging.getLogger("gateway.limits")
 @asynccontextmanager
 async def open_limits(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Limits]:
     native = native_state()  # say at start whether the stage runs compiled (native.py)
-    (log.info if native.is_compiled else log.warning)(native.summary)
+    if native.is_compiled:
+        log.info(native.summary)
+    else:
+        log.warning(native.summary)
     backend: LimitsBackend
     if settings.redis_url:
         from gateway.limits.redis_backend import RedisBackend  # redis only when configured
