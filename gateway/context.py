@@ -78,6 +78,7 @@ class RequestContext:
     guardrail_hits: list[GuardrailHit] = field(default_factory=list)
     limits_hold: Hold | None = None  # limits: what this request reserved (kept for its record)
     limits_settled: bool = False  # finish settled or released the hold (once)
+    limits_reached: bool = False  # the limits stage ran (its hold or refusal has the headers)
     # --- telemetry (issue 12): each upstream attempt, and what the answer said of itself ---
     tries: tuple[Try, ...] = ()
     response_model: str | None = None

@@ -47,7 +47,12 @@ from gateway.guardrails.decision import Blocked
 from gateway.guardrails.guards import Guards
 from gateway.guardrails.stage import guard_input, guard_output, refusal
 from gateway.guardrails.stream_scanner import OutputScanner
-from gateway.limits.stage import limits_headers, reserve_limits, settle_limits
+from gateway.limits.stage import (
+    early_limits_headers,
+    limits_headers,
+    reserve_limits,
+    settle_limits,
+)
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
 from gateway.providers.base import (
     Endpoint,
@@ -150,7 +155,7 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
             raise shutting_down()
         await _run(ctx, exchange, services)
     except GatewayError as error:  # a client that hung up mid-upload included: a 499
-        await _refuse(ctx, exchange, error, _outcome_of(error))
+        await _refuse(ctx, exchange, services, error, _outcome_of(error))
     except asyncio.CancelledError:
         if not exchange.left():
             ctx.outcome = Outcome.CANCELLED  # the server cut it at its shutdown deadline
@@ -162,17 +167,24 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
         if exchange.has_answered:
             ctx.end(ctx.status, Outcome.GATEWAY_ERROR, unexpected(exc).code)
             raise
-        await _refuse(ctx, exchange, unexpected(exc), Outcome.GATEWAY_ERROR)
+        await _refuse(ctx, exchange, services, unexpected(exc), Outcome.GATEWAY_ERROR)
     finally:
         finish(ctx, services)
 
 
 async def _refuse(
-    ctx: RequestContext, exchange: Exchange, error: GatewayError, outcome: Outcome
+    ctx: RequestContext,
+    exchange: Exchange,
+    services: Services,
+    error: GatewayError,
+    outcome: Outcome,
 ) -> None:
     ctx.end(error.status, outcome, error.code)
     ctx.error_detail = error.detail
-    await exchange.answer(error.status, error_body_bytes(error), _error_headers(ctx, error))
+    headers = _error_headers(ctx, error)
+    if outcome is not Outcome.CLIENT_DISCONNECTED:  # nobody to read them
+        headers += await early_limits_headers(ctx, services)  # limits: before the stage
+    await exchange.answer(error.status, error_body_bytes(error), headers)
 
 
 def finish(ctx: RequestContext, services: Services) -> None:

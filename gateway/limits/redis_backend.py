@@ -259,7 +259,8 @@ class RedisBackend:
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         p = team_prefix(plan.team)
-        await self._call(self._sweep, [p + "holds", p + "exp"], [now_ms])
+        if plan.budgets or plan.concurrency:  # lapsed holds still count there (not on rates)
+            await self._call(self._sweep, [p + "holds", p + "exp"], [now_ms])
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for b in plan.budgets:

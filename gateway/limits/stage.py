@@ -9,9 +9,10 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from gateway.limits.answers import ratelimit_headers
+from gateway.limits.answers import ratelimit_headers, tightest
+from gateway.limits.backend import BackendUnavailable
 from gateway.limits.estimate import estimate
-from gateway.limits.plan import Actual, Plan, lease_ms, shape_of
+from gateway.limits.plan import Actual, Plan, Shape, lease_ms, shape_of
 
 log = logging.getLogger("gateway.limits")
 
@@ -36,6 +37,7 @@ async def reserve_limits(
 
     In-process with a short prompt nothing here waits: it awaits only to count a long
     prompt on a thread, to ask Redis, or to rebuild counters from the ledger."""
+    ctx.limits_reached = True
     team = grant.team
     if not (team.budgets or team.limits or team.per_user):
         return  # an unlimited team pays nothing for the stage
@@ -76,3 +78,36 @@ def settle_limits(ctx: RequestContext, services: Services) -> None:
 def limits_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     hold = ctx.limits_hold
     return [] if hold is None else ratelimit_headers(hold.requests, hold.tokens)
+
+
+async def early_limits_headers(
+    ctx: RequestContext, services: Services
+) -> list[tuple[bytes, bytes]]:
+    """The x-ratelimit-* headers of an answer refused before the stage ran (a malformed
+    body, a model the team may not use, a guardrail block): the team's rate keys as they
+    stand, read without taking anything. Nothing when the stage ran (its hold, or its
+    refusal, carries them), for an unknown caller, or when the backend cannot say."""
+    principal = ctx.principal
+    if principal is None or ctx.limits_reached:
+        return []
+    policy = services.policy.current()
+    team = policy.teams.get(principal.team)
+    if team is None or not (team.limits or team.per_user):
+        return []
+    limits = services.limits
+    rates = shape_of(team, principal.subject, limits.clock(), policy.timezone).rates
+    if not rates:
+        return []
+    only_rates = Plan(Shape(team.name, principal.subject, (), rates, ()), 0, 0, 0)
+    try:
+        snapshot = await limits.snapshot(only_rates)
+    except BackendUnavailable:
+        return []  # the refusal goes out without them: the backend's trouble is not its cause
+    except Exception:  # a read bug must not turn a 400 into a 500
+        log.exception("reading rate keys failed", extra={"fields": {"request_id": ctx.request_id}})
+        return []
+    views = tightest(
+        (rule.kind, rule.limit, remaining, reset_ms)
+        for rule, (remaining, reset_ms) in zip(rates, snapshot.rates, strict=True)
+    )
+    return ratelimit_headers(*views)

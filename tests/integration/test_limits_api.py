@@ -28,6 +28,7 @@ routing: {{timeout_s: 10, attempt_timeout_s: 5, retries: 0}}
 teams:
   demo: {{models: ["*"]}}
   nomodels: {{models: []}}
+  narrow: {{models: ["embed"], limits: {{rpm: 7}}}}
   budgeted:
     models: ["*"]
     max_tokens_default: 50
@@ -125,6 +126,59 @@ async def test_limited_answers_carry_openai_ratelimit_headers_streams_included(t
             model="chat", messages=[{"role": "user", "content": "hi"}]
         )
         assert "x-ratelimit-limit-requests" not in plain.headers
+
+
+async def test_answers_refused_before_the_limits_carry_the_rate_keys_as_they_stand(tmp_path, up):
+    """A malformed body, an unknown model, a model the team may not use: refused before
+    anything is reserved, and each answer still carries the x-ratelimit-* headers, taking
+    nothing. An unlimited team's refusals and a bad token's carry none."""
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        narrow = await gw.openai("narrow")  # rpm 7: one request frees after ~8.6 s
+        raw = await narrow.embeddings.with_raw_response.create(model="embed", input="hi")
+        assert raw.headers["x-ratelimit-remaining-requests"] == "6"
+        refusals: list[openai.APIStatusError] = []
+        with pytest.raises(openai.BadRequestError) as bad_type:
+            await narrow.completions.create(model="embed", prompt="hi", max_tokens=-1)
+        refusals.append(bad_type.value)
+        with pytest.raises(openai.BadRequestError) as no_messages:
+            await narrow.chat.completions.create(model="embed", messages="hi")  # type: ignore[arg-type]
+        refusals.append(no_messages.value)
+        with pytest.raises(openai.NotFoundError) as unknown_model:
+            await narrow.embeddings.create(model="nosuch", input="hi")
+        refusals.append(unknown_model.value)
+        with pytest.raises(openai.PermissionDeniedError) as not_allowed:
+            await narrow.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}]
+            )
+        refusals.append(not_allowed.value)
+        for refused in refusals:
+            headers = refused.response.headers
+            assert headers["x-ratelimit-limit-requests"] == "7"
+            assert headers["x-ratelimit-remaining-requests"] == "6"  # nothing taken
+            assert headers["x-ratelimit-reset-requests"].endswith("s")
+            assert "x-ratelimit-limit-tokens" not in headers  # the team has no tpm
+        raw = await narrow.embeddings.with_raw_response.create(model="embed", input="hi")
+        assert raw.headers["x-ratelimit-remaining-requests"] == "5"  # the refusals took none
+        with pytest.raises(openai.BadRequestError) as with_tokens:
+            await (await gw.openai("budgeted")).chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=-1
+            )
+        headers = with_tokens.value.response.headers
+        assert headers["x-ratelimit-limit-requests"] == "500"  # the user's, tighter
+        assert headers["x-ratelimit-limit-tokens"] == "1000000"
+        assert headers["x-ratelimit-remaining-tokens"] == "1000000"
+        with pytest.raises(openai.BadRequestError) as unlimited:
+            await (await gw.openai("demo")).chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}], max_tokens=-1
+            )
+        assert "x-ratelimit-limit-requests" not in unlimited.value.response.headers
+        bad_token = openai.AsyncOpenAI(base_url=gw.base_url, api_key="nope", max_retries=0)
+        with pytest.raises(openai.AuthenticationError) as unauthenticated:
+            await bad_token.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "hi"}]
+            )
+        await bad_token.close()
+        assert "x-ratelimit-limit-requests" not in unauthenticated.value.response.headers
 
 
 async def counting_client(gw) -> tuple[openai.AsyncOpenAI, list[httpx.Request]]:

@@ -270,3 +270,47 @@ async def test_readyz_reports_an_unreachable_redis(tmp_path, http) -> None:
         if server.poll() is None:
             server.terminate()
             server.wait(10)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_early_refusals_read_the_rate_keys_from_redis_and_go_without_them_when_down(
+    tmp_path,
+) -> None:
+    """A 400 before the limits stage: its x-ratelimit-* headers read from Redis, taking
+    nothing; with Redis stopped the 400 is still a 400, without them."""
+    import openai
+
+    from tests.support.gateway import running_gateway
+    from tests.support.upstream import MockUpstream
+
+    port = _free_port()
+    server = _start_redis(port, str(tmp_path))
+    try:
+        async with MockUpstream("up") as up:
+            bundle = (
+                f'providers: {{up: {{type: openai-compatible, api_base: "{up.base_url}"}}}}\n'
+                "models: {chat: {deployments: [{provider: up, model: m}]}}\n"
+                'teams: {lim: {models: ["chat"], limits: {rpm: 9, tpm: 100000}}}\n'
+            )
+            async with running_gateway(
+                tmp_path, bundle, redis_url=f"redis://127.0.0.1:{port}"
+            ) as gw:
+                client = await gw.openai("lim")
+                hi = [{"role": "user", "content": "hi"}]
+                await client.chat.completions.create(model="chat", messages=hi, max_tokens=5)
+                with pytest.raises(openai.BadRequestError) as refused:
+                    await client.chat.completions.create(model="chat", messages=hi, max_tokens=-1)
+                headers = refused.value.response.headers
+                assert headers["x-ratelimit-limit-requests"] == "9"
+                assert headers["x-ratelimit-remaining-requests"] == "8"  # the first one's take
+                assert headers["x-ratelimit-limit-tokens"] == "100000"
+                server.terminate()
+                server.wait(10)
+                with pytest.raises(openai.BadRequestError) as down:
+                    await client.chat.completions.create(model="chat", messages=hi, max_tokens=-1)
+                assert down.value.status_code == 400
+                assert "x-ratelimit-limit-requests" not in down.value.response.headers
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(10)
