@@ -16,6 +16,7 @@ one flush. Reservations in flight when Redis lost its keys are gone with them
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
@@ -27,6 +28,7 @@ from gateway.usage.ledger_table import usage_ledger
 
 # (team, subject or None for the whole team, start_ms, end_ms) → (tokens, nano-USD)
 LedgerSums = Callable[[str, str | None, int, int], Awaitable[tuple[int, int]]]
+SumsKey = tuple[str, str | None, int, int]
 
 
 def ledger_reader(engine: AsyncEngine) -> LedgerSums:
@@ -49,6 +51,31 @@ def ledger_reader(engine: AsyncEngine) -> LedgerSums:
         return int(row[0]), int(row[1])
 
     return sums
+
+
+def shared_sums(sums: LedgerSums) -> LedgerSums:
+    """`sums` with concurrent identical queries answered by one. After a restart every
+    request of a busy team needs the same period's sum at once; without this each would
+    read the ledger (hundreds of ms on a large one), together, while all of them wait.
+    Nothing is kept once a query ends: the next one reads the ledger again. A waiter that
+    is cancelled (its client left) does not cancel the query the others wait for."""
+    running: dict[SumsKey, asyncio.Task[tuple[int, int]]] = {}
+
+    def forget(key: SumsKey, task: asyncio.Task[tuple[int, int]]) -> None:
+        if running.get(key) is task:
+            del running[key]
+        if not task.cancelled():
+            task.exception()  # seen, even when every waiter left before it ended
+
+    async def shared(team: str, subject: str | None, start_ms: int, end_ms: int) -> tuple[int, int]:
+        key = (team, subject, start_ms, end_ms)
+        task = running.get(key)
+        if task is None:
+            task = running[key] = asyncio.ensure_future(sums(*key))
+            task.add_done_callback(lambda done: forget(key, done))
+        return await asyncio.shield(task)
+
+    return shared
 
 
 async def rebuilt(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.limits.backend import LimitsBackend
 from gateway.limits.memory import MemoryBackend
 from gateway.limits.native import native_state
-from gateway.limits.rebuild import ledger_reader
+from gateway.limits.rebuild import ledger_reader, shared_sums
 from gateway.limits.service import Limits
 from gateway.settings import Settings
 
@@ -34,7 +34,7 @@ async def open_limits(settings: Settings, engine: AsyncEngine) -> AsyncIterator[
         backend = RedisBackend.from_url(settings.redis_url)
     else:
         backend = MemoryBackend()
-    limits = Limits(backend, ledger_reader(engine))
+    limits = Limits(backend, shared_sums(ledger_reader(engine)))
     try:
         yield limits
     finally:

@@ -9,10 +9,12 @@ import time
 import httpx
 import openai
 import pytest
+import sqlalchemy as sa
 
 from gateway.limits.backend import Hold, LimitsBackend
 from gateway.limits.plan import Actual, Estimate, Plan, build_plan
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.ledger_rows import insert_ledger_only, ledger_row
 from tests.support.upstream import Behaviour, MockUpstream
 
 POLICY = """
@@ -179,6 +181,37 @@ async def test_answers_refused_before_the_limits_carry_the_rate_keys_as_they_sta
             )
         await bad_token.close()
         assert "x-ratelimit-limit-requests" not in unauthenticated.value.response.headers
+
+
+async def test_a_herd_of_first_requests_reads_each_periods_usage_once(tmp_path, up):
+    """After a restart every counter must be rebuilt from the ledger; the 30 requests
+    that arrive together share one read per period (day tokens, month USD), instead of
+    each summing the ledger while all of them wait. The budget still counts that usage."""
+    async with running_gateway(tmp_path, policy(up.base_url, day_tokens=1_000_000)) as gw:
+        now = int(time.time() * 1000)
+        rows = [
+            ledger_row(id=f"old-{n}", team="budgeted", at_ms=now - 1000, input_tokens=10)
+            for n in range(20_000)
+        ]  # enough rows that a sum takes a while
+        await insert_ledger_only(gw.services.engine, rows)
+        sums: list[str] = []
+
+        def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+            if "sum(" in statement.lower() and "usage_ledger" in statement:
+                sums.append(statement)
+
+        sa.event.listen(gw.services.engine.sync_engine, "before_cursor_execute", count)
+        client = await gw.openai("budgeted")
+        hi = [{"role": "user", "content": "hi"}]
+        await asyncio.gather(
+            *(
+                client.chat.completions.create(model="chat", messages=hi, max_tokens=5)
+                for _ in range(30)
+            )
+        )
+        assert len(sums) == 2  # the team's day and month: once each
+        _, snap = await counters(gw)
+        assert snap.budgets[0] is not None and snap.budgets[0].used >= 20_000 * 10
 
 
 async def counting_client(gw) -> tuple[openai.AsyncOpenAI, list[httpx.Request]]:
