@@ -48,8 +48,8 @@ from gateway.guardrails.guards import Guards
 from gateway.guardrails.stage import guard_input, guard_output, refusal
 from gateway.guardrails.stream_scanner import OutputScanner
 from gateway.limits.stage import (
-    early_limits_headers,
     limits_headers,
+    refusal_limits_headers,
     reserve_limits,
     settle_limits,
 )
@@ -181,9 +181,7 @@ async def _refuse(
 ) -> None:
     ctx.end(error.status, outcome, error.code)
     ctx.error_detail = error.detail
-    headers = _error_headers(ctx, error)
-    if outcome is not Outcome.CLIENT_DISCONNECTED:  # nobody to read them
-        headers += await early_limits_headers(ctx, services)  # limits: before the stage
+    headers = _error_headers(ctx, error) + await refusal_limits_headers(ctx, services)
     await exchange.answer(error.status, error_body_bytes(error), headers)
 
 
@@ -540,4 +538,4 @@ def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
     headers.append((b"x-request-id", ctx.request_id.encode()))
     if ctx.deployment is not None and error.status < 500:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
-    return headers + limits_headers(ctx)  # limits: x-ratelimit-* (issue 9)
+    return headers  # limits: _refuse adds refusal_limits_headers (issue 9)

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from gateway.context import Outcome
 from gateway.limits.answers import ratelimit_headers, tightest
 from gateway.limits.backend import BackendUnavailable
 from gateway.limits.estimate import estimate
@@ -80,19 +81,22 @@ def limits_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     return [] if hold is None else ratelimit_headers(hold.requests, hold.tokens)
 
 
-async def early_limits_headers(
+async def refusal_limits_headers(
     ctx: RequestContext, services: Services
 ) -> list[tuple[bytes, bytes]]:
-    """The x-ratelimit-* headers of an answer refused before the stage ran (a malformed
-    body, a model the team may not use, a guardrail block): the team's rate keys as they
-    stand, read without taking anything. Nothing when the stage ran (its hold, or its
-    refusal, carries them), for an unknown caller, or when the backend cannot say."""
+    """The x-ratelimit-* headers of a refusal. A request that reserved before it failed:
+    its hold's. One refused before the stage ran (a malformed body, a model the team may
+    not use, a guardrail block): the team's rate keys as they stand, read without taking
+    anything. Nothing when the stage refused it (its error carries them), for an unknown
+    caller or one that left, or when the backend cannot say."""
+    if ctx.limits_hold is not None:
+        return limits_headers(ctx)
     principal = ctx.principal
-    if principal is None or ctx.limits_reached:
+    if principal is None or ctx.limits_reached or ctx.outcome is Outcome.CLIENT_DISCONNECTED:
         return []
     policy = services.policy.current()
     team = policy.teams.get(principal.team)
-    if team is None or not (team.limits or team.per_user):
+    if team is None:
         return []
     limits = services.limits
     rates = shape_of(team, principal.subject, limits.clock(), policy.timezone).rates

@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 
+import openai
 import pytest
 import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
@@ -26,6 +27,8 @@ from gateway.limits.service import Limits
 from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
 from gateway.policy.schema import BackendErrorMode, LimitsSpec, PerUserSpec
 from gateway.usage.ledger_table import usage_ledger
+from tests.support.gateway import running_gateway
+from tests.support.upstream import MockUpstream
 
 
 def rules(name: str) -> TeamRules:
@@ -250,8 +253,6 @@ async def test_redis_stopped_closed_refuses_open_serves_and_counts(tmp_path, eng
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 async def test_readyz_reports_an_unreachable_redis(tmp_path, http) -> None:
-    from tests.support.gateway import running_gateway
-
     port = _free_port()
     server = _start_redis(port, str(tmp_path))
     try:
@@ -278,11 +279,6 @@ async def test_early_refusals_read_the_rate_keys_from_redis_and_go_without_them_
 ) -> None:
     """A 400 before the limits stage: its x-ratelimit-* headers read from Redis, taking
     nothing; with Redis stopped the 400 is still a 400, without them."""
-    import openai
-
-    from tests.support.gateway import running_gateway
-    from tests.support.upstream import MockUpstream
-
     port = _free_port()
     server = _start_redis(port, str(tmp_path))
     try:
