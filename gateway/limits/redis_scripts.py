@@ -9,7 +9,8 @@ Keys: budget counters are hashes (u = used, r = reserved, s = rebuilt from the
 ledger); rate buckets hashes (s = stamp ms, l = level); concurrency sorted sets of
 hold ids scored by lease end; `holds` maps a hold id to what it reserved
 ("B key amount ... C key ..."), `exp` scores hold ids by lease end so the next
-reservation frees holds whose replica died.
+reservation (or usage view) frees holds whose replica died; both live as long as the
+budget keys a hold reserved on, since a sweep needs a record to undo it.
 """
 
 from __future__ import annotations
@@ -150,13 +151,14 @@ for i = 1, nr do
 end
 if refused then return with_views(refused, now_levels) end
 
-local rec = {}
+local rec, keep_until = {}, lease_end
 a = 7
 for i = 1, nb do
   local key = KEYS[2 + i]
   redis.call('HINCRBY', key, 'r', A[a + 1])
   redis.call('PEXPIREAT', key, A[a + 2])
   rec[#rec + 1] = 'B ' .. key .. ' ' .. A[a + 1]
+  if tonumber(A[a + 2]) > keep_until then keep_until = tonumber(A[a + 2]) end
   a = a + 3
 end
 local out = {0}
@@ -177,7 +179,9 @@ for i = 1, nc do
 end
 redis.call('HSET', holds, id, table.concat(rec, ' '))
 redis.call('ZADD', exp, A[3], id)
-local keep = lease_end - now
+-- The records outlive the lease, as long as the budget keys they hold amounts on: a
+-- dead replica's hold is freed by a later sweep, which needs its record to know what.
+local keep = keep_until - now
 if redis.call('PTTL', holds) < keep then
   redis.call('PEXPIRE', holds, int(keep))
   redis.call('PEXPIRE', exp, int(keep))

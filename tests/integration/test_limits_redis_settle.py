@@ -106,6 +106,40 @@ async def test_settles_queued_at_close_still_land(redis_url: str) -> None:
         await fresh.close()
 
 
+async def test_a_dead_replicas_reservations_free_once_their_lease_has_ended(
+    redis_url: str,
+) -> None:
+    """A replica that reserved and died never settles. Once the lease has ended (in real
+    time: Redis expires keys by its own clock), the next usage view and the next
+    reservation free what it held; the hold records must outlive the lease for that."""
+    now = int(time.time() * 1000)
+    dying = build_plan(team(), "u", Estimate(100, 0), now)
+    plan = dying._replace(lease_ms=300)
+    dead = RedisBackend.from_url(redis_url)
+    await reserved(dead, plan, 2, now)
+    await dead.close()  # it settles nothing
+    await asyncio.sleep(0.6)
+    fresh = RedisBackend.from_url(redis_url)
+    try:
+        later = int(time.time() * 1000)
+        snap = await fresh.snapshot(plan, later)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (0, 0)
+        assert snap.concurrency == (0,)
+        # the same through a reservation's own sweep (another pair of dead holds)
+        await reserved(dead := RedisBackend.from_url(redis_url), plan, 2, later)
+        await dead.close()
+        await asyncio.sleep(0.6)
+        latest = int(time.time() * 1000)
+        hold = await fresh.try_reserve(plan._replace(lease_ms=60_000), "alive", latest)
+        assert isinstance(hold, Hold)
+        snap = await fresh.snapshot(plan, latest)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (0, 100)
+    finally:
+        await fresh.close()
+
+
 async def test_settles_redis_cannot_take_are_counted_lost() -> None:
     backend = unreachable()
     now = int(time.time() * 1000)
