@@ -12,6 +12,7 @@ when cancelled or when its stream is closed early.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 Endpoint = Literal["chat", "completions", "embeddings", "responses"]
+
+# A key an upstream masked for display ("Incorrect API key provided: sk-secre****-123"):
+# its visible head and tail are still our key's, so providers redact the whole run.
+MASKED_KEY = re.compile(r"[\w\-]*\*{4,}[\w\-]*")
 
 
 @dataclass(frozen=True, slots=True)

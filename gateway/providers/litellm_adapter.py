@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 
 from gateway.providers.base import (
+    MASKED_KEY,
     Endpoint,
     UpstreamCall,
     UpstreamClientError,
@@ -59,9 +60,11 @@ _PARAMS: dict[Endpoint, frozenset[str]] = {
 }  # fmt: skip
 
 # Statuses below 500 that say "this deployment cannot serve now", not "bad request":
-# our provider key is refused (401/403), its account is out of credit (402),
-# it timed out (408) or is rate limited / out of quota (429).
-_FAILOVER_STATUSES = frozenset({401, 402, 403, 408, 429})
+# our provider key is refused (401/403), its account is out of credit (402), it has
+# no such model (404: retired or misnamed; these providers serve no Responses API,
+# so no 404 is about a caller's stored object), it timed out (408) or is rate
+# limited / out of quota (429).
+_FAILOVER_STATUSES = frozenset({401, 402, 403, 404, 408, 429})
 # The reply cap sent to Anthropic when the caller gives none (it requires one):
 # the figure litellm long used, within every Claude model's output limit.
 ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
@@ -305,7 +308,7 @@ def translate_error(
 ) -> UpstreamFailure | UpstreamClientError:
     """Map a litellm (or transport) exception to the gateway's two upstream errors.
 
-    Decided by status: 429, 5xx, 401/402/403 (our key or account), 408 and
+    Decided by status: 429, 5xx, 401/402/403 (our key or account), 404, 408 and
     transport failures are worth failing over; other 4xx are the caller's
     request, passed back from the upstream's error body (litellm keeps it at
     the end of its message) with URLs, keys and litellm's prefixes removed.
@@ -394,6 +397,8 @@ def _retry_delay_s(error: Mapping[str, Any]) -> float | None:
 def _scrub(text: str, secrets: tuple[str, ...], *, keep_urls: bool) -> str:
     for secret in secrets:
         text = text.replace(secret, "[redacted]")
+    if "****" in text:  # a key the upstream masked for display: head and tail are ours
+        text = MASKED_KEY.sub("[redacted]", text)
     text = _KEY_SHAPES.sub("[redacted]", text)
     return text if keep_urls else _URL.sub("[url]", text)
 

@@ -19,6 +19,7 @@ import orjson
 
 from gateway.policy.compiled import ProviderConfig
 from gateway.providers.base import (
+    MASKED_KEY,
     Endpoint,
     UpstreamCall,
     UpstreamClientError,
@@ -39,6 +40,10 @@ PATHS: dict[Endpoint, str] = {
 }
 # Statuses that say "this deployment, now" rather than "this request": fail over.
 FAILOVER_STATUSES = frozenset({401, 403, 408, 409, 425, 429})
+# The upstream has no such model or deployment (retired, misnamed; Azure's
+# DeploymentNotFound): the deployment's fault, not the caller's, unless the request
+# names a stored object of the caller's (`is_about_callers_object`).
+NOT_FOUND = 404
 ERROR_BODY_LIMIT = 64 * 1024
 # A Responses stream has no [DONE]: it is complete once one of these has arrived
 # (matched on the JSON `type`, with or without a space, or the SSE `event:` line).
@@ -86,6 +91,23 @@ def error_fields(raw: bytes) -> dict[str, Any]:
     return {}
 
 
+def is_about_callers_object(call: UpstreamCall) -> bool:
+    """Does the request name something the caller stored at this upstream (a Responses
+    `previous_response_id` or `conversation`)? A 404 then means that object is gone."""
+    body = call.body
+    return call.endpoint == "responses" and (
+        body.get("previous_response_id") is not None or body.get("conversation") is not None
+    )
+
+
+def is_deployment_failure(status: int, call: UpstreamCall) -> bool:
+    """Is an upstream's non-2xx status this deployment's failure (fail over), rather than
+    its refusal of the caller's request (passed back)?"""
+    if status in FAILOVER_STATUSES or status >= 500 or status < 400:
+        return True
+    return status == NOT_FOUND and not is_about_callers_object(call)
+
+
 def error_summary(error: dict[str, Any], secrets: tuple[str, ...]) -> str:
     """`type`/`code` of an upstream error for the operator's log (no message: it may
     quote the conversation); "" when it has neither."""
@@ -102,6 +124,8 @@ def redact_keys(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "[redacted]")
+    if "****" in text:  # rare: skip the regex for nearly every message
+        text = MASKED_KEY.sub("[redacted]", text)
     return _KEY_LIKE.sub("[redacted]", text)
 
 
@@ -162,18 +186,18 @@ class OpenAICompatProvider:
             raise UpstreamFailure(f"{self.name}: {type(exc).__name__}: {exc}") from None
         if response.status >= 300:
             try:
-                await self._raise_for(response)
+                await self._raise_for(response, call)
             finally:
                 response.release()
         return response
 
-    async def _raise_for(self, response: aiohttp.ClientResponse) -> None:
+    async def _raise_for(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
         status = response.status
         try:
             raw = await response.content.read(ERROR_BODY_LIMIT)
         except aiohttp.ClientError:
             raw = b""
-        if status in FAILOVER_STATUSES or status >= 500 or status < 400:
+        if is_deployment_failure(status, call):
             # The detail goes to the operator's log: the error's type and code, never its
             # message, which may echo the prompt (or a key) back.
             raise UpstreamFailure(

@@ -246,3 +246,23 @@ async def test_a_key_echoed_by_a_failing_upstream_never_reaches_the_log(
     logged = [(r.getMessage(), repr(getattr(r, "fields", ""))) for r in caplog.records]
     assert any("upstream attempt failed" in message for message, _ in logged)
     assert not any(key in text or "sk-other" in text for pair in logged for text in pair)
+
+
+async def test_a_masked_fragment_of_our_key_never_reaches_the_caller(tmp_path, monkeypatch):
+    """OpenAI's "Incorrect API key provided: sk-secre****...-123" shows 12 characters of
+    our key: the masked run is redacted whole in the message passed back."""
+    monkeypatch.setenv("UP_KEY", "sk-secretkeyvalue-123")
+    message = "Incorrect API key provided: sk-secre********************-123. See the docs."
+    async with MockUpstream() as up:
+        up.behave(
+            "status",
+            status=400,
+            body={"error": {"message": message, "type": "invalid_request_error"}},
+        )
+        async with running_gateway(tmp_path, KEYED.format(base=up.base_url)) as gw:
+            client = await gw.openai(max_retries=0)
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}]
+                )
+    assert caught.value.body["message"] == "Incorrect API key provided: [redacted]. See the docs."

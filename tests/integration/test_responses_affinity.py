@@ -126,6 +126,30 @@ async def test_pinned_deployment_down_is_an_error_not_a_silent_switch(setup):
     assert len(other.requests) == seen_by_other
 
 
+async def test_an_upstream_404_for_the_callers_previous_response_is_passed_back(setup):
+    """A 404 about the caller's own stored response is no deployment failure: it reaches
+    the caller as the upstream's 404, and no other deployment is asked."""
+    gw, upstreams = setup
+    client = await gw.openai(max_retries=0)
+    first = await client.responses.with_raw_response.create(model="m", input="hi")
+    holder = upstreams[first.headers["x-gateway-deployment"]]
+    other = next(up for up in upstreams.values() if up is not holder)
+    gone = {
+        "message": "Previous response with id 'resp_x' not found.",
+        "type": "invalid_request_error",
+        "param": "previous_response_id",
+        "code": "previous_response_not_found",
+    }
+    holder.behave("status", status=404, body={"error": gone})
+    seen_by_other = len(other.requests)
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.responses.create(
+            model="m", input="more", previous_response_id=first.parse().id
+        )
+    assert caught.value.code == "previous_response_not_found"
+    assert len(other.requests) == seen_by_other
+
+
 async def test_follow_up_for_a_deployment_the_model_no_longer_has_is_refused(setup):
     """The team's own (stale) id naming a deployment outside the model's route never routes there."""
     gw, upstreams = setup

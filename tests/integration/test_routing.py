@@ -94,6 +94,62 @@ async def test_failover_on_upstream_failures(tmp_path, pair, failure):
     assert raw.headers["x-gateway-deployment"] == "b/model-b"
 
 
+NOT_FOUND = Behaviour(
+    "status",
+    status=404,
+    body={
+        "error": {
+            "message": "The model `model-a` does not exist or you do not have access to it.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "model_not_found",
+        }
+    },
+)
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "chat-stream", "completions", "embeddings"])
+async def test_an_upstream_404_fails_over_to_the_next_deployment(tmp_path, pair, endpoint):
+    """A retired or misnamed deployment (404 model_not_found) is the gateway's problem,
+    not the caller's: priority 2 answers."""
+    a, b = pair
+    a.behave(NOT_FOUND)
+    async with running_gateway(tmp_path, policy(PRIMARY_BACKUP, a, b)) as gw:
+        client = await gw.openai(max_retries=0)
+        if endpoint == "chat-stream":
+            stream = await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+            text = "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
+            assert text == "mock reply from b"
+        elif endpoint == "chat":
+            raw = await chat(client)
+            assert raw.headers["x-gateway-deployment"] == "b/model-b"
+        elif endpoint == "completions":
+            raw = await client.completions.with_raw_response.create(model="m", prompt="hi")
+            assert raw.headers["x-gateway-deployment"] == "b/model-b"
+        else:
+            raw = await client.embeddings.with_raw_response.create(model="m", input="hi")
+            assert raw.headers["x-gateway-deployment"] == "b/model-b"
+    assert len(a.requests) == 1 and len(b.requests) == 1
+
+
+async def test_every_deployment_answering_404_is_a_502_not_the_upstreams_404(tmp_path, pair):
+    """A model the gateway lists is never 'not found' to the caller because an upstream
+    lost it: 502 upstream_unavailable, naming no upstream model."""
+    a, b = pair
+    a.behave(NOT_FOUND)
+    b.behave(NOT_FOUND)
+    async with running_gateway(tmp_path, policy(PRIMARY_BACKUP, a, b, retries=1)) as gw:
+        client = await gw.openai(max_retries=0)
+        with pytest.raises(openai.APIStatusError) as caught:
+            await chat(client)
+    assert caught.value.status_code == 502
+    assert caught.value.code == "upstream_unavailable"
+    assert "model-a" not in caught.value.message and "model-b" not in caught.value.message
+    assert len(a.requests) == 1 and len(b.requests) == 1
+
+
 async def test_failover_on_connection_refused(tmp_path, pair):
     a, b = pair
     dead = "http://127.0.0.1:9/v1"  # discard port: nothing listens

@@ -182,3 +182,37 @@ def test_litellm_timeout_is_a_timeout_failure() -> None:
 
     assert isinstance(failure, UpstreamFailure)
     assert failure.is_timeout
+
+
+def test_a_masked_key_in_a_relayed_litellm_error_is_redacted() -> None:
+    """A 400 quoting our key masked ("sk-ant-a********wxyz") passes back without it."""
+    from litellm.exceptions import BadRequestError
+
+    error = BadRequestError(
+        "AnthropicException - invalid x-api-key: sk-ant-a****************wxyz",
+        model="claude-test",
+        llm_provider="anthropic",
+    )
+
+    refused = translate_error(error)
+
+    assert isinstance(refused, UpstreamClientError)
+    assert "sk-ant-a" not in refused.message and "wxyz" not in refused.message
+    assert "[redacted]" in refused.message
+
+
+def test_a_404_from_a_translated_upstream_fails_over() -> None:
+    """A model the provider no longer has (404) is the deployment's failure, not the
+    caller's: the next deployment is tried."""
+    from litellm.exceptions import NotFoundError
+
+    error = NotFoundError(
+        "GeminiException - models/gemini-old is not found",
+        model="gemini-old",
+        llm_provider="gemini",
+    )
+
+    failure = translate_error(error)
+
+    assert isinstance(failure, UpstreamFailure)
+    assert failure.status == 404
