@@ -22,13 +22,12 @@ requests are in the file.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from gateway.usage.csv_cells import csv_bytes
 from gateway.usage.pricing import TOKENS_PER_MTOK, usd_text
 from gateway.usage.report_query import ChargeKey, ChargeSums, TokenKind
 from gateway.usage.report_request import MS_PER_DAY, GroupKey, Month, day_label
@@ -104,6 +103,22 @@ COLUMNS = (
     "x_RequestCount",
     "x_ErrorCount",
     "x_EstimatedTokens",
+)
+# Amounts and quantities: never defused (csv_cells.py); every other column is text.
+NUMERIC_COLUMNS = frozenset(
+    {
+        "BilledCost",
+        "ConsumedQuantity",
+        "ContractedCost",
+        "ContractedUnitPrice",
+        "EffectiveCost",
+        "ListCost",
+        "ListUnitPrice",
+        "PricingQuantity",
+        "x_RequestCount",
+        "x_ErrorCount",
+        "x_EstimatedTokens",
+    }
 )
 
 
@@ -241,9 +256,8 @@ def _lines(month: Month, key: ChargeKey, sums: ChargeSums) -> list[list[str | in
 def focus_csv(
     month: Month, charges: Mapping[ChargeKey, ChargeSums], extra: Sequence[GroupKey]
 ) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([*COLUMNS, *(EXTRA_COLUMNS[key] for key in extra)])
-    for key in sorted(charges, key=_sort_key):
-        writer.writerows(_lines(month, key, charges[key]))
-    return out.getvalue().encode()
+    header = [*COLUMNS, *(EXTRA_COLUMNS[key] for key in extra)]
+    rows = (
+        line for key in sorted(charges, key=_sort_key) for line in _lines(month, key, charges[key])
+    )
+    return csv_bytes(header, rows, NUMERIC_COLUMNS)

@@ -2,21 +2,21 @@
 
 Same sums in → byte-identical file out: rows are sorted by their group keys in
 code-point order (None, a key the ledger left empty, first), JSON keys keep one
-fixed order, CSV ends lines with CRLF (RFC 4180). Money is converted from integer
+fixed order, CSV ends lines with CRLF (RFC 4180) and defuses text cells a spreadsheet
+would run as formulas (csv_cells.py). Money is converted from integer
 nano-USD to text once per figure, by `usd_text` (exact, nine decimals); the totals
 are the integer sum of the rows' integers, so they equal the ledger's SUM exactly.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from gateway.usage.csv_cells import csv_bytes
 from gateway.usage.pricing import usd_text
 from gateway.usage.report_query import Key, Sums, UnknownPrice
 from gateway.usage.report_request import GroupKey, Month, day_label
@@ -136,15 +136,15 @@ class Summary:
 
 
 def summary_csv(summary: Summary) -> bytes:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(summary.header)
-    for key, sums in summary.ordered():
-        values = _key_values(key, summary.keys)
-        writer.writerow(
-            [summary.month.label, *("" if v is None else v for v in values), *_metrics(sums)]
-        )
-    return out.getvalue().encode()
+    rows = (
+        [
+            summary.month.label,
+            *("" if v is None else v for v in _key_values(key, summary.keys)),
+            *_metrics(sums),
+        ]
+        for key, sums in summary.ordered()
+    )
+    return csv_bytes(summary.header, rows, METRIC_COLUMNS)
 
 
 def summary_json(summary: Summary) -> bytes:

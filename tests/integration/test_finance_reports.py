@@ -215,3 +215,72 @@ async def test_progress_shows_on_a_terminal_only(gateway, tmp_path):
     assert shown.returncode == 0
     assert shown.stdout == piped.stdout
     assert b"reading the ledger" in terminal
+
+
+EVIL_SUBJECT = "=cmd|' /C calc'!A0"
+EVIL_MODEL = '=HYPERLINK("http://x","a")'
+EVIL_TEAM = "@SUM(1+1)*cmd|' /C calc'!A0"
+
+
+async def test_caller_text_never_reaches_a_spreadsheet_as_a_formula(gateway, tmp_path, http):
+    """A subject, model alias and claimed team that look like formulas are exported with a
+    leading ' in csv and focus (the API's bytes equal the CLI's); json keeps them raw."""
+    await insert_rows(
+        gateway.services.engine,
+        [
+            priced_row(TENTHS, team="demo", subject=EVIL_SUBJECT, at_ms=at_ms(2026, 2, 3)),
+            ledger_row(
+                team="demo",
+                model=EVIL_MODEL,
+                provider=None,
+                deployment=None,
+                upstream_model=None,
+                status=404,
+                outcome="refused",
+                error_code="model_not_found",
+                price_source="none",
+                at_ms=at_ms(2026, 2, 4),
+            ),
+            ledger_row(
+                team=EVIL_TEAM,
+                model="\tsmall",
+                subject="+1",
+                status=401,
+                outcome="refused",
+                at_ms=at_ms(2026, 2, 5),
+            ),
+        ],
+    )
+    token = await gateway.token(scopes=["gateway:finance"])
+    bodies = {}
+    for format, group_by in [
+        ("csv", "team,model,subject"),
+        ("focus", "team,model,subject"),
+        ("json", "team,model,subject"),
+    ]:
+        status, _, body = await get(
+            http, gateway, token, f"?month=2026-02&format={format}&group_by={group_by}"
+        )
+        assert status == 200, body
+        ran = cli(tmp_path, "--month", "2026-02", "--format", format, "--group-by", group_by)
+        assert (ran.returncode, ran.stdout) == (0, body), ran.stderr
+        bodies[format] = body.decode()
+    cells = {cell for row in csv.reader(io.StringIO(bodies["csv"])) for cell in row}
+    assert {"'" + EVIL_SUBJECT, "'" + EVIL_MODEL, "'" + EVIL_TEAM, "'\tsmall", "'+1"} <= cells
+    focus = list(csv.DictReader(io.StringIO(bodies["focus"])))
+    for line in focus:  # no text cell may start a formula; amounts stay numbers
+        for column, cell in line.items():
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), (column, cell)
+        float(line["BilledCost"])
+    by_model = {line["x_ModelAlias"]: line for line in focus}
+    evil = by_model["'" + EVIL_MODEL]
+    assert evil["SkuId"] == "'" + EVIL_MODEL + ":input"
+    assert evil["SkuPriceId"].startswith("'" + EVIL_MODEL + ":input:")
+    assert {line["x_Subject"] for line in focus} == {"alice", "'" + EVIL_SUBJECT, "'+1"}
+    assert {line["SubAccountId"] for line in focus} == {"demo", "'" + EVIL_TEAM}
+    rows = json.loads(bodies["json"])["rows"]
+    assert {(r["team"], r["model"], r["subject"]) for r in rows} >= {
+        ("demo", "small", EVIL_SUBJECT),
+        ("demo", EVIL_MODEL, "alice"),
+        (EVIL_TEAM, "\tsmall", "+1"),
+    }
