@@ -9,6 +9,13 @@ gateway's own listener (its host:port), which would loop a request back into
 the gateway. Pure: names are compared as written, never resolved through DNS
 (a check-time lookup would say nothing about request time); an operator who
 must stop a DNS name pointing inward sets the allow-list.
+
+A host is checked as the HTTP client will connect to it: yarl (under aiohttp)
+folds look-alikes (`169。254。169。254`, full-width digits and letters) into
+ASCII through IDNA, so a host not written in ASCII is refused outright, and the
+host yarl derives is checked as well as the one written. An IPv6 address that
+embeds an IPv4 one (IPv4-mapped or -compatible, NAT64 `64:ff9b::/96`, 6to4
+`2002::/16`) counts as that IPv4 address.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from yarl import URL
 
 UPSTREAM_ALLOW_VAR = "GATEWAY_UPSTREAM_ALLOW"
 
@@ -45,6 +54,8 @@ _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 _HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
 _LEGACY_IPV4 = re.compile(r"^[0-9a-fx.]+$")  # 2852039166, 0xa9.0xfe.0xa9.0xfe, 0251.0376.…
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: last 32 bits
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (:: and ::1 excluded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +159,7 @@ def host_address(host: str) -> IPAddress | None:
 
     Besides the usual notations, C's inet_aton reads `2852039166`, `0xa9fea9fe`
     and `0251.0376.0251.0376` as 169.254.169.254, and getaddrinfo uses it; an
-    IPv4-mapped IPv6 address counts as its IPv4 address.
+    IPv6 address embedding an IPv4 address counts as that IPv4 address.
     """
     try:
         address: IPAddress = ipaddress.ip_address(host.split("%", 1)[0])
@@ -159,9 +170,24 @@ def host_address(host: str) -> IPAddress | None:
             address = ipaddress.IPv4Address(socket.inet_aton(host))
         except OSError:
             return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        return embedded_ipv4(address) or address
     return address
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one carries (mapped, compatible, NAT64, 6to4), else None.
+
+    Each reaches that IPv4 host through a translator or a stack that accepts
+    the form, so the metadata and loopback checks must see the IPv4 address.
+    """
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 def _metadata_network(address: IPAddress | None) -> IPNetwork | None:
@@ -185,18 +211,47 @@ def is_listener(name: str, address: IPAddress | None, port: int, listener: Liste
     return name == listener.host or (address is not None and address == host_address(listener.host))
 
 
-def upstream_refusal(url: str, rules: UpstreamRules) -> str | None:
-    """Why `url` may not be an api_base under `rules`, or None when it may."""
+def upstream_refusal(
+    url: str, rules: UpstreamRules, *, field: str = "api_base", check_listener: bool = True
+) -> str | None:
+    """Why `url` may not be fetched as `field` under `rules`, or None when it may.
+
+    The listener check (a loop back into this gateway) is for upstreams; `field`
+    names the setting in each message.
+    """
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return "api_base is not a valid URL"
-    host = (parts.hostname or "").rstrip(".")
-    if parts.scheme not in DEFAULT_PORTS or not host:
-        return "api_base must be an http(s) URL with a host"
-    address = host_address(host)
+        return f"{field} is not a valid URL"
+    written = (parts.hostname or "").rstrip(".")
+    if parts.scheme not in DEFAULT_PORTS or not written:
+        return f"{field} must be an http(s) URL with a host"
+    if not written.isascii():
+        # The HTTP client folds such a host into ASCII (IDNA/NFKC): full-width digits or
+        # ideographic full stops would connect to 169.254.169.254 behind the checks' back.
+        return (
+            f"the host of {field} must be written in ASCII (an international domain name "
+            "in its xn-- form); non-ASCII look-alikes are refused"
+        )
+    try:
+        connected = (URL(url).raw_host or "").rstrip(".").lower()
+    except (ValueError, UnicodeError):
+        return f"{field} is not a valid URL"
     port = port if port is not None else DEFAULT_PORTS[parts.scheme]
+    for host in dict.fromkeys((written, connected)):  # the host as written, and as connected
+        problem = _host_refusal(host, port, rules, check_listener=check_listener)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _host_refusal(
+    host: str, port: int, rules: UpstreamRules, *, check_listener: bool
+) -> str | None:
+    if not host:
+        return "the URL has no host"
+    address = host_address(host)
     allow = rules.allow
     metadata = _metadata_network(address)
     if metadata is not None or host in METADATA_NAMES:
@@ -206,7 +261,11 @@ def upstream_refusal(url: str, rules: UpstreamRules) -> str | None:
             f"host {host} is a link-local or cloud metadata address; it is refused unless "
             f"{UPSTREAM_ALLOW_VAR} names it explicitly"
         )
-    if rules.listener is not None and is_listener(host, address, port, rules.listener):
+    if (
+        check_listener
+        and rules.listener is not None
+        and is_listener(host, address, port, rules.listener)
+    ):
         if allow is not None and allow.names_explicitly(host, address, None):
             return None
         return (

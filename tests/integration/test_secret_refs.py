@@ -219,3 +219,48 @@ def test_serve_refuses_an_api_base_at_its_own_port_and_check_sees_the_flag(
     )
     checked = run("policy", "check", "policies", cwd=tmp_path, env={"GATEWAY_PORT": "8080"})
     assert checked.returncode == 0, checked.stderr  # another port: an ordinary local server
+
+
+DISGUISED_METADATA = [
+    "http://169\u3002254\u3002169\u3002254/v1",  # ideographic full stops
+    "http://\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14/v1",
+    "http://\uff4d\uff45\uff54\uff41\uff44\uff41\uff54\uff41.google.internal/v1",
+    "http://169\uff0e254\uff0e169\uff0e254/v1",  # full-width full stops
+    "http://[64:ff9b::a9fe:a9fe]/v1",  # NAT64
+    "http://[2002:a9fe:a9fe::]/v1",  # 6to4
+    "http://[::169.254.169.254]/v1",  # IPv4-compatible
+]
+
+
+def test_policy_check_refuses_metadata_hosts_in_disguise(tmp_path: Path) -> None:
+    """Look-alikes the HTTP client folds to 169.254.169.254, and IPv6 forms embedding it."""
+    providers = "".join(
+        f'  p{i}: {{type: openai-compatible, api_base: "{url}"}}\n'
+        for i, url in enumerate(DISGUISED_METADATA)
+    )
+    text = f"providers:\n{providers}models:\n  m: {{deployments: [{{provider: p0, model: x}}]}}\n"
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "bundle.yaml").write_text(text, encoding="utf-8")
+    result = run("policy", "check", "policies", cwd=tmp_path)
+    assert result.returncode == 1
+    for i in range(len(DISGUISED_METADATA)):
+        assert f"policies/bundle.yaml:{i + 2}: providers.p{i}.api_base: " in result.stderr
+
+
+async def test_admin_put_refuses_metadata_hosts_in_disguise(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with running_gateway(tmp_path, MOCK_ONLY) as gw:
+        admin = Admin(gw.origin, http, await gw.token(scopes=["gateway:admin"]))
+        _, running = await admin.call("GET", "/admin/policy")
+        bundle = running["bundle"]
+        for url in DISGUISED_METADATA:
+            bundle["providers"]["imds"] = {"type": "openai-compatible", "api_base": url}
+            status, answer = await admin.call(
+                "PUT", "/admin/policy", {"bundle": bundle, "reason": "", "base_version": 1}
+            )
+            assert status == 400, (url, answer)
+            (error,) = answer["error"]["errors"]
+            assert error["field"] == "providers.imds.api_base"
+        _, running = await admin.call("GET", "/admin/policy")
+        assert running["version"] == 1

@@ -181,3 +181,65 @@ def test_host_address_reads_every_notation_a_resolver_accepts(
 @pytest.mark.parametrize("url", ["ftp://x/", "http:///v1", "http://host:99999/", "not a url"])
 def test_unusable_urls_are_refused(url: str) -> None:
     assert upstream_refusal(url, ANY) is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169\u3002254\u3002169\u3002254/v1",  # ideographic full stops
+        "http://\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14/v1",
+        "http://\uff4d\uff45\uff54\uff41\uff44\uff41\uff54\uff41.google.internal/v1",
+        "http://169\uff0e254\uff0e169\uff0e254/v1",  # full-width full stops
+        "http://b\u00fccher.example/v1",  # a real IDN: written as xn--bcher-kva.example
+    ],
+)
+def test_hosts_not_written_in_ascii_are_refused(url: str) -> None:
+    """The HTTP client folds look-alikes into ASCII (169.254.169.254): refused as written."""
+    refusal = upstream_refusal(url, ANY)
+    assert refusal is not None and "ASCII" in refusal
+
+
+def test_look_alikes_of_the_listener_are_refused() -> None:
+    refusal = upstream_refusal("http://127\u30020\u30020\u30021:8080/v1", ANY)
+    assert refusal is not None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[64:ff9b::a9fe:a9fe]/v1",  # NAT64 well-known prefix
+        "http://[64:ff9b::169.254.169.254]/v1",
+        "http://[2002:a9fe:a9fe::]/v1",  # 6to4
+        "http://[2002:a9fe:a9fe:1::5]/v1",
+        "http://[::169.254.169.254]/v1",  # IPv4-compatible
+        "http://[::a9fe:a9fe]/v1",
+        "http://[64:ff9b::6464:64c8]/latest",  # 100.100.100.200
+    ],
+)
+def test_ipv6_forms_embedding_a_metadata_address_are_refused(url: str) -> None:
+    refusal = upstream_refusal(url, ANY)
+    assert refusal is not None and "metadata" in refusal
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("64:ff9b::a9fe:a9fe", "169.254.169.254"),
+        ("2002:a9fe:a9fe::", "169.254.169.254"),
+        ("::169.254.169.254", "169.254.169.254"),
+        ("::1", "::1"),  # loopback, not IPv4-compatible 0.0.0.1
+        ("2001:db8::1", "2001:db8::1"),
+    ],
+)
+def test_host_address_reads_the_ipv4_inside_ipv6(host: str, address: str) -> None:
+    assert str(host_address(host)) == address
+
+
+def test_an_embedded_loopback_on_the_listener_port_is_the_listener() -> None:
+    refusal = upstream_refusal("http://[2002:7f00:1::]:8080/v1", ANY)
+    assert refusal is not None and "own listener" in refusal
+
+
+def test_allow_list_hosts_are_checked_as_the_client_connects() -> None:
+    """A look-alike of an allowed host is refused too: it is not ASCII."""
+    assert upstream_refusal("https://\uff41pi.openai.com/v1", rules("api.openai.com")) is not None
