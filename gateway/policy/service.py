@@ -328,7 +328,12 @@ class PolicyService:
             return {}
 
         return await self._commit(
-            candidate, action=PolicyAction.APPLY, author=author, reason=reason, check=check
+            candidate,
+            action=PolicyAction.APPLY,
+            author=author,
+            reason=reason,
+            check=check,
+            check_before_noop=True,
         )
 
     async def patch_team(
@@ -361,6 +366,7 @@ class PolicyService:
             reason=reason,
             check=check,
             target=f"teams.{team}",
+            check_before_noop=True,
         )
 
     async def rollback(self, version: int, *, author: str, reason: str) -> Applied:
@@ -390,14 +396,21 @@ class PolicyService:
         reason: str,
         check: Callable[[AsyncConnection, PolicyVersion | None], Awaitable[dict[str, Any]]],
         target: str = "policy",
+        check_before_noop: bool = False,
     ) -> Applied:
         """Write the candidate as the next version and its audit entry, under the lock, then
-        enforce it here. `check` may refuse (raise) and returns what the audit entry adds."""
+        enforce it here. `check` may refuse (raise) and returns what the audit entry adds.
+
+        `check_before_noop`: an API change names its base_version, and a stale base is a
+        conflict even when the bundle equals the running one (SPEC §5: 409), so `check`
+        runs before the unchanged-bundle shortcut."""
         async with locked_transaction(self._engine, LOCK_NAME) as conn:
             running = await read_newest(conn)
+            extra = await check(conn, running) if check_before_noop else None
             if running is not None and running.hash == candidate.hash:
                 return Applied(running, running.version, is_new=False)
-            extra = await check(conn, running)
+            if extra is None:
+                extra = await check(conn, running)
             previous = running.version if running else None
             new = PolicyVersion(
                 version=(previous or 0) + 1,

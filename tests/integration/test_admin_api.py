@@ -99,9 +99,29 @@ async def test_put_applies_a_bundle_enforced_within_2_s(gw: RunningGateway, admi
         assert time.monotonic() - started < 2, "not enforced within 2 s"
         await asyncio.sleep(0.02)
     status, same = await admin.call(
-        "PUT", "/admin/policy", {"bundle": bundle, "reason": "again", "base_version": 1}
+        "PUT", "/admin/policy", {"bundle": bundle, "reason": "again", "base_version": 2}
     )
     assert (status, same["version"], same["changed"]) == (200, 2, False)
+
+
+async def test_put_of_the_running_bundle_on_a_stale_base_version_is_409(admin: Admin) -> None:
+    """SPEC §5: a base_version that is not the running one is 409, even for an unchanged bundle."""
+    _, running = await admin.call("GET", "/admin/policy")
+    bundle = running["bundle"]
+    bundle["teams"]["search"]["models"] = ["small"]
+    status, _ = await admin.call(
+        "PUT", "/admin/policy", {"bundle": bundle, "reason": "narrow", "base_version": 1}
+    )
+    assert status == 200
+    status, answer = await admin.call(
+        "PUT", "/admin/policy", {"bundle": bundle, "reason": "again", "base_version": 1}
+    )
+    assert status == 409, answer
+    assert answer["error"]["code"] == "policy_conflict"
+    status, answer = await admin.call(
+        "PATCH", "/admin/teams/search", {"changes": {"models": ["small"]}, "base_version": 1}
+    )
+    assert status == 409, answer
 
 
 async def test_put_with_a_stale_base_version_is_409(admin: Admin) -> None:
