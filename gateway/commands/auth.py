@@ -1,9 +1,10 @@
 """`gateway clients …`, `gateway keys …`, and the issuer `serve` and `token` agree on.
 
 Parses flags and renders; the work is `ClientRegistry` (the admin API calls
-it too) and `SigningKeyStore`. Each command migrates the database first (a
-no-op when current), like `gateway token`. Heavy imports stay inside the
-commands so `gateway --help` stays fast.
+it too) and `SigningKeyStore`. Each command that writes migrates the database
+first (a no-op when current), like `gateway token`; the `list` commands never
+create or migrate one. Heavy imports stay inside the commands so `gateway --help`
+stays fast.
 """
 
 from __future__ import annotations
@@ -42,20 +43,28 @@ def _actor() -> str:
 
 
 def _run(
-    work: Callable[[AsyncEngine], Awaitable[T]], expected: tuple[type[Exception], ...] = ()
+    work: Callable[[AsyncEngine], Awaitable[T]],
+    expected: tuple[type[Exception], ...] = (),
+    *,
+    read_only: bool = False,
 ) -> T:
     """Migrate, open the database, run `work`, close.
 
     Exceptions of the `expected` types reach the caller; any other (a driver's)
-    becomes a plain message and exit 1.
+    becomes a plain message and exit 1. `read_only`: no migration; a database that
+    does not exist or is not migrated is an error (commands/existing_db.py).
     """
+    from gateway.commands.existing_db import DatabaseNotReady, require_migrated
     from gateway.db import create_engine, migrate
     from gateway.settings import load_settings
 
     settings = load_settings()
 
     async def main() -> T:
-        await migrate(settings.database_url)
+        if read_only:
+            await require_migrated(settings.database_url)
+        else:
+            await migrate(settings.database_url)
         engine = create_engine(settings.database_url)
         try:
             return await work(engine)
@@ -66,6 +75,9 @@ def _run(
         return asyncio.run(main())
     except expected:
         raise
+    except DatabaseNotReady as missing:
+        typer.echo(f"error: {missing}", err=True)
+        raise typer.Exit(1) from None
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
         typer.echo(f"error: database {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -247,7 +259,7 @@ def clients_list(
     """Every client, revoked ones included, newest first."""
     from gateway.auth.clients import ClientRegistry
 
-    records = _run(lambda engine: ClientRegistry(engine).list())
+    records = _run(lambda engine: ClientRegistry(engine).list(), read_only=True)
     if as_json:
         typer.echo(json.dumps([r.as_json() for r in records], indent=2))
         return
@@ -291,7 +303,7 @@ def keys_list(
     """The signing keys, newest first: the current one signs, retired ones still verify."""
     from gateway.auth.keys import SigningKeyStore
 
-    keys = _run(lambda engine: SigningKeyStore(engine).list_keys())
+    keys = _run(lambda engine: SigningKeyStore(engine).list_keys(), read_only=True)
     # The store signs with the newest key that is not retired.
     current = next((k.kid for k in keys if not k.is_retired), None)
     if as_json:

@@ -2,7 +2,8 @@
 
 Parses flags and renders; every change goes through `PolicyService` (the
 admin API calls it too), against the database in GATEWAY_DATABASE_URL, which
-each command migrates first (a no-op when current), like `gateway token`.
+each command that writes migrates first (a no-op when current), like `gateway
+token`; `diff`, `export` and `history` only read: never create or migrate one.
 Like `kubectl apply`, `apply` does not prompt; `diff` is its preview, like
 `terraform plan`. An error an operator can fix is printed plainly, exit 1.
 """
@@ -67,12 +68,16 @@ def check_or_exit(directory: Path) -> None:
         raise _print_invalid(invalid, f"policy bundle {directory}") from None
 
 
-def _run(work: Callable[[PolicyService], Awaitable[T]]) -> T:
+def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = False) -> T:
     """Migrate, open the database, run `work` on the policy service, close.
+
+    `read_only`: no migration; a database that does not exist or is not migrated is
+    an error (exit 1), not a new empty one (commands/existing_db.py).
 
     Refusals an operator can act on (invalid, conflict, unknown version) are
     printed with exit 1; a driver's error becomes one plain line, exit 1.
     """
+    from gateway.commands.existing_db import DatabaseNotReady, require_migrated
     from gateway.db import create_engine, migrate
     from gateway.errors import GatewayError
     from gateway.policy.service import PolicyService
@@ -81,7 +86,10 @@ def _run(work: Callable[[PolicyService], Awaitable[T]]) -> T:
     settings = load_settings()
 
     async def main() -> T:
-        await migrate(settings.database_url)
+        if read_only:
+            await require_migrated(settings.database_url)
+        else:
+            await migrate(settings.database_url)
         engine = create_engine(settings.database_url)
         try:
             return await work(PolicyService(engine, os.environ))
@@ -95,7 +103,7 @@ def _run(work: Callable[[PolicyService], Awaitable[T]]) -> T:
     except GatewayError as refused:  # PolicyConflict, VersionNotFound, unknown team
         typer.echo(f"error: {refused.message}", err=True)
         raise typer.Exit(1) from None
-    except FileExistsError as exc:
+    except (FileExistsError, DatabaseNotReady) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
@@ -130,7 +138,7 @@ def check(directory: Directory) -> None:
 @policy_app.command("diff")
 def diff(directory: Directory) -> None:
     """Preview `apply DIR`: the unified diff from the running version, or "no changes"."""
-    plan = _run(lambda service: service.plan_folder(directory))
+    plan = _run(lambda service: service.plan_folder(directory), read_only=True)
     if not plan.diff:
         running = plan.running.version if plan.running else None
         typer.echo(f"no changes: {directory} equals the running version {running}")
@@ -200,7 +208,9 @@ def export(
     Refused, without --force, when the folder holds files no export wrote or
     edits not yet applied (preview those with `policy diff DIR`).
     """
-    exported = _run(lambda service: service.export(directory, version=version, force=force))
+    exported = _run(
+        lambda service: service.export(directory, version=version, force=force), read_only=True
+    )
     typer.echo(f"exported policy version {exported.version} to {directory}")
 
 
@@ -210,7 +220,7 @@ def history(
     limit: Annotated[int, typer.Option(min=1, help="How many versions.")] = 100,
 ) -> None:
     """Policy versions, newest (running) first."""
-    versions = _run(lambda service: service.history(limit))
+    versions = _run(lambda service: service.history(limit), read_only=True)
     if as_json:
         typer.echo(json.dumps([v.summary() for v in versions], indent=2))
         return

@@ -4,7 +4,8 @@ Parses flags and renders; the report itself is `gateway.usage.reports.usage_repo
 which `GET /finance/reports/usage` calls too (same bytes). A progress bar (rich,
 on stderr, gone when done) shows while the ledger is read, only when stderr is a
 terminal. `-o FILE` is written atomically (commands/atomic_file.py); a bad flag exits
-2, an unwritable path or a database error 1, with one plain line.
+2, an unwritable path, a database error, or a database that does not exist or is
+not migrated 1, with one plain line (a report never creates a database).
 """
 
 from __future__ import annotations
@@ -51,14 +52,15 @@ def _progress(shown: bool) -> Iterator[tuple[Callable[[int], None], Callable[[],
 
 
 def _render(request: ReportRequest, show_progress: bool) -> RenderedReport:
-    from gateway.db import create_engine, migrate
+    from gateway.commands.existing_db import DatabaseNotReady, require_migrated
+    from gateway.db import create_engine
     from gateway.settings import load_settings
     from gateway.usage.reports import usage_report
 
     settings = load_settings()
 
     async def main() -> RenderedReport:
-        await migrate(settings.database_url)
+        await require_migrated(settings.database_url)  # read-only: never creates one
         engine = create_engine(settings.database_url)
         try:
             with _progress(show_progress) as (started, step):
@@ -68,6 +70,9 @@ def _render(request: ReportRequest, show_progress: bool) -> RenderedReport:
 
     try:
         return asyncio.run(main())
+    except DatabaseNotReady as missing:
+        typer.echo(f"error: {missing}", err=True)
+        raise typer.Exit(1) from None
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
         typer.echo(f"error: database {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -127,9 +127,13 @@ def usage(
     ] = None,
 ) -> None:
     """Show a team's budgets and limits: used, reserved, remaining, and when each resets."""
+    from gateway.commands.existing_db import DatabaseNotReady, require_migrated
+
     settings = load_settings()
     found: dict[str, Any] | str | None = None
     try:
+        # Read-only: a mistyped path must not become an empty, migrated database.
+        asyncio.run(require_migrated(settings.database_url))
         if not settings.redis_url:  # the counters are in the server's memory: ask it
             url = (server or server_url(settings)).rstrip("/")
             found = _asked(settings, url, team, user)
@@ -141,6 +145,9 @@ def usage(
                 )
         if found is None:
             found = asyncio.run(_view(settings, team, user))
+    except DatabaseNotReady as missing:
+        typer.echo(f"error: {missing}", err=True)
+        raise typer.Exit(1) from None
     except Exception as exc:  # an unreachable database or Redis: say which, no traceback
         typer.echo(f"cannot read usage: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,52 @@ def test_a_bad_database_url_is_one_line_naming_the_setting_exit_2(
     assert len(lines) == 1 and lines[0].startswith("error: GATEWAY_DATABASE_URL"), lines
     assert says in lines[0] and "hunter2" not in done.stderr
     assert "sqlite+aiosqlite" in lines[0] and "postgresql+asyncpg" in lines[0]
+
+
+READ_ONLY_COMMANDS = [
+    ("report", "usage", "--month", "2026-01"),
+    ("usage", "demo", "--server", "http://127.0.0.1:9"),
+    ("policy", "history"),
+    ("policy", "diff", "policies"),
+    ("clients", "list"),
+    ("keys", "list"),
+]
+
+
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS)
+def test_a_read_only_command_on_a_mistyped_sqlite_path_fails_and_creates_nothing(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A typo in the path is exit 1 naming the file, not an empty database reporting zero."""
+    typo = tmp_path / "gatway.db"
+    env = {"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{typo}", "GATEWAY_REDIS_URL": ""}
+    done = run_gateway(*command, cwd=tmp_path, env=env)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"error: database {typo} does not exist" in done.stderr
+    assert done.stdout == ""
+    assert not typo.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", READ_ONLY_COMMANDS)
+def test_a_read_only_command_on_an_unmigrated_database_says_run_migrate(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A database file without the schema is exit 1 'not migrated', and stays unmigrated."""
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    env = {"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{empty}", "GATEWAY_REDIS_URL": ""}
+    done = run_gateway(*command, cwd=tmp_path, env=env)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"error: database {empty} is not migrated" in done.stderr
+    assert "gateway migrate" in done.stderr
+    with sqlite3.connect(empty) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
+
+
+def test_a_report_reads_a_migrated_database_without_writing_it(tmp_path: Path) -> None:
+    """After `gateway migrate`, the report runs (exit 0, a header line only)."""
+    env = {"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gw.db"}
+    assert run_gateway("migrate", cwd=tmp_path, env=env).returncode == 0
+    done = run_gateway("report", "usage", "--month", "2026-01", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("month,team,model,requests,errors,")
