@@ -8,6 +8,7 @@ request always gets the same answer.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import struct
@@ -17,7 +18,8 @@ from typing import Any
 
 import orjson
 
-from gateway.limits.token_count import count_prompt, count_text
+from gateway.limits.estimate import INLINE_COUNT_CHARS, prompt_chars
+from gateway.limits.token_count import count_prompt, count_text, extra_texts
 from gateway.providers.base import Endpoint, UpstreamCall, UpstreamClientError, UpstreamReply
 
 EMBEDDING_DIMENSIONS = 256
@@ -36,8 +38,23 @@ def _last_user_text(body: Mapping[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()
 
 
+async def _prompt_tokens(call: UpstreamCall) -> int:
+    """The prompt's tokens; a large prompt (megabytes take seconds) is counted on a
+    thread, as the gateway's own estimate does, so the event loop keeps serving."""
+    small = prompt_chars(call.endpoint, call.body, extra_texts(call.endpoint, call.body))
+    if small <= INLINE_COUNT_CHARS:
+        return count_prompt(call.endpoint, call.body, call.model)
+    return await asyncio.to_thread(count_prompt, call.endpoint, call.body, call.model)
+
+
 def _reply_text(body: Mapping[str, Any]) -> str:
-    said = " ".join(_last_user_text(body).split())
+    text = _last_user_text(body)
+    # Only the first 120 characters are echoed: a multi-megabyte prompt is not split
+    # whole on the event loop (the head of the text says the same, unless it is
+    # nearly all whitespace).
+    said = " ".join(text[:4096].split())
+    if len(said) <= 120 and len(text) > 4096:
+        said = " ".join(text.split())
     if len(said) > 120:
         said = said[:117] + "..."
     return f"This is the mock provider. You said: {said}" if said else "This is the mock provider."
@@ -109,7 +126,7 @@ class MockProvider:
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
         body = call.body
-        prompt_tokens = count_prompt(call.endpoint, body, call.model)
+        prompt_tokens = await _prompt_tokens(call)
         created = int(time.time())
         payload: dict[str, Any]
         if call.endpoint == "embeddings":
@@ -204,7 +221,7 @@ class MockProvider:
     async def _response_events(self, call: UpstreamCall) -> AsyncIterator[bytes]:
         """The Responses API's typed events, in OpenAI's order (see `_response_sequence`)."""
         text = _reply_text(call.body)
-        prompt_tokens = count_prompt(call.endpoint, call.body, call.model)
+        prompt_tokens = await _prompt_tokens(call)
         final = self._response_object(
             call, text, prompt_tokens, count_text(text, call.model), int(time.time())
         )
@@ -214,7 +231,7 @@ class MockProvider:
 
     async def _events(self, call: UpstreamCall) -> AsyncIterator[bytes]:
         text = _reply_text(call.body)
-        prompt_tokens = count_prompt(call.endpoint, call.body, call.model)
+        prompt_tokens = await _prompt_tokens(call)
         is_chat = call.endpoint == "chat"
         base = {
             "id": _ident("chatcmpl" if is_chat else "cmpl", call),

@@ -1,5 +1,9 @@
 """The OpenAI API through the gateway, with the official openai SDK as the client."""
 
+import asyncio
+import itertools
+import time
+
 import aiohttp
 import pytest
 
@@ -201,3 +205,30 @@ async def test_mock_provider_answers_the_responses_api_streamed_and_not(setup):
     assert deltas == "This is the mock provider. You said: ping"
     assert events[-1].type == "response.completed"
     assert events[-1].response.usage.output_tokens > 0
+
+
+async def test_the_mock_provider_counts_a_huge_prompt_without_stalling_the_gateway(setup):
+    """/healthz keeps answering while the built-in mock counts a 13 MB prompt (it used to
+    count on the event loop: /healthz waited as long as the count took)."""
+    gw, _ = setup
+    prompt = " ".join(f"w{i}x" for i in range(1_500_000))  # ~13 MB, ~1 s to count
+    client = await gw.openai(max_retries=0, timeout=60)
+    big = asyncio.create_task(
+        client.chat.completions.create(
+            model="offline", messages=[{"role": "user", "content": prompt}]
+        )
+    )
+    # The gateway runs on this test's loop: a stalled loop shows as a long gap between
+    # two answers of /healthz asked for back to back.
+    answered = [time.perf_counter()]
+    async with aiohttp.ClientSession() as http:
+        while not big.done():
+            async with http.get(f"{gw.origin}/healthz") as response:
+                assert response.status == 200
+            answered.append(time.perf_counter())
+            await asyncio.sleep(0.01)
+    answer = await big
+    assert answer.usage.prompt_tokens > 1_000_000
+    gaps = [later - earlier for earlier, later in itertools.pairwise(answered)]
+    assert len(gaps) >= 5
+    assert max(gaps) < 0.4, sorted(gaps)[-5:]
