@@ -8,6 +8,7 @@ with a non-zero exit, never as a traceback.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -105,6 +106,12 @@ def serve(
     settings = load_settings().with_overrides(
         host=host, port=port, policy_dir=policies, workers=workers, admin_port=admin_port
     )
+    # A server's stderr is JSON lines (SPEC §7) from its first line, these start-up notes
+    # included; a refusal to start stays one plain line, like every one-shot command's.
+    from gateway.logs import configure_logging
+
+    configure_logging(settings.log_level)
+    log = logging.getLogger("gateway.serve")
     if settings.workers > 1 and not settings.redis_url:
         raise _fail(
             f"--workers {settings.workers} needs GATEWAY_REDIS_URL: without Redis each worker "
@@ -129,15 +136,18 @@ def serve(
             from gateway.policy.example import write_example
 
             write_example(settings.policy_dir)
-            typer.echo(f"wrote the example policy bundle to ./{settings.policy_dir}/", err=True)
+            log.info(
+                f"wrote the example policy bundle to ./{settings.policy_dir}/",
+                extra={"fields": {"policy_dir": str(settings.policy_dir)}},
+            )
         check_or_exit(settings.policy_dir)
     else:
-        typer.echo(
+        log.info(
             f"enforcing policy version {running} from the database; "
             f"edits of {settings.policy_dir} are applied as new versions",
-            err=True,
+            extra={"fields": {"policy_version": running, "policy_dir": str(settings.policy_dir)}},
         )
-    record_issuer(settings)  # `gateway token` run elsewhere mints for this issuer
+    record_issuer(settings, warn=log.warning)  # `gateway token` elsewhere mints for this issuer
 
     from gateway.server import run_server
 

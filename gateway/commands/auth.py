@@ -83,12 +83,16 @@ def _run(
         raise typer.Exit(1) from None
 
 
-def record_issuer(settings: Settings) -> None:
+def _warn_on_stderr(message: str) -> None:
+    typer.echo(f"warning: {message}", err=True)
+
+
+def record_issuer(settings: Settings, warn: Callable[[str], object] = _warn_on_stderr) -> None:
     """`serve`: store the issuer URL and audience it runs with, for `gateway token` to read.
 
-    Warns when the database was last served under another issuer: replicas that
-    share a database must share one issuer (GATEWAY_ISSUER_URL), or each refuses
-    the others' tokens.
+    Warns (through `warn`: serve's JSON log) when the database was last served under
+    another issuer: replicas that share a database must share one issuer
+    (GATEWAY_ISSUER_URL), or each refuses the others' tokens.
     """
     from gateway.auth.issuer_record import ServedIssuer, record_served_issuer, served_issuer
     from gateway.db import create_engine
@@ -106,12 +110,11 @@ def record_issuer(settings: Settings) -> None:
 
     before = asyncio.run(main())
     if before is not None and before.issuer_url != ours.issuer_url:
-        typer.echo(
-            f"warning: this database was last served with issuer {before.issuer_url}, now "
+        warn(
+            f"this database was last served with issuer {before.issuer_url}, now "
             f"{ours.issuer_url}. Tokens minted for the other verify here only while neither "
             "issuer is set explicitly; replicas sharing a database behind one address need "
-            "one GATEWAY_ISSUER_URL (the URL clients use).",
-            err=True,
+            "one GATEWAY_ISSUER_URL (the URL clients use)."
         )
 
 

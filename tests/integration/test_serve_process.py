@@ -3,6 +3,7 @@ probes, and a clean exit after SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import signal
 
 import httpx2 as httpx
@@ -41,3 +42,21 @@ def test_sigterm_after_a_clean_drain_exits_0(tmp_path):
         assert httpx.get(f"{server.origin}/healthz").status_code == 200
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(60) == 0, server.stderr()
+
+
+def test_every_line_serve_writes_to_stderr_is_json(tmp_path):
+    """First start (example policy written), second start on the same database on another
+    port (policy from the database, issuer changed): every stderr line is a JSON object."""
+    logged: list[str] = []
+    for _ in range(2):  # a new free port each time: the derived issuer changes too
+        with serve_process(tmp_path) as server:
+            assert httpx.get(f"{server.origin}/healthz").status_code == 200
+            server.process.send_signal(signal.SIGTERM)
+            assert server.process.wait(60) == 0, server.stderr()
+        logged.append(server.stderr())
+    first, second = ([json.loads(line) for line in text.splitlines()] for text in logged)
+    assert all(isinstance(line, dict) and line["level"] for line in first + second)
+    assert any(line["msg"].startswith("wrote the example policy bundle") for line in first)
+    assert second[0]["msg"].startswith("enforcing policy version 1 from the database")
+    assert (second[0]["logger"], second[0]["policy_version"]) == ("gateway.serve", 1)
+    assert any("last served with issuer" in line["msg"] for line in second)
