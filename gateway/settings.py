@@ -24,7 +24,7 @@ DEFAULT_MAX_HEADER_LINE_BYTES = 8 * 1024  # the request line, or one header line
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024  # the whole request head
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_CLIENT_TIMEOUT_S = 30  # to send a request's headers and body
-DEFAULT_LOGIN_FAILURES_PER_CLIENT = 10  # failed logins per client id per window
+DEFAULT_LOGIN_FAILURES_PER_CLIENT = 10  # failed logins per client id per address per window
 DEFAULT_LOGIN_FAILURES_PER_ADDRESS = 30  # failed logins per source address per window
 DEFAULT_LOGIN_FAILURE_WINDOW_S = 60
 # After SIGTERM, how long requests under way (streams included) may run before they are

@@ -9,8 +9,9 @@ claimed (a failed login included), never the secret, the form or the token.
 
 A secret check costs ~60 ms of scrypt, so the token endpoint is guarded
 (`gateway/auth/login_guard.py`): a pair that verified within the last minute
-goes straight through; otherwise too many recent failures for the client id or
-the source address, or no free check slot within a second, answer 429 with
+goes straight through; otherwise too many recent failures from the source
+address (for the client id it names, or in all; another address's failures
+never count), or no free check slot within a second, answer 429 with
 `retry-after` and `{"error": "slow_down"}` (the token-endpoint error RFC 8628
 §3.5 registers for "back off"; RFC 6749 §5.2 has none for it).
 """
@@ -83,7 +84,7 @@ async def _guarded_token_response(
     client_id, secret = _claimed_credentials(authorization, form)
     if client_id and secret and guard.verified.has(client_id, secret):
         # Verified within the last minute: no scrypt, so no slot and no failure limit
-        # (a client keeps working while someone else guesses at its id).
+        # (a client keeps working even behind an address that others' failures limit).
         return await services.issuer.token_response(authorization, form)
     refusal = _over_failure_limit(services, client_id, address)
     if refusal is not None:

@@ -5,12 +5,22 @@ Owns three guards, per process:
 
 - a bound on secret checks running at once (`LoginGuard.slot`; the rest wait
   briefly, then are told to come back);
-- failed logins limited per client id and per source address over a sliding
-  window (`retry_after_s` is the pure rule; `FailureLog` keeps the times);
+- failed logins limited per source address, and per (client id, source address)
+  pair, over a sliding window (`retry_after_s` is the pure rule; `FailureLog`
+  keeps the times);
 - a short-lived cache of (client id, secret) pairs that verified
   (`VerifiedSecrets`, keyed by a SHA-256 of the pair, never the secret itself),
   so a client that fetches tokens often pays scrypt once a minute. Revoking a
   client forgets its pairs (`ClientRegistry.revoke`).
+
+Why the client id limit is per address, not per client id alone: client ids are
+public (every token carries one), so a limit on the id alone let anyone lock a
+team out of its tokens with ten wrong secrets a minute, from anywhere, and the
+right secret was refused too. Failures now only throttle the address that made
+them: for that client id after `failures_per_client`, for any client after
+`failures_per_address`. Guessing stays hopeless (secrets are 256-bit random);
+what the guards bound is the scrypt CPU an unauthenticated caller can cost us,
+and the address limit and the slots do that whichever ids it names.
 
 No I/O; the clock is a parameter. The HTTP answers are `gateway/api/oauth.py`'s.
 """
@@ -34,6 +44,9 @@ from gateway.settings import (
 )
 
 MAX_TRACKED_KEYS = 10_000  # client ids and addresses are the caller's: bound the memory
+# Ours are 18 characters; a longer claimed id is keyed by its start, so a key stays small
+# (an attacker's long ids only ever throttle the attacker's own address).
+MAX_KEYED_CLIENT_ID = 128
 MAX_VERIFIED_PAIRS = 10_000
 
 
@@ -43,7 +56,7 @@ class LoginLimits:
 
     concurrency: int = field(default_factory=default_login_concurrency)  # secret checks at once
     wait_s: float = 1.0  # how long a request waits for a check slot before 429
-    failures_per_client: int = DEFAULT_LOGIN_FAILURES_PER_CLIENT
+    failures_per_client: int = DEFAULT_LOGIN_FAILURES_PER_CLIENT  # per (client id, address)
     failures_per_address: int = DEFAULT_LOGIN_FAILURES_PER_ADDRESS
     window_s: float = DEFAULT_LOGIN_FAILURE_WINDOW_S
     verified_ttl_s: float = 60.0  # a verified pair skips scrypt this long
@@ -86,18 +99,21 @@ def with_failure(
     return tuple(recent[-limit:])
 
 
+FailureKey = str | tuple[str, str]  # an address, or (client id, address)
+
+
 class FailureLog:
-    """Failed-attempt times per key (a client id or an address), bounded in keys."""
+    """Failed-attempt times per key (an address, or a client id and address), bounded in keys."""
 
     def __init__(self, limit: int, window_s: float) -> None:
         self.limit = limit
         self.window_s = window_s
-        self._times: dict[str, tuple[float, ...]] = {}
+        self._times: dict[FailureKey, tuple[float, ...]] = {}
 
-    def retry_after_s(self, key: str, now: float) -> float | None:
+    def retry_after_s(self, key: FailureKey, now: float) -> float | None:
         return retry_after_s(self._times.get(key, ()), self.limit, self.window_s, now)
 
-    def record(self, key: str, now: float) -> None:
+    def record(self, key: FailureKey, now: float) -> None:
         times = with_failure(self._times.pop(key, ()), self.limit, self.window_s, now)
         self._times[key] = times  # re-inserted last: the dict's order is by last failure
         if len(self._times) > MAX_TRACKED_KEYS:
@@ -162,6 +178,10 @@ class VerifiedSecrets:
 # --- the guard the token endpoint consults ---
 
 
+def _client_key(client_id: str, address: str) -> tuple[str, str]:
+    return client_id[:MAX_KEYED_CLIENT_ID], address
+
+
 class LoginBusy(Exception):
     """No secret-check slot came free within `LoginLimits.wait_s`."""
 
@@ -180,12 +200,15 @@ class LoginGuard:
         self.verified = VerifiedSecrets(limits.verified_ttl_s, clock=clock)
 
     def retry_after_s(self, client_id: str, address: str) -> float | None:
-        """None when this attempt may go on; else when to retry (either limit reached)."""
+        """None when this attempt may go on; else when to retry (either limit reached).
+
+        Only `address`'s own failures count: another caller's, for this client id or
+        any other, never delay it."""
         now = self._clock()
         waits = [
             wait
             for wait in (
-                self._by_client.retry_after_s(client_id, now),
+                self._by_client.retry_after_s(_client_key(client_id, address), now),
                 self._by_address.retry_after_s(address, now),
             )
             if wait is not None
@@ -194,7 +217,7 @@ class LoginGuard:
 
     def record_failure(self, client_id: str, address: str) -> None:
         now = self._clock()
-        self._by_client.record(client_id, now)
+        self._by_client.record(_client_key(client_id, address), now)
         self._by_address.record(address, now)
 
     @asynccontextmanager

@@ -166,8 +166,9 @@ def test_a_token_flood_keeps_chat_latency_within_twice_its_p99(tmp_path, env) ->
 
 
 def test_failed_logins_over_the_limit_get_429_slow_down_with_retry_after(tmp_path) -> None:
-    """After the per-client limit of failures: 429 `slow_down` + retry-after for that id,
-    while another client from the same address still logs in."""
+    """After the per-client limit of failures from one address: 429 `slow_down` +
+    retry-after for that id from that address, while another client from the same
+    address still logs in."""
     env = {"GATEWAY_LOGIN_FAILURES_PER_CLIENT": "2", "GATEWAY_LOGIN_FAILURE_WINDOW_S": "30"}
     with serve_process(tmp_path, env) as server, httpx.Client(base_url=server.origin) as http:
         victim, _ = credentials(tmp_path)
@@ -184,3 +185,27 @@ def test_failed_logins_over_the_limit_get_429_slow_down_with_retry_after(tmp_pat
         assert 1 <= int(refused.headers["retry-after"]) <= 30
         assert refused.headers["cache-control"] == "no-store"
         assert token_status(server, other) == 200
+
+
+def from_address(server: ServeProcess, address: str) -> httpx.Client:
+    """A client of `server` whose connections come from `address` (any of 127.0.0.0/8)."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(base_url=server.origin, transport=transport, timeout=30)
+
+
+def test_wrong_secrets_from_one_address_do_not_lock_the_client_out_elsewhere(tmp_path) -> None:
+    """Ten wrong secrets for a client from 127.0.0.2 (its id is public, in every token): the
+    right secret from 127.0.0.3 still gets a token; 127.0.0.2 is told to slow down."""
+    with serve_process(tmp_path) as server:  # the default limits
+        victim, _ = credentials(tmp_path)
+        grant = {"grant_type": "client_credentials"}
+        pair = (victim["client_id"], victim["client_secret"])
+        with from_address(server, "127.0.0.2") as attacker:
+            for _ in range(10):
+                wrong = attacker.post("/oauth/token", data=grant, auth=(victim["client_id"], "x"))
+                assert wrong.status_code == 401, wrong.text
+            assert attacker.post("/oauth/token", data=grant, auth=pair).status_code == 429
+        with from_address(server, "127.0.0.3") as owner:
+            reply = owner.post("/oauth/token", data=grant, auth=pair)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["access_token"].count(".") == 2

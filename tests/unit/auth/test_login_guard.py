@@ -93,17 +93,40 @@ def test_verified_pairs_are_bounded() -> None:
     assert pairs.has("c-1", "s") and pairs.has("c-2", "s")
 
 
-def test_failures_of_another_client_from_another_address_do_not_block() -> None:
-    """Failures against c-victim from 10.0.0.66 block that id and that address, no other pair."""
+def test_failures_only_throttle_the_address_that_made_them() -> None:
+    """Failures against c-victim from 10.0.0.66 limit that address (for c-victim after 3, for
+    any id after 5), never c-victim from another address: client ids are public."""
     clock = Clock()
     guard = LoginGuard(LoginLimits(failures_per_client=3, failures_per_address=5), clock=clock)
-    for _ in range(5):
+    for _ in range(3):
         guard.record_failure("c-victim", "10.0.0.66")
-    assert guard.retry_after_s("c-victim", "10.0.0.1") is not None  # the id is limited
+    assert guard.retry_after_s("c-victim", "10.0.0.66") is not None  # the pair is limited
+    assert guard.retry_after_s("c-other", "10.0.0.66") is None  # the address not yet
+    assert guard.retry_after_s("c-victim", "10.0.0.1") is None  # the id never by itself
+    for _ in range(2):
+        guard.record_failure("c-victim", "10.0.0.66")
     assert guard.retry_after_s("c-other", "10.0.0.66") is not None  # the address is limited
+    assert guard.retry_after_s("c-victim", "10.0.0.1") is None
     assert guard.retry_after_s("c-other", "10.0.0.1") is None
     clock.now += 60
     assert guard.retry_after_s("c-victim", "10.0.0.66") is None
+
+
+def test_failures_spread_over_many_addresses_never_lock_the_client_out() -> None:
+    """Ten addresses with nine failures each for c-victim: c-victim from an eleventh still tries."""
+    guard = LoginGuard(LoginLimits(failures_per_client=10, failures_per_address=30), clock=Clock())
+    for i in range(10):
+        for _ in range(9):
+            guard.record_failure("c-victim", f"10.0.1.{i}")
+    assert guard.retry_after_s("c-victim", "10.0.2.1") is None
+
+
+def test_long_claimed_client_ids_are_keyed_by_their_start() -> None:
+    """A megabyte-long claimed id costs a small key; ids alike in their first 128 share it."""
+    guard = LoginGuard(LoginLimits(failures_per_client=1, failures_per_address=100), clock=Clock())
+    guard.record_failure("x" * 1_000_000, "10.0.0.9")
+    assert guard.retry_after_s("x" * 200, "10.0.0.9") is not None
+    assert all(len(key[0]) <= 128 for key in guard._by_client._times)
 
 
 async def test_slots_bound_concurrent_checks_and_time_out() -> None:
