@@ -58,10 +58,21 @@ def is_derived_issuer(issuer: str, host: str) -> bool:
     when the port differs: a token minted before the first `serve`, or by a
     replica on another port sharing the database (and so the signing keys).
     The signature, not the port, is what proves the gateway minted it.
+
+    `issuer` is the caller's, read from an unverified token: anything but a port of
+    one to five ASCII digits is simply not ours (str.isdigit() holds for '²' and '①',
+    which int() refuses, and int() refuses more than 4300 digits too).
     """
     prefix = default_issuer_url(host, 0).removesuffix("0")
-    port = issuer.removeprefix(prefix)
-    return issuer.startswith(prefix) and port.isdigit() and 0 < int(port) < 65536
+    if not issuer.startswith(prefix):
+        return False
+    port = issuer[len(prefix) :]
+    return (
+        0 < len(port) <= len(str(MAX_PORT))
+        and port.isascii()
+        and port.isdigit()
+        and 0 < int(port) <= MAX_PORT
+    )
 
 
 @dataclass(frozen=True, slots=True)

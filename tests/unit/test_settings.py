@@ -81,6 +81,13 @@ def test_exposure_settings_accept_good_values_and_empty_lists() -> None:
         ("http://127.0.0.1:8080", "127.0.0.1", False),  # a loopback IdP's issuer, not ours
         ("http://localhost:8080/", "127.0.0.1", False),
         ("http://evil.example:8080", "gw.internal", False),
+        # The caller's own text: digits beyond ASCII, or more than int() reads, are not ours.
+        ("http://localhost:\u00b2", "127.0.0.1", False),  # superscript two
+        ("http://localhost:\u2460", "127.0.0.1", False),  # circled one
+        ("http://localhost:\u0668\u0660", "127.0.0.1", False),  # Arabic-Indic 80
+        ("http://localhost:\uff18\uff10", "127.0.0.1", False),  # fullwidth 80
+        ("http://localhost:" + "1" * 5000, "127.0.0.1", False),
+        ("http://localhost:080800", "127.0.0.1", False),
     ],
 )
 def test_derived_issuers_are_the_default_url_on_any_port(

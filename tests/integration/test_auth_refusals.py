@@ -1,0 +1,76 @@
+"""Refusals of the resource server's authentication, over HTTP: a forged token whose claims
+would trip the gateway's own parsing."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx2 as httpx
+import pytest
+
+from tests.support.gateway import RunningGateway, running_gateway
+
+POLICY = """\
+providers:
+  demo: {type: mock}
+models:
+  m: {deployments: [{provider: demo, model: mock-1}]}
+teams:
+  demo: {models: ["*"]}
+"""
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+PROTECTED = [
+    ("GET", "/v1/models", None),
+    ("GET", "/admin/policy", None),
+    ("POST", "/v1/chat/completions", CHAT),
+]
+
+
+@pytest.fixture
+async def gw(tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    async with running_gateway(tmp_path, POLICY) as gateway:
+        yield gateway
+
+
+def b64(data: dict[str, object]) -> str:
+    # json.dumps escapes non-ASCII (`\u00b2`): the token stays ASCII, as a header must.
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def unsigned(claims: dict[str, object]) -> str:
+    return f"{b64({'alg': 'none', 'typ': 'at+jwt'})}.{b64(claims)}."
+
+
+async def send(
+    gw: RunningGateway, method: str, path: str, body: object, headers: list[tuple[str, str]]
+) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=gw.origin, timeout=10) as http:
+        return await http.request(method, path, json=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "http://localhost:\u00b2",  # superscript two: str.isdigit() says yes, int() says no
+        "http://localhost:\u2460",  # circled one
+        "http://localhost:\u0668\u0660",  # Arabic-Indic 80: int() reads it, still not ours
+        "http://localhost:" + "9" * 5000,  # more digits than int() reads
+    ],
+    ids=["superscript", "circled", "arabic-indic", "5000-digits"],
+)
+@pytest.mark.parametrize(("method", "path", "body"), PROTECTED, ids=[p for _, p, _ in PROTECTED])
+async def test_a_forged_issuer_with_odd_port_digits_is_401_invalid_token(
+    gw: RunningGateway, issuer: str, method: str, path: str, body: object
+) -> None:
+    """An unsigned token claiming `iss` http://localhost:² gets 401 invalid_token, not a 500."""
+    token = unsigned({"iss": issuer, "aud": "llm-gateway", "team": "demo", "sub": "x"})
+    reply = await send(gw, method, path, body, [("authorization", f"Bearer {token}")])
+    assert reply.status_code == 401, reply.text
+    assert 'error="invalid_token"' in reply.headers["www-authenticate"]
+    assert reply.headers["www-authenticate"].startswith("Bearer ")
+    assert reply.json()["error"]["type"] == "authentication_error"
+    good = [("authorization", f"Bearer {await gw.token(scopes=('gateway:admin',))}")]
+    assert (await send(gw, "GET", "/admin/policy", None, good)).status_code == 200
