@@ -184,6 +184,12 @@ def token(
     ] = None,
 ) -> None:
     """Mint an access token with the local signing key; printed alone on the last line."""
+    from gateway.auth.clients import InvalidClientSpec, checked_scopes
+
+    try:  # as `clients create` does: a typo'd scope would mint a token that grants nothing
+        scopes = checked_scopes(scope or ["gateway:invoke"])
+    except InvalidClientSpec as invalid:
+        raise _fail(f"error: {invalid}", code=2) from None
     settings = load_settings()
     if ttl is None:
         ttl = settings.token_ttl_s
@@ -197,7 +203,7 @@ def token(
     _migrate_or_exit(settings)
     warn_unknown_team(team, "the gateway will refuse this token until it is")
     # the server's issuer and audience, whatever this shell's port
-    typer.echo(mint_token(settings, team, subject, scope or ["gateway:invoke"], ttl))
+    typer.echo(mint_token(settings, team, subject, scopes, ttl))
 
 
 def main() -> None:

@@ -137,6 +137,12 @@ def _checked(team: str, name: str | None, scopes: Iterable[str]) -> tuple[str, t
         raise InvalidClientSpec(
             f"'name' is longer than {MAX_LABEL_CHARS} characters.", param="name"
         )
+    return team, checked_scopes(scopes)
+
+
+def checked_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
+    """`scopes` sorted and deduplicated (DEFAULT_SCOPES if none); InvalidClientSpec naming
+    the first one the gateway does not know. `clients create` and `gateway token` share it."""
     wanted = tuple(sorted(set(scopes))) or DEFAULT_SCOPES
     unknown = [s for s in wanted if s not in KNOWN_SCOPES]
     if unknown:
@@ -144,7 +150,7 @@ def _checked(team: str, name: str | None, scopes: Iterable[str]) -> tuple[str, t
             f"Unknown scope {unknown[0]!r}; known scopes: {', '.join(sorted(KNOWN_SCOPES))}.",
             param="scopes",
         )
-    return team, wanted
+    return wanted
 
 
 class ClientRegistry:

@@ -127,6 +127,20 @@ def test_token_prints_only_the_token_on_the_last_line(tmp_path):
     assert "not in the policy" in result.stderr
 
 
+def test_token_refuses_an_unknown_scope_as_clients_create_does(tmp_path):
+    """`token --scope gateway:bogus` mints nothing: exit 2 naming the scope, like `clients create`."""
+    shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
+    assert run("migrate", cwd=tmp_path).returncode == 0
+    args = ("--team", "demo", "--scope", "gateway:invoke", "--scope", "gateway:bogus")
+    minted = run("token", *args, cwd=tmp_path)
+    created = run("clients", "create", *args, cwd=tmp_path)
+    for refused in (minted, created):
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stdout == ""
+        assert "Unknown scope 'gateway:bogus'; known scopes:" in refused.stderr
+    assert minted.stderr.splitlines()[-1] == created.stderr.splitlines()[-1]
+
+
 def test_token_lifetime_is_bounded_by_the_gateways_token_ttl(tmp_path):
     """A rotated key verifies for GATEWAY_TOKEN_TTL_S after rotation, so no token outlives that."""
     shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
