@@ -258,6 +258,13 @@ class TokenIssuer:
             return oauth_error(
                 400, "invalid_request", "Use one client authentication method, not two."
             )
+        if basic_id and form.get("client_id", basic_id) != basic_id:
+            # RFC 6749 §3.2.1 lets a client repeat its id in the form: the same id only.
+            return oauth_error(
+                400,
+                "invalid_request",
+                "client_id in the form does not match the client authenticated by HTTP Basic.",
+            )
         client_id = basic_id or form.get("client_id") or ""
         stored = await self._clients.find(client_id) if client_id else None
         key = await self._keys.current()

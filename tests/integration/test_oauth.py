@@ -117,6 +117,11 @@ def header_of(token: str) -> dict[str, Any]:
     return dict(jws.extract_compact(token.encode()).protected)
 
 
+def claims_of(token: str) -> dict[str, Any]:
+    claims: dict[str, Any] = json.loads(jws.extract_compact(token.encode()).payload)
+    return claims
+
+
 async def test_admin_creates_a_client_the_team_calls_with_the_sdk_and_revocation_stops_it(
     setup: Setup,
 ) -> None:
@@ -273,6 +278,24 @@ async def test_malformed_token_requests_are_refused_plainly(setup: Setup) -> Non
     )
     assert (garbage.status_code, garbage.json()["error"]) == (401, "invalid_client")
     assert (await setup.http.get("/oauth/token")).status_code == 405
+
+
+async def test_a_form_client_id_naming_another_client_than_basic_is_refused(
+    setup: Setup,
+) -> None:
+    """Basic for one client, form client_id for another: 400 invalid_request, no token; the
+    same id in both is fine (RFC 6749 §3.2.1 lets a client repeat it)."""
+    client, other = await setup.create_client(), await setup.create_client()
+    auth = (client["client_id"], client["client_secret"])
+    grant = {"grant_type": "client_credentials"}
+    mismatched = await setup.token_reply({**grant, "client_id": other["client_id"]}, auth=auth)
+    assert mismatched.status_code == 400, mismatched.text
+    assert mismatched.json()["error"] == "invalid_request"
+    assert "client_id" in mismatched.json()["error_description"]
+    assert "access_token" not in mismatched.json()
+    same = await setup.token_reply({**grant, "client_id": client["client_id"]}, auth=auth)
+    assert same.status_code == 200, same.text
+    assert claims_of(same.json()["access_token"])["client_id"] == client["client_id"]
 
 
 async def test_key_rotation_new_tokens_carry_the_new_kid_and_old_tokens_still_work(
