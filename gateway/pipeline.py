@@ -106,9 +106,13 @@ class Exchange(Protocol):
 
     request_id: str
     endpoint: Endpoint
-    authorization: str | None
     cache_control: tuple[str, ...]  # the request's Cache-Control values (response cache)
     has_answered: bool  # the status line has gone out
+
+    @property
+    def authorization(self) -> str | None:
+        """The Authorization header; a GatewayError when the request repeats it."""
+        ...
 
     async def read_body(self) -> ParsedBody:
         """Read, parse and check the body (GatewayError if bad); from then on a client

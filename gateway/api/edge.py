@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import pipeline
+from gateway.auth.authorization_header import authorization_of
 from gateway.auth.principal import Principal
 from gateway.context import EdgeContext, Outcome
 from gateway.errors import GatewayError, error_response, unexpected
@@ -81,7 +82,7 @@ def requires_scope(scope: str, handler: Handler, *, also: tuple[str, ...] = ()) 
         services: Services = request.state.services
         with access_line(request, services) as ctx:
             try:
-                authorization = request.headers.get("authorization")
+                authorization = authorization_of(request.scope["headers"])  # once, or 400
                 ctx.principal = await pipeline.authenticate(authorization, services)
                 if not any(ctx.principal.has_scope(other) for other in also):
                     pipeline.require_scope(ctx.principal, scope)

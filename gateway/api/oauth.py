@@ -3,7 +3,8 @@
 Parses the form body and renders the issuer's answers; the protocol itself is
 `gateway/auth/issuer.py`. Token endpoint errors use OAuth's shape
 (`{"error", "error_description"}`, RFC 6749 §5.2), which OAuth client
-libraries expect, rather than OpenAI's. No token is needed on these paths.
+libraries expect, rather than OpenAI's; a repeated Authorization header or form
+parameter is 400 `invalid_request`. No token is needed on these paths.
 Each request gets its access line; a token request's names the client id it
 claimed (a failed login included), never the secret, the form or the token.
 
@@ -29,8 +30,10 @@ from starlette.routing import Route
 
 from gateway.api.body import read_body_bytes
 from gateway.api.edge import access_line
+from gateway.auth.authorization_header import MSG_REPEATED, RepeatedAuthorization, authorization_of
 from gateway.auth.issuer import JWKS_PATH, METADATA_PATH, TOKEN_PATH, TokenReply, oauth_error
 from gateway.auth.login_guard import LoginBusy
+from gateway.context import EdgeContext
 from gateway.errors import BodyTooLarge
 from gateway.services import Services
 
@@ -129,19 +132,25 @@ async def _read_form(request: Request) -> dict[str, str] | TokenReply:
     return form
 
 
+async def _token_reply(request: Request, services: Services, ctx: EdgeContext) -> TokenReply:
+    try:
+        authorization = authorization_of(request.scope["headers"])
+    except RepeatedAuthorization:  # RFC 6749 §2.3: one authentication method, sent once
+        return oauth_error(400, "invalid_request", MSG_REPEATED)
+    form = await _read_form(request)
+    if isinstance(form, TokenReply):
+        return form
+    client_id = _claimed_credentials(authorization, form)[0]
+    ctx.client_id = client_id[:MAX_LOGGED_CLIENT_ID] or None
+    address = request.client.host if request.client else ""
+    return await _guarded_token_response(services, authorization, form, address)
+
+
 async def token(request: Request) -> Response:
     """Issue an access token (client_credentials)."""
     services: Services = request.state.services
     with access_line(request, services) as ctx:
-        form = await _read_form(request)
-        if isinstance(form, TokenReply):
-            reply = form
-        else:
-            authorization = request.headers.get("authorization")
-            client_id = _claimed_credentials(authorization, form)[0]
-            ctx.client_id = client_id[:MAX_LOGGED_CLIENT_ID] or None
-            address = request.client.host if request.client else ""
-            reply = await _guarded_token_response(services, authorization, form, address)
+        reply = await _token_reply(request, services, ctx)
         ctx.end(reply.status, reply.body.get("error") if reply.status >= 400 else None)
         return _render(reply, ctx.request_id)
 

@@ -17,6 +17,7 @@ from starlette.types import Receive, Scope, Send
 from gateway import pipeline
 from gateway.api.body import check_body, read_json_object
 from gateway.api.edge import request_id_of
+from gateway.auth.authorization_header import authorization_of
 from gateway.drain import is_draining
 from gateway.providers.base import Endpoint
 from gateway.services import Services
@@ -67,7 +68,6 @@ class AsgiExchange:
         "_request",
         "_send",
         "_watch",
-        "authorization",
         "cache_control",
         "endpoint",
         "has_answered",
@@ -84,9 +84,13 @@ class AsgiExchange:
         self._watch: DisconnectWatch | None = None
         self.request_id = request_id_of(self._request)
         self.endpoint = endpoint
-        self.authorization = self._request.headers.get("authorization")
         self.cache_control = tuple(self._request.headers.getlist("cache-control"))  # issue 14
         self.has_answered = False
+
+    @property
+    def authorization(self) -> str | None:
+        """Read when the pipeline authenticates, so a repeated header is refused there (400)."""
+        return authorization_of(self._request.scope["headers"])
 
     async def read_body(self) -> pipeline.ParsedBody:
         body = await read_json_object(self._request, self._max_body_bytes)

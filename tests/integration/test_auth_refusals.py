@@ -1,5 +1,5 @@
 """Refusals of the resource server's authentication, over HTTP: a forged token whose claims
-would trip the gateway's own parsing."""
+would trip the gateway's own parsing, and a request that repeats its Authorization header."""
 
 from __future__ import annotations
 
@@ -74,3 +74,34 @@ async def test_a_forged_issuer_with_odd_port_digits_is_401_invalid_token(
     assert reply.json()["error"]["type"] == "authentication_error"
     good = [("authorization", f"Bearer {await gw.token(scopes=('gateway:admin',))}")]
     assert (await send(gw, "GET", "/admin/policy", None, good)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "good_first", [True, False], ids=["good-then-garbage", "garbage-then-good"]
+)
+@pytest.mark.parametrize(("method", "path", "body"), PROTECTED, ids=[p for _, p, _ in PROTECTED])
+async def test_a_repeated_authorization_header_is_400_invalid_request(
+    gw: RunningGateway, good_first: bool, method: str, path: str, body: object
+) -> None:
+    """Two Authorization headers, either order: 400 invalid_request with a Bearer challenge
+    naming it (RFC 6750 §3.1), never the first one's answer; one header still works."""
+    good = ("authorization", f"Bearer {await gw.token(scopes=('gateway:invoke', 'gateway:admin'))}")
+    garbage = ("authorization", "Bearer garbage")
+    headers = [good, garbage] if good_first else [garbage, good]
+    reply = await send(gw, method, path, body, headers)
+    assert reply.status_code == 400, reply.text
+    assert (
+        reply.headers["www-authenticate"] == 'Bearer realm="llm-gateway", error="invalid_request"'
+    )
+    error = reply.json()["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_request")
+    assert "Authorization header" in error["message"]
+    assert reply.headers["x-request-id"]
+    assert (await send(gw, method, path, body, [good])).status_code == 200
+
+
+async def test_the_same_token_twice_is_still_a_repeated_header(gw: RunningGateway) -> None:
+    """Even two identical headers are refused: the rule is one credential, whatever it holds."""
+    good = ("authorization", f"Bearer {await gw.token()}")
+    reply = await send(gw, "GET", "/v1/models", None, [good, good])
+    assert reply.status_code == 400, reply.text

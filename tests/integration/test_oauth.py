@@ -7,6 +7,7 @@ run as real subprocesses against the same SQLite file (GATEWAY_DATABASE_URL).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import time
@@ -115,6 +116,10 @@ class ClientCredentials:
 
 def header_of(token: str) -> dict[str, Any]:
     return dict(jws.extract_compact(token.encode()).protected)
+
+
+def basic(client_id: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -296,6 +301,29 @@ async def test_a_form_client_id_naming_another_client_than_basic_is_refused(
     same = await setup.token_reply({**grant, "client_id": client["client_id"]}, auth=auth)
     assert same.status_code == 200, same.text
     assert claims_of(same.json()["access_token"])["client_id"] == client["client_id"]
+
+
+@pytest.mark.parametrize("right_first", [True, False], ids=["right-then-wrong", "wrong-then-right"])
+async def test_a_repeated_authorization_header_is_400_invalid_request(
+    setup: Setup, right_first: bool
+) -> None:
+    """Two Authorization headers on /oauth/token, either order: 400 invalid_request, no token."""
+    client = await setup.create_client()
+    right = basic(client["client_id"], client["client_secret"])
+    wrong = basic(client["client_id"], "wrong-secret")
+    pair = [right, wrong] if right_first else [wrong, right]
+    reply = await setup.http.post(
+        "/oauth/token",
+        content="grant_type=client_credentials",
+        headers=[("content-type", "application/x-www-form-urlencoded")]
+        + [("authorization", value) for value in pair],
+    )
+    assert reply.status_code == 400, reply.text
+    assert reply.json()["error"] == "invalid_request"
+    assert "Authorization header" in reply.json()["error_description"]
+    assert reply.headers["cache-control"] == "no-store"
+    assert "access_token" not in reply.json()
+    assert await setup.token(client)  # sent once, the same credentials work
 
 
 async def test_key_rotation_new_tokens_carry_the_new_kid_and_old_tokens_still_work(
