@@ -165,7 +165,9 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
             ctx.outcome = Outcome.CANCELLED  # the server cut it at its shutdown deadline
             raise
         # The client is gone; the work in flight (and the upstream call) was cancelled.
-        ctx.end(ctx.status if exchange.has_answered else 499, Outcome.CLIENT_DISCONNECTED)
+        # 499 even mid-stream, when a 200 status line went out: the records say how the
+        # request ended (a stream is only watched until its end, so this one was cut).
+        ctx.end(499, Outcome.CLIENT_DISCONNECTED)
     except Exception as exc:
         log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": ctx.request_id}})
         if exchange.has_answered:
@@ -473,8 +475,8 @@ async def _stream(
         )
         if end.failure is not None:
             health.failed(deployment, route, end.failure)
-        if end.error is not None:
-            ctx.end(ctx.status, Outcome.UPSTREAM_ERROR, end.error.code)
+        if end.error is not None:  # the records carry the error event's status, not the 200
+            ctx.end(end.error.status, _outcome_of(end.error), end.error.code)
         await exchange.end_stream()
         # Not in `finally`: a disconnect cancels the task and must store nothing.
         whole = assembler.answer() if assembler and end.error is None else None

@@ -14,6 +14,7 @@ from typing import Any
 import httpx2 as httpx
 import openai
 import orjson
+import pytest
 
 from gateway.usage.pricing import usd_text
 from tests.support.gateway import running_gateway
@@ -32,6 +33,10 @@ models:
     price: {{input_per_mtok: 0.15, output_per_mtok: 0.60}}
   unpriced:
     deployments: [{{provider: up, model: no-such-price-anywhere}}]
+  impatient:
+    deployments: [{{provider: up, model: upstream-model}}]
+    price: {{input_per_mtok: 0.15, output_per_mtok: 0.60}}
+    routing: {{attempt_timeout_s: 0.5}}
 teams:
   demo: {{models: ["*"]}}
   narrow: {{models: [offline]}}
@@ -125,7 +130,8 @@ async def test_every_way_a_request_ends_writes_one_row(tmp_path):
 
 
 async def test_a_client_that_hangs_up_mid_stream_gets_a_row_with_what_was_generated(tmp_path):
-    """The stream is cut by the client after five events: one row, client_disconnected."""
+    """The stream is cut by the client after five events: one 499 row, client_disconnected
+    (the status line said 200; the row says how the request ended)."""
     async with MockUpstream(name="up") as up:
         up.behave(Behaviour(mode="ok", chunks=40, chunk_delay_s=0.1, content="word " * 80))
         async with running_gateway(tmp_path, POLICY.format(base=up.base_url)) as gw:
@@ -147,10 +153,46 @@ async def test_a_client_that_hangs_up_mid_stream_gets_a_row_with_what_was_genera
             await asyncio.sleep(0.3)
     (row,) = ledger_rows(tmp_path)
     assert row["request_id"] == request_id
-    assert (row["stream"], row["outcome"]) == (1, "client_disconnected")
+    assert (row["stream"], row["status"], row["outcome"]) == (1, 499, "client_disconnected")
     assert row["ttft_ms"] is not None and row["output_tokens"] > 0
     assert row["tokens_estimated"] == 1  # no usage chunk came: counted here
     assert row["cost_nanousd"] > 0
+
+
+@pytest.mark.parametrize(
+    ("model", "behaviour", "ended"),
+    [
+        ("remote", Behaviour(mode="ok"), (200, "ok", None)),
+        ("remote", Behaviour(mode="stream_drop"), (502, "upstream_error", "upstream_unavailable")),
+        ("impatient", Behaviour(mode="stream_stall"), (504, "upstream_error", "upstream_timeout")),
+    ],
+    ids=["clean", "upstream drops", "upstream stalls"],
+)
+async def test_a_stream_the_upstream_breaks_gets_a_row_with_the_error_events_status(
+    tmp_path, model, behaviour, ended
+):
+    """The client got 200 and then an error event: the row carries that event's status and
+    code (so the report counts it among `errors`); a clean stream's row stays 200."""
+    async with MockUpstream(name="up") as up:
+        up.behave(behaviour)
+        async with running_gateway(tmp_path, POLICY.format(base=up.base_url)) as gw:
+            token = await gw.token(team="demo")
+            async with httpx.AsyncClient(base_url=gw.base_url, timeout=30) as http:
+                async with http.stream(
+                    "POST",
+                    "/chat/completions",
+                    json={**CHAT, "model": model, "stream": True},
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as reply:
+                    assert reply.status_code == 200
+                    events = [
+                        line async for line in reply.aiter_lines() if line.startswith("data:")
+                    ]
+    sent_error = orjson.loads(events[-1][5:]).get("error") if events[-1] != "data: [DONE]" else None
+    (row,) = ledger_rows(tmp_path)
+    assert (row["status"], row["outcome"], row["error_code"]) == ended
+    assert (sent_error or {}).get("code") == ended[2]
+    assert row["stream"] == 1 and row["output_tokens"] > 0
 
 
 async def test_a_repeated_client_request_id_is_two_requests_two_rows(tmp_path):
