@@ -148,3 +148,27 @@ async def test_a_posix_class_pattern_split_across_events_blocks_and_leaks_no_dig
                     text += chunk.choices[0].delta.content or "" if chunk.choices else ""
     assert "'codes'" in caught.value.message
     assert not any(c.isdigit() for c in text)
+
+
+async def test_a_stream_blocked_mid_way_is_a_400_refused_row(tmp_path, monkeypatch):
+    """An answer that leaks a key mid-stream ends with a content_policy_violation event;
+    the ledger row says 400 refused, as for a whole answer, though the stream began 200."""
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    async with MockUpstream("up") as up:
+        up.behave(Behaviour("ok", content=f"Here it is: {LEAKED_KEY} enjoy.", chunks=6))
+        async with running_gateway(tmp_path, POLICY.format(base=up.base_url)) as gw:
+            client = await gw.openai()
+            stream = await client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "key?"}], stream=True
+            )
+            request_id = stream.response.headers["x-request-id"]
+            assert stream.response.status_code == 200
+            with pytest.raises(openai.APIError):
+                async for _ in stream:
+                    pass
+    row = ledger_rows(tmp_path)[request_id]
+    assert (row["status"], row["outcome"], row["error_code"]) == (
+        400,
+        "refused",
+        "content_policy_violation",
+    )
