@@ -20,8 +20,11 @@ DEFAULT_TOKEN_LEEWAY_S = 30  # clock skew tolerated on exp/nbf/iat (auth/claims.
 MAX_TOKEN_LEEWAY_S = 300
 # Defaults the edge (gateway/server.py) and the token endpoint (auth/login_guard.py)
 # share with these settings: one place for each number.
-DEFAULT_MAX_HEADER_LINE_BYTES = 8 * 1024  # the request line, or one header line
-DEFAULT_MAX_HEADER_BYTES = 64 * 1024  # the whole request head
+# The request line, or one header line: room for "Authorization: Bearer " and a 16 KiB
+# token, the most an external issuer's token may be (auth/external.py MAX_TOKEN_CHARS;
+# Entra ID tokens with 150-200 groups are 8-11 KB).
+DEFAULT_MAX_HEADER_LINE_BYTES = 20 * 1024
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024  # the whole request head: three such lines and more
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_CLIENT_TIMEOUT_S = 30  # to send a request's headers and body
 DEFAULT_LOGIN_FAILURES_PER_CLIENT = 10  # failed logins per client id per address per window

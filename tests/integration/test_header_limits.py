@@ -66,20 +66,43 @@ def test_a_normal_head_is_served(server: ServeProcess) -> None:
 @pytest.mark.parametrize(
     "request_bytes",
     [
-        head(f"x-big: {'a' * 9 * 1024}"),
-        head(target="/healthz?" + "q" * 9 * 1024),
+        head(f"x-big: {'a' * 21 * 1024}"),
+        head(f"Authorization: Bearer {'a' * 21 * 1024}", target="/v1/models"),
+        head(target="/healthz?" + "q" * 21 * 1024),
         head(*[f"x-h{i}: 1" for i in range(101)]),
         head(*[f"x-h{i}: {'a' * 3300}" for i in range(20)]),
     ],
-    ids=["9KiB-header-line", "9KiB-request-line", "101-headers", "65KiB-in-all"],
+    ids=[
+        "21KiB-header-line",
+        "21KiB-bearer-line",
+        "21KiB-request-line",
+        "101-headers",
+        "65KiB-in-all",
+    ],
 )
 def test_oversized_heads_get_431(server: ServeProcess, request_bytes: bytes) -> None:
-    """A 9 KiB line, 101 headers or 65 KiB in all: 431 with an error body, connection closed."""
+    """A 21 KiB line, 101 headers or 65 KiB in all: 431 with an error body, connection closed."""
     answer = exchange(server.port, request_bytes)
     assert status_of(answer) == 431, answer[:200]
     body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
     assert body["error"]["code"] == "request_header_fields_too_large"
     assert_healthy(server)
+
+
+@pytest.mark.parametrize("token_bytes", [12 * 1024, 16 * 1024])
+def test_a_large_bearer_token_reaches_the_token_check(
+    server: ServeProcess, token_bytes: int
+) -> None:
+    """An Entra ID-sized token (12 KiB; 16 KiB, the most the verifier takes) is not a 431:
+    the token check answers it, here 401 invalid_token."""
+    token = f"eyJhbGciOiJSUzI1NiJ9.{'a' * (token_bytes - 34)}.c2lnbmF0dXJl"
+    assert len(token) == token_bytes
+    request = head(f"Authorization: Bearer {token}", "Connection: close", target="/v1/models")
+    answer = exchange(server.port, request)
+    assert status_of(answer) == 401, answer[:200]
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    assert b'error="invalid_token"' in head_part
+    assert json.loads(body)["error"]["type"] == "authentication_error"
 
 
 def test_an_endless_header_is_cut_early(server: ServeProcess) -> None:
