@@ -103,11 +103,14 @@ async def test_the_bundle_is_stored_as_written_never_resolved(service: PolicySer
 
 
 async def test_an_equal_bundle_is_a_no_op(service: PolicyService) -> None:
-    """Applying what already runs writes nothing, whatever the base or key order."""
+    """Applying what already runs on the running base writes nothing, whatever the key order;
+    on a stale base it is a conflict all the same (SPEC §5: 409)."""
     await service.apply(BUNDLE, author="alice", reason="", base_version=None)
     reordered = dict(reversed(list(BUNDLE.items())))
-    again = await service.apply(reordered, author="bob", reason="", base_version=None)
+    again = await service.apply(reordered, author="bob", reason="", base_version=1)
     assert not again.is_new and again.version.version == 1
+    with pytest.raises(PolicyConflict):
+        await service.apply(reordered, author="bob", reason="", base_version=None)
     assert len(await service.history()) == 1 and len(await service.audit()) == 1
 
 
