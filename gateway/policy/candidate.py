@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.policy import bundle_text
 from gateway.policy.compiled import Policy, compile_policy
+from gateway.policy.errors import PolicyInvalid, PolicyIssue
 from gateway.policy.loader import LoadedBundle, load_bundle, validate_bundle
 from gateway.policy.versions import PolicyVersion
 
@@ -40,14 +41,31 @@ def candidate_from_raw(
         return where
 
     loaded = LoadedBundle(validate_bundle(plain, locate), plain, locate)
-    return Candidate(plain, compile_policy(loaded, env))
+    return Candidate(plain, _compile(loaded, env, where))
 
 
 def candidate_from_folder(directory: Path, env: Mapping[str, str]) -> Candidate:
     """Check a bundle folder; raise PolicyInvalid with every issue as file:line."""
     loaded = load_bundle(directory)
     plain = bundle_text.canonical(loaded.raw, str(directory))
-    return Candidate(plain, compile_policy(LoadedBundle(loaded.bundle, plain, loaded.locate), env))
+    bundle = loaded.bundle
+    if plain != loaded.raw:
+        # What is stored is what runs: a value JSON holds differently (a date, a number
+        # JSON cannot hold) is checked again as it will be stored and loaded back.
+        bundle = validate_bundle(plain, loaded.locate)
+    return Candidate(
+        plain, _compile(LoadedBundle(bundle, plain, loaded.locate), env, str(directory))
+    )
+
+
+def _compile(loaded: LoadedBundle, env: Mapping[str, str], where: str) -> Policy:
+    """compile_policy, with any arithmetic failure it did not locate reported as an issue."""
+    try:
+        return compile_policy(loaded, env)
+    except (OverflowError, ValueError) as error:
+        raise PolicyInvalid(
+            [PolicyIssue(where, "", f"cannot compile the policy: {error}")]
+        ) from None
 
 
 def compile_version(version: PolicyVersion, env: Mapping[str, str]) -> Policy:

@@ -329,11 +329,24 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
                 )
         alias_price = _price(model.price)
         deployments = []
-        for d in model.deployments:
+        for i, d in enumerate(model.deployments):
             price = _price(d.price) or alias_price
             provider = bundle.providers.get(d.provider)
             provider_type = provider.type if provider is not None else ""
-            prices = deployment_prices(price, d.model, provider_type)
+            try:
+                prices = deployment_prices(price, d.model, provider_type)
+            except (ArithmeticError, ValueError) as error:
+                # The schema admits finite prices only; whatever else cannot be priced is
+                # an issue at the deployment, never a traceback.
+                price_path: Path = ("models", alias, "deployments", i)
+                issues.append(
+                    PolicyIssue(
+                        loaded.locate(price_path),
+                        format_path((*price_path, "price")),
+                        f"cannot be priced: {error}",
+                    )
+                )
+                prices = UNKNOWN_PRICES
             deployments.append(Deployment(d.provider, d.model, d.weight, d.priority, price, prices))
         models[alias] = ModelRoute(
             alias=alias,

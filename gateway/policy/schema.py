@@ -38,6 +38,13 @@ SEGMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"  # NAME without "/"
 _HTTP_URL = re.compile(r"^https?://(?P<authority>[^\s/?#]+)[^\s?#]*$")
 
 
+# Numbers are strict and finite. YAML reads `yes`/`on` as true, which lax validation takes
+# as 1 (`concurrency: on` would be a limit of one); `.inf` and `.nan` pass `gt=0` yet are
+# stored as JSON null, a version that cannot be loaded back.
+Integer = Annotated[int, Field(strict=True)]
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
 def _without_slash(kind: str, why: str) -> Callable[[object], object]:
     """Refuse "/" in a name, saying why (a pattern mismatch alone would not)."""
 
@@ -122,28 +129,28 @@ class ProviderSpec(_Strict):
 
 
 class PriceSpec(_Strict):
-    input_per_mtok: Annotated[float, Field(ge=0)]
-    output_per_mtok: Annotated[float, Field(ge=0)]
-    cached_input_per_mtok: Annotated[float, Field(ge=0)] | None = None  # default: input's
-    cache_write_per_mtok: Annotated[float, Field(ge=0)] | None = None  # default: input's
+    input_per_mtok: Annotated[Number, Field(ge=0)]
+    output_per_mtok: Annotated[Number, Field(ge=0)]
+    cached_input_per_mtok: Annotated[Number, Field(ge=0)] | None = None  # default: input's
+    cache_write_per_mtok: Annotated[Number, Field(ge=0)] | None = None  # default: input's
 
 
 class DeploymentSpec(_Strict):
     provider: str
     model: Annotated[str, Field(min_length=1)]
-    weight: Annotated[float, Field(gt=0)] = 1.0
-    priority: Annotated[int, Field(ge=1)] = 1
+    weight: Annotated[Number, Field(gt=0)] = 1.0
+    priority: Annotated[Integer, Field(ge=1)] = 1
     price: PriceSpec | None = None  # this deployment's own price; else the model's
 
 
 class RoutingSpec(_Strict):
     """Timeouts, retries and cooldown; every field optional so a model can override some."""
 
-    timeout_s: Annotated[float, Field(gt=0)] | None = None
-    attempt_timeout_s: Annotated[float, Field(gt=0)] | None = None
-    retries: Annotated[int, Field(ge=0, le=10)] | None = None
-    cooldown_s: Annotated[float, Field(ge=0)] | None = None
-    failure_threshold: Annotated[int, Field(ge=1)] | None = None
+    timeout_s: Annotated[Number, Field(gt=0)] | None = None
+    attempt_timeout_s: Annotated[Number, Field(gt=0)] | None = None
+    retries: Annotated[Integer, Field(ge=0, le=10)] | None = None
+    cooldown_s: Annotated[Number, Field(ge=0)] | None = None
+    failure_threshold: Annotated[Integer, Field(ge=1)] | None = None
 
 
 # A day is as long as an exact answer may be served again; 1 GiB as much as one
@@ -155,8 +162,8 @@ MAX_CACHE_BYTES = 1 << 30
 class CacheSpec(_Strict):
     """The response cache for a team or a model: on only where a policy says so."""
 
-    ttl_s: Annotated[int, Field(strict=True, gt=0, le=MAX_CACHE_TTL_S)]
-    max_bytes: Annotated[int, Field(strict=True, gt=0, le=MAX_CACHE_BYTES)]
+    ttl_s: Annotated[Integer, Field(gt=0, le=MAX_CACHE_TTL_S)]
+    max_bytes: Annotated[Integer, Field(gt=0, le=MAX_CACHE_BYTES)]
 
 
 class ModelSpec(_Strict):
@@ -194,7 +201,7 @@ class IssuerSpec(_Strict):
     # What this issuer may grant at all: a token asking for more gets the intersection,
     # so an IdP grants admin or finance only where the operator says so.
     allowed_scopes: list[Scope] = Field(default_factory=_invoke_only)
-    leeway_s: Annotated[int, Field(ge=0, le=60)] | None = None  # None: GATEWAY_TOKEN_LEEWAY_S
+    leeway_s: Annotated[Integer, Field(ge=0, le=60)] | None = None  # None: GATEWAY_TOKEN_LEEWAY_S
 
     @field_validator("algorithms")
     @classmethod
@@ -226,8 +233,8 @@ Period = Literal["day", "week", "month"]
 
 class BudgetSpec(_Strict):
     period: Period
-    tokens: Annotated[int, Field(gt=0)] | None = None
-    usd: Annotated[float, Field(gt=0)] | None = None
+    tokens: Annotated[Integer, Field(gt=0)] | None = None
+    usd: Annotated[Number, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _one_quantity(self) -> BudgetSpec:
@@ -237,16 +244,16 @@ class BudgetSpec(_Strict):
 
 
 class LimitsSpec(_Strict):
-    rpm: Annotated[int, Field(gt=0)] | None = None
-    tpm: Annotated[int, Field(gt=0)] | None = None
-    concurrency: Annotated[int, Field(gt=0)] | None = None
+    rpm: Annotated[Integer, Field(gt=0)] | None = None
+    tpm: Annotated[Integer, Field(gt=0)] | None = None
+    concurrency: Annotated[Integer, Field(gt=0)] | None = None
 
 
 class PerUserSpec(_Strict):
-    rpm: Annotated[int, Field(gt=0)] | None = None
-    tpm: Annotated[int, Field(gt=0)] | None = None
-    concurrency: Annotated[int, Field(gt=0)] | None = None
-    tokens_per_day: Annotated[int, Field(gt=0)] | None = None
+    rpm: Annotated[Integer, Field(gt=0)] | None = None
+    tpm: Annotated[Integer, Field(gt=0)] | None = None
+    concurrency: Annotated[Integer, Field(gt=0)] | None = None
+    tokens_per_day: Annotated[Integer, Field(gt=0)] | None = None
 
 
 class BackendErrorMode(StrEnum):
@@ -267,7 +274,7 @@ class TeamSpec(_Strict):
     limits: LimitsSpec | None = None
     per_user: PerUserSpec | None = None
     guardrails: list[str] = Field(default_factory=list)  # profile names
-    max_tokens_default: Annotated[int, Field(gt=0)] | None = None  # reserve when unset
+    max_tokens_default: Annotated[Integer, Field(gt=0)] | None = None  # reserve when unset
     cache: CacheSpec | None = None  # exact-match answers, this team only
 
 
@@ -296,8 +303,8 @@ class GuardrailRule(_Strict):
     provider: str | None = None  # a provider of this bundle: its /moderations endpoint
     url: str | None = None  # or an OpenAI-moderations-shaped HTTP endpoint
     model: str | None = None
-    threshold: Annotated[float, Field(ge=0, le=1)] | None = None  # default 0.5
-    timeout_s: Annotated[float, Field(gt=0, le=60)] | None = None  # default 2
+    threshold: Annotated[Number, Field(ge=0, le=1)] | None = None  # default 0.5
+    timeout_s: Annotated[Number, Field(gt=0, le=60)] | None = None  # default 2
     on_error: FailMode = FailMode.CLOSED
 
     @property
@@ -357,7 +364,7 @@ class GuardrailProfile(_Strict):
     input: list[GuardrailRule] = Field(default_factory=list)
     output: list[GuardrailRule] = Field(default_factory=list)
     rules: list[GuardrailRule] = Field(default_factory=list)
-    max_input_tokens: Annotated[int, Field(gt=0)] | None = None
+    max_input_tokens: Annotated[Integer, Field(gt=0)] | None = None
 
     def rules_for(self, where: Where) -> list[GuardrailRule]:
         listed = self.input if where is Where.INPUT else self.output
