@@ -27,11 +27,18 @@ class PolicyInvalid(Exception):
 Path = tuple[str | int, ...]
 
 
+# A key is echoed in errors and logs; a file that is not a policy (a stray or hostile
+# file whose lines parse as keys) must not be copied into them whole.
+MAX_SHOWN_KEY = 40
+
+
 def format_path(path: Path) -> str:
+    """`models.gpt-4o.deployments[0].weight`; a key longer than MAX_SHOWN_KEY is cut."""
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
+            continue
+        name = part if len(part) <= MAX_SHOWN_KEY else part[:MAX_SHOWN_KEY] + "…"
+        out += f".{name}" if out else name
     return out

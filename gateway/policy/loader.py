@@ -12,6 +12,7 @@ too far (a "billion laughs" bomb), each as a located issue, never a traceback.
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -210,17 +211,38 @@ def _shown(text: str) -> str:
     return repr(text) if len(text) <= 40 else repr(text[:40] + "…")
 
 
-def _read_file(path: FsPath, label: str) -> tuple[dict[str, Any], _Reader]:
+def _read_file(path: FsPath, label: str, directory: FsPath) -> tuple[dict[str, Any], _Reader]:
     reader = _Reader(label)
     try:
-        return _parse(_read_text(path, label), reader), reader
+        return _parse(_read_text(path, label, directory), reader), reader
     except _Refused as exc:
         reader.issues.append(exc.issue)
         return {}, reader
 
 
-def _read_text(path: FsPath, label: str) -> str:
-    """The file's text; raises _Refused when unreadable or beyond MAX_FILE_BYTES."""
+def policy_file_problem(path: FsPath, directory: FsPath) -> str | None:
+    """Why a policy file is not read at all, else None.
+
+    A link is followed only within the folder (a ConfigMap links each file into
+    `..data/`): a link to `/etc/shadow` would print its lines into errors and
+    logs. Only a regular file is read (a FIFO would block, a device never end).
+    """
+    try:
+        target = path.resolve(strict=True)
+        if path.is_symlink() and not target.is_relative_to(directory.resolve(strict=True)):
+            return "is a symbolic link to outside the policy folder; it is not read"
+        if not stat.S_ISREG(target.stat().st_mode):
+            return "is not a regular file; it is not read"
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        return f"cannot read file: {getattr(exc, 'strerror', None) or exc}"
+    return None
+
+
+def _read_text(path: FsPath, label: str, directory: FsPath) -> str:
+    """The file's text; raises _Refused when refused, unreadable or beyond MAX_FILE_BYTES."""
+    problem = policy_file_problem(path, directory)
+    if problem is not None:
+        raise _Refused(PolicyIssue(label, "", problem))
     try:
         with path.open("rb") as file:
             data = file.read(MAX_FILE_BYTES + 1)
@@ -342,7 +364,13 @@ def validate_bundle(raw: dict[str, Any], locate: Locate) -> PolicyBundle:
 
 
 def policy_files(directory: FsPath) -> list[FsPath]:
-    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    """The folder's `*.yaml`/`*.yml` entries but directories; links and oddities included,
+    so that reading them reports them (`policy_file_problem`) rather than skipping them."""
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in (".yaml", ".yml") and (p.is_symlink() or not p.is_dir())
+    )
 
 
 def load_bundle(directory: FsPath) -> LoadedBundle:
@@ -352,7 +380,7 @@ def load_bundle(directory: FsPath) -> LoadedBundle:
     files = policy_files(directory)
     if not files:
         raise PolicyInvalid([PolicyIssue(str(directory), "", "no *.yaml policy files found")])
-    read = [_read_file(p, str(p)) for p in files]
+    read = [_read_file(p, str(p), directory) for p in files]
     raw, marks, issues = _merge(read)
     locate = locator(marks, str(directory))
     if issues:

@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from gateway.policy import bundle_text
 from gateway.policy.compiled import Policy, ProviderConfig
 from gateway.policy.errors import PolicyInvalid
-from gateway.policy.loader import load_bundle, policy_files
+from gateway.policy.loader import load_bundle, policy_file_problem, policy_files
 from gateway.policy.service import PolicyConflict, PolicyService
 from gateway.policy.store import PolicyStore
 from gateway.policy.versions import PolicyVersion
@@ -157,12 +157,21 @@ def folder_fingerprint(directory: Path) -> tuple[tuple[str, str], ...] | None:
     Content, not mtime: a ConfigMap update swaps a symlink, and files keep old mtimes.
     """
     try:
-        paths = [*policy_files(directory), directory / bundle_text.MARKER_NAME]
-        return tuple(
-            (p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths if p.is_file()
-        )
+        marker = directory / bundle_text.MARKER_NAME
+        found = [(p.name, _content_hash(p, directory)) for p in policy_files(directory)]
+        if marker.is_file():
+            found.append((marker.name, hashlib.sha256(marker.read_bytes()).hexdigest()))
+        return tuple(found)
     except OSError:
         return None
+
+
+def _content_hash(path: Path, directory: Path) -> str:
+    """The file's content hash; for a file the loader refuses, its problem (nothing read)."""
+    problem = policy_file_problem(path, directory)
+    if problem is not None:
+        return f"refused: {problem}"
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class FolderWatcher:

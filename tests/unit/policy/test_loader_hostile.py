@@ -1,5 +1,6 @@
 """Hostile or odd YAML in a policy folder: a located error, quickly, never a traceback."""
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -206,3 +207,47 @@ def test_policy_check_lists_hostile_files_and_exits_1_without_a_traceback(tmp_pa
     assert "Traceback" not in done.stderr
     for located in ("p/a.yaml:7:", "p/b.yaml:2:", "p/c.yaml:1:", "p/d.yaml:1:"):
         assert located in done.stderr, done.stderr
+
+
+SECRET_LINE = "root:$6$saltsalt$hashhashhashhash:19000:0:99999:7:::"
+
+
+def test_a_link_to_a_file_outside_the_folder_is_refused_unread(tmp_path):
+    """`ln -s /etc/shadow policies/zz.yaml`: named as an error, its lines never printed."""
+    outside = tmp_path / "shadow"
+    outside.write_text(f"{SECRET_LINE}\nnobody: {SECRET_LINE}\n")
+    folder = tmp_path / "p"
+    folder.mkdir()
+    bundle(folder, **{"a.yaml": HEAD + "  t: {models: [small]}\n"})
+    (folder / "zz.yaml").symlink_to(outside)
+    found = issues(folder)
+    assert found == ["zz.yaml: is a symbolic link to outside the policy folder; it is not read"]
+    assert "saltsalt" not in "".join(found)
+
+
+def test_a_link_within_the_folder_is_read(tmp_path):
+    """A ConfigMap links each file into `..data/`, itself a link: that is still read."""
+    folder = tmp_path / "p"
+    (folder / "..2026_01_01").mkdir(parents=True)
+    (folder / "..2026_01_01" / "a.yaml").write_text(HEAD + "  t: {models: [small]}\n")
+    (folder / "..data").symlink_to("..2026_01_01")
+    (folder / "a.yaml").symlink_to("..data/a.yaml")
+    assert list(load_policy_dir(folder, {}).teams) == ["t"]
+
+
+def test_a_file_that_is_not_regular_is_refused_unread(tmp_path):
+    """A FIFO would block the reader forever; it is named, not opened."""
+    folder = bundle(tmp_path, **{"a.yaml": HEAD + "  t: {models: [small]}\n"})
+    os.mkfifo(folder / "fifo.yaml")
+    (folder / "null.yaml").symlink_to(folder / "fifo.yaml")
+    assert issues(folder) == [
+        "fifo.yaml: is not a regular file; it is not read",
+        "null.yaml: is not a regular file; it is not read",
+    ]
+
+
+def test_a_long_unknown_key_is_cut_in_the_error(tmp_path):
+    """A stray file's lines parsed as keys are not echoed whole."""
+    key = "x" * 500
+    found = issues(bundle(tmp_path, **{"a.yaml": f"{key}: 1\n"}))
+    assert found == [f"a.yaml:1: {'x' * 40}…: unknown key"]
