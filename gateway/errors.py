@@ -82,6 +82,14 @@ class AboveMaximum(InvalidRequest):
     code = "integer_above_max_value"
 
 
+class InvalidValue(InvalidRequest):
+    code = "invalid_value"
+
+
+class ArrayTooLong(InvalidRequest):
+    code = "array_above_max_length"
+
+
 class NestingTooDeep(InvalidRequest):
     code = "nesting_too_deep"
 

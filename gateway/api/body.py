@@ -1,5 +1,5 @@
 """Read and check a JSON request body: size, content type, syntax, nesting, numbers,
-and the per-endpoint field rules (gateway/api/fields.py).
+and the per-endpoint field rules (gateway/api/field_table.py, fields.py).
 
 Each refusal names the offending field in `param`, as OpenAI does. A body is
 refused when it could not be forwarded as sent: nested deeper than MAX_DEPTH
@@ -16,7 +16,7 @@ import orjson
 from starlette.requests import Request
 from starlette.types import Receive
 
-from gateway.api.fields import first_refusal
+from gateway.api.field_table import first_refusal
 from gateway.errors import (
     BodyTooLarge,
     ClientDisconnected,

@@ -1,4 +1,5 @@
-"""The request-body fields each endpoint checks, and how: a table of pure rules.
+"""How each request-body field is checked: pure rules (field_table.py says which
+endpoint checks which field).
 
 A rule looks at one top-level field's value (None when absent or null) and
 returns the OpenAI-shaped refusal, or None when the value may be forwarded.
@@ -16,13 +17,15 @@ from typing import Any
 
 from gateway.errors import (
     AboveMaximum,
+    ArrayTooLong,
     BelowMinimum,
     EmptyArray,
     InvalidRequest,
     InvalidType,
+    InvalidValue,
     cut,
+    quoted,
 )
-from gateway.providers.base import Endpoint
 
 Rule = Callable[[str, Any], InvalidRequest | None]
 
@@ -51,6 +54,21 @@ def wrong_type(name: str, expected: str, value: object) -> InvalidType:
     )
 
 
+def supported(values: tuple[str, ...]) -> str:
+    """OpenAI's list of allowed values: 'a' and 'b'; 'a', 'b', and 'c'."""
+    shown = [f"'{v}'" for v in values]
+    if len(shown) <= 2:
+        return " and ".join(shown)
+    return f"{', '.join(shown[:-1])}, and {shown[-1]}"
+
+
+def invalid_value(name: str, value: str, allowed: tuple[str, ...]) -> InvalidValue:
+    return InvalidValue(
+        f"Invalid value: {quoted(value)}. Supported values are: {supported(allowed)}.",
+        param=name,
+    )
+
+
 def missing(name: str) -> InvalidRequest:
     return InvalidRequest(f"Missing required parameter: '{name}'.", param=name)
 
@@ -65,11 +83,15 @@ def empty_array(name: str) -> EmptyArray:
 
 # A token cap above this is no model's: refused, so it never inflates a reservation.
 MAX_OUTPUT_TOKENS = 1_048_576
+# OpenAI's bounds: choices per request, completions' best_of, stop sequences.
+MAX_CHOICES = 128
+MAX_BEST_OF = 20
+MAX_STOP_SEQUENCES = 4
 
 
-def integer(minimum: int, maximum: int | None = None) -> Rule:
-    """An optional whole number >= `minimum` (and <= `maximum`); 10.0 counts as whole,
-    true does not."""
+def integer(minimum: int | None, maximum: int | None = None) -> Rule:
+    """An optional whole number >= `minimum` (and <= `maximum`; None: unbounded, within
+    64 bits as body.py ensures); 10.0 counts as whole, true does not."""
 
     def rule(name: str, value: Any) -> InvalidRequest | None:
         if value is None:
@@ -78,7 +100,7 @@ def integer(minimum: int, maximum: int | None = None) -> Rule:
             return wrong_type(name, "an integer", value)
         if isinstance(value, float) and not value.is_integer():
             return wrong_type(name, "an integer", value)
-        if value < minimum:
+        if minimum is not None and value < minimum:
             shown = int(value) if isinstance(value, float) else value
             return BelowMinimum(
                 f"Invalid '{name}': integer below minimum value. "
@@ -116,6 +138,70 @@ def string(name: str, value: Any) -> InvalidRequest | None:
     return wrong_type(name, "a string", value)
 
 
+def json_object(name: str, value: Any) -> InvalidRequest | None:
+    if value is None or isinstance(value, dict):
+        return None
+    return wrong_type(name, "an object", value)
+
+
+def string_or_object(name: str, value: Any) -> InvalidRequest | None:
+    """`tool_choice`: "auto"/"none"/"required", or an object naming a tool."""
+    if value is None or isinstance(value, str | dict):
+        return None
+    return wrong_type(name, "a string or an object", value)
+
+
+def string_or_array(name: str, value: Any) -> InvalidRequest | None:
+    """The Responses API's `input`: a text, or an array of input items."""
+    if value is None or isinstance(value, str | list):
+        return None
+    return wrong_type(name, "a string or an array", value)
+
+
+def array_of_objects(name: str, value: Any) -> InvalidRequest | None:
+    """`tools`: an array of tool objects."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        return wrong_type(name, "an array", value)
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            return wrong_type(f"{name}[{i}]", "an object", item)
+    return None
+
+
+def one_of(*allowed: str) -> Rule:
+    """An optional string among `allowed` (an enum, like `encoding_format`)."""
+    kinds = f"one of {supported(allowed)}"
+
+    def rule(name: str, value: Any) -> InvalidRequest | None:
+        if value is None or value in allowed:
+            return None
+        if not isinstance(value, str):
+            return wrong_type(name, kinds, value)
+        return invalid_value(name, value, allowed)
+
+    return rule
+
+
+def stop(name: str, value: Any) -> InvalidRequest | None:
+    """A stop sequence, or an array of at most MAX_STOP_SEQUENCES of them."""
+    if value is None or isinstance(value, str):
+        return None
+    if not isinstance(value, list):
+        return wrong_type(name, "a string or an array of strings", value)
+    if len(value) > MAX_STOP_SEQUENCES:
+        return ArrayTooLong(
+            f"Invalid '{name}': array too long. Expected an array with maximum length "
+            f"{MAX_STOP_SEQUENCES}, but got an array with length {len(value)} instead.",
+            param=name,
+        )
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            return wrong_type(f"{name}[{i}]", "a string", item)
+    return None
+
+
 def model(name: str, value: Any) -> InvalidRequest | None:
     if value is None:
         return missing(name)
@@ -141,7 +227,14 @@ def no_stream(name: str, value: Any) -> InvalidRequest | None:
     return boolean(name, value)
 
 
+# In the order OpenAI lists them when it refuses another role.
+ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+_ROLES = frozenset(ROLES)
+
+
 def messages(name: str, value: Any) -> InvalidRequest | None:
+    """A non-empty array of messages, each with a known role and a content that is a
+    string, an array of content parts (objects), or null."""
     if value is None:
         return missing(name)
     if not isinstance(value, list):
@@ -154,6 +247,18 @@ def messages(name: str, value: Any) -> InvalidRequest | None:
                 f"Invalid message at {name}[{i}]: expected an object with a 'role'.",
                 param=f"{name}[{i}]",
             )
+        role = message["role"]
+        if role not in _ROLES:
+            return invalid_value(f"{name}[{i}].role", role, ROLES)
+        content = message.get("content")
+        if content is None or isinstance(content, str):
+            continue
+        where = f"{name}[{i}].content"
+        if not isinstance(content, list):
+            return wrong_type(where, "a string or an array of content parts", content)
+        for j, part in enumerate(content):
+            if not isinstance(part, dict):
+                return wrong_type(f"{where}[{j}]", "an object", part)
     return None
 
 
@@ -189,9 +294,16 @@ def embedding_input(name: str, value: Any) -> InvalidRequest | None:
         elif isinstance(item, list):
             if not item:
                 return empty_array(where)
+            if not _JUST_INT.issuperset(map(type, item)):  # C-speed: token ids are many
+                for j, token in enumerate(item):
+                    if type(token) is not int:
+                        return wrong_type(f"{where}[{j}]", "an integer", token)
         elif isinstance(item, bool) or not isinstance(item, int):
             return wrong_type(where, "a string, a token id or an array of token ids", item)
     return None
+
+
+_JUST_INT = frozenset({int})
 
 
 def _empty_string(name: str) -> InvalidRequest:
@@ -208,64 +320,4 @@ def background(name: str, value: Any) -> InvalidRequest | None:
             "send the request without 'background' (streaming works).",
             param=name,
         )
-    return None
-
-
-_SAMPLING: tuple[tuple[str, Rule], ...] = (("temperature", number), ("top_p", number))
-_STREAMING: tuple[tuple[str, Rule], ...] = (
-    ("stream", boolean),
-    ("stream_options", stream_options),
-)
-
-# Order matters only for which refusal a body with several faults gets: the
-# model first (as before), then the fields an endpoint cannot do without.
-RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
-    "chat": (
-        ("model", model),
-        *_STREAMING,
-        ("messages", messages),
-        ("max_tokens", integer(1, MAX_OUTPUT_TOKENS)),
-        ("max_completion_tokens", integer(1, MAX_OUTPUT_TOKENS)),
-        ("n", integer(1)),
-        *_SAMPLING,
-    ),
-    "completions": (
-        ("model", model),
-        *_STREAMING,
-        ("prompt", prompt),
-        # 0 is allowed: with `echo` it scores the prompt without writing anything.
-        ("max_tokens", integer(0, MAX_OUTPUT_TOKENS)),
-        ("n", integer(1)),
-        *_SAMPLING,
-    ),
-    "embeddings": (
-        ("model", model),
-        ("stream", no_stream),
-        ("stream_options", stream_options),
-        ("input", embedding_input),
-    ),
-    "responses": (
-        ("model", model),
-        *_STREAMING,
-        ("max_output_tokens", integer(1, MAX_OUTPUT_TOKENS)),
-        *_SAMPLING,
-        ("previous_response_id", string),
-        ("background", background),
-    ),
-}
-
-
-# The rules that refuse a missing field; every other rule passes an absent or null one.
-REQUIRED: frozenset[Rule] = frozenset({model, messages, embedding_input})
-
-
-def first_refusal(endpoint: Endpoint, body: dict[str, Any]) -> InvalidRequest | None:
-    """The first rule of `endpoint` that `body` breaks, or None."""
-    for name, rule in RULES[endpoint]:
-        value = body.get(name)
-        if value is None and rule not in REQUIRED:
-            continue  # most optional fields are absent: skip the call
-        refusal = rule(name, value)
-        if refusal is not None:
-            return refusal
     return None

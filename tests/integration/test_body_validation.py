@@ -124,6 +124,84 @@ REFUSED = [
     ("responses", {"max_output_tokens": "9"}, "max_output_tokens", "invalid_type", "a string"),
     ("responses", {"max_output_tokens": 0}, "max_output_tokens", "integer_below_min_value", ">= 1"),
     ("responses", {"temperature": None, "top_p": True}, "top_p", "invalid_type", "a boolean"),
+    ("chat", {"stop": 5}, "stop", "invalid_type", "a string or an array of strings"),
+    ("chat", {"stop": [1, 2]}, "stop[0]", "invalid_type", "expected a string"),
+    ("chat", {"stop": list("abcde")}, "stop", "array_above_max_length", "maximum length 4"),
+    ("completions", {"stop": {"a": 1}}, "stop", "invalid_type", "but got an object instead"),
+    ("chat", {"tools": "x"}, "tools", "invalid_type", "expected an array"),
+    ("chat", {"tools": {"a": 1}}, "tools", "invalid_type", "but got an object instead"),
+    ("chat", {"tools": [5]}, "tools[0]", "invalid_type", "expected an object"),
+    ("chat", {"tool_choice": 5}, "tool_choice", "invalid_type", "a string or an object"),
+    ("chat", {"response_format": "json"}, "response_format", "invalid_type", "an object"),
+    (
+        "chat",
+        {"messages": [{"role": "user", "content": 5}]},
+        "messages[0].content",
+        "invalid_type",
+        "a string or an array of content parts",
+    ),
+    (
+        "chat",
+        {"messages": [{"role": "user", "content": {"a": 1}}]},
+        "messages[0].content",
+        "invalid_type",
+        "but got an object instead",
+    ),
+    (
+        "chat",
+        {"messages": [{"role": "user", "content": ["hi"]}]},
+        "messages[0].content[0]",
+        "invalid_type",
+        "expected an object",
+    ),
+    (
+        "chat",
+        {"messages": [{"role": "bogus", "content": "hi"}]},
+        "messages[0].role",
+        "invalid_value",
+        "Invalid value: 'bogus'. Supported values are: 'system', 'assistant', 'user', "
+        "'function', 'tool', and 'developer'.",
+    ),
+    ("chat", {"user": 5}, "user", "invalid_type", "expected a string"),
+    ("chat", {"seed": "x"}, "seed", "invalid_type", "expected an integer"),
+    ("chat", {"logit_bias": [1]}, "logit_bias", "invalid_type", "expected an object"),
+    ("chat", {"n": 129}, "n", "integer_above_max_value", "<= 128, but got 129"),
+    ("completions", {"n": 129}, "n", "integer_above_max_value", "<= 128"),
+    ("completions", {"best_of": "x"}, "best_of", "invalid_type", "expected an integer"),
+    ("completions", {"best_of": -1}, "best_of", "integer_below_min_value", ">= 1"),
+    ("completions", {"best_of": 0}, "best_of", "integer_below_min_value", ">= 1"),
+    ("completions", {"best_of": 2.5}, "best_of", "invalid_type", "expected an integer"),
+    ("completions", {"best_of": 21}, "best_of", "integer_above_max_value", "<= 20"),
+    ("completions", {"best_of": 2, "n": 3}, "best_of", "invalid_value", "greater than or equal"),
+    ("embeddings", {"encoding_format": 5}, "encoding_format", "invalid_type", "'float'"),
+    (
+        "embeddings",
+        {"encoding_format": "int8"},
+        "encoding_format",
+        "invalid_value",
+        "Supported values are: 'float' and 'base64'.",
+    ),
+    ("embeddings", {"dimensions": "x"}, "dimensions", "invalid_type", "expected an integer"),
+    ("embeddings", {"dimensions": -3}, "dimensions", "integer_below_min_value", ">= 1"),
+    ("embeddings", {"input": [[1, "a"], [None]]}, "input[0][1]", "invalid_type", "an integer"),
+    ("embeddings", {"input": [[1], [None]]}, "input[1][0]", "invalid_type", "but got null"),
+    ("responses", {"input": 5}, "input", "invalid_type", "a string or an array"),
+    ("responses", {"instructions": 5}, "instructions", "invalid_type", "expected a string"),
+    ("responses", {"tools": "x"}, "tools", "invalid_type", "expected an array"),
+    (
+        "chat",
+        {"stream_options": {"include_usage": True}},
+        "stream_options",
+        None,
+        "only allowed when 'stream' is enabled",
+    ),
+    (
+        "completions",
+        {"stream": False, "stream_options": {"include_usage": True}},
+        "stream_options",
+        None,
+        "only allowed when 'stream' is enabled",
+    ),
 ]
 
 
@@ -158,6 +236,33 @@ ACCEPTED = [
     ("embeddings", {"input": [1, 2, 3]}),
     ("embeddings", {"input": [[1, 2], [3]]}),
     ("responses", {"max_output_tokens": 16, "temperature": 1.5}),
+    (
+        "chat",
+        {
+            "stop": ["a", "b", "c", "d"],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": "auto",
+            "response_format": {"type": "json_object"},
+            "user": "u",
+            "seed": -7,
+            "logit_bias": {"50256": -100},
+            "n": 128,
+        },
+    ),
+    (
+        "chat",
+        {
+            "messages": [
+                {"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": None, "tool_calls": []},
+            ]
+        },
+    ),
+    ("completions", {"stop": "\n", "best_of": 3, "n": 2}),
+    ("embeddings", {"encoding_format": "base64", "dimensions": 8, "input": [[1, 2]]}),
+    ("responses", {"input": [{"role": "user", "content": "hi"}], "instructions": "x"}),
+    ("responses", {"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}),
 ]
 
 
@@ -188,10 +293,13 @@ async def test_the_sdk_gets_bad_request_error_with_param_and_code(gw, up):
 
 
 def nested(depth: int) -> bytes:
-    """A chat body whose `tools` value nests so that the whole body is `depth` levels."""
-    inner = b"[" * (depth - 1) + b"]" * (depth - 1)
+    """A chat body whose `tools` value (one tool object holding arrays in arrays) nests so
+    that the whole body is `depth` levels."""
+    inner = b"[" * (depth - 3) + b"]" * (depth - 3)
     return (
-        b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": ' + inner + b"}"
+        b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"a": '
+        + inner
+        + b"}]}"
     )
 
 
@@ -213,8 +321,8 @@ async def test_a_body_at_the_depth_limit_is_forwarded(gw, up):
     """MAX_DEPTH levels are forwarded intact (the upstream gets the same structure)."""
     status, raw = await post(gw, "/chat/completions", nested(MAX_DEPTH))
     assert status == 200, raw
-    tools = up.requests[0].json["tools"]
-    for _ in range(MAX_DEPTH - 2):
+    tools = up.requests[0].json["tools"][0]["a"]
+    for _ in range(MAX_DEPTH - 4):
         (tools,) = tools
     assert tools == []
 

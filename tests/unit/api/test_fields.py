@@ -9,21 +9,26 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from gateway.api.field_table import REQUIRED, RULES, first_refusal
 from gateway.api.fields import (
-    REQUIRED,
-    RULES,
+    array_of_objects,
     boolean,
     embedding_input,
-    first_refusal,
     integer,
+    json_object,
     kind_of,
     messages,
     model,
     no_stream,
     number,
+    one_of,
     prompt,
+    stop,
     stream_options,
     string,
+    string_or_array,
+    string_or_object,
+    supported,
 )
 from gateway.errors import InvalidRequest
 
@@ -262,6 +267,102 @@ def test_embedding_input(value, expected):
     assert refusal(embedding_input, value, "input") == expected
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([{"role": "system", "content": None}, {"role": "tool", "content": []}], None),
+        ([{"role": "user", "content": [{"type": "text", "text": "x"}]}], None),
+        ([{"role": "bogus"}], ("messages[0].role", "invalid_value")),
+        ([{"role": "user", "content": 5}], ("messages[0].content", "invalid_type")),
+        ([{"role": "user", "content": {"a": 1}}], ("messages[0].content", "invalid_type")),
+        ([{"role": "user", "content": [{}, "x"]}], ("messages[0].content[1]", "invalid_type")),
+    ],
+)
+def test_message_roles_and_contents(value, expected):
+    assert refusal(messages, value, "messages") == expected
+
+
+def test_an_unknown_role_is_refused_in_openais_words():
+    found = messages("messages", [{"role": "bot"}])
+    assert found is not None
+    assert found.message == (
+        "Invalid value: 'bot'. Supported values are: 'system', 'assistant', 'user', "
+        "'function', 'tool', and 'developer'."
+    )
+
+
+def test_supported_values_are_listed_as_openai_lists_them():
+    assert supported(("a",)) == "'a'"
+    assert supported(("a", "b")) == "'a' and 'b'"
+    assert supported(("a", "b", "c")) == "'a', 'b', and 'c'"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("\n", None),
+        (["a", "b", "c", "d"], None),
+        (5, ("stop", "invalid_type")),
+        ([1, 2], ("stop[0]", "invalid_type")),
+        (["a", None], ("stop[1]", "invalid_type")),
+        (["a"] * 5, ("stop", "array_above_max_length")),
+    ],
+)
+def test_stop_is_a_string_or_up_to_four_strings(value, expected):
+    assert refusal(stop, value, "stop") == expected
+
+
+@given(JSON_VALUES)
+def test_shape_rules_accept_only_their_json_kinds(value):
+    """object, string-or-object, string-or-array, array-of-objects: null always passes."""
+    cases = [
+        (json_object, value is None or isinstance(value, dict)),
+        (string_or_object, value is None or isinstance(value, str | dict)),
+        (string_or_array, value is None or isinstance(value, str | list)),
+        (
+            array_of_objects,
+            value is None or (isinstance(value, list) and all(isinstance(v, dict) for v in value)),
+        ),
+    ]
+    for rule, passes in cases:
+        assert (rule("f", value) is None) is passes, rule
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("float", None),
+        ("base64", None),
+        ("int8", ("encoding_format", "invalid_value")),
+        (5, ("encoding_format", "invalid_type")),
+        (["float"], ("encoding_format", "invalid_type")),
+    ],
+)
+def test_an_enum_accepts_its_values_only(value, expected):
+    assert refusal(one_of("float", "base64"), value, "encoding_format") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ([[1, 2], [3]], None),
+        ([[1, "a"], [None]], ("input[0][1]", "invalid_type")),
+        ([[1], [None]], ("input[1][0]", "invalid_type")),
+        ([[1, True]], ("input[0][1]", "invalid_type")),
+        ([[1.0]], ("input[0][0]", "invalid_type")),
+    ],
+)
+def test_embedding_token_lists_hold_integers_only(value, expected):
+    assert refusal(embedding_input, value, "input") == expected
+
+
+def test_seed_may_be_any_integer():
+    assert integer(None)("seed", -(2**63)) is None
+    assert refusal(integer(None), "x") == ("f", "invalid_type")
+
+
 # --- the table ------------------------------------------------------------------------
 
 GOOD: dict[str, dict[str, Any]] = {
@@ -329,3 +430,24 @@ def test_every_rule_returns_an_invalid_request_with_a_param():
                     assert isinstance(found, InvalidRequest), (endpoint, name, value)
                     assert found.status == 400
                     assert found.param is not None and found.param.startswith(name)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "changes", "expected"),
+    [
+        ("chat", {"stream_options": {"include_usage": True}}, ("stream_options", None)),
+        ("chat", {"stream": False, "stream_options": {}}, ("stream_options", None)),
+        ("chat", {"stream": True, "stream_options": {"include_usage": True}}, None),
+        ("chat", {"stream_options": None}, None),
+        ("completions", {"stream_options": {}}, ("stream_options", None)),
+        ("completions", {"best_of": 2, "n": 3}, ("best_of", "invalid_value")),
+        ("completions", {"best_of": 3, "n": 3}, None),
+        ("completions", {"best_of": 3}, None),
+        ("completions", {"n": 129}, ("n", "integer_above_max_value")),
+        ("chat", {"n": 129}, ("n", "integer_above_max_value")),
+        ("completions", {"best_of": 21}, ("best_of", "integer_above_max_value")),
+    ],
+)
+def test_rules_over_two_fields(endpoint, changes, expected):
+    found = first_refusal(endpoint, {**GOOD[endpoint], **changes})
+    assert (None if found is None else (found.param, found.code)) == expected
