@@ -33,6 +33,7 @@ from gateway.logs import AccessLog
 from gateway.policy.service import PolicyService
 from gateway.policy.store import PolicyStore
 from gateway.policy.sync import keep_policy_in_sync, load_running_policy
+from gateway.policy.upstreams import UpstreamRules
 from gateway.providers.registry import ProviderSet
 from gateway.routing.affinity import ResponseIdKey  # response id binding
 from gateway.routing.failover import HealthBoard
@@ -109,7 +110,9 @@ async def build_services(
     telemetry = telemetry_for(settings, policy_store)
     if telemetry.metrics is not None:
         telemetry.metrics.watch_ledger(ledger.backlog)
-    jwks = JwksCache()  # external issuers' keys; its HTTP session opens on first fetch
+    # External issuers' keys, fetched only where api_base may point; the session opens on first
+    # fetch. The settings check has refused a malformed GATEWAY_UPSTREAM_ALLOW already.
+    jwks = JwksCache(upstreams=UpstreamRules.from_env(os.environ))
     classifiers = Classifiers()
     cache = open_cache(settings.redis_url)  # response cache (issue 14); connects on first use
     try:

@@ -7,8 +7,11 @@ parsing a JWKS into verification keys, choosing the key for a token, and when
 to fetch again: on an unknown `kid` at most once per `min_refetch_interval_s`
 per issuer, concurrent callers sharing one fetch; keys older than
 `max_key_age_s` are refreshed in the background. A failed fetch never drops
-keys: the last good set stays in use while the issuer is unreachable.
-Verifying tokens is not done here (`external.py`).
+keys: the last good set stays in use while the issuer is unreachable. Every
+URL (discovery documents, a discovered `jwks_uri`) is checked against the
+upstream rules before it is fetched (`policy/upstreams.py`: never a metadata
+or link-local address; within GATEWAY_UPSTREAM_ALLOW when set); a refused one
+is logged once and not requested. Verifying tokens is not done here (`external.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import orjson
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
 
+from gateway.policy.upstreams import UpstreamRules, upstream_refusal
+
 log = logging.getLogger(__name__)
 
 MIN_REFETCH_INTERVAL_S = 10.0
@@ -39,6 +44,7 @@ _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _EDDSA_CURVES = frozenset({"Ed25519", "Ed448"})
 # Private and symmetric members: a JWKS must not carry them, and we never use them.
 _SECRET_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+NO_ALLOW_LIST = UpstreamRules(allow=None, listener=None)
 
 
 class KeysUnavailable(Exception):
@@ -47,6 +53,13 @@ class KeysUnavailable(Exception):
 
 class _FetchFailed(Exception):
     """Internal: one fetch went wrong; the message (no secrets) goes to the log."""
+
+
+class _UrlRefused(_FetchFailed):
+    """Internal: a URL the upstream rules refuse (metadata, outside the allow-list); not fetched."""
+
+
+MAX_REPORTED_REFUSALS = 100  # refused URLs logged once each; a bound, as metadata may vary them
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +196,13 @@ class JwksCache:
         max_key_age_s: float = MAX_KEY_AGE_S,
         timeout_s: float = FETCH_TIMEOUT_S,
         max_document_bytes: int = MAX_DOCUMENT_BYTES,
+        upstreams: UpstreamRules = NO_ALLOW_LIST,
     ) -> None:
+        """`upstreams`: where keys may be fetched from (the rules api_base obeys, less the
+        listener check); by default anywhere but metadata and link-local addresses."""
         self.clock = clock
+        self._upstreams = upstreams
+        self._reported: set[str] = set()
         self._min_interval_s = min_refetch_interval_s
         self._max_age_s = max_key_age_s
         self._timeout_s = timeout_s
@@ -262,6 +280,9 @@ class JwksCache:
             if source.jwks_uri is None:
                 state.discovered_uri = uri
             keys = parse_jwks(await self._get_json(uri))
+        except _UrlRefused as error:
+            state.discovered_uri = None
+            self._report_refusal(source, str(error))
         except Exception as error:  # a background task: nothing above us would log it
             state.discovered_uri = None  # discover again next time: the metadata may have moved
             log.warning(
@@ -276,11 +297,21 @@ class JwksCache:
         finally:
             state.inflight = None
 
+    def _report_refusal(self, source: KeySource, message: str) -> None:
+        """Log a refused URL once: it stays refused until the policy or environment changes."""
+        if message in self._reported:
+            return
+        if len(self._reported) < MAX_REPORTED_REFUSALS:
+            self._reported.add(message)
+        log.warning("could not fetch the keys of issuer %s: %s", source.issuer, message)
+
     async def _discover(self, issuer: str) -> str:
         failures = []
         for url in discovery_urls(issuer):
             try:
                 document = await self._get_json(url)
+            except _UrlRefused:
+                raise  # the issuer's host itself: no other discovery URL is any different
             except _FetchFailed as error:
                 failures.append(str(error))
                 continue
@@ -308,6 +339,9 @@ class JwksCache:
         raise _FetchFailed(f"{url}: more than {MAX_REDIRECTS} redirects")
 
     async def _get_json(self, url: str) -> object:
+        refusal = upstream_refusal(url, self._upstreams, field="the URL", check_listener=False)
+        if refusal is not None:  # checked before any connection: no request is made
+            raise _UrlRefused(f"{url} is refused: {refusal}")
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),

@@ -403,6 +403,16 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
         )
 
     for i, issuer in enumerate(bundle.auth.issuers):
+        # The gateway fetches keys from there (or discovers them at the issuer) when any
+        # caller presents a token naming this issuer: the upstream rules bound it too.
+        fetched_field = "jwks_uri" if issuer.jwks_uri is not None else "issuer"
+        fetched = issuer.jwks_uri if issuer.jwks_uri is not None else issuer.issuer
+        refusal = upstream_refusal(fetched, upstreams, field=fetched_field, check_listener=False)
+        if refusal is not None:
+            fetched_path: Path = ("auth", "issuers", i, fetched_field)
+            issues.append(
+                PolicyIssue(loaded.locate(fetched_path), format_path(fetched_path), refusal)
+            )
         beyond = sorted(set(issuer.default_scopes) - set(issuer.allowed_scopes))
         if beyond:
             scopes_path: Path = ("auth", "issuers", i, "default_scopes")

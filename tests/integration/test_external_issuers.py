@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from aiohttp import web
 
 from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable
 from gateway.policy.store import load_policy_dir
+from gateway.policy.upstreams import UpstreamRules, parse_upstream_allow
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.idp import FakeIdP, b64url, json_segment
 
@@ -412,3 +414,54 @@ async def test_jwks_redirects_are_followed_only_within_the_configured_origin() -
         finally:
             await cache.close()
             await runner.cleanup()
+
+
+# --- where keys may be fetched from (the upstream rules) ------------------------------------
+
+
+async def test_a_jwks_uri_outside_the_allow_list_is_never_requested() -> None:
+    """GATEWAY_UPSTREAM_ALLOW bounds key fetches as it bounds api_base: no request at all."""
+    async with FakeIdP() as idp:
+        rules = UpstreamRules(parse_upstream_allow("api.openai.com"), None)
+        cache = JwksCache(upstreams=rules)
+        with pytest.raises(KeysUnavailable):
+            await cache.keys(KeySource(idp.issuer, idp.jwks_uri))
+        with pytest.raises(KeysUnavailable):
+            await cache.keys(KeySource(idp.issuer))  # discovery: the metadata is not fetched
+        assert (idp.jwks_requests, idp.metadata_requests) == (0, 0)
+        await cache.close()
+
+
+async def test_a_discovered_jwks_uri_at_a_metadata_address_is_refused_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An issuer's metadata pointing at 169.254.169.254: no keys (401), one warning."""
+    metadata_requests = 0
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        nonlocal metadata_requests
+        metadata_requests += 1
+        document = {"issuer": origin, "jwks_uri": "http://169.254.169.254/latest/meta-data/"}
+        return web.json_response(document)
+
+    app = web.Application()
+    app.router.add_get("/.well-known/openid-configuration", serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    clock = Clock()
+    cache = JwksCache(clock=clock)
+    caplog.set_level(logging.WARNING, logger="gateway.auth.jwks")
+    try:
+        for _ in range(2):
+            with pytest.raises(KeysUnavailable):
+                await cache.keys(KeySource(origin))
+            clock.advance(10)
+    finally:
+        await cache.close()
+        await runner.cleanup()
+    assert metadata_requests == 2  # asked again after the interval; the keys URL never
+    warnings = [r.getMessage() for r in caplog.records if r.name == "gateway.auth.jwks"]
+    assert len(warnings) == 1, warnings
+    assert "169.254.169.254" in warnings[0] and "metadata" in warnings[0]
