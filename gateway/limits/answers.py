@@ -100,9 +100,10 @@ def budget_error(refusal: BudgetRefusal, team: str) -> BudgetExhausted:
     limit = _amount(check.unit, check.limit)
     if refusal.verdict is Verdict.TOO_LARGE:
         message = (
-            f"This request's estimate ({_amount(check.unit, refusal.amount)}: prompt plus "
-            f"max_tokens) is more than the whole {name} of {_whose(check.scope, team)} "
-            f"({limit}). Lower max_tokens or shorten the prompt."
+            f"This request's estimate ({_amount(check.unit, refusal.amount)}: the prompt plus "
+            f"the output it may generate) is more than the whole {name} of "
+            f"{_whose(check.scope, team)} ({limit}). Lower max_tokens or n, or shorten the "
+            "prompt."
         )
     else:
         message = (
@@ -128,7 +129,7 @@ def rate_error(refusal: RateRefusal, team: str) -> RateLimited:
     if refusal.retry_after_ms < 0:
         return RateLimited(
             f"Request too large for {who} on {per}: Limit {check.limit}, "
-            f"Requested {refusal.amount}. Lower max_tokens or shorten the prompt.",
+            f"Requested {refusal.amount}. Lower max_tokens or n, or shorten the prompt.",
             headers={"x-should-retry": "false", **ratelimit_header_text(refusal.views)},
         )
     used = check.limit - refusal.remaining

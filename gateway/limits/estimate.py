@@ -42,23 +42,60 @@ OUTPUT_FIELDS: Mapping[Endpoint, tuple[str, ...]] = {
 }
 
 
+# The field that carries a cap the gateway adds (output_capped): chat's current one.
+CAP_FIELDS: Mapping[Endpoint, str] = {
+    "chat": "max_completion_tokens",
+    "completions": "max_tokens",
+    "responses": "max_output_tokens",
+}
+
+
 def output_allowance(endpoint: Endpoint, body: Mapping[str, Any], default: int | None) -> int:
-    """The output tokens a request may generate: its own cap (api/fields.py checked it),
-    else the team's default, else DEFAULT_OUTPUT_ALLOWANCE; times `n` choices (for
-    completions, times `best_of` when larger: that many are generated and billed)."""
+    """The output tokens a request may generate: its own cap (api/fields.py checked it;
+    the larger when it sets both of chat's), else the team's default, else
+    DEFAULT_OUTPUT_ALLOWANCE; times `n` choices (for completions, times `best_of` when
+    larger: that many are generated and billed), times the prompts of a completions batch."""
     if endpoint == "embeddings":
         return 0
-    allowance = default if default is not None else DEFAULT_OUTPUT_ALLOWANCE
+    allowance = -1
     for name in OUTPUT_FIELDS[endpoint]:
         value = body.get(name)
-        if isinstance(value, NUMBER) and not isinstance(value, bool):
+        if isinstance(value, NUMBER) and not isinstance(value, bool) and value > allowance:
             allowance = int(value)
-            break
+    if allowance < 0:
+        allowance = default if default is not None else DEFAULT_OUTPUT_ALLOWANCE
     n = body.get("n")
-    best_of = body.get("best_of") if endpoint == "completions" else None
+    if endpoint == "completions":
+        allowance *= _prompts(body.get("prompt"))
+        best_of = body.get("best_of")
+    else:
+        best_of = None
     if n is None and best_of is None:  # the usual case: one choice
         return allowance
     return allowance * max(_choices(n), _choices(best_of))
+
+
+def _prompts(prompt: Any) -> int:
+    """The prompts of a completions request: a list of strings or of token lists is a
+    batch, one completion each; a string or one token list is one."""
+    if not isinstance(prompt, list) or not prompt:
+        return 1
+    return sum(1 for item in prompt if isinstance(item, (str, list))) or 1
+
+
+def output_capped(
+    endpoint: Endpoint, body: Mapping[str, Any], default: int | None
+) -> Mapping[str, Any]:
+    """`body`, with the output allowance its estimate assumed as its cap when it sets
+    none: an uncapped request could generate past what it reserved, and concurrent
+    ones would overrun a budget by many estimates, not one."""
+    field = CAP_FIELDS.get(endpoint)
+    if field is None:
+        return body
+    for name in OUTPUT_FIELDS[endpoint]:
+        if body.get(name) is not None:
+            return body
+    return {**body, field: default if default is not None else DEFAULT_OUTPUT_ALLOWANCE}
 
 
 def _choices(value: Any) -> int:

@@ -96,10 +96,14 @@ class Shape:
     rates: tuple[RateRule, ...]
     concurrency: tuple[ConcurrencyCheck, ...]
     is_empty: bool = field(init=False)  # no check at all: nothing to reserve
+    # a budget or a tpm rule: the output allowance reserved must also cap the output
+    spends_tokens: bool = field(init=False)
 
     def __post_init__(self) -> None:
         is_empty = not (self.budgets or self.rates or self.concurrency)
         object.__setattr__(self, "is_empty", is_empty)  # a frozen dataclass's own field
+        spends = bool(self.budgets) or any(r.kind is RateKind.TOKENS for r in self.rates)
+        object.__setattr__(self, "spends_tokens", spends)
 
 
 class Plan(NamedTuple):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from gateway.context import Outcome
 from gateway.limits.answers import ratelimit_headers, tightest
 from gateway.limits.backend import BackendUnavailable
-from gateway.limits.estimate import estimate
+from gateway.limits.estimate import estimate, output_capped
 from gateway.limits.plan import Actual, Plan, Shape, lease_ms, shape_of
 
 log = logging.getLogger("gateway.limits")
@@ -57,6 +57,18 @@ async def reserve_limits(
     mode = policy.on_backend_error
     hold = limits.reserve_now(plan, mode, now_ms)
     ctx.limits_hold = hold if hold is not None else await limits.reserve(plan, mode, now_ms)
+
+
+def forwarded_body(
+    ctx: RequestContext, body: Mapping[str, Any], default_output: int | None
+) -> Mapping[str, Any]:
+    """The body to forward. When the reservation spends tokens (a budget, a tpm rule) and
+    the caller set no output cap, the allowance the estimate assumed goes upstream as
+    the cap (estimate.output_capped): what was reserved bounds what can be spent."""
+    hold = ctx.limits_hold
+    if hold is None or not hold.plan.shape.spends_tokens:
+        return body
+    return output_capped(ctx.endpoint, body, default_output)
 
 
 def settle_limits(ctx: RequestContext, services: Services) -> None:

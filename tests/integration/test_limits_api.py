@@ -466,3 +466,47 @@ async def test_the_admin_usage_view_shows_every_budget_and_limit(tmp_path, up, h
         assert kinds == {("team", "rpm"), ("team", "tpm"), ("team", "concurrency"), ("user", "rpm")}
         async with http.get(f"{gw.origin}/admin/teams/nobody/usage", headers=admin) as response:
             assert response.status == 404
+
+
+async def test_an_uncapped_request_goes_upstream_capped_at_the_allowance_it_reserved(tmp_path, up):
+    """A team whose budgets count tokens reserves its max_tokens_default for a request
+    that sets no cap, and sends that cap upstream: an upstream cannot generate past what
+    was reserved. A caller's own cap is forwarded as it is; a team with no token rule
+    (rpm only) gets no cap added."""
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        budgeted = await gw.openai("budgeted")
+        hi = [{"role": "user", "content": "hi"}]
+        await budgeted.chat.completions.create(model="chat", messages=hi)
+        await budgeted.completions.create(model="chat", prompt="hi")
+        await budgeted.responses.create(model="chat", input="hi")
+        await budgeted.chat.completions.create(model="chat", messages=hi, max_tokens=7)
+        await budgeted.embeddings.create(model="embed", input="hello")
+        sent = [r.json for r in up.requests]
+        assert sent[0]["max_completion_tokens"] == 50 and "max_tokens" not in sent[0]
+        assert sent[1]["max_tokens"] == 50
+        assert sent[2]["max_output_tokens"] == 50
+        assert sent[3]["max_tokens"] == 7 and "max_completion_tokens" not in sent[3]
+        assert "max_tokens" not in sent[4] and "max_completion_tokens" not in sent[4]
+        narrow = await gw.openai("narrow")  # rpm only: nothing to overrun
+        await narrow.embeddings.create(model="embed", input="hello")
+        free = await gw.openai("demo")
+        await free.chat.completions.create(model="chat", messages=hi)
+        assert "max_completion_tokens" not in up.requests[-1].json
+
+
+async def test_a_completions_batch_reserves_the_output_of_every_prompt(tmp_path, up):
+    """prompt: [p1..pK] generates max_tokens for each prompt (times n): the estimate
+    counts them all, so a batch cannot slip past a budget sized for one completion."""
+    async with running_gateway(tmp_path, policy(up.base_url, day_tokens=2_000)) as gw:
+        recording = Recording(gw.services.limits.backend)
+        gw.services.limits.backend = recording  # type: ignore[assignment]
+        client = await gw.openai("budgeted")
+        await client.completions.create(model="chat", prompt=["a", "b", "c"], max_tokens=30)
+        await client.completions.create(model="chat", prompt=[[1, 2], [3]], max_tokens=30, n=2)
+        await client.completions.create(model="chat", prompt=[1, 2, 3], max_tokens=30)
+        outputs = [h.plan.tokens for h in recording.reserved]
+        assert outputs[0] >= 90 and outputs[1] >= 120 and 30 <= outputs[2] < 60
+        with pytest.raises(openai.RateLimitError) as refused:
+            await client.completions.create(model="chat", prompt=["say a"] * 50, max_tokens=50)
+        assert refused.value.code == "insufficient_quota"
+        assert "more than the whole day token budget" in refused.value.message

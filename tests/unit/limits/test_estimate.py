@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from gateway.limits.estimate import (
     DEFAULT_OUTPUT_ALLOWANCE,
     INLINE_COUNT_CHARS,
+    OUTPUT_FIELDS,
     dearest_cost,
     estimate,
     estimate_inline,
     estimate_now,
     output_allowance,
+    output_capped,
     route_facts,
 )
 from gateway.limits.plan import Estimate
@@ -54,7 +56,11 @@ ROUTE = ModelRoute(
 
 
 def test_output_allowance_precedence() -> None:
-    assert output_allowance("chat", {"max_completion_tokens": 7, "max_tokens": 9}, 100) == 7
+    # both of chat's caps: an upstream may honour either, so the larger is reserved
+    assert output_allowance("chat", {"max_completion_tokens": 7, "max_tokens": 9}, 100) == 9
+    assert output_allowance("chat", {"max_completion_tokens": 9, "max_tokens": 7}, 100) == 9
+    assert output_allowance("chat", {"max_completion_tokens": 0}, 100) == 0
+    assert output_allowance("chat", {"max_tokens": None}, 100) == 100
     assert output_allowance("chat", {"max_tokens": 9.0, "n": 3}, 100) == 27
     assert output_allowance("chat", {}, 100) == 100
     assert output_allowance("chat", {}, None) == DEFAULT_OUTPUT_ALLOWANCE
@@ -431,3 +437,46 @@ def test_a_long_conversation_seen_before_is_estimated_inline() -> None:
     assert estimate_inline("chat", body, ROUTE, None) is None  # 20 KB of new text
     expected = estimate_now("chat", body, ROUTE, None)
     assert estimate_inline("chat", body, ROUTE, None) == expected
+
+
+def test_a_completions_batch_allows_output_for_every_prompt() -> None:
+    def allowance(prompt: object, **fields: object) -> int:
+        return output_allowance("completions", {"prompt": prompt, **fields}, None)
+
+    assert allowance("one", max_tokens=10) == 10
+    assert allowance(["a", "b", "c"], max_tokens=10) == 30
+    assert allowance([[1, 2], [3], [4]], max_tokens=10, n=2) == 60
+    assert allowance([[1, 2]], max_tokens=10, best_of=3, n=2) == 30
+    assert allowance([1, 2, 3], max_tokens=10) == 10  # one prompt as token ids
+    assert allowance([], max_tokens=10) == 10
+    assert allowance(["a", "b"]) == 2 * DEFAULT_OUTPUT_ALLOWANCE
+    # chat's messages are one prompt whatever their number
+    assert output_allowance("chat", {"messages": [{}, {}], "max_tokens": 10}, None) == 10
+
+
+def test_output_capped_adds_the_allowance_only_where_the_caller_set_no_cap() -> None:
+    hi = {"messages": [{"role": "user", "content": "hi"}]}
+    assert output_capped("chat", hi, 50) == {**hi, "max_completion_tokens": 50}
+    assert output_capped("chat", hi, None) == {**hi, "max_completion_tokens": 4096}
+    assert output_capped("completions", {"prompt": "x"}, 8) == {"prompt": "x", "max_tokens": 8}
+    assert output_capped("responses", {"input": "x"}, 8) == {"input": "x", "max_output_tokens": 8}
+    for own in ({"max_tokens": 3}, {"max_completion_tokens": 3}):
+        assert output_capped("chat", {**hi, **own}, 50) == {**hi, **own}
+    assert output_capped("embeddings", {"input": "x"}, 50) == {"input": "x"}
+    assert "max_completion_tokens" not in hi  # the caller's body is never changed
+
+
+@given(
+    endpoint=st.sampled_from(["chat", "completions", "responses"]),
+    cap=st.none() | st.integers(0, 10**6),
+    default=st.none() | st.integers(1, 10**6),
+)
+def test_what_goes_upstream_never_allows_more_output_than_was_reserved(
+    endpoint: str, cap: int | None, default: int | None
+) -> None:
+    body: dict[str, object] = {"messages": [], "prompt": "x", "input": "x"}
+    if cap is not None:
+        body[OUTPUT_FIELDS[endpoint][0]] = cap  # type: ignore[index]
+    sent = output_capped(endpoint, body, default)  # type: ignore[arg-type]
+    caps = [sent[f] for f in OUTPUT_FIELDS[endpoint] if sent.get(f) is not None]  # type: ignore[index]
+    assert caps and max(caps) == output_allowance(endpoint, sent, default)  # type: ignore[arg-type]
