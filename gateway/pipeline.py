@@ -48,6 +48,7 @@ from gateway.guardrails.guards import Guards
 from gateway.guardrails.stage import guard_input, guard_output, refusal
 from gateway.guardrails.stream_scanner import OutputScanner
 from gateway.limits.stage import (
+    forwarded_body,
     limits_headers,
     refusal_limits_headers,
     reserve_limits,
@@ -229,6 +230,7 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     hit = None if cached is None else cached.hit
     # limits: reserve (issue 9); a hit passes rpm and concurrency only, it spends no tokens.
     await reserve_limits(ctx, policy, grant, body, services, tokens=hit is None)
+    body = forwarded_body(ctx, body, grant.team.max_tokens_default)  # caps what it reserved
     plan = None if cached is None else cached.plan
     ctx.cache = None if cached is None else cached.status  # once admitted: what it was served as
     if hit is not None:
