@@ -46,7 +46,12 @@ def _table(view: dict[str, Any]) -> str:
             f"  limit  {r['scope']:4} {r['kind']:11} limit {r['limit']}"
             f"  used {shown(r['used'])}  remaining {shown(r['remaining'])}"
         )
-    if not view["budgets"] and not view["limits"]:
+    for rule in view.get("per_user", ()):
+        what = f"{rule['period']:5} {rule['unit']:6} " if rule["kind"] == "budget" else ""
+        lines.append(
+            f"  per user, each: {rule['kind']:11} {what}limit {rule['limit']}  (see --user SUBJECT)"
+        )
+    if not view["budgets"] and not view["limits"] and not view.get("per_user"):
         lines.append("  no budgets or limits")
     return "\n".join(lines)
 

@@ -53,9 +53,8 @@ async def usage_view(
     reserved_known: bool = True,
 ) -> dict[str, Any]:
     now_ms = limits.clock()
-    plan = _only(
-        build_plan(team, user or "", Estimate(0, 0), now_ms, timezone=policy.timezone), user
-    )
+    whole = build_plan(team, user or "", Estimate(0, 0), now_ms, timezone=policy.timezone)
+    plan = _only(whole, user)
     snap = await limits.snapshot(plan)
     missing = tuple(c for c, n in zip(plan.budgets, snap.budgets, strict=True) if n is None)
     if missing:
@@ -111,4 +110,31 @@ async def usage_view(
         "timezone": policy.timezone,
         "budgets": budgets,
         "limits": rates,
+        # the team view: what each user may spend on their own (their counters: --user)
+        "per_user": _per_user_rules(whole.shape) if user is None else [],
     }
+
+
+def _per_user_rules(shape: Shape) -> list[dict[str, Any]]:
+    rules: list[dict[str, Any]] = [
+        {
+            "kind": "budget",
+            "period": str(c.period),
+            "unit": str(c.unit),
+            "limit": _amount(c.unit, c.limit),
+            "resets_at": _iso(c.resets_ms),
+        }
+        for c in shape.budgets
+        if c.scope is Scope.USER
+    ]
+    rules += [
+        {"kind": "rpm" if r.kind == "requests" else "tpm", "limit": r.limit}
+        for r in shape.rates
+        if r.scope is Scope.USER
+    ]
+    rules += [
+        {"kind": "concurrency", "limit": c.limit}
+        for c in shape.concurrency
+        if c.scope is Scope.USER
+    ]
+    return rules

@@ -464,6 +464,12 @@ async def test_the_admin_usage_view_shows_every_budget_and_limit(tmp_path, up, h
         )
         kinds = {(r["scope"], r["kind"]) for r in view["limits"]}
         assert kinds == {("team", "rpm"), ("team", "tpm"), ("team", "concurrency"), ("user", "rpm")}
+        assert view["per_user"] == []  # one user's view holds their counters already
+        # the team's view: no user counters, but what each user may spend on their own
+        async with http.get(f"{gw.origin}/admin/teams/budgeted/usage", headers=admin) as response:
+            team_view = await response.json()
+        assert {r["scope"] for r in team_view["limits"]} == {"team"}
+        assert team_view["per_user"] == [{"kind": "rpm", "limit": 500}]
         async with http.get(f"{gw.origin}/admin/teams/nobody/usage", headers=admin) as response:
             assert response.status == 404
 
