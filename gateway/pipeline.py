@@ -449,6 +449,8 @@ async def _stream(
     observer = UsageObserver(
         ctx.endpoint,
         client_wants_usage=isinstance(options, Mapping) and options.get("include_usage") is True,
+        body=body,  # to count the usage chunk the client asked for, if the upstream sends none
+        model=deployment.model,
     )
     steps: list[Step] = [] if ids is None else [ResponseIdRewriter(ids, deployment)]
     if guards.checks_output:  # guard output: scanned as it flows, before the observer

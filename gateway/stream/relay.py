@@ -163,6 +163,8 @@ async def relay(
         if out.end is not None:
             await send(error_event(out.end))
             return StreamEnd(out.end)
+        if out.later is not None:
+            await send(await asyncio.to_thread(out.later))
         return StreamEnd()
     finally:
         timer.stop()

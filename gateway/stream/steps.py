@@ -5,11 +5,13 @@ A chunk is one or more complete SSE events (`...\\n\\n` each): providers frame
 the bytes, steps never see half an event. A step may pass a chunk on, rewrite
 it, hold bytes back (release them from a later `feed` or from `finish`), or end
 the stream with an OpenAI-shaped error event. Steps do no I/O and read no clock.
+The last step may end a stream with CPU-bound work (`Emit.later`, a tokenizer count):
+the relay runs it off the event loop and sends what it returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +29,9 @@ class Emit:
 
     data: bytes = b""
     end: GatewayError | None = None  # end the stream with this error event
+    # From the last step's finish() only: bytes to send after `data`, made by CPU-bound
+    # work the relay runs on a thread (so a multi-megabyte count never stalls the loop).
+    later: Callable[[], bytes] | None = None
 
 
 NOTHING = Emit()
@@ -53,6 +58,7 @@ class Chain:
 
     def finish(self) -> Emit:
         released: list[bytes] = []
+        later = None
         for index, step in enumerate(self._steps):
             flushed = step.finish()
             out = self._through(index + 1, flushed.data) if flushed.data else NOTHING
@@ -60,7 +66,11 @@ class Chain:
             end = out.end or flushed.end
             if end is not None:
                 return Emit(b"".join(released), end)
-        return Emit(b"".join(released))
+            if flushed.later is not None:
+                # Its bytes would have to pass the later steps, off the loop: not supported.
+                assert index == len(self._steps) - 1, "only the last step may defer work"
+                later = flushed.later
+        return Emit(b"".join(released), later=later)
 
     def _through(self, first: int, chunk: bytes) -> Emit:
         end: GatewayError | None = None

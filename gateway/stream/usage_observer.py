@@ -3,9 +3,11 @@ that did not ask for it.
 
 The gateway always asks chat and completions upstreams for a usage chunk; the
 client sees it only with `stream_options.include_usage`, as OpenAI behaves. When
-the upstream reports nothing, `estimate_input()` hands back what was seen, to be
-counted off the event loop. Most chunks mention no usage, or only `"usage": null`
-(OpenAI's and vLLM's spellings): byte checks handle those; the rest are parsed.
+the upstream reports nothing, `estimate()` counts what was seen (off the event
+loop); a client that asked for usage then gets OpenAI's usage chunk made from that
+count, before the `[DONE]` held back for it. Most chunks mention no usage, or only
+`"usage": null` (OpenAI's and vLLM's spellings): byte checks handle those; the
+rest are parsed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.providers.base import Endpoint
-from gateway.sse import json_of
+from gateway.sse import DONE_PAYLOAD, is_done, json_of
 from gateway.stream.steps import NOTHING, Emit, events_of
 from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
 
@@ -25,16 +27,44 @@ USAGE_OBJECTS = (b'"usage":{', b'"usage": {')
 # Stripped when the client did not ask: the key with its comma, in either order.
 USAGE_NULLS = (b',"usage":null', b'"usage":null,', b', "usage": null', b'"usage": null, ')
 USAGE_NULL_VALUES = (b'"usage":null', b'"usage": null')
+DONE_EVENT = b"data: [DONE]\n\n"
+# What a made-up usage chunk copies from the stream's own chunks.
+CHUNK_HEAD_FIELDS = ("id", "object", "created", "model", "system_fingerprint")
 
 
 class UsageObserver:
-    def __init__(self, endpoint: Endpoint, *, client_wants_usage: bool) -> None:
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        client_wants_usage: bool,
+        body: Mapping[str, Any] | None = None,
+        model: str | None = None,
+    ) -> None:
+        """`body` and `model` (the request and the upstream model) let the observer make
+        the usage chunk a client asked for when the upstream sends none."""
         self._endpoint = endpoint
-        self._strips = endpoint in ("chat", "completions") and not client_wants_usage
+        is_chunked = endpoint in ("chat", "completions")
+        self._strips = is_chunked and not client_wants_usage
+        self._owes_usage = is_chunked and client_wants_usage and body is not None
+        self._body: Mapping[str, Any] = body or {}
+        self._model = model or ""
+        self._holds_done = False
         self.reported: Usage | None = None
+        self._estimated: Usage | None = None
         self._seen: list[bytes] = []  # what the client got, parsed only if no usage arrives
 
     def feed(self, chunk: bytes) -> Emit:
+        out = self._pass(chunk)
+        if self._owes_usage and self.reported is None and DONE_PAYLOAD in out.data:
+            # Hold [DONE] back: the usage chunk this client asked for must come first.
+            kept = b"".join(e for e in events_of(out.data) if not is_done(e))
+            if len(kept) != len(out.data):
+                self._holds_done = True
+                return Emit(kept) if kept else NOTHING
+        return out
+
+    def _pass(self, chunk: bytes) -> Emit:
         if USAGE_KEY not in chunk:
             self._seen.append(chunk)
             return Emit(chunk)
@@ -53,7 +83,32 @@ class UsageObserver:
         return Emit(out) if out else NOTHING
 
     def finish(self) -> Emit:
-        return NOTHING
+        if not self._holds_done:
+            return NOTHING
+        if self.reported is not None:  # a usage chunk came after all
+            return Emit(DONE_EVENT)
+        return Emit(later=self._usage_chunk_and_done)
+
+    def _usage_chunk_and_done(self) -> bytes:
+        """OpenAI's final usage chunk (no choices, the stream's id/object/created/model),
+        counted with the local tokenizer, then [DONE]. CPU-bound: run off the loop."""
+        usage = self.estimate(self._body, self._model)
+        head = self._chunk_head()
+        report = {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+        }
+        payload = {**head, "choices": [], "usage": report}
+        return b"data: " + orjson.dumps(payload) + b"\n\n" + DONE_EVENT
+
+    def _chunk_head(self) -> dict[str, Any]:
+        for chunk in self._seen:
+            for event in events_of(chunk):
+                parsed = json_of(event)
+                if isinstance(parsed, dict) and "id" in parsed:
+                    return {k: parsed[k] for k in CHUNK_HEAD_FIELDS if k in parsed}
+        return {}
 
     def _observe(self, event: bytes) -> bytes:
         """One event that carries a usage report (or spells `usage` unusually)."""
@@ -77,7 +132,13 @@ class UsageObserver:
         return event
 
     def estimate(self, body: Mapping[str, Any], model: str) -> Usage:
-        """Count what was seen with the local tokenizer (CPU-bound: run it off the loop)."""
+        """Count what was seen with the local tokenizer (CPU-bound: run it off the loop).
+        Counted once: a later call (for the same stream's body and model) returns it."""
+        if self._estimated is None:
+            self._estimated = self._count(body, model)
+        return self._estimated
+
+    def _count(self, body: Mapping[str, Any], model: str) -> Usage:
         generated = []
         for chunk in self._seen:
             for event in events_of(chunk):

@@ -77,6 +77,8 @@ def logged(tmp_path, template: str, **values: str):
 
 
 async def test_a_stream_without_upstream_usage_is_counted_and_marked_estimated(tmp_path):
+    """An upstream that ignores stream_options (old vLLM): the gateway counts the usage,
+    and the client that asked for it gets OpenAI's final usage chunk with that count."""
     async with MockUpstream("old-vllm") as up:
         up.behave("stream_no_usage", content="one two three four five six")
         async with logged(tmp_path, PLAIN, base=up.base_url) as gw:
@@ -88,11 +90,45 @@ async def test_a_stream_without_upstream_usage_is_counted_and_marked_estimated(t
                 stream_options={"include_usage": True},
             )
             chunks = [c async for c in stream]
-    assert all(c.usage is None for c in chunks)  # nothing invented for the client
+    *content, last = chunks
+    assert all(c.usage is None for c in content)
+    assert "".join(c.choices[0].delta.content or "" for c in content) == (
+        "one two three four five six"
+    )
+    assert last.choices == []
+    assert last.usage is not None
+    assert (last.id, last.model, last.created, last.object) == (
+        content[0].id,
+        content[0].model,
+        content[0].created,
+        "chat.completion.chunk",
+    )
     (line,) = access_lines(tmp_path)
     assert line["usage_estimated"] is True
-    assert line["output_tokens"] == 6
-    assert line["input_tokens"] > 3
+    assert line["output_tokens"] == last.usage.completion_tokens == 6
+    assert line["input_tokens"] == last.usage.prompt_tokens > 3
+    assert last.usage.total_tokens == 6 + last.usage.prompt_tokens
+
+
+@pytest.mark.parametrize("asks", [True, False])
+async def test_a_completions_stream_without_upstream_usage_gets_one_only_if_asked(tmp_path, asks):
+    """The same for legacy completions; a client that did not ask gets no usage chunk."""
+    async with MockUpstream("old-vllm") as up:
+        up.behave("stream_no_usage", content="one two three")
+        async with logged(tmp_path, PLAIN, base=up.base_url) as gw:
+            client = await gw.openai()
+            options = {"stream_options": {"include_usage": True}} if asks else {}
+            stream = await client.completions.create(
+                model="m", prompt="count to three", stream=True, **options
+            )
+            chunks = [c async for c in stream]
+    (line,) = access_lines(tmp_path)
+    if asks:
+        assert chunks[-1].choices == [] and chunks[-1].object == "text_completion"
+        assert chunks[-1].usage is not None
+        assert chunks[-1].usage.completion_tokens == line["output_tokens"] == 3
+    else:
+        assert all(c.usage is None and c.choices for c in chunks)
 
 
 async def test_reported_stream_usage_is_recorded_as_reported(tmp_path):

@@ -134,3 +134,30 @@ async def test_a_cancellation_goes_through_and_closes_the_upstream() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert upstream.closed and sent.writes == [FIRST, SECOND]
+
+
+async def test_a_steps_deferred_work_runs_off_the_loop_and_is_sent_last() -> None:
+    """What a last step's finish() defers (a tokenizer count) runs on a thread, and its
+    bytes are the stream's last write."""
+    import threading
+
+    ran_on: list[threading.Thread] = []
+
+    class Deferring:
+        def feed(self, chunk: bytes) -> Emit:
+            return Emit(chunk)
+
+        def finish(self) -> Emit:
+            def work() -> bytes:
+                ran_on.append(threading.current_thread())
+                return b"data: usage\n\n" + DONE
+
+            return Emit(later=work)
+
+    upstream, sent = Scripted(SECOND), Sent()
+    end = await relay(
+        FIRST, upstream, Chain([Deferring()]), sent, idle_timeout_s=5, deadline_in_s=5
+    )
+    assert end.error is None
+    assert sent.writes == [FIRST, SECOND, b"data: usage\n\n" + DONE]
+    assert ran_on and ran_on[0] is not threading.main_thread()

@@ -113,3 +113,51 @@ def test_comments_and_non_json_events_pass_through() -> None:
     wire = b": ping\n\nevent: x\ndata: not json\n\n"
     observer = UsageObserver("chat", client_wants_usage=False)
     assert relay(wire, observer) == wire
+
+
+def no_usage_wire() -> bytes:
+    """An upstream that ignored stream_options (old vLLM): no usage anywhere."""
+    base = {"id": "c9", "object": "chat.completion.chunk", "created": 7, "model": "llama"}
+    events = [
+        {**base, "choices": [{"index": 0, "delta": {"content": piece}}]}
+        for piece in ("one", " two")
+    ]
+    return b"".join(b"data: " + orjson.dumps(e) + b"\n\n" for e in events) + b"data: [DONE]\n\n"
+
+
+def test_a_client_that_asked_gets_a_counted_usage_chunk_before_done_at_any_cut() -> None:
+    """The held [DONE] comes after OpenAI's usage chunk, counted locally."""
+    wire = no_usage_wire()
+    body = {"model": "m", "messages": [{"role": "user", "content": "count"}]}
+    for cut in range(len(wire) + 1):
+        observer = UsageObserver("chat", client_wants_usage=True, body=body, model="gpt-4o")
+        streamed = relay(wire, observer, cut)
+        assert b"[DONE]" not in streamed, cut
+        finished = observer.finish()
+        assert finished.later is not None
+        tail = finished.later()
+        events = events_of(streamed + tail)
+        assert events[-1] == b"data: [DONE]\n\n"
+        usage_chunk = json_of(events[-2])
+        assert usage_chunk == {
+            "id": "c9",
+            "object": "chat.completion.chunk",
+            "created": 7,
+            "model": "llama",
+            "choices": [],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+        }
+        assert observer.reported is None
+        assert observer.estimate(body, "gpt-4o") == Usage(7, 2, 0, is_estimated=True)
+
+
+def test_without_the_request_or_when_not_asked_nothing_is_held_or_made() -> None:
+    wire = no_usage_wire()
+    body = {"model": "m", "messages": [{"role": "user", "content": "count"}]}
+    for observer in (
+        UsageObserver("chat", client_wants_usage=False, body=body, model="gpt-4o"),
+        UsageObserver("chat", client_wants_usage=True),
+    ):
+        out = relay(wire, observer)
+        assert out.endswith(b"data: [DONE]\n\n")
+        assert observer.finish().later is None
