@@ -7,16 +7,19 @@ folder, "bundle" or "policy version N" otherwise). No database, no decisions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.policy import bundle_text
 from gateway.policy.compiled import Policy, compile_policy
-from gateway.policy.errors import PolicyInvalid, PolicyIssue
-from gateway.policy.loader import LoadedBundle, load_bundle, validate_bundle
+from gateway.policy.errors import PolicyInvalid
+from gateway.policy.loader import LoadedBundle, SchemaInvalid, load_bundle, validate_bundle
+from gateway.policy.partial import issues_beyond_schema
 from gateway.policy.versions import PolicyVersion
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,32 +43,29 @@ def candidate_from_raw(
     def locate(_path: object) -> str:
         return where
 
-    loaded = LoadedBundle(validate_bundle(plain, locate), plain, locate)
-    return Candidate(plain, _compile(loaded, env, where))
+    loaded = LoadedBundle(_validated(lambda: validate_bundle(plain, locate), env), plain, locate)
+    return Candidate(plain, compile_policy(loaded, env))
 
 
 def candidate_from_folder(directory: Path, env: Mapping[str, str]) -> Candidate:
     """Check a bundle folder; raise PolicyInvalid with every issue as file:line."""
-    loaded = load_bundle(directory)
+    loaded = _validated(lambda: load_bundle(directory), env)
     plain = bundle_text.canonical(loaded.raw, str(directory))
     bundle = loaded.bundle
     if plain != loaded.raw:
         # What is stored is what runs: a value JSON holds differently (a date, a number
         # JSON cannot hold) is checked again as it will be stored and loaded back.
-        bundle = validate_bundle(plain, loaded.locate)
-    return Candidate(
-        plain, _compile(LoadedBundle(bundle, plain, loaded.locate), env, str(directory))
-    )
+        bundle = _validated(lambda: validate_bundle(plain, loaded.locate), env)
+    return Candidate(plain, compile_policy(LoadedBundle(bundle, plain, loaded.locate), env))
 
 
-def _compile(loaded: LoadedBundle, env: Mapping[str, str], where: str) -> Policy:
-    """compile_policy, with any arithmetic failure it did not locate reported as an issue."""
+def _validated(validate: Callable[[], T], env: Mapping[str, str]) -> T:
+    """`validate()`; when the schema refuses the bundle, its issues and those compiling
+    finds in the rest of it (`partial.py`), so one check lists every error."""
     try:
-        return compile_policy(loaded, env)
-    except (OverflowError, ValueError) as error:
-        raise PolicyInvalid(
-            [PolicyIssue(where, "", f"cannot compile the policy: {error}")]
-        ) from None
+        return validate()
+    except SchemaInvalid as invalid:
+        raise PolicyInvalid(invalid.issues + issues_beyond_schema(invalid, env)) from None
 
 
 def compile_version(version: PolicyVersion, env: Mapping[str, str]) -> Policy:

@@ -220,12 +220,13 @@ def _check_classifier_providers(
     providers: Mapping[str, ProviderConfig],
     issues: list[PolicyIssue],
     locate: Locate,
+    aside: SetAside,
 ) -> None:
     """A classifier rule's provider exists and has an endpoint to post to."""
     for name, profile in bundle.guardrails.items():
         for side in ("input", "output", "rules"):
             for i, rule in enumerate(getattr(profile, side)):
-                if rule.provider is None:
+                if rule.provider is None or aside.holds("providers", rule.provider):
                     continue
                 config = providers.get(rule.provider)
                 problem = None
@@ -268,8 +269,48 @@ def bundle_hash(raw: Mapping[str, object]) -> str:
     return hashlib.sha256(orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class SetAside:
+    """Entries of an invalid bundle its schema check refused (`partial.py`): they exist, so
+    a reference to one is not reported as unknown. A whole section set aside holds any name."""
+
+    names: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    sections: frozenset[str] = frozenset()
+
+    def holds(self, section: str, name: str) -> bool:
+        return section in self.sections or name in self.names.get(section, ())
+
+
+NOTHING_ASIDE = SetAside()
+
+
 def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
-    """Check cross-references, resolve secrets; raise PolicyInvalid with every issue."""
+    """Check cross-references, resolve secrets; raise PolicyInvalid with every issue.
+
+    Arithmetic that fails on a value the schema let through is an issue too, never
+    a traceback."""
+    try:
+        return _compile(loaded, env, NOTHING_ASIDE)
+    except (ArithmeticError, ValueError) as error:
+        issue = PolicyIssue(loaded.locate(()), "", f"cannot compile the policy: {error}")
+        raise PolicyInvalid([issue]) from None
+
+
+def reference_issues(
+    loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside
+) -> list[PolicyIssue]:
+    """The issues compiling finds in a bundle some of whose entries were set aside
+    (references to those count as known); nothing is compiled for use."""
+    try:
+        _compile(loaded, env, aside)
+    except PolicyInvalid as invalid:
+        return invalid.issues
+    except (ArithmeticError, ValueError):
+        return []  # the full compile reports it once the schema errors are fixed
+    return []
+
+
+def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> Policy:
     bundle: PolicyBundle = loaded.bundle
     issues: list[PolicyIssue] = []
     references, upstreams = _environment_rules(env, issues)
@@ -318,7 +359,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
     models: dict[str, ModelRoute] = {}
     for alias, model in bundle.models.items():
         for i, dep in enumerate(model.deployments):
-            if dep.provider not in bundle.providers:
+            if dep.provider not in bundle.providers and not aside.holds("providers", dep.provider):
                 path: Path = ("models", alias, "deployments", i, "provider")
                 issues.append(
                     PolicyIssue(
@@ -360,7 +401,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
     team_of_client: dict[str, str] = {}
     for name, team in bundle.teams.items():
         for i, alias in enumerate(team.models):
-            if alias != ALL_MODELS and alias not in bundle.models:
+            if alias != ALL_MODELS and not (alias in bundle.models or aside.holds("models", alias)):
                 team_path: Path = ("teams", name, "models", i)
                 issues.append(
                     PolicyIssue(
@@ -368,7 +409,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
                     )
                 )
         for i, profile in enumerate(team.guardrails):
-            if profile not in bundle.guardrails:
+            if profile not in bundle.guardrails and not aside.holds("guardrails", profile):
                 guard_path: Path = ("teams", name, "guardrails", i)
                 issues.append(
                     PolicyIssue(
@@ -426,7 +467,7 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
                 )
             )
         for value, team_name in (issuer.team_map or {}).items():
-            if team_name not in bundle.teams:
+            if team_name not in bundle.teams and not aside.holds("teams", team_name):
                 map_path: Path = ("auth", "issuers", i, "team_map", value)
                 issues.append(
                     PolicyIssue(
@@ -436,8 +477,8 @@ def compile_policy(loaded: LoadedBundle, env: Mapping[str, str]) -> Policy:
                     )
                 )
 
-    _check_classifier_providers(bundle, providers, issues, loaded.locate)
-    if issues:
+    _check_classifier_providers(bundle, providers, issues, loaded.locate, aside)
+    if issues or aside is not NOTHING_ASIDE:  # a bundle with parts set aside is never used
         raise PolicyInvalid(issues)
     teams = _with_guards(bundle, teams, providers)
     return Policy(

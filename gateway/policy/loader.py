@@ -90,6 +90,19 @@ class _Composer(yaml.SafeLoader):
             self._depth -= 1
 
 
+class SchemaInvalid(PolicyInvalid):
+    """The schema's issues with a bundle that was read whole, and what is needed to check
+    the rest of it (`partial.py`): each issue's path, the raw bundle and its locator."""
+
+    def __init__(
+        self, issues: list[PolicyIssue], paths: list[Path], raw: dict[str, Any], locate: Locate
+    ) -> None:
+        super().__init__(issues)
+        self.paths = paths
+        self.raw = raw
+        self.locate = locate
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedBundle:
     bundle: PolicyBundle
@@ -347,20 +360,22 @@ def locator(marks: Mapping[Path, str], default: str) -> Locate:
 
 
 def validate_bundle(raw: dict[str, Any], locate: Locate) -> PolicyBundle:
-    """Schema-check a raw bundle; raise PolicyInvalid naming every bad field."""
+    """Schema-check a raw bundle; raise SchemaInvalid naming every bad field."""
     try:
         return PolicyBundle.model_validate(raw)
     except ValidationError as exc:
         issues = []
+        paths: list[Path] = []
         for error in exc.errors(include_url=False):
             path = tuple(part for part in error["loc"] if isinstance(part, str | int))
+            paths.append(path)
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown key"
             elif error["type"] == "missing":
                 message = "required field is missing"
             issues.append(PolicyIssue(locate(path), format_path(path), message))
-        raise PolicyInvalid(issues) from None
+        raise SchemaInvalid(issues, paths, raw, locate) from None
 
 
 def policy_files(directory: FsPath) -> list[FsPath]:
@@ -392,5 +407,5 @@ def load_bundle(directory: FsPath) -> LoadedBundle:
             validate_bundle(raw, locate)
         except PolicyInvalid as invalid:
             issues += [i for i in invalid.issues if i.location.split(":")[0] in readable]
-        raise PolicyInvalid(issues)
+        raise PolicyInvalid(issues)  # not SchemaInvalid: a broken file's sections are missing
     return LoadedBundle(validate_bundle(raw, locate), raw, locate)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from gateway.policy.compiled import Policy, compile_policy
-from gateway.policy.loader import load_bundle
+from gateway.policy.candidate import candidate_from_folder
+from gateway.policy.compiled import Policy
 
 
 def load_policy_dir(directory: Path, env: Mapping[str, str]) -> Policy:
-    """Load, validate and compile a bundle folder; raise PolicyInvalid with every issue."""
-    return compile_policy(load_bundle(directory), env)
+    """Load, validate and compile a bundle folder as `apply` would store it; raise
+    PolicyInvalid with every issue (`policy check`)."""
+    return candidate_from_folder(directory, env).policy
 
 
 class PolicyStore:

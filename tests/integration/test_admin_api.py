@@ -168,6 +168,24 @@ async def test_put_an_invalid_bundle_is_400_listing_every_error(admin: Admin) ->
     assert running["version"] == 1
 
 
+async def test_put_lists_schema_and_reference_errors_together(admin: Admin) -> None:
+    """A schema error in one team does not hide an unknown model in another (SPEC §5)."""
+    bundle = {
+        "providers": {"demo": {"type": "mock"}},
+        "models": {"m": {"deployments": [{"provider": "demo", "model": "x"}]}},
+        "teams": {
+            "search": {"models": ["m"], "limits": {"rpm": 0}},
+            "demo": {"models": ["ghost"]},
+        },
+    }
+    status, answer = await admin.call(
+        "PUT", "/admin/policy", {"bundle": bundle, "reason": "", "base_version": 1}
+    )
+    assert status == 400
+    fields = sorted(e["field"] for e in answer["error"]["errors"])
+    assert fields == ["teams.demo.models[0]", "teams.search.limits.rpm"]
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
