@@ -208,9 +208,12 @@ def finish(ctx: RequestContext, services: Services) -> None:
 async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
     policy = services.policy.current()  # one snapshot for the whole request
     ctx.principal = await authenticate(exchange.authorization, services, policy)
+    team = admitted(policy, ctx.principal)  # before the body: a 401/403 outranks a 400
     parsed = await exchange.read_body()
     ctx.model, ctx.is_stream = parsed.model, parsed.is_stream
-    grant = authorize(policy, ctx.principal, parsed.model, ctx.endpoint, services.providers.get)
+    grant = authorize(
+        policy, ctx.principal, team, parsed.model, ctx.endpoint, services.providers.get
+    )
     route, body, ids = pin_conversation(
         ctx.endpoint, grant.route, parsed.body, grant.team.name, services.response_id_key
     )  # response id binding: only the team's own ids continue a conversation
@@ -275,16 +278,21 @@ def team_of(policy: Policy, principal: Principal) -> TeamRules:
     return team
 
 
+def admitted(policy: Policy, principal: Principal) -> TeamRules:
+    """The caller's team, if its token may call models at all (401/403 otherwise)."""
+    require_scope(principal, SCOPE_INVOKE)
+    return team_of(policy, principal)
+
+
 def authorize(
     policy: Policy,
     principal: Principal,
+    team: TeamRules,
     model: str,
     endpoint: Endpoint,
     provider_of: Callable[[str], Provider],
 ) -> Grant:
-    """May this principal call this model on this endpoint? 403/404/400 otherwise."""
-    require_scope(principal, SCOPE_INVOKE)
-    team = team_of(policy, principal)
+    """May the admitted principal call this model on this endpoint? 403/404/400 otherwise."""
     route = policy.models.get(model)
     if route is None:
         raise ModelNotFound(

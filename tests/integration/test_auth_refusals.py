@@ -105,3 +105,28 @@ async def test_the_same_token_twice_is_still_a_repeated_header(gw: RunningGatewa
     good = ("authorization", f"Bearer {await gw.token()}")
     reply = await send(gw, "GET", "/v1/models", None, [good, good])
     assert reply.status_code == 400, reply.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b'{"model": "m", "messages": []}', b'{"model": 5}', b""],
+)
+async def test_who_may_call_is_answered_before_what_was_sent(
+    gw: RunningGateway, body: bytes
+) -> None:
+    """A token whose team the policy lacks is 401, and one without gateway:invoke 403,
+    whatever the body: the body of a caller who may not call is never read or judged."""
+    ghost = await gw.token("ghost")
+    admin_only = await gw.token("demo", scopes=("gateway:admin",))
+    async with httpx.AsyncClient(base_url=gw.origin, timeout=10) as http:
+        for token, status, code in (
+            (ghost, 401, "invalid_api_key"),
+            (admin_only, 403, "insufficient_scope"),
+        ):
+            answer = await http.post(
+                "/v1/chat/completions",
+                content=body,
+                headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+            )
+            assert answer.status_code == status, answer.text
+            assert answer.json()["error"]["code"] == code
