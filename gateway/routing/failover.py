@@ -1,8 +1,9 @@
 """The failover loop: try deployments in routing order until one answers.
 
-Fails over on connect errors, timeouts, 429 and 5xx (`UpstreamFailure`); an
-upstream's refusal of the request itself (`UpstreamClientError`) is returned
-to the caller at once. Attempts are bounded by `retries`, each by
+Fails over on connect errors, timeouts, 5xx and the 4xx that say the deployment
+cannot serve (our key refused, 429, a model it does not have: each adapter's
+`UpstreamFailure`); an upstream's refusal of the request itself
+(`UpstreamClientError`) is returned to the caller at once. Attempts are bounded by `retries`, each by
 `attempt_timeout_s`, all by one deadline `timeout_s`. Going back to a
 deployment this request already tried waits first (backoff.py), and one
 request's failures count once towards a deployment's cooldown. The loop
