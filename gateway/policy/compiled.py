@@ -221,11 +221,17 @@ def _check_classifier_providers(
     issues: list[PolicyIssue],
     locate: Locate,
     aside: SetAside,
+    upstreams: UpstreamRules,
 ) -> None:
-    """A classifier rule's provider exists and has an endpoint to post to."""
+    """A classifier rule's provider exists and has an endpoint to post to; a rule's own
+    `url` is a host the upstream rules allow (prompts are posted there)."""
     for name, profile in bundle.guardrails.items():
         for side in ("input", "output", "rules"):
             for i, rule in enumerate(getattr(profile, side)):
+                refused = rule.url and upstream_refusal(rule.url, upstreams, field="url")
+                if refused:
+                    url_path: Path = ("guardrails", name, side, i, "url")
+                    issues.append(PolicyIssue(locate(url_path), format_path(url_path), refused))
                 if rule.provider is None or aside.holds("providers", rule.provider):
                     continue
                 config = providers.get(rule.provider)
@@ -477,7 +483,7 @@ def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> P
                     )
                 )
 
-    _check_classifier_providers(bundle, providers, issues, loaded.locate, aside)
+    _check_classifier_providers(bundle, providers, issues, loaded.locate, aside, upstreams)
     if issues or aside is not NOTHING_ASIDE:  # a bundle with parts set aside is never used
         raise PolicyInvalid(issues)
     teams = _with_guards(bundle, teams, providers)
