@@ -130,6 +130,9 @@ def _error_answer(status: int, code: str, message: str) -> bytes:
 ANSWER_431 = _error_answer(
     431, "request_header_fields_too_large", "The request line or headers are too large."
 )
+ANSWER_400 = _error_answer(
+    400, "invalid_http_request", "The request is not valid HTTP/1.1 (its framing or head)."
+)
 ANSWER_408 = _error_answer(
     408, "request_timeout", "The request was not received in time; send it faster or retry."
 )
@@ -273,9 +276,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                 self._refuse_head("head still arriving")
 
     def _bad_request(self) -> None:
-        msg = "Invalid HTTP request received."
-        self.logger.warning(msg)
-        self.send_400_response(msg)
+        """uvicorn's answer to unparsable HTTP, in OpenAI's error shape like every other."""
+        self.logger.warning("Invalid HTTP request received.")
+        self._disarm()
+        self.transport.write(ANSWER_400)
+        self.transport.close()
 
     def _refuse_head(self, which: str) -> None:
         self._counters.heads_too_large += 1

@@ -89,6 +89,31 @@ def test_oversized_heads_get_431(server: ServeProcess, request_bytes: bytes) -> 
     assert_healthy(server)
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        head("Content-Length: 99999999999999999999999", target="/v1/models"),
+        head("Content-Length: -1", target="/v1/models"),
+        head("Content-Length: 1", "Content-Length: 2", target="/v1/models"),
+        head("Content-Length: 3", "Transfer-Encoding: chunked", target="/v1/models"),
+        b"NOT HTTP AT ALL\r\n\r\n",
+    ],
+    ids=["huge-length", "negative-length", "two-lengths", "length-and-chunked", "garbage"],
+)
+def test_unparsable_http_is_a_400_in_openais_error_shape(
+    server: ServeProcess, request_bytes: bytes
+) -> None:
+    """Bad framing is refused before the app, like uvicorn does, but with the JSON error
+    body every other answer has (was text/plain "Invalid HTTP request received.")."""
+    answer = exchange(server.port, request_bytes)
+    assert status_of(answer) == 400, answer[:200]
+    head_part, body = answer.split(b"\r\n\r\n", 1)
+    assert b"content-type: application/json" in head_part.lower()
+    error = json.loads(body)["error"]
+    assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_http_request")
+    assert_healthy(server)
+
+
 @pytest.mark.parametrize("token_bytes", [12 * 1024, 16 * 1024])
 def test_a_large_bearer_token_reaches_the_token_check(
     server: ServeProcess, token_bytes: int
