@@ -46,6 +46,8 @@ def set_aside(raw: Mapping[str, Any], paths: list[Path]) -> tuple[dict[str, Any]
             continue
         section = path[0]
         entries = kept.get(section)
+        if len(path) > 1 and str(path[1]) in names.get(section, ()):
+            continue  # another error in an entry already set aside
         if (
             section in NAMED_SECTIONS
             and isinstance(entries, dict)

@@ -21,7 +21,7 @@ models:
   bad: {deployments: [{provider: demo, model: m, weight: -1}]}
   via-broken: {deployments: [{provider: broken, model: m}]}
 teams:
-  a: {models: [good, ghost], budgets: [{period: month, usd: 0}]}
+  a: {models: [good, ghost], budgets: [{period: month, usd: 0}], limits: {rpm: yes}}
   b: {models: [good, bad, phantom], guardrails: [nope]}
 auth:
   issuers:
@@ -45,6 +45,7 @@ def test_schema_reference_and_secret_errors_are_listed_in_one_run(tmp_path: Path
         "providers.broken.api_base",  # schema
         "providers.leak.api_key",  # a GATEWAY_* setting: refused
         "teams.a.budgets[0].usd",  # schema
+        "teams.a.limits.rpm",  # schema, the same team: it is set aside once
         "teams.b.guardrails[0]",  # unknown profile
         "teams.b.models[2]",  # unknown model: phantom
     ], found
