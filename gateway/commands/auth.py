@@ -181,6 +181,8 @@ def warn_unknown_team(team: str, consequence: str) -> None:
     The running version is the database's newest; before the first `serve`
     there is none, and the policy folder is what will become version 1.
     """
+    from sqlalchemy.exc import SQLAlchemyError
+
     from gateway.db import create_engine
     from gateway.policy.errors import PolicyInvalid
     from gateway.policy.service import PolicyService
@@ -204,8 +206,8 @@ def warn_unknown_team(team: str, consequence: str) -> None:
         if found is None:
             teams = set(load_policy_dir(settings.policy_dir, os.environ).teams)
             found = teams, f"policy at {settings.policy_dir}"
-    except (PolicyInvalid, OSError):
-        return  # nothing to compare with; `serve` reports policy errors
+    except (PolicyInvalid, OSError, SQLAlchemyError):
+        return  # nothing to compare with (no policy, a database not migrated yet)
     teams, where = found
     if team not in teams:
         typer.echo(f"warning: team {team!r} is not in the {where}; {consequence}", err=True)

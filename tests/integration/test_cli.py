@@ -141,6 +141,18 @@ def test_token_refuses_an_unknown_scope_as_clients_create_does(tmp_path):
     assert minted.stderr.splitlines()[-1] == created.stderr.splitlines()[-1]
 
 
+def test_clients_create_works_on_a_database_not_migrated_yet(tmp_path):
+    """Like `token`, `clients create` before the first `migrate` or `serve` migrates and
+    registers (its unknown-team check has no running version to read yet): no traceback."""
+    shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
+    created = run("clients", "create", "--team", "demo", cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    assert orjson.loads(created.stdout)["team"] == "demo"
+    assert "Traceback" not in created.stderr
+    listed = run("clients", "list", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+
+
 def test_token_lifetime_is_bounded_by_the_gateways_token_ttl(tmp_path):
     """A rotated key verifies for GATEWAY_TOKEN_TTL_S after rotation, so no token outlives that."""
     shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
