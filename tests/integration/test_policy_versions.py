@@ -144,8 +144,9 @@ async def test_an_invalid_bundle_is_refused_with_every_error_and_nothing_changes
     with pytest.raises(PolicyInvalid) as refused:
         await service.apply(broken, author="bob", reason="", base_version=1)
     assert [str(i) for i in refused.value.issues] == [
-        "bundle: providers.bad.colour: unknown key"
-    ]  # schema errors stop before cross-references
+        "bundle: providers.bad.colour: unknown key",
+        "bundle: teams.search.models[0]: unknown model 'nope'",
+    ]  # a schema error does not hide the cross-references of the rest (SPEC §5)
     broken["providers"] = BUNDLE["providers"]
     broken["models"] = {
         **BUNDLE["models"],
