@@ -15,12 +15,13 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from gateway.commands.operator_env import OperatorEnvironment
 from gateway.policy.errors import PolicyInvalid
 
 if TYPE_CHECKING:
@@ -58,12 +59,13 @@ def _print_invalid(invalid: PolicyInvalid, what: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def check_or_exit(directory: Path) -> None:
-    """Validate a folder (schema + compile with this environment); exit 1 listing every error."""
+def check_or_exit(directory: Path, env: Mapping[str, str] = os.environ) -> None:
+    """Validate a folder (schema + compile with `env`: a server's own, strict, by
+    default); exit 1 listing every error."""
     from gateway.policy.store import load_policy_dir
 
     try:
-        load_policy_dir(directory, os.environ)
+        load_policy_dir(directory, env)
     except PolicyInvalid as invalid:
         raise _print_invalid(invalid, f"policy bundle {directory}") from None
 
@@ -84,6 +86,7 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
     from gateway.settings import load_settings
 
     settings = load_settings()
+    env = OperatorEnvironment()
 
     async def main() -> T:
         if read_only:
@@ -92,12 +95,14 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
             await migrate(settings.database_url)
         engine = create_engine(settings.database_url)
         try:
-            return await work(PolicyService(engine, os.environ))
+            return await work(PolicyService(engine, env))
         finally:
             await engine.dispose()
 
     try:
-        return asyncio.run(main())
+        done = asyncio.run(main())
+        env.warn_unset()
+        return done
     except PolicyInvalid as invalid:
         raise _print_invalid(invalid, "the policy") from None
     except GatewayError as refused:  # PolicyConflict, VersionNotFound, unknown team
@@ -131,7 +136,9 @@ def running_version_number(database_url: str) -> int | None:
 @policy_app.command("check")
 def check(directory: Directory) -> None:
     """Validate a policy bundle; every error names file, line and field."""
-    check_or_exit(directory)
+    env = OperatorEnvironment()  # a key this shell lacks: a warning (operator_env.py)
+    check_or_exit(directory, env)
+    env.warn_unset()
     typer.echo(f"policy bundle {directory} is valid")
 
 
