@@ -3,8 +3,8 @@
 Fails over on connect errors, timeouts, 5xx and the 4xx that say the deployment
 cannot serve (our key refused, 429, a model it does not have: each adapter's
 `UpstreamFailure`); an upstream's refusal of the request itself
-(`UpstreamClientError`) is returned to the caller at once. Attempts are bounded by `retries`, each by
-`attempt_timeout_s`, all by one deadline `timeout_s`. Going back to a
+(`UpstreamClientError`) is returned to the caller at once. Attempts are bounded
+by `retries`, each by `attempt_timeout_s`, all by one deadline `timeout_s`. Going back to a
 deployment this request already tried waits first (backoff.py), and one
 request's failures count once towards a deployment's cooldown. The loop
 reports what it did into the caller's `Tries`; it never touches the request
