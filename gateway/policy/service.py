@@ -166,16 +166,17 @@ class PolicyService:
         async with self._engine.connect() as conn:
             return await read_history(conn, limit=limit, before=before)
 
-    async def get(self, version: int) -> PolicyVersion:
+    async def get(self, version: int, param: str = "version") -> PolicyVersion:
+        """One version; VersionNotFound names `param`, the field that asked for it."""
         async with self._engine.connect() as conn:
             found = await read_version(conn, version)
         if found is None:
-            raise VersionNotFound(f"There is no policy version {version}.", param="version")
+            raise VersionNotFound(f"There is no policy version {version}.", param=param)
         return found
 
     async def diff(self, old: int, new: int) -> str:
         """Unified diff of two versions' stable YAML renderings ("" when equal)."""
-        was, now = await self.get(old), await self.get(new)
+        was, now = await self.get(old, "from"), await self.get(new, "to")
         return await asyncio.to_thread(
             bundle_text.unified_diff, was.bundle, now.bundle, f"version {old}", f"version {new}"
         )

@@ -243,6 +243,9 @@ async def test_versions_diff_rollback_and_audit(admin: Admin) -> None:
     assert status == 200 and diff["from"] == 1 and "-    - large\n" in diff["diff"]
     status, bad = await admin.call("GET", "/admin/policy/diff?from=1")
     assert (status, bad["error"]["param"]) == (400, "to")
+    for query, param in (("from=9&to=1", "from"), ("from=1&to=9", "to")):
+        status, gone = await admin.call("GET", f"/admin/policy/diff?{query}")
+        assert (status, gone["error"]["param"]) == (404, param)  # the field that named it
     status, back = await admin.call(
         "POST", "/admin/policy/rollback", {"version": 1, "reason": "undo"}
     )
