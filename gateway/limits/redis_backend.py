@@ -15,10 +15,10 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, RedisError
-from redis.retry import Retry
 
 from gateway.limits.answers import (
     BudgetRefusal,
