@@ -101,7 +101,11 @@ async def test_an_out_of_range_version_is_404_policy_version_not_found(
     """A version number past any integer column is an unknown version: 404, not a 500."""
     status, answer = await admin.call(method, path, body)
     assert status == 404, answer
-    assert_openai_error(answer, "policy_version_not_found", "version")
+    # the field that named the missing version: a diff's `from` or `to`, else `version`
+    named = "version"
+    if "diff?" in path:
+        named = "from" if path.endswith("&to=1") else "to"
+    assert_openai_error(answer, "policy_version_not_found", named)
     assert "There is no policy version" in answer["error"]["message"]
 
 
