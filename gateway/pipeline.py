@@ -457,7 +457,7 @@ async def _stream(
     observer = UsageObserver(
         ctx.endpoint,
         client_wants_usage=isinstance(options, Mapping) and options.get("include_usage") is True,
-        body=body,  # to count the usage chunk the client asked for, if the upstream sends none
+        body=body,  # counted when the upstream reports no usage
         model=deployment.model,
     )
     steps: list[Step] = [] if ids is None else [ResponseIdRewriter(ids, deployment)]
@@ -499,7 +499,7 @@ async def _stream(
         # Charged for what was generated, even when the client hung up.
         usage = observer.reported
         if usage is None:
-            usage = await asyncio.to_thread(observer.estimate, body, deployment.model)
+            usage = await asyncio.to_thread(observer.estimate)
         charge(ctx, deployment, usage)
 
 

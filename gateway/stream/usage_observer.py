@@ -38,17 +38,17 @@ class UsageObserver:
         endpoint: Endpoint,
         *,
         client_wants_usage: bool,
-        body: Mapping[str, Any] | None = None,
-        model: str | None = None,
+        body: Mapping[str, Any],
+        model: str,
     ) -> None:
-        """`body` and `model` (the request and the upstream model) let the observer make
-        the usage chunk a client asked for when the upstream sends none."""
+        """`body` and `model` (the request and the upstream model) are what `estimate`
+        counts when the upstream reports no usage."""
         self._endpoint = endpoint
         is_chunked = endpoint in ("chat", "completions")
         self._strips = is_chunked and not client_wants_usage
-        self._owes_usage = is_chunked and client_wants_usage and body is not None
-        self._body: Mapping[str, Any] = body or {}
-        self._model = model or ""
+        self._owes_usage = is_chunked and client_wants_usage
+        self._body = body
+        self._model = model
         self._holds_done = False
         self.reported: Usage | None = None
         self._estimated: Usage | None = None
@@ -92,7 +92,7 @@ class UsageObserver:
     def _usage_chunk_and_done(self) -> bytes:
         """OpenAI's final usage chunk (no choices, the stream's id/object/created/model),
         counted with the local tokenizer, then [DONE]. CPU-bound: run off the loop."""
-        usage = self.estimate(self._body, self._model)
+        usage = self.estimate()
         head = self._chunk_head()
         report = {
             "prompt_tokens": usage.input_tokens,
@@ -131,18 +131,18 @@ class UsageObserver:
             self._seen.append(event)
         return event
 
-    def estimate(self, body: Mapping[str, Any], model: str) -> Usage:
+    def estimate(self) -> Usage:
         """Count what was seen with the local tokenizer (CPU-bound: run it off the loop).
-        Counted once: a later call (for the same stream's body and model) returns it."""
+        Counted once: a later call returns it."""
         if self._estimated is None:
-            self._estimated = self._count(body, model)
+            self._estimated = self._count()
         return self._estimated
 
-    def _count(self, body: Mapping[str, Any], model: str) -> Usage:
+    def _count(self) -> Usage:
         generated = []
         for chunk in self._seen:
             for event in events_of(chunk):
                 parsed = json_of(event)
                 if isinstance(parsed, dict):
                     generated.append(output_text(self._endpoint, parsed))
-        return estimate_usage(self._endpoint, body, model, "".join(generated))
+        return estimate_usage(self._endpoint, self._body, self._model, "".join(generated))

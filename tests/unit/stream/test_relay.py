@@ -51,7 +51,8 @@ class Sent:
 
 
 def plain() -> Chain:
-    return Chain([UsageObserver("chat", client_wants_usage=True)])
+    # not asked for usage: nothing is held back, so each read is one write
+    return Chain([UsageObserver("chat", client_wants_usage=False, body={}, model="m")])
 
 
 async def test_each_upstream_read_is_one_client_write() -> None:

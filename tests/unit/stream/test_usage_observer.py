@@ -11,6 +11,7 @@ from gateway.stream.usage_observer import UsageObserver
 from gateway.usage.usage import Usage
 
 USAGE = {"prompt_tokens": 11, "completion_tokens": 2, "total_tokens": 13}
+BODY = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
 
 
 def chunk(delta: str | None, *, spaced: bool = False, usage: object = None) -> bytes:
@@ -49,7 +50,7 @@ def relay(wire: bytes, observer: UsageObserver, cut: int | None = None) -> bytes
 def test_a_client_that_did_not_ask_sees_no_usage_at_any_cut(spaced: bool) -> None:
     wire = openai_wire(spaced=spaced)
     for cut in range(len(wire) + 1):
-        observer = UsageObserver("chat", client_wants_usage=False)
+        observer = UsageObserver("chat", client_wants_usage=False, body=BODY, model="gpt-4o-mini")
         out = relay(wire, observer, cut)
         assert b"usage" not in out, cut
         events = [json_of(e) for e in events_of(out)]
@@ -62,14 +63,16 @@ def test_a_client_that_did_not_ask_sees_no_usage_at_any_cut(spaced: bool) -> Non
 def test_a_client_that_asked_gets_the_stream_unchanged_at_any_cut(spaced: bool) -> None:
     wire = openai_wire(spaced=spaced)
     for cut in range(len(wire) + 1):
-        observer = UsageObserver("chat", client_wants_usage=True)
+        observer = UsageObserver("chat", client_wants_usage=True, body=BODY, model="gpt-4o-mini")
         assert relay(wire, observer, cut) == wire, cut
         assert observer.reported == Usage(11, 2, 0)
 
 
 def test_usage_alongside_choices_keeps_the_choices_and_drops_only_usage() -> None:
     wire = chunk("x", usage=USAGE) + b"data: [DONE]\n\n"
-    observer = UsageObserver("completions", client_wants_usage=False)
+    observer = UsageObserver(
+        "completions", client_wants_usage=False, body=BODY, model="gpt-4o-mini"
+    )
     out = relay(wire, observer)
     assert b"usage" not in out and b'"content":"x"' in out
     assert observer.reported == Usage(11, 2, 0)
@@ -77,7 +80,7 @@ def test_usage_alongside_choices_keeps_the_choices_and_drops_only_usage() -> Non
 
 def test_an_unusual_spelling_of_usage_is_parsed_not_missed() -> None:
     odd = b'data: {"choices":[],"usage" : {"prompt_tokens":5,"completion_tokens":1}}\n\n'
-    observer = UsageObserver("chat", client_wants_usage=False)
+    observer = UsageObserver("chat", client_wants_usage=False, body=BODY, model="gpt-4o-mini")
     out = relay(odd + b"data: [DONE]\n\n", observer)
     assert out == b"data: [DONE]\n\n"
     assert observer.reported == Usage(5, 1, 0)
@@ -94,24 +97,23 @@ def test_a_responses_stream_reports_usage_in_its_completed_event() -> None:
         + orjson.dumps(completed)
         + b"\n\n"
     )
-    observer = UsageObserver("responses", client_wants_usage=False)
+    observer = UsageObserver("responses", client_wants_usage=False, body=BODY, model="gpt-4o-mini")
     assert relay(wire, observer) == wire  # Responses usage is part of the object: kept
     assert observer.reported == Usage(7, 3, 0)
 
 
 def test_without_a_report_the_text_seen_is_counted() -> None:
     wire = chunk("Hello") + chunk(" world") + b"data: [DONE]\n\n"
-    observer = UsageObserver("chat", client_wants_usage=False)
+    observer = UsageObserver("chat", client_wants_usage=False, body=BODY, model="gpt-4o-mini")
     relay(wire, observer)
     assert observer.reported is None
-    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]}
-    estimate = observer.estimate(body, "gpt-4o-mini")
+    estimate = observer.estimate()
     assert estimate.is_estimated and estimate.output_tokens == 2 and estimate.input_tokens > 3
 
 
 def test_comments_and_non_json_events_pass_through() -> None:
     wire = b": ping\n\nevent: x\ndata: not json\n\n"
-    observer = UsageObserver("chat", client_wants_usage=False)
+    observer = UsageObserver("chat", client_wants_usage=False, body=BODY, model="gpt-4o-mini")
     assert relay(wire, observer) == wire
 
 
@@ -148,15 +150,15 @@ def test_a_client_that_asked_gets_a_counted_usage_chunk_before_done_at_any_cut()
             "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
         }
         assert observer.reported is None
-        assert observer.estimate(body, "gpt-4o") == Usage(7, 2, 0, is_estimated=True)
+        assert observer.estimate() == Usage(7, 2, 0, is_estimated=True)
 
 
-def test_without_the_request_or_when_not_asked_nothing_is_held_or_made() -> None:
+def test_when_not_asked_or_not_a_chunked_endpoint_nothing_is_held_or_made() -> None:
     wire = no_usage_wire()
     body = {"model": "m", "messages": [{"role": "user", "content": "count"}]}
     for observer in (
         UsageObserver("chat", client_wants_usage=False, body=body, model="gpt-4o"),
-        UsageObserver("chat", client_wants_usage=True),
+        UsageObserver("responses", client_wants_usage=True, body=body, model="gpt-4o"),
     ):
         out = relay(wire, observer)
         assert out.endswith(b"data: [DONE]\n\n")
