@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.api.fields import MAX_OUTPUT_TOKENS  # the largest cap a request may set
 from gateway.guardrails.kinds import DetectorKind, FailMode, GuardAction, Where
 from gateway.guardrails.patterns import pattern_problem
 
@@ -230,11 +231,24 @@ class AuthSpec(_Strict):
 
 Period = Literal["day", "week", "month"]
 
+# Upper bounds of the usage controls. The Redis backend counts in Lua, whose numbers are
+# doubles: every counter must stay below 2^53 to be exact (a limit near 2^63 came back
+# from Redis as a negative `x-ratelimit-remaining`). A rate bucket holds 60,000 x its
+# limit (limits/gcra.py), a USD budget counts nano-dollars. Each bound is far above any
+# real team's need; a team that needs no limit sets none.
+MAX_RATE_PER_MINUTE = 100_000_000_000  # rpm, tpm: 6e15 scaled units
+MAX_CONCURRENCY = 1_000_000
+MAX_BUDGET_TOKENS = 1_000_000_000_000_000  # tokens, tokens_per_day
+MAX_BUDGET_USD = 9_000_000  # 9e15 nano-USD
+RatePerMinute = Annotated[Integer, Field(gt=0, le=MAX_RATE_PER_MINUTE)]
+Concurrency = Annotated[Integer, Field(gt=0, le=MAX_CONCURRENCY)]
+BudgetTokens = Annotated[Integer, Field(gt=0, le=MAX_BUDGET_TOKENS)]
+
 
 class BudgetSpec(_Strict):
     period: Period
-    tokens: Annotated[Integer, Field(gt=0)] | None = None
-    usd: Annotated[Number, Field(gt=0)] | None = None
+    tokens: BudgetTokens | None = None
+    usd: Annotated[Number, Field(gt=0, le=MAX_BUDGET_USD)] | None = None
 
     @model_validator(mode="after")
     def _one_quantity(self) -> BudgetSpec:
@@ -244,16 +258,16 @@ class BudgetSpec(_Strict):
 
 
 class LimitsSpec(_Strict):
-    rpm: Annotated[Integer, Field(gt=0)] | None = None
-    tpm: Annotated[Integer, Field(gt=0)] | None = None
-    concurrency: Annotated[Integer, Field(gt=0)] | None = None
+    rpm: RatePerMinute | None = None
+    tpm: RatePerMinute | None = None
+    concurrency: Concurrency | None = None
 
 
 class PerUserSpec(_Strict):
-    rpm: Annotated[Integer, Field(gt=0)] | None = None
-    tpm: Annotated[Integer, Field(gt=0)] | None = None
-    concurrency: Annotated[Integer, Field(gt=0)] | None = None
-    tokens_per_day: Annotated[Integer, Field(gt=0)] | None = None
+    rpm: RatePerMinute | None = None
+    tpm: RatePerMinute | None = None
+    concurrency: Concurrency | None = None
+    tokens_per_day: BudgetTokens | None = None
 
 
 class BackendErrorMode(StrEnum):
@@ -274,7 +288,8 @@ class TeamSpec(_Strict):
     limits: LimitsSpec | None = None
     per_user: PerUserSpec | None = None
     guardrails: list[str] = Field(default_factory=list)  # profile names
-    max_tokens_default: Annotated[Integer, Field(gt=0)] | None = None  # reserve when unset
+    # reserved (and sent upstream as the cap) when a request sets none
+    max_tokens_default: Annotated[Integer, Field(gt=0, le=MAX_OUTPUT_TOKENS)] | None = None
     cache: CacheSpec | None = None  # exact-match answers, this team only
 
 

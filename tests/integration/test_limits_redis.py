@@ -25,7 +25,15 @@ from gateway.limits.rebuild import ledger_reader
 from gateway.limits.redis_backend import RedisBackend, team_prefix
 from gateway.limits.service import Limits
 from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
-from gateway.policy.schema import BackendErrorMode, LimitsSpec, PerUserSpec
+from gateway.policy.schema import (
+    MAX_BUDGET_TOKENS,
+    MAX_BUDGET_USD,
+    MAX_CONCURRENCY,
+    MAX_RATE_PER_MINUTE,
+    BackendErrorMode,
+    LimitsSpec,
+    PerUserSpec,
+)
 from gateway.usage.ledger_table import usage_ledger
 from tests.support.gateway import running_gateway
 from tests.support.upstream import MockUpstream
@@ -110,6 +118,52 @@ def test_redis_decides_exactly_as_the_in_process_backend(redis_url: str, ops: li
             await remote.close()
 
     asyncio.run(main())
+
+
+async def test_at_the_largest_limits_a_policy_accepts_redis_counts_to_the_unit(
+    redis_url: str,
+) -> None:
+    """Lua counts in doubles: at the schema's upper bounds (policy/schema.py) every
+    counter, view and header number is still exact and equal to the in-process one (a
+    limit near 2^63 once came back as a negative x-ratelimit-remaining)."""
+    team = TeamRules(
+        f"largest-{uuid.uuid4().hex[:8]}",
+        True,
+        frozenset(),
+        budgets=(
+            Budget(BudgetPeriod.DAY, None, float(MAX_BUDGET_USD)),
+            Budget(BudgetPeriod.MONTH, MAX_BUDGET_TOKENS, None),
+        ),
+        limits=LimitsSpec(
+            rpm=MAX_RATE_PER_MINUTE, tpm=MAX_RATE_PER_MINUTE, concurrency=MAX_CONCURRENCY
+        ),
+        per_user=PerUserSpec(tokens_per_day=MAX_BUDGET_TOKENS),
+    )
+    memory, remote = MemoryBackend(), RedisBackend.from_url(redis_url)
+    try:
+        now = int(time.time() * 1000)
+        plan = build_plan(team, "u", Estimate(1_048_576, 10**12 + 7), now)
+        holds = []
+        for backend in (memory, remote):
+            await backend.seed(
+                team.name, tuple((c, MAX_BUDGET_TOKENS - 10**9) for c in plan.budgets)
+            )
+            hold = await backend.try_reserve(plan, "h1", now)
+            assert isinstance(hold, Hold)
+            holds.append(hold)
+        assert holds[0] == holds[1]
+        assert holds[1].tokens.remaining == MAX_RATE_PER_MINUTE - 1_048_576
+        memory.settle(holds[0], Actual(1_048_569, 10**12 - 3))
+        await remote._settle_now(holds[1], Actual(1_048_569, 10**12 - 3))
+        snapshot = await remote.snapshot(plan, now)
+        assert snapshot == await memory.snapshot(plan, now)
+        assert [c.used for c in snapshot.budgets] == [
+            MAX_BUDGET_TOKENS - 10**9 + 10**12 - 3,
+            MAX_BUDGET_TOKENS - 10**9 + 1_048_569,
+            MAX_BUDGET_TOKENS - 10**9 + 1_048_569,
+        ]
+    finally:
+        await remote.close()
 
 
 async def test_a_teams_keys_share_one_slot_and_all_expire(redis_url: str) -> None:

@@ -18,12 +18,18 @@ from gateway.limits.redis_calls import (
 )
 from gateway.limits.resp import pack
 from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
-from gateway.policy.schema import LimitsSpec, PerUserSpec
+from gateway.policy.schema import (
+    MAX_CONCURRENCY,
+    MAX_RATE_PER_MINUTE,
+    LimitsSpec,
+    PerUserSpec,
+)
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 NOW = 1_750_000_000_000
 
-_limit = st.none() | st.integers(1, 10**12)
+_limit = st.none() | st.integers(1, MAX_RATE_PER_MINUTE)
+_concurrency = st.none() | st.integers(1, MAX_CONCURRENCY)
 _budgets = st.lists(
     st.builds(
         Budget,
@@ -33,9 +39,9 @@ _budgets = st.lists(
     ),
     max_size=3,
 )
-_limits = st.none() | st.builds(LimitsSpec, rpm=_limit, tpm=_limit, concurrency=_limit)
+_limits = st.none() | st.builds(LimitsSpec, rpm=_limit, tpm=_limit, concurrency=_concurrency)
 _per_user = st.none() | st.builds(
-    PerUserSpec, rpm=_limit, tpm=_limit, concurrency=_limit, tokens_per_day=_limit
+    PerUserSpec, rpm=_limit, tpm=_limit, concurrency=_concurrency, tokens_per_day=_limit
 )
 
 

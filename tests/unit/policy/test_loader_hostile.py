@@ -99,9 +99,9 @@ def test_a_yaml_construct_that_is_not_plain_data_is_a_located_error(tmp_path, te
 
 def test_the_largest_64_bit_integer_is_still_accepted(tmp_path):
     """The range check refuses only what JSON and bigint columns cannot hold."""
-    text = HEAD + "  a: {models: [small], limits: {rpm: 9223372036854775807}}\n"
+    text = HEAD.replace("model: m}", "model: m, priority: 9223372036854775807}") + "  a: {}\n"
     loaded = load_bundle(bundle(tmp_path, **{"p.yaml": text}))
-    assert loaded.raw["teams"]["a"]["limits"]["rpm"] == 2**63 - 1
+    assert loaded.raw["models"]["small"]["deployments"][0]["priority"] == 2**63 - 1
 
 
 def test_a_quoted_merge_key_is_an_ordinary_key(tmp_path):
