@@ -103,7 +103,9 @@ def stream_events() -> list[bytes]:
 
 def run_stream(events: list[bytes], scanner: Scanner | None) -> None:
     steps = [] if scanner is None else [OutputScanner(scanner, "chat", [])]
-    chain = Chain([*steps, UsageObserver("chat", client_wants_usage=False)])
+    chain = Chain(
+        [*steps, UsageObserver("chat", client_wants_usage=False, body={}, model="gpt-4o")]
+    )
     for event in events:
         chain.feed(event)
     chain.finish()
