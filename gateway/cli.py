@@ -24,7 +24,12 @@ from gateway.commands.auth import (
     warn_unknown_team,
 )
 from gateway.commands.cache import cache_app  # response cache (issue 14)
-from gateway.commands.policy import check_or_exit, policy_app, running_version_number
+from gateway.commands.policy import (
+    check_or_exit,
+    policy_app,
+    running_version_compiles_or_exit,
+    running_version_number,
+)
 from gateway.commands.report import report_app
 from gateway.commands.usage import usage
 from gateway.settings import Settings, load_settings
@@ -142,6 +147,7 @@ def serve(
             )
         check_or_exit(settings.policy_dir)
     else:
+        running_version_compiles_or_exit(settings.database_url, running)
         log.info(
             f"enforcing policy version {running} from the database; "
             f"edits of {settings.policy_dir} are applied as new versions",

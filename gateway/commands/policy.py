@@ -133,6 +133,34 @@ def running_version_number(database_url: str) -> int | None:
     return asyncio.run(main())
 
 
+def running_version_compiles_or_exit(database_url: str, running: int) -> None:
+    """`gateway serve` on a database that holds versions: the running one must compile
+    here (every `${VAR}` it names set in this environment, every value within this
+    gateway's schema) or the server would fail at start-up with a traceback. Exit 1
+    listing every error and what to do."""
+    from gateway.db import create_engine
+    from gateway.policy.service import PolicyService
+
+    async def main() -> None:
+        engine = create_engine(database_url)
+        try:
+            service = PolicyService(engine, os.environ)
+            await service.compile(await service.get(running))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(main())
+    except PolicyInvalid as invalid:
+        _print_invalid(invalid, f"policy version {running}")
+        typer.echo(
+            "cannot serve it: set the variables it names, or apply a corrected bundle "
+            "(`gateway policy apply DIR`, or `gateway policy rollback N`) first",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+
+
 @policy_app.command("check")
 def check(directory: Directory) -> None:
     """Validate a policy bundle; every error names file, line and field."""

@@ -67,3 +67,42 @@ def test_the_usual_postgresql_url_spellings_work(tmp_path: Path, postgres_url: s
     assert result.returncode == 0, result.stderr
     short = url.replace("postgresql://", "postgres://", 1)
     assert run("migrate", cwd=tmp_path, env={"GATEWAY_DATABASE_URL": short}).returncode == 0
+
+
+UNSET_KEY_BUNDLE = """\
+providers:
+  up: {type: openai, api_key: "${PROBE_UPSTREAM_KEY}"}
+  demo: {type: mock}
+models:
+  small: {deployments: [{provider: demo, model: m}]}
+teams:
+  a: {models: [small], limits: {tpm: 1000}}
+"""
+
+
+@pytest.mark.parametrize("problem", ["an unset variable", "a value past a bound"])
+def test_serve_refuses_a_running_version_it_cannot_compile_and_says_what_to_do(
+    tmp_path: Path, problem: str
+) -> None:
+    """The database's running version must compile here: an upgrade whose schema is
+    stricter, or a shell without a secret the version names, is a plain refusal listing
+    each error and the way out, not a start-up traceback; a corrected apply serves."""
+    (tmp_path / "pol").mkdir()
+    (tmp_path / "pol" / "p.yaml").write_text(UNSET_KEY_BUNDLE)
+    applied = run("policy", "apply", "pol", cwd=tmp_path, env={"PROBE_UPSTREAM_KEY": "sk-x"})
+    assert applied.returncode == 0, applied.stderr
+    env = {"PROBE_UPSTREAM_KEY": "sk-x"}
+    if problem == "an unset variable":
+        env = {}
+        says = "PROBE_UPSTREAM_KEY"
+    else:  # a version stored by an older gateway, before limits had upper bounds
+        with sqlite3.connect(tmp_path / "gateway.db") as db:
+            db.execute(
+                "UPDATE policy_versions SET bundle = replace(bundle, '1000}', '10000000000000000}')"
+            )
+        says = "teams.a.limits.tpm: Input should be less than or equal to 100000000000"
+    result = run("serve", "--port", "0", "--policies", "pol", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "error: policy version 1: " in result.stderr and says in result.stderr
+    assert "gateway policy apply DIR" in result.stderr
+    assert "Traceback" not in result.stderr
