@@ -90,7 +90,7 @@ def bench_team() -> TeamRules:
             Budget(BudgetPeriod.MONTH, 10**12, None),
             Budget(BudgetPeriod.DAY, None, 10**6),
         ),
-        limits=LimitsSpec(rpm=10**8, tpm=10**12, concurrency=10**6),
+        limits=LimitsSpec(rpm=10**8, tpm=10**11, concurrency=10**6),
         per_user=PerUserSpec(rpm=10**8, tokens_per_day=10**12),
     )
 
