@@ -68,8 +68,10 @@ Refusal = BudgetRefusal | RateRefusal | ConcurrencyRefusal
 
 
 def go_duration(ms: int) -> str:
-    """A duration as OpenAI's reset headers write it (Go's style): 20ms, 1.5s, 6m0s, 1h2m3s."""
-    ms = max(0, ms)
+    """A duration as OpenAI's reset headers write it (Go's style): 0s, 20ms, 1.5s, 6m0s,
+    1h2m3s."""
+    if ms <= 0:
+        return "0s"  # Go writes a zero duration in seconds, never "0ms"
     if ms < 1000:
         return f"{ms}ms"
     hours, rest = divmod(ms, 3_600_000)
@@ -208,7 +210,7 @@ def ratelimit_headers(
     requests: RateView | None, tokens: RateView | None
 ) -> list[tuple[bytes, bytes]]:
     """OpenAI's six headers (three per kind that has a limit), on every answer. A reset
-    under a second (the usual) skips go_duration's arithmetic."""
+    under a second and above zero (the usual) skips go_duration's arithmetic."""
     headers: list[tuple[bytes, bytes]] = []
     for view, (limit, remaining, reset) in ((requests, _REQUESTS_NAMES), (tokens, _TOKENS_NAMES)):
         if view is None:
@@ -217,7 +219,7 @@ def ratelimit_headers(
         headers += (
             (limit, b"%d" % view.limit),
             (remaining, b"%d" % view.remaining),
-            (reset, b"%dms" % ms if 0 <= ms < 1000 else go_duration(ms).encode()),
+            (reset, b"%dms" % ms if 0 < ms < 1000 else go_duration(ms).encode()),
         )
     return headers
 

@@ -24,7 +24,7 @@ from gateway.policy.compiled import BudgetPeriod
 @pytest.mark.parametrize(
     ("ms", "text"),
     [
-        (0, "0ms"),
+        (0, "0s"),  # Go's time.Duration(0).String()
         (20, "20ms"),
         (999, "999ms"),
         (1000, "1s"),
@@ -33,7 +33,7 @@ from gateway.policy.compiled import BudgetPeriod
         (60_000, "1m0s"),
         (360_000, "6m0s"),
         (3_723_004, "1h2m3.004s"),
-        (-5, "0ms"),
+        (-5, "0s"),
     ],
 )
 def test_go_durations(ms: int, text: str) -> None:
@@ -130,6 +130,14 @@ def test_a_kind_without_a_limit_has_no_headers() -> None:
     assert (
         dict(ratelimit_headers(None, RateView(10, 5, 2500)))[b"x-ratelimit-reset-tokens"] == b"2.5s"
     )
+
+
+def test_a_reset_of_zero_is_written_as_go_writes_it() -> None:
+    """A full bucket resets in "0s", as OpenAI's headers (Go durations) say, not "0ms"."""
+    headers = dict(ratelimit_headers(RateView(60, 60, 0), RateView(1000, 1000, 0)))
+    assert headers[b"x-ratelimit-reset-requests"] == b"0s"
+    assert headers[b"x-ratelimit-reset-tokens"] == b"0s"
+    assert dict(ratelimit_headers(None, RateView(10, 5, -3)))[b"x-ratelimit-reset-tokens"] == b"0s"
 
 
 def test_ratelimit_headers_pick_the_tightest_like_min() -> None:
