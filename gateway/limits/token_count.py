@@ -304,12 +304,39 @@ EXTRA_FIELDS: Mapping[str, tuple[str, ...]] = {
 
 def extra_texts(endpoint: str, body: Mapping[str, Any]) -> list[str]:
     """The request's other billed input (EXTRA_FIELDS) as text: a string as it is,
-    anything else as its JSON (the counts are an estimate, on the high side)."""
+    anything else as its JSON (the counts are an estimate, on the high side); and chat's
+    predicted output (`prediction.content`: a string, or a list of text parts)."""
     texts = []
     for name in EXTRA_FIELDS.get(endpoint, ()):
         value = body.get(name)
         if value is not None:  # most requests have none of them: no call
             texts.append(value if isinstance(value, str) else orjson.dumps(value).decode())
+    if endpoint == "chat":
+        prediction = body.get("prediction")
+        if prediction is not None:
+            # Predicted Outputs: OpenAI bills the prediction's rejected tokens as
+            # completion tokens, so a worst case without its text could pass any budget.
+            texts += _prediction_texts(prediction)
+    return texts
+
+
+def _prediction_texts(prediction: Any) -> list[str]:
+    """The text of a prediction's `content` (a string, or typed parts' `text`)."""
+    if type(prediction) is not dict and not isinstance(prediction, Mapping):
+        return []
+    content = prediction.get("content")
+    if isinstance(content, str):
+        return [content]
+    if not isinstance(content, list):
+        return []
+    texts = []
+    for part in content:
+        if type(part) is dict or isinstance(part, Mapping):
+            text = part.get("text")
+            if isinstance(text, str):
+                texts.append(text)
+        elif isinstance(part, str):
+            texts.append(part)
     return texts
 
 

@@ -141,6 +141,24 @@ def test_billed_input_besides_the_prompt_is_estimated(endpoint: Endpoint, extra:
 
 
 @pytest.mark.parametrize(
+    "content",
+    [" ".join(["word"] * 1500), [{"type": "text", "text": " ".join(["word"] * 1500)}]],
+    ids=["string", "parts"],
+)
+def test_a_chat_prediction_is_part_of_the_worst_case(content: object) -> None:
+    """A 1500-word prediction (rejected tokens are billed as completion tokens) makes the
+    estimate pass a 2000-token budget: it used to be left out."""
+    body = {
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 500,
+        "prediction": {"type": "content", "content": content},
+    }
+    found = asyncio.run(estimate("chat", body, ROUTE, None))
+    assert found == estimate_now("chat", body, ROUTE, None)
+    assert found.tokens > 2000
+
+
+@pytest.mark.parametrize(
     ("endpoint", "body"),
     [
         ("responses", {"input": "hi", "instructions": "word " * 20_000}),

@@ -20,6 +20,7 @@ from gateway.limits.token_count import (
     count_text,
     encoding,
     encoding_for,
+    extra_texts,
 )
 
 
@@ -66,6 +67,33 @@ def test_every_endpoints_prompt_field(
     endpoint: str, body: dict[str, object], expected: int
 ) -> None:
     assert count_prompt(endpoint, body, "gpt-4o") == expected
+
+
+@pytest.mark.parametrize(
+    "prediction",
+    [
+        {"type": "content", "content": "Hello world"},
+        {"type": "content", "content": [{"type": "text", "text": "Hello world"}]},
+        {"type": "content", "content": [{"type": "text", "text": "Hello"}, " world"]},
+    ],
+)
+def test_a_chat_prediction_is_billed_text(prediction: dict[str, object]) -> None:
+    """Predicted Outputs: OpenAI bills rejected prediction tokens, so their text counts."""
+    assert extra_texts("chat", {"prediction": prediction}) in (
+        ["Hello world"],
+        ["Hello", " world"],
+    )
+    bare = count_prompt("chat", {"messages": []}, "gpt-4o")
+    with_it = count_prompt("chat", {"messages": [], "prediction": prediction}, "gpt-4o")
+    assert with_it >= bare + 2
+
+
+@pytest.mark.parametrize(
+    "prediction", [None, "text", {"type": "content"}, {"content": 5}, {"content": [5, {}]}]
+)
+def test_a_prediction_without_text_counts_nothing(prediction: object) -> None:
+    assert extra_texts("chat", {"prediction": prediction}) == []
+    assert extra_texts("completions", {"prediction": {"content": "x"}}) == []
 
 
 TEXTS = ["Hello world", "<|endoftext|> special", "こんにちは世界、元気ですか", "x" * 2048]
