@@ -6,10 +6,10 @@ same Redis the servers reserve in: used, reserved, remaining, exactly as
 GET /admin/teams/{team}/usage shows them. Without Redis the counters live in the
 server's memory, so it asks the server: GET /admin/teams/{team}/usage on this host
 (the admin port if GATEWAY_ADMIN_PORT is set, else GATEWAY_PORT; or --server), with an
-admin token it mints for 15 s, as `gateway token` would. When no server answers,
-`used` is the ledger's (what finished requests cost; the ledger writer lands a row
-about a second after a request ends) and `reserved` and the rate limits are shown
-as unknown (null, "?").
+admin token it mints for 15 s, as `gateway token` would. When no server answers, or
+Redis is set but cannot be read, `used` is the ledger's (what finished requests cost;
+the ledger writer lands a row about a second after a request ends) and `reserved` and
+the rate limits are shown as unknown (null, "?"), with a note on stderr; exit 0.
 """
 
 from __future__ import annotations
@@ -56,7 +56,11 @@ def _table(view: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-async def _view(settings: Settings, team: str, user: str | None) -> dict[str, Any] | str:
+async def _view(
+    settings: Settings, team: str, user: str | None, *, from_redis: bool
+) -> dict[str, Any] | str:
+    """The usage view read here: from Redis (`from_redis`), else the ledger's used alone.
+    Raises BackendUnavailable when Redis cannot be read."""
     from gateway.db import create_engine
     from gateway.limits.backend import LimitsBackend
     from gateway.limits.memory import MemoryBackend
@@ -67,7 +71,7 @@ async def _view(settings: Settings, team: str, user: str | None) -> dict[str, An
 
     engine = create_engine(settings.database_url)
     backend: LimitsBackend
-    if settings.redis_url:
+    if from_redis and settings.redis_url:
         from gateway.limits.redis_backend import RedisBackend
 
         backend = RedisBackend.from_url(settings.redis_url)
@@ -83,9 +87,7 @@ async def _view(settings: Settings, team: str, user: str | None) -> dict[str, An
         rules = policy.teams.get(team)
         if rules is None:
             return f"there is no team {team!r} in the running policy (version {running.version})"
-        return await usage_view(
-            limits, policy, rules, user, reserved_known=bool(settings.redis_url)
-        )
+        return await usage_view(limits, policy, rules, user, reserved_known=from_redis)
     finally:
         await limits.close()
         await engine.dispose()
@@ -133,6 +135,7 @@ def usage(
 ) -> None:
     """Show a team's budgets and limits: used, reserved, remaining, and when each resets."""
     from gateway.commands.existing_db import DatabaseNotReady, require_migrated
+    from gateway.limits.backend import BackendUnavailable
 
     settings = load_settings()
     found: dict[str, Any] | str | None = None
@@ -148,8 +151,17 @@ def usage(
                     "used is the ledger's",
                     err=True,
                 )
+        if found is None and settings.redis_url:
+            try:
+                found = asyncio.run(_view(settings, team, user, from_redis=True))
+            except BackendUnavailable as down:
+                typer.echo(
+                    f"the limits store could not be read ({down}): reserved and the rate "
+                    "limits are unknown, used is the ledger's",
+                    err=True,
+                )
         if found is None:
-            found = asyncio.run(_view(settings, team, user))
+            found = asyncio.run(_view(settings, team, user, from_redis=False))
     except DatabaseNotReady as missing:
         typer.echo(f"error: {missing}", err=True)
         raise typer.Exit(1) from None

@@ -77,3 +77,46 @@ async def test_usage_asks_the_running_server_for_its_in_process_counters(
             assert view is not None
             assert (view["budgets"][0]["used"], view["budgets"][0]["reserved"]) == (17, None)
             assert {r["kind"]: r["used"] for r in view["limits"]}["concurrency"] is None
+
+
+async def test_usage_with_redis_down_shows_the_ledgers_used_and_the_rest_unknown(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    """GATEWAY_REDIS_URL set but nothing listening: exit 0 with the ledger's used, reserved
+    and the rate limits unknown, and a note that the limits store could not be read (it
+    was exit 1, "cannot read usage: BackendUnavailable")."""
+    env = {
+        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
+        "GATEWAY_REDIS_URL": "",
+        "GATEWAY_ACCESS_LOG": "off",
+    }
+    async with MockUpstream("up") as up:
+        up.behave(Behaviour(prompt_tokens=7, completion_tokens=10))
+        (tmp_path / "policies").mkdir()
+        policy = BUDGET_POLICY.format(base=up.base_url, team="cli", budget=100_000) + LIMITS
+        (tmp_path / "policies" / "bundle.yaml").write_text(policy)
+        with ExitStack() as stack:
+            server = await asyncio.to_thread(stack.enter_context, serve_process(tmp_path, env))
+            env["GATEWAY_PORT"] = str(server.port)
+            token = await replica_token(env["GATEWAY_DATABASE_URL"], server.port, "cli", "ann")
+            async with http.post(
+                f"{server.origin}/v1/chat/completions",
+                json={"model": "chat", "messages": [{"role": "user", "content": "hi"}]},
+                headers={"authorization": f"Bearer {token}"},
+            ) as response:
+                assert response.status == 200
+            for _ in range(50):  # the ledger's row lands in ~1 s
+                code, view, stderr = await asyncio.to_thread(usage, tmp_path, env)
+                assert code == 0 and view is not None, stderr
+                if view["budgets"][0]["used"] == 17:
+                    break
+                await asyncio.sleep(0.2)
+        # the server is gone, and Redis is set but down
+        env["GATEWAY_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+        code, view, stderr = await asyncio.to_thread(usage, tmp_path, env)
+    assert code == 0, stderr
+    assert "the limits store could not be read" in stderr and "Traceback" not in stderr
+    assert view is not None
+    assert (view["budgets"][0]["used"], view["budgets"][0]["reserved"]) == (17, None)
+    assert view["budgets"][0]["remaining"] == 100_000 - 17
+    assert {r["kind"]: r["used"] for r in view["limits"]} == {"rpm": None, "concurrency": None}
