@@ -156,8 +156,13 @@ def owner(scope: Scope, subject: str) -> str:
     return "t" if scope is Scope.TEAM else f"u:{quote(subject, safe='')}"
 
 
-def budget_key(scope: Scope, subject: str, unit: Unit, period: BudgetPeriod, start: int) -> str:
-    return f"b:{owner(scope, subject)}:{unit}:{period}:{start}"
+def budget_key(
+    scope: Scope, subject: str, unit: Unit, period: BudgetPeriod, start: int, era: int = 0
+) -> str:
+    """A budget's counter. `era` > 0: the budget came back into the policy at that
+    version, and counts anew from the ledger (policy/budget_eras.py)."""
+    key = f"b:{owner(scope, subject)}:{unit}:{period}:{start}"
+    return key if era == 0 else f"{key}:e{era}"
 
 
 # Shapes kept (one per team x subject x timezone): more than this and the cache starts over.
@@ -173,10 +178,12 @@ def _shape(
 ) -> Shape:
     now_ms = minute * 60_000
     budgets: list[BudgetRule] = []
+    eras = dict(team.budget_eras)
 
     def add_budget(scope: Scope, unit: Unit, period: BudgetPeriod, limit: int) -> None:
         start, end = period_bounds(period, now_ms, timezone)
-        key = budget_key(scope, subject, unit, period, start)
+        era = eras.get(f"{scope} {unit} {period}", 0)
+        key = budget_key(scope, subject, unit, period, start, era)
         budgets.append(BudgetRule(key, scope, unit, period, limit, start, end))
 
     per_user = team.per_user

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.policy import bundle_text
+from gateway.policy.budget_eras import with_eras
 from gateway.policy.compiled import Policy, compile_policy
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.loader import LoadedBundle, SchemaInvalid, load_bundle, validate_bundle
@@ -69,4 +70,6 @@ def _validated(validate: Callable[[], T], env: Mapping[str, str]) -> T:
 
 
 def compile_version(version: PolicyVersion, env: Mapping[str, str]) -> Policy:
-    return candidate_from_raw(version.bundle, env, f"policy version {version.version}").policy
+    """A stored version as it is enforced: its budgets' eras included (budget_eras.py)."""
+    policy = candidate_from_raw(version.bundle, env, f"policy version {version.version}").policy
+    return with_eras(policy, version.budget_eras)

@@ -140,6 +140,8 @@ class TeamRules:
     cache: CachePolicy | None = None
     guardrails_hash: str = ""  # the team's profiles and their rules (the cache key's part)
     max_tokens_default: int | None = None  # the output allowance reserved when a request sets none
+    # ("scope unit period", era) of budgets back in force since a version (budget_eras.py)
+    budget_eras: tuple[tuple[str, int], ...] = ()
 
     def allows(self, alias: str) -> bool:
         return self.allows_all_models or alias in self.models

@@ -41,6 +41,7 @@ from gateway.policy.apply_rule import (
     PolicyAction,
     held_change,
 )
+from gateway.policy.budget_eras import eras_after
 from gateway.policy.candidate import (
     Candidate,
     candidate_from_folder,
@@ -413,14 +414,21 @@ class PolicyService:
             if extra is None:
                 extra = await check(conn, running)
             previous = running.version if running else None
+            number = (previous or 0) + 1
             new = PolicyVersion(
-                version=(previous or 0) + 1,
+                version=number,
                 parent=previous,
                 author=author,
                 created_at=self._utcnow(),
                 reason=reason,
                 bundle=candidate.raw,
                 hash=candidate.hash,
+                budget_eras=eras_after(
+                    running.bundle if running else None,
+                    running.budget_eras if running else {},
+                    candidate.raw,
+                    number,
+                ),
             )
             await insert_version(conn, new)
             before, after = await asyncio.to_thread(

@@ -8,7 +8,8 @@ and which version runs are `service.py`'s. The bundle is stored as written
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,8 @@ policy_versions = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("bundle", sa.Text, nullable=False),
     sa.Column("hash", sa.Text, nullable=False),
+    # JSON {identity: era} (policy/budget_eras.py); NULL for versions made before it
+    sa.Column("budget_eras", sa.Text, nullable=True),
 )
 
 
@@ -45,6 +48,8 @@ class PolicyVersion:
     reason: str
     bundle: dict[str, Any]  # as written: `${VAR}` references kept, never resolved
     hash: str  # sha256 of the bundle's canonical JSON (`compiled.bundle_hash`)
+    # budgets back in force since a version: their counters start anew (budget_eras.py)
+    budget_eras: Mapping[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """The version without its bundle, as history lists it."""
@@ -72,6 +77,7 @@ def _from_row(row: sa.Row[Any]) -> PolicyVersion:
         reason=row.reason,
         bundle=orjson.loads(row.bundle),
         hash=row.hash,
+        budget_eras=orjson.loads(row.budget_eras) if row.budget_eras else {},
     )
 
 
@@ -121,5 +127,6 @@ async def insert_version(conn: AsyncConnection, version: PolicyVersion) -> None:
             reason=version.reason,
             bundle=orjson.dumps(version.bundle).decode(),
             hash=version.hash,
+            budget_eras=orjson.dumps(dict(version.budget_eras)).decode(),
         )
     )
