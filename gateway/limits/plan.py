@@ -3,7 +3,8 @@
 Pure: built from the team's rules, the caller's subject, the request's estimate and
 the instant. Each check names its counter by a key that holds no limit value, so
 editing or adding a budget never changes recorded usage: counters are keyed by
-(scope, unit, period, period start) and a new budget reads the same counter.
+(scope, unit, period, period start) and a new budget reads the same counter; a budget
+back in the policy after a break reads a new one (its era, policy/budget_eras.py).
 """
 
 from __future__ import annotations
