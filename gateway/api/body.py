@@ -4,7 +4,9 @@ and the per-endpoint field rules (gateway/api/field_table.py, fields.py).
 Each refusal names the offending field in `param`, as OpenAI does. A body is
 refused when it could not be forwarded as sent: nested deeper than MAX_DEPTH
 (orjson re-encodes at most 254 levels; we keep a margin), or holding an
-integer beyond 64 bits (orjson would read it as a float and forward another number).
+integer beyond 64 bits (orjson would read it as a float and forward another number):
+in a field with a bound (an inference endpoint's `max_tokens`, `n`...) as any value
+past that bound is refused, elsewhere naming the field and the 64-bit range.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import orjson
 from starlette.requests import Request
 from starlette.types import Receive
 
-from gateway.api.field_table import first_refusal
+from gateway.api.field_table import beyond_64_bits_refusal, first_refusal
 from gateway.errors import (
     BodyTooLarge,
     ClientDisconnected,
@@ -44,9 +46,12 @@ _DIGIT_RUN = b"0" * 19
 _BIG_FLOAT = float(2**63)
 
 
-async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+async def read_json_object(
+    request: Request, limit: int, endpoint: Endpoint | None = None
+) -> dict[str, Any]:
     """The body as a JSON object; raises an InvalidRequest, or ClientDisconnected
-    when the client hangs up in the middle of its upload."""
+    when the client hangs up in the middle of its upload. `endpoint`: the inference
+    endpoint whose field bounds refuse an integer past 64 bits (check_integers)."""
     content_type = request.headers.get("content-type")
     if content_type:
         media = content_type.partition(";")[0].strip().lower()
@@ -64,13 +69,13 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         # orjson cannot read an integer of more than ~308 digits at all: name its field.
-        check_integers(raw)
+        check_integers(raw, endpoint)
         raise InvalidRequest(
             "We could not parse the JSON body of your request. (The body must be valid JSON.)"
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    check_forwardable(raw, body)
+    check_forwardable(raw, body, endpoint)
     return body
 
 
@@ -94,7 +99,7 @@ async def read_body_bytes(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
 
 
-def check_forwardable(raw: bytes, body: dict[str, Any]) -> None:
+def check_forwardable(raw: bytes, body: dict[str, Any], endpoint: Endpoint | None = None) -> None:
     """Refuse a parsed body that would not reach the upstream as the client sent it.
 
     Most bodies have fewer brackets than MAX_DEPTH, so cannot nest too deep, and
@@ -113,18 +118,24 @@ def check_forwardable(raw: bytes, body: dict[str, Any]) -> None:
                 param=cut(field),
             )
     if may_hold_big_integer:
-        check_integers(raw)
+        check_integers(raw, endpoint)
 
 
-def check_integers(raw: bytes) -> None:
-    """Refuse a body holding an integer orjson would not carry exactly, naming it."""
+def check_integers(raw: bytes, endpoint: Endpoint | None = None) -> None:
+    """Refuse a body holding an integer orjson would not carry exactly, naming it: by
+    the field's own bound when `endpoint` has one for it (beyond_64_bits_refusal)."""
     found = out_of_range_integer(raw)
     if found is not None:
         path, digits = found
+        if endpoint is not None:
+            refusal = beyond_64_bits_refusal(endpoint, path, digits)
+            if refusal is not None:
+                raise refusal
         above = not digits.startswith("-")
         bound = f"<= {MAX_INTEGER}" if above else f">= {MIN_INTEGER}"
         # No code: a limit of the gateway's transport, not a field's documented range
         # (and the admin API has refused these with code null since it was hardened).
+        # An inference field's own bound, when it has one, refused it above.
         raise InvalidRequest(
             f"Invalid {quoted(path)}: integer {'above maximum' if above else 'below minimum'} "
             f"value. Expected a value {bound}, but got {cut(digits, 64)} instead.",

@@ -1,5 +1,6 @@
 """Which request-body fields each endpoint checks (the rules are in fields.py), the
-rules that relate two fields, and the walk that finds a body's first fault.
+rules that relate two fields, and the walk that finds a body's first fault (and the
+field bound that refuses an integer past 64 bits).
 
 Kept cheap for the hot path: an absent optional field costs one dict lookup.
 """
@@ -13,6 +14,7 @@ from gateway.api.fields import (
     MAX_BEST_OF,
     MAX_CHOICES,
     MAX_OUTPUT_TOKENS,
+    Integer,
     Rule,
     array_of_objects,
     background,
@@ -148,4 +150,15 @@ def first_refusal(endpoint: Endpoint, body: dict[str, Any]) -> InvalidRequest | 
         refusal = body_rule(body)
         if refusal is not None:
             return refusal
+    return None
+
+
+def beyond_64_bits_refusal(endpoint: Endpoint, path: str, digits: str) -> InvalidRequest | None:
+    """The refusal of an integer past 64 bits (its JSON `digits`) at `path` when that is a
+    top-level integer field of `endpoint` with a bound on that side: the field's own, as
+    for any value past it (max_tokens: "<= 1048576", integer_above_max_value). None
+    elsewhere: body.py's refusal names the field and the 64-bit range."""
+    for name, rule in RULES[endpoint]:
+        if name == path:
+            return rule.beyond_64_bits(name, digits) if isinstance(rule, Integer) else None
     return None

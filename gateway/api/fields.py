@@ -89,34 +89,60 @@ MAX_BEST_OF = 20
 MAX_STOP_SEQUENCES = 4
 
 
-def integer(minimum: int | None, maximum: int | None = None) -> Rule:
-    """An optional whole number >= `minimum` (and <= `maximum`; None: unbounded, within
-    64 bits as body.py ensures); 10.0 counts as whole, true does not."""
+class Integer:
+    """The rule of an optional whole number >= `minimum` (and <= `maximum`; None:
+    unbounded, within 64 bits as body.py ensures); 10.0 counts as whole, true does not.
+    Its bounds are kept, so body.py refuses an integer too long for 64 bits by them."""
 
-    def rule(name: str, value: Any) -> InvalidRequest | None:
+    __slots__ = ("maximum", "minimum")
+
+    def __init__(self, minimum: int | None, maximum: int | None = None) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def __call__(self, name: str, value: Any) -> InvalidRequest | None:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             return wrong_type(name, "an integer", value)
         if isinstance(value, float) and not value.is_integer():
             return wrong_type(name, "an integer", value)
-        if minimum is not None and value < minimum:
+        if self.minimum is not None and value < self.minimum:
             shown = int(value) if isinstance(value, float) else value
-            return BelowMinimum(
-                f"Invalid '{name}': integer below minimum value. "
-                f"Expected a value >= {minimum}, but got {shown} instead.",
-                param=name,
-            )
-        if maximum is not None and value > maximum:
+            return below_minimum(name, self.minimum, str(shown))
+        if self.maximum is not None and value > self.maximum:
             big = f"{value:.0f}" if isinstance(value, float) else str(value)
-            return AboveMaximum(
-                f"Invalid '{name}': integer above maximum value. "
-                f"Expected a value <= {maximum}, but got {cut(big, 40)} instead.",
-                param=name,
-            )
+            return above_maximum(name, self.maximum, big)
         return None
 
-    return rule
+    def beyond_64_bits(self, name: str, digits: str) -> InvalidRequest | None:
+        """The refusal of an integer past 64 bits (its JSON digits, never made an int: a
+        hostile one may have millions): past every bound, so refused as any value past
+        this field's bound is; None when the field has no bound on that side."""
+        if digits.startswith("-"):
+            return None if self.minimum is None else below_minimum(name, self.minimum, digits)
+        return None if self.maximum is None else above_maximum(name, self.maximum, digits)
+
+
+def integer(minimum: int | None, maximum: int | None = None) -> Integer:
+    """An Integer rule (a Rule, with its bounds)."""
+    return Integer(minimum, maximum)
+
+
+def below_minimum(name: str, minimum: int, shown: str) -> BelowMinimum:
+    return BelowMinimum(
+        f"Invalid '{name}': integer below minimum value. "
+        f"Expected a value >= {minimum}, but got {cut(shown, 40)} instead.",
+        param=name,
+    )
+
+
+def above_maximum(name: str, maximum: int, shown: str) -> AboveMaximum:
+    return AboveMaximum(
+        f"Invalid '{name}': integer above maximum value. "
+        f"Expected a value <= {maximum}, but got {cut(shown, 40)} instead.",
+        param=name,
+    )
 
 
 def number(name: str, value: Any) -> InvalidRequest | None:

@@ -93,7 +93,7 @@ class AsgiExchange:
         return authorization_of(self._request.scope["headers"])
 
     async def read_body(self) -> pipeline.ParsedBody:
-        body = await read_json_object(self._request, self._max_body_bytes)
+        body = await read_json_object(self._request, self._max_body_bytes, self.endpoint)
         model, is_stream = check_body(self.endpoint, body)
         self._watch = DisconnectWatch(self._receive)
         return pipeline.ParsedBody(body, model, is_stream)

@@ -358,6 +358,73 @@ async def test_a_nested_big_integer_is_named_by_its_path(gw, up):
     assert json.loads(raw)["error"]["param"] == "metadata.k[1].n"
 
 
+BEYOND_A_BOUND = [
+    ("chat", "max_tokens", 2**70, "above", 1_048_576),
+    ("chat", "max_completion_tokens", 2**64, "above", 1_048_576),
+    ("chat", "n", 2**70, "above", 128),
+    ("chat", "max_tokens", -(2**70), "below", 1),
+    ("completions", "max_tokens", 2**70, "above", 1_048_576),
+    ("completions", "best_of", 2**70, "above", 20),
+    ("responses", "max_output_tokens", 2**70, "above", 1_048_576),
+    ("embeddings", "dimensions", -(2**64), "below", 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "field", "value", "side", "bound"),
+    BEYOND_A_BOUND,
+    ids=[f"{e}-{f}-{v}" for e, f, v, *_ in BEYOND_A_BOUND],
+)
+async def test_an_integer_beyond_64_bits_in_a_bounded_field_is_refused_by_its_bound(
+    gw, up, endpoint, field, value, side, bound
+):
+    """max_tokens 2**70 gets what max_tokens 1048577 gets: the field's bound and code (it
+    was "<= 18446744073709551615" with code null)."""
+    past = bound + 1 if side == "above" else bound - 1
+    answers = []
+    for sent in (past, value):
+        status, raw = await post(gw, PATHS[endpoint], {**GOOD[endpoint], field: sent})
+        assert status == 400, raw
+        answers.append(json.loads(raw)["error"])
+    expected = answers[0] | {"message": answers[0]["message"].replace(str(past), str(value))}
+    assert answers[1] == expected
+    sign = "<=" if side == "above" else ">="
+    assert f"Expected a value {sign} {bound}, but got {value} instead." in expected["message"]
+    assert (expected["param"], expected["code"]) == (
+        field,
+        f"integer_{side}_{'max' if side == 'above' else 'min'}_value",
+    )
+    assert up.requests == []
+
+
+async def test_an_integer_too_long_for_orjson_in_a_bounded_field_is_refused_by_its_bound(gw, up):
+    """5000 digits (orjson cannot parse them at all) in max_tokens: its bound, the digits cut."""
+    body = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": '
+    status, raw = await post(gw, "/chat/completions", body + b"9" * 5000 + b"}")
+    assert status == 400, raw
+    error = json.loads(raw)["error"]
+    assert (error["param"], error["code"]) == ("max_tokens", "integer_above_max_value")
+    assert error["message"].startswith(
+        "Invalid 'max_tokens': integer above maximum value. Expected a value <= 1048576, but got"
+    )
+    assert "(cut, 5000 characters)" in error["message"] and len(raw) < 2048
+    assert up.requests == []
+
+
+async def test_an_integer_beyond_64_bits_in_an_unbounded_field_names_the_field(gw, up):
+    """embeddings' dimensions has no maximum: 400 naming it and the range the gateway carries."""
+    status, raw = await post(gw, PATHS["embeddings"], {**EMBEDDING, "dimensions": 2**70})
+    assert status == 400, raw
+    error = json.loads(raw)["error"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        "dimensions",
+        None,
+    )
+    assert "Invalid 'dimensions': integer above maximum value." in error["message"]
+    assert up.requests == []
+
+
 async def test_64_bit_integers_and_long_digit_strings_are_forwarded_exactly(gw, up):
     """The edges of the 64-bit range, and 19+ digits inside a string, reach the upstream as sent."""
     body = {**CHAT, "seed": 2**64 - 1, "user": "9" * 40, "metadata": {"low": -(2**63)}}

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from gateway.api.field_table import REQUIRED, RULES, first_refusal
+from gateway.api.field_table import REQUIRED, RULES, beyond_64_bits_refusal, first_refusal
 from gateway.api.fields import (
     array_of_objects,
     boolean,
@@ -361,6 +361,49 @@ def test_embedding_token_lists_hold_integers_only(value, expected):
 def test_seed_may_be_any_integer():
     assert integer(None)("seed", -(2**63)) is None
     assert refusal(integer(None), "x") == ("f", "invalid_type")
+
+
+@given(st.integers(min_value=2**64) | st.integers(max_value=-(2**63) - 1))
+def test_an_integer_past_64_bits_is_refused_as_any_value_past_the_bound(value):
+    """By its digits alone (body.py never makes an int of them), with the same refusal
+    the rule gives the value itself."""
+    rule = integer(1, 100)
+    expected = rule("f", value)
+    assert expected is not None
+    found = rule.beyond_64_bits("f", str(value))
+    assert found is not None
+    assert (type(found), found.message, found.param) == (
+        type(expected),
+        expected.message,
+        expected.param,
+    )
+
+
+def test_an_integer_past_64_bits_on_an_unbounded_side_has_no_refusal_of_the_rule():
+    assert integer(None).beyond_64_bits("seed", str(2**70)) is None
+    assert integer(1).beyond_64_bits("dimensions", str(2**70)) is None
+    assert integer(1).beyond_64_bits("dimensions", str(-(2**70))) is not None
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "path", "code"),
+    [
+        ("chat", "max_tokens", "integer_above_max_value"),
+        ("chat", "n", "integer_above_max_value"),
+        ("completions", "best_of", "integer_above_max_value"),
+        ("responses", "max_output_tokens", "integer_above_max_value"),
+        ("chat", "best_of", None),  # not a field chat checks
+        ("chat", "seed", None),  # no bound
+        ("chat", "temperature", None),  # not an integer rule
+        ("chat", "metadata.max_tokens", None),  # not a top-level field
+        ("embeddings", "dimensions", None),
+    ],
+)
+def test_the_table_refuses_a_huge_integer_by_the_fields_bound(endpoint, path, code):
+    found = beyond_64_bits_refusal(endpoint, path, str(2**70))
+    assert (found.code if found is not None else None) == code
+    if found is not None:
+        assert found.param == path
 
 
 # --- the table ------------------------------------------------------------------------
