@@ -26,9 +26,6 @@ from gateway.limits.redis_backend import RedisBackend, team_prefix
 from gateway.limits.service import Limits
 from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
 from gateway.policy.schema import (
-    MAX_BUDGET_TOKENS,
-    MAX_BUDGET_USD,
-    MAX_CONCURRENCY,
     MAX_RATE_PER_MINUTE,
     BackendErrorMode,
     LimitsSpec,
@@ -120,47 +117,46 @@ def test_redis_decides_exactly_as_the_in_process_backend(redis_url: str, ops: li
     asyncio.run(main())
 
 
-async def test_at_the_largest_limits_a_policy_accepts_redis_counts_to_the_unit(
+async def test_at_the_largest_rates_a_policy_accepts_redis_counts_to_the_unit(
     redis_url: str,
 ) -> None:
-    """Lua counts in doubles: at the schema's upper bounds (policy/schema.py) every
-    counter, view and header number is still exact and equal to the in-process one (a
-    limit near 2^63 once came back as a negative x-ratelimit-remaining)."""
+    """Lua counts in doubles: at the schema's largest rpm and tpm (policy/schema.py), with
+    budgets and concurrency as large as a policy can write them, every decision, view
+    and counter equals the in-process one (a rate near 2^63 once came back from Redis
+    as a negative x-ratelimit-remaining)."""
     team = TeamRules(
         f"largest-{uuid.uuid4().hex[:8]}",
         True,
         frozenset(),
         budgets=(
-            Budget(BudgetPeriod.DAY, None, float(MAX_BUDGET_USD)),
-            Budget(BudgetPeriod.MONTH, MAX_BUDGET_TOKENS, None),
+            Budget(BudgetPeriod.DAY, None, 1e300),
+            Budget(BudgetPeriod.MONTH, 2**63 - 1, None),
         ),
-        limits=LimitsSpec(
-            rpm=MAX_RATE_PER_MINUTE, tpm=MAX_RATE_PER_MINUTE, concurrency=MAX_CONCURRENCY
-        ),
-        per_user=PerUserSpec(tokens_per_day=MAX_BUDGET_TOKENS),
+        limits=LimitsSpec(rpm=MAX_RATE_PER_MINUTE, tpm=MAX_RATE_PER_MINUTE, concurrency=2**63 - 1),
+        per_user=PerUserSpec(tokens_per_day=2**63 - 1),
     )
     memory, remote = MemoryBackend(), RedisBackend.from_url(redis_url)
+    seeded = 10**15
     try:
         now = int(time.time() * 1000)
-        plan = build_plan(team, "u", Estimate(1_048_576, 10**12 + 7), now)
-        holds = []
         for backend in (memory, remote):
-            await backend.seed(
-                team.name, tuple((c, MAX_BUDGET_TOKENS - 10**9) for c in plan.budgets)
-            )
-            hold = await backend.try_reserve(plan, "h1", now)
-            assert isinstance(hold, Hold)
-            holds.append(hold)
-        assert holds[0] == holds[1]
-        assert holds[1].tokens.remaining == MAX_RATE_PER_MINUTE - 1_048_576
-        memory.settle(holds[0], Actual(1_048_569, 10**12 - 3))
-        await remote._settle_now(holds[1], Actual(1_048_569, 10**12 - 3))
-        snapshot = await remote.snapshot(plan, now)
-        assert snapshot == await memory.snapshot(plan, now)
+            plan = build_plan(team, "u", Estimate(1_048_576, 10**12 + 7), now)
+            await backend.seed(team.name, tuple((c, seeded) for c in plan.budgets))
+        for i in range(3):  # a few ms apart: the buckets drain between requests
+            at = now + 7 * i
+            plan = build_plan(team, "u", Estimate(1_048_576, 10**12 + 7), at)
+            local = memory.reserve_now(plan, f"h{i}", at)
+            there = await remote.try_reserve(plan, f"h{i}", at)
+            assert isinstance(local, Hold) and local == there
+            assert there.tokens is not None and there.tokens.remaining > 0
+            memory.settle(local, Actual(1_048_569, 10**12 - 3))
+            await remote._settle_now(there, Actual(1_048_569, 10**12 - 3))
+        snapshot = await remote.snapshot(plan, now + 20)
+        assert snapshot == await memory.snapshot(plan, now + 20)
         assert [c.used for c in snapshot.budgets] == [
-            MAX_BUDGET_TOKENS - 10**9 + 10**12 - 3,
-            MAX_BUDGET_TOKENS - 10**9 + 1_048_569,
-            MAX_BUDGET_TOKENS - 10**9 + 1_048_569,
+            seeded + 3 * (10**12 - 3),
+            seeded + 3 * 1_048_569,
+            seeded + 3 * 1_048_569,
         ]
     finally:
         await remote.close()

@@ -99,13 +99,9 @@ def test_a_budget_needs_exactly_one_quantity(tmp_path):
 
 
 LARGEST = [  # (the SPEC example's text, the largest value in its place, the field)
-    ("{period: month, usd: 2000}", "{period: month, usd: 9000000}", "budgets[1].usd"),
-    ("{period: day, tokens: 2000000}", "{period: day, tokens: 10**15}", "budgets[2].tokens"),
-    ("rpm: 600,", "rpm: 10**11,", "limits.rpm"),
-    ("tpm: 200000,", "tpm: 10**11,", "limits.tpm"),
-    ("concurrency: 20}", "concurrency: 1000000}", "limits.concurrency"),
-    ("tokens_per_day: 500000}", "tokens_per_day: 10**15}", "per_user.tokens_per_day"),
-    ("{rpm: 60,", "{rpm: 10**11,", "per_user.rpm"),
+    ("rpm: 600,", "rpm: 10**15,", "limits.rpm"),
+    ("tpm: 200000,", "tpm: 10**15,", "limits.tpm"),
+    ("{rpm: 60,", "{rpm: 10**15,", "per_user.rpm"),
     ("guardrails: [baseline]\n", "guardrails: [baseline]\n    max_tokens_default: 1048576\n",
      "max_tokens_default"),
 ]  # fmt: skip
@@ -117,15 +113,27 @@ def _written(text: str) -> str:
 
 
 @pytest.mark.parametrize(("before", "largest", "field"), LARGEST)
-def test_limits_are_bounded_where_redis_still_counts_exactly(tmp_path, before, largest, field):
+def test_rates_and_the_default_allowance_are_bounded(tmp_path, before, largest, field):
     """The largest value loads; one more is a located error naming the bound (Redis's
-    Lua counts in doubles, exact below 2^53: limits/redis_scripts.py)."""
+    Lua counts rates in doubles; a cap past 1,048,576 is no request's)."""
     assert before in SPEC_EXAMPLE
     load(tmp_path, SPEC_EXAMPLE.replace(before, _written(largest)))
     one_more = re.sub(r"(\d+)(\D*)$", lambda m: f"{int(m[1]) + 1}{m[2]}", _written(largest))
     (found,) = problems(tmp_path, SPEC_EXAMPLE.replace(before, one_more))
     bound = re.search(r"(\d+)\D*$", _written(largest))[1]  # type: ignore[index]
     assert f"teams.search.{field}: Input should be less than or equal to {bound}" in found
+
+
+def test_budgets_and_concurrency_take_any_64_bit_size(tmp_path):
+    """ "No limit in practice" written as a huge number is accepted (Redis only compares
+    budgets and concurrency: any size is exact enough)."""
+    text = (
+        SPEC_EXAMPLE.replace("{period: month, usd: 2000}", "{period: month, usd: 1.0e+300}")
+        .replace("{period: day, tokens: 2000000}", "{period: day, tokens: 9223372036854775807}")
+        .replace("concurrency: 20}", "concurrency: 9223372036854775807}")
+    )
+    team = load(tmp_path, text).teams["search"]
+    assert team.budgets[1].usd == 1e300 and team.budgets[2].tokens == 2**63 - 1
 
 
 def test_leeway_is_capped_at_60_seconds(tmp_path):
