@@ -6,6 +6,11 @@ background by one drainer, as many per pipelined round trip as have gathered (th
 response path never waits for them). Every key carries the team's hash tag and a
 TTL. Any Redis failure is BackendUnavailable: the service decides, by policy,
 whether that refuses (closed) or serves unchecked (open).
+
+A request served unchecked still spent: its usage is owed (kept here, bounded) and
+charged by the CHARGE script with the next batch that reaches Redis, so a Redis that
+comes back with its keys (persisted, a replica, a healed partition) counts the outage.
+One that comes back empty rebuilds its counters from the ledger, which holds it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from gateway.limits.answers import (
     BudgetRefusal,
@@ -33,14 +38,20 @@ from gateway.limits.gcra import Bucket, state_of
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
 from gateway.limits.plan import Actual, BudgetRule, Plan
 from gateway.limits.redis_calls import (
+    OwedCharge,
+    OwedCharges,
     ScriptCall,
     ShapeCalls,
+    charge_command,
+    owed_charge,
+    refused_for_script,
     reserve_values,
     settle_values,
     team_prefix,
 )
-from gateway.limits.redis_scripts import RESERVE, SEED, SETTLE, SWEEP
+from gateway.limits.redis_scripts import CHARGE, RESERVE, SEED, SETTLE, SWEEP
 from gateway.limits.resp import Command, NoScript, RespConnection, RespError
+from gateway.limits.service import Clock, wall_clock_ms
 
 log = logging.getLogger("gateway.limits")
 # A limits check must fail fast: a dead Redis answers "closed" or "open" within this.
@@ -50,6 +61,11 @@ SETTLE_DRAIN_S = 2.0
 # trip for both: at low concurrency, half the round trips); the drainer sends it then.
 SETTLE_DELAY_S = 0.002
 RIDE_ALONG_MAX = 4  # settles one reserve carries: Redis runs them before it answers
+# Charges owed by unchecked requests, kept while Redis is away; beyond, the oldest go
+# (counted in lost_charges): an outage must not grow the process without bound.
+OWED_KEPT = 100_000
+OWED_BATCH = 1_000  # owed charges per round trip once Redis answers (well within its timeout)
+OWED_RIDE_ALONG = 16  # owed charges a reserve carries: the first reserve back sees them
 
 
 # A settle waiting to be sent: its shape's SETTLE call and its ARGV.
@@ -57,13 +73,20 @@ Settle = tuple[ScriptCall, list[str]]
 
 
 class RedisBackend:
-    def __init__(self, client: aioredis.Redis, fast: RespConnection | None = None) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        fast: RespConnection | None = None,
+        clock: Clock = wall_clock_ms,
+    ) -> None:
         self._redis = client
         self._fast = fast  # the scripts' calls go here when the URL allows (resp.py)
+        self._clock = clock  # stamps rebuilds and unchecked settles: CHARGE compares them
         self._reserve = client.register_script(RESERVE)
         self._settle = client.register_script(SETTLE)
         self._seed = client.register_script(SEED)
         self._sweep = client.register_script(SWEEP)
+        self._charge = client.register_script(CHARGE)
         # Each shape's RESERVE and SETTLE calls less the request's numbers, made once.
         self._calls = ShapeCalls(self._reserve.sha, self._settle.sha)
         # Settles wait here for the drainer, which sends what has gathered as one
@@ -78,9 +101,11 @@ class RedisBackend:
         self._sending = 0  # batches on their way (the drainer's, a reserve's ride-alongs)
         self._closing = False
         self.lost_settles = 0  # settles Redis never took (their leases free them)
+        self._owed = OwedCharges(OWED_KEPT)  # unchecked requests' usage, until Redis takes it
+        self.lost_charges = 0  # owed charges dropped: past OWED_KEPT, refused, or at close
 
     @classmethod
-    def from_url(cls, url: str) -> RedisBackend:
+    def from_url(cls, url: str, clock: Clock = wall_clock_ms) -> RedisBackend:
         client = aioredis.Redis.from_url(
             url,
             socket_timeout=REDIS_TIMEOUT_S,
@@ -88,7 +113,7 @@ class RedisBackend:
             retry=Retry(NoBackoff(), 0),
             decode_responses=False,
         )
-        return cls(client, RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S))
+        return cls(client, RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S), clock)
 
     def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> None:
         return None  # Redis decides: always one round trip (try_reserve)
@@ -109,6 +134,10 @@ class RedisBackend:
         if len(self._queue) <= RIDE_ALONG_MAX:
             batch, self._queue = self._queue, batch
         commands = self._settle_commands(batch)
+        # Charges owed (Redis was away) go before the reserve: it checks the outage's spend.
+        charges = self._owed.take(OWED_RIDE_ALONG) if self._owed else []
+        if charges:
+            commands += [charge_command(self._charge.sha, c) for c in charges]
         commands.append(reserve.command(args))
         self._sending += 1
         try:
@@ -116,6 +145,7 @@ class RedisBackend:
         except (RespError, OSError) as error:
             if batch:
                 self._lost(len(batch), error)
+            self._owe_again(charges)
             raise BackendUnavailable(f"Redis: {_why(error)}") from error
         finally:
             self._sending -= 1
@@ -124,6 +154,8 @@ class RedisBackend:
         again = self._accounted(batch, replies)
         if again:
             await self._send_again(again)
+        if charges:
+            await self._charges_answered(charges, replies[len(batch) :])
         if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
             reply = await self._call(self._reserve, reserve.keys, args, reserve, forgotten=True)
         elif isinstance(reply, RespError):
@@ -134,23 +166,29 @@ class RedisBackend:
         if not seeds:
             return
         p = team_prefix(team)
-        args: list[Any] = []
+        # Stamped after the ledger was read: a request that finished while it was read is
+        # not charged (its row may be in the sum); one that finished after it is.
+        args: list[Any] = [self._clock()]
         for check, used in seeds:
             args += [used, check.resets_ms + KEEP_AFTER_PERIOD_MS]
         await self._call(self._seed, [p + c.key for c, _ in seeds], args)
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:
-        if not hold.is_checked:
+        if not hold.is_checked:  # nothing reserved to free; what it used is owed
+            self._owe(owed_charge(hold.id, hold.plan, actual, self._clock()))
             return
         loop = asyncio.get_running_loop()
         if not self._queue:
             self._queued_since = loop.time()
         self._queue.append(self._settle_of(hold, actual))
         self._idle.clear()
-        if self._drainer is None or self._drainer.done():
-            self._drainer = loop.create_task(self._drain())
+        self._start_drainer()
         if self._timer is None:
             self._timer = loop.call_later(SETTLE_DELAY_S, self._send_queued)
+
+    def _start_drainer(self) -> None:
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
 
     def _send_queued(self) -> None:
         """The settle timer: send the queue once its oldest settle has waited the delay.
@@ -181,19 +219,28 @@ class RedisBackend:
 
     async def flush(self) -> None:
         """Send what is queued now; wait until every settle has been sent (and answered,
-        or lost)."""
+        or lost) and the charges owed were offered to Redis (kept if it did not answer)."""
         self._wake.set()
         await self._idle.wait()
+        if self._owed:  # no settle woke the drainer for them
+            await self._charge_owed()
 
     async def _drain(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            is_answering = True
             while self._queue:
                 batch, self._queue = self._queue, []
                 self._sending += 1
                 try:
-                    await self._send_settles(batch)
+                    is_answering = await self._send_settles(batch)
+                finally:
+                    self._sending -= 1
+            if self._owed and is_answering:
+                self._sending += 1
+                try:
+                    await self._charge_owed()
                 finally:
                     self._sending -= 1
             self._maybe_idle()
@@ -205,13 +252,7 @@ class RedisBackend:
         knowing the script (a restarted Redis: none of it ran); those settles are
         returned, to be sent again. No await: a batch whose settles all landed (the
         usual) costs a loop, not a coroutine."""
-        again: list[Settle] = []
-        errors = []
-        for settle, reply in zip(batch, replies, strict=False):
-            if isinstance(reply, NoScriptError | NoScript):
-                again.append(settle)
-            elif isinstance(reply, Exception):
-                errors.append(reply)
+        again, errors = refused_for_script(batch, replies)
         if errors:
             self._lost(len(errors), errors[0])
         return again
@@ -233,15 +274,75 @@ class RedisBackend:
             extra={"fields": {"settles": count, "error": _why(error)}},
         )
 
+    def _owe(self, charge: OwedCharge | None) -> None:
+        if charge is not None:
+            self._charges_lost(self._owed.owe(charge), f"more than {OWED_KEPT} owed")
+
+    def _owe_again(self, charges: list[OwedCharge]) -> None:
+        if charges:
+            self._charges_lost(self._owed.owe_again(charges), f"more than {OWED_KEPT} owed")
+
+    def _charges_lost(self, count: int, why: str) -> None:
+        if not count:
+            return
+        self.lost_charges += count
+        log.warning(
+            "limits charges lost: unchecked requests' usage not added to their budgets",
+            extra={"fields": {"charges": count, "error": why}},
+        )
+
+    async def _charge_owed(self) -> None:
+        """Send the charges owed, a batch per round trip, until none is left or Redis does
+        not answer (the rest stay owed). Bounded: charges owed again are not chased."""
+        for _ in range(-(-len(self._owed) // OWED_BATCH)):
+            if not self._owed or not await self._send_charges(self._owed.take(OWED_BATCH)):
+                return
+
+    async def _send_charges(self, charges: list[OwedCharge], *, forgotten: bool = False) -> bool:
+        """One round trip of charges, the script loaded first when Redis has just refused
+        it (`forgotten`). False: Redis did not answer; they stay owed (sent again, a charge
+        that did land adds nothing: CHARGE marks it)."""
+        try:
+            if forgotten:
+                await self._redis.script_load(CHARGE)  # the same text: the sha they call
+            commands = [charge_command(self._charge.sha, c) for c in charges]
+            if self._fast is not None:
+                replies = await self._fast.call_many([*commands])
+            else:
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for command in commands:
+                        pipe.execute_command(*command)
+                    replies = await pipe.execute(raise_on_error=False)
+        except (RedisError, RespError, OSError):
+            self._owe_again(charges)
+            return False
+        await self._charges_answered(charges, replies, forgotten=forgotten)
+        return True
+
+    async def _charges_answered(
+        self, charges: list[OwedCharge], replies: list[Any], *, forgotten: bool = False
+    ) -> None:
+        """Refused for not knowing the script (none of it ran): sent again, the script
+        loaded first; refused again, they wait for the next batch. Any other error would
+        come again: those are lost."""
+        again, errors = refused_for_script(charges, replies)
+        if errors:
+            self._charges_lost(len(errors), _why(errors[0]))
+        if again and forgotten:
+            self._owe_again(again)
+        elif again:
+            await self._send_charges(again, forgotten=True)
+
     def _settle_commands(self, batch: list[Settle]) -> list[Command]:
         return [call.command(args) for call, args in batch]
 
-    async def _send_settles(self, batch: list[Settle]) -> None:
+    async def _send_settles(self, batch: list[Settle]) -> bool:
+        """False: Redis did not answer (the batch is counted lost)."""
         try:
             if len(batch) == 1:
                 call, args = batch[0]
                 await self._evalsha(self._settle, call.keys, args, call)
-                return
+                return True
             if self._fast is not None:
                 replies = await self._fast.call_many(self._settle_commands(batch))
             else:
@@ -252,13 +353,16 @@ class RedisBackend:
                     replies = await pipe.execute(raise_on_error=False)
         except (RedisError, RespError, OSError) as error:
             self._lost(len(batch), error)
-            return
+            return False
         again = self._accounted(batch, replies)
         if again:
             await self._send_again(again)
+        return True
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         p = team_prefix(plan.team)
+        if self._owed and plan.budgets:  # the usage view counts what an outage spent
+            await self._charge_owed()
         if plan.budgets or plan.concurrency:  # lapsed holds still count there (not on rates)
             await self._call(self._sweep, [p + "holds", p + "exp"], [now_ms])
         try:
@@ -293,12 +397,15 @@ class RedisBackend:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._owed:  # charges owed get a moment to land too
+            self._start_drainer()
         drainer = self._drainer
         if drainer is not None and not drainer.done():  # queued settles get a moment to land
             self._closing = True
             self._wake.set()
             await asyncio.wait([drainer], timeout=SETTLE_DRAIN_S)
             drainer.cancel()
+        self._charges_lost(self._owed.clear(), "Redis unreachable at close")
         if self._fast is not None:
             await self._fast.close()
         await self._redis.aclose()

@@ -7,15 +7,24 @@ not. So a shape's call is kept as its keys, a %-template of its numbers argument
 layout redis_scripts.py reads) and, for the fast connection (resp.py), the RESP bytes
 of everything before the two arguments. A request then fills in the template and
 frames two arguments: ~1 µs, where building and packing the whole call cost ~7.
+
+Also the CHARGE call of a request served unchecked (Redis was unreachable, the policy
+said open): its true usage, owed to its budget counters until Redis answers again.
+Rare, so made per charge, not per shape.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections import deque
+from typing import NamedTuple, TypeVar
+
+from redis.exceptions import NoScriptError
 
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
 from gateway.limits.plan import Actual, Plan, RateKind, Shape, Unit
-from gateway.limits.resp import bulk
+from gateway.limits.resp import NoScript, bulk
+
+Sent = TypeVar("Sent")
 
 # Shapes whose calls are kept; more and the cache starts over (shapes are per minute).
 CALLS_KEPT = 8192
@@ -116,3 +125,92 @@ class ShapeCalls:
                 settle_call(self._settle_sha, shape),
             )
         return found[1], found[2]
+
+
+class OwedCharge(NamedTuple):
+    """What a request served unchecked used, owed to its budget counters (CHARGE)."""
+
+    hold_id: str  # marks the charge on each counter it reached: sent again, never counted twice
+    shape: Shape  # its budgets' keys (shared with every request of the shape)
+    amounts: tuple[int, ...]  # per budget of the shape, in the budget's unit
+    finished_ms: int  # when it settled: a counter rebuilt from the ledger since may hold it
+
+
+def owed_charge(
+    hold_id: str, plan: Plan, actual: Actual | None, finished_ms: int
+) -> OwedCharge | None:
+    """What an unchecked request owes its budgets; None: nothing (no upstream answered,
+    no budget, or nothing used)."""
+    if actual is None:
+        return None
+    amounts = tuple(b.actual(actual) for b in plan.budgets)
+    if not any(amount > 0 for amount in amounts):
+        return None
+    return OwedCharge(hold_id, plan.shape, amounts, finished_ms)
+
+
+def charge_command(sha: str, charge: OwedCharge) -> tuple[str | int, ...]:
+    """CHARGE's call: KEYS the budget counters; ARGV the hold id, then in one string the
+    instant it finished and the amount per counter."""
+    p = team_prefix(charge.shape.team)
+    keys = [p + b.key for b in charge.shape.budgets]
+    numbers = " ".join(map(str, (charge.finished_ms, *charge.amounts)))
+    return ("EVALSHA", sha, len(keys), *keys, charge.hold_id, numbers)
+
+
+def excess(owed: int, kept: int) -> int:
+    """How many of the oldest owed charges go, so that at most `kept` stay."""
+    return max(0, owed - kept)
+
+
+class OwedCharges:
+    """Charges owed while Redis is away, oldest first, at most `kept` of them: past it the
+    oldest go (an outage must not grow the process without bound). Each change says how
+    many went, for the backend to count. No I/O: the backend sends them."""
+
+    def __init__(self, kept: int) -> None:
+        self._kept = kept
+        self._charges: deque[OwedCharge] = deque()
+
+    def __len__(self) -> int:
+        return len(self._charges)
+
+    def owe(self, charge: OwedCharge) -> int:
+        self._charges.append(charge)
+        return self._trim()
+
+    def owe_again(self, charges: list[OwedCharge]) -> int:
+        """Charges taken and not landed: owed again, still the oldest."""
+        self._charges.extendleft(reversed(charges))
+        return self._trim()
+
+    def take(self, count: int) -> list[OwedCharge]:
+        """The oldest `count` (or all), no longer owed here: the caller sends them."""
+        charges = self._charges
+        return [charges.popleft() for _ in range(min(count, len(charges)))]
+
+    def clear(self) -> int:
+        dropped = len(self._charges)
+        self._charges.clear()
+        return dropped
+
+    def _trim(self) -> int:
+        dropped = excess(len(self._charges), self._kept)
+        for _ in range(dropped):
+            self._charges.popleft()
+        return dropped
+
+
+def refused_for_script(
+    batch: list[Sent], replies: list[object]
+) -> tuple[list[Sent], list[Exception]]:
+    """A pipelined batch's replies: the calls Redis refused for not knowing the script (a
+    restarted Redis; none of it ran, so they can go again), and the other errors."""
+    again: list[Sent] = []
+    errors: list[Exception] = []
+    for sent, reply in zip(batch, replies, strict=False):
+        if isinstance(reply, NoScriptError | NoScript):
+            again.append(sent)
+        elif isinstance(reply, Exception):
+            errors.append(reply)
+    return again, errors

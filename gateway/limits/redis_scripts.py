@@ -5,8 +5,9 @@ round trip, all or nothing, whatever the number of replicas. Every key a script
 touches carries the team's hash tag `{team}`, so one team lives in one hash slot
 and the scripts run on Redis Cluster. Numbers stay below 2^53 (exact in Lua).
 
-Keys: budget counters are hashes (u = used, r = reserved, s = rebuilt from the
-ledger); rate buckets hashes (s = stamp ms, l = level); concurrency sorted sets of
+Keys: budget counters are hashes (u = used, r = reserved, s = when it was rebuilt
+from the ledger, ms; 1 from an older gateway; o:<hold id> = that unchecked request was
+charged here); rate buckets hashes (s = stamp ms, l = level); concurrency sorted sets of
 hold ids scored by lease end; `holds` maps a hold id to what it reserved
 ("B key amount ... C key ..."), `exp` scores hold ids by lease end so the next
 reservation (or usage view) frees holds whose replica died; both live as long as the
@@ -221,16 +222,39 @@ return 1
 """
 )
 
-# KEYS: budgets...  ARGV: (used, keep_until) per budget. Adds the rebuilt usage once.
+# KEYS: budgets...  ARGV: rebuilt (ms), then (used, keep_until) per budget. Adds the
+# rebuilt usage once, and keeps when: CHARGE must not add what the ledger's sum held.
 SEED = """
 for i = 1, #KEYS do
-  if redis.call('HSETNX', KEYS[i], 's', 1) == 1 then
-    redis.call('HINCRBY', KEYS[i], 'u', ARGV[2 * i - 1])
-    redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i])
+  if redis.call('HSETNX', KEYS[i], 's', ARGV[1]) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'u', ARGV[2 * i])
+    redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i + 1])
   end
 end
 return 1
 """
+
+# KEYS: budgets...  ARGV: id, then in one string: finished (ms), then amount per budget.
+# What a request served unchecked used, added once Redis answers again. Only to a counter
+# rebuilt before the request finished: one rebuilt since may have summed its ledger row,
+# and one not there at all is rebuilt from the ledger when next needed (both count it).
+# A field o:<id> marks it charged: a charge sent again (its reply lost) adds nothing. The
+# keys' TTLs stay: the charge belongs to the period they count.
+CHARGE = (
+    _ARGS
+    + """
+local finished, mark, charged = tonumber(A[2]), 'o:' .. A[1], 0
+for i = 1, #KEYS do
+  local rebuilt = tonumber(redis.call('HGET', KEYS[i], 's') or '')
+  if rebuilt and rebuilt < finished and tonumber(A[2 + i]) > 0
+    and redis.call('HSETNX', KEYS[i], mark, 1) == 1 then
+    redis.call('HINCRBY', KEYS[i], 'u', A[2 + i])
+    charged = charged + 1
+  end
+end
+return charged
+"""
+)
 
 # KEYS: holds, exp.  ARGV: now. Frees holds whose lease ended (before a usage view).
 SWEEP = (
