@@ -21,6 +21,7 @@ from gateway.limits.token_count import (
     count_prompt_with,
     counter_for,
     extra_texts,
+    prediction_texts,
 )
 from gateway.policy.compiled import ModelRoute
 from gateway.providers.base import Endpoint
@@ -166,6 +167,26 @@ def route_facts(route: ModelRoute) -> RouteFacts:
     return facts
 
 
+def predicted_tokens(counter: TextCounter, endpoint: Endpoint, body: Mapping[str, Any]) -> int:
+    """The tokens of chat's predicted output, which the prompt count includes: OpenAI
+    bills the rejected ones as completion tokens, so the USD estimate prices them as
+    output. Counted already with the prompt: a lookup."""
+    if endpoint != "chat":
+        return 0
+    prediction = body.get("prediction")
+    if prediction is None:  # the usual case: no call
+        return 0
+    return sum(map(counter.count, prediction_texts(prediction)))
+
+
+def priced(
+    facts: RouteFacts, endpoint: Endpoint, body: Mapping[str, Any], prompt: int, output: int
+) -> Estimate:
+    """The estimate of `prompt` + `output` tokens, a prediction's priced as output."""
+    predicted = predicted_tokens(facts.counter, endpoint, body)
+    return Estimate(prompt + output, facts.dearest(prompt - predicted, output + predicted))
+
+
 def estimate_now(
     endpoint: Endpoint,
     body: Mapping[str, Any],
@@ -175,8 +196,7 @@ def estimate_now(
     """The estimate, however long the prompt (a long one: call on a worker thread)."""
     facts = route_facts(route)
     prompt = count_prompt_with(facts.counter, endpoint, body)
-    output = output_allowance(endpoint, body, default_output)
-    return Estimate(prompt + output, facts.dearest(prompt, output))
+    return priced(facts, endpoint, body, prompt, output_allowance(endpoint, body, default_output))
 
 
 def estimate_inline(
@@ -204,8 +224,7 @@ def estimate_inline(
         return None
     else:
         prompt = count_prompt_with(facts.counter, endpoint, body, extras)
-    output = output_allowance(endpoint, body, default_output)
-    return Estimate(prompt + output, facts.dearest(prompt, output))
+    return priced(facts, endpoint, body, prompt, output_allowance(endpoint, body, default_output))
 
 
 async def estimate(

@@ -316,11 +316,11 @@ def extra_texts(endpoint: str, body: Mapping[str, Any]) -> list[str]:
         if prediction is not None:
             # Predicted Outputs: OpenAI bills the prediction's rejected tokens as
             # completion tokens, so a worst case without its text could pass any budget.
-            texts += _prediction_texts(prediction)
+            texts += prediction_texts(prediction)
     return texts
 
 
-def _prediction_texts(prediction: Any) -> list[str]:
+def prediction_texts(prediction: Any) -> list[str]:
     """The text of a prediction's `content` (a string, or typed parts' `text`)."""
     if type(prediction) is not dict and not isinstance(prediction, Mapping):
         return []

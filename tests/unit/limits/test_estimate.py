@@ -158,6 +158,25 @@ def test_a_chat_prediction_is_part_of_the_worst_case(content: object) -> None:
     assert found.tokens > 2000
 
 
+def test_a_chat_prediction_is_priced_as_output() -> None:
+    """Rejected prediction tokens are billed as completion tokens: the USD worst case
+    prices them at the dearest output rate, not the input rate."""
+    plain = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+    words = " ".join(["word"] * 300)
+    body = {**plain, "prediction": {"type": "content", "content": words}}
+    bare, found = estimate_now("chat", plain, ROUTE, None), estimate_now("chat", body, ROUTE, None)
+    predicted = len(encoding("o200k_base").encode(words))
+    assert found.tokens == bare.tokens + predicted
+    prompt = bare.tokens - 10
+    # deployment a's output rate (10 USD/Mtok) beats b's input rate (5) for those tokens
+    assert found.nanousd == max(
+        dearest_cost(ROUTE, Usage(prompt, 10 + predicted)),
+        dearest_cost(ROUTE, Usage(prompt + predicted, 10)),
+    )
+    assert found.nanousd == dearest_cost(ROUTE, Usage(prompt, 10 + predicted))
+    assert asyncio.run(estimate("chat", body, ROUTE, None)) == found
+
+
 @pytest.mark.parametrize(
     ("endpoint", "body"),
     [
