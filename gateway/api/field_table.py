@@ -89,7 +89,10 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
         *_GENERATING,
         ("tools", array_of_objects),
         ("tool_choice", string_or_object),
+        ("parallel_tool_calls", boolean),
         ("response_format", json_object),
+        ("logprobs", boolean),
+        ("store", boolean),
     ),
     "completions": (
         ("model", model),
@@ -99,6 +102,9 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
         ("max_tokens", integer(0, MAX_OUTPUT_TOKENS)),
         *_GENERATING,
         ("best_of", integer(1, MAX_BEST_OF)),
+        ("echo", boolean),
+        # Completions' logprobs is a count (OpenAI's maximum is 5; vLLM's is configured).
+        ("logprobs", integer(0)),
     ),
     "embeddings": (
         ("model", model),
@@ -118,8 +124,10 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
         *_SAMPLING,
         ("tools", array_of_objects),
         ("tool_choice", string_or_object),
+        ("parallel_tool_calls", boolean),
         ("user", string),
         ("previous_response_id", string),
+        ("store", boolean),
         ("background", background),
     ),
 }

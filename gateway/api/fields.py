@@ -339,6 +339,8 @@ def _empty_string(name: str) -> InvalidRequest:
 
 
 def background(name: str, value: Any) -> InvalidRequest | None:
+    """Responses: `background` may be absent or false, nothing else (not "true" or 1
+    either: an upstream that coerces them would run a response we never see or charge)."""
     if value is True:
         # Background responses are polled at GET /v1/responses/{id}, which is not served.
         return InvalidRequest(
@@ -346,4 +348,4 @@ def background(name: str, value: Any) -> InvalidRequest | None:
             "send the request without 'background' (streaming works).",
             param=name,
         )
-    return None
+    return boolean(name, value)

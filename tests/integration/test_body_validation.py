@@ -188,6 +188,17 @@ REFUSED = [
     ("responses", {"input": 5}, "input", "invalid_type", "a string or an array"),
     ("responses", {"instructions": 5}, "instructions", "invalid_type", "expected a string"),
     ("responses", {"tools": "x"}, "tools", "invalid_type", "expected an array"),
+    ("responses", {"background": "true"}, "background", "invalid_type", "expected a boolean"),
+    ("responses", {"background": 1}, "background", "invalid_type", "but got an integer"),
+    ("responses", {"background": True}, "background", None, "not supported"),
+    ("responses", {"store": "false"}, "store", "invalid_type", "expected a boolean"),
+    ("responses", {"parallel_tool_calls": 0}, "parallel_tool_calls", "invalid_type", "boolean"),
+    ("chat", {"store": "true"}, "store", "invalid_type", "expected a boolean"),
+    ("chat", {"logprobs": 1}, "logprobs", "invalid_type", "expected a boolean"),
+    ("chat", {"parallel_tool_calls": "no"}, "parallel_tool_calls", "invalid_type", "boolean"),
+    ("completions", {"echo": "true"}, "echo", "invalid_type", "expected a boolean"),
+    ("completions", {"stream": 1}, "stream", "invalid_type", "expected a boolean"),
+    ("completions", {"logprobs": True}, "logprobs", "invalid_type", "expected an integer"),
     (
         "chat",
         {"stream_options": {"include_usage": True}},
@@ -263,6 +274,9 @@ ACCEPTED = [
     ("embeddings", {"encoding_format": "base64", "dimensions": 8, "input": [[1, 2]]}),
     ("responses", {"input": [{"role": "user", "content": "hi"}], "instructions": "x"}),
     ("responses", {"tools": [{"type": "web_search"}], "tool_choice": {"type": "web_search"}}),
+    ("responses", {"background": False, "store": False, "parallel_tool_calls": True}),
+    ("chat", {"store": False, "logprobs": True, "parallel_tool_calls": False}),
+    ("completions", {"echo": True, "logprobs": 2}),
 ]
 
 

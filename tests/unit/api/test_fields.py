@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from gateway.api.field_table import REQUIRED, RULES, beyond_64_bits_refusal, first_refusal
 from gateway.api.fields import (
     array_of_objects,
+    background,
     boolean,
     embedding_input,
     integer,
@@ -445,6 +446,61 @@ def test_each_endpoints_token_counts_have_their_minimum(endpoint, field, minimum
 def test_sampling_and_stream_fields_are_typed_on_generating_endpoints(endpoint, field):
     found = first_refusal(endpoint, {**GOOD[endpoint], field: "x"})
     assert found is not None and (found.param, found.code) == (field, "invalid_type")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        (False, None),
+        (True, ("f", None)),
+        ("true", ("f", "invalid_type")),
+        ("false", ("f", "invalid_type")),
+        (1, ("f", "invalid_type")),
+        (0, ("f", "invalid_type")),
+        ({}, ("f", "invalid_type")),
+    ],
+)
+def test_background_may_only_be_false(value, expected):
+    """Not "true" or 1 either: an upstream that coerces them would run a background response."""
+    assert refusal(background, value) == expected
+
+
+# Boolean fields that change what is billed or what the gateway sees, per endpoint.
+BOOLEANS = [
+    ("chat", "stream"),
+    ("chat", "store"),
+    ("chat", "parallel_tool_calls"),
+    ("chat", "logprobs"),
+    ("completions", "stream"),
+    ("completions", "echo"),
+    ("responses", "stream"),
+    ("responses", "store"),
+    ("responses", "parallel_tool_calls"),
+    ("responses", "background"),
+]
+
+
+@pytest.mark.parametrize(("endpoint", "field"), BOOLEANS)
+@pytest.mark.parametrize("value", ["true", "false", 1, 0, [True], {}])
+def test_boolean_fields_refuse_anything_but_a_boolean(endpoint, field, value):
+    """ "true" or 1 is OpenAI's 400 invalid_type, never forwarded for an upstream to coerce."""
+    found = first_refusal(endpoint, {**GOOD[endpoint], field: value})
+    assert found is not None and (found.param, found.code) == (field, "invalid_type")
+    assert first_refusal(endpoint, {**GOOD[endpoint], field: False}) is None
+
+
+def test_completions_logprobs_is_a_count():
+    """Completions' logprobs is an integer (a boolean is refused, not read as 1)."""
+    for good in (0, 5, None):
+        assert first_refusal("completions", {**GOOD["completions"], "logprobs": good}) is None
+    for bad, code in (
+        (True, "invalid_type"),
+        ("2", "invalid_type"),
+        (-1, "integer_below_min_value"),
+    ):
+        found = first_refusal("completions", {**GOOD["completions"], "logprobs": bad})
+        assert found is not None and (found.param, found.code) == ("logprobs", code)
 
 
 def test_fields_an_endpoint_does_not_know_are_left_to_the_upstream():
