@@ -22,12 +22,40 @@ class Usage:
     reasoning_tokens: int = 0  # of the output: hidden reasoning (o-series, Responses)
 
 
+# A count above this is no count: the ledger and the limits hold 64-bit integers.
+MAX_TOKEN_COUNT = 2**63 - 1
+MAX_COUNT_DIGITS = len(str(MAX_TOKEN_COUNT))
+
+
+def token_count(value: Any) -> int | None:
+    """A reported token count, or None when `value` is no count.
+
+    Some upstreams send counts as JSON floats (10.0) or strings ("10"): taken at their
+    value. Negative, fractional, non-finite, boolean or non-numeric values are no count.
+    """
+    if isinstance(value, bool):  # an int to Python, never a count
+        return None
+    if isinstance(value, float) and value.is_integer():  # False for inf and nan
+        value = int(value)
+    elif isinstance(value, str) and value.isascii() and value.isdigit():
+        # The length check first: int() refuses strings of thousands of digits.
+        value = int(value) if len(value) <= MAX_COUNT_DIGITS else None
+    return value if isinstance(value, int) and 0 <= value <= MAX_TOKEN_COUNT else None
+
+
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    """A count from a report's details: a detail it cannot read is 0, not a lost report."""
+    return token_count(value) or 0
 
 
 def usage_from_report(usage: Any) -> Usage | None:
-    """Read an upstream usage object (chat/completions/embeddings or Responses shape)."""
+    """Read an upstream usage object (chat/completions/embeddings or Responses shape).
+
+    None when it is no usable report: not an object, or its input or output count
+    missing or unreadable. The caller then counts the tokens itself and marks them
+    estimated, as when the upstream reported nothing: charging 0 for a report it
+    cannot read would under-charge and claim the 0 is exact.
+    """
     if not isinstance(usage, Mapping):
         return None
     if "input_tokens" in usage:  # Responses API
@@ -36,13 +64,31 @@ def usage_from_report(usage: Any) -> Usage | None:
         input_key, output_key = "prompt_tokens", "completion_tokens"
     else:
         return None
+    input_tokens = token_count(usage.get(input_key))
+    if input_tokens is None:
+        return None
+    output_tokens = _output_count(usage, output_key, input_tokens)
+    if output_tokens is None:
+        return None
     return Usage(
-        _int(usage.get(input_key)),
-        _int(usage.get(output_key)),
+        input_tokens,
+        output_tokens,
         _detail(usage, f"{input_key}_details", "cached_tokens"),
         cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
         reasoning_tokens=_detail(usage, f"{output_key}_details", "reasoning_tokens"),
     )
+
+
+def _output_count(usage: Mapping[str, Any], output_key: str, input_tokens: int) -> int | None:
+    """The report's output count; an absent one is 0 only when the total says so.
+
+    Embeddings upstreams (OpenAI, Ollama) send `prompt_tokens` and `total_tokens` alone,
+    the total equal to the prompt. Without that, an absent output count is unknown, not 0.
+    """
+    value = usage.get(output_key)
+    if value is not None:
+        return token_count(value)
+    return 0 if token_count(usage.get("total_tokens")) == input_tokens else None
 
 
 def _detail(usage: Mapping[str, Any], details_key: str, name: str) -> int:

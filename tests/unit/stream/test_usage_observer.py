@@ -163,3 +163,29 @@ def test_when_not_asked_or_not_a_chunked_endpoint_nothing_is_held_or_made() -> N
         out = relay(wire, observer)
         assert out.endswith(b"data: [DONE]\n\n")
         assert observer.finish().later is None
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"prompt_tokens": 11.0, "completion_tokens": 2.0, "total_tokens": 13.0},
+        {"prompt_tokens": "11", "completion_tokens": "2", "total_tokens": "13"},
+    ],
+)
+def test_counts_sent_as_floats_or_strings_are_the_stream_s_usage(report: object) -> None:
+    wire = chunk("Hel") + chunk("lo") + chunk(None, usage=report) + b"data: [DONE]\n\n"
+    observer = UsageObserver("chat", client_wants_usage=False, body=BODY, model="gpt-4o-mini")
+    out = relay(wire, observer)
+    assert b"usage" not in out
+    assert observer.reported == Usage(11, 2, 0)
+
+
+def test_an_unusable_report_is_no_report_and_the_text_seen_is_counted() -> None:
+    bad = {"prompt_tokens": 11, "completion_tokens": "many", "total_tokens": 13}
+    wire = chunk("Hello") + chunk(" world") + chunk(None, usage=bad) + b"data: [DONE]\n\n"
+    observer = UsageObserver("chat", client_wants_usage=False, body=BODY, model="gpt-4o-mini")
+    out = relay(wire, observer)
+    assert b"usage" not in out and out.endswith(b"data: [DONE]\n\n")
+    assert observer.reported is None
+    estimate = observer.estimate()
+    assert estimate.is_estimated and estimate.output_tokens == 2 and estimate.input_tokens > 3

@@ -23,8 +23,9 @@ from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_r
             {"input_tokens": 4, "output_tokens": 1, "input_tokens_details": {"cached_tokens": 2}},
             Usage(4, 1, 2),
         ),
-        ({"prompt_tokens": 6}, Usage(6, 0)),  # embeddings report no completion
-        ({"prompt_tokens": -1, "completion_tokens": "x"}, Usage(0, 0)),  # nonsense counts as 0
+        # embeddings report no completion, and a total equal to the prompt
+        ({"prompt_tokens": 6, "total_tokens": 6}, Usage(6, 0)),
+        ({"prompt_tokens": 6, "completion_tokens": None, "total_tokens": 6}, Usage(6, 0)),
         ({"total_tokens": 7}, None),
         (None, None),
         ("usage", None),
@@ -32,6 +33,78 @@ from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_r
 )
 def test_reports_in_every_shape(report: object, expected: Usage | None) -> None:
     assert usage_from_report(report) == expected
+
+
+@pytest.mark.parametrize(
+    ("report", "expected"),
+    [
+        ({"prompt_tokens": 10.0, "completion_tokens": 5000.0, "total_tokens": 5010.0}, (10, 5000)),
+        ({"prompt_tokens": "10", "completion_tokens": "5000", "total_tokens": "5010"}, (10, 5000)),
+        ({"input_tokens": 7.0, "output_tokens": "3"}, (7, 3)),
+        ({"prompt_tokens": 0.0, "completion_tokens": -0.0}, (0, 0)),
+        ({"prompt_tokens": 2**63 - 1, "completion_tokens": "0"}, (2**63 - 1, 0)),
+    ],
+)
+def test_counts_sent_as_integral_floats_or_digit_strings_are_taken_at_their_value(
+    report: object, expected: tuple[int, int]
+) -> None:
+    usage = usage_from_report(report)
+    assert usage is not None and not usage.is_estimated
+    assert (usage.input_tokens, usage.output_tokens) == expected
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"prompt_tokens": -1, "completion_tokens": 5},
+        {"prompt_tokens": 10, "completion_tokens": -5},
+        {"prompt_tokens": 10.5, "completion_tokens": 5},
+        {"prompt_tokens": 10, "completion_tokens": 5.25},
+        {"prompt_tokens": "x", "completion_tokens": 5},
+        {"prompt_tokens": 10, "completion_tokens": "5.0"},
+        {"prompt_tokens": 10, "completion_tokens": " 5"},
+        {"prompt_tokens": 10, "completion_tokens": "-5"},
+        {"prompt_tokens": 10, "completion_tokens": "\u0665"},  # an Arabic-Indic 5
+        {"prompt_tokens": 10, "completion_tokens": "9" * 5000},
+        {"prompt_tokens": 10, "completion_tokens": 2**63},
+        {"prompt_tokens": 10, "completion_tokens": 1e300},
+        {"prompt_tokens": 10, "completion_tokens": float("inf")},
+        {"prompt_tokens": 10, "completion_tokens": float("nan")},
+        {"prompt_tokens": True, "completion_tokens": 5},
+        {"prompt_tokens": 10, "completion_tokens": False},
+        {"prompt_tokens": 10, "completion_tokens": [5]},
+        {"prompt_tokens": 10, "completion_tokens": {"n": 5}},
+        {"prompt_tokens": None, "completion_tokens": 5},
+        {"prompt_tokens": 10},  # no output count, and no total saying there was none
+        {"prompt_tokens": 10, "total_tokens": 5010},
+        {"prompt_tokens": 10, "total_tokens": "x"},
+        {"completion_tokens": 5, "input_tokens": None},
+        {"input_tokens": 7},
+        {"input_tokens": 7, "output_tokens": "three"},
+    ],
+)
+def test_a_report_with_unusable_counts_is_no_report(report: object) -> None:
+    """The caller then counts the tokens itself and marks them estimated."""
+    assert usage_from_report(report) is None
+
+
+def test_unreadable_details_count_zero_and_readable_ones_are_taken_at_their_value() -> None:
+    report = {
+        "prompt_tokens": 10,
+        "completion_tokens": 8,
+        "prompt_tokens_details": {"cached_tokens": "4"},
+        "completion_tokens_details": {"reasoning_tokens": 6.0},
+        "cache_creation_input_tokens": 2.0,
+    }
+    assert usage_from_report(report) == Usage(10, 8, 4, cache_write_tokens=2, reasoning_tokens=6)
+    odd = {
+        "prompt_tokens": 10,
+        "completion_tokens": 8,
+        "prompt_tokens_details": {"cached_tokens": 1.5},
+        "completion_tokens_details": {"reasoning_tokens": True},
+        "cache_creation_input_tokens": "lots",
+    }
+    assert usage_from_report(odd) == Usage(10, 8)
 
 
 def test_generated_text_of_whole_answers_and_chunks() -> None:
