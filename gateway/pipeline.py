@@ -77,6 +77,10 @@ from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_r
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.pipeline")
+# A stream still writing to its client this long after the request's deadline is cut
+# (the relay's own deadline, mid-read, comes first and sends an error event).
+CLIENT_GRACE_S = 1.0
+CLIENT_TOO_SLOW = "client_too_slow"  # the records' code for a stream cut that way
 Headers = list[tuple[bytes, bytes]]
 
 ENDPOINT_PATHS = {
@@ -475,25 +479,40 @@ async def _stream(
             ctx.first_byte_s = ctx.elapsed_s()
         await exchange.send(data)
 
+    remaining_s = deadline - health.clock()
+    # The deadline holds while the client reads too. The relay ends a stream that reaches
+    # it mid-read (an error event); this cuts one stuck writing to a client too slow to
+    # take it, which would otherwise hold the stream, and its limits, past their lease.
+    client_deadline = asyncio.timeout(max(0.0, remaining_s) + CLIENT_GRACE_S)
     try:
-        await exchange.start_stream(SSE_HEADERS + _answer_headers(ctx))
-        end = await relay(
-            first,
-            events,
-            Chain(steps),
-            send,
-            idle_timeout_s=route.routing.attempt_timeout_s,
-            deadline_in_s=deadline - health.clock(),
+        async with client_deadline:
+            await exchange.start_stream(SSE_HEADERS + _answer_headers(ctx))
+            end = await relay(
+                first,
+                events,
+                Chain(steps),
+                send,
+                idle_timeout_s=route.routing.attempt_timeout_s,
+                deadline_in_s=remaining_s,
+            )
+            if end.failure is not None:
+                health.failed(deployment, route, end.failure)
+            if end.error is not None:  # the records carry the error event's status, not 200
+                ctx.end(end.error.status, _outcome_of(end.error), end.error.code)
+            await exchange.end_stream()
+            # Not in `finally`: a disconnect cancels the task and must store nothing.
+            whole = assembler.answer() if assembler and end.error is None else None
+            if plan is not None and whole is not None:  # ended with [DONE], every finish_reason
+                await cache_flow.keep(ctx, services.cache, plan, whole, deployment.label)
+    except TimeoutError:
+        if not client_deadline.expired():
+            raise
+        # Not ended: the server closes the connection (nothing more can reach this client).
+        ctx.end(408, Outcome.CLIENT_DISCONNECTED, CLIENT_TOO_SLOW)
+        log.warning(
+            "stream cut: the client did not read it within the request deadline",
+            extra={"fields": {"request_id": ctx.request_id}},
         )
-        if end.failure is not None:
-            health.failed(deployment, route, end.failure)
-        if end.error is not None:  # the records carry the error event's status, not the 200
-            ctx.end(end.error.status, _outcome_of(end.error), end.error.code)
-        await exchange.end_stream()
-        # Not in `finally`: a disconnect cancels the task and must store nothing.
-        whole = assembler.answer() if assembler and end.error is None else None
-        if plan is not None and whole is not None:  # ended with [DONE] and every finish_reason
-            await cache_flow.keep(ctx, services.cache, plan, whole, deployment.label)
     finally:
         await close_stream(events)  # already closed unless starting the response failed
         # Charged for what was generated, even when the client hung up.
