@@ -77,6 +77,9 @@ _GENERATING: tuple[tuple[str, Rule], ...] = (
     ("user", string),
 )
 
+# Another endpoint's output cap ("foreign cap") is checked by this endpoint's own
+# cap's bounds: an upstream may honour it, so limits/estimate.py reserves the
+# largest cap a body carries, and a bad one must be refused rather than ignored.
 # Order matters only for which refusal a body with several faults gets: the
 # model first (as before), then the fields an endpoint cannot do without.
 RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
@@ -86,6 +89,7 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
         ("messages", messages),
         ("max_tokens", integer(1, MAX_OUTPUT_TOKENS)),
         ("max_completion_tokens", integer(1, MAX_OUTPUT_TOKENS)),
+        ("max_output_tokens", integer(1, MAX_OUTPUT_TOKENS)),  # a foreign cap
         *_GENERATING,
         ("tools", array_of_objects),
         ("tool_choice", string_or_object),
@@ -100,6 +104,8 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
         ("prompt", prompt),
         # 0 is allowed: with `echo` it scores the prompt without writing anything.
         ("max_tokens", integer(0, MAX_OUTPUT_TOKENS)),
+        ("max_completion_tokens", integer(0, MAX_OUTPUT_TOKENS)),  # foreign caps
+        ("max_output_tokens", integer(0, MAX_OUTPUT_TOKENS)),
         *_GENERATING,
         ("best_of", integer(1, MAX_BEST_OF)),
         ("echo", boolean),
@@ -121,6 +127,8 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
         ("input", string_or_array),
         ("instructions", string),
         ("max_output_tokens", integer(1, MAX_OUTPUT_TOKENS)),
+        ("max_tokens", integer(1, MAX_OUTPUT_TOKENS)),  # foreign caps
+        ("max_completion_tokens", integer(1, MAX_OUTPUT_TOKENS)),
         *_SAMPLING,
         ("tools", array_of_objects),
         ("tool_choice", string_or_object),

@@ -35,11 +35,21 @@ DEFAULT_OUTPUT_ALLOWANCE = 4096
 # cost a lookup); for the other endpoints, prompt_chars of the whole prompt.
 INLINE_COUNT_CHARS = 2048
 NUMBER = (int, float)
+# Every output cap of the generating endpoints: a body may carry another endpoint's
+# (max_tokens on /v1/responses) and an upstream may honour it, so the estimate reads
+# all three (api/field_table.py checks them all, by the endpoint's own cap's bounds).
+OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 OUTPUT_FIELDS: Mapping[Endpoint, tuple[str, ...]] = {
+    "chat": OUTPUT_CAPS,
+    "completions": OUTPUT_CAPS,
+    "responses": OUTPUT_CAPS,
+    "embeddings": (),
+}
+# The endpoint's own caps: a body without any of them gets one (output_capped).
+OWN_CAPS: Mapping[Endpoint, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
     "completions": ("max_tokens",),
     "responses": ("max_output_tokens",),
-    "embeddings": (),
 }
 
 
@@ -51,18 +61,24 @@ CAP_FIELDS: Mapping[Endpoint, str] = {
 }
 
 
+def largest_cap(endpoint: Endpoint, body: Mapping[str, Any]) -> int:
+    """The largest output cap `body` sets (api/fields.py checked each), -1 for none."""
+    largest = -1
+    for name in OUTPUT_FIELDS[endpoint]:
+        value = body.get(name)
+        if isinstance(value, NUMBER) and not isinstance(value, bool) and value > largest:
+            largest = int(value)
+    return largest
+
+
 def output_allowance(endpoint: Endpoint, body: Mapping[str, Any], default: int | None) -> int:
-    """The output tokens a request may generate: its own cap (api/fields.py checked it;
-    the larger when it sets both of chat's), else the team's default, else
+    """The output tokens a request may generate: its largest cap (of its own and other
+    endpoints': an upstream may honour any), else the team's default, else
     DEFAULT_OUTPUT_ALLOWANCE; times `n` choices (for completions, times `best_of` when
     larger: that many are generated and billed), times the prompts of a completions batch."""
     if endpoint == "embeddings":
         return 0
-    allowance = -1
-    for name in OUTPUT_FIELDS[endpoint]:
-        value = body.get(name)
-        if isinstance(value, NUMBER) and not isinstance(value, bool) and value > allowance:
-            allowance = int(value)
+    allowance = largest_cap(endpoint, body)
     if allowance < 0:
         allowance = default if default is not None else DEFAULT_OUTPUT_ALLOWANCE
     n = body.get("n")
@@ -87,16 +103,21 @@ def _prompts(prompt: Any) -> int:
 def output_capped(
     endpoint: Endpoint, body: Mapping[str, Any], default: int | None
 ) -> Mapping[str, Any]:
-    """`body`, with the output allowance its estimate assumed as its cap when it sets
-    none: an uncapped request could generate past what it reserved, and concurrent
-    ones would overrun a budget by many estimates, not one."""
+    """`body`, with the output allowance its estimate assumed as its own cap when it sets
+    none of its own: an uncapped request could generate past what it reserved, and
+    concurrent ones would overrun a budget by many estimates, not one. A body capped
+    only by another endpoint's field gets its own at that cap: an upstream that ignores
+    the foreign field is then held to the estimate too."""
     field = CAP_FIELDS.get(endpoint)
     if field is None:
         return body
-    for name in OUTPUT_FIELDS[endpoint]:
+    for name in OWN_CAPS[endpoint]:
         if body.get(name) is not None:
-            return body
-    return {**body, field: default if default is not None else DEFAULT_OUTPUT_ALLOWANCE}
+            return body  # the usual case: the caller's own cap
+    cap = largest_cap(endpoint, body)
+    if cap < 0:
+        cap = default if default is not None else DEFAULT_OUTPUT_ALLOWANCE
+    return {**body, field: cap}
 
 
 def _choices(value: Any) -> int:

@@ -32,6 +32,10 @@ models:
     deployments: [{{provider: up, model: text-embedding-3-small}}]
 teams:
   demo: {{models: [m, e]}}
+  budgeted:
+    models: [m]
+    max_tokens_default: 100
+    budgets: [{{period: day, tokens: 200}}]
 """
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 COMPLETION = {"model": "m", "prompt": "hi"}
@@ -67,11 +71,11 @@ async def gw(tmp_path, up):
         await gateway.http.close()
 
 
-async def post(gw, path: str, body: Any) -> tuple[int, bytes]:
+async def post(gw, path: str, body: Any, auth: dict[str, str] | None = None) -> tuple[int, bytes]:
     data: Any = body if isinstance(body, bytes) else json.dumps(body).encode()
     if len(data) > 64 * 1024:
         data = io.BytesIO(data)  # aiohttp warns about large raw bytes
-    headers = {**gw.auth, "content-type": "application/json"}
+    headers = {**(auth or gw.auth), "content-type": "application/json"}
     async with gw.http.post(gw.base_url + path, data=data, headers=headers) as response:
         return response.status, await response.read()
 
@@ -188,6 +192,35 @@ REFUSED = [
     ("responses", {"input": 5}, "input", "invalid_type", "a string or an array"),
     ("responses", {"instructions": 5}, "instructions", "invalid_type", "expected a string"),
     ("responses", {"tools": "x"}, "tools", "invalid_type", "expected an array"),
+    ("responses", {"max_tokens": "250"}, "max_tokens", "invalid_type", "a string"),
+    (
+        "responses",
+        {"max_completion_tokens": 0},
+        "max_completion_tokens",
+        "integer_below_min_value",
+        ">= 1",
+    ),
+    (
+        "completions",
+        {"max_completion_tokens": 2.5},
+        "max_completion_tokens",
+        "invalid_type",
+        "integer",
+    ),
+    (
+        "completions",
+        {"max_output_tokens": -1},
+        "max_output_tokens",
+        "integer_below_min_value",
+        ">= 0",
+    ),
+    (
+        "chat",
+        {"max_output_tokens": 1_048_577},
+        "max_output_tokens",
+        "integer_above_max_value",
+        "<= 1048576",
+    ),
     ("responses", {"background": "true"}, "background", "invalid_type", "expected a boolean"),
     ("responses", {"background": 1}, "background", "invalid_type", "but got an integer"),
     ("responses", {"background": True}, "background", None, "not supported"),
@@ -290,6 +323,55 @@ async def test_good_fields_reach_the_upstream_unchanged(gw, up, endpoint, change
     assert len(up.requests) == 1
     sent = up.requests[0].json
     assert {k: sent.get(k) for k in changes} == changes
+
+
+# A 200-token day budget: each body's own cap (5) fits, its other endpoint's cap (250) does not.
+FOREIGN_CAPS = [
+    ("responses", {"max_output_tokens": 5}, {"max_tokens": 250}),
+    ("responses", {"max_output_tokens": 5}, {"max_completion_tokens": 250}),
+    ("completions", {"max_tokens": 5}, {"max_completion_tokens": 250}),
+    ("completions", {"max_tokens": 5}, {"max_output_tokens": 250}),
+    ("chat", {"max_tokens": 5}, {"max_output_tokens": 250}),
+]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "own", "foreign"),
+    FOREIGN_CAPS,
+    ids=[f"{e}-{next(iter(f))}" for e, _, f in FOREIGN_CAPS],
+)
+async def test_another_endpoints_cap_is_reserved_for(gw, up, endpoint, own, foreign):
+    """An upstream may honour max_tokens on /v1/responses: the largest cap a body carries
+    is what is reserved, so 250 beside 5 is more than a 200-token budget, no upstream call."""
+    auth = {"authorization": f"Bearer {await gw.token('budgeted')}"}
+    status, raw = await post(gw, PATHS[endpoint], {**GOOD[endpoint], **own}, auth)
+    assert status == 200, raw
+    status, raw = await post(gw, PATHS[endpoint], {**GOOD[endpoint], **own, **foreign}, auth)
+    assert status == 429, raw
+    error = json.loads(raw)["error"]
+    assert error["code"] == "insufficient_quota"
+    assert "more than the whole day token budget" in error["message"]
+    assert len(up.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "foreign", "own"),
+    [
+        ("responses", "max_tokens", "max_output_tokens"),
+        ("completions", "max_output_tokens", "max_tokens"),
+        ("chat", "max_output_tokens", "max_completion_tokens"),
+    ],
+)
+async def test_a_body_capped_only_by_another_endpoints_field_gets_its_own_cap_too(
+    gw, up, endpoint, foreign, own
+):
+    """Reserved at the caller's 50, and an upstream that ignores the other endpoint's field
+    is held to 50 by the endpoint's own cap (not left uncapped, nor given the default)."""
+    auth = {"authorization": f"Bearer {await gw.token('budgeted')}"}
+    status, raw = await post(gw, PATHS[endpoint], {**GOOD[endpoint], foreign: 50}, auth)
+    assert status == 200, raw
+    sent = up.requests[0].json
+    assert (sent[foreign], sent[own]) == (50, 50)
 
 
 async def test_the_sdk_gets_bad_request_error_with_param_and_code(gw, up):

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from gateway.api.field_table import REQUIRED, RULES, beyond_64_bits_refusal, first_refusal
 from gateway.api.fields import (
+    MAX_OUTPUT_TOKENS,
+    Integer,
     array_of_objects,
     background,
     boolean,
@@ -32,6 +34,7 @@ from gateway.api.fields import (
     supported,
 )
 from gateway.errors import InvalidRequest
+from gateway.limits.estimate import OUTPUT_FIELDS
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 JSON_VALUES = st.recursive(
@@ -506,7 +509,39 @@ def test_completions_logprobs_is_a_count():
 def test_fields_an_endpoint_does_not_know_are_left_to_the_upstream():
     """Embeddings have no max_tokens: whatever it holds is not the gateway's to judge."""
     assert first_refusal("embeddings", {**GOOD["embeddings"], "max_tokens": "x"}) is None
-    assert first_refusal("chat", {**GOOD["chat"], "max_output_tokens": "x"}) is None
+    assert first_refusal("chat", {**GOOD["chat"], "service_tier": 5}) is None
+
+
+# Each generating endpoint's own cap, whose bounds its other caps are checked by.
+OWN_CAP = {"chat": "max_tokens", "completions": "max_tokens", "responses": "max_output_tokens"}
+
+
+@pytest.mark.parametrize("endpoint", sorted(OWN_CAP))
+@pytest.mark.parametrize("field", OUTPUT_FIELDS["chat"])
+def test_every_output_cap_is_checked_by_the_endpoints_own_bounds(endpoint, field):
+    """max_tokens on /v1/responses is reserved for (an upstream may honour it), so a bad
+    one is the 400 a bad max_output_tokens gets, not ignored."""
+    own = dict(RULES[endpoint])[OWN_CAP[endpoint]]
+    rule = dict(RULES[endpoint]).get(field)
+    assert isinstance(own, Integer) and isinstance(rule, Integer)
+    assert (rule.minimum, rule.maximum) == (own.minimum, own.maximum)
+    for bad, code in (
+        ("250", "invalid_type"),
+        (True, "invalid_type"),
+        (2.5, "invalid_type"),
+        (own.minimum - 1, "integer_below_min_value"),
+        (MAX_OUTPUT_TOKENS + 1, "integer_above_max_value"),
+    ):
+        found = first_refusal(endpoint, {**GOOD[endpoint], field: bad})
+        assert found is not None and (found.param, found.code) == (field, code), bad
+    assert first_refusal(endpoint, {**GOOD[endpoint], field: 250}) is None
+
+
+@pytest.mark.parametrize("endpoint", sorted(OWN_CAP))
+def test_the_estimate_reads_only_caps_the_table_checks(endpoint):
+    """Every cap the estimate reserves for is an integer rule of the endpoint."""
+    rules = dict(RULES[endpoint])
+    assert all(isinstance(rules.get(name), Integer) for name in OUTPUT_FIELDS[endpoint])
 
 
 def test_the_model_is_checked_first():

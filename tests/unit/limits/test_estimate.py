@@ -16,6 +16,7 @@ from gateway.limits.estimate import (
     DEFAULT_OUTPUT_ALLOWANCE,
     INLINE_COUNT_CHARS,
     OUTPUT_FIELDS,
+    OWN_CAPS,
     dearest_cost,
     estimate,
     estimate_inline,
@@ -503,17 +504,55 @@ def test_output_capped_adds_the_allowance_only_where_the_caller_set_no_cap() -> 
     assert "max_completion_tokens" not in hi  # the caller's body is never changed
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "caps"),
+    [
+        ("responses", {"max_output_tokens": 5, "max_tokens": 250}),
+        ("responses", {"max_output_tokens": 5, "max_completion_tokens": 250}),
+        ("completions", {"max_tokens": 5, "max_completion_tokens": 250}),
+        ("completions", {"max_tokens": 5, "max_output_tokens": 250}),
+        ("chat", {"max_tokens": 5, "max_output_tokens": 250}),
+        ("chat", {"max_output_tokens": 250}),
+        ("responses", {"max_tokens": 250}),
+    ],
+)
+def test_another_endpoints_cap_is_reserved_for(endpoint: Endpoint, caps: dict[str, int]) -> None:
+    """An upstream may honour max_tokens on /v1/responses: the largest cap is reserved."""
+    assert output_allowance(endpoint, caps, 100) == 250
+    assert output_allowance(endpoint, {**caps, "n": 2}, 100) == 500
+
+
+def test_a_body_capped_only_by_another_endpoints_field_gets_its_own_at_that_cap() -> None:
+    """An upstream that ignores the foreign field is held to the estimate too."""
+    assert output_capped("responses", {"max_tokens": 250}, 8) == {
+        "max_tokens": 250,
+        "max_output_tokens": 250,
+    }
+    assert output_capped("chat", {"max_output_tokens": 9, "max_tokens": None}, 8) == {
+        "max_output_tokens": 9,
+        "max_tokens": None,
+        "max_completion_tokens": 9,
+    }
+    both = {"max_tokens": 5, "max_completion_tokens": 250}
+    assert output_capped("completions", both, 8) == both  # its own is there: unchanged
+
+
 @given(
     endpoint=st.sampled_from(["chat", "completions", "responses"]),
-    cap=st.none() | st.integers(0, 10**6),
+    caps=st.fixed_dictionaries(
+        {},
+        optional={name: st.none() | st.integers(0, 10**6) for name in OUTPUT_FIELDS["chat"]},
+    ),
     default=st.none() | st.integers(1, 10**6),
 )
 def test_what_goes_upstream_never_allows_more_output_than_was_reserved(
-    endpoint: str, cap: int | None, default: int | None
+    endpoint: Endpoint, caps: dict[str, int | None], default: int | None
 ) -> None:
-    body: dict[str, object] = {"messages": [], "prompt": "x", "input": "x"}
-    if cap is not None:
-        body[OUTPUT_FIELDS[endpoint][0]] = cap  # type: ignore[index]
-    sent = output_capped(endpoint, body, default)  # type: ignore[arg-type]
-    caps = [sent[f] for f in OUTPUT_FIELDS[endpoint] if sent.get(f) is not None]  # type: ignore[index]
-    assert caps and max(caps) == output_allowance(endpoint, sent, default)  # type: ignore[arg-type]
+    """Whichever cap the upstream honours (or if it honours only the endpoint's own)."""
+    body: dict[str, object] = {"messages": [], "prompt": "x", "input": "x", **caps}
+    sent = output_capped(endpoint, body, default)
+    reserved = output_allowance(endpoint, body, default)
+    assert output_allowance(endpoint, sent, default) == reserved
+    sent_caps = [sent[f] for f in OUTPUT_FIELDS[endpoint] if sent.get(f) is not None]
+    assert sent_caps and max(sent_caps) == reserved
+    assert any(sent.get(own) is not None for own in OWN_CAPS[endpoint])
