@@ -115,25 +115,51 @@ def output_text(endpoint: str, payload: Mapping[str, Any]) -> str:
 
 
 def _message_texts(message: Mapping[str, Any]) -> Iterable[str]:
-    content = message.get("content")
-    if isinstance(content, str):
-        yield content
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, Mapping) else None
+    """Every text a chat message or delta carries that the model generated: its answer,
+    its reasoning (DeepSeek's and older vLLM's `reasoning_content`, newer vLLM's and
+    OpenRouter's `reasoning`), a refusal, and tool calls in both spellings."""
+    for key in ("content", "reasoning_content", "refusal"):
+        if isinstance(message.get(key), str):
+            yield message[key]
+    reasoning = message.get("reasoning")
+    # vLLM sent both reasoning fields for a while, with the same text: count it once.
+    if isinstance(reasoning, str) and reasoning != message.get("reasoning_content"):
+        yield reasoning
+    calls = _items(message.get("tool_calls"))
+    functions = [c.get("function") for c in calls if isinstance(c, Mapping)]
+    functions.append(message.get("function_call"))  # the legacy single call
+    for function in functions:
         if isinstance(function, Mapping):
-            yield str(function.get("name") or "")
-            yield str(function.get("arguments") or "")
+            yield from _strings(function.get("name"), function.get("arguments"))
+
+
+def _items(value: Any) -> list[Any] | tuple[Any, ...]:
+    """A JSON array's items; nothing for anything else (a string is not a list of parts)."""
+    return value if isinstance(value, list | tuple) else ()
+
+
+def _strings(*values: Any) -> Iterable[str]:
+    return (v for v in values if isinstance(v, str))
 
 
 def _response_texts(payload: Mapping[str, Any]) -> Iterable[str]:
     delta = payload.get("delta")
-    if isinstance(delta, str):  # a response.output_text.delta event
+    if isinstance(delta, str):  # a response.*.delta event: text, refusal, call arguments
         yield delta
         return
-    for item in payload.get("output") or ():
-        for part in item.get("content") or () if isinstance(item, Mapping) else ():
-            if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                yield part["text"]
+    for item in _items(payload.get("output")):
+        if isinstance(item, Mapping):
+            yield from _item_texts(item)
+
+
+def _item_texts(item: Mapping[str, Any]) -> Iterable[str]:
+    """A Responses output item's generated texts: message text and refusals, a reasoning
+    item's summary and text, a function or custom tool call's name and input."""
+    yield from _strings(item.get("name"), item.get("arguments"), item.get("input"))
+    for key in ("content", "summary"):
+        for part in _items(item.get(key)):
+            if isinstance(part, Mapping):
+                yield from _strings(part.get("text"), part.get("refusal"))
 
 
 def estimate_usage(endpoint: str, body: Mapping[str, Any], model: str, generated: str) -> Usage:

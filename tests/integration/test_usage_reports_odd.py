@@ -161,3 +161,39 @@ async def test_a_stream_s_unusable_report_is_counted_and_marked_estimated(tmp_pa
     assert row["tokens_estimated"] == 1
     assert row["output_tokens"] == count_text("".join(pieces), "gpt-4o-mini")
     assert row["input_tokens"] > 0
+
+
+REASONING = "First I weigh the question, then I decide how to answer it."
+ARGUMENTS = '{"city": "Paris", "unit": "celsius"}'
+
+
+async def test_a_stream_without_usage_charges_reasoning_refusals_and_legacy_calls(tmp_path):
+    """vLLM/DeepSeek reasoning deltas, a refusal and a legacy function_call are output."""
+    deltas: list[dict[str, Any]] = [
+        {"role": "assistant", "reasoning_content": word + " "} for word in REASONING.split()
+    ]
+    deltas += [{"reasoning": "Newer vLLM spells it so."}, {"refusal": "I can't share that."}]
+    deltas += [{"function_call": {"name": "get_weather", "arguments": ""}}]
+    deltas += [{"function_call": {"arguments": ARGUMENTS[:9]}}]
+    deltas += [{"function_call": {"arguments": ARGUMENTS[9:]}}]
+    row = await streamed(tmp_path, stream(deltas, ...))
+    generated = "".join(w + " " for w in REASONING.split())
+    generated += "Newer vLLM spells it so.I can't share that.get_weather" + ARGUMENTS
+    assert row["tokens_estimated"] == 1
+    assert row["output_tokens"] == count_text(generated, "gpt-4o-mini") > 30
+
+
+async def test_a_whole_answer_without_usage_charges_reasoning_refusals_and_legacy_calls(
+    tmp_path,
+):
+    message = {
+        "content": None,
+        "reasoning_content": REASONING,
+        "refusal": "I can't share that.",
+        "function_call": {"name": "get_weather", "arguments": ARGUMENTS},
+    }
+    row, headers = await whole_answer(tmp_path, whole(message, ...))
+    generated = REASONING + "I can't share that.get_weather" + ARGUMENTS
+    assert row["tokens_estimated"] == 1
+    assert row["output_tokens"] == count_text(generated, "gpt-4o-mini") > 30
+    assert Decimal(headers["x-gateway-cost-usd"]) == usd(row["input_tokens"], row["output_tokens"])

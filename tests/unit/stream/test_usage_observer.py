@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from gateway.limits.token_count import count_text
 from gateway.sse import EventSplitter, events_of, json_of
 from gateway.stream.usage_observer import UsageObserver
 from gateway.usage.usage import Usage
@@ -189,3 +190,23 @@ def test_an_unusable_report_is_no_report_and_the_text_seen_is_counted() -> None:
     assert observer.reported is None
     estimate = observer.estimate()
     assert estimate.is_estimated and estimate.output_tokens == 2 and estimate.input_tokens > 3
+
+
+def test_without_a_report_reasoning_refusals_and_legacy_calls_are_counted_too() -> None:
+    """vLLM/DeepSeek `reasoning_content`, `refusal` and `function_call` deltas are output."""
+    deltas = [
+        {"role": "assistant", "reasoning_content": "Let me think"},
+        {"reasoning_content": " it over."},
+        {"refusal": "I can't."},
+        {"function_call": {"name": "lookup", "arguments": ""}},
+        {"function_call": {"arguments": '{"q": "x"}'}},
+    ]
+    base = {"id": "c2", "object": "chat.completion.chunk"}
+    wire = b"".join(
+        b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": d}]}) + b"\n\n"
+        for d in deltas
+    )
+    observer = UsageObserver("chat", client_wants_usage=False, body=BODY, model="gpt-4o-mini")
+    relay(wire + b"data: [DONE]\n\n", observer)
+    generated = 'Let me think it over.I can\'t.lookup{"q": "x"}'
+    assert observer.estimate().output_tokens == count_text(generated, "gpt-4o-mini") > 10

@@ -136,3 +136,50 @@ def test_an_estimate_is_marked_and_embeddings_generate_nothing() -> None:
         "chat", {"messages": [{"role": "user", "content": "Hi"}]}, "gpt-4o", "Hello"
     )
     assert chat.is_estimated and chat.output_tokens == 1
+
+
+def delta_chunk(delta: dict[str, object]) -> dict[str, object]:
+    return {"choices": [{"index": 0, "delta": delta}]}
+
+
+def answer(message: dict[str, object]) -> dict[str, object]:
+    return {"choices": [{"index": 0, "message": message}]}
+
+
+@pytest.mark.parametrize("wrap", [delta_chunk, answer], ids=["delta", "message"])
+@pytest.mark.parametrize(
+    ("message", "generated"),
+    [
+        ({"content": None, "reasoning_content": "think"}, "think"),
+        ({"content": "", "reasoning": "think"}, "think"),
+        ({"reasoning_content": "think", "reasoning": "think"}, "think"),  # vLLM's both: once
+        ({"reasoning_content": "a", "reasoning": "b"}, "ab"),
+        ({"content": None, "refusal": "I can't help with that."}, "I can't help with that."),
+        ({"function_call": {"name": "get_weather"}}, "get_weather"),
+        ({"function_call": {"arguments": '{"city": "Paris"}'}}, '{"city": "Paris"}'),
+        ({"content": "ok", "function_call": {"name": "f", "arguments": "{}"}}, "okf{}"),
+        ({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, "{}"),
+        ({"content": None, "function_call": None, "tool_calls": None, "refusal": None}, ""),
+        ({"tool_calls": "garbage", "function_call": ["x"], "reasoning": 5}, ""),
+    ],
+)
+def test_every_text_a_chat_model_generated_is_counted(
+    wrap: object, message: dict[str, object], generated: str
+) -> None:
+    assert output_text("chat", wrap(message)) == generated  # type: ignore[operator]
+
+
+def test_every_text_of_a_whole_responses_answer_is_counted() -> None:
+    response = {
+        "output": [
+            {"type": "reasoning", "summary": [{"type": "summary_text", "text": "plan;"}]},
+            {"type": "reasoning", "content": [{"type": "reasoning_text", "text": "why;"}]},
+            {"type": "message", "content": [{"type": "refusal", "refusal": "no;"}]},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{};"},
+            {"type": "custom_tool_call", "call_id": "d", "name": "g", "input": "x;"},
+            {"type": "message", "content": [{"type": "output_text", "text": "done"}]},
+        ]
+    }
+    assert output_text("responses", response) == "plan;why;no;f{};gx;done"
+    refusal_delta = {"type": "response.refusal.delta", "delta": "no"}
+    assert output_text("responses", refusal_delta) == "no"
