@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import subprocess
 import time
 import uuid
 
@@ -33,6 +31,7 @@ from gateway.policy.schema import (
 )
 from gateway.usage.ledger_table import usage_ledger
 from tests.support.gateway import running_gateway
+from tests.support.redis_server import free_port, start_redis
 from tests.support.upstream import MockUpstream
 
 
@@ -249,33 +248,12 @@ def _row(i: int, team: str, at_ms: int, tokens: int, cache: str | None = None) -
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_redis(port: int, tmp: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
-
-
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 async def test_redis_stopped_closed_refuses_open_serves_and_counts(tmp_path, engine) -> None:
     """Redis really stopped: closed → 503 limits_unavailable; open → served and counted;
     Redis back → reservations work again."""
-    port = _free_port()
-    server = _start_redis(port, str(tmp_path))
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
     backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}")
     limits = Limits(backend, ledger_reader(engine))
     team = TeamRules("stop", True, frozenset(), limits=LimitsSpec(rpm=100))
@@ -292,7 +270,7 @@ async def test_redis_stopped_closed_refuses_open_serves_and_counts(tmp_path, eng
         assert not hold.is_checked and limits.unchecked == 1
         limits.settle(hold, Actual(1, 0))  # nothing to settle, no error
         assert (await backend.health()).startswith("error: Redis unreachable")
-        server = _start_redis(port, str(tmp_path))
+        server = start_redis(port, str(tmp_path))
         assert (await limits.reserve(plan, BackendErrorMode.CLOSED)).is_checked
     finally:
         await limits.close()
@@ -303,8 +281,8 @@ async def test_redis_stopped_closed_refuses_open_serves_and_counts(tmp_path, eng
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 async def test_readyz_reports_an_unreachable_redis(tmp_path, http) -> None:
-    port = _free_port()
-    server = _start_redis(port, str(tmp_path))
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
     try:
         async with running_gateway(
             tmp_path, "teams: {}\n", redis_url=f"redis://127.0.0.1:{port}"
@@ -329,8 +307,8 @@ async def test_early_refusals_read_the_rate_keys_from_redis_and_go_without_them_
 ) -> None:
     """A 400 before the limits stage: its x-ratelimit-* headers read from Redis, taking
     nothing; with Redis stopped the 400 is still a 400, without them."""
-    port = _free_port()
-    server = _start_redis(port, str(tmp_path))
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
     try:
         async with MockUpstream("up") as up:
             bundle = (

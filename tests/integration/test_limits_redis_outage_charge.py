@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -31,38 +30,12 @@ from gateway.usage.ledger_table import usage_ledger
 from tests.integration.test_limits_redis import _row
 from tests.integration.test_limits_redis_settle import recording, unreachable
 from tests.support.gateway import running_gateway
+from tests.support.redis_server import free_port, start_redis
 from tests.support.upstream import Behaviour, MockUpstream
 
 needs_redis_server = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs redis-server"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_redis(port: int, tmp: str) -> subprocess.Popen[bytes]:
-    """A Redis of our own that loads tmp/dump.rdb when there is one (what SHUTDOWN SAVE
-    wrote): a Redis that comes back with its keys."""
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", tmp],
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with redis.Redis(port=port, socket_timeout=0.5) as client:
-                if client.ping():
-                    return process
-        except redis.exceptions.BusyLoadingError:
-            pass
-        except (OSError, redis.exceptions.ConnectionError):
-            pass
-        time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
 
 
 def _stop_keeping_keys(port: int, server: subprocess.Popen[bytes]) -> None:
@@ -107,8 +80,8 @@ async def test_the_outage_spend_is_charged_before_the_next_reserve_on_a_redis_ba
     """Used 180 of 300; Redis stopped (its keys saved); five requests of 17 served unchecked;
     Redis back from its dump: the next request (100 more) no longer fits, and the counter
     says what the ledger says, 265. Before the fix it said 180 for the rest of the day."""
-    port = _free_port()
-    server = _start_redis(port, str(tmp_path))
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
     backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}")
     limits = Limits(backend, ledger_reader(engine))
     team = _team(300)
@@ -131,7 +104,7 @@ async def test_the_outage_spend_is_charged_before_the_next_reserve_on_a_redis_ba
         await backend.flush()  # Redis still away: they stay owed, none lost
         assert backend.lost_charges == 0
 
-        server = _start_redis(port, str(tmp_path))  # its keys back, its scripts gone
+        server = start_redis(port, str(tmp_path))  # its keys back, its scripts gone
         with pytest.raises(BudgetExhausted):
             await limits.reserve(plan, BackendErrorMode.CLOSED)  # 265 + 100 > 300
         rule = plan.budgets[0]
@@ -149,8 +122,8 @@ async def test_the_usage_view_counts_what_an_outage_spent(tmp_path, http) -> Non
     """The black-box probe: a team with a day budget, one request, Redis stopped with
     its keys saved, five requests served (open), Redis restarted from its dump, one more
     request: the admin usage view says what the ledger says."""
-    port = _free_port()
-    server = _start_redis(port, str(tmp_path))
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
     team = f"t{uuid.uuid4().hex[:8]}"
     try:
         async with MockUpstream("up") as up:
@@ -179,7 +152,7 @@ async def test_the_usage_view_counts_what_an_outage_spent(tmp_path, http) -> Non
                 _stop_keeping_keys(port, server)
                 for _ in range(5):
                     await ask()
-                server = _start_redis(port, str(tmp_path))
+                server = start_redis(port, str(tmp_path))
                 await ask()
 
                 admin = {"authorization": f"Bearer {await gw.token(scopes=('gateway:admin',))}"}
