@@ -122,6 +122,8 @@ class UsageObserver:
         found = usage_from_report(report)
         if found is not None:
             self.reported = found
+        elif self._owes_usage and isinstance(report, dict) and not parsed.get("choices"):
+            return b""  # an unusable usage chunk: the one counted here replaces it, at the end
         if self._strips and "usage" in parsed:
             if isinstance(report, dict) and not parsed.get("choices"):
                 return b""  # the usage-only chunk the client did not ask for

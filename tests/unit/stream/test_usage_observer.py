@@ -192,6 +192,28 @@ def test_an_unusable_report_is_no_report_and_the_text_seen_is_counted() -> None:
     assert estimate.is_estimated and estimate.output_tokens == 2 and estimate.input_tokens > 3
 
 
+def test_a_client_that_asked_gets_one_usage_chunk_when_the_upstreams_is_unusable() -> None:
+    """The upstream's unusable usage chunk is not passed on: the client gets only the
+    gateway's counted one (what was charged), before [DONE]."""
+    bad = {"prompt_tokens": 11, "completion_tokens": "many", "total_tokens": 13}
+    wire = chunk("Hello") + chunk(" world") + chunk(None, usage=bad) + b"data: [DONE]\n\n"
+    for cut in range(len(wire) + 1):
+        observer = UsageObserver("chat", client_wants_usage=True, body=BODY, model="gpt-4o-mini")
+        streamed = relay(wire, observer, cut)
+        finished = observer.finish()
+        assert finished.later is not None, cut
+        events = events_of(streamed + finished.later())
+        usages = [json_of(e)["usage"] for e in events if b'"usage":{' in e]  # type: ignore[index]
+        assert usages == [
+            {
+                "prompt_tokens": observer.estimate().input_tokens,
+                "completion_tokens": 2,
+                "total_tokens": observer.estimate().input_tokens + 2,
+            }
+        ], cut
+        assert events[-1] == b"data: [DONE]\n\n"
+
+
 def test_without_a_report_reasoning_refusals_and_legacy_calls_are_counted_too() -> None:
     """vLLM/DeepSeek `reasoning_content`, `refusal` and `function_call` deltas are output."""
     deltas = [
