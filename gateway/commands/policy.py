@@ -25,6 +25,7 @@ from gateway.commands.operator_env import OperatorEnvironment
 from gateway.policy.errors import PolicyInvalid
 
 if TYPE_CHECKING:
+    from gateway.policy.compiled import Policy
     from gateway.policy.service import Applied, PolicyService
 
 T = TypeVar("T")
@@ -59,13 +60,13 @@ def _print_invalid(invalid: PolicyInvalid, what: str) -> typer.Exit:
     return typer.Exit(1)
 
 
-def check_or_exit(directory: Path, env: Mapping[str, str] = os.environ) -> None:
+def check_or_exit(directory: Path, env: Mapping[str, str] = os.environ) -> Policy:
     """Validate a folder (schema + compile with `env`: a server's own, strict, by
     default); exit 1 listing every error."""
     from gateway.policy.store import load_policy_dir
 
     try:
-        load_policy_dir(directory, env)
+        return load_policy_dir(directory, env)
     except PolicyInvalid as invalid:
         raise _print_invalid(invalid, f"policy bundle {directory}") from None
 
@@ -164,9 +165,13 @@ def running_version_compiles_or_exit(database_url: str, running: int) -> None:
 @policy_app.command("check")
 def check(directory: Directory) -> None:
     """Validate a policy bundle; every error names file, line and field."""
+    from gateway.policy.advice import unpriced_under_usd_budgets
+
     env = OperatorEnvironment()  # a key this shell lacks: a warning (operator_env.py)
-    check_or_exit(directory, env)
+    policy = check_or_exit(directory, env)
     env.warn_unset()
+    for warning in unpriced_under_usd_budgets(policy):
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"policy bundle {directory} is valid")
 
 

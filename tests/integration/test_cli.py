@@ -100,6 +100,19 @@ def test_policy_check_accepts_the_repository_example(tmp_path):
     assert "is valid" in result.stdout
 
 
+def test_policy_check_warns_of_a_usd_budget_over_an_unpriced_model(tmp_path):
+    """Valid (exit 0), but the author hears that $0 spend does not use the budget up."""
+    (tmp_path / "pol").mkdir()
+    (tmp_path / "pol" / "p.yaml").write_text(
+        "providers: {demo: {type: mock}}\n"
+        "models: {small: {deployments: [{provider: demo, model: m}]}}\n"
+        "teams: {a: {models: [small], budgets: [{period: month, usd: 10}]}}\n"
+    )
+    result = run("policy", "check", "pol", cwd=tmp_path)
+    assert result.returncode == 0 and "is valid" in result.stdout
+    assert "warning: team 'a' has a USD budget, but model 'small'" in result.stderr
+
+
 def test_several_workers_without_redis_are_refused(tmp_path):
     result = run("serve", "--workers", "2", cwd=tmp_path, env={"GATEWAY_REDIS_URL": ""})
     assert result.returncode == 2

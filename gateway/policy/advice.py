@@ -1,0 +1,25 @@
+"""What `policy check` points out in a valid bundle: things it allows that an author
+probably did not mean. Warnings, never errors. Pure: no I/O."""
+
+from __future__ import annotations
+
+from gateway.policy.compiled import Policy
+from gateway.usage.pricing import PriceSource
+
+
+def unpriced_under_usd_budgets(policy: Policy) -> list[str]:
+    """Deployments with no known price that a team with a USD budget may use: their
+    spend counts as $0 against it, so that budget does not limit them."""
+    found = []
+    for team in policy.teams.values():
+        if not any(budget.usd is not None for budget in team.budgets):
+            continue
+        for alias in policy.visible_models(team):
+            for deployment in policy.models[alias].deployments:
+                if deployment.prices.source is PriceSource.UNKNOWN:
+                    found.append(
+                        f"team {team.name!r} has a USD budget, but model {alias!r} "
+                        f"(deployment {deployment.label}) has no known price: its spend "
+                        "counts as $0 against that budget. Set `price:` on the model."
+                    )
+    return found
