@@ -27,8 +27,7 @@ from gateway.commands.cache import cache_app  # response cache (issue 14)
 from gateway.commands.policy import (
     check_or_exit,
     policy_app,
-    running_version_compiles_or_exit,
-    running_version_number,
+    running_version_or_exit,
 )
 from gateway.commands.report import report_app
 from gateway.commands.usage import usage
@@ -134,7 +133,7 @@ def serve(
     # Before the policy check: it refuses an api_base at our own host:port, so it must
     # see the --host/--port this server listens on, not the environment's defaults.
     _export_settings(settings)
-    running = running_version_number(settings.database_url)
+    running = running_version_or_exit(settings.database_url)
     if running is None:
         # A new database: the folder becomes version 1, so it must exist and be valid.
         if not settings.policy_dir.exists() and settings.policy_dir == Path("policies"):
@@ -147,7 +146,6 @@ def serve(
             )
         check_or_exit(settings.policy_dir)
     else:
-        running_version_compiles_or_exit(settings.database_url, running)
         log.info(
             f"enforcing policy version {running} from the database; "
             f"edits of {settings.policy_dir} are applied as new versions",

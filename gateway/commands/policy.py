@@ -27,6 +27,7 @@ from gateway.policy.errors import PolicyInvalid
 if TYPE_CHECKING:
     from gateway.policy.compiled import Policy
     from gateway.policy.service import Applied, PolicyService
+    from gateway.policy.versions import PolicyVersion
 
 T = TypeVar("T")
 
@@ -117,49 +118,41 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
         raise typer.Exit(1) from None
 
 
-def running_version_number(database_url: str) -> int | None:
-    """The running version in the database, or None (no version, or not migrated yet)."""
+def running_version_or_exit(database_url: str) -> int | None:
+    """`gateway serve`'s one look at the database: the running version's number, None
+    when there is none (or no table yet: `--no-migrate` on a new database). The running
+    version must compile here (every `${VAR}` it names set in this environment, every
+    value within this gateway's schema), else the server would fail at start-up with a
+    traceback: exit 1 listing every error and what to do."""
     from gateway.db import create_engine
     from gateway.policy.service import PolicyService
 
-    async def main() -> int | None:
-        engine = create_engine(database_url)
-        try:
-            return await PolicyService(engine, os.environ).newest_number()
-        except Exception:  # no table yet (`--no-migrate` on a new database): nothing runs
-            return None
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(main())
-
-
-def running_version_compiles_or_exit(database_url: str, running: int) -> None:
-    """`gateway serve` on a database that holds versions: the running one must compile
-    here (every `${VAR}` it names set in this environment, every value within this
-    gateway's schema) or the server would fail at start-up with a traceback. Exit 1
-    listing every error and what to do."""
-    from gateway.db import create_engine
-    from gateway.policy.service import PolicyService
-
-    async def main() -> None:
+    async def main() -> PolicyVersion | None:
         engine = create_engine(database_url)
         try:
             service = PolicyService(engine, os.environ)
-            await service.compile(await service.get(running))
+            try:
+                running = await service.current()
+            except Exception:  # no table yet: nothing runs
+                return None
+            if running is not None:
+                try:
+                    await service.compile(running)
+                except PolicyInvalid as invalid:
+                    _print_invalid(invalid, f"policy version {running.version}")
+                    typer.echo(
+                        "cannot serve it: set the variables it names, or apply a corrected "
+                        "bundle (`gateway policy apply DIR`, or `gateway policy rollback N`) "
+                        "first",
+                        err=True,
+                    )
+                    raise typer.Exit(1) from None
+            return running
         finally:
             await engine.dispose()
 
-    try:
-        asyncio.run(main())
-    except PolicyInvalid as invalid:
-        _print_invalid(invalid, f"policy version {running}")
-        typer.echo(
-            "cannot serve it: set the variables it names, or apply a corrected bundle "
-            "(`gateway policy apply DIR`, or `gateway policy rollback N`) first",
-            err=True,
-        )
-        raise typer.Exit(1) from None
+    running = asyncio.run(main())
+    return None if running is None else running.version
 
 
 @policy_app.command("check")
