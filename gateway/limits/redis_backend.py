@@ -305,14 +305,7 @@ class RedisBackend:
         try:
             if forgotten:
                 await self._redis.script_load(CHARGE)  # the same text: the sha they call
-            commands = [charge_command(self._charge.sha, c) for c in charges]
-            if self._fast is not None:
-                replies = await self._fast.call_many([*commands])
-            else:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for command in commands:
-                        pipe.execute_command(*command)
-                    replies = await pipe.execute(raise_on_error=False)
+            replies = await self._pipelined([charge_command(self._charge.sha, c) for c in charges])
         except (RedisError, RespError, OSError):
             self._owe_again(charges)
             return False
@@ -343,14 +336,13 @@ class RedisBackend:
                 call, args = batch[0]
                 await self._evalsha(self._settle, call.keys, args, call)
                 return True
-            if self._fast is not None:
+            if self._fast is not None:  # framed once per shape (redis_calls.py)
                 replies = await self._fast.call_many(self._settle_commands(batch))
             else:
                 sha = self._settle.sha
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for call, args in batch:
-                        pipe.execute_command("EVALSHA", sha, len(call.keys), *call.keys, *args)
-                    replies = await pipe.execute(raise_on_error=False)
+                replies = await self._pipelined(
+                    [("EVALSHA", sha, len(call.keys), *call.keys, *args) for call, args in batch]
+                )
         except (RedisError, RespError, OSError) as error:
             self._lost(len(batch), error)
             return False
@@ -358,6 +350,16 @@ class RedisBackend:
         if again:
             await self._send_again(again)
         return True
+
+    async def _pipelined(self, commands: list[tuple[str | int, ...]]) -> list[Any]:
+        """One round trip of commands (their parts), on the fast connection or through
+        redis-py; the replies in order, a refused command's error as its reply."""
+        if self._fast is not None:
+            return await self._fast.call_many(list(commands))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)
+            return await pipe.execute(raise_on_error=False)
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         p = team_prefix(plan.team)
