@@ -35,16 +35,11 @@ DEFAULT_OUTPUT_ALLOWANCE = 4096
 # cost a lookup); for the other endpoints, prompt_chars of the whole prompt.
 INLINE_COUNT_CHARS = 2048
 NUMBER = (int, float)
-# Every output cap of the generating endpoints: a body may carry another endpoint's
-# (max_tokens on /v1/responses) and an upstream may honour it, so the estimate reads
-# all three (api/field_table.py checks them all, by the endpoint's own cap's bounds).
+# Every output cap of the generating endpoints (embeddings generate nothing): a body
+# may carry another endpoint's (max_tokens on /v1/responses) and an upstream may honour
+# it, so the estimate reads all three on each (api/field_table.py checks them all, by
+# the endpoint's own cap's bounds).
 OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
-OUTPUT_FIELDS: Mapping[Endpoint, tuple[str, ...]] = {
-    "chat": OUTPUT_CAPS,
-    "completions": OUTPUT_CAPS,
-    "responses": OUTPUT_CAPS,
-    "embeddings": (),
-}
 # The endpoint's own caps: a body without any of them gets one (output_capped).
 OWN_CAPS: Mapping[Endpoint, tuple[str, ...]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
@@ -61,10 +56,10 @@ CAP_FIELDS: Mapping[Endpoint, str] = {
 }
 
 
-def largest_cap(endpoint: Endpoint, body: Mapping[str, Any]) -> int:
+def largest_cap(body: Mapping[str, Any]) -> int:
     """The largest output cap `body` sets (api/fields.py checked each), -1 for none."""
     largest = -1
-    for name in OUTPUT_FIELDS[endpoint]:
+    for name in OUTPUT_CAPS:
         value = body.get(name)
         if isinstance(value, NUMBER) and not isinstance(value, bool) and value > largest:
             largest = int(value)
@@ -78,7 +73,7 @@ def output_allowance(endpoint: Endpoint, body: Mapping[str, Any], default: int |
     larger: that many are generated and billed), times the prompts of a completions batch."""
     if endpoint == "embeddings":
         return 0
-    allowance = largest_cap(endpoint, body)
+    allowance = largest_cap(body)
     if allowance < 0:
         allowance = default if default is not None else DEFAULT_OUTPUT_ALLOWANCE
     n = body.get("n")
@@ -114,7 +109,7 @@ def output_capped(
     for name in OWN_CAPS[endpoint]:
         if body.get(name) is not None:
             return body  # the usual case: the caller's own cap
-    cap = largest_cap(endpoint, body)
+    cap = largest_cap(body)
     if cap < 0:
         cap = default if default is not None else DEFAULT_OUTPUT_ALLOWANCE
     return {**body, field: cap}

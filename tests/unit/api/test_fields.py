@@ -34,7 +34,7 @@ from gateway.api.fields import (
     supported,
 )
 from gateway.errors import InvalidRequest
-from gateway.limits.estimate import OUTPUT_FIELDS
+from gateway.limits.estimate import OUTPUT_CAPS
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 JSON_VALUES = st.recursive(
@@ -517,7 +517,7 @@ OWN_CAP = {"chat": "max_tokens", "completions": "max_tokens", "responses": "max_
 
 
 @pytest.mark.parametrize("endpoint", sorted(OWN_CAP))
-@pytest.mark.parametrize("field", OUTPUT_FIELDS["chat"])
+@pytest.mark.parametrize("field", OUTPUT_CAPS)
 def test_every_output_cap_is_checked_by_the_endpoints_own_bounds(endpoint, field):
     """max_tokens on /v1/responses is reserved for (an upstream may honour it), so a bad
     one is the 400 a bad max_output_tokens gets, not ignored."""
@@ -541,7 +541,7 @@ def test_every_output_cap_is_checked_by_the_endpoints_own_bounds(endpoint, field
 def test_the_estimate_reads_only_caps_the_table_checks(endpoint):
     """Every cap the estimate reserves for is an integer rule of the endpoint."""
     rules = dict(RULES[endpoint])
-    assert all(isinstance(rules.get(name), Integer) for name in OUTPUT_FIELDS[endpoint])
+    assert all(isinstance(rules.get(name), Integer) for name in OUTPUT_CAPS)
 
 
 def test_the_model_is_checked_first():

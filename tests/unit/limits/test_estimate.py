@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from gateway.limits.estimate import (
     DEFAULT_OUTPUT_ALLOWANCE,
     INLINE_COUNT_CHARS,
-    OUTPUT_FIELDS,
+    OUTPUT_CAPS,
     OWN_CAPS,
     dearest_cost,
     estimate,
@@ -541,7 +541,7 @@ def test_a_body_capped_only_by_another_endpoints_field_gets_its_own_at_that_cap(
     endpoint=st.sampled_from(["chat", "completions", "responses"]),
     caps=st.fixed_dictionaries(
         {},
-        optional={name: st.none() | st.integers(0, 10**6) for name in OUTPUT_FIELDS["chat"]},
+        optional={name: st.none() | st.integers(0, 10**6) for name in OUTPUT_CAPS},
     ),
     default=st.none() | st.integers(1, 10**6),
 )
@@ -553,6 +553,6 @@ def test_what_goes_upstream_never_allows_more_output_than_was_reserved(
     sent = output_capped(endpoint, body, default)
     reserved = output_allowance(endpoint, body, default)
     assert output_allowance(endpoint, sent, default) == reserved
-    sent_caps = [sent[f] for f in OUTPUT_FIELDS[endpoint] if sent.get(f) is not None]
+    sent_caps = [sent[f] for f in OUTPUT_CAPS if sent.get(f) is not None]
     assert sent_caps and max(sent_caps) == reserved
     assert any(sent.get(own) is not None for own in OWN_CAPS[endpoint])
