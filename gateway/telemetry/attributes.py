@@ -25,6 +25,7 @@ AttributeValue = str | bool | int | float | tuple[str, ...]
 Attributes = dict[str, AttributeValue]
 
 TRACES_PATH = "/v1/traces"
+MODEL_TEXT_MAX = 200  # a model name the caller sent is cut to this in spans
 
 
 def traces_url(endpoint: str) -> str:
@@ -94,6 +95,16 @@ def is_sampled_new(trace_id: int, bound: int) -> bool:
 
 def operation_name(endpoint: str) -> str:
     return names.OPERATION_NAMES.get(endpoint, endpoint)
+
+
+def server_span_name(endpoint: str, model: str | None, error_code: str | None) -> str:
+    """`{operation} {model}` (GenAI conventions), or the operation alone when the model
+    is not one the policy knows: a name the caller made up would make every span name
+    unique and could be 16 MiB long (span names are kept and batched by count)."""
+    operation = operation_name(endpoint)
+    if model is None or error_code == "model_not_found":
+        return operation
+    return f"{operation} {model[:MODEL_TEXT_MAX]}"
 
 
 def provider_name(provider_type: str | None) -> str:
@@ -197,7 +208,7 @@ def request_head(ctx: RequestContext, policy_version: int | None) -> RequestHead
         None if principal is None else principal.team,
         None if principal is None else principal.subject,
         None if principal is None else principal.client_id or None,
-        None if ctx.model is None else ctx.model[:200],  # the caller's text: bounded
+        None if ctx.model is None else ctx.model[:MODEL_TEXT_MAX],  # the caller's text
         None if deployment is None else deployment.label,
         ctx.error_code or None,
         policy_version,

@@ -307,7 +307,7 @@ def span_facts(trace: RequestTrace, blocks: Blocks) -> list[SpanFacts]:
     name = f"{trace.method} {trace.path}"
     is_error = trace.raised
     if ctx is not None and answer is not None:
-        name = f"{attrs.operation_name(ctx.endpoint)} {ctx.model or ctx.endpoint}"
+        name = attrs.server_span_name(ctx.endpoint, ctx.model, ctx.error_code)
         head = blocks.head(attrs.request_head(ctx, trace.policy_version))
         request_id = {names.GATEWAY_REQUEST_ID: ctx.request_id}
         parts = (*parts, head, request_id, answer, attrs.request_tail(ctx))

@@ -288,3 +288,14 @@ def test_a_limits_refusal_names_its_decision(error_code, expected):
     ctx = _finished(status=429, outcome=Outcome.REFUSED, error_code=error_code)
     assert attrs.request_attributes(ctx, None)[names.GATEWAY_BUDGET_DECISION] == expected
     assert names.GATEWAY_COST_USD not in attrs.request_attributes(ctx, None)  # nothing priced
+
+
+def test_the_server_span_is_named_after_a_known_model_only():
+    """A model name the caller made up (a 404) stays out of the span name: each would be
+    a new name, and one could be as long as the body (the probe sent 8 MB ones)."""
+    assert attrs.server_span_name("chat", "gpt-4o", None) == "chat gpt-4o"
+    assert attrs.server_span_name("chat", "gpt-4o", "rate_limit_exceeded") == "chat gpt-4o"
+    assert attrs.server_span_name("chat", "x" * 8_000_000, "model_not_found") == "chat"
+    assert attrs.server_span_name("embeddings", None, None) == "embeddings"
+    long_known = attrs.server_span_name("chat", "m" * 1000, None)
+    assert long_known == "chat " + "m" * attrs.MODEL_TEXT_MAX
