@@ -31,7 +31,7 @@ from gateway.commands.policy import (
 )
 from gateway.commands.report import report_app
 from gateway.commands.usage import usage
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings, load_settings, sqlite_folder_problem
 
 if TYPE_CHECKING:
     from gateway.db import Migrated
@@ -50,9 +50,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _sqlite_folder_or_exit(settings: Settings) -> None:
+    problem = sqlite_folder_problem(settings.database_url)
+    if problem is not None:
+        raise _fail(problem, 2)
+
+
 def _migrate_or_exit(settings: Settings) -> Migrated:
     from gateway.db import SchemaFromNewerGateway, check_schema, migrate
 
+    _sqlite_folder_or_exit(settings)
     try:
         return asyncio.run(migrate(settings.database_url))
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
@@ -68,12 +75,30 @@ def _migrate_or_exit(settings: Settings) -> Migrated:
 def _schema_current_or_exit(settings: Settings) -> None:
     from gateway.db import SchemaNotCurrent, check_schema
 
+    _sqlite_folder_or_exit(settings)
     try:
         asyncio.run(check_schema(settings.database_url))
     except SchemaNotCurrent as problem:
         raise _fail(f"cannot serve without migrating: {problem}") from None
     except Exception as exc:
         raise _fail(f"cannot open the database: {type(exc).__name__}: {exc}") from None
+
+
+def _spool_folder_or_exit(settings: Settings) -> None:
+    """The ledger's spool must be writable before the first outage needs it: rows kept
+    while the database is down are flushed there at a shutdown (SPEC §6)."""
+    from gateway.usage.spool import default_spool_dir
+
+    folder = default_spool_dir(settings.database_url, settings.ledger_spool_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        problem = f"cannot create {folder}/ ({error.strerror})"
+    else:
+        if os.access(folder, os.W_OK | os.X_OK):
+            return
+        problem = f"cannot write a file in {folder}/"
+    raise _fail(f"the ledger's spool folder: {problem}; set GATEWAY_LEDGER_SPOOL_DIR", 2)
 
 
 def _export_settings(settings: Settings) -> None:
@@ -126,6 +151,8 @@ def serve(
         folder = Path(settings.access_log).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise _fail(f"GATEWAY_ACCESS_LOG: cannot write a file in {folder}/", 2)
+    _sqlite_folder_or_exit(settings)  # before the spool: it may live beside the file
+    _spool_folder_or_exit(settings)
     if settings.migrate_on_start and not no_migrate:
         _migrate_or_exit(settings)
     else:

@@ -133,8 +133,21 @@ class SettingsError(ValueError):
     """A setting with a value the gateway cannot use; the message names it."""
 
 
-def _flag(value: str) -> bool:
-    return value.strip().lower() in ("1", "true", "yes", "on")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    """An on/off setting; a value that is neither (a typo) is refused, not read as off."""
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in TRUE_WORDS:
+        return True
+    if raw in FALSE_WORDS:
+        return False
+    words = ", ".join(TRUE_WORDS + FALSE_WORDS)
+    raise SettingsError(f"{name} must be one of {words} (got {raw!r})")
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -186,6 +199,8 @@ def check_settings(settings: Settings) -> Settings:
             raise SettingsError(f"{name} must be from {low} to {high} (got {value})")
     check_admin_port(settings.admin_port, settings.port)
     check_database_url(settings.database_url)
+    if settings.redis_url is not None:
+        check_redis_url(settings.redis_url)
     if settings.log_level not in LOG_LEVELS:
         raise SettingsError(
             f"GATEWAY_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)} (got {settings.log_level!r})"
@@ -231,6 +246,41 @@ def check_database_url(url: str) -> None:
         )
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def check_redis_url(url: str) -> None:
+    """SettingsError naming GATEWAY_REDIS_URL unless redis-py can open `url`."""
+    from redis.connection import parse_url
+
+    try:
+        parse_url(url)  # type: ignore[no-untyped-call]
+    except ValueError as error:
+        raise SettingsError(
+            "GATEWAY_REDIS_URL must be a Redis URL: redis://[:PASSWORD@]HOST[:PORT][/DB], "
+            f"rediss://... (TLS) or unix:///PATH ({error})"
+        ) from None
+
+
+def sqlite_folder_problem(url: str) -> str | None:
+    """Why a SQLite database file at `url` cannot be created or written, or None (also
+    for PostgreSQL and in-memory SQLite): said plainly before the driver says it with
+    a traceback from its thread."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    database = Path(parsed.database)
+    folder = database.parent
+    if not folder.is_dir():
+        return f"GATEWAY_DATABASE_URL: the folder {folder}/ of the SQLite file does not exist"
+    writable = database if database.exists() else folder
+    if not os.access(writable, os.W_OK):
+        return f"GATEWAY_DATABASE_URL: cannot write the SQLite file {database} (no permission)"
+    return None
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read `GATEWAY_*` variables (unset ones take the defaults above); SettingsError
     when one is set to a value the gateway cannot use."""
@@ -253,12 +303,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             audience=env.get("GATEWAY_AUDIENCE", base.audience),
             otlp_endpoint=otlp_endpoint,
             trace_sample_ratio=_ratio(env, "GATEWAY_TRACE_SAMPLE_RATIO", base.trace_sample_ratio),
-            metrics_enabled=_flag(env.get("GATEWAY_METRICS", "on")),
+            metrics_enabled=_flag(env, "GATEWAY_METRICS", True),
             host=host,
             port=port,
             workers=_int(env, "GATEWAY_WORKERS", base.workers),
             max_body_bytes=_int(env, "GATEWAY_MAX_BODY_BYTES", base.max_body_bytes),
-            migrate_on_start=_flag(env.get("GATEWAY_MIGRATE_ON_START", "true")),
+            migrate_on_start=_flag(env, "GATEWAY_MIGRATE_ON_START", True),
             token_ttl_s=_int(env, "GATEWAY_TOKEN_TTL_S", base.token_ttl_s),
             token_leeway_s=_int(env, "GATEWAY_TOKEN_LEEWAY_S", base.token_leeway_s),
             log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level).strip().lower(),

@@ -29,6 +29,24 @@ from tests.support.processes import run_gateway as run
             {"GATEWAY_ACCESS_LOG": "/nonexistent/dir/access.log"},
             "GATEWAY_ACCESS_LOG: cannot write a file in /nonexistent/dir/",
         ),
+        (("serve",), {"GATEWAY_REDIS_URL": "notredis"}, "GATEWAY_REDIS_URL must be a Redis URL"),
+        (("serve",), {"GATEWAY_METRICS": "maybe"}, "GATEWAY_METRICS must be one of"),
+        (("serve",), {"GATEWAY_MIGRATE_ON_START": "ja"}, "GATEWAY_MIGRATE_ON_START must be one"),
+        (
+            ("serve",),
+            {"GATEWAY_DATABASE_URL": "sqlite+aiosqlite:////nonexistent/dir/g.db"},
+            "GATEWAY_DATABASE_URL: the folder /nonexistent/dir/ of the SQLite file does not exist",
+        ),
+        (
+            ("migrate",),
+            {"GATEWAY_DATABASE_URL": "sqlite+aiosqlite:////nonexistent/dir/g.db"},
+            "GATEWAY_DATABASE_URL: the folder /nonexistent/dir/ of the SQLite file does not exist",
+        ),
+        (
+            ("serve",),
+            {"GATEWAY_LEDGER_SPOOL_DIR": "/proc/no-such-spool"},
+            "the ledger's spool folder: cannot create /proc/no-such-spool/",
+        ),
     ],
 )
 def test_a_setting_the_gateway_cannot_use_is_one_plain_line(
