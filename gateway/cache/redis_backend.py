@@ -15,6 +15,7 @@ after at most `timeout_s`, never raise: the request is served without the cache.
 from __future__ import annotations
 
 import logging
+import re
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -39,15 +40,22 @@ log = logging.getLogger("gateway.cache")
 PREFIX = "gw:cache:"
 DEFAULT_TIMEOUT_S = 0.25  # a lookup may cost a request this much when Redis hangs
 CLEAR_BATCH = 500
+_GLOB_SPECIAL = re.compile(r"[\\*?\[\]]")  # what Redis's glob-style MATCH reads as a pattern
 
 
 def redis_key(key: CacheKey) -> str:
     return f"{PREFIX}{{{key.team}}}:{key.model.encode().hex()}:{key.digest}"
 
 
+def glob_escaped(text: str) -> str:
+    """`text` matching only itself in a SCAN pattern: a team named `b*` (which no policy
+    allows) must not clear team `beta`."""
+    return _GLOB_SPECIAL.sub(r"\\\g<0>", text)
+
+
 def clear_pattern(team: str | None, model: str | None) -> str:
     """The SCAN pattern of a team's and/or a model's keys (all of them when neither)."""
-    team_part = "*" if team is None else team
+    team_part = "*" if team is None else glob_escaped(team)
     model_part = "*" if model is None else model.encode().hex()
     return f"{PREFIX}{{{team_part}}}:{model_part}:*"
 

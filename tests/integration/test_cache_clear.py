@@ -139,3 +139,40 @@ def test_the_cli_reports_redis_down_plainly(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("cannot clear the response cache: Redis did not answer")
     assert "Traceback" not in done.stderr
+
+
+async def test_the_cli_reads_a_team_as_a_name_never_a_glob(tmp_path: Path, redis_url: str) -> None:
+    """`--team 'PREFIXb*'` clears a team of that exact name (none), not team PREFIXbeta."""
+    prefix = f"t{secrets.token_hex(6)}"
+    beta = key(f"{prefix}beta", "small")
+    cache = RedisCache(redis_url)
+    try:
+        await cache.put(beta, ANSWER, POLICY)
+        for team in (f"{prefix}b*", f"{prefix}b?ta", f"{prefix}[b]eta"):
+            done = run_gateway(
+                "cache", "clear", "--team", team, cwd=tmp_path, env={"GATEWAY_REDIS_URL": redis_url}
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith("cleared 0 cached entries")
+        assert (await cache.get(beta)).status == LookupStatus.HIT
+    finally:
+        await cache.clear(team=beta.team)
+        await cache.close()
+
+
+async def test_the_admin_api_reads_a_team_as_a_name_never_a_glob(
+    tmp_path: Path, redis_url: str, http: aiohttp.ClientSession
+) -> None:
+    """DELETE /admin/cache?team=PREFIXb* on a Redis-backed gateway leaves PREFIXbeta's entries."""
+    prefix = f"t{secrets.token_hex(6)}"
+    beta = key(f"{prefix}beta", "small")
+    async with running_gateway(tmp_path, ADMIN_POLICY, redis_url=redis_url) as gateway:
+        cache = gateway.services.cache
+        await cache.put(beta, ANSWER, POLICY)
+        try:
+            admin = Admin(gateway.origin, http, await gateway.token(scopes=["gateway:admin"]))
+            status, body = await admin.call("DELETE", f"/admin/cache?team={prefix}b%2A")
+            assert (status, body["team"], body["deleted"]) == (200, f"{prefix}b*", 0)
+            assert (await cache.get(beta)).status == LookupStatus.HIT
+        finally:
+            await cache.clear(team=beta.team)
