@@ -45,6 +45,7 @@ from gateway.policy.loader import load_bundle, policy_file_problem, policy_files
 from gateway.policy.service import PolicyConflict, PolicyService
 from gateway.policy.store import PolicyStore
 from gateway.policy.versions import PolicyVersion
+from gateway.repeated import RepeatedProblem
 
 log = logging.getLogger("gateway.policy")
 
@@ -130,13 +131,16 @@ class PolicySync:
             log.warning("policy refresh after a write failed: %s: %s", type(exc).__name__, exc)
 
     async def run(self) -> None:
+        problem = RepeatedProblem(log, "policy poll")
         while True:
             try:
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a database outage must not stop the loop
-                log.warning("policy poll failed: %s: %s", type(exc).__name__, exc)
+                problem.failed(exc)
+            else:
+                problem.succeeded()
             await self._close_retired(self._monotonic())
             await asyncio.sleep(self._interval_s)
 
@@ -330,6 +334,7 @@ class FolderWatcher:
     async def run(self) -> None:
         """Check once at start (edits made while stopped), then on every change of the
         folder or of the enforced version."""
+        problem = RepeatedProblem(log, "policy folder check")
         while True:
             try:
                 current = folder_fingerprint(self._directory)
@@ -345,7 +350,9 @@ class FolderWatcher:
                 raise
             except Exception as exc:  # a database outage must not stop the watch
                 self._seen = None  # try again next round
-                log.warning("policy folder check failed: %s: %s", type(exc).__name__, exc)
+                problem.failed(exc)
+            else:
+                problem.succeeded()
             await asyncio.sleep(self._interval_s)
 
 
