@@ -66,6 +66,7 @@ UNAVAILABLE = Lookup(LookupStatus.UNAVAILABLE)
 class Stored(StrEnum):
     STORED = "stored"
     TOO_LARGE = "too_large"  # larger than the policy's max_bytes: never stored
+    NOT_AN_ANSWER = "not_an_answer"  # an error object or no choice (rules.is_storable)
     UNAVAILABLE = "unavailable"
 
 

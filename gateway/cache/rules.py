@@ -64,6 +64,17 @@ def uncacheable(endpoint: Endpoint, body: Mapping[str, Any]) -> Uncacheable | No
     return None
 
 
+def is_storable(endpoint: Endpoint, whole: Any) -> bool:
+    """May this whole answer (parsed JSON) be kept and served again? Only a success: an
+    object with no `error` and at least one choice (one embedding on /v1/embeddings).
+    An upstream's 200 carrying an error object, or answering nothing, reaches its client
+    once and is never replayed. One rule for whole answers and assembled streams."""
+    if not isinstance(whole, dict) or whole.get("error") is not None:
+        return False
+    answers = whole.get("data" if endpoint == "embeddings" else "choices")
+    return isinstance(answers, list) and len(answers) > 0
+
+
 # One directive: a token, optionally `=token` or `="quoted string"` (RFC 9110 §5.6).
 _DIRECTIVE = re.compile(
     r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^,\s]*))?\s*(?:,|$)'

@@ -27,7 +27,14 @@ from gateway.cache.entry import (
 )
 from gateway.cache.key import CacheKey, cache_key
 from gateway.cache.replay import replay
-from gateway.cache.rules import CacheMode, CacheStatus, cache_mode, effective_policy, uncacheable
+from gateway.cache.rules import (
+    CacheMode,
+    CacheStatus,
+    cache_mode,
+    effective_policy,
+    is_storable,
+    uncacheable,
+)
 from gateway.policy.compiled import CachePolicy, ModelRoute, TeamRules
 from gateway.providers.base import Endpoint
 from gateway.usage.usage import Usage, usage_from_report
@@ -43,6 +50,7 @@ class CachePlan:
     policy: CachePolicy
     key: CacheKey | None  # None: not cacheable (n > 1, Responses API)
     mode: CacheMode
+    endpoint: Endpoint
 
     @property
     def looks_up(self) -> bool:
@@ -71,7 +79,7 @@ def plan(
         return None
     mode = cache_mode(cache_control)
     if uncacheable(endpoint, body) is not None or mode is CacheMode.BYPASS:
-        return CachePlan(policy, None, mode)
+        return CachePlan(policy, None, mode, endpoint)
     key = cache_key(
         team=team.name,
         endpoint=endpoint,
@@ -80,7 +88,7 @@ def plan(
         guardrails=team.guardrails_hash,
         body=body,
     )
-    return CachePlan(policy, key, mode)
+    return CachePlan(policy, key, mode, endpoint)
 
 
 def status_of(plan: CachePlan, lookup: Lookup | None) -> CacheStatus:
@@ -120,6 +128,13 @@ def render_hit(
     return replay(endpoint, answer.body, include_usage=wants_usage)
 
 
+def _parsed(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def saved_usage(answer: CachedAnswer) -> Usage | None:
     """The tokens a hit saved: the usage the stored answer reported."""
     try:
@@ -133,9 +148,12 @@ async def store(
     backend: CacheBackend, plan: CachePlan, answer: bytes, deployment: str, now_ms: int
 ) -> Stored | None:
     """Keep a successful, complete, already-guarded whole answer; None if the plan
-    does not store. Call it after the client has the answer: it adds nothing to its wait."""
+    does not store. Call it after the client has the answer: it adds nothing to its wait.
+    An error object or an answer without choices is refused (NOT_AN_ANSWER)."""
     if plan.key is None or not plan.stores:
         return None
+    if not is_storable(plan.endpoint, _parsed(answer)):
+        return Stored.NOT_AN_ANSWER
     try:
         return await backend.put(plan.key, CachedAnswer(answer, deployment, now_ms), plan.policy)
     except Exception:  # as in look_up: never the request's failure

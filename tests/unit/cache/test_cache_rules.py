@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.cache.rules import CacheMode, Uncacheable, cache_mode, directives, uncacheable
+from gateway.cache.rules import (
+    CacheMode,
+    Uncacheable,
+    cache_mode,
+    directives,
+    is_storable,
+    uncacheable,
+)
 
 
 @pytest.mark.parametrize(
@@ -75,3 +82,46 @@ def test_directive_names_are_lowercased() -> None:
 def test_what_is_cacheable(endpoint: str, body: dict[str, object], why: Uncacheable | None) -> None:
     """n > 1 asks for distinct samples; the Responses API keeps state upstream."""
     assert uncacheable(endpoint, body) == why
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "whole", "storable"),
+    [
+        ("chat", {"choices": [{"index": 0}]}, True),
+        ("chat", {"choices": [{"index": 0}], "error": None}, True),
+        ("completions", {"choices": [{"text": "x"}]}, True),
+        ("embeddings", {"data": [{"embedding": [0.1]}]}, True),
+        ("chat", {"choices": []}, False),
+        ("chat", {}, False),
+        ("chat", {"error": {"message": "x"}}, False),
+        ("chat", {"error": "x", "choices": [{"index": 0}]}, False),
+        ("embeddings", {"data": []}, False),
+        ("embeddings", {"choices": [{"index": 0}]}, False),
+        ("chat", [{"choices": [1]}], False),
+        ("chat", None, False),
+    ],
+)
+def test_only_a_success_with_an_answer_is_storable(
+    endpoint: str, whole: object, storable: bool
+) -> None:
+    assert is_storable(endpoint, whole) is storable
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=10,
+)
+
+
+@given(
+    st.sampled_from(["chat", "completions", "embeddings"]),
+    st.dictionaries(st.sampled_from(["choices", "data", "error", "id"]), _JSON),
+)
+def test_an_error_is_never_storable(endpoint: str, whole: dict[str, object]) -> None:
+    """Whatever else it holds, an answer with an error object is never kept, and one
+    that is kept has a non-empty list of answers."""
+    if is_storable(endpoint, whole):
+        assert whole.get("error") is None
+        answers = whole["data" if endpoint == "embeddings" else "choices"]
+        assert isinstance(answers, list) and answers

@@ -117,10 +117,10 @@ def test_teams_guardrail_profiles_are_in_the_key() -> None:
 
 
 HIT = Lookup(LookupStatus.HIT, CachedAnswer(WHOLE, "demo/m", 1))
-USE = stage.CachePlan(ON, CacheKey("search", "chat", "0" * 64), CacheMode.USE)
-REFRESH = stage.CachePlan(ON, USE.key, CacheMode.REFRESH)
-NO_STORE = stage.CachePlan(ON, None, CacheMode.BYPASS)
-NOT_CACHEABLE = stage.CachePlan(ON, None, CacheMode.USE)
+USE = stage.CachePlan(ON, CacheKey("search", "chat", "0" * 64), CacheMode.USE, "chat")
+REFRESH = stage.CachePlan(ON, USE.key, CacheMode.REFRESH, "chat")
+NO_STORE = stage.CachePlan(ON, None, CacheMode.BYPASS, "chat")
+NOT_CACHEABLE = stage.CachePlan(ON, None, CacheMode.USE, "chat")
 
 
 @pytest.mark.parametrize(
@@ -194,5 +194,26 @@ def test_a_failing_backend_never_fails_the_request() -> None:
         assert await stage.look_up(broken, USE) == UNAVAILABLE
         assert await stage.store(broken, USE, WHOLE, "demo/m", 5) == Stored.UNAVAILABLE
         assert broken.unavailable == 2
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b'{"error": {"message": "overloaded", "type": "server_error"}}',
+        b'{"id": "c1", "object": "chat.completion", "choices": []}',
+        b'{"id": "c1", "choices": [{"index": 0}], "error": {"message": "partial"}}',
+        b"not json",
+    ],
+)
+def test_an_error_object_or_no_choice_is_never_stored(answer: bytes) -> None:
+    """An upstream 200 that answers nothing is refused, and the next request misses."""
+
+    async def scenario() -> None:
+        cache = MemoryCache()
+        assert await stage.store(cache, USE, answer, "demo/m", 5) == Stored.NOT_AN_ANSWER
+        found = await stage.look_up(cache, USE)
+        assert found is not None and found.status is LookupStatus.MISS
 
     asyncio.run(scenario())
