@@ -484,6 +484,7 @@ async def _stream(
     # it mid-read (an error event); this cuts one stuck writing to a client too slow to
     # take it, which would otherwise hold the stream, and its limits, past their lease.
     client_deadline = asyncio.timeout(max(0.0, remaining_s) + CLIENT_GRACE_S)
+    whole = None  # response cache: the completed answer, stored once it is charged
     try:
         async with client_deadline:
             await exchange.start_stream(SSE_HEADERS + _answer_headers(ctx))
@@ -502,8 +503,6 @@ async def _stream(
             await exchange.end_stream()
             # Not in `finally`: a disconnect cancels the task and must store nothing.
             whole = assembler.answer() if assembler and end.error is None else None
-            if plan is not None and whole is not None:  # ended with [DONE], every finish_reason
-                await cache_flow.keep(ctx, services.cache, plan, whole, deployment.label)
     except TimeoutError:
         if not client_deadline.expired():
             raise
@@ -520,6 +519,8 @@ async def _stream(
         if usage is None:
             usage = await asyncio.to_thread(observer.estimate)
         charge(ctx, deployment, usage)
+    if plan is not None and whole is not None:  # ended with [DONE], every finish_reason
+        await cache_flow.keep(ctx, services.cache, plan, whole, deployment.label)
 
 
 async def _answer_from_cache(ctx: RequestContext, exchange: Exchange, hit: cache_flow.Hit) -> None:

@@ -1,9 +1,10 @@
 """One stored answer and its bytes at rest; the backends' shared interface. No I/O.
 
 An entry is the whole-answer JSON a non-streamed client gets (after output
-guardrails), with the deployment that answered and when. At rest it is one line
-of metadata, a newline, then the body as sent: one value per Redis key, one
-`bytes` per memory slot, and its size is what `max_bytes` counts.
+guardrails), with the deployment that answered, when, and the usage the gateway
+settled on (the upstream's report, or its own count). At rest it is one line of
+metadata, a newline, then the body: one value per Redis key, one `bytes` per
+memory slot, and its size is what `max_bytes` counts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import orjson
 
 from gateway.cache.key import CacheKey
 from gateway.policy.compiled import CachePolicy
+from gateway.usage.usage import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,11 +25,38 @@ class CachedAnswer:
     body: bytes  # the whole-answer JSON
     deployment: str  # the label of the deployment that answered, for the hit's ledger row
     stored_at_ms: int
+    usage: Usage | None = None  # what the answer was charged: what a hit saves and reports
 
 
 def encode(answer: CachedAnswer) -> bytes:
-    meta = orjson.dumps({"deployment": answer.deployment, "stored_at_ms": answer.stored_at_ms})
-    return meta + b"\n" + answer.body
+    meta: dict[str, object] = {
+        "deployment": answer.deployment,
+        "stored_at_ms": answer.stored_at_ms,
+    }
+    if answer.usage is not None:
+        meta["usage"] = _usage_fields(answer.usage)
+    return orjson.dumps(meta) + b"\n" + answer.body
+
+
+def _usage_fields(usage: Usage) -> list[int | bool]:
+    return [
+        usage.input_tokens,
+        usage.output_tokens,
+        usage.cached_tokens,
+        usage.is_estimated,
+        usage.cache_write_tokens,
+        usage.reasoning_tokens,
+    ]
+
+
+def _usage_of(fields: object) -> Usage | None:
+    """The usage `_usage_fields` wrote; None for anything else (the entry stays usable)."""
+    if not isinstance(fields, list) or len(fields) != 6:
+        return None
+    counts = [fields[0], fields[1], fields[2], fields[4], fields[5]]
+    if not all(type(n) is int and n >= 0 for n in counts) or type(fields[3]) is not bool:
+        return None
+    return Usage(*fields)
 
 
 def decode(raw: bytes) -> CachedAnswer | None:
@@ -44,7 +73,7 @@ def decode(raw: bytes) -> CachedAnswer | None:
     deployment, stored_at_ms = fields.get("deployment"), fields.get("stored_at_ms")
     if not isinstance(deployment, str) or not isinstance(stored_at_ms, int):
         return None
-    return CachedAnswer(body, deployment, stored_at_ms)
+    return CachedAnswer(body, deployment, stored_at_ms, _usage_of(fields.get("usage")))
 
 
 class LookupStatus(StrEnum):

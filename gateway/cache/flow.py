@@ -79,8 +79,9 @@ def stores(ctx: RequestContext, plan: CachePlan | None) -> bool:
 async def keep(
     ctx: RequestContext, backend: CacheBackend, plan: CachePlan, answer: bytes, deployment: str
 ) -> Stored | None:
-    """Store a successful, complete, already-guarded whole answer."""
-    stored = await stage.store(backend, plan, answer, deployment, now_ms())
+    """Store a successful, complete, already-guarded whole answer, with the usage it
+    was charged (`ctx.usage`: call it after the charge)."""
+    stored = await stage.store(backend, plan, answer, deployment, now_ms(), ctx.usage)
     if stored is Stored.UNAVAILABLE:
         ctx.cache_unavailable += 1
     return stored

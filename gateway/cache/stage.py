@@ -136,26 +136,57 @@ def _parsed(data: bytes) -> Any:
 
 
 def saved_usage(answer: CachedAnswer) -> Usage | None:
-    """The tokens a hit saved: the usage the stored answer reported."""
-    try:
-        whole = orjson.loads(answer.body)
-    except orjson.JSONDecodeError:
-        return None
+    """The tokens a hit saved: the usage the answer was charged when stored (else, for
+    an entry stored without one, the usage its body reports)."""
+    if answer.usage is not None:
+        return answer.usage
+    whole = _parsed(answer.body)
     return usage_from_report(whole.get("usage")) if isinstance(whole, dict) else None
 
 
+def usage_report(endpoint: Endpoint, usage: Usage) -> dict[str, Any]:
+    """`usage` as OpenAI reports it on `endpoint` (embeddings: no completion tokens)."""
+    if endpoint == "embeddings":
+        return {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}
+    report: dict[str, Any] = {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": usage.input_tokens + usage.output_tokens,
+    }
+    if usage.cached_tokens:
+        report["prompt_tokens_details"] = {"cached_tokens": usage.cached_tokens}
+    if usage.reasoning_tokens:
+        report["completion_tokens_details"] = {"reasoning_tokens": usage.reasoning_tokens}
+    return report
+
+
 async def store(
-    backend: CacheBackend, plan: CachePlan, answer: bytes, deployment: str, now_ms: int
+    backend: CacheBackend,
+    plan: CachePlan,
+    answer: bytes,
+    deployment: str,
+    now_ms: int,
+    usage: Usage | None = None,
 ) -> Stored | None:
     """Keep a successful, complete, already-guarded whole answer; None if the plan
     does not store. Call it after the client has the answer: it adds nothing to its wait.
-    An error object or an answer without choices is refused (NOT_AN_ANSWER)."""
+    An error object or an answer without choices is refused (NOT_AN_ANSWER).
+
+    `usage` is what the request was charged. An answer without a usable report of its
+    own (an upstream that reported none: the gateway counted) is stored with that
+    usage in its body, so every hit, whole or replayed with `include_usage`, reports it.
+    """
     if plan.key is None or not plan.stores:
         return None
-    if not is_storable(plan.endpoint, _parsed(answer)):
+    whole = _parsed(answer)
+    if not is_storable(plan.endpoint, whole):
         return Stored.NOT_AN_ANSWER
+    if usage is not None and usage_from_report(whole.get("usage")) is None:
+        whole["usage"] = usage_report(plan.endpoint, usage)
+        answer = orjson.dumps(whole)
+    entry = CachedAnswer(answer, deployment, now_ms, usage)
     try:
-        return await backend.put(plan.key, CachedAnswer(answer, deployment, now_ms), plan.policy)
+        return await backend.put(plan.key, entry, plan.policy)
     except Exception:  # as in look_up: never the request's failure
         log.exception("response cache store failed")
         backend.unavailable += 1

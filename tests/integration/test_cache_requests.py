@@ -370,3 +370,29 @@ async def test_an_upstream_200_that_answers_nothing_is_not_stored(tmp_path, up, 
         assert status == "miss" and answer.choices
         assert (await ask(await gw.openai("cached")))[0] == "hit"
         assert len(up.requests) == 2
+
+
+async def test_hits_report_the_usage_the_gateway_counted(tmp_path, up):
+    """An upstream that reports no usage: the miss's stream gets the gateway's counted
+    usage chunk; a stream hit with include_usage gets the same one, a whole-answer hit
+    carries it as `usage`, and the hits' ledger rows hold those tokens, marked estimated."""
+    up.behave("stream_no_usage")
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("cached")
+        wants_usage = {"include_usage": True}
+        status, miss = await ask_stream(client, stream_options=wants_usage)
+        counted = miss[-1].usage
+        assert status == "miss" and counted is not None and counted.completion_tokens > 0
+        status, replayed = await ask_stream(client, stream_options=wants_usage)
+        assert status == "hit" and replayed[-1].usage == counted and not replayed[-1].choices
+        status, whole, _ = await ask(client)
+        assert status == "hit" and whole.usage == counted
+        assert len(up.requests) == 1
+    rows = ledger_rows(tmp_path)
+    assert [r["cache"] for r in rows] == ["miss", "hit", "hit"]
+    for row in rows:
+        assert (row["input_tokens"], row["output_tokens"], row["tokens_estimated"]) == (
+            counted.prompt_tokens,
+            counted.completion_tokens,
+            1,
+        )

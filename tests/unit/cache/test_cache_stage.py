@@ -217,3 +217,25 @@ def test_an_error_object_or_no_choice_is_never_stored(answer: bytes) -> None:
         assert found is not None and found.status is LookupStatus.MISS
 
     asyncio.run(scenario())
+
+
+def test_an_answer_without_usage_is_stored_with_the_charged_usage() -> None:
+    """The gateway counted (the upstream reported none): the entry keeps that usage, in
+    its body too, so a whole hit and a replay with include_usage both report it."""
+    bare = orjson.loads(WHOLE)
+    del bare["usage"]
+    counted = Usage(3, 7, is_estimated=True)
+
+    async def scenario() -> None:
+        cache = MemoryCache()
+        assert await stage.store(cache, USE, orjson.dumps(bare), "demo/m", 5, counted) is not None
+        found = await stage.look_up(cache, USE)
+        assert found is not None and found.answer is not None
+        assert stage.saved_usage(found.answer) == counted
+        body = orjson.loads(stage.render_hit("chat", found.answer, is_stream=False, body=BODY))
+        assert body["usage"] == {"prompt_tokens": 3, "completion_tokens": 7, "total_tokens": 10}
+        asked = {**BODY, "stream_options": {"include_usage": True}}
+        replayed = stage.render_hit("chat", found.answer, is_stream=True, body=asked)
+        assert b'"usage":{"prompt_tokens":3,"completion_tokens":7,"total_tokens":10}' in replayed
+
+    asyncio.run(scenario())

@@ -6,6 +6,7 @@ from gateway.cache.entry import CachedAnswer, LookupStatus, Stored, decode, enco
 from gateway.cache.key import CacheKey
 from gateway.cache.memory import MemoryCache
 from gateway.policy.compiled import CachePolicy
+from gateway.usage.usage import Usage
 
 
 class Clock:
@@ -136,3 +137,10 @@ def test_bytes_this_version_did_not_write_decode_to_nothing() -> None:
         b"{bad\n{}",
     ):
         assert decode(raw) is None
+
+
+def test_an_entry_keeps_its_usage_through_encoding() -> None:
+    entry = CachedAnswer(b"{}", "p/m", 1, Usage(5, 6, 1, True, 2, 3))
+    assert decode(encode(entry)) == entry
+    damaged = encode(entry).replace(b"[5,6,1,true,2,3]", b"[5,-6,1,true,2,3]")
+    assert decode(damaged) == CachedAnswer(b"{}", "p/m", 1)
