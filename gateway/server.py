@@ -392,6 +392,11 @@ def server_config(settings: Settings) -> GatewayServerConfig:
         workers=settings.workers,
         loop="uvloop",
         http=GatewayHttpProtocol,
+        # X-Forwarded-For only from proxies the operator names: uvicorn's default trusts
+        # it from 127.0.0.1, so a local peer could pick its address (and so escape the
+        # token endpoint's per-address limits, or lock another address out).
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,

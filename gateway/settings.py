@@ -107,6 +107,9 @@ class Settings:
     login_failures_per_client: int = DEFAULT_LOGIN_FAILURES_PER_CLIENT
     login_failures_per_address: int = DEFAULT_LOGIN_FAILURES_PER_ADDRESS
     login_failure_window_s: int = DEFAULT_LOGIN_FAILURE_WINDOW_S
+    # Proxies whose X-Forwarded-For / -Proto name the client (addresses or CIDRs): the
+    # login limits and the logs key on that address. Empty: none; a peer is itself.
+    trusted_proxies: tuple[str, ...] = ()
     # --- operations: the admin plane's own listener, the shutdown drain ---
     admin_port: int | None = None  # set: /admin and /finance only there (gateway/api/planes.py)
     drain_grace_s: int = DEFAULT_DRAIN_GRACE_S
@@ -281,6 +284,25 @@ def sqlite_folder_problem(url: str) -> str | None:
     return None
 
 
+def _trusted_proxies(env: Mapping[str, str]) -> tuple[str, ...]:
+    """GATEWAY_TRUSTED_PROXIES: comma-separated addresses or CIDRs (`*`: any peer)."""
+    import ipaddress
+
+    raw = env.get("GATEWAY_TRUSTED_PROXIES", "")
+    entries = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"GATEWAY_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR "
+                "(comma-separated, e.g. 10.0.0.0/8,127.0.0.1)"
+            ) from None
+    return entries
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read `GATEWAY_*` variables (unset ones take the defaults above); SettingsError
     when one is set to a value the gateway cannot use."""
@@ -316,6 +338,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             ledger_spool_dir=env.get("GATEWAY_LEDGER_SPOOL_DIR") or None,
             ledger_queue_rows=_int(env, "GATEWAY_LEDGER_QUEUE_ROWS", base.ledger_queue_rows),
             **_edge_settings(env, base),
+            trusted_proxies=_trusted_proxies(env),
             admin_port=_int(env, "GATEWAY_ADMIN_PORT", 0) or None,
             drain_grace_s=_int(env, "GATEWAY_DRAIN_GRACE_S", base.drain_grace_s),
         )

@@ -209,3 +209,35 @@ def test_wrong_secrets_from_one_address_do_not_lock_the_client_out_elsewhere(tmp
             reply = owner.post("/oauth/token", data=grant, auth=pair)
         assert reply.status_code == 200, reply.text
         assert reply.json()["access_token"].count(".") == 2
+
+
+@pytest.mark.parametrize("trusted", [None, "127.0.0.1"])
+def test_x_forwarded_for_names_the_caller_only_from_a_trusted_proxy(tmp_path, trusted) -> None:
+    """Bad logins from 127.0.0.1, each claiming another address in X-Forwarded-For: by
+    default the header is ignored, so the address limit stops them; with the peer named
+    in GATEWAY_TRUSTED_PROXIES each counts for the address it names. (uvicorn trusted the
+    header from 127.0.0.1 by default: a local peer escaped the limit, or framed another.)"""
+    env = {"GATEWAY_LOGIN_FAILURES_PER_ADDRESS": "3", "GATEWAY_LOGIN_FAILURE_WINDOW_S": "60"}
+    if trusted:
+        env["GATEWAY_TRUSTED_PROXIES"] = trusted
+    with serve_process(tmp_path, env) as server, httpx.Client(base_url=server.origin) as http:
+        grant = {"grant_type": "client_credentials"}
+        statuses = [
+            http.post(
+                "/oauth/token",
+                data=grant,
+                auth=(f"c-bogus{i}", "wrong"),
+                headers={"x-forwarded-for": f"203.0.113.{i}"},
+            ).status_code
+            for i in range(8)
+        ]
+    if trusted:
+        assert statuses == [401] * 8
+    else:
+        assert statuses[:3] == [401] * 3 and set(statuses[3:]) == {429}, statuses
+
+
+def test_a_trusted_proxy_list_that_does_not_parse_is_refused(tmp_path) -> None:
+    result = run_gateway("serve", cwd=tmp_path, env={"GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8,nope"})
+    assert result.returncode == 2
+    assert "GATEWAY_TRUSTED_PROXIES: 'nope' is not an IP address or CIDR" in result.stderr
