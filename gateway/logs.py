@@ -90,6 +90,8 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
         "ttfb_ms": round(ctx.first_byte_s * 1000, 2) if ctx.first_byte_s is not None else None,
         "trace_id": current_trace_id(),  # None unless GATEWAY_OTLP_ENDPOINT is set
     }
+    if ctx.cache is not None:  # response cache: hit (no upstream call), miss or bypass
+        fields["cache"] = ctx.cache.value
     if ctx.guardrail_hits:  # rule names and what they did, never the text
         fields["guardrails"] = [f"{h.rule}:{h.action}:{h.where}" for h in ctx.guardrail_hits]
     usage = ctx.usage

@@ -241,7 +241,7 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     plan = None if cached is None else cached.plan
     ctx.cache = None if cached is None else cached.status  # once admitted: what it was served as
     if hit is not None:
-        await _answer_from_cache(ctx, exchange, hit)
+        await _answer_from_cache(ctx, exchange, hit, route)
     elif ctx.is_stream:
         await _stream(ctx, exchange, route, body, ids, services, guards, plan)
     else:
@@ -523,11 +523,16 @@ async def _stream(
         await cache_flow.keep(ctx, services.cache, plan, whole, deployment.label)
 
 
-async def _answer_from_cache(ctx: RequestContext, exchange: Exchange, hit: cache_flow.Hit) -> None:
+async def _answer_from_cache(
+    ctx: RequestContext, exchange: Exchange, hit: cache_flow.Hit, route: ModelRoute
+) -> None:
     """A response-cache hit: the stored answer as this client asked for it (a stream
-    is replayed in one write); no upstream call, nothing charged (`ctx.usage` stays None)."""
+    is replayed in one write); no upstream call, nothing charged (`ctx.usage` stays None).
+    The deployment that answered when it was stored is the request's, for its header,
+    ledger row and access line (the key holds the route's deployments: it is found)."""
     ctx.saved_usage = hit.saved
-    headers = [*_answer_headers(ctx), (b"x-gateway-deployment", hit.deployment.encode())]
+    ctx.deployment = cache_flow.deployment_of(hit, route)
+    headers = _answer_headers(ctx)
     if ctx.is_stream:
         await exchange.start_stream(SSE_HEADERS + headers)
         ctx.first_byte_s = ctx.elapsed_s()

@@ -19,7 +19,7 @@ from gateway.cache.entry import CacheBackend, LookupStatus, Stored
 from gateway.cache.rules import CacheStatus
 from gateway.cache.stage import CachePlan
 from gateway.context import RequestContext, now_ms
-from gateway.policy.compiled import ModelRoute, TeamRules
+from gateway.policy.compiled import Deployment, ModelRoute, TeamRules
 from gateway.usage.usage import Usage
 
 
@@ -68,6 +68,11 @@ async def consult(
     except ValueError:  # bytes this request cannot be answered with: fetch and replace them
         return Consulted(plan, CacheStatus.MISS, None)
     return Consulted(plan, status, Hit(data, answer.deployment, stage.saved_usage(answer)))
+
+
+def deployment_of(hit: Hit, route: ModelRoute) -> Deployment | None:
+    """The route's deployment that answered the stored answer (None if it left the route)."""
+    return next((d for d in route.deployments if d.label == hit.deployment), None)
 
 
 def stores(ctx: RequestContext, plan: CachePlan | None) -> bool:

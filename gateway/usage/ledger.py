@@ -61,8 +61,8 @@ def ledger_row(ctx: RequestContext, latency_s: float) -> dict[str, Any]:
     With nothing priced (`ctx.prices` None: no upstream answered) the row costs 0 and
     says `price_source = "none"`; an answer from a model without any price costs 0
     and says `unknown`, which reports flag. A response-cache hit (`cache = 'hit'`) is
-    never priced: cost 0, `price_source = "none"`, no deployment (none was called), and
-    its token columns hold the tokens it saved, the stored answer's own usage.
+    never priced: cost 0, `price_source = "none"`, 0 attempts, the deployment that
+    answered when the entry was stored, and its token columns hold the tokens it saved.
     """
     principal, deployment, prices = ctx.principal, ctx.deployment, ctx.prices
     usage = ctx.usage if ctx.usage is not None else ctx.saved_usage

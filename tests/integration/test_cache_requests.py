@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+import orjson
 import pytest
 
 from gateway.limits.plan import Estimate, build_plan
@@ -118,7 +119,7 @@ async def test_a_repeated_request_is_a_free_hit_on_the_ledger(tmp_path, up):
     miss, hit = ledger_rows(tmp_path)
     assert (miss["cache"], hit["cache"]) == ("miss", "hit")
     assert miss["cost_nanousd"] > 0
-    assert (hit["cost_nanousd"], hit["price_source"], hit["deployment"]) == (0, "none", None)
+    assert (hit["cost_nanousd"], hit["price_source"]) == (0, "none")
     assert (hit["input_tokens"], hit["output_tokens"]) == (
         miss["input_tokens"],
         miss["output_tokens"],
@@ -396,3 +397,29 @@ async def test_hits_report_the_usage_the_gateway_counted(tmp_path, up):
             counted.completion_tokens,
             1,
         )
+
+
+async def test_a_hits_ledger_row_and_access_line_name_its_deployment(tmp_path, up):
+    """A hit's ledger row has the provider, deployment and upstream model of the answer
+    it replays (as x-gateway-deployment shows), and its access line says cache hit."""
+    log = tmp_path / "access.log"
+    async with running_gateway(tmp_path, policy(up.base_url), access_log=str(log)) as gw:
+        client = await gw.openai("cached")
+        assert (await ask(client))[0] == "miss"
+        status, _, raw = await ask(client)
+        assert (status, raw.headers["x-gateway-deployment"]) == ("hit", "up/upstream-chat")
+        assert raw.headers.get_list("x-gateway-deployment") == ["up/upstream-chat"]
+        assert (await ask_stream(client))[0] == "hit"
+    for row in ledger_rows(tmp_path):
+        assert (row["provider"], row["deployment"], row["upstream_model"]) == (
+            "up",
+            "up/upstream-chat",
+            "upstream-chat",
+        ), row["cache"]
+    lines = [orjson.loads(line) for line in log.read_text().splitlines()]
+    requests = [line for line in lines if line.get("endpoint") == "chat"]
+    assert [(r["cache"], r["deployment"], r["attempts"]) for r in requests] == [
+        ("miss", "up/upstream-chat", 1),
+        ("hit", "up/upstream-chat", 0),
+        ("hit", "up/upstream-chat", 0),
+    ]
