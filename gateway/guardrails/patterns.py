@@ -2,8 +2,9 @@
 
 Every pattern of a profile runs on RE2 (google-re2), a linear-time engine: a
 pattern like `(a+)+$` that would backtrack for minutes in Python's `re` costs
-microseconds here. RE2 refuses look-around and backreferences; the check says so
-instead of RE2's terse error. No I/O.
+microseconds here. RE2 refuses look-around, backreferences, possessive quantifiers,
+counted repetitions past 1000 and programs past MAX_PROGRAM_BYTES; the check says
+which, in words, beside RE2's terse error. No I/O.
 """
 
 from __future__ import annotations
@@ -20,6 +21,30 @@ MAX_PATTERN_CHARS = 2000
 # load, not at the first request (`{1000}{1000}` blows up the automaton, not the CPU).
 MAX_PROGRAM_BYTES = 8 << 20
 UNBOUNDED_MATCH_CHARS = 256  # the stream window for a pattern with `*`/`+`/`{n,}`
+RE2_MAX_REPEAT = 1000  # RE2's limit on a counted repetition, nested counts multiplied
+
+# RE2's error code, as its Python binding gives it: the binding exposes only the
+# message, whose start is the code's fixed text (RE2::ErrorCodeText); the rest echoes
+# the offending piece of the pattern. A pattern Python's `re` accepts and RE2 refuses
+# fails for one of these reasons.
+_RE2_REFUSALS = (
+    (
+        "invalid repetition size",
+        f"a counted repetition is too large (RE2 allows {RE2_MAX_REPEAT}, and nested "
+        f"counts multiply: `((a{{100}}){{100}}){{100}}` repeats a million times)",
+    ),
+    (
+        "pattern too large",
+        f"the compiled pattern is larger than the {MAX_PROGRAM_BYTES >> 20} MiB RE2 allows "
+        "(use fewer or smaller counted repetitions, or narrower classes)",
+    ),
+    (
+        "invalid perl operator",
+        "this `(?...)` form is not supported (look-around, `(?P=name)`, comments)",
+    ),
+    ("invalid escape sequence", "backreferences (`\\1`) and this escape are not supported"),
+    ("bad repetition operator", "possessive quantifiers (`a++`) are not supported"),
+)
 
 
 def re2_options() -> re2.Options:
@@ -47,14 +72,20 @@ def pattern_problem(pattern: str) -> str | None:
         return "pattern is not a valid regular expression: too large"
     try:
         compiled = re2.compile(pattern, re2_options())
-    except re2.error:
-        return (
-            "pattern is not a valid regular expression for the linear-time engine (RE2): "
-            "look-around, backreferences and possessive quantifiers are not supported"
-        )
+    except re2.error as exc:
+        return re2_refusal(exc)
     if compiled.fullmatch("") is not None:
         return "pattern matches the empty string (it would fire on every text)"
     return None
+
+
+def re2_refusal(exc: re2.error) -> str:
+    """Why RE2 refused a pattern, in words, with RE2's own message."""
+    raw = exc.args[0] if exc.args else b""
+    said = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    why = next((why for code, why in _RE2_REFUSALS if said.startswith(code)), None)
+    head = "pattern is not a valid regular expression for the linear-time engine (RE2)"
+    return f"{head}: {why} (RE2: {said})" if why else f"{head} (RE2: {said})"
 
 
 def max_match_chars(pattern: str) -> int:

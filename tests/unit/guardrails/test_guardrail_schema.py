@@ -36,7 +36,12 @@ def problems(tmp_path: Path, rule: str) -> list[str]:
     ("rule", "message"),
     [
         ('{pattern: "(unclosed", name: x, action: block}', "not a valid regular expression"),
-        ('{pattern: "(?<=a)b", name: x, action: block}', "look-around, backreferences"),
+        ('{pattern: "(?<=a)b", name: x, action: block}', "not supported (look-around"),
+        (
+            '{pattern: "((a{100}){100}){100}", name: x, action: block}',
+            "a counted repetition is too large",
+        ),
+        ('{pattern: "a++", name: x, action: block}', "possessive quantifiers"),
         ('{pattern: "a*", name: x, action: block}', "matches the empty string"),
         ('{pattern: "abc", action: block}', "a pattern rule needs a name"),
         ("{keywords: [], name: k, action: block}", "keywords"),

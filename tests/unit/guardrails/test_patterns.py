@@ -1,0 +1,34 @@
+"""Admin patterns at `policy check`: RE2's refusal explained by its reason, not a guess."""
+
+import pytest
+
+from gateway.guardrails.patterns import pattern_problem
+
+HEAD = "pattern is not a valid regular expression for the linear-time engine (RE2): "
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason", "not_said"),
+    [
+        ("((a{100}){100}){100}", "a counted repetition is too large", "look-around"),
+        ("(a{1000}){2}", "a counted repetition is too large", "possessive"),
+        (r"[^\n]{1000}" * 60, "the compiled pattern is larger than the 8 MiB", "look-around"),
+        ("(?=a)b", "look-around", "repetition"),
+        ("(?<!a)b", "look-around", "repetition"),
+        ("(?P<n>a)(?P=n)", "(?P=name)", "repetition"),
+        (r"(a)\1", "backreferences (`\\1`)", "repetition"),
+        ("a++", "possessive quantifiers", "look-around"),
+    ],
+)
+def test_each_refusal_names_its_own_reason(pattern, reason, not_said):
+    """The message says why RE2 refused this pattern, and quotes RE2's own words."""
+    problem = pattern_problem(pattern)
+    assert problem is not None and problem.startswith(HEAD), problem
+    assert reason in problem and not_said not in problem
+    assert "(RE2: " in problem
+
+
+def test_a_large_but_legal_repetition_passes():
+    """Up to RE2's limits a counted repetition is fine."""
+    assert pattern_problem("(a{10}){100}") is None
+    assert pattern_problem(r"[^\n]{1000}" * 10) is None
