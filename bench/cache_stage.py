@@ -63,7 +63,7 @@ async def _hit_us(backend: CacheBackend, n: int, *, stream: bool) -> float:
     await stage.store(backend, _plan(), WHOLE, "demo/m", 1)
     started = time.process_time()
     for _ in range(n):
-        lookup = await stage.look_up(backend, _plan())
+        lookup = await stage.look_up(backend, _plan(), 2)
         assert lookup is not None and lookup.answer is not None
         stage.render_hit("chat", lookup.answer, is_stream=stream, body=BODY)
     return (time.process_time() - started) / n * 1e6

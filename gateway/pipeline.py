@@ -232,7 +232,8 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     # redacted one is keyed redacted), before any token reservation.
     cached = await cache_flow.consult(
         ctx, services.cache, team=grant.team, route=route, body=body,
-        cache_control=exchange.cache_control,
+        cache_control=exchange.cache_control, subject=ctx.principal.subject,
+        timezone=policy.timezone,
     )  # fmt: skip
     hit = None if cached is None else cached.hit
     # limits: reserve (issue 9); a hit passes rpm and concurrency only, it spends no tokens.

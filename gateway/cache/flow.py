@@ -16,10 +16,13 @@ from typing import Any
 
 from gateway.cache import stage
 from gateway.cache.entry import CacheBackend, LookupStatus, Stored
-from gateway.cache.rules import CacheStatus
+from gateway.cache.rules import CacheStatus, effective_policy
 from gateway.cache.stage import CachePlan
 from gateway.context import RequestContext, now_ms
+from gateway.limits.estimate import output_capped
+from gateway.limits.plan import shape_of
 from gateway.policy.compiled import Deployment, ModelRoute, TeamRules
+from gateway.providers.base import Endpoint
 from gateway.usage.usage import Usage
 
 
@@ -49,14 +52,20 @@ async def consult(
     route: ModelRoute,
     body: Mapping[str, Any],
     cache_control: Iterable[str],
+    subject: str,
+    timezone: str,
 ) -> Consulted | None:
-    """None when no policy turns the cache on for this team and model."""
+    """None when no policy turns the cache on for this team and model. `subject` and
+    `timezone` say whether the limits stage will cap the forwarded body (as_forwarded)."""
+    if effective_policy(team, route) is None:
+        return None
+    keyed = as_forwarded(ctx.endpoint, body, team, subject, timezone)
     plan = stage.plan(
-        team=team, route=route, endpoint=ctx.endpoint, body=body, cache_control=cache_control
+        team=team, route=route, endpoint=ctx.endpoint, body=keyed, cache_control=cache_control
     )
     if plan is None:
         return None
-    lookup = await stage.look_up(backend, plan)
+    lookup = await stage.look_up(backend, plan, now_ms())
     if lookup is not None and lookup.status is LookupStatus.UNAVAILABLE:
         ctx.cache_unavailable += 1
     status = stage.status_of(plan, lookup)
@@ -68,6 +77,17 @@ async def consult(
     except ValueError:  # bytes this request cannot be answered with: fetch and replace them
         return Consulted(plan, CacheStatus.MISS, None)
     return Consulted(plan, status, Hit(data, answer.deployment, stage.saved_usage(answer)))
+
+
+def as_forwarded(
+    endpoint: Endpoint, body: Mapping[str, Any], team: TeamRules, subject: str, timezone: str
+) -> Mapping[str, Any]:
+    """The body as a miss will forward it, to key by: with the output cap the limits
+    stage adds when the team's limits spend tokens and the caller set none (the team's
+    `max_tokens_default`), so a changed default never serves answers cut under the old."""
+    if not shape_of(team, subject, now_ms(), timezone).spends_tokens:
+        return body
+    return output_capped(endpoint, body, team.max_tokens_default)
 
 
 def deployment_of(hit: Hit, route: ModelRoute) -> Deployment | None:

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from gateway.cache.entry import (
+    MISS,
     UNAVAILABLE,
     CacheBackend,
     CachedAnswer,
@@ -25,6 +26,7 @@ from gateway.cache.entry import (
     LookupStatus,
     Stored,
 )
+from gateway.cache.freshness import is_fresh
 from gateway.cache.key import CacheKey, cache_key
 from gateway.cache.replay import replay
 from gateway.cache.rules import (
@@ -105,16 +107,21 @@ def header(status: CacheStatus) -> tuple[bytes, bytes]:
     return HEADER, status.value.encode()
 
 
-async def look_up(backend: CacheBackend, plan: CachePlan) -> Lookup | None:
-    """The stored answer, if the plan looks up; None when it does not."""
+async def look_up(backend: CacheBackend, plan: CachePlan, now_ms: int) -> Lookup | None:
+    """The stored answer, if the plan looks up; None when it does not. An entry older
+    than the policy's current ttl_s is a miss (it was stored under a longer one)."""
     if plan.key is None or not plan.looks_up:
         return None
     try:
-        return await backend.get(plan.key)
+        found = await backend.get(plan.key)
     except Exception:  # a backend bug must cost the request its cache, not its answer
         log.exception("response cache lookup failed")
         backend.unavailable += 1
         return UNAVAILABLE
+    answer = found.answer
+    if answer is not None and not is_fresh(now_ms - answer.stored_at_ms, plan.policy.ttl_s):
+        return MISS
+    return found
 
 
 def render_hit(

@@ -423,3 +423,45 @@ async def test_a_hits_ledger_row_and_access_line_name_its_deployment(tmp_path, u
         ("hit", "up/upstream-chat", 0),
         ("hit", "up/upstream-chat", 0),
     ]
+
+
+async def edit_policy(gw: RunningGateway, http: Any, change: Any) -> None:
+    """Apply `change(bundle)` through the admin API and wait until it is in force."""
+    admin = {"authorization": f"Bearer {await gw.token('cached', scopes=['gateway:admin'])}"}
+    async with http.get(f"{gw.origin}/admin/policy", headers=admin) as r:
+        running = await r.json()
+    bundle = running["bundle"]
+    change(bundle)
+    body = {"bundle": bundle, "reason": "cache test", "base_version": running["version"]}
+    async with http.put(f"{gw.origin}/admin/policy", json=body, headers=admin) as r:
+        assert r.status == 200, await r.text()
+        version = (await r.json())["version"]
+    await wait_until(lambda: gw.services.policy.version == version)
+
+
+async def test_a_lowered_ttl_applies_to_entries_already_stored(tmp_path, up, http):
+    """Stored under ttl 600, the team's ttl edited to 1: a second later the entry is a
+    miss, though it was stored for ten minutes."""
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("cached")
+        assert (await ask(client))[0] == "miss"
+        await edit_policy(gw, http, lambda b: b["teams"]["cached"]["cache"].update(ttl_s=1))
+        assert (await ask(client))[0] == "hit"
+        await asyncio.sleep(1.1)
+        assert (await ask(client))[0] == "miss"
+        assert len(up.requests) == 2
+
+
+async def test_a_changed_output_cap_default_is_a_new_key(tmp_path, up, http):
+    """The team's max_tokens_default goes upstream as the cap of a request that sets
+    none (the team has a budget): after it changes, the answer cut under the old cap is
+    not served; the upstream is asked again, with the new cap."""
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("cached")
+        await edit_policy(gw, http, lambda b: b["teams"]["cached"].update(max_tokens_default=50))
+        assert (await ask(client))[0] == "miss"
+        assert (await ask(client))[0] == "hit"
+        await edit_policy(gw, http, lambda b: b["teams"]["cached"].update(max_tokens_default=10))
+        assert (await ask(client))[0] == "miss"
+        assert [r.json.get("max_completion_tokens") for r in up.requests] == [50, 10]
+        assert (await ask(client, max_completion_tokens=10))[0] == "hit"  # the same body

@@ -73,7 +73,15 @@ async def consult(
     ctx: RequestContext, backend: Any, team: TeamRules = TEAM, **changes: Any
 ) -> flow.Consulted | None:
     return await flow.consult(
-        ctx, backend, team=team, route=ROUTE, body=BODY, cache_control=(), **changes
+        ctx,
+        backend,
+        team=team,
+        route=ROUTE,
+        body=BODY,
+        cache_control=(),
+        subject="tester",
+        timezone="UTC",
+        **changes,
     )
 
 

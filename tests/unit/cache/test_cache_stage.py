@@ -161,9 +161,9 @@ def test_a_hit_saves_the_tokens_its_answer_reported() -> None:
 def test_look_up_and_store_follow_the_plan() -> None:
     async def scenario() -> None:
         cache = MemoryCache()
-        assert await stage.look_up(cache, REFRESH) is None  # no-cache: nothing looked up
+        assert await stage.look_up(cache, REFRESH, 5) is None  # no-cache: nothing looked up
         assert await stage.store(cache, REFRESH, WHOLE, "demo/m", 5) == Stored.STORED
-        found = await stage.look_up(cache, USE)
+        found = await stage.look_up(cache, USE, 5)
         assert found is not None and found.answer == CachedAnswer(WHOLE, "demo/m", 5)
         assert await stage.store(cache, NO_STORE, WHOLE, "demo/m", 5) is None
 
@@ -191,7 +191,7 @@ class Broken:
 def test_a_failing_backend_never_fails_the_request() -> None:
     async def scenario() -> None:
         broken = Broken()
-        assert await stage.look_up(broken, USE) == UNAVAILABLE
+        assert await stage.look_up(broken, USE, 5) == UNAVAILABLE
         assert await stage.store(broken, USE, WHOLE, "demo/m", 5) == Stored.UNAVAILABLE
         assert broken.unavailable == 2
 
@@ -213,7 +213,7 @@ def test_an_error_object_or_no_choice_is_never_stored(answer: bytes) -> None:
     async def scenario() -> None:
         cache = MemoryCache()
         assert await stage.store(cache, USE, answer, "demo/m", 5) == Stored.NOT_AN_ANSWER
-        found = await stage.look_up(cache, USE)
+        found = await stage.look_up(cache, USE, 5)
         assert found is not None and found.status is LookupStatus.MISS
 
     asyncio.run(scenario())
@@ -229,7 +229,7 @@ def test_an_answer_without_usage_is_stored_with_the_charged_usage() -> None:
     async def scenario() -> None:
         cache = MemoryCache()
         assert await stage.store(cache, USE, orjson.dumps(bare), "demo/m", 5, counted) is not None
-        found = await stage.look_up(cache, USE)
+        found = await stage.look_up(cache, USE, 5)
         assert found is not None and found.answer is not None
         assert stage.saved_usage(found.answer) == counted
         body = orjson.loads(stage.render_hit("chat", found.answer, is_stream=False, body=BODY))
@@ -237,5 +237,20 @@ def test_an_answer_without_usage_is_stored_with_the_charged_usage() -> None:
         asked = {**BODY, "stream_options": {"include_usage": True}}
         replayed = stage.render_hit("chat", found.answer, is_stream=True, body=asked)
         assert b'"usage":{"prompt_tokens":3,"completion_tokens":7,"total_tokens":10}' in replayed
+
+    asyncio.run(scenario())
+
+
+def test_an_entry_older_than_the_current_ttl_is_a_miss() -> None:
+    """Stored under a long ttl, looked up after the policy lowered it to 60 s: a miss."""
+
+    async def scenario() -> None:
+        cache = MemoryCache()
+        long = replace(USE, policy=CachePolicy(ttl_s=3600, max_bytes=100_000))
+        assert await stage.store(cache, long, WHOLE, "demo/m", 1_000) == Stored.STORED
+        assert (await stage.look_up(cache, long, 1_000 + 61_000)) is not None
+        for age_ms, status in ((59_999, LookupStatus.HIT), (60_000, LookupStatus.MISS)):
+            found = await stage.look_up(cache, USE, 1_000 + age_ms)
+            assert found is not None and found.status is status
 
     asyncio.run(scenario())
