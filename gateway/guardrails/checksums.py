@@ -92,6 +92,32 @@ def is_ip_address(text: str) -> bool:
     return address.version == 4 or text.count(":") >= 3
 
 
+def is_ipv6_address(text: str, start: int, end: int) -> bool:
+    """`text[start:end]` is an IPv6 address, not code that looks like one. With three
+    colons or more it is; with two (`fe80::1`, `::1`) only when it holds a digit
+    (`Abc::Def` is a scope), ends in a group (`1::` is a slice), is not inside a slice's
+    brackets (`a[1::2]`; but `http://[::1]` and `to [::1]:80` are addresses) and, starting
+    with `::`, does not follow a name (`std::cerr`)."""
+    address = text[start:end]
+    try:
+        ipaddress.IPv6Address(address)
+    except ValueError:
+        return False
+    if address.count(":") >= 3:
+        return True
+    before = text[start - 1] if start > 0 else ""
+    # A slice's bracket follows what it indexes (`a[`, `f(x)[`); decided on what comes
+    # before only, so that a stream need not wait for what follows to know.
+    opener = text[start - 2] if start > 1 else ""
+    in_slice = before == "[" and (opener.isalnum() or opener in "_)]")
+    return (
+        any(c.isdigit() for c in address)
+        and not address.endswith(":")
+        and not in_slice
+        and not (address.startswith(":") and (before.isalnum() or before == "_"))
+    )
+
+
 def entropy_bits(text: str) -> float:
     """Shannon entropy per character."""
     if not text:

@@ -34,13 +34,23 @@ def _secret_value(text: str, start: int, end: int) -> bool:
     return checksums.looks_random(text[start:end])
 
 
+_VERSION_WORDS = ("version ", "version", "ver ", "ver", "v ", "v")
+
+
 def _ip_check(text: str, start: int, end: int) -> bool:
-    # "version 1.2.3.4" and "v1.2.3.4" are versions, and a fifth part makes it no address.
-    before = text[max(0, start - 9) : start].lower()
-    if before.endswith(("v", "version ", "version", "ver ")):
-        return False
+    # "version 1.2.3.4" and "v1.2.3.4" are versions, and a fifth part makes it no address;
+    # the word must stand alone ("server 8.8.8.8", "receiver 10.1.2.3" are addresses).
+    before = text[max(0, start - len(_VERSION_WORDS[0])) : start].lower()
+    for word in _VERSION_WORDS:
+        if before.endswith(word):
+            at = start - len(word)
+            if at == 0 or not text[at - 1].isalnum():
+                return False
+            break
     if text[end : end + 2][:1] == "." and text[end + 1 : end + 2].isdigit():
         return False
+    if ":" in text[start:end]:
+        return checksums.is_ipv6_address(text, start, end)
     return checksums.is_ip_address(text[start:end])
 
 
@@ -92,6 +102,20 @@ SECRETS = (
     ),
 )
 
+# IPv6, every compressed form (RFC 4291 2.2): the forms with the most groups after `::`
+# come first, since RE2 takes the first alternative that matches, not the longest.
+_H = "[0-9A-Fa-f]{1,4}"
+IPV6 = (
+    rf"(?:\b(?:{_H}:){{7}}{_H}\b"
+    rf"|\b{_H}:(?::{_H}){{1,6}}\b"
+    rf"|\b(?:{_H}:){{1,2}}(?::{_H}){{1,5}}\b"
+    rf"|\b(?:{_H}:){{1,3}}(?::{_H}){{1,4}}\b"
+    rf"|\b(?:{_H}:){{1,4}}(?::{_H}){{1,3}}\b"
+    rf"|\b(?:{_H}:){{1,5}}(?::{_H}){{1,2}}\b"
+    rf"|\b(?:{_H}:){{1,6}}:{_H}\b"
+    rf"|:(?::{_H}){{1,7}}\b"
+    rf"|\b(?:{_H}:){{1,7}}:)"
+)
 BUILT_IN: dict[DetectorKind, tuple[PatternSpec, ...]] = {
     DetectorKind.SECRETS: SECRETS,
     DetectorKind.EMAIL: (
@@ -118,10 +142,6 @@ BUILT_IN: dict[DetectorKind, tuple[PatternSpec, ...]] = {
             15,
             _ip_check,
         ),
-        PatternSpec(
-            r"(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?::[0-9A-Fa-f]{1,4}){0,6}",
-            45,
-            _ip_check,
-        ),
+        PatternSpec(IPV6, 45, _ip_check),
     ),
 }
