@@ -35,6 +35,9 @@ class CacheKey:
     team: str
     model: str
     digest: str  # sha256 hex
+    # Whose max_bytes bounds it: "" the team's policy (all its models share that cap), or
+    # the alias of a model with a policy of its own (each team's entries of that model).
+    pool: str = ""
 
     def __str__(self) -> str:
         return f"{self.team}/{self.model}/{self.digest}"

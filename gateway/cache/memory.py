@@ -1,10 +1,11 @@
 """The in-process cache: LRU by bytes, a TTL per entry. One process's memory only.
 
-Entries are grouped by (team, model); each group holds at most its policy's
-`max_bytes` (the policy in force when the entry was stored), evicting the least
-recently used. An entry larger than `max_bytes` is never stored. Expired entries
-are dropped when met, and evicted first by LRU order anyway. The clock is a
-parameter, so tests move time without sleeping.
+`max_bytes` caps a team's cache: all of a team's entries stored under its own policy
+share one budget of bytes (its `cache.max_bytes`, as in force at the latest store),
+evicting the least recently used; a model with a policy of its own bounds each team's
+entries of that model by the model's max_bytes. An entry larger than `max_bytes` is
+never stored. Expired entries are dropped when met, and evicted first by LRU order
+anyway. The clock is a parameter, so tests move time without sleeping.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from gateway.cache.entry import MISS, CachedAnswer, Lookup, LookupStatus, Stored
 from gateway.cache.key import CacheKey
 from gateway.policy.compiled import CachePolicy
 
-Group = tuple[str, str]  # (team, model)
+Pool = tuple[str, str]  # (team, CacheKey.pool): what one max_bytes caps
+Entry = tuple[str, str]  # (model, digest) within a pool
 
 
 @dataclass(slots=True)
@@ -28,40 +30,41 @@ class _Slot:
     expires_at: float
 
 
-class _Partition:
-    """One (team, model)'s entries, least recently used first."""
+class _Pool:
+    """One team's (or one team's model's) entries, least recently used first."""
 
-    __slots__ = ("entries", "max_bytes", "used")
+    __slots__ = ("entries", "used")
 
     def __init__(self) -> None:
-        self.entries: OrderedDict[str, _Slot] = OrderedDict()
+        self.entries: OrderedDict[Entry, _Slot] = OrderedDict()
         self.used = 0
-        self.max_bytes = 0
 
-    def pop(self, digest: str) -> None:
-        slot = self.entries.pop(digest, None)
+    def pop(self, entry: Entry) -> _Slot | None:
+        slot = self.entries.pop(entry, None)
         if slot is not None:
             self.used -= slot.size
+        return slot
 
 
 class MemoryCache:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
-        self._groups: dict[Group, _Partition] = {}
+        self._pools: dict[Pool, _Pool] = {}
         self.unavailable = 0  # never: memory is always there
 
     async def get(self, key: CacheKey) -> Lookup:
         return self.lookup(key)
 
     def lookup(self, key: CacheKey) -> Lookup:
-        partition = self._groups.get((key.team, key.model))
-        slot = partition.entries.get(key.digest) if partition is not None else None
-        if partition is None or slot is None:
+        pool = self._pools.get((key.team, key.pool))
+        entry = (key.model, key.digest)
+        slot = pool.entries.get(entry) if pool is not None else None
+        if pool is None or slot is None:
             return MISS
         if slot.expires_at <= self._clock():
-            partition.pop(key.digest)
+            pool.pop(entry)
             return MISS
-        partition.entries.move_to_end(key.digest)
+        pool.entries.move_to_end(entry)
         return Lookup(LookupStatus.HIT, slot.answer)
 
     async def put(self, key: CacheKey, answer: CachedAnswer, policy: CachePolicy) -> Stored:
@@ -71,26 +74,29 @@ class MemoryCache:
         size = len(encode(answer)) + len(key.digest)
         if size > policy.max_bytes:
             return Stored.TOO_LARGE
-        partition = self._groups.setdefault((key.team, key.model), _Partition())
-        partition.max_bytes = policy.max_bytes  # a policy change resizes the group
-        partition.pop(key.digest)
-        partition.entries[key.digest] = _Slot(answer, size, self._clock() + policy.ttl_s)
-        partition.used += size
-        while partition.used > partition.max_bytes:
-            oldest = next(iter(partition.entries))
-            partition.pop(oldest)
+        pool = self._pools.setdefault((key.team, key.pool), _Pool())
+        entry = (key.model, key.digest)
+        pool.pop(entry)
+        pool.entries[entry] = _Slot(answer, size, self._clock() + policy.ttl_s)
+        pool.used += size
+        while pool.used > policy.max_bytes:  # a policy change resizes the pool too
+            pool.pop(next(iter(pool.entries)))
         return Stored.STORED
 
-    def bytes_used(self, team: str, model: str) -> int:
-        partition = self._groups.get((team, model))
-        return 0 if partition is None else partition.used
+    def bytes_used(self, team: str, pool: str = "") -> int:
+        found = self._pools.get((team, pool))
+        return 0 if found is None else found.used
 
     async def clear(self, team: str | None = None, model: str | None = None) -> int:
         removed = 0
-        for group in list(self._groups):
-            if (team is None or group[0] == team) and (model is None or group[1] == model):
-                removed += len(self._groups.pop(group).entries)
+        for (owner, _), pool in list(self._pools.items()):
+            if team is not None and owner != team:
+                continue
+            for entry in list(pool.entries):
+                if model is None or entry[0] == model:
+                    pool.pop(entry)
+                    removed += 1
         return removed
 
     async def close(self) -> None:
-        self._groups.clear()
+        self._pools.clear()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -90,6 +90,8 @@ def plan(
         guardrails=team.guardrails_hash,
         body=body,
     )
+    if route.cache is not None:  # the model's own policy: its max_bytes caps its entries
+        key = replace(key, pool=route.alias)
     return CachePlan(policy, key, mode, endpoint)
 
 

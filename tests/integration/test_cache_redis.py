@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from gateway.cache.entry import CachedAnswer, CacheUnavailable, LookupStatus, Stored
+from gateway.cache.entry import CachedAnswer, CacheUnavailable, LookupStatus, Stored, encode
 from gateway.cache.key import CacheKey
-from gateway.cache.redis_backend import RedisCache, clear_pattern, redis_key
+from gateway.cache.redis_backend import RedisCache, clear_pattern, index_keys, redis_key
 from gateway.policy.compiled import CachePolicy
 
 POLICY = CachePolicy(ttl_s=60, max_bytes=10_000)
@@ -136,3 +136,63 @@ async def test_bytes_another_version_wrote_are_a_miss(redis_url: str, cache: Red
     finally:
         await client.delete(redis_key(key(team)))
         await client.aclose()
+
+
+async def index_total(redis_url: str, team: str, pool: str = "") -> tuple[int, int]:
+    """(the index's #total, the bytes its live entries really hold)."""
+    client = Redis.from_url(redis_url)
+    try:
+        zset, sizes = index_keys(team, pool)
+        total = int(await client.hget(sizes, "#total") or 0)
+        members = await client.zrange(zset, 0, -1)
+        held = sum([await client.strlen(m) for m in members])
+    finally:
+        await client.aclose()
+    return total, held
+
+
+async def test_max_bytes_caps_a_team_across_models_and_replicas(
+    redis_url: str, cache: RedisCache
+) -> None:
+    """Entries of three models from two replicas, room for two: the team holds two (the
+    soonest-expiring went), and its index's total is what they hold. Another team's
+    entries are untouched."""
+    team, other = unique_team(), unique_team()
+    entry_size = len(encode(ANSWER))
+    policy = CachePolicy(ttl_s=60, max_bytes=2 * entry_size)
+    replica = RedisCache(redis_url)
+    try:
+        assert await cache.put(key(other), ANSWER, policy) == Stored.STORED
+        for backend, model in ((cache, "m1"), (replica, "m2"), (cache, "m3")):
+            assert await backend.put(key(team, model), ANSWER, policy) == Stored.STORED
+            await asyncio.sleep(0.005)  # distinct expiries: m1 is the soonest to expire
+        found = [(await cache.get(key(team, m))).status for m in ("m1", "m2", "m3")]
+        assert found == [LookupStatus.MISS, LookupStatus.HIT, LookupStatus.HIT]
+        assert await index_total(redis_url, team) == (2 * entry_size, 2 * entry_size)
+        assert (await cache.get(key(other))).status == LookupStatus.HIT
+        assert await cache.clear(team=team, model="m2") == 1  # the index follows a clear
+        assert await index_total(redis_url, team) == (entry_size, entry_size)
+        assert await cache.put(key(team, "m4"), ANSWER, policy) == Stored.STORED
+        assert (await cache.get(key(team, "m3"))).status == LookupStatus.HIT
+    finally:
+        await replica.close()
+        await cache.clear(team=team)
+        await cache.clear(team=other)
+
+
+async def test_a_model_with_its_own_policy_has_its_own_cap(
+    redis_url: str, cache: RedisCache
+) -> None:
+    """A model's own policy caps each team's entries of that model, apart from the
+    team's other entries."""
+    team = unique_team()
+    policy = CachePolicy(ttl_s=60, max_bytes=len(encode(ANSWER)))
+    own = CacheKey(team, "tiny", "b".ljust(64, "0"), pool="tiny")
+    try:
+        await cache.put(key(team), ANSWER, policy)
+        await cache.put(own, ANSWER, policy)
+        assert (await cache.get(key(team))).status == LookupStatus.HIT
+        assert (await cache.get(own)).status == LookupStatus.HIT
+        assert (await index_total(redis_url, team, "tiny"))[0] == len(encode(ANSWER))
+    finally:
+        await cache.clear(team=team)

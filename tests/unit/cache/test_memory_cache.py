@@ -41,7 +41,7 @@ def test_a_stored_answer_is_found_until_its_ttl_ends() -> None:
     assert cache.lookup(key("a")).status == LookupStatus.HIT
     clock.now += 0.1
     assert cache.lookup(key("a")).status == LookupStatus.MISS
-    assert cache.bytes_used("search", "chat") == 0  # the expired entry is gone
+    assert cache.bytes_used("search") == 0  # the expired entry is gone
 
 
 def test_an_entry_larger_than_max_bytes_is_never_stored() -> None:
@@ -66,7 +66,7 @@ def test_the_least_recently_used_entry_goes_first() -> None:
         LookupStatus.HIT,
         LookupStatus.HIT,
     ]
-    assert cache.bytes_used("search", "chat") == 3 * size_of(entry)
+    assert cache.bytes_used("search") == 3 * size_of(entry)
 
 
 def test_storing_again_replaces_without_counting_twice() -> None:
@@ -74,21 +74,43 @@ def test_storing_again_replaces_without_counting_twice() -> None:
     policy = CachePolicy(60, 10_000)
     cache.store(key("a"), answer(10), policy)
     cache.store(key("a"), answer(20), policy)
-    assert cache.bytes_used("search", "chat") == size_of(answer(20))
+    assert cache.bytes_used("search") == size_of(answer(20))
     assert cache.lookup(key("a")).answer == answer(20)
 
 
-def test_teams_and_models_have_their_own_bytes() -> None:
-    """One team filling its cache does not evict another's."""
+def test_max_bytes_caps_a_team_across_its_models() -> None:
+    """One team filling its cache does not evict another's; a team's models share its
+    max_bytes (it was each (team, model)'s, so the cap grew with every model)."""
+    cache = MemoryCache(Clock())
+    entry = answer()
+    policy = CachePolicy(60, 2 * size_of(entry))
+    for model in ("m1", "m2", "m3"):
+        cache.store(key(model, model=model), entry, policy)
+    cache.store(key("a", team="ads"), entry, policy)
+    assert [cache.lookup(key(m, model=m)).status for m in ("m1", "m2", "m3")] == [
+        LookupStatus.MISS,
+        LookupStatus.HIT,
+        LookupStatus.HIT,
+    ]
+    assert cache.bytes_used("search") == 2 * size_of(entry)
+    assert cache.lookup(key("a", team="ads")).status == LookupStatus.HIT
+
+
+def test_a_model_with_its_own_policy_has_its_own_pool() -> None:
+    """A model's own cache policy bounds each team's entries of that model by its
+    max_bytes; they do not evict the team's other entries."""
     cache = MemoryCache(Clock())
     entry = answer()
     policy = CachePolicy(60, size_of(entry))
-    cache.store(key("a", team="search"), entry, policy)
-    cache.store(key("a", team="ads"), entry, policy)
-    cache.store(key("a", model="other"), entry, policy)
-    assert cache.lookup(key("a", team="search")).status == LookupStatus.HIT
-    assert cache.lookup(key("a", team="ads")).status == LookupStatus.HIT
-    assert cache.lookup(key("a", model="other")).status == LookupStatus.HIT
+    cache.store(key("a"), entry, policy)
+    own = CacheKey("search", "tiny", "b".ljust(64, "0"), pool="tiny")
+    cache.store(own, entry, policy)
+    assert cache.lookup(key("a")).status == LookupStatus.HIT
+    assert cache.lookup(own).status == LookupStatus.HIT
+    assert (cache.bytes_used("search"), cache.bytes_used("search", "tiny")) == (
+        size_of(entry),
+        size_of(entry),
+    )
 
 
 def test_a_smaller_max_bytes_shrinks_the_group_on_the_next_store() -> None:
