@@ -116,11 +116,20 @@ IPV6 = (
     rf"|:(?::{_H}){{1,7}}\b"
     rf"|\b(?:{_H}:){{1,7}}:)"
 )
+# E-mail addresses, internationalised ones too (RFC 6531): letters of other scripts in
+# the local part and the domain, and punycode top-level domains. No `\b` at either end:
+# RE2's is ASCII-only, so `jürgen@` would match from `rgen@` and `.рф` never end.
+_LETTERS = "A-Za-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02af\u0370-\u03ff\u0400-\u052f"
+_EMAIL_LOCAL = f"[{_LETTERS}0-9._%+-]"
+_EMAIL_LABEL = f"[{_LETTERS}0-9-]"
+EMAIL = (
+    rf"{_EMAIL_LOCAL}{{1,64}}@(?:{_EMAIL_LABEL}{{1,63}}\.){{1,4}}"
+    rf"(?:xn--[A-Za-z0-9-]{{1,59}}|[{_LETTERS}]{{2,24}})"
+)
+
 BUILT_IN: dict[DetectorKind, tuple[PatternSpec, ...]] = {
     DetectorKind.SECRETS: SECRETS,
-    DetectorKind.EMAIL: (
-        PatternSpec(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,4}[A-Za-z]{2,24}\b", 345),
-    ),
+    DetectorKind.EMAIL: (PatternSpec(EMAIL, 345),),
     DetectorKind.PHONE: (
         PatternSpec(
             r"(?:\+\d{1,3}[ .-]?(?:\(\d{1,4}\)|\d{1,4})(?:[ .-]?\d{2,4}){2,4}\b)"

@@ -1,5 +1,5 @@
-"""The ip_address detector: every written form of an address is found whole, and the
-look-alikes in prose and code are left alone; streamed at any cut as whole."""
+"""The ip_address and email detectors: every written form of an address is found whole,
+and the look-alikes in prose and code are left alone; streamed at any cut as whole."""
 
 import ipaddress
 import itertools
@@ -14,6 +14,7 @@ from gateway.guardrails.scanner import Rule, RuleSource, Scanner
 from tests.unit.guardrails.test_window import REDACT_ALL, chunked
 
 IP = Scanner([RuleSource(Rule("ip", DetectorKind.IP_ADDRESS, GuardAction.REDACT))])
+EMAIL = Scanner([RuleSource(Rule("email", DetectorKind.EMAIL, GuardAction.REDACT))])
 
 
 @pytest.mark.parametrize(
@@ -49,6 +50,24 @@ def test_ip_addresses(text, expected):
     assert review(IP, text).text == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mail jürgen@example.com now", "mail [REDACTED:email] now"),
+        ("üser@x.com", "[REDACTED:email]"),
+        ("bob@bücher.de", "[REDACTED:email]"),
+        ("ivan@пример.рф.", "[REDACTED:email]."),
+        ("bob@example.xn--p1ai", "[REDACTED:email]"),
+        ("χρήστης@παράδειγμα.ελ", "[REDACTED:email]"),
+        ("npm install lodash@4.17.21", "npm install lodash@4.17.21"),
+        ("a@b", "a@b"),
+    ],
+)
+def test_internationalised_email_addresses(text, expected):
+    """Letters of other scripts in the local part and the domain: the whole address."""
+    assert review(EMAIL, text).text == expected
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     number=st.integers(0, 2**128 - 1),
@@ -76,6 +95,24 @@ def test_every_ipv4_address_after_a_word_is_redacted(number, word):
     assert review(IP, text).text == expected
 
 
+# Latin letters with marks, and Greek and Cyrillic ones (by code point: the linter
+# rightly flags look-alikes written out).
+OTHER_LETTERS = "".join(map(chr, [*range(0xE0, 0xF7), 0x142, 0x161, *range(0x3B1, 0x3C9)]))
+CYRILLIC = "".join(map(chr, range(0x430, 0x450)))
+LOCAL = st.text(alphabet="abcxyz0123456789._+-" + OTHER_LETTERS + CYRILLIC, max_size=20)
+LABEL = st.text(alphabet="abcxyz0123456789-" + OTHER_LETTERS + CYRILLIC, max_size=15)
+TLD = st.text(alphabet="abcdefghijklmnopqrstuvwxyz" + OTHER_LETTERS + CYRILLIC, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(local=LOCAL, label=LABEL, tld=TLD)
+def test_every_internationalised_address_is_redacted_whole(local, label, tld):
+    """No letter of the local part or the domain is left outside the redaction."""
+    local, label, tld = "x" + local, label + "y", "zz" + tld
+    text = f"write to {local}@{label}.{tld} today"
+    assert review(EMAIL, text).text == "write to [REDACTED:email] today"
+
+
 FRAGMENTS = [
     "DNS server 8.8.8.8",
     "receiver 10.1.2.3",
@@ -86,6 +123,8 @@ FRAGMENTS = [
     " ::1",
     "fe80::1ff:fe23:4567:890a",
     "std::cerr",
+    "jürgen@example.com",
+    "bob@bücher.de",
     "a",
     "1",
 ]
