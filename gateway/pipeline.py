@@ -417,7 +417,7 @@ async def _whole(
         )
     charge(ctx, deployment, usage)
     # guard output: redact the answer, or refuse it (the usage above is still charged).
-    answer = guard_output(guards, ctx.endpoint, payload)
+    answer = await guard_output(guards, ctx.endpoint, payload)
     ctx.guardrail_hits.extend(answer.hits)
     if isinstance(answer, Blocked):
         raise refusal(answer)

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from gateway.guardrails.kinds import GuardAction, Where
-from gateway.guardrails.scanner import Rule, Scanner, redact
+from gateway.guardrails.scanner import MatchBudget, Rule, Scanner, redact
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,8 +35,9 @@ class TextReview:
 CLEAN = TextReview("", (), None)
 
 
-def review(scanner: Scanner, text: str) -> TextReview:
-    findings = scanner.find(text)
+def review(scanner: Scanner, text: str, budget: MatchBudget | None = None) -> TextReview:
+    """Raises OutOfMatches when `budget` runs out (scanner.py)."""
+    findings = scanner.find(text, 0, budget)
     if not findings:
         return TextReview(text, (), None)
     fired = tuple(dict.fromkeys(f.rule for f in findings))
@@ -57,6 +58,7 @@ class Passed:
 class BlockReason(StrEnum):
     MATCHED = "matched"  # a rule found what it looks for
     UNAVAILABLE = "unavailable"  # a fail-closed classifier could not answer
+    TOO_MANY_MATCHES = "too_many_matches"  # more matches than one request may cost
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,8 @@ over the text says which patterns occur at all (on clean text: none, and the
 scan is over). Only the patterns that occur run again to find their spans, and
 each hit passes its detector's check (Luhn, mod-97, entropy) before it counts.
 Text is folded first (normalize.py); spans are mapped back to the original text.
+Clean text costs nanoseconds a character; each match costs microseconds (its check, its
+finding, its redaction), so a caller may bound the matches with a `MatchBudget`.
 Pure: no I/O, no clock.
 """
 
@@ -82,6 +84,29 @@ def _specs(source: RuleSource) -> tuple[PatternSpec, ...]:
     return BUILT_IN[source.rule.kind]
 
 
+class OutOfMatches(Exception):
+    """A scan used up its `MatchBudget`; `rule` was matching when it did."""
+
+    def __init__(self, rule: Rule) -> None:
+        super().__init__(rule.name)
+        self.rule = rule
+
+
+class MatchBudget:
+    """How many more regex matches a scan may look at (a check-rejected one counts too:
+    the cost is the look). Shared across the texts of one request or answer."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, matches: int) -> None:
+        self.left = matches
+
+    def spend(self, rule: Rule) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise OutOfMatches(rule)
+
+
 class Scanner:
     """The combined scan of one side's text rules, in the order they were written."""
 
@@ -126,14 +151,15 @@ class Scanner:
         not yet ended (`len(text)` when none could): a stream holds back from there."""
         return self._hold(fold(text), len(text), start)
 
-    def find(self, text: str, start: int = 0) -> list[Finding]:
+    def find(self, text: str, start: int = 0, budget: MatchBudget | None = None) -> list[Finding]:
         """Every finding in `text` that starts at or after `start` (the text before it is
         context: a word boundary, a check's look-behind), spans in the original text,
         ordered by start. Matches are searched from `start` on, as a whole-text scan
-        resumes after the match that ended there."""
+        resumes after the match that ended there. Raises OutOfMatches when `budget`
+        runs out."""
         if self._set is None or not text:
             return []
-        return self._find(fold(text), start)
+        return self._find(fold(text), start, budget)
 
     def scan_stream(self, text: str, start: int, *, final: bool) -> tuple[list[Finding], int]:
         """`find(text, start)` and, unless `final`, `in_progress_from(text, start)`: one fold.
@@ -188,7 +214,9 @@ class Scanner:
         begin = self._tail.start(folded.text, folded.folded_position(start))
         return length if begin is None else folded.original_position(begin, length)
 
-    def _find(self, folded: Folded, start: int) -> list[Finding]:
+    def _find(
+        self, folded: Folded, start: int, budget: MatchBudget | None = None
+    ) -> list[Finding]:
         assert self._set is not None
         hits = self._set.Match(folded.text)
         if not hits:
@@ -198,6 +226,8 @@ class Scanner:
         for index in sorted(hits):
             item = self._compiled[index]
             for match in item.regex.finditer(folded.text, origin):
+                if budget is not None:
+                    budget.spend(item.rule)
                 begin, end = match.span(item.group)
                 if begin == end or (
                     item.check is not None and not item.check(folded.text, begin, end)

@@ -4,6 +4,7 @@ a whole answer's output. Each returns a typed `Decision`; `refusal` turns a
 
 Input runs, in order: the token limit, the one combined scan (which may redact),
 then each classifier rule on the (redacted) text. Only the classifier does I/O.
+A scan too large for the event loop (check.py's inline budget) runs on a thread.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.errors import ContentPolicyViolation, GatewayError, GuardrailUnavailable
-from gateway.guardrails.check import check_answer, check_request
+from gateway.guardrails.check import (
+    check_answer,
+    check_answer_inline,
+    check_request,
+    check_request_inline,
+)
 from gateway.guardrails.classifier import Classifiers, Verdict, classifier_decision
 from gateway.guardrails.decision import (
     Blocked,
@@ -24,6 +29,7 @@ from gateway.guardrails.decision import (
 )
 from gateway.guardrails.guards import TOKEN_LIMIT_RULE, Guards
 from gateway.guardrails.kinds import GuardAction, Where
+from gateway.guardrails.refusals import refusal
 from gateway.guardrails.texts import rewrite_request
 from gateway.limits.token_count import count_prompt
 
@@ -61,7 +67,9 @@ async def guard_input(
     if limit is not None and await asyncio.to_thread(exceeds_tokens, endpoint, body, model, limit):
         hit = GuardrailHit(TOKEN_LIMIT_RULE.name, GuardAction.BLOCK, Where.INPUT)
         return Blocked(TOKEN_LIMIT_RULE.name, Where.INPUT, (hit,))
-    decision = check_request(guards.input, endpoint, body)
+    decision = check_request_inline(guards.input, endpoint, body)
+    if decision is None:  # dense or long: a thread, so the event loop keeps serving
+        decision = await asyncio.to_thread(check_request, guards.input, endpoint, body)
     if isinstance(decision, Blocked) or not guards.classifiers:
         return decision
     hits = list(decision.hits)
@@ -85,14 +93,14 @@ async def guard_input(
     return Passed(decision.body, tuple(hits))
 
 
-def guard_output(guards: Guards, endpoint: str, payload: Mapping[str, Any]) -> Decision:
+async def guard_output(guards: Guards, endpoint: str, payload: Mapping[str, Any]) -> Decision:
     """A whole answer: Passed with the payload (the same object when unchanged)."""
     if not guards.checks_output:
         return Passed(payload)
-    return check_answer(guards.output, endpoint, payload)
+    decision = check_answer_inline(guards.output, endpoint, payload)
+    if decision is None:
+        decision = await asyncio.to_thread(check_answer, guards.output, endpoint, payload)
+    return decision
 
 
-def refusal(blocked: Blocked) -> GatewayError:
-    if blocked.reason is BlockReason.UNAVAILABLE:
-        return GuardrailUnavailable(blocked.rule, blocked.why)
-    return ContentPolicyViolation(blocked.rule, on_output=blocked.where is Where.OUTPUT)
+__all__ = ["guard_input", "guard_output", "refusal"]
