@@ -9,6 +9,10 @@ secret file (a Kubernetes or Docker secret), only in a secret field (`api_key`
 and the AWS keys) and only under a directory of `GATEWAY_SECRET_FILE_DIRS`
 (default `/run/secrets,/var/run/secrets`), checked after following symlinks, so
 a policy author cannot read `/etc/shadow` or the gateway's own database.
+`${VAR}` stands only where a secret belongs: a secret field, or the path of
+`api_base` (its host is refused elsewhere, `schema.py` and `compiled.py`); in
+any other field (`api_version`, `region`) it would carry a key into a URL's
+query string or a log line, so it is an error there.
 Values are never part of a message. Reading a file is the only I/O, and it is
 handed in (`read_file`) so the rules stay testable without a disk.
 """
@@ -28,6 +32,8 @@ DEFAULT_ENV_ALLOW = ("*_API_KEY", "*_KEY", "*_TOKEN")
 DEFAULT_FILE_DIRS = ("/run/secrets", "/var/run/secrets")
 OWN_PREFIX = "GATEWAY_"
 SECRET_FIELDS = frozenset({"api_key", "aws_access_key_id", "aws_secret_access_key"})
+# Fields a `${VAR}` may stand in: the secret fields, and api_base (its path only).
+ENV_REFERENCE_FIELDS = SECRET_FIELDS | {"api_base"}
 MAX_SECRET_FILE_BYTES = 64 * 1024  # a key or a certificate; anything larger is a mistake
 
 REFERENCE = re.compile(r"\$\{(?:(?P<env>[A-Za-z_][A-Za-z0-9_]*)|file:(?P<file>[^}]*))\}")
@@ -146,13 +152,17 @@ def resolve_references(
 ) -> tuple[str, list[str]]:
     """`value` with its references substituted, and a problem per reference it may not use.
 
-    `field` is the provider field's name: `${file:...}` is for SECRET_FIELDS only.
+    `field` is the provider field's name: `${VAR}` is for ENV_REFERENCE_FIELDS only,
+    `${file:...}` for SECRET_FIELDS only.
     """
     problems: list[str] = []
 
     def substitute(match: re.Match[str]) -> str:
         name, path = match.group("env"), match.group("file")
         if name is not None:
+            if field not in ENV_REFERENCE_FIELDS:
+                problems.append(_misplaced(name))
+                return ""
             if not is_env_name_allowed(name, rules.env_allow):
                 problems.append(_refused_name(name, rules))
                 return ""
@@ -176,6 +186,15 @@ def resolve_references(
             return ""
 
     return REFERENCE.sub(substitute, value), problems
+
+
+def _misplaced(name: str) -> str:
+    secret_fields = ", ".join(sorted(SECRET_FIELDS))
+    return (
+        f"${{{name}}} is refused here: a reference stands only in a secret field "
+        f"({secret_fields}) or in the path of api_base, never where its value would be "
+        "sent or shown as plain text"
+    )
 
 
 def _refused_name(name: str, rules: ReferenceRules) -> str:

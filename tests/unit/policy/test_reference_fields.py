@@ -1,0 +1,76 @@
+"""Where a `${VAR}` may stand: secret fields and the path of api_base, nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.policy.errors import PolicyInvalid
+from gateway.policy.secrets import ENV_REFERENCE_FIELDS, ReferenceRules, resolve_references
+from gateway.policy.store import load_policy_dir
+
+KEY = "sk-fake-0123456789"
+ENV = {"FAKE_API_KEY": KEY}
+
+
+@pytest.mark.parametrize("field", ["api_version", "region", "type", "model", "url"])
+@pytest.mark.parametrize("value", ["${FAKE_API_KEY}", "2024-10-21${FAKE_API_KEY}", "${HOME}"])
+def test_a_reference_outside_a_secret_field_is_refused_and_never_resolved(
+    field: str, value: str
+) -> None:
+    """azure `api_version: ${FAKE_API_KEY}` would send the key in the URL's query string."""
+    resolved, problems = resolve_references(value, field, ENV, ReferenceRules())
+    assert KEY not in resolved
+    (problem,) = problems
+    assert "a reference stands only in a secret field" in problem
+    assert "path of api_base" in problem
+    assert KEY not in problem
+
+
+@pytest.mark.parametrize("field", sorted(ENV_REFERENCE_FIELDS))
+def test_secret_fields_and_api_base_resolve(field: str) -> None:
+    assert resolve_references("${FAKE_API_KEY}", field, ENV, ReferenceRules()) == (KEY, [])
+
+
+def test_the_env_reference_fields_are_the_secret_fields_and_api_base() -> None:
+    assert {
+        "api_key",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "api_base",
+    } == ENV_REFERENCE_FIELDS
+
+
+def test_a_misplaced_reference_is_refused_before_its_name_is_judged() -> None:
+    """A GATEWAY_* name in api_version gets the field's refusal, not a lookup."""
+    _, problems = resolve_references(
+        "${GATEWAY_DATABASE_URL}", "api_version", {"GATEWAY_DATABASE_URL": "x"}, ReferenceRules()
+    )
+    assert len(problems) == 1 and "refused here" in problems[0]
+
+
+def test_a_literal_dollar_is_not_a_reference() -> None:
+    assert resolve_references("v$1", "api_version", ENV, ReferenceRules()) == ("v$1", [])
+
+
+def test_the_error_names_file_line_and_field(tmp_path: Path) -> None:
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "bundle.yaml").write_text(
+        "providers:\n"
+        "  az:\n"
+        "    type: azure\n"
+        "    api_base: https://example.openai.azure.com\n"
+        "    api_key: ${FAKE_API_KEY}\n"
+        '    api_version: "${FAKE_API_KEY}"\n'
+        "  bed: {type: bedrock, region: '${FAKE_API_KEY}'}\n"
+    )
+    with pytest.raises(PolicyInvalid) as caught:
+        load_policy_dir(folder, ENV)
+    found = [str(issue) for issue in caught.value.issues]
+    assert [f.split(": ${")[0] for f in found] == [
+        f"{folder}/bundle.yaml:6: providers.az.api_version",
+        f"{folder}/bundle.yaml:7: providers.bed.region",
+    ]
+    assert not any(KEY in f for f in found)
