@@ -11,7 +11,9 @@ keys: the last good set stays in use while the issuer is unreachable. Every
 URL (discovery documents, a discovered `jwks_uri`) is checked against the
 upstream rules before it is fetched (`policy/upstreams.py`: never a metadata
 or link-local address; within GATEWAY_UPSTREAM_ALLOW when set); a refused one
-is logged once and not requested. Verifying tokens is not done here (`external.py`).
+is logged once and not requested. The addresses its host resolves to are checked
+again when connecting (`providers/resolver.py`), so a name pointing at the
+metadata service is refused too. Verifying tokens is not done here (`external.py`).
 """
 
 from __future__ import annotations
@@ -26,10 +28,12 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
 
 from gateway.policy.upstreams import UpstreamRules, upstream_refusal
+from gateway.providers.resolver import GuardedResolver, refusal_of
 
 log = logging.getLogger(__name__)
 
@@ -197,11 +201,15 @@ class JwksCache:
         timeout_s: float = FETCH_TIMEOUT_S,
         max_document_bytes: int = MAX_DOCUMENT_BYTES,
         upstreams: UpstreamRules = NO_ALLOW_LIST,
+        lookup: AbstractResolver | None = None,
     ) -> None:
         """`upstreams`: where keys may be fetched from (the rules api_base obeys, less the
-        listener check); by default anywhere but metadata and link-local addresses."""
+        listener check); by default anywhere but metadata and link-local addresses.
+        `lookup`: the name resolver those rules guard (default: aiohttp's)."""
         self.clock = clock
         self._upstreams = upstreams
+        self._lookup = lookup
+        self._resolver: GuardedResolver | None = None
         self._reported: set[str] = set()
         self._min_interval_s = min_refetch_interval_s
         self._max_age_s = max_key_age_s
@@ -262,6 +270,9 @@ class JwksCache:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._resolver is not None:  # a resolver handed to a connector is not its to close
+            await self._resolver.close()
+            self._resolver = None
 
     def _start_fetch(self, source: KeySource, state: _IssuerKeys) -> asyncio.Task[None]:
         if state.inflight is None:
@@ -343,7 +354,11 @@ class JwksCache:
         if refusal is not None:  # checked before any connection: no request is made
             raise _UrlRefused(f"{url} is refused: {refusal}")
         if self._session is None:
+            self._resolver = GuardedResolver(
+                self._upstreams, check_listener=False, lookup=self._lookup
+            )
             self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=self._resolver),
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 headers={"accept": "application/json, application/jwk-set+json"},
             )
@@ -359,6 +374,9 @@ class JwksCache:
                     if len(body) > self._max_bytes:
                         raise _FetchFailed(f"{url} is larger than {self._max_bytes} bytes")
         except (aiohttp.ClientError, TimeoutError) as error:
+            refused = refusal_of(error)
+            if refused is not None:  # its host resolved only to addresses the rules refuse
+                raise _UrlRefused(f"{url} is refused: {refused}") from None
             raise _FetchFailed(f"{url}: {type(error).__name__}") from None
         try:
             return orjson.loads(body)

@@ -36,7 +36,7 @@ from gateway.policy.schema import (
     RoutingSpec,
 )
 from gateway.policy.secrets import ReferenceRules, resolve_references
-from gateway.policy.upstreams import UpstreamRules, upstream_refusal
+from gateway.policy.upstreams import DEFAULT_RULES, UpstreamRules, upstream_refusal
 from gateway.usage.pricing import UNKNOWN_PRICES, Price, UnitPrices, deployment_prices
 
 ALL_MODELS = "*"
@@ -72,6 +72,9 @@ class ProviderConfig:
     api_key: str | None = field(default=None, repr=False)
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
+    # Where its connections may go, from the environment the policy was checked in:
+    # enforced again on the addresses api_base's host resolves to (providers/resolver.py).
+    upstreams: UpstreamRules = field(default=DEFAULT_RULES, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,6 +342,7 @@ def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> P
             api_key=resolved("api_key"),
             aws_access_key_id=resolved("aws_access_key_id"),
             aws_secret_access_key=resolved("aws_secret_access_key"),
+            upstreams=upstreams,
         )
         api_base = providers[name].api_base
         if spec.api_base is not None and api_base is not None:

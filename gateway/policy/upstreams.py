@@ -6,9 +6,11 @@ hosts refused even then unless the allow-list names them explicitly: link-local
 and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254,
 Alibaba's 100.100.100.200, names such as metadata.google.internal) and the
 gateway's own listener (its host:port), which would loop a request back into
-the gateway. Pure: names are compared as written, never resolved through DNS
-(a check-time lookup would say nothing about request time); an operator who
-must stop a DNS name pointing inward sets the allow-list.
+the gateway. Pure: at check time names are compared as written, never resolved
+(a check-time lookup would say nothing about request time); the same rules are
+applied again to the addresses a name resolves to when a connection is made
+(`resolved_refusal`, called by `providers/resolver.py`), so a name pointing at
+169.254.169.254 or at this gateway, or rebound there later, is refused then.
 
 A host is checked as the HTTP client will connect to it: yarl (under aiohttp)
 folds look-alikes (`169。254。169。254`, full-width digits and letters) into
@@ -25,6 +27,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 from yarl import URL
@@ -56,6 +59,8 @@ _LEGACY_IPV4 = re.compile(r"^[0-9a-fx.]+$")  # 2852039166, 0xa9.0xfe.0xa9.0xfe, 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: last 32 bits
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (:: and ::1 excluded)
+# Why a host, or an address a name resolved to, is refused.
+Blocked = Literal["metadata", "listener", "outside"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,10 @@ class UpstreamRules:
         except ValueError as error:
             raise ValueError(f"{UPSTREAM_ALLOW_VAR}: {error}") from None
         return cls(allow, listener_from_env(env))
+
+
+# No allow-list and no listener known: anywhere but metadata and link-local addresses.
+DEFAULT_RULES = UpstreamRules(allow=None, listener=None)
 
 
 def parse_upstream_allow(text: str) -> UpstreamAllow:
@@ -246,32 +255,77 @@ def upstream_refusal(
     return None
 
 
+def blocked_as(
+    name: str, address: IPAddress | None, port: int, rules: UpstreamRules, *, check_listener: bool
+) -> Blocked | None:
+    """The one decision, for a host as written (`address` None for a name) or for an
+    address a name resolved to: a metadata or link-local address, the gateway's own
+    listener, or outside the allow-list; None when it may be connected to.
+
+    The first two need an allow-list entry naming this very host or a network no
+    broader than the blocked one; with an allow-list, a host permitted by name may
+    resolve anywhere else, an unnamed one only into its networks.
+    """
+    allow = rules.allow
+    metadata = _metadata_network(address)
+    if metadata is not None or name in METADATA_NAMES:
+        if allow is not None and allow.names_explicitly(name, address, metadata):
+            return None
+        return "metadata"
+    if (
+        check_listener
+        and rules.listener is not None
+        and is_listener(name, address, port, rules.listener)
+    ):
+        if allow is not None and allow.names_explicitly(name, address, None):
+            return None
+        return "listener"
+    if allow is not None and not allow.permits(name, address):
+        return "outside"
+    return None
+
+
+def resolved_refusal(
+    name: str, resolved: str, port: int, rules: UpstreamRules, *, check_listener: bool = True
+) -> str | None:
+    """Why a connection to `resolved` (an address DNS gave for host `name`) on `port` is
+    refused under `rules`, or None. Pure: the lookup is the caller's."""
+    name = name.rstrip(".").lower()
+    address = host_address(resolved)
+    if address is None:
+        return f"{name} resolved to {resolved!r}, which is not an IP address"
+    blocked = blocked_as(name, address, port, rules, check_listener=check_listener)
+    if blocked == "metadata":
+        return (
+            f"{name} resolves to {address}, a link-local or cloud metadata address; refused "
+            f"unless {UPSTREAM_ALLOW_VAR} names it explicitly"
+        )
+    if blocked == "listener":
+        return (
+            f"{name} resolves to {address}:{port}, the gateway's own listener (a request would "
+            f"loop back into it); refused unless {UPSTREAM_ALLOW_VAR} names it explicitly"
+        )
+    if blocked == "outside":
+        return f"{name} resolves to {address}, which is not in {UPSTREAM_ALLOW_VAR}"
+    return None
+
+
 def _host_refusal(
     host: str, port: int, rules: UpstreamRules, *, check_listener: bool
 ) -> str | None:
     if not host:
         return "the URL has no host"
-    address = host_address(host)
-    allow = rules.allow
-    metadata = _metadata_network(address)
-    if metadata is not None or host in METADATA_NAMES:
-        if allow is not None and allow.names_explicitly(host, address, metadata):
-            return None
+    blocked = blocked_as(host, host_address(host), port, rules, check_listener=check_listener)
+    if blocked == "metadata":
         return (
             f"host {host} is a link-local or cloud metadata address; it is refused unless "
             f"{UPSTREAM_ALLOW_VAR} names it explicitly"
         )
-    if (
-        check_listener
-        and rules.listener is not None
-        and is_listener(host, address, port, rules.listener)
-    ):
-        if allow is not None and allow.names_explicitly(host, address, None):
-            return None
+    if blocked == "listener":
         return (
             f"{host}:{port} is the gateway's own listener (a request would loop back into it); "
             f"refused unless {UPSTREAM_ALLOW_VAR} names it explicitly"
         )
-    if allow is not None and not allow.permits(host, address):
+    if blocked == "outside":
         return f"host {host} is not in {UPSTREAM_ALLOW_VAR}"
     return None

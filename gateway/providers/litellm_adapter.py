@@ -24,6 +24,7 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
+from gateway.policy.upstreams import DEFAULT_RULES, UpstreamRules
 from gateway.providers.base import (
     MASKED_KEY,
     Endpoint,
@@ -33,6 +34,7 @@ from gateway.providers.base import (
     UpstreamReply,
     retry_after_seconds,
 )
+from gateway.providers.resolver import GuardedResolver
 from gateway.telemetry.current import add_trace_headers
 
 Kind = Literal["anthropic", "gemini", "bedrock"]
@@ -105,7 +107,9 @@ class LitellmProvider:
         api_base: str | None,
         api_key: str | None,
         extra: Mapping[str, str],
+        upstreams: UpstreamRules = DEFAULT_RULES,
     ) -> None:
+        """`upstreams`: the rules every address litellm connects to obeys (resolver.py)."""
         unknown = sorted(set(extra) - _EXTRA_KEYS)
         if unknown:
             raise ValueError(f"provider {name!r}: unknown settings: {', '.join(unknown)}")
@@ -121,6 +125,8 @@ class LitellmProvider:
         self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
         # Made on first call, inside the running loop; released by close().
         self._session: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
+        self._upstreams = upstreams
         self._client: Any = None
 
     def __repr__(self) -> str:  # never show keys
@@ -159,12 +165,14 @@ class LitellmProvider:
         return _SseRelay(stream, first, self._secrets)
 
     async def close(self) -> None:
-        client, session = self._client, self._session
-        self._client = self._session = None
+        client, session, resolver = self._client, self._session, self._resolver
+        self._client = self._session = self._resolver = None
         if client is not None:
             await client.close()
         if session is not None:
             await session.close()
+        if resolver is not None:  # a resolver handed to a connector is not its to close
+            await resolver.close()
 
     def _arguments(self, call: UpstreamCall, *, is_stream: bool) -> dict[str, Any]:
         if call.endpoint not in self.endpoints:
@@ -223,7 +231,12 @@ class LitellmProvider:
     def _http_client(self) -> Any:
         if self._client is None:
             handlers = _litellm().llms.custom_httpx.http_handler
-            self._session = aiohttp.ClientSession()
+            # litellm's calls (Anthropic, Gemini, Bedrock, an api_base) go through this
+            # session, so their addresses obey the upstream rules at connect time.
+            self._resolver = GuardedResolver(self._upstreams)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=self._resolver)
+            )
             self._client = handlers.AsyncHTTPHandler(shared_session=self._session)
         return self._client
 

@@ -2,7 +2,8 @@
 
 One pooled aiohttp session per provider. The URL is built only from the
 policy (base URL, fixed path, the deployment's model): nothing in a client's
-request can point it elsewhere. The caller's headers are never forwarded; the
+request can point it elsewhere, and the addresses its host resolves to obey the
+upstream rules at connect time (`resolver.py`). The caller's headers are never forwarded; the
 provider's own key is added here. Streams are relayed as chunks of complete SSE
 events (all that one read completed), without re-encoding.
 """
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver
 
 from gateway.policy.compiled import ProviderConfig
 from gateway.providers.base import (
@@ -27,6 +29,7 @@ from gateway.providers.base import (
     UpstreamReply,
     retry_after_seconds,
 )
+from gateway.providers.resolver import GuardedResolver, refusal_of
 from gateway.sse import EventSplitter, end_of_done, is_done
 from gateway.telemetry.current import add_trace_headers
 
@@ -135,7 +138,8 @@ def clean_message(message: str, secrets: tuple[str, ...]) -> str:
 
 
 class OpenAICompatProvider:
-    def __init__(self, config: ProviderConfig) -> None:
+    def __init__(self, config: ProviderConfig, *, lookup: AbstractResolver | None = None) -> None:
+        """`lookup`: the name resolver under the upstream rules (default: aiohttp's)."""
         self.name = config.name
         self._config = config
         self._is_azure = config.type == "azure"
@@ -150,6 +154,8 @@ class OpenAICompatProvider:
                 self._headers["authorization"] = f"Bearer {config.api_key}"
         self._secrets = tuple(s for s in (config.api_key,) if s)
         self._session: aiohttp.ClientSession | None = None
+        self._resolver: GuardedResolver | None = None
+        self._lookup = lookup
         self.endpoints: frozenset[Endpoint] = frozenset(PATHS)
 
     def _url(self, endpoint: Endpoint, model: str) -> str:
@@ -165,8 +171,10 @@ class OpenAICompatProvider:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
+            # Checked once per DNS cache entry, not per request (resolver.py).
+            self._resolver = GuardedResolver(self._config.upstreams, lookup=self._lookup)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, resolver=self._resolver),
                 timeout=aiohttp.ClientTimeout(total=None),  # the failover loop owns deadlines
                 auto_decompress=True,
             )
@@ -183,6 +191,9 @@ class OpenAICompatProvider:
                 allow_redirects=False,
             )
         except aiohttp.ClientError as exc:
+            refused = refusal_of(exc)
+            if refused is not None:  # an ordinary failed attempt (failover), with the reason
+                raise UpstreamFailure(f"{self.name}: not connected: {refused}") from None
             raise UpstreamFailure(f"{self.name}: {type(exc).__name__}: {exc}") from None
         if response.status >= 300:
             try:
@@ -288,3 +299,6 @@ class OpenAICompatProvider:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._resolver is not None:  # a resolver handed to a connector is not its to close
+            await self._resolver.close()
+            self._resolver = None

@@ -35,7 +35,7 @@ def build_provider(config: ProviderConfig) -> Provider:
         return cast(
             Provider,
             module.LitellmProvider(
-                config.name, config.type, config.api_base, config.api_key, extra
+                config.name, config.type, config.api_base, config.api_key, extra, config.upstreams
             ),
         )
     from gateway.providers.openai_compat import OpenAICompatProvider
