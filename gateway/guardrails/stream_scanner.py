@@ -1,17 +1,26 @@
 """Stream step: output guardrails on a stream as it flows.
 
-Each text the answer streams (a chat choice's content, each of its tool calls'
-arguments, a completion's text, a Responses output text or function arguments)
-is a growing string; its pieces go through the hold-back window (window.py), so
-a match split across events is caught before any of it is released. An event
-whose text is held back is sent with what may go now (possibly ""); what is held
-goes out in the next event of that text, or, when the text ends (its choice's
-`finish_reason`, a Responses `*.done` event, `[DONE]`, the end of the stream), in
-an event made in its image just before. Responses events that repeat whole texts
-(`*.done`, `response.completed`) are reviewed whole, redacted the same way.
+Each text the answer streams (a chat choice's content, refusal, reasoning, audio
+transcript, each of its tool calls' arguments and a legacy function call's; a
+completion's text; a Responses output text, refusal, reasoning summary or text,
+function arguments or custom tool input) is a growing string; its pieces go
+through the hold-back window (window.py), so a match split across events is
+caught before any of it is released. An event whose text is held back is sent
+with what may go now (possibly ""); what is held goes out in the next event of
+that text, or, when the text ends (its choice's `finish_reason`, a Responses
+`*.done` event, `[DONE]`, the end of the stream), in an event made in its image
+just before. Responses events that repeat whole texts (`*.done`,
+`response.completed`) are reviewed whole, redacted the same way.
 
 A block ends the stream with an OpenAI-shaped error event; the matched text never
 left (it was held). Events with no text pass through as they came. No I/O.
+
+Arguments are JSON text: their escapes are decoded before the window sees them
+(json_escapes.py; an escape cut at a piece's end waits for the next piece), so the
+decoded form is what goes on (the same JSON value to the client's reader).
+
+Logprobs are dropped (`null`; Responses: `[]`) from every event: an event's tokens
+spell its text as it came, before the window held back or redacted any of it.
 
 Most events of a stream are alike but for their text: the first one parsed teaches
 the scanner its shape (the bytes before and after the text), and later events of
@@ -36,6 +45,7 @@ from gateway.guardrails.event_shape import (
     is_plain,
     learn_shape,
 )
+from gateway.guardrails.json_escapes import decode_escapes, split_incomplete
 from gateway.guardrails.kinds import Where
 from gateway.guardrails.scanner import Rule, Scanner
 from gateway.guardrails.texts import rewrite_response_event
@@ -43,12 +53,36 @@ from gateway.guardrails.window import advance, advance_clean
 from gateway.sse import DONE_PAYLOAD, data_of, events_of
 from gateway.stream.steps import NOTHING, Emit
 
+# Chat delta fields that hold a text of the answer, scanned as it grows.
+_DELTA_TEXTS = ("content", "refusal", "reasoning_content", "reasoning")
+# Responses events whose `delta` is a piece of a text; the texts that are JSON.
+_RESPONSE_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.reasoning_summary_text.delta",
+        "response.reasoning_text.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+        "response.audio.transcript.delta",
+    }
+)
+_JSON_DELTAS = frozenset({"response.function_call_arguments.delta"})
+
 
 def _without_text(event: bytes) -> bool:
-    """A chat or completions event that carries no text: none of the keys a text goes
-    under, spelled plainly (no backslash: no key written with escapes either)."""
+    """A chat or completions event that carries no text and no logprobs: none of the keys
+    a text or a token goes under, spelled plainly (no backslash: no key written with
+    escapes either)."""
     return not (
-        b'"content"' in event or b'"text"' in event or b'"arguments"' in event or b"\\" in event
+        b'"content"' in event
+        or b'"text"' in event
+        or b'"arguments"' in event
+        or b'"refusal"' in event
+        or b'"reasoning' in event
+        or b'"transcript"' in event
+        or b'"token' in event
+        or b"\\" in event
     )
 
 
@@ -65,6 +99,8 @@ class _Text:
     pending: str = ""
     context: str = ""
     choice: Any = None
+    is_json: bool = False  # arguments: escapes are decoded before the window
+    cut_escape: str = ""  # an escape the last piece ended inside of (is_json)
 
 
 @dataclass(slots=True)
@@ -117,7 +153,7 @@ class OutputScanner:
         if end < len(head) or not chunk.endswith(tail):
             return None if shape.mid is None else self._ending(shape, chunk)
         text = self._texts.get(shape.key)
-        if text is None:
+        if text is None or text.cut_escape:
             return None
         try:
             piece = chunk[len(head) : end].decode()
@@ -151,7 +187,7 @@ class OutputScanner:
         if not chunk.endswith(rest) or len(self._texts) != 1:
             return None
         text = self._texts.get(shape.key)
-        if text is None:
+        if text is None or text.cut_escape:
             return None
         try:
             piece = chunk[len(head) : cut].decode()
@@ -214,11 +250,16 @@ class OutputScanner:
                 continue
             index = choice.get("index", position)
             ending = choice.get("finish_reason") is not None
+            if choice.get("logprobs") is not None:
+                choice["logprobs"] = None  # its tokens spell the text before the window
+                changed = True
             pieces = self._pieces(index, choice)
             for key, holder, field_name in pieces:
                 text = self._texts.get(key)
                 if text is None:
-                    text = self._texts[key] = _Text(_template(parsed, key), prefix, choice=index)
+                    text = self._texts[key] = _Text(
+                        _template(parsed, key), prefix, choice=index, is_json=key[1] in _JSON_KEYS
+                    )
                 piece = holder[field_name]
                 released = self._advance(key, text, piece, final=ending)
                 if released != piece:
@@ -230,7 +271,7 @@ class OutputScanner:
                 key, holder, field_name = pieces[0]
                 if holder is choice:  # completions: the choice holds its text
                     self._learn(parsed, choice, field_name, key, prefix, choice=choice)
-                else:  # chat: the role comes in the first delta only
+                elif holder is choice.get("delta"):  # chat: the role comes in the first delta only
                     delta = {k: v for k, v in holder.items() if k != "role"}
                     slotted = {**delta, field_name: SLOT}
                     self._learn(parsed, choice, "delta", key, prefix, slotted, choice)
@@ -246,8 +287,15 @@ class OutputScanner:
         delta = choice.get("delta")
         if type(delta) is not dict:
             return found
-        if type(delta.get("content")) is str:
-            found.append(((index, "content"), delta, "content"))
+        for name in _DELTA_TEXTS:
+            if type(delta.get(name)) is str:
+                found.append(((index, name), delta, name))
+        audio = delta.get("audio")
+        if type(audio) is dict and type(audio.get("transcript")) is str:
+            found.append(((index, "audio"), audio, "transcript"))
+        function_call = delta.get("function_call")
+        if type(function_call) is dict and type(function_call.get("arguments")) is str:
+            found.append(((index, "function_call"), function_call, "arguments"))
         calls = delta.get("tool_calls")
         if not calls:
             return found
@@ -260,24 +308,28 @@ class OutputScanner:
 
     def _response_event(self, parsed: dict[str, Any], prefix: bytes, event: bytes) -> bytes:
         kind = parsed.get("type")
-        if kind in ("response.output_text.delta", "response.function_call_arguments.delta"):
+        dropped = bool(parsed.get("logprobs"))
+        if dropped:
+            parsed["logprobs"] = []  # its tokens spell the text before the window
+        if kind in _RESPONSE_DELTAS:
             if not isinstance(parsed.get("delta"), str):
-                return event
-            key: Key = (kind, parsed.get("item_id"), parsed.get("content_index"))
+                return prefix + b"data: " + orjson.dumps(parsed) + b"\n\n" if dropped else event
+            part = parsed.get("content_index", parsed.get("summary_index"))
+            key: Key = (kind, parsed.get("item_id"), part)
             text = self._texts.get(key)
             if text is None:
-                text = self._texts[key] = _Text(dict(parsed), prefix)
+                text = self._texts[key] = _Text(dict(parsed), prefix, is_json=kind in _JSON_DELTAS)
             released = self._advance(key, text, parsed["delta"], final=False)
             if self._blocked_by is None and "sequence_number" not in parsed:  # counts up
                 self._learn(parsed, parsed, "delta", key, prefix)
-            if released == parsed["delta"]:
+            if released == parsed["delta"] and not dropped:
                 return event
             parsed["delta"] = released
             return prefix + b"data: " + orjson.dumps(parsed) + b"\n\n"
         # Any other event: the texts so far end here, then whole texts are reviewed.
         before = self._flush(_every)
         rewritten = rewrite_response_event(parsed, self._review_whole)
-        if rewritten is parsed:
+        if rewritten is parsed and not dropped:
             return before + event
         return before + prefix + b"data: " + orjson.dumps(rewritten) + b"\n\n"
 
@@ -286,6 +338,11 @@ class OutputScanner:
     def _advance(self, key: Key, text: _Text, piece: str, *, final: bool) -> str:
         if self._blocked_by is not None:
             return ""
+        if text.is_json and (text.cut_escape or "\\" in piece):
+            whole, text.cut_escape = text.cut_escape + piece, ""
+            if not final:
+                whole, text.cut_escape = split_incomplete(whole)
+            piece = decode_escapes(whole)
         step = advance(self.scanner, text.context, text.pending + piece, final=final)
         if step.fired:
             self._record(step.fired)
@@ -324,6 +381,9 @@ class OutputScanner:
                 self.hits.append(hit)
 
 
+_JSON_KEYS = frozenset({"tool", "function_call"})  # chat keys whose text is arguments
+
+
 def _others_of(choice: Any, seen: set[Key]) -> Callable[[Key, _Text], bool]:
     """The texts of `choice` that the ending event did not carry."""
 
@@ -345,8 +405,13 @@ def _with_text(template: dict[str, Any], key: Key, text: str) -> dict[str, Any]:
     index = key[0]
     if key[1] == "text":
         choice: dict[str, Any] = {"index": index, "text": text, "finish_reason": None}
-    elif key[1] == "content":
-        choice = {"index": index, "delta": {"content": text}, "finish_reason": None}
+    elif key[1] in _DELTA_TEXTS:
+        choice = {"index": index, "delta": {key[1]: text}, "finish_reason": None}
+    elif key[1] == "audio":
+        choice = {"index": index, "delta": {"audio": {"transcript": text}}, "finish_reason": None}
+    elif key[1] == "function_call":
+        delta = {"function_call": {"arguments": text}}
+        choice = {"index": index, "delta": delta, "finish_reason": None}
     else:
         call = {"index": key[2], "function": {"arguments": text}}
         choice = {"index": index, "delta": {"tool_calls": [call]}, "finish_reason": None}

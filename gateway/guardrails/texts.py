@@ -5,13 +5,22 @@ carries, per endpoint, rewritten through one function.
 call `fn` on each text and return the body with the texts `fn` changed; parts
 `fn` left alone are shared, not copied (a clean request copies nothing). Pure.
 
-Request texts: chat messages (string content and text parts, tool-call arguments,
-legacy function calls), tool and function descriptions (the parameter schemas'
-descriptions included); completions `prompt` and `suffix`; embeddings `input`;
-Responses `instructions`, `input` (messages, their text parts, function-call
-arguments and outputs) and tool descriptions. Answer texts: chat message content,
-refusal and tool-call arguments; completions text; Responses output text and
-function-call arguments.
+Request texts: chat messages (string content and text parts, `name`, tool-call
+arguments, legacy function calls), `prediction`, `stop`, tool and function
+descriptions, `response_format`'s JSON schema, the schemas' descriptions, titles and
+values (`enum`, `const`, `default`, `examples`); completions `prompt`, `suffix` and
+`stop`; embeddings `input`; Responses `instructions`, `input` (messages, their text
+parts, function and custom tool calls and their outputs, reasoning summaries),
+`text.format`'s schema, `prompt.variables` and tool descriptions. Not scanned:
+identifiers (`metadata`, `user`, ids, names of tools and models).
+
+Answer texts: chat message content, refusal, reasoning (`reasoning_content`,
+`reasoning`), the audio transcript, URL citations and tool-call arguments;
+completions text; Responses output text, refusals, citations, reasoning (summaries
+and text), function-call arguments and custom tool-call input. A choice (or a text
+part) whose text a rule rewrote loses its `logprobs`: the tokens spell the text.
+
+Arguments are JSON: they are scanned with their escapes decoded (json_escapes.py).
 """
 
 from __future__ import annotations
@@ -19,8 +28,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from gateway.guardrails.json_escapes import decode_escapes
+
 TextFn = Callable[[str], str]
-_TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
+_TEXT_PART_TYPES = frozenset(
+    {"text", "input_text", "output_text", "summary_text", "reasoning_text"}
+)
+_SCHEMA_TEXTS = frozenset({"description", "title"})
+_SCHEMA_VALUES = frozenset({"enum", "const", "default", "examples"})
+_MAX_DEPTH = 32
 
 
 def _changed(original: Mapping[str, Any], updates: dict[str, Any]) -> Mapping[str, Any]:
@@ -46,23 +62,57 @@ def _strings(value: Any, fn: TextFn) -> Any:
     return _items(value, lambda item: fn(item) if isinstance(item, str) else item)
 
 
+def _annotation(value: Any, fn: TextFn) -> Any:
+    """A URL citation (chat: under `url_citation`; Responses: inline)."""
+    if not isinstance(value, Mapping):
+        return value
+    citation = value.get("url_citation")
+    if isinstance(citation, Mapping):
+        return _changed(value, {"url_citation": _annotation(citation, fn)})
+    return _changed(
+        value, {"title": _text(value.get("title"), fn), "url": _text(value.get("url"), fn)}
+    )
+
+
+def _part(item: Any, fn: TextFn) -> Any:
+    if not isinstance(item, Mapping):
+        return item
+    kind = item.get("type")
+    if kind == "refusal":
+        return _changed(item, {"refusal": _text(item.get("refusal"), fn)})
+    if kind not in _TEXT_PART_TYPES:
+        return item
+    text = item.get("text")
+    updates = {
+        "text": _text(text, fn),
+        "annotations": _items(item.get("annotations"), lambda a: _annotation(a, fn)),
+    }
+    if updates["text"] is not text and item.get("logprobs"):
+        updates["logprobs"] = []  # the tokens spell the text a rule rewrote
+    return _changed(item, updates)
+
+
 def _content(value: Any, fn: TextFn) -> Any:
     """Message content: a string, or parts of which the text ones are scanned."""
     if isinstance(value, str):
         return fn(value)
+    return _items(value, lambda item: _part(item, fn))
 
-    def part(item: Any) -> Any:
-        if isinstance(item, Mapping) and item.get("type") in _TEXT_PART_TYPES:
-            return _changed(item, {"text": _text(item.get("text"), fn)})
-        return item
 
-    return _items(value, part)
+def _arguments(value: Any, fn: TextFn) -> Any:
+    """Arguments (JSON text), scanned with their escapes decoded; the decoded text is
+    sent on only when a rule rewrote it (it is the same JSON value)."""
+    if not isinstance(value, str):
+        return value
+    decoded = decode_escapes(value)
+    result = fn(decoded)
+    return value if result == decoded else result
 
 
 def _function(value: Any, fn: TextFn) -> Any:
     if not isinstance(value, Mapping):
         return value
-    return _changed(value, {"arguments": _text(value.get("arguments"), fn)})
+    return _changed(value, {"arguments": _arguments(value.get("arguments"), fn)})
 
 
 def _tool_calls(value: Any, fn: TextFn) -> Any:
@@ -76,21 +126,37 @@ def _tool_calls(value: Any, fn: TextFn) -> Any:
     )
 
 
-def _schema_descriptions(schema: Any, fn: TextFn, depth: int = 0) -> Any:
-    """Every `description` in a JSON schema (tool parameters), nested ones too."""
-    if depth > 32:
+def _values(value: Any, fn: TextFn, depth: int = 0) -> Any:
+    """Every string in a JSON value (a schema's `enum`, `default`, ...), keys aside."""
+    if isinstance(value, str):
+        return fn(value)
+    if depth > _MAX_DEPTH:
+        return value
+    if isinstance(value, list):
+        return _items(value, lambda item: _values(item, fn, depth + 1))
+    if isinstance(value, Mapping):
+        return _changed(value, {k: _values(v, fn, depth + 1) for k, v in value.items()})
+    return value
+
+
+def _schema(schema: Any, fn: TextFn, depth: int = 0) -> Any:
+    """A JSON schema's texts (tool parameters, a response format), nested ones too:
+    descriptions and titles, and the values it names (`enum`, `const`, `default`,
+    `examples`). A property named like one of those holds a schema, and is one."""
+    if depth > _MAX_DEPTH:
         return schema
     if isinstance(schema, list):
-        return _items(schema, lambda item: _schema_descriptions(item, fn, depth + 1))
+        return _items(schema, lambda item: _schema(item, fn, depth + 1))
     if not isinstance(schema, Mapping):
         return schema
-    updates = {
-        key: (
-            _text(value, fn) if key == "description" else _schema_descriptions(value, fn, depth + 1)
-        )
-        for key, value in schema.items()
-        if isinstance(value, Mapping | list) or key == "description"
-    }
+    updates: dict[str, Any] = {}
+    for key, value in schema.items():
+        if isinstance(value, str) and key in _SCHEMA_TEXTS:
+            updates[key] = fn(value)
+        elif key in _SCHEMA_VALUES:
+            updates[key] = _values(value, fn, depth + 1)
+        elif isinstance(value, Mapping | list):
+            updates[key] = _schema(value, fn, depth + 1)
     return _changed(schema, updates)
 
 
@@ -101,7 +167,20 @@ def _function_definition(value: Any, fn: TextFn) -> Any:
         value,
         {
             "description": _text(value.get("description"), fn),
-            "parameters": _schema_descriptions(value.get("parameters"), fn),
+            "parameters": _schema(value.get("parameters"), fn),
+        },
+    )
+
+
+def _json_schema_format(value: Any, fn: TextFn) -> Any:
+    """A structured-output format: chat's `json_schema` object, Responses' `format`."""
+    if not isinstance(value, Mapping):
+        return value
+    return _changed(
+        value,
+        {
+            "description": _text(value.get("description"), fn),
+            "schema": _schema(value.get("schema"), fn),
         },
     )
 
@@ -112,9 +191,17 @@ def _tools(value: Any, fn: TextFn) -> Any:
             return item
         if isinstance(item.get("function"), Mapping):  # chat: {type, function: {...}}
             return _changed(item, {"function": _function_definition(item["function"], fn)})
+        if isinstance(item.get("custom"), Mapping):  # chat: {type: custom, custom: {...}}
+            return _changed(item, {"custom": _function_definition(item["custom"], fn)})
         return _function_definition(item, fn)  # Responses: the definition inline
 
     return _items(value, tool)
+
+
+def _audio(value: Any, fn: TextFn) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    return _changed(value, {"transcript": _text(value.get("transcript"), fn)})
 
 
 def _chat_message(message: Any, fn: TextFn) -> Any:
@@ -124,7 +211,12 @@ def _chat_message(message: Any, fn: TextFn) -> Any:
         message,
         {
             "content": _content(message.get("content"), fn),
+            "name": _text(message.get("name"), fn),
             "refusal": _text(message.get("refusal"), fn),
+            "reasoning_content": _text(message.get("reasoning_content"), fn),
+            "reasoning": _text(message.get("reasoning"), fn),
+            "audio": _audio(message.get("audio"), fn),
+            "annotations": _items(message.get("annotations"), lambda a: _annotation(a, fn)),
             "tool_calls": _tool_calls(message.get("tool_calls"), fn),
             "function_call": _function(message.get("function_call"), fn),
         },
@@ -137,10 +229,48 @@ def _response_item(item: Any, fn: TextFn) -> Any:
         return item
     kind = item.get("type")
     if kind == "function_call":
-        return _changed(item, {"arguments": _text(item.get("arguments"), fn)})
-    if kind == "function_call_output":
+        return _changed(item, {"arguments": _arguments(item.get("arguments"), fn)})
+    if kind == "custom_tool_call":
+        return _changed(item, {"input": _text(item.get("input"), fn)})
+    if kind in ("function_call_output", "custom_tool_call_output"):
         return _changed(item, {"output": _content(item.get("output"), fn)})
+    if kind == "reasoning":
+        return _changed(
+            item,
+            {
+                "summary": _content(item.get("summary"), fn),
+                "content": _content(item.get("content"), fn),
+            },
+        )
     return _changed(item, {"content": _content(item.get("content"), fn)})
+
+
+def _prediction(value: Any, fn: TextFn) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    return _changed(value, {"content": _content(value.get("content"), fn)})
+
+
+def _response_format(value: Any, fn: TextFn) -> Any:
+    if not isinstance(value, Mapping):
+        return value
+    return _changed(value, {"json_schema": _json_schema_format(value.get("json_schema"), fn)})
+
+
+def _text_options(value: Any, fn: TextFn) -> Any:
+    """Responses `text`: its `format` (a JSON schema's texts)."""
+    if not isinstance(value, Mapping):
+        return value
+    return _changed(value, {"format": _json_schema_format(value.get("format"), fn)})
+
+
+def _prompt(value: Any, fn: TextFn) -> Any:
+    """Responses `prompt`: a stored prompt's variables, strings or input parts."""
+    if not isinstance(value, Mapping) or not isinstance(value.get("variables"), Mapping):
+        return value
+    variables = value["variables"]
+    updates = {name: fn(v) if isinstance(v, str) else _part(v, fn) for name, v in variables.items()}
+    return _changed(value, {"variables": _changed(variables, updates)})
 
 
 def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
@@ -151,12 +281,19 @@ def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mappi
                 "messages": _items(body.get("messages"), lambda m: _chat_message(m, fn)),
                 "tools": _tools(body.get("tools"), fn),
                 "functions": _items(body.get("functions"), lambda f: _function_definition(f, fn)),
+                "prediction": _prediction(body.get("prediction"), fn),
+                "response_format": _response_format(body.get("response_format"), fn),
+                "stop": _strings(body.get("stop"), fn),
             },
         )
     if endpoint == "completions":
         return _changed(
             body,
-            {"prompt": _strings(body.get("prompt"), fn), "suffix": _text(body.get("suffix"), fn)},
+            {
+                "prompt": _strings(body.get("prompt"), fn),
+                "suffix": _text(body.get("suffix"), fn),
+                "stop": _strings(body.get("stop"), fn),
+            },
         )
     if endpoint == "embeddings":
         return _changed(body, {"input": _strings(body.get("input"), fn)})
@@ -172,27 +309,33 @@ def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mappi
                     else _items(raw_input, lambda item: _response_item(item, fn))
                 ),
                 "tools": _tools(body.get("tools"), fn),
+                "text": _text_options(body.get("text"), fn),
+                "prompt": _prompt(body.get("prompt"), fn),
             },
         )
     return body
 
 
+def _choice(item: Any, fn: TextFn) -> Any:
+    """A chat or completions choice; its logprobs go when a rule rewrote its text (the
+    tokens spell the text, the top alternatives most of it)."""
+    if not isinstance(item, Mapping):
+        return item
+    checked = _changed(
+        item,
+        {"message": _chat_message(item.get("message"), fn), "text": _text(item.get("text"), fn)},
+    )
+    if checked is not item and checked.get("logprobs") is not None:
+        return {**checked, "logprobs": None}
+    return checked
+
+
 def rewrite_answer(endpoint: str, payload: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
     """A whole answer (or a Responses `response` object)."""
     if endpoint in ("chat", "completions"):
-
-        def choice(item: Any) -> Any:
-            if not isinstance(item, Mapping):
-                return item
-            return _changed(
-                item,
-                {
-                    "message": _chat_message(item.get("message"), fn),
-                    "text": _text(item.get("text"), fn),
-                },
-            )
-
-        return _changed(payload, {"choices": _items(payload.get("choices"), choice)})
+        return _changed(
+            payload, {"choices": _items(payload.get("choices"), lambda c: _choice(c, fn))}
+        )
     if endpoint == "responses":
         return _changed(
             payload,
@@ -206,14 +349,16 @@ def rewrite_answer(endpoint: str, payload: Mapping[str, Any], fn: TextFn) -> Map
 
 def rewrite_response_event(event: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
     """A Responses stream event that repeats whole texts (`*.done`, `response.completed`)."""
-    return _changed(
+    text = event.get("text")
+    checked = _changed(
         event,
         {
-            "text": _text(event.get("text"), fn),
-            "arguments": _text(event.get("arguments"), fn),
-            "part": _content([event["part"]], fn)[0]
-            if isinstance(event.get("part"), Mapping)
-            else event.get("part"),
+            "text": _text(text, fn),
+            "refusal": _text(event.get("refusal"), fn),
+            "arguments": _arguments(event.get("arguments"), fn),
+            "input": _text(event.get("input"), fn),
+            "annotation": _annotation(event.get("annotation"), fn),
+            "part": _part(event.get("part"), fn),
             "item": _response_item(event.get("item"), fn),
             "response": (
                 rewrite_answer("responses", event["response"], fn)
@@ -222,3 +367,6 @@ def rewrite_response_event(event: Mapping[str, Any], fn: TextFn) -> Mapping[str,
             ),
         },
     )
+    if checked.get("text") is not text and event.get("logprobs"):
+        return {**checked, "logprobs": []}
+    return checked
