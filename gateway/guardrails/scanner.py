@@ -214,9 +214,7 @@ class Scanner:
         begin = self._tail.start(folded.text, folded.folded_position(start))
         return length if begin is None else folded.original_position(begin, length)
 
-    def _find(
-        self, folded: Folded, start: int, budget: MatchBudget | None = None
-    ) -> list[Finding]:
+    def _find(self, folded: Folded, start: int, budget: MatchBudget | None = None) -> list[Finding]:
         assert self._set is not None
         hits = self._set.Match(folded.text)
         if not hits:
