@@ -59,6 +59,8 @@ class BlockReason(StrEnum):
     MATCHED = "matched"  # a rule found what it looks for
     UNAVAILABLE = "unavailable"  # a fail-closed classifier could not answer
     TOO_MANY_MATCHES = "too_many_matches"  # more matches than one request may cost
+    # a redact rule fired in a prompt sent as token ids, which the gateway cannot rewrite
+    TOKEN_IDS_NOT_REDACTABLE = "token_ids_not_redactable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,7 @@ class Blocked:
     hits: tuple[GuardrailHit, ...] = ()
     reason: BlockReason = BlockReason.MATCHED
     why: str = ""  # for UNAVAILABLE: what went wrong (no text of the request)
+    param: str | None = None  # the request field it is about, when one is (token ids)
 
 
 Decision = Passed | Blocked

@@ -13,6 +13,7 @@ from gateway.errors import (
     GatewayError,
     GuardrailUnavailable,
     InvalidRequest,
+    InvalidValue,
 )
 from gateway.guardrails.check import MAX_MATCHES
 from gateway.guardrails.decision import Blocked, BlockReason
@@ -33,10 +34,36 @@ class TooManyMatches(ContentPolicyViolation):
         self.detail = f"guardrail {rule}: over {limit} matches in the {what}"
 
 
+class TokenIdsNotRedactable(ContentPolicyViolation):
+    """A redact rule fired in a prompt sent as token ids: the gateway cannot rewrite ids."""
+
+    def __init__(self, rule: str, param: str) -> None:
+        InvalidRequest.__init__(
+            self,
+            f"The request was blocked by the guardrail rule '{rule}': it redacts text "
+            f"that the token ids of '{param}' encode, and the gateway does not rewrite "
+            "token ids. Send that prompt as text to have it redacted.",
+            param=param,
+        )
+        self.detail = f"guardrail {rule} would redact token ids in {param}"
+
+
+def unreadable_token_ids(param: str) -> InvalidValue:
+    """Token ids the guardrails cannot read are not sent unchecked."""
+    return InvalidValue(
+        f"'{param}' holds token ids that no encoding the gateway knows (o200k_base, "
+        "cl100k_base) can read, or items that are not token ids; this team's guardrails "
+        "check every prompt, so send it as text or as valid token ids.",
+        param=param,
+    )
+
+
 def refusal(blocked: Blocked) -> GatewayError:
     on_output = blocked.where is Where.OUTPUT
     if blocked.reason is BlockReason.UNAVAILABLE:
         return GuardrailUnavailable(blocked.rule, blocked.why)
     if blocked.reason is BlockReason.TOO_MANY_MATCHES:
         return TooManyMatches(blocked.rule, MAX_MATCHES, on_output=on_output)
+    if blocked.reason is BlockReason.TOKEN_IDS_NOT_REDACTABLE:
+        return TokenIdsNotRedactable(blocked.rule, blocked.param or "prompt")
     return ContentPolicyViolation(blocked.rule, on_output=on_output)

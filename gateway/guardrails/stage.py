@@ -4,13 +4,15 @@ a whole answer's output. Each returns a typed `Decision`; `refusal` turns a
 
 Input runs, in order: the token limit, the one combined scan (which may redact),
 then each classifier rule on the (redacted) text. Only the classifier does I/O.
-A scan too large for the event loop (check.py's inline budget) runs on a thread.
+A scan too large for the event loop (check.py's inline budget) runs on a thread, as
+does every review of token ids (token_ids.py), which count toward the token limit.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from gateway.guardrails.check import (
@@ -29,8 +31,9 @@ from gateway.guardrails.decision import (
 )
 from gateway.guardrails.guards import TOKEN_LIMIT_RULE, Guards
 from gateway.guardrails.kinds import GuardAction, Where
-from gateway.guardrails.refusals import refusal
+from gateway.guardrails.refusals import refusal, unreadable_token_ids
 from gateway.guardrails.texts import rewrite_request
+from gateway.guardrails.token_ids import Unreadable, id_count, review_ids, token_arrays
 from gateway.limits.token_count import count_prompt
 
 
@@ -46,9 +49,10 @@ def request_texts(endpoint: str, body: Mapping[str, Any]) -> list[str]:
 
 
 def exceeds_tokens(endpoint: str, body: Mapping[str, Any], model: str, limit: int) -> bool:
-    """More than `limit` tokens of text? A token is at least one byte, so a request
-    with fewer bytes of text is never counted (the common case)."""
-    if sum(len(t.encode()) for t in request_texts(endpoint, body)) <= limit:
+    """More than `limit` tokens of text and token ids? A token is at least one byte (or
+    one id), so a request with fewer is never counted (the common case)."""
+    size = sum(len(t.encode()) for t in request_texts(endpoint, body))
+    if size + id_count(token_arrays(endpoint, body)) <= limit:
         return False
     return count_prompt(endpoint, body, model) > limit
 
@@ -60,6 +64,7 @@ async def guard_input(
     model: str,
     classifiers: Classifiers,
 ) -> Decision:
+    """Raises InvalidValue for token ids the guardrails cannot read (token_ids.py)."""
     if not guards.checks_input:
         return Passed(body)
     limit = guards.max_input_tokens
@@ -70,10 +75,32 @@ async def guard_input(
     decision = check_request_inline(guards.input, endpoint, body)
     if decision is None:  # dense or long: a thread, so the event loop keeps serving
         decision = await asyncio.to_thread(check_request, guards.input, endpoint, body)
-    if isinstance(decision, Blocked) or not guards.classifiers:
+    if isinstance(decision, Blocked):
         return decision
     hits = list(decision.hits)
-    text = "\n".join(request_texts(endpoint, decision.body))
+    id_texts: tuple[str, ...] = ()
+    arrays = token_arrays(endpoint, body)
+    if arrays and (not guards.input.is_empty or guards.classifiers):
+        ids = await asyncio.to_thread(review_ids, guards.input, arrays)  # loads encodings
+        if isinstance(ids, Unreadable):
+            raise unreadable_token_ids(ids.param)
+        if ids.blocked is not None:
+            return replace(ids.blocked, hits=(*hits, *ids.blocked.hits))
+        hits, id_texts = hits + list(ids.hits), ids.texts
+    if not guards.classifiers:
+        return Passed(decision.body, tuple(hits))
+    text = "\n".join([*request_texts(endpoint, decision.body), *id_texts])
+    return await _classify(guards, classifiers, text, decision.body, hits)
+
+
+async def _classify(
+    guards: Guards,
+    classifiers: Classifiers,
+    text: str,
+    body: Mapping[str, Any],
+    hits: list[GuardrailHit],
+) -> Decision:
+    """Each classifier rule on the request's text (after the scan, redacted)."""
     answers = await asyncio.gather(*(classifiers.score(rule, text) for rule in guards.classifiers))
     for rule, answer in zip(guards.classifiers, answers, strict=True):
         verdict = classifier_decision(rule, answer)
@@ -90,7 +117,7 @@ async def guard_input(
         hits.append(GuardrailHit(name, rule.rule.action, Where.INPUT))
         if rule.rule.action is GuardAction.BLOCK:
             return Blocked(name, Where.INPUT, tuple(hits))
-    return Passed(decision.body, tuple(hits))
+    return Passed(body, tuple(hits))
 
 
 async def guard_output(guards: Guards, endpoint: str, payload: Mapping[str, Any]) -> Decision:
