@@ -18,6 +18,7 @@ from gateway import pipeline
 from gateway.api.body import check_body, read_json_object
 from gateway.api.edge import request_id_of
 from gateway.auth.authorization_header import authorization_of
+from gateway.cache.directives import cache_control_of
 from gateway.drain import is_draining
 from gateway.providers.base import Endpoint
 from gateway.services import Services
@@ -84,7 +85,11 @@ class AsgiExchange:
         self._watch: DisconnectWatch | None = None
         self.request_id = request_id_of(self._request)
         self.endpoint = endpoint
-        self.cache_control = tuple(self._request.headers.getlist("cache-control"))  # issue 14
+        headers = self._request.headers
+        # response cache (issue 14): Cache-Control, or Pragma: no-cache without it (RFC 9111)
+        self.cache_control = cache_control_of(
+            headers.getlist("cache-control"), headers.getlist("pragma")
+        )
         self.has_answered = False
 
     @property

@@ -5,6 +5,8 @@ answer as this client asked for it (JSON or an SSE replay) before the pipeline
 commits to it: an entry that cannot be rendered is a miss, whose fresh answer
 replaces it. `keep` stores a finished answer. Neither raises for a backend that
 is down; each counts it on the request (`ctx.cache_unavailable`) for the metrics.
+The one refusal is the client's choice: `only-if-cached` with nothing to serve
+(errors.NotCached, raised before any reservation: nothing is held or charged).
 Where each call sits, and why there, is in WIRING.md.
 """
 
@@ -15,7 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.cache import stage
+from gateway.cache.directives import RequestDirectives, read_directives
 from gateway.cache.entry import CacheBackend, LookupStatus, Stored
+from gateway.cache.errors import not_cached
+from gateway.cache.freshness import Verdict, decide
 from gateway.cache.rules import CacheStatus, effective_policy
 from gateway.cache.stage import CachePlan
 from gateway.context import RequestContext, now_ms
@@ -56,8 +61,11 @@ async def consult(
     timezone: str,
 ) -> Consulted | None:
     """None when no policy turns the cache on for this team and model. `subject` and
-    `timezone` say whether the limits stage will cap the forwarded body (as_forwarded)."""
+    `timezone` say whether the limits stage will cap the forwarded body (as_forwarded).
+    Raises NotCached when the request says only-if-cached and no stored answer may
+    serve it (with no cache policy, none ever may)."""
     if effective_policy(team, route) is None:
+        refuse_a_miss(read_directives(cache_control), 0)
         return None
     keyed = as_forwarded(ctx.endpoint, body, team, subject, timezone)
     plan = stage.plan(
@@ -70,13 +78,21 @@ async def consult(
         ctx.cache_unavailable += 1
     status = stage.status_of(plan, lookup)
     if lookup is None or lookup.answer is None:
+        refuse_a_miss(plan.directives, plan.policy.ttl_s)
         return Consulted(plan, status, None)
     answer = lookup.answer
     try:
         data = stage.render_hit(ctx.endpoint, answer, is_stream=ctx.is_stream, body=body)
     except ValueError:  # bytes this request cannot be answered with: fetch and replace them
+        refuse_a_miss(plan.directives, plan.policy.ttl_s)
         return Consulted(plan, CacheStatus.MISS, None)
     return Consulted(plan, status, Hit(data, answer.deployment, stage.saved_usage(answer)))
+
+
+def refuse_a_miss(directives: RequestDirectives, ttl_s: int) -> None:
+    """Nothing stored may serve the request: raise NotCached if it may not go upstream."""
+    if decide(directives, None, ttl_s) is Verdict.REFUSE:
+        raise not_cached()
 
 
 def as_forwarded(

@@ -1,14 +1,13 @@
 """What the cache may do for one request: pure decisions, no I/O.
 
 Which policy applies (the model's wins over the team's), whether a request is
-cacheable at all, how its `Cache-Control` header reads, and which
-`x-gateway-cache` value its answer carries.
+cacheable at all, and which `x-gateway-cache` value its answer carries. How a
+request's `Cache-Control` reads is cache/directives.py.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -21,10 +20,11 @@ CACHEABLE_ENDPOINTS: frozenset[Endpoint] = frozenset({"chat", "completions", "em
 
 
 class CacheMode(StrEnum):
-    """What the client allows, read from `Cache-Control` as HTTP caches read it."""
+    """What the client allows, read from `Cache-Control` as HTTP caches read it
+    (directives.RequestDirectives.mode)."""
 
     USE = "use"  # look up, and store a fresh answer
-    REFRESH = "refresh"  # no-cache: look nothing up, store the fresh answer
+    REFRESH = "refresh"  # no-cache, max-age=0: look nothing up, store the fresh answer
     BYPASS = "bypass"  # no-store: neither
 
 
@@ -73,39 +73,3 @@ def is_storable(endpoint: Endpoint, whole: Any) -> bool:
         return False
     answers = whole.get("data" if endpoint == "embeddings" else "choices")
     return isinstance(answers, list) and len(answers) > 0
-
-
-# One directive: a token, optionally `=token` or `="quoted string"` (RFC 9110 §5.6).
-_DIRECTIVE = re.compile(
-    r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^,\s]*))?\s*(?:,|$)'
-)
-
-
-def directives(values: Iterable[str]) -> frozenset[str]:
-    """The directive names in `Cache-Control` header values, lowercased (RFC 9111 §5.2:
-    names are case-insensitive; several header lines are one comma-separated list).
-    Anything unparsable is skipped, as caches ignore what they do not understand."""
-    names: set[str] = set()
-    for value in values:
-        position = 0
-        while position < len(value):
-            found = _DIRECTIVE.match(value, position)
-            if found is None or found.end() == position:
-                comma = value.find(",", position)
-                if comma == -1:
-                    break
-                position = comma + 1
-                continue
-            names.add(found.group(1).lower())
-            position = found.end()
-    return frozenset(names)
-
-
-def cache_mode(values: Iterable[str]) -> CacheMode:
-    """The client's `Cache-Control` values → what the cache may do. `no-store` wins."""
-    names = directives(values)
-    if "no-store" in names:
-        return CacheMode.BYPASS
-    if "no-cache" in names:
-        return CacheMode.REFRESH
-    return CacheMode.USE

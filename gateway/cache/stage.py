@@ -1,7 +1,8 @@
 """The cache stage as the pipeline calls it: plan, look up, render a hit, store.
 
 `plan` is pure: it decides from the grant, the body and `Cache-Control` whether
-this request may be answered from the cache and under which key. `look_up` and
+this request may be answered from the cache and under which key; `look_up` serves
+only an entry its directives accept (freshness.decide). `look_up` and
 `store` are the thin async calls to the backend; they never raise for a backend
 that is down (a lookup then reports UNAVAILABLE and the request goes upstream).
 `render_hit` turns a stored whole answer into what this client asked for (JSON,
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from gateway.cache.directives import NONE, RequestDirectives, read_directives
 from gateway.cache.entry import (
     MISS,
     UNAVAILABLE,
@@ -26,13 +28,12 @@ from gateway.cache.entry import (
     LookupStatus,
     Stored,
 )
-from gateway.cache.freshness import is_fresh
+from gateway.cache.freshness import Verdict, decide
 from gateway.cache.key import CacheKey, cache_key
 from gateway.cache.replay import replay
 from gateway.cache.rules import (
     CacheMode,
     CacheStatus,
-    cache_mode,
     effective_policy,
     is_storable,
     uncacheable,
@@ -53,6 +54,7 @@ class CachePlan:
     key: CacheKey | None  # None: not cacheable (n > 1, Responses API)
     mode: CacheMode
     endpoint: Endpoint
+    directives: RequestDirectives = NONE  # the request's Cache-Control, as read
 
     @property
     def looks_up(self) -> bool:
@@ -79,9 +81,10 @@ def plan(
     policy = effective_policy(team, route)
     if policy is None:
         return None
-    mode = cache_mode(cache_control)
+    directives = read_directives(cache_control)
+    mode = directives.mode
     if uncacheable(endpoint, body) is not None or mode is CacheMode.BYPASS:
-        return CachePlan(policy, None, mode, endpoint)
+        return CachePlan(policy, None, mode, endpoint, directives)
     key = cache_key(
         team=team.name,
         endpoint=endpoint,
@@ -92,7 +95,7 @@ def plan(
     )
     if route.cache is not None:  # the model's own policy: its max_bytes caps its entries
         key = replace(key, pool=route.alias)
-    return CachePlan(policy, key, mode, endpoint)
+    return CachePlan(policy, key, mode, endpoint, directives)
 
 
 def status_of(plan: CachePlan, lookup: Lookup | None) -> CacheStatus:
@@ -110,8 +113,10 @@ def header(status: CacheStatus) -> tuple[bytes, bytes]:
 
 
 async def look_up(backend: CacheBackend, plan: CachePlan, now_ms: int) -> Lookup | None:
-    """The stored answer, if the plan looks up; None when it does not. An entry older
-    than the policy's current ttl_s is a miss (it was stored under a longer one)."""
+    """The stored answer, if the plan looks up; None when it does not. An entry the
+    request may not be served is a miss: older than the policy's current ttl_s (it was
+    stored under a longer one), or than the request's max-age, or not fresh for its
+    min-fresh (freshness.decide)."""
     if plan.key is None or not plan.looks_up:
         return None
     try:
@@ -121,7 +126,10 @@ async def look_up(backend: CacheBackend, plan: CachePlan, now_ms: int) -> Lookup
         backend.unavailable += 1
         return UNAVAILABLE
     answer = found.answer
-    if answer is not None and not is_fresh(now_ms - answer.stored_at_ms, plan.policy.ttl_s):
+    if answer is None:
+        return found
+    verdict = decide(plan.directives, now_ms - answer.stored_at_ms, plan.policy.ttl_s)
+    if verdict is not Verdict.SERVE:
         return MISS
     return found
 

@@ -78,3 +78,39 @@ async def test_redis_down_skips_the_cache_and_serves(tmp_path, redis_url, http, 
             proxy.restore()
             assert await ask(client) == ("hit", first)
             assert len(up.requests) == 2
+
+
+async def test_request_directives_on_redis(tmp_path, redis_url):
+    """On Redis as in memory: only-if-cached is refused (504) before the entry exists and
+    served after; min-fresh beyond what the entry has left and max-age=0 fetch fresh and
+    store it; max-age=600 takes it."""
+    team = f"t{secrets.token_hex(5)}"
+    async with (
+        MockUpstream("up") as up,
+        running_gateway(
+            tmp_path, POLICY.format(base=up.base_url, team=team), redis_url=redis_url
+        ) as gw,
+    ):
+        client = await gw.openai(team)
+
+        async def asking(cache_control: str) -> tuple[str, str]:
+            raw = await client.chat.completions.with_raw_response.create(
+                model="chat",
+                messages=[{"role": "user", "content": "directives"}],
+                extra_headers={"Cache-Control": cache_control},
+            )
+            return raw.headers["x-gateway-cache"], raw.parse().id
+
+        with pytest.raises(openai.APIStatusError) as refused:
+            await asking("only-if-cached")
+        assert (refused.value.status_code, refused.value.code) == (504, "not_cached")
+        assert up.requests == []
+        status, first = await asking("max-age=600")
+        assert status == "miss"
+        assert await asking("only-if-cached") == ("hit", first)
+        status, fresh = await asking("min-fresh=61")  # the ttl is 60 s
+        assert status == "miss" and fresh != first
+        status, newest = await asking("max-age=0")
+        assert status == "miss" and newest != fresh
+        assert await asking("max-age=600, min-fresh=30") == ("hit", newest)
+        assert len(up.requests) == 3

@@ -14,6 +14,7 @@ from gateway.cache.entry import (
     Lookup,
     Stored,
 )
+from gateway.cache.errors import NotCached
 from gateway.cache.key import CacheKey
 from gateway.cache.memory import MemoryCache
 from gateway.cache.rules import CacheStatus
@@ -72,17 +73,9 @@ def context(is_stream: bool = False) -> RequestContext:
 async def consult(
     ctx: RequestContext, backend: Any, team: TeamRules = TEAM, **changes: Any
 ) -> flow.Consulted | None:
-    return await flow.consult(
-        ctx,
-        backend,
-        team=team,
-        route=ROUTE,
-        body=BODY,
-        cache_control=(),
-        subject="tester",
-        timezone="UTC",
-        **changes,
-    )
+    parts: dict[str, Any] = {"cache_control": (), "subject": "tester", "timezone": "UTC"}
+    parts.update(changes)
+    return await flow.consult(ctx, backend, team=team, route=ROUTE, body=BODY, **parts)
 
 
 async def test_no_policy_no_lookup() -> None:
@@ -157,3 +150,74 @@ def test_the_header_only_under_a_cache_policy() -> None:
     for status in CacheStatus:
         ctx.cache = status
         assert flow.headers(ctx) == [(b"x-gateway-cache", status.value.encode())]
+
+
+ONLY_IF_CACHED = ("only-if-cached",)
+
+
+async def test_only_if_cached_with_nothing_stored_is_refused() -> None:
+    """504 not_cached, raised before anything is reserved: the pipeline never calls the
+    upstream."""
+    with pytest.raises(NotCached) as refused:
+        await consult(context(), MemoryCache(), cache_control=ONLY_IF_CACHED)
+    error = refused.value
+    assert (error.status, error.type, error.code, error.param) == (
+        504,
+        "invalid_request_error",
+        "not_cached",
+        None,
+    )
+    assert error.headers == {"x-should-retry": "false"}
+
+
+async def test_only_if_cached_with_an_entry_is_a_hit() -> None:
+    backend, ctx = MemoryCache(), context()
+    looked = await consult(ctx, backend)
+    assert looked is not None
+    await flow.keep(ctx, backend, looked.plan, WHOLE, "demo/m")
+    again = await consult(context(), backend, cache_control=ONLY_IF_CACHED)
+    assert again is not None and again.status is CacheStatus.HIT and again.hit is not None
+
+
+@pytest.mark.parametrize(
+    "cache_control",
+    [
+        ("only-if-cached, max-age=0",),
+        ("only-if-cached", "no-cache"),
+        ("only-if-cached, no-store",),
+        ("only-if-cached, min-fresh=61",),  # the ttl is 60 s: no entry is fresh that long
+    ],
+)
+async def test_only_if_cached_refuses_an_entry_the_request_may_not_have(
+    cache_control: tuple[str, ...],
+) -> None:
+    backend, ctx = MemoryCache(), context()
+    looked = await consult(ctx, backend)
+    assert looked is not None
+    await flow.keep(ctx, backend, looked.plan, WHOLE, "demo/m")
+    with pytest.raises(NotCached):
+        await consult(context(), backend, cache_control=cache_control)
+
+
+async def test_only_if_cached_is_refused_when_the_backend_is_down() -> None:
+    ctx = context()
+    with pytest.raises(NotCached):
+        await consult(ctx, Down(), cache_control=ONLY_IF_CACHED)
+    assert ctx.cache_unavailable == 1
+
+
+async def test_only_if_cached_is_refused_when_an_entry_cannot_be_rendered() -> None:
+    backend, ctx = MemoryCache(), context()
+    looked = await consult(ctx, backend)
+    assert looked is not None and looked.plan.key is not None
+    await backend.put(looked.plan.key, CachedAnswer(b"not json", "demo/m", 1), ON)
+    with pytest.raises(NotCached):
+        await consult(context(is_stream=True), backend, cache_control=ONLY_IF_CACHED)
+
+
+async def test_only_if_cached_without_a_cache_policy_is_refused() -> None:
+    """No cache for the team and model: nothing is ever stored, so nothing may serve it."""
+    plain = TeamRules("plain", True, frozenset())
+    with pytest.raises(NotCached):
+        await consult(context(), Down(), plain, cache_control=ONLY_IF_CACHED)
+    assert await consult(context(), Down(), plain, cache_control=("max-age=0",)) is None

@@ -254,3 +254,43 @@ def test_an_entry_older_than_the_current_ttl_is_a_miss() -> None:
             assert found is not None and found.status is status
 
     asyncio.run(scenario())
+
+
+def test_the_plan_carries_the_requests_directives() -> None:
+    """max-age=0 reads as no-cache (nothing looked up, the fresh answer stored); the
+    other directives look up and are weighed against the entry found."""
+    found = plan(cache_control=["Max-Age=0"])
+    assert found is not None and (found.looks_up, found.stores) == (False, True)
+    found = plan(cache_control=["max-age=5", "min-fresh=2, only-if-cached"])
+    assert found is not None and (found.looks_up, found.stores) == (True, True)
+    assert (found.directives.max_age_s, found.directives.min_fresh_s) == (5, 2)
+    assert found.directives.only_if_cached
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "age_ms", "status"),
+    [
+        ("max-age=5", 5_000, LookupStatus.HIT),
+        ("max-age=5", 5_001, LookupStatus.MISS),
+        ("min-fresh=50", 10_000, LookupStatus.HIT),
+        ("min-fresh=50", 10_001, LookupStatus.MISS),
+        ("max-age=abc", 59_999, LookupStatus.HIT),
+        ("max-stale=600", 60_000, LookupStatus.MISS),  # never served past the ttl
+    ],
+)
+def test_look_up_serves_only_what_the_request_accepts(
+    cache_control: str, age_ms: int, status: LookupStatus
+) -> None:
+    """An entry too old for max-age, or not fresh long enough for min-fresh, is a miss
+    (its fresh answer replaces it)."""
+
+    async def scenario() -> None:
+        cache = MemoryCache()
+        assert await stage.store(cache, USE, WHOLE, "demo/m", 1_000) == Stored.STORED
+        found_plan = plan(cache_control=[cache_control])
+        assert found_plan is not None
+        asked = replace(USE, mode=found_plan.mode, directives=found_plan.directives)
+        found = await stage.look_up(cache, asked, 1_000 + age_ms)
+        assert found is not None and found.status is status
+
+    asyncio.run(scenario())
