@@ -25,7 +25,6 @@ import orjson
 
 from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.cache import flow as cache_flow  # response cache (issue 14)
-from gateway.cache.errors import NotCached  # response cache: only-if-cached, a 504 asked for
 from gateway.cache.replay import StreamAssembler  # response cache (issue 14)
 from gateway.cache.stage import CachePlan  # response cache (issue 14)
 from gateway.context import Outcome, RequestContext, outcome_of_status
@@ -421,7 +420,12 @@ async def _whole(
     answer = await guard_output(guards, ctx.endpoint, payload)
     ctx.guardrail_hits.extend(answer.hits)
     if isinstance(answer, Blocked):
-        raise refusal(answer)
+        error = refusal(answer)
+        # Generated and charged all the same: the refusal says what it cost, as the answer
+        # would have, and how the cache saw it.
+        said = cache_flow.headers(ctx) + _cost_headers(ctx)
+        error.headers.update((name.decode(), value.decode()) for name, value in said)
+        raise error
     if answer.body is not payload:
         raw = orjson.dumps(answer.body)
     if ids is not None:
@@ -556,8 +560,6 @@ def charge(ctx: RequestContext, deployment: Deployment, usage: Usage) -> None:
 def _outcome_of(error: GatewayError) -> Outcome:
     if isinstance(error, ShuttingDown):
         return Outcome.REFUSED  # said no on purpose: the client retries another replica
-    if isinstance(error, NotCached):
-        return Outcome.REFUSED  # a 504 the client asked for (only-if-cached), not our fault
     if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
         return Outcome.UPSTREAM_ERROR
     return outcome_of_status(error.status)

@@ -1,0 +1,67 @@
+"""An answer the output guardrail refuses was generated all the same: the refusal says
+what it cost (and how the cache saw it), and the ledger charges every token of it."""
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tests.support.gateway import running_gateway
+from tests.support.upstream import Behaviour, MockUpstream
+
+POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}", api_key: "${{UPSTREAM_KEY}}"}}
+models:
+  gpt-4o-mini:
+    deployments: [{{provider: up, model: gpt-4o-mini}}]
+    price: {{input_per_mtok: 1000, output_per_mtok: 2000}}
+teams:
+  demo: {{models: ["*"], guardrails: [out], cache: {{ttl_s: 60, max_bytes: 1048576}}}}
+guardrails:
+  out:
+    output:
+      - {{detector: secrets, action: block}}
+"""
+LEAKED_KEY = "AKIA" + "Z7Q2W9X4C6V8B1N3"  # an AWS access key id, made up here
+
+
+def ledger_rows(tmp_path: Path) -> dict[str, dict[str, Any]]:
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = [dict(r) for r in db.execute("SELECT * FROM usage_ledger")]
+    return {row["request_id"]: row for row in rows}
+
+
+async def chat(gw, *, stream: bool) -> tuple[int, bytes, Any]:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "the key?"}],
+        "stream": stream,
+    }
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            f"{gw.base_url}/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {await gw.token()}"},
+        ) as response:
+            return response.status, await response.read(), response.headers
+
+
+async def test_a_blocked_whole_answer_says_its_cost_and_cache_status(tmp_path, monkeypatch):
+    """400 content_policy_violation with x-gateway-cost-usd (what the ledger charges, not
+    zero) and x-gateway-cache, as the answer would have carried."""
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    async with MockUpstream("up") as up:
+        up.behave(Behaviour("ok", content=f"Here it is: {LEAKED_KEY}", completion_tokens=7))
+        async with running_gateway(tmp_path, POLICY.format(base=up.base_url)) as gw:
+            status, raw, headers = await chat(gw, stream=False)
+    assert status == 400 and orjson.loads(raw)["error"]["code"] == "content_policy_violation"
+    assert headers["x-gateway-cache"] == "miss"
+    cost = Decimal(headers["x-gateway-cost-usd"])
+    row = ledger_rows(tmp_path)[headers["x-request-id"]]
+    assert row["output_tokens"] == 7
+    assert cost > 0 and Decimal(row["cost_nanousd"]) / 10**9 == cost
