@@ -25,6 +25,7 @@ import orjson
 
 from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.cache import flow as cache_flow  # response cache (issue 14)
+from gateway.cache.errors import NotCached  # response cache: only-if-cached, a 504 asked for
 from gateway.cache.replay import StreamAssembler  # response cache (issue 14)
 from gateway.cache.stage import CachePlan  # response cache (issue 14)
 from gateway.context import Outcome, RequestContext, outcome_of_status
@@ -560,6 +561,8 @@ def charge(ctx: RequestContext, deployment: Deployment, usage: Usage) -> None:
 def _outcome_of(error: GatewayError) -> Outcome:
     if isinstance(error, ShuttingDown):
         return Outcome.REFUSED  # said no on purpose: the client retries another replica
+    if isinstance(error, NotCached):
+        return Outcome.REFUSED  # a 504 the client asked for (only-if-cached), not our fault
     if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
         return Outcome.UPSTREAM_ERROR
     return outcome_of_status(error.status)
