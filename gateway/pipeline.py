@@ -70,6 +70,7 @@ from gateway.services import Services
 from gateway.stream.relay import close_stream, relay
 from gateway.stream.response_ids import ResponseIdRewriter
 from gateway.stream.steps import Chain, Step
+from gateway.stream.upstream_tap import UpstreamTap
 from gateway.stream.usage_observer import UsageObserver
 from gateway.telemetry.attributes import response_facts
 from gateway.telemetry.current import attempt_observer
@@ -471,7 +472,12 @@ async def _stream(
         body=body,  # counted when the upstream reports no usage
         model=deployment.model,
     )
-    steps: list[Step] = [] if ids is None else [ResponseIdRewriter(ids, deployment)]
+    # Guard output holds back, rewrites and may cut the stream; the observer sees only what
+    # the client got. What the upstream generated is counted from a copy taken before it.
+    tap = UpstreamTap() if guards.checks_output else None
+    steps: list[Step] = [] if tap is None else [tap]
+    if ids is not None:
+        steps.append(ResponseIdRewriter(ids, deployment))
     if guards.checks_output:  # guard output: scanned as it flows, before the observer
         steps.append(OutputScanner(guards.output, ctx.endpoint, ctx.guardrail_hits))
     # response cache: sees what the client sees (redacted), and the usage chunk before
@@ -523,7 +529,9 @@ async def _stream(
         await close_stream(events)  # already closed unless starting the response failed
         # Charged for what was generated, even when the client hung up.
         usage = observer.reported
-        if usage is None:
+        if usage is None and tap is not None:  # a usage chunk past a guardrail's cut counts
+            usage = await asyncio.to_thread(tap.usage, ctx.endpoint, body, deployment.model)
+        elif usage is None:
             usage = await asyncio.to_thread(observer.estimate)
         charge(ctx, deployment, usage)
     if plan is not None and whole is not None:  # ended with [DONE], every finish_reason

@@ -8,7 +8,9 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
+from gateway.limits.token_count import count_text
 from tests.support.gateway import running_gateway
 from tests.support.upstream import Behaviour, MockUpstream
 
@@ -65,3 +67,27 @@ async def test_a_blocked_whole_answer_says_its_cost_and_cache_status(tmp_path, m
     row = ledger_rows(tmp_path)[headers["x-request-id"]]
     assert row["output_tokens"] == 7
     assert cost > 0 and Decimal(row["cost_nanousd"]) / 10**9 == cost
+
+
+@pytest.mark.parametrize("chunks", [1, 4])
+async def test_a_stream_cut_by_a_block_is_charged_for_what_was_generated(
+    tmp_path, monkeypatch, chunks
+):
+    """The blocking chunk and the text held back before it were generated: the ledger
+    counts them (a one-chunk answer was recorded with 0 output tokens)."""
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    content = f"Sure, the production key is {LEAKED_KEY} for the deploy."
+    async with MockUpstream("up") as up:
+        up.behave(Behaviour("stream_no_usage", content=content, chunks=chunks))
+        async with running_gateway(tmp_path, POLICY.format(base=up.base_url)) as gw:
+            status, raw, headers = await chat(gw, stream=True)
+            request_id = headers["x-request-id"]
+    assert status == 200 and b"content_policy_violation" in raw and LEAKED_KEY.encode() not in raw
+    row = ledger_rows(tmp_path)[request_id]
+    assert row["error_code"] == "content_policy_violation"
+    generated = count_text(content, "gpt-4o-mini")
+    # The stream was cut at the chunk that completed the key: all of it up to there counts.
+    through_key = content[: content.index(LEAKED_KEY) + len(LEAKED_KEY)]
+    assert row["output_tokens"] >= count_text(through_key, "gpt-4o-mini")
+    assert row["output_tokens"] <= generated
+    assert row["cost_nanousd"] > 0
