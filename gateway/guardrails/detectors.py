@@ -140,7 +140,13 @@ BUILT_IN: dict[DetectorKind, tuple[PatternSpec, ...]] = {
     ),
     DetectorKind.CREDIT_CARD: (PatternSpec(r"\b(?:\d[ -]?){12,18}\d\b", 37, _card_check),),
     DetectorKind.IBAN: (
-        PatternSpec(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b", 64, _on_match(checksums.is_iban)),
+        # Written whole, or in groups of four with single spaces (the last 1-4): a space
+        # anywhere let one match run on into the next IBAN, fail mod-97 and hide both.
+        PatternSpec(
+            r"\b[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,4})?)\b",
+            64,
+            _on_match(checksums.is_iban),
+        ),
     ),
     DetectorKind.US_SSN: (
         PatternSpec(r"\b\d{3}[- ]\d{2}[- ]\d{4}\b", 11, _on_match(checksums.is_us_ssn)),

@@ -254,3 +254,18 @@ def test_the_clean_hold_is_the_stream_scans_hold_on_text_without_matches(pieces,
         assert REDACT_ALL.find(text) == []
         assert REDACT_ALL.scan_stream(text, start, final=False) == ([], hold)
     assert REDACT_ALL.clean_hold("the quick brown", 4) == len("the quick ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "DE89 3704 0044 0532 0130 00 DE89 3704 0044 0532 0130 00",
+        "DE89370400440532013000 GB82WEST12345698765432",
+        "GB82 WEST 1234 5698 7654 32 and DE89 3704 0044 0532 0130 00",
+    ],
+)
+def test_ibans_side_by_side_are_each_found(text):
+    """A match that ran on through a space into the next IBAN failed mod-97 and hid both
+    (the stream, cut between them, found the second: the window's property test)."""
+    result = review(REDACT_ALL, text)
+    assert result.text.count("[REDACTED:iban]") == 2, result.text
