@@ -113,7 +113,7 @@ async def build_services(
     # External issuers' keys, fetched only where api_base may point; the session opens on first
     # fetch. The settings check has refused a malformed GATEWAY_UPSTREAM_ALLOW already.
     jwks = JwksCache(upstreams=UpstreamRules.from_env(os.environ))
-    classifiers = Classifiers()
+    classifiers = Classifiers(UpstreamRules.from_env(os.environ))
     cache = open_cache(settings.redis_url)  # response cache (issue 14); connects on first use
     try:
         # A short current-key cache: `gateway keys rotate` run anywhere signs here within 1 s.

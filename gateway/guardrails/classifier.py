@@ -23,6 +23,8 @@ import aiohttp
 
 from gateway.guardrails.guards import ClassifierRule
 from gateway.guardrails.kinds import FailMode
+from gateway.policy.upstreams import UpstreamRules
+from gateway.providers.resolver import GuardedResolver
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,12 +80,19 @@ def classifier_decision(rule: ClassifierRule, answer: Score | Unanswered) -> Ver
 class Classifiers:
     """Posts texts to classifier endpoints; every failure is an `Unanswered`, never raised."""
 
-    def __init__(self) -> None:
+    def __init__(self, upstreams: UpstreamRules | None = None) -> None:
+        """`upstreams`: the rules a classifier's resolved address must pass at connect
+        time, as a provider's must (a name resolving to a metadata address is refused)."""
+        self._upstreams = upstreams
         self._session: aiohttp.ClientSession | None = None
 
     async def score(self, rule: ClassifierRule, text: str) -> Score | Unanswered:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            connector = None
+            if self._upstreams is not None:
+                resolver = GuardedResolver(self._upstreams)
+                connector = aiohttp.TCPConnector(resolver=resolver)
+            self._session = aiohttp.ClientSession(connector=connector)
         headers = {"authorization": f"Bearer {rule.api_key}"} if rule.api_key else {}
         try:
             async with asyncio.timeout(rule.timeout_s):

@@ -120,3 +120,35 @@ async def test_a_fail_open_rule_lets_the_request_through_when_it_times_out(setup
     status, _ = await chat(http, gw, "open", "please hang")
     assert status == 200
     assert len(up.requests) == 1
+
+
+async def test_a_classifier_host_resolving_outside_the_upstream_rules_is_not_called():
+    """A classifier's url obeys the upstream rules at connect time, as a provider's does:
+    a name resolving to an address GATEWAY_UPSTREAM_ALLOW does not hold is refused (the
+    prompt is never posted), and the rule's on_error decides."""
+    from gateway.guardrails.classifier import Classifiers, Score, Unanswered
+    from gateway.guardrails.guards import ClassifierRule
+    from gateway.guardrails.kinds import DetectorKind, FailMode, GuardAction
+    from gateway.guardrails.scanner import Rule
+    from gateway.policy.upstreams import UpstreamRules
+
+    async with classifier_server() as (origin, seen):
+        by_name = origin.replace("127.0.0.1", "localhost") + "/v1/moderations"
+        rule = ClassifierRule(
+            Rule("injection", DetectorKind.CLASSIFIER, GuardAction.BLOCK),
+            by_name,
+            "guard-1",
+            0.8,
+            2.0,
+            FailMode.CLOSED,
+        )
+        fenced = Classifiers(UpstreamRules.from_env({"GATEWAY_UPSTREAM_ALLOW": "10.0.0.0/8"}))
+        open_ = Classifiers(UpstreamRules.from_env({}))
+        try:
+            assert isinstance(await fenced.score(rule, "hello"), Unanswered)
+            assert seen == []
+            assert await open_.score(rule, "hello") == Score(0.1)
+            assert len(seen) == 1
+        finally:
+            await fenced.close()
+            await open_.close()
