@@ -67,7 +67,7 @@ from gateway.routing.affinity import ResponseIdKey, ResponseIds
 from gateway.routing.failover import Attempt, call_with_failover
 from gateway.routing.tries import Tries
 from gateway.services import Services
-from gateway.stream.relay import close_stream, relay
+from gateway.stream.relay import close_stream, error_event, relay, responses_error_event
 from gateway.stream.response_ids import ResponseIdRewriter
 from gateway.stream.steps import Chain, Step
 from gateway.stream.upstream_tap import UpstreamTap
@@ -508,6 +508,7 @@ async def _stream(
                 send,
                 idle_timeout_s=route.routing.attempt_timeout_s,
                 deadline_in_s=remaining_s,
+                error_event=responses_error_event if ctx.endpoint == "responses" else error_event,
             )
             if end.failure is not None:
                 health.failed(deployment, route, end.failure)

@@ -55,12 +55,15 @@ class UpstreamFailure(Exception):
         status: int | None = None,
         retry_after_s: float | None = None,
         is_timeout: bool = False,
+        told_client: bool = False,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status = status
         self.retry_after_s = retry_after_s
         self.is_timeout = is_timeout
+        # A stream's own error event already went to the client: no second one.
+        self.told_client = told_client
 
 
 class UpstreamClientError(Exception):

@@ -59,6 +59,14 @@ RESPONSES_TERMINAL_EVENTS = tuple(
         b"event: " + kind + b"\n",
     )
 )
+# A chat or completions answer is whole once a choice has finished: an upstream that
+# then closes without `[DONE]` (some servers never send it) ended well, and the client
+# gets the `[DONE]` OpenAI would have sent.
+FINISH_REASONS = (b'"finish_reason":"', b'"finish_reason": "')
+DONE_EVENT = b"data: [DONE]\n\n"
+# The upstream's own error event (chat's `{"error": ...}`, Responses' `error` event):
+# the client has it already when the stream then ends unfinished.
+ERROR_EVENTS = (b'data: {"error"', b'data:{"error"', b'"type":"error"', b"event: error\n")
 _URL = re.compile(r"https?://\S+")
 _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
 
@@ -250,15 +258,20 @@ class OpenAICompatProvider:
             raise UpstreamFailure(f"{self.name}: stream answered as {response.content_type}")
         if call.endpoint == "responses":
             return self._events(response, ends_at_eof_after=RESPONSES_TERMINAL_EVENTS)
-        return self._events(response)
+        return self._events(response, ends_at_eof_after=FINISH_REASONS, done_at_eof=True)
 
     async def _events(
-        self, response: aiohttp.ClientResponse, *, ends_at_eof_after: tuple[bytes, ...] = ()
+        self,
+        response: aiohttp.ClientResponse,
+        *,
+        ends_at_eof_after: tuple[bytes, ...],
+        done_at_eof: bool = False,
     ) -> AsyncIterator[bytes]:
         """The stream as chunks of whole SSE events, one chunk per read that completed
-        any. Chat and completions streams end with `[DONE]`; a Responses stream ends
-        when the upstream closes after a terminal event."""
-        finished = False
+        any. Chat and completions streams end with `[DONE]`, or at the upstream's close
+        after a choice finished (`done_at_eof`: the `[DONE]` is added); a Responses
+        stream ends when the upstream closes after a terminal event."""
+        finished = errored = False
         splitter = EventSplitter()
 
         def is_final(chunk: bytes) -> bool:
@@ -274,19 +287,29 @@ class OpenAICompatProvider:
                     finished = True
                     yield chunk[:done_at]
                     return
-                if ends_at_eof_after and not finished:
+                if not finished:
                     finished = is_final(chunk)
+                    errored = errored or any(e in chunk for e in ERROR_EVENTS)
                 yield chunk
             last = splitter.tail()
             if last is not None:
-                finished = finished or is_final(last) or is_done(last)
+                if is_done(last):
+                    finished = True
+                    yield last
+                    return
+                finished = finished or is_final(last)
+                errored = errored or any(e in last for e in ERROR_EVENTS)
                 yield last
             if not finished:
-                expected = "a final response event" if ends_at_eof_after else "[DONE]"
-                raise UpstreamFailure(f"{self.name}: stream ended before {expected}")
+                expected = "a final response event" if not done_at_eof else "[DONE]"
+                raise UpstreamFailure(
+                    f"{self.name}: stream ended before {expected}", told_client=errored
+                )
         except aiohttp.ClientError as exc:
             if not finished:
-                raise UpstreamFailure(f"{self.name}: stream broke: {type(exc).__name__}") from None
+                raise UpstreamFailure(
+                    f"{self.name}: stream broke: {type(exc).__name__}", told_client=errored
+                ) from None
         finally:
             # Closing (not releasing) drops the connection, which is how the
             # upstream learns to stop generating when our client went away.
@@ -294,6 +317,8 @@ class OpenAICompatProvider:
                 response.release()
             else:
                 response.close()
+        if done_at_eof:  # reached only when no [DONE] came: the answer had finished
+            yield DONE_EVENT
 
     async def close(self) -> None:
         if self._session is not None:

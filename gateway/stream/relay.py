@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 
+import orjson
+
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable, error_body_bytes
 from gateway.providers.base import UpstreamFailure
 from gateway.stream.steps import Chain
@@ -23,7 +25,17 @@ EARLY_S = 0.001  # the loop may fire a timer a hair early
 
 
 def error_event(error: GatewayError) -> bytes:
+    """Chat and completions: OpenAI's error body as a data line."""
     return b"data: " + error_body_bytes(error) + b"\n\n"
+
+
+def responses_error_event(error: GatewayError) -> bytes:
+    """Responses: OpenAI's `error` event (the SDK yields it as a ResponseErrorEvent)."""
+    payload = {"type": "error", "code": error.code, "message": error.message, "param": error.param}
+    return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+ErrorEvent = Callable[[GatewayError], bytes]
 
 
 async def close_stream(events: AsyncIterator[bytes]) -> None:
@@ -115,11 +127,13 @@ async def relay(
     *,
     idle_timeout_s: float,
     deadline_in_s: float,
+    error_event: ErrorEvent = error_event,
 ) -> StreamEnd:
     """Send `first` and then every upstream chunk through `chain` to `send`.
 
-    `deadline_in_s` is what is left of the request's deadline. Always closes the
-    upstream. A cancellation (client gone, server shutdown) propagates.
+    `deadline_in_s` is what is left of the request's deadline; `error_event` renders
+    an error in the endpoint's own shape. Always closes the upstream. A cancellation
+    (client gone, server shutdown) propagates.
     """
     loop = asyncio.get_running_loop()
     timer = ReadTimer(idle_timeout_s, loop.time() + max(0.0, deadline_in_s))
@@ -138,9 +152,10 @@ async def relay(
             except StopAsyncIteration:
                 chunk = None
             except UpstreamFailure as failure:
-                return await _fail(
-                    send, UpstreamUnavailable("The upstream failed mid-stream."), failure
-                )
+                broke = UpstreamUnavailable("The upstream failed mid-stream.")
+                if not failure.told_client:  # else its own error event went out already
+                    await send(error_event(broke))
+                return StreamEnd(broke, failure)
             except asyncio.CancelledError:
                 limit = timer.expired()
                 if limit is None:
@@ -152,9 +167,9 @@ async def relay(
                     await send(error_event(error))
                     return StreamEnd(error)
                 stalled = UpstreamFailure("stream stalled", is_timeout=True)
-                return await _fail(
-                    send, UpstreamTimeout("The upstream stopped responding."), stalled
-                )
+                silent = UpstreamTimeout("The upstream stopped responding.")
+                await send(error_event(silent))
+                return StreamEnd(silent, stalled)
             finally:
                 timer.is_reading = False
         out = chain.finish()
@@ -169,8 +184,3 @@ async def relay(
     finally:
         timer.stop()
         await close_stream(upstream)
-
-
-async def _fail(send: Send, error: GatewayError, failure: UpstreamFailure) -> StreamEnd:
-    await send(error_event(error))
-    return StreamEnd(error, failure)

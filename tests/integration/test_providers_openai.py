@@ -206,19 +206,27 @@ async def test_a_responses_stream_ends_cleanly_without_done(tmp_path):
 async def test_a_stream_closed_before_its_final_event_ends_with_an_error_event(
     tmp_path, create, cut_after
 ):
-    """A clean close that comes too early is a broken stream, counted and reported as one."""
+    """A clean close that comes too early is a broken stream, counted and reported as one:
+    on chat an error body (the SDK raises), on Responses OpenAI's `error` event (the SDK
+    yields it as a ResponseErrorEvent, as from OpenAI itself)."""
     async with MockUpstream() as up:
         up.behave("stream_cut", fault_after=cut_after)
         async with logged(tmp_path, PLAIN, base=up.base_url) as gw:
             client = await gw.openai()
-            api = client.responses if "input" in create else client.chat.completions
-            stream = await api.create(model="m", stream=True, **create)
             received = []
-            with pytest.raises(openai.APIError) as caught:
-                async for event in stream:
-                    received.append(event)
+            if "input" in create:
+                stream = await client.responses.create(model="m", stream=True, **create)
+                received = [event async for event in stream]
+                error = received.pop()
+                assert (error.type, error.code) == ("error", "upstream_unavailable")
+                assert "failed mid-stream" in error.message
+            else:
+                stream = await client.chat.completions.create(model="m", stream=True, **create)
+                with pytest.raises(openai.APIError) as caught:
+                    async for event in stream:
+                        received.append(event)
+                assert "failed mid-stream" in caught.value.message
     assert len(received) == cut_after
-    assert "failed mid-stream" in caught.value.message
     (line,) = access_lines(tmp_path)
     assert (line["outcome"], line["usage_estimated"]) == ("upstream_error", True)
 

@@ -1,0 +1,136 @@
+"""How an upstream's stream ends, as the client sees it through the gateway (black-box
+probe of the wire): a chat answer that finished but was never followed by `[DONE]` is a
+success with the `[DONE]` added; an upstream's own error event is the only one the client
+gets; a gateway error on a Responses stream is OpenAI's `error` event."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+
+import httpx2 as httpx
+import openai
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.support.gateway import running_gateway
+
+POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  m:
+    deployments: [{{provider: up, model: upstream-model}}]
+teams:
+  demo: {{models: ["*"]}}
+"""
+
+
+def chunk(content: str | None, finish: str | None = None) -> bytes:
+    delta = {} if content is None else {"content": content}
+    payload = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "upstream-model",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
+USAGE = b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"upstream-model","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}\n\n'
+CHAT_ERROR = b'data: {"error":{"message":"boom","type":"server_error","param":null,"code":null}}\n\n'
+RESPONSES_ERROR = b'event: error\ndata: {"type":"error","code":"server_error","message":"boom","param":null,"sequence_number":2}\n\n'
+RESPONSES_START = (
+    b'event: response.created\ndata: {"type":"response.created","sequence_number":0,'
+    b'"response":{"id":"resp_1","object":"response","status":"in_progress","output":[]}}\n\n'
+)
+
+SCRIPTS = {
+    "finished_no_done": [chunk("Hello"), chunk(" world"), chunk(None, "stop"), USAGE],
+    "finished_no_done_no_usage": [chunk("Hello"), chunk(None, "stop")],
+    "unfinished_no_done": [chunk("Hello"), chunk(" wor")],
+    "chat_error_then_close": [chunk("Hello"), CHAT_ERROR],
+    "responses_error_then_close": [RESPONSES_START, RESPONSES_ERROR],
+}
+
+
+@contextlib.asynccontextmanager
+async def scripted_upstream(script: str) -> AsyncIterator[str]:
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in SCRIPTS[script]:
+            await response.write(event)
+        return response  # closes without [DONE]
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", stream)
+    app.router.add_post("/v1/responses", stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    await web.SockSite(runner, sock).start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    finally:
+        await runner.cleanup()
+
+
+async def raw_events(gw, path: str, body: dict) -> list[bytes]:
+    headers = {"authorization": f"Bearer {await gw.token()}"}
+    async with httpx.AsyncClient(base_url=gw.origin, timeout=10) as http:
+        reply = await http.post(path, json=body, headers=headers)
+    assert reply.status_code == 200, reply.text
+    return [event for event in reply.content.split(b"\n\n") if event.strip()]
+
+
+CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.mark.parametrize("script", ["finished_no_done", "finished_no_done_no_usage"])
+async def test_a_finished_chat_stream_without_done_is_a_whole_answer(tmp_path, script):
+    async with scripted_upstream(script) as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            client = await gw.openai()
+            stream = await client.chat.completions.create(
+                **CHAT, stream_options={"include_usage": True}
+            )
+            chunks = [c async for c in stream]  # an error event would raise here
+            events = await raw_events(gw, "/v1/chat/completions", CHAT)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("Hello")
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+    assert events[-1] == b"data: [DONE]"
+    assert not any(b'"error"' in event for event in events)
+
+
+async def test_an_unfinished_chat_stream_without_done_is_still_a_broken_one(tmp_path):
+    async with scripted_upstream("unfinished_no_done") as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            client = await gw.openai()
+            stream = await client.chat.completions.create(**CHAT)
+            with pytest.raises(openai.APIError, match="failed mid-stream"):
+                _ = [c async for c in stream]
+
+
+async def test_the_upstreams_own_error_event_is_the_only_one(tmp_path):
+    async with scripted_upstream("chat_error_then_close") as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            events = await raw_events(gw, "/v1/chat/completions", CHAT)
+    errors = [event for event in events if b'"error"' in event]
+    assert errors == [CHAT_ERROR.strip()]
+
+
+async def test_a_responses_stream_ends_with_openais_error_event_once(tmp_path):
+    body = {"model": "m", "stream": True, "input": "hi"}
+    async with scripted_upstream("responses_error_then_close") as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            events = await raw_events(gw, "/v1/responses", body)
+            client = await gw.openai()
+            seen = [event async for event in await client.responses.create(**body)]
+    assert [event for event in events if b"error" in event] == [RESPONSES_ERROR.strip()]
+    assert [event.type for event in seen] == ["response.created", "error"]
