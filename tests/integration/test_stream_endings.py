@@ -41,7 +41,9 @@ def chunk(content: str | None, finish: str | None = None) -> bytes:
 
 
 USAGE = b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"upstream-model","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10}}\n\n'
-CHAT_ERROR = b'data: {"error":{"message":"boom","type":"server_error","param":null,"code":null}}\n\n'
+CHAT_ERROR = (
+    b'data: {"error":{"message":"boom","type":"server_error","param":null,"code":null}}\n\n'
+)
 RESPONSES_ERROR = b'event: error\ndata: {"type":"error","code":"server_error","message":"boom","param":null,"sequence_number":2}\n\n'
 RESPONSES_START = (
     b'event: response.created\ndata: {"type":"response.created","sequence_number":0,'
