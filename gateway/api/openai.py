@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway import pipeline
 from gateway.api.body import check_body, read_json_object
-from gateway.api.edge import request_id_of
+from gateway.api.edge import request_id_of, requires_scope
 from gateway.auth.authorization_header import authorization_of
+from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.cache.directives import cache_control_of
 from gateway.drain import is_draining
+from gateway.errors import NotFound, cut
 from gateway.providers.base import Endpoint
 from gateway.services import Services
 
@@ -147,7 +150,22 @@ class InferenceEndpoint:
             exchange.stop_watching()
 
 
+async def stored_responses(request: Request, services: Services, principal: Principal) -> Response:
+    """GET/DELETE /v1/responses/{id}, its input_items, input_tokens: a gateway that
+    stores nothing says so plainly (rather than "unknown path") and says what works."""
+    raise NotFound(
+        f"This gateway does not serve {request.method} {cut(request.url.path)}: it keeps no "
+        "responses to retrieve, delete, list or count. Continue a conversation by sending "
+        "previous_response_id with POST /v1/responses."
+    )
+
+
 routes = [
+    Route(
+        "/v1/responses/{rest:path}",
+        requires_scope(SCOPE_INVOKE, stored_responses),
+        methods=["GET", "POST", "DELETE"],
+    ),
     Route("/v1/chat/completions", InferenceEndpoint("chat"), methods=["POST"]),
     Route("/v1/completions", InferenceEndpoint("completions"), methods=["POST"]),
     Route("/v1/embeddings", InferenceEndpoint("embeddings"), methods=["POST"]),
