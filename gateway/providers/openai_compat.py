@@ -64,11 +64,16 @@ RESPONSES_TERMINAL_EVENTS = tuple(
 # gets the `[DONE]` OpenAI would have sent.
 FINISH_REASONS = (b'"finish_reason":"', b'"finish_reason": "')
 DONE_EVENT = b"data: [DONE]\n\n"
-# The upstream's own error event (chat's `{"error": ...}`, Responses' `error` event):
-# the client has it already when the stream then ends unfinished.
+# The upstream's own error event (chat's `{"error": ...}`, Responses' `error` event) as
+# the last thing before it stopped: the client has it already, and needs no second one.
 ERROR_EVENTS = (b'data: {"error"', b'data:{"error"', b'"type":"error"', b"event: error\n")
 _URL = re.compile(r"https?://\S+")
 _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
+
+
+def _is_error(chunk: bytes) -> bool:
+    """Does this chunk (the last before the upstream stopped) hold its own error event?"""
+    return any(event in chunk for event in ERROR_EVENTS)
 
 
 def error_fields(raw: bytes) -> dict[str, Any]:
@@ -271,7 +276,8 @@ class OpenAICompatProvider:
         any. Chat and completions streams end with `[DONE]`, or at the upstream's close
         after a choice finished (`done_at_eof`: the `[DONE]` is added); a Responses
         stream ends when the upstream closes after a terminal event."""
-        finished = errored = False
+        finished = False
+        last = b""  # the last chunk passed on: an upstream's error event ends a stream
         splitter = EventSplitter()
 
         def is_final(chunk: bytes) -> bool:
@@ -289,26 +295,26 @@ class OpenAICompatProvider:
                     return
                 if not finished:
                     finished = is_final(chunk)
-                    errored = errored or any(e in chunk for e in ERROR_EVENTS)
+                last = chunk
                 yield chunk
-            last = splitter.tail()
-            if last is not None:
-                if is_done(last):
+            tail = splitter.tail()
+            if tail is not None:
+                if is_done(tail):
                     finished = True
-                    yield last
+                    yield tail
                     return
-                finished = finished or is_final(last)
-                errored = errored or any(e in last for e in ERROR_EVENTS)
-                yield last
+                finished = finished or is_final(tail)
+                last = tail
+                yield tail
             if not finished:
                 expected = "a final response event" if not done_at_eof else "[DONE]"
                 raise UpstreamFailure(
-                    f"{self.name}: stream ended before {expected}", told_client=errored
+                    f"{self.name}: stream ended before {expected}", told_client=_is_error(last)
                 )
         except aiohttp.ClientError as exc:
             if not finished:
                 raise UpstreamFailure(
-                    f"{self.name}: stream broke: {type(exc).__name__}", told_client=errored
+                    f"{self.name}: stream broke: {type(exc).__name__}", told_client=_is_error(last)
                 ) from None
         finally:
             # Closing (not releasing) drops the connection, which is how the
