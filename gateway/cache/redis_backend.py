@@ -1,10 +1,16 @@
 """The Redis cache: shared by every replica, a TTL per entry, one round trip per call.
 
-Keys are `gw:cache:{TEAM}:MODELHEX:DIGEST`. The `{TEAM}` hash tag keeps a team's
-entries in one Redis Cluster slot, so clearing a team scans one node's slot; the
+Keys are `gw:cache:{TEAM}:MODELHEX:pPOOLHEX:DIGEST`. The `{TEAM}` hash tag keeps a
+team's entries in one Redis Cluster slot, so clearing a team scans one node's slot; the
 model alias is hex-encoded because aliases may hold `:` and a pattern for model
 `a` must never match model `a:b`. Team names cannot hold braces (policy schema),
-so `{*}` matches exactly one team.
+so `{*}` matches exactly one team. The pool (`CacheKey.pool`: `p` alone for the team's,
+`p` and the alias's hex for a model with a policy of its own) is part of the name, so
+an entry belongs to exactly one index: when a model gains or loses a `cache:` of its own,
+the other pool's entries are never read, refreshed into a second index or evicted by it
+(a key in two indexes left phantom bytes in one when the other evicted it). Entries
+written before the pool was in the name (`...:MODELHEX:DIGEST`) are no longer looked up;
+they expire, or go with an eviction or a clear.
 
 `max_bytes` caps a team's cache (memory.py says which entries share one cap). Each
 cap has an index in the team's slot: `gw:cache:{TEAM}:z:POOLHEX`, a ZSET of entry
@@ -90,7 +96,8 @@ redis.call('PEXPIRE', zset, keep_ms)
 redis.call('PEXPIRE', sizes, keep_ms)
 return total
 """
-# KEYS: the team pool's ZSET and HASH, the model pool's, then entries to delete.
+# KEYS: the team pool's ZSET and HASH, the model pool's, then entries to delete. An
+# entry is in one of the two (both only for a name written before the pool was in it).
 FORGET_SCRIPT = """
 local removed = 0
 for i = 5, #KEYS do
@@ -109,7 +116,9 @@ return removed
 
 
 def redis_key(key: CacheKey) -> str:
-    return f"{PREFIX}{{{key.team}}}:{key.model.encode().hex()}:{key.digest}"
+    """The entry's name: its team, model and pool (whose index holds it), then digest."""
+    pool = f"p{key.pool.encode().hex()}"
+    return f"{PREFIX}{{{key.team}}}:{key.model.encode().hex()}:{pool}:{key.digest}"
 
 
 def index_keys(team: str, pool: str) -> tuple[str, str]:
@@ -127,7 +136,7 @@ def _is_hex(text: str) -> bool:
 
 
 def _parts(name: bytes) -> tuple[str, str, str] | None:
-    """(team, middle segment, last segment) of one of our key names, else None."""
+    """(team, middle segment, the rest) of one of our key names, else None."""
     team, closing, rest = name.decode(errors="replace").removeprefix(PREFIX)[1:].partition("}:")
     middle, colon, last = rest.partition(":")
     return (team, middle, last) if closing and colon else None

@@ -74,6 +74,14 @@ async def test_keys_keep_a_team_in_one_cluster_slot(cache: RedisCache) -> None:
     assert clear_pattern(None, None) == "gw:cache:{*}:*:*"
 
 
+def test_the_pool_is_part_of_an_entrys_name() -> None:
+    """The same request under the team's pool and under its model's own pool: two names,
+    so each lives in exactly one pool's index."""
+    team_pool, model_pool = key("search", "a"), CacheKey("search", "a", "a".ljust(64, "0"), "a")
+    assert redis_key(team_pool) == f"gw:cache:{{search}}:61:p:{team_pool.digest}"
+    assert redis_key(model_pool) == f"gw:cache:{{search}}:61:p61:{model_pool.digest}"
+
+
 async def test_clear_by_team_and_model(cache: RedisCache) -> None:
     one, two = unique_team(), unique_team()
     for team in (one, two):

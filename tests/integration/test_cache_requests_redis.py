@@ -8,13 +8,18 @@ limits too, so the policy says `limits: {on_backend_error: open}`, and the team 
 
 from __future__ import annotations
 
+import os
 import secrets
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import openai
 import pytest
+from redis.asyncio import Redis
 
-from tests.support.gateway import running_gateway
+from gateway.cache.redis_backend import index_keys
+from gateway.policy.store import load_policy_dir
+from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.metrics import total
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.upstream import MockUpstream
@@ -114,3 +119,97 @@ async def test_request_directives_on_redis(tmp_path, redis_url):
         assert status == "miss" and newest != fresh
         assert await asking("max-age=600, min-fresh=30") == ("hit", newest)
         assert len(up.requests) == 3
+
+
+POOLS_POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  chat: {{deployments: [{{provider: up, model: upstream-chat}}]}}
+  m2: {{deployments: [{{provider: up, model: upstream-chat}}]{m2_cache}}}
+routing: {{timeout_s: 10, attempt_timeout_s: 5, retries: 0}}
+teams:
+  {team}:
+    models: ["*"]
+    cache: {{ttl_s: 60, max_bytes: {team_bytes}}}
+"""
+
+
+def swap_policy(gw: RunningGateway, folder: Path, policy_yaml: str) -> None:
+    """Put `policy_yaml` in force at once (as a policy edit does)."""
+    folder.mkdir(exist_ok=True)
+    (folder / "bundle.yaml").write_text(policy_yaml)
+    gw.services.policy.swap(load_policy_dir(folder, os.environ))
+
+
+async def index_bytes(redis_url: str, team: str, pool: str = "") -> tuple[int, int]:
+    """(the pool index's #total, the bytes its entries really hold in Redis)."""
+    client = Redis.from_url(redis_url)
+    try:
+        zset, sizes = index_keys(team, pool)
+        total = int(await client.hget(sizes, "#total") or 0)
+        held = sum([await client.strlen(member) for member in await client.zrange(zset, 0, -1)])
+    finally:
+        await client.aclose()
+    return total, held
+
+
+async def test_a_model_given_its_own_cache_keeps_each_entry_in_one_pool(tmp_path, redis_url):
+    """Model m2 gains a `cache:` of its own: the team pool's entry is not served from the
+    m2 pool (a miss, stored there), a `no-cache` refresh stores into m2's pool only, and
+    the team pool evicting its entries leaves m2's index true (no phantom bytes), and the
+    reverse once m2's policy goes. Clearing the team takes every entry."""
+    team = f"t{secrets.token_hex(5)}"
+    m2_cache = ", cache: {ttl_s: 60, max_bytes: 100000}"
+    async with MockUpstream("up") as up:
+        policy = POOLS_POLICY.format(base=up.base_url, team=team, m2_cache="", team_bytes=100000)
+        async with running_gateway(tmp_path, policy, redis_url=redis_url) as gw:
+            client = await gw.openai(team)
+
+            async def asking(model: str, content: str, cache_control: str = "") -> str:
+                headers = {"Cache-Control": cache_control} if cache_control else {}
+                raw = await client.chat.completions.with_raw_response.create(
+                    model=model,
+                    messages=[{"role": "user", "content": content}],
+                    extra_headers=headers,
+                )
+                return raw.headers["x-gateway-cache"]
+
+            try:
+                assert await asking("m2", "question a") == "miss"  # the team's pool
+                assert await asking("m2", "question a") == "hit"
+                one_entry = (await index_bytes(redis_url, team))[0]
+                # m2 gets a policy of its own; the team's pool holds one entry from now on
+                swap_policy(
+                    gw,
+                    tmp_path / "own",
+                    POOLS_POLICY.format(
+                        base=up.base_url, team=team, m2_cache=m2_cache, team_bytes=one_entry + 50
+                    ),
+                )
+                assert await asking("m2", "question a") == "miss"  # not the team pool's entry
+                assert await asking("m2", "question a", "no-cache") == "miss"
+                assert await asking("m2", "question a") == "hit"
+                assert await asking("chat", "question b") == "miss"  # evicts the team's a
+                assert await index_bytes(redis_url, team) == (one_entry, one_entry)
+                m2_total, m2_held = await index_bytes(redis_url, team, "m2")
+                assert m2_total == m2_held > 0
+                assert await asking("m2", "question a") == "hit"
+
+                # m2's own policy goes: its entries are m2's pool's, not served to the team's
+                swap_policy(
+                    gw,
+                    tmp_path / "back",
+                    POOLS_POLICY.format(
+                        base=up.base_url, team=team, m2_cache="", team_bytes=100000
+                    ),
+                )
+                assert await asking("m2", "question a") == "miss"
+                assert await asking("m2", "question a") == "hit"
+                team_total, team_held = await index_bytes(redis_url, team)
+                assert team_total == team_held
+                assert await gw.services.cache.clear(team=team) == 3
+                assert await index_bytes(redis_url, team) == (0, 0)
+                assert await index_bytes(redis_url, team, "m2") == (0, 0)
+            finally:
+                await gw.services.cache.clear(team=team)
