@@ -550,7 +550,8 @@ async def _answer_from_cache(
     ctx.deployment = cache_flow.deployment_of(hit, route)
     headers = _answer_headers(ctx)
     if ctx.is_stream:
-        await exchange.start_stream(SSE_HEADERS + headers)
+        # A replay knows its usage before the first byte: it says whether it was counted.
+        await exchange.start_stream(SSE_HEADERS + headers + [_estimated_header(ctx)])
         ctx.first_byte_s = ctx.elapsed_s()
         await exchange.send(hit.data)
         await exchange.end_stream()
@@ -587,11 +588,16 @@ def _answer_headers(ctx: RequestContext) -> Headers:
 
 def _cost_headers(ctx: RequestContext) -> Headers:
     """A whole answer's cost, and whether its tokens were counted here (not reported)."""
-    estimated = ctx.usage is not None and ctx.usage.is_estimated
-    return [
-        (b"x-gateway-cost-usd", usd_text(ctx.cost_nanousd).encode()),
-        (b"x-gateway-tokens-estimated", b"true" if estimated else b"false"),
-    ]
+    return [(b"x-gateway-cost-usd", usd_text(ctx.cost_nanousd).encode()), _estimated_header(ctx)]
+
+
+def _estimated_header(ctx: RequestContext) -> tuple[bytes, bytes]:
+    """Were the answer's tokens counted here? A cache hit's are those its entry was
+    charged (`saved_usage`): counted when the upstream that answered sent no usage,
+    as its ledger row says."""
+    usage = ctx.usage if ctx.usage is not None else ctx.saved_usage
+    estimated = usage is not None and usage.is_estimated
+    return b"x-gateway-tokens-estimated", b"true" if estimated else b"false"
 
 
 def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:

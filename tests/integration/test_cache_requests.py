@@ -43,6 +43,7 @@ teams:
 """
 HELLO = [{"role": "user", "content": "hello there, cache"}]
 CACHE = "x-gateway-cache"
+ESTIMATED = "x-gateway-tokens-estimated"
 
 
 def policy(base: str, rpm: int = 1000) -> str:
@@ -397,6 +398,30 @@ async def test_hits_report_the_usage_the_gateway_counted(tmp_path, up):
             counted.completion_tokens,
             1,
         )
+
+
+async def test_a_hit_of_counted_tokens_says_they_were_estimated(tmp_path, up):
+    """The upstream sent no usage: the miss and every hit, whole or streamed, say
+    x-gateway-tokens-estimated: true, as their ledger rows do; a hit of an answer whose
+    usage the upstream reported says false."""
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("cached")
+        reported = [{"role": "user", "content": "reported usage"}]
+        assert (await ask(client, messages=reported))[2].headers[ESTIMATED] == "false"
+        status, _, raw = await ask(client, messages=reported)
+        assert (status, raw.headers[ESTIMATED]) == ("hit", "false")
+        up.behave("stream_no_usage")  # no usage, whole or streamed
+        status, _, raw = await ask(client)
+        assert (status, raw.headers[ESTIMATED]) == ("miss", "true")
+        status, _, raw = await ask(client)
+        assert (status, raw.headers[ESTIMATED]) == ("hit", "true")
+        streamed = await client.chat.completions.with_raw_response.create(
+            model="chat", messages=HELLO, stream=True
+        )
+        assert [c async for c in streamed.parse()]
+        assert (streamed.headers[CACHE], streamed.headers[ESTIMATED]) == ("hit", "true")
+        assert len(up.requests) == 2
+    assert [r["tokens_estimated"] for r in ledger_rows(tmp_path)] == [0, 0, 1, 1, 1]
 
 
 async def test_a_hits_ledger_row_and_access_line_name_its_deployment(tmp_path, up):
