@@ -104,7 +104,7 @@ def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Adv
         fired = tuple(dict.fromkeys(f.rule for f in findings if settled(f.end)))
         return Advance("", "", context, fired, blocking)
     cut = hold if final else max(len(context), len(text) - scanner.window_chars - 1, hold)
-    applied: list[Finding] = []
+    taken: list[_Cluster] = []
     for cluster in _clusters(findings):
         if cluster.start >= cut:
             break
@@ -112,9 +112,14 @@ def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Adv
             # Its check has not seen what follows yet, or a match still in progress began
             # inside it (released now, the rest of that match would escape the merge).
             cut = max(len(context), cluster.begin)
+            # Held from where its whole match began: a cluster taken before that ends past
+            # there is held too (released, its redaction would cover held text).
+            while taken and taken[-1].end > cut:
+                cut = max(len(context), min(cut, taken.pop().begin))
             break
-        applied.extend(cluster.findings)
+        taken.append(cluster)
         cut = max(cut, cluster.end)
+    applied = [finding for cluster in taken for finding in cluster.findings]
     fired = tuple(dict.fromkeys(f.rule for f in applied))
     released = redact(text[:cut], applied)[len(context) :] if applied else text[len(context) : cut]
     # The context is the original text (never sent again): a look-behind reads what the

@@ -158,3 +158,10 @@ def test_the_clean_step_is_the_full_step_when_it_answers(case):
             if full.blocked_by is not None:
                 break
             context, pending = full.context, full.keep
+
+
+def test_a_match_held_back_holds_the_one_its_start_overlaps():
+    """`api_key = "..."` begins inside the address before it (`...comapi`): held back from
+    there, the address is held too, not sent redacted with its last letters sent again."""
+    text = 'jane.doe@corp.example.comapi_key = "q8Xr2LmZ7vK1pT9w"'
+    assert chunked(REDACT_ALL, [text]) == (review(REDACT_ALL, text).text, None)
