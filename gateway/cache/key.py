@@ -3,11 +3,12 @@
 A key is SHA-256 over, in order: a format version, the endpoint, the model alias,
 the route's deployments (provider/model labels, sorted), the guardrail profiles
 that shape the answer (`TeamRules.guardrails_hash`, computed once at policy
-compile: names and rules), and the request body in
-canonical form. The team is both hashed and kept beside the digest, so two teams
-never share an entry, even for identical requests. Price, limits and budgets do not
-shape an answer and stay out: a price change keeps the entries; a change to the
-route or to a guardrail profile makes the old ones unreachable.
+compile: names and rules), and the request body in canonical form (delivery options
+and explicit defaults such as `n: 1` left out). The team is both hashed and kept
+beside the digest, so two teams never share an entry, even for identical requests.
+Price, limits and budgets do not shape an answer and stay out: a price change keeps
+the entries; a change to the route or to a guardrail profile makes the old ones
+unreachable.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ KEY_FORMAT = b"gateway-cache-v1"
 # Delivery options, not part of the question: the same answer streamed or whole, to
 # whichever end user (`user` only labels the caller for abuse reports).
 IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "model"})
+# Fields whose explicit default asks exactly what their absence asks, on the endpoints
+# where that default is documented: `n: 1` is one choice, as no `n` is (OpenAI's
+# default). Left out of the key only; the forwarded body keeps what the client sent.
+# Not on embeddings, which has no `n`: an upstream may refuse it there.
+DEFAULT_VALUES: dict[Endpoint, dict[str, int]] = {"chat": {"n": 1}, "completions": {"n": 1}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,14 +49,25 @@ class CacheKey:
         return f"{self.team}/{self.model}/{self.digest}"
 
 
-def canonical_body(body: Mapping[str, Any]) -> bytes:
-    """The body as compact JSON with sorted keys, delivery options left out.
+def canonical_body(body: Mapping[str, Any], endpoint: Endpoint = "chat") -> bytes:
+    """The body as compact JSON with sorted keys, delivery options and fields set to
+    their default (DEFAULT_VALUES) left out.
 
     Key order and whitespace vanish with parsing; numbers keep their spelling
-    (`1` and `1.0` are different requests, as an upstream may treat them).
+    (`1` and `1.0` are different requests, as an upstream may treat them; only the
+    integer `1` is `n`'s default, never `1.0` or `true`).
     """
-    kept = {name: value for name, value in body.items() if name not in IGNORED_FIELDS}
+    defaults = DEFAULT_VALUES.get(endpoint, {})
+    kept = {
+        name: value
+        for name, value in body.items()
+        if name not in IGNORED_FIELDS and not _is_default(defaults, name, value)
+    }
     return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)
+
+
+def _is_default(defaults: Mapping[str, int], name: str, value: Any) -> bool:
+    return name in defaults and type(value) is int and value == defaults[name]
 
 
 def cache_key(
@@ -72,7 +89,7 @@ def cache_key(
         model.encode(),
         orjson.dumps(labels),
         guardrails.encode(),
-        canonical_body(body),
+        canonical_body(body, endpoint),
     ):
         # Length-prefixed, so no two different lists of parts hash the same bytes.
         digest.update(len(part).to_bytes(8, "big"))

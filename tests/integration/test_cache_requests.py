@@ -202,6 +202,22 @@ async def test_several_choices_bypass_the_cache(tmp_path, up):
         assert len(up.requests) == 3
 
 
+async def test_n_of_one_is_served_the_answer_of_no_n(tmp_path, up):
+    """`n: 1` (OpenAI's default) and no `n` are one request to the cache, either way
+    round; the upstream still gets the body as the client sent it."""
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        client = await gw.openai("cached")
+        status, first, _ = await ask(client, n=1)
+        assert status == "miss"
+        status, again, _ = await ask(client)
+        assert (status, again.id) == ("hit", first.id)
+        assert (await ask(client, n=1))[0] == "hit"
+        other = [{"role": "user", "content": "no n first"}]
+        assert (await ask(client, messages=other))[0] == "miss"
+        assert (await ask(client, messages=other, n=1))[0] == "hit"
+        assert [r.json.get("n") for r in up.requests] == [1, None]
+
+
 async def test_a_team_without_a_cache_gets_no_header(tmp_path, up):
     async with running_gateway(tmp_path, policy(up.base_url)) as gw:
         client = await gw.openai("plain")

@@ -116,6 +116,21 @@ def test_canonical_body_leaves_out_delivery_options() -> None:
     assert canonical_body(body) == b'{"a":{"x":1,"y":2},"b":1}'
 
 
+def test_n_of_one_is_the_request_without_n() -> None:
+    """`n: 1` is OpenAI's default: the same key as no `n` on chat and completions; any
+    other spelling (1.0, true, 2) and `n` on embeddings (which has none) stay apart."""
+    assert key(body={**BODY, "n": 1}) == key()
+    assert key(endpoint="completions", body={"prompt": "hi", "n": 1}) == key(
+        endpoint="completions", body={"prompt": "hi"}
+    )
+    for other in (1.0, True, 2, "1"):
+        assert key(body={**BODY, "n": other}) != key()
+    embed = {"input": "hi"}
+    assert key(endpoint="embeddings", body={**embed, "n": 1}) != key(
+        endpoint="embeddings", body=embed
+    )
+
+
 def test_editing_a_guardrail_rule_changes_the_fingerprint() -> None:
     """A policy change to a guardrail profile makes the old entries unreachable."""
     block = GuardrailProfile(input=[GuardrailRule(detector="email", action="block")])
