@@ -13,7 +13,7 @@ the caller to run the whole check on a thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.guardrails.decision import (
@@ -26,8 +26,8 @@ from gateway.guardrails.decision import (
     review,
 )
 from gateway.guardrails.kinds import GuardAction, Where
-from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Rule, Scanner
-from gateway.guardrails.texts import rewrite_answer, rewrite_request
+from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Redaction, Rule, Scanner
+from gateway.guardrails.texts import TextFn, rewrite_answer, rewrite_request
 
 # Matches one request (or one whole answer) may make: ~0.7 s of CPU at most, on a
 # thread. Past it the request is refused rather than redacted (README: guardrails).
@@ -39,7 +39,7 @@ INLINE_CHARS = 256 * 1024
 NON_ASCII_WEIGHT = 256
 INLINE_MATCHES = 64
 
-Rewrite = Callable[[str, Mapping[str, Any], Callable[[str], str]], Mapping[str, Any]]
+Rewrite = Callable[[str, Mapping[str, Any], TextFn], Mapping[str, Any]]
 
 
 class _TooMuchInline(Exception):
@@ -58,9 +58,9 @@ class _Reviewer:
         self.budget, self.chars_left = budget, chars
         self.blocked_by: Rule | None = None
 
-    def __call__(self, text: str) -> str:
+    def __call__(self, text: str) -> Sequence[Redaction]:
         if self.blocked_by is not None:
-            return text  # decided: the rest is not scanned
+            return ()  # decided: the rest is not scanned
         if self.chars_left is not None:
             self.chars_left -= len(text) if text.isascii() else len(text) * NON_ASCII_WEIGHT
             if self.chars_left < 0:
@@ -68,7 +68,7 @@ class _Reviewer:
         result = review(self.scanner, text, self.budget)
         self.log.add(result.fired, self.where)
         self.blocked_by = result.blocked_by
-        return result.text
+        return result.redactions
 
 
 def _check(

@@ -13,7 +13,14 @@ from enum import StrEnum
 from typing import Any
 
 from gateway.guardrails.kinds import GuardAction, Where
-from gateway.guardrails.scanner import MatchBudget, Rule, Scanner, redact
+from gateway.guardrails.scanner import (
+    MatchBudget,
+    Redaction,
+    Rule,
+    Scanner,
+    apply_redactions,
+    redactions,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +37,7 @@ class TextReview:
     text: str  # redacted (the same object when nothing changed)
     fired: tuple[Rule, ...]  # each rule once, in the order of their first finding
     blocked_by: Rule | None
+    redactions: tuple[Redaction, ...] = ()  # what `text` replaced, in the text reviewed
 
 
 CLEAN = TextReview("", (), None)
@@ -44,7 +52,8 @@ def review(scanner: Scanner, text: str, budget: MatchBudget | None = None) -> Te
     blocking = next((r for r in fired if r.action is GuardAction.BLOCK), None)
     if blocking is not None:
         return TextReview(text, fired, blocking)
-    return TextReview(redact(text, findings), fired, None)
+    spans = tuple(redactions(findings))
+    return TextReview(apply_redactions(text, spans), fired, None, spans)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from gateway.guardrails.prefixes import TailSearch
 from gateway.guardrails.telltales import telltales
 
 REDACTED = "[REDACTED:{}]"
+Redaction = tuple[int, int, str]  # (start, end, marker): a span and what replaces it
 TAIL_PROGRAM_BYTES = 32 << 20
 
 
@@ -246,22 +247,37 @@ def tail_options() -> re2.Options:
     return options
 
 
-def redact(text: str, findings: Sequence[Finding]) -> str:
-    """Replace each redacting finding's span; overlapping spans merge under the first
-    rule's marker. Findings must be ordered by start (as `find` returns them)."""
-    out: list[str] = []
-    position = 0
+def redactions(findings: Sequence[Finding]) -> list[Redaction]:
+    """The spans the redacting findings replace, each with its marker; overlapping spans
+    merge under the first rule's marker. Findings must be ordered by start (as `find`
+    returns them); the spans come out ordered and disjoint."""
+    out: list[Redaction] = []
     for finding in findings:
         if finding.rule.action is not GuardAction.REDACT:
             continue
-        if finding.start < position:  # overlaps the previous redaction: widen it
-            if finding.end > position:
-                position = finding.end
+        if out and finding.start < out[-1][1]:  # overlaps the previous redaction: widen it
+            start, end, marker = out[-1]
+            if finding.end > end:
+                out[-1] = (start, finding.end, marker)
             continue
-        out.append(text[position : finding.start])
-        out.append(REDACTED.format(finding.rule.name))
-        position = finding.end
-    if not out:
+        out.append((finding.start, finding.end, REDACTED.format(finding.rule.name)))
+    return out
+
+
+def apply_redactions(text: str, spans: Sequence[Redaction]) -> str:
+    """`text` with each span (ordered, disjoint) replaced by its marker."""
+    if not spans:
         return text
+    out: list[str] = []
+    position = 0
+    for start, end, marker in spans:
+        out.append(text[position:start])
+        out.append(marker)
+        position = end
     out.append(text[position:])
     return "".join(out)
+
+
+def redact(text: str, findings: Sequence[Finding]) -> str:
+    """Replace each redacting finding's span (see `redactions`)."""
+    return apply_redactions(text, redactions(findings))

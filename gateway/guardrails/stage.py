@@ -40,9 +40,9 @@ from gateway.limits.token_count import count_prompt
 def request_texts(endpoint: str, body: Mapping[str, Any]) -> list[str]:
     texts: list[str] = []
 
-    def collect(text: str) -> str:
+    def collect(text: str) -> tuple[()]:
         texts.append(text)
-        return text
+        return ()
 
     rewrite_request(endpoint, body, collect)
     return texts

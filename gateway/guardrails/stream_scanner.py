@@ -15,9 +15,10 @@ just before. Responses events that repeat whole texts (`*.done`,
 A block ends the stream with an OpenAI-shaped error event; the matched text never
 left (it was held). Events with no text pass through as they came. No I/O.
 
-Arguments are JSON text: their escapes are decoded before the window sees them
-(json_escapes.py; an escape cut at a piece's end waits for the next piece), so the
-decoded form is what goes on (the same JSON value to the client's reader).
+Arguments are JSON text: the window sees them as their reader will, every escape
+decoded, while they are held and released as written, a redaction written in whole
+escapes (json_escapes.py; an escape cut at a piece's end waits for the next piece): the
+same JSON value, redacted, and clean arguments byte-for-byte.
 
 Logprobs are dropped (`null`; Responses: `[]`) from every event: an event's tokens
 spell its text as it came, before the window held back or redacted any of it.
@@ -29,7 +30,7 @@ that shape are scanned without a JSON parse or a re-encoding (event_shape.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,9 +46,9 @@ from gateway.guardrails.event_shape import (
     is_plain,
     learn_shape,
 )
-from gateway.guardrails.json_escapes import decode_escapes, split_incomplete
+from gateway.guardrails.json_escapes import Escaped, split_incomplete
 from gateway.guardrails.kinds import Where
-from gateway.guardrails.scanner import Rule, Scanner
+from gateway.guardrails.scanner import Redaction, Rule, Scanner
 from gateway.guardrails.texts import rewrite_response_event
 from gateway.guardrails.window import advance, advance_clean
 from gateway.sse import DONE_PAYLOAD, data_of, events_of
@@ -162,7 +163,7 @@ class OutputScanner:
         if not piece.isprintable() or '"' in piece or "\\" in piece:  # not `is_plain`
             return None
         clean = None
-        if self._blocked_by is None:
+        if self._blocked_by is None and not (text.is_json and "\\" in text.pending):
             clean = advance_clean(self.scanner, text.context, text.pending + piece)
         if clean is None:
             released = self._advance(shape.key, text, piece, final=False)
@@ -338,11 +339,8 @@ class OutputScanner:
     def _advance(self, key: Key, text: _Text, piece: str, *, final: bool) -> str:
         if self._blocked_by is not None:
             return ""
-        if text.is_json and (text.cut_escape or "\\" in piece):
-            whole, text.cut_escape = text.cut_escape + piece, ""
-            if not final:
-                whole, text.cut_escape = split_incomplete(whole)
-            piece = decode_escapes(whole)
+        if text.is_json:
+            return self._advance_json(key, text, piece, final=final)
         step = advance(self.scanner, text.context, text.pending + piece, final=final)
         if step.fired:
             self._record(step.fired)
@@ -353,6 +351,29 @@ class OutputScanner:
         if final:
             del self._texts[key]
         return step.release
+
+    def _advance_json(self, key: Key, text: _Text, piece: str, *, final: bool) -> str:
+        """`_advance` for arguments: `pending` is held as written, the window sees it as
+        its reader will (every escape decoded), and what is released goes as written, a
+        redaction written in (json_escapes.py). An escape cut at the end waits."""
+        whole = text.cut_escape + piece
+        cut_escape = ""
+        if not final:
+            whole, cut_escape = split_incomplete(whole)
+        escaped = Escaped(text.pending + whole)
+        step = advance(self.scanner, text.context, escaped.view, final=final)
+        if step.fired:
+            self._record(step.fired)
+        if step.blocked_by is not None:
+            self._blocked_by = step.blocked_by
+            return ""
+        cut = len(escaped.view) - len(step.keep)
+        released = escaped.redacted(step.redactions, cut)
+        text.pending = escaped.source[escaped.source_position(cut) :]
+        text.context, text.cut_escape = step.context, cut_escape
+        if final:
+            del self._texts[key]
+        return released
 
     def _flush(self, which: Callable[[Key, _Text], bool]) -> bytes:
         """Release the held text of the texts `which` selects, each in an event of its own."""
@@ -366,13 +387,13 @@ class OutputScanner:
                 out.append(text.prefix + b"data: " + orjson.dumps(event) + b"\n\n")
         return b"".join(out)
 
-    def _review_whole(self, whole: str) -> str:
+    def _review_whole(self, whole: str) -> Sequence[Redaction]:
         if self._blocked_by is not None:
-            return whole  # not sent: the step ends after this event
+            return ()  # not sent: the step ends after this event
         result = review(self.scanner, whole)
         self._record(result.fired)
         self._blocked_by = result.blocked_by
-        return result.text
+        return result.redactions
 
     def _record(self, fired: tuple[Rule, ...]) -> None:
         for rule in fired:

@@ -2,7 +2,7 @@
 carries, per endpoint, rewritten through one function.
 
 `rewrite_request(endpoint, body, fn)` and `rewrite_answer(endpoint, payload, fn)`
-call `fn` on each text and return the body with the texts `fn` changed; parts
+call `fn` on each text and return the body with the spans `fn` names replaced; parts
 `fn` left alone are shared, not copied (a clean request copies nothing). Pure.
 
 Request texts: chat messages (string content and text parts, `name`, tool-call
@@ -20,17 +20,21 @@ completions text; Responses output text, refusals, citations, reasoning (summari
 and text), function-call arguments and custom tool-call input. A choice (or a text
 part) whose text a rule rewrote loses its `logprobs`: the tokens spell the text.
 
-Arguments are JSON: they are scanned with their escapes decoded (json_escapes.py).
+Arguments are JSON text: `fn` sees them as their reader does, every escape decoded, and
+a redaction is written into the text as it came (json_escapes.py), so the arguments stay
+valid JSON with the same value, redacted, and clean arguments are never changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gateway.guardrails.json_escapes import decode_escapes
+from gateway.guardrails.json_escapes import Escaped
+from gateway.guardrails.scanner import Redaction, apply_redactions
 
-TextFn = Callable[[str], str]
+# Called on each text: the spans to replace in it, and with what (none: leave it).
+TextFn = Callable[[str], Sequence[Redaction]]
 _TEXT_PART_TYPES = frozenset(
     {"text", "input_text", "output_text", "summary_text", "reasoning_text"}
 )
@@ -51,15 +55,21 @@ def _items(value: Any, each: Callable[[Any], Any]) -> Any:
     return out if any(a is not b for a, b in zip(out, value, strict=True)) else value
 
 
+def _scan(text: str, fn: TextFn) -> str:
+    """`text` with what `fn` says to replace in it replaced (the same object when none)."""
+    spans = fn(text)
+    return apply_redactions(text, spans) if spans else text
+
+
 def _text(value: Any, fn: TextFn) -> Any:
-    return fn(value) if isinstance(value, str) else value
+    return _scan(value, fn) if isinstance(value, str) else value
 
 
 def _strings(value: Any, fn: TextFn) -> Any:
     """A string or a list of strings (token arrays are left alone)."""
     if isinstance(value, str):
-        return fn(value)
-    return _items(value, lambda item: fn(item) if isinstance(item, str) else item)
+        return _scan(value, fn)
+    return _items(value, lambda item: _scan(item, fn) if isinstance(item, str) else item)
 
 
 def _annotation(value: Any, fn: TextFn) -> Any:
@@ -95,18 +105,18 @@ def _part(item: Any, fn: TextFn) -> Any:
 def _content(value: Any, fn: TextFn) -> Any:
     """Message content: a string, or parts of which the text ones are scanned."""
     if isinstance(value, str):
-        return fn(value)
+        return _scan(value, fn)
     return _items(value, lambda item: _part(item, fn))
 
 
 def _arguments(value: Any, fn: TextFn) -> Any:
-    """Arguments (JSON text), scanned with their escapes decoded; the decoded text is
-    sent on only when a rule rewrote it (it is the same JSON value)."""
+    """Arguments (JSON text), scanned as their reader sees them (escapes decoded); a
+    redaction is written into the text as written, which is otherwise kept as it came."""
     if not isinstance(value, str):
         return value
-    decoded = decode_escapes(value)
-    result = fn(decoded)
-    return value if result == decoded else result
+    escaped = Escaped(value)
+    spans = fn(escaped.view)
+    return escaped.redacted(spans) if spans else value
 
 
 def _function(value: Any, fn: TextFn) -> Any:
@@ -129,7 +139,7 @@ def _tool_calls(value: Any, fn: TextFn) -> Any:
 def _values(value: Any, fn: TextFn, depth: int = 0) -> Any:
     """Every string in a JSON value (a schema's `enum`, `default`, ...), keys aside."""
     if isinstance(value, str):
-        return fn(value)
+        return _scan(value, fn)
     if depth > _MAX_DEPTH:
         return value
     if isinstance(value, list):
@@ -152,7 +162,7 @@ def _schema(schema: Any, fn: TextFn, depth: int = 0) -> Any:
     updates: dict[str, Any] = {}
     for key, value in schema.items():
         if isinstance(value, str) and key in _SCHEMA_TEXTS:
-            updates[key] = fn(value)
+            updates[key] = _scan(value, fn)
         elif key in _SCHEMA_VALUES:
             updates[key] = _values(value, fn, depth + 1)
         elif isinstance(value, Mapping | list):
@@ -269,7 +279,9 @@ def _prompt(value: Any, fn: TextFn) -> Any:
     if not isinstance(value, Mapping) or not isinstance(value.get("variables"), Mapping):
         return value
     variables = value["variables"]
-    updates = {name: fn(v) if isinstance(v, str) else _part(v, fn) for name, v in variables.items()}
+    updates = {
+        name: _scan(v, fn) if isinstance(v, str) else _part(v, fn) for name, v in variables.items()
+    }
     return _changed(value, {"variables": _changed(variables, updates)})
 
 
@@ -304,7 +316,7 @@ def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mappi
             {
                 "instructions": _text(body.get("instructions"), fn),
                 "input": (
-                    fn(raw_input)
+                    _scan(raw_input, fn)
                     if isinstance(raw_input, str)
                     else _items(raw_input, lambda item: _response_item(item, fn))
                 ),

@@ -17,10 +17,18 @@ at the seam reads right. Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gateway.guardrails.kinds import GuardAction
-from gateway.guardrails.scanner import Finding, Rule, Scanner, redact
+from gateway.guardrails.scanner import (
+    Finding,
+    Redaction,
+    Rule,
+    Scanner,
+    apply_redactions,
+    redactions,
+)
 
 CONTEXT_CHARS = 9  # the longest look-behind of a check (detectors.py: "version ")
 LOOKAHEAD_CHARS = 2  # the longest look-ahead of a check (a card's trailing digit group)
@@ -31,7 +39,7 @@ class Advance:
     one per event, and a NamedTuple's or a frozen dataclass's constructor costs three to
     four times as much."""
 
-    __slots__ = ("blocked_by", "context", "fired", "keep", "release")
+    __slots__ = ("blocked_by", "context", "fired", "keep", "redactions", "release")
 
     def __init__(
         self,
@@ -40,12 +48,14 @@ class Advance:
         context: str,  # the last released characters as they came (unredacted), for next round
         fired: tuple[Rule, ...] = (),
         blocked_by: Rule | None = None,
+        redactions: Sequence[Redaction] = (),  # what `release` replaced, in `pending`
     ) -> None:
         self.release = release
         self.keep = keep
         self.context = context
         self.fired = fired
         self.blocked_by = blocked_by
+        self.redactions = redactions
 
 
 @dataclass(slots=True)
@@ -121,7 +131,8 @@ def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Adv
         cut = max(cut, cluster.end)
     applied = [finding for cluster in taken for finding in cluster.findings]
     fired = tuple(dict.fromkeys(f.rule for f in applied))
-    released = redact(text[:cut], applied)[len(context) :] if applied else text[len(context) : cut]
+    spans = [(start - seam, end - seam, marker) for start, end, marker in redactions(applied)]
+    released = apply_redactions(text[seam:cut], spans)
     # The context is the original text (never sent again): a look-behind reads what the
     # whole-text scan would, not a redaction marker.
-    return Advance(released, text[cut:], text[:cut][-CONTEXT_CHARS:], fired)
+    return Advance(released, text[cut:], text[:cut][-CONTEXT_CHARS:], fired, None, spans)

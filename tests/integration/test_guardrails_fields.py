@@ -21,10 +21,15 @@ models:
     deployments: [{{provider: up, model: upstream-chat}}]
 teams:
   demo: {{models: ["*"], guardrails: [pii]}}
+  blk: {{models: ["*"], guardrails: [keys]}}
 guardrails:
   pii:
     rules:
       - {{detector: email, action: redact}}
+  keys:
+    rules:
+      - {{detector: secrets, action: block}}
+      - {{detector: credit_card, action: block}}
 """
 EMAIL = "bob@example.com"
 ESCAPED_ARGS = '{"to": "bob\\u0040example.com"}'
@@ -259,3 +264,71 @@ async def test_every_request_text_reaches_the_upstream_redacted(setup, http):
     sent = orjson.dumps(upstream.bodies[-1])
     assert b"example" not in sent and b"\\\\u0040" not in sent
     assert sent.count(b"[REDACTED:email]") == 9
+
+
+PROBE_ARGS = '{"note":"key:\\nAKIAIOSFODNN7EXAMPLE\\n","c":"card\\n4111111111111111"}'
+QUOTED_ARGS = '{"e":"x\\u0022bob@example.com","f":"y\\nbob@example.com"}'
+
+
+def tool_call_answer(body: dict[str, Any], arguments: str) -> Any:
+    """A tool call with `arguments`, whole or streamed cut inside the first escape."""
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    if not body.get("stream"):
+        return chat_answer({"role": "assistant", "content": None, "tool_calls": [call]})
+    cut = arguments.index("\\") + 1  # `...k\` | `nAKIA...`
+    head = {"index": 0, **call, "function": {"name": "f", "arguments": arguments[:cut]}}
+    tail = {"index": 0, "function": {"arguments": arguments[cut:]}}
+    return chat_chunks([({"tool_calls": [head]}, None), ({"tool_calls": [tail]}, None)])
+
+
+def streamed_arguments(raw: bytes) -> str:
+    return "".join(
+        call["function"].get("arguments") or ""
+        for line in raw.split(b"\n\n")
+        if line.startswith(b"data: {") and b'"choices"' in line
+        for choice in orjson.loads(line[6:])["choices"]
+        for call in choice["delta"].get("tool_calls") or ()
+    )
+
+
+async def test_a_secret_right_after_an_escape_in_arguments_is_blocked(setup, http):
+    """`key:\\nAKIA...`: the client's reader sees a newline and then the key; blocked
+    whole (400) and streamed (an error event, nothing of the key sent), and on input."""
+    gw, upstream, _ = setup
+    token = await gw.token(team="blk")
+    upstream.answer = lambda body: tool_call_answer(body, PROBE_ARGS)
+    headers = {"authorization": f"Bearer {token}"}
+    url = f"{gw.base_url}/chat/completions"
+    async with http.post(url, json={"model": "gpt-4o-mini", **CHAT}, headers=headers) as r:
+        assert r.status == 400
+        assert (await r.json())["error"]["code"] == "content_policy_violation"
+    body = {"model": "gpt-4o-mini", **CHAT, "stream": True}
+    async with http.post(url, json=body, headers=headers) as r:
+        raw = await r.read()
+    assert b"content_policy_violation" in raw and b"AKIA" not in raw
+    sent = len(upstream.bodies)
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": PROBE_ARGS}}
+    messages = [{"role": "assistant", "content": None, "tool_calls": [call]}]
+    async with http.post(
+        url, json={"model": "gpt-4o-mini", "messages": messages}, headers=headers
+    ) as r:
+        assert r.status == 400
+    assert len(upstream.bodies) == sent  # never forwarded
+
+
+async def test_a_redaction_next_to_an_escape_keeps_arguments_valid_json(setup, http):
+    """`x\\u0022bob@...`: redacted, whole and streamed, the arguments still parse, with
+    the same value and the address redacted; so do the request's, upstream."""
+    gw, upstream, token = setup
+    expected = {"e": 'x"[REDACTED:email]', "f": "y\n[REDACTED:email]"}
+    upstream.answer = lambda body: tool_call_answer(body, QUOTED_ARGS)
+    whole = orjson.loads(await post(http, gw, token, "chat/completions", CHAT))
+    arguments = whole["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"]
+    assert orjson.loads(arguments) == expected
+    streamed = await post(http, gw, token, "chat/completions", {**CHAT, "stream": True})
+    assert orjson.loads(streamed_arguments(streamed)) == expected
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": QUOTED_ARGS}}
+    messages = [{"role": "assistant", "content": None, "tool_calls": [call]}]
+    await post(http, gw, token, "chat/completions", {"messages": messages})
+    sent = upstream.bodies[-1]["messages"][0]["tool_calls"][0]["function"]["arguments"]
+    assert orjson.loads(sent) == expected

@@ -2,6 +2,7 @@
 rewritten choice loses its logprobs, and arguments are scanned with escapes decoded."""
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -16,8 +17,12 @@ EMAIL = "bob@example.com"
 REDACT_EMAIL = Scanner([RuleSource(Rule("email", DetectorKind.EMAIL, GuardAction.REDACT))])
 
 
-def mark(text: str) -> str:
-    return text.replace("X", "[R]")
+def replacing(word: str):
+    """A text function that redacts each `word` as `[R]`."""
+    return lambda text: [(m.start(), m.end(), "[R]") for m in re.finditer(re.escape(word), text)]
+
+
+mark = replacing("X")
 
 
 def redacted_paths(value: Any, path: str = "") -> list[str]:
@@ -270,7 +275,7 @@ def test_a_redacted_responses_text_part_loses_its_logprobs():
     assert isinstance(decision, Passed)
     assert decision.body["output"][0]["content"][0]["logprobs"] == []
     event = {"type": "response.output_text.done", "text": EMAIL, "logprobs": part["logprobs"]}
-    assert rewrite_response_event(event, lambda t: t.replace(EMAIL, "[R]"))["logprobs"] == []
+    assert rewrite_response_event(event, replacing(EMAIL))["logprobs"] == []
 
 
 ESCAPED = '{"to": "bob\\u0040example.com", "cc": "x\\u0040y.org"}'
