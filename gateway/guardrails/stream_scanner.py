@@ -1,10 +1,10 @@
 """Stream step: output guardrails on a stream as it flows.
 
 Each text the answer streams (a chat choice's content, refusal, reasoning, audio
-transcript, each of its tool calls' arguments and a legacy function call's; a
-completion's text; a Responses output text, refusal, reasoning summary or text,
-function arguments or custom tool input) is a growing string; its pieces go
-through the hold-back window (window.py), so a match split across events is
+transcript, each of its tool calls' arguments or custom input and a legacy function
+call's arguments; a completion's text; a Responses output text, refusal, reasoning
+summary or text, function arguments or custom tool input) is a growing string; its
+pieces go through the hold-back window (window.py), so a match split across events is
 caught before any of it is released. An event whose text is held back is sent
 with what may go now (possibly ""); what is held goes out in the next event of
 that text, or, when the text ends (its choice's `finish_reason`, a Responses
@@ -79,6 +79,7 @@ def _without_text(event: bytes) -> bool:
         b'"content"' in event
         or b'"text"' in event
         or b'"arguments"' in event
+        or b'"input"' in event
         or b'"refusal"' in event
         or b'"reasoning' in event
         or b'"transcript"' in event
@@ -301,10 +302,14 @@ class OutputScanner:
         if not calls:
             return found
         for position, call in enumerate(calls):
-            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(call, dict):
+                continue
+            tool = call.get("index", position)
+            function, custom = call.get("function"), call.get("custom")
             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
-                tool = call.get("index", position)
                 found.append(((index, "tool", tool), function, "arguments"))
+            if isinstance(custom, dict) and isinstance(custom.get("input"), str):
+                found.append(((index, "custom", tool), custom, "input"))
         return found
 
     def _response_event(self, parsed: dict[str, Any], prefix: bytes, event: bytes) -> bytes:
@@ -433,6 +438,9 @@ def _with_text(template: dict[str, Any], key: Key, text: str) -> dict[str, Any]:
     elif key[1] == "function_call":
         delta = {"function_call": {"arguments": text}}
         choice = {"index": index, "delta": delta, "finish_reason": None}
+    elif key[1] == "custom":
+        call = {"index": key[2], "custom": {"input": text}}
+        choice = {"index": index, "delta": {"tool_calls": [call]}, "finish_reason": None}
     else:
         call = {"index": key[2], "function": {"arguments": text}}
         choice = {"index": index, "delta": {"tool_calls": [call]}, "finish_reason": None}

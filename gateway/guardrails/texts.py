@@ -6,16 +6,17 @@ call `fn` on each text and return the body with the spans `fn` names replaced; p
 `fn` left alone are shared, not copied (a clean request copies nothing). Pure.
 
 Request texts: chat messages (string content and text parts, `name`, tool-call
-arguments, legacy function calls), `prediction`, `stop`, tool and function
-descriptions, `response_format`'s JSON schema, the schemas' descriptions, titles and
-values (`enum`, `const`, `default`, `examples`); completions `prompt`, `suffix` and
-`stop`; embeddings `input`; Responses `instructions`, `input` (messages, their text
-parts, function and custom tool calls and their outputs, reasoning summaries),
-`text.format`'s schema, `prompt.variables` and tool descriptions. Not scanned:
-identifiers (`metadata`, `user`, ids, names of tools and models).
+arguments and custom tool-call input, legacy function calls), `prediction`, `stop`,
+tool and function descriptions, `response_format`'s JSON schema, the schemas'
+descriptions, titles and values (`enum`, `const`, `default`, `examples`); completions
+`prompt`, `suffix` and `stop`; embeddings `input`; Responses `instructions`, `input`
+(messages, their text parts, function and custom tool calls and their outputs,
+reasoning summaries), `text.format`'s schema, `prompt.variables` and tool descriptions.
+Not scanned: identifiers (`metadata`, `user`, ids, names of tools and models).
 
 Answer texts: chat message content, refusal, reasoning (`reasoning_content`,
-`reasoning`), the audio transcript, URL citations and tool-call arguments;
+`reasoning`), the audio transcript, URL citations, tool-call arguments and custom
+tool-call input;
 completions text; Responses output text, refusals, citations, reasoning (summaries
 and text), function-call arguments and custom tool-call input. A choice (or a text
 part) whose text a rule rewrote loses its `logprobs`: the tokens spell the text.
@@ -125,15 +126,28 @@ def _function(value: Any, fn: TextFn) -> Any:
     return _changed(value, {"arguments": _arguments(value.get("arguments"), fn)})
 
 
+def _custom_call(value: Any, fn: TextFn) -> Any:
+    """A chat custom tool call's `custom`: its free-form `input`."""
+    if not isinstance(value, Mapping):
+        return value
+    return _changed(value, {"input": _text(value.get("input"), fn)})
+
+
 def _tool_calls(value: Any, fn: TextFn) -> Any:
-    return _items(
-        value,
-        lambda call: (
-            _changed(call, {"function": _function(call.get("function"), fn)})
-            if isinstance(call, Mapping)
-            else call
-        ),
-    )
+    """Chat tool calls: a function's arguments, a custom tool's input."""
+
+    def call(item: Any) -> Any:
+        if not isinstance(item, Mapping):
+            return item
+        return _changed(
+            item,
+            {
+                "function": _function(item.get("function"), fn),
+                "custom": _custom_call(item.get("custom"), fn),
+            },
+        )
+
+    return _items(value, call)
 
 
 def _values(value: Any, fn: TextFn, depth: int = 0) -> Any:

@@ -45,6 +45,13 @@ FIELDS = [
         lambda d: (d.get("audio") or {}).get("transcript"),
     ),
     (
+        "custom_tool_call",
+        lambda d: {"tool_calls": [{"index": 0, "type": "custom", "custom": {"input": d}}]},
+        lambda d: "".join(
+            (c.get("custom") or {}).get("input") or "" for c in d.get("tool_calls") or ()
+        ),
+    ),
+    (
         "function_call",
         lambda d: {"function_call": {"arguments": d}},
         lambda d: (d.get("function_call") or {}).get("arguments"),

@@ -81,6 +81,20 @@ REQUESTS = [
         },
         1,
     ),
+    (
+        "chat",
+        {
+            "messages": [
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "c", "type": "custom", "custom": {"name": "g", "input": "X"}}
+                    ],
+                }
+            ]
+        },
+        1,
+    ),
     ("chat", {"messages": [], "stop": "X"}, 1),
     ("chat", {"messages": [], "stop": ["a", "X"]}, 1),
     ("completions", {"prompt": "hi", "stop": ["X"]}, 1),
@@ -180,6 +194,19 @@ ANSWERS = [
         },
     ),
     ("responses", {"output": [{"type": "custom_tool_call", "input": "X"}]}),
+    (
+        "chat",
+        {
+            "choices": [
+                {
+                    "message": {
+                        "content": None,
+                        "tool_calls": [{"type": "custom", "custom": {"name": "g", "input": "X"}}],
+                    }
+                }
+            ]
+        },
+    ),
 ]
 
 
