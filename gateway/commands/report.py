@@ -87,7 +87,8 @@ def usage(
     group_by: Annotated[
         str,
         typer.Option(
-            "--group-by", help="Comma-separated: team, model, provider, subject, client_id, day."
+            "--group-by",
+            help="Comma-separated: team, model, provider, subject, client_id, day, cache.",
         ),
     ] = "team,model",
     output: Annotated[

@@ -14,6 +14,11 @@ added to the group's costliest line (its first, on a tie). So every group's line
 add up to its ledger rows exactly, and the file's total equals the csv/json
 report's total to the nano-USD, not just to the cent.
 
+A response-cache hit's tokens were saved, not billed: its lines (cost 0) say
+`x_CacheStatus` hit and a ChargeDescription ending "served from the gateway cache, not
+billed"; `x_CacheStatus` is miss or bypass for requests under a cache policy, empty
+for the rest.
+
 Requests are counted once: `x_RequestCount` and `x_ErrorCount` sit on the first
 line of their group (0 on its other lines), so summing the column is right.
 A group without tokens (refusals) still gets one zero-cost input line, so its
@@ -103,6 +108,7 @@ COLUMNS = (
     "x_RequestCount",
     "x_ErrorCount",
     "x_EstimatedTokens",
+    "x_CacheStatus",
 )
 # Amounts and quantities: never defused (csv_cells.py); every other column is text.
 NUMERIC_COLUMNS = frozenset(
@@ -167,6 +173,7 @@ def _sort_key(key: ChargeKey) -> tuple[Any, ...]:
         text(key.deployment),
         text(key.upstream_model),
         *(text(value) for value in key.extra),
+        text(key.cache),
         key.price_source,
         key.price_input,
         key.price_cached_input,
@@ -186,6 +193,7 @@ def _lines(month: Month, key: ChargeKey, sums: ChargeSums) -> list[list[str | in
     period_start = _iso(month.start_ms // MS_PER_DAY)
     period_end = _iso(month.end_ms // MS_PER_DAY)  # exclusive, as FOCUS periods are
     tags = {"team": key.team, "model": key.model}
+    served = ", served from the gateway cache, not billed" if key.is_cache_hit else ""
     rows: list[list[str | int]] = []
     for position, (kind, cost_nanousd) in enumerate(line_costs(key, sums)):
         unit_price = key.unit_price(kind)
@@ -209,7 +217,7 @@ def _lines(month: Month, key: ChargeKey, sums: ChargeSums) -> list[list[str | in
                 period_start,
                 "Usage",
                 "",  # ChargeClass: null, not a correction
-                f"{METERS[kind]} of {resource}",
+                f"{METERS[kind]} of {resource}{served}",
                 "Usage-Based",
                 _iso(key.day + 1),
                 _iso(key.day),
@@ -247,6 +255,7 @@ def _lines(month: Month, key: ChargeKey, sums: ChargeSums) -> list[list[str | in
                 sums.requests if first else 0,
                 sums.errors if first else 0,
                 sums.estimated[kind],
+                key.cache or "",
                 *("" if value is None else value for value in key.extra),
             ]
         )

@@ -70,6 +70,7 @@ ROLLUP_KEYS: tuple[str, ...] = (
     "price_cached_input",
     "price_cache_write",
     "price_reasoning",
+    "cache",  # hit, miss, bypass; None: no cache policy (reports split hits by it)
 )
 # What it adds up per key: raw token sums (as the ledger's columns), the tokens of
 # each kind as they were priced (see rollup.py), the same from estimated rows.

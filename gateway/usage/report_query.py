@@ -32,6 +32,7 @@ _GROUP_COLUMNS: dict[GroupKey, Any] = {
     GroupKey.SUBJECT: daily.c.subject,
     GroupKey.CLIENT: daily.c.client_id,
     GroupKey.DAY: daily.c.day,
+    GroupKey.CACHE: daily.c.cache,
 }
 
 
@@ -152,6 +153,12 @@ class ChargeKey:
     price_output: int
     price_reasoning: int
     extra: tuple[str | None, ...] = ()  # the values of FOCUS's optional keys (subject, client)
+    cache: str | None = None  # hit, miss, bypass; None: no cache policy (x_CacheStatus)
+
+    @property
+    def is_cache_hit(self) -> bool:
+        """Served from the gateway's response cache: tokens saved, nothing billed."""
+        return self.cache == "hit"
 
     def unit_price(self, kind: TokenKind) -> int:
         """Nano-USD per million tokens of `kind`, as the rows were charged."""
@@ -191,7 +198,8 @@ _PRICE_COLUMNS = [
 async def charge_sums(
     conn: AsyncConnection, first_day: int, end_day: int, extra: Sequence[GroupKey]
 ) -> dict[ChargeKey, ChargeSums]:
-    """Per day, team, model, deployment and unit prices over days [first_day, end_day).
+    """Per day, team, model, deployment, unit prices and cache status over days
+    [first_day, end_day) (a cache hit's tokens never share a line with charged ones).
 
     The provider and upstream model follow from the deployment (it is written
     PROVIDER/UPSTREAM_MODEL), so they are read with MAX rather than grouped on.
@@ -202,6 +210,7 @@ async def charge_sums(
         daily.c.model,
         daily.c.deployment,
         *_PRICE_COLUMNS,
+        daily.c.cache,
         *(_GROUP_COLUMNS[key] for key in extra),
     ]
     query = (
@@ -238,7 +247,8 @@ async def charge_sums(
             price_cache_write=_int(values[7]),
             price_output=_int(values[8]),
             price_reasoning=_int(values[9]),
-            extra=tuple(values[10:width]),
+            cache=values[10],
+            extra=tuple(values[11:width]),
         )
         requests, errors, cost, *quantities = (_int(v) for v in values[width + 2 :])
         found[key] = ChargeSums(

@@ -34,6 +34,9 @@ class GroupKey(StrEnum):
     SUBJECT = "subject"
     CLIENT = "client_id"  # the OAuth client (x_ClientId in FOCUS)
     DAY = "day"  # UTC calendar day, YYYY-MM-DD
+    # The response cache's part: hit (tokens saved, cost 0), miss, bypass; empty for
+    # requests under no cache policy. Splits hits' saved tokens from charged ones.
+    CACHE = "cache"
 
 
 DEFAULT_GROUP_BY = (GroupKey.TEAM, GroupKey.MODEL)

@@ -227,34 +227,43 @@ _SUMS_SQL = (
 assert len(_SUMS_SQL) == len(ROLLUP_SUMS)
 
 
-def ledger_day_rollup(start_ms: int, end_ms: int) -> sa.Select[Any]:
+def ledger_day_rollup(
+    start_ms: int, end_ms: int, key_names: Sequence[str] = ROLLUP_KEYS
+) -> sa.Select[Any]:
     """The rollup of the ledger rows in [start_ms, end_ms), computed by the database."""
-    keys = [_t[name] for name in ROLLUP_KEYS]
+    keys = [_t[name] for name in key_names]
     return (
         sa.select(*keys, *_SUMS_SQL).where(_t.at_ms >= start_ms, _t.at_ms < end_ms).group_by(*keys)
     )
 
 
-def rollup_from_sums(day: int, values: Sequence[Any]) -> Row:
+def rollup_from_sums(
+    day: int, values: Sequence[Any], key_names: Sequence[str] = ROLLUP_KEYS
+) -> Row:
     """A rollup row from a `ledger_day_rollup` result row (the key's values, then the sums)."""
-    width = len(ROLLUP_KEYS)
+    width = len(key_names)
     row: Row = {"day": day, "group_key": group_key(values[:width])}
-    row.update(zip(ROLLUP_KEYS, values[:width], strict=True))
+    row.update(zip(key_names, values[:width], strict=True))
     row.update(zip(ROLLUP_SUMS, (int(v or 0) for v in values[width:]), strict=True))
     return row
 
 
-def rebuild_rollup(conn: Connection) -> int:
+def rebuild_rollup(conn: Connection, key_names: Sequence[str] = ROLLUP_KEYS) -> int:
     """Replace the rollup with the ledger's sums, one UTC day at a time (bounded memory);
-    how many rollup rows it wrote. Run where no writer adds rows (a migration)."""
+    how many rollup rows it wrote. Run where no writer adds rows (a migration).
+
+    `key_names`: the rollup's key columns as the migration running it left the table
+    (an older migration passes the keys of its time; a later one adds a key and
+    rebuilds with it)."""
     conn.execute(usage_daily.delete())
     first, last = conn.execute(sa.select(sa.func.min(_t.at_ms), sa.func.max(_t.at_ms))).one()
     if first is None:
         return 0
     written = 0
     for day in range(first // MS_PER_DAY, last // MS_PER_DAY + 1):
-        found = conn.execute(ledger_day_rollup(day * MS_PER_DAY, (day + 1) * MS_PER_DAY))
-        daily = [rollup_from_sums(day, values) for values in found]
+        span = (day * MS_PER_DAY, (day + 1) * MS_PER_DAY)
+        found = conn.execute(ledger_day_rollup(*span, key_names))
+        daily = [rollup_from_sums(day, values, key_names) for values in found]
         if daily:
             conn.execute(usage_daily.insert(), daily)
             written += len(daily)

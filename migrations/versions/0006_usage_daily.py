@@ -19,6 +19,22 @@ down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# The rollup's keys as this revision creates the table (0008 adds `cache`).
+_KEYS = (
+    "team",
+    "subject",
+    "client_id",
+    "model",
+    "provider",
+    "deployment",
+    "upstream_model",
+    "price_source",
+    "price_input",
+    "price_output",
+    "price_cached_input",
+    "price_cache_write",
+    "price_reasoning",
+)
 _SUMS = (
     "requests",
     "errors",
@@ -65,7 +81,7 @@ def upgrade() -> None:
     )
     # An upgraded database reports the same totals: the rows already in the ledger.
     # (Stop the old gateways first: rows they write during the upgrade miss the rollup.)
-    rebuild_rollup(op.get_bind())
+    rebuild_rollup(op.get_bind(), _KEYS)
 
 
 def downgrade() -> None:

@@ -284,3 +284,97 @@ async def test_caller_text_never_reaches_a_spreadsheet_as_a_formula(gateway, tmp
         ("demo", EVIL_MODEL, "alice"),
         (EVIL_TEAM, "\tsmall", "+1"),
     }
+
+
+def cache_ledger():
+    """Team search's requests under a cache policy (misses and bypasses charged, hits
+    free with the tokens they saved) and team ads' under none."""
+    rows = []
+    for n in range(12):
+        status = ("miss", "hit", "bypass", "hit")[n % 4]
+        day = at_ms(2026, 1, 1 + n % 3)
+        if status == "hit":  # as the gateway writes a hit: saved tokens, never priced
+            rows.append(
+                ledger_row(
+                    team="search",
+                    at_ms=day,
+                    input_tokens=30,
+                    output_tokens=7,
+                    price_source="none",
+                    attempts=0,
+                    cache="hit",
+                )
+            )
+        else:
+            rows.append(
+                priced_row(
+                    TENTHS,
+                    team="search",
+                    at_ms=day,
+                    input_tokens=30,
+                    output_tokens=7,
+                    cache=status,
+                )
+            )
+        rows.append(priced_row(TENTHS, team="ads", at_ms=day, input_tokens=5, output_tokens=2))
+    return rows
+
+
+@pytest.fixture
+async def cache_gateway(tmp_path):
+    async with running_gateway(tmp_path, ADMIN_POLICY) as gw:
+        await insert_rows(gw.services.engine, cache_ledger())
+        yield gw
+
+
+async def test_reports_split_rows_by_cache_status(cache_gateway, tmp_path, http):
+    """`cache` groups rows into hit, miss, bypass and no cache policy (empty) with the
+    same totals as without it; FOCUS marks hit lines; the CLI gives the API's bytes."""
+    token = await cache_gateway.token(scopes=["gateway:finance"])
+
+    async def report(format: str, group_by: str) -> bytes:
+        query = f"?month=2026-01&format={format}&group_by={group_by}"
+        status, _, body = await get(http, cache_gateway, token, query)
+        assert status == 200, body
+        ran = cli(tmp_path, "--month", "2026-01", "--format", format, "--group-by", group_by)
+        assert ran.returncode == 0, ran.stderr
+        assert ran.stdout == body, (format, group_by)
+        return body
+
+    split = json.loads(await report("json", "team,model,cache"))
+    plain = json.loads(await report("json", "team,model"))
+    assert split["totals"] == plain["totals"]
+    assert plain["totals"]["requests"] == 24
+    found = {
+        (r["team"], r["cache"]): (r["requests"], r["input_tokens"], r["cost_usd"])
+        for r in split["rows"]
+    }
+    assert found == {
+        ("ads", None): (12, 60, found[("ads", None)][2]),
+        ("search", "bypass"): (3, 90, found[("search", "bypass")][2]),
+        ("search", "hit"): (6, 180, "0.000000000"),
+        ("search", "miss"): (3, 90, found[("search", "miss")][2]),
+    }
+    assert found[("search", "miss")][2] != "0.000000000"
+
+    rows = list(csv.DictReader(io.StringIO((await report("csv", "cache")).decode())))
+    assert [(r["cache"], r["requests"]) for r in rows] == [
+        ("", "12"),
+        ("bypass", "3"),
+        ("hit", "6"),
+        ("miss", "3"),
+    ]
+
+    for group_by in ("team,model", "team,model,cache"):
+        lines = list(csv.DictReader(io.StringIO((await report("focus", group_by)).decode())))
+        hits = [line for line in lines if line["x_CacheStatus"] == "hit"]
+        assert hits and all(
+            line["ChargeDescription"].endswith("served from the gateway cache, not billed")
+            and line["BilledCost"] == "0.000000000"
+            for line in hits
+        )
+        others = [line for line in lines if line["x_CacheStatus"] != "hit"]
+        assert {line["x_CacheStatus"] for line in others} == {"", "miss", "bypass"}
+        assert not any("gateway cache" in line["ChargeDescription"] for line in others)
+        assert sum(int(line["x_RequestCount"]) for line in lines) == 24
+        assert sum(int(line["ConsumedQuantity"]) for line in hits) == 6 * 37

@@ -44,14 +44,14 @@ LEDGER_SUMS = sa.text(
     """
     SELECT at_ms / 86400000, team, subject, client_id, model, provider, deployment,
            upstream_model, price_source, price_input, price_output, price_cached_input,
-           price_cache_write, price_reasoning,
+           price_cache_write, price_reasoning, cache,
            COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END),
            SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens),
            SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost_nanousd)
     FROM usage_ledger
     GROUP BY at_ms / 86400000, team, subject, client_id, model, provider, deployment,
              upstream_model, price_source, price_input, price_output, price_cached_input,
-             price_cache_write, price_reasoning
+             price_cache_write, price_reasoning, cache
     """
 )
 _d = usage_daily.c
@@ -70,6 +70,7 @@ ROLLUP_SUMS = sa.select(
     _d.price_cached_input,
     _d.price_cache_write,
     _d.price_reasoning,
+    _d.cache,
     _d.requests,
     _d.errors,
     _d.input_tokens,
@@ -100,7 +101,7 @@ async def rollup_rows(engine: AsyncEngine) -> list[dict]:
 
 def varied_rows(count: int = 80, start: int = 0) -> list[dict]:
     """Rows over several days and keys: NULL keys, float-hostile prices, clamped token
-    kinds (more cached than input), estimated tokens, errors."""
+    kinds (more cached than input), estimated tokens, errors, response-cache statuses."""
     rows = []
     for n in range(start, start + count):
         rows.append(
@@ -118,6 +119,7 @@ def varied_rows(count: int = 80, start: int = 0) -> list[dict]:
                 reasoning_tokens=n % 45,
                 status=(200, 200, 429, 200, 502)[n % 5],
                 tokens_estimated=n % 6 == 0,
+                cache=(None, "hit", "miss", "bypass", None, "miss", "hit")[n % 7],
             )
         )
     return rows
@@ -130,7 +132,7 @@ async def test_the_rollup_equals_the_ledger_sums(engine):
     assert await insert_rows(engine, rows[50:]) == 30
     ledger, rollup = await ledger_and_rollup(engine)
     assert rollup == ledger
-    assert sum(r[14] for r in rollup) == 80
+    assert sum(r[15] for r in rollup) == 80
 
 
 async def test_a_duplicate_batch_does_not_double_the_rollup(engine):
@@ -149,7 +151,7 @@ async def test_a_duplicate_batch_does_not_double_the_rollup(engine):
     assert await insert_rows(engine, [twin, changed]) == 1
     ledger, rollup = await ledger_and_rollup(engine)
     assert rollup == ledger
-    assert sum(r[14] for r in rollup) == 61
+    assert sum(r[15] for r in rollup) == 61
     day9 = [r for r in await rollup_rows(engine) if r["day"] == twin["at_ms"] // 86_400_000]
     assert [(r["requests"], r["input_tokens"]) for r in day9] == [(1, 5)]
 
@@ -198,7 +200,7 @@ async def test_a_replayed_spool_does_not_double_the_rollup(engine, database_url,
     assert not orphan.exists()
     ledger, rollup = await ledger_and_rollup(engine)
     assert rollup == ledger
-    assert sum(r[14] for r in rollup) == 25
+    assert sum(r[15] for r in rollup) == 25
 
 
 async def report_totals(engine: AsyncEngine, format: str) -> bytes:

@@ -65,7 +65,7 @@ RECOMMENDED = {"ChargeFrequency", "ServiceSubcategory"}
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T00:00:00Z$")
 
 
-def key(prices: UnitPrices, team="search", day=DAY, extra=()) -> ChargeKey:
+def key(prices: UnitPrices, team="search", day=DAY, extra=(), cache=None) -> ChargeKey:
     return ChargeKey(
         day=day,
         team=team,
@@ -80,6 +80,7 @@ def key(prices: UnitPrices, team="search", day=DAY, extra=()) -> ChargeKey:
         price_output=prices.output,
         price_reasoning=prices.reasoning,
         extra=extra,
+        cache=cache,
     )
 
 
@@ -252,3 +253,18 @@ def test_extra_keys_become_x_columns():
     )
     (row,) = parse(data)
     assert (row["x_ClientId"], row["x_Subject"]) == ("c-1", "")
+
+
+def test_cache_hit_lines_say_they_were_served_from_the_cache():
+    """A hit's tokens (saved, cost 0) are lines of their own: x_CacheStatus hit and a
+    ChargeDescription that says so; other lines carry their status or nothing."""
+    free = UnitPrices(0, 0, 0, 0, 0, PriceSource.NONE)
+    prices = UnitPrices(1, 2, 1, 1, 2, PriceSource.POLICY)
+    sums = ChargeSums(requests=1, tokens={**dict.fromkeys(TokenKind, 0), TokenKind.INPUT: 3})
+    charges = {key(free, cache="hit"): sums, key(prices, cache="miss"): sums, key(prices): sums}
+    rows = parse(focus_csv(JANUARY, charges, ()))
+    assert [(r["x_CacheStatus"], r["ChargeDescription"]) for r in rows] == [
+        ("", "Input Tokens of openai/gpt-4o-mini"),
+        ("hit", "Input Tokens of openai/gpt-4o-mini, served from the gateway cache, not billed"),
+        ("miss", "Input Tokens of openai/gpt-4o-mini"),
+    ]

@@ -99,6 +99,7 @@ def test_group_keys_keep_their_order_and_client_is_client_id():
     assert parse_group_by(" team , subject ") == (GroupKey.TEAM, GroupKey.SUBJECT)
     assert parse_group_by("client") == parse_group_by("client_id") == (GroupKey.CLIENT,)
     assert parse_group_by("") == ()
+    assert parse_group_by("team,model,cache") == (GroupKey.TEAM, GroupKey.MODEL, GroupKey.CACHE)
 
 
 @pytest.mark.parametrize(

@@ -79,6 +79,7 @@ row_strategy = st.fixed_dictionaries(
         "reasoning_tokens": small,
         "tokens_estimated": st.booleans(),
         "cost_nanousd": st.integers(0, 10**12),
+        "cache": st.sampled_from([None, "hit", "miss", "bypass"]),
     }
 )
 
