@@ -9,8 +9,9 @@ caught before any of it is released. An event whose text is held back is sent
 with what may go now (possibly ""); what is held goes out in the next event of
 that text, or, when the text ends (its choice's `finish_reason`, a Responses
 `*.done` event, `[DONE]`, the end of the stream), in an event made in its image
-just before. Responses events that repeat whole texts (`*.done`,
-`response.completed`) are reviewed whole, redacted the same way.
+just before. Texts that come whole (a chat delta's URL citations; Responses events that
+repeat whole texts: `*.done`, `response.completed`) are reviewed whole, redacted the
+same way.
 
 A block ends the stream with an OpenAI-shaped error event; the matched text never
 left (it was held). Events with no text pass through as they came. No I/O.
@@ -49,7 +50,7 @@ from gateway.guardrails.event_shape import (
 from gateway.guardrails.json_escapes import Escaped, split_incomplete
 from gateway.guardrails.kinds import Where
 from gateway.guardrails.scanner import Redaction, Rule, Scanner
-from gateway.guardrails.texts import rewrite_response_event
+from gateway.guardrails.texts import rewrite_annotations, rewrite_response_event
 from gateway.guardrails.window import advance, advance_clean
 from gateway.sse import DONE_PAYLOAD, data_of, events_of
 from gateway.stream.steps import NOTHING, Emit
@@ -80,6 +81,7 @@ def _without_text(event: bytes) -> bool:
         or b'"text"' in event
         or b'"arguments"' in event
         or b'"input"' in event
+        or b'"annotations"' in event
         or b'"refusal"' in event
         or b'"reasoning' in event
         or b'"transcript"' in event
@@ -267,9 +269,16 @@ class OutputScanner:
                 if released != piece:
                     holder[field_name] = released
                     changed = True
+            delta = choice.get("delta")
+            cited = isinstance(delta, dict) and "annotations" in delta
+            if cited and isinstance(delta, dict):  # URL citations come whole: reviewed whole
+                annotations = rewrite_annotations(delta["annotations"], self._review_whole)
+                if annotations is not delta["annotations"]:
+                    delta["annotations"] = annotations
+                    changed = True
             if ending:
                 before += self._flush(_others_of(index, {key for key, _, _ in pieces}))
-            elif len(choices) == 1 and len(pieces) == 1 and self._blocked_by is None:
+            elif len(choices) == 1 and len(pieces) == 1 and not cited and self._blocked_by is None:
                 key, holder, field_name = pieces[0]
                 if holder is choice:  # completions: the choice holds its text
                     self._learn(parsed, choice, field_name, key, prefix, choice=choice)

@@ -85,6 +85,11 @@ def _annotation(value: Any, fn: TextFn) -> Any:
     )
 
 
+def rewrite_annotations(value: Any, fn: TextFn) -> Any:
+    """A list of annotations (a chat message's or delta's URL citations)."""
+    return _items(value, lambda a: _annotation(a, fn))
+
+
 def _part(item: Any, fn: TextFn) -> Any:
     if not isinstance(item, Mapping):
         return item

@@ -173,6 +173,7 @@ async def test_reasoning_refusal_and_citations_are_redacted(setup, http):
                 ({"reasoning_content": "mple.com"}, None),
                 ({"refusal": "no bob@"}, None),
                 ({"refusal": "example.com"}, None),
+                ({"annotations": message["annotations"]}, None),
             ]
         )
         if body.get("stream")

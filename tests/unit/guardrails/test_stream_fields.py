@@ -191,3 +191,25 @@ def test_escaped_responses_arguments_split_anywhere_are_redacted(split):
     assert json.loads(joined(out, lambda e: e.get("delta")))["to"] == "[REDACTED:email]"
     done = deltas(out)[-1]
     assert json.loads(done["arguments"])["to"] == "[REDACTED:email]"
+
+
+@pytest.mark.parametrize("learned", [True, False])
+def test_streamed_url_citations_are_redacted(learned):
+    """A delta's URL citations come whole: their url and title are reviewed whole."""
+    citation = {"title": "to " + EMAIL, "url": "mailto:" + EMAIL, "start_index": 0}
+    events = [
+        chat_chunk({"content": "See"}),
+        chat_chunk({"content": " it"}),
+        chat_chunk({"annotations": [{"type": "url_citation", "url_citation": citation}]}),
+        chat_chunk({}, finish="stop"),
+        b"data: [DONE]\n\n",
+    ]
+    out, end, hits = run(REDACT, "chat", events, learn=learned)
+    assert end is None and b"example" not in out
+    found = [
+        a["url_citation"]
+        for e in deltas(out)
+        for a in (e["choices"][0].get("delta") or {}).get("annotations") or ()
+    ]
+    assert found == [{**citation, "title": "to [REDACTED:email]", "url": "mailto:[REDACTED:email]"}]
+    assert [h.rule for h in hits] == ["email"]
