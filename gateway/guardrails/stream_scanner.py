@@ -3,15 +3,15 @@
 Each text the answer streams (a chat choice's content, refusal, reasoning, audio
 transcript, each of its tool calls' arguments or custom input and a legacy function
 call's arguments; a completion's text; a Responses output text, refusal, reasoning
-summary or text, function arguments or custom tool input) is a growing string; its
-pieces go through the hold-back window (window.py), so a match split across events is
-caught before any of it is released. An event whose text is held back is sent
-with what may go now (possibly ""); what is held goes out in the next event of
-that text, or, when the text ends (its choice's `finish_reason`, a Responses
-`*.done` event, `[DONE]`, the end of the stream), in an event made in its image
-just before. Texts that come whole (a chat delta's URL citations; Responses events that
-repeat whole texts: `*.done`, `response.completed`) are reviewed whole, redacted the
-same way.
+summary or text, function or MCP arguments, custom tool input, code interpreter code)
+is a growing string; its pieces go through the hold-back window (window.py), so a
+match split across events is caught before any of it is released. An event whose
+text is held back is sent with what may go now (possibly ""); what is held goes out
+in the next event of that text, or, when the text ends (its choice's `finish_reason`,
+a Responses `*.done` event, `[DONE]`, the end of the stream), in an event made in its
+image just before. Texts that come whole (a chat delta's URL citations; Responses
+events that repeat whole texts: `*.done`, `response.completed`) are reviewed whole,
+redacted the same way.
 
 A block ends the stream with an OpenAI-shaped error event; the matched text never
 left (it was held). Events with no text pass through as they came. No I/O.
@@ -67,9 +67,13 @@ _RESPONSE_DELTAS = frozenset(
         "response.function_call_arguments.delta",
         "response.custom_tool_call_input.delta",
         "response.audio.transcript.delta",
+        "response.code_interpreter_call_code.delta",
+        "response.mcp_call_arguments.delta",
     }
 )
-_JSON_DELTAS = frozenset({"response.function_call_arguments.delta"})
+_JSON_DELTAS = frozenset(
+    {"response.function_call_arguments.delta", "response.mcp_call_arguments.delta"}
+)
 
 
 def _without_text(event: bytes) -> bool:

@@ -10,16 +10,17 @@ arguments and custom tool-call input, legacy function calls), `prediction`, `sto
 tool and function descriptions, `response_format`'s JSON schema, the schemas'
 descriptions, titles and values (`enum`, `const`, `default`, `examples`); completions
 `prompt`, `suffix` and `stop`; embeddings `input`; Responses `instructions`, `input`
-(messages, their text parts, function and custom tool calls and their outputs,
-reasoning summaries), `text.format`'s schema, `prompt.variables` and tool descriptions.
-Not scanned: identifiers (`metadata`, `user`, ids, names of tools and models).
+(messages and their text parts, and the texts of each item type `_ITEM_TEXTS` lists:
+tool calls and their outputs, reasoning, MCP calls, code interpreter code and logs,
+shell commands and output, patches, ...), `text.format`'s schema, `prompt.variables`
+and tool descriptions. Not scanned: identifiers (`metadata`, `user`, ids, names of
+tools and models).
 
 Answer texts: chat message content, refusal, reasoning (`reasoning_content`,
 `reasoning`), the audio transcript, URL citations, tool-call arguments and custom
-tool-call input;
-completions text; Responses output text, refusals, citations, reasoning (summaries
-and text), function-call arguments and custom tool-call input. A choice (or a text
-part) whose text a rule rewrote loses its `logprobs`: the tokens spell the text.
+tool-call input; completions text; Responses output text, refusals, citations and the
+texts of each output item type `_ITEM_TEXTS` lists (as for the request). A choice (or a
+text part) whose text a rule rewrote loses its `logprobs`: the tokens spell the text.
 
 Arguments are JSON text: `fn` sees them as their reader does, every escape decoded, and
 a redaction is written into the text as it came (json_escapes.py), so the arguments stay
@@ -252,26 +253,65 @@ def _chat_message(message: Any, fn: TextFn) -> Any:
     )
 
 
+Reader = Callable[[Any, TextFn], Any]  # the texts of a value: `_text`, `_content`, ...
+
+
+def _field(name: str, read: Reader) -> Reader:
+    """`read` on field `name` of a mapping."""
+
+    def reader(value: Any, fn: TextFn) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        return _changed(value, {name: read(value.get(name), fn)})
+
+    return reader
+
+
+def _each(read: Reader) -> Reader:
+    """`read` on each item of a list."""
+    return lambda value, fn: _items(value, lambda item: read(item, fn))
+
+
+# Where the texts of a Responses `input` or `output` item are, by its type: each reader
+# rewrites one field (nested ones through `_field`). Any other type: its `content`.
+_ITEM_TEXTS: dict[str, tuple[Reader, ...]] = {
+    "function_call": (_field("arguments", _arguments),),
+    "function_call_output": (_field("output", _content),),
+    "custom_tool_call": (_field("input", _text),),
+    "custom_tool_call_output": (_field("output", _content),),
+    "reasoning": (_field("summary", _content), _field("content", _content)),
+    "mcp_call": (_field("arguments", _arguments), _field("output", _text)),
+    "mcp_approval_request": (_field("arguments", _arguments),),
+    "code_interpreter_call": (
+        _field("code", _text),
+        _field("outputs", _each(_field("logs", _text))),
+    ),
+    "local_shell_call": (_field("action", _field("command", _strings)),),
+    "local_shell_call_output": (_field("output", _text),),
+    "shell_call": (_field("action", _field("commands", _strings)),),
+    "shell_call_output": (
+        _field("output", _each(_field("stdout", _text))),
+        _field("output", _each(_field("stderr", _text))),
+    ),
+    "apply_patch_call": (_field("operation", _field("diff", _text)),),
+    "web_search_call": (_field("action", _field("query", _text)),),
+    "file_search_call": (
+        _field("queries", _strings),
+        _field("results", _each(_field("text", _text))),
+    ),
+    "image_generation_call": (_field("revised_prompt", _text),),
+}
+_OTHER_ITEM = (_field("content", _content),)
+
+
 def _response_item(item: Any, fn: TextFn) -> Any:
     """One item of a Responses `input` or `output` list."""
     if not isinstance(item, Mapping):
         return item
     kind = item.get("type")
-    if kind == "function_call":
-        return _changed(item, {"arguments": _arguments(item.get("arguments"), fn)})
-    if kind == "custom_tool_call":
-        return _changed(item, {"input": _text(item.get("input"), fn)})
-    if kind in ("function_call_output", "custom_tool_call_output"):
-        return _changed(item, {"output": _content(item.get("output"), fn)})
-    if kind == "reasoning":
-        return _changed(
-            item,
-            {
-                "summary": _content(item.get("summary"), fn),
-                "content": _content(item.get("content"), fn),
-            },
-        )
-    return _changed(item, {"content": _content(item.get("content"), fn)})
+    for read in _ITEM_TEXTS.get(kind, _OTHER_ITEM) if isinstance(kind, str) else _OTHER_ITEM:
+        item = read(item, fn)
+    return item
 
 
 def _prediction(value: Any, fn: TextFn) -> Any:
@@ -388,6 +428,7 @@ def rewrite_response_event(event: Mapping[str, Any], fn: TextFn) -> Mapping[str,
             "refusal": _text(event.get("refusal"), fn),
             "arguments": _arguments(event.get("arguments"), fn),
             "input": _text(event.get("input"), fn),
+            "code": _text(event.get("code"), fn),
             "annotation": _annotation(event.get("annotation"), fn),
             "part": _part(event.get("part"), fn),
             "item": _response_item(event.get("item"), fn),

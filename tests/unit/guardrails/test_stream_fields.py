@@ -213,3 +213,23 @@ def test_streamed_url_citations_are_redacted(learned):
     ]
     assert found == [{**citation, "title": "to [REDACTED:email]", "url": "mailto:[REDACTED:email]"}]
     assert [h.rule for h in hits] == ["email"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text"),
+    [
+        ("response.code_interpreter_call_code.delta", SENTENCE),
+        ("response.mcp_call_arguments.delta", json.dumps({"to": SENTENCE})),
+    ],
+)
+@pytest.mark.parametrize("split", [3, 7, 9, 12, 18])
+def test_responses_tool_deltas_are_redacted(kind, text, split):
+    """Code interpreter code and MCP arguments stream as growing texts."""
+    events = [
+        response_event(kind, item_id="i", output_index=0, delta=text[:split]),
+        response_event(kind, item_id="i", output_index=0, delta=text[split:]),
+        response_event(kind.replace(".delta", ".done"), item_id="i", code=text, arguments=text),
+    ]
+    out, end, _ = run(REDACT, "responses", events)
+    assert end is None and b"example" not in out
+    assert "[REDACTED:email]" in joined(out, lambda e: e.get("delta"))

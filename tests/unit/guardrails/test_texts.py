@@ -342,3 +342,45 @@ def test_clean_escaped_arguments_are_sent_as_written():
         "messages": [{"role": "assistant", "tool_calls": [{"function": {"arguments": arguments}}]}]
     }
     assert check_request(REDACT_EMAIL, "chat", body).body is body
+
+
+# Responses items beyond messages: (type, the item with an `X` wherever a text is).
+RESPONSE_ITEMS = [
+    ("local_shell_call_output", {"output": "X"}),
+    ("local_shell_call", {"action": {"type": "exec", "command": ["echo", "X"], "env": {}}}),
+    ("mcp_call", {"name": "t", "server_label": "s", "arguments": '{"a":"X"}', "output": "X"}),
+    ("mcp_approval_request", {"name": "t", "server_label": "s", "arguments": '{"a":"X"}'}),
+    (
+        "code_interpreter_call",
+        {"code": "X", "outputs": [{"type": "logs", "logs": "X"}, {"type": "image", "url": "u"}]},
+    ),
+    ("shell_call", {"action": {"commands": ["X"]}}),
+    ("shell_call_output", {"output": [{"stdout": "X", "stderr": "X", "outcome": {}}]}),
+    ("apply_patch_call", {"operation": {"type": "update_file", "path": "p", "diff": "X"}}),
+    ("web_search_call", {"action": {"type": "search", "query": "X"}}),
+    ("file_search_call", {"queries": ["X"], "results": [{"file_id": "f", "text": "X"}]}),
+    ("image_generation_call", {"revised_prompt": "X", "result": "b64"}),
+]
+
+
+@pytest.mark.parametrize(("kind", "fields"), RESPONSE_ITEMS, ids=[k for k, _ in RESPONSE_ITEMS])
+def test_every_responses_item_text_is_scanned(kind, fields):
+    """Each text of each Responses item type, in a request's input and an answer's output."""
+    item = {"type": kind, "id": "i", **fields}
+    request = rewrite_request("responses", {"input": [item]}, mark)
+    answer = rewrite_answer("responses", {"output": [item]}, mark)
+    for out in (request["input"][0], answer["output"][0]):
+        assert redacted_paths(out)
+        assert "X" not in json.dumps(out).replace("[R]", "")
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"type": "response.code_interpreter_call_code.done", "item_id": "i", "code": "X"},
+        {"type": "response.mcp_call_arguments.done", "item_id": "i", "arguments": '{"a":"X"}'},
+        {"type": "response.output_item.done", "item": {"type": "mcp_call", "output": "X"}},
+    ],
+)
+def test_whole_texts_of_tool_item_events_are_scanned(event):
+    assert redacted_paths(rewrite_response_event(event, mark))
