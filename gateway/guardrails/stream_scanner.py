@@ -21,6 +21,9 @@ decoded, while they are held and released as written, a redaction written in who
 escapes (json_escapes.py; an escape cut at a piece's end waits for the next piece): the
 same JSON value, redacted, and clean arguments byte-for-byte.
 
+An event is sent as it came unless the scan changed it; one it changed is written
+again, with U+2028 and U+2029 escaped (`_json`).
+
 Logprobs are dropped (`null`; Responses: `[]`) from every event: an event's tokens
 spell its text as it came, before the window held back or redacted any of it.
 
@@ -74,6 +77,16 @@ _RESPONSE_DELTAS = frozenset(
 _JSON_DELTAS = frozenset(
     {"response.function_call_arguments.delta", "response.mcp_call_arguments.delta"}
 )
+
+
+def _json(value: Any) -> bytes:
+    """`value` as JSON for an event we write: orjson's, with U+2028 and U+2029 escaped
+    (orjson writes them raw, and a reader that splits the stream into lines with
+    Python's `str.splitlines` takes them for line ends). Only strings hold them."""
+    encoded = orjson.dumps(value)
+    if b"\xe2\x80" in encoded:
+        encoded = encoded.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+    return encoded
 
 
 def _without_text(event: bytes) -> bool:
@@ -180,7 +193,7 @@ class OutputScanner:
             return chunk
         if is_plain(released):
             return head + released.encode() + tail
-        return head + orjson.dumps(released)[1:-1] + tail  # held text from a parsed event
+        return head + _json(released)[1:-1] + tail  # held text from a parsed event
 
     def _ending(self, shape: Shape, chunk: bytes) -> bytes | None:
         """What to send for `chunk` when it is the event of `shape` that ends its choice,
@@ -207,7 +220,7 @@ class OutputScanner:
         released = self._advance(shape.key, text, piece, final=True)
         if released == piece:
             return chunk
-        encoded = released.encode() if is_plain(released) else orjson.dumps(released)[1:-1]
+        encoded = released.encode() if is_plain(released) else _json(released)[1:-1]
         return head + encoded + chunk[cut:]
 
     def _learn(
@@ -292,7 +305,7 @@ class OutputScanner:
                     self._learn(parsed, choice, "delta", key, prefix, slotted, choice)
         if not changed:
             return before + event if before else event
-        return before + prefix + b"data: " + orjson.dumps(parsed) + b"\n\n"
+        return before + prefix + b"data: " + _json(parsed) + b"\n\n"
 
     def _pieces(self, index: Any, choice: dict[str, Any]) -> list[tuple[Key, dict[str, Any], str]]:
         """(key, the dict holding the text, its field) for each text in a choice."""
@@ -332,7 +345,7 @@ class OutputScanner:
             parsed["logprobs"] = []  # its tokens spell the text before the window
         if kind in _RESPONSE_DELTAS:
             if not isinstance(parsed.get("delta"), str):
-                return prefix + b"data: " + orjson.dumps(parsed) + b"\n\n" if dropped else event
+                return prefix + b"data: " + _json(parsed) + b"\n\n" if dropped else event
             part = parsed.get("content_index", parsed.get("summary_index"))
             key: Key = (kind, parsed.get("item_id"), part)
             text = self._texts.get(key)
@@ -344,13 +357,13 @@ class OutputScanner:
             if released == parsed["delta"] and not dropped:
                 return event
             parsed["delta"] = released
-            return prefix + b"data: " + orjson.dumps(parsed) + b"\n\n"
+            return prefix + b"data: " + _json(parsed) + b"\n\n"
         # Any other event: the texts so far end here, then whole texts are reviewed.
         before = self._flush(_every)
         rewritten = rewrite_response_event(parsed, self._review_whole)
         if rewritten is parsed and not dropped:
             return before + event
-        return before + prefix + b"data: " + orjson.dumps(rewritten) + b"\n\n"
+        return before + prefix + b"data: " + _json(rewritten) + b"\n\n"
 
     # --- the window ------------------------------------------------------------
 
@@ -402,7 +415,7 @@ class OutputScanner:
             released = self._advance(key, text, "", final=True)
             if released:
                 event = _with_text(text.template, key, released)
-                out.append(text.prefix + b"data: " + orjson.dumps(event) + b"\n\n")
+                out.append(text.prefix + b"data: " + _json(event) + b"\n\n")
         return b"".join(out)
 
     def _review_whole(self, whole: str) -> Sequence[Redaction]:

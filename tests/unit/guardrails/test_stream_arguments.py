@@ -79,9 +79,12 @@ def test_a_redaction_next_to_an_escape_is_valid_json_cut_anywhere(arguments, cut
     assert json.loads(events[-1]["arguments"]) == expected
 
 
+# Characters folding drops (C1 controls, format and combining marks) are left out: right
+# after a key they make the window and a whole-text scan read the key differently, on
+# any streamed text (test_window's concern, not the arguments').
 VALUES = st.lists(
     st.one_of(
-        st.text(max_size=12),
+        st.text(st.characters(exclude_categories=["Cs", "Cc", "Cf", "Mn", "Me"]), max_size=12),
         st.sampled_from(["AKIAIOSFODNN7EXAMPLE", "bob@example.com", "4111111111111111"]),
         st.sampled_from('\n\t"\\/\x00\u2028é😀'),
     ),
@@ -110,3 +113,20 @@ def test_clean_arguments_go_byte_for_byte():
     arguments = '{"a":"clean \\u00e9 \\/ \\u2028 \\n"}'
     out, _, _ = run(REDACT, "chat", chat_events(arguments, [5, 14, 20]))
     assert chat_arguments(out) == arguments
+
+
+@pytest.mark.parametrize("learned", [True, False])
+def test_a_rewritten_event_escapes_line_separators(learned):
+    """An event the scan changed is written again: U+2028/U+2029 as escapes, never raw
+    (a line-splitting reader would cut the data: line there)."""
+    pieces = ["a\u2028b ", "bob@exa", "mple.com \u2029 c", "\u2028"]
+    events = [chat_chunk({"content": p}) for p in pieces]
+    events += [tool_chunk('{"a":"\u2028 bob@example.com"}'), b"data: [DONE]\n\n"]
+    events = [
+        e.replace("\u2028".encode(), b"\\u2028").replace("\u2029".encode(), b"\\u2029")
+        for e in events
+    ]
+    out, end, _ = run(REDACT, "chat", events, learn=learned)
+    assert end is None and b"example" not in out
+    assert "\u2028".encode() not in out and "\u2029".encode() not in out
+    assert out.count(b"\\u2028") == 3
