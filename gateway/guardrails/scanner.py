@@ -162,7 +162,9 @@ class Scanner:
             return []
         return self._find(fold(text), start, budget)
 
-    def scan_stream(self, text: str, start: int, *, final: bool) -> tuple[list[Finding], int]:
+    def scan_stream(
+        self, text: str, start: int, *, final: bool, budget: MatchBudget | None = None
+    ) -> tuple[list[Finding], int]:
         """`find(text, start)` and, unless `final`, `in_progress_from(text, start)`: one fold.
 
         ASCII text, the common case, has nothing to fold: its bytes go straight to both
@@ -175,7 +177,7 @@ class Scanner:
         if not text.isascii():
             folded = fold(text)
             hold = length if final else self._hold(folded, length, start)
-            return self._find(folded, start), hold
+            return self._find(folded, start, budget), hold
         assert self._tail is not None
         data = text.encode("ascii")
         hold = length
@@ -187,7 +189,7 @@ class Scanner:
             return [], hold
         if not self._set.Match(data):
             return [], hold
-        return self._find(Folded(text), start), hold
+        return self._find(Folded(text), start, budget), hold
 
     def clean_hold(self, text: str, start: int) -> int:
         """`scan_stream(text, start, final=False)`'s hold when `text` is ASCII and holds no

@@ -36,11 +36,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import orjson
 
 from gateway.errors import ContentPolicyViolation
+from gateway.guardrails.check import INLINE_CHARS, INLINE_MATCHES, MAX_MATCHES, NON_ASCII_WEIGHT
 from gateway.guardrails.decision import GuardrailHit, review
 from gateway.guardrails.event_shape import (
     MAX_SHAPES_LEARNED,
@@ -51,8 +53,9 @@ from gateway.guardrails.event_shape import (
     learn_shape,
 )
 from gateway.guardrails.json_escapes import Escaped, split_incomplete
-from gateway.guardrails.kinds import Where
-from gateway.guardrails.scanner import Redaction, Rule, Scanner
+from gateway.guardrails.kinds import GuardAction, Where
+from gateway.guardrails.refusals import TooManyMatches
+from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Redaction, Rule, Scanner
 from gateway.guardrails.texts import rewrite_annotations, rewrite_response_event
 from gateway.guardrails.window import advance, advance_clean
 from gateway.sse import DONE_PAYLOAD, data_of, events_of
@@ -124,6 +127,28 @@ class _Text:
     cut_escape: str = ""  # an escape the last piece ended inside of (is_json)
 
 
+class _OverInline(Exception):
+    """A chunk fed on the event loop passed INLINE_MATCHES: fed again on a thread."""
+
+
+class _StreamBudget(MatchBudget):
+    """The stream's matches (MAX_MATCHES in all), and, while a chunk is fed on the event
+    loop, that chunk's (`inline`; None on a thread)."""
+
+    __slots__ = ("inline",)
+
+    def __init__(self) -> None:
+        super().__init__(MAX_MATCHES)
+        self.inline: int | None = None
+
+    def spend(self, rule: Rule) -> None:
+        super().spend(rule)
+        if self.inline is not None:
+            self.inline -= 1
+            if self.inline < 0:
+                raise _OverInline
+
+
 @dataclass(slots=True)
 class OutputScanner:
     scanner: Scanner
@@ -134,14 +159,52 @@ class OutputScanner:
     _blocked_by: Rule | None = None
     _shape: Shape | None = None
     _shapes_learned: int = 0
+    _budget: _StreamBudget = field(default_factory=_StreamBudget)
 
     def feed(self, chunk: bytes) -> Emit:
-        if self._shape is not None:
-            released = self._same_shape(self._shape, chunk)
-            if released is not None:
-                if self._blocked_by is not None:
-                    return self._end(b"")
-                return Emit(released)
+        """A chunk, on the event loop while it stays under check.py's inline budget (its
+        size, INLINE_MATCHES); else an Emit whose `offload` the relay runs on a thread."""
+        size = len(chunk)
+        if size > _ALWAYS_INLINE_BYTES and (
+            size > INLINE_CHARS or (size * NON_ASCII_WEIGHT > INLINE_CHARS and not chunk.isascii())
+        ):
+            return Emit(offload=partial(self._feed_off_loop, chunk))
+        budget = self._budget
+        left, budget.inline = budget.left, INLINE_MATCHES
+        try:
+            if self._shape is not None:
+                # Changes nothing before its one window step, which may run out of budget.
+                released = self._same_shape(self._shape, chunk)
+                if released is not None:
+                    if self._blocked_by is not None:
+                        return self._end(b"")
+                    return Emit(released)
+            undo = self._snapshot()
+            try:
+                return self._events(chunk)
+            except _OverInline:
+                self._restore(undo)
+                raise
+        except _OverInline:
+            budget.left = left
+            return Emit(offload=partial(self._feed_off_loop, chunk))
+        except OutOfMatches as out:
+            return self._too_many(out.rule)
+        finally:
+            budget.inline = None
+
+    def _feed_off_loop(self, chunk: bytes) -> Emit:
+        """`feed` without the inline budget (on a thread)."""
+        try:
+            if self._shape is not None:
+                released = self._same_shape(self._shape, chunk)
+                if released is not None:
+                    return self._end(b"") if self._blocked_by is not None else Emit(released)
+            return self._events(chunk)
+        except OutOfMatches as out:
+            return self._too_many(out.rule)
+
+    def _events(self, chunk: bytes) -> Emit:
         out: list[bytes] = []
         for event in events_of(chunk):
             released = self._event(event)
@@ -152,7 +215,10 @@ class OutputScanner:
         return Emit(data) if data else NOTHING
 
     def finish(self) -> Emit:
-        data = self._flush(_every)
+        try:
+            data = self._flush(_every)
+        except OutOfMatches as out:
+            return self._too_many(out.rule)
         if self._blocked_by is not None:
             return self._end(b"")
         return Emit(data) if data else NOTHING
@@ -160,6 +226,28 @@ class OutputScanner:
     def _end(self, released: bytes) -> Emit:
         assert self._blocked_by is not None
         return Emit(released, ContentPolicyViolation(self._blocked_by.name, on_output=True))
+
+    def _too_many(self, rule: Rule) -> Emit:
+        """The stream made MAX_MATCHES matches: it ends (as a request or answer would be
+        refused), with nothing more of it sent."""
+        self._blocked_by = rule
+        hit = GuardrailHit(rule.name, GuardAction.BLOCK, Where.OUTPUT)
+        if hit not in self.hits:
+            self.hits.append(hit)
+        return Emit(b"", TooManyMatches(rule.name, MAX_MATCHES, on_output=True))
+
+    def _snapshot(self) -> tuple[Any, ...]:
+        """What feeding a chunk may change, to undo it when the chunk moves to a thread."""
+        texts = [(t, t.pending, t.context, t.cut_escape) for t in self._texts.values()]
+        held = (self._blocked_by, self._shape, self._shapes_learned, len(self.hits))
+        return dict(self._texts), texts, held
+
+    def _restore(self, undo: tuple[Any, ...]) -> None:
+        self._texts, texts, held = undo
+        for text, pending, context, cut_escape in texts:
+            text.pending, text.context, text.cut_escape = pending, context, cut_escape
+        self._blocked_by, self._shape, self._shapes_learned, hits = held
+        del self.hits[hits:]
 
     # --- an event of the learned shape ----------------------------------------
 
@@ -372,7 +460,9 @@ class OutputScanner:
             return ""
         if text.is_json:
             return self._advance_json(key, text, piece, final=final)
-        step = advance(self.scanner, text.context, text.pending + piece, final=final)
+        step = advance(
+            self.scanner, text.context, text.pending + piece, final=final, budget=self._budget
+        )
         if step.fired:
             self._record(step.fired)
         if step.blocked_by is not None:
@@ -392,7 +482,7 @@ class OutputScanner:
         if not final:
             whole, cut_escape = split_incomplete(whole)
         escaped = Escaped(text.pending + whole)
-        step = advance(self.scanner, text.context, escaped.view, final=final)
+        step = advance(self.scanner, text.context, escaped.view, final=final, budget=self._budget)
         if step.fired:
             self._record(step.fired)
         if step.blocked_by is not None:
@@ -421,7 +511,7 @@ class OutputScanner:
     def _review_whole(self, whole: str) -> Sequence[Redaction]:
         if self._blocked_by is not None:
             return ()  # not sent: the step ends after this event
-        result = review(self.scanner, whole)
+        result = review(self.scanner, whole, self._budget)
         self._record(result.fired)
         self._blocked_by = result.blocked_by
         return result.redactions
@@ -433,6 +523,8 @@ class OutputScanner:
                 self.hits.append(hit)
 
 
+# A chunk this small is under INLINE_CHARS even if every byte weighs NON_ASCII_WEIGHT.
+_ALWAYS_INLINE_BYTES = INLINE_CHARS // NON_ASCII_WEIGHT
 _JSON_KEYS = frozenset({"tool", "function_call"})  # chat keys whose text is arguments
 
 

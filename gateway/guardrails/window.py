@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from gateway.guardrails.kinds import GuardAction
 from gateway.guardrails.scanner import (
     Finding,
+    MatchBudget,
     Redaction,
     Rule,
     Scanner,
@@ -94,10 +95,18 @@ def advance_clean(scanner: Scanner, context: str, pending: str) -> tuple[str, st
     return text[len(context) : cut], text[cut:], text[max(0, cut - CONTEXT_CHARS) : cut]
 
 
-def advance(scanner: Scanner, context: str, pending: str, *, final: bool) -> Advance:
+def advance(
+    scanner: Scanner,
+    context: str,
+    pending: str,
+    *,
+    final: bool,
+    budget: MatchBudget | None = None,
+) -> Advance:
+    """Raises OutOfMatches when `budget` runs out (scanner.py), having changed nothing."""
     text = context + pending
     seam = len(context)
-    found, hold = scanner.scan_stream(text, seam, final=final)
+    found, hold = scanner.scan_stream(text, seam, final=final, budget=budget)
     findings = [f for f in found if f.start >= seam] if found else found
     if not findings:  # the common case: release up to where a match could be in progress
         cut = hold if final else max(seam, len(text) - scanner.window_chars - 1, hold)

@@ -141,6 +141,8 @@ async def relay(
     try:
         while chunk is not None:
             out = chain.feed(chunk)
+            if out.offload is not None:  # too costly for the event loop (a dense chunk)
+                out = await asyncio.to_thread(out.offload)
             if out.data:
                 await send(out.data)
             if out.end is not None:

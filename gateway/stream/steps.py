@@ -6,13 +6,16 @@ the bytes, steps never see half an event. A step may pass a chunk on, rewrite
 it, hold bytes back (release them from a later `feed` or from `finish`), or end
 the stream with an OpenAI-shaped error event. Steps do no I/O and read no clock.
 The last step may end a stream with CPU-bound work (`Emit.later`, a tokenizer count):
-the relay runs it off the event loop and sends what it returns.
+the relay runs it off the event loop and sends what it returns. Any step may hand back
+a chunk too costly for the loop (`Emit.offload`): the relay runs it, and the steps
+after it, on a thread.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from gateway.errors import GatewayError
@@ -32,6 +35,9 @@ class Emit:
     # From the last step's finish() only: bytes to send after `data`, made by CPU-bound
     # work the relay runs on a thread (so a multi-megabyte count never stalls the loop).
     later: Callable[[], bytes] | None = None
+    # From feed(): the chunk was not handled here, this handles it: the relay runs it on a
+    # thread and takes what it returns instead (the output scanner on a dense chunk).
+    offload: Callable[[], Emit] | None = None
 
 
 NOTHING = Emit()
@@ -62,6 +68,8 @@ class Chain:
         for index, step in enumerate(self._steps):
             flushed = step.finish()
             out = self._through(index + 1, flushed.data) if flushed.data else NOTHING
+            while out.offload is not None:  # what is left at the end: small, run here
+                out = out.offload()
             released.append(out.data)
             end = out.end or flushed.end
             if end is not None:
@@ -72,14 +80,23 @@ class Chain:
                 later = flushed.later
         return Emit(b"".join(released), later=later)
 
-    def _through(self, first: int, chunk: bytes) -> Emit:
-        end: GatewayError | None = None
-        for step in self._steps[first:]:
+    def _through(self, first: int, chunk: bytes, end: GatewayError | None = None) -> Emit:
+        for index in range(first, len(self._steps)):
             if not chunk:
                 break
-            out = step.feed(chunk)
+            out = self._steps[index].feed(chunk)
+            if out.offload is not None:  # the rest of the chain runs where it runs
+                return Emit(offload=partial(self._resume, index, out.offload, end))
             chunk = out.data
             # The first step to end the stream decides; later steps still see what it
             # released before the end, but nothing after.
             end = end or out.end
         return Emit(chunk, end) if chunk or end else NOTHING
+
+    def _resume(self, index: int, work: Callable[[], Emit], end: GatewayError | None) -> Emit:
+        """Step `index`'s offloaded work, then the steps after it (on the same thread)."""
+        out = work()
+        rest = self._through(index + 1, out.data, end or out.end)
+        while rest.offload is not None:
+            rest = rest.offload()
+        return rest

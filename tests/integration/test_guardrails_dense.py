@@ -118,3 +118,45 @@ async def test_a_dense_whole_answer_neither_stalls_others_nor_reaches_the_client
     assert "answer" in error["message"] and "'ip_address'" in error["message"]
     assert b"10.0.0.1" not in raw
     assert max(latencies) < 1.0, max(latencies)
+
+
+async def test_a_dense_stream_neither_stalls_others_nor_passes_the_cap(setup):
+    """One streamed delta of 3.5 MB of addresses: /healthz keeps answering, and the
+    stream ends with the error event naming the rule and the cap, none of its text sent."""
+    gw, up, token = setup
+    up.behave(Behaviour("ok", content="a@b.co " * 500_000, chunks=1))
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "list mail"}],
+        "stream": True,
+    }
+    status, raw, _, latencies = await post_while_pinging(gw, token, body)
+    assert status == 200
+    events = [orjson.loads(line[6:]) for line in raw.split(b"\n\n") if line.startswith(b"data: {")]
+    error = events[-1]["error"]
+    assert error["code"] == "content_policy_violation"
+    assert "'email'" in error["message"] and f"more than {MAX_MATCHES}" in error["message"]
+    assert b"a@b.co" not in raw
+    assert len(latencies) >= 3 and max(latencies) < 1.0, max(latencies)
+
+
+async def test_a_stream_of_dense_events_is_redacted_off_the_loop(setup):
+    """Events each over the inline budget (100 addresses each): each is scanned on a
+    thread, and every address reaches the client redacted."""
+    gw, up, token = setup
+    up.behave(Behaviour("ok", content="mail a@b.co now " * 4000, chunks=40))
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "list mail"}],
+        "stream": True,
+    }
+    status, raw, _, latencies = await post_while_pinging(gw, token, body)
+    assert status == 200 and raw.endswith(b"data: [DONE]\n\n")
+    text = "".join(
+        choice["delta"].get("content") or ""
+        for line in raw.split(b"\n\n")
+        if line.startswith(b"data: {")
+        for choice in orjson.loads(line[6:])["choices"]
+    )
+    assert text.count("[REDACTED:email]") == 4000 and "a@b.co" not in text
+    assert max(latencies) < 1.0

@@ -50,6 +50,8 @@ def run(
     out = b""
     for event in events:
         emit = chain.feed(event)
+        if emit.offload is not None:  # as the relay does, on a thread
+            emit = emit.offload()
         out += emit.data
         if emit.end is not None:
             return out, emit.end, hits
