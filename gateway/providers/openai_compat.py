@@ -48,22 +48,19 @@ FAILOVER_STATUSES = frozenset({401, 403, 408, 409, 425, 429})
 # names a stored object of the caller's (`is_about_callers_object`).
 NOT_FOUND = 404
 ERROR_BODY_LIMIT = 64 * 1024
-# A Responses stream has no [DONE]: it is complete once one of these has arrived
-# (matched on the JSON `type`, with or without a space, or the SSE `event:` line).
-RESPONSES_TERMINAL_EVENTS = tuple(
-    pattern
-    for kind in (b"response.completed", b"response.failed", b"response.incomplete")
-    for pattern in (
-        b'"type":"' + kind + b'"',
-        b'"type": "' + kind + b'"',
-        b"event: " + kind + b"\n",
-    )
+# A Responses stream has no [DONE]: it is complete when the upstream closes after one of
+# these (the JSON `type`, with or without a space, or the SSE `event:` line).
+RESPONSES_ENDED = re.compile(
+    rb'"type": ?"response\.(?:completed|failed|incomplete)"'
+    rb"|event: response\.(?:completed|failed|incomplete)\n"
 )
 # A chat or completions answer is whole once a choice has finished: an upstream that
 # then closes without `[DONE]` (some servers never send it) ended well, and the client
 # gets the `[DONE]` OpenAI would have sent.
-FINISH_REASONS = (b'"finish_reason":"', b'"finish_reason": "')
+CHOICE_FINISHED = re.compile(rb'"finish_reason": ?"')
 DONE_EVENT = b"data: [DONE]\n\n"
+# Both are looked for at the close only, in the last chunks before it: nothing per chunk.
+ENDING_CHUNKS = 3
 # The upstream's own error event (chat's `{"error": ...}`, Responses' `error` event) as
 # the last thing before it stopped: the client has it already, and needs no second one.
 ERROR_EVENTS = (b'data: {"error"', b'data:{"error"', b'"type":"error"', b"event: error\n")
@@ -71,9 +68,13 @@ _URL = re.compile(r"https?://\S+")
 _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
 
 
-def _is_error(chunk: bytes) -> bool:
-    """Does this chunk (the last before the upstream stopped) hold its own error event?"""
-    return any(event in chunk for event in ERROR_EVENTS)
+def _ended_well(ended: re.Pattern[bytes], recent: tuple[bytes, ...]) -> bool:
+    return any(ended.search(chunk) for chunk in recent)
+
+
+def _is_error(recent: tuple[bytes, ...]) -> bool:
+    """Does the last chunk before the upstream stopped hold its own error event?"""
+    return bool(recent) and any(event in recent[-1] for event in ERROR_EVENTS)
 
 
 def error_fields(raw: bytes) -> dict[str, Any]:
@@ -262,27 +263,23 @@ class OpenAICompatProvider:
             response.close()
             raise UpstreamFailure(f"{self.name}: stream answered as {response.content_type}")
         if call.endpoint == "responses":
-            return self._events(response, ends_at_eof_after=RESPONSES_TERMINAL_EVENTS)
-        return self._events(response, ends_at_eof_after=FINISH_REASONS, done_at_eof=True)
+            return self._events(response, ended=RESPONSES_ENDED)
+        return self._events(response, ended=CHOICE_FINISHED, done_at_eof=True)
 
     async def _events(
         self,
         response: aiohttp.ClientResponse,
         *,
-        ends_at_eof_after: tuple[bytes, ...],
+        ended: re.Pattern[bytes],
         done_at_eof: bool = False,
     ) -> AsyncIterator[bytes]:
         """The stream as chunks of whole SSE events, one chunk per read that completed
         any. Chat and completions streams end with `[DONE]`, or at the upstream's close
         after a choice finished (`done_at_eof`: the `[DONE]` is added); a Responses
-        stream ends when the upstream closes after a terminal event."""
+        stream ends when the upstream closes after a terminal event (`ended`)."""
         finished = False
-        last = b""  # the last chunk passed on: an upstream's error event ends a stream
+        recent: tuple[bytes, ...] = ()  # the last chunks passed on, newest last
         splitter = EventSplitter()
-
-        def is_final(chunk: bytes) -> bool:
-            return any(t in chunk for t in ends_at_eof_after)
-
         try:
             async for data in response.content.iter_any():
                 chunk = splitter.feed(data)
@@ -293,9 +290,7 @@ class OpenAICompatProvider:
                     finished = True
                     yield chunk[:done_at]
                     return
-                if not finished:
-                    finished = is_final(chunk)
-                last = chunk
+                recent = (*recent[1 - ENDING_CHUNKS :], chunk)
                 yield chunk
             tail = splitter.tail()
             if tail is not None:
@@ -303,18 +298,20 @@ class OpenAICompatProvider:
                     finished = True
                     yield tail
                     return
-                finished = finished or is_final(tail)
-                last = tail
+                recent = (*recent[1 - ENDING_CHUNKS :], tail)
                 yield tail
+            finished = _ended_well(ended, recent)
             if not finished:
-                expected = "a final response event" if not done_at_eof else "[DONE]"
+                expected = "[DONE]" if done_at_eof else "a final response event"
                 raise UpstreamFailure(
-                    f"{self.name}: stream ended before {expected}", told_client=_is_error(last)
+                    f"{self.name}: stream ended before {expected}", told_client=_is_error(recent)
                 )
         except aiohttp.ClientError as exc:
+            finished = _ended_well(ended, recent)
             if not finished:
                 raise UpstreamFailure(
-                    f"{self.name}: stream broke: {type(exc).__name__}", told_client=_is_error(last)
+                    f"{self.name}: stream broke: {type(exc).__name__}",
+                    told_client=_is_error(recent),
                 ) from None
         finally:
             # Closing (not releasing) drops the connection, which is how the
