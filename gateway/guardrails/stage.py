@@ -77,9 +77,11 @@ async def guard_input(
         decision = await asyncio.to_thread(check_request, guards.input, endpoint, body)
     if isinstance(decision, Blocked):
         return decision
+    arrays = token_arrays(endpoint, body)
+    if not arrays and not guards.classifiers:
+        return decision  # text alone, no classifier: the scan has said it all
     hits = list(decision.hits)
     id_texts: tuple[str, ...] = ()
-    arrays = token_arrays(endpoint, body)
     if arrays and (not guards.input.is_empty or guards.classifiers):
         ids = await asyncio.to_thread(review_ids, guards.input, arrays)  # loads encodings
         if isinstance(ids, Unreadable):
