@@ -88,6 +88,8 @@ def delta_seconds(argument: str | None) -> int | None:
 
 def read_directives(values: Iterable[str]) -> RequestDirectives:
     """A request's `Cache-Control` values (one per header line) → its directives."""
+    if not values:  # most requests send none: every request reads them (only-if-cached)
+        return NONE
     names: set[str] = set()
     max_ages: list[int] = []
     min_freshes: list[int] = []
