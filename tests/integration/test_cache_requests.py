@@ -401,6 +401,9 @@ async def test_hits_report_the_usage_the_gateway_counted(tmp_path, up):
         status, miss = await ask_stream(client, stream_options=wants_usage)
         counted = miss[-1].usage
         assert status == "miss" and counted is not None and counted.completion_tokens > 0
+        # The answer is stored once it is charged, after the client has its [DONE] (here
+        # after a count on a thread): the next request may come before that.
+        await wait_until(lambda: gw.services.in_flight.count == 0)
         status, replayed = await ask_stream(client, stream_options=wants_usage)
         assert status == "hit" and replayed[-1].usage == counted and not replayed[-1].choices
         status, whole, _ = await ask(client)
