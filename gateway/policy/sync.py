@@ -181,9 +181,11 @@ def _content_hash(path: Path, directory: Path) -> str:
 class FolderWatcher:
     """Apply edits of one folder as new versions (author `file:DIR`); keep it up to date.
 
-    The folder's base is the version it last matched or produced here, else
-    what the service infers (a stored version with equal content, its marker,
-    or the newest version made from this folder). A folder whose content equals
+    The folder's base is the version it last matched or produced here, or the
+    version of a marker written since by someone else (`policy apply DIR`,
+    `policy export`); at the first look, what the service infers (a stored
+    version with equal content, its marker, or the newest version made from
+    this folder). A folder whose content equals
     its base holds no edit: when the running version has moved on, its files are
     rewritten to the running version (only the files whose part changed, so the
     others keep their comments) and its marker records it, so the next edit is
@@ -209,6 +211,7 @@ class FolderWatcher:
         self._seen: tuple[tuple[str, str], ...] | None = None
         self._seen_enforced: int | None = None
         self._marker: bundle_text.Marker | None = None
+        self._has_looked = False
         self._base: int | None = None
         self._problem: str | None = None  # why the folder is not the running version, if so
 
@@ -230,8 +233,14 @@ class FolderWatcher:
     async def check(self) -> None:
         """Compare the folder with the running version: apply its edit, or bring it up to date."""
         marker = bundle_text.read_marker(self._directory)
-        if marker != self._marker:  # someone else wrote it (`policy export`): trust it
-            self._marker, self._base = marker, None
+        if not self._has_looked:  # first look (a start): the service infers the base
+            self._marker, self._has_looked = marker, True
+        elif marker != self._marker:
+            # Someone else wrote it since (`policy apply`, `policy export`): it says what the
+            # files are based on now. Content equal to an older version is then an edit
+            # (a revert), never a stale copy to overwrite.
+            self._marker = marker
+            self._base = marker.version if marker is not None else None
         try:
             candidate = await self._service.read_folder(self._directory)
         except PolicyInvalid as invalid:
