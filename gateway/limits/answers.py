@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Final, final
 
 from gateway.errors import GatewayError
 from gateway.limits.budget import Counter, Verdict
@@ -24,13 +24,29 @@ from gateway.usage.pricing import usd_text
 CONCURRENCY_RETRY_MS = 1000
 
 
-class RateView(NamedTuple):
+@final
+class RateView:
     """The tightest rate key of one kind (team or user) after a reservation, or as it
     stands at a refusal: what its three x-ratelimit-* headers show."""
 
-    limit: int
-    remaining: int
-    reset_ms: int
+    __slots__ = ("limit", "remaining", "reset_ms")
+
+    def __init__(self, limit: int, remaining: int, reset_ms: int) -> None:
+        self.limit: Final = limit
+        self.remaining: Final = remaining
+        self.reset_ms: Final = reset_ms
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RateView) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return f"RateView(limit={self.limit}, remaining={self.remaining}, reset_ms={self.reset_ms})"
+
+    def _fields(self) -> tuple[int, int, int]:
+        return (self.limit, self.remaining, self.reset_ms)
 
 
 # The tightest rate key of each kind, (requests, tokens): what the six headers show.

@@ -8,7 +8,7 @@ or nothing; both keep a reservation only for its lease; both settle a hold once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import Final, Protocol, final
 
 from gateway.limits.answers import RateView, Refusal
 from gateway.limits.budget import Counter
@@ -19,17 +19,45 @@ class BackendUnavailable(Exception):
     """The backend (Redis, or the ledger while rebuilding) did not answer."""
 
 
-class Hold(NamedTuple):  # one per request: a NamedTuple costs a third of a dataclass
+@final
+class Hold:  # one per request: a native class (plan.py says why)
     """A reservation a request holds until `settle`; only settle (or its lease) frees it."""
 
-    id: str
-    plan: Plan
-    expires_ms: int
-    # The tightest rate key of each kind after the reservation (the x-ratelimit-* headers);
-    # None: the plan has no key of that kind.
-    requests: RateView | None = None
-    tokens: RateView | None = None
-    is_checked: bool = True  # False: the backend was unreachable and the policy says open
+    __slots__ = ("expires_ms", "id", "is_checked", "plan", "requests", "tokens")
+
+    def __init__(
+        self,
+        id: str,
+        plan: Plan,
+        expires_ms: int,
+        requests: RateView | None = None,
+        tokens: RateView | None = None,
+        is_checked: bool = True,
+    ) -> None:
+        self.id: Final = id
+        self.plan: Final = plan
+        self.expires_ms: Final = expires_ms
+        # The tightest rate key of each kind after the reservation (the x-ratelimit-*
+        # headers); None: the plan has no key of that kind.
+        self.requests: Final = requests
+        self.tokens: Final = tokens
+        # False: the backend was unreachable and the policy says open
+        self.is_checked: Final = is_checked
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Hold) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return (
+            f"Hold(id={self.id!r}, plan={self.plan!r}, expires_ms={self.expires_ms}, "
+            f"requests={self.requests!r}, tokens={self.tokens!r}, is_checked={self.is_checked})"
+        )
+
+    def _fields(self) -> tuple[str, Plan, int, RateView | None, RateView | None, bool]:
+        return (self.id, self.plan, self.expires_ms, self.requests, self.tokens, self.is_checked)
 
 
 @dataclass(frozen=True, slots=True)

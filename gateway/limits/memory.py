@@ -116,8 +116,8 @@ class MemoryBackend:
         # which works out the answer in the general order.
         if now_ms >= self._next_expiry_ms:
             self._sweep(now_ms)
-        shape, tokens, nanousd, lease = plan
-        bound = self._bound_of(shape)
+        tokens, nanousd = plan.tokens, plan.nanousd
+        bound = self._bound_of(plan.shape)
         for entry, limit, counts_tokens in bound.budgets:
             amount = tokens if counts_tokens else nanousd
             if (
@@ -150,7 +150,7 @@ class MemoryBackend:
                     tokens_view = RateView(limit, remaining, reset_ms)
             elif is_tighter(remaining, reset_ms, requests):
                 requests = RateView(limit, remaining, reset_ms)
-        expires_ms = now_ms + lease
+        expires_ms = now_ms + plan.lease_ms
         hold = self._holds[hold_id] = Hold(hold_id, plan, expires_ms, requests, tokens_view)
         if expires_ms < self._next_expiry_ms:
             self._next_expiry_ms = expires_ms
@@ -302,7 +302,7 @@ class MemoryBackend:
         if actual is None:
             used_tokens = used_nanousd = None
         else:
-            used_tokens, used_nanousd = actual
+            used_tokens, used_nanousd = actual.tokens, actual.nanousd
         for entry, _, counts_tokens in bound.budgets:
             if counts_tokens:
                 reserved, used = plan.tokens, used_tokens

@@ -28,6 +28,7 @@ COMPILED_MODULES = (
     "gateway.limits.plan",
     "gateway.limits.service",
     "gateway.limits.stage",
+    "gateway.limits.token_count",
 )
 # A source this much newer than its build is an edit (an install writes both within it).
 SLACK_S = 2.0

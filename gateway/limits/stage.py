@@ -44,7 +44,8 @@ async def reserve_limits(
         return  # an unlimited team pays nothing for the stage
     route = grant.route
     if tokens:
-        spends, nanousd = await estimate(ctx.endpoint, body, route, team.max_tokens_default)
+        found = await estimate(ctx.endpoint, body, route, team.max_tokens_default)
+        spends, nanousd = found.tokens, found.nanousd
     else:
         spends = nanousd = 0
     limits = services.limits

@@ -29,7 +29,7 @@ REPLY_PRIMING_TOKENS = 3
 O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
 
 
-class EncodingsMissing(RuntimeError):
+class EncodingsMissing(Exception):
     """The bundled encodings could not be found; counting would need the network."""
 
 

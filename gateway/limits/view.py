@@ -41,7 +41,7 @@ def _only(plan: Plan, user: str | None) -> Plan:
         tuple(c for c in shape.rates if c.scope in wanted),
         tuple(c for c in shape.concurrency if c.scope in wanted),
     )
-    return plan._replace(shape=only)
+    return plan.with_shape(only)
 
 
 async def usage_view(

@@ -114,7 +114,7 @@ async def test_a_dead_replicas_reservations_free_once_their_lease_has_ended(
     reservation free what it held; the hold records must outlive the lease for that."""
     now = int(time.time() * 1000)
     dying = build_plan(team(), "u", Estimate(100, 0), now)
-    plan = dying._replace(lease_ms=300)
+    plan = Plan(dying.shape, dying.tokens, dying.nanousd, 300)
     dead = RedisBackend.from_url(redis_url)
     await reserved(dead, plan, 2, now)
     await dead.close()  # it settles nothing
@@ -131,7 +131,9 @@ async def test_a_dead_replicas_reservations_free_once_their_lease_has_ended(
         await dead.close()
         await asyncio.sleep(0.6)
         latest = int(time.time() * 1000)
-        hold = await fresh.try_reserve(plan._replace(lease_ms=60_000), "alive", latest)
+        hold = await fresh.try_reserve(
+            Plan(plan.shape, plan.tokens, plan.nanousd, 60_000), "alive", latest
+        )
         assert isinstance(hold, Hold)
         snap = await fresh.snapshot(plan, latest)
         assert snap.budgets[0] is not None
