@@ -30,14 +30,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready for traffic: not draining, the database answers and a policy is loaded."""
+    """Ready for traffic: not draining, the database answers and the newest policy version
+    is enforced (a replica that cannot compile it serves an older one: not ready)."""
     if is_draining(request.scope.get("state")):
         # At once, before any check: the load balancer must stop sending here now.
         draining = json_response({"status": "draining", "checks": {"shutdown": "draining"}}, 503)
         draining.headers["x-request-id"] = request_id_of(request)
         return draining
     services: Services = request.state.services
-    checks: dict[str, str] = {"policy": "ok"}
+    checks: dict[str, str] = {"policy": services.policy.behind or "ok"}
     try:
         async with asyncio.timeout(READY_CHECK_TIMEOUT_S), services.engine.connect() as conn:
             # The schema, not just the server: a database recreated empty is not ready.

@@ -23,6 +23,9 @@ class PolicyStore:
     def __init__(self, policy: Policy, version: int | None = None) -> None:
         self._policy = policy
         self.version = version  # the database version `policy` was compiled from
+        # Why a newer stored version cannot be enforced here (None: none is waiting). While
+        # set, this replica enforces an older version than the others: /readyz is 503.
+        self.behind: str | None = None
 
     def current(self) -> Policy:
         return self._policy
@@ -31,3 +34,8 @@ class PolicyStore:
         # Two plain assignments with no await between: no coroutine sees a mix.
         self._policy = policy
         self.version = version
+        self.behind = None
+
+    def cannot_enforce(self, version: int, reason: str) -> None:
+        """Record that the newer stored `version` cannot be enforced here, and why."""
+        self.behind = f"version {version} cannot be enforced here: {reason}"

@@ -103,6 +103,9 @@ class PolicySync:
             except PolicyInvalid as invalid:
                 self._failed = number
                 errors = [str(issue) for issue in invalid.issues]
+                # Not ready until a version this process can compile is the newest: every
+                # replica must enforce the same one (SPEC §4).
+                self._store.cannot_enforce(number, "; ".join(errors))
                 log.error(
                     "policy version %d cannot be enforced here; version %s stays in force: %s",
                     number,
