@@ -3,9 +3,10 @@
 Parses flags and renders; the report itself is `gateway.usage.reports.usage_report`,
 which `GET /finance/reports/usage` calls too (same bytes). A progress bar (rich,
 on stderr, gone when done) shows while the ledger is read, only when stderr is a
-terminal. `-o FILE` is written atomically (commands/atomic_file.py); a bad flag exits
-2, an unwritable path, a database error, or a database that does not exist or is
-not migrated 1, with one plain line (a report never creates a database).
+terminal. `-o FILE` is written atomically (commands/atomic_file.py); `-o -` is
+stdout. A bad flag exits 2, an unwritable path, a database error, or a database
+that does not exist or is not migrated 1, with one plain line (a report never
+creates a database).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def usage(
         ),
     ] = "team,model",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here (atomically), not stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write here (atomically); '-' is stdout, the default."),
     ] = None,
 ) -> None:
     """The month's usage per group: requests, errors, tokens, exact cost in USD."""
@@ -106,7 +108,7 @@ def usage(
         typer.echo(f"error: {bad.message}", err=True)
         raise typer.Exit(2) from None
     show_progress = sys.stderr.isatty()
-    if output is None:
+    if output is None or str(output) == "-":  # '-' is stdout, as other CLIs read it
         report = _render(request, show_progress)
         sys.stdout.buffer.write(report.body)
         sys.stdout.buffer.flush()

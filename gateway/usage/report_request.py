@@ -96,9 +96,14 @@ def parse_month(text: str | None, now_ms: int) -> Month:
             "Missing required parameter: 'month' (YYYY-MM, e.g. 2026-11).", param="month"
         )
     found = _MONTH.fullmatch(text)
-    if found is None or not 1 <= int(found[2]) <= 12 or int(found[1]) < 1970:
+    if found is None or not 1 <= int(found[2]) <= 12:
         raise InvalidRequest(
             f"Invalid 'month': {quoted(text)} is not a month written YYYY-MM (e.g. 2026-11).",
+            param="month",
+        )
+    if int(found[1]) < 1970:  # written right; the ledger's clock starts at the epoch
+        raise InvalidRequest(
+            f"Invalid 'month': {quoted(text)} is before 1970-01, the first month a report covers.",
             param="month",
         )
     month = Month(int(found[1]), int(found[2]))

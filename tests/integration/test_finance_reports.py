@@ -141,6 +141,7 @@ async def test_bad_queries_are_400_naming_the_parameter(gateway, http, query, pa
     [
         (["--month", "2026-1"], "YYYY-MM"),
         (["--month", "2999-01"], "not begun"),
+        (["--month", "1969-12"], "before 1970-01"),
         (["--month", "2026-01", "--group-by", "team,colour"], "unknown key 'colour'"),
         (["--month", "2026-01", "--format", "xlsx"], "'xlsx'"),
     ],
@@ -168,6 +169,15 @@ async def test_output_file_is_written_whole(gateway, tmp_path):
     assert cli(tmp_path, "--month", "2026-01", "-o", str(out)).returncode == 0
     assert out.read_bytes().startswith(b"month,team,model,")
     assert os.listdir(out.parent) == ["jan.csv"]
+
+
+async def test_output_dash_is_stdout(gateway, tmp_path):
+    """`-o -` writes the report to stdout, as other CLIs do, and no file named '-'."""
+    ran = cli(tmp_path, "--month", "2026-01", "-o", "-")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == cli(tmp_path, "--month", "2026-01").stdout
+    assert ran.stdout.startswith(b"month,team,model,")
+    assert not (tmp_path / "-").exists()
 
 
 def test_an_unwritable_output_path_fails_cleanly(tmp_path):

@@ -29,18 +29,27 @@ NOW = at_ms(2026, 3, 10)
         "2026-01-01",
         " 2026-01",
         "2026/01",
-        "1969-12",
         "\uff12\uff10\uff12\uff16-01",
         "abcd-ef",
         "2026-01\n",
     ],
 )
 def test_a_month_not_written_yyyy_mm_is_refused_naming_month(text):
-    """A month that is not YYYY-MM (or before 1970) is a 400 naming `month`."""
+    """A month that is not YYYY-MM is a 400 naming `month`."""
     with pytest.raises(InvalidRequest) as refused:
         parse_month(text, NOW)
     assert refused.value.param == "month"
     assert "YYYY-MM" in refused.value.message
+
+
+@pytest.mark.parametrize("text", ["1969-12", "0001-01", "0000-01"])
+def test_a_month_before_1970_is_refused_for_its_year_not_its_form(text):
+    """A month written right but before the epoch says so, not that it is malformed."""
+    with pytest.raises(InvalidRequest) as refused:
+        parse_month(text, NOW)
+    assert refused.value.param == "month"
+    assert "before 1970-01" in refused.value.message
+    assert "YYYY-MM" not in refused.value.message
 
 
 @pytest.mark.parametrize("text", [None, ""])
