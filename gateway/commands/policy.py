@@ -37,7 +37,24 @@ policy_app = typer.Typer(
 )
 
 Directory = Annotated[Path, typer.Argument(help="Policy bundle folder.")]
-Reason = Annotated[str, typer.Option(help="Why: kept with the version and in the audit log.")]
+
+
+def _bounded_reason(reason: str) -> str:
+    """Refuse a --reason the service would refuse, before any database work (exit 2)."""
+    from gateway.policy.service import MAX_REASON_CHARS
+
+    if len(reason) > MAX_REASON_CHARS:
+        raise typer.BadParameter(f"at most {MAX_REASON_CHARS} characters (got {len(reason)})")
+    return reason
+
+
+Reason = Annotated[
+    str,
+    typer.Option(
+        help="Why: kept with the version and in the audit log (at most 1000 characters).",
+        callback=_bounded_reason,
+    ),
+]
 
 
 def cli_author() -> str:

@@ -46,9 +46,17 @@ class PolicyConflict(GatewayError):
         self.base = base
 
 
+# The reason quoted in a conflict: enough to recognise the change, never a whole essay
+# (versions stored before reasons were capped may hold any length).
+DESCRIBED_REASON_CHARS = 200
+
+
 def describe(version: PolicyVersion) -> str:
     when = version.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-    why = f": {version.reason!r}" if version.reason else ""
+    reason = version.reason
+    why = f": {reason[:DESCRIBED_REASON_CHARS]!r}" if reason else ""
+    if len(reason) > DESCRIBED_REASON_CHARS:
+        why += f"… (cut, {len(reason)} characters)"
     return f"version {version.version} by {version.author} at {when}{why}"
 
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.audit import AuditEntry, read_audit, record_audit
 from gateway.db import locked_transaction
-from gateway.errors import NotFound, quoted
+from gateway.errors import InvalidRequest, NotFound, quoted
 from gateway.policy import bundle_text, changes
 from gateway.policy.apply_rule import (
     HELD_KEY,
@@ -77,6 +77,18 @@ __all__ = [
 ]
 
 LOCK_NAME = "gateway:policy_versions"
+# A reason is a line or a paragraph for history and the audit log, quoted in conflicts;
+# an unbounded one would bloat every later history page and 409.
+MAX_REASON_CHARS = 1000
+
+
+def check_reason(reason: str) -> None:
+    """Refuse a reason longer than MAX_REASON_CHARS (400 naming `reason`)."""
+    if len(reason) > MAX_REASON_CHARS:
+        raise InvalidRequest(
+            f"Invalid 'reason': at most {MAX_REASON_CHARS} characters (got {len(reason)}).",
+            param="reason",
+        )
 
 
 class VersionNotFound(NotFound):
@@ -254,6 +266,7 @@ class PolicyService:
         version, so the next edit of the same folder is based on it (a read-only
         folder, such as a ConfigMap, is left as it is).
         """
+        check_reason(reason)
         candidate = await self.read_folder(directory)
         if base_version is not None:
             base: int | None = base_version
@@ -322,6 +335,7 @@ class PolicyService:
         self, bundle: Mapping[str, Any], *, author: str, reason: str, base_version: int | None
     ) -> Applied:
         """A whole bundle (JSON) as the next version, if `base_version` is the running one."""
+        check_reason(reason)
         candidate = await asyncio.to_thread(candidate_from_raw, bundle, self._env)
 
         async def check(_conn: AsyncConnection, running: PolicyVersion | None) -> dict[str, Any]:
@@ -348,6 +362,7 @@ class PolicyService:
         base_version: int | None,
     ) -> Applied:
         """Merge-patch one team (RFC 7386: `null` removes a field) into the running bundle."""
+        check_reason(reason)
         running = await self.current()
         if running is None or running.version != base_version:
             raise api_conflict(running, base_version)
@@ -373,6 +388,7 @@ class PolicyService:
 
     async def rollback(self, version: int, *, author: str, reason: str) -> Applied:
         """A new version equal to `version` (a no-op when the running one already is)."""
+        check_reason(reason)
         old = await self.get(version)
         candidate = await asyncio.to_thread(
             candidate_from_raw, old.bundle, self._env, f"policy version {version}"
