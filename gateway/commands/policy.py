@@ -15,6 +15,7 @@ import getpass
 import json
 import os
 import socket
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -264,6 +265,16 @@ def export(
     typer.echo(f"exported policy version {exported.version} to {directory}")
 
 
+def one_line(text: str) -> str:
+    """`text` with control characters and line separators escaped as Python writes them
+    (a newline becomes backslash-n), so a table row stays one line with the version first;
+    `--json` keeps the real text."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) in _BREAKING else c for c in text)
+
+
+_BREAKING = frozenset({"Cc", "Zl", "Zp"})  # controls (C0, DEL, C1), U+2028, U+2029
+
+
 @policy_app.command("history")
 def history(
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
@@ -278,9 +289,9 @@ def history(
         [
             str(v.version),
             v.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            v.author,
+            one_line(v.author),
             v.hash[:12],
-            v.reason or "-",
+            one_line(v.reason) or "-",
         ]
         for v in versions
     ]

@@ -106,3 +106,20 @@ def test_cli_refuses_a_reason_over_the_limit(tmp_path: Path) -> None:
     assert rolled.returncode == 2, rolled.stderr
     listed = cli(tmp_path, "policy", "history", "--json")
     assert [v["version"] for v in json.loads(listed.stdout)] == [1]
+
+
+def test_history_shows_a_multiline_reason_on_one_row(tmp_path: Path) -> None:
+    """A reason with a newline or an escape code: one row, version first; --json keeps it."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "bundle.yaml").write_text(ADMIN_POLICY)
+    reason = "line1\nline2\r\x1b[31mred\u2028end"
+    assert cli(tmp_path, "policy", "apply", str(folder), "--reason", reason).returncode == 0
+    table = cli(tmp_path, "policy", "history")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) == 2, table.stdout
+    assert lines[1].startswith("1 ")
+    assert lines[1].endswith(r"line1\nline2\r\x1b[31mred\u2028end")
+    listed = cli(tmp_path, "policy", "history", "--json")
+    assert json.loads(listed.stdout)[0]["reason"] == reason
