@@ -115,6 +115,7 @@ class Exchange(Protocol):
     endpoint: Endpoint
     cache_control: tuple[str, ...]  # the request's Cache-Control values (response cache)
     has_answered: bool  # the status line has gone out
+    model: str | None  # the body's model alias once it parsed, even if a field is refused
 
     @property
     def authorization(self) -> str | None:
@@ -215,7 +216,10 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     policy = services.policy.current()  # one snapshot for the whole request
     ctx.principal = await authenticate(exchange.authorization, services, policy)
     team = admitted(policy, ctx.principal)  # before the body: a 401/403 outranks a 400
-    parsed = await exchange.read_body()
+    try:
+        parsed = await exchange.read_body()
+    finally:  # a body refused for another field keeps its model on the records
+        ctx.model = exchange.model
     ctx.model, ctx.is_stream = parsed.model, parsed.is_stream
     grant = authorize(
         policy, ctx.principal, team, parsed.model, ctx.endpoint, services.providers.get

@@ -52,6 +52,17 @@ async def read_json_object(
     """The body as a JSON object; raises an InvalidRequest, or ClientDisconnected
     when the client hangs up in the middle of its upload. `endpoint`: the inference
     endpoint whose field bounds refuse an integer past 64 bits (check_integers)."""
+    raw, body = await parse_json_object(request, limit, endpoint)
+    check_forwardable(raw, body, endpoint)
+    return body
+
+
+async def parse_json_object(
+    request: Request, limit: int, endpoint: Endpoint | None = None
+) -> tuple[bytes, dict[str, Any]]:
+    """(raw, body) of a body that parses as a JSON object, not yet checked as
+    forwardable: read_json_object without its last step, for a caller that wants
+    the parsed body even when that step refuses it (the model alias of its record)."""
     content_type = request.headers.get("content-type")
     if content_type:
         media = content_type.partition(";")[0].strip().lower()
@@ -75,8 +86,7 @@ async def read_json_object(
         ) from None
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
-    check_forwardable(raw, body, endpoint)
-    return body
+    return raw, body
 
 
 async def read_body_bytes(receive: Receive, limit: int) -> bytes:
@@ -210,6 +220,12 @@ def out_of_range_integer(raw: bytes) -> tuple[str, str] | None:
             continue
         stack.extend(reversed(items))  # depth first, in document order
     return None
+
+
+def model_named(body: dict[str, Any]) -> str | None:
+    """The body's `model` when it is a string, whatever else the body holds (checked or not)."""
+    model = body.get("model")
+    return model if isinstance(model, str) else None
 
 
 def check_body(endpoint: Endpoint, body: dict[str, Any]) -> tuple[str, bool]:

@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway import pipeline
-from gateway.api.body import check_body, read_json_object
+from gateway.api.body import check_body, check_forwardable, model_named, parse_json_object
 from gateway.api.edge import request_id_of, requires_scope
 from gateway.auth.authorization_header import authorization_of
 from gateway.auth.principal import SCOPE_INVOKE, Principal
@@ -75,6 +75,7 @@ class AsgiExchange:
         "cache_control",
         "endpoint",
         "has_answered",
+        "model",
         "request_id",
     )
 
@@ -94,6 +95,7 @@ class AsgiExchange:
             headers.getlist("cache-control"), headers.getlist("pragma")
         )
         self.has_answered = False
+        self.model: str | None = None
 
     @property
     def authorization(self) -> str | None:
@@ -101,7 +103,11 @@ class AsgiExchange:
         return authorization_of(self._request.scope["headers"])
 
     async def read_body(self) -> pipeline.ParsedBody:
-        body = await read_json_object(self._request, self._max_body_bytes, self.endpoint)
+        raw, body = await parse_json_object(self._request, self._max_body_bytes, self.endpoint)
+        # Known before any field is checked: a body refused for another field is still
+        # recorded under the model it named (per-model error counts).
+        self.model = model_named(body)
+        check_forwardable(raw, body, self.endpoint)
         model, is_stream = check_body(self.endpoint, body)
         self._watch = DisconnectWatch(self._receive)
         return pipeline.ParsedBody(body, model, is_stream)

@@ -129,6 +129,51 @@ async def test_every_way_a_request_ends_writes_one_row(tmp_path):
     assert unpriced["input_tokens"] > 0  # counted all the same: the report flags it
 
 
+async def test_a_body_refused_for_a_field_keeps_its_model_on_the_row(tmp_path):
+    """A 400 for a bad field value (max_tokens < 0, stream_options without stream, messages
+    not a list, nesting too deep) still records the model alias the body named, cut to 256
+    characters, so per-model error counts hold it; a model that is not a string records none."""
+    deep: Any = "x"
+    for _ in range(200):
+        deep = [deep]
+    bodies = {
+        "max_tokens": {**CHAT, "model": "offline", "max_tokens": -5},
+        "stream_options": {**CHAT, "model": "offline", "stream_options": {"include_usage": True}},
+        "messages": {"model": "offline", "messages": "x"},
+        "too deep": {**CHAT, "model": "offline", "metadata": deep},
+        "long alias": {**CHAT, "model": "m" * 300, "max_tokens": -5},
+        "model not a string": {**CHAT, "model": 7},
+    }
+    async with running_gateway(tmp_path, POLICY.format(base="http://127.0.0.1:9/v1")) as gw:
+        token = await gw.token(team="demo")
+        sent: dict[str, httpx.Response] = {}
+        async with httpx.AsyncClient(base_url=gw.base_url, timeout=30) as http:
+            for name, body in bodies.items():
+                sent[name] = await http.post(
+                    "/chat/completions",
+                    content=orjson.dumps(body),
+                    headers={
+                        "Authorization": f"Bearer {token}",
+                        "content-type": "application/json",
+                    },
+                )
+    rows = by_request_id(ledger_rows(tmp_path))
+    got = {name: rows[reply.headers["x-request-id"]][0] for name, reply in sent.items()}
+    assert {name: reply.status_code for name, reply in sent.items()} == dict.fromkeys(bodies, 400)
+    assert {name: (row["status"], row["outcome"]) for name, row in got.items()} == dict.fromkeys(
+        bodies, (400, "refused")
+    )
+    assert {name: row["model"] for name, row in got.items()} == {
+        "max_tokens": "offline",
+        "stream_options": "offline",
+        "messages": "offline",
+        "too deep": "offline",
+        "long alias": "m" * 256,
+        "model not a string": None,
+    }
+    assert got["max_tokens"]["error_code"] == "integer_below_min_value"
+
+
 async def test_a_client_that_hangs_up_mid_stream_gets_a_row_with_what_was_generated(tmp_path):
     """The stream is cut by the client after five events: one 499 row, client_disconnected
     (the status line said 200; the row says how the request ended)."""
