@@ -11,6 +11,12 @@ A request served unchecked still spent: its usage is owed (kept here, bounded) a
 charged by the CHARGE script with the next batch that reaches Redis, so a Redis that
 comes back with its keys (persisted, a replica, a healed partition) counts the outage.
 One that comes back empty rebuilds its counters from the ledger, which holds it.
+
+A reserve given up on (no reply within the timeout) may still run: a hung Redis (stopped,
+not dead) reads it from its socket when it wakes, after the request was served unchecked
+or refused. Its hold id is owed to Redis the same way (a CHARGE with its lease end): it
+frees that hold, or, arriving first, marks the id so the late reserve takes nothing. It
+rides ahead of the next reserve (or usage view), so no decision counts a phantom hold.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.limits.answers import (
     BudgetRefusal,
@@ -42,6 +49,7 @@ from gateway.limits.redis_calls import (
     OwedCharges,
     ScriptCall,
     ShapeCalls,
+    abandoned_reserve,
     charge_command,
     owed_charge,
     refused_for_script,
@@ -50,7 +58,7 @@ from gateway.limits.redis_calls import (
     team_prefix,
 )
 from gateway.limits.redis_scripts import CHARGE, RESERVE, SEED, SETTLE, SWEEP
-from gateway.limits.resp import Command, NoScript, RespConnection, RespError
+from gateway.limits.resp import Command, NoScript, NotSent, RespConnection, RespError
 from gateway.limits.service import Clock, wall_clock_ms
 
 log = logging.getLogger("gateway.limits")
@@ -119,48 +127,57 @@ class RedisBackend:
         return None  # Redis decides: always one round trip (try_reserve)
 
     async def try_reserve(self, plan: Plan, hold_id: str, now_ms: int) -> Decision:
-        reserve = self._calls.of(plan.shape)[0]
         lease_end = now_ms + plan.lease_ms
-        args = reserve.args(hold_id, reserve_values(plan, now_ms, lease_end))
-        fast = self._fast
-        if fast is None:
-            reply = await self._call(self._reserve, reserve.keys, args)
-            return decode_reserve(plan, hold_id, lease_end, reply)
-        # The settles waiting in the queue ride ahead of the reserve, in the same write.
-        # The settle timer stays: when it fires it finds the queue empty (or holding the
-        # settles that came since, none of them older than its delay). One timer per
-        # delay, not one made and cancelled per request.
-        batch: list[Settle] = []
-        if len(self._queue) <= RIDE_ALONG_MAX:
-            batch, self._queue = self._queue, batch
-        commands = self._settle_commands(batch)
-        # Charges owed (Redis was away) go before the reserve: it checks the outage's spend.
-        charges = self._owed.take(OWED_RIDE_ALONG) if self._owed else []
-        if charges:
-            commands += [charge_command(self._charge.sha, c) for c in charges]
-        commands.append(reserve.command(args))
-        self._sending += 1
         try:
-            replies = await fast.call_many(commands)
-        except (RespError, OSError) as error:
-            if batch:
-                self._lost(len(batch), error)
-            self._owe_again(charges)
-            raise BackendUnavailable(f"Redis: {_why(error)}") from error
-        finally:
-            self._sending -= 1
-            self._maybe_idle()
-        reply = replies.pop()
-        again = self._accounted(batch, replies)
-        if again:
-            await self._send_again(again)
-        if charges:
-            await self._charges_answered(charges, replies[len(batch) :])
-        if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
-            reply = await self._call(self._reserve, reserve.keys, args, reserve, forgotten=True)
-        elif isinstance(reply, RespError):
-            raise BackendUnavailable(f"Redis: {_why(reply)}")
-        return decode_reserve(plan, hold_id, lease_end, reply)
+            reserve = self._calls.of(plan.shape)[0]
+            args = reserve.args(hold_id, reserve_values(plan, now_ms, lease_end))
+            fast = self._fast
+            if fast is None:  # owed charges go with the drainer (after the next settle)
+                reply = await self._call(self._reserve, reserve.keys, args)
+                return decode_reserve(plan, hold_id, lease_end, reply)
+            # The settles waiting in the queue ride ahead of the reserve, in the same write.
+            # The settle timer stays: when it fires it finds the queue empty (or holding the
+            # settles that came since, none of them older than its delay). One timer per
+            # delay, not one made and cancelled per request.
+            batch: list[Settle] = []
+            if len(self._queue) <= RIDE_ALONG_MAX:
+                batch, self._queue = self._queue, batch
+            commands = self._settle_commands(batch)
+            # Charges owed (Redis was away) go before the reserve: it checks the outage's spend.
+            charges = self._owed.take(OWED_RIDE_ALONG) if self._owed else []
+            if charges:
+                # CHARGE loaded first, in the same write: a Redis that kept its scripts (a
+                # hung one, woken) may never have run this one, and its NOSCRIPT would let
+                # the reserve be checked before the charges (and the holds they free) land.
+                commands.append(("SCRIPT", "LOAD", CHARGE))
+                commands += [charge_command(self._charge.sha, c) for c in charges]
+            commands.append(reserve.command(args))
+            self._sending += 1
+            try:
+                replies = await fast.call_many(commands)
+            except (RespError, OSError) as error:
+                if batch:
+                    self._lost(len(batch), error)
+                self._owe_again(charges)
+                raise BackendUnavailable(f"Redis: {_why(error)}") from error
+            finally:
+                self._sending -= 1
+                self._maybe_idle()
+            reply = replies.pop()
+            again = self._accounted(batch, replies)
+            if again:
+                await self._send_again(again)
+            if charges:  # their replies follow the batch's and the SCRIPT LOAD's
+                await self._charges_answered(charges, replies[len(batch) + 1 :])
+            if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
+                reply = await self._call(self._reserve, reserve.keys, args, reserve, forgotten=True)
+            elif isinstance(reply, RespError):
+                raise BackendUnavailable(f"Redis: {_why(reply)}")
+            return decode_reserve(plan, hold_id, lease_end, reply)
+        except BackendUnavailable as error:
+            if _may_run_late(error.__cause__):  # written: a hung Redis may run it yet
+                self._owe(abandoned_reserve(hold_id, plan, self._clock(), lease_end))
+            raise
 
     async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
         if not seeds:
@@ -363,8 +380,8 @@ class RedisBackend:
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         p = team_prefix(plan.team)
-        if self._owed and plan.budgets:  # the usage view counts what an outage spent
-            await self._charge_owed()
+        if self._owed and (plan.budgets or plan.concurrency):
+            await self._charge_owed()  # the outage's spend counted, phantom holds freed
         if plan.budgets or plan.concurrency:  # lapsed holds still count there (not on rates)
             await self._call(self._sweep, [p + "holds", p + "exp"], [now_ms])
         try:
@@ -458,6 +475,14 @@ def _why(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def _may_run_late(error: BaseException | None) -> bool:
+    """Whether a call that failed with `error` may have been written to Redis (and run
+    when a hung Redis wakes): a timeout or a connection lost, not one never made."""
+    if isinstance(error, NotSent):
+        return False
+    return isinstance(error, OSError | RedisTimeoutError)
+
+
 def decode_reserve(plan: Plan, hold_id: str, lease_end: int, reply: list[Any]) -> Decision:
     """The RESERVE script's answer → the same values the in-process backend returns."""
     status = int(reply[0])
@@ -466,6 +491,8 @@ def decode_reserve(plan: Plan, hold_id: str, lease_end: int, reply: list[Any]) -
         return Hold(hold_id, plan, lease_end, requests, tokens)
     if status == 4:
         return NeedsSeed(tuple(plan.budgets[int(i) - 1] for i in reply[1:]))
+    if status == 5:  # never for a reserve awaited: each has its own id (redis_scripts.py)
+        raise BackendUnavailable(f"Redis: reserve {hold_id} was given up on already")
     check_index = int(reply[1]) - 1
     if status == 1:
         verdict = Verdict.TOO_LARGE if int(reply[2]) == 2 else Verdict.EXHAUSTED

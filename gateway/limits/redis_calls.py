@@ -9,7 +9,8 @@ of everything before the two arguments. A request then fills in the template and
 frames two arguments: ~1 µs, where building and packing the whole call cost ~7.
 
 Also the CHARGE call of a request served unchecked (Redis was unreachable, the policy
-said open): its true usage, owed to its budget counters until Redis answers again.
+said open): its true usage, owed to its budget counters until Redis answers again; and
+of a reserve given up on (no reply in time), whose hold must be freed or never made.
 Rare, so made per charge, not per shape.
 """
 
@@ -128,12 +129,16 @@ class ShapeCalls:
 
 
 class OwedCharge(NamedTuple):
-    """What a request served unchecked used, owed to its budget counters (CHARGE)."""
+    """What a request served unchecked used, owed to its budget counters, or a reserve
+    given up on, whose hold Redis owes back (CHARGE)."""
 
     hold_id: str  # marks the charge on each counter it reached: sent again, never counted twice
     shape: Shape  # its budgets' keys (shared with every request of the shape)
     amounts: tuple[int, ...]  # per budget of the shape, in the budget's unit
     finished_ms: int  # when it settled: a counter rebuilt from the ledger since may hold it
+    # A reserve given up on: its lease end, until which a late run of it must take
+    # nothing (0: none, a usage charge)
+    lease_end_ms: int = 0
 
 
 def owed_charge(
@@ -149,12 +154,26 @@ def owed_charge(
     return OwedCharge(hold_id, plan.shape, amounts, finished_ms)
 
 
+def abandoned_reserve(
+    hold_id: str, plan: Plan, given_up_ms: int, lease_end_ms: int
+) -> OwedCharge | None:
+    """A reserve the gateway gave up on (sent, no reply in time): a hung Redis may run it
+    later, and its hold must then take nothing. None: it could hold nothing past the
+    call (no budget, no concurrency: its rate levels are what the request, served or
+    refused, is counted as)."""
+    if not (plan.budgets or plan.concurrency):
+        return None
+    shape = plan.shape
+    return OwedCharge(hold_id, shape, (0,) * len(shape.budgets), given_up_ms, lease_end_ms)
+
+
 def charge_command(sha: str, charge: OwedCharge) -> tuple[str | int, ...]:
-    """CHARGE's call: KEYS the budget counters; ARGV the hold id, then in one string the
-    instant it finished and the amount per counter."""
+    """CHARGE's call: KEYS the team's holds, their leases and the budget counters; ARGV
+    the hold id, then in one string the instant it finished, the lease end of a reserve
+    given up on (0: none) and the amount per counter."""
     p = team_prefix(charge.shape.team)
-    keys = [p + b.key for b in charge.shape.budgets]
-    numbers = " ".join(map(str, (charge.finished_ms, *charge.amounts)))
+    keys = [p + "holds", p + "exp", *(p + b.key for b in charge.shape.budgets)]
+    numbers = " ".join(map(str, (charge.finished_ms, charge.lease_end_ms, *charge.amounts)))
     return ("EVALSHA", sha, len(keys), *keys, charge.hold_id, numbers)
 
 

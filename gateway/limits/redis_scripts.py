@@ -9,9 +9,10 @@ Keys: budget counters are hashes (u = used, r = reserved, s = when it was rebuil
 from the ledger, ms; 1 from an older gateway; o:<hold id> = that unchecked request was
 charged here); rate buckets hashes (s = stamp ms, l = level); concurrency sorted sets of
 hold ids scored by lease end; `holds` maps a hold id to what it reserved
-("B key amount ... C key ..."), `exp` scores hold ids by lease end so the next
-reservation (or usage view) frees holds whose replica died; both live as long as the
-budget keys a hold reserved on, since a sweep needs a record to undo it.
+("B key amount ... C key ..."; empty: it holds nothing, as a reserve given up on, see
+CHARGE), `exp` scores hold ids by lease end so the next reservation (or usage view)
+frees holds whose replica died; both live as long as the budget keys a hold reserved
+on, since a sweep needs a record to undo it.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ for word in string.gmatch(ARGV[2], '%S+') do A[#A + 1] = word end
 # ARGV: id, then in one string: now, lease_end, nb, nr, nc, then (limit, amount,
 #       keep_until) per budget, (limit, amount) per rate, limit per concurrency.
 # Returns {0, remaining, reset_ms, ...per rate} | {1, i, verdict, used, reserved, V}
-#       | {2, i, in_flight, V} | {3, i, retry_ms, remaining, reset_ms, V} | {4, i, ...},
+#       | {2, i, in_flight, V} | {3, i, retry_ms, remaining, reset_ms, V} | {4, i, ...}
+#       | {5} (this hold id is known already: the gateway gave up on this reserve),
 #       where V is (remaining, reset_ms) per rate as the keys stand (a refusal's headers).
 RESERVE = (
     _RELEASE
@@ -65,6 +67,9 @@ RESERVE = (
     + """
 local holds, exp = KEYS[1], KEYS[2]
 local id, now, lease_end = A[1], tonumber(A[2]), tonumber(A[3])
+-- Every reserve has an id of its own: one on record was given up on (CHARGE marked it)
+-- and runs late, from a hung Redis's socket. Nobody waits for it: it takes nothing.
+if redis.call('HEXISTS', holds, id) == 1 then return {5} end
 local nb, nr, nc = tonumber(A[4]), tonumber(A[5]), tonumber(A[6])
 local W = """
     + str(WINDOW_MS)
@@ -234,22 +239,46 @@ end
 return 1
 """
 
-# KEYS: budgets...  ARGV: id, then in one string: finished (ms), then amount per budget.
+# KEYS: holds, exp, budgets...  ARGV: id, then in one string: finished (ms), the lease end
+# of a reserve given up on (0: none), then amount per budget.
 # What a request served unchecked used, added once Redis answers again. Only to a counter
 # rebuilt before the request finished: one rebuilt since may have summed its ledger row,
 # and one not there at all is rebuilt from the ledger when next needed (both count it).
 # A field o:<id> marks it charged: a charge sent again (its reply lost) adds nothing. The
 # keys' TTLs stay: the charge belongs to the period they count.
+# A reserve the gateway gave up on (no reply within its timeout) may run later, when a
+# hung Redis wakes and reads it: its hold, if it ran already, is freed; if it has not,
+# an empty record under its id refuses it (RESERVE) until its lease ends, when a sweep
+# takes the record (by the gateway's clocks, as every lease: no Redis clock involved).
+# Sent again, it changes nothing: the empty record stays.
 CHARGE = (
-    _ARGS
+    _RELEASE
+    + _ARGS
     + """
-local finished, mark, charged = tonumber(A[2]), 'o:' .. A[1], 0
-for i = 1, #KEYS do
-  local rebuilt = tonumber(redis.call('HGET', KEYS[i], 's') or '')
-  if rebuilt and rebuilt < finished and tonumber(A[2 + i]) > 0
-    and redis.call('HSETNX', KEYS[i], mark, 1) == 1 then
-    redis.call('HINCRBY', KEYS[i], 'u', A[2 + i])
-    charged = charged + 1
+local holds, exp, id = KEYS[1], KEYS[2], A[1]
+local finished, lease_end = tonumber(A[2]), tonumber(A[3])
+if lease_end > 0 then
+  local rec = redis.call('HGET', holds, id)
+  if not rec then
+    redis.call('HSET', holds, id, '')
+    redis.call('ZADD', exp, lease_end, id)
+    local keep = lease_end - finished
+    if keep < 1000 then keep = 1000 end
+    if redis.call('PTTL', holds) < keep then redis.call('PEXPIRE', holds, int(keep)) end
+    if redis.call('PTTL', exp) < keep then redis.call('PEXPIRE', exp, int(keep)) end
+  elseif rec ~= '' then
+    release(holds, exp, id)
+  end
+end
+local mark, charged = 'o:' .. id, 0
+for i = 3, #KEYS do
+  local amount = A[1 + i]
+  if tonumber(amount) > 0 then
+    local rebuilt = tonumber(redis.call('HGET', KEYS[i], 's') or '')
+    if rebuilt and rebuilt < finished and redis.call('HSETNX', KEYS[i], mark, 1) == 1 then
+      redis.call('HINCRBY', KEYS[i], 'u', amount)
+      charged = charged + 1
+    end
   end
 end
 return charged

@@ -15,6 +15,9 @@ every command in flight and closes the connection (later replies could no longer
 be matched to their commands); the next command connects again. The timeout is kept
 by one watchdog per connection, ticking while commands are in flight, not by a timer
 made and cancelled per command (asyncio's timers are Python code: ~3 µs a command).
+A command given up on may still run: a hung (stopped, not dead) Redis reads it from
+its socket when it wakes, after the gateway went on without it (redis_backend.py makes
+a late reserve harmless). Only NotSent (no connection could be made) says it never will.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ class RespError(Exception):
 
 class NoScript(RespError):
     """EVALSHA of a script this Redis does not know (it restarted, or was flushed)."""
+
+
+class NotSent(ConnectionError):
+    """No connection could be made: the commands were never written (none of them can
+    run later), unlike a timeout, after which a hung Redis may still run them."""
 
 
 class _Incomplete(Exception):
@@ -258,10 +266,12 @@ class RespConnection:
             link = await asyncio.wait_for(self._open(loop), self._timeout_s)
         except BaseException as error:
             self._connecting = None
-            failure = error if isinstance(error, Exception) else ConnectionError("cancelled")
+            failure = NotSent(f"cannot connect to Redis: {_why(error)}")
             connecting.set_exception(failure)
             connecting.exception()  # retrieved: nobody else may be waiting
-            raise
+            if isinstance(error, Exception):
+                raise failure from error
+            raise  # cancelled: the caller is gone
         self._connecting = None
         self._link = link
         connecting.set_result(link)
@@ -284,3 +294,7 @@ class RespConnection:
                 link.fail(ConnectionError("setup refused"))
                 raise ConnectionError(f"Redis refused the connection setup: {reply}")
         return link
+
+
+def _why(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -10,6 +10,7 @@ from gateway.limits.plan import Actual, Estimate, Plan, build_plan
 from gateway.limits.redis_calls import (
     OwedCharge,
     OwedCharges,
+    abandoned_reserve,
     charge_command,
     excess,
     owed_charge,
@@ -62,21 +63,35 @@ def test_nothing_is_owed(team: TeamRules, actual: Actual | None) -> None:
 
 
 def test_a_charge_is_one_evalsha_on_the_budget_counters() -> None:
-    """KEYS the team's budget counters (one hash slot); ARGV the hold id (its mark on
-    each counter), then one string: the instant it finished and the amount per counter."""
+    """KEYS the team's holds, their leases and budget counters (one hash slot); ARGV the
+    hold id (its mark on each counter), then one string: the instant it finished, no
+    reserve given up on (0), the amount per counter."""
     plan = plan_of(BUDGETED)
     owed = owed_charge("h1", plan, Actual(40, 7_000), NOW + 5)
     assert owed is not None
     p = team_prefix("t")
-    keys = [p + b.key for b in plan.budgets]
+    keys = [p + "holds", p + "exp", *(p + b.key for b in plan.budgets)]
     assert charge_command("sha", owed) == (
         "EVALSHA",
         "sha",
-        3,
+        5,
         *keys,
         "h1",
-        f"{NOW + 5} 40 7000 40",
+        f"{NOW + 5} 0 40 7000 40",
     )
+
+
+def test_a_reserve_given_up_on_owes_its_hold_and_no_usage() -> None:
+    """Its lease end (until when a late run of it must take nothing), nothing to add."""
+    plan = plan_of(BUDGETED)
+    owed = abandoned_reserve("h1", plan, NOW + 500, NOW + 90_000)
+    assert owed == OwedCharge("h1", plan.shape, (0, 0, 0), NOW + 500, NOW + 90_000)
+    assert charge_command("sha", owed)[-1] == f"{NOW + 500} {NOW + 90_000} 0 0 0"
+
+
+def test_a_reserve_of_rates_alone_given_up_on_owes_nothing() -> None:
+    """Its hold holds nothing past the call; its rate levels count the request."""
+    assert abandoned_reserve("h1", plan_of(RATES_ONLY), NOW + 500, NOW + 90_000) is None
 
 
 @pytest.mark.parametrize(
