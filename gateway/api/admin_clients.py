@@ -21,6 +21,7 @@ from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
 from gateway.auth.clients import InvalidClientSpec, UnknownClient
 from gateway.auth.principal import SCOPE_ADMIN, Principal
 from gateway.errors import InvalidRequest, NotFound, cut, quoted
+from gateway.policy.names import team_name_problem
 from gateway.services import Services
 
 CREATE_PARAMETERS = ("team", "name", "scopes")
@@ -69,6 +70,11 @@ async def create_client(request: Request, services: Services, principal: Princip
     if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
         raise InvalidRequest(
             "Invalid type for 'scopes': expected an array of strings.", param="scopes"
+        )
+    problem = team_name_problem(team.strip())  # the registry strips it
+    if problem is not None:
+        raise InvalidRequest(
+            f"Invalid 'team': {quoted(team)} can never be a team: {problem}.", param="team"
         )
     try:
         record, secret = await services.clients.create(team, name, scopes, principal.subject)

@@ -156,9 +156,20 @@ def mint_token(
     settings: Settings, team: str, subject: str, scopes: Sequence[str], ttl_s: int
 ) -> str:
     """A token signed with the local key for the issuer and audience the server checks
-    (minting_issuer): what `gateway token` prints, and what `gateway usage` asks with."""
+    (minting_issuer): what `gateway token` prints, and what `gateway usage` asks with.
+
+    A team no policy can name, or an empty subject, exits 2: the gateway would refuse
+    such a token (the subject with 401), so printing one would only mislead."""
     from gateway.auth.access_tokens import mint_with_current_key
 
+    refuse_impossible_team(team)
+    if not subject:
+        typer.echo(
+            "error: --subject must not be empty: the gateway refuses a token without a "
+            "subject (sub claim)",
+            err=True,
+        )
+        raise typer.Exit(2)
     served = minting_issuer(settings)
     return asyncio.run(
         mint_with_current_key(
@@ -175,8 +186,19 @@ def mint_token(
     )
 
 
+def refuse_impossible_team(team: str) -> None:
+    """Exit 2 when no policy can have a team named `team` (the schema's team-name rule)."""
+    from gateway.policy.names import team_name_problem
+
+    problem = team_name_problem(team)
+    if problem is not None:
+        typer.echo(f"error: team {team!r} can never be a team: {problem}", err=True)
+        raise typer.Exit(2)
+
+
 def warn_unknown_team(team: str, consequence: str) -> None:
-    """Warn (never fail) when `team` is not in the running policy version.
+    """Warn when `team` is not in the running policy version; exit 2 when no policy can
+    have it (`refuse_impossible_team`), since no edit of the policy would make it work.
 
     The running version is the database's newest; before the first `serve`
     there is none, and the policy folder is what will become version 1.
@@ -189,6 +211,7 @@ def warn_unknown_team(team: str, consequence: str) -> None:
     from gateway.policy.store import load_policy_dir
     from gateway.settings import load_settings
 
+    refuse_impossible_team(team.strip())  # `clients create` strips it
     settings = load_settings()
 
     async def running_teams() -> tuple[set[str], str] | None:
