@@ -37,6 +37,9 @@ ENV_REFERENCE = re.compile(r"^\$\{(?:[A-Za-z_][A-Za-z0-9_]*|file:[^}]+)\}$")
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$"
 SEGMENT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"  # NAME without "/"
 _HTTP_URL = re.compile(r"^https?://(?P<authority>[^\s/?#]+)[^\s?#]*$")
+# A scheme is case-insensitive (RFC 3986 §3.1): `HTTP://` is written in lower case before
+# any check, so every check (and the client) sees one spelling.
+_HTTP_SCHEME = re.compile(r"^(?i:https?)://")
 
 
 # Numbers are strict and finite. YAML reads `yes`/`on` as true, which lax validation takes
@@ -110,6 +113,9 @@ class ProviderSpec(_Strict):
     def _is_http_url(cls, value: str | None) -> str | None:
         if value is None:
             return value
+        scheme = _HTTP_SCHEME.match(value)
+        if scheme is not None:
+            value = scheme[0].lower() + value[scheme.end() :]
         url = _HTTP_URL.match(value)
         if "$" in (url["authority"] if url else value.partition("/")[0]):
             # A reference there could send requests (and the key) to a host the
