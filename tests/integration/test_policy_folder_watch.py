@@ -6,13 +6,16 @@ a real database, so the order of events is the test's, not the poll's.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.policy.service import PolicyService
 from gateway.policy.sync import FolderWatcher
+from tests.support.gateway import running_gateway
 
 POLICY = """\
 providers:
@@ -54,3 +57,42 @@ async def test_a_revert_after_a_forced_apply_is_an_edit_not_a_stale_copy(
     running = await service.current()
     assert running is not None and running.version == 4
     assert running.hash == first.hash
+
+
+async def test_a_serving_replica_applies_a_revert_made_right_after_a_forced_apply(
+    tmp_path: Path,
+) -> None:
+    """The probe's sequence against `serve`: the revert becomes a version; the files stay."""
+    async with running_gateway(tmp_path, POLICY) as gw:
+        other = PolicyService(gw.services.engine, os.environ)  # another replica, or the CLI
+        folder = gw.settings.policy_dir
+        bundle = folder / "bundle.yaml"
+        first = await other.current()
+        assert first is not None and first.version == 1
+        await other.patch_team(
+            "search", {"limits": {"rpm": 7}}, author="api", reason="", base_version=1
+        )
+        # The watcher brings the unedited folder up to version 2 first.
+        await until(lambda: "rpm: 7" in bundle.read_text())
+        before_edit = bundle.read_text()
+        await other.patch_team(
+            "search", {"limits": {"rpm": 8}}, author="api", reason="", base_version=2
+        )
+        bundle.write_text(before_edit.replace("- '*'", "- small"))  # an edit on version 2
+        await until(lambda: gw.services.policy_versions.folder_status() is not None)
+        forced = await other.apply_folder(folder, author="cli", reason="", force=True)
+        bundle.write_text(before_edit)  # at once: the watcher sees marker and revert together
+        await asyncio.sleep(3)  # a poll, its settle time and an apply
+        running = await other.current()
+    assert forced.version.version == 4
+    assert bundle.read_text() == before_edit  # never overwritten
+    assert running is not None and running.version == 5
+    assert running.bundle["teams"]["search"]["limits"] == {"rpm": 7}
+
+
+async def until(condition: Callable[[], object], within_s: float = 5.0) -> None:
+    for _ in range(int(within_s / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the condition did not hold in time")
