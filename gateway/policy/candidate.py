@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from gateway.policy import bundle_text
 from gateway.policy.budget_eras import with_eras
-from gateway.policy.compiled import Policy, compile_policy
+from gateway.policy.compiled import Policy, bundle_hash, compile_policy
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.loader import LoadedBundle, SchemaInvalid, load_bundle, validate_bundle
 from gateway.policy.partial import issues_beyond_schema
@@ -58,6 +58,14 @@ def candidate_from_folder(directory: Path, env: Mapping[str, str]) -> Candidate:
         # JSON cannot hold) is checked again as it will be stored and loaded back.
         bundle = _validated(lambda: validate_bundle(plain, loaded.locate), env)
     return Candidate(plain, compile_policy(LoadedBundle(bundle, plain, loaded.locate), env))
+
+
+def folder_content(directory: Path) -> tuple[dict[str, Any], str]:
+    """A folder's bundle as it would be stored, and its hash, checked against the schema
+    only (no `${VAR}` resolved): whether it equals a stored version this process cannot
+    compile. Raises PolicyInvalid when the schema refuses it."""
+    plain = bundle_text.canonical(load_bundle(directory).raw, str(directory))
+    return plain, bundle_hash(plain)
 
 
 def _validated(validate: Callable[[], T], env: Mapping[str, str]) -> T:

@@ -47,6 +47,7 @@ from gateway.policy.candidate import (
     candidate_from_folder,
     candidate_from_raw,
     compile_version,
+    folder_content,
 )
 from gateway.policy.compiled import Policy
 from gateway.policy.lineage import (
@@ -209,6 +210,10 @@ class PolicyService:
     async def read_folder(self, directory: Path) -> Candidate:
         """Load and check a folder off the event loop (YAML parsing can be slow)."""
         return await asyncio.to_thread(candidate_from_folder, directory, self._env)
+
+    async def read_folder_content(self, directory: Path) -> tuple[dict[str, Any], str]:
+        """A folder's bundle and hash, schema-checked only (`candidate.folder_content`)."""
+        return await asyncio.to_thread(folder_content, directory)
 
     async def folder_base(self, directory: Path, content_hash: str | None = None) -> int | None:
         """The version a folder's files are based on; None when it cannot be told.

@@ -244,27 +244,40 @@ class FolderWatcher:
             # (a revert), never a stale copy to overwrite.
             self._marker = marker
             self._base = marker.version if marker is not None else None
+        refused: PolicyInvalid | None = None
         try:
             candidate = await self._service.read_folder(self._directory)
+            raw, content_hash = candidate.raw, candidate.hash
         except PolicyInvalid as invalid:
-            self._log_invalid(invalid)
-            return
+            # A version this process cannot compile (a `${VAR}` it lacks), written here when it
+            # was the newest, is still no edit: once a newer version runs, the files follow it.
+            refused = invalid
+            try:
+                raw, content_hash = await self._service.read_folder_content(self._directory)
+            except PolicyInvalid:
+                self._log_invalid(invalid)
+                return
+            if self._base is None or (await self._service.get(self._base)).hash != content_hash:
+                self._log_invalid(invalid)
+                return
         running = await self._service.current()
         if running is None:
             return
-        if running.hash == candidate.hash:
+        if running.hash == content_hash:
             self._base, self._problem = running.version, None
+            if refused is not None:
+                self._log_invalid(refused)  # the running version, which this process lacks
             return
         # What this process saw the folder hold is the surest base: content that now equals
         # an older version is then an edit made here, not a stale copy.
         base = (
             self._base
             if self._base is not None
-            else await self._service.folder_base(self._directory, candidate.hash)
+            else await self._service.folder_base(self._directory, content_hash)
         )
-        if base is not None and (await self._service.get(base)).hash == candidate.hash:
+        if base is not None and (await self._service.get(base)).hash == content_hash:
             self._base = base
-            await self._bring_up_to_date(running, base, candidate.raw)
+            await self._bring_up_to_date(running, base, raw)
             return
         try:
             applied = await self._service.apply_folder(

@@ -73,3 +73,30 @@ async def test_a_replica_that_cannot_enforce_the_newest_version_is_not_ready(
         status, body = await readiness(gw)
     assert status == 200, body
     assert body["checks"]["policy"] == "ok"
+
+
+async def test_the_served_folder_follows_again_once_a_version_it_can_load_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The folder rewritten to version 2 (unloadable here) is brought up to version 3 after."""
+    monkeypatch.delenv("PP_API_KEY", raising=False)
+    async with running_gateway(tmp_path, POLICY) as gw:
+        bundle = gw.settings.policy_dir / "bundle.yaml"
+        other = PolicyService(gw.services.engine, {"PP_API_KEY": "x"})
+        await other.apply(NEEDS_KEY, author="b", reason="", base_version=1)
+        for _ in range(100):
+            if "PP_API_KEY" in bundle.read_text():
+                break
+            await asyncio.sleep(0.05)
+        assert "PP_API_KEY" in bundle.read_text()
+        await other.apply(BUNDLE, author="b", reason="", base_version=2)
+        await until_enforced(gw, 3)
+        for _ in range(100):
+            if "PP_API_KEY" not in bundle.read_text():
+                break
+            await asyncio.sleep(0.05)
+        folder = gw.services.policy_versions.folder_status()
+        running = await other.current()
+    assert "PP_API_KEY" not in bundle.read_text()
+    assert folder is None, folder
+    assert running is not None and running.version == 3  # no version made from the folder
