@@ -26,11 +26,12 @@ from gateway.limits.backend import BackendUnavailable
 from gateway.limits.errors import LimitsUnavailable
 from gateway.limits.view import usage_view
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
-from gateway.policy.service import Applied
+from gateway.policy.service import MAX_REASON_CHARS, Applied
 from gateway.policy.versions import PolicyVersion
 from gateway.services import Services
 
 MAX_LIST = 1000
+REASON = "Why: kept with the version and in the audit log."
 
 
 class InvalidPolicy(InvalidRequest):
@@ -64,19 +65,19 @@ T = TypeVar("T")
 
 class PolicyPut(_Body):
     bundle: dict[str, Any] = Field(description="Every section, `${VAR}` references as written.")
-    reason: str = ""
+    reason: str = Field("", max_length=MAX_REASON_CHARS, description=REASON)
     base_version: StrictInt | None = Field(description="The running version this change is on.")
 
 
 class TeamPatch(_Body):
     changes: dict[str, Any] = Field(description="JSON merge patch (RFC 7386) of the team.")
-    reason: str = ""
+    reason: str = Field("", max_length=MAX_REASON_CHARS, description=REASON)
     base_version: StrictInt | None = Field(description="The running version this change is on.")
 
 
 class Rollback(_Body):
     version: StrictInt = Field(description="The version whose policy becomes the new version.")
-    reason: str = ""
+    reason: str = Field("", max_length=MAX_REASON_CHARS, description=REASON)
 
 
 def _admin_only(handler: Handler) -> Endpoint:
