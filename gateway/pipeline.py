@@ -16,6 +16,7 @@ GatewayError and rendered once, here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -29,7 +30,7 @@ from gateway.cache.errors import NotCached  # response cache: only-if-cached, a 
 from gateway.cache.replay import StreamAssembler  # response cache (issue 14)
 from gateway.cache.stage import CachePlan  # response cache (issue 14)
 from gateway.context import Outcome, RequestContext, outcome_of_status
-from gateway.drain import ShuttingDown, shutting_down
+from gateway.drain import ShuttingDown, shutdown_cut, shutting_down
 from gateway.errors import (
     AuthenticationFailed,
     EndpointNotSupported,
@@ -131,6 +132,10 @@ class Exchange(Protocol):
         """After a CancelledError: was it the client hanging up? (Then it is absorbed.)"""
         ...
 
+    def cut_by_shutdown(self) -> bool:
+        """After a CancelledError: did the drain's grace run out? (Then it is absorbed.)"""
+        ...
+
     async def answer(self, status: int, body: bytes, headers: Headers) -> None: ...
 
     async def start_stream(self, headers: Headers) -> None: ...
@@ -170,6 +175,9 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
         await _refuse(ctx, exchange, services, error, _outcome_of(error))
     except asyncio.CancelledError:
         if not exchange.left():
+            if exchange.cut_by_shutdown():  # the drain's grace ran out: say so, then end
+                await _cut_by_shutdown(ctx, exchange, services)
+                return
             ctx.outcome = Outcome.CANCELLED  # the server cut it at its shutdown deadline
             raise
         # The client is gone; the work in flight (and the upstream call) was cancelled.
@@ -197,6 +205,24 @@ async def _refuse(
     ctx.error_detail = error.detail
     headers = _error_headers(ctx, error) + await refusal_limits_headers(ctx, services)
     await exchange.answer(error.status, error_body_bytes(error), headers)
+
+
+async def _cut_by_shutdown(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
+    """The drain's grace ran out mid-request (what was generated is charged already): a
+    request not yet answered gets the 503, a stream its error event and its end; the
+    records say 503, cancelled. A whole answer already sent stays as it was."""
+    error = shutdown_cut()
+    # Within uvicorn's own shutdown deadline, whose cancel would cut this too: a client
+    # that does not read gets no more time than a slow one would.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(CLIENT_GRACE_S):
+            if not exchange.has_answered:
+                await _refuse(ctx, exchange, services, error, Outcome.CANCELLED)
+            elif ctx.is_stream:
+                ctx.end(error.status, Outcome.CANCELLED, error.code)
+                event = responses_error_event if ctx.endpoint == "responses" else error_event
+                await exchange.send(event(error))
+                await exchange.end_stream()
 
 
 def finish(ctx: RequestContext, services: Services) -> None:

@@ -12,8 +12,9 @@ exists or after the app has stopped:
   a client that is slower is answered 408 when nothing has been answered yet,
   else disconnected, and logged as one JSON line with the running count;
 - the drain: on SIGTERM the listener stays open while requests under way finish
-  (up to `drain_grace_s`); meanwhile /readyz and new inference requests answer
-  503 (gateway/drain.py holds the state and the rule);
+  (up to `drain_grace_s`, then the inference requests still running are cut: each
+  ends itself with a 503 error); meanwhile /readyz and new inference requests
+  answer 503 (gateway/drain.py holds the state and the rule);
 - the listeners: the teams' port, and the admin plane's own port when
   `--admin-port` is set (gateway/api/planes.py decides which serves what);
 - the exit status: after SIGTERM and a completed drain the process exits 0
@@ -305,6 +306,7 @@ class _Server(uvicorn.Server):
     let every request finish (`drained`)."""
 
     drained = False
+    cut_requests = 0  # inference requests the drain's grace cut (ended by their own error)
 
     def __init__(self, config: GatewayServerConfig, drain_grace_s: float) -> None:
         super().__init__(config)
@@ -345,8 +347,33 @@ class _Server(uvicorn.Server):
                     }
                 },
             )
-        elapsed_s = time.monotonic() - began_at
-        return drain_is_over(elapsed_s, len(self.server_state.tasks), self._drain_grace_s)
+        now = time.monotonic()
+        busy = len(self.server_state.tasks)
+        if not drain_is_over(now - began_at, busy, self._drain_grace_s):
+            return False
+        if busy:
+            self._cut_under_way(now)
+        return True
+
+    def _cut_under_way(self, now: float) -> None:
+        """The grace is spent: each inference request still under way is cancelled and
+        ends itself as a shutdown cut (a stream: an error event, then its end), within
+        uvicorn's shutdown deadline, rather than by that deadline's cancel, which closes
+        the connection without a word and logs the request as an ASGI failure."""
+        cut = self.drain.cut(now)
+        for task in cut:
+            task.cancel()
+        self.cut_requests += len(cut)
+        log.warning(
+            "drain grace spent: requests still under way are cut",
+            extra={
+                "fields": {
+                    "event": "drain_cut",
+                    "requests": len(cut),
+                    "grace_s": self._drain_grace_s,
+                }
+            },
+        )
 
     async def _wait_tasks_to_complete(self) -> None:
         await super()._wait_tasks_to_complete()
@@ -407,7 +434,8 @@ def run_server(settings: Settings) -> int:
     """Serve until told to stop; the process exit status.
 
     0 after SIGTERM when every request finished within the graceful deadline
-    (uvicorn would re-raise the signal: 143); 143 when the deadline cut requests.
+    (uvicorn would re-raise the signal: 143); 143 when the drain's grace or the
+    deadline cut requests.
     Under `--workers` each worker drains the same way when the supervisor passes the
     SIGTERM on, and the supervisor exits 0 once they have stopped.
     """
@@ -432,7 +460,7 @@ def run_server(settings: Settings) -> int:
         signal.signal(signal.SIGTERM, previous)
     if not server.started:
         return STARTUP_FAILURE
-    if terminated and not server.drained:
+    if terminated and (not server.drained or server.cut_requests):
         return 128 + signal.SIGTERM
     return 0
 

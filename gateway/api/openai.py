@@ -21,7 +21,7 @@ from gateway.api.edge import request_id_of, requires_scope
 from gateway.auth.authorization_header import authorization_of
 from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.cache.directives import cache_control_of
-from gateway.drain import is_draining
+from gateway.drain import Drain, drain_of
 from gateway.errors import NotFound, cut
 from gateway.providers.base import Endpoint
 from gateway.services import Services
@@ -67,6 +67,7 @@ class AsgiExchange:
     """One request's ASGI side, as the pipeline's `Exchange`."""
 
     __slots__ = (
+        "_drain",
         "_max_body_bytes",
         "_receive",
         "_request",
@@ -80,9 +81,16 @@ class AsgiExchange:
     )
 
     def __init__(
-        self, scope: Scope, receive: Receive, send: Send, endpoint: Endpoint, max_body_bytes: int
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        endpoint: Endpoint,
+        max_body_bytes: int,
+        drain: Drain | None = None,
     ) -> None:
         self._request = Request(scope, receive)
+        self._drain = drain
         self._receive = receive
         self._send = send
         self._max_body_bytes = max_body_bytes
@@ -115,6 +123,14 @@ class AsgiExchange:
     def left(self) -> bool:
         return self._watch is not None and self._watch.absorb()
 
+    def cut_by_shutdown(self) -> bool:
+        if self._drain is None or not self._drain.is_cut:
+            return False
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
+
     async def answer(self, status: int, body: bytes, headers: pipeline.Headers) -> None:
         self.stop_watching()
         self.has_answered = True
@@ -146,14 +162,21 @@ class InferenceEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services: Services = scope["state"]["services"]
+        drain = drain_of(scope["state"])
         exchange = AsgiExchange(
-            scope, receive, send, self.endpoint, services.settings.max_body_bytes
+            scope, receive, send, self.endpoint, services.settings.max_body_bytes, drain
         )
+        task = asyncio.current_task()
+        if drain is not None and task is not None:
+            drain.track(task)  # cut (cancelled) if still under way when the grace runs out
         try:
             # A draining replica refuses new requests in the pipeline: on the books too.
-            await pipeline.handle(exchange, services, draining=is_draining(scope["state"]))
+            draining = drain is not None and drain.is_draining
+            await pipeline.handle(exchange, services, draining=draining)
         finally:
             exchange.stop_watching()
+            if drain is not None and task is not None:
+                drain.untrack(task)
 
 
 async def stored_responses(request: Request, services: Services, principal: Principal) -> Response:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import time
 
 import httpx2 as httpx
 import openai
+import orjson
+import pytest
 
 from tests.support.processes import run_gateway
 from tests.support.serving import serve_process
@@ -20,6 +23,7 @@ providers:
 models:
   slow:
     deployments: [{{provider: up, model: upstream-model}}]
+    price: {{input_per_mtok: 0.15, output_per_mtok: 0.60}}
 teams:
   demo: {{models: ["*"]}}
 """
@@ -116,6 +120,99 @@ async def test_a_stream_longer_than_the_grace_is_cut_and_the_exit_says_so(tmp_pa
         assert elapsed < 8, elapsed  # 1 s of grace, then uvicorn's 2 s; the stream needs 10
         assert received < 20
         assert code == 128 + signal.SIGTERM, server.stderr()
+
+
+@pytest.mark.parametrize("endpoint", ["chat/completions", "responses"])
+async def test_a_stream_cut_by_the_grace_ends_with_an_error_event_and_an_error_row(
+    tmp_path, endpoint
+):
+    """A stream still running when the grace runs out gets a 503 api_error event saying the
+    gateway is shutting down (the Responses `event: error` shape on /v1/responses) and then
+    a clean end, no [DONE]; its ledger row says 503 cancelled, charged for what was
+    generated; no traceback in the log; the exit status says a request was cut (143)."""
+    async with MockUpstream(name="up") as up:
+        up.behave(Behaviour(chunks=200, chunk_delay_s=0.1, content="word " * 200))  # ~20 s
+        (tmp_path / "policies").mkdir()
+        (tmp_path / "policies" / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
+        with serve_process(tmp_path, {"GATEWAY_DRAIN_GRACE_S": "1"}) as server:
+            token = _token(tmp_path)
+            if endpoint == "responses":
+                body = {"model": "slow", "input": "hi", "stream": True}
+            else:
+                body = {**CHAT, "stream": True}
+            lines: list[str] = []
+            signalled = 0.0
+            async with httpx.AsyncClient(base_url=server.origin, timeout=30) as http:
+                async with http.stream(
+                    "POST",
+                    f"/v1/{endpoint}",
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as reply:
+                    assert reply.status_code == 200
+                    async for line in reply.aiter_lines():  # a cut mid-chunk would raise here
+                        if line.startswith("data:") and not signalled:
+                            server.process.send_signal(signal.SIGTERM)
+                            signalled = time.monotonic()
+                        if line:
+                            lines.append(line)
+            ended_after_s = time.monotonic() - signalled
+            code = await asyncio.to_thread(server.process.wait, 30)
+        log = server.stderr()
+    assert ended_after_s < 2.5, ended_after_s  # the 1 s grace, not uvicorn's later 2 s cut
+    assert "data: [DONE]" not in lines
+    if endpoint == "responses":
+        assert lines[-2] == "event: error"
+        error = orjson.loads(lines[-1][5:])
+        assert error["type"] == "error"
+    else:
+        error = orjson.loads(lines[-1][5:])["error"]
+        assert error["type"] == "api_error"
+    assert error["code"] == "server_shutting_down"
+    assert "shutting down" in error["message"]
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        db.row_factory = sqlite3.Row
+        (row,) = [dict(r) for r in db.execute("SELECT * FROM usage_ledger")]
+    assert (row["status"], row["outcome"], row["error_code"]) == (
+        503,
+        "cancelled",
+        "server_shutting_down",
+    )
+    assert row["stream"] == 1 and row["output_tokens"] > 0 and row["cost_nanousd"] > 0
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log
+    assert "drain_cut" in log
+    assert code == 128 + signal.SIGTERM, log
+
+
+async def test_a_whole_answer_still_awaited_when_the_grace_runs_out_gets_a_503(tmp_path):
+    """A non-streamed request whose upstream is still thinking at the grace's end is
+    answered 503 server_shutting_down (retryable), not a dropped connection; its row says so."""
+    async with MockUpstream(name="up") as up:
+        up.behave(Behaviour(delay_s=20))
+        (tmp_path / "policies").mkdir()
+        (tmp_path / "policies" / "bundle.yaml").write_text(POLICY.format(base=up.base_url))
+        with serve_process(tmp_path, {"GATEWAY_DRAIN_GRACE_S": "1"}) as server:
+            token = _token(tmp_path)
+            async with httpx.AsyncClient(base_url=server.origin, timeout=30) as http:
+                asked = asyncio.create_task(
+                    http.post(
+                        "/v1/chat/completions",
+                        json=CHAT,
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                )
+                await up.wait_for_requests(1)
+                server.process.send_signal(signal.SIGTERM)
+                reply = await asyncio.wait_for(asked, 5)
+            code = await asyncio.to_thread(server.process.wait, 30)
+        log = server.stderr()
+    assert reply.status_code == 503
+    assert reply.json()["error"]["code"] == "server_shutting_down"
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        (row,) = db.execute("SELECT status, outcome, error_code FROM usage_ledger").fetchall()
+    assert row == (503, "cancelled", "server_shutting_down")
+    assert "Traceback" not in log, log
+    assert code == 128 + signal.SIGTERM, log
 
 
 async def _readyz_once_draining(http: httpx.AsyncClient, within_s: float) -> httpx.Response:
