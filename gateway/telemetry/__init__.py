@@ -21,6 +21,7 @@ from gateway.policy.store import PolicyStore
 
 if TYPE_CHECKING:
     from gateway.settings import Settings
+    from gateway.telemetry.attributes import ServerAddress
     from gateway.telemetry.metrics import Metrics
     from gateway.telemetry.tracing import Tracing
 
@@ -41,6 +42,7 @@ class Telemetry:
                 settings.trace_sample_ratio,
                 provider_type_of(policy),
                 lambda: policy.version,
+                provider_server_of(policy),
             )
         metrics = None
         if settings.metrics_enabled:
@@ -73,5 +75,31 @@ def provider_type_of(policy: PolicyStore) -> Callable[[str], str | None]:
     def lookup(name: str) -> str | None:
         config = policy.current().providers.get(name)
         return None if config is None else config.type
+
+    return lookup
+
+
+# Distinct (provider type, api_base) pairs whose address is kept; more and it starts over.
+SERVERS_KEPT = 1024
+
+
+def provider_server_of(policy: PolicyStore) -> Callable[[str], ServerAddress | None]:
+    """A provider's `server.address`/`server.port` in the running policy, worked out once
+    per provider type and api_base (None: the mock, an unknown default, a dropped provider)."""
+    from gateway.telemetry.attributes import server_address  # imports the providers' code
+
+    known: dict[tuple[str, str | None], ServerAddress | None] = {}
+
+    def lookup(name: str) -> ServerAddress | None:
+        config = policy.current().providers.get(name)
+        if config is None:
+            return None
+        key = (config.type, config.api_base)
+        if key in known:
+            return known[key]
+        if len(known) >= SERVERS_KEPT:
+            known.clear()
+        found = known[key] = server_address(config.type, config.api_base)
+        return found
 
     return lookup

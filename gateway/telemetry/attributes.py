@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from gateway.context import Outcome, RequestContext
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import UpstreamFailure
+from gateway.providers.openai_compat import OPENAI_API_BASE
 from gateway.telemetry import names
 from gateway.telemetry.names import AttemptResult
 from gateway.usage.pricing import NANO_PER_USD
@@ -114,6 +115,39 @@ def provider_name(provider_type: str | None) -> str:
     return names.PROVIDER_NAMES.get(provider_type, provider_type)
 
 
+class ServerAddress(NamedTuple):
+    """`server.address` and `server.port` of an upstream (REFERENCE.md §3.2)."""
+
+    address: str
+    port: int
+
+
+# Where a provider type without an api_base sends its requests (its own default).
+_DEFAULT_BASES = {"openai": OPENAI_API_BASE}
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def server_address(provider_type: str | None, api_base: str | None) -> ServerAddress | None:
+    """Where a provider's requests go: its api_base's host (no userinfo, path or query; an
+    IPv6 address without its brackets) and port (the URL's own, else 443 for https, 80 for
+    http). None when it has no address: the mock, or a library's default we do not know.
+    Made once per provider (telemetry/__init__.py keeps them), never per request."""
+    if provider_type == "mock":
+        return None
+    base = api_base or _DEFAULT_BASES.get(provider_type or "")
+    if not base:
+        return None
+    try:
+        parts = urlsplit(base)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # the policy checked it; an unreadable one just goes without
+        return None
+    scheme = parts.scheme.lower()
+    if not host or scheme not in _DEFAULT_PORTS:
+        return None
+    return ServerAddress(host, _DEFAULT_PORTS[scheme] if port is None else port)
+
+
 def attempt_result(failure: UpstreamFailure | None, is_answer: bool) -> AttemptResult:
     """How an attempt ended: answered, failed in one of a few ways, or cut short."""
     if failure is None:
@@ -136,10 +170,16 @@ def failure_error_type(failure: UpstreamFailure) -> str:
 
 
 def attempt_attributes(
-    endpoint: str, provider_type: str | None, deployment: Deployment, number: int, is_stream: bool
+    endpoint: str,
+    provider_type: str | None,
+    deployment: Deployment,
+    number: int,
+    is_stream: bool,
+    server: ServerAddress | None = None,
 ) -> Attributes:
-    """A client span's attributes as the attempt starts."""
-    return {
+    """A client span's attributes as the attempt starts (`server`: the provider's
+    `server_address`, None: both attributes left out)."""
+    attributes: Attributes = {
         names.GEN_AI_OPERATION_NAME: operation_name(endpoint),
         names.GEN_AI_PROVIDER_NAME: provider_name(provider_type),
         names.GEN_AI_REQUEST_MODEL: deployment.model,
@@ -147,6 +187,10 @@ def attempt_attributes(
         names.GATEWAY_DEPLOYMENT: deployment.label,
         names.GATEWAY_ATTEMPT_NUMBER: number,
     }
+    if server is not None:  # server.port is required exactly when server.address is set
+        attributes[names.SERVER_ADDRESS] = server.address
+        attributes[names.SERVER_PORT] = server.port
+    return attributes
 
 
 def answer_attributes(ctx: RequestContext) -> Attributes:

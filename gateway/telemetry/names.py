@@ -28,6 +28,8 @@ ERROR_TYPE: Final = "error.type"
 HTTP_REQUEST_METHOD: Final = "http.request.method"
 HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
 URL_PATH: Final = "url.path"
+SERVER_ADDRESS: Final = "server.address"  # client spans: the upstream's host
+SERVER_PORT: Final = "server.port"
 
 # --- ours ----------------------------------------------------------------------------------
 GATEWAY_REQUEST_ID: Final = "gateway.request.id"

@@ -60,12 +60,15 @@ class Tracing:
         provider_type_of: Callable[[str], str | None],
         policy_version: Callable[[], int | None],
         sample_ratio: float = 1.0,
+        server_of: Callable[[str], attrs.ServerAddress | None] | None = None,
     ) -> None:
+        """`provider_type_of`, `server_of`: a provider's type and its address
+        (telemetry/__init__.py), looked up by name as its attempts' spans are built."""
         self._processor = processor
         self._batcher = processor if isinstance(processor, SpanBatcher) else None
         self._policy_version = policy_version
         self._sample_below = attrs.sampling_bound(sample_ratio)
-        self.blocks = Blocks(provider_type_of)
+        self.blocks = Blocks(provider_type_of, server_of)
         self.resource = Resource.create({"service.name": names.SERVICE_NAME})
         self.scope = InstrumentationScope(names.INSTRUMENTATION_NAME)
 
@@ -76,9 +79,10 @@ class Tracing:
         sample_ratio: float,
         provider_type_of: Callable[[str], str | None],
         policy_version: Callable[[], int | None],
+        server_of: Callable[[str], attrs.ServerAddress | None] | None = None,
     ) -> Tracing:
         processor = SpanBatcher(OtlpHttpExporter(attrs.traces_url(endpoint)))
-        return cls(processor, provider_type_of, policy_version, sample_ratio)
+        return cls(processor, provider_type_of, policy_version, sample_ratio, server_of)
 
     def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> RequestTrace:
         """Start the server span, continuing the caller's trace when it sent a valid
@@ -359,13 +363,19 @@ BLOCKS_KEPT = 4096
 
 class Blocks:
     """The attribute blocks that repeat across requests, found by the values they are
-    made from: an attempt's (endpoint, provider type, deployment, number, stream), the
+    made from: an attempt's (endpoint, provider type and address, deployment, number,
+    stream), the
     server span's head (telemetry/attributes.request_head) and its route. Used by one
     thread at a time (the export thread, or an SDK processor's caller); a race would
     only build one twice."""
 
-    def __init__(self, provider_type: Callable[[str], str | None]) -> None:
+    def __init__(
+        self,
+        provider_type: Callable[[str], str | None],
+        server_of: Callable[[str], attrs.ServerAddress | None] | None = None,
+    ) -> None:
         self._provider_type = provider_type
+        self._server_of = server_of
         self._attempts: dict[tuple[object, ...], otlp.Block] = {}
         self._heads: dict[attrs.RequestHead, otlp.Block] = {}
         self._paths: dict[tuple[str, str], otlp.Block] = {}
@@ -373,12 +383,17 @@ class Blocks:
     def attempt(
         self, endpoint: str, deployment: Deployment, number: int, is_stream: bool
     ) -> otlp.Block:
-        provider_type = self._provider_type(deployment.provider)  # may change with the policy
-        key = (endpoint, provider_type, deployment.model, deployment.label, number, is_stream)
+        provider = deployment.provider
+        provider_type = self._provider_type(provider)  # both may change with the policy
+        server = None if self._server_of is None else self._server_of(provider)
+        key = (endpoint, provider_type, server, deployment.model, deployment.label, number,
+               is_stream)  # fmt: skip
         found = self._attempts.get(key)
         if found is None:
             found = _kept(self._attempts)[key] = otlp.Block(
-                attrs.attempt_attributes(endpoint, provider_type, deployment, number, is_stream)
+                attrs.attempt_attributes(
+                    endpoint, provider_type, deployment, number, is_stream, server
+                )
             )
         return found
 

@@ -150,3 +150,44 @@ async def test_a_collector_that_is_down_costs_no_request_and_is_logged_once(tmp_
                 await asyncio.to_thread(tracing.flush)
     failures = [r for r in caplog.records if r.getMessage().startswith("trace export failed")]
     assert len(failures) == 1
+
+
+async def test_client_spans_name_the_upstream_server_and_the_mock_none(tmp_path):
+    """Each attempt's client span carries the host and port of its provider's api_base
+    (`server.address`, `server.port`); an attempt on the mock provider carries neither."""
+    async with otlp_receiver() as (endpoint, receiver), MockUpstream("a") as a:
+        a.behave("status", status=503)
+        policy = f"""
+providers:
+  a: {{type: openai-compatible, api_base: "{a.base_url}"}}
+  fake: {{type: mock}}
+models:
+  m:
+    deployments:
+      - {{provider: a, model: model-a}}
+      - {{provider: fake, model: model-f, priority: 2}}
+    routing: {{retries: 1, attempt_timeout_s: 5, timeout_s: 10}}
+teams:
+  demo: {{models: ["*"]}}
+"""
+        async with running_gateway(tmp_path, policy, otlp_endpoint=endpoint) as gw:
+            client = await gw.openai()
+            await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi"}]
+            )
+        for _ in range(50):
+            if len(receiver.spans) >= 3:
+                break
+            await asyncio.sleep(0.1)
+    on_a, on_mock = sorted(
+        (s for s in receiver.spans if s.kind == Span.SPAN_KIND_CLIENT),
+        key=lambda s: s.start_time_unix_nano,
+    )
+    assert attributes(on_a)["gateway.deployment"] == "a/model-a"
+    assert attributes(on_a)["server.address"] == "127.0.0.1"
+    assert attributes(on_a)["server.port"] == int(a.base_url.split(":")[2].split("/")[0])
+    assert attributes(on_mock)["gateway.deployment"] == "fake/model-f"
+    assert "server.address" not in attributes(on_mock)
+    assert "server.port" not in attributes(on_mock)
+    (server,) = [s for s in receiver.spans if s.kind == Span.SPAN_KIND_SERVER]
+    assert "server.address" not in attributes(server)  # the gateway's own span: not upstream

@@ -18,7 +18,7 @@ from gateway.app import build_app
 from gateway.policy.store import PolicyStore
 from gateway.services import build_services
 from gateway.settings import Settings
-from gateway.telemetry import Telemetry, provider_type_of
+from gateway.telemetry import Telemetry, provider_server_of, provider_type_of
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.tracing import Tracing
 from tests.support.gateway import RunningGateway, serve_asgi
@@ -42,7 +42,12 @@ async def traced_gateway(
 
     def telemetry_for(_settings: Settings, store: PolicyStore) -> Telemetry:
         processor = SimpleSpanProcessor(exporter)
-        tracing = Tracing(processor, provider_type_of(store), lambda: store.version)
+        tracing = Tracing(
+            processor,
+            provider_type_of(store),
+            lambda: store.version,
+            server_of=provider_server_of(store),
+        )
         return Telemetry(tracing, Metrics(store))
 
     async with build_services(config, telemetry_for) as services:

@@ -119,6 +119,39 @@ def test_attempt_attributes_name_the_real_upstream():
     }
 
 
+def test_attempt_attributes_carry_the_upstream_server_when_it_has_one():
+    server = attrs.ServerAddress("x.openai.azure.com", 443)
+    found = attrs.attempt_attributes("chat", "azure", DEPLOYMENT, 1, False, server)
+    assert found["server.address"] == "x.openai.azure.com"
+    assert found["server.port"] == 443
+    assert "server.address" not in attrs.attempt_attributes("chat", "mock", DEPLOYMENT, 1, False)
+
+
+@pytest.mark.parametrize(
+    ("kind", "api_base", "expected"),
+    [
+        ("openai", None, ("api.openai.com", 443)),  # the provider's own default
+        ("openai", "https://api.openai.com/v1", ("api.openai.com", 443)),
+        ("azure", "https://NAME.openai.azure.com", ("name.openai.azure.com", 443)),
+        ("openai-compatible", "http://vllm:8000/v1", ("vllm", 8000)),
+        ("openai-compatible", "http://vllm/v1", ("vllm", 80)),
+        ("openai-compatible", "https://host.example:8443/a/b?x=1", ("host.example", 8443)),
+        ("openai-compatible", "http://user:secret@host.example:81/v1", ("host.example", 81)),
+        ("openai-compatible", "http://[::1]:8000/v1", ("::1", 8000)),  # no brackets
+        ("openai-compatible", "https://[2001:db8::5]/v1", ("2001:db8::5", 443)),
+        ("anthropic", "https://proxy.internal/anthropic", ("proxy.internal", 443)),
+        ("mock", None, None),
+        ("mock", "http://ignored:1", None),
+        ("anthropic", None, None),  # litellm's own default: not ours to guess
+        ("openai-compatible", "http://h:99999/v1", None),  # unreadable port: left out
+        ("openai-compatible", "ftp://h/v1", None),
+    ],
+)
+def test_server_address_of_a_provider(kind, api_base, expected):
+    found = attrs.server_address(kind, api_base)
+    assert found == (None if expected is None else attrs.ServerAddress(*expected))
+
+
 def finished(**fields: object) -> RequestContext:
     ctx = RequestContext(request_id="req_1", endpoint="chat")
     for name, value in fields.items():
