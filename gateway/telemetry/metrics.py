@@ -29,6 +29,8 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -143,6 +145,14 @@ class Metrics:
         self._children: dict[tuple[object, ...], Any] = {}
         self._request_children: dict[tuple[object, ...], tuple[Any, ...]] = {}
         self._batches = multiprocess_dir() is None  # one process: its scrape counts the rest
+        if self._batches and registry is None:
+            # What prometheus-client's default registry has and scrapers expect
+            # (process_cpu_seconds_total, process_resident_memory_bytes, ...,
+            # python_info), read at scrape time only. Under --workers they are left out,
+            # as prometheus-client's multiprocess mode documents: a scrape reaches one
+            # worker, whose own figures would pass for the whole server's.
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
         self._waiting: list[tuple[RequestContext, float]] = []
         self._note_policy_version()
 

@@ -4,11 +4,16 @@ bounded by the policy (one gateway process)."""
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import httpx2 as httpx
 import pytest
 
 from tests.support.gateway import running_gateway
 from tests.support.metrics import samples, total
+from tests.support.serving import serve_process
 from tests.support.upstream import MockUpstream
 
 POLICY = """
@@ -102,3 +107,28 @@ async def test_metrics_off_answers_404(tmp_path, pair):
     assert reply.status_code == 404
     assert reply.json()["error"]["type"] == "invalid_request_error"
     assert reply.headers["x-request-id"]
+
+
+def process_facts(pid: int) -> tuple[int, int]:
+    """A process's resident bytes and open file descriptors, as Linux's /proc tells them."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    rss_kib = next(int(line.split()[1]) for line in status.splitlines() if "VmRSS:" in line)
+    return rss_kib * 1024, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def test_metrics_expose_the_process_metrics_scrapers_expect(tmp_path):
+    """`gateway serve` (one process): /metrics has prometheus-client's process and platform
+    metrics for the serving process itself, next to the gateway's own."""
+    started = time.time()
+    with serve_process(tmp_path) as server:
+        async with httpx.AsyncClient(base_url=server.origin) as http:
+            text = (await http.get("/metrics")).text
+        rss_bytes, open_fds = process_facts(server.process.pid)  # the server's, not ours
+    assert total(text, "process_cpu_seconds_total") > 0
+    assert abs(total(text, "process_start_time_seconds") - started) < 60
+    assert 0.5 < total(text, "process_resident_memory_bytes") / rss_bytes < 2
+    assert total(text, "process_virtual_memory_bytes") > 0
+    assert 0 < total(text, "process_open_fds") <= open_fds + 16
+    assert total(text, "process_max_fds") > 0
+    assert total(text, "python_info") == 1
+    assert "gateway_policy_version" in text

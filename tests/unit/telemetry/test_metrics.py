@@ -213,11 +213,13 @@ async def test_a_batch_adds_up_to_what_its_requests_add_one_by_one(batch):
 
 
 def counted(metrics: Metrics) -> list[tuple[str, dict[str, str], float]]:
-    """The samples that count what requests did (not when: no duration, no timestamp)."""
+    """The samples that count what requests did (not when: no duration, no timestamp,
+    nothing of the process)."""
     return [
         found
         for found in samples(metrics.render().decode())
-        if not found[0].endswith("_created")
+        if found[0].startswith("gateway_")
+        and not found[0].endswith("_created")
         and not (
             found[0].startswith("gateway_request_duration")
             and found[0].endswith(("_sum", "_bucket"))
