@@ -63,6 +63,7 @@ from gateway.providers.base import (
     UpstreamCall,
     UpstreamClientError,
     UpstreamFailure,
+    upstream_request_id,
 )
 from gateway.routing.affinity import ResponseIdKey, ResponseIds
 from gateway.routing.failover import Attempt, call_with_failover
@@ -612,6 +613,9 @@ def _answer_headers(ctx: RequestContext) -> Headers:
     headers = [(b"x-request-id", ctx.request_id.encode())]
     if ctx.deployment is not None:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
+        upstream_id = upstream_request_id(ctx.deployment.provider)  # none on a cache hit
+        if upstream_id is not None:
+            headers.append((b"x-upstream-request-id", upstream_id))
     headers += cache_flow.headers(ctx)  # response cache (issue 14): x-gateway-cache
     return headers + limits_headers(ctx)  # limits: x-ratelimit-* (issue 9)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
@@ -109,6 +110,31 @@ class Provider(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+# The upstream's own id of the request that answered (OpenAI's `x-request-id`, `req_…`),
+# returned as `x-upstream-request-id` (REFERENCE.md §1.4). A provider notes it as its
+# response arrives, in the request's task; the pipeline reads it for the deployment that
+# answered. Keyed by the provider's name: an earlier attempt's id is never another's.
+UPSTREAM_REQUEST_ID: ContextVar[tuple[str, bytes] | None] = ContextVar(
+    "upstream_request_id", default=None
+)
+UPSTREAM_REQUEST_ID_MAX = 200  # characters; a longer one is dropped, never cut
+
+
+def note_upstream_request_id(provider: str, value: str | None) -> None:
+    """Keep an upstream response's request id: printable ASCII of at most 200 characters,
+    else none (it goes into a response header as it is)."""
+    if value and len(value) <= UPSTREAM_REQUEST_ID_MAX and value.isascii() and value.isprintable():
+        UPSTREAM_REQUEST_ID.set((provider, value.encode("ascii")))
+    elif UPSTREAM_REQUEST_ID.get() is not None:  # this response's id is none, not an earlier
+        UPSTREAM_REQUEST_ID.set(None)
+
+
+def upstream_request_id(provider: str) -> bytes | None:
+    """The request id the answering provider's response gave, if it gave a valid one."""
+    noted = UPSTREAM_REQUEST_ID.get()
+    return noted[1] if noted is not None and noted[0] == provider else None
 
 
 def retry_after_seconds(headers: object, now: float | None = None) -> float | None:

@@ -27,6 +27,7 @@ from gateway.providers.base import (
     UpstreamClientError,
     UpstreamFailure,
     UpstreamReply,
+    note_upstream_request_id,
     retry_after_seconds,
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
@@ -214,6 +215,7 @@ class OpenAICompatProvider:
                 await self._raise_for(response, call)
             finally:
                 response.release()
+        note_upstream_request_id(self.name, response.headers.get("x-request-id"))
         return response
 
     async def _raise_for(self, response: aiohttp.ClientResponse, call: UpstreamCall) -> None:
