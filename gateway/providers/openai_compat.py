@@ -21,7 +21,6 @@ from aiohttp.abc import AbstractResolver
 
 from gateway.policy.compiled import ProviderConfig
 from gateway.providers.base import (
-    MASKED_KEY,
     Endpoint,
     UpstreamCall,
     UpstreamClientError,
@@ -29,6 +28,13 @@ from gateway.providers.base import (
     UpstreamReply,
     note_upstream_request_id,
     retry_after_seconds,
+)
+from gateway.providers.redaction import (
+    ERROR_KEY,
+    clean_message,
+    redact_error_events,
+    redact_keys,
+    secret_spellings,
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
 from gateway.sse import EventSplitter, end_of_done, is_done
@@ -65,8 +71,6 @@ ENDING_CHUNKS = 3
 # The upstream's own error event (chat's `{"error": ...}`, Responses' `error` event) as
 # the last thing before it stopped: the client has it already, and needs no second one.
 ERROR_EVENTS = (b'data: {"error"', b'data:{"error"', b'"type":"error"', b"event: error\n")
-_URL = re.compile(r"https?://\S+")
-_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
 
 
 def _ended_well(ended: re.Pattern[bytes], recent: tuple[bytes, ...]) -> bool:
@@ -137,21 +141,6 @@ def error_summary(error: dict[str, Any], secrets: tuple[str, ...]) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def redact_keys(text: str, secrets: tuple[str, ...]) -> str:
-    """Remove our provider keys, and anything shaped like a key, from upstream text."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    if "****" in text:  # rare: skip the regex for nearly every message
-        text = MASKED_KEY.sub("[redacted]", text)
-    return _KEY_LIKE.sub("[redacted]", text)
-
-
-def clean_message(message: str, secrets: tuple[str, ...]) -> str:
-    """Remove provider URLs and keys from an upstream's error text (for the caller)."""
-    return redact_keys(_URL.sub("[upstream]", message), secrets)
-
-
 class OpenAICompatProvider:
     def __init__(self, config: ProviderConfig, *, lookup: AbstractResolver | None = None) -> None:
         """`lookup`: the name resolver under the upstream rules (default: aiohttp's)."""
@@ -168,6 +157,7 @@ class OpenAICompatProvider:
             else:
                 self._headers["authorization"] = f"Bearer {config.api_key}"
         self._secrets = tuple(s for s in (config.api_key,) if s)
+        self._spellings = secret_spellings(self._secrets)  # for its streams' error events
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None
         self._lookup = lookup
@@ -282,11 +272,14 @@ class OpenAICompatProvider:
         finished = False
         recent: tuple[bytes, ...] = ()  # the last chunks passed on, newest last
         splitter = EventSplitter()
+        spellings = self._spellings
         try:
             async for data in response.content.iter_any():
                 chunk = splitter.feed(data)
                 if not chunk:
                     continue
+                if spellings and ERROR_KEY in chunk:  # an error event may echo our key
+                    chunk = redact_error_events(chunk, spellings)
                 done_at = end_of_done(chunk)
                 if done_at is not None:
                     finished = True
@@ -296,6 +289,8 @@ class OpenAICompatProvider:
                 yield chunk
             tail = splitter.tail()
             if tail is not None:
+                if spellings and ERROR_KEY in tail:
+                    tail = redact_error_events(tail, spellings)
                 if is_done(tail):
                     finished = True
                     yield tail

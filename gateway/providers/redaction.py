@@ -1,0 +1,109 @@
+"""Our provider keys out of what an upstream says, before a client sees it. Pure; no I/O.
+
+An upstream may echo the request's credentials (`Incorrect API key provided: Bearer
+sk-...`, a proxy quoting the `api-key` header it got). A non-streamed error's fields
+are cleaned with `clean_message`; on a stream, every error event the gateway relays
+gets the same cleaning (`redact_error_events`), whatever JSON escaping the upstream
+used. Events that are not errors pass untouched: a stream's content is the model's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from gateway.providers.base import MASKED_KEY
+from gateway.sse import events_of
+
+_URL = re.compile(r"https?://\S+")
+_KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
+# Every error event spells this (chat's `{"error": ...}`, Responses' `"type":"error"` and
+# a failed response's `"error": {...}`); a chunk without it holds no error to clean.
+ERROR_KEY = b'"error"'
+ERROR_LINES = (b"event: error\n", b"event:error\n")  # Responses' `error` event
+REDACTED = "[redacted]"
+
+
+def redact_keys(text: str, secrets: Sequence[str]) -> str:
+    """Remove our provider keys, and anything shaped like a key, from upstream text."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    if "****" in text:  # rare: skip the regex for nearly every message
+        text = MASKED_KEY.sub(REDACTED, text)
+    return _KEY_LIKE.sub(REDACTED, text)
+
+
+def clean_message(message: str, secrets: Sequence[str]) -> str:
+    """Remove provider URLs and keys from an upstream's error text (for the caller)."""
+    return redact_keys(_URL.sub("[upstream]", message), secrets)
+
+
+def secret_spellings(secrets: Sequence[str]) -> tuple[str, ...]:
+    """Each key as written and as a JSON string spells it (escaped, and with `\\/`),
+    longest first; worked out once per provider. Text that parses as JSON is cleaned
+    after decoding, so any escape is caught there; these are for text that does not."""
+    spellings: set[str] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        escaped = orjson.dumps(secret).decode()[1:-1]
+        for spelling in (secret, escaped):
+            spellings.update((spelling, spelling.replace("/", "\\/")))
+    return tuple(sorted(spellings, key=len, reverse=True))
+
+
+def redact_error_events(chunk: bytes, secrets: Sequence[str]) -> bytes:
+    """`chunk` (whole SSE events) with each error event cleaned as a non-streamed error is.
+
+    `secrets` are the provider's `secret_spellings`. Only chunks holding `ERROR_KEY` need
+    this (the caller checks: one byte search per read). An event that parses keeps its
+    shape: every string of its JSON (keys too) goes through `clean_message`; one that does
+    not parse has every spelling of our keys, and key-shaped text, redacted in place.
+    """
+    events = events_of(chunk)
+    cleaned = [_clean_event(event, secrets) if ERROR_KEY in event else event for event in events]
+    return b"".join(cleaned)
+
+
+def _clean_event(event: bytes, secrets: Sequence[str]) -> bytes:
+    lines = event.split(b"\n")
+    data_at = [i for i, line in enumerate(lines) if line.startswith(b"data:")]
+    if len(data_at) == 1:
+        line = lines[data_at[0]]
+        try:
+            parsed = orjson.loads(line[5:])
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and _is_error(parsed, event):
+            clean = _clean_strings(parsed, secrets)
+            if clean == parsed:
+                return event
+            lines[data_at[0]] = b"data: " + orjson.dumps(clean)
+            out = b"\n".join(lines)
+            if not any(secret.encode() in out for secret in secrets):
+                return out
+        elif parsed is not None:
+            return event  # well-formed and not an error (a Responses `"error": null`)
+    text = event.decode("utf-8", errors="replace")
+    return redact_keys(text, secrets).encode()
+
+
+def _is_error(parsed: dict[str, Any], event: bytes) -> bool:
+    if parsed.get("error") or parsed.get("type") == "error" or event.startswith(ERROR_LINES):
+        return True
+    response = parsed.get("response")
+    return isinstance(response, dict) and bool(response.get("error"))
+
+
+def _clean_strings(value: Any, secrets: Sequence[str]) -> Any:
+    if isinstance(value, str):
+        return clean_message(value, secrets)
+    if isinstance(value, dict):
+        return {clean_message(k, secrets): _clean_strings(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean_strings(v, secrets) for v in value]
+    return value
