@@ -118,6 +118,7 @@ class Authenticator:
                 spec,
                 self.jwks,
                 team_of_client=policy.team_of_client,
+                teams=policy.teams,  # a dict lookup per list value, once per token
                 clock=self._clock,
                 default_leeway_s=self.builtin.leeway_s,  # one setting for every issuer
             )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Container, Mapping
 from typing import Any
 
 import orjson
@@ -33,6 +33,7 @@ from gateway.auth.claims import (
 )
 from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable, knows_kid, select_key
 from gateway.auth.principal import Principal
+from gateway.errors import PermissionDenied
 from gateway.policy.schema import ALLOWED_ALGORITHMS, IssuerSpec
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,28 @@ ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})  # Entra/Key
 CLIENT_ID_CLAIMS = ("client_id", "azp", "appid", "cid")  # RFC 9068, OIDC/Keycloak, Entra v1, Okta
 MSG_NO_TEAM = "The access token's team is not known."
 MSG_KEYS_UNAVAILABLE = "The access token's issuer could not be reached to verify it."
+MAX_NAMED_TEAMS = 5  # a refusal names this many of the teams a token maps to, then counts
+
+
+class SeveralTeams(PermissionDenied):
+    """403: a valid token whose team claim maps to more than one team of the policy.
+
+    Billing one of them silently would charge a team the caller may not mean;
+    the names come from the caller's own token (or the map of its values).
+    """
+
+    code = "ambiguous_team"
+
+    def __init__(self, claim: str, teams: Collection[str]) -> None:
+        names = sorted(teams)
+        shown = ", ".join(names[:MAX_NAMED_TEAMS])
+        if len(names) > MAX_NAMED_TEAMS:
+            shown += f" and {len(names) - MAX_NAMED_TEAMS} more"
+        super().__init__(
+            f"The access token's {claim} claim maps to several teams ({shown}); "
+            "the gateway needs exactly one."
+        )
+        self.detail = f"{claim} claim"
 
 
 class _Registry(JWSRegistry):
@@ -93,27 +116,44 @@ def client_id_of(claims: Mapping[str, Any], spec: IssuerSpec) -> str | None:
 
 
 def team_of_claims(
-    claims: Mapping[str, Any], spec: IssuerSpec, team_of_client: Mapping[str, str]
+    claims: Mapping[str, Any],
+    spec: IssuerSpec,
+    team_of_client: Mapping[str, str],
+    teams: Container[str] = frozenset(),
 ) -> str | None:
     """The team named by `team_claim`, else the policy's team of the token's client, else None.
 
-    Without `team_map`, a string claim is the team's name and a list claim
-    names none. With `team_map`, only mapped values count: a string through
-    the map; for a list (groups, roles), its string values in sorted order and
-    the first that maps wins, so the result never depends on the IdP's order.
+    A string claim is the team's name, or with `team_map` the team its value
+    maps to. A list claim (groups, roles) names the one team among its values:
+    with `team_map` the teams its values map to, else the values that are teams
+    of the policy (`teams`); other values are ignored, as groups hold many
+    unrelated entries. Raises SeveralTeams when a list names more than one team:
+    picking one would bill a team the caller may not mean.
     """
     value = claim_at(claims, spec.team_claim)
     team_map = spec.team_map
     team: str | None = None
     if isinstance(value, str) and value:
         team = team_map.get(value) if team_map is not None else value
-    elif isinstance(value, list) and team_map is not None:
-        names = sorted(v for v in value if isinstance(v, str))
-        team = next((team_map[name] for name in names if name in team_map), None)
+    elif isinstance(value, list):
+        named = _teams_in_list(value, team_map, teams)
+        if len(named) > 1:
+            raise SeveralTeams(spec.team_claim, named)
+        team = next(iter(named), None)
     if team is None:
         client_id = client_id_of(claims, spec)
         team = team_of_client.get(client_id) if client_id is not None else None
     return team
+
+
+def _teams_in_list(
+    values: list[Any], team_map: Mapping[str, str] | None, teams: Container[str]
+) -> set[str]:
+    """The teams a list claim's string values name: through `team_map`, else by name."""
+    strings = (v for v in values if isinstance(v, str))
+    if team_map is not None:
+        return {team_map[v] for v in strings if v in team_map}
+    return {v for v in strings if v in teams}
 
 
 def scopes_of(claims: Mapping[str, Any], spec: IssuerSpec) -> frozenset[str]:
@@ -155,10 +195,12 @@ def principal_from_claims(
     team_of_client: Mapping[str, str],
     now: float,
     default_leeway_s: float = DEFAULT_LEEWAY_S,
+    teams: Container[str] = frozenset(),
 ) -> Principal:
-    """Check the registered claims and map the rest; raises Refused.
+    """Check the registered claims and map the rest; raises Refused, or SeveralTeams (403).
 
     The leeway is the issuer's `leeway_s`, else `default_leeway_s` (GATEWAY_TOKEN_LEEWAY_S).
+    `teams` are the policy's team names, which a list claim without `team_map` may name.
     """
     if claims.get("iss") != spec.issuer:
         raise wrong_issuer()
@@ -174,14 +216,15 @@ def principal_from_claims(
         subject = client_id  # app-only tokens may lack a user claim such as `email`
     if subject is None:
         raise Refused(f"{spec.subject_claim} missing and no client id")
-    team = team_of_claims(claims, spec, team_of_client)
+    scopes = scopes_of(claims, spec)  # before the team: every 401 outranks a 403
+    team = team_of_claims(claims, spec, team_of_client, teams)
     if team is None:
         raise Refused("no team claim, no mapped value, no known client", MSG_NO_TEAM)
     return Principal(
         team=team,
         subject=subject,
         client_id=client_id,
-        scopes=scopes_of(claims, spec),
+        scopes=scopes,
         issuer=spec.issuer,
         expires_at=exp,
     )
@@ -199,6 +242,7 @@ class ExternalVerifier:
         jwks: JwksCache,
         *,
         team_of_client: Mapping[str, str],
+        teams: Container[str],
         clock: Callable[[], float] = time.time,
         default_leeway_s: float = DEFAULT_LEEWAY_S,
     ) -> None:
@@ -209,16 +253,25 @@ class ExternalVerifier:
         self._algorithms = frozenset(spec.algorithms) & ALLOWED_ALGORITHMS
         self._jwks = jwks
         self._team_of_client = team_of_client
+        self._teams = teams
         self._clock = clock
         self._registry = _Registry(self._algorithms)
         self._eddsa_registries = {c: _Registry(self._algorithms, c) for c in ("Ed25519", "Ed448")}
 
     async def verify(self, token: str) -> Principal:
-        """The caller behind `token`, or AuthenticationFailed (401, token_sent=True)."""
+        """The caller behind `token`, or AuthenticationFailed (401, token_sent=True).
+
+        A valid token whose team claim maps to several teams is SeveralTeams (403).
+        """
         try:
             claims = await self._decode(token)
             return principal_from_claims(
-                claims, self.spec, self._team_of_client, self._clock(), self.leeway_s
+                claims,
+                self.spec,
+                self._team_of_client,
+                self._clock(),
+                self.leeway_s,
+                self._teams,
             )
         except Refused as refused:
             log.debug("token of issuer %s refused: %s", self.spec.issuer, refused.reason)

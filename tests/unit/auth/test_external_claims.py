@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.auth.claims import (
     MSG_EXPIRED,
@@ -15,6 +17,7 @@ from gateway.auth.claims import (
 )
 from gateway.auth.external import (
     MSG_NO_TEAM,
+    SeveralTeams,
     claim_at,
     client_id_of,
     principal_from_claims,
@@ -93,24 +96,105 @@ def test_with_a_team_map_unmapped_strings_name_no_team() -> None:
     assert team_of_claims(claims(azp="other-app"), mapping, {}) is None
 
 
-def test_a_list_claim_maps_through_team_map_in_sorted_order() -> None:
-    """Keycloak realm roles: the alphabetically first mapped value wins, whatever the order sent."""
+def test_a_list_claim_maps_through_team_map() -> None:
+    """Keycloak realm roles: the one mapped value names the team; unmapped roles are ignored."""
     mapping = spec(
         team_claim="realm_access.roles",
         team_map={"llm-search": "search", "llm-research": "research"},
     )
-    for roles in (["offline", "llm-search", "llm-research"], ["llm-research", "llm-search"]):
-        token = claims(team=None, realm_access={"roles": roles})
-        assert team_of_claims(token, mapping, {}) == "research"
+    token = claims(team=None, realm_access={"roles": ["offline", "llm-research", 7]})
+    assert team_of_claims(token, mapping, {}) == "research"
 
 
-def test_a_list_claim_without_team_map_names_no_team() -> None:
-    """A groups list cannot name a team by itself; the client fallback applies."""
-    token = claims(team=None, groups=["search"], client_id="search-backend")
-    assert team_of_claims(token, spec(team_claim="groups"), CLIENTS) == "search"
-    assert (
-        team_of_claims(claims(team=None, groups=["search"]), spec(team_claim="groups"), {}) is None
-    )
+def test_a_list_claim_with_two_mapped_teams_is_refused_whatever_the_order() -> None:
+    """Groups mapping to two teams get 403 ambiguous_team, never the alphabetically first."""
+    mapping = spec(team_claim="groups", team_map={"grp-g": "oa-g", "grp-a": "oa-a"})
+    for groups in (["grp-g", "grp-a"], ["grp-a", "grp-g"]):
+        with pytest.raises(SeveralTeams) as refused:
+            team_of_claims(claims(team=None, groups=groups), mapping, {})
+        error = refused.value
+        assert (error.status, error.type, error.code) == (403, "permission_error", "ambiguous_team")
+        assert error.message == (
+            "The access token's groups claim maps to several teams (oa-a, oa-g); "
+            "the gateway needs exactly one."
+        )
+
+
+def test_values_mapping_to_the_same_team_are_one_team() -> None:
+    mapping = spec(team_claim="roles", team_map={"gw.user": "search", "gw.admin": "search"})
+    token = claims(team=None, roles=["gw.admin", "gw.user"])
+    assert team_of_claims(token, mapping, {}) == "search"
+
+
+def test_a_list_claim_without_team_map_names_the_one_team_among_its_values() -> None:
+    """groups: ["oa-g"] is team oa-g, like the string "oa-g"; other groups are ignored."""
+    teams = {"oa-g", "search"}
+    groups = spec(team_claim="groups")
+    for value in (["oa-g"], ["Everyone", "oa-g", "vpn-users"], "oa-g"):
+        assert team_of_claims(claims(team=None, groups=value), groups, {}, teams) == "oa-g"
+
+
+def test_a_list_claim_without_team_map_naming_two_teams_is_refused() -> None:
+    groups = spec(team_claim="groups")
+    token = claims(team=None, groups=["search", "oa-g", "other"])
+    with pytest.raises(SeveralTeams, match=r"\(oa-g, search\)"):
+        team_of_claims(token, groups, {}, {"oa-g", "search"})
+
+
+def test_a_list_claim_without_team_map_naming_no_team_falls_back_to_the_client() -> None:
+    """No value is a team: the client fallback applies, else no team."""
+    groups = spec(team_claim="groups")
+    token = claims(team=None, groups=["Everyone"], client_id="search-backend")
+    assert team_of_claims(token, groups, CLIENTS, {"search"}) == "search"
+    assert team_of_claims(claims(team=None, groups=["Everyone"]), groups, {}, {"search"}) is None
+    assert team_of_claims(claims(team=None, groups=[]), groups, {}, {"search"}) is None
+
+
+def test_the_refusal_names_at_most_five_teams() -> None:
+    teams = [f"t{i}" for i in range(8)]
+    with pytest.raises(SeveralTeams) as refused:
+        team_of_claims(claims(team=None, groups=teams), spec(team_claim="groups"), {}, teams)
+    assert "(t0, t1, t2, t3, t4 and 3 more)" in refused.value.message
+
+
+TEAM_NAMES = st.sampled_from(["oa-a", "oa-g", "search", "research"])
+OTHER_VALUES = st.one_of(st.sampled_from(["Everyone", "vpn", "grp-x", ""]), st.integers())
+
+
+@given(
+    values=st.lists(st.one_of(TEAM_NAMES, OTHER_VALUES), max_size=8),
+    mapped=st.booleans(),
+    order=st.randoms(use_true_random=False),
+)
+def test_a_list_claim_names_its_one_team_or_is_refused(
+    values: list[Any], mapped: bool, order: Any
+) -> None:
+    """Whatever the values and their order: exactly one team → it; none → None; more → 403."""
+    teams = {"oa-a", "oa-g", "search", "research"}
+    # With a map, each team is reached through a group name of its own.
+    issuer = spec(team_claim="groups", team_map={f"grp-{t}": t for t in teams} if mapped else None)
+    sent = [f"grp-{v}" if mapped and v in teams else v for v in values]
+    order.shuffle(sent)
+    named = {v for v in values if isinstance(v, str) and v in teams}
+    token = claims(team=None, groups=sent)
+    if len(named) > 1:
+        with pytest.raises(SeveralTeams):
+            team_of_claims(token, issuer, {}, teams)
+    else:
+        assert team_of_claims(token, issuer, {}, teams) == next(iter(named), None)
+
+
+def test_an_ambiguous_token_with_a_bad_scope_claim_is_a_401_first() -> None:
+    """Every 401 check runs before the team: a malformed token is never a 403."""
+    token = claims(team=None, groups=["oa-a", "oa-g"], scope=7)
+    with pytest.raises(Refused):
+        principal_from_claims(token, spec(team_claim="groups"), {}, NOW, teams={"oa-a", "oa-g"})
+
+
+def test_principal_from_claims_maps_a_groups_list_to_a_policy_team() -> None:
+    token = claims(team=None, groups=["Everyone", "oa-g"])
+    principal = principal_from_claims(token, spec(team_claim="groups"), {}, NOW, teams={"oa-g"})
+    assert principal.team == "oa-g"
 
 
 def test_a_list_with_no_mapped_value_falls_back_to_the_client() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from joserfc.jwk import ECKey, Key, OctKey, OKPKey, RSAKey
 
 from gateway.auth.jwks import (
@@ -16,6 +18,7 @@ from gateway.auth.jwks import (
     parse_jwks,
     select_key,
 )
+from gateway.policy.schema import ALLOWED_ALGORITHMS
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +142,20 @@ def test_key_fits_and_knows_kid(published: dict[str, Any]) -> None:
 )
 def test_may_fetch_once_per_interval(last: float | None, now: float, allowed: bool) -> None:
     assert may_fetch(last, now, 10.0) is allowed
+
+
+_RSA_ALGS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
+_PUBLIC_RSA = RSAKey.generate_key(2048).as_dict(private=False)
+
+
+@given(named=st.sampled_from(_RSA_ALGS), used=st.sampled_from(sorted(ALLOWED_ALGORITHMS)))
+def test_a_jwk_naming_its_alg_verifies_only_that_alg(named: str, used: str) -> None:
+    """RFC 7517 §4.4 / RFC 8725 §3.1: a key published with `alg` fits that alg alone;
+    without `alg` any RSA algorithm the issuer allows fits."""
+    (with_alg, without_alg) = parse_jwks(
+        {"keys": [{**_PUBLIC_RSA, "kid": "a", "alg": named}, {**_PUBLIC_RSA, "kid": "b"}]}
+    )
+    assert key_fits(with_alg, used) == (used == named)
+    assert select_key([with_alg], "a", used) is (with_alg if used == named else None)
+    assert select_key([with_alg], None, used) is (with_alg if used == named else None)
+    assert key_fits(without_alg, used) == (used in _RSA_ALGS)
