@@ -37,6 +37,7 @@ from gateway.providers.redaction import (
     secret_spellings,
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
+from gateway.providers.stream_start import failed_start
 from gateway.sse import EventSplitter, end_of_done, is_done
 from gateway.telemetry.current import add_trace_headers
 
@@ -273,11 +274,15 @@ class OpenAICompatProvider:
         recent: tuple[bytes, ...] = ()  # the last chunks passed on, newest last
         splitter = EventSplitter()
         spellings = self._spellings
+        started = False
         try:
             async for data in response.content.iter_any():
                 chunk = splitter.feed(data)
                 if not chunk:
                     continue
+                if not started:
+                    started = True
+                    self._check_start(chunk)
                 if spellings and ERROR_KEY in chunk:  # an error event may echo our key
                     chunk = redact_error_events(chunk, spellings)
                 done_at = end_of_done(chunk)
@@ -289,6 +294,8 @@ class OpenAICompatProvider:
                 yield chunk
             tail = splitter.tail()
             if tail is not None:
+                if not started:
+                    self._check_start(tail)
                 if spellings and ERROR_KEY in tail:
                     tail = redact_error_events(tail, spellings)
                 if is_done(tail):
@@ -319,6 +326,14 @@ class OpenAICompatProvider:
                 response.close()
         if done_at_eof:  # reached only when no [DONE] came: the answer had finished
             yield DONE_EVENT
+
+    def _check_start(self, chunk: bytes) -> None:
+        """A stream whose first event is an error, or not JSON, is a failed attempt: the
+        request fails over, and the client never sees those bytes."""
+        failed = failed_start(chunk)
+        if failed is not None:
+            summary = error_summary(failed.error, self._secrets)
+            raise UpstreamFailure(f"{self.name}: {failed.reason}{summary}")
 
     async def close(self) -> None:
         if self._session is not None:
