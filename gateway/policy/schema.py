@@ -199,7 +199,9 @@ class IssuerSpec(_Strict):
     audience: str | list[str]
     jwks_uri: str | None = None  # else OpenID/RFC 8414 discovery from `issuer`
     algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
-    team_claim: str = "team"  # dotted path; a string, or a list mapped through team_map
+    # Dotted path; a string, or a list (groups, roles) whose values name exactly one team,
+    # directly or through team_map (auth/external.py; several teams: refused)
+    team_claim: str = "team"
     team_map: dict[str, str] | None = None  # claim value → team (for groups/roles claims)
     subject_claim: str = "sub"
     client_id_claim: str | None = None  # default: client_id, azp, appid or cid
