@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import orjson
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from gateway.providers.redaction import redact_error_events, secret_spellings
@@ -45,6 +45,7 @@ def leaks(out: bytes, key: str) -> bool:
 )
 def test_a_chat_error_event_never_keeps_our_key(key, how, where, prefix, after_content):
     """Anywhere in the event, in any JSON spelling: redacted, and the event still parses."""
+    assume(key.encode() not in CONTENT)  # the model's own text is not an echo
     text = f"bad auth {prefix}{spelled(key, how)}!"
     error = {"message": "m", "type": "server_error", "param": None, "code": None}
     fields = (
@@ -58,7 +59,8 @@ def test_a_chat_error_event_never_keeps_our_key(key, how, where, prefix, after_c
         assert out.startswith(CONTENT)  # the content event is the model's: untouched
     parsed = orjson.loads(out.split(b"\n\n")[-2][len(b"data: ") :])
     assert parsed["error"]["type"] == "server_error"
-    assert "[redacted]" in orjson.dumps(parsed).decode()
+    said = orjson.dumps(parsed).decode()
+    assert "[redacted]" in said or "[upstream]" in said  # a URL-shaped key goes as a URL
 
 
 @settings(deadline=None)
