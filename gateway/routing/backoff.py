@@ -5,14 +5,17 @@ Pure: the caller supplies the clock reading and the randomness.
 A request that goes back to a deployment it already tried waits first: a
 jittered exponential delay (`BACKOFF_BASE_S`, doubling with each earlier
 failure there, at most `BACKOFF_CAP_S`), or the upstream's Retry-After when
-that is longer. A wait that would not end before the request's deadline is not
-taken: the request stops and answers with what it has.
+that is longer (bounded: health.RETRY_AFTER_CAP_S). A wait that would not end
+before the request's deadline is not taken: the request stops and answers with
+what it has.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+
+from gateway.routing.health import bounded_retry_after
 
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 2.0
@@ -50,8 +53,9 @@ def retry_wait(
     reach the deadline: an attempt that starts at its deadline cannot answer.
     """
     wait = backoff_delay(failures, rand)
-    if failures > 0 and retry_after_s is not None:
-        wait = max(wait, retry_after_s)
+    asked = bounded_retry_after(retry_after_s)
+    if failures > 0 and asked is not None:
+        wait = max(wait, asked)
     if now + wait >= deadline:
         return None
     return wait
@@ -65,12 +69,13 @@ def back_at(cooling_until: float, asked_until: float | None, now: float) -> floa
 
 
 def retry_after_hint(back: Iterable[float | None], now: float) -> int | None:
-    """The `retry-after` seconds for a refused client, when the gateway knows one.
+    """The `retry-after` seconds for a refused client, when the gateway knows one: its
+    own estimate, never an upstream's number passed on.
 
     `back` holds, per deployment of the model, when it is expected back
-    (`back_at`). The hint is the soonest of those, rounded up to whole seconds;
-    None when some deployment may answer now (nothing known keeps it away) or the
-    model has none.
+    (`back_at`, from its cooldown and the bounded wait its upstream asked for). The
+    hint is the soonest of those, rounded up to whole seconds; None when some
+    deployment may answer now (nothing known keeps it away) or the model has none.
     """
     soonest: float | None = None
     for when in back:

@@ -25,7 +25,13 @@ from gateway.policy.compiled import Deployment, ModelRoute
 from gateway.providers.base import Provider, UpstreamClientError, UpstreamFailure
 from gateway.routing.backoff import back_at, retry_after_hint, retry_wait
 from gateway.routing.choice import choose_attempt
-from gateway.routing.health import HEALTHY, Health, record_failure, record_success
+from gateway.routing.health import (
+    HEALTHY,
+    Health,
+    bounded_retry_after,
+    record_failure,
+    record_success,
+)
 from gateway.routing.tries import Tries
 
 T = TypeVar("T")
@@ -168,8 +174,9 @@ async def call_with_failover(
             # One request's retries are one fault seen once: counting each would let a
             # single unlucky request cool a deployment for every other caller.
             board.failed(deployment, route, failure)
-        if failure.retry_after_s is not None:
-            asked_until[deployment] = board.clock() + failure.retry_after_s
+        asked = bounded_retry_after(failure.retry_after_s)
+        if asked is not None:  # the client's retry-after is ours: never a day on their word
+            asked_until[deployment] = board.clock() + asked
         log.warning(
             "upstream attempt failed",
             extra={

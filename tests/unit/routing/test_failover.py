@@ -8,6 +8,7 @@ from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.policy.compiled import Deployment, ModelRoute, RoutingConfig
 from gateway.providers.base import UpstreamClientError, UpstreamFailure
 from gateway.routing.failover import HealthBoard, call_with_failover
+from gateway.routing.health import RETRY_AFTER_CAP_S
 from gateway.routing.tries import Tries
 
 A = Deployment("p", "a", weight=1, priority=1)
@@ -232,3 +233,27 @@ async def test_a_cancel_from_outside_during_an_attempt_is_not_taken_for_a_timeou
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_day_long_retry_after_is_bounded_in_the_cooldown_and_the_clients_hint():
+    """An upstream's `retry-after: 86400` cools its deployment for RETRY_AFTER_CAP_S, and
+    the client's retry-after is the gateway's own estimate, within that bound."""
+    clock = Clock()
+    board = HealthBoard(clock)
+    attempt, _ = scripted({A: [fail(429, retry_after=86400.0)]})
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await run(route(A, failure_threshold=1, cooldown_s=30.0), attempt, board, clock)
+    assert caught.value.headers["retry-after"] == str(int(RETRY_AFTER_CAP_S))
+    assert board.of(A).is_cooling(clock.now + RETRY_AFTER_CAP_S - 1)
+    assert not board.of(A).is_cooling(clock.now + RETRY_AFTER_CAP_S)
+
+
+async def test_the_clients_retry_after_is_the_soonest_deployment_back_not_the_upstreams():
+    """A says a day, B cools for cooldown_s: the model is back when B is."""
+    clock = Clock()
+    board = HealthBoard(clock)
+    attempt, _ = scripted({A: [fail(429, retry_after=86400.0)], B: [fail(503)]})
+    model = route(A, B, failure_threshold=1, cooldown_s=30.0, retries=1)
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await run(model, attempt, board, clock)
+    assert caught.value.headers["retry-after"] == "30"

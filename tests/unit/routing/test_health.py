@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.routing.health import HEALTHY, record_failure, record_success
+from gateway.routing.health import HEALTHY, RETRY_AFTER_CAP_S, record_failure, record_success
 
 
 def fail(health, now=0.0, retry_after=None):
@@ -77,3 +77,20 @@ def test_health_follows_the_failures_since_the_last_success(history, threshold):
         else:
             assert health.cooling_until >= now + max(30.0, retry_after or 0.0)
             assert health.is_cooling(now)
+
+
+@settings(deadline=None)
+@given(
+    st.floats(min_value=0.0, max_value=1e9),  # retry-after, seconds: up to ~30 years
+    st.floats(min_value=0.1, max_value=1000.0),  # cooldown_s
+    st.floats(min_value=0.0, max_value=1e6),  # now
+)
+def test_an_upstreams_retry_after_cools_for_at_most_the_cap(retry_after, cooldown, now):
+    """cooldown_s, or the retry-after up to RETRY_AFTER_CAP_S, whichever is longer:
+    `retry-after: 86400` no longer sidelines a deployment for a day."""
+    health = record_failure(
+        HEALTHY, now, failure_threshold=1, cooldown_s=cooldown, retry_after_s=retry_after
+    )
+    expected = max(cooldown, min(retry_after, RETRY_AFTER_CAP_S))
+    assert health.cooling_until == now + expected
+    assert not health.is_cooling(now + max(cooldown, RETRY_AFTER_CAP_S))
