@@ -637,6 +637,8 @@ def _estimated_header(ctx: RequestContext) -> tuple[bytes, bytes]:
 def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
     headers = JSON_HEADERS + [(k.encode(), v.encode()) for k, v in error.headers.items()]
     headers.append((b"x-request-id", ctx.request_id.encode()))
-    if ctx.deployment is not None and error.status < 500:
+    # A 4xx names the deployment that refused; a routing 502/504 the last one tried.
+    routed = error.status < 500 or isinstance(error, UpstreamUnavailable | UpstreamTimeout)
+    if ctx.deployment is not None and routed:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
     return headers  # limits: _refuse adds refusal_limits_headers (issue 9)
