@@ -33,7 +33,8 @@ async def test_usage_asks_the_running_server_for_its_in_process_counters(
         "GATEWAY_ACCESS_LOG": "off",
     }
     async with MockUpstream("up") as up:
-        up.behave(Behaviour(prompt_tokens=7, completion_tokens=10, delay_s=1.5))
+        # Long enough for `gateway usage` (a fresh Python process) to start on a busy machine.
+        up.behave(Behaviour(prompt_tokens=7, completion_tokens=10, delay_s=6))
         (tmp_path / "policies").mkdir()
         policy = BUDGET_POLICY.format(base=up.base_url, team="cli", budget=100_000) + LIMITS
         (tmp_path / "policies" / "bundle.yaml").write_text(policy)
