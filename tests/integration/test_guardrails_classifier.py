@@ -2,13 +2,13 @@
 
 import asyncio
 import contextlib
-import socket
 
 import aiohttp
 import orjson
 import pytest
 from aiohttp import web
 
+from tests.support.aiohttp_app import serving
 from tests.support.gateway import running_gateway
 from tests.support.upstream import MockUpstream
 
@@ -50,16 +50,8 @@ async def classifier_server():
 
     app = web.Application()
     app.router.add_post("/v1/moderations", moderate)
-    runner = web.AppRunner(app, handler_cancellation=True)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    site = web.SockSite(runner, sock)
-    await site.start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", seen
-    finally:
-        await runner.cleanup()
+    async with serving(app, handler_cancellation=True) as origin:
+        yield origin, seen
 
 
 @pytest.fixture

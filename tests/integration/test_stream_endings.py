@@ -6,7 +6,6 @@ gets; a gateway error on a Responses stream is OpenAI's `error` event."""
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import httpx2 as httpx
@@ -15,6 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from tests.support.aiohttp_app import serving
 from tests.support.gateway import running_gateway
 
 POLICY = """
@@ -71,15 +71,8 @@ async def scripted_upstream(script: str) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", stream)
     app.router.add_post("/v1/responses", stream)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as origin:
+        yield f"{origin}/v1"
 
 
 async def raw_events(gw, path: str, body: dict) -> list[bytes]:

@@ -6,7 +6,6 @@ non-streamed error body is, however the echo spells it."""
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 
 import httpx2 as httpx
@@ -14,6 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from tests.support.aiohttp_app import serving
 from tests.support.gateway import running_gateway
 
 KEY = "prov-key-7f3a9c1e5b/Zq"  # not key-shaped: only knowing our own key can catch it
@@ -101,15 +101,8 @@ async def echoing_upstream(
         "/openai/responses",
     ):
         app.router.add_post(path, stream)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as origin:
+        yield origin
 
 
 async def streamed(gw, path: str, body: dict) -> httpx.Response:

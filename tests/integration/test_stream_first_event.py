@@ -5,7 +5,6 @@ with no deployment left the client gets the gateway's own 502, never those bytes
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 
 import httpx2 as httpx
@@ -14,6 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from tests.support.aiohttp_app import serving
 from tests.support.gateway import running_gateway
 from tests.support.upstream import MockUpstream
 
@@ -61,15 +61,8 @@ async def first_event_upstream(first: bytes) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", stream)
     app.router.add_post("/v1/responses", stream)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    await web.SockSite(runner, sock).start()
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as origin:
+        yield f"{origin}/v1"
 
 
 CHAT = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
@@ -142,15 +135,8 @@ async def test_an_error_after_the_first_event_is_still_relayed_not_failed_over(t
 
         app = web.Application()
         app.router.add_post("/v1/chat/completions", stream)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        await web.SockSite(runner, sock).start()
-        try:
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-        finally:
-            await runner.cleanup()
+        async with serving(app) as origin:
+            yield f"{origin}/v1"
 
     async with content_then_error() as bad, MockUpstream("good") as good:
         async with running_gateway(tmp_path, POLICY.format(bad=bad, good=good.base_url)) as gw:
