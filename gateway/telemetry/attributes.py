@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from gateway.context import Outcome, RequestContext
 from gateway.policy.compiled import Deployment
+from gateway.policy.upstreams import DEFAULT_PORTS
 from gateway.providers.base import UpstreamFailure
 from gateway.providers.openai_compat import OPENAI_API_BASE
 from gateway.telemetry import names
@@ -124,7 +125,6 @@ class ServerAddress(NamedTuple):
 
 # Where a provider type without an api_base sends its requests (its own default).
 _DEFAULT_BASES = {"openai": OPENAI_API_BASE}
-_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 def server_address(provider_type: str | None, api_base: str | None) -> ServerAddress | None:
@@ -143,9 +143,9 @@ def server_address(provider_type: str | None, api_base: str | None) -> ServerAdd
     except ValueError:  # the policy checked it; an unreadable one just goes without
         return None
     scheme = parts.scheme.lower()
-    if not host or scheme not in _DEFAULT_PORTS:
+    if not host or scheme not in DEFAULT_PORTS:
         return None
-    return ServerAddress(host, _DEFAULT_PORTS[scheme] if port is None else port)
+    return ServerAddress(host, DEFAULT_PORTS[scheme] if port is None else port)
 
 
 def attempt_result(failure: UpstreamFailure | None, is_answer: bool) -> AttemptResult:
