@@ -58,7 +58,7 @@ from gateway.limits.redis_calls import (
     team_prefix,
 )
 from gateway.limits.redis_scripts import CHARGE, RESERVE, SEED, SETTLE, SWEEP
-from gateway.limits.resp import Command, NoScript, NotSent, RespConnection, RespError
+from gateway.limits.resp import Command, NoScript, NotSent, RespConnection, RespError, why
 from gateway.limits.service import Clock, wall_clock_ms
 
 log = logging.getLogger("gateway.limits")
@@ -159,7 +159,7 @@ class RedisBackend:
                 if batch:
                     self._lost(len(batch), error)
                 self._owe_again(charges)
-                raise BackendUnavailable(f"Redis: {_why(error)}") from error
+                raise BackendUnavailable(f"Redis: {why(error)}") from error
             finally:
                 self._sending -= 1
                 self._maybe_idle()
@@ -172,7 +172,7 @@ class RedisBackend:
             if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
                 reply = await self._call(self._reserve, reserve.keys, args, reserve, forgotten=True)
             elif isinstance(reply, RespError):
-                raise BackendUnavailable(f"Redis: {_why(reply)}")
+                raise BackendUnavailable(f"Redis: {why(reply)}")
             return decode_reserve(plan, hold_id, lease_end, reply)
         except BackendUnavailable as error:
             if _may_run_late(error.__cause__):  # written: a hung Redis may run it yet
@@ -288,7 +288,7 @@ class RedisBackend:
         self.lost_settles += count
         log.warning(
             "limits settle lost: Redis unreachable (the reservation frees at its lease end)",
-            extra={"fields": {"settles": count, "error": _why(error)}},
+            extra={"fields": {"settles": count, "error": why(error)}},
         )
 
     def _owe(self, charge: OwedCharge | None) -> None:
@@ -299,13 +299,13 @@ class RedisBackend:
         if charges:
             self._charges_lost(self._owed.owe_again(charges), f"more than {OWED_KEPT} owed")
 
-    def _charges_lost(self, count: int, why: str) -> None:
+    def _charges_lost(self, count: int, reason: str) -> None:
         if not count:
             return
         self.lost_charges += count
         log.warning(
             "limits charges lost: unchecked requests' usage not added to their budgets",
-            extra={"fields": {"charges": count, "error": why}},
+            extra={"fields": {"charges": count, "error": reason}},
         )
 
     async def _charge_owed(self) -> None:
@@ -337,7 +337,7 @@ class RedisBackend:
         come again: those are lost."""
         again, errors = refused_for_script(charges, replies)
         if errors:
-            self._charges_lost(len(errors), _why(errors[0]))
+            self._charges_lost(len(errors), why(errors[0]))
         if again and forgotten:
             self._owe_again(again)
         elif again:
@@ -441,7 +441,7 @@ class RedisBackend:
         try:
             return await self._evalsha(script, keys, args, call, forgotten=forgotten)
         except (RedisError, RespError, OSError) as error:
-            raise BackendUnavailable(f"Redis: {_why(error)}") from error
+            raise BackendUnavailable(f"Redis: {why(error)}") from error
 
     async def _evalsha(
         self,
@@ -469,10 +469,6 @@ class RedisBackend:
                 pass
         script.sha = await self._redis.script_load(script.script)
         return await fast.call(command)
-
-
-def _why(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"
 
 
 def _may_run_late(error: BaseException | None) -> bool:

@@ -266,7 +266,7 @@ class RespConnection:
             link = await asyncio.wait_for(self._open(loop), self._timeout_s)
         except BaseException as error:
             self._connecting = None
-            failure = NotSent(f"cannot connect to Redis: {_why(error)}")
+            failure = NotSent(f"cannot connect to Redis: {why(error)}")
             connecting.set_exception(failure)
             connecting.exception()  # retrieved: nobody else may be waiting
             if isinstance(error, Exception):
@@ -296,5 +296,6 @@ class RespConnection:
         return link
 
 
-def _why(error: BaseException) -> str:
+def why(error: BaseException) -> str:
+    """An error as a log or message names it: its type, and its text when it has one."""
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
