@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from gateway.context import RequestContext
@@ -79,7 +80,7 @@ def provider_type_of(policy: PolicyStore) -> Callable[[str], str | None]:
     return lookup
 
 
-# Distinct (provider type, api_base) pairs whose address is kept; more and it starts over.
+# Distinct (provider type, api_base) pairs whose address is kept (least recently used go).
 SERVERS_KEPT = 1024
 
 
@@ -88,18 +89,10 @@ def provider_server_of(policy: PolicyStore) -> Callable[[str], ServerAddress | N
     per provider type and api_base (None: the mock, an unknown default, a dropped provider)."""
     from gateway.telemetry.attributes import server_address  # imports the providers' code
 
-    known: dict[tuple[str, str | None], ServerAddress | None] = {}
+    address_of = lru_cache(maxsize=SERVERS_KEPT)(server_address)
 
     def lookup(name: str) -> ServerAddress | None:
         config = policy.current().providers.get(name)
-        if config is None:
-            return None
-        key = (config.type, config.api_base)
-        if key in known:
-            return known[key]
-        if len(known) >= SERVERS_KEPT:
-            known.clear()
-        found = known[key] = server_address(config.type, config.api_base)
-        return found
+        return None if config is None else address_of(config.type, config.api_base)
 
     return lookup
