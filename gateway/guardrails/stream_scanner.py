@@ -168,39 +168,34 @@ class OutputScanner:
         if size > _ALWAYS_INLINE_BYTES and (
             size > INLINE_CHARS or (size * NON_ASCII_WEIGHT > INLINE_CHARS and not chunk.isascii())
         ):
-            return Emit(offload=partial(self._feed_off_loop, chunk))
+            return Emit(offload=partial(self._feed, chunk))
         budget = self._budget
         left, budget.inline = budget.left, INLINE_MATCHES
+        try:
+            return self._feed(chunk)
+        except _OverInline:
+            budget.left = left
+            return Emit(offload=partial(self._feed, chunk))
+        finally:
+            budget.inline = None
+
+    def _feed(self, chunk: bytes) -> Emit:
+        """`feed`'s work, on the loop (an inline budget set: raises _OverInline past it,
+        having changed nothing) or on a thread (none)."""
         try:
             if self._shape is not None:
                 # Changes nothing before its one window step, which may run out of budget.
                 released = self._same_shape(self._shape, chunk)
                 if released is not None:
-                    if self._blocked_by is not None:
-                        return self._end(b"")
-                    return Emit(released)
+                    return self._end(b"") if self._blocked_by is not None else Emit(released)
+            if self._budget.inline is None:
+                return self._events(chunk)
             undo = self._snapshot()
             try:
                 return self._events(chunk)
             except _OverInline:
                 self._restore(undo)
                 raise
-        except _OverInline:
-            budget.left = left
-            return Emit(offload=partial(self._feed_off_loop, chunk))
-        except OutOfMatches as out:
-            return self._too_many(out.rule)
-        finally:
-            budget.inline = None
-
-    def _feed_off_loop(self, chunk: bytes) -> Emit:
-        """`feed` without the inline budget (on a thread)."""
-        try:
-            if self._shape is not None:
-                released = self._same_shape(self._shape, chunk)
-                if released is not None:
-                    return self._end(b"") if self._blocked_by is not None else Emit(released)
-            return self._events(chunk)
         except OutOfMatches as out:
             return self._too_many(out.rule)
 
