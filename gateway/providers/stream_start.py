@@ -13,9 +13,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.providers.redaction import ERROR_LINES
 from gateway.sse import DONE_PAYLOAD, EVENT_END
-
-_ERROR_LINES = (b"event: error\n", b"event:error\n")
 
 
 class FailedStart(NamedTuple):
@@ -47,6 +46,6 @@ def failed_start(chunk: bytes) -> FailedStart | None:
     if error:  # the SDK's own test (`data.get("error")`): it would raise on this event
         found = error if isinstance(error, dict) else {"message": str(error)}
         return FailedStart("stream began with an error event", found)
-    if parsed.get("type") == "error" or event.startswith(_ERROR_LINES):
+    if parsed.get("type") == "error" or event.startswith(ERROR_LINES):
         return FailedStart("stream began with an error event", parsed)
     return None
