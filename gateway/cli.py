@@ -21,6 +21,7 @@ from gateway.commands.auth import (
     keys_app,
     mint_token,
     record_issuer,
+    refuse_unmintable,
     warn_unknown_team,
 )
 from gateway.commands.cache import cache_app  # response cache (issue 14)
@@ -231,6 +232,7 @@ def token(
             "raise GATEWAY_TOKEN_TTL_S for the gateway and this command to mint longer tokens.",
             code=2,
         )
+    refuse_unmintable(team, subject)  # before the database: bad input costs no migration
     _migrate_or_exit(settings)
     warn_unknown_team(team, "the gateway will refuse this token until it is")
     # the server's issuer and audience, whatever this shell's port

@@ -162,14 +162,7 @@ def mint_token(
     such a token (the subject with 401), so printing one would only mislead."""
     from gateway.auth.access_tokens import mint_with_current_key
 
-    refuse_impossible_team(team)
-    if not subject:
-        typer.echo(
-            "error: --subject must not be empty: the gateway refuses a token without a "
-            "subject (sub claim)",
-            err=True,
-        )
-        raise typer.Exit(2)
+    refuse_unmintable(team, subject)
     served = minting_issuer(settings)
     return asyncio.run(
         mint_with_current_key(
@@ -184,6 +177,19 @@ def mint_token(
             now=time.time(),
         )
     )
+
+
+def refuse_unmintable(team: str, subject: str) -> None:
+    """Exit 2 for a token the gateway would refuse whatever its policy: a team no policy
+    can name, or an empty subject (401). Cheap: `gateway token` checks it first."""
+    refuse_impossible_team(team)
+    if not subject:
+        typer.echo(
+            "error: --subject must not be empty: the gateway refuses a token without a "
+            "subject (sub claim)",
+            err=True,
+        )
+        raise typer.Exit(2)
 
 
 def refuse_impossible_team(team: str) -> None:
