@@ -42,6 +42,12 @@ INLINE_MATCHES = 64
 Rewrite = Callable[[str, Mapping[str, Any], TextFn], Mapping[str, Any]]
 
 
+def inline_weight(text: str | bytes) -> int:
+    """What scanning `text` costs against INLINE_CHARS: its length, NON_ASCII_WEIGHT
+    times over when it holds anything but ASCII."""
+    return len(text) if text.isascii() else len(text) * NON_ASCII_WEIGHT
+
+
 class _TooMuchInline(Exception):
     """The inline check passed INLINE_CHARS: the caller scans on a thread instead."""
 
@@ -62,7 +68,7 @@ class _Reviewer:
         if self.blocked_by is not None:
             return ()  # decided: the rest is not scanned
         if self.chars_left is not None:
-            self.chars_left -= len(text) if text.isascii() else len(text) * NON_ASCII_WEIGHT
+            self.chars_left -= inline_weight(text)
             if self.chars_left < 0:
                 raise _TooMuchInline
         result = review(self.scanner, text, self.budget)

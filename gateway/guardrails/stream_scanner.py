@@ -42,7 +42,13 @@ from typing import Any
 import orjson
 
 from gateway.errors import ContentPolicyViolation
-from gateway.guardrails.check import INLINE_CHARS, INLINE_MATCHES, MAX_MATCHES, NON_ASCII_WEIGHT
+from gateway.guardrails.check import (
+    INLINE_CHARS,
+    INLINE_MATCHES,
+    MAX_MATCHES,
+    NON_ASCII_WEIGHT,
+    inline_weight,
+)
 from gateway.guardrails.decision import GuardrailHit, review
 from gateway.guardrails.event_shape import (
     MAX_SHAPES_LEARNED,
@@ -164,10 +170,7 @@ class OutputScanner:
     def feed(self, chunk: bytes) -> Emit:
         """A chunk, on the event loop while it stays under check.py's inline budget (its
         size, INLINE_MATCHES); else an Emit whose `offload` the relay runs on a thread."""
-        size = len(chunk)
-        if size > _ALWAYS_INLINE_BYTES and (
-            size > INLINE_CHARS or (size * NON_ASCII_WEIGHT > INLINE_CHARS and not chunk.isascii())
-        ):
+        if len(chunk) > _ALWAYS_INLINE_BYTES and inline_weight(chunk) > INLINE_CHARS:
             return Emit(offload=partial(self._feed, chunk))
         budget = self._budget
         left, budget.inline = budget.left, INLINE_MATCHES
