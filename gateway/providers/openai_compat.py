@@ -11,6 +11,7 @@ events (all that one read completed), without re-encoding.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
@@ -74,11 +75,11 @@ ENDING_CHUNKS = 3
 ERROR_EVENTS = (b'data: {"error"', b'data:{"error"', b'"type":"error"', b"event: error\n")
 
 
-def _ended_well(ended: re.Pattern[bytes], recent: tuple[bytes, ...]) -> bool:
+def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
     return any(ended.search(chunk) for chunk in recent)
 
 
-def _is_error(recent: tuple[bytes, ...]) -> bool:
+def _is_error(recent: deque[bytes]) -> bool:
     """Does the last chunk before the upstream stopped hold its own error event?"""
     return bool(recent) and any(event in recent[-1] for event in ERROR_EVENTS)
 
@@ -271,7 +272,7 @@ class OpenAICompatProvider:
         after a choice finished (`done_at_eof`: the `[DONE]` is added); a Responses
         stream ends when the upstream closes after a terminal event (`ended`)."""
         finished = False
-        recent: tuple[bytes, ...] = ()  # the last chunks passed on, newest last
+        recent: deque[bytes] = deque(maxlen=ENDING_CHUNKS)  # the last chunks passed on, newest last
         splitter = EventSplitter()
         spellings = self._spellings
         started = False
@@ -290,7 +291,7 @@ class OpenAICompatProvider:
                     finished = True
                     yield chunk[:done_at]
                     return
-                recent = (*recent[1 - ENDING_CHUNKS :], chunk)
+                recent.append(chunk)
                 yield chunk
             tail = splitter.tail()
             if tail is not None:
@@ -302,7 +303,7 @@ class OpenAICompatProvider:
                     finished = True
                     yield tail
                     return
-                recent = (*recent[1 - ENDING_CHUNKS :], tail)
+                recent.append(tail)
                 yield tail
             finished = _ended_well(ended, recent)
             if not finished:
