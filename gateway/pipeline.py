@@ -69,7 +69,13 @@ from gateway.routing.affinity import ResponseIdKey, ResponseIds
 from gateway.routing.failover import Attempt, call_with_failover
 from gateway.routing.tries import Tries
 from gateway.services import Services
-from gateway.stream.relay import close_stream, error_event, relay, responses_error_event
+from gateway.stream.relay import (
+    ErrorEvent,
+    close_stream,
+    error_event,
+    relay,
+    responses_error_event,
+)
 from gateway.stream.response_ids import ResponseIdRewriter
 from gateway.stream.steps import Chain, Step
 from gateway.stream.upstream_tap import UpstreamTap
@@ -221,8 +227,7 @@ async def _cut_by_shutdown(ctx: RequestContext, exchange: Exchange, services: Se
                 await _refuse(ctx, exchange, services, error, Outcome.CANCELLED)
             elif ctx.is_stream:
                 ctx.end(error.status, Outcome.CANCELLED, error.code)
-                event = responses_error_event if ctx.endpoint == "responses" else error_event
-                await exchange.send(event(error))
+                await exchange.send(_error_event_of(ctx.endpoint)(error))
                 await exchange.end_stream()
 
 
@@ -539,7 +544,7 @@ async def _stream(
                 send,
                 idle_timeout_s=route.routing.attempt_timeout_s,
                 deadline_in_s=remaining_s,
-                error_event=responses_error_event if ctx.endpoint == "responses" else error_event,
+                error_event=_error_event_of(ctx.endpoint),
             )
             if end.failure is not None:
                 health.failed(deployment, route, end.failure)
@@ -632,6 +637,11 @@ def _estimated_header(ctx: RequestContext) -> tuple[bytes, bytes]:
     usage = ctx.usage if ctx.usage is not None else ctx.saved_usage
     estimated = usage is not None and usage.is_estimated
     return b"x-gateway-tokens-estimated", b"true" if estimated else b"false"
+
+
+def _error_event_of(endpoint: Endpoint) -> ErrorEvent:
+    """How this endpoint's stream tells its client an error once its status line is out."""
+    return responses_error_event if endpoint == "responses" else error_event
 
 
 def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
