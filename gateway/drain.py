@@ -82,7 +82,8 @@ def is_draining(state: Mapping[str, object] | None) -> bool:
 
 def drain_is_over(elapsed_s: float, busy: int, grace_s: float) -> bool:
     """May the server stop listening now? When nothing is under way, or the grace is spent
-    (what still runs then is cut: its client sees the connection end)."""
+    (the inference requests still under way are then cut: each ends itself with the
+    shutdown_cut 503, as an error event on a stream)."""
     return busy <= 0 or elapsed_s >= grace_s
 
 
