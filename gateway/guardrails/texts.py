@@ -87,7 +87,7 @@ def _annotation(value: Any, fn: TextFn) -> Any:
 
 
 def rewrite_annotations(value: Any, fn: TextFn) -> Any:
-    """A list of annotations (a chat message's or delta's URL citations)."""
+    """A list of annotations (a chat message's or delta's URL citations, a text part's)."""
     return _items(value, lambda a: _annotation(a, fn))
 
 
@@ -102,7 +102,7 @@ def _part(item: Any, fn: TextFn) -> Any:
     text = item.get("text")
     updates = {
         "text": _text(text, fn),
-        "annotations": _items(item.get("annotations"), lambda a: _annotation(a, fn)),
+        "annotations": rewrite_annotations(item.get("annotations"), fn),
     }
     if updates["text"] is not text and item.get("logprobs"):
         updates["logprobs"] = []  # the tokens spell the text a rule rewrote
@@ -246,7 +246,7 @@ def _chat_message(message: Any, fn: TextFn) -> Any:
             "reasoning_content": _text(message.get("reasoning_content"), fn),
             "reasoning": _text(message.get("reasoning"), fn),
             "audio": _audio(message.get("audio"), fn),
-            "annotations": _items(message.get("annotations"), lambda a: _annotation(a, fn)),
+            "annotations": rewrite_annotations(message.get("annotations"), fn),
             "tool_calls": _tool_calls(message.get("tool_calls"), fn),
             "function_call": _function(message.get("function_call"), fn),
         },
