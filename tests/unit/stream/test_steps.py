@@ -98,3 +98,25 @@ def test_an_end_at_finish_comes_after_the_flushed_bytes() -> None:
     chain.feed(EVENT_A)
     out = chain.finish()
     assert out.data == b"DATA: A\n\n" and out.end is not None and out.end.message == "late"
+
+
+class Offload:
+    """Hands every chunk back as work for a thread (a dense chunk), upper-cased there."""
+
+    def feed(self, chunk: bytes) -> Emit:
+        return Emit(offload=lambda: Emit(chunk.upper()))
+
+    def finish(self) -> Emit:
+        return NOTHING
+
+
+def test_an_offloaded_chunk_runs_its_step_and_the_later_ones_only_when_run() -> None:
+    record = Record()
+    ender = EndAt(b"data: b")
+    chain = Chain([ender, Offload(), record])
+    out = chain.feed(EVENT_A + EVENT_B)
+    assert out.data == b"" and out.end is None and out.offload is not None
+    assert record.fed == []
+    ran = out.offload()
+    assert ran.data == b"DATA: A\n\n" and ran.end is ender.error and ran.offload is None
+    assert record.fed == [b"DATA: A\n\n"]
