@@ -651,4 +651,8 @@ def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
     routed = error.status < 500 or isinstance(error, UpstreamUnavailable | UpstreamTimeout)
     if ctx.deployment is not None and routed:
         headers.append((b"x-gateway-deployment", ctx.deployment.label.encode()))
+        if isinstance(error, UpstreamRejected):  # the upstream's own refusal, relayed
+            upstream_id = upstream_request_id(ctx.deployment.provider)
+            if upstream_id is not None:
+                headers.append((b"x-upstream-request-id", upstream_id))
     return headers  # limits: _refuse adds refusal_limits_headers (issue 9)

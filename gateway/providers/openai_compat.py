@@ -224,6 +224,8 @@ class OpenAICompatProvider:
                 status=status,
                 retry_after_s=retry_after_seconds(response.headers),
             )
+        # The caller's error is relayed: its upstream id goes with it, as an answer's does.
+        note_upstream_request_id(self.name, response.headers.get("x-request-id"))
         error = error_fields(raw)
         message = error.get("message")
         if not isinstance(message, str) or not message.strip():

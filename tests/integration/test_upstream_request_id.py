@@ -1,6 +1,6 @@
 """`x-upstream-request-id`: the id the answering upstream gave its request (OpenAI's
 `x-request-id`, `req_…`) returned next to the gateway's own `x-request-id`, for whole
-answers and streams; only a valid one (printable ASCII, at most 200 characters), never
+answers, streams and the upstream's own refusals relayed; only a valid one (printable ASCII, at most 200 characters), never
 an earlier attempt's, never on a cache hit's replay (REFERENCE.md §1.4)."""
 
 from __future__ import annotations
@@ -119,3 +119,26 @@ async def test_the_mock_provider_and_a_cache_hit_carry_no_upstream_id(gateway):
     assert miss.headers[UPSTREAM_ID] == "req_stored_b"
     assert UPSTREAM_ID not in hit.headers
     assert len(b.requests) == 1
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_relayed_upstream_refusal_carries_the_upstream_id(gateway, stream):
+    """An upstream's own 400 reaches the caller with the id that upstream gave it, as an
+    answer would, next to the gateway's x-request-id."""
+    gw, a, _ = gateway
+    a.behave("status", status=400, headers={"x-request-id": "req_uperr123"})
+    reply = await post(gw, model="m", messages=HI, stream=stream)
+    assert reply.status_code == 400
+    assert reply.json()["error"]["type"] == "invalid_request_error"
+    assert reply.headers[UPSTREAM_ID] == "req_uperr123"
+    assert reply.headers["x-request-id"] == "mine-1"
+    assert reply.headers["x-gateway-deployment"] == "a/model-a"
+
+
+async def test_a_refusal_with_an_invalid_upstream_id_carries_none(gateway):
+    """An upstream 400 whose id is not printable ASCII: no header, as for an answer."""
+    gw, a, _ = gateway
+    a.behave("status", status=400, headers={"x-request-id": "req\tx"})
+    reply = await post(gw, model="m", messages=HI)
+    assert reply.status_code == 400
+    assert UPSTREAM_ID not in reply.headers
