@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 import time
@@ -109,32 +110,50 @@ class HeadTooLarge(Exception):
     """Raised from a parser callback; the message says which limit, for the log."""
 
 
-def _error_answer(status: int, code: str, message: str) -> bytes:
-    body = orjson.dumps(
-        {
-            "error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": None,
-                "code": code,
+@dataclass(frozen=True, slots=True)
+class EdgeAnswer:
+    """An error answered before the app sees the request: OpenAI's body, and like every
+    answer an `x-request-id` (a new one each time: no request exists to have one)."""
+
+    before_id: bytes  # the status line and the headers up to the id's value
+    after_id: bytes  # the rest of the head, and the body
+
+    @classmethod
+    def of(cls, status: int, code: str, message: str) -> EdgeAnswer:
+        body = orjson.dumps(
+            {
+                "error": {
+                    "message": message,
+                    "type": "invalid_request_error",
+                    "param": None,
+                    "code": code,
+                }
             }
-        }
-    )
-    head = (
-        b"content-type: application/json\r\n"
-        b"content-length: " + str(len(body)).encode() + b"\r\n"
-        b"connection: close\r\n\r\n"
-    )
-    return STATUS_LINE[status] + head + body
+        )
+        return cls(
+            STATUS_LINE[status] + b"content-type: application/json\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n"
+            b"x-request-id: ",
+            b"\r\n\r\n" + body,
+        )
+
+    def render(self, request_id: str) -> bytes:
+        return self.before_id + request_id.encode() + self.after_id
 
 
-ANSWER_431 = _error_answer(
+def new_request_id() -> str:
+    """A request id in the app's own form (gateway/api/edge.py, request_id_of)."""
+    return "req_" + os.urandom(16).hex()
+
+
+ANSWER_431 = EdgeAnswer.of(
     431, "request_header_fields_too_large", "The request line or headers are too large."
 )
-ANSWER_400 = _error_answer(
+ANSWER_400 = EdgeAnswer.of(
     400, "invalid_http_request", "The request is not valid HTTP/1.1 (its framing or head)."
 )
-ANSWER_408 = _error_answer(
+ANSWER_408 = EdgeAnswer.of(
     408, "request_timeout", "The request was not received in time; send it faster or retry."
 )
 
@@ -192,6 +211,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         cycle = self.cycle if not self._in_head else None
         phase = "body" if cycle is not None and not cycle.response_complete else "headers"
         self._counters.slow_clients += 1
+        request_id = new_request_id()
         log.warning(
             "client too slow: dropped",
             extra={
@@ -201,6 +221,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                     "client": self.client[0] if self.client else None,
                     "timeout_s": self._limits.client_timeout_s,
                     "slow_clients_total": self._counters.slow_clients,
+                    "request_id": request_id,
                 }
             },
         )
@@ -211,9 +232,9 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             cycle.disconnected = True
             cycle.message_event.set()
             if not answered:
-                self.transport.write(ANSWER_408)
+                self.transport.write(ANSWER_408.render(request_id))
         else:
-            self.transport.write(ANSWER_408)
+            self.transport.write(ANSWER_408.render(request_id))
         self.transport.close()
 
     # --- request heads ---
@@ -278,13 +299,18 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def _bad_request(self) -> None:
         """uvicorn's answer to unparsable HTTP, in OpenAI's error shape like every other."""
-        self.logger.warning("Invalid HTTP request received.")
+        request_id = new_request_id()
+        self.logger.warning(
+            "Invalid HTTP request received.",
+            extra={"fields": {"event": "invalid_http_request", "request_id": request_id}},
+        )
         self._disarm()
-        self.transport.write(ANSWER_400)
+        self.transport.write(ANSWER_400.render(request_id))
         self.transport.close()
 
     def _refuse_head(self, which: str) -> None:
         self._counters.heads_too_large += 1
+        request_id = new_request_id()
         log.warning(
             "request head too large: refused",
             extra={
@@ -293,11 +319,12 @@ class GatewayHttpProtocol(HttpToolsProtocol):
                     "limit": which,
                     "client": self.client[0] if self.client else None,
                     "heads_too_large_total": self._counters.heads_too_large,
+                    "request_id": request_id,
                 }
             },
         )
         self._disarm()
-        self.transport.write(ANSWER_431)
+        self.transport.write(ANSWER_431.render(request_id))
         self.transport.close()
 
 

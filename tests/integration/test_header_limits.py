@@ -48,6 +48,18 @@ def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+def request_id_of(answer: bytes) -> str:
+    """The answer's x-request-id: every answer has one, a refusal before the app too."""
+    head_part = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    found = [
+        line.split(":", 1)[1].strip()
+        for line in head_part.split("\r\n")[1:]
+        if line.lower().startswith("x-request-id:")
+    ]
+    assert len(found) == 1, head_part
+    return found[0]
+
+
 def head(*headers: str, target: str = "/healthz") -> bytes:
     lines = [f"GET {target} HTTP/1.1", "Host: 127.0.0.1", *headers]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -86,6 +98,7 @@ def test_oversized_heads_get_431(server: ServeProcess, request_bytes: bytes) -> 
     assert status_of(answer) == 431, answer[:200]
     body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
     assert body["error"]["code"] == "request_header_fields_too_large"
+    assert request_id_of(answer).startswith("req_")
     assert_healthy(server)
 
 
@@ -97,20 +110,38 @@ def test_oversized_heads_get_431(server: ServeProcess, request_bytes: bytes) -> 
         head("Content-Length: 1", "Content-Length: 2", target="/v1/models"),
         head("Content-Length: 3", "Transfer-Encoding: chunked", target="/v1/models"),
         b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc\rSet-Cookie: evil=1\r\n\r\n",
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc\x01def\r\n\r\n",
+        b"GET /v1/models HTTP/1.1\r\nHost: x\r\nx-note: abc\x7fdef\r\n\r\n",
     ],
-    ids=["huge-length", "negative-length", "two-lengths", "length-and-chunked", "garbage"],
+    ids=[
+        "huge-length",
+        "negative-length",
+        "two-lengths",
+        "length-and-chunked",
+        "garbage",
+        "cr-in-a-header",
+        "ctl-in-a-header",
+        "del-in-a-header",
+    ],
 )
 def test_unparsable_http_is_a_400_in_openais_error_shape(
     server: ServeProcess, request_bytes: bytes
 ) -> None:
-    """Bad framing is refused before the app, like uvicorn does, but with the JSON error
-    body every other answer has (was text/plain "Invalid HTTP request received.")."""
+    """Bad framing, or a control character in a header, is refused before the app, like
+    uvicorn does, but with the JSON error body and the x-request-id every other answer has
+    (was text/plain "Invalid HTTP request received.", then no x-request-id)."""
     answer = exchange(server.port, request_bytes)
     assert status_of(answer) == 400, answer[:200]
     head_part, body = answer.split(b"\r\n\r\n", 1)
     assert b"content-type: application/json" in head_part.lower()
     error = json.loads(body)["error"]
     assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_http_request")
+    # A new id, never the one the bad head tried to send.
+    request_id = request_id_of(answer)
+    assert request_id.startswith("req_") and request_id != request_id_of(
+        exchange(server.port, request_bytes)
+    )
     assert_healthy(server)
 
 
@@ -163,6 +194,7 @@ def test_a_client_that_sends_nothing_is_dropped(server: ServeProcess) -> None:
     started = time.monotonic()
     answer = exchange(server.port, b"", read_timeout_s=CLIENT_TIMEOUT_S + 5)
     assert status_of(answer) == 408
+    assert request_id_of(answer).startswith("req_")
     assert CLIENT_TIMEOUT_S - 0.5 < time.monotonic() - started < CLIENT_TIMEOUT_S + 3
 
 
