@@ -5,9 +5,10 @@ The gateway always asks chat and completions upstreams for a usage chunk; the
 client sees it only with `stream_options.include_usage`, as OpenAI behaves. When
 the upstream reports nothing, `estimate()` counts what was seen (off the event
 loop); a client that asked for usage then gets OpenAI's usage chunk made from that
-count, before the `[DONE]` held back for it. Most chunks mention no usage, or only
-`"usage": null` (OpenAI's and vLLM's spellings): byte checks handle those; the
-rest are parsed.
+count, before the `[DONE]` held back for it, and each other chunk carries OpenAI's
+`"usage":null` (added by bytes where the upstream left the field out: vLLM does).
+Most chunks mention no usage, or only `"usage": null` (OpenAI's and vLLM's
+spellings): byte checks handle those; the rest are parsed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import orjson
 
 from gateway.providers.base import Endpoint
-from gateway.sse import DONE_PAYLOAD, is_done, json_of
+from gateway.sse import DONE_PAYLOAD, EVENT_END, is_done, json_of
 from gateway.stream.steps import NOTHING, Emit, events_of
 from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
 
@@ -28,6 +29,11 @@ USAGE_OBJECTS = (b'"usage":{', b'"usage": {')
 USAGE_NULLS = (b',"usage":null', b'"usage":null,', b', "usage": null', b'"usage": null, ')
 USAGE_NULL_VALUES = (b'"usage":null', b'"usage": null')
 DONE_EVENT = b"data: [DONE]\n\n"
+# A stream chunk (it has choices) whose JSON object ends its event gets `"usage":null`
+# spliced in before that object's last brace.
+CHOICES_KEY = b'"choices"'
+OBJECT_END = b"}\n\n"
+NULL_USAGE_END = b',"usage":null}\n\n'
 # What a made-up usage chunk copies from the stream's own chunks.
 CHUNK_HEAD_FIELDS = ("id", "object", "created", "model", "system_fingerprint")
 
@@ -66,6 +72,8 @@ class UsageObserver:
 
     def _pass(self, chunk: bytes) -> Emit:
         if USAGE_KEY not in chunk:
+            if self._owes_usage:  # OpenAI's `"usage": null`, where the upstream sent none
+                chunk = with_null_usage(chunk)
             self._seen.append(chunk)
             return Emit(chunk)
         if not any(pattern in chunk for pattern in USAGE_OBJECTS):
@@ -116,6 +124,10 @@ class UsageObserver:
         if not isinstance(parsed, dict):
             self._seen.append(event)
             return event
+        if self._owes_usage and "usage" not in parsed:  # beside another event's usage
+            event = with_null_usage(event)
+            self._seen.append(event)
+            return event
         report = parsed.get("usage")
         if report is None and isinstance(parsed.get("response"), dict):
             report = parsed["response"].get("usage")  # Responses: response.completed
@@ -148,3 +160,19 @@ class UsageObserver:
                 if isinstance(parsed, dict):
                     generated.append(output_text(self._endpoint, parsed))
         return estimate_usage(self._endpoint, self._body, self._model, "".join(generated))
+
+
+def with_null_usage(chunk: bytes) -> bytes:
+    """`chunk` with OpenAI's `"usage":null` in each stream chunk that lacks the field, by
+    bytes (no parse, no re-encode: a copy of the chunk). Only events with `"choices"`
+    whose JSON object ends the event are changed; others (`[DONE]`, comments, an error
+    event, an object followed by spaces) pass as they are."""
+    if chunk.find(EVENT_END) == len(chunk) - 2:  # one event: the usual read
+        return _with_null_usage(chunk)
+    return b"".join(_with_null_usage(event) for event in events_of(chunk))
+
+
+def _with_null_usage(event: bytes) -> bytes:
+    if event.endswith(OBJECT_END) and CHOICES_KEY in event:
+        return event[:-3] + NULL_USAGE_END
+    return event

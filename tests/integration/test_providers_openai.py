@@ -3,6 +3,7 @@
 import asyncio
 
 import aiohttp
+import httpx2 as httpx
 import openai
 import orjson
 import pytest
@@ -108,6 +109,32 @@ async def test_a_stream_without_upstream_usage_is_counted_and_marked_estimated(t
     assert line["output_tokens"] == last.usage.completion_tokens == 6
     assert line["input_tokens"] == last.usage.prompt_tokens > 3
     assert last.usage.total_tokens == 6 + last.usage.prompt_tokens
+
+
+@pytest.mark.parametrize("endpoint", ["chat/completions", "completions"])
+async def test_a_stream_without_upstream_usage_has_usage_null_on_its_other_chunks(
+    tmp_path, endpoint
+):
+    """As OpenAI sends them when include_usage is set: `"usage": null` on every chunk but
+    the final usage chunk, also when the upstream (old vLLM) sent no usage field at all."""
+    async with MockUpstream("old-vllm") as up:
+        up.behave("stream_no_usage", content="one two three")
+        async with running_gateway(tmp_path, PLAIN.format(base=up.base_url)) as gw:
+            body = {"model": "m", "stream": True, "stream_options": {"include_usage": True}}
+            if endpoint == "completions":
+                body["prompt"] = "count to three"
+            else:
+                body["messages"] = [{"role": "user", "content": "count to three"}]
+            headers = {"Authorization": f"Bearer {await gw.token('demo')}"}
+            async with httpx.AsyncClient(base_url=gw.origin, timeout=30) as http:
+                reply = await http.post(f"/v1/{endpoint}", json=body, headers=headers)
+    assert reply.status_code == 200
+    payloads = [line[6:] for line in reply.text.split("\n\n") if line.startswith("data: ")]
+    assert payloads[-1] == "[DONE]"
+    *content, last = [orjson.loads(p) for p in payloads[:-1]]
+    assert content and all("usage" in c and c["usage"] is None for c in content)
+    assert all(c["choices"] for c in content)
+    assert last["choices"] == [] and last["usage"]["completion_tokens"] == 3
 
 
 @pytest.mark.parametrize("asks", [True, False])

@@ -154,6 +154,51 @@ def test_a_client_that_asked_gets_a_counted_usage_chunk_before_done_at_any_cut()
         assert observer.estimate() == Usage(7, 2, 0, is_estimated=True)
 
 
+def test_a_client_that_asked_gets_usage_null_on_every_other_chunk_at_any_cut() -> None:
+    """OpenAI sends `"usage": null` on every chunk but the usage chunk when include_usage
+    is set; an upstream that sent no usage field gets it added, the rest unchanged."""
+    wire = no_usage_wire()
+    sent = [json_of(e) for e in events_of(wire)][:-1]
+    for cut in range(len(wire) + 1):
+        observer = UsageObserver("chat", client_wants_usage=True, body=BODY, model="gpt-4o")
+        streamed = relay(wire, observer, cut)
+        got = [json_of(e) for e in events_of(streamed)]
+        assert got == [{**e, "usage": None} for e in sent], cut
+
+
+def test_usage_null_is_added_beside_a_usage_chunk_in_the_same_read() -> None:
+    """vLLM: no usage field on content chunks, a usage chunk at the end; one read of both."""
+    content = no_usage_wire().replace(b"data: [DONE]\n\n", b"")
+    last = chunk(None, usage=USAGE)
+    observer = UsageObserver("chat", client_wants_usage=True, body=BODY, model="gpt-4o")
+    streamed = observer.feed(content + last + b"data: [DONE]\n\n").data
+    events = events_of(streamed)
+    assert [json_of(e)["usage"] for e in events[:-2]] == [None, None]  # type: ignore[index]
+    assert events[-2:] == [last, b"data: [DONE]\n\n"]
+    assert observer.reported == Usage(11, 2, 0)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        b'data: {"error":{"message":"overloaded","type":"server_error"}}\n\n',
+        b": ping\n\n",
+        b"data: {}\n\n",
+        b'data: {"choices":[]} \n\n',  # spaces after the object: left as sent
+    ],
+)
+def test_usage_null_is_added_to_stream_chunks_only(event: bytes) -> None:
+    observer = UsageObserver("chat", client_wants_usage=True, body=BODY, model="gpt-4o")
+    assert observer.feed(event).data == event
+
+
+def test_a_client_that_did_not_ask_gets_a_usage_less_stream_unchanged() -> None:
+    wire = no_usage_wire()
+    for endpoint in ("chat", "completions"):
+        observer = UsageObserver(endpoint, client_wants_usage=False, body=BODY, model="gpt-4o")
+        assert relay(wire, observer) == wire
+
+
 def test_when_not_asked_or_not_a_chunked_endpoint_nothing_is_held_or_made() -> None:
     wire = no_usage_wire()
     body = {"model": "m", "messages": [{"role": "user", "content": "count"}]}
