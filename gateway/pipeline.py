@@ -47,7 +47,7 @@ from gateway.errors import (
 )
 from gateway.guardrails.decision import Blocked
 from gateway.guardrails.guards import Guards
-from gateway.guardrails.stage import guard_input, guard_output, refusal
+from gateway.guardrails.stage import guard_input, guard_output, guard_upstream_error, refusal
 from gateway.guardrails.stream_scanner import OutputScanner
 from gateway.limits.stage import (
     forwarded_body,
@@ -398,10 +398,11 @@ def upstream_call(
 
 
 async def _first_answer(
-    ctx: RequestContext, route: ModelRoute, services: Services, attempt: Attempt[T]
+    ctx: RequestContext, route: ModelRoute, services: Services, attempt: Attempt[T], guards: Guards
 ) -> tuple[Deployment, T]:
     """The failover loop; an upstream's refusal of the request itself becomes the
-    caller's error. What routing tried is copied to the context however it ends."""
+    caller's error, its message under the output rules (it may quote the prompt). What
+    routing tried is copied to the context however it ends."""
     tries = Tries(attempt_observer(ctx))  # telemetry: one client span per attempt
     try:
         return await call_with_failover(
@@ -413,8 +414,10 @@ async def _first_answer(
             request_id=ctx.request_id,
         )
     except UpstreamClientError as error:
+        said = await guard_upstream_error(guards, ctx.endpoint, error.message)
+        ctx.guardrail_hits.extend(said.hits)
         raise UpstreamRejected(
-            error.status, error.message, type_=error.type, param=error.param, code=error.code
+            error.status, said.message, type_=error.type, param=error.param, code=error.code
         ) from None
     finally:
         ctx.attempts, ctx.deployment = tries.count, tries.last_deployment
@@ -445,7 +448,7 @@ async def _whole(
             raise UpstreamFailure(f"{deployment.label}: response is not a JSON object")
         return reply.body, payload
 
-    deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt)
+    deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt, guards)
     ctx.response_model, ctx.finish_reasons = response_facts(payload)  # telemetry
     usage = usage_from_report(payload.get("usage"))
     if usage is None:
@@ -500,7 +503,9 @@ async def _stream(
             raise
         return events, first, deadline
 
-    deployment, (events, first, deadline) = await _first_answer(ctx, route, services, attempt)
+    deployment, (events, first, deadline) = await _first_answer(
+        ctx, route, services, attempt, guards
+    )
     options = body.get("stream_options")
     observer = UsageObserver(
         ctx.endpoint,
@@ -583,6 +588,7 @@ async def _answer_from_cache(
     The deployment that answered when it was stored is the request's, for its header,
     ledger row and access line (the key holds the route's deployments: it is found)."""
     ctx.saved_usage = hit.saved
+    ctx.guardrail_hits.extend(hit.guardrails)  # the output rules that shaped the stored answer
     ctx.deployment = cache_flow.deployment_of(hit, route)
     headers = _answer_headers(ctx)
     if ctx.is_stream:

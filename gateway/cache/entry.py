@@ -1,8 +1,9 @@
 """One stored answer and its bytes at rest; the backends' shared interface. No I/O.
 
 An entry is the whole-answer JSON a non-streamed client gets (after output
-guardrails), with the deployment that answered, when, and the usage the gateway
-settled on (the upstream's report, or its own count). At rest it is one line of
+guardrails), with the deployment that answered, when, the usage the gateway
+settled on (the upstream's report, or its own count), and the output rules that
+fired on it (a hit serves what they made, and its records name them). At rest it is one line of
 metadata, a newline, then the body: one value per Redis key, one `bytes` per
 memory slot, and its size is what `max_bytes` counts.
 """
@@ -16,6 +17,8 @@ from typing import Protocol
 import orjson
 
 from gateway.cache.key import CacheKey
+from gateway.guardrails.decision import GuardrailHit
+from gateway.guardrails.kinds import GuardAction, Where
 from gateway.policy.compiled import CachePolicy
 from gateway.usage.usage import Usage
 
@@ -26,6 +29,8 @@ class CachedAnswer:
     deployment: str  # the label of the deployment that answered, for the hit's ledger row
     stored_at_ms: int
     usage: Usage | None = None  # what the answer was charged: what a hit saves and reports
+    # The output rules that fired on the answer (redact, flag): the body is what they made.
+    guardrails: tuple[GuardrailHit, ...] = ()
 
 
 def encode(answer: CachedAnswer) -> bytes:
@@ -35,6 +40,8 @@ def encode(answer: CachedAnswer) -> bytes:
     }
     if answer.usage is not None:
         meta["usage"] = _usage_fields(answer.usage)
+    if answer.guardrails:
+        meta["guardrails"] = [[hit.rule, hit.action.value] for hit in answer.guardrails]
     return orjson.dumps(meta) + b"\n" + answer.body
 
 
@@ -59,6 +66,23 @@ def _usage_of(fields: object) -> Usage | None:
     return Usage(*fields)
 
 
+def _guardrails_of(fields: object) -> tuple[GuardrailHit, ...]:
+    """The output rules `encode` wrote; () for anything else (the entry stays usable)."""
+    if not isinstance(fields, list):
+        return ()
+    hits = []
+    for field in fields:
+        if not (isinstance(field, list) and len(field) == 2 and isinstance(field[0], str)):
+            return ()
+        if field[1] not in _ACTIONS:
+            return ()
+        hits.append(GuardrailHit(field[0], GuardAction(field[1]), Where.OUTPUT))
+    return tuple(hits)
+
+
+_ACTIONS = frozenset(action.value for action in GuardAction)
+
+
 def decode(raw: bytes) -> CachedAnswer | None:
     """The stored answer, or None for bytes this version did not write (a miss)."""
     meta, newline, body = raw.partition(b"\n")
@@ -73,7 +97,8 @@ def decode(raw: bytes) -> CachedAnswer | None:
     deployment, stored_at_ms = fields.get("deployment"), fields.get("stored_at_ms")
     if not isinstance(deployment, str) or not isinstance(stored_at_ms, int):
         return None
-    return CachedAnswer(body, deployment, stored_at_ms, _usage_of(fields.get("usage")))
+    usage, guardrails = _usage_of(fields.get("usage")), _guardrails_of(fields.get("guardrails"))
+    return CachedAnswer(body, deployment, stored_at_ms, usage, guardrails)
 
 
 class LookupStatus(StrEnum):

@@ -24,6 +24,8 @@ from gateway.cache.freshness import Verdict, decide
 from gateway.cache.rules import CacheStatus, effective_policy
 from gateway.cache.stage import CachePlan
 from gateway.context import RequestContext, now_ms
+from gateway.guardrails.decision import GuardrailHit
+from gateway.guardrails.kinds import Where
 from gateway.limits.estimate import output_capped
 from gateway.limits.plan import shape_of
 from gateway.policy.compiled import Deployment, ModelRoute, TeamRules
@@ -38,6 +40,8 @@ class Hit:
     data: bytes  # the whole-answer JSON, or its SSE replay
     deployment: str  # the label of the deployment that answered when it was stored
     saved: Usage | None  # the tokens it would have cost (None: the answer reported none)
+    # The output rules that shaped the stored answer, for this request's records.
+    guardrails: tuple[GuardrailHit, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +90,8 @@ async def consult(
     except ValueError:  # bytes this request cannot be answered with: fetch and replace them
         refuse_a_miss(plan.directives, plan.policy.ttl_s)
         return Consulted(plan, CacheStatus.MISS, None)
-    return Consulted(plan, status, Hit(data, answer.deployment, stage.saved_usage(answer)))
+    hit = Hit(data, answer.deployment, stage.saved_usage(answer), answer.guardrails)
+    return Consulted(plan, status, hit)
 
 
 def refuse_a_miss(directives: RequestDirectives, ttl_s: int) -> None:
@@ -121,11 +126,19 @@ async def keep(
     ctx: RequestContext, backend: CacheBackend, plan: CachePlan, answer: bytes, deployment: str
 ) -> Stored | None:
     """Store a successful, complete, already-guarded whole answer, with the usage it
-    was charged (`ctx.usage`: call it after the charge)."""
-    stored = await stage.store(backend, plan, answer, deployment, now_ms(), ctx.usage)
+    was charged (`ctx.usage`: call it after the charge) and the output rules that fired
+    on it."""
+    fired = output_hits(ctx.guardrail_hits) if ctx.guardrail_hits else ()
+    stored = await stage.store(backend, plan, answer, deployment, now_ms(), ctx.usage, fired)
     if stored is Stored.UNAVAILABLE:
         ctx.cache_unavailable += 1
     return stored
+
+
+def output_hits(hits: Iterable[GuardrailHit]) -> tuple[GuardrailHit, ...]:
+    """The output rules among a request's hits: what shaped its answer (input rules and
+    flags are the next request's own: a hit scans its prompt again)."""
+    return tuple(hit for hit in hits if hit.where is Where.OUTPUT)
 
 
 def headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:

@@ -38,6 +38,7 @@ from gateway.cache.rules import (
     is_storable,
     uncacheable,
 )
+from gateway.guardrails.decision import GuardrailHit
 from gateway.policy.compiled import CachePolicy, ModelRoute, TeamRules
 from gateway.providers.base import Endpoint
 from gateway.usage.usage import Usage, usage_from_report
@@ -184,6 +185,7 @@ async def store(
     deployment: str,
     now_ms: int,
     usage: Usage | None = None,
+    guardrails: tuple[GuardrailHit, ...] = (),
 ) -> Stored | None:
     """Keep a successful, complete, already-guarded whole answer; None if the plan
     does not store. Call it after the client has the answer: it adds nothing to its wait.
@@ -192,6 +194,7 @@ async def store(
     `usage` is what the request was charged. An answer without a usable report of its
     own (an upstream that reported none: the gateway counted) is stored with that
     usage in its body, so every hit, whole or replayed with `include_usage`, reports it.
+    `guardrails` are the output rules that fired on it, for a hit's records.
     """
     if plan.key is None or not plan.stores:
         return None
@@ -201,7 +204,7 @@ async def store(
     if usage is not None and usage_from_report(whole.get("usage")) is None:
         whole["usage"] = usage_report(plan.endpoint, usage)
         answer = orjson.dumps(whole)
-    entry = CachedAnswer(answer, deployment, now_ms, usage)
+    entry = CachedAnswer(answer, deployment, now_ms, usage, guardrails)
     try:
         return await backend.put(plan.key, entry, plan.policy)
     except Exception:  # as in look_up: never the request's failure

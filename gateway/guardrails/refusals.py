@@ -58,6 +58,15 @@ def unreadable_token_ids(param: str) -> InvalidValue:
     )
 
 
+def withheld_message(rule: str) -> str:
+    """An upstream's error message a `block` rule stopped: the status, type and code
+    stay the upstream's (they say what went wrong); the text is not sent."""
+    return (
+        f"The upstream refused the request; its message was withheld by the guardrail "
+        f"rule '{rule}'."
+    )
+
+
 def refusal(blocked: Blocked) -> GatewayError:
     on_output = blocked.where is Where.OUTPUT
     if blocked.reason is BlockReason.UNAVAILABLE:

@@ -2,6 +2,9 @@
 a whole answer's output. Each returns a typed `Decision`; `refusal` turns a
 `Blocked` into the error the pipeline raises.
 
+An upstream's own refusal (a relayed 4xx) is output too: `guard_upstream_error` runs
+the output rules on its message, which may quote the prompt back.
+
 Input runs, in order: the token limit, the one combined scan (which may redact),
 then each classifier rule on the (redacted) text. Only the classifier does I/O.
 A scan too large for the event loop (check.py's inline budget) runs on a thread, as
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.guardrails.check import (
@@ -31,7 +34,7 @@ from gateway.guardrails.decision import (
 )
 from gateway.guardrails.guards import TOKEN_LIMIT_RULE, Guards
 from gateway.guardrails.kinds import GuardAction, Where
-from gateway.guardrails.refusals import refusal, unreadable_token_ids
+from gateway.guardrails.refusals import refusal, unreadable_token_ids, withheld_message
 from gateway.guardrails.texts import rewrite_request
 from gateway.guardrails.token_ids import Unreadable, id_count, review_ids, token_arrays
 from gateway.limits.token_count import count_prompt
@@ -132,4 +135,31 @@ async def guard_output(guards: Guards, endpoint: str, payload: Mapping[str, Any]
     return decision
 
 
-__all__ = ["guard_input", "guard_output", "refusal"]
+@dataclass(frozen=True, slots=True)
+class GuardedMessage:
+    """An upstream error's message as the client may see it, and the rules that fired."""
+
+    message: str
+    hits: tuple[GuardrailHit, ...] = ()
+
+
+def relayed_message(message: str, decision: Decision) -> GuardedMessage:
+    """What a relayed error says after the output rules: the message as they left it
+    (redacted), or, when a rule blocks it, one that names the rule and never the text."""
+    if isinstance(decision, Blocked):
+        return GuardedMessage(withheld_message(decision.rule), decision.hits)
+    if not decision.hits:
+        return GuardedMessage(message)
+    return GuardedMessage(decision.body["error"]["message"], decision.hits)
+
+
+async def guard_upstream_error(guards: Guards, endpoint: str, message: str) -> GuardedMessage:
+    """An upstream's 4xx for the request, relayed: its message under the output rules.
+    A team without output rules pays one attribute read."""
+    if not guards.checks_output:
+        return GuardedMessage(message)
+    decision = await guard_output(guards, endpoint, {"error": {"message": message}})
+    return relayed_message(message, decision)
+
+
+__all__ = ["guard_input", "guard_output", "guard_upstream_error", "refusal"]

@@ -62,7 +62,7 @@ from gateway.guardrails.json_escapes import Escaped, split_incomplete
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.refusals import TooManyMatches
 from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Redaction, Rule, Scanner
-from gateway.guardrails.texts import rewrite_annotations, rewrite_response_event
+from gateway.guardrails.texts import rewrite_annotations, rewrite_error, rewrite_response_event
 from gateway.guardrails.window import advance, advance_clean
 from gateway.sse import DONE_PAYLOAD, data_of, events_of
 from gateway.stream.steps import NOTHING, Emit
@@ -100,8 +100,8 @@ def _json(value: Any) -> bytes:
 
 def _without_text(event: bytes) -> bool:
     """A chat or completions event that carries no text and no logprobs: none of the keys
-    a text or a token goes under, spelled plainly (no backslash: no key written with
-    escapes either)."""
+    a text or a token goes under (an error's too), spelled plainly (no backslash: no key
+    written with escapes either)."""
     return not (
         b'"content"' in event
         or b'"text"' in event
@@ -112,6 +112,9 @@ def _without_text(event: bytes) -> bool:
         or b'"reasoning' in event
         or b'"transcript"' in event
         or b'"token' in event
+        or b'"error"' in event
+        or b'"message"' in event
+        or b'"detail"' in event
         or b"\\" in event
     )
 
@@ -349,7 +352,13 @@ class OutputScanner:
     def _choices_event(self, parsed: dict[str, Any], prefix: bytes, event: bytes) -> bytes:
         choices = parsed.get("choices")
         if not isinstance(choices, list) or not choices:
-            return self._flush(_every) + event
+            # No choice: a usage chunk, or the upstream's error event (`{"error": ...}`),
+            # whose message may quote the prompt and is reviewed whole.
+            before = self._flush(_every)
+            checked = rewrite_error(parsed, self._review_whole)
+            if checked is parsed:
+                return before + event
+            return before + prefix + b"data: " + _json(checked) + b"\n\n"
         before = b""
         changed = False
         for position, choice in enumerate(choices):

@@ -21,6 +21,7 @@ Answer texts: chat message content, refusal, reasoning (`reasoning_content`,
 tool-call input; completions text; Responses output text, refusals, citations and the
 texts of each output item type `_ITEM_TEXTS` lists (as for the request). A choice (or a
 text part) whose text a rule rewrote loses its `logprobs`: the tokens spell the text.
+An upstream's error is an answer's text too (`rewrite_error`): it may quote the prompt.
 
 Arguments are JSON text: `fn` sees them as their reader does, every escape decoded, and
 a redaction is written into the text as it came (json_escapes.py), so the arguments stay
@@ -304,6 +305,31 @@ _ITEM_TEXTS: dict[str, tuple[Reader, ...]] = {
 _OTHER_ITEM = (_field("content", _content),)
 
 
+_ERROR_MESSAGE = _field("message", _text)
+
+
+def _error_object(value: Any, fn: TextFn) -> Any:
+    """An `error`: OpenAI's object (its `message`), or a bare string (TGI)."""
+    if isinstance(value, str):
+        return _scan(value, fn)
+    return _ERROR_MESSAGE(value, fn)
+
+
+def rewrite_error(value: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+    """The texts of an error an upstream relays, in any shape error_fields reads: an
+    `error` object's message or an `error` string, a top-level `message` (vLLM's bare
+    error object, a Responses `error` event) and FastAPI's `detail` string. Identifiers
+    (`type`, `code`, `param`) are not scanned."""
+    return _changed(
+        value,
+        {
+            "error": _error_object(value.get("error"), fn),
+            "message": _text(value.get("message"), fn),
+            "detail": _text(value.get("detail"), fn),
+        },
+    )
+
+
 def _response_item(item: Any, fn: TextFn) -> Any:
     """One item of a Responses `input` or `output` list."""
     if not isinstance(item, Mapping):
@@ -402,28 +428,34 @@ def _choice(item: Any, fn: TextFn) -> Any:
 
 
 def rewrite_answer(endpoint: str, payload: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
-    """A whole answer (or a Responses `response` object)."""
+    """A whole answer (or a Responses `response` object), an error body included (an
+    upstream's 200 that is an error object, a failed Responses object)."""
     if endpoint in ("chat", "completions"):
-        return _changed(
+        answer = _changed(
             payload, {"choices": _items(payload.get("choices"), lambda c: _choice(c, fn))}
         )
+        return rewrite_error(answer, fn)
     if endpoint == "responses":
         return _changed(
             payload,
             {
                 "output": _items(payload.get("output"), lambda item: _response_item(item, fn)),
                 "output_text": _text(payload.get("output_text"), fn),
+                "error": _error_object(payload.get("error"), fn),
             },
         )
-    return payload
+    return rewrite_error(payload, fn)
 
 
 def rewrite_response_event(event: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
-    """A Responses stream event that repeats whole texts (`*.done`, `response.completed`)."""
+    """A Responses stream event that repeats whole texts (`*.done`, `response.completed`),
+    or an error (an `error` event's message, a failed `response`'s error)."""
     text = event.get("text")
     checked = _changed(
         event,
         {
+            "message": _text(event.get("message"), fn),
+            "error": _error_object(event.get("error"), fn),
             "text": _text(text, fn),
             "refusal": _text(event.get("refusal"), fn),
             "arguments": _arguments(event.get("arguments"), fn),

@@ -19,6 +19,8 @@ from gateway.cache.key import CacheKey
 from gateway.cache.memory import MemoryCache
 from gateway.cache.rules import CacheStatus
 from gateway.context import RequestContext
+from gateway.guardrails.decision import GuardrailHit
+from gateway.guardrails.kinds import GuardAction, Where
 from gateway.policy.compiled import CachePolicy, Deployment, ModelRoute, RoutingConfig, TeamRules
 from gateway.usage.usage import Usage
 
@@ -221,3 +223,22 @@ async def test_only_if_cached_without_a_cache_policy_is_refused() -> None:
     with pytest.raises(NotCached):
         await consult(context(), Down(), plain, cache_control=ONLY_IF_CACHED)
     assert await consult(context(), Down(), plain, cache_control=("max-age=0",)) is None
+
+
+async def test_a_hit_names_the_output_rules_its_stored_answer_was_shaped_by() -> None:
+    """The miss's output hits (not its input ones) are stored with the answer; the hit
+    carries them for its own ledger row and access line."""
+    backend, ctx = MemoryCache(), context()
+    looked = await consult(ctx, backend)
+    assert looked is not None
+    redacted = GuardrailHit("credit_card", GuardAction.REDACT, Where.OUTPUT)
+    flagged = GuardrailHit("mood", GuardAction.FLAG, Where.OUTPUT)
+    ctx.guardrail_hits += [
+        GuardrailHit("email", GuardAction.REDACT, Where.INPUT),
+        redacted,
+        flagged,
+    ]
+    await flow.keep(ctx, backend, looked.plan, WHOLE, "demo/m")
+    again = await consult(context(), backend)
+    assert again is not None and again.hit is not None
+    assert again.hit.guardrails == (redacted, flagged)

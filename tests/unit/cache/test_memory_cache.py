@@ -5,6 +5,8 @@ import asyncio
 from gateway.cache.entry import CachedAnswer, LookupStatus, Stored, decode, encode
 from gateway.cache.key import CacheKey
 from gateway.cache.memory import MemoryCache
+from gateway.guardrails.decision import GuardrailHit
+from gateway.guardrails.kinds import GuardAction, Where
 from gateway.policy.compiled import CachePolicy
 from gateway.usage.usage import Usage
 
@@ -166,3 +168,17 @@ def test_an_entry_keeps_its_usage_through_encoding() -> None:
     assert decode(encode(entry)) == entry
     damaged = encode(entry).replace(b"[5,6,1,true,2,3]", b"[5,-6,1,true,2,3]")
     assert decode(damaged) == CachedAnswer(b"{}", "p/m", 1)
+
+
+def test_an_entry_keeps_the_output_rules_that_shaped_it_through_encoding() -> None:
+    """Redis holds what `encode` writes: a hit read back names the same rules."""
+    fired = (
+        GuardrailHit("credit_card", GuardAction.REDACT, Where.OUTPUT),
+        GuardrailHit("mood", GuardAction.FLAG, Where.OUTPUT),
+    )
+    entry = CachedAnswer(b"{}", "p/m", 1, None, fired)
+    assert decode(encode(entry)) == entry
+    assert b'"guardrails"' not in encode(CachedAnswer(b"{}", "p/m", 1))  # none: nothing written
+    for damaged in (b'[["credit_card","erase"]]', b'[["credit_card"]]', b'"credit_card"'):
+        raw = encode(entry).replace(b'[["credit_card","redact"],["mood","flag"]]', damaged)
+        assert decode(raw) == CachedAnswer(b"{}", "p/m", 1)
