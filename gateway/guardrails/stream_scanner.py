@@ -10,8 +10,9 @@ text is held back is sent with what may go now (possibly ""); what is held goes 
 in the next event of that text, or, when the text ends (its choice's `finish_reason`,
 a Responses `*.done` event, `[DONE]`, the end of the stream), in an event made in its
 image just before. Texts that come whole (a chat delta's URL citations; Responses
-events that repeat whole texts: `*.done`, `response.completed`) are reviewed whole,
-redacted the same way.
+events that repeat whole texts: `*.done`, `response.completed`; an upstream's error
+event, chat's `{"error": ...}`, Responses' `error` and `response.failed`, whose message
+may quote the prompt) are reviewed whole, redacted the same way.
 
 A block ends the stream with an OpenAI-shaped error event; the matched text never
 left (it was held). Events with no text pass through as they came. No I/O.

@@ -5,6 +5,8 @@ sk-...`, a proxy quoting the `api-key` header it got). A non-streamed error's fi
 are cleaned with `clean_message`; on a stream, every error event the gateway relays
 gets the same cleaning (`redact_error_events`), whatever JSON escaping the upstream
 used. Events that are not errors pass untouched: a stream's content is the model's.
+This is ours alone; a team's output guardrails apply to the same error texts later, in
+the pipeline (guardrails/stage.py `guard_upstream_error`, texts.py `rewrite_error`).
 """
 
 from __future__ import annotations
