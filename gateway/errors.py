@@ -82,6 +82,14 @@ class AboveMaximum(InvalidRequest):
     code = "integer_above_max_value"
 
 
+class DecimalBelowMinimum(InvalidRequest):
+    code = "decimal_below_min_value"
+
+
+class DecimalAboveMaximum(InvalidRequest):
+    code = "decimal_above_max_value"
+
+
 class InvalidValue(InvalidRequest):
     code = "invalid_value"
 

@@ -19,13 +19,13 @@ from gateway.api.fields import (
     array_of_objects,
     background,
     boolean,
+    bounded_number,
     embedding_input,
     integer,
     json_object,
     messages,
     model,
     no_stream,
-    number,
     one_of,
     prompt,
     stop,
@@ -63,13 +63,20 @@ def best_of_covers_n(body: dict[str, Any]) -> InvalidRequest | None:
     return None
 
 
-_SAMPLING: tuple[tuple[str, Rule], ...] = (("temperature", number), ("top_p", number))
+# OpenAI's documented ranges (the openai SDK's docstrings; it refuses values outside).
+_SAMPLING: tuple[tuple[str, Rule], ...] = (
+    ("temperature", bounded_number(0, 2)),
+    ("top_p", bounded_number(0, 1)),
+)
+_PENALTY = bounded_number(-2, 2)
 _STREAMING: tuple[tuple[str, Rule], ...] = (
     ("stream", boolean),
     ("stream_options", stream_options),
 )
 _GENERATING: tuple[tuple[str, Rule], ...] = (
     *_SAMPLING,
+    ("presence_penalty", _PENALTY),
+    ("frequency_penalty", _PENALTY),
     ("n", integer(1, MAX_CHOICES)),
     ("stop", stop),
     ("seed", integer(None)),

@@ -4,7 +4,8 @@ endpoint checks which field).
 A rule looks at one top-level field's value (None when absent or null) and
 returns the OpenAI-shaped refusal, or None when the value may be forwarded.
 Only what is cheap and certain for every OpenAI-compatible upstream is checked
-here: types, empty arrays, the minimum of token counts; an upstream still
+here: types, empty arrays, the minimum of token counts, the ranges OpenAI
+documents for sampling fields, the content a message's role requires; an upstream still
 refuses by its own stricter rules (OpenAI's `max_output_tokens` >= 16, for one).
 Messages follow OpenAI's wording ("Invalid type for 'n': expected an integer,
 but got a string instead.") so a caller sees the same text with or without us.
@@ -19,6 +20,8 @@ from gateway.errors import (
     AboveMaximum,
     ArrayTooLong,
     BelowMinimum,
+    DecimalAboveMaximum,
+    DecimalBelowMinimum,
     EmptyArray,
     InvalidRequest,
     InvalidType,
@@ -145,11 +148,30 @@ def above_maximum(name: str, maximum: int, shown: str) -> AboveMaximum:
     )
 
 
-def number(name: str, value: Any) -> InvalidRequest | None:
-    """An optional number (temperature, top_p); ranges are the upstream's to judge."""
-    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+def bounded_number(minimum: int, maximum: int) -> Rule:
+    """An optional number within [minimum, maximum], OpenAI's documented range of a
+    sampling field (temperature: 0 to 2), refused outside it as OpenAI does."""
+
+    def rule(name: str, value: Any) -> InvalidRequest | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return wrong_type(name, "a number", value)
+        if value < minimum:
+            return DecimalBelowMinimum(
+                f"Invalid '{name}': decimal below minimum value. "
+                f"Expected a value >= {minimum}, but got {cut(str(value), 40)} instead.",
+                param=name,
+            )
+        if value > maximum:
+            return DecimalAboveMaximum(
+                f"Invalid '{name}': decimal above maximum value. "
+                f"Expected a value <= {maximum}, but got {cut(str(value), 40)} instead.",
+                param=name,
+            )
         return None
-    return wrong_type(name, "a number", value)
+
+    return rule
 
 
 def boolean(name: str, value: Any) -> InvalidRequest | None:
@@ -256,11 +278,15 @@ def no_stream(name: str, value: Any) -> InvalidRequest | None:
 # In the order OpenAI lists them when it refuses another role.
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 _ROLES = frozenset(ROLES)
+# The roles OpenAI refuses without a content: an assistant's may be left out when it
+# carries tool calls (or a refusal, audio); a function result's may be null.
+_NEEDS_CONTENT = frozenset({"system", "user", "developer", "tool"})
 
 
 def messages(name: str, value: Any) -> InvalidRequest | None:
     """A non-empty array of messages, each with a known role and a content that is a
-    string, an array of content parts (objects), or null."""
+    string, an array of content parts (objects), or null; a system, user, developer or
+    tool message has a content, and a tool message a string `tool_call_id`."""
     if value is None:
         return missing(name)
     if not isinstance(value, list):
@@ -277,6 +303,13 @@ def messages(name: str, value: Any) -> InvalidRequest | None:
         if role not in _ROLES:
             return invalid_value(f"{name}[{i}].role", role, ROLES)
         content = message.get("content")
+        if role in _NEEDS_CONTENT:
+            if content is None:
+                return missing(f"{name}[{i}].content")
+            if role == "tool":
+                refusal = _tool_call_id(f"{name}[{i}].tool_call_id", message.get("tool_call_id"))
+                if refusal is not None:
+                    return refusal
         if content is None or isinstance(content, str):
             continue
         where = f"{name}[{i}].content"
@@ -286,6 +319,11 @@ def messages(name: str, value: Any) -> InvalidRequest | None:
             if not isinstance(part, dict):
                 return wrong_type(f"{where}[{j}]", "an object", part)
     return None
+
+
+def _tool_call_id(name: str, value: Any) -> InvalidRequest | None:
+    """A tool message names the call it answers."""
+    return missing(name) if value is None else string(name, value)
 
 
 def prompt(name: str, value: Any) -> InvalidRequest | None:
@@ -312,6 +350,7 @@ def embedding_input(name: str, value: Any) -> InvalidRequest | None:
         return wrong_type(name, "a string or an array", value)
     if not value:
         return empty_array(name)
+    kind = type(value[0])  # the array's kind: strings, token ids or token id arrays
     for i, item in enumerate(value):
         where = f"{name}[{i}]"
         if isinstance(item, str):
@@ -326,10 +365,14 @@ def embedding_input(name: str, value: Any) -> InvalidRequest | None:
                         return wrong_type(f"{where}[{j}]", "an integer", token)
         elif isinstance(item, bool) or not isinstance(item, int):
             return wrong_type(where, "a string, a token id or an array of token ids", item)
+        if type(item) is not kind:  # item 0 passed, so `kind` is one of _INPUT_KINDS
+            return wrong_type(where, f"{_INPUT_KINDS[kind]} like '{name}[0]'", item)
     return None
 
 
 _JUST_INT = frozenset({int})
+# An embeddings input array holds one kind of item (OpenAI refuses a mix).
+_INPUT_KINDS = {str: "a string", int: "a token id", list: "an array of token ids"}
 
 
 def _empty_string(name: str) -> InvalidRequest:

@@ -23,6 +23,8 @@ from gateway.api.body import (
 )
 from gateway.errors import InvalidRequest
 
+HI = [{"role": "user", "content": "hi"}]
+
 
 def body_nested(depth: int, field: str = "tools") -> tuple[bytes, dict[str, Any]]:
     """A body `depth` levels deep (the body object is level 1), its deepest part under `field`."""
@@ -200,9 +202,9 @@ def test_long_digit_runs_that_are_not_big_integers_pass(raw):
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"model": "m", "messages": [{"role": "user"}]}, ("m", False)),
-        ({"model": "m", "messages": [{"role": "user"}], "stream": True}, ("m", True)),
-        ({"model": "m", "messages": [{"role": "user"}], "stream": None}, ("m", False)),
+        ({"model": "m", "messages": HI}, ("m", False)),
+        ({"model": "m", "messages": HI, "stream": True}, ("m", True)),
+        ({"model": "m", "messages": HI, "stream": None}, ("m", False)),
     ],
 )
 def test_check_body_returns_the_model_and_whether_it_streams(body, expected):
@@ -211,5 +213,5 @@ def test_check_body_returns_the_model_and_whether_it_streams(body, expected):
 
 def test_check_body_raises_the_first_refusal():
     with pytest.raises(InvalidRequest) as refused:
-        check_body("chat", {"model": "m", "messages": [{"role": "user"}], "max_tokens": "9"})
+        check_body("chat", {"model": "m", "messages": HI, "max_tokens": "9"})
     assert (refused.value.param, refused.value.code) == ("max_tokens", "invalid_type")

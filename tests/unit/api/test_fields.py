@@ -16,6 +16,7 @@ from gateway.api.fields import (
     array_of_objects,
     background,
     boolean,
+    bounded_number,
     embedding_input,
     integer,
     json_object,
@@ -23,7 +24,6 @@ from gateway.api.fields import (
     messages,
     model,
     no_stream,
-    number,
     one_of,
     prompt,
     stop,
@@ -131,17 +131,71 @@ def test_zero_passes_when_the_minimum_is_zero():
     assert refusal(integer(0), -1) == ("f", "integer_below_min_value")
 
 
-# --- number, boolean, string --------------------------------------------------------
+# --- bounded number, boolean, string ---------------------------------------------
 
 
-@given(st.integers() | st.floats(allow_nan=False) | st.none())
-def test_any_number_or_null_passes_as_a_number(value):
-    assert number("temperature", value) is None
+# OpenAI's documented ranges: temperature, top_p, the penalties.
+RANGES = [(0, 2), (0, 1), (-2, 2)]
+NUMBERS = st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.floats(allow_nan=False)
 
 
-@given(JSON_VALUES.filter(lambda v: v is not None and type(v) not in (int, float)))
-def test_anything_else_is_not_a_number(value):
-    assert refusal(number, value) == ("f", "invalid_type")
+@pytest.mark.parametrize(("low", "high"), RANGES)
+@given(value=NUMBERS)
+def test_a_bounded_number_passes_exactly_within_its_range(low, high, value):
+    """In range (ends included): forwarded; below or above: OpenAI's decimal codes."""
+    found = refusal(bounded_number(low, high), value, "temperature")
+    if low <= value <= high:
+        assert found is None
+    elif value < low:
+        assert found == ("temperature", "decimal_below_min_value")
+    else:
+        assert found == ("temperature", "decimal_above_max_value")
+
+
+@pytest.mark.parametrize(("low", "high"), RANGES)
+@given(value=JSON_VALUES.filter(lambda v: v is not None and type(v) not in (int, float)))
+def test_a_bounded_number_of_another_kind_is_invalid_type(low, high, value):
+    assert refusal(bounded_number(low, high), value) == ("f", "invalid_type")
+
+
+def test_bounded_number_messages_match_openais_wording():
+    above = bounded_number(0, 2)("temperature", 5)
+    below = bounded_number(-2, 2)("presence_penalty", -2.5)
+    assert above is not None and below is not None
+    assert above.message == (
+        "Invalid 'temperature': decimal above maximum value. "
+        "Expected a value <= 2, but got 5 instead."
+    )
+    assert below.message == (
+        "Invalid 'presence_penalty': decimal below minimum value. "
+        "Expected a value >= -2, but got -2.5 instead."
+    )
+    assert bounded_number(0, 2)("temperature", None) is None
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "field", "low", "high"),
+    [
+        ("chat", "temperature", 0, 2),
+        ("chat", "top_p", 0, 1),
+        ("chat", "presence_penalty", -2, 2),
+        ("chat", "frequency_penalty", -2, 2),
+        ("completions", "temperature", 0, 2),
+        ("completions", "top_p", 0, 1),
+        ("completions", "presence_penalty", -2, 2),
+        ("completions", "frequency_penalty", -2, 2),
+        ("responses", "temperature", 0, 2),
+        ("responses", "top_p", 0, 1),
+    ],
+)
+def test_each_endpoints_sampling_fields_have_openais_ranges(endpoint, field, low, high):
+    body = {**GOOD[endpoint], field: low}
+    assert first_refusal(endpoint, body) is None
+    assert first_refusal(endpoint, {**body, field: high}) is None
+    below = first_refusal(endpoint, {**body, field: low - 0.01})
+    above = first_refusal(endpoint, {**body, field: high + 0.01})
+    assert below is not None and (below.param, below.code) == (field, "decimal_below_min_value")
+    assert above is not None and (above.param, above.code) == (field, "decimal_above_max_value")
 
 
 @given(JSON_VALUES)
@@ -213,7 +267,7 @@ def test_embeddings_cannot_stream(value, expected):
         ("hi", ("messages", "invalid_type")),
         ([], ("messages", "empty_array")),
         (["hi"], ("messages[0]", None)),
-        ([{"role": "user"}, {"content": "no role"}], ("messages[1]", None)),
+        ([{"role": "user", "content": "x"}, {"content": "no role"}], ("messages[1]", None)),
     ],
 )
 def test_messages(value, expected):
@@ -265,6 +319,11 @@ def test_completion_prompt(value, expected):
         ([None], ("input[0]", "invalid_type")),
         (5, ("input", "invalid_type")),
         ({"text": "x"}, ("input", "invalid_type")),
+        # One kind per array: strings, token ids or token id arrays, never mixed.
+        ([1, "a"], ("input[1]", "invalid_type")),
+        (["a", 1], ("input[1]", "invalid_type")),
+        (["a", "b", [1]], ("input[2]", "invalid_type")),
+        ([[1], 2], ("input[1]", "invalid_type")),
     ],
 )
 def test_embedding_input(value, expected):
@@ -274,7 +333,28 @@ def test_embedding_input(value, expected):
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ([{"role": "system", "content": None}, {"role": "tool", "content": []}], None),
+        (
+            [
+                {"role": "system", "content": ""},
+                {"role": "tool", "content": [], "tool_call_id": "c"},
+            ],
+            None,
+        ),
+        ([{"role": "assistant", "tool_calls": [{"id": "c"}]}], None),
+        ([{"role": "assistant", "content": None, "tool_calls": [{"id": "c"}]}], None),
+        ([{"role": "function", "name": "f", "content": None}], None),
+        ([{"role": "user"}], ("messages[0].content", None)),
+        (
+            [{"role": "user", "content": "x"}, {"role": "system", "content": None}],
+            ("messages[1].content", None),
+        ),
+        ([{"role": "developer"}], ("messages[0].content", None)),
+        ([{"role": "tool", "tool_call_id": "c"}], ("messages[0].content", None)),
+        ([{"role": "tool", "content": "42"}], ("messages[0].tool_call_id", None)),
+        (
+            [{"role": "tool", "content": "42", "tool_call_id": 7}],
+            ("messages[0].tool_call_id", "invalid_type"),
+        ),
         ([{"role": "user", "content": [{"type": "text", "text": "x"}]}], None),
         ([{"role": "bogus"}], ("messages[0].role", "invalid_value")),
         ([{"role": "user", "content": 5}], ("messages[0].content", "invalid_type")),
