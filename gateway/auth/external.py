@@ -6,13 +6,17 @@ chosen by `kid` from the issuer's JWKS (one refetch on an unknown `kid`, as
 `JwksCache` allows), the signature (joserfc), then every claim explicitly
 (`iss` exact, `aud`, `exp`, `nbf`, `iat` with the issuer's leeway), and the
 mapping of claims to team, subject, client id and scopes. Claim mapping is
-pure (`principal_from_claims`). Caching verified tokens and choosing the
+pure (`principal_from_claims`). When the issuer's keys cannot be fetched the
+token is neither good nor bad: 503 `issuer_unavailable` with `retry-after`, so
+clients retry instead of discarding it (unless its own claims already refuse
+it: expired, another audience). Caching verified tokens and choosing the
 issuer belong to `authenticator.py`.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Collection, Container, Mapping
 from typing import Any
@@ -33,7 +37,7 @@ from gateway.auth.claims import (
 )
 from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable, knows_kid, select_key
 from gateway.auth.principal import Principal
-from gateway.errors import PermissionDenied
+from gateway.errors import GatewayError, PermissionDenied
 from gateway.policy.schema import ALLOWED_ALGORITHMS, IssuerSpec
 
 log = logging.getLogger(__name__)
@@ -43,7 +47,10 @@ MAX_TOKEN_CHARS = 16 * 1024
 ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})  # Entra/Keycloak: JWT
 CLIENT_ID_CLAIMS = ("client_id", "azp", "appid", "cid")  # RFC 9068, OIDC/Keycloak, Entra v1, Okta
 MSG_NO_TEAM = "The access token's team is not known."
-MSG_KEYS_UNAVAILABLE = "The access token's issuer could not be reached to verify it."
+MSG_ISSUER_UNAVAILABLE = (
+    "The signing keys of the access token's issuer could not be fetched, so the token "
+    "could not be verified; it was not refused. Try again shortly."
+)
 MAX_NAMED_TEAMS = 5  # a refusal names this many of the teams a token maps to, then counts
 
 
@@ -66,6 +73,24 @@ class SeveralTeams(PermissionDenied):
             "the gateway needs exactly one."
         )
         self.detail = f"{claim} claim"
+
+
+class IssuerUnavailable(GatewayError):
+    """503: the issuer's signing keys could not be fetched (IdP down, its JWKS broken), so
+    the token could not be checked. Not a 401: clients drop a token refused with one.
+
+    `retry-after` is when the JWKS cache may fetch again (at least 1 s): a retry
+    sooner would be answered from the same failure without asking the issuer.
+    """
+
+    status = 503
+    type = "api_error"
+    code = "issuer_unavailable"
+
+    def __init__(self, issuer: str, retry_in_s: float) -> None:
+        wait = max(1, math.ceil(retry_in_s))
+        super().__init__(MSG_ISSUER_UNAVAILABLE, headers={"retry-after": str(wait)})
+        self.detail = f"keys of issuer {issuer} could not be fetched"
 
 
 class _Registry(JWSRegistry):
@@ -189,6 +214,20 @@ def leeway_of(spec: IssuerSpec, default_leeway_s: float) -> float:
     return spec.leeway_s if spec.leeway_s is not None else default_leeway_s
 
 
+def check_registered(
+    claims: dict[str, Any], spec: IssuerSpec, now: float, leeway_s: float
+) -> float:
+    """`iss` exact, `aud` one of the issuer's, then `exp`/`nbf`/`iat`; `exp`, or Refused."""
+    if claims.get("iss") != spec.issuer:
+        raise wrong_issuer()
+    audiences = {spec.audience} if isinstance(spec.audience, str) else set(spec.audience)
+    aud = claims.get("aud")
+    aud_values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+    if not any(isinstance(a, str) and a in audiences for a in aud_values):
+        raise wrong_audience()
+    return check_lifetime(claims, now, leeway_s, iat_required=False)
+
+
 def principal_from_claims(
     claims: dict[str, Any],
     spec: IssuerSpec,
@@ -202,14 +241,7 @@ def principal_from_claims(
     The leeway is the issuer's `leeway_s`, else `default_leeway_s` (GATEWAY_TOKEN_LEEWAY_S).
     `teams` are the policy's team names, which a list claim without `team_map` may name.
     """
-    if claims.get("iss") != spec.issuer:
-        raise wrong_issuer()
-    audiences = {spec.audience} if isinstance(spec.audience, str) else set(spec.audience)
-    aud = claims.get("aud")
-    aud_values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-    if not any(isinstance(a, str) and a in audiences for a in aud_values):
-        raise wrong_audience()
-    exp = check_lifetime(claims, now, leeway_of(spec, default_leeway_s), iat_required=False)
+    exp = check_registered(claims, spec, now, leeway_of(spec, default_leeway_s))
     client_id = client_id_of(claims, spec)
     subject = claim_at(claims, spec.subject_claim)
     if not isinstance(subject, str) or not subject:
@@ -261,7 +293,8 @@ class ExternalVerifier:
     async def verify(self, token: str) -> Principal:
         """The caller behind `token`, or AuthenticationFailed (401, token_sent=True).
 
-        A valid token whose team claim maps to several teams is SeveralTeams (403).
+        A valid token whose team claim maps to several teams is SeveralTeams (403);
+        one that cannot be checked as its issuer's keys are unavailable, IssuerUnavailable.
         """
         try:
             claims = await self._decode(token)
@@ -294,7 +327,7 @@ class ExternalVerifier:
             raise Refused("unencoded payload (RFC 7797) is not an access token")
         if typ is not None and (not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES):
             raise Refused(f"typ {typ!r} is not an access token type")
-        key = await self._key(alg, kid)
+        key = await self._key(alg, kid, compact.payload)
         registry = self._registry
         if isinstance(key, OKPKey):
             registry = self._eddsa_registries[key.curve_name]
@@ -304,19 +337,20 @@ class ExternalVerifier:
             raise Refused(f"signature check failed: {type(error).__name__}") from None
         if not valid:
             raise Refused("bad signature")
-        try:
-            claims = orjson.loads(compact.payload)
-        except orjson.JSONDecodeError:
-            raise Refused("payload is not JSON") from None
-        if not isinstance(claims, dict):
-            raise Refused("payload is not a JSON object")
-        return claims
+        return _claims_of(compact.payload)
 
-    async def _key(self, alg: str, kid: str | None) -> Key:
+    async def _key(self, alg: str, kid: str | None, payload: bytes) -> Key:
         try:
-            keys = await self._jwks.keys(self.source)
-        except KeysUnavailable:
-            raise Refused("issuer keys unavailable", MSG_KEYS_UNAVAILABLE) from None
+            return await self._fetched_key(alg, kid)
+        except KeysUnavailable as unavailable:
+            # Unverifiable now; but a token its own claims refuse would be refused anyway.
+            claims = _claims_of(payload)
+            check_registered(claims, self.spec, self._clock(), self.leeway_s)
+            log.debug("token of issuer %s not checked: keys unavailable", self.spec.issuer)
+            raise IssuerUnavailable(self.spec.issuer, unavailable.retry_in_s) from None
+
+    async def _fetched_key(self, alg: str, kid: str | None) -> Key:
+        keys = await self._jwks.keys(self.source)
         key = select_key(keys, kid, alg)
         if key is None and kid is not None and not knows_kid(keys, kid):
             # Maybe the issuer rotated since we fetched; JwksCache rate-limits this.
@@ -326,3 +360,13 @@ class ExternalVerifier:
         if key is None:
             raise Refused("unknown kid" if kid is not None else "no kid and several keys fit")
         return key
+
+
+def _claims_of(payload: bytes) -> dict[str, Any]:
+    try:
+        claims = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise Refused("payload is not JSON") from None
+    if not isinstance(claims, dict):
+        raise Refused("payload is not a JSON object")
+    return claims

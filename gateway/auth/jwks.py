@@ -7,11 +7,12 @@ parsing a JWKS into verification keys, choosing the key for a token, and when
 to fetch again: on an unknown `kid` at most once per `min_refetch_interval_s`
 per issuer, concurrent callers sharing one fetch; keys older than
 `max_key_age_s` are refreshed in the background. A failed fetch never drops
-keys: the last good set stays in use while the issuer is unreachable. Every
-URL (discovery documents, a discovered `jwks_uri`) is checked against the
-upstream rules before it is fetched (`policy/upstreams.py`: never a metadata
-or link-local address; within GATEWAY_UPSTREAM_ALLOW when set); a refused one
-is logged once and not requested. The addresses its host resolves to are checked
+keys: the last good set stays in use while the issuer is unreachable, but a
+kid it lacks is then unknowable, not absent (`KeysUnavailable`). Every URL
+(discovery documents, a discovered `jwks_uri`) is checked against the upstream
+rules before it is fetched (`policy/upstreams.py`: never a metadata or
+link-local address; within GATEWAY_UPSTREAM_ALLOW when set); a refused one is
+logged once and not requested. The addresses its host resolves to are checked
 again when connecting (`providers/resolver.py`), so a name pointing at the
 metadata service is refused too. Verifying tokens is not done here (`external.py`).
 """
@@ -52,7 +53,13 @@ NO_ALLOW_LIST = UpstreamRules(allow=None, listener=None)
 
 
 class KeysUnavailable(Exception):
-    """The issuer's keys could not be fetched, and none were fetched before."""
+    """The issuer's keys could not be fetched: none were ever, or the key asked for may be
+    among those the failed fetch missed. `retry_in_s`: until the next fetch may run."""
+
+    def __init__(self, issuer: str, retry_in_s: float) -> None:
+        super().__init__(issuer)
+        self.issuer = issuer
+        self.retry_in_s = retry_in_s
 
 
 class _FetchFailed(Exception):
@@ -172,6 +179,13 @@ def may_fetch(last_attempt_at: float | None, now: float, min_interval_s: float) 
     return last_attempt_at is None or now - last_attempt_at >= min_interval_s
 
 
+def next_fetch_in(last_attempt_at: float | None, now: float, min_interval_s: float) -> float:
+    """Seconds until `may_fetch` allows the next fetch (0 when it does now)."""
+    if last_attempt_at is None:
+        return 0.0
+    return min(max(last_attempt_at + min_interval_s - now, 0.0), min_interval_s)
+
+
 # --- the cache ---------------------------------------------------------------------
 
 
@@ -181,6 +195,7 @@ class _IssuerKeys:
     has_keys: bool = False  # a fetch has succeeded at least once
     fetched_at: float | None = None  # last success
     attempted_at: float | None = None  # last attempt, successful or not
+    failed: bool = False  # the last attempt failed: what it would have fetched is unknown
     discovered_uri: str | None = None
     inflight: asyncio.Task[None] | None = None
 
@@ -221,7 +236,8 @@ class JwksCache:
     async def keys(self, source: KeySource) -> tuple[Key, ...]:
         """The issuer's keys: fetched on first use, then from memory (refreshed when old).
 
-        Raises KeysUnavailable when no fetch has ever succeeded and none may run now.
+        Raises KeysUnavailable when no fetch has ever succeeded (the one just tried
+        failed, or the last one did and none may run yet).
         """
         state = self._issuers.setdefault(source, _IssuerKeys())
         now = self.clock()
@@ -230,7 +246,7 @@ class JwksCache:
             if state.inflight is not None or may_start:
                 await self._fetch_shared(source, state)
             if not state.has_keys:
-                raise KeysUnavailable(source.issuer)
+                raise self._unavailable(source, state)
         elif (
             state.fetched_at is not None
             and now - state.fetched_at >= self._max_age_s
@@ -241,16 +257,19 @@ class JwksCache:
         return state.keys
 
     async def refetch_for_unknown_kid(self, source: KeySource) -> tuple[Key, ...] | None:
-        """Fetch again (or join a fetch under way); None when the rate limit says not yet.
-
-        After a failed fetch the previous keys are returned unchanged.
-        """
+        """Fetch again (or join a fetch under way); None when the rate limit says not yet
+        and the last fetch succeeded. KeysUnavailable when this fetch failed, or the rate
+        limit holds after a failed one: whether the issuer has the kid is unknown."""
         state = self._issuers.setdefault(source, _IssuerKeys())
         if state.inflight is None and not may_fetch(
             state.attempted_at, self.clock(), self._min_interval_s
         ):
+            if state.failed:
+                raise self._unavailable(source, state)
             return None
         await self._fetch_shared(source, state)
+        if state.failed:
+            raise self._unavailable(source, state)
         return state.keys
 
     def retain(self, sources: Iterable[KeySource]) -> None:
@@ -274,6 +293,10 @@ class JwksCache:
             await self._resolver.close()
             self._resolver = None
 
+    def _unavailable(self, source: KeySource, state: _IssuerKeys) -> KeysUnavailable:
+        wait = next_fetch_in(state.attempted_at, self.clock(), self._min_interval_s)
+        return KeysUnavailable(source.issuer, wait)
+
     def _start_fetch(self, source: KeySource, state: _IssuerKeys) -> asyncio.Task[None]:
         if state.inflight is None:
             state.attempted_at = self.clock()
@@ -286,6 +309,7 @@ class JwksCache:
 
     async def _fetch(self, source: KeySource, state: _IssuerKeys) -> None:
         """One fetch; never raises: a failure is logged and the old keys stay."""
+        state.failed = True  # until it succeeds: a fetch cancelled half-way learned nothing
         try:
             uri = source.jwks_uri or state.discovered_uri or await self._discover(source.issuer)
             if source.jwks_uri is None:
@@ -304,6 +328,7 @@ class JwksCache:
             )
         else:
             state.keys, state.has_keys, state.fetched_at = keys, True, self.clock()
+            state.failed = False
             log.info("fetched %d key(s) of issuer %s", len(keys), source.issuer)
         finally:
             state.inflight = None

@@ -3,7 +3,7 @@
     async with FakeIdP() as idp:
         token = idp.mint({"aud": "llm-gateway", "team": "search"}, alg="ES256")
         new_kid = idp.rotate("RS256")           # publish a new key; sign with it from now on
-        await idp.go_offline("refuse")          # or "503"; idp.come_online() ends it
+        await idp.go_offline("refuse")          # or "503", "500", "404", "not-json", "hang"
         assert idp.jwks_requests == 1
 
 It publishes one key per algorithm it signs with (RS256, PS256, ES256, EdDSA
@@ -14,7 +14,9 @@ at `/.well-known/openid-configuration` (or only RFC 8414 metadata with
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import secrets
@@ -29,7 +31,8 @@ from joserfc.jws import JWSRegistry
 
 Algorithm = Literal["RS256", "PS256", "ES256", "EdDSA"]
 ALGORITHMS: tuple[Algorithm, ...] = ("RS256", "PS256", "ES256", "EdDSA")
-Offline = Literal["503", "refuse"]
+Offline = Literal["503", "500", "404", "not-json", "hang", "refuse"]
+HANG_LIMIT_S = 60.0  # a hanging IdP answers after this (or when it comes online)
 
 
 def new_key(alg: str, kid: str) -> Key:
@@ -58,6 +61,8 @@ class FakeIdP:
         self.jwks_requests = 0
         self.metadata_requests = 0
         self.offline: Offline | None = None
+        self._back = asyncio.Event()  # set while online: what a hanging answer waits for
+        self._back.set()
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
         self._keys: dict[str, Key] = {}  # kid → private key; all of them are published
@@ -148,14 +153,18 @@ class FakeIdP:
         return f"{json_segment(header)}.{json_segment({**self.claims(), **claims})}."
 
     async def go_offline(self, mode: Offline = "503") -> None:
-        """ "503": answer every request with 503; "refuse": close the port (connection refused)."""
+        """How it is down until `come_online`: "503", "500", "404" answer every request with that
+        status; "not-json" answers 200 with an HTML page; "hang" accepts the request and never
+        answers; "refuse" closes the port (connection refused) and cuts kept-alive connections."""
         self.offline = mode
+        self._back.clear()
         if mode == "refuse" and self._site is not None:
             await self._site.stop()
             self._site = None
 
     async def come_online(self) -> None:
         self.offline = None
+        self._back.set()
         if self._site is None and self._runner is not None:
             self._site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
             await self._site.start()
@@ -177,18 +186,26 @@ class FakeIdP:
 
     async def _serve_jwks(self, request: web.Request) -> web.Response:
         self.jwks_requests += 1
-        return self._answer(self._jwks())
+        return await self._answer(request, self._jwks())
 
     async def _serve_metadata(self, request: web.Request) -> web.Response:
         self.metadata_requests += 1
         wanted = "openid" if request.path.endswith("openid-configuration") else "oauth"
         if wanted != self.discovery:
             return web.Response(status=404)
-        return self._answer(self._metadata())
+        return await self._answer(request, self._metadata())
 
-    def _answer(self, document: dict[str, Any]) -> web.Response:
-        if self.offline == "503":
-            return web.Response(status=503, text="maintenance")
+    async def _answer(self, request: web.Request, document: dict[str, Any]) -> web.Response:
+        if self.offline == "refuse" and request.transport is not None:
+            # A connection kept alive from before the port closed: cut it, as a dead host would.
+            request.transport.abort()
+        if self.offline == "hang":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._back.wait(), HANG_LIMIT_S)
+        if self.offline in ("503", "500", "404"):
+            return web.Response(status=int(self.offline), text="maintenance")
+        if self.offline == "not-json":
+            return web.Response(text="<html>down for maintenance</html>", content_type="text/html")
         return web.Response(body=orjson.dumps(document), content_type="application/json")
 
     async def __aenter__(self) -> FakeIdP:

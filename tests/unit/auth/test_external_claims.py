@@ -17,6 +17,7 @@ from gateway.auth.claims import (
 )
 from gateway.auth.external import (
     MSG_NO_TEAM,
+    IssuerUnavailable,
     SeveralTeams,
     claim_at,
     client_id_of,
@@ -377,3 +378,16 @@ def test_leeway_accepts_small_skew_and_audience_lists() -> None:
 def test_any_configured_audience_matches() -> None:
     two = IssuerSpec(issuer=ISSUER, audience=["api://gw", "llm-gateway"])
     assert principal_from_claims(claims(aud="api://gw"), two, {}, NOW).team == "search"
+
+
+@pytest.mark.parametrize(
+    ("retry_in_s", "header"), [(0.0, "1"), (0.2, "1"), (4.2, "5"), (10.0, "10")]
+)
+def test_issuer_unavailable_is_a_retryable_503(retry_in_s: float, header: str) -> None:
+    """503 api_error with retry-after in whole seconds, rounded up (a retry sooner would
+    meet the refetch limit), at least 1; the issuer goes to the access line only."""
+    error = IssuerUnavailable(ISSUER, retry_in_s)
+    assert (error.status, error.type, error.code) == (503, "api_error", "issuer_unavailable")
+    assert error.headers == {"retry-after": header}
+    assert ISSUER not in error.message and "signing keys" in error.message
+    assert error.detail is not None and ISSUER in error.detail

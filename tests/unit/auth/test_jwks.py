@@ -15,6 +15,7 @@ from gateway.auth.jwks import (
     key_fits,
     knows_kid,
     may_fetch,
+    next_fetch_in,
     parse_jwks,
     select_key,
 )
@@ -142,6 +143,19 @@ def test_key_fits_and_knows_kid(published: dict[str, Any]) -> None:
 )
 def test_may_fetch_once_per_interval(last: float | None, now: float, allowed: bool) -> None:
     assert may_fetch(last, now, 10.0) is allowed
+
+
+@pytest.mark.parametrize(
+    ("last", "now", "wait"),
+    [(None, 0.0, 0.0), (100.0, 100.0, 10.0), (100.0, 105.0, 5.0), (100.0, 130.0, 0.0)],
+)
+def test_next_fetch_in_is_when_may_fetch_allows_one(
+    last: float | None, now: float, wait: float
+) -> None:
+    """What an issuer_unavailable's retry-after is made of: never past the interval."""
+    assert next_fetch_in(last, now, 10.0) == wait
+    assert may_fetch(last, now + wait, 10.0)
+    assert next_fetch_in(last, 50.0, 10.0) <= 10.0  # a clock behind the attempt
 
 
 _RSA_ALGS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"]
