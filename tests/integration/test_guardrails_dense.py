@@ -56,6 +56,13 @@ async def health_latencies(origin: str, done: asyncio.Event) -> list[float]:
     return seen
 
 
+def no_stall(latencies: list[float]) -> bool:
+    """No /healthz round both over a second and over 40% of all the rounds' time. A
+    check on the loop leaves one round of nearly all of it (seconds for these bodies);
+    a loaded machine slows every round alike, so a slow round alone does not fail it."""
+    return max(latencies) < max(1.0, 0.4 * sum(latencies))
+
+
 async def post_while_pinging(gw, token, body: dict) -> tuple[int, bytes, dict, list[float]]:
     """POST `body` to chat while another client asks /healthz again and again."""
     done = asyncio.Event()
@@ -88,7 +95,7 @@ async def test_a_dense_request_neither_stalls_others_nor_passes(setup, unit):
     assert f"'{rule}'" in error["message"] and f"more than {MAX_MATCHES}" in error["message"]
     assert unit.strip() not in error["message"]
     assert up.requests == []
-    assert len(latencies) >= 3 and max(latencies) < 1.0, max(latencies)
+    assert len(latencies) >= 3 and no_stall(latencies), (max(latencies), sum(latencies))
 
 
 async def test_a_long_request_with_many_matches_is_redacted_whole(setup):
@@ -103,7 +110,7 @@ async def test_a_long_request_with_many_matches_is_redacted_whole(setup):
     assert status == 200, raw
     sent = up.requests[-1].json["messages"][0]["content"]
     assert sent.count("[REDACTED:email]") == 5000 and "@corp.example.com" not in sent
-    assert max(latencies) < 1.0
+    assert no_stall(latencies), (max(latencies), sum(latencies))
 
 
 async def test_a_dense_whole_answer_neither_stalls_others_nor_reaches_the_client(setup):
@@ -117,7 +124,7 @@ async def test_a_dense_whole_answer_neither_stalls_others_nor_reaches_the_client
     assert status == 400 and error["code"] == "content_policy_violation"
     assert "answer" in error["message"] and "'ip_address'" in error["message"]
     assert b"10.0.0.1" not in raw
-    assert max(latencies) < 1.0, max(latencies)
+    assert no_stall(latencies), (max(latencies), sum(latencies))
 
 
 async def test_a_dense_stream_neither_stalls_others_nor_passes_the_cap(setup):
@@ -137,7 +144,7 @@ async def test_a_dense_stream_neither_stalls_others_nor_passes_the_cap(setup):
     assert error["code"] == "content_policy_violation"
     assert "'email'" in error["message"] and f"more than {MAX_MATCHES}" in error["message"]
     assert b"a@b.co" not in raw
-    assert len(latencies) >= 3 and max(latencies) < 1.0, max(latencies)
+    assert len(latencies) >= 3 and no_stall(latencies), (max(latencies), sum(latencies))
 
 
 async def test_a_stream_of_dense_events_is_redacted_off_the_loop(setup):
@@ -159,4 +166,4 @@ async def test_a_stream_of_dense_events_is_redacted_off_the_loop(setup):
         for choice in orjson.loads(line[6:])["choices"]
     )
     assert text.count("[REDACTED:email]") == 4000 and "a@b.co" not in text
-    assert max(latencies) < 1.0
+    assert no_stall(latencies), (max(latencies), sum(latencies))
