@@ -112,14 +112,16 @@ async def test_a_diff_of_a_huge_policy_does_not_stall_other_requests(
     assert status == 200, put
 
     async def health_latencies(done: asyncio.Event) -> list[float]:
+        """Each /healthz round, its 10 ms pause included: the client shares the
+        gateway's event loop, so a stall may fall in either."""
         seen = []
         async with aiohttp.ClientSession() as http:
             while not done.is_set():
                 start = time.monotonic()
                 async with http.get(f"{gw.origin}/healthz") as response:
                     assert response.status == 200
-                seen.append(time.monotonic() - start)
                 await asyncio.sleep(0.01)
+                seen.append(time.monotonic() - start)
         return seen
 
     done = asyncio.Event()
@@ -133,4 +135,7 @@ async def test_a_diff_of_a_huge_policy_does_not_stall_other_requests(
     assert status == 200 and diff["diff"].count("team-") >= 10_000
     print(f"diff {took:.2f} s; /healthz worst {max(latencies) * 1000:.0f} ms of {len(latencies)}")
     assert len(latencies) >= 3
-    assert max(latencies) < 0.3
+    # A diff on the loop leaves one round of nearly the whole diff's time (~1-2 s); a
+    # loaded machine slows every round and the diff alike, so a slow round alone is
+    # not a stall (under load the worst round was ~100 ms, near a fixed 0.3 s bound).
+    assert max(latencies) < max(0.3, 0.4 * took), (took, sorted(latencies)[-5:])
