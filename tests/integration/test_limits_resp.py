@@ -88,25 +88,28 @@ async def test_a_silent_server_is_given_up_on_neither_early_nor_late() -> None:
         with pytest.raises(TimeoutError):
             await conn.call(("PING",))
         waited = time.monotonic() - started
-        assert 0.5 * 4 / 5 - 0.05 <= waited <= 0.5 + 0.25  # a tick less at most; loop slack
+        # A tick less at most; loop slack on a loaded machine (a bug that waits a second
+        # tick or twice the timeout still fails it).
+        assert 0.5 * 4 / 5 - 0.05 <= waited <= 0.5 + 0.4
         await conn.close()
 
 
 async def test_slow_replies_within_the_timeout_never_time_out() -> None:
-    """Replies that each take ~60 % of the timeout, one command after another and
-    several in flight at once, for several timeouts in all: none is given up on."""
+    """Replies that each take half the timeout, one command after another and several
+    in flight at once, for several timeouts in all: none is given up on. (The watchdog
+    may give up from 80 % of the timeout: 150 ms of margin for a loaded machine.)"""
 
     async def serve(n: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while line := await reader.readline():
             if line.startswith(b"*"):  # a command's array header: answer it, slowly
-                await asyncio.sleep(0.12)
+                await asyncio.sleep(0.25)
                 writer.write(b"+PONG\r\n")
                 await writer.drain()
 
     async with fake_server(serve) as port:
-        conn = RespConnection("127.0.0.1", port, timeout_s=0.2)
+        conn = RespConnection("127.0.0.1", port, timeout_s=0.5)
         started = time.monotonic()
-        while time.monotonic() - started < 1.0:  # five timeouts
+        while time.monotonic() - started < 2.5:  # five timeouts
             assert await conn.call(("PING",)) == b"PONG"
         await conn.close()
 
