@@ -21,6 +21,7 @@ from aiohttp import web
 from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable
 from gateway.policy.store import load_policy_dir
 from gateway.policy.upstreams import UpstreamRules, parse_upstream_allow
+from tests.support.clock import ManualClock
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.idp import FakeIdP, b64url, json_segment
 
@@ -46,25 +47,12 @@ auth:
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 
 
-class Clock:
-    """The JWKS cache's monotonic clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass
 class Setup:
     gw: RunningGateway
     okta: FakeIdP  # discovered through /.well-known/openid-configuration; `team` claim
     keycloak: FakeIdP  # jwks_uri configured; realm roles through team_map; RS256 only
-    clock: Clock
+    clock: ManualClock
     http: aiohttp.ClientSession
 
     async def post(self, token: str | None) -> tuple[int, dict[str, str], Any]:
@@ -87,7 +75,7 @@ def policy_for(okta: FakeIdP, keycloak: FakeIdP) -> str:
 async def s(tmp_path: Path) -> AsyncIterator[Setup]:
     async with FakeIdP() as okta, FakeIdP() as keycloak:
         async with running_gateway(tmp_path, policy_for(okta, keycloak)) as gw:
-            clock = Clock()
+            clock = ManualClock()
             gw.services.verifier.jwks.clock = clock
             async with aiohttp.ClientSession() as http:
                 yield Setup(gw, okta, keycloak, clock, http)
@@ -330,7 +318,7 @@ async def test_a_policy_change_adds_and_removes_issuers_without_restart(
 
 async def test_concurrent_unknown_kids_share_one_fetch() -> None:
     async with FakeIdP() as idp:
-        clock = Clock()
+        clock = ManualClock()
         cache = JwksCache(clock=clock)
         source = KeySource(idp.issuer, idp.jwks_uri)
         await cache.keys(source)
@@ -361,7 +349,7 @@ async def test_discovery_refuses_metadata_naming_another_issuer() -> None:
 
 async def test_an_oversized_jwks_is_refused_and_the_old_keys_stay() -> None:
     async with FakeIdP() as idp:
-        clock = Clock()
+        clock = ManualClock()
         cache = JwksCache(clock=clock, max_document_bytes=8 * 1024)
         source = KeySource(idp.issuer, idp.jwks_uri)
         first = await cache.keys(source)
@@ -376,7 +364,7 @@ async def test_an_oversized_jwks_is_refused_and_the_old_keys_stay() -> None:
 
 async def test_an_unreachable_issuer_without_keys_is_retried_after_the_interval() -> None:
     async with FakeIdP() as idp:
-        clock = Clock()
+        clock = ManualClock()
         cache = JwksCache(clock=clock)
         source = KeySource(idp.issuer, idp.jwks_uri)
         await idp.go_offline("503")
@@ -455,7 +443,7 @@ async def test_a_discovered_jwks_uri_at_a_metadata_address_is_refused_and_logged
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     origin = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    clock = Clock()
+    clock = ManualClock()
     cache = JwksCache(clock=clock)
     caplog.set_level(logging.WARNING, logger="gateway.auth.jwks")
     try:

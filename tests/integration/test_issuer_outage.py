@@ -23,6 +23,7 @@ import openai
 import pytest
 
 from gateway.auth.jwks import FETCH_TIMEOUT_S, MIN_REFETCH_INTERVAL_S
+from tests.support.clock import ManualClock
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.idp import FakeIdP, Offline
 
@@ -42,24 +43,11 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
 DOWN: list[Offline] = ["503", "500", "404", "not-json", "refuse", "hang"]
 
 
-class Clock:
-    """The JWKS cache's monotonic clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @dataclass
 class Setup:
     gw: RunningGateway
     idp: FakeIdP
-    clock: Clock
+    clock: ManualClock
     http: aiohttp.ClientSession
 
     async def post(self, token: str) -> tuple[int, dict[str, str], Any]:
@@ -85,7 +73,7 @@ async def s(tmp_path: Path) -> AsyncIterator[Setup]:
     async with FakeIdP() as idp:
         policy = POLICY.replace("IDP", idp.issuer)
         async with running_gateway(tmp_path, policy, access_log=str(tmp_path / "access.log")) as gw:
-            clock = Clock()
+            clock = ManualClock()
             gw.services.verifier.jwks.clock = clock
             async with aiohttp.ClientSession() as http:
                 yield Setup(gw, idp, clock, http)

@@ -11,18 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.repeated import RepeatedProblem
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def test_an_outage_is_a_few_lines(caplog: pytest.LogCaptureFixture) -> None:
-    clock = Clock()
+    clock = ManualClock()
     problem = RepeatedProblem(logging.getLogger("t"), "policy poll", every_s=60, clock=clock)
     with caplog.at_level(logging.INFO, logger="t"):
         for _ in range(240):  # two minutes at two rounds a second
@@ -42,7 +35,7 @@ def test_an_outage_is_a_few_lines(caplog: pytest.LogCaptureFixture) -> None:
 def test_each_outage_is_said_at_once_then_at_most_once_a_minute(
     rounds: list[tuple[bool, float]],
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     warned: list[tuple[int, float]] = []  # (outage number, when)
     outage = 0
 

@@ -26,6 +26,7 @@ from gateway.auth.claims import (
 from gateway.auth.keys import SigningKey, new_signing_key
 from gateway.auth.principal import Principal
 from gateway.errors import AuthenticationFailed
+from tests.support.clock import ManualClock
 
 ISSUER = "https://gateway.test"
 AUDIENCE = "llm-gateway"
@@ -49,14 +50,6 @@ class FakeKeys:
         self.known += self.pending
         self.pending = []
         return any(k.kid == kid for k in self.known)
-
-
-class Clock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +109,7 @@ def signed(key: SigningKey, claims: dict[str, Any], **header: Any) -> str:
 
 
 def verifier(*keys: SigningKey, clock: Callable[[], float] | None = None) -> TokenVerifier:
-    return TokenVerifier(ISSUER, AUDIENCE, FakeKeys(*keys), clock=clock or Clock())
+    return TokenVerifier(ISSUER, AUDIENCE, FakeKeys(*keys), clock=clock or ManualClock(NOW))
 
 
 async def test_minted_token_verifies_into_principal(key: SigningKey) -> None:
@@ -293,7 +286,7 @@ async def test_a_refused_claim_is_named_for_the_access_line(
 
 async def test_leeway_accepts_slightly_expired_token(key: SigningKey) -> None:
     """A token expired 10 s ago still passes with the default 30 s leeway (clock skew)."""
-    principal = await verifier(key, clock=Clock(NOW + TTL_S + 10)).verify(mint(key))
+    principal = await verifier(key, clock=ManualClock(NOW + TTL_S + 10)).verify(mint(key))
     assert principal.team == "search"
 
 
@@ -309,7 +302,7 @@ async def test_unknown_kid_refreshes_keys_once_then_verifies(
     """A token from a key added after start (rotation elsewhere) verifies after one refresh."""
     keys = FakeKeys(key)
     keys.pending = [other_key]
-    checker = TokenVerifier(ISSUER, AUDIENCE, keys, clock=Clock())
+    checker = TokenVerifier(ISSUER, AUDIENCE, keys, clock=ManualClock(NOW))
     principal = await checker.verify(mint(other_key))
     assert principal.team == "search"
     assert keys.refreshes == [other_key.kid]
@@ -317,7 +310,7 @@ async def test_unknown_kid_refreshes_keys_once_then_verifies(
 
 async def test_cached_token_is_refused_after_expiry(key: SigningKey) -> None:
     """A cached principal is served only until exp + leeway, then the token is refused."""
-    clock = Clock()
+    clock = ManualClock(NOW)
     keys = FakeKeys(key)
     checker = TokenVerifier(ISSUER, AUDIENCE, keys, clock=clock, leeway_s=30)
     token = mint(key)
@@ -333,7 +326,7 @@ async def test_cached_token_is_refused_after_expiry(key: SigningKey) -> None:
 
 async def test_cache_stays_bounded(key: SigningKey) -> None:
     """Many distinct tokens never grow the cache beyond its limit; new ones still verify."""
-    checker = TokenVerifier(ISSUER, AUDIENCE, FakeKeys(key), clock=Clock(), max_cached=8)
+    checker = TokenVerifier(ISSUER, AUDIENCE, FakeKeys(key), clock=ManualClock(NOW), max_cached=8)
     tokens = [mint(key, subject=f"s{i}") for i in range(20)]
     for token in tokens:
         await checker.verify(token)
@@ -343,7 +336,7 @@ async def test_cache_stays_bounded(key: SigningKey) -> None:
 
 async def test_expired_entries_are_evicted_before_live_ones(key: SigningKey) -> None:
     """When the cache is full, expired entries make room first."""
-    clock = Clock()
+    clock = ManualClock(NOW)
     checker = TokenVerifier(ISSUER, AUDIENCE, FakeKeys(key), clock=clock, max_cached=3)
     short = [mint(key, subject=f"short{i}", ttl_s=10) for i in range(2)]
     long = mint(key, subject="long")

@@ -16,14 +16,7 @@ from gateway.auth.login_guard import (
     retry_after_s,
     with_failure,
 )
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 @pytest.mark.parametrize(
@@ -68,7 +61,7 @@ def test_failure_log_refuses_after_the_limit_and_forgets_old_keys() -> None:
 
 def test_verified_pairs_expire_and_revocation_forgets_them() -> None:
     """A pair is known for ttl seconds; a wrong secret never; forget_client drops it."""
-    clock = Clock()
+    clock = ManualClock()
     pairs = VerifiedSecrets(60.0, clock=clock)
     pairs.remember("c-1", "s3cret")
     pairs.remember("c-2", "other")
@@ -96,7 +89,7 @@ def test_verified_pairs_are_bounded() -> None:
 def test_failures_only_throttle_the_address_that_made_them() -> None:
     """Failures against c-victim from 10.0.0.66 limit that address (for c-victim after 3, for
     any id after 5), never c-victim from another address: client ids are public."""
-    clock = Clock()
+    clock = ManualClock()
     guard = LoginGuard(LoginLimits(failures_per_client=3, failures_per_address=5), clock=clock)
     for _ in range(3):
         guard.record_failure("c-victim", "10.0.0.66")
@@ -114,7 +107,9 @@ def test_failures_only_throttle_the_address_that_made_them() -> None:
 
 def test_failures_spread_over_many_addresses_never_lock_the_client_out() -> None:
     """Ten addresses with nine failures each for c-victim: c-victim from an eleventh still tries."""
-    guard = LoginGuard(LoginLimits(failures_per_client=10, failures_per_address=30), clock=Clock())
+    guard = LoginGuard(
+        LoginLimits(failures_per_client=10, failures_per_address=30), clock=ManualClock()
+    )
     for i in range(10):
         for _ in range(9):
             guard.record_failure("c-victim", f"10.0.1.{i}")
@@ -123,7 +118,9 @@ def test_failures_spread_over_many_addresses_never_lock_the_client_out() -> None
 
 def test_long_claimed_client_ids_are_keyed_by_their_start() -> None:
     """A megabyte-long claimed id costs a small key; ids alike in their first 128 share it."""
-    guard = LoginGuard(LoginLimits(failures_per_client=1, failures_per_address=100), clock=Clock())
+    guard = LoginGuard(
+        LoginLimits(failures_per_client=1, failures_per_address=100), clock=ManualClock()
+    )
     guard.record_failure("x" * 1_000_000, "10.0.0.9")
     assert guard.retry_after_s("x" * 200, "10.0.0.9") is not None
     assert all(len(key[0]) <= 128 for key in guard._by_client._times)

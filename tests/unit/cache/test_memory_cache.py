@@ -9,14 +9,7 @@ from gateway.guardrails.decision import GuardrailHit
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.policy.compiled import CachePolicy
 from gateway.usage.usage import Usage
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def answer(size: int = 100) -> CachedAnswer:
@@ -32,7 +25,7 @@ def size_of(entry: CachedAnswer) -> int:
 
 
 def test_a_stored_answer_is_found_until_its_ttl_ends() -> None:
-    clock = Clock()
+    clock = ManualClock()
     cache = MemoryCache(clock)
     policy = CachePolicy(ttl_s=60, max_bytes=10_000)
     assert cache.lookup(key("a")).status == LookupStatus.MISS
@@ -47,7 +40,7 @@ def test_a_stored_answer_is_found_until_its_ttl_ends() -> None:
 
 
 def test_an_entry_larger_than_max_bytes_is_never_stored() -> None:
-    cache = MemoryCache(Clock())
+    cache = MemoryCache(ManualClock())
     big = answer(500)
     assert cache.store(key("a"), big, CachePolicy(60, size_of(big) - 1)) == Stored.TOO_LARGE
     assert cache.lookup(key("a")).status == LookupStatus.MISS
@@ -55,7 +48,7 @@ def test_an_entry_larger_than_max_bytes_is_never_stored() -> None:
 
 
 def test_the_least_recently_used_entry_goes_first() -> None:
-    cache = MemoryCache(Clock())
+    cache = MemoryCache(ManualClock())
     entry = answer()
     policy = CachePolicy(60, 3 * size_of(entry))
     for name in "abc":
@@ -72,7 +65,7 @@ def test_the_least_recently_used_entry_goes_first() -> None:
 
 
 def test_storing_again_replaces_without_counting_twice() -> None:
-    cache = MemoryCache(Clock())
+    cache = MemoryCache(ManualClock())
     policy = CachePolicy(60, 10_000)
     cache.store(key("a"), answer(10), policy)
     cache.store(key("a"), answer(20), policy)
@@ -83,7 +76,7 @@ def test_storing_again_replaces_without_counting_twice() -> None:
 def test_max_bytes_caps_a_team_across_its_models() -> None:
     """One team filling its cache does not evict another's; a team's models share its
     max_bytes (it was each (team, model)'s, so the cap grew with every model)."""
-    cache = MemoryCache(Clock())
+    cache = MemoryCache(ManualClock())
     entry = answer()
     policy = CachePolicy(60, 2 * size_of(entry))
     for model in ("m1", "m2", "m3"):
@@ -101,7 +94,7 @@ def test_max_bytes_caps_a_team_across_its_models() -> None:
 def test_a_model_with_its_own_policy_has_its_own_pool() -> None:
     """A model's own cache policy bounds each team's entries of that model by its
     max_bytes; they do not evict the team's other entries."""
-    cache = MemoryCache(Clock())
+    cache = MemoryCache(ManualClock())
     entry = answer()
     policy = CachePolicy(60, size_of(entry))
     cache.store(key("a"), entry, policy)
@@ -116,7 +109,7 @@ def test_a_model_with_its_own_policy_has_its_own_pool() -> None:
 
 
 def test_a_smaller_max_bytes_shrinks_the_group_on_the_next_store() -> None:
-    cache = MemoryCache(Clock())
+    cache = MemoryCache(ManualClock())
     entry = answer()
     cache.store(key("a"), entry, CachePolicy(60, 10 * size_of(entry)))
     cache.store(key("b"), entry, CachePolicy(60, 10 * size_of(entry)))
@@ -130,7 +123,7 @@ def test_a_smaller_max_bytes_shrinks_the_group_on_the_next_store() -> None:
 
 def test_clear_by_team_by_model_and_all() -> None:
     async def scenario() -> None:
-        cache = MemoryCache(Clock())
+        cache = MemoryCache(ManualClock())
         policy = CachePolicy(60, 10_000)
         for team in ("search", "ads"):
             for model in ("chat", "embed"):
