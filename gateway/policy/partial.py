@@ -6,8 +6,9 @@ refused `${VAR}` in another, and `policy check` and `PUT /admin/policy` list
 every error (SPEC §1, §5). Here the entries the schema refused are set aside
 (a named section's entry, else its whole section), the rest is validated and
 compiled for its own issues; a reference to an entry set aside counts as
-known, so setting it aside adds no error. Pure: no I/O beyond what compiling
-does (`${file:…}` secrets).
+known, so setting it aside adds no error. The references the entries set aside
+make themselves are checked on their raw values (`aside_references.py`). Pure:
+no I/O beyond what compiling does (`${file:…}` secrets).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gateway.policy.aside_references import aside_reference_issues
 from gateway.policy.compiled import SetAside, reference_issues
 from gateway.policy.errors import Path, PolicyIssue
 from gateway.policy.loader import NAMED_SECTIONS, LoadedBundle, SchemaInvalid
@@ -24,13 +26,15 @@ from gateway.policy.schema import PolicyBundle
 
 
 def issues_beyond_schema(invalid: SchemaInvalid, env: Mapping[str, str]) -> list[PolicyIssue]:
-    """What compiling finds in the parts of the bundle the schema accepted."""
+    """What compiling finds in the parts of the bundle the schema accepted, and the
+    unknown names the parts it refused refer to (`aside_references.py`)."""
     kept, aside = set_aside(invalid.raw, invalid.paths)
+    from_aside = aside_reference_issues(invalid.raw, aside, invalid.locate)
     try:
         bundle = PolicyBundle.model_validate(kept)
     except ValidationError:
-        return []  # an error no entry explains (the bundle as a whole): nothing more to say
-    return reference_issues(LoadedBundle(bundle, kept, invalid.locate), env, aside)
+        return from_aside  # an error no entry explains (the bundle as a whole)
+    return reference_issues(LoadedBundle(bundle, kept, invalid.locate), env, aside) + from_aside
 
 
 def set_aside(raw: Mapping[str, Any], paths: list[Path]) -> tuple[dict[str, Any], SetAside]:

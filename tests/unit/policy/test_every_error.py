@@ -46,6 +46,7 @@ def test_schema_reference_and_secret_errors_are_listed_in_one_run(tmp_path: Path
         "providers.leak.api_key",  # a GATEWAY_* setting: refused
         "teams.a.budgets[0].usd",  # schema
         "teams.a.limits.rpm",  # schema, the same team: it is set aside once
+        "teams.a.models[1]",  # unknown model ghost, in the team the schema refused
         "teams.b.guardrails[0]",  # unknown profile
         "teams.b.models[2]",  # unknown model: phantom
     ], found
