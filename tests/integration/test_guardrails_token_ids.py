@@ -84,8 +84,10 @@ async def test_an_email_in_token_ids_is_refused_naming_the_field(setup, http):
     """The gateway does not rewrite ids: a redact rule's match there is a 400 whose
     `param` names the array, telling the caller to send text instead."""
     gw, up = setup
+    clean = encoding("cl100k_base").encode("hello")
     ids = encoding("cl100k_base").encode("mail jane.doe@corp.example.com")
-    status, body = await post(http, gw, "embeddings", {"input": ["hello", ids]})
+    # A list of token arrays (OpenAI refuses strings and arrays mixed in one input).
+    status, body = await post(http, gw, "embeddings", {"input": [clean, ids]})
     assert status == 400 and body["error"]["code"] == "content_policy_violation"
     assert body["error"]["param"] == "input[1]" and "'email'" in body["error"]["message"]
     assert "jane" not in body["error"]["message"]
