@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from gateway.auth.principal import Principal
 from gateway.cache.rules import CacheStatus
@@ -81,6 +83,10 @@ class RequestContext:
     limits_reached: bool = False  # the limits stage ran (its hold or refusal has the headers)
     # --- telemetry (issue 12): each upstream attempt, and what the answer said of itself ---
     tries: tuple[Try, ...] = ()
+    # The body sent upstream (guardrails applied), a reference: span builders read its
+    # sampling parameters in the export thread, never on the request path.
+    request_body: Mapping[str, Any] | None = None
+    response_id: str | None = None  # the upstream's id of its answer
     response_model: str | None = None
     finish_reasons: tuple[str, ...] = ()
     # --- response cache (issue 14): hit|miss|bypass (None: no cache policy, no header);

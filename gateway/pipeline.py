@@ -82,6 +82,7 @@ from gateway.stream.upstream_tap import UpstreamTap
 from gateway.stream.usage_observer import UsageObserver
 from gateway.telemetry.attributes import response_facts
 from gateway.telemetry.current import attempt_observer
+from gateway.telemetry.stream_facts import StreamFacts
 from gateway.usage.pricing import cost_nanousd, usd_text
 from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
 
@@ -277,6 +278,7 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     # limits: reserve (issue 9); a hit passes rpm and concurrency only, it spends no tokens.
     await reserve_limits(ctx, policy, grant, body, services, tokens=hit is None)
     body = forwarded_body(ctx, body, grant.team.max_tokens_default)  # caps what it reserved
+    ctx.request_body = body  # telemetry: its parameters are read off the request path
     plan = None if cached is None else cached.plan
     ctx.cache = None if cached is None else cached.status  # once admitted: what it was served as
     if hit is not None:
@@ -449,7 +451,7 @@ async def _whole(
         return reply.body, payload
 
     deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt, guards)
-    ctx.response_model, ctx.finish_reasons = response_facts(payload)  # telemetry
+    ctx.response_id, ctx.response_model, ctx.finish_reasons = response_facts(payload)
     usage = usage_from_report(payload.get("usage"))
     if usage is None:
         generated = output_text(ctx.endpoint, payload)
@@ -516,7 +518,9 @@ async def _stream(
     # Guard output holds back, rewrites and may cut the stream; the observer sees only what
     # the client got. What the upstream generated is counted from a copy taken before it.
     tap = UpstreamTap() if guards.checks_output else None
-    steps: list[Step] = [] if tap is None else [tap]
+    steps: list[Step] = [StreamFacts(ctx)]  # telemetry: id, model, finish reasons
+    if tap is not None:
+        steps.append(tap)
     if ids is not None:
         steps.append(ResponseIdRewriter(ids, deployment))
     if guards.checks_output:  # guard output: scanned as it flows, before the observer

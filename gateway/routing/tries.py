@@ -7,6 +7,7 @@ values only; it knows nothing of the request context.
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple, Protocol
 
 from gateway.policy.compiled import Deployment
@@ -23,6 +24,9 @@ class Try(NamedTuple):
     deployment: Deployment
     failure: UpstreamFailure | None = None
     is_answer: bool = False  # its reply (a result, or its refusal of the request) is the answer
+    # When it began (time.perf_counter, like RequestContext.started): the answering
+    # deployment's time to first token is measured from it (telemetry).
+    started_s: float | None = None
 
 
 class TryObserver(Protocol):
@@ -45,19 +49,21 @@ class Tries:
         self._observer = observer
 
     def started(self, deployment: Deployment) -> None:
-        self._tries.append(Try(deployment))
+        self._tries.append(Try(deployment, started_s=time.perf_counter()))
         if self._observer is not None:
             self._observer.started(deployment)
 
     def failed(self, failure: UpstreamFailure) -> None:
         """The attempt last started failed."""
-        self._tries[-1] = Try(self._tries[-1].deployment, failure)
+        last = self._tries[-1]
+        self._tries[-1] = Try(last.deployment, failure, started_s=last.started_s)
         if self._observer is not None:
             self._observer.failed(failure)
 
     def answered(self) -> None:
         """The attempt last started gave the answer."""
-        self._tries[-1] = Try(self._tries[-1].deployment, is_answer=True)
+        last = self._tries[-1]
+        self._tries[-1] = Try(last.deployment, is_answer=True, started_s=last.started_s)
         if self._observer is not None:
             self._observer.answered()
 

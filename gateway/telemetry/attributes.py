@@ -194,7 +194,9 @@ def attempt_attributes(
 
 
 def answer_attributes(ctx: RequestContext) -> Attributes:
-    """What the answering attempt learned, known when the request ends."""
+    """What the answering attempt learned, known when the request ends, on both its
+    client span and the server span. Not the time to the first chunk, whose start
+    differs per span (`first_chunk_s`), nor the response id (`response_id_attribute`)."""
     attributes: Attributes = {}
     usage = ctx.usage
     if usage is not None:
@@ -207,11 +209,92 @@ def answer_attributes(ctx: RequestContext) -> Attributes:
         attributes[names.GEN_AI_RESPONSE_MODEL] = ctx.response_model
     if ctx.finish_reasons:
         attributes[names.GEN_AI_RESPONSE_FINISH_REASONS] = ctx.finish_reasons
-    if ctx.first_byte_s is not None:
-        attributes[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ctx.first_byte_s
     if ctx.outcome is not Outcome.OK:
         attributes[names.ERROR_TYPE] = request_error_type(ctx)
     return attributes
+
+
+def response_id_attribute(ctx: RequestContext, is_client_span: bool) -> Attributes:
+    """`gen_ai.response.id`: the id the upstream gave its answer (chatcmpl-…, resp_…).
+
+    A client span describes the call to the provider, so it carries the provider's id
+    (the one its support can look up). The server span carries the id the gateway's
+    client saw: the same one, except for the Responses API, whose client sees an id the
+    gateway minted (routing/affinity.py) that wraps the upstream's; the server span then
+    goes without, rather than name an id its client never saw."""
+    response_id = ctx.response_id
+    if response_id is None or (not is_client_span and ctx.endpoint == "responses"):
+        return {}
+    return {names.GEN_AI_RESPONSE_ID: response_id}
+
+
+def first_chunk_s(ctx: RequestContext, attempt_started_s: float | None) -> float | None:
+    """`gen_ai.response.time_to_first_chunk` (streams), in seconds: until the first event
+    reached the client, from when the answering attempt began (`attempt_started_s`, a
+    `time.perf_counter()` reading like `ctx.started`), or from the request's arrival
+    when it is None (the server span; a cache hit). After a failover the earlier
+    attempts' time is not the answering deployment's."""
+    first_byte_s = ctx.first_byte_s
+    if first_byte_s is None or attempt_started_s is None:
+        return first_byte_s
+    return max(0.0, first_byte_s - (attempt_started_s - ctx.started))
+
+
+def answer_started_s(ctx: RequestContext) -> float | None:
+    """When the attempt that gave the answer began (None: none did, a cache hit)."""
+    tries = ctx.tries
+    if not tries or not tries[-1].is_answer:
+        return None
+    return tries[-1].started_s
+
+
+STOP_SEQUENCES_KEPT = 4  # OpenAI takes at most 4
+STOP_SEQUENCE_TEXT_MAX = 64
+
+
+def request_parameters(body: Mapping[str, Any] | None) -> Attributes:
+    """The sampling parameters the request set (REFERENCE.md §3.2, the client span's
+    Recommended and Conditionally required `gen_ai.request.*`), from the body sent
+    upstream (after guardrails and the team's max_tokens default). A field of the wrong
+    type is left out: the edge checked the common ones, not every provider's."""
+    attributes: Attributes = {}
+    if not body:
+        return attributes
+    max_tokens = body.get("max_tokens")
+    if max_tokens is None:  # chat's newer name, then the Responses API's
+        max_tokens = body.get("max_completion_tokens", body.get("max_output_tokens"))
+    for name, value in (
+        (names.GEN_AI_REQUEST_MAX_TOKENS, max_tokens),
+        (names.GEN_AI_REQUEST_SEED, body.get("seed")),
+        (names.GEN_AI_REQUEST_TOP_K, body.get("top_k")),  # vLLM's extension
+    ):
+        if type(value) is int:
+            attributes[name] = value
+    for name, field in _NUMBER_PARAMETERS:
+        value = body.get(field)
+        if type(value) is float or type(value) is int:
+            attributes[name] = float(value)
+    count = body.get("n")
+    if type(count) is int and count != 1:  # required only when it is not 1
+        attributes[names.GEN_AI_REQUEST_CHOICE_COUNT] = count
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if isinstance(stop, list) and stop:
+        kept = tuple(
+            s[:STOP_SEQUENCE_TEXT_MAX] for s in stop[:STOP_SEQUENCES_KEPT] if isinstance(s, str)
+        )
+        if kept:
+            attributes[names.GEN_AI_REQUEST_STOP_SEQUENCES] = kept
+    return attributes
+
+
+_NUMBER_PARAMETERS = (
+    (names.GEN_AI_REQUEST_TEMPERATURE, "temperature"),
+    (names.GEN_AI_REQUEST_TOP_P, "top_p"),
+    (names.GEN_AI_REQUEST_FREQUENCY_PENALTY, "frequency_penalty"),
+    (names.GEN_AI_REQUEST_PRESENCE_PENALTY, "presence_penalty"),
+)
 
 
 def request_error_type(ctx: RequestContext) -> str:
@@ -266,7 +349,9 @@ def head_attributes(head: RequestHead) -> Attributes:
 def request_tail(ctx: RequestContext) -> Attributes:
     """The server span's attributes other stages add to the context (cost, budget
     decision, guardrail actions): a new such field gets its line here."""
-    attributes: Attributes = {}
+    attributes = response_id_attribute(ctx, is_client_span=False)
+    if ctx.first_byte_s is not None:  # from the request's arrival, as its client waited
+        attributes[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ctx.first_byte_s
     if ctx.prices is not None:
         attributes[names.GATEWAY_COST_USD] = ctx.cost_nanousd / NANO_PER_USD
     decision = budget_decision(ctx)
@@ -306,8 +391,19 @@ def budget_decision(ctx: RequestContext) -> str | None:
     return "reserved" if hold.is_checked else "unchecked"
 
 
-def response_facts(payload: Mapping[str, Any]) -> tuple[str | None, tuple[str, ...]]:
-    """The model that answered and the finish reasons of a whole response (no text)."""
+class ResponseFacts(NamedTuple):
+    response_id: str | None
+    model: str | None
+    finish_reasons: tuple[str, ...]
+
+
+RESPONSE_ID_MAX = 200
+
+
+def response_facts(payload: Mapping[str, Any]) -> ResponseFacts:
+    """The id and model the upstream gave its answer, and its finish reasons: of a whole
+    response, or a stream's first and last events (telemetry/stream_facts.py). No text."""
+    response_id = payload.get("id")
     model = payload.get("model")
     reasons: list[str] = []
     for choice in payload.get("choices") or ():
@@ -317,4 +413,8 @@ def response_facts(payload: Mapping[str, Any]) -> tuple[str | None, tuple[str, .
     status = payload.get("status")  # Responses API: completed / incomplete / failed
     if not reasons and payload.get("object") == "response" and isinstance(status, str):
         reasons.append(status[:64])
-    return (model[:200] if isinstance(model, str) else None), tuple(reasons)
+    return ResponseFacts(
+        response_id[:RESPONSE_ID_MAX] if isinstance(response_id, str) and response_id else None,
+        model[:MODEL_TEXT_MAX] if isinstance(model, str) else None,
+        tuple(reasons),
+    )

@@ -7,7 +7,9 @@ self-metrics on every span), and the trace's spans are built here, in the export
 thread, many at a time. A batch goes out when `batch_size` traces wait or every
 `delay_s`, whichever comes first; past `max_queue` waiting traces, new ones are
 dropped and counted (a slow collector must not grow memory). Shutdown exports what
-waits, then stops. A single SDK span (`on_end`) counts as a trace of one.
+waits, then stops, within `EXIT_EXPORT_S`: a collector that does not answer must not
+hold the process past its orchestrator's grace (it would be killed mid-exit). A single
+SDK span (`on_end`) counts as a trace of one.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from gateway.telemetry.otlp import EncodedTrace, OtlpHttpExporter, encode_span
 
 log = logging.getLogger("gateway.telemetry")
+
+# How long shutdown may export what waits (the drain and the ledger's flush come
+# before it). The Helm chart and the compose file give 10 s beyond the drain; one
+# export to a hung collector alone may take twice the exporter's 10 s timeout.
+EXIT_EXPORT_S = 3.0
 
 
 class SpanSource(EncodedTrace, Protocol):
@@ -73,6 +80,8 @@ class SpanBatcher(SpanProcessor):
         self._wake = threading.Event()
         self._export_lock = threading.Lock()  # the worker and force_flush take turns
         self._stopping = False
+        self._abandoned = False  # shutdown gave up waiting: export nothing more
+        self._sending = 0  # traces in the batch being exported now
         self.dropped = 0  # traces refused because the queue was full
         self._worker = threading.Thread(target=self._run, name="gateway-span-export", daemon=True)
         self._worker.start()
@@ -104,12 +113,15 @@ class SpanBatcher(SpanProcessor):
     def _export_waiting(self) -> None:
         with self._export_lock:
             queue = self._queue
-            while queue:
+            while queue and not self._abandoned:
                 batch = [queue.popleft() for _ in range(min(self._batch_size, len(queue)))]
+                self._sending = len(batch)
                 try:
                     self._export(batch)
                 except Exception:  # a builder's or exporter's bug must not end the worker
                     log.exception("trace export raised")
+                finally:
+                    self._sending = 0
 
     def _export(self, batch: list[SpanSource]) -> None:
         exporter = self._exporter
@@ -122,10 +134,21 @@ class SpanBatcher(SpanProcessor):
         self._export_waiting()
         return True
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_s: float = EXIT_EXPORT_S) -> None:
+        """Export what waits, for at most `timeout_s`; what is not out by then is
+        dropped, counted in `dropped` and logged once (the export thread is a daemon:
+        left behind, it does not hold the exit)."""
         if self._stopping:
             return
         self._stopping = True
         self._wake.set()
-        self._worker.join(timeout=30)
-        self._exporter.shutdown()
+        self._worker.join(timeout=timeout_s)
+        if self._worker.is_alive():
+            self._abandoned = True
+            unsent = len(self._queue) + self._sending
+            self.dropped += unsent
+            log.warning(
+                "span export did not finish at exit: the rest is dropped",
+                extra={"fields": {"timeout_s": timeout_s, "traces_dropped": unsent}},
+            )
+        self._exporter.shutdown()  # ours also ends an export under way

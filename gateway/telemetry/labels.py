@@ -8,6 +8,7 @@ a request id, subject or token is never a label.
 from __future__ import annotations
 
 from collections.abc import Container
+from itertools import pairwise
 
 from gateway.context import RequestContext
 from gateway.routing.tries import Try
@@ -46,5 +47,10 @@ def attempt_results(tries: tuple[Try, ...]) -> list[tuple[str, AttemptResult]]:
 
 
 def failed_over_from(tries: tuple[Try, ...]) -> list[str]:
-    """The deployments a request left for another after they failed."""
-    return [t.deployment.label for t in tries[:-1] if t.failure is not None]
+    """The deployments a request left for another after they failed: a failed attempt
+    followed by one on a different deployment (a retry of the same one is no failover)."""
+    return [
+        t.deployment.label
+        for t, then in pairwise(tries)
+        if t.failure is not None and then.deployment.label != t.deployment.label
+    ]

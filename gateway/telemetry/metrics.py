@@ -39,6 +39,8 @@ from gateway.context import RequestContext
 from gateway.policy.compiled import Deployment, Policy
 from gateway.policy.store import PolicyStore
 from gateway.telemetry import labels, names
+from gateway.telemetry.attributes import answer_started_s
+from gateway.telemetry.attributes import first_chunk_s as first_chunk_after
 from gateway.telemetry.multiproc import MULTIPROC_ENV
 from gateway.telemetry.names import TokenDirection
 from gateway.usage.pricing import NANO_PER_USD
@@ -90,7 +92,9 @@ class Metrics:
         )
         self.ttft = Histogram(
             names.TIME_TO_FIRST_TOKEN,
-            "Streams: time from arrival to the first event sent to the client.",
+            "Streams: time to the first event sent to the client, from the start of the"
+            " upstream attempt that answered (a failover's earlier attempts are in the"
+            " request duration, not charged to the answering deployment).",
             ("model", "deployment"),
             buckets=names.TTFT_BUCKETS,
             registry=r,
@@ -100,7 +104,9 @@ class Metrics:
             ("deployment", "result"), registry=r,
         )  # fmt: skip
         self.failovers = Counter(
-            names.UPSTREAM_FAILOVERS, "Requests that left a failed deployment for another.",
+            names.UPSTREAM_FAILOVERS,
+            "Times a request left a failed deployment for another (a retry of the same"
+            " deployment is not one: see gateway_upstream_attempts_total).",
             ("deployment",), registry=r,
         )  # fmt: skip
         self.cooldowns = Counter(
@@ -281,8 +287,9 @@ class Metrics:
             sums[2] += usage.output_tokens
         if is_costed:
             sums[3] += ctx.cost_nanousd
-        if ctx.first_byte_s is not None:
-            child(self.ttft, model, deployment).observe(ctx.first_byte_s)
+        first_chunk_s = first_chunk_after(ctx, answer_started_s(ctx))
+        if first_chunk_s is not None:
+            child(self.ttft, model, deployment).observe(first_chunk_s)
         tries = ctx.tries
         if tries:
             for label, result in labels.attempt_results(tries):

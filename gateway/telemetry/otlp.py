@@ -11,9 +11,11 @@ encoder's. The POST runs in the batch processor's thread, never on the event loo
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import logging
+import socket
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
@@ -154,7 +156,7 @@ def _entry(field: int, key: str, value: Any) -> bytes:
 
 
 # Attributes whose values never repeat: caching them would only push out the rest.
-_NEVER_REPEATS = frozenset({names.GATEWAY_REQUEST_ID})
+_NEVER_REPEATS = frozenset({names.GATEWAY_REQUEST_ID, names.GEN_AI_RESPONSE_ID})
 
 
 def _all_text(values: tuple[Any, ...]) -> bool:
@@ -476,6 +478,7 @@ class OtlpHttpExporter(SpanExporter):
         self._timeout_s = timeout_s
         self._connection: http.client.HTTPConnection | None = None
         self._is_failing = False
+        self._is_shut = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         return self._export(encode_request(spans))
@@ -520,14 +523,16 @@ class OtlpHttpExporter(SpanExporter):
         return response.status
 
     def _connect(self) -> http.client.HTTPConnection:
+        if self._is_shut:  # after shutdown: no new connection (nor a retry on one)
+            raise ConnectionAbortedError("the exporter is shut down")
         kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
         self._connection = kind(self._host, self._port, timeout=self._timeout_s)
         return self._connection
 
     def _close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        connection, self._connection = self._connection, None  # shutdown may race the export
+        if connection is not None:
+            connection.close()
 
     def _failed(self, error: str) -> SpanExportResult:
         if not self._is_failing:
@@ -539,6 +544,14 @@ class OtlpHttpExporter(SpanExporter):
         return SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
+        """Close the connection; an export blocked on it (another thread, a collector
+        that never answers) fails at once instead of after its timeout."""
+        self._is_shut = True
+        connection = self._connection
+        sock = None if connection is None else connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # a close alone does not wake a blocked read
+                sock.shutdown(socket.SHUT_RDWR)
         self._close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -132,7 +132,7 @@ class Tracing:
         self._processor.force_flush()
 
     def close(self) -> None:
-        """Export what is still queued, then stop."""
+        """Export what is still queued (for at most batch.EXIT_EXPORT_S), then stop."""
         self._processor.shutdown()
 
 
@@ -306,7 +306,13 @@ def span_facts(trace: RequestTrace, blocks: Blocks) -> list[SpanFacts]:
     """A finished trace's spans: its attempts' client spans, then the server span."""
     ctx = trace.ctx
     answer = None if ctx is None else otlp.Block(attrs.answer_attributes(ctx))  # on two spans
-    facts = [_attempt_facts(trace, ctx, answer, attempt, blocks) for attempt in trace.attempts]
+    # The request's sampling parameters, on every attempt's span (read here, in the
+    # export thread, from the body the context refers to).
+    parameters = otlp.Block(attrs.request_parameters(None if ctx is None else ctx.request_body))
+    facts = [
+        _attempt_facts(trace, ctx, answer, parameters, attempt, blocks)
+        for attempt in trace.attempts
+    ]
     parts: otlp.AttributeParts = (blocks.path(trace.method, trace.path),)
     name = f"{trace.method} {trace.path}"
     is_error = trace.raised
@@ -329,6 +335,7 @@ def _attempt_facts(
     trace: RequestTrace,
     ctx: RequestContext | None,
     answer: otlp.Block | None,
+    parameters: otlp.Block,
     attempt: _Attempt,
     blocks: Blocks,
 ) -> SpanFacts:
@@ -346,12 +353,30 @@ def _attempt_facts(
     elif attempt.end is AttemptEnd.ANSWERED and ctx is not None and answer is not None:
         ended = answer
         is_error = ctx.outcome is not Outcome.OK
+        learned = attrs.response_id_attribute(ctx, is_client_span=True)
+        # From this attempt's start: a failover's earlier attempts are not this one's.
+        first_chunk_s = attrs.first_chunk_s(ctx, attrs.answer_started_s(ctx))
+        if first_chunk_s is not None:
+            learned[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = first_chunk_s
+        if learned:
+            parts: otlp.AttributeParts = (started, parameters, ended, learned)
+            return _client_span(trace, endpoint, attempt, parts, is_error)
     else:
         ended = _CANCELLED
+    return _client_span(trace, endpoint, attempt, (started, parameters, ended), is_error)
+
+
+def _client_span(
+    trace: RequestTrace,
+    endpoint: str,
+    attempt: _Attempt,
+    parts: otlp.AttributeParts,
+    is_error: bool,
+) -> SpanFacts:
     return SpanFacts(
-        f"{attrs.operation_name(endpoint)} {deployment.model}",
+        f"{attrs.operation_name(endpoint)} {attempt.deployment.model}",
         attempt.span_id, trace.span_id, False, SpanKind.CLIENT,
-        attempt.start_ns, attempt.end_ns or trace.end_ns, (started, ended), is_error,
+        attempt.start_ns, attempt.end_ns or trace.end_ns, parts, is_error,
     )  # fmt: skip
 
 

@@ -266,3 +266,51 @@ async def test_the_server_span_says_what_the_limits_stage_decided(tmp_path, pair
         finished = spans.get_finished_spans()
     (server,) = of_kind(finished, SpanKind.SERVER)
     assert server.attributes["gateway.budget.decision"] == "reserved"
+
+
+async def test_a_failed_over_stream_says_its_parameters_id_model_and_own_first_chunk(
+    tmp_path, pair
+):
+    """After a timeout, the answering attempt's span carries the request's sampling
+    parameters, the upstream's id, model and finish reason, and a time to first chunk
+    measured from its own start (the server span's counts from the request's arrival)."""
+    a, b = pair
+    a.behave("hang")
+    policy = POLICY.replace("attempt_timeout_s: 5", "attempt_timeout_s: 0.3")
+    async with traced_gateway(tmp_path, policy.format(a=a.base_url, b=b.base_url)) as (gw, spans):
+        client = await gw.openai()
+        stream = await client.chat.completions.create(
+            model="m",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            temperature=0.25,
+            top_p=0.5,
+            max_tokens=40,
+            stop=["zz"],
+            seed=7,
+            presence_penalty=0.5,
+        )
+        ids = {chunk.id async for chunk in stream}
+        finished = spans.get_finished_spans()
+    (server,) = of_kind(finished, SpanKind.SERVER)
+    timed_out, answered = of_kind(finished, SpanKind.CLIENT)
+    assert timed_out.attributes["error.type"] == "timeout"
+    for attempt in (timed_out, answered):  # every attempt was asked the same
+        p = attempt.attributes
+        assert p["gen_ai.request.temperature"] == 0.25
+        assert p["gen_ai.request.top_p"] == 0.5
+        assert p["gen_ai.request.max_tokens"] == 40
+        assert p["gen_ai.request.stop_sequences"] == ("zz",)
+        assert p["gen_ai.request.seed"] == 7
+        assert p["gen_ai.request.presence_penalty"] == 0.5
+        assert "gen_ai.request.frequency_penalty" not in p  # not set: not said
+        assert "gen_ai.request.choice.count" not in p  # n=1 (the default) is left out
+    assert "gen_ai.request.temperature" not in server.attributes  # the client span's
+    r = answered.attributes
+    assert ids == {r["gen_ai.response.id"]}  # the id the client saw (chat: the upstream's)
+    assert server.attributes["gen_ai.response.id"] == r["gen_ai.response.id"]
+    assert r["gen_ai.response.model"] == "model-b"
+    assert r["gen_ai.response.finish_reasons"] == ("stop",)
+    span_s = (answered.end_time - answered.start_time) / 1e9
+    assert 0 < r["gen_ai.response.time_to_first_chunk"] <= span_s  # not the 0.3 s before it
+    assert server.attributes["gen_ai.response.time_to_first_chunk"] >= 0.3

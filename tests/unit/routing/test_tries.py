@@ -1,5 +1,7 @@
 """Tries: what one request's failover loop did, readable even after a cancel."""
 
+import time
+
 from gateway.policy.compiled import Deployment
 from gateway.providers.base import UpstreamFailure
 from gateway.routing.tries import Tries, Try
@@ -23,7 +25,22 @@ def test_a_failure_then_an_answer():
     assert tries.count == 2
     assert tries.last_deployment is B
     assert tries.failures == (boom,)
-    assert tries.all == (Try(A, boom), Try(B, is_answer=True))
+    assert [t._replace(started_s=None) for t in tries.all] == [
+        Try(A, boom),
+        Try(B, is_answer=True),
+    ]
+    first, second = (t.started_s for t in tries.all)
+    assert first is not None and second is not None and first <= second  # kept through both
+
+
+def test_each_attempt_keeps_when_it_started():
+    """What the answering deployment's time to first token is measured from."""
+    tries = Tries()
+    before = time.perf_counter()
+    tries.started(A)
+    tries.answered()
+    started_s = tries.all[0].started_s
+    assert started_s is not None and before <= started_s <= time.perf_counter()
 
 
 def test_an_attempt_cut_midway_is_counted_with_no_outcome():
@@ -31,7 +48,7 @@ def test_an_attempt_cut_midway_is_counted_with_no_outcome():
     tries = Tries()
     tries.started(A)
     assert tries.count == 1 and tries.last_deployment is A
-    assert tries.all == (Try(A),)
+    assert [t._replace(started_s=None) for t in tries.all] == [Try(A)]
 
 
 def test_failures_per_deployment_and_each_failed_deployment_once():

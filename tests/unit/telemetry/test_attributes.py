@@ -66,7 +66,12 @@ def test_format_traceparent_round_trips_through_the_w3c_propagator(trace_id, spa
         (UpstreamFailure("x", status=500), False, AttemptResult.SERVER_ERROR, "500"),
         (UpstreamFailure("x", status=503), False, AttemptResult.SERVER_ERROR, "503"),
         (UpstreamFailure("x", status=401), False, AttemptResult.HTTP_ERROR, "401"),
-        (UpstreamFailure("x", is_timeout=True), False, AttemptResult.TIMEOUT, "timeout"),
+        (
+            UpstreamFailure("x", is_timeout=True),
+            False,
+            AttemptResult.TIMEOUT,
+            "timeout",
+        ),
         (
             UpstreamFailure("x", status=408, is_timeout=True),
             False,
@@ -135,8 +140,16 @@ def test_attempt_attributes_carry_the_upstream_server_when_it_has_one():
         ("azure", "https://NAME.openai.azure.com", ("name.openai.azure.com", 443)),
         ("openai-compatible", "http://vllm:8000/v1", ("vllm", 8000)),
         ("openai-compatible", "http://vllm/v1", ("vllm", 80)),
-        ("openai-compatible", "https://host.example:8443/a/b?x=1", ("host.example", 8443)),
-        ("openai-compatible", "http://user:secret@host.example:81/v1", ("host.example", 81)),
+        (
+            "openai-compatible",
+            "https://host.example:8443/a/b?x=1",
+            ("host.example", 8443),
+        ),
+        (
+            "openai-compatible",
+            "http://user:secret@host.example:81/v1",
+            ("host.example", 81),
+        ),
         ("openai-compatible", "http://[::1]:8000/v1", ("::1", 8000)),  # no brackets
         ("openai-compatible", "https://[2001:db8::5]/v1", ("2001:db8::5", 443)),
         ("anthropic", "https://proxy.internal/anthropic", ("proxy.internal", 443)),
@@ -215,7 +228,14 @@ def test_an_outcome_without_an_error_code_is_its_error_type():
 @pytest.mark.parametrize(
     ("payload", "facts"),
     [
-        ({"model": "m-1", "choices": [{"finish_reason": "stop"}]}, ("m-1", ("stop",))),
+        (
+            {
+                "id": "chatcmpl-1",
+                "model": "m-1",
+                "choices": [{"finish_reason": "stop"}],
+            },
+            ("chatcmpl-1", "m-1", ("stop",)),
+        ),
         (
             {
                 "model": "m",
@@ -225,13 +245,16 @@ def test_an_outcome_without_an_error_code_is_its_error_type():
                     {"finish_reason": "length"},
                 ],
             },
-            ("m", ("length", "stop")),
+            (None, "m", ("length", "stop")),
         ),
-        ({"choices": [{"finish_reason": None}, "junk", 3]}, (None, ())),
-        ({"model": 5, "choices": "nope"}, (None, ())),
-        ({"object": "response", "model": "r", "status": "completed"}, ("r", ("completed",))),
-        ({"object": "list", "model": "emb", "data": []}, ("emb", ())),
-        ({}, (None, ())),
+        ({"id": 7, "choices": [{"finish_reason": None}, "junk", 3]}, (None, None, ())),
+        ({"id": "", "model": 5, "choices": "nope"}, (None, None, ())),
+        (
+            {"id": "resp_1", "object": "response", "model": "r", "status": "completed"},
+            ("resp_1", "r", ("completed",)),
+        ),
+        ({"object": "list", "model": "emb", "data": []}, (None, "emb", ())),
+        ({}, (None, None, ())),
     ],
 )
 def test_response_facts_read_model_and_finish_reasons_only(payload, facts):
@@ -332,3 +355,62 @@ def test_the_server_span_is_named_after_a_known_model_only():
     assert attrs.server_span_name("embeddings", None, None) == "embeddings"
     long_known = attrs.server_span_name("chat", "m" * 1000, None)
     assert long_known == "chat " + "m" * attrs.MODEL_TEXT_MAX
+
+
+def test_request_parameters_are_what_the_request_set():
+    """REFERENCE.md §3.2: the sampling parameters the body set, nothing it did not."""
+    body = {
+        "messages": [{"role": "user", "content": "secret prompt"}],
+        "temperature": 0,
+        "top_p": 0.9,
+        "max_completion_tokens": 100,
+        "frequency_penalty": -0.5,
+        "presence_penalty": 1,
+        "stop": "END",
+        "seed": 42,
+        "n": 3,
+        "top_k": 5,
+    }
+    assert attrs.request_parameters(body) == {
+        "gen_ai.request.temperature": 0.0,
+        "gen_ai.request.top_p": 0.9,
+        "gen_ai.request.max_tokens": 100,
+        "gen_ai.request.frequency_penalty": -0.5,
+        "gen_ai.request.presence_penalty": 1.0,
+        "gen_ai.request.stop_sequences": ("END",),
+        "gen_ai.request.seed": 42,
+        "gen_ai.request.choice.count": 3,
+        "gen_ai.request.top_k": 5,
+    }
+    assert attrs.request_parameters({"messages": [], "n": 1}) == {}  # n=1: left out
+    assert attrs.request_parameters(None) == {}
+    assert attrs.request_parameters({"max_output_tokens": 9}) == {"gen_ai.request.max_tokens": 9}
+
+
+def test_request_parameters_of_the_wrong_type_or_too_long_are_left_out_or_cut():
+    body = {"temperature": "hot", "seed": True, "max_tokens": 1.5, "stop": ["a" * 500, 3] * 4}
+    assert attrs.request_parameters(body) == {
+        "gen_ai.request.stop_sequences": ("a" * attrs.STOP_SEQUENCE_TEXT_MAX,) * 2
+    }
+
+
+def test_the_attempt_time_to_first_chunk_starts_with_the_attempt():
+    """1.2 s after arrival, on an attempt that began 1.0 s after it: 0.2 s."""
+    ctx = RequestContext(request_id="r", endpoint="chat", first_byte_s=1.2)
+    ctx.started = 50.0
+    assert attrs.first_chunk_s(ctx, 51.0) == pytest.approx(0.2)
+    assert attrs.first_chunk_s(ctx, None) == 1.2  # from arrival (the server span)
+
+
+def test_a_responses_server_span_names_no_upstream_id():
+    """Its client saw the gateway's own id; the upstream's is on the attempt's span."""
+    ctx = RequestContext(request_id="r", endpoint="responses")
+    ctx.response_id = "resp_up"
+    assert attrs.response_id_attribute(ctx, is_client_span=True) == {
+        "gen_ai.response.id": "resp_up"
+    }
+    assert attrs.response_id_attribute(ctx, is_client_span=False) == {}
+    ctx.endpoint = "chat"
+    assert attrs.response_id_attribute(ctx, is_client_span=False) == {
+        "gen_ai.response.id": "resp_up"
+    }

@@ -209,3 +209,60 @@ def test_an_exporter_that_raises_does_not_stop_the_batcher() -> None:
     batcher.on_end(span(2))
     wait_for(lambda: len(exporter.batches) == 2)
     batcher.shutdown()
+
+
+@contextmanager
+def silent_collector() -> Iterator[str]:
+    """A collector that accepts connections and reads requests but never answers."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(conn)  # kept open, never read from or written to
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1/traces"
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+def test_a_hung_collector_holds_shutdown_no_longer_than_its_bound(caplog) -> None:
+    """At exit, a collector that never answers costs the bound, not the exporter's
+    timeouts (10 s, twice): what is not out by then is dropped, counted, logged once."""
+    with silent_collector() as url:
+        batcher = SpanBatcher(OtlpHttpExporter(url), batch_size=1, delay_s=60)
+        batcher.on_end(span(1))  # goes out at once, and hangs
+        time.sleep(0.2)
+        for number in (2, 3):
+            batcher.on_end(span(number))
+        started = time.monotonic()
+        batcher.shutdown(timeout_s=0.5)
+        took_s = time.monotonic() - started
+    assert 0.4 < took_s < 2.0
+    assert batcher.dropped == 3  # the one under way and the two waiting
+    said = [r for r in caplog.records if "did not finish at exit" in r.getMessage()]
+    assert len(said) == 1
+    batcher._worker.join(timeout=2)  # the export under way was cut, not left to time out
+    assert not batcher._worker.is_alive()
+
+
+def test_the_exit_bound_is_a_few_seconds() -> None:
+    """Within the 10 s the Helm chart and compose file give beyond the drain."""
+    from gateway.telemetry.batch import EXIT_EXPORT_S
+
+    assert 1.0 <= EXIT_EXPORT_S <= 5.0

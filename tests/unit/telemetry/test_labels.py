@@ -65,12 +65,26 @@ def test_attempts_and_failovers_of_a_request():
         ("a/model-a", AttemptResult.TIMEOUT),
         ("b/model-b", AttemptResult.OK),
     ]
-    assert labels.failed_over_from(tries) == ["a/model-a", "a/model-a"]
+    # A retried A (not a failover), then left it for B: one failover, from A.
+    assert labels.failed_over_from(tries) == ["a/model-a"]
+
+
+def test_retries_of_the_only_deployment_are_no_failover():
+    """A model with one deployment, tried three times: it never moved anywhere."""
+    tries = (
+        Try(A, UpstreamFailure("x", status=503)),
+        Try(A, UpstreamFailure("x", status=503)),
+        Try(A, is_answer=True),
+    )
+    assert labels.failed_over_from(tries) == []
 
 
 def test_the_last_failure_is_not_a_failover():
     """A request whose last attempt failed went nowhere else."""
-    tries = (Try(A, UpstreamFailure("x", status=500)), Try(B, UpstreamFailure("y", status=500)))
+    tries = (
+        Try(A, UpstreamFailure("x", status=500)),
+        Try(B, UpstreamFailure("y", status=500)),
+    )
     assert labels.failed_over_from(tries) == ["a/model-a"]
     assert labels.failed_over_from(()) == []
     assert labels.attempt_results((Try(A),)) == [("a/model-a", AttemptResult.CANCELLED)]

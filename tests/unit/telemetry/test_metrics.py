@@ -65,13 +65,47 @@ def test_one_answered_request():
     assert total(text, "gateway_time_to_first_token_seconds_bucket", le="0.25") == 0
     assert total(text, "gateway_upstream_attempts_total", result="rate_limited") == 1
     assert total(text, "gateway_upstream_attempts_total", result="ok") == 1
-    assert total(text, "gateway_upstream_failovers_total", deployment="a/model-a") == 1
+    # A retried after its 429 and answered: a retry, not a failover.
+    assert total(text, "gateway_upstream_failovers_total") == 0
     assert total(text, "gateway_policy_version") == 3
     assert "req_abc" not in text and "alice" not in text
 
 
+def test_a_move_to_another_deployment_is_a_failover_a_retry_is_not():
+    """Failovers count leaving a failed deployment for another, never retrying it."""
+    b = Deployment("b", "model-b", 1.0, 2)
+    metrics = Metrics(store())
+    failure = UpstreamFailure("x", status=503)
+    metrics.record(request(tries=(Try(A, failure), Try(A, failure), Try(A, is_answer=True))))
+    metrics.record(request(tries=(Try(A, failure), Try(b, is_answer=True))))
+    text = scrape(metrics)
+    assert total(text, "gateway_upstream_failovers_total") == 1
+    assert total(text, "gateway_upstream_failovers_total", deployment="a/model-a") == 1
+    assert total(text, "gateway_upstream_attempts_total", result="server_error") == 3
+
+
+def test_time_to_first_token_is_the_answering_deployments_own():
+    """After a failover, the time the first deployment took is not charged to the one
+    that answered: measured from the answering attempt's start."""
+    b = Deployment("b", "model-b", 1.0, 2)
+    metrics = Metrics(store())
+    ctx = request(deployment=b, first_byte_s=1.2)
+    ctx.started = 100.0  # arrival; A timed out after 1 s, B began at 101.0
+    timed_out = UpstreamFailure("x", is_timeout=True)
+    ctx.tries = (
+        Try(A, timed_out, started_s=100.0),
+        Try(b, is_answer=True, started_s=101.0),
+    )
+    metrics.record(ctx)
+    text = scrape(metrics)
+    bucket = "gateway_time_to_first_token_seconds_bucket"
+    assert total(text, bucket, deployment="b/model-b", le="0.25") == 1  # 0.2 s, not 1.2 s
+    assert total(text, bucket, deployment="b/model-b", le="0.1") == 0
+
+
 @pytest.mark.parametrize(
-    ("code", "kind"), [("rate_limit_exceeded", "rate_limit"), ("insufficient_quota", "budget")]
+    ("code", "kind"),
+    [("rate_limit_exceeded", "rate_limit"), ("insufficient_quota", "budget")],
 )
 def test_a_429_from_a_usage_control_is_a_refusal_of_its_kind(code, kind):
     metrics = Metrics(store())
