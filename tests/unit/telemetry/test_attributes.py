@@ -66,12 +66,7 @@ def test_format_traceparent_round_trips_through_the_w3c_propagator(trace_id, spa
         (UpstreamFailure("x", status=500), False, AttemptResult.SERVER_ERROR, "500"),
         (UpstreamFailure("x", status=503), False, AttemptResult.SERVER_ERROR, "503"),
         (UpstreamFailure("x", status=401), False, AttemptResult.HTTP_ERROR, "401"),
-        (
-            UpstreamFailure("x", is_timeout=True),
-            False,
-            AttemptResult.TIMEOUT,
-            "timeout",
-        ),
+        (UpstreamFailure("x", is_timeout=True), False, AttemptResult.TIMEOUT, "timeout"),
         (
             UpstreamFailure("x", status=408, is_timeout=True),
             False,
@@ -140,16 +135,8 @@ def test_attempt_attributes_carry_the_upstream_server_when_it_has_one():
         ("azure", "https://NAME.openai.azure.com", ("name.openai.azure.com", 443)),
         ("openai-compatible", "http://vllm:8000/v1", ("vllm", 8000)),
         ("openai-compatible", "http://vllm/v1", ("vllm", 80)),
-        (
-            "openai-compatible",
-            "https://host.example:8443/a/b?x=1",
-            ("host.example", 8443),
-        ),
-        (
-            "openai-compatible",
-            "http://user:secret@host.example:81/v1",
-            ("host.example", 81),
-        ),
+        ("openai-compatible", "https://host.example:8443/a/b?x=1", ("host.example", 8443)),
+        ("openai-compatible", "http://user:secret@host.example:81/v1", ("host.example", 81)),
         ("openai-compatible", "http://[::1]:8000/v1", ("::1", 8000)),  # no brackets
         ("openai-compatible", "https://[2001:db8::5]/v1", ("2001:db8::5", 443)),
         ("anthropic", "https://proxy.internal/anthropic", ("proxy.internal", 443)),

@@ -81,10 +81,7 @@ def test_retries_of_the_only_deployment_are_no_failover():
 
 def test_the_last_failure_is_not_a_failover():
     """A request whose last attempt failed went nowhere else."""
-    tries = (
-        Try(A, UpstreamFailure("x", status=500)),
-        Try(B, UpstreamFailure("y", status=500)),
-    )
+    tries = (Try(A, UpstreamFailure("x", status=500)), Try(B, UpstreamFailure("y", status=500)))
     assert labels.failed_over_from(tries) == ["a/model-a"]
     assert labels.failed_over_from(()) == []
     assert labels.attempt_results((Try(A),)) == [("a/model-a", AttemptResult.CANCELLED)]
