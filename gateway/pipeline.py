@@ -54,6 +54,7 @@ from gateway.limits.stage import (
     limits_headers,
     refusal_limits_headers,
     reserve_limits,
+    reserved_tokens,
     settle_limits,
 )
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
@@ -276,7 +277,9 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     )  # fmt: skip
     hit = None if cached is None else cached.hit
     # limits: reserve (issue 9); a hit passes rpm and concurrency only, it spends no tokens.
-    await reserve_limits(ctx, policy, grant, body, services, tokens=hit is None)
+    # A Responses follow-up also carries its stored conversation, billed as input.
+    carried = 0 if ids is None else ids.carried_tokens
+    await reserve_limits(ctx, policy, grant, body, services, tokens=hit is None, carried=carried)
     body = forwarded_body(ctx, body, grant.team.max_tokens_default)  # caps what it reserved
     ctx.request_body = body  # telemetry: its parameters are read off the request path
     plan = None if cached is None else cached.plan
@@ -472,7 +475,12 @@ async def _whole(
     if answer.body is not payload:
         raw = orjson.dumps(answer.body)
     if ids is not None:
-        ids.learn(deployment, payload)
+        # The conversation now stored: the upstream's own count (its input holds the
+        # carried context), exact; one the gateway counted saw only the new input.
+        context = usage.input_tokens + usage.output_tokens
+        if usage.is_estimated:
+            context += ids.carried_tokens
+        ids.learn(deployment, payload, context)
         raw = ids.rewrite(raw)
     await exchange.answer(200, raw, JSON_HEADERS + _answer_headers(ctx) + _cost_headers(ctx))
     if plan is not None and cache_flow.stores(ctx, plan):  # guarded, complete, sent: keep it
@@ -521,8 +529,8 @@ async def _stream(
     steps: list[Step] = [StreamFacts(ctx)]  # telemetry: id, model, finish reasons
     if tap is not None:
         steps.append(tap)
-    if ids is not None:
-        steps.append(ResponseIdRewriter(ids, deployment))
+    if ids is not None:  # the id goes out before any usage: it carries the reservation
+        steps.append(ResponseIdRewriter(ids, deployment, reserved_tokens(ctx, ids.carried_tokens)))
     if guards.checks_output:  # guard output: scanned as it flows, before the observer
         steps.append(OutputScanner(guards.output, ctx.endpoint, ctx.guardrail_hits))
     # response cache: sees what the client sees (redacted), and the usage chunk before

@@ -63,6 +63,19 @@ def best_of_covers_n(body: dict[str, Any]) -> InvalidRequest | None:
     return None
 
 
+def conversation(name: str, value: Any) -> InvalidRequest | None:
+    """Responses: a `conversation` names an object of /v1/conversations, not served here.
+    Its size could never be known, so no budget could count what the upstream bills for
+    it (a `previous_response_id` carries its size: routing/affinity.py). Null: absent."""
+    if value is None:
+        return None
+    return InvalidRequest(
+        "Conversation objects are not supported through this gateway; continue a "
+        "conversation with 'previous_response_id' instead.",
+        param=name,
+    )
+
+
 # OpenAI's documented ranges (the openai SDK's docstrings; it refuses values outside).
 _SAMPLING: tuple[tuple[str, Rule], ...] = (
     ("temperature", bounded_number(0, 2)),
@@ -144,6 +157,7 @@ RULES: dict[Endpoint, tuple[tuple[str, Rule], ...]] = {
         ("previous_response_id", string),
         ("store", boolean),
         ("background", background),
+        ("conversation", conversation),
     ),
 }
 

@@ -1,6 +1,10 @@
 """A request's worst case before it is forwarded: prompt tokens + output allowance, and
 its USD cost at the highest price among the deployments it may go to.
 
+A Responses follow-up also carries its stored conversation (`carried` tokens, read
+from the MAC'd `previous_response_id`: routing/affinity.py), which the upstream bills
+as input: it counts as prompt, priced at the input price.
+
 Counting is tiktoken's (token_count.py). A prompt with much new text is counted on
 a worker thread so the event loop keeps serving; one with little (or none: texts
 seen before are remembered) inline, where a thread hop would cost more than the count.
@@ -208,10 +212,11 @@ def estimate_now(
     body: Mapping[str, Any],
     route: ModelRoute,
     default_output: int | None,
+    carried: int = 0,
 ) -> Estimate:
     """The estimate, however long the prompt (a long one: call on a worker thread)."""
     facts = route_facts(route)
-    prompt = count_prompt_with(facts.counter, endpoint, body)
+    prompt = count_prompt_with(facts.counter, endpoint, body) + carried
     return priced(facts, endpoint, body, prompt, output_allowance(endpoint, body, default_output))
 
 
@@ -220,6 +225,7 @@ def estimate_inline(
     body: Mapping[str, Any],
     route: ModelRoute,
     default_output: int | None,
+    carried: int = 0,
 ) -> Estimate | None:
     """estimate_now when the prompt has at most INLINE_COUNT_CHARS of text to tokenize;
     None otherwise: count it on a thread (`estimate`), so the event loop keeps serving.
@@ -240,6 +246,7 @@ def estimate_inline(
         return None
     else:
         prompt = count_prompt_with(facts.counter, endpoint, body, extras)
+    prompt += carried
     return priced(facts, endpoint, body, prompt, output_allowance(endpoint, body, default_output))
 
 
@@ -248,8 +255,10 @@ async def estimate(
     body: Mapping[str, Any],
     route: ModelRoute,
     default_output: int | None,
+    carried: int = 0,
 ) -> Estimate:
-    found = estimate_inline(endpoint, body, route, default_output)
+    """The estimate; `carried`: the tokens of a Responses follow-up's stored conversation."""
+    found = estimate_inline(endpoint, body, route, default_output, carried)
     if found is not None:
         return found
-    return await asyncio.to_thread(estimate_now, endpoint, body, route, default_output)
+    return await asyncio.to_thread(estimate_now, endpoint, body, route, default_output, carried)

@@ -32,9 +32,12 @@ async def reserve_limits(
     services: Services,
     *,
     tokens: bool = True,
+    carried: int = 0,
 ) -> None:
     """Reserve the request's estimate on every budget and limit of its team (and user).
     `tokens=False` (a response-cache hit, which spends none): only rpm and concurrency.
+    `carried`: the tokens of the stored conversation a Responses follow-up continues
+    (its verified `previous_response_id` says: routing/affinity.py), billed as input.
 
     In-process with a short prompt nothing here waits: it awaits only to count a long
     prompt on a thread, to ask Redis, or to rebuild counters from the ledger."""
@@ -44,7 +47,7 @@ async def reserve_limits(
         return  # an unlimited team pays nothing for the stage
     route = grant.route
     if tokens:
-        found = await estimate(ctx.endpoint, body, route, team.max_tokens_default)
+        found = await estimate(ctx.endpoint, body, route, team.max_tokens_default, carried)
         spends, nanousd = found.tokens, found.nanousd
     else:
         spends = nanousd = 0
@@ -70,6 +73,17 @@ def forwarded_body(
     if hold is None or not hold.plan.shape.spends_tokens:
         return body
     return output_capped(ctx.endpoint, body, default_output)
+
+
+def reserved_tokens(ctx: RequestContext, carried: int) -> int:
+    """The conversation a streamed Responses answer leaves stored, at most, as known when
+    its id goes out (`response.created`, before any usage): the tokens its hold reserved,
+    the carried context + the new input + the output allowance, which forwarded_body
+    made the answer's cap. Without a hold (a team with no limits, which the stage does
+    not estimate, to stay free) the carried context, known without counting: a floor,
+    not a bound, as no cap was forwarded either; nothing counts that team's tokens."""
+    hold = ctx.limits_hold
+    return carried if hold is None else max(hold.plan.tokens, carried)
 
 
 def settle_limits(ctx: RequestContext, services: Services) -> None:

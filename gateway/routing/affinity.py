@@ -1,13 +1,22 @@
 """Responses API follow-ups: only the team that created a response continues it, on
-the deployment that holds it.
+the deployment that holds it, and its budget counts the conversation it carries.
 
 A stored response lives at one upstream: a `previous_response_id` sent to any
 other deployment is unknown there. The gateway keeps no table for this: the
 response ids it hands out carry the deployment and a MAC that binds them to the
 team they were minted for (`resp_` + base64url of
-`gw2\\n PROVIDER/MODEL \\n UPSTREAM_ID` + MAC), so any replica can pin a follow-up
-without a lookup. The MAC is HMAC-SHA-256 (cut to 16 bytes) under a key every
-replica shares (`gateway/auth/response_id_key.py`), over the team and the payload.
+`gw3\\n PROVIDER/MODEL \\n CONTEXT \\n UPSTREAM_ID` + MAC), so any replica can pin a
+follow-up without a lookup. The MAC is HMAC-SHA-256 (cut to 16 bytes) under a key
+every replica shares (`gateway/auth/response_id_key.py`), over the team and the payload.
+
+CONTEXT is the conversation's size in tokens once that response is stored: what a
+follow-up sends the upstream besides its own input, and is billed for as input. The
+limits stage adds it to the follow-up's estimate (limits/estimate.py); under the MAC
+a client cannot lower it. A whole answer's is the upstream's own usage (input, which
+holds the earlier context, plus output); a streamed answer's id goes out before its
+usage is known, so it carries the request's reservation, an upper bound. The `gw2`
+ids of earlier builds (no CONTEXT) are still accepted: their context is unknown and
+counts 0, as it did when they were minted.
 
 A `previous_response_id` this gateway did not mint for the caller's team (another
 team's, a forged or altered one, an upstream's raw id, anything malformed, the
@@ -30,9 +39,11 @@ import orjson
 
 from gateway.errors import InvalidRequest, PreviousResponseNotFound, quoted
 from gateway.policy.compiled import Deployment, ModelRoute
+from gateway.usage.usage import MAX_COUNT_DIGITS, MAX_TOKEN_COUNT
 
 PREFIX = "resp_"
-_MARK = b"gw2\n"
+_MARK = b"gw3\n"  # carries the context size
+_MARK_GW2 = b"gw2\n"  # earlier builds' ids, without it: context unknown, counted 0
 MAC_BYTES = 16  # 128 bits: forging needs ~2^128 tries against an online oracle
 KEY_BYTES = 32
 
@@ -54,6 +65,7 @@ class MintedId:
 
     deployment_label: str
     upstream_id: str
+    context_tokens: int = 0  # the stored conversation's size; 0 when unknown (gw2)
 
 
 def _mac(key: ResponseIdKey, team: str, payload: bytes) -> bytes:
@@ -63,9 +75,13 @@ def _mac(key: ResponseIdKey, team: str, payload: bytes) -> bytes:
     return hmac.new(key.secret, message, hashlib.sha256).digest()[:MAC_BYTES]
 
 
-def mint_response_id(key: ResponseIdKey, team: str, deployment_label: str, upstream_id: str) -> str:
-    """The id the client sees for `upstream_id`, created by `deployment_label` for `team`."""
-    payload = _MARK + deployment_label.encode() + b"\n" + upstream_id.encode()
+def mint_response_id(
+    key: ResponseIdKey, team: str, deployment_label: str, upstream_id: str, context_tokens: int = 0
+) -> str:
+    """The id the client sees for `upstream_id`, created by `deployment_label` for `team`,
+    whose stored conversation holds `context_tokens` (capped at a 64-bit count)."""
+    context = min(max(context_tokens, 0), MAX_TOKEN_COUNT)
+    payload = b"%b%b\n%d\n%b" % (_MARK, deployment_label.encode(), context, upstream_id.encode())
     raw = payload + _mac(key, team, payload)
     return PREFIX + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -85,17 +101,39 @@ def verify_response_id(key: ResponseIdKey, team: str, response_id: str) -> Minte
     if len(raw) <= MAC_BYTES:
         return None
     payload, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
-    if not payload.startswith(_MARK):
+    if not payload.startswith((_MARK, _MARK_GW2)):
         return None
     if not hmac.compare_digest(mac, _mac(key, team, payload)):
         return None
-    label, sep, upstream_id = payload[len(_MARK) :].partition(b"\n")
+    return _parsed(payload)
+
+
+def _parsed(payload: bytes) -> MintedId | None:
+    """The fields of a MAC-checked payload (`gw3` or `gw2`), None if malformed."""
+    label, sep, rest = payload[len(_MARK) :].partition(b"\n")  # both marks: 4 bytes
+    context = 0
+    if payload.startswith(_MARK):
+        digits, sep, rest = rest.partition(b"\n")
+        if not _is_count(digits):
+            return None
+        context = int(digits)
+    upstream_id = rest
     if not sep or not label or not upstream_id:
         return None
     try:
-        return MintedId(label.decode(), upstream_id.decode())
+        return MintedId(label.decode(), upstream_id.decode(), context)
     except UnicodeDecodeError:
         return None
+
+
+def _is_count(digits: bytes) -> bool:
+    """Canonical decimal digits of a 64-bit count: one spelling per number."""
+    return (
+        0 < len(digits) <= MAX_COUNT_DIGITS
+        and digits.isdigit()
+        and (digits == b"0" or not digits.startswith(b"0"))
+        and int(digits) <= MAX_TOKEN_COUNT
+    )
 
 
 class ResponseIds:
@@ -103,7 +141,8 @@ class ResponseIds:
 
     `pin()` reads the request; the instance then rewrites outgoing bytes so the
     client only ever sees gateway ids (the new response's own id, and the echo
-    of the `previous_response_id` it sent).
+    of the `previous_response_id` it sent). `carried_tokens` is the size of the
+    conversation a pinned follow-up carries (0 without one, or for a `gw2` id).
     """
 
     def __init__(self, key: ResponseIdKey, team: str) -> None:
@@ -111,6 +150,7 @@ class ResponseIds:
         self._team = team
         self._swaps: list[tuple[bytes, bytes]] = []  # (upstream id, gateway id), JSON-quoted
         self._learned = False
+        self.carried_tokens = 0
 
     def pin(
         self, route: ModelRoute, body: Mapping[str, Any]
@@ -139,16 +179,20 @@ class ResponseIds:
                 param="previous_response_id",
             )
         self._swaps.append((orjson.dumps(minted.upstream_id), orjson.dumps(previous)))
+        self.carried_tokens = minted.context_tokens
         pinned = replace(route, deployments=(deployment,))
         return pinned, {**body, "previous_response_id": minted.upstream_id}
 
-    def learn(self, deployment: Deployment, response: object) -> None:
-        """Note the id of the response `deployment` created (a Responses object)."""
+    def learn(self, deployment: Deployment, response: object, context_tokens: int) -> None:
+        """Note the id of the response `deployment` created (a Responses object), whose
+        stored conversation holds at most `context_tokens`."""
         if self._learned or not isinstance(response, Mapping):
             return
         upstream_id = response.get("id")
         if isinstance(upstream_id, str) and upstream_id:
-            gateway_id = mint_response_id(self._key, self._team, deployment.label, upstream_id)
+            gateway_id = mint_response_id(
+                self._key, self._team, deployment.label, upstream_id, context_tokens
+            )
             self._swaps.append((orjson.dumps(upstream_id), orjson.dumps(gateway_id)))
             self._learned = True
 

@@ -1,7 +1,9 @@
 """Stream step: the client sees gateway response ids (routing/affinity.py).
 
 A Responses stream names its response in its first events; once learned, every
-later mention of the upstream id is rewritten to the gateway's id.
+later mention of the upstream id is rewritten to the gateway's id, so every event
+(`response.created` to `response.completed`) carries the same one. It is minted
+before any usage is known: with `context_tokens`, the most its conversation can hold.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ RESPONSE_KEY = b'"response"'
 
 
 class ResponseIdRewriter:
-    def __init__(self, ids: ResponseIds, deployment: Deployment) -> None:
+    def __init__(self, ids: ResponseIds, deployment: Deployment, context_tokens: int) -> None:
         self._ids = ids
         self._deployment = deployment
+        self._context_tokens = context_tokens
 
     def feed(self, chunk: bytes) -> Emit:
         ids = self._ids
@@ -25,7 +28,7 @@ class ResponseIdRewriter:
             for event in events_of(chunk):
                 parsed = json_of(event)
                 if isinstance(parsed, dict):
-                    ids.learn(self._deployment, parsed.get("response"))
+                    ids.learn(self._deployment, parsed.get("response"), self._context_tokens)
                     if ids.learned:
                         break
         return Emit(ids.rewrite(chunk))

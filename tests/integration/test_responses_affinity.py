@@ -245,6 +245,9 @@ async def test_a_huge_unknown_id_is_echoed_cut(setup):
     [
         ("previous_response_id", 42, "expected a string"),
         ("background", True, "Background responses are not supported"),
+        # A conversation object's size can never be known here: no budget could count it.
+        ("conversation", "conv_123", "Conversation objects are not supported"),
+        ("conversation", {"id": "conv_123"}, "Conversation objects are not supported"),
     ],
 )
 async def test_stateful_fields_the_gateway_cannot_route_are_refused(setup, field, value, message):

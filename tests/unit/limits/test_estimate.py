@@ -180,6 +180,28 @@ def test_a_chat_prediction_is_priced_as_output() -> None:
 
 
 @pytest.mark.parametrize(
+    "body",
+    [
+        {"input": "next", "max_output_tokens": 50},  # counted inline
+        {"input": "word " * 20_000, "max_output_tokens": 50},  # counted on a thread
+    ],
+)
+@pytest.mark.parametrize("carried", [1, 7_224, 2**63 - 1])
+def test_a_follow_ups_carried_context_is_prompt_priced_as_input(
+    body: dict[str, Any], carried: int
+) -> None:
+    """A Responses follow-up's stored conversation is billed as input: its worst case adds
+    it to the prompt, at the dearest input price (deployment b's, 5 USD/Mtok)."""
+    bare = estimate_now("responses", body, ROUTE, None)
+    found = estimate_now("responses", body, ROUTE, None, carried)
+    assert found.tokens == bare.tokens + carried
+    assert found.nanousd == dearest_cost(ROUTE, Usage(bare.tokens - 50 + carried, 50))
+    assert asyncio.run(estimate("responses", body, ROUTE, None, carried)) == found
+    inline = estimate_inline("responses", body, ROUTE, None, carried)
+    assert inline is None or inline == found
+
+
+@pytest.mark.parametrize(
     ("endpoint", "body"),
     [
         ("responses", {"input": "hi", "instructions": "word " * 20_000}),

@@ -26,6 +26,7 @@ TEAM = "alpha"
 teams = st.text(min_size=1, max_size=40)
 labels = st.text(min_size=1, max_size=60).filter(lambda s: "\n" not in s)
 upstream_ids = st.text(min_size=1, max_size=80)
+contexts = st.integers(0, 2**63 - 1)
 keys = st.binary(min_size=32, max_size=64).map(ResponseIdKey)
 
 
@@ -47,11 +48,26 @@ def test_any_team_label_and_upstream_id_round_trip(
     assert verify_response_id(key, team, minted) == MintedId(label, upstream_id)
 
 
-@given(teams, labels, upstream_ids, st.data())
-def test_flipping_any_byte_is_refused(
-    team: str, label: str, upstream_id: str, data: st.DataObject
+@given(keys, teams, labels, contexts, upstream_ids)
+def test_the_context_size_round_trips(
+    key: ResponseIdKey, team: str, label: str, context: int, upstream_id: str
 ) -> None:
-    raw = bytearray(raw_of(mint_response_id(KEY, team, label, upstream_id)))
+    minted = mint_response_id(key, team, label, upstream_id, context)
+    assert verify_response_id(key, team, minted) == MintedId(label, upstream_id, context)
+
+
+@pytest.mark.parametrize(("asked", "kept"), [(-5, 0), (2**63, 2**63 - 1), (2**70, 2**63 - 1)])
+def test_a_context_size_outside_64_bits_is_clamped(asked: int, kept: int) -> None:
+    minted = mint_response_id(KEY, TEAM, "a/m", "resp_1", asked)
+    assert verify_response_id(KEY, TEAM, minted) == MintedId("a/m", "resp_1", kept)
+
+
+@given(teams, labels, contexts, upstream_ids, st.data())
+def test_flipping_any_byte_is_refused(
+    team: str, label: str, context: int, upstream_id: str, data: st.DataObject
+) -> None:
+    """The context size included: a client cannot lower what its follow-ups reserve."""
+    raw = bytearray(raw_of(mint_response_id(KEY, team, label, upstream_id, context)))
     at = data.draw(st.integers(0, len(raw) - 1), label="at")
     flip = data.draw(st.integers(1, 255), label="flip")
     raw[at] ^= flip
@@ -88,6 +104,23 @@ def test_team_and_label_boundaries_cannot_be_shifted() -> None:
     assert verify_response_id(KEY, "ab", minted) == MintedId("c/m", "resp_1")
 
 
+def gw2_id(key: ResponseIdKey, team: str, label: str, upstream_id: str) -> str:
+    """An id as earlier builds minted it: `gw2`, no context size."""
+    payload = b"gw2\n" + label.encode() + b"\n" + upstream_id.encode()
+    message = len(team.encode()).to_bytes(4, "big") + team.encode() + payload
+    mac = hmac.new(key.secret, message, hashlib.sha256).digest()[:MAC_BYTES]
+    return "resp_" + b64(payload + mac)
+
+
+@given(keys, teams, labels, upstream_ids)
+def test_an_earlier_builds_gw2_id_is_still_accepted_with_context_zero(
+    key: ResponseIdKey, team: str, label: str, upstream_id: str
+) -> None:
+    old = gw2_id(key, team, label, upstream_id)
+    assert verify_response_id(key, team, old) == MintedId(label, upstream_id, 0)
+    assert verify_response_id(key, team + "x", old) is None
+
+
 def unsigned_gw1(label: str, upstream_id: str) -> str:
     return "resp_" + b64(b"gw1\n" + label.encode() + b"\n" + upstream_id.encode())
 
@@ -116,6 +149,16 @@ def signed(payload: bytes, team: str = TEAM) -> str:
         signed(b"gw2\n\nresp_up1"),  # empty label
         signed(b"gw2\na/model-a\n"),  # empty upstream id
         signed(b"gw2\n\xff\nresp_up1"),  # not UTF-8
+        signed(b"gw3\na/model-a\nresp_up1"),  # no context size
+        signed(b"gw3\na/model-a\n\nresp_up1"),  # an empty one
+        signed(b"gw3\na/model-a\n-1\nresp_up1"),  # negative
+        signed(b"gw3\na/model-a\n007\nresp_up1"),  # a second spelling of 7
+        signed(b"gw3\na/model-a\n 7\nresp_up1"),
+        signed(b"gw3\na/model-a\n9223372036854775808\nresp_up1"),  # past 64 bits
+        signed(b"gw3\na/model-a\n" + b"9" * 5000 + b"\nresp_up1"),
+        signed(b"gw3\na/model-a\n\xd9\xa3\nresp_up1"),  # a non-ASCII digit
+        signed(b"gw3\na/model-a\n7\n"),  # empty upstream id
+        signed(b"gw4\na/model-a\n7\nresp_up1"),  # a mark from the future
     ],
 )
 def test_ids_this_gateway_did_not_mint_are_refused(foreign: str) -> None:
@@ -148,10 +191,10 @@ def test_pin_narrows_the_route_and_hands_the_upstream_its_own_id() -> None:
     pinned, body = ids.pin(route("a/model-a", "b/model-b"), {"previous_response_id": previous})
     assert [d.label for d in pinned.deployments] == ["b/model-b"]
     assert body["previous_response_id"] == "resp_up1"
-    ids.learn(pinned.deployments[0], {"id": "resp_up2"})
+    ids.learn(pinned.deployments[0], {"id": "resp_up2"}, 120)
     out = ids.rewrite(b'{"id":"resp_up2","previous_response_id":"resp_up1"}')
     assert out == (
-        b'{"id":"' + mint_response_id(KEY, TEAM, "b/model-b", "resp_up2").encode() + b'",'
+        b'{"id":"' + mint_response_id(KEY, TEAM, "b/model-b", "resp_up2", 120).encode() + b'",'
         b'"previous_response_id":"' + previous.encode() + b'"}'
     )
 
@@ -159,7 +202,25 @@ def test_pin_narrows_the_route_and_hands_the_upstream_its_own_id() -> None:
 @pytest.mark.parametrize("body", [{}, {"previous_response_id": None}, {"input": "hi"}])
 def test_a_request_without_a_previous_id_is_unchanged(body: dict[str, object]) -> None:
     original = route("a/model-a", "b/model-b")
-    assert ResponseIds(KEY, TEAM).pin(original, body) == (original, body)
+    ids = ResponseIds(KEY, TEAM)
+    assert ids.pin(original, body) == (original, body)
+    assert ids.carried_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("previous", "carried"),
+    [
+        (mint_response_id(KEY, TEAM, "a/model-a", "resp_up1", 7_224), 7_224),
+        (
+            gw2_id(KEY, TEAM, "a/model-a", "resp_up1"),
+            0,
+        ),  # unknown: counted 0, as before
+    ],
+)
+def test_pin_reads_the_context_a_follow_up_carries(previous: str, carried: int) -> None:
+    ids = ResponseIds(KEY, TEAM)
+    ids.pin(route("a/model-a"), {"previous_response_id": previous})
+    assert ids.carried_tokens == carried
 
 
 @pytest.mark.parametrize(
@@ -191,7 +252,8 @@ def test_pin_refuses_ids_not_minted_for_this_team_as_unknown(previous: object) -
 def test_pin_refuses_a_teams_own_id_for_a_deployment_outside_the_route() -> None:
     with pytest.raises(InvalidRequest) as caught:
         ResponseIds(KEY, TEAM).pin(
-            route("a/model-a"), {"previous_response_id": mint_response_id(KEY, TEAM, "c/x", "r")}
+            route("a/model-a"),
+            {"previous_response_id": mint_response_id(KEY, TEAM, "c/x", "r")},
         )
     assert caught.value.status == 400 and caught.value.param == "previous_response_id"
     assert "no longer routes" in caught.value.message
