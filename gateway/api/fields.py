@@ -86,10 +86,13 @@ def empty_array(name: str) -> EmptyArray:
 
 # A token cap above this is no model's: refused, so it never inflates a reservation.
 MAX_OUTPUT_TOKENS = 1_048_576
-# OpenAI's bounds: choices per request, completions' best_of, stop sequences.
+# OpenAI's bounds: choices per request, completions' best_of, stop sequences, and the
+# items of an embeddings input array (texts, token ids or token arrays: "any array must
+# be 2048 dimensions or less"; a longer one would be estimated and reserved for nothing).
 MAX_CHOICES = 128
 MAX_BEST_OF = 20
 MAX_STOP_SEQUENCES = 4
+MAX_EMBEDDING_INPUTS = 2048
 
 
 class Integer:
@@ -239,15 +242,19 @@ def stop(name: str, value: Any) -> InvalidRequest | None:
     if not isinstance(value, list):
         return wrong_type(name, "a string or an array of strings", value)
     if len(value) > MAX_STOP_SEQUENCES:
-        return ArrayTooLong(
-            f"Invalid '{name}': array too long. Expected an array with maximum length "
-            f"{MAX_STOP_SEQUENCES}, but got an array with length {len(value)} instead.",
-            param=name,
-        )
+        return array_too_long(name, MAX_STOP_SEQUENCES, len(value))
     for i, item in enumerate(value):
         if not isinstance(item, str):
             return wrong_type(f"{name}[{i}]", "a string", item)
     return None
+
+
+def array_too_long(name: str, maximum: int, length: int) -> ArrayTooLong:
+    return ArrayTooLong(
+        f"Invalid '{name}': array too long. Expected an array with maximum length "
+        f"{maximum}, but got an array with length {length} instead.",
+        param=name,
+    )
 
 
 def model(name: str, value: Any) -> InvalidRequest | None:
@@ -340,8 +347,8 @@ def prompt(name: str, value: Any) -> InvalidRequest | None:
 
 
 def embedding_input(name: str, value: Any) -> InvalidRequest | None:
-    """A non-empty string, or a non-empty array of non-empty strings, token ids or
-    non-empty token lists (OpenAI: the input "cannot be an empty string")."""
+    """A non-empty string, or an array of 1 to MAX_EMBEDDING_INPUTS non-empty strings,
+    token ids or non-empty token lists (OpenAI: the input "cannot be an empty string")."""
     if value is None:
         return missing(name)
     if isinstance(value, str):
@@ -350,6 +357,8 @@ def embedding_input(name: str, value: Any) -> InvalidRequest | None:
         return wrong_type(name, "a string or an array", value)
     if not value:
         return empty_array(name)
+    if len(value) > MAX_EMBEDDING_INPUTS:  # before the items: a long array is refused at once
+        return array_too_long(name, MAX_EMBEDDING_INPUTS, len(value))
     kind = type(value[0])  # the array's kind: strings, token ids or token id arrays
     for i, item in enumerate(value):
         where = f"{name}[{i}]"

@@ -7,6 +7,10 @@ tiktoken's cache there while loading, without importing litellm itself.
 
 A prompt's short texts are counted once and remembered (bounded), since they
 come back: earlier turns of a conversation, a team's system prompt.
+
+An estimate also counts each image part at its worst case (image_allowance); the
+text-only count (count_prompt: a guardrail's max_input_tokens, a local usage count)
+does not. Audio and files are counted by neither.
 """
 
 from __future__ import annotations
@@ -161,13 +165,42 @@ def count_prompt_text(text: str, model: str) -> int:
     return counter_for(model).count(text)
 
 
-def count_messages(messages: Iterable[Any], model: str) -> int:
-    return count_messages_with(counter_for(model), messages)
+# OpenAI's documented image input cost for gpt-4o-class models (gpt-4o, gpt-4.1, o-series):
+# `detail: "low"` costs the base 85 tokens; otherwise (high, auto, absent) the image is
+# scaled to fit 2048x2048, then its short side to 768, and each 512-px tile costs 170 more.
+# The largest image left is 768x2048: 2 by 4 tiles, so 85 + 170 * 8 = 1,445 tokens at most.
+# Models that bill images higher (gpt-4o-mini multiplies its counts; patch-based models
+# count otherwise) can still pass a budget by more than text's error (README says so).
+IMAGE_BASE_TOKENS = 85
+IMAGE_TILE_TOKENS = 170
+IMAGE_MAX_TILES = 2 * 4
+LOW_DETAIL_IMAGE_TOKENS = IMAGE_BASE_TOKENS
+IMAGE_TOKENS = IMAGE_BASE_TOKENS + IMAGE_TILE_TOKENS * IMAGE_MAX_TILES
+# The parts that carry an image: chat's `image_url`, the Responses API's `input_image`
+# (a message's part or a tool output's), and a computer call output's screenshot.
+IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "computer_screenshot"})
 
 
-def count_messages_with(counter: TextCounter, messages: Iterable[Any]) -> int:
+def image_allowance(part: Mapping[str, Any]) -> int:
+    """The most tokens `part` may cost as an image (0: not an image part). Its `detail`
+    is the part's own (Responses) or its `image_url` object's (chat); only "low" is cheap."""
+    if part.get("type") not in IMAGE_PART_TYPES:
+        return 0
+    detail = part.get("detail")
+    if detail is None:
+        image = part.get("image_url")
+        if type(image) is dict or isinstance(image, Mapping):
+            detail = image.get("detail")
+    return LOW_DETAIL_IMAGE_TOKENS if detail == "low" else IMAGE_TOKENS
+
+
+def count_messages(messages: Iterable[Any], model: str, images: bool = True) -> int:
+    return count_messages_with(counter_for(model), messages, images)
+
+
+def count_messages_with(counter: TextCounter, messages: Iterable[Any], images: bool = True) -> int:
     """count_messages with the counter already found."""
-    return count_messages_within(counter, messages, None)
+    return count_messages_within(counter, messages, None, (), images)
 
 
 # A chat message's or a Responses input item's billed text besides its content: a name,
@@ -178,13 +211,21 @@ TEXT_FIELDS = ("name", "arguments", "output", "summary")
 
 @overload
 def count_messages_within(
-    counter: TextCounter, messages: Iterable[Any], new_chars: None, extras: Iterable[str] = ()
+    counter: TextCounter,
+    messages: Iterable[Any],
+    new_chars: None,
+    extras: Iterable[str] = (),
+    images: bool = True,
 ) -> int: ...
 
 
 @overload
 def count_messages_within(
-    counter: TextCounter, messages: Iterable[Any], new_chars: int, extras: Iterable[str] = ()
+    counter: TextCounter,
+    messages: Iterable[Any],
+    new_chars: int,
+    extras: Iterable[str] = (),
+    images: bool = True,
 ) -> int | None: ...
 
 
@@ -193,6 +234,7 @@ def count_messages_within(
     messages: Iterable[Any],
     new_chars: int | None,
     extras: Iterable[str] = (),
+    images: bool = True,
 ) -> int | None:
     """count_messages_with (plus the `extras`' tokens: extra_texts), or None (having
     tokenized nothing) when the texts not yet remembered add up to more than
@@ -204,7 +246,8 @@ def count_messages_within(
 
     What counts: each message's overhead, the text of its `content` and TEXT_FIELDS (a
     string, or a list of strings and typed parts), and each tool call's function name
-    and arguments (as str() makes them)."""
+    and arguments (as str() makes them); with `images`, each image part's (or
+    Responses image item's) image_allowance. An image's data is never counted as text."""
     remembered = counter.remembered
     fresh: list[str] = []  # texts with no count yet: tokenized after the walk, if allowed
     total = REPLY_PRIMING_TOKENS
@@ -215,11 +258,13 @@ def count_messages_within(
             continue
         content = message.get("content")
         if content is not None:
-            total += _remembered_texts(remembered, content, fresh)
+            total += _remembered_texts(remembered, content, fresh, images)
+        elif images:  # a Responses input item may be an image itself
+            total += image_allowance(message)
         for field in TEXT_FIELDS:
             value = message.get(field)
             if value is not None:  # before any call: most messages have none of them
-                total += _remembered_texts(remembered, value, fresh)
+                total += _remembered_texts(remembered, value, fresh, images)
         tool_calls = message.get("tool_calls")
         if tool_calls is not None:
             total += _remembered_calls(remembered, tool_calls, fresh)
@@ -233,19 +278,24 @@ def count_messages_within(
     return total
 
 
-def _remembered_texts(remembered: dict[str, int], value: Any, fresh: list[str]) -> int:
+def _remembered_texts(
+    remembered: dict[str, int], value: Any, fresh: list[str], images: bool
+) -> int:
     """_remembered_count of a `content` or a TEXT_FIELDS value: a string, or a list of strings and
-    typed parts (their `text`); any other value has no text."""
+    typed parts (their `text`; with `images`, an image part's image_allowance); any other
+    value has no text (with `images`, an object may be an image: a computer screenshot)."""
     if isinstance(value, str):
         return _remembered_count(remembered, value, fresh)
     if not isinstance(value, list):
-        return 0
+        return image_allowance(value) if images and isinstance(value, Mapping) else 0
     total = 0
     for part in value:
         if type(part) is dict or isinstance(part, Mapping):
             text = part.get("text")
             if isinstance(text, str):
                 total += _remembered_count(remembered, text, fresh)
+            elif images:  # a part without text: the text parts (most) never get here
+                total += image_allowance(part)
         elif isinstance(part, str):
             total += _remembered_count(remembered, part, fresh)
     return total
@@ -279,8 +329,9 @@ def _remembered_count(remembered: dict[str, int], text: str, fresh: list[str]) -
 
 
 def count_prompt(endpoint: str, body: Mapping[str, Any], model: str) -> int:
-    """Input tokens of a request body, as the upstream would likely count them."""
-    return count_prompt_with(counter_for(model), endpoint, body)
+    """Input tokens of a request body's text (and token ids), as the upstream would
+    likely count them; images are not (count_prompt_with counts them for estimates)."""
+    return count_prompt_with(counter_for(model), endpoint, body, images=False)
 
 
 # Where each endpoint's prompt is (chat's messages are walked as messages).
@@ -345,21 +396,24 @@ def count_prompt_with(
     endpoint: str,
     body: Mapping[str, Any],
     extras: list[str] | None = None,
+    images: bool = True,
 ) -> int:
-    """count_prompt with the counter already found (and the extra_texts, if made)."""
+    """count_prompt with the counter already found (and the extra_texts, if made), with
+    each image's image_allowance unless `images` is false: an estimate's prompt."""
     if extras is None:
         extras = extra_texts(endpoint, body)
     extra = sum(map(counter.count, extras))
     if endpoint == "chat":
         messages = body.get("messages")
-        return extra + count_messages_with(counter, messages if isinstance(messages, list) else ())
+        listed = messages if isinstance(messages, list) else ()
+        return extra + count_messages_with(counter, listed, images)
     field = PROMPT_FIELDS.get(endpoint)
     value = body.get(field) if field else None
     if isinstance(value, str):
         return extra + counter.count(value)
     if isinstance(value, list):
         if endpoint == "responses":
-            return extra + count_messages_with(counter, value)
+            return extra + count_messages_with(counter, value, images)
         return extra + sum(_count_item(v, counter) for v in value)
     return extra
 

@@ -382,6 +382,39 @@ async def test_good_fields_reach_the_upstream_unchanged(gw, up, endpoint, change
     assert {k: sent.get(k) for k in changes} == changes
 
 
+EMBEDDING_ITEMS = ["text", "token-ids", "token-arrays"]
+
+
+def embedding_items(kind: str, count: int) -> list[Any]:
+    return {"text": ["hi"], "token-ids": [1], "token-arrays": [[1, 2]]}[kind] * count
+
+
+@pytest.mark.parametrize("kind", EMBEDDING_ITEMS)
+async def test_an_embeddings_input_of_2049_items_is_400_and_never_reaches_the_upstream(
+    gw, up, kind
+):
+    """OpenAI embeds at most 2048 inputs a request: 2049 get its 400 naming `input`."""
+    status, raw = await post(gw, "/embeddings", {**EMBEDDING, "input": embedding_items(kind, 2049)})
+    assert status == 400, raw
+    error = json.loads(raw)["error"]
+    assert (error["type"], error["param"], error["code"]) == (
+        "invalid_request_error",
+        "input",
+        "array_above_max_length",
+    )
+    assert "maximum length 2048, but got an array with length 2049" in error["message"]
+    assert up.requests == []
+
+
+@pytest.mark.parametrize("kind", EMBEDDING_ITEMS)
+async def test_an_embeddings_input_of_2048_items_is_forwarded(gw, up, kind):
+    """2048 inputs, the most OpenAI takes, reach the upstream as sent."""
+    items = embedding_items(kind, 2048)
+    status, raw = await post(gw, "/embeddings", {**EMBEDDING, "input": items})
+    assert status == 200, raw
+    assert [r.json["input"] for r in up.requests] == [items]
+
+
 # A 200-token day budget: each body's own cap (5) fits, its other endpoint's cap (250) does not.
 FOREIGN_CAPS = [
     ("responses", {"max_output_tokens": 5}, {"max_tokens": 250}),

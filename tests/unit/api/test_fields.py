@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from gateway.api.field_table import REQUIRED, RULES, beyond_64_bits_refusal, first_refusal
 from gateway.api.fields import (
+    MAX_EMBEDDING_INPUTS,
     MAX_OUTPUT_TOKENS,
     Integer,
     array_of_objects,
@@ -328,6 +329,26 @@ def test_completion_prompt(value, expected):
 )
 def test_embedding_input(value, expected):
     assert refusal(embedding_input, value, "input") == expected
+
+
+@pytest.mark.parametrize("item", ["a", 1, [1]], ids=["texts", "token-ids", "token-arrays"])
+def test_an_embeddings_input_holds_at_most_2048_items(item):
+    """OpenAI's bound on any input array: 2048 pass, 2049 are refused in its words."""
+    assert MAX_EMBEDDING_INPUTS == 2048
+    assert embedding_input("input", [item] * 2048) is None
+    found = embedding_input("input", [item] * 2049)
+    assert found is not None
+    assert (found.param, found.code) == ("input", "array_above_max_length")
+    assert found.message == (
+        "Invalid 'input': array too long. Expected an array with maximum length 2048, "
+        "but got an array with length 2049 instead."
+    )
+
+
+def test_a_long_embeddings_input_is_refused_before_its_items_are_read():
+    """200k items (the last one bad) get the length refusal, not a walk to the bad item."""
+    found = embedding_input("input", [*["a"] * 199_999, ""])
+    assert found is not None and found.code == "array_above_max_length"
 
 
 @pytest.mark.parametrize(

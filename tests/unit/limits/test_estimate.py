@@ -388,12 +388,28 @@ def reference_texts(body: dict[str, Any]) -> list[str]:
     return found
 
 
+def reference_images(body: dict[str, Any]) -> int:
+    """Every image part's allowance: the `parts` above name no detail, so 1,445 each."""
+
+    def of(value: Any) -> int:
+        listed = value if isinstance(value, list) else []
+        return sum(1445 for p in listed if isinstance(p, dict) and p.get("type") == "image_url")
+
+    listed = body.get("messages")
+    return sum(
+        of(message.get("content")) + of(message.get("name"))
+        for message in (listed if isinstance(listed, list) else [])
+        if isinstance(message, dict)
+    )
+
+
 def reference_prompt(body: dict[str, Any], encoder: tiktoken.Encoding) -> int:
-    """The prompt's tokens: every text tokenized afresh, plus OpenAI's message overhead."""
+    """The prompt's tokens: every text tokenized afresh, plus OpenAI's message overhead
+    and each image's allowance."""
     listed = body.get("messages")
     overhead = TOKENS_PER_MESSAGE * len(listed) if isinstance(listed, list) else 0
     tokens = sum(len(encoder.encode(t, disallowed_special=())) for t in reference_texts(body))
-    return REPLY_PRIMING_TOKENS + overhead + tokens
+    return REPLY_PRIMING_TOKENS + overhead + tokens + reference_images(body)
 
 
 def reference_estimate(body: dict[str, Any], route: ModelRoute, default: int | None) -> Estimate:

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.limits import token_count
+from gateway.limits.estimate import dearest_cost, estimate_inline, estimate_now
 from gateway.limits.token_count import (
+    IMAGE_TOKENS,
+    LOW_DETAIL_IMAGE_TOKENS,
     REPLY_PRIMING_TOKENS,
     TOKENS_PER_MESSAGE,
     TextCounter,
@@ -21,7 +27,12 @@ from gateway.limits.token_count import (
     encoding,
     encoding_for,
     extra_texts,
+    image_allowance,
 )
+from gateway.policy.compiled import Deployment, ModelRoute, RoutingConfig
+from gateway.providers.base import Endpoint
+from gateway.usage.pricing import PriceSource, UnitPrices
+from gateway.usage.usage import Usage
 
 
 def test_encodings_follow_the_model_family() -> None:
@@ -190,3 +201,178 @@ def test_any_mapping_counts_as_a_dict_does() -> None:
         ),
     ]
     assert count_messages(proxied, "gpt-4o") == count_messages(messages, "gpt-4o")
+
+
+# Images: an estimate counts each image part at OpenAI's worst case for gpt-4o-class
+# models (85 tokens at detail "low", else 85 + 170 x 8 tiles); the text count does not.
+DATA_URL = "data:image/png;base64," + "iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB" * 32_768  # 1 MiB
+
+
+def chat_image(detail: str | None, url: str = "https://example.com/a.png") -> dict[str, Any]:
+    image = {"url": url} if detail is None else {"url": url, "detail": detail}
+    return {"type": "image_url", "image_url": image}
+
+
+def input_image(detail: str | None, url: str = "https://example.com/a.png") -> dict[str, Any]:
+    part = {"type": "input_image", "image_url": url}
+    return part if detail is None else {**part, "detail": detail}
+
+
+def test_the_image_allowance_is_gpt_4os_documented_worst_case() -> None:
+    assert LOW_DETAIL_IMAGE_TOKENS == 85
+    assert IMAGE_TOKENS == 85 + 170 * 8 == 1445
+
+
+@pytest.mark.parametrize(
+    ("part", "expected"),
+    [
+        (chat_image(None), IMAGE_TOKENS),
+        (chat_image("auto"), IMAGE_TOKENS),
+        (chat_image("high"), IMAGE_TOKENS),
+        (chat_image("low"), LOW_DETAIL_IMAGE_TOKENS),
+        (chat_image("low", DATA_URL), LOW_DETAIL_IMAGE_TOKENS),
+        ({"type": "image_url", "image_url": "https://example.com/a.png"}, IMAGE_TOKENS),
+        ({"type": "image_url"}, IMAGE_TOKENS),
+        (input_image(None), IMAGE_TOKENS),
+        (input_image("auto"), IMAGE_TOKENS),
+        (input_image("high"), IMAGE_TOKENS),
+        (input_image("low"), LOW_DETAIL_IMAGE_TOKENS),
+        ({"type": "input_image", "file_id": "f", "detail": "low"}, LOW_DETAIL_IMAGE_TOKENS),
+        ({"type": "computer_screenshot", "image_url": DATA_URL}, IMAGE_TOKENS),
+        (MappingProxyType(chat_image("low")), LOW_DETAIL_IMAGE_TOKENS),
+        ({"type": "text", "text": "hi"}, 0),
+        ({"type": "input_text", "text": "hi"}, 0),
+        ({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}, 0),
+        ({"type": "file", "file": {"file_data": DATA_URL}}, 0),
+        ({"type": "input_file", "file_data": DATA_URL}, 0),
+        # No type: not a part OpenAI reads as an image.
+        ({"image_url": {"url": "x"}}, 0),
+        ({}, 0),
+    ],
+)
+def test_each_image_part_has_its_allowance(part: dict[str, Any], expected: int) -> None:
+    assert image_allowance(part) == expected
+
+
+def user(*parts: Any) -> dict[str, Any]:
+    return {"role": "user", "content": list(parts)}
+
+
+CHAT_HI = {"type": "text", "text": "Hi"}
+INPUT_HI = {"type": "input_text", "text": "Hi"}
+TOOL_OUTPUT = {"type": "function_call_output", "call_id": "c"}
+COMPUTER_OUTPUT = {"type": "computer_call_output", "call_id": "d"}
+SCREENSHOT = {"type": "computer_screenshot", "image_url": DATA_URL}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "bare", "pictured", "allowance"),
+    [
+        (
+            "chat",
+            {"messages": [user(CHAT_HI)]},
+            {"messages": [user(CHAT_HI, chat_image(None, DATA_URL), chat_image("low", DATA_URL))]},
+            IMAGE_TOKENS + LOW_DETAIL_IMAGE_TOKENS,
+        ),
+        (
+            "responses",
+            {"input": [user(INPUT_HI)]},
+            {"input": [user(INPUT_HI, input_image("high"))]},
+            IMAGE_TOKENS,
+        ),
+        (  # an image item of its own in the input list (overhead as any item's)
+            "responses",
+            {"input": [user(INPUT_HI), {"type": "item_reference", "id": "x"}]},
+            {"input": [user(INPUT_HI), input_image("low", DATA_URL)]},
+            LOW_DETAIL_IMAGE_TOKENS,
+        ),
+        (  # a tool's output with an image in it, and a computer call's screenshot
+            "responses",
+            {"input": [{**TOOL_OUTPUT, "output": [INPUT_HI]}, {**COMPUTER_OUTPUT, "output": {}}]},
+            {
+                "input": [
+                    {**TOOL_OUTPUT, "output": [INPUT_HI, input_image(None)]},
+                    {**COMPUTER_OUTPUT, "output": SCREENSHOT},
+                ]
+            },
+            2 * IMAGE_TOKENS,
+        ),
+    ],
+)
+def test_an_estimate_counts_images_and_the_text_count_does_not(
+    endpoint: str, bare: dict[str, Any], pictured: dict[str, Any], allowance: int
+) -> None:
+    """The estimate's prompt (count_prompt_with) adds each image's allowance and never an
+    image's data as text; the text count (count_prompt: a guardrail's max_input_tokens)
+    is unchanged by images."""
+    counter = token_count.counter_for("gpt-4o")
+    with_images = token_count.count_prompt_with(counter, endpoint, pictured)
+    assert with_images == token_count.count_prompt_with(counter, endpoint, bare) + allowance
+    assert count_prompt(endpoint, pictured, "gpt-4o") == count_prompt(endpoint, bare, "gpt-4o")
+
+
+def test_a_data_url_is_neither_counted_nor_a_reason_to_leave_the_event_loop() -> None:
+    """A chat image's megabyte of base64 is not text: counted inline, at its allowance."""
+    counter = TextCounter(encoding("o200k_base"))
+    bare, pictured = [user(CHAT_HI)], [user(CHAT_HI, chat_image(None, DATA_URL))]
+    assert count_messages_within(counter, pictured, 16) == (
+        count_messages_within(counter, bare, 16) + IMAGE_TOKENS
+    )
+    assert count_messages_within(counter, pictured, 16, images=False) == (
+        count_messages_within(counter, bare, 16)
+    )
+    assert DATA_URL not in counter.remembered
+
+
+PRICES = UnitPrices(2_500, 10_000, 2_500, 2_500, 10_000, PriceSource.POLICY)
+ROUTE = ModelRoute("m", (Deployment("a", "gpt-4o", 1, 1, None, PRICES),), RoutingConfig(), None)
+DETAILS = st.sampled_from([None, "low", "high", "auto"])
+SEEN_TEXTS = st.sampled_from(["Hello world", "describe this", "", "<|endoftext|>"])
+PART_TEXTS = SEEN_TEXTS | st.text(max_size=20)
+# A message: its text parts, and the images to put among them (detail, where: 0 to 1).
+MESSAGES = st.tuples(
+    st.lists(PART_TEXTS, max_size=3), st.lists(st.tuples(DETAILS, st.floats(0, 1)), max_size=3)
+)
+
+
+def with_images(
+    texts: list[str], images: list[tuple[str | None, float]], endpoint: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A message's content without and with its images, each at its place among the texts."""
+    kind = "text" if endpoint == "chat" else "input_text"
+    bare: list[dict[str, Any]] = [{"type": kind, "text": t} for t in texts]
+    pictured = list(bare)
+    image = chat_image if endpoint == "chat" else input_image
+    for detail, where in images:
+        pictured.insert(round(where * len(pictured)), image(detail, DATA_URL))
+    return bare, pictured
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    endpoint=st.sampled_from(["chat", "responses"]),
+    messages=st.lists(MESSAGES, min_size=1, max_size=4),
+    cap=st.integers(1, 10_000),
+)
+def test_k_images_add_their_allowances_to_the_estimate(
+    endpoint: Endpoint,
+    messages: list[tuple[list[str], list[tuple[str | None, float]]]],
+    cap: int,
+) -> None:
+    """The estimate with images is the estimate without them plus each one's allowance
+    (85 at detail low, else 1,445), inline or not; the data URLs add nothing."""
+    bare_messages, pictured_messages, allowance = [], [], 0
+    for texts, images in messages:
+        bare, pictured = with_images(texts, images, endpoint)
+        bare_messages.append({"role": "user", "content": bare})
+        pictured_messages.append({"role": "user", "content": pictured})
+        allowance += sum(85 if detail == "low" else 1445 for detail, _ in images)
+    field = "messages" if endpoint == "chat" else "input"
+    cap_field = "max_tokens" if endpoint == "chat" else "max_output_tokens"
+    without = estimate_now(endpoint, {field: bare_messages, cap_field: cap}, ROUTE, None)
+    found = estimate_now(endpoint, {field: pictured_messages, cap_field: cap}, ROUTE, None)
+    assert found.tokens == without.tokens + allowance
+    assert found.nanousd == dearest_cost(ROUTE, Usage(without.tokens - cap + allowance, cap))
+    if endpoint == "chat":  # the data URLs are not text to tokenize: still counted inline
+        body = {field: pictured_messages, cap_field: cap}
+        assert estimate_inline(endpoint, body, ROUTE, None) == found
