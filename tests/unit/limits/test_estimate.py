@@ -300,9 +300,7 @@ functions = st.fixed_dictionaries(
     optional={
         "name": weighted((4, short_texts), (1, odd)),
         "arguments": weighted(
-            (4, texts),
-            (1, odd),
-            (1, st.dictionaries(short_texts, short_texts, max_size=2)),
+            (4, texts), (1, odd), (1, st.dictionaries(short_texts, short_texts, max_size=2))
         ),
     },
 )
