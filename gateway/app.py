@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -73,6 +75,24 @@ def _allowed_methods(request: Request) -> str:
             if match is Match.FULL:
                 methods |= route.methods
     return ", ".join(sorted(methods))
+
+
+async def _database_outage(request: Request, exc: Exception) -> Response:
+    """The database did not answer (down, locked, its SQLite file deleted or replaced
+    while serving): a state /readyz reports, not a bug. One warning line, no trace; the
+    caller gets unexpected()'s retryable 503 `database_unavailable`."""
+    from gateway.db import DatabaseFileChanged
+
+    if isinstance(exc, DatabaseFileChanged):
+        reason = exc.reason
+    else:
+        orig = getattr(exc, "orig", None)  # the driver's error, without SQLAlchemy's SQL
+        reason = f"{type(orig or exc).__name__}: {orig or exc}"
+    log.warning(
+        "database unavailable: answered 503",
+        extra={"fields": {"path": cut(request.url.path), "reason": cut(reason)}},
+    )
+    return error_response(unexpected(exc), request_id_of(request))
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -185,6 +205,10 @@ def build_app(settings: Settings, services: Services | None = None) -> Starlette
         exception_handlers={
             HTTPException: _http_error,
             GatewayError: _gateway_error,
+            # Outages only; another DBAPIError (a bug in our SQL) keeps its trace below.
+            OperationalError: _database_outage,
+            InterfaceError: _database_outage,
+            PoolTimeout: _database_outage,
             Exception: _internal_error,
         },
     )

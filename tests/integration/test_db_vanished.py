@@ -55,3 +55,26 @@ def test_replaced_database_file_turns_readyz_red_and_writes_into_503(tmp_path):
         shutil.copy(tmp_path / "gateway.db", tmp_path / "copy.db")
         (tmp_path / "copy.db").replace(tmp_path / "gateway.db")
         _assert_refused(server.origin, token, "replaced")
+
+
+def test_a_deleted_database_file_is_one_warning_line_not_a_traceback(tmp_path):
+    """The documented 503 for a deleted file is a handled outage: a warning naming why,
+    no "unhandled error" or ASGI traceback in the log."""
+    with serve_process(tmp_path) as server:
+        token = _admin_token(tmp_path)
+        for name in ("gateway.db", "gateway.db-wal", "gateway.db-shm"):
+            (tmp_path / name).unlink(missing_ok=True)
+        with httpx.Client(base_url=server.origin, timeout=10) as http:
+            login = http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=("cl_nobody", "secret"),
+            )
+            policy = http.get("/admin/policy", headers={"Authorization": f"Bearer {token}"})
+        for answer in (login, policy):
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "database_unavailable"
+        log = server.stderr()
+    assert "Traceback" not in log and "unhandled error" not in log, log
+    warnings = [line for line in log.splitlines() if "database unavailable" in line]
+    assert len(warnings) == 2 and all("was deleted while serving" in w for w in warnings), log
