@@ -87,10 +87,16 @@ def _schema_current_or_exit(settings: Settings) -> None:
 
 def _spool_folder_or_exit(settings: Settings) -> None:
     """The ledger's spool must be writable before the first outage needs it: rows kept
-    while the database is down are flushed there at a shutdown (SPEC §6)."""
+    while the database is down are flushed there at a shutdown (SPEC §6). A folder set
+    in GATEWAY_LEDGER_SPOOL_DIR must exist (a PostgreSQL database's own subfolder in it
+    is made); the default one, beside the SQLite file or ./ledger-spool/, is made."""
     from gateway.usage.spool import default_spool_dir
 
-    folder = default_spool_dir(settings.database_url, settings.ledger_spool_dir)
+    configured = settings.ledger_spool_dir
+    if configured is not None and not Path(configured).is_dir():
+        # Set, it names a volume the operator mounted: never a folder made up on a typo.
+        raise _fail(f"GATEWAY_LEDGER_SPOOL_DIR: the folder {configured}/ does not exist", 2)
+    folder = default_spool_dir(settings.database_url, configured)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -152,7 +158,12 @@ def serve(
         folder = Path(settings.access_log).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise _fail(f"GATEWAY_ACCESS_LOG: cannot write a file in {folder}/", 2)
+    from gateway.server import bind_listeners, local_url, run_server
+
     _sqlite_folder_or_exit(settings)  # before the spool: it may live beside the file
+    # Before anything is written (the spool folder, the database, the issuer it serves
+    # as): a host that does not resolve or a port in use stops here (SettingsError).
+    sockets = bind_listeners(settings)
     _spool_folder_or_exit(settings)
     if settings.migrate_on_start and not no_migrate:
         _migrate_or_exit(settings)
@@ -179,11 +190,9 @@ def serve(
             f"edits of {settings.policy_dir} are applied as new versions",
             extra={"fields": {"policy_version": running, "policy_dir": str(settings.policy_dir)}},
         )
-    record_issuer(settings, warn=log.warning)  # `gateway token` elsewhere mints for this issuer
-
-    from gateway.server import run_server
-
-    status = run_server(settings)
+    # `gateway token` elsewhere mints for this issuer; `gateway usage` asks this address.
+    record_issuer(settings, admin_url=local_url(sockets[-1]), warn=log.warning)
+    status = run_server(settings, sockets)
     if status:
         raise typer.Exit(status)
 

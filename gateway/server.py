@@ -16,7 +16,8 @@ exists or after the app has stopped:
   ends itself with a 503 error); meanwhile /readyz and new inference requests
   answer 503 (gateway/drain.py holds the state and the rule);
 - the listeners: the teams' port, and the admin plane's own port when
-  `--admin-port` is set (gateway/api/planes.py decides which serves what);
+  `--admin-port` is set (gateway/api/planes.py decides which serves what), bound by
+  `serve` before it writes anything (`bind_listeners`);
 - the exit status: after SIGTERM and a completed drain the process exits 0
   (uvicorn re-raises the signal, which would make it 143).
 
@@ -27,6 +28,7 @@ Limits travel in the uvicorn `Config` (pickled into each worker under
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -53,6 +55,7 @@ from gateway.settings import (
     DEFAULT_MAX_HEADER_LINE_BYTES,
     DEFAULT_MAX_HEADERS,
     Settings,
+    SettingsError,
 )
 from gateway.telemetry.multiproc import shared_metrics_dir
 
@@ -457,8 +460,8 @@ def server_config(settings: Settings) -> GatewayServerConfig:
     )
 
 
-def run_server(settings: Settings) -> int:
-    """Serve until told to stop; the process exit status.
+def run_server(settings: Settings, sockets: list[socket.socket]) -> int:
+    """Serve on `sockets` (bind_listeners') until told to stop; the process exit status.
 
     0 after SIGTERM when every request finished within the graceful deadline
     (uvicorn would re-raise the signal: 143); 143 when the drain's grace or the
@@ -467,9 +470,11 @@ def run_server(settings: Settings) -> int:
     SIGTERM on, and the supervisor exits 0 once they have stopped.
     """
     config = server_config(settings)
-    sockets = [config.bind_socket()]
-    if settings.admin_port is not None:
-        sockets.append(_bind(settings.host, settings.admin_port))
+    host, port = sockets[0].getsockname()[:2]
+    # uvicorn's own line, which its bind_socket would have written.
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on %s (Press CTRL+C to quit)", _url(host, port)
+    )
     if config.workers > 1:
         with shared_metrics_dir(), _draining_workers():  # one scrape counts every worker
             Multiprocess(config, sockets=sockets).run()
@@ -492,15 +497,59 @@ def run_server(settings: Settings) -> int:
     return 0
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening socket for the admin plane, bound as uvicorn binds the main one."""
+def bind_listeners(settings: Settings) -> list[socket.socket]:
+    """The teams' listener, then the admin plane's (`--admin-port`): bound, not yet
+    listening, so `serve` knows it can serve before it writes anything (the database,
+    the issuer it serves as). SettingsError naming the setting when one cannot be bound:
+    a name that does not resolve, an address not on this host, a port in use."""
+    sockets = [_bind(settings.host, settings.port, "GATEWAY_PORT (--port)")]
+    if settings.admin_port is not None:
+        try:
+            sockets.append(
+                _bind(settings.host, settings.admin_port, "GATEWAY_ADMIN_PORT (--admin-port)")
+            )
+        except SettingsError:
+            sockets[0].close()
+            raise
+    return sockets
+
+
+def local_url(sock: socket.socket) -> str:
+    """Where a client on this host reaches a bound listener: a wildcard address as the
+    loopback one (`gateway usage` asks the server there)."""
+    host, port = sock.getsockname()[:2]
+    loopback = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+    return _url(loopback.get(host, host), port)
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _bind(host: str, port: int, port_setting: str) -> socket.socket:
+    """A socket bound as uvicorn's `Config.bind_socket` binds one (SO_REUSEADDR,
+    inheritable by `--workers`), with a refusal that names the setting to fix."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        sock.bind((host, port))  # a name is resolved here (getaddrinfo)
     except OSError as error:
         sock.close()
-        raise SystemExit(f"error: cannot listen on {host}:{port} (--admin-port): {error}") from None
+        raise SettingsError(_bind_problem(host, port, port_setting, error)) from None
     sock.set_inheritable(True)
     return sock
+
+
+def _bind_problem(host: str, port: int, port_setting: str, error: OSError) -> str:
+    """Why `host`:`port` cannot be listened on, naming the setting that says so."""
+    reason = error.strerror or str(error)
+    if isinstance(error, socket.gaierror):
+        return f"GATEWAY_HOST (--host): cannot resolve {host!r} to an address ({reason})"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"GATEWAY_HOST (--host): {host} is not an address of this host ({reason})"
+    if error.errno == errno.EADDRINUSE:
+        return f"{port_setting}: port {port} on {host} is in use ({reason})"
+    if error.errno == errno.EACCES:
+        return f"{port_setting}: no permission to listen on port {port} ({reason})"
+    return f"GATEWAY_HOST (--host), {port_setting}: cannot listen on {host}:{port} ({reason})"

@@ -15,6 +15,7 @@ from gateway.policy.secrets import ReferenceRules
 from gateway.policy.upstreams import UpstreamRules
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./gateway.db"
+DEFAULT_AUDIENCE = "llm-gateway"
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_TOKEN_LEEWAY_S = 30  # clock skew tolerated on exp/nbf/iat (auth/claims.py uses it)
 MAX_TOKEN_LEEWAY_S = 300
@@ -85,7 +86,7 @@ class Settings:
     policy_dir: Path = Path("policies")
     issuer_url: str = "http://localhost:8080"  # default_issuer_url(host, port) unless set
     issuer_url_is_explicit: bool = False  # GATEWAY_ISSUER_URL was set: never derived
-    audience: str = "llm-gateway"
+    audience: str = DEFAULT_AUDIENCE
     otlp_endpoint: str | None = None  # OTLP/HTTP collector: traces are exported there
     trace_sample_ratio: float = 1.0  # share of new traces recorded (a caller's choice is kept)
     metrics_enabled: bool = True  # GET /metrics (GATEWAY_METRICS=off: 404, nothing counted)
@@ -201,6 +202,12 @@ def check_settings(settings: Settings) -> Settings:
         if not low <= value <= high:
             raise SettingsError(f"{name} must be from {low} to {high} (got {value})")
     check_admin_port(settings.admin_port, settings.port)
+    if not settings.audience.strip():
+        # A token minted with `"aud": ""` would name no audience at all.
+        raise SettingsError(
+            f"GATEWAY_AUDIENCE must not be empty (got {settings.audience!r}); unset, it is "
+            f"{DEFAULT_AUDIENCE!r}"
+        )
     check_database_url(settings.database_url)
     if settings.redis_url is not None:
         check_redis_url(settings.redis_url)

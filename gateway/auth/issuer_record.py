@@ -3,9 +3,10 @@
 `gateway serve` writes them at start (`record_served_issuer`); `gateway token`
 reads them (`served_issuer`) so a token minted by the CLI carries the `iss`
 and `aud` the server checks, even when the CLI runs with another environment
-(no GATEWAY_ISSUER_URL, or another port). Rows of `served_settings` are plain
-name/value pairs; these two are not secret (the response id key in another row is:
-`response_id_key.py`).
+(no GATEWAY_ISSUER_URL, or another port). With them, the address on this host where
+that server answers /admin (`served_admin_url`), which `gateway usage` asks. Rows of
+`served_settings` are plain name/value pairs; these are not secret (the response id
+key in another row is: `response_id_key.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from gateway.db import metadata
 
 ISSUER_URL = "issuer_url"
 AUDIENCE = "audience"
+ADMIN_URL = "admin_url"
 
 served_settings = sa.Table(
     "served_settings",
@@ -36,17 +38,21 @@ class ServedIssuer:
     audience: str
 
 
-async def record_served_issuer(engine: AsyncEngine, issuer: ServedIssuer) -> None:
-    """Store what the server signs and checks with, replacing what an earlier start stored."""
+async def record_served_issuer(
+    engine: AsyncEngine, issuer: ServedIssuer, admin_url: str | None = None
+) -> None:
+    """Store what the server signs and checks with, and where it answers /admin,
+    replacing what an earlier start stored."""
     now = datetime.now(UTC)
     rows = [
         {"name": ISSUER_URL, "value": issuer.issuer_url, "updated_at": now},
         {"name": AUDIENCE, "value": issuer.audience, "updated_at": now},
     ]
+    if admin_url is not None:
+        rows.append({"name": ADMIN_URL, "value": admin_url, "updated_at": now})
+    names = [ISSUER_URL, AUDIENCE, ADMIN_URL]
     async with engine.begin() as conn:  # delete + insert: the same on SQLite and PostgreSQL
-        await conn.execute(
-            served_settings.delete().where(served_settings.c.name.in_([ISSUER_URL, AUDIENCE]))
-        )
+        await conn.execute(served_settings.delete().where(served_settings.c.name.in_(names)))
         await conn.execute(served_settings.insert(), rows)
 
 
@@ -62,3 +68,12 @@ async def served_issuer(engine: AsyncEngine) -> ServedIssuer | None:
     if ISSUER_URL not in values or AUDIENCE not in values:
         return None
     return ServedIssuer(values[ISSUER_URL], values[AUDIENCE])
+
+
+async def served_admin_url(engine: AsyncEngine) -> str | None:
+    """Where the last `gateway serve` on this database answered /admin on its host
+    (its admin port if it had one); None if none has recorded it."""
+    async with engine.connect() as conn:
+        return await conn.scalar(
+            sa.select(served_settings.c.value).where(served_settings.c.name == ADMIN_URL)
+        )

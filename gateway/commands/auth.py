@@ -87,8 +87,13 @@ def _warn_on_stderr(message: str) -> None:
     typer.echo(f"warning: {message}", err=True)
 
 
-def record_issuer(settings: Settings, warn: Callable[[str], object] = _warn_on_stderr) -> None:
-    """`serve`: store the issuer URL and audience it runs with, for `gateway token` to read.
+def record_issuer(
+    settings: Settings,
+    admin_url: str | None = None,
+    warn: Callable[[str], object] = _warn_on_stderr,
+) -> None:
+    """`serve`: store the issuer URL and audience it runs with, for `gateway token` to read,
+    and where it answers /admin on this host (`admin_url`), for `gateway usage`.
 
     Warns (through `warn`: serve's JSON log) when the database was last served under
     another issuer: replicas that share a database must share one issuer
@@ -103,7 +108,7 @@ def record_issuer(settings: Settings, warn: Callable[[str], object] = _warn_on_s
         engine = create_engine(settings.database_url)
         try:
             before = await served_issuer(engine)
-            await record_served_issuer(engine, ours)
+            await record_served_issuer(engine, ours, admin_url)
             return before
         finally:
             await engine.dispose()

@@ -4,12 +4,14 @@ right now.
 Runs beside the server, in its own process. With GATEWAY_REDIS_URL it reads the
 same Redis the servers reserve in: used, reserved, remaining, exactly as
 GET /admin/teams/{team}/usage shows them. Without Redis the counters live in the
-server's memory, so it asks the server: GET /admin/teams/{team}/usage on this host
-(the admin port if GATEWAY_ADMIN_PORT is set, else GATEWAY_PORT; or --server), with an
-admin token it mints for 15 s, as `gateway token` would. When no server answers, or
-Redis is set but cannot be read, `used` is the ledger's (what finished requests cost;
-the ledger writer lands a row about a second after a request ends) and `reserved` and
-the rate limits are shown as unknown (null, "?"), with a note on stderr; exit 0.
+server's memory, so it asks the server: GET /admin/teams/{team}/usage at --server, else
+on this host (the admin port if GATEWAY_ADMIN_PORT is set, else GATEWAY_PORT; neither
+set: where the last `gateway serve` on this database listened, as it recorded; else
+port 8080), with an admin token it mints for 15 s, as `gateway token` would. When no
+server answers, or Redis is set but cannot be read, `used` is the ledger's (what
+finished requests cost; the ledger writer lands a row about a second after a request
+ends) and `reserved` and the rate limits are shown as unknown (null, "?"), with a note
+on stderr; exit 0.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -93,9 +96,24 @@ async def _view(
         await engine.dispose()
 
 
-def server_url(settings: Settings) -> str:
-    """The server on this host, where it answers /admin."""
+def server_url(settings: Settings, env: Mapping[str, str], recorded: str | None) -> str:
+    """The server on this host, where it answers /admin: the port this environment sets,
+    else where the last `serve` on the database listened (`recorded`), else the default."""
+    is_port_set = settings.admin_port is not None or bool(env.get("GATEWAY_PORT", "").strip())
+    if recorded is not None and not is_port_set:
+        return recorded
     return f"http://127.0.0.1:{settings.admin_port or settings.port}"
+
+
+async def _recorded_admin_url(settings: Settings) -> str | None:
+    from gateway.auth.issuer_record import served_admin_url
+    from gateway.db import create_engine
+
+    engine = create_engine(settings.database_url)
+    try:
+        return await served_admin_url(engine)
+    finally:
+        await engine.dispose()
 
 
 def _asked(
@@ -130,7 +148,10 @@ def usage(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     server: Annotated[
         str | None,
-        typer.Option(help="Without Redis: the server to ask (default: this host's port)."),
+        typer.Option(
+            help="Without Redis: the server to ask (default: this host's port, else where "
+            "the last `serve` on the database listened)."
+        ),
     ] = None,
 ) -> None:
     """Show a team's budgets and limits: used, reserved, remaining, and when each resets."""
@@ -143,7 +164,10 @@ def usage(
         # Read-only: a mistyped path must not become an empty, migrated database.
         asyncio.run(require_migrated(settings.database_url))
         if not settings.redis_url:  # the counters are in the server's memory: ask it
-            url = (server or server_url(settings)).rstrip("/")
+            if server is None:
+                recorded = asyncio.run(_recorded_admin_url(settings))
+                server = server_url(settings, os.environ, recorded)
+            url = server.rstrip("/")
             found = _asked(settings, url, team, user)
             if found is None:
                 typer.echo(

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 from contextlib import ExitStack
 from pathlib import Path
 
 import aiohttp
 
-from tests.support.processes import free_port, run_gateway
+from tests.support.processes import GATEWAY, free_port, run_gateway
 from tests.support.replicas import BUDGET_POLICY, replica_token
 from tests.support.serving import serve_process
 from tests.support.upstream import Behaviour, MockUpstream
@@ -121,3 +123,34 @@ async def test_usage_with_redis_down_shows_the_ledgers_used_and_the_rest_unknown
     assert (view["budgets"][0]["used"], view["budgets"][0]["reserved"]) == (17, None)
     assert view["budgets"][0]["remaining"] == 100_000 - 17
     assert {r["kind"]: r["used"] for r in view["limits"]} == {"rpm": None, "concurrency": None}
+
+
+def _usage_in(home: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`gateway usage demo --json` in exactly `env` (not this process's environment)."""
+    return subprocess.run(
+        [GATEWAY, "usage", "demo", "--json"],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_usage_finds_the_server_where_the_last_serve_listened(tmp_path: Path) -> None:
+    """`serve --port P --admin-port A` and a shell without GATEWAY_PORT: `gateway usage`
+    asks the address the database recorded (the admin port), not 127.0.0.1:8080; a port
+    this shell sets still comes first."""
+    base = {k: v for k, v in os.environ.items() if k not in ("GATEWAY_PORT", "GATEWAY_ADMIN_PORT")}
+    env = {**base, "GATEWAY_REDIS_URL": "", "GATEWAY_ACCESS_LOG": "off"}
+    args = ("--admin-port", str(free_port()))
+    with serve_process(tmp_path, args=args, base_env=env, port_as_flag=True):
+        shown = _usage_in(tmp_path, env)
+        assert shown.returncode == 0, shown.stderr
+        assert "no server answered" not in shown.stderr and "answered 404" not in shown.stderr
+        assert json.loads(shown.stdout)["team"] == "demo"
+        elsewhere = free_port()
+        shown = _usage_in(tmp_path, {**env, "GATEWAY_PORT": str(elsewhere)})
+        assert shown.returncode == 0, shown.stderr
+        assert f"no server answered at http://127.0.0.1:{elsewhere}" in shown.stderr

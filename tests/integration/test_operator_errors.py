@@ -4,6 +4,7 @@ misconfiguration."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -45,18 +46,69 @@ from tests.support.processes import run_gateway as run
         (
             ("serve",),
             {"GATEWAY_LEDGER_SPOOL_DIR": "/proc/no-such-spool"},
-            "the ledger's spool folder: cannot create /proc/no-such-spool/",
+            "GATEWAY_LEDGER_SPOOL_DIR: the folder /proc/no-such-spool/ does not exist",
         ),
+        (
+            ("serve",),
+            {"GATEWAY_HOST": "not..a..host"},
+            "GATEWAY_HOST (--host): cannot resolve 'not..a..host' to an address",
+        ),
+        (
+            ("serve", "--host", "192.0.2.1"),  # TEST-NET-1: never this host's
+            {},
+            "GATEWAY_HOST (--host): 192.0.2.1 is not an address of this host",
+        ),
+        (("serve",), {"GATEWAY_AUDIENCE": ""}, "GATEWAY_AUDIENCE must not be empty"),
+        (("serve",), {"GATEWAY_AUDIENCE": "  "}, "GATEWAY_AUDIENCE must not be empty"),
+        (("token", "--team", "demo"), {"GATEWAY_AUDIENCE": ""}, "GATEWAY_AUDIENCE must not"),
     ],
 )
 def test_a_setting_the_gateway_cannot_use_is_one_plain_line(
     tmp_path: Path, command: tuple[str, ...], env: dict[str, str], says: str
 ) -> None:
-    result = run(*command, cwd=tmp_path, env=env)
+    # Port 0 unless the case sets one: a refusal must not depend on 8080 being free.
+    result = run(*command, cwd=tmp_path, env={"GATEWAY_PORT": "0", **env})
     assert result.returncode == 2, result.stderr
     assert says in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "gateway.db").exists()  # refused before touching anything
+
+
+def test_a_spool_folder_that_is_set_but_missing_is_not_made(tmp_path: Path) -> None:
+    """GATEWAY_LEDGER_SPOOL_DIR names a mounted volume: a typo stops serve, exit 2."""
+    spool = tmp_path / "no-such-volume" / "spool"
+    result = run(
+        "serve",
+        cwd=tmp_path,
+        env={"GATEWAY_PORT": "0", "GATEWAY_LEDGER_SPOOL_DIR": str(spool)},
+        timeout=20,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"GATEWAY_LEDGER_SPOOL_DIR: the folder {spool}/ does not exist" in result.stderr
+    assert not spool.parent.exists() and not (tmp_path / "gateway.db").exists()
+
+
+@pytest.mark.parametrize("which", ["--port", "--admin-port"])
+def test_a_port_in_use_stops_serve_before_it_writes_anything(tmp_path: Path, which: str) -> None:
+    """A port another process listens on: one line naming the setting, exit 2, no database
+    (so no issuer recorded for a server that never ran)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        if which == "--port":
+            result = run("serve", "--port", str(port), cwd=tmp_path, timeout=20)
+            setting = "GATEWAY_PORT (--port)"
+        else:
+            result = run(
+                "serve", "--port", "0", "--admin-port", str(port), cwd=tmp_path, timeout=20
+            )
+            setting = "GATEWAY_ADMIN_PORT (--admin-port)"
+    assert result.returncode == 2, result.stderr
+    assert f"error: {setting}: port {port} on 127.0.0.1 is in use" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "gateway.db").exists()
+    assert not (tmp_path / "gateway.db.ledger-spool").exists()
 
 
 def test_serve_without_migrating_an_empty_database_says_to_migrate(tmp_path: Path) -> None:

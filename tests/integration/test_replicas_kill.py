@@ -62,6 +62,7 @@ async def test_kill_9_of_one_of_three_replicas_mid_load(
     team = f"replicas-{uuid.uuid4().hex[:8]}"  # a team of its own: its own Redis keys
     await empty_postgres(postgres_url)
     spool_root = tmp_path / "spool"
+    spool_root.mkdir()  # a set GATEWAY_LEDGER_SPOOL_DIR must exist (a mounted volume)
     common = {
         "GATEWAY_REDIS_URL": redis_url,
         "GATEWAY_ACCESS_LOG": "off",

@@ -58,6 +58,7 @@ async def test_sigterm_to_one_of_two_replicas_during_a_burst(
 ) -> None:
     team = f"rolling-{uuid.uuid4().hex[:8]}"
     await empty_postgres(postgres_url)
+    (tmp_path / "spool").mkdir()  # a set GATEWAY_LEDGER_SPOOL_DIR must exist (a mounted volume)
     env = {
         "GATEWAY_DATABASE_URL": postgres_url,
         "GATEWAY_REDIS_URL": redis_url,
