@@ -2,7 +2,9 @@
 
 Stages fill it in order; the pipeline's `finish` hands it to the record stage
 (the access log today; the ledger, metrics and traces later). It holds no prompt
-or completion text. `EdgeContext` is its small sibling for every other request
+or completion text of its own (`request_body` refers to the body sent upstream, for
+the spans' parameters), unless its team's policy sets `log_content` (`answer_texts`).
+`EdgeContext` is its small sibling for every other request
 (OAuth, models, admin, unknown paths): enough for the access line, no body, no token.
 """
 
@@ -87,6 +89,10 @@ class RequestContext:
     # sampling parameters in the export thread, never on the request path.
     request_body: Mapping[str, Any] | None = None
     response_id: str | None = None  # the upstream's id of its answer
+    # --- content logging: only for a team whose policy sets log_content (SPEC §7) ---
+    logs_content: bool = False
+    # What the client got, after output guardrails (a stream's in pieces); None: not kept.
+    answer_texts: list[str] | None = None
     response_model: str | None = None
     finish_reasons: tuple[str, ...] = ()
     # --- response cache (issue 14): hit|miss|bypass (None: no cache policy, no header);

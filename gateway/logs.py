@@ -18,6 +18,7 @@ import orjson
 
 from gateway.context import EdgeContext, RequestContext
 from gateway.errors import cut
+from gateway.guardrails.stage import request_texts
 from gateway.telemetry.current import current_trace_id
 from gateway.usage.pricing import usd_text
 
@@ -28,6 +29,9 @@ log = logging.getLogger("gateway.logs")
 # aiosqlite prints SQL parameters (the private signing key among them) and authlib
 # the tokens it issues; at INFO httpx prints request URLs, some of which carry keys.
 OWN_LOGGERS = ("gateway", "uvicorn")
+# A team that logs content (policy `log_content`): each text field is cut at this many
+# characters, so one request cannot write a multi-megabyte line.
+CONTENT_MAX_CHARS = 32 * 1024
 THIRD_PARTY_LEVEL = logging.WARNING
 
 
@@ -66,7 +70,8 @@ def configure_logging(level: str = "info") -> None:
 
 
 def request_fields(ctx: RequestContext) -> dict[str, object]:
-    """The per-request line: who, what, where it went, what it cost. No content."""
+    """The per-request line: who, what, where it went, what it cost. No content, unless
+    the team's policy sets `log_content`."""
     principal = ctx.principal
     fields: dict[str, object] = {
         "ts": round(time.time(), 3),
@@ -101,7 +106,23 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
         fields["cached_tokens"] = usage.cached_tokens
         fields["usage_estimated"] = usage.is_estimated
         fields["cost_usd"] = usd_text(ctx.cost_nanousd)
+    if ctx.logs_content:  # the team's policy asked (log_content); never otherwise
+        content_fields(ctx, fields)
     return fields
+
+
+def content_fields(ctx: RequestContext, fields: dict[str, object]) -> None:
+    """The prompt as sent upstream (input guardrails applied) and the answer as the client
+    got it (output guardrails applied), each cut at CONTENT_MAX_CHARS (`*_truncated`).
+    A prompt refused before it went upstream, or an answer blocked, is not there."""
+    if ctx.request_body is not None:
+        prompt = "\n".join(request_texts(ctx.endpoint, ctx.request_body))
+        fields["prompt"] = prompt[:CONTENT_MAX_CHARS]
+        fields["prompt_truncated"] = len(prompt) > CONTENT_MAX_CHARS
+    if ctx.answer_texts is not None:
+        completion = "".join(ctx.answer_texts)
+        fields["completion"] = completion[:CONTENT_MAX_CHARS]
+        fields["completion_truncated"] = len(completion) > CONTENT_MAX_CHARS
 
 
 def edge_fields(ctx: EdgeContext) -> dict[str, object]:

@@ -57,6 +57,7 @@ from gateway.limits.stage import (
     reserved_tokens,
     settle_limits,
 )
+from gateway.logs import CONTENT_MAX_CHARS
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
 from gateway.providers.base import (
     Endpoint,
@@ -70,6 +71,7 @@ from gateway.routing.affinity import ResponseIdKey, ResponseIds
 from gateway.routing.failover import Attempt, call_with_failover
 from gateway.routing.tries import Tries
 from gateway.services import Services
+from gateway.stream.answer_text import AnswerText
 from gateway.stream.relay import (
     ErrorEvent,
     close_stream,
@@ -282,6 +284,7 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     await reserve_limits(ctx, policy, grant, body, services, tokens=hit is None, carried=carried)
     body = forwarded_body(ctx, body, grant.team.max_tokens_default)  # caps what it reserved
     ctx.request_body = body  # telemetry: its parameters are read off the request path
+    ctx.logs_content = grant.team.log_content  # the access line carries the text (opt-in)
     plan = None if cached is None else cached.plan
     ctx.cache = None if cached is None else cached.status  # once admitted: what it was served as
     if hit is not None:
@@ -472,6 +475,8 @@ async def _whole(
         said = cache_flow.headers(ctx) + _cost_headers(ctx)
         error.headers.update((name.decode(), value.decode()) for name, value in said)
         raise error
+    if ctx.logs_content:  # what the client gets, redacted: for its access line
+        ctx.answer_texts = [output_text(ctx.endpoint, answer.body)]
     if answer.body is not payload:
         raw = orjson.dumps(answer.body)
     if ids is not None:
@@ -535,6 +540,8 @@ async def _stream(
         steps.append(OutputScanner(guards.output, ctx.endpoint, ctx.guardrail_hits))
     # response cache: sees what the client sees (redacted), and the usage chunk before
     # the observer may strip it.
+    if ctx.logs_content:  # what the client gets, after the scanner: for its access line
+        steps.append(AnswerText(ctx, CONTENT_MAX_CHARS))
     assembler = StreamAssembler(ctx.endpoint) if cache_flow.stores(ctx, plan) else None
     if assembler is not None:
         steps.append(assembler)

@@ -143,6 +143,7 @@ class TeamRules:
     cache: CachePolicy | None = None
     guardrails_hash: str = ""  # the team's profiles and their rules (the cache key's part)
     max_tokens_default: int | None = None  # the output allowance reserved when a request sets none
+    log_content: bool = False  # its access lines carry prompt and completion text
     # ("scope unit period", era) of budgets back in force since a version (budget_eras.py)
     budget_eras: tuple[tuple[str, int], ...] = ()
 
@@ -453,6 +454,7 @@ def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> P
             cache=_cache(team.cache),
             guardrails_hash=guardrails_hash(team.guardrails, bundle.guardrails),
             max_tokens_default=team.max_tokens_default,
+            log_content=team.log_content,
         )
 
     for i, issuer in enumerate(bundle.auth.issuers):

@@ -294,6 +294,9 @@ class TeamSpec(_Strict):
     # reserved (and sent upstream as the cap) when a request sets none
     max_tokens_default: Annotated[Integer, Field(gt=0, le=MAX_OUTPUT_TOKENS)] | None = None
     cache: CacheSpec | None = None  # exact-match answers, this team only
+    # The access log line carries this team's prompt and completion text (as the
+    # guardrails left them, each cut at logs.CONTENT_MAX_CHARS). Off: no text (SPEC §7).
+    log_content: bool = False
 
 
 RuleName = Annotated[

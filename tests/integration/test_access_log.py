@@ -332,3 +332,71 @@ async def test_a_refused_token_names_the_failed_claim_in_the_access_line(tmp_pat
         (401, "aud claim"),
         (401, "iss claim"),
     ]
+
+
+CONTENT_POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  chat: {{deployments: [{{provider: up, model: upstream-chat}}]}}
+teams:
+  open: {{models: ["*"], guardrails: [pii], log_content: true}}
+  demo: {{models: ["*"], guardrails: [pii]}}
+guardrails:
+  pii:
+    input:
+      - {{detector: email, action: redact}}
+    output:
+      - {{detector: credit_card, action: redact}}
+"""
+
+
+async def test_a_team_that_logs_content_gets_its_redacted_text_in_the_access_line(tmp_path):
+    """SPEC §7: with `log_content` the team's access lines carry the prompt and the
+    answer, whole or streamed, as the guardrails left them; another team's carry none."""
+    log = tmp_path / "access.log"
+    async with MockUpstream("up") as up:
+        up.behave(Behaviour("ok", content="card 4111 1111 1111 1111 on file", chunks=3))
+        policy = CONTENT_POLICY.format(base=up.base_url)
+        async with running_gateway(tmp_path, policy, access_log=str(log)) as gw:
+            messages = [{"role": "user", "content": "mail ann@example.com please"}]
+            for team in ("open", "demo"):
+                client = await gw.openai(team)
+                await client.chat.completions.create(model="chat", messages=messages)
+                stream = await client.chat.completions.create(
+                    model="chat", messages=messages, stream=True
+                )
+                async for _ in stream:
+                    pass
+            await eventually(lambda: len(lines_of(log)) == 4)
+        sent = [r.json["messages"][0]["content"] for r in up.requests]
+    whole, streamed, *others = lines_of(log)
+    assert all("ann@example.com" not in text for text in sent)  # redacted upstream too
+    for line in (whole, streamed):
+        assert line["team"] == "open"
+        assert line["prompt"] == sent[0]
+        assert "ann@example.com" not in line["prompt"] and "mail" in line["prompt"]
+        assert "4111" not in line["completion"] and "on file" in line["completion"]
+        assert line["prompt_truncated"] is False and line["completion_truncated"] is False
+    assert streamed["stream"] is True
+    for line in others:
+        assert line["team"] == "demo"
+        assert not {"prompt", "completion"} & set(line)
+        assert "ann@" not in json.dumps(line) and "on file" not in json.dumps(line)
+
+
+def test_content_in_the_access_line_is_cut_at_its_bound():
+    """A long prompt or answer cannot write a multi-megabyte line: each field is cut,
+    and says so."""
+    from gateway.logs import CONTENT_MAX_CHARS, request_fields
+
+    ctx = RequestContext(request_id="r", endpoint="chat", model="m")
+    ctx.logs_content = True
+    ctx.request_body = {"messages": [{"role": "user", "content": "p" * (CONTENT_MAX_CHARS + 5)}]}
+    ctx.answer_texts = ["a" * CONTENT_MAX_CHARS, "b"]
+    fields = request_fields(ctx)
+    assert fields["prompt"] == "p" * CONTENT_MAX_CHARS and fields["prompt_truncated"] is True
+    assert fields["completion"] == "a" * CONTENT_MAX_CHARS
+    assert fields["completion_truncated"] is True
+    ctx.logs_content = False
+    assert "prompt" not in request_fields(ctx)
