@@ -3,7 +3,8 @@
 Stages fill it in order; the pipeline's `finish` hands it to the record stage
 (the access log today; the ledger, metrics and traces later). It holds no prompt
 or completion text of its own (`request_body` refers to the body sent upstream, for
-the spans' parameters), unless its team's policy sets `log_content` (`answer_texts`).
+the spans' parameters and a log_content team's access line), unless its team's policy
+sets `log_content` (`answer_texts`).
 `EdgeContext` is its small sibling for every other request
 (OAuth, models, admin, unknown paths): enough for the access line, no body, no token.
 """
@@ -85,8 +86,9 @@ class RequestContext:
     limits_reached: bool = False  # the limits stage ran (its hold or refusal has the headers)
     # --- telemetry (issue 12): each upstream attempt, and what the answer said of itself ---
     tries: tuple[Try, ...] = ()
-    # The body sent upstream (guardrails applied), a reference: span builders read its
-    # sampling parameters in the export thread, never on the request path.
+    # The body sent upstream (guardrails applied), a reference, read after the answer: its
+    # sampling parameters by span builders (in the export thread), its prompt text by the
+    # access line when the team sets log_content (logs.content_fields).
     request_body: Mapping[str, Any] | None = None
     response_id: str | None = None  # the upstream's id of its answer
     # --- content logging: only for a team whose policy sets log_content (SPEC §7) ---

@@ -57,7 +57,6 @@ from gateway.limits.stage import (
     reserved_tokens,
     settle_limits,
 )
-from gateway.logs import CONTENT_MAX_CHARS
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
 from gateway.providers.base import (
     Endpoint,
@@ -283,7 +282,7 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     carried = 0 if ids is None else ids.carried_tokens
     await reserve_limits(ctx, policy, grant, body, services, tokens=hit is None, carried=carried)
     body = forwarded_body(ctx, body, grant.team.max_tokens_default)  # caps what it reserved
-    ctx.request_body = body  # telemetry: its parameters are read off the request path
+    ctx.request_body = body  # for the spans and a log_content access line, read after it
     ctx.logs_content = grant.team.log_content  # the access line carries the text (opt-in)
     plan = None if cached is None else cached.plan
     ctx.cache = None if cached is None else cached.status  # once admitted: what it was served as
@@ -457,7 +456,8 @@ async def _whole(
         return reply.body, payload
 
     deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt, guards)
-    ctx.response_id, ctx.response_model, ctx.finish_reasons = response_facts(payload)
+    if current_trace() is not None:  # telemetry: id, model, finish reasons, for its spans
+        ctx.response_id, ctx.response_model, ctx.finish_reasons = response_facts(payload)
     usage = usage_from_report(payload.get("usage"))
     if usage is None:
         generated = output_text(ctx.endpoint, payload)
@@ -543,7 +543,7 @@ async def _stream(
     # response cache: sees what the client sees (redacted), and the usage chunk before
     # the observer may strip it.
     if ctx.logs_content:  # what the client gets, after the scanner: for its access line
-        steps.append(AnswerText(ctx, CONTENT_MAX_CHARS))
+        steps.append(AnswerText(ctx))
     assembler = StreamAssembler(ctx.endpoint) if cache_flow.stores(ctx, plan) else None
     if assembler is not None:
         steps.append(assembler)
