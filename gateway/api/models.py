@@ -7,9 +7,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import pipeline
-from gateway.api.edge import json_response, requires_scope
+from gateway.api.edge import json_response, request_id_of, requires_scope
 from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.errors import ModelNotFound, quoted
+from gateway.limits.stage import standing_headers
 from gateway.services import Services
 
 
@@ -22,7 +23,9 @@ async def _list_models(request: Request, services: Services, principal: Principa
     policy = services.policy.current()
     aliases = policy.visible_models(pipeline.team_of(policy, principal))
     data = [_model_object(alias, services.started_at) for alias in aliases]
-    return json_response({"object": "list", "data": data})
+    return await _with_limits(
+        json_response({"object": "list", "data": data}), request, services, principal
+    )
 
 
 async def _get_model(request: Request, services: Services, principal: Principal) -> Response:
@@ -33,7 +36,18 @@ async def _get_model(request: Request, services: Services, principal: Principal)
             f"The model {quoted(alias)} does not exist or you do not have access to it.",
             param="model",
         )
-    return json_response(_model_object(alias, services.started_at))
+    return await _with_limits(
+        json_response(_model_object(alias, services.started_at)), request, services, principal
+    )
+
+
+async def _with_limits(
+    response: Response, request: Request, services: Services, principal: Principal
+) -> Response:
+    """A limited team's answers all carry x-ratelimit-* (SPEC §2), these too: its rate
+    keys as they stand (a model list takes nothing from them)."""
+    response.raw_headers += await standing_headers(principal, services, request_id_of(request))
+    return response
 
 
 routes = [

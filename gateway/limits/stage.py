@@ -18,6 +18,7 @@ from gateway.limits.plan import Actual, Plan, Shape, lease_ms, shape_of
 log = logging.getLogger("gateway.limits")
 
 if TYPE_CHECKING:
+    from gateway.auth.principal import Principal
     from gateway.context import RequestContext
     from gateway.pipeline import Grant
     from gateway.policy.compiled import Policy
@@ -113,14 +114,24 @@ async def refusal_limits_headers(
 ) -> list[tuple[bytes, bytes]]:
     """The x-ratelimit-* headers of a refusal. A request that reserved before it failed:
     its hold's. One refused before the stage ran (a malformed body, a model the team may
-    not use, a guardrail block): the team's rate keys as they stand, read without taking
-    anything. Nothing when the stage refused it (its error carries them), for an unknown
-    caller or one that left, or when the backend cannot say."""
+    not use, a guardrail block): the team's rate keys as they stand (`standing_headers`).
+    Nothing when the stage refused it (its error carries them), for an unknown caller or
+    one that left."""
     if ctx.limits_hold is not None:
         return limits_headers(ctx)
     principal = ctx.principal
     if principal is None or ctx.limits_reached or ctx.outcome is Outcome.CLIENT_DISCONNECTED:
         return []
+    return await standing_headers(principal, services, ctx.request_id)
+
+
+async def standing_headers(
+    principal: Principal, services: Services, request_id: str
+) -> list[tuple[bytes, bytes]]:
+    """The x-ratelimit-* headers of an answer that takes nothing (a refusal before the
+    stage, `GET /v1/models`): the team's (and user's) rate keys as they stand, read
+    without taking anything. Nothing for a team without rate limits, or when the
+    backend cannot say."""
     policy = services.policy.current()
     team = policy.teams.get(principal.team)
     if team is None:
@@ -133,9 +144,9 @@ async def refusal_limits_headers(
     try:
         snapshot = await limits.snapshot(only_rates)
     except BackendUnavailable:
-        return []  # the refusal goes out without them: the backend's trouble is not its cause
-    except Exception:  # a read bug must not turn a 400 into a 500
-        log.exception("reading rate keys failed", extra={"fields": {"request_id": ctx.request_id}})
+        return []  # the answer goes out without them: the backend's trouble is not its cause
+    except Exception:  # a read bug must not turn a 400 (or a model list) into a 500
+        log.exception("reading rate keys failed", extra={"fields": {"request_id": request_id}})
         return []
     views = tightest(
         (rule.kind, rule.limit, remaining, reset_ms)

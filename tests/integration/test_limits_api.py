@@ -183,6 +183,30 @@ async def test_answers_refused_before_the_limits_carry_the_rate_keys_as_they_sta
         assert "x-ratelimit-limit-requests" not in unauthenticated.value.response.headers
 
 
+async def test_a_limited_teams_model_list_carries_the_rate_keys_taking_nothing(tmp_path, up):
+    """GET /v1/models and /v1/models/{model} are answers of a limited team too: they carry
+    x-ratelimit-* as the keys stand and take nothing from them. An unlimited team's don't."""
+    async with running_gateway(tmp_path, policy(up.base_url)) as gw:
+        narrow = await gw.openai("narrow")  # rpm 7
+        for _ in range(2):
+            listed = await narrow.models.with_raw_response.list()
+            assert [m.id for m in listed.parse().data] == ["embed"]
+            assert listed.headers["x-ratelimit-limit-requests"] == "7"
+            assert listed.headers["x-ratelimit-remaining-requests"] == "7"
+            assert "x-ratelimit-limit-tokens" not in listed.headers  # no tpm
+            one = await narrow.models.with_raw_response.retrieve("embed")
+            assert one.headers["x-ratelimit-remaining-requests"] == "7"
+        raw = await narrow.embeddings.with_raw_response.create(model="embed", input="hi")
+        assert raw.headers["x-ratelimit-remaining-requests"] == "6"
+        listed = await narrow.models.with_raw_response.list()
+        assert listed.headers["x-ratelimit-remaining-requests"] == "6"  # what the request took
+        budgeted = await (await gw.openai("budgeted")).models.with_raw_response.list()
+        assert budgeted.headers["x-ratelimit-limit-requests"] == "500"  # the user's, tighter
+        assert budgeted.headers["x-ratelimit-limit-tokens"] == "1000000"
+        unlimited = await (await gw.openai("demo")).models.with_raw_response.list()
+        assert "x-ratelimit-limit-requests" not in unlimited.headers
+
+
 async def test_a_herd_of_first_requests_reads_each_periods_usage_once(tmp_path, up):
     """After a restart every counter must be rebuilt from the ledger; the 30 requests
     that arrive together share one read per period (day tokens, month USD), instead of
