@@ -30,8 +30,10 @@ from gateway.providers.base import (
     note_upstream_request_id,
     retry_after_seconds,
 )
+from gateway.providers.error_answer import error_of, is_error_answer, may_hold_error
 from gateway.providers.redaction import (
     ERROR_KEY,
+    clean_error_of,
     clean_message,
     redact_error_events,
     redact_keys,
@@ -51,7 +53,8 @@ PATHS: dict[Endpoint, str] = {
     "responses": "responses",
 }
 # Statuses that say "this deployment, now" rather than "this request": fail over.
-FAILOVER_STATUSES = frozenset({401, 403, 408, 409, 425, 429})
+# 402: our account with the upstream is out of credit (as litellm_adapter.py has it).
+FAILOVER_STATUSES = frozenset({401, 402, 403, 408, 409, 425, 429})
 # The upstream has no such model or deployment (retired, misnamed; Azure's
 # DeploymentNotFound): the deployment's fault, not the caller's, unless the request
 # names a stored object of the caller's (`is_about_callers_object`).
@@ -251,7 +254,24 @@ class OpenAICompatProvider:
             raise UpstreamFailure(f"{self.name}: body: {type(exc).__name__}") from None
         finally:
             response.release()
+        if may_hold_error(body):  # one byte search on every answer; rarely more
+            body = self._checked(body)
         return UpstreamReply(body)
+
+    def _checked(self, body: bytes) -> bytes:
+        """A 200 body holding an error: a failed attempt when it is only an error (fail
+        over), else the answer with its error cleaned of our key and the upstream's URL."""
+        try:
+            answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body  # the pipeline refuses what is not JSON
+        if not isinstance(answer, dict) or not answer.get("error"):
+            return body
+        if is_error_answer(answer):
+            summary = error_summary(error_of(answer), self._secrets)
+            raise UpstreamFailure(f"{self.name}: HTTP 200 with an error{summary}")
+        cleaned = clean_error_of(answer, self._secrets)
+        return body if cleaned == answer else orjson.dumps(cleaned)
 
     async def open_stream(self, call: UpstreamCall) -> AsyncIterator[bytes]:
         response = await self._post(call)

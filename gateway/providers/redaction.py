@@ -109,3 +109,9 @@ def _clean_strings(value: Any, secrets: Sequence[str]) -> Any:
     if isinstance(value, list):
         return [_clean_strings(v, secrets) for v in value]
     return value
+
+
+def clean_error_of(answer: dict[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    """A whole answer with every string of its `error` cleaned (a failed Responses
+    object): the answer itself, the model's text, is left as it is."""
+    return {**answer, "error": _clean_strings(answer["error"], secrets)}

@@ -207,29 +207,37 @@ async def test_a_team_without_output_rules_gets_the_upstream_message_as_it_came(
 
 # --- a 200 that is an error ---------------------------------------------------------
 
+FAILED_RESPONSE = {**RESPONSE, "status": "failed", "error": {"code": "x", "message": SAID}}
 
-@pytest.mark.parametrize(
-    ("route", "body"),
-    [
-        ("chat/completions", ERROR_OBJECT),
-        ("completions", {"error": SAID}),  # TGI's shape
-        ("responses", {**RESPONSE, "status": "failed", "error": {"code": "x", "message": SAID}}),
-    ],
-)
-async def test_a_200_error_body_is_redacted(gateway, tmp_path, http, route, body):
+
+async def test_a_200_failed_response_is_redacted(gateway, tmp_path, http):
     gw, script = gateway
-    script.body = body
-    status, data, request_id = await post(http, gw, "pii", route, BODIES[route])
+    script.body = FAILED_RESPONSE
+    status, data, request_id = await post(http, gw, "pii", "responses", BODIES["responses"])
     assert status == 200
     assert_clean(data)
     assert REDACTED.encode() in data
     assert await guardrails_of(tmp_path, request_id) == BOTH_REDACTED
 
 
-async def test_a_200_error_body_a_block_rule_stops_is_refused_as_an_answer_is(gateway, http):
+@pytest.mark.parametrize(
+    ("route", "body"),
+    [("chat/completions", ERROR_OBJECT), ("completions", {"error": SAID})],  # TGI's shape
+)
+async def test_a_200_that_is_only_an_error_is_no_answer(gateway, http, route, body):
+    """A failed attempt (providers/error_answer.py): the gateway's own 502, none of it."""
     gw, script = gateway
-    script.body = ERROR_OBJECT
-    status, data, _ = await post(http, gw, "strict", "chat/completions", CHAT)
+    script.body = body
+    status, data, _ = await post(http, gw, "pii", route, BODIES[route])
+    assert status == 502
+    assert_clean(data)
+    assert b"upstream said" not in data
+
+
+async def test_a_200_failed_response_a_block_rule_stops_is_refused_as_an_answer_is(gateway, http):
+    gw, script = gateway
+    script.body = FAILED_RESPONSE
+    status, data, _ = await post(http, gw, "strict", "responses", BODIES["responses"])
     assert status == 400
     assert_clean(data)
     assert orjson.loads(data)["error"]["code"] == "content_policy_violation"

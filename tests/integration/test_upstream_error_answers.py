@@ -1,0 +1,137 @@
+"""An upstream that answers HTTP 200 with an error (black-box probe): a body whose JSON
+object is an `error` and none of the answer's fields is a failed attempt, like a 5xx
+(failover, else the gateway's own 502); a failed Responses object is relayed, with our
+key and the upstream's URL cleaned out of it as from a relayed 4xx."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import httpx2 as httpx
+import openai
+import orjson
+import pytest
+
+from tests.support.gateway import running_gateway
+from tests.support.upstream import Behaviour, MockUpstream
+
+KEY = "sk-up1-SECRET0123"
+POLICY = """
+providers:
+  bad: {{type: openai-compatible, api_base: "{bad}", api_key: "${{BAD_KEY}}"}}
+  good: {{type: openai-compatible, api_base: "{good}"}}
+models:
+  m:
+    deployments:
+      - {{provider: bad, model: bad-model}}
+      - {{provider: good, model: good-model, priority: 2}}
+    routing: {{retries: 1, failure_threshold: 5}}
+teams:
+  demo: {{models: ["*"]}}
+"""
+ALONE = POLICY.replace("      - {{provider: good, model: good-model, priority: 2}}\n", "")
+ERROR_200 = Behaviour("status", status=200, body={"error": {"message": f"overloaded {KEY}"}})
+BODIES = {
+    "/v1/chat/completions": {"messages": [{"role": "user", "content": "hi"}]},
+    "/v1/completions": {"prompt": "hi"},
+    "/v1/embeddings": {"input": "hi"},
+    "/v1/responses": {"input": "hi"},
+}
+
+
+async def post(gw, path: str) -> httpx.Response:
+    headers = {"authorization": f"Bearer {await gw.token()}"}
+    async with httpx.AsyncClient(base_url=gw.origin, timeout=10) as http:
+        return await http.post(path, json={"model": "m", **BODIES[path]}, headers=headers)
+
+
+def ledger(tmp_path) -> list[tuple[int, str, str | None]]:
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        return db.execute("SELECT status, outcome, error_code FROM usage_ledger").fetchall()
+
+
+@pytest.mark.parametrize("path", sorted(BODIES))
+async def test_a_200_error_body_fails_over(tmp_path, monkeypatch, path):
+    monkeypatch.setenv("BAD_KEY", KEY)
+    async with MockUpstream("bad") as bad, MockUpstream("good") as good:
+        bad.behave(ERROR_200)
+        async with running_gateway(
+            tmp_path, POLICY.format(bad=bad.base_url, good=good.base_url)
+        ) as gw:
+            reply = await post(gw, path)
+    assert reply.status_code == 200
+    assert reply.headers["x-gateway-deployment"] == "good/good-model"
+    assert KEY.encode() not in reply.content
+    assert not orjson.loads(reply.content).get("error")
+    assert len(bad.requests) == 1 and len(good.requests) == 1
+
+
+async def test_with_no_deployment_left_it_is_the_gateways_502(tmp_path, monkeypatch):
+    monkeypatch.setenv("BAD_KEY", KEY)
+    async with MockUpstream("bad") as bad:
+        bad.behave(ERROR_200)
+        async with running_gateway(
+            tmp_path, ALONE.format(bad=bad.base_url, good=bad.base_url)
+        ) as gw:
+            reply = await post(gw, "/v1/chat/completions")
+            client = await gw.openai()
+            with pytest.raises(openai.InternalServerError) as caught:
+                await client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": "hi"}]
+                )
+    assert reply.status_code == 502
+    assert orjson.loads(reply.content)["error"]["code"] == "upstream_unavailable"
+    assert KEY.encode() not in reply.content and bad.base_url.encode() not in reply.content
+    assert caught.value.code == "upstream_unavailable"
+    assert ledger(tmp_path) == [(502, "upstream_error", "upstream_unavailable")] * 2
+
+
+async def test_a_failed_responses_object_is_relayed_without_our_key_or_its_url(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("BAD_KEY", KEY)
+    async with MockUpstream("bad") as bad:
+        failed = {
+            "id": "resp_f",
+            "object": "response",
+            "created_at": 1,
+            "status": "failed",
+            "model": "bad-model",
+            "output": [],
+            "error": {"code": "server_error", "message": f"failed with {KEY} at {bad.base_url}"},
+            "usage": None,
+        }
+        bad.behave("status", status=200, body=failed)
+        async with running_gateway(
+            tmp_path, ALONE.format(bad=bad.base_url, good=bad.base_url)
+        ) as gw:
+            reply = await post(gw, "/v1/responses")
+    assert reply.status_code == 200
+    assert KEY.encode() not in reply.content and bad.base_url.encode() not in reply.content
+    payload = orjson.loads(reply.content)
+    assert payload["status"] == "failed"
+    assert payload["error"] == {
+        "code": "server_error",
+        "message": "failed with [redacted] at [upstream]",
+    }
+
+
+async def test_an_upstream_out_of_credit_402_fails_over(tmp_path, monkeypatch):
+    """402 (our account's credit, not the caller's request): the next deployment answers;
+    with none left, the gateway's own 502."""
+    monkeypatch.setenv("BAD_KEY", KEY)
+    async with MockUpstream("bad") as bad, MockUpstream("good") as good:
+        bad.behave("status", status=402)
+        async with running_gateway(
+            tmp_path, POLICY.format(bad=bad.base_url, good=good.base_url)
+        ) as gw:
+            reply = await post(gw, "/v1/chat/completions")
+        assert reply.status_code == 200
+        assert reply.headers["x-gateway-deployment"] == "good/good-model"
+        (tmp_path / "alone").mkdir()
+        async with running_gateway(
+            tmp_path / "alone", ALONE.format(bad=bad.base_url, good=bad.base_url)
+        ) as gw:
+            reply = await post(gw, "/v1/chat/completions")
+    assert reply.status_code == 502
+    assert orjson.loads(reply.content)["error"]["code"] == "upstream_unavailable"
