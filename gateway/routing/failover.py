@@ -36,6 +36,20 @@ from gateway.routing.tries import Tries
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.routing")
+# The least of the request's deadline a new attempt needs. A round trip to a real
+# upstream takes longer, so an attempt with less is cut before it can answer: yet it
+# reaches the upstream, counts as a failure against a healthy deployment (which may
+# cool it) and is named in the 504. Timers may fire a hair before the deadline (uvloop),
+# leaving such a sliver after an attempt cut by it.
+MIN_ATTEMPT_S = 0.05
+
+
+def attempt_budget(remaining_s: float, attempt_timeout_s: float, timeout_s: float) -> float | None:
+    """How long the next attempt may run, or None when what is left of the request's
+    deadline cannot cover one. A deadline set under the minimum still gets its first."""
+    if remaining_s <= 0 or remaining_s < min(MIN_ATTEMPT_S, timeout_s):
+        return None
+    return min(attempt_timeout_s, remaining_s)
 
 
 class HealthBoard:
@@ -144,11 +158,11 @@ async def call_with_failover(
                 break  # the pause would outlast the request
             await sleep(wait)
             now = board.clock()
-        remaining = deadline - now
-        if remaining <= 0:
+        budget = attempt_budget(deadline - now, routing.attempt_timeout_s, routing.timeout_s)
+        if budget is None:
             break
         tries.started(deployment)
-        timer = AttemptTimer(min(routing.attempt_timeout_s, remaining))
+        timer = AttemptTimer(budget)
         try:
             result = await attempt(provider_of(deployment), deployment, deadline)
         except asyncio.CancelledError:
@@ -211,6 +225,13 @@ def _refusal(
         return UpstreamTimeout(
             f"The upstream for model '{route.alias}' did not answer in time.", headers=headers
         )
-    return UpstreamUnavailable(
-        f"Every deployment of model '{route.alias}' failed.", headers=headers
-    )
+    return UpstreamUnavailable(unavailable_message(route, tries), headers=headers)
+
+
+def unavailable_message(route: ModelRoute, tries: Tries) -> str:
+    """The 502's message: true to what was tried (`retries`, or cooldowns, may have left
+    deployments untried)."""
+    tried, total = len(tries.failed_deployments), len(route.deployments)
+    if tried >= total:
+        return f"Every deployment of model '{route.alias}' failed."
+    return f"No deployment of model '{route.alias}' answered ({tried} of {total} tried)."

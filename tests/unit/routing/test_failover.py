@@ -7,7 +7,12 @@ import pytest
 from gateway.errors import UpstreamTimeout, UpstreamUnavailable
 from gateway.policy.compiled import Deployment, ModelRoute, RoutingConfig
 from gateway.providers.base import UpstreamClientError, UpstreamFailure
-from gateway.routing.failover import HealthBoard, call_with_failover
+from gateway.routing.failover import (
+    MIN_ATTEMPT_S,
+    HealthBoard,
+    attempt_budget,
+    call_with_failover,
+)
 from gateway.routing.health import RETRY_AFTER_CAP_S
 from gateway.routing.tries import Tries
 
@@ -257,3 +262,50 @@ async def test_the_clients_retry_after_is_the_soonest_deployment_back_not_the_up
     with pytest.raises(UpstreamUnavailable) as caught:
         await run(model, attempt, board, clock)
     assert caught.value.headers["retry-after"] == "30"
+
+
+@pytest.mark.parametrize(
+    ("remaining", "attempt_timeout", "timeout", "budget"),
+    [
+        (10.0, 5.0, 10.0, 5.0),  # the attempt's own limit
+        (0.3, 5.0, 10.0, 0.3),  # the rest of the request
+        (0.0004, 5.0, 10.0, None),  # a timer fired a hair early: no attempt
+        (MIN_ATTEMPT_S / 2, 5.0, 10.0, None),  # too little to be answered in
+        (0.0, 5.0, 10.0, None),
+        (0.01, 5.0, 0.01, 0.01),  # a deadline set under the minimum: its first attempt runs
+    ],
+)
+def test_an_attempt_needs_enough_of_the_deadline_left(remaining, attempt_timeout, timeout, budget):
+    assert attempt_budget(remaining, attempt_timeout, timeout) == budget
+
+
+async def test_no_attempt_starts_with_a_sliver_of_the_deadline_left():
+    """A deadline cut (its timer a hair early) leaves 0.3 ms: the next deployment is not
+    tried, nor charged a failure, and the 504's deployment is the one that timed out."""
+    clock = Clock()
+    board = HealthBoard(clock)
+    tries = Tries()
+
+    async def attempt(provider, deployment, deadline):
+        clock.now = deadline - 0.0003
+        raise TimeoutError
+
+    model = route(A, B, timeout_s=0.5, failure_threshold=1)
+    with pytest.raises(UpstreamTimeout):
+        await run(model, attempt, board, clock, tries)
+    assert [t.deployment for t in tries.all] == [A]
+    assert tries.last_deployment is A
+    assert board.of(B).consecutive_failures == 0
+
+
+async def test_the_502_says_how_many_deployments_were_tried():
+    """`retries: 0` tries one of two: the message does not claim every one failed."""
+    clock = Clock()
+    attempt, _ = scripted({A: [fail()], B: [fail()]})
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await run(route(A, B, retries=0), attempt, HealthBoard(clock), clock)
+    assert caught.value.message == "No deployment of model 'm' answered (1 of 2 tried)."
+    attempt, _ = scripted({A: [fail()], B: [fail()]})
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await run(route(A, B, retries=1), attempt, HealthBoard(clock), clock)
+    assert caught.value.message == "Every deployment of model 'm' failed."
