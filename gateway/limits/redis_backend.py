@@ -10,7 +10,10 @@ whether that refuses (closed) or serves unchecked (open).
 A request served unchecked still spent: its usage is owed (kept here, bounded) and
 charged by the CHARGE script with the next batch that reaches Redis, so a Redis that
 comes back with its keys (persisted, a replica, a healed partition) counts the outage.
-One that comes back empty rebuilds its counters from the ledger, which holds it.
+While anything is owed, a task offers it to Redis every OWED_RETRY_S too: a replica
+with no traffic of its own pays its debt, not leaving the others to admit against a
+short count. One that comes back empty rebuilds its counters from the ledger, which
+holds it.
 
 A reserve given up on (no reply within the timeout) may still run: a hung Redis (stopped,
 not dead) reads it from its socket when it wakes, after the request was served unchecked
@@ -74,6 +77,7 @@ RIDE_ALONG_MAX = 4  # settles one reserve carries: Redis runs them before it ans
 OWED_KEPT = 100_000
 OWED_BATCH = 1_000  # owed charges per round trip once Redis answers (well within its timeout)
 OWED_RIDE_ALONG = 16  # owed charges a reserve carries: the first reserve back sees them
+OWED_RETRY_S = 1.0  # while charges are owed: how often they are offered to Redis, unasked
 
 
 # A settle waiting to be sent: its shape's SETTLE call and its ARGV.
@@ -111,6 +115,7 @@ class RedisBackend:
         self.lost_settles = 0  # settles Redis never took (their leases free them)
         self._owed = OwedCharges(OWED_KEPT)  # unchecked requests' usage, until Redis takes it
         self.lost_charges = 0  # owed charges dropped: past OWED_KEPT, refused, or at close
+        self._collector: asyncio.Task[None] | None = None  # only while charges are owed
 
     @classmethod
     def from_url(cls, url: str, clock: Clock = wall_clock_ms) -> RedisBackend:
@@ -294,10 +299,27 @@ class RedisBackend:
     def _owe(self, charge: OwedCharge | None) -> None:
         if charge is not None:
             self._charges_lost(self._owed.owe(charge), f"more than {OWED_KEPT} owed")
+            self._start_collector()
 
     def _owe_again(self, charges: list[OwedCharge]) -> None:
         if charges:
             self._charges_lost(self._owed.owe_again(charges), f"more than {OWED_KEPT} owed")
+            self._start_collector()
+
+    def _start_collector(self) -> None:
+        """The task that offers what is owed to Redis every OWED_RETRY_S, unless it runs
+        already. Only while something is owed: a healthy Redis has no task nor timer."""
+        if self._closing or (self._collector is not None and not self._collector.done()):
+            return
+        self._collector = asyncio.get_running_loop().create_task(self._collect_owed())
+
+    async def _collect_owed(self) -> None:
+        """Until nothing is owed: Redis may be back while this process gets no request (its
+        traffic went to other replicas), and every other replica admits against counters
+        short of this one's outage spend until it lands."""
+        while self._owed and not self._closing:
+            await asyncio.sleep(OWED_RETRY_S)
+            await self._charge_owed()  # bounded; what Redis does not take stays owed
 
     def _charges_lost(self, count: int, reason: str) -> None:
         if not count:
@@ -326,6 +348,9 @@ class RedisBackend:
         except (RedisError, RespError, OSError):
             self._owe_again(charges)
             return False
+        except asyncio.CancelledError:  # the collector stopped at close: close counts them
+            self._owe_again(charges)
+            raise
         await self._charges_answered(charges, replies, forgotten=forgotten)
         return True
 
@@ -413,6 +438,9 @@ class RedisBackend:
         return "ok"
 
     async def close(self) -> None:
+        self._closing = True
+        if self._collector is not None:  # the drainer below makes the last offer
+            self._collector.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -420,7 +448,6 @@ class RedisBackend:
             self._start_drainer()
         drainer = self._drainer
         if drainer is not None and not drainer.done():  # queued settles get a moment to land
-            self._closing = True
             self._wake.set()
             await asyncio.wait([drainer], timeout=SETTLE_DRAIN_S)
             drainer.cancel()

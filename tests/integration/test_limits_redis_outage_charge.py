@@ -20,7 +20,7 @@ from gateway.limits.backend import BackendUnavailable, Hold
 from gateway.limits.errors import BudgetExhausted
 from gateway.limits.plan import Actual, Estimate, Plan, build_plan
 from gateway.limits.rebuild import ledger_reader
-from gateway.limits.redis_backend import OWED_RIDE_ALONG, RedisBackend
+from gateway.limits.redis_backend import OWED_RETRY_S, OWED_RIDE_ALONG, RedisBackend
 from gateway.limits.redis_calls import charge_command, owed_charge, team_prefix
 from gateway.limits.redis_scripts import CHARGE
 from gateway.limits.service import Limits
@@ -171,6 +171,82 @@ async def test_the_usage_view_counts_what_an_outage_spent(tmp_path, http) -> Non
                 assert (day["used"], day["reserved"], truth) == (105, 0, 105)
     finally:
         _stop(server)
+
+
+@needs_redis_server
+async def test_a_replica_without_traffic_pays_its_outage_spend_once_redis_is_back(
+    tmp_path, http
+) -> None:
+    """Two replicas share a Redis; one request (15 tokens) on the first; Redis stopped
+    with its keys saved; five requests served unchecked (open) on the second; Redis back
+    from its dump, and nothing more sent to the second: within a couple of seconds the
+    first's usage view counts all six. Before, the second's 75 waited for its own next
+    request, while the first admitted against 15."""
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
+    team = f"t{uuid.uuid4().hex[:8]}"
+    try:
+        async with MockUpstream("up") as up:
+            up.behave(Behaviour(prompt_tokens=10, completion_tokens=5))
+            bundle = (
+                f'providers: {{up: {{type: openai-compatible, api_base: "{up.base_url}"}}}}\n'
+                "models: {chat: {deployments: [{provider: up, model: m}]}}\n"
+                "limits: {on_backend_error: open}\n"
+                f'teams: {{{team}: {{models: ["chat"], max_tokens_default: 50, '
+                "budgets: [{period: day, tokens: 100000}]}}\n"
+            )
+            redis_url = f"redis://127.0.0.1:{port}"
+            (tmp_path / "first").mkdir()
+            (tmp_path / "second").mkdir()
+            async with (
+                running_gateway(tmp_path / "first", bundle, redis_url=redis_url) as first,
+                running_gateway(tmp_path / "second", bundle, redis_url=redis_url) as second,
+            ):
+                hi = [{"role": "user", "content": "hi"}]
+                await (await first.openai(team)).chat.completions.create(model="chat", messages=hi)
+                await asyncio.sleep(0.1)  # its settle lands before Redis saves
+                _stop_keeping_keys(port, server)
+                unchecked = await second.openai(team)
+                for _ in range(5):
+                    await unchecked.chat.completions.create(model="chat", messages=hi)
+                server = start_redis(port, str(tmp_path))
+
+                admin = {"authorization": f"Bearer {await first.token(scopes=('gateway:admin',))}"}
+                deadline = time.monotonic() + 3
+                while True:
+                    async with http.get(
+                        f"{first.origin}/admin/teams/{team}/usage", headers=admin
+                    ) as response:
+                        assert response.status == 200
+                        used = (await response.json())["budgets"][0]["used"]
+                    if used == 6 * 15 or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+                assert used == 6 * 15
+                assert second.services.limits.backend.lost_charges == 0  # type: ignore[attr-defined]
+    finally:
+        _stop(server)
+
+
+async def test_owed_charges_go_unasked_and_the_retry_stops_once_none_is_owed(
+    redis_url: str,
+) -> None:
+    """No request, no flush: what is owed reaches Redis within about OWED_RETRY_S, and then
+    no task is left behind (a healthy Redis costs nothing); none before anything is owed."""
+    ticks = itertools.count(1)
+    backend = RedisBackend.from_url(redis_url, clock=lambda: next(ticks))
+    plan = build_plan(_team(10**9), "u", Estimate(100, 0), int(time.time() * 1000))
+    try:
+        await backend.seed(plan.team, ((plan.budgets[0], 10),))
+        assert backend._collector is None
+        backend.settle(Hold("unchecked-1", plan, 0, is_checked=False), Actual(5, 0))
+        collector = backend._collector
+        assert collector is not None
+        await asyncio.wait_for(collector, OWED_RETRY_S + 1)
+        assert len(backend._owed) == 0 and backend.lost_charges == 0
+        assert await _used(backend, plan) == [(15, 0)]
+    finally:
+        await backend.close()
 
 
 async def test_a_counter_rebuilt_after_the_request_finished_is_not_charged_again(
