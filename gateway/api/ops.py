@@ -15,6 +15,7 @@ from gateway.api.edge import json_response, request_id_of
 from gateway.db import DatabaseFileChanged
 from gateway.drain import is_draining
 from gateway.errors import NotFound, error_response
+from gateway.policy.schema import BackendErrorMode
 from gateway.services import Services
 
 # Kubernetes probes time out after 1 s by default: a hung database must make us
@@ -30,8 +31,9 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready for traffic: not draining, the database answers and the newest policy version
-    is enforced (a replica that cannot compile it serves an older one: not ready)."""
+    """Ready for traffic: not draining, the database answers, the newest policy version
+    is enforced (a replica that cannot compile it serves an older one: not ready) and
+    Redis answers, unless the policy serves without it (on_backend_error: open)."""
     if is_draining(request.scope.get("state")):
         # At once, before any check: the load balancer must stop sending here now.
         draining = json_response({"status": "draining", "checks": {"shutdown": "draining"}}, 503)
@@ -50,15 +52,29 @@ async def readyz(request: Request) -> Response:
         checks["database"] = f"error: no answer within {READY_CHECK_TIMEOUT_S} s"
     except Exception as exc:  # any driver error means "not ready"; say which kind
         checks["database"] = f"error: {type(exc).__name__}"
-    if services.settings.redis_url:  # limits: the Redis they live in (issue 9)
-        checks["redis"] = await services.limits.backend.health()
     is_ready = all(v == "ok" for v in checks.values())
+    if services.settings.redis_url:  # limits: the Redis they live in (issue 9)
+        checks["redis"], is_redis_ready = await _redis_check(services)
+        is_ready = is_ready and is_redis_ready
     response = json_response(
         {"status": "ready" if is_ready else "not_ready", "checks": checks},
         200 if is_ready else 503,
     )
     response.headers["x-request-id"] = request_id_of(request)
     return response
+
+
+async def _redis_check(services: Services) -> tuple[str, bool]:
+    """Redis's check, and whether the replica is ready as far as Redis goes. Under
+    `on_backend_error: open` an unreachable Redis keeps it ready (the check says so):
+    every replica shares that Redis, so all would leave the load balancer at once and
+    `open` would serve no one."""
+    health = await services.limits.backend.health()
+    if health == "ok":
+        return health, True
+    if services.policy.current().on_backend_error is BackendErrorMode.OPEN:
+        return f"{health} (on_backend_error open: serving unchecked)", True
+    return health, False
 
 
 async def metrics(request: Request) -> Response:

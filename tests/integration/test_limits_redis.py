@@ -302,6 +302,35 @@ async def test_readyz_reports_an_unreachable_redis(tmp_path, http) -> None:
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_readyz_stays_ready_without_redis_when_the_policy_serves_unchecked(
+    tmp_path, http
+) -> None:
+    """`on_backend_error: open`: Redis stopped, /readyz still 200 (every replica shares that
+    Redis: 503 would take them all out of the load balancer, and open would serve no one),
+    its redis check naming the error and that requests are served unchecked."""
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
+    try:
+        async with running_gateway(
+            tmp_path,
+            "limits: {on_backend_error: open}\nteams: {}\n",
+            redis_url=f"redis://127.0.0.1:{port}",
+        ) as gw:
+            server.terminate()
+            server.wait(10)
+            async with http.get(gw.origin + "/readyz") as response:
+                body = await response.json()
+                assert (response.status, body["status"]) == (200, "ready"), body
+                redis_check = body["checks"]["redis"]
+                assert redis_check.startswith("error: Redis unreachable"), redis_check
+                assert redis_check.endswith("(on_backend_error open: serving unchecked)")
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(10)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 async def test_early_refusals_read_the_rate_keys_from_redis_and_go_without_them_when_down(
     tmp_path,
 ) -> None:
