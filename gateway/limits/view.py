@@ -5,8 +5,8 @@ and `gateway usage` (one service layer).
 A counter the backend has not rebuilt yet is rebuilt from the ledger first, so the
 view never shows a budget as unused because nobody asked since a restart. With
 `reserved_known=False` (the CLI beside an in-process server, which holds its
-reservations and rate buckets in its own memory) reserved and the rate limits are
-shown as null: unknown here.
+reservations and rate buckets in its own memory) reserved, remaining and the rate
+limits are shown as null: unknown here.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ async def usage_view(
         used = None if counter is None else counter.used
         reserved = counter.reserved if counter is not None and reserved_known else None
         remaining = None
-        if used is not None:
-            remaining = max(0, check.limit - used - (reserved or 0))
+        if used is not None and reserved is not None:  # reserved unknown: so is the rest
+            remaining = max(0, check.limit - used - reserved)
         budgets.append(
             {
                 "scope": str(check.scope),
