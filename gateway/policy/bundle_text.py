@@ -68,12 +68,7 @@ def unified_diff(
 def section_files(raw: dict[str, Any]) -> dict[str, str]:
     """One YAML file per section (`teams.yaml`, …), keys in the order they were written."""
     names = [s for s in SECTION_ORDER if s in raw] + [s for s in raw if s not in SECTION_ORDER]
-    return {
-        f"{name}.yaml": yaml.safe_dump(
-            {name: raw[name]}, sort_keys=False, default_flow_style=False, allow_unicode=True
-        )
-        for name in names
-    }
+    return {f"{name}.yaml": dump_file({name: raw[name]}) for name in names}
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +183,14 @@ def files_to_rewrite(
     """
     before, after = place_sections(old, file_of), place_sections(new, file_of)
     return {
-        name: _dump_file(after[name]) if name in after else None
+        name: dump_file(after[name]) if name in after else None
         for name in dict.fromkeys([*before, *after])
         if before.get(name) != after.get(name)
     }
 
 
-def _dump_file(sections: dict[str, Any]) -> str:
+def dump_file(sections: dict[str, Any]) -> str:
+    """One policy file's text, keys in the order they were written."""
     return yaml.safe_dump(sections, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 

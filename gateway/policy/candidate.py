@@ -16,6 +16,7 @@ from gateway.policy import bundle_text
 from gateway.policy.budget_eras import with_eras
 from gateway.policy.compiled import Policy, bundle_hash, compile_policy
 from gateway.policy.errors import PolicyInvalid
+from gateway.policy.folder_limits import export_issues
 from gateway.policy.loader import LoadedBundle, SchemaInvalid, load_bundle, validate_bundle
 from gateway.policy.partial import issues_beyond_schema
 from gateway.policy.versions import PolicyVersion
@@ -46,6 +47,17 @@ def candidate_from_raw(
 
     loaded = LoadedBundle(_validated(lambda: validate_bundle(plain, locate), env), plain, locate)
     return Candidate(plain, compile_policy(loaded, env))
+
+
+def candidate_for_folders(raw: Mapping[str, Any], env: Mapping[str, str]) -> Candidate:
+    """`candidate_from_raw`, refused also when a policy folder could not hold it (a file
+    `policy export` would write is past the loader's limits): what the admin API takes
+    must export, check and apply back, and fit a folder `serve --policies` rewrites."""
+    candidate = candidate_from_raw(raw, env)
+    issues = export_issues(candidate.raw)
+    if issues:
+        raise PolicyInvalid(issues)
+    return candidate
 
 
 def candidate_from_folder(directory: Path, env: Mapping[str, str]) -> Candidate:

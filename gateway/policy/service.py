@@ -44,6 +44,7 @@ from gateway.policy.apply_rule import (
 from gateway.policy.budget_eras import eras_after
 from gateway.policy.candidate import (
     Candidate,
+    candidate_for_folders,
     candidate_from_folder,
     candidate_from_raw,
     compile_version,
@@ -341,7 +342,7 @@ class PolicyService:
     ) -> Applied:
         """A whole bundle (JSON) as the next version, if `base_version` is the running one."""
         check_reason(reason)
-        candidate = await asyncio.to_thread(candidate_from_raw, bundle, self._env)
+        candidate = await asyncio.to_thread(candidate_for_folders, bundle, self._env)
 
         async def check(_conn: AsyncConnection, running: PolicyVersion | None) -> dict[str, Any]:
             if (running.version if running else None) != base_version:
@@ -374,7 +375,7 @@ class PolicyService:
         if team not in running.bundle.get("teams", {}):
             raise NotFound(f"Team {quoted(team)} is not in the policy.", param="team")
         patched = changes.patch_team(running.bundle, team, dict(team_changes))
-        candidate = await asyncio.to_thread(candidate_from_raw, patched, self._env)
+        candidate = await asyncio.to_thread(candidate_for_folders, patched, self._env)
 
         async def check(_conn: AsyncConnection, now: PolicyVersion | None) -> dict[str, Any]:
             if now is None or now.version != base_version:

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from gateway.policy import bundle_text
 from gateway.policy.compiled import Policy, ProviderConfig
 from gateway.policy.errors import PolicyInvalid
+from gateway.policy.folder_limits import file_problem
 from gateway.policy.loader import load_bundle, policy_file_problem, policy_files
 from gateway.policy.service import PolicyConflict, PolicyService
 from gateway.policy.store import PolicyStore
@@ -181,6 +182,11 @@ def _content_hash(path: Path, directory: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+class _CannotHold(Exception):
+    """A file of the rewrite would be past the loader's limits: written, the folder the
+    gateway keeps would be invalid (and stuck so), so it is left as it is."""
+
+
 class FolderWatcher:
     """Apply edits of one folder as new versions (author `file:DIR`); keep it up to date.
 
@@ -309,10 +315,11 @@ class FolderWatcher:
         """Rewrite the unedited folder (at `base`) to the running version."""
         try:
             changed = await asyncio.to_thread(self._rewrite, raw, running)
-        except OSError as exc:
+        except (OSError, _CannotHold) as exc:
+            why = str(exc) if isinstance(exc, _CannotHold) else exc.strerror or str(exc)
             problem = (
                 f"the folder holds version {base}, not the running version {running.version}, "
-                f"and cannot be rewritten ({exc.strerror or exc}); an edit of it would be "
+                f"and cannot be rewritten ({why}); an edit of it would be "
                 "based on the older version. Update it with "
                 f"`gateway policy export {self._directory} --force` where it is writable "
                 "(or in its source, such as the ConfigMap)"
@@ -341,6 +348,11 @@ class FolderWatcher:
             return mark.rsplit(":", 1)[0].removeprefix(prefix) if mark.startswith(prefix) else None
 
         plan = bundle_text.files_to_rewrite(raw, running.bundle, file_of)
+        placed = bundle_text.place_sections(running.bundle, file_of)
+        for name, text in plan.items():
+            problem = file_problem(placed[name], text) if text is not None else None
+            if problem is not None:
+                raise _CannotHold(f"{name}: {problem}")
         bundle_text.write_files(
             self._directory, plan, bundle_text.Marker(running.version, running.hash)
         )
