@@ -57,6 +57,18 @@ def events_of(chunk: bytes) -> Sequence[bytes]:
     return events
 
 
+def from_first_data(chunk: bytes) -> bytes:
+    """`chunk` (whole events) from its first event with data on: what comes before (a
+    comment such as `: ping`, a keep-alive) is no event (the SSE spec dispatches none)."""
+    if chunk.startswith(b"data:"):
+        return chunk
+    events = events_of(chunk)
+    for at, event in enumerate(events):
+        if event.startswith(b"data:") or b"\ndata:" in event:
+            return b"".join(events[at:])
+    return b""
+
+
 def end_of_done(chunk: bytes) -> int | None:
     """Where the `data: [DONE]` event of a chunk of whole events ends, or None."""
     if DONE_PAYLOAD not in chunk:

@@ -41,7 +41,7 @@ from gateway.providers.redaction import (
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
 from gateway.providers.stream_start import failed_start
-from gateway.sse import EventSplitter, end_of_done, is_done
+from gateway.sse import EventSplitter, end_of_done, from_first_data, is_done
 from gateway.telemetry.current import add_trace_headers
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -301,11 +301,15 @@ class OpenAICompatProvider:
         try:
             async for data in response.content.iter_any():
                 chunk = splitter.feed(data)
+                if not started and chunk:
+                    # Comments before the first event (keep-alives) are not its first
+                    # byte: until an event comes, the request may still fail over.
+                    chunk = from_first_data(chunk)
+                    started = bool(chunk)
+                    if started:
+                        self._check_start(chunk)
                 if not chunk:
                     continue
-                if not started:
-                    started = True
-                    self._check_start(chunk)
                 if spellings and ERROR_KEY in chunk:  # an error event may echo our key
                     chunk = redact_error_events(chunk, spellings)
                 done_at = end_of_done(chunk)
@@ -316,9 +320,11 @@ class OpenAICompatProvider:
                 recent.append(chunk)
                 yield chunk
             tail = splitter.tail()
-            if tail is not None:
-                if not started:
+            if tail is not None and not started:
+                tail = from_first_data(tail) or None
+                if tail is not None:
                     self._check_start(tail)
+            if tail is not None:
                 if spellings and ERROR_KEY in tail:
                     tail = redact_error_events(tail, spellings)
                 if is_done(tail):

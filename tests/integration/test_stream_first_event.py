@@ -4,6 +4,7 @@ with no deployment left the client gets the gateway's own 502, never those bytes
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -144,3 +145,52 @@ async def test_an_error_after_the_first_event_is_still_relayed_not_failed_over(t
     assert reply.headers["x-gateway-deployment"] == "bad/bad-model"
     assert error.strip() in reply.content
     assert not good.requests
+
+
+PING = b": ping\n\n"
+
+
+@contextlib.asynccontextmanager
+async def pinging_upstream(then: bytes | None) -> AsyncIterator[str]:
+    """200 text/event-stream: a keep-alive comment (OpenRouter's, before the first
+    token), then `then` and the end, or (None) nothing more: it hangs."""
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(PING)
+        await asyncio.sleep(0.05)
+        if then is None:
+            await asyncio.sleep(3600)
+        await response.write(then)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", stream)
+    async with serving(app, handler_cancellation=True) as origin:  # a hang ends with its client
+        yield f"{origin}/v1"
+
+
+@pytest.mark.parametrize("then", [FIRST_EVENTS["error_event"], None], ids=["error", "hang"])
+async def test_a_comment_before_the_first_event_does_not_start_the_stream(tmp_path, then):
+    """A comment is not an event: the error (or silence) after it still fails over."""
+    async with pinging_upstream(then) as bad, MockUpstream("good") as good:
+        text = POLICY.format(bad=bad, good=good.base_url).replace(
+            "failure_threshold: 5", "failure_threshold: 5, attempt_timeout_s: 0.5"
+        )
+        async with running_gateway(tmp_path, text) as gw:
+            reply = await post(gw, "/v1/chat/completions", CHAT)
+    assert reply.status_code == 200
+    assert reply.headers["x-gateway-deployment"] == "good/good-model"
+    assert b"ping" not in reply.content and b"error" not in reply.content
+    assert len(good.requests) == 1 and reply.content.endswith(b"data: [DONE]\n\n")
+
+
+async def test_a_comment_before_an_answer_is_dropped(tmp_path):
+    async with pinging_upstream(CONTENT + b"data: [DONE]\n\n") as bad:
+        async with running_gateway(tmp_path, ALONE.format(bad=bad, good=bad)) as gw:
+            client = await gw.openai()
+            chunks = [c async for c in await client.chat.completions.create(**CHAT)]
+            reply = await post(gw, "/v1/chat/completions", CHAT)
+    assert reply.status_code == 200 and reply.content.startswith(b"data: ")
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hi"

@@ -3,7 +3,15 @@
 import pytest
 
 from gateway.providers.openai_compat import error_fields
-from gateway.sse import EventSplitter, data_of, end_of_done, events_of, is_done, json_of
+from gateway.sse import (
+    EventSplitter,
+    data_of,
+    end_of_done,
+    events_of,
+    from_first_data,
+    is_done,
+    json_of,
+)
 
 WIRE = b'data: {"a":1}\r\n\r\n: ping\r\n\r\nevent: x\r\ndata: {"b":2}\r\n\r\ndata: [DONE]\r\n\r\n'
 EXPECTED = [
@@ -78,3 +86,17 @@ def test_data_done_and_json_in_their_legal_spellings() -> None:
 )
 def test_upstream_error_bodies_in_every_shape(raw: bytes, expected: str | None) -> None:
     assert error_fields(raw).get("message") == expected
+
+
+@pytest.mark.parametrize(
+    ("chunk", "rest"),
+    [
+        (b"data: {}\n\n", b"data: {}\n\n"),
+        (b": ping\n\n", b""),
+        (b": ping\n\n: ping\n\ndata: {}\n\n: x\n\n", b"data: {}\n\n: x\n\n"),
+        (b": ping\n\nevent: error\ndata: {}\n\n", b"event: error\ndata: {}\n\n"),
+        (b"event: keepalive\n\n", b""),  # no data: dispatched as nothing
+    ],
+)
+def test_what_comes_before_the_first_event_with_data_is_dropped(chunk, rest):
+    assert from_first_data(chunk) == rest
