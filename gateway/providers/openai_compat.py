@@ -82,9 +82,18 @@ def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
     return any(ended.search(chunk) for chunk in recent)
 
 
+RESPONSE_FAILED = re.compile(rb'"type": ?"response\.failed"|event: response\.failed\n')
+
+
 def _is_error(recent: deque[bytes]) -> bool:
     """Does the last chunk before the upstream stopped hold its own error event?"""
     return bool(recent) and any(event in recent[-1] for event in ERROR_EVENTS)
+
+
+def _ended_failed(recent: deque[bytes]) -> bool:
+    """Did a stream that ended in form end on the upstream's failure (an error event, a
+    Responses `response.failed`)? The client has it; the records must say so too."""
+    return _is_error(recent) or any(RESPONSE_FAILED.search(chunk) for chunk in recent)
 
 
 def error_fields(raw: bytes) -> dict[str, Any]:
@@ -339,6 +348,7 @@ class OpenAICompatProvider:
                 raise UpstreamFailure(
                     f"{self.name}: stream ended before {expected}", told_client=_is_error(recent)
                 )
+            self._raise_if_failed(recent)
         except aiohttp.ClientError as exc:
             finished = _ended_well(ended, recent)
             if not finished:
@@ -346,6 +356,7 @@ class OpenAICompatProvider:
                     f"{self.name}: stream broke: {type(exc).__name__}",
                     told_client=_is_error(recent),
                 ) from None
+            self._raise_if_failed(recent)
         finally:
             # Closing (not releasing) drops the connection, which is how the
             # upstream learns to stop generating when our client went away.
@@ -355,6 +366,12 @@ class OpenAICompatProvider:
                 response.close()
         if done_at_eof:  # reached only when no [DONE] came: the answer had finished
             yield DONE_EVENT
+
+    def _raise_if_failed(self, recent: deque[bytes]) -> None:
+        """A stream that ended on the upstream's own failure ends as a failed one (the
+        client has the upstream's event: no second)."""
+        if _ended_failed(recent):
+            raise UpstreamFailure(f"{self.name}: stream ended on its error", told_client=True)
 
     def _check_start(self, chunk: bytes) -> None:
         """A stream whose first event is an error, or not JSON, is a failed attempt: the

@@ -6,6 +6,7 @@ gets; a gateway error on a Responses stream is OpenAI's `error` event."""
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 
 import httpx2 as httpx
@@ -49,6 +50,15 @@ RESPONSES_START = (
     b'event: response.created\ndata: {"type":"response.created","sequence_number":0,'
     b'"response":{"id":"resp_1","object":"response","status":"in_progress","output":[]}}\n\n'
 )
+RESPONSES_DELTA = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
+    b'"sequence_number":1,"delta":"Hel"}\n\n'
+)
+RESPONSES_FAILED = (
+    b'event: response.failed\ndata: {"type":"response.failed","sequence_number":3,'
+    b'"response":{"id":"resp_1","object":"response","status":"failed","output":[],'
+    b'"error":{"code":"server_error","message":"boom"}}}\n\n'
+)
 
 SCRIPTS = {
     "finished_no_done": [chunk("Hello"), chunk(" world"), chunk(None, "stop"), USAGE],
@@ -56,6 +66,9 @@ SCRIPTS = {
     "unfinished_no_done": [chunk("Hello"), chunk(" wor")],
     "chat_error_then_close": [chunk("Hello"), CHAT_ERROR],
     "responses_error_then_close": [RESPONSES_START, RESPONSES_ERROR],
+    "responses_failed_then_close": [RESPONSES_START, RESPONSES_DELTA, RESPONSES_FAILED],
+    "responses_failed_and_error": [RESPONSES_START, RESPONSES_FAILED, RESPONSES_ERROR],
+    "chat_error_then_close_": [chunk("Hello"), CHAT_ERROR],
 }
 
 
@@ -129,3 +142,27 @@ async def test_a_responses_stream_ends_with_openais_error_event_once(tmp_path):
             seen = [event async for event in await client.responses.create(**body)]
     assert [event for event in events if b"error" in event] == [RESPONSES_ERROR.strip()]
     assert [event.type for event in seen] == ["response.created", "error"]
+
+
+@pytest.mark.parametrize(
+    ("script", "path"),
+    [
+        ("chat_error_then_close_", "/v1/chat/completions"),
+        ("responses_error_then_close", "/v1/responses"),
+        ("responses_failed_then_close", "/v1/responses"),
+        ("responses_failed_and_error", "/v1/responses"),
+    ],
+)
+async def test_a_stream_the_upstream_ended_on_its_failure_is_booked_as_one(tmp_path, script, path):
+    """A Responses `response.failed` (or `error`) mid-stream is booked as chat's error event
+    is: the row carries the error's status, not 200 ok; the client's stream is the
+    upstream's as it came."""
+    body = {**CHAT, "input": "hi"} if path == "/v1/responses" else CHAT
+    async with scripted_upstream(script) as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            events = await raw_events(gw, path, body)
+    sent = SCRIPTS[script]  # all relayed (Responses ids rewritten), no error event added
+    assert [e.split(b"\n")[0] for e in events] == [e.split(b"\n")[0] for e in sent]
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        rows = db.execute("SELECT status, outcome, error_code FROM usage_ledger").fetchall()
+    assert rows == [(502, "upstream_error", "upstream_unavailable")]
