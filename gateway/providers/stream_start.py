@@ -25,8 +25,8 @@ class FailedStart(NamedTuple):
 def failed_start(chunk: bytes) -> FailedStart | None:
     """Why the first event of `chunk` (whole SSE events) fails the attempt, or None.
 
-    None for an event without data (an SSE comment) and for `[DONE]`: neither is an
-    upstream's error, and an empty stream is the relay's to end.
+    None for an event without data (an SSE comment). A `[DONE]` first is an end before
+    any answer: the attempt failed, as an empty stream's does.
     """
     end = chunk.find(EVENT_END)
     event = chunk if end == -1 else chunk[: end + 1]
@@ -35,7 +35,7 @@ def failed_start(chunk: bytes) -> FailedStart | None:
         return None
     payload = b"\n".join(data)  # SSE joins a multi-line payload with newlines
     if payload == DONE_PAYLOAD:
-        return None
+        return FailedStart("stream ended before its first event", {})
     try:
         parsed = orjson.loads(payload)
     except orjson.JSONDecodeError:

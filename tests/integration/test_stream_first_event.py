@@ -194,3 +194,28 @@ async def test_a_comment_before_an_answer_is_dropped(tmp_path):
             reply = await post(gw, "/v1/chat/completions", CHAT)
     assert reply.status_code == 200 and reply.content.startswith(b"data: ")
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hi"
+
+
+async def test_a_stream_that_is_only_done_fails_over(tmp_path):
+    """`data: [DONE]` with no event before it answered nothing: the next deployment does."""
+
+    async def only_done(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", only_done)
+    async with serving(app) as bad, MockUpstream("good") as good:
+        text = POLICY.format(bad=f"{bad}/v1", good=good.base_url)
+        async with running_gateway(tmp_path, text) as gw:
+            reply = await post(gw, "/v1/chat/completions", CHAT)
+        (tmp_path / "alone").mkdir()
+        async with running_gateway(
+            tmp_path / "alone", ALONE.format(bad=f"{bad}/v1", good=f"{bad}/v1")
+        ) as gw:
+            alone = await post(gw, "/v1/chat/completions", CHAT)
+    assert reply.status_code == 200
+    assert reply.headers["x-gateway-deployment"] == "good/good-model"
+    assert alone.status_code == 502

@@ -23,6 +23,7 @@ CHUNK = b'data: {"id":"c","object":"chat.completion.chunk","choices":[]}\n\n'
         b"data: <html>502</html>\n\n",
         b"data: [1, 2]\n\n",
         b'data: {"error":{"message":"x"}}\n\n' + CHUNK,  # the first event decides
+        b"data: [DONE]\n\n",  # an end before any event: nothing was answered
     ],
 )
 def test_an_error_or_not_json_first_event_fails_the_attempt(first):
@@ -37,7 +38,6 @@ def test_an_error_or_not_json_first_event_fails_the_attempt(first):
         b'data: {"id":"c","error":null,"choices":[]}\n\n',
         b'event: response.created\ndata: {"type":"response.created","response":{"error":null}}\n\n',
         b": keep-alive\n\n",
-        b"data: [DONE]\n\n",
         b'data: {"id":"c",\ndata: "choices":[]}\n\n',  # one payload over two data lines
     ],
 )
