@@ -14,6 +14,7 @@ the caller to run the whole check on a thread.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from gateway.guardrails.decision import (
@@ -125,11 +126,18 @@ def check_request_inline(
     return _check_inline(scanner, Where.INPUT, rewrite_request, endpoint, body)
 
 
-def check_answer(scanner: Scanner, endpoint: str, payload: Mapping[str, Any]) -> Decision:
-    return _check(scanner, Where.OUTPUT, rewrite_answer, endpoint, payload)
+def check_answer(
+    scanner: Scanner, endpoint: str, payload: Mapping[str, Any], *, is_json: bool = False
+) -> Decision:
+    """`is_json`: the request asked for JSON text (texts.rewrite_answer)."""
+    return _check(scanner, Where.OUTPUT, _answer_rewrite(is_json), endpoint, payload)
 
 
 def check_answer_inline(
-    scanner: Scanner, endpoint: str, payload: Mapping[str, Any]
+    scanner: Scanner, endpoint: str, payload: Mapping[str, Any], *, is_json: bool = False
 ) -> Decision | None:
-    return _check_inline(scanner, Where.OUTPUT, rewrite_answer, endpoint, payload)
+    return _check_inline(scanner, Where.OUTPUT, _answer_rewrite(is_json), endpoint, payload)
+
+
+def _answer_rewrite(is_json: bool) -> Rewrite:
+    return partial(rewrite_answer, is_json=True) if is_json else rewrite_answer

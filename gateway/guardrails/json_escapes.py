@@ -10,7 +10,8 @@ A redaction of the view is written into the text as written (`Escaped.redacted`)
 span widened to the whole escapes it touches (a view character is one whole escape),
 replaced by its marker written as JSON string content; everything else goes on
 byte-for-byte, so the result is the same JSON value with the spans redacted, and a
-clean text is never changed.
+clean text is never changed. Given the text's layout, a span is cut along its tokens, so a
+number it touches becomes the marker as a string (json_layout.py).
 
 A stream's arguments arrive in pieces, and a piece may end inside an escape:
 `split_incomplete` keeps such a tail back for the next piece. Pure.
@@ -22,6 +23,7 @@ import re
 from bisect import bisect_right
 from collections.abc import Sequence
 
+from gateway.guardrails.json_layout import Layout
 from gateway.guardrails.scanner import Redaction
 
 _SEQUENCE = re.compile(
@@ -91,19 +93,40 @@ class Escaped:
             return self._starts[at]
         return self._ends[at] + (view_position - self._positions[at] - 1)
 
-    def redacted(self, redactions: Sequence[Redaction], upto: int | None = None) -> str:
+    def view_position(self, source_position: int) -> int:
+        """The view position of the character written at `source_position` (the escape's
+        when it is inside one)."""
+        at = bisect_right(self._starts, source_position) - 1
+        if at < 0:
+            return source_position
+        if source_position < self._ends[at]:
+            return self._positions[at]
+        return self._positions[at] + 1 + (source_position - self._ends[at])
+
+    def redacted(
+        self, redactions: Sequence[Redaction], upto: int | None = None, layout: Layout | None = None
+    ) -> str:
         """The text as written up to view position `upto` (default: all of it), with each
-        redaction (view spans, ordered, disjoint, within it) written in."""
+        redaction (view spans, ordered, disjoint, within it) written in; given the text's
+        `layout`, cut along its tokens so it stays JSON (json_layout.py)."""
         end = len(self.source) if upto is None else self.source_position(upto)
         if not redactions:
             return self.source[:end]
+        edits: list[tuple[int, int, str]] = []
+        for start, stop, marker in redactions:
+            begin, finish = self.source_position(start), self.source_position(stop)
+            if layout is None:
+                edits.append((begin, finish, json_chars(marker)))
+            else:
+                edits.extend(layout.edits(begin, finish, json_chars(marker)))
         out: list[str] = []
         position = 0
-        for start, stop, marker in redactions:
-            begin = self.source_position(start)
+        for begin, finish, replacement in edits:
+            if begin < position:  # a bare value an earlier redaction replaced whole
+                continue
             out.append(self.source[position:begin])
-            out.append(json_chars(marker))
-            position = self.source_position(stop)
+            out.append(replacement)
+            position = finish
         out.append(self.source[position:end])
         return "".join(out)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from gateway.guardrails.check import (
@@ -125,13 +126,17 @@ async def _classify(
     return Passed(body, tuple(hits))
 
 
-async def guard_output(guards: Guards, endpoint: str, payload: Mapping[str, Any]) -> Decision:
-    """A whole answer: Passed with the payload (the same object when unchanged)."""
+async def guard_output(
+    guards: Guards, endpoint: str, payload: Mapping[str, Any], *, is_json: bool = False
+) -> Decision:
+    """A whole answer: Passed with the payload (the same object when unchanged).
+    `is_json`: the request asked for JSON text (texts.asks_for_json)."""
     if not guards.checks_output:
         return Passed(payload)
-    decision = check_answer_inline(guards.output, endpoint, payload)
+    decision = check_answer_inline(guards.output, endpoint, payload, is_json=is_json)
     if decision is None:
-        decision = await asyncio.to_thread(check_answer, guards.output, endpoint, payload)
+        check = partial(check_answer, is_json=is_json)
+        decision = await asyncio.to_thread(check, guards.output, endpoint, payload)
     return decision
 
 

@@ -20,7 +20,11 @@ left (it was held). Events with no text pass through as they came. No I/O.
 Arguments are JSON text: the window sees them as their reader will, every escape
 decoded, while they are held and released as written, a redaction written in whole
 escapes (json_escapes.py; an escape cut at a piece's end waits for the next piece): the
-same JSON value, redacted, and clean arguments byte-for-byte.
+same JSON value, redacted, and clean arguments byte-for-byte. Arguments that are an
+object or an array stay JSON: nothing is released that ends inside a bare value (a
+number may go on, and a redaction replaces it whole by the marker as a string:
+json_layout.py). The content (chat) or output text (Responses) of an answer the request
+asked to be JSON (`is_json`) is read the same way.
 
 An event is sent as it came unless the scan changed it; one it changed is written
 again, with U+2028 and U+2029 escaped (`_json`).
@@ -60,11 +64,12 @@ from gateway.guardrails.event_shape import (
     learn_shape,
 )
 from gateway.guardrails.json_escapes import Escaped, split_incomplete
+from gateway.guardrails.json_layout import Layout
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.refusals import TooManyMatches
 from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Redaction, Rule, Scanner
 from gateway.guardrails.texts import rewrite_annotations, rewrite_error, rewrite_response_event
-from gateway.guardrails.window import advance, advance_clean
+from gateway.guardrails.window import CONTEXT_CHARS, advance, advance_clean
 from gateway.sse import DONE_PAYLOAD, data_of, events_of
 from gateway.stream.steps import NOTHING, Emit
 
@@ -87,6 +92,7 @@ _RESPONSE_DELTAS = frozenset(
 _JSON_DELTAS = frozenset(
     {"response.function_call_arguments.delta", "response.mcp_call_arguments.delta"}
 )
+_OUTPUT_TEXT_DELTA = "response.output_text.delta"  # JSON when the request asked for it
 
 
 def _json(value: Any) -> bytes:
@@ -135,6 +141,10 @@ class _Text:
     choice: Any = None
     is_json: bool = False  # arguments: escapes are decoded before the window
     cut_escape: str = ""  # an escape the last piece ended inside of (is_json)
+    in_string: bool = False  # `pending` begins inside a JSON string (is_json)
+    # Whether the JSON text is an object or array, so its redactions keep it JSON (None:
+    # nothing but whitespace yet).
+    is_value: bool | None = None
 
 
 class _OverInline(Exception):
@@ -164,6 +174,7 @@ class OutputScanner:
     scanner: Scanner
     endpoint: str
     hits: list[GuardrailHit]  # the request context's list: appended once per rule
+    is_json: bool = False  # the request asked for JSON text (texts.asks_for_json)
     _texts: dict[Key, _Text] = field(default_factory=dict)
     # Set by the first block: from then on nothing is released (checked after each event).
     _blocked_by: Rule | None = None
@@ -240,14 +251,18 @@ class OutputScanner:
 
     def _snapshot(self) -> tuple[Any, ...]:
         """What feeding a chunk may change, to undo it when the chunk moves to a thread."""
-        texts = [(t, t.pending, t.context, t.cut_escape) for t in self._texts.values()]
+        texts = [
+            (t, t.pending, t.context, t.cut_escape, t.in_string, t.is_value)
+            for t in self._texts.values()
+        ]
         held = (self._blocked_by, self._shape, self._shapes_learned, len(self.hits))
         return dict(self._texts), texts, held
 
     def _restore(self, undo: tuple[Any, ...]) -> None:
         self._texts, texts, held = undo
-        for text, pending, context, cut_escape in texts:
+        for text, pending, context, cut_escape, in_string, is_value in texts:
             text.pending, text.context, text.cut_escape = pending, context, cut_escape
+            text.in_string, text.is_value = in_string, is_value
         self._blocked_by, self._shape, self._shapes_learned, hits = held
         del self.hits[hits:]
 
@@ -273,7 +288,7 @@ class OutputScanner:
         if not piece.isprintable() or '"' in piece or "\\" in piece:  # not `is_plain`
             return None
         clean = None
-        if self._blocked_by is None and not (text.is_json and "\\" in text.pending):
+        if self._blocked_by is None and not text.is_json:  # JSON: never cut in a number
             clean = advance_clean(self.scanner, text.context, text.pending + piece)
         if clean is None:
             released = self._advance(shape.key, text, piece, final=False)
@@ -374,8 +389,9 @@ class OutputScanner:
             for key, holder, field_name in pieces:
                 text = self._texts.get(key)
                 if text is None:
+                    is_json = key[1] in _JSON_KEYS or (self.is_json and key[1] == "content")
                     text = self._texts[key] = _Text(
-                        _template(parsed, key), prefix, choice=index, is_json=key[1] in _JSON_KEYS
+                        _template(parsed, key), prefix, choice=index, is_json=is_json
                     )
                 piece = holder[field_name]
                 released = self._advance(key, text, piece, final=ending)
@@ -446,7 +462,8 @@ class OutputScanner:
             key: Key = (kind, parsed.get("item_id"), part)
             text = self._texts.get(key)
             if text is None:
-                text = self._texts[key] = _Text(dict(parsed), prefix, is_json=kind in _JSON_DELTAS)
+                is_json = kind in _JSON_DELTAS or (self.is_json and kind == _OUTPUT_TEXT_DELTA)
+                text = self._texts[key] = _Text(dict(parsed), prefix, is_json=is_json)
             released = self._advance(key, text, parsed["delta"], final=False)
             if self._blocked_by is None and "sequence_number" not in parsed:  # counts up
                 self._learn(parsed, parsed, "delta", key, prefix)
@@ -456,7 +473,7 @@ class OutputScanner:
             return prefix + b"data: " + _json(parsed) + b"\n\n"
         # Any other event: the texts so far end here, then whole texts are reviewed.
         before = self._flush(_every)
-        rewritten = rewrite_response_event(parsed, self._review_whole)
+        rewritten = rewrite_response_event(parsed, self._review_whole, is_json=self.is_json)
         if rewritten is parsed and not dropped:
             return before + event
         return before + prefix + b"data: " + _json(rewritten) + b"\n\n"
@@ -497,9 +514,19 @@ class OutputScanner:
             self._blocked_by = step.blocked_by
             return ""
         cut = len(escaped.view) - len(step.keep)
-        released = escaped.redacted(step.redactions, cut)
-        text.pending = escaped.source[escaped.source_position(cut) :]
-        text.context, text.cut_escape = step.context, cut_escape
+        spans, context = step.redactions, step.context
+        layout = _layout(text, escaped.source)
+        if layout is not None and not final:
+            held = _whole_values_cut(escaped, layout, cut, spans)
+            if held < cut:  # held back to the start of a value a redaction may replace whole
+                spans = [span for span in spans if span[1] <= held]
+                context = (text.context + escaped.view[:held])[-CONTEXT_CHARS:]
+                cut = held
+        released = escaped.redacted(spans, cut, layout)
+        source_cut = escaped.source_position(cut)
+        text.pending = escaped.source[source_cut:]
+        text.in_string = layout is not None and layout.in_string_at(source_cut)
+        text.context, text.cut_escape = context, cut_escape
         if final:
             del self._texts[key]
         return released
@@ -534,6 +561,36 @@ class OutputScanner:
 # A chunk this small is under INLINE_CHARS even if every byte weighs NON_ASCII_WEIGHT.
 _ALWAYS_INLINE_BYTES = INLINE_CHARS // NON_ASCII_WEIGHT
 _JSON_KEYS = frozenset({"tool", "function_call"})  # chat keys whose text is arguments
+
+
+def _layout(text: _Text, source: str) -> Layout | None:
+    """The layout of the held JSON text and what came, when the text is an object or an
+    array (arguments that are not JSON are redacted as they are)."""
+    if text.is_value is None:
+        start = source.lstrip()[:1]
+        if not start:
+            return None
+        text.is_value = start in "{["
+    return Layout(source, text.in_string) if text.is_value else None
+
+
+def _whole_values_cut(
+    escaped: Escaped, layout: Layout, cut: int, spans: Sequence[Redaction]
+) -> int:
+    """`cut` (a view position), moved back so that it cuts no bare value (a number that
+    may go on, or that a redaction replaces whole) and no redaction."""
+    while True:
+        moved = cut
+        start = layout.bare_around(escaped.source_position(cut))
+        if start is not None:
+            moved = escaped.view_position(start)
+        for begin, end, _ in spans:
+            if begin < moved < end:
+                moved = begin
+                break
+        if moved == cut:
+            return cut
+        cut = moved
 
 
 def _others_of(choice: Any, seen: set[Key]) -> Callable[[Key, _Text], bool]:

@@ -25,7 +25,10 @@ An upstream's error is an answer's text too (`rewrite_error`): it may quote the 
 
 Arguments are JSON text: `fn` sees them as their reader does, every escape decoded, and
 a redaction is written into the text as it came (json_escapes.py), so the arguments stay
-valid JSON with the same value, redacted, and clean arguments are never changed.
+valid JSON with the same value, redacted (a bare value it touches, such as a number,
+becomes the marker as a string: json_layout.py), and clean arguments are never changed.
+An answer whose request asked for JSON (`asks_for_json`) has its message text read the
+same way: its client parses it too.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.guardrails.json_escapes import Escaped
+from gateway.guardrails.json_layout import layout_of_json
 from gateway.guardrails.scanner import Redaction, apply_redactions
 
 # Called on each text: the spans to replace in it, and with what (none: leave it).
@@ -41,6 +45,8 @@ TextFn = Callable[[str], Sequence[Redaction]]
 _TEXT_PART_TYPES = frozenset(
     {"text", "input_text", "output_text", "summary_text", "reasoning_text"}
 )
+_JSON_PART_TYPES = frozenset({"text", "output_text"})  # a message's answer text
+_JSON_FORMATS = frozenset({"json_object", "json_schema"})
 _SCHEMA_TEXTS = frozenset({"description", "title"})
 _SCHEMA_VALUES = frozenset({"enum", "const", "default", "examples"})
 _MAX_DEPTH = 32
@@ -92,7 +98,8 @@ def rewrite_annotations(value: Any, fn: TextFn) -> Any:
     return _items(value, lambda a: _annotation(a, fn))
 
 
-def _part(item: Any, fn: TextFn) -> Any:
+def _part(item: Any, fn: TextFn, is_json: bool = False) -> Any:
+    """A content part; `is_json`: its output text is JSON the client parses."""
     if not isinstance(item, Mapping):
         return item
     kind = item.get("type")
@@ -101,8 +108,9 @@ def _part(item: Any, fn: TextFn) -> Any:
     if kind not in _TEXT_PART_TYPES:
         return item
     text = item.get("text")
+    json_text = is_json and kind in _JSON_PART_TYPES
     updates = {
-        "text": _text(text, fn),
+        "text": _arguments(text, fn) if json_text else _text(text, fn),
         "annotations": rewrite_annotations(item.get("annotations"), fn),
     }
     if updates["text"] is not text and item.get("logprobs"):
@@ -117,14 +125,22 @@ def _content(value: Any, fn: TextFn) -> Any:
     return _items(value, lambda item: _part(item, fn))
 
 
+def _json_content(value: Any, fn: TextFn) -> Any:
+    """Message content the request asked to be JSON: read as arguments are."""
+    if isinstance(value, str):
+        return _arguments(value, fn)
+    return _items(value, lambda item: _part(item, fn, is_json=True))
+
+
 def _arguments(value: Any, fn: TextFn) -> Any:
     """Arguments (JSON text), scanned as their reader sees them (escapes decoded); a
-    redaction is written into the text as written, which is otherwise kept as it came."""
+    redaction is written into the text as written, which is otherwise kept as it came,
+    and keeps valid JSON valid (json_layout.py)."""
     if not isinstance(value, str):
         return value
     escaped = Escaped(value)
     spans = fn(escaped.view)
-    return escaped.redacted(spans) if spans else value
+    return escaped.redacted(spans, layout=layout_of_json(value)) if spans else value
 
 
 def _function(value: Any, fn: TextFn) -> Any:
@@ -235,13 +251,14 @@ def _audio(value: Any, fn: TextFn) -> Any:
     return _changed(value, {"transcript": _text(value.get("transcript"), fn)})
 
 
-def _chat_message(message: Any, fn: TextFn) -> Any:
+def _chat_message(message: Any, fn: TextFn, is_json: bool = False) -> Any:
     if not isinstance(message, Mapping):
         return message
+    content = _json_content if is_json else _content
     return _changed(
         message,
         {
-            "content": _content(message.get("content"), fn),
+            "content": content(message.get("content"), fn),
             "name": _text(message.get("name"), fn),
             "refusal": _text(message.get("refusal"), fn),
             "reasoning_content": _text(message.get("reasoning_content"), fn),
@@ -303,6 +320,8 @@ _ITEM_TEXTS: dict[str, tuple[Reader, ...]] = {
     "image_generation_call": (_field("revised_prompt", _text),),
 }
 _OTHER_ITEM = (_field("content", _content),)
+# A message item of an answer the request asked to be JSON.
+_JSON_MESSAGE: tuple[Reader, ...] = (_field("content", _json_content),)
 
 
 _ERROR_MESSAGE = _field("message", _text)
@@ -330,12 +349,17 @@ def rewrite_error(value: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
     )
 
 
-def _response_item(item: Any, fn: TextFn) -> Any:
-    """One item of a Responses `input` or `output` list."""
+def _response_item(item: Any, fn: TextFn, is_json: bool = False) -> Any:
+    """One item of a Responses `input` or `output` list (`is_json`: its message text is
+    JSON the client parses)."""
     if not isinstance(item, Mapping):
         return item
     kind = item.get("type")
-    for read in _ITEM_TEXTS.get(kind, _OTHER_ITEM) if isinstance(kind, str) else _OTHER_ITEM:
+    if is_json and kind == "message":
+        readers = _JSON_MESSAGE
+    else:
+        readers = _ITEM_TEXTS.get(kind, _OTHER_ITEM) if isinstance(kind, str) else _OTHER_ITEM
+    for read in readers:
         item = read(item, fn)
     return item
 
@@ -413,59 +437,67 @@ def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mappi
     return body
 
 
-def _choice(item: Any, fn: TextFn) -> Any:
+def _choice(item: Any, fn: TextFn, is_json: bool) -> Any:
     """A chat or completions choice; its logprobs go when a rule rewrote its text (the
     tokens spell the text, the top alternatives most of it)."""
     if not isinstance(item, Mapping):
         return item
-    checked = _changed(
-        item,
-        {"message": _chat_message(item.get("message"), fn), "text": _text(item.get("text"), fn)},
-    )
+    message = _chat_message(item.get("message"), fn, is_json)
+    checked = _changed(item, {"message": message, "text": _text(item.get("text"), fn)})
     if checked is not item and checked.get("logprobs") is not None:
         return {**checked, "logprobs": None}
     return checked
 
 
-def rewrite_answer(endpoint: str, payload: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+def rewrite_answer(
+    endpoint: str, payload: Mapping[str, Any], fn: TextFn, *, is_json: bool = False
+) -> Mapping[str, Any]:
     """A whole answer (or a Responses `response` object), an error body included (an
-    upstream's 200 that is an error object, a failed Responses object)."""
+    upstream's 200 that is an error object, a failed Responses object). `is_json`: the
+    request asked for JSON (`asks_for_json`), so the message text is read as arguments are."""
     if endpoint in ("chat", "completions"):
         answer = _changed(
-            payload, {"choices": _items(payload.get("choices"), lambda c: _choice(c, fn))}
+            payload,
+            {"choices": _items(payload.get("choices"), lambda c: _choice(c, fn, is_json))},
         )
         return rewrite_error(answer, fn)
     if endpoint == "responses":
+        output = _items(payload.get("output"), lambda item: _response_item(item, fn, is_json))
+        output_text = payload.get("output_text")
         return _changed(
             payload,
             {
-                "output": _items(payload.get("output"), lambda item: _response_item(item, fn)),
-                "output_text": _text(payload.get("output_text"), fn),
+                "output": output,
+                "output_text": _arguments(output_text, fn) if is_json else _text(output_text, fn),
                 "error": _error_object(payload.get("error"), fn),
             },
         )
     return rewrite_error(payload, fn)
 
 
-def rewrite_response_event(event: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+def rewrite_response_event(
+    event: Mapping[str, Any], fn: TextFn, *, is_json: bool = False
+) -> Mapping[str, Any]:
     """A Responses stream event that repeats whole texts (`*.done`, `response.completed`),
-    or an error (an `error` event's message, a failed `response`'s error)."""
+    or an error (an `error` event's message, a failed `response`'s error). `is_json`: as
+    for `rewrite_answer`."""
     text = event.get("text")
+    json_text = is_json and event.get("type") == "response.output_text.done"
     checked = _changed(
         event,
         {
             "message": _text(event.get("message"), fn),
             "error": _error_object(event.get("error"), fn),
-            "text": _text(text, fn),
+            "text": _arguments(text, fn) if json_text else _text(text, fn),
             "refusal": _text(event.get("refusal"), fn),
             "arguments": _arguments(event.get("arguments"), fn),
             "input": _text(event.get("input"), fn),
             "code": _text(event.get("code"), fn),
             "annotation": _annotation(event.get("annotation"), fn),
-            "part": _part(event.get("part"), fn),
-            "item": _response_item(event.get("item"), fn),
+            "part": _part(event.get("part"), fn, is_json),
+            "item": _response_item(event.get("item"), fn, is_json),
             "response": (
-                rewrite_answer("responses", event["response"], fn)
+                rewrite_answer("responses", event["response"], fn, is_json=is_json)
                 if isinstance(event.get("response"), Mapping)
                 else event.get("response")
             ),
@@ -474,3 +506,17 @@ def rewrite_response_event(event: Mapping[str, Any], fn: TextFn) -> Mapping[str,
     if checked.get("text") is not text and event.get("logprobs"):
         return {**checked, "logprobs": []}
     return checked
+
+
+def asks_for_json(endpoint: str, body: Mapping[str, Any]) -> bool:
+    """Whether the request asks for its answer's text as JSON (chat `response_format`,
+    Responses `text.format`: `json_object` or `json_schema`), which its client parses."""
+    if endpoint == "chat":
+        options: Any = body.get("response_format")
+    elif endpoint == "responses":
+        text = body.get("text")
+        options = text.get("format") if isinstance(text, Mapping) else None
+    else:
+        return False
+    kind = options.get("type") if isinstance(options, Mapping) else None
+    return isinstance(kind, str) and kind in _JSON_FORMATS
