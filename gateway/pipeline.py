@@ -49,6 +49,7 @@ from gateway.guardrails.decision import Blocked
 from gateway.guardrails.guards import Guards
 from gateway.guardrails.stage import guard_input, guard_output, guard_upstream_error, refusal
 from gateway.guardrails.stream_scanner import OutputScanner
+from gateway.guardrails.texts import asks_for_json
 from gateway.limits.stage import (
     forwarded_body,
     limits_headers,
@@ -466,7 +467,9 @@ async def _whole(
         )
     charge(ctx, deployment, usage)
     # guard output: redact the answer, or refuse it (the usage above is still charged).
-    answer = await guard_output(guards, ctx.endpoint, payload)
+    # JSON text (response_format): redacted so that it stays JSON.
+    is_json = guards.checks_output and asks_for_json(ctx.endpoint, body)
+    answer = await guard_output(guards, ctx.endpoint, payload, is_json=is_json)
     ctx.guardrail_hits.extend(answer.hits)
     if isinstance(answer, Blocked):
         error = refusal(answer)
@@ -539,7 +542,8 @@ async def _stream(
     if ids is not None:  # the id goes out before any usage: it carries the reservation
         steps.append(ResponseIdRewriter(ids, deployment, reserved_tokens(ctx, ids.carried_tokens)))
     if guards.checks_output:  # guard output: scanned as it flows, before the observer
-        steps.append(OutputScanner(guards.output, ctx.endpoint, ctx.guardrail_hits))
+        is_json = asks_for_json(ctx.endpoint, body)  # JSON text: redacted so it stays JSON
+        steps.append(OutputScanner(guards.output, ctx.endpoint, ctx.guardrail_hits, is_json))
     # response cache: sees what the client sees (redacted), and the usage chunk before
     # the observer may strip it.
     if ctx.logs_content:  # what the client gets, after the scanner: for its access line
