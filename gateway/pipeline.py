@@ -74,10 +74,10 @@ from gateway.services import Services
 from gateway.stream.answer_text import AnswerText
 from gateway.stream.relay import (
     ErrorEvent,
+    ResponsesErrorEvent,
     close_stream,
     error_event,
     relay,
-    responses_error_event,
 )
 from gateway.stream.response_ids import ResponseIdRewriter
 from gateway.stream.steps import Chain, Step
@@ -553,9 +553,14 @@ async def _stream(
         steps.append(assembler)
     steps.append(observer)
 
+    end_event = _error_event_of(ctx.endpoint)
+    numbering = end_event if isinstance(end_event, ResponsesErrorEvent) else None
+
     async def send(data: bytes) -> None:
         if ctx.first_byte_s is None:
             ctx.first_byte_s = ctx.elapsed_s()
+        if numbering is not None:  # Responses: our error event follows the last number sent
+            numbering.seen(data)
         await exchange.send(data)
 
     remaining_s = deadline - health.clock()
@@ -574,7 +579,7 @@ async def _stream(
                 send,
                 idle_timeout_s=route.routing.attempt_timeout_s,
                 deadline_in_s=remaining_s,
-                error_event=_error_event_of(ctx.endpoint),
+                error_event=end_event,
             )
             if end.failure is not None:
                 health.failed(deployment, route, end.failure)
@@ -672,7 +677,7 @@ def _estimated_header(ctx: RequestContext) -> tuple[bytes, bytes]:
 
 def _error_event_of(endpoint: Endpoint) -> ErrorEvent:
     """How this endpoint's stream tells its client an error once its status line is out."""
-    return responses_error_event if endpoint == "responses" else error_event
+    return ResponsesErrorEvent() if endpoint == "responses" else error_event
 
 
 def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:

@@ -10,6 +10,7 @@ event, since the status line is long gone.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -29,10 +30,36 @@ def error_event(error: GatewayError) -> bytes:
     return b"data: " + error_body_bytes(error) + b"\n\n"
 
 
-def responses_error_event(error: GatewayError) -> bytes:
-    """Responses: OpenAI's `error` event (the SDK yields it as a ResponseErrorEvent)."""
-    payload = {"type": "error", "code": error.code, "message": error.message, "param": error.param}
-    return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+SEQUENCE_KEY = b'"sequence_number":'
+_NUMBER = re.compile(rb"\s*(\d{1,18})")
+
+
+class ResponsesErrorEvent:
+    """Responses: OpenAI's `error` event (the SDK yields it as a ResponseErrorEvent), numbered
+    after the last event the client got: every Responses event carries `sequence_number`,
+    which the SDK types as a required int. `seen` reads each write's last number; a bytes
+    search, no parse (in a JSON text an unescaped `"sequence_number":` can only be a key)."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = -1
+
+    def seen(self, data: bytes) -> None:
+        at = data.rfind(SEQUENCE_KEY)
+        if at >= 0 and (number := _NUMBER.match(data, at + len(SEQUENCE_KEY))) is not None:
+            self.last = int(number[1])
+
+    def __call__(self, error: GatewayError) -> bytes:
+        self.last += 1
+        payload = {
+            "type": "error",
+            "sequence_number": self.last,
+            "code": error.code,
+            "message": error.message,
+            "param": error.param,
+        }
+        return b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
 ErrorEvent = Callable[[GatewayError], bytes]

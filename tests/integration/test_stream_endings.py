@@ -69,6 +69,7 @@ SCRIPTS = {
     "responses_failed_then_close": [RESPONSES_START, RESPONSES_DELTA, RESPONSES_FAILED],
     "responses_failed_and_error": [RESPONSES_START, RESPONSES_FAILED, RESPONSES_ERROR],
     "chat_error_then_close_": [chunk("Hello"), CHAT_ERROR],
+    "responses_cut": [RESPONSES_START, RESPONSES_DELTA],
 }
 
 
@@ -166,3 +167,23 @@ async def test_a_stream_the_upstream_ended_on_its_failure_is_booked_as_one(tmp_p
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         rows = db.execute("SELECT status, outcome, error_code FROM usage_ledger").fetchall()
     assert rows == [(502, "upstream_error", "upstream_unavailable")]
+
+
+async def test_the_gateways_own_responses_error_event_follows_the_last_sequence_number(tmp_path):
+    """A Responses stream the upstream cuts after event 1 ends with the gateway's `error`
+    event numbered 2: every Responses event carries `sequence_number` (a required int in
+    the SDK's ResponseErrorEvent)."""
+    body = {"model": "m", "stream": True, "input": "hi"}
+    async with scripted_upstream("responses_cut") as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            events = await raw_events(gw, "/v1/responses", body)
+            client = await gw.openai()
+            seen = [event async for event in await client.responses.create(**body)]
+    error = orjson.loads(events[-1].split(b"data: ", 1)[1])
+    assert error["type"] == "error" and error["code"] == "upstream_unavailable"
+    assert error["sequence_number"] == 2
+    assert [(e.type, e.sequence_number) for e in seen] == [
+        ("response.created", 0),
+        ("response.output_text.delta", 1),
+        ("error", 2),
+    ]
