@@ -48,13 +48,17 @@ def _run(
     *,
     read_only: bool = False,
 ) -> T:
-    """Migrate, open the database, run `work`, close.
+    """Migrate the database (one that exists: a missing one is exit 1), run `work`, close.
 
     Exceptions of the `expected` types reach the caller; any other (a driver's)
     becomes a plain message and exit 1. `read_only`: no migration; a database that
     does not exist or is not migrated is an error (commands/existing_db.py).
     """
-    from gateway.commands.existing_db import DatabaseNotReady, require_migrated
+    from gateway.commands.existing_db import (
+        DatabaseNotReady,
+        require_existing,
+        require_migrated,
+    )
     from gateway.db import create_engine, migrate
     from gateway.settings import load_settings
 
@@ -64,6 +68,7 @@ def _run(
         if read_only:
             await require_migrated(settings.database_url)
         else:
+            require_existing(settings.database_url)  # only `migrate` and `serve` create one
             await migrate(settings.database_url)
         engine = create_engine(settings.database_url)
         try:
@@ -216,6 +221,7 @@ def warn_unknown_team(team: str, consequence: str) -> None:
     """
     from sqlalchemy.exc import SQLAlchemyError
 
+    from gateway.commands.existing_db import DatabaseNotReady, require_existing
     from gateway.db import create_engine
     from gateway.policy.errors import PolicyInvalid
     from gateway.policy.service import PolicyService
@@ -236,12 +242,13 @@ def warn_unknown_team(team: str, consequence: str) -> None:
         return set(running.bundle.get("teams") or {}), f"running policy version {running.version}"
 
     try:
+        require_existing(settings.database_url)  # connecting would create it
         found = asyncio.run(running_teams())
         if found is None:
             teams = set(load_policy_dir(settings.policy_dir, os.environ).teams)
             found = teams, f"policy at {settings.policy_dir}"
-    except (PolicyInvalid, OSError, SQLAlchemyError):
-        return  # nothing to compare with (no policy, a database not migrated yet)
+    except (PolicyInvalid, OSError, SQLAlchemyError, DatabaseNotReady):
+        return  # nothing to compare with (no policy, no database or not migrated yet)
     teams, where = found
     if team not in teams:
         typer.echo(f"warning: team {team!r} is not in the {where}; {consequence}", err=True)

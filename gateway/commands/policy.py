@@ -91,7 +91,8 @@ def check_or_exit(directory: Path, env: Mapping[str, str] = os.environ) -> Polic
 
 
 def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = False) -> T:
-    """Migrate, open the database, run `work` on the policy service, close.
+    """Migrate the database (one that exists: a missing one is exit 1), run `work` on the
+    policy service, close.
 
     `read_only`: no migration; a database that does not exist or is not migrated is
     an error (exit 1), not a new empty one (commands/existing_db.py).
@@ -99,7 +100,11 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
     Refusals an operator can act on (invalid, conflict, unknown version) are
     printed with exit 1; a driver's error becomes one plain line, exit 1.
     """
-    from gateway.commands.existing_db import DatabaseNotReady, require_migrated
+    from gateway.commands.existing_db import (
+        DatabaseNotReady,
+        require_existing,
+        require_migrated,
+    )
     from gateway.db import create_engine, migrate
     from gateway.errors import GatewayError
     from gateway.policy.service import PolicyService
@@ -112,6 +117,7 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
         if read_only:
             await require_migrated(settings.database_url)
         else:
+            require_existing(settings.database_url)  # only `migrate` and `serve` create one
             await migrate(settings.database_url)
         engine = create_engine(settings.database_url)
         try:

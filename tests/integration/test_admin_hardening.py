@@ -133,6 +133,7 @@ def test_cli_rollback_to_an_out_of_range_version_says_no_such_version(tmp_path: 
     """`gateway policy rollback N` and `export --version N`: one plain line, exit 1."""
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "bundle.yaml").write_text(POLICY)
+    assert run_cli("migrate", cwd=tmp_path).returncode == 0
     assert run_cli("policy", "apply", "policies", cwd=tmp_path).returncode == 0
     for args in (
         ("policy", "rollback", str(HUGE)),
@@ -236,6 +237,7 @@ def test_export_refuses_a_folder_with_unapplied_edits(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "policy.yaml").write_text(POLICY)
+    assert run_cli("migrate", cwd=tmp_path).returncode == 0
     assert run_cli("policy", "apply", "mine", cwd=tmp_path).returncode == 0
     edited = POLICY + "  ops: {models: [small]}  # not applied yet\n"
     (mine / "policy.yaml").write_text(edited)
@@ -259,6 +261,7 @@ def test_export_replaces_a_folder_holding_no_edit(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "policy.yaml").write_text(POLICY)
+    assert run_cli("migrate", cwd=tmp_path).returncode == 0
     assert run_cli("policy", "apply", "mine", cwd=tmp_path).returncode == 0
     exported = run_cli("policy", "export", "mine", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
@@ -277,6 +280,7 @@ def test_export_refuses_an_edit_that_no_longer_loads(tmp_path: Path) -> None:
     assert run_cli("policy", "export", "out", cwd=tmp_path).returncode == 1  # no version yet
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "bundle.yaml").write_text(POLICY)
+    assert run_cli("migrate", cwd=tmp_path).returncode == 0
     assert run_cli("policy", "apply", "policies", cwd=tmp_path).returncode == 0
     assert run_cli("policy", "export", "out", cwd=tmp_path).returncode == 0
     (tmp_path / "out" / "teams.yaml").write_text("teams:\n  demo: {models: [\n")

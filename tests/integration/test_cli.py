@@ -182,10 +182,11 @@ def test_policy_commands_need_no_provider_keys_but_keep_every_other_rule(tmp_pat
     assert refused.returncode == 1 and "HOME" in refused.stderr
 
 
-def test_clients_create_works_on_a_database_not_migrated_yet(tmp_path):
-    """Like `token`, `clients create` before the first `migrate` or `serve` migrates and
-    registers (its unknown-team check has no running version to read yet): no traceback."""
+def test_clients_create_works_before_the_first_serve(tmp_path):
+    """After `migrate`, before the first `serve`, `clients create` registers (its
+    unknown-team check has no running version to read yet): no traceback."""
     shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
+    assert run("migrate", cwd=tmp_path).returncode == 0
     created = run("clients", "create", "--team", "demo", cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     assert orjson.loads(created.stdout)["team"] == "demo"
@@ -252,6 +253,7 @@ def test_serving_only_openai_compatible_upstreams_never_imports_litellm(tmp_path
 def test_token_warns_against_the_running_version_not_the_folder(tmp_path):
     """Once the database has a version, the warning follows it, not the files on disk."""
     shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
+    assert run("migrate", cwd=tmp_path).returncode == 0
     applied = run("policy", "apply", "policies", "--reason", "start", cwd=tmp_path)
     assert applied.returncode == 0, applied.stderr
     (tmp_path / "policies" / "teams.yaml").write_text("teams:\n  newcomers: {models: ['*']}\n")

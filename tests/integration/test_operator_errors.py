@@ -159,6 +159,7 @@ def test_serve_refuses_a_running_version_it_cannot_compile_and_says_what_to_do(
     each error and the way out, not a start-up traceback; a corrected apply serves."""
     (tmp_path / "pol").mkdir()
     (tmp_path / "pol" / "p.yaml").write_text(UNSET_KEY_BUNDLE)
+    assert run("migrate", cwd=tmp_path).returncode == 0
     applied = run("policy", "apply", "pol", cwd=tmp_path, env={"PROBE_UPSTREAM_KEY": "sk-x"})
     assert applied.returncode == 0, applied.stderr
     env = {"PROBE_UPSTREAM_KEY": "sk-x"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -83,6 +84,31 @@ def test_a_read_only_command_on_a_mistyped_sqlite_path_fails_and_creates_nothing
     assert f"error: database {typo} does not exist" in done.stderr
     assert done.stdout == ""
     assert not typo.exists() and list(tmp_path.iterdir()) == []
+
+
+WRITE_COMMANDS = [
+    ("policy", "apply", "policies"),
+    ("policy", "rollback", "1"),
+    ("clients", "create", "--team", "demo"),
+    ("clients", "revoke", "client_x"),
+    ("keys", "rotate"),
+]
+
+
+@pytest.mark.parametrize("command", WRITE_COMMANDS)
+def test_a_write_on_a_mistyped_sqlite_path_fails_and_creates_nothing(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """Only `migrate` and `serve` create a database: a write to a typo is exit 1 naming the
+    file, not a success recorded in a new database no gateway serves."""
+    shutil.copytree(Path(__file__).parents[2] / "policies", tmp_path / "policies")
+    typo = tmp_path / "gatway.db"
+    env = {"GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{typo}", "GATEWAY_REDIS_URL": ""}
+    done = run_gateway(*command, cwd=tmp_path, env=env)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"error: database {typo} does not exist: check GATEWAY_DATABASE_URL" in done.stderr
+    assert done.stdout == ""
+    assert [p.name for p in tmp_path.iterdir()] == ["policies"]
 
 
 @pytest.mark.parametrize("command", READ_ONLY_COMMANDS)

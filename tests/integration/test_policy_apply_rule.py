@@ -57,6 +57,7 @@ def test_a_fresh_folder_goes_through_after_another_folders_apply(tmp_path: Path)
     env = {"GATEWAY_DATABASE_URL": db}
     a = folder(tmp_path / "a", POLICY)
     b = folder(tmp_path / "b", POLICY.replace("[small, large]", "[small]"))
+    assert run_gateway("migrate", cwd=tmp_path, env=env).returncode == 0
     first = run_gateway("policy", "apply", str(a), cwd=tmp_path, env=env)
     assert first.returncode == 0 and "policy version 1" in first.stdout, first.stderr
     preview = run_gateway("policy", "diff", str(b), cwd=tmp_path, env=env)

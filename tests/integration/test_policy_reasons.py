@@ -100,6 +100,7 @@ def test_cli_refuses_a_reason_over_the_limit(tmp_path: Path) -> None:
     assert "--reason" in applied.stderr
     assert f"at most {MAX_REASON_CHARS} characters" in applied.stderr
     assert not (tmp_path / "gateway.db").exists()  # refused before any database work
+    assert cli(tmp_path, "migrate").returncode == 0
     done = cli(tmp_path, "policy", "apply", str(folder), "--reason", "first")
     assert done.returncode == 0, done.stderr
     rolled = cli(tmp_path, "policy", "rollback", "1", "--reason", TOO_LONG)
@@ -114,6 +115,7 @@ def test_history_shows_a_multiline_reason_on_one_row(tmp_path: Path) -> None:
     folder.mkdir()
     (folder / "bundle.yaml").write_text(ADMIN_POLICY)
     reason = "line1\nline2\r\x1b[31mred\u2028end"
+    assert cli(tmp_path, "migrate").returncode == 0
     assert cli(tmp_path, "policy", "apply", str(folder), "--reason", reason).returncode == 0
     table = cli(tmp_path, "policy", "history")
     assert table.returncode == 0, table.stderr
