@@ -5,8 +5,9 @@ hold the providers' keys, as `terraform plan` needs no production secrets: each
 gateway resolves `${VAR}` from its own environment when it enforces a version, and
 `GET /admin/policy` shows `newest_problem` when one cannot. So a reference the policy
 may use (GATEWAY_SECRET_ENV_ALLOW) but this shell lacks is a warning here, not an
-error. Every other rule holds: a name the policy may not use is still refused before
-any lookup, and the gateway's own GATEWAY_* settings are read as they are.
+error, and so is a `${file:...}` secret this host lacks (`secrets.MISSING_FILE_PREFIX`).
+Every other rule holds: a name the policy may not use is still refused before any
+lookup, and the gateway's own GATEWAY_* settings are read as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 from collections.abc import Iterator, Mapping
 
 import typer
+
+from gateway.policy.secrets import MISSING_FILE_PREFIX
 
 UNSET_HERE = "unset-here"  # stands in for the value while the bundle compiles
 
@@ -46,6 +49,14 @@ class OperatorEnvironment(Mapping[str, str]):
 
     def warn_unset(self) -> None:
         for name in sorted(self.unset):
+            if name.startswith(MISSING_FILE_PREFIX):
+                typer.echo(
+                    f"warning: secret file {name.removeprefix(MISSING_FILE_PREFIX)} does not "
+                    "exist here; each gateway reads it on its own host and cannot enforce a "
+                    "version without it",
+                    err=True,
+                )
+                continue
             typer.echo(
                 f"warning: environment variable {name} is not set here; each gateway "
                 "resolves it from its own environment and cannot enforce a version "

@@ -19,6 +19,7 @@ handed in (`read_file`) so the rules stay testable without a disk.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -40,8 +41,19 @@ REFERENCE = re.compile(r"\$\{(?:(?P<env>[A-Za-z_][A-Za-z0-9_]*)|file:(?P<file>[^
 _PATTERN = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
 
 
+# A secret file missing on this host is looked up in `env` under this prefix and its
+# path: the CLI's environment (commands/operator_env.py) stands a placeholder in and
+# warns, as for an unset `${VAR}`, since the file lives on the gateways' hosts; a
+# server's environment holds no such name, so there it stays an error.
+MISSING_FILE_PREFIX = "file:"
+
+
 class SecretUnavailable(Exception):
     """A reference that cannot be resolved; the message names the reference, never a value."""
+
+
+class SecretFileMissing(SecretUnavailable):
+    """A secret file that does not exist on this host (its folder may not either)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +142,8 @@ def read_secret_file(path: str, directories: tuple[Path, ...]) -> str:
         with real.open("rb") as file:
             data = file.read(MAX_SECRET_FILE_BYTES + 1)
     except OSError as error:
-        raise SecretUnavailable(f"${{file:{path}}}: cannot read: {error.strerror}") from None
+        unavailable = SecretFileMissing if error.errno == errno.ENOENT else SecretUnavailable
+        raise unavailable(f"${{file:{path}}}: cannot read: {error.strerror}") from None
     if len(data) > MAX_SECRET_FILE_BYTES:
         raise SecretUnavailable(f"${{file:{path}}}: larger than {MAX_SECRET_FILE_BYTES} bytes")
     try:
@@ -181,6 +194,11 @@ def resolve_references(
             return ""
         try:
             return read_file(path, rules.file_dirs)
+        except SecretFileMissing as error:
+            if MISSING_FILE_PREFIX + path in env:
+                return env[MISSING_FILE_PREFIX + path]
+            problems.append(str(error))
+            return ""
         except SecretUnavailable as error:
             problems.append(str(error))
             return ""

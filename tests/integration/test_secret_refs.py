@@ -203,6 +203,54 @@ async def test_a_mounted_secret_file_reaches_the_upstream(
         assert up.requests[-1].headers["authorization"] == "Bearer sk-from-file"
 
 
+FILE_KEYED = """\
+providers:
+  sec: {{type: openai, api_base: "https://api.example.com/v1", api_key: "${{file:{path}}}"}}
+models:
+  m: {{deployments: [{{provider: sec, model: gpt-4o}}]}}
+teams:
+  demo: {{models: ["*"]}}
+"""
+
+
+def test_a_secret_file_this_host_lacks_is_a_warning_for_check_diff_and_apply(
+    tmp_path: Path,
+) -> None:
+    """Like an unset `${VAR}`: the file is on the gateways' hosts, not the laptop or CI job."""
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    absent = secrets / "openai"
+    write_bundle(tmp_path / "policies", FILE_KEYED.format(path=absent))
+    env = {"GATEWAY_SECRET_FILE_DIRS": str(secrets)}
+    assert run("migrate", cwd=tmp_path, env=env).returncode == 0
+    for command in ("check", "diff", "apply"):
+        result = run("policy", command, "policies", cwd=tmp_path, env=env)
+        assert result.returncode == 0, (command, result.stderr)
+        assert f"warning: secret file {absent} does not exist here" in result.stderr
+
+
+async def test_a_server_lacking_a_secret_file_refuses_it_as_a_missing_variable(
+    tmp_path: Path, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PUT /admin/policy: 400 naming the field, as for a `${VAR}` the server lacks."""
+    monkeypatch.setenv("GATEWAY_SECRET_FILE_DIRS", str(tmp_path))
+    async with running_gateway(tmp_path, MOCK_ONLY) as gw:
+        admin = Admin(gw.origin, http, await gw.token(scopes=["gateway:admin"]))
+        _, running = await admin.call("GET", "/admin/policy")
+        bundle = running["bundle"]
+        for key, says in (
+            (f"${{file:{tmp_path}/absent}}", "No such file or directory"),
+            ("${ABSENT_PROBE_API_KEY}", "environment variable ABSENT_PROBE_API_KEY is not set"),
+        ):
+            bundle["providers"]["sec"] = {"type": "openai", "api_key": key}
+            status, answer = await admin.call(
+                "PUT", "/admin/policy", {"bundle": bundle, "base_version": 1}
+            )
+            assert status == 400, answer
+            (error,) = answer["error"]["errors"]
+            assert error["field"] == "providers.sec.api_key" and says in error["message"]
+
+
 def test_serve_refuses_an_api_base_at_its_own_port_and_check_sees_the_flag(
     tmp_path: Path,
 ) -> None:
