@@ -26,6 +26,18 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
+# What PATCH /admin/teams/{team} may change (SPEC §5: a team's quotas, limits or models).
+# Who may call as the team (clients), what it is scanned for (guardrails), whether its text
+# is logged or cached go through a whole bundle: PUT /admin/policy or a policy file.
+PATCHABLE_TEAM_FIELDS = ("models", "budgets", "limits", "per_user", "max_tokens_default")
+
+
+def unpatchable_team_fields(changes: dict[str, Any], team_fields: set[str]) -> list[str]:
+    """The team fields (of `team_fields`, the schema's) that `changes` names but PATCH may
+    not change. A name the schema does not know is left to it (an unknown key)."""
+    return [f for f in changes if f in team_fields and f not in PATCHABLE_TEAM_FIELDS]
+
+
 def patch_team(bundle: dict[str, Any], team: str, changes: dict[str, Any]) -> dict[str, Any]:
     """A copy of `bundle` with `changes` merge-patched into `teams.<team>`."""
     patched = copy.deepcopy(bundle)

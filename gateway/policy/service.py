@@ -59,6 +59,7 @@ from gateway.policy.lineage import (
     newest_from_folder,
     origins,
 )
+from gateway.policy.schema import TeamSpec
 from gateway.policy.versions import (
     PolicyVersion,
     insert_version,
@@ -90,6 +91,19 @@ def check_reason(reason: str) -> None:
         raise InvalidRequest(
             f"Invalid 'reason': at most {MAX_REASON_CHARS} characters (got {len(reason)}).",
             param="reason",
+        )
+
+
+def check_patchable(team_changes: Mapping[str, Any]) -> None:
+    """Refuse a team PATCH that changes more than quotas, limits or models (400 naming it)."""
+    refused = changes.unpatchable_team_fields(dict(team_changes), set(TeamSpec.model_fields))
+    if refused:
+        allowed = ", ".join(changes.PATCHABLE_TEAM_FIELDS)
+        raise InvalidRequest(
+            f"PATCH /admin/teams/{{team}} changes a team's {allowed} only; "
+            f"change {quoted(refused[0])} with PUT /admin/policy or a policy file "
+            "(`gateway policy apply`).",
+            param=f"changes.{refused[0]}",
         )
 
 
@@ -367,8 +381,12 @@ class PolicyService:
         reason: str,
         base_version: int | None,
     ) -> Applied:
-        """Merge-patch one team (RFC 7386: `null` removes a field) into the running bundle."""
+        """Merge-patch one team (RFC 7386: `null` removes a field) into the running bundle.
+
+        Only its quotas, limits and models (`changes.PATCHABLE_TEAM_FIELDS`); another of
+        its fields is a 400 naming it."""
         check_reason(reason)
+        check_patchable(team_changes)
         running = await self.current()
         if running is None or running.version != base_version:
             raise api_conflict(running, base_version)

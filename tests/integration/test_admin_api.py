@@ -224,6 +224,27 @@ async def test_patch_team_changes_one_team_and_unknown_teams_are_404(admin: Admi
     assert status == 400 and answer["error"]["errors"][0]["field"] == "teams.search.models[0]"
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("clients", ["evil"]), ("guardrails", None), ("cache", {"ttl_s": 60}), ("log_content", True)],
+)
+async def test_patch_team_changes_only_quotas_limits_and_models(
+    admin: Admin, field: str, value: Any
+) -> None:
+    """Another team field is a 400 naming it and the way to change it; no new version."""
+    status, answer = await admin.call(
+        "PATCH",
+        "/admin/teams/search",
+        {"changes": {"limits": {"rpm": 60}, field: value}, "base_version": 1},
+    )
+    assert status == 400, answer
+    error = answer["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", f"changes.{field}")
+    assert "PUT /admin/policy" in error["message"] and f"'{field}'" in error["message"]
+    _, running = await admin.call("GET", "/admin/policy")
+    assert running["version"] == 1
+
+
 async def test_versions_diff_rollback_and_audit(admin: Admin) -> None:
     """History newest first, one version, a diff, a rollback, and the audit of both changes."""
     await admin.call(

@@ -64,9 +64,9 @@ async def test_put_refuses_a_section_no_policy_file_could_hold(admin: Admin) -> 
 
 async def test_patch_refuses_a_team_no_policy_file_could_hold(admin: Admin) -> None:
     """A PATCH whose teams section would be past the limit is a 400 too."""
-    clients = [f"c{i}" for i in range(MAX_NODES)]
+    models = ["small"] * MAX_NODES
     status, answer = await admin.call(
-        "PATCH", "/admin/teams/search", {"changes": {"clients": clients}, "base_version": 1}
+        "PATCH", "/admin/teams/search", {"changes": {"models": models}, "base_version": 1}
     )
     assert status == 400, answer
     assert answer["error"]["errors"][0]["field"] == "teams"
