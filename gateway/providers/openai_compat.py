@@ -90,6 +90,15 @@ def _is_error(recent: deque[bytes]) -> bool:
     return bool(recent) and any(event in recent[-1] for event in ERROR_EVENTS)
 
 
+def _error_before_done(recent: deque[bytes], ending: bytes) -> bool:
+    """Is the event before the `[DONE]` that ends `ending` the upstream's error? The events
+    of `ending` before its `[DONE]` line when it has any, else the chunk before it."""
+    before = ending[: ending.rfind(b"data:")]
+    if before.strip():
+        return any(event in before for event in ERROR_EVENTS)
+    return _is_error(recent)
+
+
 def _ended_failed(recent: deque[bytes]) -> bool:
     """Did a stream that ended in form end on the upstream's failure (an error event, a
     Responses `response.failed`)? The client has it; the records must say so too."""
@@ -325,6 +334,7 @@ class OpenAICompatProvider:
                 if done_at is not None:
                     finished = True
                     yield chunk[:done_at]
+                    self._raise_if_error_before_done(recent, chunk[:done_at])
                     return
                 recent.append(chunk)
                 yield chunk
@@ -339,6 +349,7 @@ class OpenAICompatProvider:
                 if is_done(tail):
                     finished = True
                     yield tail
+                    self._raise_if_error_before_done(recent, tail)
                     return
                 recent.append(tail)
                 yield tail
@@ -366,6 +377,12 @@ class OpenAICompatProvider:
                 response.close()
         if done_at_eof:  # reached only when no [DONE] came: the answer had finished
             yield DONE_EVENT
+
+    def _raise_if_error_before_done(self, recent: deque[bytes], ending: bytes) -> None:
+        """A chat stream whose `[DONE]` follows the upstream's own error event ended on its
+        failure too: booked like one that closed after it (the client has the event)."""
+        if _error_before_done(recent, ending):
+            raise UpstreamFailure(f"{self.name}: stream ended on its error", told_client=True)
 
     def _raise_if_failed(self, recent: deque[bytes]) -> None:
         """A stream that ended on the upstream's own failure ends as a failed one (the

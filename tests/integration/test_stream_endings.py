@@ -70,6 +70,9 @@ SCRIPTS = {
     "responses_failed_and_error": [RESPONSES_START, RESPONSES_FAILED, RESPONSES_ERROR],
     "chat_error_then_close_": [chunk("Hello"), CHAT_ERROR],
     "responses_cut": [RESPONSES_START, RESPONSES_DELTA],
+    "chat_error_then_done": [chunk("Hello"), CHAT_ERROR, b"data: [DONE]\n\n"],
+    "chat_error_and_done": [chunk("Hello"), CHAT_ERROR + b"data: [DONE]\n\n"],
+    "chat_done": [chunk("Hello"), chunk(None, "stop") + b"data: [DONE]\n\n"],
 }
 
 
@@ -187,3 +190,24 @@ async def test_the_gateways_own_responses_error_event_follows_the_last_sequence_
         ("response.output_text.delta", 1),
         ("error", 2),
     ]
+
+
+@pytest.mark.parametrize(
+    ("script", "row"),
+    [
+        ("chat_error_then_done", (502, "upstream_error", "upstream_unavailable")),
+        ("chat_error_and_done", (502, "upstream_error", "upstream_unavailable")),
+        ("chat_done", (200, "ok", None)),
+    ],
+)
+async def test_an_error_event_followed_by_done_is_booked_as_a_failure(tmp_path, script, row):
+    """An upstream's error event then `[DONE]` (apart or in one read) is booked as its error
+    event then a close is: the client got the upstream's error; `[DONE]` does not make it
+    a success. A finished answer then `[DONE]` stays 200 ok."""
+    async with scripted_upstream(script) as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            events = await raw_events(gw, "/v1/chat/completions", CHAT)
+    assert [e for e in events if b'"error"' in e] == ([CHAT_ERROR.strip()] if row[0] == 502 else [])
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        rows = db.execute("SELECT status, outcome, error_code FROM usage_ledger").fetchall()
+    assert rows == [row]
