@@ -35,7 +35,11 @@ from gateway.policy.schema import (
     ProviderType,
     RoutingSpec,
 )
-from gateway.policy.secrets import ReferenceRules, resolve_references
+from gateway.policy.secrets import (
+    ReferenceRules,
+    references_beyond_providers,
+    resolve_references,
+)
 from gateway.policy.upstreams import DEFAULT_RULES, UpstreamRules, upstream_refusal
 from gateway.usage.pricing import UNKNOWN_PRICES, Price, UnitPrices, deployment_prices
 
@@ -326,6 +330,10 @@ def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> P
     bundle: PolicyBundle = loaded.bundle
     issues: list[PolicyIssue] = []
     references, upstreams = _environment_rules(env, issues)
+    issues.extend(
+        PolicyIssue(loaded.locate(path), format_path(path), problem)
+        for path, problem in references_beyond_providers(loaded.raw)
+    )
 
     providers: dict[str, ProviderConfig] = {}
     for name, spec in bundle.providers.items():

@@ -22,10 +22,11 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 ENV_ALLOW_VAR = "GATEWAY_SECRET_ENV_ALLOW"
 FILE_DIRS_VAR = "GATEWAY_SECRET_FILE_DIRS"
@@ -204,6 +205,43 @@ def resolve_references(
             return ""
 
     return REFERENCE.sub(substitute, value), problems
+
+
+def references_beyond_providers(
+    raw: Mapping[str, Any],
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path, problem) for each `${...}` reference outside the providers section.
+
+    Only a provider's fields are resolved (`resolve_references`, each of them); a
+    reference anywhere else (a deployment's model, a guardrail's pattern, an issuer's
+    audience, a team's clients) would be used as the literal text `${NAME}`, silently.
+    Plain text holding a `$` is no reference."""
+
+    def walk(
+        value: Any, path: tuple[str | int, ...]
+    ) -> Iterator[tuple[tuple[str | int, ...], str]]:
+        if isinstance(value, str):
+            match = REFERENCE.search(value)
+            if match is not None:
+                yield path, _not_resolved_here(match[0])
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                yield from walk(item, (*path, key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from walk(item, (*path, index))
+
+    for section, value in raw.items():
+        if section != "providers":
+            yield from walk(value, (section,))
+
+
+def _not_resolved_here(reference: str) -> str:
+    secret_fields = ", ".join(sorted(SECRET_FIELDS))
+    return (
+        f"{reference} is not resolved here: a reference stands only in a provider's secret "
+        f"field ({secret_fields}) or in the path of its api_base; write the value itself"
+    )
 
 
 def _misplaced(name: str) -> str:

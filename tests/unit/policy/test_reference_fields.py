@@ -74,3 +74,45 @@ def test_the_error_names_file_line_and_field(tmp_path: Path) -> None:
         f"{folder}/bundle.yaml:7: providers.bed.region",
     ]
     assert not any(KEY in f for f in found)
+
+
+BEYOND_PROVIDERS = """\
+providers:
+  demo: {type: mock}
+models:
+  m:
+    deployments:
+      - {provider: demo, model: "${FAKE_API_KEY}"}
+auth:
+  issuers:
+    - {issuer: "https://idp.example.com/", audience: "${FAKE_API_KEY}", team_claim: team}
+teams:
+  demo: {models: ["*"], clients: ["${FAKE_API_KEY}"], guardrails: [g]}
+guardrails:
+  g:
+    input:
+      - {pattern: "x${file:/run/secrets/k}", name: p, action: flag}
+      - {detector: keywords, name: kw, keywords: ["${FAKE_API_KEY}"], action: flag}
+      - {pattern: "costs \\\\$[0-9]+ or ${ notes} or $HOME", name: plain, action: flag}
+"""
+
+
+def test_a_reference_beyond_the_providers_is_an_error_at_its_file_line_and_field(
+    tmp_path: Path,
+) -> None:
+    """It would be used as the literal text `${NAME}`; plain text with a `$` is fine."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    (folder / "bundle.yaml").write_text(BEYOND_PROVIDERS)
+    with pytest.raises(PolicyInvalid) as caught:
+        load_policy_dir(folder, ENV)
+    found = {str(issue).split(": $")[0] for issue in caught.value.issues}
+    assert found == {
+        f"{folder}/bundle.yaml:6: models.m.deployments[0].model",
+        f"{folder}/bundle.yaml:9: auth.issuers[0].audience",
+        f"{folder}/bundle.yaml:11: teams.demo.clients[0]",
+        f"{folder}/bundle.yaml:15: guardrails.g.input[0].pattern",
+        f"{folder}/bundle.yaml:16: guardrails.g.input[1].keywords[0]",
+    }
+    assert all("is not resolved here" in str(i) for i in caught.value.issues)
+    assert not any(KEY in str(issue) for issue in caught.value.issues)
