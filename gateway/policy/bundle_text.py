@@ -119,18 +119,27 @@ def folder_hash(directory: Path) -> str | None:
         return None
 
 
-def write_export(directory: Path, raw: dict[str, Any], marker: Marker, *, force: bool) -> None:
+def write_export(
+    directory: Path,
+    raw: dict[str, Any],
+    marker: Marker,
+    *,
+    force: bool,
+    based_on: dict[str, Any] | None = None,
+) -> None:
     """Replace the folder's policy files with the bundle's sections and the marker.
 
     A folder holding policy files but no marker was not made by export, and one
     whose files no longer have the hash its marker recorded holds edits no
     version has: either is replaced only with `force`, so an export never
-    silently deletes hand-written files. Raises FileExistsError (those cases) or OSError.
+    silently deletes hand-written files. `based_on`, the bundle of the version the
+    marker names, tells which files hold the edits. Raises FileExistsError (those
+    cases) or OSError.
     """
     directory.mkdir(parents=True, exist_ok=True)
     existing = policy_files(directory)
     if existing and not force:
-        _refuse_hand_written(directory, existing)
+        _refuse_hand_written(directory, existing, based_on)
     for path in existing:
         path.unlink()
     for name, text in section_files(raw).items():
@@ -138,7 +147,9 @@ def write_export(directory: Path, raw: dict[str, Any], marker: Marker, *, force:
     (directory / MARKER_NAME).write_text(render_marker(marker), encoding="utf-8")
 
 
-def _refuse_hand_written(directory: Path, existing: list[Path]) -> None:
+def _refuse_hand_written(
+    directory: Path, existing: list[Path], based_on: dict[str, Any] | None
+) -> None:
     files = ", ".join(p.name for p in existing)
     based = read_marker(directory)
     if based is None:
@@ -147,16 +158,35 @@ def _refuse_hand_written(directory: Path, existing: list[Path]) -> None:
             "that no export wrote; export into an empty folder, or pass --force to replace them"
         )
     if folder_hash(directory) != based.hash:
+        edited = (edited_files(directory, based_on) if based_on is not None else None) or files
         raise FileExistsError(
             f"{directory} has changed since policy version {based.version} was exported or "
-            f"applied there ({files}), and an export would delete those edits. Preview them "
-            f"with `gateway policy diff {directory}` and apply them with "
+            f"applied there (edited: {edited}), and an export would delete those edits. "
+            f"Preview them with `gateway policy diff {directory}` and apply them with "
             f"`gateway policy apply {directory}`, export into another folder, "
             "or pass --force to replace them"
         )
 
 
 FileOf = Callable[[tuple[str, ...]], "str | None"]
+
+
+def edited_files(directory: Path, base: dict[str, Any]) -> str:
+    """The folder's files whose part differs from `base` (comma-separated names): those
+    that do not load, else those whose sections or entries are not `base`'s."""
+    try:
+        loaded = load_bundle(directory)
+    except PolicyInvalid as invalid:
+        broken = (Path(issue.location.rsplit(":", 1)[0]).name for issue in invalid.issues)
+        return ", ".join(sorted(set(broken)))
+    prefix = f"{directory}/"
+
+    def file_of(path: tuple[str, ...]) -> str | None:
+        mark = loaded.locate(path)
+        return mark.rsplit(":", 1)[0].removeprefix(prefix) if mark.startswith(prefix) else None
+
+    now = canonical(loaded.raw, str(directory))
+    return ", ".join(sorted(files_to_rewrite(base, now, file_of)))
 
 
 def place_sections(raw: dict[str, Any], file_of: FileOf) -> dict[str, dict[str, Any]]:

@@ -264,7 +264,11 @@ def _read_text(path: FsPath, label: str, directory: FsPath) -> str:
                 PolicyIssue(label, "", f"file is larger than {MAX_FILE_BYTES // 2**20} MiB")
             )
         return data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:  # its line, as for any other problem in the file
+        line = data.count(b"\n", 0, exc.start) + 1
+        problem = f"not UTF-8 text (byte 0x{data[exc.start]:02x} cannot start a character here)"
+        raise _Refused(PolicyIssue(f"{label}:{line}", "", problem)) from None
+    except OSError as exc:
         raise _Refused(PolicyIssue(label, "", f"cannot read file: {exc}")) from None
 
 
@@ -285,7 +289,7 @@ def _parse(text: str, reader: _Reader) -> dict[str, Any]:
         raise _Refused(
             PolicyIssue(f"{reader.file}:{line_no}", "", f"YAML syntax error: {problem}")
         ) from None
-    if node is None:
+    if node is None or _is_empty_document(node):
         return {}
     if not isinstance(node, yaml.MappingNode):
         raise _Refused(
@@ -293,6 +297,12 @@ def _parse(text: str, reader: _Reader) -> dict[str, Any]:
         )
     value: dict[str, Any] = reader.value(node, ())
     return value
+
+
+def _is_empty_document(node: yaml.Node) -> bool:
+    """`---` and nothing else: an empty document, like an empty file (its node's mark is
+    past the last line, so it could only be reported at a line the file does not have)."""
+    return isinstance(node, yaml.ScalarNode) and node.tag == _YAML + "null" and node.value == ""
 
 
 def _compose(text: str, label: str) -> yaml.Node | None:
@@ -379,12 +389,16 @@ def validate_bundle(raw: dict[str, Any], locate: Locate) -> PolicyBundle:
 
 
 def policy_files(directory: FsPath) -> list[FsPath]:
-    """The folder's `*.yaml`/`*.yml` entries but directories; links and oddities included,
-    so that reading them reports them (`policy_file_problem`) rather than skipping them."""
+    """The folder's `*.yaml`/`*.yml` entries but directories and hidden names; links and
+    oddities included, so that reading them reports them (`policy_file_problem`) rather
+    than skipping them. A hidden name (`.#teams.yaml`, an editor's lock or backup) is
+    no policy, as `ls` leaves it out."""
     return sorted(
         p
         for p in directory.iterdir()
-        if p.suffix in (".yaml", ".yml") and (p.is_symlink() or not p.is_dir())
+        if p.suffix in (".yaml", ".yml")
+        and not p.name.startswith(".")
+        and (p.is_symlink() or not p.is_dir())
     )
 
 

@@ -344,8 +344,19 @@ class PolicyService:
         else:
             chosen = await self.get(version)
         marker = bundle_text.Marker(chosen.version, chosen.hash)
+        based = bundle_text.read_marker(directory)
+        based_on = None
+        if based is not None and not force:  # to name the files an edit there changed
+            async with self._engine.connect() as conn:
+                found = await read_version(conn, based.version)
+            based_on = found.bundle if found is not None else None
         await asyncio.to_thread(
-            bundle_text.write_export, directory, chosen.bundle, marker, force=force
+            bundle_text.write_export,
+            directory,
+            chosen.bundle,
+            marker,
+            force=force,
+            based_on=based_on,
         )
         return chosen
 

@@ -256,6 +256,23 @@ def test_export_refuses_a_folder_with_unapplied_edits(tmp_path: Path) -> None:
     assert "ops" not in (mine / "teams.yaml").read_text()
 
 
+def test_export_refusing_an_edited_folder_names_only_the_edited_file(tmp_path: Path) -> None:
+    """An exported folder, one file of it edited: the refusal names that file, not all."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "bundle.yaml").write_text(POLICY)
+    assert run_cli("migrate", cwd=tmp_path).returncode == 0
+    assert run_cli("policy", "apply", "policies", cwd=tmp_path).returncode == 0
+    assert run_cli("policy", "export", "out", cwd=tmp_path).returncode == 0
+    teams = tmp_path / "out" / "teams.yaml"
+    teams.write_text(teams.read_text() + "  ops: {models: [small]}\n")
+
+    refused = run_cli("policy", "export", "out", cwd=tmp_path)
+
+    assert refused.returncode == 1, refused.stdout
+    assert "(edited: teams.yaml)" in refused.stderr, refused.stderr
+    assert "models.yaml" not in refused.stderr
+
+
 def test_export_replaces_a_folder_holding_no_edit(tmp_path: Path) -> None:
     """An applied folder left as it was, or an exported one, is replaced without --force."""
     mine = tmp_path / "mine"

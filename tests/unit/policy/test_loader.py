@@ -166,3 +166,24 @@ def test_a_broken_file_does_not_hide_the_other_files_errors(tmp_path: Path) -> N
     assert len(found) == 2, found
     assert "providers.yaml:3" in found[0] and "YAML syntax error" in found[0]
     assert "rest.yaml:3" in found[1] and "models.m1.deployments[0].weight" in found[1]
+
+
+def test_hidden_files_are_not_policy(tmp_path: Path) -> None:
+    """An editor's lock link (`.#teams.yaml`) or a hidden backup is not read at all."""
+    folder = bundle(tmp_path, **{"a.yaml": GOOD, ".hidden.yaml": "teams: {x: {models: [y]}}\n"})
+    (folder / ".#a.yaml").symlink_to("user@host.1234:1700000000")  # dangling, as Emacs makes it
+    policy = load_policy_dir(folder, {"OPENAI_KEY": "sk-test"})
+    assert set(policy.teams) == {"search", "all"}
+
+
+def test_a_file_of_only_a_document_start_is_an_empty_file(tmp_path: Path) -> None:
+    """`---` alone holds no section, like an empty file, never an error at a line it lacks."""
+    folder = bundle(tmp_path, **{"a.yaml": GOOD, "b.yaml": "---\n"})
+    assert set(load_policy_dir(folder, {"OPENAI_KEY": "sk-test"}).teams) == {"search", "all"}
+
+
+def test_a_file_that_is_not_utf8_is_named_at_its_line(tmp_path: Path) -> None:
+    folder = bundle(tmp_path, **{"a.yaml": GOOD})
+    (folder / "b.yaml").write_bytes(b"teams:\n  x: {models: [\xff]}\n")
+    [problem] = issues(folder, {"OPENAI_KEY": "sk-test"})
+    assert problem.startswith(f"{folder}/b.yaml:2: not UTF-8 text")
