@@ -70,7 +70,10 @@ class PolicyPut(_Body):
 
 
 class TeamPatch(_Body):
-    changes: dict[str, Any] = Field(description="JSON merge patch (RFC 7386) of the team.")
+    changes: dict[str, Any] = Field(
+        description="JSON merge patch (RFC 7386) of the team's models, budgets, limits, "
+        "per_user and max_tokens_default; its other fields change with PUT /admin/policy."
+    )
     reason: str = Field("", max_length=MAX_REASON_CHARS, description=REASON)
     base_version: StrictInt | None = Field(description="The running version this change is on.")
 
