@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, MetaData, event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -50,13 +50,26 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
+# PostgreSQL: how long opening a connection may take (a stopped server completes the TCP
+# handshake, then never answers), and any one statement, timed by the client so that it
+# also bounds a server that does not answer at all; past either, the database is down
+# (503). The longest statements are a monthly report's: it reads one day per statement,
+# 0.2 s at most for a 300,000-row month grouped by team, model and subject (the whole
+# report takes up to 54 s, rendering mostly); 30 s leaves 150 times that.
+PG_CONNECT_TIMEOUT_S = 5.0
+PG_STATEMENT_TIMEOUT_S = 30.0
 # Migrations may hold the write lock for a while; replicas starting together wait.
 MIGRATE_LOCK_TIMEOUT_S = 120.0
 _SQLITE_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 _SQLITE_BEGIN_OPTION = "gateway_sqlite_begin"
 
 
-def create_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> AsyncEngine:
+def create_engine(
+    url: str,
+    *,
+    sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S,
+    bound_statements: bool = True,
+) -> AsyncEngine:
     """An async engine for `sqlite+aiosqlite://…` or `postgresql+asyncpg://…`.
 
     SQLite: WAL journal (readers never block the writer), a busy timeout so a
@@ -64,7 +77,8 @@ def create_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOU
     (the sqlite3 module's implicit transactions are off) so reads inside a
     transaction are consistent and `locked_transaction` can BEGIN IMMEDIATE.
     PostgreSQL: a small pool with pre-ping and recycling, so a replica survives
-    a database restart or an idle-connection reaper.
+    a database restart or an idle-connection reaper; bounded waits (connect, and each
+    statement unless not `bound_statements`), so a hung server is an outage.
     """
     parsed = async_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -73,15 +87,70 @@ def create_engine(url: str, *, sqlite_busy_timeout_s: float = SQLITE_BUSY_TIMEOU
         if parsed.database and parsed.database != ":memory:":
             _watch_sqlite_file(engine, SqliteFileWatch(Path(parsed.database)))
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         parsed,
         pool_size=5,
         max_overflow=10,
         pool_pre_ping=True,
         pool_recycle=1800,
         pool_timeout=30,
-        connect_args={"server_settings": {"application_name": "llm-gateway"}},
+        connect_args={
+            "server_settings": {"application_name": "llm-gateway"},
+            # A hung server (stopped, or a network that drops packets) must not hold a
+            # request, the ledger or the shutdown forever: both become outages (503).
+            "timeout": PG_CONNECT_TIMEOUT_S,
+            "command_timeout": PG_STATEMENT_TIMEOUT_S if bound_statements else None,
+        },
     )
+    _translate_postgres_outages(engine)
+    return engine
+
+
+def _translate_postgres_outages(engine: AsyncEngine) -> None:
+    """asyncpg raises the socket's own OSError (refused, unreachable, its connect timeout)
+    and a bare TimeoutError (command_timeout), which SQLAlchemy passes on unwrapped: as
+    OperationalError they are outages like any other (503 `database_unavailable`), and a
+    connection whose statement or pre-ping timed out is discarded, never reused."""
+    dialect = engine.sync_engine.dialect
+
+    def as_outage(error: OSError, what: str) -> Exception:
+        reason = str(error) or "no answer within the timeout"
+        return dialect.loaded_dbapi.OperationalError(
+            f"{what}: {type(error).__name__}: {reason}", error
+        )
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except OSError as error:  # TimeoutError included
+            raise as_outage(error, "cannot connect") from error
+
+    # The pool's pre-ping has no event; outside a statement, so handle_error misses it.
+    ping = dialect.do_ping
+
+    def _ping(dbapi_connection: Any) -> bool:
+        try:
+            return ping(dbapi_connection)
+        except OSError as error:
+            raise as_outage(error, "pre-ping failed") from error
+
+    setattr(dialect, "do_ping", _ping)  # noqa: B010 - an instance's method; mypy refuses `=`
+    # Closing a pooled connection (`dispose`, at shutdown) waits for the server's goodbye
+    # up to the statement timeout, one connection after another, after a ROLLBACK that
+    # waits as long: terminate instead (a graceful close within 2 s, else the socket is
+    # dropped; the server rolls back what a dropped session left open).
+    setattr(dialect, "do_close", dialect.do_terminate)  # noqa: B010
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _statement_failed(context: ExceptionContext) -> BaseException | None:
+        error = context.original_exception
+        if context.sqlalchemy_exception is not None or not isinstance(error, OSError):
+            return None
+        context.is_disconnect = True  # half-answered: the pool must not hand it out again
+        return OperationalError(
+            context.statement, context.parameters, as_outage(error, "statement failed")
+        )
 
 
 def async_url(url: str) -> URL:
@@ -285,7 +354,10 @@ async def migrate(url: str) -> Migrated:
     calls for one database, but one process must not migrate two databases at once.
     """
     config = alembic_config(url)
-    engine = create_engine(url, sqlite_busy_timeout_s=MIGRATE_LOCK_TIMEOUT_S)
+    # No statement timeout: a migration of a big ledger, or waiting for another replica's.
+    engine = create_engine(
+        url, sqlite_busy_timeout_s=MIGRATE_LOCK_TIMEOUT_S, bound_statements=False
+    )
     try:
         if engine.dialect.name == "sqlite":
             async with locked_transaction(engine, "migrate") as conn:
