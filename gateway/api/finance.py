@@ -3,14 +3,17 @@
 Scope `gateway:finance` or `gateway:admin` (no token → 401, neither scope → 403
 insufficient_scope). Parses the query, calls `usage_report` (the CLI calls it
 too) and answers its bytes as they are; a bad parameter is a 400
-`invalid_request_error` naming it. Warnings are in the JSON body; for CSV
-they are counted in `x-gateway-report-warnings` (the CLI prints them on stderr).
+`invalid_request_error` naming it, a repeated `month` or `format` too (a repeated
+`group_by` means all its keys, as a repeated `--group-by` does). Warnings are in the
+JSON body; for CSV they are counted in `x-gateway-report-warnings` (the CLI prints
+them on stderr).
 """
 
 from __future__ import annotations
 
 import time
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -19,7 +22,7 @@ from gateway.api.edge import requires_scope
 from gateway.auth.principal import SCOPE_ADMIN, SCOPE_FINANCE, Principal
 from gateway.errors import InvalidRequest, quoted
 from gateway.services import Services
-from gateway.usage.report_request import parse_report_request
+from gateway.usage.report_request import joined_group_by, parse_report_request
 from gateway.usage.reports import usage_report
 
 _PARAMETERS = frozenset({"month", "format", "group_by"})
@@ -31,7 +34,10 @@ async def _usage_report(request: Request, services: Services, _principal: Princi
         if name not in _PARAMETERS:  # a misspelt `group_by` must not silently change the report
             raise InvalidRequest(f"Unknown parameter: {quoted(name)}.", param=name)
     parsed = parse_report_request(
-        query.get("month"), query.get("format"), query.get("group_by"), int(time.time() * 1000)
+        _single(query, "month"),
+        _single(query, "format"),
+        joined_group_by(query.getlist("group_by")),
+        int(time.time() * 1000),
     )
     report = await usage_report(services.engine, parsed)
     return Response(
@@ -42,6 +48,14 @@ async def _usage_report(request: Request, services: Services, _principal: Princi
             "x-gateway-report-warnings": str(len(report.warnings)),
         },
     )
+
+
+def _single(query: QueryParams, name: str) -> str | None:
+    """A parameter given at most once: a second value would be one of two reports."""
+    values = query.getlist(name)
+    if len(values) > 1:
+        raise InvalidRequest(f"Parameter {quoted(name)} is given {len(values)} times.", param=name)
+    return values[0] if values else None
 
 
 routes = [

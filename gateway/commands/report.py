@@ -86,12 +86,13 @@ def usage(
         str, typer.Option("--format", help="csv, json, or focus (FinOps FOCUS 1.3 CSV).")
     ] = "csv",
     group_by: Annotated[
-        str,
+        list[str] | None,
         typer.Option(
             "--group-by",
-            help="Comma-separated: team, model, provider, subject, client_id, day, cache.",
+            help="Comma-separated, or repeated: team, model, provider, subject, client_id, "
+            "day, cache. Default: team,model.",
         ),
-    ] = "team,model",
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Write here (atomically); '-' is stdout, the default."),
@@ -100,10 +101,12 @@ def usage(
     """The month's usage per group: requests, errors, tokens, exact cost in USD."""
     from gateway.commands.atomic_file import AtomicFile, OutputNotWritable
     from gateway.errors import InvalidRequest
-    from gateway.usage.report_request import parse_report_request
+    from gateway.usage.report_request import joined_group_by, parse_report_request
 
     try:
-        request = parse_report_request(month, format, group_by, int(time.time() * 1000))
+        request = parse_report_request(
+            month, format, joined_group_by(group_by or []), int(time.time() * 1000)
+        )
     except InvalidRequest as bad:
         typer.echo(f"error: {bad.message}", err=True)
         raise typer.Exit(2) from None

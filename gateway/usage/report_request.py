@@ -9,6 +9,7 @@ against `now_ms`, never read here.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -143,6 +144,12 @@ def parse_group_by(text: str | None, param: str = "group_by") -> tuple[GroupKey,
             raise InvalidRequest(f"Invalid '{param}': {quoted(name)} is named twice.", param=param)
         keys.append(key)
     return tuple(keys)
+
+
+def joined_group_by(values: Sequence[str]) -> str | None:
+    """A repeated group-by (`?group_by=team&group_by=model`, `--group-by team --group-by
+    model`) means all of them, in order, as if comma-separated; none given: None."""
+    return ",".join(values) if values else None
 
 
 def parse_report_request(

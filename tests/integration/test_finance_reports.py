@@ -99,6 +99,20 @@ async def test_http_bytes_equal_cli_bytes(gateway, tmp_path, http):
     assert [w["model"] for w in document["warnings"]] == ["mystery"]
 
 
+async def test_a_repeated_group_by_means_all_its_keys_on_both(gateway, tmp_path, http):
+    """`group_by=team&group_by=model` and `--group-by team --group-by model` are
+    `team,model`, the same bytes (each kept only the last key, `model`, before)."""
+    token = await gateway.token(scopes=["gateway:finance"])
+    _, _, combined = await get(http, gateway, token, "?month=2026-01&group_by=team,model")
+    status, _, body = await get(http, gateway, token, "?month=2026-01&group_by=team&group_by=model")
+    assert (status, body) == (200, combined)
+    assert body.startswith(b"month,team,model,requests,")
+    ran = cli(tmp_path, "--month", "2026-01", "--group-by", "team", "--group-by", "model")
+    assert (ran.returncode, ran.stdout) == (0, combined), ran.stderr
+    ran = cli(tmp_path, "--month", "2026-01", "--group-by", "day", "--group-by", "team,model")
+    assert ran.stdout.startswith(b"month,day,team,model,requests,"), ran.stderr
+
+
 async def test_finance_or_admin_scope_required(gateway, http):
     """No token: 401. An invoke-only token: 403 insufficient_scope. Finance or admin: 200."""
     status, _, body = await get(http, gateway, None, "?month=2026-01")
@@ -125,6 +139,10 @@ async def test_finance_or_admin_scope_required(gateway, http):
         ("?month=2026-01&group_by=team,team", "group_by"),
         ("?month=2026-01&format=xlsx", "format"),
         ("?month=2026-01&group-by=team", "group-by"),
+        # Repeated: one of two reports would be answered (it was the last, silently).
+        ("?month=2026-12&month=2026-11", "month"),
+        ("?month=2026-01&format=csv&format=json", "format"),
+        ("?month=2026-01&group_by=team&group_by=team", "group_by"),
     ],
 )
 async def test_bad_queries_are_400_naming_the_parameter(gateway, http, query, param):

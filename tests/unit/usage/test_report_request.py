@@ -9,6 +9,7 @@ from gateway.usage.report_request import (
     Month,
     ReportFormat,
     day_label,
+    joined_group_by,
     parse_format,
     parse_group_by,
     parse_month,
@@ -118,6 +119,20 @@ def test_an_unknown_or_repeated_group_key_is_refused_naming_group_by(text):
     with pytest.raises(InvalidRequest) as refused:
         parse_group_by(text)
     assert refused.value.param == "group_by"
+
+
+def test_repeated_group_by_values_are_all_their_keys_in_order():
+    assert joined_group_by([]) is None  # none given: the default grouping
+    assert parse_group_by(joined_group_by([])) == DEFAULT_GROUP_BY
+    assert parse_group_by(joined_group_by(["team", "model"])) == (GroupKey.TEAM, GroupKey.MODEL)
+    assert parse_group_by(joined_group_by(["day", "team,model"])) == (
+        GroupKey.DAY,
+        GroupKey.TEAM,
+        GroupKey.MODEL,
+    )
+    assert parse_group_by(joined_group_by([""])) == ()  # one empty value: the whole month
+    with pytest.raises(InvalidRequest, match="named twice"):
+        parse_group_by(joined_group_by(["team", "team"]))
 
 
 def test_a_whole_request_checks_every_part():
