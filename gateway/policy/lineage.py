@@ -69,6 +69,21 @@ def folder_conflict(
         if base is not None
         else f"does not say which version it is based on (no {bundle_text.MARKER_NAME})"
     )
+    marker = bundle_text.read_marker(directory)
+    if base is not None and marker is not None and marker.version > base:
+        # Its files equal an older version than the one it was exported at: an old copy
+        # put back by mistake, or an edit that set them back on purpose. Only the
+        # operator can tell; exporting again would not help, so say what does.
+        return PolicyConflict(
+            f"Refused: {directory} holds exactly version {base}, although it was exported "
+            f"at version {marker.version}; the running policy is {describe(running)}, "
+            f"which holds {held_kind} (version {held}) that applying it would undo. If its "
+            f"files were set back to version {base} on purpose: `gateway policy apply "
+            f"{directory} --force`. If an old copy replaced them by mistake: `gateway "
+            f"policy export {directory} --force` brings them up to date.",
+            running=running.version,
+            base=base,
+        )
     return PolicyConflict(
         f"Refused: {directory} {basis}, but the running policy is {describe(running)}, "
         f"which holds {held_kind} (version {held}) that the folder has not seen; applying "

@@ -159,3 +159,28 @@ async def test_a_watched_folder_holding_an_edit_is_not_rewritten_and_status_says
         status = body["folder"]
         assert status["up_to_date"] is False and status["path"] == str(gw.settings.policy_dir)
         assert "unknown model 'ghost'" in status["problem"]
+
+
+async def test_an_export_edited_back_to_an_older_version_is_told_apart_from_a_stale_folder(
+    tmp_path: Path,
+) -> None:
+    """PATCH (v2), export (marker v2), edit the files back to exactly v1: refused (an old
+    copy put back would look the same), and the refusal says the folder holds version 1
+    although exported at 2, and that `--force` applies it, instead of advising the export
+    it already is."""
+    async with running_gateway(tmp_path, POLICY) as gw:
+        db = gw.settings.database_url
+        await patch_search(gw, {"limits": {"rpm": 7}}, base=1)
+        exported = tmp_path / "exported"
+        done = await cli(db, "policy", "export", str(exported), cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        for path in exported.glob("*.yaml"):
+            path.unlink()
+        folder(exported, POLICY)  # the files of version 1 again
+        refused = await cli(db, "policy", "apply", str(exported), cwd=tmp_path)
+        assert refused.returncode == 1
+        assert "holds exactly version 1, although it was exported at version 2" in refused.stderr
+        assert f"gateway policy apply {exported} --force" in refused.stderr
+        assert "merge your edits" not in refused.stderr
+        forced = await cli(db, "policy", "apply", str(exported), "--force", cwd=tmp_path)
+        assert forced.returncode == 0 and "policy version 3" in forced.stdout, forced.stderr
