@@ -32,9 +32,11 @@ async def _get_model(request: Request, services: Services, principal: Principal)
     alias = request.path_params["model"]
     policy = services.policy.current()
     if alias not in policy.visible_models(pipeline.team_of(policy, principal)):
+        limits = await standing_headers(principal, services, request_id_of(request))
         raise ModelNotFound(
             f"The model {quoted(alias)} does not exist or you do not have access to it.",
             param="model",
+            headers={name.decode(): value.decode() for name, value in limits},
         )
     return await _with_limits(
         json_response(_model_object(alias, services.started_at)), request, services, principal

@@ -205,6 +205,9 @@ async def test_a_limited_teams_model_list_carries_the_rate_keys_taking_nothing(t
         assert budgeted.headers["x-ratelimit-limit-tokens"] == "1000000"
         unlimited = await (await gw.openai("demo")).models.with_raw_response.list()
         assert "x-ratelimit-limit-requests" not in unlimited.headers
+        with pytest.raises(openai.NotFoundError) as unknown:  # a refusal: the same headers
+            await narrow.models.retrieve("nosuch")
+        assert unknown.value.response.headers["x-ratelimit-remaining-requests"] == "6"
 
 
 async def test_a_herd_of_first_requests_reads_each_periods_usage_once(tmp_path, up):
