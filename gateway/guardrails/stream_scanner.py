@@ -181,6 +181,10 @@ class OutputScanner:
     _shape: Shape | None = None
     _shapes_learned: int = 0
     _budget: _StreamBudget = field(default_factory=_StreamBudget)
+    # Responses: the last `sequence_number` the client got, and how many events this step
+    # added (a held text's flush), so the client's numbers go up by one an event.
+    _sequence: int = -1
+    _added: int = 0
 
     def feed(self, chunk: bytes) -> Emit:
         """A chunk, on the event loop while it stays under check.py's inline budget (its
@@ -256,10 +260,10 @@ class OutputScanner:
             for t in self._texts.values()
         ]
         held = (self._blocked_by, self._shape, self._shapes_learned, len(self.hits))
-        return dict(self._texts), texts, held
+        return dict(self._texts), texts, held, (self._sequence, self._added)
 
     def _restore(self, undo: tuple[Any, ...]) -> None:
-        self._texts, texts, held = undo
+        self._texts, texts, held, (self._sequence, self._added) = undo
         for text, pending, context, cut_escape, in_string, is_value in texts:
             text.pending, text.context, text.cut_escape = pending, context, cut_escape
             text.in_string, text.is_value = in_string, is_value
@@ -467,16 +471,32 @@ class OutputScanner:
             released = self._advance(key, text, parsed["delta"], final=False)
             if self._blocked_by is None and "sequence_number" not in parsed:  # counts up
                 self._learn(parsed, parsed, "delta", key, prefix)
-            if released == parsed["delta"] and not dropped:
+            renumbered = self._renumber(parsed)
+            if released == parsed["delta"] and not (dropped or renumbered):
                 return event
             parsed["delta"] = released
             return prefix + b"data: " + _json(parsed) + b"\n\n"
         # Any other event: the texts so far end here, then whole texts are reviewed.
         before = self._flush(_every)
         rewritten = rewrite_response_event(parsed, self._review_whole, is_json=self.is_json)
-        if rewritten is parsed and not dropped:
+        if rewritten is not parsed:
+            rewritten = dict(rewritten)
+        renumbered = self._renumber(rewritten)
+        if rewritten is parsed and not (dropped or renumbered):
             return before + event
         return before + prefix + b"data: " + _json(rewritten) + b"\n\n"
+
+    def _renumber(self, event: dict[str, Any]) -> bool:
+        """Number a Responses event after the events this step added (whether its number
+        changed), and note it as the last the client got."""
+        number = event.get("sequence_number")
+        if type(number) is not int:
+            return False
+        self._sequence = number + self._added
+        if not self._added:
+            return False
+        event["sequence_number"] = self._sequence
+        return True
 
     # --- the window ------------------------------------------------------------
 
@@ -540,6 +560,10 @@ class OutputScanner:
             released = self._advance(key, text, "", final=True)
             if released:
                 event = _with_text(text.template, key, released)
+                if "sequence_number" in event:  # an event more: numbered after the last
+                    self._sequence += 1
+                    self._added += 1
+                    event["sequence_number"] = self._sequence
                 out.append(text.prefix + b"data: " + _json(event) + b"\n\n")
         return b"".join(out)
 
