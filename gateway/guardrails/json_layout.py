@@ -25,6 +25,12 @@ import orjson
 # value: a run of anything but punctuation, whitespace and quotes.
 _TOKEN = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"?|[^\s{}\[\],:"]+', re.DOTALL)
 _CONTENT = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)  # a string's content
+_BARE_RUN = re.compile(r'[^\s{}\[\],:"\\]*')  # no token ends in it, and no escape
+
+
+def extends_bare(piece: str) -> bool:
+    """Whether `piece`, after a bare value, only makes it longer (no escape in it either)."""
+    return _BARE_RUN.fullmatch(piece) is not None
 
 
 class Layout:

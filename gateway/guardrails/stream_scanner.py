@@ -64,7 +64,7 @@ from gateway.guardrails.event_shape import (
     learn_shape,
 )
 from gateway.guardrails.json_escapes import Escaped, split_incomplete
-from gateway.guardrails.json_layout import Layout
+from gateway.guardrails.json_layout import Layout, extends_bare
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.refusals import TooManyMatches
 from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Redaction, Rule, Scanner
@@ -145,6 +145,11 @@ class _Text:
     # Whether the JSON text is an object or array, so its redactions keep it JSON (None:
     # nothing but whitespace yet).
     is_value: bool | None = None
+    # `pending` is one bare value the text ends in (a number that may go on): a piece that
+    # only makes it longer is added to `longer`, unscanned, instead of scanning the whole
+    # value again each piece (quadratic); it is scanned whole once something ends it.
+    bare_open: bool = False
+    longer: list[str] = field(default_factory=list)
 
 
 class _OverInline(Exception):
@@ -256,7 +261,16 @@ class OutputScanner:
     def _snapshot(self) -> tuple[Any, ...]:
         """What feeding a chunk may change, to undo it when the chunk moves to a thread."""
         texts = [
-            (t, t.pending, t.context, t.cut_escape, t.in_string, t.is_value)
+            (
+                t,
+                t.pending,
+                t.context,
+                t.cut_escape,
+                t.in_string,
+                t.is_value,
+                t.bare_open,
+                len(t.longer),
+            )
             for t in self._texts.values()
         ]
         held = (self._blocked_by, self._shape, self._shapes_learned, len(self.hits))
@@ -264,9 +278,10 @@ class OutputScanner:
 
     def _restore(self, undo: tuple[Any, ...]) -> None:
         self._texts, texts, held, (self._sequence, self._added) = undo
-        for text, pending, context, cut_escape, in_string, is_value in texts:
+        for text, pending, context, cut_escape, in_string, is_value, bare_open, longer in texts:
             text.pending, text.context, text.cut_escape = pending, context, cut_escape
-            text.in_string, text.is_value = in_string, is_value
+            text.in_string, text.is_value, text.bare_open = in_string, is_value, bare_open
+            del text.longer[longer:]
         self._blocked_by, self._shape, self._shapes_learned, hits = held
         del self.hits[hits:]
 
@@ -522,6 +537,12 @@ class OutputScanner:
         """`_advance` for arguments: `pending` is held as written, the window sees it as
         its reader will (every escape decoded), and what is released goes as written, a
         redaction written in (json_escapes.py). An escape cut at the end waits."""
+        if text.bare_open and not final and not text.cut_escape and extends_bare(piece):
+            text.longer.append(piece)  # held whole anyway: scanned once it ends
+            return ""
+        if text.longer:
+            text.pending += "".join(text.longer)
+            text.longer.clear()
         whole = text.cut_escape + piece
         cut_escape = ""
         if not final:
@@ -546,6 +567,7 @@ class OutputScanner:
         source_cut = escaped.source_position(cut)
         text.pending = escaped.source[source_cut:]
         text.in_string = layout is not None and layout.in_string_at(source_cut)
+        text.bare_open = layout is not None and layout.bare_around(layout.length) == source_cut
         text.context, text.cut_escape = context, cut_escape
         if final:
             del self._texts[key]
