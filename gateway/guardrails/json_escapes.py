@@ -61,11 +61,15 @@ class Escaped:
 
     __slots__ = ("_ends", "_positions", "_starts", "source", "view")
 
-    def __init__(self, source: str) -> None:
+    def __init__(self, source: str, read_as: str | None = None) -> None:
+        """`read_as`: `source` with its numbers as their reader reads them, the same length
+        and escapes (json_layout.numbers_read); the view is made from it."""
         self.source = source
         self._positions: list[int] = []
         self._starts: list[int] = []
         self._ends: list[int] = []
+        if read_as is not None:
+            source = read_as
         if "\\" not in source:
             self.view = source
             return

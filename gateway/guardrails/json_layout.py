@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from decimal import Decimal
 
 import orjson
 
@@ -26,6 +27,27 @@ import orjson
 _TOKEN = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"?|[^\s{}\[\],:"]+', re.DOTALL)
 _CONTENT = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)  # a string's content
 _BARE_RUN = re.compile(r'[^\s{}\[\],:"\\]*')  # no token ends in it, and no escape
+
+
+# A number in exponent form somewhere (a quick test before laying numbers out), and a
+# JSON number whole.
+_EXPONENT = re.compile(r"[0-9][eE][-+]?[0-9]")
+_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?[eE][-+]?[0-9]+")
+
+
+def plain_number(value: str) -> str | None:
+    """A JSON number in exponent form as its reader reads it, for the scanner: in plain
+    decimal (`4111111111111111E0` is 4111111111111111), padded with spaces to the same
+    length so positions keep; None when `value` is no such number or its plain form is
+    longer (`1e300`: digits a card or a pattern would be, spelled out, do not fit)."""
+    if _NUMBER.fullmatch(value) is None:
+        return None
+    number = Decimal(value)
+    exponent = number.as_tuple().exponent
+    if not isinstance(exponent, int) or abs(exponent) > len(value):  # too long spelled out
+        return None
+    plain = format(number, "f")
+    return plain.ljust(len(value)) if len(plain) <= len(value) else None
 
 
 def extends_bare(piece: str) -> bool:
@@ -63,6 +85,22 @@ class Layout:
                 bare.append(False)
         self._starts, self._ends, self._bare = starts, ends, bare
 
+    def numbers_read(self, source: str, final: bool = True) -> str:
+        """`source` (this layout's text) with each number in exponent form as its reader
+        reads it (`plain_number`; same length), for the scanner to read; a number that
+        ends the text, unless `final`, may go on and is left as it is."""
+        if _EXPONENT.search(source) is None:
+            return source
+        parts: list[str] = []
+        written = 0
+        for start, end, bare in zip(self._starts, self._ends, self._bare, strict=True):
+            plain = plain_number(source[start:end]) if bare else None
+            if plain is None or (end == self.length and not final):
+                continue
+            parts += (source[written:start], plain)
+            written = end
+        return "".join((*parts, source[written:])) if parts else source
+
     def edits(self, start: int, end: int, marker: str) -> Iterator[tuple[int, int, str]]:
         """(start, end, replacement) that redact `source[start:end]` with `marker` (JSON
         string content) and keep the text JSON, in order."""
@@ -90,6 +128,15 @@ class Layout:
         if start < position < end or start < position == end == self.length:
             return start
         return None
+
+
+def numbers_read(source: str) -> str:
+    """`source` with its numbers as its reader reads them (`Layout.numbers_read`) when it
+    is a JSON text; else as it is."""
+    if _EXPONENT.search(source) is None:
+        return source
+    layout = layout_of_json(source)
+    return source if layout is None else layout.numbers_read(source)
 
 
 def layout_of_json(source: str) -> Layout | None:

@@ -547,7 +547,10 @@ class OutputScanner:
         cut_escape = ""
         if not final:
             whole, cut_escape = split_incomplete(whole)
-        escaped = Escaped(text.pending + whole)
+        source = text.pending + whole
+        layout = _layout(text, source)
+        read_as = layout.numbers_read(source, final) if layout is not None else None
+        escaped = Escaped(source, read_as)
         step = advance(self.scanner, text.context, escaped.view, final=final, budget=self._budget)
         if step.fired:
             self._record(step.fired)
@@ -556,7 +559,6 @@ class OutputScanner:
             return ""
         cut = len(escaped.view) - len(step.keep)
         spans, context = step.redactions, step.context
-        layout = _layout(text, escaped.source)
         if layout is not None and not final:
             held = _whole_values_cut(escaped, layout, cut, spans)
             if held < cut:  # held back to the start of a value a redaction may replace whole

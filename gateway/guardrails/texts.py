@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.guardrails.json_escapes import Escaped
-from gateway.guardrails.json_layout import layout_of_json
+from gateway.guardrails.json_layout import layout_of_json, numbers_read
 from gateway.guardrails.scanner import Redaction, apply_redactions
 
 # Called on each text: the spans to replace in it, and with what (none: leave it).
@@ -138,7 +138,7 @@ def _arguments(value: Any, fn: TextFn) -> Any:
     and keeps valid JSON valid (json_layout.py)."""
     if not isinstance(value, str):
         return value
-    escaped = Escaped(value)
+    escaped = Escaped(value, numbers_read(value))
     spans = fn(escaped.view)
     return escaped.redacted(spans, layout=layout_of_json(value)) if spans else value
 

@@ -282,3 +282,20 @@ async def test_content_not_asked_as_json_is_redacted_as_text(setup):
     client = await gw.openai()
     for stream in (False, True):
         assert await chat_text(client, stream=stream) == "card [REDACTED:credit_card] on file"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+@pytest.mark.parametrize(
+    "card",
+    ["4111111111111111E0", "41111111111111110e-1", "4.111111111111111e15", "411111111111111.1E1"],
+)
+async def test_a_card_written_in_exponent_form_is_redacted(setup, stream, card):
+    """The client's JSON reader reads `4111111111111111E0` as the card: so does the scan,
+    in tool-call arguments and in content asked as JSON."""
+    gw, text = setup
+    text[0] = f'{{"card": {card}, "n": 1e2}}'
+    client = await gw.openai()
+    expected = {"card": "[REDACTED:credit_card]", "n": 100.0}
+    assert json.loads(await chat_text(client, stream=stream, tools=TOOLS)) == expected
+    answer = await responses_text(client, stream=stream, text=TEXT_FORMAT)
+    assert json.loads(answer) == expected

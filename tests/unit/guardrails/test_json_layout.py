@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from gateway.guardrails.decision import review
 from gateway.guardrails.json_escapes import Escaped
-from gateway.guardrails.json_layout import Layout, layout_of_json
+from gateway.guardrails.json_layout import Layout, layout_of_json, plain_number
 from gateway.guardrails.kinds import DetectorKind, GuardAction
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
 
@@ -128,3 +128,27 @@ def test_a_piece_laid_out_from_inside_a_string():
     assert layout.bare_around(11) == 9  # at the end: 12 may go on
     assert layout.bare_around(1) is None
     assert Layout('x", "n": 12}').bare_around(11) is None
+
+
+@pytest.mark.parametrize(
+    ("number", "read"),
+    [
+        ("4111111111111111E0", "4111111111111111"),
+        ("41111111111111110e-1", "4111111111111111.0"),
+        ("-4.111111111111111e+15", "-4111111111111111"),
+        ("1e2", "100"),
+        ("1e300", None),  # spelled out it does not fit
+        ("1e-999999999", None),  # nor this (and it is not spelled out to find that)
+        ("4111111111111111", None),  # no exponent: read as written
+        ("01e2", None),  # not a JSON number
+    ],
+)
+def test_a_number_in_exponent_form_is_read_as_its_value(number, read):
+    """In plain decimal, padded with spaces to the number's length."""
+    assert plain_number(number) == (read and read.ljust(len(number)))
+
+
+def test_a_number_that_may_go_on_is_read_once_it_ends():
+    text = "[1e2, 1e1"
+    assert Layout(text).numbers_read(text, final=False) == "[100, 1e1"
+    assert Layout(text).numbers_read(text) == "[100, 10 "
