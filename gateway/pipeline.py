@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
@@ -67,14 +68,17 @@ from gateway.providers.base import (
     UpstreamFailure,
     upstream_request_id,
 )
+from gateway.providers.error_answer import is_failed_response
 from gateway.routing.affinity import ResponseIdKey, ResponseIds
-from gateway.routing.failover import Attempt, call_with_failover
+from gateway.routing.failover import Attempt, HealthBoard, call_with_failover
 from gateway.routing.tries import Tries
 from gateway.services import Services
+from gateway.sse import ends_on_error
 from gateway.stream.answer_text import AnswerText
 from gateway.stream.relay import (
     ErrorEvent,
     ResponsesErrorEvent,
+    StreamEnd,
     close_stream,
     error_event,
     relay,
@@ -95,6 +99,7 @@ log = logging.getLogger("gateway.pipeline")
 # (the relay's own deadline, mid-read, comes first and sends an error event).
 CLIENT_GRACE_S = 1.0
 CLIENT_TOO_SLOW = "client_too_slow"  # the records' code for a stream cut that way
+SENT_KEPT = 3  # a stream's last writes kept: is the error event among the last? (sse.py)
 Headers = list[tuple[bytes, bytes]]
 
 ENDPOINT_PATHS = {
@@ -193,8 +198,11 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
             raise
         # The client is gone; the work in flight (and the upstream call) was cancelled.
         # 499 even mid-stream, when a 200 status line went out: the records say how the
-        # request ended (a stream is only watched until its end, so this one was cut).
-        ctx.end(499, Outcome.CLIENT_DISCONNECTED)
+        # request ended (a stream is only watched until its end, so this one was cut),
+        # unless the upstream's failure reached the client first (then the client left
+        # because of it: booked as that failure).
+        if ctx.outcome is not Outcome.UPSTREAM_ERROR:
+            ctx.end(499, Outcome.CLIENT_DISCONNECTED)
     except Exception as exc:
         log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": ctx.request_id}})
         if exchange.has_answered:
@@ -466,6 +474,9 @@ async def _whole(
             estimate_usage, ctx.endpoint, body, deployment.model, generated
         )
     charge(ctx, deployment, usage)
+    failed = ctx.endpoint == "responses" and is_failed_response(payload)
+    if failed:  # relayed as it came (cleaned); booked as a stream's `response.failed` is
+        _book_upstream_failure(ctx, services.health, deployment, route, "response failed")
     # guard output: redact the answer, or refuse it (the usage above is still charged).
     # JSON text (response_format): redacted so that it stays JSON.
     is_json = guards.checks_output and asks_for_json(ctx.endpoint, body)
@@ -491,7 +502,7 @@ async def _whole(
         ids.learn(deployment, payload, context)
         raw = ids.rewrite(raw)
     await exchange.answer(200, raw, JSON_HEADERS + _answer_headers(ctx) + _cost_headers(ctx))
-    if plan is not None and cache_flow.stores(ctx, plan):  # guarded, complete, sent: keep it
+    if plan is not None and not failed and cache_flow.stores(ctx, plan):  # guarded, sent: keep
         await cache_flow.keep(ctx, services.cache, plan, raw, deployment.label)
 
 
@@ -555,6 +566,7 @@ async def _stream(
 
     end_event = _error_event_of(ctx.endpoint)
     numbering = end_event if isinstance(end_event, ResponsesErrorEvent) else None
+    sent: deque[bytes] = deque(maxlen=SENT_KEPT)  # the last writes, for a client gone at them
 
     async def send(data: bytes) -> None:
         if ctx.first_byte_s is None:
@@ -562,6 +574,7 @@ async def _stream(
         if numbering is not None:  # Responses: our error event follows the last number sent
             numbering.seen(data)
         await exchange.send(data)
+        sent.append(data)
 
     remaining_s = deadline - health.clock()
     # The deadline holds while the client reads too. The relay ends a stream that reaches
@@ -569,6 +582,7 @@ async def _stream(
     # take it, which would otherwise hold the stream, and its limits, past their lease.
     client_deadline = asyncio.timeout(max(0.0, remaining_s) + CLIENT_GRACE_S)
     whole = None  # response cache: the completed answer, stored once it is charged
+    end: StreamEnd | None = None
     try:
         async with client_deadline:
             await exchange.start_stream(SSE_HEADERS + _answer_headers(ctx))
@@ -588,6 +602,12 @@ async def _stream(
             await exchange.end_stream()
             # Not in `finally`: a disconnect cancels the task and must store nothing.
             whole = assembler.answer() if assembler and end.error is None else None
+    except asyncio.CancelledError:
+        # The SDK raises at the upstream's error event and hangs up at once, before the
+        # upstream's [DONE] or close: the request failed upstream all the same.
+        if end is None and ends_on_error(sent):
+            _book_upstream_failure(ctx, health, deployment, route, "stream ended on its error")
+        raise
     except TimeoutError:
         if not client_deadline.expired():
             raise
@@ -629,6 +649,16 @@ async def _answer_from_cache(
         await exchange.end_stream()
     else:
         await exchange.answer(200, hit.data, JSON_HEADERS + headers + _cost_headers(ctx))
+
+
+def _book_upstream_failure(
+    ctx: RequestContext, health: HealthBoard, deployment: Deployment, route: ModelRoute, detail: str
+) -> None:
+    """The upstream's own failure reached the client in a 200 (its error event, a failed
+    Responses object): the records and the deployment's health say it failed."""
+    health.failed(deployment, route, UpstreamFailure(f"{deployment.label}: {detail}"))
+    error = UpstreamUnavailable("The upstream failed.")
+    ctx.end(error.status, Outcome.UPSTREAM_ERROR, error.code)
 
 
 def charge(ctx: RequestContext, deployment: Deployment, usage: Usage) -> None:

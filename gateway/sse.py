@@ -115,3 +115,46 @@ class EventSplitter:
         rest = self._buffer.rstrip(b"\r\n")
         self._buffer = b""
         return rest + b"\n\n" if rest.strip() else None
+
+
+# How many events from a stream's end `ends_on_error` parses at most: once per stream.
+ENDING_EVENTS = 8
+ERROR_EVENT_LINES = (b"event: error\n", b"event:error\n")  # Responses' `error` event
+
+
+def ends_on_error(chunks: Sequence[bytes]) -> bool:
+    """Did a stream whose last chunks (whole events, oldest first) are `chunks` end on the
+    upstream's error event? An error event is the SDK's own rule (REFERENCE.md, mid-stream
+    errors: a data event whose JSON has a truthy `error`), or Responses' `error` event. It
+    is the ending when only comments, a usage chunk or `[DONE]` follow it. Parses a few
+    events from the end: call it once, when the stream is over, never per chunk."""
+    looked = 0
+    for chunk in reversed(chunks):
+        for event in reversed(events_of(chunk)):
+            verdict = _ending_verdict(event)
+            if verdict is not None:
+                return verdict
+            looked += 1
+            if looked >= ENDING_EVENTS:
+                return False
+    return False
+
+
+def _ending_verdict(event: bytes) -> bool | None:
+    """True: an error event; False: any other event; None: nothing that ends a stream
+    (a comment, `[DONE]`, a usage chunk)."""
+    if event.startswith(ERROR_EVENT_LINES):
+        return True
+    payload = data_of(event)
+    if payload is None or payload == DONE_PAYLOAD:
+        return None
+    try:
+        parsed = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(parsed, dict):
+        return False
+    if parsed.get("error") or parsed.get("type") == "error":
+        return True
+    is_usage = parsed.get("choices") == [] and isinstance(parsed.get("usage"), dict)
+    return None if is_usage else False

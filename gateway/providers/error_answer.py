@@ -3,8 +3,9 @@
 Some servers (proxies, aggregators) answer HTTP 200 with only an error object
 (`{"error": {"message": "provider overloaded", "code": 502}}`). That is no answer:
 the attempt failed, as on a 5xx, and the request fails over. A Responses object
-whose `status` is `failed` is the API's own answer: relayed, its `error` cleaned of
-our key and the upstream's URL (redaction.py) as a relayed 4xx's fields are.
+whose `status` is `failed` (or `incomplete`) is the API's own answer: relayed, its `error`
+and `incomplete_details` cleaned of our key and the upstream's URL (redaction.py) as a
+relayed 4xx's fields are; a failed one is booked as the upstream's failure (pipeline.py).
 """
 
 from __future__ import annotations
@@ -16,19 +17,31 @@ from gateway.providers.redaction import ERROR_KEY
 # What an answer carries: chat and completions `choices`, embeddings `data`.
 ANSWER_FIELDS = ("choices", "data")
 _SEPARATORS = b" \t\r\n:"
+INCOMPLETE_KEY = b'"incomplete_details"'
 
 
 def may_hold_error(body: bytes) -> bool:
-    """Might a whole answer hold a non-null `"error"`? Bytes only, no parse: every
-    answer pays it. A Responses object always spells `"error": null` (skipped); a yes
-    that is wrong costs only a parse."""
-    at = body.find(ERROR_KEY)
+    """Might a whole answer hold a non-null `"error"`, or a non-null `"incomplete_details"`
+    (a Responses object's reason, upstream text too)? Bytes only, no parse: every answer
+    pays it. A Responses object always spells both as null (skipped); a yes that is wrong
+    costs only a parse."""
+    return _has_non_null(body, ERROR_KEY) or _has_non_null(body, INCOMPLETE_KEY)
+
+
+def _has_non_null(body: bytes, key: bytes) -> bool:
+    at = body.find(key)
     while at != -1:
-        end = at + len(ERROR_KEY)
+        end = at + len(key)
         if not body[end : end + 16].lstrip(_SEPARATORS).startswith(b"null"):
             return True
-        at = body.find(ERROR_KEY, end)
+        at = body.find(key, end)
     return False
+
+
+def is_failed_response(answer: dict[str, Any]) -> bool:
+    """Is this whole answer a Responses object that failed (the API's own failure, relayed
+    as it came, booked as the upstream's)?"""
+    return answer.get("object") == "response" and answer.get("status") == "failed"
 
 
 def is_error_answer(answer: dict[str, Any]) -> bool:

@@ -41,7 +41,7 @@ from gateway.providers.redaction import (
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
 from gateway.providers.stream_start import failed_start
-from gateway.sse import EventSplitter, end_of_done, from_first_data, is_done
+from gateway.sse import EventSplitter, end_of_done, ends_on_error, from_first_data, is_done
 from gateway.telemetry.current import add_trace_headers
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -73,9 +73,6 @@ CHOICE_FINISHED = re.compile(rb'"finish_reason": ?"')
 DONE_EVENT = b"data: [DONE]\n\n"
 # Both are looked for at the close only, in the last chunks before it: nothing per chunk.
 ENDING_CHUNKS = 3
-# The upstream's own error event (chat's `{"error": ...}`, Responses' `error` event) as
-# the last thing before it stopped: the client has it already, and needs no second one.
-ERROR_EVENTS = (b'data: {"error"', b'data:{"error"', b'"type":"error"', b"event: error\n")
 
 
 def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
@@ -85,24 +82,11 @@ def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
 RESPONSE_FAILED = re.compile(rb'"type": ?"response\.failed"|event: response\.failed\n')
 
 
-def _is_error(recent: deque[bytes]) -> bool:
-    """Does the last chunk before the upstream stopped hold its own error event?"""
-    return bool(recent) and any(event in recent[-1] for event in ERROR_EVENTS)
-
-
-def _error_before_done(recent: deque[bytes], ending: bytes) -> bool:
-    """Is the event before the `[DONE]` that ends `ending` the upstream's error? The events
-    of `ending` before its `[DONE]` line when it has any, else the chunk before it."""
-    before = ending[: ending.rfind(b"data:")]
-    if before.strip():
-        return any(event in before for event in ERROR_EVENTS)
-    return _is_error(recent)
-
-
 def _ended_failed(recent: deque[bytes]) -> bool:
-    """Did a stream that ended in form end on the upstream's failure (an error event, a
-    Responses `response.failed`)? The client has it; the records must say so too."""
-    return _is_error(recent) or any(RESPONSE_FAILED.search(chunk) for chunk in recent)
+    """Did a stream that ended in form end on the upstream's failure (its error event,
+    `sse.ends_on_error`, or a Responses `response.failed`)? The client has it; the records
+    must say so too."""
+    return ends_on_error(recent) or any(RESPONSE_FAILED.search(chunk) for chunk in recent)
 
 
 def error_fields(raw: bytes) -> dict[str, Any]:
@@ -283,7 +267,9 @@ class OpenAICompatProvider:
             answer = orjson.loads(body)
         except orjson.JSONDecodeError:
             return body  # the pipeline refuses what is not JSON
-        if not isinstance(answer, dict) or not answer.get("error"):
+        if not isinstance(answer, dict):
+            return body
+        if not answer.get("error") and not answer.get("incomplete_details"):
             return body
         if is_error_answer(answer):
             summary = error_summary(error_of(answer), self._secrets)
@@ -357,7 +343,8 @@ class OpenAICompatProvider:
             if not finished:
                 expected = "[DONE]" if done_at_eof else "a final response event"
                 raise UpstreamFailure(
-                    f"{self.name}: stream ended before {expected}", told_client=_is_error(recent)
+                    f"{self.name}: stream ended before {expected}",
+                    told_client=ends_on_error(recent),
                 )
             self._raise_if_failed(recent)
         except aiohttp.ClientError as exc:
@@ -365,7 +352,7 @@ class OpenAICompatProvider:
             if not finished:
                 raise UpstreamFailure(
                     f"{self.name}: stream broke: {type(exc).__name__}",
-                    told_client=_is_error(recent),
+                    told_client=ends_on_error(recent),
                 ) from None
             self._raise_if_failed(recent)
         finally:
@@ -381,7 +368,7 @@ class OpenAICompatProvider:
     def _raise_if_error_before_done(self, recent: deque[bytes], ending: bytes) -> None:
         """A chat stream whose `[DONE]` follows the upstream's own error event ended on its
         failure too: booked like one that closed after it (the client has the event)."""
-        if _error_before_done(recent, ending):
+        if ends_on_error((*recent, ending)):
             raise UpstreamFailure(f"{self.name}: stream ended on its error", told_client=True)
 
     def _raise_if_failed(self, recent: deque[bytes]) -> None:

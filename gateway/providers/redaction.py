@@ -111,7 +111,15 @@ def _clean_strings(value: Any, secrets: Sequence[str]) -> Any:
     return value
 
 
+# What a whole answer may say of its own failure, in upstream text: a failed or incomplete
+# Responses object's `error` and `incomplete_details`, any answer's `error`.
+FAILURE_FIELDS = ("error", "incomplete_details")
+
+
 def clean_error_of(answer: dict[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
-    """A whole answer with every string of its `error` cleaned (a failed Responses
-    object): the answer itself, the model's text, is left as it is."""
-    return {**answer, "error": _clean_strings(answer["error"], secrets)}
+    """A whole answer with every string of its `error` and `incomplete_details` cleaned (a
+    failed Responses object): the answer itself, the model's text, is left as it is."""
+    cleaned = {
+        name: _clean_strings(answer[name], secrets) for name in FAILURE_FIELDS if answer.get(name)
+    }
+    return {**answer, **cleaned}

@@ -5,6 +5,7 @@ gets; a gateway error on a Responses stream is OpenAI's `error` event."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator
@@ -60,6 +61,20 @@ RESPONSES_FAILED = (
     b'"error":{"code":"server_error","message":"boom"}}}\n\n'
 )
 
+DONE = b"data: [DONE]\n\n"
+# A good last chunk that spells `"error": null` (the SDK reads it as an answer).
+ERROR_NULL_LAST = (
+    b'data: {"error":null,"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,'
+    b'"model":"upstream-model","choices":[{"index":0,"delta":{"content":"!"},'
+    b'"finish_reason":"stop"}]}\n\n'
+)
+# OpenRouter's mid-stream error: a chunk with `error` and a choice finished on "error".
+OPENROUTER_ERROR = (
+    b'data: {"id":"gen-1","object":"chat.completion.chunk","created":1,"model":"upstream-model",'
+    b'"error":{"code":"server_error","message":"Provider disconnected"},'
+    b'"choices":[{"index":0,"delta":{"content":""},"finish_reason":"error"}]}\n\n'
+)
+
 SCRIPTS = {
     "finished_no_done": [chunk("Hello"), chunk(" world"), chunk(None, "stop"), USAGE],
     "finished_no_done_no_usage": [chunk("Hello"), chunk(None, "stop")],
@@ -73,16 +88,31 @@ SCRIPTS = {
     "chat_error_then_done": [chunk("Hello"), CHAT_ERROR, b"data: [DONE]\n\n"],
     "chat_error_and_done": [chunk("Hello"), CHAT_ERROR + b"data: [DONE]\n\n"],
     "chat_done": [chunk("Hello"), chunk(None, "stop") + b"data: [DONE]\n\n"],
+    "error_null_last": [chunk("Hello"), ERROR_NULL_LAST, b"data: [DONE]\n\n"],
+    "openrouter_error_then_done": [chunk("Hello"), OPENROUTER_ERROR, b"data: [DONE]\n\n"],
+    "openrouter_error_then_close": [chunk("Hello"), OPENROUTER_ERROR],
+    "spaced_error_then_done": [chunk("Hello"), b'data:  {"error" : {"message": "x"}}\n\n', DONE],
+    "brace_space_error_then_done": [
+        chunk("Hello"),
+        b'data: { "error": {"message": "x"}}\n\n',
+        DONE,
+    ],
+    "error_ping_done": [chunk("Hello"), CHAT_ERROR, b": ping\n\n", DONE],
+    "error_usage_done": [chunk("Hello"), CHAT_ERROR, USAGE, DONE],
 }
 
 
 @contextlib.asynccontextmanager
-async def scripted_upstream(script: str) -> AsyncIterator[str]:
+async def scripted_upstream(script: str, *, pause_s: float = 0.0) -> AsyncIterator[str]:
+    """Serves the script's writes, `pause_s` apart."""
+
     async def stream(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await response.prepare(request)
         for event in SCRIPTS[script]:
             await response.write(event)
+            if pause_s:
+                await asyncio.sleep(pause_s)
         return response  # closes without [DONE]
 
     app = web.Application()
@@ -211,3 +241,86 @@ async def test_an_error_event_followed_by_done_is_booked_as_a_failure(tmp_path, 
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         rows = db.execute("SELECT status, outcome, error_code FROM usage_ledger").fetchall()
     assert rows == [row]
+
+
+FAILED = (502, "upstream_error", "upstream_unavailable")
+
+
+@pytest.mark.parametrize(
+    ("script", "row"),
+    [
+        ("error_null_last", (200, "ok", None)),
+        ("openrouter_error_then_done", FAILED),
+        ("openrouter_error_then_close", FAILED),
+        ("spaced_error_then_done", FAILED),
+        ("brace_space_error_then_done", FAILED),
+        ("error_ping_done", FAILED),
+        ("error_usage_done", FAILED),
+    ],
+)
+async def test_a_stream_is_booked_failed_exactly_when_the_sdk_raises_at_its_end(
+    tmp_path, script, row
+):
+    """The records say a stream failed when, and only when, the SDK raised at its ending
+    (a data event whose JSON has a truthy `error`, then only comments, usage or [DONE]).
+    Each write is a read of its own (`pause_s`)."""
+    async with scripted_upstream(script, pause_s=0.05) as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            client = await gw.openai()
+            raised = None
+            try:
+                stream = await client.chat.completions.create(**CHAT)
+                text = "".join(
+                    [c.choices[0].delta.content or "" async for c in stream if c.choices]
+                )
+            except openai.APIError as error:
+                raised = error
+            events = await raw_events(gw, "/v1/chat/completions", CHAT)
+    assert (raised is not None) == (row is FAILED)
+    if raised is None:
+        assert text == "Hello!"
+    assert len([e for e in events if b'"error":{' in e or b'"error" : {' in e]) <= 1  # no second
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        rows = db.execute("SELECT status, outcome, error_code FROM usage_ledger").fetchall()
+    assert rows == [row, row]
+
+
+TWO_DEPLOYMENTS = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+  other: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  m:
+    deployments:
+      - {{provider: up, model: upstream-model}}
+      - {{provider: other, model: other-model, priority: 2}}
+    routing: {{failure_threshold: 1, cooldown_s: 60}}
+teams:
+  demo: {{models: ["*"]}}
+"""
+
+
+@pytest.mark.parametrize("script", ["chat_error_then_done", "chat_error_then_close"])
+async def test_an_sdk_that_hangs_up_at_the_upstreams_error_event_books_the_upstreams_failure(
+    tmp_path, script
+):
+    """The SDK raises at the upstream's error event and closes at once, before the upstream's
+    [DONE] or close: booked 502 upstream_unavailable against the deployment (which cools
+    down), not 499 client_disconnected."""
+    async with scripted_upstream(script, pause_s=0.3) as base:
+        async with running_gateway(tmp_path, TWO_DEPLOYMENTS.format(base=base)) as gw:
+            client = await gw.openai()
+            stream = await client.chat.completions.create(**CHAT)
+            with pytest.raises(openai.APIError, match="boom"):
+                _ = [c async for c in stream]
+            await asyncio.sleep(0.5)  # the upstream's [DONE] or close comes after the hang-up
+            headers = {"authorization": f"Bearer {await gw.token()}"}
+            async with httpx.AsyncClient(base_url=gw.origin, timeout=10) as http:
+                after = await http.post("/v1/chat/completions", json=CHAT, headers=headers)
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        booked = db.execute(
+            "SELECT status, outcome, error_code FROM usage_ledger WHERE deployment = ?",
+            ("up/upstream-model",),
+        ).fetchall()
+    assert booked == [FAILED]
+    assert after.headers["x-gateway-deployment"] == "other/other-model"  # `up` cools down

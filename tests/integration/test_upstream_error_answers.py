@@ -116,6 +116,45 @@ async def test_a_failed_responses_object_is_relayed_without_our_key_or_its_url(
     }
 
 
+@pytest.mark.parametrize(
+    ("status", "row"),
+    [
+        ("failed", (502, "upstream_error", "upstream_unavailable")),
+        ("incomplete", (200, "ok", None)),
+    ],
+)
+async def test_a_failed_or_incomplete_responses_object_is_cleaned_and_a_failed_one_booked(
+    tmp_path, monkeypatch, status, row
+):
+    """Our key is cleaned out of `incomplete_details` as out of `error`; the client gets the
+    object as the upstream sent it, with HTTP 200, and a failed one is booked as the
+    upstream's failure (as a streamed `response.failed` is), an incomplete one as ok."""
+    monkeypatch.setenv("BAD_KEY", KEY)
+    async with MockUpstream("bad") as bad:
+        answer = {
+            "id": "resp_f",
+            "object": "response",
+            "created_at": 1,
+            "status": status,
+            "model": "bad-model",
+            "output": [],
+            "error": {"code": "server_error", "message": "boom"} if status == "failed" else None,
+            "incomplete_details": {"reason": f"quota of {KEY}"},
+            "usage": {"input_tokens": 2, "output_tokens": 1, "total_tokens": 3},
+        }
+        bad.behave("status", status=200, body=answer)
+        async with running_gateway(
+            tmp_path, ALONE.format(bad=bad.base_url, good=bad.base_url)
+        ) as gw:
+            reply = await post(gw, "/v1/responses")
+    assert reply.status_code == 200
+    assert KEY.encode() not in reply.content
+    payload = orjson.loads(reply.content)
+    assert payload["status"] == status
+    assert payload["incomplete_details"] == {"reason": "quota of [redacted]"}
+    assert ledger(tmp_path) == [row]
+
+
 async def test_an_upstream_out_of_credit_402_fails_over(tmp_path, monkeypatch):
     """402 (our account's credit, not the caller's request): the next deployment answers;
     with none left, the gateway's own 502."""

@@ -7,6 +7,7 @@ from gateway.sse import (
     EventSplitter,
     data_of,
     end_of_done,
+    ends_on_error,
     events_of,
     from_first_data,
     is_done,
@@ -100,3 +101,51 @@ def test_upstream_error_bodies_in_every_shape(raw: bytes, expected: str | None) 
 )
 def test_what_comes_before_the_first_event_with_data_is_dropped(chunk, rest):
     assert from_first_data(chunk) == rest
+
+
+CONTENT = (
+    b'data: {"id":"c","choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\n'
+)
+LAST = b'data: {"error":null,"id":"c","choices":[{"index":0,"delta":{"content":"!"},"finish_reason":"stop"}]}\n\n'
+USAGE_CHUNK = b'data: {"id":"c","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2}}\n\n'
+ERROR = b'data: {"error":{"message":"boom"}}\n\n'
+OPENROUTER_ERROR = (
+    b'data: {"id":"gen-1","object":"chat.completion.chunk","error":{"code":"server_error",'
+    b'"message":"Provider disconnected"},"choices":[{"index":0,"delta":{"content":""},'
+    b'"finish_reason":"error"}]}\n\n'
+)
+RESPONSES_ERROR = b'event: error\ndata: {"type":"error","code":"x","message":"boom"}\n\n'
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        ([CONTENT, LAST, DONE], False),  # `"error": null` on a good last chunk: no error
+        ([CONTENT, LAST, USAGE_CHUNK, DONE], False),
+        ([CONTENT, ERROR, DONE], True),
+        ([CONTENT, ERROR + DONE], True),
+        ([CONTENT, ERROR], True),
+        ([CONTENT, OPENROUTER_ERROR, DONE], True),
+        ([CONTENT, OPENROUTER_ERROR], True),
+        ([CONTENT, b'data:  {"error" : {"message": "x"}}\n\n', DONE], True),
+        ([CONTENT, b'data: { "error": {"message": "x"}}\n\n', DONE], True),
+        ([CONTENT, b'data:{"error":"overloaded"}\n\n'], True),
+        ([CONTENT, ERROR, PING, DONE], True),
+        ([CONTENT, ERROR, USAGE_CHUNK, DONE], True),
+        ([CONTENT + ERROR + PING + USAGE_CHUNK + DONE], True),
+        ([CONTENT, ERROR, CONTENT, DONE], False),  # the stream went on: not its ending
+        ([CONTENT, b'data: {"error":{}}\n\n', DONE], False),  # falsy, as the SDK reads it
+        ([RESPONSES_ERROR], True),
+        ([CONTENT, PING, DONE], False),
+        ([], False),
+    ],
+)
+def test_a_stream_ends_on_error_as_the_sdk_reads_it(chunks: list[bytes], expected: bool) -> None:
+    assert ends_on_error(chunks) is expected
+
+
+def test_ends_on_error_looks_only_at_the_last_few_events() -> None:
+    assert ends_on_error([ERROR, PING * 3]) is True
+    assert ends_on_error([ERROR, PING * 20]) is False  # never walks a whole stream back
