@@ -155,6 +155,25 @@ async def test_a_failed_or_incomplete_responses_object_is_cleaned_and_a_failed_o
     assert ledger(tmp_path) == [row]
 
 
+async def test_a_failed_responses_object_counts_against_its_deployment(tmp_path, monkeypatch):
+    """A deployment that answers failed Responses objects cools down as one that answers
+    5xx does: with `failure_threshold: 1`, the next request goes to the next deployment."""
+    monkeypatch.setenv("BAD_KEY", KEY)
+    failed = {"id": "resp_f", "object": "response", "status": "failed", "output": []}
+    failed["error"] = {"code": "server_error", "message": "boom"}
+    once = POLICY.replace("failure_threshold: 5", "failure_threshold: 1, cooldown_s: 60")
+    async with MockUpstream("bad") as bad, MockUpstream("good") as good:
+        bad.behave("status", status=200, body=failed)
+        async with running_gateway(
+            tmp_path, once.format(bad=bad.base_url, good=good.base_url)
+        ) as gw:
+            first = await post(gw, "/v1/responses")
+            second = await post(gw, "/v1/responses")
+    assert orjson.loads(first.content)["status"] == "failed"
+    assert first.headers["x-gateway-deployment"] == "bad/bad-model"
+    assert second.headers["x-gateway-deployment"] == "good/good-model"
+
+
 async def test_an_upstream_out_of_credit_402_fails_over(tmp_path, monkeypatch):
     """402 (our account's credit, not the caller's request): the next deployment answers;
     with none left, the gateway's own 502."""
