@@ -5,13 +5,15 @@ restart, when Redis lost its keys, or when a budget is added mid-period (it then
 counts what was already spent).
 
 How it meets requests in flight and rows not yet written: a counter is rebuilt
-once (a `seeded` mark), by ADDING the ledger's sum to whatever settles already
-put there. A request settling after the rebuild is counted by its settle (its
-ledger row lands after it, so the sum did not include it). The ledger writer lands
-rows about a second after a request ends: requests that ended in that second
-before the counters were lost are missed (under-counted), at most the traffic of
-one flush. Reservations in flight when Redis lost its keys are gone with them
-(their settle still charges the true usage, so nothing is lost once they end).
+once (a `seeded` mark, stamped after the ledger was read), by ADDING the ledger's
+sum to the counter. Settles add only to a rebuilt counter (redis_scripts.py's
+SETTLE): a request settling after the rebuild is counted by its settle (its ledger
+row lands after it, so the sum did not include it); one settling before it is
+left to the sum. The ledger writer lands rows about a second after a request ends:
+a request that ended in that second before the read is missed (under-counted), at
+most the traffic of one flush; none is counted twice. Reservations in flight when
+Redis lost its keys are gone with them (their requests are counted all the same,
+by the sum or their settle, once they end).
 """
 
 from __future__ import annotations

@@ -15,6 +15,11 @@ with no traffic of its own pays its debt, not leaving the others to admit agains
 short count. One that comes back empty rebuilds its counters from the ledger, which
 holds it.
 
+A settle Redis did not take (it was away when the settle was sent) is owed the same
+way, as a late settle (CHARGE): once Redis answers it frees the request's hold (its
+budget reservation, its concurrency slot) and charges its true usage, exactly once;
+without it, the hold would stand until its lease end and the usage never be counted.
+
 A reserve given up on (no reply within the timeout) may still run: a hung Redis (stopped,
 not dead) reads it from its socket when it wakes, after the request was served unchecked
 or refused. Its hold id is owed to Redis the same way (a CHARGE with its lease end): it
@@ -54,6 +59,7 @@ from gateway.limits.redis_calls import (
     ShapeCalls,
     abandoned_reserve,
     charge_command,
+    late_settle,
     owed_charge,
     refused_for_script,
     reserve_values,
@@ -80,8 +86,9 @@ OWED_RIDE_ALONG = 16  # owed charges a reserve carries: the first reserve back s
 OWED_RETRY_S = 1.0  # while charges are owed: how often they are offered to Redis, unasked
 
 
-# A settle waiting to be sent: its shape's SETTLE call and its ARGV.
-Settle = tuple[ScriptCall, list[str]]
+# A settle waiting to be sent: its shape's SETTLE call and its ARGV; the hold, the
+# usage and the instant it finished, to owe it as a late settle if Redis does not take it.
+Settle = tuple[ScriptCall, list[str], Hold, Actual | None, int]
 
 
 class RedisBackend:
@@ -112,7 +119,7 @@ class RedisBackend:
         self._timer: asyncio.TimerHandle | None = None
         self._sending = 0  # batches on their way (the drainer's, a reserve's ride-alongs)
         self._closing = False
-        self.lost_settles = 0  # settles Redis never took (their leases free them)
+        self.lost_settles = 0  # settles Redis refused with an error (their leases free them)
         self._owed = OwedCharges(OWED_KEPT)  # unchecked requests' usage, until Redis takes it
         self.lost_charges = 0  # owed charges dropped: past OWED_KEPT, refused, or at close
         self._collector: asyncio.Task[None] | None = None  # only while charges are owed
@@ -161,8 +168,7 @@ class RedisBackend:
             try:
                 replies = await fast.call_many(commands)
             except (RespError, OSError) as error:
-                if batch:
-                    self._lost(len(batch), error)
+                self._owe_settles(batch, error)
                 self._owe_again(charges)
                 raise BackendUnavailable(f"Redis: {why(error)}") from error
             finally:
@@ -233,7 +239,8 @@ class RedisBackend:
     def _settle_of(self, hold: Hold, actual: Actual | None) -> Settle:
         plan = hold.plan
         settle = self._calls.of(plan.shape)[1]
-        return settle, settle.args(hold.id, settle_values(plan, actual))
+        args = settle.args(hold.id, settle_values(plan, actual))
+        return settle, args, hold, actual, self._clock()
 
     async def _settle_now(self, hold: Hold, actual: Actual | None) -> None:
         """Settle at once and wait for Redis to take it (the equivalence test's path)."""
@@ -281,19 +288,33 @@ class RedisBackend:
 
     async def _send_again(self, again: list[Settle]) -> None:
         """Settles Redis refused for not knowing the script (none of them ran): each once
-        more, the script loaded again first; those that still do not land are counted lost."""
-        for sent, (call, args) in enumerate(again):
+        more, the script loaded again first; those that still do not land are owed."""
+        for sent, (call, args, *_) in enumerate(again):
             try:
                 await self._evalsha(self._settle, call.keys, args, call, forgotten=sent == 0)
             except (RedisError, RespError, OSError) as error:
-                self._lost(len(again) - sent, error)
+                self._owe_settles(again[sent:], error)
                 return
 
     def _lost(self, count: int, error: Exception) -> None:
         self.lost_settles += count
         log.warning(
-            "limits settle lost: Redis unreachable (the reservation frees at its lease end)",
+            "limits settle lost: Redis refused it (the reservation frees at its lease end)",
             extra={"fields": {"settles": count, "error": why(error)}},
+        )
+
+    def _owe_settles(self, batch: list[Settle], error: Exception) -> None:
+        """Settles Redis did not take (unreachable): owed, delivered once it answers."""
+        if not batch:
+            return
+        may_have_run = _may_run_late(error)
+        for _, _, hold, actual, finished_ms in batch:
+            self._owe(
+                late_settle(hold.id, hold.plan, actual, finished_ms, may_have_run=may_have_run)
+            )
+        log.warning(
+            "limits settles deferred: Redis unreachable (sent again once it answers)",
+            extra={"fields": {"settles": len(batch), "error": why(error)}},
         )
 
     def _owe(self, charge: OwedCharge | None) -> None:
@@ -369,13 +390,13 @@ class RedisBackend:
             await self._send_charges(again, forgotten=True)
 
     def _settle_commands(self, batch: list[Settle]) -> list[Command]:
-        return [call.command(args) for call, args in batch]
+        return [call.command(args) for call, args, *_ in batch]
 
     async def _send_settles(self, batch: list[Settle]) -> bool:
-        """False: Redis did not answer (the batch is counted lost)."""
+        """False: Redis did not answer (the batch is owed, as late settles)."""
         try:
             if len(batch) == 1:
-                call, args = batch[0]
+                call, args, *_ = batch[0]
                 await self._evalsha(self._settle, call.keys, args, call)
                 return True
             if self._fast is not None:  # framed once per shape (redis_calls.py)
@@ -383,10 +404,13 @@ class RedisBackend:
             else:
                 sha = self._settle.sha
                 replies = await self._pipelined(
-                    [("EVALSHA", sha, len(call.keys), *call.keys, *args) for call, args in batch]
+                    [
+                        ("EVALSHA", sha, len(call.keys), *call.keys, *args)
+                        for call, args, *_ in batch
+                    ]
                 )
         except (RedisError, RespError, OSError) as error:
-            self._lost(len(batch), error)
+            self._owe_settles(batch, error)
             return False
         again = self._accounted(batch, replies)
         if again:

@@ -10,8 +10,9 @@ frames two arguments: ~1 µs, where building and packing the whole call cost ~7.
 
 Also the CHARGE call of a request served unchecked (Redis was unreachable, the policy
 said open): its true usage, owed to its budget counters until Redis answers again; and
-of a reserve given up on (no reply in time), whose hold must be freed or never made.
-Rare, so made per charge, not per shape.
+of a reserve given up on (no reply in time), whose hold must be freed or never made;
+and of a settle Redis did not take (it was away), delivered late. Rare, so made per
+charge, not per shape.
 """
 
 from __future__ import annotations
@@ -139,6 +140,13 @@ class OwedCharge(NamedTuple):
     # A reserve given up on: its lease end, until which a late run of it must take
     # nothing (0: none, a usage charge)
     lease_end_ms: int = 0
+    # A settle Redis did not take: NEVER_SENT or MAY_HAVE_RUN (0: none). CHARGE frees its
+    # hold if still held, then charges its usage (redis_scripts.py says when).
+    late_settle: int = 0
+
+
+NEVER_SENT = 1  # a late settle whose SETTLE never reached Redis
+MAY_HAVE_RUN = 2  # one Redis read and never answered: a hung Redis may run it yet
 
 
 def owed_charge(
@@ -167,13 +175,32 @@ def abandoned_reserve(
     return OwedCharge(hold_id, shape, (0,) * len(shape.budgets), given_up_ms, lease_end_ms)
 
 
+def late_settle(
+    hold_id: str, plan: Plan, actual: Actual | None, finished_ms: int, *, may_have_run: bool
+) -> OwedCharge | None:
+    """A checked request's settle that Redis did not take, to deliver once it answers: its
+    hold freed, its usage charged. None: it holds nothing a lease would not free as well
+    (no budget, no concurrency)."""
+    if not (plan.budgets or plan.concurrency):
+        return None
+    shape = plan.shape
+    if actual is None:
+        amounts: tuple[int, ...] = (0,) * len(shape.budgets)
+    else:
+        amounts = tuple(max(0, b.actual(actual)) for b in plan.budgets)
+    kind = MAY_HAVE_RUN if may_have_run else NEVER_SENT
+    return OwedCharge(hold_id, shape, amounts, finished_ms, 0, kind)
+
+
 def charge_command(sha: str, charge: OwedCharge) -> tuple[str | int, ...]:
     """CHARGE's call: KEYS the team's holds, their leases and the budget counters; ARGV
     the hold id, then in one string the instant it finished, the lease end of a reserve
-    given up on (0: none) and the amount per counter."""
+    given up on (0: none), the late settle's kind (0: none) and the amount per counter."""
     p = team_prefix(charge.shape.team)
     keys = [p + "holds", p + "exp", *(p + b.key for b in charge.shape.budgets)]
-    numbers = " ".join(map(str, (charge.finished_ms, charge.lease_end_ms, *charge.amounts)))
+    numbers = " ".join(
+        map(str, (charge.finished_ms, charge.lease_end_ms, charge.late_settle, *charge.amounts))
+    )
     return ("EVALSHA", sha, len(keys), *keys, charge.hold_id, numbers)
 
 

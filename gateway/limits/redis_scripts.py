@@ -10,9 +10,10 @@ from the ledger, ms; 1 from an older gateway; o:<hold id> = that unchecked reque
 charged here); rate buckets hashes (s = stamp ms, l = level); concurrency sorted sets of
 hold ids scored by lease end; `holds` maps a hold id to what it reserved
 ("B key amount ... C key ..."; empty: it holds nothing, as a reserve given up on, see
-CHARGE), `exp` scores hold ids by lease end so the next reservation (or usage view)
-frees holds whose replica died; both live as long as the budget keys a hold reserved
-on, since a sweep needs a record to undo it.
+CHARGE; S: settled late by CHARGE, so the request's own SETTLE, run late by a hung
+Redis, adds nothing), `exp` scores hold ids by lease end so the next reservation (or
+usage view) frees holds whose replica died; both live as long as the budget keys a
+hold reserved on, since a sweep needs a record to undo it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ local function release(holds, exp, id)
   redis.call('ZREM', exp, id)
   if not rec then return 0 end
   redis.call('HDEL', holds, id)
+  if rec == 'S' then return 2 end  -- settled late by CHARGE already
   local t = {}
   for word in string.gmatch(rec, '%S+') do t[#t + 1] = word end
   local i = 1
@@ -199,16 +201,26 @@ return out
 # KEYS: holds, exp, budgets..., token rates...
 # ARGV: id, then in one string: nb, nt, then (actual or -1, keep_until) per budget,
 #       delta per token rate.
+# Only to a counter rebuilt from the ledger (`s`): one that is not there, or holds only
+# settles (Redis came back empty), is rebuilt by the next reserve, ADDING the ledger's
+# sum, and that sum holds this request once its row has landed: adding here too would
+# count it twice. Timing: the seed is stamped (s) after its ledger read, so a settle
+# that finds `s` came after the read and its row (written after the settle) is not in
+# the sum: counted here, once. A settle that finds no `s` leaves the request to the
+# rebuild: counted once if its row landed before the read; missed if the row lands
+# after the read (the request finished during or just before the read, the ledger
+# writer's lag, about a second): the same window as CHARGE's rule and rebuild.py's,
+# under the true spend, never over it.
 SETTLE = (
     _RELEASE
     + _ARGS
     + """
 local nb, nt = tonumber(A[2]), tonumber(A[3])
-release(KEYS[1], KEYS[2], A[1])
+if release(KEYS[1], KEYS[2], A[1]) == 2 then return 1 end  -- CHARGE settled it already
 local a = 4
 for i = 1, nb do
   local actual = tonumber(A[a])
-  if actual > 0 then
+  if actual > 0 and redis.call('HEXISTS', KEYS[2 + i], 's') == 1 then
     redis.call('HINCRBY', KEYS[2 + i], 'u', actual)
     redis.call('PEXPIREAT', KEYS[2 + i], A[a + 1])
   end
@@ -240,7 +252,9 @@ return 1
 """
 
 # KEYS: holds, exp, budgets...  ARGV: id, then in one string: finished (ms), the lease end
-# of a reserve given up on (0: none), then amount per budget.
+# of a reserve given up on (0: none), the late settle's kind (0: none, 1: its SETTLE
+# never reached Redis, 2: it may have run: Redis read it and never answered), then
+# amount per budget.
 # What a request served unchecked used, added once Redis answers again. Only to a counter
 # rebuilt before the request finished: one rebuilt since may have summed its ledger row,
 # and one not there at all is rebuilt from the ledger when next needed (both count it).
@@ -251,12 +265,19 @@ return 1
 # an empty record under its id refuses it (RESERVE) until its lease ends, when a sweep
 # takes the record (by the gateway's clocks, as every lease: no Redis clock involved).
 # Sent again, it changes nothing: the empty record stays.
+# A settle Redis did not take (it was away) is delivered late as a CHARGE: its hold, if
+# still held, is freed and marked S (until its lease end) so that its SETTLE, should a
+# hung Redis run it yet, adds nothing; its usage is charged by the rule above. Not held
+# any more: its lease lapsed and a sweep freed it (charged, nothing freed twice), or
+# Redis came back without it (the rule decides), or, kind 2 only, its SETTLE did run
+# (nothing charged: the SETTLE counted it; a kind 2 whose hold was also swept by then
+# is missed, under the true spend).
 CHARGE = (
     _RELEASE
     + _ARGS
     + """
 local holds, exp, id = KEYS[1], KEYS[2], A[1]
-local finished, lease_end = tonumber(A[2]), tonumber(A[3])
+local finished, lease_end, late_settle = tonumber(A[2]), tonumber(A[3]), tonumber(A[4])
 if lease_end > 0 then
   local rec = redis.call('HGET', holds, id)
   if not rec then
@@ -270,9 +291,22 @@ if lease_end > 0 then
     release(holds, exp, id)
   end
 end
+if late_settle > 0 then
+  local rec = redis.call('HGET', holds, id)
+  if rec and rec ~= 'S' then  -- still held (S: this charge, sent again)
+    local lease = redis.call('ZSCORE', exp, id)
+    release(holds, exp, id)
+    if lease then
+      redis.call('HSET', holds, id, 'S')
+      redis.call('ZADD', exp, lease, id)
+    end
+  elseif not rec and late_settle == 2 then
+    return 0
+  end
+end
 local mark, charged = 'o:' .. id, 0
 for i = 3, #KEYS do
-  local amount = A[1 + i]
+  local amount = A[2 + i]
   if tonumber(amount) > 0 then
     local rebuilt = tonumber(redis.call('HGET', KEYS[i], 's') or '')
     if rebuilt and rebuilt < finished and redis.call('HSETNX', KEYS[i], mark, 1) == 1 then

@@ -8,11 +8,14 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.limits.plan import Actual, Estimate, Plan, build_plan
 from gateway.limits.redis_calls import (
+    MAY_HAVE_RUN,
+    NEVER_SENT,
     OwedCharge,
     OwedCharges,
     abandoned_reserve,
     charge_command,
     excess,
+    late_settle,
     owed_charge,
     refused_for_script,
     team_prefix,
@@ -77,7 +80,7 @@ def test_a_charge_is_one_evalsha_on_the_budget_counters() -> None:
         5,
         *keys,
         "h1",
-        f"{NOW + 5} 0 40 7000 40",
+        f"{NOW + 5} 0 0 40 7000 40",
     )
 
 
@@ -86,12 +89,28 @@ def test_a_reserve_given_up_on_owes_its_hold_and_no_usage() -> None:
     plan = plan_of(BUDGETED)
     owed = abandoned_reserve("h1", plan, NOW + 500, NOW + 90_000)
     assert owed == OwedCharge("h1", plan.shape, (0, 0, 0), NOW + 500, NOW + 90_000)
-    assert charge_command("sha", owed)[-1] == f"{NOW + 500} {NOW + 90_000} 0 0 0"
+    assert charge_command("sha", owed)[-1] == f"{NOW + 500} {NOW + 90_000} 0 0 0 0"
 
 
 def test_a_reserve_of_rates_alone_given_up_on_owes_nothing() -> None:
     """Its hold holds nothing past the call; its rate levels count the request."""
     assert abandoned_reserve("h1", plan_of(RATES_ONLY), NOW + 500, NOW + 90_000) is None
+
+
+def test_a_settle_redis_did_not_take_owes_its_hold_and_its_usage() -> None:
+    """Its usage per budget (nothing when no upstream answered: the hold is still freed),
+    whether Redis may have run it, and its kind in the charge's numbers."""
+    plan = plan_of(BUDGETED)
+    owed = late_settle("h1", plan, Actual(40, 7_000), NOW + 5, may_have_run=False)
+    assert owed == OwedCharge("h1", plan.shape, (40, 7_000, 40), NOW + 5, 0, NEVER_SENT)
+    assert charge_command("sha", owed)[-1] == f"{NOW + 5} 0 {NEVER_SENT} 40 7000 40"
+    released = late_settle("h2", plan, None, NOW + 5, may_have_run=True)
+    assert released == OwedCharge("h2", plan.shape, (0, 0, 0), NOW + 5, 0, MAY_HAVE_RUN)
+
+
+def test_a_settle_of_rates_alone_is_not_owed() -> None:
+    """Its hold holds nothing a lease would not free as well."""
+    assert late_settle("h1", plan_of(RATES_ONLY), Actual(1, 1), NOW, may_have_run=False) is None
 
 
 @pytest.mark.parametrize(
