@@ -24,7 +24,9 @@ from gateway.limits.service import Limits
 from gateway.policy.compiled import Budget, BudgetPeriod, PerUserSpec, TeamRules
 from gateway.policy.schema import BackendErrorMode, LimitsSpec
 from tests.integration.test_limits_redis_outage_charge import _ledger, _stop, _stop_keeping_keys
+from tests.support.gateway import running_gateway
 from tests.support.redis_server import free_port, start_redis
+from tests.support.upstream import Behaviour, MockUpstream
 
 needs_redis_server = pytest.mark.skipif(
     shutil.which("redis-server") is None, reason="needs redis-server"
@@ -224,3 +226,62 @@ async def test_a_settle_a_hung_redis_runs_after_its_late_settle_adds_nothing(
     finally:
         await client.aclose()
         await backend.close()
+
+
+@needs_redis_server
+async def test_requests_that_finish_while_redis_is_down_free_their_slots_once_it_is_back(
+    tmp_path, http
+) -> None:
+    """The probe, through the gateway: concurrency 2, two requests in flight when Redis
+    stops (its keys saved), both answered 200; Redis back from its dump: the next request
+    is served at once (before, 429 'in flight 2' until the leases ended) and the usage
+    view says what the ledger says (before, 0 used: the two were never charged)."""
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
+    team = f"t{uuid.uuid4().hex[:8]}"
+    try:
+        async with MockUpstream("up") as up:
+            up.behave(Behaviour(prompt_tokens=10, completion_tokens=5, delay_s=1.0))
+            bundle = (
+                f'providers: {{up: {{type: openai-compatible, api_base: "{up.base_url}"}}}}\n'
+                "models: {chat: {deployments: [{provider: up, model: m}]}}\n"
+                f'teams: {{{team}: {{models: ["chat"], max_tokens_default: 50, '
+                "budgets: [{period: day, tokens: 100000}], limits: {concurrency: 2}}}\n"
+            )
+            async with running_gateway(
+                tmp_path, bundle, redis_url=f"redis://127.0.0.1:{port}"
+            ) as gw:
+                client = await gw.openai(team)
+                hi = [{"role": "user", "content": "hi"}]
+
+                async def ask() -> None:
+                    raw = await client.chat.completions.with_raw_response.create(
+                        model="chat", messages=hi
+                    )
+                    assert raw.status_code == 200
+
+                in_flight = [asyncio.create_task(ask()) for _ in range(2)]
+                await up.wait_for_requests(2)  # both reserved in Redis
+                _stop_keeping_keys(port, server)
+                await asyncio.gather(*in_flight)  # they finish while Redis is down
+                await asyncio.sleep(0.5)  # Redis stays away a moment: their settles fail
+                server = start_redis(port, str(tmp_path))
+                up.behave(Behaviour(prompt_tokens=10, completion_tokens=5))
+                await ask()
+
+                admin = {"authorization": f"Bearer {await gw.token(scopes=('gateway:admin',))}"}
+                sums = ledger_reader(gw.services.engine)
+                deadline = time.monotonic() + 15
+                while True:  # the ledger writer lands rows about a second after a request
+                    async with http.get(
+                        f"{gw.origin}/admin/teams/{team}/usage", headers=admin
+                    ) as response:
+                        assert response.status == 200
+                        day = (await response.json())["budgets"][0]
+                    truth, _ = await sums(team, None, 0, 2**62)
+                    if truth == 3 * 15 or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.1)
+                assert (day["used"], day["reserved"], truth) == (45, 0, 45)
+    finally:
+        _stop(server)
