@@ -321,6 +321,7 @@ def _merge(
     issues: list[PolicyIssue] = []
     for content, reader in files:
         issues.extend(reader.issues)
+        entry_marks = _marks_by_entry(reader.marks)
         for section, value in content.items():
             if section in NAMED_SECTIONS and isinstance(value, dict):
                 target = merged.setdefault(section, {})
@@ -339,9 +340,7 @@ def _merge(
                         )
                         continue
                     target[name] = entry
-                    marks.update(
-                        (p, m) for p, m in reader.marks.items() if p[:2] == (section, name)
-                    )
+                    marks.update(entry_marks.get((section, name), {}))
             elif section in merged:
                 issues.append(
                     PolicyIssue(
@@ -354,6 +353,15 @@ def _merge(
                 merged[section] = value
                 marks.update((p, m) for p, m in reader.marks.items() if p[:1] == (section,))
     return merged, marks, issues
+
+
+def _marks_by_entry(marks: dict[Path, str]) -> dict[Path, dict[Path, str]]:
+    """A file's marks grouped by their first two path parts (section, entry name), so
+    merging an entry costs its own marks, not a scan of the whole file's."""
+    grouped: dict[Path, dict[Path, str]] = {}
+    for path, mark in marks.items():
+        grouped.setdefault(path[:2], {})[path] = mark
+    return grouped
 
 
 def locator(marks: Mapping[Path, str], default: str) -> Locate:
