@@ -10,10 +10,10 @@ sum to the counter. Settles add only to a rebuilt counter (redis_scripts.py's
 SETTLE): a request settling after the rebuild is counted by its settle (its ledger
 row lands after it, so the sum did not include it); one settling before it is
 left to the sum. The ledger writer lands rows about a second after a request ends:
-a request that ended in that second before the read is missed (under-counted), at
-most the traffic of one flush; none is counted twice. Reservations in flight when
-Redis lost its keys are gone with them (their requests are counted all the same,
-by the sum or their settle, once they end).
+a request that ended in that second before the read, or during it, is missed
+(under-counted), at most the traffic of one flush; none is counted twice.
+Reservations in flight when Redis lost its keys are gone with them (their requests
+are counted all the same, by the sum or their settle, once they end).
 """
 
 from __future__ import annotations
