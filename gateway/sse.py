@@ -128,6 +128,8 @@ def ends_on_error(chunks: Sequence[bytes]) -> bool:
     errors: a data event whose JSON has a truthy `error`), or Responses' `error` event. It
     is the ending when only comments, a usage chunk or `[DONE]` follow it. Parses a few
     events from the end: call it once, when the stream is over, never per chunk."""
+    if not any(b"error" in chunk for chunk in chunks):  # the usual ending: nothing to parse
+        return False
     looked = 0
     for chunk in reversed(chunks):
         for event in reversed(events_of(chunk)):
