@@ -260,7 +260,8 @@ def export(
         ),
     ] = False,
 ) -> None:
-    """Write a version as YAML files, one per section, with a marker of the version.
+    """Write a version as YAML files, one per section (a section past a file's limits in
+    several: teams.yaml, teams-2.yaml, ...), with a marker of the version.
 
     Refused, without --force, when the folder holds files no export wrote or
     edits not yet applied (preview those with `policy diff DIR`).

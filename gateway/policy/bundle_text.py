@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,12 +63,6 @@ def unified_diff(
         tofile=new_label,
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
-
-
-def section_files(raw: dict[str, Any]) -> dict[str, str]:
-    """One YAML file per section (`teams.yaml`, …), keys in the order they were written."""
-    names = [s for s in SECTION_ORDER if s in raw] + [s for s in raw if s not in SECTION_ORDER]
-    return {f"{name}.yaml": dump_file({name: raw[name]}) for name in names}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +115,14 @@ def folder_hash(directory: Path) -> str | None:
 
 def write_export(
     directory: Path,
-    raw: dict[str, Any],
+    files: Mapping[str, str],
     marker: Marker,
     *,
     force: bool,
     based_on: dict[str, Any] | None = None,
 ) -> None:
-    """Replace the folder's policy files with the bundle's sections and the marker.
+    """Replace the folder's policy files with `files` (name → text, as
+    `folder_limits.export_files` makes them) and the marker.
 
     A folder holding policy files but no marker was not made by export, and one
     whose files no longer have the hash its marker recorded holds edits no
@@ -142,7 +137,7 @@ def write_export(
         _refuse_hand_written(directory, existing, based_on)
     for path in existing:
         path.unlink()
-    for name, text in section_files(raw).items():
+    for name, text in files.items():
         (directory / name).write_text(text, encoding="utf-8")
     (directory / MARKER_NAME).write_text(render_marker(marker), encoding="utf-8")
 

@@ -49,12 +49,14 @@ def candidate_from_raw(
     return Candidate(plain, compile_policy(loaded, env))
 
 
-def candidate_for_folders(raw: Mapping[str, Any], env: Mapping[str, str]) -> Candidate:
-    """`candidate_from_raw`, refused also when a policy folder could not hold it (a file
-    `policy export` would write is past the loader's limits): what the admin API takes
-    must export, check and apply back, and fit a folder `serve --policies` rewrites."""
-    candidate = candidate_from_raw(raw, env)
-    issues = export_issues(candidate.raw)
+def candidate_for_folders(
+    raw: Mapping[str, Any], env: Mapping[str, str], where: str = "bundle"
+) -> Candidate:
+    """`candidate_from_raw`, refused also when no policy folder could hold it (an entry past
+    the loader's limits even in a file of its own): what the admin API takes must
+    export, check and apply back, and fit a folder `serve --policies` rewrites."""
+    candidate = candidate_from_raw(raw, env, where)
+    issues = export_issues(candidate.raw, where)
     if issues:
         raise PolicyInvalid(issues)
     return candidate

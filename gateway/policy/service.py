@@ -46,11 +46,11 @@ from gateway.policy.candidate import (
     Candidate,
     candidate_for_folders,
     candidate_from_folder,
-    candidate_from_raw,
     compile_version,
     folder_content,
 )
 from gateway.policy.compiled import Policy
+from gateway.policy.folder_limits import export_files
 from gateway.policy.lineage import (
     PolicyConflict,
     conflict_for_folder,
@@ -336,7 +336,8 @@ class PolicyService:
     async def export(
         self, directory: Path, *, version: int | None = None, force: bool = False
     ) -> PolicyVersion:
-        """Write a version (default: the running one) as one YAML file per section + marker."""
+        """Write a version (default: the running one) as one YAML file per section (a
+        section past a file's limits in several) + marker."""
         if version is None:
             chosen = await self.current()
             if chosen is None:
@@ -350,10 +351,11 @@ class PolicyService:
             async with self._engine.connect() as conn:
                 found = await read_version(conn, based.version)
             based_on = found.bundle if found is not None else None
+        files = await asyncio.to_thread(export_files, chosen.bundle)
         await asyncio.to_thread(
             bundle_text.write_export,
             directory,
-            chosen.bundle,
+            files,
             marker,
             force=force,
             based_on=based_on,
@@ -426,7 +428,7 @@ class PolicyService:
         check_reason(reason)
         old = await self.get(version)
         candidate = await asyncio.to_thread(
-            candidate_from_raw, old.bundle, self._env, f"policy version {version}"
+            candidate_for_folders, old.bundle, self._env, f"policy version {version}"
         )
 
         async def check(_conn: AsyncConnection, _running: PolicyVersion | None) -> dict[str, Any]:

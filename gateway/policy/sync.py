@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from gateway.policy import bundle_text
 from gateway.policy.compiled import Policy, ProviderConfig
 from gateway.policy.errors import PolicyInvalid
-from gateway.policy.folder_limits import file_problem
+from gateway.policy.folder_limits import rewrite_plan
 from gateway.policy.loader import load_bundle, policy_file_problem, policy_files
 from gateway.policy.service import PolicyConflict, PolicyService
 from gateway.policy.store import PolicyStore
@@ -183,8 +183,9 @@ def _content_hash(path: Path, directory: Path) -> str:
 
 
 class _CannotHold(Exception):
-    """A file of the rewrite would be past the loader's limits: written, the folder the
-    gateway keeps would be invalid (and stuck so), so it is left as it is."""
+    """An entry of the running version fits no policy file (even split, a file would be
+    past the loader's limits): written, the folder the gateway keeps would be invalid
+    (and stuck so), so it is left as it is. The admin API refuses such a version."""
 
 
 class FolderWatcher:
@@ -347,12 +348,10 @@ class FolderWatcher:
             mark = locate(path)
             return mark.rsplit(":", 1)[0].removeprefix(prefix) if mark.startswith(prefix) else None
 
-        plan = bundle_text.files_to_rewrite(raw, running.bundle, file_of)
-        placed = bundle_text.place_sections(running.bundle, file_of)
-        for name, text in plan.items():
-            problem = file_problem(placed[name], text) if text is not None else None
-            if problem is not None:
-                raise _CannotHold(f"{name}: {problem}")
+        try:
+            plan = rewrite_plan(raw, running.bundle, file_of)
+        except PolicyInvalid as invalid:
+            raise _CannotHold("; ".join(str(issue) for issue in invalid.issues)) from None
         bundle_text.write_files(
             self._directory, plan, bundle_text.Marker(running.version, running.hash)
         )

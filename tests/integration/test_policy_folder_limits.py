@@ -1,5 +1,6 @@
-"""What the admin API takes, a policy folder can hold: export, check and apply round-trip,
-and a folder `serve --policies` keeps is never left invalid by the gateway's own rewrite."""
+"""What the admin API takes, a policy folder can hold: export, check and apply round-trip
+(a section past a file's limits split across files), and a folder `serve --policies`
+keeps is never left invalid by the gateway's own rewrite."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.policy import bundle_text
 from gateway.policy.loader import MAX_NODES, load_bundle
 from tests.support.admin import ADMIN_POLICY, Admin
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.processes import run_gateway
 
 
 @pytest.fixture
@@ -44,8 +47,8 @@ def keywords(count: int) -> dict[str, Any]:
     return {"detector": "keywords", "name": "kw", "keywords": words, "action": "flag"}
 
 
-async def test_put_refuses_a_section_no_policy_file_could_hold(admin: Admin) -> None:
-    """100,001 keywords: 400 naming the section and the limit; the running version stays."""
+async def test_put_refuses_an_entry_no_policy_file_could_hold(admin: Admin) -> None:
+    """A guardrail of 100,001 keywords: 400 naming it and the limit; the running version stays."""
     _, running = await admin.call("GET", "/admin/policy")
     bundle = copy.deepcopy(running["bundle"])
     bundle["guardrails"] = {"big": {"input": [keywords(MAX_NODES + 1)]}}
@@ -56,55 +59,64 @@ async def test_put_refuses_a_section_no_policy_file_could_hold(admin: Admin) -> 
     error = answer["error"]
     assert (error["type"], error["code"]) == ("invalid_request_error", "invalid_policy")
     [issue] = error["errors"]
-    assert issue["field"] == "guardrails"
+    assert issue["field"] == "guardrails.big"
     assert "guardrails.yaml" in issue["message"] and f"{MAX_NODES}" in issue["message"]
     _, after = await admin.call("GET", "/admin/policy")
     assert after["version"] == running["version"]
 
 
 async def test_patch_refuses_a_team_no_policy_file_could_hold(admin: Admin) -> None:
-    """A PATCH whose teams section would be past the limit is a 400 too."""
+    """A PATCH making one team past the limit is a 400 naming the team."""
     models = ["small"] * MAX_NODES
     status, answer = await admin.call(
         "PATCH", "/admin/teams/search", {"changes": {"models": models}, "base_version": 1}
     )
     assert status == 400, answer
-    assert answer["error"]["errors"][0]["field"] == "teams"
+    assert answer["error"]["errors"][0]["field"] == "teams.search"
 
 
-ONE_FILE_POLICY = (
-    ADMIN_POLICY
-    + """\
-guardrails:
-  small: {input: [{detector: email, action: flag}]}
-"""
-)
+async def folder_brought_to(admin: Admin, folder: Path, version: int) -> None:
+    """Wait until the served folder holds `version`: its marker says so and
+    `GET /admin/policy` shows no `folder` problem."""
+    for _ in range(600):
+        marker = bundle_text.read_marker(folder)
+        _, now = await admin.call("GET", "/admin/policy")
+        if marker is not None and marker.version == version and "folder" not in now:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the folder was not brought to version {version}: {now.get('folder')}")
 
 
-async def test_a_watched_folder_that_cannot_hold_the_change_is_left_valid(
-    tmp_path: Path, http: aiohttp.ClientSession
+async def test_a_policy_past_one_file_exports_checks_and_applies_back(
+    admin: Admin, gw: RunningGateway, tmp_path: Path
 ) -> None:
-    """Each section fits its own file, but the folder's one file cannot hold them all:
-    the folder is left as it was (still valid), and `GET /admin/policy` says why."""
-    async with running_gateway(tmp_path, ONE_FILE_POLICY) as gw:
-        token = await gw.token(team="demo", scopes=["gateway:admin"])
-        admin = Admin(gw.origin, http, token)
-        folder = gw.settings.policy_dir
-        _, running = await admin.call("GET", "/admin/policy")
-        bundle = copy.deepcopy(running["bundle"])
-        bundle["guardrails"]["big"] = {"input": [keywords(MAX_NODES * 6 // 10)]}
-        bundle["teams"]["demo"]["clients"] = [f"c{i}" for i in range(MAX_NODES * 5 // 10)]
-        before = (folder / "bundle.yaml").read_text()
+    """24,000 teams (more values than one file holds): PUT, PATCH and rollback take it;
+    the served folder and an export both split `teams` across files that check and load
+    back to the running version."""
+    _, running = await admin.call("GET", "/admin/policy")
+    bundle = copy.deepcopy(running["bundle"])
+    bundle["teams"].update({f"t{i}": {"models": ["small"]} for i in range(24_000)})
+    status, answer = await put(admin, {"bundle": bundle, "base_version": running["version"]})
+    assert status == 200, answer
+    status, answer = await admin.call(
+        "PATCH", "/admin/teams/t5", {"changes": {"models": ["large"]}, "base_version": 2}
+    )
+    assert status == 200, answer
+    status, answer = await admin.call("POST", "/admin/policy/rollback", {"version": 2})
+    assert status == 200, answer
+    _, now = await admin.call("GET", "/admin/policy")
+    assert now["version"] == 4
 
-        status, answer = await put(admin, {"bundle": bundle, "base_version": running["version"]})
-        assert status == 200, answer
+    folder = gw.settings.policy_dir
+    await folder_brought_to(admin, folder, 4)
+    assert sorted(p.name for p in folder.glob("*.yaml")) == ["bundle-2.yaml", "bundle.yaml"]
+    assert load_bundle(folder).raw == now["bundle"]
 
-        for _ in range(200):
-            _, now = await admin.call("GET", "/admin/policy")
-            if "cannot be rewritten" in now.get("folder", {}).get("problem", ""):
-                break
-            await asyncio.sleep(0.1)
-        problem = now["folder"]["problem"]
-        assert "cannot be rewritten" in problem and "bundle.yaml" in problem, problem
-        assert (folder / "bundle.yaml").read_text() == before
-        load_bundle(folder)  # still a valid folder
+    out = tmp_path / "exported"
+    env = {"GATEWAY_DATABASE_URL": gw.settings.database_url}
+    exported = run_gateway("policy", "export", str(out), cwd=tmp_path, env=env)
+    assert exported.returncode == 0, exported.stderr
+    assert run_gateway("policy", "check", str(out), cwd=tmp_path, env=env).returncode == 0
+    assert {"teams.yaml", "teams-2.yaml"} <= {p.name for p in out.glob("*.yaml")}
+    applied = run_gateway("policy", "apply", str(out), cwd=tmp_path, env=env)
+    assert applied.returncode == 0 and "no changes" in applied.stdout, applied.stderr

@@ -12,12 +12,12 @@ from gateway.policy.bundle_text import (
     read_marker,
     render_marker,
     render_yaml,
-    section_files,
     unified_diff,
     write_export,
 )
 from gateway.policy.compiled import bundle_hash
 from gateway.policy.errors import PolicyInvalid
+from gateway.policy.folder_limits import export_files
 from gateway.policy.loader import load_bundle
 
 BUNDLE = {
@@ -51,7 +51,7 @@ def test_a_diff_from_nothing_adds_every_line() -> None:
 
 def test_export_files_load_back_to_the_same_bundle_and_hash(tmp_path: Path) -> None:
     """One file per section; loading them gives the bundle back, references unresolved."""
-    files = section_files(BUNDLE)
+    files = export_files(BUNDLE)
     assert list(files) == [
         "providers.yaml",
         "models.yaml",
@@ -68,8 +68,8 @@ def test_export_files_load_back_to_the_same_bundle_and_hash(tmp_path: Path) -> N
 
 
 def test_export_keeps_the_order_sections_were_written_in() -> None:
-    assert section_files(BUNDLE)["teams.yaml"].index("search") < (
-        section_files(BUNDLE)["teams.yaml"].index("demo")
+    assert export_files(BUNDLE)["teams.yaml"].index("search") < (
+        export_files(BUNDLE)["teams.yaml"].index("demo")
     )
 
 
@@ -83,11 +83,13 @@ def test_marker_round_trips_and_garbage_is_no_marker() -> None:
 def test_write_export_replaces_its_own_files_but_not_hand_written_ones(tmp_path: Path) -> None:
     (tmp_path / "mine.yaml").write_text("teams: {}\n")
     with pytest.raises(FileExistsError, match="--force"):
-        write_export(tmp_path, BUNDLE, Marker(1, bundle_hash(BUNDLE)), force=False)
-    write_export(tmp_path, BUNDLE, Marker(1, bundle_hash(BUNDLE)), force=True)
+        write_export(tmp_path, export_files(BUNDLE), Marker(1, bundle_hash(BUNDLE)), force=False)
+    write_export(tmp_path, export_files(BUNDLE), Marker(1, bundle_hash(BUNDLE)), force=True)
     assert not (tmp_path / "mine.yaml").exists()
     assert read_marker(tmp_path) == Marker(1, bundle_hash(BUNDLE))
-    write_export(tmp_path, {"teams": {}}, Marker(2, "i"), force=False)  # an export: no force
+    write_export(
+        tmp_path, export_files({"teams": {}}), Marker(2, "i"), force=False
+    )  # an export: no force
     assert sorted(p.name for p in tmp_path.iterdir()) == [MARKER_NAME, "teams.yaml"]
 
 
