@@ -32,10 +32,10 @@ def merge_patch(target: Any, patch: Any) -> Any:
 PATCHABLE_TEAM_FIELDS = ("models", "budgets", "limits", "per_user", "max_tokens_default")
 
 
-def unpatchable_team_fields(changes: dict[str, Any], team_fields: set[str]) -> list[str]:
-    """The team fields (of `team_fields`, the schema's) that `changes` names but PATCH may
-    not change. A name the schema does not know is left to it (an unknown key)."""
-    return [f for f in changes if f in team_fields and f not in PATCHABLE_TEAM_FIELDS]
+def unpatchable_team_fields(changes: dict[str, Any]) -> list[str]:
+    """The names `changes` holds that PATCH may not change: another team field, or a name
+    no team has (`Models`, a typo), in the order they were written."""
+    return [f for f in changes if f not in PATCHABLE_TEAM_FIELDS]
 
 
 def patch_team(bundle: dict[str, Any], team: str, changes: dict[str, Any]) -> dict[str, Any]:

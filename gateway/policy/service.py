@@ -96,15 +96,22 @@ def check_reason(reason: str) -> None:
 
 def check_patchable(team_changes: Mapping[str, Any]) -> None:
     """Refuse a team PATCH that changes more than quotas, limits or models (400 naming it)."""
-    refused = changes.unpatchable_team_fields(dict(team_changes), set(TeamSpec.model_fields))
-    if refused:
-        allowed = ", ".join(changes.PATCHABLE_TEAM_FIELDS)
+    refused = changes.unpatchable_team_fields(dict(team_changes))
+    if not refused:
+        return
+    field, allowed = refused[0], ", ".join(changes.PATCHABLE_TEAM_FIELDS)
+    if field not in TeamSpec.model_fields:
         raise InvalidRequest(
-            f"PATCH /admin/teams/{{team}} changes a team's {allowed} only; "
-            f"change {quoted(refused[0])} with PUT /admin/policy or a policy file "
-            "(`gateway policy apply`).",
-            param=f"changes.{refused[0]}",
+            f"{quoted(field)} is not a field of a team; PATCH /admin/teams/{{team}} "
+            f"changes a team's {allowed}.",
+            param=f"changes.{field}",
         )
+    raise InvalidRequest(
+        f"PATCH /admin/teams/{{team}} changes a team's {allowed} only; "
+        f"change {quoted(field)} with PUT /admin/policy or a policy file "
+        "(`gateway policy apply`).",
+        param=f"changes.{field}",
+    )
 
 
 class VersionNotFound(NotFound):

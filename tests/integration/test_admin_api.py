@@ -245,6 +245,22 @@ async def test_patch_team_changes_only_quotas_limits_and_models(
     assert running["version"] == 1
 
 
+@pytest.mark.parametrize(("field", "value"), [("nonsense", 1), ("Models", ["small"])])
+async def test_patch_team_names_an_unknown_field_as_its_param(
+    admin: Admin, field: str, value: Any
+) -> None:
+    """A name no team has is a 400 whose param is `changes.<name>`; no new version."""
+    status, answer = await admin.call(
+        "PATCH", "/admin/teams/search", {"changes": {field: value}, "base_version": 1}
+    )
+    assert status == 400, answer
+    error = answer["error"]
+    assert (error["type"], error["param"]) == ("invalid_request_error", f"changes.{field}")
+    assert f"'{field}'" in error["message"] and "models" in error["message"]
+    _, running = await admin.call("GET", "/admin/policy")
+    assert running["version"] == 1
+
+
 async def test_versions_diff_rollback_and_audit(admin: Admin) -> None:
     """History newest first, one version, a diff, a rollback, and the audit of both changes."""
     await admin.call(
