@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.schema import PolicyBundle
+from gateway.policy.secrets import read_escapes_beyond_providers
 
 NAMED_SECTIONS = frozenset({"providers", "models", "teams", "guardrails"})
 Locate = Callable[[Path], str]
@@ -378,9 +379,10 @@ def locator(marks: Mapping[Path, str], default: str) -> Locate:
 
 
 def validate_bundle(raw: dict[str, Any], locate: Locate) -> PolicyBundle:
-    """Schema-check a raw bundle; raise SchemaInvalid naming every bad field."""
+    """Schema-check a raw bundle; raise SchemaInvalid naming every bad field. The bundle
+    checked (and enforced) reads `$${` outside the providers as the literal `${`."""
     try:
-        return PolicyBundle.model_validate(raw)
+        return PolicyBundle.model_validate(read_escapes_beyond_providers(raw))
     except ValidationError as exc:
         issues = []
         paths: list[Path] = []

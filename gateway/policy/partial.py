@@ -23,6 +23,7 @@ from gateway.policy.compiled import SetAside, reference_issues
 from gateway.policy.errors import Path, PolicyIssue
 from gateway.policy.loader import NAMED_SECTIONS, LoadedBundle, SchemaInvalid
 from gateway.policy.schema import PolicyBundle
+from gateway.policy.secrets import read_escapes_beyond_providers
 
 
 def issues_beyond_schema(invalid: SchemaInvalid, env: Mapping[str, str]) -> list[PolicyIssue]:
@@ -31,7 +32,7 @@ def issues_beyond_schema(invalid: SchemaInvalid, env: Mapping[str, str]) -> list
     kept, aside = set_aside(invalid.raw, invalid.paths)
     from_aside = aside_reference_issues(invalid.raw, aside, invalid.locate)
     try:
-        bundle = PolicyBundle.model_validate(kept)
+        bundle = PolicyBundle.model_validate(read_escapes_beyond_providers(kept))
     except ValidationError:
         return from_aside  # an error no entry explains (the bundle as a whole)
     return reference_issues(LoadedBundle(bundle, kept, invalid.locate), env, aside) + from_aside

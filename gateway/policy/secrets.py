@@ -38,7 +38,12 @@ SECRET_FIELDS = frozenset({"api_key", "aws_access_key_id", "aws_secret_access_ke
 ENV_REFERENCE_FIELDS = SECRET_FIELDS | {"api_base"}
 MAX_SECRET_FILE_BYTES = 64 * 1024  # a key or a certificate; anything larger is a mistake
 
-REFERENCE = re.compile(r"\$\{(?:(?P<env>[A-Za-z_][A-Za-z0-9_]*)|file:(?P<file>[^}]*))\}")
+# `$${` writes a literal `${` (as `$$` does in Docker Compose and Kubernetes), so a policy can
+# hold the text `${NAME}` (a guardrail keyword, a pattern) without it being a reference.
+ESCAPE, ESCAPED = "$${", "${"
+REFERENCE = re.compile(
+    r"(?P<escape>\$\$\{)|\$\{(?:(?P<env>[A-Za-z_][A-Za-z0-9_]*)|file:(?P<file>[^}]*))\}"
+)
 _PATTERN = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
 
 
@@ -173,6 +178,8 @@ def resolve_references(
 
     def substitute(match: re.Match[str]) -> str:
         name, path = match.group("env"), match.group("file")
+        if match.group("escape") is not None:
+            return ESCAPED
         if name is not None:
             if field not in ENV_REFERENCE_FIELDS:
                 problems.append(_misplaced(name))
@@ -215,13 +222,13 @@ def references_beyond_providers(
     Only a provider's fields are resolved (`resolve_references`, each of them); a
     reference anywhere else (a deployment's model, a guardrail's pattern, an issuer's
     audience, a team's clients) would be used as the literal text `${NAME}`, silently.
-    Plain text holding a `$` is no reference."""
+    Plain text holding a `$` is no reference, nor is `$${NAME}` (the literal `${NAME}`)."""
 
     def walk(
         value: Any, path: tuple[str | int, ...]
     ) -> Iterator[tuple[tuple[str | int, ...], str]]:
         if isinstance(value, str):
-            match = REFERENCE.search(value)
+            match = next((m for m in REFERENCE.finditer(value) if not m.group("escape")), None)
             if match is not None:
                 yield path, _not_resolved_here(match[0])
         elif isinstance(value, dict):
@@ -236,11 +243,31 @@ def references_beyond_providers(
             yield from walk(value, (section,))
 
 
+def read_escapes_beyond_providers(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The bundle as it is enforced: outside the providers, each `$${` read as the literal
+    `${` it writes (a provider's fields read it as they resolve, `resolve_references`)."""
+
+    def literal(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace(ESCAPE, ESCAPED)
+        if isinstance(value, dict):
+            return {key: literal(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [literal(item) for item in value]
+        return value
+
+    return {
+        section: value if section == "providers" else literal(value)
+        for section, value in raw.items()
+    }
+
+
 def _not_resolved_here(reference: str) -> str:
     secret_fields = ", ".join(sorted(SECRET_FIELDS))
     return (
         f"{reference} is not resolved here: a reference stands only in a provider's secret "
-        f"field ({secret_fields}) or in the path of its api_base; write the value itself"
+        f"field ({secret_fields}) or in the path of its api_base; write the value itself, "
+        f"or $${reference[1:]} for the literal text {reference}"
     )
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from gateway.policy.errors import PolicyInvalid
-from gateway.policy.secrets import ENV_REFERENCE_FIELDS, ReferenceRules, resolve_references
+from gateway.policy.secrets import (
+    ENV_REFERENCE_FIELDS,
+    ReferenceRules,
+    read_escapes_beyond_providers,
+    references_beyond_providers,
+    resolve_references,
+)
 from gateway.policy.store import load_policy_dir
 
 KEY = "sk-fake-0123456789"
@@ -26,6 +32,22 @@ def test_a_reference_outside_a_secret_field_is_refused_and_never_resolved(
     assert "a reference stands only in a secret field" in problem
     assert "path of api_base" in problem
     assert KEY not in problem
+
+
+@pytest.mark.parametrize("field", ["api_version", "api_base", "api_key", "model"])
+def test_an_escaped_reference_is_the_literal_text_in_any_field(field: str) -> None:
+    """`$${NAME}` is `${NAME}`, never resolved nor refused, as outside the providers."""
+    written = "v1/$${FAKE_API_KEY}/$${file:/etc/passwd}"
+    literal = "v1/${FAKE_API_KEY}/${file:/etc/passwd}"
+    assert resolve_references(written, field, ENV, ReferenceRules()) == (literal, [])
+
+
+def test_an_escaped_reference_beyond_the_providers_is_no_error() -> None:
+    raw = {"teams": {"t": {"clients": ["$${HOME}", "a$${X}b"]}}, "routing": {"x": "${HOME}"}}
+    found = list(references_beyond_providers(raw))
+    assert [path for path, _ in found] == [("routing", "x")]
+    assert "$${HOME}" in found[0][1]  # the way to write it
+    assert read_escapes_beyond_providers(raw)["teams"]["t"]["clients"] == ["${HOME}", "a${X}b"]
 
 
 @pytest.mark.parametrize("field", sorted(ENV_REFERENCE_FIELDS))
