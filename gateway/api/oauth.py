@@ -14,16 +14,21 @@ goes straight through; otherwise too many recent failures from the source
 address (for the client id it names, or in all; another address's failures
 never count), or no free check slot within a second, answer 429 with
 `retry-after` and `{"error": "slow_down"}` (the token-endpoint error RFC 8628
-§3.5 registers for "back off"; RFC 6749 §5.2 has none for it).
+§3.5 registers for "back off"; RFC 6749 §5.2 has none for it). A database outage
+answers 503 `{"error": "temporarily_unavailable"}` with `retry-after` (the code RFC 6749
+§4.1.2.1 registers for it), with the one warning line app.py writes for other paths.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from urllib.parse import parse_qsl
 
 import orjson
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -37,6 +42,10 @@ from gateway.context import EdgeContext
 from gateway.errors import BodyTooLarge
 from gateway.services import Services
 
+log = logging.getLogger(__name__)
+
+# The outages app.py answers with its 503 `database_unavailable`; here in OAuth's shape.
+DATABASE_OUTAGES = (OperationalError, InterfaceError, PoolTimeout)
 MAX_FORM_BYTES = 16 * 1024
 MAX_FORM_FIELDS = 32
 MAX_LOGGED_CLIENT_ID = 128  # the caller's text until it authenticates: keep its line short
@@ -146,11 +155,33 @@ async def _token_reply(request: Request, services: Services, ctx: EdgeContext) -
     return await _guarded_token_response(services, authorization, form, address)
 
 
+def _database_unavailable(exc: Exception) -> TokenReply:
+    """app.py's answer to an outage (one warning line, no trace), in OAuth's shape."""
+    from gateway.db import DatabaseFileChanged
+
+    if isinstance(exc, DatabaseFileChanged):
+        reason = exc.reason
+    else:
+        orig = getattr(exc, "orig", None)  # the driver's error, without SQLAlchemy's SQL
+        reason = f"{type(orig or exc).__name__}: {orig or exc}"
+    log.warning(
+        "database unavailable: answered 503",
+        extra={"fields": {"path": TOKEN_PATH, "reason": reason[:200]}},
+    )
+    reply = oauth_error(
+        503, "temporarily_unavailable", "The gateway's database is unavailable; try again shortly."
+    )
+    return TokenReply(reply.status, reply.body, {**reply.headers, "retry-after": "1"})
+
+
 async def token(request: Request) -> Response:
     """Issue an access token (client_credentials)."""
     services: Services = request.state.services
     with access_line(request, services) as ctx:
-        reply = await _token_reply(request, services, ctx)
+        try:
+            reply = await _token_reply(request, services, ctx)
+        except DATABASE_OUTAGES as exc:
+            reply = _database_unavailable(exc)
         ctx.end(reply.status, reply.body.get("error") if reply.status >= 400 else None)
         return _render(reply, ctx.request_id)
 

@@ -73,7 +73,9 @@ def test_a_deleted_database_file_is_one_warning_line_not_a_traceback(tmp_path):
             policy = http.get("/admin/policy", headers={"Authorization": f"Bearer {token}"})
         for answer in (login, policy):
             assert answer.status_code == 503, answer.text
-            assert answer.json()["error"]["code"] == "database_unavailable"
+            assert answer.headers["retry-after"] == "1"
+        assert login.json()["error"] == "temporarily_unavailable"  # OAuth's shape (RFC 6749)
+        assert policy.json()["error"]["code"] == "database_unavailable"
         log = server.stderr()
     assert "Traceback" not in log and "unhandled error" not in log, log
     warnings = [line for line in log.splitlines() if "database unavailable" in line]
