@@ -135,11 +135,11 @@ def write_export(
     existing = policy_files(directory)
     if existing and not force:
         _refuse_hand_written(directory, existing, based_on)
-    for path in existing:
-        path.unlink()
-    for name, text in files.items():
-        (directory / name).write_text(text, encoding="utf-8")
-    (directory / MARKER_NAME).write_text(render_marker(marker), encoding="utf-8")
+    # New files first, each replacing its old one whole, and only then the files no
+    # longer needed: `serve --policies` watching this folder never reads it with files
+    # missing or half-written (a folder missing a file could even be a valid policy).
+    stale = dict.fromkeys(p.name for p in existing if p.name not in files)
+    write_files(directory, {**files, **stale}, marker)
 
 
 def _refuse_hand_written(
@@ -220,8 +220,8 @@ def dump_file(sections: dict[str, Any]) -> str:
 
 
 def write_files(directory: Path, rewrite: dict[str, str | None], marker: Marker) -> None:
-    """Apply `files_to_rewrite`'s plan, each file replaced whole (never seen half-written),
-    the marker last. Raises OSError (a read-only folder, such as a ConfigMap)."""
+    """Apply `files_to_rewrite`'s plan in its order, each file replaced whole (never seen
+    half-written), the marker last. Raises OSError (a read-only folder, such as a ConfigMap)."""
     for name, text in rewrite.items():
         path = directory / name
         if text is None:

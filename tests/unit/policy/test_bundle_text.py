@@ -1,5 +1,6 @@
 """Bundles as text (gateway/policy/bundle_text.py): stable rendering, diffs, export files, marker."""
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,41 @@ def test_files_to_rewrite_touches_only_the_files_whose_part_changed() -> None:
     assert plan["two.yaml"] == "teams:\n  b:\n    x: 3\n"
     gone = files_to_rewrite(old, {"models": {"m": 1}, "teams": {"a": {"x": 1}}}, where.get)
     assert gone == {"two.yaml": None}
+
+
+def test_export_over_an_export_never_shows_a_reader_a_missing_or_partial_file(
+    tmp_path: Path,
+) -> None:
+    """A folder `serve --policies` watches, exported into again and again (`export --force`):
+    whenever a reader looks, every file is there, whole, of one version or the other."""
+    versions = [
+        export_files({**BUNDLE, "teams": {f"{tag}{i}": {"models": ["*"]} for i in range(3000)}})
+        for tag in ("a", "b")
+    ]
+    texts = {name: {files[name] for files in versions} for name in versions[0]}
+    write_export(tmp_path, versions[0], Marker(1, "x"), force=True)
+    seen: list[str] = []
+    done = threading.Event()
+
+    def look() -> None:
+        while not done.is_set():
+            names = {p.name for p in tmp_path.iterdir() if p.suffix == ".yaml"}
+            if names != set(texts):
+                seen.append(f"files: {sorted(names)}")
+            for name in names & set(texts):
+                try:
+                    text = (tmp_path / name).read_text()
+                except FileNotFoundError:
+                    text = "(gone)"
+                if text not in texts[name]:
+                    seen.append(f"{name}: {text[:40]!r}")
+
+    reader = threading.Thread(target=look)
+    reader.start()
+    try:
+        for round_ in range(40):
+            write_export(tmp_path, versions[round_ % 2], Marker(round_ + 2, "x"), force=True)
+    finally:
+        done.set()
+        reader.join()
+    assert seen == []
