@@ -248,6 +248,12 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _watch_sqlite_file(engine: AsyncEngine, watch: SqliteFileWatch) -> None:
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _before_connect(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> None:
+        # Look before sqlite opens the path: opening a deleted file creates a new empty
+        # one, which would then read as "replaced" (the problem, once seen, is kept).
+        watch.problem()
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(_dbapi_connection: Any, _record: Any) -> None:
         watch.remember()  # after sqlite has created the file, if it was new
