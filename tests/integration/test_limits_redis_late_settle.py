@@ -14,6 +14,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.limits import redis_backend
 from gateway.limits.backend import Hold
 from gateway.limits.plan import Actual, Estimate, Plan, build_plan
 from gateway.limits.rebuild import ledger_reader
@@ -92,6 +93,39 @@ async def test_settles_made_while_redis_was_away_land_once_it_is_back_with_its_k
         await backend.flush()
         assert await _view(backend, plan) == ([(truth, 0), (truth, 0)], 0)
         assert backend.lost_settles == 0 and backend.lost_charges == 0
+    finally:
+        await limits.close()
+        _stop(server)
+
+
+@needs_redis_server
+async def test_late_settles_offered_just_before_a_reserve_still_land_ahead_of_it(
+    tmp_path, engine, monkeypatch
+) -> None:
+    """Redis back from its dump (its scripts forgotten); the owed late settles are on their
+    way (the retry task's offer) when a reserve comes: they land first, freeing their
+    slots. Before, they met NOSCRIPT, the script was loaded again in a round trip of its
+    own, and the reserve sent meanwhile ran first: 429 'in flight 3' (CI saw it)."""
+    monkeypatch.setattr(redis_backend, "OWED_RETRY_S", 60.0)  # this test makes the offer
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
+    backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}")
+    limits = Limits(backend, ledger_reader(engine))
+    plan = build_plan(_team(concurrency=3), "u", Estimate(100, 0), int(time.time() * 1000))
+    try:
+        holds = [await limits.reserve(plan, CLOSED) for _ in range(3)]
+        _stop_keeping_keys(port, server)
+        for hold in holds:
+            limits.settle(hold, Actual(USED, 0))
+        await backend.flush()  # Redis away: kept
+
+        server = start_redis(port, str(tmp_path))
+        offer = asyncio.create_task(backend.flush())  # what the retry task does
+        await asyncio.sleep(0)  # it took them and is connecting
+        fourth = await limits.reserve(plan, CLOSED)
+        await offer
+        assert fourth.is_checked
+        assert (await _view(backend, plan))[1] == 1
     finally:
         await limits.close()
         _stop(server)
