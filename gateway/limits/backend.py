@@ -19,6 +19,10 @@ class BackendUnavailable(Exception):
     """The backend (Redis, or the ledger while rebuilding) did not answer."""
 
 
+class LedgerUnreadable(BackendUnavailable):
+    """The ledger, which budget counters are rebuilt from, did not answer (its database)."""
+
+
 @final
 class Hold:  # one per request: a native class (plan.py says why)
     """A reservation a request holds until `settle`; only settle (or its lease) frees it."""

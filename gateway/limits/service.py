@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable
 
 from gateway.limits.answers import refusal_error
-from gateway.limits.backend import BackendUnavailable, Hold, LimitsBackend, NeedsSeed, Snapshot
+from gateway.limits.backend import (
+    BackendUnavailable,
+    Hold,
+    LedgerUnreadable,
+    LimitsBackend,
+    NeedsSeed,
+    Snapshot,
+)
 from gateway.limits.errors import LimitsUnavailable
 from gateway.limits.plan import Actual, Plan
 from gateway.limits.rebuild import LedgerSums, rebuilt
@@ -97,17 +104,22 @@ class Limits:
         try:
             seeds = await rebuilt(self._sums, plan.team, plan.subject, needs.checks)
         except Exception as error:  # any database failure: the counters cannot be trusted
-            raise BackendUnavailable(f"ledger unreadable: {type(error).__name__}") from error
+            raise LedgerUnreadable(f"ledger unreadable: {type(error).__name__}") from error
         await self.backend.seed(plan.team, seeds)
 
     def _unchecked(
         self, plan: Plan, hold_id: str, mode: BackendErrorMode, error: BackendUnavailable
     ) -> Hold:
         if mode is BackendErrorMode.CLOSED:
+            # Name what is down: with the in-process backend there is no store, only the
+            # database the counters are rebuilt from after a restart or a policy change.
+            if isinstance(error, LedgerUnreadable):
+                down = "its database, which budgets are rebuilt from, is unreachable"
+            else:
+                down = "its limits store is unreachable"
             raise LimitsUnavailable(
-                "The gateway cannot check usage limits right now (its limits store is "
-                "unreachable), so it refuses requests rather than let budgets overrun. "
-                "Please retry shortly."
+                f"The gateway cannot check usage limits right now ({down}), so it refuses "
+                "requests rather than let budgets overrun. Please retry shortly."
             ) from error
         self.unchecked += 1
         log.warning(

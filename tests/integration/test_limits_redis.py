@@ -266,6 +266,7 @@ async def test_redis_stopped_closed_refuses_open_serves_and_counts(tmp_path, eng
         with pytest.raises(LimitsUnavailable) as refused:
             await limits.reserve(plan, BackendErrorMode.CLOSED)
         assert refused.value.status == 503 and refused.value.code == "limits_unavailable"
+        assert "limits store is unreachable" in str(refused.value)
         hold = await limits.reserve(plan, BackendErrorMode.OPEN)
         assert not hold.is_checked and limits.unchecked == 1
         limits.settle(hold, Actual(1, 0))  # nothing to settle, no error
