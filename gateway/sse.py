@@ -142,6 +142,29 @@ def ends_on_error(chunks: Sequence[bytes]) -> bool:
     return False
 
 
+def end_of_failure(chunk: bytes) -> int | None:
+    """Where the first event of a chunk of whole events that says the upstream failed ends,
+    or None: an error event (the SDK's rule, as `ends_on_error` reads it: it raises there
+    and reads no further) or a Responses `response.failed`. Parses only the events that
+    spell `error`; the caller asks only of a chunk that may hold one (a bytes search)."""
+    position = 0
+    for event in events_of(chunk):
+        position += len(event)
+        if b"error" in event and _is_failure(event):
+            return position
+    return None
+
+
+def _is_failure(event: bytes) -> bool:
+    if event.startswith(ERROR_EVENT_LINES):
+        return True
+    parsed = json_of(event)
+    if not isinstance(parsed, dict):
+        return False
+    kind = parsed.get("type")
+    return bool(parsed.get("error")) or kind == "error" or kind == "response.failed"
+
+
 def _ending_verdict(event: bytes) -> bool | None:
     """True: an error event; False: any other event; None: nothing that ends a stream
     (a comment, `[DONE]`, a usage chunk)."""

@@ -5,7 +5,8 @@ policy (base URL, fixed path, the deployment's model): nothing in a client's
 request can point it elsewhere, and the addresses its host resolves to obey the
 upstream rules at connect time (`resolver.py`). The caller's headers are never forwarded; the
 provider's own key is added here. Streams are relayed as chunks of complete SSE
-events (all that one read completed), without re-encoding.
+events (all that one read completed), without re-encoding, up to the upstream's first
+failure event: the upstream is cut there.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import aiohttp
@@ -32,7 +33,6 @@ from gateway.providers.base import (
 )
 from gateway.providers.error_answer import error_of, is_error_answer, may_hold_error
 from gateway.providers.redaction import (
-    ERROR_KEY,
     clean_error_of,
     clean_message,
     redact_error_events,
@@ -41,7 +41,7 @@ from gateway.providers.redaction import (
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
 from gateway.providers.stream_start import failed_start
-from gateway.sse import EventSplitter, end_of_done, ends_on_error, from_first_data, is_done
+from gateway.sse import EventSplitter, end_of_done, end_of_failure, from_first_data
 from gateway.telemetry.current import add_trace_headers
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -73,20 +73,12 @@ CHOICE_FINISHED = re.compile(rb'"finish_reason": ?"')
 DONE_EVENT = b"data: [DONE]\n\n"
 # Both are looked for at the close only, in the last chunks before it: nothing per chunk.
 ENDING_CHUNKS = 3
+# How a chunk ended the stream: at its `[DONE]`, or at the upstream's failure event.
+Ending = Literal["done", "failed"]
 
 
 def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
     return any(ended.search(chunk) for chunk in recent)
-
-
-RESPONSE_FAILED = re.compile(rb'"type": ?"response\.failed"|event: response\.failed\n')
-
-
-def _ended_failed(recent: deque[bytes]) -> bool:
-    """Did a stream that ended in form end on the upstream's failure (its error event,
-    `sse.ends_on_error`, or a Responses `response.failed`)? The client has it; the records
-    must say so too."""
-    return ends_on_error(recent) or any(RESPONSE_FAILED.search(chunk) for chunk in recent)
 
 
 def error_fields(raw: bytes) -> dict[str, Any]:
@@ -300,7 +292,6 @@ class OpenAICompatProvider:
         finished = False
         recent: deque[bytes] = deque(maxlen=ENDING_CHUNKS)  # the last chunks passed on, newest last
         splitter = EventSplitter()
-        spellings = self._spellings
         started = False
         try:
             async for data in response.content.iter_any():
@@ -314,13 +305,11 @@ class OpenAICompatProvider:
                         self._check_start(chunk)
                 if not chunk:
                     continue
-                if spellings and ERROR_KEY in chunk:  # an error event may echo our key
-                    chunk = redact_error_events(chunk, spellings)
-                done_at = end_of_done(chunk)
-                if done_at is not None:
-                    finished = True
-                    yield chunk[:done_at]
-                    self._raise_if_error_before_done(recent, chunk[:done_at])
+                chunk, ending = self._ending_of(chunk)
+                if ending is not None:
+                    finished = ending == "done"
+                    yield chunk
+                    self._raise_if_failed(ending)
                     return
                 recent.append(chunk)
                 yield chunk
@@ -330,34 +319,26 @@ class OpenAICompatProvider:
                 if tail is not None:
                     self._check_start(tail)
             if tail is not None:
-                if spellings and ERROR_KEY in tail:
-                    tail = redact_error_events(tail, spellings)
-                if is_done(tail):
-                    finished = True
+                tail, ending = self._ending_of(tail)
+                if ending is not None:
+                    finished = ending == "done"
                     yield tail
-                    self._raise_if_error_before_done(recent, tail)
+                    self._raise_if_failed(ending)
                     return
                 recent.append(tail)
                 yield tail
             finished = _ended_well(ended, recent)
             if not finished:
                 expected = "[DONE]" if done_at_eof else "a final response event"
-                raise UpstreamFailure(
-                    f"{self.name}: stream ended before {expected}",
-                    told_client=ends_on_error(recent),
-                )
-            self._raise_if_failed(recent)
+                raise UpstreamFailure(f"{self.name}: stream ended before {expected}")
         except aiohttp.ClientError as exc:
             finished = _ended_well(ended, recent)
             if not finished:
-                raise UpstreamFailure(
-                    f"{self.name}: stream broke: {type(exc).__name__}",
-                    told_client=ends_on_error(recent),
-                ) from None
-            self._raise_if_failed(recent)
+                raise UpstreamFailure(f"{self.name}: stream broke: {type(exc).__name__}") from None
         finally:
             # Closing (not releasing) drops the connection, which is how the
-            # upstream learns to stop generating when our client went away.
+            # upstream learns to stop generating when our client went away, or
+            # after its own failure event.
             if finished:
                 response.release()
             else:
@@ -365,16 +346,27 @@ class OpenAICompatProvider:
         if done_at_eof:  # reached only when no [DONE] came: the answer had finished
             yield DONE_EVENT
 
-    def _raise_if_error_before_done(self, recent: deque[bytes], ending: bytes) -> None:
-        """A chat stream whose `[DONE]` follows the upstream's own error event ended on its
-        failure too: booked like one that closed after it (the client has the event)."""
-        if ends_on_error((*recent, ending)):
-            raise UpstreamFailure(f"{self.name}: stream ended on its error", told_client=True)
+    def _ending_of(self, chunk: bytes) -> tuple[bytes, Ending | None]:
+        """`chunk` with its error events cleaned of our key and the upstream's URL, cut
+        after its `[DONE]` or after the upstream's first failure event, whichever comes
+        first, and which it was. Nothing after a failure is relayed: the SDK raises at the
+        error event and reads no further, and a failed response is over."""
+        ending: Ending | None = None
+        done_at = end_of_done(chunk)
+        if done_at is not None:
+            chunk, ending = chunk[:done_at], "done"
+        if may_hold_error(chunk):  # bytes only; true for few chunks (a failure, an end)
+            chunk = redact_error_events(chunk, self._spellings)
+            failed_at = end_of_failure(chunk)
+            if failed_at is not None:
+                chunk, ending = chunk[:failed_at], "failed"
+        return chunk, ending
 
-    def _raise_if_failed(self, recent: deque[bytes]) -> None:
-        """A stream that ended on the upstream's own failure ends as a failed one (the
-        client has the upstream's event: no second)."""
-        if _ended_failed(recent):
+    def _raise_if_failed(self, ending: Ending) -> None:
+        """A stream cut at the upstream's failure event ends as a failed one: the client
+        has the upstream's event (no second); the connection is dropped, which cancels
+        the upstream's generation."""
+        if ending == "failed":
             raise UpstreamFailure(f"{self.name}: stream ended on its error", told_client=True)
 
     def _check_start(self, chunk: bytes) -> None:

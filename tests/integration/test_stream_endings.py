@@ -190,12 +190,14 @@ async def test_a_responses_stream_ends_with_openais_error_event_once(tmp_path):
 async def test_a_stream_the_upstream_ended_on_its_failure_is_booked_as_one(tmp_path, script, path):
     """A Responses `response.failed` (or `error`) mid-stream is booked as chat's error event
     is: the row carries the error's status, not 200 ok; the client's stream is the
-    upstream's as it came."""
+    upstream's as it came, up to its first failure event (nothing after it)."""
     body = {**CHAT, "input": "hi"} if path == "/v1/responses" else CHAT
     async with scripted_upstream(script) as base:
         async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
             events = await raw_events(gw, path, body)
-    sent = SCRIPTS[script]  # all relayed (Responses ids rewritten), no error event added
+    failures = (CHAT_ERROR, RESPONSES_ERROR, RESPONSES_FAILED)
+    first_failure = next(at for at, event in enumerate(SCRIPTS[script]) if event in failures)
+    sent = SCRIPTS[script][: first_failure + 1]  # Responses ids rewritten; no event added
     assert [e.split(b"\n")[0] for e in events] == [e.split(b"\n")[0] for e in sent]
     with sqlite3.connect(tmp_path / "gateway.db") as db:
         rows = db.execute("SELECT status, outcome, error_code FROM usage_ledger").fetchall()

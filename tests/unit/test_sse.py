@@ -7,6 +7,7 @@ from gateway.sse import (
     EventSplitter,
     data_of,
     end_of_done,
+    end_of_failure,
     ends_on_error,
     events_of,
     from_first_data,
@@ -149,3 +150,37 @@ def test_a_stream_ends_on_error_as_the_sdk_reads_it(chunks: list[bytes], expecte
 def test_ends_on_error_looks_only_at_the_last_few_events() -> None:
     assert ends_on_error([ERROR, PING * 3]) is True
     assert ends_on_error([ERROR, PING * 20]) is False  # never walks a whole stream back
+
+
+RESPONSES_FAILED = (
+    b'event: response.failed\ndata: {"type":"response.failed","response":{"status":"failed",'
+    b'"error":{"code":"x","message":"boom"}}}\n\n'
+)
+RESPONSES_CREATED = (
+    b'event: response.created\ndata: {"type":"response.created","response":{"error":null}}\n\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("chunk", "cut_after"),
+    [
+        (CONTENT + ERROR + CONTENT + DONE, CONTENT + ERROR),  # the SDK reads no further
+        (ERROR + OPENROUTER_ERROR, ERROR),
+        (CONTENT + OPENROUTER_ERROR + CONTENT, CONTENT + OPENROUTER_ERROR),
+        (
+            PING + b'data:{"error":"overloaded"}\n\n' + CONTENT,
+            PING + b'data:{"error":"overloaded"}\n\n',
+        ),
+        (RESPONSES_CREATED + RESPONSES_ERROR + CONTENT, RESPONSES_CREATED + RESPONSES_ERROR),
+        (RESPONSES_FAILED + RESPONSES_ERROR, RESPONSES_FAILED),
+        (CONTENT + LAST + USAGE_CHUNK + DONE, None),  # `"error": null`: no failure
+        (CONTENT + b'data: {"error":{}}\n\n', None),  # falsy, as the SDK reads it
+        (RESPONSES_CREATED + CONTENT, None),
+        (CONTENT + b'data: {"content": "an error occurred"}\n\n', None),
+    ],
+)
+def test_a_chunk_is_cut_after_its_first_failure_event(
+    chunk: bytes, cut_after: bytes | None
+) -> None:
+    at = end_of_failure(chunk)
+    assert (chunk[:at] if at is not None else None) == cut_after
