@@ -12,19 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.providers.redaction import ERROR_KEY
+from gateway.providers.redaction import ERROR_KEY, INCOMPLETE_KEY
 
 # What an answer carries: chat and completions `choices`, embeddings `data`.
 ANSWER_FIELDS = ("choices", "data")
 _SEPARATORS = b" \t\r\n:"
-INCOMPLETE_KEY = b'"incomplete_details"'
 
 
 def may_hold_error(body: bytes) -> bool:
-    """Might a whole answer hold a non-null `"error"`, or a non-null `"incomplete_details"`
-    (a Responses object's reason, upstream text too)? Bytes only, no parse: every answer
-    pays it. A Responses object always spells both as null (skipped); a yes that is wrong
-    costs only a parse."""
+    """Might a whole answer (or a chunk of stream events) hold a non-null `"error"`, or a
+    non-null `"incomplete_details"` (a Responses object's reason, upstream text too)? Bytes
+    only, no parse: every answer and every stream read pays it. A Responses object always
+    spells both as null (skipped); a yes that is wrong costs only a parse."""
     return _has_non_null(body, ERROR_KEY) or _has_non_null(body, INCOMPLETE_KEY)
 
 

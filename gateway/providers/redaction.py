@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -25,6 +25,8 @@ _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
 # Every error event spells this (chat's `{"error": ...}`, Responses' `"type":"error"` and
 # a failed response's `"error": {...}`); a chunk without it holds no error to clean.
 ERROR_KEY = b'"error"'
+# A failed or incomplete Responses object's reason: upstream text too.
+INCOMPLETE_KEY = b'"incomplete_details"'
 ERROR_LINES = (b"event: error\n", b"event:error\n")  # Responses' `error` event
 REDACTED = "[redacted]"
 
@@ -61,14 +63,21 @@ def secret_spellings(secrets: Sequence[str]) -> tuple[str, ...]:
 def redact_error_events(chunk: bytes, secrets: Sequence[str]) -> bytes:
     """`chunk` (whole SSE events) with each error event cleaned as a non-streamed error is.
 
-    `secrets` are the provider's `secret_spellings`. Only chunks holding `ERROR_KEY` need
-    this (the caller checks: one byte search per read). An event that parses keeps its
-    shape: every string of its JSON (keys too) goes through `clean_message`; one that does
-    not parse has every spelling of our keys, and key-shaped text, redacted in place.
+    `secrets` are the provider's `secret_spellings`. Only chunks holding a non-null
+    `ERROR_KEY` or `INCOMPLETE_KEY` need this (the caller checks, bytes only, per read). An
+    error event that parses keeps its shape: every string of its JSON (keys too) goes
+    through `clean_message`; a Responses event's response object has its `error` and
+    `incomplete_details` cleaned as a whole answer's are (`clean_error_of`), its output
+    left as it is. One that does not parse has every spelling of our keys, and key-shaped
+    text, redacted in place.
     """
     events = events_of(chunk)
-    cleaned = [_clean_event(event, secrets) if ERROR_KEY in event else event for event in events]
+    cleaned = [_clean_event(event, secrets) if _may_fail(event) else event for event in events]
     return b"".join(cleaned)
+
+
+def _may_fail(event: bytes) -> bool:
+    return ERROR_KEY in event or INCOMPLETE_KEY in event
 
 
 def _clean_event(event: bytes, secrets: Sequence[str]) -> bytes:
@@ -80,8 +89,8 @@ def _clean_event(event: bytes, secrets: Sequence[str]) -> bytes:
             parsed = orjson.loads(line[5:])
         except orjson.JSONDecodeError:
             parsed = None
-        if isinstance(parsed, dict) and _is_error(parsed, event):
-            clean = _clean_strings(parsed, secrets)
+        if isinstance(parsed, dict) and _says_failure(parsed, event):
+            clean = _cleaned(parsed, event, secrets)
             if clean == parsed:
                 return event
             lines[data_at[0]] = b"data: " + orjson.dumps(clean)
@@ -95,10 +104,23 @@ def _clean_event(event: bytes, secrets: Sequence[str]) -> bytes:
 
 
 def _is_error(parsed: dict[str, Any], event: bytes) -> bool:
-    if parsed.get("error") or parsed.get("type") == "error" or event.startswith(ERROR_LINES):
+    return (
+        bool(parsed.get("error")) or parsed.get("type") == "error" or event.startswith(ERROR_LINES)
+    )
+
+
+def _says_failure(parsed: dict[str, Any], event: bytes) -> bool:
+    """An error event, or a Responses event whose response says why it failed or stopped."""
+    if _is_error(parsed, event):
         return True
     response = parsed.get("response")
-    return isinstance(response, dict) and bool(response.get("error"))
+    return isinstance(response, dict) and any(response.get(name) for name in FAILURE_FIELDS)
+
+
+def _cleaned(parsed: dict[str, Any], event: bytes, secrets: Sequence[str]) -> dict[str, Any]:
+    if _is_error(parsed, event):  # all upstream text about its failure
+        return cast(dict[str, Any], _clean_strings(parsed, secrets))
+    return {**parsed, "response": clean_error_of(parsed["response"], secrets)}
 
 
 def _clean_strings(value: Any, secrets: Sequence[str]) -> Any:

@@ -158,3 +158,94 @@ async def test_a_responses_stream_error_event_never_carries_our_key(tmp_path, mo
     error_event = next(e for e in reply.content.split(b"\n\n") if b"event: error" in e)
     payload = orjson.loads(error_event.split(b"data: ", 1)[1])
     assert payload["message"] in ("bad auth: [redacted]", "bad auth: Bearer [redacted]")
+
+
+def incomplete_event(said: str) -> bytes:
+    """A `response.incomplete` whose reason (upstream text) says `said`."""
+    payload = {
+        "type": "response.incomplete",
+        "sequence_number": 2,
+        "response": {
+            "id": "resp_1",
+            "object": "response",
+            "status": "incomplete",
+            "output": [],
+            "error": None,
+            "incomplete_details": {"reason": said},
+        },
+    }
+    return b"event: response.incomplete\ndata: " + orjson.dumps(payload) + b"\n\n"
+
+
+@contextlib.asynccontextmanager
+async def incomplete_upstream() -> AsyncIterator[str]:
+    """A Responses stream ending on `response.incomplete` whose reason quotes the credential
+    and the URL the gateway called."""
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(RESPONSES_START)
+        await response.write(incomplete_event(f"quota: {credential(request)} at {request.url}"))
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", stream)
+    async with serving(app) as origin:
+        yield origin
+
+
+async def test_a_streamed_incomplete_response_never_carries_our_key_or_url(tmp_path, monkeypatch):
+    """A streamed `response.incomplete`'s `incomplete_details` is cleaned of our key and the
+    upstream's URL, as a whole incomplete answer's is; the event stays as it came otherwise."""
+    monkeypatch.setenv("UP_KEY", KEY)
+    body = {"model": "m", "stream": True, "input": "hi"}
+    async with incomplete_upstream() as origin:
+        text = POLICY.format(kind="openai-compatible", base=origin + "/v1", extra="")
+        async with running_gateway(tmp_path, text) as gw:
+            reply = await streamed(gw, "/v1/responses", body)
+    assert reply.status_code == 200
+    assert not any(spelling in reply.content for spelling in spellings(KEY)), reply.content
+    assert origin.encode() not in reply.content
+    event = next(e for e in reply.content.split(b"\n\n") if b"response.incomplete" in e)
+    payload = orjson.loads(event.split(b"data: ", 1)[1])
+    assert payload["response"]["status"] == "incomplete"
+    assert payload["response"]["incomplete_details"]["reason"] == (
+        "quota: Bearer [redacted] at [upstream]"
+    )
+
+
+@contextlib.asynccontextmanager
+async def url_quoting_upstream() -> AsyncIterator[str]:
+    """A chat stream whose error event, after content, quotes the URL it was called at
+    and the credential it got."""
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(CONTENT)
+        message = orjson.dumps(f"{request.url} refused {credential(request)}")
+        await response.write(b'data: {"error":{"message":' + message + b',"type":"x"}}\n\n')
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", stream)
+    async with serving(app) as origin:
+        yield origin
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed", "keyless"])
+async def test_a_streamed_error_event_never_carries_the_upstreams_url(tmp_path, monkeypatch, keyed):
+    """An error event quoting the upstream's URL has it replaced, as a non-streamed error's
+    is, with or without a provider key (a keyless vLLM's address is internal too)."""
+    monkeypatch.setenv("UP_KEY", KEY)
+    async with url_quoting_upstream() as origin:
+        text = POLICY.format(kind="openai-compatible", base=origin + "/v1", extra="")
+        if not keyed:
+            text = text.replace(', api_key: "${UP_KEY}"', "")
+        async with running_gateway(tmp_path, text) as gw:
+            reply = await streamed(gw, "/v1/chat/completions", CHAT)
+    assert origin.encode() not in reply.content and b"127.0.0.1" not in reply.content
+    error_event = next(e for e in reply.content.split(b"\n\n") if b'"error"' in e)
+    message = orjson.loads(error_event[len(b"data: ") :])["error"]["message"]
+    assert message == ("[upstream] refused Bearer [redacted]" if keyed else "[upstream] refused ")

@@ -105,3 +105,33 @@ def test_the_message_is_cleaned_as_a_non_streamed_one_is():
     event = b"data: " + orjson.dumps({"error": {"message": message}}) + b"\n\n"
     out = orjson.loads(redact_error_events(event, ("k3y-value",))[len(b"data: ") :])
     assert out["error"]["message"] == "see [upstream] with [redacted] and [redacted]"
+
+
+def test_an_incomplete_responses_reason_is_cleaned_and_its_output_kept():
+    """A `response.incomplete` (or completed) event's `incomplete_details` and `error` are
+    cleaned as a whole answer's are; the model's output in it is left as it came."""
+    key = "azure0key0with0no0shape"
+    output = [{"type": "message", "content": [{"text": "see https://example.com"}]}]
+    event = {
+        "type": "response.incomplete",
+        "response": {
+            "status": "incomplete",
+            "output": output,
+            "error": None,
+            "incomplete_details": {"reason": f"quota {key} at https://up.internal/v1"},
+        },
+    }
+    chunk = b"event: response.incomplete\ndata: " + orjson.dumps(event) + b"\n\n"
+    out = redact_error_events(CONTENT + chunk, secret_spellings((key,)))
+    assert out.startswith(CONTENT + b"event: response.incomplete\ndata: ")
+    cleaned = orjson.loads(out[len(CONTENT) :].split(b"data: ", 1)[1])
+    assert cleaned["response"]["incomplete_details"] == {"reason": "quota [redacted] at [upstream]"}
+    assert cleaned["response"]["output"] == output
+
+
+def test_an_ordinary_incomplete_reason_keeps_its_bytes():
+    event = (
+        b'event: response.incomplete\ndata: {"type":"response.incomplete","response":'
+        b'{"error":null,"incomplete_details":{"reason":"max_output_tokens"}}}\n\n'
+    )
+    assert redact_error_events(event, ("secret-key",)) == event
