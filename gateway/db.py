@@ -10,6 +10,7 @@ declares its tables next to its code and its schema in the top-level `migrations
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import sqlite3
@@ -24,6 +25,7 @@ from sqlalchemy import Connection, MetaData, event, text
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -50,12 +52,13 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 SQLITE_BUSY_TIMEOUT_S = 5.0
-# PostgreSQL: how long opening a connection may take (a stopped server completes the TCP
-# handshake, then never answers), and any one statement, timed by the client so that it
-# also bounds a server that does not answer at all; past either, the database is down
-# (503). The longest statements are a monthly report's: it reads one day per statement,
-# 0.2 s at most for a 300,000-row month grouped by team, model and subject (the whole
-# report takes up to 54 s, rendering mostly); 30 s leaves 150 times that.
+# PostgreSQL: how long getting a connection may take (opening one: a stopped server
+# completes the TCP handshake, then never answers; or the pool's pre-ping of one it holds),
+# and any one statement, timed by the client so that it also bounds a server that does
+# not answer at all; past either, the database is down (503). The longest statements are
+# a monthly report's: it reads one day per statement, 0.2 s at most for a 300,000-row
+# month grouped by team, model and subject (the whole report takes up to 54 s, rendering
+# mostly); 30 s leaves 150 times that.
 PG_CONNECT_TIMEOUT_S = 5.0
 PG_STATEMENT_TIMEOUT_S = 30.0
 # Migrations may hold the write lock for a while; replicas starting together wait.
@@ -95,6 +98,7 @@ def create_engine(
         pool_recycle=1800,
         pool_timeout=30,
         connect_args={
+            "async_creator_fn": _connect_answered,
             "server_settings": {"application_name": "llm-gateway"},
             # A hung server (stopped, or a network that drops packets) must not hold a
             # request, the ledger or the shutdown forever: both become outages (503).
@@ -102,11 +106,30 @@ def create_engine(
             "command_timeout": PG_STATEMENT_TIMEOUT_S if bound_statements else None,
         },
     )
-    _translate_postgres_outages(engine)
+    _translate_postgres_outages(engine, connect_timeout_s=PG_CONNECT_TIMEOUT_S)
     return engine
 
 
-def _translate_postgres_outages(engine: AsyncEngine) -> None:
+async def _connect_answered(*args: Any, **params: Any) -> Any:
+    """asyncpg's connect, then a first query (`SELECT 1`), both within the connect timeout.
+
+    A server that logs the client in but answers no query (stopped mid-way, or a pooler
+    whose server is gone) is down now: otherwise SQLAlchemy's set-up queries on a new
+    connection (type codecs, the dialect's first look) would each wait the statement
+    timeout, or forever on a migration's unbounded connection."""
+    import asyncpg  # PostgreSQL only
+
+    async with asyncio.timeout(params["timeout"]):  # connect_args' own, for both
+        connection = await asyncpg.connect(*args, **params)
+        try:
+            await connection.execute("SELECT 1")
+        except BaseException:
+            connection.terminate()
+            raise
+    return connection
+
+
+def _translate_postgres_outages(engine: AsyncEngine, *, connect_timeout_s: float) -> None:
     """asyncpg raises the socket's own OSError (refused, unreachable, its connect timeout)
     and a bare TimeoutError (command_timeout), which SQLAlchemy passes on unwrapped: as
     OperationalError they are outages like any other (503 `database_unavailable`), and a
@@ -130,10 +153,19 @@ def _translate_postgres_outages(engine: AsyncEngine) -> None:
     ping = dialect.do_ping
 
     def _ping(dbapi_connection: Any) -> bool:
+        # Part of getting a connection, so bounded like opening one, not like a statement:
+        # a hung server fails a request within the connect timeout, pooled or new.
         try:
-            return ping(dbapi_connection)
-        except OSError as error:
+            await_only(
+                dbapi_connection.driver_connection.execute("SELECT 1", timeout=connect_timeout_s)
+            )
+        except OSError as error:  # TimeoutError included
             raise as_outage(error, "pre-ping failed") from error
+        except Exception:
+            # Closed, or ended by the server (a restart): the dialect's own ping raises it
+            # as its DBAPI error, from which the pool decides to reconnect.
+            return bool(ping(dbapi_connection))
+        return True
 
     setattr(dialect, "do_ping", _ping)  # noqa: B010 - an instance's method; mypy refuses `=`
     # Closing a pooled connection (`dispose`, at shutdown) waits for the server's goodbye
