@@ -298,6 +298,23 @@ class TeamSpec(_Strict):
     # guardrails left them, each cut at logs.CONTENT_MAX_CHARS). Off: no text (SPEC §7).
     log_content: bool = False
 
+    @field_validator("budgets")
+    @classmethod
+    def _one_budget_per_period_and_unit(cls, budgets: list[BudgetSpec]) -> list[BudgetSpec]:
+        # A team's budgets of one period and unit are one counter: two of them charged
+        # every request twice (a probe saw 108 tokens used count as 216 on both).
+        first: dict[tuple[str, str], int] = {}
+        for index, entry in enumerate(budgets):
+            unit = "tokens" if entry.tokens is not None else "usd"
+            seen = first.setdefault((entry.period, unit), index)
+            if seen != index:
+                raise ValueError(
+                    f"budgets[{seen}] and budgets[{index}] are both {entry.period} {unit} "
+                    "budgets; a team has one budget per period and unit: keep the one "
+                    "that should bind (the lower)"
+                )
+        return budgets
+
 
 RuleName = Annotated[
     str,

@@ -158,3 +158,25 @@ def test_a_bad_guardrail_pattern_and_an_unknown_timezone(tmp_path):
     found = problems(tmp_path, text)
     assert any("guardrails.baseline.input[2]" in f and "regular expression" in f for f in found)
     assert any(f.endswith("timezone: Value error, unknown timezone 'Mars/Olympus'") for f in found)
+
+
+@pytest.mark.parametrize(
+    "second", ["{period: day, tokens: 5000000}", "{period: day, tokens: 2000000}"]
+)
+def test_a_team_has_one_budget_per_period_and_unit(tmp_path, second):
+    """Two day token budgets were one counter charged twice per request (a probe)."""
+    text = SPEC_EXAMPLE.replace(
+        "{period: day, tokens: 2000000}", "{period: day, tokens: 2000000}\n      - " + second
+    )
+    (found,) = problems(tmp_path, text)
+    assert "teams.search.budgets" in found
+    assert "budgets[2] and budgets[3] are both day tokens budgets" in found
+
+
+def test_a_token_and_a_usd_budget_of_one_period_are_two_budgets(tmp_path):
+    text = SPEC_EXAMPLE.replace(
+        "{period: day, tokens: 2000000}",
+        "{period: day, tokens: 2000000}\n      - {period: day, usd: 5}",
+    )
+    periods = [(b.period, b.tokens is None) for b in load(tmp_path, text).teams["search"].budgets]
+    assert periods.count(("day", True)) == 1 and periods.count(("day", False)) == 1
