@@ -58,12 +58,16 @@ def _sqlite_folder_or_exit(settings: Settings) -> None:
 
 
 def _migrate_or_exit(settings: Settings) -> Migrated:
+    from gateway.commands.existing_db import connection_problem
     from gateway.db import SchemaFromNewerGateway, check_schema, migrate
 
     _sqlite_folder_or_exit(settings)
     try:
         return asyncio.run(migrate(settings.database_url))
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
+        problem = connection_problem(settings.database_url, exc)
+        if problem is not None:  # not in: asking for the schema would fail (and wait) again
+            raise _fail(f"error: {problem}") from None
         try:  # a database migrated by a newer gateway deserves a plainer answer
             asyncio.run(check_schema(settings.database_url))
         except SchemaFromNewerGateway as newer:
@@ -74,6 +78,7 @@ def _migrate_or_exit(settings: Settings) -> Migrated:
 
 
 def _schema_current_or_exit(settings: Settings) -> None:
+    from gateway.commands.existing_db import connection_problem
     from gateway.db import SchemaNotCurrent, check_schema
 
     _sqlite_folder_or_exit(settings)
@@ -82,6 +87,9 @@ def _schema_current_or_exit(settings: Settings) -> None:
     except SchemaNotCurrent as problem:
         raise _fail(f"cannot serve without migrating: {problem}") from None
     except Exception as exc:
+        unreachable = connection_problem(settings.database_url, exc)
+        if unreachable is not None:
+            raise _fail(f"error: {unreachable}") from None
         raise _fail(f"cannot open the database: {type(exc).__name__}: {exc}") from None
 
 

@@ -102,6 +102,7 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
     """
     from gateway.commands.existing_db import (
         DatabaseNotReady,
+        database_failure,
         require_existing,
         require_migrated,
     )
@@ -138,7 +139,7 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
-        typer.echo(f"error: database {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"error: {database_failure(settings.database_url, exc)}", err=True)
         raise typer.Exit(1) from None
 
 

@@ -53,7 +53,11 @@ def _progress(shown: bool) -> Iterator[tuple[Callable[[int], None], Callable[[],
 
 
 def _render(request: ReportRequest, show_progress: bool) -> RenderedReport:
-    from gateway.commands.existing_db import DatabaseNotReady, require_migrated
+    from gateway.commands.existing_db import (
+        DatabaseNotReady,
+        database_failure,
+        require_migrated,
+    )
     from gateway.db import create_engine
     from gateway.settings import load_settings
     from gateway.usage.reports import usage_report
@@ -75,7 +79,7 @@ def _render(request: ReportRequest, show_progress: bool) -> RenderedReport:
         typer.echo(f"error: {missing}", err=True)
         raise typer.Exit(1) from None
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
-        typer.echo(f"error: database {type(exc).__name__}: {exc}", err=True)
+        typer.echo(f"error: {database_failure(settings.database_url, exc)}", err=True)
         raise typer.Exit(1) from None
 
 

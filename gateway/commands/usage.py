@@ -155,7 +155,11 @@ def usage(
     ] = None,
 ) -> None:
     """Show a team's budgets and limits: used, reserved, remaining, and when each resets."""
-    from gateway.commands.existing_db import DatabaseNotReady, require_migrated
+    from gateway.commands.existing_db import (
+        DatabaseNotReady,
+        connection_problem,
+        require_migrated,
+    )
     from gateway.limits.backend import BackendUnavailable
 
     settings = load_settings()
@@ -190,7 +194,11 @@ def usage(
         typer.echo(f"error: {missing}", err=True)
         raise typer.Exit(1) from None
     except Exception as exc:  # an unreachable database or Redis: say which, no traceback
-        typer.echo(f"cannot read usage: {type(exc).__name__}: {exc}", err=True)
+        problem = connection_problem(settings.database_url, exc)
+        if problem is not None:
+            typer.echo(f"error: {problem}", err=True)
+        else:
+            typer.echo(f"cannot read usage: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
     if isinstance(found, str):
         typer.echo(found, err=True)
