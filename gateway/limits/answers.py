@@ -124,10 +124,15 @@ def budget_error(refusal: BudgetRefusal, team: str) -> BudgetExhausted:
             "prompt."
         )
     else:
+        # The request's own estimate is part of the sum: a follow-up carrying a long
+        # conversation is refused with the budget far from spent (a probe read "You
+        # exceeded" with nothing exceeded and the deciding number missing).
         message = (
-            f"You exceeded the {name} of {_whose(check.scope, team)}: limit {limit}, "
-            f"used {_amount(check.unit, counter.used)}, reserved by requests in flight "
-            f"{_amount(check.unit, counter.reserved)}. It resets at {_iso(check.resets_ms)}."
+            f"This request would exceed the {name} of {_whose(check.scope, team)}: limit "
+            f"{limit}, used {_amount(check.unit, counter.used)}, reserved by requests in "
+            f"flight {_amount(check.unit, counter.reserved)}, this request's estimate "
+            f"{_amount(check.unit, refusal.amount)} (the prompt plus the output it may "
+            f"generate). It resets at {_iso(check.resets_ms)}."
         )
     return BudgetExhausted(
         message,

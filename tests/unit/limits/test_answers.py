@@ -54,6 +54,9 @@ def test_an_exhausted_budget_says_which_and_when_and_forbids_retries() -> None:
     assert error.headers["x-should-retry"] == "false" and "retry-after" not in error.headers
     assert "month token budget of team 'search'" in error.message
     assert "resets at 2025-02-01T00:00:00Z" in error.message
+    # what decided it: used + reserved + this request's estimate over the limit
+    assert "limit 1000 tokens, used 990 tokens" in error.message
+    assert "this request's estimate 50 tokens" in error.message
 
 
 def test_a_user_usd_budget_names_itself() -> None:
