@@ -33,6 +33,8 @@ ADMIN_TOKEN_TTL_S = 15  # the token the command mints to ask the server: used at
 
 
 def _table(view: dict[str, Any]) -> str:
+    from gateway.limits.answers import go_duration  # x-ratelimit-reset-*'s format
+
     def shown(value: object) -> str:
         return "?" if value is None else str(value)
 
@@ -45,10 +47,14 @@ def _table(view: dict[str, Any]) -> str:
             f"  remaining {shown(b['remaining'])}  resets {b['resets_at']}"
         )
     for r in view["limits"]:
-        lines.append(
+        line = (
             f"  limit  {r['scope']:4} {r['kind']:11} limit {r['limit']}"
             f"  used {shown(r['used'])}  remaining {shown(r['remaining'])}"
         )
+        if r["kind"] != "concurrency":  # a slot frees when a request ends, not on a clock
+            ms = r.get("resets_in_ms")
+            line += f"  resets in {'?' if ms is None else go_duration(ms)}"
+        lines.append(line)
     for rule in view.get("per_user", ()):
         what = f"{rule['period']:5} {rule['unit']:6} " if rule["kind"] == "budget" else ""
         lines.append(
