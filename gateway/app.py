@@ -108,8 +108,8 @@ def reopen_on_sighup(access_log: AccessLog) -> Iterator[None]:
 
     Without a handler SIGHUP would end the process and lose buffered lines.
     Only SIGHUP is taken: uvicorn's SIGINT/SIGTERM handlers stay as they are.
-    Under `--workers` N uvicorn's supervisor takes the SIGHUP and restarts the
-    workers, which open the file anew.
+    Under `--workers` N the supervisor passes its SIGHUP on to each worker
+    (gateway/server.py), and each worker's lifespan runs this on its main thread.
     """
     if not access_log.is_file:
         yield
@@ -118,6 +118,7 @@ def reopen_on_sighup(access_log: AccessLog) -> Iterator[None]:
     # Refused off the main thread (asyncio: RuntimeError, uvloop: ValueError); Windows
     # has no SIGHUP. Then the log is simply not reopened.
     try:
+        before = signal.getsignal(signal.SIGHUP)
         loop.add_signal_handler(signal.SIGHUP, access_log.reopen)
     except (RuntimeError, ValueError, NotImplementedError, AttributeError):
         yield
@@ -126,6 +127,10 @@ def reopen_on_sighup(access_log: AccessLog) -> Iterator[None]:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGHUP)
+        # The loop would leave SIGHUP's default (end the process): put back what was
+        # there (a worker's ignore, so a late logrotate cannot cut its shutdown short).
+        if before is not None:
+            signal.signal(signal.SIGHUP, before)
 
 
 class GatewayApp(Starlette):

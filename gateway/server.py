@@ -19,7 +19,9 @@ exists or after the app has stopped:
   `--admin-port` is set (gateway/api/planes.py decides which serves what), bound by
   `serve` before it writes anything (`bind_listeners`);
 - the exit status: after SIGTERM and a completed drain the process exits 0
-  (uvicorn re-raises the signal, which would make it 143).
+  (uvicorn re-raises the signal, which would make it 143);
+- SIGHUP under `--workers`: passed on to each worker, which reopens its access log
+  (gateway/app.py), where uvicorn's supervisor would restart them all.
 
 Limits travel in the uvicorn `Config` (pickled into each worker under
 `--workers`), never in a module global.
@@ -416,6 +418,12 @@ class _DrainingWorker(multiprocess.Process):
     on begins the drain, as it does for a single process (uvicorn's own worker would
     stop at once and cut the streams under way)."""
 
+    def target(self, sockets: list[socket.socket] | None = None) -> None:
+        # SIGHUP's default ends the process: ignored until the app takes it to reopen the
+        # access log, so a logrotate during start-up or shutdown cannot kill a worker.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        super().target(sockets)
+
     @property
     def server(self) -> uvicorn.Server:
         if self._server is None:
@@ -423,6 +431,22 @@ class _DrainingWorker(multiprocess.Process):
             assert isinstance(config, GatewayServerConfig)
             self._server = _Server(config, config.drain_grace_s)
         return self._server
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's `--workers` supervisor, but SIGHUP (logrotate's postrotate) is passed on
+    to each worker, which reopens its access log as a single process does. uvicorn's own
+    answer, restarting every worker, would cut requests under way (503) and answer
+    /readyz 503 meanwhile."""
+
+    def handle_hup(self) -> None:
+        for process in self.processes:
+            if process.pid is None or process.exitcode is not None:
+                continue  # not started, or dead: keep_subprocess_alive replaces it
+            try:
+                os.kill(process.pid, signal.SIGHUP)
+            except ProcessLookupError:
+                continue  # it died just now
 
 
 @contextmanager
@@ -477,7 +501,7 @@ def run_server(settings: Settings, sockets: list[socket.socket]) -> int:
     )
     if config.workers > 1:
         with shared_metrics_dir(), _draining_workers():  # one scrape counts every worker
-            Multiprocess(config, sockets=sockets).run()
+            _Supervisor(config, sockets=sockets).run()
         return 0
     server = _Server(config, config.drain_grace_s)
     terminated: list[int] = []
