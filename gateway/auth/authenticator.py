@@ -74,6 +74,7 @@ class Authenticator:
         self._cache: TokenCache[Principal | None] = TokenCache(clock, max_cached)
         self._policy: Policy | None = None
         self._external: dict[str, ExternalVerifier] = {}
+        self._follow(policy.current())  # at start: the log names entries that cannot apply
 
     async def verify(self, token: str, policy: Policy | None = None) -> Principal:
         """The caller behind `token`, or AuthenticationFailed (401, token_sent=True).
@@ -107,12 +108,24 @@ class Authenticator:
     def _follow(self, policy: Policy) -> None:
         """Adopt a new policy version: its issuers, and an empty cache."""
         external: dict[str, ExternalVerifier] = {}
-        for spec in policy.issuers:
+        for index, spec in enumerate(policy.issuers):
             if spec.issuer == self.builtin.issuer:
-                log.warning("auth.issuers names our own issuer %s; ignored", spec.issuer)
+                log.warning(
+                    "auth.issuers[%d] (issuer %s) is this gateway's own issuer "
+                    "(GATEWAY_ISSUER_URL): its tokens are verified with the gateway's own "
+                    "keys, so this entry is ignored; remove it",
+                    index,
+                    spec.issuer,
+                )
                 continue
             if spec.issuer in external:
-                log.warning("auth.issuers names %s twice; the first entry is used", spec.issuer)
+                # `policy check` refuses this; a version stored before it did may hold it.
+                log.warning(
+                    "auth.issuers[%d] (issuer %s) repeats an earlier entry's issuer; "
+                    "only the first entry is used",
+                    index,
+                    spec.issuer,
+                )
                 continue
             external[spec.issuer] = ExternalVerifier(
                 spec,

@@ -13,7 +13,8 @@ A name is defined when its section holds it in the raw bundle, whatever the
 schema thought of its definition, and a section too malformed to list names holds
 any (the rule of `SetAside.holds`), so no reference is called unknown because
 its target was refused. The messages are `compiled.py`'s, so an error reads the
-same whichever pass finds it. Pure: plain values in, issues out.
+same whichever pass finds it. An issuer listed twice in a refused `auth` is
+reported here too (`repeated_issuers.py`). Pure: plain values in, issues out.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from gateway.policy.compiled import ALL_MODELS, SetAside
 from gateway.policy.errors import Path, PolicyIssue, format_path
 from gateway.policy.loader import Locate
+from gateway.policy.repeated_issuers import repeated_issuer_issues
 
 _RULE_SIDES = ("input", "output", "rules")
 
@@ -65,6 +67,8 @@ def aside_reference_issues(
 
     if "auth" in aside.sections:  # not a named section: one error sets all of it aside
         auth = raw.get("auth")
+        named = [(i, e["issuer"]) for i, e in _listed(auth, "issuers") if _issuer_named(e)]
+        issues.extend(repeated_issuer_issues(named, locate))
         for i, issuer in _listed(auth, "issuers"):
             team_map = issuer.get("team_map") if isinstance(issuer, dict) else None
             if not isinstance(team_map, dict):
@@ -73,6 +77,11 @@ def aside_reference_issues(
                 if isinstance(team_name, str) and not defined("teams", team_name):
                     report(("auth", "issuers", i, "team_map", value), f"unknown team {team_name!r}")
     return issues
+
+
+def _issuer_named(entry: Any) -> bool:
+    """Whether an issuer entry as written names its issuer with a string."""
+    return isinstance(entry, dict) and isinstance(entry.get("issuer"), str)
 
 
 def _is_defined(raw: Mapping[str, Any], aside: SetAside, section: str, name: str) -> bool:

@@ -23,6 +23,7 @@ import orjson
 from gateway.guardrails.guards import NO_GUARDS, Guards, ProviderEndpoint, compile_guards
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.loader import LoadedBundle, Locate
+from gateway.policy.repeated_issuers import repeated_issuer_issues
 from gateway.policy.schema import (
     BackendErrorMode,
     CacheSpec,
@@ -499,6 +500,8 @@ def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> P
                     )
                 )
 
+    issuers = enumerate(issuer.issuer for issuer in bundle.auth.issuers)
+    issues.extend(repeated_issuer_issues(issuers, loaded.locate))
     _check_classifier_providers(bundle, providers, issues, loaded.locate, aside, upstreams)
     if issues or aside is not NOTHING_ASIDE:  # a bundle with parts set aside is never used
         raise PolicyInvalid(issues)
