@@ -66,6 +66,8 @@ class Telemetry:
         return None if self.metrics is None else self.metrics.cooled
 
     def close(self) -> None:
+        if self.metrics is not None:
+            self.metrics.stop_watching_ledger()
         if self.tracing is not None:
             self.tracing.close()
 

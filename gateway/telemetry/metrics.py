@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +54,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-LEDGER_NOTE_EVERY_S = 1.0
+LEDGER_NOTE_EVERY_S = 1.0  # how often a process reads the ledger backlog into its gauges
 APPLY_AFTER_S = 0.05  # how long a finished request may wait to be counted (single process)
 
 log = logging.getLogger("gateway.telemetry")
@@ -146,7 +145,8 @@ class Metrics:
             registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
         self._ledger_backlog: Callable[[], tuple[int, int]] | None = None
-        self._backlog_noted_at = 0.0
+        self._backlog_noted: tuple[int, int] | None = None
+        self._is_watching_ledger = False
         self._version_seen: int | None = None
         self._children: dict[tuple[object, ...], Any] = {}
         self._request_children: dict[tuple[object, ...], tuple[Any, ...]] = {}
@@ -163,21 +163,38 @@ class Metrics:
         self._note_policy_version()
 
     def watch_ledger(self, backlog: Callable[[], tuple[int, int]]) -> None:
-        """Report the ledger writer's backlog (rows in memory, spool bytes)."""
+        """Report the ledger writer's backlog (rows in memory, spool bytes), read again
+        every LEDGER_NOTE_EVERY_S on the event loop: the writer drains it between
+        requests, and under --workers a scrape reaches one worker only, so the others'
+        values must not wait for a request or a scrape of their own."""
         self._ledger_backlog = backlog
-        self._note_ledger(force=True)
+        self._note_ledger()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # outside an event loop (a tool): noted at each scrape only
+        self._is_watching_ledger = True
+        loop.call_later(LEDGER_NOTE_EVERY_S, self._tick_ledger, loop)
 
-    def _note_ledger(self, force: bool = False) -> None:
-        """At most once a second from the request path: two gauge writes, not per request."""
+    def _tick_ledger(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._is_watching_ledger:
+            self._note_ledger()
+            loop.call_later(LEDGER_NOTE_EVERY_S, self._tick_ledger, loop)
+
+    def stop_watching_ledger(self) -> None:
+        """The next tick is the last (safe from another thread: a flag, no loop call)."""
+        self._is_watching_ledger = False
+
+    def _note_ledger(self) -> None:
+        """The gauges, written only when the backlog changed (idle: two reads a tick)."""
         if self._ledger_backlog is None:
             return
-        now = time.monotonic()
-        if not force and now - self._backlog_noted_at < LEDGER_NOTE_EVERY_S:
-            return
-        self._backlog_noted_at = now
-        rows, spool_bytes = self._ledger_backlog()
-        self.ledger_queue_rows.set(rows)
-        self.ledger_spool_bytes.set(spool_bytes)
+        backlog = self._ledger_backlog()
+        if backlog != self._backlog_noted:
+            self._backlog_noted = backlog
+            rows, spool_bytes = backlog
+            self.ledger_queue_rows.set(rows)
+            self.ledger_spool_bytes.set(spool_bytes)
 
     def _note_policy_version(self) -> None:
         version = self._policy.version
@@ -260,7 +277,6 @@ class Metrics:
         for counter, amount in adds.items():
             counter.inc(amount)
         self._note_policy_version()
-        self._note_ledger()
 
     def _count(
         self,
@@ -315,7 +331,7 @@ class Metrics:
         """The Prometheus text exposition: this process's, or every worker's."""
         self._count_waiting()
         self._note_policy_version()
-        self._note_ledger(force=True)
+        self._note_ledger()
         path = multiprocess_dir()
         if path is None:
             return generate_latest(self.registry)
