@@ -1,5 +1,9 @@
 """The built-in issuer's HTTP edge: POST /oauth/token, RFC 8414 metadata, the JWKS.
 
+Each answers at its root path and, when GATEWAY_ISSUER_URL has a path (`/gw`),
+where the metadata advertises it (`/gw/oauth/token`) and, for the metadata, at
+RFC 8414 §3.1's `/.well-known/oauth-authorization-server/gw`.
+
 Parses the form body and renders the issuer's answers; the protocol itself is
 `gateway/auth/issuer.py`. Token endpoint errors use OAuth's shape
 (`{"error", "error_description"}`, RFC 6749 §5.2), which OAuth client
@@ -31,7 +35,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
+from starlette.types import Scope
 
 from gateway.api.body import read_body_bytes
 from gateway.api.edge import access_line
@@ -208,8 +213,27 @@ async def jwks(request: Request) -> Response:
         )
 
 
+class _IssuerRoute(Route):
+    """One of the issuer's routes: at its root path, and at the paths the issuer URL's
+    own path adds (`TokenIssuer.paths`: `/gw/oauth/token`, …). Those are known only once
+    the services run, so they are matched per request, from the request's services."""
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        match, child = super().matches(scope)
+        if match is Match.NONE and self._is_issuer_path(scope):
+            return super().matches({**scope, "path": self.path, "root_path": ""})
+        return match, child
+
+    def _is_issuer_path(self, scope: Scope) -> bool:
+        services = scope.get("state", {}).get("services") if scope["type"] == "http" else None
+        if services is None:
+            return False
+        path = scope["path"].removeprefix(scope.get("root_path", ""))  # as Route matches
+        return bool(services.issuer.paths.get(path) == self.path)
+
+
 routes = [
-    Route(TOKEN_PATH, token, methods=["POST"]),
-    Route(METADATA_PATH, metadata, methods=["GET"]),
-    Route(JWKS_PATH, jwks, methods=["GET"]),
+    _IssuerRoute(TOKEN_PATH, token, methods=["POST"]),
+    _IssuerRoute(METADATA_PATH, metadata, methods=["GET"]),
+    _IssuerRoute(JWKS_PATH, jwks, methods=["GET"]),
 ]

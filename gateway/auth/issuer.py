@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import orjson
 from authlib.common.security import is_secure_transport
@@ -44,6 +45,20 @@ AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 # How often a replica re-reads the current signing key, so `keys rotate` run
 # anywhere signs everywhere within this (a verifier learns the kid on first sight).
 CURRENT_KEY_POLL_S = 1.0
+
+
+def issuer_paths(issuer_url: str) -> dict[str, str]:
+    """Where the endpoints also answer when the issuer URL has a path (`https://host/gw`):
+    under it, as the metadata advertises them, and the metadata where RFC 8414 §3.1 puts
+    it (`/.well-known/oauth-authorization-server/gw`). Each such path → its root path."""
+    path = urlsplit(issuer_url).path
+    prefix = path.rstrip("/")
+    if not prefix:
+        return {}
+    paths = {prefix + root: root for root in (TOKEN_PATH, JWKS_PATH, METADATA_PATH)}
+    for written in (path, prefix):  # `/gw/` as the issuer says, and without its slash
+        paths[METADATA_PATH + written] = METADATA_PATH
+    return paths
 
 
 def retired_key_verify_s(token_ttl_s: float, leeway_s: float = DEFAULT_LEEWAY_S) -> float:
@@ -225,6 +240,7 @@ class TokenIssuer:
         self._keys = keys
         self._clients = clients
         self.token_endpoint = issuer_url.rstrip("/") + TOKEN_PATH
+        self.paths = issuer_paths(issuer_url)  # besides the root paths (api/oauth.py)
         self._is_secure = is_secure_transport(self.token_endpoint)
         if not self._is_secure:
             log.warning(
