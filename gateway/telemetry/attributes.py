@@ -398,18 +398,30 @@ class ResponseFacts(NamedTuple):
 
 
 RESPONSE_ID_MAX = 200
+# OpenAI's largest `n`: an upstream that ends more choices than that is not believed.
+FINISH_REASONS_KEPT = 128
+
+
+def choice_endings(payload: Mapping[str, Any]) -> list[tuple[int, str]]:
+    """(choice index, finish reason) of each choice `payload` ends, in its order; a
+    choice without an integer `index` goes by its position."""
+    endings: list[tuple[int, str]] = []
+    for position, choice in enumerate(payload.get("choices") or ()):
+        reason = choice.get("finish_reason") if isinstance(choice, Mapping) else None
+        if isinstance(reason, str) and len(endings) < FINISH_REASONS_KEPT:
+            index = choice.get("index")
+            endings.append((index if isinstance(index, int) else position, reason[:64]))
+    return endings
 
 
 def response_facts(payload: Mapping[str, Any]) -> ResponseFacts:
     """The id and model the upstream gave its answer, and its finish reasons: of a whole
-    response, or a stream's first and last events (telemetry/stream_facts.py). No text."""
+    response, or a stream's first and last events (telemetry/stream_facts.py). No text.
+    One reason per generation, repeats kept (GenAI semconv: `n` 2 ending both with
+    "stop" is ["stop", "stop"])."""
     response_id = payload.get("id")
     model = payload.get("model")
-    reasons: list[str] = []
-    for choice in payload.get("choices") or ():
-        reason = choice.get("finish_reason") if isinstance(choice, Mapping) else None
-        if isinstance(reason, str) and reason not in reasons:
-            reasons.append(reason[:64])
+    reasons = [reason for _, reason in choice_endings(payload)]
     status = payload.get("status")  # Responses API: completed / incomplete / failed
     if not reasons and payload.get("object") == "response" and isinstance(status, str):
         reasons.append(status[:64])

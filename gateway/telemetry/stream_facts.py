@@ -19,7 +19,7 @@ from typing import Any
 from gateway.context import RequestContext
 from gateway.sse import json_of
 from gateway.stream.steps import NOTHING, Emit, events_of
-from gateway.telemetry.attributes import response_facts
+from gateway.telemetry.attributes import FINISH_REASONS_KEPT, choice_endings, response_facts
 
 # A finish_reason that is set (a string, in either spacing), or a Responses stream's end.
 ENDING_MARKS = (
@@ -29,17 +29,17 @@ ENDING_MARKS = (
     b'"response.incomplete"',
     b'"response.failed"',
 )
-REASONS_KEPT = 8  # n choices may each end once; a stream that says more is not believed
 
 
 class StreamFacts:
     """Feeds the request context's `response_id`, `response_model`, `finish_reasons`."""
 
-    __slots__ = ("_ctx", "_has_head")
+    __slots__ = ("_ctx", "_ended", "_has_head")
 
     def __init__(self, ctx: RequestContext) -> None:
         self._ctx = ctx
         self._has_head = False
+        self._ended: set[int] = set()  # the choices whose finish reason is kept
 
     def feed(self, chunk: bytes) -> Emit:
         if not self._has_head:
@@ -74,9 +74,13 @@ class StreamFacts:
             if parsed is None:
                 continue
             facts = response_facts(parsed)
+            # One reason per generation (GenAI semconv), so each choice counts once
+            # however many chunks say it ended; a Responses stream has no choices.
             reasons = list(ctx.finish_reasons)
-            for reason in facts.finish_reasons:
-                if reason not in reasons and len(reasons) < REASONS_KEPT:
+            endings = choice_endings(parsed) or enumerate(facts.finish_reasons)
+            for index, reason in endings:
+                if index not in self._ended and len(reasons) < FINISH_REASONS_KEPT:
+                    self._ended.add(index)
                     reasons.append(reason)
             ctx.finish_reasons = tuple(reasons)
             if ctx.response_model is None:

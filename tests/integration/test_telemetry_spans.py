@@ -314,3 +314,33 @@ async def test_a_failed_over_stream_says_its_parameters_id_model_and_own_first_c
     span_s = (answered.end_time - answered.start_time) / 1e9
     assert 0 < r["gen_ai.response.time_to_first_chunk"] <= span_s  # not the 0.3 s before it
     assert server.attributes["gen_ai.response.time_to_first_chunk"] >= 0.3
+
+
+async def test_each_generation_has_its_finish_reason(tmp_path):
+    """n=2, both choices ending with "stop": the attempt's span says ["stop", "stop"], one
+    reason per generation as the GenAI conventions want, whole answer and stream alike."""
+    policy = """
+providers:
+  demo: {type: mock}
+models:
+  m:
+    deployments: [{provider: demo, model: mock-1}]
+teams:
+  demo: {models: ["*"]}
+"""
+    async with traced_gateway(tmp_path, policy) as (gw, spans):
+        client = await gw.openai()
+        messages = [{"role": "user", "content": "hi"}]
+        whole = await client.chat.completions.create(model="m", messages=messages, n=2)
+        stream = await client.chat.completions.create(
+            model="m", messages=messages, n=2, stream=True
+        )
+        async for _ in stream:
+            pass
+        finished = spans.get_finished_spans()
+    assert [choice.finish_reason for choice in whole.choices] == ["stop", "stop"]
+    attempts = of_kind(finished, SpanKind.CLIENT)
+    assert [a.attributes["gen_ai.response.finish_reasons"] for a in attempts] == [
+        ("stop", "stop"),
+        ("stop", "stop"),
+    ]

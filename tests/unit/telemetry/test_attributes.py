@@ -232,7 +232,16 @@ def test_an_outcome_without_an_error_code_is_its_error_type():
                     {"finish_reason": "length"},
                 ],
             },
-            (None, "m", ("length", "stop")),
+            (None, "m", ("length", "stop", "length")),  # one per generation, repeats kept
+        ),
+        (
+            {
+                "choices": [
+                    {"index": 0, "finish_reason": "stop"},
+                    {"index": 1, "finish_reason": "stop"},
+                ]
+            },
+            (None, None, ("stop", "stop")),  # n=2
         ),
         ({"id": 7, "choices": [{"finish_reason": None}, "junk", 3]}, (None, None, ())),
         ({"id": "", "model": 5, "choices": "nope"}, (None, None, ())),

@@ -47,6 +47,12 @@ def test_each_choice_ends_once_in_the_reasons():
     assert ctx.finish_reasons == ("length", "stop")
 
 
+def test_two_choices_ending_alike_are_two_reasons():
+    """n=2, both ending with "stop": one reason per generation, as the GenAI semconv wants."""
+    ctx = learned([chunk(None), chunk(None, index=1), chunk("stop"), chunk("stop", index=1)])
+    assert ctx.finish_reasons == ("stop", "stop")
+
+
 def test_a_text_that_spells_finish_reason_is_no_finish_reason():
     ctx = learned([chunk(None, 'say "finish_reason":"stop"'), chunk(None)])
     assert ctx.finish_reasons == ()
