@@ -203,6 +203,7 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
         # because of it: booked as that failure).
         if ctx.outcome is not Outcome.UPSTREAM_ERROR:
             ctx.end(499, Outcome.CLIENT_DISCONNECTED)
+        await _charge_the_prompt_sent(ctx)
     except Exception as exc:
         log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": ctx.request_id}})
         if exchange.has_answered:
@@ -241,6 +242,23 @@ async def _cut_by_shutdown(ctx: RequestContext, exchange: Exchange, services: Se
                 ctx.end(error.status, Outcome.CANCELLED, error.code)
                 await exchange.send(_error_event_of(ctx.endpoint)(error))
                 await exchange.end_stream()
+
+
+async def _charge_the_prompt_sent(ctx: RequestContext) -> None:
+    """A client gone before its answer was charged (no usage yet) while an attempt was
+    out: that upstream has the prompt and bills it, answered or not, so the prompt is
+    charged, counted here (estimated), at that deployment's prices; finish settles the
+    hold with it. With no attempt out (none started, or the last one failed) nothing is:
+    a failed attempt is never charged. Only on this path: an answered request's usage
+    is charged where it is read."""
+    last = ctx.tries[-1] if ctx.tries else None
+    body = ctx.request_body
+    if ctx.usage is not None or last is None or last.failure is not None or body is None:
+        return
+    model = last.deployment.model
+    # Off the loop: a long prompt takes milliseconds to count (most are remembered).
+    usage = await asyncio.to_thread(estimate_usage, ctx.endpoint, body, model, "")
+    charge(ctx, last.deployment, usage)
 
 
 def finish(ctx: RequestContext, services: Services) -> None:
