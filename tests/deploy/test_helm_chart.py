@@ -187,6 +187,29 @@ def test_service_pdb_and_hpa_point_at_the_pods(rendered):
     assert hpa["spec"]["minReplicas"] >= 2
 
 
+def test_the_migrate_jobs_pods_are_not_replicas(rendered):
+    """While the migrate hook runs, its pod is in no selector of the replicas (the
+    Deployment's, so the HPA's; the Services'; the PDB's; the spread's), yet the
+    NetworkPolicy limits it as it limits them."""
+    (deployment,) = rendered["Deployment"]
+    (job,) = rendered["Job"]
+    job_labels = job["spec"]["template"]["metadata"]["labels"]
+    pod_spec = deployment["spec"]["template"]["spec"]
+    selectors = [
+        deployment["spec"]["selector"]["matchLabels"],
+        *(service["spec"]["selector"] for service in rendered["Service"]),
+        *(pdb["spec"]["selector"]["matchLabels"] for pdb in rendered["PodDisruptionBudget"]),
+        *(c["labelSelector"]["matchLabels"] for c in pod_spec["topologySpreadConstraints"]),
+    ]
+    assert len(selectors) >= 5
+    for selector in selectors:
+        assert not selector.items() <= job_labels.items(), selector
+    (policy,) = rendered["NetworkPolicy"]
+    family = policy["spec"]["podSelector"]["matchLabels"]
+    assert family.items() <= job_labels.items()
+    assert family.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
 def test_network_policy_limits_egress_to_dns_dependencies_and_upstreams(rendered):
     """Every egress rule names its peers and ports; upstreams exclude private ranges and
     the metadata address; the admin port admits only the admin peers."""

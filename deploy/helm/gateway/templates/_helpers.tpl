@@ -7,9 +7,24 @@
 {{- end -}}
 {{- end -}}
 
+{{/* The serving pods: what the Deployment, Services, PDB and spread select. The migrate
+Job's pods must not carry both (gateway.migrateLabels), or they would count as replicas.
+Never change it: a Deployment's selector is immutable, so `helm upgrade` would fail. */}}
 {{- define "gateway.selectorLabels" -}}
 app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Every pod of the release, serving or migrating: what the NetworkPolicy limits. */}}
+{{- define "gateway.podFamilyLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: {{ .Chart.Name }}
+{{- end -}}
+
+{{/* The migrate Job's pods: of the family, without the serving pods' name. */}}
+{{- define "gateway.migrateLabels" -}}
+{{ include "gateway.podFamilyLabels" . }}
+app.kubernetes.io/component: migrate
 {{- end -}}
 
 {{- define "gateway.labels" -}}
