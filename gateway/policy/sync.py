@@ -272,6 +272,8 @@ class FolderWatcher:
             return
         if running.hash == content_hash:
             self._base, self._problem = running.version, None
+            if marker is not None and marker.version != running.version:
+                self._mark(running)  # a later version with the same content (a rollback)
             if refused is not None:
                 self._log_invalid(refused)  # the running version, which this process lacks
             return
@@ -309,6 +311,14 @@ class FolderWatcher:
                 self._directory,
                 applied.version.version,
             )
+
+    def _mark(self, running: PolicyVersion) -> None:
+        """Record in the marker that the folder holds `running` (its content is already
+        that): the next edit is based on it, even after a restart. A read-only folder
+        keeps its marker; the content still says which version it is."""
+        marker = bundle_text.Marker(running.version, running.hash)
+        if bundle_text.write_marker(self._directory, marker):
+            self._marker = marker
 
     async def _bring_up_to_date(
         self, running: PolicyVersion, base: int, raw: dict[str, Any]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.policy.bundle_text import read_marker
 from gateway.policy.service import PolicyService
 from gateway.policy.sync import FolderWatcher
 from tests.support.gateway import running_gateway
@@ -96,3 +97,44 @@ async def until(condition: Callable[[], object], within_s: float = 5.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the condition did not hold in time")
+
+
+async def test_a_folder_whose_content_a_later_version_equals_is_marked_with_it(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """The folder brought to version 2 (its marker says 2); then version 3 and a rollback
+    to 2 (version 4, the same content as 2), both before the watcher looked again: the
+    folder holds version 4's content, so nothing is rewritten, but its marker must say 4.
+    It kept saying 2: GET /admin/policy never saw the folder brought to the running
+    version (CI waited in vain), and after a restart the folder's next edit was refused
+    as based on version 2, behind a rollback it had not seen."""
+    service = PolicyService(engine, os.environ)
+    folder = tmp_path / "pol"
+    folder.mkdir()
+    bundle = folder / "bundle.yaml"
+    bundle.write_text(POLICY)
+    await service.bootstrap(folder)
+    watcher = FolderWatcher(service, folder)
+    await watcher.check()  # in sync at version 1
+    await service.patch_team(
+        "search", {"limits": {"rpm": 7}}, author="api", reason="", base_version=1
+    )
+    await watcher.check()  # rewritten to version 2
+    at_two = bundle.read_text()
+    assert read_marker(folder) is not None and read_marker(folder).version == 2  # type: ignore[union-attr]
+    await service.patch_team(
+        "search", {"limits": {"rpm": 8}}, author="api", reason="", base_version=2
+    )
+    await service.rollback(2, author="api", reason="undo")
+
+    await watcher.check()
+
+    assert bundle.read_text() == at_two
+    marker = read_marker(folder)
+    assert marker is not None and marker.version == 4
+    restarted = FolderWatcher(service, folder)
+    await restarted.check()
+    bundle.write_text(at_two.replace("- '*'", "- small"))  # the operator's next edit
+    await restarted.check()
+    running = await service.current()
+    assert running is not None and running.version == 5  # applied, not refused
