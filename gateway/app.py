@@ -110,10 +110,9 @@ def reopen_on_sighup(access_log: AccessLog) -> Iterator[None]:
     Only SIGHUP is taken: uvicorn's SIGINT/SIGTERM handlers stay as they are.
     Under `--workers` N the supervisor passes its SIGHUP on to each worker
     (gateway/server.py), and each worker's lifespan runs this on its main thread.
+    With the log on stderr (or off) there is nothing to reopen, and SIGHUP is taken all
+    the same (reopen does nothing): its default action ended the process.
     """
-    if not access_log.is_file:
-        yield
-        return
     loop = asyncio.get_running_loop()
     # Refused off the main thread (asyncio: RuntimeError, uvloop: ValueError); Windows
     # has no SIGHUP. Then the log is simply not reopened.

@@ -400,3 +400,17 @@ def test_content_in_the_access_line_is_cut_at_its_bound():
     assert fields["completion_truncated"] is True
     ctx.logs_content = False
     assert "prompt" not in request_fields(ctx)
+
+
+def test_sighup_with_the_log_on_stderr_does_not_end_the_gateway(tmp_path):
+    """There is no file to reopen; a HUP (a habit, a supervisor's reload) used to end the
+    process with the default action: every in-flight request cut."""
+    with serve_process(tmp_path, {"GATEWAY_ACCESS_LOG": "stderr"}) as served:
+        server = served.process
+        server.send_signal(signal.SIGHUP)
+        with httpx.Client(base_url=served.origin) as http:
+            for _ in range(20):  # the signal is taken at once; a few answers prove it
+                assert http.get("/healthz").status_code == 200
+        assert server.poll() is None
+        server.terminate()
+        assert server.wait(40) in (0, -15)
