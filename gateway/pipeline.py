@@ -228,14 +228,16 @@ async def _refuse(
 
 
 async def _cut_by_shutdown(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
-    """The drain's grace ran out mid-request (what was generated is charged already): a
-    request not yet answered gets the 503, a stream its error event and its end; the
-    records say 503, cancelled. A whole answer already sent stays as it was."""
+    """The drain's grace ran out mid-request (what was generated is charged already; a
+    request not answered yet, the prompt its upstream has): a request not yet answered
+    gets the 503, a stream its error event and its end; the records say 503, cancelled.
+    A whole answer already sent stays as it was."""
     error = shutdown_cut()
     # Within uvicorn's own shutdown deadline, whose cancel would cut this too: a client
     # that does not read gets no more time than a slow one would.
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CLIENT_GRACE_S):
+            await _charge_the_prompt_sent(ctx)
             if not exchange.has_answered:
                 await _refuse(ctx, exchange, services, error, Outcome.CANCELLED)
             elif ctx.is_stream:
@@ -245,8 +247,8 @@ async def _cut_by_shutdown(ctx: RequestContext, exchange: Exchange, services: Se
 
 
 async def _charge_the_prompt_sent(ctx: RequestContext) -> None:
-    """A client gone before its answer was charged (no usage yet) while an attempt was
-    out: that upstream has the prompt and bills it, answered or not, so the prompt is
+    """A client gone (or the drain's cut) before its answer was charged (no usage yet)
+    while an attempt was out: that upstream has the prompt and bills it, answered or not, so the prompt is
     charged, counted here (estimated), at that deployment's prices; finish settles the
     hold with it. With no attempt out (none started, or the last one failed) nothing is:
     a failed attempt is never charged. Only on this path: an answered request's usage

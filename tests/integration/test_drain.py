@@ -186,7 +186,9 @@ async def test_a_stream_cut_by_the_grace_ends_with_an_error_event_and_an_error_r
 
 async def test_a_whole_answer_still_awaited_when_the_grace_runs_out_gets_a_503(tmp_path):
     """A non-streamed request whose upstream is still thinking at the grace's end is
-    answered 503 server_shutting_down (retryable), not a dropped connection; its row says so."""
+    answered 503 server_shutting_down (retryable), not a dropped connection; its row says so,
+    charged the prompt that upstream has (counted here: estimated), as a client's hang-up
+    before its answer is; it was charged nothing."""
     async with MockUpstream(name="up") as up:
         up.behave(Behaviour(delay_s=20))
         (tmp_path / "policies").mkdir()
@@ -209,8 +211,14 @@ async def test_a_whole_answer_still_awaited_when_the_grace_runs_out_gets_a_503(t
     assert reply.status_code == 503
     assert reply.json()["error"]["code"] == "server_shutting_down"
     with sqlite3.connect(tmp_path / "gateway.db") as db:
-        (row,) = db.execute("SELECT status, outcome, error_code FROM usage_ledger").fetchall()
-    assert row == (503, "cancelled", "server_shutting_down")
+        (row,) = db.execute(
+            "SELECT status, outcome, error_code, input_tokens, output_tokens, tokens_estimated,"
+            " cost_nanousd FROM usage_ledger"
+        ).fetchall()
+    assert row[:3] == (503, "cancelled", "server_shutting_down")
+    input_tokens, output_tokens, estimated, cost = row[3:]
+    assert input_tokens > 0 and output_tokens == 0 and estimated == 1
+    assert cost == input_tokens * 150  # 0.15 USD per million: 150 nano-USD a token
     assert "Traceback" not in log, log
     assert code == 128 + signal.SIGTERM, log
 
