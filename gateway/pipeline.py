@@ -248,11 +248,11 @@ async def _cut_by_shutdown(ctx: RequestContext, exchange: Exchange, services: Se
 
 async def _charge_the_prompt_sent(ctx: RequestContext) -> None:
     """A client gone (or the drain's cut) before its answer was charged (no usage yet)
-    while an attempt was out: that upstream has the prompt and bills it, answered or not, so the prompt is
-    charged, counted here (estimated), at that deployment's prices; finish settles the
-    hold with it. With no attempt out (none started, or the last one failed) nothing is:
-    a failed attempt is never charged. Only on this path: an answered request's usage
-    is charged where it is read."""
+    while an attempt was out: that upstream has the prompt and bills it, answered or
+    not, so the prompt is charged, counted here (estimated), at that deployment's
+    prices; finish settles the hold with it. With no attempt out (none started, or the
+    last one failed) nothing is: a failed attempt is never charged. Only on this path:
+    an answered request's usage is charged where it is read."""
     last = ctx.tries[-1] if ctx.tries else None
     body = ctx.request_body
     if ctx.usage is not None or last is None or last.failure is not None or body is None:
