@@ -20,22 +20,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from gateway import db
-from gateway.app import build_app
-from gateway.auth.access_tokens import mint_with_current_key
-from gateway.settings import Settings
 from tests.support.freezable_proxy import FreezableProxy
-from tests.support.gateway import serve_asgi
 from tests.support.hung_postgres import HungPostgres
 from tests.support.processes import free_port, run_gateway
+from tests.support.proxied_gateway import bearer, gateway_behind
 
-POLICY = """
-providers:
-  demo: {type: mock}
-models:
-  m: {deployments: [{provider: demo, model: mock-1}]}
-teams:
-  demo: {models: [m]}
-"""
 # A short connect timeout and a long statement timeout: which one a wait took shows.
 CONNECT_S, STATEMENT_S = 1.0, 20.0
 # The connect timeout, a discarded connection's 2 s close, a second connect: far under
@@ -83,37 +72,8 @@ async def gateway(
 ) -> AsyncIterator[tuple[str, str]]:
     """(origin, admin token) of a gateway reaching PostgreSQL through the proxy, with a
     pooled connection that has served a request."""
-    await db.migrate(postgres_url)
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "bundle.yaml").write_text(POLICY)
-    proxied = make_url(postgres_url).set(port=proxy.port)
-    settings = Settings(
-        database_url=proxied.render_as_string(hide_password=False),
-        policy_dir=policies,
-        ledger_spool_dir=str(tmp_path / "spool"),
-    )
-    async with serve_asgi(build_app(settings)) as origin:
-        token = await mint_with_current_key(
-            settings.database_url,
-            issuer=settings.issuer_url,
-            audience=settings.audience,
-            team="ops",
-            subject="tester",
-            client_id="tests",
-            scopes=("gateway:admin",),
-            ttl_s=600,
-            now=time.time(),
-        )
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{origin}/admin/audit", headers=_bearer(token)) as reply:
-                assert reply.status == 200, await reply.text()
-        yield origin, token
-        proxy.thaw()  # the lifespan's shutdown writes to a database that answers
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
+    async with gateway_behind(postgres_url, proxy, tmp_path) as served:
+        yield served
 
 
 async def test_the_first_request_after_the_database_hangs_waits_the_connect_timeout(
@@ -126,14 +86,14 @@ async def test_the_first_request_after_the_database_hangs_waits_the_connect_time
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
         for path in ("/admin/policy", "/admin/audit", "/finance/reports/usage?month=2026-01"):
             started = time.monotonic()
-            async with http.get(f"{origin}{path}", headers=_bearer(token)) as reply:
+            async with http.get(f"{origin}{path}", headers=bearer(token)) as reply:
                 body = await reply.json()
             assert reply.status == 503, body
             assert body["error"]["code"] == "database_unavailable"
             assert time.monotonic() - started < CONNECTION_BOUND_S, path
     proxy.thaw()
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{origin}/admin/audit", headers=_bearer(token)) as reply:
+        async with http.get(f"{origin}/admin/audit", headers=bearer(token)) as reply:
             assert reply.status == 200, await reply.text()
 
 

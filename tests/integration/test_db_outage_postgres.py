@@ -24,22 +24,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from gateway import db
-from gateway.app import build_app
-from gateway.auth.access_tokens import mint_with_current_key
-from gateway.settings import Settings
 from tests.support.freezable_proxy import FreezableProxy
-from tests.support.gateway import serve_asgi
 from tests.support.processes import run_gateway
+from tests.support.proxied_gateway import bearer, gateway_behind
 from tests.support.serving import serve_process
 
-POLICY = """
-providers:
-  demo: {type: mock}
-models:
-  m: {deployments: [{provider: demo, model: mock-1}]}
-teams:
-  demo: {models: [m]}
-"""
 # What must read the database: the token endpoint, the admin API, finance's report.
 READS = [
     ("POST", "/oauth/token"),
@@ -75,44 +64,15 @@ async def gateway(
     """(origin, admin token) of a gateway reaching PostgreSQL through the proxy."""
     monkeypatch.setattr(db, "PG_CONNECT_TIMEOUT_S", CONNECT_S)
     monkeypatch.setattr(db, "PG_STATEMENT_TIMEOUT_S", STATEMENT_S)
-    await db.migrate(database_url)
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "bundle.yaml").write_text(POLICY)
-    proxied = make_url(database_url).set(port=proxy.port)
-    settings = Settings(
-        database_url=proxied.render_as_string(hide_password=False),
-        policy_dir=policies,
-        ledger_spool_dir=str(tmp_path / "spool"),
-    )
-    async with serve_asgi(build_app(settings)) as origin:
-        token = await mint_with_current_key(
-            settings.database_url,
-            issuer=settings.issuer_url,
-            audience=settings.audience,
-            team="ops",
-            subject="tester",
-            client_id="tests",
-            scopes=("gateway:admin",),
-            ttl_s=600,
-            now=time.time(),
-        )
-        async with aiohttp.ClientSession() as http:  # a pooled connection, idle, to pre-ping
-            async with http.get(f"{origin}/admin/audit", headers=_bearer(token)) as reply:
-                assert reply.status == 200, await reply.text()
-        yield origin, token
-        proxy.thaw()  # the lifespan's shutdown writes to a database that answers
-
-
-def _bearer(token: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}"}
+    async with gateway_behind(database_url, proxy, tmp_path) as served:
+        yield served
 
 
 async def _call(http: aiohttp.ClientSession, origin: str, token: str, method: str, path: str):
     if method == "POST":  # a client the gateway must look up
         form = {"grant_type": "client_credentials", "client_id": "c1", "client_secret": "s"}
         return await http.post(f"{origin}{path}", data=form)
-    return await http.get(f"{origin}{path}", headers=_bearer(token))
+    return await http.get(f"{origin}{path}", headers=bearer(token))
 
 
 def _assert_database_unavailable(
