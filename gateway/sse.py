@@ -17,12 +17,25 @@ EVENT_END = b"\n\n"
 
 
 def data_of(event: bytes) -> bytes | None:
-    """The payload of an event's `data:` line, stripped (None for comments)."""
+    """The payload of an event's `data:` line, stripped (None for comments). An event
+    of several `data:` lines is their payloads joined by newlines, as the SSE spec (and
+    the openai SDK) reads it: an error event split over lines is still an error."""
     start = event.find(b"data:")
     if start == -1:
         return None
     end = event.find(b"\n", start)
-    return event[start + 5 : end if end != -1 else len(event)].strip()
+    if end == -1:
+        return event[start + 5 :].strip()
+    first = event[start + 5 : end].strip()
+    if event.find(b"\ndata:", end) == -1:  # one line: the usual
+        return first
+    parts = [first]
+    while (start := event.find(b"\ndata:", end)) != -1:
+        end = event.find(b"\n", start + 1)
+        parts.append(event[start + 6 : end if end != -1 else len(event)].strip())
+        if end == -1:
+            break
+    return b"\n".join(parts)
 
 
 def is_done(event: bytes) -> bool:

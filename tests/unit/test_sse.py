@@ -66,6 +66,13 @@ def test_a_last_event_without_its_blank_line_is_returned_at_the_end() -> None:
 def test_data_done_and_json_in_their_legal_spellings() -> None:
     assert data_of(b'event: e\ndata:{"x": 1}\n\n') == b'{"x": 1}'
     assert data_of(b": ping\n\n") is None
+
+
+def test_an_event_of_several_data_lines_is_their_payloads_joined_by_newlines() -> None:
+    """The SSE spec's rule, which the openai SDK follows when it parses an event."""
+    assert data_of(b'data: {"error":\ndata: {"message":"x"}}\n\n') == b'{"error":\n{"message":"x"}}'
+    assert data_of(b"event: e\r\ndata: a\r\ndata: b\r\ndata:c") == b"a\nb\nc"
+    assert json_of(b'data: {"error":\ndata: 1}\n\n') == {"error": 1}
     assert is_done(b"data:[DONE]\n\n") and is_done(b"data: [DONE]\n\n")
     assert not is_done(b'data: {"text":"[DONE]"}\n\n')
     assert json_of(b'data: {"x": 1}\n\n') == {"x": 1}
