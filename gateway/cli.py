@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -147,6 +148,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run the gateway."""
+    # SIGHUP (logrotate's postrotate) reopens the access log once the app runs; until then
+    # (and after it stops) ignored: its default action ended a server still starting,
+    # its port already open, with nothing logged. Workers inherit the ignore.
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     settings = load_settings().with_overrides(
         host=host, port=port, policy_dir=policies, workers=workers, admin_port=admin_port
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -28,7 +29,7 @@ from gateway.context import RequestContext
 from gateway.logs import AccessLog
 from gateway.settings import Settings
 from tests.support.gateway import running_gateway
-from tests.support.processes import run_gateway
+from tests.support.processes import GATEWAY, free_port, run_gateway
 from tests.support.serving import serve_process
 from tests.support.upstream import Behaviour, MockUpstream
 
@@ -414,3 +415,30 @@ def test_sighup_with_the_log_on_stderr_does_not_end_the_gateway(tmp_path):
         assert server.poll() is None
         server.terminate()
         assert server.wait(40) in (0, -15)
+
+
+def test_sighup_while_the_server_starts_does_not_end_it(tmp_path):
+    """A logrotate that lands while the gateway starts (its port already open, the app's
+    reopen handler not yet in place): the HUP is ignored. Its default action ended the
+    server at once, nothing logged (round-2 probe)."""
+    port = free_port()
+    env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_ACCESS_LOG": str(tmp_path / "a.log")}
+    err_path = tmp_path / "serve.stderr"
+    with err_path.open("wb") as err:
+        server = subprocess.Popen([GATEWAY, "serve"], cwd=tmp_path, env=env, stderr=err)
+    try:
+        wait_until(lambda: b"Uvicorn running" in err_path.read_bytes(), within_s=60)
+        server.send_signal(signal.SIGHUP)  # before the app's lifespan has started
+        origin = f"http://127.0.0.1:{port}"
+        wait_until(lambda: server.poll() is not None or _healthy(origin), within_s=60)
+        assert server.poll() is None, err_path.read_text()
+    finally:
+        server.terminate()
+        server.wait(40)
+
+
+def _healthy(origin: str) -> bool:
+    try:
+        return httpx.get(f"{origin}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
