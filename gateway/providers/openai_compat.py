@@ -33,6 +33,8 @@ from gateway.providers.base import (
 )
 from gateway.providers.error_answer import error_of, is_error_answer, may_hold_error
 from gateway.providers.redaction import (
+    ERROR_KEY,
+    INCOMPLETE_KEY,
     clean_error_of,
     clean_message,
     redact_error_events,
@@ -41,7 +43,7 @@ from gateway.providers.redaction import (
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
 from gateway.providers.stream_start import failed_start
-from gateway.sse import EventSplitter, end_of_done, end_of_failure, from_first_data
+from gateway.sse import DONE_PAYLOAD, EventSplitter, end_of_done, end_of_failure, from_first_data
 from gateway.telemetry.current import add_trace_headers
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -305,12 +307,14 @@ class OpenAICompatProvider:
                         self._check_start(chunk)
                 if not chunk:
                     continue
-                chunk, ending = self._ending_of(chunk)
-                if ending is not None:
-                    finished = ending == "done"
-                    yield chunk
-                    self._raise_if_failed(ending)
-                    return
+                # Three bytes searches, no call, for a read that can end nothing (most).
+                if DONE_PAYLOAD in chunk or ERROR_KEY in chunk or INCOMPLETE_KEY in chunk:
+                    chunk, ending = self._ending_of(chunk)
+                    if ending is not None:
+                        finished = ending == "done"
+                        yield chunk
+                        self._raise_if_failed(ending)
+                        return
                 recent.append(chunk)
                 yield chunk
             tail = splitter.tail()
