@@ -23,19 +23,11 @@ def data_of(event: bytes) -> bytes | None:
     start = event.find(b"data:")
     if start == -1:
         return None
-    end = event.find(b"\n", start)
-    if end == -1:
-        return event[start + 5 :].strip()
-    first = event[start + 5 : end].strip()
-    if event.find(b"\ndata:", end) == -1:  # one line: the usual
-        return first
-    parts = [first]
-    while (start := event.find(b"\ndata:", end)) != -1:
-        end = event.find(b"\n", start + 1)
-        parts.append(event[start + 6 : end if end != -1 else len(event)].strip())
-        if end == -1:
-            break
-    return b"\n".join(parts)
+    if event.find(b"\ndata:", start) == -1:  # one data line: the usual
+        end = event.find(b"\n", start)
+        return event[start + 5 : end if end != -1 else len(event)].strip()
+    lines = event[start:].split(b"\n")
+    return b"\n".join(line[5:].strip() for line in lines if line.startswith(b"data:"))
 
 
 def is_done(event: bytes) -> bool:
@@ -168,14 +160,18 @@ def end_of_failure(chunk: bytes) -> int | None:
     return None
 
 
-def _is_failure(event: bytes) -> bool:
+def is_error_event(parsed: Any, event: bytes) -> bool:
+    """Is `event` (its JSON `parsed`) an error event: the SDK's truthy `error`, or a
+    Responses `error` (by its type or its `event:` line)?"""
     if event.startswith(ERROR_EVENT_LINES):
         return True
+    return isinstance(parsed, dict) and (bool(parsed.get("error")) or parsed.get("type") == "error")
+
+
+def _is_failure(event: bytes) -> bool:
     parsed = json_of(event)
-    if not isinstance(parsed, dict):
-        return False
-    kind = parsed.get("type")
-    return bool(parsed.get("error")) or kind == "error" or kind == "response.failed"
+    is_failed = isinstance(parsed, dict) and parsed.get("type") == "response.failed"
+    return is_failed or is_error_event(parsed, event)
 
 
 def _ending_verdict(event: bytes) -> bool | None:

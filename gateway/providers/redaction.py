@@ -18,7 +18,7 @@ from typing import Any, cast
 import orjson
 
 from gateway.providers.base import MASKED_KEY
-from gateway.sse import events_of
+from gateway.sse import ERROR_EVENT_LINES, events_of, is_error_event
 
 _URL = re.compile(r"https?://\S+")
 _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
@@ -27,7 +27,7 @@ _KEY_LIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,}|[A-Fa-f0-9]{32,})\b")
 ERROR_KEY = b'"error"'
 # A failed or incomplete Responses object's reason: upstream text too.
 INCOMPLETE_KEY = b'"incomplete_details"'
-ERROR_LINES = (b"event: error\n", b"event:error\n")  # Responses' `error` event
+ERROR_LINES = ERROR_EVENT_LINES  # Responses' `error` event
 REDACTED = "[redacted]"
 
 
@@ -103,22 +103,16 @@ def _clean_event(event: bytes, secrets: Sequence[str]) -> bytes:
     return redact_keys(text, secrets).encode()
 
 
-def _is_error(parsed: dict[str, Any], event: bytes) -> bool:
-    return (
-        bool(parsed.get("error")) or parsed.get("type") == "error" or event.startswith(ERROR_LINES)
-    )
-
-
 def _says_failure(parsed: dict[str, Any], event: bytes) -> bool:
     """An error event, or a Responses event whose response says why it failed or stopped."""
-    if _is_error(parsed, event):
+    if is_error_event(parsed, event):
         return True
     response = parsed.get("response")
     return isinstance(response, dict) and any(response.get(name) for name in FAILURE_FIELDS)
 
 
 def _cleaned(parsed: dict[str, Any], event: bytes, secrets: Sequence[str]) -> dict[str, Any]:
-    if _is_error(parsed, event):  # all upstream text about its failure
+    if is_error_event(parsed, event):  # all upstream text about its failure
         return cast(dict[str, Any], _clean_strings(parsed, secrets))
     return {**parsed, "response": clean_error_of(parsed["response"], secrets)}
 
