@@ -342,12 +342,13 @@ def main() -> int:
     procs = Processes()
     try:
         with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
-            targets = bench(cfg, names, procs, Path(tmp))
+            try:
+                targets = bench(cfg, names, procs, Path(tmp))
+            finally:  # before the folder goes: a live gateway still writes into it
+                procs.stop_all()
     except (KeyboardInterrupt, Stop):
         print("\ninterrupted; everything started was stopped", file=sys.stderr)
         return 130
-    finally:
-        procs.stop_all()
     meta["loadavg_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     results = [
         {k: v for k, v in asdict(t).items() if k not in ("port", "pid", "token", "ttft_s")}
