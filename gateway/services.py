@@ -147,7 +147,7 @@ async def build_services(
         )
         async with (
             keep_policy_in_sync(policy_versions, policy_store, providers, settings.policy_dir),
-            open_limits(settings, engine) as limits,  # limits (issue 9)
+            open_limits(settings, engine, ledger.caught_up) as limits,  # limits (issue 9)
         ):
             try:
                 yield Services(

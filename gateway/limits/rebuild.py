@@ -9,9 +9,11 @@ once (a `seeded` mark, stamped after the ledger was read), by ADDING the ledger'
 sum to the counter. Settles add only to a rebuilt counter (redis_scripts.py's
 SETTLE): a request settling after the rebuild is counted by its settle (its ledger
 row lands after it, so the sum did not include it); one settling before it is
-left to the sum. The ledger writer lands rows about a second after a request ends:
-a request that ended in that second before the read, or during it, is missed
-(under-counted), at most the traffic of one flush; none is counted twice.
+left to the sum. Before the read, this process's ledger writer stores every row it
+holds (after_own_rows), so every request this replica finished is in the sum; other
+replicas' writers land rows up to a batch interval (0.2 s) after a request ends, and
+a request that ends during the read itself is in neither: those are missed
+(under-counted); none is counted twice.
 Reservations in flight when Redis lost its keys are gone with them (their requests
 are counted all the same, by the sum or their settle, once they end).
 """
@@ -31,6 +33,8 @@ from gateway.usage.ledger_table import usage_ledger
 # (team, subject or None for the whole team, start_ms, end_ms) → (tokens, nano-USD)
 LedgerSums = Callable[[str, str | None, int, int], Awaitable[tuple[int, int]]]
 SumsKey = tuple[str, str | None, int, int]
+# How long a rebuild waits for this process's ledger rows to land before it reads anyway.
+CAUGHT_UP_S = 2.0
 
 
 def ledger_reader(engine: AsyncEngine) -> LedgerSums:
@@ -53,6 +57,20 @@ def ledger_reader(engine: AsyncEngine) -> LedgerSums:
         return int(row[0]), int(row[1])
 
     return sums
+
+
+def after_own_rows(sums: LedgerSums, caught_up: Callable[[float], Awaitable[bool]]) -> LedgerSums:
+    """`sums` read once this process's ledger writer has stored the rows it holds
+    (`LedgerWriter.caught_up`, bounded by CAUGHT_UP_S). Without it, a counter rebuilt
+    right after Redis lost its keys missed the requests finished in the last batch
+    interval: their usage was in the lost keys and their rows not yet in the ledger.
+    Other replicas' rows still land up to their batch interval late (README)."""
+
+    async def read(team: str, subject: str | None, start_ms: int, end_ms: int) -> tuple[int, int]:
+        await caught_up(CAUGHT_UP_S)
+        return await sums(team, subject, start_ms, end_ms)
+
+    return read
 
 
 def shared_sums(sums: LedgerSums) -> LedgerSums:

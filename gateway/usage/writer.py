@@ -27,6 +27,7 @@ Bounds:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -97,6 +98,12 @@ class LedgerWriter:
         self._retry_at = 0.0
         self._retry_s = RETRY_FIRST_S
         self.overflowed = 0  # rows the full queue sent straight to the spool
+        # Rows queued and rows stored (in the database or the spool), counted for
+        # `caught_up`; `_hurry` cuts a batch's wait short while someone waits for it.
+        self._queued = 0
+        self._stored = 0
+        self._hurry = asyncio.Event()
+        self._progress = asyncio.Event()
 
     def backlog(self) -> tuple[int, int]:
         """(rows waiting in memory, bytes in this process's spool): for the metrics."""
@@ -110,12 +117,30 @@ class LedgerWriter:
         if not self._is_closed:
             try:
                 self._queue.put_nowait(row)
+                self._queued += 1
                 return
             except asyncio.QueueFull:
                 if not self.overflowed:
                     log.warning("the ledger queue is full; rows go straight to the spool")
                 self.overflowed += 1
         self._spool_now([row])
+
+    async def caught_up(self, timeout_s: float) -> bool:
+        """Wait until every row queued before this call is stored: in the database, or
+        in the spool when it is away. A budget counter rebuilt from the ledger must see
+        the requests this process has finished (a batch waits up to the batch interval
+        otherwise, and a rebuild right after Redis lost its keys would miss it). False
+        when `timeout_s` ran out first."""
+        target = self._queued
+        while self._stored < target and not self._is_closed:
+            self._hurry.set()
+            self._progress.clear()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._progress.wait()
+            except TimeoutError:
+                return False
+        return self._stored >= target
 
     def _spool_now(self, rows: list[Row]) -> None:
         try:
@@ -200,9 +225,12 @@ class LedgerWriter:
                 except TimeoutError:
                     return  # nothing new: time to retry the spool
             self._take(batch)
-            if len(batch) < self._batch_rows:
-                await asyncio.sleep(self._batch_interval_s)
+            if len(batch) < self._batch_rows and not self._hurry.is_set():
+                with contextlib.suppress(TimeoutError):  # the interval, or less if hurried
+                    async with asyncio.timeout(self._batch_interval_s):
+                        await self._hurry.wait()
                 self._take(batch)
+            self._hurry.clear()
         finally:
             self._is_waiting = False
 
@@ -211,6 +239,12 @@ class LedgerWriter:
             batch.append(self._queue.get_nowait())
 
     async def _store(self) -> None:
+        stored = len(self._in_hand)
+        await self._store_in_hand()
+        self._stored += stored
+        self._progress.set()
+
+    async def _store_in_hand(self) -> None:
         rows = self._in_hand
         if self.spool.is_pending or self._clock() < self._retry_at:
             # Behind what is spooled already, so the replay keeps the order.

@@ -136,6 +136,29 @@ async def test_close_writes_every_queued_row(engine, database, tmp_path):
     assert not writer.spool.path.exists()
 
 
+async def test_caught_up_waits_for_the_rows_queued_so_far_not_the_batch_interval(
+    engine, database, tmp_path
+):
+    """What a budget rebuild waits for: every row queued before it asked is stored, at
+    once (not after the batch interval); a database that hangs runs out the timeout."""
+    writer = LedgerWriter(database.url, tmp_path / "spool", batch_interval_s=30)
+    await writer.start()
+    try:
+        assert await writer.caught_up(1.0)  # nothing queued: nothing to wait for
+        for i in range(120):
+            writer.record(finished(i))
+        started = time.monotonic()
+        assert await writer.caught_up(10.0)
+        assert time.monotonic() - started < 5  # well within the 30 s interval
+        assert await counts(engine) == {f"req-{i}": 1 for i in range(120)}
+        if database.is_sqlite:  # a write lock the writer waits out: the timeout ends the wait
+            writer.record(finished(500))
+            with database.away():
+                assert not await writer.caught_up(0.2)
+    finally:
+        await writer.close()
+
+
 async def test_rows_beyond_the_queue_bound_go_to_the_spool_not_away(engine, database, tmp_path):
     """At the bound (queue_rows) a row is spooled at once, synchronously; none is dropped."""
     writer = LedgerWriter(database.url, tmp_path / "spool", queue_rows=5, batch_interval_s=0.01)
