@@ -5,11 +5,12 @@ IP addresses or CIDRs; unset = any host, loopback and private included) and the
 hosts refused even then unless the allow-list names them explicitly: link-local
 and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254,
 Alibaba's 100.100.100.200, names such as metadata.google.internal) and the
-gateway's own listener (its host:port), which would loop a request back into
-the gateway. Pure: at check time names are compared as written, never resolved
-(a check-time lookup would say nothing about request time); the same rules are
-applied again to the addresses a name resolves to when a connection is made
-(`resolved_refusal`, called by `providers/resolver.py`), so a name pointing at
+gateway's own listeners (its host on its port and on its admin port), which
+would loop a request back into the gateway. Pure: at check time names are
+compared as written, never resolved (a check-time lookup would say nothing
+about request time); the same rules are applied again to the addresses a name
+resolves to when a connection is made (`resolved_refusal`, called by
+`providers/resolver.py`), so a name pointing at
 169.254.169.254 or at this gateway, or rebound there later, is refused then.
 
 A host is checked as the HTTP client will connect to it: yarl (under aiohttp)
@@ -100,10 +101,15 @@ class UpstreamAllow:
 
 @dataclass(frozen=True, slots=True)
 class Listener:
-    """The gateway's own host and port (`GATEWAY_HOST`, `GATEWAY_PORT`)."""
+    """The gateway's own host and ports (`GATEWAY_HOST`, `GATEWAY_PORT`, `GATEWAY_ADMIN_PORT`).
+
+    The admin listener counts too: a provider there would have the gateway call its own
+    admin plane from inside, round the network rule that guards that port.
+    """
 
     host: str
     port: int
+    admin_port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +160,21 @@ def parse_upstream_allow(text: str) -> UpstreamAllow:
 
 def listener_from_env(env: Mapping[str, str]) -> Listener | None:
     """Where `gateway serve` listens (its defaults when unset); None for port 0 or garbage."""
-    try:
-        port = int(env.get("GATEWAY_PORT", "8080").strip())
-    except ValueError:
-        return None  # the settings check reports it
-    if not 0 < port < 65536:
+    port = _listening_port(env.get("GATEWAY_PORT", "8080"))
+    if port is None:
         return None
-    return Listener(env.get("GATEWAY_HOST", "127.0.0.1").strip().lower().strip("[]"), port)
+    admin_port = _listening_port(env.get("GATEWAY_ADMIN_PORT", "0"))
+    host = env.get("GATEWAY_HOST", "127.0.0.1").strip().lower().strip("[]")
+    return Listener(host, port, admin_port)
+
+
+def _listening_port(text: str) -> int | None:
+    """A port setting's value; None for unset (0) or garbage, which the settings check reports."""
+    try:
+        port = int(text.strip() or "0")
+    except ValueError:
+        return None
+    return port if 0 < port < 65536 else None
 
 
 def host_address(host: str) -> IPAddress | None:
@@ -212,8 +226,9 @@ def _is_loopback(name: str, address: IPAddress | None) -> bool:
 
 
 def is_listener(name: str, address: IPAddress | None, port: int, listener: Listener) -> bool:
-    """Whether host:port is the gateway's own listener (a wildcard listener is every loopback)."""
-    if port != listener.port:
+    """Whether host:port is one of the gateway's own listeners, the teams' or the admin one
+    (both on the same host; a wildcard listener is every loopback)."""
+    if port != listener.port and port != listener.admin_port:
         return False
     if listener.host in _WILDCARD_HOSTS or _is_loopback(listener.host, host_address(listener.host)):
         return _is_loopback(name, address)
