@@ -12,7 +12,9 @@ a policy author cannot read `/etc/shadow` or the gateway's own database.
 `${VAR}` stands only where a secret belongs: a secret field, or the path of
 `api_base` (its host is refused elsewhere, `schema.py` and `compiled.py`); in
 any other field (`api_version`, `region`) it would carry a key into a URL's
-query string or a log line, so it is an error there.
+query string or a log line, so it is an error there. A `${` that starts no valid
+reference (`${NAME:-default}`, unclosed, empty) is an error in a provider's field, never
+text sent as written.
 Values are never part of a message. Reading a file is the only I/O, and it is
 handed in (`read_file`) so the rules stay testable without a disk.
 """
@@ -41,9 +43,16 @@ MAX_SECRET_FILE_BYTES = 64 * 1024  # a key or a certificate; anything larger is 
 # `$${` writes a literal `${` (as `$$` does in Docker Compose and Kubernetes), so a policy can
 # hold the text `${NAME}` (a guardrail keyword, a pattern) without it being a reference.
 ESCAPE, ESCAPED = "$${", "${"
+# `stray` is any other `${`: a shell form (`${NAME:-x}`), an unclosed or empty one. In a
+# provider's field it is an error (SPEC §1: what is no valid reference is refused), never
+# text sent as written.
 REFERENCE = re.compile(
     r"(?P<escape>\$\$\{)|\$\{(?:(?P<env>[A-Za-z_][A-Za-z0-9_]*)|file:(?P<file>[^}]*))\}"
+    r"|(?P<stray>\$\{)"
 )
+# Beyond the providers a stray `${` is plain text (a pattern's `${ notes}`), unless it
+# starts like a reference: a name or `file:`, as `${NAME:-default}` does.
+_REFERENCE_LIKE = re.compile(r"\$\{(?:file:|[A-Za-z_])")
 _PATTERN = re.compile(r"^[A-Za-z0-9_*?\[\]!-]+$")
 
 
@@ -180,6 +189,9 @@ def resolve_references(
         name, path = match.group("env"), match.group("file")
         if match.group("escape") is not None:
             return ESCAPED
+        if match.group("stray") is not None:
+            problems.append(_not_a_reference())
+            return match[0]
         if name is not None:
             if field not in ENV_REFERENCE_FIELDS:
                 problems.append(_misplaced(name))
@@ -221,15 +233,19 @@ def references_beyond_providers(
 
     Only a provider's fields are resolved (`resolve_references`, each of them); a
     reference anywhere else (a deployment's model, a guardrail's pattern, an issuer's
-    audience, a team's clients) would be used as the literal text `${NAME}`, silently.
-    Plain text holding a `$` is no reference, nor is `$${NAME}` (the literal `${NAME}`)."""
+    audience, a team's clients) would be used as the literal text `${NAME}`, silently,
+    and so would a malformed one such as `${NAME:-default}`. Plain text holding a `$`
+    (or a `${` not followed by a name, as in a pattern's `${ notes}`) is no reference,
+    nor is `$${NAME}` (the literal `${NAME}`)."""
 
     def walk(
         value: Any, path: tuple[str | int, ...]
     ) -> Iterator[tuple[tuple[str | int, ...], str]]:
         if isinstance(value, str):
-            match = next((m for m in REFERENCE.finditer(value) if not m.group("escape")), None)
-            if match is not None:
+            match = next((m for m in REFERENCE.finditer(value) if _is_reference_like(m)), None)
+            if match is not None and match.group("stray") is not None:
+                yield path, _not_a_reference()
+            elif match is not None:
                 yield path, _not_resolved_here(match[0])
         elif isinstance(value, dict):
             for key, item in value.items():
@@ -260,6 +276,22 @@ def read_escapes_beyond_providers(raw: Mapping[str, Any]) -> dict[str, Any]:
         section: value if section == "providers" else literal(value)
         for section, value in raw.items()
     }
+
+
+def _is_reference_like(match: re.Match[str]) -> bool:
+    """A reference, or a stray `${` starting like one (beyond the providers)."""
+    if match.group("escape") is not None:
+        return False
+    return match.group("stray") is None or bool(_REFERENCE_LIKE.match(match.string, match.start()))
+
+
+def _not_a_reference() -> str:
+    # The text after `${` is not repeated: in a secret field it may be the secret itself.
+    return (
+        "a ${ here starts no valid reference: a reference is ${NAME} (letters, digits and _, "
+        "no shell form such as ${NAME:-default}) or ${file:/path}, closed by }; write $${ "
+        "for the literal text ${"
+    )
 
 
 def _not_resolved_here(reference: str) -> str:
