@@ -135,11 +135,19 @@ class ProviderSpec(_Strict):
         return value
 
 
+# The dearest price a policy may set, USD per million tokens (list prices today are at
+# most a few hundred). Bounded so a request's cost always fits the ledger's 64-bit
+# nano-USD: 2 x (2**31 - 1) tokens (usage.MAX_CHARGED_TOKENS of input and of output)
+# at 1e14 nano-USD per Mtok is 4.3e17 nano-USD, well under 2**63 - 1 (9.2e18).
+MAX_PRICE_PER_MTOK = 100_000
+PricePerMtok = Annotated[Number, Field(ge=0, le=MAX_PRICE_PER_MTOK)]
+
+
 class PriceSpec(_Strict):
-    input_per_mtok: Annotated[Number, Field(ge=0)]
-    output_per_mtok: Annotated[Number, Field(ge=0)]
-    cached_input_per_mtok: Annotated[Number, Field(ge=0)] | None = None  # default: input's
-    cache_write_per_mtok: Annotated[Number, Field(ge=0)] | None = None  # default: input's
+    input_per_mtok: PricePerMtok
+    output_per_mtok: PricePerMtok
+    cached_input_per_mtok: PricePerMtok | None = None  # default: input's
+    cache_write_per_mtok: PricePerMtok | None = None  # default: input's
 
 
 class DeploymentSpec(_Strict):

@@ -125,6 +125,12 @@ def row_from_spool(value: Any) -> dict[str, Any] | None:
     return value if all(_is_usable(name, value[name]) for name in LEDGER_COLUMNS) else None
 
 
+def is_storable(row: dict[str, Any]) -> bool:
+    """Does every column of `row` hold a value both databases store? `ledger_row` makes
+    such rows; the writer checks only when a batch fails, to set the others apart."""
+    return row_from_spool(row) is not None
+
+
 def _is_usable(name: str, item: Any) -> bool:
     if item is None:
         return name in _NULLABLE

@@ -17,6 +17,7 @@ Lines that do not parse as a ledger row (a write cut short by a power loss) go t
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import secrets
@@ -58,6 +59,15 @@ def default_spool_dir(database_url: str, configured: str | None) -> Path:
 
 def encode_rows(rows: Iterable[dict[str, Any]]) -> bytes:
     return b"".join(orjson.dumps(row) + b"\n" for row in rows)
+
+
+def encode_any(row: dict[str, Any]) -> bytes:
+    """A row as one JSON line for the rejected file, even one orjson refuses (an integer
+    past 64 bits): the standard library writes any int, and anything else as its repr."""
+    try:
+        return orjson.dumps(row)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(row, default=repr).encode()
 
 
 def _write_all(fd: int, data: bytes) -> None:

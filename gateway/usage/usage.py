@@ -25,6 +25,10 @@ class Usage:
 # A count above this is no count: the ledger and the limits hold 64-bit integers.
 MAX_TOKEN_COUNT = 2**63 - 1
 MAX_COUNT_DIGITS = len(str(MAX_TOKEN_COUNT))
+# The most one request is charged for, of each kind: what a ledger row's token columns
+# (32-bit) hold. Counts are capped here, before pricing, so the ledger's tokens, its
+# cost, the cost header and the budgets all see the same numbers.
+MAX_CHARGED_TOKENS = 2**31 - 1
 
 
 def token_count(value: Any) -> int | None:
@@ -46,6 +50,27 @@ def token_count(value: Any) -> int | None:
 def _int(value: Any) -> int:
     """A count from a report's details: a detail it cannot read is 0, not a lost report."""
     return token_count(value) or 0
+
+
+def capped_usage(
+    input_tokens: int,
+    output_tokens: int,
+    cached_tokens: int = 0,
+    *,
+    is_estimated: bool = False,
+    cache_write_tokens: int = 0,
+    reasoning_tokens: int = 0,
+) -> Usage:
+    """A `Usage` whose counts are at most MAX_CHARGED_TOKENS each (see there)."""
+    cap = MAX_CHARGED_TOKENS
+    return Usage(
+        min(input_tokens, cap),
+        min(output_tokens, cap),
+        min(cached_tokens, cap),
+        is_estimated,
+        min(cache_write_tokens, cap),
+        min(reasoning_tokens, cap),
+    )
 
 
 def usage_from_report(usage: Any) -> Usage | None:
@@ -70,7 +95,7 @@ def usage_from_report(usage: Any) -> Usage | None:
     output_tokens = _output_count(usage, output_key, input_tokens)
     if output_tokens is None:
         return None
-    return Usage(
+    return capped_usage(
         input_tokens,
         output_tokens,
         _detail(usage, f"{input_key}_details", "cached_tokens"),
@@ -164,7 +189,7 @@ def _item_texts(item: Mapping[str, Any]) -> Iterable[str]:
 
 def estimate_usage(endpoint: str, body: Mapping[str, Any], model: str, generated: str) -> Usage:
     """Count with the local tokenizer when the upstream reported nothing."""
-    return Usage(
+    return capped_usage(
         count_prompt(endpoint, body, model),
         0 if endpoint == "embeddings" else count_text(generated, model),
         0,

@@ -35,19 +35,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.context import RequestContext
 from gateway.db import create_engine
 from gateway.settings import Settings
-from gateway.usage.ledger import ledger_row
+from gateway.usage.ledger import is_storable, ledger_row
 from gateway.usage.rollup import store_rows
 from gateway.usage.spool import (
     OwnSpool,
     claimed,
     default_spool_dir,
+    encode_any,
     orphans,
     read_chunk,
     reject_lines,
@@ -144,7 +144,7 @@ class LedgerWriter:
 
     def _spool_now(self, rows: list[Row]) -> None:
         try:
-            self.spool.append(rows)
+            self._append(rows)
         except OSError as error:
             # Last resort: the row in the process log, so an operator can still bill it.
             for row in rows:
@@ -152,6 +152,25 @@ class LedgerWriter:
                     "a ledger row could not be spooled",
                     extra={"fields": {"error": str(error), "ledger_row": row}},
                 )
+
+    def _append(self, rows: list[Row]) -> None:
+        """Spool `rows` (blocking); a row JSON cannot hold is set aside, not the batch."""
+        try:
+            self.spool.append(rows)
+        except TypeError:  # orjson.JSONEncodeError: nothing was written
+            self.spool.append(self._set_aside_unstorable(rows))
+
+    def _set_aside_unstorable(self, rows: list[Row]) -> list[Row]:
+        """The rows a database can store; the others go to the rejected file (blocking).
+
+        Only a bug or a value past a column's range (a price no policy may set) makes
+        such a row; kept in hand or in the spool it would fail every batch, for every team.
+        """
+        storable = [row for row in rows if is_storable(row)]
+        if len(storable) < len(rows):
+            unstorable = [encode_any(row) for row in rows if not is_storable(row)]
+            reject_lines(self.spool.directory, unstorable, "a value no ledger column holds")
+        return storable
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -249,7 +268,7 @@ class LedgerWriter:
         if self.spool.is_pending or self._clock() < self._retry_at:
             # Behind what is spooled already, so the replay keeps the order.
             if rows:
-                await asyncio.to_thread(self.spool.append, rows)
+                await asyncio.to_thread(self._append, rows)
             self._in_hand = []
             if self._clock() >= self._retry_at:
                 await self._replay_own()
@@ -260,17 +279,26 @@ class LedgerWriter:
             await self._write(rows)
         except Exception as error:
             self._went_down(error)
-            await asyncio.to_thread(self.spool.append, rows)
+            await asyncio.to_thread(self._append, rows)
         self._in_hand = []
 
     async def _write(self, rows: list[Row]) -> None:
-        """One transaction for the batch; rows the database refuses are set aside."""
+        """One transaction for the batch; rows the database refuses, or that no column
+        can hold (the driver fails before the database sees them), are set aside; the
+        latter leave `rows`, so a caller that spools the batch next does not keep them."""
         assert self._engine is not None
         try:
             async with asyncio.timeout(self._write_timeout_s), self._engine.begin() as conn:
                 await store_rows(conn, rows)
         except _REFUSED:
             await self._write_one_by_one(rows)
+        except Exception:
+            storable = await asyncio.to_thread(self._set_aside_unstorable, rows)
+            if len(storable) == len(rows):
+                raise  # the rows are fine: the database is away
+            rows[:] = storable
+            if rows:
+                await self._write(rows)
 
     async def _write_one_by_one(self, rows: list[Row]) -> None:
         assert self._engine is not None
@@ -280,7 +308,7 @@ class LedgerWriter:
                 async with asyncio.timeout(self._write_timeout_s), self._engine.begin() as conn:
                     await store_rows(conn, [row])
             except _REFUSED:
-                refused.append(orjson.dumps(row))
+                refused.append(encode_any(row))
         if refused:
             await asyncio.to_thread(
                 reject_lines, self.spool.directory, refused, "refused by the database"
