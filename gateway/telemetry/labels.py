@@ -1,8 +1,9 @@
 """Metric label values from a finished request: bounded by the policy, never a secret.
 
 Pure functions. A model or team the policy does not name (a caller's typo, a claim
-an external issuer made up) becomes `other`, so no caller can grow the label set;
-a request id, subject or token is never a label.
+an external issuer made up) becomes `_other`, and a request without one (no token,
+no model) `_none`, so no caller can grow the label set; a request id, subject or
+token is never a label.
 """
 
 from __future__ import annotations
@@ -16,18 +17,24 @@ from gateway.telemetry import names
 from gateway.telemetry.attributes import attempt_result
 from gateway.telemetry.names import REFUSAL_CODES, AttemptResult, RefusalKind
 
+# The stand-ins start with "_", as no model or team name may (policy/schema.py: a letter
+# or digit first), so a model or team the policy names `other` or `none` keeps series of
+# its own instead of sharing the unknown names' ones.
+UNKNOWN_NAME = "_other"
+NO_NAME = "_none"
+
 
 def model_label(ctx: RequestContext, known_models: Container[str]) -> str:
     if ctx.model is None:
-        return names.NONE
-    return ctx.model if ctx.model in known_models else names.OTHER
+        return NO_NAME
+    return ctx.model if ctx.model in known_models else UNKNOWN_NAME
 
 
 def team_label(ctx: RequestContext, known_teams: Container[str]) -> str:
     if ctx.principal is None:
-        return names.NONE
+        return NO_NAME
     team = ctx.principal.team
-    return team if team in known_teams else names.OTHER
+    return team if team in known_teams else UNKNOWN_NAME
 
 
 def deployment_label(ctx: RequestContext) -> str:

@@ -70,8 +70,8 @@ async def test_metrics_count_known_traffic(tmp_path, pair):
 
     ok = {"team": "demo", "model": "m", "deployment": "b/model-b", "endpoint": "chat"}
     assert total(text, "gateway_requests_total", status="200", **ok) == 4
-    assert total(text, "gateway_requests_total", status="404", team="demo", model="other") == 1
-    assert total(text, "gateway_requests_total", status="401", team="none", model="none") == 1
+    assert total(text, "gateway_requests_total", status="404", team="demo", model="_other") == 1
+    assert total(text, "gateway_requests_total", status="401", team="_none", model="_none") == 1
     assert total(text, "gateway_requests_total") == 6
     assert total(text, "gateway_tokens_total", direction="input", team="demo") == tokens_in
     assert total(text, "gateway_tokens_total", direction="output", team="demo") == tokens_out

@@ -24,14 +24,14 @@ def ctx_with(team: str | None = None, model: str | None = None) -> RequestContex
 
 
 @pytest.mark.parametrize(
-    ("model", "label"), [("fast", "fast"), ("typo-of-fast", "other"), (None, "none")]
+    ("model", "label"), [("fast", "fast"), ("typo-of-fast", "_other"), (None, "_none")]
 )
 def test_model_label_is_a_policy_model_or_a_placeholder(model, label):
     assert labels.model_label(ctx_with(model=model), {"fast", "slow"}) == label
 
 
 @pytest.mark.parametrize(
-    ("team", "label"), [("demo", "demo"), ("made-up", "other"), (None, "none")]
+    ("team", "label"), [("demo", "demo"), ("made-up", "_other"), (None, "_none")]
 )
 def test_team_label_is_a_policy_team_or_a_placeholder(team, label):
     assert labels.team_label(ctx_with(team=team), {"demo"}) == label
