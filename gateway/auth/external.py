@@ -6,8 +6,9 @@ chosen by `kid` from the issuer's JWKS (one refetch on an unknown `kid`, as
 `JwksCache` allows), the signature (joserfc), then every claim explicitly
 (`iss` exact, `aud`, `exp`, `nbf`, `iat` with the issuer's leeway), and the
 mapping of claims to team, subject, client id and scopes. Claim mapping is
-pure (`principal_from_claims`). When the issuer's keys cannot be fetched the
-token is neither good nor bad: 503 `issuer_unavailable` with `retry-after`, so
+pure (`principal_from_claims`). When the token's key cannot be fetched (the
+issuer down, or a kid new since the last fetch while the refetch is
+rate-limited) the token is neither good nor bad: 503 `issuer_unavailable` with `retry-after`, so
 clients retry instead of discarding it (unless its own claims already refuse
 it: expired, another audience). Caching verified tokens and choosing the
 issuer belong to `authenticator.py`.
@@ -76,8 +77,9 @@ class SeveralTeams(PermissionDenied):
 
 
 class IssuerUnavailable(GatewayError):
-    """503: the issuer's signing keys could not be fetched (IdP down, its JWKS broken), so
-    the token could not be checked. Not a 401: clients drop a token refused with one.
+    """503: the token's key could not be fetched (IdP down, its JWKS broken, or a new kid
+    while the refetch is rate-limited), so the token could not be checked. Not a 401:
+    clients drop a token refused with one.
 
     `retry-after` is when the JWKS cache may fetch again (at least 1 s): a retry
     sooner would be answered from the same failure without asking the issuer.
@@ -350,13 +352,14 @@ class ExternalVerifier:
             raise IssuerUnavailable(self.spec.issuer, unavailable.retry_in_s) from None
 
     async def _fetched_key(self, alg: str, kid: str | None) -> Key:
+        asked_at = self._jwks.clock()
         keys = await self._jwks.keys(self.source)
         key = select_key(keys, kid, alg)
         if key is None and kid is not None and not knows_kid(keys, kid):
-            # Maybe the issuer rotated since we fetched; JwksCache rate-limits this.
-            fresh = await self._jwks.refetch_for_unknown_kid(self.source)
-            if fresh is not None:
-                key = select_key(fresh, kid, alg)
+            # Maybe the issuer rotated since we fetched: only keys fetched since this token
+            # arrived may refuse its kid (JwksCache rate-limits the fetch, else 503).
+            fresh = await self._jwks.refetch_for_unknown_kid(self.source, kid, asked_at)
+            key = select_key(fresh, kid, alg)
         if key is None:
             raise Refused("unknown kid" if kid is not None else "no kid and several keys fit")
         return key

@@ -8,7 +8,9 @@ to fetch again: on an unknown `kid` at most once per `min_refetch_interval_s`
 per issuer, concurrent callers sharing one fetch; keys older than
 `max_key_age_s` are refreshed in the background. A failed fetch never drops
 keys: the last good set stays in use while the issuer is unreachable, but a
-kid it lacks is then unknowable, not absent (`KeysUnavailable`). Every URL
+kid it lacks is then unknowable, not absent (`KeysUnavailable`); so is a kid
+that only keys fetched before the token arrived lack, while the rate limit
+holds (the issuer may have rotated since). Every URL
 (discovery documents, a discovered `jwks_uri`) is checked against the upstream
 rules before it is fetched (`policy/upstreams.py`: never a metadata or
 link-local address; within GATEWAY_UPSTREAM_ALLOW when set); a refused one is
@@ -200,6 +202,14 @@ class _IssuerKeys:
     inflight: asyncio.Task[None] | None = None
 
 
+def _settles_kid(state: _IssuerKeys, kid: str, asked_at: float) -> bool:
+    """Do the keys in memory say whether the issuer has `kid`, for a token that arrived at
+    `asked_at`? Yes when they hold it, or when the last fetch succeeded and began since."""
+    if knows_kid(state.keys, kid):
+        return True
+    return not state.failed and state.attempted_at is not None and state.attempted_at >= asked_at
+
+
 class JwksCache:
     """Per-issuer key sets for the whole process; `close()` it with the services.
 
@@ -256,19 +266,25 @@ class JwksCache:
             self._start_fetch(source, state)  # keep serving the current keys meanwhile
         return state.keys
 
-    async def refetch_for_unknown_kid(self, source: KeySource) -> tuple[Key, ...] | None:
-        """Fetch again (or join a fetch under way); None when the rate limit says not yet
-        and the last fetch succeeded. KeysUnavailable when this fetch failed, or the rate
-        limit holds after a failed one: whether the issuer has the kid is unknown."""
+    async def refetch_for_unknown_kid(
+        self, source: KeySource, kid: str, asked_at: float
+    ) -> tuple[Key, ...]:
+        """Keys that settle whether the issuer has `kid`, for a token that arrived at
+        `asked_at` (this cache's clock) with a kid the keys in memory lack.
+
+        They do when they hold `kid` or came from a fetch begun since `asked_at`: one
+        begun before may predate a rotation. A fetch under way is joined (concurrent
+        tokens share it), else one runs if the rate limit allows. KeysUnavailable when
+        none settles it (the fetch failed, or the rate limit holds): unknown, not absent.
+        """
         state = self._issuers.setdefault(source, _IssuerKeys())
-        if state.inflight is None and not may_fetch(
+        if state.inflight is not None:
+            await self._fetch_shared(source, state)  # it may bring the kid
+        if not _settles_kid(state, kid, asked_at) and may_fetch(
             state.attempted_at, self.clock(), self._min_interval_s
         ):
-            if state.failed:
-                raise self._unavailable(source, state)
-            return None
-        await self._fetch_shared(source, state)
-        if state.failed:
+            await self._fetch_shared(source, state)
+        if not _settles_kid(state, kid, asked_at):
             raise self._unavailable(source, state)
         return state.keys
 
