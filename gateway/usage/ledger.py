@@ -9,6 +9,7 @@ integer range. `row_from_spool` checks a line read back from disk the same way.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from gateway.usage.ledger_table import LEDGER_COLUMNS, usage_ledger
 from gateway.usage.pricing import PriceSource
 
 MAX_TEXT_CHARS = 256  # a model alias, team, subject or client id longer than this is cut
+IDENTITY_DIGEST_CHARS = 16  # hex digits of SHA-256 ending a cut subject or client id
 INT32_MAX = 2**31 - 1  # the Integer columns (tokens, status, attempts, latency)
 INT64_MAX = 2**63 - 1  # the BigInteger columns (money, time)
 _NULLABLE = frozenset(column.name for column in usage_ledger.columns if column.nullable)
@@ -47,6 +49,17 @@ def clean_text(value: str | None, limit: int = MAX_TEXT_CHARS) -> str | None:
     return value
 
 
+def clean_identity(value: str | None) -> str | None:
+    """`clean_text` for who sent a request (subject, client id): one past the bound is
+    cut and ends in `#` and a digest of the whole, so two long subjects that share their
+    first characters stay two users in reports."""
+    if value is None or len(value) <= MAX_TEXT_CHARS:
+        return clean_text(value)
+    whole = value.encode("utf-8", "surrogatepass")  # a lone surrogate is text here too
+    digest = hashlib.sha256(whole).hexdigest()[:IDENTITY_DIGEST_CHARS]
+    return f"{clean_text(value[: MAX_TEXT_CHARS - IDENTITY_DIGEST_CHARS - 1])}#{digest}"
+
+
 def _count(value: int, high: int = INT32_MAX) -> int:
     return value if 0 <= value <= high else (0 if value < 0 else high)
 
@@ -72,8 +85,8 @@ def ledger_row(ctx: RequestContext, latency_s: float) -> dict[str, Any]:
         "at_ms": ctx.started_at_ms,
         "endpoint": ctx.endpoint,
         "team": clean_text(principal.team) if principal else None,
-        "subject": clean_text(principal.subject) if principal else None,
-        "client_id": clean_text(principal.client_id) if principal else None,
+        "subject": clean_identity(principal.subject) if principal else None,
+        "client_id": clean_identity(principal.client_id) if principal else None,
         "model": clean_text(ctx.model),  # the caller's text, even for a 404
         "provider": deployment.provider if deployment else None,
         "deployment": deployment.label if deployment else None,

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import openai
 import orjson
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -166,3 +168,42 @@ async def test_a_count_past_the_ledger_columns_is_charged_as_the_capped_count(tm
     assert (row["input_tokens"], row["output_tokens"]) == (CAP, 7)
     assert row["cost_nanousd"] == expected_nanousd
     assert budget["used"] == CAP + 7
+
+
+async def subject_report(gw: RunningGateway, month: str) -> dict[str, Any]:
+    finance = await gw.token("demo", scopes=("gateway:finance",))
+    query = f"?month={month}&format=json&group_by=subject"
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(
+            f"{gw.origin}/finance/reports/usage{query}",
+            headers={"authorization": f"Bearer {finance}"},
+        ) as response,
+    ):
+        assert response.status == 200, await response.text()
+        return dict(await response.json())
+
+
+async def test_two_users_whose_subjects_share_their_first_256_characters_stay_two(tmp_path):
+    """`report usage --group-by subject` keeps them apart: each cut subject ends in a
+    digest of the whole, and each user's requests group under one subject."""
+    shared = "team-service-account:" + "x" * 250
+    async with MockUpstream(name="up") as up:
+        async with running_gateway(tmp_path, POLICY.format(base=up.base_url)) as gw:
+            for name, count in (("alice", 2), ("bob", 1)):
+                token = await gw.token("demo", subject=f"{shared}-{name}")
+                client = openai.AsyncOpenAI(base_url=gw.base_url, api_key=token, max_retries=0)
+                gw.clients.append(client)
+                for _ in range(count):
+                    await client.chat.completions.create(
+                        model="chat", messages=[{"role": "user", "content": "hi"}]
+                    )
+            month = time.strftime("%Y-%m", time.gmtime())
+            for _ in range(200):  # until the writer's batch has landed
+                report = await subject_report(gw, month)
+                if report["totals"]["requests"] == 3:
+                    break
+                await asyncio.sleep(0.05)
+    assert sorted(row["requests"] for row in report["rows"]) == [1, 2]
+    subjects = [row["subject"] for row in report["rows"]]
+    assert all(len(subject) == 256 and subject.startswith(shared[:200]) for subject in subjects)

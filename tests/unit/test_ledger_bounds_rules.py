@@ -10,6 +10,7 @@ import pytest
 from gateway.policy.candidate import candidate_from_folder
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.schema import MAX_PRICE_PER_MTOK
+from gateway.usage.ledger import MAX_TEXT_CHARS, clean_identity, clean_text
 from gateway.usage.pricing import Price, cost_nanousd, policy_prices
 from gateway.usage.usage import MAX_CHARGED_TOKENS, Usage, usage_from_report
 
@@ -84,3 +85,34 @@ def test_counts_past_a_ledger_row_are_charged_as_its_cap(count):
     usage = usage_from_report(report)
     cap = MAX_CHARGED_TOKENS
     assert usage == Usage(cap, cap, cap, False, cap, cap)
+
+
+SHARED = "u" * 256  # two subjects that differ only past the ledger's 256 characters
+
+
+@pytest.mark.parametrize(
+    "subjects",
+    [
+        (SHARED + "-alice", SHARED + "-bob"),
+        ("\ud800" + SHARED, "\udc00" + SHARED),  # lone surrogates: cleaned alike, still apart
+        ("x" * 300, "x" * 301),
+    ],
+)
+def test_long_subjects_that_share_their_start_stay_apart(subjects):
+    first, second = (clean_identity(subject) for subject in subjects)
+    assert first != second
+    for cut in (first, second):
+        assert cut is not None and len(cut) == MAX_TEXT_CHARS
+        assert clean_text(cut, len(cut)) == cut  # what the spool's check accepts
+
+
+@pytest.mark.parametrize("subject", [None, "", "alice", "é" * MAX_TEXT_CHARS, "a\x00b"])
+def test_a_subject_within_the_bound_is_only_cleaned(subject):
+    assert clean_identity(subject) == clean_text(subject)
+
+
+def test_a_cut_subject_is_the_same_every_time():
+    """One user's rows group together, across requests and processes."""
+    subject = "svc:" + "z" * 400
+    cut = clean_identity(subject)
+    assert cut == clean_identity(subject) and cut is not None and cut.startswith("svc:zzz")
