@@ -22,7 +22,7 @@ from gateway.auth.principal import Principal
 from gateway.cache.rules import CacheStatus
 from gateway.guardrails.decision import GuardrailHit
 from gateway.limits.backend import Hold
-from gateway.policy.compiled import Deployment
+from gateway.policy.compiled import Deployment, Policy
 from gateway.providers.base import Endpoint
 from gateway.routing.tries import Try
 from gateway.usage.pricing import UnitPrices
@@ -82,6 +82,7 @@ class RequestContext:
     # Guardrail rules that fired (name, action, input/output), never the text they matched.
     guardrail_hits: list[GuardrailHit] = field(default_factory=list)
     limits_hold: Hold | None = None  # limits: what this request reserved (kept for its record)
+    limits_policy: Policy | None = None  # the policy it reserved under (settle_limits compares)
     limits_settled: bool = False  # finish settled or released the hold (once)
     limits_reached: bool = False  # the limits stage ran (its hold or refusal has the headers)
     # --- telemetry (issue 12): each upstream attempt, and what the answer said of itself ---

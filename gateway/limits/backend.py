@@ -102,6 +102,22 @@ class LimitsBackend(Protocol):
         a remote backend does it in the background."""
         ...
 
+    def charge_unreserved(
+        self,
+        team: str,
+        subject: str,
+        charge_id: str,
+        added: tuple[BudgetRule, ...],
+        actual: Actual,
+        finished_ms: int,
+    ) -> None:
+        """Charge `actual` to budgets a request did not reserve on: added to the policy (or
+        moved, by a new timezone) while it was in flight. Each only if its counter was
+        rebuilt from the ledger before the request finished; one rebuilt later, or not
+        yet, has the request's ledger row in its sum. `charge_id` (unique per request)
+        marks it charged where a backend may send it twice. Never blocks."""
+        ...
+
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot: ...
 
     async def health(self) -> str:

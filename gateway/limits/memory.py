@@ -214,6 +214,23 @@ class MemoryBackend:
         is_held = self._holds.pop(hold.id, None) is not None
         self._settle(hold, actual, is_held=is_held, adjust_rates=True)
 
+    def charge_unreserved(
+        self,
+        team: str,
+        subject: str,
+        charge_id: str,
+        added: tuple[BudgetRule, ...],
+        actual: Actual,
+        finished_ms: int,
+    ) -> None:
+        # Here a rebuild is done (is_seeded) or not at the instant of this call, which is
+        # when the request finished: a counter rebuilt since its row was stored lacks it.
+        counters = self._team(team).budgets
+        for rule in added:
+            entry = counters.get(rule.key)
+            if entry is not None and entry.is_seeded:
+                entry.used += rule.actual(actual)
+
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
         if now_ms >= self._next_expiry_ms:
             self._sweep(now_ms)

@@ -51,7 +51,7 @@ from gateway.limits.backend import BackendUnavailable, Decision, Hold, NeedsSeed
 from gateway.limits.budget import Counter, Verdict
 from gateway.limits.gcra import Bucket, state_of
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
-from gateway.limits.plan import Actual, BudgetRule, Plan
+from gateway.limits.plan import Actual, BudgetRule, Plan, Shape
 from gateway.limits.redis_calls import (
     OwedCharge,
     OwedCharges,
@@ -213,6 +213,25 @@ class RedisBackend:
         self._start_drainer()
         if self._timer is None:
             self._timer = loop.call_later(SETTLE_DELAY_S, self._send_queued)
+
+    def charge_unreserved(
+        self,
+        team: str,
+        subject: str,
+        charge_id: str,
+        added: tuple[BudgetRule, ...],
+        actual: Actual,
+        finished_ms: int,
+    ) -> None:
+        # CHARGE's rule: only to a counter rebuilt before `finished_ms`, once per id.
+        amounts = tuple(rule.actual(actual) for rule in added)
+        if not any(amount > 0 for amount in amounts):
+            return
+        shape = Shape(team, subject, added, (), ())
+        self._owe(OwedCharge(charge_id, shape, amounts, finished_ms))
+        self._idle.clear()
+        self._start_drainer()
+        self._wake.set()  # sent now (after the settles queued), not at the next reserve
 
     def _start_drainer(self) -> None:
         if self._drainer is None or self._drainer.done():

@@ -23,7 +23,7 @@ from gateway.limits.backend import (
     Snapshot,
 )
 from gateway.limits.errors import LimitsUnavailable
-from gateway.limits.plan import Actual, Plan
+from gateway.limits.plan import Actual, BudgetRule, Plan
 from gateway.limits.rebuild import LedgerSums, rebuilt
 from gateway.policy.schema import BackendErrorMode
 
@@ -130,6 +130,11 @@ class Limits:
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:
         self.backend.settle(hold, actual)
+
+    def charge_unreserved(
+        self, team: str, subject: str, charge_id: str, added: tuple[BudgetRule, ...], actual: Actual
+    ) -> None:
+        self.backend.charge_unreserved(team, subject, charge_id, added, actual, self.clock())
 
     async def snapshot(self, plan: Plan) -> Snapshot:
         return await self.backend.snapshot(plan, self.clock())

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.context import Outcome
 from gateway.limits.answers import ratelimit_headers, tightest
-from gateway.limits.backend import BackendUnavailable
+from gateway.limits.backend import BackendUnavailable, Hold
 from gateway.limits.estimate import estimate, output_capped
 from gateway.limits.plan import Actual, Plan, Shape, lease_ms, shape_of
 
@@ -43,6 +43,7 @@ async def reserve_limits(
     In-process with a short prompt nothing here waits: it awaits only to count a long
     prompt on a thread, to ask Redis, or to rebuild counters from the ledger."""
     ctx.limits_reached = True
+    ctx.limits_policy = policy
     team = grant.team
     if not (team.budgets or team.limits or team.per_user):
         return  # an unlimited team pays nothing for the stage
@@ -90,18 +91,45 @@ def reserved_tokens(ctx: RequestContext, carried: int) -> int:
 def settle_limits(ctx: RequestContext, services: Services) -> None:
     """Settle the hold to the true usage, or release it all when no upstream answered.
     Charged even when the client hung up: the upstream billed us for what it generated."""
-    hold = ctx.limits_hold  # kept on the context: the recorders read what was decided
-    if hold is None or ctx.limits_settled:  # once, even if finish ran twice
+    reserved_under = ctx.limits_policy  # None: the stage did not run
+    if reserved_under is None or ctx.limits_settled:  # once, even if finish ran twice
         return
     ctx.limits_settled = True
+    hold = ctx.limits_hold  # kept on the context: the recorders read what was decided
     usage = ctx.usage
     actual = None
     if usage is not None:
         actual = Actual(usage.input_tokens + usage.output_tokens, ctx.cost_nanousd)
     try:
-        services.limits.settle(hold, actual)
+        if hold is not None:
+            services.limits.settle(hold, actual)
+        if actual is not None and services.policy.current() is not reserved_under:
+            _charge_budgets_added(ctx, hold, actual, services)
     except Exception:  # a settle bug must not cost the request its record; the lease frees it
         log.exception("settling limits failed", extra={"fields": {"request_id": ctx.request_id}})
+
+
+def _charge_budgets_added(
+    ctx: RequestContext, hold: Hold | None, actual: Actual, services: Services
+) -> None:
+    """The policy changed while the request was in flight: budgets it did not reserve on
+    (added, put back, or moved by a new `timezone`; every budget, for a team that had
+    none) are charged its usage too, in the periods holding its start (where its ledger
+    row counts). Without this, a counter rebuilt from the ledger while the request ran
+    never counted it: its row was not in the sum, and its settle touched only the
+    counters it had reserved on."""
+    principal = ctx.principal
+    if principal is None or (hold is not None and not hold.is_checked):
+        return  # unchecked: the whole charge is owed when the backend is back
+    policy = services.policy.current()
+    team = policy.teams.get(principal.team)
+    if team is None:  # removed: no budget of it to charge
+        return
+    shape = shape_of(team, principal.subject, ctx.started_at_ms, policy.timezone)
+    reserved = set() if hold is None else {rule.key for rule in hold.plan.budgets}
+    added = tuple(rule for rule in shape.budgets if rule.key not in reserved)
+    if added:
+        services.limits.charge_unreserved(team.name, principal.subject, ctx.key, added, actual)
 
 
 def limits_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
