@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.cache.rules import CacheStatus
 from gateway.limits.plan import BudgetRule, Scope, Unit
+from gateway.usage.ledger import clean_identity
 from gateway.usage.ledger_table import usage_ledger
 
 # (team, subject or None for the whole team, start_ms, end_ms) → (tokens, nano-USD)
@@ -50,8 +51,8 @@ def ledger_reader(engine: AsyncEngine) -> LedgerSums:
             # A cache hit's row holds the tokens it saved; it spent nothing of a budget.
             sa.or_(t.cache.is_(None), t.cache != CacheStatus.HIT.value),
         )
-        if subject is not None:
-            query = query.where(t.subject == subject)
+        if subject is not None:  # as the ledger holds it (a long one ends in a digest)
+            query = query.where(t.subject == clean_identity(subject))
         async with engine.connect() as conn:
             row = (await conn.execute(query)).one()
         return int(row[0]), int(row[1])
