@@ -1,6 +1,8 @@
 """Fold text for scanning: full-width and other-script digits to ASCII, look-alike
-letters to Latin, zero-width and combining characters dropped; and map each folded
-character back to the original, so a redaction covers the ORIGINAL span.
+letters to Latin, tag characters (U+E0020-U+E007E, invisible copies of ASCII) to the
+ASCII they copy, zero-width, combining and filler characters (blank letters that render
+as nothing) dropped; and map each folded character back to the original, so a
+redaction covers the ORIGINAL span.
 
 Pure; the common case (ASCII, or normalised text with nothing suspicious) costs
 one or two C-level checks and builds no map.
@@ -32,11 +34,16 @@ LOOK_ALIKES = str.maketrans(
         **dict.fromkeys(_DOTS, "."),
     }
 )
-# Characters that send a text down the slow path: format (zero-width, bidi) and
-# combining marks, look-alikes, and digits of other scripts.
+# Letters that render as nothing (Hangul fillers, the braille blank): dropped as the
+# zero-width characters are, though Unicode files them as letters and symbols.
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+# Tag characters: each an invisible copy of the ASCII character 0xE0000 below it.
+_TAG_FIRST, _TAG_LAST, _TAG_OFFSET = "\U000e0020", "\U000e007e", 0xE0000
+# Characters that send a text down the slow path: format (zero-width, bidi, tags) and
+# combining marks, fillers, look-alikes, and digits of other scripts.
 _SUSPECT = re.compile(
     "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\ufe00-\ufe0f\ufeff\u0300-\u036f"
+    "\u2060-\u206f\ufe00-\ufe0f\ufeff\u0300-\u036f\u2800\u3164\uffa0\U000e0000-\U000e007f"
     "\u0660-\u0669\u06f0-\u06f9\u0966-\u096f\u09e6-\u09ef"
     + _CYRILLIC_LOWER
     + _CYRILLIC_UPPER
@@ -77,6 +84,10 @@ class Folded:
 @lru_cache(maxsize=8192)
 def fold_char(ch: str) -> str:
     """One non-ASCII character as the detectors should see it ("" to drop it)."""
+    if _TAG_FIRST <= ch <= _TAG_LAST:
+        return chr(ord(ch) - _TAG_OFFSET)
+    if ch in _FILLERS:
+        return ""
     if unicodedata.category(ch) in _DROPPED_CATEGORIES:
         return ""
     digit = unicodedata.digit(ch, None)

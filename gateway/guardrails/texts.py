@@ -5,16 +5,20 @@ carries, per endpoint, rewritten through one function.
 call `fn` on each text and return the body with the spans `fn` names replaced; parts
 `fn` left alone are shared, not copied (a clean request copies nothing). Pure.
 
-Request texts: chat messages (string content and text parts, `name`, tool-call
-arguments and custom tool-call input, legacy function calls), `prediction`, `stop`,
-tool and function descriptions, `response_format`'s JSON schema, the schemas'
-descriptions, titles and values (`enum`, `const`, `default`, `examples`); completions
+Request texts: chat messages (string content and text parts, file parts' `filename`,
+`name`, tool-call arguments and custom tool-call input, legacy function calls, the
+names of the tools called), `prediction`, `stop`, tool and function definitions whole
+(names, descriptions, parameter schemas, custom tools' grammars: json_texts.py),
+`tool_choice`, `response_format`'s JSON schema, `web_search_options`; completions
 `prompt`, `suffix` and `stop`; embeddings `input`; Responses `instructions`, `input`
 (messages and their text parts, and the texts of each item type `_ITEM_TEXTS` lists:
 tool calls and their outputs, reasoning, MCP calls, code interpreter code and logs,
-shell commands and output, patches, ...), `text.format`'s schema, `prompt.variables`
-and tool descriptions. Not scanned: identifiers (`metadata`, `user`, ids, names of
-tools and models).
+shell commands and output, patches, ...), `text.format`'s schema, `prompt.variables`,
+function and custom tools whole, the other tools' descriptions and user locations; and,
+on every endpoint, every string of a top-level field it does not know
+(request_fields.py). Not scanned: identifiers (`metadata`, `user`, ids, model names),
+files' data (base64 of any format: decoding files is not a text scan), URLs of images
+and files, MCP servers' settings.
 
 Answer texts: chat message content, refusal, reasoning (`reasoning_content`,
 `reasoning`), the audio transcript, URL citations, tool-call arguments and custom
@@ -38,6 +42,8 @@ from typing import Any
 
 from gateway.guardrails.json_escapes import Escaped
 from gateway.guardrails.json_layout import layout_of_json, numbers_read
+from gateway.guardrails.json_texts import rewrite_json
+from gateway.guardrails.request_fields import rewrite_unknown_fields
 from gateway.guardrails.scanner import Redaction, apply_redactions
 
 # Called on each text: the spans to replace in it, and with what (none: leave it).
@@ -47,9 +53,8 @@ _TEXT_PART_TYPES = frozenset(
 )
 _JSON_PART_TYPES = frozenset({"text", "output_text"})  # a message's answer text
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
-_SCHEMA_TEXTS = frozenset({"description", "title"})
-_SCHEMA_VALUES = frozenset({"enum", "const", "default", "examples"})
-_MAX_DEPTH = 32
+# Responses tools whose whole definition is the model's text (name, schema, grammar).
+_DEFINED_TOOLS = frozenset({"function", "custom"})
 
 
 def _changed(original: Mapping[str, Any], updates: dict[str, Any]) -> Mapping[str, Any]:
@@ -105,6 +110,10 @@ def _part(item: Any, fn: TextFn, is_json: bool = False) -> Any:
     kind = item.get("type")
     if kind == "refusal":
         return _changed(item, {"refusal": _text(item.get("refusal"), fn)})
+    if kind == "file":  # chat: the file's name is text the model reads; its data is not
+        return _changed(item, {"file": _FILE_NAME(item.get("file"), fn)})
+    if kind == "input_file":  # Responses: the same, inline
+        return _FILE_NAME(item, fn)
     if kind not in _TEXT_PART_TYPES:
         return item
     text = item.get("text")
@@ -173,76 +182,71 @@ def _tool_calls(value: Any, fn: TextFn) -> Any:
     return _items(value, call)
 
 
-def _values(value: Any, fn: TextFn, depth: int = 0) -> Any:
-    """Every string in a JSON value (a schema's `enum`, `default`, ...), keys aside."""
-    if isinstance(value, str):
-        return _scan(value, fn)
-    if depth > _MAX_DEPTH:
-        return value
-    if isinstance(value, list):
-        return _items(value, lambda item: _values(item, fn, depth + 1))
-    if isinstance(value, Mapping):
-        return _changed(value, {k: _values(v, fn, depth + 1) for k, v in value.items()})
-    return value
-
-
-def _schema(schema: Any, fn: TextFn, depth: int = 0) -> Any:
-    """A JSON schema's texts (tool parameters, a response format), nested ones too:
-    descriptions and titles, and the values it names (`enum`, `const`, `default`,
-    `examples`). A property named like one of those holds a schema, and is one."""
-    if depth > _MAX_DEPTH:
-        return schema
-    if isinstance(schema, list):
-        return _items(schema, lambda item: _schema(item, fn, depth + 1))
-    if not isinstance(schema, Mapping):
-        return schema
-    updates: dict[str, Any] = {}
-    for key, value in schema.items():
-        if isinstance(value, str) and key in _SCHEMA_TEXTS:
-            updates[key] = _scan(value, fn)
-        elif key in _SCHEMA_VALUES:
-            updates[key] = _values(value, fn, depth + 1)
-        elif isinstance(value, Mapping | list):
-            updates[key] = _schema(value, fn, depth + 1)
-    return _changed(schema, updates)
-
-
-def _function_definition(value: Any, fn: TextFn) -> Any:
-    if not isinstance(value, Mapping):
-        return value
-    return _changed(
-        value,
-        {
-            "description": _text(value.get("description"), fn),
-            "parameters": _schema(value.get("parameters"), fn),
-        },
-    )
-
-
-def _json_schema_format(value: Any, fn: TextFn) -> Any:
-    """A structured-output format: chat's `json_schema` object, Responses' `format`."""
-    if not isinstance(value, Mapping):
-        return value
-    return _changed(
-        value,
-        {
-            "description": _text(value.get("description"), fn),
-            "schema": _schema(value.get("schema"), fn),
-        },
-    )
-
-
 def _tools(value: Any, fn: TextFn) -> Any:
+    """Tool definitions: a function's or custom tool's every text (its name, description,
+    parameters' schema, grammar: json_texts.py); a web search's user location."""
+
     def tool(item: Any) -> Any:
         if not isinstance(item, Mapping):
             return item
         if isinstance(item.get("function"), Mapping):  # chat: {type, function: {...}}
-            return _changed(item, {"function": _function_definition(item["function"], fn)})
+            return _changed(item, {"function": rewrite_json(item["function"], fn)})
         if isinstance(item.get("custom"), Mapping):  # chat: {type: custom, custom: {...}}
-            return _changed(item, {"custom": _function_definition(item["custom"], fn)})
-        return _function_definition(item, fn)  # Responses: the definition inline
+            return _changed(item, {"custom": rewrite_json(item["custom"], fn)})
+        if item.get("type") in _DEFINED_TOOLS:  # Responses: the definition inline
+            return rewrite_json(item, fn)
+        # Responses' built-in tools: ids, URLs and an MCP server's headers are the
+        # upstream's business, not the model's text.
+        return _changed(
+            item,
+            {
+                "description": _text(item.get("description"), fn),
+                "user_location": rewrite_json(item.get("user_location"), fn),
+            },
+        )
 
     return _items(value, tool)
+
+
+def _choice_of_tool(value: Any, fn: TextFn) -> Any:
+    """`tool_choice` (or chat's legacy `function_call`): the tool it names, which a rule
+    rewrote in the tool's definition too (`"auto"` and the like are not texts)."""
+    return rewrite_json(value, fn) if isinstance(value, Mapping) else value
+
+
+def _called_name(value: Any, fn: TextFn) -> Any:
+    """A call's `function` or `custom`: the name of the tool it called, as in `tools`."""
+    if not isinstance(value, Mapping):
+        return value
+    return _changed(value, {"name": _text(value.get("name"), fn)})
+
+
+def _request_message(message: Any, fn: TextFn) -> Any:
+    """A chat message a request sends: its texts and the names of the tools it called."""
+    message = _chat_message(message, fn)
+    if not isinstance(message, Mapping) or (
+        message.get("tool_calls") is None and message.get("function_call") is None
+    ):
+        return message  # most messages call no tool
+
+    def call(item: Any) -> Any:
+        if not isinstance(item, Mapping):
+            return item
+        return _changed(
+            item,
+            {
+                "function": _called_name(item.get("function"), fn),
+                "custom": _called_name(item.get("custom"), fn),
+            },
+        )
+
+    return _changed(
+        message,
+        {
+            "tool_calls": _items(message.get("tool_calls"), call),
+            "function_call": _called_name(message.get("function_call"), fn),
+        },
+    )
 
 
 def _audio(value: Any, fn: TextFn) -> Any:
@@ -325,6 +329,10 @@ _JSON_MESSAGE: tuple[Reader, ...] = (_field("content", _json_content),)
 
 
 _ERROR_MESSAGE = _field("message", _text)
+_FILE_NAME = _field("filename", _text)
+# The name of the tool a Responses call item of a request called, as in `tools`.
+_CALLED_NAME = _field("name", _text)
+_CALL_ITEMS = frozenset({"function_call", "custom_tool_call"})
 
 
 def _error_object(value: Any, fn: TextFn) -> Any:
@@ -373,14 +381,14 @@ def _prediction(value: Any, fn: TextFn) -> Any:
 def _response_format(value: Any, fn: TextFn) -> Any:
     if not isinstance(value, Mapping):
         return value
-    return _changed(value, {"json_schema": _json_schema_format(value.get("json_schema"), fn)})
+    return _changed(value, {"json_schema": rewrite_json(value.get("json_schema"), fn)})
 
 
 def _text_options(value: Any, fn: TextFn) -> Any:
     """Responses `text`: its `format` (a JSON schema's texts)."""
     if not isinstance(value, Mapping):
         return value
-    return _changed(value, {"format": _json_schema_format(value.get("format"), fn)})
+    return _changed(value, {"format": rewrite_json(value.get("format"), fn)})
 
 
 def _prompt(value: Any, fn: TextFn) -> Any:
@@ -394,17 +402,33 @@ def _prompt(value: Any, fn: TextFn) -> Any:
     return _changed(value, {"variables": _changed(variables, updates)})
 
 
+def _input_item(item: Any, fn: TextFn) -> Any:
+    """One item of a Responses request's `input`: its texts, and a call's tool name."""
+    if isinstance(item, Mapping) and item.get("type") in _CALL_ITEMS:
+        item = _CALLED_NAME(item, fn)
+    return _response_item(item, fn)
+
+
 def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+    """Every text of the fields `endpoint` knows, then every string of those it does
+    not (request_fields.py): the upstream gets them as written."""
+    return rewrite_unknown_fields(endpoint, _known_fields(endpoint, body, fn), fn)
+
+
+def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
     if endpoint == "chat":
         return _changed(
             body,
             {
-                "messages": _items(body.get("messages"), lambda m: _chat_message(m, fn)),
+                "messages": _items(body.get("messages"), lambda m: _request_message(m, fn)),
                 "tools": _tools(body.get("tools"), fn),
-                "functions": _items(body.get("functions"), lambda f: _function_definition(f, fn)),
+                "functions": _items(body.get("functions"), lambda f: rewrite_json(f, fn)),
+                "tool_choice": _choice_of_tool(body.get("tool_choice"), fn),
+                "function_call": _choice_of_tool(body.get("function_call"), fn),
                 "prediction": _prediction(body.get("prediction"), fn),
                 "response_format": _response_format(body.get("response_format"), fn),
                 "stop": _strings(body.get("stop"), fn),
+                "web_search_options": rewrite_json(body.get("web_search_options"), fn),
             },
         )
     if endpoint == "completions":
@@ -427,9 +451,10 @@ def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mappi
                 "input": (
                     _scan(raw_input, fn)
                     if isinstance(raw_input, str)
-                    else _items(raw_input, lambda item: _response_item(item, fn))
+                    else _items(raw_input, lambda item: _input_item(item, fn))
                 ),
                 "tools": _tools(body.get("tools"), fn),
+                "tool_choice": _choice_of_tool(body.get("tool_choice"), fn),
                 "text": _text_options(body.get("text"), fn),
                 "prompt": _prompt(body.get("prompt"), fn),
             },

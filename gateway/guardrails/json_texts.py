@@ -1,0 +1,103 @@
+"""The texts of a JSON value a request sends whole to the model: a JSON schema (tool
+parameters, a structured-output format), a custom tool's grammar, a field this gateway
+does not know. Pure.
+
+Every string in it is a text, and so is every key but JSON Schema's keywords and
+OpenAI's field names (a property's name reaches the model as its description does;
+`type` hides no secret); nor are `type` values that name a JSON type or one of OpenAI's
+kinds (`function`, `grammar`, ...). A key a rule rewrote is renamed. Strings repeat
+in a schema (`required` lists the property names again): each distinct text is
+scanned once per value, and a mapping's names together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from gateway.guardrails.scanner import Redaction, apply_redactions
+
+TextFn = Callable[[str], Sequence[Redaction]]
+_MAX_DEPTH = 32
+# JSON Schema's keywords (2020-12 and draft 7) and OpenAPI's: names of the schema's own
+# parts, never the caller's text.
+_KEYWORDS = frozenset(
+    {
+        "$schema", "$id", "$ref", "$defs", "$anchor", "$comment", "$dynamicRef",
+        "$dynamicAnchor", "$vocabulary", "definitions", "type", "enum", "const",
+        "properties", "patternProperties", "additionalProperties", "propertyNames",
+        "required", "dependentRequired", "dependentSchemas", "dependencies", "items",
+        "prefixItems", "additionalItems", "contains", "minContains", "maxContains",
+        "unevaluatedItems", "unevaluatedProperties", "allOf", "anyOf", "oneOf", "not",
+        "if", "then", "else", "format", "pattern", "minLength", "maxLength", "minimum",
+        "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems",
+        "maxItems", "uniqueItems", "minProperties", "maxProperties", "title",
+        "description", "default", "examples", "example", "deprecated", "readOnly",
+        "writeOnly", "nullable", "strict", "name", "schema", "contentEncoding",
+        "contentMediaType", "grammar", "definition", "syntax",
+        # OpenAI's own field names in the objects read whole (tools, formats, locations)
+        "function", "custom", "parameters", "json_schema", "search_context_size",
+        "user_location", "approximate", "city", "country", "region", "timezone",
+    }
+)  # fmt: skip
+# `type` values that are JSON types or OpenAI's kinds of tool, format and location.
+_TYPE_NAMES = frozenset(
+    {"string", "number", "integer", "boolean", "object", "array", "null"}
+    | {"function", "custom", "grammar", "text", "json_schema", "json_object", "approximate"}
+)
+
+
+class _Texts:
+    """`fn` on each distinct text of one value, its answers remembered."""
+
+    __slots__ = ("fn", "seen")
+
+    def __init__(self, fn: TextFn) -> None:
+        self.fn, self.seen = fn, dict[str, str]()
+
+    def scan(self, text: str) -> str:
+        done = self.seen.get(text)
+        if done is None:
+            spans = self.fn(text)
+            done = self.seen[text] = apply_redactions(text, spans) if spans else text
+        return done
+
+    def clear_names(self, value: dict[str, Any]) -> None:
+        """Scan a mapping's names (a schema's properties) as one text, one per line: a
+        scan costs microseconds however short its text, and a name is a word or two.
+        Clean, each name is known clean; else each is scanned on its own."""
+        names = [key for key in value if key not in _KEYWORDS and key not in self.seen]
+        if len(names) > 1 and not self.fn("\n".join(names)):
+            self.seen.update(zip(names, names, strict=True))
+
+    def value(self, value: Any, key: str | None, depth: int) -> Any:
+        if isinstance(value, str):
+            if key == "type" and value in _TYPE_NAMES:
+                return value
+            return self.scan(value)
+        if depth > _MAX_DEPTH:
+            return value
+        if isinstance(value, list):
+            out = [self.value(item, key, depth + 1) for item in value]
+            return out if any(a is not b for a, b in zip(out, value, strict=True)) else value
+        if isinstance(value, dict):
+            return self.mapping(value, depth)
+        return value
+
+    def mapping(self, value: dict[str, Any], depth: int) -> dict[str, Any]:
+        self.clear_names(value)
+        changed = False
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            name = key if key in _KEYWORDS else self.scan(key)
+            checked = self.value(item, key, depth + 1)
+            changed = changed or name is not key or checked is not item
+            out[name] = checked
+        return out if changed else value
+
+
+def rewrite_json(value: Any, fn: TextFn) -> Any:
+    """`value` with every text `fn` rewrote rewritten (the same object when none)."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _Texts(fn).value(value, None, 0)

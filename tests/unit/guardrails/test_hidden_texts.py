@@ -1,0 +1,150 @@
+"""Texts outside messages (tool names, schema names and strings, grammars, unknown fields)
+are scanned and rewritten consistently; invisible characters fold so a key shows."""
+
+import re
+
+import pytest
+
+from gateway.guardrails.check import check_request
+from gateway.guardrails.decision import Blocked
+from gateway.guardrails.json_texts import rewrite_json
+from gateway.guardrails.kinds import DetectorKind, GuardAction
+from gateway.guardrails.normalize import fold
+from gateway.guardrails.scanner import Rule, RuleSource, Scanner
+from gateway.guardrails.texts import rewrite_request
+
+KEY = "AKIAIOSFODNN7EXAMPLE"
+BLOCK_SECRETS = Scanner([RuleSource(Rule("secrets", DetectorKind.SECRETS, GuardAction.BLOCK))])
+
+
+def replacing(word: str):
+    """A text function that redacts each `word` as `[R]`, and counts its calls."""
+
+    def fn(text: str):
+        fn.calls += 1  # type: ignore[attr-defined]
+        return [(m.start(), m.end(), "[R]") for m in re.finditer(re.escape(word), text)]
+
+    fn.calls = 0  # type: ignore[attr-defined]
+    return fn
+
+
+def test_a_redacted_property_name_is_renamed_where_the_schema_names_it():
+    """A property's name, its `required` entry and a `$ref` to a definition change alike."""
+    schema = {
+        "type": "object",
+        "properties": {"X": {"$ref": "#/$defs/X"}, "ok": {"type": "string"}},
+        "required": ["X", "ok"],
+        "$defs": {"X": {"type": "string", "pattern": "^X$"}},
+    }
+    assert rewrite_json(schema, replacing("X")) == {
+        "type": "object",
+        "properties": {"[R]": {"$ref": "#/$defs/[R]"}, "ok": {"type": "string"}},
+        "required": ["[R]", "ok"],
+        "$defs": {"[R]": {"type": "string", "pattern": "^[R]$"}},
+    }
+
+
+def test_a_clean_schema_is_returned_as_it_came_with_its_names_scanned_together():
+    """Nothing to rewrite: the same object; property names cost one scan per mapping."""
+    properties = {f"field_{i}": {"type": "string"} for i in range(20)}
+    schema = {"type": "object", "properties": properties, "required": list(properties)}
+    fn = replacing("X")
+    assert rewrite_json(schema, fn) is schema
+    assert fn.calls == 1
+
+
+def test_json_schema_keywords_and_type_names_are_not_texts():
+    """`type: string` and keyword names never go through a rule (a keyword rule on
+    `string` must not break every schema)."""
+    schema = {"type": ["string", "null"], "properties": {}, "description": "d"}
+    assert rewrite_json(schema, replacing("string")) is schema
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        ("chat", {"messages": [], "tools": [{"type": "function", "function": {"name": "X"}}]}),
+        ("chat", {"messages": [], "functions": [{"name": "X"}]}),
+        ("chat", {"messages": [], "tool_choice": {"type": "function", "function": {"name": "X"}}}),
+        ("chat", {"messages": [], "function_call": {"name": "X"}}),
+        (
+            "chat",
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [{"id": "c", "function": {"name": "X", "arguments": "{}"}}],
+                    }
+                ]
+            },
+        ),
+        (
+            "chat",
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "file", "file": {"filename": "X"}}]}
+                ]
+            },
+        ),
+        (
+            "chat",
+            {
+                "messages": [],
+                "web_search_options": {"user_location": {"approximate": {"region": "X"}}},
+            },
+        ),
+        ("chat", {"messages": [], "vendor_field": {"nested": ["X"]}}),
+        ("completions", {"prompt": "hi", "vendor_field": "X"}),
+        ("embeddings", {"input": "hi", "input_type": "X"}),
+        (
+            "responses",
+            {"input": [{"type": "function_call", "call_id": "c", "name": "X", "arguments": "{}"}]},
+        ),
+        ("responses", {"input": "hi", "tool_choice": {"type": "function", "name": "X"}}),
+    ],
+)
+def test_names_locations_files_and_unknown_fields_are_scanned(endpoint, body):
+    """Each of these reaches the model (or an upstream's own reader): rewritten."""
+    out = rewrite_request(endpoint, body, replacing("X"))
+    assert "[R]" in repr(out) and "X" not in repr(out).replace("[R]", "")
+
+
+def test_identifiers_and_settings_stay_unscanned():
+    """`user`, `metadata` and settings are not texts; a file's data is not scanned."""
+    body = {
+        "messages": [{"role": "user", "content": [{"type": "file", "file": {"file_data": "X"}}]}],
+        "user": "X",
+        "metadata": {"X": "X"},
+        "service_tier": "X",
+        "reasoning_effort": "X",
+        "tool_choice": "X",
+    }
+    assert rewrite_request("chat", body, replacing("X")) is body
+
+
+TAGGED = "".join(chr(0xE0000 + ord(c)) for c in KEY)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        TAGGED,
+        f"key {TAGGED}.",
+        f"{KEY[:8]}\u3164{KEY[8:]}",
+        f"{KEY[:4]}\u115f{KEY[4:12]}\u1160{KEY[12:]}",
+        f"{KEY[:6]}\uffa0{KEY[6:]}",
+        f"{KEY[:6]}\u2800{KEY[6:]}",
+    ],
+)
+def test_a_key_in_tag_characters_or_split_by_fillers_is_found(text):
+    """Tag characters read as the ASCII they copy, fillers as nothing: the key blocks."""
+    body = {"messages": [{"role": "user", "content": text}]}
+    assert isinstance(check_request(BLOCK_SECRETS, "chat", body), Blocked)
+
+
+def test_folding_maps_tag_characters_back_to_their_place():
+    """A tag character folds to one ASCII character of the same original position; the
+    language tag and cancel tag (U+E0001, U+E007F) are dropped."""
+    folded = fold("x \U000e0001\U000e0041\U000e007f\u3164y")
+    assert folded.text == "x Ay"
+    assert folded.original_span(2, 3) == (3, 4)
