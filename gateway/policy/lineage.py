@@ -26,7 +26,7 @@ from gateway.policy.apply_rule import (
     held_change,
     is_unseen,
 )
-from gateway.policy.versions import PolicyVersion
+from gateway.policy.versions import PolicyVersion, policy_versions
 
 # Policy changes looked back through to find how recent versions were made;
 # older history only matters for a folder based on a very old version.
@@ -61,16 +61,28 @@ def describe(version: PolicyVersion) -> str:
 
 
 def folder_conflict(
-    directory: Path, running: PolicyVersion, base: int | None, held: int, held_kind: str
+    directory: Path,
+    running: PolicyVersion,
+    base: int | None,
+    held: int,
+    held_kind: str,
+    marker: bundle_text.Marker | None,
+    is_foreign_marker: bool,
 ) -> PolicyConflict:
-    """The refusal of a folder that has not seen the admin-API edit or rollback `held`."""
-    basis = (
-        f"is based on version {base}"
-        if base is not None
-        else f"does not say which version it is based on (no {bundle_text.MARKER_NAME})"
-    )
-    marker = bundle_text.read_marker(directory)
-    if base is not None and marker is not None and marker.version > base:
+    """The refusal of a folder that has not seen the admin-API edit or rollback `held`;
+    `marker` is the folder's, `is_foreign_marker` whether it comes from another database
+    (`marked_version`)."""
+    if base is not None:
+        basis = f"is based on version {base}"
+    elif is_foreign_marker and marker is not None:
+        basis = (
+            f"does not say which version it is based on: its {bundle_text.MARKER_NAME} "
+            f"names version {marker.version}, which is not this database's version "
+            f"{marker.version} (the folder was exported from or applied to another database)"
+        )
+    else:
+        basis = f"does not say which version it is based on (no {bundle_text.MARKER_NAME})"
+    if base is not None and marker is not None and not is_foreign_marker and marker.version > base:
         # Its files equal an older version than the one it was exported at: an old copy
         # put back by mistake, or an edit that set them back on purpose. Only the
         # operator can tell; exporting again would not help, so say what does.
@@ -152,7 +164,27 @@ async def conflict_for_folder(
         ),
         "an admin-API change or a rollback",
     )
-    return folder_conflict(directory, running, base, held, kind)
+    marker = bundle_text.read_marker(directory)
+    is_foreign = marker is not None and await marked_version(conn, marker) is None
+    return folder_conflict(directory, running, base, held, kind, marker, is_foreign)
+
+
+async def marked_version(conn: AsyncConnection, marker: bundle_text.Marker | None) -> int | None:
+    """The version `marker` names, if this database holds it with the marker's hash.
+
+    None for no marker, or a marker from another database (the folder was exported
+    from or applied to it): its number means nothing here, so the folder's base is
+    unknown, as without a marker. Trusting it would stall the watcher on a version
+    that does not exist, or let a stale folder pass as having seen a rollback.
+    """
+    if marker is None:
+        return None
+    stored = await conn.scalar(
+        sa.select(policy_versions.c.hash).where(policy_versions.c.version == marker.version)
+    )
+    if stored is None or (marker.hash and marker.hash != stored):
+        return None  # a marker written by hand, without a hash, is taken at its word
+    return marker.version
 
 
 async def newest_from_folder(conn: AsyncConnection, directory: Path) -> int | None:

@@ -13,8 +13,9 @@ thread, so an admin call on a large policy never stalls the event loop.
 A folder goes through unless the running version holds an admin-API edit or
 a rollback the folder has not seen (`apply_rule`); `force` overrides. A
 folder's base is its marker's (`.policy-version`, written by export and
-apply); else the stored version its content equals; else the newest version
-made from this same folder; else unknown.
+apply) when this database holds that version; else the stored version its
+content equals; else the newest version made from this same folder; else
+unknown.
 
 The replica that makes a change enforces it before the call returns: the
 gateway attaches its `enforce` (compile, swap, reconcile providers) here.
@@ -56,6 +57,7 @@ from gateway.policy.lineage import (
     conflict_for_folder,
     describe,
     folder_id,
+    marked_version,
     newest_from_folder,
     origins,
 )
@@ -242,8 +244,9 @@ class PolicyService:
 
         When its content equals a stored version, that one (an old, unedited
         copy is stale, not an edit, even under a newer marker: its files were
-        replaced); else its marker's; else the newest version made from this
-        same folder (a watched folder edited in place).
+        replaced); else its marker's, if this database holds that version; else
+        the newest version made from this same folder (a watched folder edited
+        in place).
         """
         async with self._engine.connect() as conn:
             if content_hash is not None:
@@ -254,10 +257,15 @@ class PolicyService:
                 )
                 if same is not None:
                     return int(same)
-            marker = bundle_text.read_marker(directory)
-            if marker is not None:
-                return marker.version
+            marked = await marked_version(conn, bundle_text.read_marker(directory))
+            if marked is not None:
+                return marked
             return await newest_from_folder(conn, directory)
+
+    async def marked_version(self, marker: bundle_text.Marker | None) -> int | None:
+        """The version `marker` names if this database holds it (`lineage.marked_version`)."""
+        async with self._engine.connect() as conn:
+            return await marked_version(conn, marker)
 
     async def plan_folder(self, directory: Path) -> FolderPlan:
         """Check a folder and diff it against the running version (the `diff DIR` preview)."""

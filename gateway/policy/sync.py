@@ -250,7 +250,7 @@ class FolderWatcher:
             # files are based on now. Content equal to an older version is then an edit
             # (a revert), never a stale copy to overwrite.
             self._marker = marker
-            self._base = marker.version if marker is not None else None
+            self._base = await self._service.marked_version(marker)  # None: another database's
         refused: PolicyInvalid | None = None
         try:
             candidate = await self._service.read_folder(self._directory)
@@ -396,6 +396,9 @@ class FolderWatcher:
                 raise
             except Exception as exc:  # a database outage must not stop the watch
                 self._seen = None  # try again next round
+                # Say so in `GET /admin/policy`, not "up to date within seconds".
+                first_line = str(exc).partition("\n")[0]
+                self._problem = f"checking the folder failed ({type(exc).__name__}: {first_line})"
                 problem.failed(exc)
             else:
                 problem.succeeded()
