@@ -100,6 +100,7 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
     Refusals an operator can act on (invalid, conflict, unknown version) are
     printed with exit 1; a driver's error becomes one plain line, exit 1.
     """
+    from gateway.commands.atomic_file import OutputNotWritable
     from gateway.commands.existing_db import (
         DatabaseNotReady,
         database_failure,
@@ -135,7 +136,7 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
     except GatewayError as refused:  # PolicyConflict, VersionNotFound, unknown team
         typer.echo(f"error: {refused.message}", err=True)
         raise typer.Exit(1) from None
-    except (FileExistsError, DatabaseNotReady) as exc:
+    except (FileExistsError, DatabaseNotReady, OutputNotWritable) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
@@ -267,9 +268,19 @@ def export(
     Refused, without --force, when the folder holds files no export wrote or
     edits not yet applied (preview those with `policy diff DIR`).
     """
-    exported = _run(
-        lambda service: service.export(directory, version=version, force=force), read_only=True
-    )
+    from gateway.commands.atomic_file import OutputNotWritable
+
+    async def write(service: PolicyService) -> PolicyVersion:
+        try:
+            return await service.export(directory, version=version, force=force)
+        except OSError as error:
+            if error.filename is None:
+                raise  # a socket's error: the database, reported as such
+            raise OutputNotWritable(
+                f"cannot write {error.filename}: {error.strerror or error}"
+            ) from None
+
+    exported = _run(write, read_only=True)
     typer.echo(f"exported policy version {exported.version} to {directory}")
 
 
@@ -332,11 +343,17 @@ def schema(
     ] = None,
 ) -> None:
     """Print the policy bundle's JSON Schema (for editors); -o writes policy.schema.json."""
+    from gateway.commands.atomic_file import AtomicFile, OutputNotWritable
     from gateway.policy.json_schema import render_json_schema
 
     text = render_json_schema()
     if output is None:
         typer.echo(text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    try:
+        with AtomicFile(output) as target:
+            target.commit(text.encode())
+    except OutputNotWritable as unwritable:
+        typer.echo(f"error: {unwritable}", err=True)
+        raise typer.Exit(1) from None
     typer.echo(f"wrote {output}", err=True)
