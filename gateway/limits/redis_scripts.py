@@ -239,15 +239,19 @@ return 1
 """
 )
 
-# KEYS: budgets...  ARGV: rebuilt (ms), then (used, keep_until) per budget. Adds the
-# rebuilt usage once, and keeps when: CHARGE must not add what the ledger's sum held.
+# KEYS: budgets..., the team's seed marker.  ARGV: rebuilt (ms), then (used, keep_until)
+# per budget, then how long the marker lasts (ms). Adds the rebuilt usage once, and keeps
+# when: CHARGE must not add what the ledger's sum held. The marker says the team's keys
+# were rebuilt here before: a counter missing while it stands is a new one (a new period,
+# user or budget), not one Redis lost (redis_backend.py waits for the ledger then).
 SEED = """
-for i = 1, #KEYS do
+for i = 1, #KEYS - 1 do
   if redis.call('HSETNX', KEYS[i], 's', ARGV[1]) == 1 then
     redis.call('HINCRBY', KEYS[i], 'u', ARGV[2 * i])
     redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i + 1])
   end
 end
+redis.call('SET', KEYS[#KEYS], '1', 'PX', ARGV[#ARGV])
 return 1
 """
 

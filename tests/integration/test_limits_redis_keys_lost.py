@@ -99,3 +99,36 @@ async def test_counters_rebuilt_right_after_a_burst_hold_the_whole_burst(tmp_pat
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def test_with_two_replicas_the_other_ones_last_rows_count_too(tmp_path) -> None:
+    """Two gateways on one database and one Redis, a burst over both, Redis flushed, the
+    usage read at once from the first: the second one's last batch (its writer stores
+    rows 0.2 s apart) is in the ledger by the time the counters are rebuilt."""
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
+    url = f"redis://127.0.0.1:{port}"
+    try:
+        async with (
+            running_gateway(tmp_path, POLICY, redis_url=url) as first,
+            running_gateway(tmp_path, POLICY, redis_url=url) as second,
+        ):
+            clients = [await first.openai("lost"), await second.openai("lost")]
+            answers = await asyncio.gather(
+                *(
+                    clients[i % 2].chat.completions.create(
+                        model="chat", messages=[{"role": "user", "content": f"count to {i}"}]
+                    )
+                    for i in range(BURST)
+                )
+            )
+            spent = sum(answer.usage.total_tokens for answer in answers if answer.usage)
+            before = used(await settled(first))
+            assert before["tokens"] == spent
+
+            async with aioredis.Redis(port=port) as redis:
+                await redis.flushall()
+            assert used(await team_budgets(first)) == before
+    finally:
+        server.terminate()
+        server.wait(10)
