@@ -90,7 +90,13 @@ async def _database_outage(request: Request, exc: Exception) -> Response:
         reason = f"{type(orig or exc).__name__}: {orig or exc}"
     log.warning(
         "database unavailable: answered 503",
-        extra={"fields": {"path": cut(request.url.path), "reason": cut(reason)}},
+        extra={
+            "fields": {
+                "request_id": request_id_of(request),  # the access line's and the answer's
+                "path": cut(request.url.path),
+                "reason": cut(reason),
+            }
+        },
     )
     return error_response(unexpected(exc), request_id_of(request))
 
