@@ -3,6 +3,7 @@
 Request bodies come from the pydantic models the handlers parse with (and the
 policy bundle from `PolicyBundle`), so they cannot drift; responses are
 written out here. A test checks that every admin and OAuth route is documented.
+With `--admin-port`, each listener's document lists only the paths it serves.
 The `/v1` inference API is OpenAI's own and documented by OpenAI.
 """
 
@@ -19,6 +20,7 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.api.admin import PolicyPut, Rollback, TeamPatch
+from gateway.api.planes import listener_serves
 from gateway.policy.schema import PolicyBundle
 
 REF = "#/components/schemas/{model}"
@@ -389,12 +391,23 @@ def openapi_document() -> dict[str, Any]:
 
 
 @functools.cache
-def _document_bytes() -> bytes:
-    return orjson.dumps(openapi_document())
+def _document_bytes(local_port: int | None, admin_port: int | None) -> bytes:
+    """The document as the listener on `local_port` serves it (one per listener)."""
+    document = openapi_document()
+    if admin_port is not None:  # --admin-port: each listener lists only the paths it serves
+        document["paths"] = {
+            path: operations
+            for path, operations in PATHS.items()
+            if listener_serves(path, local_port, admin_port)
+        }
+    return orjson.dumps(document)
 
 
 async def openapi_json(request: Request) -> Response:
-    return Response(_document_bytes(), media_type=_JSON)
+    admin_port = request.state.services.settings.admin_port
+    server = request.scope.get("server")
+    local_port = server[1] if server and admin_port is not None else None
+    return Response(_document_bytes(local_port, admin_port), media_type=_JSON)
 
 
 routes = [Route("/openapi.json", openapi_json, methods=["GET"])]
