@@ -18,7 +18,9 @@ from typing import Any
 from gateway.guardrails.scanner import Redaction, apply_redactions
 
 TextFn = Callable[[str], Sequence[Redaction]]
-_MAX_DEPTH = 32
+# As deep as a body may nest (api/body.py MAX_DEPTH): a text deeper is still text the
+# model reads, and the body check has bounded the recursion already.
+_MAX_DEPTH = 128
 # JSON Schema's keywords (2020-12 and draft 7) and OpenAPI's: names of the schema's own
 # parts, never the caller's text.
 _KEYWORDS = frozenset(

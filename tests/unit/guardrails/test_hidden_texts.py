@@ -148,3 +148,17 @@ def test_folding_maps_tag_characters_back_to_their_place():
     folded = fold("x \U000e0001\U000e0041\U000e007f\u3164y")
     assert folded.text == "x Ay"
     assert folded.original_span(2, 3) == (3, 4)
+
+
+def test_a_text_as_deep_as_a_body_may_nest_is_scanned():
+    """A body may nest 128 levels (api/body.py): a key at the bottom of a tool schema that
+    deep is read like one near the top."""
+    schema: dict[str, object] = {"type": "string", "description": KEY}
+    for _ in range(55):  # two levels each: with the body's own, about 115
+        schema = {"type": "object", "properties": {"p": schema}}
+    body = {
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"type": "function", "function": {"name": "f", "parameters": schema}}],
+    }
+    assert isinstance(check_request(BLOCK_SECRETS, "chat", body), Blocked)
