@@ -103,9 +103,10 @@ async def _database_outage(request: Request, exc: Exception) -> Response:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     # The trace goes to our log, never to the caller.
-    log.error("unhandled error", exc_info=exc, extra={"fields": {"path": cut(request.url.path)}})
-    error = unexpected(exc)
-    return error_response(error, request_id_of(request))
+    request_id = request_id_of(request)  # the access line's and the answer's
+    fields = {"request_id": request_id, "path": cut(request.url.path)}
+    log.error("unhandled error", exc_info=exc, extra={"fields": fields})
+    return error_response(unexpected(exc), request_id)
 
 
 @contextmanager
