@@ -1,8 +1,8 @@
-"""`GET /openapi.json`: an OpenAPI 3.1 document of the admin and OAuth endpoints.
+"""`GET /openapi.json`: an OpenAPI 3.1 document of the admin, finance and OAuth endpoints.
 
 Request bodies come from the pydantic models the handlers parse with (and the
 policy bundle from `PolicyBundle`), so they cannot drift; responses are
-written out here. A test checks that every admin and OAuth route is documented.
+written out here. A test checks that every admin, finance and OAuth route is documented.
 With `--admin-port`, each listener's document lists only the paths it serves.
 The `/v1` inference API is OpenAI's own and documented by OpenAI.
 """
@@ -321,6 +321,31 @@ PATHS: dict[str, Any] = {
             ],
         )
     },
+    "/finance/reports/usage": {
+        "get": {
+            "summary": "A month's usage report (the bytes `gateway report usage` writes)",
+            "security": [{"oauth2": ["gateway:finance"]}, *ADMIN],
+            "parameters": [
+                _query("month", "The month, YYYY-MM (UTC).", required=True),
+                _query("format", "csv (the default), json or focus (a FOCUS 1.3 CSV)."),
+                _query(
+                    "group_by",
+                    "Comma-separated: team, model, provider, subject, client_id, day, cache "
+                    "(default team,model; empty: one row for the month).",
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "The report, as an attachment",
+                    "content": {
+                        "text/csv": {"schema": _STR},
+                        _JSON: {"schema": {"type": "object"}},
+                    },
+                },
+                **_errors(400),
+            },
+        }
+    },
     "/oauth/token": {
         "post": {
             "summary": "Issue an access token (client_credentials, RFC 6749 §4.4)",
@@ -359,7 +384,7 @@ def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "LLM gateway: admin and OAuth API",
+            "title": "LLM gateway: admin, finance and OAuth API",
             "version": __version__,
             "description": "Admin endpoints need a token with the gateway:admin scope.",
         },

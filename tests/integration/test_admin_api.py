@@ -304,7 +304,8 @@ async def test_versions_diff_rollback_and_audit(admin: Admin) -> None:
 async def test_openapi_documents_every_admin_and_oauth_route(
     gw: RunningGateway, http: aiohttp.ClientSession
 ) -> None:
-    """GET /openapi.json (no token) covers each admin and OAuth route, and its refs resolve."""
+    """GET /openapi.json (no token) covers each admin, finance and OAuth route, and its
+    refs resolve."""
     async with http.get(f"{gw.origin}/openapi.json") as response:
         assert response.status == 200
         document = await response.json()
@@ -316,7 +317,8 @@ async def test_openapi_documents_every_admin_and_oauth_route(
     served = {
         (method, route.path.replace("{version:int}", "{version}"))
         for route in app.routes
-        if isinstance(route, Route) and route.path.startswith(("/admin", "/oauth", "/.well-known"))
+        if isinstance(route, Route)
+        and route.path.startswith(("/admin", "/finance", "/oauth", "/.well-known"))
         for method in (route.methods or set()) - {"HEAD"}
     }
     assert served <= documented, served - documented

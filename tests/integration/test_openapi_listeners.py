@@ -22,8 +22,8 @@ def _served_on(http: httpx.Client, origin: str, path: str, method: str) -> bool:
 
 
 def test_each_listener_documents_only_the_paths_it_serves(tmp_path: Path) -> None:
-    """Teams' port: OAuth and discovery, no /admin; admin port: /admin only; every path
-    a document lists answers on its listener."""
+    """Teams' port: OAuth and discovery, no /admin; admin port: /admin and /finance only;
+    every path a document lists answers on its listener."""
     admin_port = free_port()
     with (
         serve_process(tmp_path, args=("--admin-port", str(admin_port))) as server,
@@ -40,5 +40,5 @@ def test_each_listener_documents_only_the_paths_it_serves(tmp_path: Path) -> Non
                     assert _served_on(http, origins[name], path, method), (name, method, path)
     assert "/oauth/token" in paths["teams"] and "/.well-known/jwks.json" in paths["teams"]
     assert not [path for path in paths["teams"] if path.startswith("/admin")]
-    assert "/admin/policy" in paths["admin"]
-    assert all(path.startswith("/admin") for path in paths["admin"]), paths["admin"]
+    assert "/admin/policy" in paths["admin"] and "/finance/reports/usage" in paths["admin"]
+    assert all(path.startswith(("/admin", "/finance")) for path in paths["admin"]), paths["admin"]
