@@ -26,7 +26,7 @@ from gateway.policy.apply_rule import (
     held_change,
     is_unseen,
 )
-from gateway.policy.versions import PolicyVersion, policy_versions
+from gateway.policy.versions import MAX_VERSION, PolicyVersion, policy_versions
 
 # Policy changes looked back through to find how recent versions were made;
 # older history only matters for a folder based on a very old version.
@@ -177,8 +177,8 @@ async def marked_version(conn: AsyncConnection, marker: bundle_text.Marker | Non
     unknown, as without a marker. Trusting it would stall the watcher on a version
     that does not exist, or let a stale folder pass as having seen a rollback.
     """
-    if marker is None:
-        return None
+    if marker is None or not 1 <= marker.version <= MAX_VERSION:
+        return None  # a number no version can have (past the INTEGER column) is no marker
     stored = await conn.scalar(
         sa.select(policy_versions.c.hash).where(policy_versions.c.version == marker.version)
     )
