@@ -4,17 +4,22 @@ ASCII they copy, zero-width, combining and filler characters (blank letters that
 as nothing) dropped; and map each folded character back to the original, so a
 redaction covers the ORIGINAL span.
 
-Pure; the common case (ASCII, or normalised text with nothing suspicious) costs
-one or two C-level checks and builds no map.
+Pure; the common case (ASCII, or text with no character folding would change) costs
+one or two C-level checks and builds no map. The second is exact: fold_table.py lists
+every character `fold_char` changes, and a test derives the list again.
 """
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
+
+import re2
+
+from gateway.guardrails import fold_table
+from gateway.guardrails.patterns import re2_options
 
 # Cyrillic and Greek letters that render like Latin ones (from Unicode's confusables,
 # the letters homoglyph attacks use), and punctuation NFKC leaves alone; written as
@@ -39,20 +44,6 @@ LOOK_ALIKES = str.maketrans(
 _FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 # Tag characters: each an invisible copy of the ASCII character 0xE0000 below it.
 _TAG_FIRST, _TAG_LAST, _TAG_OFFSET = "\U000e0020", "\U000e007e", 0xE0000
-# Characters that send a text down the slow path: format (zero-width, bidi, tags) and
-# combining marks, fillers, look-alikes, and digits of other scripts.
-_SUSPECT = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\ufe00-\ufe0f\ufeff\u0300-\u036f\u2800\u3164\uffa0\U000e0000-\U000e007f"
-    "\u0660-\u0669\u06f0-\u06f9\u0966-\u096f\u09e6-\u09ef"
-    + _CYRILLIC_LOWER
-    + _CYRILLIC_UPPER
-    + _GREEK
-    + _GREEK_MORE
-    + _DASHES
-    + _DOTS
-    + "]"
-)
 _DROPPED_CATEGORIES = frozenset({"Cf", "Mn", "Me", "Cc"})
 
 
@@ -97,11 +88,43 @@ def fold_char(ch: str) -> str:
     return "".join(c for c in folded if unicodedata.category(c) not in _DROPPED_CATEGORIES)
 
 
+def changed_ranges() -> list[tuple[int, int]]:
+    """The code point ranges `fold_char` changes (ASCII never changes): fold_table.py
+    holds them for this Unicode version (computing them takes seconds)."""
+    ranges: list[tuple[int, int]] = []
+    for code in range(0x80, 0x110000):
+        if fold_char.__wrapped__(chr(code)) == chr(code):
+            continue
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1] = (ranges[-1][0], code)
+        else:
+            ranges.append((code, code))
+    return ranges
+
+
+def _changing_class(ranges: list[tuple[int, int]]) -> re2._Regexp:
+    """One RE2 class of every character fold changes: RE2 reads a class of hundreds of
+    ranges as one automaton, so a text costs a few ns a character however many."""
+    spans = (f"\\x{{{a:x}}}" + (f"-\\x{{{b:x}}}" if b > a else "") for a, b in ranges)
+    return re2.compile("[" + "".join(spans) + "]", re2_options())
+
+
+def _table() -> list[tuple[int, int]]:
+    if unicodedata.unidata_version == fold_table.UNICODE_VERSION:
+        return fold_table.ranges()
+    return changed_ranges()  # another Unicode: slow once, never wrong
+
+
 def fold(text: str) -> Folded:
     if text.isascii():
         return Folded(text)
-    if unicodedata.is_normalized("NFKC", text) and _SUSPECT.search(text) is None:
+    if _CHANGING.search(text) is None:  # exact: no character fold_char would change
         return Folded(text)
+    return fold_slowly(text)
+
+
+def fold_slowly(text: str) -> Folded:
+    """`fold` character by character (what `fold` returns for any text)."""
     out: list[str] = []
     origin: list[int] = []
     for i, ch in enumerate(text):
@@ -113,3 +136,6 @@ def fold(text: str) -> Folded:
             out.append(c)
             origin.append(i)
     return Folded("".join(out), origin)
+
+
+_CHANGING = _changing_class(_table())

@@ -151,6 +151,11 @@ HIDDEN = [
     ),
     ("chat/completions", {"messages": [{"role": "user", "content": f"{KEY[:8]}\u3164{KEY[8:]}"}]}),
     ("chat/completions", {"messages": [{"role": "user", "content": f"{KEY[:4]}\uffa0{KEY[4:]}"}]}),
+    # Variation selectors, combining marks and format characters between its letters.
+    *(
+        ("chat/completions", {"messages": [{"role": "user", "content": "my key " + c.join(KEY)}]})
+        for c in ("\U000e0100", "\U000e01ef", "\ufe20", "\u1dc0", "\u20d0", "\ufff9", "\u0600")
+    ),
 ]
 
 
