@@ -5,8 +5,10 @@ IP addresses or CIDRs; unset = any host, loopback and private included) and the
 hosts refused even then unless the allow-list names them explicitly: link-local
 and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254,
 Alibaba's 100.100.100.200, names such as metadata.google.internal) and the
-gateway's own listeners (its host on its port and on its admin port), which
-would loop a request back into the gateway. Pure: at check time names are
+gateway's own listeners (its host on its port and on its admin port; for a
+wildcard host, any of this host's addresses), which would loop a request back
+into the gateway. Pure but for one question to the OS, whether an address on a
+listener's port is this host's (`is_own_address`): at check time names are
 compared as written, never resolved (a check-time lookup would say nothing
 about request time); the same rules are applied again to the addresses a name
 resolves to when a connection is made (`resolved_refusal`, called by
@@ -225,14 +227,32 @@ def _is_loopback(name: str, address: IPAddress | None) -> bool:
     )
 
 
+def is_own_address(address: IPAddress) -> bool:
+    """Whether `address` is one of this host's: a socket can bind to it (nothing is sent).
+
+    A wildcard listener answers on every one of them, not only on loopback.
+    """
+    family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(address), 0))
+    except OSError:
+        return False
+    return True
+
+
 def is_listener(name: str, address: IPAddress | None, port: int, listener: Listener) -> bool:
     """Whether host:port is one of the gateway's own listeners, the teams' or the admin one
-    (both on the same host; a wildcard listener is every loopback)."""
+    (both on the same host; a wildcard listener is every address of this host)."""
     if port != listener.port and port != listener.admin_port:
         return False
-    if listener.host in _WILDCARD_HOSTS or _is_loopback(listener.host, host_address(listener.host)):
+    listening = host_address(listener.host)
+    if listener.host in _WILDCARD_HOSTS or (listening is not None and listening.is_unspecified):
+        # Asked only on a listener's port, so the bind stays off every other upstream.
+        return _is_loopback(name, address) or (address is not None and is_own_address(address))
+    if _is_loopback(listener.host, listening):
         return _is_loopback(name, address)
-    return name == listener.host or (address is not None and address == host_address(listener.host))
+    return name == listener.host or (address is not None and address == listening)
 
 
 def upstream_refusal(
