@@ -339,7 +339,8 @@ def rollback(
 @policy_app.command("schema")
 def schema(
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write here instead of stdout; '-' is stdout."),
     ] = None,
 ) -> None:
     """Print the policy bundle's JSON Schema (for editors); -o writes policy.schema.json."""
@@ -347,7 +348,7 @@ def schema(
     from gateway.policy.json_schema import render_json_schema
 
     text = render_json_schema()
-    if output is None:
+    if output is None or str(output) == "-":  # '-' is stdout, as for `report usage -o`
         typer.echo(text, nl=False)
         return
     try:
