@@ -88,6 +88,9 @@ class Settings:
     issuer_url_is_explicit: bool = False  # GATEWAY_ISSUER_URL was set: never derived
     audience: str = DEFAULT_AUDIENCE
     otlp_endpoint: str | None = None  # OTLP/HTTP collector: traces are exported there
+    # OTEL_EXPORTER_OTLP_HEADERS and _TRACES_HEADERS: sent with each export (credentials:
+    # never shown, so not in the repr either).
+    otlp_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     trace_sample_ratio: float = 1.0  # share of new traces recorded (a caller's choice is kept)
     metrics_enabled: bool = True  # GET /metrics (GATEWAY_METRICS=off: 404, nothing counted)
     host: str = "127.0.0.1"
@@ -331,6 +334,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             issuer_url_is_explicit=bool(issuer_url),
             audience=env.get("GATEWAY_AUDIENCE", base.audience),
             otlp_endpoint=otlp_endpoint,
+            otlp_headers=_otlp_headers(env),
             trace_sample_ratio=_ratio(env, "GATEWAY_TRACE_SAMPLE_RATIO", base.trace_sample_ratio),
             metrics_enabled=_flag(env, "GATEWAY_METRICS", True),
             host=host,
@@ -368,6 +372,7 @@ def _ratio(env: Mapping[str, str], name: str, default: float) -> float:
 def _otlp_endpoint(env: Mapping[str, str]) -> str | None:
     """GATEWAY_OTLP_ENDPOINT: unset or empty turns tracing off; else an http(s) URL."""
     from gateway.telemetry.attributes import traces_url
+    from gateway.telemetry.endpoint import shown_url
 
     raw = env.get("GATEWAY_OTLP_ENDPOINT", "").strip()
     if not raw:
@@ -377,9 +382,20 @@ def _otlp_endpoint(env: Mapping[str, str]) -> str | None:
     except ValueError:
         raise SettingsError(
             f"GATEWAY_OTLP_ENDPOINT must be an http(s) URL such as http://collector:4318 "
-            f"(got {raw!r})"
+            f"(got {shown_url(raw)!r})"  # a password it may hold is not shown
         ) from None
     return raw
+
+
+def _otlp_headers(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS (the latter wins per
+    name): a pair that is no header is refused at start, naming no value."""
+    from gateway.telemetry.endpoint import configured_headers
+
+    try:
+        return configured_headers(env)
+    except ValueError as error:
+        raise SettingsError(str(error)) from None
 
 
 def _check_policy_exposure(env: Mapping[str, str]) -> None:

@@ -44,6 +44,7 @@ class Telemetry:
                 provider_type_of(policy),
                 lambda: policy.version,
                 provider_server_of(policy),
+                settings.otlp_headers,
             )
         metrics = None
         if settings.metrics_enabled:

@@ -29,12 +29,12 @@ from opentelemetry.trace import SpanContext, SpanKind
 from opentelemetry.trace.span import TraceState
 
 from gateway.telemetry import names
+from gateway.telemetry.endpoint import Headers, request_headers, shown_url, without_userinfo
 
 log = logging.getLogger("gateway.telemetry")
 
 CONTENT_TYPE = "application/x-protobuf"
 EXPORT_TIMEOUT_S = 10.0
-_HEADERS = {"content-type": CONTENT_TYPE}
 _LEN, _VARINT, _I64, _I32 = 2, 0, 1, 5
 # Span.flags: the W3C flags' low byte, plus "we know whether the parent is remote".
 _HAS_IS_REMOTE = 0x100
@@ -468,9 +468,14 @@ class OtlpHttpExporter(SpanExporter):
     when it stops failing, not once per batch.
     """
 
-    def __init__(self, url: str, timeout_s: float = EXPORT_TIMEOUT_S) -> None:
-        self.url = url
-        parts = urlsplit(url)  # an http(s) URL with a host, checked at start
+    def __init__(
+        self, url: str, timeout_s: float = EXPORT_TIMEOUT_S, headers: Headers = ()
+    ) -> None:
+        """`url` may hold a user and password (sent as HTTP Basic auth, never logged);
+        `headers`: OTEL_EXPORTER_OTLP_*HEADERS' (telemetry/endpoint.py)."""
+        self.url = shown_url(url)  # what the log lines show
+        self._headers = request_headers(url, headers, CONTENT_TYPE)
+        parts = urlsplit(without_userinfo(url))  # an http(s) URL with a host, checked at start
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port
@@ -512,7 +517,7 @@ class OtlpHttpExporter(SpanExporter):
     def _send(self, body: bytes) -> int:
         connection = self._connection or self._connect()
         try:
-            connection.request("POST", self._target, body, _HEADERS)
+            connection.request("POST", self._target, body, self._headers)
             response = connection.getresponse()
             response.read()
         except (http.client.HTTPException, OSError):

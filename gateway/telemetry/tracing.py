@@ -35,6 +35,7 @@ from gateway.telemetry import names, otlp
 from gateway.telemetry.attributes import Attributes, TraceParent
 from gateway.telemetry.batch import SpanBatcher
 from gateway.telemetry.current import CURRENT_TRACE
+from gateway.telemetry.endpoint import Headers
 from gateway.telemetry.otlp import OtlpHttpExporter, SpanFacts
 
 SAMPLED = 0x01
@@ -80,8 +81,11 @@ class Tracing:
         provider_type_of: Callable[[str], str | None],
         policy_version: Callable[[], int | None],
         server_of: Callable[[str], attrs.ServerAddress | None] | None = None,
+        headers: Headers = (),
     ) -> Tracing:
-        processor = SpanBatcher(OtlpHttpExporter(attrs.traces_url(endpoint)))
+        """`headers`: sent with each export (OTEL_EXPORTER_OTLP_*HEADERS)."""
+        exporter = OtlpHttpExporter(attrs.traces_url(endpoint), headers=headers)
+        processor = SpanBatcher(exporter)
         return cls(processor, provider_type_of, policy_version, sample_ratio, server_of)
 
     def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> RequestTrace:
