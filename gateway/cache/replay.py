@@ -6,6 +6,9 @@ content, then the finish reason, a usage chunk only when the client asked, then
 `data: [DONE]`). `StreamAssembler` is a stream step that passes every chunk on
 untouched and, when the stream completed, gives the whole answer a non-streamed
 client would have got, so a completed stream is stored for both kinds of client.
+Both carry what a message holds besides text and calls as OpenAI streams it:
+`annotations` (a list, extended chunk by chunk) and `audio` (`data` and `transcript`
+appended, `id` and `expires_at` as sent).
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ def _event(payload: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
-def replay(endpoint: Endpoint, answer: bytes, *, include_usage: bool) -> bytes:
+def replay(
+    endpoint: Endpoint, answer: bytes, *, include_usage: bool, with_logprobs: bool = True
+) -> bytes:
     """The SSE bytes of a stored whole answer (chat or completions). ValueError if the
-    stored bytes are not a whole answer of that endpoint."""
+    stored bytes are not a whole answer of that endpoint. `with_logprobs` False: every
+    chunk says `logprobs: null`, as a stream of a team with output rules does."""
     whole = orjson.loads(answer)
     if not isinstance(whole, dict) or not isinstance(whole.get("choices"), list):
         raise ValueError("not a whole answer")
@@ -41,11 +47,12 @@ def replay(endpoint: Endpoint, answer: bytes, *, include_usage: bool) -> bytes:
     if include_usage:
         head["usage"] = None  # OpenAI: every chunk but the last says usage: null
     if endpoint == "chat":
-        events = [_event({**head, "choices": [c]}) for c in _chat_choices(whole["choices"])]
+        chunks = _chat_choices(whole["choices"], with_logprobs)
     elif endpoint == "completions":
-        events = [_event({**head, "choices": [c]}) for c in _text_choices(whole["choices"])]
+        chunks = _text_choices(whole["choices"], with_logprobs)
     else:
         raise ValueError(f"{endpoint} answers are not streamed")
+    events = [_event({**head, "choices": [chunk]}) for chunk in chunks]
     usage = whole.get("usage")
     if include_usage and isinstance(usage, dict):
         events.append(_event({**head, "choices": [], "usage": usage}))
@@ -53,7 +60,7 @@ def replay(endpoint: Endpoint, answer: bytes, *, include_usage: bool) -> bytes:
     return b"".join(events)
 
 
-def _chat_choices(choices: list[Any]) -> list[dict[str, Any]]:
+def _chat_choices(choices: list[Any], with_logprobs: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for position, choice in enumerate(choices):
         if not isinstance(choice, dict):
@@ -77,8 +84,13 @@ def _chat_choices(choices: list[Any]) -> list[dict[str, Any]]:
             delta["tool_calls"] = [
                 {"index": i, **call} for i, call in enumerate(calls) if isinstance(call, dict)
             ]
-        if delta or choice.get("logprobs") is not None:
-            out.append(_chat_chunk(index, delta, logprobs=choice.get("logprobs")))
+        if isinstance(message.get("annotations"), list) and message["annotations"]:
+            delta["annotations"] = message["annotations"]
+        if isinstance(message.get("audio"), dict):
+            delta["audio"] = message["audio"]  # OpenAI streams it as delta.audio
+        logprobs = choice.get("logprobs") if with_logprobs else None
+        if delta or logprobs is not None:
+            out.append(_chat_chunk(index, delta, logprobs=logprobs))
         out.append(_chat_chunk(index, {}, finish_reason=choice.get("finish_reason") or "stop"))
     return out
 
@@ -89,14 +101,14 @@ def _chat_chunk(
     return {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish_reason}
 
 
-def _text_choices(choices: list[Any]) -> list[dict[str, Any]]:
+def _text_choices(choices: list[Any], with_logprobs: bool) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for position, choice in enumerate(choices):
         if not isinstance(choice, dict):
             raise ValueError("a choice is not an object")
         index = choice.get("index", position)
         text = choice.get("text") or ""
-        logprobs = choice.get("logprobs")
+        logprobs = choice.get("logprobs") if with_logprobs else None
         out.append({"text": text, "index": index, "logprobs": logprobs, "finish_reason": None})
         finish = choice.get("finish_reason") or "stop"
         out.append({"text": "", "index": index, "logprobs": None, "finish_reason": finish})
@@ -120,6 +132,8 @@ class _Choice:
     texts: dict[str, list[str]] = field(default_factory=dict)  # field name → parts
     tool_calls: dict[int, _ToolCall] = field(default_factory=dict)
     function_call: dict[str, list[str]] | None = None
+    annotations: list[Any] | None = None  # None: no delta carried the field
+    audio: dict[str, Any] | None = None  # data and transcript as lists of parts
     logprobs: dict[str, list[Any]] | None = None  # chat: content/refusal; text: per list
     finish_reason: str | None = None
 
@@ -213,6 +227,10 @@ def _learn_chat(state: _Choice, choice: dict[str, Any]) -> None:
         for part in ("name", "arguments"):
             if isinstance(call.get(part), str):
                 parts[part].append(call[part])
+    if isinstance(delta.get("annotations"), list):
+        state.annotations = (state.annotations or []) + delta["annotations"]
+    if isinstance(delta.get("audio"), dict):
+        _learn_audio(state, delta["audio"])
     for call in delta.get("tool_calls") or ():
         if not isinstance(call, dict):
             continue
@@ -232,6 +250,20 @@ def _learn_chat(state: _Choice, choice: dict[str, Any]) -> None:
                 into.setdefault(name, []).extend(items)
 
 
+def _learn_audio(state: _Choice, piece: dict[str, Any]) -> None:
+    """OpenAI streams audio as base64 `data` and `transcript` in parts; `id` and
+    `expires_at` come once (the last value sent wins)."""
+    audio = state.audio = state.audio or {}
+    for name, value in piece.items():
+        if name in _AUDIO_PARTS and isinstance(value, str):
+            audio.setdefault(name, []).append(value)
+        elif name not in _AUDIO_PARTS and value is not None:
+            audio[name] = value
+
+
+_AUDIO_PARTS = ("data", "transcript")
+
+
 def _whole_chat(index: int, state: _Choice) -> dict[str, Any]:
     message: dict[str, Any] = {"role": state.role, "content": None}
     for name, parts in state.texts.items():
@@ -247,6 +279,13 @@ def _whole_chat(index: int, state: _Choice) -> dict[str, Any]:
             }
             for _, tool in sorted(state.tool_calls.items())
         ]
+    if state.annotations is not None:
+        message["annotations"] = state.annotations
+    if state.audio is not None:
+        message["audio"] = {
+            name: "".join(value) if name in _AUDIO_PARTS else value
+            for name, value in state.audio.items()
+        }
     return {
         "index": index,
         "message": message,

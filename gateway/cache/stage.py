@@ -136,14 +136,21 @@ async def look_up(backend: CacheBackend, plan: CachePlan, now_ms: int) -> Lookup
 
 
 def render_hit(
-    endpoint: Endpoint, answer: CachedAnswer, *, is_stream: bool, body: Mapping[str, Any]
+    endpoint: Endpoint,
+    answer: CachedAnswer,
+    *,
+    is_stream: bool,
+    body: Mapping[str, Any],
+    checks_output: bool = False,
 ) -> bytes:
-    """The bytes a hit sends: the whole answer, or its replay as an SSE stream."""
+    """The bytes a hit sends: the whole answer, or its replay as an SSE stream. A stream
+    of a team with output rules (`checks_output`) carries no logprobs, as its miss's
+    would not have (the hold-back decides about text its tokens already spelled)."""
     if not is_stream:
         return answer.body
     options = body.get("stream_options")
     wants_usage = isinstance(options, Mapping) and options.get("include_usage") is True
-    return replay(endpoint, answer.body, include_usage=wants_usage)
+    return replay(endpoint, answer.body, include_usage=wants_usage, with_logprobs=not checks_output)
 
 
 def _parsed(data: bytes) -> Any:
