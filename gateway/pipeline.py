@@ -505,8 +505,8 @@ async def _whole(
     if isinstance(answer, Blocked):
         error = refusal(answer)
         # Generated and charged all the same: the refusal says what it cost, as the answer
-        # would have, and how the cache saw it.
-        said = cache_flow.headers(ctx) + _cost_headers(ctx)
+        # would have (how the cache saw it: _error_headers, as on every 4xx).
+        said = _cost_headers(ctx)
         error.headers.update((name.decode(), value.decode()) for name, value in said)
         raise error
     if ctx.logs_content:  # what the client gets, redacted: for its access line
@@ -572,16 +572,16 @@ async def _stream(
         steps.append(tap)
     if ids is not None:  # the id goes out before any usage: it carries the reservation
         steps.append(ResponseIdRewriter(ids, deployment, reserved_tokens(ctx, ids.carried_tokens)))
-    if guards.checks_output:  # guard output: scanned as it flows, before the observer
-        is_json = asks_for_json(ctx.endpoint, body)  # JSON text: redacted so it stays JSON
-        steps.append(OutputScanner(guards.output, ctx.endpoint, ctx.guardrail_hits, is_json))
-    # response cache: sees what the client sees (redacted), and the usage chunk before
-    # the observer may strip it.
-    if ctx.logs_content:  # what the client gets, after the scanner: for its access line
-        steps.append(AnswerText(ctx))
+    # response cache: sees what the upstream sent (the whole-answer rules judge it before
+    # it is stored: its hits are served whole too), and the usage chunk the observer strips.
     assembler = StreamAssembler(ctx.endpoint) if cache_flow.stores(ctx, plan) else None
     if assembler is not None:
         steps.append(assembler)
+    if guards.checks_output:  # guard output: scanned as it flows, before the observer
+        is_json = asks_for_json(ctx.endpoint, body)  # JSON text: redacted so it stays JSON
+        steps.append(OutputScanner(guards.output, ctx.endpoint, ctx.guardrail_hits, is_json))
+    if ctx.logs_content:  # what the client gets, after the scanner: for its access line
+        steps.append(AnswerText(ctx))
     steps.append(observer)
 
     end_event = _error_event_of(ctx.endpoint)
@@ -647,7 +647,9 @@ async def _stream(
             usage = await asyncio.to_thread(observer.estimate)
         charge(ctx, deployment, usage)
     if plan is not None and whole is not None:  # ended with [DONE], every finish_reason
-        await cache_flow.keep(ctx, services.cache, plan, whole, deployment.label)
+        await cache_flow.keep_stream(
+            ctx, services.cache, plan, whole, deployment.label, guards=guards, body=body
+        )
 
 
 async def _answer_from_cache(
@@ -741,4 +743,8 @@ def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
             upstream_id = upstream_request_id(ctx.deployment.provider)
             if upstream_id is not None:
                 headers.append((b"x-upstream-request-id", upstream_id))
+    if error.status < 500:  # response cache: an answer refused (by the upstream or an
+        # output rule) says how the cache saw it, as its ledger row does; none before
+        # admission (ctx.cache None): such a refusal has no cache status.
+        headers += cache_flow.headers(ctx)
     return headers  # limits: _refuse adds refusal_limits_headers (issue 9)

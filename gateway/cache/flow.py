@@ -3,8 +3,10 @@
 `consult` plans (cache/stage.py), looks up and, on a hit, renders the stored
 answer as this client asked for it (JSON or an SSE replay) before the pipeline
 commits to it: an entry that cannot be rendered is a miss, whose fresh answer
-replaces it. `keep` stores a finished answer. Neither raises for a backend that
-is down; each counts it on the request (`ctx.cache_unavailable`) for the metrics.
+replaces it. `keep` stores a finished answer; `keep_stream` a completed stream, once
+the whole-answer output rules have judged it (its hits are served whole too). Neither
+raises for a backend that is down; each counts it on the request
+(`ctx.cache_unavailable`) for the metrics.
 The one refusal is the client's choice: `only-if-cached` with nothing to serve
 (errors.NotCached, raised before any reservation: nothing is held or charged).
 Where each call sits, and why there, is in WIRING.md.
@@ -16,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from gateway.cache import stage
 from gateway.cache.directives import RequestDirectives, read_directives
 from gateway.cache.entry import CacheBackend, LookupStatus, Stored
@@ -24,8 +28,11 @@ from gateway.cache.freshness import Verdict, decide
 from gateway.cache.rules import CacheStatus, effective_policy
 from gateway.cache.stage import CachePlan
 from gateway.context import RequestContext, now_ms
-from gateway.guardrails.decision import GuardrailHit
+from gateway.guardrails.decision import Blocked, GuardrailHit
+from gateway.guardrails.guards import Guards
 from gateway.guardrails.kinds import Where
+from gateway.guardrails.stage import guard_output
+from gateway.guardrails.texts import asks_for_json
 from gateway.limits.estimate import output_capped
 from gateway.limits.plan import shape_of
 from gateway.policy.compiled import Deployment, ModelRoute, TeamRules
@@ -86,7 +93,13 @@ async def consult(
         return Consulted(plan, status, None)
     answer = lookup.answer
     try:
-        data = stage.render_hit(ctx.endpoint, answer, is_stream=ctx.is_stream, body=body)
+        data = stage.render_hit(
+            ctx.endpoint,
+            answer,
+            is_stream=ctx.is_stream,
+            body=body,
+            checks_output=team.guards.checks_output,
+        )
     except ValueError:  # bytes this request cannot be answered with: fetch and replace them
         refuse_a_miss(plan.directives, plan.policy.ttl_s)
         return Consulted(plan, CacheStatus.MISS, None)
@@ -123,16 +136,51 @@ def stores(ctx: RequestContext, plan: CachePlan | None) -> bool:
 
 
 async def keep(
-    ctx: RequestContext, backend: CacheBackend, plan: CachePlan, answer: bytes, deployment: str
+    ctx: RequestContext,
+    backend: CacheBackend,
+    plan: CachePlan,
+    answer: bytes,
+    deployment: str,
+    fired: tuple[GuardrailHit, ...] | None = None,
 ) -> Stored | None:
     """Store a successful, complete, already-guarded whole answer, with the usage it
     was charged (`ctx.usage`: call it after the charge) and the output rules that fired
-    on it."""
-    fired = output_hits(ctx.guardrail_hits) if ctx.guardrail_hits else ()
+    on it (`fired`; None: the request's own output hits)."""
+    if fired is None:
+        fired = output_hits(ctx.guardrail_hits) if ctx.guardrail_hits else ()
     stored = await stage.store(backend, plan, answer, deployment, now_ms(), ctx.usage, fired)
     if stored is Stored.UNAVAILABLE:
         ctx.cache_unavailable += 1
     return stored
+
+
+async def keep_stream(
+    ctx: RequestContext,
+    backend: CacheBackend,
+    plan: CachePlan,
+    assembled: bytes,
+    deployment: str,
+    *,
+    guards: Guards,
+    body: Mapping[str, Any],
+) -> Stored | None:
+    """Store a completed stream, assembled from what the upstream sent (before the
+    stream's own output scan), as the whole answer a whole-answer client would have got:
+    the whole-answer output rules judge it, as `_whole` does. Its hit is served whole
+    too, and a stream's scan is not a whole answer's (an unbounded pattern is missed past
+    its hold-back; its logprobs are dropped): a block stores nothing, a redaction stores
+    the redacted answer (logprobs dropped only where a rule rewrote the text), and the
+    rules that fired are the entry's."""
+    if not guards.checks_output:
+        return await keep(ctx, backend, plan, assembled, deployment)
+    payload = orjson.loads(assembled)
+    is_json = asks_for_json(ctx.endpoint, body)  # JSON text: redacted so that it stays JSON
+    checked = await guard_output(guards, ctx.endpoint, payload, is_json=is_json)
+    if isinstance(checked, Blocked):
+        return None
+    if checked.body is not payload:
+        assembled = orjson.dumps(checked.body)
+    return await keep(ctx, backend, plan, assembled, deployment, output_hits(checked.hits))
 
 
 def output_hits(hits: Iterable[GuardrailHit]) -> tuple[GuardrailHit, ...]:
