@@ -141,8 +141,9 @@ class _Choice:
 class StreamAssembler:
     """A stream step that relays every chunk untouched and learns the whole answer.
 
-    Place it after the output guardrail (it must see what the client sees) and
-    before the usage observer (which may strip the usage chunk the cache needs).
+    Place it before the output guardrail's scanner (it learns what the upstream sent,
+    which the whole-answer rules then judge: flow.keep_stream) and before the usage
+    observer (which may strip the usage chunk the cache needs).
     """
 
     def __init__(self, endpoint: Endpoint) -> None:
