@@ -109,10 +109,18 @@ async def read_newest(conn: AsyncConnection) -> PolicyVersion | None:
 async def read_history(
     conn: AsyncConnection, *, limit: int = 100, before: int | None = None
 ) -> list[PolicyVersion]:
-    """Newest first; with `before`, only versions numbered below it (the next page)."""
-    query = sa.select(policy_versions).order_by(policy_versions.c.version.desc()).limit(limit)
+    """Newest first; with `before`, only versions numbered below it (the next page).
+
+    Numbers past what the columns hold are clamped, never sent: a `limit` beyond
+    MAX_VERSION already means every version (`policy history --limit`).
+    """
+    query = (
+        sa.select(policy_versions)
+        .order_by(policy_versions.c.version.desc())
+        .limit(min(limit, MAX_VERSION))
+    )
     if before is not None:
-        query = query.where(policy_versions.c.version < min(before, MAX_VERSION + 1))
+        query = query.where(policy_versions.c.version < min(max(before, 1), MAX_VERSION + 1))
     return [_from_row(row) for row in await conn.execute(query)]
 
 

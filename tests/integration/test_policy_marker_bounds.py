@@ -92,29 +92,29 @@ async def test_a_folder_marked_past_int32_has_an_unknown_base(
 
 
 @pytest.fixture
-def postgres_env(postgres_url: str, tmp_path: Path) -> dict[str, str]:
-    """The CLI's environment on a PostgreSQL database holding version 1 of POLICY."""
-    env = {"GATEWAY_DATABASE_URL": postgres_url}
+def cli_env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment on an empty, migrated database (SQLite, then PostgreSQL)."""
+    env = {"GATEWAY_DATABASE_URL": database_url}
     migrated = run("migrate", cwd=tmp_path, env=env)
     assert migrated.returncode == 0, migrated.stderr
     return env
 
 
 def test_cli_diff_and_apply_of_a_folder_marked_past_int32(
-    tmp_path: Path, postgres_env: dict[str, str]
+    tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
-    """`policy diff` and `policy apply` on PostgreSQL treat the marker as no marker; they
+    """`policy diff` and `policy apply` treat the marker as no marker; on PostgreSQL they
     printed a raw SQL error and exited 1."""
     folder = _folder(tmp_path)
-    first = run("policy", "apply", str(folder), cwd=tmp_path, env=postgres_env)
+    first = run("policy", "apply", str(folder), cwd=tmp_path, env=cli_env)
     assert first.returncode == 0, first.stderr
     _mark_past_int32(folder)
     (folder / "bundle.yaml").write_text(WITH_T2 + "  t3: {models: [small]}\n")
 
-    diff = run("policy", "diff", str(folder), cwd=tmp_path, env=postgres_env)
+    diff = run("policy", "diff", str(folder), cwd=tmp_path, env=cli_env)
     assert diff.returncode == 0, diff.stderr
     assert "+  t3:" in diff.stdout
-    applied = run("policy", "apply", str(folder), cwd=tmp_path, env=postgres_env)
+    applied = run("policy", "apply", str(folder), cwd=tmp_path, env=cli_env)
     assert applied.returncode == 0, applied.stderr
     marker = read_marker(folder)
     assert marker is not None and marker.version != PAST_INT32
@@ -129,12 +129,24 @@ def test_cli_diff_and_apply_of_a_folder_marked_past_int32(
     ],
 )
 def test_cli_version_arguments_past_int32_are_unknown_versions(
-    tmp_path: Path, postgres_env: dict[str, str], command: tuple[str, ...]
+    tmp_path: Path, cli_env: dict[str, str], command: tuple[str, ...]
 ) -> None:
     """A version number past int32 given to the CLI is 'no such version', not an SQL dump."""
     folder = _folder(tmp_path)
-    assert run("policy", "apply", str(folder), cwd=tmp_path, env=postgres_env).returncode == 0
-    done = run(*command, cwd=tmp_path, env=postgres_env)
+    assert run("policy", "apply", str(folder), cwd=tmp_path, env=cli_env).returncode == 0
+    done = run(*command, cwd=tmp_path, env=cli_env)
     assert done.returncode == 1
     assert f"There is no policy version {PAST_INT32}." in done.stderr
     assert "int32" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_cli_history_limit_past_bigint_lists_every_version(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    """`policy history --limit 10**20` lists every version; it printed a raw SQL error
+    (the limit overflowed PostgreSQL's BIGINT)."""
+    folder = _folder(tmp_path)
+    assert run("policy", "apply", str(folder), cwd=tmp_path, env=cli_env).returncode == 0
+    done = run("policy", "history", "--limit", str(10**20), cwd=tmp_path, env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1].startswith("1 ")
