@@ -162,6 +162,32 @@ def attempt_result(failure: UpstreamFailure | None, is_answer: bool) -> AttemptR
     return AttemptResult.SERVER_ERROR if status >= 500 else AttemptResult.HTTP_ERROR
 
 
+def upstream_refusal(ctx: RequestContext) -> int | None:
+    """The status of the upstream's own 4xx that the request relayed to its client, else
+    None. The answering attempt refused the request: it ended refused with nothing
+    charged (a refusal of the gateway's own after an answer, by an output rule, comes
+    with the answer's usage charged)."""
+    if ctx.outcome is not Outcome.REFUSED or ctx.usage is not None or not 400 <= ctx.status < 499:
+        return None
+    tries = ctx.tries
+    return ctx.status if tries and tries[-1].is_answer else None
+
+
+def answer_result(ctx: RequestContext) -> AttemptResult:
+    """How the attempt that answered ended, told by how the request ended: its stream
+    broke (the relay's error event: 502, 504), it refused the request (its own 4xx,
+    relayed), else ok (what the gateway did with the answer is not the upstream's)."""
+    outcome = ctx.outcome
+    if outcome is Outcome.OK:
+        return AttemptResult.OK
+    if outcome is Outcome.UPSTREAM_ERROR:
+        return AttemptResult.TIMEOUT if ctx.error_code == "upstream_timeout" else _BROKEN
+    return AttemptResult.REFUSED if upstream_refusal(ctx) is not None else AttemptResult.OK
+
+
+_BROKEN = AttemptResult.CONNECT_ERROR  # no status of its own: a broken body
+
+
 def failure_error_type(failure: UpstreamFailure) -> str:
     """`error.type` of a failed attempt: the upstream's status, else what happened."""
     if failure.status is not None and not failure.is_timeout:

@@ -48,9 +48,15 @@ def refusal_kind(ctx: RequestContext) -> RefusalKind | None:
     return REFUSAL_CODES.get(ctx.error_code)
 
 
-def attempt_results(tries: tuple[Try, ...]) -> list[tuple[str, AttemptResult]]:
-    """(deployment label, result) for every attempt, in order."""
-    return [(t.deployment.label, attempt_result(t.failure, t.is_answer)) for t in tries]
+def attempt_results(
+    tries: tuple[Try, ...], answered: AttemptResult = AttemptResult.OK
+) -> list[tuple[str, AttemptResult]]:
+    """(deployment label, result) for every attempt, in order; the answering one's is
+    `answered` (attributes.answer_result: a relayed 4xx, a stream that broke)."""
+    return [
+        (t.deployment.label, answered if t.is_answer else attempt_result(t.failure, False))
+        for t in tries
+    ]
 
 
 def failed_over_from(tries: tuple[Try, ...]) -> list[str]:

@@ -38,7 +38,7 @@ from gateway.context import RequestContext
 from gateway.policy.compiled import Deployment, Policy
 from gateway.policy.store import PolicyStore
 from gateway.telemetry import labels, names
-from gateway.telemetry.attributes import answer_started_s
+from gateway.telemetry.attributes import answer_result
 from gateway.telemetry.attributes import first_chunk_s as first_chunk_after
 from gateway.telemetry.multiproc import MULTIPROC_ENV
 from gateway.telemetry.names import TokenDirection
@@ -303,12 +303,13 @@ class Metrics:
             sums[2] += usage.output_tokens
         if is_costed:
             sums[3] += ctx.cost_nanousd
-        first_chunk_s = first_chunk_after(ctx, answer_started_s(ctx))
-        if first_chunk_s is not None:
-            child(self.ttft, model, deployment).observe(first_chunk_s)
         tries = ctx.tries
+        if tries and tries[-1].is_answer:  # a cache hit had no attempt: no deployment's wait
+            first_chunk_s = first_chunk_after(ctx, tries[-1].started_s)
+            if first_chunk_s is not None:
+                child(self.ttft, model, deployment).observe(first_chunk_s)
         if tries:
-            for label, result in labels.attempt_results(tries):
+            for label, result in labels.attempt_results(tries, answer_result(ctx)):
                 _add(adds, child(self.attempts, label, result.value), 1)
             if len(tries) > 1:  # only a second attempt can follow a failed one
                 for label in labels.failed_over_from(tries):

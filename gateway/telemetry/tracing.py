@@ -356,6 +356,13 @@ def _attempt_facts(
             ended[names.GATEWAY_UPSTREAM_STATUS] = failure.status
     elif attempt.end is AttemptEnd.ANSWERED and ctx is not None and answer is not None:
         ended = answer
+        status = attrs.upstream_refusal(ctx)
+        if status is not None:  # its own 4xx, relayed: typed as a failed attempt's status
+            ended = {
+                **answer.attributes,
+                names.ERROR_TYPE: str(status),
+                names.GATEWAY_UPSTREAM_STATUS: status,
+            }
         is_error = ctx.outcome is not Outcome.OK
         learned = attrs.response_id_attribute(ctx, is_client_span=True)
         # From this attempt's start: a failover's earlier attempts are not this one's.
