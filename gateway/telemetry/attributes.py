@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from gateway.context import Outcome, RequestContext
 from gateway.policy.compiled import Deployment
@@ -43,6 +43,20 @@ def traces_url(endpoint: str) -> str:
     if not path.endswith(TRACES_PATH):
         path += TRACES_PATH
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
+
+
+def service_name(env: Mapping[str, str]) -> str:
+    """The resource's `service.name`, by OpenTelemetry's rule: OTEL_SERVICE_NAME, else the
+    one OTEL_RESOURCE_ATTRIBUTES gives (`key=value` pairs, values percent-decoded, as the
+    SDK reads them), else ours."""
+    found = env.get("OTEL_SERVICE_NAME", "").strip()
+    if found:
+        return found
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, equals, value = item.partition("=")
+        if equals and key.strip() == "service.name" and value.strip():
+            found = unquote(value.strip())  # the last one wins, as in the SDK's map
+    return found or names.SERVICE_NAME
 
 
 def traceparent_head(trace_id: int) -> str:

@@ -15,6 +15,7 @@ ParentBased(TraceIdRatioBased). Built in each worker after the fork (REFERENCE.m
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -70,7 +71,8 @@ class Tracing:
         self._policy_version = policy_version
         self._sample_below = attrs.sampling_bound(sample_ratio)
         self.blocks = Blocks(provider_type_of, server_of)
-        self.resource = Resource.create({"service.name": names.SERVICE_NAME})
+        # The SDK reads OTEL_RESOURCE_ATTRIBUTES; service.name follows OTel's precedence.
+        self.resource = Resource.create({"service.name": attrs.service_name(os.environ)})
         self.scope = InstrumentationScope(names.INSTRUMENTATION_NAME)
 
     @classmethod
