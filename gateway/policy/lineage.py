@@ -74,6 +74,11 @@ def folder_conflict(
     (`marked_version`)."""
     if base is not None:
         basis = f"is based on version {base}"
+    elif is_foreign_marker and marker is not None and marker.version > MAX_VERSION:
+        basis = (
+            f"does not say which version it is based on: its {bundle_text.MARKER_NAME} "
+            f"names version {marker.version}, past any version a database can hold"
+        )
     elif is_foreign_marker and marker is not None:
         basis = (
             f"does not say which version it is based on: its {bundle_text.MARKER_NAME} "

@@ -150,3 +150,27 @@ def test_cli_history_limit_past_bigint_lists_every_version(
     done = run("policy", "history", "--limit", str(10**20), cwd=tmp_path, env=cli_env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1].startswith("1 ")
+
+
+async def test_a_refusal_names_a_marker_past_int32_as_impossible(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """After a rollback, such a folder is refused as one of unknown base, and the refusal
+    says its marker's number is past any version, not 'another database's version'."""
+    folder = _folder(tmp_path)
+    service = PolicyService(engine, os.environ)
+    await service.bootstrap(folder)
+    (folder / "bundle.yaml").write_text(WITH_T2)
+    await service.apply_folder(folder, author="cli", reason="")
+    await service.rollback(1, author="admin", reason="t2 was a mistake")
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "bundle.yaml").write_text(WITH_T2 + "  t3: {models: [small]}\n")
+    _mark_past_int32(other)
+
+    plan = await service.plan_folder(other)
+
+    assert plan.conflict is not None
+    assert f"names version {PAST_INT32}, past any version a database can hold" in (
+        plan.conflict.message
+    )
