@@ -743,8 +743,8 @@ def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
             upstream_id = upstream_request_id(ctx.deployment.provider)
             if upstream_id is not None:
                 headers.append((b"x-upstream-request-id", upstream_id))
-    if error.status < 500:  # response cache: an answer refused (by the upstream or an
-        # output rule) says how the cache saw it, as its ledger row does; none before
-        # admission (ctx.cache None): such a refusal has no cache status.
-        headers += cache_flow.headers(ctx)
+    # Response cache: an answer refused or failed (by the upstream, an output rule, every
+    # deployment down) says how the cache saw it, as its ledger row does; none before
+    # admission (ctx.cache None): such a refusal has no cache status.
+    headers += cache_flow.headers(ctx)
     return headers  # limits: _refuse adds refusal_limits_headers (issue 9)

@@ -256,7 +256,8 @@ async def test_an_upstream_error_is_not_stored(tmp_path, up):
         client = await gw.openai("cached")
         with pytest.raises(openai.APIStatusError) as failed:
             await ask(client)
-        assert CACHE not in failed.value.response.headers  # errors carry no cache header
+        # the failure says how the cache saw it (a miss), as its ledger row does (SPEC §2)
+        assert failed.value.response.headers[CACHE] == "miss"
         assert (await ask(client))[0] == "miss"
         assert (await ask(client))[0] == "hit"
         assert len(up.requests) == 2
@@ -372,7 +373,7 @@ async def test_metrics_count_hits_misses_and_bypasses(tmp_path, up, http):
     [
         (
             {"error": {"message": "overloaded", "type": "server_error", "param": None}},
-            (502, None),  # no answer: a failed attempt (providers/error_answer.py)
+            (502, "miss"),  # no answer: a failed attempt (providers/error_answer.py)
         ),
         (
             {"id": "chatcmpl-empty", "object": "chat.completion", "created": 1, "choices": []},
