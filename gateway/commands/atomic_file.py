@@ -68,7 +68,7 @@ class AtomicFile:
             ) from None
         self._temp = Path(name)
         if mode is not None:  # the file replaced keeps its permissions, as with `>`
-            self._mode = stat.S_IMODE(mode)
+            self._mode = stat.S_IMODE(mode) & 0o777  # never carry set-id bits over
         else:  # mkstemp makes the file 0600; an export is an ordinary file (umask applies)
             umask = os.umask(0)
             os.umask(umask)

@@ -72,6 +72,18 @@ def test_replacing_a_regular_file_keeps_its_mode(tmp_path: Path) -> None:
     assert stat.S_IMODE(target.stat().st_mode) == 0o640
 
 
+def test_replacing_a_file_drops_its_set_id_bits(tmp_path: Path) -> None:
+    """A replaced file keeps its permissions but never a setuid or setgid bit."""
+    target = tmp_path / "schema.json"
+    target.write_text("old\n")
+    target.chmod(0o6755)
+
+    ran = _schema_run("-o", "schema.json", cwd=tmp_path)
+
+    assert ran.returncode == 0, ran.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o755
+
+
 def _read_through_fifo(fifo: Path, args: list[str], cwd: Path) -> bytes:
     """Run `gateway ARGS` writing into `fifo` and return what came through it.
 
