@@ -26,6 +26,7 @@ from gateway.guardrails.decision import (
     Passed,
     review,
 )
+from gateway.guardrails.json_texts import NameNotRedactable
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Redaction, Rule, Scanner
 from gateway.guardrails.texts import TextFn, rewrite_answer, rewrite_request
@@ -56,7 +57,7 @@ class _TooMuchInline(Exception):
 class _Reviewer:
     """The function texts.py calls on each text: reviews it, remembers the first block."""
 
-    __slots__ = ("blocked_by", "budget", "chars_left", "log", "scanner", "where")
+    __slots__ = ("blocked_by", "budget", "chars_left", "log", "redacted_by", "scanner", "where")
 
     def __init__(
         self, scanner: Scanner, where: Where, budget: MatchBudget, chars: int | None
@@ -64,6 +65,7 @@ class _Reviewer:
         self.scanner, self.where, self.log = scanner, where, HitLog()
         self.budget, self.chars_left = budget, chars
         self.blocked_by: Rule | None = None
+        self.redacted_by: Rule | None = None  # the rule that rewrote the last text
 
     def __call__(self, text: str) -> Sequence[Redaction]:
         if self.blocked_by is not None:
@@ -75,6 +77,8 @@ class _Reviewer:
         result = review(self.scanner, text, self.budget)
         self.log.add(result.fired, self.where)
         self.blocked_by = result.blocked_by
+        if result.redactions:
+            self.redacted_by = next(r for r in result.fired if r.action is GuardAction.REDACT)
         return result.redactions
 
 
@@ -90,6 +94,8 @@ def _check(
         hit = GuardrailHit(out.rule.name, GuardAction.BLOCK, where)
         hits = (*reviewer.log.hits, hit)
         return Blocked(out.rule.name, where, hits, BlockReason.TOO_MANY_MATCHES)
+    except NameNotRedactable:
+        return _name_refused(reviewer)
     return _decide(reviewer, checked)
 
 
@@ -103,7 +109,17 @@ def _check_inline(
         checked = rewrite(endpoint, body, reviewer)
     except (OutOfMatches, _TooMuchInline):
         return None
+    except NameNotRedactable:
+        return _name_refused(reviewer)
     return _decide(reviewer, checked)
+
+
+def _name_refused(reviewer: _Reviewer) -> Blocked:
+    """A redact rule matched a name (json_texts.py): refused, since renaming breaks it."""
+    assert reviewer.redacted_by is not None  # check_name raises only after a redaction
+    rule = reviewer.redacted_by.name
+    hits = (*reviewer.log.hits, GuardrailHit(rule, GuardAction.BLOCK, reviewer.where))
+    return Blocked(rule, reviewer.where, hits, BlockReason.NAME_NOT_REDACTABLE)
 
 
 def _decide(reviewer: _Reviewer, body: Any) -> Decision:

@@ -70,6 +70,8 @@ class BlockReason(StrEnum):
     TOO_MANY_MATCHES = "too_many_matches"  # more matches than one request may cost
     # a redact rule fired in a prompt sent as token ids, which the gateway cannot rewrite
     TOKEN_IDS_NOT_REDACTABLE = "token_ids_not_redactable"
+    # a redact rule matched a name (a tool's, a property's): renaming it breaks the request
+    NAME_NOT_REDACTABLE = "name_not_redactable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,9 +5,18 @@ does not know. Pure.
 Every string in it is a text, and so is every key but JSON Schema's keywords and
 OpenAI's field names (a property's name reaches the model as its description does;
 `type` hides no secret); nor are `type` values that name a JSON type or one of OpenAI's
-kinds (`function`, `grammar`, ...). A key a rule rewrote is renamed. Strings repeat
-in a schema (`required` lists the property names again): each distinct text is
-scanned once per value, and a mapping's names together.
+kinds (`function`, `grammar`, ...).
+
+Names are not rewritten: a key (a property's name), a `name` (a tool's, a format's), a
+`required` entry, a `format` or a `$ref` is what the tool, the schema or the client's
+own parser matches by name, and a renamed one breaks it silently (OpenAI refuses a tool
+name with `[`; a renamed property fails the client's validation). Each is scanned on its
+own, as a lone text (a rule sees exactly what it sees anywhere else); a rule that would
+rewrite one raises `NameNotRedactable`, for the check to refuse the request. Any other
+string is a value and is rewritten, the request staying valid: descriptions, titles,
+defaults, examples, and also `enum` and `const` values, `pattern`s and grammars (the
+model is then held to the redacted value). Strings repeat in a schema (`required` lists
+the property names again): each distinct text is scanned once per value.
 """
 
 from __future__ import annotations
@@ -42,6 +51,11 @@ _KEYWORDS = frozenset(
         "user_location", "approximate", "city", "country", "region", "timezone",
     }
 )  # fmt: skip
+# Keywords whose string values (or list of them) are names, not free text.
+_NAME_VALUES = frozenset(
+    {"name", "required", "format", "type", "$ref", "$dynamicRef", "$id", "$anchor"}
+    | {"$dynamicAnchor", "$schema"}
+)
 # `type` values that are JSON types or OpenAI's kinds of tool, format and location.
 _TYPE_NAMES = frozenset(
     {"string", "number", "integer", "boolean", "object", "array", "null"}
@@ -49,13 +63,25 @@ _TYPE_NAMES = frozenset(
 )
 
 
+class NameNotRedactable(Exception):
+    """A rule would rewrite a name the upstream reads as one (json_texts.py's header):
+    the request is refused instead (the rule is the one the text function last fired)."""
+
+
+def check_name(text: str, fn: TextFn) -> str:
+    """`text`, a name: scanned as a lone text, and never rewritten (see the header)."""
+    if fn(text):
+        raise NameNotRedactable
+    return text
+
+
 class _Texts:
     """`fn` on each distinct text of one value, its answers remembered."""
 
-    __slots__ = ("fn", "seen")
+    __slots__ = ("fn", "names", "seen")
 
     def __init__(self, fn: TextFn) -> None:
-        self.fn, self.seen = fn, dict[str, str]()
+        self.fn, self.seen, self.names = fn, dict[str, str](), set[str]()
 
     def scan(self, text: str) -> str:
         done = self.seen.get(text)
@@ -64,19 +90,16 @@ class _Texts:
             done = self.seen[text] = apply_redactions(text, spans) if spans else text
         return done
 
-    def clear_names(self, value: dict[str, Any]) -> None:
-        """Scan a mapping's names (a schema's properties) as one text, one per line: a
-        scan costs microseconds however short its text, and a name is a word or two.
-        Clean, each name is known clean; else each is scanned on its own."""
-        names = [key for key in value if key not in _KEYWORDS and key not in self.seen]
-        if len(names) > 1 and not self.fn("\n".join(names)):
-            self.seen.update(zip(names, names, strict=True))
+    def name(self, text: str) -> str:
+        if text not in self.names:
+            self.names.add(check_name(text, self.fn))
+        return text
 
     def value(self, value: Any, key: str | None, depth: int) -> Any:
         if isinstance(value, str):
             if key == "type" and value in _TYPE_NAMES:
                 return value
-            return self.scan(value)
+            return self.name(value) if key in _NAME_VALUES else self.scan(value)
         if depth > _MAX_DEPTH:
             return value
         if isinstance(value, list):
@@ -87,14 +110,14 @@ class _Texts:
         return value
 
     def mapping(self, value: dict[str, Any], depth: int) -> dict[str, Any]:
-        self.clear_names(value)
         changed = False
         out: dict[str, Any] = {}
         for key, item in value.items():
-            name = key if key in _KEYWORDS else self.scan(key)
+            if key not in _KEYWORDS:
+                self.name(key)
             checked = self.value(item, key, depth + 1)
-            changed = changed or name is not key or checked is not item
-            out[name] = checked
+            changed = changed or checked is not item
+            out[key] = checked
         return out if changed else value
 
 

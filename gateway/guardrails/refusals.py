@@ -48,6 +48,21 @@ class TokenIdsNotRedactable(ContentPolicyViolation):
         self.detail = f"guardrail {rule} would redact token ids in {param}"
 
 
+class NameNotRedactable(ContentPolicyViolation):
+    """A redact rule matched a name (a tool's, a schema property's, ...): renamed, it
+    would break the tool or the structured output, so the request is refused."""
+
+    def __init__(self, rule: str) -> None:
+        InvalidRequest.__init__(
+            self,
+            f"The request was blocked by the guardrail rule '{rule}': it redacts text in a "
+            "name the upstream reads as one (a tool or function name, a schema's property "
+            "name, enum or const value, pattern or grammar), and the gateway does not rename "
+            "them, which would break the tool or the structured output. Rename it.",
+        )
+        self.detail = f"guardrail {rule} would redact a name"
+
+
 def unreadable_token_ids(param: str) -> InvalidValue:
     """Token ids the guardrails cannot read are not sent unchecked."""
     return InvalidValue(
@@ -75,4 +90,6 @@ def refusal(blocked: Blocked) -> GatewayError:
         return TooManyMatches(blocked.rule, MAX_MATCHES, on_output=on_output)
     if blocked.reason is BlockReason.TOKEN_IDS_NOT_REDACTABLE:
         return TokenIdsNotRedactable(blocked.rule, blocked.param or "prompt")
+    if blocked.reason is BlockReason.NAME_NOT_REDACTABLE:
+        return NameNotRedactable(blocked.rule)
     return ContentPolicyViolation(blocked.rule, on_output=on_output)

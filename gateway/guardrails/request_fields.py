@@ -2,7 +2,9 @@
 and those that hold no text (settings, identifiers). Any other field goes upstream as
 the caller wrote it (an OpenAI-compatible server such as vLLM reads its own extra
 fields: `guided_json`, `chat_template_kwargs`, ...), so every string in it is scanned
-(json_texts.py). Pure.
+(json_texts.py); so is every string of a key the guardrails do not know in a message, a
+content part, a chat tool or `stream_options` (a message's `thinking`, a part's
+`cache_control`). Pure.
 """
 
 from __future__ import annotations
@@ -54,16 +56,46 @@ KNOWN_FIELDS: dict[str, frozenset[str]] = {
 }
 
 
-def rewrite_unknown_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
-    """`body` with the texts of the fields `endpoint` does not know rewritten (the same
-    object when none changed; most bodies have no such field)."""
-    known = KNOWN_FIELDS.get(endpoint)
-    if known is None or known.issuperset(body):  # one C-level pass over the names
-        return body
+# The keys the guardrails know in the objects a request nests (texts.py reads them, or
+# they hold no text); any other key's strings are scanned, as a top-level field's are.
+MESSAGE_KEYS = frozenset(
+    {"role", "content", "name", "refusal", "reasoning_content", "reasoning", "audio"}
+    | {"annotations", "tool_calls", "function_call", "tool_call_id"}
+)
+RESPONSES_MESSAGE_KEYS = frozenset({"type", "role", "content", "id", "status"})
+PART_KEYS = frozenset(
+    {"type", "text", "annotations", "logprobs", "refusal", "image_url", "input_audio", "file"}
+    | {"file_id", "file_data", "file_url", "filename", "detail"}
+)
+TOOL_KEYS = frozenset({"type", "function", "custom"})  # a chat tool
+STREAM_OPTIONS_KEYS = frozenset({"include_usage", "include_obfuscation"})
+
+
+def rewrite_unknown_keys(known: frozenset[str], value: Any, fn: TextFn) -> Any:
+    """`value` (a mapping) with the texts of the keys `known` lacks rewritten (the same
+    object when none changed; one C-level set check when it has none)."""
+    if not isinstance(value, Mapping) or known.issuperset(value):
+        return value
     updates = {}
-    for name, value in body.items():
+    for name, item in value.items():
         if name not in known:
-            checked = rewrite_json(value, fn)
-            if checked is not value:
+            checked = rewrite_json(item, fn)
+            if checked is not item:
                 updates[name] = checked
-    return {**body, **updates} if updates else body
+    return {**value, **updates} if updates else value
+
+
+def rewrite_unknown_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+    """`body` with the texts of the fields `endpoint` does not know rewritten, and of
+    `stream_options`' keys it does not know (the same object when none changed; most
+    bodies have no such field)."""
+    known = KNOWN_FIELDS.get(endpoint)
+    if known is None:
+        return body
+    checked: Mapping[str, Any] = rewrite_unknown_keys(known, body, fn)
+    options = body.get("stream_options")
+    if isinstance(options, Mapping):
+        rewritten = rewrite_unknown_keys(STREAM_OPTIONS_KEYS, options, fn)
+        if rewritten is not options:
+            checked = {**checked, "stream_options": rewritten}
+    return checked

@@ -42,8 +42,15 @@ from typing import Any
 
 from gateway.guardrails.json_escapes import Escaped
 from gateway.guardrails.json_layout import layout_of_json, numbers_read
-from gateway.guardrails.json_texts import rewrite_json
-from gateway.guardrails.request_fields import rewrite_unknown_fields
+from gateway.guardrails.json_texts import check_name, rewrite_json
+from gateway.guardrails.request_fields import (
+    MESSAGE_KEYS,
+    PART_KEYS,
+    RESPONSES_MESSAGE_KEYS,
+    TOOL_KEYS,
+    rewrite_unknown_fields,
+    rewrite_unknown_keys,
+)
 from gateway.guardrails.scanner import Redaction, apply_redactions
 
 # Called on each text: the spans to replace in it, and with what (none: leave it).
@@ -190,8 +197,10 @@ def _tools(value: Any, fn: TextFn) -> Any:
         if not isinstance(item, Mapping):
             return item
         if isinstance(item.get("function"), Mapping):  # chat: {type, function: {...}}
+            item = rewrite_unknown_keys(TOOL_KEYS, item, fn)
             return _changed(item, {"function": rewrite_json(item["function"], fn)})
         if isinstance(item.get("custom"), Mapping):  # chat: {type: custom, custom: {...}}
+            item = rewrite_unknown_keys(TOOL_KEYS, item, fn)
             return _changed(item, {"custom": rewrite_json(item["custom"], fn)})
         if item.get("type") in _DEFINED_TOOLS:  # Responses: the definition inline
             return rewrite_json(item, fn)
@@ -214,16 +223,30 @@ def _choice_of_tool(value: Any, fn: TextFn) -> Any:
     return rewrite_json(value, fn) if isinstance(value, Mapping) else value
 
 
+def _name(value: Any, fn: TextFn) -> Any:
+    """A name (a tool's): scanned, never rewritten (json_texts.check_name)."""
+    return check_name(value, fn) if isinstance(value, str) else value
+
+
 def _called_name(value: Any, fn: TextFn) -> Any:
     """A call's `function` or `custom`: the name of the tool it called, as in `tools`."""
     if not isinstance(value, Mapping):
         return value
-    return _changed(value, {"name": _text(value.get("name"), fn)})
+    return _changed(value, {"name": _name(value.get("name"), fn)})
+
+
+def _unknown_part_keys(parts: list[Any], fn: TextFn) -> Any:
+    """The texts of the keys the gateway does not know in a request's content parts."""
+    return _items(parts, lambda part: rewrite_unknown_keys(PART_KEYS, part, fn))
 
 
 def _request_message(message: Any, fn: TextFn) -> Any:
-    """A chat message a request sends: its texts and the names of the tools it called."""
+    """A chat message a request sends: its texts, the texts of keys the gateway does not
+    know (`thinking`, ...), and the names of the tools it called."""
     message = _chat_message(message, fn)
+    message = rewrite_unknown_keys(MESSAGE_KEYS, message, fn)
+    if isinstance(message, Mapping) and isinstance(message.get("content"), list):
+        message = _changed(message, {"content": _unknown_part_keys(message["content"], fn)})
     if not isinstance(message, Mapping) or (
         message.get("tool_calls") is None and message.get("function_call") is None
     ):
@@ -331,7 +354,7 @@ _JSON_MESSAGE: tuple[Reader, ...] = (_field("content", _json_content),)
 _ERROR_MESSAGE = _field("message", _text)
 _FILE_NAME = _field("filename", _text)
 # The name of the tool a Responses call item of a request called, as in `tools`.
-_CALLED_NAME = _field("name", _text)
+_CALLED_NAME = _field("name", _name)
 _CALL_ITEMS = frozenset({"function_call", "custom_tool_call"})
 
 
@@ -403,9 +426,17 @@ def _prompt(value: Any, fn: TextFn) -> Any:
 
 
 def _input_item(item: Any, fn: TextFn) -> Any:
-    """One item of a Responses request's `input`: its texts, and a call's tool name."""
-    if isinstance(item, Mapping) and item.get("type") in _CALL_ITEMS:
+    """One item of a Responses request's `input`: its texts, a call's tool name, and a
+    message's keys (and its parts' keys) the gateway does not know."""
+    if not isinstance(item, Mapping):
+        return item
+    kind = item.get("type")
+    if kind in _CALL_ITEMS:
         item = _CALLED_NAME(item, fn)
+    elif kind in (None, "message"):
+        item = rewrite_unknown_keys(RESPONSES_MESSAGE_KEYS, item, fn)
+        if isinstance(item.get("content"), list):
+            item = _changed(item, {"content": _unknown_part_keys(item["content"], fn)})
     return _response_item(item, fn)
 
 
