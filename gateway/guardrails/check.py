@@ -81,6 +81,17 @@ class _Reviewer:
             self.redacted_by = next(r for r in result.fired if r.action is GuardAction.REDACT)
         return result.redactions
 
+    def lines_clean(self, texts: list[str]) -> bool:
+        """Whether none of `texts` holds a match, each scanned alone (json_texts.py clears
+        a schema's property names so); False: review each."""
+        if self.blocked_by is not None:
+            return True  # decided: the rest is not scanned
+        if self.chars_left is not None:
+            self.chars_left -= sum(inline_weight(text) for text in texts)
+            if self.chars_left < 0:
+                raise _TooMuchInline
+        return self.scanner.lines_clean(texts)
+
 
 def _check(
     scanner: Scanner, where: Where, rewrite: Rewrite, endpoint: str, body: Mapping[str, Any]

@@ -76,12 +76,21 @@ def check_name(text: str, fn: TextFn) -> str:
 
 
 class _Texts:
-    """`fn` on each distinct text of one value, its answers remembered."""
+    """`fn` on each distinct text of one value, its answers remembered. A `fn` with a
+    `lines_clean(texts) -> bool` method (check.py's reviewer) may clear a mapping's names
+    in one pass: True only when no rule matches any of them scanned alone."""
 
-    __slots__ = ("fn", "names", "seen")
+    __slots__ = ("fn", "lines_clean", "names", "seen")
 
     def __init__(self, fn: TextFn) -> None:
         self.fn, self.seen, self.names = fn, dict[str, str](), set[str]()
+        self.lines_clean: Callable[[list[str]], bool] | None = getattr(fn, "lines_clean", None)
+
+    def clear_names(self, value: dict[str, Any]) -> None:
+        """A mapping's names (a schema's properties) at the cost of one scan, when clean."""
+        names = [key for key in value if key not in _KEYWORDS and key not in self.names]
+        if len(names) > 1 and self.lines_clean is not None and self.lines_clean(names):
+            self.names.update(names)
 
     def scan(self, text: str) -> str:
         done = self.seen.get(text)
@@ -110,6 +119,7 @@ class _Texts:
         return value
 
     def mapping(self, value: dict[str, Any], depth: int) -> dict[str, Any]:
+        self.clear_names(value)
         changed = False
         out: dict[str, Any] = {}
         for key, item in value.items():

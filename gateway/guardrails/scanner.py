@@ -12,6 +12,7 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -111,13 +112,14 @@ class MatchBudget:
 class Scanner:
     """The combined scan of one side's text rules, in the order they were written."""
 
-    __slots__ = ("_compiled", "_set", "_tail", "_telltales", "rules", "window_chars")
+    __slots__ = ("_compiled", "_lines", "_set", "_tail", "_telltales", "rules", "window_chars")
 
     def __init__(self, sources: Sequence[RuleSource]) -> None:
         self.rules = tuple(s.rule for s in sources)
         compiled: list[_Compiled] = []
         self._set: re2.Set | None = None
         self._tail: TailSearch | None = None
+        self._lines: re2.Set | None = None  # the patterns in multi-line mode (lines_clean)
         # ASCII characters one of which every match of every pattern contains (None: no
         # such set known, as for an admin's own pattern, which only RE2 reads as RE2 does).
         found: frozenset[str] | None = frozenset()
@@ -138,6 +140,7 @@ class Scanner:
                     found = None if found is None or mine is None else found | mine
             self._set.Compile()
             self._tail = TailSearch(regexes, tail_options())
+            self._lines = _lines_set(regexes)
         self._compiled = tuple(compiled)
         self._telltales = found
         # A stream holds back this many characters: the longest match any rule can make.
@@ -146,6 +149,19 @@ class Scanner:
     @property
     def is_empty(self) -> bool:
         return self._set is None
+
+    def lines_clean(self, lines: Sequence[str]) -> bool:
+        """Whether no rule matches any of `lines` scanned alone, each as `find` would scan
+        it (False: some may, or it cannot tell). One pass over the lines joined by newlines,
+        every pattern in multi-line mode: `^`/`$` then match at each line's edges as at a
+        lone text's, `\\b` sees a newline as a text's edge, and folding goes character by
+        character; a pattern that reaches over a newline only makes it say False."""
+        if self._set is None:
+            return True
+        text = "\n".join(lines)
+        if self._lines is None or text.count("\n") != len(lines) - 1:
+            return False
+        return not self._lines.Match(fold(text).text)
 
     def in_progress_from(self, text: str, start: int) -> int:
         """The earliest position at or after `start` where a match could have begun and
@@ -239,6 +255,25 @@ class Scanner:
                 found.append(Finding(item.rule, orig_start, orig_end, min(head, orig_start)))
         found.sort(key=lambda f: (f.start, -f.end))
         return found
+
+
+# What pins a pattern to the whole text even in multi-line mode (`\A`, `\z`, a flag
+# group turning `m` off): a profile with one cannot check lines together.
+_TEXT_ANCHORED = re.compile(r"\\[Az]|\(\?[a-zA-Z]*-[a-zA-Z]*m")
+
+
+def _lines_set(regexes: Sequence[str]) -> re2.Set | None:
+    """Every pattern in multi-line mode, as one Set (`Scanner.lines_clean`)."""
+    if any(_TEXT_ANCHORED.search(regex) for regex in regexes):
+        return None
+    lines = re2.Set.SearchSet(re2_options())
+    try:
+        for regex in regexes:
+            lines.Add("(?m)" + regex)
+    except re2.error:
+        return None
+    lines.Compile()
+    return lines
 
 
 def tail_options() -> re2.Options:

@@ -79,12 +79,11 @@ def test_a_clean_schema_is_returned_as_it_came_with_each_text_scanned_once():
         ["a", "PROJECT_ZEUS"],
     ],
 )
-def test_each_name_is_checked_as_its_own_text(names):
+@pytest.mark.parametrize("regex", ["^PROJECT_[A-Z]+$", r"\APROJECT_[A-Z]+\z"])
+def test_each_name_is_checked_as_its_own_text(names, regex):
     """An anchored pattern sees each property name alone, as it sees a lone name: a
     name among others is blocked as it is on its own."""
-    scanner = Scanner(
-        [RuleSource(Rule("p", DetectorKind.PATTERN, GuardAction.BLOCK), "^PROJECT_[A-Z]+$")]
-    )
+    scanner = Scanner([RuleSource(Rule("p", DetectorKind.PATTERN, GuardAction.BLOCK), regex)])
     schema = {"type": "object", "properties": {n: {"type": "string"} for n in names}}
     tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
     for body in (
