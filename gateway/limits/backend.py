@@ -93,6 +93,12 @@ class LimitsBackend(Protocol):
         """All of `plan` or nothing. Raises BackendUnavailable."""
         ...
 
+    async def before_rebuild(self, team: str) -> None:
+        """Called before the team's counters are rebuilt from the ledger (by a reserve or
+        the usage view): a backend that lost them may wait there for late ledger rows.
+        Raises BackendUnavailable."""
+        ...
+
     async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
         """Add rebuilt usage to counters not yet rebuilt (a second seed is ignored)."""
         ...

@@ -192,6 +192,9 @@ class MemoryBackend:
         assert refused is not None, "_refusal is called only when some check fails"
         return refused
 
+    async def before_rebuild(self, team: str) -> None:
+        return None  # nothing is lost while the process lives: the counters it has are right
+
     async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
         counters = self._team(team).budgets
         for check, used in seeds:

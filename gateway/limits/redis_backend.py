@@ -104,11 +104,8 @@ class RedisBackend:
         client: aioredis.Redis,
         fast: RespConnection | None = None,
         clock: Clock = wall_clock_ms,
-        *,
-        lost_rows_wait_s: float = LOST_ROWS_WAIT_S,
     ) -> None:
         self._redis = client
-        self._lost_rows_wait_s = lost_rows_wait_s
         self._fast = fast  # the scripts' calls go here when the URL allows (resp.py)
         self._clock = clock  # stamps rebuilds and unchecked settles: CHARGE compares them
         self._reserve = client.register_script(RESERVE)
@@ -135,9 +132,7 @@ class RedisBackend:
         self._collector: asyncio.Task[None] | None = None  # only while charges are owed
 
     @classmethod
-    def from_url(
-        cls, url: str, clock: Clock = wall_clock_ms, *, lost_rows_wait_s: float = LOST_ROWS_WAIT_S
-    ) -> RedisBackend:
+    def from_url(cls, url: str, clock: Clock = wall_clock_ms) -> RedisBackend:
         client = aioredis.Redis.from_url(
             url,
             socket_timeout=REDIS_TIMEOUT_S,
@@ -145,8 +140,7 @@ class RedisBackend:
             retry=Retry(NoBackoff(), 0),
             decode_responses=False,
         )
-        fast = RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S)
-        return cls(client, fast, clock, lost_rows_wait_s=lost_rows_wait_s)
+        return cls(client, RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S), clock)
 
     def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> None:
         return None  # Redis decides: always one round trip (try_reserve)
@@ -159,10 +153,7 @@ class RedisBackend:
             fast = self._fast
             if fast is None:  # owed charges go with the drainer (after the next settle)
                 reply = await self._call(self._reserve, reserve.keys, args)
-                decision = decode_reserve(plan, hold_id, lease_end, reply)
-                if isinstance(decision, NeedsSeed):
-                    await self._let_lost_rows_land(plan.team)
-                return decision
+                return decode_reserve(plan, hold_id, lease_end, reply)
             # The settles waiting in the queue ride ahead of the reserve, in the same write.
             # The settle timer stays: when it fires it finds the queue empty (or holding the
             # settles that came since, none of them older than its delay). One timer per
@@ -200,10 +191,7 @@ class RedisBackend:
                 reply = await self._call(self._reserve, reserve.keys, args, reserve, forgotten=True)
             elif isinstance(reply, RespError):
                 raise BackendUnavailable(f"Redis: {why(reply)}")
-            decision = decode_reserve(plan, hold_id, lease_end, reply)
-            if isinstance(decision, NeedsSeed):
-                await self._let_lost_rows_land(plan.team)
-            return decision
+            return decode_reserve(plan, hold_id, lease_end, reply)
         except BackendUnavailable as error:
             if _may_run_late(error.__cause__):  # written: a hung Redis may run it yet
                 self._owe(abandoned_reserve(hold_id, plan, self._clock(), lease_end))
@@ -221,17 +209,17 @@ class RedisBackend:
         keys = [p + c.key for c, _ in seeds]
         await self._call(self._seed, [*keys, p + SEED_MARKER], [*args, SEED_MARKER_KEEP_MS])
 
-    async def _let_lost_rows_land(self, team: str) -> None:
-        """Before counters are rebuilt: when the team's seed marker is gone too, Redis lost
-        its keys (restarted empty, flushed; or this is the team's first use), and the usage
-        of the requests finished just before is in the ledger only once every replica's
-        writer has stored its last batch. Wait for that (the rebuild then reads it)."""
+    async def before_rebuild(self, team: str) -> None:
+        """When the team's seed marker is gone too, Redis lost its keys (restarted empty,
+        flushed; or this is the team's first use), and the usage of the requests finished
+        just before is in the ledger only once every replica's writer has stored its last
+        batch. Wait for that (the rebuild then reads it)."""
         try:
             found = await self._redis.exists(team_prefix(team) + SEED_MARKER)
         except (RedisError, OSError) as error:
             raise BackendUnavailable(f"Redis: {type(error).__name__}") from error
         if not found:
-            await asyncio.sleep(self._lost_rows_wait_s)
+            await asyncio.sleep(LOST_ROWS_WAIT_S)
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:
         if not hold.is_checked:  # nothing reserved to free; what it used is owed
@@ -501,17 +489,13 @@ class RedisBackend:
                     pipe.hmget(p + r.key, ["s", "l"])
                 for c in plan.concurrency:
                     pipe.zcount(p + c.key, now_ms + 1, "+inf")
-                pipe.exists(p + SEED_MARKER)
                 replies = await pipe.execute()
         except (RedisError, OSError) as error:
             raise BackendUnavailable(f"Redis: {type(error).__name__}") from error
-        is_marked = replies.pop()
         nb, nr = len(plan.budgets), len(plan.rates)
         budgets = tuple(
             None if s is None else Counter(int(u or 0), int(r or 0)) for u, r, s in replies[:nb]
         )
-        if None in budgets and not is_marked:  # the view rebuilds them: as _let_lost_rows_land
-            await asyncio.sleep(self._lost_rows_wait_s)
         rates = tuple(
             state_of(Bucket(int(s or 0), int(level or 0)), now_ms, r.limit)
             for (s, level), r in zip(replies[nb : nb + nr], plan.rates, strict=True)

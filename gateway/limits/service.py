@@ -101,6 +101,7 @@ class Limits:
         raise refusal_error(decision, plan.team)
 
     async def seed(self, plan: Plan, needs: NeedsSeed) -> None:
+        await self.backend.before_rebuild(plan.team)
         try:
             seeds = await rebuilt(self._sums, plan.team, plan.subject, needs.checks)
         except Exception as error:  # any database failure: the counters cannot be trusted

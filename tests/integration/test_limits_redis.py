@@ -79,8 +79,7 @@ def test_redis_decides_exactly_as_the_in_process_backend(redis_url: str, ops: li
 
     async def main() -> None:
         team = rules(f"parity-{uuid.uuid4().hex[:8]}")
-        # No wait for other replicas' ledger rows: each example is a new team, never seeded.
-        memory, remote = MemoryBackend(), RedisBackend.from_url(redis_url, lost_rows_wait_s=0)
+        memory, remote = MemoryBackend(), RedisBackend.from_url(redis_url)
         # Real time: budget keys expire at their period's end (plus a day) in Redis's clock.
         now, holds, n = int(time.time() * 1000), [], 0
         try:
