@@ -166,9 +166,14 @@ class LedgerWriter:
         Only a bug or a value past a column's range (a price no policy may set) makes
         such a row; kept in hand or in the spool it would fail every batch, for every team.
         """
-        storable = [row for row in rows if is_storable(row)]
-        if len(storable) < len(rows):
-            unstorable = [encode_any(row) for row in rows if not is_storable(row)]
+        storable: list[Row] = []
+        unstorable: list[bytes] = []
+        for row in rows:
+            if is_storable(row):
+                storable.append(row)
+            else:
+                unstorable.append(encode_any(row))
+        if unstorable:
             reject_lines(self.spool.directory, unstorable, "a value no ledger column holds")
         return storable
 
