@@ -224,11 +224,18 @@ async def test_a_whole_answer_still_awaited_when_the_grace_runs_out_gets_a_503(t
 
 
 async def _readyz_once_draining(http: httpx.AsyncClient, within_s: float) -> httpx.Response:
-    """/readyz, asked every 0.1 s until it answers 503 or `within_s` has passed."""
+    """/readyz, asked every 0.1 s until it answers 503 or `within_s` has passed. A
+    draining server closes idle keep-alive connections: a poll sent on one as it closes
+    gets no answer (a client retries such an idempotent GET; so does this loop)."""
     deadline = time.monotonic() + within_s
     while True:
         await asyncio.sleep(0.1)
-        ready = await http.get("/readyz")
+        try:
+            ready = await http.get("/readyz")
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if time.monotonic() > deadline:
+                raise
+            continue
         if ready.status_code == 503 or time.monotonic() > deadline:
             return ready
 
