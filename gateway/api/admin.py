@@ -35,14 +35,17 @@ REASON = "Why: kept with the version and in the audit log."
 
 
 class InvalidPolicy(InvalidRequest):
-    """400 naming every issue: `message` joins them, `errors` lists them as objects."""
+    """400 naming every issue: `message` joins them, `errors` lists them as objects;
+    `param` is the policy field when one issue names one (`auth.issuers[0].issuer`)."""
 
     code = "invalid_policy"
 
     def __init__(self, issues: list[PolicyIssue]) -> None:
         listed = "; ".join(str(issue) for issue in issues)
         errors = "1 error" if len(issues) == 1 else f"{len(issues)} errors"
-        super().__init__(f"The policy is invalid ({errors}): {listed}")
+        # The field may hold the caller's own keys (a team name): echoed cut to a bound.
+        param = (cut(issues[0].field) or None) if len(issues) == 1 else None
+        super().__init__(f"The policy is invalid ({errors}): {listed}", param=param)
         self.issues = issues
 
     def body(self) -> dict[str, object]:

@@ -18,6 +18,7 @@ from gateway.policy.compiled import Policy, bundle_hash, compile_policy
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.folder_limits import export_issues
 from gateway.policy.loader import LoadedBundle, SchemaInvalid, load_bundle, validate_bundle
+from gateway.policy.own_issuer import own_issuer, own_issuer_issues
 from gateway.policy.partial import issues_beyond_schema
 from gateway.policy.versions import PolicyVersion
 
@@ -40,13 +41,19 @@ def candidate_from_raw(
     raw: Mapping[str, Any], env: Mapping[str, str], where: str = "bundle"
 ) -> Candidate:
     """Check a bundle given as JSON; raise PolicyInvalid with every issue, located at `where`."""
+    return _from_raw(raw, env, where, own_issuer(env))
+
+
+def _from_raw(
+    raw: Mapping[str, Any], env: Mapping[str, str], where: str, own: str | None
+) -> Candidate:
     plain = bundle_text.canonical(dict(raw), where)
 
     def locate(_path: object) -> str:
         return where
 
-    loaded = LoadedBundle(_validated(lambda: validate_bundle(plain, locate), env), plain, locate)
-    return Candidate(plain, compile_policy(loaded, env))
+    bundle = _validated(lambda: validate_bundle(plain, locate), env, own)
+    return Candidate(plain, _compiled(LoadedBundle(bundle, plain, locate), env, own))
 
 
 def candidate_for_folders(
@@ -64,14 +71,15 @@ def candidate_for_folders(
 
 def candidate_from_folder(directory: Path, env: Mapping[str, str]) -> Candidate:
     """Check a bundle folder; raise PolicyInvalid with every issue as file:line."""
-    loaded = _validated(lambda: load_bundle(directory), env)
+    own = own_issuer(env)
+    loaded = _validated(lambda: load_bundle(directory), env, own)
     plain = bundle_text.canonical(loaded.raw, str(directory))
     bundle = loaded.bundle
     if plain != loaded.raw:
         # What is stored is what runs: a value JSON holds differently (a date, a number
         # JSON cannot hold) is checked again as it will be stored and loaded back.
-        bundle = _validated(lambda: validate_bundle(plain, loaded.locate), env)
-    return Candidate(plain, compile_policy(LoadedBundle(bundle, plain, loaded.locate), env))
+        bundle = _validated(lambda: validate_bundle(plain, loaded.locate), env, own)
+    return Candidate(plain, _compiled(LoadedBundle(bundle, plain, loaded.locate), env, own))
 
 
 def folder_content(directory: Path) -> tuple[dict[str, Any], str]:
@@ -82,16 +90,35 @@ def folder_content(directory: Path) -> tuple[dict[str, Any], str]:
     return plain, bundle_hash(plain)
 
 
-def _validated(validate: Callable[[], T], env: Mapping[str, str]) -> T:
+def _validated(validate: Callable[[], T], env: Mapping[str, str], own: str | None) -> T:
     """`validate()`; when the schema refuses the bundle, its issues and those compiling
     finds in the rest of it (`partial.py`), so one check lists every error."""
     try:
         return validate()
     except SchemaInvalid as invalid:
-        raise PolicyInvalid(invalid.issues + issues_beyond_schema(invalid, env)) from None
+        beyond = issues_beyond_schema(invalid, env)
+        own_entries = own_issuer_issues(invalid.raw, own, invalid.locate)
+        raise PolicyInvalid(invalid.issues + beyond + own_entries) from None
+
+
+def _compiled(loaded: LoadedBundle, env: Mapping[str, str], own: str | None) -> Policy:
+    """`compile_policy`, refused also for an `auth.issuers` entry naming `own`, the
+    gateway's own issuer (own_issuer.py), listed with compiling's issues."""
+    own_entries = own_issuer_issues(loaded.raw, own, loaded.locate)
+    try:
+        policy = compile_policy(loaded, env)
+    except PolicyInvalid as invalid:
+        raise PolicyInvalid(invalid.issues + own_entries) from None
+    if own_entries:
+        raise PolicyInvalid(own_entries)
+    return policy
 
 
 def compile_version(version: PolicyVersion, env: Mapping[str, str]) -> Policy:
-    """A stored version as it is enforced: its budgets' eras included (budget_eras.py)."""
-    policy = candidate_from_raw(version.bundle, env, f"policy version {version.version}").policy
+    """A stored version as it is enforced: its budgets' eras included (budget_eras.py).
+
+    An entry naming the gateway's own issuer is not refused here: a version stored
+    before that rule keeps running (the authenticator ignores the entry, with a warning)."""
+    where = f"policy version {version.version}"
+    policy = _from_raw(version.bundle, env, where, None).policy
     return with_eras(policy, version.budget_eras)

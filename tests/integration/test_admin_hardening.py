@@ -152,7 +152,7 @@ async def test_a_team_named_with_a_slash_is_refused_naming_the_field(admin: Admi
     bundle = {**BUNDLE, "teams": {**BUNDLE["teams"], "ml/research": {"models": ["small"]}}}
     status, answer = await admin.call("PUT", "/admin/policy", {"bundle": bundle, "base_version": 1})
     assert status == 400, answer
-    assert_openai_error(answer, "invalid_policy", None)
+    assert_openai_error(answer, "invalid_policy", "teams.ml/research.[key]")
     [issue] = answer["error"]["errors"]
     assert issue["field"] == "teams.ml/research.[key]"
     assert "a team name may not contain '/'" in issue["message"]
@@ -218,7 +218,7 @@ async def test_credentials_in_api_base_are_refused_and_never_stored(admin: Admin
     }
     status, answer = await admin.call("PUT", "/admin/policy", {"bundle": bundle, "base_version": 1})
     assert status == 400, answer
-    assert_openai_error(answer, "invalid_policy", None)
+    assert_openai_error(answer, "invalid_policy", "providers.local.api_base")
     [issue] = answer["error"]["errors"]
     assert issue["field"] == "providers.local.api_base"
     assert "api_key: ${ENV_VAR}" in issue["message"]
