@@ -12,6 +12,8 @@ an unapplied edit. It is not YAML-suffixed, so the loader never reads it as poli
 from __future__ import annotations
 
 import difflib
+import hashlib
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ import yaml
 from gateway.policy.compiled import bundle_hash
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
 from gateway.policy.loader import NAMED_SECTIONS, load_bundle, policy_files
+
+log = logging.getLogger(__name__)
 
 MARKER_NAME = ".policy-version"
 SECTION_ORDER = ("providers", "models", "routing", "teams", "guardrails", "auth", "timezone")
@@ -90,10 +94,41 @@ def parse_marker(text: str) -> Marker | None:
 
 
 def read_marker(directory: Path) -> Marker | None:
+    """The folder's marker; None when it has none, or one that is not a marker (warned of)."""
+    path = directory / MARKER_NAME
     try:
-        return parse_marker((directory / MARKER_NAME).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError):
-        return None
+        content = path.read_bytes()
+    except OSError:
+        return None  # none (the usual case before an export), or unreadable
+    try:
+        marker = parse_marker(content.decode("utf-8"))
+    except UnicodeDecodeError:
+        marker = None
+    if marker is None:
+        _warn_malformed_marker(path, content)
+    return marker
+
+
+# (path, sha256 of content) already warned of: the folder watcher reads the marker every
+# poll, so a malformed one is named once per distinct content, not once a second.
+_WARNED_MARKERS: set[tuple[str, str]] = set()
+_MAX_WARNED_MARKERS = 256  # a bound on the memory, not a limit anyone meets
+
+
+def _warn_malformed_marker(path: Path, content: bytes) -> None:
+    seen = (str(path), hashlib.sha256(content).hexdigest())
+    if seen in _WARNED_MARKERS:
+        return
+    if len(_WARNED_MARKERS) >= _MAX_WARNED_MARKERS:
+        _WARNED_MARKERS.clear()
+    _WARNED_MARKERS.add(seen)
+    log.warning(
+        "%s is not a policy version marker (expected `version: N` and `hash: ...`, as "
+        "`gateway policy export` and `apply` write them): it is read as no marker, so "
+        "apply cannot tell which version the folder is based on; delete it, or export "
+        "the running version to write a valid one",
+        path,
+    )
 
 
 def write_marker(directory: Path, marker: Marker) -> bool:
