@@ -91,7 +91,13 @@ from gateway.telemetry.attributes import response_facts
 from gateway.telemetry.current import attempt_observer, current_trace
 from gateway.telemetry.stream_facts import StreamFacts
 from gateway.usage.pricing import cost_nanousd, usd_text
-from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
+from gateway.usage.usage import (
+    Usage,
+    capped_usage,
+    estimate_usage,
+    output_text,
+    usage_from_report,
+)
 
 T = TypeVar("T")
 log = logging.getLogger("gateway.pipeline")
@@ -201,9 +207,9 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
         # request ended (a stream is only watched until its end, so this one was cut),
         # unless the upstream's failure reached the client first (then the client left
         # because of it: booked as that failure).
+        # What its upstream was sent or generated is charged already (_run).
         if ctx.outcome is not Outcome.UPSTREAM_ERROR:
             ctx.end(499, Outcome.CLIENT_DISCONNECTED)
-        await _charge_the_prompt_sent(ctx)
     except Exception as exc:
         log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": ctx.request_id}})
         if exchange.has_answered:
@@ -228,16 +234,15 @@ async def _refuse(
 
 
 async def _cut_by_shutdown(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
-    """The drain's grace ran out mid-request (what was generated is charged already; a
-    request not answered yet, the prompt its upstream has): a request not yet answered
-    gets the 503, a stream its error event and its end; the records say 503, cancelled.
-    A whole answer already sent stays as it was."""
+    """The drain's grace (or uvicorn's shutdown deadline) ran out mid-request (what was
+    generated is charged already; a request not answered yet, the prompt its upstream
+    has: _run): a request not yet answered gets the 503, a stream its error event and
+    its end; the records say 503, cancelled. A whole answer already sent stays as it was."""
     error = shutdown_cut()
     # Within uvicorn's own shutdown deadline, whose cancel would cut this too: a client
     # that does not read gets no more time than a slow one would.
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(CLIENT_GRACE_S):
-            await _charge_the_prompt_sent(ctx)
             if not exchange.has_answered:
                 await _refuse(ctx, exchange, services, error, Outcome.CANCELLED)
             elif ctx.is_stream:
@@ -246,21 +251,44 @@ async def _cut_by_shutdown(ctx: RequestContext, exchange: Exchange, services: Se
                 await exchange.end_stream()
 
 
-async def _charge_the_prompt_sent(ctx: RequestContext) -> None:
-    """A client gone (or the drain's cut) before its answer was charged (no usage yet)
+async def _charge_the_prompt_sent(ctx: RequestContext, carried: int) -> None:
+    """A client gone (or a shutdown cut) before its answer was charged (no usage yet)
     while an attempt was out: that upstream has the prompt and bills it, answered or
     not, so the prompt is charged, counted here (estimated), at that deployment's
     prices; finish settles the hold with it. With no attempt out (none started, or the
     last one failed) nothing is: a failed attempt is never charged. Only on this path:
-    an answered request's usage is charged where it is read."""
+    an answered request's usage is charged where it is read.
+
+    A Responses follow-up's upstream also read the conversation it continues: its
+    `carried` tokens (as its reservation counted them) are charged as input too, and
+    added to a usage counted here already (a stream cut before the upstream's report,
+    which would have held them: the count saw only the new input)."""
+    usage = ctx.usage
+    if usage is not None:
+        if carried and usage.is_estimated and ctx.prices is not None:
+            ctx.usage = usage = _with_carried(usage, carried)
+            ctx.cost_nanousd = cost_nanousd(usage, ctx.prices)
+        return
     last = ctx.tries[-1] if ctx.tries else None
     body = ctx.request_body
-    if ctx.usage is not None or last is None or last.failure is not None or body is None:
+    if last is None or last.failure is not None or body is None:
         return
     model = last.deployment.model
     # Off the loop: a long prompt takes milliseconds to count (most are remembered).
     usage = await asyncio.to_thread(estimate_usage, ctx.endpoint, body, model, "")
-    charge(ctx, last.deployment, usage)
+    charge(ctx, last.deployment, _with_carried(usage, carried) if carried else usage)
+
+
+def _with_carried(usage: Usage, carried: int) -> Usage:
+    """A usage counted here from the new input, with the carried conversation's tokens."""
+    return capped_usage(
+        usage.input_tokens + carried,
+        usage.output_tokens,
+        usage.cached_tokens,
+        is_estimated=True,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
 
 
 def finish(ctx: RequestContext, services: Services) -> None:
@@ -315,12 +343,16 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     ctx.logs_content = grant.team.log_content  # the access line carries the text (opt-in)
     plan = None if cached is None else cached.plan
     ctx.cache = None if cached is None else cached.status  # once admitted: what it was served as
-    if hit is not None:
-        await _answer_from_cache(ctx, exchange, hit, route)
-    elif ctx.is_stream:
-        await _stream(ctx, exchange, route, body, ids, services, guards, plan)
-    else:
-        await _whole(ctx, exchange, route, body, ids, services, guards, plan)
+    try:  # free unless raised (3.11's zero-cost try): nothing added to the answer's path
+        if hit is not None:
+            await _answer_from_cache(ctx, exchange, hit, route)
+        elif ctx.is_stream:
+            await _stream(ctx, exchange, route, body, ids, services, guards, plan)
+        else:
+            await _whole(ctx, exchange, route, body, ids, services, guards, plan)
+    except asyncio.CancelledError:  # a hang-up or a shutdown cut: `handle` says which
+        await _charge_the_prompt_sent(ctx, carried)
+        raise
 
 
 # --- stages ------------------------------------------------------------------
