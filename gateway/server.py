@@ -408,7 +408,16 @@ class _Server(uvicorn.Server):
         )
 
     async def _wait_tasks_to_complete(self) -> None:
-        await super()._wait_tasks_to_complete()
+        try:
+            await super()._wait_tasks_to_complete()
+        except asyncio.CancelledError:
+            # uvicorn's shutdown deadline (reached when a second signal skipped the
+            # drain's own cut): it cancels the requests still running next. Marked cut
+            # first, each ends itself as a drain's cut does (charged, a 503 or its
+            # stream's error event, recorded, its limits settled) while the lifespan
+            # waits for it (services.DRAIN_S), instead of dropping its connection.
+            self.drain.cut(time.monotonic())
+            raise
         # Reached only when the graceful-shutdown deadline did not cut it short.
         self.drained = True
 
