@@ -57,6 +57,7 @@ class UpstreamFailure(Exception):
         retry_after_s: float | None = None,
         is_timeout: bool = False,
         told_client: bool = False,
+        after: bytes = b"",
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -65,6 +66,9 @@ class UpstreamFailure(Exception):
         self.is_timeout = is_timeout
         # A stream's own error event already went to the client: no second one.
         self.told_client = told_client
+        # What the upstream reported after that error event, in the same read (its usage
+        # chunk): never relayed (the SDK stops at the error), only learned from.
+        self.after = after
 
 
 class UpstreamClientError(Exception):

@@ -34,7 +34,9 @@ from gateway.providers.base import (
     UpstreamReply,
     retry_after_seconds,
 )
+from gateway.providers.redaction import redact_error_events, secret_spellings
 from gateway.providers.resolver import GuardedResolver
+from gateway.sse import is_error_event
 from gateway.telemetry.current import add_trace_headers
 
 Kind = Literal["anthropic", "gemini", "bedrock"]
@@ -257,25 +259,41 @@ async def _close_stream(stream: Any) -> None:
 
 
 class _SseRelay:
-    """Each litellm chunk as one SSE event, then `[DONE]`; closes litellm's stream."""
+    """Each litellm chunk as one SSE event, then `[DONE]`; closes litellm's stream.
+
+    A chunk that is an error event (the SDK's rule: a truthy `error`, or `type` error) is
+    handled as the openai-compatible provider handles one: first, it fails the attempt
+    (the request fails over); later, it is relayed cleaned of our keys and URLs, and the
+    stream ends there as the upstream's failure (no second error event)."""
 
     def __init__(self, stream: Any, first: Any, secrets: tuple[str, ...]) -> None:
         self._stream = stream
         self._first = first
         self._secrets = secrets
+        self._spellings = secret_spellings(secrets)
         self._id: object = None
         self._is_exhausted = first is None
         self._is_closed = False
+        self._failed = False  # its error event went out: the stream ends at the next read
 
     def __aiter__(self) -> _SseRelay:
         return self
 
     async def __anext__(self) -> bytes:
+        if self._failed:
+            self._failed = False
+            await self.aclose()
+            raise UpstreamFailure("stream ended on its error", told_client=True)
         if self._is_closed:
             raise StopAsyncIteration
         if self._first is not None:
             chunk, self._first = self._first, None
-            return self._event(chunk)
+            event = self._event(chunk)
+            if self._failed:  # nothing reached the client yet: a failed attempt
+                self._failed = False
+                await self.aclose()
+                raise UpstreamFailure("stream began with an error event")
+            return event
         if self._is_exhausted:
             await self.aclose()
             return _DONE
@@ -305,7 +323,11 @@ class _SseRelay:
             self._id = body.get("id")
         elif body.get("id") is not None:
             body["id"] = self._id
-        return b"data: " + orjson.dumps(body) + b"\n\n"
+        event = b"data: " + orjson.dumps(body) + b"\n\n"
+        if is_error_event(body, event):
+            self._failed = True
+            return redact_error_events(event, self._spellings)
+        return event
 
 
 def _mid_stream_failure(exc: Exception, secrets: tuple[str, ...]) -> UpstreamFailure:

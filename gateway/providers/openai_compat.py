@@ -42,8 +42,15 @@ from gateway.providers.redaction import (
     secret_spellings,
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
-from gateway.providers.stream_start import failed_start
-from gateway.sse import DONE_PAYLOAD, EventSplitter, end_of_done, end_of_failure, from_first_data
+from gateway.providers.stream_start import failed_start, readable_part
+from gateway.sse import (
+    DONE_PAYLOAD,
+    EventSplitter,
+    end_of_done,
+    end_of_failure,
+    events_of,
+    from_first_data,
+)
 from gateway.telemetry.current import add_trace_headers
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
@@ -75,8 +82,16 @@ CHOICE_FINISHED = re.compile(rb'"finish_reason": ?"')
 DONE_EVENT = b"data: [DONE]\n\n"
 # Both are looked for at the close only, in the last chunks before it: nothing per chunk.
 ENDING_CHUNKS = 3
-# How a chunk ended the stream: at its `[DONE]`, or at the upstream's failure event.
-Ending = Literal["done", "failed"]
+# How a chunk ended the stream: at its `[DONE]`, at the upstream's failure event, or
+# before an event the client could not parse (stream_start.readable_part).
+Ending = Literal["done", "failed", "unreadable"]
+# An event carrying a usage report (`"usage": null` does not).
+USAGE_OBJECTS = (b'"usage":{', b'"usage": {')
+
+
+def usage_events(chunk: bytes) -> bytes:
+    """The events of `chunk` (whole events) that carry a usage report, joined."""
+    return b"".join(e for e in events_of(chunk) if any(p in e for p in USAGE_OBJECTS))
 
 
 def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
@@ -298,39 +313,31 @@ class OpenAICompatProvider:
         try:
             async for data in response.content.iter_any():
                 chunk = splitter.feed(data)
-                if not started and chunk:
-                    # Comments before the first event (keep-alives) are not its first
-                    # byte: until an event comes, the request may still fail over.
-                    chunk = from_first_data(chunk)
-                    started = bool(chunk)
-                    if started:
-                        self._check_start(chunk)
                 if not chunk:
                     continue
-                # Three bytes searches, no call, for a read that can end nothing (most).
-                if DONE_PAYLOAD in chunk or ERROR_KEY in chunk or INCOMPLETE_KEY in chunk:
-                    chunk, ending = self._ending_of(chunk)
-                    if ending is not None:
-                        finished = ending == "done"
-                        yield chunk
-                        self._raise_if_failed(ending)
-                        return
-                recent.append(chunk)
-                yield chunk
-            tail = splitter.tail()
-            if tail is not None and not started:
-                tail = from_first_data(tail) or None
-                if tail is not None:
-                    self._check_start(tail)
-            if tail is not None:
-                tail, ending = self._ending_of(tail)
+                chunk, ending, after = self._read(chunk, started)
+                started = started or bool(chunk)
                 if ending is not None:
                     finished = ending == "done"
-                    yield tail
-                    self._raise_if_failed(ending)
+                    if chunk:
+                        yield chunk
+                    self._raise_if_failed(ending, after)
                     return
-                recent.append(tail)
-                yield tail
+                if chunk:
+                    recent.append(chunk)
+                    yield chunk
+            tail = splitter.tail()
+            if tail is not None:
+                tail, ending, after = self._read(tail, started)
+                if ending is not None:
+                    finished = ending == "done"
+                    if tail:
+                        yield tail
+                    self._raise_if_failed(ending, after)
+                    return
+                if tail:
+                    recent.append(tail)
+                    yield tail
             finished = _ended_well(ended, recent)
             if not finished:
                 expected = "[DONE]" if done_at_eof else "a final response event"
@@ -350,12 +357,34 @@ class OpenAICompatProvider:
         if done_at_eof:  # reached only when no [DONE] came: the answer had finished
             yield DONE_EVENT
 
-    def _ending_of(self, chunk: bytes) -> tuple[bytes, Ending | None]:
+    def _read(self, chunk: bytes, started: bool) -> tuple[bytes, Ending | None, bytes]:
+        """What of `chunk` (whole events) goes to the client, whether it ends the stream
+        and how, and the usage events the upstream sent after its failure event."""
+        chunk, cut = readable_part(chunk)  # two bytes checks for the usual read
+        if not started:
+            # Comments before the first event (keep-alives) are not its first
+            # byte: until an event comes, the request may still fail over.
+            chunk = from_first_data(chunk)
+            if chunk:
+                self._check_start(chunk)
+            elif cut:
+                raise UpstreamFailure(f"{self.name}: stream began with an event that is not JSON")
+        ending: Ending | None = "unreadable" if cut else None
+        after = b""
+        # Three bytes searches, no call, for a read that can end nothing (most).
+        if DONE_PAYLOAD in chunk or ERROR_KEY in chunk or INCOMPLETE_KEY in chunk:
+            chunk, found, after = self._ending_of(chunk)
+            ending = found or ending
+        return chunk, ending, after
+
+    def _ending_of(self, chunk: bytes) -> tuple[bytes, Ending | None, bytes]:
         """`chunk` with its error events cleaned of our key and the upstream's URL, cut
         after its `[DONE]` or after the upstream's first failure event, whichever comes
         first, and which it was. Nothing after a failure is relayed: the SDK raises at the
-        error event and reads no further, and a failed response is over."""
+        error event and reads no further, and a failed response is over. The usage events
+        after a failure (in this read) are returned apart, for the books."""
         ending: Ending | None = None
+        after = b""
         done_at = end_of_done(chunk)
         if done_at is not None:
             chunk, ending = chunk[:done_at], "done"
@@ -363,15 +392,21 @@ class OpenAICompatProvider:
             chunk = redact_error_events(chunk, self._spellings)
             failed_at = end_of_failure(chunk)
             if failed_at is not None:
+                after = usage_events(chunk[failed_at:])
                 chunk, ending = chunk[:failed_at], "failed"
-        return chunk, ending
+        return chunk, ending, after
 
-    def _raise_if_failed(self, ending: Ending) -> None:
+    def _raise_if_failed(self, ending: Ending, after: bytes = b"") -> None:
         """A stream cut at the upstream's failure event ends as a failed one: the client
         has the upstream's event (no second); the connection is dropped, which cancels
-        the upstream's generation."""
+        the upstream's generation. One cut before an event that is not JSON ends as any
+        mid-stream failure does: with the gateway's error event."""
         if ending == "failed":
-            raise UpstreamFailure(f"{self.name}: stream ended on its error", told_client=True)
+            raise UpstreamFailure(
+                f"{self.name}: stream ended on its error", told_client=True, after=after
+            )
+        if ending == "unreadable":
+            raise UpstreamFailure(f"{self.name}: stream sent an event that is not JSON")
 
     def _check_start(self, chunk: bytes) -> None:
         """A stream whose first event is an error, or not JSON, is a failed attempt: the

@@ -5,6 +5,12 @@ event (`data: {"error": ...}`, the Responses `error` event), or bytes that are n
 JSON. Nothing useful has reached the client yet, so that is still "before the first
 token": the attempt fails and the request fails over, as for a 5xx. Only the first
 event is read, once per attempt; later events are the relay's.
+
+Later events get a cheaper look (`readable_part`, every read): the official SDK parses
+each data event as JSON and raises `JSONDecodeError` inside the client's loop at one it
+cannot, so the stream is cut before such an event, and the request fails as an
+upstream's mid-stream failure does. An event whose data is empty (a keep-alive some
+servers send) carries nothing and would trip the SDK the same way: it is dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from gateway.providers.redaction import ERROR_LINES
-from gateway.sse import DONE_PAYLOAD, EVENT_END
+from gateway.sse import DONE_PAYLOAD, EVENT_END, data_of, events_of
 
 
 class FailedStart(NamedTuple):
@@ -49,3 +55,56 @@ def failed_start(chunk: bytes) -> FailedStart | None:
     if parsed.get("type") == "error" or event.startswith(ERROR_LINES):
         return FailedStart("stream began with an error event", parsed)
     return None
+
+
+# An event whose data line opens a JSON object with a key and ends the event closing one:
+# what every OpenAI-shaped event is. Two bytes checks, no parse.
+OBJECT_OPENS = (b'data: {"', b'data:{"')
+OBJECT_OPENS_LATER = (b'\ndata: {"', b'\ndata:{"')  # after an `event:` line (Responses)
+OBJECT_CLOSES = b"}\n\n"
+_KEEP, _DROP, _BROKEN = 0, 1, 2
+
+
+def readable_part(chunk: bytes) -> tuple[bytes, bool]:
+    """`chunk` (whole SSE events) up to its first event whose data cannot be a JSON object
+    (cut there: True), less the events whose data is empty. Comments and `[DONE]` (any
+    event whose data starts with it: the SDK's test) pass.
+
+    Bytes only: the event must open `{` followed by a key or `}`, and end `}`. That is
+    what a cut-short or garbled event fails (`{"id":`, `{garbage`, `<html>`); an event
+    broken only inside passes, and the SDK's parse is then the judge.
+    """
+    if chunk.find(EVENT_END) == len(chunk) - 2:  # one event: the usual read
+        if chunk.startswith(OBJECT_OPENS) and chunk.endswith(OBJECT_CLOSES):
+            return chunk, False  # (the usual event, without a call)
+        verdict = _judge(chunk)
+        if verdict == _KEEP:
+            return chunk, False
+        return b"", verdict == _BROKEN
+    kept: list[bytes] = []
+    changed = False
+    for event in events_of(chunk):
+        verdict = _judge(event)
+        if verdict == _BROKEN:
+            return b"".join(kept), True
+        if verdict == _DROP:
+            changed = True
+        else:
+            kept.append(event)
+    return (b"".join(kept) if changed else chunk), False
+
+
+def _judge(event: bytes) -> int:
+    if event.endswith(OBJECT_CLOSES):
+        if event.startswith(OBJECT_OPENS):
+            return _KEEP
+        at = event.find(b"\ndata:")
+        if at != -1 and event.startswith(OBJECT_OPENS_LATER, at):
+            return _KEEP
+    payload = data_of(event)
+    if payload is None or payload.startswith(DONE_PAYLOAD):
+        return _KEEP
+    if not payload:
+        return _DROP
+    is_object = payload.startswith(b"{") and payload.endswith(b"}")
+    return _KEEP if is_object and payload[1:].lstrip()[:1] in (b'"', b"}") else _BROKEN

@@ -181,6 +181,8 @@ async def relay(
             except StopAsyncIteration:
                 chunk = None
             except UpstreamFailure as failure:
+                if failure.after:  # its usage, sent after its error event: booked, not sent
+                    chain.learn(failure.after)
                 broke = UpstreamUnavailable("The upstream failed mid-stream.")
                 if not failure.told_client:  # else its own error event went out already
                     await send(error_event(broke))

@@ -8,7 +8,9 @@ the stream with an OpenAI-shaped error event. Steps do no I/O and read no clock.
 The last step may end a stream with CPU-bound work (`Emit.later`, a tokenizer count):
 the relay runs it off the event loop and sends what it returns. Any step may hand back
 a chunk too costly for the loop (`Emit.offload`): the relay runs it, and the steps
-after it, on a thread.
+after it, on a thread. A step that learns from the stream (its usage) may also have
+`learn(chunk)`: events the upstream sent that the client never gets (after its error
+event), for what they report; it returns nothing.
 """
 
 from __future__ import annotations
@@ -79,6 +81,13 @@ class Chain:
                 assert index == len(self._steps) - 1, "only the last step may defer work"
                 later = flushed.later
         return Emit(b"".join(released), later=later)
+
+    def learn(self, chunk: bytes) -> None:
+        """Show `chunk` to the steps that learn from what the client does not get."""
+        for step in self._steps:
+            learn = getattr(step, "learn", None)
+            if learn is not None:
+                learn(chunk)
 
     def _through(self, first: int, chunk: bytes, end: GatewayError | None = None) -> Emit:
         for index in range(first, len(self._steps)):

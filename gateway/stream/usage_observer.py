@@ -90,6 +90,17 @@ class UsageObserver:
         out = b"".join(self._observe(event) for event in events_of(chunk))
         return Emit(out) if out else NOTHING
 
+    def learn(self, chunk: bytes) -> None:
+        """The usage the upstream reported in events the client never gets (after its
+        error event): the upstream billed it. Rare, once a stream: parsed."""
+        for event in events_of(chunk):
+            parsed = json_of(event)
+            if not isinstance(parsed, dict):
+                continue
+            found = usage_from_report(report_of(parsed))
+            if found is not None:
+                self.reported = found
+
     def finish(self) -> Emit:
         if not self._holds_done:
             return NOTHING
@@ -128,9 +139,7 @@ class UsageObserver:
             event = with_null_usage(event)
             self._seen.append(event)
             return event
-        report = parsed.get("usage")
-        if report is None and isinstance(parsed.get("response"), dict):
-            report = parsed["response"].get("usage")  # Responses: response.completed
+        report = report_of(parsed)
         found = usage_from_report(report)
         if found is not None:
             self.reported = found
@@ -160,6 +169,14 @@ class UsageObserver:
                 if isinstance(parsed, dict):
                     generated.append(output_text(self._endpoint, parsed))
         return estimate_usage(self._endpoint, self._body, self._model, "".join(generated))
+
+
+def report_of(parsed: dict[str, Any]) -> Any:
+    """An event's usage report: chat's `usage`, or a Responses event's `response.usage`."""
+    report = parsed.get("usage")
+    if report is None and isinstance(parsed.get("response"), dict):
+        report = parsed["response"].get("usage")  # Responses: response.completed
+    return report
 
 
 def with_null_usage(chunk: bytes) -> bytes:
