@@ -130,6 +130,13 @@ class Metrics:
             "Response-cache lookups and stores its backend (Redis) did not answer.",
             registry=r,
         )
+        self.limits_unchecked = Counter(
+            names.LIMITS_UNCHECKED,
+            "Requests served without a limits check: the limits backend (Redis) did not"
+            " answer and the policy says on_backend_error: open. Their usage is charged"
+            " to the budgets once it is back.",
+            ("team",), registry=r,
+        )  # fmt: skip
         # Each worker reports the version it enforces; the scrape shows the newest.
         self.policy_version = Gauge(
             names.POLICY_VERSION, "The policy version in force.", registry=r,
@@ -323,6 +330,9 @@ class Metrics:
             _add(adds, child(self.cache_requests, team, model, ctx.cache.value), 1)
         if ctx.cache_unavailable:
             _add(adds, self.cache_unavailable, ctx.cache_unavailable)
+        hold = ctx.limits_hold
+        if hold is not None and not hold.is_checked:
+            _add(adds, child(self.limits_unchecked, team), 1)
 
     def cooled(self, deployment: Deployment) -> None:
         """The health board's hook: a deployment began its cooldown."""

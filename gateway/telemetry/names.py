@@ -77,6 +77,8 @@ REFUSALS: Final = "gateway_refusals"
 GUARDRAIL_ACTIONS: Final = "gateway_guardrail_actions"
 CACHE_REQUESTS: Final = "gateway_cache_requests"  # response cache (issue 14)
 CACHE_UNAVAILABLE: Final = "gateway_cache_unavailable"
+# Served with no limits check: the limits backend (Redis) was down, on_backend_error open.
+LIMITS_UNCHECKED: Final = "gateway_limits_unchecked"
 POLICY_VERSION: Final = "gateway_policy_version"
 LEDGER_QUEUE_ROWS: Final = "gateway_ledger_queue_rows"
 LEDGER_SPOOL_BYTES: Final = "gateway_ledger_spool_bytes"
