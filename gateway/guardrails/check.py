@@ -30,13 +30,15 @@ from gateway.guardrails.json_texts import NameNotRedactable
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Redaction, Rule, Scanner
 from gateway.guardrails.texts import TextFn, rewrite_answer, rewrite_request
+from gateway.guardrails.walk_cost import TEXT_COST
 
 # Matches one request (or one whole answer) may make: ~0.7 s of CPU at most, on a
 # thread. Past it the request is refused rather than redacted (README: guardrails).
 MAX_MATCHES = 100_000
 # What the event loop scans itself (~0.5 ms at most); past either, the check moves to
 # a thread. Characters of ASCII text (~2 ns each); a text with any other character
-# weighs NON_ASCII_WEIGHT a character (folding CJK costs ~0.6 µs a character).
+# weighs NON_ASCII_WEIGHT a character (folding CJK costs ~0.6 µs a character); each
+# text reviewed, list walked and JSON text read weighs what walk_cost.py says.
 INLINE_CHARS = 256 * 1024
 NON_ASCII_WEIGHT = 256
 INLINE_MATCHES = 64
@@ -71,7 +73,7 @@ class _Reviewer:
         if self.blocked_by is not None:
             return ()  # decided: the rest is not scanned
         if self.chars_left is not None:
-            self.chars_left -= inline_weight(text)
+            self.chars_left -= inline_weight(text) + TEXT_COST
             if self.chars_left < 0:
                 raise _TooMuchInline
         result = review(self.scanner, text, self.budget)
@@ -87,10 +89,17 @@ class _Reviewer:
         if self.blocked_by is not None:
             return True  # decided: the rest is not scanned
         if self.chars_left is not None:
-            self.chars_left -= sum(inline_weight(text) for text in texts)
+            self.chars_left -= sum(inline_weight(text) for text in texts) + TEXT_COST
             if self.chars_left < 0:
                 raise _TooMuchInline
         return self.scanner.lines_clean(texts)
+
+    def spend(self, weight: int) -> None:
+        """The walkers' own work (walk_cost.py): past the inline budget, a thread's turn."""
+        if self.chars_left is not None:
+            self.chars_left -= weight
+            if self.chars_left < 0:
+                raise _TooMuchInline
 
 
 def _check(

@@ -130,10 +130,15 @@ class Layout:
         return None
 
 
+def has_exponent(source: str) -> bool:
+    """Whether `source` may hold a number in exponent form (numbers_read has work to do)."""
+    return _EXPONENT.search(source) is not None
+
+
 def numbers_read(source: str) -> str:
     """`source` with its numbers as its reader reads them (`Layout.numbers_read`) when it
     is a JSON text; else as it is."""
-    if _EXPONENT.search(source) is None:
+    if not has_exponent(source):
         return source
     layout = layout_of_json(source)
     return source if layout is None else layout.numbers_read(source)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.guardrails.scanner import Redaction, apply_redactions
+from gateway.guardrails.walk_cost import ITEM_COST
 
 TextFn = Callable[[str], Sequence[Redaction]]
 # As deep as a body may nest (api/body.py MAX_DEPTH): a text deeper is still text the
@@ -78,13 +79,15 @@ def check_name(text: str, fn: TextFn) -> str:
 class _Texts:
     """`fn` on each distinct text of one value, its answers remembered. A `fn` with a
     `lines_clean(texts) -> bool` method (check.py's reviewer) may clear a mapping's names
-    in one pass: True only when no rule matches any of them scanned alone."""
+    in one pass: True only when no rule matches any of them scanned alone. One with a
+    `spend` method is charged each list and mapping walked (walk_cost.py)."""
 
-    __slots__ = ("fn", "lines_clean", "names", "seen")
+    __slots__ = ("fn", "lines_clean", "names", "seen", "spend")
 
     def __init__(self, fn: TextFn) -> None:
         self.fn, self.seen, self.names = fn, dict[str, str](), set[str]()
         self.lines_clean: Callable[[list[str]], bool] | None = getattr(fn, "lines_clean", None)
+        self.spend = getattr(fn, "spend", None)
 
     def clear_names(self, value: dict[str, Any]) -> None:
         """A mapping's names (a schema's properties) at the cost of one scan, when clean."""
@@ -112,6 +115,8 @@ class _Texts:
         if depth > _MAX_DEPTH:
             return value
         if isinstance(value, list):
+            if self.spend is not None:
+                self.spend(len(value) * ITEM_COST)
             out = [self.value(item, key, depth + 1) for item in value]
             return out if any(a is not b for a, b in zip(out, value, strict=True)) else value
         if isinstance(value, dict):
@@ -119,6 +124,8 @@ class _Texts:
         return value
 
     def mapping(self, value: dict[str, Any], depth: int) -> dict[str, Any]:
+        if self.spend is not None:
+            self.spend(len(value) * ITEM_COST)
         self.clear_names(value)
         changed = False
         out: dict[str, Any] = {}

@@ -52,6 +52,7 @@ from gateway.guardrails.request_fields import (
     rewrite_unknown_keys,
 )
 from gateway.guardrails.scanner import Redaction, apply_redactions
+from gateway.guardrails.walk_cost import ENTRY_COST, layout_cost, spend_reading
 
 # Called on each text: the spans to replace in it, and with what (none: leave it).
 TextFn = Callable[[str], Sequence[Redaction]]
@@ -69,9 +70,13 @@ def _changed(original: Mapping[str, Any], updates: dict[str, Any]) -> Mapping[st
     return {**original, **changes} if changes else original
 
 
-def _items(value: Any, each: Callable[[Any], Any]) -> Any:
+def _items(value: Any, fn: TextFn, each: Callable[[Any], Any]) -> Any:
+    """`each` on every item of a list (charged to `fn`'s inline budget: walk_cost.py)."""
     if not isinstance(value, list):
         return value
+    spend = getattr(fn, "spend", None)
+    if spend is not None:
+        spend(len(value) * ENTRY_COST)
     out = [each(item) for item in value]
     return out if any(a is not b for a, b in zip(out, value, strict=True)) else value
 
@@ -90,7 +95,7 @@ def _strings(value: Any, fn: TextFn) -> Any:
     """A string or a list of strings (token arrays are left alone)."""
     if isinstance(value, str):
         return _scan(value, fn)
-    return _items(value, lambda item: _scan(item, fn) if isinstance(item, str) else item)
+    return _items(value, fn, lambda item: _scan(item, fn) if isinstance(item, str) else item)
 
 
 def _annotation(value: Any, fn: TextFn) -> Any:
@@ -107,7 +112,7 @@ def _annotation(value: Any, fn: TextFn) -> Any:
 
 def rewrite_annotations(value: Any, fn: TextFn) -> Any:
     """A list of annotations (a chat message's or delta's URL citations, a text part's)."""
-    return _items(value, lambda a: _annotation(a, fn))
+    return _items(value, fn, lambda a: _annotation(a, fn))
 
 
 def _part(item: Any, fn: TextFn, is_json: bool = False) -> Any:
@@ -138,14 +143,14 @@ def _content(value: Any, fn: TextFn) -> Any:
     """Message content: a string, or parts of which the text ones are scanned."""
     if isinstance(value, str):
         return _scan(value, fn)
-    return _items(value, lambda item: _part(item, fn))
+    return _items(value, fn, lambda item: _part(item, fn))
 
 
 def _json_content(value: Any, fn: TextFn) -> Any:
     """Message content the request asked to be JSON: read as arguments are."""
     if isinstance(value, str):
         return _arguments(value, fn)
-    return _items(value, lambda item: _part(item, fn, is_json=True))
+    return _items(value, fn, lambda item: _part(item, fn, is_json=True))
 
 
 def _arguments(value: Any, fn: TextFn) -> Any:
@@ -154,9 +159,16 @@ def _arguments(value: Any, fn: TextFn) -> Any:
     and keeps valid JSON valid (json_layout.py)."""
     if not isinstance(value, str):
         return value
+    spend = getattr(fn, "spend", None)
+    if spend is not None:
+        spend_reading(spend, value)
     escaped = Escaped(value, numbers_read(value))
     spans = fn(escaped.view)
-    return escaped.redacted(spans, layout=layout_of_json(value)) if spans else value
+    if not spans:
+        return value
+    if spend is not None:
+        spend(layout_cost(value))
+    return escaped.redacted(spans, layout=layout_of_json(value))
 
 
 def _function(value: Any, fn: TextFn) -> Any:
@@ -186,7 +198,7 @@ def _tool_calls(value: Any, fn: TextFn) -> Any:
             },
         )
 
-    return _items(value, call)
+    return _items(value, fn, call)
 
 
 def _tools(value: Any, fn: TextFn) -> Any:
@@ -214,7 +226,7 @@ def _tools(value: Any, fn: TextFn) -> Any:
             },
         )
 
-    return _items(value, tool)
+    return _items(value, fn, tool)
 
 
 def _choice_of_tool(value: Any, fn: TextFn) -> Any:
@@ -237,7 +249,7 @@ def _called_name(value: Any, fn: TextFn) -> Any:
 
 def _unknown_part_keys(parts: list[Any], fn: TextFn) -> Any:
     """The texts of the keys the gateway does not know in a request's content parts."""
-    return _items(parts, lambda part: rewrite_unknown_keys(PART_KEYS, part, fn))
+    return _items(parts, fn, lambda part: rewrite_unknown_keys(PART_KEYS, part, fn))
 
 
 def _request_message(message: Any, fn: TextFn) -> Any:
@@ -266,7 +278,7 @@ def _request_message(message: Any, fn: TextFn) -> Any:
     return _changed(
         message,
         {
-            "tool_calls": _items(message.get("tool_calls"), call),
+            "tool_calls": _items(message.get("tool_calls"), fn, call),
             "function_call": _called_name(message.get("function_call"), fn),
         },
     )
@@ -314,7 +326,7 @@ def _field(name: str, read: Reader) -> Reader:
 
 def _each(read: Reader) -> Reader:
     """`read` on each item of a list."""
-    return lambda value, fn: _items(value, lambda item: read(item, fn))
+    return lambda value, fn: _items(value, fn, lambda item: read(item, fn))
 
 
 # Where the texts of a Responses `input` or `output` item are, by its type: each reader
@@ -451,9 +463,9 @@ def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping
         return _changed(
             body,
             {
-                "messages": _items(body.get("messages"), lambda m: _request_message(m, fn)),
+                "messages": _items(body.get("messages"), fn, lambda m: _request_message(m, fn)),
                 "tools": _tools(body.get("tools"), fn),
-                "functions": _items(body.get("functions"), lambda f: rewrite_json(f, fn)),
+                "functions": _items(body.get("functions"), fn, lambda f: rewrite_json(f, fn)),
                 "tool_choice": _choice_of_tool(body.get("tool_choice"), fn),
                 "function_call": _choice_of_tool(body.get("function_call"), fn),
                 "prediction": _prediction(body.get("prediction"), fn),
@@ -482,7 +494,7 @@ def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping
                 "input": (
                     _scan(raw_input, fn)
                     if isinstance(raw_input, str)
-                    else _items(raw_input, lambda item: _input_item(item, fn))
+                    else _items(raw_input, fn, lambda item: _input_item(item, fn))
                 ),
                 "tools": _tools(body.get("tools"), fn),
                 "tool_choice": _choice_of_tool(body.get("tool_choice"), fn),
@@ -514,11 +526,11 @@ def rewrite_answer(
     if endpoint in ("chat", "completions"):
         answer = _changed(
             payload,
-            {"choices": _items(payload.get("choices"), lambda c: _choice(c, fn, is_json))},
+            {"choices": _items(payload.get("choices"), fn, lambda c: _choice(c, fn, is_json))},
         )
         return rewrite_error(answer, fn)
     if endpoint == "responses":
-        output = _items(payload.get("output"), lambda item: _response_item(item, fn, is_json))
+        output = _items(payload.get("output"), fn, lambda item: _response_item(item, fn, is_json))
         output_text = payload.get("output_text")
         return _changed(
             payload,
