@@ -203,10 +203,13 @@ def count_messages_with(counter: TextCounter, messages: Iterable[Any], images: b
     return count_messages_within(counter, messages, None, (), images)
 
 
-# A chat message's or a Responses input item's billed text besides its content: a name,
-# a function call's arguments, a tool's output, a reasoning item's summary. Agents send
-# most of their input as tool outputs: none may pass uncounted.
-TEXT_FIELDS = ("name", "arguments", "output", "summary")
+# A chat message's or a Responses input item's billed text besides its content: its role
+# (the cookbook counts every value of a message: "user" is a token), a name, an
+# assistant's refusal, a function call's arguments, a tool's output, a reasoning item's
+# summary. Agents send most of their input as tool outputs: none may pass uncounted.
+TEXT_FIELDS = ("role", "name", "refusal", "arguments", "output", "summary")
+# A message's `name` costs one token more than its text (the cookbook's tokens_per_name).
+TOKENS_PER_NAME = 1
 
 
 @overload
@@ -244,8 +247,8 @@ def count_messages_within(
     long the conversation, and a long new text must be counted off the event loop.
     The walk is one pass, always done here: it costs what a size check would.
 
-    What counts: each message's overhead, the text of its `content` and TEXT_FIELDS (a
-    string, or a list of strings and typed parts), and each tool call's function name
+    What counts: each message's overhead (and a name's), the text of its `content` and
+    TEXT_FIELDS (a string, or a list of strings and typed parts), and each tool call's function name
     and arguments (as str() makes them); with `images`, each image part's (or
     Responses image item's) image_allowance. An image's data is never counted as text."""
     remembered = counter.remembered
@@ -263,8 +266,10 @@ def count_messages_within(
             total += image_allowance(message)
         for field in TEXT_FIELDS:
             value = message.get(field)
-            if value is not None:  # before any call: most messages have none of them
+            if value is not None:  # before any call: most messages have none but a role
                 total += _remembered_texts(remembered, value, fresh, images)
+        if message.get("name") is not None:
+            total += TOKENS_PER_NAME
         tool_calls = message.get("tool_calls")
         if tool_calls is not None:
             total += _remembered_calls(remembered, tool_calls, fresh)

@@ -57,7 +57,7 @@ async def test_usage_asks_the_running_server_for_its_in_process_counters(
             assert code == 0, stderr
             assert view is not None
             day = view["budgets"][0]
-            assert (day["used"], day["reserved"]) == (0, 7 + 100)  # the estimate, held
+            assert (day["used"], day["reserved"]) == (0, 8 + 100)  # the estimate, held
             limits = {r["kind"]: r for r in view["limits"]}
             assert (limits["concurrency"]["used"], limits["concurrency"]["remaining"]) == (1, 4)
             assert (limits["rpm"]["used"], limits["rpm"]["remaining"]) == (1, 1)

@@ -87,7 +87,7 @@ async def _cross_midnight(
     team: str, tmp_path: Path, settings: dict[str, object], http: aiohttp.ClientSession
 ) -> None:
     async with MockUpstream("up") as up:
-        up.behave(Behaviour(prompt_tokens=7, completion_tokens=100))
+        up.behave(Behaviour(prompt_tokens=8, completion_tokens=100))
         policy = POLICY.format(base=up.base_url, team=team, day=3 * E, month=100 * E)
         async with running_gateway(tmp_path, policy, **settings) as gw:
             # Spent earlier on the last day of March, by a process that is gone.

@@ -18,7 +18,7 @@ from tests.support.replicas import BUDGET_POLICY, replica_token
 from tests.support.serving import serve_process
 from tests.support.upstream import Behaviour, MockUpstream
 
-ESTIMATE = 7 + 100  # "hi" as one chat message (3 + 3 + 1) + max_tokens
+ESTIMATE = 8 + 100  # "hi" as one chat message (3 + 3 + role + text) + max_tokens
 FITS = 50
 
 
@@ -60,7 +60,7 @@ async def test_three_processes_on_redis_never_overspend(
         "GATEWAY_ACCESS_LOG": "off",
     }
     async with MockUpstream("up") as up:
-        up.behave(Behaviour(prompt_tokens=7, completion_tokens=100, delay_s=0.05))
+        up.behave(Behaviour(prompt_tokens=8, completion_tokens=100, delay_s=0.05))
         with ExitStack() as stack:
             servers = []
             for i in range(3):
@@ -86,7 +86,7 @@ async def test_three_processes_on_redis_never_overspend(
 
 async def test_one_process_in_process_never_overspends(tmp_path: Path, http) -> None:
     async with MockUpstream("up") as up:
-        up.behave(Behaviour(prompt_tokens=7, completion_tokens=100, delay_s=0.05))
+        up.behave(Behaviour(prompt_tokens=8, completion_tokens=100, delay_s=0.05))
         policy = BUDGET_POLICY.format(base=up.base_url, team="solo", budget=FITS * ESTIMATE)
         async with running_gateway(tmp_path, policy) as gw:
             results = await _fire(http, [gw.origin], await gw.token("solo"))

@@ -52,7 +52,7 @@ async def test_a_restart_mid_race_rebuilds_the_budget_from_the_ledger(
         redis_url = request.getfixturevalue("redis_url")
         env["GATEWAY_REDIS_URL"] = redis_url
     async with MockUpstream("up") as up:
-        up.behave(Behaviour(prompt_tokens=7, completion_tokens=100, delay_s=0.1))
+        up.behave(Behaviour(prompt_tokens=8, completion_tokens=100, delay_s=0.1))
         policy = BUDGET_POLICY.format(base=up.base_url, team=team, budget=FITS * CHAT_ESTIMATE)
         home = replica_home(tmp_path, "g", policy)
         with ExitStack() as stack:

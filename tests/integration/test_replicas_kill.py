@@ -71,7 +71,7 @@ async def test_kill_9_of_one_of_three_replicas_mid_load(
     direct = {**common, "GATEWAY_DATABASE_URL": postgres_url}
     parsed = make_url(postgres_url)
     async with MockUpstream("up") as up:
-        up.behave(Behaviour(prompt_tokens=7, completion_tokens=100, delay_s=0.3))
+        up.behave(Behaviour(prompt_tokens=8, completion_tokens=100, delay_s=0.3))
         policy = BUDGET_POLICY.format(base=up.base_url, team=team, budget=FITS * CHAT_ESTIMATE)
         with (
             TcpProxy(parsed.host or "127.0.0.1", parsed.port or 5432) as proxy,

@@ -67,7 +67,7 @@ async def test_sigterm_to_one_of_two_replicas_during_a_burst(
     }
     try:
         async with MockUpstream("up") as up:
-            up.behave(Behaviour(prompt_tokens=7, completion_tokens=100, delay_s=0.1))
+            up.behave(Behaviour(prompt_tokens=8, completion_tokens=100, delay_s=0.1))
             policy = BUDGET_POLICY.format(
                 base=up.base_url, team=team, budget=10 * REQUESTS * CHAT_ESTIMATE
             )

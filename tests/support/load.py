@@ -23,8 +23,9 @@ from typing import Any
 import aiohttp
 
 CHAT = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100}
-# "hi" as one chat message (3 + 3 + 1 tokens) plus max_tokens: the gateway's estimate.
-CHAT_ESTIMATE = 7 + 100
+# "hi" as one chat message (3 + 3, its role "user" and "hi": 1 token each) plus
+# max_tokens: the gateway's estimate.
+CHAT_ESTIMATE = 8 + 100
 RETRY_PAUSE_S = 0.05
 
 

@@ -381,7 +381,9 @@ def reference_texts(body: dict[str, Any]) -> list[str]:
     listed = body.get("messages")
     for message in listed if isinstance(listed, list) else []:
         if isinstance(message, dict):
-            found += of(message.get("content")) + of(message.get("name"))
+            found += of(message.get("content"))
+            for field in ("role", "name", "refusal"):  # the cookbook counts every value
+                found += of(message.get(field))
             calls = message.get("tool_calls")
             for call in calls if isinstance(calls, list) else []:
                 function = call.get("function") if isinstance(call, dict) else None
@@ -410,6 +412,8 @@ def reference_prompt(body: dict[str, Any], encoder: tiktoken.Encoding) -> int:
     and each image's allowance."""
     listed = body.get("messages")
     overhead = TOKENS_PER_MESSAGE * len(listed) if isinstance(listed, list) else 0
+    for message in listed if isinstance(listed, list) else []:  # a name costs a token more
+        overhead += isinstance(message, dict) and message.get("name") is not None
     tokens = sum(len(encoder.encode(t, disallowed_special=())) for t in reference_texts(body))
     return REPLY_PRIMING_TOKENS + overhead + tokens + reference_images(body)
 

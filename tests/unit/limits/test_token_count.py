@@ -50,7 +50,67 @@ def test_text_counts_are_the_encodings_own() -> None:
 
 def test_chat_messages_cost_their_overhead() -> None:
     messages = [{"role": "user", "content": "Hello world"}]
-    assert count_messages(messages, "gpt-4o") == REPLY_PRIMING_TOKENS + TOKENS_PER_MESSAGE + 2
+    role = count_text("user", "gpt-4o")
+    assert (
+        count_messages(messages, "gpt-4o") == REPLY_PRIMING_TOKENS + TOKENS_PER_MESSAGE + role + 2
+    )
+
+
+# OpenAI cookbook, "How to count tokens with tiktoken": the prompt_tokens the API reports for
+# these messages (names included) are 124 on gpt-4o and gpt-4o-mini and 129 on gpt-4 and
+# gpt-3.5-turbo; for the API reference's "Say this is a test!", 13.
+COOKBOOK_MESSAGES = [
+    {
+        "role": "system",
+        "content": "You are a helpful, pattern-following assistant that translates corporate "
+        "jargon into plain English.",
+    },
+    {
+        "role": "system",
+        "name": "example_user",
+        "content": "New synergies will help drive top-line growth.",
+    },
+    {
+        "role": "system",
+        "name": "example_assistant",
+        "content": "Things working well together will increase revenue.",
+    },
+    {
+        "role": "system",
+        "name": "example_user",
+        "content": "Let's circle back when we have more time to touch base on opportunities for "
+        "increased leverage.",
+    },
+    {
+        "role": "system",
+        "name": "example_assistant",
+        "content": "Let's talk later when we're less busy about how to do better.",
+    },
+    {
+        "role": "user",
+        "content": "This late pivot means we don't have time to boil the ocean for the client "
+        "deliverable.",
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("model", "prompt_tokens"),
+    [("gpt-4o", 124), ("gpt-4o-mini", 124), ("gpt-4", 129), ("gpt-3.5-turbo", 129)],
+)
+def test_chat_counts_match_what_the_api_reports(model: str, prompt_tokens: int) -> None:
+    assert count_messages(COOKBOOK_MESSAGES, model) == prompt_tokens
+
+
+def test_a_one_line_prompt_counts_its_role() -> None:
+    messages = [{"role": "user", "content": "Say this is a test!"}]
+    assert count_messages(messages, "gpt-4o") == 13
+
+
+def test_an_assistant_refusal_is_counted() -> None:
+    plain = count_messages([{"role": "assistant"}], "gpt-4o")
+    refused = [{"role": "assistant", "refusal": "I can't help with that request."}]
+    assert count_messages(refused, "gpt-4o") == plain + count_text(refused[0]["refusal"], "gpt-4o")
 
 
 def test_multipart_content_and_tool_calls_are_counted() -> None:

@@ -148,10 +148,10 @@ def test_a_client_that_asked_gets_a_counted_usage_chunk_before_done_at_any_cut()
             "created": 7,
             "model": "llama",
             "choices": [],
-            "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
-        }
+            "usage": {"prompt_tokens": 8, "completion_tokens": 2, "total_tokens": 10},
+        }  # "count" as one user message: 3 + 3 + its role + its text
         assert observer.reported is None
-        assert observer.estimate() == Usage(7, 2, 0, is_estimated=True)
+        assert observer.estimate() == Usage(8, 2, 0, is_estimated=True)
 
 
 def test_a_client_that_asked_gets_usage_null_on_every_other_chunk_at_any_cut() -> None:
