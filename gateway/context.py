@@ -21,6 +21,7 @@ from typing import Any
 from gateway.auth.principal import Principal
 from gateway.cache.rules import CacheStatus
 from gateway.guardrails.decision import GuardrailHit
+from gateway.limits.answers import RateViews
 from gateway.limits.backend import Hold
 from gateway.policy.compiled import Deployment, Policy
 from gateway.providers.base import Endpoint
@@ -85,6 +86,9 @@ class RequestContext:
     limits_policy: Policy | None = None  # the policy it reserved under (settle_limits compares)
     limits_settled: bool = False  # finish settled or released the hold (once)
     limits_reached: bool = False  # the limits stage ran (its hold or refusal has the headers)
+    # A cache hit with no hold (its team's only rate is tpm, which a hit does not take):
+    # the rate keys as they stood, for its x-ratelimit-* headers.
+    limits_standing: RateViews | None = None
     # --- telemetry (issue 12): each upstream attempt, and what the answer said of itself ---
     tries: tuple[Try, ...] = ()
     # The body sent upstream (guardrails applied), a reference, read after the answer: its

@@ -10,10 +10,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.context import Outcome
-from gateway.limits.answers import ratelimit_headers, tightest
+from gateway.limits.answers import RateViews, ratelimit_headers, tightest
 from gateway.limits.backend import BackendUnavailable, Hold
 from gateway.limits.estimate import estimate, output_capped
-from gateway.limits.plan import Actual, Plan, Shape, lease_ms, shape_of
+from gateway.limits.plan import Actual, Plan, RateKind, RateRule, Shape, lease_ms, shape_of
 
 log = logging.getLogger("gateway.limits")
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from gateway.auth.principal import Principal
     from gateway.context import RequestContext
     from gateway.pipeline import Grant
-    from gateway.policy.compiled import Policy
+    from gateway.policy.compiled import Policy, TeamRules
     from gateway.services import Services
 
 
@@ -58,11 +58,32 @@ async def reserve_limits(
     now_ms = limits.clock()  # one instant: the shape's periods and the reservation's
     shape = shape_of(team, subject, now_ms, policy.timezone, spends_tokens=tokens)
     if shape.is_empty:
+        if not tokens:  # a hit of a team whose only rate is tpm: its keys as they stand
+            ctx.limits_standing = await _standing_tokens(team, subject, services, ctx.request_id)
         return
     plan = Plan(shape, spends, nanousd, lease_ms(route.routing.timeout_s))
     mode = policy.on_backend_error
     hold = limits.reserve_now(plan, mode, now_ms)
-    ctx.limits_hold = hold if hold is not None else await limits.reserve(plan, mode, now_ms)
+    if hold is None:
+        hold = await limits.reserve(plan, mode, now_ms)
+    if not tokens and hold.tokens is None and hold.is_checked:
+        standing = await _standing_tokens(team, subject, services, ctx.request_id)
+        if standing is not None:
+            hold = Hold(hold.id, plan, hold.expires_ms, hold.requests, standing[1])
+    ctx.limits_hold = hold
+
+
+async def _standing_tokens(
+    team: TeamRules, subject: str, services: Services, request_id: str
+) -> RateViews | None:
+    """A cache hit reserves no tokens, so its hold has no token key: its x-ratelimit-*
+    token headers are the team's (and user's) tpm keys as they stand, like any answer
+    that takes nothing. None without tpm, or when the backend cannot say."""
+    policy = services.policy.current()
+    rates = shape_of(team, subject, services.limits.clock(), policy.timezone).rates
+    token_rates = tuple(rule for rule in rates if rule.kind is RateKind.TOKENS)
+    views = await _standing_views(team.name, subject, token_rates, services, request_id)
+    return None if views is None or views[1] is None else (None, views[1])
 
 
 def forwarded_body(
@@ -134,7 +155,10 @@ def _charge_budgets_added(
 
 def limits_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     hold = ctx.limits_hold
-    return [] if hold is None else ratelimit_headers(hold.requests, hold.tokens)
+    if hold is not None:
+        return ratelimit_headers(hold.requests, hold.tokens)
+    standing = ctx.limits_standing
+    return [] if standing is None else ratelimit_headers(*standing)
 
 
 async def refusal_limits_headers(
@@ -164,20 +188,27 @@ async def standing_headers(
     team = policy.teams.get(principal.team)
     if team is None:
         return []
-    limits = services.limits
-    rates = shape_of(team, principal.subject, limits.clock(), policy.timezone).rates
+    rates = shape_of(team, principal.subject, services.limits.clock(), policy.timezone).rates
+    views = await _standing_views(team.name, principal.subject, rates, services, request_id)
+    return [] if views is None else ratelimit_headers(*views)
+
+
+async def _standing_views(
+    team: str, subject: str, rates: tuple[RateRule, ...], services: Services, request_id: str
+) -> RateViews | None:
+    """The tightest of `rates` of each kind as they stand, read without taking anything;
+    None when there are none, or the backend cannot say."""
     if not rates:
-        return []
-    only_rates = Plan(Shape(team.name, principal.subject, (), rates, ()), 0, 0, 0)
+        return None
+    only_rates = Plan(Shape(team, subject, (), rates, ()), 0, 0, 0)
     try:
-        snapshot = await limits.snapshot(only_rates)
+        snapshot = await services.limits.snapshot(only_rates)
     except BackendUnavailable:
-        return []  # the answer goes out without them: the backend's trouble is not its cause
+        return None  # the answer goes out without them: the backend's trouble is not its cause
     except Exception:  # a read bug must not turn a 400 (or a model list) into a 500
         log.exception("reading rate keys failed", extra={"fields": {"request_id": request_id}})
-        return []
-    views = tightest(
+        return None
+    return tightest(
         (rule.kind, rule.limit, remaining, reset_ms)
         for rule, (remaining, reset_ms) in zip(rates, snapshot.rates, strict=True)
     )
-    return ratelimit_headers(*views)
