@@ -212,8 +212,12 @@ async def bench_stage(backend: LimitsBackend, requests: int, *, cold: bool = Fal
     `cold`: memory read between requests, its own cost (measured before and after,
     the mean) subtracted."""
     team = bench_team()
-    services = SimpleNamespace(limits=Limits(backend, no_sums))  # type: ignore[arg-type]
     policy = SimpleNamespace(timezone="UTC", on_backend_error=BackendErrorMode.CLOSED)
+    # the settle compares the policy a request reserved under with the current one
+    services = SimpleNamespace(
+        limits=Limits(backend, no_sums),  # type: ignore[arg-type]
+        policy=SimpleNamespace(current=lambda: policy),
+    )
     grant = SimpleNamespace(team=team, route=ROUTE, principal=SimpleNamespace(subject="u"))
 
     async def one() -> None:

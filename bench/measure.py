@@ -59,6 +59,17 @@ def tree_cpu_s(root: int) -> float:
     return ticks / CLK_TCK
 
 
+def tree_sys_cpu_s(root: int) -> float:
+    """stime (kernel time) of the tree, plus cstime, in seconds: the part of tree_cpu_s
+    spent in system calls, interrupts and the scheduler."""
+    ticks = 0
+    for pid in process_tree(root):
+        fields = _stat_fields(pid)
+        if fields is not None:
+            ticks += int(fields[12]) + int(fields[14])  # stime cstime
+    return ticks / CLK_TCK
+
+
 def tree_main_threads_cpu_s(root: int) -> float:
     """utime + stime of each process's main thread (the gateway's event loop), in seconds:
     the rest of tree_cpu_s is other threads' (span export, ledger writer, to_thread)."""

@@ -157,9 +157,9 @@ def gateway_missing(cfg: Config, name: str) -> str | None:
     return None
 
 
-def mint_token(cfg: Config, env: dict[str, str], cwd: Path) -> str:
+def mint_token(cfg: Config, env: dict[str, str], cwd: Path, team: str = GATEWAY_TEAM) -> str:
     out = subprocess.run(
-        [cfg.gateway_bin, "token", "--team", GATEWAY_TEAM],
+        [cfg.gateway_bin, "token", "--team", team],
         capture_output=True,
         env=env,
         cwd=cwd,
