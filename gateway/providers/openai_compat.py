@@ -80,8 +80,9 @@ RESPONSES_ENDED = re.compile(
 # gets the `[DONE]` OpenAI would have sent.
 CHOICE_FINISHED = re.compile(rb'"finish_reason": ?"')
 DONE_EVENT = b"data: [DONE]\n\n"
-# Both are looked for at the close only, in the last chunks before it: nothing per chunk.
-ENDING_CHUNKS = 3
+# Both are looked for at the close only, in the last chunks with data before it (comments,
+# keep-alives, are not kept: any number may follow the end): nothing per chunk.
+ENDING_CHUNKS = 8
 # How a chunk ended the stream: at its `[DONE]`, at the upstream's failure event, or
 # before an event the client could not parse (stream_start.readable_part).
 Ending = Literal["done", "failed", "unreadable"]
@@ -307,7 +308,7 @@ class OpenAICompatProvider:
         after a choice finished (`done_at_eof`: the `[DONE]` is added); a Responses
         stream ends when the upstream closes after a terminal event (`ended`)."""
         finished = False
-        recent: deque[bytes] = deque(maxlen=ENDING_CHUNKS)  # the last chunks passed on, newest last
+        recent: deque[bytes] = deque(maxlen=ENDING_CHUNKS)  # last chunks with data, newest last
         splitter = EventSplitter()
         started = False
         try:
@@ -324,7 +325,8 @@ class OpenAICompatProvider:
                     self._raise_if_failed(ending, after)
                     return
                 if chunk:
-                    recent.append(chunk)
+                    if b"data:" in chunk:
+                        recent.append(chunk)
                     yield chunk
             tail = splitter.tail()
             if tail is not None:
@@ -336,7 +338,8 @@ class OpenAICompatProvider:
                     self._raise_if_failed(ending, after)
                     return
                 if tail:
-                    recent.append(tail)
+                    if b"data:" in tail:
+                        recent.append(tail)
                     yield tail
             finished = _ended_well(ended, recent)
             if not finished:

@@ -98,6 +98,23 @@ SCRIPTS = {
         DONE,
     ],
     "error_ping_done": [chunk("Hello"), CHAT_ERROR, b": ping\n\n", DONE],
+    # Finished, then keep-alive comments (and an Azure filter chunk), then a close.
+    "finished_pings_no_done": [chunk("Hello"), chunk(None, "stop"), USAGE, *[b": ka\n\n"] * 4],
+    "finished_filter_pings_no_done": [
+        chunk("Hello"),
+        chunk(None, "stop"),
+        b'data: {"id":"","object":"","created":0,"model":"","choices":[],'
+        b'"prompt_filter_results":[{"prompt_index":0,"content_filter_results":{}}]}\n\n',
+        USAGE,
+        *[b": ka\n\n"] * 4,
+    ],
+    "responses_completed_pings": [
+        RESPONSES_START,
+        RESPONSES_DELTA,
+        b'event: response.completed\ndata: {"type":"response.completed","sequence_number":2,'
+        b'"response":{"id":"resp_1","object":"response","status":"completed","output":[]}}\n\n',
+        *[b": ka\n\n"] * 5,
+    ],
     "error_usage_done": [chunk("Hello"), CHAT_ERROR, USAGE, DONE],
 }
 
@@ -148,6 +165,33 @@ async def test_a_finished_chat_stream_without_done_is_a_whole_answer(tmp_path, s
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
     assert events[-1] == b"data: [DONE]"
     assert not any(b'"error"' in event for event in events)
+
+
+@pytest.mark.parametrize("script", ["finished_pings_no_done", "finished_filter_pings_no_done"])
+async def test_comments_after_a_finished_answer_do_not_break_it(tmp_path, script):
+    """Keep-alive comments (each its own read) between the finished answer and the
+    upstream's close: still a whole answer, `[DONE]` added, booked 200."""
+    async with scripted_upstream(script, pause_s=0.02) as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            client = await gw.openai()
+            stream = await client.chat.completions.create(**CHAT)
+            chunks = [c async for c in stream]  # an error event would raise here
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello"
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        rows = db.execute("SELECT status, outcome FROM usage_ledger").fetchall()
+    assert rows == [(200, "ok")]
+
+
+async def test_comments_after_a_completed_responses_stream_do_not_break_it(tmp_path):
+    body = {"model": "m", "stream": True, "input": "hi"}
+    async with scripted_upstream("responses_completed_pings", pause_s=0.02) as base:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            client = await gw.openai()
+            seen = [event async for event in await client.responses.create(**body)]
+    assert [e.type for e in seen][-1] == "response.completed"
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        rows = db.execute("SELECT status, outcome FROM usage_ledger").fetchall()
+    assert rows == [(200, "ok")]
 
 
 async def test_an_unfinished_chat_stream_without_done_is_still_a_broken_one(tmp_path):
