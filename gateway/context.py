@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from gateway.auth.principal import Principal
 from gateway.cache.rules import CacheStatus
+from gateway.errors import GatewayError
 from gateway.guardrails.decision import GuardrailHit
 from gateway.limits.answers import RateViews
 from gateway.limits.backend import Hold
@@ -89,6 +90,9 @@ class RequestContext:
     # A cache hit with no hold (its team's only rate is tpm, which a hit does not take):
     # the rate keys as they stood, for its x-ratelimit-* headers.
     limits_standing: RateViews | None = None
+    # A stream's end: how it tells its client an error once its status line is out (a
+    # Responses stream numbers it after the last event sent); a shutdown cut uses it.
+    stream_error_event: Callable[[GatewayError], bytes] | None = None
     # --- telemetry (issue 12): each upstream attempt, and what the answer said of itself ---
     tries: tuple[Try, ...] = ()
     # The body sent upstream (guardrails applied), a reference, read after the answer: its

@@ -247,7 +247,8 @@ async def _cut_by_shutdown(ctx: RequestContext, exchange: Exchange, services: Se
                 await _refuse(ctx, exchange, services, error, Outcome.CANCELLED)
             elif ctx.is_stream:
                 ctx.end(error.status, Outcome.CANCELLED, error.code)
-                await exchange.send(_error_event_of(ctx.endpoint)(error))
+                end_event = ctx.stream_error_event or _error_event_of(ctx.endpoint)
+                await exchange.send(end_event(error))  # numbered after the last event sent
                 await exchange.end_stream()
 
 
@@ -260,14 +261,9 @@ async def _charge_the_prompt_sent(ctx: RequestContext, carried: int) -> None:
     an answered request's usage is charged where it is read.
 
     A Responses follow-up's upstream also read the conversation it continues: its
-    `carried` tokens (as its reservation counted them) are charged as input too, and
-    added to a usage counted here already (a stream cut before the upstream's report,
-    which would have held them: the count saw only the new input)."""
-    usage = ctx.usage
-    if usage is not None:
-        if carried and usage.is_estimated and ctx.prices is not None:
-            ctx.usage = usage = _with_carried(usage, carried)
-            ctx.cost_nanousd = cost_nanousd(usage, ctx.prices)
+    `carried` tokens (as its reservation counted them) are charged as input too (a usage
+    charged already holds them: the answer's paths add them to what they count)."""
+    if ctx.usage is not None:
         return
     last = ctx.tries[-1] if ctx.tries else None
     body = ctx.request_body
@@ -525,6 +521,8 @@ async def _whole(
         usage = await asyncio.to_thread(
             estimate_usage, ctx.endpoint, body, deployment.model, generated
         )
+        if ids is not None and ids.carried_tokens:  # counted from the new input only
+            usage = _with_carried(usage, ids.carried_tokens)
     charge(ctx, deployment, usage)
     failed = ctx.endpoint == "responses" and is_failed_response(payload)
     if failed:  # relayed as it came (cleaned); booked as a stream's `response.failed` is
@@ -547,11 +545,8 @@ async def _whole(
         raw = orjson.dumps(answer.body)
     if ids is not None:
         # The conversation now stored: the upstream's own count (its input holds the
-        # carried context), exact; one the gateway counted saw only the new input.
-        context = usage.input_tokens + usage.output_tokens
-        if usage.is_estimated:
-            context += ids.carried_tokens
-        ids.learn(deployment, payload, context)
+        # carried context), exact, or the gateway's (the carried context added above).
+        ids.learn(deployment, payload, usage.input_tokens + usage.output_tokens)
         raw = ids.rewrite(raw)
     await exchange.answer(200, raw, JSON_HEADERS + _answer_headers(ctx) + _cost_headers(ctx))
     if plan is not None and not failed and cache_flow.stores(ctx, plan):  # guarded, sent: keep
@@ -616,7 +611,7 @@ async def _stream(
         steps.append(AnswerText(ctx))
     steps.append(observer)
 
-    end_event = _error_event_of(ctx.endpoint)
+    end_event = ctx.stream_error_event = _error_event_of(ctx.endpoint)
     numbering = end_event if isinstance(end_event, ResponsesErrorEvent) else None
     sent: deque[bytes] = deque(maxlen=SENT_KEPT)  # the last writes, for a client gone at them
 
@@ -677,6 +672,8 @@ async def _stream(
             usage = await asyncio.to_thread(tap.usage, ctx.endpoint, body, deployment.model)
         elif usage is None:
             usage = await asyncio.to_thread(observer.estimate)
+        if ids is not None and ids.carried_tokens and usage.is_estimated:
+            usage = _with_carried(usage, ids.carried_tokens)  # counted from the new input
         charge(ctx, deployment, usage)
     if plan is not None and whole is not None:  # ended with [DONE], every finish_reason
         await cache_flow.keep_stream(

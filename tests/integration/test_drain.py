@@ -165,6 +165,10 @@ async def test_a_stream_cut_by_the_grace_ends_with_an_error_event_and_an_error_r
         assert lines[-2] == "event: error"
         error = orjson.loads(lines[-1][5:])
         assert error["type"] == "error"
+        # numbered after the last event the client got (the SDK types it a required int)
+        sent = [orjson.loads(line[5:]) for line in lines[:-2] if line.startswith("data:")]
+        numbers = [event["sequence_number"] for event in sent]
+        assert numbers and error["sequence_number"] == numbers[-1] + 1, (numbers, error)
     else:
         error = orjson.loads(lines[-1][5:])["error"]
         assert error["type"] == "api_error"

@@ -98,3 +98,37 @@ async def test_a_follow_up_cut_short_is_charged_the_conversation_it_carried(
     assert extra_cost == CARRIED * NANO_PER_INPUT_TOKEN
     rows = (first, alone, continued)
     assert budget["used"] == sum(r["input_tokens"] + r["output_tokens"] for r in rows)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+async def test_a_follow_up_answered_without_usage_is_charged_the_conversation_it_carried(
+    tmp_path, stream: bool
+):
+    """An upstream that reports no usage (old vLLM): the gateway counts the answer itself,
+    from the new input; a follow-up's upstream also read the 500 carried tokens, so its
+    row is charged them too, and the budget used is what the rows say."""
+    follow_up: dict[str, Any] = {"model": "chat", "input": NEW_INPUT, "stream": stream}
+    async with MockUpstream(name="up") as up:
+        async with running_gateway(tmp_path, POLICY.format(base=up.base_url)) as gw:
+            token = await gw.token("cut")
+            previous = await first_turn(gw, token, up)
+            up.behave(Behaviour(mode="stream_no_usage", content="the second quarter grew"))
+            for body in (follow_up, {**follow_up, "previous_response_id": previous}):
+                async with (
+                    aiohttp.ClientSession() as http,
+                    http.post(
+                        f"{gw.base_url}/responses",
+                        json=body,
+                        headers={"authorization": f"Bearer {token}"},
+                    ) as response,
+                ):
+                    assert response.status == 200, await response.text()
+                    await response.read()
+            budget = await settled_budget(gw)
+    first, alone, continued = ledger_rows(tmp_path)
+    for row in (alone, continued):
+        assert (row["status"], row["outcome"], row["tokens_estimated"]) == (200, "ok", 1)
+    assert continued["input_tokens"] == alone["input_tokens"] + CARRIED
+    assert continued["output_tokens"] == alone["output_tokens"]
+    rows = (first, alone, continued)
+    assert budget["used"] == sum(r["input_tokens"] + r["output_tokens"] for r in rows)
