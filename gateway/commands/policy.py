@@ -26,6 +26,8 @@ from gateway.commands.operator_env import OperatorEnvironment
 from gateway.policy.errors import PolicyInvalid
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
     from gateway.policy.compiled import Policy
     from gateway.policy.service import Applied, PolicyService
     from gateway.policy.versions import PolicyVersion
@@ -113,7 +115,8 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
     from gateway.settings import load_settings
 
     settings = load_settings()
-    env = OperatorEnvironment()
+    values = dict(os.environ)
+    env = OperatorEnvironment(values)
 
     async def main() -> T:
         if read_only:
@@ -123,6 +126,12 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
             await migrate(settings.database_url)
         engine = create_engine(settings.database_url)
         try:
+            # The issuer this database's gateway signs with, as `gateway token` mints for:
+            # an `auth.issuers` entry naming it is refused here as `serve` would.
+            if "GATEWAY_ISSUER_URL" not in values:
+                served = await _served_issuer_url(engine)
+                if served is not None:
+                    values["GATEWAY_ISSUER_URL"] = served
             return await work(PolicyService(engine, env))
         finally:
             await engine.dispose()
@@ -142,6 +151,17 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
         typer.echo(f"error: {database_failure(settings.database_url, exc)}", err=True)
         raise typer.Exit(1) from None
+
+
+async def _served_issuer_url(engine: AsyncEngine) -> str | None:
+    """The issuer URL the last `serve` on this database recorded; None if none did."""
+    from gateway.auth.issuer_record import served_issuer
+
+    try:
+        served = await served_issuer(engine)
+    except Exception:  # a database no serve has migrated: nothing recorded
+        return None
+    return None if served is None else served.issuer_url
 
 
 def running_version_or_exit(database_url: str) -> int | None:

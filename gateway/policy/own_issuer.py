@@ -9,7 +9,11 @@ rule still runs, the entry ignored with a warning.
 The own issuer is read from the environment the bundle is checked in, as `serve`
 derives it (`settings.py`): GATEWAY_ISSUER_URL, else the URL of GATEWAY_HOST and
 GATEWAY_PORT. `serve` exports its --host/--port there, so the admin API and the
-folder watcher see what the server runs with.
+folder watcher see what the server runs with. An environment that names none of
+them (a laptop, a CI job running `policy check`) does not know the issuer: nothing
+is refused there rather than a default guessed (`policy apply` and the other
+commands with a database read the issuer the last `serve` recorded:
+commands/policy.py).
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ from gateway.settings import MAX_PORT, Settings, default_issuer_url
 
 
 def own_issuer(env: Mapping[str, str]) -> str | None:
-    """The issuer the gateway mints for in `env`; None when GATEWAY_PORT is unusable
-    (the settings check reports that)."""
+    """The issuer the gateway mints for in `env`; None when `env` does not say (no
+    GATEWAY_ISSUER_URL, GATEWAY_HOST nor GATEWAY_PORT), or GATEWAY_PORT is unusable (the
+    settings check reports that)."""
     explicit = env.get("GATEWAY_ISSUER_URL", "").strip()
     if explicit:
         return explicit
+    if "GATEWAY_PORT" not in env and "GATEWAY_HOST" not in env:
+        return None  # not known here: serve's default port is a guess, not its issuer
     defaults = Settings()
     try:
         port = int(env.get("GATEWAY_PORT", str(defaults.port)).strip())

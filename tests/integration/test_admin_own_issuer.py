@@ -150,3 +150,25 @@ def test_a_version_stored_before_the_rule_still_runs_with_a_warning(tmp_path: Pa
         assert httpx.get(f"{server.origin}/readyz", timeout=5).status_code == 200
         stderr = server.stderr()
     assert "auth.issuers[1] (issuer https://gw.example.com) is this gateway's own" in stderr
+
+
+def test_policy_check_guesses_no_issuer_where_the_environment_names_none(tmp_path: Path) -> None:
+    """A laptop or CI job (no GATEWAY_ISSUER_URL, GATEWAY_HOST nor GATEWAY_PORT) does not
+    know the gateway's issuer: serve's default URL is not refused as if it were."""
+    write_policy(tmp_path / "pol", "http://localhost:8080")
+    checked = run("policy", "check", "pol", cwd=tmp_path, env=bare_env())
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_policy_apply_refuses_the_issuer_its_database_was_served_with(tmp_path: Path) -> None:
+    """`policy apply` on the database a gateway serves from: the issuer that `serve`
+    recorded (the one `gateway token` mints for) is its own, whatever this shell says."""
+    write_policy(tmp_path / "policies", None)
+    with serve_process(tmp_path, base_env=bare_env(), port_as_flag=True) as server:
+        own = f"http://localhost:{server.port}"
+    write_policy(tmp_path / "pol", own)
+    applied = run("policy", "apply", "pol", "--force", cwd=tmp_path, env=bare_env())
+    assert applied.returncode == 1, applied.stdout
+    assert own_issuer_error(own) in applied.stderr
+    elsewhere = run("policy", "check", "pol", cwd=tmp_path, env=bare_env())
+    assert elsewhere.returncode == 0, elsewhere.stderr  # check reads no database
