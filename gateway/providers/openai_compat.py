@@ -42,7 +42,12 @@ from gateway.providers.redaction import (
     secret_spellings,
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
-from gateway.providers.stream_start import failed_start, readable_part
+from gateway.providers.stream_start import (
+    OBJECT_CLOSES,
+    OBJECT_OPENS,
+    failed_start,
+    readable_part,
+)
 from gateway.sse import (
     DONE_PAYLOAD,
     EventSplitter,
@@ -78,6 +83,7 @@ RESPONSES_ENDED = re.compile(
 # A chat or completions answer is whole once a choice has finished: an upstream that
 # then closes without `[DONE]` (some servers never send it) ended well, and the client
 # gets the `[DONE]` OpenAI would have sent.
+NEWLINE = 10  # b"\n" as an int: bytes.find of one byte is a memchr
 CHOICE_FINISHED = re.compile(rb'"finish_reason": ?"')
 DONE_EVENT = b"data: [DONE]\n\n"
 # Both are looked for at the close only, in the last chunks with data before it (comments,
@@ -325,7 +331,7 @@ class OpenAICompatProvider:
                     self._raise_if_failed(ending, after)
                     return
                 if chunk:
-                    if b"data:" in chunk:
+                    if chunk[:1] != b":" or b"data:" in chunk:  # not comments only
                         recent.append(chunk)
                     yield chunk
             tail = splitter.tail()
@@ -338,7 +344,7 @@ class OpenAICompatProvider:
                     self._raise_if_failed(ending, after)
                     return
                 if tail:
-                    if b"data:" in tail:
+                    if tail[:1] != b":" or b"data:" in tail:  # not comments only
                         recent.append(tail)
                     yield tail
             finished = _ended_well(ended, recent)
@@ -363,7 +369,17 @@ class OpenAICompatProvider:
     def _read(self, chunk: bytes, started: bool) -> tuple[bytes, Ending | None, bytes]:
         """What of `chunk` (whole events) goes to the client, whether it ends the stream
         and how, and the usage events the upstream sent after its failure event."""
-        chunk, cut = readable_part(chunk)  # two bytes checks for the usual read
+        # The usual read, one JSON event on one data line (its first newline ends it: a
+        # memchr), passes on three bytes checks and no call; anything else is judged
+        # event by event (readable_part).
+        one_object = (
+            chunk.endswith(OBJECT_CLOSES)
+            and chunk.startswith(OBJECT_OPENS)
+            and chunk.find(NEWLINE) == len(chunk) - 2
+        )
+        cut = False
+        if not one_object:
+            chunk, cut = readable_part(chunk)
         if not started:
             # Comments before the first event (keep-alives) are not its first
             # byte: until an event comes, the request may still fail over.
@@ -374,8 +390,13 @@ class OpenAICompatProvider:
                 raise UpstreamFailure(f"{self.name}: stream began with an event that is not JSON")
         ending: Ending | None = "unreadable" if cut else None
         after = b""
-        # Three bytes searches, no call, for a read that can end nothing (most).
-        if DONE_PAYLOAD in chunk or ERROR_KEY in chunk or INCOMPLETE_KEY in chunk:
+        # Bytes searches, no call, for a read that can end nothing (most); one JSON
+        # object is no `[DONE]` event.
+        if (
+            (not one_object and DONE_PAYLOAD in chunk)
+            or ERROR_KEY in chunk
+            or INCOMPLETE_KEY in chunk
+        ):
             chunk, found, after = self._ending_of(chunk)
             ending = found or ending
         return chunk, ending, after
