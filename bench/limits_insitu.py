@@ -1,6 +1,6 @@
 """What the limits stage adds to a request, measured inside one gateway (issue 9's target).
 
-ab.py compares two processes, and one start of a process differs from the next by ±3–10 %
+ab.py compares two processes, and one start of a process differs from the next by ±3-10 %
 in CPU per request (memory layout, hash seeds): more than the stage costs. Here one
 gateway serves two teams with the same requests: `bench` with every kind of limit
 (bench/policies/limits.yaml's: two team budgets, a per-user budget, team rpm + tpm +
@@ -35,10 +35,10 @@ from servers import (
     Config,
     Processes,
     Target,
+    free_port,
     mint_token,
     mock_command,
     start_gateway,
-    free_port,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -121,7 +121,12 @@ def measure_all(
                 cfg.load_cpu,
                 procs.transient,
             )
-        runs: dict[str, list[float]] = {LIMITED: [], FREE: [], "sys_" + LIMITED: [], "sys_" + FREE: []}
+        runs: dict[str, list[float]] = {
+            LIMITED: [],
+            FREE: [],
+            "sys_" + LIMITED: [],
+            "sys_" + FREE: [],
+        }
         for r in range(cfg.repeat):
             order = (LIMITED, FREE) if r % 2 == 0 else (FREE, LIMITED)
             for team in order:
@@ -131,7 +136,7 @@ def measure_all(
             print(
                 f"c={conc} round {r + 1}: limits {runs[LIMITED][-1]:.1f} µs, "
                 f"none {runs[FREE][-1]:.1f} µs, +{runs[LIMITED][-1] - runs[FREE][-1]:.1f} "
-                f"(of which kernel {runs['sys_' + LIMITED][-1]:.1f} vs {runs['sys_' + FREE][-1]:.1f})",
+                f"(kernel {runs['sys_' + LIMITED][-1]:.1f} vs {runs['sys_' + FREE][-1]:.1f})",
                 flush=True,
             )
         found[conc] = runs
@@ -178,20 +183,25 @@ def main() -> int:
             env = {**os.environ, **cfg.gateway_env}
             env["GATEWAY_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp / 'gateway' / 'bench.db'}"
             env["GATEWAY_POLICY_DIR"] = str(tmp / "gateway" / "policies")
-            tokens = {LIMITED: target.token or "", FREE: mint_token(cfg, env, tmp / "gateway", FREE)}
+            tokens = {
+                LIMITED: target.token or "",
+                FREE: mint_token(cfg, env, tmp / "gateway", FREE),
+            }
             check_answers(target, {k: p.read_bytes() for k, p in bodies.items()}, True)
             found = measure_all(target, tokens, cfg, procs, bodies[args.scenario])
         finally:
             procs.stop_all()
     rows = summary(found)
     backend = "redis" if args.redis else "in process"
-    print(f"\n{args.scenario}, {backend}: limits (team {LIMITED}) vs none (team {FREE}), one gateway")
-    print("| conc | none µs | limits µs | added µs (median of paired) | min–max | ratio |")
+    print(
+        f"\n{args.scenario}, {backend}: limits (team {LIMITED}) vs none (team {FREE}), one gateway"
+    )
+    print("| conc | none µs | limits µs | added µs (median of paired) | min-max | ratio |")
     print("|--:|--:|--:|--:|--:|--:|")
     for row in rows:
         print(
             f"| {row['concurrency']} | {row['none_us']:.1f} | {row['limits_us']:.1f} | "
-            f"+{row['added_us']:.1f} | {row['added_min']:+.1f} – {row['added_max']:+.1f} | "
+            f"+{row['added_us']:.1f} | {row['added_min']:+.1f} to {row['added_max']:+.1f} | "
             f"{row['ratio']:.3f}x |"
         )
     args.out.mkdir(parents=True, exist_ok=True)
