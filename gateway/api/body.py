@@ -42,6 +42,9 @@ MAX_INTEGER = 2**64 - 1
 # are C loops; a regex `\d{19}` is ten times slower.)
 _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
 _DIGIT_RUN = b"0" * 19
+# orjson stops reading past 1024 levels, with this message (before any other error past
+# that point): such a body is too deep for MAX_DEPTH, not malformed.
+_ORJSON_TOO_DEEP = "depth limit exceeded"
 # orjson reads an integer beyond its range as a float at least this large.
 _BIG_FLOAT = float(2**63)
 
@@ -78,7 +81,12 @@ async def parse_json_object(
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
         body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as error:
+        if error.msg == _ORJSON_TOO_DEEP:  # valid or not, it is too deep: say so
+            raise NestingTooDeep(
+                f"The request body is nested more than {MAX_DEPTH} levels deep; "
+                f"the gateway forwards at most {MAX_DEPTH} levels."
+            ) from None
         # orjson cannot read an integer of more than ~308 digits at all: name its field.
         check_integers(raw, endpoint)
         raise InvalidRequest(
