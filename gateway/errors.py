@@ -23,6 +23,14 @@ def cut(text: str, limit: int = MAX_ECHOED_CHARS) -> str:
     return f"{text[:limit]}… (cut, {len(text)} characters)"
 
 
+def escaped(text: str) -> str:
+    """`text` with each control (non-printable) character written as its escape (`\\n`,
+    `\\x1b`, `\\u2028`): echoed caller input cannot break or forge a log or terminal line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def quoted(value: object, limit: int = MAX_ECHOED_CHARS) -> str:
     """Caller input quoted for a message: `'m'`, or `'aaaa…' (cut, 1048576 characters)`."""
     text = value if isinstance(value, str) else str(value)

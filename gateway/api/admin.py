@@ -21,7 +21,7 @@ from gateway.api.body import read_json_object
 from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
 from gateway.audit import AuditEntry
 from gateway.auth.principal import SCOPE_ADMIN, Principal
-from gateway.errors import InvalidRequest, NotFound, cut, quoted
+from gateway.errors import InvalidRequest, NotFound, cut, escaped, quoted
 from gateway.limits.backend import BackendUnavailable
 from gateway.limits.errors import LimitsUnavailable
 from gateway.limits.view import usage_view
@@ -107,8 +107,8 @@ async def _parse(request: Request, services: Services, model: type[M]) -> M:
         return model.model_validate(body)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
-        # The location may hold the caller's own keys: echoed cut to a bound.
-        param = cut(".".join(str(part) for part in error["loc"])) or None
+        # The location may hold the caller's own keys: echoed cut to a bound, escaped.
+        param = cut(escaped(".".join(str(part) for part in error["loc"]))) or None
         if error["type"] == "missing":
             raise InvalidRequest(
                 f"Missing required parameter: {quoted(param)}.", param=param

@@ -62,16 +62,36 @@ def _without_slash(kind: str, why: str) -> Callable[[object], object]:
     return check
 
 
+# Bounds no real policy reaches. A name is echoed in errors and logs, is a URL path
+# segment (a team's, a profile's) and a ledger column (which keeps 256 characters uncut);
+# a URL is fetched. Past one the field is refused by name, not stored (and echoed) whole.
+MAX_NAME_CHARS = 128  # a team, provider or guardrail profile
+MAX_LONG_NAME_CHARS = 256  # a model alias, a deployment's upstream model, an OAuth client id
+MAX_URL_CHARS = 2048
+
+
+def _at_most(limit: int, what: str) -> BeforeValidator:
+    """Refuse a string longer than `limit`, saying what it is (before any pattern runs)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and len(value) > limit:
+            raise ValueError(f"{what} is at most {limit} characters (this one has {len(value)})")
+        return value
+
+    return BeforeValidator(check)
+
+
 # Model aliases may hold "/" (clients ask for `meta-llama/Llama-3-70b`), and so may
 # provider names. A team's name is one URL path segment (/admin/teams/{team}); a
 # guardrail profile's follows the same rule. Each validator runs before its pattern,
 # so a slash is refused with a message saying why.
-ModelName = Annotated[str, Field(pattern=NAME)]
-ProviderName = Annotated[str, Field(pattern=NAME)]
+ModelName = Annotated[str, Field(pattern=NAME), _at_most(MAX_LONG_NAME_CHARS, "a model alias")]
+ProviderName = Annotated[str, Field(pattern=NAME), _at_most(MAX_NAME_CHARS, "a provider name")]
 TeamName = Annotated[
     str,
     Field(pattern=SEGMENT_NAME),
     BeforeValidator(_without_slash("team", "it is one segment of /admin/teams/{team}")),
+    _at_most(MAX_NAME_CHARS, "a team name"),
 ]
 ProfileName = Annotated[
     str,
@@ -79,7 +99,15 @@ ProfileName = Annotated[
     BeforeValidator(
         _without_slash("guardrail profile", "it is one URL path segment, like a team's")
     ),
+    _at_most(MAX_NAME_CHARS, "a guardrail profile name"),
 ]
+# A reference to a name is bounded as the name is: a longer one can name nothing.
+ModelReference = Annotated[str, _at_most(MAX_LONG_NAME_CHARS, "a model alias")]
+ProviderReference = Annotated[str, _at_most(MAX_NAME_CHARS, "a provider name")]
+TeamReference = Annotated[str, _at_most(MAX_NAME_CHARS, "a team name")]
+ProfileReference = Annotated[str, _at_most(MAX_NAME_CHARS, "a guardrail profile name")]
+ClientId = Annotated[str, _at_most(MAX_LONG_NAME_CHARS, "an OAuth client id")]
+Url = Annotated[str, _at_most(MAX_URL_CHARS, "a URL")]
 
 
 class _Strict(BaseModel):
@@ -96,7 +124,7 @@ def _secret_reference(value: str | None) -> str | None:
 
 class ProviderSpec(_Strict):
     type: ProviderType
-    api_base: str | None = None
+    api_base: Url | None = None
     api_key: str | None = None
     api_version: str | None = None  # azure
     region: str | None = None  # bedrock
@@ -151,8 +179,10 @@ class PriceSpec(_Strict):
 
 
 class DeploymentSpec(_Strict):
-    provider: str
-    model: Annotated[str, Field(min_length=1)]
+    provider: ProviderReference
+    model: Annotated[
+        str, Field(min_length=1), _at_most(MAX_LONG_NAME_CHARS, "a deployment's model")
+    ]
     weight: Annotated[Number, Field(gt=0)] = 1.0
     priority: Annotated[Integer, Field(ge=1)] = 1
     price: PriceSpec | None = None  # this deployment's own price; else the model's
@@ -203,14 +233,14 @@ def _invoke_only() -> list[Scope]:
 class IssuerSpec(_Strict):
     """An external OAuth issuer whose JWT access tokens the gateway accepts."""
 
-    issuer: Annotated[str, Field(min_length=1)]
+    issuer: Annotated[Url, Field(min_length=1)]
     audience: str | list[str]
-    jwks_uri: str | None = None  # else OpenID/RFC 8414 discovery from `issuer`
+    jwks_uri: Url | None = None  # else OpenID/RFC 8414 discovery from `issuer`
     algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
     # Dotted path; a string, or a list (groups, roles) whose values name exactly one team,
     # directly or through team_map (auth/external.py; several teams: refused)
     team_claim: str = "team"
-    team_map: dict[str, str] | None = None  # claim value → team (for groups/roles claims)
+    team_map: dict[str, TeamReference] | None = None  # claim value → team (for groups/roles claims)
     subject_claim: str = "sub"
     client_id_claim: str | None = None  # default: client_id, azp, appid or cid
     scope_claim: str | None = None  # default: scope, then scp
@@ -293,12 +323,12 @@ class LimitsBackendSpec(_Strict):
 
 
 class TeamSpec(_Strict):
-    models: list[str] = Field(default_factory=list)  # aliases, or "*" for all
-    clients: list[str] = Field(default_factory=list)  # OAuth client ids of the team
+    models: list[ModelReference] = Field(default_factory=list)  # aliases, or "*" for all
+    clients: list[ClientId] = Field(default_factory=list)  # OAuth client ids of the team
     budgets: list[BudgetSpec] = Field(default_factory=list)
     limits: LimitsSpec | None = None
     per_user: PerUserSpec | None = None
-    guardrails: list[str] = Field(default_factory=list)  # profile names
+    guardrails: list[ProfileReference] = Field(default_factory=list)  # profile names
     # reserved (and sent upstream as the cap) when a request sets none
     max_tokens_default: Annotated[Integer, Field(gt=0, le=MAX_OUTPUT_TOKENS)] | None = None
     cache: CacheSpec | None = None  # exact-match answers, this team only
@@ -346,8 +376,8 @@ class GuardrailRule(_Strict):
     action: GuardAction
     where: list[Where] | None = None  # in a profile's `rules:` list; default both
     # detector: classifier
-    provider: str | None = None  # a provider of this bundle: its /moderations endpoint
-    url: str | None = None  # or an OpenAI-moderations-shaped HTTP endpoint
+    provider: ProviderReference | None = None  # a provider of this bundle: /moderations
+    url: Url | None = None  # or an OpenAI-moderations-shaped HTTP endpoint
     model: str | None = None
     threshold: Annotated[Number, Field(ge=0, le=1)] | None = None  # default 0.5
     timeout_s: Annotated[Number, Field(gt=0, le=60)] | None = None  # default 2
