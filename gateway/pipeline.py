@@ -630,6 +630,7 @@ async def _stream(
     client_deadline = asyncio.timeout(max(0.0, remaining_s) + CLIENT_GRACE_S)
     whole = None  # response cache: the completed answer, stored once it is charged
     end: StreamEnd | None = None
+    charged = False
     try:
         async with client_deadline:
             await exchange.start_stream(SSE_HEADERS + _answer_headers(ctx))
@@ -646,6 +647,11 @@ async def _stream(
                 health.failed(deployment, route, end.failure)
             if end.error is not None:  # the records carry the error event's status, not 200
                 ctx.end(end.error.status, _outcome_of(end.error), end.error.code)
+            # Charged and settled before the client sees the end: its next request, sent
+            # then, must find the concurrency slot free (counting may await a thread).
+            charge(ctx, deployment, await _stream_usage(ctx, observer, tap, body, deployment, ids))
+            charged = True
+            settle_limits(ctx, services)
             await exchange.end_stream()
             # Not in `finally`: a disconnect cancels the task and must store nothing.
             whole = assembler.answer() if assembler and end.error is None else None
@@ -666,19 +672,31 @@ async def _stream(
         )
     finally:
         await close_stream(events)  # already closed unless starting the response failed
-        # Charged for what was generated, even when the client hung up.
-        usage = observer.reported
-        if usage is None and tap is not None:  # a usage chunk past a guardrail's cut counts
-            usage = await asyncio.to_thread(tap.usage, ctx.endpoint, body, deployment.model)
-        elif usage is None:
-            usage = await asyncio.to_thread(observer.estimate)
-        if ids is not None and ids.carried_tokens and usage.is_estimated:
-            usage = _with_carried(usage, ids.carried_tokens)  # counted from the new input
-        charge(ctx, deployment, usage)
+        if not charged:  # cut short: charged for what was generated all the same
+            charge(ctx, deployment, await _stream_usage(ctx, observer, tap, body, deployment, ids))
     if plan is not None and whole is not None:  # ended with [DONE], every finish_reason
         await cache_flow.keep_stream(
             ctx, services.cache, plan, whole, deployment.label, guards=guards, body=body
         )
+
+
+async def _stream_usage(
+    ctx: RequestContext,
+    observer: UsageObserver,
+    tap: UpstreamTap | None,
+    body: Mapping[str, Any],
+    deployment: Deployment,
+    ids: ResponseIds | None,
+) -> Usage:
+    """What a stream's upstream generated: its usage report, else counted here."""
+    usage = observer.reported
+    if usage is None and tap is not None:  # a usage chunk past a guardrail's cut counts
+        usage = await asyncio.to_thread(tap.usage, ctx.endpoint, body, deployment.model)
+    elif usage is None:
+        usage = await asyncio.to_thread(observer.estimate)
+    if ids is not None and ids.carried_tokens and usage.is_estimated:
+        usage = _with_carried(usage, ids.carried_tokens)  # counted from the new input
+    return usage
 
 
 async def _answer_from_cache(
