@@ -548,6 +548,9 @@ async def _whole(
         # carried context), exact, or the gateway's (the carried context added above).
         ids.learn(deployment, payload, usage.input_tokens + usage.output_tokens)
         raw = ids.rewrite(raw)
+    # Settled before the client has the answer: its next request, sent then, must find
+    # the concurrency slot free (the cache's store below awaits).
+    settle_limits(ctx, services)
     await exchange.answer(200, raw, JSON_HEADERS + _answer_headers(ctx) + _cost_headers(ctx))
     if plan is not None and not failed and cache_flow.stores(ctx, plan):  # guarded, sent: keep
         await cache_flow.keep(ctx, services.cache, plan, raw, deployment.label)
@@ -631,6 +634,16 @@ async def _stream(
     whole = None  # response cache: the completed answer, stored once it is charged
     end: StreamEnd | None = None
     charged = False
+
+    async def settle_now() -> None:
+        """Charged and settled before the client sees the end: its next request, sent
+        then, must find the concurrency slot free (counting may await a thread)."""
+        nonlocal charged
+        if not charged:
+            charge(ctx, deployment, await _stream_usage(ctx, observer, tap, body, deployment, ids))
+            charged = True
+        settle_limits(ctx, services)
+
     try:
         async with client_deadline:
             await exchange.start_stream(SSE_HEADERS + _answer_headers(ctx))
@@ -642,16 +655,13 @@ async def _stream(
                 idle_timeout_s=route.routing.attempt_timeout_s,
                 deadline_in_s=remaining_s,
                 error_event=end_event,
+                before_done=settle_now,
             )
             if end.failure is not None:
                 health.failed(deployment, route, end.failure)
             if end.error is not None:  # the records carry the error event's status, not 200
                 ctx.end(end.error.status, _outcome_of(end.error), end.error.code)
-            # Charged and settled before the client sees the end: its next request, sent
-            # then, must find the concurrency slot free (counting may await a thread).
-            charge(ctx, deployment, await _stream_usage(ctx, observer, tap, body, deployment, ids))
-            charged = True
-            settle_limits(ctx, services)
+            await settle_now()  # (a stream without `[DONE]`: Responses, or cut by an error)
             await exchange.end_stream()
             # Not in `finally`: a disconnect cancels the task and must store nothing.
             whole = assembler.answer() if assembler and end.error is None else None

@@ -21,7 +21,13 @@ import orjson
 
 from gateway.limits.estimate import INLINE_COUNT_CHARS, prompt_chars
 from gateway.limits.token_count import count_prompt, extra_texts
-from gateway.providers.base import Endpoint, UpstreamCall, UpstreamClientError, UpstreamReply
+from gateway.providers.base import (
+    DONE_EVENT,
+    Endpoint,
+    UpstreamCall,
+    UpstreamClientError,
+    UpstreamReply,
+)
 from gateway.providers.mock_reply import (
     MAX_CHOICES,
     Cut,
@@ -37,7 +43,6 @@ from gateway.providers.mock_reply import (
 )
 
 EMBEDDING_DIMENSIONS = 256
-DONE_EVENT = b"data: [DONE]\n\n"
 
 
 async def _prompt_tokens(call: UpstreamCall) -> int:

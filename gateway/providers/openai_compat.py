@@ -23,6 +23,7 @@ from aiohttp.abc import AbstractResolver
 
 from gateway.policy.compiled import ProviderConfig
 from gateway.providers.base import (
+    DONE_EVENT,
     Endpoint,
     UpstreamCall,
     UpstreamClientError,
@@ -50,6 +51,7 @@ from gateway.providers.stream_start import (
 )
 from gateway.sse import (
     DONE_PAYLOAD,
+    EVENT_END,
     EventSplitter,
     end_of_done,
     end_of_failure,
@@ -85,7 +87,6 @@ RESPONSES_ENDED = re.compile(
 # gets the `[DONE]` OpenAI would have sent.
 NEWLINE = 10  # b"\n" as an int: bytes.find of one byte is a memchr
 CHOICE_FINISHED = re.compile(rb'"finish_reason": ?"')
-DONE_EVENT = b"data: [DONE]\n\n"
 # Both are looked for at the close only, in the last chunks with data before it (comments,
 # keep-alives, are not kept: any number may follow the end): nothing per chunk.
 ENDING_CHUNKS = 8
@@ -99,6 +100,12 @@ USAGE_OBJECTS = (b'"usage":{', b'"usage": {')
 def usage_events(chunk: bytes) -> bytes:
     """The events of `chunk` (whole events) that carry a usage report, joined."""
     return b"".join(e for e in events_of(chunk) if any(p in e for p in USAGE_OBJECTS))
+
+
+def before_done(chunk: bytes) -> bytes:
+    """A chunk cut after its `[DONE]` event (`_ending_of`): the events before it."""
+    cut = chunk.rfind(EVENT_END, 0, len(chunk) - 2)
+    return chunk[: cut + 2] if cut >= 0 else b""
 
 
 def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
@@ -326,8 +333,12 @@ class OpenAICompatProvider:
                 started = started or bool(chunk)
                 if ending is not None:
                     finished = ending == "done"
+                    if finished:
+                        chunk = before_done(chunk)
                     if chunk:
                         yield chunk
+                    if finished:
+                        yield DONE_EVENT  # alone: the relay settles before it goes out
                     self._raise_if_failed(ending, after)
                     return
                 if chunk:
@@ -339,8 +350,12 @@ class OpenAICompatProvider:
                 tail, ending, after = self._read(tail, started)
                 if ending is not None:
                     finished = ending == "done"
+                    if finished:
+                        tail = before_done(tail)
                     if tail:
                         yield tail
+                    if finished:
+                        yield DONE_EVENT
                     self._raise_if_failed(ending, after)
                     return
                 if tail:
