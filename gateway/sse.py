@@ -2,7 +2,7 @@
 
 Small byte-level helpers shared by the providers that split a stream into
 events and the relay that reads them. The SSE grammar allows `data:` with or
-without a space, CRLF or LF line ends, and comment lines (`: ping`).
+without a space, CRLF, LF or CR line ends, and comment lines (`: ping`).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import orjson
 
 DONE_PAYLOAD = b"[DONE]"
 EVENT_END = b"\n\n"
+CR, LF = 13, 10  # byte values
 
 
 def data_of(event: bytes) -> bytes | None:
@@ -91,28 +92,33 @@ class EventSplitter:
 
     Every complete event a read brought comes out together, as one chunk (a read
     of three events is one chunk of three, not three chunks): the relay then
-    writes them to the client at once. Line ends are normalized on the buffer,
-    not per read, so a CRLF split across two network reads is still one line end.
+    writes them to the client at once. Line ends (CRLF, LF or a lone CR, the SSE
+    spec's three) come out as LF. Each read is normalized before it joins the
+    buffer; a read that ends in CR is remembered, so that a CRLF split across two
+    reads is one line end, not two, and an event ended by CR CR leaves at once.
     """
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_after_cr", "_buffer")
 
     def __init__(self) -> None:
         self._buffer = b""
+        self._after_cr = False
 
     def feed(self, chunk: bytes) -> bytes:
         """The complete events buffered so far (b"" when none is complete yet)."""
+        if self._after_cr and chunk:  # the last read ended in CR: an LF now is its CRLF's
+            self._after_cr = False
+            if chunk[0] == LF:
+                chunk = chunk[1:]
+        if b"\r" in chunk:  # a memchr; the usual LF-only read goes no further here
+            self._after_cr = chunk[-1] == CR
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buffer = self._buffer + chunk if self._buffer else chunk
-        held = b""
-        if b"\r" in buffer:
-            if buffer.endswith(b"\r"):  # maybe half a CRLF: keep it for the next read
-                buffer, held = buffer[:-1], b"\r"
-            buffer = buffer.replace(b"\r\n", b"\n")
         end = buffer.rfind(EVENT_END)
         if end == -1:
-            self._buffer = buffer + held
+            self._buffer = buffer
             return b""
-        self._buffer = buffer[end + 2 :] + held
+        self._buffer = buffer[end + 2 :]
         return buffer[: end + 2]
 
     def tail(self) -> bytes | None:
