@@ -26,10 +26,16 @@ Endpoint = Literal["chat", "completions", "embeddings", "responses"]
 # its visible head and tail are still our key's, so providers redact the whole run.
 MASKED_KEY = re.compile(r"[\w\-]*\*{4,}[\w\-]*")
 
-# A chat or completions stream's `[DONE]`, as a provider yields it: this object, alone in
-# its chunk, so the relay knows the end by identity (no bytes search per chunk) and can
-# settle the request's limits before its client sees it (stream/relay.py).
-DONE_EVENT = b"data: [DONE]\n\n"
+
+class EndsWithDone(bytes):
+    """A chunk of a chat or completions stream whose last event is its `[DONE]`, as a
+    provider yields it: the relay knows the end by the chunk's type (no bytes search per
+    chunk) and settles the request's limits before its client sees it (stream/relay.py)."""
+
+    __slots__ = ()
+
+
+DONE_EVENT = EndsWithDone(b"data: [DONE]\n\n")
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from gateway.policy.compiled import ProviderConfig
 from gateway.providers.base import (
     DONE_EVENT,
     Endpoint,
+    EndsWithDone,
     UpstreamCall,
     UpstreamClientError,
     UpstreamFailure,
@@ -51,7 +52,6 @@ from gateway.providers.stream_start import (
 )
 from gateway.sse import (
     DONE_PAYLOAD,
-    EVENT_END,
     EventSplitter,
     end_of_done,
     end_of_failure,
@@ -100,12 +100,6 @@ USAGE_OBJECTS = (b'"usage":{', b'"usage": {')
 def usage_events(chunk: bytes) -> bytes:
     """The events of `chunk` (whole events) that carry a usage report, joined."""
     return b"".join(e for e in events_of(chunk) if any(p in e for p in USAGE_OBJECTS))
-
-
-def before_done(chunk: bytes) -> bytes:
-    """A chunk cut after its `[DONE]` event (`_ending_of`): the events before it."""
-    cut = chunk.rfind(EVENT_END, 0, len(chunk) - 2)
-    return chunk[: cut + 2] if cut >= 0 else b""
 
 
 def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
@@ -333,12 +327,8 @@ class OpenAICompatProvider:
                 started = started or bool(chunk)
                 if ending is not None:
                     finished = ending == "done"
-                    if finished:
-                        chunk = before_done(chunk)
                     if chunk:
-                        yield chunk
-                    if finished:
-                        yield DONE_EVENT  # alone: the relay settles before it goes out
+                        yield EndsWithDone(chunk) if finished else chunk  # the relay settles first
                     self._raise_if_failed(ending, after)
                     return
                 if chunk:
@@ -350,12 +340,8 @@ class OpenAICompatProvider:
                 tail, ending, after = self._read(tail, started)
                 if ending is not None:
                     finished = ending == "done"
-                    if finished:
-                        tail = before_done(tail)
                     if tail:
-                        yield tail
-                    if finished:
-                        yield DONE_EVENT
+                        yield EndsWithDone(tail) if finished else tail  # the relay settles first
                     self._raise_if_failed(ending, after)
                     return
                 if tail:

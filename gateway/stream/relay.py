@@ -18,7 +18,7 @@ from enum import Enum
 import orjson
 
 from gateway.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable, error_body_bytes
-from gateway.providers.base import DONE_EVENT, UpstreamFailure
+from gateway.providers.base import EndsWithDone, UpstreamFailure
 from gateway.stream.steps import Chain
 
 Send = Callable[[bytes], Awaitable[None]]
@@ -160,21 +160,21 @@ async def relay(
     """Send `first` and then every upstream chunk through `chain` to `send`.
 
     `deadline_in_s` is what is left of the request's deadline; `error_event` renders
-    an error in the endpoint's own shape; `before_done` runs when the upstream's `[DONE]`
-    (providers.base.DONE_EVENT, alone in its chunk) is next, before any of it is sent: a
-    client may send its next request the moment it reads `[DONE]`. Always closes the
-    upstream. A cancellation (client gone, server shutdown) propagates.
+    an error in the endpoint's own shape; `before_done` runs when the chunk ending in the
+    upstream's `[DONE]` (providers.base.EndsWithDone) has passed the chain, before any of
+    it is sent: a client may send its next request the moment it reads `[DONE]`. Always
+    closes the upstream. A cancellation (client gone, server shutdown) propagates.
     """
     loop = asyncio.get_running_loop()
     timer = ReadTimer(idle_timeout_s, loop.time() + max(0.0, deadline_in_s))
     chunk: bytes | None = first
     try:
         while chunk is not None:
-            if chunk is DONE_EVENT and before_done is not None:  # identity: no search
-                await before_done()
             out = chain.feed(chunk)
             if out.offload is not None:  # too costly for the event loop (a dense chunk)
                 out = await asyncio.to_thread(out.offload)
+            if type(chunk) is EndsWithDone and before_done is not None:  # no bytes search
+                await before_done()
             if out.data:
                 await send(out.data)
             if out.end is not None:
