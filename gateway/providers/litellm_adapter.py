@@ -26,6 +26,7 @@ import orjson
 
 from gateway.policy.upstreams import DEFAULT_RULES, UpstreamRules
 from gateway.providers.base import (
+    DONE_EVENT,
     MASKED_KEY,
     Endpoint,
     UpstreamCall,
@@ -73,7 +74,7 @@ _FAILOVER_STATUSES = frozenset({401, 402, 403, 404, 408, 429})
 # the figure litellm long used, within every Claude model's output limit.
 ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
 
-_DONE = b"data: [DONE]\n\n"
+_DONE = DONE_EVENT  # an EndsWithDone: the relay settles the limits before it goes out
 _URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
 _KEY_SHAPES = re.compile(r"\b(?:sk-[\w-]{8,}|AIza[\w-]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16})")
 # "litellm.RateLimitError: litellm.RateLimitError: GeminiException - ",
