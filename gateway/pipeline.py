@@ -633,15 +633,15 @@ async def _stream(
     client_deadline = asyncio.timeout(max(0.0, remaining_s) + CLIENT_GRACE_S)
     whole = None  # response cache: the completed answer, stored once it is charged
     end: StreamEnd | None = None
-    charged = False
+
+    async def charge_once() -> None:  # `ctx.usage` set: charged already
+        if ctx.usage is None:
+            charge(ctx, deployment, await _stream_usage(ctx, observer, tap, body, deployment, ids))
 
     async def settle_now() -> None:
         """Charged and settled before the client sees the end: its next request, sent
         then, must find the concurrency slot free (counting may await a thread)."""
-        nonlocal charged
-        if not charged:
-            charge(ctx, deployment, await _stream_usage(ctx, observer, tap, body, deployment, ids))
-            charged = True
+        await charge_once()
         settle_limits(ctx, services)
 
     try:
@@ -682,8 +682,7 @@ async def _stream(
         )
     finally:
         await close_stream(events)  # already closed unless starting the response failed
-        if not charged:  # cut short: charged for what was generated all the same
-            charge(ctx, deployment, await _stream_usage(ctx, observer, tap, body, deployment, ids))
+        await charge_once()  # cut short: charged for what was generated all the same
     if plan is not None and whole is not None:  # ended with [DONE], every finish_reason
         await cache_flow.keep_stream(
             ctx, services.cache, plan, whole, deployment.label, guards=guards, body=body

@@ -74,9 +74,8 @@ def readable_part(chunk: bytes) -> tuple[bytes, bool]:
     what a cut-short or garbled event fails (`{"id":`, `{garbage`, `<html>`); an event
     broken only inside passes, and the SDK's parse is then the judge.
     """
-    if chunk.find(EVENT_END) == len(chunk) - 2:  # one event: the usual read
-        if chunk.startswith(OBJECT_OPENS) and chunk.endswith(OBJECT_CLOSES):
-            return chunk, False  # (the usual event, without a call)
+    if chunk.find(EVENT_END) == len(chunk) - 2:  # one event (the usual one-line JSON event
+        # never gets here: openai_compat._read passes it on its own three bytes checks)
         verdict = _judge(chunk)
         if verdict == _KEEP:
             return chunk, False
