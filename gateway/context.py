@@ -22,7 +22,7 @@ from gateway.auth.principal import Principal
 from gateway.cache.rules import CacheStatus
 from gateway.errors import GatewayError
 from gateway.guardrails.decision import GuardrailHit
-from gateway.limits.answers import RateViews
+from gateway.limits.answers import RateView
 from gateway.limits.backend import Hold
 from gateway.policy.compiled import Deployment, Policy
 from gateway.providers.base import Endpoint
@@ -87,9 +87,9 @@ class RequestContext:
     limits_policy: Policy | None = None  # the policy it reserved under (settle_limits compares)
     limits_settled: bool = False  # finish settled or released the hold (once)
     limits_reached: bool = False  # the limits stage ran (its hold or refusal has the headers)
-    # A cache hit with no hold (its team's only rate is tpm, which a hit does not take):
-    # the rate keys as they stood, for its x-ratelimit-* headers.
-    limits_standing: RateViews | None = None
+    # A cache hit takes no tokens: its x-ratelimit-*-tokens headers are the tightest tpm
+    # key as it stood (limits/stage.py).
+    limits_standing_tokens: RateView | None = None
     # A stream's end: how it tells its client an error once its status line is out (a
     # Responses stream numbers it after the last event sent); a shutdown cut uses it.
     stream_error_event: Callable[[GatewayError], bytes] | None = None

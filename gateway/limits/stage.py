@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway.context import Outcome
-from gateway.limits.answers import RateViews, ratelimit_headers, tightest
+from gateway.limits.answers import RateView, RateViews, ratelimit_headers, tightest
 from gateway.limits.backend import BackendUnavailable, Hold
 from gateway.limits.estimate import estimate, output_capped
 from gateway.limits.plan import Actual, Plan, RateKind, RateRule, Shape, lease_ms, shape_of
@@ -57,33 +57,26 @@ async def reserve_limits(
     subject = grant.principal.subject
     now_ms = limits.clock()  # one instant: the shape's periods and the reservation's
     shape = shape_of(team, subject, now_ms, policy.timezone, spends_tokens=tokens)
-    if shape.is_empty:
-        if not tokens:  # a hit of a team whose only rate is tpm: its keys as they stand
-            ctx.limits_standing = await _standing_tokens(team, subject, services, ctx.request_id)
-        return
-    plan = Plan(shape, spends, nanousd, lease_ms(route.routing.timeout_s))
-    mode = policy.on_backend_error
-    hold = limits.reserve_now(plan, mode, now_ms)
-    if hold is None:
-        hold = await limits.reserve(plan, mode, now_ms)
-    if not tokens and hold.tokens is None and hold.is_checked:
-        standing = await _standing_tokens(team, subject, services, ctx.request_id)
-        if standing is not None:
-            hold = Hold(hold.id, plan, hold.expires_ms, hold.requests, standing[1])
-    ctx.limits_hold = hold
+    if not shape.is_empty:
+        plan = Plan(shape, spends, nanousd, lease_ms(route.routing.timeout_s))
+        mode = policy.on_backend_error
+        hold = limits.reserve_now(plan, mode, now_ms)
+        ctx.limits_hold = hold if hold is not None else await limits.reserve(plan, mode, now_ms)
+        if not ctx.limits_hold.is_checked:
+            return  # the backend is down: nothing more to read from it
+    if not tokens:  # a cache hit takes no tokens: its token headers show tpm as it stands
+        ctx.limits_standing_tokens = await _standing_tokens(team, subject, services, ctx.request_id)
 
 
 async def _standing_tokens(
     team: TeamRules, subject: str, services: Services, request_id: str
-) -> RateViews | None:
-    """A cache hit reserves no tokens, so its hold has no token key: its x-ratelimit-*
-    token headers are the team's (and user's) tpm keys as they stand, like any answer
-    that takes nothing. None without tpm, or when the backend cannot say."""
-    policy = services.policy.current()
-    rates = shape_of(team, subject, services.limits.clock(), policy.timezone).rates
-    token_rates = tuple(rule for rule in rates if rule.kind is RateKind.TOKENS)
+) -> RateView | None:
+    """The tightest of the team's (and user's) tpm keys as they stand; None without tpm,
+    or when the backend cannot say."""
+    rates = shape_of(team, subject, services.limits.clock(), services.policy.current().timezone)
+    token_rates = tuple(rule for rule in rates.rates if rule.kind is RateKind.TOKENS)
     views = await _standing_views(team.name, subject, token_rates, services, request_id)
-    return None if views is None or views[1] is None else (None, views[1])
+    return None if views is None else views[1]
 
 
 def forwarded_body(
@@ -155,10 +148,10 @@ def _charge_budgets_added(
 
 def limits_headers(ctx: RequestContext) -> list[tuple[bytes, bytes]]:
     hold = ctx.limits_hold
-    if hold is not None:
-        return ratelimit_headers(hold.requests, hold.tokens)
-    standing = ctx.limits_standing
-    return [] if standing is None else ratelimit_headers(*standing)
+    standing = ctx.limits_standing_tokens  # a cache hit's (its hold has no token key)
+    if hold is None:
+        return [] if standing is None else ratelimit_headers(None, standing)
+    return ratelimit_headers(hold.requests, hold.tokens if standing is None else standing)
 
 
 async def refusal_limits_headers(
