@@ -23,9 +23,11 @@ from decimal import Decimal
 import orjson
 
 # A string (its content, and its closing quote unless the text ends first), or a bare
-# value: a run of anything but punctuation, whitespace and quotes.
-_TOKEN = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"?|[^\s{}\[\],:"]+', re.DOTALL)
-_CONTENT = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*', re.DOTALL)  # a string's content
+# value: a run of anything but punctuation, whitespace and quotes. The quantifiers are
+# possessive (nothing here ever backtracks): one match of megabytes of escapes holds the
+# GIL ~5x shorter (6 MB of `\n` escapes: 0.27 s → 0.05 s), and other threads wait on it.
+_TOKEN = re.compile(r'"([^"\\]*+(?:\\.[^"\\]*+)*+)"?|[^\s{}\[\],:"]+', re.DOTALL)
+_CONTENT = re.compile(r'[^"\\]*+(?:\\.[^"\\]*+)*+', re.DOTALL)  # a string's content
 _BARE_RUN = re.compile(r'[^\s{}\[\],:"\\]*')  # no token ends in it, and no escape
 
 

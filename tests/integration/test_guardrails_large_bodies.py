@@ -9,7 +9,7 @@ import json
 import orjson
 import pytest
 
-from tests.integration.test_guardrails_dense import post_while_pinging
+from tests.integration.test_guardrails_dense import no_stall, post_while_pinging
 from tests.support.gateway import running_gateway
 from tests.support.upstream import Behaviour, MockUpstream
 
@@ -29,9 +29,9 @@ guardrails:
       - {{detector: credit_card, action: redact}}
 """
 MB = 1_000_000
-# The longest /healthz round (its 10 ms pause included) while the body is checked: the
-# checks below took the event loop 1-3 s each before; a thread leaves it free.
-STALL_S = 0.5
+# The checks below took the event loop 1-3 s each before (one /healthz round of nearly
+# all the request's time); on a thread, the longest round here is ~0.2 s, and a slow CI
+# machine (~2x) doubles it: `no_stall` bounds a round by a share of all of them.
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ async def test_a_tool_schema_of_megabytes_does_not_stall_others(setup):
     status, raw, _, latencies = await post_while_pinging(gw, token, {**body, "tools": [tool]})
     assert refused_for_secrets(status, raw), raw[:300]
     assert up.requests == []
-    assert len(latencies) >= 3 and max(latencies) < STALL_S, (max(latencies), sum(latencies))
+    assert len(latencies) >= 3 and no_stall(latencies), (max(latencies), sum(latencies))
 
 
 async def test_tool_call_arguments_of_escapes_do_not_stall_others(setup):
@@ -86,7 +86,7 @@ async def test_tool_call_arguments_of_escapes_do_not_stall_others(setup):
     status, raw, _, latencies = await post_while_pinging(gw, token, body)
     assert refused_for_secrets(status, raw), raw[:300]
     assert up.requests == []
-    assert len(latencies) >= 3 and max(latencies) < STALL_S, (max(latencies), sum(latencies))
+    assert len(latencies) >= 3 and no_stall(latencies), (max(latencies), sum(latencies))
 
 
 async def test_an_answer_asked_as_json_of_escapes_does_not_stall_others(setup):
@@ -104,4 +104,4 @@ async def test_an_answer_asked_as_json_of_escapes_does_not_stall_others(setup):
     assert status == 200, raw[:300]
     answer = orjson.loads(orjson.loads(raw)["choices"][0]["message"]["content"])
     assert answer == {"note": "\n" * (3 * MB) + "[REDACTED:email]"}
-    assert len(latencies) >= 3 and max(latencies) < STALL_S, (max(latencies), sum(latencies))
+    assert len(latencies) >= 3 and no_stall(latencies), (max(latencies), sum(latencies))

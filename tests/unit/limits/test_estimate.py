@@ -221,12 +221,14 @@ def test_the_usd_estimate_is_the_dearest_deployment_for_this_request() -> None:
 
 
 def test_a_long_prompt_is_counted_off_the_event_loop() -> None:
-    """While a 2 MB prompt is counted (~0.1-0.2 s), the loop keeps ticking. The last gap
-    runs to the estimate's return (a stall that starts after the last tick counts), and
+    """While a long prompt is counted (a few hundred ms), the loop keeps ticking. The last
+    gap runs to the estimate's return (a stall that starts after the last tick counts), and
     the bound is a share of the whole count, so a slow machine, slowing both, does not
-    fail it: counting on the loop leaves one gap of nearly the whole."""
-    # 8 MB: long enough (a few hundred ms) that one scheduler hiccup of a loaded machine
-    # (~40 ms seen in CI with 2 MB, whose count took 86 ms) is a small share of it.
+    fail it: counting on the loop leaves one gap of nearly the whole, every time.
+
+    Off the loop, the count still holds the GIL for a while (tiktoken builds its list of
+    1.6M ints with it: ~45 ms of ~210 here, 180 of 400 seen once on a loaded CI machine),
+    so the count is measured up to three times and one clean run passes."""
     body = {"messages": [{"role": "user", "content": "word " * 1_600_000}], "max_tokens": 5}
     encoding("o200k_base")  # loaded once per process, at the first count
 
@@ -247,12 +249,16 @@ def test_a_long_prompt_is_counted_off_the_event_loop() -> None:
         during = [started, *(t for t in ticks if started < t < ended), ended]
         return found.tokens, during
 
-    tokens, during = asyncio.run(main())
-    assert tokens > 1_600_000
-    gaps = [later - earlier for earlier, later in itertools.pairwise(during)]
-    whole = during[-1] - during[0]
-    assert len(gaps) >= 5
-    assert max(gaps) < 0.4 * whole, (whole, sorted(gaps)[-3:])
+    seen = []
+    for _ in range(3):
+        tokens, during = asyncio.run(main())
+        assert tokens > 1_600_000
+        gaps = [later - earlier for earlier, later in itertools.pairwise(during)]
+        whole = during[-1] - during[0]
+        seen.append((whole, sorted(gaps)[-3:]))
+        if len(gaps) >= 5 and max(gaps) < 0.4 * whole:
+            return
+    pytest.fail(f"the loop stalled in every count (whole, longest gaps): {seen}")
 
 
 # The single-pass estimate against a straightforward reference: the prompt counted
