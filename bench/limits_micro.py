@@ -222,7 +222,12 @@ async def bench_stage(backend: LimitsBackend, requests: int, *, cold: bool = Fal
 
     async def one() -> None:
         ctx = SimpleNamespace(
-            endpoint="chat", limits_hold=None, limits_settled=False, usage=None, request_id="r"
+            endpoint="chat",
+            limits_hold=None,
+            limits_settled=False,
+            limits_standing_tokens=None,
+            usage=None,
+            request_id="r",
         )
         await reserve_limits(ctx, policy, grant, orjson.loads(STAGE_BODY), services)  # type: ignore[arg-type]
         limits_headers(ctx)  # type: ignore[arg-type]
