@@ -16,7 +16,7 @@ from typing import Final, NamedTuple, final
 from urllib.parse import quote
 
 from gateway.limits.periods import period_bounds
-from gateway.policy.compiled import BudgetPeriod, TeamRules
+from gateway.policy.compiled import BudgetPeriod, TeamRules, user_budgets
 
 NANO_PER_USD = 10**9
 # A reservation nobody settles (its replica died) frees itself this long after the
@@ -239,8 +239,12 @@ def _shape(
                 add_budget(Scope.TEAM, Unit.TOKENS, budget.period, budget.tokens)
             if budget.usd is not None:
                 add_budget(Scope.TEAM, Unit.USD, budget.period, usd_to_nano(budget.usd))
-        if per_user is not None and per_user.tokens_per_day is not None:
-            add_budget(Scope.USER, Unit.TOKENS, BudgetPeriod.DAY, per_user.tokens_per_day)
+        # Each user's own: keyed by the subject, so one user's spend is never another's.
+        for budget in user_budgets(per_user):
+            if budget.tokens is not None:
+                add_budget(Scope.USER, Unit.TOKENS, budget.period, budget.tokens)
+            if budget.usd is not None:
+                add_budget(Scope.USER, Unit.USD, budget.period, usd_to_nano(budget.usd))
 
     rates: list[RateRule] = []
     concurrency: list[ConcurrencyCheck] = []

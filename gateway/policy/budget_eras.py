@@ -35,11 +35,13 @@ def identities(bundle: Mapping[str, Any]) -> set[str]:
     timezone = bundle.get("timezone", "UTC")
     found: set[str] = set()
     for name, team in (bundle.get("teams") or {}).items():
-        for budget in team.get("budgets") or ():
-            for unit in ("tokens", "usd"):
-                if budget.get(unit) is not None:
-                    found.add(identity(name, "team", unit, budget["period"], timezone))
-        if (team.get("per_user") or {}).get("tokens_per_day") is not None:
+        per_user = team.get("per_user") or {}
+        for scope, budgets in (("team", team.get("budgets")), ("user", per_user.get("budgets"))):
+            for budget in budgets or ():
+                for unit in ("tokens", "usd"):
+                    if budget.get(unit) is not None:
+                        found.add(identity(name, scope, unit, budget["period"], timezone))
+        if per_user.get("tokens_per_day") is not None:  # the user's {period: day, tokens}
             found.add(identity(name, "user", "tokens", "day", timezone))
     return found
 

@@ -134,6 +134,17 @@ class Budget:
     usd: float | None
 
 
+def user_budgets(per_user: PerUserSpec | None) -> tuple[Budget, ...]:
+    """Each user's own budgets: `tokens_per_day: N` first, as `{period: day, tokens: N}`,
+    then `budgets` as written (the schema lets no period and unit repeat)."""
+    if per_user is None:
+        return ()
+    found = [Budget(BudgetPeriod(b.period), b.tokens, b.usd) for b in per_user.budgets]
+    if per_user.tokens_per_day is not None:
+        found.insert(0, Budget(BudgetPeriod.DAY, per_user.tokens_per_day, None))
+    return tuple(found)
+
+
 @dataclass(frozen=True, slots=True)
 class TeamRules:
     name: str

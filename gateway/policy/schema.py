@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -304,11 +305,45 @@ class LimitsSpec(_Strict):
     concurrency: Annotated[Integer, Field(gt=0)] | None = None
 
 
+def _repeated_budget(named: list[tuple[str, BudgetSpec]]) -> str | None:
+    """The first two of `named` (place, budget) of one period and unit, said as
+    "A and B are both day tokens budgets"; None when each is alone."""
+    first: dict[tuple[str, str], str] = {}
+    for place, entry in named:
+        unit = "tokens" if entry.tokens is not None else "usd"
+        seen = first.setdefault((entry.period, unit), place)
+        if seen != place:
+            return f"{seen} and {place} are both {entry.period} {unit} budgets"
+    return None
+
+
 class PerUserSpec(_Strict):
+    """What each token subject of the team may use on its own (its own counters)."""
+
     rpm: RatePerMinute | None = None
     tpm: RatePerMinute | None = None
     concurrency: Annotated[Integer, Field(gt=0)] | None = None
-    tokens_per_day: Annotated[Integer, Field(gt=0)] | None = None
+    tokens_per_day: Annotated[Integer, Field(gt=0)] | None = None  # {period: day, tokens: N}
+    budgets: list[BudgetSpec] = Field(default_factory=list)
+
+    @field_validator("budgets")
+    @classmethod
+    def _one_budget_per_period_and_unit(
+        cls, budgets: list[BudgetSpec], info: ValidationInfo
+    ) -> list[BudgetSpec]:
+        # As a team's: one period and unit is one counter, charged once per budget naming
+        # it. tokens_per_day is validated before (field order), so it is in `info.data`.
+        named = [(f"budgets[{i}]", entry) for i, entry in enumerate(budgets)]
+        per_day = info.data.get("tokens_per_day")
+        if per_day is not None:
+            named.insert(0, ("tokens_per_day", BudgetSpec(period="day", tokens=per_day)))
+        repeated = _repeated_budget(named)
+        if repeated is not None:
+            raise ValueError(
+                f"{repeated}; a user has one budget per period and unit: keep the one "
+                "that should bind (the lower)"
+            )
+        return budgets
 
 
 class BackendErrorMode(StrEnum):
@@ -341,16 +376,12 @@ class TeamSpec(_Strict):
     def _one_budget_per_period_and_unit(cls, budgets: list[BudgetSpec]) -> list[BudgetSpec]:
         # A team's budgets of one period and unit are one counter: two of them charged
         # every request twice (a probe saw 108 tokens used count as 216 on both).
-        first: dict[tuple[str, str], int] = {}
-        for index, entry in enumerate(budgets):
-            unit = "tokens" if entry.tokens is not None else "usd"
-            seen = first.setdefault((entry.period, unit), index)
-            if seen != index:
-                raise ValueError(
-                    f"budgets[{seen}] and budgets[{index}] are both {entry.period} {unit} "
-                    "budgets; a team has one budget per period and unit: keep the one "
-                    "that should bind (the lower)"
-                )
+        repeated = _repeated_budget([(f"budgets[{i}]", b) for i, b in enumerate(budgets)])
+        if repeated is not None:
+            raise ValueError(
+                f"{repeated}; a team has one budget per period and unit: keep the one "
+                "that should bind (the lower)"
+            )
         return budgets
 
 

@@ -17,6 +17,7 @@ import pytest
 from starlette.routing import Route
 
 from gateway.app import build_app
+from gateway.policy.compiled import Budget, BudgetPeriod, user_budgets
 from gateway.settings import Settings
 from tests.support.admin import ADMIN_POLICY, Admin
 from tests.support.gateway import RunningGateway, running_gateway
@@ -222,6 +223,37 @@ async def test_patch_team_changes_one_team_and_unknown_teams_are_404(admin: Admi
         "PATCH", "/admin/teams/search", {"changes": {"models": ["ghost"]}, "base_version": 2}
     )
     assert status == 400 and answer["error"]["errors"][0]["field"] == "teams.search.models[0]"
+
+
+async def test_patch_team_sets_per_user_budgets_of_any_period_and_unit(
+    admin: Admin, gw: RunningGateway
+) -> None:
+    """Each user's weekly tokens and monthly USD, set by PATCH, are in force at once; a
+    second day-tokens budget beside tokens_per_day is a 400 at its place, no new version."""
+    per_user = {
+        "tokens_per_day": 500,
+        "budgets": [{"period": "week", "tokens": 2000}, {"period": "month", "usd": 5}],
+    }
+    status, applied = await admin.call(
+        "PATCH", "/admin/teams/search", {"changes": {"per_user": per_user}, "base_version": 1}
+    )
+    assert status == 200, applied
+    assert applied["bundle"]["teams"]["search"]["per_user"] == per_user
+    assert user_budgets(gw.services.policy.current().teams["search"].per_user) == (
+        Budget(BudgetPeriod.DAY, 500, None),
+        Budget(BudgetPeriod.WEEK, 2000, None),
+        Budget(BudgetPeriod.MONTH, None, 5.0),
+    )
+    twice = {"per_user": {"budgets": [{"period": "day", "tokens": 9}]}}  # merged: beside 500
+    status, answer = await admin.call(
+        "PATCH", "/admin/teams/search", {"changes": twice, "base_version": 2}
+    )
+    assert status == 400, answer
+    (error,) = answer["error"]["errors"]
+    assert error["field"] == "teams.search.per_user.budgets"
+    assert "tokens_per_day and budgets[0] are both day tokens budgets" in error["message"]
+    _, running = await admin.call("GET", "/admin/policy")
+    assert running["version"] == 2
 
 
 @pytest.mark.parametrize(

@@ -57,3 +57,28 @@ def test_a_team_without_rules_has_an_empty_plan() -> None:
 
 def test_usd_converts_exactly() -> None:
     assert usd_to_nano(0.1) == 100_000_000 and usd_to_nano(2000) == 2_000_000_000_000
+
+
+def test_each_user_budget_is_a_check_on_that_users_own_counter() -> None:
+    """A user's week-tokens and month-USD budgets are checks of their own, keyed by the
+    subject: two users of one team never share them; the team's stay shared."""
+    team = rules(
+        Budget(BudgetPeriod.MONTH, None, 100.0),
+        per_user=PerUserSpec(
+            tokens_per_day=50,
+            budgets=[{"period": "week", "tokens": 300}, {"period": "month", "usd": 1.5}],
+        ),
+    )
+    alice = build_plan(team, "alice", Estimate(40, 7_000), NOW)
+    bob = build_plan(team, "bob", Estimate(40, 7_000), NOW)
+    assert [(b.scope, b.unit, b.period, b.limit, alice.amount(b)) for b in alice.budgets] == [
+        (Scope.TEAM, Unit.USD, BudgetPeriod.MONTH, 100 * 10**9, 7_000),
+        (Scope.USER, Unit.TOKENS, BudgetPeriod.DAY, 50, 40),
+        (Scope.USER, Unit.TOKENS, BudgetPeriod.WEEK, 300, 40),
+        (Scope.USER, Unit.USD, BudgetPeriod.MONTH, 1_500_000_000, 7_000),
+    ]
+    shared = [a.key == b.key for a, b in zip(alice.budgets, bob.budgets, strict=True)]
+    assert shared == [True, False, False, False]
+    assert alice.budgets[2].key.startswith("b:u:alice:tokens:week:")
+    week = alice.budgets[2]
+    assert week.resets_ms - week.starts_ms == 7 * 86_400_000

@@ -103,3 +103,33 @@ async def test_a_query_every_waiter_left_still_ends_quietly(caplog) -> None:
     assert "never retrieved" not in caplog.text
     ledger.fail = None
     assert await sums("t", None, 0, 10) == (200, 7)  # and the next call reads again
+
+
+async def test_a_users_week_and_month_usd_budgets_are_rebuilt_from_that_users_rows() -> None:
+    """After a restart each per-user budget is rebuilt from the ledger rows of that user
+    in its own period: tokens for a token budget, nano-USD for a USD one; the team's from
+    the whole team's rows."""
+    from gateway.limits.plan import Estimate, build_plan
+    from gateway.limits.rebuild import rebuilt
+    from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
+    from gateway.policy.schema import PerUserSpec
+
+    asked: list[tuple[str, str | None, int, int]] = []
+
+    async def sums(team: str, subject: str | None, start: int, end: int) -> tuple[int, int]:
+        asked.append((team, subject, start, end))
+        return (10 if subject is None else 3) * (end - start) // 86_400_000, 5 * len(asked)
+
+    per_user = PerUserSpec(budgets=[{"period": "week", "tokens": 9}, {"period": "month", "usd": 1}])
+    team = TeamRules(
+        "t", True, frozenset(), budgets=(Budget(BudgetPeriod.WEEK, 99, None),), per_user=per_user
+    )
+    plan = build_plan(team, "alice", Estimate(0, 0), 1_750_000_000_000)
+    seeds = await rebuilt(sums, "t", "alice", plan.budgets)
+    team_week, user_week, user_month = (check for check, _ in seeds)
+    assert [used for _, used in seeds] == [70, 21, 15]
+    assert asked == [
+        ("t", None, team_week.starts_ms, team_week.resets_ms),
+        ("t", "alice", user_week.starts_ms, user_week.resets_ms),
+        ("t", "alice", user_month.starts_ms, user_month.resets_ms),
+    ]

@@ -100,3 +100,27 @@ def test_a_teams_counters_carry_their_era_in_the_key() -> None:
     plain = budget_key(Scope.TEAM, "s", Unit.TOKENS, BudgetPeriod.DAY, 1000)
     assert plain == "b:t:tokens:day:1000"  # era 0: the key counters always had
     assert budget_key(Scope.TEAM, "s", Unit.TOKENS, BudgetPeriod.DAY, 1000, 3) == plain + ":e3"
+
+
+def test_every_per_user_budget_is_an_identity_of_its_own() -> None:
+    """A user's week-tokens and month-USD budgets come and go like a team's: each has its
+    identity (tokens_per_day is the user's day-tokens one)."""
+    stored = bundle(DAY_TOKENS)
+    stored["teams"]["t"]["per_user"] = {
+        "tokens_per_day": 5,
+        "budgets": [{"period": "week", "tokens": 9}, {"period": "month", "usd": 1.5}],
+    }
+    assert identities(stored) == {
+        "t team tokens day UTC",
+        "t user tokens day UTC",
+        "t user tokens week UTC",
+        "t user usd month UTC",
+    }
+    without_week = bundle(DAY_TOKENS)
+    without_week["teams"]["t"]["per_user"] = {"budgets": [{"period": "month", "usd": 1.5}]}
+    v2 = eras_after(stored, {}, without_week, 2)
+    v3 = eras_after(without_week, v2, stored, 3)
+    assert v3 == {
+        identity("t", "user", "tokens", "week", "UTC"): 3,  # back: a new counter
+        identity("t", "user", "tokens", "day", "UTC"): 3,
+    }
