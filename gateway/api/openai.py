@@ -16,7 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway import pipeline
-from gateway.api.body import check_body, check_forwardable, model_named, parse_json_object
+from gateway.api.body import check_body, check_forwardable_soon, model_named, parse_json_object
 from gateway.api.edge import request_id_of, requires_scope
 from gateway.auth.authorization_header import authorization_of
 from gateway.auth.principal import SCOPE_INVOKE, Principal
@@ -115,7 +115,7 @@ class AsgiExchange:
         # Known before any field is checked: a body refused for another field is still
         # recorded under the model it named (per-model error counts).
         self.model = model_named(body)
-        check_forwardable(raw, body, self.endpoint)
+        await check_forwardable_soon(raw, body, self.endpoint)
         model, is_stream = check_body(self.endpoint, body)
         self._watch = DisconnectWatch(self._receive)
         return pipeline.ParsedBody(body, model, is_stream)
