@@ -25,6 +25,11 @@ not dead) reads it from its socket when it wakes, after the request was served u
 or refused. Its hold id is owed to Redis the same way (a CHARGE with its lease end): it
 frees that hold, or, arriving first, marks the id so the late reserve takes nothing. It
 rides ahead of the next reserve (or usage view), so no decision counts a phantom hold.
+
+A Redis that forgot the scripts (SCRIPT FLUSH; a restart that kept its keys) refuses
+their calls with NOSCRIPT, none of them run: each is sent again behind every script
+loaded again (on the fast connection at once, resp.py), so a reserve sent after a
+settle still runs after it, and finds every script loaded.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.limits.answers import (
@@ -91,6 +96,8 @@ OWED_RETRY_S = 1.0  # while charges are owed: how often they are offered to Redi
 SEED_MARKER = "seeded"
 SEED_MARKER_KEEP_MS = 40 * 24 * 3_600_000
 LOST_ROWS_WAIT_S = 0.5
+# Every script the backend calls: all loaded again whenever Redis refuses one it forgot.
+SCRIPTS = (RESERVE, SETTLE, SEED, SWEEP, CHARGE)
 
 
 # A settle waiting to be sent: its shape's SETTLE call and its ARGV; the hold, the
@@ -113,6 +120,8 @@ class RedisBackend:
         self._seed = client.register_script(SEED)
         self._sweep = client.register_script(SWEEP)
         self._charge = client.register_script(CHARGE)
+        # Through redis-py (no fast connection): sent ahead of calls Redis refused.
+        self._loads: list[tuple[str | int, ...]] = [("SCRIPT", "LOAD", s) for s in SCRIPTS]
         # Each shape's RESERVE and SETTLE calls less the request's numbers, made once.
         self._calls = ShapeCalls(self._reserve.sha, self._settle.sha)
         # Settles wait here for the drainer, which sends what has gathered as one
@@ -140,7 +149,8 @@ class RedisBackend:
             retry=Retry(NoBackoff(), 0),
             decode_responses=False,
         )
-        return cls(client, RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S), clock)
+        fast = RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S, scripts=SCRIPTS)
+        return cls(client, fast, clock)
 
     def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> None:
         return None  # Redis decides: always one round trip (try_reserve)
@@ -164,12 +174,7 @@ class RedisBackend:
             commands = self._settle_commands(batch)
             # Charges owed (Redis was away) go before the reserve: it checks the outage's spend.
             charges = self._owed.take(OWED_RIDE_ALONG) if self._owed else []
-            if charges:
-                # CHARGE loaded first, in the same write: a Redis that kept its scripts (a
-                # hung one, woken) may never have run this one, and its NOSCRIPT would let
-                # the reserve be checked before the charges (and the holds they free) land.
-                commands.append(("SCRIPT", "LOAD", CHARGE))
-                commands += [charge_command(self._charge.sha, c) for c in charges]
+            commands += [charge_command(self._charge.sha, c) for c in charges]
             commands.append(reserve.command(args))
             self._sending += 1
             try:
@@ -182,14 +187,10 @@ class RedisBackend:
                 self._sending -= 1
                 self._maybe_idle()
             reply = replies.pop()
-            again = self._accounted(batch, replies)
-            if again:
-                await self._send_again(again)
-            if charges:  # their replies follow the batch's and the SCRIPT LOAD's
-                await self._charges_answered(charges, replies[len(batch) + 1 :])
-            if isinstance(reply, NoScript):  # Redis forgot the script (none of it ran): again
-                reply = await self._call(self._reserve, reserve.keys, args, reserve, forgotten=True)
-            elif isinstance(reply, RespError):
+            self._accounted(batch, replies)
+            if charges:  # their replies follow the batch's
+                self._charges_answered(charges, replies[len(batch) :])
+            if isinstance(reply, RespError):
                 raise BackendUnavailable(f"Redis: {why(reply)}")
             return decode_reserve(plan, hold_id, lease_end, reply)
         except BackendUnavailable as error:
@@ -315,25 +316,15 @@ class RedisBackend:
             if self._closing:
                 return
 
-    def _accounted(self, batch: list[Settle], replies: list[Any]) -> list[Settle]:
+    def _accounted(self, batch: list[Settle], replies: list[Any]) -> None:
         """The settles' replies: failures are counted lost, except a refusal for not
-        knowing the script (a restarted Redis: none of it ran); those settles are
-        returned, to be sent again. No await: a batch whose settles all landed (the
-        usual) costs a loop, not a coroutine."""
+        knowing the script even once loaded again (flushed again meanwhile: none of it
+        ran); those are owed, as late settles."""
         again, errors = refused_for_script(batch, replies)
         if errors:
             self._lost(len(errors), errors[0])
-        return again
-
-    async def _send_again(self, again: list[Settle]) -> None:
-        """Settles Redis refused for not knowing the script (none of them ran): each once
-        more, the script loaded again first; those that still do not land are owed."""
-        for sent, (call, args, *_) in enumerate(again):
-            try:
-                await self._evalsha(self._settle, call.keys, args, call, forgotten=sent == 0)
-            except (RedisError, RespError, OSError) as error:
-                self._owe_settles(again[sent:], error)
-                return
+        if again:
+            self._owe_settles(again, NoScript("the script forgotten again, once loaded"))
 
     def _lost(self, count: int, error: Exception) -> None:
         self.lost_settles += count
@@ -397,45 +388,28 @@ class RedisBackend:
             if not self._owed or not await self._send_charges(self._owed.take(OWED_BATCH)):
                 return
 
-    async def _send_charges(self, charges: list[OwedCharge], *, forgotten: bool = False) -> bool:
-        """One round trip of charges, the script loaded first: in the same write on the
-        fast connection, through redis-py when Redis has just refused it (`forgotten`).
-        False: Redis did not answer; they stay owed (sent again, a charge that did land
-        adds nothing: CHARGE marks it)."""
+    async def _send_charges(self, charges: list[OwedCharge]) -> bool:
+        """One round trip of charges. False: Redis did not answer; they stay owed (sent
+        again, a charge that did land adds nothing: CHARGE marks it)."""
         commands = [charge_command(self._charge.sha, c) for c in charges]
         try:
-            if self._fast is not None:
-                # CHARGE loaded first, in the same write (a Redis back from a restart forgot
-                # it): a reload in a round trip of its own let a reserve sent meanwhile run
-                # before these charges, counting the holds they free (CI saw it).
-                load: Command = ("SCRIPT", "LOAD", CHARGE)
-                replies = (await self._fast.call_many([load, *commands]))[1:]
-            else:
-                if forgotten:
-                    await self._redis.script_load(CHARGE)  # the same text: the sha they call
-                replies = await self._pipelined(commands)
+            replies = await self._pipelined(commands)
         except (RedisError, RespError, OSError):
             self._owe_again(charges)
             return False
         except asyncio.CancelledError:  # the collector stopped at close: close counts them
             self._owe_again(charges)
             raise
-        await self._charges_answered(charges, replies, forgotten=forgotten)
+        self._charges_answered(charges, replies)
         return True
 
-    async def _charges_answered(
-        self, charges: list[OwedCharge], replies: list[Any], *, forgotten: bool = False
-    ) -> None:
-        """Refused for not knowing the script (none of it ran): sent again, the script
-        loaded first; refused again, they wait for the next batch. Any other error would
-        come again: those are lost."""
+    def _charges_answered(self, charges: list[OwedCharge], replies: list[Any]) -> None:
+        """Refused for not knowing the script even once loaded again (none of it ran):
+        they wait for the next batch. Any other error would come again: those are lost."""
         again, errors = refused_for_script(charges, replies)
         if errors:
             self._charges_lost(len(errors), why(errors[0]))
-        if again and forgotten:
-            self._owe_again(again)
-        elif again:
-            await self._send_charges(again, forgotten=True)
+        self._owe_again(again)
 
     def _settle_commands(self, batch: list[Settle]) -> list[Command]:
         return [call.command(args) for call, args, *_ in batch]
@@ -460,16 +434,27 @@ class RedisBackend:
         except (RedisError, RespError, OSError) as error:
             self._owe_settles(batch, error)
             return False
-        again = self._accounted(batch, replies)
-        if again:
-            await self._send_again(again)
+        self._accounted(batch, replies)
         return True
 
     async def _pipelined(self, commands: list[tuple[str | int, ...]]) -> list[Any]:
         """One round trip of commands (their parts), on the fast connection or through
-        redis-py; the replies in order, a refused command's error as its reply."""
+        redis-py; the replies in order, a refused command's error as its reply. Those
+        Redis refused for a script it forgot go again, behind every script loaded again:
+        the fast connection does it itself, at once (resp.py); through redis-py, in a
+        round trip of its own (and the pool's other connections may run commands sent
+        meanwhile first: the order after a flush is the fast connection's alone)."""
         if self._fast is not None:
             return await self._fast.call_many(list(commands))
+        replies = await self._redis_py_pipeline(commands)
+        again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if again:
+            retried = await self._redis_py_pipeline([*self._loads, *(commands[i] for i in again)])
+            for i, reply in zip(again, retried[len(self._loads) :], strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _redis_py_pipeline(self, commands: list[tuple[str | int, ...]]) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for command in commands:
                 pipe.execute_command(*command)
@@ -534,11 +519,9 @@ class RedisBackend:
         keys: list[str],
         args: list[Any],
         call: ScriptCall | None = None,
-        *,
-        forgotten: bool = False,
     ) -> Any:
         try:
-            return await self._evalsha(script, keys, args, call, forgotten=forgotten)
+            return await self._evalsha(script, keys, args, call)
         except (RedisError, RespError, OSError) as error:
             raise BackendUnavailable(f"Redis: {why(error)}") from error
 
@@ -548,26 +531,20 @@ class RedisBackend:
         keys: list[str],
         args: list[Any],
         call: ScriptCall | None = None,
-        *,
-        forgotten: bool = False,
     ) -> Any:
         """EVALSHA on the fast connection (framed by `call`, a shape's call made once,
-        when given), else through redis-py. A script Redis forgot (it restarted or was
-        flushed) is loaded again, once, the same text and sha: when the call is refused
-        for it, or first, when Redis has just refused it already (`forgotten`)."""
+        when given), else through redis-py. Raises an error reply (RespError, RedisError):
+        NOSCRIPT only if Redis forgot the script again once it was loaded again."""
         fast = self._fast
-        if fast is None:
-            return await script(keys=keys, args=args)
-        command: Command = (
-            ("EVALSHA", script.sha, len(keys), *keys, *args) if call is None else call.command(args)
-        )
-        if not forgotten:
-            try:
-                return await fast.call(command)
-            except NoScript:
-                pass
-        script.sha = await self._redis.script_load(script.script)
-        return await fast.call(command)
+        if fast is not None and call is not None:
+            return await fast.call(call.command(args))
+        command: tuple[str | int, ...] = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        if fast is not None:
+            return await fast.call(command)
+        reply = (await self._pipelined([command]))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
 
 def _may_run_late(error: BaseException | None) -> bool:

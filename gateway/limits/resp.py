@@ -18,6 +18,12 @@ made and cancelled per command (asyncio's timers are Python code: ~3 µs a comma
 A command given up on may still run: a hung (stopped, not dead) Redis reads it from
 its socket when it wakes, after the gateway went on without it (redis_backend.py makes
 a late reserve harmless). Only NotSent (no connection could be made) says it never will.
+
+The scripts its callers call (EVALSHA) are loaded when it connects. A Redis that forgot
+them (SCRIPT FLUSH; a restart that kept its keys) refuses a call with NOSCRIPT, and none
+of it ran: the command is written again the moment that reply is read, behind every
+script loaded again, before any other command can be written. Order holds: a reserve
+sent after a settle never runs before it (the settle frees the slot the reserve wants).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -101,6 +108,11 @@ def parse(buf: bytes | bytearray, pos: int) -> tuple[Any, int]:
     )
 
 
+# A command in flight: the future its reply goes to, and the command, to write again
+# once if Redis refuses it for a script it forgot (None: not again).
+Waiting = tuple[asyncio.Future[Any], Command | None]
+
+
 class _Link(asyncio.Protocol):
     """One connection and the commands in flight on it, oldest first."""
 
@@ -109,9 +121,11 @@ class _Link(asyncio.Protocol):
         self._timeout_s = timeout_s
         self._buffer = bytearray()
         self.transport: asyncio.Transport | None = None
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.waiting: deque[Waiting] = deque()
+        self._ignored = owner.loop.create_future()  # a script load's reply goes here
+        self._ignored.set_result(None)
         self._watchdog: asyncio.TimerHandle | None = None
-        self._oldest: asyncio.Future[Any] | None = None  # waiting[0] at the last tick
+        self._oldest: Waiting | None = None  # waiting[0] at the last tick
         self._oldest_since = 0.0  # the loop's time at the tick that first saw it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -122,33 +136,52 @@ class _Link(asyncio.Protocol):
         buffer += data
         pos = 0
         waiting = self.waiting
+        again: list[tuple[asyncio.Future[Any], Command]] = []  # NOSCRIPT: none of it ran
         try:
             while pos < len(buffer):
                 reply, pos = parse(buffer, pos)
                 if not waiting:
                     raise ConnectionError("a reply nobody asked for")
-                future = waiting.popleft()
-                if not future.done():
+                future, command = waiting.popleft()
+                if type(reply) is NoScript and command is not None and self._owner.script_loads:
+                    again.append((future, command))
+                elif not future.done():
                     future.set_result(reply)
         except _Incomplete:
             pass
         except (ValueError, ConnectionError) as error:
+            waiting.extend(again)  # failed with the rest
             self.fail(ConnectionError(f"unreadable reply from Redis: {error}"))
             return
         del buffer[:pos]
+        if again:  # before any caller runs, so before anything they would send next
+            self.load_scripts(again)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(ConnectionError(f"Redis closed the connection ({exc or 'EOF'})"))
 
     def send(self, commands: list[Command]) -> list[asyncio.Future[Any]]:
-        assert self.transport is not None
         loop = self._owner.loop
         futures = [loop.create_future() for _ in commands]
-        self.waiting.extend(futures)
-        self.transport.write(b"".join(map(pack, commands)))
-        if self._watchdog is None:
-            self._watchdog = loop.call_later(self._timeout_s / WATCH_TICKS, self._watch)
+        self._write(b"".join(map(pack, commands)), zip(futures, commands, strict=True))
         return futures
+
+    def load_scripts(self, again: Sequence[tuple[asyncio.Future[Any], Command]] = ()) -> None:
+        """Every script loaded (their replies ignored), and behind them, in the same write,
+        the commands `again` Redis refused for a script it forgot, in their order: once
+        (refused again, the reply is their caller's)."""
+        loads = self._owner.script_loads
+        entries: list[Waiting] = [(self._ignored, None) for _ in loads]
+        entries += [(future, None) for future, _ in again]
+        self._write(b"".join([*loads, *(pack(command) for _, command in again)]), entries)
+
+    def _write(self, data: bytes, entries: Iterable[Waiting]) -> None:
+        assert self.transport is not None
+        self.waiting.extend(entries)
+        self.transport.write(data)
+        if self._watchdog is None:
+            loop = self._owner.loop
+            self._watchdog = loop.call_later(self._timeout_s / WATCH_TICKS, self._watch)
 
     def _watch(self) -> None:
         """A tick: fail the connection once its oldest command has waited the timeout.
@@ -177,7 +210,7 @@ class _Link(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
         waiting, self.waiting = self.waiting, deque()
-        for future in waiting:
+        for future, _ in waiting:
             if not future.done():
                 future.set_exception(error)
                 future.exception()  # marked retrieved: its caller may be gone (timeout)
@@ -194,15 +227,20 @@ class RespConnection:
         username: str | None = None,
         password: str | None = None,
         db: int = 0,
+        scripts: tuple[str, ...] = (),
     ) -> None:
         self._host, self._port, self._timeout_s = host, port, timeout_s
         self._tls, self._username, self._password, self._db = tls, username, password, db
+        # The scripts its callers call: SCRIPT LOAD of each, in RESP (framed once).
+        self.script_loads = [pack(("SCRIPT", "LOAD", script)) for script in scripts]
         self._link: _Link | None = None
         self._connecting: asyncio.Future[_Link] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_s: float) -> RespConnection | None:
+    def from_url(
+        cls, url: str, *, timeout_s: float, scripts: tuple[str, ...] = ()
+    ) -> RespConnection | None:
         """A connection for a redis:// or rediss:// URL; None for anything else (a
         unix socket, Sentinel...), which redis-py then serves."""
         parts = urlsplit(url)
@@ -219,6 +257,7 @@ class RespConnection:
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             db=int(path or 0),
+            scripts=scripts,
         )
 
     @property
@@ -240,7 +279,10 @@ class RespConnection:
         if link is None or self._loop is not asyncio.get_running_loop():
             link = await self._connect()
         futures = link.send(commands)
-        await futures[-1]  # replies come in order: the last one done means all are
+        await futures[-1]  # replies come in order: the last one done means all are...
+        for future in futures:  # ...but one written again (a script forgotten), behind
+            if not future.done():
+                await future
         return [f.result() for f in futures]
 
     async def close(self) -> None:
@@ -293,6 +335,10 @@ class RespConnection:
             if isinstance(reply, RespError):
                 link.fail(ConnectionError("setup refused"))
                 raise ConnectionError(f"Redis refused the connection setup: {reply}")
+        # Ahead of every command: a script Redis never ran (one rarely called) cannot be
+        # refused after a command sent behind it ran (that one would run first).
+        if self.script_loads:
+            link.load_scripts()
         return link
 
 

@@ -346,8 +346,8 @@ async def test_seed_records_when_the_counter_was_rebuilt(redis_url: str) -> None
 
 async def test_owed_charges_ride_ahead_of_the_next_reserve(redis_url: str) -> None:
     """Redis answers again: the next reserve carries the owed charges in its own write,
-    ahead of it, a few at most, their script loaded first (NOSCRIPT would have them land
-    after the reserve); the usage view sends the rest."""
+    ahead of it, a few at most (their script was loaded when the connection was made: a
+    NOSCRIPT would have them land after the reserve); the usage view sends the rest."""
     ticks = itertools.count(1)  # each instant after the last: rebuilt before they finished
     backend = RedisBackend.from_url(redis_url, clock=lambda: next(ticks))
     now = int(time.time() * 1000)
@@ -359,7 +359,7 @@ async def test_owed_charges_ride_ahead_of_the_next_reserve(redis_url: str) -> No
         writes = recording(backend)
         assert isinstance(await backend.try_reserve(plan, "next", now), Hold)
         charge_sha, reserve_sha = backend._charge.sha, backend._reserve.sha
-        assert writes == [["LOAD"] + [charge_sha] * OWED_RIDE_ALONG + [reserve_sha]]
+        assert writes == [[charge_sha] * OWED_RIDE_ALONG + [reserve_sha]]
         assert await _used(backend, plan) == [(OWED_RIDE_ALONG + 2, 100)]  # the view: the rest
         assert len(backend._owed) == 0 and backend.lost_charges == 0
     finally:

@@ -248,65 +248,6 @@ async def test_the_settle_timer_sends_only_settles_that_waited_the_delay(
         await backend.close()
 
 
-async def test_settles_redis_forgot_the_script_of_are_sent_again(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Redis restarted (or its scripts were flushed) while settles waited: the reserve
-    carrying them and the settles themselves are refused with NOSCRIPT, none of them
-    ran; all are sent again and land, none counted lost. (The settle delay is long here,
-    so the settles wait for the reserve whatever the flush takes: both scripts are then
-    loaded again, as the next tests expect.)"""
-    monkeypatch.setattr(redis_backend, "SETTLE_DELAY_S", 5.0)
-    backend = RedisBackend.from_url(redis_url)
-    now = int(time.time() * 1000)
-    plan = build_plan(team(), "u", Estimate(100, 0), now)
-    try:
-        holds = await reserved(backend, plan, 2, now)
-        for hold in holds:
-            backend.settle(hold, Actual(5, 0))
-        await backend._redis.script_flush()
-        writes = recording(backend)
-        assert isinstance(await backend.try_reserve(plan, "after-flush", now), Hold)
-        settle_sha, reserve_sha = backend._settle.sha, backend._reserve.sha
-        # one write for all, then (each script loaded again first) each settle again, then
-        # the reserve again
-        assert writes == [
-            [settle_sha, settle_sha, reserve_sha],
-            [settle_sha],
-            [settle_sha],
-            [reserve_sha],
-        ]
-        await backend.flush()
-        snap = await backend.snapshot(plan, now)
-        assert snap.budgets[0] is not None
-        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (10, 100)
-        assert backend.lost_settles == 0
-    finally:
-        await backend.close()
-
-
-async def test_a_reserve_alone_redis_forgot_the_script_of_is_sent_again(redis_url: str) -> None:
-    """No settle waiting, Redis flushed its scripts: the reserve is refused with NOSCRIPT
-    (nothing ran), the script is loaded again and the reserve sent once more: it holds."""
-    backend = RedisBackend.from_url(redis_url)
-    now = int(time.time() * 1000)
-    plan = build_plan(team(), "u", Estimate(100, 0), now)
-    try:
-        await reserved(backend, plan, 1, now)
-        await backend.flush()
-        await backend._redis.script_flush()
-        writes = recording(backend)
-        assert isinstance(await backend.try_reserve(plan, "after-flush", now), Hold)
-        reserve_sha = backend._reserve.sha
-        assert writes == [[reserve_sha], [reserve_sha]]
-        snap = await backend.snapshot(plan, now)
-        assert snap.budgets[0] is not None and snap.budgets[0].reserved == 200
-        assert snap.concurrency == (2,)
-    finally:
-        await backend._redis.script_load(backend._settle.script)  # the next tests' settles
-        await backend.close()
-
-
 async def test_a_reserve_carries_only_a_few_settles(redis_url: str) -> None:
     """More settles waiting than a reserve carries (Redis runs them before it answers the
     reserve): the reserve goes alone and the drainer sends them."""
