@@ -112,23 +112,30 @@ def _whose(scope: Scope, team: str) -> str:
     return f"team '{team}'" if scope is Scope.TEAM else f"your per-user budget in team '{team}'"
 
 
+def _budget_named(check: BudgetRule, team: str, *, whole: bool = False) -> str:
+    """`the day token budget of team 's'`; a user's: `your per-user day token budget in
+    team 's'`. `whole`: `the whole day token budget…`, `the whole of your per-user…`."""
+    kind = f"{check.period} {'token' if check.unit is Unit.TOKENS else 'USD'} budget"
+    if check.scope is Scope.TEAM:
+        return f"the {'whole ' if whole else ''}{kind} of team '{team}'"
+    return f"{'the whole of ' if whole else ''}your per-user {kind} in team '{team}'"
+
+
 def budget_error(refusal: BudgetRefusal, team: str) -> BudgetExhausted:
     check, counter = refusal.check, refusal.counter
-    name = f"{check.period} {'token' if check.unit is Unit.TOKENS else 'USD'} budget"
     limit = _amount(check.unit, check.limit)
     if refusal.verdict is Verdict.TOO_LARGE:
         message = (
             f"This request's estimate ({_amount(check.unit, refusal.amount)}: the prompt plus "
-            f"the output it may generate) is more than the whole {name} of "
-            f"{_whose(check.scope, team)} ({limit}). Lower max_tokens or n, or shorten the "
-            "prompt."
+            f"the output it may generate) is more than {_budget_named(check, team, whole=True)}"
+            f" ({limit}). Lower max_tokens or n, or shorten the prompt."
         )
     else:
         # The request's own estimate is part of the sum: a follow-up carrying a long
         # conversation is refused with the budget far from spent (a probe read "You
         # exceeded" with nothing exceeded and the deciding number missing).
         message = (
-            f"This request would exceed the {name} of {_whose(check.scope, team)}: limit "
+            f"This request would exceed {_budget_named(check, team)}: limit "
             f"{limit}, used {_amount(check.unit, counter.used)}, reserved by requests in "
             f"flight {_amount(check.unit, counter.reserved)}, this request's estimate "
             f"{_amount(check.unit, refusal.amount)} (the prompt plus the output it may "

@@ -142,7 +142,7 @@ async def test_a_user_past_their_budget_is_refused_and_another_user_goes_on(
             assert refused.response.headers["x-should-retry"] == "false"
             assert "retry-after" not in refused.response.headers
             assert refused.response.headers["x-gateway-budget"] == f"user:{unit}:{period}"
-            assert f"{name} of your per-user budget in team '{team}'" in refused.message
+            assert f"your per-user {name} in team '{team}'" in refused.message
             await ask(await client_of(gw, team, "bob"))  # his own budget: untouched
 
             shown = await settled(gw, team, "alice", answered + 1)

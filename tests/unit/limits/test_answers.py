@@ -62,7 +62,7 @@ def test_an_exhausted_budget_says_which_and_when_and_forbids_retries() -> None:
 def test_a_user_usd_budget_names_itself() -> None:
     check = budget(Scope.USER, Unit.USD)
     error = budget_error(BudgetRefusal(check, 50, Verdict.TOO_LARGE, Counter()), "search")
-    assert "month USD budget of your per-user budget in team 'search'" in error.message
+    assert "your per-user month USD budget in team 'search'" in error.message
     assert "0.000000050 USD" in error.message
 
 
