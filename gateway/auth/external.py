@@ -7,10 +7,11 @@ chosen by `kid` from the issuer's JWKS (one refetch on an unknown `kid`, as
 (`iss` exact, `aud`, `exp`, `nbf`, `iat` with the issuer's leeway), and the
 mapping of claims to team, subject, client id and scopes. Claim mapping is
 pure (`principal_from_claims`). When the token's key cannot be fetched (the
-issuer down, or a kid new since the last fetch while the refetch is
+issuer down or its JWKS broken, the last fetch failed and the refetch is
 rate-limited) the token is neither good nor bad: 503 `issuer_unavailable` with `retry-after`, so
 clients retry instead of discarding it (unless its own claims already refuse
-it: expired, another audience). Caching verified tokens and choosing the
+it: expired, another audience). A kid that keys fetched successfully within
+the refetch interval lack is unknown: 401. Caching verified tokens and choosing the
 issuer belong to `authenticator.py`.
 """
 
@@ -77,9 +78,9 @@ class SeveralTeams(PermissionDenied):
 
 
 class IssuerUnavailable(GatewayError):
-    """503: the token's key could not be fetched (IdP down, its JWKS broken, or a new kid
-    while the refetch is rate-limited), so the token could not be checked. Not a 401:
-    clients drop a token refused with one.
+    """503: the token's key could not be fetched (IdP down or its JWKS broken, and the
+    refetch is rate-limited), so the token could not be checked. Not a 401: clients drop
+    a token refused with one.
 
     `retry-after` is when the JWKS cache may fetch again (at least 1 s): a retry
     sooner would be answered from the same failure without asking the issuer.
@@ -352,13 +353,13 @@ class ExternalVerifier:
             raise IssuerUnavailable(self.spec.issuer, unavailable.retry_in_s) from None
 
     async def _fetched_key(self, alg: str, kid: str | None) -> Key:
-        asked_at = self._jwks.clock()
         keys = await self._jwks.keys(self.source)
         key = select_key(keys, kid, alg)
         if key is None and kid is not None and not knows_kid(keys, kid):
-            # Maybe the issuer rotated since we fetched: only keys fetched since this token
-            # arrived may refuse its kid (JwksCache rate-limits the fetch, else 503).
-            fresh = await self._jwks.refetch_for_unknown_kid(self.source, kid, asked_at)
+            # Maybe the issuer rotated since we fetched: keys fetched within the refetch
+            # interval refuse its kid (401); older ones are refetched, rate-limited, and a
+            # failed fetch leaves it unknown (503).
+            fresh = await self._jwks.refetch_for_unknown_kid(self.source, kid)
             key = select_key(fresh, kid, alg)
         if key is None:
             raise Refused("unknown kid" if kid is not None else "no kid and several keys fit")

@@ -8,9 +8,10 @@ to fetch again: on an unknown `kid` at most once per `min_refetch_interval_s`
 per issuer, concurrent callers sharing one fetch; keys older than
 `max_key_age_s` are refreshed in the background. A failed fetch never drops
 keys: the last good set stays in use while the issuer is unreachable, but a
-kid it lacks is then unknowable, not absent (`KeysUnavailable`); so is a kid
-that only keys fetched before the token arrived lack, while the rate limit
-holds (the issuer may have rotated since). Every URL
+kid it lacks is then unknowable, not absent (`KeysUnavailable`). A kid that a
+fetch which succeeded within the refetch interval lacks is absent: the keys are
+as fresh as the rate limit allows (IdPs publish a key before they sign with
+it). Every URL
 (discovery documents, a discovered `jwks_uri`) is checked against the upstream
 rules before it is fetched (`policy/upstreams.py`: never a metadata or
 link-local address; within GATEWAY_UPSTREAM_ALLOW when set); a refused one is
@@ -202,12 +203,17 @@ class _IssuerKeys:
     inflight: asyncio.Task[None] | None = None
 
 
-def _settles_kid(state: _IssuerKeys, kid: str, asked_at: float) -> bool:
-    """Do the keys in memory say whether the issuer has `kid`, for a token that arrived at
-    `asked_at`? Yes when they hold it, or when the last fetch succeeded and began since."""
+def _settles_kid(state: _IssuerKeys, kid: str, now: float, min_interval_s: float) -> bool:
+    """Do the keys in memory say whether the issuer has `kid`? Yes when they hold it, or
+    when they are as fresh as the rate limit allows: the last fetch succeeded within
+    `min_interval_s`, so no newer one may run yet."""
     if knows_kid(state.keys, kid):
         return True
-    return not state.failed and state.attempted_at is not None and state.attempted_at >= asked_at
+    return (
+        not state.failed
+        and state.fetched_at is not None
+        and now - state.fetched_at < min_interval_s
+    )
 
 
 class JwksCache:
@@ -266,27 +272,29 @@ class JwksCache:
             self._start_fetch(source, state)  # keep serving the current keys meanwhile
         return state.keys
 
-    async def refetch_for_unknown_kid(
-        self, source: KeySource, kid: str, asked_at: float
-    ) -> tuple[Key, ...]:
-        """Keys that settle whether the issuer has `kid`, for a token that arrived at
-        `asked_at` (this cache's clock) with a kid the keys in memory lack.
+    async def refetch_for_unknown_kid(self, source: KeySource, kid: str) -> tuple[Key, ...]:
+        """Keys that settle whether the issuer has `kid`, for a token whose kid the keys in
+        memory lack.
 
-        They do when they hold `kid` or came from a fetch begun since `asked_at`: one
-        begun before may predate a rotation. A fetch under way is joined (concurrent
-        tokens share it), else one runs if the rate limit allows. KeysUnavailable when
-        none settles it (the fetch failed, or the rate limit holds): unknown, not absent.
+        They do when they hold `kid` or came from a fetch that succeeded within the
+        refetch interval: as fresh as the rate limit allows, so a kid they lack is
+        absent (401), not new. A fetch under way is joined (concurrent tokens share it),
+        else one runs if the rate limit allows. KeysUnavailable when none settles it (the
+        last fetch failed and the rate limit holds): unknown, not absent.
         """
         state = self._issuers.setdefault(source, _IssuerKeys())
         if state.inflight is not None:
             await self._fetch_shared(source, state)  # it may bring the kid
-        if not _settles_kid(state, kid, asked_at) and may_fetch(
+        if not self._settles(state, kid) and may_fetch(
             state.attempted_at, self.clock(), self._min_interval_s
         ):
             await self._fetch_shared(source, state)
-        if not _settles_kid(state, kid, asked_at):
+        if not self._settles(state, kid):
             raise self._unavailable(source, state)
         return state.keys
+
+    def _settles(self, state: _IssuerKeys, kid: str) -> bool:
+        return _settles_kid(state, kid, self.clock(), self._min_interval_s)
 
     def retain(self, sources: Iterable[KeySource]) -> None:
         """Forget issuers no longer configured (a policy change removed them)."""
