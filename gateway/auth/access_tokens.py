@@ -37,7 +37,8 @@ from gateway.auth.principal import Principal
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("RS256",)  # our own tokens; never "none", never HS* (key confusion)
-ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# What mint_token writes, compared exactly: RFC 9068 §4 refuses any other typ (absent too).
+ACCESS_TOKEN_TYPE = "at+jwt"
 MAX_TOKEN_CHARS = 8192  # ours are ~900; anything far larger is refused unparsed
 
 
@@ -67,7 +68,7 @@ def mint_token(
         "scope": " ".join(sorted(set(scopes))),
         "team": team,
     }
-    header = {"typ": "at+jwt", "alg": key.algorithm, "kid": key.kid}
+    header = {"typ": ACCESS_TOKEN_TYPE, "alg": key.algorithm, "kid": key.kid}
     return jwt.encode(header, claims, key.private_key, algorithms=ALGORITHMS)
 
 
@@ -150,8 +151,7 @@ class TokenVerifier:
         if not isinstance(header.get("kid"), str):
             # joserfc accepts a kid-less token when the set holds one key; we never mint those.
             raise Refused("no kid")
-        typ = header.get("typ")
-        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+        if header.get("typ") != ACCESS_TOKEN_TYPE:
             raise Refused("typ is not at+jwt")
         return decoded.claims
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx2 as httpx
 import pytest
+from joserfc.jws import JWSRegistry
 
 from tests.support.gateway import RunningGateway, running_gateway
 
@@ -130,3 +133,47 @@ async def test_who_may_call_is_answered_before_what_was_sent(
             )
             assert answer.status_code == status, answer.text
             assert answer.json()["error"]["code"] == code
+
+
+async def signed_with_gateway_key(gw: RunningGateway, header: dict[str, object]) -> str:
+    """A token of the gateway's own issuer, signed with its current key, with `header` as is."""
+    key = await gw.services.keys.current()
+    now = int(time.time())
+    claims = {
+        "iss": gw.services.verifier.builtin.issuer,
+        "sub": "tester",
+        "aud": "llm-gateway",
+        "exp": now + 600,
+        "iat": now,
+        "nbf": now,
+        "jti": secrets.token_hex(8),
+        "client_id": "tester",
+        "scope": "gateway:invoke gateway:admin",
+        "team": "demo",
+    }
+    signing_input = f"{b64({'alg': 'RS256', 'kid': key.kid, **header})}.{b64(claims)}"
+    signature = JWSRegistry.algorithms["RS256"].sign(signing_input.encode(), key.private_key)
+    return f"{signing_input}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize(
+    "typ",
+    [None, "JWT", "", "application/at+jwt", "AT+JWT", "at+jwt "],
+    ids=["absent", "JWT", "empty", "media-type", "upper-case", "trailing-space"],
+)
+@pytest.mark.parametrize(("method", "path", "body"), PROTECTED, ids=[p for _, p, _ in PROTECTED])
+async def test_an_own_token_whose_typ_is_not_at_jwt_is_401_invalid_token(
+    gw: RunningGateway, typ: str | None, method: str, path: str, body: object
+) -> None:
+    """RFC 9068 §4: a token signed with the gateway's own key whose `typ` is not exactly the
+    `at+jwt` the gateway writes (absent included) gets 401 invalid_token; the same token
+    with it is served."""
+    header = {} if typ is None else {"typ": typ}
+    token = await signed_with_gateway_key(gw, header)
+    reply = await send(gw, method, path, body, [("authorization", f"Bearer {token}")])
+    assert reply.status_code == 401, reply.text
+    assert 'error="invalid_token"' in reply.headers["www-authenticate"]
+    assert reply.json()["error"]["code"] == "invalid_api_key"
+    good = await signed_with_gateway_key(gw, {"typ": "at+jwt"})
+    reply = await send(gw, method, path, body, [("authorization", f"Bearer {good}")])
+    assert reply.status_code == 200, reply.text
