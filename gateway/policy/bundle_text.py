@@ -15,7 +15,7 @@ import difflib
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,15 @@ from gateway.policy.loader import NAMED_SECTIONS, load_bundle, policy_files
 log = logging.getLogger(__name__)
 
 MARKER_NAME = ".policy-version"
+# An empty bundle is written as one file holding an empty mapping: a folder with no
+# policy file is no policy at all (the loader refuses it), so it could not be checked or
+# applied back, and a watched folder rewritten to it would be stuck invalid.
+EMPTY_BUNDLE_FILE = "policy.yaml"
+_EMPTY_BUNDLE_TEXT = (
+    "# This policy version is an empty bundle: it has no sections. The file is kept so\n"
+    "# that the folder still holds a policy (a folder with no *.yaml file is refused).\n"
+    "{}\n"
+)
 SECTION_ORDER = ("providers", "models", "routing", "teams", "guardrails", "auth", "timezone")
 _MARKER_HEADER = (
     "# Written by `gateway policy export` and `apply`: the policy version these files\n"
@@ -233,6 +242,16 @@ def place_sections(raw: dict[str, Any], file_of: FileOf) -> dict[str, dict[str, 
     return files
 
 
+def holding_something(
+    files: dict[str, dict[str, Any]], names: Iterable[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """`files`, or for an empty bundle one file holding an empty mapping: the first of
+    `names` (the file the folder had), else EMPTY_BUNDLE_FILE."""
+    if files:
+        return files
+    return {next(iter(names), EMPTY_BUNDLE_FILE): {}}
+
+
 def files_to_rewrite(
     old: dict[str, Any], new: dict[str, Any], file_of: FileOf
 ) -> dict[str, str | None]:
@@ -241,16 +260,26 @@ def files_to_rewrite(
 
     `file_of` says where each section or entry of `old` is written today.
     """
-    before, after = place_sections(old, file_of), place_sections(new, file_of)
-    return {
-        name: dump_file(after[name]) if name in after else None
-        for name in dict.fromkeys([*before, *after])
-        if before.get(name) != after.get(name)
-    }
+    before = holding_something(place_sections(old, file_of))
+    after = holding_something(place_sections(new, file_of), before)
+    return plan_of(before, after)
+
+
+def plan_of(
+    before: Mapping[str, dict[str, Any]], after: Mapping[str, dict[str, Any]]
+) -> dict[str, str | None]:
+    """The files that differ: written first, then deleted (so a reader of the folder
+    never sees it without a policy file)."""
+    changed = [n for n in dict.fromkeys([*before, *after]) if before.get(n) != after.get(n)]
+    written = {name: dump_file(after[name]) for name in changed if name in after}
+    return {**written, **{name: None for name in changed if name not in after}}
 
 
 def dump_file(sections: dict[str, Any]) -> str:
-    """One policy file's text, keys in the order they were written."""
+    """One policy file's text, keys in the order they were written (an empty mapping, with
+    a comment saying why the file is there, for an empty bundle)."""
+    if not sections:
+        return _EMPTY_BUNDLE_TEXT
     return yaml.safe_dump(sections, sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 

@@ -160,10 +160,13 @@ def split_to_fit(files: Files, where: str = "bundle", taken: Iterable[str] = ())
 
 def export_files(raw: dict[str, Any]) -> dict[str, str]:
     """The files `gateway policy export` writes: one per section (`teams.yaml`, …), a
-    section past the loader's limits in several. Raises PolicyInvalid as split_to_fit."""
+    section past the loader's limits in several, and for an empty bundle one file holding
+    an empty mapping (it reads back as that bundle). Raises PolicyInvalid as split_to_fit."""
     names = [s for s in bundle_text.SECTION_ORDER if s in raw]
     names += [s for s in raw if s not in bundle_text.SECTION_ORDER]
-    files = split_to_fit({f"{name}.yaml": {name: raw[name]} for name in names})
+    files = split_to_fit(
+        bundle_text.holding_something({f"{name}.yaml": {name: raw[name]} for name in names})
+    )
     return {name: bundle_text.dump_file(content) for name, content in files.items()}
 
 
@@ -188,11 +191,7 @@ def rewrite_plan(
     """`bundle_text.files_to_rewrite`, with a file the change would take past the loader's
     limits split in several (`<file>-2.yaml`, …, names the folder does not use). Raises
     PolicyInvalid when an entry fits no file."""
-    before = bundle_text.place_sections(old, file_of)
-    placed = bundle_text.place_sections(new, file_of)
+    before = bundle_text.holding_something(bundle_text.place_sections(old, file_of))
+    placed = bundle_text.holding_something(bundle_text.place_sections(new, file_of), before)
     after = split_to_fit(placed, "the running version", taken=before)
-    return {
-        name: bundle_text.dump_file(after[name]) if name in after else None
-        for name in dict.fromkeys([*before, *after])
-        if before.get(name) != after.get(name)
-    }
+    return bundle_text.plan_of(before, after)

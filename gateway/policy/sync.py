@@ -41,7 +41,7 @@ from typing import Any, Protocol
 from gateway.policy import bundle_text
 from gateway.policy.compiled import Policy, ProviderConfig
 from gateway.policy.errors import PolicyInvalid
-from gateway.policy.folder_limits import rewrite_plan
+from gateway.policy.folder_limits import export_files, rewrite_plan
 from gateway.policy.loader import load_bundle, policy_file_problem, policy_files
 from gateway.policy.service import PolicyConflict, PolicyService
 from gateway.policy.store import PolicyStore
@@ -251,6 +251,7 @@ class FolderWatcher:
             # (a revert), never a stale copy to overwrite.
             self._marker = marker
             self._base = await self._service.marked_version(marker)  # None: another database's
+        await self._restore_empty_export(marker)
         refused: PolicyInvalid | None = None
         try:
             candidate = await self._service.read_folder(self._directory)
@@ -311,6 +312,31 @@ class FolderWatcher:
                 self._directory,
                 applied.version.version,
             )
+
+    async def _restore_empty_export(self, marker: bundle_text.Marker | None) -> None:
+        """Give back its file to a folder an earlier gateway wrote an empty bundle into as
+        no file at all (only the marker): the loader refuses a folder with no `*.yaml`, so it
+        was stuck invalid, though it holds no edit. It then reads as its marker's version
+        again, and is brought up to date like any other."""
+        try:
+            if marker is None or policy_files(self._directory):
+                return
+        except OSError:
+            return  # no folder: reading it reports that
+        version = await self._service.marked_version(marker)
+        if version is None or (await self._service.get(version)).bundle:
+            return
+        files: dict[str, str | None] = {**export_files({})}
+        try:
+            await asyncio.to_thread(bundle_text.write_files, self._directory, files, marker)
+        except OSError as exc:
+            log.warning("policy folder %s cannot be restored: %s", self._directory, exc)
+            return
+        log.info(
+            "policy folder %s held no policy file; wrote the empty bundle of version %d",
+            self._directory,
+            version,
+        )
 
     def _mark(self, running: PolicyVersion) -> None:
         """Record in the marker that the folder holds `running` (its content is already
