@@ -151,6 +151,17 @@ class UnsupportedContentType(InvalidRequest):
     code = "unsupported_content_type"
 
 
+class UnsupportedContentEncoding(InvalidRequest):
+    """415 (RFC 9110 §15.5.16): a body in a content coding (gzip, br…) the gateway does not
+    decode; `Accept-Encoding: identity` says what it takes (RFC 7694 §3)."""
+
+    status = 415
+    code = "unsupported_encoding"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"accept-encoding": "identity"})
+
+
 class BodyTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"

@@ -1,5 +1,5 @@
-"""Read and check a JSON request body: size, content type, syntax, nesting, numbers,
-and the per-endpoint field rules (gateway/api/field_table.py, fields.py).
+"""Read and check a JSON request body: content coding and type, size, syntax, nesting,
+numbers, and the per-endpoint field rules (gateway/api/field_table.py, fields.py).
 
 Each refusal names the offending field in `param`, as OpenAI does. A body is
 refused when it could not be forwarded as sent: nested deeper than MAX_DEPTH
@@ -25,6 +25,7 @@ from gateway.errors import (
     ClientDisconnected,
     InvalidRequest,
     NestingTooDeep,
+    UnsupportedContentEncoding,
     UnsupportedContentType,
     cut,
     quoted,
@@ -74,6 +75,7 @@ async def parse_json_object(
     """(raw, body) of a body that parses as a JSON object, not yet checked as
     forwardable: read_json_object without its last step, for a caller that wants
     the parsed body even when that step refuses it (the model alias of its record)."""
+    check_identity_encoding(request.headers.getlist("content-encoding"))
     content_type = request.headers.get("content-type")
     if content_type:
         media = content_type.partition(";")[0].strip().lower()
@@ -103,6 +105,20 @@ async def parse_json_object(
     if not isinstance(body, dict):
         raise InvalidRequest("The request body must be a JSON object.")
     return raw, body
+
+
+def check_identity_encoding(values: list[str]) -> None:
+    """Refuse a body in any content coding but `identity` (any case), from the header's
+    values alone: the gateway does not decompress bodies, so it does not read this one."""
+    for value in values:
+        for coding in value.split(","):
+            name = coding.strip().lower()
+            if name and name != "identity":
+                raise UnsupportedContentEncoding(
+                    f"Unsupported content encoding {quoted(name)}: the gateway does not "
+                    "decompress request bodies; send an uncompressed JSON body (no "
+                    "Content-Encoding header)."
+                )
 
 
 async def read_body_bytes(receive: Receive, limit: int) -> bytes:
