@@ -21,6 +21,7 @@ from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
 from gateway.auth.clients import InvalidClientSpec, UnknownClient
 from gateway.auth.principal import SCOPE_ADMIN, Principal
 from gateway.errors import InvalidRequest, NotFound, cut, quoted
+from gateway.one_line import control_character_problem
 from gateway.policy.names import team_name_problem
 from gateway.services import Services
 
@@ -64,6 +65,9 @@ async def create_client(request: Request, services: Services, principal: Princip
     if not team:
         raise InvalidRequest("Missing required parameter: 'team'.", param="team")
     name = _optional_str(body, "name")
+    problem = None if name is None else control_character_problem(name)
+    if problem is not None:  # it would forge a line of `gateway clients list`
+        raise InvalidRequest(f"Invalid 'name': {problem}.", param="name")
     scopes = body.get("scopes")
     if scopes is None:
         scopes = []

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from gateway.one_line import control_character_problem, one_line
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -280,6 +282,10 @@ def clients_create(
     """Register a client; prints its id and secret as JSON, once (only a hash is stored)."""
     from gateway.auth.clients import ClientRegistry, InvalidClientSpec
 
+    problem = None if name is None else control_character_problem(name)
+    if problem is not None:  # it would forge a line of `clients list`
+        typer.echo(f"error: --name: {problem}", err=True)
+        raise typer.Exit(2)
     warn_unknown_team(team, "the gateway will refuse this client's tokens until it is")
 
     async def work(engine: AsyncEngine) -> tuple[ClientRecord, str]:
@@ -312,9 +318,9 @@ def clients_list(
         return
     rows = [
         [
-            r.client_id,
-            r.team,
-            r.name or "-",
+            one_line(r.client_id),
+            one_line(r.team),
+            one_line(r.name or "-"),
             " ".join(r.scopes),
             _when(r.created_at),
             "revoked" if r.is_revoked else "active",

@@ -15,7 +15,6 @@ import getpass
 import json
 import os
 import socket
-import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from gateway.commands.operator_env import OperatorEnvironment
+from gateway.one_line import one_line
 from gateway.policy.errors import PolicyInvalid
 
 if TYPE_CHECKING:
@@ -302,16 +302,6 @@ def export(
 
     exported = _run(write, read_only=True)
     typer.echo(f"exported policy version {exported.version} to {directory}")
-
-
-def one_line(text: str) -> str:
-    """`text` with control characters and line separators escaped as Python writes them
-    (a newline becomes backslash-n), so a table row stays one line with the version first;
-    `--json` keeps the real text."""
-    return "".join(repr(c)[1:-1] if unicodedata.category(c) in _BREAKING else c for c in text)
-
-
-_BREAKING = frozenset({"Cc", "Zl", "Zp"})  # controls (C0, DEL, C1), U+2028, U+2029
 
 
 @policy_app.command("history")
