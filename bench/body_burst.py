@@ -119,15 +119,14 @@ def main() -> None:
     env = {**os.environ, "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'gw.db'}"}
     if args.pythonpath:
         env["PYTHONPATH"] = args.pythonpath
-    python = str(REPO / ".venv/bin/python")
-    gateway = (
-        [python, "-m", "gateway.cli"] if args.pythonpath else [str(REPO / ".venv/bin/gateway")]
-    )
+    gateway = [str(REPO / ".venv/bin/python"), "-c", "from gateway.cli import app; app()"]
     tokens = {}
     for team in ("guarded", "free"):
         minted = subprocess.run(
             [*gateway, "token", "--team", team], env=env, cwd=tmp, capture_output=True, text=True
         )
+        if minted.returncode != 0 or not minted.stdout.strip():
+            sys.exit(f"gateway token failed: {minted.stdout[-500:]} {minted.stderr[-2000:]}")
         tokens[team] = minted.stdout.strip().splitlines()[-1]
     port = free_port()
     log = (tmp / "serve.log").open("wb")
