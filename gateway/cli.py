@@ -256,7 +256,9 @@ def token(
         )
     refuse_unmintable(team, subject)  # before the database: bad input costs no migration
     _migrate_or_exit(settings)
-    warn_unknown_team(team, "the gateway will refuse this token until it is")
+    warn_unknown_team(
+        team, scopes, "inference calls with this token (gateway:invoke) will be refused until it is"
+    )
     # the server's issuer and audience, whatever this shell's port
     typer.echo(mint_token(settings, team, subject, scopes, ttl))
 

@@ -5,11 +5,13 @@ too. Every path needs a token with `gateway:admin` (none → 401, without the
 scope → 403); the token's subject is the actor in the audit log. Errors are
 OpenAI-shaped; an unknown parameter is refused, as elsewhere in the admin API.
 A client for a team the running policy lacks is created, as by the CLI, with
-the CLI's warning in the reply's `warning`.
+the CLI's warning in the reply's `warning` when it may call models (an admin or
+finance call does not read the team).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.requests import Request
@@ -19,7 +21,7 @@ from starlette.routing import Route
 from gateway.api.body import read_json_object
 from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
 from gateway.auth.clients import InvalidClientSpec, UnknownClient
-from gateway.auth.principal import SCOPE_ADMIN, Principal
+from gateway.auth.principal import SCOPE_ADMIN, SCOPE_INVOKE, Principal
 from gateway.errors import InvalidRequest, NotFound, cut, quoted
 from gateway.one_line import control_character_problem
 from gateway.policy.names import team_name_problem
@@ -44,14 +46,17 @@ def _optional_str(body: dict[str, Any], name: str) -> str | None:
     return value
 
 
-async def _unknown_team_warning(services: Services, team: str) -> str | None:
-    """The CLI's warning when `team` is not in the running policy version, else None."""
+async def _unknown_team_warning(services: Services, team: str, scopes: Iterable[str]) -> str | None:
+    """The CLI's warning when `team` is not in the running policy version and the client
+    may call models (gateway:invoke, the one scope bound to a team), else None."""
+    if SCOPE_INVOKE not in scopes:
+        return None
     running = await services.policy_versions.current()
     if running is None or team in (running.bundle.get("teams") or {}):
         return None
     return (
         f"team {team!r} is not in the running policy version {running.version}; "
-        "the gateway will refuse this client's tokens until it is"
+        "inference calls with this client's tokens (gateway:invoke) will be refused until it is"
     )
 
 
@@ -85,7 +90,7 @@ async def create_client(request: Request, services: Services, principal: Princip
     except InvalidClientSpec as invalid:
         raise InvalidRequest(str(invalid), param=invalid.param) from None
     created: dict[str, Any] = {**record.as_json(), "client_secret": secret}
-    warning = await _unknown_team_warning(services, record.team)
+    warning = await _unknown_team_warning(services, record.team, record.scopes)
     if warning is not None:
         created["warning"] = warning
     response = json_response(created, 201)

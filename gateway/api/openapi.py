@@ -127,7 +127,11 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         [*_CLIENT, "client_secret"],
         **_CLIENT,
         client_secret=_STR,
-        warning={"type": "string", "description": "Set when the team is not in the policy."},
+        warning={
+            "type": "string",
+            "description": "Set when the team is not in the policy and the client may call "
+            "models (gateway:invoke): its inference calls are refused until it is.",
+        },
     ),
     "ClientList": _list_of("Client"),
     "ClientCreate": {

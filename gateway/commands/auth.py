@@ -14,12 +14,13 @@ import getpass
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from gateway.auth.principal import SCOPE_INVOKE
 from gateway.one_line import control_character_problem, one_line
 
 if TYPE_CHECKING:
@@ -215,9 +216,11 @@ def refuse_impossible_team(team: str) -> None:
         raise typer.Exit(2)
 
 
-def warn_unknown_team(team: str, consequence: str) -> None:
-    """Warn when `team` is not in the running policy version; exit 2 when no policy can
-    have it (`refuse_impossible_team`), since no edit of the policy would make it work.
+def warn_unknown_team(team: str, scopes: Iterable[str], consequence: str) -> None:
+    """Warn when `team` is not in the running policy version and `scopes` hold
+    gateway:invoke, the one scope bound to a team (admin and finance calls do not read
+    it); exit 2 when no policy can have it (`refuse_impossible_team`), since no edit of
+    the policy would make it work.
 
     The running version is the database's newest; before the first `serve`
     there is none, and the policy folder is what will become version 1.
@@ -232,6 +235,8 @@ def warn_unknown_team(team: str, consequence: str) -> None:
     from gateway.settings import load_settings
 
     refuse_impossible_team(team.strip())  # `clients create` strips it
+    if SCOPE_INVOKE not in scopes:
+        return
     settings = load_settings()
 
     async def running_teams() -> tuple[set[str], str] | None:
@@ -280,13 +285,17 @@ def clients_create(
     ] = None,
 ) -> None:
     """Register a client; prints its id and secret as JSON, once (only a hash is stored)."""
-    from gateway.auth.clients import ClientRegistry, InvalidClientSpec
+    from gateway.auth.clients import DEFAULT_SCOPES, ClientRegistry, InvalidClientSpec
 
     problem = None if name is None else control_character_problem(name)
     if problem is not None:  # it would forge a line of `clients list`
         typer.echo(f"error: --name: {problem}", err=True)
         raise typer.Exit(2)
-    warn_unknown_team(team, "the gateway will refuse this client's tokens until it is")
+    warn_unknown_team(
+        team,
+        scope or DEFAULT_SCOPES,
+        "inference calls with this client's tokens (gateway:invoke) will be refused until it is",
+    )
 
     async def work(engine: AsyncEngine) -> tuple[ClientRecord, str]:
         return await ClientRegistry(engine).create(team, name, scope or [], _actor())

@@ -195,7 +195,7 @@ async def test_create_client_for_a_team_not_in_the_policy_warns_in_the_reply(
     assert created["client_secret"] and created["team"] == "ghost"
     assert created["warning"] == (
         "team 'ghost' is not in the running policy version 1; "
-        "the gateway will refuse this client's tokens until it is"
+        "inference calls with this client's tokens (gateway:invoke) will be refused until it is"
     )
     status, known = await admin.call("POST", "/admin/clients", {"team": "demo"})
     assert status == 201 and "warning" not in known
