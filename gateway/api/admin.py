@@ -4,11 +4,13 @@ Parses JSON, checks the `gateway:admin` scope (no token → 401, without the
 scope → 403 insufficient_scope), calls `PolicyService` (the CLI calls it too)
 and renders JSON; no policy rule lives here. The token's subject is the author
 of a change. Errors are OpenAI-shaped; an invalid policy answers 400 with every
-issue in `error.errors`, a stale `base_version` 409.
+issue in `error.errors`, a stale `base_version` 409. A GET refuses (400) a query
+parameter it does not take, or one given twice, as the finance report does.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -19,6 +21,7 @@ from starlette.routing import Route
 
 from gateway.api.body import read_json_object
 from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
+from gateway.api.query import check_query
 from gateway.audit import AuditEntry
 from gateway.auth.principal import SCOPE_ADMIN, Principal
 from gateway.errors import InvalidRequest, NotFound, cut, escaped, quoted
@@ -26,7 +29,7 @@ from gateway.limits.backend import BackendUnavailable
 from gateway.limits.errors import LimitsUnavailable
 from gateway.limits.view import usage_view
 from gateway.policy.errors import PolicyInvalid, PolicyIssue
-from gateway.policy.service import MAX_REASON_CHARS, Applied
+from gateway.policy.service import MAX_REASON_CHARS, Applied, VersionNotFound
 from gateway.policy.versions import PolicyVersion
 from gateway.services import Services
 
@@ -132,6 +135,10 @@ def _int_param(request: Request, name: str, default: int | None = None) -> int:
         raise InvalidRequest(f"Invalid '{name}': expected an integer.", param=name) from None
 
 
+# A version id as a path segment: an optional sign and digits, few enough to convert
+# cheaply; anything else names no version (a 404, as a number no version has).
+_VERSION_ID = re.compile(r"-?[0-9]{1,19}")
+
 # A `before` cursor is an id or version number: the columns are SQL INTEGERs
 # (32-bit in PostgreSQL), so a number beyond them names nothing and could only
 # overflow the driver.
@@ -154,6 +161,7 @@ def _shown(value: int) -> str:
 
 def _page(request: Request) -> tuple[int, int | None]:
     """`limit` (1..MAX_LIST, default 100) and the `before` cursor of a newest-first list."""
+    check_query(request.query_params, ("limit", "before"))
     limit = _ranged_param(request, "limit", 1, MAX_LIST, 100)
     if "before" not in request.query_params:
         return limit, None
@@ -183,6 +191,7 @@ async def get_policy(request: Request, services: Services, principal: Principal)
     """The version this replica enforces; and, when the database holds a newer one
     it does not (yet) enforce, that number and why (e.g. a `${VAR}` it lacks). Under
     `serve --policies DIR`, `folder` says which version DIR's files hold."""
+    check_query(request.query_params, ())
     versions = services.policy_versions
     newest = await versions.newest_number()
     enforced = services.policy.version
@@ -231,11 +240,18 @@ async def list_versions(request: Request, services: Services, principal: Princip
 
 
 async def get_version(request: Request, services: Services, principal: Principal) -> Response:
-    version = await services.policy_versions.get(request.path_params["version"])
+    check_query(request.query_params, ())
+    raw = request.path_params["version"]
+    if _VERSION_ID.fullmatch(raw) is None:  # `-1`, `abc`: as unknown as version 99
+        raise VersionNotFound(
+            f"There is no policy version {quoted(escaped(raw))}.", param="version"
+        )
+    version = await services.policy_versions.get(int(raw))
     return json_response(version.as_json())
 
 
 async def diff_versions(request: Request, services: Services, principal: Principal) -> Response:
+    check_query(request.query_params, ("from", "to"))
     old, new = _int_param(request, "from"), _int_param(request, "to")
     diff = await services.policy_versions.diff(old, new)
     return json_response({"from": old, "to": new, "diff": diff})
@@ -257,6 +273,7 @@ async def audit(request: Request, services: Services, principal: Principal) -> R
 
 async def team_usage(request: Request, services: Services, principal: Principal) -> Response:
     """Every budget and limit of a team (and, with ?user=SUBJECT, one user) right now."""
+    check_query(request.query_params, ("user",))
     name = request.path_params["team"]
     policy = services.policy.current()
     team = policy.teams.get(name)
@@ -276,7 +293,7 @@ routes = [
     Route("/admin/teams/{team}", _admin_only(patch_team), methods=["PATCH"]),
     Route("/admin/teams/{team}/usage", _admin_only(team_usage), methods=["GET"]),  # issue 9
     Route("/admin/policy/versions", _admin_only(list_versions), methods=["GET"]),
-    Route("/admin/policy/versions/{version:int}", _admin_only(get_version), methods=["GET"]),
+    Route("/admin/policy/versions/{version}", _admin_only(get_version), methods=["GET"]),
     Route("/admin/policy/diff", _admin_only(diff_versions), methods=["GET"]),
     Route("/admin/policy/rollback", _admin_only(rollback), methods=["POST"]),
     Route("/admin/audit", _admin_only(audit), methods=["GET"]),

@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from gateway.api.body import read_json_object
 from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
+from gateway.api.query import check_query
 from gateway.auth.clients import InvalidClientSpec, UnknownClient
 from gateway.auth.principal import SCOPE_ADMIN, SCOPE_INVOKE, Principal
 from gateway.errors import InvalidRequest, NotFound, cut, quoted
@@ -35,6 +36,7 @@ def _admin_only(handler: Handler) -> Endpoint:
 
 
 async def list_clients(request: Request, services: Services, principal: Principal) -> Response:
+    check_query(request.query_params, ())
     records = await services.clients.list()
     return json_response({"object": "list", "data": [r.as_json() for r in records]})
 

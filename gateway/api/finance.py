@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import time
 
-from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.api.edge import requires_scope
+from gateway.api.query import check_query, single
 from gateway.auth.principal import SCOPE_ADMIN, SCOPE_FINANCE, Principal
-from gateway.errors import InvalidRequest, quoted
 from gateway.services import Services
 from gateway.usage.report_request import joined_group_by, parse_report_request
 from gateway.usage.reports import usage_report
@@ -30,12 +29,11 @@ _PARAMETERS = frozenset({"month", "format", "group_by"})
 
 async def _usage_report(request: Request, services: Services, _principal: Principal) -> Response:
     query = request.query_params
-    for name in query:
-        if name not in _PARAMETERS:  # a misspelt `group_by` must not silently change the report
-            raise InvalidRequest(f"Unknown parameter: {quoted(name)}.", param=name)
+    # A misspelt `group_by` must not silently change the report.
+    check_query(query, _PARAMETERS, repeatable=("group_by",))
     parsed = parse_report_request(
-        _single(query, "month"),
-        _single(query, "format"),
+        single(query, "month"),
+        single(query, "format"),
         joined_group_by(query.getlist("group_by")),
         int(time.time() * 1000),
     )
@@ -48,14 +46,6 @@ async def _usage_report(request: Request, services: Services, _principal: Princi
             "x-gateway-report-warnings": str(len(report.warnings)),
         },
     )
-
-
-def _single(query: QueryParams, name: str) -> str | None:
-    """A parameter given at most once: a second value would be one of two reports."""
-    values = query.getlist(name)
-    if len(values) > 1:
-        raise InvalidRequest(f"Parameter {quoted(name)} is given {len(values)} times.", param=name)
-    return values[0] if values else None
 
 
 routes = [
