@@ -15,7 +15,7 @@ import difflib
 import hashlib
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,14 +242,9 @@ def place_sections(raw: dict[str, Any], file_of: FileOf) -> dict[str, dict[str, 
     return files
 
 
-def holding_something(
-    files: dict[str, dict[str, Any]], names: Iterable[str] = ()
-) -> dict[str, dict[str, Any]]:
-    """`files`, or for an empty bundle one file holding an empty mapping: the first of
-    `names` (the file the folder had), else EMPTY_BUNDLE_FILE."""
-    if files:
-        return files
-    return {next(iter(names), EMPTY_BUNDLE_FILE): {}}
+def holding_something(files: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`files`, or for an empty bundle EMPTY_BUNDLE_FILE holding an empty mapping."""
+    return files or {EMPTY_BUNDLE_FILE: {}}
 
 
 def files_to_rewrite(
@@ -261,7 +256,7 @@ def files_to_rewrite(
     `file_of` says where each section or entry of `old` is written today.
     """
     before = holding_something(place_sections(old, file_of))
-    after = holding_something(place_sections(new, file_of), before)
+    after = holding_something(place_sections(new, file_of))
     return plan_of(before, after)
 
 

@@ -192,6 +192,6 @@ def rewrite_plan(
     limits split in several (`<file>-2.yaml`, …, names the folder does not use). Raises
     PolicyInvalid when an entry fits no file."""
     before = bundle_text.holding_something(bundle_text.place_sections(old, file_of))
-    placed = bundle_text.holding_something(bundle_text.place_sections(new, file_of), before)
+    placed = bundle_text.holding_something(bundle_text.place_sections(new, file_of))
     after = split_to_fit(placed, "the running version", taken=before)
     return bundle_text.plan_of(before, after)

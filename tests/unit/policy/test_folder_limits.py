@@ -103,3 +103,29 @@ def test_a_rewrite_that_outgrows_a_file_moves_the_rest_to_a_new_one() -> None:
     plan = rewrite_plan(old, new, file_of)
     assert set(plan) == {"teams.yaml", "teams-3.yaml"}
     assert yaml_values(teams_bundle(24_000)) > MAX_NODES
+
+
+def test_an_empty_bundle_exports_as_one_file_that_reads_back_empty(tmp_path: Path) -> None:
+    """A folder with no *.yaml is refused, so an empty bundle is policy.yaml holding `{}`."""
+    files = export_files({})
+    assert list(files) == ["policy.yaml"]
+    assert files["policy.yaml"].startswith("# ")
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert load_bundle(tmp_path).raw == {}
+
+
+def test_a_rewrite_to_and_from_an_empty_bundle_keeps_a_file_written_before_any_deleted() -> None:
+    """To empty: policy.yaml written, then the old files deleted; back: the reverse."""
+    old = {"teams": {"demo": {"models": ["*"]}}}
+
+    def nowhere(_path: tuple[str, ...]) -> str | None:
+        return None
+
+    emptied = rewrite_plan(old, {}, nowhere)
+    assert list(emptied) == ["policy.yaml", "teams.yaml"]
+    assert (
+        emptied["teams.yaml"] is None and emptied["policy.yaml"] == export_files({})["policy.yaml"]
+    )
+    refilled = rewrite_plan({}, old, nowhere)
+    assert list(refilled) == ["teams.yaml", "policy.yaml"] and refilled["policy.yaml"] is None
