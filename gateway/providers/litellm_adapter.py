@@ -2,7 +2,8 @@
 
 Owns: importing litellm lazily (offline, quiet, on first call), turning an
 `UpstreamCall` into litellm's `acompletion` / `atext_completion` / `aembedding`
-arguments, rendering the result as OpenAI JSON or SSE event bytes, and mapping
+arguments, rendering the result as OpenAI JSON or SSE event bytes (OpenAI's fields
+only: litellm_fields.py), and mapping
 litellm's exceptions, once, into `UpstreamFailure` / `UpstreamClientError`.
 
 Must not: import litellm at module import, retry (the failover loop does),
@@ -35,6 +36,7 @@ from gateway.providers.base import (
     UpstreamReply,
     retry_after_seconds,
 )
+from gateway.providers.litellm_fields import openai_fields
 from gateway.providers.redaction import redact_error_events, secret_spellings
 from gateway.providers.resolver import GuardedResolver
 from gateway.sse import is_error_event
@@ -141,7 +143,7 @@ class LitellmProvider:
             result = await _invoke(call.endpoint, kwargs)
         except Exception as exc:
             raise translate_error(exc, secrets=self._secrets) from None
-        body = _dump(result)
+        body = openai_fields(call.endpoint, _dump(result), is_chunk=False)
         if call.endpoint == "embeddings" and call.body.get("encoding_format") == "base64":
             _encode_embeddings_base64(body)
         return UpstreamReply(body=orjson.dumps(body))
@@ -165,7 +167,7 @@ class LitellmProvider:
             if isinstance(exc, Exception):
                 raise translate_error(exc, secrets=self._secrets) from None
             raise
-        return _SseRelay(stream, first, self._secrets)
+        return _SseRelay(stream, first, self._secrets, call.endpoint)
 
     async def close(self) -> None:
         client, session, resolver = self._client, self._session, self._resolver
@@ -267,8 +269,11 @@ class _SseRelay:
     (the request fails over); later, it is relayed cleaned of our keys and URLs, and the
     stream ends there as the upstream's failure (no second error event)."""
 
-    def __init__(self, stream: Any, first: Any, secrets: tuple[str, ...]) -> None:
+    def __init__(
+        self, stream: Any, first: Any, secrets: tuple[str, ...], endpoint: Endpoint = "chat"
+    ) -> None:
         self._stream = stream
+        self._endpoint = endpoint
         self._first = first
         self._secrets = secrets
         self._spellings = secret_spellings(secrets)
@@ -318,7 +323,7 @@ class _SseRelay:
             await _close_stream(self._stream)
 
     def _event(self, chunk: Any) -> bytes:
-        body = _dump(chunk)
+        body = openai_fields(self._endpoint, _dump(chunk), is_chunk=True)
         # litellm may mint a new id per chunk (Gemini); OpenAI keeps one per stream.
         if self._id is None:
             self._id = body.get("id")

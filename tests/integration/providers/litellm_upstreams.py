@@ -3,7 +3,8 @@
 Each mock is a real aiohttp server on 127.0.0.1 (OS-chosen port) that records
 every request, answers with canned text "Hello there" and usage 12 + 3 tokens,
 can be told to fail the next requests (`fail_next`), and can stream forever
-(`stream_forever`) so a test can see when the client hangs up (`hung_up`).
+(`stream_forever`) so a test can see when the client hangs up (`hung_up`). The
+Anthropic mock puts a signed thinking block before its text when told (`thinking`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ PROMPT_TOKENS = 12
 COMPLETION_TOKENS = 3
 WORDS = ("Hello", " there")
 EMBEDDING = [0.25, -0.5, 1.0]
+THINKING_SIGNATURE = "EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxSig"  # opaque, as Anthropic signs thinking
 
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -91,6 +93,7 @@ class MockUpstream:
     stream_forever: bool = False
     error_mid_stream: Any = None  # an error event sent after the first word
     ends_early: bool = False  # the body ends cleanly after the first word
+    thinking: str | None = None  # Anthropic: a thinking block, signed, before the text
     hung_up: asyncio.Event = field(default_factory=asyncio.Event)
 
     def fail_next(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -163,14 +166,19 @@ async def _anthropic_messages(
     request: web.Request, mock: MockUpstream, body: Any
 ) -> web.StreamResponse:
     model = body["model"]
+    thinking = mock.thinking
     if not body.get("stream"):
+        content: list[dict[str, Any]] = [{"type": "text", "text": "".join(WORDS)}]
+        if thinking is not None:
+            block = {"type": "thinking", "thinking": thinking, "signature": THINKING_SIGNATURE}
+            content.insert(0, block)
         return web.json_response(
             {
                 "id": "msg_01",
                 "type": "message",
                 "role": "assistant",
                 "model": model,
-                "content": [{"type": "text", "text": "".join(WORDS)}],
+                "content": content,
                 "stop_reason": "end_turn",
                 "stop_sequence": None,
                 "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": COMPLETION_TOKENS},
@@ -184,11 +192,15 @@ async def _anthropic_messages(
             "usage": {"input_tokens": PROMPT_TOKENS, "output_tokens": 1},
         },
     }  # fmt: skip
-    events = [
-        _sse("message_start", start),
+    events = [_sse("message_start", start)]
+    index = 0  # the text block's
+    if thinking is not None:
+        events += _anthropic_thinking_events(thinking)
+        index = 1
+    events += [
         _sse(
             "content_block_start",
-            {"type": "content_block_start", "index": 0,
+            {"type": "content_block_start", "index": index,
              "content_block": {"type": "text", "text": ""}},
         ),
         _sse("ping", {"type": "ping"}),
@@ -197,7 +209,7 @@ async def _anthropic_messages(
     def delta(text: str) -> bytes:
         return _sse(
             "content_block_delta",
-            {"type": "content_block_delta", "index": 0,
+            {"type": "content_block_delta", "index": index,
              "delta": {"type": "text_delta", "text": text}},
         )  # fmt: skip
 
@@ -209,7 +221,7 @@ async def _anthropic_messages(
     events += [delta(word) for word in WORDS]
     if not mock.stream_forever:
         events += [
-            _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            _sse("content_block_stop", {"type": "content_block_stop", "index": index}),
             _sse(
                 "message_delta",
                 {"type": "message_delta",
@@ -219,6 +231,28 @@ async def _anthropic_messages(
             _sse("message_stop", {"type": "message_stop"}),
         ]  # fmt: skip
     return await _stream(request, mock, "text/event-stream", events, lambda i: delta(f" {i}"))
+
+
+def _anthropic_thinking_events(thinking: str) -> list[bytes]:
+    """Block 0 as Anthropic streams extended thinking: the text in two deltas, then its
+    signature."""
+    half = len(thinking) // 2
+
+    def delta(payload: dict[str, str]) -> bytes:
+        return _sse("content_block_delta",
+                    {"type": "content_block_delta", "index": 0, "delta": payload})  # fmt: skip
+
+    return [
+        _sse(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0,
+             "content_block": {"type": "thinking", "thinking": ""}},
+        ),
+        delta({"type": "thinking_delta", "thinking": thinking[:half]}),
+        delta({"type": "thinking_delta", "thinking": thinking[half:]}),
+        delta({"type": "signature_delta", "signature": THINKING_SIGNATURE}),
+        _sse("content_block_stop", {"type": "content_block_stop", "index": 0}),
+    ]  # fmt: skip
 
 
 # --- Gemini (Google AI Studio) ----------------------------------------------
