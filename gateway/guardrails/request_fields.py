@@ -1,10 +1,10 @@
 """The top-level request fields the guardrails know, per endpoint: those texts.py reads
 and those that hold no text (settings, identifiers). Any other field goes upstream as
 the caller wrote it (an OpenAI-compatible server such as vLLM reads its own extra
-fields: `guided_json`, `chat_template_kwargs`, ...), so every string in it is scanned
-(json_texts.py); so is every string of a key the guardrails do not know in a message, a
-content part, a chat tool or `stream_options` (a message's `thinking`, a part's
-`cache_control`). Pure.
+fields: `guided_json`, `chat_template_kwargs`, ...), so its name and every string and key
+in it are scanned (json_texts.py); so is every key the guardrails do not know in a
+message, a content part, a chat tool, `stream_options` (a message's `thinking`, a part's
+`cache_control`) or a Responses input item of a type they do not know. Pure.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.guardrails.json_texts import TextFn, rewrite_json
+from gateway.guardrails.json_texts import TextFn, check_name, rewrite_json
 
 _STREAMING = ("model", "stream", "stream_options", "user", "metadata", "service_tier")
 _CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -72,13 +72,15 @@ STREAM_OPTIONS_KEYS = frozenset({"include_usage", "include_obfuscation"})
 
 
 def rewrite_unknown_keys(known: frozenset[str], value: Any, fn: TextFn) -> Any:
-    """`value` (a mapping) with the texts of the keys `known` lacks rewritten (the same
-    object when none changed; one C-level set check when it has none)."""
+    """`value` (a mapping) with the texts of the keys `known` lacks rewritten, each such
+    key checked as a name (the same object when none changed; one C-level set check when
+    it has none)."""
     if not isinstance(value, Mapping) or known.issuperset(value):
         return value
     updates = {}
     for name, item in value.items():
         if name not in known:
+            check_name(name, fn)
             checked = rewrite_json(item, fn)
             if checked is not item:
                 updates[name] = checked

@@ -16,9 +16,12 @@ tool calls and their outputs, reasoning, MCP calls, code interpreter code and lo
 shell commands and output, patches, ...), `text.format`'s schema, `prompt.variables`,
 function and custom tools whole, the other tools' descriptions and user locations; and,
 on every endpoint, every string of a top-level field it does not know
-(request_fields.py). Not scanned: identifiers (`metadata`, `user`, ids, model names),
-files' data (base64 of any format: decoding files is not a text scan), URLs of images
-and files, MCP servers' settings.
+(request_fields.py). A value where a text (or a message, part, call, ...) belongs that
+is not of that shape, an object where a string was due, is scanned whole, every string
+and key in it (json_texts.rewrite_json), never passed on unread; so is a Responses input
+item of a type this gateway does not know, but for its ids. Not scanned: identifiers
+(`metadata`, `user`, ids, model names), files' data (base64 of any format: decoding
+files is not a text scan), URLs of images and files, MCP servers' settings.
 
 Answer texts: chat message content, refusal, reasoning (`reasoning_content`,
 `reasoning`), the audio transcript, URL citations, tool-call arguments and custom
@@ -56,9 +59,6 @@ from gateway.guardrails.walk_cost import ENTRY_COST, layout_cost, spend_reading
 
 # Called on each text: the spans to replace in it, and with what (none: leave it).
 TextFn = Callable[[str], Sequence[Redaction]]
-_TEXT_PART_TYPES = frozenset(
-    {"text", "input_text", "output_text", "summary_text", "reasoning_text"}
-)
 _JSON_PART_TYPES = frozenset({"text", "output_text"})  # a message's answer text
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
 # Responses tools whose whole definition is the model's text (name, schema, grammar).
@@ -73,7 +73,7 @@ def _changed(original: Mapping[str, Any], updates: dict[str, Any]) -> Mapping[st
 def _items(value: Any, fn: TextFn, each: Callable[[Any], Any]) -> Any:
     """`each` on every item of a list (charged to `fn`'s inline budget: walk_cost.py)."""
     if not isinstance(value, list):
-        return value
+        return rewrite_json(value, fn)
     spend = getattr(fn, "spend", None)
     if spend is not None:
         spend(len(value) * ENTRY_COST)
@@ -88,20 +88,32 @@ def _scan(text: str, fn: TextFn) -> str:
 
 
 def _text(value: Any, fn: TextFn) -> Any:
-    return _scan(value, fn) if isinstance(value, str) else value
+    """A text; anything else there (an object, an array) is scanned whole, every string
+    and key in it, as an unknown field is (json_texts.py): never passed on unread."""
+    return _scan(value, fn) if isinstance(value, str) else rewrite_json(value, fn)
 
 
 def _strings(value: Any, fn: TextFn) -> Any:
-    """A string or a list of strings (token arrays are left alone)."""
-    if isinstance(value, str):
-        return _scan(value, fn)
-    return _items(value, fn, lambda item: _scan(item, fn) if isinstance(item, str) else item)
+    """A string or a list of strings (anything else in it: `_text`)."""
+    if isinstance(value, list):
+        return _items(value, fn, lambda item: _text(item, fn))
+    return _text(value, fn)
+
+
+def _prompt_texts(value: Any, fn: TextFn) -> Any:
+    """Completions `prompt`, embeddings `input`: `_strings`, but ids and lists of them are
+    token arrays, left to token_ids.py (which refuses anything in them but an id)."""
+    if isinstance(value, list):
+        return _items(
+            value, fn, lambda item: item if isinstance(item, int | list) else _text(item, fn)
+        )
+    return _text(value, fn)
 
 
 def _annotation(value: Any, fn: TextFn) -> Any:
     """A URL citation (chat: under `url_citation`; Responses: inline)."""
     if not isinstance(value, Mapping):
-        return value
+        return rewrite_json(value, fn)
     citation = value.get("url_citation")
     if isinstance(citation, Mapping):
         return _changed(value, {"url_citation": _annotation(citation, fn)})
@@ -118,20 +130,18 @@ def rewrite_annotations(value: Any, fn: TextFn) -> Any:
 def _part(item: Any, fn: TextFn, is_json: bool = False) -> Any:
     """A content part; `is_json`: its output text is JSON the client parses."""
     if not isinstance(item, Mapping):
-        return item
+        return _text(item, fn)
+    # Each text key is read whatever the part's type (a refusal's `text`, an image's
+    # `refusal`): a key the gateway knows is never passed on unread. A file's name is text
+    # the model reads (chat: under `file`; Responses: inline); its data is not.
     kind = item.get("type")
-    if kind == "refusal":
-        return _changed(item, {"refusal": _text(item.get("refusal"), fn)})
-    if kind == "file":  # chat: the file's name is text the model reads; its data is not
-        return _changed(item, {"file": _FILE_NAME(item.get("file"), fn)})
-    if kind == "input_file":  # Responses: the same, inline
-        return _FILE_NAME(item, fn)
-    if kind not in _TEXT_PART_TYPES:
-        return item
     text = item.get("text")
     json_text = is_json and kind in _JSON_PART_TYPES
     updates = {
         "text": _arguments(text, fn) if json_text else _text(text, fn),
+        "refusal": _text(item.get("refusal"), fn),
+        "filename": _text(item.get("filename"), fn),
+        "file": _FILE_NAME(item.get("file"), fn),
         "annotations": rewrite_annotations(item.get("annotations"), fn),
     }
     if updates["text"] is not text and item.get("logprobs"):
@@ -141,24 +151,24 @@ def _part(item: Any, fn: TextFn, is_json: bool = False) -> Any:
 
 def _content(value: Any, fn: TextFn) -> Any:
     """Message content: a string, or parts of which the text ones are scanned."""
-    if isinstance(value, str):
-        return _scan(value, fn)
-    return _items(value, fn, lambda item: _part(item, fn))
+    if isinstance(value, list):
+        return _items(value, fn, lambda item: _part(item, fn))
+    return _text(value, fn)
 
 
 def _json_content(value: Any, fn: TextFn) -> Any:
     """Message content the request asked to be JSON: read as arguments are."""
-    if isinstance(value, str):
-        return _arguments(value, fn)
-    return _items(value, fn, lambda item: _part(item, fn, is_json=True))
+    if isinstance(value, list):
+        return _items(value, fn, lambda item: _part(item, fn, is_json=True))
+    return _arguments(value, fn)
 
 
 def _arguments(value: Any, fn: TextFn) -> Any:
     """Arguments (JSON text), scanned as their reader sees them (escapes decoded); a
     redaction is written into the text as written, which is otherwise kept as it came,
-    and keeps valid JSON valid (json_layout.py)."""
+    and keeps valid JSON valid (json_layout.py). Arguments sent as an object: `_text`."""
     if not isinstance(value, str):
-        return value
+        return rewrite_json(value, fn)
     spend = getattr(fn, "spend", None)
     if spend is not None:
         spend_reading(spend, value)
@@ -173,14 +183,14 @@ def _arguments(value: Any, fn: TextFn) -> Any:
 
 def _function(value: Any, fn: TextFn) -> Any:
     if not isinstance(value, Mapping):
-        return value
+        return rewrite_json(value, fn)
     return _changed(value, {"arguments": _arguments(value.get("arguments"), fn)})
 
 
 def _custom_call(value: Any, fn: TextFn) -> Any:
     """A chat custom tool call's `custom`: its free-form `input`."""
     if not isinstance(value, Mapping):
-        return value
+        return rewrite_json(value, fn)
     return _changed(value, {"input": _text(value.get("input"), fn)})
 
 
@@ -189,7 +199,7 @@ def _tool_calls(value: Any, fn: TextFn) -> Any:
 
     def call(item: Any) -> Any:
         if not isinstance(item, Mapping):
-            return item
+            return rewrite_json(item, fn)
         return _changed(
             item,
             {
@@ -207,7 +217,7 @@ def _tools(value: Any, fn: TextFn) -> Any:
 
     def tool(item: Any) -> Any:
         if not isinstance(item, Mapping):
-            return item
+            return rewrite_json(item, fn)
         if isinstance(item.get("function"), Mapping):  # chat: {type, function: {...}}
             item = rewrite_unknown_keys(TOOL_KEYS, item, fn)
             return _changed(item, {"function": rewrite_json(item["function"], fn)})
@@ -237,19 +247,25 @@ def _choice_of_tool(value: Any, fn: TextFn) -> Any:
 
 def _name(value: Any, fn: TextFn) -> Any:
     """A name (a tool's): scanned, never rewritten (json_texts.check_name)."""
-    return check_name(value, fn) if isinstance(value, str) else value
+    return check_name(value, fn) if isinstance(value, str) else rewrite_json(value, fn)
 
 
 def _called_name(value: Any, fn: TextFn) -> Any:
     """A call's `function` or `custom`: the name of the tool it called, as in `tools`."""
     if not isinstance(value, Mapping):
-        return value
+        return rewrite_json(value, fn)
     return _changed(value, {"name": _name(value.get("name"), fn)})
 
 
 def _unknown_part_keys(parts: list[Any], fn: TextFn) -> Any:
     """The texts of the keys the gateway does not know in a request's content parts."""
     return _items(parts, fn, lambda part: rewrite_unknown_keys(PART_KEYS, part, fn))
+
+
+def _request_part(part: Any, fn: TextFn) -> Any:
+    """A content part a request sends alone (a prompt's variable): its texts and the
+    texts of the keys the gateway does not know."""
+    return rewrite_unknown_keys(PART_KEYS, _part(part, fn), fn)
 
 
 def _request_message(message: Any, fn: TextFn) -> Any:
@@ -266,7 +282,7 @@ def _request_message(message: Any, fn: TextFn) -> Any:
 
     def call(item: Any) -> Any:
         if not isinstance(item, Mapping):
-            return item
+            return rewrite_json(item, fn)
         return _changed(
             item,
             {
@@ -286,13 +302,13 @@ def _request_message(message: Any, fn: TextFn) -> Any:
 
 def _audio(value: Any, fn: TextFn) -> Any:
     if not isinstance(value, Mapping):
-        return value
+        return rewrite_json(value, fn)
     return _changed(value, {"transcript": _text(value.get("transcript"), fn)})
 
 
 def _chat_message(message: Any, fn: TextFn, is_json: bool = False) -> Any:
     if not isinstance(message, Mapping):
-        return message
+        return rewrite_json(message, fn)
     content = _json_content if is_json else _content
     return _changed(
         message,
@@ -318,7 +334,7 @@ def _field(name: str, read: Reader) -> Reader:
 
     def reader(value: Any, fn: TextFn) -> Any:
         if not isinstance(value, Mapping):
-            return value
+            return rewrite_json(value, fn)
         return _changed(value, {name: read(value.get(name), fn)})
 
     return reader
@@ -359,6 +375,9 @@ _ITEM_TEXTS: dict[str, tuple[Reader, ...]] = {
     "image_generation_call": (_field("revised_prompt", _text),),
 }
 _OTHER_ITEM = (_field("content", _content),)
+# An input item's fields that are structure, not text: an item of a type this gateway
+# does not know is otherwise scanned whole (`_unknown_item`).
+_ITEM_IDS = frozenset({"type", "id", "call_id", "status"})
 # A message item of an answer the request asked to be JSON.
 _JSON_MESSAGE: tuple[Reader, ...] = (_field("content", _json_content),)
 
@@ -368,6 +387,7 @@ _FILE_NAME = _field("filename", _text)
 # The name of the tool a Responses call item of a request called, as in `tools`.
 _CALLED_NAME = _field("name", _name)
 _CALL_ITEMS = frozenset({"function_call", "custom_tool_call"})
+_KNOWN_ITEMS = frozenset({"message", *_ITEM_TEXTS})
 
 
 def _error_object(value: Any, fn: TextFn) -> Any:
@@ -396,7 +416,7 @@ def _response_item(item: Any, fn: TextFn, is_json: bool = False) -> Any:
     """One item of a Responses `input` or `output` list (`is_json`: its message text is
     JSON the client parses)."""
     if not isinstance(item, Mapping):
-        return item
+        return rewrite_json(item, fn)
     kind = item.get("type")
     if is_json and kind == "message":
         readers = _JSON_MESSAGE
@@ -409,30 +429,33 @@ def _response_item(item: Any, fn: TextFn, is_json: bool = False) -> Any:
 
 def _prediction(value: Any, fn: TextFn) -> Any:
     if not isinstance(value, Mapping):
-        return value
+        return rewrite_json(value, fn)
     return _changed(value, {"content": _content(value.get("content"), fn)})
 
 
 def _response_format(value: Any, fn: TextFn) -> Any:
     if not isinstance(value, Mapping):
-        return value
+        return rewrite_json(value, fn)
     return _changed(value, {"json_schema": rewrite_json(value.get("json_schema"), fn)})
 
 
 def _text_options(value: Any, fn: TextFn) -> Any:
     """Responses `text`: its `format` (a JSON schema's texts)."""
     if not isinstance(value, Mapping):
-        return value
+        return rewrite_json(value, fn)
     return _changed(value, {"format": rewrite_json(value.get("format"), fn)})
 
 
 def _prompt(value: Any, fn: TextFn) -> Any:
     """Responses `prompt`: a stored prompt's variables, strings or input parts."""
-    if not isinstance(value, Mapping) or not isinstance(value.get("variables"), Mapping):
-        return value
-    variables = value["variables"]
+    if not isinstance(value, Mapping):
+        return rewrite_json(value, fn)
+    variables = value.get("variables")
+    if not isinstance(variables, Mapping):
+        return _changed(value, {"variables": rewrite_json(variables, fn)})
     updates = {
-        name: _scan(v, fn) if isinstance(v, str) else _part(v, fn) for name, v in variables.items()
+        name: _scan(v, fn) if isinstance(v, str) else _request_part(v, fn)
+        for name, v in variables.items()
     }
     return _changed(value, {"variables": _changed(variables, updates)})
 
@@ -441,8 +464,10 @@ def _input_item(item: Any, fn: TextFn) -> Any:
     """One item of a Responses request's `input`: its texts, a call's tool name, and a
     message's keys (and its parts' keys) the gateway does not know."""
     if not isinstance(item, Mapping):
-        return item
+        return rewrite_json(item, fn)
     kind = item.get("type")
+    if kind is not None and not (isinstance(kind, str) and kind in _KNOWN_ITEMS):
+        return rewrite_unknown_keys(_ITEM_IDS, item, fn)  # an upstream's own item type
     if kind in _CALL_ITEMS:
         item = _CALLED_NAME(item, fn)
     elif kind in (None, "message"):
@@ -478,13 +503,13 @@ def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping
         return _changed(
             body,
             {
-                "prompt": _strings(body.get("prompt"), fn),
+                "prompt": _prompt_texts(body.get("prompt"), fn),
                 "suffix": _text(body.get("suffix"), fn),
                 "stop": _strings(body.get("stop"), fn),
             },
         )
     if endpoint == "embeddings":
-        return _changed(body, {"input": _strings(body.get("input"), fn)})
+        return _changed(body, {"input": _prompt_texts(body.get("input"), fn)})
     if endpoint == "responses":
         raw_input = body.get("input")
         return _changed(
@@ -509,7 +534,7 @@ def _choice(item: Any, fn: TextFn, is_json: bool) -> Any:
     """A chat or completions choice; its logprobs go when a rule rewrote its text (the
     tokens spell the text, the top alternatives most of it)."""
     if not isinstance(item, Mapping):
-        return item
+        return rewrite_json(item, fn)
     message = _chat_message(item.get("message"), fn, is_json)
     checked = _changed(item, {"message": message, "text": _text(item.get("text"), fn)})
     if checked is not item and checked.get("logprobs") is not None:
