@@ -42,8 +42,8 @@ _EMPTY_BUNDLE_TEXT = (
 SECTION_ORDER = ("providers", "models", "routing", "teams", "guardrails", "auth", "timezone")
 _MARKER_HEADER = (
     "# Written by `gateway policy export` and `apply`: the policy version these files\n"
-    "# are based on. `gateway policy apply` refuses the folder once the running\n"
-    "# version has moved past it (someone changed the policy since).\n"
+    "# are based on. `gateway policy apply` refuses the folder when the running\n"
+    "# version holds an admin-API change or a rollback these files have not seen.\n"
 )
 
 
