@@ -5,7 +5,8 @@ carries, per endpoint, rewritten through one function.
 call `fn` on each text and return the body with the spans `fn` names replaced; parts
 `fn` left alone are shared, not copied (a clean request copies nothing). Pure.
 
-Request texts: chat messages (string content and text parts, file parts' `filename`,
+Request texts: chat messages (string content and text parts, each alone and joined as
+an upstream joins them: joined_parts.py; file parts' `filename`,
 `name`, tool-call arguments and custom tool-call input, legacy function calls, the
 names of the tools called), `prediction`, `stop`, tool and function definitions whole
 (names, descriptions, parameter schemas, custom tools' grammars: json_texts.py),
@@ -43,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gateway.guardrails.joined_parts import rewrite_joined_parts
 from gateway.guardrails.json_escapes import Escaped
 from gateway.guardrails.json_layout import layout_of_json, numbers_read
 from gateway.guardrails.json_texts import check_name, rewrite_json
@@ -150,9 +152,10 @@ def _part(item: Any, fn: TextFn, is_json: bool = False) -> Any:
 
 
 def _content(value: Any, fn: TextFn) -> Any:
-    """Message content: a string, or parts of which the text ones are scanned."""
+    """Message content: a string, or parts of which the text ones are scanned, each alone
+    and all joined, as an upstream joins them (joined_parts.py)."""
     if isinstance(value, list):
-        return _items(value, fn, lambda item: _part(item, fn))
+        return rewrite_joined_parts(_items(value, fn, lambda item: _part(item, fn)), fn)
     return _text(value, fn)
 
 

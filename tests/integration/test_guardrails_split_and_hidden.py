@@ -1,0 +1,132 @@
+"""Secrets the guardrails once let through, over real HTTP with the official openai SDK:
+a key split across a message's text parts, one hidden by invisible characters, and,
+in answers, one in a field the output scan did not read or in a streamed choice whose
+index is not a plain integer."""
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.support.gateway import running_gateway
+
+POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}", api_key: "${{UPSTREAM_KEY}}"}}
+models:
+  gpt-4o-mini:
+    deployments: [{{provider: up, model: upstream-chat}}]
+teams:
+  demo: {{models: ["*"], guardrails: [keys]}}
+guardrails:
+  keys:
+    input:
+      - {{detector: secrets, action: block}}
+    output:
+      - {{detector: secrets, action: block}}
+"""
+KEY = "AKIAIOSFODNN7EXAMPLE"
+BASE = {"id": "chatcmpl-1", "created": 1, "model": "upstream-chat"}
+USAGE = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+
+
+@dataclass
+class Upstream:
+    """Answers each request with `answer(body)`: a dict (JSON) or SSE events, each a dict
+    or the raw bytes of its `data:` line."""
+
+    answer: Callable[[dict[str, Any]], Any] = lambda body: {}
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def setup(tmp_path, monkeypatch) -> AsyncIterator[tuple[Any, Upstream]]:
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    upstream = Upstream()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        upstream.bodies.append(body)
+        answer = upstream.answer(body)
+        if isinstance(answer, dict):
+            return web.json_response(answer)
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in answer:
+            data = event if isinstance(event, bytes) else orjson.dumps(event)
+            await response.write(b"data: " + data + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    app.router.add_post("/v1/responses", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    try:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            yield gw, upstream
+    finally:
+        await runner.cleanup()
+
+
+def whole(message: dict[str, Any]) -> dict[str, Any]:
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    return {**BASE, "object": "chat.completion", "choices": [choice], "usage": USAGE}
+
+
+def chunk(delta: dict[str, Any], **choice: Any) -> dict[str, Any]:
+    body = {"index": 0, "delta": delta, "finish_reason": None, **choice}
+    return {**BASE, "object": "chat.completion.chunk", "choices": [body]}
+
+
+async def streamed_text(client: openai.AsyncOpenAI) -> str:
+    """Every string the stream's choices carried, joined, until its end or its error."""
+    seen: list[str] = []
+    stream = await client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    try:
+        async for event in stream:
+            seen.append(orjson.dumps(event.model_dump()).decode())
+    except openai.APIError as error:
+        seen.append(f"error: {error}")
+    return "".join(seen)
+
+
+async def test_a_key_split_across_text_parts_is_refused(setup):
+    """Two text parts of one message that an upstream joins into the key: 400
+    content_policy_violation, and the upstream never sees the request."""
+    gw, upstream = setup
+    client = await gw.openai()
+    content = [
+        {"type": "text", "text": "my key is AKIAIOSFO"},
+        {"type": "text", "text": "DNN7EXAMPLE"},
+    ]
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": content}]
+        )
+    assert caught.value.code == "content_policy_violation" and KEY not in str(caught.value)
+    with pytest.raises(openai.BadRequestError):
+        await client.responses.create(
+            model="gpt-4o-mini",
+            input=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "AKIAIOSFO"},
+                        {"type": "input_text", "text": "DNN7EXAMPLE"},
+                    ],
+                }
+            ],
+        )
+    assert upstream.bodies == []
+
