@@ -149,22 +149,38 @@ async def check_forwardable_soon(
     raw: bytes, body: dict[str, Any], endpoint: Endpoint | None = None
 ) -> None:
     """check_forwardable, on a thread for a large body or a long walk."""
-    if len(raw) < WALKED_ON_LOOP_BYTES or (
-        len(raw) < OFF_LOOP_BYTES and raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH
-    ):
+    if len(raw) < WALKED_ON_LOOP_BYTES:
         check_forwardable(raw, body, endpoint)
+        return
+    # Counted once: check_forwardable takes the count rather than scanning again.
+    brackets = bracket_count(raw) if len(raw) < OFF_LOOP_BYTES else None
+    if brackets is not None and brackets <= MAX_DEPTH:
+        check_forwardable(raw, body, endpoint, brackets)
     else:
-        await asyncio.to_thread(check_forwardable, raw, body, endpoint)
+        await asyncio.to_thread(check_forwardable, raw, body, endpoint, brackets)
 
 
-def check_forwardable(raw: bytes, body: dict[str, Any], endpoint: Endpoint | None = None) -> None:
+def bracket_count(raw: bytes) -> int:
+    """How many `[` and `{` bytes `raw` holds (in strings too): an upper bound of its depth."""
+    return raw.count(b"[") + raw.count(b"{")
+
+
+def check_forwardable(
+    raw: bytes,
+    body: dict[str, Any],
+    endpoint: Endpoint | None = None,
+    brackets: int | None = None,
+) -> None:
     """Refuse a parsed body that would not reach the upstream as the client sent it.
 
     Most bodies have fewer brackets than MAX_DEPTH, so cannot nest too deep, and
     no run of 19 digits, so hold no integer beyond 64 bits: two C-speed scans of
-    the bytes clear them. Others are walked once, level by level.
+    the bytes clear them. Others are walked once, level by level. `brackets`: the
+    body's `bracket_count`, when the caller has counted already.
     """
-    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+    if brackets is None:
+        brackets = bracket_count(raw)
+    if brackets <= MAX_DEPTH:
         may_hold_big_integer = _DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
     else:
         depth, may_hold_big_integer = measure(body)
