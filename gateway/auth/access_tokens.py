@@ -5,8 +5,9 @@ iat, nbf, jti, client_id, scope, team) and its verification: RS256 only, the key
 chosen by `kid` from our key set, every claim checked explicitly (joserfc's
 `decode` checks only the signature), and verified tokens cached until they
 expire. Every refusal is `InvalidToken` with a short message that names the
-failed claim for `iss`, `aud` and time (never the expected values) and says
-nothing about signature or key checks; the reason is logged at debug level.
+failed claim for `iss`, `aud` and time (never the expected values), says when
+the key is unknown here (a token minted against another database) and nothing
+else about signature or key checks; the reason is logged at debug level.
 External issuers (their JWKS, claim mapping) are not handled here.
 """
 
@@ -25,6 +26,7 @@ from joserfc.jwk import KeySet
 from gateway.auth.cache import DEFAULT_MAX_CACHED, TokenCache
 from gateway.auth.claims import (
     DEFAULT_LEEWAY_S,
+    MSG_UNKNOWN_KEY,
     Refused,
     check_lifetime,
     string_claim,
@@ -139,7 +141,7 @@ class TokenVerifier:
                 # Maybe a key created since we loaded the set (another replica rotated).
                 kid = jws.extract_compact(token.encode()).protected.get("kid")
                 if not isinstance(kid, str) or not await self._keys.refresh_if_unknown(kid):
-                    raise Refused("unknown kid") from None
+                    raise Refused("unknown kid", MSG_UNKNOWN_KEY) from None
                 decoded = jwt.decode(
                     token, await self._keys.verification_keys(), algorithms=ALGORITHMS
                 )

@@ -1,10 +1,11 @@
 """JWT claim checks shared by our own and external issuers' verifiers. Pure; no I/O.
 
 A failed check raises `Refused`: `reason` goes to the debug log, `message` to
-the caller. The message stays vague about signatures and keys, but names the
+the caller. The message stays vague about signatures, but names the
 claim when `iss`, `aud` or the token's time failed, since that is what an
 operator fixes (a CLI minting with another issuer URL, a client asking for the
-wrong audience); it never shows the values the gateway expected. Verifiers
+wrong audience), and says so when our own token's key is unknown here (minted against
+another database); it never shows the values the gateway expected. Verifiers
 raise `InvalidToken`, whose `detail` (the failed claim) is for the access line.
 """
 
@@ -25,6 +26,15 @@ MSG_WRONG_ISSUER = "The access token's issuer (iss claim) is not one this gatewa
 MSG_WRONG_AUDIENCE = "The access token's audience (aud claim) is not this gateway."
 MSG_EXPIRED = "The access token has expired."
 MSG_NOT_YET_VALID = "The access token is not valid yet."
+# Our own token whose `kid` is none of this gateway's keys: nearly always minted against
+# another database (`gateway token` run elsewhere). Kids are public (the JWKS), so naming
+# the cause tells a caller nothing it could not read there.
+MSG_UNKNOWN_KEY = (
+    "The access token is invalid: it is signed by a key this gateway does not know (its "
+    "kid is not one of this gateway's signing keys). Was it minted against another "
+    "gateway's database? Mint it where this gateway's database is, or get one from its "
+    "/oauth/token."
+)
 
 
 class Refused(Exception):

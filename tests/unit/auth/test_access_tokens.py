@@ -19,6 +19,7 @@ from gateway.auth.access_tokens import TokenVerifier, mint_token
 from gateway.auth.claims import (
     MSG_EXPIRED,
     MSG_INVALID,
+    MSG_UNKNOWN_KEY,
     MSG_WRONG_AUDIENCE,
     MSG_WRONG_ISSUER,
     InvalidToken,
@@ -215,7 +216,7 @@ ATTACKS: dict[str, tuple[Callable[[SigningKey, SigningKey], str], str, str]] = {
         MSG_WRONG_ISSUER,
         "wrong issuer",
     ),
-    "unknown kid": (lambda k, o: mint(o), MSG_INVALID, "unknown kid"),
+    "unknown kid": (lambda k, o: mint(o), MSG_UNKNOWN_KEY, "unknown kid"),
     "our kid, another key": (
         lambda k, o: signed(o, good_claims(), kid=k.kid),
         MSG_INVALID,
