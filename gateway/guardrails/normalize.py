@@ -1,8 +1,13 @@
 """Fold text for scanning: full-width and other-script digits to ASCII, look-alike
 letters to Latin, tag characters (U+E0020-U+E007E, invisible copies of ASCII) to the
-ASCII they copy, zero-width, combining and filler characters (blank letters that render
-as nothing) dropped; and map each folded character back to the original, so a
-redaction covers the ORIGINAL span.
+ASCII they copy, zero-width, combining, filler (blank letters that render as nothing)
+and other default-ignorable characters dropped; and map each folded character back to
+the original, so a redaction covers the ORIGINAL span.
+
+Tag characters are read two ways: a model may read them as the ASCII they copy (a key
+spelled in tags), while a person, or a program that copies the text, sees nothing there
+(`AKIA<tag A>IOSFODNN7EXAMPLE` is the key on screen). A text that holds one is also
+folded with its tags dropped (`fold_visible`), and the scanner reads both.
 
 Pure; the common case (ASCII, or text with no character folding would change) costs
 one or two C-level checks and builds no map. The second is exact: fold_table.py lists
@@ -45,6 +50,14 @@ _FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 # Tag characters: each an invisible copy of the ASCII character 0xE0000 below it.
 _TAG_FIRST, _TAG_LAST, _TAG_OFFSET = "\U000e0020", "\U000e007e", 0xE0000
 _DROPPED_CATEGORIES = frozenset({"Cf", "Mn", "Me", "Cc"})
+# Code points Unicode reserves as default-ignorable (a renderer shows nothing for them)
+# but assigns nothing yet, so no category above drops them: the rest of the tag block
+# and the ranges around it, U+2065 and U+FFF0-U+FFF8 (DerivedCoreProperties.txt).
+_IGNORABLE_UNASSIGNED = (
+    ("\u2065", "\u2065"),
+    ("\ufff0", "\ufff8"),
+    ("\U000e0000", "\U000e0fff"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,7 @@ class Folded:
 
     text: str
     origin: list[int] | None = None  # None: identical to the original
+    has_tags: bool = False  # the original holds a tag character (`fold_visible` differs)
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         if self.origin is None:
@@ -77,7 +91,7 @@ def fold_char(ch: str) -> str:
     """One non-ASCII character as the detectors should see it ("" to drop it)."""
     if _TAG_FIRST <= ch <= _TAG_LAST:
         return chr(ord(ch) - _TAG_OFFSET)
-    if ch in _FILLERS:
+    if ch in _FILLERS or any(first <= ch <= last for first, last in _IGNORABLE_UNASSIGNED):
         return ""
     if unicodedata.category(ch) in _DROPPED_CATEGORIES:
         return ""
@@ -123,8 +137,9 @@ def fold(text: str) -> Folded:
     return fold_slowly(text)
 
 
-def fold_slowly(text: str) -> Folded:
-    """`fold` character by character (what `fold` returns for any text)."""
+def fold_slowly(text: str, *, tags_as_ascii: bool = True) -> Folded:
+    """`fold` character by character (what `fold` returns for any text); with
+    `tags_as_ascii` False, tag characters are dropped instead (`fold_visible`)."""
     out: list[str] = []
     origin: list[int] = []
     for i, ch in enumerate(text):
@@ -132,10 +147,25 @@ def fold_slowly(text: str) -> Folded:
             out.append(ch)
             origin.append(i)
             continue
+        if not tags_as_ascii and _TAG_FIRST <= ch <= _TAG_LAST:
+            continue
         for c in fold_char(ch):
             out.append(c)
             origin.append(i)
-    return Folded("".join(out), origin)
+    return Folded("".join(out), origin, _has_tags(text))
+
+
+def _has_tags(text: str) -> bool:
+    # `max` runs in C: most texts hold nothing as high as the tag block, and skip the loop.
+    if not text or max(text) < _TAG_FIRST:
+        return False
+    return any(_TAG_FIRST <= ch <= _TAG_LAST for ch in text)
+
+
+def fold_visible(text: str) -> Folded:
+    """`text` folded as it shows on screen: its tag characters dropped, not read as ASCII
+    (for a text whose `fold` says `has_tags`)."""
+    return fold_slowly(text, tags_as_ascii=False)
 
 
 _CHANGING = _changing_class(_table())

@@ -20,7 +20,7 @@ import re2
 
 from gateway.guardrails.detectors import BUILT_IN, VALUE, Check, PatternSpec
 from gateway.guardrails.kinds import DetectorKind, GuardAction
-from gateway.guardrails.normalize import Folded, fold
+from gateway.guardrails.normalize import Folded, fold, fold_visible
 from gateway.guardrails.patterns import max_match_chars, re2_options
 from gateway.guardrails.prefixes import TailSearch
 from gateway.guardrails.telltales import telltales
@@ -161,12 +161,13 @@ class Scanner:
         text = "\n".join(lines)
         if self._lines is None or text.count("\n") != len(lines) - 1:
             return False
-        return not self._lines.Match(fold(text).text)
+        folded = fold(text)
+        return not folded.has_tags and not self._lines.Match(folded.text)
 
     def in_progress_from(self, text: str, start: int) -> int:
         """The earliest position at or after `start` where a match could have begun and
         not yet ended (`len(text)` when none could): a stream holds back from there."""
-        return self._hold(fold(text), len(text), start)
+        return self._hold_read(text, fold(text), start)
 
     def find(self, text: str, start: int = 0, budget: MatchBudget | None = None) -> list[Finding]:
         """Every finding in `text` that starts at or after `start` (the text before it is
@@ -176,7 +177,7 @@ class Scanner:
         runs out."""
         if self._set is None or not text:
             return []
-        return self._find(fold(text), start, budget)
+        return self._find_read(text, fold(text), start, budget)
 
     def scan_stream(
         self, text: str, start: int, *, final: bool, budget: MatchBudget | None = None
@@ -192,8 +193,8 @@ class Scanner:
         length = len(text)
         if not text.isascii():
             folded = fold(text)
-            hold = length if final else self._hold(folded, length, start)
-            return self._find(folded, start, budget), hold
+            hold = length if final else self._hold_read(text, folded, start)
+            return self._find_read(text, folded, start, budget), hold
         assert self._tail is not None
         data = text.encode("ascii")
         hold = length
@@ -226,6 +227,30 @@ class Scanner:
         if self._telltales is not None and self._telltales.isdisjoint(text):
             return hold
         return -1 if self._set.Match(data) else hold
+
+    def _hold_read(self, text: str, folded: Folded, start: int) -> int:
+        """`_hold` of `text` read both ways when it holds tag characters (normalize.py)."""
+        hold = self._hold(folded, len(text), start)
+        if folded.has_tags:
+            hold = min(hold, self._hold(fold_visible(text), len(text), start))
+        return hold
+
+    def _find_read(
+        self, text: str, folded: Folded, start: int, budget: MatchBudget | None
+    ) -> list[Finding]:
+        """`_find` on `folded` and, when `text` holds tag characters, on `text` as it shows
+        with them dropped (normalize.py): a tag inside a key hides it from one reading
+        only. A finding both readings make counts once."""
+        found = self._find(folded, start, budget)
+        if not folded.has_tags:
+            return found
+        seen = {(f.rule, f.start, f.end) for f in found}
+        visible = self._find(fold_visible(text), start, budget)
+        more = [f for f in visible if (f.rule, f.start, f.end) not in seen]
+        if more:
+            found.extend(more)
+            found.sort(key=lambda f: (f.start, -f.end))
+        return found
 
     def _hold(self, folded: Folded, length: int, start: int) -> int:
         if self._tail is None or start >= length:

@@ -130,3 +130,20 @@ async def test_a_key_split_across_text_parts_is_refused(setup):
         )
     assert upstream.bodies == []
 
+
+@pytest.mark.parametrize(
+    "hidden",
+    [KEY[:4] + chr(0xE0041) + KEY[4:], "\u200d".join(KEY), KEY[:4] + "\U000e0000" + KEY[4:]],
+    ids=ascii,
+)
+async def test_a_key_with_invisible_characters_inside_is_refused(setup, hidden):
+    """A tag character or zero-width joiners inside the key (it shows as the key): 400
+    content_policy_violation, nothing upstream."""
+    gw, upstream = setup
+    client = await gw.openai()
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": f"key: {hidden}"}]
+        )
+    assert caught.value.code == "content_policy_violation"
+    assert upstream.bodies == []
