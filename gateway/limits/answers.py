@@ -100,6 +100,16 @@ def go_duration(ms: int) -> str:
     return f"{seconds}s"
 
 
+# A request too large for a whole budget or tpm. Its estimate holds an output cap even when
+# the request set none (the team's max_tokens_default, or 4096): say so, not "lower" a
+# field it never sent.
+SHRINK_HINT = (
+    "Set a smaller output cap (max_tokens, max_completion_tokens or max_output_tokens; "
+    "without one, the team's default output allowance is reserved) or fewer choices (n), "
+    "or shorten the prompt."
+)
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -128,7 +138,7 @@ def budget_error(refusal: BudgetRefusal, team: str) -> BudgetExhausted:
         message = (
             f"This request's estimate ({_amount(check.unit, refusal.amount)}: the prompt plus "
             f"the output it may generate) is more than {_budget_named(check, team, whole=True)}"
-            f" ({limit}). Lower max_tokens or n, or shorten the prompt."
+            f" ({limit}). {SHRINK_HINT}"
         )
     else:
         # The request's own estimate is part of the sum: a follow-up carrying a long
@@ -159,7 +169,7 @@ def rate_error(refusal: RateRefusal, team: str) -> RateLimited:
     if refusal.retry_after_ms < 0:
         return RateLimited(
             f"Request too large for {who} on {per}: Limit {check.limit}, "
-            f"Requested {refusal.amount}. Lower max_tokens or n, or shorten the prompt.",
+            f"Requested {refusal.amount}. {SHRINK_HINT}",
             headers={"x-should-retry": "false", **ratelimit_header_text(refusal.views)},
         )
     used = check.limit - refusal.remaining

@@ -164,3 +164,15 @@ def test_ratelimit_headers_pick_the_tightest_like_min() -> None:
                         (b"x-ratelimit-reset-" + name, f"{reset}ms".encode()),
                     ]
             assert ratelimit_headers(*tightest(views)) == expected
+
+
+def test_a_request_too_large_is_told_how_to_shrink_even_without_a_cap_of_its_own() -> None:
+    """Its estimate holds an output allowance whether or not it set a cap (the team's
+    default, or 4096): the advice names every cap field and says so, never "lower" one."""
+    too_large = budget_error(BudgetRefusal(budget(), 5000, Verdict.TOO_LARGE, Counter()), "s")
+    tpm = RateRule("k", Scope.TEAM, RateKind.TOKENS, 1000)
+    over_tpm = rate_error(RateRefusal(tpm, 5000, -1, 1000, 0, (None, None)), "s")
+    for error in (too_large, over_tpm):
+        assert "Lower max_tokens" not in error.message
+        assert "max_tokens, max_completion_tokens or max_output_tokens" in error.message
+        assert "without one, the team's default output allowance is reserved" in error.message
