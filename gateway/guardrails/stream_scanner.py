@@ -67,7 +67,21 @@ from gateway.guardrails.json_escapes import Escaped, split_incomplete
 from gateway.guardrails.json_layout import Layout, extends_bare
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.refusals import TooManyMatches
-from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Redaction, Rule, Scanner
+from gateway.guardrails.scanner import (
+    MatchBudget,
+    OutOfMatches,
+    Redaction,
+    Rule,
+    Scanner,
+    apply_redactions,
+)
+from gateway.guardrails.stream_values import (
+    UNREADABLE,
+    choice_key,
+    encode,
+    read_leniently,
+    review_value,
+)
 from gateway.guardrails.texts import rewrite_annotations, rewrite_error, rewrite_response_event
 from gateway.guardrails.window import CONTEXT_CHARS, advance, advance_clean
 from gateway.sse import DONE_PAYLOAD, data_of, events_of
@@ -99,7 +113,7 @@ def _json(value: Any) -> bytes:
     """`value` as JSON for an event we write: orjson's, with U+2028 and U+2029 escaped
     (orjson writes them raw, and a reader that splits the stream into lines with
     Python's `str.splitlines` takes them for line ends). Only strings hold them."""
-    encoded = orjson.dumps(value)
+    encoded = encode(value)
     if b"\xe2\x80" in encoded:
         encoded = encoded.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
     return encoded
@@ -138,7 +152,8 @@ class _Text:
     prefix: bytes  # the event's lines before `data:` (Responses: `event: ...`)
     pending: str = ""
     context: str = ""
-    choice: Any = None
+    choice: Any = None  # the choice's key (`choice_key`)
+    index: Any = None  # the choice's `index` as the upstream wrote it, for a flush event
     is_json: bool = False  # arguments: escapes are decoded before the window
     cut_escape: str = ""  # an escape the last piece ended inside of (is_json)
     in_string: bool = False  # `pending` begins inside a JSON string (is_json)
@@ -373,13 +388,20 @@ class OutputScanner:
         payload = data_of(event)
         if payload is None or payload == DONE_PAYLOAD:
             return self._flush(_every) + event
+        prefix = event[: event.find(b"data:")]
         try:
             parsed = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            return self._flush(_every) + event
+            parsed = read_leniently(payload)
+            if parsed is UNREADABLE:
+                return self._flush(_every) + self._unreadable(prefix, payload, event)
         if type(parsed) is not dict:
-            return event
-        prefix = event[: event.find(b"data:")]
+            # Not an event any API sends, but its client may show it: every string in it
+            # is reviewed whole.
+            checked = self._review_json(parsed)
+            if checked is parsed:
+                return event
+            return prefix + b"data: " + _json(checked) + b"\n\n"
         if self.endpoint == "responses":
             return self._response_event(parsed, prefix, event)
         return self._choices_event(parsed, prefix, event)
@@ -399,7 +421,8 @@ class OutputScanner:
         for position, choice in enumerate(choices):
             if type(choice) is not dict:
                 continue
-            index = choice.get("index", position)
+            as_sent = choice.get("index", position)
+            index = choice_key(as_sent, position)
             ending = choice.get("finish_reason") is not None
             if choice.get("logprobs") is not None:
                 choice["logprobs"] = None  # its tokens spell the text before the window
@@ -410,7 +433,7 @@ class OutputScanner:
                 if text is None:
                     is_json = key[1] in _JSON_KEYS or (self.is_json and key[1] == "content")
                     text = self._texts[key] = _Text(
-                        _template(parsed, key), prefix, choice=index, is_json=is_json
+                        _template(parsed, key), prefix, choice=index, index=as_sent, is_json=is_json
                     )
                 piece = holder[field_name]
                 released = self._advance(key, text, piece, final=ending)
@@ -461,7 +484,7 @@ class OutputScanner:
         for position, call in enumerate(calls):
             if not isinstance(call, dict):
                 continue
-            tool = call.get("index", position)
+            tool = choice_key(call.get("index", position), position)
             function, custom = call.get("function"), call.get("custom")
             if isinstance(function, dict) and isinstance(function.get("arguments"), str):
                 found.append(((index, "tool", tool), function, "arguments"))
@@ -478,7 +501,10 @@ class OutputScanner:
             if not isinstance(parsed.get("delta"), str):
                 return prefix + b"data: " + _json(parsed) + b"\n\n" if dropped else event
             part = parsed.get("content_index", parsed.get("summary_index"))
-            key: Key = (kind, parsed.get("item_id"), part)
+            item = parsed.get("item_id")
+            # Keys a client may read as one are one text; an unhashable one is one odd text.
+            item = item if isinstance(item, str) or item is None else choice_key(item, 0)
+            key: Key = (kind, item, None if part is None else choice_key(part, 0))
             text = self._texts.get(key)
             if text is None:
                 is_json = kind in _JSON_DELTAS or (self.is_json and kind == _OUTPUT_TEXT_DELTA)
@@ -583,13 +609,30 @@ class OutputScanner:
                 continue
             released = self._advance(key, text, "", final=True)
             if released:
-                event = _with_text(text.template, key, released)
+                if self.endpoint == "responses":
+                    event = {**text.template, "delta": released}
+                else:
+                    event = _with_text(text.template, key, released, text.index)
                 if "sequence_number" in event:  # an event more: numbered after the last
                     self._sequence += 1
                     self._added += 1
                     event["sequence_number"] = self._sequence
                 out.append(text.prefix + b"data: " + _json(event) + b"\n\n")
         return b"".join(out)
+
+    def _review_json(self, value: Any) -> Any:
+        """A value that comes whole (no growing text), every string and key in it."""
+        return review_value(value, self._review_whole)
+
+    def _unreadable(self, prefix: bytes, payload: bytes, event: bytes) -> bytes:
+        """An event whose data is no JSON: no client reads it as an event, but one may
+        show it, so it is reviewed whole as text (redacted, it stays text)."""
+        text = payload.decode("utf-8", "replace")
+        spans = self._review_whole(text)
+        if not spans:
+            return event
+        lines = apply_redactions(text, spans).split("\n")
+        return prefix + b"".join(b"data: " + line.encode() + b"\n" for line in lines) + b"\n"
 
     def _review_whole(self, whole: str) -> Sequence[Redaction]:
         if self._blocked_by is not None:
@@ -655,11 +698,9 @@ def _template(parsed: Mapping[str, Any], key: Key) -> dict[str, Any]:
     return {k: v for k, v in parsed.items() if k not in ("choices", "usage")}
 
 
-def _with_text(template: dict[str, Any], key: Key, text: str) -> dict[str, Any]:
-    """An event carrying `text` for the text `key` names, in the template's image."""
-    if isinstance(key[0], str):  # Responses: (event type, item id, content index)
-        return {**template, "delta": text}
-    index = key[0]
+def _with_text(template: dict[str, Any], key: Key, text: str, index: Any) -> dict[str, Any]:
+    """A chat or completions event carrying `text` for the text `key` names, in the
+    template's image, for the choice `index` (as the upstream wrote it)."""
     if key[1] == "text":
         choice: dict[str, Any] = {"index": index, "text": text, "finish_reason": None}
     elif key[1] in _DELTA_TEXTS:

@@ -90,14 +90,16 @@ def chunk(delta: dict[str, Any], **choice: Any) -> dict[str, Any]:
 async def streamed_text(client: openai.AsyncOpenAI) -> str:
     """Every string the stream's choices carried, joined, until its end or its error."""
     seen: list[str] = []
-    stream = await client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
-    )
     try:
+        stream = await client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+        )
         async for event in stream:
-            seen.append(orjson.dumps(event.model_dump()).decode())
+            seen.append(orjson.dumps(event.model_dump(warnings=False)).decode())
     except openai.APIError as error:
-        seen.append(f"error: {error}")
+        seen.append(f"error: {error.code} {error}")
     return "".join(seen)
 
 
@@ -133,7 +135,11 @@ async def test_a_key_split_across_text_parts_is_refused(setup):
 
 @pytest.mark.parametrize(
     "hidden",
-    [KEY[:4] + chr(0xE0041) + KEY[4:], "\u200d".join(KEY), KEY[:4] + "\U000e0000" + KEY[4:]],
+    [
+        KEY[:4] + chr(0xE0041) + KEY[4:],
+        "\u200d".join(KEY),
+        KEY[:4] + "\U000e0000" + KEY[4:],
+    ],
     ids=ascii,
 )
 async def test_a_key_with_invisible_characters_inside_is_refused(setup, hidden):
@@ -143,7 +149,34 @@ async def test_a_key_with_invisible_characters_inside_is_refused(setup, hidden):
     client = await gw.openai()
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(
-            model="gpt-4o-mini", messages=[{"role": "user", "content": f"key: {hidden}"}]
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": f"key: {hidden}"}],
         )
     assert caught.value.code == "content_policy_violation"
     assert upstream.bodies == []
+
+
+def raw_chunk(index: str, content: str) -> bytes:
+    """A chat chunk's data with `index` written as these JSON bytes."""
+    choice = f'{{"index":{index},"delta":{{"content":{orjson.dumps(content).decode()}}},"finish_reason":null}}'
+    return f'{{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{choice}]}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [("0", "my key AKIAIOSFO"), ('"0"', "DNN7EXAMPLE then"), ("0", " more")],
+        [("0", f"my key {KEY}"), ('"0"', " then"), ("0", "more")],
+        [('"0"', f"my key {KEY}"), ('"0"', " more")],
+        [("0", "hi "), ("1e400", f"my key {KEY} more")],  # first, it fails the attempt
+        [("[0]", f"my key {KEY} more")],
+    ],
+    ids=["split", "held", "string", "huge", "list"],
+)
+async def test_a_key_in_a_choice_with_an_odd_index_is_blocked(setup, pieces):
+    """A stream whose choice index is spelled "0" (or a number orjson cannot read, or a
+    list): the key never reaches the client, whose stream ends with the error."""
+    gw, upstream = setup
+    upstream.answer = lambda body: [raw_chunk(index, text) for index, text in pieces]
+    seen = await streamed_text(await gw.openai())
+    assert KEY not in seen and "error: content_policy_violation" in seen
