@@ -48,8 +48,12 @@ FREE_TEAM = f"""  {FREE}:
 """
 
 
-def parse_args() -> tuple[Config, argparse.Namespace]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(
+    description: str = __doc__.split("\n\n")[0], pairs: bool = False
+) -> tuple[Config, argparse.Namespace]:
+    p = argparse.ArgumentParser(description=description)
+    if pairs:  # limits_paired.py's
+        p.add_argument("--pairs", type=int, default=3000, help="requests per team, alternating")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     p.add_argument("--warmup", type=int, default=3, help="seconds of warm-up per team")
@@ -90,6 +94,29 @@ def two_team_bundle(tmp: Path) -> Path:
     path = tmp / "two_teams.yaml"
     path.write_text(text.rstrip("\n") + "\n" + FREE_TEAM)
     return path
+
+
+def two_team_gateway(
+    cfg: Config, procs: Processes, tmp: Path
+) -> tuple[Target, dict[str, str], dict[str, Path]]:
+    """The mock upstream and one gateway serving both teams (their answers checked):
+    the gateway, each team's token, and the request bodies."""
+    bodies = write_bodies(tmp, stream_usage=True)
+    upstream_port = free_port()
+    upstream = procs.start(mock_command(cfg, upstream_port), cfg.load_cpu, tmp / "up.log")
+    ready = bodies["json"].read_bytes()
+    measure.wait_ready(
+        upstream_port, ready, None, lambda: upstream.poll() is None, cfg.startup_timeout_s
+    )
+    cfg2 = Config(**{**cfg.__dict__, "bundle": str(two_team_bundle(tmp))})
+    target = Target("gateway")
+    start_gateway(target, cfg2, procs, tmp, upstream_port, ready)
+    env = {**os.environ, **cfg.gateway_env}
+    env["GATEWAY_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp / 'gateway' / 'bench.db'}"
+    env["GATEWAY_POLICY_DIR"] = str(tmp / "gateway" / "policies")
+    tokens = {LIMITED: target.token or "", FREE: mint_token(cfg, env, tmp / "gateway", FREE)}
+    check_answers(target, {k: p.read_bytes() for k, p in bodies.items()}, True)
+    return target, tokens, bodies
 
 
 def cpu_per_request(
@@ -170,24 +197,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="insitu-") as tmp_name:
         tmp = Path(tmp_name)
         try:
-            bodies = write_bodies(tmp, stream_usage=True)
-            upstream_port = free_port()
-            upstream = procs.start(mock_command(cfg, upstream_port), cfg.load_cpu, tmp / "up.log")
-            ready = bodies["json"].read_bytes()
-            measure.wait_ready(
-                upstream_port, ready, None, lambda: upstream.poll() is None, cfg.startup_timeout_s
-            )
-            cfg2 = Config(**{**cfg.__dict__, "bundle": str(two_team_bundle(tmp))})
-            target = Target("gateway")
-            start_gateway(target, cfg2, procs, tmp, upstream_port, ready)
-            env = {**os.environ, **cfg.gateway_env}
-            env["GATEWAY_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp / 'gateway' / 'bench.db'}"
-            env["GATEWAY_POLICY_DIR"] = str(tmp / "gateway" / "policies")
-            tokens = {
-                LIMITED: target.token or "",
-                FREE: mint_token(cfg, env, tmp / "gateway", FREE),
-            }
-            check_answers(target, {k: p.read_bytes() for k, p in bodies.items()}, True)
+            target, tokens, bodies = two_team_gateway(cfg, procs, tmp)
             found = measure_all(target, tokens, cfg, procs, bodies[args.scenario])
         finally:
             procs.stop_all()
