@@ -74,7 +74,7 @@ def test_an_oversized_secret_is_refused() -> None:
 
 def _cost_s(check: Callable[[], object]) -> float:
     best = float("inf")
-    for _ in range(3):
+    for _ in range(5):
         started = time.perf_counter()
         check()
         best = min(best, time.perf_counter() - started)
@@ -82,13 +82,15 @@ def _cost_s(check: Callable[[], object]) -> float:
 
 
 def test_unknown_client_costs_as_much_as_a_wrong_secret() -> None:
-    """The constant-time path: no hash, a bad hash and a wrong secret all pay one full scrypt."""
+    """The constant-time path: no hash, a bad hash and a wrong secret all pay one full scrypt.
+    A shortcut would cost microseconds against scrypt's tens of milliseconds: bounds this
+    wide still catch one, and hold on a loaded machine (a run under load read 0.45)."""
     stored = hash_secret(SECRET)
     wrong = _cost_s(lambda: verify_secret("wrong", stored))
     unknown = _cost_s(lambda: verify_secret("wrong", None))
     damaged = _cost_s(lambda: verify_secret("wrong", "garbage"))
-    assert 0.5 < unknown / wrong < 2.0
-    assert 0.5 < damaged / wrong < 2.0
+    assert 0.2 < unknown / wrong < 5.0
+    assert 0.2 < damaged / wrong < 5.0
 
 
 def _stored(revoked: bool) -> StoredClient:
