@@ -68,6 +68,12 @@ PART_KEYS = frozenset(
     | {"file_id", "file_data", "file_url", "filename", "detail"}
 )
 TOOL_KEYS = frozenset({"type", "function", "custom"})  # a chat tool
+# A chat tool call (a request's or an answer's), its function, its custom tool's input.
+TOOL_CALL_KEYS = frozenset({"id", "type", "index", "function", "custom"})
+FUNCTION_CALL_KEYS = frozenset({"name", "arguments"})
+CUSTOM_CALL_KEYS = frozenset({"name", "input"})
+# An answer's choice (chat or completions; texts.py reads `message` and `text`).
+CHOICE_KEYS = frozenset({"index", "message", "text", "finish_reason", "logprobs"})
 STREAM_OPTIONS_KEYS = frozenset({"include_usage", "include_obfuscation"})
 
 

@@ -1,15 +1,19 @@
 """Stream step: output guardrails on a stream as it flows.
 
-Each text the answer streams (a chat choice's content, refusal, reasoning, audio
-transcript, each of its tool calls' arguments or custom input and a legacy function
-call's arguments; a completion's text; a Responses output text, refusal, reasoning
+Each text the answer streams (a chat choice's content, whether a string or a list of
+text parts, which continue it; its refusal, reasoning, audio transcript, each of its tool
+calls' arguments or custom input and a legacy function call's arguments, and any other
+string of its delta but the structure (`thinking`, a provider's own field); a
+completion's text; a Responses output text, refusal, reasoning
 summary or text, function or MCP arguments, custom tool input, code interpreter code)
 is a growing string; its pieces go through the hold-back window (window.py), so a
 match split across events is caught before any of it is released. An event whose
 text is held back is sent with what may go now (possibly ""); what is held goes out
 in the next event of that text, or, when the text ends (its choice's `finish_reason`,
 a Responses `*.done` event, `[DONE]`, the end of the stream), in an event made in its
-image just before. Texts that come whole (a chat delta's URL citations; Responses
+image just before. Texts that come whole (a chat delta's URL citations, and its fields
+that hold an object or a list, its content parts' other keys, a choice's own unknown
+keys such as vLLM's `stop_reason`: stream_values.py; Responses
 events that repeat whole texts: `*.done`, `response.completed`; an upstream's error
 event, chat's `{"error": ...}`, Responses' `error` and `response.failed`, whose message
 may quote the prompt) are reviewed whole, redacted the same way.
@@ -89,6 +93,14 @@ from gateway.stream.steps import NOTHING, Emit
 
 # Chat delta fields that hold a text of the answer, scanned as it grows.
 _DELTA_TEXTS = ("content", "refusal", "reasoning_content", "reasoning")
+# Delta fields that hold texts under their own shape (read in `_pieces`, or whole).
+_DELTA_SHAPED = frozenset({"audio", "function_call", "tool_calls", "annotations"})
+# Delta fields that are structure, not text; any other string in a delta (`thinking`, a
+# provider's own field) is a text of the answer, scanned as it grows.
+_DELTA_STRUCTURE = frozenset({"role", "type", "id", "index"})
+# A streamed choice's keys read as texts or structure; any other is reviewed whole.
+_CHOICE_READ = frozenset({"index", "delta", "text", "finish_reason", "logprobs"})
+_TEXT_PARTS = frozenset({"text", "output_text"})  # streamed content parts whose text grows
 # Responses events whose `delta` is a piece of a text; the texts that are JSON.
 _RESPONSE_DELTAS = frozenset(
     {
@@ -120,11 +132,13 @@ def _json(value: Any) -> bytes:
 
 
 def _without_text(event: bytes) -> bool:
-    """A chat or completions event that carries no text and no logprobs: none of the keys
-    a text or a token goes under (an error's too), spelled plainly (no backslash: no key
-    written with escapes either)."""
+    """A chat or completions event that carries no text and no logprobs: no choice (a
+    usage chunk; a choice may hold a text under any name) and none of the keys a text, a
+    token or an error's text goes under, spelled plainly (no backslash: no key written
+    with escapes either)."""
     return not (
-        b'"content"' in event
+        (b'"choices"' in event and b'"choices":[]' not in event)
+        or b'"content"' in event
         or b'"text"' in event
         or b'"arguments"' in event
         or b'"input"' in event
@@ -427,8 +441,11 @@ class OutputScanner:
             if choice.get("logprobs") is not None:
                 choice["logprobs"] = None  # its tokens spell the text before the window
                 changed = True
+            changed = self._review_fields(choice) or changed
             pieces = self._pieces(index, choice)
-            for key, holder, field_name in pieces:
+            # A text's last piece in an ending event ends it (content parts: one text).
+            last = {key: at for at, (key, _, _) in enumerate(pieces)} if ending else {}
+            for at, (key, holder, field_name) in enumerate(pieces):
                 text = self._texts.get(key)
                 if text is None:
                     is_json = key[1] in _JSON_KEYS or (self.is_json and key[1] == "content")
@@ -436,7 +453,7 @@ class OutputScanner:
                         _template(parsed, key), prefix, choice=index, index=as_sent, is_json=is_json
                     )
                 piece = holder[field_name]
-                released = self._advance(key, text, piece, final=ending)
+                released = self._advance(key, text, piece, final=ending and last[key] == at)
                 if released != piece:
                     holder[field_name] = released
                     changed = True
@@ -472,6 +489,12 @@ class OutputScanner:
         for name in _DELTA_TEXTS:
             if type(delta.get(name)) is str:
                 found.append(((index, name), delta, name))
+        content = delta.get("content")
+        if type(content) is list:  # parts: their texts continue the content's one text
+            found.extend(((index, "content"), part, "text") for part in content if _grows(part))
+        for name, value in delta.items():
+            if type(value) is str and name not in _KNOWN_DELTA:
+                found.append(((index, "delta", name), delta, name))
         audio = delta.get("audio")
         if type(audio) is dict and type(audio.get("transcript")) is str:
             found.append(((index, "audio"), audio, "transcript"))
@@ -491,6 +514,80 @@ class OutputScanner:
             if isinstance(custom, dict) and isinstance(custom.get("input"), str):
                 found.append(((index, "custom", tool), custom, "input"))
         return found
+
+    def _review_fields(self, choice: dict[str, Any]) -> bool:
+        """Review whole what a choice carries beside the texts that grow (`_pieces`): a
+        delta field holding an object or a list (`reasoning_details`, `thinking_blocks`),
+        a content part's other keys, the choice's own unknown keys (vLLM's `stop_reason`).
+        Whether it rewrote any (in place)."""
+        changed = False
+        delta = choice.get("delta")
+        if type(delta) is dict:
+            for name, value in list(delta.items()):
+                if value is None or type(value) is str or name in _DELTA_STRUCTURE:
+                    continue
+                if name == "tool_calls":
+                    checked = self._review_calls(value)
+                elif name in _DELTA_SHAPED:
+                    continue
+                elif name == "content":
+                    checked = self._review_parts(value)
+                else:
+                    checked = self._review_json(value)
+                if checked is not value:
+                    delta[name], changed = checked, True
+        for name, value in list(choice.items()):
+            if name not in _CHOICE_READ and value is not None:
+                field = {name: value}
+                checked = self._review_json(field)
+                if checked is not field:
+                    del choice[name]
+                    choice.update(checked)
+                    changed = True
+        return changed
+
+    def _review_calls(self, calls: Any) -> Any:
+        """Streamed tool calls but for their structure and the texts that grow (arguments,
+        custom input): the called tool's name and any key the scanner does not know,
+        reviewed whole (a name a redact rule matched is redacted: a client reads it)."""
+        if type(calls) is not list:
+            return self._review_json(calls)
+        out = []
+        for call in calls:
+            if type(call) is not dict:
+                out.append(self._review_json(call))
+                continue
+            view = {k: v for k, v in call.items() if k not in _CALL_STRUCTURE}
+            for name, grown in _GROWN_IN_CALL.items():
+                inner = view.get(name)
+                if type(inner) is dict and type(inner.get(grown)) is str:
+                    view[name] = {k: v for k, v in inner.items() if k != grown}
+            checked = self._review_json(view)
+            if checked is view:
+                out.append(call)
+                continue
+            # Rewritten: the structure and the growing texts go back in, as they came.
+            rewritten = {k: v for k, v in call.items() if k in _CALL_STRUCTURE} | checked
+            for name, grown in _GROWN_IN_CALL.items():
+                inner, now = call.get(name), rewritten.get(name)
+                if type(inner) is dict and type(inner.get(grown)) is str and type(now) is dict:
+                    rewritten[name] = {**now, grown: inner[grown]}
+            out.append(rewritten)
+        return out if any(a is not b for a, b in zip(out, calls, strict=True)) else calls
+
+    def _review_parts(self, parts: Any) -> Any:
+        """Streamed content parts but for the texts that grow: every other string."""
+        if type(parts) is not list:
+            return self._review_json(parts)
+        out = []
+        for part in parts:
+            if _grows(part):
+                rest = {k: v for k, v in part.items() if k not in ("text", "type")}
+                checked = self._review_json(rest)
+                out.append(part if checked is rest else {**part, **checked})
+            else:
+                out.append(self._review_json(part))
+        return out if any(a is not b for a, b in zip(out, parts, strict=True)) else parts
 
     def _response_event(self, parsed: dict[str, Any], prefix: bytes, event: bytes) -> bytes:
         kind = parsed.get("type")
@@ -652,6 +749,19 @@ class OutputScanner:
 # A chunk this small is under INLINE_CHARS even if every byte weighs NON_ASCII_WEIGHT.
 _ALWAYS_INLINE_BYTES = INLINE_CHARS // NON_ASCII_WEIGHT
 _JSON_KEYS = frozenset({"tool", "function_call"})  # chat keys whose text is arguments
+_KNOWN_DELTA = frozenset({*_DELTA_TEXTS, *_DELTA_SHAPED, *_DELTA_STRUCTURE})
+# A streamed tool call: its structure, and the text of each part that grows (`_pieces`).
+_CALL_STRUCTURE = frozenset({"index", "id", "type"})
+_GROWN_IN_CALL = {"function": "arguments", "custom": "input"}
+
+
+def _grows(part: Any) -> bool:
+    """Whether a streamed content part's text continues the choice's content (a text
+    part's); any other part is reviewed whole."""
+    if type(part) is not dict or type(part.get("text")) is not str:
+        return False
+    kind = part.get("type")
+    return kind is None or (type(kind) is str and kind in _TEXT_PARTS)
 
 
 def _layout(text: _Text, source: str) -> Layout | None:
@@ -705,6 +815,8 @@ def _with_text(template: dict[str, Any], key: Key, text: str, index: Any) -> dic
         choice: dict[str, Any] = {"index": index, "text": text, "finish_reason": None}
     elif key[1] in _DELTA_TEXTS:
         choice = {"index": index, "delta": {key[1]: text}, "finish_reason": None}
+    elif key[1] == "delta":  # a delta field of a name the scanner does not know
+        choice = {"index": index, "delta": {key[2]: text}, "finish_reason": None}
     elif key[1] == "audio":
         choice = {"index": index, "delta": {"audio": {"transcript": text}}, "finish_reason": None}
     elif key[1] == "function_call":

@@ -26,7 +26,9 @@ files is not a text scan), URLs of images and files, MCP servers' settings.
 
 Answer texts: chat message content, refusal, reasoning (`reasoning_content`,
 `reasoning`), the audio transcript, URL citations, tool-call arguments and custom
-tool-call input; completions text; Responses output text, refusals, citations and the
+tool-call input, and every string of the keys the gateway does not know in a choice,
+its message and its content parts (`thinking`, `reasoning_details`, ...); completions
+text; Responses output text, refusals, citations and the
 texts of each output item type `_ITEM_TEXTS` lists (as for the request). A choice (or a
 text part) whose text a rule rewrote loses its `logprobs`: the tokens spell the text.
 An upstream's error is an answer's text too (`rewrite_error`): it may quote the prompt.
@@ -49,9 +51,13 @@ from gateway.guardrails.json_escapes import Escaped
 from gateway.guardrails.json_layout import layout_of_json, numbers_read
 from gateway.guardrails.json_texts import check_name, rewrite_json
 from gateway.guardrails.request_fields import (
+    CHOICE_KEYS,
+    CUSTOM_CALL_KEYS,
+    FUNCTION_CALL_KEYS,
     MESSAGE_KEYS,
     PART_KEYS,
     RESPONSES_MESSAGE_KEYS,
+    TOOL_CALL_KEYS,
     TOOL_KEYS,
     rewrite_unknown_fields,
     rewrite_unknown_keys,
@@ -185,8 +191,10 @@ def _arguments(value: Any, fn: TextFn) -> Any:
 
 
 def _function(value: Any, fn: TextFn) -> Any:
+    """A call's `function`: its arguments, and the texts of keys the gateway does not know."""
     if not isinstance(value, Mapping):
         return rewrite_json(value, fn)
+    value = rewrite_unknown_keys(FUNCTION_CALL_KEYS, value, fn)
     return _changed(value, {"arguments": _arguments(value.get("arguments"), fn)})
 
 
@@ -194,15 +202,18 @@ def _custom_call(value: Any, fn: TextFn) -> Any:
     """A chat custom tool call's `custom`: its free-form `input`."""
     if not isinstance(value, Mapping):
         return rewrite_json(value, fn)
+    value = rewrite_unknown_keys(CUSTOM_CALL_KEYS, value, fn)
     return _changed(value, {"input": _text(value.get("input"), fn)})
 
 
 def _tool_calls(value: Any, fn: TextFn) -> Any:
-    """Chat tool calls: a function's arguments, a custom tool's input."""
+    """Chat tool calls: a function's arguments, a custom tool's input, and the texts of
+    keys the gateway does not know (a provider's own, on the call or its function)."""
 
     def call(item: Any) -> Any:
         if not isinstance(item, Mapping):
             return rewrite_json(item, fn)
+        item = rewrite_unknown_keys(TOOL_CALL_KEYS, item, fn)
         return _changed(
             item,
             {
@@ -271,10 +282,12 @@ def _request_part(part: Any, fn: TextFn) -> Any:
     return rewrite_unknown_keys(PART_KEYS, _part(part, fn), fn)
 
 
-def _request_message(message: Any, fn: TextFn) -> Any:
-    """A chat message a request sends: its texts, the texts of keys the gateway does not
-    know (`thinking`, ...), and the names of the tools it called."""
-    message = _chat_message(message, fn)
+def _whole_message(message: Any, fn: TextFn, is_json: bool = False) -> Any:
+    """A chat message (a request's, or an answer's): its texts, the texts of the keys the
+    gateway does not know in it and in its parts (`thinking`, `reasoning_details`, a
+    provider's own fields): the model reads them, or the client shows them; and the
+    names of the tools it called (scanned, never rewritten: json_texts.check_name)."""
+    message = _chat_message(message, fn, is_json)
     message = rewrite_unknown_keys(MESSAGE_KEYS, message, fn)
     if isinstance(message, Mapping) and isinstance(message.get("content"), list):
         message = _changed(message, {"content": _unknown_part_keys(message["content"], fn)})
@@ -491,7 +504,7 @@ def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping
         return _changed(
             body,
             {
-                "messages": _items(body.get("messages"), fn, lambda m: _request_message(m, fn)),
+                "messages": _items(body.get("messages"), fn, lambda m: _whole_message(m, fn)),
                 "tools": _tools(body.get("tools"), fn),
                 "functions": _items(body.get("functions"), fn, lambda f: rewrite_json(f, fn)),
                 "tool_choice": _choice_of_tool(body.get("tool_choice"), fn),
@@ -538,8 +551,11 @@ def _choice(item: Any, fn: TextFn, is_json: bool) -> Any:
     tokens spell the text, the top alternatives most of it)."""
     if not isinstance(item, Mapping):
         return rewrite_json(item, fn)
-    message = _chat_message(item.get("message"), fn, is_json)
+    message = _whole_message(item.get("message"), fn, is_json)
     checked = _changed(item, {"message": message, "text": _text(item.get("text"), fn)})
+    # A key of the choice's own that the gateway does not know (vLLM's `stop_reason`, the
+    # stop string met) reaches the client too.
+    checked = rewrite_unknown_keys(CHOICE_KEYS, checked, fn)
     if checked is not item and checked.get("logprobs") is not None:
         return {**checked, "logprobs": None}
     return checked

@@ -180,3 +180,40 @@ async def test_a_key_in_a_choice_with_an_odd_index_is_blocked(setup, pieces):
     upstream.answer = lambda body: [raw_chunk(index, text) for index, text in pieces]
     seen = await streamed_text(await gw.openai())
     assert KEY not in seen and "error: content_policy_violation" in seen
+
+
+async def test_a_key_in_a_whole_answer_s_thinking_is_blocked(setup):
+    """A non-standard `message.thinking` is a text of the answer: the output rule blocks
+    it (400 content_policy_violation), and the key never reaches the client."""
+    gw, upstream = setup
+    message = {"role": "assistant", "content": "done", "thinking": f"the key is {KEY}"}
+    upstream.answer = lambda body: whole(message)
+    client = await gw.openai()
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert caught.value.code == "content_policy_violation" and KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "deltas",
+    [
+        [{"thinking": "the key is AKIAIOSFO"}, {"thinking": "DNN7EXAMPLE, done"}],
+        [
+            {"content": [{"type": "text", "text": "key AKIA"}, {"type": "text", "text": "IOSFO"}]},
+            {"content": [{"type": "text", "text": "DNN7EXAMPLE ok"}]},
+        ],
+        [{"reasoning_details": [{"type": "reasoning.text", "text": f"key {KEY}"}]}],
+    ],
+    ids=["thinking", "content-parts", "reasoning-details"],
+)
+async def test_a_key_in_a_streamed_field_beside_content_is_blocked(setup, deltas):
+    """Streamed `delta.thinking`, content streamed as a list of parts, a provider's own
+    structured field: the key never reaches the client, whose stream ends with the error."""
+    gw, upstream = setup
+    upstream.answer = lambda body: (
+        [chunk({"role": "assistant", "content": ""})] + [chunk(delta) for delta in deltas]
+    )
+    seen = await streamed_text(await gw.openai())
+    assert KEY not in seen and "error: content_policy_violation" in seen
