@@ -72,7 +72,12 @@ T = TypeVar("T")
 class PolicyPut(_Body):
     bundle: dict[str, Any] = Field(description="Every section, `${VAR}` references as written.")
     reason: str = Field("", max_length=MAX_REASON_CHARS, description=REASON)
-    base_version: StrictInt | None = Field(description="The running version this change is on.")
+    # null is a first version's base (etcd's create-if-absent): never "no check", so a
+    # client that lost track of the version cannot overwrite one it has not seen.
+    base_version: StrictInt | None = Field(
+        description="The running version this change is on; null only while the database "
+        "holds no version yet (409 once one exists)."
+    )
 
 
 class TeamPatch(_Body):
@@ -81,7 +86,8 @@ class TeamPatch(_Body):
         "per_user and max_tokens_default; its other fields change with PUT /admin/policy."
     )
     reason: str = Field("", max_length=MAX_REASON_CHARS, description=REASON)
-    base_version: StrictInt | None = Field(description="The running version this change is on.")
+    # Not nullable: a team to patch means a running version to name.
+    base_version: StrictInt = Field(description="The running version this change is on.")
 
 
 class Rollback(_Body):

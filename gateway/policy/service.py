@@ -141,12 +141,17 @@ def api_conflict(running: PolicyVersion | None, base: int | None) -> PolicyConfl
     number = running.version if running else None
     current = describe(running) if running else "no version yet"
     return PolicyConflict(
-        f"base_version {base} is not the running policy ({current}). "
+        f"base_version {_json_number(base)} is not the running policy ({current}). "
         "GET /admin/policy, redo your change on its bundle, and send it again "
-        f"with base_version {number}.",
+        f"with base_version {_json_number(number)}.",
         running=number,
         base=base,
     )
+
+
+def _json_number(value: int | None) -> str:
+    """A version as the API client wrote it: `null` for none (never Python's `None`)."""
+    return "null" if value is None else str(value)
 
 
 Enforce = Callable[[], Awaitable[object]]
