@@ -22,6 +22,27 @@ class OutputNotWritable(Exception):
     """The output path cannot be written; the message names it and why."""
 
 
+class OutputPathInvalid(Exception):
+    """`-o` names no file a command could write (empty, or a folder that is not there):
+    a usage error, exit 2; the message names the value and why."""
+
+
+def output_path(written: str, file_name: str | None = None) -> Path:
+    """The file `-o WRITTEN` names: WRITTEN itself, or `file_name` inside it when WRITTEN
+    is an existing folder and the command has a usual file name (`policy schema` writes
+    policy.schema.json). A trailing slash says a folder was meant: one that is not there
+    is refused, never written as a file of that name (as `cp x missing/` refuses)."""
+    if not written:
+        raise OutputPathInvalid("-o needs a path ('-' is stdout)")
+    path = Path(written)
+    if file_name is not None and path.is_dir():
+        return path / file_name
+    if written.endswith(("/", os.sep)) and not path.is_dir():
+        problem = f"{written} is not a folder" if path.exists() else f"no folder {written}"
+        raise OutputPathInvalid(f"-o {written}: {problem}")
+    return path
+
+
 class AtomicFile:
     """`with AtomicFile(path) as out: out.commit(data)`; nothing is left behind on error."""
 

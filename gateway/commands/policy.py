@@ -349,22 +349,38 @@ def rollback(
 @policy_app.command("schema")
 def schema(
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", help="Write here instead of stdout; '-' is stdout."),
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write here instead of stdout: a file, or a folder to write "
+            "policy.schema.json in; '-' is stdout.",
+        ),
     ] = None,
 ) -> None:
-    """Print the policy bundle's JSON Schema (for editors); -o writes policy.schema.json."""
-    from gateway.commands.atomic_file import AtomicFile, OutputNotWritable
-    from gateway.policy.json_schema import render_json_schema
+    """Print the policy bundle's JSON Schema (for editors); -o writes it to a file, or as
+    policy.schema.json into a folder."""
+    from gateway.commands.atomic_file import (
+        AtomicFile,
+        OutputNotWritable,
+        OutputPathInvalid,
+        output_path,
+    )
+    from gateway.policy.json_schema import SCHEMA_FILE_NAME, render_json_schema
 
     text = render_json_schema()
-    if output is None or str(output) == "-":  # '-' is stdout, as for `report usage -o`
+    if output is None or output == "-":  # '-' is stdout, as for `report usage -o`
         typer.echo(text, nl=False)
         return
     try:
-        with AtomicFile(output) as target:
+        target_path = output_path(output, SCHEMA_FILE_NAME)
+    except OutputPathInvalid as invalid:
+        typer.echo(f"error: {invalid}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        with AtomicFile(target_path) as target:
             target.commit(text.encode())
     except OutputNotWritable as unwritable:
         typer.echo(f"error: {unwritable}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"wrote {output}", err=True)
+    typer.echo(f"wrote {target_path}", err=True)

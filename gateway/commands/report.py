@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -98,12 +97,17 @@ def usage(
         ),
     ] = None,
     output: Annotated[
-        Path | None,
+        str | None,
         typer.Option("--output", "-o", help="Write here (atomically); '-' is stdout, the default."),
     ] = None,
 ) -> None:
     """The month's usage per group: requests, errors, tokens, exact cost in USD."""
-    from gateway.commands.atomic_file import AtomicFile, OutputNotWritable
+    from gateway.commands.atomic_file import (
+        AtomicFile,
+        OutputNotWritable,
+        OutputPathInvalid,
+        output_path,
+    )
     from gateway.errors import InvalidRequest
     from gateway.usage.report_request import joined_group_by, parse_report_request
 
@@ -114,14 +118,19 @@ def usage(
     except InvalidRequest as bad:
         typer.echo(f"error: {bad.message}", err=True)
         raise typer.Exit(2) from None
+    try:  # a usage error, before the ledger is read
+        target_path = None if output in (None, "-") else output_path(output)
+    except OutputPathInvalid as invalid:
+        typer.echo(f"error: {invalid}", err=True)
+        raise typer.Exit(2) from None
     show_progress = sys.stderr.isatty()
-    if output is None or str(output) == "-":  # '-' is stdout, as other CLIs read it
+    if target_path is None:  # '-' is stdout, as other CLIs read it
         report = _render(request, show_progress)
         sys.stdout.buffer.write(report.body)
         sys.stdout.buffer.flush()
     else:
         try:
-            with AtomicFile(output) as target:  # fails here, before the ledger is read
+            with AtomicFile(target_path) as target:  # fails here, before the ledger is read
                 report = _render(request, show_progress)
                 target.commit(report.body)
         except OutputNotWritable as unwritable:
