@@ -17,11 +17,12 @@ on stderr; exit 0.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 from collections.abc import Mapping
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 import typer
@@ -102,6 +103,46 @@ async def _view(
         await engine.dispose()
 
 
+# Hosts a URL without a scheme may name: on this host, plain HTTP is what `serve` speaks
+# (curl and httpie assume http:// too). Elsewhere the admin token would cross a network
+# in the clear to a host that may want https://, so the scheme must be written.
+_LOOPBACK_NAMES = ("localhost", "localhost.")
+
+
+def checked_server(raw: str) -> str:
+    """`--server` as a URL: as written when it has an http(s) scheme; `http://` added to
+    a loopback address without one (`127.0.0.1:8080`, `localhost:8080`, `[::1]:8080`).
+    Raises ValueError, saying what to write, for anything else."""
+    text = raw.strip()
+    has_scheme = "://" in text
+    url = (text if has_scheme else f"http://{text}").rstrip("/")
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError:
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host:
+        raise ValueError(
+            f"--server {raw!r} is not a server URL: write it as http://HOST:PORT (or https://)"
+        )
+    if not has_scheme and not _is_loopback(host):
+        raise ValueError(
+            f"--server {raw!r} has no scheme: write http://{url[7:]} or https://{url[7:]} "
+            "(only an address on this host, such as 127.0.0.1:8080, may leave it out)"
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def server_url(settings: Settings, env: Mapping[str, str], recorded: str | None) -> str:
     """The server on this host, where it answers /admin: the port this environment sets,
     else where the last `serve` on the database listened (`recorded`), else the default."""
@@ -155,8 +196,9 @@ def usage(
     server: Annotated[
         str | None,
         typer.Option(
-            help="Without Redis: the server to ask (default: this host's port, else where "
-            "the last `serve` on the database listened)."
+            help="Without Redis: the server to ask, http(s)://HOST:PORT; http:// may be left "
+            "out for this host (127.0.0.1:PORT). Default: this host's port, else where the "
+            "last `serve` on the database listened."
         ),
     ] = None,
 ) -> None:
@@ -168,6 +210,12 @@ def usage(
     )
     from gateway.limits.backend import BackendUnavailable
 
+    if server is not None:  # a mistyped address: said now, not as "no server answered"
+        try:
+            server = checked_server(server)
+        except ValueError as wrong:
+            typer.echo(f"error: {wrong}", err=True)
+            raise typer.Exit(2) from None
     settings = load_settings()
     found: dict[str, Any] | str | None = None
     try:
