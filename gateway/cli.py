@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -48,7 +48,8 @@ app.command("usage")(usage)  # issue 9: a team's budgets and limits now
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(message, err=True)
+    """One `error: ` line on stderr, as every refusal of the CLI is printed; the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
     return typer.Exit(code)
 
 
@@ -68,7 +69,7 @@ def _migrate_or_exit(settings: Settings) -> Migrated:
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
         problem = connection_problem(settings.database_url, exc)
         if problem is not None:  # not in: asking for the schema would fail (and wait) again
-            raise _fail(f"error: {problem}") from None
+            raise _fail(problem) from None
         try:  # a database migrated by a newer gateway deserves a plainer answer
             asyncio.run(check_schema(settings.database_url))
         except SchemaFromNewerGateway as newer:
@@ -90,7 +91,7 @@ def _schema_current_or_exit(settings: Settings) -> None:
     except Exception as exc:
         unreachable = connection_problem(settings.database_url, exc)
         if unreachable is not None:
-            raise _fail(f"error: {unreachable}") from None
+            raise _fail(unreachable) from None
         raise _fail(f"cannot open the database: {type(exc).__name__}: {exc}") from None
 
 
@@ -243,7 +244,7 @@ def token(
     try:  # as `clients create` does: a typo'd scope would mint a token that grants nothing
         scopes = checked_scopes(scope or ["gateway:invoke"])
     except InvalidClientSpec as invalid:
-        raise _fail(f"error: {invalid}", code=2) from None
+        raise _fail(str(invalid), code=2) from None
     settings = load_settings()
     if ttl is None:
         ttl = settings.token_ttl_s
@@ -263,13 +264,36 @@ def token(
     typer.echo(mint_token(settings, team, subject, scopes, ttl))
 
 
+def _usage_error_lines(error: typer.TyperException) -> list[str]:
+    """A flag or argument the parser refused, worded like every other CLI error: its
+    `error: ` line first, then the command's usage and where its help is."""
+    if type(error).__name__ == "NoArgsIsHelpError":  # a bare group: its help is printed
+        return []
+    lines = [f"error: {error.format_message()}"]
+    ctx: Any = getattr(error, "ctx", None)  # the parser's context, when it had one
+    if ctx is not None:
+        lines.append(ctx.get_usage())
+        if ctx.command.get_help_option(ctx) is not None:
+            lines.append(f"Try '{ctx.command_path} {ctx.help_option_names[0]}' for help.")
+    return lines
+
+
 def main() -> None:
     from gateway.settings import SettingsError
 
     try:
-        app()
+        # Not standalone: click's errors reach us, to be printed as `error: ` lines.
+        status = app(standalone_mode=False)
     except KeyboardInterrupt:
         sys.exit(130)
     except SettingsError as error:  # a setting the operator fixes: one plain line
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
+    except typer.TyperException as error:  # a bad flag or argument: exit 2, as click's
+        for line in _usage_error_lines(error):
+            typer.echo(line, err=True)
+        sys.exit(error.exit_code)
+    except typer.Abort:  # EOF at a prompt
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    sys.exit(status if isinstance(status, int) else 0)

@@ -41,7 +41,7 @@ def clear(
     from gateway.cache.redis_backend import RedisCache
 
     if team == "" or model == "":
-        typer.echo("--team and --model need a value (leave one out to mean all)", err=True)
+        typer.echo("error: --team and --model need a value (leave one out to mean all)", err=True)
         raise typer.Exit(1)
     try:
         settings = load_settings()
@@ -49,7 +49,7 @@ def clear(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(1) from None
     if not settings.redis_url:
-        typer.echo(NOT_SHARED, err=True)
+        typer.echo(f"error: {NOT_SHARED}", err=True)
         raise typer.Exit(IN_PROCESS_EXIT)
 
     async def run(url: str) -> int:
@@ -62,7 +62,7 @@ def clear(
     try:
         removed = asyncio.run(run(settings.redis_url))
     except CacheUnavailable as error:
-        typer.echo(f"cannot clear the response cache: {error}", err=True)
+        typer.echo(f"error: cannot clear the response cache: {error}", err=True)
         raise typer.Exit(1) from None
     noun = "entry" if removed == 1 else "entries"
     typer.echo(f"cleared {removed} cached {noun} of {_scope(team, model)}")

@@ -252,9 +252,9 @@ def usage(
         if problem is not None:
             typer.echo(f"error: {problem}", err=True)
         else:
-            typer.echo(f"cannot read usage: {type(exc).__name__}: {exc}", err=True)
+            typer.echo(f"error: cannot read usage: {type(exc).__name__}: {exc}", err=True)
         raise typer.Exit(1) from None
-    if isinstance(found, str):
-        typer.echo(found, err=True)
+    if isinstance(found, str):  # the refusal's words: no policy, no such team, the server's
+        typer.echo(f"error: {found}", err=True)
         raise typer.Exit(1)
     typer.echo(json.dumps(found, indent=2) if as_json else _table(found))

@@ -137,7 +137,7 @@ def test_the_cli_reports_redis_down_plainly(tmp_path: Path) -> None:
     env = {"GATEWAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
     done = run_gateway("cache", "clear", cwd=tmp_path, env=env)
     assert done.returncode == 1
-    assert done.stderr.startswith("cannot clear the response cache: Redis did not answer")
+    assert done.stderr.startswith("error: cannot clear the response cache: Redis did not answer")
     assert "Traceback" not in done.stderr
 
 
