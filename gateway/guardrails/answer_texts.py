@@ -1,0 +1,144 @@
+"""The texts of an answer: a whole answer, a Responses stream event that repeats whole
+texts, an upstream's error (texts.py maps them); and whether a request asks for its
+answer's text as JSON. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.guardrails.json_texts import rewrite_json
+from gateway.guardrails.message_texts import (
+    TextFn,
+    changed,
+    each_item,
+    field_reader,
+    read_annotation,
+    read_arguments,
+    read_message,
+    read_part,
+    read_text,
+    scan,
+)
+from gateway.guardrails.request_fields import CHOICE_KEYS, rewrite_unknown_keys
+from gateway.guardrails.response_items import read_response_item
+
+_JSON_FORMATS = frozenset({"json_object", "json_schema"})
+
+
+_ERROR_MESSAGE = field_reader("message", read_text)
+
+
+def _error_object(value: Any, fn: TextFn) -> Any:
+    """An `error`: OpenAI's object (its `message`), or a bare string (TGI)."""
+    if isinstance(value, str):
+        return scan(value, fn)
+    return _ERROR_MESSAGE(value, fn)
+
+
+def rewrite_error(value: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+    """The texts of an error an upstream relays, in any shape error_fields reads: an
+    `error` object's message or an `error` string, a top-level `message` (vLLM's bare
+    error object, a Responses `error` event) and FastAPI's `detail` string. Identifiers
+    (`type`, `code`, `param`) are not scanned."""
+    return changed(
+        value,
+        {
+            "error": _error_object(value.get("error"), fn),
+            "message": read_text(value.get("message"), fn),
+            "detail": read_text(value.get("detail"), fn),
+        },
+    )
+
+
+def _choice(item: Any, fn: TextFn, is_json: bool) -> Any:
+    """A chat or completions choice; its logprobs go when a rule rewrote its text (the
+    tokens spell the text, the top alternatives most of it)."""
+    if not isinstance(item, Mapping):
+        return rewrite_json(item, fn)
+    message = read_message(item.get("message"), fn, is_json)
+    checked = changed(item, {"message": message, "text": read_text(item.get("text"), fn)})
+    # A key of the choice's own that the gateway does not know (vLLM's `stop_reason`, the
+    # stop string met) reaches the client too.
+    checked = rewrite_unknown_keys(CHOICE_KEYS, checked, fn)
+    if checked is not item and checked.get("logprobs") is not None:
+        return {**checked, "logprobs": None}
+    return checked
+
+
+def rewrite_answer(
+    endpoint: str, payload: Mapping[str, Any], fn: TextFn, *, is_json: bool = False
+) -> Mapping[str, Any]:
+    """A whole answer (or a Responses `response` object), an error body included (an
+    upstream's 200 that is an error object, a failed Responses object). `is_json`: the
+    request asked for JSON (`asks_for_json`), so the message text is read as arguments are."""
+    if endpoint in ("chat", "completions"):
+        answer = changed(
+            payload,
+            {"choices": each_item(payload.get("choices"), fn, lambda c: _choice(c, fn, is_json))},
+        )
+        return rewrite_error(answer, fn)
+    if endpoint == "responses":
+        output = each_item(
+            payload.get("output"), fn, lambda item: read_response_item(item, fn, is_json)
+        )
+        output_text = payload.get("output_text")
+        return changed(
+            payload,
+            {
+                "output": output,
+                "output_text": read_arguments(output_text, fn)
+                if is_json
+                else read_text(output_text, fn),
+                "error": _error_object(payload.get("error"), fn),
+            },
+        )
+    return rewrite_error(payload, fn)
+
+
+def rewrite_response_event(
+    event: Mapping[str, Any], fn: TextFn, *, is_json: bool = False
+) -> Mapping[str, Any]:
+    """A Responses stream event that repeats whole texts (`*.done`, `response.completed`),
+    or an error (an `error` event's message, a failed `response`'s error). `is_json`: as
+    for `rewrite_answer`."""
+    text = event.get("text")
+    json_text = is_json and event.get("type") == "response.output_text.done"
+    checked = changed(
+        event,
+        {
+            "message": read_text(event.get("message"), fn),
+            "error": _error_object(event.get("error"), fn),
+            "text": read_arguments(text, fn) if json_text else read_text(text, fn),
+            "refusal": read_text(event.get("refusal"), fn),
+            "arguments": read_arguments(event.get("arguments"), fn),
+            "input": read_text(event.get("input"), fn),
+            "code": read_text(event.get("code"), fn),
+            "annotation": read_annotation(event.get("annotation"), fn),
+            "part": read_part(event.get("part"), fn, is_json),
+            "item": read_response_item(event.get("item"), fn, is_json),
+            "response": (
+                rewrite_answer("responses", event["response"], fn, is_json=is_json)
+                if isinstance(event.get("response"), Mapping)
+                else event.get("response")
+            ),
+        },
+    )
+    if checked.get("text") is not text and event.get("logprobs"):
+        return {**checked, "logprobs": []}
+    return checked
+
+
+def asks_for_json(endpoint: str, body: Mapping[str, Any]) -> bool:
+    """Whether the request asks for its answer's text as JSON (chat `response_format`,
+    Responses `text.format`: `json_object` or `json_schema`), which its client parses."""
+    if endpoint == "chat":
+        options: Any = body.get("response_format")
+    elif endpoint == "responses":
+        text = body.get("text")
+        options = text.get("format") if isinstance(text, Mapping) else None
+    else:
+        return False
+    kind = options.get("type") if isinstance(options, Mapping) else None
+    return isinstance(kind, str) and kind in _JSON_FORMATS

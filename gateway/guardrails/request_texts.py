@@ -1,0 +1,158 @@
+"""The texts of a request, per endpoint (texts.py maps them): `rewrite_request`. Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.guardrails.json_texts import rewrite_json
+from gateway.guardrails.message_texts import (
+    TextFn,
+    changed,
+    each_item,
+    read_content,
+    read_message,
+    read_request_part,
+    read_strings,
+    read_text,
+    scan,
+)
+from gateway.guardrails.request_fields import (
+    TOOL_KEYS,
+    rewrite_unknown_fields,
+    rewrite_unknown_keys,
+)
+from gateway.guardrails.response_items import read_input_item
+
+# Responses tools whose whole definition is the model's text (name, schema, grammar).
+_DEFINED_TOOLS = frozenset({"function", "custom"})
+
+
+def _prompt_texts(value: Any, fn: TextFn) -> Any:
+    """Completions `prompt`, embeddings `input`: `read_strings`, but ids and lists of them are
+    token arrays, left to token_ids.py (which refuses anything in them but an id)."""
+    if isinstance(value, list):
+        return each_item(
+            value, fn, lambda item: item if isinstance(item, int | list) else read_text(item, fn)
+        )
+    return read_text(value, fn)
+
+
+def _tools(value: Any, fn: TextFn) -> Any:
+    """Tool definitions: a function's or custom tool's every text (its name, description,
+    parameters' schema, grammar: json_texts.py); a web search's user location."""
+
+    def tool(item: Any) -> Any:
+        if not isinstance(item, Mapping):
+            return rewrite_json(item, fn)
+        if isinstance(item.get("function"), Mapping):  # chat: {type, function: {...}}
+            item = rewrite_unknown_keys(TOOL_KEYS, item, fn)
+            return changed(item, {"function": rewrite_json(item["function"], fn)})
+        if isinstance(item.get("custom"), Mapping):  # chat: {type: custom, custom: {...}}
+            item = rewrite_unknown_keys(TOOL_KEYS, item, fn)
+            return changed(item, {"custom": rewrite_json(item["custom"], fn)})
+        if item.get("type") in _DEFINED_TOOLS:  # Responses: the definition inline
+            return rewrite_json(item, fn)
+        # Responses' built-in tools: ids, URLs and an MCP server's headers are the
+        # upstream's business, not the model's text.
+        return changed(
+            item,
+            {
+                "description": read_text(item.get("description"), fn),
+                "user_location": rewrite_json(item.get("user_location"), fn),
+            },
+        )
+
+    return each_item(value, fn, tool)
+
+
+def _choice_of_tool(value: Any, fn: TextFn) -> Any:
+    """`tool_choice` (or chat's legacy `function_call`): the tool it names, which a rule
+    rewrote in the tool's definition too (`"auto"` and the like are not texts)."""
+    return rewrite_json(value, fn) if isinstance(value, Mapping) else value
+
+
+def _prediction(value: Any, fn: TextFn) -> Any:
+    if not isinstance(value, Mapping):
+        return rewrite_json(value, fn)
+    return changed(value, {"content": read_content(value.get("content"), fn)})
+
+
+def _response_format(value: Any, fn: TextFn) -> Any:
+    if not isinstance(value, Mapping):
+        return rewrite_json(value, fn)
+    return changed(value, {"json_schema": rewrite_json(value.get("json_schema"), fn)})
+
+
+def _text_options(value: Any, fn: TextFn) -> Any:
+    """Responses `text`: its `format` (a JSON schema's texts)."""
+    if not isinstance(value, Mapping):
+        return rewrite_json(value, fn)
+    return changed(value, {"format": rewrite_json(value.get("format"), fn)})
+
+
+def _prompt(value: Any, fn: TextFn) -> Any:
+    """Responses `prompt`: a stored prompt's variables, strings or input parts."""
+    if not isinstance(value, Mapping):
+        return rewrite_json(value, fn)
+    variables = value.get("variables")
+    if not isinstance(variables, Mapping):
+        return changed(value, {"variables": rewrite_json(variables, fn)})
+    updates = {
+        name: scan(v, fn) if isinstance(v, str) else read_request_part(v, fn)
+        for name, v in variables.items()
+    }
+    return changed(value, {"variables": changed(variables, updates)})
+
+
+def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+    """Every text of the fields `endpoint` knows, then every string of those it does
+    not (request_fields.py): the upstream gets them as written."""
+    return rewrite_unknown_fields(endpoint, _known_fields(endpoint, body, fn), fn)
+
+
+def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+    if endpoint == "chat":
+        return changed(
+            body,
+            {
+                "messages": each_item(body.get("messages"), fn, lambda m: read_message(m, fn)),
+                "tools": _tools(body.get("tools"), fn),
+                "functions": each_item(body.get("functions"), fn, lambda f: rewrite_json(f, fn)),
+                "tool_choice": _choice_of_tool(body.get("tool_choice"), fn),
+                "function_call": _choice_of_tool(body.get("function_call"), fn),
+                "prediction": _prediction(body.get("prediction"), fn),
+                "response_format": _response_format(body.get("response_format"), fn),
+                "stop": read_strings(body.get("stop"), fn),
+                "web_search_options": rewrite_json(body.get("web_search_options"), fn),
+            },
+        )
+    if endpoint == "completions":
+        return changed(
+            body,
+            {
+                "prompt": _prompt_texts(body.get("prompt"), fn),
+                "suffix": read_text(body.get("suffix"), fn),
+                "stop": read_strings(body.get("stop"), fn),
+            },
+        )
+    if endpoint == "embeddings":
+        return changed(body, {"input": _prompt_texts(body.get("input"), fn)})
+    if endpoint == "responses":
+        raw_input = body.get("input")
+        return changed(
+            body,
+            {
+                "instructions": read_text(body.get("instructions"), fn),
+                "input": (
+                    scan(raw_input, fn)
+                    if isinstance(raw_input, str)
+                    else each_item(raw_input, fn, lambda item: read_input_item(item, fn))
+                ),
+                "tools": _tools(body.get("tools"), fn),
+                "tool_choice": _choice_of_tool(body.get("tool_choice"), fn),
+                "text": _text_options(body.get("text"), fn),
+                "prompt": _prompt(body.get("prompt"), fn),
+            },
+        )
+    return body

@@ -1,0 +1,109 @@
+"""The texts of the items of a Responses `input` or `output` list, by item type
+(texts.py maps them). Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.guardrails.json_texts import rewrite_json
+from gateway.guardrails.message_texts import (
+    Reader,
+    TextFn,
+    changed,
+    each_reader,
+    field_reader,
+    read_arguments,
+    read_content,
+    read_json_content,
+    read_name,
+    read_strings,
+    read_text,
+    unknown_part_keys,
+)
+from gateway.guardrails.request_fields import RESPONSES_MESSAGE_KEYS, rewrite_unknown_keys
+
+# Where the texts of a Responses `input` or `output` item are, by its type: each reader
+# rewrites one field (nested ones through `field_reader`). Any other type: its `content`.
+_ITEM_TEXTS: dict[str, tuple[Reader, ...]] = {
+    "function_call": (field_reader("arguments", read_arguments),),
+    "function_call_output": (field_reader("output", read_content),),
+    "custom_tool_call": (field_reader("input", read_text),),
+    "custom_tool_call_output": (field_reader("output", read_content),),
+    "reasoning": (field_reader("summary", read_content), field_reader("content", read_content)),
+    "mcp_call": (field_reader("arguments", read_arguments), field_reader("output", read_text)),
+    "mcp_approval_request": (field_reader("arguments", read_arguments),),
+    "code_interpreter_call": (
+        field_reader("code", read_text),
+        field_reader("outputs", each_reader(field_reader("logs", read_text))),
+    ),
+    "local_shell_call": (field_reader("action", field_reader("command", read_strings)),),
+    "local_shell_call_output": (field_reader("output", read_text),),
+    "shell_call": (field_reader("action", field_reader("commands", read_strings)),),
+    "shell_call_output": (
+        field_reader("output", each_reader(field_reader("stdout", read_text))),
+        field_reader("output", each_reader(field_reader("stderr", read_text))),
+    ),
+    "apply_patch_call": (field_reader("operation", field_reader("diff", read_text)),),
+    "web_search_call": (field_reader("action", field_reader("query", read_text)),),
+    "file_search_call": (
+        field_reader("queries", read_strings),
+        field_reader("results", each_reader(field_reader("text", read_text))),
+    ),
+    "image_generation_call": (field_reader("revised_prompt", read_text),),
+}
+
+
+_OTHER_ITEM = (field_reader("content", read_content),)
+
+
+# An input item's fields that are structure, not text: an item of a type this gateway
+# does not know is otherwise scanned whole (`_unknown_item`).
+_ITEM_IDS = frozenset({"type", "id", "call_id", "status"})
+
+
+# A message item of an answer the request asked to be JSON.
+_JSON_MESSAGE: tuple[Reader, ...] = (field_reader("content", read_json_content),)
+
+
+# The name of the tool a Responses call item of a request called, as in `tools`.
+_CALLED_NAME = field_reader("name", read_name)
+
+
+_CALL_ITEMS = frozenset({"function_call", "custom_tool_call"})
+
+
+_KNOWN_ITEMS = frozenset({"message", *_ITEM_TEXTS})
+
+
+def read_response_item(item: Any, fn: TextFn, is_json: bool = False) -> Any:
+    """One item of a Responses `input` or `output` list (`is_json`: its message text is
+    JSON the client parses)."""
+    if not isinstance(item, Mapping):
+        return rewrite_json(item, fn)
+    kind = item.get("type")
+    if is_json and kind == "message":
+        readers = _JSON_MESSAGE
+    else:
+        readers = _ITEM_TEXTS.get(kind, _OTHER_ITEM) if isinstance(kind, str) else _OTHER_ITEM
+    for read in readers:
+        item = read(item, fn)
+    return item
+
+
+def read_input_item(item: Any, fn: TextFn) -> Any:
+    """One item of a Responses request's `input`: its texts, a call's tool name, and a
+    message's keys (and its parts' keys) the gateway does not know."""
+    if not isinstance(item, Mapping):
+        return rewrite_json(item, fn)
+    kind = item.get("type")
+    if kind is not None and not (isinstance(kind, str) and kind in _KNOWN_ITEMS):
+        return rewrite_unknown_keys(_ITEM_IDS, item, fn)  # an upstream's own item type
+    if kind in _CALL_ITEMS:
+        item = _CALLED_NAME(item, fn)
+    elif kind in (None, "message"):
+        item = rewrite_unknown_keys(RESPONSES_MESSAGE_KEYS, item, fn)
+        if isinstance(item.get("content"), list):
+            item = changed(item, {"content": unknown_part_keys(item["content"], fn)})
+    return read_response_item(item, fn)
