@@ -69,6 +69,7 @@ from gateway.guardrails.event_shape import (
 )
 from gateway.guardrails.json_escapes import Escaped, split_incomplete
 from gateway.guardrails.json_layout import Layout, extends_bare
+from gateway.guardrails.json_texts import NameNotRedactable
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.refusals import TooManyMatches
 from gateway.guardrails.scanner import (
@@ -219,6 +220,7 @@ class OutputScanner:
     # added (a held text's flush), so the client's numbers go up by one an event.
     _sequence: int = -1
     _added: int = 0
+    _redacted_by: Rule | None = None  # the rule of the last whole review's redaction
 
     def feed(self, chunk: bytes) -> Emit:
         """A chunk, on the event loop while it stays under check.py's inline budget (its
@@ -258,7 +260,10 @@ class OutputScanner:
     def _events(self, chunk: bytes) -> Emit:
         out: list[bytes] = []
         for event in events_of(chunk):
-            released = self._event(event)
+            try:
+                released = self._event(event)
+            except NameNotRedactable:
+                released = self._name_refused()
             if self._blocked_by is not None:
                 return self._end(b"".join(out))
             out.append(released)
@@ -737,7 +742,20 @@ class OutputScanner:
         result = review(self.scanner, whole, self._budget)
         self._record(result.fired)
         self._blocked_by = result.blocked_by
+        if result.redactions:
+            self._redacted_by = next(r for r in result.fired if r.action is GuardAction.REDACT)
         return result.redactions
+
+    def _name_refused(self) -> bytes:
+        """A redact rule matched a name in a value read whole (json_texts.check_name: a
+        text an object holds where a string was due): the event cannot be sent redacted,
+        so the stream ends as that rule's block would, with nothing of the event sent."""
+        assert self._redacted_by is not None  # check_name raises only after a redaction
+        self._blocked_by = self._redacted_by
+        hit = GuardrailHit(self._redacted_by.name, GuardAction.BLOCK, Where.OUTPUT)
+        if hit not in self.hits:
+            self.hits.append(hit)
+        return b""
 
     def _record(self, fired: tuple[Rule, ...]) -> None:
         for rule in fired:
