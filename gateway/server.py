@@ -33,6 +33,7 @@ import asyncio
 import errno
 import logging
 import os
+import re
 import signal
 import socket
 import time
@@ -163,6 +164,28 @@ ANSWER_408 = EdgeAnswer.of(
 )
 
 
+# The gateway upgrades to nothing (no WebSocket, no h2c): RFC 9110 §7.8 says a server
+# that does not upgrade ignores the header. httptools cannot: a request with `Upgrade`
+# and `Connection: upgrade` is ended at its head (its body dropped: `curl --http2` to an
+# http:// URL got "The request body is empty"). So the header is renamed before the
+# parser reads it. A name split across two reads escapes this (as before, the body is
+# dropped); `ws="none"` keeps even that from reaching the app as a WebSocket.
+_UPGRADE_HEADER = re.compile(rb"\r\nupgrade:", re.IGNORECASE)  # "upgrade :" is a 400 anyway
+
+
+def without_upgrade(data: bytes) -> bytes:
+    """The head in `data` (all of it, or up to its blank line) with any `Upgrade:` header
+    renamed `X-Ignored-Upgrade:`; the body after it untouched. Two finds per read that
+    may hold a head: the regex runs only when the name may be there."""
+    if data.find(b"pgrade") == -1 and data.find(b"PGRADE") == -1:
+        return data
+    end = data.find(b"\r\n\r\n")
+    if end == -1:
+        return _UPGRADE_HEADER.sub(b"\r\nX-Ignored-Upgrade:", data)
+    head = _UPGRADE_HEADER.sub(b"\r\nX-Ignored-Upgrade:", data[: end + 2])
+    return head + data[end + 2 :]
+
+
 class GatewayHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with bounded request heads and a client deadline.
 
@@ -183,6 +206,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._limits: EdgeLimits = getattr(config, "edge_limits", EdgeLimits())
         self._counters: EdgeCounters = getattr(config, "edge_counters", EdgeCounters())
         self._in_head = False
+        self._head_pending = True  # the next read may hold (part of) a request head
         self._head_bytes = 0  # bytes received while a head is arriving
         self._counted_bytes = 0  # target and headers as parsed
         self._header_count = 0
@@ -269,16 +293,19 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._in_head = self._head_pending = False
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._disarm()  # the whole request is in; the app's time is not the client's
+        self._head_pending = True
         super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, with the head limits: 431 instead of 400 when one is exceeded."""
         self._unset_keepalive_if_required()
+        if self._head_pending:
+            data = without_upgrade(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as error:
@@ -482,6 +509,7 @@ def server_config(settings: Settings) -> GatewayServerConfig:
         workers=settings.workers,
         loop="uvloop",
         http=GatewayHttpProtocol,
+        ws="none",  # no WebSocket route: a handshake is an HTTP request like any other
         # X-Forwarded-For only from proxies the operator names: uvicorn's default trusts
         # it from 127.0.0.1, so a local peer could pick its address (and so escape the
         # token endpoint's per-address limits, or lock another address out).
