@@ -98,7 +98,55 @@ def counter_for(model: str) -> TextCounter:
 def count_text(text: str, model: str) -> int:
     if not text:
         return 0
-    return len(encoding_for(model).encode(text, disallowed_special=()))
+    return encoded_length(encoding_for(model), text)
+
+
+# A text longer than this is encoded in pieces of at most this many characters. tiktoken
+# encodes without the GIL but turns the tokens into a Python list holding it: a 15 MB
+# prompt's ~4M tokens held it ~0.1 s at a time (an attacker probe saw /healthz wait 3.5 s
+# behind twelve of them on worker threads); a piece's list, ~16K tokens, holds it ~1 ms.
+PIECE_CHARS = 65_536
+# Where to cut a piece: before a space that starts a word (" word": after a character
+# that is not whitespace, before a letter). Both encodings' pre-tokenizers split there
+# (a word takes the one character before it; a run of letters, digits or punctuation
+# ends at a space), and BPE merges only within a pre-token: the pieces' counts add up to
+# the whole text's. Looked for among the last WORD_STARTS_TRIED spaces of a piece; a
+# piece with none (a long run with no word start: base64, digits) is cut at its end,
+# which may count a token or two more or less than the whole text would.
+WORD_STARTS_TRIED = 64
+
+
+def encoded_length(encoder: tiktoken.Encoding, text: str, piece: int = PIECE_CHARS) -> int:
+    """len(encoder.encode(text)), special tokens as text, never holding the GIL long."""
+    size = len(text)
+    if size <= piece:
+        return len(encoder.encode(text, disallowed_special=()))
+    total = 0
+    start = 0
+    while start < size:
+        end = start + piece
+        if end < size:
+            cut = _word_start(text, start, end)
+            if cut > start:
+                end = cut
+        else:
+            end = size
+        total += len(encoder.encode(text[start:end], disallowed_special=()))
+        start = end
+    return total
+
+
+def _word_start(text: str, start: int, end: int) -> int:
+    """The last index in (start, end) of a space that starts a word; -1 for none among
+    the last WORD_STARTS_TRIED spaces. `end` < len(text): text[at + 1] exists."""
+    at = text.rfind(" ", start + 1, end)
+    for _ in range(WORD_STARTS_TRIED):
+        if at <= start:
+            return -1
+        if not text[at - 1].isspace() and text[at + 1].isalpha():
+            return at
+        at = text.rfind(" ", start + 1, at)
+    return -1
 
 
 # A prompt's texts up to this long have their count remembered: a conversation re-sends
@@ -137,7 +185,7 @@ class TextCounter:
         if not text:
             return 0
         if len(text) > REMEMBERED_CHARS:
-            return len(self.encoder.encode(text, disallowed_special=()))
+            return encoded_length(self.encoder, text)
         found = self.remembered.get(text)
         if found is None:
             found = len(self.encoder.encode(text, disallowed_special=()))

@@ -16,6 +16,7 @@ from gateway.limits.estimate import dearest_cost, estimate_inline, estimate_now
 from gateway.limits.token_count import (
     IMAGE_TOKENS,
     LOW_DETAIL_IMAGE_TOKENS,
+    PIECE_CHARS,
     REPLY_PRIMING_TOKENS,
     TOKENS_PER_MESSAGE,
     TextCounter,
@@ -24,6 +25,8 @@ from gateway.limits.token_count import (
     count_messages_within,
     count_prompt,
     count_text,
+    counter_for,
+    encoded_length,
     encoding,
     encoding_for,
     extra_texts,
@@ -436,3 +439,73 @@ def test_k_images_add_their_allowances_to_the_estimate(
     if endpoint == "chat":  # the data URLs are not text to tokenize: still counted inline
         body = {field: pictured_messages, cap_field: cap}
         assert estimate_inline(endpoint, body, ROUTE, None) == found
+
+
+# --- long texts, counted in pieces (encoded_length) ---
+
+WORD_FIRST = st.characters(categories=("Lu", "Ll", "Lt", "Lm", "Lo"))
+WORD_REST = st.characters(
+    categories=("Lu", "Ll", "Lo", "Mn", "Nd", "No", "Po", "Ps", "Pe", "Sm", "So"),
+    exclude_characters=" ",
+)
+WORDS = st.lists(
+    st.builds(lambda a, b: a + b, WORD_FIRST, st.text(WORD_REST, max_size=10)), min_size=1
+)
+
+
+@pytest.mark.parametrize("name", ["cl100k_base", "o200k_base"])
+@settings(max_examples=150, deadline=None)
+@given(words=WORDS, piece=st.integers(min_value=16, max_value=64))
+def test_a_long_text_counted_in_pieces_counts_as_the_whole(
+    name: str, words: list[str], piece: int
+) -> None:
+    """Cut before a space that starts a word, where the pre-tokenizer splits anyway: the
+    pieces' counts add up to the whole text's, exactly."""
+    encoder = encoding(name)
+    text = " ".join(words)
+    assert encoded_length(encoder, text, piece) == len(encoder.encode(text, disallowed_special=()))
+
+
+@pytest.mark.parametrize("name", ["cl100k_base", "o200k_base"])
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=400), piece=st.integers(min_value=16, max_value=64))
+def test_any_long_text_counted_in_pieces_is_near_the_whole(
+    name: str, text: str, piece: int
+) -> None:
+    """A piece with no word start is cut where it ends: a token or two either way a cut."""
+    encoder = encoding(name)
+    whole = len(encoder.encode(text, disallowed_special=()))
+    cuts = len(text) // piece + 1
+    assert abs(encoded_length(encoder, text, piece) - whole) <= 2 * cuts
+
+
+def test_a_long_prompt_is_counted_in_pieces_as_one() -> None:
+    """count_text and a counter's count of a text over PIECE_CHARS: the whole's count."""
+    text = " ".join(f"word{i % 97} and, more: {i}" for i in range(20_000))
+    assert len(text) > 4 * PIECE_CHARS
+    whole = len(encoding("o200k_base").encode(text, disallowed_special=()))
+    assert count_text(text, "gpt-4o") == whole
+    assert counter_for("gpt-4o").count(text) == whole
+
+
+class _RecordingEncoder:
+    """An encoder that records the length of each text it is given (one token a char)."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def encode(self, text: str, disallowed_special: Any = "all") -> list[int]:
+        self.sizes.append(len(text))
+        return [0] * len(text)
+
+
+def test_a_long_text_never_reaches_the_encoder_whole() -> None:
+    """The list of a whole 15 MB prompt's tokens held the GIL ~0.1 s while it was built
+    (the event loop and every other request waited): no encode call sees more than
+    PIECE_CHARS, word starts or not, and nothing is lost between the pieces."""
+    recording = _RecordingEncoder()
+    counter = TextCounter(recording)  # type: ignore[arg-type]
+    for text in ("lorem ipsum " * 400_000, "x" * 1_000_003, "1 2 3 " * 100_000):
+        recording.sizes.clear()
+        assert counter.count(text) == len(text)
+        assert max(recording.sizes) <= PIECE_CHARS
