@@ -96,8 +96,13 @@ class Classifiers:
         headers = {"authorization": f"Bearer {rule.api_key}"} if rule.api_key else {}
         try:
             async with asyncio.timeout(rule.timeout_s):
+                # Never to where a redirect points (a provider's call and the JWKS fetch
+                # refuse them too): the prompt would go to a host the policy never named.
                 async with self._session.post(
-                    rule.url, json={"model": rule.model, "input": text}, headers=headers
+                    rule.url,
+                    json={"model": rule.model, "input": text},
+                    headers=headers,
+                    allow_redirects=False,
                 ) as response:
                     if response.status != 200:
                         return Unanswered(f"HTTP {response.status}")

@@ -144,3 +144,31 @@ async def test_a_classifier_host_resolving_outside_the_upstream_rules_is_not_cal
         finally:
             await fenced.close()
             await open_.close()
+
+
+async def test_a_classifier_redirect_is_not_followed(tmp_path, monkeypatch, http):
+    """A classifier answering 307 elsewhere: the prompt is not posted again to where it
+    points (providers and the JWKS fetch refuse redirects too); the rule cannot answer,
+    so the closed rule refuses (503)."""
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    stolen: list[bytes] = []
+
+    async def moderate(request: web.Request) -> web.Response:
+        raise web.HTTPTemporaryRedirect("/elsewhere")
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        stolen.append(await request.read())
+        return web.json_response({"results": [{"category_scores": {"x": 0.0}}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/moderations", moderate)
+    app.router.add_post("/elsewhere", elsewhere)
+    async with serving(app) as classifier, MockUpstream("up") as up:
+        policy = POLICY.format(base=up.base_url, classifier=classifier)
+        async with running_gateway(tmp_path, policy) as gw:
+            status, body = await chat(http, gw, "closed", "my secret plan")
+    assert status == 503
+    assert body["error"]["code"] == "guardrail_unavailable"
+    assert "HTTP 307" in body["error"]["message"]
+    assert stolen == []
+    assert up.requests == []
