@@ -61,6 +61,19 @@ _HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_
 _LEGACY_IPV4 = re.compile(r"^[0-9a-fx.]+$")  # 2852039166, 0xa9.0xfe.0xa9.0xfe, 0251.0376.…
 DEFAULT_PORTS = {"http": 80, "https": 443}
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: last 32 bits
+# RFC 8215's local-use prefix: an operator's translator may carry the IPv4 address in any
+# of RFC 6052's placements (prefix /32 … /96) inside it, so each is checked.
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+# RFC 6052 §2.2: for each prefix length, the bit offsets of the IPv4 address's four
+# octets in the 128-bit address (bits 64-71, the "u" octet, are always skipped).
+_NAT64_OCTETS = {
+    32: (32, 40, 48, 56),
+    40: (40, 48, 56, 72),
+    48: (48, 56, 72, 80),
+    56: (56, 72, 80, 88),
+    64: (72, 80, 88, 96),
+    96: (96, 104, 112, 120),
+}
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (:: and ::1 excluded)
 # Why a host, or an address a name resolved to, is refused.
 Blocked = Literal["metadata", "listener", "outside"]
@@ -200,12 +213,32 @@ def host_address(host: str) -> IPAddress | None:
     return address
 
 
+def nat64_candidates(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an address in the NAT64 local-use prefix may stand for: one per
+    RFC 6052 placement (which one a translator uses is its own configuration)."""
+    if address not in _NAT64_LOCAL:
+        return ()
+    bits = int(address)
+    return tuple(
+        ipaddress.IPv4Address(
+            sum(((bits >> (120 - offset)) & 0xFF) << (24 - 8 * i) for i, offset in enumerate(at))
+        )
+        for at in _NAT64_OCTETS.values()
+    )
+
+
 def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 one carries (mapped, compatible, NAT64, 6to4), else None.
 
     Each reaches that IPv4 host through a translator or a stack that accepts
-    the form, so the metadata and loopback checks must see the IPv4 address.
+    the form, so the metadata and loopback checks must see the IPv4 address. In the
+    NAT64 local-use prefix, the first placement that is a metadata or loopback
+    address wins (else the /96 one): every placement is a host it may reach.
     """
+    local = nat64_candidates(address)
+    if local:
+        risky = (a for a in local if _metadata_network(a) is not None or a.is_loopback)
+        return next(risky, local[-1])
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     if address.sixtofour is not None:

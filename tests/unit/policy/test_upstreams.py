@@ -214,6 +214,9 @@ def test_look_alikes_of_the_listener_are_refused() -> None:
         "http://[::169.254.169.254]/v1",  # IPv4-compatible
         "http://[::a9fe:a9fe]/v1",
         "http://[64:ff9b::6464:64c8]/latest",  # 100.100.100.200
+        "http://[64:ff9b:1::a9fe:a9fe]/v1",  # NAT64 local-use prefix (RFC 8215), /96 form
+        "http://[64:ff9b:1:a9fe:a9:fe00::]/v1",  # the same, RFC 6052's /48 form
+        "http://[64:ff9b:1:0:a9:fea9:fe00:0]/v1",  # the same, the /64 form
     ],
 )
 def test_ipv6_forms_embedding_a_metadata_address_are_refused(url: str) -> None:
@@ -228,6 +231,8 @@ def test_ipv6_forms_embedding_a_metadata_address_are_refused(url: str) -> None:
         ("2002:a9fe:a9fe::", "169.254.169.254"),
         ("::169.254.169.254", "169.254.169.254"),
         ("::1", "::1"),  # loopback, not IPv4-compatible 0.0.0.1
+        ("64:ff9b:1::102:304", "1.2.3.4"),  # NAT64 local use: no placement is risky, /96
+        ("64:ff9b:1:7f00:0:100::", "127.0.0.1"),  # NAT64 local use, /48 placement: loopback
         ("2001:db8::1", "2001:db8::1"),
     ],
 )
