@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -178,6 +179,21 @@ class VerifiedSecrets:
 # --- the guard the token endpoint consults ---
 
 
+def source_of(address: str) -> str:
+    """Whose failures an address's are: an IPv6 address counts as its /64, which one
+    host or subscriber holds whole (2^64 addresses: one key each would let a single
+    attacker stay under every per-address limit); an IPv4-mapped one as its IPv4."""
+    if ":" not in address:
+        return address  # IPv4, or a name the server gave: as it is
+    try:
+        ip = ipaddress.IPv6Address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
+
+
 def _client_key(client_id: str, address: str) -> tuple[str, str]:
     return client_id[:MAX_KEYED_CLIENT_ID], address
 
@@ -202,9 +218,10 @@ class LoginGuard:
     def retry_after_s(self, client_id: str, address: str) -> float | None:
         """None when this attempt may go on; else when to retry (either limit reached).
 
-        Only `address`'s own failures count: another caller's, for this client id or
-        any other, never delay it."""
+        Only `address`'s own failures count (its /64, for IPv6: source_of): another
+        caller's, for this client id or any other, never delay it."""
         now = self._clock()
+        address = source_of(address)
         waits = [
             wait
             for wait in (
@@ -217,6 +234,7 @@ class LoginGuard:
 
     def record_failure(self, client_id: str, address: str) -> None:
         now = self._clock()
+        address = source_of(address)
         self._by_client.record(_client_key(client_id, address), now)
         self._by_address.record(address, now)
 

@@ -14,6 +14,7 @@ from gateway.auth.login_guard import (
     LoginLimits,
     VerifiedSecrets,
     retry_after_s,
+    source_of,
     with_failure,
 )
 from tests.support.clock import ManualClock
@@ -149,3 +150,29 @@ async def test_slots_bound_concurrent_checks_and_time_out() -> None:
     async with guard.slot():  # waits for a holder to finish, within wait_s
         pass
     await asyncio.gather(*tasks)
+
+
+def test_an_ipv6_source_counts_as_its_slash_64() -> None:
+    """One host holds a whole /64: failures from many of its addresses add up (one key per
+    address let an attacker stay under every limit); another /64 is another source."""
+    guard = LoginGuard(LoginLimits(failures_per_address=5), clock=ManualClock())
+    for i in range(5):
+        guard.record_failure(f"c-{i}", f"2001:db8:1:2::{i + 1:x}")
+    assert guard.retry_after_s("c-new", "2001:db8:1:2:ffff:ffff:ffff:ffff") is not None
+    assert guard.retry_after_s("c-new", "2001:db8:1:3::1") is None
+
+
+@pytest.mark.parametrize(
+    ("address", "source"),
+    [
+        ("10.0.0.1", "10.0.0.1"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::9", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),  # a dual-stack socket's IPv4 peer
+        ("unix:/run/gw.sock", "unix:/run/gw.sock"),  # not an address: as it is
+        ("", ""),
+    ],
+)
+def test_source_of(address: str, source: str) -> None:
+    assert source_of(address) == source
