@@ -28,7 +28,7 @@ from gateway.errors import InvalidRequest, NotFound, cut, escaped, quoted
 from gateway.limits.backend import BackendUnavailable
 from gateway.limits.errors import LimitsUnavailable
 from gateway.limits.view import usage_view
-from gateway.policy.errors import PolicyInvalid, PolicyIssue
+from gateway.policy.errors import MAPPING_EXPECTED, PolicyInvalid, PolicyIssue
 from gateway.policy.service import MAX_REASON_CHARS, Applied, VersionNotFound
 from gateway.policy.versions import PolicyVersion
 from gateway.services import Services
@@ -124,9 +124,9 @@ async def _parse(request: Request, services: Services, model: type[M]) -> M:
             ) from None
         if error["type"] == "extra_forbidden":
             raise InvalidRequest(f"Unknown parameter: {quoted(param)}.", param=param) from None
-        raise InvalidRequest(
-            f"Invalid {quoted(param)}: {cut(error['msg'])}.", param=param
-        ) from None
+        # pydantic's "…or instance of TeamSpec" names a Python class: say it in JSON's words
+        why = "expected an object" if error["type"] in MAPPING_EXPECTED else cut(error["msg"])
+        raise InvalidRequest(f"Invalid {quoted(param)}: {why}.", param=param) from None
 
 
 def _int_param(request: Request, name: str, default: int | None = None) -> int:

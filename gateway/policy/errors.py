@@ -18,6 +18,9 @@ MAX_QUOTED_CHARS = 100
 # What any one location, field or message may take at most. No message the gateway
 # writes comes near it; a value echoed without quotes (an exception's text) could.
 MAX_ISSUE_CHARS = 2000
+# pydantic's error types for a value that must be a mapping and is not; their messages
+# speak Python ("a valid dictionary", "or instance of TeamSpec": a model class's name).
+MAPPING_EXPECTED = frozenset({"dict_type", "model_type", "model_attributes_type", "dataclass_type"})
 # A value as `repr` quotes it: its quotes not part of a word (so "a team's" opens none),
 # its own quotes escaped inside. Possessive, so a scan never backtracks.
 _QUOTED_VALUE = re.compile(r"""(?<![\w'"])(?:'(?:[^'\\]|\\.)*+'|"(?:[^"\\]|\\.)*+")""")

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
+from gateway.policy.errors import MAPPING_EXPECTED, Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.schema import PolicyBundle
 from gateway.policy.secrets import read_escapes_beyond_providers
 
@@ -394,6 +394,8 @@ def validate_bundle(raw: dict[str, Any], locate: Locate) -> PolicyBundle:
                 message = "unknown key"
             elif error["type"] == "missing":
                 message = "required field is missing"
+            elif error["type"] in MAPPING_EXPECTED:  # "…or instance of TeamSpec": Python's
+                message = "expected a mapping (key: value pairs)"
             issues.append(PolicyIssue(locate(path), format_path(path), message))
         raise SchemaInvalid(issues, paths, raw, locate) from None
 

@@ -466,3 +466,38 @@ async def test_a_change_through_one_replica_is_enforced_by_the_other_within_2_s(
             print(f"replica B enforced the change after {time.monotonic() - changed_at:.3f} s")
         finally:
             await client_b.close()
+
+
+@pytest.mark.parametrize(
+    ("changes", "param"),
+    [
+        ("small", "changes"),
+        (["models"], "changes"),
+    ],
+)
+async def test_a_body_part_of_the_wrong_kind_is_named_in_json_words(
+    admin: Admin, changes: Any, param: str
+) -> None:
+    """An object expected: the 400 says so, not pydantic's "valid dictionary or instance
+    of LimitsSpec" (Python's words, a class the caller never saw)."""
+    status, answer = await admin.call(
+        "PATCH", "/admin/teams/search", {"changes": changes, "base_version": 1}
+    )
+    assert status == 400, answer
+    assert answer["error"]["param"] == param
+    assert answer["error"]["message"] == f"Invalid '{param}': expected an object."
+
+
+@pytest.mark.parametrize("changes", [{"limits": 7}, {"per_user": "x"}])
+async def test_a_policy_section_of_the_wrong_kind_names_no_python_class(
+    admin: Admin, changes: Any
+) -> None:
+    """A team's `limits` must be a mapping: the policy error says that, not pydantic's
+    "…or instance of LimitsSpec"."""
+    status, answer = await admin.call(
+        "PATCH", "/admin/teams/search", {"changes": changes, "base_version": 1}
+    )
+    assert status == 400, answer
+    message = answer["error"]["message"]
+    assert "expected a mapping (key: value pairs)" in message, message
+    assert "Spec" not in message and "instance of" not in message, message

@@ -187,3 +187,26 @@ def test_a_file_that_is_not_utf8_is_named_at_its_line(tmp_path: Path) -> None:
     (folder / "b.yaml").write_bytes(b"teams:\n  x: {models: [\xff]}\n")
     [problem] = issues(folder, {"OPENAI_KEY": "sk-test"})
     assert problem.startswith(f"{folder}/b.yaml:2: not UTF-8 text")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("  search: {models: [gpt-4o]}", "  search: null", "teams.search"),
+        ("  search: {models: [gpt-4o]}", "  search: [gpt-4o]", "teams.search"),
+        (
+            "deployments:\n      - {provider: openai-main",
+            "deployments:\n      - 7\n      - {provider: openai-main",
+            "models.gpt-4o.deployments[0]",
+        ),
+    ],
+)
+def test_a_section_of_the_wrong_kind_says_so_without_naming_a_python_class(
+    tmp_path, old, new, field
+):
+    """pydantic says "Input should be a valid dictionary or instance of TeamSpec": the
+    policy author wrote YAML, not Python, and TeamSpec is no word of theirs."""
+    assert old in GOOD
+    found = issues(bundle(tmp_path, **{"p.yaml": GOOD.replace(old, new)}), {"OPENAI_KEY": "k"})
+    assert any(f" {field}: expected a mapping (key: value pairs)" in line for line in found), found
+    assert not any("Spec" in line or "instance of" in line for line in found), found
