@@ -26,7 +26,7 @@ from gateway.guardrails.decision import (
     Passed,
     review,
 )
-from gateway.guardrails.json_texts import NameNotRedactable
+from gateway.guardrails.json_texts import NameNotRedactable, TooDeepToRedact
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.scanner import MatchBudget, OutOfMatches, Redaction, Rule, Scanner
 from gateway.guardrails.texts import TextFn, rewrite_answer, rewrite_request
@@ -114,6 +114,8 @@ def _check(
         hit = GuardrailHit(out.rule.name, GuardAction.BLOCK, where)
         hits = (*reviewer.log.hits, hit)
         return Blocked(out.rule.name, where, hits, BlockReason.TOO_MANY_MATCHES)
+    except TooDeepToRedact:
+        return _too_deep(reviewer)
     except NameNotRedactable:
         return _name_refused(reviewer)
     return _decide(reviewer, checked)
@@ -129,6 +131,8 @@ def _check_inline(
         checked = rewrite(endpoint, body, reviewer)
     except (OutOfMatches, _TooMuchInline):
         return None
+    except TooDeepToRedact:
+        return _too_deep(reviewer)
     except NameNotRedactable:
         return _name_refused(reviewer)
     return _decide(reviewer, checked)
@@ -140,6 +144,15 @@ def _name_refused(reviewer: _Reviewer) -> Blocked:
     rule = reviewer.redacted_by.name
     hits = (*reviewer.log.hits, GuardrailHit(rule, GuardAction.BLOCK, reviewer.where))
     return Blocked(rule, reviewer.where, hits, BlockReason.NAME_NOT_REDACTABLE)
+
+
+def _too_deep(reviewer: _Reviewer) -> Blocked:
+    """A redact rule matched a text nested too deep to write back (json_texts.py): the
+    answer is refused as that rule's block would refuse it."""
+    assert reviewer.redacted_by is not None  # raised only after a redaction
+    rule = reviewer.redacted_by.name
+    hits = (*reviewer.log.hits, GuardrailHit(rule, GuardAction.BLOCK, reviewer.where))
+    return Blocked(rule, reviewer.where, hits)
 
 
 def _decide(reviewer: _Reviewer, body: Any) -> Decision:

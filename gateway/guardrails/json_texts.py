@@ -28,8 +28,9 @@ from gateway.guardrails.scanner import Redaction, apply_redactions
 from gateway.guardrails.walk_cost import ITEM_COST
 
 TextFn = Callable[[str], Sequence[Redaction]]
-# As deep as a body may nest (api/body.py MAX_DEPTH): a text deeper is still text the
-# model reads, and the body check has bounded the recursion already.
+# As deep as a body may nest (api/body.py MAX_DEPTH): deeper (only an answer can be: no
+# check bounds an upstream's nesting) the walk goes on without recursion (`_deep`), so
+# Python's stack never runs out and no text is left unscanned; a redaction there blocks.
 _MAX_DEPTH = 128
 # JSON Schema's keywords (2020-12 and draft 7) and OpenAPI's: names of the schema's own
 # parts, never the caller's text.
@@ -67,6 +68,12 @@ _TYPE_NAMES = frozenset(
 class NameNotRedactable(Exception):
     """A rule would rewrite a name the upstream reads as one (json_texts.py's header):
     the request is refused instead (the rule is the one the text function last fired)."""
+
+
+class TooDeepToRedact(NameNotRedactable):
+    """A rule would rewrite a text nested past _MAX_DEPTH, which only an answer can hold:
+    the answer is refused as that rule's block (the gateway writes an answer back with
+    orjson, which stops at 254 levels, and an upstream may nest 1024)."""
 
 
 def check_name(text: str, fn: TextFn) -> str:
@@ -113,7 +120,7 @@ class _Texts:
                 return value
             return self.name(value) if key in _NAME_VALUES else self.scan(value)
         if depth > _MAX_DEPTH:
-            return value
+            return self._deep(value, key)
         if isinstance(value, list):
             if self.spend is not None:
                 self.spend(len(value) * ITEM_COST)
@@ -136,6 +143,30 @@ class _Texts:
             changed = changed or checked is not item
             out[key] = checked
         return out if changed else value
+
+    def _deep(self, root: Any, key: str | None) -> Any:
+        """`value` for a value nested past _MAX_DEPTH: each text scanned as `value` scans
+        it (names checked), on a stack of its own, none rewritten: a rule that would
+        rewrite one raises TooDeepToRedact."""
+        stack: list[tuple[str | None, Any]] = [(key, root)]
+        while stack:
+            key, value = stack.pop()
+            if isinstance(value, str):
+                if self.value(value, key, 0) is not value:
+                    raise TooDeepToRedact
+            elif isinstance(value, list):
+                if self.spend is not None:
+                    self.spend(len(value) * ITEM_COST)
+                stack.extend((key, item) for item in reversed(value))
+            elif isinstance(value, dict):
+                if self.spend is not None:
+                    self.spend(len(value) * ITEM_COST)
+                self.clear_names(value)
+                for name in value:
+                    if name not in _KEYWORDS:
+                        self.name(name)
+                stack.extend(reversed(value.items()))
+        return root
 
 
 def rewrite_json(value: Any, fn: TextFn) -> Any:

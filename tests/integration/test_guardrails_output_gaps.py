@@ -1,0 +1,128 @@
+"""Answer texts the output rules once let through, over real HTTP with the official
+openai SDK: a key nested deeper than a request may nest, one in a top-level field the
+gateway does not know (Perplexity's `citations`, `search_results`) or in a Responses
+output item's own key, and a streamed key whose start went out with its choice's
+`finish_reason` and whose rest came after."""
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+import orjson
+import pytest
+from aiohttp import web
+
+from tests.support.gateway import running_gateway
+
+POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}", api_key: "${{UPSTREAM_KEY}}"}}
+models:
+  gpt-4o-mini:
+    deployments: [{{provider: up, model: upstream-chat}}]
+teams:
+  demo: {{models: ["*"], guardrails: [keys]}}
+  hush: {{models: ["*"], guardrails: [hidden]}}
+guardrails:
+  keys:
+    output:
+      - {{detector: secrets, action: block}}
+  hidden:
+    output:
+      - {{detector: secrets, action: redact}}
+"""
+KEY = "AKIAIOSFODNN7EXAMPLE"
+MARK = "[REDACTED:secrets]"
+BASE = {"id": "chatcmpl-1", "created": 1, "model": "upstream-chat"}
+USAGE = {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}
+HI = [{"role": "user", "content": "hi"}]
+
+
+@dataclass
+class Upstream:
+    """Answers each request with `answer(body)`: a dict (JSON) or SSE events, each a dict
+    or the raw bytes of its `data:` line."""
+
+    answer: Callable[[dict[str, Any]], Any] = lambda body: {}
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+async def setup(tmp_path, monkeypatch) -> AsyncIterator[tuple[Any, Upstream]]:
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    upstream = Upstream()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        upstream.bodies.append(body)
+        answer = upstream.answer(body)
+        if isinstance(answer, dict):
+            # Python's json: orjson writes no more than 254 levels.
+            return web.Response(body=json.dumps(answer), content_type="application/json")
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in answer:
+            data = event if isinstance(event, bytes) else orjson.dumps(event)
+            await response.write(b"data: " + data + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", handle)
+    app.router.add_post("/v1/responses", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    try:
+        async with running_gateway(tmp_path, POLICY.format(base=base)) as gw:
+            yield gw, upstream
+    finally:
+        await runner.cleanup()
+
+
+def whole(message: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    choice = {"index": 0, "message": message, "finish_reason": "stop"}
+    return {**BASE, "object": "chat.completion", "choices": [choice], "usage": USAGE, **extra}
+
+
+def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    body = {"index": 0, "delta": delta, "finish_reason": finish}
+    return {**BASE, "object": "chat.completion.chunk", "choices": [body], **extra}
+
+
+def nested(depth: int, inner: Any) -> Any:
+    value = inner
+    for level in range(depth):
+        value = {"d": value} if level % 2 else [value]
+    return value
+
+
+async def streamed(client: openai.AsyncOpenAI) -> tuple[str, str]:
+    """(every event as JSON, joined; every content piece, joined) until the stream's end
+    or its error (then noted in the first)."""
+    seen: list[str] = []
+    content: list[str] = []
+    try:
+        stream = await client.chat.completions.create(model="gpt-4o-mini", messages=HI, stream=True)
+        async for event in stream:
+            seen.append(orjson.dumps(event.model_dump(warnings=False)).decode())
+            content.extend(c.delta.content or "" for c in event.choices)
+    except openai.APIError as error:
+        seen.append(f"error: {error.code} {error}")
+    return "".join(seen), "".join(content)
+
+
+async def test_a_key_nested_deeper_than_a_request_may_is_blocked(setup):
+    """A whole answer with a provider field nested 300 levels deep, the key at its bottom:
+    400 content_policy_violation, the key nowhere in it."""
+    gw, upstream = setup
+    message = {"role": "assistant", "content": "hi", "extra": nested(300, f"key {KEY}")}
+    upstream.answer = lambda body: whole(message)
+    client = await gw.openai()
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert caught.value.code == "content_policy_violation" and KEY not in str(caught.value)
