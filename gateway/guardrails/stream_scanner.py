@@ -11,7 +11,10 @@ match split across events is caught before any of it is released. An event whose
 text is held back is sent with what may go now (possibly ""); what is held goes out
 in the next event of that text, or, when the text ends (its choice's `finish_reason`,
 a Responses `*.done` event, `[DONE]`, the end of the stream), in an event made in its
-image just before. Texts that come whole (a chat delta's URL citations, and its fields
+image just before. A keep-alive comment or a usage chunk releases nothing. Text a chat
+or completions choice sends after it ended (its `finish_reason`, an upstream's error
+event) is dropped: what was held went out at the end, and a fresh window would not see
+a match that began there. Texts that come whole (a chat delta's URL citations, and its fields
 that hold an object or a list, its content parts' other keys, a choice's own unknown
 keys such as vLLM's `stop_reason`: stream_values.py; Responses
 events that repeat whole texts: `*.done`, `response.completed`; an upstream's error
@@ -221,6 +224,9 @@ class OutputScanner:
     _sequence: int = -1
     _added: int = 0
     _redacted_by: Rule | None = None  # the rule of the last whole review's redaction
+    # Chat and completions: the choices whose texts ended before the stream did (their
+    # `finish_reason`, an error event): any text they send later is dropped (`_pieces`).
+    _ended: set[Any] = field(default_factory=set)
 
     def feed(self, chunk: bytes) -> Emit:
         """A chunk, on the event loop while it stays under check.py's inline budget (its
@@ -308,10 +314,11 @@ class OutputScanner:
             for t in self._texts.values()
         ]
         held = (self._blocked_by, self._shape, self._shapes_learned, len(self.hits))
-        return dict(self._texts), texts, held, (self._sequence, self._added)
+        counts = (self._sequence, self._added)
+        return dict(self._texts), texts, held, counts, set(self._ended)
 
     def _restore(self, undo: tuple[Any, ...]) -> None:
-        self._texts, texts, held, (self._sequence, self._added) = undo
+        self._texts, texts, held, (self._sequence, self._added), self._ended = undo
         for text, pending, context, cut_escape, in_string, is_value, bare_open, longer in texts:
             text.pending, text.context, text.cut_escape = pending, context, cut_escape
             text.in_string, text.is_value, text.bare_open = in_string, is_value, bare_open
@@ -376,6 +383,7 @@ class OutputScanner:
         if not (is_plain(piece) and is_plain(reason)):
             return None
         released = self._advance(shape.key, text, piece, final=True)
+        self._ended.add(text.choice)
         if released == piece:
             return chunk
         encoded = released.encode() if is_plain(released) else _json(released)[1:-1]
@@ -405,7 +413,9 @@ class OutputScanner:
         if not self._texts and self.endpoint != "responses" and _without_text(event):
             return event  # nothing held, nothing to scan (a usage chunk, [DONE]): no parse
         payload = data_of(event)
-        if payload is None or payload == DONE_PAYLOAD:
+        if payload is None:
+            return event  # a comment (a keep-alive) carries nothing: held text stays held
+        if payload == DONE_PAYLOAD:
             return self._flush(_every) + event
         prefix = event[: event.find(b"data:")]
         try:
@@ -413,7 +423,7 @@ class OutputScanner:
         except orjson.JSONDecodeError:
             parsed = read_leniently(payload)
             if parsed is UNREADABLE:
-                return self._flush(_every) + self._unreadable(prefix, payload, event)
+                return self._flush_ended() + self._unreadable(prefix, payload, event)
         if type(parsed) is not dict:
             # Not an event any API sends, but its client may show it: every string in it
             # is reviewed whole.
@@ -428,9 +438,10 @@ class OutputScanner:
     def _choices_event(self, parsed: dict[str, Any], prefix: bytes, event: bytes) -> bytes:
         choices = parsed.get("choices")
         if not isinstance(choices, list) or not choices:
-            # No choice: a usage chunk, or the upstream's error event (`{"error": ...}`),
-            # whose message may quote the prompt and is reviewed whole.
-            before = self._flush(_every)
+            # No choice: a usage chunk (held text stays held), or the upstream's error
+            # event (`{"error": ...}`), whose message may quote the prompt and is reviewed
+            # whole; held text goes out before it, and the choices end there.
+            before = self._flush_ended() if _ERROR_KEYS.intersection(parsed) else b""
             checked = rewrite_error(parsed, self._review_whole)
             if checked is parsed:
                 return before + event
@@ -448,6 +459,11 @@ class OutputScanner:
                 changed = True
             changed = self._review_fields(choice) or changed
             pieces = self._pieces(index, choice)
+            if index in self._ended:  # its text ended: what comes after is dropped
+                for _, holder, field_name in pieces:
+                    if holder[field_name]:
+                        holder[field_name], changed = "", True
+                pieces = []
             # A text's last piece in an ending event ends it (content parts: one text).
             last = {key: at for at, (key, _, _) in enumerate(pieces)} if ending else {}
             for at, (key, holder, field_name) in enumerate(pieces):
@@ -471,6 +487,7 @@ class OutputScanner:
                     changed = True
             if ending:
                 before += self._flush(_others_of(index, {key for key, _, _ in pieces}))
+                self._ended.add(index)
             elif len(choices) == 1 and len(pieces) == 1 and not cited and self._blocked_by is None:
                 key, holder, field_name = pieces[0]
                 if holder is choice:  # completions: the choice holds its text
@@ -722,6 +739,12 @@ class OutputScanner:
                 out.append(text.prefix + b"data: " + _json(event) + b"\n\n")
         return b"".join(out)
 
+    def _flush_ended(self) -> bytes:
+        """Release every held text before the stream's end (an error event, data no
+        reader takes): their choices end here (`_ended`)."""
+        self._ended.update(text.choice for text in self._texts.values())
+        return self._flush(_every)
+
     def _review_json(self, value: Any) -> Any:
         """A value that comes whole (no growing text), every string and key in it."""
         return review_value(value, self._review_whole)
@@ -766,6 +789,7 @@ class OutputScanner:
 
 # A chunk this small is under INLINE_CHARS even if every byte weighs NON_ASCII_WEIGHT.
 _ALWAYS_INLINE_BYTES = INLINE_CHARS // NON_ASCII_WEIGHT
+_ERROR_KEYS = frozenset({"error", "message", "detail"})  # what rewrite_error reads
 _JSON_KEYS = frozenset({"tool", "function_call"})  # chat keys whose text is arguments
 _KNOWN_DELTA = frozenset({*_DELTA_TEXTS, *_DELTA_SHAPED, *_DELTA_STRUCTURE})
 # A streamed tool call: its structure, and the text of each part that grows (`_pieces`).

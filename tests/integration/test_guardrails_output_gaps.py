@@ -126,3 +126,17 @@ async def test_a_key_nested_deeper_than_a_request_may_is_blocked(setup):
     with pytest.raises(openai.BadRequestError) as caught:
         await client.chat.completions.create(model="gpt-4o-mini", messages=HI)
     assert caught.value.code == "content_policy_violation" and KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize("team", ["demo", "hush"])
+async def test_a_streamed_key_finished_then_continued_never_reaches_the_client(setup, team):
+    """The key's start goes out with the choice's `finish_reason`, its rest comes after:
+    the rest is dropped, so a client joining every piece never holds the key."""
+    gw, upstream = setup
+    upstream.answer = lambda body: [
+        chunk({"role": "assistant", "content": "my key is "}),
+        chunk({"content": KEY[:8]}, "stop"),
+        chunk({"content": KEY[8:] + " and more"}),
+    ]
+    seen, content = await streamed(await gw.openai(team))
+    assert KEY not in content and KEY[8:] not in seen
