@@ -21,7 +21,12 @@ from gateway.guardrails.message_texts import (
     read_text,
     scan,
 )
-from gateway.guardrails.request_fields import CHOICE_KEYS, rewrite_unknown_keys
+from gateway.guardrails.request_fields import (
+    ANSWER_KEYS,
+    CHOICE_KEYS,
+    CHUNK_KEYS,
+    rewrite_unknown_keys,
+)
 from gateway.guardrails.response_items import read_response_item
 
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
@@ -67,6 +72,34 @@ def _choice(item: Any, fn: TextFn, is_json: bool) -> Any:
     return checked
 
 
+def _counts_only(value: Any, depth: int = 0) -> bool:
+    """Whether `value` (a `usage`) holds numbers only (in objects two levels deep at most,
+    as OpenAI's `prompt_tokens_details`), or nothing."""
+    if value is None or isinstance(value, int | float):
+        return True
+    if isinstance(value, Mapping) and depth < 2:
+        return all(_counts_only(item, depth + 1) for item in value.values())
+    return False
+
+
+def rewrite_top_fields(
+    known: frozenset[str], payload: Mapping[str, Any], fn: TextFn
+) -> Mapping[str, Any]:
+    """`payload` with the texts of its top-level fields `known` lacks rewritten, and of a
+    `usage` that holds more than numbers (the same object when none changed; a payload
+    with known fields only and numeric usage costs a set check)."""
+    checked: Mapping[str, Any] = rewrite_unknown_keys(known, payload, fn)
+    usage = checked.get("usage")
+    if usage is not None and not _counts_only(usage):
+        checked = changed(checked, {"usage": rewrite_json(usage, fn)})
+    return checked
+
+
+def rewrite_chunk_fields(payload: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+    """A chat or completions stream event's top-level fields, as `rewrite_top_fields`."""
+    return rewrite_top_fields(CHUNK_KEYS, payload, fn)
+
+
 def rewrite_answer(
     endpoint: str, payload: Mapping[str, Any], fn: TextFn, *, is_json: bool = False
 ) -> Mapping[str, Any]:
@@ -78,13 +111,13 @@ def rewrite_answer(
             payload,
             {"choices": each_item(payload.get("choices"), fn, lambda c: _choice(c, fn, is_json))},
         )
-        return rewrite_error(answer, fn)
+        return rewrite_top_fields(ANSWER_KEYS[endpoint], rewrite_error(answer, fn), fn)
     if endpoint == "responses":
         output = each_item(
             payload.get("output"), fn, lambda item: read_response_item(item, fn, is_json)
         )
         output_text = payload.get("output_text")
-        return changed(
+        answer = changed(
             payload,
             {
                 "output": output,
@@ -94,6 +127,7 @@ def rewrite_answer(
                 "error": _error_object(payload.get("error"), fn),
             },
         )
+        return rewrite_top_fields(ANSWER_KEYS["responses"], answer, fn)
     return rewrite_error(payload, fn)
 
 

@@ -75,6 +75,29 @@ CUSTOM_CALL_KEYS = frozenset({"name", "input"})
 # An answer's choice (chat or completions; texts.py reads `message` and `text`).
 CHOICE_KEYS = frozenset({"index", "message", "text", "finish_reason", "logprobs"})
 STREAM_OPTIONS_KEYS = frozenset({"include_usage", "include_obfuscation"})
+# An answer's or a stream event's top-level fields that hold no text: ids, names of the
+# model and the object, counts (`usage`, when it holds numbers only: answer_texts.py) and
+# OpenAI's `obfuscation`, random padding the upstream draws, not text the model wrote.
+_ANSWER_STRUCTURE = {"id", "object", "created", "model", "system_fingerprint", "service_tier"}
+_ANSWER_STRUCTURE |= {"usage", "obfuscation"}
+_ANSWER_STRUCTURE |= {"type", "code", "param", "error_type"}  # an error's (vLLM's, TGI's)
+# A chat or completions event's; any other top-level field (Perplexity's `citations`,
+# `search_results`, a provider's own) is scanned whole, as an unknown request field is.
+CHUNK_KEYS = frozenset({*_ANSWER_STRUCTURE, "choices"})
+# Per endpoint, a whole answer's (the error fields are read by `rewrite_error`). A
+# Responses object also repeats the request's settings (`instructions`, `tools`, ...):
+# the caller's own text, under the input rules already.
+ANSWER_KEYS: dict[str, frozenset[str]] = {
+    "chat": frozenset({*CHUNK_KEYS, "error", "message", "detail"}),
+    "completions": frozenset({*CHUNK_KEYS, "error", "message", "detail"}),
+    "responses": frozenset(
+        {
+            *("id", "object", "created_at", "completed_at", "status", "model", "output"),
+            *("output_text", "error", "usage", "incomplete_details", "billing"),
+            *KNOWN_FIELDS["responses"],
+        }
+    ),
+}
 
 
 def rewrite_unknown_keys(known: frozenset[str], value: Any, fn: TextFn) -> Any:

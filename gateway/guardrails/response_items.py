@@ -22,7 +22,10 @@ from gateway.guardrails.message_texts import (
     read_text,
     unknown_part_keys,
 )
-from gateway.guardrails.request_fields import RESPONSES_MESSAGE_KEYS, rewrite_unknown_keys
+from gateway.guardrails.request_fields import (
+    RESPONSES_MESSAGE_KEYS,
+    rewrite_unknown_keys,
+)
 
 # Where the texts of a Responses `input` or `output` item are, by its type: each reader
 # rewrites one field (nested ones through `field_reader`). Any other type: its `content`.
@@ -71,39 +74,62 @@ _JSON_MESSAGE: tuple[Reader, ...] = (field_reader("content", read_json_content),
 _CALLED_NAME = field_reader("name", read_name)
 
 
-_CALL_ITEMS = frozenset({"function_call", "custom_tool_call"})
-
-
 _KNOWN_ITEMS = frozenset({"message", *_ITEM_TEXTS})
+
+
+# Per item type, the keys its readers read or that hold no text (ids, settings, an image's
+# data, encrypted reasoning); any other key of an item is scanned whole (a provider's own,
+# an MCP call's `error`, its `server_label`), as an unknown request field is.
+_ITEM_KEYS: dict[str, frozenset[str]] = {
+    kind: _ITEM_IDS | keys
+    for kind, keys in {
+        "message": RESPONSES_MESSAGE_KEYS,
+        "function_call": {"name", "arguments"},
+        "function_call_output": {"output"},
+        "custom_tool_call": {"name", "input"},
+        "custom_tool_call_output": {"output"},
+        "reasoning": {"summary", "content", "encrypted_content"},
+        "mcp_call": {"name", "arguments", "output", "approval_request_id"},
+        "mcp_approval_request": {"name", "arguments"},
+        "code_interpreter_call": {"code", "outputs", "container_id"},
+        "local_shell_call": {"action"},
+        "local_shell_call_output": {"output"},
+        "shell_call": {"action"},
+        "shell_call_output": {"output", "max_output_length"},
+        "apply_patch_call": {"operation"},
+        "web_search_call": {"action"},
+        "file_search_call": {"queries", "results"},
+        "image_generation_call": {"revised_prompt", "result", "background", "output_format"}
+        | {"quality", "size", "action"},
+    }.items()
+}
+# The call items whose `name` is the tool's (scanned, never rewritten: a client matches it).
+_NAMED_ITEMS = frozenset({"function_call", "custom_tool_call", "mcp_call", "mcp_approval_request"})
 
 
 def read_response_item(item: Any, fn: TextFn, is_json: bool = False) -> Any:
     """One item of a Responses `input` or `output` list (`is_json`: its message text is
-    JSON the client parses)."""
+    JSON the client parses): its texts, the name of the tool a call called, and every
+    string of a key the gateway does not know; an item of a type it does not know is
+    scanned whole but for its ids."""
     if not isinstance(item, Mapping):
         return rewrite_json(item, fn)
     kind = item.get("type")
-    if is_json and kind == "message":
-        readers = _JSON_MESSAGE
-    else:
-        readers = _ITEM_TEXTS.get(kind, _OTHER_ITEM) if isinstance(kind, str) else _OTHER_ITEM
+    if kind is None:
+        kind = "message"  # a request's message may leave its type out
+    if not isinstance(kind, str) or kind not in _KNOWN_ITEMS:
+        return rewrite_unknown_keys(_ITEM_IDS, item, fn)  # an upstream's own item type
+    item = rewrite_unknown_keys(_ITEM_KEYS[kind], item, fn)
+    if kind in _NAMED_ITEMS:
+        item = _CALLED_NAME(item, fn)
+    elif kind == "message" and isinstance(item.get("content"), list):
+        item = changed(item, {"content": unknown_part_keys(item["content"], fn)})
+    readers = _JSON_MESSAGE if is_json and kind == "message" else _ITEM_TEXTS.get(kind, _OTHER_ITEM)
     for read in readers:
         item = read(item, fn)
     return item
 
 
 def read_input_item(item: Any, fn: TextFn) -> Any:
-    """One item of a Responses request's `input`: its texts, a call's tool name, and a
-    message's keys (and its parts' keys) the gateway does not know."""
-    if not isinstance(item, Mapping):
-        return rewrite_json(item, fn)
-    kind = item.get("type")
-    if kind is not None and not (isinstance(kind, str) and kind in _KNOWN_ITEMS):
-        return rewrite_unknown_keys(_ITEM_IDS, item, fn)  # an upstream's own item type
-    if kind in _CALL_ITEMS:
-        item = _CALLED_NAME(item, fn)
-    elif kind in (None, "message"):
-        item = rewrite_unknown_keys(RESPONSES_MESSAGE_KEYS, item, fn)
-        if isinstance(item.get("content"), list):
-            item = changed(item, {"content": unknown_part_keys(item["content"], fn)})
+    """One item of a Responses request's `input` (`read_response_item`)."""
     return read_response_item(item, fn)

@@ -16,7 +16,8 @@ or completions choice sends after it ended (its `finish_reason`, an upstream's e
 event) is dropped: what was held went out at the end, and a fresh window would not see
 a match that began there. Texts that come whole (a chat delta's URL citations, and its fields
 that hold an object or a list, its content parts' other keys, a choice's own unknown
-keys such as vLLM's `stop_reason`: stream_values.py; Responses
+keys such as vLLM's `stop_reason`: stream_values.py; an event's own top-level fields but
+its structure (request_fields.CHUNK_KEYS), such as Perplexity's `search_results`; Responses
 events that repeat whole texts: `*.done`, `response.completed`; an upstream's error
 event, chat's `{"error": ...}`, Responses' `error` and `response.failed`, whose message
 may quote the prompt) are reviewed whole, redacted the same way.
@@ -75,6 +76,7 @@ from gateway.guardrails.json_layout import Layout, extends_bare
 from gateway.guardrails.json_texts import NameNotRedactable
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.refusals import TooManyMatches
+from gateway.guardrails.request_fields import CHUNK_KEYS
 from gateway.guardrails.scanner import (
     MatchBudget,
     OutOfMatches,
@@ -90,7 +92,12 @@ from gateway.guardrails.stream_values import (
     read_leniently,
     review_value,
 )
-from gateway.guardrails.texts import rewrite_annotations, rewrite_error, rewrite_response_event
+from gateway.guardrails.texts import (
+    rewrite_annotations,
+    rewrite_chunk_fields,
+    rewrite_error,
+    rewrite_response_event,
+)
 from gateway.guardrails.window import CONTEXT_CHARS, advance, advance_clean
 from gateway.sse import DONE_PAYLOAD, data_of, events_of
 from gateway.stream.steps import NOTHING, Emit
@@ -133,29 +140,6 @@ def _json(value: Any) -> bytes:
     if b"\xe2\x80" in encoded:
         encoded = encoded.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
     return encoded
-
-
-def _without_text(event: bytes) -> bool:
-    """A chat or completions event that carries no text and no logprobs: no choice (a
-    usage chunk; a choice may hold a text under any name) and none of the keys a text, a
-    token or an error's text goes under, spelled plainly (no backslash: no key written
-    with escapes either)."""
-    return not (
-        (b'"choices"' in event and b'"choices":[]' not in event)
-        or b'"content"' in event
-        or b'"text"' in event
-        or b'"arguments"' in event
-        or b'"input"' in event
-        or b'"annotations"' in event
-        or b'"refusal"' in event
-        or b'"reasoning' in event
-        or b'"transcript"' in event
-        or b'"token' in event
-        or b'"error"' in event
-        or b'"message"' in event
-        or b'"detail"' in event
-        or b"\\" in event
-    )
 
 
 def _every(key: Key, text: object) -> bool:
@@ -410,8 +394,6 @@ class OutputScanner:
     # --- one event -------------------------------------------------------------
 
     def _event(self, event: bytes) -> bytes:
-        if not self._texts and self.endpoint != "responses" and _without_text(event):
-            return event  # nothing held, nothing to scan (a usage chunk, [DONE]): no parse
         payload = data_of(event)
         if payload is None:
             return event  # a comment (a keep-alive) carries nothing: held text stays held
@@ -437,17 +419,24 @@ class OutputScanner:
 
     def _choices_event(self, parsed: dict[str, Any], prefix: bytes, event: bytes) -> bytes:
         choices = parsed.get("choices")
+        changed = False
+        if parsed.get("usage") is not None or not CHUNK_KEYS.issuperset(parsed):
+            # A top-level field that is not structure (Perplexity's `citations`), or a
+            # usage: reviewed whole (an ordinary event has neither: one set check).
+            fields = rewrite_chunk_fields(parsed, self._review_whole)
+            if fields is not parsed:
+                parsed.update(fields)
+                changed = True
         if not isinstance(choices, list) or not choices:
             # No choice: a usage chunk (held text stays held), or the upstream's error
             # event (`{"error": ...}`), whose message may quote the prompt and is reviewed
             # whole; held text goes out before it, and the choices end there.
             before = self._flush_ended() if _ERROR_KEYS.intersection(parsed) else b""
             checked = rewrite_error(parsed, self._review_whole)
-            if checked is parsed:
+            if checked is parsed and not changed:
                 return before + event
             return before + prefix + b"data: " + _json(checked) + b"\n\n"
         before = b""
-        changed = False
         for position, choice in enumerate(choices):
             if type(choice) is not dict:
                 continue

@@ -33,10 +33,13 @@ files is not a text scan), URLs of images and files, MCP servers' settings.
 Answer texts: chat message content, refusal, reasoning (`reasoning_content`,
 `reasoning`), the audio transcript, URL citations, tool-call arguments and custom
 tool-call input, and every string of the keys the gateway does not know in a choice,
-its message and its content parts (`thinking`, `reasoning_details`, ...); completions
-text; Responses output text, refusals, citations and the
-texts of each output item type response_items.py lists (as for the request). A choice (or a
-text part) whose text a rule rewrote loses its `logprobs`: the tokens spell the text.
+its message and its content parts (`thinking`, `reasoning_details`, ...), and in the
+answer itself (Perplexity's `citations`, `search_results`: all but ids, the model, counts;
+request_fields.ANSWER_KEYS); completions text; Responses output text, refusals, citations
+and the texts of each output item type response_items.py lists (as for the request), every
+other key of an item but its ids, and an item of a type the gateway does not know whole.
+A choice (or a text part) whose text a rule rewrote loses its `logprobs`: the tokens spell
+the text.
 An upstream's error is an answer's text too (`rewrite_error`): it may quote the prompt.
 
 Arguments are JSON text: `fn` sees them as their reader does, every escape decoded, and
@@ -50,6 +53,7 @@ same way: its client parses it too.
 from gateway.guardrails.answer_texts import (
     asks_for_json,
     rewrite_answer,
+    rewrite_chunk_fields,
     rewrite_error,
     rewrite_response_event,
 )
@@ -61,6 +65,7 @@ __all__ = [
     "asks_for_json",
     "rewrite_annotations",
     "rewrite_answer",
+    "rewrite_chunk_fields",
     "rewrite_error",
     "rewrite_request",
     "rewrite_response_event",

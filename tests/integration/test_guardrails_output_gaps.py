@@ -140,3 +140,67 @@ async def test_a_streamed_key_finished_then_continued_never_reaches_the_client(s
     ]
     seen, content = await streamed(await gw.openai(team))
     assert KEY not in content and KEY[8:] not in seen
+
+
+SEARCH = [{"title": "a page", "url": "https://example.com", "snippet": f"the key {KEY}"}]
+
+
+async def test_a_key_in_an_answer_s_search_results_is_blocked(setup):
+    """Perplexity's top-level `citations` and `search_results`: 400
+    content_policy_violation, the key nowhere in it."""
+    gw, upstream = setup
+    message = {"role": "assistant", "content": "hi"}
+    upstream.answer = lambda body: whole(message, citations=["x"], search_results=SEARCH)
+    client = await gw.openai()
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.chat.completions.create(model="gpt-4o-mini", messages=HI)
+    assert caught.value.code == "content_policy_violation" and KEY not in str(caught.value)
+
+
+async def test_a_key_in_an_answer_s_search_results_is_redacted(setup):
+    """Under a redact rule the answer arrives with the snippet redacted."""
+    gw, upstream = setup
+    message = {"role": "assistant", "content": "hi"}
+    upstream.answer = lambda body: whole(message, search_results=SEARCH)
+    client = await gw.openai("hush")
+    raw = await client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI)
+    text = (await raw.http_response.aread()).decode()
+    assert KEY not in text and MARK in text
+
+
+async def test_a_key_in_a_stream_event_s_search_results_never_reaches_the_client(setup):
+    """The key in `search_results` of a later chunk: the stream ends with the error."""
+    gw, upstream = setup
+    upstream.answer = lambda body: [
+        chunk({"role": "assistant", "content": "hi "}),
+        chunk({"content": "there "}),
+        chunk({"content": "more"}, search_results=SEARCH),
+    ]
+    seen, _ = await streamed(await gw.openai())
+    assert KEY not in seen and "error: content_policy_violation" in seen
+
+
+async def test_a_key_in_a_responses_output_item_s_own_key_is_blocked(setup):
+    """A Responses message item with a provider's own key holding the key: 400."""
+    gw, upstream = setup
+    item = {
+        "type": "message",
+        "id": "msg_1",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": "hi", "annotations": []}],
+        "provider_sources": [{"snippet": f"the key {KEY}"}],
+    }
+    upstream.answer = lambda body: {
+        "id": "resp_1",
+        "object": "response",
+        "created_at": 1,
+        "status": "completed",
+        "model": "upstream-chat",
+        "output": [item],
+        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+    }
+    client = await gw.openai()
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.responses.create(model="gpt-4o-mini", input="hi")
+    assert caught.value.code == "content_policy_violation" and KEY not in str(caught.value)
