@@ -10,11 +10,13 @@ is a growing string; its pieces go through the hold-back window (window.py), so 
 match split across events is caught before any of it is released. An event whose
 text is held back is sent with what may go now (possibly ""); what is held goes out
 in the next event of that text, or, when the text ends (its choice's `finish_reason`,
-a Responses `*.done` event, `[DONE]`, the end of the stream), in an event made in its
-image just before. A keep-alive comment or a usage chunk releases nothing. Text a chat
-or completions choice sends after it ended (its `finish_reason`, an upstream's error
-event) is dropped: what was held went out at the end, and a fresh window would not see
-a match that began there. Texts that come whole (a chat delta's URL citations, and its fields
+a Responses `*.done` event of its item, the response's end, `[DONE]`, the end of the
+stream), in an event made in its image just before. An event in between (a keep-alive
+comment, a usage chunk, a Responses annotation or item added) releases nothing. Text
+that comes after its text ended (a chat or completions choice's after its
+`finish_reason` or an upstream's error event, a Responses delta after its `*.done`) is
+dropped: what was held went out at the end, and a fresh window would not see a match
+that began there. Texts that come whole (a chat delta's URL citations, and its fields
 that hold an object or a list, its content parts' other keys, a choice's own unknown
 keys such as vLLM's `stop_reason`: stream_values.py; an event's own top-level fields but
 its structure (request_fields.CHUNK_KEYS), such as Perplexity's `search_results`; Responses
@@ -208,8 +210,9 @@ class OutputScanner:
     _sequence: int = -1
     _added: int = 0
     _redacted_by: Rule | None = None  # the rule of the last whole review's redaction
-    # Chat and completions: the choices whose texts ended before the stream did (their
-    # `finish_reason`, an error event): any text they send later is dropped (`_pieces`).
+    # The choices (chat, completions) or texts (Responses: their keys) that ended before
+    # the stream did (a `finish_reason`, a `*.done` event, an error event): any text they
+    # send later is dropped.
     _ended: set[Any] = field(default_factory=set)
 
     def feed(self, chunk: bytes) -> Emit:
@@ -613,6 +616,10 @@ class OutputScanner:
             # Keys a client may read as one are one text; an unhashable one is one odd text.
             item = item if isinstance(item, str) or item is None else choice_key(item, 0)
             key: Key = (kind, item, None if part is None else choice_key(part, 0))
+            if key in self._ended:  # its text ended: what comes after is dropped
+                parsed["delta"] = ""
+                self._renumber(parsed)
+                return prefix + b"data: " + _json(parsed) + b"\n\n"
             text = self._texts.get(key)
             if text is None:
                 is_json = kind in _JSON_DELTAS or (self.is_json and kind == _OUTPUT_TEXT_DELTA)
@@ -625,8 +632,9 @@ class OutputScanner:
                 return event
             parsed["delta"] = released
             return prefix + b"data: " + _json(parsed) + b"\n\n"
-        # Any other event: the texts so far end here, then whole texts are reviewed.
-        before = self._flush(_every)
+        # Any other event: the texts it ends end here (none for an event in between, such
+        # as an annotation added), then whole texts are reviewed.
+        before = self._end_texts(parsed)
         rewritten = rewrite_response_event(parsed, self._review_whole, is_json=self.is_json)
         if rewritten is not parsed:
             rewritten = dict(rewritten)
@@ -728,6 +736,26 @@ class OutputScanner:
                 out.append(text.prefix + b"data: " + _json(event) + b"\n\n")
         return b"".join(out)
 
+    def _end_texts(self, event: dict[str, Any]) -> bytes:
+        """Release the held text of the Responses texts `event` ends: a `*.done` event's
+        item's (every text when it names none), every text at the response's end or an
+        error; those texts end (`_ended`). Any other event ends none: released there, a
+        text's held piece would leave the next delta a fresh window."""
+        kind = event.get("type")
+        if type(kind) is not str or kind.endswith(".done"):
+            item = event.get("item_id")
+            inner = event.get("item")
+            if item is None and type(inner) is dict:
+                item = inner.get("id")
+            if type(item) is str:
+                ends = [key for key in self._texts if key[1] == item]
+                self._ended.update(ends)
+                return self._flush(lambda key, text: key in ends)
+        elif kind not in _RESPONSE_ENDS:
+            return b""
+        self._ended.update(self._texts)
+        return self._flush(_every)
+
     def _flush_ended(self) -> bytes:
         """Release every held text before the stream's end (an error event, data no
         reader takes): their choices end here (`_ended`)."""
@@ -779,6 +807,9 @@ class OutputScanner:
 # A chunk this small is under INLINE_CHARS even if every byte weighs NON_ASCII_WEIGHT.
 _ALWAYS_INLINE_BYTES = INLINE_CHARS // NON_ASCII_WEIGHT
 _ERROR_KEYS = frozenset({"error", "message", "detail"})  # what rewrite_error reads
+# Responses events that end every text (and `*.done` events, each its item's).
+_RESPONSE_ENDS = frozenset({"response.completed", "response.failed", "response.incomplete"})
+_RESPONSE_ENDS |= {"error"}
 _JSON_KEYS = frozenset({"tool", "function_call"})  # chat keys whose text is arguments
 _KNOWN_DELTA = frozenset({*_DELTA_TEXTS, *_DELTA_SHAPED, *_DELTA_STRUCTURE})
 # A streamed tool call: its structure, and the text of each part that grows (`_pieces`).

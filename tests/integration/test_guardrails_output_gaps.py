@@ -204,3 +204,32 @@ async def test_a_key_in_a_responses_output_item_s_own_key_is_blocked(setup):
     with pytest.raises(openai.BadRequestError) as caught:
         await client.responses.create(model="gpt-4o-mini", input="hi")
     assert caught.value.code == "content_policy_violation" and KEY not in str(caught.value)
+
+
+def response_event(kind: str, number: int, **fields: Any) -> dict[str, Any]:
+    return {"type": kind, "sequence_number": number, **fields}
+
+
+async def test_a_responses_key_split_around_an_annotation_never_reaches_the_client(setup):
+    """A Responses stream whose key is split around an annotation event: the held start
+    no longer goes out at the annotation, so the key is caught whole and never sent."""
+    gw, upstream = setup
+    text = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    citation = {"type": "url_citation", "url": "https://example.com", "title": "t"}
+    response = {"id": "resp_1", "object": "response", "status": "in_progress", "output": []}
+    upstream.answer = lambda body: [
+        response_event("response.created", 0, response=response),
+        response_event("response.output_text.delta", 1, delta="my key " + KEY[:8], **text),
+        response_event("response.output_text.annotation.added", 2, annotation=citation, **text),
+        response_event("response.output_text.delta", 3, delta=KEY[8:] + " ok", **text),
+    ]
+    client = await gw.openai()
+    deltas: list[str] = []
+    try:
+        stream = await client.responses.create(model="gpt-4o-mini", input="hi", stream=True)
+        async for event in stream:
+            if event.type == "response.output_text.delta":
+                deltas.append(event.delta)
+    except openai.APIError:
+        pass
+    assert KEY[:8] not in "".join(deltas)
