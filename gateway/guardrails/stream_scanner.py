@@ -78,7 +78,7 @@ from gateway.guardrails.json_layout import Layout, extends_bare
 from gateway.guardrails.json_texts import NameNotRedactable
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.refusals import TooManyMatches
-from gateway.guardrails.request_fields import CHUNK_KEYS
+from gateway.guardrails.request_fields import CHUNK_KEYS, rewrite_unknown_keys
 from gateway.guardrails.scanner import (
     MatchBudget,
     OutOfMatches,
@@ -132,6 +132,11 @@ _JSON_DELTAS = frozenset(
     {"response.function_call_arguments.delta", "response.mcp_call_arguments.delta"}
 )
 _OUTPUT_TEXT_DELTA = "response.output_text.delta"  # JSON when the request asked for it
+# A Responses delta event's keys but its text: any other is reviewed whole.
+_DELTA_EVENT_KEYS = frozenset(
+    {"type", "item_id", "output_index", "content_index", "summary_index", "delta"}
+    | {"sequence_number", "logprobs", "obfuscation"}
+)
 
 
 def _json(value: Any) -> bytes:
@@ -611,6 +616,11 @@ class OutputScanner:
         if kind in _RESPONSE_DELTAS:
             if not isinstance(parsed.get("delta"), str):
                 return prefix + b"data: " + _json(parsed) + b"\n\n" if dropped else event
+            if not _DELTA_EVENT_KEYS.issuperset(parsed):  # a provider's own field: whole
+                fields = rewrite_unknown_keys(_DELTA_EVENT_KEYS, parsed, self._review_whole)
+                if fields is not parsed:
+                    parsed.update(fields)
+                    dropped = True  # written again
             part = parsed.get("content_index", parsed.get("summary_index"))
             item = parsed.get("item_id")
             # Keys a client may read as one are one text; an unhashable one is one odd text.

@@ -233,3 +233,25 @@ async def test_a_responses_key_split_around_an_annotation_never_reaches_the_clie
     except openai.APIError:
         pass
     assert KEY[:8] not in "".join(deltas)
+
+
+async def test_a_key_in_a_responses_delta_event_s_own_field_never_reaches_the_client(setup):
+    """A provider's own field on a Responses delta event: the stream ends with the
+    error, and no event the client got holds the key."""
+    gw, upstream = setup
+    text = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    sources = [{"snippet": f"the key {KEY}"}]
+    upstream.answer = lambda body: [
+        response_event("response.output_text.delta", 0, delta="hi ", **text),
+        response_event("response.output_text.delta", 1, delta="there", sources=sources, **text),
+    ]
+    client = await gw.openai()
+    seen: list[str] = []
+    try:
+        stream = await client.responses.create(model="gpt-4o-mini", input="hi", stream=True)
+        async for event in stream:
+            seen.append(orjson.dumps(event.model_dump(warnings=False)).decode())
+    except openai.APIError as error:
+        seen.append(f"error: {error.code}")
+    joined = "".join(seen)  # the SDK yields a Responses `error` event, or raises
+    assert KEY not in joined and "content_policy_violation" in joined

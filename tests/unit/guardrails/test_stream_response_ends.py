@@ -80,3 +80,16 @@ def test_another_item_s_text_goes_on_after_one_item_s_done():
     events = [delta("one "), DONE, delta("two ", "msg_2"), delta("goes on", "msg_2")]
     seen, ended = run(BLOCK, events)
     assert seen == "one two goes on" and not ended
+
+
+@pytest.mark.parametrize("scanner", [BLOCK, REDACT], ids=["block", "redact"])
+def test_a_key_in_a_delta_event_s_own_field_never_leaves(scanner):
+    """A provider's own field on a Responses delta event is reviewed whole."""
+    extra = sse(
+        {"type": "response.output_text.delta", "item_id": "msg_1", "content_index": 0}
+        | {"delta": "hi ", "sources": [{"snippet": f"key {KEY}"}]}
+    )
+    step = OutputScanner(scanner, "responses", [])
+    emit = step.feed(delta("well "))
+    emit = step.feed(extra)
+    assert KEY.encode() not in emit.data
