@@ -13,7 +13,7 @@ from gateway.guardrails.check import check_answer
 from gateway.guardrails.decision import Blocked, Passed
 from gateway.guardrails.kinds import DetectorKind, GuardAction
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
-from gateway.guardrails.stream_scanner import OutputScanner
+from tests.support.output_stream import DONE, scan_stream
 
 KEY = "AKIAIOSFODNN7EXAMPLE"
 MARK = "[REDACTED:secrets]"
@@ -88,17 +88,7 @@ def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
 
 
 def run(scanner: Scanner, events: list[bytes]) -> tuple[bytes, bool]:
-    step = OutputScanner(scanner, "chat", [])
-    out = b""
-    for data in [*events, b"data: [DONE]\n\n"]:
-        emit = step.feed(data)
-        while emit.offload is not None:
-            emit = emit.offload()
-        out += emit.data
-        if emit.end is not None:
-            return out, True
-    emit = step.finish()
-    return out + emit.data, emit.end is not None
+    return scan_stream(scanner, [*events, DONE])
 
 
 def strings(out: bytes, field: str) -> str:

@@ -13,8 +13,8 @@ from gateway.guardrails.check import check_answer
 from gateway.guardrails.decision import Blocked, Passed
 from gateway.guardrails.kinds import DetectorKind, GuardAction
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
-from gateway.guardrails.stream_scanner import OutputScanner
 from gateway.guardrails.texts import rewrite_answer
+from tests.support.output_stream import DONE, scan_stream
 
 KEY = "AKIAIOSFODNN7EXAMPLE"
 MARK = "[REDACTED:secrets]"
@@ -118,17 +118,7 @@ def chunk(**extra: Any) -> bytes:
 
 
 def stream(scanner: Scanner, events: list[bytes]) -> tuple[bytes, bool]:
-    step = OutputScanner(scanner, "chat", [])
-    out = b""
-    for event in [*events, b"data: [DONE]\n\n"]:
-        emit = step.feed(event)
-        while emit.offload is not None:
-            emit = emit.offload()
-        out += emit.data
-        if emit.end is not None:
-            return out, True
-    emit = step.finish()
-    return out + emit.data, emit.end is not None
+    return scan_stream(scanner, [*events, DONE])
 
 
 @pytest.mark.parametrize(("name", "value"), EXTRAS)

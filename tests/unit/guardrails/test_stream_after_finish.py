@@ -11,6 +11,7 @@ import pytest
 from gateway.guardrails.kinds import DetectorKind, GuardAction
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
 from gateway.guardrails.stream_scanner import OutputScanner
+from tests.support.output_stream import DONE, scan_stream
 
 KEY = "AKIAIOSFODNN7EXAMPLE"
 BLOCK = Scanner([RuleSource(Rule("secrets", DetectorKind.SECRETS, GuardAction.BLOCK))])
@@ -35,20 +36,7 @@ COMMENT = b": keep-alive\n\n"
 def run(scanner: Scanner, events: list[bytes], endpoint: str = "chat") -> tuple[str, bool]:
     """Every text piece the client got, joined in order, and whether the stream ended
     with an error."""
-    step = OutputScanner(scanner, endpoint, [])
-    out = b""
-    ended = False
-    for chunk in [*events, b"data: [DONE]\n\n"]:
-        emit = step.feed(chunk)
-        while emit.offload is not None:
-            emit = emit.offload()
-        out += emit.data
-        if emit.end is not None:
-            ended = True
-            break
-    else:
-        emit = step.finish()
-        out, ended = out + emit.data, emit.end is not None
+    out, ended = scan_stream(scanner, [*events, DONE], endpoint)
     texts = []
     for line in out.split(b"\n\n"):
         if line.startswith(b"data: {"):

@@ -10,7 +10,8 @@ import pytest
 
 from gateway.guardrails.kinds import DetectorKind, GuardAction
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
-from gateway.guardrails.stream_scanner import OutputScanner, choice_key
+from gateway.guardrails.stream_scanner import choice_key
+from tests.support.output_stream import DONE, scan_stream
 
 KEY = "AKIAIOSFODNN7EXAMPLE"
 BLOCK = Scanner([RuleSource(Rule("secrets", DetectorKind.SECRETS, GuardAction.BLOCK))])
@@ -26,17 +27,7 @@ def event(index: str | None, content: str, finish: str = "null") -> bytes:
 
 def run(scanner: Scanner, events: list[bytes]) -> tuple[bytes, bool]:
     """What the client gets, and whether the stream ended with an error."""
-    step = OutputScanner(scanner, "chat", [])
-    out = b""
-    for chunk in [*events, b"data: [DONE]\n\n"]:
-        emit = step.feed(chunk)
-        while emit.offload is not None:
-            emit = emit.offload()
-        out += emit.data
-        if emit.end is not None:
-            return out, True
-    emit = step.finish()
-    return out + emit.data, emit.end is not None
+    return scan_stream(scanner, [*events, DONE])
 
 
 def contents(out: bytes) -> str:

@@ -11,6 +11,7 @@ import pytest
 from gateway.guardrails.kinds import DetectorKind, GuardAction
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
 from gateway.guardrails.stream_scanner import OutputScanner
+from tests.support.output_stream import scan_stream
 
 KEY = "AKIAIOSFODNN7EXAMPLE"
 BLOCK = Scanner([RuleSource(Rule("secrets", DetectorKind.SECRETS, GuardAction.BLOCK))])
@@ -41,20 +42,7 @@ DONE = sse({"type": "response.output_text.done", "item_id": "msg_1", "text": "..
 
 def run(scanner: Scanner, events: list[bytes]) -> tuple[str, bool]:
     """Every delta the client got, joined, and whether the stream ended with an error."""
-    step = OutputScanner(scanner, "responses", [])
-    out = b""
-    ended = False
-    for event in events:
-        emit = step.feed(event)
-        while emit.offload is not None:
-            emit = emit.offload()
-        out += emit.data
-        if emit.end is not None:
-            ended = True
-            break
-    else:
-        emit = step.finish()
-        out, ended = out + emit.data, emit.end is not None
+    out, ended = scan_stream(scanner, events, "responses")
     deltas = []
     for line in out.split(b"\n"):
         if line.startswith(b"data: {"):
