@@ -83,15 +83,14 @@ def reserve_call(sha: str, shape: Shape) -> ScriptCall:
 
 def settle_call(sha: str, shape: Shape) -> ScriptCall:
     """SETTLE's KEYS (holds, exp, budgets, tpm rates) and numbers: the counts, then
-    (used, keep until) per budget (used -1: release), the token difference per tpm."""
+    used per budget (-1: release), the token difference per tpm."""
     p = team_prefix(shape.team)
     keys = [p + "holds", p + "exp"]
     token_rates = [r for r in shape.rates if r.kind is RateKind.TOKENS]
     numbers = [f"{len(shape.budgets)} {len(token_rates)}"]
     for b in shape.budgets:
         keys.append(p + b.key)
-        used = "%(t)d" if b.unit is Unit.TOKENS else "%(u)d"
-        numbers.append(f"{used} {b.resets_ms + KEEP_AFTER_PERIOD_MS}")
+        numbers.append("%(t)d" if b.unit is Unit.TOKENS else "%(u)d")
     for r in token_rates:
         keys.append(p + r.key)
         numbers.append("%(d)d")

@@ -79,9 +79,13 @@ local W = """
 local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 64)
 for _, old in ipairs(expired) do release(holds, exp, old) end
 
-local unseeded = {4}
+-- Each budget's (used, reserved, rebuilt) in one read; a counter not rebuilt yet
+-- (no `s`) must be before anything is decided on it.
+local unseeded, counters = {4}, {}
 for i = 1, nb do
-  if redis.call('HEXISTS', KEYS[2 + i], 's') == 0 then unseeded[#unseeded + 1] = i end
+  local v = redis.call('HMGET', KEYS[2 + i], 'u', 'r', 's')
+  if not v[3] then unseeded[#unseeded + 1] = i end
+  counters[i] = v
 end
 if #unseeded > 1 then return unseeded end
 
@@ -114,9 +118,8 @@ end
 
 local a = 7
 for i = 1, nb do
-  local key = KEYS[2 + i]
   local limit, amount = tonumber(A[a]), tonumber(A[a + 1])
-  local v = redis.call('HMGET', key, 'u', 'r')
+  local v = counters[i]
   local used, reserved = tonumber(v[1] or '0'), tonumber(v[2] or '0')
   if amount > limit then return with_views({1, i, 2, used, reserved}) end
   if used >= limit or used + reserved + amount > limit then
@@ -163,8 +166,7 @@ local rec, keep_until = {}, lease_end
 a = 7
 for i = 1, nb do
   local key = KEYS[2 + i]
-  redis.call('HINCRBY', key, 'r', A[a + 1])
-  redis.call('PEXPIREAT', key, A[a + 2])
+  redis.call('HINCRBY', key, 'r', A[a + 1])  -- its expiry: set by SEED, which made it
   rec[#rec + 1] = 'B ' .. key .. ' ' .. A[a + 1]
   if tonumber(A[a + 2]) > keep_until then keep_until = tonumber(A[a + 2]) end
   a = a + 3
@@ -199,8 +201,8 @@ return out
 )
 
 # KEYS: holds, exp, budgets..., token rates...
-# ARGV: id, then in one string: nb, nt, then (actual or -1, keep_until) per budget,
-#       delta per token rate.
+# ARGV: id, then in one string: nb, nt, then actual (or -1) per budget, delta per
+#       token rate.
 # Only to a counter rebuilt from the ledger (`s`): one that is not there, or holds only
 # settles (Redis came back empty), is rebuilt by the next reserve, ADDING the ledger's
 # sum, and that sum holds this request once its row has landed: adding here too would
@@ -221,10 +223,9 @@ local a = 4
 for i = 1, nb do
   local actual = tonumber(A[a])
   if actual > 0 and redis.call('HEXISTS', KEYS[2 + i], 's') == 1 then
-    redis.call('HINCRBY', KEYS[2 + i], 'u', actual)
-    redis.call('PEXPIREAT', KEYS[2 + i], A[a + 1])
+    redis.call('HINCRBY', KEYS[2 + i], 'u', actual)  -- its expiry: SEED's, unchanged
   end
-  a = a + 2
+  a = a + 1
 end
 for i = 1, nt do
   local key = KEYS[2 + nb + i]

@@ -81,7 +81,7 @@ def settle_reference(plan: Plan, hold_id: str, actual: Actual | None) -> bytes:
     nums = [len(shape.budgets), 0]
     for b in shape.budgets:
         keys.append(p + b.key)
-        nums += (-1 if actual is None else b.actual(actual), b.resets_ms + KEEP_AFTER_PERIOD_MS)
+        nums.append(-1 if actual is None else b.actual(actual))
     true_tokens = 0 if actual is None else actual.tokens
     for r in shape.rates:
         if r.kind is RateKind.TOKENS:
