@@ -7,12 +7,19 @@ fixed window's flaw); and settling a token reservation to the true usage is one
 addition.
 
 A limit of L per minute is a bucket of L units that drains continuously at L per
-minute. The state is `(stamp_ms, level)`: the bucket's fill at `stamp_ms`, in ms
-scaled by L (one unit is WINDOW_MS of it, a full bucket WINDOW_MS·L), so every step
-is an exact integer. The level is relative to its stamp, not an absolute time, so
-the same numbers stay exact in Redis's Lua (doubles, exact below 2^53): the Lua
-script (redis_scripts.py) is this module, line for line. A refund may leave the
-level negative; reading clamps it at empty, as GCRA's max(TAT, now) does.
+minute. The state is `(stamp_ms, level)`: the bucket's fill at `stamp_ms`, in units
+times WINDOW_MS (a unit taken adds WINDOW_MS, the bucket drains L a ms, a full bucket
+is WINDOW_MS·L), so every step is an exact integer. The level is relative to its
+stamp, not an absolute time, so the same numbers stay exact in Redis's Lua (doubles,
+exact below 2^53): the Lua script (redis_scripts.py) is this module, line for line.
+
+Reading clamps the level: a refund may leave it negative, read as empty (GCRA's
+max(TAT, now)); more than a full bucket is read as full. The level counts units
+whatever L is, so one bucket serves a limit edited in the policy: tightened, the
+minute's use counts against the new limit, but never more than one minute of it
+(1,000 requests then rpm 3 is a full bucket for one minute, not five hours); and a
+request billed past its estimate fills the bucket at most (retry-after and the reset
+headers never exceed a minute, as OpenAI's do not).
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ def drained(stamp_ms: int, level: int, now_ms: int, limit: int) -> int:
     """The fill at `now_ms` of a bucket filled to `level` at `stamp_ms` (a clock behind
     the stamp drains nothing)."""
     elapsed = max(0, now_ms - stamp_ms)
-    return max(0, level - elapsed * limit)
+    return max(0, min(level, WINDOW_MS * limit) - elapsed * limit)
 
 
 def level_at(bucket: Bucket, now_ms: int, limit: int) -> int:
@@ -99,6 +106,9 @@ def taken(stamp_ms: int, level: int, now_ms: int, limit: int, amount: int) -> in
     with no calls inside, for the per-request path."""
     if amount > limit:
         return None
+    full = WINDOW_MS * limit
+    if level > full:
+        level = full
     elapsed = now_ms - stamp_ms
     if elapsed > 0:
         level -= elapsed * limit

@@ -252,11 +252,13 @@ def _shape(
         if spec is None:
             continue
         who = owner(scope, subject)
-        # A rate key names its limit: a bucket's level is scaled by it (gcra.py).
+        # A rate key does not name its limit: a bucket's level counts units taken, whatever
+        # the limit (gcra.py), so an edited rpm or tpm keeps what the minute used already
+        # (tightened, a busy team gets no fresh burst; loosened, only the difference).
         if spec.rpm is not None:
-            rates.append(RateRule(f"r:{who}:rpm:{spec.rpm}", scope, RateKind.REQUESTS, spec.rpm))
+            rates.append(RateRule(f"r:{who}:rpm", scope, RateKind.REQUESTS, spec.rpm))
         if spec.tpm is not None and spends_tokens:
-            rates.append(RateRule(f"r:{who}:tpm:{spec.tpm}", scope, RateKind.TOKENS, spec.tpm))
+            rates.append(RateRule(f"r:{who}:tpm", scope, RateKind.TOKENS, spec.tpm))
         if spec.concurrency is not None:
             concurrency.append(ConcurrencyCheck(f"c:{who}", scope, spec.concurrency))
     return Shape(team.name, subject, tuple(budgets), tuple(rates), tuple(concurrency))

@@ -96,12 +96,14 @@ local function view(level, limit)
   return remaining, math.ceil(level / limit)
 end
 local ra = 7 + 3 * nb  -- the rates' (limit, amount) pairs
-local function drained(i)  -- rate key i's level now
+local function drained(i)  -- rate key i's level now (gcra.drained)
   local v = redis.call('HMGET', KEYS[2 + nb + i], 's', 'l')
   local stamp, level = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  local limit = tonumber(A[ra + 2 * (i - 1)])
+  if level > W * limit then level = W * limit end
   local elapsed = now - stamp
   if elapsed < 0 then elapsed = 0 end
-  level = level - elapsed * tonumber(A[ra + 2 * (i - 1)])
+  level = level - elapsed * limit
   if level < 0 then level = 0 end
   return level
 end
@@ -175,7 +177,11 @@ local out = {0}
 for i = 1, nr do
   local key, limit = KEYS[2 + nb + i], tonumber(A[a])
   redis.call('HSET', key, 's', A[2], 'l', int(levels[i]))
-  redis.call('PEXPIRE', key, int(math.ceil(levels[i] / limit) + 1000))
+  -- Until it drains under any limit (an edited one reads the same key): under limit
+  -- L it takes min(level, W * L) / L ms, never more than min(level, W).
+  local keep = levels[i]
+  if keep > W then keep = W end
+  redis.call('PEXPIRE', key, int(keep + 1000))
   local rem, reset = view(levels[i], limit)
   out[#out + 1] = rem
   out[#out + 1] = reset

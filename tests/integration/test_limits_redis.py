@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import time
 import uuid
+from dataclasses import replace
 
 import openai
 import pytest
@@ -64,6 +65,7 @@ ops = st.lists(
         st.tuples(st.just("reserve"), st.integers(1, 60), st.sampled_from(["u1", "u:2 x"])),
         st.tuples(st.just("settle"), st.integers(0, 150), st.booleans()),
         st.tuples(st.just("wait"), st.integers(1, 90_000), st.none()),
+        st.tuples(st.just("limits"), st.integers(1, 8), st.integers(20, 400)),  # rpm, tpm edited
     ),
     max_size=40,
 )
@@ -74,8 +76,8 @@ ops = st.lists(
 )
 @given(ops=ops)
 def test_redis_decides_exactly_as_the_in_process_backend(redis_url: str, ops: list[tuple]) -> None:  # type: ignore[type-arg]
-    """Any interleaving of reserves, settles (over or under the estimate) and time: the
-    Lua scripts and the pure cores give the same answer at every step."""
+    """Any interleaving of reserves, settles (over or under the estimate), time and edits
+    of rpm and tpm: the Lua scripts and the pure cores give the same answer at every step."""
 
     async def main() -> None:
         team = rules(f"parity-{uuid.uuid4().hex[:8]}")
@@ -108,6 +110,8 @@ def test_redis_decides_exactly_as_the_in_process_backend(redis_url: str, ops: li
                     await remote._settle_now(hold, actual)
                 elif op == "wait":
                     now += a
+                elif op == "limits":  # the same keys, read under the new limits
+                    team = replace(team, limits=LimitsSpec(rpm=a, tpm=b, concurrency=3))
                 probe = build_plan(team, "u1", Estimate(0, 0), now)
                 assert await memory.snapshot(probe, now) == await remote.snapshot(probe, now)
         finally:

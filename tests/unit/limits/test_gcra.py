@@ -5,7 +5,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.limits import gcra
 from gateway.limits.gcra import WINDOW_MS, Bucket, adjust, decide, state_of, taken
+
+NOW = 1_750_000_000_000
 
 
 def test_a_full_bucket_passes_then_the_next_waits_one_interval() -> None:
@@ -89,3 +92,30 @@ def test_taken_is_decide_in_one_call(
     state = decide(Bucket(stamp, level), now, limit, amount)
     found = taken(stamp, level, now, limit, amount)
     assert found == (state.bucket.level if state.is_allowed else None)
+
+
+@given(
+    stamp=st.integers(0, 200_000),
+    level=st.integers(-(10**9), 10**9),
+    now=st.integers(0, 200_000),
+    limit=st.integers(1, 200),
+)
+def test_a_level_reads_between_empty_and_full_and_drains_within_a_minute(
+    stamp: int, level: int, now: int, limit: int
+) -> None:
+    """Over-full (billed past its estimate, or a limit tightened) reads as full: no wait
+    and no reset header is ever longer than a minute; under-full (a refund) as empty."""
+    read = gcra.drained(stamp, level, now, limit)
+    assert 0 <= read <= WINDOW_MS * limit
+    remaining, reset_ms = gcra.view(read, limit)
+    assert 0 <= remaining <= limit and 0 <= reset_ms <= WINDOW_MS
+    assert gcra.wait_ms(read, limit, 1) <= WINDOW_MS
+    assert gcra.drained(stamp, level, max(now, stamp) + WINDOW_MS, limit) == 0
+
+
+def test_a_tightened_limit_counts_at_most_one_minute_of_use() -> None:
+    """1,000 requests under rpm 1000, then rpm 3: refused for one minute, not 333."""
+    level = 1000 * WINDOW_MS
+    assert gcra.taken(NOW, level, NOW, 3, 1) is None
+    assert gcra.wait_ms(gcra.drained(NOW, level, NOW, 3), 3, 1) == WINDOW_MS // 3
+    assert gcra.taken(NOW, level, NOW + WINDOW_MS // 3, 3, 1) == 3 * WINDOW_MS

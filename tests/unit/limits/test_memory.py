@@ -313,3 +313,21 @@ def test_a_budget_used_up_exactly_refuses_even_a_request_that_costs_nothing() ->
     free = build_plan(rules, "u", Estimate(1, 0), NOW)
     refusal = backend.reserve_now(free, "b", NOW)
     assert isinstance(refusal, BudgetRefusal) and refusal.verdict is Verdict.EXHAUSTED
+
+
+def test_a_changed_rate_limit_keeps_what_the_minute_already_used() -> None:
+    """Editing rpm or tpm is not a fresh bucket: tightened, a team that used the new limit
+    already is refused at once; loosened, it gets the difference, not a whole new minute."""
+    backend = MemoryBackend()
+    five = plan_for(team(limits=LimitsSpec(rpm=5, tpm=1000)), 100)
+    for n in range(5):
+        assert isinstance(backend.reserve_now(five, f"a{n}", NOW), Hold)
+    three = plan_for(team(limits=LimitsSpec(rpm=3, tpm=1000)), 100)
+    refused = backend.reserve_now(three, "b", NOW)
+    assert isinstance(refused, RateRefusal) and refused.check.kind is RateKind.REQUESTS
+    eight = plan_for(team(limits=LimitsSpec(rpm=8, tpm=500)), 100)
+    assert isinstance(backend.reserve_now(eight, "c", NOW), RateRefusal)  # 500 tokens taken
+    eight = plan_for(team(limits=LimitsSpec(rpm=8, tpm=1000)), 100)
+    for n in range(3):
+        assert isinstance(backend.reserve_now(eight, f"d{n}", NOW), Hold)
+    assert isinstance(backend.reserve_now(eight, "e", NOW), RateRefusal)
