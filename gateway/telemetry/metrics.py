@@ -30,6 +30,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -68,6 +69,9 @@ def _add(adds: dict[Any, float], counter: Any, amount: float) -> None:
 class Metrics:
     def __init__(self, policy: PolicyStore, registry: CollectorRegistry | None = None) -> None:
         self._policy = policy
+        # No `*_created` series beside each counter and histogram: they double the series
+        # and Prometheus does not read them (prometheus_client's switch is process-wide).
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated in prometheus-client
         self.registry = CollectorRegistry() if registry is None else registry
         r = self.registry
         team_model = ("team", "model", "deployment")
