@@ -190,7 +190,15 @@ def _list(
 
 
 def _applied(applied: Applied) -> Response:
-    return json_response({**applied.version.as_json(), "changed": applied.is_new})
+    """The running version after a change, whether it changed, and what `policy check`
+    would warn of in the bundle sent (`[]`: nothing)."""
+    return json_response(
+        {
+            **applied.version.as_json(),
+            "changed": applied.is_new,
+            "warnings": list(applied.warnings),
+        }
+    )
 
 
 async def get_policy(request: Request, services: Services, principal: Principal) -> Response:

@@ -103,10 +103,16 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         },
     ),
     "PolicyChange": _obj(
-        [*_SUMMARY, "bundle", "changed"],
+        [*_SUMMARY, "bundle", "changed", "warnings"],
         **_SUMMARY,
         bundle=_ref("PolicyBundle"),
         changed={"type": "boolean", "description": "false: equal to the running version."},
+        warnings={
+            "type": "array",
+            "items": _STR,
+            "description": "What `gateway policy check` would warn of in the bundle sent "
+            "(e.g. a USD budget over a model with no known price); empty when nothing.",
+        },
     ),
     "PolicyVersionList": _page_of("PolicyVersionSummary"),
     "PolicyDiff": _obj(["from", "to", "diff"], **{"from": _INT, "to": _INT}, diff=_STR),

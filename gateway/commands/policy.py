@@ -15,7 +15,7 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -201,16 +201,22 @@ def running_version_or_exit(database_url: str) -> int | None:
     return None if running is None else running.version
 
 
+def print_warnings(warnings: Iterable[str]) -> None:
+    """`policy check`'s warnings (advice.py), one `warning: ...` line each on stderr: every
+    command that previews or changes the policy prints them."""
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+
+
 @policy_app.command("check")
 def check(directory: Directory) -> None:
     """Validate a policy bundle; every error names file, line and field."""
-    from gateway.policy.advice import unpriced_under_usd_budgets
+    from gateway.policy.advice import policy_warnings
 
     env = OperatorEnvironment()  # a key this shell lacks: a warning (operator_env.py)
     policy = check_or_exit(directory, env)
     env.warn_unset()
-    for warning in unpriced_under_usd_budgets(policy):
-        typer.echo(f"warning: {warning}", err=True)
+    print_warnings(policy_warnings(policy))
     typer.echo(f"policy bundle {directory} is valid")
 
 
@@ -218,6 +224,7 @@ def check(directory: Directory) -> None:
 def diff(directory: Directory) -> None:
     """Preview `apply DIR`: the unified diff from the running version, or "no changes"."""
     plan = _run(lambda service: service.plan_folder(directory), read_only=True)
+    print_warnings(plan.warnings)
     if not plan.diff:
         running = plan.running.version if plan.running else None
         typer.echo(f"no changes: {directory} equals the running version {running}")
@@ -254,6 +261,7 @@ def apply(directory: Directory, reason: Reason = "", force: Force = False) -> No
         return applied, await service.diff(applied.previous, applied.version.version)
 
     applied, diff = _run(apply_and_diff)
+    print_warnings(applied.warnings)
     typer.echo(diff, nl=False)
     if applied.is_new:
         was = f"was {applied.previous}" if applied.previous else "the first version"
@@ -337,6 +345,7 @@ def rollback(
 ) -> None:
     """Make a new version equal to VERSION (history is kept)."""
     applied = _run(lambda service: service.rollback(version, author=cli_author(), reason=reason))
+    print_warnings(applied.warnings)
     if applied.is_new:
         typer.echo(
             f"rolled back to version {version}: policy version {applied.version.version} "

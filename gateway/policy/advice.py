@@ -7,6 +7,12 @@ from gateway.policy.compiled import Policy
 from gateway.usage.pricing import PriceSource
 
 
+def policy_warnings(policy: Policy) -> list[str]:
+    """Every warning about `policy`: what `policy check` prints, and what `diff`, `apply`,
+    `rollback` and the admin API's changes report (CLI: stderr; API: `warnings`)."""
+    return unpriced_under_usd_budgets(policy)
+
+
 def unpriced_under_usd_budgets(policy: Policy) -> list[str]:
     """Deployments with no known price that a team with a USD budget may use: their
     spend counts as $0 against it, so that budget does not limit them."""

@@ -37,6 +37,7 @@ from gateway.audit import AuditEntry, read_audit, record_audit
 from gateway.db import locked_transaction
 from gateway.errors import InvalidRequest, NotFound, quoted
 from gateway.policy import bundle_text, changes
+from gateway.policy.advice import policy_warnings
 from gateway.policy.apply_rule import (
     HELD_KEY,
     PolicyAction,
@@ -125,6 +126,8 @@ class Applied:
     version: PolicyVersion  # the running version after the call
     previous: int | None  # the running version before it
     is_new: bool  # False: the bundle equalled the running one and nothing was written
+    # what `policy check` would warn of in the bundle given (advice.py), changed or not
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +138,7 @@ class FolderPlan:
     base: int | None  # the version the folder is based on; None when that cannot be told
     diff: str
     conflict: PolicyConflict | None  # why `apply` would refuse it (without --force)
+    warnings: tuple[str, ...] = ()  # what `policy check` would warn of in the folder
 
 
 def api_conflict(running: PolicyVersion | None, base: int | None) -> PolicyConflict:
@@ -288,7 +292,7 @@ class PolicyService:
         if diff and running is not None:
             async with self._engine.connect() as conn:
                 conflict = await conflict_for_folder(conn, directory, running, base)
-        return FolderPlan(running, base, diff, conflict)
+        return FolderPlan(running, base, diff, conflict, await _warnings(candidate))
 
     async def apply_folder(
         self,
@@ -479,11 +483,12 @@ class PolicyService:
         `check_before_noop`: an API change names its base_version, and a stale base is a
         conflict even when the bundle equals the running one (SPEC §5: 409), so `check`
         runs before the unchanged-bundle shortcut."""
+        warnings = await _warnings(candidate)
         async with locked_transaction(self._engine, LOCK_NAME) as conn:
             running = await read_newest(conn)
             extra = await check(conn, running) if check_before_noop else None
             if running is not None and running.hash == candidate.hash:
-                return Applied(running, running.version, is_new=False)
+                return Applied(running, running.version, is_new=False, warnings=warnings)
             if extra is None:
                 extra = await check(conn, running)
             previous = running.version if running else None
@@ -519,7 +524,13 @@ class PolicyService:
             )
         if self._enforce is not None:
             await self._enforce()
-        return Applied(new, previous, is_new=True)
+        return Applied(new, previous, is_new=True, warnings=warnings)
+
+
+async def _warnings(candidate: Candidate) -> tuple[str, ...]:
+    """What `policy check` would warn of in `candidate`, in a thread: a policy of
+    thousands of teams takes a while to walk."""
+    return tuple(await asyncio.to_thread(policy_warnings, candidate.policy))
 
 
 class _AlreadyBootstrapped(Exception):
