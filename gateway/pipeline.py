@@ -68,7 +68,7 @@ from gateway.providers.base import (
     UpstreamFailure,
     upstream_request_id,
 )
-from gateway.providers.error_answer import is_failed_response
+from gateway.providers.error_answer import is_failed_response, missing_answer
 from gateway.routing.affinity import ResponseIdKey, ResponseIds
 from gateway.routing.failover import Attempt, HealthBoard, call_with_failover
 from gateway.routing.tries import Tries
@@ -510,6 +510,9 @@ async def _whole(
             raise UpstreamFailure(f"{deployment.label}: response is not JSON") from None
         if not isinstance(payload, dict):
             raise UpstreamFailure(f"{deployment.label}: response is not a JSON object")
+        missing = missing_answer(ctx.endpoint, payload)  # `{}`, `{"choices": "x"}`: failed
+        if missing is not None:
+            raise UpstreamFailure(f"{deployment.label}: {missing}")
         return reply.body, payload
 
     deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt, guards)

@@ -1,5 +1,10 @@
 """Does an upstream's 200 answer say it failed? Pure; no I/O.
 
+A 200 JSON object that is no answer of the endpoint asked (`{}`, `{"foo": 1}`,
+`{"choices": "x"}`: a misrouted or half-implemented server) failed too: the SDKs
+would raise on it (`choices` None). `missing_answer` looks at one top-level key's type,
+no deeper: it runs on every answer.
+
 Some servers (proxies, aggregators) answer HTTP 200 with only an error object
 (`{"error": {"message": "provider overloaded", "code": 502}}`). That is no answer:
 the attempt failed, as on a 5xx, and the request fails over. A Responses object
@@ -12,10 +17,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from gateway.providers.base import Endpoint
 from gateway.providers.redaction import ERROR_KEY, INCOMPLETE_KEY
 
 # What an answer carries: chat and completions `choices`, embeddings `data`.
 ANSWER_FIELDS = ("choices", "data")
+# The list each endpoint's answer carries (empty is an answer: Azure's content filter
+# sends `choices: []`, a failed Responses object `output: []`).
+ANSWER_LIST: dict[Endpoint, str] = {
+    "chat": "choices",
+    "completions": "choices",
+    "embeddings": "data",
+    "responses": "output",
+}
 _SEPARATORS = b" \t\r\n:"
 
 
@@ -48,6 +62,17 @@ def is_error_answer(answer: dict[str, Any]) -> bool:
     if not answer.get("error") or answer.get("object") == "response":
         return False
     return not any(answer.get(name) for name in ANSWER_FIELDS)
+
+
+def missing_answer(endpoint: Endpoint, answer: dict[str, Any]) -> str | None:
+    """Why a 200 JSON object is no answer of `endpoint` (for the operator's log), or None.
+
+    An object with a non-null `error` is left to the error rules above (relayed or failed
+    over as before), whatever else it lacks."""
+    key = ANSWER_LIST[endpoint]
+    if isinstance(answer.get(key), list) or answer.get("error"):
+        return None
+    return f"response has no `{key}` list"
 
 
 def error_of(answer: dict[str, Any]) -> dict[str, Any]:

@@ -300,12 +300,13 @@ class OpenAICompatProvider:
             response.close()
             raise UpstreamFailure(f"{self.name}: stream answered as {response.content_type}")
         if call.endpoint == "responses":
-            return self._events(response, ended=RESPONSES_ENDED)
-        return self._events(response, ended=CHOICE_FINISHED, done_at_eof=True)
+            return self._events(response, call.endpoint, ended=RESPONSES_ENDED)
+        return self._events(response, call.endpoint, ended=CHOICE_FINISHED, done_at_eof=True)
 
     async def _events(
         self,
         response: aiohttp.ClientResponse,
+        endpoint: Endpoint,
         *,
         ended: re.Pattern[bytes],
         done_at_eof: bool = False,
@@ -323,7 +324,7 @@ class OpenAICompatProvider:
                 chunk = splitter.feed(data)
                 if not chunk:
                     continue
-                chunk, ending, after = self._read(chunk, started)
+                chunk, ending, after = self._read(chunk, started, endpoint)
                 started = started or bool(chunk)
                 if ending is not None:
                     finished = ending == "done"
@@ -337,7 +338,7 @@ class OpenAICompatProvider:
                     yield chunk
             tail = splitter.tail()
             if tail is not None:
-                tail, ending, after = self._read(tail, started)
+                tail, ending, after = self._read(tail, started, endpoint)
                 if ending is not None:
                     finished = ending == "done"
                     if tail:
@@ -367,7 +368,9 @@ class OpenAICompatProvider:
         if done_at_eof:  # reached only when no [DONE] came: the answer had finished
             yield DONE_EVENT
 
-    def _read(self, chunk: bytes, started: bool) -> tuple[bytes, Ending | None, bytes]:
+    def _read(
+        self, chunk: bytes, started: bool, endpoint: Endpoint
+    ) -> tuple[bytes, Ending | None, bytes]:
         """What of `chunk` (whole events) goes to the client, whether it ends the stream
         and how, and the usage events the upstream sent after its failure event."""
         # The usual read, one JSON event on one data line (its first newline ends it: a
@@ -386,7 +389,7 @@ class OpenAICompatProvider:
             # byte: until an event comes, the request may still fail over.
             chunk = from_first_data(chunk)
             if chunk:
-                self._check_start(chunk)
+                self._check_start(chunk, endpoint)
             elif cut:
                 raise UpstreamFailure(f"{self.name}: stream began with an event that is not JSON")
         ending: Ending | None = "unreadable" if cut else None
@@ -433,10 +436,10 @@ class OpenAICompatProvider:
         if ending == "unreadable":
             raise UpstreamFailure(f"{self.name}: stream sent an event that is not JSON")
 
-    def _check_start(self, chunk: bytes) -> None:
-        """A stream whose first event is an error, or not JSON, is a failed attempt: the
-        request fails over, and the client never sees those bytes."""
-        failed = failed_start(chunk)
+    def _check_start(self, chunk: bytes, endpoint: Endpoint) -> None:
+        """A stream whose first event is an error, not JSON, or no event of `endpoint`, is
+        a failed attempt: the request fails over, and the client never sees those bytes."""
+        failed = failed_start(chunk, endpoint)
         if failed is not None:
             summary = error_summary(failed.error, self._secrets)
             raise UpstreamFailure(f"{self.name}: {failed.reason}{summary}")

@@ -1,10 +1,12 @@
 """Does an upstream stream's first event say the attempt failed? Pure; no I/O.
 
 An upstream may accept a stream (200, text/event-stream) and then send only an error
-event (`data: {"error": ...}`, the Responses `error` event), or bytes that are not
-JSON. Nothing useful has reached the client yet, so that is still "before the first
-token": the attempt fails and the request fails over, as for a 5xx. Only the first
-event is read, once per attempt; later events are the relay's.
+event (`data: {"error": ...}`, the Responses `error` event), bytes that are not JSON,
+or an object that is no event of the endpoint asked (`{}`: a chat chunk without
+`choices`, a Responses event without `type`). Nothing useful has reached the client
+yet, so that is still "before the first token": the attempt fails and the request
+fails over, as for a 5xx. Only the first event is read, once per attempt; later events
+are the relay's.
 
 Later events get a cheaper look (`readable_part`, every read): the official SDK parses
 each data event as JSON and raises `JSONDecodeError` inside the client's loop at one it
@@ -19,8 +21,17 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.providers.base import Endpoint
 from gateway.providers.redaction import ERROR_LINES
 from gateway.sse import DONE_PAYLOAD, EVENT_END, data_of, events_of
+
+# What a first event carries, by its type: a chat or completions chunk its `choices` (a
+# list, empty in Azure's first, its prompt filter's results), a Responses event its `type`.
+FIRST_EVENT_KEYS: dict[Endpoint, tuple[str, type]] = {
+    "chat": ("choices", list),
+    "completions": ("choices", list),
+    "responses": ("type", str),
+}
 
 
 class FailedStart(NamedTuple):
@@ -28,11 +39,12 @@ class FailedStart(NamedTuple):
     error: dict[str, Any]  # the upstream's error object ({} when it gave none)
 
 
-def failed_start(chunk: bytes) -> FailedStart | None:
+def failed_start(chunk: bytes, endpoint: Endpoint | None = None) -> FailedStart | None:
     """Why the first event of `chunk` (whole SSE events) fails the attempt, or None.
 
     None for an event without data (an SSE comment). A `[DONE]` first is an end before
-    any answer: the attempt failed, as an empty stream's does.
+    any answer: the attempt failed, as an empty stream's does. With `endpoint`, an event
+    without its key (FIRST_EVENT_KEYS: one type check, no deeper) fails it too.
     """
     end = chunk.find(EVENT_END)
     event = chunk if end == -1 else chunk[: end + 1]
@@ -54,6 +66,9 @@ def failed_start(chunk: bytes) -> FailedStart | None:
         return FailedStart("stream began with an error event", found)
     if parsed.get("type") == "error" or event.startswith(ERROR_LINES):
         return FailedStart("stream began with an error event", parsed)
+    expected = FIRST_EVENT_KEYS.get(endpoint) if endpoint is not None else None
+    if expected is not None and not isinstance(parsed.get(expected[0]), expected[1]):
+        return FailedStart(f"stream began with an event that has no `{expected[0]}`", {})
     return None
 
 
