@@ -3,10 +3,16 @@ runs here: the image is checked offline, its build is not run)."""
 
 from __future__ import annotations
 
+import http.server
+import json
+import os
 import re
 import subprocess
 import sys
+import threading
 import tomllib
+
+import pytest
 
 from tests.deploy.tools import DEPLOY, ROOT, tool
 
@@ -115,3 +121,47 @@ def test_the_builder_copies_everything_the_wheel_is_built_from():
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     for source in sources:
         assert source in copied and source in allowed, source
+
+
+def healthcheck_code() -> str:
+    """The Python the HEALTHCHECK runs (its CMD's exec form: python -c CODE)."""
+    _, runtime = stages()
+    (health,) = [line for line in runtime if line.startswith("HEALTHCHECK ")]
+    command = json.loads(health.split(" CMD ", 1)[1])
+    assert command[:2] == ["python", "-c"]
+    return str(command[2])
+
+
+@pytest.mark.parametrize(
+    ("gateway_host", "listen_on"),
+    [(None, "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("127.0.0.2", "127.0.0.2")],
+)
+def test_the_healthcheck_asks_where_the_gateway_listens(gateway_host, listen_on):
+    """Loopback when the gateway listens everywhere (or by default); the address itself
+    when GATEWAY_HOST names one (127.0.0.1 would find nothing there)."""
+
+    class Healthz(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == "/healthz" else 404)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.HTTPServer((listen_on, 0), Healthz)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {"PATH": os.environ["PATH"], "GATEWAY_PORT": str(server.server_address[1])}
+    if gateway_host is not None:
+        env["GATEWAY_HOST"] = gateway_host
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", healthcheck_code()], env=env, timeout=10, check=False
+        )
+        assert done.returncode == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    refused = subprocess.run(  # nothing listening: the check fails
+        [sys.executable, "-c", healthcheck_code()], env=env, capture_output=True, timeout=10
+    )
+    assert refused.returncode != 0

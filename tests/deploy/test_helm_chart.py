@@ -272,3 +272,24 @@ def test_checkov_finds_nothing_beyond_the_justified_skips(tmp_path):
     failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
     assert failed == [], failed
     assert report["summary"]["passed"] > 100
+
+
+def test_prometheus_finds_and_may_reach_metrics(tmp_path):
+    """The pods carry prometheus.io/* annotations naming the port /metrics is scraped on
+    (the admin listener's, else the teams'), and `networkPolicy.metricsFrom` admits the
+    scraper to that port only: with `ingressFrom` set, Prometheus is not shut out."""
+    scraper = {"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}
+    values = {
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name": "monitoring",
+        "networkPolicy.ingressFrom[0].podSelector.matchLabels.team": "true",
+    }
+    for admin_port, port_name, port in (("9090", "admin", "9090"), ("0", "http", "8080")):
+        kinds = by_kind(documents(tmp_path, {**values, "gateway.adminPort": admin_port}))
+        (deployment,) = kinds["Deployment"]
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == port
+        assert annotations["prometheus.io/path"] == "/metrics"
+        (policy,) = kinds["NetworkPolicy"]
+        rules = [r for r in policy["spec"]["ingress"] if r.get("from") == [scraper]]
+        assert [r["ports"] for r in rules] == [[{"port": port_name, "protocol": "TCP"}]]

@@ -42,6 +42,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{- /* The port Prometheus scrapes /metrics on: the admin listener's when there is one. */ -}}
+{{- define "gateway.metricsPort" -}}
+{{- if .Values.gateway.adminPort }}{{ .Values.gateway.adminPort }}{{ else }}{{ .Values.gateway.port }}{{ end }}
+{{- end }}
+
 {{- define "gateway.image" -}}
 {{- if .Values.image.digest -}}
 {{ .Values.image.repository }}@{{ .Values.image.digest }}
