@@ -19,6 +19,17 @@ A response-cache hit's tokens were saved, not billed: its lines (cost 0) say
 billed"; `x_CacheStatus` is miss or bypass for requests under a cache policy, empty
 for the rest.
 
+The provider columns name the vendor, by the provider's type (REFERENCE §4.4):
+`ServiceProviderName`, `HostProviderName` and `ProviderName` say OpenAI, Microsoft
+(azure), Anthropic, Google (gemini), AWS (bedrock), Internal (openai-compatible: a
+vLLM or Ollama of our own) or the platform (mock, and refusals that reached no
+provider), so two accounts of one vendor are one service provider. `PublisherName`
+is the model developer where the type tells it (OpenAI for azure too) and the vendor
+where it does not (bedrock and openai-compatible serve many developers' models).
+The policy's provider key stays in `ResourceId` (`openai-main/gpt-4o`) and in
+`SkuPriceDetails.Provider`; a key whose type no policy version tells is shown as is.
+`InvoiceIssuerName` is the platform: it charges the teams back.
+
 Requests are counted once: `x_RequestCount` and `x_ErrorCount` sit on the first
 line of their group (0 on its other lines), so summing the column is right.
 A group without tokens (refusals) still gets one zero-cost input line, so its
@@ -42,6 +53,17 @@ PLATFORM_NAME = "LLM Gateway"  # the platform team charges back: it issues the "
 SERVICE_CATEGORY = "AI and Machine Learning"
 SERVICE_SUBCATEGORY = "Generative AI"
 PRICING_UNIT = "1000000 Tokens"
+
+# A provider type's (service provider and host, publisher): REFERENCE §4.4.
+_VENDORS = {
+    "openai": ("OpenAI", "OpenAI"),
+    "azure": ("Microsoft", "OpenAI"),  # Azure OpenAI: OpenAI's models on Microsoft's hosts
+    "anthropic": ("Anthropic", "Anthropic"),
+    "gemini": ("Google", "Google"),
+    "bedrock": ("AWS", "AWS"),  # many developers' models: the vendor publishes the service
+    "openai-compatible": ("Internal", "Internal"),
+    "mock": (PLATFORM_NAME, PLATFORM_NAME),
+}
 
 METERS = {
     TokenKind.INPUT: "Input Tokens",
@@ -187,8 +209,23 @@ def _json(value: Mapping[str, Any]) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def _lines(month: Month, key: ChargeKey, sums: ChargeSums) -> list[list[str | int]]:
-    provider = key.provider or PLATFORM_NAME  # a refusal never reached a provider
+def vendors(provider: str | None, provider_type: str | None) -> tuple[str, str]:
+    """(service provider, publisher) of a provider key of type `provider_type`: the
+    platform when there is no provider (a refusal reached none), the key itself when
+    its type is unknown."""
+    if provider is None:
+        return PLATFORM_NAME, PLATFORM_NAME
+    if provider_type is None or provider_type not in _VENDORS:
+        return provider, provider
+    return _VENDORS[provider_type]
+
+
+def _lines(
+    month: Month, key: ChargeKey, sums: ChargeSums, provider_types: Mapping[str, str]
+) -> list[list[str | int]]:
+    vendor, publisher = vendors(
+        key.provider, provider_types.get(key.provider) if key.provider else None
+    )
     resource = key.deployment or key.model or "unknown"
     period_start = _iso(month.start_ms // MS_PER_DAY)
     period_end = _iso(month.end_ms // MS_PER_DAY)  # exclusive, as FOCUS periods are
@@ -226,21 +263,21 @@ def _lines(month: Month, key: ChargeKey, sums: ChargeSums) -> list[list[str | in
                 cost,
                 price,
                 cost,
-                provider,
-                PLATFORM_NAME,
+                vendor,  # HostProviderName
+                PLATFORM_NAME,  # InvoiceIssuerName
                 cost,
                 price,
                 "Standard",
                 _mtok(sums.tokens[kind]),
                 PRICING_UNIT,
-                provider,
-                provider,
+                vendor,  # ProviderName
+                publisher,
                 key.deployment or "",
                 key.deployment or "",
                 "Model Deployment" if key.deployment else "",
                 SERVICE_CATEGORY,
                 PLATFORM_NAME,
-                provider,
+                vendor,  # ServiceProviderName
                 SERVICE_SUBCATEGORY,
                 sku_id,
                 METERS[kind],
@@ -263,10 +300,18 @@ def _lines(month: Month, key: ChargeKey, sums: ChargeSums) -> list[list[str | in
 
 
 def focus_csv(
-    month: Month, charges: Mapping[ChargeKey, ChargeSums], extra: Sequence[GroupKey]
+    month: Month,
+    charges: Mapping[ChargeKey, ChargeSums],
+    extra: Sequence[GroupKey],
+    provider_types: Mapping[str, str] | None = None,
 ) -> bytes:
+    """The FOCUS CSV; `provider_types` ({provider key: type}, provider_types.py) names
+    each line's vendor (a key missing from it is shown as is)."""
+    types = provider_types or {}
     header = [*COLUMNS, *(EXTRA_COLUMNS[key] for key in extra)]
     rows = (
-        line for key in sorted(charges, key=_sort_key) for line in _lines(month, key, charges[key])
+        line
+        for key in sorted(charges, key=_sort_key)
+        for line in _lines(month, key, charges[key], types)
     )
     return csv_bytes(header, rows, NUMERIC_COLUMNS)

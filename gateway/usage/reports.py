@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.usage.focus import focus_csv, focus_extra_keys
+from gateway.usage.provider_types import provider_types
 from gateway.usage.report_formats import (
     ReportWarning,
     Summary,
@@ -68,9 +69,19 @@ def _days(request: ReportRequest) -> list[int]:
     return list(range(first, first + request.month.days))
 
 
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What one read transaction saw."""
+
+    groups: dict[Key, Sums]
+    charges: dict[ChargeKey, ChargeSums]
+    warnings: list[ReportWarning]
+    provider_types: dict[str, str]  # FOCUS only: {provider key: type}
+
+
 async def _read(
     conn: AsyncConnection, request: ReportRequest, started: Progress, step: Callable[[], None]
-) -> tuple[dict[Key, Sums], dict[ChargeKey, ChargeSums], list[ReportWarning]]:
+) -> _Snapshot:
     days = _days(request)
     started(len(days) + 1)
     groups: dict[Key, Sums] = {}
@@ -85,8 +96,9 @@ async def _read(
                 groups.setdefault(key, Sums()).add(sums)
         step()
     warnings = unknown_price_warnings(await unknown_prices(conn, days[0], days[-1] + 1))
+    types = await provider_types(conn, {k.provider for k in charges if k.provider is not None})
     step()
-    return groups, charges, warnings
+    return _Snapshot(groups, charges, warnings, types)
 
 
 def _nothing(*_: object) -> None:
@@ -107,11 +119,13 @@ async def usage_report(
         async with conn.begin():
             if is_postgres:  # a month's GROUP BY sorts in memory instead of on disk
                 await conn.execute(sa.text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
-            groups, charges, warnings = await _read(conn, request, started, step)
+            read = await _read(conn, request, started, step)
+    warnings = read.warnings
     if request.format is ReportFormat.FOCUS:
-        body = focus_csv(request.month, charges, focus_extra_keys(request.group_by))
+        extra = focus_extra_keys(request.group_by)
+        body = focus_csv(request.month, read.charges, extra, read.provider_types)
     else:
-        summary = Summary(request.month, request.group_by, groups, warnings)
+        summary = Summary(request.month, request.group_by, read.groups, warnings)
         render = summary_json if request.format is ReportFormat.JSON else summary_csv
         body = render(summary)
     return RenderedReport(body, MEDIA_TYPES[request.format], _filename(request), warnings)

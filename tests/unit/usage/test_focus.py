@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import re
+from dataclasses import replace
 from decimal import Decimal
 
 from hypothesis import given
@@ -268,3 +269,33 @@ def test_cache_hit_lines_say_they_were_served_from_the_cache():
         ("hit", "Input Tokens of openai/gpt-4o-mini, served from the gateway cache, not billed"),
         ("miss", "Input Tokens of openai/gpt-4o-mini"),
     ]
+
+
+def test_provider_columns_name_the_vendor_of_each_provider_type():
+    """ServiceProviderName, HostProviderName and ProviderName say the vendor of the key's
+    type, PublisherName the model developer; the key stays in ResourceId."""
+    prices = UnitPrices(1, 2, 1, 1, 2, PriceSource.POLICY)
+    sums = ChargeSums(requests=1, tokens=dict.fromkeys(TokenKind, 5))
+    types = {
+        "openai": "openai",
+        "bedrock-us": "bedrock",
+        "vllm": "openai-compatible",
+        "az": "azure",
+        "odd": "a-type-of-the-future",
+    }
+    expected = {
+        "openai": ("OpenAI", "OpenAI"),
+        "bedrock-us": ("AWS", "AWS"),
+        "vllm": ("Internal", "Internal"),
+        "az": ("Microsoft", "OpenAI"),
+        "odd": ("odd", "odd"),
+        "unlisted": ("unlisted", "unlisted"),
+    }
+    for provider, (vendor, publisher) in expected.items():
+        charge = replace(key(prices), provider=provider, deployment=f"{provider}/m")
+        rows = parse(focus_csv(JANUARY, {charge: sums}, (), types))
+        for row in rows:
+            assert row["ServiceProviderName"] == row["HostProviderName"] == vendor
+            assert (row["ProviderName"], row["PublisherName"]) == (vendor, publisher)
+            assert row["ResourceId"] == f"{provider}/m"
+            assert row["InvoiceIssuerName"] == "LLM Gateway"
