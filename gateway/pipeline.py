@@ -70,7 +70,12 @@ from gateway.providers.base import (
 )
 from gateway.providers.error_answer import is_failed_response, missing_answer
 from gateway.routing.affinity import ResponseIdKey, ResponseIds
-from gateway.routing.failover import Attempt, HealthBoard, call_with_failover
+from gateway.routing.failover import (
+    Attempt,
+    HealthBoard,
+    call_with_failover,
+    log_failed_attempt,
+)
 from gateway.routing.tries import Tries
 from gateway.services import Services
 from gateway.sse import ends_on_error
@@ -662,8 +667,10 @@ async def _stream(
             )
             if end.failure is not None:
                 health.failed(deployment, route, end.failure)
+                log_failed_attempt(ctx.request_id, deployment, end.failure)  # as before a byte
             if end.error is not None:  # the records carry the error event's status, not 200
                 ctx.end(end.error.status, _outcome_of(end.error), end.error.code)
+                ctx.error_detail = end.error.detail
             await settle_now()  # (a stream without `[DONE]`: Responses, or cut by an error)
             await exchange.end_stream()
             # Not in `finally`: a disconnect cancels the task and must store nothing.

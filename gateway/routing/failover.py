@@ -42,6 +42,7 @@ log = logging.getLogger("gateway.routing")
 # cool it) and is named in the 504. Timers may fire a hair before the deadline (uvloop),
 # leaving such a sliver after an attempt cut by it.
 MIN_ATTEMPT_S = 0.05
+DETAIL_MAX_CHARS = 300  # of a failure's detail, in the log and on the access line
 
 
 def attempt_budget(remaining_s: float, attempt_timeout_s: float, timeout_s: float) -> float | None:
@@ -191,19 +192,25 @@ async def call_with_failover(
         asked = bounded_retry_after(failure.retry_after_s)
         if asked is not None:  # the client's retry-after is ours: never a day on their word
             asked_until[deployment] = board.clock() + asked
-        log.warning(
-            "upstream attempt failed",
-            extra={
-                "fields": {
-                    "request_id": request_id,
-                    "deployment": deployment.label,
-                    "status": failure.status,
-                    "timeout": failure.is_timeout,
-                    "detail": failure.detail[:300],
-                }
-            },
-        )
+        log_failed_attempt(request_id, deployment, failure)
     raise _refusal(route, board, tries, asked_until, deadline)
+
+
+def log_failed_attempt(request_id: str, deployment: Deployment, failure: UpstreamFailure) -> None:
+    """The operator's line for one failed attempt: before an answer (here), or a stream
+    that failed after its first byte (pipeline)."""
+    log.warning(
+        "upstream attempt failed",
+        extra={
+            "fields": {
+                "request_id": request_id,
+                "deployment": deployment.label,
+                "status": failure.status,
+                "timeout": failure.is_timeout,
+                "detail": failure.detail[:DETAIL_MAX_CHARS],
+            }
+        },
+    )
 
 
 def _refusal(
@@ -221,11 +228,16 @@ def _refusal(
     )
     headers = {} if hint is None else {"retry-after": str(hint)}
     failures = tries.failures
+    refusal: UpstreamTimeout | UpstreamUnavailable
     if not failures or failures[-1].is_timeout or now >= deadline:
-        return UpstreamTimeout(
+        refusal = UpstreamTimeout(
             f"The upstream for model '{route.alias}' did not answer in time.", headers=headers
         )
-    return UpstreamUnavailable(unavailable_message(route, tries), headers=headers)
+    else:
+        refusal = UpstreamUnavailable(unavailable_message(route, tries), headers=headers)
+    if failures:  # the access line's error_detail: what the last attempt died of
+        refusal.detail = failures[-1].detail[:DETAIL_MAX_CHARS]
+    return refusal
 
 
 def unavailable_message(route: ModelRoute, tries: Tries) -> str:

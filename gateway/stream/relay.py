@@ -189,6 +189,7 @@ async def relay(
                 if failure.after:  # its usage, sent after its error event: booked, not sent
                     chain.learn(failure.after)
                 broke = UpstreamUnavailable("The upstream failed mid-stream.")
+                broke.detail = failure.detail  # for the access line, as a whole answer's
                 if not failure.told_client:  # else its own error event went out already
                     await send(error_event(broke))
                 return StreamEnd(broke, failure)
@@ -200,10 +201,15 @@ async def relay(
                     # A healthy upstream still generating: the request's own limit, not a
                     # fault of the deployment, so it does not count towards its cooldown.
                     error = UpstreamTimeout("The request reached its deadline (routing timeout_s).")
+                    error.detail = "stream reached the request deadline (timeout_s)"
                     await send(error_event(error))
                     return StreamEnd(error)
-                stalled = UpstreamFailure("stream stalled", is_timeout=True)
+                stalled = UpstreamFailure(
+                    f"stream stalled: no event within {idle_timeout_s:g} s (attempt_timeout_s)",
+                    is_timeout=True,
+                )
                 silent = UpstreamTimeout("The upstream stopped responding.")
+                silent.detail = stalled.detail
                 await send(error_event(silent))
                 return StreamEnd(silent, stalled)
             finally:
