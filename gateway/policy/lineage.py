@@ -68,11 +68,26 @@ def folder_conflict(
     held_kind: str,
     marker: bundle_text.Marker | None,
     is_foreign_marker: bool,
+    is_marker_identical: bool = False,
 ) -> PolicyConflict:
     """The refusal of a folder that has not seen the admin-API edit or rollback `held`;
     `marker` is the folder's, `is_foreign_marker` whether it comes from another database
-    (`marked_version`)."""
-    if base is not None:
+    (`marked_version`), `is_marker_identical` whether the version it names has the same
+    content as `base`."""
+    if base is not None and marker is not None and not is_foreign_marker and marker.version < base:
+        # Its files equal a later version than its marker names (a rollback made one
+        # identical): name the version the operator exported, and the one matched.
+        if is_marker_identical:
+            basis = (
+                f"is based on version {marker.version} (its {bundle_text.MARKER_NAME}), "
+                f"identical to the later version {base}"
+            )
+        else:
+            basis = (
+                f"is based on version {marker.version} (its {bundle_text.MARKER_NAME}); "
+                f"its files equal the later version {base}"
+            )
+    elif base is not None:
         basis = f"is based on version {base}"
     elif is_foreign_marker and marker is not None and marker.version > MAX_VERSION:
         basis = (
@@ -171,7 +186,17 @@ async def conflict_for_folder(
     )
     marker = bundle_text.read_marker(directory)
     is_foreign = marker is not None and await marked_version(conn, marker) is None
-    return folder_conflict(directory, running, base, held, kind, marker, is_foreign)
+    is_identical = False
+    if marker is not None and not is_foreign and base is not None and marker.version < base:
+        hashes = set(
+            await conn.scalars(
+                sa.select(policy_versions.c.hash).where(
+                    policy_versions.c.version.in_([marker.version, base])
+                )
+            )
+        )
+        is_identical = len(hashes) == 1
+    return folder_conflict(directory, running, base, held, kind, marker, is_foreign, is_identical)
 
 
 async def marked_version(conn: AsyncConnection, marker: bundle_text.Marker | None) -> int | None:
