@@ -221,7 +221,17 @@ def check(directory: Directory) -> None:
 
 
 @policy_app.command("diff")
-def diff(directory: Directory) -> None:
+def diff(
+    directory: Directory,
+    exit_code: Annotated[
+        bool,
+        typer.Option(
+            "--exit-code",
+            help="Exit 1 when there are changes, 0 when there are none (as `git diff "
+            "--exit-code`), so CI can detect drift.",
+        ),
+    ] = False,
+) -> None:
     """Preview `apply DIR`: the unified diff from the running version, or "no changes"."""
     plan = _run(lambda service: service.plan_folder(directory), read_only=True)
     print_warnings(plan.warnings)
@@ -232,6 +242,8 @@ def diff(directory: Directory) -> None:
     typer.echo(plan.diff, nl=False)
     if plan.conflict is not None:
         typer.echo(f"note: `apply` would refuse it. {plan.conflict.message}", err=True)
+    if exit_code:
+        raise typer.Exit(1)
 
 
 Force = Annotated[
