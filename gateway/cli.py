@@ -153,6 +153,8 @@ def serve(
     # (and after it stops) ignored: its default action ended a server still starting,
     # its port already open, with nothing logged. Workers inherit the ignore.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Read before _export_settings sets it: a folder someone named must exist.
+    is_named = policies is not None or bool(os.environ.get("GATEWAY_POLICY_DIR"))
     settings = load_settings().with_overrides(
         host=host, port=port, policy_dir=policies, workers=workers, admin_port=admin_port
     )
@@ -187,6 +189,11 @@ def serve(
     # see the --host/--port this server listens on, not the environment's defaults.
     _export_settings(settings)
     running = running_version_or_exit(settings.database_url)
+    if running is not None and is_named and not settings.policy_dir.is_dir():
+        # Refused as on a new database: a mis-mounted folder would leave this replica on
+        # the database's version forever, its edits never applied. The default
+        # ./policies, named by nobody, may be absent (edits then come from elsewhere).
+        raise _fail(f"{settings.policy_dir}: policy directory not found", 1)
     if running is None:
         # A new database: the folder becomes version 1, so it must exist and be valid.
         if not settings.policy_dir.exists() and settings.policy_dir == Path("policies"):
