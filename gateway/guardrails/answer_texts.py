@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.guardrails.answer_values import STRUCTURE
 from gateway.guardrails.json_texts import rewrite_json
 from gateway.guardrails.message_texts import (
     TextFn,
@@ -17,6 +18,7 @@ from gateway.guardrails.message_texts import (
     read_annotation,
     read_arguments,
     read_message,
+    read_name,
     read_part,
     read_text,
     scan,
@@ -25,6 +27,7 @@ from gateway.guardrails.request_fields import (
     ANSWER_KEYS,
     CHOICE_KEYS,
     CHUNK_KEYS,
+    PART_KEYS,
     rewrite_unknown_keys,
 )
 from gateway.guardrails.response_items import read_response_item
@@ -131,17 +134,39 @@ def rewrite_answer(
     return rewrite_error(payload, fn)
 
 
+# A Responses stream event's keys that are structure, or that `rewrite_response_event`
+# reads by name; any other (a provider's own, a `*.done` event's field this gateway does
+# not know) is scanned whole, as a chat event's unknown top-level field is.
+_EVENT_KEYS = STRUCTURE | {"param", "delta", "partial_image_b64"}
+_EVENT_KEYS |= {"message", "error", "text", "refusal", "arguments", "input", "code", "name"}
+_EVENT_KEYS |= {"annotation", "part", "item", "response"}
+# Events whose `delta` is base64 (audio), not text; any other event's `delta` that is not
+# a growing text (stream_scanner.py reads those) is scanned whole.
+_BINARY_DELTAS = frozenset({"response.audio.delta"})
+
+
+def _event_part(part: Any, fn: TextFn, is_json: bool) -> Any:
+    """A content part an event carries: its texts and every key the gateway does not know."""
+    return rewrite_unknown_keys(PART_KEYS, read_part(part, fn, is_json), fn)
+
+
 def rewrite_response_event(
     event: Mapping[str, Any], fn: TextFn, *, is_json: bool = False
 ) -> Mapping[str, Any]:
-    """A Responses stream event that repeats whole texts (`*.done`, `response.completed`),
-    or an error (an `error` event's message, a failed `response`'s error). `is_json`: as
-    for `rewrite_answer`."""
+    """A Responses stream event but a growing text's delta: one that repeats whole texts
+    (`*.done`, `response.completed`), carries an item or a part (`*.added`), an error (an
+    `error` event's message, a failed `response`'s error), and every string of a key it
+    does not know (the structure aside: ids, indexes, the sequence number; a partial
+    image's and audio's base64 are not text). `is_json`: as for `rewrite_answer`."""
+    kind = event.get("type")
     text = event.get("text")
-    json_text = is_json and event.get("type") == "response.output_text.done"
+    json_text = is_json and kind == "response.output_text.done"
+    delta = event.get("delta")
     checked = changed(
         event,
         {
+            "delta": delta if kind in _BINARY_DELTAS else read_text(delta, fn),
+            "name": read_name(event.get("name"), fn),
             "message": read_text(event.get("message"), fn),
             "error": _error_object(event.get("error"), fn),
             "text": read_arguments(text, fn) if json_text else read_text(text, fn),
@@ -150,7 +175,7 @@ def rewrite_response_event(
             "input": read_text(event.get("input"), fn),
             "code": read_text(event.get("code"), fn),
             "annotation": read_annotation(event.get("annotation"), fn),
-            "part": read_part(event.get("part"), fn, is_json),
+            "part": _event_part(event.get("part"), fn, is_json),
             "item": read_response_item(event.get("item"), fn, is_json),
             "response": (
                 rewrite_answer("responses", event["response"], fn, is_json=is_json)
@@ -159,9 +184,10 @@ def rewrite_response_event(
             ),
         },
     )
-    if checked.get("text") is not text and event.get("logprobs"):
-        return {**checked, "logprobs": []}
-    return checked
+    whole: Mapping[str, Any] = rewrite_unknown_keys(_EVENT_KEYS, checked, fn)
+    if whole.get("text") is not text and event.get("logprobs"):
+        return {**whole, "logprobs": []}
+    return whole
 
 
 def asks_for_json(endpoint: str, body: Mapping[str, Any]) -> bool:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from gateway.guardrails.answer_values import read_values
 from gateway.guardrails.joined_parts import rewrite_joined_parts
 from gateway.guardrails.json_escapes import Escaped
 from gateway.guardrails.json_layout import layout_of_json, numbers_read
 from gateway.guardrails.json_texts import check_name, rewrite_json
 from gateway.guardrails.request_fields import (
+    AUDIO_KEYS,
     CUSTOM_CALL_KEYS,
     FUNCTION_CALL_KEYS,
     MESSAGE_KEYS,
@@ -66,15 +68,10 @@ def read_strings(value: Any, fn: TextFn) -> Any:
 
 
 def read_annotation(value: Any, fn: TextFn) -> Any:
-    """A URL citation (chat: under `url_citation`; Responses: inline)."""
-    if not isinstance(value, Mapping):
-        return rewrite_json(value, fn)
-    citation = value.get("url_citation")
-    if isinstance(citation, Mapping):
-        return changed(value, {"url_citation": read_annotation(citation, fn)})
-    return changed(
-        value, {"title": read_text(value.get("title"), fn), "url": read_text(value.get("url"), fn)}
-    )
+    """A citation (chat: a URL's, under `url_citation`; Responses: inline, a URL's, a
+    file's or a container file's): its title, URL, file name and every other string but
+    its structure (indexes, ids: answer_values.py)."""
+    return read_values(value, fn) if isinstance(value, dict) else rewrite_json(value, fn)
 
 
 def rewrite_annotations(value: Any, fn: TextFn) -> Any:
@@ -230,8 +227,11 @@ def read_message(message: Any, fn: TextFn, is_json: bool = False) -> Any:
 
 
 def _audio(value: Any, fn: TextFn) -> Any:
+    """A chat message's `audio`: its transcript and any key of a provider's own; its
+    `data` is base64 audio (not text, as a request's audio and files are not scanned)."""
     if not isinstance(value, Mapping):
         return rewrite_json(value, fn)
+    value = rewrite_unknown_keys(AUDIO_KEYS, value, fn)
     return changed(value, {"transcript": read_text(value.get("transcript"), fn)})
 
 
@@ -267,11 +267,6 @@ def field_reader(name: str, read: Reader) -> Reader:
         return changed(value, {name: read(value.get(name), fn)})
 
     return reader
-
-
-def each_reader(read: Reader) -> Reader:
-    """`read` on each item of a list."""
-    return lambda value, fn: each_item(value, fn, lambda item: read(item, fn))
 
 
 _FILE_NAME = field_reader("filename", read_text)

@@ -68,6 +68,9 @@ PART_KEYS = frozenset(
     | {"file_id", "file_data", "file_url", "filename", "detail"}
 )
 TOOL_KEYS = frozenset({"type", "function", "custom"})  # a chat tool
+# A chat answer's `audio`: its id, base64 `data` and expiry hold no text; the transcript
+# is read as a text (any other key is scanned whole).
+AUDIO_KEYS = frozenset({"id", "data", "expires_at", "transcript"})
 # A chat tool call (a request's or an answer's), its function, its custom tool's input.
 TOOL_CALL_KEYS = frozenset({"id", "type", "index", "function", "custom"})
 FUNCTION_CALL_KEYS = frozenset({"name", "arguments"})

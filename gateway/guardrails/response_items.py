@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.guardrails.answer_values import read_values
 from gateway.guardrails.json_texts import rewrite_json
 from gateway.guardrails.message_texts import (
     Reader,
     TextFn,
     changed,
-    each_reader,
     field_reader,
     read_arguments,
     read_content,
@@ -28,7 +28,11 @@ from gateway.guardrails.request_fields import (
 )
 
 # Where the texts of a Responses `input` or `output` item are, by its type: each reader
-# rewrites one field (nested ones through `field_reader`). Any other type: its `content`.
+# rewrites one field (nested ones through `field_reader`). An object a tool's item holds
+# (a web search's `action` and its `sources`, a code interpreter's `outputs`, file search
+# `results` and their `attributes`, a shell's `action`, a patch's `operation`) is read
+# whole, every string in it but its structure (answer_values.py). Any other type: its
+# `content`.
 _ITEM_TEXTS: dict[str, tuple[Reader, ...]] = {
     "function_call": (field_reader("arguments", read_arguments),),
     "function_call_output": (field_reader("output", read_content),),
@@ -39,20 +43,17 @@ _ITEM_TEXTS: dict[str, tuple[Reader, ...]] = {
     "mcp_approval_request": (field_reader("arguments", read_arguments),),
     "code_interpreter_call": (
         field_reader("code", read_text),
-        field_reader("outputs", each_reader(field_reader("logs", read_text))),
+        field_reader("outputs", read_values),
     ),
-    "local_shell_call": (field_reader("action", field_reader("command", read_strings)),),
+    "local_shell_call": (field_reader("action", read_values),),
     "local_shell_call_output": (field_reader("output", read_text),),
-    "shell_call": (field_reader("action", field_reader("commands", read_strings)),),
-    "shell_call_output": (
-        field_reader("output", each_reader(field_reader("stdout", read_text))),
-        field_reader("output", each_reader(field_reader("stderr", read_text))),
-    ),
-    "apply_patch_call": (field_reader("operation", field_reader("diff", read_text)),),
-    "web_search_call": (field_reader("action", field_reader("query", read_text)),),
+    "shell_call": (field_reader("action", read_values),),
+    "shell_call_output": (field_reader("output", read_values),),
+    "apply_patch_call": (field_reader("operation", read_values),),
+    "web_search_call": (field_reader("action", read_values),),
     "file_search_call": (
         field_reader("queries", read_strings),
-        field_reader("results", each_reader(field_reader("text", read_text))),
+        field_reader("results", read_values),
     ),
     "image_generation_call": (field_reader("revised_prompt", read_text),),
 }
@@ -77,9 +78,10 @@ _CALLED_NAME = field_reader("name", read_name)
 _KNOWN_ITEMS = frozenset({"message", *_ITEM_TEXTS})
 
 
-# Per item type, the keys its readers read or that hold no text (ids, settings, an image's
-# data, encrypted reasoning); any other key of an item is scanned whole (a provider's own,
-# an MCP call's `error`, its `server_label`), as an unknown request field is.
+# Per item type, the keys its readers read or that hold no text (ids, an image's base64
+# `result`, encrypted reasoning); any other key of an item is scanned whole (a provider's
+# own, an MCP call's `error`, its `server_label`, an image's `size`), as an unknown
+# request field is.
 _ITEM_KEYS: dict[str, frozenset[str]] = {
     kind: _ITEM_IDS | keys
     for kind, keys in {
@@ -99,8 +101,7 @@ _ITEM_KEYS: dict[str, frozenset[str]] = {
         "apply_patch_call": {"operation"},
         "web_search_call": {"action"},
         "file_search_call": {"queries", "results"},
-        "image_generation_call": {"revised_prompt", "result", "background", "output_format"}
-        | {"quality", "size", "action"},
+        "image_generation_call": {"revised_prompt", "result"},
     }.items()
 }
 # The call items whose `name` is the tool's (scanned, never rewritten: a client matches it).
@@ -124,6 +125,15 @@ def read_response_item(item: Any, fn: TextFn, is_json: bool = False) -> Any:
         item = _CALLED_NAME(item, fn)
     elif kind == "message" and isinstance(item.get("content"), list):
         item = changed(item, {"content": unknown_part_keys(item["content"], fn)})
+    elif kind == "reasoning":  # its summary and content are parts, as a message's
+        item = changed(
+            item,
+            {
+                name: unknown_part_keys(item[name], fn)
+                for name in ("summary", "content")
+                if isinstance(item.get(name), list)
+            },
+        )
     readers = _JSON_MESSAGE if is_json and kind == "message" else _ITEM_TEXTS.get(kind, _OTHER_ITEM)
     for read in readers:
         item = read(item, fn)

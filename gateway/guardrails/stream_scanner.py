@@ -19,8 +19,10 @@ dropped: what was held went out at the end, and a fresh window would not see a m
 that began there. Texts that come whole (a chat delta's URL citations, and its fields
 that hold an object or a list, its content parts' other keys, a choice's own unknown
 keys such as vLLM's `stop_reason`: stream_values.py; an event's own top-level fields but
-its structure (request_fields.CHUNK_KEYS), such as Perplexity's `search_results`; Responses
-events that repeat whole texts: `*.done`, `response.completed`; an upstream's error
+its structure (request_fields.CHUNK_KEYS), such as Perplexity's `search_results`; every
+other Responses event, every string in it but its structure and base64 (items and parts
+added, `*.done` events that repeat whole texts, `response.completed`: texts.py); a
+delta's `function_call` and `audio` but for the text growing in them; an upstream's error
 event, chat's `{"error": ...}`, Responses' `error` and `response.failed`, whose message
 may quote the prompt) are reviewed whole, redacted the same way.
 
@@ -174,6 +176,23 @@ class _Text:
     # value again each piece (quadratic); it is scanned whole once something ends it.
     bare_open: bool = False
     longer: list[str] = field(default_factory=list)
+
+
+class _WholeTexts:
+    """The step's review of whole texts as the text function the readers take, with
+    `lines_clean` to clear many texts in one pass (a Responses tool item's sources and
+    results: answer_values.py; an object's keys: json_texts.py)."""
+
+    __slots__ = ("step",)
+
+    def __init__(self, step: OutputScanner) -> None:
+        self.step = step
+
+    def __call__(self, text: str) -> Sequence[Redaction]:
+        return self.step._review_whole(text)
+
+    def lines_clean(self, texts: list[str]) -> bool:
+        return self.step._lines_clean(texts)
 
 
 class _OverInline(Exception):
@@ -547,6 +566,8 @@ class OutputScanner:
                     continue
                 if name == "tool_calls":
                     checked = self._review_calls(value)
+                elif name in _BESIDE_GROWN:
+                    checked = self._review_beside(value, *_BESIDE_GROWN[name])
                 elif name in _DELTA_SHAPED:
                     continue
                 elif name == "content":
@@ -594,6 +615,24 @@ class OutputScanner:
             out.append(rewritten)
         return out if any(a is not b for a, b in zip(out, calls, strict=True)) else calls
 
+    def _review_beside(self, value: Any, grown: str, kept: frozenset[str]) -> Any:
+        """A delta's `function_call` or `audio` but for the text that grows in it (its
+        arguments, its transcript: `_pieces`) and the keys `kept` (audio's id, base64
+        `data` and expiry): the called function's name and any other key, reviewed whole
+        (a name a redact rule matched is redacted, as a tool call's is)."""
+        if type(value) is not dict:
+            return self._review_json(value)
+        view = {
+            k: v for k, v in value.items() if k not in kept and not (k == grown and type(v) is str)
+        }
+        if not view:
+            return value
+        checked = self._review_json(view)
+        if checked is view:
+            return value
+        # Rewritten: what was set aside goes back in, as it came.
+        return {k: v for k, v in value.items() if k not in view} | checked
+
     def _review_parts(self, parts: Any) -> Any:
         """Streamed content parts but for the texts that grow: every other string."""
         if type(parts) is not list:
@@ -613,9 +652,7 @@ class OutputScanner:
         dropped = bool(parsed.get("logprobs"))
         if dropped:
             parsed["logprobs"] = []  # its tokens spell the text before the window
-        if kind in _RESPONSE_DELTAS:
-            if not isinstance(parsed.get("delta"), str):
-                return prefix + b"data: " + _json(parsed) + b"\n\n" if dropped else event
+        if kind in _RESPONSE_DELTAS and isinstance(parsed.get("delta"), str):
             if not _DELTA_EVENT_KEYS.issuperset(parsed):  # a provider's own field: whole
                 fields = rewrite_unknown_keys(_DELTA_EVENT_KEYS, parsed, self._review_whole)
                 if fields is not parsed:
@@ -642,10 +679,11 @@ class OutputScanner:
                 return event
             parsed["delta"] = released
             return prefix + b"data: " + _json(parsed) + b"\n\n"
-        # Any other event: the texts it ends end here (none for an event in between, such
-        # as an annotation added), then whole texts are reviewed.
+        # Any other event (a delta that is not a string too: reviewed whole): the texts it
+        # ends end here (none for an event in between, such as an annotation added), then
+        # whole texts and every other string but the structure are reviewed.
         before = self._end_texts(parsed)
-        rewritten = rewrite_response_event(parsed, self._review_whole, is_json=self.is_json)
+        rewritten = rewrite_response_event(parsed, _WholeTexts(self), is_json=self.is_json)
         if rewritten is not parsed:
             rewritten = dict(rewritten)
         renumbered = self._renumber(rewritten)
@@ -786,6 +824,10 @@ class OutputScanner:
         lines = apply_redactions(text, spans).split("\n")
         return prefix + b"".join(b"data: " + line.encode() + b"\n" for line in lines) + b"\n"
 
+    def _lines_clean(self, texts: list[str]) -> bool:
+        """Whether no rule matches any of `texts`, each alone (scanner.lines_clean)."""
+        return self._blocked_by is not None or self.scanner.lines_clean(texts)
+
     def _review_whole(self, whole: str) -> Sequence[Redaction]:
         if self._blocked_by is not None:
             return ()  # not sent: the step ends after this event
@@ -825,6 +867,11 @@ _KNOWN_DELTA = frozenset({*_DELTA_TEXTS, *_DELTA_SHAPED, *_DELTA_STRUCTURE})
 # A streamed tool call: its structure, and the text of each part that grows (`_pieces`).
 _CALL_STRUCTURE = frozenset({"index", "id", "type"})
 _GROWN_IN_CALL = {"function": "arguments", "custom": "input"}
+# Delta objects with a text that grows in them, and the keys in them that hold no text.
+_BESIDE_GROWN = {
+    "function_call": ("arguments", frozenset[str]()),
+    "audio": ("transcript", frozenset({"id", "data", "expires_at"})),
+}
 
 
 def _grows(part: Any) -> bool:

@@ -36,8 +36,14 @@ tool-call input, and every string of the keys the gateway does not know in a cho
 its message and its content parts (`thinking`, `reasoning_details`, ...), and in the
 answer itself (Perplexity's `citations`, `search_results`: all but ids, the model, counts;
 request_fields.ANSWER_KEYS); completions text; Responses output text, refusals, citations
-and the texts of each output item type response_items.py lists (as for the request), every
-other key of an item but its ids, and an item of a type the gateway does not know whole.
+and the texts of each output item type response_items.py lists (as for the request), the
+objects a tool's item holds (a web search's `action` and `sources`, code interpreter
+`outputs`, file search `results`) and every other key of an item, every string in them but
+the structure (ids, `type`, `status`, indexes: answer_values.py) and base64 (an image's
+`result`, encrypted reasoning), and an item of a type the gateway does not know whole;
+Responses stream events the same way, every key but the structure, a partial image's and
+`response.audio.delta`'s base64 (rewrite_response_event). A citation is read whole too.
+A chat message's `audio` is read but for its base64 `data`.
 A choice (or a text part) whose text a rule rewrote loses its `logprobs`: the tokens spell
 the text.
 An upstream's error is an answer's text too (`rewrite_error`): it may quote the prompt.
