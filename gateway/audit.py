@@ -2,6 +2,14 @@
 
 Writes happen inside the caller's transaction, so a change and its audit row
 commit together or not at all.
+
+The actor is a name: a CLI user (`root@vm`, `cli:root`), a folder, or an admin-API
+token's subject, which whoever mints or issues the token chooses. So an admin-API
+change also records who called beyond the subject (`via`: its client_id, issuer and
+team), and a token whose subject reads like a CLI author is told apart from a CLI
+change: an entry with `via` null was not made through the admin API. `via` is kept
+in the stored `after` document under VIA_KEY (no column of its own) and read back
+out of it, so `after` is what the change left, as before.
 """
 
 from __future__ import annotations
@@ -30,6 +38,39 @@ audit_log = sa.Table(
 )
 
 
+VIA_KEY = "_via"  # in the stored `after`: the admin-API caller (never a bundle section)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCaller:
+    """Who made an admin-API change, beyond its token's subject."""
+
+    client_id: str | None  # the token's client_id claim (None: the token has none)
+    issuer: str  # the token's `iss`: the built-in issuer or an external IdP
+    team: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "channel": "admin-api",
+            "client_id": self.client_id,
+            "issuer": self.issuer,
+            "team": self.team,
+        }
+
+
+class ApiActor(str):
+    """An admin-API token's subject as the actor of a change, carrying the caller
+    (`ApiCaller`): `record_audit` keeps it as the entry's `via`. A `str`, so it passes
+    through services that take an actor's name unchanged."""
+
+    caller: ApiCaller
+
+    def __new__(cls, subject: str, caller: ApiCaller) -> ApiActor:
+        made = super().__new__(cls, subject)
+        made.caller = caller
+        return made
+
+
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
     id: int
@@ -40,6 +81,7 @@ class AuditEntry:
     reason: str | None
     before: Any
     after: Any
+    via: Any = None  # ApiCaller.as_json() of an admin-API change; None for any other
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -51,6 +93,7 @@ class AuditEntry:
             "reason": self.reason,
             "before": self.before,
             "after": self.after,
+            "via": self.via,
         }
 
 
@@ -69,11 +112,15 @@ async def record_audit(
     after: Any = None,
     at: datetime | None = None,
 ) -> None:
-    """Add one entry in the caller's transaction. Never pass secrets in before/after."""
+    """Add one entry in the caller's transaction. Never pass secrets in before/after.
+
+    An `ApiActor` records its caller as the entry's `via`."""
+    if isinstance(actor, ApiActor):
+        after = {**(after if after is not None else {}), VIA_KEY: actor.caller.as_json()}
     await conn.execute(
         audit_log.insert().values(
             at=at or datetime.now(UTC),
-            actor=actor,
+            actor=str(actor),
             action=action,
             target=target,
             reason=reason,
@@ -91,16 +138,23 @@ async def read_audit(
     if before is not None:
         query = query.where(audit_log.c.id < min(before, 2**63 - 1))
     rows = await conn.execute(query)
-    return [
-        AuditEntry(
-            id=r.id,
-            at=r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC),
-            actor=r.actor,
-            action=r.action,
-            target=r.target,
-            reason=r.reason,
-            before=orjson.loads(r.before) if r.before else None,
-            after=orjson.loads(r.after) if r.after else None,
-        )
-        for r in rows
-    ]
+    return [_entry(r) for r in rows]
+
+
+def _entry(row: sa.Row[Any]) -> AuditEntry:
+    after = orjson.loads(row.after) if row.after else None
+    via = None
+    if isinstance(after, dict) and VIA_KEY in after:
+        via = after.pop(VIA_KEY)
+        after = after or None  # recorded with no `after` of its own
+    return AuditEntry(
+        id=row.id,
+        at=row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC),
+        actor=row.actor,
+        action=row.action,
+        target=row.target,
+        reason=row.reason,
+        before=orjson.loads(row.before) if row.before else None,
+        after=after,
+        via=via,
+    )

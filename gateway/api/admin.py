@@ -3,8 +3,10 @@
 Parses JSON, checks the `gateway:admin` scope (no token → 401, without the
 scope → 403 insufficient_scope), calls `PolicyService` (the CLI calls it too)
 and renders JSON; no policy rule lives here. The token's subject is the author
-of a change. Errors are OpenAI-shaped; an invalid policy answers 400 with every
-issue in `error.errors`, a stale `base_version` 409. A GET refuses (400) a query
+of a change; its audit entry also records the token's client_id, issuer and team
+(`via`), so an API change is told from a CLI one whatever the subject says. Errors
+are OpenAI-shaped; an invalid policy answers 400 with every issue in
+`error.errors`, a stale `base_version` 409. A GET refuses (400) a query
 parameter it does not take, or one given twice, as the finance report does.
 """
 
@@ -22,7 +24,7 @@ from starlette.routing import Route
 from gateway.api.body import read_json_object
 from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
 from gateway.api.query import check_query
-from gateway.audit import AuditEntry
+from gateway.audit import ApiActor, ApiCaller, AuditEntry
 from gateway.auth.principal import SCOPE_ADMIN, Principal
 from gateway.errors import InvalidRequest, NotFound, cut, escaped, quoted
 from gateway.limits.backend import BackendUnavailable
@@ -189,6 +191,13 @@ def _list(
     )
 
 
+def api_actor(principal: Principal) -> ApiActor:
+    """The caller as the actor of a change: its subject, with its client_id, issuer and
+    team for the audit entry's `via`."""
+    caller = ApiCaller(principal.client_id, principal.issuer, principal.team)
+    return ApiActor(principal.subject, caller)
+
+
 def _applied(applied: Applied) -> Response:
     """The running version after a change, whether it changed, and what `policy check`
     would warn of in the bundle sent (`[]`: nothing)."""
@@ -230,7 +239,10 @@ async def get_policy(request: Request, services: Services, principal: Principal)
 async def put_policy(request: Request, services: Services, principal: Principal) -> Response:
     body = await _parse(request, services, PolicyPut)
     applied = await services.policy_versions.apply(
-        body.bundle, author=principal.subject, reason=body.reason, base_version=body.base_version
+        body.bundle,
+        author=api_actor(principal),
+        reason=body.reason,
+        base_version=body.base_version,
     )
     return _applied(applied)
 
@@ -240,7 +252,7 @@ async def patch_team(request: Request, services: Services, principal: Principal)
     applied = await services.policy_versions.patch_team(
         request.path_params["team"],
         body.changes,
-        author=principal.subject,
+        author=api_actor(principal),
         reason=body.reason,
         base_version=body.base_version,
     )
@@ -274,7 +286,7 @@ async def diff_versions(request: Request, services: Services, principal: Princip
 async def rollback(request: Request, services: Services, principal: Principal) -> Response:
     body = await _parse(request, services, Rollback)
     applied = await services.policy_versions.rollback(
-        body.version, author=principal.subject, reason=body.reason
+        body.version, author=api_actor(principal), reason=body.reason
     )
     return _applied(applied)
 

@@ -2,7 +2,8 @@
 
 Parses and renders only; the work is `ClientRegistry`, which the CLI calls
 too. Every path needs a token with `gateway:admin` (none → 401, without the
-scope → 403); the token's subject is the actor in the audit log. Errors are
+scope → 403); the token's subject is the actor in the audit log, with its client_id,
+issuer and team as the entry's `via` (`admin.api_actor`). Errors are
 OpenAI-shaped; an unknown parameter is refused, as elsewhere in the admin API.
 A client for a team the running policy lacks is created, as by the CLI, with
 the CLI's warning in the reply's `warning` when it may call models (an admin or
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from gateway.api.admin import api_actor
 from gateway.api.body import read_json_object
 from gateway.api.edge import Endpoint, Handler, json_response, requires_scope
 from gateway.api.query import check_query
@@ -88,7 +90,7 @@ async def create_client(request: Request, services: Services, principal: Princip
             f"Invalid 'team': {quoted(team)} can never be a team: {problem}.", param="team"
         )
     try:
-        record, secret = await services.clients.create(team, name, scopes, principal.subject)
+        record, secret = await services.clients.create(team, name, scopes, api_actor(principal))
     except InvalidClientSpec as invalid:
         raise InvalidRequest(str(invalid), param=invalid.param) from None
     created: dict[str, Any] = {**record.as_json(), "client_secret": secret}
@@ -103,7 +105,7 @@ async def create_client(request: Request, services: Services, principal: Princip
 async def revoke_client(request: Request, services: Services, principal: Principal) -> Response:
     client_id = request.path_params["client_id"]
     try:
-        record = await services.clients.revoke(client_id, principal.subject)
+        record = await services.clients.revoke(client_id, api_actor(principal))
     except UnknownClient:
         raise NotFound(f"No OAuth client {quoted(client_id)}.", param="client_id") from None
     return json_response(record.as_json())

@@ -126,6 +126,12 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         reason={"type": ["string", "null"]},
         before={},
         after={},
+        via={
+            "type": ["object", "null"],
+            "description": "An admin-API change's caller beyond `actor` (the token's "
+            'subject): `{"channel": "admin-api", "client_id", "issuer", "team"}`; null for '
+            "a change made otherwise (CLI, policy folder) or recorded before this field.",
+        },
     ),
     "AuditList": _page_of("AuditEntry"),
     "Client": _obj(list(_CLIENT), **_CLIENT),

@@ -496,7 +496,7 @@ class PolicyService:
             new = PolicyVersion(
                 version=number,
                 parent=previous,
-                author=author,
+                author=str(author),  # the name; an ApiActor's caller goes to the audit
                 created_at=self._utcnow(),
                 reason=reason,
                 bundle=candidate.raw,
