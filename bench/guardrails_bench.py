@@ -11,7 +11,9 @@
 (c) precision and recall per detector on tests/guardrails/corpus.jsonl (every rule
     redacts; a planted value counts as found when the rule of its detector fired and
     the value no longer appears; a negative line counts as a false positive when any
-    rule fired).
+    rule fired);
+(d) the output scanner's CPU on a Responses stream whose tool item and whole texts are
+    reviewed whole (`*.added`, `*.done`, `response.completed`) beside 18 text deltas.
 """
 
 from __future__ import annotations
@@ -66,8 +68,8 @@ def prompt_4kb() -> dict:
     }
 
 
-def stream_events() -> list[bytes]:
-    words = [
+def stream_words() -> list[str]:
+    return [
         "The",
         "quarterly",
         "numbers",
@@ -81,6 +83,10 @@ def stream_events() -> list[bytes]:
         "on",
         "time",
     ]
+
+
+def stream_events() -> list[bytes]:
+    words = stream_words()
     events = []
     for i in range(18):
         chunk = {
@@ -101,10 +107,57 @@ def stream_events() -> list[bytes]:
     return events
 
 
-def run_stream(events: list[bytes], scanner: Scanner | None) -> None:
-    steps = [] if scanner is None else [OutputScanner(scanner, "chat", [])]
+def responses_events() -> list[bytes]:
+    """A Responses stream as OpenAI sends one: the response created, a web search call
+    (added, searching, done with its sources), a message (item and part added, 18 text
+    deltas, the text, part and item done), the response completed."""
+    search = {
+        "type": "web_search_call",
+        "id": "ws_1",
+        "status": "completed",
+        "action": {
+            "type": "search",
+            "query": "quarterly billing numbers",
+            "sources": [
+                {"type": "url", "url": f"https://example.com/reports/{n}"} for n in range(5)
+            ],
+        },
+    }
+    text = " ".join(w for w, _ in zip(stream_words() * 2, range(18), strict=False))
+    part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+    message = {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant"}
+    message |= {"content": [part]}
+    response = {"id": "resp_1", "object": "response", "created_at": 1, "model": "m"}
+    at = {"item_id": "msg_1", "output_index": 1, "content_index": 0}
+    events: list[dict] = [
+        {"type": "response.created", "response": {**response, "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": search},
+        {"type": "response.web_search_call.searching", "item_id": "ws_1", "output_index": 0},
+        {"type": "response.output_item.done", "output_index": 0, "item": search},
+        {"type": "response.output_item.added", "output_index": 1, "item": message},
+        {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
+    ]
+    events += [
+        {"type": "response.output_text.delta", **at, "delta": word + " ", "logprobs": []}
+        for word, _ in zip(stream_words() * 2, range(18), strict=False)
+    ]
+    events += [
+        {"type": "response.output_text.done", **at, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **at, "part": part},
+        {"type": "response.output_item.done", "output_index": 1, "item": message},
+        {"type": "response.completed", "response": {**response, "output": [search, message]}},
+    ]
+    out = []
+    for number, event in enumerate(events):
+        data = orjson.dumps({**event, "sequence_number": number})
+        out.append(b"event: " + event["type"].encode() + b"\ndata: " + data + b"\n\n")
+    return out
+
+
+def run_stream(events: list[bytes], scanner: Scanner | None, endpoint: str = "chat") -> None:
+    steps = [] if scanner is None else [OutputScanner(scanner, endpoint, [])]
     chain = Chain(
-        [*steps, UsageObserver("chat", client_wants_usage=False, body={}, model="gpt-4o")]
+        [*steps, UsageObserver(endpoint, client_wants_usage=False, body={}, model="gpt-4o")]
     )
     for event in events:
         chain.feed(event)
@@ -166,6 +219,14 @@ def main() -> None:
     for d, (planted, caught, fps) in stats.items():
         recall = f"{caught / planted:.1%}" if planted else "n/a"
         print(f"| {d} | {planted} | {recall} | {fps} |")
+    responses = responses_events()
+    plain = per_call_us(lambda: run_stream(responses, None, "responses"), 2000)
+    scanned = per_call_us(lambda: run_stream(responses, scanner, "responses"), 2000)
+    print(
+        f"(d) {len(responses)}-event Responses stream (a web search with 5 sources, 18 text "
+        f"deltas, items and parts added and done): {scanned:.1f} µs with the output scanner, "
+        f"{plain:.1f} µs without (+{scanned - plain:.1f} µs)"
+    )
 
 
 if __name__ == "__main__":
