@@ -312,6 +312,8 @@ class FolderWatcher:
                 self._directory,
                 applied.version.version,
             )
+            for warning in applied.warnings:  # what `policy check` warns of (advice.py)
+                log.warning("policy version %d: %s", applied.version.version, warning)
 
     async def _restore_empty_export(self, marker: bundle_text.Marker | None) -> None:
         """Give back its file to a folder an earlier gateway wrote an empty bundle into as
