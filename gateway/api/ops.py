@@ -16,11 +16,12 @@ from gateway.db import DatabaseFileChanged
 from gateway.drain import is_draining
 from gateway.errors import NotFound, error_response
 from gateway.policy.schema import BackendErrorMode
-from gateway.services import Services
+from gateway.services import Services, error_cause, url_secrets
 
 # Kubernetes probes time out after 1 s by default: a hung database must make us
 # answer "not ready" within that, not hang the probe.
 READY_CHECK_TIMEOUT_S = 0.8
+REDIS_CAUSE_TIMEOUT_S = 0.5  # asking Redis why, once its check failed
 
 
 async def healthz(request: Request) -> Response:
@@ -50,8 +51,9 @@ async def readyz(request: Request) -> Response:
         checks["database"] = f"error: {gone.reason}"
     except TimeoutError:
         checks["database"] = f"error: no answer within {READY_CHECK_TIMEOUT_S} s"
-    except Exception as exc:  # any driver error means "not ready"; say which kind
-        checks["database"] = f"error: {type(exc).__name__}"
+    except Exception as exc:  # any driver error means "not ready"; say which and why
+        secrets = url_secrets(services.settings.database_url)
+        checks["database"] = f"error: {error_cause(exc, secrets)}"
     is_ready = all(v == "ok" for v in checks.values())
     if services.settings.redis_url:  # limits: the Redis they live in (issue 9)
         checks["redis"], is_redis_ready = await _redis_check(services)
@@ -72,6 +74,10 @@ async def _redis_check(services: Services) -> tuple[str, bool]:
     health = await services.limits.backend.health()
     if health == "ok":
         return health, True
+    probe = services.redis_probe
+    problem = None if probe is None else await probe.problem(REDIS_CAUSE_TIMEOUT_S)
+    if problem is not None:  # Redis's own words ("DB index is out of range"), not only a class
+        health = f"error: Redis {problem}"
     if services.policy.current().on_backend_error is BackendErrorMode.OPEN:
         return f"{health} (on_backend_error open: serving unchecked)", True
     return health, False
