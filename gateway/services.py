@@ -12,8 +12,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +25,7 @@ from gateway.auth.login_guard import LoginLimits
 from gateway.auth.response_id_key import load_response_id_key  # response id binding
 from gateway.cache.backends import open_cache  # response cache (issue 14)
 from gateway.cache.entry import CacheBackend  # response cache (issue 14)
+from gateway.causes import url_place
 from gateway.context import RequestContext
 from gateway.db import create_engine, migrate
 from gateway.guardrails.classifier import Classifiers
@@ -48,83 +47,20 @@ from gateway.usage.writer import ledger_writer
 Recorder = Callable[[RequestContext], None]
 
 log = logging.getLogger("gateway.services")
-CAUSE_MAX_CHARS = 160  # of an error's message in /readyz and the start-up warning
-REDIS_PROBE_TIMEOUT_S = 1.0
 
 
-def url_secrets(url: str | None) -> tuple[str, ...]:
-    """The password a URL carries, as written and decoded: never shown with a cause."""
-    try:
-        password = urlsplit(url or "").password
-    except ValueError:  # a port that is no number: the settings check refused it already
-        return ()
-    return tuple({password, unquote(password)}) if password else ()
-
-
-def error_cause(error: BaseException, secrets: tuple[str, ...] = ()) -> str:
-    """`Class: its first line` (a SQLAlchemy error's driver text, `orig`), for /readyz and
-    the log: cut at CAUSE_MAX_CHARS, `secrets` masked."""
-    origin = getattr(error, "orig", None)
-    source = origin if isinstance(origin, BaseException) else error
-    first = source.args[0] if source.args and isinstance(source.args[0], str) else str(source)
-    line = next((part.strip() for part in first.splitlines() if part.strip()), "")
-    for secret in secrets:
-        line = line.replace(secret, "***")
-    line = line[:CAUSE_MAX_CHARS]
-    return f"{type(error).__name__}: {line}" if line else type(error).__name__
-
-
-class RedisProbe:
-    """A small client of GATEWAY_REDIS_URL that only asks PING, for the operator: why Redis
-    fails, at start (one warning) and in /readyz. Serving does not wait for it."""
-
-    def __init__(self, url: str) -> None:
-        import redis.asyncio as aioredis  # redis only when configured
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        self._client: Any = aioredis.Redis.from_url(
-            url,
-            socket_timeout=REDIS_PROBE_TIMEOUT_S,
-            socket_connect_timeout=REDIS_PROBE_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
+async def warn_if_redis_unusable(limits: Limits, url: str) -> None:
+    """One warning at start when GATEWAY_REDIS_URL does not answer (the limits backend's
+    own health check names why); serving goes on: /readyz says it, and the policy's
+    on_backend_error decides what limited requests get."""
+    health = await limits.backend.health()
+    if health != "ok":
+        where = url_place(url)
+        log.warning(
+            f"{health.removeprefix('error: ')} at {where} (GATEWAY_REDIS_URL); serving "
+            "without it until it answers (see /readyz and limits.on_backend_error)",
+            extra={"fields": {"redis": where, "error": health}},
         )
-        self._secrets = url_secrets(url)
-        parts = urlsplit(url)
-        # Where it points, for the log: host, port and database (no user, no password).
-        self.where = f"{parts.hostname or ''}:{parts.port or 6379}{parts.path}"
-        if parts.scheme == "unix":
-            self.where = parts.path
-
-    async def problem(self, within_s: float = REDIS_PROBE_TIMEOUT_S) -> str | None:
-        """None when Redis answers PING, else "unreachable (Class: cause)" or "refused
-        (Class: cause)": a wrong database index or password is refused, not unreachable."""
-        from redis.exceptions import AuthenticationError, ResponseError
-
-        try:
-            async with asyncio.timeout(within_s):
-                await self._client.ping()
-        except TimeoutError:
-            return f"unreachable (no answer within {within_s:g} s)"
-        except (AuthenticationError, ResponseError) as error:
-            return f"refused ({error_cause(error, self._secrets)})"
-        except Exception as error:  # redis-py's ConnectionError, an OSError: any is "not"
-            return f"unreachable ({error_cause(error, self._secrets)})"
-        return None
-
-    async def warn_if_unusable(self) -> None:
-        """One warning at start when Redis does not answer; serving goes on (/readyz says
-        it, and the policy's on_backend_error decides what limited requests get)."""
-        problem = await self.problem()
-        if problem is not None:
-            log.warning(
-                f"Redis at {self.where} (GATEWAY_REDIS_URL) is {problem}; serving without "
-                "it until it answers (see /readyz and limits.on_backend_error)",
-                extra={"fields": {"redis": self.where, "error": problem}},
-            )
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +84,6 @@ class Services:
     limits: Limits  # budgets, rate limits, concurrency (issue 9)
     telemetry: Telemetry  # traces and metrics; they subscribe to `recorders`
     response_id_key: ResponseIdKey  # response id binding: ids minted per team, every replica
-    redis_probe: RedisProbe | None = None  # why GATEWAY_REDIS_URL fails, for /readyz
 
 
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
@@ -198,10 +133,7 @@ async def build_services(
     jwks = JwksCache(upstreams=UpstreamRules.from_env(os.environ))
     classifiers = Classifiers(UpstreamRules.from_env(os.environ))
     cache = open_cache(settings.redis_url)  # response cache (issue 14); connects on first use
-    redis_probe = RedisProbe(settings.redis_url) if settings.redis_url else None
     try:
-        if redis_probe is not None:
-            await redis_probe.warn_if_unusable()
         # A short current-key cache: `gateway keys rotate` run anywhere signs here within 1 s.
         keys = SigningKeyStore(
             engine,
@@ -235,6 +167,8 @@ async def build_services(
             keep_policy_in_sync(policy_versions, policy_store, providers, settings.policy_dir),
             open_limits(settings, engine, ledger.caught_up) as limits,  # limits (issue 9)
         ):
+            if settings.redis_url:
+                await warn_if_redis_unusable(limits, settings.redis_url)
             try:
                 yield Services(
                     settings=settings,
@@ -256,7 +190,6 @@ async def build_services(
                     limits=limits,
                     telemetry=telemetry,
                     response_id_key=response_id_key,  # response id binding
-                    redis_probe=redis_probe,
                 )
             finally:
                 # uvicorn shuts the lifespan down right after cancelling the requests
@@ -269,8 +202,6 @@ async def build_services(
             await jwks.close()
             await classifiers.close()
             await cache.close()  # response cache (issue 14)
-            if redis_probe is not None:
-                await redis_probe.close()
             await providers.close()
             await engine.dispose()
             # Exports the spans still queued: a blocking HTTP call, so off the loop.

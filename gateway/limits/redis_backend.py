@@ -42,9 +42,10 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.causes import error_cause, url_secrets
 from gateway.limits.answers import (
     BudgetRefusal,
     ConcurrencyRefusal,
@@ -113,6 +114,7 @@ class RedisBackend:
         clock: Clock = wall_clock_ms,
     ) -> None:
         self._redis = client
+        self.secrets: tuple[str, ...] = ()  # the URL's password: never in a health line
         self._fast = fast  # the scripts' calls go here when the URL allows (resp.py)
         self._clock = clock  # stamps rebuilds and unchecked settles: CHARGE compares them
         self._reserve = client.register_script(RESERVE)
@@ -150,7 +152,9 @@ class RedisBackend:
             decode_responses=False,
         )
         fast = RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S, scripts=SCRIPTS)
-        return cls(client, fast, clock)
+        backend = cls(client, fast, clock)
+        backend.secrets = url_secrets(url)
+        return backend
 
     def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> None:
         return None  # Redis decides: always one round trip (try_reserve)
@@ -488,10 +492,14 @@ class RedisBackend:
         return Snapshot(budgets, rates, tuple(int(n) for n in replies[nb + nr :]))
 
     async def health(self) -> str:
+        """ "ok", or why not in Redis's own words: refused (a wrong database index or
+        password: AuthenticationError, ResponseError) or unreachable (anything else)."""
         try:
             await self._redis.ping()
+        except (AuthenticationError, ResponseError) as error:
+            return f"error: Redis refused ({error_cause(error, self.secrets)})"
         except (RedisError, OSError) as error:
-            return f"error: Redis unreachable ({type(error).__name__})"
+            return f"error: Redis unreachable ({error_cause(error, self.secrets)})"
         return "ok"
 
     async def close(self) -> None:
