@@ -22,7 +22,7 @@ from gateway.guardrails.request_fields import (
     rewrite_unknown_fields,
     rewrite_unknown_keys,
 )
-from gateway.guardrails.response_items import read_input_item
+from gateway.guardrails.response_items import read_response_item
 
 # Responses tools whose whole definition is the model's text (name, schema, grammar).
 _DEFINED_TOOLS = frozenset({"function", "custom"})
@@ -147,7 +147,7 @@ def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping
                 "input": (
                     scan(raw_input, fn)
                     if isinstance(raw_input, str)
-                    else each_item(raw_input, fn, lambda item: read_input_item(item, fn))
+                    else each_item(raw_input, fn, lambda item: read_response_item(item, fn))
                 ),
                 "tools": _tools(body.get("tools"), fn),
                 "tool_choice": _choice_of_tool(body.get("tool_choice"), fn),

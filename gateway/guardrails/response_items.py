@@ -31,9 +31,10 @@ from gateway.guardrails.request_fields import (
 # rewrites one field (nested ones through `field_reader`). An object a tool's item holds
 # (a web search's `action` and its `sources`, a code interpreter's `outputs`, file search
 # `results` and their `attributes`, a shell's `action`, a patch's `operation`) is read
-# whole, every string in it but its structure (answer_values.py). Any other type: its
-# `content`.
+# whole, every string in it but its structure (answer_values.py). An item of any other
+# type is scanned whole but for its ids (`read_response_item`).
 _ITEM_TEXTS: dict[str, tuple[Reader, ...]] = {
+    "message": (field_reader("content", read_content),),
     "function_call": (field_reader("arguments", read_arguments),),
     "function_call_output": (field_reader("output", read_content),),
     "custom_tool_call": (field_reader("input", read_text),),
@@ -59,11 +60,8 @@ _ITEM_TEXTS: dict[str, tuple[Reader, ...]] = {
 }
 
 
-_OTHER_ITEM = (field_reader("content", read_content),)
-
-
-# An input item's fields that are structure, not text: an item of a type this gateway
-# does not know is otherwise scanned whole (`_unknown_item`).
+# An item's fields that are structure, not text: an item of a type this gateway does
+# not know is otherwise scanned whole.
 _ITEM_IDS = frozenset({"type", "id", "call_id", "status"})
 
 
@@ -73,9 +71,6 @@ _JSON_MESSAGE: tuple[Reader, ...] = (field_reader("content", read_json_content),
 
 # The name of the tool a Responses call item of a request called, as in `tools`.
 _CALLED_NAME = field_reader("name", read_name)
-
-
-_KNOWN_ITEMS = frozenset({"message", *_ITEM_TEXTS})
 
 
 # Per item type, the keys its readers read or that hold no text (ids, an image's base64
@@ -118,7 +113,7 @@ def read_response_item(item: Any, fn: TextFn, is_json: bool = False) -> Any:
     kind = item.get("type")
     if kind is None:
         kind = "message"  # a request's message may leave its type out
-    if not isinstance(kind, str) or kind not in _KNOWN_ITEMS:
+    if not isinstance(kind, str) or kind not in _ITEM_TEXTS:
         return rewrite_unknown_keys(_ITEM_IDS, item, fn)  # an upstream's own item type
     item = rewrite_unknown_keys(_ITEM_KEYS[kind], item, fn)
     if kind in _NAMED_ITEMS:
@@ -134,12 +129,7 @@ def read_response_item(item: Any, fn: TextFn, is_json: bool = False) -> Any:
                 if isinstance(item.get(name), list)
             },
         )
-    readers = _JSON_MESSAGE if is_json and kind == "message" else _ITEM_TEXTS.get(kind, _OTHER_ITEM)
+    readers = _JSON_MESSAGE if is_json and kind == "message" else _ITEM_TEXTS[kind]
     for read in readers:
         item = read(item, fn)
     return item
-
-
-def read_input_item(item: Any, fn: TextFn) -> Any:
-    """One item of a Responses request's `input` (`read_response_item`)."""
-    return read_response_item(item, fn)
