@@ -209,23 +209,19 @@ def _json(value: Mapping[str, Any]) -> str:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
 
 
-def vendors(provider: str | None, provider_type: str | None) -> tuple[str, str]:
-    """(service provider, publisher) of a provider key of type `provider_type`: the
-    platform when there is no provider (a refusal reached none), the key itself when
+def vendors(provider: str | None, provider_types: Mapping[str, str]) -> tuple[str, str]:
+    """(service provider, publisher) of a provider key, by its type in `provider_types`:
+    the platform when there is no provider (a refusal reached none), the key itself when
     its type is unknown."""
     if provider is None:
         return PLATFORM_NAME, PLATFORM_NAME
-    if provider_type is None or provider_type not in _VENDORS:
-        return provider, provider
-    return _VENDORS[provider_type]
+    return _VENDORS.get(provider_types.get(provider, ""), (provider, provider))
 
 
 def _lines(
     month: Month, key: ChargeKey, sums: ChargeSums, provider_types: Mapping[str, str]
 ) -> list[list[str | int]]:
-    vendor, publisher = vendors(
-        key.provider, provider_types.get(key.provider) if key.provider else None
-    )
+    vendor, publisher = vendors(key.provider, provider_types)
     resource = key.deployment or key.model or "unknown"
     period_start = _iso(month.start_ms // MS_PER_DAY)
     period_end = _iso(month.end_ms // MS_PER_DAY)  # exclusive, as FOCUS periods are
