@@ -116,6 +116,12 @@ class RequestContext:
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
 
+    @property
+    def recorded_usage(self) -> Usage | None:
+        """The tokens the request's records show (ledger row, access line, server span):
+        its answer's, or a hit's saved ones. What charges reads `usage` alone."""
+        return self.usage if self.usage is not None else self.saved_usage
+
     def end(self, status: int, outcome: Outcome, error_code: str | None = None) -> None:
         self.status, self.outcome, self.error_code = status, outcome, error_code
 
@@ -142,3 +148,9 @@ class EdgeContext:
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
+
+    @property
+    def recorded_usage(self) -> Usage | None:
+        """The tokens the request's records show (ledger row, access line, server span):
+        its answer's, or a hit's saved ones. What charges reads `usage` alone."""
+        return self.usage if self.usage is not None else self.saved_usage

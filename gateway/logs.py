@@ -99,7 +99,7 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
         fields["cache"] = ctx.cache.value
     if ctx.guardrail_hits:  # rule names and what they did, never the text
         fields["guardrails"] = [f"{h.rule}:{h.action}:{h.where}" for h in ctx.guardrail_hits]
-    usage = ctx.usage
+    usage = ctx.recorded_usage  # a hit's too: its ledger row holds them
     if usage is not None:
         fields["input_tokens"] = usage.input_tokens
         fields["output_tokens"] = usage.output_tokens

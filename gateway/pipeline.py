@@ -788,7 +788,7 @@ def _estimated_header(ctx: RequestContext) -> tuple[bytes, bytes]:
     """Were the answer's tokens counted here? A cache hit's are those its entry was
     charged (`saved_usage`): counted when the upstream that answered sent no usage,
     as its ledger row says."""
-    usage = ctx.usage if ctx.usage is not None else ctx.saved_usage
+    usage = ctx.recorded_usage
     estimated = usage is not None and usage.is_estimated
     return b"x-gateway-tokens-estimated", b"true" if estimated else b"false"
 

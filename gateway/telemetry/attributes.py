@@ -238,7 +238,7 @@ def answer_attributes(ctx: RequestContext) -> Attributes:
     client span and the server span. Not the time to the first chunk, whose start
     differs per span (`first_chunk_s`), nor the response id (`response_id_attribute`)."""
     attributes: Attributes = {}
-    usage = ctx.usage
+    usage = ctx.recorded_usage  # a hit's saved tokens: it has no client span to share them
     if usage is not None:
         attributes[names.GEN_AI_USAGE_INPUT_TOKENS] = usage.input_tokens
         attributes[names.GEN_AI_USAGE_OUTPUT_TOKENS] = usage.output_tokens
@@ -392,8 +392,10 @@ def request_tail(ctx: RequestContext) -> Attributes:
     attributes = response_id_attribute(ctx, is_client_span=False)
     if ctx.first_byte_s is not None:  # from the request's arrival, as its client waited
         attributes[names.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = ctx.first_byte_s
-    if ctx.prices is not None:
+    if ctx.prices is not None or ctx.saved_usage is not None:  # a hit costs 0
         attributes[names.GATEWAY_COST_USD] = ctx.cost_nanousd / NANO_PER_USD
+    if ctx.cache is not None:
+        attributes[names.GATEWAY_CACHE] = ctx.cache.value
     decision = budget_decision(ctx)
     if decision is not None:
         attributes[names.GATEWAY_BUDGET_DECISION] = decision

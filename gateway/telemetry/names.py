@@ -56,6 +56,7 @@ GATEWAY_UPSTREAM_STATUS: Final = "gateway.upstream.status_code"
 GATEWAY_POLICY_VERSION: Final = "gateway.policy.version"
 # Filled from request-context fields other stages add (cost, budget, guardrails).
 GATEWAY_COST_USD: Final = "gateway.cost.usd"
+GATEWAY_CACHE: Final = "gateway.cache"  # response cache: hit, miss or bypass
 GATEWAY_BUDGET_DECISION: Final = "gateway.budget.decision"
 GATEWAY_GUARDRAIL_ACTIONS: Final = "gateway.guardrail.actions"
 

@@ -78,7 +78,7 @@ def ledger_row(ctx: RequestContext, latency_s: float) -> dict[str, Any]:
     answered when the entry was stored, and its token columns hold the tokens it saved.
     """
     principal, deployment, prices = ctx.principal, ctx.deployment, ctx.prices
-    usage = ctx.usage if ctx.usage is not None else ctx.saved_usage
+    usage = ctx.recorded_usage
     return {
         "id": ctx.key,
         "request_id": ctx.request_id,

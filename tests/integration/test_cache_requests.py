@@ -12,11 +12,13 @@ from typing import Any
 import openai
 import orjson
 import pytest
+from opentelemetry.trace import SpanKind
 
 from gateway.limits.plan import Estimate, build_plan
 from gateway.usage.pricing import usd_text
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.metrics import total
+from tests.support.telemetry import traced_gateway
 from tests.support.upstream import Behaviour, MockUpstream
 
 POLICY = """
@@ -476,6 +478,31 @@ async def test_a_hits_ledger_row_and_access_line_name_its_deployment(tmp_path, u
         ("hit", "up/upstream-chat", 0),
         ("hit", "up/upstream-chat", 0),
     ]
+    # A hit's line carries the tokens its ledger row holds, at no cost (as its row says).
+    rows = ledger_rows(tmp_path)
+    assert [(r["input_tokens"], r["output_tokens"], r["cost_usd"]) for r in requests] == [
+        (row["input_tokens"], row["output_tokens"], usd_text(row["cost_nanousd"])) for row in rows
+    ]
+    assert requests[1]["input_tokens"] > 0 and requests[1]["cost_usd"] == usd_text(0)
+
+
+async def test_a_hits_server_span_has_its_tokens_and_says_hit(tmp_path, up):
+    """A hit has no client span: its server span carries the tokens it saved (as its
+    ledger row), a cost of 0 and `gateway.cache`, so a trace reconciles with the ledger."""
+    async with traced_gateway(tmp_path, policy(up.base_url)) as (gw, spans):
+        client = await gw.openai("cached")
+        assert (await ask(client))[0] == "miss"
+        assert (await ask(client))[0] == "hit"
+        finished = spans.get_finished_spans()
+    miss, hit = sorted(
+        (s for s in finished if s.kind is SpanKind.SERVER), key=lambda s: s.start_time or 0
+    )
+    assert len([s for s in finished if s.kind is SpanKind.CLIENT]) == 1
+    assert (miss.attributes["gateway.cache"], hit.attributes["gateway.cache"]) == ("miss", "hit")
+    for name in ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"):
+        assert hit.attributes[name] == miss.attributes[name] > 0
+    assert hit.attributes["gateway.cost.usd"] == 0
+    assert miss.attributes["gateway.cost.usd"] > 0
 
 
 async def edit_policy(gw: RunningGateway, http: Any, change: Any) -> None:
