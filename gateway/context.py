@@ -148,9 +148,3 @@ class EdgeContext:
 
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started
-
-    @property
-    def recorded_usage(self) -> Usage | None:
-        """The tokens the request's records show (ledger row, access line, server span):
-        its answer's, or a hit's saved ones. What charges reads `usage` alone."""
-        return self.usage if self.usage is not None else self.saved_usage
