@@ -100,7 +100,9 @@ class LimitsBackend(Protocol):
         ...
 
     async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
-        """Add rebuilt usage to counters not yet rebuilt (a second seed is ignored)."""
+        """Add rebuilt usage to counters not yet rebuilt (a second seed is ignored). Each
+        counter made here adopts, as reserved, the estimates of the team's holds in flight
+        it applies to (plan.adopted_amount), freed once with each hold."""
         ...
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:

@@ -6,6 +6,11 @@ through the pure cores' arithmetic (budget.py, gcra.py). A shape's records are
 found once and kept with it (`_Bound`): a request reads and changes them with no
 lookup by key. Holds expire by their lease: a reservation first frees the lapsed
 ones, once some may have lapsed.
+
+A counter rebuilt from the ledger while holds are in flight (a budget added, or its
+period or timezone changed) adopts the reservations of those it applies to
+(plan.adopted_amount): the ledger holds only finished requests. Each hold's adopted
+amounts are kept by its id and freed with it, once, by its settle or its lease end.
 """
 
 from __future__ import annotations
@@ -25,7 +30,15 @@ from gateway.limits.answers import (
 )
 from gateway.limits.backend import Decision, Hold, NeedsSeed, Snapshot
 from gateway.limits.budget import Counter, Verdict
-from gateway.limits.plan import Actual, BudgetRule, Plan, RateKind, Shape, Unit
+from gateway.limits.plan import (
+    Actual,
+    BudgetRule,
+    Plan,
+    RateKind,
+    Shape,
+    Unit,
+    adopted_amount,
+)
 
 # A period's counter is kept this long past its end (late settles, the usage view).
 KEEP_AFTER_PERIOD_MS = 86_400_000
@@ -100,6 +113,8 @@ class MemoryBackend:
         self._teams: dict[str, _Team] = {}
         self._holds: dict[str, Hold] = {}  # unsettled, by id
         self._bound: dict[int, _Bound] = {}  # by id(shape), checked against the shape
+        # Reservations a rebuilt counter adopted from holds in flight, by hold id
+        self._adopted: dict[str, list[tuple[_Budget, int]]] = {}
         # No hold lapses before this instant (a lower bound: settles do not raise it, the
         # next sweep does). Checked per reservation; no entry per hold to keep in order.
         self._next_expiry_ms = NEVER
@@ -197,11 +212,15 @@ class MemoryBackend:
 
     async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
         counters = self._team(team).budgets
+        rebuilt: list[tuple[BudgetRule, _Budget]] = []
         for check, used in seeds:
             entry = self._budget(counters, check)
             if not entry.is_seeded:
                 entry.used += used
                 entry.is_seeded = True
+                rebuilt.append((check, entry))
+        if rebuilt:
+            self._adopt(team, rebuilt)
         # A new period's counters arrive here once each: the time to drop long-gone ones.
         if seeds and sum(len(t.budgets) for t in self._teams.values()) > PRUNE_ABOVE:
             now_ms = max(check.starts_ms for check, _ in seeds)
@@ -210,6 +229,24 @@ class MemoryBackend:
                 for key in old:
                     del state.budgets[key]
             self._bound.clear()  # some shape may hold a dropped record: find them anew
+
+    def _adopt(self, team: str, rebuilt: list[tuple[BudgetRule, _Budget]]) -> None:
+        """The team's holds in flight reserve on the counters just rebuilt, where they
+        apply: their requests are not in the ledger's sum, and their settles do not reach
+        these counters (stage.py charges the true usage there when each finishes)."""
+        for hold in self._holds.values():
+            if hold.plan.team != team:
+                continue
+            started_ms = hold.expires_ms - hold.plan.lease_ms
+            for check, entry in rebuilt:
+                amount = adopted_amount(check, hold.plan, started_ms)
+                if amount > 0:
+                    entry.reserved += amount
+                    self._adopted.setdefault(hold.id, []).append((entry, amount))
+
+    def _free_adopted(self, hold_id: str) -> None:
+        for entry, amount in self._adopted.pop(hold_id, ()):
+            entry.reserved -= amount if amount < entry.reserved else entry.reserved
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:
         if not hold.is_checked:
@@ -319,6 +356,8 @@ class MemoryBackend:
         plan = hold.plan
         shape = plan.shape
         bound = self._bound_of(shape)
+        if self._adopted:  # popped: freed once, by the settle or the lease's sweep
+            self._free_adopted(hold.id)
         if actual is None:
             used_tokens = used_nanousd = None
         else:

@@ -211,6 +211,28 @@ def budget_key(
     return key if era == 0 else f"{key}:e{era}"
 
 
+def key_owner(key: str) -> str:
+    """The owner a budget key names (`owner`'s 't' or 'u:<quoted subject>')."""
+    parts = key.split(":", 3)
+    return parts[1] if parts[1] == "t" else f"{parts[1]}:{parts[2]}"
+
+
+def adopted_amount(rule: BudgetRule, plan: Plan, started_ms: int) -> int:
+    """What a hold of the rule's team still in flight (its plan, its request started at
+    `started_ms`) must reserve on the counter of `rule` when that counter is rebuilt from
+    the ledger: the ledger holds only finished requests, and the hold reserved on other
+    keys (the budget was added, or its period or timezone changed, while it ran). Its
+    estimate in the rule's unit when the rule applies to it (the period holds its start,
+    as it does its ledger row; a user's budget, that user's); else 0."""
+    if not rule.starts_ms <= started_ms < rule.resets_ms:
+        return 0
+    if rule.scope is Scope.USER and key_owner(rule.key) != owner(Scope.USER, plan.subject):
+        return 0
+    if any(reserved.key == rule.key for reserved in plan.budgets):
+        return 0
+    return plan.amount(rule)
+
+
 # Shapes kept (one per team x subject x timezone): more than this and the cache starts over.
 SHAPES_KEPT = 8192
 

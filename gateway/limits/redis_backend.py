@@ -57,7 +57,7 @@ from gateway.limits.backend import BackendUnavailable, Decision, Hold, NeedsSeed
 from gateway.limits.budget import Counter, Verdict
 from gateway.limits.gcra import Bucket, state_of
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
-from gateway.limits.plan import Actual, BudgetRule, Plan, Shape
+from gateway.limits.plan import Actual, BudgetRule, Plan, Scope, Shape, Unit, key_owner
 from gateway.limits.redis_calls import (
     OwedCharge,
     OwedCharges,
@@ -208,11 +208,15 @@ class RedisBackend:
         p = team_prefix(team)
         # Stamped after the ledger was read: a request that finished while it was read is
         # not charged (its row may be in the sum); one that finished after it is.
+        # With each counter, what SEED needs to adopt the holds in flight it applies to.
         args: list[Any] = [self._clock()]
         for check, used in seeds:
-            args += [used, check.resets_ms + KEEP_AFTER_PERIOD_MS]
-        keys = [p + c.key for c, _ in seeds]
-        await self._call(self._seed, [*keys, p + SEED_MARKER], [*args, SEED_MARKER_KEEP_MS])
+            unit = "t" if check.unit is Unit.TOKENS else "u"
+            who = "t" if check.scope is Scope.TEAM else key_owner(check.key)
+            keep_until = check.resets_ms + KEEP_AFTER_PERIOD_MS
+            args += [used, keep_until, check.starts_ms, check.resets_ms, unit, who]
+        keys = [p + "holds", p + "exp", *(p + c.key for c, _ in seeds), p + SEED_MARKER]
+        await self._call(self._seed, keys, [*args, SEED_MARKER_KEEP_MS])
 
     async def before_rebuild(self, team: str) -> None:
         """When the team's seed marker is gone too, Redis lost its keys (restarted empty,

@@ -23,7 +23,7 @@ from typing import NamedTuple, TypeVar
 from redis.exceptions import NoScriptError
 
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
-from gateway.limits.plan import Actual, Plan, RateKind, Shape, Unit
+from gateway.limits.plan import Actual, Plan, RateKind, Scope, Shape, Unit, owner
 from gateway.limits.resp import NoScript, bulk
 
 Sent = TypeVar("Sent")
@@ -64,7 +64,8 @@ def _script_call(sha: str, keys: list[str], numbers: str) -> ScriptCall:
 def reserve_call(sha: str, shape: Shape) -> ScriptCall:
     """RESERVE's KEYS (holds, exp, budgets, rates, concurrency) and numbers: now,
     lease end, the counts, then (limit, amount, keep until) per budget, (limit, amount)
-    per rate, the limit per concurrency check."""
+    per rate, the limit per concurrency check, then the request's tokens, nano-USD and
+    its user's key owner (what a counter rebuilt while it is in flight adopts: SEED)."""
     p = team_prefix(shape.team)
     keys = [p + "holds", p + "exp"]
     numbers = [f"%(n)d %(l)d {len(shape.budgets)} {len(shape.rates)} {len(shape.concurrency)}"]
@@ -78,6 +79,8 @@ def reserve_call(sha: str, shape: Shape) -> ScriptCall:
     for c in shape.concurrency:
         keys.append(p + c.key)
         numbers.append(str(c.limit))
+    # A quoted subject holds no space; its '%' escaped from the template's filling.
+    numbers.append("%(t)d %(u)d " + owner(Scope.USER, shape.subject).replace("%", "%%"))
     return _script_call(sha, keys, " ".join(numbers))
 
 

@@ -9,7 +9,9 @@ Keys: budget counters are hashes (u = used, r = reserved, s = when it was rebuil
 from the ledger, ms; 1 from an older gateway; o:<hold id> = that unchecked request was
 charged here); rate buckets hashes (s = stamp ms, l = level); concurrency sorted sets of
 hold ids scored by lease end; `holds` maps a hold id to what it reserved
-("B key amount ... C key ..."; empty: it holds nothing, as a reserve given up on, see
+("M start tokens nanousd owner B key amount ... C key ...", where M says what a counter
+rebuilt while the hold is in flight adopts of it, see SEED, and each B an amount held on
+a budget key, adopted ones appended; empty: it holds nothing, as a reserve given up on, see
 CHARGE; S: settled late by CHARGE, so the request's own SETTLE, run late by a hung
 Redis, adds nothing), `exp` scores hold ids by lease end so the next reservation (or
 usage view) frees holds whose replica died; both live as long as the budget keys a
@@ -19,6 +21,8 @@ hold reserved on, since a sweep needs a record to undo it.
 from __future__ import annotations
 
 WINDOW_MS = 60_000
+# Hold records a SEED reads to find the reservations in flight a new counter adopts.
+ADOPT_SCAN = 4096
 
 _RELEASE = """
 -- Redis formats a Lua number with 14 digits: integers go out as exact strings. Zero
@@ -39,6 +43,8 @@ local function release(holds, exp, id)
         redis.call('HINCRBY', t[i + 1], 'r', int(-tonumber(t[i + 2])))
       end
       i = i + 3
+    elseif t[i] == 'M' then  -- the hold's start, amounts and owner: nothing to free
+      i = i + 5
     else
       redis.call('ZREM', t[i + 1], id)
       i = i + 2
@@ -58,7 +64,8 @@ for word in string.gmatch(ARGV[2], '%S+') do A[#A + 1] = word end
 
 # KEYS: holds, exp, budgets..., rates..., concurrency...
 # ARGV: id, then in one string: now, lease_end, nb, nr, nc, then (limit, amount,
-#       keep_until) per budget, (limit, amount) per rate, limit per concurrency.
+#       keep_until) per budget, (limit, amount) per rate, limit per concurrency, then
+#       the request's tokens, nano-USD and its user's key owner (the record's M).
 # Returns {0, remaining, reset_ms, ...per rate} | {1, i, verdict, used, reserved, V}
 #       | {2, i, in_flight, V} | {3, i, retry_ms, remaining, reset_ms, V} | {4, i, ...}
 #       | {5} (this hold id is known already: the gateway gave up on this reserve),
@@ -164,7 +171,9 @@ for i = 1, nr do
 end
 if refused then return with_views(refused, now_levels) end
 
-local rec, keep_until = {}, lease_end
+local m = ra + 2 * nr + nc  -- the hold's amounts and owner, after every check
+local rec = {'M ' .. A[2] .. ' ' .. A[m] .. ' ' .. A[m + 1] .. ' ' .. A[m + 2]}
+local keep_until = lease_end
 a = 7
 for i = 1, nb do
   local key = KEYS[2 + i]
@@ -246,21 +255,86 @@ return 1
 """
 )
 
-# KEYS: budgets..., the team's seed marker.  ARGV: rebuilt (ms), then (used, keep_until)
-# per budget, then how long the marker lasts (ms). Adds the rebuilt usage once, and keeps
-# when: CHARGE must not add what the ledger's sum held. The marker says the team's keys
-# were rebuilt here before: a counter missing while it stands is a new one (a new period,
-# user or budget), not one Redis lost (redis_backend.py waits for the ledger then).
-SEED = """
-for i = 1, #KEYS - 1 do
-  if redis.call('HSETNX', KEYS[i], 's', ARGV[1]) == 1 then
-    redis.call('HINCRBY', KEYS[i], 'u', ARGV[2 * i])
-    redis.call('PEXPIREAT', KEYS[i], ARGV[2 * i + 1])
+# KEYS: holds, exp, budgets..., the team's seed marker.  ARGV: rebuilt (ms), then (used,
+# keep_until, period start, period end, unit 't' or 'u', owner) per budget, then how long
+# the marker lasts (ms). Adds the rebuilt usage once, and keeps when: CHARGE must not add
+# what the ledger's sum held. The marker says the team's keys were rebuilt here before: a
+# counter missing while it stands is a new one (a new period, user or budget), not one
+# Redis lost (redis_backend.py waits for the ledger then).
+# A counter made here while the team has holds in flight (a budget added, or its period
+# or timezone changed) adopts their reservations, as plan.adopted_amount says: each hold
+# whose request started in its period (a user's budget: that user's) and that holds
+# nothing on it reserves its estimate there, appended to its record as a B, so that its
+# settle, release or lease end frees it once. The ledger's sum holds finished requests
+# only; their true usage is charged when they finish (CHARGE, stage.py). At most
+# ADOPT_SCAN records are read (a team's holds in flight are few).
+SEED = (
+    _RELEASE
+    + """
+local holds, exp, now = KEYS[1], KEYS[2], tonumber(ARGV[1])
+local nb = #KEYS - 3
+local expired = redis.call('ZRANGEBYSCORE', exp, '-inf', now, 'LIMIT', 0, 64)
+for _, old in ipairs(expired) do release(holds, exp, old) end
+local made = {}
+for i = 1, nb do
+  local a = 6 * i - 4
+  if redis.call('HSETNX', KEYS[2 + i], 's', ARGV[1]) == 1 then
+    redis.call('HINCRBY', KEYS[2 + i], 'u', ARGV[a])
+    redis.call('PEXPIREAT', KEYS[2 + i], ARGV[a + 1])
+    made[#made + 1] = i
+  end
+end
+if #made > 0 then
+  local records
+  if redis.call('HLEN', holds) <= """
+    + str(ADOPT_SCAN)
+    + """ then
+    records = redis.call('HGETALL', holds)
+  else
+    records = redis.call('HSCAN', holds, 0, 'COUNT', """
+    + str(ADOPT_SCAN)
+    + """)[2]
+  end
+  local keep = 0
+  for j = 1, #records, 2 do
+    local rec = records[j + 1]
+    if string.sub(rec, 1, 2) == 'M ' then
+      local t = {}
+      for word in string.gmatch(rec, '%S+') do t[#t + 1] = word end
+      local started, who, held = tonumber(t[2]), t[5], {}
+      for k = 6, #t - 1 do
+        if t[k] == 'B' then held[t[k + 1]] = true end
+      end
+      local added = {}
+      for _, i in ipairs(made) do
+        local a, key = 6 * i - 4, KEYS[2 + i]
+        local owner = ARGV[a + 5]
+        if tonumber(ARGV[a + 2]) <= started and started < tonumber(ARGV[a + 3])
+            and (owner == 't' or owner == who) and not held[key] then
+          local amount = ARGV[a + 4] == 't' and t[3] or t[4]
+          if tonumber(amount) > 0 then
+            redis.call('HINCRBY', key, 'r', amount)
+            added[#added + 1] = 'B ' .. key .. ' ' .. amount
+            local until_ms = tonumber(ARGV[a + 1]) - now
+            if until_ms > keep then keep = until_ms end
+          end
+        end
+      end
+      if #added > 0 then
+        redis.call('HSET', holds, records[j], rec .. ' ' .. table.concat(added, ' '))
+      end
+    end
+  end
+  -- The records last as long as the counters they hold amounts on (RESERVE's rule).
+  if keep > 0 and redis.call('PTTL', holds) < keep then
+    redis.call('PEXPIRE', holds, int(keep))
+    redis.call('PEXPIRE', exp, int(keep))
   end
 end
 redis.call('SET', KEYS[#KEYS], '1', 'PX', ARGV[#ARGV])
 return 1
 """
+)
 
 # KEYS: holds, exp, budgets...  ARGV: id, then in one string: finished (ms), the lease end
 # of a reserve given up on (0: none), the late settle's kind (0: none, 1: its SETTLE

@@ -66,6 +66,9 @@ ops = st.lists(
         st.tuples(st.just("settle"), st.integers(0, 150), st.booleans()),
         st.tuples(st.just("wait"), st.integers(1, 90_000), st.none()),
         st.tuples(st.just("limits"), st.integers(1, 8), st.integers(20, 400)),  # rpm, tpm edited
+        # the budgets' period or the timezone edited: new counters, holds in flight adopted
+        st.tuples(st.just("period"), st.sampled_from(list(BudgetPeriod)), st.none()),
+        st.tuples(st.just("timezone"), st.sampled_from(["UTC", "Europe/Berlin"]), st.none()),
     ),
     max_size=40,
 )
@@ -76,19 +79,23 @@ ops = st.lists(
 )
 @given(ops=ops)
 def test_redis_decides_exactly_as_the_in_process_backend(redis_url: str, ops: list[tuple]) -> None:  # type: ignore[type-arg]
-    """Any interleaving of reserves, settles (over or under the estimate), time and edits
-    of rpm and tpm: the Lua scripts and the pure cores give the same answer at every step."""
+    """Any interleaving of reserves, settles (over or under the estimate), time, edits of
+    rpm and tpm, and of the budgets' period or the timezone (new counters, which adopt
+    the holds in flight): the Lua scripts and the pure cores give the same answer at
+    every step."""
 
     async def main() -> None:
         team = rules(f"parity-{uuid.uuid4().hex[:8]}")
         memory, remote = MemoryBackend(), RedisBackend.from_url(redis_url)
         # Real time: budget keys expire at their period's end (plus a day) in Redis's clock.
-        now, holds, n = int(time.time() * 1000), [], 0
+        now, holds, n, zone = int(time.time() * 1000), [], 0, "UTC"
         try:
             for op, a, b in ops:
                 if op == "reserve":
                     n += 1
-                    plan = build_plan(team, b, Estimate(a, a * 10), now, deadline_s=10)
+                    plan = build_plan(
+                        team, b, Estimate(a, a * 10), now, timezone=zone, deadline_s=10
+                    )
                     local = memory.reserve_now(plan, str(n), now)
                     there = await remote.try_reserve(plan, str(n), now)
                     assert kind(local) == kind(there)
@@ -112,7 +119,12 @@ def test_redis_decides_exactly_as_the_in_process_backend(redis_url: str, ops: li
                     now += a
                 elif op == "limits":  # the same keys, read under the new limits
                     team = replace(team, limits=LimitsSpec(rpm=a, tpm=b, concurrency=3))
-                probe = build_plan(team, "u1", Estimate(0, 0), now)
+                elif op == "period":
+                    budgets = tuple(replace(budget, period=a) for budget in team.budgets)
+                    team = replace(team, budgets=budgets)
+                elif op == "timezone":
+                    zone = a
+                probe = build_plan(team, "u1", Estimate(0, 0), now, timezone=zone)
                 assert await memory.snapshot(probe, now) == await remote.snapshot(probe, now)
         finally:
             await remote.close()

@@ -7,7 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
-from gateway.limits.plan import Actual, Estimate, Plan, RateKind, Unit, build_plan
+from gateway.limits.plan import (
+    Actual,
+    Estimate,
+    Plan,
+    RateKind,
+    Scope,
+    Unit,
+    build_plan,
+    owner,
+)
 from gateway.limits.redis_calls import (
     ShapeCalls,
     reserve_call,
@@ -71,6 +80,7 @@ def reserve_reference(plan: Plan, hold_id: str, now_ms: int, lease_end: int) -> 
     for c in shape.concurrency:
         keys.append(p + c.key)
         nums.append(c.limit)
+    nums += (plan.tokens, plan.nanousd, owner(Scope.USER, shape.subject))
     return pack(("EVALSHA", SHA, len(keys), *keys, hold_id, " ".join(map(str, nums))))
 
 
