@@ -9,7 +9,7 @@ Keys: budget counters are hashes (u = used, r = reserved, s = when it was rebuil
 from the ledger, ms; 1 from an older gateway; o:<hold id> = that unchecked request was
 charged here); rate buckets hashes (s = stamp ms, l = level); concurrency sorted sets of
 hold ids scored by lease end; `holds` maps a hold id to what it reserved
-("M start tokens nanousd owner B key amount ... C key ...", where M says what a counter
+("M start tokens nanousd owner 1 B key amount ... C key ...", where M says what a counter
 rebuilt while the hold is in flight adopts of it, see SEED, and each B an amount held on
 a budget key, adopted ones appended; empty: it holds nothing, as a reserve given up on, see
 CHARGE; S: settled late by CHARGE, so the request's own SETTLE, run late by a hung
@@ -44,7 +44,7 @@ local function release(holds, exp, id)
       end
       i = i + 3
     elseif t[i] == 'M' then  -- the hold's start, amounts and owner: nothing to free
-      i = i + 5
+      i = i + 6
     else
       redis.call('ZREM', t[i + 1], id)
       i = i + 2
@@ -172,7 +172,9 @@ end
 if refused then return with_views(refused, now_levels) end
 
 local m = ra + 2 * nr + nc  -- the hold's amounts and owner, after every check
-local rec = {'M ' .. A[2] .. ' ' .. A[m] .. ' ' .. A[m + 1] .. ' ' .. A[m + 2]}
+-- Six words (the last, the layout's version): a gateway of the version before, which
+-- reads any word but B as a two-word C entry, still finds the B entries after it.
+local rec = {'M ' .. A[2] .. ' ' .. A[m] .. ' ' .. A[m + 1] .. ' ' .. A[m + 2] .. ' 1'}
 local keep_until = lease_end
 a = 7
 for i = 1, nb do
@@ -302,7 +304,7 @@ if #made > 0 then
       local t = {}
       for word in string.gmatch(rec, '%S+') do t[#t + 1] = word end
       local started, who, held = tonumber(t[2]), t[5], {}
-      for k = 6, #t - 1 do
+      for k = 7, #t - 1 do
         if t[k] == 'B' then held[t[k + 1]] = true end
       end
       local added = {}
