@@ -38,6 +38,7 @@ from gateway.policy.schema import (
 )
 from gateway.policy.secrets import (
     ReferenceRules,
+    redaction_secrets,
     references_beyond_providers,
     resolve_references,
 )
@@ -77,9 +78,19 @@ class ProviderConfig:
     api_key: str | None = field(default=None, repr=False)
     aws_access_key_id: str | None = field(default=None, repr=False)
     aws_secret_access_key: str | None = field(default=None, repr=False)
+    # The values its `${...}` references resolved to, in any field (a token in api_base's
+    # path, a key): secrets wherever they stand.
+    references: tuple[str, ...] = field(default=(), repr=False)
     # Where its connections may go, from the environment the policy was checked in:
     # enforced again on the addresses api_base's host resolves to (providers/resolver.py).
     upstreams: UpstreamRules = field(default=DEFAULT_RULES, repr=False)
+    # What every client of this provider cuts out of upstream text (client-facing errors,
+    # stream error events, log lines): its keys and its references' values, made once.
+    secrets: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        keys = (self.api_key, self.aws_access_key_id, self.aws_secret_access_key)
+        object.__setattr__(self, "secrets", redaction_secrets((*keys, *self.references)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,11 +212,15 @@ def _resolve(
     rules: ReferenceRules,
     issues: list[PolicyIssue],
     locate: Locate,
+    substituted: list[str],
 ) -> str | None:
-    """Substitute references; each refused or missing one is an issue, never its value."""
+    """Substitute references (their values appended to `substituted`); each refused or
+    missing one is an issue, never its value."""
     if value is None:
         return None
-    resolved, problems = resolve_references(value, str(path[-1]), env, rules)
+    resolved, problems = resolve_references(
+        value, str(path[-1]), env, rules, substituted=substituted
+    )
     issues.extend(PolicyIssue(locate(path), format_path(path), p) for p in problems)
     return resolved
 
@@ -349,10 +364,14 @@ def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> P
 
     providers: dict[str, ProviderConfig] = {}
     for name, spec in bundle.providers.items():
+        substituted: list[str] = []
 
-        def resolved(attr: str, *, _name: str = name, _spec: object = spec) -> str | None:
+        def resolved(
+            attr: str, *, _name: str = name, _spec: object = spec, _into: list[str] = substituted
+        ) -> str | None:
             path = ("providers", _name, attr)
-            return _resolve(getattr(_spec, attr), path, env, references, issues, loaded.locate)
+            value = getattr(_spec, attr)
+            return _resolve(value, path, env, references, issues, loaded.locate, _into)
 
         providers[name] = ProviderConfig(
             name=name,
@@ -363,6 +382,7 @@ def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> P
             api_key=resolved("api_key"),
             aws_access_key_id=resolved("aws_access_key_id"),
             aws_secret_access_key=resolved("aws_secret_access_key"),
+            references=tuple(substituted),
             upstreams=upstreams,
         )
         api_base = providers[name].api_base

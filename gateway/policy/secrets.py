@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -39,6 +39,11 @@ SECRET_FIELDS = frozenset({"api_key", "aws_access_key_id", "aws_secret_access_ke
 # Fields a `${VAR}` may stand in: the secret fields, and api_base (its path only).
 ENV_REFERENCE_FIELDS = SECRET_FIELDS | {"api_base"}
 MAX_SECRET_FILE_BYTES = 64 * 1024  # a key or a certificate; anything larger is a mistake
+# A provider's redaction secrets are at least this long. A shorter value (`v1`, `us`, `x`)
+# is no secret anyone could keep (a few thousand guesses), and replacing it everywhere
+# would garble the very upstream text an operator reads (`v1/chat` in every message). The
+# same minimum litellm's client always used for its keys.
+MIN_SECRET_CHARS = 4
 
 # `$${` writes a literal `${` (as `$$` does in Docker Compose and Kubernetes), so a policy can
 # hold the text `${NAME}` (a guardrail keyword, a pattern) without it being a reference.
@@ -177,15 +182,25 @@ def resolve_references(
     env: Mapping[str, str],
     rules: ReferenceRules,
     read_file: Callable[[str, tuple[Path, ...]], str] = read_secret_file,
+    substituted: list[str] | None = None,
 ) -> tuple[str, list[str]]:
     """`value` with its references substituted, and a problem per reference it may not use.
 
     `field` is the provider field's name: `${VAR}` is for ENV_REFERENCE_FIELDS only,
-    `${file:...}` for SECRET_FIELDS only.
+    `${file:...}` for SECRET_FIELDS only. Each value substituted is appended to
+    `substituted` when given: wherever it stands, it is the provider's secret
+    (`redaction_secrets`).
     """
     problems: list[str] = []
 
     def substitute(match: re.Match[str]) -> str:
+        value = resolve(match)
+        is_reference = match.group("escape") is None and match.group("stray") is None
+        if is_reference and value and substituted is not None:
+            substituted.append(value)
+        return value
+
+    def resolve(match: re.Match[str]) -> str:
         name, path = match.group("env"), match.group("file")
         if match.group("escape") is not None:
             return ESCAPED
@@ -224,6 +239,15 @@ def resolve_references(
             return ""
 
     return REFERENCE.sub(substitute, value), problems
+
+
+def redaction_secrets(values: Iterable[str | None]) -> tuple[str, ...]:
+    """What a provider's clients cut out of upstream text (client-facing errors, stream
+    error events, log lines): its keys and every value a reference of its config
+    resolved to, those of at least MIN_SECRET_CHARS, each once, longest first (a
+    secret holding another is cut whole)."""
+    kept = {value for value in values if value and len(value) >= MIN_SECRET_CHARS}
+    return tuple(sorted(kept, key=lambda value: (-len(value), value)))
 
 
 def references_beyond_providers(

@@ -19,12 +19,13 @@ import functools
 import os
 import re
 import struct
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
 
 import aiohttp
 import orjson
 
+from gateway.policy.secrets import redaction_secrets
 from gateway.policy.upstreams import DEFAULT_RULES, UpstreamRules
 from gateway.providers.base import (
     DONE_EVENT,
@@ -113,8 +114,13 @@ class LitellmProvider:
         api_key: str | None,
         extra: Mapping[str, str],
         upstreams: UpstreamRules = DEFAULT_RULES,
+        *,
+        secrets: Sequence[str] = (),
     ) -> None:
-        """`upstreams`: the rules every address litellm connects to obeys (resolver.py)."""
+        """`upstreams`: the rules every address litellm connects to obeys (resolver.py);
+        `secrets`: the config's redaction secrets (`ProviderConfig.secrets`: its
+        references' values too, a token in api_base's path), kept out of every error
+        and log line along with `api_key` and the AWS keys."""
         unknown = sorted(set(extra) - _EXTRA_KEYS)
         if unknown:
             raise ValueError(f"provider {name!r}: unknown settings: {', '.join(unknown)}")
@@ -126,8 +132,8 @@ class LitellmProvider:
             self._auth["api_base"] = api_base
         if api_key:
             self._auth["api_key"] = api_key
-        secrets = [api_key, *(v for k, v in extra.items() if k in _AWS_SECRETS)]
-        self._secrets = tuple(s for s in secrets if s and len(s) >= 4)
+        keys = [api_key, *(v for k, v in extra.items() if k in _AWS_SECRETS)]
+        self._secrets = redaction_secrets((*keys, *secrets))
         # Made on first call, inside the running loop; released by close().
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None

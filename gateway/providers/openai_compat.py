@@ -180,7 +180,9 @@ class OpenAICompatProvider:
                 self._headers["api-key"] = config.api_key
             else:
                 self._headers["authorization"] = f"Bearer {config.api_key}"
-        self._secrets = tuple(s for s in (config.api_key,) if s)
+        # Its key and any `${...}` value of its config (a token in api_base's path, which
+        # an upstream's 404 quotes): never in a client's error or a log line.
+        self._secrets = config.secrets
         self._spellings = secret_spellings(self._secrets)  # for its streams' error events
         self._session: aiohttp.ClientSession | None = None
         self._resolver: GuardedResolver | None = None

@@ -35,7 +35,13 @@ def build_provider(config: ProviderConfig) -> Provider:
         return cast(
             Provider,
             module.LitellmProvider(
-                config.name, config.type, config.api_base, config.api_key, extra, config.upstreams
+                config.name,
+                config.type,
+                config.api_base,
+                config.api_key,
+                extra,
+                config.upstreams,
+                secrets=config.secrets,
             ),
         )
     from gateway.providers.openai_compat import OpenAICompatProvider
