@@ -40,6 +40,7 @@ from gateway.providers.base import (
 from gateway.providers.litellm_fields import openai_fields
 from gateway.providers.redaction import redact_error_events, secret_spellings
 from gateway.providers.resolver import GuardedResolver
+from gateway.providers.stream_start import says_nothing
 from gateway.sse import is_error_event
 from gateway.telemetry.current import add_trace_headers
 
@@ -77,6 +78,9 @@ _FAILOVER_STATUSES = frozenset({401, 402, 403, 404, 408, 429})
 # the figure litellm long used, within every Claude model's output limit.
 ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
 
+# Chunks carrying nothing held before a stream's first real one (`_first_said`): litellm
+# makes two of a 200 without events (the `stop`, its usage); a real stream's first has its role.
+EMPTY_CHUNKS_HELD = 8
 _DONE = DONE_EVENT  # an EndsWithDone: the relay settles the limits before it goes out
 _URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
 _KEY_SHAPES = re.compile(r"\b(?:sk-[\w-]{8,}|AIza[\w-]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16})")
@@ -165,15 +169,18 @@ class LitellmProvider:
         # Gemini sends its request only when the first chunk is asked for: pull
         # it here so a refusal raises now, before any byte reaches the client.
         try:
-            first = await anext(stream)
-        except StopAsyncIteration:
-            first = None
+            held, first = await _first_said(stream)
         except BaseException as exc:
             await _close_stream(stream)
             if isinstance(exc, Exception):
                 raise translate_error(exc, secrets=self._secrets) from None
             raise
-        return _SseRelay(stream, first, self._secrets, call.endpoint)
+        if first is None:  # before the first byte: fail over, as the openai types do
+            await _close_stream(stream)
+            raise UpstreamFailure(f"{self.name}: stream ended before its first event")
+        if held and is_error_event(_dump(first), b""):
+            held = []  # nothing to the client before it: the attempt fails (the relay's rule)
+        return _SseRelay(stream, first, self._secrets, call.endpoint, held=held)
 
     async def close(self) -> None:
         client, session, resolver = self._client, self._session, self._resolver
@@ -261,6 +268,23 @@ async def _invoke(endpoint: Endpoint, kwargs: dict[str, Any]) -> Any:
     return await litellm.acompletion(**kwargs)
 
 
+async def _first_said(stream: Any) -> tuple[list[Any], Any]:
+    """The chunks before the stream's first that carries something the upstream said, and
+    that one (None when the stream ended first). litellm makes an empty `stop` chunk of a
+    200 with no event it could read (stream_start.says_nothing). At most EMPTY_CHUNKS_HELD
+    are held: past that the stream is passed on as it is."""
+    held: list[Any] = []
+    while len(held) < EMPTY_CHUNKS_HELD:
+        try:
+            chunk = await anext(stream)
+        except StopAsyncIteration:
+            return held, None
+        if not says_nothing(_dump(chunk)):
+            return held, chunk
+        held.append(chunk)
+    return held[:-1], held[-1]
+
+
 async def _close_stream(stream: Any) -> None:
     # A text-completion stream wraps a chat stream and has no aclose of its own.
     inner = stream if hasattr(stream, "aclose") else stream.completion_stream
@@ -276,9 +300,18 @@ class _SseRelay:
     stream ends there as the upstream's failure (no second error event)."""
 
     def __init__(
-        self, stream: Any, first: Any, secrets: tuple[str, ...], endpoint: Endpoint = "chat"
+        self,
+        stream: Any,
+        first: Any,
+        secrets: tuple[str, ...],
+        endpoint: Endpoint = "chat",
+        *,
+        held: Sequence[Any] = (),
     ) -> None:
+        """`held`: chunks carrying nothing that came before `first` (`_first_said`), relayed
+        first as they came."""
         self._stream = stream
+        self._held = list(held)
         self._endpoint = endpoint
         self._first = first
         self._secrets = secrets
@@ -298,6 +331,8 @@ class _SseRelay:
             raise UpstreamFailure("stream ended on its error", told_client=True)
         if self._is_closed:
             raise StopAsyncIteration
+        if self._held:
+            return self._event(self._held.pop(0))
         if self._first is not None:
             chunk, self._first = self._first, None
             event = self._event(chunk)
@@ -326,6 +361,7 @@ class _SseRelay:
         if not self._is_closed:
             self._is_closed = True
             self._first = None
+            self._held.clear()
             await _close_stream(self._stream)
 
     def _event(self, chunk: Any) -> bytes:

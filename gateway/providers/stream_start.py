@@ -122,3 +122,24 @@ def _judge(event: bytes) -> int:
         return _DROP
     is_object = payload.startswith(b"{") and payload.endswith(b"}")
     return _KEEP if is_object and payload[1:].lstrip()[:1] in (b'"', b"}") else _BROKEN
+
+
+def says_nothing(chunk: dict[str, Any]) -> bool:
+    """Does a translated stream's chunk (litellm's, dumped) carry nothing an upstream said: no
+    role, content or tool call in any choice, no usage, no error?
+
+    litellm makes such a chunk, with `finish_reason` "stop", when the upstream's 200 held no
+    event it could read (an HTML page, JSON cut short, an event stream closed with no event):
+    a stream of only these never began, so its attempt failed before the first byte.
+    """
+    if chunk.get("usage") or chunk.get("error"):
+        return False
+    for choice in chunk.get("choices") or ():
+        if not isinstance(choice, dict):
+            return False
+        if choice.get("text"):
+            return False
+        delta = choice.get("delta")
+        if isinstance(delta, dict) and any(delta.get(name) for name in delta):
+            return False
+    return True
