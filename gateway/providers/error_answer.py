@@ -15,10 +15,11 @@ relayed 4xx's fields are; a failed one is booked as the upstream's failure (pipe
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.providers.base import Endpoint
-from gateway.providers.redaction import ERROR_KEY, INCOMPLETE_KEY
+from gateway.providers.redaction import ERROR_KEY, INCOMPLETE_KEY, redact_keys
 
 # What an answer carries: chat and completions `choices`, embeddings `data`.
 ANSWER_FIELDS = ("choices", "data")
@@ -79,3 +80,16 @@ def error_of(answer: dict[str, Any]) -> dict[str, Any]:
     """The answer's error as an object (for the operator's log summary)."""
     error = answer.get("error")
     return error if isinstance(error, dict) else {"message": str(error)}
+
+
+def error_summary(
+    error: Mapping[str, Any], secrets: tuple[str, ...], names: tuple[str, ...] = ("type", "code")
+) -> str:
+    """`names` (`type`/`code`; Gemini's type is its `status`) of an upstream error for the
+    operator's log (no message: it may quote the conversation); "" when it has none."""
+    parts = [
+        f"{name}={redact_keys(str(error[name]), secrets)[:80]}"
+        for name in names
+        if isinstance(error.get(name), str | int) and error.get(name) != ""
+    ]
+    return f" ({', '.join(parts)})" if parts else ""

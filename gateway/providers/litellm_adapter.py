@@ -37,9 +37,10 @@ from gateway.providers.base import (
     UpstreamReply,
     retry_after_seconds,
 )
+from gateway.providers.error_answer import error_summary
 from gateway.providers.litellm_fields import openai_fields
 from gateway.providers.redaction import redact_error_events, secret_spellings
-from gateway.providers.resolver import GuardedResolver
+from gateway.providers.resolver import GuardedResolver, UpstreamRefused
 from gateway.providers.stream_start import says_nothing
 from gateway.sse import is_error_event
 from gateway.telemetry.current import add_trace_headers
@@ -383,7 +384,10 @@ def _mid_stream_failure(exc: Exception, secrets: tuple[str, ...]) -> UpstreamFai
     error = translate_error(exc, secrets=secrets)
     if isinstance(error, UpstreamFailure):
         return error
-    return UpstreamFailure(f"mid-stream error: {error.message}", status=error.status)
+    kind = (
+        f" (type={error.type})" if error.type else ""
+    )  # never its message: it may quote the prompt
+    return UpstreamFailure(f"mid-stream error: HTTP {error.status}{kind}", status=error.status)
 
 
 def translate_error(
@@ -399,19 +403,26 @@ def translate_error(
     litellm = _litellm()
     import httpx
 
-    detail = _scrub(str(exc) or type(exc).__name__, secrets, keep_urls=True)
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
     transport = _transport_cause(exc, httpx.TransportError)
+    # The detail goes to the operator's log: what failed, the status and the error's type,
+    # never the upstream's message (litellm's own text holds it), which may echo the prompt.
+    kinds = type(exc).__name__ + (f" ({type(transport).__name__})" if transport else "")
     if isinstance(exc, litellm.Timeout) or isinstance(transport, httpx.TimeoutException):
-        return UpstreamFailure(detail, status=None if transport else status, is_timeout=True)
+        return UpstreamFailure(kinds, status=None if transport else status, is_timeout=True)
     error = _error_object(getattr(exc, "body", None), str(getattr(exc, "message", "")))
     if status is not None and status < 500 and status not in _FAILOVER_STATUSES:
         return _client_error(exc, status, error, secrets, litellm)
     if transport is not None or isinstance(exc, litellm.APIConnectionError) or status is None:
-        return UpstreamFailure(detail, status=None)  # no HTTP answer to speak of
+        refused = _transport_cause(exc, UpstreamRefused)
+        if isinstance(refused, UpstreamRefused):  # the rules' reason: hosts and addresses only
+            return UpstreamFailure(f"not connected: {refused.reason}", status=None)
+        return UpstreamFailure(kinds, status=None)  # no HTTP answer to speak of
     headers = getattr(exc, "litellm_response_headers", None)
     retry_after_s = retry_after_seconds(headers) or _retry_delay_s(error)
+    summary = error_summary(error, secrets, ("type", "code", "status"))  # Gemini: `status`
+    detail = f"{kinds}: HTTP {status}{summary}"
     return UpstreamFailure(detail, status=status, retry_after_s=retry_after_s)
 
 
@@ -454,7 +465,8 @@ def _error_object(body: object, message: str) -> dict[str, Any]:
         if tail[:2] in ("b'", 'b"'):  # a bytes repr, from streaming requests
             tail = tail[2:-1]
         try:
-            body = orjson.loads(tail)
+            # litellm may add its own words after the body (". Handle with `litellm.X`").
+            body = orjson.loads(tail[: tail.rfind("}") + 1] or tail)
         except orjson.JSONDecodeError:
             return {}
     if not isinstance(body, dict):

@@ -33,14 +33,18 @@ from gateway.providers.base import (
     note_upstream_request_id,
     retry_after_seconds,
 )
-from gateway.providers.error_answer import error_of, is_error_answer, may_hold_error
+from gateway.providers.error_answer import (
+    error_of,
+    error_summary,
+    is_error_answer,
+    may_hold_error,
+)
 from gateway.providers.redaction import (
     ERROR_KEY,
     INCOMPLETE_KEY,
     clean_error_of,
     clean_message,
     redact_error_events,
-    redact_keys,
     secret_spellings,
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
@@ -152,17 +156,6 @@ def is_deployment_failure(status: int, call: UpstreamCall) -> bool:
     if status in FAILOVER_STATUSES or status >= 500 or status < 400:
         return True
     return status == NOT_FOUND and not is_about_callers_object(call)
-
-
-def error_summary(error: dict[str, Any], secrets: tuple[str, ...]) -> str:
-    """`type`/`code` of an upstream error for the operator's log (no message: it may
-    quote the conversation); "" when it has neither."""
-    parts = [
-        f"{name}={redact_keys(str(error[name]), secrets)[:80]}"
-        for name in ("type", "code")
-        if isinstance(error.get(name), str | int) and error.get(name) != ""
-    ]
-    return f" ({', '.join(parts)})" if parts else ""
 
 
 class OpenAICompatProvider:
