@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 ENV_ALLOW_VAR = "GATEWAY_SECRET_ENV_ALLOW"
 FILE_DIRS_VAR = "GATEWAY_SECRET_FILE_DIRS"
@@ -245,9 +246,12 @@ def redaction_secrets(values: Iterable[str | None]) -> tuple[str, ...]:
     """What a provider's clients cut out of upstream text (client-facing errors, stream
     error events, log lines): its keys and every value a reference of its config
     resolved to, those of at least MIN_SECRET_CHARS, each once, longest first (a
-    secret holding another is cut whole)."""
+    secret holding another is cut whole). A value is also cut as a URL's path spells it
+    (percent-encoded, `/` kept or not): an upstream quoting the path it was asked for
+    quotes it so."""
     kept = {value for value in values if value and len(value) >= MIN_SECRET_CHARS}
-    return tuple(sorted(kept, key=lambda value: (-len(value), value)))
+    spelled = {encoded for value in kept for encoded in (quote(value), quote(value, safe=""))}
+    return tuple(sorted(kept | spelled, key=lambda value: (-len(value), value)))
 
 
 def references_beyond_providers(

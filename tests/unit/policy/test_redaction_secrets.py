@@ -36,3 +36,9 @@ def test_the_config_holds_its_keys_and_references_longest_first_short_ones_left_
 
 def test_duplicates_are_kept_once():
     assert redaction_secrets(["abcd", None, "abcd", "", "xyz"]) == ("abcd",)
+
+
+def test_a_value_is_also_cut_as_a_urls_path_spells_it():
+    """aiohttp sends `tok en/x` in a path as `tok%20en/x`: an upstream quoting the path
+    quotes that spelling."""
+    assert set(redaction_secrets(["tok en/x"])) == {"tok en/x", "tok%20en/x", "tok%20en%2Fx"}
