@@ -25,6 +25,7 @@ from typing import Any, Protocol, TypeVar
 
 import orjson
 
+from gateway.auth.authorization_header import bearer_token
 from gateway.auth.principal import SCOPE_INVOKE, Principal
 from gateway.cache import flow as cache_flow  # response cache (issue 14)
 from gateway.cache.errors import NotCached  # response cache: only-if-cached, a 504 asked for
@@ -363,18 +364,7 @@ async def authenticate(
     authorization: str | None, services: Services, policy: Policy | None = None
 ) -> Principal:
     """Bearer token → Principal (401 on anything else)."""
-    if not authorization:
-        raise AuthenticationFailed(
-            "You didn't provide an access token. Send 'Authorization: Bearer TOKEN'.",
-            token_sent=False,
-        )
-    scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise AuthenticationFailed(
-            "The Authorization header must be 'Bearer TOKEN'.", token_sent=True
-        )
-    return await services.verifier.verify(token, policy)
+    return await services.verifier.verify(bearer_token(authorization), policy)
 
 
 def require_scope(principal: Principal, scope: str) -> None:

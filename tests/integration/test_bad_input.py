@@ -142,9 +142,8 @@ async def test_no_token_is_401_with_a_bearer_challenge(gw):
     assert_error(body, "authentication_error", "invalid_api_key")
 
 
-@pytest.mark.parametrize(
-    "value", ["Bearer garbage", "Bearer a.b.c", "Basic dXNlcjpwYXNz", "Bearer "]
-)
+# Basic credentials and an empty Bearer token send no token: test_auth_challenge.py.
+@pytest.mark.parametrize("value", ["Bearer garbage", "Bearer a.b.c"])
 async def test_a_bad_token_is_401_invalid_token(gw, value):
     status, headers, body = await post(gw, GOOD, {"authorization": value}, auth=False)
     assert status == 401
