@@ -141,6 +141,7 @@ async def build_services(
             retired_verify_s=retired_key_verify_s(settings.token_ttl_s, settings.token_leeway_s),
         )
         await keys.current()  # the first start creates the signing key
+        await keys.start()  # `keys rotate` run anywhere retires the old key here within 1 s
         response_id_key = await load_response_id_key(engine)  # response id binding
         verifier = Authenticator(
             TokenVerifier(
@@ -199,6 +200,7 @@ async def build_services(
         try:
             await ledger.close()  # after the drain: every row to the DB, else the spool
             await clients.stop()
+            await keys.stop()
             await jwks.close()
             await classifiers.close()
             await cache.close()  # response cache (issue 14)

@@ -4,10 +4,13 @@ Owns the RFC 9068 token shape (header `typ: at+jwt`, claims iss, sub, aud, exp,
 iat, nbf, jti, client_id, scope, team) and its verification: RS256 only, the key
 chosen by `kid` from our key set, every claim checked explicitly (joserfc's
 `decode` checks only the signature), and verified tokens cached until they
-expire. Every refusal is `InvalidToken` with a short message that names the
-failed claim for `iss`, `aud` and time (never the expected values), says when
-the key is unknown here (a token minted against another database) and nothing
-else about signature or key checks; the reason is logged at debug level.
+expire or their key's retirement cut-off passes, whichever is first: a token
+signed with a key that leaked is why keys rotate, so no token of a retired key
+verifies past its cut-off, cached or not. Every refusal is `InvalidToken` with
+a short message that names the failed claim for `iss`, `aud` and time (never the
+expected values), says when the key is unknown here (a token minted against
+another database) and nothing else about signature or key checks; the reason is
+logged at debug level.
 External issuers (their JWKS, claim mapping) are not handled here.
 """
 
@@ -42,6 +45,7 @@ ALGORITHMS = ("RS256",)  # our own tokens; never "none", never HS* (key confusio
 # What mint_token writes, compared exactly: RFC 9068 §4 refuses any other typ (absent too).
 ACCESS_TOKEN_TYPE = "at+jwt"
 MAX_TOKEN_CHARS = 8192  # ours are ~900; anything far larger is refused unparsed
+REASON_RETIRED = "signed by a retired key past its cut-off"
 
 
 def mint_token(
@@ -81,13 +85,19 @@ class VerificationKeys(Protocol):
 
     async def refresh_if_unknown(self, kid: str) -> bool: ...
 
+    def retires_at(self, kid: str) -> float | None:
+        """Unix second from which `kid` never verifies; None while it is current."""
+        ...
+
 
 class TokenVerifier:
     """Verifies our own access tokens; a token seen before costs one dict lookup.
 
-    The cache maps the token string to (principal, deadline) where deadline is
-    `exp + leeway_s`; past it the entry is dropped and the token refused. When
-    the cache is full, expired entries go first, then the oldest half.
+    The cache maps the token string to ((principal, kid), deadline) where deadline
+    is `exp + leeway_s`; past it the entry is dropped and the token refused. A hit
+    also asks the key set whether `kid` has retired past its cut-off since (a dict
+    lookup): then the entry is dropped and the token refused too. When the cache
+    is full, expired entries go first, then the oldest half.
     """
 
     def __init__(
@@ -108,7 +118,7 @@ class TokenVerifier:
         self._keys = keys
         self.leeway_s = leeway_s
         self._clock = clock
-        self._cache: TokenCache[Principal] = TokenCache(clock, max_cached)
+        self._cache: TokenCache[tuple[Principal, str]] = TokenCache(clock, max_cached)
 
     def accepts_issuer(self, issuer: str) -> bool:
         return issuer == self.issuer or self.also_accepts(issuer)
@@ -118,19 +128,32 @@ class TokenVerifier:
         entry = self._cache.get(token)
         if entry is None:
             return await self._verify_uncached(token)
-        return entry[0]
+        principal, kid = entry[0]
+        if self._is_retired(kid, self._clock()):
+            self._cache.entries.pop(token, None)
+            log.debug("access token refused: %s", REASON_RETIRED)
+            raise Refused(REASON_RETIRED).as_error()
+        return principal
+
+    def _is_retired(self, kid: str, now: float) -> bool:
+        cutoff = self._keys.retires_at(kid)
+        return cutoff is not None and now >= cutoff
 
     async def _verify_uncached(self, token: str) -> Principal:
+        now = self._clock()
         try:
-            claims = await self._decode(token)
-            principal = self._principal(claims, self._clock())
+            claims, kid = await self._decode(token)
+            if self._is_retired(kid, now):
+                # The key set may still hold it until its next reload: the cut-off decides.
+                raise Refused(REASON_RETIRED)
+            principal = self._principal(claims, now)
         except Refused as refused:
             log.debug("access token refused: %s", refused.reason)
             raise refused.as_error() from None
-        self._cache.remember(token, principal, principal.expires_at + self.leeway_s)
+        self._cache.remember(token, (principal, kid), principal.expires_at + self.leeway_s)
         return principal
 
-    async def _decode(self, token: str) -> dict[str, Any]:
+    async def _decode(self, token: str) -> tuple[dict[str, Any], str]:
         if len(token) > MAX_TOKEN_CHARS or token.count(".") != 2 or not token.isascii():
             raise Refused("malformed or oversize")
         key_set = await self._keys.verification_keys()
@@ -150,12 +173,13 @@ class TokenVerifier:
         except (ValueError, TypeError) as error:  # belt and braces: garbage joserfc did not wrap
             raise Refused(f"undecodable: {type(error).__name__}") from None
         header = decoded.header
-        if not isinstance(header.get("kid"), str):
+        kid = header.get("kid")
+        if not isinstance(kid, str):
             # joserfc accepts a kid-less token when the set holds one key; we never mint those.
             raise Refused("no kid")
         if header.get("typ") != ACCESS_TOKEN_TYPE:
             raise Refused("typ is not at+jwt")
-        return decoded.claims
+        return decoded.claims, kid
 
     def _principal(self, claims: dict[str, Any], now: float) -> Principal:
         iss = claims.get("iss")

@@ -3,13 +3,20 @@
 Owns key generation, the current signing key, the public key set used to
 verify our own tokens, and rotation. A rotated-out key is marked retired: it
 no longer signs but keeps verifying until the tokens minted before rotation
-have expired, then stops. Private keys never appear in reprs or logs.
+have expired, then stops: its cut-off is `retired_at` as stored (the rotation
+time, wherever `keys rotate` ran) plus `retired_verify_s`, never the time this
+process noticed. A serving process reloads the key set in the background every
+`refresh_interval_s` (`start()`/`stop()`), as revoked clients are, so a rotation
+run by the CLI or another replica reaches it within that: no query per request.
+Private keys never appear in reprs or logs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -23,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.db import locked_transaction, metadata
 
+log = logging.getLogger(__name__)
 ALGORITHM = "RS256"
 RSA_BITS = 2048
 REFRESH_INTERVAL_S = 1.0
@@ -102,6 +110,8 @@ class SigningKeyStore:
     database agree on one key). `verification_keys()` is the cached public key
     set; `refresh_if_unknown(kid)` reloads it at most once per `refresh_interval_s`,
     so a flood of tokens with made-up kids costs one query per interval.
+    `retires_at(kid)` answers from memory when a key stops verifying; `start()`
+    keeps the set and those cut-offs fresh in a background task until `stop()`.
     """
 
     def __init__(
@@ -128,7 +138,11 @@ class SigningKeyStore:
         self._public_kids: frozenset[str] = frozenset()
         self._public_loaded_at = float("-inf")  # never loaded: the first refresh may run
         self._public_expires_at: datetime | None = None  # when a retired key in it stops
+        # Unix second from which each retired kid never verifies, past cut-offs included.
+        self._cutoffs: dict[str, float] = {}
         self._lock = asyncio.Lock()
+        self._refresher: asyncio.Task[None] | None = None
+        self._refresh_failing = False
 
     async def current(self) -> SigningKey:
         """The key to sign with now; creates one if the database holds none."""
@@ -180,6 +194,44 @@ class SigningKeyStore:
         """Current keys verify; a retired one only while its last tokens can be alive."""
         return key.retired_at is None or key.retired_at + self._retired_verify > now
 
+    def retires_at(self, kid: str) -> float | None:
+        """Unix second from which `kid` never verifies; None while it is a current key.
+
+        From memory, as of the last load; a kid this store has not loaded (or that is
+        gone from the database) is treated as retired long ago."""
+        if kid in self._cutoffs:
+            return self._cutoffs[kid]
+        return None if kid in self._public_kids else float("-inf")
+
+    async def start(self) -> None:
+        """Load the key set, then reload it in the background every `refresh_interval_s`."""
+        await self._reload_public()
+        if self._refresher is None:
+            self._refresher = asyncio.create_task(self._refresh_forever(), name="signing-keys")
+
+    async def stop(self) -> None:
+        task, self._refresher = self._refresher, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._refresh_interval_s)
+            try:
+                async with self._lock:
+                    await self._reload_public()
+            except Exception as error:  # any driver error: keep the last set, say so once
+                # The cut-offs already loaded keep applying: the verifier checks them.
+                if not self._refresh_failing:
+                    log.warning("cannot reload the signing keys: %s", type(error).__name__)
+                self._refresh_failing = True
+            else:
+                if self._refresh_failing:
+                    log.info("signing keys reloaded again")
+                self._refresh_failing = False
+
     async def verification_keys(self) -> KeySet:
         """Public keys of the keys that still verify (cached; reloaded when one stops)."""
         expires = self._public_expires_at
@@ -217,6 +269,7 @@ class SigningKeyStore:
         keys = [RSAKey.import_key(json.loads(row.public_jwk)) for row in live]
         self._public = KeySet(keys)  # type: ignore[arg-type]  # KeySet is typed over the Key union
         self._public_kids = frozenset(row.kid for row in live)
+        self._cutoffs = {kid: end.timestamp() for kid, end in ends.items()}
         self._public_loaded_at = self._monotonic()
         self._public_expires_at = min((ends[r.kid] for r in live if r.kid in ends), default=None)
 

@@ -42,6 +42,7 @@ class FakeKeys:
         self.known = list(keys)
         self.pending: list[SigningKey] = []
         self.refreshes: list[str] = []
+        self.cutoffs: dict[str, float] = {}  # retired kid → when it stops verifying
 
     async def verification_keys(self) -> KeySet:
         return KeySet([RSAKey.import_key(k.public_jwk()) for k in self.known])
@@ -51,6 +52,9 @@ class FakeKeys:
         self.known += self.pending
         self.pending = []
         return any(k.kid == kid for k in self.known)
+
+    def retires_at(self, kid: str) -> float | None:
+        return self.cutoffs.get(kid)
 
 
 @pytest.fixture(scope="module")
