@@ -52,6 +52,7 @@ from gateway.policy.candidate import (
     folder_content,
 )
 from gateway.policy.compiled import Policy
+from gateway.policy.folder_base import FolderBase, judge_folder
 from gateway.policy.folder_limits import export_files
 from gateway.policy.lineage import (
     PolicyConflict,
@@ -249,27 +250,37 @@ class PolicyService:
         return await asyncio.to_thread(folder_content, directory)
 
     async def folder_base(self, directory: Path, content_hash: str | None = None) -> int | None:
-        """The version a folder's files are based on; None when it cannot be told.
+        """The version a folder's files are based on; None when it cannot be told
+        (`folder_base.judge_folder`)."""
+        return (await self.judge_folder(directory, content_hash)).version
 
-        When its content equals a stored version, that one (an old, unedited
-        copy is stale, not an edit, even under a newer marker: its files were
-        replaced); else its marker's, if this database holds that version; else
-        the newest version made from this same folder (a watched folder edited
-        in place).
-        """
+    async def judge_folder(self, directory: Path, content_hash: str | None = None) -> FolderBase:
+        """The version a folder is based on, and whether it holds an edit, from its marker,
+        its content (`content_hash`; None: not compared) and the history."""
         async with self._engine.connect() as conn:
+            same = None
             if content_hash is not None:
                 same = await conn.scalar(
                     sa.select(sa.func.max(policy_versions.c.version)).where(
                         policy_versions.c.hash == content_hash
                     )
                 )
-                if same is not None:
-                    return int(same)
             marked = await marked_version(conn, bundle_text.read_marker(directory))
-            if marked is not None:
-                return marked
-            return await newest_from_folder(conn, directory)
+            holds_marked = False
+            if marked is not None and content_hash is not None:
+                marked_hash = await conn.scalar(
+                    sa.select(policy_versions.c.hash).where(policy_versions.c.version == marked)
+                )
+                holds_marked = marked_hash == content_hash
+            from_folder = None
+            if marked is None and same is None:
+                from_folder = await newest_from_folder(conn, directory)
+            return judge_folder(
+                marked=marked,
+                holds_marked=holds_marked,
+                same=None if same is None else int(same),
+                from_folder=from_folder,
+            )
 
     async def marked_version(self, marker: bundle_text.Marker | None) -> int | None:
         """The version `marker` names if this database holds it (`lineage.marked_version`)."""

@@ -195,7 +195,8 @@ class FolderWatcher:
     version of a marker written since by someone else (`policy apply DIR`,
     `policy export`); at the first look, what the service infers (a stored
     version with equal content, its marker, or the newest version made from
-    this folder). A folder whose content equals
+    this folder; a folder differing from its marker's version holds an edit,
+    `folder_base.judge_folder`). A folder whose content equals
     its base holds no edit: when the running version has moved on, its files are
     rewritten to the running version (only the files whose part changed, so the
     others keep their comments) and its marker records it, so the next edit is
@@ -279,13 +280,15 @@ class FolderWatcher:
                 self._log_invalid(refused)  # the running version, which this process lacks
             return
         # What this process saw the folder hold is the surest base: content that now equals
-        # an older version is then an edit made here, not a stale copy.
-        base = (
-            self._base
-            if self._base is not None
-            else await self._service.folder_base(self._directory, content_hash)
-        )
-        if base is not None and (await self._service.get(base)).hash == content_hash:
+        # an older version is then an edit made here, not a stale copy. At a start, the
+        # marker says what the folder has seen (`folder_base.judge_folder`).
+        if self._base is not None:
+            base: int | None = self._base
+            is_edit = (await self._service.get(self._base)).hash != content_hash
+        else:
+            judged = await self._service.judge_folder(self._directory, content_hash)
+            base, is_edit = judged.version, judged.is_edit
+        if base is not None and not is_edit:
             self._base = base
             await self._bring_up_to_date(running, base, raw)
             return

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
+from gateway.policy import bundle_text
 from tests.support.gateway import RunningGateway, running_gateway
 from tests.support.processes import run_gateway
 
@@ -76,10 +77,14 @@ async def test_a_copy_made_before_an_api_change_is_refused(tmp_path: Path) -> No
 async def test_the_served_folder_edited_after_a_restart_does_not_undo_an_api_change(
     tmp_path: Path,
 ) -> None:
-    """A restart on the old files brings them up to date first; an edit then keeps the change."""
+    """A restart on old files (no marker) brings them up to date first; an edit then keeps the change."""
     async with running_gateway(tmp_path, POLICY) as gw:
         await patch_search_limits(gw)
         export_edit_apply(tmp_path, gw.settings.database_url)
+    # Old files deployed afresh, with no marker: a copy of version 1, not an edit (under the
+    # marker of a later version, they would be an edit, refused here: see
+    # test_policy_folder_offline_edit.py).
+    (tmp_path / "policies" / bundle_text.MARKER_NAME).unlink(missing_ok=True)
     async with running_gateway(tmp_path, POLICY) as gw:  # the folder holds version 1 again
         bundle = tmp_path / "policies" / "bundle.yaml"
         for _ in range(50):  # the watcher rewrites the unedited folder to version 3
