@@ -42,6 +42,7 @@ from gateway.policy import bundle_text
 from gateway.policy.compiled import Policy, ProviderConfig
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.folder_limits import export_files, rewrite_plan
+from gateway.policy.folder_quiet import newest_mtime, settle_wait_s
 from gateway.policy.loader import load_bundle, policy_file_problem, policy_files
 from gateway.policy.service import PolicyConflict, PolicyService
 from gateway.policy.store import PolicyStore
@@ -52,7 +53,10 @@ log = logging.getLogger("gateway.policy")
 
 DB_POLL_INTERVAL_S = 0.5
 FOLDER_POLL_INTERVAL_S = 1.0
-FOLDER_SETTLE_S = 0.2  # an editor's save may take two writes: wait for the folder to settle
+# A file written in chunks reads as valid YAML between them: apply the folder only once it
+# has been quiet this long (`folder_quiet`). With the 1 s poll, an edit is applied about
+# 1 s after its last write, and at worst 2 s.
+FOLDER_SETTLE_S = 1.0
 RETIRE_GRACE_S = 120.0  # an in-flight request keeps its provider at least this long
 
 
@@ -212,8 +216,10 @@ class FolderWatcher:
         enforced: Callable[[], int | None] = lambda: None,
         interval_s: float = FOLDER_POLL_INTERVAL_S,
         settle_s: float = FOLDER_SETTLE_S,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._service = service
+        self._wall = wall  # compared with file mtimes
         self._directory = directory
         self._enforced = enforced  # the version this process enforces: a move means "look again"
         self._interval_s = interval_s
@@ -419,9 +425,9 @@ class FolderWatcher:
                 if current is not None and (
                     current != self._seen or enforced != self._seen_enforced
                 ):
-                    await asyncio.sleep(self._settle_s)
-                    if folder_fingerprint(self._directory) == current:
-                        self._seen, self._seen_enforced = current, enforced
+                    quiet = await self._quiet_fingerprint(current)
+                    if quiet is not None:
+                        self._seen, self._seen_enforced = quiet, enforced
                         await self.check()
             except asyncio.CancelledError:
                 raise
@@ -434,6 +440,31 @@ class FolderWatcher:
             else:
                 problem.succeeded()
             await asyncio.sleep(self._interval_s)
+
+    async def _quiet_fingerprint(
+        self, current: tuple[tuple[str, str], ...]
+    ) -> tuple[tuple[str, str], ...] | None:
+        """The folder's fingerprint once it has stopped changing (None: unreadable), so a
+        file written in chunks is applied whole, never its first part (`folder_quiet`)."""
+        while True:
+            wait = settle_wait_s(self._newest_mtime(), self._wall(), self._settle_s)
+            if wait <= 0:
+                return current
+            await asyncio.sleep(wait)
+            again = folder_fingerprint(self._directory)
+            if again is None or again == current:
+                return again
+            current = again
+
+    def _newest_mtime(self) -> float:
+        """When the folder's newest file changed; now if a file vanished while looking (an
+        editor's rename under way), so the folder is not quiet yet."""
+        try:
+            marker = self._directory / bundle_text.MARKER_NAME
+            files = [*policy_files(self._directory), *([marker] if marker.is_file() else [])]
+            return newest_mtime(files) or 0.0
+        except OSError:
+            return self._wall()
 
 
 async def load_running_policy(service: PolicyService, directory: Path) -> tuple[Policy, int]:
