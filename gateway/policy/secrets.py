@@ -239,7 +239,23 @@ def resolve_references(
             problems.append(str(error))
             return ""
 
-    return REFERENCE.sub(substitute, value), problems
+    resolved = REFERENCE.sub(substitute, value)
+    if field in SECRET_FIELDS and _CONTROL.search(resolved):
+        problems.append(_control_in_secret(field))
+    return resolved, problems
+
+
+# A C0 control character or DEL: no HTTP header may carry one (RFC 9110 §5.5), and every
+# secret field goes into one (a key, an AWS signature's credential).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _control_in_secret(field: str) -> str:
+    # Never the value, nor where in it: a secret's shape is the secret's.
+    return (
+        f"the value of {field} holds a control character (a line break, a tab, NUL): "
+        "no HTTP header can carry it; write the secret on one line"
+    )
 
 
 def redaction_secrets(values: Iterable[str | None]) -> tuple[str, ...]:

@@ -287,3 +287,32 @@ def test_a_missing_secret_file_is_an_error_naming_it(tmp_path: Path) -> None:
         f"{folder}/bundle.yaml:2: providers.p.api_key: ${{file:{tmp_path}/nope}}: cannot read"
         in found
     )
+
+
+@pytest.mark.parametrize(
+    "key", ["sk-abc\r\nX-Injected: 1", "sk-abc\nline2", "sk\tabc", "sk\x00abc"]
+)
+def test_a_secret_no_header_can_carry_is_refused_never_shown(key: str) -> None:
+    """A key with a line break passed every check, then made each request a 500 (the HTTP
+    client refuses the header): it is refused where the policy is checked."""
+    _, problems = resolve_references(
+        "${OPENAI_API_KEY}", "api_key", {"OPENAI_API_KEY": key}, ReferenceRules()
+    )
+    (problem,) = problems
+    assert "control character" in problem and "one line" in problem
+    assert key not in problem and "sk" not in problem
+
+
+def test_a_secret_file_with_two_lines_is_refused_at_its_line(tmp_path: Path) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "multi").write_text("sk-FILESECRET-aaaa\nsecondline\n")
+    (secrets / "one").write_text("sk-FILESECRET-bbbb\r\n")  # one final line break is fine
+    folder = write(
+        tmp_path,
+        f"providers:\n  one: {{type: openai, api_key: '${{file:{secrets}/one}}'}}\n"
+        f"  multi: {{type: openai, api_key: '${{file:{secrets}/multi}}'}}\n",
+    )
+    (found,) = issues(folder, {"GATEWAY_SECRET_FILE_DIRS": str(secrets)})
+    assert found.startswith(f"{folder}/bundle.yaml:3: providers.multi.api_key: ")
+    assert "control character" in found and "FILESECRET" not in found
