@@ -150,6 +150,7 @@ async def build_services(
                 keys,
                 leeway_s=settings.token_leeway_s,
                 also_accepts=_derived_issuers(settings),
+                max_lifetime_s=settings.token_ttl_s,  # what the issuer mints, never longer
             ),
             policy_store,
             jwks,

@@ -3,10 +3,11 @@
 Owns the RFC 9068 token shape (header `typ: at+jwt`, claims iss, sub, aud, exp,
 iat, nbf, jti, client_id, scope, team) and its verification: RS256 only, the key
 chosen by `kid` from our key set, every claim checked explicitly (joserfc's
-`decode` checks only the signature), and verified tokens cached until they
-expire or their key's retirement cut-off passes, whichever is first: a token
-signed with a key that leaked is why keys rotate, so no token of a retired key
-verifies past its cut-off, cached or not. Every refusal is `InvalidToken` with
+`decode` checks only the signature), `exp - iat` no longer than the issuer
+mints, and verified tokens cached until they expire or their key's retirement
+cut-off passes, whichever is first: a token signed with a key that leaked is why
+keys rotate, so no token of a retired key verifies past its cut-off, cached or
+not. Every refusal is `InvalidToken` with
 a short message that names the failed claim for `iss`, `aud` and time (never the
 expected values), says when the key is unknown here (a token minted against
 another database) and nothing else about signature or key checks; the reason is
@@ -32,6 +33,7 @@ from gateway.auth.claims import (
     MSG_UNKNOWN_KEY,
     Refused,
     check_lifetime,
+    required_number,
     string_claim,
     wrong_audience,
     wrong_issuer,
@@ -46,6 +48,9 @@ ALGORITHMS = ("RS256",)  # our own tokens; never "none", never HS* (key confusio
 ACCESS_TOKEN_TYPE = "at+jwt"
 MAX_TOKEN_CHARS = 8192  # ours are ~900; anything far larger is refused unparsed
 REASON_RETIRED = "signed by a retired key past its cut-off"
+# GATEWAY_TOKEN_TTL_S's default; services pass the setting.
+DEFAULT_MAX_LIFETIME_S = 3600.0
+MSG_TOO_LONG = "The access token lives longer (exp - iat) than this gateway issues tokens for."
 
 
 def mint_token(
@@ -110,6 +115,7 @@ class TokenVerifier:
         clock: Callable[[], float] = time.time,
         max_cached: int = DEFAULT_MAX_CACHED,
         also_accepts: Callable[[str], bool] = lambda issuer: False,
+        max_lifetime_s: float = DEFAULT_MAX_LIFETIME_S,
     ) -> None:
         self.issuer = issuer
         # Other `iss` values our own signed tokens may carry (settings.is_derived_issuer).
@@ -117,6 +123,10 @@ class TokenVerifier:
         self.audience = audience
         self._keys = keys
         self.leeway_s = leeway_s
+        # The issuer mints `exp - iat` = GATEWAY_TOKEN_TTL_S exactly: a token of our key
+        # that claims a longer life was signed with a leaked key, and would outlive the
+        # key's retirement cut-off, which assumes no token lives longer.
+        self.max_lifetime_s = max_lifetime_s
         self._clock = clock
         self._cache: TokenCache[tuple[Principal, str]] = TokenCache(clock, max_cached)
 
@@ -189,6 +199,8 @@ class TokenVerifier:
         if not (aud == self.audience or (isinstance(aud, list) and self.audience in aud)):
             raise wrong_audience()
         exp = check_lifetime(claims, now, self.leeway_s, iat_required=True)
+        if exp - required_number(claims, "iat") > self.max_lifetime_s + self.leeway_s:
+            raise Refused("lifetime beyond the token TTL", MSG_TOO_LONG, "exp")
         team = string_claim(claims, "team")
         subject = string_claim(claims, "sub")
         client_id = string_claim(claims, "client_id")
