@@ -91,11 +91,13 @@ async def test_the_served_folder_follows_again_once_a_version_it_can_load_runs(
         assert "PP_API_KEY" in bundle.read_text()
         await other.apply(BUNDLE, author="b", reason="", base_version=2)
         await until_enforced(gw, 3)
+        # The watcher writes the files (on a thread), then records what they hold: wait
+        # for both, or a read between the two sees the new files and the old status.
         for _ in range(100):
-            if "PP_API_KEY" not in bundle.read_text():
+            folder = gw.services.policy_versions.folder_status()
+            if "PP_API_KEY" not in bundle.read_text() and folder is None:
                 break
             await asyncio.sleep(0.05)
-        folder = gw.services.policy_versions.folder_status()
         running = await other.current()
     assert "PP_API_KEY" not in bundle.read_text()
     assert folder is None, folder
