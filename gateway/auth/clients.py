@@ -12,7 +12,6 @@ line. The token protocol itself lives in `gateway/auth/issuer.py`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.audit import record_audit
 from gateway.auth.client_secrets import hash_secret, verify_secret
 from gateway.auth.login_guard import LoginGuard, LoginLimits, VerifiedSecrets
+from gateway.auth.periodic import PeriodicReload
 from gateway.auth.principal import SCOPE_ADMIN, SCOPE_FINANCE, SCOPE_INVOKE
 from gateway.db import metadata
 
@@ -171,10 +171,10 @@ class ClientRegistry:
         self._engine = engine
         # The token endpoint's guard lives here, next to revocation, which must clear it.
         self.login_guard = LoginGuard(login_limits or LoginLimits())
-        self._refresh_interval_s = refresh_interval_s
         self._revoked: frozenset[str] = frozenset()
-        self._refresher: asyncio.Task[None] | None = None
-        self._refresh_failing = False
+        self._refresher = PeriodicReload(
+            self.refresh_revoked, interval_s=refresh_interval_s, what="revoked OAuth clients"
+        )
 
     async def create(
         self, team: str, name: str | None, scopes: Iterable[str], actor: str
@@ -289,27 +289,7 @@ class ClientRegistry:
 
     async def start(self) -> None:
         """Load the revoked ids, then keep refreshing them in the background."""
-        await self.refresh_revoked()
-        if self._refresher is None:
-            self._refresher = asyncio.create_task(self._refresh_forever(), name="revoked-clients")
+        await self._refresher.start()
 
     async def stop(self) -> None:
-        task, self._refresher = self._refresher, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_interval_s)
-            try:
-                await self.refresh_revoked()
-            except Exception as error:  # any driver error: keep the last set, say so once
-                if not self._refresh_failing:
-                    log.warning("cannot refresh revoked OAuth clients: %s", type(error).__name__)
-                self._refresh_failing = True
-            else:
-                if self._refresh_failing:
-                    log.info("revoked OAuth clients refreshed again")
-                self._refresh_failing = False
+        await self._refresher.stop()

@@ -14,7 +14,6 @@ Private keys never appear in reprs or logs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -28,6 +27,7 @@ import sqlalchemy as sa
 from joserfc.jwk import KeySet, RSAKey
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.auth.periodic import PeriodicReload
 from gateway.db import locked_transaction, metadata
 
 log = logging.getLogger(__name__)
@@ -141,8 +141,9 @@ class SigningKeyStore:
         # Unix second from which each retired kid never verifies, past cut-offs included.
         self._cutoffs: dict[str, float] = {}
         self._lock = asyncio.Lock()
-        self._refresher: asyncio.Task[None] | None = None
-        self._refresh_failing = False
+        self._refresher = PeriodicReload(
+            self._reload_public_locked, interval_s=refresh_interval_s, what="signing keys"
+        )
 
     async def current(self) -> SigningKey:
         """The key to sign with now; creates one if the database holds none."""
@@ -205,32 +206,15 @@ class SigningKeyStore:
 
     async def start(self) -> None:
         """Load the key set, then reload it in the background every `refresh_interval_s`."""
-        await self._reload_public()
-        if self._refresher is None:
-            self._refresher = asyncio.create_task(self._refresh_forever(), name="signing-keys")
+        await self._refresher.start()
 
     async def stop(self) -> None:
-        task, self._refresher = self._refresher, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._refresher.stop()
 
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_interval_s)
-            try:
-                async with self._lock:
-                    await self._reload_public()
-            except Exception as error:  # any driver error: keep the last set, say so once
-                # The cut-offs already loaded keep applying: the verifier checks them.
-                if not self._refresh_failing:
-                    log.warning("cannot reload the signing keys: %s", type(error).__name__)
-                self._refresh_failing = True
-            else:
-                if self._refresh_failing:
-                    log.info("signing keys reloaded again")
-                self._refresh_failing = False
+    async def _reload_public_locked(self) -> None:
+        # The cut-offs already loaded keep applying while reloads fail: the verifier checks them.
+        async with self._lock:
+            await self._reload_public()
 
     async def verification_keys(self) -> KeySet:
         """Public keys of the keys that still verify (cached; reloaded when one stops)."""
