@@ -12,7 +12,6 @@ line. The token protocol itself lives in `gateway/auth/issuer.py`.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,8 +27,6 @@ from gateway.auth.login_guard import LoginGuard, LoginLimits, VerifiedSecrets
 from gateway.auth.periodic import PeriodicReload
 from gateway.auth.principal import SCOPE_ADMIN, SCOPE_FINANCE, SCOPE_INVOKE
 from gateway.db import metadata
-
-log = logging.getLogger(__name__)
 
 KNOWN_SCOPES = frozenset({SCOPE_INVOKE, SCOPE_ADMIN, SCOPE_FINANCE})
 DEFAULT_SCOPES = (SCOPE_INVOKE,)

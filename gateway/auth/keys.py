@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import secrets
 import time
 from collections.abc import Callable
@@ -30,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.auth.periodic import PeriodicReload
 from gateway.db import locked_transaction, metadata
 
-log = logging.getLogger(__name__)
 ALGORITHM = "RS256"
 RSA_BITS = 2048
 REFRESH_INTERVAL_S = 1.0
