@@ -103,6 +103,7 @@ from gateway.usage.usage import (
     estimate_usage,
     output_text,
     usage_from_report,
+    wire_usage,
 )
 
 T = TypeVar("T")
@@ -514,6 +515,7 @@ async def _whole(
     if current_trace() is not None:  # telemetry: id, model, finish reasons, for its spans
         ctx.response_id, ctx.response_model, ctx.finish_reasons = response_facts(payload)
     usage = usage_from_report(payload.get("usage"))
+    counted = usage is None
     if usage is None:
         generated = output_text(ctx.endpoint, payload)
         usage = await asyncio.to_thread(
@@ -539,8 +541,11 @@ async def _whole(
         raise error
     if ctx.logs_content:  # what the client gets, redacted: for its access line
         ctx.answer_texts = [output_text(ctx.endpoint, answer.body)]
-    if answer.body is not payload:
-        raw = orjson.dumps(answer.body)
+    reply = answer.body
+    if counted and reply.get("usage") is None:  # as OpenAI's: the count the gateway made
+        reply = {**reply, "usage": wire_usage(ctx.endpoint, usage)}
+    if reply is not payload:
+        raw = orjson.dumps(reply)
     if ids is not None:
         # The conversation now stored: the upstream's own count (its input holds the
         # carried context), exact, or the gateway's (the carried context added above).

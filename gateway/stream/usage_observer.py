@@ -21,7 +21,13 @@ import orjson
 from gateway.providers.base import Endpoint
 from gateway.sse import DONE_PAYLOAD, EVENT_END, is_done, json_of
 from gateway.stream.steps import NOTHING, Emit, events_of
-from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
+from gateway.usage.usage import (
+    Usage,
+    estimate_usage,
+    output_text,
+    usage_from_report,
+    wire_usage,
+)
 
 USAGE_KEY = b'"usage"'
 USAGE_OBJECTS = (b'"usage":{', b'"usage": {')
@@ -113,12 +119,7 @@ class UsageObserver:
         counted with the local tokenizer, then [DONE]. CPU-bound: run off the loop."""
         usage = self.estimate()
         head = self._chunk_head()
-        report = {
-            "prompt_tokens": usage.input_tokens,
-            "completion_tokens": usage.output_tokens,
-            "total_tokens": usage.input_tokens + usage.output_tokens,
-        }
-        payload = {**head, "choices": [], "usage": report}
+        payload = {**head, "choices": [], "usage": wire_usage("chat/completions", usage)}
         return b"data: " + orjson.dumps(payload) + b"\n\n" + DONE_EVENT
 
     def _chunk_head(self) -> dict[str, Any]:

@@ -195,3 +195,24 @@ def estimate_usage(endpoint: str, body: Mapping[str, Any], model: str, generated
         0,
         is_estimated=True,
     )
+
+
+def wire_usage(endpoint: str, usage: Usage) -> dict[str, Any]:
+    """`usage` as OpenAI's answers spell it for `endpoint`: what the gateway counted, put
+    where an upstream that reported nothing would have (OpenAI always sends one)."""
+    total = usage.input_tokens + usage.output_tokens
+    if endpoint == "embeddings":
+        return {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens}
+    if endpoint == "responses":
+        return {
+            "input_tokens": usage.input_tokens,
+            "input_tokens_details": {"cached_tokens": usage.cached_tokens},
+            "output_tokens": usage.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+            "total_tokens": total,
+        }
+    return {
+        "prompt_tokens": usage.input_tokens,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": total,
+    }

@@ -337,3 +337,28 @@ async def test_a_masked_fragment_of_our_key_never_reaches_the_caller(tmp_path, m
                     model="m", messages=[{"role": "user", "content": "hi"}]
                 )
     assert caught.value.body["message"] == "Incorrect API key provided: [redacted]. See the docs."
+
+
+async def test_a_whole_answer_without_upstream_usage_gets_the_gateways_count(tmp_path):
+    """OpenAI always answers with `usage`; an upstream that sent none (old vLLM) gets the
+    gateway's count put there, as it counted it (and as the ledger holds it)."""
+    async with MockUpstream() as up:
+        up.behave("stream_no_usage", content="one two three four")
+        async with logged(tmp_path, PLAIN, base=up.base_url) as gw:
+            client = await gw.openai()
+            chat = await client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "hi there"}]
+            )
+            text = await client.completions.create(model="m", prompt="hi there")
+            vectors = await client.embeddings.create(model="m", input=["hi there", "again"])
+    assert all(request.json.get("stream") is not True for request in up.requests)
+    lines = access_lines(tmp_path)
+    assert [line["usage_estimated"] for line in lines] == [True, True, True]
+    chat_line, text_line, vectors_line = lines
+    for answer, line in ((chat, chat_line), (text, text_line)):
+        assert answer.usage is not None
+        assert answer.usage.prompt_tokens == line["input_tokens"] > 0
+        assert answer.usage.completion_tokens == line["output_tokens"] == 4
+        assert answer.usage.total_tokens == line["input_tokens"] + 4
+    assert vectors.usage.prompt_tokens == vectors.usage.total_tokens == vectors_line["input_tokens"]
+    assert vectors_line["input_tokens"] > 0

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.usage.usage import Usage, estimate_usage, output_text, usage_from_report
+from gateway.usage.usage import (
+    Usage,
+    estimate_usage,
+    output_text,
+    usage_from_report,
+    wire_usage,
+)
 
 
 @pytest.mark.parametrize(
@@ -184,3 +190,27 @@ def test_every_text_of_a_whole_responses_answer_is_counted() -> None:
     assert output_text("responses", response) == "plan;why;no;f{};gx;done"
     refusal_delta = {"type": "response.refusal.delta", "delta": "no"}
     assert output_text("responses", refusal_delta) == "no"
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "expected"),
+    [
+        ("chat/completions", {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}),
+        ("completions", {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}),
+        ("embeddings", {"prompt_tokens": 7, "total_tokens": 7}),
+        (
+            "responses",
+            {
+                "input_tokens": 7,
+                "input_tokens_details": {"cached_tokens": 2},
+                "output_tokens": 3,
+                "output_tokens_details": {"reasoning_tokens": 1},
+                "total_tokens": 10,
+            },
+        ),
+    ],
+)
+def test_wire_usage_spells_each_endpoints_usage_as_openai_does(endpoint, expected):
+    usage = Usage(7, 3, cached_tokens=2, reasoning_tokens=1, is_estimated=True)
+    assert wire_usage(endpoint, usage) == expected
+    assert usage_from_report(wire_usage(endpoint, usage)) is not None  # reads back
