@@ -43,6 +43,10 @@ log = logging.getLogger("gateway.routing")
 # leaving such a sliver after an attempt cut by it.
 MIN_ATTEMPT_S = 0.05
 DETAIL_MAX_CHARS = 300  # of a failure's detail, in the log and on the access line
+# Failures a retry of the same deployment cannot mend within one request (our key
+# refused, the account out of credit, no such model there): fail over to another
+# deployment, never back to this one (a probe saw a single deployment's 401 tried 4 times).
+HOPELESS_STATUSES = frozenset({401, 402, 403, 404})
 
 
 def attempt_budget(remaining_s: float, attempt_timeout_s: float, timeout_s: float) -> float | None:
@@ -139,11 +143,10 @@ async def call_with_failover(
     routing = route.routing
     deadline = board.clock() + routing.timeout_s
     asked_until: dict[Deployment, float] = {}  # an upstream's Retry-After, as a clock time
+    candidates = route.deployments
     for _ in range(routing.retries + 1):
         now = board.clock()
-        deployment = choose_attempt(
-            route.deployments, board.of, now, tries.failed_deployments, rand()
-        )
+        deployment = choose_attempt(candidates, board.of, now, tries.failed_deployments, rand())
         if deployment is None:
             break  # this request's own failures cooled every deployment: report those
         earlier = tries.failures_on(deployment)
@@ -193,6 +196,8 @@ async def call_with_failover(
         if asked is not None:  # the client's retry-after is ours: never a day on their word
             asked_until[deployment] = board.clock() + asked
         log_failed_attempt(request_id, deployment, failure)
+        if failure.status in HOPELESS_STATUSES:
+            candidates = tuple(d for d in candidates if d is not deployment)
     raise _refusal(route, board, tries, asked_until, deadline)
 
 

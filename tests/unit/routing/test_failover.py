@@ -309,3 +309,30 @@ async def test_the_502_says_how_many_deployments_were_tried():
     with pytest.raises(UpstreamUnavailable) as caught:
         await run(route(A, B, retries=1), attempt, HealthBoard(clock), clock)
     assert caught.value.message == "Every deployment of model 'm' failed."
+
+
+@pytest.mark.parametrize("status", [401, 402, 403, 404])
+async def test_a_deployment_that_refused_our_key_is_not_tried_again_in_the_request(status):
+    """A wrong key, no credit, no such model: a retry cannot mend it. One try, then 502."""
+    clock = Clock()
+    attempt, calls = scripted({A: [fail(status), "ok"]})
+    with pytest.raises(UpstreamUnavailable):
+        await run(route(A, retries=3), attempt, HealthBoard(clock), clock)
+    assert calls == [A]
+    assert clock.slept == []
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_failover_goes_on_to_others_without_going_back_to_a_refusing_one(status):
+    clock = Clock()
+    attempt, calls = scripted({A: [fail(status), "ok"], B: [fail(500), fail(500), "ok"]})
+    deployment, result = await run(route(A, B, retries=3), attempt, HealthBoard(clock), clock)
+    assert (deployment, result, calls) == (B, "ok", [A, B, B, B])
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
+async def test_passing_failures_are_still_retried_on_the_same_deployment(status):
+    clock = Clock()
+    attempt, calls = scripted({A: [fail(status), "ok"]})
+    assert await run(route(A), attempt, HealthBoard(clock), clock) == (A, "ok")
+    assert calls == [A, A]
