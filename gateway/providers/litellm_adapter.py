@@ -38,7 +38,8 @@ from gateway.providers.base import (
     retry_after_seconds,
 )
 from gateway.providers.error_answer import error_summary
-from gateway.providers.litellm_fields import openai_fields
+from gateway.providers.litellm_fields import caller_message, openai_fields
+from gateway.providers.litellm_input import text_inputs
 from gateway.providers.redaction import redact_error_events, secret_spellings
 from gateway.providers.resolver import GuardedResolver, UpstreamRefused
 from gateway.providers.stream_start import says_nothing
@@ -149,6 +150,7 @@ class LitellmProvider:
         return f"LitellmProvider(name={self.name!r}, kind={self.kind!r})"
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
+        call = await text_inputs(call, self.kind)  # token ids as text; a prompt batch refused
         kwargs = self._arguments(call, is_stream=False)
         try:
             result = await _invoke(call.endpoint, kwargs)
@@ -162,6 +164,7 @@ class LitellmProvider:
     async def open_stream(self, call: UpstreamCall) -> AsyncIterator[bytes]:
         if call.endpoint == "embeddings":
             raise UpstreamClientError(400, "Embeddings cannot be streamed.", param="stream")
+        call = await text_inputs(call, self.kind)
         kwargs = self._arguments(call, is_stream=True)
         try:
             stream = await _invoke(call.endpoint, kwargs)
@@ -432,7 +435,7 @@ def _client_error(
     message = error.get("message")
     if not isinstance(message, str) or not message:
         message = _PREFIX.sub("", str(getattr(exc, "message", "")), count=1)
-    message = " ".join(_scrub(message, secrets, keep_urls=False).split())
+    message = " ".join(_scrub(caller_message(message), secrets, keep_urls=False).split())
     return UpstreamClientError(
         status,
         message or "The upstream rejected the request.",

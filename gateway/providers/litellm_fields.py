@@ -15,10 +15,21 @@ Kept beyond OpenAI's: `reasoning_content`, the de-facto field for a model's reas
 data, no text). A legacy completion's choice keeps OpenAI's four fields only: litellm
 puts the thinking in its `reasoning_content`, which no output rule reads for
 completions. Embeddings are numbers and go as they come.
+
+`usage` keeps OpenAI's counts (REFERENCE §1.2's usage object; an embedding's
+`prompt_tokens` and `total_tokens`): litellm adds its list-price `cost` (not what the
+gateway charges: `x-gateway-cost-usd`), Anthropic's cache spellings and fields of its
+own. One of those stays while it is not 0: `cache_creation_input_tokens`, the cache
+writes the gateway prices (usage/usage.py reads them there); OpenAI's spelling,
+`prompt_tokens_details.cache_write_tokens`, carries the same count.
+
+`caller_message` cleans the text of litellm's refusals relayed to the caller (a 400):
+litellm's exception names and its settings hints go, the provider's reason stays.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from gateway.providers.base import Endpoint
@@ -38,6 +49,27 @@ _MESSAGE = frozenset(
 )  # fmt: skip
 _TOOL_CALL = frozenset({"index", "id", "type", "function", "custom"})
 _COMPLETION_CHOICE = frozenset({"index", "text", "logprobs", "finish_reason"})
+_USAGE = frozenset(
+    {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details",
+     "completion_tokens_details"}
+)  # fmt: skip
+_EMBEDDING_USAGE = frozenset({"prompt_tokens", "total_tokens"})
+_PROMPT_DETAILS = frozenset(
+    {"cached_tokens", "cache_write_tokens", "audio_tokens", "image_tokens", "text_tokens"}
+)
+_COMPLETION_DETAILS = frozenset(
+    {"reasoning_tokens", "audio_tokens", "accepted_prediction_tokens",
+     "rejected_prediction_tokens", "text_tokens"}
+)  # fmt: skip
+_CACHE_WRITES = "cache_creation_input_tokens"  # billed from (module docstring)
+
+# "litellm.BadRequestError: AnthropicException - litellm.BadRequestError: ", repeated.
+_LITELLM_PREFIXES = re.compile(
+    r"^(?:\s*(?:litellm\.\w+:|\w+(?:Exception|Error)(?:\s+\w+)?\s+-(?=\s)))+\s*"
+)
+# A sentence ends at `.`, `!` or `?` before whitespace (`litellm.modify_params` holds one).
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_LITELLM_HINT = re.compile(r"\blitellm(?:\.|_settings)", re.IGNORECASE)
 
 
 def openai_fields(endpoint: Endpoint, body: Body, *, is_chunk: bool) -> Body:
@@ -47,8 +79,10 @@ def openai_fields(endpoint: Endpoint, body: Body, *, is_chunk: bool) -> Body:
     copied, so a chunk costs a few dict lookups per level.
     """
     if endpoint == "embeddings":
+        _keep(body.get("usage"), _EMBEDDING_USAGE)
         return body
     _keep(body, _CHUNK if is_chunk else _ANSWER)
+    _keep_usage(body.get("usage"))
     choices = body.get("choices")
     if not isinstance(choices, list):
         return body
@@ -65,6 +99,27 @@ def openai_fields(endpoint: Endpoint, body: Body, *, is_chunk: bool) -> Body:
             for call in message.get("tool_calls") or ():
                 _keep(call, _TOOL_CALL)
     return body
+
+
+def caller_message(text: str) -> str:
+    """A litellm refusal's text as the caller gets it: without litellm's exception names
+    ("litellm.BadRequestError: AnthropicException - ") and without its sentences about
+    its own settings (`litellm.modify_params`, `litellm_settings::`); "" if nothing is
+    left."""
+    text = _LITELLM_PREFIXES.sub("", text, count=1)
+    sentences = _SENTENCE_END.split(text)
+    return " ".join(s for s in sentences if not _LITELLM_HINT.search(s)).strip()
+
+
+def _keep_usage(usage: object) -> None:
+    if not isinstance(usage, dict):
+        return
+    writes = usage.get(_CACHE_WRITES)
+    _keep(usage, _USAGE)
+    if isinstance(writes, int) and writes > 0:
+        usage[_CACHE_WRITES] = writes
+    _keep(usage.get("prompt_tokens_details"), _PROMPT_DETAILS)
+    _keep(usage.get("completion_tokens_details"), _COMPLETION_DETAILS)
 
 
 def _keep(value: object, names: frozenset[str]) -> None:

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from gateway.providers.litellm_fields import openai_fields
+from gateway.providers.litellm_fields import caller_message, openai_fields
 
 THINKING = {"type": "thinking", "thinking": "the card is 4111", "signature": "sig"}
 EXTRAS = {"provider_specific_fields": {"thinking_blocks": [THINKING], "citations": ["c"]}}
@@ -14,7 +14,7 @@ TOP = {
     "created": 1,
     "model": "claude",
     "system_fingerprint": None,
-    "usage": {"prompt_tokens": 1, "cache_read_input_tokens": 0},
+    "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
 }
 
 
@@ -71,7 +71,7 @@ def test_a_whole_answer_keeps_openais_fields_and_reasoning_content_only():
     assert choice["message"] == message(tool_calls=[
         {"id": "t", "type": "function", "function": {"name": "f", "arguments": "{}"}}
     ])  # fmt: skip
-    assert body["usage"] == TOP["usage"]  # usage is counts: as it came
+    assert body["usage"] == TOP["usage"]  # OpenAI's counts: as they came
 
 
 def test_a_chunk_keeps_openais_fields_and_reasoning_content_only():
@@ -114,6 +114,94 @@ def test_embeddings_go_as_they_come():
     body = {"object": "list", "data": [{"embedding": [0.5], "index": 0}], "model": "m",
             "usage": {"prompt_tokens": 1}, "provider_specific_fields": None}  # fmt: skip
     assert openai_fields("embeddings", copy.deepcopy(body), is_chunk=False) == body
+
+
+# litellm 1.110's usage of an Anthropic answer that wrote 5 tokens to the prompt cache
+# and read 4 from it (its dump, as the probe saw it), with a list price of its own.
+LITELLM_USAGE = {
+    "completion_tokens": 3, "prompt_tokens": 21, "total_tokens": 24,
+    "completion_tokens_details": {
+        "accepted_prediction_tokens": None, "audio_tokens": None, "reasoning_tokens": 0,
+        "rejected_prediction_tokens": None, "text_tokens": 3, "image_tokens": None,
+        "video_tokens": None,
+    },
+    "prompt_tokens_details": {
+        "audio_tokens": None, "cache_write_tokens": 5, "cached_tokens": 4, "image_tokens": None,
+        "text_tokens": 12, "video_tokens": None, "initial_prompt_tokens": None,
+        "cache_creation_tokens": 5,
+    },
+    "cache_creation_input_tokens": 5, "cache_read_input_tokens": 4, "cost": 0.000215,
+    "iterations": None, "inference_geo": None, "speed": None, "service_tier": None,
+}  # fmt: skip
+OPENAI_USAGE = {
+    "completion_tokens": 3, "prompt_tokens": 21, "total_tokens": 24,
+    "completion_tokens_details": {
+        "accepted_prediction_tokens": None, "audio_tokens": None, "reasoning_tokens": 0,
+        "rejected_prediction_tokens": None, "text_tokens": 3,
+    },
+    "prompt_tokens_details": {
+        "audio_tokens": None, "cache_write_tokens": 5, "cached_tokens": 4, "image_tokens": None,
+        "text_tokens": 12,
+    },
+    "cache_creation_input_tokens": 5,  # billed from (usage_from_report)
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+@pytest.mark.parametrize("is_chunk", [False, True])
+def test_usage_keeps_openais_counts_and_the_cache_writes_billed(endpoint, is_chunk):
+    body = {**TOP, "choices": [], "usage": copy.deepcopy(LITELLM_USAGE)}
+    assert openai_fields(endpoint, body, is_chunk=is_chunk)["usage"] == OPENAI_USAGE
+
+
+def test_usage_without_cache_writes_has_no_anthropic_field():
+    usage = {**copy.deepcopy(LITELLM_USAGE), "cache_creation_input_tokens": 0}
+    body = openai_fields("chat", {**TOP, "choices": [], "usage": usage}, is_chunk=False)
+    assert "cache_creation_input_tokens" not in body["usage"]
+
+
+def test_the_billing_reads_the_same_usage_after_the_filter():
+    """The gateway charges what litellm reported: cached reads and cache writes too."""
+    from gateway.usage.usage import usage_from_report
+
+    body = {**TOP, "choices": [], "usage": copy.deepcopy(LITELLM_USAGE)}
+    kept = openai_fields("chat", body, is_chunk=False)["usage"]
+    assert usage_from_report(kept) == usage_from_report(LITELLM_USAGE)
+
+
+def test_an_embeddings_usage_keeps_openais_two_counts():
+    usage = {"prompt_tokens": 4, "completion_tokens": 0, "total_tokens": 4, "cost": 1e-06,
+             "prompt_tokens_details": {"text_tokens": 4}}  # fmt: skip
+    body = openai_fields("embeddings", {"object": "list", "usage": usage}, is_chunk=False)
+    assert body["usage"] == {"prompt_tokens": 4, "total_tokens": 4}
+
+
+# What litellm raised for a chat of a system message alone (Anthropic), as its `message`.
+SYSTEM_ONLY = (
+    "litellm.BadRequestError: AnthropicException - litellm.BadRequestError: Anthropic requires "
+    "at least one non-system message. Either provide one, or set `litellm.modify_params = "
+    "True` // `litellm_settings::modify_params: True` to add the dummy user message - "
+    "{'role': 'user', 'content': 'Please continue.'}.\nReceived Messages=[{'role': "
+    "'system', 'content': 'x'}]"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "relayed"),
+    [
+        (SYSTEM_ONLY, "Anthropic requires at least one non-system message. Received "
+                      "Messages=[{'role': 'system', 'content': 'x'}]"),
+        ("litellm.BadRequestError: Invalid value: 3.5 is too big.",
+         "Invalid value: 3.5 is too big."),
+        ("BedrockException BadRequestError - The model is retired. Handle with "
+         "`litellm.BadRequestError`.", "The model is retired."),
+        ("messages: text content blocks must be non-empty", "messages: text content blocks "
+                                                             "must be non-empty"),
+        ("Set litellm.drop_params=True to drop it.", ""),
+    ],
+)  # fmt: skip
+def test_a_relayed_refusal_keeps_the_providers_reason_not_litellms(raw, relayed):
+    assert caller_message(raw) == relayed
 
 
 @pytest.mark.parametrize(
