@@ -7,7 +7,10 @@ repeated token cost one dict lookup, and refusing tokens of our own clients
 that were revoked since (checked on every call). The issuers are read from the policy
 store at call time: a new policy version adds or removes issuers, and drops
 every cached principal (its team may have come from that policy), without a
-restart. Checking signatures and claims is the verifiers' job.
+restart. A refresh of an issuer's keys that withdraws one of them drops that
+issuer's cached principals: a token signed with a withdrawn key is verified
+again (and refused), not served from the cache until its exp. Checking
+signatures and claims is the verifiers' job.
 """
 
 from __future__ import annotations
@@ -74,6 +77,8 @@ class Authenticator:
         self._cache: TokenCache[Principal | None] = TokenCache(clock, max_cached)
         self._policy: Policy | None = None
         self._external: dict[str, ExternalVerifier] = {}
+        self._withdrawals = 0  # keys withdrawn so far: a verification across one is not cached
+        jwks.on_withdrawn(self._forget_issuer)
         self._follow(policy.current())  # at start: the log names entries that cannot apply
 
     async def verify(self, token: str, policy: Policy | None = None) -> Principal:
@@ -140,7 +145,13 @@ class Authenticator:
         self._cache.clear()
         self._policy = policy
 
+    def _forget_issuer(self, issuer: str) -> None:
+        """The issuer withdrew a key: its cached principals may rest on it, so go."""
+        self._withdrawals += 1
+        self._cache.forget(lambda principal: principal is not None and principal.issuer == issuer)
+
     async def _verify_uncached(self, token: str, policy: Policy) -> Principal:
+        withdrawals = self._withdrawals
         issuer = unverified_issuer(token)
         verifier = self._external.get(issuer) if issuer is not None else None
         if verifier is None and (issuer is None or self.builtin.accepts_issuer(issuer)):
@@ -155,7 +166,8 @@ class Authenticator:
             raise wrong_issuer().as_error()
         self.verifications += 1
         principal = await verifier.verify(token)
-        self._remember(token, principal, principal.expires_at + verifier.leeway_s, policy)
+        if withdrawals == self._withdrawals:  # else its key may have gone while we verified
+            self._remember(token, principal, principal.expires_at + verifier.leeway_s, policy)
         return principal
 
     def _remember(

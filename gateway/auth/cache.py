@@ -2,7 +2,8 @@
 
 Entries map the token string to (value, deadline), deadline being `exp + leeway`;
 past it the entry is dropped and the token refused. When full, expired entries
-go first, then the oldest half.
+go first, then the oldest half. `forget` drops entries before their deadline: their
+tokens are looked up as unknown, so verified again.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ class TokenCache(Generic[V]):
                 for oldest in list(islice(entries, max(1, len(entries) // 2))):
                     del entries[oldest]
         entries[token] = (value, deadline)
+
+    def forget(self, is_stale: Callable[[V], bool]) -> None:
+        """Drop the entries whose value `is_stale`; their tokens are verified again."""
+        entries = self.entries
+        for token in [t for t, (value, _) in entries.items() if is_stale(value)]:
+            del entries[token]
 
     def clear(self) -> None:
         self.entries.clear()

@@ -11,7 +11,9 @@ keys: the last good set stays in use while the issuer is unreachable, but a
 kid it lacks is then unknowable, not absent (`KeysUnavailable`). A kid that a
 fetch which succeeded within the refetch interval lacks is absent: the keys are
 as fresh as the rate limit allows (IdPs publish a key before they sign with
-it). Every URL
+it). A fetch that lacks a key the previous one held (withdrawn, or replaced under
+its kid) is told to the `on_withdrawn` listeners, so tokens verified with it are
+not accepted from a cache any longer. Every URL
 (discovery documents, a discovered `jwks_uri`) is checked against the upstream
 rules before it is fetched (`policy/upstreams.py`: never a metadata or
 link-local address; within GATEWAY_UPSTREAM_ALLOW when set); a refused one is
@@ -177,6 +179,12 @@ def knows_kid(keys: Sequence[Key], kid: str) -> bool:
     return any(key.kid == kid for key in keys)
 
 
+def drops_a_key(old: Sequence[Key], new: Sequence[Key]) -> bool:
+    """Does `new` lack a key of `old`: a kid gone, or its key material replaced (by thumbprint)?"""
+    kept = {(key.kid, key.thumbprint()) for key in new}
+    return any((key.kid, key.thumbprint()) not in kept for key in old)
+
+
 def may_fetch(last_attempt_at: float | None, now: float, min_interval_s: float) -> bool:
     """One fetch per interval per issuer, whatever prompted it (unknown kid, age, first use)."""
     return last_attempt_at is None or now - last_attempt_at >= min_interval_s
@@ -248,6 +256,12 @@ class JwksCache:
         self._max_bytes = max_document_bytes
         self._issuers: dict[KeySource, _IssuerKeys] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._withdrawal_listeners: list[Callable[[str], None]] = []
+
+    def on_withdrawn(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(issuer)` after each fetch of the issuer's keys that lacks a key the
+        previous one held: whatever was verified with that key must be verified again."""
+        self._withdrawal_listeners.append(listener)
 
     async def keys(self, source: KeySource) -> tuple[Key, ...]:
         """The issuer's keys: fetched on first use, then from memory (refreshed when old).
@@ -351,9 +365,19 @@ class JwksCache:
                 " (keeping the last good keys)" if state.has_keys else "",
             )
         else:
+            withdrawn = state.has_keys and drops_a_key(state.keys, keys)
             state.keys, state.has_keys, state.fetched_at = keys, True, self.clock()
             state.failed = False
             log.info("fetched %d key(s) of issuer %s", len(keys), source.issuer)
+            if withdrawn:
+                # A key withdrawn (after a compromise, say) must not live on in cached
+                # principals until their exp, which the token's signer chose.
+                log.info(
+                    "issuer %s no longer publishes a key it did: its tokens are verified again",
+                    source.issuer,
+                )
+                for listener in self._withdrawal_listeners:
+                    listener(source.issuer)
         finally:
             state.inflight = None
 
