@@ -309,16 +309,19 @@ def finish(ctx: RequestContext, services: Services) -> None:
 
 async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
     policy = services.policy.current()  # one snapshot for the whole request
-    ctx.principal = await authenticate(exchange.authorization, services, policy)
-    team = admitted(policy, ctx.principal)  # before the body: a 401/403 outranks a 400
+    principal = await authenticate(exchange.authorization, services, policy)
+    if principal.team in policy.teams:
+        # Else refused just below; its ledger row and access line name no team, as one
+        # without a token: a signed token's claim of a team the policy lacks (a look-alike
+        # such as "teamb ") must not read as that team's in finance's report.
+        ctx.principal = principal
+    team = admitted(policy, principal)  # before the body: a 401/403 outranks a 400
     try:
         parsed = await exchange.read_body()
     finally:  # a body refused for another field keeps its model on the records
         ctx.model = exchange.model
     ctx.model, ctx.is_stream = parsed.model, parsed.is_stream
-    grant = authorize(
-        policy, ctx.principal, team, parsed.model, ctx.endpoint, services.providers.get
-    )
+    grant = authorize(policy, principal, team, parsed.model, ctx.endpoint, services.providers.get)
     route, body, ids = pin_conversation(
         ctx.endpoint, grant.route, parsed.body, grant.team.name, services.response_id_key
     )  # response id binding: only the team's own ids continue a conversation
@@ -333,7 +336,7 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     # redacted one is keyed redacted), before any token reservation.
     cached = await cache_flow.consult(
         ctx, services.cache, team=grant.team, route=route, body=body,
-        cache_control=exchange.cache_control, subject=ctx.principal.subject,
+        cache_control=exchange.cache_control, subject=principal.subject,
         timezone=policy.timezone,
     )  # fmt: skip
     hit = None if cached is None else cached.hit
