@@ -10,16 +10,22 @@ Must not: import litellm at module import, retry (the failover loop does),
 log or echo a key, or let a litellm exception escape. Only the OpenAI request
 fields listed below reach litellm: its other keyword arguments (`api_base`,
 `mock_response`, `aws_sts_endpoint`, ...) must never be settable from a body.
+Nor may litellm connect anywhere but through this provider's own session (the
+upstream rules, no redirect followed: `_http_client`), or fetch a link a
+request names (media_links.py).
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import importlib
 import os
 import re
+import ssl
 import struct
 from collections.abc import AsyncIterator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Literal
 
 import aiohttp
@@ -40,8 +46,9 @@ from gateway.providers.base import (
 from gateway.providers.error_answer import error_summary
 from gateway.providers.litellm_fields import caller_message, openai_fields
 from gateway.providers.litellm_input import text_inputs
+from gateway.providers.media_links import linked_media
 from gateway.providers.redaction import redact_error_events, secret_spellings
-from gateway.providers.resolver import GuardedResolver, UpstreamRefused
+from gateway.providers.resolver import GuardedResolver, UpstreamRefused, guarded_trace
 from gateway.providers.stream_start import says_nothing
 from gateway.sse import is_error_event
 from gateway.telemetry.current import add_trace_headers
@@ -80,6 +87,10 @@ _FAILOVER_STATUSES = frozenset({401, 402, 403, 404, 408, 429})
 # the figure litellm long used, within every Claude model's output limit.
 ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
 
+# The HTTP client of the provider whose litellm call is running (`_invoke`): what the call
+# gets where litellm would take its process-wide client instead of the one passed.
+_CALL_CLIENT: ContextVar[Any] = ContextVar("litellm_call_client", default=None)
+
 # Chunks carrying nothing held before a stream's first real one (`_first_said`): litellm
 # makes two of a 200 without events (the `stop`, its usage); a real stream's first has its role.
 EMPTY_CHUNKS_HELD = 8
@@ -96,8 +107,25 @@ def _litellm() -> Any:
     """The litellm module, imported on first use without fetching anything."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
+    # Read once, at import: litellm then downloads no image a message links to (the
+    # adapter refuses those requests first; this covers a shape it does not know).
+    os.environ["MAX_IMAGE_URL_DOWNLOAD_SIZE_MB"] = "0"
     import litellm
+    import litellm.llms.custom_httpx.aiohttp_transport
     import litellm.llms.custom_httpx.http_handler
+
+    # Gemini's async embeddings drop the `client` passed and take litellm's shared one, which
+    # follows redirects and knows no upstream rules: they get the calling provider's.
+    gemini_embed: Any = importlib.import_module(
+        "litellm.llms.vertex_ai.gemini_embeddings.batch_embed_content_handler"
+    )
+    shared_client = gemini_embed.get_async_httpx_client
+
+    def calling_providers_client(*args: Any, **kwargs: Any) -> Any:
+        client = _CALL_CLIENT.get()
+        return shared_client(*args, **kwargs) if client is None else client
+
+    gemini_embed.get_async_httpx_client = calling_providers_client
 
     litellm.suppress_debug_info = True
     litellm.disable_streaming_logging = True  # per-chunk logging work nobody reads
@@ -205,6 +233,7 @@ class LitellmProvider:
             )
         allowed = _PARAMS[call.endpoint]
         kwargs = {k: v for k, v in call.body.items() if k in allowed and v is not None}
+        self._refuse_linked_media(kwargs)
         self._refuse_what_would_be_dropped(call, kwargs)
         # Anthropic requires a cap; OpenAI callers may send none. litellm would fill
         # in its own (up to 128,000, beyond many models' limit: a 400).
@@ -226,6 +255,20 @@ class LitellmProvider:
         if trace:  # (a caller's body cannot set extra_headers: not in _PARAMS)
             kwargs["extra_headers"] = trace
         return kwargs
+
+    def _refuse_linked_media(self, kwargs: Mapping[str, Any]) -> None:
+        """litellm would fetch a linked image or file from the gateway (media_links.py):
+        refused before anything is fetched or sent."""
+        param = linked_media(kwargs.get("messages"))
+        if param is not None:
+            raise UpstreamClientError(
+                400,
+                f"This model's provider ({self.kind}) takes images, files and audio inline "
+                f"only: send {param} as a data: URL (base64), not a link. The gateway "
+                "fetches nothing a request links to.",
+                type_="invalid_request_error",
+                param=param,
+            )
 
     def _refuse_what_would_be_dropped(self, call: UpstreamCall, kwargs: Mapping[str, Any]) -> None:
         """`drop_params` silently drops what a provider lacks; for `n` that would answer
@@ -252,21 +295,67 @@ class LitellmProvider:
 
     def _http_client(self) -> Any:
         if self._client is None:
-            handlers = _litellm().llms.custom_httpx.http_handler
+            custom_httpx = _litellm().llms.custom_httpx
             # litellm's calls (Anthropic, Gemini, Bedrock, an api_base) go through this
-            # session, so their addresses obey the upstream rules at connect time.
+            # session, so their addresses obey the upstream rules at connect time: a name's
+            # through the resolver, an IP address's through the trace.
             self._resolver = GuardedResolver(self._upstreams)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=self._resolver)
+                connector=aiohttp.TCPConnector(resolver=self._resolver),
+                trace_configs=[guarded_trace(self._upstreams)],
             )
-            self._client = handlers.AsyncHTTPHandler(shared_session=self._session)
+            # Handed over as the transport, not as a shared session: litellm then builds no
+            # client of its own (it would, without these rules, to retry a refused connect).
+            transport = custom_httpx.aiohttp_transport.LiteLLMAiohttpTransport(
+                client=self._session,
+                ssl_verify=_ssl_option(custom_httpx.http_handler.get_ssl_configuration()),
+                owns_session=False,
+                session_factory=_no_other_session,
+            )
+            self._client = custom_httpx.http_handler.AsyncHTTPHandler(
+                transport=transport,
+                follow_redirects=False,
+                event_hooks={"response": [_refuse_redirect]},
+            )
         return self._client
+
+
+class _Redirected(Exception):
+    """An upstream answered a redirect: a failed attempt, never followed (its Location may
+    name any host, and the key would go with the request)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}: a redirect, not followed")
+        self.status = status
+
+
+async def _refuse_redirect(response: Any) -> None:
+    """httpx's response hook: a 3xx ends the attempt, whatever a litellm call asked for."""
+    if 300 <= response.status_code < 400:
+        raise _Redirected(response.status_code)
+
+
+def _no_other_session() -> aiohttp.ClientSession:
+    # litellm asks for a new session when its own is closed or on another loop: a request
+    # racing close(). It gets none without the upstream rules; the attempt fails.
+    raise RuntimeError("this provider's HTTP session is closed")
+
+
+def _ssl_option(config: object) -> ssl.SSLContext | bool | None:
+    """litellm's TLS settings (its CA bundle, `SSL_CERT_FILE`) as its own clients apply them."""
+    if isinstance(config, ssl.SSLContext) or config is False:
+        return config
+    return None
 
 
 async def _invoke(endpoint: Endpoint, kwargs: dict[str, Any]) -> Any:
     litellm = _litellm()
     if endpoint == "embeddings":
-        return await litellm.aembedding(**kwargs)
+        token = _CALL_CLIENT.set(kwargs["client"])
+        try:
+            return await litellm.aembedding(**kwargs)
+        finally:
+            _CALL_CLIENT.reset(token)
     if endpoint == "completions":
         return await litellm.atext_completion(**kwargs)
     return await litellm.acompletion(**kwargs)
@@ -398,16 +487,24 @@ def translate_error(
 ) -> UpstreamFailure | UpstreamClientError:
     """Map a litellm (or transport) exception to the gateway's two upstream errors.
 
-    Decided by status: 429, 5xx, 401/402/403 (our key or account), 404, 408 and
-    transport failures are worth failing over; other 4xx are the caller's
-    request, passed back from the upstream's error body (litellm keeps it at
-    the end of its message) with URLs, keys and litellm's prefixes removed.
+    Decided by status: 429, 5xx, 3xx (a redirect, never followed), 401/402/403 (our
+    key or account), 404, 408 and transport failures are worth failing over; other
+    4xx are the caller's request, passed back from the upstream's error body
+    (litellm keeps it at the end of its message) with URLs, keys and litellm's
+    prefixes removed.
     """
     litellm = _litellm()
     import httpx
 
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
+    redirected = _transport_cause(exc, _Redirected)
+    if isinstance(redirected, _Redirected):  # never its Location: it may hold a token
+        return UpstreamFailure(str(redirected), status=redirected.status)
+    # Whatever litellm made of it (a 500 of its own, for a refusal before connecting).
+    refused = _transport_cause(exc, UpstreamRefused)
+    if isinstance(refused, UpstreamRefused):  # the rules' reason: hosts and addresses only
+        return UpstreamFailure(f"not connected: {refused.reason}", status=None)
     transport = _transport_cause(exc, httpx.TransportError)
     # The detail goes to the operator's log: what failed, the status and the error's type,
     # never the upstream's message (litellm's own text holds it), which may echo the prompt.
@@ -415,12 +512,10 @@ def translate_error(
     if isinstance(exc, litellm.Timeout) or isinstance(transport, httpx.TimeoutException):
         return UpstreamFailure(kinds, status=None if transport else status, is_timeout=True)
     error = _error_object(getattr(exc, "body", None), str(getattr(exc, "message", "")))
-    if status is not None and status < 500 and status not in _FAILOVER_STATUSES:
+    # A 3xx (a redirect, never followed) fails the attempt, as a 5xx does.
+    if status is not None and 400 <= status < 500 and status not in _FAILOVER_STATUSES:
         return _client_error(exc, status, error, secrets, litellm)
     if transport is not None or isinstance(exc, litellm.APIConnectionError) or status is None:
-        refused = _transport_cause(exc, UpstreamRefused)
-        if isinstance(refused, UpstreamRefused):  # the rules' reason: hosts and addresses only
-            return UpstreamFailure(f"not connected: {refused.reason}", status=None)
         return UpstreamFailure(kinds, status=None)  # no HTTP answer to speak of
     headers = getattr(exc, "litellm_response_headers", None)
     retry_after_s = retry_after_seconds(headers) or _retry_delay_s(error)

@@ -12,20 +12,26 @@ address.
 
 It runs once per DNS cache entry (`ttl_dns_cache`), not per request: the hot path
 reuses pooled connections and cached, already-filtered addresses. IP literals
-never reach a resolver (aiohttp connects to them directly); the policy check
-judges them exactly. Must not: log or raise a URL's path or query (a `${VAR}`
-may stand there), only host, port and addresses.
+never reach a resolver (aiohttp connects to them directly): the policy check
+judges a configured one exactly, and `guarded_trace` judges every one a session
+is handed (a URL a library built, a redirect's target) before it connects, and
+refuses any redirect aiohttp would follow. Must not: log or raise a URL's path or
+query (a `${VAR}` may stand there, a redirect's Location a token), only host,
+port and addresses.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
+from types import SimpleNamespace
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
-from gateway.policy.upstreams import UpstreamRules, resolved_refusal
+from gateway.policy.upstreams import UpstreamRules, resolved_refusal, upstream_refusal
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +93,48 @@ class GuardedResolver(AbstractResolver):
         if self._owns_lookup and self._lookup is not None:
             await self._lookup.close()
             self._lookup = None
+
+
+def literal_refusal(url: URL, rules: UpstreamRules, *, check_listener: bool = True) -> str | None:
+    """Why a connection to `url` is refused when its host is an IP address as written, else
+    None (a name is `GuardedResolver`'s to judge, once it resolves)."""
+    host = url.raw_host or ""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    # The origin only: the rules speak of hosts and ports, and a path may hold a secret.
+    return upstream_refusal(
+        str(url.origin()), rules, field="the URL", check_listener=check_listener
+    )
+
+
+def guarded_trace(rules: UpstreamRules, *, check_listener: bool = True) -> aiohttp.TraceConfig:
+    """A session's hooks that keep it within `rules` whatever URL it is handed: a host written
+    as an IP address is judged before connecting (`UpstreamRefused`), as the resolver judges
+    the addresses of a name; a redirect raises instead of being followed (its Location may
+    name any host, and the request's key would go with it)."""
+
+    async def on_request_start(
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceRequestStartParams,
+    ) -> None:
+        reason = literal_refusal(params.url, rules, check_listener=check_listener)
+        if reason is not None:
+            raise UpstreamRefused(reason)
+
+    async def on_request_redirect(
+        session: aiohttp.ClientSession,
+        context: SimpleNamespace,
+        params: aiohttp.TraceRequestRedirectParams,
+    ) -> None:
+        raise UpstreamRefused(f"a redirect (HTTP {params.response.status}) is never followed")
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    trace.on_request_redirect.append(on_request_redirect)
+    return trace
 
 
 def refusal_of(error: BaseException) -> str | None:
