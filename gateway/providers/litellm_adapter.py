@@ -238,7 +238,7 @@ class LitellmProvider:
         # Anthropic requires a cap; OpenAI callers may send none. litellm would fill
         # in its own (up to 128,000, beyond many models' limit: a 400).
         uncapped = "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs
-        if self.kind == "anthropic" and call.endpoint == "chat" and uncapped:
+        if self.kind == "anthropic" and call.endpoint != "embeddings" and uncapped:
             kwargs["max_tokens"] = ANTHROPIC_DEFAULT_MAX_TOKENS
         kwargs.update(self._auth)
         kwargs.update(

@@ -255,6 +255,9 @@ async def test_a_request_without_max_tokens_gets_a_cap_every_claude_accepts(
         upstream_call("chat", MODEL, {"messages": MESSAGES, "max_completion_tokens": 77})
     )
     assert anthropic.upstream.last.body["max_tokens"] == 77
+    # Legacy completions too (litellm's own default, 128,000, is past most models' limit).
+    await anthropic.provider.send(upstream_call("completions", MODEL, {"prompt": "Say hello"}))
+    assert anthropic.upstream.last.body["max_tokens"] == 4096
 
 
 async def test_several_choices_are_refused_not_silently_answered_with_one(
