@@ -96,9 +96,10 @@ from gateway.stream.usage_observer import UsageObserver
 from gateway.telemetry.attributes import response_facts
 from gateway.telemetry.current import attempt_observer, current_trace
 from gateway.telemetry.stream_facts import StreamFacts
-from gateway.usage.pricing import cost_nanousd, usd_text
+from gateway.usage.pricing import charged_prices, cost_nanousd, usd_text
 from gateway.usage.usage import (
     Usage,
+    answer_tier,
     capped_usage,
     estimate_usage,
     output_text,
@@ -517,7 +518,7 @@ async def _whole(
     deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt, guards)
     if current_trace() is not None:  # telemetry: id, model, finish reasons, for its spans
         ctx.response_id, ctx.response_model, ctx.finish_reasons = response_facts(payload)
-    usage = usage_from_report(payload.get("usage"))
+    usage = usage_from_report(payload.get("usage"), answer_tier(payload))
     counted = usage is None
     if usage is None:
         generated = output_text(ctx.endpoint, payload)
@@ -748,9 +749,12 @@ def _book_upstream_failure(
 
 
 def charge(ctx: RequestContext, deployment: Deployment, usage: Usage) -> None:
-    """The request's usage, priced at the answering deployment's prices (exact)."""
-    ctx.usage, ctx.prices = usage, deployment.prices
-    ctx.cost_nanousd = cost_nanousd(usage, deployment.prices)
+    """The request's usage, priced exactly at what the answering deployment charges for
+    it: at the service tier the answer reports, past the prompt's size threshold (a
+    table's prices); the ledger row keeps those unit prices."""
+    prices = charged_prices(deployment.prices, usage.service_tier, usage.input_tokens)
+    ctx.usage, ctx.prices = usage, prices
+    ctx.cost_nanousd = cost_nanousd(usage, prices)
 
 
 # --- rendering helpers ---------------------------------------------------------

@@ -29,7 +29,7 @@ from gateway.limits.token_count import (
 )
 from gateway.policy.compiled import ModelRoute
 from gateway.providers.base import Endpoint
-from gateway.usage.pricing import cost_nanousd, nano_of
+from gateway.usage.pricing import charged_prices, cost_nanousd, nano_of
 from gateway.usage.usage import Usage
 
 # Without max_tokens and without the team's max_tokens_default, this much output is reserved.
@@ -146,9 +146,19 @@ def _size(value: Any, depth: int) -> int:
     return 1
 
 
-def dearest_cost(route: ModelRoute, usage: Usage) -> int:
-    """The cost of `usage` at the deployment that would charge most for it."""
-    return max((cost_nanousd(usage, d.prices) for d in route.deployments), default=0)
+def dearest_cost(route: ModelRoute, usage: Usage, service_tier: object = None) -> int:
+    """The cost of `usage` at the deployment that would charge most for it, at the
+    standard tier or at `service_tier` (the request's), whichever costs more."""
+    costs = (
+        cost_nanousd(usage, charged_prices(d.prices, tier, usage.input_tokens))
+        for d in route.deployments
+        for tier in (None, service_tier)
+    )
+    return max(costs, default=0)
+
+
+# No threshold: larger than any prompt.
+NO_THRESHOLD = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +168,11 @@ class RouteFacts:
     route: ModelRoute
     counter: TextCounter  # the first deployment's model's encoding: it counts the prompt
     prices: tuple[tuple[int, int], ...]  # each deployment's (input, output) nano-USD per Mtok
+    # Where some deployment's table charges otherwise (`dearest_as_asked`): past a prompt
+    # size, at a service tier the request asks for, for audio output it asks for.
+    least_threshold: int = NO_THRESHOLD
+    has_tiers: bool = False
+    has_audio_output: bool = False
 
     def dearest(self, prompt: int, output: int) -> int:
         """dearest_cost of Usage(prompt, output): rounding is monotonic, so the dearest
@@ -167,6 +182,23 @@ class RouteFacts:
             cost = prompt * input_price + output * output_price
             if cost > most:
                 most = cost
+        return nano_of(most)
+
+    def dearest_as_asked(
+        self, prompt: int, output: int, prompt_size: int, tier: object, audio: bool
+    ) -> int:
+        """`dearest`, at each deployment's prices for a prompt of `prompt_size` tokens at
+        the standard tier and at `tier` (the dearer), output priced as audio if `audio`."""
+        most = 0
+        for deployment in self.route.deployments:
+            for asked in (None, tier) if tier is not None else (None,):
+                prices = charged_prices(deployment.prices, asked, prompt_size)
+                output_price = prices.output
+                if audio and prices.output_audio is not None:
+                    output_price = max(output_price, prices.output_audio)
+                cost = prompt * prices.input + output * output_price
+                if cost > most:
+                    most = cost
         return nano_of(most)
 
 
@@ -183,7 +215,19 @@ def route_facts(route: ModelRoute) -> RouteFacts:
         _facts.clear()
     model = route.deployments[0].model if route.deployments else route.alias
     prices = tuple(dict.fromkeys((d.prices.input, d.prices.output) for d in route.deployments))
-    facts = _facts[id(route)] = RouteFacts(route, counter_for(model), prices)
+    least_threshold, has_tiers, has_audio_output = NO_THRESHOLD, False, False
+    for deployment in route.deployments:
+        tiers = deployment.prices.tiers
+        if tiers is not None:
+            least = tiers.least_threshold
+            if least is not None and least < least_threshold:
+                least_threshold = least
+            has_tiers = has_tiers or bool(tiers.by_tier)
+        audio = deployment.prices.output_audio
+        has_audio_output = has_audio_output or (audio or 0) > deployment.prices.output
+    facts = _facts[id(route)] = RouteFacts(
+        route, counter_for(model), prices, least_threshold, has_tiers, has_audio_output
+    )
     return facts
 
 
@@ -202,9 +246,22 @@ def predicted_tokens(counter: TextCounter, endpoint: Endpoint, body: Mapping[str
 def priced(
     facts: RouteFacts, endpoint: Endpoint, body: Mapping[str, Any], prompt: int, output: int
 ) -> Estimate:
-    """The estimate of `prompt` + `output` tokens, a prediction's priced as output."""
+    """The estimate of `prompt` + `output` tokens, a prediction's priced as output; at
+    the prices the request asks for (a service tier, audio output) or its prompt's size
+    reaches, where some deployment's table has such prices."""
     predicted = predicted_tokens(facts.counter, endpoint, body)
-    return Estimate(prompt + output, facts.dearest(prompt - predicted, output + predicted))
+    tier = body.get("service_tier") if facts.has_tiers else None
+    audio = facts.has_audio_output and asks_audio(body)
+    if tier is None and not audio and prompt <= facts.least_threshold:  # the usual case
+        return Estimate(prompt + output, facts.dearest(prompt - predicted, output + predicted))
+    cost = facts.dearest_as_asked(prompt - predicted, output + predicted, prompt, tier, audio)
+    return Estimate(prompt + output, cost)
+
+
+def asks_audio(body: Mapping[str, Any]) -> bool:
+    """Does a chat request ask for spoken output (`modalities` with "audio")?"""
+    modalities = body.get("modalities")
+    return isinstance(modalities, list) and "audio" in modalities
 
 
 def estimate_now(

@@ -23,6 +23,7 @@ from gateway.sse import DONE_PAYLOAD, EVENT_END, is_done, json_of
 from gateway.stream.steps import NOTHING, Emit, events_of
 from gateway.usage.usage import (
     Usage,
+    answer_tier,
     estimate_usage,
     output_text,
     usage_from_report,
@@ -103,7 +104,7 @@ class UsageObserver:
             parsed = json_of(event)
             if not isinstance(parsed, dict):
                 continue
-            found = usage_from_report(report_of(parsed))
+            found = usage_from_report(report_of(parsed), answer_tier(parsed))
             if found is not None:
                 self.reported = found
 
@@ -141,7 +142,7 @@ class UsageObserver:
             self._seen.append(event)
             return event
         report = report_of(parsed)
-        found = usage_from_report(report)
+        found = usage_from_report(report, answer_tier(parsed))  # OpenAI's chunks say the tier
         if found is not None:
             self.reported = found
         elif self._owes_usage and isinstance(report, dict) and not parsed.get("choices"):

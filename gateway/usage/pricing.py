@@ -10,13 +10,21 @@ model's `price` (both already folded into `Deployment.price` by the compiler),
 then litellm's bundled price table (read from the installed wheel's JSON file,
 never the network and never `import litellm`), else unknown: priced at zero and
 flagged, so a report lists it instead of silently dropping it.
+
+A table price is what the provider bills, as litellm's own cost code reads the table
+(`generic_cost_per_token`): at the service tier the answer reports (`*_priority`,
+`*_flex`... keys, else the standard ones), the whole request at the higher rates once
+its prompt passes a threshold (`*_above_200k_tokens`), audio tokens at their own
+rates. That reading happens once per table entry (`table_rates.py`); a request picks
+its prices with `charged_prices`. A policy `price` has one rate per kind: audio tokens
+are input or output tokens there, and every tier pays it.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -24,6 +32,7 @@ from typing import Any
 
 import orjson
 
+from gateway.usage.table_rates import Rates, rates_at, thresholds
 from gateway.usage.usage import Usage
 
 NANO_PER_USD = 10**9
@@ -50,7 +59,11 @@ class PriceSource(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class UnitPrices:
-    """Nano-USD per million tokens of each kind; what a ledger row is priced with."""
+    """Nano-USD per million tokens of each kind; what a ledger row is priced with.
+
+    `input_audio` and `output_audio` None: audio tokens cost what text tokens do.
+    `tiers`: the table's other prices for this deployment (service tiers, long
+    prompts), None when it has none; `charged_prices` picks from them."""
 
     input: int
     output: int
@@ -58,9 +71,74 @@ class UnitPrices:
     cache_write: int
     reasoning: int
     source: PriceSource
+    input_audio: int | None = None
+    output_audio: int | None = None
+    tiers: PriceTiers | None = None
+
+
+# One set of prices per prompt-size step: (threshold, the prices once a prompt has more
+# tokens than it), thresholds ascending.
+Steps = tuple[tuple[int, UnitPrices], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTiers:
+    """A table entry's prices besides its standard ones, worked out once (table_rates.py).
+
+    `above`: the standard tier's steps past prompt-size thresholds. `by_tier`: each
+    service tier (by its table key suffix: flex, balanced, priority, ultrafast) that
+    prices otherwise, with its base prices and its own steps."""
+
+    above: Steps
+    by_tier: tuple[tuple[str, UnitPrices, Steps], ...]
+
+    @property
+    def least_threshold(self) -> int | None:
+        """The smallest prompt size past which some tier's prices step up; None: none."""
+        thresholds = [t for t, _ in self.above]
+        thresholds += [t for _, _, steps in self.by_tier for t, _ in steps]
+        return min(thresholds, default=None)
 
 
 UNKNOWN_PRICES = UnitPrices(0, 0, 0, 0, 0, PriceSource.UNKNOWN)
+
+# An answer's `service_tier` → the table's key suffix for it (litellm's mapping: `fast`
+# is billed as priority). Any other (`default`, `auto`, `scale`, none) is standard.
+TIER_KEY_SUFFIXES = {
+    "flex": "flex",
+    "balanced": "balanced",
+    "priority": "priority",
+    "fast": "priority",
+    "ultrafast": "ultrafast",
+}
+
+
+def tier_suffix(service_tier: object) -> str:
+    """The table's key suffix for an answer's (or a request's) tier; "" for standard."""
+    if not isinstance(service_tier, str):
+        return ""
+    return TIER_KEY_SUFFIXES.get(service_tier.lower(), "")
+
+
+def charged_prices(prices: UnitPrices, service_tier: object, prompt_tokens: int) -> UnitPrices:
+    """What a usage of `prompt_tokens` input tokens served at `service_tier` is charged
+    at: the tier's prices (standard when the table has none for it), stepped up for the
+    whole request once the prompt is past a threshold. Policy prices are returned as is."""
+    tiers = prices.tiers
+    if tiers is None:  # policy prices; table entries with one price
+        return prices
+    chosen, steps = prices, tiers.above
+    suffix = tier_suffix(service_tier)
+    if suffix:
+        for name, base, own_steps in tiers.by_tier:
+            if name == suffix:
+                chosen, steps = base, own_steps
+                break
+    for threshold, stepped in steps:
+        if prompt_tokens <= threshold:
+            break
+        chosen = stepped
+    return chosen
 
 
 def nano_per_mtok(usd_per_mtok: float | Decimal) -> int:
@@ -71,8 +149,11 @@ def nano_per_mtok(usd_per_mtok: float | Decimal) -> int:
     return int((exact * NANO_PER_USD).to_integral_value(ROUND_HALF_EVEN))
 
 
-def _per_token_to_mtok(usd_per_token: Any) -> int | None:
-    if not isinstance(usd_per_token, int | float) or usd_per_token < 0:
+def per_token_to_mtok(usd_per_token: Any) -> int | None:
+    """A table rate (USD per token, a JSON number) → nano-USD per Mtok; None if no rate."""
+    if isinstance(usd_per_token, bool) or not isinstance(usd_per_token, int | float):
+        return None
+    if not usd_per_token >= 0:  # negative, or NaN
         return None
     return nano_per_mtok(Decimal(repr(float(usd_per_token))) * TOKENS_PER_MTOK)
 
@@ -93,24 +174,54 @@ def policy_prices(price: Price) -> UnitPrices:
 
 
 def table_prices(entry: Any) -> UnitPrices | None:
-    """One entry of litellm's table (per-token USD floats) → our units; None if unpriced."""
+    """One entry of litellm's table (per-token USD floats) → our units, its service
+    tiers and long-prompt steps included; None if unpriced."""
     if not isinstance(entry, dict):
         return None
-    input_ = _per_token_to_mtok(entry.get("input_cost_per_token"))
-    output = _per_token_to_mtok(entry.get("output_cost_per_token"))
-    if input_ is None or output is None:
+    standard = _table_prices_at(entry, "", 0)
+    if standard is None:
         return None
-    cached = _per_token_to_mtok(entry.get("cache_read_input_token_cost"))
-    cache_write = _per_token_to_mtok(entry.get("cache_creation_input_token_cost"))
-    reasoning = _per_token_to_mtok(entry.get("output_cost_per_reasoning_token"))
+    above = _steps(entry, "", standard)
+    by_tier = []
+    for suffix in sorted(set(TIER_KEY_SUFFIXES.values())):
+        base = _table_prices_at(entry, suffix, 0) or standard
+        steps = _steps(entry, suffix, base)
+        if base != standard or steps != above:
+            by_tier.append((suffix, base, steps))
+    if not above and not by_tier:
+        return standard
+    return replace(standard, tiers=PriceTiers(above, tuple(by_tier)))
+
+
+def _table_prices_at(entry: dict[str, Any], suffix: str, prompt_tokens: int) -> UnitPrices | None:
+    rates = rates_at(entry, suffix, prompt_tokens, per_token_to_mtok)
+    return None if rates is None else _unit_prices(rates)
+
+
+def _unit_prices(rates: Rates) -> UnitPrices:
     return UnitPrices(
-        input=input_,
-        output=output,
-        cached_input=input_ if cached is None else cached,
-        cache_write=input_ if cache_write is None else cache_write,
-        reasoning=output if reasoning is None else reasoning,
+        input=rates.input,
+        output=rates.output,
+        cached_input=rates.cached_input,
+        cache_write=rates.cache_write,
+        reasoning=rates.reasoning,
         source=PriceSource.TABLE,
+        # None when the same as text: most entries price no audio
+        input_audio=None if rates.input_audio == rates.input else rates.input_audio,
+        output_audio=None if rates.output_audio == rates.output else rates.output_audio,
     )
+
+
+def _steps(entry: dict[str, Any], suffix: str, base: UnitPrices) -> Steps:
+    """A tier's prices past each threshold its keys name, where they differ."""
+    steps: list[tuple[int, UnitPrices]] = []
+    last = base
+    for threshold in thresholds(entry, suffix):
+        stepped = _table_prices_at(entry, suffix, threshold + 1) or last
+        if stepped != last:
+            steps.append((threshold, stepped))
+            last = stepped
+    return tuple(steps)
 
 
 class PriceTable:
@@ -180,7 +291,9 @@ def cost_nanousd(usage: Usage, prices: UnitPrices) -> int:
     """Exact cost, rounded once (half to even) to a whole nano-USD.
 
     Input tokens include the cached and cache-written ones, output tokens the
-    reasoning ones (OpenAI's convention); each kind is priced at its own rate.
+    reasoning ones (OpenAI's convention); each kind is priced at its own rate. Audio
+    tokens are of the uncached input and of the non-reasoning output (as litellm
+    prices them), at their own rates. `prices`: `charged_prices` of the usage.
     """
     cached = min(usage.cached_tokens, usage.input_tokens)
     written = min(usage.cache_write_tokens, usage.input_tokens - cached)
@@ -194,7 +307,18 @@ def cost_nanousd(usage: Usage, prices: UnitPrices) -> int:
         + plain_output * prices.output
         + reasoning * prices.reasoning
     )
+    if usage.input_audio_tokens or usage.output_audio_tokens:  # rare: audio models
+        nano_times_mtok += _audio_surcharge(usage, prices, plain_input, plain_output)
     return nano_of(nano_times_mtok)
+
+
+def _audio_surcharge(usage: Usage, prices: UnitPrices, plain_input: int, plain_output: int) -> int:
+    """What audio tokens cost beyond the text rate they were summed at (may be < 0)."""
+    heard = min(usage.input_audio_tokens, plain_input)
+    spoken = min(usage.output_audio_tokens, plain_output)
+    input_audio = prices.input if prices.input_audio is None else prices.input_audio
+    output_audio = prices.output if prices.output_audio is None else prices.output_audio
+    return heard * (input_audio - prices.input) + spoken * (output_audio - prices.output)
 
 
 def nano_of(nano_times_mtok: int) -> int:

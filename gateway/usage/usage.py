@@ -20,6 +20,11 @@ class Usage:
     is_estimated: bool = False  # counted by the gateway, not reported by the upstream
     cache_write_tokens: int = 0  # of the input: written to the prompt cache (Anthropic)
     reasoning_tokens: int = 0  # of the output: hidden reasoning (o-series, Responses)
+    input_audio_tokens: int = 0  # of the input: audio (gpt-4o-audio), priced at its own rate
+    output_audio_tokens: int = 0  # of the output: audio
+    # The service tier the answer says it was served at (`priority`, `flex`, `default`...),
+    # which the table's prices depend on (pricing.charged_prices); None: not said.
+    service_tier: str | None = None
 
 
 # A count above this is no count: the ledger and the limits hold 64-bit integers.
@@ -60,6 +65,9 @@ def capped_usage(
     is_estimated: bool = False,
     cache_write_tokens: int = 0,
     reasoning_tokens: int = 0,
+    input_audio_tokens: int = 0,
+    output_audio_tokens: int = 0,
+    service_tier: str | None = None,
 ) -> Usage:
     """A `Usage` whose counts are at most MAX_CHARGED_TOKENS each (see there)."""
     cap = MAX_CHARGED_TOKENS
@@ -70,11 +78,19 @@ def capped_usage(
         is_estimated,
         min(cache_write_tokens, cap),
         min(reasoning_tokens, cap),
+        min(input_audio_tokens, cap),
+        min(output_audio_tokens, cap),
+        service_tier,
     )
 
 
-def usage_from_report(usage: Any) -> Usage | None:
-    """Read an upstream usage object (chat/completions/embeddings or Responses shape).
+# A tier name longer than this is no tier any table prices: not kept.
+MAX_TIER_CHARS = 32
+
+
+def usage_from_report(usage: Any, service_tier: Any = None) -> Usage | None:
+    """Read an upstream usage object (chat/completions/embeddings or Responses shape),
+    and the `service_tier` its answer reports (Anthropic's sits in the usage itself).
 
     None when it is no usable report: not an object, or its input or output count
     missing or unreadable. The caller then counts the tokens itself and marks them
@@ -95,13 +111,32 @@ def usage_from_report(usage: Any) -> Usage | None:
     output_tokens = _output_count(usage, output_key, input_tokens)
     if output_tokens is None:
         return None
+    if service_tier is None:
+        service_tier = usage.get("service_tier")
     return capped_usage(
         input_tokens,
         output_tokens,
         _detail(usage, f"{input_key}_details", "cached_tokens"),
         cache_write_tokens=_int(usage.get("cache_creation_input_tokens")),
         reasoning_tokens=_detail(usage, f"{output_key}_details", "reasoning_tokens"),
+        input_audio_tokens=_detail(usage, f"{input_key}_details", "audio_tokens"),
+        output_audio_tokens=_detail(usage, f"{output_key}_details", "audio_tokens"),
+        service_tier=_tier(service_tier),
     )
+
+
+def answer_tier(payload: Mapping[str, Any]) -> Any:
+    """The service tier a whole answer or a stream event reports: its own
+    `service_tier`, or a Responses event's `response.service_tier`."""
+    tier = payload.get("service_tier")
+    response = payload.get("response")
+    if tier is None and isinstance(response, Mapping):
+        tier = response.get("service_tier")
+    return tier
+
+
+def _tier(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_TIER_CHARS else None
 
 
 def _output_count(usage: Mapping[str, Any], output_key: str, input_tokens: int) -> int | None:
