@@ -12,6 +12,14 @@ Blocking file I/O: call it in a thread, except the rare overflow append (`append
 is whole lines with one `write` on an O_APPEND descriptor, then `fsync`).
 Lines that do not parse as a ledger row (a write cut short by a power loss) go to
 `rejected.jsonl` next to the spool, so they never block the rows after them.
+
+Each database has its own folder under the spool base, named by its address, and a
+process replays only its own folder's files (another folder may hold another
+database's rows). The same database reached at a new address (failover, a DNS name
+for an IP, PgBouncer) gets a new folder: `stranded` names the others that still hold
+rows, so the start can say so. Moving their `ledger-*.jsonl` files into the current
+folder is safe: a rename keeps the inode, so a live writer keeps its flock (and the
+file is skipped until it is gone), and rows insert once by id.
 """
 
 from __future__ import annotations
@@ -44,17 +52,63 @@ def default_spool_dir(database_url: str, configured: str | None) -> Path:
     else next to a SQLite file (`gateway.db.ledger-spool/`), else `./ledger-spool/`
     with one folder per PostgreSQL database, so rows never replay into another one."""
     url = make_url(database_url)
-    if configured:
-        base = Path(configured)
-    elif url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-        database = Path(url.database)
+    is_file = url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:"
+    if is_file and not configured:
+        database = Path(url.database or "")
         return (database.parent / f"{database.name}.ledger-spool").resolve()
-    else:
-        base = Path("ledger-spool")
     name = url.database or "memory"
     where = f"{url.host or ''}-{url.port or ''}-{name}"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in where).strip("-.")
-    return (base / (safe or "default")).resolve()
+    return (spool_base(configured) / (safe or "default")).resolve()
+
+
+def spool_base(configured: str | None) -> Path:
+    """The folder holding one spool folder per database address (absolute):
+    GATEWAY_LEDGER_SPOOL_DIR, else `./ledger-spool/` (a SQLite file's own spool, beside
+    the file when the setting is unset, is not in it)."""
+    return Path(configured or "ledger-spool").resolve()
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolFolder:
+    """What a spool folder holds: its `ledger-*.jsonl` files and their whole lines."""
+
+    path: Path
+    files: int
+    rows: int
+
+
+def stranded(current: Path, folders: Iterable[SpoolFolder]) -> list[SpoolFolder]:
+    """The folders, other than this database's `current` one, that still hold rows: no
+    process of this database replays them (by path)."""
+    return sorted(
+        (folder for folder in folders if folder.path != current and folder.rows > 0),
+        key=lambda folder: folder.path,
+    )
+
+
+def spool_folders(base: Path) -> list[SpoolFolder]:
+    """Each folder under `base` with what its spool files hold (blocking: reads them all)."""
+    try:
+        found = [path.resolve() for path in base.iterdir() if path.is_dir()]
+    except OSError:  # no base yet, or not readable: nothing to tell
+        return []
+    folders = []
+    for path in found:
+        try:
+            files = list(path.glob(SPOOL_GLOB))
+            folders.append(SpoolFolder(path, len(files), sum(map(_count_lines, files))))
+        except OSError:
+            continue
+    return folders
+
+
+def _count_lines(path: Path) -> int:
+    lines = 0
+    with path.open("rb") as file:  # a plain read: no flock taken, no replay disturbed
+        while chunk := file.read(READ_CHUNK_BYTES):
+            lines += chunk.count(b"\n")
+    return lines
 
 
 def encode_rows(rows: Iterable[dict[str, Any]]) -> bytes:

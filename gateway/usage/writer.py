@@ -10,7 +10,9 @@ transaction adds the rows it really inserted to the daily rollup (rollup.py).
 When the database is unreachable or locked, batches are appended to this process's
 spool file (spool.py, fsync per batch) and replayed in order once it answers again;
 while anything is spooled, new batches go behind it, so the order holds. At start,
-spools left by processes that died are replayed (one process claims each).
+spools left by processes that died are replayed (one process claims each); then a
+warning names each other database address's folder that still holds rows (never
+replayed here: they may be another database's).
 
 Bounds:
 - memory: at most `queue_rows` rows wait in the queue; a row that finds the queue
@@ -51,6 +53,9 @@ from gateway.usage.spool import (
     orphans,
     read_chunk,
     reject_lines,
+    spool_base,
+    spool_folders,
+    stranded,
 )
 
 log = logging.getLogger("gateway.ledger")
@@ -81,8 +86,12 @@ class LedgerWriter:
         batch_interval_s: float = DEFAULT_BATCH_INTERVAL_S,
         write_timeout_s: float = WRITE_TIMEOUT_S,
         clock: Callable[[], float] = time.monotonic,
+        others_under: Path | None = None,
     ) -> None:
+        """`others_under`: the folder of every database's spool folder, whose other
+        folders holding rows are named at start (None: not looked at)."""
         self._database_url = database_url
+        self._others_under = others_under
         self._queue: asyncio.Queue[Row] = asyncio.Queue(queue_rows)
         self._batch_rows = batch_rows
         self._batch_interval_s = batch_interval_s
@@ -226,6 +235,7 @@ class LedgerWriter:
 
     async def _run(self) -> None:
         await self._replay_orphans()
+        await self._warn_of_stranded_rows()
         while not self._is_closed:
             try:
                 await self._next_batch()
@@ -365,6 +375,33 @@ class LedgerWriter:
                 extra={"fields": {"path": str(path), "rows": rows}},
             )
 
+    async def _warn_of_stranded_rows(self) -> None:
+        """Name each other folder still holding rows: the same database reached at a new
+        address (failover, a DNS name for an IP, PgBouncer) would leave them there unseen."""
+        if self._others_under is None:
+            return
+        try:
+            folders = await asyncio.to_thread(spool_folders, self._others_under)
+        except Exception:  # only a warning is at stake: the ledger goes on
+            log.exception("the other ledger spool folders could not be looked at")
+            return
+        for folder in stranded(self.spool.directory, folders):
+            log.warning(
+                "another database address's ledger spool folder holds rows this process "
+                "does not replay; if they are this database's, move its ledger-*.jsonl files "
+                "(not rejected.jsonl) into this database's spool folder: the next start "
+                "replays them, and a row already in the ledger is not written twice; if "
+                "another database's, start a gateway on that database",
+                extra={
+                    "fields": {
+                        "stranded_folder": str(folder.path),
+                        "files": folder.files,
+                        "rows": folder.rows,
+                        "spool_folder": str(self.spool.directory),
+                    }
+                },
+            )
+
     # --- outage bookkeeping ----------------------------------------------------
 
     def _went_down(self, error: BaseException) -> None:
@@ -398,4 +435,5 @@ def ledger_writer(settings: Settings) -> LedgerWriter:
         settings.database_url,
         default_spool_dir(settings.database_url, settings.ledger_spool_dir),
         queue_rows=settings.ledger_queue_rows,
+        others_under=spool_base(settings.ledger_spool_dir),
     )
