@@ -80,7 +80,7 @@ def request_fields(ctx: RequestContext) -> dict[str, object]:
         "msg": "request",
         "request_id": ctx.request_id,
         "endpoint": ctx.endpoint,
-        "team": principal.team if principal else None,
+        "team": (principal.team or None) if principal else None,
         "subject": principal.subject if principal else None,
         "client_id": principal.client_id if principal else None,
         "model": cut(ctx.model) if ctx.model else ctx.model,  # the caller's text: bounded
@@ -136,7 +136,7 @@ def edge_fields(ctx: EdgeContext) -> dict[str, object]:
         "request_id": ctx.request_id,
         "method": ctx.method,
         "path": ctx.path,
-        "team": principal.team if principal else None,
+        "team": (principal.team or None) if principal else None,
         "subject": principal.subject if principal else None,
         "client_id": principal.client_id if principal else ctx.client_id,
         "status": ctx.status,

@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from gateway.auth.authorization_header import bearer_token
-from gateway.auth.principal import SCOPE_INVOKE, Principal
+from gateway.auth.principal import NO_TEAM, SCOPE_INVOKE, Principal
 from gateway.cache import flow as cache_flow  # response cache (issue 14)
 from gateway.cache.errors import NotCached  # response cache: only-if-cached, a 504 asked for
 from gateway.cache.replay import StreamAssembler  # response cache (issue 14)
@@ -311,11 +311,9 @@ def finish(ctx: RequestContext, services: Services) -> None:
 async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
     policy = services.policy.current()  # one snapshot for the whole request
     principal = await authenticate(exchange.authorization, services, policy)
-    if principal.team in policy.teams:
-        # Else refused just below; its ledger row and access line name no team, as one
-        # without a token: a signed token's claim of a team the policy lacks (a look-alike
-        # such as "teamb ") must not read as that team's in finance's report.
-        ctx.principal = principal
+    # A team the policy lacks is refused just below: recorded with no team (NO_TEAM).
+    known = principal.team in policy.teams
+    ctx.principal = principal if known else replace(principal, team=NO_TEAM)
     team = admitted(policy, principal)  # before the body: a 401/403 outranks a 400
     try:
         parsed = await exchange.read_body()

@@ -7,6 +7,10 @@ from dataclasses import dataclass
 SCOPE_INVOKE = "gateway:invoke"
 SCOPE_ADMIN = "gateway:admin"
 SCOPE_FINANCE = "gateway:finance"
+# The team of a principal whose token claims a team the policy lacks: its request is
+# refused and recorded with no team (a look-alike "teamb " must not read as "teamb" in a
+# report), its subject and client id kept. No policy team is named "" (the schema).
+NO_TEAM = ""
 
 
 @dataclass(frozen=True, slots=True)

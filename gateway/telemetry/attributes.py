@@ -372,7 +372,7 @@ def request_head(ctx: RequestContext, policy_version: int | None) -> RequestHead
         ctx.outcome.value,
         ctx.attempts,
         ctx.is_stream,
-        None if principal is None else principal.team,
+        None if principal is None else principal.team or None,
         None if principal is None else principal.subject,
         None if principal is None else principal.client_id or None,
         None if ctx.model is None else ctx.model[:MODEL_TEXT_MAX],  # the caller's text

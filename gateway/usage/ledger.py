@@ -84,7 +84,7 @@ def ledger_row(ctx: RequestContext, latency_s: float) -> dict[str, Any]:
         "request_id": ctx.request_id,
         "at_ms": ctx.started_at_ms,
         "endpoint": ctx.endpoint,
-        "team": clean_text(principal.team) if principal else None,
+        "team": clean_text(principal.team) if principal and principal.team else None,
         "subject": clean_identity(principal.subject) if principal else None,
         "client_id": clean_identity(principal.client_id) if principal else None,
         "model": clean_text(ctx.model),  # the caller's text, even for a 404

@@ -1,5 +1,6 @@
 """A signed token whose team claim names no team of the policy: refused, and its ledger row
-(and so finance's report) names no team, as a request without a token does."""
+(and so finance's report) names no team, as a request without a token does; its subject
+stays on the row."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ async def test_a_team_claim_naming_no_team_leaves_no_team_on_its_row(tmp_path: P
         policy = POLICY.format(issuer=idp.issuer, audience=AUDIENCE)
         async with running_gateway(tmp_path, policy) as gw, aiohttp.ClientSession() as http:
             for team, scope, expected in sent:
-                token = idp.mint({"aud": AUDIENCE, "team": team, "scope": scope})
+                claims = {"aud": AUDIENCE, "team": team, "scope": scope, "sub": f"user-{team}"}
+                token = idp.mint(claims)
                 async with http.post(
                     f"{gw.base_url}/chat/completions",
                     json=CHAT,
@@ -82,6 +84,9 @@ async def test_a_team_claim_naming_no_team_leaves_no_team_on_its_row(tmp_path: P
         (403, "teamb"),
         (200, "teamb"),
     ]
+    # Who sent it is still on the row: an operator can tell which client keeps sending
+    # a stale or look-alike team.
+    assert [row["subject"] for row in rows] == [f"user-{team}" for team, _, _ in sent]
     report = usage_report(tmp_path, time.strftime("%Y-%m", time.gmtime()))
     requests: dict[str | None, int] = {}
     for row in report["rows"]:
