@@ -185,6 +185,11 @@ class LitellmProvider:
         except Exception as exc:
             raise translate_error(exc, secrets=self._secrets) from None
         body = openai_fields(call.endpoint, _dump(result), is_chunk=False)
+        if call.endpoint == "embeddings" and self.kind == "gemini":
+            # batchEmbedContents answers with no usage; litellm's is its own count of the
+            # inputs joined into one text (100 x "x": 13). Without one, the gateway counts
+            # each input itself and books the tokens as estimated.
+            body.pop("usage", None)
         if call.endpoint == "embeddings" and call.body.get("encoding_format") == "base64":
             _encode_embeddings_base64(body)
         return UpstreamReply(body=orjson.dumps(body))

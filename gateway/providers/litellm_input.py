@@ -14,6 +14,11 @@ back to). Ids that encoding cannot read are the caller's 400, naming where they 
 litellm turns a completions prompt list into one conversation and answers it once,
 where OpenAI answers each prompt: a batch of more than one prompt (texts or token
 arrays) is refused, as `n` > 1 is for these providers.
+
+Gemini embeds only texts here: litellm reads an input that is a `data:` URL, a Files API
+name (`files/...`) or a `gs://` URL as an image or file to embed, which Gemini answers
+without a token count and litellm counts as 0 tokens (free); such an input is refused,
+naming it, rather than priced at nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from gateway.providers.base import Endpoint, UpstreamCall, UpstreamClientError
 ID_FIELDS: dict[Endpoint, str] = {"completions": "prompt", "embeddings": "input"}
 _ID_LIMIT = 2**32  # tiktoken reads ids as u32; past that it raises OverflowError
 _KINDS = {str: "a string", int: "a token id", list: "an array of token ids"}
+# What litellm's Gemini embeddings read as a file, not text (its `_is_multimodal_element`;
+# a `data:` URL when it holds ";base64,").
+_GEMINI_FILE_PREFIXES = ("files/", "gs://", "https://generativelanguage.googleapis.com/")
 
 
 async def text_inputs(call: UpstreamCall, provider_kind: str) -> UpstreamCall:
@@ -36,16 +44,21 @@ async def text_inputs(call: UpstreamCall, provider_kind: str) -> UpstreamCall:
     encoding, ~40 MiB, and a large input takes a while), its completions batch refused.
 
     Raises UpstreamClientError (400, `param` naming the field) for ids the model's
-    encoding cannot read, a non-prompt in the prompt list, or a batch of prompts."""
+    encoding cannot read, a non-prompt in the prompt list, a batch of prompts, or an image
+    or file for Gemini to embed."""
     field = ID_FIELDS.get(call.endpoint)
     sent = call.body.get(field) if field else None
     if field is None or not isinstance(sent, list):
+        if call.endpoint == "embeddings" and provider_kind == "gemini":
+            refuse_media_inputs(sent)
         return call
     value: str | list[Any] = sent
     if has_token_ids(sent):
         value = await asyncio.to_thread(decoded, field, sent, call.model)
     if call.endpoint == "completions":
         value = one_prompt(value, provider_kind)
+    elif provider_kind == "gemini":
+        refuse_media_inputs(value)
     if value is sent:
         return call
     return dataclasses.replace(call, body={**call.body, field: value})
@@ -75,6 +88,23 @@ def decoded(field: str, value: list[Any], model: str) -> str | list[Any]:
     if kind is list:
         return [_text_of(item, f"{field}[{index}]", model) for index, item in enumerate(value)]
     return value
+
+
+def refuse_media_inputs(value: object) -> None:
+    """Refuse (400, naming it) an embeddings input Gemini would embed as an image or file:
+    no count of its tokens comes back to bill it by (module docstring)."""
+    texts = value if isinstance(value, list) else [value]
+    for index, text in enumerate(texts):
+        if isinstance(text, str) and (
+            text.startswith(_GEMINI_FILE_PREFIXES)
+            or (text.startswith("data:") and ";base64," in text)
+        ):
+            param = f"input[{index}]" if isinstance(value, list) else "input"
+            raise _refusal(
+                f"'{param}' is an image or file reference; this model's provider (gemini) "
+                "embeds text only through the gateway.",
+                param,
+            )
 
 
 def one_prompt(prompt: str | list[Any], provider_kind: str) -> str | list[Any]:

@@ -153,3 +153,37 @@ async def test_litellms_refusal_reaches_the_caller_without_litellms_words(tmp_pa
     message = refused.value.body["message"]
     assert message.startswith("Anthropic requires at least one non-system message.")
     assert "litellm" not in message.lower()
+
+
+async def test_gemini_embeddings_are_counted_per_input_and_marked_estimated(tmp_path, monkeypatch):
+    """Gemini reports no embedding usage: the caller is charged the gateway's own count of
+    each input (100 inputs of "x": 100 tokens, not litellm's 13 for them joined), marked
+    estimated."""
+    async with translated(tmp_path, monkeypatch) as s:
+        raw = await s.client.embeddings.with_raw_response.create(
+            model="gemini-embed", input=["x"] * 100, encoding_format="float"
+        )
+    assert raw.http_response.json()["usage"] == {"prompt_tokens": 100, "total_tokens": 100}
+    assert raw.headers["x-gateway-tokens-estimated"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("sent", "param"),
+    [
+        (["hello", "data:image/png;base64,iVBORw0KGgo="], "input[1]"),
+        ("data:image/png;base64,iVBORw0KGgo=", "input"),
+        (["files/abc123"], "input[0]"),
+        (["gs://bucket/cat.png"], "input[0]"),
+    ],
+)
+async def test_gemini_image_embeddings_are_refused_not_free(tmp_path, monkeypatch, sent, param):
+    """An image or file to embed, for which Gemini reports no tokens (litellm: 0, free), is
+    the caller's 400 naming it, with no upstream call."""
+    async with translated(tmp_path, monkeypatch) as s:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await s.client.embeddings.create(
+                model="gemini-embed", input=sent, encoding_format="float"
+            )
+        assert s.gemini.seen == []
+    assert refused.value.body["param"] == param
+    assert refused.value.body["type"] == "invalid_request_error"

@@ -80,7 +80,7 @@ async def test_embeddings_use_batch_embed_contents(gemini: Deployment) -> None:
         ("embedding", 0, EMBEDDING),
         ("embedding", 1, EMBEDDING),
     ]
-    assert body["usage"]["prompt_tokens"] >= 1
+    assert "usage" not in body  # Gemini reports none: the gateway counts the inputs
     seen = gemini.upstream.last
     assert seen.path == f"/models/{EMBEDDER}:batchEmbedContents"
     assert [r["content"]["parts"][0]["text"] for r in seen.body["requests"]] == ["one", "two"]
