@@ -353,6 +353,8 @@ class JwksCache:
             if source.jwks_uri is None:
                 state.discovered_uri = uri
             keys = parse_jwks(await self._get_json(uri))
+            if not keys:  # an IdP mid-deploy, a broken document: not "every key withdrawn"
+                raise ValueError("its JWK set holds no key that verifies signatures")
         except _UrlRefused as error:
             state.discovered_uri = None
             self._report_refusal(source, str(error))

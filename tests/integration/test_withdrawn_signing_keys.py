@@ -150,3 +150,20 @@ async def test_a_refresh_that_keeps_every_key_keeps_the_cache(s: Setup) -> None:
     assert status == 200, body
     assert (await s.post(token))[0] == 200
     assert s.gw.services.verifier.verifications == verifications + 1
+
+
+async def test_a_jwk_set_with_no_keys_withdraws_nothing(s: Setup) -> None:
+    """An IdP blip that publishes `{"keys": []}` is a failed fetch (the last good keys stay),
+    not every key withdrawn: cached and new tokens of its keys keep working."""
+    cached = s.token(sub="cached-user")
+    assert (await s.post(cached))[0] == 200
+    await s.idp.go_offline("no-keys")
+    s.clock.advance(11)
+    fetches = s.idp.jwks_requests
+    unknown_kid = s.idp.mint({"aud": AUDIENCE, "team": "teama"}, kid="never-published")
+    status, _ = await s.post(unknown_kid)  # starts the refetch, which finds no key
+    assert status in (401, 503)
+    assert s.idp.jwks_requests == fetches + 1
+    for token in (cached, s.token(sub="new-user")):
+        status, body = await s.post(token)
+        assert status == 200, body

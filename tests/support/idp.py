@@ -31,7 +31,7 @@ from joserfc.jws import JWSRegistry
 
 Algorithm = Literal["RS256", "PS256", "ES256", "EdDSA"]
 ALGORITHMS: tuple[Algorithm, ...] = ("RS256", "PS256", "ES256", "EdDSA")
-Offline = Literal["503", "500", "404", "not-json", "hang", "refuse"]
+Offline = Literal["503", "500", "404", "not-json", "no-keys", "hang", "refuse"]
 HANG_LIMIT_S = 60.0  # a hanging IdP answers after this (or when it comes online)
 
 
@@ -154,7 +154,8 @@ class FakeIdP:
 
     async def go_offline(self, mode: Offline = "503") -> None:
         """How it is down until `come_online`: "503", "500", "404" answer every request with that
-        status; "not-json" answers 200 with an HTML page; "hang" accepts the request and never
+        status; "not-json" answers 200 with an HTML page; "no-keys" answers a JWK set (and
+        metadata) with an empty `keys` list, as an IdP mid-deploy might; "hang" accepts the request and never
         answers; "refuse" closes the port (connection refused) and cuts kept-alive connections."""
         self.offline = mode
         self._back.clear()
@@ -206,6 +207,8 @@ class FakeIdP:
             return web.Response(status=int(self.offline), text="maintenance")
         if self.offline == "not-json":
             return web.Response(text="<html>down for maintenance</html>", content_type="text/html")
+        if self.offline == "no-keys" and "keys" in document:
+            document = {"keys": []}
         return web.Response(body=orjson.dumps(document), content_type="application/json")
 
     async def __aenter__(self) -> FakeIdP:
