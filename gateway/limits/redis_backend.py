@@ -497,13 +497,22 @@ class RedisBackend:
 
     async def health(self) -> str:
         """ "ok", or why not in Redis's own words: refused (a wrong database index or
-        password: AuthenticationError, ResponseError) or unreachable (anything else)."""
+        password: AuthenticationError, ResponseError) or unreachable (anything else).
+        Through both connections: redis-py's, and the fast one every reserve and settle
+        goes by (ok only if a reserve could get through it now)."""
         try:
             await self._redis.ping()
         except (AuthenticationError, ResponseError) as error:
             return f"error: Redis refused ({error_cause(error, self.secrets)})"
         except (RedisError, OSError) as error:
             return f"error: Redis unreachable ({error_cause(error, self.secrets)})"
+        if self._fast is not None:
+            try:
+                await self._fast.call(("PING",))
+            except RespError as error:
+                return f"error: Redis refused ({error_cause(error, self.secrets)})"
+            except Exception as error:  # whatever it is, the limits cannot get through
+                return f"error: Redis unreachable ({error_cause(error, self.secrets)})"
         return "ok"
 
     async def close(self) -> None:

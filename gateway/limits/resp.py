@@ -12,12 +12,18 @@ health) stays on redis-py.
 
 A reply that does not come within the timeout, or a connection that drops, fails
 every command in flight and closes the connection (later replies could no longer
-be matched to their commands); the next command connects again. The timeout is kept
-by one watchdog per connection, ticking while commands are in flight, not by a timer
-made and cancelled per command (asyncio's timers are Python code: ~3 µs a command).
-A command given up on may still run: a hung (stopped, not dead) Redis reads it from
-its socket when it wakes, after the gateway went on without it (redis_backend.py makes
-a late reserve harmless). Only NotSent (no connection could be made) says it never will.
+be matched to their commands); the next command connects again. A connection lost is
+never written to again nor kept: one closed before it was handed out (a Redis at its
+maxclients, or a proxy whose backend is down, accepts, then closes) fails the connect
+with NotSent; a command meeting a closed one (uvloop raises RuntimeError there, asyncio
+drops the bytes) fails with NotSent too, and the next command connects anew.
+
+The timeout is kept by one watchdog per connection, ticking while commands are in
+flight, not by a timer made and cancelled per command (asyncio's timers are Python
+code: ~3 µs a command). A command given up on may still run: a hung (stopped, not
+dead) Redis reads it from its socket when it wakes, after the gateway went on without
+it (redis_backend.py makes a late reserve harmless). Only NotSent (no connection could
+be made, or it was closed before the command was written) says it never will.
 
 The scripts its callers call (EVALSHA) are loaded when it connects. A Redis that forgot
 them (SCRIPT FLUSH; a restart that kept its keys) refuses a call with NOSCRIPT, and none
@@ -127,6 +133,8 @@ class _Link(asyncio.Protocol):
         self._watchdog: asyncio.TimerHandle | None = None
         self._oldest: Waiting | None = None  # waiting[0] at the last tick
         self._oldest_since = 0.0  # the loop's time at the tick that first saw it
+        self.lost: Exception | None = None  # why it failed: never written to again
+        self._refusal: RespError | None = None  # an error a script load got (maxclients)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -140,13 +148,15 @@ class _Link(asyncio.Protocol):
         try:
             while pos < len(buffer):
                 reply, pos = parse(buffer, pos)
-                if not waiting:
-                    raise ConnectionError("a reply nobody asked for")
+                if not waiting:  # a Redis at its maxclients says so, unasked, and closes
+                    raise ConnectionError(f"a reply nobody asked for: {str(reply)[:80]}")
                 future, command = waiting.popleft()
                 if type(reply) is NoScript and command is not None and self._owner.script_loads:
                     again.append((future, command))
                 elif not future.done():
                     future.set_result(reply)
+                elif isinstance(reply, RespError):  # a script load's: said if Redis closes
+                    self._refusal = reply
         except _Incomplete:
             pass
         except (ValueError, ConnectionError) as error:
@@ -158,7 +168,8 @@ class _Link(asyncio.Protocol):
             self.load_scripts(again)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.fail(ConnectionError(f"Redis closed the connection ({exc or 'EOF'})"))
+        why_closed = self._refusal or exc or "EOF"
+        self.fail(ConnectionError(f"Redis closed the connection ({why_closed})"))
 
     def send(self, commands: list[Command]) -> list[asyncio.Future[Any]]:
         loop = self._owner.loop
@@ -176,12 +187,36 @@ class _Link(asyncio.Protocol):
         self._write(b"".join([*loads, *(pack(command) for _, command in again)]), entries)
 
     def _write(self, data: bytes, entries: Iterable[Waiting]) -> None:
-        assert self.transport is not None
+        """Write, the entries waiting for the replies. On a connection closed (lost, or
+        closing: its end not yet told), none of it is written: the entries fail with
+        NotSent, the connection is failed and dropped (never raised: data_received calls
+        this too)."""
+        try:
+            closed = self.closed()
+            if closed is not None:
+                raise closed
+            self.transport.write(data)  # type: ignore[union-attr]  # raises before writing
+        except (RuntimeError, ConnectionError) as error:  # uvloop: "the handler is closed"
+            self.fail(error if isinstance(error, ConnectionError) else ConnectionError(why(error)))
+            unsent = NotSent(f"not sent to Redis: {why(error)}")
+            for future, _ in entries:
+                if not future.done():
+                    future.set_exception(unsent)
+                    future.exception()  # retrieved: its caller may be gone
+            return
         self.waiting.extend(entries)
-        self.transport.write(data)
         if self._watchdog is None:
             loop = self._owner.loop
             self._watchdog = loop.call_later(self._timeout_s / WATCH_TICKS, self._watch)
+
+    def closed(self) -> Exception | None:
+        """Why nothing can be written here any more (None: it can): lost, or closing (the
+        peer's end read, connection_lost not yet called)."""
+        if self.lost is not None:
+            return self.lost
+        if self.transport is None or self.transport.is_closing():
+            return ConnectionError(f"Redis closed the connection ({self._refusal or 'closing'})")
+        return None
 
     def _watch(self) -> None:
         """A tick: fail the connection once its oldest command has waited the timeout.
@@ -203,6 +238,8 @@ class _Link(asyncio.Protocol):
     def fail(self, error: Exception) -> None:
         """This connection is unusable (later replies could not be matched to their
         commands): fail everything in flight on it; the next command connects anew."""
+        if self.lost is None:
+            self.lost = error
         self._owner.forget(self)
         if self._watchdog is not None:
             self._watchdog.cancel()
@@ -276,7 +313,7 @@ class RespConnection:
         """Send commands in one write; their replies in order (error replies as
         RespError values). Raises ConnectionError or TimeoutError (for all of them)."""
         link = self._link
-        if link is None or self._loop is not asyncio.get_running_loop():
+        if link is None or link.lost is not None or self._loop is not asyncio.get_running_loop():
             link = await self._connect()
         futures = link.send(commands)
         await futures[-1]  # replies come in order: the last one done means all are...
@@ -306,6 +343,10 @@ class RespConnection:
         connecting = self._connecting = loop.create_future()
         try:
             link = await asyncio.wait_for(self._open(loop), self._timeout_s)
+            closed = link.closed()
+            if closed is not None:  # closed as it opened (maxclients): never handed out
+                link.fail(closed)
+                raise closed
         except BaseException as error:
             self._connecting = None
             failure = NotSent(f"cannot connect to Redis: {why(error)}")
