@@ -90,6 +90,9 @@ ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
 # The HTTP client of the provider whose litellm call is running (`_invoke`): what the call
 # gets where litellm would take its process-wide client instead of the one passed.
 _CALL_CLIENT: ContextVar[Any] = ContextVar("litellm_call_client", default=None)
+# What the running call (`_sending`) did upstream, marked by its HTTP client's hooks; one
+# object, shared by the tasks litellm may start (each gets a copy of the context).
+_SENT: ContextVar[_Sending | None] = ContextVar("litellm_call_sent", default=None)
 
 # Chunks carrying nothing held before a stream's first real one (`_first_said`): litellm
 # makes two of a 200 without events (the `stop`, its usage); a real stream's first has its role.
@@ -180,10 +183,11 @@ class LitellmProvider:
     async def send(self, call: UpstreamCall) -> UpstreamReply:
         call = await text_inputs(call, self.kind)  # token ids as text; a prompt batch refused
         kwargs = self._arguments(call, is_stream=False)
+        sent = _sending()
         try:
             result = await _invoke(call.endpoint, kwargs)
         except Exception as exc:
-            raise translate_error(exc, secrets=self._secrets) from None
+            raise translate_error(exc, secrets=self._secrets, was_sent=sent.is_sent) from None
         body = openai_fields(call.endpoint, _dump(result), is_chunk=False)
         if call.endpoint == "embeddings" and self.kind == "gemini":
             # batchEmbedContents answers with no usage; litellm's is its own count of the
@@ -199,10 +203,11 @@ class LitellmProvider:
             raise UpstreamClientError(400, "Embeddings cannot be streamed.", param="stream")
         call = await text_inputs(call, self.kind)
         kwargs = self._arguments(call, is_stream=True)
+        sent = _sending()
         try:
             stream = await _invoke(call.endpoint, kwargs)
         except Exception as exc:
-            raise translate_error(exc, secrets=self._secrets) from None
+            raise translate_error(exc, secrets=self._secrets, was_sent=sent.is_sent) from None
         # Gemini sends its request only when the first chunk is asked for: pull
         # it here so a refusal raises now, before any byte reaches the client.
         try:
@@ -210,7 +215,7 @@ class LitellmProvider:
         except BaseException as exc:
             await _close_stream(stream)
             if isinstance(exc, Exception):
-                raise translate_error(exc, secrets=self._secrets) from None
+                raise translate_error(exc, secrets=self._secrets, was_sent=sent.is_sent) from None
             raise
         if first is None:  # before the first byte: fail over, as the openai types do
             await _close_stream(stream)
@@ -263,14 +268,15 @@ class LitellmProvider:
 
     def _refuse_linked_media(self, kwargs: Mapping[str, Any]) -> None:
         """litellm would fetch a linked image or file from the gateway (media_links.py):
-        refused before anything is fetched or sent."""
-        param = linked_media(kwargs.get("messages"))
+        anything but inline data is refused before anything is fetched or sent."""
+        is_anthropic = self.kind == "anthropic"  # its Files API ids go on as ids
+        param = linked_media(kwargs.get("messages"), accepts_file_ids=is_anthropic)
         if param is not None:
             raise UpstreamClientError(
                 400,
                 f"This model's provider ({self.kind}) takes images, files and audio inline "
-                f"only: send {param} as a data: URL (base64), not a link. The gateway "
-                "fetches nothing a request links to.",
+                f"only: send {param} as a data: URL (data:<mime>;base64,<data>), not a link "
+                "or anything else. The gateway fetches nothing a request links to.",
                 type_="invalid_request_error",
                 param=param,
             )
@@ -320,7 +326,7 @@ class LitellmProvider:
             self._client = custom_httpx.http_handler.AsyncHTTPHandler(
                 transport=transport,
                 follow_redirects=False,
-                event_hooks={"response": [_refuse_redirect]},
+                event_hooks={"request": [_mark_sent], "response": [_refuse_redirect]},
             )
         return self._client
 
@@ -332,6 +338,29 @@ class _Redirected(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}: a redirect, not followed")
         self.status = status
+
+
+class _Sending:
+    """Whether a litellm call has sent a request upstream."""
+
+    __slots__ = ("is_sent",)
+
+    def __init__(self) -> None:
+        self.is_sent = False
+
+
+def _sending() -> _Sending:
+    """Marks what the calling task's litellm call does upstream from now on (`_SENT`)."""
+    sending = _Sending()
+    _SENT.set(sending)
+    return sending
+
+
+async def _mark_sent(request: Any) -> None:
+    """httpx's request hook: the running call reached the upstream."""
+    sending = _SENT.get()
+    if sending is not None:
+        sending.is_sent = True
 
 
 async def _refuse_redirect(response: Any) -> None:
@@ -488,7 +517,7 @@ def _mid_stream_failure(exc: Exception, secrets: tuple[str, ...]) -> UpstreamFai
 
 
 def translate_error(
-    exc: Exception, *, secrets: tuple[str, ...] = ()
+    exc: Exception, *, secrets: tuple[str, ...] = (), was_sent: bool = True
 ) -> UpstreamFailure | UpstreamClientError:
     """Map a litellm (or transport) exception to the gateway's two upstream errors.
 
@@ -497,6 +526,10 @@ def translate_error(
     4xx are the caller's request, passed back from the upstream's error body
     (litellm keeps it at the end of its message) with URLs, keys and litellm's
     prefixes removed.
+
+    `was_sent` False (no request went upstream): a value litellm could not convert for
+    the provider (its ValueError, TypeError, KeyError or own BadRequestError, which it
+    may wrap as a connection error) is the caller's 400, not a failed attempt.
     """
     litellm = _litellm()
     import httpx
@@ -516,6 +549,9 @@ def translate_error(
     kinds = type(exc).__name__ + (f" ({type(transport).__name__})" if transport else "")
     if isinstance(exc, litellm.Timeout) or isinstance(transport, httpx.TimeoutException):
         return UpstreamFailure(kinds, status=None if transport else status, is_timeout=True)
+    unconverted = None if was_sent or transport else _input_error(exc, litellm)
+    if unconverted is not None:  # its own words: litellm's wrapper adds a bug-report link
+        return _client_error(unconverted, 400, {}, secrets, litellm)
     error = _error_object(getattr(exc, "body", None), str(getattr(exc, "message", "")))
     # A 3xx (a redirect, never followed) fails the attempt, as a 5xx does.
     if status is not None and 400 <= status < 500 and status not in _FAILOVER_STATUSES:
@@ -530,11 +566,15 @@ def translate_error(
 
 
 def _client_error(
-    exc: Exception, status: int, error: Mapping[str, Any], secrets: tuple[str, ...], litellm: Any
+    exc: BaseException,
+    status: int,
+    error: Mapping[str, Any],
+    secrets: tuple[str, ...],
+    litellm: Any,
 ) -> UpstreamClientError:
     message = error.get("message")
     if not isinstance(message, str) or not message:
-        message = _PREFIX.sub("", str(getattr(exc, "message", "")), count=1)
+        message = _PREFIX.sub("", str(getattr(exc, "message", exc)), count=1)
     message = " ".join(_scrub(caller_message(message), secrets, keep_urls=False).split())
     return UpstreamClientError(
         status,
@@ -545,7 +585,14 @@ def _client_error(
     )
 
 
-def _transport_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+def _input_error(exc: Exception, litellm: Any) -> BaseException | None:
+    """The error litellm raised converting the request (before sending it), if it is one."""
+    return _transport_cause(exc, (ValueError, TypeError, KeyError, litellm.BadRequestError))
+
+
+def _transport_cause(
+    exc: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
     """The transport error (connect, read, timeout) litellm wrapped, if any."""
     seen: set[int] = set()
     cause: BaseException | None = exc
@@ -601,7 +648,7 @@ def _scrub(text: str, secrets: tuple[str, ...], *, keep_urls: bool) -> str:
     return text if keep_urls else _URL.sub("[url]", text)
 
 
-def _litellm_code(exc: Exception, litellm: Any) -> str | None:
+def _litellm_code(exc: BaseException, litellm: Any) -> str | None:
     if isinstance(exc, litellm.ContextWindowExceededError):
         return "context_length_exceeded"
     if isinstance(exc, litellm.ContentPolicyViolationError):

@@ -24,7 +24,9 @@ writes the gateway prices (usage/usage.py reads them there); OpenAI's spelling,
 `prompt_tokens_details.cache_write_tokens`, carries the same count.
 
 `caller_message` cleans the text of litellm's refusals relayed to the caller (a 400):
-litellm's exception names and its settings hints go, the provider's reason stays.
+litellm's exception names and its settings hints go, and so does what it appends of the
+request (`Received Messages=[...]`, `Got={...}`: the conversation, logged nowhere else);
+the provider's reason stays.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ _LITELLM_PREFIXES = re.compile(
 # A sentence ends at `.`, `!` or `?` before whitespace (`litellm.modify_params` holds one).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _LITELLM_HINT = re.compile(r"\blitellm(?:\.|_settings)", re.IGNORECASE)
+# Where litellm starts quoting the request back: everything from there on goes.
+_REQUEST_ECHO = re.compile(r"(?:\bReceived Messages|\bGot)\s*=", re.DOTALL)
 
 
 def openai_fields(endpoint: Endpoint, body: Body, *, is_chunk: bool) -> Body:
@@ -103,10 +107,13 @@ def openai_fields(endpoint: Endpoint, body: Body, *, is_chunk: bool) -> Body:
 
 def caller_message(text: str) -> str:
     """A litellm refusal's text as the caller gets it: without litellm's exception names
-    ("litellm.BadRequestError: AnthropicException - ") and without its sentences about
-    its own settings (`litellm.modify_params`, `litellm_settings::`); "" if nothing is
-    left."""
+    ("litellm.BadRequestError: AnthropicException - "), without its sentences about
+    its own settings (`litellm.modify_params`, `litellm_settings::`) and without the
+    request it quotes back; "" if nothing is left."""
     text = _LITELLM_PREFIXES.sub("", text, count=1)
+    echo = _REQUEST_ECHO.search(text)
+    if echo is not None:
+        text = text[: echo.start()]
     sentences = _SENTENCE_END.split(text)
     return " ".join(s for s in sentences if not _LITELLM_HINT.search(s)).strip()
 

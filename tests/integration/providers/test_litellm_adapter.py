@@ -216,3 +216,32 @@ def test_a_404_from_a_translated_upstream_fails_over() -> None:
 
     assert isinstance(failure, UpstreamFailure)
     assert failure.status == 404
+
+
+def _conversion_error() -> Exception:
+    """What litellm raises when it cannot convert a message part: its ValueError wrapped
+    as a connection error (status 500)."""
+    from litellm.exceptions import APIConnectionError
+
+    try:
+        try:
+            raise ValueError("Unsupported image format: bar.")
+        except ValueError as cause:
+            raise APIConnectionError(
+                "Unsupported image format: bar.", llm_provider="bedrock", model="m"
+            ) from cause
+    except APIConnectionError as wrapped:
+        return wrapped
+
+
+def test_a_conversion_error_before_sending_is_the_callers_400() -> None:
+    refused = translate_error(_conversion_error(), was_sent=False)
+
+    assert isinstance(refused, UpstreamClientError)
+    assert (refused.status, refused.type) == (400, "invalid_request_error")
+    assert refused.message == "Unsupported image format: bar."
+
+
+def test_the_same_error_after_sending_fails_the_attempt() -> None:
+    """Once a request went upstream, a ValueError is litellm reading the answer: failed over."""
+    assert isinstance(translate_error(_conversion_error(), was_sent=True), UpstreamFailure)

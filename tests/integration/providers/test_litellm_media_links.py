@@ -94,3 +94,48 @@ async def test_an_inline_image_reaches_the_upstream(deployment: tuple[Deployment
     url = f"data:image/png;base64,{PNG_BASE64}"
     await provider.send(_chat(model, {"type": "image_url", "image_url": {"url": url}}))
     assert PNG_BASE64 in str(upstream.last.body)
+
+
+# Values litellm may read as a link (its own guess), though they hold no `://`.
+LINK_LIKE = ["http:/{host}/x.png", "http:{host}/x.png", "//{host}/x.png",
+             "http:\\\\{host}\\x.png", "http%3A%2F%2F{host}%2Fx.png", "{host}/x.png"]  # fmt: skip
+
+
+@pytest.mark.parametrize("form", LINK_LIKE)
+async def test_a_link_like_value_is_refused_and_never_fetched(
+    deployment: tuple[Deployment, str], image_host: tuple[str, list[str]], form: str
+) -> None:
+    """Only inline data passes: a link without `://` is the caller's 400 naming the field,
+    not litellm's guess (a failed attempt, or a 400 quoting the conversation)."""
+    found, model = deployment
+    origin, fetched = image_host
+    url = form.format(host=origin.removeprefix("http://"))
+    call = _chat(model, {"type": "image_url", "image_url": {"url": url}})
+    with pytest.raises(UpstreamClientError) as refused:
+        await found.provider.send(call)
+    assert (refused.value.status, refused.value.type) == (400, "invalid_request_error")
+    assert refused.value.param == "messages[0].content[1].image_url.url"
+    assert fetched == [] and found.upstream.seen == []
+
+
+async def test_a_bedrock_document_link_is_refused(
+    bedrock: Deployment, image_host: tuple[str, list[str]]
+) -> None:
+    origin, fetched = image_host
+    part = {"type": "document", "document": {"url": origin.removeprefix("http:") + "/a.pdf"}}
+    with pytest.raises(UpstreamClientError) as refused:
+        await bedrock.provider.send(_chat(MODELS["bedrock"], part))
+    assert refused.value.param == "messages[0].content[1].document.url"
+    assert fetched == [] and bedrock.upstream.seen == []
+
+
+async def test_inline_data_litellm_cannot_convert_is_the_callers_400(bedrock: Deployment) -> None:
+    """A data URL of a type Bedrock takes no image of: litellm's conversion error (which it
+    raises as a connection error) is the caller's 400, not a failed attempt to fail over."""
+    part = {"type": "image_url", "image_url": {"url": "data:foo/bar;base64,AAAA"}}
+    with pytest.raises(UpstreamClientError) as refused:
+        await bedrock.provider.send(_chat(MODELS["bedrock"], part))
+    assert (refused.value.status, refused.value.type) == (400, "invalid_request_error")
+    assert "Unsupported image format" in refused.value.message
+    assert "litellm" not in refused.value.message.lower()
+    assert bedrock.upstream.seen == []

@@ -189,8 +189,14 @@ SYSTEM_ONLY = (
 @pytest.mark.parametrize(
     ("raw", "relayed"),
     [
-        (SYSTEM_ONLY, "Anthropic requires at least one non-system message. Received "
-                      "Messages=[{'role': 'system', 'content': 'x'}]"),
+        (SYSTEM_ONLY, "Anthropic requires at least one non-system message."),
+        ("litellm.BadRequestError: AnthropicException - Error: Image URL download is "
+         "disabled (MAX_IMAGE_URL_DOWNLOAD_SIZE_MB=0). url=//h/x.png Received Messages=[{'role"
+         "': 'user', 'content': 'my secret plan'}]", "Error: Image URL download is disabled "
+                                                     "(MAX_IMAGE_URL_DOWNLOAD_SIZE_MB=0). "
+                                                     "url=//h/x.png"),
+        ("file_data and file_id cannot both be None. Got={'type': 'file', 'file': {}}",
+         "file_data and file_id cannot both be None."),
         ("litellm.BadRequestError: Invalid value: 3.5 is too big.",
          "Invalid value: 3.5 is too big."),
         ("BedrockException BadRequestError - The model is retired. Handle with "
