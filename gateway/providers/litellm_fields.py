@@ -21,7 +21,10 @@ completions. Embeddings are numbers and go as they come.
 gateway charges: `x-gateway-cost-usd`), Anthropic's cache spellings and fields of its
 own. One of those stays while it is not 0: `cache_creation_input_tokens`, the cache
 writes the gateway prices (usage/usage.py reads them there); OpenAI's spelling,
-`prompt_tokens_details.cache_write_tokens`, carries the same count.
+`prompt_tokens_details.cache_write_tokens`, carries the same count. The two detail
+objects keep the keys of OpenAI's types (REFERENCE §1.2) that have a value: litellm
+sends each it knows, null when it has no count (a whole answer's `audio_tokens`, a
+chunk's `accepted_prediction_tokens`); an object left with nothing goes too.
 
 `caller_message` cleans the text of litellm's refusals relayed to the caller (a 400):
 litellm's exception names and its settings hints go, and so does what it appends of the
@@ -125,8 +128,15 @@ def _keep_usage(usage: object) -> None:
     _keep(usage, _USAGE)
     if isinstance(writes, int) and writes > 0:
         usage[_CACHE_WRITES] = writes
-    _keep(usage.get("prompt_tokens_details"), _PROMPT_DETAILS)
-    _keep(usage.get("completion_tokens_details"), _COMPLETION_DETAILS)
+    for name, keys in (("prompt_tokens_details", _PROMPT_DETAILS),
+                       ("completion_tokens_details", _COMPLETION_DETAILS)):  # fmt: skip
+        details = usage.get(name)
+        if isinstance(details, dict):
+            _keep(details, keys)
+            for key in [k for k, v in details.items() if v is None]:
+                del details[key]
+        if details is None or details == {}:
+            usage.pop(name, None)
 
 
 def _keep(value: object, names: frozenset[str]) -> None:

@@ -139,6 +139,8 @@ async def test_usage_carries_openais_counts_not_litellms_price(tmp_path, monkeyp
     for usage in (whole, streamed):
         assert set(usage) <= OPENAI_USAGE, usage
         assert usage["prompt_tokens"] == 12 and usage["completion_tokens"] == 3
+        for details in ("prompt_tokens_details", "completion_tokens_details"):
+            assert None not in usage.get(details, {}).values(), usage  # litellm's nulls
     assert raw.headers["x-gateway-cost-usd"]
     assert set(embedded.http_response.json()["usage"]) == {"prompt_tokens", "total_tokens"}
 

@@ -133,16 +133,10 @@ LITELLM_USAGE = {
     "cache_creation_input_tokens": 5, "cache_read_input_tokens": 4, "cost": 0.000215,
     "iterations": None, "inference_geo": None, "speed": None, "service_tier": None,
 }  # fmt: skip
-OPENAI_USAGE = {
+OPENAI_USAGE = {  # OpenAI's detail keys with a count (its types'), no litellm nulls
     "completion_tokens": 3, "prompt_tokens": 21, "total_tokens": 24,
-    "completion_tokens_details": {
-        "accepted_prediction_tokens": None, "audio_tokens": None, "reasoning_tokens": 0,
-        "rejected_prediction_tokens": None, "text_tokens": 3,
-    },
-    "prompt_tokens_details": {
-        "audio_tokens": None, "cache_write_tokens": 5, "cached_tokens": 4, "image_tokens": None,
-        "text_tokens": 12,
-    },
+    "completion_tokens_details": {"reasoning_tokens": 0, "text_tokens": 3},
+    "prompt_tokens_details": {"cache_write_tokens": 5, "cached_tokens": 4, "text_tokens": 12},
     "cache_creation_input_tokens": 5,  # billed from (usage_from_report)
 }  # fmt: skip
 
@@ -152,6 +146,16 @@ OPENAI_USAGE = {
 def test_usage_keeps_openais_counts_and_the_cache_writes_billed(endpoint, is_chunk):
     body = {**TOP, "choices": [], "usage": copy.deepcopy(LITELLM_USAGE)}
     assert openai_fields(endpoint, body, is_chunk=is_chunk)["usage"] == OPENAI_USAGE
+
+
+def test_details_with_no_count_go_whole():
+    """A chunk's all-null details (litellm's) leave no empty or null object behind."""
+    usage = {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3,
+             "completion_tokens_details": {"accepted_prediction_tokens": None,
+                                           "rejected_prediction_tokens": None},
+             "prompt_tokens_details": None}  # fmt: skip
+    body = openai_fields("chat", {**TOP, "choices": [], "usage": usage}, is_chunk=True)
+    assert body["usage"] == {"prompt_tokens": 2, "completion_tokens": 1, "total_tokens": 3}
 
 
 def test_usage_without_cache_writes_has_no_anthropic_field():
