@@ -73,7 +73,7 @@ PATHS: dict[Endpoint, str] = {
     "responses": "responses",
 }
 # Statuses that say "this deployment, now" rather than "this request": fail over.
-# 402: our account with the upstream is out of credit (as litellm_adapter.py has it).
+# 402: our account with the upstream is out of credit (as litellm_errors.py has it).
 FAILOVER_STATUSES = frozenset({401, 402, 403, 408, 409, 425, 429})
 # The upstream has no such model or deployment (retired, misnamed; Azure's
 # DeploymentNotFound): the deployment's fault, not the caller's, unless the request
