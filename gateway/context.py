@@ -65,6 +65,7 @@ def now_ms() -> int:
 class RequestContext:
     request_id: str
     endpoint: Endpoint
+    peer: str | None = None  # the caller's address, for the access line (brute force shows)
     started: float = field(default_factory=time.perf_counter)
     key: str = field(default_factory=new_request_key)
     started_at_ms: int = field(default_factory=now_ms)  # wall clock, for the ledger
@@ -133,6 +134,7 @@ class EdgeContext:
     request_id: str
     method: str
     path: str
+    peer: str | None = None  # the caller's address, for the access line
     started: float = field(default_factory=time.perf_counter)
     principal: Principal | None = None
     client_id: str | None = None  # a token request's client, known or not (no secret)

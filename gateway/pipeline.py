@@ -147,6 +147,7 @@ class Exchange(Protocol):
     cache_control: tuple[str, ...]  # the request's Cache-Control values (response cache)
     has_answered: bool  # the status line has gone out
     model: str | None  # the body's model alias once it parsed, even if a field is refused
+    peer: str | None  # the caller's address (a trusted proxy's X-Forwarded-For resolved)
 
     @property
     def authorization(self) -> str | None:
@@ -195,7 +196,7 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
     """One inference request from token to record. Every refusal is rendered here, a
     fault of the gateway's own too (an OpenAI-shaped 500/503, the trace only in our log).
     Raises only a cancellation, and a fault after the answer began (the server closes)."""
-    ctx = RequestContext(request_id=exchange.request_id, endpoint=exchange.endpoint)
+    ctx = RequestContext(exchange.request_id, exchange.endpoint, peer=exchange.peer)
     services.in_flight.enter()
     try:
         if draining:  # SIGTERM: new requests go to another replica (before any work)

@@ -54,7 +54,8 @@ def access_line(request: Request, services: Services) -> Iterator[EdgeContext]:
     The block sets the status with `ctx.end(...)`; an exception is logged as a 500
     (the app's last-resort handler renders it), a cancellation as `cancelled`.
     """
-    ctx = EdgeContext(request_id_of(request), request.method, request.url.path[:MAX_LOGGED_PATH])
+    path = request.url.path[:MAX_LOGGED_PATH]
+    ctx = EdgeContext(request_id_of(request), request.method, path, peer=_peer(request))
     try:
         yield ctx
     except asyncio.CancelledError:
@@ -68,6 +69,12 @@ def access_line(request: Request, services: Services) -> Iterator[EdgeContext]:
         raise
     finally:
         services.access_log.record_edge(ctx)
+
+
+def _peer(request: Request) -> str | None:
+    """The caller's address (uvicorn resolves a trusted proxy's X-Forwarded-For)."""
+    client = request.scope.get("client")
+    return client[0] if client else None
 
 
 def json_response(payload: Any, status: int = 200) -> Response:

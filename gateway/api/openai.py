@@ -77,6 +77,7 @@ class AsgiExchange:
         "endpoint",
         "has_answered",
         "model",
+        "peer",
         "request_id",
     )
 
@@ -97,6 +98,8 @@ class AsgiExchange:
         self._watch: DisconnectWatch | None = None
         self.request_id = request_id_of(self._request)
         self.endpoint = endpoint
+        client = scope.get("client")  # uvicorn resolves GATEWAY_TRUSTED_PROXIES' forwarding
+        self.peer: str | None = client[0] if client else None
         headers = self._request.headers
         # response cache (issue 14): Cache-Control, or Pragma: no-cache without it (RFC 9111)
         self.cache_control = cache_control_of(

@@ -170,6 +170,8 @@ async def test_every_request_gets_one_access_line_with_who_and_how_it_ended(tmp_
     assert (lines[3]["team"], lines[3]["subject"]) == ("demo", "bob")
     assert (lines[9]["endpoint"], lines[9]["model"]) == ("chat", "offline")
     assert all(line["latency_ms"] >= 0 for line in lines)
+    # Where each came from: failed logins and refused tokens can be traced to an address.
+    assert [line["client"] for line in lines] == ["127.0.0.1"] * len(lines)
     text = log.read_text()
     assert secret not in text and issued not in text and token not in text
 
