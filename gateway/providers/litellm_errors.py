@@ -21,7 +21,7 @@ from gateway.providers.base import (
     retry_after_seconds,
 )
 from gateway.providers.error_answer import error_summary
-from gateway.providers.litellm_fields import caller_message
+from gateway.providers.litellm_fields import caller_message, without_prefixes
 from gateway.providers.litellm_http import Redirected, litellm_module
 from gateway.providers.resolver import UpstreamRefused
 
@@ -33,9 +33,6 @@ from gateway.providers.resolver import UpstreamRefused
 _FAILOVER_STATUSES = frozenset({401, 402, 403, 404, 408, 429})
 _URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
 _KEY_SHAPES = re.compile(r"\b(?:sk-[\w-]{8,}|AIza[\w-]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16})")
-# "litellm.RateLimitError: litellm.RateLimitError: GeminiException - ",
-# "litellm.BadRequestError: AnthropicException - ", "BedrockException BadRequestError - "
-_PREFIX = re.compile(r"^(?:litellm\.\w+:\s*)*(?:\w+(?:Exception|Error)(?:\s+\w+)?\s+-\s+)?")
 
 
 def mid_stream_failure(exc: Exception, secrets: tuple[str, ...]) -> UpstreamFailure:
@@ -107,7 +104,7 @@ def _client_error(
 ) -> UpstreamClientError:
     message = error.get("message")
     if not isinstance(message, str) or not message:
-        message = _PREFIX.sub("", str(getattr(exc, "message", exc)), count=1)
+        message = str(getattr(exc, "message", exc))  # caller_message cuts the prefixes
     message = " ".join(_scrub(caller_message(message), secrets, keep_urls=False).split())
     return UpstreamClientError(
         status,
@@ -144,7 +141,7 @@ def _error_object(body: object, message: str) -> dict[str, Any]:
     upstream's JSON body is the tail of its message, after "XException - ".
     """
     if not isinstance(body, dict):
-        tail = _PREFIX.sub("", message, count=1).strip()
+        tail = without_prefixes(message).strip()
         if tail[:2] in ("b'", 'b"'):  # a bytes repr, from streaming requests
             tail = tail[2:-1]
         try:

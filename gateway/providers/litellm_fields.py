@@ -68,7 +68,8 @@ _COMPLETION_DETAILS = frozenset(
 )  # fmt: skip
 _CACHE_WRITES = "cache_creation_input_tokens"  # billed from (module docstring)
 
-# "litellm.BadRequestError: AnthropicException - litellm.BadRequestError: ", repeated.
+# "litellm.BadRequestError: AnthropicException - litellm.BadRequestError: ", repeated;
+# "litellm.RateLimitError: GeminiException - ", "BedrockException BadRequestError - ".
 _LITELLM_PREFIXES = re.compile(
     r"^(?:\s*(?:litellm\.\w+:|\w+(?:Exception|Error)(?:\s+\w+)?\s+-(?=\s)))+\s*"
 )
@@ -113,12 +114,17 @@ def caller_message(text: str) -> str:
     ("litellm.BadRequestError: AnthropicException - "), without its sentences about
     its own settings (`litellm.modify_params`, `litellm_settings::`) and without the
     request it quotes back; "" if nothing is left."""
-    text = _LITELLM_PREFIXES.sub("", text, count=1)
+    text = without_prefixes(text)
     echo = _REQUEST_ECHO.search(text)
     if echo is not None:
         text = text[: echo.start()]
     sentences = _SENTENCE_END.split(text)
     return " ".join(s for s in sentences if not _LITELLM_HINT.search(s)).strip()
+
+
+def without_prefixes(text: str) -> str:
+    """`text` without the exception names litellm puts before an upstream's words."""
+    return _LITELLM_PREFIXES.sub("", text, count=1)
 
 
 def _keep_usage(usage: object) -> None:
