@@ -24,10 +24,12 @@ from gateway.guardrails.normalize import Folded, fold, fold_visible
 from gateway.guardrails.patterns import max_match_chars, re2_options
 from gateway.guardrails.prefixes import TailSearch
 from gateway.guardrails.telltales import telltales
+from gateway.pacing import pace
 
 REDACTED = "[REDACTED:{}]"
 Redaction = tuple[int, int, str]  # (start, end, marker): a span and what replaces it
 TAIL_PROGRAM_BYTES = 32 << 20
+PACE_EVERY_MATCHES = 63  # a mask: MatchBudget.spend paces every 64 matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +98,9 @@ class OutOfMatches(Exception):
 
 class MatchBudget:
     """How many more regex matches a scan may look at (a check-rejected one counts too:
-    the cost is the look). Shared across the texts of one request or answer."""
+    the cost is the look). Shared across the texts of one request or answer. A scan
+    with a budget also paces itself on a worker thread (gateway/pacing.py): each RE2
+    search releases the GIL, and thousands of them would keep the event loop waiting."""
 
     __slots__ = ("left",)
 
@@ -107,6 +111,8 @@ class MatchBudget:
         self.left -= 1
         if self.left < 0:
             raise OutOfMatches(rule)
+        if not self.left & PACE_EVERY_MATCHES:
+            pace()
 
 
 class Scanner:
@@ -260,6 +266,8 @@ class Scanner:
 
     def _find(self, folded: Folded, start: int, budget: MatchBudget | None = None) -> list[Finding]:
         assert self._set is not None
+        if budget is not None:
+            pace()  # a text's RE2 searches release the GIL: see MatchBudget
         hits = self._set.Match(folded.text)
         if not hits:
             return []
