@@ -29,7 +29,7 @@ from gateway.pacing import pace
 REDACTED = "[REDACTED:{}]"
 Redaction = tuple[int, int, str]  # (start, end, marker): a span and what replaces it
 TAIL_PROGRAM_BYTES = 32 << 20
-PACE_EVERY_MATCHES = 63  # a mask: MatchBudget.spend paces every 64 matches
+PACE_EVERY_SEARCHES = 63  # a mask: MatchBudget paces every 64 searches
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,16 +102,22 @@ class MatchBudget:
     with a budget also paces itself on a worker thread (gateway/pacing.py): each RE2
     search releases the GIL, and thousands of them would keep the event loop waiting."""
 
-    __slots__ = ("left",)
+    __slots__ = ("_searches", "left")
 
     def __init__(self, matches: int) -> None:
         self.left = matches
+        self._searches = 0
 
     def spend(self, rule: Rule) -> None:
         self.left -= 1
         if self.left < 0:
             raise OutOfMatches(rule)
-        if not self.left & PACE_EVERY_MATCHES:
+        self.searched()
+
+    def searched(self) -> None:
+        """One more RE2 search (a match, a text's combined pass): pacing.pace every 64."""
+        self._searches += 1
+        if not self._searches & PACE_EVERY_SEARCHES:
             pace()
 
 
@@ -267,7 +273,7 @@ class Scanner:
     def _find(self, folded: Folded, start: int, budget: MatchBudget | None = None) -> list[Finding]:
         assert self._set is not None
         if budget is not None:
-            pace()  # a text's RE2 searches release the GIL: see MatchBudget
+            budget.searched()
         hits = self._set.Match(folded.text)
         if not hits:
             return []
