@@ -3,7 +3,10 @@
 One round trip reserves (the RESERVE script, registered once and called by its
 SHA, its numbers packed into one argument); settles are queued and sent in the
 background by one drainer, as many per pipelined round trip as have gathered (the
-response path never waits for them). Every key carries the team's hash tag and a
+response path never waits for them). A settle that frees a concurrency slot is
+written at once instead (its reply read in the background): the slot must be free
+before the client sees its answer's end, since the client's next request may come
+the moment it does, to this replica or another. Every key carries the team's hash tag and a
 TTL. Any Redis failure is BackendUnavailable: the service decides, by policy,
 whether that refuses (closed) or serves unchecked (open).
 
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -73,7 +77,15 @@ from gateway.limits.redis_calls import (
     team_prefix,
 )
 from gateway.limits.redis_scripts import CHARGE, RESERVE, SEED, SETTLE, SWEEP
-from gateway.limits.resp import Command, NoScript, NotSent, RespConnection, RespError, why
+from gateway.limits.resp import (
+    Command,
+    NoScript,
+    NotSent,
+    RespConnection,
+    RespError,
+    replies,
+    why,
+)
 from gateway.limits.service import Clock, wall_clock_ms
 
 log = logging.getLogger("gateway.limits")
@@ -129,6 +141,9 @@ class RedisBackend:
         # Settles wait here for the drainer, which sends what has gathered as one
         # pipeline (one write, one read) while the responses go out: no task per request.
         self._queue: list[Settle] = []
+        # Settles written at once (a concurrency slot's), with their replies to come: the
+        # drainer reads them. In the order written.
+        self._written: deque[tuple[list[Settle], list[asyncio.Future[Any]]]] = deque()
         self._queued_since = 0.0  # the loop's time when the queue's oldest settle came
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -240,8 +255,24 @@ class RedisBackend:
         self._queue.append(self._settle_of(hold, actual))
         self._idle.clear()
         self._start_drainer()
-        if self._timer is None:
+        if hold.plan.concurrency:  # a slot: free before the client can see the end
+            self._write_queue_now()
+        elif self._timer is None:
             self._timer = loop.call_later(SETTLE_DELAY_S, self._send_queued)
+
+    def _write_queue_now(self) -> None:
+        """The queued settles (the one just queued last) written in this call, before the
+        caller writes the response's end: on this replica the next reserve goes after
+        them on the same connection, and Redis has them before the client could send
+        anything to another. Not connected: the drainer sends them at once (connecting)."""
+        batch = self._queue
+        fast = self._fast
+        futures = None if fast is None else fast.send_now(self._settle_commands(batch))
+        if futures is not None:
+            self._queue = []
+            self._written.append((batch, futures))
+            self._sending += 1
+        self._wake.set()
 
     def charge_unreserved(
         self,
@@ -307,7 +338,14 @@ class RedisBackend:
             await self._wake.wait()
             self._wake.clear()
             is_answering = True
-            while self._queue:
+            while self._written or self._queue:
+                if self._written:  # counted in _sending when written
+                    batch, futures = self._written.popleft()
+                    try:
+                        is_answering = await self._settles_answered(batch, futures)
+                    finally:
+                        self._sending -= 1
+                    continue
                 batch, self._queue = self._queue, []
                 self._sending += 1
                 try:
@@ -421,6 +459,19 @@ class RedisBackend:
 
     def _settle_commands(self, batch: list[Settle]) -> list[Command]:
         return [call.command(args) for call, args, *_ in batch]
+
+    async def _settles_answered(
+        self, batch: list[Settle], futures: list[asyncio.Future[Any]]
+    ) -> bool:
+        """The replies of settles written at once; False: Redis did not answer (the batch
+        is owed, as late settles)."""
+        try:
+            answers = await replies(futures)
+        except (RespError, OSError) as error:
+            self._owe_settles(batch, error)
+            return False
+        self._accounted(batch, answers)
+        return True
 
     async def _send_settles(self, batch: list[Settle]) -> bool:
         """False: Redis did not answer (the batch is owed, as late settles)."""

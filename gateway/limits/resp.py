@@ -312,15 +312,19 @@ class RespConnection:
     async def call_many(self, commands: list[Command]) -> list[Any]:
         """Send commands in one write; their replies in order (error replies as
         RespError values). Raises ConnectionError or TimeoutError (for all of them)."""
+        futures = self.send_now(commands)
+        if futures is None:
+            futures = (await self._connect()).send(commands)
+        return await replies(futures)
+
+    def send_now(self, commands: list[Command]) -> list[asyncio.Future[Any]] | None:
+        """Write `commands` in this call (one write), their replies to come (`replies`);
+        None, nothing written, when there is no live connection on this loop to write
+        to (call_many connects first)."""
         link = self._link
         if link is None or link.lost is not None or self._loop is not asyncio.get_running_loop():
-            link = await self._connect()
-        futures = link.send(commands)
-        await futures[-1]  # replies come in order: the last one done means all are...
-        for future in futures:  # ...but one written again (a script forgotten), behind
-            if not future.done():
-                await future
-        return [f.result() for f in futures]
+            return None
+        return link.send(commands)
 
     async def close(self) -> None:
         link = self._link
@@ -381,6 +385,16 @@ class RespConnection:
         if self.script_loads:
             link.load_scripts()
         return link
+
+
+async def replies(futures: list[asyncio.Future[Any]]) -> list[Any]:
+    """The replies of commands sent together, in order (error replies as RespError
+    values). Raises what failed them (ConnectionError, TimeoutError)."""
+    await futures[-1]  # replies come in order: the last one done means all are...
+    for future in futures:  # ...but one written again (a script forgotten), behind
+        if not future.done():
+            await future
+    return [f.result() for f in futures]
 
 
 def why(error: BaseException) -> str:

@@ -20,13 +20,15 @@ from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
 from gateway.policy.schema import LimitsSpec
 
 
-def team() -> TeamRules:
+def team(concurrency: int | None = 1000) -> TeamRules:
+    """A day budget, rpm, tpm and (unless None) a concurrency limit: a settle that frees a
+    slot is written at once; one without waits for a reserve to ride along with."""
     return TeamRules(
         f"settle-{uuid.uuid4().hex[:8]}",
         True,
         frozenset(),
         budgets=(Budget(BudgetPeriod.DAY, 10**9, None),),
-        limits=LimitsSpec(rpm=10**6, tpm=10**9, concurrency=1000),
+        limits=LimitsSpec(rpm=10**6, tpm=10**9, concurrency=concurrency),
     )
 
 
@@ -56,23 +58,27 @@ def sha_of(command: Command) -> str:
 
 
 def recording(backend: RedisBackend) -> list[list[str]]:
-    """The commands of each write the fast connection makes (their scripts' shas)."""
+    """The commands of each write the fast connection makes on its live link (their
+    scripts' shas): every write of a test that reserved before it records."""
     assert backend._fast is not None
     writes: list[list[str]] = []
-    send = backend._fast.call_many
+    send = backend._fast.send_now
 
-    async def record(commands: list[Command]) -> list[Any]:
-        writes.append([sha_of(c) for c in commands])
-        return await send(commands)
+    def record(commands: list[Command]) -> list[asyncio.Future[Any]] | None:
+        futures = send(commands)
+        if futures is not None:
+            writes.append([sha_of(c) for c in commands])
+        return futures
 
-    backend._fast.call_many = record  # type: ignore[method-assign]
+    backend._fast.send_now = record  # type: ignore[method-assign]
     return writes
 
 
 async def test_settles_of_one_loop_turn_go_in_one_batch_and_all_land(redis_url: str) -> None:
+    """Settles that free no slot (those that do are written one by one, at once)."""
     backend = RedisBackend.from_url(redis_url)
     now = int(time.time() * 1000)
-    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    plan = build_plan(team(concurrency=None), "u", Estimate(100, 0), now)
     try:
         holds = await reserved(backend, plan, 30, now)
         writes = recording(backend)
@@ -83,7 +89,7 @@ async def test_settles_of_one_loop_turn_go_in_one_batch_and_all_land(redis_url: 
         snap = await backend.snapshot(plan, now)
         assert snap.budgets[0] is not None
         assert (snap.budgets[0].used, snap.budgets[0].reserved) == (sum(range(1, 30, 2)), 0)
-        assert snap.concurrency == (0,) and backend.lost_settles == 0
+        assert backend.lost_settles == 0
     finally:
         await backend.close()
 
@@ -189,11 +195,11 @@ async def test_a_zero_reservation_settles(redis_url: str) -> None:
 
 
 async def test_a_settle_rides_along_with_the_next_reserve(redis_url: str) -> None:
-    """Requests one after another: each reserve carries the settle before it in the same
-    write (one round trip for both), and the budget counts exactly."""
+    """Requests one after another, no slot to free: each reserve carries the settle before
+    it in the same write (one round trip for both), and the budget counts exactly."""
     backend = RedisBackend.from_url(redis_url)
     now = int(time.time() * 1000)
-    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    plan = build_plan(team(concurrency=None), "u", Estimate(100, 0), now)
     try:
         (first,) = await reserved(backend, plan, 1, now)
         writes = recording(backend)
@@ -208,7 +214,37 @@ async def test_a_settle_rides_along_with_the_next_reserve(redis_url: str) -> Non
         snap = await backend.snapshot(plan, now)
         assert snap.budgets[0] is not None
         assert (snap.budgets[0].used, snap.budgets[0].reserved) == (42, 0)
-        assert snap.concurrency == (0,) and backend.lost_settles == 0
+        assert backend.lost_settles == 0
+    finally:
+        await backend.close()
+
+
+async def test_a_settle_freeing_a_slot_is_written_before_settle_returns(redis_url: str) -> None:
+    """A slot must be free before the client sees its answer's end (its next request may
+    come at once, here or to another replica): the settle is written in the call, with
+    the settles queued before it, and the next reserve goes alone, behind it."""
+    backend = RedisBackend.from_url(redis_url)
+    now = int(time.time() * 1000)
+    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    quiet = build_plan(team(concurrency=None), "u", Estimate(100, 0), now)
+    try:
+        (waiting,) = await reserved(backend, quiet, 1, now)
+        (first,) = await reserved(backend, plan, 1, now)
+        writes = recording(backend)
+        backend.settle(waiting, Actual(7, 0))  # no slot: it waits
+        assert writes == []
+        backend.settle(first, Actual(40, 0))  # a slot: written now, the waiting one first
+        settle_sha, reserve_sha = backend._settle.sha, backend._reserve.sha
+        assert writes == [[settle_sha, settle_sha]]
+        assert isinstance(await backend.try_reserve(plan, "second", now), Hold)
+        assert writes[1:] == [[reserve_sha]]
+        await backend.flush()
+        snap = await backend.snapshot(plan, now)
+        assert snap.budgets[0] is not None
+        assert (snap.budgets[0].used, snap.budgets[0].reserved) == (40, 100)
+        assert snap.concurrency == (1,) and backend.lost_settles == 0
+        used = (await backend.snapshot(quiet, now)).budgets[0]
+        assert used is not None and (used.used, used.reserved) == (7, 0)
     finally:
         await backend.close()
 
@@ -225,7 +261,7 @@ async def test_the_settle_timer_sends_only_settles_that_waited_the_delay(
     monkeypatch.setattr(redis_backend, "SETTLE_DELAY_S", delay)
     backend = RedisBackend.from_url(redis_url)
     now = int(time.time() * 1000)
-    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    plan = build_plan(team(concurrency=None), "u", Estimate(100, 0), now)
     try:
         (hold,) = await reserved(backend, plan, 1, now)
         writes = recording(backend)
@@ -253,7 +289,7 @@ async def test_a_reserve_carries_only_a_few_settles(redis_url: str) -> None:
     reserve): the reserve goes alone and the drainer sends them."""
     backend = RedisBackend.from_url(redis_url)
     now = int(time.time() * 1000)
-    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    plan = build_plan(team(concurrency=None), "u", Estimate(100, 0), now)
     try:
         holds = await reserved(backend, plan, RIDE_ALONG_MAX + 1, now)
         writes = recording(backend)
