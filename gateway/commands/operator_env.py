@@ -30,13 +30,13 @@ class OperatorEnvironment(Mapping[str, str]):
         self.unset: set[str] = set()
 
     def __getitem__(self, name: str) -> str:
-        try:
-            return self._env[name]
-        except KeyError:
-            if name.startswith("GATEWAY_"):
-                raise
-            self.unset.add(name)
-            return UNSET_HERE
+        value = self._env.get(name)
+        if value or name.startswith("GATEWAY_"):
+            if value is None:
+                raise KeyError(name)
+            return value
+        self.unset.add(name)  # unset or empty here: the server's own may hold it
+        return UNSET_HERE
 
     def __contains__(self, name: object) -> bool:
         return name in self._env or (isinstance(name, str) and not name.startswith("GATEWAY_"))

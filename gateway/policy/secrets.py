@@ -177,6 +177,10 @@ def read_secret_file(path: str, directories: tuple[Path, ...]) -> str:
     return text
 
 
+def _unset_or_empty(value: str | None) -> str:
+    return "not set" if value is None else "empty"
+
+
 def resolve_references(
     value: str,
     field: str,
@@ -215,10 +219,11 @@ def resolve_references(
             if not is_env_name_allowed(name, rules.env_allow):
                 problems.append(_refused_name(name, rules))
                 return ""
-            if name not in env:
-                problems.append(f"environment variable {name} is not set")
+            value = env.get(name)
+            if not value:  # set but empty (compose's `${KEY:-}`) is no key either
+                problems.append(f"environment variable {name} is {_unset_or_empty(value)}")
                 return ""
-            return env[name]
+            return value
         if field not in SECRET_FIELDS:
             problems.append(
                 f"${{file:...}} is only for secret fields ({', '.join(sorted(SECRET_FIELDS))})"

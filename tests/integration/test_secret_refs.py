@@ -312,3 +312,27 @@ async def test_admin_put_refuses_metadata_hosts_in_disguise(
             assert error["field"] == "providers.imds.api_base"
         _, running = await admin.call("GET", "/admin/policy")
         assert running["version"] == 1
+
+
+def test_serve_refuses_an_empty_key_variable_and_check_warns(tmp_path: Path) -> None:
+    """compose's `OPENAI_API_KEY: ${OPENAI_API_KEY:-}` sets an empty value when the operator
+    forgot the key: `serve` refuses it as it refuses an unset one (file, line, field), not
+    a ready gateway sending every call an empty key; `policy check`, run where keys may
+    not be, warns."""
+    (tmp_path / "policies").mkdir()
+    (tmp_path / "policies" / "bundle.yaml").write_text(
+        MOCK_ONLY.replace(
+            "  demo: {type: mock}\n",
+            '  demo: {type: mock}\n  up: {type: openai, api_key: "${EMPTY_PROBE_API_KEY}"}\n',
+            1,
+        )
+    )
+    env = {"EMPTY_PROBE_API_KEY": ""}
+    served = run("serve", "--port", str(free_port()), cwd=tmp_path, env=env, timeout=30)
+    assert served.returncode == 1, served.stderr
+    assert "providers.up.api_key: environment variable EMPTY_PROBE_API_KEY is empty" in (
+        served.stderr
+    )
+    checked = run("policy", "check", "policies", cwd=tmp_path, env=env)
+    assert checked.returncode == 0, checked.stderr
+    assert "EMPTY_PROBE_API_KEY is not set here" in checked.stderr

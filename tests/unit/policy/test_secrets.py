@@ -161,6 +161,17 @@ def test_resolution_names_each_refused_reference_never_a_value() -> None:
     assert not any("pw@db" in p for p in problems)
 
 
+def test_an_empty_variable_is_no_key() -> None:
+    """Set but empty (compose's `KEY: ${KEY:-}` when the operator forgot it) is refused as
+    a missing one is: a gateway up and ready that sends every call an empty key is worse."""
+    rules = ReferenceRules()
+    empty = {"OPENAI_API_KEY": ""}
+    value, problems = resolve_references("${OPENAI_API_KEY}", "api_key", empty, rules)
+    assert value == "" and problems == ["environment variable OPENAI_API_KEY is empty"]
+    present = {"OPENAI_API_KEY": "sk-1"}
+    assert resolve_references("${OPENAI_API_KEY}", "api_key", present, rules) == ("sk-1", [])
+
+
 def test_file_references_only_in_secret_fields() -> None:
     def reader(path: str, dirs: tuple[Path, ...]) -> str:
         return "from-file"
