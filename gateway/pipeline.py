@@ -709,6 +709,7 @@ async def _stream_usage(
     usage = observer.reported
     if usage is None and tap is not None:  # a usage chunk past a guardrail's cut counts
         usage = await asyncio.to_thread(tap.usage, ctx.endpoint, body, deployment.model)
+        observer.counted(usage)  # the client's usage chunk, if it asked: the same count
     elif usage is None:
         usage = await asyncio.to_thread(observer.estimate)
     if ids is not None and ids.carried_tokens and usage.is_estimated:

@@ -156,6 +156,12 @@ class UsageObserver:
             self._seen.append(event)
         return event
 
+    def counted(self, usage: Usage) -> None:
+        """The usage charged, counted from what the upstream sent before an output
+        guardrail rewrote it (pipeline.py's tap): the usage chunk the client gets says
+        that, not the count of the redacted text it saw."""
+        self._estimated = usage
+
     def estimate(self) -> Usage:
         """Count what was seen with the local tokenizer (CPU-bound: run it off the loop).
         Counted once: a later call returns it."""

@@ -91,3 +91,35 @@ async def test_a_stream_cut_by_a_block_is_charged_for_what_was_generated(
     assert row["output_tokens"] >= count_text(through_key, "gpt-4o-mini")
     assert row["output_tokens"] <= generated
     assert row["cost_nanousd"] > 0
+
+
+async def test_a_redacted_streams_usage_chunk_says_what_the_ledger_charges(tmp_path, monkeypatch):
+    """An upstream that reports no usage, an output rule that redacts: the gateway counts
+    what the upstream generated (the key, not the marker) for the ledger, and the usage
+    chunk the client asked for says the same (it said the count of the redacted text)."""
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    policy = POLICY.format(base="{base}").replace("action: block", "action: redact")
+    content = f"code {LEAKED_KEY} end, and {LEAKED_KEY} again"
+    async with MockUpstream("up") as up:
+        up.behave(Behaviour("stream_no_usage", content=content, chunks=3))
+        async with running_gateway(tmp_path, policy.replace("{base}", up.base_url)) as gw:
+            body = {
+                "model": "gpt-4o-mini",
+                "messages": [{"role": "user", "content": "the key?"}],
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
+            async with aiohttp.ClientSession() as http:
+                async with http.post(
+                    f"{gw.base_url}/chat/completions",
+                    json=body,
+                    headers={"authorization": f"Bearer {await gw.token()}"},
+                ) as response:
+                    raw, request_id = await response.read(), response.headers["x-request-id"]
+    assert LEAKED_KEY.encode() not in raw and b"[REDACTED:secrets]" in raw
+    events = [orjson.loads(e[6:]) for e in raw.split(b"\n\n") if e.startswith(b"data: {")]
+    usage = events[-1]["usage"]
+    row = ledger_rows(tmp_path)[request_id]
+    assert row["output_tokens"] == count_text(content, "gpt-4o-mini")
+    assert usage["completion_tokens"] == row["output_tokens"]
+    assert usage["prompt_tokens"] == row["input_tokens"]
