@@ -27,7 +27,7 @@ class LedgerUnreadable(BackendUnavailable):
 class Hold:  # one per request: a native class (plan.py says why)
     """A reservation a request holds until `settle`; only settle (or its lease) frees it."""
 
-    __slots__ = ("expires_ms", "id", "is_checked", "plan", "requests", "tokens")
+    __slots__ = ("expires_ms", "id", "is_checked", "plan", "requests", "spare_slots", "tokens")
 
     def __init__(
         self,
@@ -37,6 +37,7 @@ class Hold:  # one per request: a native class (plan.py says why)
         requests: RateView | None = None,
         tokens: RateView | None = None,
         is_checked: bool = True,
+        spare_slots: int = -1,
     ) -> None:
         self.id: Final = id
         self.plan: Final = plan
@@ -47,6 +48,9 @@ class Hold:  # one per request: a native class (plan.py says why)
         self.tokens: Final = tokens
         # False: the backend was unreachable and the policy says open
         self.is_checked: Final = is_checked
+        # Redis: the fewest slots a concurrency key of the plan had left free once this
+        # hold took one (its settle is written at once when few are); -1: not known.
+        self.spare_slots: Final = spare_slots
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Hold) and self._fields() == other._fields()

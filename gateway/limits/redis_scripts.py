@@ -66,10 +66,12 @@ for word in string.gmatch(ARGV[2], '%S+') do A[#A + 1] = word end
 # ARGV: id, then in one string: now, lease_end, nb, nr, nc, then (limit, amount,
 #       keep_until) per budget, (limit, amount) per rate, limit per concurrency, then
 #       the request's tokens, nano-USD and its user's key owner (the record's M).
-# Returns {0, remaining, reset_ms, ...per rate} | {1, i, verdict, used, reserved, V}
+# Returns {0, remaining, reset_ms, ...per rate[, spare]} | {1, i, verdict, used, reserved, V}
 #       | {2, i, in_flight, V} | {3, i, retry_ms, remaining, reset_ms, V} | {4, i, ...}
 #       | {5} (this hold id is known already: the gateway gave up on this reserve),
-#       where V is (remaining, reset_ms) per rate as the keys stand (a refusal's headers).
+#       where V is (remaining, reset_ms) per rate as the keys stand (a refusal's headers),
+#       and spare (with a concurrency key) the fewest slots any of its keys has left free
+#       once this hold took its own.
 RESERVE = (
     _RELEASE
     + _ARGS
@@ -137,11 +139,14 @@ for i = 1, nb do
   a = a + 3
 end
 a = ra + 2 * nr
+local spare = nil
 for i = 1, nc do
   local key = KEYS[2 + nb + nr + i]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   local n = redis.call('ZCARD', key)
   if n >= tonumber(A[a]) then return with_views({2, i, n}) end
+  local left = tonumber(A[a]) - n - 1
+  if spare == nil or left < spare then spare = left end
   a = a + 1
 end
 
@@ -213,6 +218,7 @@ if redis.call('PTTL', holds) < keep then
   redis.call('PEXPIRE', holds, int(keep))
   redis.call('PEXPIRE', exp, int(keep))
 end
+if spare then out[#out + 1] = spare end
 return out
 """
 )

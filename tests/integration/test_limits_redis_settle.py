@@ -219,13 +219,16 @@ async def test_a_settle_rides_along_with_the_next_reserve(redis_url: str) -> Non
         await backend.close()
 
 
-async def test_a_settle_freeing_a_slot_is_written_before_settle_returns(redis_url: str) -> None:
-    """A slot must be free before the client sees its answer's end (its next request may
-    come at once, here or to another replica): the settle is written in the call, with
-    the settles queued before it, and the next reserve goes alone, behind it."""
+async def test_a_settle_freeing_a_last_slot_is_written_before_settle_returns(
+    redis_url: str,
+) -> None:
+    """A team at its concurrency limit: the slot must be free before the client sees its
+    answer's end (its next request may come at once, here or to another replica): the
+    settle is written in the call, with the settles queued before it, and the next
+    reserve goes alone, behind it."""
     backend = RedisBackend.from_url(redis_url)
     now = int(time.time() * 1000)
-    plan = build_plan(team(), "u", Estimate(100, 0), now)
+    plan = build_plan(team(concurrency=1), "u", Estimate(100, 0), now)
     quiet = build_plan(team(concurrency=None), "u", Estimate(100, 0), now)
     try:
         (waiting,) = await reserved(backend, quiet, 1, now)
@@ -245,6 +248,32 @@ async def test_a_settle_freeing_a_slot_is_written_before_settle_returns(redis_ur
         assert snap.concurrency == (1,) and backend.lost_settles == 0
         used = (await backend.snapshot(quiet, now)).budgets[0]
         assert used is not None and (used.used, used.reserved) == (7, 0)
+    finally:
+        await backend.close()
+
+
+@pytest.mark.parametrize(
+    ("limit", "in_flight", "at_once"), [(8, 0, True), (9, 0, False), (9, 1, True)]
+)
+async def test_a_settle_is_written_at_once_only_when_few_slots_were_left(
+    redis_url: str, limit: int, in_flight: int, at_once: bool
+) -> None:
+    """Fewer than SPARE_SLOTS_AT_ONCE slots left free once the hold took its own: written
+    at once; more: it waits to ride along with the next reserve (a round trip saved)."""
+    assert redis_backend.SPARE_SLOTS_AT_ONCE == 8
+    backend = RedisBackend.from_url(redis_url)
+    now = int(time.time() * 1000)
+    plan = build_plan(team(concurrency=limit), "u", Estimate(100, 0), now)
+    try:
+        *others, hold = await reserved(backend, plan, in_flight + 1, now)
+        assert hold.spare_slots == limit - in_flight - 1
+        writes = recording(backend)
+        backend.settle(hold, Actual(1, 0))
+        assert writes == ([[backend._settle.sha]] if at_once else [])
+        for other in others:
+            backend.settle(other, Actual(1, 0))
+        await backend.flush()
+        assert (await backend.snapshot(plan, now)).concurrency == (0,)
     finally:
         await backend.close()
 
