@@ -97,6 +97,9 @@ ENDING_CHUNKS = 8
 # How a chunk ended the stream: at its `[DONE]`, at the upstream's failure event, or
 # before an event the client could not parse (stream_start.readable_part).
 Ending = Literal["done", "failed", "unreadable"]
+# Sent for a read that held only empty `data:` keep-alives (dropped: the SDK cannot parse
+# them), mid-stream: the upstream is alive, and an SSE comment says so without an event.
+KEEP_ALIVE = b": keep-alive\n\n"
 # An event carrying a usage report (`"usage": null` does not).
 USAGE_OBJECTS = (b'"usage":{', b'"usage": {')
 
@@ -331,6 +334,8 @@ class OpenAICompatProvider:
                     if chunk[:1] != b":" or b"data:" in chunk:  # not comments only
                         recent.append(chunk)
                     yield chunk
+                elif started:  # only empty `data:` keep-alives: the upstream is alive
+                    yield KEEP_ALIVE  # a comment, as `: ping` is (the relay's idle timer)
             tail = splitter.tail()
             if tail is not None:
                 tail, ending, after = self._read(tail, started, endpoint)

@@ -193,3 +193,19 @@ async def test_usage_after_the_upstreams_error_event_in_the_same_read_is_charged
     assert reply.content.endswith(ERROR)
     assert b'"prompt_tokens"' not in reply.content
     assert rows(tmp_path) == [(502, "upstream_error", "upstream_unavailable", 7, 3, 0)]
+
+
+async def test_empty_data_keep_alives_keep_a_slow_stream_alive(tmp_path):
+    """Empty `data:` keep-alives for longer than attempt_timeout_s, mid-stream: the
+    upstream is alive (as with `: ping` comments), so the stream is not cut as stalled;
+    the client gets the whole answer (the keep-alives as comments, which SSE ignores)."""
+    writes = [HEL, *[b"data: \n\n"] * 40, chunk("lo"), *AFTER, None]  # 2 s of keep-alives
+    policy = POLICY.format(base="{base}") + "routing: {attempt_timeout_s: 1}\n"
+    cut = asyncio.Event()
+    async with upstream(writes, cut) as base:
+        async with running_gateway(tmp_path, policy.replace("{base}", base)) as gw:
+            client = await gw.openai()
+            stream = await client.chat.completions.create(**CHAT)
+            text = "".join([part.choices[0].delta.content or "" async for part in stream])
+    assert text == "Hello world"
+    assert rows(tmp_path) == [(200, "ok", None, 7, 3, 0)]
