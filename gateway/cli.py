@@ -80,10 +80,17 @@ def _migrate_or_exit(settings: Settings) -> Migrated:
 
 
 def _schema_current_or_exit(settings: Settings) -> None:
-    from gateway.commands.existing_db import connection_problem
+    from gateway.commands.existing_db import DatabaseNotReady, connection_problem, require_existing
     from gateway.db import SchemaNotCurrent, check_schema
 
     _sqlite_folder_or_exit(settings)
+    try:
+        require_existing(settings.database_url)  # connecting would create the SQLite file
+    except DatabaseNotReady as missing:
+        raise _fail(
+            "cannot serve without migrating: the database has no schema yet: run "
+            f"`gateway migrate` ({missing})"
+        ) from None
     try:
         asyncio.run(check_schema(settings.database_url))
     except SchemaNotCurrent as problem:
@@ -180,11 +187,12 @@ def serve(
     # Before anything is written (the spool folder, the database, the issuer it serves
     # as): a host that does not resolve or a port in use stops here (SettingsError).
     sockets = bind_listeners(settings)
-    _spool_folder_or_exit(settings)
     if settings.migrate_on_start and not no_migrate:
+        _spool_folder_or_exit(settings)  # before the migration writes anything
         _migrate_or_exit(settings)
     else:
-        _schema_current_or_exit(settings)
+        _schema_current_or_exit(settings)  # writes nothing: a refusal leaves nothing made
+        _spool_folder_or_exit(settings)
     # Before the policy check: it refuses an api_base at our own host:port, so it must
     # see the --host/--port this server listens on, not the environment's defaults.
     _export_settings(settings)

@@ -112,10 +112,14 @@ def test_a_port_in_use_stops_serve_before_it_writes_anything(tmp_path: Path, whi
 
 
 def test_serve_without_migrating_an_empty_database_says_to_migrate(tmp_path: Path) -> None:
+    """And makes nothing: no empty SQLite file (which a later `policy apply` would take
+    for a database and migrate), no spool folder."""
     result = run("serve", "--no-migrate", cwd=tmp_path)
     assert result.returncode == 1
     assert "the database has no schema yet: run `gateway migrate`" in result.stderr
     assert "Traceback" not in result.stderr
+    assert not (tmp_path / "gateway.db").exists()
+    assert not (tmp_path / "gateway.db.ledger-spool").exists()
 
 
 def test_a_database_migrated_by_a_newer_gateway_is_named_as_such(tmp_path: Path) -> None:
