@@ -163,11 +163,17 @@ async def _recorded_admin_url(settings: Settings) -> str | None:
         await engine.dispose()
 
 
+# `_asked`'s answer when the server could not read its own limits store (503): the note
+# is out, the ledger's view follows.
+_UNREADABLE = "unreadable"
+
+
 def _asked(
     settings: Settings, url: str, team: str, user: str | None
 ) -> dict[str, Any] | str | None:
     """The running server's own view (its in-process counters: reserved, rates and
-    concurrency included); its error message when it refuses; None when none answers."""
+    concurrency included); its error message when it refuses; None when none answers;
+    _UNREADABLE when it answered 503 (its Redis down), having said so on stderr."""
     from gateway.commands.auth import mint_token
 
     token = mint_token(settings, team, "gateway-cli", ("gateway:admin",), ADMIN_TOKEN_TTL_S)
@@ -186,6 +192,13 @@ def _asked(
         message = response.json()["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = response.text[:200]
+    if response.status_code == 503:  # its limits store (Redis) cannot be read: the ledger's
+        typer.echo(
+            f"the server at {url} could not read its limits ({message}): reserved and the "
+            "rate limits are unknown, used is the ledger's",
+            err=True,
+        )
+        return _UNREADABLE
     return f"the server at {url} answered {response.status_code}: {message}"
 
 
@@ -227,7 +240,9 @@ def usage(
                 server = server_url(settings, os.environ, recorded)
             url = server.rstrip("/")
             found = _asked(settings, url, team, user)
-            if found is None:
+            if found is _UNREADABLE:
+                found = None  # said already
+            elif found is None:
                 typer.echo(
                     f"no server answered at {url}: reserved and the rate limits are unknown, "
                     "used is the ledger's",

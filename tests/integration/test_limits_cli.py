@@ -127,6 +127,32 @@ async def test_usage_with_redis_down_shows_the_ledgers_used_and_the_rest_unknown
     assert {r["kind"]: r["used"] for r in view["limits"]} == {"rpm": None, "concurrency": None}
 
 
+async def test_usage_asking_a_server_whose_redis_is_down_shows_the_ledgers_used(
+    tmp_path: Path,
+) -> None:
+    """The server has Redis (down), this shell has no GATEWAY_REDIS_URL: the server answers
+    503, and `usage` falls back to the ledger's used with a note, exit 0, as when it
+    reads Redis itself (it was exit 1 with the server's 503)."""
+    env = {
+        "GATEWAY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
+        "GATEWAY_ACCESS_LOG": "off",
+    }
+    async with MockUpstream("up") as up:
+        (tmp_path / "policies").mkdir()
+        policy = BUDGET_POLICY.format(base=up.base_url, team="cli", budget=100_000) + LIMITS
+        (tmp_path / "policies" / "bundle.yaml").write_text(policy)
+        down = {**env, "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+        with ExitStack() as stack:
+            server = await asyncio.to_thread(stack.enter_context, serve_process(tmp_path, down))
+            shell = {**env, "GATEWAY_REDIS_URL": "", "GATEWAY_PORT": str(server.port)}
+            code, view, stderr = await asyncio.to_thread(usage, tmp_path, shell)
+    assert code == 0, stderr
+    assert "could not read its limits" in stderr and "Traceback" not in stderr
+    assert view is not None
+    assert (view["budgets"][0]["used"], view["budgets"][0]["reserved"]) == (0, None)
+    assert {r["kind"]: r["used"] for r in view["limits"]} == {"rpm": None, "concurrency": None}
+
+
 def _usage_in(home: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`gateway usage demo --json` in exactly `env` (not this process's environment)."""
     return subprocess.run(
