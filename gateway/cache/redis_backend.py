@@ -30,9 +30,6 @@ import logging
 import re
 import time
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from gateway.cache.entry import (
@@ -48,6 +45,7 @@ from gateway.cache.entry import (
 )
 from gateway.cache.key import CacheKey
 from gateway.policy.compiled import CachePolicy
+from gateway.redis_client import redis_client
 
 log = logging.getLogger("gateway.cache")
 PREFIX = "gw:cache:"
@@ -158,12 +156,7 @@ def clear_pattern(team: str | None, model: str | None) -> str:
 class RedisCache:
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         # No retries: a lookup that fails is a miss to skip, not a wait to extend.
-        self._redis = Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._redis = redis_client(url, timeout_s=timeout_s)
         self.unavailable = 0
         self._down = False
         self._store = self._redis.register_script(STORE_SCRIPT)

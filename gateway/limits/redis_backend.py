@@ -43,8 +43,6 @@ from collections import deque
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -87,6 +85,7 @@ from gateway.limits.resp import (
     why,
 )
 from gateway.limits.service import Clock, wall_clock_ms
+from gateway.redis_client import redis_client
 
 log = logging.getLogger("gateway.limits")
 # A limits check must fail fast: a dead Redis answers "closed" or "open" within this.
@@ -166,13 +165,7 @@ class RedisBackend:
 
     @classmethod
     def from_url(cls, url: str, clock: Clock = wall_clock_ms) -> RedisBackend:
-        client = aioredis.Redis.from_url(
-            url,
-            socket_timeout=REDIS_TIMEOUT_S,
-            socket_connect_timeout=REDIS_TIMEOUT_S,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-        )
+        client = redis_client(url, timeout_s=REDIS_TIMEOUT_S)
         fast = RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S, scripts=SCRIPTS)
         backend = cls(client, fast, clock)
         backend.secrets = url_secrets(url)
