@@ -69,12 +69,15 @@ def capped_usage(
     output_audio_tokens: int = 0,
     service_tier: str | None = None,
 ) -> Usage:
-    """A `Usage` whose counts are at most MAX_CHARGED_TOKENS each (see there)."""
+    """A `Usage` whose counts are at most MAX_CHARGED_TOKENS each (see there), its cached
+    tokens at most its input (they are part of it: a report saying more would have the
+    ledger's `cached_tokens` and its FOCUS lines, priced on the capped count, disagree)."""
     cap = MAX_CHARGED_TOKENS
+    input_tokens = min(input_tokens, cap)
     return Usage(
-        min(input_tokens, cap),
+        input_tokens,
         min(output_tokens, cap),
-        min(cached_tokens, cap),
+        min(cached_tokens, input_tokens),
         is_estimated,
         min(cache_write_tokens, cap),
         min(reasoning_tokens, cap),

@@ -214,3 +214,24 @@ def test_wire_usage_spells_each_endpoints_usage_as_openai_does(endpoint, expecte
     usage = Usage(7, 3, cached_tokens=2, reasoning_tokens=1, is_estimated=True)
     assert wire_usage(endpoint, usage) == expected
     assert usage_from_report(wire_usage(endpoint, usage)) is not None  # reads back
+
+
+def test_cached_tokens_are_at_most_the_input_they_are_part_of() -> None:
+    """An upstream reporting more cached tokens than prompt tokens: the ledger keeps the
+    input's count (the price was already computed on it), so reports and FOCUS agree."""
+    usage = usage_from_report(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "prompt_tokens_details": {"cached_tokens": 500},
+        }
+    )
+    assert usage is not None and (usage.input_tokens, usage.cached_tokens) == (100, 100)
+    fine = usage_from_report(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "prompt_tokens_details": {"cached_tokens": 40},
+        }
+    )
+    assert fine is not None and fine.cached_tokens == 40
