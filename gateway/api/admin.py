@@ -305,7 +305,11 @@ async def team_usage(request: Request, services: Services, principal: Principal)
     team = policy.teams.get(name)
     if team is None:
         raise NotFound(f"There is no team {quoted(name)} in the running policy.", param="team")
-    user = request.query_params.get("user") or None
+    user = request.query_params.get("user")
+    if user == "":  # a user left out of a script's URL: not the team's view by surprise
+        raise InvalidRequest(
+            "Parameter 'user' is empty: name a subject, or leave it out.", param="user"
+        )
     try:
         view = await usage_view(services.limits, policy, team, user)
     except BackendUnavailable as error:

@@ -499,6 +499,11 @@ async def test_the_admin_usage_view_shows_every_budget_and_limit(tmp_path, up, h
         assert team_view["per_user"] == [{"kind": "rpm", "limit": 500}]
         async with http.get(f"{gw.origin}/admin/teams/nobody/usage", headers=admin) as response:
             assert response.status == 404
+        empty = f"{gw.origin}/admin/teams/budgeted/usage?user="  # a script's unset variable
+        async with http.get(empty, headers=admin) as response:
+            error = (await response.json())["error"]
+            assert response.status == 400
+            assert (error["type"], error["param"]) == ("invalid_request_error", "user")
 
 
 async def test_an_uncapped_request_goes_upstream_capped_at_the_allowance_it_reserved(tmp_path, up):
