@@ -38,11 +38,12 @@ def ledger_rows(tmp_path: Path) -> dict[str, dict[str, Any]]:
     return {row["request_id"]: row for row in rows}
 
 
-async def chat(gw, *, stream: bool) -> tuple[int, bytes, Any]:
+async def chat(gw, *, stream: bool, **extra: Any) -> tuple[int, bytes, Any]:
     body = {
         "model": "gpt-4o-mini",
         "messages": [{"role": "user", "content": "the key?"}],
         "stream": stream,
+        **extra,
     }
     async with aiohttp.ClientSession() as http:
         async with http.post(
@@ -103,19 +104,9 @@ async def test_a_redacted_streams_usage_chunk_says_what_the_ledger_charges(tmp_p
     async with MockUpstream("up") as up:
         up.behave(Behaviour("stream_no_usage", content=content, chunks=3))
         async with running_gateway(tmp_path, policy.replace("{base}", up.base_url)) as gw:
-            body = {
-                "model": "gpt-4o-mini",
-                "messages": [{"role": "user", "content": "the key?"}],
-                "stream": True,
-                "stream_options": {"include_usage": True},
-            }
-            async with aiohttp.ClientSession() as http:
-                async with http.post(
-                    f"{gw.base_url}/chat/completions",
-                    json=body,
-                    headers={"authorization": f"Bearer {await gw.token()}"},
-                ) as response:
-                    raw, request_id = await response.read(), response.headers["x-request-id"]
+            options = {"include_usage": True}
+            _, raw, headers = await chat(gw, stream=True, stream_options=options)
+            request_id = headers["x-request-id"]
     assert LEAKED_KEY.encode() not in raw and b"[REDACTED:secrets]" in raw
     events = [orjson.loads(e[6:]) for e in raw.split(b"\n\n") if e.startswith(b"data: {")]
     usage = events[-1]["usage"]

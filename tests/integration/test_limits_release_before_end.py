@@ -12,20 +12,12 @@ from pathlib import Path
 import httpx2 as httpx
 import pytest
 
+from tests.integration.test_limits_sequential import POLICY as SEQUENTIAL_POLICY
 from tests.support.gateway import running_gateway
 from tests.support.upstream import MockUpstream
 
-POLICY = """\
-providers:
-  up: {{type: openai-compatible, api_base: "{base}"}}
-models:
-  chat: {{deployments: [{{provider: up, model: gpt-4o-mini}}]}}
-teams:
-  {team}:
-    models: ["*"]
-    limits: {{concurrency: {slots}}}
-    per_user: {{concurrency: {slots}}}
-"""
+# The sequential tests' policy (a day budget too), with room for `slots` at once.
+POLICY = SEQUENTIAL_POLICY.replace("{{concurrency: 1}}", "{{concurrency: {slots}}}")
 BODY = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
 
 
