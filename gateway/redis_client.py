@@ -17,8 +17,9 @@ from redis.backoff import NoBackoff
 POOL_CONNECTIONS = 100  # per process and client: Redis's maxclients is 10,000 by default
 
 
-def redis_client(url: str, *, timeout_s: float, decode_responses: bool = False) -> aioredis.Redis:
-    """A client whose commands and connection waits each give up after `timeout_s`."""
+def redis_client(url: str, *, timeout_s: float) -> aioredis.Redis:
+    """A client (replies as bytes) whose commands and connection waits each give up
+    after `timeout_s`."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=POOL_CONNECTIONS,
@@ -26,6 +27,5 @@ def redis_client(url: str, *, timeout_s: float, decode_responses: bool = False) 
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),  # a call that fails is answered now, not waited on
-        decode_responses=decode_responses,
     )
     return aioredis.Redis.from_pool(pool)

@@ -30,10 +30,10 @@ class OperatorEnvironment(Mapping[str, str]):
         self.unset: set[str] = set()
 
     def __getitem__(self, name: str) -> str:
+        if name.startswith("GATEWAY_"):
+            return self._env[name]  # the gateway's own settings: read as they are
         value = self._env.get(name)
-        if value or name.startswith("GATEWAY_"):
-            if value is None:
-                raise KeyError(name)
+        if value:
             return value
         self.unset.add(name)  # unset or empty here: the server's own may hold it
         return UNSET_HERE

@@ -163,17 +163,12 @@ async def _recorded_admin_url(settings: Settings) -> str | None:
         await engine.dispose()
 
 
-# `_asked`'s answer when the server could not read its own limits store (503): the note
-# is out, the ledger's view follows.
-_UNREADABLE = "unreadable"
-
-
 def _asked(
     settings: Settings, url: str, team: str, user: str | None
 ) -> dict[str, Any] | str | None:
     """The running server's own view (its in-process counters: reserved, rates and
-    concurrency included); its error message when it refuses; None when none answers;
-    _UNREADABLE when it answered 503 (its Redis down), having said so on stderr."""
+    concurrency included); its error message when it refuses; None, having said why on
+    stderr, when the ledger's view must do (none answers, or its Redis is down: 503)."""
     from gateway.commands.auth import mint_token
 
     token = mint_token(settings, team, "gateway-cli", ("gateway:admin",), ADMIN_TOKEN_TTL_S)
@@ -185,6 +180,11 @@ def _asked(
             timeout=SERVER_TIMEOUT_S,
         )
     except httpx.HTTPError:
+        typer.echo(
+            f"no server answered at {url}: reserved and the rate limits are unknown, "
+            "used is the ledger's",
+            err=True,
+        )
         return None
     if response.status_code == 200:
         return dict(response.json())
@@ -198,7 +198,7 @@ def _asked(
             "rate limits are unknown, used is the ledger's",
             err=True,
         )
-        return _UNREADABLE
+        return None
     return f"the server at {url} answered {response.status_code}: {message}"
 
 
@@ -240,14 +240,6 @@ def usage(
                 server = server_url(settings, os.environ, recorded)
             url = server.rstrip("/")
             found = _asked(settings, url, team, user)
-            if found is _UNREADABLE:
-                found = None  # said already
-            elif found is None:
-                typer.echo(
-                    f"no server answered at {url}: reserved and the rate limits are unknown, "
-                    "used is the ledger's",
-                    err=True,
-                )
         if found is None and settings.redis_url:
             try:
                 found = asyncio.run(_view(settings, team, user, from_redis=True))
