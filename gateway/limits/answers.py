@@ -21,7 +21,7 @@ from gateway.limits.plan import BudgetRule, ConcurrencyCheck, RateKind, RateRule
 from gateway.usage.pricing import usd_text
 
 # Concurrency frees when some request ends, which nobody can know: a short hint.
-CONCURRENCY_RETRY_MS = 1000
+CONCURRENCY_RETRY_MS: Final = 1000
 
 
 @final
@@ -51,7 +51,7 @@ class RateView:
 
 # The tightest rate key of each kind, (requests, tokens): what the six headers show.
 RateViews = tuple[RateView | None, RateView | None]
-NO_VIEWS: RateViews = (None, None)
+NO_VIEWS: Final[RateViews] = (None, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +103,7 @@ def go_duration(ms: int) -> str:
 # A request too large for a whole budget or tpm. Its estimate holds an output cap even when
 # the request set none (the team's max_tokens_default, or 4096): say so, not "lower" a
 # field it never sent.
-SHRINK_HINT = (
+SHRINK_HINT: Final = (
     "Set a smaller output cap (max_tokens, max_completion_tokens or max_output_tokens; "
     "without one, the team's default output allowance is reserved) or fewer choices (n), "
     "or shorten the prompt."
@@ -232,12 +232,12 @@ def tightest(
     return requests, tokens
 
 
-_REQUESTS_NAMES = (
+_REQUESTS_NAMES: Final = (
     b"x-ratelimit-limit-requests",
     b"x-ratelimit-remaining-requests",
     b"x-ratelimit-reset-requests",
 )
-_TOKENS_NAMES = (
+_TOKENS_NAMES: Final = (
     b"x-ratelimit-limit-tokens",
     b"x-ratelimit-remaining-tokens",
     b"x-ratelimit-reset-tokens",

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.limits.plan import Estimate
 from gateway.limits.token_count import (
@@ -29,23 +29,24 @@ from gateway.limits.token_count import (
 )
 from gateway.policy.compiled import ModelRoute
 from gateway.providers.base import Endpoint
-from gateway.usage.pricing import charged_prices, cost_nanousd, nano_of
+from gateway.usage.nano import nano_of
+from gateway.usage.pricing import charged_prices, cost_nanousd
 from gateway.usage.usage import Usage
 
 # Without max_tokens and without the team's max_tokens_default, this much output is reserved.
-DEFAULT_OUTPUT_ALLOWANCE = 4096
+DEFAULT_OUTPUT_ALLOWANCE: Final = 4096
 # Prompts with more text to tokenize than this are counted on a thread: 2 KB take
 # ~0.25 ms inline, 100 KB ~5 ms. For chat, only texts not remembered count (the others
 # cost a lookup); for the other endpoints, prompt_chars of the whole prompt.
-INLINE_COUNT_CHARS = 2048
-NUMBER = (int, float)
+INLINE_COUNT_CHARS: Final = 2048
+NUMBER: Final = (int, float)
 # Every output cap of the generating endpoints (embeddings generate nothing): a body
 # may carry another endpoint's (max_tokens on /v1/responses) and an upstream may honour
 # it, so the estimate reads all three on each (api/field_table.py checks them all, by
 # the endpoint's own cap's bounds).
-OUTPUT_CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
+OUTPUT_CAPS: Final = ("max_tokens", "max_completion_tokens", "max_output_tokens")
 # The endpoint's own caps: a body without any of them gets one (output_capped).
-OWN_CAPS: Mapping[Endpoint, tuple[str, ...]] = {
+OWN_CAPS: Final[Mapping[Endpoint, tuple[str, ...]]] = {
     "chat": ("max_completion_tokens", "max_tokens"),
     "completions": ("max_tokens",),
     "responses": ("max_output_tokens",),
@@ -53,7 +54,7 @@ OWN_CAPS: Mapping[Endpoint, tuple[str, ...]] = {
 
 
 # The field that carries a cap the gateway adds (output_capped): chat's current one.
-CAP_FIELDS: Mapping[Endpoint, str] = {
+CAP_FIELDS: Final[Mapping[Endpoint, str]] = {
     "chat": "max_completion_tokens",
     "completions": "max_tokens",
     "responses": "max_output_tokens",
@@ -158,7 +159,7 @@ def dearest_cost(route: ModelRoute, usage: Usage, service_tier: object = None) -
 
 
 # No threshold: larger than any prompt.
-NO_THRESHOLD = 2**63 - 1
+NO_THRESHOLD: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +204,8 @@ class RouteFacts:
 
 
 # Route facts kept (one per route object of the policies in use): then it starts over.
-ROUTES_KEPT = 4096
-_facts: dict[int, RouteFacts] = {}
+ROUTES_KEPT: Final = 4096
+_facts: Final[dict[int, RouteFacts]] = {}
 
 
 def route_facts(route: ModelRoute) -> RouteFacts:

@@ -25,8 +25,9 @@ headers never exceed a minute, as OpenAI's do not).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
-WINDOW_MS = 60_000  # rpm and tpm are per minute
+WINDOW_MS: Final = 60_000  # rpm and tpm are per minute
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ amounts are kept by its id and freed with it, once, by its settle or its lease e
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from gateway.limits import budget, gcra
 from gateway.limits.answers import (
@@ -41,13 +41,13 @@ from gateway.limits.plan import (
 )
 
 # A period's counter is kept this long past its end (late settles, the usage view).
-KEEP_AFTER_PERIOD_MS = 86_400_000
-PRUNE_ABOVE = 4096  # counters kept before old periods' ones are dropped
-OK = Verdict.OK
-TOKENS = RateKind.TOKENS
-TOKEN_BUDGET = Unit.TOKENS
-NEVER = 2**63  # an instant after every lease end
-BOUND_KEPT = 8192  # shapes whose records are kept found; more and it starts over
+KEEP_AFTER_PERIOD_MS: Final = 86_400_000
+PRUNE_ABOVE: Final = 4096  # counters kept before old periods' ones are dropped
+OK: Final = Verdict.OK
+TOKENS: Final = RateKind.TOKENS
+TOKEN_BUDGET: Final = Unit.TOKENS
+NEVER: Final = 2**63  # an instant after every lease end
+BOUND_KEPT: Final = 8192  # shapes whose records are kept found; more and it starts over
 
 
 @dataclass(slots=True)

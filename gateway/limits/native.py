@@ -29,6 +29,7 @@ COMPILED_MODULES = (
     "gateway.limits.service",
     "gateway.limits.stage",
     "gateway.limits.token_count",
+    "gateway.usage.nano",  # the estimate's rounding
 )
 # A source this much newer than its build is an edit (an install writes both within it).
 SLACK_S = 2.0

@@ -18,10 +18,10 @@ from urllib.parse import quote
 from gateway.limits.periods import period_bounds
 from gateway.policy.compiled import BudgetPeriod, TeamRules, user_budgets
 
-NANO_PER_USD = 10**9
+NANO_PER_USD: Final = 10**9
 # A reservation nobody settles (its replica died) frees itself this long after the
 # request's own deadline: a dead replica holds nothing for ever.
-LEASE_GRACE_MS = 60_000
+LEASE_GRACE_MS: Final = 60_000
 
 
 class Scope(StrEnum):
@@ -234,11 +234,11 @@ def adopted_amount(rule: BudgetRule, plan: Plan, started_ms: int) -> int:
 
 
 # Shapes kept (one per team x subject x timezone): more than this and the cache starts over.
-SHAPES_KEPT = 8192
+SHAPES_KEPT: Final = 8192
 
 
 _Cached = tuple[TeamRules, int, Shape]  # the rules it was built from, its minute, the shape
-_shapes: dict[tuple[int, str, str, bool], _Cached] = {}
+_shapes: Final[dict[tuple[int, str, str, bool], _Cached]] = {}
 
 
 def _shape(

@@ -7,11 +7,11 @@ a parameter so tests can stand at a period boundary.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import time
 from collections.abc import Callable
+from typing import Final, final
 
 from gateway.limits.answers import refusal_error
 from gateway.limits.backend import (
@@ -30,27 +30,35 @@ from gateway.policy.schema import BackendErrorMode
 log = logging.getLogger("gateway.limits")
 Clock = Callable[[], int]  # epoch ms
 # A seed that does not stick (keys vanishing again at once) is retried this often.
-SEED_ATTEMPTS = 3
+SEED_ATTEMPTS: Final = 3
 
 
-# A hold's id: unique across every replica sharing a Redis (random per process, again
-# in a forked child) and within the process (a counter): no syscall per request.
-_process_id = os.urandom(8).hex()
-_holds = itertools.count()
+@final
+class HoldIds:
+    """A hold's id: unique across every replica sharing a Redis (a random prefix per
+    process, again in a forked child) and within the process (a count): no syscall
+    per request. A native class, so compiled code reads it with no lookup by name."""
+
+    def __init__(self) -> None:
+        self.prefix = ""
+        self.count = 0
+        self.renew()
+
+    def renew(self) -> None:
+        self.prefix, self.count = os.urandom(8).hex(), 0
+
+    def next(self) -> str:
+        # The prefix has a fixed length, so prefix + decimal count is unique.
+        self.count += 1
+        return self.prefix + str(self.count)
 
 
-def _new_process() -> None:
-    global _process_id, _holds
-    _process_id, _holds = os.urandom(8).hex(), itertools.count()
-
-
-os.register_at_fork(after_in_child=_new_process)
+_HOLD_IDS: Final = HoldIds()
+os.register_at_fork(after_in_child=_HOLD_IDS.renew)
 
 
 def new_hold_id() -> str:
-    # The prefix has a fixed length, so prefix + decimal count is unique (and needs no
-    # format spec: a rarely used path, cold on every request).
-    return _process_id + str(next(_holds))
+    return _HOLD_IDS.next()
 
 
 def wall_clock_ms() -> int:

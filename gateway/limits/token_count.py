@@ -21,16 +21,16 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, Final, overload
 
 import orjson
 import tiktoken
 
 # OpenAI's chat format costs a few tokens per message beyond its text, and the
 # reply is primed with three more (the cookbook's count_tokens_from_messages).
-TOKENS_PER_MESSAGE = 3
-REPLY_PRIMING_TOKENS = 3
-O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+TOKENS_PER_MESSAGE: Final = 3
+REPLY_PRIMING_TOKENS: Final = 3
+O200K_PREFIXES: Final = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
 
 
 class EncodingsMissing(Exception):
@@ -44,8 +44,8 @@ def _bundled_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "litellm_core_utils" / "tokenizers"
 
 
-_LOADING = threading.Lock()
-_LOADED: dict[str, TextCounter] = {}  # encoding name → its counter (and memory)
+_LOADING: Final = threading.Lock()
+_LOADED: Final[dict[str, TextCounter]] = {}  # encoding name → its counter (and memory)
 
 
 def encoding(name: str) -> tiktoken.Encoding:
@@ -105,7 +105,7 @@ def count_text(text: str, model: str) -> int:
 # encodes without the GIL but turns the tokens into a Python list holding it: a 15 MB
 # prompt's ~4M tokens held it ~0.1 s at a time (an attacker probe saw /healthz wait 3.5 s
 # behind twelve of them on worker threads); a piece's list, ~16K tokens, holds it ~1 ms.
-PIECE_CHARS = 65_536
+PIECE_CHARS: Final = 65_536
 # Where to cut a piece: before a space that starts a word (" word": after a character
 # that is not whitespace, before a letter). Both encodings' pre-tokenizers split there
 # (a word takes the one character before it; a run of letters, digits or punctuation
@@ -113,7 +113,7 @@ PIECE_CHARS = 65_536
 # the whole text's. Looked for among the last WORD_STARTS_TRIED spaces of a piece; a
 # piece with none (a long run with no word start: base64, digits) is cut at its end,
 # which may count a token or two more or less than the whole text would.
-WORD_STARTS_TRIED = 64
+WORD_STARTS_TRIED: Final = 64
 
 
 def encoded_length(encoder: tiktoken.Encoding, text: str, piece: int = PIECE_CHARS) -> int:
@@ -154,9 +154,9 @@ def _word_start(text: str, start: int, end: int) -> int:
 # team its system prompt; looking a text up costs ~0.1 µs per KB where encoding it costs
 # ~40. Bounded by count and by characters, oldest first: at most REMEMBERED_TOTAL_CHARS
 # per encoding (two exist: o200k_base, cl100k_base).
-REMEMBERED_CHARS = 65_536
-REMEMBERED_TEXTS = 4096
-REMEMBERED_TOTAL_CHARS = 8 * 2**20
+REMEMBERED_CHARS: Final = 65_536
+REMEMBERED_TEXTS: Final = 4096
+REMEMBERED_TOTAL_CHARS: Final = 8 * 2**20
 
 
 class TextCounter:
@@ -219,14 +219,14 @@ def count_prompt_text(text: str, model: str) -> int:
 # The largest image left is 768x2048: 2 by 4 tiles, so 85 + 170 * 8 = 1,445 tokens at most.
 # Models that bill images higher (gpt-4o-mini multiplies its counts; patch-based models
 # count otherwise) can still pass a budget by more than text's error (README says so).
-IMAGE_BASE_TOKENS = 85
-IMAGE_TILE_TOKENS = 170
-IMAGE_MAX_TILES = 2 * 4
-LOW_DETAIL_IMAGE_TOKENS = IMAGE_BASE_TOKENS
-IMAGE_TOKENS = IMAGE_BASE_TOKENS + IMAGE_TILE_TOKENS * IMAGE_MAX_TILES
+IMAGE_BASE_TOKENS: Final = 85
+IMAGE_TILE_TOKENS: Final = 170
+IMAGE_MAX_TILES: Final = 2 * 4
+LOW_DETAIL_IMAGE_TOKENS: Final = IMAGE_BASE_TOKENS
+IMAGE_TOKENS: Final = IMAGE_BASE_TOKENS + IMAGE_TILE_TOKENS * IMAGE_MAX_TILES
 # The parts that carry an image: chat's `image_url`, the Responses API's `input_image`
 # (a message's part or a tool output's), and a computer call output's screenshot.
-IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "computer_screenshot"})
+IMAGE_PART_TYPES: Final = frozenset({"image_url", "input_image", "computer_screenshot"})
 
 
 def image_allowance(part: Mapping[str, Any]) -> int:
@@ -255,9 +255,9 @@ def count_messages_with(counter: TextCounter, messages: Iterable[Any], images: b
 # (the cookbook counts every value of a message: "user" is a token), a name, an
 # assistant's refusal, a function call's arguments, a tool's output, a reasoning item's
 # summary. Agents send most of their input as tool outputs: none may pass uncounted.
-TEXT_FIELDS = ("role", "name", "refusal", "arguments", "output", "summary")
+TEXT_FIELDS: Final = ("role", "name", "refusal", "arguments", "output", "summary")
 # A message's `name` costs one token more than its text (the cookbook's tokens_per_name).
-TOKENS_PER_NAME = 1
+TOKENS_PER_NAME: Final = 1
 
 
 @overload
@@ -388,7 +388,7 @@ def count_prompt(endpoint: str, body: Mapping[str, Any], model: str) -> int:
 
 
 # Where each endpoint's prompt is (chat's messages are walked as messages).
-PROMPT_FIELDS: Mapping[str, str] = {
+PROMPT_FIELDS: Final[Mapping[str, str]] = {
     "chat": "messages",
     "completions": "prompt",
     "embeddings": "input",
@@ -399,7 +399,7 @@ PROMPT_FIELDS: Mapping[str, str] = {
 # Billed input besides the prompt: tool definitions (their JSON schemas), a response
 # format's schema, the Responses API's system prompt. Left out, a request could carry
 # any amount of input that no budget estimate sees.
-EXTRA_FIELDS: Mapping[str, tuple[str, ...]] = {
+EXTRA_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "chat": ("tools", "functions", "response_format"),
     "responses": ("instructions", "tools", "text"),
     "completions": ("suffix",),

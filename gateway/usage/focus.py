@@ -44,7 +44,8 @@ from typing import Any
 import orjson
 
 from gateway.usage.csv_cells import csv_bytes
-from gateway.usage.pricing import TOKENS_PER_MTOK, usd_text
+from gateway.usage.nano import TOKENS_PER_MTOK
+from gateway.usage.pricing import usd_text
 from gateway.usage.report_query import ChargeKey, ChargeSums, TokenKind
 from gateway.usage.report_request import MS_PER_DAY, GroupKey, Month, day_label
 

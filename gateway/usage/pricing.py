@@ -32,11 +32,11 @@ from typing import Any
 
 import orjson
 
+from gateway.usage.nano import TOKENS_PER_MTOK, nano_of
 from gateway.usage.table_rates import Rates, rates_at, thresholds
 from gateway.usage.usage import Usage
 
 NANO_PER_USD = 10**9
-TOKENS_PER_MTOK = 10**6
 PRICE_TABLE_FILE = "model_prices_and_context_window_backup.json"
 
 
@@ -319,14 +319,6 @@ def _audio_surcharge(usage: Usage, prices: UnitPrices, plain_input: int, plain_o
     input_audio = prices.input if prices.input_audio is None else prices.input_audio
     output_audio = prices.output if prices.output_audio is None else prices.output_audio
     return heard * (input_audio - prices.input) + spoken * (output_audio - prices.output)
-
-
-def nano_of(nano_times_mtok: int) -> int:
-    """A sum of tokens x nano-USD per Mtok, rounded once (half to even) to nano-USD."""
-    whole, rest = divmod(nano_times_mtok, TOKENS_PER_MTOK)
-    if rest * 2 > TOKENS_PER_MTOK or (rest * 2 == TOKENS_PER_MTOK and whole % 2):
-        whole += 1
-    return whole
 
 
 def usd_text(nanousd: int) -> str:

@@ -10,7 +10,8 @@ import pytest
 
 from gateway.limits.estimate import dearest_cost, estimate_now, route_facts
 from gateway.policy.compiled import Deployment, ModelRoute, RoutingConfig
-from gateway.usage.pricing import BUNDLED_TABLE, Price, nano_of, policy_prices
+from gateway.usage.nano import nano_of
+from gateway.usage.pricing import BUNDLED_TABLE, Price, policy_prices
 from gateway.usage.usage import Usage
 
 
