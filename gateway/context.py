@@ -20,7 +20,7 @@ from typing import Any
 
 from gateway.auth.principal import Principal
 from gateway.cache.rules import CacheStatus
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, recorded_code
 from gateway.guardrails.decision import GuardrailHit
 from gateway.limits.answers import RateView
 from gateway.limits.backend import Hold
@@ -124,7 +124,8 @@ class RequestContext:
         return self.usage if self.usage is not None else self.saved_usage
 
     def end(self, status: int, outcome: Outcome, error_code: str | None = None) -> None:
-        self.status, self.outcome, self.error_code = status, outcome, error_code
+        self.status, self.outcome = status, outcome
+        self.error_code = recorded_code(error_code)  # an upstream's may be any text
 
 
 @dataclass(slots=True)
@@ -145,7 +146,7 @@ class EdgeContext:
 
     def end(self, status: int, error_code: str | None = None) -> None:
         self.status = status
-        self.error_code = error_code
+        self.error_code = recorded_code(error_code)
         self.outcome = outcome_of_status(status)
 
     def elapsed_s(self) -> float:

@@ -6,6 +6,7 @@ are written for the caller: they never carry a stack trace, a provider URL or ke
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 import orjson
@@ -264,6 +265,21 @@ class UpstreamRejected(GatewayError):
         self.status = status
         self.type = type_ or "invalid_request_error"
         self.code = code
+
+
+# What a record (ledger row, access line, span) keeps of an error's code: an identifier.
+# An upstream's refusal is relayed to its caller as sent, and its `code` may be any text
+# (a prompt quoted back, tens of KB); no record keeps such a code, only that it was one.
+RECORDED_CODE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+UNRECORDED_CODE = "upstream_code_not_recorded"
+
+
+def recorded_code(code: str | None) -> str | None:
+    """`code` as the gateway's records keep it: itself when it is an identifier (every
+    code of the gateway's own, and OpenAI's), else UNRECORDED_CODE."""
+    if code is None or RECORDED_CODE.fullmatch(code):
+        return code
+    return UNRECORDED_CODE
 
 
 def error_body_bytes(error: GatewayError) -> bytes:

@@ -74,23 +74,28 @@ class Limits:
         self._sums = sums
         self.unchecked = 0  # requests served unchecked (backend down, on_backend_error: open)
 
-    def reserve_now(self, plan: Plan, mode: BackendErrorMode, now_ms: int) -> Hold | None:
+    def reserve_now(
+        self, plan: Plan, mode: BackendErrorMode, now_ms: int, request_id: str = ""
+    ) -> Hold | None:
         """`reserve` without waiting, when the backend decides in this process and its
         counters need no rebuild; None: await `reserve`. Raises the refusal likewise."""
         hold_id = new_hold_id()
         try:
             decision = self.backend.reserve_now(plan, hold_id, now_ms)
         except BackendUnavailable as error:
-            return self._unchecked(plan, hold_id, mode, error)
+            return self._unchecked(plan, hold_id, mode, error, request_id)
         if isinstance(decision, Hold):
             return decision
         if decision is None or isinstance(decision, NeedsSeed):
             return None
         raise refusal_error(decision, plan.team)
 
-    async def reserve(self, plan: Plan, mode: BackendErrorMode, now_ms: int | None = None) -> Hold:
+    async def reserve(
+        self, plan: Plan, mode: BackendErrorMode, now_ms: int | None = None, request_id: str = ""
+    ) -> Hold:
         """A hold on every check of `plan` (at `now_ms`, else the clock's now), or the
-        refusal raised as a GatewayError."""
+        refusal raised as a GatewayError. `request_id`: for the log line of a request
+        served unchecked."""
         hold_id = new_hold_id()
         if now_ms is None:
             now_ms = self.clock()
@@ -103,7 +108,7 @@ class Limits:
             else:
                 raise BackendUnavailable("budget counters vanished while being rebuilt")
         except BackendUnavailable as error:
-            return self._unchecked(plan, hold_id, mode, error)
+            return self._unchecked(plan, hold_id, mode, error, request_id)
         if isinstance(decision, Hold):
             return decision
         raise refusal_error(decision, plan.team)
@@ -117,7 +122,12 @@ class Limits:
         await self.backend.seed(plan.team, seeds)
 
     def _unchecked(
-        self, plan: Plan, hold_id: str, mode: BackendErrorMode, error: BackendUnavailable
+        self,
+        plan: Plan,
+        hold_id: str,
+        mode: BackendErrorMode,
+        error: BackendUnavailable,
+        request_id: str,
     ) -> Hold:
         if mode is BackendErrorMode.CLOSED:
             # Name what is down: with the in-process backend there is no store, only the
@@ -133,7 +143,14 @@ class Limits:
         self.unchecked += 1
         log.warning(
             "limits backend unreachable: request served unchecked (on_backend_error: open)",
-            extra={"fields": {"team": plan.team, "error": str(error), "unchecked": self.unchecked}},
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "team": plan.team,
+                    "error": str(error),
+                    "unchecked": self.unchecked,
+                }
+            },
         )
         return Hold(hold_id, plan, 0, is_checked=False)
 

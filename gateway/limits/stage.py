@@ -60,8 +60,11 @@ async def reserve_limits(
     if not shape.is_empty:
         plan = Plan(shape, spends, nanousd, lease_ms(route.routing.timeout_s))
         mode = policy.on_backend_error
-        hold = limits.reserve_now(plan, mode, now_ms)
-        ctx.limits_hold = hold if hold is not None else await limits.reserve(plan, mode, now_ms)
+        request_id = ctx.request_id
+        hold = limits.reserve_now(plan, mode, now_ms, request_id)
+        if hold is None:
+            hold = await limits.reserve(plan, mode, now_ms, request_id)
+        ctx.limits_hold = hold
         if not ctx.limits_hold.is_checked:
             return  # the backend is down: nothing more to read from it
     if not tokens:  # a cache hit takes no tokens: its token headers show tpm as it stands

@@ -1,6 +1,6 @@
 """`on_backend_error: open` serves while Redis is down, and counts what it served unchecked
 where an operator alerts: `gateway_limits_unchecked_total{team}` on /metrics (not only in
-a log line). A request the backend checked adds nothing to it."""
+a log line, which names each request). A request the backend checked adds nothing to it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ UNCHECKED = "gateway_limits_unchecked_total"
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-async def test_requests_served_unchecked_are_counted_on_metrics(tmp_path, http) -> None:
+async def test_requests_served_unchecked_are_counted_on_metrics(tmp_path, http, caplog) -> None:
     port = free_port()
     server = start_redis(port, str(tmp_path))
     try:
@@ -38,12 +38,22 @@ async def test_requests_served_unchecked_are_counted_on_metrics(tmp_path, http) 
                     assert total(await response.text(), UNCHECKED) == 0  # checked
                 server.terminate()
                 server.wait(10)
+                served = set()
                 for _ in range(2):
-                    await client.chat.completions.create(model="chat", messages=hi, max_tokens=5)
+                    raw = await client.chat.completions.with_raw_response.create(
+                        model="chat", messages=hi, max_tokens=5
+                    )
+                    served.add(raw.headers["x-request-id"])
                 async with http.get(gw.origin + "/metrics") as response:
                     scrape = await response.text()
                 assert total(scrape, UNCHECKED, team="lim") == 2
                 assert total(scrape, UNCHECKED) == 2
+                logged = {
+                    record.fields["request_id"]
+                    for record in caplog.records
+                    if record.name == "gateway.limits" and "served unchecked" in record.message
+                }
+                assert logged == served
     finally:
         if server.poll() is None:
             server.terminate()

@@ -12,6 +12,7 @@ import openai
 import orjson
 import pytest
 
+from gateway.errors import UNRECORDED_CODE
 from tests.support.gateway import running_gateway
 from tests.support.upstream import Behaviour, MockUpstream
 
@@ -193,3 +194,26 @@ async def test_an_upstream_out_of_credit_402_fails_over(tmp_path, monkeypatch):
             reply = await post(gw, "/v1/chat/completions")
     assert reply.status_code == 502
     assert orjson.loads(reply.content)["error"]["code"] == "upstream_unavailable"
+
+
+async def test_a_relayed_refusal_whose_code_is_text_keeps_it_out_of_the_records(
+    tmp_path, monkeypatch
+):
+    """An upstream's 4xx may put anything in `code` (here the prompt, quoted back): its
+    caller gets it as sent, but the ledger (like the access line and the span, which
+    read the same field) keeps only that it was no code."""
+    prompt = "my ssn is 078-05-1120 and my password is hunter2 " * 400
+    refusal = {"error": {"message": "nope", "type": "invalid_request_error", "code": prompt}}
+    monkeypatch.setenv("BAD_KEY", KEY)
+    async with MockUpstream("bad") as bad:
+        bad.behave(Behaviour("status", status=422, body=refusal))
+        async with running_gateway(
+            tmp_path, ALONE.format(bad=bad.base_url, good=bad.base_url)
+        ) as gw:
+            client = await gw.openai()
+            with pytest.raises(openai.UnprocessableEntityError) as caught:
+                await client.chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": prompt}]
+                )
+    assert caught.value.code == prompt
+    assert ledger(tmp_path) == [(422, "refused", UNRECORDED_CODE)]
