@@ -214,10 +214,10 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
         # The client is gone; the work in flight (and the upstream call) was cancelled.
         # 499 even mid-stream, when a 200 status line went out: the records say how the
         # request ended (a stream is only watched until its end, so this one was cut),
-        # unless the upstream's failure reached the client first (then the client left
-        # because of it: booked as that failure).
+        # unless an error reached the client first (the upstream's failure, or the
+        # stream's own error event: then the client left because of it, booked as it).
         # What its upstream was sent or generated is charged already (_run).
-        if ctx.outcome is not Outcome.UPSTREAM_ERROR:
+        if ctx.outcome is Outcome.OK:
             ctx.end(499, Outcome.CLIENT_DISCONNECTED)
     except Exception as exc:
         log.error("unhandled error", exc_info=exc, extra={"fields": {"request_id": ctx.request_id}})
@@ -622,6 +622,15 @@ async def _stream(
 
     end_event = ctx.stream_error_event = _error_event_of(ctx.endpoint)
     numbering = end_event if isinstance(end_event, ResponsesErrorEvent) else None
+
+    def booked_event(error: GatewayError) -> bytes:
+        """The stream's own error event (a guardrail's block, a broken or late upstream),
+        booked as it goes out: the SDK raises at it and hangs up, often before the relay
+        is over, and that client left because of this error, not of its own (no 499)."""
+        ctx.end(error.status, _outcome_of(error), error.code)
+        ctx.error_detail = error.detail
+        return end_event(error)
+
     sent: deque[bytes] = deque(maxlen=SENT_KEPT)  # the last writes, for a client gone at them
 
     async def send(data: bytes) -> None:
@@ -660,13 +669,13 @@ async def _stream(
                 send,
                 idle_timeout_s=route.routing.attempt_timeout_s,
                 deadline_in_s=remaining_s,
-                error_event=end_event,
+                error_event=booked_event,
                 before_done=settle_now,
             )
             if end.failure is not None:
                 health.failed(deployment, route, end.failure)
                 log_failed_attempt(ctx.request_id, deployment, end.failure)  # as before a byte
-            if end.error is not None:  # the records carry the error event's status, not 200
+            if end.error is not None:  # the upstream's own error event, relayed: its status
                 ctx.end(end.error.status, _outcome_of(end.error), end.error.code)
                 ctx.error_detail = end.error.detail
             await settle_now()  # (a stream without `[DONE]`: Responses, or cut by an error)
@@ -676,7 +685,7 @@ async def _stream(
     except asyncio.CancelledError:
         # The SDK raises at the upstream's error event and hangs up at once, before the
         # upstream's [DONE] or close: the request failed upstream all the same.
-        if end is None and ends_on_error(sent):
+        if end is None and ctx.outcome is Outcome.OK and ends_on_error(sent):  # not ours
             _book_upstream_failure(ctx, health, deployment, route, "stream ended on its error")
         raise
     except TimeoutError:
