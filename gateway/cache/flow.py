@@ -23,7 +23,7 @@ import orjson
 from gateway.cache import stage
 from gateway.cache.directives import RequestDirectives, read_directives
 from gateway.cache.entry import CacheBackend, LookupStatus, Stored
-from gateway.cache.errors import not_cached
+from gateway.cache.errors import NotCached, not_cached
 from gateway.cache.freshness import Verdict, decide
 from gateway.cache.rules import CacheStatus, effective_policy
 from gateway.cache.stage import CachePlan
@@ -89,7 +89,7 @@ async def consult(
         ctx.cache_unavailable += 1
     status = stage.status_of(plan, lookup)
     if lookup is None or lookup.answer is None:
-        refuse_a_miss(plan.directives, plan.policy.ttl_s)
+        _refuse_a_miss_looked_up(ctx, plan)
         return Consulted(plan, status, None)
     answer = lookup.answer
     try:
@@ -101,10 +101,20 @@ async def consult(
             checks_output=team.guards.checks_output,
         )
     except ValueError:  # bytes this request cannot be answered with: fetch and replace them
-        refuse_a_miss(plan.directives, plan.policy.ttl_s)
+        _refuse_a_miss_looked_up(ctx, plan)
         return Consulted(plan, CacheStatus.MISS, None)
     hit = Hit(data, answer.deployment, stage.saved_usage(answer), answer.guardrails)
     return Consulted(plan, status, hit)
+
+
+def _refuse_a_miss_looked_up(ctx: RequestContext, plan: CachePlan) -> None:
+    """refuse_a_miss, for a request the cache was consulted for: its 504 `not_cached`
+    says `miss` (its header, ledger row and access line), as any answer after a lookup."""
+    try:
+        refuse_a_miss(plan.directives, plan.policy.ttl_s)
+    except NotCached:
+        ctx.cache = CacheStatus.MISS
+        raise
 
 
 def refuse_a_miss(directives: RequestDirectives, ttl_s: int) -> None:

@@ -25,8 +25,9 @@ from gateway.providers.base import Endpoint
 
 KEY_FORMAT = b"gateway-cache-v1"
 # Delivery options, not part of the question: the same answer streamed or whole, to
-# whichever end user (`user` only labels the caller for abuse reports).
-IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "model"})
+# whichever end user (`user` and its successor `safety_identifier` only label the
+# caller for the provider's abuse reports; the model never sees them).
+IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "safety_identifier", "model"})
 # Fields whose explicit default asks exactly what their absence asks, on the endpoints
 # where that default is documented: `n: 1` is one choice, as no `n` is (OpenAI's
 # default). Left out of the key only; the forwarded body keeps what the client sent.

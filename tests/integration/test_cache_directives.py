@@ -167,7 +167,7 @@ async def test_only_if_cached_miss_is_a_504_refusal_without_upstream(tmp_path, u
         }
         assert "only-if-cached" in error["message"]
         assert response.headers["x-should-retry"] == "false"
-        assert CACHE not in response.headers
+        assert response.headers[CACHE] == "miss"  # looked up, as its ledger row says
         assert up.requests == []
         assert await budget_used(gw) == (0, 0)
 
@@ -181,7 +181,7 @@ async def test_only_if_cached_miss_is_a_504_refusal_without_upstream(tmp_path, u
         assert await budget_used(gw) == spent
     rows = ledger_rows(tmp_path)
     assert [(r["status"], r["outcome"], r["error_code"], r["cache"]) for r in rows] == [
-        (504, "refused", "not_cached", None),
+        (504, "refused", "not_cached", "miss"),
         (200, "ok", None, "miss"),
         (200, "ok", None, "hit"),
         (200, "ok", None, "hit"),

@@ -73,13 +73,14 @@ def test_different_teams_never_share_a_key(body: dict[str, Any], one: str, other
         assert key(team=one, body=body) != key(team=other, body=body)
 
 
-def test_stream_options_and_user_do_not_split_entries() -> None:
+def test_stream_options_and_the_end_user_do_not_split_entries() -> None:
     """Streamed or whole, for whichever end user: the same answer."""
     delivered = {
         **BODY,
         "stream": True,
         "stream_options": {"include_usage": True},
         "user": "alice",
+        "safety_identifier": "hashed-alice",
     }
     assert key(body=delivered) == key(body=BODY)
 
