@@ -93,19 +93,24 @@ class Tracing:
     def begin(self, method: str, path: str, headers: list[tuple[bytes, bytes]]) -> RequestTrace:
         """Start the server span, continuing the caller's trace when it sent a valid
         `traceparent` (an invalid one starts a new trace)."""
-        parent = None
-        trace_state = None
+        traceparent: bytes | None = None
+        trace_states: list[str] = []
         for key, value in headers:
             if key == b"traceparent":
-                parent = attrs.parse_traceparent(value.decode("latin-1"))
-            elif key == b"tracestate":
-                trace_state = value.decode("latin-1")
+                # Lines of one header are one comma-joined value (RFC 9110 §5.3): two
+                # traceparents are no valid one (W3C's suite: a new trace), however sent.
+                traceparent = value if traceparent is None else traceparent + b"," + value
+            elif key == b"tracestate":  # a list: its lines do combine
+                trace_states.append(value.decode("latin-1"))
+        parent = (
+            None if traceparent is None else attrs.parse_traceparent(traceparent.decode("latin-1"))
+        )
         if parent is None:  # a new trace: its id and the server span's in one draw
             ids = random.getrandbits(192)
             trace_id, span_id = (ids >> 64) or 1, (ids & _U64) or 1
             flags = SAMPLED if attrs.is_sampled_new(trace_id, self._sample_below) else 0
             return RequestTrace(self, trace_id, span_id, flags, None, _NO_STATE, method, path)
-        state = TraceState.from_header([trace_state]) if trace_state else _NO_STATE
+        state = TraceState.from_header(trace_states) if trace_states else _NO_STATE
         span_id = random.getrandbits(64) or 1
         return RequestTrace(
             self, parent.trace_id, span_id, parent.trace_flags, parent, state, method, path

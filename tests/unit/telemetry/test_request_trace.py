@@ -147,3 +147,19 @@ def test_an_unsampled_new_trace_records_nothing_but_still_propagates():
     assert exporter.get_finished_spans() == ()
     assert int(headers["traceparent"][-2:], 16) & 1 == 0
     t.close()
+
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+OTHER = "00-9af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_one_traceparent_is_continued_two_start_a_new_trace():
+    """Header lines of one name are one comma-joined value (RFC 9110): two traceparents,
+    as two lines or one, are no valid one, and start a new trace (W3C's test suite)."""
+    t, _ = tracing()
+    assert begin(t, PARENT).trace_id_value == int(PARENT[3:35], 16)
+    two_lines = [(b"traceparent", PARENT.encode()), (b"traceparent", OTHER.encode())]
+    one_line = [(b"traceparent", f"{PARENT},{OTHER}".encode())]
+    for headers in (two_lines, one_line):
+        trace = t.begin("POST", "/v1/chat/completions", headers)
+        assert trace.trace_id_value not in (int(PARENT[3:35], 16), int(OTHER[3:35], 16))
