@@ -461,11 +461,17 @@ def upstream_call(
 
 
 async def _first_answer(
-    ctx: RequestContext, route: ModelRoute, services: Services, attempt: Attempt[T], guards: Guards
+    ctx: RequestContext,
+    route: ModelRoute,
+    services: Services,
+    attempt: Attempt[T],
+    guards: Guards,
+    ids: ResponseIds | None,
 ) -> tuple[Deployment, T]:
     """The failover loop; an upstream's refusal of the request itself becomes the
-    caller's error, its message under the output rules (it may quote the prompt). What
-    routing tried is copied to the context however it ends."""
+    caller's error, its message under the output rules (it may quote the prompt) and
+    with the response ids the client knows (`ids`). What routing tried is copied to the
+    context however it ends."""
     tries = Tries(attempt_observer(ctx))  # telemetry: one client span per attempt
     try:
         return await call_with_failover(
@@ -477,7 +483,8 @@ async def _first_answer(
             request_id=ctx.request_id,
         )
     except UpstreamClientError as error:
-        said = await guard_upstream_error(guards, ctx.endpoint, error.message)
+        message = error.message if ids is None else ids.rewrite_message(error.message)
+        said = await guard_upstream_error(guards, ctx.endpoint, message)
         ctx.guardrail_hits.extend(said.hits)
         raise UpstreamRejected(
             error.status, said.message, type_=error.type, param=error.param, code=error.code
@@ -514,7 +521,7 @@ async def _whole(
             raise UpstreamFailure(f"{deployment.label}: {missing}")
         return reply.body, payload
 
-    deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt, guards)
+    deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt, guards, ids)
     if current_trace() is not None:  # telemetry: id, model, finish reasons, for its spans
         ctx.response_id, ctx.response_model, ctx.finish_reasons = response_facts(payload)
     usage = usage_from_report(payload.get("usage"), answer_tier(payload))
@@ -589,7 +596,7 @@ async def _stream(
         return events, first, deadline
 
     deployment, (events, first, deadline) = await _first_answer(
-        ctx, route, services, attempt, guards
+        ctx, route, services, attempt, guards, ids
     )
     options = body.get("stream_options")
     observer = UsageObserver(

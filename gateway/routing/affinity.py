@@ -206,6 +206,15 @@ class ResponseIds:
                 data = data.replace(upstream, gateway)
         return data
 
+    def rewrite_message(self, message: str) -> str:
+        """An upstream's relayed error message, its ids as the client knows them: OpenAI's
+        404 quotes the `previous_response_id` it was sent (the upstream's own)."""
+        for upstream, gateway in self._swaps:
+            bare = orjson.loads(upstream)
+            if bare in message:
+                message = message.replace(bare, orjson.loads(gateway))
+        return message
+
 
 def _deployment_labelled(route: ModelRoute, label: str) -> Deployment | None:
     return next((d for d in route.deployments if d.label == label), None)

@@ -19,7 +19,7 @@ from gateway.routing.affinity import (
     verify_response_id,
 )
 from tests.support.gateway import RunningGateway, running_gateway
-from tests.support.upstream import MockUpstream
+from tests.support.upstream import Behaviour, MockUpstream
 
 EVEN_PAIR = """
 providers:
@@ -258,3 +258,35 @@ async def test_stateful_fields_the_gateway_cannot_route_are_refused(setup, field
     assert caught.value.body["param"] == field
     assert message in caught.value.message
     assert all(len(up.requests) == 0 for up in upstreams.values())
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_an_upstreams_404_names_the_id_the_client_sent(setup, stream):
+    """A stored response the upstream no longer has (deleted, expired, `store: false`):
+    its 404 quotes the id it was sent, the upstream's own; the client gets the id it
+    sent, as every answer and event shows it, never the upstream's."""
+    gw, upstreams = setup
+    client = await gw.openai()
+    first = await client.responses.with_raw_response.create(model="m", input="hi")
+    response = first.parse()
+    upstream_id = minted(gw, response.id).upstream_id
+    upstreams[first.headers["x-gateway-deployment"]].behave(
+        Behaviour(
+            "status",
+            status=404,
+            body={
+                "error": {
+                    "message": f"Previous response with id '{upstream_id}' not found.",
+                    "type": "invalid_request_error",
+                    "param": "previous_response_id",
+                    "code": "previous_response_not_found",
+                }
+            },
+        )
+    )
+    with pytest.raises(openai.NotFoundError) as caught:
+        await client.responses.create(
+            model="m", input="and then?", previous_response_id=response.id, stream=stream
+        )
+    assert_unknown(caught.value, response.id)
+    assert upstream_id not in str(caught.value.body)
