@@ -743,6 +743,9 @@ async def _answer_from_cache(
     ctx.saved_usage = hit.saved
     ctx.guardrail_hits.extend(hit.guardrails)  # the output rules that shaped the stored answer
     ctx.deployment = cache_flow.deployment_of(hit, route)
+    if current_trace() is not None:  # telemetry: the id, model, finish reasons it carries
+        stored = orjson.loads(hit.whole) if hit.whole else {}
+        ctx.response_id, ctx.response_model, ctx.finish_reasons = response_facts(stored)
     headers = _answer_headers(ctx)
     if ctx.is_stream:
         # A replay knows its usage before the first byte: it says whether it was counted.

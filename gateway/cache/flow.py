@@ -49,6 +49,7 @@ class Hit:
     saved: Usage | None  # the tokens it would have cost (None: the answer reported none)
     # The output rules that shaped the stored answer, for this request's records.
     guardrails: tuple[GuardrailHit, ...] = ()
+    whole: bytes = b""  # the stored whole-answer JSON (a stream's `data` is its replay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,7 @@ async def consult(
     except ValueError:  # bytes this request cannot be answered with: fetch and replace them
         _refuse_a_miss_looked_up(ctx, plan)
         return Consulted(plan, CacheStatus.MISS, None)
-    hit = Hit(data, answer.deployment, stage.saved_usage(answer), answer.guardrails)
+    hit = Hit(data, answer.deployment, stage.saved_usage(answer), answer.guardrails, answer.body)
     return Consulted(plan, status, hit)
 
 

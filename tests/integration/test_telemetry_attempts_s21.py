@@ -120,3 +120,25 @@ async def test_an_answer_a_gateway_rule_refuses_is_still_an_ok_attempt(tmp_path,
     assert total(text, ATTEMPTS, deployment="up/good", result="ok") == 1
     (span,) = client_spans(spans)
     assert "gateway.upstream.status_code" not in span.attributes
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_cache_hits_span_has_the_answer_its_client_saw(tmp_path, up, stream):
+    """A hit's server span carries the id, model and finish reasons of the stored answer
+    it sends, as a miss's does of the upstream's (README: the id its client saw)."""
+    async with traced_gateway(tmp_path, POLICY.format(base=up.base_url)) as (gw, spans):
+        client = await gw.openai("cached")
+        miss = await client.chat.completions.create(model="good", messages=HELLO)
+        if stream:
+            chunks = await client.chat.completions.create(model="good", messages=HELLO, stream=True)
+            seen = {(c.id, c.model) async for c in chunks}
+        else:
+            hit = await client.chat.completions.create(model="good", messages=HELLO)
+            seen = {(hit.id, hit.model)}
+    assert seen == {(miss.id, miss.model)}
+    served = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert [s.attributes.get("gateway.cache") for s in served] == ["miss", "hit"]
+    for span in served:
+        assert span.attributes["gen_ai.response.id"] == miss.id
+        assert span.attributes["gen_ai.response.model"] == miss.model
+        assert span.attributes["gen_ai.response.finish_reasons"] == ("stop",)
