@@ -136,10 +136,12 @@ teams:
 
 
 def swap_policy(gw: RunningGateway, folder: Path, policy_yaml: str) -> None:
-    """Put `policy_yaml` in force at once (as a policy edit does)."""
+    """Put `policy_yaml` in force at once (as a policy edit does), as the version in force:
+    with no version number the policy poll (1 s) would put the stored version back."""
     folder.mkdir(exist_ok=True)
     (folder / "bundle.yaml").write_text(policy_yaml)
-    gw.services.policy.swap(load_policy_dir(folder, os.environ))
+    store = gw.services.policy
+    store.swap(load_policy_dir(folder, os.environ), store.version)
 
 
 async def index_bytes(redis_url: str, team: str, pool: str = "") -> tuple[int, int]:

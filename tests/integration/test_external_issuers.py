@@ -308,10 +308,10 @@ async def test_a_policy_change_adds_and_removes_issuers_without_restart(
     folder.mkdir()
     (folder / "bundle.yaml").write_text(without_okta)
     store = s.gw.services.policy
-    previous = store.current()
-    store.swap(load_policy_dir(folder, os.environ))
+    previous, version = store.current(), store.version
+    store.swap(load_policy_dir(folder, os.environ), version)  # as that version: the poll keeps it
     assert_invalid_token(*await s.post(token))
-    store.swap(previous)
+    store.swap(previous, version)
     assert (await s.post(token))[0] == 200
 
 
