@@ -484,10 +484,12 @@ async def _first_answer(
         )
     except UpstreamClientError as error:
         message = error.message if ids is None else ids.rewrite_message(error.message)
-        said = await guard_upstream_error(guards, ctx.endpoint, message)
+        said = await guard_upstream_error(
+            guards, ctx.endpoint, message, type_=error.type, param=error.param, code=error.code
+        )
         ctx.guardrail_hits.extend(said.hits)
         raise UpstreamRejected(
-            error.status, said.message, type_=error.type, param=error.param, code=error.code
+            error.status, said.message, type_=said.type, param=said.param, code=said.code
         ) from None
     finally:
         ctx.attempts, ctx.deployment = tries.count, tries.last_deployment

@@ -14,7 +14,6 @@ from gateway.guardrails.message_texts import (
     TextFn,
     changed,
     each_item,
-    field_reader,
     read_annotation,
     read_arguments,
     read_message,
@@ -35,21 +34,25 @@ from gateway.guardrails.response_items import read_response_item
 _JSON_FORMATS = frozenset({"json_object", "json_schema"})
 
 
-_ERROR_MESSAGE = field_reader("message", read_text)
+# An upstream's error object is relayed as it came: any of these may hold text it was
+# given (`code` and `param` are identifiers by OpenAI's contract, not by every upstream's).
+_ERROR_TEXT_FIELDS = ("message", "type", "param", "code")
 
 
 def _error_object(value: Any, fn: TextFn) -> Any:
-    """An `error`: OpenAI's object (its `message`), or a bare string (TGI)."""
+    """An `error`: OpenAI's object (its text fields), or a bare string (TGI)."""
     if isinstance(value, str):
         return scan(value, fn)
-    return _ERROR_MESSAGE(value, fn)
+    if not isinstance(value, Mapping):
+        return rewrite_json(value, fn)
+    return changed(value, {name: read_text(value.get(name), fn) for name in _ERROR_TEXT_FIELDS})
 
 
 def rewrite_error(value: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
     """The texts of an error an upstream relays, in any shape error_fields reads: an
     `error` object's message or an `error` string, a top-level `message` (vLLM's bare
-    error object, a Responses `error` event) and FastAPI's `detail` string. Identifiers
-    (`type`, `code`, `param`) are not scanned."""
+    error object, a Responses `error` event) and FastAPI's `detail` string; an error
+    object's `type`, `param` and `code` too (an upstream may put any text there)."""
     return changed(
         value,
         {

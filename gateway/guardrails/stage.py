@@ -163,29 +163,65 @@ async def guard_output(
 
 @dataclass(frozen=True, slots=True)
 class GuardedMessage:
-    """An upstream error's message as the client may see it, and the rules that fired."""
+    """An upstream error as the client may see it (its message, type, param and code),
+    and the rules that fired."""
 
     message: str
     hits: tuple[GuardrailHit, ...] = ()
+    type: str | None = None
+    param: str | None = None
+    code: str | None = None
 
 
-def relayed_message(message: str, decision: Decision) -> GuardedMessage:
-    """What a relayed error says after the output rules: the message as they left it
-    (redacted), or, when a rule blocks it, one that names the rule and never the text."""
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def relayed_message(error: Mapping[str, Any], decision: Decision) -> GuardedMessage:
+    """What a relayed error says after the output rules: its fields as they left them
+    (redacted), or, when a rule blocks it, a message that names the rule and never the
+    text (guard_upstream_error then keeps the identifiers no rule touches)."""
     if isinstance(decision, Blocked):
         return GuardedMessage(withheld_message(decision.rule), decision.hits)
-    if not decision.hits:
-        return GuardedMessage(message)
-    return GuardedMessage(decision.body["error"]["message"], decision.hits)
+    said = decision.body["error"] if decision.hits else error
+    return GuardedMessage(
+        said["message"],
+        decision.hits,
+        _text_or_none(said.get("type")),
+        _text_or_none(said.get("param")),
+        _text_or_none(said.get("code")),
+    )
 
 
-async def guard_upstream_error(guards: Guards, endpoint: str, message: str) -> GuardedMessage:
-    """An upstream's 4xx for the request, relayed: its message under the output rules.
+async def guard_upstream_error(
+    guards: Guards,
+    endpoint: str,
+    message: str,
+    *,
+    type_: str | None = None,
+    param: str | None = None,
+    code: str | None = None,
+) -> GuardedMessage:
+    """An upstream's 4xx for the request, relayed: its fields under the output rules.
     A team without output rules pays one attribute read."""
+    error = {"message": message, "type": type_, "param": param, "code": code}
     if not guards.checks_output:
-        return GuardedMessage(message)
-    decision = await guard_output(guards, endpoint, {"error": {"message": message}})
-    return relayed_message(message, decision)
+        return GuardedMessage(message, (), type_, param, code)
+    decision = await guard_output(guards, endpoint, {"error": error})
+    said = relayed_message(error, decision)
+    if not isinstance(decision, Blocked):
+        return said
+    # Blocked: the client still learns what kind of refusal it was (a context_length_exceeded
+    # its SDK acts on), from each identifier that no rule would change on its own.
+    kept = [await _untouched(guards, endpoint, value) for value in (type_, param, code)]
+    return replace(said, type=kept[0], param=kept[1], code=kept[2])
+
+
+async def _untouched(guards: Guards, endpoint: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    alone = await guard_output(guards, endpoint, {"error": {"message": value}})
+    return value if isinstance(alone, Passed) and not alone.hits else None
 
 
 __all__ = ["guard_input", "guard_output", "guard_upstream_error", "refusal"]

@@ -16,7 +16,7 @@ from gateway.guardrails.decision import Blocked, GuardrailHit, Passed
 from gateway.guardrails.guards import NO_GUARDS, Guards
 from gateway.guardrails.kinds import DetectorKind, GuardAction, Where
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
-from gateway.guardrails.stage import guard_upstream_error, relayed_message
+from gateway.guardrails.stage import GuardedMessage, guard_upstream_error, relayed_message
 from gateway.guardrails.stream_scanner import OutputScanner
 from gateway.guardrails.texts import rewrite_answer, rewrite_error, rewrite_response_event
 
@@ -42,10 +42,11 @@ def replacing(word: str):
 
 
 ERROR_SHAPES: list[tuple[dict[str, Any], dict[str, Any]]] = [
-    # OpenAI's error object: only the message is a text (type, code, param are identifiers)
+    # OpenAI's error object: identifiers by contract, but an upstream may put any text in
+    # its type, code and param: each is scanned like the message
     (
         {"error": {"message": "a X b", "type": "X", "code": "X", "param": "X"}},
-        {"error": {"message": "a [R] b", "type": "X", "code": "X", "param": "X"}},
+        {"error": {"message": "a [R] b", "type": "[R]", "code": "[R]", "param": "[R]"}},
     ),
     ({"error": "a X", "error_type": "X"}, {"error": "a [R]", "error_type": "X"}),  # TGI
     (
@@ -76,7 +77,7 @@ def test_a_failed_response_object_has_its_error_message_rewritten():
         "error": {"code": "X", "message": "X."},
     }
     out = rewrite_answer("responses", failed, replacing("X"))
-    assert out["error"] == {"code": "X", "message": "[R]."}
+    assert out["error"] == {"code": "[R]", "message": "[R]."}
 
 
 def test_responses_error_events_have_their_messages_rewritten():
@@ -119,18 +120,47 @@ def test_a_block_rule_blocks_a_200_error_body():
 # --- the relayed 4xx --------------------------------------------------------------
 
 
+def relayed(message: str, rules: Scanner) -> GuardedMessage:
+    error = {"message": message}
+    return relayed_message(error, check_answer(rules, "chat", {"error": error}))
+
+
 def test_a_relayed_message_redacted_blocked_flagged_or_clean():
-    redacted = relayed_message(SAID, check_answer(PII, "chat", {"error": {"message": SAID}}))
+    redacted = relayed(SAID, PII)
     assert redacted.message == REDACTED
     assert [h.rule for h in redacted.hits] == ["email", "credit_card"]
-    blocked = relayed_message(SAID, check_answer(BLOCK_CARDS, "chat", {"error": {"message": SAID}}))
+    blocked = relayed(SAID, BLOCK_CARDS)
     assert "credit_card" in blocked.message and "1111" not in blocked.message
     assert blocked.hits == (GuardrailHit("credit_card", GuardAction.BLOCK, OUT),)
-    flagged = relayed_message(SAID, check_answer(FLAG_EMAIL, "chat", {"error": {"message": SAID}}))
+    flagged = relayed(SAID, FLAG_EMAIL)
     assert flagged.message is SAID
     assert flagged.hits == (GuardrailHit("email", GuardAction.FLAG, OUT),)
-    clean = relayed_message("fine", check_answer(PII, "chat", {"error": {"message": "fine"}}))
+    clean = relayed("fine", PII)
     assert clean.message == "fine" and clean.hits == ()
+
+
+def test_a_relayed_errors_type_param_and_code_are_output_too():
+    """An upstream may put any text in the identifiers of its error (guardrails probe:
+    a code the team's rule blocks, an address in `param`): scanned like its message; a
+    block keeps those no rule touches on their own."""
+    fields = {"type": "invalid_request_error", "param": "bob@example.com", "code": "c"}
+    said = asyncio.run(
+        guard_upstream_error(Guards(("p",), Scanner(()), PII), "chat", "fine", **_as_kwargs(fields))
+    )
+    assert (said.message, said.type, said.code) == ("fine", "invalid_request_error", "c")
+    assert said.param == "[REDACTED:email]"
+    carded = {**fields, "param": None, "code": f"card {CARD}"}
+    blocked = asyncio.run(
+        guard_upstream_error(
+            Guards(("p",), Scanner(()), BLOCK_CARDS), "chat", "fine", **_as_kwargs(carded)
+        )
+    )
+    assert "credit_card" in blocked.message and CARD not in blocked.message
+    assert (blocked.type, blocked.param, blocked.code) == ("invalid_request_error", None, None)
+
+
+def _as_kwargs(fields: dict[str, str | None]) -> dict[str, str | None]:
+    return {"type_": fields["type"], "param": fields["param"], "code": fields["code"]}
 
 
 def test_a_team_without_output_rules_gets_the_message_as_it_came():
