@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gateway.guardrails.kinds import DetectorKind, FailMode, GuardAction, Where
-from gateway.guardrails.scanner import Rule, RuleSource, Scanner
+from gateway.guardrails.patterns import keywords_problem
+from gateway.guardrails.scanner import Rule, RuleSource, RulesRefused, Scanner
+from gateway.policy.errors import Path
 from gateway.policy.schema import GuardrailProfile, GuardrailRule
 
 DEFAULT_THRESHOLD = 0.5
@@ -56,6 +58,39 @@ def _source(spec: GuardrailRule) -> RuleSource:
     return RuleSource(_rule(spec), spec.pattern, tuple(spec.keywords or ()))
 
 
+class ProfileRefused(Exception):
+    """RE2 would not compile a rule (or a side's rules together): `path` is the rule's
+    field in the bundle, e.g. `("guardrails", "strict", "input", 0, "keywords")`."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(why)
+        self.path = path
+        self.why = why
+
+
+def _placed(profile: GuardrailProfile, side: Where) -> list[tuple[Path, GuardrailRule]]:
+    """`profile.rules_for(side)` in its order, each rule with its list and index."""
+    listed = profile.input if side is Where.INPUT else profile.output
+    placed: list[tuple[Path, GuardrailRule]] = [((side.value, i), r) for i, r in enumerate(listed)]
+    placed += [
+        (("rules", i), r)
+        for i, r in enumerate(profile.rules)
+        if side in (r.where or (Where.INPUT, Where.OUTPUT))
+    ]
+    return placed
+
+
+def _field(spec: GuardrailRule) -> str:
+    return "pattern" if spec.pattern is not None else "keywords" if spec.keywords else "detector"
+
+
+def _scanner(sources: list[RuleSource], places: list[Path], *, holds_back: bool) -> Scanner:
+    try:
+        return Scanner(sources, holds_back=holds_back)
+    except RulesRefused as refused:
+        raise ProfileRefused(places[refused.position], refused.why) from None
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderEndpoint:
     """What a classifier rule needs of a provider: where it is, and its key."""
@@ -78,13 +113,15 @@ def compile_guards(
     profiles: Sequence[tuple[str, GuardrailProfile]],
     providers: Mapping[str, ProviderEndpoint],
 ) -> Guards:
-    """Assumes the cross-references were checked (compiled.py reports them)."""
+    """Assumes the cross-references were checked (compiled.py reports them). Raises
+    ProfileRefused when RE2 will not compile a rule (or a side's rules together)."""
     sides: dict[Where, list[RuleSource]] = {Where.INPUT: [], Where.OUTPUT: []}
+    places: dict[Where, list[Path]] = {Where.INPUT: [], Where.OUTPUT: []}
     classifiers: list[ClassifierRule] = []
     limits: list[int] = []
-    for _, profile in profiles:
+    for profile_name, profile in profiles:
         for side in Where:
-            for spec in profile.rules_for(side):
+            for place, spec in _placed(profile, side):
                 if spec.kind is DetectorKind.CLASSIFIER:
                     provider = providers.get(spec.provider or "")
                     classifiers.append(
@@ -99,13 +136,21 @@ def compile_guards(
                         )
                     )
                 else:
+                    path: Path = ("guardrails", profile_name, *place, _field(spec))
+                    # Checked before any compile: RE2 would hold the GIL while it fails.
+                    problem = keywords_problem(spec.keywords) if spec.keywords else None
+                    if problem is not None:
+                        raise ProfileRefused(path, problem)
                     sides[side].append(_source(spec))
+                    places[side].append(path)
         if profile.max_input_tokens is not None:
             limits.append(profile.max_input_tokens)
     return Guards(
         profiles=tuple(name for name, _ in profiles),
-        input=Scanner(sides[Where.INPUT]),
-        output=Scanner(sides[Where.OUTPUT]),
+        # Input is scanned whole, never held back: no tail search to build (for a long
+        # keyword list, most of the compile).
+        input=_scanner(sides[Where.INPUT], places[Where.INPUT], holds_back=False),
+        output=_scanner(sides[Where.OUTPUT], places[Where.OUTPUT], holds_back=True),
         max_input_tokens=min(limits) if limits else None,
         classifiers=tuple(classifiers),
     )

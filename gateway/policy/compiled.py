@@ -20,7 +20,13 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from gateway.guardrails.guards import NO_GUARDS, Guards, ProviderEndpoint, compile_guards
+from gateway.guardrails.guards import (
+    NO_GUARDS,
+    Guards,
+    ProfileRefused,
+    ProviderEndpoint,
+    compile_guards,
+)
 from gateway.policy.errors import Path, PolicyInvalid, PolicyIssue, format_path
 from gateway.policy.loader import LoadedBundle, Locate
 from gateway.policy.repeated_issuers import repeated_issuer_issues
@@ -283,9 +289,14 @@ def _check_classifier_providers(
 
 
 def _with_guards(
-    bundle: PolicyBundle, teams: dict[str, TeamRules], providers: Mapping[str, ProviderConfig]
+    bundle: PolicyBundle,
+    teams: dict[str, TeamRules],
+    providers: Mapping[str, ProviderConfig],
+    issues: list[PolicyIssue],
+    locate: Locate,
 ) -> dict[str, TeamRules]:
-    """Each team's profiles compiled into one `Guards`; teams naming the same list share it."""
+    """Each team's profiles compiled into one `Guards`; teams naming the same list share it.
+    A rule RE2 will not compile is an issue at that rule (each reported once)."""
     endpoints = {n: ProviderEndpoint(p.api_base, p.api_key) for n, p in providers.items()}
     compiled: dict[tuple[str, ...], Guards] = {}
     out: dict[str, TeamRules] = {}
@@ -296,7 +307,14 @@ def _with_guards(
         guards = compiled.get(team.guardrails)
         if guards is None:
             profiles = [(p, bundle.guardrails[p]) for p in team.guardrails]
-            guards = compiled[team.guardrails] = compile_guards(profiles, endpoints)
+            try:
+                guards = compile_guards(profiles, endpoints)
+            except ProfileRefused as refused:
+                issue = PolicyIssue(locate(refused.path), format_path(refused.path), refused.why)
+                if issue not in issues:  # two teams' lists may share the profile
+                    issues.append(issue)
+                guards = NO_GUARDS  # never enforced: the issue refuses the bundle
+            compiled[team.guardrails] = guards
         out[name] = replace(team, guards=guards)
     return out
 
@@ -536,7 +554,9 @@ def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> P
     _check_classifier_providers(bundle, providers, issues, loaded.locate, aside, upstreams)
     if issues or aside is not NOTHING_ASIDE:  # a bundle with parts set aside is never used
         raise PolicyInvalid(issues)
-    teams = _with_guards(bundle, teams, providers)
+    teams = _with_guards(bundle, teams, providers, issues, loaded.locate)
+    if issues:
+        raise PolicyInvalid(issues)
     return Policy(
         providers=MappingProxyType(providers),
         models=MappingProxyType(models),
