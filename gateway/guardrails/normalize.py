@@ -1,17 +1,23 @@
 """Fold text for scanning: full-width and other-script digits to ASCII, look-alike
 letters to Latin, tag characters (U+E0020-U+E007E, invisible copies of ASCII) to the
-ASCII they copy, zero-width, combining, filler (blank letters that render as nothing)
-and other default-ignorable characters dropped; and map each folded character back to
-the original, so a redaction covers the ORIGINAL span.
+ASCII they copy, zero-width, combining, filler (blank letters that render as nothing),
+control (C0 but tab, line feed and carriage return; DEL; C1) and other default-ignorable
+characters dropped; and map each folded character back to the original, so a
+redaction covers the ORIGINAL span.
 
 Tag characters are read two ways: a model may read them as the ASCII they copy (a key
 spelled in tags), while a person, or a program that copies the text, sees nothing there
 (`AKIA<tag A>IOSFODNN7EXAMPLE` is the key on screen). A text that holds one is also
-folded with its tags dropped (`fold_visible`), and the scanner reads both.
+folded with its tags dropped (`fold_visible`), and the scanner reads both. ASCII
+controls are read two ways too: dropped (`zebra<NUL>corn` is the word), and kept as
+they are, separators, as a terminal breaks a line at them (`<key><NUL>x` still ends
+the key where a pattern's `\\b` wants it: dropped, `x` would lengthen it); a text
+that holds one is read both ways in the same pair of scans.
 
-Pure; the common case (ASCII, or text with no character folding would change) costs
-one or two C-level checks and builds no map. The second is exact: fold_table.py lists
-every character `fold_char` changes, and a test derives the list again.
+Pure; the common case (ASCII with no control character, or text with no character
+folding would change) costs one or two C-level checks and builds no map. The second is
+exact: fold_table.py lists every character `fold_char` changes, and a test derives the
+list again; the ASCII controls are added to it here (`fold_char` sees no ASCII).
 """
 
 from __future__ import annotations
@@ -50,6 +56,14 @@ _FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 # Tag characters: each an invisible copy of the ASCII character 0xE0000 below it.
 _TAG_FIRST, _TAG_LAST, _TAG_OFFSET = "\U000e0020", "\U000e007e", 0xE0000
 _DROPPED_CATEGORIES = frozenset({"Cf", "Mn", "Me", "Cc"})
+# The ASCII characters of category Cc but the three a text's layout uses (tab, line
+# feed, carriage return): dropped as the C1 controls are (`zebra\x00corn` reads
+# `zebracorn`; a terminal or a log shows nothing, or a caret, there).
+_ASCII_CONTROLS = "".join(chr(code) for code in (*range(0x20), 0x7F) if chr(code) not in "\t\n\r")
+_ASCII_CONTROL_BYTES = _ASCII_CONTROLS.encode("ascii")
+# Below this length `isprintable` (a character-class lookup each, ~2.5 ns) is tried
+# first; above it a copy and `bytes.translate` (~1 ns a character) is cheaper.
+_PRINTABLE_FIRST = 256
 # Code points Unicode reserves as default-ignorable (a renderer shows nothing for them)
 # but assigns nothing yet, so no category above drops them: the rest of the tag block
 # and the ranges around it, U+2065 and U+FFF0-U+FFF8 (DerivedCoreProperties.txt).
@@ -66,7 +80,9 @@ class Folded:
 
     text: str
     origin: list[int] | None = None  # None: identical to the original
-    has_tags: bool = False  # the original holds a tag character (`fold_visible` differs)
+    # The original holds a tag or an ASCII control character: `fold_visible` reads it
+    # otherwise, and the scanner reads both.
+    has_tags: bool = False
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         if self.origin is None:
@@ -129,21 +145,42 @@ def _table() -> list[tuple[int, int]]:
     return changed_ranges()  # another Unicode: slow once, never wrong
 
 
+def is_plain_ascii(text: str) -> bool:
+    """Whether `text` is ASCII with no control character to drop: `fold` leaves it as it
+    is, so a scanner may read it unfolded (its bytes are its characters)."""
+    return text.isascii() and not _has_ascii_controls(text)
+
+
+def _has_ascii_controls(text: str) -> bool:
+    """For an ASCII `text`: one C-level pass, ~1 ns a character (`isascii` alone is a flag
+    read, blind to the controls). A short text with no line break at all (most of a
+    stream's events) is answered by `isprintable` without a copy: ~0.1 µs, not ~0.3."""
+    if len(text) < _PRINTABLE_FIRST and text.isprintable():
+        return False
+    return len(text.encode("ascii").translate(None, _ASCII_CONTROL_BYTES)) != len(text)
+
+
 def fold(text: str) -> Folded:
     if text.isascii():
-        return Folded(text)
-    if _CHANGING.search(text) is None:  # exact: no character fold_char would change
+        return fold_slowly(text) if _has_ascii_controls(text) else Folded(text)
+    if _CHANGING.search(text) is None:  # exact: no character fold would change
         return Folded(text)
     return fold_slowly(text)
 
 
 def fold_slowly(text: str, *, tags_as_ascii: bool = True) -> Folded:
     """`fold` character by character (what `fold` returns for any text); with
-    `tags_as_ascii` False, tag characters are dropped instead (`fold_visible`)."""
+    `tags_as_ascii` False, the other reading (`fold_visible`): tag characters dropped
+    instead, ASCII controls kept."""
     out: list[str] = []
     origin: list[int] = []
+    has_controls = False
     for i, ch in enumerate(text):
         if ch < "\x80":
+            if ch in _ASCII_CONTROLS:
+                has_controls = True
+                if tags_as_ascii:
+                    continue
             out.append(ch)
             origin.append(i)
             continue
@@ -152,7 +189,7 @@ def fold_slowly(text: str, *, tags_as_ascii: bool = True) -> Folded:
         for c in fold_char(ch):
             out.append(c)
             origin.append(i)
-    return Folded("".join(out), origin, _has_tags(text))
+    return Folded("".join(out), origin, has_controls or _has_tags(text))
 
 
 def _has_tags(text: str) -> bool:
@@ -163,9 +200,9 @@ def _has_tags(text: str) -> bool:
 
 
 def fold_visible(text: str) -> Folded:
-    """`text` folded as it shows on screen: its tag characters dropped, not read as ASCII
-    (for a text whose `fold` says `has_tags`)."""
+    """`text` folded as it shows on screen: its tag characters dropped, not read as ASCII,
+    and its ASCII controls kept, as separators (for a text whose `fold` says `has_tags`)."""
     return fold_slowly(text, tags_as_ascii=False)
 
 
-_CHANGING = _changing_class(_table())
+_CHANGING = _changing_class([(ord(c), ord(c)) for c in _ASCII_CONTROLS] + _table())

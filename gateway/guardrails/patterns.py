@@ -4,7 +4,9 @@ Every pattern of a profile runs on RE2 (google-re2), a linear-time engine: a
 pattern like `(a+)+$` that would backtrack for minutes in Python's `re` costs
 microseconds here. RE2 refuses look-around, backreferences, possessive quantifiers,
 counted repetitions past 1000 and programs past MAX_PROGRAM_BYTES; the check says
-which, in words, beside RE2's terse error. No I/O.
+which, in words, beside RE2's terse error. So a pattern without `*`, `+` or `{n,}`
+matches at most MAX_PATTERN_CHARS * RE2_MAX_REPEAT / 7 characters (`a{1000}` repeated),
+and a stream holds back that width itself (`max_match_chars`). No I/O.
 """
 
 from __future__ import annotations
@@ -20,6 +22,11 @@ MAX_PATTERN_CHARS = 2000
 # RE2 budgets memory per compiled program; a pattern that needs more is refused at
 # load, not at the first request (`{1000}{1000}` blows up the automaton, not the CPU).
 MAX_PROGRAM_BYTES = 8 << 20
+# A keyword rule compiles to one RE2 program; past this many characters (all its keywords
+# together) it nears MAX_PROGRAM_BYTES (2,000 keywords of 30 letters: 60,000), and each
+# compile holds the interpreter for its whole length (the binding keeps the GIL). Checked
+# when a team's profiles compile (guards.py), before RE2 sees the list.
+MAX_KEYWORDS_CHARS = 64_000
 UNBOUNDED_MATCH_CHARS = 256  # the stream window for a pattern with `*`/`+`/`{n,}`
 RE2_MAX_REPEAT = 1000  # RE2's limit on a counted repetition, nested counts multiplied
 
@@ -79,6 +86,17 @@ def pattern_problem(pattern: str) -> str | None:
     return None
 
 
+def keywords_problem(keywords: list[str]) -> str | None:
+    """Why a keyword list cannot be a guardrail (None when it can)."""
+    total = sum(len(word) for word in keywords)
+    if total > MAX_KEYWORDS_CHARS:
+        return (
+            f"keywords total {total:,} characters, more than the {MAX_KEYWORDS_CHARS:,} a rule "
+            "may have (RE2 compiles them into one program: use fewer or shorter keywords)"
+        )
+    return None
+
+
 def re2_refusal(exc: re2.error) -> str:
     """Why RE2 refused a pattern, in words, with RE2's own message."""
     raw = exc.args[0] if exc.args else b""
@@ -89,14 +107,31 @@ def re2_refusal(exc: re2.error) -> str:
 
 
 def max_match_chars(pattern: str) -> int:
-    """The longest text `pattern` can match, capped at UNBOUNDED_MATCH_CHARS (the cap, too,
-    when Python's parser might read the pattern differently from RE2: dialect.py)."""
+    """The longest text `pattern` can match: a stream holds back this much. Bounded widths
+    are finite (the checks above cap them; see the module's docstring) and are returned
+    whole, however wide: a cap would let a longer match through a stream whole.
+    UNBOUNDED_MATCH_CHARS when the matches have no bound."""
     if not read_alike(pattern):
-        return UNBOUNDED_MATCH_CHARS
+        # Python's parser may read the pattern otherwise than RE2 (dialect.py: `[[:digit:]]`),
+        # so its width is not trusted. RE2's own program bounds RE2's reading when that has
+        # no loop: a match runs each instruction at most once, each consuming at most a byte.
+        if pattern_problem(pattern) is not None:  # no guardrail: `\pN`, `(?=a)`
+            return UNBOUNDED_MATCH_CHARS
+        return max(UNBOUNDED_MATCH_CHARS, _program_size(pattern))
     from re import _parser  # type: ignore[attr-defined]  # the stdlib's width computation; no stub
 
     try:
         _, widest = _parser.parse(pattern).getwidth()
     except Exception:  # a parse quirk: fall back to the cap rather than fail the load
         return UNBOUNDED_MATCH_CHARS
-    return max(1, min(int(widest), UNBOUNDED_MATCH_CHARS))
+    if widest >= _parser.MAXREPEAT:  # `*`, `+`, `{n,}`: the parser's mark for no bound
+        return UNBOUNDED_MATCH_CHARS
+    return max(1, int(widest))
+
+
+def _program_size(pattern: str) -> int:
+    """The instructions of RE2's program for `pattern`, one `pattern_problem` accepts (0
+    when this binding hides them)."""
+    compiled = re2.compile(pattern, re2_options())
+    size = getattr(getattr(compiled, "_regexp", None), "ProgramSize", None)
+    return int(size()) if size is not None else 0

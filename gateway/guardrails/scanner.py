@@ -20,8 +20,8 @@ import re2
 
 from gateway.guardrails.detectors import BUILT_IN, VALUE, Check, PatternSpec
 from gateway.guardrails.kinds import DetectorKind, GuardAction
-from gateway.guardrails.normalize import Folded, fold, fold_visible
-from gateway.guardrails.patterns import max_match_chars, re2_options
+from gateway.guardrails.normalize import Folded, fold, fold_visible, is_plain_ascii
+from gateway.guardrails.patterns import MAX_PROGRAM_BYTES, max_match_chars, re2_options, re2_refusal
 from gateway.guardrails.prefixes import TailSearch
 from gateway.guardrails.telltales import telltales
 from gateway.pacing import pace
@@ -88,6 +88,16 @@ def _specs(source: RuleSource) -> tuple[PatternSpec, ...]:
     return BUILT_IN[source.rule.kind]
 
 
+class RulesRefused(Exception):
+    """RE2 would not compile a side's rules: `position` is the rule (its index in the
+    sources) that could not be compiled, or the largest when only together they fail."""
+
+    def __init__(self, position: int, why: str) -> None:
+        super().__init__(why)
+        self.position = position
+        self.why = why
+
+
 class OutOfMatches(Exception):
     """A scan used up its `MatchBudget`; `rule` was matching when it did."""
 
@@ -126,7 +136,9 @@ class Scanner:
 
     __slots__ = ("_compiled", "_lines", "_set", "_tail", "_telltales", "rules", "window_chars")
 
-    def __init__(self, sources: Sequence[RuleSource]) -> None:
+    def __init__(self, sources: Sequence[RuleSource], *, holds_back: bool = True) -> None:
+        """`holds_back=False`: a side no stream step reads (input) builds no tail search,
+        the costliest program here (its hold is then "from `start`": everything)."""
         self.rules = tuple(s.rule for s in sources)
         compiled: list[_Compiled] = []
         self._set: re2.Set | None = None
@@ -140,18 +152,28 @@ class Scanner:
             options = re2_options()
             self._set = re2.Set.SearchSet(options)
             regexes: list[str] = []
-            for source in sources:
+            sizes = [0] * len(sources)
+            for position, source in enumerate(sources):
                 for spec in _specs(source):
-                    regex = re2.compile(spec.regex, options)
-                    self._set.Add(spec.regex)
+                    try:
+                        regex = re2.compile(spec.regex, options)
+                        self._set.Add(spec.regex)
+                    except re2.error as exc:
+                        raise RulesRefused(position, re2_refusal(exc)) from None
+                    sizes[position] += len(spec.regex)
                     regexes.append(spec.regex)
                     group = (regex.groupindex or {}).get(VALUE, 0)
                     compiled.append(_Compiled(source.rule, regex, group, spec.check))
                     widest = max(widest, spec.max_chars)
                     mine = telltales(spec.regex) if source.pattern is None else None
                     found = None if found is None or mine is None else found | mine
-            self._set.Compile()
-            self._tail = TailSearch(regexes, tail_options())
+            try:
+                self._set.Compile()
+            except re2.error:  # each compiled alone: only their union is too large
+                largest = max(range(len(sources)), key=sizes.__getitem__)
+                raise RulesRefused(largest, _too_large_together(self.rules)) from None
+            if holds_back:
+                self._tail = TailSearch(regexes, tail_options())
             self._lines = _lines_set(regexes)
         self._compiled = tuple(compiled)
         self._telltales = found
@@ -203,15 +225,14 @@ class Scanner:
         if self._set is None or not text:
             return [], len(text)
         length = len(text)
-        if not text.isascii():
+        if not is_plain_ascii(text):  # an ASCII control too: fold drops it (normalize.py)
             folded = fold(text)
             hold = length if final else self._hold_read(text, folded, start)
             return self._find_read(text, folded, start, budget), hold
-        assert self._tail is not None
         data = text.encode("ascii")
         hold = length
         if not final and start < length:
-            begin = self._tail.start_ascii(data, start)
+            begin = self._tail.start_ascii(data, start) if self._tail is not None else start
             if begin is not None:
                 hold = begin
         if self._telltales is not None and self._telltales.isdisjoint(text):
@@ -226,14 +247,13 @@ class Scanner:
         event: one call, one RE2 pass (two when a telltale is in the text), nothing made."""
         if self._set is None or not text:
             return len(text)
-        if not text.isascii():
+        if not is_plain_ascii(text):
             return -1
-        assert self._tail is not None
         length = len(text)
         data = text.encode("ascii")
         hold = length
         if start < length:
-            begin = self._tail.start_ascii(data, start)
+            begin = self._tail.start_ascii(data, start) if self._tail is not None else start
             if begin is not None:
                 hold = begin
         if self._telltales is not None and self._telltales.isdisjoint(text):
@@ -265,8 +285,10 @@ class Scanner:
         return found
 
     def _hold(self, folded: Folded, length: int, start: int) -> int:
-        if self._tail is None or start >= length:
+        if start >= length:
             return length
+        if self._tail is None:  # built without a tail search: anything may be in progress
+            return start
         begin = self._tail.start(folded.text, folded.folded_position(start))
         return length if begin is None else folded.original_position(begin, length)
 
@@ -301,6 +323,15 @@ class Scanner:
 _TEXT_ANCHORED = re.compile(r"\\[Az]|\(\?[a-zA-Z]*-[a-zA-Z]*m")
 
 
+def _too_large_together(rules: Sequence[Rule]) -> str:
+    names = ", ".join(dict.fromkeys(rule.name for rule in rules))
+    return (
+        f"this rule, the largest of those one scan combines ({names}: every rule on this "
+        "side of the team's profiles), makes them compile to more than the "
+        f"{MAX_PROGRAM_BYTES >> 20} MiB RE2 allows: use fewer or shorter keywords or patterns"
+    )
+
+
 def _lines_set(regexes: Sequence[str]) -> re2.Set | None:
     """Every pattern in multi-line mode, as one Set (`Scanner.lines_clean`)."""
     if any(_TEXT_ANCHORED.search(regex) for regex in regexes):
@@ -309,9 +340,9 @@ def _lines_set(regexes: Sequence[str]) -> re2.Set | None:
     try:
         for regex in regexes:
             lines.Add("(?m)" + regex)
-    except re2.error:
+        lines.Compile()
+    except re2.error:  # a shortcut only: without it, lines are scanned one by one
         return None
-    lines.Compile()
     return lines
 
 

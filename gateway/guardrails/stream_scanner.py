@@ -176,6 +176,15 @@ class _Text:
     # value again each piece (quadratic); it is scanned whole once something ends it.
     bare_open: bool = False
     longer: list[str] = field(default_factory=list)
+    # A text holding back more than RESCAN_FROM_CHARS (a wide pattern's match may be in
+    # progress) is scanned again only once what it holds has doubled; the pieces between
+    # wait in `deferred`, unscanned. Rescanning the whole hold each piece would cost the
+    # rule's width per piece (a 2,000-character window, one character a piece: two
+    # million characters scanned); this way each character past the threshold is scanned
+    # about three times. What waits is held, never released unscanned.
+    rescan_at: int = 0  # the held length (pending and deferred) to scan again at; 0: each piece
+    deferred: list[str] = field(default_factory=list)
+    deferred_chars: int = 0
 
 
 class _WholeTexts:
@@ -320,7 +329,12 @@ class OutputScanner:
                 t.in_string,
                 t.is_value,
                 t.bare_open,
+                t.longer,
                 len(t.longer),
+                t.rescan_at,
+                t.deferred,
+                len(t.deferred),
+                t.deferred_chars,
             )
             for t in self._texts.values()
         ]
@@ -330,10 +344,28 @@ class OutputScanner:
 
     def _restore(self, undo: tuple[Any, ...]) -> None:
         self._texts, texts, held, (self._sequence, self._added), self._ended = undo
-        for text, pending, context, cut_escape, in_string, is_value, bare_open, longer in texts:
+        for (
+            text,
+            pending,
+            context,
+            cut_escape,
+            in_string,
+            is_value,
+            bare_open,
+            longer,
+            longer_count,
+            rescan_at,
+            deferred,
+            deferred_count,
+            deferred_chars,
+        ) in texts:
             text.pending, text.context, text.cut_escape = pending, context, cut_escape
             text.in_string, text.is_value, text.bare_open = in_string, is_value, bare_open
-            del text.longer[longer:]
+            # The lists as they were: the window replaces a list it used up, never clears it.
+            del longer[longer_count:]
+            del deferred[deferred_count:]
+            text.longer, text.deferred = longer, deferred
+            text.rescan_at, text.deferred_chars = rescan_at, deferred_chars
         self._blocked_by, self._shape, self._shapes_learned, hits = held
         del self.hits[hits:]
 
@@ -359,12 +391,15 @@ class OutputScanner:
         if not piece.isprintable() or '"' in piece or "\\" in piece:  # not `is_plain`
             return None
         clean = None
-        if self._blocked_by is None and not text.is_json:  # JSON: never cut in a number
+        # JSON: never cut in a number; a long hold: its pieces wait (`_Text.rescan_at`).
+        if self._blocked_by is None and not text.is_json and not text.rescan_at:
             clean = advance_clean(self.scanner, text.context, text.pending + piece)
         if clean is None:
             released = self._advance(shape.key, text, piece, final=False)
         else:
             released, text.pending, text.context = clean
+            if len(text.pending) > RESCAN_FROM_CHARS:
+                text.rescan_at = _rescan_at(text.pending)
         if released == piece:
             return chunk
         if is_plain(released):
@@ -708,8 +743,26 @@ class OutputScanner:
     def _advance(self, key: Key, text: _Text, piece: str, *, final: bool) -> str:
         if self._blocked_by is not None:
             return ""
+        if text.rescan_at:
+            held = len(text.pending) + text.deferred_chars + len(piece)
+            if not final and held < text.rescan_at:
+                text.deferred.append(piece)  # held until the hold doubles (`rescan_at`)
+                text.deferred_chars += len(piece)
+                return ""
+            if text.deferred:  # the pieces as one, as if they had come together
+                piece = "".join(text.deferred) + piece
+        # The step changes nothing when it raises (a chunk moved to a thread is fed again).
         if text.is_json:
-            return self._advance_json(key, text, piece, final=final)
+            released = self._advance_json(key, text, piece, final=final)
+        else:
+            released = self._advance_text(key, text, piece, final=final)
+        if text.deferred:
+            text.deferred, text.deferred_chars = [], 0  # a new list: `_restore` keeps the old
+        text.rescan_at = _rescan_at(text.pending)
+        return released
+
+    def _advance_text(self, key: Key, text: _Text, piece: str, *, final: bool) -> str:
+        """`_advance` for a text that is not JSON: the window step on what it holds and `piece`."""
         step = advance(
             self.scanner, text.context, text.pending + piece, final=final, budget=self._budget
         )
@@ -732,7 +785,7 @@ class OutputScanner:
             return ""
         if text.longer:
             text.pending += "".join(text.longer)
-            text.longer.clear()
+            text.longer = []  # a new list: a snapshot keeps the old one (`_restore`)
         whole = text.cut_escape + piece
         cut_escape = ""
         if not final:
@@ -858,6 +911,7 @@ class OutputScanner:
 
 # A chunk this small is under INLINE_CHARS even if every byte weighs NON_ASCII_WEIGHT.
 _ALWAYS_INLINE_BYTES = INLINE_CHARS // NON_ASCII_WEIGHT
+RESCAN_FROM_CHARS = 256  # a text holding back more (a wide window) waits to double before a rescan
 _ERROR_KEYS = frozenset({"error", "message", "detail"})  # what rewrite_error reads
 # Responses events that end every text (and `*.done` events, each its item's).
 _RESPONSE_ENDS = frozenset({"response.completed", "response.failed", "response.incomplete"})
@@ -872,6 +926,11 @@ _BESIDE_GROWN = {
     "function_call": ("arguments", frozenset[str]()),
     "audio": ("transcript", frozenset({"id", "data", "expires_at"})),
 }
+
+
+def _rescan_at(pending: str) -> int:
+    """`_Text.rescan_at` for a text that now holds `pending`."""
+    return 2 * len(pending) if len(pending) > RESCAN_FROM_CHARS else 0
 
 
 def _grows(part: Any) -> bool:
