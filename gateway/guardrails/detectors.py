@@ -67,7 +67,7 @@ def _card_check(text: str, start: int, end: int) -> bool:
 
 _KEY_WORDS = (
     r"(?:api[_-]?key|apikey|secret|token|passw(?:or)?d|passwd|pwd|credentials?|"
-    r"access[_-]?key|private[_-]?key|auth)"
+    r"access[_-]?key|account[_-]?key|private[_-]?key|auth)"
 )
 
 SECRETS = (
@@ -81,6 +81,10 @@ SECRETS = (
     PatternSpec(r"https://hooks\.slack\.com/services/[A-Za-z0-9_/]{20,120}", 160),
     # OpenAI (sk-, sk-proj-, sk-svcacct-) and Anthropic (sk-ant-) keys
     PatternSpec(r"\bsk-[A-Za-z0-9_-]{32,250}", 253, _secret_value),
+    # Hugging Face, GitLab personal access and npm tokens
+    PatternSpec(r"\bhf_[A-Za-z0-9]{30,64}\b", 67),
+    PatternSpec(r"\bglpat-[A-Za-z0-9_-]{20,64}\b", 70),
+    PatternSpec(r"\bnpm_[A-Za-z0-9]{36,64}\b", 68),
     # Google API keys, Stripe secret and restricted keys
     PatternSpec(r"\bAIza[0-9A-Za-z_-]{35}", 39),
     PatternSpec(r"\b[rs]k_(?:live|test)_[0-9A-Za-z]{24,99}\b", 107),

@@ -37,12 +37,25 @@ REDACT_ALL = scanner(
 )
 
 
+# An Azure storage account key: 64 random bytes in base64, made up here.
+AZURE_KEY = (
+    "t8Hq2ZmV0pLrX9cW4bN7yKdE1sJfA6gU3oQiT5vRzC2xM8nB0wY4eL7kP9hD1aS6jF3gG5uI2oV8rN4mQ7wZ0=="
+)
+
+
 @pytest.mark.parametrize(
     ("text", "rule"),
     [
         ("key AKIAZ7Q2W9X4C6V8B1N3 here", "secrets"),
         ("ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "secrets"),
         ("xoxb-1234567890-abcdefghij", "secrets"),
+        ("token hf_" + "aBcDeFgHiJkLmNoPqRsTuVwXyZ01234567 ok", "secrets"),
+        ("glpat-" + "x1Y2z3W4v5U6t7S8r9Q0", "secrets"),
+        ("npm_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "secrets"),
+        (
+            "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=" + AZURE_KEY,
+            "secrets",
+        ),
         ("-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----", "secrets"),
         ('api_key = "q8Xr2LmZ7vK1pT9w"', "secrets"),
         ("write to jane.doe@corp.example.com", "email"),
