@@ -83,7 +83,20 @@ def pattern_problem(pattern: str) -> str | None:
         return re2_refusal(exc)
     if compiled.fullmatch("") is not None:
         return "pattern matches the empty string (it would fire on every text)"
+    if read_alike(pattern) and _widest(pattern) == 0:
+        return "pattern matches only empty text, such as `\\b` or `^` alone (it would never fire)"
     return None
+
+
+def _widest(pattern: str) -> int | None:
+    """The longest text a pattern Python reads as RE2 does can match (the stdlib parser's
+    width: MAXREPEAT or more for no bound); None when the parser balks."""
+    from re import _parser  # type: ignore[attr-defined]  # the stdlib's width computation; no stub
+
+    try:
+        return int(_parser.parse(pattern).getwidth()[1])
+    except Exception:
+        return None
 
 
 def keywords_problem(keywords: list[str]) -> str | None:
@@ -118,15 +131,14 @@ def max_match_chars(pattern: str) -> int:
         if pattern_problem(pattern) is not None:  # no guardrail: `\pN`, `(?=a)`
             return UNBOUNDED_MATCH_CHARS
         return max(UNBOUNDED_MATCH_CHARS, _program_size(pattern))
-    from re import _parser  # type: ignore[attr-defined]  # the stdlib's width computation; no stub
+    from re import _parser  # type: ignore[attr-defined]  # its MAXREPEAT; no stub
 
-    try:
-        _, widest = _parser.parse(pattern).getwidth()
-    except Exception:  # a parse quirk: fall back to the cap rather than fail the load
+    widest = _widest(pattern)
+    if widest is None:  # a parse quirk: fall back to the cap rather than fail the load
         return UNBOUNDED_MATCH_CHARS
     if widest >= _parser.MAXREPEAT:  # `*`, `+`, `{n,}`: the parser's mark for no bound
         return UNBOUNDED_MATCH_CHARS
-    return max(1, int(widest))
+    return max(1, widest)
 
 
 def _program_size(pattern: str) -> int:

@@ -32,3 +32,15 @@ def test_a_large_but_legal_repetition_passes():
     """Up to RE2's limits a counted repetition is fine."""
     assert pattern_problem("(a{10}){100}") is None
     assert pattern_problem(r"[^\n]{1000}" * 10) is None
+
+
+@pytest.mark.parametrize("pattern", [r"\b", r"\b\b", r"(?m)^\b", r"\b(?:)\b"])
+def test_a_pattern_that_matches_only_empty_text_is_refused(pattern):
+    """Empty matches never fire (a scan skips them): such a rule would do nothing, so
+    `policy check` says so rather than accept it (guardrails probe: `\\b` passed)."""
+    problem = pattern_problem(pattern)
+    assert problem is not None and "only empty text" in problem
+
+
+def test_a_word_boundary_around_a_word_is_fine():
+    assert pattern_problem(r"\bsecret\b") is None
