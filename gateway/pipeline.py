@@ -636,8 +636,7 @@ async def _stream(
         """The stream's own error event (a guardrail's block, a broken or late upstream),
         booked as it goes out: the SDK raises at it and hangs up, often before the relay
         is over, and that client left because of this error, not of its own (no 499)."""
-        ctx.end(error.status, _outcome_of(error), error.code)
-        ctx.error_detail = error.detail
+        _book_stream_error(ctx, error)
         return end_event(error)
 
     sent: deque[bytes] = deque(maxlen=SENT_KEPT)  # the last writes, for a client gone at them
@@ -684,9 +683,8 @@ async def _stream(
             if end.failure is not None:
                 health.failed(deployment, route, end.failure)
                 log_failed_attempt(ctx.request_id, deployment, end.failure)  # as before a byte
-            if end.error is not None:  # the upstream's own error event, relayed: its status
-                ctx.end(end.error.status, _outcome_of(end.error), end.error.code)
-                ctx.error_detail = end.error.detail
+            if end.error is not None:  # booked already, unless the upstream's own event went out
+                _book_stream_error(ctx, end.error)
             await settle_now()  # (a stream without `[DONE]`: Responses, or cut by an error)
             await exchange.end_stream()
             # Not in `finally`: a disconnect cancels the task and must store nothing.
@@ -779,6 +777,12 @@ def charge(ctx: RequestContext, deployment: Deployment, usage: Usage) -> None:
 
 
 # --- rendering helpers ---------------------------------------------------------
+
+
+def _book_stream_error(ctx: RequestContext, error: GatewayError) -> None:
+    """The records carry a stream's error event's status (its 200 went out long before)."""
+    ctx.end(error.status, _outcome_of(error), error.code)
+    ctx.error_detail = error.detail
 
 
 def _outcome_of(error: GatewayError) -> Outcome:

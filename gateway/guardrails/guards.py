@@ -68,18 +68,6 @@ class ProfileRefused(Exception):
         self.why = why
 
 
-def _placed(profile: GuardrailProfile, side: Where) -> list[tuple[Path, GuardrailRule]]:
-    """`profile.rules_for(side)` in its order, each rule with its list and index."""
-    listed = profile.input if side is Where.INPUT else profile.output
-    placed: list[tuple[Path, GuardrailRule]] = [((side.value, i), r) for i, r in enumerate(listed)]
-    placed += [
-        (("rules", i), r)
-        for i, r in enumerate(profile.rules)
-        if side in (r.where or (Where.INPUT, Where.OUTPUT))
-    ]
-    return placed
-
-
 def _field(spec: GuardrailRule) -> str:
     return "pattern" if spec.pattern is not None else "keywords" if spec.keywords else "detector"
 
@@ -121,7 +109,7 @@ def compile_guards(
     limits: list[int] = []
     for profile_name, profile in profiles:
         for side in Where:
-            for place, spec in _placed(profile, side):
+            for place, spec in profile.placed_rules(side):
                 if spec.kind is DetectorKind.CLASSIFIER:
                     provider = providers.get(spec.provider or "")
                     classifiers.append(

@@ -8,11 +8,12 @@ redaction covers the ORIGINAL span.
 Tag characters are read two ways: a model may read them as the ASCII they copy (a key
 spelled in tags), while a person, or a program that copies the text, sees nothing there
 (`AKIA<tag A>IOSFODNN7EXAMPLE` is the key on screen). A text that holds one is also
-folded with its tags dropped (`fold_visible`), and the scanner reads both. ASCII
-controls are read two ways too: dropped (`zebra<NUL>corn` is the word), and kept as
-they are, separators, as a terminal breaks a line at them (`<key><NUL>x` still ends
-the key where a pattern's `\\b` wants it: dropped, `x` would lengthen it); a text
-that holds one is read both ways in the same pair of scans.
+folded with its tags dropped (`fold_visible`), and the scanner reads both
+(`Folded.has_second_reading`). ASCII controls are read two ways too: dropped
+(`zebra<NUL>corn` is the word), and kept as they are, separators, as a terminal
+breaks a line at them (`<key><NUL>x` still ends the key where a pattern's `\\b` wants
+it: dropped, `x` would lengthen it); a text that holds one is read both ways in the
+same pair of scans.
 
 Pure; the common case (ASCII with no control character, or text with no character
 folding would change) costs one or two C-level checks and builds no map. The second is
@@ -82,7 +83,7 @@ class Folded:
     origin: list[int] | None = None  # None: identical to the original
     # The original holds a tag or an ASCII control character: `fold_visible` reads it
     # otherwise, and the scanner reads both.
-    has_tags: bool = False
+    has_second_reading: bool = False
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         if self.origin is None:
@@ -201,7 +202,8 @@ def _has_tags(text: str) -> bool:
 
 def fold_visible(text: str) -> Folded:
     """`text` folded as it shows on screen: its tag characters dropped, not read as ASCII,
-    and its ASCII controls kept, as separators (for a text whose `fold` says `has_tags`)."""
+    and its ASCII controls kept, as separators (for a text `fold` says has a second
+    reading)."""
     return fold_slowly(text, tags_as_ascii=False)
 
 

@@ -196,7 +196,7 @@ class Scanner:
         if self._lines is None or text.count("\n") != len(lines) - 1:
             return False
         folded = fold(text)
-        return not folded.has_tags and not self._lines.Match(folded.text)
+        return not folded.has_second_reading and not self._lines.Match(folded.text)
 
     def in_progress_from(self, text: str, start: int) -> int:
         """The earliest position at or after `start` where a match could have begun and
@@ -263,7 +263,7 @@ class Scanner:
     def _hold_read(self, text: str, folded: Folded, start: int) -> int:
         """`_hold` of `text` read both ways when it holds tag characters (normalize.py)."""
         hold = self._hold(folded, len(text), start)
-        if folded.has_tags:
+        if folded.has_second_reading:
             hold = min(hold, self._hold(fold_visible(text), len(text), start))
         return hold
 
@@ -274,7 +274,7 @@ class Scanner:
         with them dropped (normalize.py): a tag inside a key hides it from one reading
         only. A finding both readings make counts once."""
         found = self._find(folded, start, budget)
-        if not folded.has_tags:
+        if not folded.has_second_reading:
             return found
         seen = {(f.rule, f.start, f.end) for f in found}
         visible = self._find(fold_visible(text), start, budget)

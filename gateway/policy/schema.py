@@ -474,8 +474,18 @@ class GuardrailProfile(_Strict):
     max_input_tokens: Annotated[Integer, Field(gt=0)] | None = None
 
     def rules_for(self, where: Where) -> list[GuardrailRule]:
+        return [rule for _, rule in self.placed_rules(where)]
+
+    def placed_rules(self, where: Where) -> list[tuple[tuple[str, int], GuardrailRule]]:
+        """The rules scanned on `where`, in order, each with its list and index in the
+        profile (`("input", 0)`, `("rules", 2)`): where an error about it points."""
         listed = self.input if where is Where.INPUT else self.output
-        return listed + [r for r in self.rules if where in (r.where or (Where.INPUT, Where.OUTPUT))]
+        placed = [((where.value, i), rule) for i, rule in enumerate(listed)]
+        return placed + [
+            (("rules", i), rule)
+            for i, rule in enumerate(self.rules)
+            if where in (rule.where or (Where.INPUT, Where.OUTPUT))
+        ]
 
     @model_validator(mode="after")
     def _consistent(self) -> GuardrailProfile:

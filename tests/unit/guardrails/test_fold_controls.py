@@ -133,7 +133,7 @@ def test_a_control_right_after_a_key_does_not_glue_the_next_word_to_it():
     """Dropped, the NUL would make `...EXAMPLEx` no key at all; kept, it ends the key."""
     text = "key AKIAIOSFODNN7EXAMPLE\x00x"
     assert redact(text, REDACT.find(text)) == "key [REDACTED:secrets]\x00x"
-    assert fold(text).has_tags  # read both ways
+    assert fold(text).has_second_reading  # read both ways
 
 
 def chat(piece: str) -> bytes:

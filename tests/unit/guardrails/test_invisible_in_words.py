@@ -75,14 +75,14 @@ def test_a_stream_holds_and_blocks_a_key_with_invisible_characters_inside(text):
 
 def test_fold_visible_drops_tags_and_keeps_the_map():
     text = "AK" + tag("Z") + "IA"
-    assert fold(text).text == "AKZIA" and fold(text).has_tags
+    assert fold(text).text == "AKZIA" and fold(text).has_second_reading
     visible = fold_visible(text)
     assert visible.text == "AKIA" and visible.original_span(1, 3) == (1, 4)
 
 
 def test_text_without_tags_reads_one_way():
     """No second reading (and no second scan) for text without tag characters."""
-    assert not fold("caf\u00e9 \u200d").has_tags and not fold("plain").has_tags
+    assert not fold("caf\u00e9 \u200d").has_second_reading and not fold("plain").has_second_reading
 
 
 def test_clean_text_with_tags_passes_unchanged():
