@@ -63,10 +63,15 @@ def configure_logging(level: str = "info") -> None:
         logging.getLogger(name).setLevel(level.upper())  # ValueError for an unknown level
     # Stricter than WARNING (error, critical) applies to everyone; laxer only to ours.
     root.setLevel(max(logging.getLogger("gateway").level, THIRD_PARTY_LEVEL))
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").disabled = True  # our access line says more
+    # Our access line says more. With no handler to reach, uvicorn's connections do not
+    # even build theirs (`access_log` is hasHandlers(): ~2 µs a response otherwise).
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    uvicorn_access.handlers[:] = []
+    uvicorn_access.propagate = False
+    uvicorn_access.disabled = True
 
 
 def request_fields(ctx: RequestContext) -> dict[str, object]:
