@@ -229,7 +229,9 @@ async def bench_stage(backend: LimitsBackend, requests: int, *, cold: bool = Fal
             usage=None,
             request_id="r",
         )
-        await reserve_limits(ctx, policy, grant, orjson.loads(STAGE_BODY), services)  # type: ignore[arg-type]
+        waiting = reserve_limits(ctx, policy, grant, orjson.loads(STAGE_BODY), services)  # type: ignore[arg-type]
+        if waiting is not None:
+            await waiting
         limits_headers(ctx)  # type: ignore[arg-type]
         ctx.usage, ctx.cost_nanousd = Usage(200, 100), 1234
         settle_limits(ctx, services)  # type: ignore[arg-type]

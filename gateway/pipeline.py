@@ -343,7 +343,10 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     # limits: reserve (issue 9); a hit passes rpm and concurrency only, it spends no tokens.
     # A Responses follow-up also carries its stored conversation, billed as input.
     carried = 0 if ids is None else ids.carried_tokens
-    await reserve_limits(ctx, policy, grant, body, services, tokens=hit is None, carried=carried)
+    tokens = hit is None
+    waiting = reserve_limits(ctx, policy, grant, body, services, tokens=tokens, carried=carried)
+    if waiting is not None:  # in process with a short prompt, none: no coroutine made
+        await waiting
     body = forwarded_body(ctx, body, grant.team.max_tokens_default)  # caps what it reserved
     ctx.request_body = body  # for the spans and a log_content access line, read after it
     ctx.logs_content = grant.team.log_content  # the access line carries the text (opt-in)

@@ -5,27 +5,40 @@ reserved and settled (pipeline.py calls `reserve_limits` after authorization and
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.context import Outcome
 from gateway.limits.answers import RateView, RateViews, ratelimit_headers, tightest
 from gateway.limits.backend import BackendUnavailable, Hold
-from gateway.limits.estimate import estimate, output_capped
-from gateway.limits.plan import Actual, Plan, RateKind, RateRule, Shape, lease_ms, shape_of
+from gateway.limits.estimate import estimate_inline, estimate_now, output_capped
+from gateway.limits.plan import (
+    Actual,
+    Estimate,
+    Plan,
+    RateKind,
+    RateRule,
+    Shape,
+    lease_ms,
+    shape_of,
+)
 
 log = logging.getLogger("gateway.limits")
+NO_TOKENS: Final = Estimate(0, 0)  # what a cache hit reserves: rpm and concurrency only
 
 if TYPE_CHECKING:
     from gateway.auth.principal import Principal
     from gateway.context import RequestContext
+    from gateway.limits.service import Limits
     from gateway.pipeline import Grant
     from gateway.policy.compiled import Policy, TeamRules
+    from gateway.policy.schema import BackendErrorMode
     from gateway.services import Services
 
 
-async def reserve_limits(
+def reserve_limits(
     ctx: RequestContext,
     policy: Policy,
     grant: Grant,
@@ -34,41 +47,84 @@ async def reserve_limits(
     *,
     tokens: bool = True,
     carried: int = 0,
-) -> None:
+) -> Coroutine[Any, Any, None] | None:
     """Reserve the request's estimate on every budget and limit of its team (and user).
     `tokens=False` (a response-cache hit, which spends none): only rpm and concurrency.
     `carried`: the tokens of the stored conversation a Responses follow-up continues
     (its verified `previous_response_id` says: routing/affinity.py), billed as input.
 
-    In-process with a short prompt nothing here waits: it awaits only to count a long
-    prompt on a thread, to ask Redis, or to rebuild counters from the ledger."""
+    Done here when nothing needs waiting for (the usual case in process: a short
+    prompt, counters in place): None, and no coroutine made. Else what is left, to
+    await: counting a long prompt on a thread, asking Redis, rebuilding counters from
+    the ledger. Raises the refusal either way."""
     ctx.limits_reached = True
     ctx.limits_policy = policy
     team = grant.team
     if not (team.budgets or team.limits or team.per_user):
-        return  # an unlimited team pays nothing for the stage
-    route = grant.route
-    if tokens:
-        found = await estimate(ctx.endpoint, body, route, team.max_tokens_default, carried)
-        spends, nanousd = found.tokens, found.nanousd
-    else:
-        spends = nanousd = 0
+        return None  # an unlimited team pays nothing for the stage
+    if not tokens:
+        return _reserve_waiting(ctx, policy, grant, None, services)
+    endpoint, route = ctx.endpoint, grant.route
+    found = estimate_inline(endpoint, body, route, team.max_tokens_default, carried)
+    if found is None:  # a long prompt: counted on a thread, so the event loop keeps serving
+        args = (endpoint, body, route, team.max_tokens_default, carried)
+        counting = asyncio.to_thread(estimate_now, *args)
+        return _reserve_waiting(ctx, policy, grant, counting, services)
+    return _reserve(ctx, policy, grant, found, services, spends_tokens=True)
+
+
+def _reserve(
+    ctx: RequestContext,
+    policy: Policy,
+    grant: Grant,
+    found: Estimate,
+    services: Services,
+    *,
+    spends_tokens: bool,
+) -> Coroutine[Any, Any, None] | None:
+    """The reservation of `found` on the team's checks now: None once held (or when
+    there is nothing to hold); what is left to await when the backend must ask a
+    server or rebuild counters first."""
     limits = services.limits
-    subject = grant.principal.subject
     now_ms = limits.clock()  # one instant: the shape's periods and the reservation's
-    shape = shape_of(team, subject, now_ms, policy.timezone, spends_tokens=tokens)
-    if not shape.is_empty:
-        plan = Plan(shape, spends, nanousd, lease_ms(route.routing.timeout_s))
-        mode = policy.on_backend_error
-        request_id = ctx.request_id
-        hold = limits.reserve_now(plan, mode, now_ms, request_id)
-        if hold is None:
-            hold = await limits.reserve(plan, mode, now_ms, request_id)
-        ctx.limits_hold = hold
-        if not ctx.limits_hold.is_checked:
-            return  # the backend is down: nothing more to read from it
-    if not tokens:  # a cache hit takes no tokens: its token headers show tpm as it stands
-        ctx.limits_standing_tokens = await _standing_tokens(team, subject, services, ctx.request_id)
+    subject = grant.principal.subject
+    shape = shape_of(grant.team, subject, now_ms, policy.timezone, spends_tokens=spends_tokens)
+    if shape.is_empty:
+        return None
+    plan = Plan(shape, found.tokens, found.nanousd, lease_ms(grant.route.routing.timeout_s))
+    mode = policy.on_backend_error
+    hold = limits.reserve_now(plan, mode, now_ms, ctx.request_id)
+    if hold is None:
+        return _hold_later(ctx, limits, plan, mode, now_ms)
+    ctx.limits_hold = hold
+    return None
+
+
+async def _hold_later(
+    ctx: RequestContext, limits: Limits, plan: Plan, mode: BackendErrorMode, now_ms: int
+) -> None:
+    ctx.limits_hold = await limits.reserve(plan, mode, now_ms, ctx.request_id)
+
+
+async def _reserve_waiting(
+    ctx: RequestContext,
+    policy: Policy,
+    grant: Grant,
+    counting: Awaitable[Estimate] | None,
+    services: Services,
+) -> None:
+    """reserve_limits once the estimate `counting` on a thread is in; None: a cache hit,
+    which spends no tokens (its token headers then show tpm as it stands)."""
+    found = NO_TOKENS if counting is None else await counting
+    spends_tokens = counting is not None
+    waiting = _reserve(ctx, policy, grant, found, services, spends_tokens=spends_tokens)
+    if waiting is not None:
+        await waiting
+    hold = ctx.limits_hold
+    if spends_tokens or (hold is not None and not hold.is_checked):
+        return  # the backend is down: nothing more to read from it
+    team, subject = grant.team, grant.principal.subject
+    ctx.limits_standing_tokens = await _standing_tokens(team, subject, services, ctx.request_id)
 
 
 async def _standing_tokens(
