@@ -21,6 +21,7 @@ from gateway.limits.plan import Estimate
 from gateway.limits.token_count import (
     PROMPT_FIELDS,
     TextCounter,
+    as_dict,
     count_messages_within,
     count_prompt_with,
     counter_for,
@@ -61,7 +62,7 @@ CAP_FIELDS: Final[Mapping[Endpoint, str]] = {
 }
 
 
-def largest_cap(body: Mapping[str, Any]) -> int:
+def largest_cap(body: dict[str, Any]) -> int:
     """The largest output cap `body` sets (api/fields.py checked each), -1 for none."""
     largest = -1
     for name in OUTPUT_CAPS:
@@ -71,7 +72,7 @@ def largest_cap(body: Mapping[str, Any]) -> int:
     return largest
 
 
-def output_allowance(endpoint: Endpoint, body: Mapping[str, Any], default: int | None) -> int:
+def output_allowance(endpoint: Endpoint, body: dict[str, Any], default: int | None) -> int:
     """The output tokens a request may generate: its largest cap (of its own and other
     endpoints': an upstream may honour any), else the team's default, else
     DEFAULT_OUTPUT_ALLOWANCE; times `n` choices (for completions, times `best_of` when
@@ -111,13 +112,14 @@ def output_capped(
     field = CAP_FIELDS.get(endpoint)
     if field is None:
         return body
+    fields = as_dict(body)
     for name in OWN_CAPS[endpoint]:
-        if body.get(name) is not None:
+        if fields.get(name) is not None:
             return body  # the usual case: the caller's own cap
-    cap = largest_cap(body)
+    cap = largest_cap(fields)
     if cap < 0:
         cap = default if default is not None else DEFAULT_OUTPUT_ALLOWANCE
-    return {**body, field: cap}
+    return {**fields, field: cap}
 
 
 def _choices(value: Any) -> int:
@@ -232,7 +234,7 @@ def route_facts(route: ModelRoute) -> RouteFacts:
     return facts
 
 
-def predicted_tokens(counter: TextCounter, endpoint: Endpoint, body: Mapping[str, Any]) -> int:
+def predicted_tokens(counter: TextCounter, endpoint: Endpoint, body: dict[str, Any]) -> int:
     """The tokens of chat's predicted output, which the prompt count includes: OpenAI
     bills the rejected ones as completion tokens, so the USD estimate prices them as
     output. Counted already with the prompt: a lookup."""
@@ -245,7 +247,7 @@ def predicted_tokens(counter: TextCounter, endpoint: Endpoint, body: Mapping[str
 
 
 def priced(
-    facts: RouteFacts, endpoint: Endpoint, body: Mapping[str, Any], prompt: int, output: int
+    facts: RouteFacts, endpoint: Endpoint, body: dict[str, Any], prompt: int, output: int
 ) -> Estimate:
     """The estimate of `prompt` + `output` tokens, a prediction's priced as output; at
     the prices the request asks for (a service tier, audio output) or its prompt's size
@@ -259,7 +261,7 @@ def priced(
     return Estimate(prompt + output, cost)
 
 
-def asks_audio(body: Mapping[str, Any]) -> bool:
+def asks_audio(body: dict[str, Any]) -> bool:
     """Does a chat request ask for spoken output (`modalities` with "audio")?"""
     modalities = body.get("modalities")
     return isinstance(modalities, list) and "audio" in modalities
@@ -274,8 +276,10 @@ def estimate_now(
 ) -> Estimate:
     """The estimate, however long the prompt (a long one: call on a worker thread)."""
     facts = route_facts(route)
-    prompt = count_prompt_with(facts.counter, endpoint, body) + carried
-    return priced(facts, endpoint, body, prompt, output_allowance(endpoint, body, default_output))
+    fields = as_dict(body)
+    prompt = count_prompt_with(facts.counter, endpoint, fields) + carried
+    allowance = output_allowance(endpoint, fields, default_output)
+    return priced(facts, endpoint, fields, prompt, allowance)
 
 
 def estimate_inline(
@@ -289,9 +293,10 @@ def estimate_inline(
     None otherwise: count it on a thread (`estimate`), so the event loop keeps serving.
     A chat prompt is measured and counted in one pass over its messages."""
     facts = route_facts(route)
-    extras = extra_texts(endpoint, body)  # tools, instructions...: usually none
+    fields = as_dict(body)
+    extras = extra_texts(endpoint, fields)  # tools, instructions...: usually none
     if endpoint == "chat":
-        messages = body.get("messages")
+        messages = fields.get("messages")
         prompt = count_messages_within(
             facts.counter,
             messages if isinstance(messages, list) else (),
@@ -300,12 +305,13 @@ def estimate_inline(
         )
         if prompt is None:
             return None
-    elif prompt_chars(endpoint, body, extras) > INLINE_COUNT_CHARS:
+    elif prompt_chars(endpoint, fields, extras) > INLINE_COUNT_CHARS:
         return None
     else:
-        prompt = count_prompt_with(facts.counter, endpoint, body, extras)
+        prompt = count_prompt_with(facts.counter, endpoint, fields, extras)
     prompt += carried
-    return priced(facts, endpoint, body, prompt, output_allowance(endpoint, body, default_output))
+    allowance = output_allowance(endpoint, fields, default_output)
+    return priced(facts, endpoint, fields, prompt, allowance)
 
 
 async def estimate(

@@ -260,6 +260,14 @@ TEXT_FIELDS: Final = ("role", "name", "refusal", "arguments", "output", "summary
 TOKENS_PER_NAME: Final = 1
 
 
+def as_dict(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """A body or a message as a dict (a copy only if it is another Mapping, which the
+    pipeline never makes): compiled, a dict's `.get` is a direct call, where the Mapping
+    protocol's looks the method up by name each time (~40 ns; a short chat request
+    makes ~30)."""
+    return fields if type(fields) is dict else dict(fields)
+
+
 @overload
 def count_messages_within(
     counter: TextCounter,
@@ -305,20 +313,24 @@ def count_messages_within(
     for message in messages:
         total += TOKENS_PER_MESSAGE
         # `type is dict` first: isinstance against the Mapping ABC costs ~0.1 µs.
-        if type(message) is not dict and not isinstance(message, Mapping):
+        if type(message) is dict:
+            fields: dict[str, Any] = message
+        elif isinstance(message, Mapping):
+            fields = dict(message)
+        else:
             continue
-        content = message.get("content")
+        content = fields.get("content")
         if content is not None:
             total += _remembered_texts(remembered, content, fresh, images)
         elif images:  # a Responses input item may be an image itself
-            total += image_allowance(message)
+            total += image_allowance(fields)
         for field in TEXT_FIELDS:
-            value = message.get(field)
+            value = fields.get(field)
             if value is not None:  # before any call: most messages have none but a role
                 total += _remembered_texts(remembered, value, fresh, images)
-        if message.get("name") is not None:
+        if fields.get("name") is not None:
             total += TOKENS_PER_NAME
-        tool_calls = message.get("tool_calls")
+        tool_calls = fields.get("tool_calls")
         if tool_calls is not None:
             total += _remembered_calls(remembered, tool_calls, fresh)
     for text in extras:
@@ -410,13 +422,14 @@ def extra_texts(endpoint: str, body: Mapping[str, Any]) -> list[str]:
     """The request's other billed input (EXTRA_FIELDS) as text: a string as it is,
     anything else as its JSON (the counts are an estimate, on the high side); and chat's
     predicted output (`prediction.content`: a string, or a list of text parts)."""
+    fields = as_dict(body)
     texts = []
     for name in EXTRA_FIELDS.get(endpoint, ()):
-        value = body.get(name)
+        value = fields.get(name)
         if value is not None:  # most requests have none of them: no call
             texts.append(value if isinstance(value, str) else orjson.dumps(value).decode())
     if endpoint == "chat":
-        prediction = body.get("prediction")
+        prediction = fields.get("prediction")
         if prediction is not None:
             # Predicted Outputs: OpenAI bills the prediction's rejected tokens as
             # completion tokens, so a worst case without its text could pass any budget.
