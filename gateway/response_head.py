@@ -16,7 +16,7 @@ protocol (server.py) gives each new cycle this class.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Generator, Sequence
 from typing import Any, NamedTuple
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, RequestResponseCycle
@@ -79,10 +79,27 @@ def fast_head(status: int, headers: Sequence[Any], *, keep_alive: bool, method: 
     return Head(line + lines + tail + b"\r\n", content_length, chunked)
 
 
-class GatewayCycle(RequestResponseCycle):
-    """uvicorn's cycle, writing the usual response head with `fast_head`."""
+class _Sent:
+    """What `GatewayCycle.send` returns once the head is written: awaited, done."""
 
-    async def send(self, message: Any) -> None:
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        yield from ()
+
+
+_SENT = _Sent()
+_uvicorn_send = RequestResponseCycle.send
+
+
+class GatewayCycle(RequestResponseCycle):
+    """uvicorn's cycle, writing the usual response head with `fast_head`.
+
+    `send` is a plain function returning what the app awaits: uvicorn's own coroutine
+    for every message but the head (a stream's events cost one call more, not one
+    coroutine more), or, once the head is written here, an awaitable already done."""
+
+    def send(self, message: Any) -> Awaitable[None]:  # type: ignore[override]  # awaited alike
         if (
             self.response_started
             or self.disconnected
@@ -90,18 +107,17 @@ class GatewayCycle(RequestResponseCycle):
             or self.access_log
             or message["type"] != "http.response.start"
         ):
-            await super().send(message)
-            return
+            return _uvicorn_send(self, message)
         headers = self.default_headers + list(message.get("headers", []))
         head = fast_head(
             message["status"], headers, keep_alive=self.keep_alive, method=self.scope["method"]
         )
         if head is None:
-            await super().send(message)
-            return
+            return _uvicorn_send(self, message)
         self.response_started = True
         self.waiting_for_100_continue = False
         if head.content_length is not None:
             self.expected_content_length = head.content_length
         self.chunked_encoding = head.chunked
         self.transport.write(head.data)
+        return _SENT
