@@ -13,7 +13,7 @@ seen before are remembered) inline, where a thread hop would cost more than the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -325,4 +325,15 @@ async def estimate(
     found = estimate_inline(endpoint, body, route, default_output, carried)
     if found is not None:
         return found
-    return await asyncio.to_thread(estimate_now, endpoint, body, route, default_output, carried)
+    return await estimate_on_thread(endpoint, body, route, default_output, carried)
+
+
+def estimate_on_thread(
+    endpoint: Endpoint,
+    body: Mapping[str, Any],
+    route: ModelRoute,
+    default_output: int | None,
+    carried: int = 0,
+) -> Coroutine[Any, Any, Estimate]:
+    """estimate_now on a worker thread (a prompt too long to count inline), to await."""
+    return asyncio.to_thread(estimate_now, endpoint, body, route, default_output, carried)

@@ -5,7 +5,6 @@ reserved and settled (pipeline.py calls `reserve_limits` after authorization and
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 from gateway.context import Outcome
 from gateway.limits.answers import RateView, RateViews, ratelimit_headers, tightest
 from gateway.limits.backend import BackendUnavailable, Hold
-from gateway.limits.estimate import estimate_inline, estimate_now, output_capped
+from gateway.limits.estimate import estimate_inline, estimate_on_thread, output_capped
 from gateway.limits.plan import (
     Actual,
     Estimate,
@@ -67,8 +66,7 @@ def reserve_limits(
     endpoint, route = ctx.endpoint, grant.route
     found = estimate_inline(endpoint, body, route, team.max_tokens_default, carried)
     if found is None:  # a long prompt: counted on a thread, so the event loop keeps serving
-        args = (endpoint, body, route, team.max_tokens_default, carried)
-        counting = asyncio.to_thread(estimate_now, *args)
+        counting = estimate_on_thread(endpoint, body, route, team.max_tokens_default, carried)
         return _reserve_waiting(ctx, policy, grant, counting, services)
     return _reserve(ctx, policy, grant, found, services, spends_tokens=True)
 
@@ -120,8 +118,10 @@ async def _reserve_waiting(
     waiting = _reserve(ctx, policy, grant, found, services, spends_tokens=spends_tokens)
     if waiting is not None:
         await waiting
+    if spends_tokens:
+        return
     hold = ctx.limits_hold
-    if spends_tokens or (hold is not None and not hold.is_checked):
+    if hold is not None and not hold.is_checked:
         return  # the backend is down: nothing more to read from it
     team, subject = grant.team, grant.principal.subject
     ctx.limits_standing_tokens = await _standing_tokens(team, subject, services, ctx.request_id)

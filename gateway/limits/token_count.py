@@ -313,12 +313,9 @@ def count_messages_within(
     for message in messages:
         total += TOKENS_PER_MESSAGE
         # `type is dict` first: isinstance against the Mapping ABC costs ~0.1 µs.
-        if type(message) is dict:
-            fields: dict[str, Any] = message
-        elif isinstance(message, Mapping):
-            fields = dict(message)
-        else:
+        if type(message) is not dict and not isinstance(message, Mapping):
             continue
+        fields = as_dict(message)
         content = fields.get("content")
         if content is not None:
             total += _remembered_texts(remembered, content, fresh, images)
