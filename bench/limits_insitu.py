@@ -61,6 +61,12 @@ def parse_args(
     p.add_argument("--scenario", choices=("json", "stream"), default="json")
     p.add_argument("--redis", help="GATEWAY_REDIS_URL for the gateway (default: in process)")
     p.add_argument("--gateway-env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--limits-bundle",
+        type=Path,
+        default=BENCH_DIR / "policies" / "limits.yaml",
+        help="the bench team's policy (its `teams:` block last; default: every kind of limit)",
+    )
     p.add_argument("--out", type=Path, default=BENCH_DIR / "out")
     a = p.parse_args()
     env = dict(kv.split("=", 1) for kv in a.gateway_env)
@@ -88,16 +94,16 @@ def parse_args(
     return cfg, a
 
 
-def two_team_bundle(tmp: Path) -> Path:
-    """limits.yaml with a team without limits added (its `teams:` block is the file's last)."""
-    text = (BENCH_DIR / "policies" / "limits.yaml").read_text()
+def two_team_bundle(tmp: Path, limits_bundle: Path) -> Path:
+    """`limits_bundle` with a team without limits added (its `teams:` block is the file's last)."""
+    text = limits_bundle.read_text()
     path = tmp / "two_teams.yaml"
     path.write_text(text.rstrip("\n") + "\n" + FREE_TEAM)
     return path
 
 
 def two_team_gateway(
-    cfg: Config, procs: Processes, tmp: Path
+    cfg: Config, procs: Processes, tmp: Path, limits_bundle: Path
 ) -> tuple[Target, dict[str, str], dict[str, Path]]:
     """The mock upstream and one gateway serving both teams (their answers checked):
     the gateway, each team's token, and the request bodies."""
@@ -108,7 +114,7 @@ def two_team_gateway(
     measure.wait_ready(
         upstream_port, ready, None, lambda: upstream.poll() is None, cfg.startup_timeout_s
     )
-    cfg2 = Config(**{**cfg.__dict__, "bundle": str(two_team_bundle(tmp))})
+    cfg2 = Config(**{**cfg.__dict__, "bundle": str(two_team_bundle(tmp, limits_bundle))})
     target = Target("gateway")
     start_gateway(target, cfg2, procs, tmp, upstream_port, ready)
     env = {**os.environ, **cfg.gateway_env}
@@ -197,7 +203,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="insitu-") as tmp_name:
         tmp = Path(tmp_name)
         try:
-            target, tokens, bodies = two_team_gateway(cfg, procs, tmp)
+            target, tokens, bodies = two_team_gateway(cfg, procs, tmp, args.limits_bundle)
             found = measure_all(target, tokens, cfg, procs, bodies[args.scenario])
         finally:
             procs.stop_all()

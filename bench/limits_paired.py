@@ -53,7 +53,9 @@ def main() -> int:
     spent: dict[str, list[int]] = {LIMITED: [], FREE: []}
     with tempfile.TemporaryDirectory(prefix="paired-") as tmp_name:
         try:
-            target, tokens, bodies = two_team_gateway(cfg, procs, Path(tmp_name))
+            target, tokens, bodies = two_team_gateway(
+                cfg, procs, Path(tmp_name), args.limits_bundle
+            )
             body = bodies[args.scenario].read_bytes()
             headers = {
                 team: {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}

@@ -63,12 +63,19 @@ def reserve_limits(
         return None  # an unlimited team pays nothing for the stage
     if not tokens:
         return _reserve_waiting(ctx, policy, grant, None, services)
+    limits = services.limits
+    now_ms = limits.clock()  # one instant: the shape's periods and the reservation's
+    shape = shape_of(team, grant.principal.subject, now_ms, policy.timezone, spends_tokens=True)
+    if shape.is_empty:
+        return None
+    if not shape.spends_tokens:  # rpm and concurrency only: no count to make
+        return _hold(ctx, policy, grant, shape, NO_TOKENS, now_ms, services)
     endpoint, route = ctx.endpoint, grant.route
     found = estimate_inline(endpoint, body, route, team.max_tokens_default, carried)
     if found is None:  # a long prompt: counted on a thread, so the event loop keeps serving
         counting = estimate_on_thread(endpoint, body, route, team.max_tokens_default, carried)
         return _reserve_waiting(ctx, policy, grant, counting, services)
-    return _reserve(ctx, policy, grant, found, services, spends_tokens=True)
+    return _hold(ctx, policy, grant, shape, found, now_ms, services)
 
 
 def _reserve(
@@ -80,15 +87,28 @@ def _reserve(
     *,
     spends_tokens: bool,
 ) -> Coroutine[Any, Any, None] | None:
-    """The reservation of `found` on the team's checks now: None once held (or when
-    there is nothing to hold); what is left to await when the backend must ask a
-    server or rebuild counters first."""
-    limits = services.limits
-    now_ms = limits.clock()  # one instant: the shape's periods and the reservation's
+    """The reservation of `found` on the team's checks now (a cache hit's, which spends
+    no tokens: only its rpm and concurrency): see _hold."""
+    now_ms = services.limits.clock()
     subject = grant.principal.subject
     shape = shape_of(grant.team, subject, now_ms, policy.timezone, spends_tokens=spends_tokens)
     if shape.is_empty:
         return None
+    return _hold(ctx, policy, grant, shape, found, now_ms, services)
+
+
+def _hold(
+    ctx: RequestContext,
+    policy: Policy,
+    grant: Grant,
+    shape: Shape,
+    found: Estimate,
+    now_ms: int,
+    services: Services,
+) -> Coroutine[Any, Any, None] | None:
+    """The reservation of `found` on `shape`'s checks at `now_ms`: None once held; what
+    is left to await when the backend must ask a server or rebuild counters first."""
+    limits = services.limits
     plan = Plan(shape, found.tokens, found.nanousd, lease_ms(grant.route.routing.timeout_s))
     mode = policy.on_backend_error
     hold = limits.reserve_now(plan, mode, now_ms, ctx.request_id)
@@ -154,9 +174,10 @@ def reserved_tokens(ctx: RequestContext, carried: int) -> int:
     """The conversation a streamed Responses answer leaves stored, at most, as known when
     its id goes out (`response.created`, before any usage): the tokens its hold reserved,
     the carried context + the new input + the output allowance, which forwarded_body
-    made the answer's cap. Without a hold (a team with no limits, which the stage does
-    not estimate, to stay free) the carried context, known without counting: a floor,
-    not a bound, as no cap was forwarded either; nothing counts that team's tokens."""
+    made the answer's cap. A team with no limits, or with rpm and concurrency only
+    (the stage counts no prompt that no rule spends), has no tokens reserved: the
+    carried context, known without counting, a floor, not a bound, as no cap was
+    forwarded either; nothing counts that team's tokens."""
     hold = ctx.limits_hold
     return carried if hold is None else max(hold.plan.tokens, carried)
 
