@@ -141,9 +141,12 @@ def deployment_of(hit: Hit, route: ModelRoute) -> Deployment | None:
 
 
 def stores(ctx: RequestContext, plan: CachePlan | None) -> bool:
-    """Does this request's finished answer go into the cache? Only a miss's (a lookup
-    that missed, or `no-cache`); a bypass (no-store, n > 1, backend down) never."""
-    return plan is not None and ctx.cache is CacheStatus.MISS
+    """Does this request's finished answer go into the cache? A miss's, and a `no-cache`
+    (or `max-age=0`) bypass's, whose fresh answer replaces the entry; never a hit's, nor
+    one the cache cannot take (no-store, n > 1) or did not answer the lookup of."""
+    if plan is None or not plan.stores or ctx.cache_unavailable:
+        return False
+    return ctx.cache is CacheStatus.MISS or ctx.cache is CacheStatus.BYPASS
 
 
 async def keep(

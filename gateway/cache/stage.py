@@ -100,11 +100,13 @@ def plan(
 
 
 def status_of(plan: CachePlan, lookup: Lookup | None) -> CacheStatus:
-    """The x-gateway-cache value: a hit; a miss (looked up, or no-cache: fresh and
-    stored); bypass when the cache took no part (not cacheable, no-store, or down)."""
+    """The x-gateway-cache value: a hit; a miss (looked up, nothing served); bypass when
+    the request could not be served from the cache: the client opted out (`no-store`;
+    `no-cache` and `max-age=0`, whose fresh answer is still stored), it is not
+    cacheable, or the cache is down."""
     if lookup is not None and lookup.status is LookupStatus.HIT:
         return CacheStatus.HIT
-    if not plan.stores or (lookup is not None and lookup.status is LookupStatus.UNAVAILABLE):
+    if not plan.looks_up or (lookup is not None and lookup.status is LookupStatus.UNAVAILABLE):
         return CacheStatus.BYPASS
     return CacheStatus.MISS
 

@@ -335,13 +335,13 @@ async def test_a_route_change_makes_old_entries_unreachable(tmp_path, up, http):
 
 
 async def test_cache_control_no_cache_and_no_store(tmp_path, up):
-    """no-cache: a fresh answer, stored for the next request; no-store: neither looked up
-    nor stored."""
+    """no-cache: the client opts out of being served from the cache (bypass), and its
+    fresh answer is stored for the next request; no-store: neither looked up nor stored."""
     async with running_gateway(tmp_path, policy(up.base_url)) as gw:
         client = await gw.openai("cached")
         _, first, _ = await ask(client)
         status, fresh, _ = await ask(client, extra_headers={"Cache-Control": "no-cache"})
-        assert status == "miss" and fresh.id != first.id
+        assert status == "bypass" and fresh.id != first.id
         status, again, _ = await ask(client)
         assert status == "hit" and again.id == fresh.id  # the fresh answer replaced the old
 

@@ -130,20 +130,35 @@ async def test_a_backend_that_is_down_is_a_counted_bypass() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "stores"),
+    ("cache_control", "status", "stores"),
     [
-        (None, False),
-        (CacheStatus.HIT, False),
-        (CacheStatus.MISS, True),
-        (CacheStatus.BYPASS, False),
+        ((), None, False),  # refused before admission
+        ((), CacheStatus.HIT, False),
+        ((), CacheStatus.MISS, True),
+        (("no-cache",), CacheStatus.BYPASS, True),  # opted out of a stored answer: refreshes it
+        (("max-age=0",), CacheStatus.BYPASS, True),
+        (("no-store",), CacheStatus.BYPASS, False),
     ],
 )
-async def test_only_a_miss_is_stored(status: CacheStatus | None, stores: bool) -> None:
+async def test_a_miss_and_a_refresh_are_stored(
+    cache_control: tuple[str, ...], status: CacheStatus | None, stores: bool
+) -> None:
     ctx = context()
-    looked = await consult(ctx, MemoryCache())
+    looked = await consult(ctx, MemoryCache(), cache_control=cache_control)
+    assert looked is not None
+    if status is CacheStatus.BYPASS:  # what the client's header makes of it
+        assert looked.status is status
     ctx.cache = status
-    assert flow.stores(ctx, looked.plan if looked else None) is stores
+    assert flow.stores(ctx, looked.plan) is stores
     assert flow.stores(ctx, None) is False
+
+
+async def test_nothing_is_stored_after_a_lookup_the_backend_did_not_answer() -> None:
+    ctx = context()
+    looked = await consult(ctx, Down())
+    assert looked is not None and looked.status is CacheStatus.BYPASS
+    ctx.cache = looked.status
+    assert flow.stores(ctx, looked.plan) is False
 
 
 def test_the_header_only_under_a_cache_policy() -> None:

@@ -129,7 +129,7 @@ NOT_CACHEABLE = stage.CachePlan(ON, None, CacheMode.USE, "chat")
         (USE, HIT, CacheStatus.HIT),
         (USE, MISS, CacheStatus.MISS),
         (USE, UNAVAILABLE, CacheStatus.BYPASS),
-        (REFRESH, None, CacheStatus.MISS),
+        (REFRESH, None, CacheStatus.BYPASS),  # no-cache, max-age=0: not served from it
         (NO_STORE, None, CacheStatus.BYPASS),
         (NOT_CACHEABLE, None, CacheStatus.BYPASS),
     ],
