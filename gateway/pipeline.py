@@ -344,6 +344,8 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     # A Responses follow-up also carries its stored conversation, billed as input.
     carried = 0 if ids is None else ids.carried_tokens
     tokens = hit is None
+    if cached is not None and hit is None:  # a refusal by a limit says so too: it was looked up
+        ctx.cache = cached.status
     waiting = reserve_limits(ctx, policy, grant, body, services, tokens=tokens, carried=carried)
     if waiting is not None:  # in process with a short prompt, none: no coroutine made
         await waiting
@@ -351,7 +353,7 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     ctx.request_body = body  # for the spans and a log_content access line, read after it
     ctx.logs_content = grant.team.log_content  # the access line carries the text (opt-in)
     plan = None if cached is None else cached.plan
-    ctx.cache = None if cached is None else cached.status  # once admitted: what it was served as
+    ctx.cache = None if cached is None else cached.status  # a hit's once admitted: served
     try:  # free unless raised (3.11's zero-cost try): nothing added to the answer's path
         if hit is not None:
             await _answer_from_cache(ctx, exchange, hit, route)
@@ -839,8 +841,9 @@ def _error_headers(ctx: RequestContext, error: GatewayError) -> Headers:
             upstream_id = upstream_request_id(ctx.deployment.provider)
             if upstream_id is not None:
                 headers.append((b"x-upstream-request-id", upstream_id))
-    # Response cache: an answer refused or failed (by the upstream, an output rule, every
-    # deployment down) says how the cache saw it, as its ledger row does; none before
-    # admission (ctx.cache None): such a refusal has no cache status.
+    # Response cache: an answer refused or failed after the lookup (by a limit, the
+    # upstream, an output rule, every deployment down) says how the cache saw it, as its
+    # ledger row does; none before the lookup, nor for a hit a limit refused (ctx.cache
+    # None: it was not served from the cache, nor a miss).
     headers += cache_flow.headers(ctx)
     return headers  # limits: _refuse adds refusal_limits_headers (issue 9)

@@ -5,6 +5,7 @@ stand (a hit takes none). Before, a hit carried only the request keys, and a tea
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import openai
@@ -76,3 +77,49 @@ async def test_a_hit_carries_the_token_keys_as_they_stand(tmp_path, up, team, ex
         # at least what the miss's reservation (its estimate) had left
         remaining_hit = int(hit["x-ratelimit-remaining-tokens"])
         assert int(miss["x-ratelimit-remaining-tokens"]) <= remaining_hit <= 1000000
+
+
+REFUSING_POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  chat:
+    deployments: [{{provider: up, model: upstream-chat}}]
+teams:
+  one-a-minute:
+    models: ["*"]
+    cache: {{ttl_s: 600, max_bytes: 1000000}}
+    limits: {{rpm: 1}}
+"""
+
+
+async def refused_headers(client: openai.AsyncOpenAI, content: str, **headers: str) -> Any:
+    with pytest.raises(openai.RateLimitError) as refused:
+        await client.chat.completions.create(
+            model="chat",
+            messages=[{"role": "user", "content": content}],
+            max_tokens=20,
+            extra_headers=headers,
+        )
+    return refused.value.response.headers
+
+
+async def test_a_refusal_after_the_lookup_says_how_the_cache_saw_it(tmp_path, up):
+    """SPEC §2: an answer of a team with a cache carries x-gateway-cache. A request a
+    limit refuses after the lookup says `miss` (or `bypass` for a client that opted out),
+    as its ledger row does; a stored answer refused by rpm says nothing: it was neither
+    served from the cache nor a miss."""
+    async with running_gateway(tmp_path, REFUSING_POLICY.format(base=up.base_url)) as gw:
+        client = (await gw.openai("one-a-minute")).with_options(max_retries=0)
+        first = await headers_of(client, stream=False)
+        assert first["x-gateway-cache"] == "miss"
+        assert (await refused_headers(client, "another question"))["x-gateway-cache"] == "miss"
+        opted_out = await refused_headers(client, "a third", **{"Cache-Control": "no-cache"})
+        assert opted_out["x-gateway-cache"] == "bypass"
+        stored = await refused_headers(client, HELLO[0]["content"])
+        assert "x-gateway-cache" not in stored
+        assert "retry-after" in stored
+        assert len(up.requests) == 1
+    with sqlite3.connect(tmp_path / "gateway.db") as db:
+        rows = db.execute("SELECT status, cache FROM usage_ledger ORDER BY at_ms, rowid")
+        assert list(rows) == [(200, "miss"), (429, "miss"), (429, "bypass"), (429, None)]
