@@ -216,6 +216,7 @@ async def get_policy(request: Request, services: Services, principal: Principal)
     `serve --policies DIR`, `folder` says which version DIR's files hold."""
     check_query(request.query_params, ())
     versions = services.policy_versions
+    await versions.catch_up()  # another worker's write, read right after it: enforced here too
     newest = await versions.newest_number()
     enforced = services.policy.version
     if enforced is None or newest is None:  # a bare database, or a gateway run without one
@@ -301,6 +302,7 @@ async def team_usage(request: Request, services: Services, principal: Principal)
     """Every budget and limit of a team (and, with ?user=SUBJECT, one user) right now."""
     check_query(request.query_params, ("user",))
     name = request.path_params["team"]
+    await services.policy_versions.catch_up()  # the limits another worker's write just set
     policy = services.policy.current()
     team = policy.teams.get(name)
     if team is None:

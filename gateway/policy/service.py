@@ -194,6 +194,12 @@ class PolicyService:
         self._enforce = enforce
         self._folder_status = folder_status
 
+    async def catch_up(self) -> None:
+        """Enforce the newest version now if this process is behind (a read after another
+        worker or replica wrote one reads that write); nothing for the CLI."""
+        if self._enforce is not None:
+            await self._enforce()
+
     def folder_status(self) -> dict[str, Any] | None:
         """The watched folder's state (path, version, whether it is up to date), if any."""
         return self._folder_status() if self._folder_status is not None else None
