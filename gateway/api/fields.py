@@ -334,7 +334,8 @@ def _tool_call_id(name: str, value: Any) -> InvalidRequest | None:
 
 
 def prompt(name: str, value: Any) -> InvalidRequest | None:
-    """Completions: no prompt (or null) is allowed (the model writes from a document start)."""
+    """Completions: no prompt (or null) is allowed (the model writes from a document start);
+    else a string, or an array of strings, token ids or non-empty token lists (one kind)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -343,7 +344,7 @@ def prompt(name: str, value: Any) -> InvalidRequest | None:
         return wrong_type(name, "a string or an array", value)
     if not value:
         return empty_array(name)
-    return None
+    return _input_items(name, value, empty_strings=True)
 
 
 def embedding_input(name: str, value: Any) -> InvalidRequest | None:
@@ -359,11 +360,17 @@ def embedding_input(name: str, value: Any) -> InvalidRequest | None:
         return empty_array(name)
     if len(value) > MAX_EMBEDDING_INPUTS:  # before the items: a long array is refused at once
         return array_too_long(name, MAX_EMBEDDING_INPUTS, len(value))
+    return _input_items(name, value, empty_strings=False)
+
+
+def _input_items(name: str, value: list[Any], *, empty_strings: bool) -> InvalidRequest | None:
+    """A non-empty array of strings, token ids or non-empty token id arrays, all of one
+    kind (`empty_strings`: may a string item be empty)."""
     kind = type(value[0])  # the array's kind: strings, token ids or token id arrays
     for i, item in enumerate(value):
         where = f"{name}[{i}]"
         if isinstance(item, str):
-            if not item:
+            if not item and not empty_strings:
                 return _empty_string(where)
         elif isinstance(item, list):
             if not item:
@@ -380,7 +387,7 @@ def embedding_input(name: str, value: Any) -> InvalidRequest | None:
 
 
 _JUST_INT = frozenset({int})
-# An embeddings input array holds one kind of item (OpenAI refuses a mix).
+# An input (or prompt) array holds one kind of item (OpenAI refuses a mix).
 _INPUT_KINDS = {str: "a string", int: "a token id", list: "an array of token ids"}
 
 

@@ -292,9 +292,21 @@ def test_an_empty_array_is_refused_in_openais_words():
         ("once upon", None),
         (["a", "b"], None),
         ([[1, 2]], None),
+        ([1, 2, 3], None),  # one prompt as token ids
+        (["", "b"], None),  # an empty prompt in a batch: the model writes from the start
         ([], ("prompt", "empty_array")),
         (5, ("prompt", "invalid_type")),
         ({"text": "x"}, ("prompt", "invalid_type")),
+        ([None], ("prompt[0]", "invalid_type")),
+        ([True], ("prompt[0]", "invalid_type")),
+        ([{"a": 1}], ("prompt[0]", "invalid_type")),
+        ([1.5], ("prompt[0]", "invalid_type")),
+        (["a", None], ("prompt[1]", "invalid_type")),
+        ([[1, None]], ("prompt[0][1]", "invalid_type")),
+        ([["a"]], ("prompt[0][0]", "invalid_type")),
+        ([[]], ("prompt[0]", "empty_array")),
+        (["a", [1]], ("prompt[1]", "invalid_type")),  # one kind per batch
+        ([1, "a"], ("prompt[1]", "invalid_type")),
     ],
 )
 def test_completion_prompt(value, expected):
