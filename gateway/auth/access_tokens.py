@@ -7,7 +7,7 @@ chosen by `kid` from our key set, every claim checked explicitly (joserfc's
 mints, and verified tokens cached until they expire or their key's retirement
 cut-off passes, whichever is first: a token signed with a key that leaked is why
 keys rotate, so no token of a retired key verifies past its cut-off, cached or
-not. Every refusal is `InvalidToken` with
+not, nor one it claims to have issued after its retirement. Every refusal is `InvalidToken` with
 a short message that names the failed claim for `iss`, `aud` and time (never the
 expected values), says when the key is unknown here (a token minted against
 another database) and nothing else about signature or key checks; the reason is
@@ -44,10 +44,16 @@ from gateway.auth.principal import Principal
 log = logging.getLogger(__name__)
 
 ALGORITHMS = ("RS256",)  # our own tokens; never "none", never HS* (key confusion)
-# What mint_token writes, compared exactly: RFC 9068 §4 refuses any other typ (absent too).
+# What mint_token writes. RFC 9068 §4: a resource server accepts `at+jwt` or its full
+# media type `application/at+jwt` (compared case-insensitively, as media types are) and
+# refuses any other typ, absent too.
 ACCESS_TOKEN_TYPE = "at+jwt"
+ACCEPTED_TYPES = frozenset({ACCESS_TOKEN_TYPE, "application/at+jwt"})
 MAX_TOKEN_CHARS = 8192  # ours are ~900; anything far larger is refused unparsed
 REASON_RETIRED = "signed by a retired key past its cut-off"
+# A retired key verifies the tokens it signed before its retirement, not new ones: a token
+# issued after it was signed with a leaked copy of the key.
+REASON_AFTER_RETIREMENT = "issued by a retired key after its retirement"
 # GATEWAY_TOKEN_TTL_S's default; services pass the setting.
 DEFAULT_MAX_LIFETIME_S = 3600.0
 MSG_TOO_LONG = "The access token lives longer (exp - iat) than this gateway issues tokens for."
@@ -92,6 +98,11 @@ class VerificationKeys(Protocol):
 
     def retires_at(self, kid: str) -> float | None:
         """Unix second from which `kid` never verifies; None while it is current."""
+        ...
+
+    def signs_until(self, kid: str) -> float | None:
+        """Unix second after which no token of `kid` was issued (it was retired, and every
+        process had moved to the new key); None while it is current."""
         ...
 
 
@@ -157,6 +168,11 @@ class TokenVerifier:
                 # The key set may still hold it until its next reload: the cut-off decides.
                 raise Refused(REASON_RETIRED)
             principal = self._principal(claims, now)
+            signs_until = self._keys.signs_until(kid)
+            if signs_until is not None and required_number(claims, "iat") > (
+                signs_until + self.leeway_s
+            ):
+                raise Refused(REASON_AFTER_RETIREMENT)
         except Refused as refused:
             log.debug("access token refused: %s", refused.reason)
             raise refused.as_error() from None
@@ -187,7 +203,8 @@ class TokenVerifier:
         if not isinstance(kid, str):
             # joserfc accepts a kid-less token when the set holds one key; we never mint those.
             raise Refused("no kid")
-        if header.get("typ") != ACCESS_TOKEN_TYPE:
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES:
             raise Refused("typ is not at+jwt")
         return decoded.claims, kid
 

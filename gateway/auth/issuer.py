@@ -299,7 +299,10 @@ class TokenIssuer:
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
             "scopes_supported": sorted(KNOWN_SCOPES),
-            "response_types_supported": [],
+            # REQUIRED by RFC 8414 §2, and validators (authlib's) refuse an empty list; there
+            # is no authorization endpoint, so no client can ask for one: "token" names
+            # what the token endpoint hands out.
+            "response_types_supported": ["token"],
         }
 
     async def jwks(self) -> bytes:

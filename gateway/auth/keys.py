@@ -138,6 +138,9 @@ class SigningKeyStore:
         self._public_expires_at: datetime | None = None  # when a retired key in it stops
         # Unix second from which each retired kid never verifies, past cut-offs included.
         self._cutoffs: dict[str, float] = {}
+        # Unix second after which each retired kid signed nothing: its retirement, plus the
+        # time a process keeps signing with the key it loaded (`current_ttl_s`).
+        self._signed_until: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._refresher = PeriodicReload(
             self._reload_public_locked, interval_s=refresh_interval_s, what="signing keys"
@@ -202,6 +205,11 @@ class SigningKeyStore:
             return self._cutoffs[kid]
         return None if kid in self._public_kids else float("-inf")
 
+    def signs_until(self, kid: str) -> float | None:
+        """Unix second after which no process signed with `kid`; None while it is current
+        (from memory, as of the last load, as `retires_at`)."""
+        return self._signed_until.get(kid)
+
     async def start(self) -> None:
         """Load the key set, then reload it in the background every `refresh_interval_s`."""
         await self._refresher.start()
@@ -252,6 +260,11 @@ class SigningKeyStore:
         self._public = KeySet(keys)  # type: ignore[arg-type]  # KeySet is typed over the Key union
         self._public_kids = frozenset(row.kid for row in live)
         self._cutoffs = {kid: end.timestamp() for kid, end in ends.items()}
+        self._signed_until = {
+            row.kid: _utc(row.retired_at).timestamp() + self._current_ttl_s
+            for row in rows
+            if row.retired_at
+        }
         self._public_loaded_at = self._monotonic()
         self._public_expires_at = min((ends[r.kid] for r in live if r.kid in ends), default=None)
 

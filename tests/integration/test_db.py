@@ -196,6 +196,36 @@ async def test_rotate_keeps_old_key_verifying(engine: AsyncEngine) -> None:
     assert (await SigningKeyStore(engine).current()).kid == new.kid
 
 
+async def test_a_retired_key_verifies_nothing_it_claims_to_have_signed_later(
+    engine: AsyncEngine,
+) -> None:
+    """A token of the old key issued after `keys rotate` (a leaked copy signed it) is
+    refused at once; one issued before the rotation verifies until its cut-off."""
+    store = SigningKeyStore(engine, current_ttl_s=1.0)
+    old = await store.current()
+    assert store.signs_until(old.kid) is None
+    new = await store.rotate()
+    retired_at = {k.kid: k for k in await store.list_keys()}[old.kid].retired_at
+    assert retired_at is not None
+    retired = retired_at.timestamp()
+    assert store.signs_until(old.kid) == retired + 1.0
+    assert store.signs_until(new.kid) is None
+    verifier = TokenVerifier(
+        "https://gw.example", "llm-gateway", store, clock=lambda: retired + 121
+    )
+
+    def signed_by(key: SigningKey, at: float) -> str:
+        return mint_token(
+            key, issuer="https://gw.example", audience="llm-gateway", team="t",
+            subject="s", client_id="c", scopes=["gateway:invoke"], ttl_s=600, now=at,
+        )  # fmt: skip
+
+    assert (await verifier.verify(signed_by(old, retired - 5))).team == "t"
+    with pytest.raises(AuthenticationFailed):
+        await verifier.verify(signed_by(old, retired + 120))
+    assert (await verifier.verify(signed_by(new, retired + 120))).team == "t"
+
+
 async def test_a_retired_key_stops_verifying_once_its_tokens_have_expired(
     engine: AsyncEngine,
 ) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import httpx2 as httpx
 import openai
 import pytest
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from joserfc import jws, jwt
 from joserfc.jwk import KeySet
 
@@ -209,7 +210,8 @@ async def test_tokens_follow_rfc_9068_and_verify_against_the_published_jwks(setu
         "client_secret_post",
     }
     assert "gateway:invoke" in meta["scopes_supported"]
-    assert meta["response_types_supported"] == []
+    assert meta["response_types_supported"] == ["token"]
+    AuthorizationServerMetadata(meta).validate()  # a standard validator takes it as it is
 
     jwks = (await setup.http.get("/.well-known/jwks.json")).json()
     assert all("d" not in key and "p" not in key for key in jwks["keys"])  # public halves only

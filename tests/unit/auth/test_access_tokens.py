@@ -43,6 +43,7 @@ class FakeKeys:
         self.pending: list[SigningKey] = []
         self.refreshes: list[str] = []
         self.cutoffs: dict[str, float] = {}  # retired kid → when it stops verifying
+        self.signed_until: dict[str, float] = {}  # retired kid → when it last signed
 
     async def verification_keys(self) -> KeySet:
         return KeySet([RSAKey.import_key(k.public_jwk()) for k in self.known])
@@ -55,6 +56,9 @@ class FakeKeys:
 
     def retires_at(self, kid: str) -> float | None:
         return self.cutoffs.get(kid)
+
+    def signs_until(self, kid: str) -> float | None:
+        return self.signed_until.get(kid)
 
 
 @pytest.fixture(scope="module")
@@ -352,3 +356,16 @@ async def test_expired_entries_are_evicted_before_live_ones(key: SigningKey) -> 
     assert len(checker._cache.entries) == 2
     assert long in checker._cache.entries
     assert not set(short) & checker._cache.entries.keys()
+
+
+@pytest.mark.parametrize("typ", ["at+jwt", "application/at+jwt", "AT+JWT", "Application/At+Jwt"])
+async def test_both_forms_of_the_access_token_type_verify(key: SigningKey, typ: str) -> None:
+    """RFC 9068 §4: `at+jwt` or `application/at+jwt`; media types are case-insensitive."""
+    principal = await verifier(key).verify(signed(key, good_claims(), typ=typ))
+    assert principal.team == "search"
+
+
+@pytest.mark.parametrize("typ", ["JWT", "at+jwt ", "application/jwt", "x-at+jwt", ""])
+async def test_any_other_type_is_refused(key: SigningKey, typ: Any) -> None:
+    with pytest.raises(AuthenticationFailed):
+        await verifier(key).verify(signed(key, good_claims(), typ=typ))

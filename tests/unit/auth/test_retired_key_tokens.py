@@ -48,3 +48,36 @@ async def test_a_new_token_of_a_key_past_its_cut_off_is_refused(key: SigningKey)
     with pytest.raises(AuthenticationFailed):
         await checker.verify(mint(key, now=CUTOFF))
     assert TTL_S > 60  # the token itself would still be valid: the key's cut-off refused it
+
+
+RETIRED = NOW + 10  # `keys rotate` ran then; the last process stopped signing with it a bit later
+SIGNED_UNTIL = RETIRED + 1
+
+
+@pytest.mark.parametrize(
+    ("issued_at", "leeway_s", "verifies"),
+    [
+        (NOW, 0, True),  # issued before the rotation: verifies until its cut-off
+        (SIGNED_UNTIL, 0, True),  # a process that had not yet noticed the rotation
+        (SIGNED_UNTIL + 1, 0, False),  # the key was no longer used: a leaked copy signed it
+        (SIGNED_UNTIL + 30, 30, True),  # clocks may differ by the leeway
+        (SIGNED_UNTIL + 31, 30, False),
+        (SIGNED_UNTIL + 600, 30, False),
+    ],
+)
+async def test_a_retired_key_verifies_only_what_it_signed_before_it_retired(
+    key: SigningKey, issued_at: float, leeway_s: float, verifies: bool
+) -> None:
+    """Rotating is how a leaked key is stopped: a token that says it was issued after its
+    key retired (minted with the leaked copy) is refused at once, not at the cut-off."""
+    keys = FakeKeys(key)
+    keys.cutoffs[key.kid] = RETIRED + TTL_S + 60
+    keys.signed_until[key.kid] = SIGNED_UNTIL
+    clock = ManualClock(issued_at + 1)
+    checker = TokenVerifier(ISSUER, AUDIENCE, keys, clock=clock, leeway_s=leeway_s)
+    token = mint(key, now=issued_at)
+    if verifies:
+        assert (await checker.verify(token)).team == "search"
+    else:
+        with pytest.raises(AuthenticationFailed):
+            await checker.verify(token)
