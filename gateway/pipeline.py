@@ -199,7 +199,8 @@ async def handle(exchange: Exchange, services: Services, *, draining: bool = Fal
     ctx = RequestContext(exchange.request_id, exchange.endpoint, peer=exchange.peer)
     services.in_flight.enter()
     try:
-        if draining:  # SIGTERM: new requests go to another replica (before any work)
+        if draining:  # SIGTERM: new requests go to another replica (before other work)
+            await _name_the_caller(ctx, exchange, services)
             raise shutting_down()
         await _run(ctx, exchange, services)
     except GatewayError as error:  # a client that hung up mid-upload included: a 499
@@ -309,12 +310,25 @@ def finish(ctx: RequestContext, services: Services) -> None:
         services.in_flight.leave()
 
 
+async def _name_the_caller(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
+    """Put the caller on a refusal's records when its token verifies (a drain's 503 row
+    names the team it would have billed); a token that does not leaves them empty."""
+    policy = services.policy.current()
+    with contextlib.suppress(GatewayError):
+        principal = await authenticate(exchange.authorization, services, policy)
+        _caller_on_records(ctx, policy, principal)
+
+
+def _caller_on_records(ctx: RequestContext, policy: Policy, principal: Principal) -> None:
+    # A team the policy lacks is refused: recorded with no team (NO_TEAM).
+    known = principal.team in policy.teams
+    ctx.principal = principal if known else replace(principal, team=NO_TEAM)
+
+
 async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
     policy = services.policy.current()  # one snapshot for the whole request
     principal = await authenticate(exchange.authorization, services, policy)
-    # A team the policy lacks is refused just below: recorded with no team (NO_TEAM).
-    known = principal.team in policy.teams
-    ctx.principal = principal if known else replace(principal, team=NO_TEAM)
+    _caller_on_records(ctx, policy, principal)  # a team the policy lacks is refused below
     team = admitted(policy, principal)  # before the body: a 401/403 outranks a 400
     try:
         parsed = await exchange.read_body()

@@ -90,6 +90,12 @@ async def _sigterm_mid_stream(tmp_path, env: dict[str, str], args: tuple[str, ..
             code = await asyncio.to_thread(server.process.wait, 30)
             assert code == 0, server.stderr()
         assert "drain_started" in server.stderr()
+        # Its ledger row names the caller (the token verified): finance can bill the team.
+        with sqlite3.connect(tmp_path / "gateway.db") as db:
+            rows = db.execute(
+                "SELECT team, subject, client_id FROM usage_ledger WHERE status = 503"
+            ).fetchall()
+        assert len(rows) == 1 and rows[0][0] == "demo" and rows[0][1] and rows[0][2], rows
 
 
 async def test_a_stream_longer_than_the_grace_is_cut_and_the_exit_says_so(tmp_path):
