@@ -24,8 +24,9 @@ from gateway.context import EdgeContext, Outcome
 from gateway.errors import GatewayError, error_response, unexpected
 from gateway.services import Services
 
-# Any visible ASCII (no spaces or control characters, so it is safe in headers and logs).
-_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+# Printable ASCII, up to 256 characters, spaces only inside (no control characters: it
+# is safe in headers and logs); anything else is replaced by a new id.
+_REQUEST_ID = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?\Z")
 MAX_LOGGED_PATH = 512  # an unknown path is the caller's text: keep its line short
 Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
 Endpoint = Callable[[Request], Awaitable[Response]]
