@@ -71,6 +71,8 @@ def _chat_choices(choices: list[Any], with_logprobs: bool) -> list[dict[str, Any
         first: dict[str, Any] = {"role": role}
         if isinstance(message.get("content"), str):
             first["content"] = ""
+        if "refusal" in message and message["refusal"] is None:
+            first["refusal"] = None  # OpenAI's first delta says so: no refusal
         out.append(_chat_chunk(index, first))
         delta: dict[str, Any] = {
             name: message[name] for name in _TEXT_FIELDS if isinstance(message.get(name), str)
@@ -133,6 +135,7 @@ class _Choice:
     tool_calls: dict[int, _ToolCall] = field(default_factory=dict)
     function_call: dict[str, list[str]] | None = None
     annotations: list[Any] | None = None  # None: no delta carried the field
+    says_no_refusal: bool = False  # a delta carried `refusal: null` (OpenAI's first does)
     audio: dict[str, Any] | None = None  # data and transcript as lists of parts
     logprobs: dict[str, list[Any]] | None = None  # chat: content/refusal; text: per list
     finish_reason: str | None = None
@@ -222,6 +225,8 @@ def _learn_chat(state: _Choice, choice: dict[str, Any]) -> None:
     for name in _TEXT_FIELDS:
         if isinstance(delta.get(name), str):
             state.texts.setdefault(name, []).append(delta[name])
+    if "refusal" in delta and delta["refusal"] is None:
+        state.says_no_refusal = True
     call = delta.get("function_call")
     if isinstance(call, dict):
         parts = state.function_call = state.function_call or {"name": [], "arguments": []}
@@ -267,6 +272,8 @@ _AUDIO_PARTS = ("data", "transcript")
 
 def _whole_chat(index: int, state: _Choice) -> dict[str, Any]:
     message: dict[str, Any] = {"role": state.role, "content": None}
+    if state.says_no_refusal:
+        message["refusal"] = None  # as the whole answer says it (a text refusal replaces it)
     for name, parts in state.texts.items():
         message[name] = "".join(parts)
     if state.function_call is not None:

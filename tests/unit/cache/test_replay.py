@@ -78,7 +78,10 @@ def test_a_chat_answer_replays_as_openai_chunks_without_usage() -> None:
     }
     choice = {"index": 0, "logprobs": None, "finish_reason": None}
     assert chunks == [
-        {**head, "choices": [{**choice, "delta": {"role": "assistant", "content": ""}}]},
+        {
+            **head,
+            "choices": [{**choice, "delta": {"role": "assistant", "content": "", "refusal": None}}],
+        },
         {**head, "choices": [{**choice, "delta": {"content": "Hello there"}}]},
         {**head, "choices": [{**choice, "delta": {}, "finish_reason": "stop"}]},
     ]
@@ -131,8 +134,10 @@ def test_replay_then_assemble_gives_the_answer_back(
         expected["choices"] = [
             {
                 **c,
-                "message": {
-                    k: v for k, v in c["message"].items() if v is not None or k == "content"
+                "message": {  # the nulls a stream does not carry (refusal's it does)
+                    k: v
+                    for k, v in c["message"].items()
+                    if v is not None or k in ("content", "refusal")
                 },
             }
             for c in whole["choices"]
@@ -156,7 +161,7 @@ def upstream_stream() -> list[bytes]:
     }
     return [
         b": keep-alive\n\n",
-        chunk({"role": "assistant", "content": ""}),
+        chunk({"role": "assistant", "content": "", "refusal": None}),
         chunk({"content": "Hel"}),
         chunk({"content": "lo"}),
         chunk({"tool_calls": [call]}),
@@ -187,6 +192,7 @@ ASSEMBLED = {
             "message": {
                 "role": "assistant",
                 "content": "Hello",
+                "refusal": None,  # the first delta's, as OpenAI's whole answer has it
                 "tool_calls": [
                     {
                         "id": "call_9",
