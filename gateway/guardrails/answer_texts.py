@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gateway.guardrails.answer_values import STRUCTURE
-from gateway.guardrails.json_texts import rewrite_json
+from gateway.guardrails.json_texts import MAPPING, rewrite_json
 from gateway.guardrails.message_texts import (
     TextFn,
     changed,
@@ -43,7 +43,7 @@ def _error_object(value: Any, fn: TextFn) -> Any:
     """An `error`: OpenAI's object (its text fields), or a bare string (TGI)."""
     if isinstance(value, str):
         return scan(value, fn)
-    if not isinstance(value, Mapping):
+    if not isinstance(value, MAPPING):
         return rewrite_json(value, fn)
     return changed(value, {name: read_text(value.get(name), fn) for name in _ERROR_TEXT_FIELDS})
 
@@ -66,7 +66,7 @@ def rewrite_error(value: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
 def _choice(item: Any, fn: TextFn, is_json: bool) -> Any:
     """A chat or completions choice; its logprobs go when a rule rewrote its text (the
     tokens spell the text, the top alternatives most of it)."""
-    if not isinstance(item, Mapping):
+    if not isinstance(item, MAPPING):
         return rewrite_json(item, fn)
     message = read_message(item.get("message"), fn, is_json)
     checked = changed(item, {"message": message, "text": read_text(item.get("text"), fn)})
@@ -83,7 +83,7 @@ def _counts_only(value: Any, depth: int = 0) -> bool:
     as OpenAI's `prompt_tokens_details`), or nothing."""
     if value is None or isinstance(value, int | float):
         return True
-    if isinstance(value, Mapping) and depth < 2:
+    if isinstance(value, MAPPING) and depth < 2:
         return all(_counts_only(item, depth + 1) for item in value.values())
     return False
 
@@ -200,8 +200,8 @@ def asks_for_json(endpoint: str, body: Mapping[str, Any]) -> bool:
         options: Any = body.get("response_format")
     elif endpoint == "responses":
         text = body.get("text")
-        options = text.get("format") if isinstance(text, Mapping) else None
+        options = text.get("format") if isinstance(text, MAPPING) else None
     else:
         return False
-    kind = options.get("type") if isinstance(options, Mapping) else None
+    kind = options.get("type") if isinstance(options, MAPPING) else None
     return isinstance(kind, str) and kind in _JSON_FORMATS

@@ -13,7 +13,7 @@ from gateway.guardrails.answer_values import read_values
 from gateway.guardrails.joined_parts import rewrite_joined_parts
 from gateway.guardrails.json_escapes import Escaped
 from gateway.guardrails.json_layout import layout_of_json, numbers_read
-from gateway.guardrails.json_texts import check_name, rewrite_json
+from gateway.guardrails.json_texts import MAPPING, check_name, rewrite_json
 from gateway.guardrails.request_fields import (
     AUDIO_KEYS,
     CUSTOM_CALL_KEYS,
@@ -81,7 +81,7 @@ def rewrite_annotations(value: Any, fn: TextFn) -> Any:
 
 def read_part(item: Any, fn: TextFn, is_json: bool = False) -> Any:
     """A content part; `is_json`: its output text is JSON the client parses."""
-    if not isinstance(item, Mapping):
+    if not isinstance(item, MAPPING):
         return read_text(item, fn)
     # Each text key is read whatever the part's type (a refusal's `text`, an image's
     # `refusal`): a key the gateway knows is never passed on unread. A file's name is text
@@ -136,7 +136,7 @@ def read_arguments(value: Any, fn: TextFn) -> Any:
 
 def _function(value: Any, fn: TextFn) -> Any:
     """A call's `function`: its arguments, and the texts of keys the gateway does not know."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, MAPPING):
         return rewrite_json(value, fn)
     value = rewrite_unknown_keys(FUNCTION_CALL_KEYS, value, fn)
     return changed(value, {"arguments": read_arguments(value.get("arguments"), fn)})
@@ -144,7 +144,7 @@ def _function(value: Any, fn: TextFn) -> Any:
 
 def _custom_call(value: Any, fn: TextFn) -> Any:
     """A chat custom tool call's `custom`: its free-form `input`."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, MAPPING):
         return rewrite_json(value, fn)
     value = rewrite_unknown_keys(CUSTOM_CALL_KEYS, value, fn)
     return changed(value, {"input": read_text(value.get("input"), fn)})
@@ -155,7 +155,7 @@ def _tool_calls(value: Any, fn: TextFn) -> Any:
     keys the gateway does not know (a provider's own, on the call or its function)."""
 
     def call(item: Any) -> Any:
-        if not isinstance(item, Mapping):
+        if not isinstance(item, MAPPING):
             return rewrite_json(item, fn)
         item = rewrite_unknown_keys(TOOL_CALL_KEYS, item, fn)
         return changed(
@@ -176,7 +176,7 @@ def read_name(value: Any, fn: TextFn) -> Any:
 
 def _called_name(value: Any, fn: TextFn) -> Any:
     """A call's `function` or `custom`: the name of the tool it called, as in `tools`."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, MAPPING):
         return rewrite_json(value, fn)
     return changed(value, {"name": read_name(value.get("name"), fn)})
 
@@ -199,15 +199,15 @@ def read_message(message: Any, fn: TextFn, is_json: bool = False) -> Any:
     names of the tools it called (scanned, never rewritten: json_texts.check_name)."""
     message = _chat_message(message, fn, is_json)
     message = rewrite_unknown_keys(MESSAGE_KEYS, message, fn)
-    if isinstance(message, Mapping) and isinstance(message.get("content"), list):
+    if isinstance(message, MAPPING) and isinstance(message.get("content"), list):
         message = changed(message, {"content": unknown_part_keys(message["content"], fn)})
-    if not isinstance(message, Mapping) or (
+    if not isinstance(message, MAPPING) or (
         message.get("tool_calls") is None and message.get("function_call") is None
     ):
         return message  # most messages call no tool
 
     def call(item: Any) -> Any:
-        if not isinstance(item, Mapping):
+        if not isinstance(item, MAPPING):
             return rewrite_json(item, fn)
         return changed(
             item,
@@ -229,40 +229,43 @@ def read_message(message: Any, fn: TextFn, is_json: bool = False) -> Any:
 def _audio(value: Any, fn: TextFn) -> Any:
     """A chat message's `audio`: its transcript and any key of a provider's own; its
     `data` is base64 audio (not text, as a request's audio and files are not scanned)."""
-    if not isinstance(value, Mapping):
+    if not isinstance(value, MAPPING):
         return rewrite_json(value, fn)
     value = rewrite_unknown_keys(AUDIO_KEYS, value, fn)
     return changed(value, {"transcript": read_text(value.get("transcript"), fn)})
 
 
 def _chat_message(message: Any, fn: TextFn, is_json: bool = False) -> Any:
-    if not isinstance(message, Mapping):
+    if not isinstance(message, MAPPING):
         return rewrite_json(message, fn)
     content = read_json_content if is_json else read_content
-    return changed(
-        message,
-        {
-            "content": content(message.get("content"), fn),
-            "name": read_text(message.get("name"), fn),
-            "refusal": read_text(message.get("refusal"), fn),
-            "reasoning_content": read_text(message.get("reasoning_content"), fn),
-            "reasoning": read_text(message.get("reasoning"), fn),
-            "audio": _audio(message.get("audio"), fn),
-            "annotations": rewrite_annotations(message.get("annotations"), fn),
-            "tool_calls": _tool_calls(message.get("tool_calls"), fn),
-            "function_call": _function(message.get("function_call"), fn),
-        },
-    )
+    updates = {"content": content(message.get("content"), fn)}
+    for name, read in _MESSAGE_FIELDS:
+        value = message.get(name)
+        if value is not None:  # absent or null: nothing to read (each reader keeps None)
+            updates[name] = read(value, fn)
+    return changed(message, updates)
 
 
 Reader = Callable[[Any, TextFn], Any]  # the texts of a value: `read_text`, `read_content`, ...
+# A chat message's fields besides its content, and how each is read.
+_MESSAGE_FIELDS: tuple[tuple[str, Reader], ...] = (
+    ("name", read_text),
+    ("refusal", read_text),
+    ("reasoning_content", read_text),
+    ("reasoning", read_text),
+    ("audio", _audio),
+    ("annotations", rewrite_annotations),
+    ("tool_calls", _tool_calls),
+    ("function_call", _function),
+)
 
 
 def field_reader(name: str, read: Reader) -> Reader:
     """`read` on field `name` of a mapping."""
 
     def reader(value: Any, fn: TextFn) -> Any:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, MAPPING):
             return rewrite_json(value, fn)
         return changed(value, {name: read(value.get(name), fn)})
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.guardrails.json_texts import TextFn, check_name, rewrite_json
+from gateway.guardrails.json_texts import MAPPING, TextFn, check_name, rewrite_json
 
 _STREAMING = ("model", "stream", "stream_options", "user", "metadata", "service_tier")
 _CAPS = ("max_tokens", "max_completion_tokens", "max_output_tokens")
@@ -107,7 +107,7 @@ def rewrite_unknown_keys(known: frozenset[str], value: Any, fn: TextFn) -> Any:
     """`value` (a mapping) with the texts of the keys `known` lacks rewritten, each such
     key checked as a name (the same object when none changed; one C-level set check when
     it has none)."""
-    if not isinstance(value, Mapping) or known.issuperset(value):
+    if not isinstance(value, MAPPING) or known.issuperset(value):
         return value
     updates = {}
     for name, item in value.items():
@@ -128,7 +128,7 @@ def rewrite_unknown_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -
         return body
     checked: Mapping[str, Any] = rewrite_unknown_keys(known, body, fn)
     options = body.get("stream_options")
-    if isinstance(options, Mapping):
+    if isinstance(options, MAPPING):
         rewritten = rewrite_unknown_keys(STREAM_OPTIONS_KEYS, options, fn)
         if rewritten is not options:
             checked = {**checked, "stream_options": rewritten}

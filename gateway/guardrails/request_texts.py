@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.guardrails.json_texts import rewrite_json
@@ -113,20 +113,12 @@ def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mappi
 
 def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
     if endpoint == "chat":
-        return changed(
-            body,
-            {
-                "messages": each_item(body.get("messages"), fn, lambda m: read_message(m, fn)),
-                "tools": _tools(body.get("tools"), fn),
-                "functions": each_item(body.get("functions"), fn, lambda f: rewrite_json(f, fn)),
-                "tool_choice": _choice_of_tool(body.get("tool_choice"), fn),
-                "function_call": _choice_of_tool(body.get("function_call"), fn),
-                "prediction": _prediction(body.get("prediction"), fn),
-                "response_format": _response_format(body.get("response_format"), fn),
-                "stop": read_strings(body.get("stop"), fn),
-                "web_search_options": rewrite_json(body.get("web_search_options"), fn),
-            },
-        )
+        updates = {"messages": each_item(body.get("messages"), fn, lambda m: read_message(m, fn))}
+        for name, read in _CHAT_FIELDS:
+            value = body.get(name)
+            if value is not None:  # absent or null: nothing to read (each reader keeps None)
+                updates[name] = read(value, fn)
+        return changed(body, updates)
     if endpoint == "completions":
         return changed(
             body,
@@ -156,3 +148,20 @@ def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping
             },
         )
     return body
+
+
+def _functions(value: Any, fn: TextFn) -> Any:
+    return each_item(value, fn, lambda f: rewrite_json(f, fn))
+
+
+# A chat request's fields besides its messages, and how each is read.
+_CHAT_FIELDS: tuple[tuple[str, Callable[[Any, TextFn], Any]], ...] = (
+    ("tools", _tools),
+    ("functions", _functions),
+    ("tool_choice", _choice_of_tool),
+    ("function_call", _choice_of_tool),
+    ("prediction", _prediction),
+    ("response_format", _response_format),
+    ("stop", read_strings),
+    ("web_search_options", rewrite_json),
+)
