@@ -14,13 +14,16 @@ import pytest
 from tests.support.gateway import running_gateway
 from tests.support.upstream import MockUpstream
 
-POLICY = """
+UPSTREAM = """
 providers:
   up: {{type: openai-compatible, api_base: "{base}"}}
 models:
   chat:
     deployments: [{{provider: up, model: upstream-chat}}]
-teams:
+"""
+POLICY = (
+    UPSTREAM
+    + """teams:
   both:
     models: ["*"]
     cache: {{ttl_s: 600, max_bytes: 1000000}}
@@ -30,6 +33,7 @@ teams:
     cache: {{ttl_s: 600, max_bytes: 1000000}}
     limits: {{tpm: 1000000}}
 """
+)
 HELLO = [{"role": "user", "content": "hello there, cache"}]
 TOKENS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
 REQUESTS = (
@@ -79,18 +83,15 @@ async def test_a_hit_carries_the_token_keys_as_they_stand(tmp_path, up, team, ex
         assert int(miss["x-ratelimit-remaining-tokens"]) <= remaining_hit <= 1000000
 
 
-REFUSING_POLICY = """
-providers:
-  up: {{type: openai-compatible, api_base: "{base}"}}
-models:
-  chat:
-    deployments: [{{provider: up, model: upstream-chat}}]
-teams:
+REFUSING_POLICY = (
+    UPSTREAM
+    + """teams:
   one-a-minute:
     models: ["*"]
     cache: {{ttl_s: 600, max_bytes: 1000000}}
     limits: {{rpm: 1}}
 """
+)
 
 
 async def refused_headers(client: openai.AsyncOpenAI, content: str, **headers: str) -> Any:
