@@ -367,7 +367,8 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     ctx.request_body = body  # for the spans and a log_content access line, read after it
     ctx.logs_content = grant.team.log_content  # the access line carries the text (opt-in)
     plan = None if cached is None else cached.plan
-    ctx.cache = None if cached is None else cached.status  # a hit's once admitted: served
+    if cached is not None and hit is not None:  # once admitted: served (a miss said so above)
+        ctx.cache = cached.status
     try:  # free unless raised (3.11's zero-cost try): nothing added to the answer's path
         if hit is not None:
             await _answer_from_cache(ctx, exchange, hit, route)

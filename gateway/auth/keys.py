@@ -136,11 +136,8 @@ class SigningKeyStore:
         self._public_kids: frozenset[str] = frozenset()
         self._public_loaded_at = float("-inf")  # never loaded: the first refresh may run
         self._public_expires_at: datetime | None = None  # when a retired key in it stops
-        # Unix second from which each retired kid never verifies, past cut-offs included.
-        self._cutoffs: dict[str, float] = {}
-        # Unix second after which each retired kid signed nothing: its retirement, plus the
-        # time a process keeps signing with the key it loaded (`current_ttl_s`).
-        self._signed_until: dict[str, float] = {}
+        # Unix second each retired kid was retired at, past cut-offs included.
+        self._retired_at: dict[str, float] = {}
         self._lock = asyncio.Lock()
         self._refresher = PeriodicReload(
             self._reload_public_locked, interval_s=refresh_interval_s, what="signing keys"
@@ -201,14 +198,17 @@ class SigningKeyStore:
 
         From memory, as of the last load; a kid this store has not loaded (or that is
         gone from the database) is treated as retired long ago."""
-        if kid in self._cutoffs:
-            return self._cutoffs[kid]
+        retired_at = self._retired_at.get(kid)
+        if retired_at is not None:
+            return retired_at + self._retired_verify.total_seconds()
         return None if kid in self._public_kids else float("-inf")
 
     def signs_until(self, kid: str) -> float | None:
         """Unix second after which no process signed with `kid`; None while it is current
-        (from memory, as of the last load, as `retires_at`)."""
-        return self._signed_until.get(kid)
+        (from memory, as of the last load, as `retires_at`): its retirement, plus the time a
+        process keeps signing with the key it loaded (`current_ttl_s`)."""
+        retired_at = self._retired_at.get(kid)
+        return None if retired_at is None else retired_at + self._current_ttl_s
 
     async def start(self) -> None:
         """Load the key set, then reload it in the background every `refresh_interval_s`."""
@@ -252,19 +252,13 @@ class SigningKeyStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(sa.select(*columns))).all()
         now = self._utcnow()
-        ends = {
-            row.kid: _utc(row.retired_at) + self._retired_verify for row in rows if row.retired_at
-        }
+        retired = {row.kid: _utc(row.retired_at) for row in rows if row.retired_at}
+        ends = {kid: at + self._retired_verify for kid, at in retired.items()}
         live = [row for row in rows if row.kid not in ends or ends[row.kid] > now]
         keys = [RSAKey.import_key(json.loads(row.public_jwk)) for row in live]
         self._public = KeySet(keys)  # type: ignore[arg-type]  # KeySet is typed over the Key union
         self._public_kids = frozenset(row.kid for row in live)
-        self._cutoffs = {kid: end.timestamp() for kid, end in ends.items()}
-        self._signed_until = {
-            row.kid: _utc(row.retired_at).timestamp() + self._current_ttl_s
-            for row in rows
-            if row.retired_at
-        }
+        self._retired_at = {kid: at.timestamp() for kid, at in retired.items()}
         self._public_loaded_at = self._monotonic()
         self._public_expires_at = min((ends[r.kid] for r in live if r.kid in ends), default=None)
 

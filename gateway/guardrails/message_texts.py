@@ -240,14 +240,27 @@ def _chat_message(message: Any, fn: TextFn, is_json: bool = False) -> Any:
         return rewrite_json(message, fn)
     content = read_json_content if is_json else read_content
     updates = {"content": content(message.get("content"), fn)}
-    for name, read in _MESSAGE_FIELDS:
-        value = message.get(name)
-        if value is not None:  # absent or null: nothing to read (each reader keeps None)
-            updates[name] = read(value, fn)
-    return changed(message, updates)
+    return changed(message, read_present(message, _MESSAGE_FIELDS, fn, updates))
 
 
 Reader = Callable[[Any, TextFn], Any]  # the texts of a value: `read_text`, `read_content`, ...
+
+
+def read_present(
+    value: Mapping[str, Any],
+    fields: tuple[tuple[str, Reader], ...],
+    fn: TextFn,
+    updates: dict[str, Any],
+) -> dict[str, Any]:
+    """`updates` plus each of `fields` present in `value`, read by its reader (absent or
+    null: nothing to read, as each reader keeps None)."""
+    for name, read in fields:
+        field = value.get(name)
+        if field is not None:
+            updates[name] = read(field, fn)
+    return updates
+
+
 # A chat message's fields besides its content, and how each is read.
 _MESSAGE_FIELDS: tuple[tuple[str, Reader], ...] = (
     ("name", read_text),

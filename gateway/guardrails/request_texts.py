@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from gateway.guardrails.json_texts import rewrite_json
 from gateway.guardrails.message_texts import (
+    Reader,
     TextFn,
     changed,
     each_item,
     read_content,
     read_message,
+    read_present,
     read_request_part,
     read_strings,
     read_text,
@@ -113,12 +115,8 @@ def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mappi
 
 def _known_fields(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
     if endpoint == "chat":
-        updates = {"messages": each_item(body.get("messages"), fn, lambda m: read_message(m, fn))}
-        for name, read in _CHAT_FIELDS:
-            value = body.get(name)
-            if value is not None:  # absent or null: nothing to read (each reader keeps None)
-                updates[name] = read(value, fn)
-        return changed(body, updates)
+        messages = each_item(body.get("messages"), fn, lambda m: read_message(m, fn))
+        return changed(body, read_present(body, _CHAT_FIELDS, fn, {"messages": messages}))
     if endpoint == "completions":
         return changed(
             body,
@@ -155,7 +153,7 @@ def _functions(value: Any, fn: TextFn) -> Any:
 
 
 # A chat request's fields besides its messages, and how each is read.
-_CHAT_FIELDS: tuple[tuple[str, Callable[[Any, TextFn], Any]], ...] = (
+_CHAT_FIELDS: tuple[tuple[str, Reader], ...] = (
     ("tools", _tools),
     ("functions", _functions),
     ("tool_choice", _choice_of_tool),

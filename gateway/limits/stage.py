@@ -63,9 +63,7 @@ def reserve_limits(
         return None  # an unlimited team pays nothing for the stage
     if not tokens:
         return _reserve_waiting(ctx, policy, grant, None, services)
-    limits = services.limits
-    now_ms = limits.clock()  # one instant: the shape's periods and the reservation's
-    shape = shape_of(team, grant.principal.subject, now_ms, policy.timezone, spends_tokens=True)
+    shape, now_ms = _shape_now(policy, grant, services, spends_tokens=True)
     if shape.is_empty:
         return None
     if not shape.spends_tokens:  # rpm and concurrency only: no count to make
@@ -78,23 +76,15 @@ def reserve_limits(
     return _hold(ctx, policy, grant, shape, found, now_ms, services)
 
 
-def _reserve(
-    ctx: RequestContext,
-    policy: Policy,
-    grant: Grant,
-    found: Estimate,
-    services: Services,
-    *,
-    spends_tokens: bool,
-) -> Coroutine[Any, Any, None] | None:
-    """The reservation of `found` on the team's checks now (a cache hit's, which spends
-    no tokens: only its rpm and concurrency): see _hold."""
+def _shape_now(
+    policy: Policy, grant: Grant, services: Services, *, spends_tokens: bool
+) -> tuple[Shape, int]:
+    """The team's (and user's) checks now, and that instant: one for the shape's periods
+    and the reservation's. `spends_tokens=False` (a cache hit): rpm and concurrency only."""
     now_ms = services.limits.clock()
     subject = grant.principal.subject
     shape = shape_of(grant.team, subject, now_ms, policy.timezone, spends_tokens=spends_tokens)
-    if shape.is_empty:
-        return None
-    return _hold(ctx, policy, grant, shape, found, now_ms, services)
+    return shape, now_ms
 
 
 def _hold(
@@ -135,9 +125,11 @@ async def _reserve_waiting(
     which spends no tokens (its token headers then show tpm as it stands)."""
     found = NO_TOKENS if counting is None else await counting
     spends_tokens = counting is not None
-    waiting = _reserve(ctx, policy, grant, found, services, spends_tokens=spends_tokens)
-    if waiting is not None:
-        await waiting
+    shape, now_ms = _shape_now(policy, grant, services, spends_tokens=spends_tokens)
+    if not shape.is_empty:
+        waiting = _hold(ctx, policy, grant, shape, found, now_ms, services)
+        if waiting is not None:
+            await waiting
     if spends_tokens:
         return
     hold = ctx.limits_hold
