@@ -10,16 +10,25 @@ them for a free connection, within the same timeout as the call itself.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import redis.asyncio as aioredis
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 POOL_CONNECTIONS = 100  # per process and client: Redis's maxclients is 10,000 by default
 
 
-def redis_client(url: str, *, timeout_s: float) -> aioredis.Redis:
+def redis_client(
+    url: str,
+    *,
+    timeout_s: float,
+    connect: Callable[[AbstractConnection], Awaitable[None]] | None = None,
+) -> aioredis.Redis:
     """A client (replies as bytes) whose commands and connection waits each give up
-    after `timeout_s`."""
+    after `timeout_s`. `connect`: each new connection's setup, in place of redis-py's
+    own (which it calls first)."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=POOL_CONNECTIONS,
@@ -27,5 +36,6 @@ def redis_client(url: str, *, timeout_s: float) -> aioredis.Redis:
         socket_timeout=timeout_s,
         socket_connect_timeout=timeout_s,
         retry=Retry(NoBackoff(), 0),  # a call that fails is answered now, not waited on
+        redis_connect_func=connect,
     )
     return aioredis.Redis.from_pool(pool)

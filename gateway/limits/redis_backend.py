@@ -12,7 +12,9 @@ decides, by policy, whether that refuses (closed) or serves unchecked (open).
 
 A request served unchecked still spent: its usage is owed (kept here, bounded) and
 charged by the CHARGE script with the next batch that reaches Redis, so a Redis that
-comes back with its keys (persisted, a replica, a healed partition) counts the outage.
+comes back with its keys (a healed partition, a paused process) counts the outage. A
+restarted Redis, or another one (a promoted replica), is a new generation of keys
+(redis_generation.py): rebuilt from the ledger, which holds the outage's requests.
 While anything is owed, a task offers it to Redis every OWED_RETRY_S too: a replica
 with no traffic of its own pays its debt, not leaving the others to admit against a
 short count. One that comes back empty rebuilds its counters from the ledger, which
@@ -38,6 +40,7 @@ settle still runs after it, and finds every script loaded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from typing import Any
@@ -45,6 +48,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.causes import error_cause, url_secrets
@@ -74,6 +78,7 @@ from gateway.limits.redis_calls import (
     settle_values,
     team_prefix,
 )
+from gateway.limits.redis_generation import GREETING, Generation, GenerationChanged
 from gateway.limits.redis_scripts import CHARGE, RESERVE, SEED, SETTLE, SWEEP
 from gateway.limits.resp import (
     Command,
@@ -81,6 +86,7 @@ from gateway.limits.resp import (
     NotSent,
     RespConnection,
     RespError,
+    ServerChanged,
     replies,
     why,
 )
@@ -130,6 +136,7 @@ class RedisBackend:
         client: aioredis.Redis,
         fast: RespConnection | None = None,
         clock: Clock = wall_clock_ms,
+        generation: Generation | None = None,
     ) -> None:
         self._redis = client
         self.secrets: tuple[str, ...] = ()  # the URL's password: never in a health line
@@ -144,6 +151,10 @@ class RedisBackend:
         self._loads: list[tuple[str | int, ...]] = [("SCRIPT", "LOAD", s) for s in SCRIPTS]
         # Each shape's RESERVE and SETTLE calls less the request's numbers, made once.
         self._calls = ShapeCalls(self._reserve.sha, self._settle.sha)
+        # Which of the server's key generations the keys name (redis_generation.py): the
+        # connections' greetings say; a new one makes every shape's calls again.
+        self._generation = Generation() if generation is None else generation
+        self._generation.on_change = self._new_generation
         # Settles wait here for the drainer, which sends what has gathered as one
         # pipeline (one write, one read) while the responses go out: no task per request.
         self._queue: list[Settle] = []
@@ -165,21 +176,63 @@ class RedisBackend:
 
     @classmethod
     def from_url(cls, url: str, clock: Clock = wall_clock_ms) -> RedisBackend:
-        client = redis_client(url, timeout_s=REDIS_TIMEOUT_S)
-        fast = RespConnection.from_url(url, timeout_s=REDIS_TIMEOUT_S, scripts=SCRIPTS)
-        backend = cls(client, fast, clock)
+        generation = Generation()
+        client = redis_client(url, timeout_s=REDIS_TIMEOUT_S, connect=generation.redis_py_connect)
+        fast = RespConnection.from_url(
+            url,
+            timeout_s=REDIS_TIMEOUT_S,
+            scripts=SCRIPTS,
+            greeting=(GREETING, generation.greeted),
+        )
+        backend = cls(client, fast, clock, generation)
         backend.secrets = url_secrets(url)
         return backend
 
     def reserve_now(self, plan: Plan, hold_id: str, now_ms: int) -> None:
         return None  # Redis decides: always one round trip (try_reserve)
 
+    def _new_generation(self, generation: int) -> None:
+        self._calls = ShapeCalls(self._reserve.sha, self._settle.sha, generation)
+
+    def _prefix(self, team: str) -> str:
+        return team_prefix(team, self._generation.value)
+
+    async def _greeted(self) -> None:
+        """Connected, so that the keys named next are of the server's generation: the
+        fast connection when it is not (its greeting runs); through redis-py, once,
+        before the first call (a connection made later greets the same way, and the call
+        that made it fails if the generation changed)."""
+        fast = self._fast
+        if fast is not None:
+            if not fast.is_live():
+                try:
+                    await fast.connect()
+                except OSError as error:  # NotSent: nothing was written
+                    raise BackendUnavailable(f"Redis: {why(error)}") from error
+            return
+        if not self._generation.known:
+            # Failing: the generation changed (learned now), or the call to come fails too.
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.ping()
+
     async def try_reserve(self, plan: Plan, hold_id: str, now_ms: int) -> Decision:
+        try:
+            return await self._reserve_once(plan, hold_id, now_ms)
+        except BackendUnavailable as error:
+            if not isinstance(error.__cause__, ServerChanged | GenerationChanged):
+                raise
+        # Not sent: the connection that carried it found a new server. Made again, for the
+        # keys of the server's generation (learned by then).
+        return await self._reserve_once(plan, hold_id, now_ms)
+
+    async def _reserve_once(self, plan: Plan, hold_id: str, now_ms: int) -> Decision:
         lease_end = now_ms + plan.lease_ms
         try:
+            fast = self._fast
+            if fast is None or not fast.is_live():
+                await self._greeted()
             reserve = self._calls.of(plan.shape)[0]
             args = reserve.args(hold_id, reserve_values(plan, now_ms, lease_end))
-            fast = self._fast
             if fast is None:  # owed charges go with the drainer (after the next settle)
                 reply = await self._call(self._reserve, reserve.keys, args)
                 return decode_reserve(plan, hold_id, lease_end, reply)
@@ -193,7 +246,8 @@ class RedisBackend:
             commands = self._settle_commands(batch)
             # Charges owed (Redis was away) go before the reserve: it checks the outage's spend.
             charges = self._owed.take(OWED_RIDE_ALONG) if self._owed else []
-            commands += [charge_command(self._charge.sha, c) for c in charges]
+            generation = self._generation.value
+            commands += [charge_command(self._charge.sha, c, generation) for c in charges]
             commands.append(reserve.command(args))
             self._sending += 1
             try:
@@ -220,7 +274,7 @@ class RedisBackend:
     async def seed(self, team: str, seeds: tuple[tuple[BudgetRule, int], ...]) -> None:
         if not seeds:
             return
-        p = team_prefix(team)
+        p = self._prefix(team)
         # Stamped after the ledger was read: a request that finished while it was read is
         # not charged (its row may be in the sum); one that finished after it is.
         # With each counter, what SEED needs to adopt the holds in flight it applies to.
@@ -239,7 +293,7 @@ class RedisBackend:
         just before is in the ledger only once every replica's writer has stored its last
         batch. Wait for that (the rebuild then reads it)."""
         try:
-            found = await self._redis.exists(team_prefix(team) + SEED_MARKER)
+            found = await self._redis.exists(self._prefix(team) + SEED_MARKER)
         except (RedisError, OSError) as error:
             raise BackendUnavailable(f"Redis: {type(error).__name__}") from error
         if not found:
@@ -437,7 +491,8 @@ class RedisBackend:
     async def _send_charges(self, charges: list[OwedCharge]) -> bool:
         """One round trip of charges. False: Redis did not answer; they stay owed (sent
         again, a charge that did land adds nothing: CHARGE marks it)."""
-        commands = [charge_command(self._charge.sha, c) for c in charges]
+        generation = self._generation.value
+        commands = [charge_command(self._charge.sha, c, generation) for c in charges]
         try:
             replies = await self._pipelined(commands)
         except (RedisError, RespError, OSError):
@@ -520,7 +575,8 @@ class RedisBackend:
             return await pipe.execute(raise_on_error=False)
 
     async def snapshot(self, plan: Plan, now_ms: int) -> Snapshot:
-        p = team_prefix(plan.team)
+        await self._greeted()
+        p = self._prefix(plan.team)
         if self._owed and (plan.budgets or plan.concurrency):
             await self._charge_owed()  # the outage's spend counted, phantom holds freed
         if plan.budgets or plan.concurrency:  # lapsed holds still count there (not on rates)
@@ -552,19 +608,29 @@ class RedisBackend:
         Through both connections: redis-py's, and the fast one every reserve and settle
         goes by (ok only if a reserve could get through it now)."""
         try:
-            await self._redis.ping()
+            await self._ping_redis_py()
         except (AuthenticationError, ResponseError) as error:
             return f"error: Redis refused ({error_cause(error, self.secrets)})"
         except (RedisError, OSError) as error:
             return f"error: Redis unreachable ({error_cause(error, self.secrets)})"
         if self._fast is not None:
             try:
+                await self._fast.connect()  # a greeting that found a new server fails no ping
                 await self._fast.call(("PING",))
             except RespError as error:
                 return f"error: Redis refused ({error_cause(error, self.secrets)})"
             except Exception as error:  # whatever it is, the limits cannot get through
                 return f"error: Redis unreachable ({error_cause(error, self.secrets)})"
         return "ok"
+
+    async def _ping_redis_py(self) -> None:
+        generation = self._generation.value
+        try:
+            await self._redis.ping()
+        except RedisConnectionError:
+            if self._generation.value == generation:
+                raise
+            await self._redis.ping()  # its connection found a new server: asked again
 
     async def close(self) -> None:
         self._closing = True

@@ -32,8 +32,11 @@ Sent = TypeVar("Sent")
 CALLS_KEPT = 8192
 
 
-def team_prefix(team: str) -> str:
-    """All of one team's keys in one hash slot (Redis Cluster): the `{team}` tag."""
+def team_prefix(team: str, generation: int = 0) -> str:
+    """All of one team's keys in one hash slot (Redis Cluster): the `{team}` tag; and of
+    one generation of the server's keys (redis_generation.py; 0 names no generation)."""
+    if generation:
+        return f"gw:{{{team}}}:g{generation}:"
     return f"gw:{{{team}}}:"
 
 
@@ -61,12 +64,12 @@ def _script_call(sha: str, keys: list[str], numbers: str) -> ScriptCall:
 
 # The template's names: n = now (ms), l = lease end (ms), t = tokens, u = nano-USD,
 # d = true tokens less the estimate (tpm's settle).
-def reserve_call(sha: str, shape: Shape) -> ScriptCall:
+def reserve_call(sha: str, shape: Shape, generation: int = 0) -> ScriptCall:
     """RESERVE's KEYS (holds, exp, budgets, rates, concurrency) and numbers: now,
     lease end, the counts, then (limit, amount, keep until) per budget, (limit, amount)
     per rate, the limit per concurrency check, then the request's tokens, nano-USD and
     its user's key owner (what a counter rebuilt while it is in flight adopts: SEED)."""
-    p = team_prefix(shape.team)
+    p = team_prefix(shape.team, generation)
     keys = [p + "holds", p + "exp"]
     numbers = [f"%(n)d %(l)d {len(shape.budgets)} {len(shape.rates)} {len(shape.concurrency)}"]
     for b in shape.budgets:
@@ -84,10 +87,10 @@ def reserve_call(sha: str, shape: Shape) -> ScriptCall:
     return _script_call(sha, keys, " ".join(numbers))
 
 
-def settle_call(sha: str, shape: Shape) -> ScriptCall:
+def settle_call(sha: str, shape: Shape, generation: int = 0) -> ScriptCall:
     """SETTLE's KEYS (holds, exp, budgets, tpm rates) and numbers: the counts, then
     used per budget (-1: release), the token difference per tpm."""
-    p = team_prefix(shape.team)
+    p = team_prefix(shape.team, generation)
     keys = [p + "holds", p + "exp"]
     token_rates = [r for r in shape.rates if r.kind is RateKind.TOKENS]
     numbers = [f"{len(shape.budgets)} {len(token_rates)}"]
@@ -112,10 +115,12 @@ def settle_values(plan: Plan, actual: Actual | None) -> dict[str, int]:
 
 
 class ShapeCalls:
-    """Each shape's RESERVE and SETTLE calls, made when a shape is first seen."""
+    """Each shape's RESERVE and SETTLE calls, made when a shape is first seen, naming
+    the keys of one generation."""
 
-    def __init__(self, reserve_sha: str, settle_sha: str) -> None:
+    def __init__(self, reserve_sha: str, settle_sha: str, generation: int = 0) -> None:
         self._reserve_sha, self._settle_sha = reserve_sha, settle_sha
+        self.generation = generation
         self._calls: dict[int, tuple[Shape, ScriptCall, ScriptCall]] = {}
 
     def of(self, shape: Shape) -> tuple[ScriptCall, ScriptCall]:
@@ -125,8 +130,8 @@ class ShapeCalls:
                 self._calls.clear()
             found = self._calls[id(shape)] = (
                 shape,
-                reserve_call(self._reserve_sha, shape),
-                settle_call(self._settle_sha, shape),
+                reserve_call(self._reserve_sha, shape, self.generation),
+                settle_call(self._settle_sha, shape, self.generation),
             )
         return found[1], found[2]
 
@@ -194,11 +199,11 @@ def late_settle(
     return OwedCharge(hold_id, shape, amounts, finished_ms, 0, kind)
 
 
-def charge_command(sha: str, charge: OwedCharge) -> tuple[str | int, ...]:
+def charge_command(sha: str, charge: OwedCharge, generation: int = 0) -> tuple[str | int, ...]:
     """CHARGE's call: KEYS the team's holds, their leases and the budget counters; ARGV
     the hold id, then in one string the instant it finished, the lease end of a reserve
     given up on (0: none), the late settle's kind (0: none) and the amount per counter."""
-    p = team_prefix(charge.shape.team)
+    p = team_prefix(charge.shape.team, generation)
     keys = [p + "holds", p + "exp", *(p + b.key for b in charge.shape.budgets)]
     numbers = " ".join(
         map(str, (charge.finished_ms, charge.lease_end_ms, charge.late_settle, *charge.amounts))

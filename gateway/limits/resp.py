@@ -30,14 +30,19 @@ them (SCRIPT FLUSH; a restart that kept its keys) refuses a call with NOSCRIPT, 
 of it ran: the command is written again the moment that reply is read, behind every
 script loaded again, before any other command can be written. Order holds: a reserve
 sent after a settle never runs before it (the settle frees the slot the reserve wants).
+
+A greeting (redis_generation.py's) goes on each new connection before anything else:
+when its reply says the server is not the one commands were made for, the call that
+connected fails with ServerChanged (nothing sent), and the connection is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -46,6 +51,9 @@ CRLF = b"\r\n"
 WATCH_TICKS = 5
 # A command: its parts, or already framed in RESP (limits/redis_calls.py).
 Command = tuple[bytes | str | int, ...] | bytes
+# A command for each new connection, and what reads its reply (an error reply as a
+# RespError value): False when the commands made before must not be sent.
+Greeting = tuple[Command, Callable[[Any], bool]]
 
 
 class RespError(Exception):
@@ -59,6 +67,11 @@ class NoScript(RespError):
 class NotSent(ConnectionError):
     """No connection could be made: the commands were never written (none of them can
     run later), unlike a timeout, after which a hung Redis may still run them."""
+
+
+class ServerChanged(NotSent):
+    """Connected, and the greeting says the server is not the one the commands were made
+    for (redis_generation.py): they are not sent; made again, they may go."""
 
 
 class _Incomplete(Exception):
@@ -135,6 +148,7 @@ class _Link(asyncio.Protocol):
         self._oldest_since = 0.0  # the loop's time at the tick that first saw it
         self.lost: Exception | None = None  # why it failed: never written to again
         self._refusal: RespError | None = None  # an error a script load got (maxclients)
+        self.changed = False  # the greeting said: not the server commands were made for
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -265,18 +279,27 @@ class RespConnection:
         password: str | None = None,
         db: int = 0,
         scripts: tuple[str, ...] = (),
+        greeting: Greeting | None = None,
     ) -> None:
         self._host, self._port, self._timeout_s = host, port, timeout_s
         self._tls, self._username, self._password, self._db = tls, username, password, db
         # The scripts its callers call: SCRIPT LOAD of each, in RESP (framed once).
         self.script_loads = [pack(("SCRIPT", "LOAD", script)) for script in scripts]
+        # Sent on each new connection; its reply says whether the server is the one
+        # commands made before were made for (False: the call that connected fails).
+        self._greeting = greeting
         self._link: _Link | None = None
         self._connecting: asyncio.Future[_Link] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_url(
-        cls, url: str, *, timeout_s: float, scripts: tuple[str, ...] = ()
+        cls,
+        url: str,
+        *,
+        timeout_s: float,
+        scripts: tuple[str, ...] = (),
+        greeting: Greeting | None = None,
     ) -> RespConnection | None:
         """A connection for a redis:// or rediss:// URL; None for anything else (a
         unix socket, Sentinel...), which redis-py then serves."""
@@ -295,6 +318,7 @@ class RespConnection:
             password=unquote(parts.password) if parts.password else None,
             db=int(path or 0),
             scripts=scripts,
+            greeting=greeting,
         )
 
     @property
@@ -321,10 +345,21 @@ class RespConnection:
         """Write `commands` in this call (one write), their replies to come (`replies`);
         None, nothing written, when there is no live connection on this loop to write
         to (call_many connects first)."""
-        link = self._link
-        if link is None or link.lost is not None or self._loop is not asyncio.get_running_loop():
+        if not self.is_live():
             return None
-        return link.send(commands)
+        return self._link.send(commands)  # type: ignore[union-attr]  # live: a link
+
+    def is_live(self) -> bool:
+        """Whether a command written now goes on a connection open on this loop."""
+        link = self._link
+        return link is not None and link.lost is None and self._loop is asyncio.get_running_loop()
+
+    async def connect(self) -> None:
+        """Connect now unless connected (commands made after it see the greeting's
+        effect). Raises NotSent when no connection could be made."""
+        if not self.is_live():
+            with contextlib.suppress(ServerChanged):  # connected; nothing was sent
+                await self._connect()
 
     async def close(self) -> None:
         link = self._link
@@ -361,6 +396,11 @@ class RespConnection:
             raise  # cancelled: the caller is gone
         self._connecting = None
         self._link = link
+        if link.changed:  # kept, but what its callers made before goes nowhere
+            changed = ServerChanged("Redis is a new server: the commands were not sent")
+            connecting.set_exception(changed)
+            connecting.exception()
+            raise changed
         connecting.set_result(link)
         return link
 
@@ -384,6 +424,9 @@ class RespConnection:
         # refused after a command sent behind it ran (that one would run first).
         if self.script_loads:
             link.load_scripts()
+        if self._greeting is not None:
+            command, greeted = self._greeting
+            link.changed = not greeted(await link.send([command])[0])
         return link
 
 

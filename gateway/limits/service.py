@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Final, final
 
-from gateway.limits.answers import refusal_error
+from gateway.limits.answers import BudgetRefusal, refusal_error
 from gateway.limits.backend import (
     BackendUnavailable,
     Hold,
@@ -22,6 +22,7 @@ from gateway.limits.backend import (
     NeedsSeed,
     Snapshot,
 )
+from gateway.limits.budget import Counter, Verdict, verdict
 from gateway.limits.errors import LimitsUnavailable
 from gateway.limits.plan import Actual, BudgetRule, Plan
 from gateway.limits.rebuild import LedgerSums, rebuilt
@@ -59,6 +60,16 @@ os.register_at_fork(after_in_child=_HOLD_IDS.renew)
 
 def new_hold_id() -> str:
     return _HOLD_IDS.next()
+
+
+def larger_than_a_whole_budget(plan: Plan) -> BudgetRefusal | None:
+    """The first budget the request's estimate alone is more than (budget.verdict's
+    TOO_LARGE, whatever its counter holds): None when it fits every one."""
+    for rule in plan.budgets:
+        amount = plan.amount(rule)
+        if verdict(0, 0, rule.limit, amount) is Verdict.TOO_LARGE:
+            return BudgetRefusal(rule, amount, Verdict.TOO_LARGE, Counter())
+    return None
 
 
 def wall_clock_ms() -> int:
@@ -129,6 +140,9 @@ class Limits:
         error: BackendUnavailable,
         request_id: str,
     ) -> Hold:
+        too_large = larger_than_a_whole_budget(plan)
+        if too_large is not None:  # refused whatever the counters hold: no store needed
+            raise refusal_error(too_large, plan.team) from error
         if mode is BackendErrorMode.CLOSED:
             # Name what is down: with the in-process backend there is no store, only the
             # database the counters are rebuilt from after a restart or a policy change.

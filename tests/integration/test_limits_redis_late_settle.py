@@ -26,7 +26,7 @@ from gateway.policy.compiled import Budget, BudgetPeriod, PerUserSpec, TeamRules
 from gateway.policy.schema import BackendErrorMode, LimitsSpec
 from tests.integration.test_limits_redis_outage_charge import _ledger, _stop, _stop_keeping_keys
 from tests.support.gateway import running_gateway
-from tests.support.redis_server import free_port, start_redis
+from tests.support.redis_server import free_port, start_redis, start_redis_as_before
 from tests.support.upstream import Behaviour, MockUpstream
 
 needs_redis_server = pytest.mark.skipif(
@@ -83,7 +83,7 @@ async def test_settles_made_while_redis_was_away_land_once_it_is_back_with_its_k
             await _ledger(engine, plan.team, int(time.time() * 1000), USED)
         await backend.flush()  # Redis still away: kept
 
-        server = start_redis(port, str(tmp_path))  # its keys back, the holds with them
+        server = start_redis_as_before(port, str(tmp_path))  # its keys back, the holds with them
         fourth = await limits.reserve(plan, CLOSED)  # the late settles ride ahead of it
         assert fourth.is_checked
         truth = await _truth(engine, plan)
@@ -119,7 +119,7 @@ async def test_late_settles_offered_just_before_a_reserve_still_land_ahead_of_it
             limits.settle(hold, Actual(USED, 0))
         await backend.flush()  # Redis away: kept
 
-        server = start_redis(port, str(tmp_path))
+        server = start_redis_as_before(port, str(tmp_path))
         offer = asyncio.create_task(backend.flush())  # what the retry task does
         await asyncio.sleep(0)  # it took them and is connecting
         fourth = await limits.reserve(plan, CLOSED)
@@ -158,7 +158,7 @@ async def test_a_late_settle_whose_hold_was_swept_meanwhile_charges_without_free
             limits.settle(hold, Actual(USED, 0))
         await backend.flush()
 
-        server = start_redis(port, str(tmp_path))
+        server = start_redis_as_before(port, str(tmp_path))
         assert await _view(other, plan) == ([(0, 0), (0, 0)], 0)  # swept
         await backend.flush()  # the late settles land
         await backend.flush()  # sent again (a lost reply): nothing more
@@ -299,7 +299,7 @@ async def test_requests_that_finish_while_redis_is_down_free_their_slots_once_it
                 _stop_keeping_keys(port, server)
                 await asyncio.gather(*in_flight)  # they finish while Redis is down
                 await asyncio.sleep(0.5)  # Redis stays away a moment: their settles fail
-                server = start_redis(port, str(tmp_path))
+                server = start_redis_as_before(port, str(tmp_path))
                 up.behave(Behaviour(prompt_tokens=10, completion_tokens=5))
                 await ask()
 

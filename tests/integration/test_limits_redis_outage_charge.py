@@ -30,7 +30,7 @@ from gateway.usage.ledger_table import usage_ledger
 from tests.integration.test_limits_redis import _row
 from tests.integration.test_limits_redis_settle import recording, unreachable
 from tests.support.gateway import running_gateway
-from tests.support.redis_server import free_port, start_redis
+from tests.support.redis_server import free_port, start_redis, start_redis_as_before
 from tests.support.upstream import Behaviour, MockUpstream
 
 needs_redis_server = pytest.mark.skipif(
@@ -104,7 +104,7 @@ async def test_the_outage_spend_is_charged_before_the_next_reserve_on_a_redis_ba
         await backend.flush()  # Redis still away: they stay owed, none lost
         assert backend.lost_charges == 0
 
-        server = start_redis(port, str(tmp_path))  # its keys back, its scripts gone
+        server = start_redis_as_before(port, str(tmp_path))  # its keys back, its scripts gone
         with pytest.raises(BudgetExhausted):
             await limits.reserve(plan, BackendErrorMode.CLOSED)  # 265 + 100 > 300
         rule = plan.budgets[0]
@@ -152,7 +152,7 @@ async def test_the_usage_view_counts_what_an_outage_spent(tmp_path, http) -> Non
                 _stop_keeping_keys(port, server)
                 for _ in range(5):
                     await ask()
-                server = start_redis(port, str(tmp_path))
+                server = start_redis_as_before(port, str(tmp_path))
                 await ask()
 
                 admin = {"authorization": f"Bearer {await gw.token(scopes=('gateway:admin',))}"}
@@ -209,7 +209,7 @@ async def test_a_replica_without_traffic_pays_its_outage_spend_once_redis_is_bac
                 unchecked = await second.openai(team)
                 for _ in range(5):
                     await unchecked.chat.completions.create(model="chat", messages=hi)
-                server = start_redis(port, str(tmp_path))
+                server = start_redis_as_before(port, str(tmp_path))
 
                 admin = {"authorization": f"Bearer {await first.token(scopes=('gateway:admin',))}"}
                 deadline = time.monotonic() + 3

@@ -344,7 +344,8 @@ async def test_settles_riding_with_a_reserve_redis_cannot_take_are_kept_owed() -
         backend.settle(Hold("a", plan, now + 1000), Actual(1, 0))
         with pytest.raises(BackendUnavailable):
             await backend.try_reserve(plan, "b", now)
-        assert len(backend._owed) == 1
+        # Kept: owed, or still queued when the reserve failed to connect before taking it.
+        assert len(backend._queue) + len(backend._owed) == 1
         await backend.flush()  # still away: still owed
         assert len(backend._owed) == 1 and backend.lost_settles == 0
     finally:

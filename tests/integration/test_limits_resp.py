@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from gateway.limits.resp import RespConnection, RespError
+from gateway.limits.resp import RespConnection, RespError, ServerChanged
 
 
 async def test_many_callers_share_one_connection_and_get_their_own_replies(
@@ -194,3 +194,32 @@ async def test_a_password_and_database_in_the_url_are_used(tmp_path) -> None:
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def test_a_greeting_that_finds_another_server_fails_the_call_that_connected(
+    redis_url: str,
+) -> None:
+    """Each new connection is greeted first; when the greeting's reply says the server
+    is not the one the commands were made for, the call that connected is not sent
+    (ServerChanged), the connection is kept, and the next call goes on it."""
+    answers = iter([True, False])
+    greeted: list[object] = []
+
+    def greet(reply: object) -> bool:
+        greeted.append(reply)
+        return next(answers)
+
+    conn = RespConnection.from_url(redis_url, timeout_s=2, greeting=(("ECHO", "hi"), greet))
+    assert conn is not None
+    key = f"resp-greet-{uuid.uuid4().hex}"
+    try:
+        assert await conn.call(("INCR", key)) == 1  # the same server: sent
+        await conn.close()  # the next call connects again: greeted again
+        with pytest.raises(ServerChanged):
+            await conn.call(("INCR", key))
+        assert conn.is_live()  # kept
+        assert await conn.call(("INCR", key)) == 2  # not sent before: counted once
+        assert greeted == [b"hi", b"hi"]
+        await conn.call(("DEL", key))
+    finally:
+        await conn.close()

@@ -9,6 +9,8 @@ import time
 
 import redis
 
+from gateway.limits.redis_generation import GENERATION_KEY
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -16,11 +18,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
+def start_redis(port: int, folder: str, *options: str) -> subprocess.Popen[bytes]:
     """A Redis that loads folder/dump.rdb when there is one (what SHUTDOWN SAVE wrote:
-    a Redis that comes back with its keys), once it answers PING."""
+    a Redis that comes back with its keys), once it answers PING. `options`: more of
+    redis-server's."""
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", folder],
+        [
+            "redis-server",
+            *("--port", str(port), "--save", "", "--appendonly", "no", "--dir", folder),
+            *options,
+        ],
         stdout=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 10
@@ -34,3 +41,15 @@ def start_redis(port: int, folder: str) -> subprocess.Popen[bytes]:
         time.sleep(0.05)
     process.kill()
     raise RuntimeError("redis-server did not start")
+
+
+def start_redis_as_before(port: int, folder: str) -> subprocess.Popen[bytes]:
+    """start_redis, its saved keys trusted as a Redis that never went away would be (a
+    healed partition, a paused process): the gateway treats a restarted Redis as a new
+    server whose keys may be older than what it saw (limits/redis_generation.py), so the
+    new process's run_id is recorded as the one the keys were written under."""
+    process = start_redis(port, folder)
+    with redis.Redis(port=port) as client:
+        if client.exists(GENERATION_KEY):
+            client.hset(GENERATION_KEY, "run", client.info("server")["run_id"])
+    return process

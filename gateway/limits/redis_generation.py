@@ -1,0 +1,102 @@
+"""Which Redis the limits keys belong to: a server that comes back with keys older than
+the spend it saw (restored from a snapshot taken before its crash, a replica promoted
+while it lagged) must not be trusted with them.
+
+Redis gives each process start a new `run_id`. The first connection to a server records
+its run_id in one key, GENERATION_KEY, with a generation number; a connection that finds
+another run_id recorded there bumps the generation. The limits keys carry the generation
+in their names (redis_calls.team_prefix), so after a restart with data, or a failover,
+every counter is new: unseeded, rebuilt from the ledger (which holds every finished
+request) as when Redis lost its keys. The keys of the older generation are left to
+their TTLs. Generation 0 keeps the names keys had before generations existed, so a
+gateway upgraded in place reads the counters its predecessor wrote.
+
+Every new connection asks (the fast one in resp.py, redis-py's by its connect hook),
+and a connection that finds the generation changed fails its first call as not sent: a
+command made before it knew would name the older keys. A Redis that refuses the script
+(an ACL without INFO) keeps the generation as it was, with a warning: a restore then goes
+unnoticed, as before generations existed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+log = logging.getLogger("gateway.limits")
+
+
+class GenerationChanged(RedisConnectionError):
+    """A redis-py connection found a new generation: the call that made it is not sent."""
+
+
+GENERATION_KEY = "gw:generation"  # no TTL: it outlives every key it names
+
+# KEYS: the generation key. Returns the generation this server's limits keys are of.
+# Missing: a first use, or a Redis that lost everything (its keys are gone too): 0.
+GENERATION = """
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+local rec = redis.call('HMGET', KEYS[1], 'run', 'gen')
+local gen = tonumber(rec[2] or '0')
+if rec[1] == run then return gen end
+if rec[1] then gen = gen + 1 end
+redis.call('HSET', KEYS[1], 'run', run, 'gen', gen)
+return gen
+"""
+GREETING = ("EVAL", GENERATION, "1", GENERATION_KEY)
+
+
+class Generation:
+    """The generation of the limits keys, as this process's connections last learned it.
+
+    `greeted` takes the GREETING's reply on each new connection: whether commands made
+    before it still name the right keys. `on_change` runs when the generation changes."""
+
+    def __init__(self, on_change: Callable[[int], None] = lambda generation: None) -> None:
+        self.value = 0  # until a connection answers: commands made then name generation 0
+        self.known = False  # whether a connection has answered
+        self._refused = False  # warned once that this Redis refuses the script
+        self.on_change = on_change
+
+    def greeted(self, reply: Any) -> bool:
+        if isinstance(reply, Exception):
+            if not self._refused:
+                self._refused = True
+                log.warning(
+                    "limits: Redis refused the generation check; a Redis restored from an "
+                    "older snapshot will not be noticed",
+                    extra={"fields": {"error": f"{type(reply).__name__}: {reply}"}},
+                )
+            return True
+        generation, was_known = int(reply), self.known
+        self.known = True
+        if generation == self.value:
+            return True
+        self.value = generation
+        if was_known:
+            log.warning(
+                "limits: Redis is a new server with older keys (restarted, restored or failed "
+                "over): counters are rebuilt from the ledger",
+                extra={"fields": {"generation": generation}},
+            )
+        self.on_change(generation)
+        return False  # commands made before named the keys of another generation
+
+    async def redis_py_connect(self, connection: AbstractConnection) -> None:
+        """redis-py's connect hook: its usual setup, then the greeting. A changed
+        generation fails the call that connected (raised: redis-py disconnects)."""
+        await connection.on_connect()
+        await connection.send_command(*GREETING)
+        try:
+            reply: Any = await connection.read_response()
+        except RedisError as error:
+            if isinstance(error, RedisConnectionError):
+                raise
+            reply = error
+        if not self.greeted(reply):
+            raise GenerationChanged("Redis is a new server: the call was not sent")

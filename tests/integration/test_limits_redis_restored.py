@@ -1,0 +1,153 @@
+"""A Redis that comes back with keys older than the spend it saw (it crashed after its
+last snapshot and was restarted from it; a replica that lagged was promoted) must not be
+trusted with them: the budgets are rebuilt from the ledger, which holds every request.
+
+Before, the restored counters were marked rebuilt already and the spend after the
+snapshot was forgotten: a team at its day budget could spend it again.
+
+A real gateway (in process, on 127.0.0.1) with a redis-server of the test's own, really
+killed and started from its older dump.rdb; the openai SDK as the client."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+
+import openai
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from gateway.limits.redis_generation import GENERATION, GENERATION_KEY
+from tests.integration.test_limits_redis_keys_lost import settled, team_budgets, used
+from tests.support.gateway import running_gateway
+from tests.support.redis_server import free_port, start_redis
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+
+BUDGET = 600  # tokens a day: a few requests of the mock's (~30 tokens and a 100 allowance)
+POLICY = f"""
+providers:
+  demo: {{type: mock}}
+models:
+  chat:
+    deployments: [{{provider: demo, model: mock-chat}}]
+    price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}
+teams:
+  lost:
+    models: ["*"]
+    max_tokens_default: 100
+    budgets:
+      - {{period: day, tokens: {BUDGET}}}
+"""
+
+
+def crash(server: subprocess.Popen[bytes]) -> None:
+    """Killed, as a crash: nothing saved since the last snapshot."""
+    server.kill()
+    server.wait(10)
+
+
+async def spend_until_refused(client: openai.AsyncOpenAI) -> int:
+    """Requests until the day budget refuses one; how many were served."""
+    for served in range(100):
+        try:
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": f"say {served}"}]
+            )
+        except openai.RateLimitError as error:
+            assert error.code == "insufficient_quota", error.body
+            return served
+    raise AssertionError("the budget never refused")
+
+
+@pytest.mark.parametrize("connection", ["tcp", "unix"])
+async def test_a_redis_restored_from_an_older_snapshot_does_not_forget_the_spend_since(
+    tmp_path, connection: str
+) -> None:
+    """Over TCP (the fast connection and redis-py) and a unix socket (redis-py alone)."""
+    port = free_port()
+    socket = tmp_path / "redis.sock"
+    options = ("--unixsocket", str(socket))
+    url = f"redis://127.0.0.1:{port}" if connection == "tcp" else f"unix://{socket}"
+    server = start_redis(port, str(tmp_path), *options)
+    try:
+        async with running_gateway(tmp_path, POLICY, redis_url=url) as gw:
+            client = await gw.openai("lost", max_retries=0)
+            await client.chat.completions.create(
+                model="chat", messages=[{"role": "user", "content": "before the snapshot"}]
+            )
+            await settled(gw)
+            with redis.Redis(port=port) as admin:
+                admin.save()  # the snapshot: one request's spend
+            served = await spend_until_refused(client)  # the rest of the day's budget
+            assert served > 0
+            spent = used(await settled(gw))["tokens"]
+            assert spent > BUDGET - 150  # close to the budget: the next one does not fit
+
+            crash(server)
+            server = start_redis(port, str(tmp_path), *options)  # the snapshot's keys, older
+            with redis.Redis(port=port) as restored:
+                assert restored.dbsize() > 0  # it did come back with keys
+
+            # The spend since the snapshot still counts: refused, and the view says so.
+            with pytest.raises(openai.RateLimitError) as refused:
+                await client.chat.completions.create(
+                    model="chat", messages=[{"role": "user", "content": "once more"}]
+                )
+            assert refused.value.code == "insufficient_quota"
+            assert used(await team_budgets(gw))["tokens"] == spent
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def test_the_view_after_a_restore_is_the_ledgers_and_settles_add_to_it(tmp_path) -> None:
+    """The usage view right after the restore reads the rebuilt counters (not the
+    snapshot's), and the next request's settle adds to them once."""
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
+    policy = POLICY.replace(f"tokens: {BUDGET}", "tokens: 1000000")
+    try:
+        async with running_gateway(tmp_path, policy, redis_url=f"redis://127.0.0.1:{port}") as gw:
+            client = await gw.openai("lost")
+            ask = {"model": "chat", "messages": [{"role": "user", "content": "count"}]}
+            await client.chat.completions.create(**ask)  # type: ignore[call-overload]
+            await settled(gw)
+            with redis.Redis(port=port) as admin:
+                admin.save()
+            await asyncio.gather(*(client.chat.completions.create(**ask) for _ in range(5)))  # type: ignore[call-overload]
+            spent = used(await settled(gw))["tokens"]
+
+            crash(server)
+            server = start_redis(port, str(tmp_path))
+            assert used(await team_budgets(gw))["tokens"] == spent
+
+            more = await client.chat.completions.create(**ask)  # type: ignore[call-overload]
+            assert more.usage is not None
+            assert used(await settled(gw))["tokens"] == spent + more.usage.total_tokens
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def test_the_generation_moves_only_when_the_server_is_another(tmp_path) -> None:
+    """The generation script itself: the same server answers the same generation; a key
+    written under another run_id (a restored snapshot's, a promoted replica's) moves it
+    on, once; a Redis with no record (first use, or empty) is generation 0."""
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
+    try:
+        async with aioredis.Redis(port=port) as client:
+            generation = client.register_script(GENERATION)
+            assert await generation(keys=[GENERATION_KEY]) == 0
+            assert await generation(keys=[GENERATION_KEY]) == 0
+            await client.hset(GENERATION_KEY, "run", "another-server")
+            assert await generation(keys=[GENERATION_KEY]) == 1
+            assert await generation(keys=[GENERATION_KEY]) == 1
+            await client.flushall()
+            assert await generation(keys=[GENERATION_KEY]) == 0
+    finally:
+        server.terminate()
+        server.wait(10)

@@ -1,0 +1,53 @@
+"""Generation.greeted: what each new connection's greeting reply decides."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from gateway.limits.redis_generation import Generation
+from gateway.limits.resp import RespError
+
+
+def recorded() -> tuple[Generation, list[int]]:
+    changes: list[int] = []
+    return Generation(changes.append), changes
+
+
+def test_the_same_generation_lets_every_command_go() -> None:
+    generation, changes = recorded()
+    assert generation.greeted(0) and generation.greeted(0) and generation.greeted(b"0")
+    assert generation.value == 0 and generation.known and changes == []
+
+
+def test_a_new_generation_is_learned_and_stops_the_commands_made_before() -> None:
+    generation, changes = recorded()
+    assert generation.greeted(0)
+    assert not generation.greeted(1)  # a restart with data, a restore, a failover
+    assert generation.value == 1 and changes == [1]
+    assert generation.greeted(1)  # the next connections: the same server
+    assert changes == [1]
+
+
+def test_a_first_answer_other_than_0_stops_what_was_made_before_it() -> None:
+    """Before any connection answered, commands name generation 0."""
+    generation, changes = recorded()
+    assert not generation.known
+    assert not generation.greeted(3)
+    assert generation.value == 3 and changes == [3]
+
+
+def test_a_refused_greeting_keeps_the_generation_and_warns_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    generation, changes = recorded()
+    assert generation.greeted(2) is False
+    with caplog.at_level(logging.WARNING, logger="gateway.limits"):
+        assert generation.greeted(RespError("NOPERM this user has no permissions"))
+        assert generation.greeted(RespError("NOPERM this user has no permissions"))
+    assert generation.value == 2 and changes == [2]
+    assert [r.message for r in caplog.records].count(
+        "limits: Redis refused the generation check; a Redis restored from an older "
+        "snapshot will not be noticed"
+    ) == 1
