@@ -18,24 +18,21 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.support.gateway import RunningGateway, running_gateway
+from tests.support.mock_policy import MOCK_CHAT
 from tests.support.redis_server import free_port, start_redis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
-POLICY = """
-providers:
-  demo: {type: mock}
-models:
-  chat:
-    deployments: [{provider: demo, model: mock-chat}]
-    price: {input_per_mtok: 1.0, output_per_mtok: 2.0}
-teams:
+POLICY = (
+    MOCK_CHAT
+    + """teams:
   lost:
     models: ["*"]
     budgets:
       - {period: day, tokens: 1000000}
       - {period: month, usd: 100}
 """
+)
 BURST = 40
 
 

@@ -22,25 +22,22 @@ import redis.asyncio as aioredis
 from gateway.limits.redis_generation import GENERATION, GENERATION_KEY
 from tests.integration.test_limits_redis_keys_lost import settled, team_budgets, used
 from tests.support.gateway import running_gateway
+from tests.support.mock_policy import MOCK_CHAT
 from tests.support.redis_server import free_port, start_redis
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
 BUDGET = 600  # tokens a day: a few requests of the mock's (~30 tokens and a 100 allowance)
-POLICY = f"""
-providers:
-  demo: {{type: mock}}
-models:
-  chat:
-    deployments: [{{provider: demo, model: mock-chat}}]
-    price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}
-teams:
+POLICY = (
+    MOCK_CHAT
+    + f"""teams:
   lost:
     models: ["*"]
     max_tokens_default: 100
     budgets:
       - {{period: day, tokens: {BUDGET}}}
 """
+)
 
 
 def crash(server: subprocess.Popen[bytes]) -> None:

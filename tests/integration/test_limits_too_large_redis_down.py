@@ -12,22 +12,19 @@ import openai
 import pytest
 
 from tests.support.gateway import running_gateway
+from tests.support.mock_policy import MOCK_CHAT
 from tests.support.redis_server import free_port
 
-POLICY = """
-providers:
-  demo: {{type: mock}}
-models:
-  chat:
-    deployments: [{{provider: demo, model: mock-chat}}]
-    price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}
-limits: {{on_backend_error: {mode}}}
+POLICY = (
+    MOCK_CHAT
+    + """limits: {on_backend_error: MODE}
 teams:
   small:
     models: ["*"]
     budgets:
-      - {{period: day, tokens: 500}}
+      - {period: day, tokens: 500}
 """
+)
 ASK = [{"role": "user", "content": "hello"}]
 
 
@@ -36,7 +33,7 @@ async def test_an_estimate_over_the_whole_budget_is_refused_with_redis_away(
     tmp_path, mode: str
 ) -> None:
     url = f"redis://127.0.0.1:{free_port()}"  # nobody listening
-    async with running_gateway(tmp_path, POLICY.format(mode=mode), redis_url=url) as gw:
+    async with running_gateway(tmp_path, POLICY.replace("MODE", mode), redis_url=url) as gw:
         client = await gw.openai("small", max_retries=0)
         with pytest.raises(openai.RateLimitError) as refused:
             await client.chat.completions.with_raw_response.create(
