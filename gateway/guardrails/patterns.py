@@ -11,9 +11,6 @@ and a stream holds back that width itself (`max_match_chars`). No I/O.
 
 from __future__ import annotations
 
-import re
-import warnings
-
 import re2
 
 from gateway.guardrails.dialect import read_alike
@@ -67,16 +64,13 @@ def pattern_problem(pattern: str) -> str | None:
         return "pattern is empty"
     if len(pattern) > MAX_PATTERN_CHARS:
         return f"pattern is longer than {MAX_PATTERN_CHARS} characters"
-    try:
-        with warnings.catch_warnings():
-            # "Possible nested set" (`[[:digit:]]`): a hint about Python's future reading;
-            # RE2 runs the pattern, and the stream derivations do not trust Python's here.
-            warnings.simplefilter("ignore", FutureWarning)
-            re.compile(pattern)
-    except re.error as exc:
-        return f"pattern is not a valid regular expression: {exc}"
-    except (OverflowError, RecursionError):
-        return "pattern is not a valid regular expression: too large"
+    # RE2 alone judges: Python's `re` refuses valid RE2 (`\pL`, `\p{Greek}`, `\z`), and
+    # the stream derivations trust Python's reading only where dialect.py says it agrees.
+    if "C" in _escapes(pattern):
+        return (
+            "pattern uses `\\C` (any one byte): it can match part of a character; "
+            "use `.` for any character"
+        )
     try:
         compiled = re2.compile(pattern, re2_options())
     except re2.error as exc:
@@ -86,6 +80,16 @@ def pattern_problem(pattern: str) -> str | None:
     if read_alike(pattern) and _widest(pattern) == 0:
         return "pattern matches only empty text, such as `\\b` or `^` alone (it would never fire)"
     return None
+
+
+def _escapes(pattern: str) -> set[str]:
+    """The characters escaped in `pattern` (`\\d` gives `d`; `\\\\C` escapes only the
+    backslash)."""
+    found, at = set(), pattern.find("\\")
+    while 0 <= at < len(pattern) - 1:
+        found.add(pattern[at + 1])
+        at = pattern.find("\\", at + 2)
+    return found
 
 
 def _widest(pattern: str) -> int | None:
@@ -128,7 +132,7 @@ def max_match_chars(pattern: str) -> int:
         # Python's parser may read the pattern otherwise than RE2 (dialect.py: `[[:digit:]]`),
         # so its width is not trusted. RE2's own program bounds RE2's reading when that has
         # no loop: a match runs each instruction at most once, each consuming at most a byte.
-        if pattern_problem(pattern) is not None:  # no guardrail: `\pN`, `(?=a)`
+        if pattern_problem(pattern) is not None:  # no guardrail: `(?=a)`, `\C`
             return UNBOUNDED_MATCH_CHARS
         return max(UNBOUNDED_MATCH_CHARS, _program_size(pattern))
     from re import _parser  # type: ignore[attr-defined]  # its MAXREPEAT; no stub

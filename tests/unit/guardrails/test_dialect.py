@@ -63,10 +63,12 @@ def test_keyword_patterns_are_read_alike():
     ],
 )
 def test_a_construct_the_engines_may_read_differently_is_not_trusted(pattern):
-    """Hold everything the window allows, and the window is the cap."""
+    """Hold everything the window allows: the window, or, for a valid pattern without a
+    loop, its RE2 program's size when larger (`\\pN{4}`: a match reads each instruction
+    at most once, a byte each)."""
     assert not read_alike(pattern)
     assert prefix_regex(pattern) == ANY_TEXT
-    assert max_match_chars(pattern) == UNBOUNDED_MATCH_CHARS
+    assert max_match_chars(pattern) >= UNBOUNDED_MATCH_CHARS
 
 
 def test_a_posix_class_is_accepted_at_policy_check():

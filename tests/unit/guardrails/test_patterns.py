@@ -44,3 +44,18 @@ def test_a_pattern_that_matches_only_empty_text_is_refused(pattern):
 
 def test_a_word_boundary_around_a_word_is_fine():
     assert pattern_problem(r"\bsecret\b") is None
+
+
+@pytest.mark.parametrize(
+    "pattern", [r"\pL+", r"\p{Greek}+", r"\PN{2}", r"\pN{4}", r"ab\z", r"\Aab", r"\\C"]
+)
+def test_valid_re2_that_pythons_re_refuses_is_accepted(pattern):
+    r"""RE2 runs the patterns, so RE2 judges them: Unicode classes and `\z` are valid."""
+    assert pattern_problem(pattern) is None
+
+
+@pytest.mark.parametrize("pattern", [r"\C", r"a\Cb", r"[a-z]\C+"])
+def test_any_one_byte_is_refused(pattern):
+    r"""`\C` matches one byte, so a match could end inside a character: refused, in words."""
+    problem = pattern_problem(pattern)
+    assert problem is not None and "\\C" in problem and "use `.`" in problem

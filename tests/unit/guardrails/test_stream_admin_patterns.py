@@ -47,6 +47,26 @@ def test_a_pattern_python_reads_differently_still_blocks_split_anywhere(pattern,
     assert_split_anywhere_leaks_nothing(blocking(pattern), f"code {match} x")
 
 
+@pytest.mark.parametrize(
+    ("pattern", "match"),
+    [
+        (r"\p{Han}{2}", "秘密"),  # Unicode classes: valid RE2, refused by Python's `re`
+        (r"\pL+-\pN{3}", "Ωmega-123"),
+        (r"\PZ{4}-\d{4}", "Zeus-2024"),
+    ],
+)
+def test_a_pattern_only_re2_reads_is_accepted_and_blocks_split_anywhere(pattern, match):
+    assert pattern_problem(pattern) is None
+    assert_split_anywhere_leaks_nothing(blocking(pattern), f"code {match} x")
+
+
+def test_a_pattern_anchored_at_the_texts_end_blocks_at_the_end():
+    r"""`\z` (RE2: the end of the text; Python's `re` has none before 3.14)."""
+    assert pattern_problem(r"ZEUS\z") is None
+    assert blocking(r"ZEUS\z").find("PROJECT_ZEUS")
+    assert not blocking(r"ZEUS\z").find("ZEUS is a name")
+
+
 def test_the_reported_reproduction():
     """`[[:digit:]]{8}`, "code 1234" then "5678 x": blocked, nothing of the code sent."""
     events = [chat_event("code 1234"), chat_event("5678 x"), chat_event(finish="stop")]
