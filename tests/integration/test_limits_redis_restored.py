@@ -148,3 +148,28 @@ async def test_the_generation_moves_only_when_the_server_is_another(tmp_path) ->
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def test_a_redis_whose_acl_refuses_info_still_serves_the_limits(tmp_path, caplog) -> None:
+    """A user without INFO (some managed Redis services restrict it): the generation check
+    is refused, a warning says a restore would go unnoticed, and the limits work as
+    before generations existed (the keys keep their plain names)."""
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
+    try:
+        with redis.Redis(port=port) as admin:
+            admin.execute_command("ACL", "SETUSER", "gw", "on", ">pw", "~*", "+@all", "-info")
+        url = f"redis://gw:pw@127.0.0.1:{port}"
+        async with running_gateway(tmp_path, POLICY, redis_url=url) as gw:
+            client = await gw.openai("lost", max_retries=0)
+            served = await spend_until_refused(client)
+            assert served > 0
+            assert used(await settled(gw))["tokens"] > 0
+        with redis.Redis(port=port) as admin:
+            assert not admin.exists(GENERATION_KEY)
+            assert admin.exists("gw:{lost}:seeded")  # generation 0's names
+        warned = [r for r in caplog.records if "refused the generation check" in r.message]
+        assert warned
+    finally:
+        server.terminate()
+        server.wait(10)
