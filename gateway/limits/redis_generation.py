@@ -15,7 +15,8 @@ Every new connection asks (the fast one in resp.py, redis-py's by its connect ho
 and a connection that finds the generation changed fails its first call as not sent: a
 command made before it knew would name the older keys. A Redis that refuses the script
 (an ACL without INFO) keeps the generation as it was, with a warning: a restore then goes
-unnoticed, as before generations existed.
+unnoticed, as before generations existed. Any other error (still loading its data after
+a restart, a read-only replica) fails the connection: it is tried again later.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ return gen
 GREETING = ("EVAL", GENERATION, "1", GENERATION_KEY)
 
 
+def refused_by_acl(error: Exception) -> bool:
+    """Whether an error reply is an ACL's refusal of EVAL or of INFO inside the script
+    (Redis 7.0: "ERR The user executing the script can't run this command ..."; later
+    versions and EVAL itself: "NOPERM ...")."""
+    said = str(error)
+    return said.startswith("NOPERM") or "can't run this command" in said or "no permissions" in said
+
+
 class Generation:
     """The generation of the limits keys, as this process's connections last learned it.
 
@@ -64,7 +73,13 @@ class Generation:
         self.on_change = on_change
 
     def greeted(self, reply: Any) -> bool:
+        """Raises ConnectionError for an error reply other than an ACL's refusal: a Redis
+        still loading its data (LOADING), a replica (READONLY), a busy one cannot say which
+        keys are current yet, so the connection is not used (taking the error as a
+        refusal would keep the generation a restored dataset has moved on from)."""
         if isinstance(reply, Exception):
+            if not refused_by_acl(reply):
+                raise ConnectionError(f"Redis cannot run the generation check yet ({reply})")
             if not self._refused:
                 self._refused = True
                 log.warning(
@@ -98,5 +113,9 @@ class Generation:
             if isinstance(error, RedisConnectionError):
                 raise
             reply = error
-        if not self.greeted(reply):
+        try:
+            same = self.greeted(reply)
+        except ConnectionError as error:
+            raise RedisConnectionError(str(error)) from error
+        if not same:
             raise GenerationChanged("Redis is a new server: the call was not sent")

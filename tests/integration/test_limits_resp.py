@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from gateway.limits.resp import RespConnection, RespError, ServerChanged
+from gateway.limits.resp import NotSent, RespConnection, RespError, ServerChanged
 
 
 async def test_many_callers_share_one_connection_and_get_their_own_replies(
@@ -221,5 +221,29 @@ async def test_a_greeting_that_finds_another_server_fails_the_call_that_connecte
         assert await conn.call(("INCR", key)) == 2  # not sent before: counted once
         assert greeted == [b"hi", b"hi"]
         await conn.call(("DEL", key))
+    finally:
+        await conn.close()
+
+
+async def test_a_greeting_the_server_cannot_answer_yet_fails_the_connection(redis_url: str) -> None:
+    """A greeting whose reader raises ConnectionError (Redis still loading a restored
+    snapshot: LOADING) fails the call as not sent and drops the connection; the next call
+    connects and greets again."""
+    greeted: list[object] = []
+
+    def greet(reply: object) -> bool:
+        greeted.append(reply)
+        if len(greeted) == 1:
+            raise ConnectionError("Redis cannot run the generation check yet (LOADING)")
+        return True
+
+    conn = RespConnection.from_url(redis_url, timeout_s=2, greeting=(("ECHO", "hi"), greet))
+    assert conn is not None
+    try:
+        with pytest.raises(NotSent, match="LOADING"):
+            await conn.call(("ECHO", "first"))
+        assert not conn.is_live()
+        assert await conn.call(("ECHO", "second")) == b"second"
+        assert greeted == [b"hi", b"hi"]
     finally:
         await conn.close()

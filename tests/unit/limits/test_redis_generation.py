@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gateway.limits.redis_generation import Generation
+from gateway.limits.redis_generation import Generation, refused_by_acl
 from gateway.limits.resp import RespError
 
 
@@ -51,3 +51,35 @@ def test_a_refused_greeting_keeps_the_generation_and_warns_once(
         "limits: Redis refused the generation check; a Redis restored from an older "
         "snapshot will not be noticed"
     ) == 1
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "LOADING Redis is loading the dataset in memory",  # restarted, its RDB still loading
+        "READONLY You can't write against a read only replica.",
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+        "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+    ],
+)
+def test_any_other_error_fails_the_connection_and_keeps_nothing(said: str) -> None:
+    """A Redis still loading a restored snapshot cannot say its generation yet: taken as
+    a refusal, the connection would go on with the keys of the generation before."""
+    generation, changes = recorded()
+    assert generation.greeted(0)
+    with pytest.raises(ConnectionError, match="cannot run the generation check"):
+        generation.greeted(RespError(said))
+    assert generation.value == 0 and changes == []
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "NOPERM this user has no permissions to run the 'eval' command",
+        "ERR The user executing the script can't run this command or subcommand script: ab",
+        "NOPERM User gw has no permissions to run the 'info' command",
+    ],
+)
+def test_an_acls_refusal_is_told_apart(said: str) -> None:
+    assert refused_by_acl(RespError(said))
+    assert not refused_by_acl(RespError("LOADING Redis is loading the dataset in memory"))
