@@ -78,7 +78,7 @@ from gateway.limits.redis_calls import (
     settle_values,
     team_prefix,
 )
-from gateway.limits.redis_generation import GREETING, Generation, GenerationChanged
+from gateway.limits.redis_generation import Generation, GenerationChanged
 from gateway.limits.redis_scripts import CHARGE, RESERVE, SEED, SETTLE, SWEEP
 from gateway.limits.resp import (
     Command,
@@ -182,7 +182,7 @@ class RedisBackend:
             url,
             timeout_s=REDIS_TIMEOUT_S,
             scripts=SCRIPTS,
-            greeting=(GREETING, generation.greeted),
+            greeting=(generation.greeting, generation.greeted),
         )
         backend = cls(client, fast, clock, generation)
         backend.secrets = url_secrets(url)

@@ -38,18 +38,20 @@ class GenerationChanged(RedisConnectionError):
 
 GENERATION_KEY = "gw:generation"  # no TTL: it outlives every key it names
 
-# KEYS: the generation key. Returns the generation this server's limits keys are of.
-# Missing: a first use, or a Redis that lost everything (its keys are gone too): 0.
+# KEYS: the generation key. ARGV: the generation the caller's process knows (0 when it
+# knows none). Returns the generation this server's limits keys are of. Recorded under
+# another run_id: the next one. Missing (a first use; a Redis that lost everything, or
+# was flushed, its keys gone too): the caller's, so that a process reconnecting after a
+# flush does not part from the others, whose connections stay, on another generation.
 GENERATION = """
 local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
 local rec = redis.call('HMGET', KEYS[1], 'run', 'gen')
-local gen = tonumber(rec[2] or '0')
-if rec[1] == run then return gen end
-if rec[1] then gen = gen + 1 end
+if rec[1] == run then return tonumber(rec[2]) end
+local gen = tonumber(ARGV[1])
+if rec[1] then gen = tonumber(rec[2]) + 1 end
 redis.call('HSET', KEYS[1], 'run', run, 'gen', gen)
 return gen
 """
-GREETING = ("EVAL", GENERATION, "1", GENERATION_KEY)
 
 
 def refused_by_acl(error: Exception) -> bool:
@@ -63,7 +65,7 @@ def refused_by_acl(error: Exception) -> bool:
 class Generation:
     """The generation of the limits keys, as this process's connections last learned it.
 
-    `greeted` takes the GREETING's reply on each new connection: whether commands made
+    `greeted` takes the `greeting`'s reply on each new connection: whether commands made
     before it still name the right keys. `on_change` runs when the generation changes."""
 
     def __init__(self, on_change: Callable[[int], None] = lambda generation: None) -> None:
@@ -71,6 +73,10 @@ class Generation:
         self.known = False  # whether a connection has answered
         self._refused = False  # warned once that this Redis refuses the script
         self.on_change = on_change
+
+    def greeting(self) -> tuple[str, ...]:
+        """The greeting's command: the script, with the generation this process knows."""
+        return ("EVAL", GENERATION, "1", GENERATION_KEY, str(self.value))
 
     def greeted(self, reply: Any) -> bool:
         """Raises ConnectionError for an error reply other than an ACL's refusal: a Redis
@@ -106,7 +112,7 @@ class Generation:
         """redis-py's connect hook: its usual setup, then the greeting. A changed
         generation fails the call that connected (raised: redis-py disconnects)."""
         await connection.on_connect()
-        await connection.send_command(*GREETING)
+        await connection.send_command(*self.greeting())
         try:
             reply: Any = await connection.read_response()
         except RedisError as error:

@@ -51,10 +51,10 @@ CRLF = b"\r\n"
 WATCH_TICKS = 5
 # A command: its parts, or already framed in RESP (limits/redis_calls.py).
 Command = tuple[bytes | str | int, ...] | bytes
-# A command for each new connection, and what reads its reply (an error reply as a
-# RespError value): False when the commands made before must not be sent; raising
+# What makes the command for each new connection, and what reads its reply (an error
+# reply as a RespError value): False when the commands made before must not be sent; raising
 # ConnectionError when the connection must not be used (the call fails as not sent).
-Greeting = tuple[Command, Callable[[Any], bool]]
+Greeting = tuple[Callable[[], Command], Callable[[Any], bool]]
 
 
 class RespError(Exception):
@@ -427,7 +427,7 @@ class RespConnection:
             link.load_scripts()
         if self._greeting is not None:
             command, greeted = self._greeting
-            reply = await link.send([command])[0]
+            reply = await link.send([command()])[0]
             try:
                 link.changed = not greeted(reply)
             except ConnectionError as error:  # the server cannot answer it yet: not used

@@ -132,19 +132,21 @@ async def test_the_view_after_a_restore_is_the_ledgers_and_settles_add_to_it(tmp
 async def test_the_generation_moves_only_when_the_server_is_another(tmp_path) -> None:
     """The generation script itself: the same server answers the same generation; a key
     written under another run_id (a restored snapshot's, a promoted replica's) moves it
-    on, once; a Redis with no record (first use, or empty) is generation 0."""
+    on, once; with no record (a first use, or flushed) it takes the caller's generation,
+    so a replica reconnecting after a flush stays with the others."""
     port = free_port()
     server = start_redis(port, str(tmp_path))
     try:
         async with aioredis.Redis(port=port) as client:
             generation = client.register_script(GENERATION)
-            assert await generation(keys=[GENERATION_KEY]) == 0
-            assert await generation(keys=[GENERATION_KEY]) == 0
+            assert await generation(keys=[GENERATION_KEY], args=[0]) == 0
+            assert await generation(keys=[GENERATION_KEY], args=[0]) == 0
             await client.hset(GENERATION_KEY, "run", "another-server")
-            assert await generation(keys=[GENERATION_KEY]) == 1
-            assert await generation(keys=[GENERATION_KEY]) == 1
+            assert await generation(keys=[GENERATION_KEY], args=[0]) == 1
+            assert await generation(keys=[GENERATION_KEY], args=[5]) == 1  # recorded: kept
             await client.flushall()
-            assert await generation(keys=[GENERATION_KEY]) == 0
+            assert await generation(keys=[GENERATION_KEY], args=[1]) == 1  # the caller's
+            assert await generation(keys=[GENERATION_KEY], args=[0]) == 1
     finally:
         server.terminate()
         server.wait(10)

@@ -209,7 +209,7 @@ async def test_a_greeting_that_finds_another_server_fails_the_call_that_connecte
         greeted.append(reply)
         return next(answers)
 
-    conn = RespConnection.from_url(redis_url, timeout_s=2, greeting=(("ECHO", "hi"), greet))
+    conn = RespConnection.from_url(redis_url, timeout_s=2, greeting=(lambda: ("ECHO", "hi"), greet))
     assert conn is not None
     key = f"resp-greet-{uuid.uuid4().hex}"
     try:
@@ -237,7 +237,7 @@ async def test_a_greeting_the_server_cannot_answer_yet_fails_the_connection(redi
             raise ConnectionError("Redis cannot run the generation check yet (LOADING)")
         return True
 
-    conn = RespConnection.from_url(redis_url, timeout_s=2, greeting=(("ECHO", "hi"), greet))
+    conn = RespConnection.from_url(redis_url, timeout_s=2, greeting=(lambda: ("ECHO", "hi"), greet))
     assert conn is not None
     try:
         with pytest.raises(NotSent, match="LOADING"):
