@@ -121,6 +121,10 @@ OWED_RETRY_S = 1.0  # while charges are owed: how often they are offered to Redi
 SEED_MARKER = "seeded"
 SEED_MARKER_KEEP_MS = 40 * 24 * 3_600_000
 LOST_ROWS_WAIT_S = 0.5
+# How often the generation is asked again on the connections already open: a new
+# connection asks at once, but one that stays open would not see a flush that another
+# process's reconnection re-recorded, nor a server swapped behind a proxy.
+GENERATION_CHECK_S = 5.0
 # Every script the backend calls: all loaded again whenever Redis refuses one it forgot.
 SCRIPTS = (RESERVE, SETTLE, SEED, SWEEP, CHARGE)
 
@@ -173,6 +177,7 @@ class RedisBackend:
         self._owed = OwedCharges(OWED_KEPT)  # unchecked requests' usage, until Redis takes it
         self.lost_charges = 0  # owed charges dropped: past OWED_KEPT, refused, or at close
         self._collector: asyncio.Task[None] | None = None  # only while charges are owed
+        self._generation_check: asyncio.Task[None] | None = None  # from the first reserve
 
     @classmethod
     def from_url(cls, url: str, clock: Clock = wall_clock_ms) -> RedisBackend:
@@ -202,6 +207,9 @@ class RedisBackend:
         fast connection when it is not (its greeting runs); through redis-py, once,
         before the first call (a connection made later greets the same way, and the call
         that made it fails if the generation changed)."""
+        if self._generation_check is None and not self._closing:
+            check = self._check_generation()
+            self._generation_check = asyncio.get_running_loop().create_task(check)
         fast = self._fast
         if fast is not None:
             if not fast.is_live():
@@ -214,6 +222,18 @@ class RedisBackend:
             # Failing: the generation changed (learned now), or the call to come fails too.
             with contextlib.suppress(RedisError, OSError):
                 await self._redis.ping()
+
+    async def _check_generation(self) -> None:
+        """Every GENERATION_CHECK_S, the greeting again on an open connection: a change
+        makes the calls made from then on name the new generation's keys."""
+        while not self._closing:
+            await asyncio.sleep(GENERATION_CHECK_S)
+            try:
+                reply = (await self._pipelined([self._generation.greeting()]))[0]
+            except (RedisError, RespError, OSError):
+                continue  # unreachable: the next connection greets
+            with contextlib.suppress(ConnectionError):  # not answerable yet: next time
+                self._generation.greeted(reply)
 
     async def try_reserve(self, plan: Plan, hold_id: str, now_ms: int) -> Decision:
         try:
@@ -636,6 +656,8 @@ class RedisBackend:
         self._closing = True
         if self._collector is not None:  # the drainer below makes the last offer
             self._collector.cancel()
+        if self._generation_check is not None:
+            self._generation_check.cancel()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

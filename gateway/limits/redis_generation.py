@@ -11,12 +11,15 @@ request) as when Redis lost its keys. The keys of the older generation are left 
 their TTLs. Generation 0 keeps the names keys had before generations existed, so a
 gateway upgraded in place reads the counters its predecessor wrote.
 
-Every new connection asks (the fast one in resp.py, redis-py's by its connect hook),
-and a connection that finds the generation changed fails its first call as not sent: a
-command made before it knew would name the older keys. A Redis that refuses the script
-(an ACL without INFO) keeps the generation as it was, with a warning: a restore then goes
-unnoticed, as before generations existed. Any other error (still loading its data after
-a restart, a read-only replica) fails the connection: it is tried again later.
+Every new connection asks (the fast one in resp.py, redis-py's by its connect hook), and
+a connection that finds the generation changed fails its first call as not sent: a
+command made before it knew would name the older keys. The backend asks again every few
+seconds on the connections it keeps (redis_backend.py): a flush that another process's
+reconnection re-recorded, or a server swapped behind a proxy, is followed within that.
+A Redis that refuses the script (an ACL without INFO) keeps the generation as it was,
+with a warning: a restore then goes unnoticed, as before generations existed. Any other
+error (still loading its data after a restart, a read-only replica) fails the
+connection: it is tried again later.
 """
 
 from __future__ import annotations

@@ -13,13 +13,19 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
+import time
 
 import openai
 import pytest
 import redis
 import redis.asyncio as aioredis
 
+from gateway.limits import redis_backend
+from gateway.limits.backend import Hold, NeedsSeed
+from gateway.limits.plan import Estimate, build_plan
+from gateway.limits.redis_backend import RedisBackend
 from gateway.limits.redis_generation import GENERATION, GENERATION_KEY
+from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
 from tests.integration.test_limits_redis_keys_lost import settled, team_budgets, used
 from tests.support.gateway import running_gateway
 from tests.support.mock_policy import MOCK_CHAT
@@ -173,5 +179,41 @@ async def test_a_redis_whose_acl_refuses_info_still_serves_the_limits(tmp_path, 
         warned = [r for r in caplog.records if "refused the generation check" in r.message]
         assert warned
     finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def test_an_open_connection_learns_a_new_generation_within_the_check(
+    tmp_path, monkeypatch
+) -> None:
+    """A connection that stays open asks again every GENERATION_CHECK_S: a record moved on
+    by someone else (a flush re-recorded by another replica's reconnection, a server
+    swapped behind a proxy) is followed, and the next reserve names the new keys (unseeded
+    there: rebuilt from the ledger)."""
+    monkeypatch.setattr(redis_backend, "GENERATION_CHECK_S", 0.05)
+    port = free_port()
+    server = start_redis(port, str(tmp_path))
+    backend = RedisBackend.from_url(f"redis://127.0.0.1:{port}")
+    now = int(time.time() * 1000)
+    plan = build_plan(
+        TeamRules("gen", True, frozenset(), budgets=(Budget(BudgetPeriod.DAY, 1000, None),)),
+        "u",
+        Estimate(10, 0),
+        now,
+    )
+    try:
+        assert isinstance(await backend.try_reserve(plan, "a", now), NeedsSeed)
+        await backend.seed(plan.team, tuple((c, 0) for c in plan.budgets))
+        assert isinstance(await backend.try_reserve(plan, "b", now), Hold)
+        async with aioredis.Redis(port=port) as client:
+            await client.hset(GENERATION_KEY, "run", "another-server")
+        for _ in range(100):
+            if backend._generation.value == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert backend._generation.value == 1
+        assert isinstance(await backend.try_reserve(plan, "c", now), NeedsSeed)
+    finally:
+        await backend.close()
         server.terminate()
         server.wait(10)
