@@ -46,8 +46,10 @@ GENERATION_KEY = "gw:generation"  # no TTL: it outlives every key it names
 # another run_id: the next one. Missing (a first use; a Redis that lost everything, or
 # was flushed, its keys gone too): the caller's, so that a process reconnecting after a
 # flush does not part from the others, whose connections stay, on another generation.
+# -1: the server names no run_id (not Redis itself): nothing to check.
 GENERATION = """
 local run = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+if not run then return -1 end
 local rec = redis.call('HMGET', KEYS[1], 'run', 'gen')
 if rec[1] == run then return tonumber(rec[2]) end
 local gen = tonumber(ARGV[1])
@@ -57,12 +59,22 @@ return gen
 """
 
 
-def refused_by_acl(error: Exception) -> bool:
-    """Whether an error reply is an ACL's refusal of EVAL or of INFO inside the script
-    (Redis 7.0: "ERR The user executing the script can't run this command ..."; later
-    versions and EVAL itself: "NOPERM ...")."""
+# How a Redis says it will never run the check: an ACL refusing EVAL or INFO inside the
+# script (Redis 7.0: "ERR The user executing the script can't run this command ...";
+# later versions and EVAL itself: "NOPERM ..."), or a command renamed away.
+_NEVER = ("NOPERM", "can't run this command", "no permissions", "nknown Redis command")
+
+
+def never_checkable(error: Exception) -> bool:
+    """Whether an error reply says the check can never run here (see _NEVER)."""
     said = str(error)
-    return said.startswith("NOPERM") or "can't run this command" in said or "no permissions" in said
+    return any(words in said for words in _NEVER)
+
+
+def _said(reply: Any) -> str:
+    if isinstance(reply, Exception):
+        return f"{type(reply).__name__}: {reply}"
+    return "the server's INFO names no run_id"
 
 
 class Generation:
@@ -82,19 +94,19 @@ class Generation:
         return ("EVAL", GENERATION, "1", GENERATION_KEY, str(self.value))
 
     def greeted(self, reply: Any) -> bool:
-        """Raises ConnectionError for an error reply other than an ACL's refusal: a Redis
+        """Raises ConnectionError for an error reply other than a refusal for good: a Redis
         still loading its data (LOADING), a replica (READONLY), a busy one cannot say which
         keys are current yet, so the connection is not used (taking the error as a
         refusal would keep the generation a restored dataset has moved on from)."""
-        if isinstance(reply, Exception):
-            if not refused_by_acl(reply):
-                raise ConnectionError(f"Redis cannot run the generation check yet ({reply})")
+        if isinstance(reply, Exception) and not never_checkable(reply):
+            raise ConnectionError(f"Redis cannot run the generation check yet ({reply})")
+        if isinstance(reply, Exception) or reply == -1:  # never checkable here
             if not self._refused:
                 self._refused = True
                 log.warning(
                     "limits: Redis refused the generation check; a Redis restored from an "
                     "older snapshot will not be noticed",
-                    extra={"fields": {"error": f"{type(reply).__name__}: {reply}"}},
+                    extra={"fields": {"error": _said(reply)}},
                 )
             return True
         generation, was_known = int(reply), self.known

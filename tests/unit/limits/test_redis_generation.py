@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from gateway.limits.redis_generation import Generation, refused_by_acl
+from gateway.limits.redis_generation import Generation, never_checkable
 from gateway.limits.resp import RespError
 
 
@@ -81,5 +81,14 @@ def test_any_other_error_fails_the_connection_and_keeps_nothing(said: str) -> No
     ],
 )
 def test_an_acls_refusal_is_told_apart(said: str) -> None:
-    assert refused_by_acl(RespError(said))
-    assert not refused_by_acl(RespError("LOADING Redis is loading the dataset in memory"))
+    assert never_checkable(RespError(said))
+    assert not never_checkable(RespError("LOADING Redis is loading the dataset in memory"))
+
+
+def test_a_command_renamed_away_or_no_run_id_is_never_checkable() -> None:
+    """`rename-command INFO ""`, or a Redis-compatible server whose INFO names no run_id
+    (the script answers -1): the generation stays, as before generations existed."""
+    assert never_checkable(RespError("ERR Unknown Redis command called from script script: ab"))
+    generation, changes = recorded()
+    assert generation.greeted(-1) and generation.greeted(-1)
+    assert generation.value == 0 and changes == []
