@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import openai
 import pytest
+import yaml
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.app import build_app
@@ -522,8 +523,16 @@ async def test_a_restart_enforces_the_newest_version_not_the_unedited_folder(
             "teams:\n  demo: {models: ['*']}\n  search: {models: [small]}\n"
         )
         assert (await cli(gw, "policy", "apply", str(work), cwd=tmp_path)).returncode == 0
-    async with running_gateway(tmp_path, POLICY) as gw:  # rewrites the same folder
-        await asyncio.sleep(1.5)  # the folder watch has looked at it
+    # The folder as the first gateway left it: still version 1's files, or already rewritten
+    # to version 2 if its watch got there first. (Writing version 1's files again here would
+    # be an edit made while stopped, which a start applies: test_policy_folder_offline_edit.)
+    async with running_gateway(tmp_path, None) as gw:
+        bundle = tmp_path / "policies" / "bundle.yaml"
+        for _ in range(50):  # an unedited folder is brought up to date with version 2
+            if yaml.safe_load(bundle.read_text())["teams"]["search"]["models"] == ["small"]:
+                break
+            await asyncio.sleep(0.1)
+        assert yaml.safe_load(bundle.read_text())["teams"]["search"]["models"] == ["small"]
         assert gw.services.policy.version == 2
         assert [v.version for v in await gw.services.policy_versions.history()] == [2, 1]
         assert not gw.services.policy.current().teams["search"].allows("large")

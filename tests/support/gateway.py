@@ -102,11 +102,14 @@ class RunningGateway:
 
 @asynccontextmanager
 async def running_gateway(
-    tmp_path: Path, policy_yaml: str, **settings: object
+    tmp_path: Path, policy_yaml: str | None, **settings: object
 ) -> AsyncIterator[RunningGateway]:
+    """Serve `build_app` on 127.0.0.1 with SQLite in `tmp_path`, its policy folder holding
+    `policy_yaml` (None: the folder as an earlier gateway in `tmp_path` left it)."""
     policies = tmp_path / "policies"
     policies.mkdir(exist_ok=True)
-    (policies / "bundle.yaml").write_text(policy_yaml)
+    if policy_yaml is not None:
+        (policies / "bundle.yaml").write_text(policy_yaml)
     config = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/gateway.db",
         policy_dir=policies,
