@@ -22,6 +22,7 @@ from gateway.guardrails.message_texts import (
     read_text,
     scan,
 )
+from gateway.guardrails.plain_chat import counts_only, rewrite_plain_answer
 from gateway.guardrails.request_fields import (
     ANSWER_KEYS,
     CHOICE_KEYS,
@@ -78,16 +79,6 @@ def _choice(item: Any, fn: TextFn, is_json: bool) -> Any:
     return checked
 
 
-def _counts_only(value: Any, depth: int = 0) -> bool:
-    """Whether `value` (a `usage`) holds numbers only (in objects two levels deep at most,
-    as OpenAI's `prompt_tokens_details`), or nothing."""
-    if value is None or isinstance(value, int | float):
-        return True
-    if isinstance(value, MAPPING) and depth < 2:
-        return all(_counts_only(item, depth + 1) for item in value.values())
-    return False
-
-
 def rewrite_top_fields(
     known: frozenset[str], payload: Mapping[str, Any], fn: TextFn
 ) -> Mapping[str, Any]:
@@ -96,7 +87,7 @@ def rewrite_top_fields(
     with known fields only and numeric usage costs a set check)."""
     checked: Mapping[str, Any] = rewrite_unknown_keys(known, payload, fn)
     usage = checked.get("usage")
-    if usage is not None and not _counts_only(usage):
+    if usage is not None and not counts_only(usage):
         checked = changed(checked, {"usage": rewrite_json(usage, fn)})
     return checked
 
@@ -112,6 +103,17 @@ def rewrite_answer(
     """A whole answer (or a Responses `response` object), an error body included (an
     upstream's 200 that is an error object, a failed Responses object). `is_json`: the
     request asked for JSON (`asks_for_json`), so the message text is read as arguments are."""
+    if endpoint == "chat" and not is_json:
+        plain = rewrite_plain_answer(payload, fn)
+        if plain is not None:
+            return plain
+    return walk_answer(endpoint, payload, fn, is_json=is_json)
+
+
+def walk_answer(
+    endpoint: str, payload: Mapping[str, Any], fn: TextFn, *, is_json: bool = False
+) -> Mapping[str, Any]:
+    """`rewrite_answer` field by field, whatever the answer's shape."""
     if endpoint in ("chat", "completions"):
         answer = changed(
             payload,

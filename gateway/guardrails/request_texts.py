@@ -19,7 +19,9 @@ from gateway.guardrails.message_texts import (
     read_text,
     scan,
 )
+from gateway.guardrails.plain_chat import rewrite_plain_request
 from gateway.guardrails.request_fields import (
+    KNOWN_FIELDS,
     TOOL_KEYS,
     rewrite_unknown_fields,
     rewrite_unknown_keys,
@@ -109,7 +111,17 @@ def _prompt(value: Any, fn: TextFn) -> Any:
 
 def rewrite_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
     """Every text of the fields `endpoint` knows, then every string of those it does
-    not (request_fields.py): the upstream gets them as written."""
+    not (request_fields.py): the upstream gets them as written. A plain chat request
+    is read in one pass (plain_chat.py), with the same result."""
+    if endpoint == "chat":
+        plain = rewrite_plain_request(_PLAIN_CHAT_FIELDS, body, fn)
+        if plain is not None:
+            return plain
+    return walk_request(endpoint, body, fn)
+
+
+def walk_request(endpoint: str, body: Mapping[str, Any], fn: TextFn) -> Mapping[str, Any]:
+    """`rewrite_request` field by field, whatever the body's shape."""
     return rewrite_unknown_fields(endpoint, _known_fields(endpoint, body, fn), fn)
 
 
@@ -163,3 +175,5 @@ _CHAT_FIELDS: tuple[tuple[str, Reader], ...] = (
     ("stop", read_strings),
     ("web_search_options", rewrite_json),
 )
+# A plain chat request's fields: its messages, and the known fields that hold no text.
+_PLAIN_CHAT_FIELDS = KNOWN_FIELDS["chat"] - {name for name, _ in _CHAT_FIELDS}
