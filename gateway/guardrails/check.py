@@ -59,7 +59,10 @@ class _TooMuchInline(Exception):
 class _Reviewer:
     """The function texts.py calls on each text: reviews it, remembers the first block."""
 
-    __slots__ = ("blocked_by", "budget", "chars_left", "log", "redacted_by", "scanner", "where")
+    __slots__ = (
+        *("blocked_by", "budget", "chars_left", "log", "redacted_by", "scanner", "where"),
+        "text_chars",
+    )
 
     def __init__(
         self, scanner: Scanner, where: Where, budget: MatchBudget, chars: int | None
@@ -68,14 +71,18 @@ class _Reviewer:
         self.budget, self.chars_left = budget, chars
         self.blocked_by: Rule | None = None
         self.redacted_by: Rule | None = None  # the rule that rewrote the last text
+        self.text_chars = 0  # of every text reviewed (a token limit's first look)
 
     def __call__(self, text: str) -> Sequence[Redaction]:
         if self.blocked_by is not None:
             return ()  # decided: the rest is not scanned
+        self.text_chars += len(text)
         if self.chars_left is not None:
             self.chars_left -= inline_weight(text) + TEXT_COST
             if self.chars_left < 0:
                 raise _TooMuchInline
+        if self.scanner.is_clean(text, self.budget):
+            return ()  # the usual text: nothing found, nothing made
         result = review(self.scanner, text, self.budget)
         self.log.add(result.fired, self.where)
         self.blocked_by = result.blocked_by
@@ -88,6 +95,7 @@ class _Reviewer:
         a schema's property names so); False: review each."""
         if self.blocked_by is not None:
             return True  # decided: the rest is not scanned
+        self.text_chars += sum(len(text) for text in texts)
         if self.chars_left is not None:
             self.chars_left -= sum(inline_weight(text) for text in texts) + TEXT_COST
             if self.chars_left < 0:
@@ -159,7 +167,7 @@ def _decide(reviewer: _Reviewer, body: Any) -> Decision:
     hits = tuple(reviewer.log.hits)
     if reviewer.blocked_by is not None:
         return Blocked(reviewer.blocked_by.name, reviewer.where, hits)
-    return Passed(body, hits)
+    return Passed(body, hits, reviewer.text_chars)
 
 
 def check_request(scanner: Scanner, endpoint: str, body: Mapping[str, Any]) -> Decision:

@@ -62,6 +62,9 @@ class Passed:
 
     body: Any
     hits: tuple[GuardrailHit, ...] = ()
+    # The characters of every text the check read, at least (None: not counted), for the
+    # token limit's first look (stage.py): a request this short needs no count.
+    text_chars: int | None = None
 
 
 class BlockReason(StrEnum):

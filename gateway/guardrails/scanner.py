@@ -198,6 +198,19 @@ class Scanner:
         folded = fold(text)
         return not folded.has_second_reading and not self._lines.Match(folded.text)
 
+    def is_clean(self, text: str, budget: MatchBudget | None = None) -> bool:
+        """Whether `text` is ASCII with nothing to fold and no rule matches it: `find(text)`
+        is then empty. One RE2 pass over its bytes and nothing made, for the usual text
+        of a request or answer; False (some rule may match, or it must be folded first):
+        ask `find`."""
+        if self._set is None or not text:
+            return True
+        if not is_plain_ascii(text):
+            return False
+        if budget is not None:
+            budget.searched()
+        return not self._set.Match(text.encode("ascii"))
+
     def in_progress_from(self, text: str, start: int) -> int:
         """The earliest position at or after `start` where a match could have begun and
         not yet ended (`len(text)` when none could): a stream holds back from there."""

@@ -61,21 +61,25 @@ def exceeds_tokens(endpoint: str, body: Mapping[str, Any], model: str, limit: in
     return count_prompt(endpoint, body, model) > limit
 
 
-def may_exceed_tokens(endpoint: str, body: Mapping[str, Any], limit: int) -> bool:
+def may_exceed_tokens(
+    endpoint: str, body: Mapping[str, Any], limit: int, chars: int | None = None
+) -> bool:
     """Could the request hold more than `limit` tokens? No when 4 bytes per character
-    (UTF-8's most) and one per id come to at most `limit`: nothing encoded or counted."""
-    chars = sum(len(t) for t in request_texts(endpoint, body))
+    (UTF-8's most) and one per id come to at most `limit`: nothing encoded or counted.
+    `chars`: its texts' characters, at least, if known (the inline scan counted them)."""
+    if chars is None:
+        chars = sum(len(t) for t in request_texts(endpoint, body))
     return 4 * chars + id_count(token_arrays(endpoint, body)) > limit
 
 
 async def _over_token_limit(
-    endpoint: str, body: Mapping[str, Any], model: str, limit: int, *, small: bool
+    endpoint: str, body: Mapping[str, Any], model: str, limit: int, *, chars: int | None
 ) -> bool:
-    """The input token limit. A `small` body (the inline scan's whole walk fit its budget,
-    so walking it again costs microseconds) of few enough characters is cleared on the
-    event loop: the usual request, without a thread's hop (~20 µs of CPU). Anything else
-    is measured on a thread: counting a huge prompt takes milliseconds."""
-    if small and not may_exceed_tokens(endpoint, body, limit):
+    """The input token limit. A body whose characters the inline scan counted (its whole
+    walk fit the scan's budget: `chars`) and that are few enough is cleared on the event
+    loop: the usual request, without a thread's hop (~20 µs of CPU). Anything else is
+    measured on a thread: counting a huge prompt takes milliseconds."""
+    if chars is not None and not may_exceed_tokens(endpoint, body, limit, chars):
         return False
     return await asyncio.to_thread(exceeds_tokens, endpoint, body, model, limit)
 
@@ -92,10 +96,10 @@ async def guard_input(
         return Passed(body)
     limit = guards.max_input_tokens
     decision = check_request_inline(guards.input, endpoint, body)  # None: not on the loop
-    # Small: the inline scan walked the whole body within its budget (not a scanner with
+    # Counted: the inline scan walked the whole body within its budget (not a scanner with
     # no rules, which walks nothing, nor one that stopped scanning at a block).
-    small = isinstance(decision, Passed) and not guards.input.is_empty
-    if limit is not None and await _over_token_limit(endpoint, body, model, limit, small=small):
+    chars = decision.text_chars if isinstance(decision, Passed) else None
+    if limit is not None and await _over_token_limit(endpoint, body, model, limit, chars=chars):
         hit = GuardrailHit(TOKEN_LIMIT_RULE.name, GuardAction.BLOCK, Where.INPUT)
         return Blocked(TOKEN_LIMIT_RULE.name, Where.INPUT, (hit,))  # ahead of any scan's
     if decision is None:  # dense or long: a thread, so the event loop keeps serving

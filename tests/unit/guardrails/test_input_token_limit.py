@@ -49,6 +49,71 @@ def test_what_the_loop_clears_the_count_never_blocks(parts: list[str], limit: in
         assert not exceeds_tokens("chat", body, "gpt-4o-mini", limit)
 
 
+WORDS = st.text(alphabet="ab é\n", max_size=12)
+JSON = st.recursive(
+    st.none() | st.integers() | WORDS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(WORDS, inner, max_size=3),
+    max_leaves=8,
+)
+MESSAGES = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.just("user")},
+        optional={
+            "content": WORDS
+            | st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": WORDS})),
+            "name": WORDS,
+            "thinking": JSON,
+        },
+    ),
+    max_size=4,
+)
+TOOLS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "type": st.just("function"),
+            "function": st.fixed_dictionaries({"name": WORDS, "parameters": JSON}),
+        }
+    ),
+    max_size=2,
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {"messages": MESSAGES},
+        optional={"tools": TOOLS, "stop": WORDS, "extra_body": JSON, "user": WORDS},
+    )
+)
+def test_the_inline_scan_counts_every_character_the_limit_reads(body: dict[str, Any]) -> None:
+    """The count guard_input clears a request by (stage.py: the inline scan's, so the body
+    is not walked again) is never below the characters of the texts the limit counts:
+    repeated texts and a schema's names cleared together included."""
+    from gateway.guardrails.check import check_request_inline
+
+    decision = check_request_inline(SECRETS, "chat", body)
+    if isinstance(decision, Passed):
+        assert decision.text_chars is not None
+        assert decision.text_chars >= sum(len(t) for t in stage.request_texts("chat", body))
+
+
+def test_a_schemas_names_cleared_together_are_counted() -> None:
+    from gateway.guardrails.check import check_request_inline
+
+    schema = {"type": "object", "properties": {"alpha": {"type": "string"}, "beta": {}}}
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    body = {"messages": [{"role": "user", "content": "hi"}], "tools": [tool]}
+    decision = check_request_inline(SECRETS, "chat", body)
+    assert isinstance(decision, Passed) and decision.text_chars is not None
+    assert decision.text_chars >= len("hifalphabeta")
+
+
+def test_no_rules_count_nothing_so_the_limit_counts_on_a_thread() -> None:
+    from gateway.guardrails.check import check_request_inline
+
+    decision = check_request_inline(NONE, "chat", chat("hello"))
+    assert isinstance(decision, Passed) and decision.text_chars is None
+
+
 @given(st.lists(ids, min_size=1, max_size=3), st.integers(min_value=0, max_value=1_000))
 def test_token_ids_count_in_the_pre_filter_too(arrays: list[list[int]], limit: int) -> None:
     body = {"model": "m", "prompt": arrays}
