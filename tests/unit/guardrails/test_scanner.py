@@ -291,13 +291,22 @@ CLEAN_OR_NOT = st.text(
 )
 
 
+# Telltales `@` and digits: a text with neither is cleared without a scan.
+CARDS_AND_EMAIL = scanner(
+    (DetectorKind.CREDIT_CARD, GuardAction.REDACT), (DetectorKind.EMAIL, GuardAction.BLOCK)
+)
+
+
 @given(CLEAN_OR_NOT)
 def test_a_text_called_clean_has_no_finding(text: str) -> None:
     """`is_clean` (the reviewers' shortcut past `find`) never hides a finding: a text it
     clears is one `find` finds nothing in; plain ASCII prose with no match is cleared."""
-    if REDACT_ALL.is_clean(text):
-        assert REDACT_ALL.find(text) == []
+    for side in (REDACT_ALL, CARDS_AND_EMAIL):
+        if side.is_clean(text):
+            assert side.find(text) == []
     assert REDACT_ALL.is_clean("the answer is short and plain.")
     assert not REDACT_ALL.is_clean("write to a@b.example")
     assert not REDACT_ALL.is_clean("\uff57\uff52\uff49\uff54\uff45")  # folded first: find's to say
     assert Scanner([]).is_clean("a@b.example")
+    assert CARDS_AND_EMAIL.is_clean("no digit, no at sign: " + "prose " * 100)
+    assert not CARDS_AND_EMAIL.is_clean("card 4111 1111 1111 1111")
