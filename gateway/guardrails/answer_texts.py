@@ -205,5 +205,7 @@ def asks_for_json(endpoint: str, body: Mapping[str, Any]) -> bool:
         options = text.get("format") if isinstance(text, MAPPING) else None
     else:
         return False
+    if options is None:  # most requests: no ABC check for a missing field
+        return False
     kind = options.get("type") if isinstance(options, MAPPING) else None
     return isinstance(kind, str) and kind in _JSON_FORMATS

@@ -61,7 +61,9 @@ def rewrite_plain_request(
     messages = body.get("messages")
     options = body.get("stream_options")
     if not _plain_messages(messages) or (
-        isinstance(options, MAPPING) and not STREAM_OPTIONS_KEYS.issuperset(options)
+        options is not None
+        and isinstance(options, MAPPING)
+        and not STREAM_OPTIONS_KEYS.issuperset(options)
     ):
         return None
     spend = getattr(fn, "spend", None)
