@@ -134,10 +134,7 @@ class MatchBudget:
 class Scanner:
     """The combined scan of one side's text rules, in the order they were written."""
 
-    __slots__ = (
-        *("_compiled", "_lines", "_set", "_tail", "_telltales", "_telltale_bytes", "rules"),
-        "window_chars",
-    )
+    __slots__ = ("_compiled", "_lines", "_set", "_tail", "_telltales", "rules", "window_chars")
 
     def __init__(self, sources: Sequence[RuleSource], *, holds_back: bool = True) -> None:
         """`holds_back=False`: a side no stream step reads (input) builds no tail search,
@@ -179,10 +176,9 @@ class Scanner:
                 self._tail = TailSearch(regexes, tail_options())
             self._lines = _lines_set(regexes)
         self._compiled = tuple(compiled)
-        self._telltales = found
-        # The same as bytes, for a long text's check (`is_clean`: one C pass, where a set's
-        # `isdisjoint` looks each character up, ~15 ns a character).
-        self._telltale_bytes = None if found is None else "".join(sorted(found)).encode()
+        # As bytes: `_lacks_telltales` is one C pass over a text's bytes (a set's
+        # `isdisjoint` looks each character up, ~10 ns a character).
+        self._telltales = None if found is None else "".join(sorted(found)).encode()
         # A stream holds back this many characters: the longest match any rule can make.
         self.window_chars = widest
 
@@ -214,10 +210,8 @@ class Scanner:
         if not is_plain_ascii(text):
             return False
         data = text.encode("ascii")
-        if self._telltale_bytes is not None and len(
-            data.translate(None, self._telltale_bytes)
-        ) == len(data):
-            return True  # none of the characters every match holds (telltales.py)
+        if self._lacks_telltales(data):
+            return True
         if budget is not None:
             budget.searched()
         return not self._set.Match(data)
@@ -259,7 +253,7 @@ class Scanner:
             begin = self._tail.start_ascii(data, start) if self._tail is not None else start
             if begin is not None:
                 hold = begin
-        if self._telltales is not None and self._telltales.isdisjoint(text):
+        if self._lacks_telltales(data):
             return [], hold
         if not self._set.Match(data):
             return [], hold
@@ -280,9 +274,16 @@ class Scanner:
             begin = self._tail.start_ascii(data, start) if self._tail is not None else start
             if begin is not None:
                 hold = begin
-        if self._telltales is not None and self._telltales.isdisjoint(text):
+        if self._lacks_telltales(data):
             return hold
         return -1 if self._set.Match(data) else hold
+
+    def _lacks_telltales(self, data: bytes) -> bool:
+        """Whether ASCII `data` holds none of the characters one of which every match
+        holds (telltales.py): no rule can match it, and RE2's combined pass is skipped."""
+        if self._telltales is None:
+            return False
+        return len(data.translate(None, self._telltales)) == len(data)
 
     def _hold_read(self, text: str, folded: Folded, start: int) -> int:
         """`_hold` of `text` read both ways when it holds tag characters (normalize.py)."""
