@@ -80,7 +80,9 @@ def test_a_websocket_handshake_is_an_http_request_like_any_other(
         b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     )
-    answer = exchange(server.port, handshake, read_timeout_s=5)
+    # The answer keeps the connection open (no `close` was asked for): `exchange` reads until
+    # uvicorn's 5 s keep-alive ends it, so it must wait longer than that.
+    answer = exchange(server.port, handshake, read_timeout_s=20)
     assert status_of(answer) == 401, answer[:400]
     assert body_of(answer)["error"]["code"] == "invalid_api_key"
 
