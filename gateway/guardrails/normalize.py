@@ -42,6 +42,18 @@ _GREEK = "\u03bf\u03b1\u03bd\u039f\u0391\u0392\u0395\u0396\u0397\u0399\u039a\u03
 _GREEK_MORE = "\u03a1\u03a4\u03a7\u03a5"
 _DASHES = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212"
 _DOTS = "\u3002\uff61"  # ideographic full stops (NFKC keeps the first)
+# Latin small capitals (U+1D00 A to U+1D22 Z and others; there is no x), which NFKC
+# leaves alone: read as the lowercase letters they show, so a word spelled in them is
+# the word a keyword rule lists.
+_SMALL_CAPITALS = (
+    "\u1d00\u0299\u1d04\u1d05\u1d07\ua730\u0262\u029c\u026a\u1d0a\u1d0b\u029f\u1d0d"
+    "\u0274\u1d0f\u1d18\ua7af\u0280\ua731\u1d1b\u1d1c\u1d20\u1d21\u028f\u1d22"
+)
+_SMALL_CAPITAL_LETTERS = "abcdefghijklmnopqrstuvwyz"
+# Negative circled and negative squared capitals (U+1F150-U+1F169, U+1F170-U+1F189):
+# symbols to Unicode, with no decomposition, but letters to a reader.
+_NEGATIVE_CAPITALS = [chr(first + i) for first in (0x1F150, 0x1F170) for i in range(26)]
+_CAPITALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 LOOK_ALIKES = str.maketrans(
     {
         **dict(zip(_CYRILLIC_LOWER, "aeopcyxijsdgl", strict=True)),
@@ -49,6 +61,8 @@ LOOK_ALIKES = str.maketrans(
         **dict(zip(_GREEK + _GREEK_MORE, "oavOABEZHIKMNPTXY", strict=True)),
         **dict.fromkeys(_DASHES, "-"),
         **dict.fromkeys(_DOTS, "."),
+        **dict(zip(_SMALL_CAPITALS, _SMALL_CAPITAL_LETTERS, strict=True)),
+        **dict(zip(_NEGATIVE_CAPITALS, _CAPITALS * 2, strict=True)),
     }
 )
 # Letters that render as nothing (Hangul fillers, the braille blank): dropped as the
