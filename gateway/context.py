@@ -11,7 +11,6 @@ sets `log_content` (`answer_texts`).
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from gateway.limits.answers import RateView
 from gateway.limits.backend import Hold
 from gateway.policy.compiled import Deployment, Policy
 from gateway.providers.base import Endpoint
+from gateway.random_ids import random_hex
 from gateway.routing.tries import Try
 from gateway.usage.pricing import UnitPrices
 from gateway.usage.usage import Usage
@@ -51,10 +51,16 @@ def outcome_of_status(status: int) -> Outcome:
     return Outcome.REFUSED if status < 500 else Outcome.GATEWAY_ERROR
 
 
+def new_request_id() -> str:
+    """A request id in the gateway's own form, for a request that brought none (or one
+    not sane: gateway/api/edge.py, request_id_of)."""
+    return "req_" + random_hex()
+
+
 def new_request_key() -> str:
     """The gateway's own id for a request: the ledger's idempotency key. Unlike the
     x-request-id (a client may send the same one twice), it never repeats."""
-    return os.urandom(16).hex()
+    return random_hex()
 
 
 def now_ms() -> int:

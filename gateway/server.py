@@ -55,6 +55,7 @@ from uvicorn.server import ServerState
 from uvicorn.supervisors import multiprocess
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from gateway.context import new_request_id
 from gateway.drain import DRAIN_STATE_KEY, Drain, drain_is_over
 from gateway.response_head import GatewayCycle
 from gateway.settings import (
@@ -151,11 +152,6 @@ class EdgeAnswer:
 
     def render(self, request_id: str) -> bytes:
         return self.before_id + request_id.encode() + self.after_id
-
-
-def new_request_id() -> str:
-    """A request id in the app's own form (gateway/api/edge.py, request_id_of)."""
-    return "req_" + os.urandom(16).hex()
 
 
 ANSWER_431 = EdgeAnswer.of(

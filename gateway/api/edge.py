@@ -7,7 +7,6 @@ Refusals are OpenAI-shaped (gateway/errors.py); every answer carries x-request-i
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ from starlette.responses import Response
 from gateway import pipeline
 from gateway.auth.authorization_header import authorization_of
 from gateway.auth.principal import Principal
-from gateway.context import EdgeContext, Outcome
+from gateway.context import EdgeContext, Outcome, new_request_id
 from gateway.errors import GatewayError, error_response, unexpected
 from gateway.services import Services
 
@@ -43,7 +42,7 @@ def request_id_of(request: Request) -> str:
     if known is not None:
         return known
     given = request.headers.get("x-request-id")
-    request_id = given if given and _REQUEST_ID.match(given) else "req_" + os.urandom(16).hex()
+    request_id = given if given and _REQUEST_ID.match(given) else new_request_id()
     scope[_SCOPE_KEY] = request_id
     return request_id
 
