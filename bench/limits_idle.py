@@ -26,14 +26,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from limits_micro import ROUTE, STAGE_BODY, bench_team, no_sums
+from limits_micro import ROUTE, STAGE_BODY, stage_fixture
 
 from gateway.limits.answers import ratelimit_headers
 from gateway.limits.backend import Hold
 from gateway.limits.estimate import estimate_inline
 from gateway.limits.memory import MemoryBackend
 from gateway.limits.plan import Actual, Plan, lease_ms
-from gateway.limits.service import Limits
 from gateway.limits.stage import _shape_now, limits_headers, reserve_limits, settle_limits
 from gateway.policy.schema import BackendErrorMode
 from gateway.usage.usage import Usage
@@ -46,11 +45,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=600, help="readings per piece")
     parser.add_argument("--idle-ms", type=float, default=2.0, help="sleep before each reading")
     args = parser.parse_args()
-    team = bench_team()
-    policy = SimpleNamespace(timezone="UTC", on_backend_error=CLOSED)
-    limits = Limits(MemoryBackend(), no_sums)  # type: ignore[arg-type]
-    services = SimpleNamespace(limits=limits, policy=SimpleNamespace(current=lambda: policy))
-    grant = SimpleNamespace(team=team, route=ROUTE, principal=SimpleNamespace(subject="u"))
+    policy, services, grant = stage_fixture(MemoryBackend())
+    limits = services.limits
 
     def context() -> Any:
         return SimpleNamespace(

@@ -206,19 +206,25 @@ def evict_cost(memory: bytearray, requests: int) -> float:
     return (cpu_s() - cpu0) / requests * 1e6
 
 
-async def bench_stage(backend: LimitsBackend, requests: int, *, cold: bool = False) -> float:
-    """CPU µs per request of the whole stage as the pipeline calls it: reserve_limits
-    (estimate, plan, reserve) on a body parsed afresh, limits_headers, settle_limits.
-    `cold`: memory read between requests, its own cost (measured before and after,
-    the mean) subtracted."""
-    team = bench_team()
+def stage_fixture(backend: LimitsBackend) -> tuple[Any, Any, Any]:
+    """What the stage reads of a request's policy, services and grant: bench_team() in
+    process on `backend`, its user "u", ROUTE."""
     policy = SimpleNamespace(timezone="UTC", on_backend_error=BackendErrorMode.CLOSED)
     # the settle compares the policy a request reserved under with the current one
     services = SimpleNamespace(
         limits=Limits(backend, no_sums),  # type: ignore[arg-type]
         policy=SimpleNamespace(current=lambda: policy),
     )
-    grant = SimpleNamespace(team=team, route=ROUTE, principal=SimpleNamespace(subject="u"))
+    grant = SimpleNamespace(team=bench_team(), route=ROUTE, principal=SimpleNamespace(subject="u"))
+    return policy, services, grant
+
+
+async def bench_stage(backend: LimitsBackend, requests: int, *, cold: bool = False) -> float:
+    """CPU µs per request of the whole stage as the pipeline calls it: reserve_limits
+    (estimate, plan, reserve) on a body parsed afresh, limits_headers, settle_limits.
+    `cold`: memory read between requests, its own cost (measured before and after,
+    the mean) subtracted."""
+    policy, services, grant = stage_fixture(backend)
 
     async def one() -> None:
         ctx = SimpleNamespace(

@@ -16,24 +16,27 @@ from typing import Final
 BUFFER_BYTES: Final = 4096
 
 
+ID_BYTES: Final = 16  # 128 bits
+_ID_WIDTH: Final = 2 * ID_BYTES
+
+
 class RandomHex:
-    """Hex strings of fresh random bytes; safe to share between threads."""
+    """128-bit ids as hex, of fresh random bytes; safe to share between threads."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._hex = ""  # the unused part of the buffer starts at _at
         self._at = 0
 
-    def take(self, nbytes: int) -> str:
-        """`nbytes` random bytes as 2 * `nbytes` hex digits, never handed out before."""
-        width = 2 * nbytes
+    def take(self) -> str:
+        """ID_BYTES random bytes as hex digits, never handed out before."""
         with self._lock:
             at, held = self._at, self._hex
-            if at + width > len(held):
-                held, at = os.urandom(max(BUFFER_BYTES, nbytes)).hex(), 0
+            if at + _ID_WIDTH > len(held):
+                held, at = os.urandom(BUFFER_BYTES).hex(), 0
                 self._hex = held
-            self._at = at + width
-        return held[at : at + width]
+            self._at = at + _ID_WIDTH
+        return held[at : at + _ID_WIDTH]
 
     def forget(self) -> None:
         """Drop the buffer (a forked child: the parent hands out the same bytes). A new
@@ -46,6 +49,6 @@ _SOURCE: Final = RandomHex()
 os.register_at_fork(after_in_child=_SOURCE.forget)
 
 
-def random_hex(nbytes: int = 16) -> str:
-    """`nbytes` (default 16: 128 bits) of the kernel's random bytes, as hex."""
-    return _SOURCE.take(nbytes)
+def random_hex() -> str:
+    """128 bits of the kernel's random bytes, as 32 hex digits."""
+    return _SOURCE.take()

@@ -52,8 +52,9 @@ _SMALL_CAPITALS = (
 _SMALL_CAPITAL_LETTERS = "abcdefghijklmnopqrstuvwyz"
 # Negative circled and negative squared capitals (U+1F150-U+1F169, U+1F170-U+1F189):
 # symbols to Unicode, with no decomposition, but letters to a reader.
-_NEGATIVE_CAPITALS = [chr(first + i) for first in (0x1F150, 0x1F170) for i in range(26)]
-_CAPITALS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_NEGATIVE_CAPITALS = {
+    chr(first + i): chr(ord("A") + i) for first in (0x1F150, 0x1F170) for i in range(26)
+}
 LOOK_ALIKES = str.maketrans(
     {
         **dict(zip(_CYRILLIC_LOWER, "aeopcyxijsdgl", strict=True)),
@@ -62,7 +63,7 @@ LOOK_ALIKES = str.maketrans(
         **dict.fromkeys(_DASHES, "-"),
         **dict.fromkeys(_DOTS, "."),
         **dict(zip(_SMALL_CAPITALS, _SMALL_CAPITAL_LETTERS, strict=True)),
-        **dict(zip(_NEGATIVE_CAPITALS, _CAPITALS * 2, strict=True)),
+        **_NEGATIVE_CAPITALS,
     }
 )
 # Letters that render as nothing (Hangul fillers, the braille blank): dropped as the

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from gateway.context import new_request_id, new_request_key
-from gateway.random_ids import BUFFER_BYTES, RandomHex
+from gateway.random_ids import BUFFER_BYTES, ID_BYTES, RandomHex
 
 HEX_32 = re.compile(r"[0-9a-f]{32}")
 
@@ -22,7 +22,7 @@ def test_ids_are_128_bit_hex_and_the_request_id_says_req():
 
 def test_no_id_repeats_across_many_refills():
     source = RandomHex()
-    ids = [source.take(16) for _ in range(20 * BUFFER_BYTES // 16)]
+    ids = [source.take() for _ in range(20 * BUFFER_BYTES // ID_BYTES)]
     assert len(set(ids)) == len(ids)
 
 
@@ -37,18 +37,11 @@ def test_the_kernel_is_read_once_per_buffer(monkeypatch):
 
     monkeypatch.setattr(os, "urandom", counting)
     source = RandomHex()
-    for _ in range(BUFFER_BYTES // 16):
-        source.take(16)
+    for _ in range(BUFFER_BYTES // ID_BYTES):
+        source.take()
     assert reads == [BUFFER_BYTES]
-    source.take(16)
+    source.take()
     assert reads == [BUFFER_BYTES, BUFFER_BYTES]
-
-
-def test_a_take_larger_than_the_buffer_gets_all_its_bytes():
-    source = RandomHex()
-    source.take(16)
-    big = source.take(BUFFER_BYTES + 5)
-    assert len(big) == 2 * (BUFFER_BYTES + 5)
 
 
 def test_threads_never_share_an_id():
@@ -57,7 +50,7 @@ def test_threads_never_share_an_id():
 
     def many(_: int) -> list[str]:
         barrier.wait()
-        return [source.take(16) for _ in range(3000)]
+        return [source.take() for _ in range(3000)]
 
     with ThreadPoolExecutor(8) as pool:
         ids = [i for chunk in pool.map(many, range(8)) for i in chunk]
