@@ -44,6 +44,7 @@ from gateway.policy.schema import (
 )
 from gateway.policy.secrets import (
     ReferenceRules,
+    address_spellings,
     redaction_secrets,
     references_beyond_providers,
     resolve_references,
@@ -91,12 +92,14 @@ class ProviderConfig:
     # enforced again on the addresses api_base's host resolves to (providers/resolver.py).
     upstreams: UpstreamRules = field(default=DEFAULT_RULES, repr=False)
     # What every client of this provider cuts out of upstream text (client-facing errors,
-    # stream error events, log lines): its keys and its references' values, made once.
+    # stream error events, log lines): its keys, its references' values and where
+    # api_base points (an internal host:port), made once.
     secrets: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         keys = (self.api_key, self.aws_access_key_id, self.aws_secret_access_key)
-        object.__setattr__(self, "secrets", redaction_secrets((*keys, *self.references)))
+        address = address_spellings(self.api_base)
+        object.__setattr__(self, "secrets", redaction_secrets((*keys, *self.references, *address)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 ENV_ALLOW_VAR = "GATEWAY_SECRET_ENV_ALLOW"
 FILE_DIRS_VAR = "GATEWAY_SECRET_FILE_DIRS"
@@ -261,6 +261,22 @@ def _control_in_secret(field: str) -> str:
         f"the value of {field} holds a control character (a line break, a tab, NUL): "
         "no HTTP header can carry it; write the secret on one line"
     )
+
+
+def address_spellings(api_base: str | None) -> tuple[str, ...]:
+    """How an upstream's error may quote where it runs (an internal address, which a
+    team has no business learning): api_base's `host:port` as written, and its host
+    alone when it is an address or a dotted name (a bare word such as `vllm` would cut
+    that word out of every message)."""
+    if not api_base:
+        return ()
+    try:
+        address = urlsplit(api_base).netloc.rpartition("@")[2]
+    except ValueError:
+        return ()
+    is_ipv6 = address.startswith("[")  # [fd00::5] or [fd00::5]:8000
+    host = address[1 : address.find("]")] if is_ipv6 else address.rsplit(":", 1)[0]
+    return (address, host) if "." in host or ":" in host else (address,)
 
 
 def redaction_secrets(values: Iterable[str | None]) -> tuple[str, ...]:

@@ -39,6 +39,7 @@ from gateway.providers.error_answer import (
     is_error_answer,
     may_hold_error,
 )
+from gateway.providers.error_shape import error_fields_of
 from gateway.providers.redaction import (
     ERROR_KEY,
     INCOMPLETE_KEY,
@@ -115,33 +116,14 @@ def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
 
 def error_fields(raw: bytes) -> dict[str, Any]:
     """The `message`, `type`, `param` and `code` an upstream's 4xx body gives, in any
-    of the shapes OpenAI-compatible servers use; {} when it gives none."""
+    of the shapes OpenAI-compatible servers use (error_shape.py); {} when it gives none."""
     try:
         parsed = orjson.loads(raw)
     except orjson.JSONDecodeError:
         text = raw.decode(errors="replace").strip()
         # Plain text is a message; an HTML error page is not.
         return {"message": text[:500]} if text and not text.startswith("<") else {}
-    if not isinstance(parsed, dict):
-        return {}
-    error = parsed.get("error")
-    if isinstance(error, dict):  # OpenAI: {"error": {...}}
-        return error
-    if isinstance(error, str):  # TGI: {"error": "...", "error_type": "..."}
-        return {"message": error, "type": parsed.get("error_type")}
-    if isinstance(parsed.get("message"), str):  # vLLM before 0.6: the error object itself
-        return parsed
-    detail = parsed.get("detail")  # FastAPI
-    if isinstance(detail, str):
-        return {"message": detail}
-    if isinstance(detail, list):  # 422 validation errors: [{"loc": [...], "msg": "..."}]
-        problems = [
-            f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg')}"
-            for d in detail
-            if isinstance(d, dict)
-        ]
-        return {"message": "; ".join(problems)} if problems else {}
-    return {}
+    return error_fields_of(parsed)
 
 
 def is_about_callers_object(call: UpstreamCall) -> bool:

@@ -18,6 +18,7 @@ from typing import Any, cast
 import orjson
 
 from gateway.providers.base import MASKED_KEY
+from gateway.providers.error_shape import error_fields_of, openai_error
 from gateway.sse import ERROR_EVENT_LINES, events_of, is_error_event
 
 _URL = re.compile(r"https?://\S+")
@@ -29,6 +30,9 @@ ERROR_KEY = b'"error"'
 INCOMPLETE_KEY = b'"incomplete_details"'
 ERROR_LINES = ERROR_EVENT_LINES  # Responses' `error` event
 REDACTED = "[redacted]"
+# A relayed mid-stream error event with no message (or type) of its own says this.
+MID_STREAM_MESSAGE = "The upstream failed mid-stream."
+MID_STREAM_TYPE = "api_error"
 
 
 def redact_keys(text: str, secrets: Sequence[str]) -> str:
@@ -112,6 +116,11 @@ def _says_failure(parsed: dict[str, Any], event: bytes) -> bool:
 
 
 def _cleaned(parsed: dict[str, Any], event: bytes, secrets: Sequence[str]) -> dict[str, Any]:
+    if parsed.get("error") and parsed.get("type") != "error":
+        # Chat's and completions' error event (the SDK's rule), in whatever shape the
+        # upstream wrote it (a vLLM string, no `param`): as OpenAI sends one.
+        error = openai_error(error_fields_of(parsed), MID_STREAM_MESSAGE, MID_STREAM_TYPE)
+        return {"error": _clean_strings(error, secrets)}
     if is_error_event(parsed, event):  # all upstream text about its failure
         return cast(dict[str, Any], _clean_strings(parsed, secrets))
     return {**parsed, "response": clean_error_of(parsed["response"], secrets)}

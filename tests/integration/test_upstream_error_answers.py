@@ -217,3 +217,23 @@ async def test_a_relayed_refusal_whose_code_is_text_keeps_it_out_of_the_records(
                 )
     assert caught.value.code == prompt
     assert ledger(tmp_path) == [(422, "refused", UNRECORDED_CODE)]
+
+
+async def test_a_relayed_refusal_does_not_tell_where_the_upstream_runs(tmp_path, monkeypatch):
+    """An upstream's 4xx quoting its own address (an internal host:port, here 127.0.0.1's
+    port, with and without the URL around it) reaches the caller without it."""
+    monkeypatch.setenv("BAD_KEY", KEY)
+    async with MockUpstream("bad") as bad:
+        address = bad.base_url.split("://", 1)[1].split("/", 1)[0]  # 127.0.0.1:PORT
+        host = address.split(":")[0]
+        message = f"url {bad.base_url}/chat host {address} ip {host} key {KEY}"
+        bad.behave("status", status=400, body={"error": {"message": message, "code": address}})
+        async with running_gateway(
+            tmp_path, ALONE.format(bad=bad.base_url, good=bad.base_url)
+        ) as gw:
+            reply = await post(gw, "/v1/chat/completions")
+    assert reply.status_code == 400
+    assert host.encode() not in reply.content and KEY.encode() not in reply.content
+    error = orjson.loads(reply.content)["error"]
+    assert error["message"] == "url [upstream] host [redacted] ip [redacted] key [redacted]"
+    assert error["code"] == "[redacted]"

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway.policy.compiled import ProviderConfig
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.secrets import (
     DEFAULT_ENV_ALLOW,
     ReferenceRules,
+    address_spellings,
     file_refusal,
     is_env_name_allowed,
     parse_env_allow,
@@ -327,3 +329,29 @@ def test_a_secret_file_with_two_lines_is_refused_at_its_line(tmp_path: Path) -> 
     (found,) = issues(folder, {"GATEWAY_SECRET_FILE_DIRS": str(secrets)})
     assert found.startswith(f"{folder}/bundle.yaml:3: providers.multi.api_key: ")
     assert "control character" in found and "FILESECRET" not in found
+
+
+@pytest.mark.parametrize(
+    ("api_base", "spellings"),
+    [
+        (None, ()),
+        ("", ()),
+        ("http://10.0.3.7:8000/v1", ("10.0.3.7:8000", "10.0.3.7")),
+        ("https://vllm.internal/v1", ("vllm.internal", "vllm.internal")),
+        ("http://vllm:8000/v1", ("vllm:8000",)),  # a bare word alone is too common to cut
+        ("http://user:pw@llm.corp:9000", ("llm.corp:9000", "llm.corp")),
+        ("http://[fd00::5]:8000/v1", ("[fd00::5]:8000", "fd00::5")),
+        ("http://[fd00::5]/v1", ("[fd00::5]", "fd00::5")),
+    ],
+)
+def test_where_an_upstream_runs_is_cut_from_its_errors(
+    api_base: str | None, spellings: tuple[str, ...]
+) -> None:
+    assert address_spellings(api_base) == spellings
+
+
+def test_a_provider_cuts_its_address_with_its_keys() -> None:
+    config = ProviderConfig(
+        "p", "openai-compatible", api_base="http://10.1.2.3:8000/v1", api_key="k3y-1234"
+    )
+    assert {"10.1.2.3:8000", "10.1.2.3", "k3y-1234"} <= set(config.secrets)

@@ -60,7 +60,8 @@ def test_a_chat_error_event_never_keeps_our_key(key, how, where, prefix, after_c
     parsed = orjson.loads(out.split(b"\n\n")[-2][len(b"data: ") :])
     assert parsed["error"]["type"] == "server_error"
     said = orjson.dumps(parsed).decode()
-    assert "[redacted]" in said or "[upstream]" in said  # a URL-shaped key goes as a URL
+    if where != "sibling":  # a sibling of `error` is no part of OpenAI's event: dropped
+        assert "[redacted]" in said or "[upstream]" in said  # a URL-shaped key goes as a URL
 
 
 def parses(event: bytes) -> bool:
@@ -106,7 +107,65 @@ def test_events_that_are_not_errors_pass_untouched():
 
 
 def test_a_clean_error_event_keeps_its_bytes():
-    event = b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n'
+    event = (
+        b'data: {"error": {"message": "overloaded", "type": "server_error", "param": null, '
+        b'"code": null}}\n\n'
+    )
+    assert redact_error_events(event, ("secret-key",)) == event
+
+
+def error_of(event: bytes) -> object:
+    return orjson.loads(redact_error_events(event, ("secret-key",))[len(b"data: ") :])
+
+
+def test_an_upstream_error_event_leaves_in_openai_shape():
+    """Whatever shape the upstream wrote its mid-stream error in, the client gets OpenAI's
+    four fields (the SDK raises with the message), strings or null."""
+    assert error_of(b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n') == {
+        "error": {"message": "overloaded", "type": "server_error", "param": None, "code": None}
+    }
+    vllm = b'data: {"error": "Internal server error from vLLM engine", "object": "error"}\n\n'
+    assert error_of(vllm) == {
+        "error": {
+            "message": "Internal server error from vLLM engine",
+            "type": "api_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    tgi = b'data: {"error": "Input validation error", "error_type": "validation"}\n\n'
+    assert error_of(tgi) == {
+        "error": {
+            "message": "Input validation error",
+            "type": "validation",
+            "param": None,
+            "code": None,
+        }
+    }
+    numbered = b'data: {"error": {"code": 500, "message": "", "extra": [1]}}\n\n'
+    assert error_of(numbered) == {
+        "error": {
+            "message": "The upstream failed mid-stream.",
+            "type": "api_error",
+            "param": None,
+            "code": None,
+        }
+    }
+    keyed = b'data: {"error": {"message": "bad key secret-key", "code": "secret-key"}}\n\n'
+    assert error_of(keyed) == {
+        "error": {
+            "message": "bad key [redacted]",
+            "type": "api_error",
+            "param": None,
+            "code": "[redacted]",
+        }
+    }
+
+
+def test_a_responses_error_event_keeps_its_own_shape():
+    """Responses' `error` event has its fields at the top (`type: "error"`), as OpenAI
+    sends it: cleaned, not reshaped."""
+    event = b'event: error\ndata: {"type":"error","code":"x","message":"m","param":null}\n\n'
     assert redact_error_events(event, ("secret-key",)) == event
 
 
