@@ -187,7 +187,10 @@ def _asked(
         )
         return None
     if response.status_code == 200:
-        return dict(response.json())
+        view = _usage_view_of(response, team)
+        if view is None:
+            return f"the server at {url} did not answer with a usage view (is it a gateway?)"
+        return view
     try:
         message = response.json()["error"]["message"]
     except (ValueError, KeyError, TypeError):
@@ -200,6 +203,20 @@ def _asked(
         )
         return None
     return f"the server at {url} answered {response.status_code}: {message}"
+
+
+def _usage_view_of(response: httpx.Response, team: str) -> dict[str, Any] | None:
+    """The answer as a usage view of `team`, or None when it is none (another service
+    on that port, a proxy's page): printed as one, it would read as the team's usage."""
+    try:
+        view = response.json()
+    except ValueError:
+        return None
+    if not isinstance(view, dict) or view.get("team") != team:
+        return None
+    if not all(isinstance(view.get(name), list) for name in ("budgets", "limits")):
+        return None
+    return view
 
 
 def usage(
@@ -223,6 +240,9 @@ def usage(
     )
     from gateway.limits.backend import BackendUnavailable
 
+    if user is not None and not user.strip():  # as the API's `user=` is refused
+        typer.echo("error: --user is empty: give a token subject, or leave it out", err=True)
+        raise typer.Exit(2)
     if server is not None:  # a mistyped address: said now, not as "no server answered"
         try:
             server = checked_server(server)
@@ -254,6 +274,8 @@ def usage(
     except DatabaseNotReady as missing:
         typer.echo(f"error: {missing}", err=True)
         raise typer.Exit(1) from None
+    except typer.Exit:  # refused already, in its own words (a team that can never be one)
+        raise
     except Exception as exc:  # an unreachable database or Redis: say which, no traceback
         problem = connection_problem(settings.database_url, exc)
         if problem is not None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -53,3 +55,59 @@ def test_usage_refuses_a_server_it_cannot_read_as_a_url(
     assert says in lines[0]
     assert shown.stdout == ""
     assert not (tmp_path / "gateway.db").exists()  # refused before the database
+
+
+class _Foreign(BaseHTTPRequestHandler):
+    """Another service on the port `usage` asks: 200 JSON that is no usage view."""
+
+    def do_GET(self) -> None:
+        body = b'{"keys": []}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize("as_json", [True, False])
+def test_usage_refuses_an_answer_that_is_no_usage_view(tmp_path: Path, as_json: bool) -> None:
+    """Another service (or an older program) answering 200 on that port: one `error:`
+    line and exit 1, in both modes; never its JSON printed as the team's usage."""
+    assert run_gateway("migrate", cwd=tmp_path, env=ENV).returncode == 0
+    with ThreadingHTTPServer(("127.0.0.1", 0), _Foreign) as foreign:
+        threading.Thread(target=foreign.serve_forever, daemon=True).start()
+        try:
+            flags = ["--json"] if as_json else []
+            server = f"http://127.0.0.1:{foreign.server_address[1]}"
+            shown = run_gateway("usage", "demo", *flags, "--server", server, cwd=tmp_path, env=ENV)
+        finally:
+            foreign.shutdown()
+    assert shown.returncode == 1, (shown.stdout, shown.stderr)
+    assert shown.stdout == ""
+    lines = shown.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert (
+        lines[0]
+        == f"error: the server at {server} did not answer with a usage view (is it a gateway?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("",), "can never be a team"),
+        (("demo", "--user", ""), "error: --user is empty"),
+        (("demo", "--user", "  "), "error: --user is empty"),
+    ],
+)
+def test_usage_refuses_an_empty_team_or_user_in_one_line(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    assert run_gateway("migrate", cwd=tmp_path, env=ENV).returncode == 0
+    shown = run_gateway("usage", *args, "--server", "127.0.0.1:9", cwd=tmp_path, env=ENV)
+    assert shown.returncode == 2, shown.stderr
+    lines = shown.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], lines
