@@ -294,8 +294,10 @@ def _usage_error_lines(error: typer.TyperException) -> list[str]:
 
 
 def main() -> None:
+    from gateway.logs import configure_cli_logging
     from gateway.settings import SettingsError
 
+    configure_cli_logging()  # `serve` replaces it with its JSON lines
     try:
         # Not standalone: click's errors reach us, to be printed as `error: ` lines.
         status = app(standalone_mode=False)

@@ -59,6 +59,7 @@ def configure_logging(level: str = "info") -> None:
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logging.getLogger("gateway").handlers[:] = []  # the command line's (configure_cli_logging)
     for name in OWN_LOGGERS:
         logging.getLogger(name).setLevel(level.upper())  # ValueError for an unknown level
     # Stricter than WARNING (error, critical) applies to everyone; laxer only to ours.
@@ -247,3 +248,20 @@ def _open(target: str) -> BinaryIO | None:
     if target == "stderr":
         return sys.stderr.buffer
     return open(target, "ab")  # closed by AccessLog.close() or reopen()
+
+
+class CliFormatter(logging.Formatter):
+    """A command's log line as its other messages are: `warning: ...` or `error: ...`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = "error" if record.levelno >= logging.ERROR else "warning"
+        return f"{prefix}: {record.getMessage()}"
+
+
+def configure_cli_logging() -> None:
+    """What a command (not `serve`, which configures JSON lines) logs reaches stderr as
+    `warning: ` and `error: ` lines, as README promises; informational lines stay out."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(CliFormatter())
+    handler.setLevel(logging.WARNING)
+    logging.getLogger("gateway").handlers[:] = [handler]  # ours: third parties' as before

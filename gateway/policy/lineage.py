@@ -101,7 +101,10 @@ def folder_conflict(
             f"{marker.version} (the folder was exported from or applied to another database)"
         )
     else:
-        basis = f"does not say which version it is based on (no {bundle_text.MARKER_NAME})"
+        basis = (
+            f"does not say which version it is based on (no {bundle_text.MARKER_NAME}, "
+            "or one that is no version marker)"
+        )
     if base is not None and marker is not None and not is_foreign_marker and marker.version > base:
         # Its files equal an older version than the one it was exported at: an old copy
         # put back by mistake, or an edit that set them back on purpose. Only the

@@ -3,6 +3,7 @@ a script greps one prefix, and a person reads one shape (no boxed panel)."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from tests.support.processes import free_port, run_gateway
 
 NO_REDIS = {"GATEWAY_REDIS_URL": ""}
+EXAMPLE_POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 
 @pytest.mark.parametrize(
@@ -81,3 +83,17 @@ def test_bare_commands_still_print_their_help(tmp_path: Path) -> None:
         assert done.returncode == 2
         assert "Usage: gateway" in done.stdout + done.stderr
         assert "error:" not in done.stdout + done.stderr
+
+
+def test_a_commands_warning_is_a_warning_line(tmp_path: Path) -> None:
+    """What a command logs as a warning (here: a folder's `.policy-version` that is no
+    marker) reaches stderr as a `warning: ` line, never a bare one."""
+    folder = tmp_path / "policies"
+    shutil.copytree(EXAMPLE_POLICIES, folder)
+    assert run_gateway("migrate", cwd=tmp_path).returncode == 0
+    applied = run_gateway("policy", "apply", str(folder), cwd=tmp_path)
+    assert applied.returncode == 0, applied.stderr
+    (folder / ".policy-version").write_text("garbage\n")
+    shown = run_gateway("policy", "diff", str(folder), cwd=tmp_path)
+    lines = [line for line in shown.stderr.splitlines() if "is not a policy version marker" in line]
+    assert lines and all(line.startswith("warning: ") for line in lines), shown.stderr
