@@ -83,9 +83,7 @@ async def parse_json_object(
             raise UnsupportedContentType(
                 f"Unsupported content type {quoted(media)}: send 'Content-Type: application/json'."
             )
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    check_declared_length(request.headers.get("content-length"), limit)
     raw = await read_body_bytes(request.receive, limit)
     if not raw:
         raise InvalidRequest("The request body is empty; send a JSON object.")
@@ -119,6 +117,13 @@ def check_identity_encoding(values: list[str]) -> None:
                     "decompress request bodies; send an uncompressed JSON body (no "
                     "Content-Encoding header)."
                 )
+
+
+def check_declared_length(declared: str | None, limit: int) -> None:
+    """Refuse at once a body whose Content-Length says it is over `limit`: no waiting
+    for bytes that would be refused anyway (a client may never send them)."""
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"The request body is larger than the limit of {limit} bytes.")
 
 
 async def read_body_bytes(receive: Receive, limit: int) -> bytes:

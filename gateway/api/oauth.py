@@ -38,7 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from gateway.api.body import read_body_bytes
+from gateway.api.body import check_declared_length, read_body_bytes
 from gateway.api.edge import access_line
 from gateway.auth.authorization_header import MSG_REPEATED, RepeatedAuthorization, authorization_of
 from gateway.auth.issuer import JWKS_PATH, METADATA_PATH, TOKEN_PATH, TokenReply, oauth_error
@@ -126,6 +126,7 @@ async def _read_form(request: Request) -> dict[str, str] | TokenReply:
     if media != FORM_TYPE:
         return oauth_error(400, "invalid_request", f"Send the parameters as {FORM_TYPE}.")
     try:  # a client that hangs up mid-upload raises ClientDisconnected: a 499
+        check_declared_length(request.headers.get("content-length"), MAX_FORM_BYTES)
         raw = await read_body_bytes(request.receive, MAX_FORM_BYTES)
     except BodyTooLarge:
         return oauth_error(400, "invalid_request", "The request body is too large.")

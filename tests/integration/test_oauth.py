@@ -432,3 +432,23 @@ async def test_cli_changes_are_audited_without_the_secret(setup: Setup) -> None:
     assert [e.action for e in entries] == ["client.revoke", "client.create"]
     assert all(e.actor.startswith("cli") for e in entries)
     assert client["client_secret"] not in json.dumps([e.as_json() for e in entries])
+
+
+async def test_a_form_declared_larger_than_the_limit_is_refused_without_waiting(
+    setup: Setup,
+) -> None:
+    """A Content-Length over the form's limit is refused at once (400 invalid_request),
+    not after waiting for bytes the client may never send (an unauthenticated caller
+    would hold a connection until the client timeout)."""
+    host, port = setup.gw.origin.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST /oauth/token HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 99999999\r\n\r\n"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+    finally:
+        writer.close()
+    assert head.startswith(b"HTTP/1.1 400 "), head
