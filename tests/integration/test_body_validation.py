@@ -624,11 +624,13 @@ async def test_64_bit_integers_and_long_digit_strings_are_forwarded_exactly(gw, 
     )
 
 
-async def hang_up_mid_upload(gw, path: str, headers: dict[str, str]) -> None:
-    """Send headers announcing 100,000 bytes, then 1,000 of them, then close."""
+async def hang_up_mid_upload(
+    gw, path: str, headers: dict[str, str], declared: int = 100_000
+) -> None:
+    """Send headers announcing `declared` bytes, then 1,000 of them, then close."""
     host, port = gw.origin.removeprefix("http://").split(":")
     _, writer = await asyncio.open_connection(host, int(port))
-    head = [f"POST {path} HTTP/1.1", f"Host: {host}", "Content-Length: 100000"]
+    head = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {declared}"]
     head += [f"{k}: {v}" for k, v in headers.items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + b'{"model": "' + b"x" * 989)
     await writer.drain()
@@ -669,7 +671,7 @@ async def test_a_client_hanging_up_mid_token_request_is_499_without_a_traceback(
     """/oauth/token reads its form itself: the same hang-up is the same 499 line, no trace."""
     caplog.set_level(logging.DEBUG)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    await hang_up_mid_upload(gw, "/oauth/token", form)
+    await hang_up_mid_upload(gw, "/oauth/token", form, declared=10_000)  # under its 16 KiB
     (line,) = await access_line_count(tmp_path, 1)
     assert (line["path"], line["status"], line["outcome"]) == (
         "/oauth/token",
