@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from gateway import __version__
 from gateway.api.admin import PolicyPut, Rollback, TeamPatch
+from gateway.api.edge import request_id_of
 from gateway.api.planes import listener_serves
 from gateway.policy.schema import PolicyBundle
 
@@ -448,7 +449,9 @@ async def openapi_json(request: Request) -> Response:
     admin_port = request.state.services.settings.admin_port
     server = request.scope.get("server")
     local_port = server[1] if server and admin_port is not None else None
-    return Response(_document_bytes(local_port, admin_port), media_type=_JSON)
+    response = Response(_document_bytes(local_port, admin_port), media_type=_JSON)
+    response.headers["x-request-id"] = request_id_of(request)  # as every answer
+    return response
 
 
 routes = [Route("/openapi.json", openapi_json, methods=["GET"])]

@@ -338,8 +338,11 @@ async def test_openapi_documents_every_admin_and_oauth_route(
 ) -> None:
     """GET /openapi.json (no token) covers each admin, finance and OAuth route, and its
     refs resolve."""
-    async with http.get(f"{gw.origin}/openapi.json") as response:
+    async with http.get(
+        f"{gw.origin}/openapi.json", headers={"x-request-id": "mine-1"}
+    ) as response:
         assert response.status == 200
+        assert response.headers["x-request-id"] == "mine-1"  # as every answer
         document = await response.json()
     assert document["openapi"].startswith("3.1")
     documented = {
