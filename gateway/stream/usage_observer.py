@@ -6,7 +6,9 @@ client sees it only with `stream_options.include_usage`, as OpenAI behaves. When
 the upstream reports nothing, `estimate()` counts what was seen (off the event
 loop); a client that asked for usage then gets OpenAI's usage chunk made from that
 count, before the `[DONE]` held back for it, and each other chunk carries OpenAI's
-`"usage":null` (added by bytes where the upstream left the field out: vLLM does).
+`"usage":null` (added by bytes where the upstream left the field out: vLLM does). A
+report on a chunk with choices (vLLM's continuous usage stats) is nulled there and
+sent on a chunk of its own before [DONE], as OpenAI sends it, unless one came.
 Most chunks mention no usage, or only `"usage": null` (OpenAI's and vLLM's
 spellings): byte checks handle those; the rest are parsed.
 """
@@ -63,13 +65,19 @@ class UsageObserver:
         self._body = body
         self._model = model
         self._holds_done = False
+        # A usage report that came on a chunk with choices (vLLM's continuous usage stats,
+        # usage on the last content chunk): OpenAI's clients get `"usage":null` there and
+        # this report on a chunk of its own, before [DONE], as OpenAI sends it. None once
+        # a chunk without choices carried one.
+        self._late_report: dict[str, Any] | None = None
         self.reported: Usage | None = None
         self._estimated: Usage | None = None
         self._seen: list[bytes] = []  # what the client got, parsed only if no usage arrives
 
     def feed(self, chunk: bytes) -> Emit:
         out = self._pass(chunk)
-        if self._owes_usage and self.reported is None and DONE_PAYLOAD in out.data:
+        owed = self.reported is None or self._late_report is not None
+        if self._owes_usage and owed and DONE_PAYLOAD in out.data:
             # Hold [DONE] back: the usage chunk this client asked for must come first.
             kept = b"".join(e for e in events_of(out.data) if not is_done(e))
             if len(kept) != len(out.data):
@@ -111,6 +119,9 @@ class UsageObserver:
     def finish(self) -> Emit:
         if not self._holds_done:
             return NOTHING
+        if self._late_report is not None:  # usage came only beside choices
+            payload = {**self._chunk_head(), "choices": [], "usage": self._late_report}
+            return Emit(b"data: " + orjson.dumps(payload) + b"\n\n" + DONE_EVENT)
         if self.reported is not None:  # a usage chunk came after all
             return Emit(DONE_EVENT)
         return Emit(later=self._usage_chunk_and_done)
@@ -145,6 +156,13 @@ class UsageObserver:
         found = usage_from_report(report, answer_tier(parsed))  # OpenAI's chunks say the tier
         if found is not None:
             self.reported = found
+            if self._owes_usage and isinstance(report, dict) and "usage" in parsed:
+                if not parsed.get("choices"):
+                    self._late_report = None  # the usage chunk itself: relayed as it is
+                else:  # OpenAI's `"usage":null` here; the report goes on its own chunk
+                    self._late_report = report
+                    parsed["usage"] = None
+                    event = b"data: " + orjson.dumps(parsed) + b"\n\n"
         elif self._owes_usage and isinstance(report, dict) and not parsed.get("choices"):
             return b""  # an unusable usage chunk: the one counted here replaces it, at the end
         if self._strips and "usage" in parsed:

@@ -277,3 +277,35 @@ def test_without_a_report_reasoning_refusals_and_legacy_calls_are_counted_too() 
     relay(wire + b"data: [DONE]\n\n", observer)
     generated = 'Let me think it over.I can\'t.lookup{"q": "x"}'
     assert observer.estimate().output_tokens == count_text(generated, "gpt-4o-mini") > 10
+
+
+def usages_of(out: bytes) -> list[object]:
+    events = [json_of(e) for e in events_of(out)]
+    return [(bool(e["choices"]), e.get("usage", "absent")) for e in events if e]
+
+
+def test_usage_on_every_chunk_reaches_an_asking_client_once_at_the_end() -> None:
+    """vLLM's continuous usage stats (a cumulative report on each content chunk, no usage
+    chunk of its own): OpenAI's clients sum or keep the last; they get `"usage":null` on
+    each content chunk and the last report on a chunk without choices, before [DONE]."""
+    first = {**USAGE, "completion_tokens": 1, "total_tokens": 12}
+    wire = chunk("Hel", usage=first) + chunk("lo", usage=USAGE) + b"data: [DONE]\n\n"
+    for cut in range(len(wire) + 1):
+        observer = UsageObserver("chat", client_wants_usage=True, body=BODY, model="gpt-4o-mini")
+        out = relay(wire, observer, cut)
+        assert usages_of(out) == [(True, None), (True, None), (False, USAGE)], cut
+        assert out.endswith(b"data: [DONE]\n\n") and out.count(b"[DONE]") == 1
+        assert json_of(events_of(out)[2])["id"] == "c1"  # the stream's own id
+        assert observer.reported == Usage(11, 2, 0)
+
+
+def test_usage_on_every_chunk_and_a_usage_chunk_give_one_usage_chunk() -> None:
+    """The same with the usage chunk OpenAI sends too (vLLM with include_usage): the
+    content chunks' reports become null, the usage chunk passes as it came."""
+    first = {**USAGE, "completion_tokens": 1, "total_tokens": 12}
+    wire = chunk("Hel", usage=first) + chunk(None, usage=USAGE) + b"data: [DONE]\n\n"
+    for cut in range(len(wire) + 1):
+        observer = UsageObserver("chat", client_wants_usage=True, body=BODY, model="gpt-4o-mini")
+        out = relay(wire, observer, cut)
+        assert usages_of(out) == [(True, None), (False, USAGE)], cut
+        assert out.endswith(b"data: [DONE]\n\n") and out.count(b"[DONE]") == 1
