@@ -30,6 +30,17 @@ REDACTED = "[REDACTED:{}]"
 Redaction = tuple[int, int, str]  # (start, end, marker): a span and what replaces it
 TAIL_PROGRAM_BYTES = 32 << 20
 PACE_EVERY_SEARCHES = 63  # a mask: MatchBudget paces every 64 searches
+# Between a phrase's words: any run of the whitespace folding leaves (a space, a tab, a
+# line break; NBSP, em and ideographic spaces fold to a space), or none, since folding
+# drops a zero-width character: `project<ZWSP>falcon` reaches the scan as
+# `projectfalcon`. Unbounded: RE2 expands a counted `{1,n}` n times a gap, past its
+# program budget for a long list. ASCII only: a class with U+2028 (which folding keeps)
+# takes a long list of phrases past RE2's budget too.
+PHRASE_GAP = r"\s*"
+# On a stream a keyword is held whole while it spans at most its folded length plus this
+# many characters (whitespace between a phrase's words, invisible characters inside it);
+# past that, its start may be released and the words pass there (whole texts: no cap).
+PHRASE_HOLD_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,13 +80,20 @@ class _Compiled:
 
 
 def keywords_pattern(keywords: Sequence[str]) -> str:
-    """Case-insensitive whole words or phrases, as they look after folding."""
+    """Case-insensitive whole words or phrases, as they look after folding: a phrase's
+    words apart by any run of whitespace, or by none (`PHRASE_GAP`)."""
     alternatives = []
     for word in keywords:
-        folded = re2.escape(fold(word).text)
-        head = r"\b" if word[:1].isalnum() else ""
-        tail = r"\b" if word[-1:].isalnum() else ""
-        alternatives.append(f"{head}{folded}{tail}")
+        folded = fold(word).text
+        words = folded.split()
+        if len(words) > 1:
+            body = PHRASE_GAP.join(re2.escape(w) for w in words)
+            first, last = words[0], words[-1]
+        else:  # one word (or none): as written, the whitespace around it included
+            body, first, last = re2.escape(folded), word, word
+        head = r"\b" if first[:1].isalnum() else ""
+        tail = r"\b" if last[-1:].isalnum() else ""
+        alternatives.append(f"{head}{body}{tail}")
     return "(?i)(?:" + "|".join(alternatives) + ")"
 
 
@@ -83,8 +101,11 @@ def _specs(source: RuleSource) -> tuple[PatternSpec, ...]:
     if source.pattern is not None:
         return (PatternSpec(source.pattern, max_match_chars(source.pattern)),)
     if source.keywords:
+        # `PHRASE_GAP` has no bound: a stream holds the longest keyword plus
+        # PHRASE_HOLD_CHARS, room for whitespace between a phrase's words and for what
+        # folding drops inside a keyword (the window counts the original characters).
         longest = max(len(fold(w).text) for w in source.keywords)
-        return (PatternSpec(keywords_pattern(source.keywords), longest),)
+        return (PatternSpec(keywords_pattern(source.keywords), longest + PHRASE_HOLD_CHARS),)
     return BUILT_IN[source.rule.kind]
 
 
