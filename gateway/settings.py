@@ -260,19 +260,83 @@ def check_database_url(url: str) -> None:
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+MAX_REDIS_DATABASE = 2**31 - 1  # Redis reads SELECT's index as a C int
 
 
 def check_redis_url(url: str) -> None:
-    """SettingsError naming GATEWAY_REDIS_URL unless redis-py can open `url`."""
+    """SettingsError naming GATEWAY_REDIS_URL unless redis-py can open `url`, and selects
+    the one database it names."""
+    from urllib.parse import urlsplit
+
     from redis.connection import parse_url
 
+    expected = "redis://[:PASSWORD@]HOST[:PORT][/DB], rediss://... (TLS) or unix:///PATH"
+    try:
+        urlsplit(url).port  # noqa: B018  # reading the port is what may raise
+    except ValueError:
+        # Not urllib's words: they quote the port, which is the start of a password that
+        # holds a "/" (`redis://:ab/cd@host` has the port "ab").
+        raise SettingsError(
+            f"GATEWAY_REDIS_URL must be a Redis URL: {expected} (its host and port do not "
+            "parse: a port is a number up to 65535, and a password holding / ? # or @ writes "
+            "them as %2F %3F %23 %40)"
+        ) from None
     try:
         parse_url(url)  # type: ignore[no-untyped-call]
-    except ValueError as error:
+    except ValueError as error:  # redis-py's own words: the scheme, or a query value's name
         raise SettingsError(
-            "GATEWAY_REDIS_URL must be a Redis URL: redis://[:PASSWORD@]HOST[:PORT][/DB], "
-            f"rediss://... (TLS) or unix:///PATH ({error})"
+            f"GATEWAY_REDIS_URL must be a Redis URL: {expected} ({error})"
         ) from None
+    problem = redis_database_problem(url)
+    if problem is not None:
+        raise SettingsError(f"GATEWAY_REDIS_URL: {problem}")
+
+
+def redis_database_problem(url: str) -> str | None:
+    """Why `url` (one redis-py parses) names no single database, or None (DB 0 when
+    it names none).
+
+    redis-py reads the path as the database only if it is an integer once every "/" is
+    removed, and else silently uses DB 0: `/13abc` was DB 0 and `/1/2` DB 12. So a
+    database is plain ASCII digits (what limits/resp.py reads too), in the path (`/13`)
+    or the query (`?db=13`), and the two agree. The path is shown, never the rest: a
+    password is not in it, unless an unencoded "/" in the password put it there (then
+    it holds the "@" that ends the password, and is not shown).
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    named: list[int] = []
+    path = parts.path if parts.scheme != "unix" else ""  # a socket's path names no database
+    if path not in ("", "/"):
+        if "@" in path:
+            return (
+                "the part after the host is not a database number; a password holding "
+                "'/' must write it as %2F"
+            )
+        number = _database_number(path.removeprefix("/"))
+        if number is None:
+            return f"{path!r} is not a database number: write /N (e.g. /13) or ?db=N"
+        named.append(number)
+    in_query = parse_qs(parts.query, keep_blank_values=True).get("db", [])
+    if len(in_query) > 1:
+        return "?db= is given twice: name one database"
+    for text in in_query:
+        number = _database_number(text)
+        if number is None:
+            return f"?db={text!r} is not a database number: write ?db=N (e.g. ?db=13) or /N"
+        named.append(number)
+    if len(set(named)) > 1:
+        return f"the path says database {named[0]} and ?db= says {named[1]}: name one database"
+    return None
+
+
+def _database_number(text: str) -> int | None:
+    """`text` as a Redis database index if it is one: ASCII digits, at most a C int."""
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_REDIS_DATABASE))):
+        return None
+    number = int(text)
+    return number if number <= MAX_REDIS_DATABASE else None
 
 
 def sqlite_folder_problem(url: str) -> str | None:

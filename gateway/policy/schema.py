@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -28,6 +28,7 @@ from pydantic import (
 from gateway.api.fields import MAX_OUTPUT_TOKENS  # the largest cap a request may set
 from gateway.guardrails.kinds import DetectorKind, FailMode, GuardAction, Where
 from gateway.guardrails.patterns import pattern_problem
+from gateway.policy.timezones import is_iana_zone
 
 ProviderType = Literal[
     "openai", "openai-compatible", "azure", "anthropic", "gemini", "bedrock", "mock"
@@ -264,6 +265,25 @@ class IssuerSpec(_Strict):
             raise ValueError("at least one algorithm is required")
         return value
 
+    @field_validator("audience")
+    @classmethod
+    def _names_an_audience(cls, value: str | list[str]) -> str | list[str]:
+        # As GATEWAY_AUDIENCE: `""` let in tokens with `"aud": ""` (naming no audience),
+        # and `[]` refused every token of the issuer without saying why.
+        if isinstance(value, str):
+            if not value.strip():
+                raise ValueError("the audience must not be empty: an empty aud claim names none")
+            return value
+        if not value:
+            raise ValueError(
+                "the audience list names at least one audience, one of which a token's aud "
+                "claim must hold"
+            )
+        for i, audience in enumerate(value):
+            if not audience.strip():
+                raise ValueError(f"audience[{i}] must not be empty: an empty aud claim names none")
+        return value
+
     @field_validator("jwks_uri", "issuer")
     @classmethod
     def _is_url(cls, value: str | None) -> str | None:
@@ -287,10 +307,27 @@ MAX_RATE_PER_MINUTE = 1_000_000_000_000_000
 RatePerMinute = Annotated[Integer, Field(gt=0, le=MAX_RATE_PER_MINUTE)]
 
 
+# The ledger counts USD in nano-dollars (limits/plan.py `usd_to_nano`): a budget is at
+# least one, else it rounds to a 0 USD budget that refuses every request.
+NANO_PER_USD = 10**9
+SMALLEST_USD_BUDGET = "0.000000001"
+
+
 class BudgetSpec(_Strict):
     period: Period
     tokens: Annotated[Integer, Field(gt=0)] | None = None
     usd: Annotated[Number, Field(gt=0)] | None = None
+
+    @field_validator("usd")
+    @classmethod
+    def _at_least_one_nano_dollar(cls, value: float | None) -> float | None:
+        # Converted as limits/plan.py `usd_to_nano` does (it imports the policy: not here).
+        if value is not None and int(Decimal(repr(value)) * NANO_PER_USD) < 1:
+            raise ValueError(
+                f"{value!r} USD is less than one nano-dollar, the ledger's unit: the smallest "
+                f"USD budget is {SMALLEST_USD_BUDGET}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_quantity(self) -> BudgetSpec:
@@ -523,8 +560,8 @@ class PolicyBundle(_Strict):
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r}") from None
+        # Not "whatever ZoneInfo opens": it opens `localtime` (each replica's own zone),
+        # `Factory` and `posix/...` too, any file of the tz folder.
+        if not is_iana_zone(value):
+            raise ValueError(f"unknown timezone {value!r}")
         return value

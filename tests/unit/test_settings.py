@@ -94,3 +94,67 @@ def test_derived_issuers_are_the_default_url_on_any_port(
     issuer: str, host: str, expected: bool
 ) -> None:
     assert is_derived_issuer(issuer, host) is expected
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("redis://127.0.0.1:6379/13abc", "'/13abc' is not a database number"),
+        ("redis://127.0.0.1:6379/abc", "'/abc' is not a database number"),
+        ("redis://127.0.0.1:6379/1x", "'/1x' is not a database number"),
+        ("redis://127.0.0.1:6379/1/2", "'/1/2' is not a database number"),
+        ("redis://127.0.0.1:6379/-1", "'/-1' is not a database number"),
+        ("redis://127.0.0.1:6379/\u00b2", "is not a database number"),  # superscript two
+        ("redis://127.0.0.1:6379/" + "1" * 5000, "is not a database number"),
+        ("redis://127.0.0.1:6379/2147483648", "is not a database number"),
+        ("redis://127.0.0.1:6379/0?db=1_0", "?db='1_0' is not a database number"),
+        ("redis://127.0.0.1:6379?db=-1", "?db='-1' is not a database number"),
+        ("redis://127.0.0.1:6379?db=", "?db='' is not a database number"),
+        ("redis://127.0.0.1:6379?db=1&db=2", "?db= is given twice"),
+        ("redis://127.0.0.1:6379/1?db=2", "the path says database 1 and ?db= says 2"),
+        ("unix:///run/redis.sock?db=-1", "?db='-1' is not a database number"),
+    ],
+)
+def test_a_redis_database_redis_py_would_not_select_is_refused(url: str, says: str) -> None:
+    """redis-py drops a path it cannot read as a number (DB 0) and joins segments (/1/2 is
+    DB 12): GATEWAY_REDIS_URL naming such a database stops the start, naming the part."""
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"GATEWAY_REDIS_URL": url})
+    assert str(caught.value).startswith("GATEWAY_REDIS_URL: ")
+    assert says in str(caught.value)
+
+
+def test_a_refused_redis_database_never_shows_the_password() -> None:
+    """A password holding an unencoded '/' ends up in the path or the port: refused, and
+    no part of it is echoed."""
+    urls = (
+        "redis://:s3cret@cache:6379/1x",
+        "redis://:/s3cret@cache:6379/0",
+        "redis://:s3/cret@cache:6379/0",
+        "redis://user:s3/cret@cache:6379/0",
+        "redis://:s3#cret@cache:6379/0",
+    )
+    for url in urls:
+        with pytest.raises(SettingsError) as caught:
+            load_settings({"GATEWAY_REDIS_URL": url})
+        assert str(caught.value).startswith("GATEWAY_REDIS_URL")
+        assert "s3" not in str(caught.value) and "cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379",
+        "redis://127.0.0.1:6379/",
+        "redis://127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379/13",
+        "redis://:pw@127.0.0.1:6379/13",
+        "rediss://cache.internal:6380/2",
+        "redis://127.0.0.1:6379?db=13",
+        "redis://127.0.0.1:6379/13?db=13",
+        "unix:///run/redis.sock",
+        "unix:///run/redis.sock?db=3",
+    ],
+)
+def test_a_redis_url_naming_one_database_is_kept(url: str) -> None:
+    assert load_settings({"GATEWAY_REDIS_URL": url}).redis_url == url
