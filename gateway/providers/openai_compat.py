@@ -40,6 +40,13 @@ from gateway.providers.error_answer import (
     may_hold_error,
 )
 from gateway.providers.error_shape import error_fields_of
+from gateway.providers.framing import (
+    EVENT_STREAM,
+    JSON_TYPES,
+    is_convertible,
+    stream_of_whole,
+    whole_of_stream,
+)
 from gateway.providers.redaction import (
     ERROR_KEY,
     INCOMPLETE_KEY,
@@ -124,6 +131,10 @@ def error_fields(raw: bytes) -> dict[str, Any]:
         # Plain text is a message; an HTML error page is not.
         return {"message": text[:500]} if text and not text.startswith("<") else {}
     return error_fields_of(parsed)
+
+
+async def _one_chunk(events: bytes) -> AsyncIterator[bytes]:
+    yield events
 
 
 def is_about_callers_object(call: UpstreamCall) -> bool:
@@ -247,15 +258,23 @@ class OpenAICompatProvider:
 
     async def send(self, call: UpstreamCall) -> UpstreamReply:
         response = await self._post(call)
+        body = await self._body_of(response)
+        if response.content_type == EVENT_STREAM and is_convertible(call.endpoint):
+            try:  # a server that streams whatever was asked: the whole answer it makes
+                body = whole_of_stream(call.endpoint, body)
+            except ValueError as error:
+                raise UpstreamFailure(f"{self.name}: whole request streamed: {error}") from None
+        if may_hold_error(body):  # one byte search on every answer; rarely more
+            body = self._checked(body)
+        return UpstreamReply(body)
+
+    async def _body_of(self, response: aiohttp.ClientResponse) -> bytes:
         try:
-            body = await response.read()
+            return await response.read()
         except aiohttp.ClientError as exc:
             raise UpstreamFailure(f"{self.name}: body: {type(exc).__name__}") from None
         finally:
             response.release()
-        if may_hold_error(body):  # one byte search on every answer; rarely more
-            body = self._checked(body)
-        return UpstreamReply(body)
 
     def _checked(self, body: bytes) -> bytes:
         """A 200 body holding an error: a failed attempt when it is only an error (fail
@@ -276,7 +295,16 @@ class OpenAICompatProvider:
 
     async def open_stream(self, call: UpstreamCall) -> AsyncIterator[bytes]:
         response = await self._post(call)
-        if not response.content_type.startswith("text/event-stream"):
+        if response.content_type in JSON_TYPES and is_convertible(call.endpoint):
+            # A server that ignored `stream: true`: its whole answer, as OpenAI's chunks.
+            body = await self._body_of(response)
+            if may_hold_error(body):
+                body = self._checked(body)
+            try:
+                return _one_chunk(stream_of_whole(call.endpoint, body))
+            except ValueError as error:
+                raise UpstreamFailure(f"{self.name}: stream answered whole: {error}") from None
+        if not response.content_type.startswith(EVENT_STREAM):
             response.close()
             raise UpstreamFailure(f"{self.name}: stream answered as {response.content_type}")
         if call.endpoint == "responses":
