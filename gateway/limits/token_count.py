@@ -256,6 +256,17 @@ def count_messages_with(counter: TextCounter, messages: Iterable[Any], images: b
 # assistant's refusal, a function call's arguments, a tool's output, a reasoning item's
 # summary. Agents send most of their input as tool outputs: none may pass uncounted.
 TEXT_FIELDS: Final = ("role", "name", "refusal", "arguments", "output", "summary")
+# A message's (or Responses input item's) keys counted above, or holding no text a model
+# reads (ids, a status, an image's or a file's data and detail, counted by
+# image_allowance or not at all): any other key's value counts as its JSON text (a
+# legacy `function_call`, a server's own field), so none passes uncounted.
+MESSAGE_KEYS_COUNTED: Final = frozenset(
+    {
+        *TEXT_FIELDS, "content", "tool_calls", "tool_call_id", "type", "id", "status",
+        "call_id", "audio", "detail", "image_url", "file_id", "file_data", "file_url",
+        "filename", "input_audio", "encrypted_content", "annotations",
+    }
+)  # fmt: skip
 # A message's `name` costs one token more than its text (the cookbook's tokens_per_name).
 TOKENS_PER_NAME: Final = 1
 
@@ -330,6 +341,9 @@ def count_messages_within(
         tool_calls = fields.get("tool_calls")
         if tool_calls is not None:
             total += _remembered_calls(remembered, tool_calls, fresh)
+        for key in fields:  # a key no rule above counts (a server's own): its JSON text
+            if key not in MESSAGE_KEYS_COUNTED:
+                total += _remembered_count(remembered, _as_text(fields[key]), fresh)
     for text in extras:
         total += _remembered_count(remembered, text, fresh)
     if fresh:
@@ -378,6 +392,13 @@ def _remembered_calls(remembered: dict[str, int], calls: Any, fresh: list[str]) 
     return total
 
 
+def _as_text(value: Any) -> str:
+    """A value as the text it counts as: a string as it is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode() if value is not None else ""
+
+
 def _remembered_count(remembered: dict[str, int], text: str, fresh: list[str]) -> int:
     """The remembered count of `text`; else 0, and it goes on `fresh` to be counted.
     A text too long to be remembered is not looked up (hashing 100 KB costs ~25 µs)."""
@@ -415,15 +436,44 @@ EXTRA_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 
+# A request's top-level fields that carry no text a model reads (settings, caps, ids,
+# output options), besides its prompt, EXTRA_FIELDS and `prediction`, counted apart. Any
+# other field is forwarded as sent, and an upstream may put it in the prompt (vLLM's
+# `documents`, `chat_template`, `chat_template_kwargs`): its text counts, on the high side.
+SETTINGS_FIELDS: Final = frozenset(
+    {
+        "model", "stream", "stream_options", "max_tokens", "max_completion_tokens",
+        "max_output_tokens", "temperature", "top_p", "n", "stop", "presence_penalty",
+        "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "user", "seed",
+        "tool_choice", "parallel_tool_calls", "store", "metadata", "service_tier",
+        "modalities", "audio", "reasoning_effort", "reasoning", "verbosity", "echo",
+        "best_of", "encoding_format", "dimensions", "previous_response_id", "background",
+        "conversation", "include", "truncation", "prompt_cache_key", "safety_identifier",
+        "web_search_options", "max_tool_calls", "top_k", "min_p", "repetition_penalty",
+        "function_call",
+    }
+)  # fmt: skip
+# Per endpoint: the top-level fields whose text is counted already, or that hold none.
+_NOT_EXTRA: Final[Mapping[str, frozenset[str]]] = {
+    endpoint: SETTINGS_FIELDS | {prompt, "prediction", *EXTRA_FIELDS.get(endpoint, ())}
+    for endpoint, prompt in PROMPT_FIELDS.items()
+}
+
+
 def extra_texts(endpoint: str, body: Mapping[str, Any]) -> list[str]:
-    """The request's other billed input (EXTRA_FIELDS) as text: a string as it is,
-    anything else as its JSON (the counts are an estimate, on the high side); and chat's
-    predicted output (`prediction.content`: a string, or a list of text parts)."""
+    """The request's other billed input (EXTRA_FIELDS, and any field not known to hold
+    no text: SETTINGS_FIELDS) as text: a string as it is, anything else as its JSON (the
+    counts are an estimate, on the high side); and chat's predicted output
+    (`prediction.content`: a string, or a list of text parts)."""
     fields = as_dict(body)
     texts = []
     for name in EXTRA_FIELDS.get(endpoint, ()):
         value = fields.get(name)
         if value is not None:  # most requests have none of them: no call
+            texts.append(value if isinstance(value, str) else orjson.dumps(value).decode())
+    known = _NOT_EXTRA.get(endpoint, SETTINGS_FIELDS)
+    for name, value in fields.items():  # a few fields, each a set lookup
+        if value is not None and name not in known:
             texts.append(value if isinstance(value, str) else orjson.dumps(value).decode())
     if endpoint == "chat":
         prediction = fields.get("prediction")
