@@ -12,6 +12,7 @@ secrets, so its reprs hide them.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -39,6 +40,7 @@ from gateway.policy.schema import (
     PerUserSpec,
     PolicyBundle,
     PriceSpec,
+    ProviderSpec,
     ProviderType,
     RoutingSpec,
 )
@@ -53,6 +55,20 @@ from gateway.policy.upstreams import DEFAULT_RULES, UpstreamRules, upstream_refu
 from gateway.usage.pricing import UNKNOWN_PRICES, Price, UnitPrices, deployment_prices
 
 ALL_MODELS = "*"
+# Translated types whose only credential is an API key: litellm sends its own
+# environment's (ANTHROPIC_API_KEY, GEMINI_API_KEY, GOOGLE_API_KEY) when it gets none.
+KEYED_TYPES = frozenset({"anthropic", "gemini"})
+# An AWS region name (us-east-1, us-gov-west-1, cn-north-1). litellm splices `region` into
+# Bedrock's host name, so anything else could name another host (`evil.com#`).
+AWS_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
+# Bedrock's own hosts: its regional endpoint (FIPS or not) and an interface VPC endpoint's
+# name for it. Only these may get a request signed with the gateway's own AWS identity:
+# other names under amazonaws.com (an EC2 instance's public name, a load balancer, an API
+# Gateway stage) may be anyone's server.
+_BEDROCK_HOST = re.compile(
+    r"(?:[a-z0-9-]+\.)?bedrock-runtime(?:-fips)?\.[a-z]{2}(?:-[a-z]+)+-[0-9]+"
+    r"\.(?:vpce\.)?amazonaws\.com(?:\.cn)?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +261,65 @@ def _check_api_base(
     return PolicyIssue(locate(path), format_path(path), problem) if problem else None
 
 
+def is_bedrock_endpoint(api_base: str | None) -> bool:
+    """Whether a keyless Bedrock provider may call `api_base`: unset (litellm's regional
+    endpoint), or a URL whose host is one of Bedrock's own (`_BEDROCK_HOST`)."""
+    if api_base is None:
+        return True
+    host = (urlsplit(api_base).hostname or "").rstrip(".")
+    return _BEDROCK_HOST.fullmatch(host) is not None
+
+
+def _credential_issues(name: str, spec: ProviderSpec, locate: Locate) -> list[PolicyIssue]:
+    """A translated provider's credentials are its own fields (SPEC §1): litellm fills what
+    it is not given from the gateway's environment and sends it wherever api_base points.
+
+    anthropic and gemini need `api_key`; Bedrock's AWS keys come as a pair; a Bedrock
+    provider with no key at all signs with the gateway's own AWS identity (an instance or
+    IRSA role), so it may call Bedrock's own hosts only."""
+    at: Path = ("providers", name)
+    if spec.type in KEYED_TYPES and spec.api_key is None:
+        problem = (
+            f"required for type {spec.type} (${{VAR}} or ${{file:...}}): "
+            "the gateway sends no key of its own environment"
+        )
+        return [PolicyIssue(locate(at), format_path((*at, "api_key")), problem)]
+    if spec.type != "bedrock":
+        return []
+    pair = {
+        "aws_access_key_id": spec.aws_access_key_id,
+        "aws_secret_access_key": spec.aws_secret_access_key,
+    }
+    missing = [key for key, value in pair.items() if value is None]
+    if len(missing) == 1:
+        (given,) = set(pair) - set(missing)
+        problem = f"required with {given}: litellm would take it from the gateway's environment"
+        return [PolicyIssue(locate(at), format_path((*at, missing[0])), problem)]
+    if missing and spec.api_key is None and not is_bedrock_endpoint(spec.api_base):
+        base: Path = (*at, "api_base")
+        problem = (
+            "a bedrock provider without api_key or AWS keys signs with the gateway's own AWS "
+            "identity, so api_base must be unset or a Bedrock endpoint "
+            "(bedrock-runtime.REGION.amazonaws.com or an interface VPC endpoint's name for it); "
+            "give the provider keys of its own to call another host"
+        )
+        return [PolicyIssue(locate(base), format_path(base), problem)]
+    return []
+
+
+def _region_issue(
+    name: str, config: ProviderConfig, issues: Sequence[PolicyIssue], locate: Locate
+) -> PolicyIssue | None:
+    """A Bedrock `region` that is no AWS region name; none when its reference was refused."""
+    path: Path = ("providers", name, "region")
+    shown = format_path(path)
+    if config.type != "bedrock" or config.region is None or any(i.field == shown for i in issues):
+        return None
+    if AWS_REGION.fullmatch(config.region):
+        return None
+    return PolicyIssue(locate(path), shown, "not an AWS region name (such as us-east-1)")
+
+
 def _environment_rules(
     env: Mapping[str, str], issues: list[PolicyIssue]
 ) -> tuple[ReferenceRules, UpstreamRules]:
@@ -412,6 +487,10 @@ def _compile(loaded: LoadedBundle, env: Mapping[str, str], aside: SetAside) -> P
             refused = _check_api_base(spec.api_base, api_base, upstreams, base_path, loaded.locate)
             if refused is not None:
                 issues.append(refused)
+        issues.extend(_credential_issues(name, spec, loaded.locate))
+        region_issue = _region_issue(name, providers[name], issues, loaded.locate)
+        if region_issue is not None:
+            issues.append(region_issue)
         if spec.type in ("openai-compatible", "azure") and not spec.api_base:
             issues.append(
                 PolicyIssue(

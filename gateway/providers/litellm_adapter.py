@@ -12,12 +12,16 @@ fields listed below reach litellm: its other keyword arguments (`api_base`,
 `mock_response`, `aws_sts_endpoint`, ...) must never be settable from a body.
 Nor may litellm connect anywhere but through this provider's own session (the
 upstream rules, no redirect followed: `_http_client`), or fetch a link a
-request names (media_links.py).
+request names (media_links.py). Nor may litellm take a credential from the
+gateway's environment (ANTHROPIC_API_KEY, GEMINI_API_KEY, AWS_*): every call carries
+the provider's own (`_credentials`, `_sign_with_given_keys_only`).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import importlib
 import struct
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Literal
@@ -25,6 +29,7 @@ from typing import Any, Literal
 import aiohttp
 import orjson
 
+from gateway.policy.compiled import KEYED_TYPES, is_bedrock_endpoint
 from gateway.policy.secrets import redaction_secrets
 from gateway.policy.upstreams import DEFAULT_RULES, UpstreamRules
 from gateway.providers.base import (
@@ -93,7 +98,8 @@ class LitellmProvider:
 
     `extra` may carry `aws_region_name`, `aws_access_key_id`,
     `aws_secret_access_key` and `aws_session_token` (Bedrock), already
-    resolved; any other key is a configuration error (ValueError).
+    resolved; any other key is a configuration error (ValueError), as are credentials
+    that would leave litellm to find the rest in the environment (`_credentials`).
     """
 
     def __init__(
@@ -117,11 +123,8 @@ class LitellmProvider:
         self.name = name
         self.kind = kind
         self.endpoints = _ENDPOINTS[kind]
-        self._auth: dict[str, str] = {k: v for k, v in extra.items() if v}
-        if api_base:
-            self._auth["api_base"] = api_base
-        if api_key:
-            self._auth["api_key"] = api_key
+        self._auth = _credentials(name, kind, api_base, api_key, extra)
+        self._has_aws_keys = "aws_access_key_id" in self._auth
         keys = [api_key, *(v for k, v in extra.items() if k in _AWS_SECRETS)]
         self._secrets = redaction_secrets((*keys, *secrets))
         # Made on first call, inside the running loop; released by close().
@@ -204,6 +207,8 @@ class LitellmProvider:
         if self.kind == "anthropic" and call.endpoint != "embeddings" and uncapped:
             kwargs["max_tokens"] = ANTHROPIC_DEFAULT_MAX_TOKENS
         kwargs.update(self._auth)
+        if self._has_aws_keys:
+            _sign_with_given_keys_only()
         kwargs.update(
             model=self._route(call),
             client=self._http_client(),
@@ -282,6 +287,63 @@ class LitellmProvider:
                 event_hooks={"request": [mark_sent], "response": [refuse_redirect]},
             )
         return self._client
+
+
+def _credentials(
+    name: str, kind: Kind, api_base: str | None, api_key: str | None, extra: Mapping[str, str]
+) -> dict[str, str]:
+    """litellm's credential arguments: the provider's own, never None where litellm would
+    read the environment instead (SPEC §1; the policy refuses the same cases, compiled.py).
+
+    anthropic and gemini need a key (else ANTHROPIC_API_KEY, GEMINI_API_KEY, GOOGLE_API_KEY,
+    ANTHROPIC_AUTH_TOKEN); Bedrock's `api_key` is "" when unset (else AWS_BEARER_TOKEN_BEDROCK
+    as a bearer token), its AWS keys come as a pair, and with none at all it signs with the
+    gateway's own identity (boto3's chain), so it may call Bedrock's own hosts only."""
+    auth = {k: v for k, v in extra.items() if v}
+    if kind in KEYED_TYPES and not (api_key or "").strip():
+        raise ValueError(f"provider {name!r}: type {kind} needs an api_key")
+    has_pair = [k in auth for k in ("aws_access_key_id", "aws_secret_access_key")]
+    if any(has_pair) and not all(has_pair):
+        raise ValueError(f"provider {name!r}: AWS keys come as a pair (id and secret)")
+    if kind == "bedrock" and not (api_key or any(has_pair) or is_bedrock_endpoint(api_base)):
+        raise ValueError(f"provider {name!r}: without keys, only a Bedrock endpoint")
+    if api_base:
+        auth["api_base"] = api_base
+    auth["api_key"] = api_key or ""
+    return auth
+
+
+@functools.cache
+def _sign_with_given_keys_only() -> None:
+    """Teach litellm that the AWS keys a call gives are the whole credential.
+
+    Its `get_credentials` fills every parameter left None from the process environment
+    (AWS_SESSION_TOKEN, sent along; AWS_ROLE_NAME, AWS_WEB_IDENTITY_TOKEN, AWS_PROFILE_NAME,
+    each switching to a flow that wins over the keys), and "" is no way out: an empty role
+    name starts a role flow too. Given both keys it now returns exactly them; given none it
+    keeps litellm's ambient chain (a keyless provider, allowed toward Bedrock only).
+    Installed once, on the first call of a provider with keys; this process calls litellm
+    from this module only (the TID251 ban)."""
+    litellm_module()  # imported offline first
+    from botocore.credentials import Credentials
+
+    aws = importlib.import_module("litellm.llms.bedrock.base_aws_llm").BaseAWSLLM
+    ambient = aws.get_credentials
+
+    def given_keys_only(
+        self: Any,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if aws_access_key_id and aws_secret_access_key:
+            return Credentials(aws_access_key_id, aws_secret_access_key, aws_session_token or None)
+        keys = (aws_access_key_id, aws_secret_access_key, aws_session_token)
+        return ambient(self, *keys, *args, **kwargs)
+
+    aws.get_credentials = given_keys_only
 
 
 async def _invoke(endpoint: Endpoint, kwargs: dict[str, Any]) -> Any:

@@ -32,6 +32,8 @@ from gateway.providers.resolver import UpstreamRefused
 # limited / out of quota (429).
 _FAILOVER_STATUSES = frozenset({401, 402, 403, 404, 408, 429})
 _URL = re.compile(r"\b(?:https?|wss?)://[^\s'\"<>]+", re.IGNORECASE)
+# What litellm's code raises reading a body that is not the shape it expects.
+_CONVERSION_ERRORS = (ValueError, TypeError, LookupError, AttributeError)
 _KEY_SHAPES = re.compile(r"\b(?:sk-[\w-]{8,}|AIza[\w-]{20,}|(?:AKIA|ASIA)[A-Z0-9]{16})")
 
 
@@ -60,6 +62,8 @@ def translate_error(
     `was_sent` False (no request went upstream): a value litellm could not convert for
     the provider (its ValueError, TypeError, KeyError or own BadRequestError, which it
     may wrap as a connection error) is the caller's 400, not a failed attempt.
+    `was_sent` True, an answer litellm could not convert (no HTTP error status behind it:
+    a 200 that is no answer of the provider's, which litellm calls a 422) fails the attempt.
     """
     litellm = litellm_module()
     import httpx
@@ -82,6 +86,8 @@ def translate_error(
     unconverted = None if was_sent or transport else _input_error(exc, litellm)
     if unconverted is not None:  # its own words: litellm's wrapper adds a bug-report link
         return _client_error(unconverted, 400, {}, secrets, litellm)
+    if was_sent and transport is None and _is_unreadable_answer(exc):
+        return UpstreamFailure(f"{kinds}: an answer that could not be read", status=None)
     error = _error_object(getattr(exc, "body", None), str(getattr(exc, "message", "")))
     # A 3xx (a redirect, never followed) fails the attempt, as a 5xx does.
     if status is not None and 400 <= status < 500 and status not in _FAILOVER_STATUSES:
@@ -118,6 +124,17 @@ def _client_error(
 def _input_error(exc: Exception, litellm: Any) -> BaseException | None:
     """The error litellm raised converting the request (before sending it), if it is one."""
     return _transport_cause(exc, (ValueError, TypeError, KeyError, litellm.BadRequestError))
+
+
+def _is_unreadable_answer(exc: Exception) -> bool:
+    """litellm failed reading what came back, not the upstream refusing: every refusal
+    (any status) carries the httpx.HTTPStatusError it was raised from; this carries the
+    error litellm's conversion of a success's body raised instead."""
+    import httpx
+
+    if _transport_cause(exc, httpx.HTTPStatusError) is not None:
+        return False
+    return _transport_cause(exc, _CONVERSION_ERRORS) is not None
 
 
 def _transport_cause(
