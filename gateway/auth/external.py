@@ -38,7 +38,7 @@ from gateway.auth.claims import (
     wrong_issuer,
 )
 from gateway.auth.jwks import JwksCache, KeySource, KeysUnavailable, knows_kid, select_key
-from gateway.auth.principal import Principal
+from gateway.auth.principal import NO_TEAM, SCOPE_INVOKE, Principal
 from gateway.errors import GatewayError, PermissionDenied
 from gateway.policy.schema import ALLOWED_ALGORITHMS, IssuerSpec
 
@@ -254,7 +254,9 @@ def principal_from_claims(
     scopes = scopes_of(claims, spec)  # before the team: every 401 outranks a 403
     team = team_of_claims(claims, spec, team_of_client, teams)
     if team is None:
-        raise Refused("no team claim, no mapped value, no known client", MSG_NO_TEAM)
+        if SCOPE_INVOKE in scopes:  # only inference is bound to a team
+            raise Refused("no team claim, no mapped value, no known client", MSG_NO_TEAM)
+        team = NO_TEAM  # an admin's or a finance analyst's: in no team, as many are
     return Principal(
         team=team,
         subject=subject,

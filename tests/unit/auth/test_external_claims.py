@@ -26,6 +26,7 @@ from gateway.auth.external import (
     scopes_of,
     team_of_claims,
 )
+from gateway.auth.principal import NO_TEAM
 from gateway.policy.schema import IssuerSpec
 
 ISSUER = "https://idp.example.com/"
@@ -391,3 +392,18 @@ def test_issuer_unavailable_is_a_retryable_503(retry_in_s: float, header: str) -
     assert error.headers == {"retry-after": header}
     assert ISSUER not in error.message and "signing keys" in error.message
     assert error.detail is not None and ISSUER in error.detail
+
+
+def test_a_token_without_a_team_may_still_administer_or_read_reports() -> None:
+    """Only inference is bound to a team: a finance analyst's or an admin's token naming
+    no team is accepted (in no team); one that may also invoke is still refused."""
+    issuer = spec(allowed_scopes=["gateway:invoke", "gateway:finance", "gateway:admin"])
+    for scope in ("gateway:finance", "gateway:admin", "gateway:finance gateway:admin"):
+        principal = principal_from_claims(claims(team=None, scope=scope), issuer, {}, NOW)
+        assert principal.team == NO_TEAM
+        assert principal.scopes == set(scope.split())
+    with pytest.raises(Refused) as refused:
+        principal_from_claims(
+            claims(team=None, scope="gateway:finance gateway:invoke"), issuer, {}, NOW
+        )
+    assert refused.value.message == MSG_NO_TEAM
