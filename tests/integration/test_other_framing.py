@@ -88,9 +88,7 @@ async def test_an_answer_in_the_other_framing_is_served_once_and_booked(tmp_path
         serving(_contrary_upstream(calls)) as origin,
         running_gateway(tmp_path, POLICY.format(origin=origin)) as gw,
     ):
-        client = openai.AsyncOpenAI(
-            base_url=gw.base_url, api_key=await gw.token(), max_retries=0
-        )
+        client = openai.AsyncOpenAI(base_url=gw.base_url, api_key=await gw.token(), max_retries=0)
         messages = [{"role": "user", "content": "hi"}]
         pieces = []
         usage = None
