@@ -64,6 +64,11 @@ LOOK_ALIKES = str.maketrans(
         **dict.fromkeys(_DOTS, "."),
         **dict(zip(_SMALL_CAPITALS, _SMALL_CAPITAL_LETTERS, strict=True)),
         **_NEGATIVE_CAPITALS,
+        # Separators NFKC leaves alone (the line and paragraph separators, the ogham space
+        # mark): read as the line break or space they are, so a phrase's words apart by
+        # one are apart by whitespace (scanner.py's PHRASE_GAP).
+        **dict.fromkeys("\u2028\u2029", "\n"),
+        "\u1680": " ",
     }
 )
 # Letters that render as nothing (Hangul fillers, the braille blank): dropped as the

@@ -1,5 +1,6 @@
 """A keyword phrase matches whatever whitespace separates its words (spaces, tabs, line
-breaks, NBSP, em and ideographic spaces, any run of them), and its words written
+breaks, NBSP, em and ideographic spaces, line and paragraph separators, any run of
+them), and its words written
 together, as folding leaves them when a zero-width character stood between: in
 requests, whole answers and streams, a stream cut at every position."""
 
@@ -38,6 +39,9 @@ SEPARATED = [
     "PROJECT \t\r\n FALCON",
     "projectfalcon",
     "project" + " " * 200 + "falcon",
+    "project\u2028falcon",  # line and paragraph separators fold to a line break
+    "project\u2029falcon",
+    "project\u1680falcon",  # the ogham space mark to a space
 ]
 # Runs of whitespace a stream holds whole: long ones, and invisible characters in them.
 STREAMED = [
@@ -133,7 +137,6 @@ def test_a_long_whitespace_run_is_held_at_most_the_window():
 @pytest.mark.parametrize(
     "text",
     [
-        "project\u2028falcon",  # a line separator: folding keeps it, and it is no `\s`
         "projects falcon",
         "project falconry",
         "myproject falcon",
