@@ -77,8 +77,9 @@ def _contrary_upstream(calls: list[bool]) -> web.Application:
 
 def _ledger(tmp_path) -> list[tuple[int, int, int, int]]:
     with sqlite3.connect(tmp_path / "gateway.db") as db:
-        return db.execute(
+        return db.execute(  # the streamed request's row first (rows land in any order)
             "SELECT status, input_tokens, output_tokens, attempts FROM usage_ledger"
+            " ORDER BY stream DESC"
         ).fetchall()
 
 
