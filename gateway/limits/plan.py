@@ -10,15 +10,14 @@ back in the policy after a break reads a new one (its era, policy/budget_eras.py
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from decimal import Decimal
 from enum import StrEnum
 from typing import Final, NamedTuple, final
 from urllib.parse import quote
 
 from gateway.limits.periods import period_bounds
 from gateway.policy.compiled import BudgetPeriod, TeamRules, user_budgets
+from gateway.usage.nano import usd_to_nano
 
-NANO_PER_USD: Final = 10**9
 # A reservation nobody settles (its replica died) frees itself this long after the
 # request's own deadline: a dead replica holds nothing for ever.
 LEASE_GRACE_MS: Final = 60_000
@@ -191,10 +190,6 @@ class Plan:
     @property
     def is_empty(self) -> bool:
         return self.shape.is_empty
-
-
-def usd_to_nano(usd: float) -> int:
-    return int(Decimal(repr(usd)) * NANO_PER_USD)
 
 
 def owner(scope: Scope, subject: str) -> str:

@@ -470,11 +470,11 @@ def extra_texts(endpoint: str, body: Mapping[str, Any]) -> list[str]:
     for name in EXTRA_FIELDS.get(endpoint, ()):
         value = fields.get(name)
         if value is not None:  # most requests have none of them: no call
-            texts.append(value if isinstance(value, str) else orjson.dumps(value).decode())
+            texts.append(_as_text(value))
     known = _NOT_EXTRA.get(endpoint, SETTINGS_FIELDS)
     for name, value in fields.items():  # a few fields, each a set lookup
         if value is not None and name not in known:
-            texts.append(value if isinstance(value, str) else orjson.dumps(value).decode())
+            texts.append(_as_text(value))
     if endpoint == "chat":
         prediction = fields.get("prediction")
         if prediction is not None:

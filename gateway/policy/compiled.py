@@ -66,7 +66,7 @@ AWS_REGION = re.compile(r"[a-z]{2}(?:-[a-z]+)+-[0-9]+")
 # other names under amazonaws.com (an EC2 instance's public name, a load balancer, an API
 # Gateway stage) may be anyone's server.
 _BEDROCK_HOST = re.compile(
-    r"(?:[a-z0-9-]+\.)?bedrock-runtime(?:-fips)?\.[a-z]{2}(?:-[a-z]+)+-[0-9]+"
+    rf"(?:[a-z0-9-]+\.)?bedrock-runtime(?:-fips)?\.{AWS_REGION.pattern}"
     r"\.(?:vpce\.)?amazonaws\.com(?:\.cn)?"
 )
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -29,6 +28,7 @@ from gateway.api.fields import MAX_OUTPUT_TOKENS  # the largest cap a request ma
 from gateway.guardrails.kinds import DetectorKind, FailMode, GuardAction, Where
 from gateway.guardrails.patterns import pattern_problem
 from gateway.policy.timezones import is_iana_zone
+from gateway.usage.nano import usd_to_nano
 
 ProviderType = Literal[
     "openai", "openai-compatible", "azure", "anthropic", "gemini", "bedrock", "mock"
@@ -307,9 +307,8 @@ MAX_RATE_PER_MINUTE = 1_000_000_000_000_000
 RatePerMinute = Annotated[Integer, Field(gt=0, le=MAX_RATE_PER_MINUTE)]
 
 
-# The ledger counts USD in nano-dollars (limits/plan.py `usd_to_nano`): a budget is at
-# least one, else it rounds to a 0 USD budget that refuses every request.
-NANO_PER_USD = 10**9
+# The smallest USD budget: one nano-dollar, the ledger's unit (`usd_to_nano`); a smaller
+# one rounds to a 0 USD budget that refuses every request.
 SMALLEST_USD_BUDGET = "0.000000001"
 
 
@@ -321,8 +320,7 @@ class BudgetSpec(_Strict):
     @field_validator("usd")
     @classmethod
     def _at_least_one_nano_dollar(cls, value: float | None) -> float | None:
-        # Converted as limits/plan.py `usd_to_nano` does (it imports the policy: not here).
-        if value is not None and int(Decimal(repr(value)) * NANO_PER_USD) < 1:
+        if value is not None and usd_to_nano(value) < 1:
             raise ValueError(
                 f"{value!r} USD is less than one nano-dollar, the ledger's unit: the smallest "
                 f"USD budget is {SMALLEST_USD_BUDGET}"

@@ -13,10 +13,10 @@ from gateway.limits.plan import (
     build_plan,
     key_owner,
     shape_of,
-    usd_to_nano,
 )
 from gateway.policy.compiled import Budget, BudgetPeriod, TeamRules
 from gateway.policy.schema import LimitsSpec, PerUserSpec
+from gateway.usage.nano import usd_to_nano
 
 NOW = 1_750_000_000_000
 

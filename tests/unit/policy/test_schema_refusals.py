@@ -11,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from gateway.limits.plan import usd_to_nano
 from gateway.policy.compiled import Policy, user_budgets
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.schema import BudgetSpec
 from gateway.policy.store import load_policy_dir
+from gateway.usage.nano import usd_to_nano
 
 BUNDLE = """\
 providers:
