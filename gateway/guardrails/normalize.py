@@ -13,7 +13,11 @@ folded with its tags dropped (`fold_visible`), and the scanner reads both
 (`zebra<NUL>corn` is the word), and kept as they are, separators, as a terminal
 breaks a line at them (`<key><NUL>x` still ends the key where a pattern's `\\b` wants
 it: dropped, `x` would lengthen it); a text that holds one is read both ways in the
-same pair of scans.
+same pair of scans. The invisible characters that may stand between two words (a
+zero-width space, a soft hyphen: `reads_as_gap`) are read two ways as well: dropped
+(`zebra<ZWSP>corn` is the word), and as a space (`previous<ZWSP>instructions` is two
+words to a model, and to a pattern written for two): `other_readings` lists the
+readings besides the first.
 
 Pure; the common case (ASCII with no control character, or text with no character
 folding would change) costs one or two C-level checks and builds no map. The second is
@@ -104,6 +108,12 @@ class Folded:
     # The original holds a tag or an ASCII control character: `fold_visible` reads it
     # otherwise, and the scanner reads both.
     has_second_reading: bool = False
+    # The original holds an invisible gap (`reads_as_gap`): read as a space too.
+    has_gaps: bool = False
+
+    @property
+    def reads_one_way(self) -> bool:
+        return not (self.has_second_reading or self.has_gaps)
 
     def original_span(self, start: int, end: int) -> tuple[int, int]:
         if self.origin is None:
@@ -189,13 +199,13 @@ def fold(text: str) -> Folded:
     return fold_slowly(text)
 
 
-def fold_slowly(text: str, *, tags_as_ascii: bool = True) -> Folded:
+def fold_slowly(text: str, *, tags_as_ascii: bool = True, gaps_as_space: bool = False) -> Folded:
     """`fold` character by character (what `fold` returns for any text); with
     `tags_as_ascii` False, the other reading (`fold_visible`): tag characters dropped
-    instead, ASCII controls kept."""
+    instead, ASCII controls kept; with `gaps_as_space`, invisible gaps read as a space."""
     out: list[str] = []
     origin: list[int] = []
-    has_controls = False
+    has_controls = has_gaps = False
     for i, ch in enumerate(text):
         if ch < "\x80":
             if ch in _ASCII_CONTROLS:
@@ -207,10 +217,30 @@ def fold_slowly(text: str, *, tags_as_ascii: bool = True) -> Folded:
             continue
         if not tags_as_ascii and _TAG_FIRST <= ch <= _TAG_LAST:
             continue
-        for c in fold_char(ch):
+        folded = fold_char(ch)
+        if not folded and reads_as_gap(ch):
+            has_gaps = True
+            if gaps_as_space:
+                out.append(" ")
+                origin.append(i)
+            continue
+        for c in folded:
             out.append(c)
             origin.append(i)
-    return Folded("".join(out), origin, has_controls or _has_tags(text))
+    return Folded("".join(out), origin, has_controls or _has_tags(text), has_gaps)
+
+
+@lru_cache(maxsize=1024)
+def reads_as_gap(ch: str) -> bool:
+    """Whether `ch`, an invisible character `fold_char` drops, may stand between two
+    words: a zero-width space, joiner or non-joiner, a word joiner, a soft hyphen, a
+    bidi mark, a filler. Dropped, `previous<ZWSP>instructions` reads as one word to a
+    pattern written for two (a model reads two), and `<key><ZWSP>x` as no key (`\\b`):
+    `other_readings` has a space there. Combining marks (they belong to the letter
+    before) and tag characters (read as ASCII, or as nothing) are no gap."""
+    if _TAG_FIRST <= ch <= _TAG_LAST:
+        return False
+    return ch in _FILLERS or unicodedata.category(ch) not in ("Mn", "Me")
 
 
 def _has_tags(text: str) -> bool:
@@ -225,6 +255,21 @@ def fold_visible(text: str) -> Folded:
     and its ASCII controls kept, as separators (for a text `fold` says has a second
     reading)."""
     return fold_slowly(text, tags_as_ascii=False)
+
+
+def other_readings(text: str, folded: Folded) -> list[Folded]:
+    """The ways to read `text` besides `folded` (its `fold`) that a scanner must also try:
+    as it shows on screen (`fold_visible`) when it holds a tag or an ASCII control, and
+    each of the two with its invisible gaps read as spaces when it holds one. Each
+    choice is made for the whole text: two, or four, readings, never one per character."""
+    readings = []
+    if folded.has_second_reading:
+        readings.append(fold_visible(text))
+    if folded.has_gaps:
+        readings.append(fold_slowly(text, gaps_as_space=True))
+        if folded.has_second_reading:
+            readings.append(fold_slowly(text, tags_as_ascii=False, gaps_as_space=True))
+    return readings
 
 
 _CHANGING = _changing_class([(ord(c), ord(c)) for c in _ASCII_CONTROLS] + _table())

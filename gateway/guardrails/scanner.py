@@ -20,7 +20,7 @@ import re2
 
 from gateway.guardrails.detectors import BUILT_IN, VALUE, Check, PatternSpec
 from gateway.guardrails.kinds import DetectorKind, GuardAction
-from gateway.guardrails.normalize import Folded, fold, fold_visible, is_plain_ascii
+from gateway.guardrails.normalize import Folded, fold, is_plain_ascii, other_readings
 from gateway.guardrails.patterns import MAX_PROGRAM_BYTES, max_match_chars, re2_options, re2_refusal
 from gateway.guardrails.prefixes import TailSearch
 from gateway.guardrails.telltales import telltales
@@ -219,7 +219,7 @@ class Scanner:
         if self._lines is None or text.count("\n") != len(lines) - 1:
             return False
         folded = fold(text)
-        return not folded.has_second_reading and not self._lines.Match(folded.text)
+        return folded.reads_one_way and not self._lines.Match(folded.text)
 
     def is_clean(self, text: str, budget: MatchBudget | None = None) -> bool:
         """Whether `text` is ASCII with nothing to fold and no rule matches it: `find(text)`
@@ -254,31 +254,45 @@ class Scanner:
 
     def scan_stream(
         self, text: str, start: int, *, final: bool, budget: MatchBudget | None = None
-    ) -> tuple[list[Finding], int]:
-        """`find(text, start)` and, unless `final`, `in_progress_from(text, start)`: one fold.
+    ) -> tuple[list[Finding], int, int]:
+        """`find(text, start)` and, unless `final`, `in_progress_from(text, start)`: one fold;
+        and where the window's last `window_chars` + 1 characters begin, as folded (a key
+        with an invisible character between its letters is twice as long as it reads: a
+        window counted in the original's characters would let its first half out).
 
         ASCII text, the common case, has nothing to fold: its bytes go straight to both
         RE2 programs (a stream step runs this once per event, so the `Folded`, a second
         encoding and a layer of calls are worth saving), and the combined pass is skipped
         when the text has none of the telltale characters (telltales.py)."""
-        if self._set is None or not text:
-            return [], len(text)
         length = len(text)
+        if self._set is None or not text:
+            return [], length, length
         if not is_plain_ascii(text):  # an ASCII control too: fold drops it (normalize.py)
             folded = fold(text)
-            hold = length if final else self._hold_read(text, folded, start)
-            return self._find_read(text, folded, start, budget), hold
+            if final:
+                return self._find_read(text, folded, start, budget), length, length
+            hold = self._hold_read(text, folded, start)
+            window = self._window_from(folded, length)
+            if not folded.reads_one_way:
+                for reading in other_readings(text, folded):
+                    window = min(window, self._window_from(reading, length))
+            return self._find_read(text, folded, start, budget), hold, window
         data = text.encode("ascii")
         hold = length
         if not final and start < length:
             begin = self._tail.start_ascii(data, start) if self._tail is not None else start
             if begin is not None:
                 hold = begin
+        window = max(0, length - self.window_chars - 1)
         if self._lacks_telltales(data):
-            return [], hold
+            return [], hold, window
         if not self._set.Match(data):
-            return [], hold
-        return self._find(Folded(text), start, budget), hold
+            return [], hold, window
+        return self._find(Folded(text), start, budget), hold, window
+
+    def _window_from(self, folded: Folded, length: int) -> int:
+        """Where in the original the last `window_chars` + 1 characters of `folded` begin."""
+        return folded.original_position(max(0, len(folded.text) - self.window_chars - 1), length)
 
     def clean_hold(self, text: str, start: int) -> int:
         """`scan_stream(text, start, final=False)`'s hold when `text` is ASCII and holds no
@@ -307,27 +321,32 @@ class Scanner:
         return len(data.translate(None, self._telltales)) == len(data)
 
     def _hold_read(self, text: str, folded: Folded, start: int) -> int:
-        """`_hold` of `text` read both ways when it holds tag characters (normalize.py)."""
+        """`_hold` of `text` read every way it reads (normalize.other_readings)."""
         hold = self._hold(folded, len(text), start)
-        if folded.has_second_reading:
-            hold = min(hold, self._hold(fold_visible(text), len(text), start))
+        if not folded.reads_one_way:
+            for reading in other_readings(text, folded):
+                hold = min(hold, self._hold(reading, len(text), start))
         return hold
 
     def _find_read(
         self, text: str, folded: Folded, start: int, budget: MatchBudget | None
     ) -> list[Finding]:
-        """`_find` on `folded` and, when `text` holds tag characters, on `text` as it shows
-        with them dropped (normalize.py): a tag inside a key hides it from one reading
-        only. A finding both readings make counts once."""
+        """`_find` on `folded` and on every other reading of `text` (normalize.py: tags
+        dropped, controls kept, invisible gaps as spaces): a tag inside a key hides it
+        from one reading only. A finding several readings make counts once."""
         found = self._find(folded, start, budget)
-        if not folded.has_second_reading:
+        if folded.reads_one_way:
             return found
         seen = {(f.rule, f.start, f.end) for f in found}
-        visible = self._find(fold_visible(text), start, budget)
-        more = [f for f in visible if (f.rule, f.start, f.end) not in seen]
-        if more:
+        for reading in other_readings(text, folded):
+            more = [
+                f
+                for f in self._find(reading, start, budget)
+                if (f.rule, f.start, f.end) not in seen
+            ]
+            seen.update((f.rule, f.start, f.end) for f in more)
             found.extend(more)
-            found.sort(key=lambda f: (f.start, -f.end))
+        found.sort(key=lambda f: (f.start, -f.end))
         return found
 
     def _hold(self, folded: Folded, length: int, start: int) -> int:

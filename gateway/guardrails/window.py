@@ -106,10 +106,10 @@ def advance(
     """Raises OutOfMatches when `budget` runs out (scanner.py), having changed nothing."""
     text = context + pending
     seam = len(context)
-    found, hold = scanner.scan_stream(text, seam, final=final, budget=budget)
+    found, hold, window = scanner.scan_stream(text, seam, final=final, budget=budget)
     findings = [f for f in found if f.start >= seam] if found else found
     if not findings:  # the common case: release up to where a match could be in progress
-        cut = hold if final else max(seam, len(text) - scanner.window_chars - 1, hold)
+        cut = hold if final else max(seam, window, hold)
         return Advance(text[seam:cut], text[cut:], text[max(0, cut - CONTEXT_CHARS) : cut])
 
     def settled(end: int) -> bool:  # a check has seen what follows the match
@@ -122,7 +122,7 @@ def advance(
     if blocking is not None:
         fired = tuple(dict.fromkeys(f.rule for f in findings if settled(f.end)))
         return Advance("", "", context, fired, blocking)
-    cut = hold if final else max(len(context), len(text) - scanner.window_chars - 1, hold)
+    cut = hold if final else max(len(context), window, hold)
     taken: list[_Cluster] = []
     for cluster in _clusters(findings):
         if cluster.start >= cut:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from gateway.guardrails.check import check_answer, check_request
 from gateway.guardrails.decision import Blocked, Passed, review
 from gateway.guardrails.kinds import DetectorKind, GuardAction
+from gateway.guardrails.normalize import is_plain_ascii
 from gateway.guardrails.scanner import Rule, RuleSource, Scanner
 
 
@@ -245,9 +246,11 @@ def test_the_stream_scan_agrees_with_find_and_in_progress_from(pieces, data):
     text = "".join(pieces)
     start = data.draw(st.integers(0, len(text)))
     final = data.draw(st.booleans())
-    found, hold = REDACT_ALL.scan_stream(text, start, final=final)
+    found, hold, window = REDACT_ALL.scan_stream(text, start, final=final)
     assert found == REDACT_ALL.find(text, start)
     assert hold == (len(text) if final else REDACT_ALL.in_progress_from(text, start))
+    if is_plain_ascii(text) and not final:
+        assert window == max(0, len(text) - REDACT_ALL.window_chars - 1)
 
 
 @settings(max_examples=300, deadline=None)
@@ -265,7 +268,8 @@ def test_the_clean_hold_is_the_stream_scans_hold_on_text_without_matches(pieces,
         assert not text.isascii() or REDACT_ALL._set.Match(text)  # a pattern matched
     else:
         assert REDACT_ALL.find(text) == []
-        assert REDACT_ALL.scan_stream(text, start, final=False) == ([], hold)
+        window = max(0, len(text) - REDACT_ALL.window_chars - 1)
+        assert REDACT_ALL.scan_stream(text, start, final=False) == ([], hold, window)
     assert REDACT_ALL.clean_hold("the quick brown", 4) == len("the quick ")
 
 

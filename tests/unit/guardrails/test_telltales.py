@@ -117,7 +117,7 @@ def test_an_admins_own_pattern_turns_the_skip_off():
     scanner = Scanner(
         [RuleSource(Rule("id", DetectorKind.PATTERN, GuardAction.REDACT), r"[[:digit:]]{4}")]
     )
-    found, _ = scanner.scan_stream("code 1234 ok", 0, final=True)
+    found, _, _ = scanner.scan_stream("code 1234 ok", 0, final=True)
     assert [f.rule.name for f in found] == ["id"]
     assert scanner._telltales is None
 
