@@ -219,8 +219,13 @@ def serve(
             f"edits of {settings.policy_dir} are applied as new versions",
             extra={"fields": {"policy_version": running, "policy_dir": str(settings.policy_dir)}},
         )
-    # `gateway token` elsewhere mints for this issuer; `gateway usage` asks this address.
-    record_issuer(settings, admin_url=local_url(sockets[-1]), warn=log.warning)
+    # `gateway token` elsewhere mints for this issuer; `gateway usage` asks this address;
+    # `gateway policy apply` refuses an api_base at this listener, as this server does.
+    ports = [str(sock.getsockname()[1]) for sock in sockets]
+    listener = {"GATEWAY_HOST": settings.host, "GATEWAY_PORT": ports[0]}
+    if len(ports) > 1:
+        listener["GATEWAY_ADMIN_PORT"] = ports[1]
+    record_issuer(settings, admin_url=local_url(sockets[-1]), warn=log.warning, listener=listener)
     status = run_server(settings, sockets)
     if status:
         raise typer.Exit(status)

@@ -4,13 +4,17 @@
 reads them (`served_issuer`) so a token minted by the CLI carries the `iss`
 and `aud` the server checks, even when the CLI runs with another environment
 (no GATEWAY_ISSUER_URL, or another port). With them, the address on this host where
-that server answers /admin (`served_admin_url`), which `gateway usage` asks. Rows of
+that server answers /admin (`served_admin_url`), which `gateway usage` asks, and the
+host and ports it listens on (`served_listener`), which the policy commands refuse as
+an `api_base` as that server does. Rows of
 `served_settings` are plain name/value pairs; these are not secret (the response id
 key in another row is: `response_id_key.py`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -22,6 +26,9 @@ from gateway.db import metadata
 ISSUER_URL = "issuer_url"
 AUDIENCE = "audience"
 ADMIN_URL = "admin_url"
+LISTENER = "listener"
+# The settings a listener is recorded as (policy/upstreams.py `listener_from_env` reads them).
+LISTENER_SETTINGS = ("GATEWAY_HOST", "GATEWAY_PORT", "GATEWAY_ADMIN_PORT")
 
 served_settings = sa.Table(
     "served_settings",
@@ -39,10 +46,14 @@ class ServedIssuer:
 
 
 async def record_served_issuer(
-    engine: AsyncEngine, issuer: ServedIssuer, admin_url: str | None = None
+    engine: AsyncEngine,
+    issuer: ServedIssuer,
+    admin_url: str | None = None,
+    listener: Mapping[str, str] | None = None,
 ) -> None:
-    """Store what the server signs and checks with, and where it answers /admin,
-    replacing what an earlier start stored."""
+    """Store what the server signs and checks with, where it answers /admin and where it
+    listens (`LISTENER_SETTINGS` and their values), replacing what an earlier start
+    stored."""
     now = datetime.now(UTC)
     rows = [
         {"name": ISSUER_URL, "value": issuer.issuer_url, "updated_at": now},
@@ -50,7 +61,10 @@ async def record_served_issuer(
     ]
     if admin_url is not None:
         rows.append({"name": ADMIN_URL, "value": admin_url, "updated_at": now})
-    names = [ISSUER_URL, AUDIENCE, ADMIN_URL]
+    if listener is not None:
+        value = json.dumps({name: listener[name] for name in LISTENER_SETTINGS if name in listener})
+        rows.append({"name": LISTENER, "value": value, "updated_at": now})
+    names = [ISSUER_URL, AUDIENCE, ADMIN_URL, LISTENER]
     async with engine.begin() as conn:  # delete + insert: the same on SQLite and PostgreSQL
         await conn.execute(served_settings.delete().where(served_settings.c.name.in_(names)))
         await conn.execute(served_settings.insert(), rows)
@@ -77,3 +91,21 @@ async def served_admin_url(engine: AsyncEngine) -> str | None:
         return await conn.scalar(
             sa.select(served_settings.c.value).where(served_settings.c.name == ADMIN_URL)
         )
+
+
+async def served_listener(engine: AsyncEngine) -> dict[str, str]:
+    """The listener settings the last `gateway serve` on this database recorded (empty if
+    none did, or a row that is not what `record_served_issuer` writes)."""
+    async with engine.connect() as conn:
+        value = await conn.scalar(
+            sa.select(served_settings.c.value).where(served_settings.c.name == LISTENER)
+        )
+    try:
+        recorded = json.loads(value) if value is not None else {}
+    except ValueError:
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    return {
+        name: recorded[name] for name in LISTENER_SETTINGS if isinstance(recorded.get(name), str)
+    }

@@ -14,7 +14,7 @@ import getpass
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
@@ -100,9 +100,11 @@ def record_issuer(
     settings: Settings,
     admin_url: str | None = None,
     warn: Callable[[str], object] = _warn_on_stderr,
+    listener: Mapping[str, str] | None = None,
 ) -> None:
     """`serve`: store the issuer URL and audience it runs with, for `gateway token` to read,
-    and where it answers /admin on this host (`admin_url`), for `gateway usage`.
+    where it answers /admin on this host (`admin_url`), for `gateway usage`, and where it
+    listens (`listener`: its host and port settings), for the policy commands.
 
     Warns (through `warn`: serve's JSON log) when the database was last served under
     another issuer: replicas that share a database must share one issuer
@@ -117,7 +119,7 @@ def record_issuer(
         engine = create_engine(settings.database_url)
         try:
             before = await served_issuer(engine)
-            await record_served_issuer(engine, ours, admin_url)
+            await record_served_issuer(engine, ours, admin_url, listener)
             return before
         finally:
             await engine.dispose()

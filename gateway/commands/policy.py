@@ -132,6 +132,9 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
                 served = await _served_issuer_url(engine)
                 if served is not None:
                     values["GATEWAY_ISSUER_URL"] = served
+            # And where it listens: an api_base there is refused here as `serve` refuses it
+            # (this shell's GATEWAY_PORT, or its default 8080, says nothing of that server).
+            values.update(await _served_listener(engine))
             return await work(PolicyService(engine, env))
         finally:
             await engine.dispose()
@@ -151,6 +154,16 @@ def _run(work: Callable[[PolicyService], Awaitable[T]], *, read_only: bool = Fal
     except Exception as exc:  # driver errors vary; the operator needs the kind and the text
         typer.echo(f"error: {database_failure(settings.database_url, exc)}", err=True)
         raise typer.Exit(1) from None
+
+
+async def _served_listener(engine: AsyncEngine) -> dict[str, str]:
+    """The host and port settings the last `serve` on this database recorded ({} if none)."""
+    from gateway.auth.issuer_record import served_listener
+
+    try:
+        return await served_listener(engine)
+    except Exception:  # a database no serve has migrated: nothing recorded
+        return {}
 
 
 async def _served_issuer_url(engine: AsyncEngine) -> str | None:

@@ -2,12 +2,12 @@
 
 Owns `GATEWAY_UPSTREAM_ALLOW` (comma-separated host names, `*.suffix` names,
 IP addresses or CIDRs; unset = any host, loopback and private included) and the
-hosts refused even then unless the allow-list names them explicitly: link-local
-and cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254,
-Alibaba's 100.100.100.200, names such as metadata.google.internal) and the
+hosts refused even then: link-local and cloud metadata addresses (169.254.0.0/16,
+fe80::/10, fd00:ec2::254, Alibaba's 100.100.100.200, names such as
+metadata.google.internal) unless the allow-list names them explicitly, and the
 gateway's own listeners (its host on its port and on its admin port; for a
 wildcard host, any of this host's addresses), which would loop a request back
-into the gateway. Pure but for one question to the OS, whether an address on a
+into the gateway, always. Pure but for one question to the OS, whether an address on a
 listener's port is this host's (`is_own_address`): at check time names are
 compared as written, never resolved (a check-time lookup would say nothing
 about request time); the same rules are applied again to the addresses a name
@@ -330,9 +330,10 @@ def blocked_as(
     address a name resolved to: a metadata or link-local address, the gateway's own
     listener, or outside the allow-list; None when it may be connected to.
 
-    The first two need an allow-list entry naming this very host or a network no
-    broader than the blocked one; with an allow-list, a host permitted by name may
-    resolve anywhere else, an unnamed one only into its networks.
+    A metadata address needs an allow-list entry naming this very host or a network no
+    broader than the blocked one; the own listener is refused whatever the list says;
+    with an allow-list, a host permitted by name may resolve anywhere else, an unnamed
+    one only into its networks.
     """
     allow = rules.allow
     metadata = _metadata_network(address)
@@ -345,8 +346,8 @@ def blocked_as(
         and rules.listener is not None
         and is_listener(name, address, port, rules.listener)
     ):
-        if allow is not None and allow.names_explicitly(name, address, None):
-            return None
+        # No entry opens it: the allow-list has no ports, and `127.0.0.1` written for a
+        # model server beside the gateway must not let a policy loop the gateway into itself.
         return "listener"
     if allow is not None and not allow.permits(name, address):
         return "outside"
@@ -371,7 +372,7 @@ def resolved_refusal(
     if blocked == "listener":
         return (
             f"{name} resolves to {address}:{port}, the gateway's own listener (a request would "
-            f"loop back into it); refused unless {UPSTREAM_ALLOW_VAR} names it explicitly"
+            "loop back into it); refused"
         )
     if blocked == "outside":
         return f"{name} resolves to {address}, which is not in {UPSTREAM_ALLOW_VAR}"
@@ -392,7 +393,7 @@ def _host_refusal(
     if blocked == "listener":
         return (
             f"{host}:{port} is the gateway's own listener (a request would loop back into it); "
-            f"refused unless {UPSTREAM_ALLOW_VAR} names it explicitly"
+            "refused"
         )
     if blocked == "outside":
         return f"host {host} is not in {UPSTREAM_ALLOW_VAR}"

@@ -7,7 +7,9 @@ setting; an api_base may not point at cloud metadata; the refusal is the same fr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from urllib.request import urlopen
 
 import aiohttp
 import pytest
@@ -16,6 +18,7 @@ from tests.support.admin import Admin
 from tests.support.gateway import running_gateway
 from tests.support.processes import free_port
 from tests.support.processes import run_gateway as run
+from tests.support.serving import serve_process
 from tests.support.upstream import MockUpstream
 
 LEAKY = """\
@@ -336,3 +339,37 @@ def test_serve_refuses_an_empty_key_variable_and_check_warns(tmp_path: Path) -> 
     checked = run("policy", "check", "policies", cwd=tmp_path, env=env)
     assert checked.returncode == 0, checked.stderr
     assert "EMPTY_PROBE_API_KEY is not set here" in checked.stderr
+
+
+@pytest.mark.parametrize("which", ["port", "admin_port"])
+def test_policy_apply_refuses_an_api_base_at_the_running_servers_listener(
+    tmp_path: Path, which: str
+) -> None:
+    """`gateway policy apply` from a shell that does not know the server's port (no
+    GATEWAY_PORT: its default is 8080) refuses an api_base at the listener (or the admin
+    listener) the server on this database recorded, as the server's admin API does;
+    the running version stays, and the server stays ready."""
+    admin_port = free_port()
+    write_bundle(tmp_path / "policies", MOCK_ONLY)
+    with serve_process(
+        tmp_path, args=("--admin-port", str(admin_port)), port_as_flag=True
+    ) as served:
+        target = served.port if which == "port" else admin_port
+        loop = MOCK_ONLY.replace(
+            "  demo: {type: mock}\n",
+            f'  demo: {{type: mock}}\n  me: {{type: openai-compatible, api_base: "http://127.0.0.1:{target}/v1"}}\n',
+        )
+        write_bundle(tmp_path / "loop", loop)
+        applied = run("policy", "apply", "loop", cwd=tmp_path)
+        assert applied.returncode == 1, applied.stdout
+        assert f"127.0.0.1:{target} is the gateway's own listener" in applied.stderr
+        history = run("policy", "history", "--json", cwd=tmp_path)
+        assert history.returncode == 0 and len(json.loads(history.stdout)) == 1
+        assert urlopen(f"{served.origin}/readyz").status == 200
+    # Another port on the same host is an ordinary local server.
+    other = MOCK_ONLY.replace(
+        "  demo: {type: mock}\n",
+        f'  demo: {{type: mock}}\n  up: {{type: openai-compatible, api_base: "http://127.0.0.1:{free_port()}/v1"}}\n',
+    )
+    write_bundle(tmp_path / "other", other)
+    assert run("policy", "apply", "other", cwd=tmp_path).returncode == 0

@@ -115,9 +115,14 @@ def test_the_gateways_own_listener_is_refused(
         assert refusal is not None and "own listener" in refusal
 
 
-def test_the_listener_passes_when_named_explicitly_but_not_by_a_catch_all() -> None:
-    assert upstream_refusal("http://127.0.0.1:8080/", rules("127.0.0.1")) is None
-    assert upstream_refusal("http://127.0.0.1:8080/", rules("127.0.0.0/8")) is not None
+@pytest.mark.parametrize("allow", ["127.0.0.1", "127.0.0.1/32", "127.0.0.0/8", "localhost"])
+def test_no_allow_list_entry_opens_the_listener(allow: str) -> None:
+    """`127.0.0.1` listed for a model server beside the gateway opens that host's other
+    ports, never the gateway's own (the list has no ports)."""
+    for url in ("http://127.0.0.1:8080/", "http://localhost:8080/v1"):
+        refusal = upstream_refusal(url, rules(allow))
+        assert refusal is not None and "own listener" in refusal
+    assert upstream_refusal("http://127.0.0.1:8000/v1", rules("127.0.0.1")) is None
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from gateway.policy.upstreams import (
     Listener,
     UpstreamRules,
     host_address,
+    is_listener,
     parse_upstream_allow,
     resolved_refusal,
     upstream_refusal,
@@ -118,9 +119,10 @@ def test_an_explicit_entry_opens_the_metadata_address(allow: str) -> None:
     assert resolved_refusal("imds.internal", "169.254.169.254", 80, rules(allow)) is None
 
 
-@pytest.mark.parametrize("allow", ["127.0.0.1", "gw.internal"])
-def test_an_explicit_entry_opens_the_own_listener(allow: str) -> None:
-    assert resolved_refusal("gw.internal", "127.0.0.1", 8080, rules(allow)) is None
+@pytest.mark.parametrize("allow", ["127.0.0.1", "gw.internal", "127.0.0.0/8"])
+def test_no_entry_opens_the_own_listener(allow: str) -> None:
+    assert resolved_refusal("gw.internal", "127.0.0.1", 8080, rules(allow)) is not None
+    assert resolved_refusal("gw.internal", "127.0.0.1", 8000, rules(allow)) is None
 
 
 def test_names_compare_without_case_or_a_final_dot() -> None:
@@ -193,12 +195,14 @@ def test_an_exact_entry_for_the_address_always_opens_it(
     port: int,
     listener: Listener | None,
 ) -> None:
-    """Whatever the address (metadata, own listener), naming it alone in the allow-list
-    opens it (an IPv6 form embedding an IPv4 address is that IPv4 address)."""
+    """Whatever the address (metadata too), naming it alone in the allow-list opens it
+    (an IPv6 form embedding an IPv4 address is that IPv4 address), but on the
+    gateway's own listener."""
     entry = host_address(str(address))
     assert entry is not None
     allow = rules(str(entry), listener)
-    assert resolved_refusal(name, str(address), port, allow) is None
+    own = listener is not None and is_listener(name, entry, port, listener)
+    assert (resolved_refusal(name, str(address), port, allow) is None) is not own
 
 
 @given(address=addresses, name=names.filter(lambda n: n not in METADATA_NAMES), port=ports)
