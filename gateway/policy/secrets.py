@@ -9,6 +9,12 @@ secret file (a Kubernetes or Docker secret), only in a secret field (`api_key`
 and the AWS keys) and only under a directory of `GATEWAY_SECRET_FILE_DIRS`
 (default `/run/secrets,/var/run/secrets`), checked after following symlinks, so
 a policy author cannot read `/etc/shadow` or the gateway's own database.
+The gateway's own cloud identity is out of reach the same way, unless the operator
+names it exactly: the variables its SDKs read (`AWS_SECRET_ACCESS_KEY`,
+`AWS_SESSION_TOKEN`, `AZURE_CLIENT_SECRET`…: `AMBIENT_CREDENTIALS`, which a glob
+such as `*_KEY` does not reach) and the service-account token folders under
+/var/run/secrets (Kubernetes', EKS's IRSA, Azure workload identity's:
+`AMBIENT_TOKEN_DIRS`, which a folder above them does not reach).
 `${VAR}` stands only where a secret belongs: a secret field, or the path of
 `api_base` (its host is refused elsewhere, `schema.py` and `compiled.py`); in
 any other field (`api_version`, `region`) it would carry a key into a URL's
@@ -36,6 +42,39 @@ FILE_DIRS_VAR = "GATEWAY_SECRET_FILE_DIRS"
 DEFAULT_ENV_ALLOW = ("*_API_KEY", "*_KEY", "*_TOKEN")
 DEFAULT_FILE_DIRS = ("/run/secrets", "/var/run/secrets")
 OWN_PREFIX = "GATEWAY_"
+# The variables the gateway's own cloud identity lives in (boto3's, the Azure and Google
+# SDKs', a CI runner's OIDC request token): a policy may name one only when
+# GATEWAY_SECRET_ENV_ALLOW lists it by its exact name, never through a glob (the default
+# `*_KEY`, `*_TOKEN` match the first two), or a policy author could send the gateway's
+# identity to an `api_base` of theirs.
+AMBIENT_CREDENTIALS = frozenset(
+    {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_BEARER_TOKEN_BEDROCK",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        "AZURE_PASSWORD",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "ACTIONS_RUNTIME_TOKEN",
+    }
+)
+# Where Kubernetes mounts the pod's own identity tokens (its service account; EKS's IRSA
+# web-identity token, exchangeable for the pod's IAM role; Azure workload identity's):
+# read only when GATEWAY_SECRET_FILE_DIRS names that folder (or one inside it) itself.
+AMBIENT_TOKEN_DIRS = tuple(
+    Path(root, folder)
+    for root in ("/var/run/secrets", "/run/secrets")
+    for folder in (
+        "kubernetes.io/serviceaccount",
+        "eks.amazonaws.com/serviceaccount",
+        "azure/tokens",
+    )
+)
 SECRET_FIELDS = frozenset({"api_key", "aws_access_key_id", "aws_secret_access_key"})
 # Fields a `${VAR}` may stand in: the secret fields, and api_base (its path only).
 ENV_REFERENCE_FIELDS = SECRET_FIELDS | {"api_base"}
@@ -125,6 +164,8 @@ def is_env_name_allowed(name: str, patterns: tuple[str, ...]) -> bool:
     """
     if name.upper().startswith(OWN_PREFIX):
         return False
+    if name in AMBIENT_CREDENTIALS:
+        return name in patterns
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
@@ -138,9 +179,29 @@ def file_refusal(path: str, directories: tuple[Path, ...]) -> str | None:
         return f"${{file:{path}}}: the path must be absolute"
     if ".." in Path(path).parts:
         return f"${{file:{path}}}: the path must not contain '..'"
-    if not is_under(Path(os.path.normpath(path)), directories):
+    normal = Path(os.path.normpath(path))
+    if not is_under(normal, directories):
         return _outside(path, directories)
+    if is_ambient_token(normal, directories):
+        return _ambient_token(path)
     return None
+
+
+def is_ambient_token(path: Path, directories: tuple[Path, ...]) -> bool:
+    """Whether `path` lies in a service-account token folder (AMBIENT_TOKEN_DIRS) that no
+    entry of `directories` names itself (an entry above it, such as the default
+    /var/run/secrets, does not open it)."""
+    for ambient in AMBIENT_TOKEN_DIRS:
+        if is_under(path, (ambient,)):
+            return not any(d == ambient or d.is_relative_to(ambient) for d in directories)
+    return False
+
+
+def _ambient_token(path: str) -> str:
+    return (
+        f"${{file:{path}}}: the gateway's own service-account token is refused unless "
+        f"{FILE_DIRS_VAR} names its folder explicitly"
+    )
 
 
 def _outside(path: str, directories: tuple[Path, ...]) -> str:
@@ -159,6 +220,8 @@ def read_secret_file(path: str, directories: tuple[Path, ...]) -> str:
     real_dirs = tuple(Path(os.path.realpath(d)) for d in directories)
     if not is_under(real, real_dirs):
         raise SecretUnavailable(_outside(path, directories) + " (after following links)")
+    if is_ambient_token(real, real_dirs):
+        raise SecretUnavailable(_ambient_token(path) + " (after following links)")
     try:
         with real.open("rb") as file:
             data = file.read(MAX_SECRET_FILE_BYTES + 1)
@@ -380,6 +443,11 @@ def _misplaced(name: str) -> str:
 def _refused_name(name: str, rules: ReferenceRules) -> str:
     if name.upper().startswith(OWN_PREFIX):
         return f"${{{name}}} is refused: the gateway's own {OWN_PREFIX}* settings are never exposed"
+    if name in AMBIENT_CREDENTIALS:
+        return (
+            f"${{{name}}} is refused: it holds the gateway's own cloud identity; "
+            f"{ENV_ALLOW_VAR} must list {name} by its exact name to allow it"
+        )
     patterns = ",".join(rules.env_allow) or "nothing"
     return (
         f"${{{name}}} is refused: only variables matching {ENV_ALLOW_VAR} ({patterns}) "

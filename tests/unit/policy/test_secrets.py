@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import pytest
 
+from gateway.policy import secrets as secrets_module
 from gateway.policy.compiled import ProviderConfig
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.secrets import (
+    AMBIENT_CREDENTIALS,
     DEFAULT_ENV_ALLOW,
     ReferenceRules,
+    SecretUnavailable,
     address_spellings,
     file_refusal,
     is_env_name_allowed,
@@ -37,7 +42,9 @@ from gateway.policy.store import load_policy_dir
         ("gateway_admin_key", False),  # any case
         ("Gateway_Key", False),
         ("DATABASE_URL", False),
-        ("AWS_SECRET_ACCESS_KEY", True),
+        ("AWS_SECRET_ACCESS_KEY", False),  # the gateway's own identity: by exact name only
+        ("AWS_SESSION_TOKEN", False),
+        ("BEDROCK_SECRET_ACCESS_KEY", True),
         ("REDIS_PASSWORD", False),
         ("HOME", False),
         ("PATH", False),
@@ -355,3 +362,64 @@ def test_a_provider_cuts_its_address_with_its_keys() -> None:
         "p", "openai-compatible", api_base="http://10.1.2.3:8000/v1", api_key="k3y-1234"
     )
     assert {"10.1.2.3:8000", "10.1.2.3", "k3y-1234"} <= set(config.secrets)
+
+
+@pytest.mark.parametrize("name", sorted(AMBIENT_CREDENTIALS))
+def test_the_gateways_own_cloud_identity_needs_its_exact_name(name: str) -> None:
+    """A glob (the default `*_KEY`, `*_TOKEN`, or `*`) never reaches the variables the
+    gateway's own AWS, Azure or Google identity lives in; listed by name, it may."""
+    for patterns in (DEFAULT_ENV_ALLOW, ("*",), ("AWS_*", "AZURE_*", "GOOGLE_*", "ACTIONS_*")):
+        assert not is_env_name_allowed(name, patterns)
+    assert is_env_name_allowed(name, ("OPENAI_API_KEY", name))
+    env = {name: "ambient-secret-value"}
+    resolved, problems = resolve_references(f"${{{name}}}", "api_key", env, ReferenceRules())
+    assert resolved == "" and len(problems) == 1
+    assert "the gateway's own cloud identity" in problems[0] and "ambient" not in problems[0]
+    rules = ReferenceRules(env_allow=(name,))
+    assert resolve_references(f"${{{name}}}", "api_key", env, rules) == (
+        "ambient-secret-value",
+        [],
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+        "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+        "/run/secrets/kubernetes.io/serviceaccount/token",
+        "/var/run/secrets/azure/tokens/azure-identity-token",
+        "/var/run/secrets/kubernetes.io/serviceaccount/../serviceaccount/token",
+    ],
+)
+def test_the_pods_own_service_account_tokens_are_refused_by_default(path: str) -> None:
+    refusal = file_refusal(path, ReferenceRules().file_dirs)
+    assert refusal is not None
+    if ".." not in path:
+        assert "service-account token" in refusal
+    named = (Path("/var/run/secrets/kubernetes.io/serviceaccount"),)
+    if path == "/var/run/secrets/kubernetes.io/serviceaccount/token":
+        assert file_refusal(path, named) is None  # named by the operator itself
+
+
+def test_a_link_to_a_service_account_token_is_refused(tmp_path: Path) -> None:
+    """A folder the operator allows, holding a link into a token folder it does not name."""
+    secrets = tmp_path / "secrets"
+    token_dir = secrets / "kubernetes.io" / "serviceaccount"
+    token_dir.mkdir(parents=True)
+    (token_dir / "token").write_text("eyPOD-TOKEN")
+    (secrets / "openai").write_text("sk-fine")
+    (secrets / "sneaky").symlink_to(token_dir / "token")
+    rules_dirs = (secrets,)
+    with patch_ambient(secrets):
+        assert read_secret_file(str(secrets / "openai"), rules_dirs) == "sk-fine"
+        assert file_refusal(str(token_dir / "token"), rules_dirs) is not None
+        with pytest.raises(SecretUnavailable, match="service-account token"):
+            read_secret_file(str(secrets / "sneaky"), rules_dirs)
+        assert read_secret_file(str(secrets / "sneaky"), (secrets, token_dir)) == "eyPOD-TOKEN"
+
+
+def patch_ambient(root: Path) -> Any:
+    """AMBIENT_TOKEN_DIRS as if the secrets were mounted at `root`."""
+    folders = (root / "kubernetes.io" / "serviceaccount",)
+    return mock.patch.object(secrets_module, "AMBIENT_TOKEN_DIRS", folders)
