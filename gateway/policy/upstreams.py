@@ -3,7 +3,8 @@
 Owns `GATEWAY_UPSTREAM_ALLOW` (comma-separated host names, `*.suffix` names,
 IP addresses or CIDRs; unset = any host, loopback and private included) and the
 hosts refused even then: link-local and cloud metadata addresses (169.254.0.0/16,
-fe80::/10, fd00:ec2::254, Alibaba's 100.100.100.200, names such as
+fe80::/10, AWS's fd00:ec2::/64, GCP's fd20:ce::254, Oracle's, Scaleway's, Alibaba's
+100.100.100.200, Azure's WireServer 168.63.129.16, names such as
 metadata.google.internal) unless the allow-list names them explicitly, and the
 gateway's own listeners (its host on its port and on its admin port; for a
 wildcard host, any of this host's addresses), which would loop a request back
@@ -43,8 +44,14 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 METADATA_NETWORKS: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("169.254.0.0/16"),  # IPv4 link-local: AWS, GCP, Azure, OCI metadata
     ipaddress.ip_network("fe80::/10"),  # IPv6 link-local
-    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS metadata over IPv6
+    # AWS's own services over IPv6: metadata (::254), EKS Pod Identity (::23), DNS (::253)
+    ipaddress.ip_network("fd00:ec2::/64"),
+    ipaddress.ip_network("fd20:ce::254/128"),  # GCP metadata over IPv6
+    ipaddress.ip_network("fd00:c1::a9fe:a9fe/128"),  # Oracle Cloud metadata over IPv6
+    ipaddress.ip_network("fd00:42::42/128"),  # Scaleway metadata over IPv6
     ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud metadata
+    ipaddress.ip_network("192.0.0.192/32"),  # Oracle Cloud Classic metadata
+    ipaddress.ip_network("168.63.129.16/32"),  # Azure's WireServer (the host's agent channel)
 )
 METADATA_NAMES = frozenset(
     {
@@ -53,6 +60,8 @@ METADATA_NAMES = frozenset(
         "metadata.goog",
         "instance-data",
         "instance-data.ec2.internal",
+        "metadata.tencentyun.com",
+        "api.metadata.cloud.ibm.com",
     }
 )
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})

@@ -54,6 +54,14 @@ def test_without_an_allow_list_any_ordinary_host_is_accepted(url: str) -> None:
         "http://METADATA.GOOGLE.INTERNAL./",
         "http://metadata/",
         "http://instance-data.ec2.internal/",
+        "http://[fd20:ce::254]/computeMetadata/v1",  # GCP over IPv6
+        "http://[fd00:c1::a9fe:a9fe]/opc/v2/",  # Oracle Cloud over IPv6
+        "http://[fd00:ec2::23]/v1/credentials",  # EKS Pod Identity over IPv6
+        "http://[fd00:42::42]/conf",  # Scaleway over IPv6
+        "http://192.0.0.192/",  # Oracle Cloud Classic
+        "http://168.63.129.16/machine?comp=goalstate",  # Azure WireServer
+        "http://[::ffff:168.63.129.16]/",
+        "http://metadata.tencentyun.com/latest/meta-data/",
     ],
 )
 def test_metadata_and_link_local_hosts_are_refused_by_default(url: str) -> None:
