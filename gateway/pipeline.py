@@ -356,6 +356,8 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     hit = None if cached is None else cached.hit
     # limits: reserve (issue 9); a hit passes rpm and concurrency only, it spends no tokens.
     # A Responses follow-up also carries its stored conversation, billed as input.
+    if ids is not None and ids.carried_tokens:  # a streamed answer's bound: known smaller?
+        await ids.count_known_size(services.response_sizes)
     carried = 0 if ids is None else ids.carried_tokens
     tokens = hit is None
     if cached is not None and hit is None:  # a refusal by a limit says so too: it was looked up
@@ -636,7 +638,8 @@ async def _stream(
     if tap is not None:
         steps.append(tap)
     if ids is not None:  # the id goes out before any usage: it carries the reservation
-        steps.append(ResponseIdRewriter(ids, deployment, reserved_tokens(ctx, ids.carried_tokens)))
+        bound = reserved_tokens(ctx, ids.carried_tokens)
+        steps.append(ResponseIdRewriter(ids, deployment, bound, services.response_sizes))
     # response cache: sees what the upstream sent (the whole-answer rules judge it before
     # it is stored: its hits are served whole too), and the usage chunk the observer strips.
     assembler = StreamAssembler(ctx.endpoint) if cache_flow.stores(ctx, plan) else None

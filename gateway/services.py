@@ -39,6 +39,7 @@ from gateway.policy.upstreams import UpstreamRules
 from gateway.providers.registry import ProviderSet
 from gateway.routing.affinity import ResponseIdKey  # response id binding
 from gateway.routing.failover import HealthBoard
+from gateway.routing.response_sizes import ResponseSizes, open_sizes
 from gateway.settings import Settings, is_derived_issuer
 from gateway.telemetry import Telemetry
 from gateway.usage.writer import ledger_writer
@@ -84,6 +85,7 @@ class Services:
     limits: Limits  # budgets, rate limits, concurrency (issue 9)
     telemetry: Telemetry  # traces and metrics; they subscribe to `recorders`
     response_id_key: ResponseIdKey  # response id binding: ids minted per team, every replica
+    response_sizes: ResponseSizes  # streamed Responses answers' true sizes, for follow-ups
 
 
 # Requests cut at the shutdown deadline need this long, at most, to close their upstream,
@@ -133,6 +135,7 @@ async def build_services(
     jwks = JwksCache(upstreams=UpstreamRules.from_env(os.environ))
     classifiers = Classifiers(UpstreamRules.from_env(os.environ))
     cache = open_cache(settings.redis_url)  # response cache (issue 14); connects on first use
+    response_sizes = open_sizes(settings.redis_url)  # connects on first use
     try:
         # A short current-key cache: `gateway keys rotate` run anywhere signs here within 1 s.
         keys = SigningKeyStore(
@@ -192,6 +195,7 @@ async def build_services(
                     limits=limits,
                     telemetry=telemetry,
                     response_id_key=response_id_key,  # response id binding
+                    response_sizes=response_sizes,
                 )
             finally:
                 # uvicorn shuts the lifespan down right after cancelling the requests
@@ -205,6 +209,7 @@ async def build_services(
             await jwks.close()
             await classifiers.close()
             await cache.close()  # response cache (issue 14)
+            await response_sizes.close()
             await providers.close()
             await engine.dispose()
             # Exports the spans still queued: a blocking HTTP call, so off the loop.

@@ -14,7 +14,9 @@ follow-up sends the upstream besides its own input, and is billed for as input. 
 limits stage adds it to the follow-up's estimate (limits/estimate.py); under the MAC
 a client cannot lower it. A whole answer's is the upstream's own usage (input, which
 holds the earlier context, plus output); a streamed answer's id goes out before its
-usage is known, so it carries the request's reservation, an upper bound. The `gw2`
+usage is known, so it carries the request's reservation, an upper bound; the size its
+stream's last event reports is remembered (routing/response_sizes.py), and a follow-up
+counts that when it is known. The `gw2`
 ids of earlier builds (no CONTEXT) are still accepted: their context is unknown and
 counts 0, as it did when they were minted.
 
@@ -33,13 +35,16 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from gateway.errors import InvalidRequest, PreviousResponseNotFound, quoted
 from gateway.policy.compiled import Deployment, ModelRoute
 from gateway.usage.usage import MAX_COUNT_DIGITS, MAX_TOKEN_COUNT
+
+if TYPE_CHECKING:
+    from gateway.routing.response_sizes import ResponseSizes
 
 PREFIX = "resp_"
 _MARK = b"gw3\n"  # carries the context size
@@ -149,7 +154,8 @@ class ResponseIds:
         self._key = key
         self._team = team
         self._swaps: list[tuple[bytes, bytes]] = []  # (upstream id, gateway id), JSON-quoted
-        self._learned = False
+        self._learned: tuple[str, str] | None = None  # the new response: (label, upstream id)
+        self._previous: MintedId | None = None  # the response a follow-up continues
         self.carried_tokens = 0
 
     def pin(
@@ -180,13 +186,14 @@ class ResponseIds:
             )
         self._swaps.append((orjson.dumps(minted.upstream_id), orjson.dumps(previous)))
         self.carried_tokens = minted.context_tokens
+        self._previous = minted
         pinned = replace(route, deployments=(deployment,))
         return pinned, {**body, "previous_response_id": minted.upstream_id}
 
     def learn(self, deployment: Deployment, response: object, context_tokens: int) -> None:
         """Note the id of the response `deployment` created (a Responses object), whose
         stored conversation holds at most `context_tokens`."""
-        if self._learned or not isinstance(response, Mapping):
+        if self._learned is not None or not isinstance(response, Mapping):
             return
         upstream_id = response.get("id")
         if isinstance(upstream_id, str) and upstream_id:
@@ -194,11 +201,28 @@ class ResponseIds:
                 self._key, self._team, deployment.label, upstream_id, context_tokens
             )
             self._swaps.append((orjson.dumps(upstream_id), orjson.dumps(gateway_id)))
-            self._learned = True
+            self._learned = (deployment.label, upstream_id)
 
     @property
     def learned(self) -> bool:
-        return self._learned
+        return self._learned is not None
+
+    def remember_size(self, sizes: ResponseSizes, context_tokens: int) -> None:
+        """The new response's conversation turned out to hold `context_tokens` (its
+        stream's last event said so): noted for its follow-ups."""
+        if self._learned is not None:
+            label, upstream_id = self._learned
+            sizes.remember(self._team, label, upstream_id, context_tokens)
+
+    async def count_known_size(self, sizes: ResponseSizes) -> None:
+        """A follow-up: count the size its conversation was found to hold when smaller
+        than the bound its id carries (a streamed answer's)."""
+        previous = self._previous
+        if previous is None or not self.carried_tokens:
+            return
+        known = await sizes.recall(self._team, previous.deployment_label, previous.upstream_id)
+        if known is not None and known < self.carried_tokens:
+            self.carried_tokens = known
 
     def rewrite(self, data: bytes) -> bytes:
         for upstream, gateway in self._swaps:

@@ -4,23 +4,39 @@ A Responses stream names its response in its first events; once learned, every
 later mention of the upstream id is rewritten to the gateway's id, so every event
 (`response.created` to `response.completed`) carries the same one. It is minted
 before any usage is known: with `context_tokens`, the most its conversation can hold.
+The last event (`response.completed`, `response.incomplete`) reports the usage: the
+size the conversation holds (the upstream's input, which holds the earlier context,
+plus its output) is remembered for its follow-ups (routing/response_sizes.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gateway.policy.compiled import Deployment
 from gateway.routing.affinity import ResponseIds
+from gateway.routing.response_sizes import ResponseSizes
 from gateway.sse import json_of
 from gateway.stream.steps import NOTHING, Emit, events_of
+from gateway.usage.usage import usage_from_report
 
 RESPONSE_KEY = b'"response"'
+FINAL_TYPES = ("response.completed", "response.incomplete")
+_FINAL_MARKS = tuple(f'"{kind}"'.encode() for kind in FINAL_TYPES)
 
 
 class ResponseIdRewriter:
-    def __init__(self, ids: ResponseIds, deployment: Deployment, context_tokens: int) -> None:
+    def __init__(
+        self,
+        ids: ResponseIds,
+        deployment: Deployment,
+        context_tokens: int,
+        sizes: ResponseSizes | None = None,
+    ) -> None:
         self._ids = ids
         self._deployment = deployment
         self._context_tokens = context_tokens
+        self._sizes = sizes
 
     def feed(self, chunk: bytes) -> Emit:
         ids = self._ids
@@ -31,7 +47,26 @@ class ResponseIdRewriter:
                     ids.learn(self._deployment, parsed.get("response"), self._context_tokens)
                     if ids.learned:
                         break
+        if self._sizes is not None and ids.learned and any(m in chunk for m in _FINAL_MARKS):
+            stored = stored_tokens(chunk)
+            if stored is not None:
+                ids.remember_size(self._sizes, stored)
         return Emit(ids.rewrite(chunk))
 
     def finish(self) -> Emit:
         return NOTHING
+
+
+def stored_tokens(chunk: bytes) -> int | None:
+    """The conversation's size a final Responses event in `chunk` reports (input +
+    output), None when it holds no such event or its usage is missing or unreadable."""
+    for event in events_of(chunk):
+        parsed = json_of(event)
+        if not isinstance(parsed, dict) or parsed.get("type") not in FINAL_TYPES:
+            continue
+        response = parsed.get("response")
+        if isinstance(response, Mapping):
+            usage = usage_from_report(response.get("usage"))
+            if usage is not None:
+                return usage.input_tokens + usage.output_tokens
+    return None
