@@ -95,6 +95,11 @@ class TeamPatch(_Body):
 class Rollback(_Body):
     version: StrictInt = Field(description="The version whose policy becomes the new version.")
     reason: str = Field("", max_length=MAX_REASON_CHARS, description=REASON)
+    # Optional, as a rollback is an operator's undo: given, a rollback decided on a version
+    # another admin has since changed is a 409, not a silent revert of their change.
+    base_version: StrictInt | None = Field(
+        None, description="The running version this rollback was decided on (409 if stale)."
+    )
 
 
 def _admin_only(handler: Handler) -> Endpoint:
@@ -287,7 +292,10 @@ async def diff_versions(request: Request, services: Services, principal: Princip
 async def rollback(request: Request, services: Services, principal: Principal) -> Response:
     body = await _parse(request, services, Rollback)
     applied = await services.policy_versions.rollback(
-        body.version, author=api_actor(principal), reason=body.reason
+        body.version,
+        author=api_actor(principal),
+        reason=body.reason,
+        base_version=body.base_version,
     )
     return _applied(applied)
 

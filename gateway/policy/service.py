@@ -464,15 +464,20 @@ class PolicyService:
             check_before_noop=True,
         )
 
-    async def rollback(self, version: int, *, author: str, reason: str) -> Applied:
-        """A new version equal to `version` (a no-op when the running one already is)."""
+    async def rollback(
+        self, version: int, *, author: str, reason: str, base_version: int | None = None
+    ) -> Applied:
+        """A new version equal to `version` (a no-op when the running one already is).
+        With `base_version`, only while that is the running version (else PolicyConflict)."""
         check_reason(reason)
         old = await self.get(version)
         candidate = await asyncio.to_thread(
             candidate_for_folders, old.bundle, self._env, f"policy version {version}"
         )
 
-        async def check(_conn: AsyncConnection, _running: PolicyVersion | None) -> dict[str, Any]:
+        async def check(_conn: AsyncConnection, running: PolicyVersion | None) -> dict[str, Any]:
+            if base_version is not None and (running is None or running.version != base_version):
+                raise api_conflict(running, base_version)
             return {"restores": version}
 
         return await self._commit(
@@ -481,6 +486,7 @@ class PolicyService:
             author=author,
             reason=reason or f"rollback to version {version}",
             check=check,
+            check_before_noop=base_version is not None,
         )
 
     async def _commit(

@@ -504,3 +504,28 @@ async def test_a_policy_section_of_the_wrong_kind_names_no_python_class(
     message = answer["error"]["message"]
     assert "expected a mapping (key: value pairs)" in message, message
     assert "Spec" not in message and "instance of" not in message, message
+
+
+async def test_a_rollback_naming_a_stale_base_version_is_a_conflict(
+    gw: RunningGateway, admin: Admin
+) -> None:
+    """Admin A decides on version 2 to roll back to 1; B changes the policy first (3):
+    A's rollback with base_version 2 is a 409 and B's change stays; with 3 it applies;
+    without a base_version it applies to whatever runs."""
+    change = {"changes": {"limits": {"rpm": 91}}, "reason": "a", "base_version": 1}
+    assert (await admin.call("PATCH", "/admin/teams/search", change))[0] == 200
+    change = {"changes": {"limits": {"rpm": 4242}}, "reason": "b", "base_version": 2}
+    assert (await admin.call("PATCH", "/admin/teams/search", change))[0] == 200
+    stale = {"version": 1, "reason": "undo", "base_version": 2}
+    status, refused = await admin.call("POST", "/admin/policy/rollback", stale)
+    assert (status, refused["error"]["code"]) == (409, "policy_conflict")
+    status, now = await admin.call("GET", "/admin/policy")
+    assert now["version"] == 3
+    assert now["bundle"]["teams"]["search"]["limits"]["rpm"] == 4242
+    for body in ({**stale, "base_version": 3}, {"version": 2, "reason": "again"}):
+        status, back = await admin.call("POST", "/admin/policy/rollback", body)
+        assert (status, back["changed"]) == (200, True)
+    status, wrong = await admin.call(
+        "POST", "/admin/policy/rollback", {"version": 1, "base_version": "5"}
+    )
+    assert (status, wrong["error"]["param"]) == (400, "base_version")
