@@ -24,7 +24,7 @@ gateway attaches its `enforce` (compile, swap, reconcile providers) here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +37,7 @@ from gateway.audit import AuditEntry, read_audit, record_audit
 from gateway.db import locked_transaction
 from gateway.errors import InvalidRequest, NotFound, quoted
 from gateway.policy import bundle_text, changes
-from gateway.policy.advice import policy_warnings
+from gateway.policy.advice import misplaced_clients, policy_warnings
 from gateway.policy.apply_rule import (
     HELD_KEY,
     PolicyAction,
@@ -309,7 +309,8 @@ class PolicyService:
         if diff and running is not None:
             async with self._engine.connect() as conn:
                 conflict = await conflict_for_folder(conn, directory, running, base)
-        return FolderPlan(running, base, diff, conflict, await _warnings(candidate))
+        warnings = await _warnings(candidate, self._engine)
+        return FolderPlan(running, base, diff, conflict, warnings)
 
     async def apply_folder(
         self,
@@ -506,7 +507,7 @@ class PolicyService:
         `check_before_noop`: an API change names its base_version, and a stale base is a
         conflict even when the bundle equals the running one (SPEC §5: 409), so `check`
         runs before the unchanged-bundle shortcut."""
-        warnings = await _warnings(candidate)
+        warnings = await _warnings(candidate, self._engine)
         async with locked_transaction(self._engine, LOCK_NAME) as conn:
             running = await read_newest(conn)
             extra = await check(conn, running) if check_before_noop else None
@@ -550,10 +551,33 @@ class PolicyService:
         return Applied(new, previous, is_new=True, warnings=warnings)
 
 
-async def _warnings(candidate: Candidate) -> tuple[str, ...]:
+async def _warnings(candidate: Candidate, engine: AsyncEngine) -> tuple[str, ...]:
     """What `policy check` would warn of in `candidate`, in a thread: a policy of
-    thousands of teams takes a while to walk."""
-    return tuple(await asyncio.to_thread(policy_warnings, candidate.policy))
+    thousands of teams takes a while to walk; and each of the gateway's own clients a
+    team lists that was created for another team (`misplaced_clients`)."""
+    found = await asyncio.to_thread(policy_warnings, candidate.policy)
+    listed = {c: t.name for t in candidate.policy.teams.values() for c in t.clients}
+    if listed:
+        found.extend(misplaced_clients(listed, await _client_teams(engine, listed)))
+    return tuple(found)
+
+
+async def _client_teams(engine: AsyncEngine, client_ids: Iterable[str]) -> dict[str, str]:
+    """The team each of these ids' built-in clients was created for (not revoked)."""
+    from gateway.auth.clients import oauth_clients  # the registry's table
+
+    wanted = sorted(client_ids)
+    teams: dict[str, str] = {}
+    async with engine.connect() as conn:
+        for start in range(0, len(wanted), 500):  # bounded IN lists
+            rows = await conn.execute(
+                sa.select(oauth_clients.c.client_id, oauth_clients.c.team).where(
+                    oauth_clients.c.client_id.in_(wanted[start : start + 500]),
+                    oauth_clients.c.revoked_at.is_(None),
+                )
+            )
+            teams.update((client_id, team) for client_id, team in rows)
+    return teams
 
 
 class _AlreadyBootstrapped(Exception):

@@ -529,3 +529,25 @@ async def test_a_rollback_naming_a_stale_base_version_is_a_conflict(
         "POST", "/admin/policy/rollback", {"version": 1, "base_version": "5"}
     )
     assert (status, wrong["error"]["param"]) == (400, "base_version")
+
+
+async def test_listing_a_client_created_for_another_team_is_warned_of(admin: Admin) -> None:
+    """A client of this gateway carries the team it was created for: listed under another
+    team it is billed to its own all the same, so the change says so (a revoked client,
+    an external client id and a client listed under its own team are no warning)."""
+    status, demo_client = await admin.call("POST", "/admin/clients", {"team": "demo"})
+    assert status == 201, demo_client
+    status, search_client = await admin.call("POST", "/admin/clients", {"team": "search"})
+    assert status == 201, search_client
+    _, gone = await admin.call("POST", "/admin/clients", {"team": "demo"})
+    assert (await admin.call("DELETE", f"/admin/clients/{gone['client_id']}"))[0] == 200
+    _, running = await admin.call("GET", "/admin/policy")
+    bundle = running["bundle"]
+    listed = [demo_client["client_id"], search_client["client_id"], gone["client_id"], "idp-app"]
+    bundle["teams"]["search"]["clients"] = listed
+    put = {"bundle": bundle, "reason": "clients", "base_version": running["version"]}
+    status, applied = await admin.call("PUT", "/admin/policy", put)
+    assert status == 200, applied
+    (warning,) = applied["warnings"]
+    assert warning.startswith(f"teams.search.clients lists '{demo_client['client_id']}'")
+    assert "created for team 'demo'" in warning
