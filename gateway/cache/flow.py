@@ -90,7 +90,7 @@ async def consult(
         ctx.cache_unavailable += 1
     status = stage.status_of(plan, lookup)
     if lookup is None or lookup.answer is None:
-        _refuse_a_miss_looked_up(ctx, plan)
+        _refuse_a_miss_consulted(ctx, plan, status)
         return Consulted(plan, status, None)
     answer = lookup.answer
     try:
@@ -102,19 +102,21 @@ async def consult(
             checks_output=team.guards.checks_output,
         )
     except ValueError:  # bytes this request cannot be answered with: fetch and replace them
-        _refuse_a_miss_looked_up(ctx, plan)
+        _refuse_a_miss_consulted(ctx, plan, CacheStatus.MISS)
         return Consulted(plan, CacheStatus.MISS, None)
     hit = Hit(data, answer.deployment, stage.saved_usage(answer), answer.guardrails, answer.body)
     return Consulted(plan, status, hit)
 
 
-def _refuse_a_miss_looked_up(ctx: RequestContext, plan: CachePlan) -> None:
-    """refuse_a_miss, for a request the cache was consulted for: its 504 `not_cached`
-    says `miss` (its header, ledger row and access line), as any answer after a lookup."""
+def _refuse_a_miss_consulted(ctx: RequestContext, plan: CachePlan, status: CacheStatus) -> None:
+    """refuse_a_miss, for a request under a cache policy: its 504 `not_cached` says
+    `status` (its header, ledger row and access line), as any other answer would: `miss`
+    after a lookup, `bypass` for a request the cache never serves (the Responses API,
+    n > 1, no-store) or a backend that did not answer."""
     try:
         refuse_a_miss(plan.directives, plan.policy.ttl_s)
     except NotCached:
-        ctx.cache = CacheStatus.MISS
+        ctx.cache = status
         raise
 
 

@@ -8,7 +8,13 @@ untouched and, when the stream completed, gives the whole answer a non-streamed
 client would have got, so a completed stream is stored for both kinds of client.
 Both carry what a message holds besides text and calls as OpenAI streams it:
 `annotations` (a list, extended chunk by chunk) and `audio` (`data` and `transcript`
-appended, `id` and `expires_at` as sent).
+appended, `id` and `expires_at` as sent), and Azure OpenAI's content filter results:
+`prompt_filter_results` on a chunk of its own before the choices (as Azure opens a
+stream), `content_filter_results` on each choice.
+
+Azure's first chunk (the prompt's filter results) says `id: ""`, `model: ""`,
+`created: 0`: the whole answer takes the first id, model and fingerprint that is not
+empty and the first `created` that is not 0, the values the answer's own chunks carry.
 """
 
 from __future__ import annotations
@@ -25,6 +31,14 @@ from gateway.stream.steps import Emit
 DONE_EVENT = b"data: [DONE]\n\n"
 STREAMABLE: frozenset[Endpoint] = frozenset({"chat", "completions"})
 _HEAD_FIELDS = ("id", "created", "model", "system_fingerprint", "service_tier")
+# Values a head field has on a chunk that does not belong to the answer (Azure's
+# prompt-filter chunk): a later chunk's value replaces them.
+_BLANK_HEADS: tuple[Any, ...] = (None, "", 0)
+# Azure OpenAI's results for the prompt (`prompt_annotations` before api-version
+# 2023-06-01-preview's rename): a whole answer's top-level field, a stream's first chunk.
+_PROMPT_FILTER_FIELDS = ("prompt_filter_results", "prompt_annotations")
+# Azure OpenAI's results for a choice's text: a whole choice's field, on a stream's chunks.
+_CONTENT_FILTERS = "content_filter_results"
 # Message fields a chat delta carries as text, appended chunk by chunk.
 _TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
 
@@ -46,6 +60,7 @@ def replay(
     head["object"] = "chat.completion.chunk" if endpoint == "chat" else "text_completion"
     if include_usage:
         head["usage"] = None  # OpenAI: every chunk but the last says usage: null
+    prompt_filters = {name: whole[name] for name in _PROMPT_FILTER_FIELDS if name in whole}
     if endpoint == "chat":
         chunks = _chat_choices(whole["choices"], with_logprobs)
     elif endpoint == "completions":
@@ -53,6 +68,8 @@ def replay(
     else:
         raise ValueError(f"{endpoint} answers are not streamed")
     events = [_event({**head, "choices": [chunk]}) for chunk in chunks]
+    if prompt_filters:  # Azure opens its stream with them, on a chunk without choices
+        events.insert(0, _event({**head, "choices": [], **prompt_filters}))
     usage = whole.get("usage")
     if include_usage and isinstance(usage, dict):
         events.append(_event({**head, "choices": [], "usage": usage}))
@@ -91,10 +108,20 @@ def _chat_choices(choices: list[Any], with_logprobs: bool) -> list[dict[str, Any
         if isinstance(message.get("audio"), dict):
             delta["audio"] = message["audio"]  # OpenAI streams it as delta.audio
         logprobs = choice.get("logprobs") if with_logprobs else None
+        filters = _content_filters(choice)  # on the chunk with the text they judged
         if delta or logprobs is not None:
-            out.append(_chat_chunk(index, delta, logprobs=logprobs))
-        out.append(_chat_chunk(index, {}, finish_reason=choice.get("finish_reason") or "stop"))
+            out.append({**_chat_chunk(index, delta, logprobs=logprobs), **filters})
+            filters = {}
+        finish_reason = choice.get("finish_reason") or "stop"
+        out.append({**_chat_chunk(index, {}, finish_reason=finish_reason), **filters})
     return out
+
+
+def _content_filters(choice: dict[str, Any]) -> dict[str, Any]:
+    """The choice's Azure content filter results, as a chunk's field (else nothing)."""
+    if _CONTENT_FILTERS in choice:
+        return {_CONTENT_FILTERS: choice[_CONTENT_FILTERS]}
+    return {}
 
 
 def _chat_chunk(
@@ -111,7 +138,8 @@ def _text_choices(choices: list[Any], with_logprobs: bool) -> list[dict[str, Any
         index = choice.get("index", position)
         text = choice.get("text") or ""
         logprobs = choice.get("logprobs") if with_logprobs else None
-        out.append({"text": text, "index": index, "logprobs": logprobs, "finish_reason": None})
+        piece = {"text": text, "index": index, "logprobs": logprobs, "finish_reason": None}
+        out.append({**piece, **_content_filters(choice)})
         finish = choice.get("finish_reason") or "stop"
         out.append({"text": "", "index": index, "logprobs": None, "finish_reason": finish})
     return out
@@ -138,6 +166,7 @@ class _Choice:
     says_no_refusal: bool = False  # a delta carried `refusal: null` (OpenAI's first does)
     audio: dict[str, Any] | None = None  # data and transcript as lists of parts
     logprobs: dict[str, list[Any]] | None = None  # chat: content/refusal; text: per list
+    content_filters: dict[str, Any] | None = None  # Azure's, per category; None: never sent
     finish_reason: str | None = None
 
 
@@ -152,6 +181,7 @@ class StreamAssembler:
     def __init__(self, endpoint: Endpoint) -> None:
         self._endpoint = endpoint
         self._head: dict[str, Any] = {}
+        self._prompt_filters: dict[str, Any] = {}
         self._choices: dict[int, _Choice] = {}
         self._usage: Any = None
         self._done = False
@@ -174,7 +204,7 @@ class StreamAssembler:
             return None
         if any(c.finish_reason is None for c in choices.values()):
             return None
-        whole: dict[str, Any] = dict(self._head)
+        whole: dict[str, Any] = {**self._head, **self._prompt_filters}
         if self._endpoint == "chat":
             whole["object"] = "chat.completion"
             whole["choices"] = [_whole_chat(i, choices[i]) for i in sorted(choices)]
@@ -201,8 +231,11 @@ class StreamAssembler:
             self._broken = True
             return
         for name in _HEAD_FIELDS:
-            if name in chunk and name not in self._head:
+            if name in chunk and self._head.get(name) in _BLANK_HEADS:
                 self._head[name] = chunk[name]
+        for name in _PROMPT_FILTER_FIELDS:
+            if chunk.get(name) is not None and name not in self._prompt_filters:
+                self._prompt_filters[name] = chunk[name]
         if isinstance(chunk.get("usage"), dict):
             self._usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
@@ -214,6 +247,7 @@ class StreamAssembler:
                 _learn_chat(state, choice)
             else:
                 _learn_text(state, choice)
+            _learn_content_filters(state, choice)
             if choice.get("finish_reason") is not None:
                 state.finish_reason = choice["finish_reason"]
 
@@ -254,6 +288,14 @@ def _learn_chat(state: _Choice, choice: dict[str, Any]) -> None:
         for name, items in logprobs.items():
             if isinstance(items, list):
                 into.setdefault(name, []).extend(items)
+
+
+def _learn_content_filters(state: _Choice, choice: dict[str, Any]) -> None:
+    """Azure judges a stream's text piece by piece: a category's latest result stands
+    for the answer (a chunk with `{}` judged nothing and changes nothing)."""
+    results = choice.get(_CONTENT_FILTERS)
+    if isinstance(results, dict):
+        state.content_filters = {**(state.content_filters or {}), **results}
 
 
 def _learn_audio(state: _Choice, piece: dict[str, Any]) -> None:
@@ -299,7 +341,14 @@ def _whole_chat(index: int, state: _Choice) -> dict[str, Any]:
         "message": message,
         "logprobs": state.logprobs,
         "finish_reason": state.finish_reason,
+        **_whole_filters(state),
     }
+
+
+def _whole_filters(state: _Choice) -> dict[str, Any]:
+    if state.content_filters is None:
+        return {}
+    return {_CONTENT_FILTERS: state.content_filters}
 
 
 def _learn_text(state: _Choice, choice: dict[str, Any]) -> None:
@@ -319,4 +368,5 @@ def _whole_text(index: int, state: _Choice) -> dict[str, Any]:
         "index": index,
         "logprobs": state.logprobs,
         "finish_reason": state.finish_reason,
+        **_whole_filters(state),
     }
