@@ -135,12 +135,18 @@ class UsageObserver:
         return b"data: " + orjson.dumps(payload) + b"\n\n" + DONE_EVENT
 
     def _chunk_head(self) -> dict[str, Any]:
+        """The stream's own id/object/created/model: from its first chunk with an id that
+        is not empty (Azure opens with a filter chunk saying `id: ""`, `created: 0`)."""
+        blank: dict[str, Any] | None = None
         for chunk in self._seen:
             for event in events_of(chunk):
                 parsed = json_of(event)
                 if isinstance(parsed, dict) and "id" in parsed:
-                    return {k: parsed[k] for k in CHUNK_HEAD_FIELDS if k in parsed}
-        return {}
+                    head = {k: parsed[k] for k in CHUNK_HEAD_FIELDS if k in parsed}
+                    if parsed["id"]:
+                        return head
+                    blank = head if blank is None else blank
+        return blank or {}
 
     def _observe(self, event: bytes) -> bytes:
         """One event that carries a usage report (or spells `usage` unusually)."""

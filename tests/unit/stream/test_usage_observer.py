@@ -309,3 +309,20 @@ def test_usage_on_every_chunk_and_a_usage_chunk_give_one_usage_chunk() -> None:
         out = relay(wire, observer, cut)
         assert usages_of(out) == [(True, None), (False, USAGE)], cut
         assert out.endswith(b"data: [DONE]\n\n") and out.count(b"[DONE]") == 1
+
+
+def test_a_counted_usage_chunk_names_the_stream_not_azures_blank_filter_chunk() -> None:
+    """Azure opens a stream with its prompt filter results on a chunk of its own, `id: ""`,
+    `model: ""`, `created: 0`: the usage chunk made when the upstream sent none carries
+    the answer's own id, model and time."""
+    filters = {"id": "", "object": "", "created": 0, "model": "", "choices": []}
+    filters["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": {}}]
+    wire = b"data: " + orjson.dumps(filters) + b"\n\n" + no_usage_wire()
+    body = {"model": "m", "messages": [{"role": "user", "content": "count"}]}
+    observer = UsageObserver("chat", client_wants_usage=True, body=body, model="gpt-4o")
+    streamed = relay(wire, observer)
+    finished = observer.finish()
+    assert finished.later is not None
+    usage_chunk = json_of(events_of(streamed + finished.later())[-2])
+    assert (usage_chunk["id"], usage_chunk["created"], usage_chunk["model"]) == ("c9", 7, "llama")
+    assert usage_chunk["object"] == "chat.completion.chunk"
