@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -75,7 +74,6 @@ class Services:
     clients: ClientRegistry
     issuer: TokenIssuer
     engine: AsyncEngine
-    started_at: int
     access_log: AccessLog
     policy_versions: PolicyService  # the versioned store the admin API and CLI change
     recorders: tuple[Recorder, ...]  # the access log, the ledger, metrics and traces
@@ -117,16 +115,15 @@ async def build_services(
     engine = create_engine(settings.database_url)
     policy_versions = PolicyService(engine, os.environ)
     try:
-        policy, version = await load_running_policy(policy_versions, settings.policy_dir)
+        policy_store = await load_running_policy(policy_versions, settings.policy_dir)
     except BaseException:
         await engine.dispose()
         raise
-    providers = ProviderSet(policy.providers)
+    providers = ProviderSet(policy_store.current().providers)
     access_log = AccessLog(settings.access_log)
     ledger = ledger_writer(settings)  # usage ledger: queue → batches → DB, else the spool
     in_flight = InFlight()
     clients = ClientRegistry(engine, login_limits=LoginLimits.from_settings(settings))
-    policy_store = PolicyStore(policy, version)
     telemetry = telemetry_for(settings, policy_store)
     if telemetry.metrics is not None:
         telemetry.metrics.watch_ledger(ledger.backlog)
@@ -185,7 +182,6 @@ async def build_services(
                     clients=clients,
                     issuer=issuer,
                     engine=engine,
-                    started_at=int(time.time()),
                     access_log=access_log,
                     policy_versions=policy_versions,
                     recorders=(access_log.record, ledger.record, *telemetry.recorders),

@@ -22,7 +22,7 @@ async def _list_models(request: Request, services: Services, principal: Principa
     """Only the models the caller's team may use, in OpenAI's list shape."""
     policy = services.policy.current()
     aliases = policy.visible_models(pipeline.team_of(policy, principal))
-    data = [_model_object(alias, services.started_at) for alias in aliases]
+    data = [_model_object(alias, services.policy.created_at) for alias in aliases]
     return await _with_limits(
         json_response({"object": "list", "data": data}), request, services, principal
     )
@@ -39,7 +39,10 @@ async def _get_model(request: Request, services: Services, principal: Principal)
             headers={name.decode(): value.decode() for name, value in limits},
         )
     return await _with_limits(
-        json_response(_model_object(alias, services.started_at)), request, services, principal
+        json_response(_model_object(alias, services.policy.created_at)),
+        request,
+        services,
+        principal,
     )
 
 

@@ -20,9 +20,12 @@ def load_policy_dir(directory: Path, env: Mapping[str, str]) -> Policy:
 
 
 class PolicyStore:
-    def __init__(self, policy: Policy, version: int | None = None) -> None:
+    def __init__(self, policy: Policy, version: int | None = None, created_at: int = 0) -> None:
         self._policy = policy
         self.version = version  # the database version `policy` was compiled from
+        # When that version was written (Unix seconds): the same on every replica and
+        # across restarts, so /v1/models' `created` is too.
+        self.created_at = created_at
         # Why a newer stored version cannot be enforced here (None: none is waiting). While
         # set, this replica enforces an older version than the others: /readyz is 503.
         self.behind: str | None = None
@@ -30,10 +33,14 @@ class PolicyStore:
     def current(self) -> Policy:
         return self._policy
 
-    def swap(self, policy: Policy, version: int | None = None) -> None:
-        # Two plain assignments with no await between: no coroutine sees a mix.
+    def swap(
+        self, policy: Policy, version: int | None = None, created_at: int | None = None
+    ) -> None:
+        # Plain assignments with no await between: no coroutine sees a mix.
         self._policy = policy
         self.version = version
+        if created_at is not None:
+            self.created_at = created_at
         self.behind = None
 
     def cannot_enforce(self, version: int, reason: str) -> None:

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.policy import bundle_text
-from gateway.policy.compiled import Policy, ProviderConfig
+from gateway.policy.compiled import ProviderConfig
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.folder_limits import export_files, rewrite_plan
 from gateway.policy.folder_quiet import newest_mtime, settle_wait_s
@@ -120,7 +120,7 @@ class PolicySync:
                 )
                 return False
             previous = self._store.version
-            self._store.swap(policy, version.version)
+            self._store.swap(policy, version.version, int(version.created_at.timestamp()))
             self._retiring.append((self._monotonic() + self._retire_grace_s, retired))
         log.info(
             "policy version %d is now enforced (was %s)",
@@ -467,14 +467,15 @@ class FolderWatcher:
             return self._wall()
 
 
-async def load_running_policy(service: PolicyService, directory: Path) -> tuple[Policy, int]:
+async def load_running_policy(service: PolicyService, directory: Path) -> PolicyStore:
     """The policy to enforce at start: the newest version, or the folder as version 1.
 
     Raises PolicyInvalid when the database is empty and the folder is invalid,
     or when this process cannot compile the newest version (a missing env var).
     """
     running = (await service.bootstrap(directory)).version
-    return await service.compile(running), running.version
+    policy = await service.compile(running)
+    return PolicyStore(policy, running.version, int(running.created_at.timestamp()))
 
 
 @asynccontextmanager

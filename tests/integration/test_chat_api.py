@@ -7,6 +7,7 @@ import time
 import aiohttp
 import pytest
 
+from tests.support.admin import Admin
 from tests.support.gateway import running_gateway
 from tests.support.upstream import MockUpstream
 
@@ -237,3 +238,28 @@ async def test_the_mock_provider_counts_a_huge_prompt_without_stalling_the_gatew
     whole = answered[-1] - answered[0]
     assert len(gaps) >= 5
     assert max(gaps) < 0.4 * whole, (whole, sorted(gaps)[-5:])
+
+
+async def test_a_models_created_is_its_policy_versions_time_on_every_replica(tmp_path, monkeypatch):
+    """`created` is when the running policy version was written: two replicas of one
+    database (one started later) say the same, and a new version moves it."""
+    monkeypatch.setenv("UPSTREAM_KEY", "sk-upstream-secret")
+    policy = POLICY.format(base="http://127.0.0.1:9/v1")
+    async with running_gateway(tmp_path, policy) as first:
+        client = await first.openai("demo")
+        before = (await client.models.retrieve("offline")).created
+        running = await first.services.policy_versions.current()
+        assert running is not None and before == int(running.created_at.timestamp())
+        await asyncio.sleep(1.1)
+        async with running_gateway(tmp_path, None) as second:
+            again = await (await second.openai("demo")).models.retrieve("offline")
+            assert again.created == before
+            token = await first.token(team="demo", scopes=["gateway:admin"])
+            async with aiohttp.ClientSession() as http:
+                admin = Admin(first.origin, http, token)
+                change = {"changes": {"models": ["offline"]}, "base_version": running.version}
+                status, _ = await admin.call("PATCH", "/admin/teams/demo", change)
+                assert status == 200
+            listed = [m async for m in client.models.list()]
+            assert [m.id for m in listed] == ["offline"]
+            assert listed[0].created > before
