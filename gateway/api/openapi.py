@@ -19,10 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__
-from gateway.api.admin import PolicyPut, Rollback, TeamPatch
+from gateway.api.admin import MAX_CURSOR, MAX_LIST, PolicyPut, Rollback, TeamPatch
 from gateway.api.edge import request_id_of
 from gateway.api.planes import listener_serves
 from gateway.policy.schema import PolicyBundle
+from gateway.usage.report_request import GroupKey, ReportFormat
 
 REF = "#/components/schemas/{model}"
 ADMIN = [{"oauth2": ["gateway:admin"]}]
@@ -212,13 +213,17 @@ def _body(schema: str, media: str = _JSON) -> dict[str, Any]:
     return {"required": True, "content": {media: {"schema": _ref(schema)}}}
 
 
-def _query(name: str, description: str, *, required: bool = False) -> dict[str, Any]:
+def _query(
+    name: str, schema: dict[str, Any], description: str, *, required: bool = False, **extra: Any
+) -> dict[str, Any]:
+    """A query parameter; `extra` holds its serialization (`style`, `explode`)."""
     return {
         "name": name,
         "in": "query",
         "required": required,
         "description": description,
-        "schema": _INT,
+        "schema": schema,
+        **extra,
     }
 
 
@@ -226,8 +231,20 @@ def _path(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-LIMIT = _query("limit", "At most this many, newest first (default 100, at most 1000).")
-BEFORE = _query("before", "Only those older than this id: the previous page's last_id.")
+LIMIT = _query(
+    "limit",
+    {"type": "integer", "minimum": 1, "maximum": MAX_LIST},
+    "At most this many, newest first (default 100, at most 1000).",
+)
+BEFORE = _query(
+    "before",
+    {"type": "integer", "minimum": 1, "maximum": MAX_CURSOR},
+    "Only those older than this id: the previous page's last_id.",
+)
+# One `group_by` value: group keys separated by commas (spaces around them allowed), or
+# nothing at all (one row for the month); the finance route joins repeated values.
+_GROUP_KEY = "(" + "|".join(key.value for key in GroupKey) + ")"
+_GROUP_KEYS = rf"^\s*$|^\s*{_GROUP_KEY}\s*(,\s*{_GROUP_KEY}\s*)*$"
 PATHS: dict[str, Any] = {
     "/admin/policy": {
         "get": _op(
@@ -258,7 +275,12 @@ PATHS: dict[str, Any] = {
             "A team's budgets and limits now: used, reserved, remaining, reset",
             _answer("Usage", "TeamUsage"),
             404,
-            parameters=[_path("team", _STR), _query("user", "Also this user (token subject)")],
+            parameters=[
+                _path("team", _STR),
+                _query(
+                    "user", {"type": "string", "minLength": 1}, "Also this user (token subject)"
+                ),
+            ],
         )
     },
     "/admin/policy/versions": {
@@ -284,8 +306,8 @@ PATHS: dict[str, Any] = {
             400,
             404,
             parameters=[
-                _query("from", "Old version.", required=True),
-                _query("to", "New version.", required=True),
+                _query("from", _INT, "Old version.", required=True),
+                _query("to", _INT, "New version.", required=True),
             ],
         )
     },
@@ -343,12 +365,25 @@ PATHS: dict[str, Any] = {
             "summary": "A month's usage report (the bytes `gateway report usage` writes)",
             "security": [{"oauth2": ["gateway:finance"]}, *ADMIN],
             "parameters": [
-                _query("month", "The month, YYYY-MM (UTC).", required=True),
-                _query("format", "csv (the default), json or focus (a FOCUS 1.3 CSV)."),
+                _query(
+                    "month",
+                    {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"},
+                    "The month, YYYY-MM (UTC).",
+                    required=True,
+                ),
+                _query(
+                    "format",
+                    {"type": "string", "enum": [f.value for f in ReportFormat], "default": "csv"},
+                    "csv (the default), json or focus (a FOCUS 1.3 CSV).",
+                ),
                 _query(
                     "group_by",
+                    {"type": "array", "items": {"type": "string", "pattern": _GROUP_KEYS}},
                     "Comma-separated: team, model, provider, subject, client_id, day, cache "
-                    "(default team,model; empty: one row for the month).",
+                    "(default team,model; empty: one row for the month); repeated "
+                    "(`group_by=team&group_by=model`), all its keys in order.",
+                    style="form",
+                    explode=True,
                 ),
             ],
             "responses": {

@@ -38,11 +38,13 @@ requests are in the file.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
+from gateway.one_line import breaking_character
 from gateway.usage.csv_cells import csv_bytes
 from gateway.usage.nano import TOKENS_PER_MTOK
 from gateway.usage.pricing import usd_text
@@ -207,7 +209,14 @@ def _sort_key(key: ChargeKey) -> tuple[Any, ...]:
 
 
 def _json(value: Mapping[str, Any]) -> str:
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    """`value` as one line of JSON whose text holds no control, format or line-separator
+    character: orjson escapes only C0, so DEL, C1, Cf (bidi, zero-width) and U+2028/U+2029
+    are written as JSON `\\uXXXX` escapes here. `csv_bytes` would escape them Python's way
+    (`\\x7f`), which JSON cannot read; this way the cell stays JSON for the same text."""
+    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    if breaking_character(text) is None:
+        return text
+    return "".join(json.dumps(c)[1:-1] if breaking_character(c) else c for c in text)
 
 
 def vendors(provider: str | None, provider_types: Mapping[str, str]) -> tuple[str, str]:

@@ -3,9 +3,10 @@
 Same sums in → byte-identical file out: rows are sorted by their group keys in
 code-point order (None, a key the ledger left empty, first), JSON keys keep one
 fixed order, CSV ends lines with CRLF (RFC 4180) and defuses text cells a spreadsheet
-would run as formulas (csv_cells.py). Money is converted from integer
-nano-USD to text once per figure, by `usd_text` (exact, nine decimals); the totals
-are the integer sum of the rows' integers, so they equal the ledger's SUM exactly.
+would run as formulas or a terminal as control sequences (csv_cells.py). Money is
+converted from integer nano-USD to text once per figure, by `usd_text` (exact, nine
+decimals); the totals are the integer sum of the rows' integers, so they equal the
+ledger's SUM exactly.
 """
 
 from __future__ import annotations

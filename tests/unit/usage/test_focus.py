@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from dataclasses import replace
 from decimal import Decimal
 
@@ -299,3 +300,22 @@ def test_provider_columns_name_the_vendor_of_each_provider_type():
             assert (row["ProviderName"], row["PublisherName"]) == (vendor, publisher)
             assert row["ResourceId"] == f"{provider}/m"
             assert row["InvoiceIssuerName"] == "LLM Gateway"
+
+
+def test_caller_text_with_controls_is_escaped_and_tags_stay_json():
+    """A model alias holding an ESC sequence, DEL, C1, a bidi override, a line separator and a
+    tag character is shown escaped in every cell, one line per FOCUS line; Tags and
+    SkuPriceDetails escape them the JSON way, so they still read back as the ledger's text."""
+    model = "odd\x1b[1A\r\x1b[2K\x7f\x85\u202e\u2028\U000e0041"
+    team = "\u200b=HYPERLINK(1)"
+    free = UnitPrices(0, 0, 0, 0, 0, PriceSource.NONE)
+    charge = replace(key(free, team=team), model=model, upstream_model=model, deployment=None)
+    data = focus_csv(JANUARY, {charge: ChargeSums(requests=1, errors=1)}, ())
+    assert len(data.split(b"\r\n")) == 3  # the header, one line, the end
+    (row,) = parse(data)
+    for column, cell in row.items():
+        assert not any(unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} for c in cell), column
+    assert row["x_ModelAlias"] == "odd\\x1b[1A\\r\\x1b[2K\\x7f\\x85\\u202e\\u2028\\U000e0041"
+    assert row["SubAccountId"] == "\\u200b=HYPERLINK(1)"  # a backslash first: no formula
+    assert json.loads(row["Tags"]) == {"team": team, "model": model}
+    assert json.loads(row["SkuPriceDetails"])["ModelId"] == model
