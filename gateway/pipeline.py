@@ -489,11 +489,14 @@ async def _first_answer(
     attempt: Attempt[T],
     guards: Guards,
     ids: ResponseIds | None,
+    *,
+    streamed: bool = False,
 ) -> tuple[Deployment, T]:
     """The failover loop; an upstream's refusal of the request itself becomes the
     caller's error, its message under the output rules (it may quote the prompt) and
     with the response ids the client knows (`ids`). What routing tried is copied to the
-    context however it ends."""
+    context however it ends. `streamed`: the deployment's success is booked when its
+    stream ends well, not at its first event."""
     tries = Tries(attempt_observer(ctx))  # telemetry: one client span per attempt
     try:
         return await call_with_failover(
@@ -503,6 +506,7 @@ async def _first_answer(
             attempt,
             tries=tries,
             request_id=ctx.request_id,
+            success_on_answer=not streamed,
         )
     except UpstreamClientError as error:
         message = error.message if ids is None else ids.rewrite_message(error.message)
@@ -620,7 +624,7 @@ async def _stream(
         return events, first, deadline
 
     deployment, (events, first, deadline) = await _first_answer(
-        ctx, route, services, attempt, guards, ids
+        ctx, route, services, attempt, guards, ids, streamed=True
     )
     options = body.get("stream_options")
     observer = UsageObserver(
@@ -706,6 +710,8 @@ async def _stream(
             if end.failure is not None:
                 health.failed(deployment, route, end.failure)
                 log_failed_attempt(ctx.request_id, deployment, end.failure)  # as before a byte
+            elif end.error is None:  # the whole stream came: the deployment's success
+                health.succeeded(deployment)
             if end.error is not None:  # booked already, unless the upstream's own event went out
                 _book_stream_error(ctx, end.error)
             await settle_now()  # (a stream without `[DONE]`: Responses, or cut by an error)

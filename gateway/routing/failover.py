@@ -128,10 +128,17 @@ async def call_with_failover(
     *,
     tries: Tries,
     request_id: str,
+    success_on_answer: bool = True,
     rand: Callable[[], float] = random.random,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> tuple[Deployment, T]:
     """Run `attempt(provider, deployment, deadline)` until one succeeds.
+
+    `success_on_answer=False` (a stream, whose first event is its answer): the answering
+    deployment's health is the caller's to record once the stream has ended, as a
+    success only if it ended well; its first byte is no success (a deployment that
+    dies a few tokens into every stream would have its failures reset each time, and
+    never cool down).
 
     `deadline` is the request's absolute deadline in `board.clock` seconds (for
     stages that go on after the attempt, like a stream). Every attempt is
@@ -183,7 +190,8 @@ async def call_with_failover(
             raise
         else:
             tries.answered()
-            board.succeeded(deployment)
+            if success_on_answer:
+                board.succeeded(deployment)
             return deployment, result
         finally:
             timer.stop()

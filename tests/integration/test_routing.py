@@ -495,3 +495,51 @@ async def test_a_short_upstream_retry_after_spaces_the_retry(tmp_path, pair):
         first, second = await watcher
     assert raw.status_code == 200
     assert second - first >= 0.5
+
+
+async def streamed(client: openai.AsyncOpenAI) -> tuple[str, bool]:
+    """One streamed chat: the deployment that answered, and whether it ended well."""
+    raw = await client.chat.completions.with_raw_response.create(
+        model="m", messages=[{"role": "user", "content": "hi"}], stream=True
+    )
+    try:
+        async for _ in raw.parse():
+            pass
+    except openai.APIError:
+        return raw.headers["x-gateway-deployment"], False
+    return raw.headers["x-gateway-deployment"], True
+
+
+@pytest.mark.parametrize("mode", ["stream_drop", "stream_cut"])
+async def test_streams_that_break_midway_cool_the_deployment_down(tmp_path, pair, mode):
+    """A deployment whose streams die a few events in is cooled down after
+    `failure_threshold` of them, as one failing before its first byte is: the first
+    byte is no success that would reset its count. Before, every stream went to it."""
+    a, b = pair
+    a.behave(mode, fault_after=2)
+    text = policy(PRIMARY_BACKUP, a, b, threshold=2, cooldown=30)
+    async with running_gateway(tmp_path, text) as gw:
+        client = await gw.openai()
+        assert await streamed(client) == ("a/model-a", False)
+        assert await streamed(client) == ("a/model-a", False)
+        for _ in range(3):
+            assert await streamed(client) == ("b/model-b", True)
+        assert len(a.requests) == 2
+
+
+async def test_a_stream_that_ends_well_resets_the_count(tmp_path, pair):
+    """Broken, whole, broken: never two in a row, so the deployment keeps its traffic."""
+    a, b = pair
+    a.script(
+        [
+            Behaviour("stream_drop", fault_after=2),
+            "ok",
+            Behaviour("stream_drop", fault_after=2),
+            "ok",
+        ]
+    )
+    text = policy(PRIMARY_BACKUP, a, b, threshold=2, cooldown=30)
+    async with running_gateway(tmp_path, text) as gw:
+        client = await gw.openai()
+        ended = [await streamed(client) for _ in range(4)]
+        assert ended == [("a/model-a", False), ("a/model-a", True)] * 2

@@ -336,3 +336,23 @@ async def test_passing_failures_are_still_retried_on_the_same_deployment(status)
     attempt, calls = scripted({A: [fail(status), "ok"]})
     assert await run(route(A), attempt, HealthBoard(clock), clock) == (A, "ok")
     assert calls == [A, A]
+
+
+async def test_a_streams_answer_is_no_success_until_the_caller_says_so():
+    """`success_on_answer=False` (a stream): the answer leaves the failure count as it
+    was, so failures after the first byte add up; a whole answer resets it."""
+    clock = Clock()
+    board = HealthBoard(clock)
+    model = route(A, B, retries=0, failure_threshold=2)
+    board.failed(A, model, fail())
+    attempt, _ = scripted({A: ["stream", "whole"]})
+    found = await call_with_failover(
+        model, lambda d: d, board, attempt, tries=Tries(), request_id="r",
+        success_on_answer=False, rand=lambda: 0.0, sleep=clock.sleep,
+    )  # fmt: skip
+    assert found == (A, "stream")
+    board.failed(A, model, fail())  # it broke mid-stream: the second in a row
+    assert board.of(A).is_cooling(clock())
+    clock.now += 31
+    assert await run(model, attempt, board, clock) == (A, "whole")
+    assert not board.of(A).is_cooling(clock()) and board.of(A).consecutive_failures == 0
