@@ -528,9 +528,9 @@ def server_config(settings: Settings) -> GatewayServerConfig:
 def run_server(settings: Settings, sockets: list[socket.socket]) -> int:
     """Serve on `sockets` (bind_listeners') until told to stop; the process exit status.
 
-    0 after SIGTERM when every request finished within the graceful deadline
-    (uvicorn would re-raise the signal: 143); 143 when the drain's grace or the
-    deadline cut requests.
+    0 after SIGTERM (or SIGINT) when every request finished within the graceful
+    deadline (uvicorn would re-raise the signal: 143); 143 (130 after SIGINT) when the
+    drain's grace or the deadline cut requests.
     Under `--workers` each worker drains the same way when the supervisor passes the
     SIGTERM on, and the supervisor exits 0 once they have stopped.
     """
@@ -550,15 +550,17 @@ def run_server(settings: Settings, sockets: list[socket.socket]) -> int:
     def _after_drain(sig: int, _frame: FrameType | None) -> None:
         terminated.append(sig)  # uvicorn restores this handler and re-raises into it
 
-    previous = signal.signal(signal.SIGTERM, _after_drain)
+    stops = (signal.SIGTERM, signal.SIGINT)  # both begin the drain (`handle_exit`)
+    previous = {sig: signal.signal(sig, _after_drain) for sig in stops}
     try:
         server.run(sockets=sockets)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not server.started:
         return STARTUP_FAILURE
     if terminated and (not server.drained or server.cut_requests):
-        return 128 + signal.SIGTERM
+        return 128 + terminated[0]
     return 0
 
 

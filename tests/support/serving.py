@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -39,6 +40,7 @@ def serve_process(
     *,
     base_env: Mapping[str, str] | None = None,
     port_as_flag: bool = False,
+    ignore_sigint: bool = False,
 ) -> Iterator[ServeProcess]:
     """`gateway serve` in `tmp_path` (its policies/, else the example; SQLite there), up
     and healthy. `env` goes over `base_env` (default: this process's environment); the
@@ -54,7 +56,13 @@ def serve_process(
     stderr_path = tmp_path / "serve.stderr"
     with (tmp_path / "serve.stdout").open("wb") as out, stderr_path.open("wb") as err:
         process = subprocess.Popen(
-            [GATEWAY, "serve", *args], cwd=tmp_path, env=full_env, stdout=out, stderr=err
+            [GATEWAY, "serve", *args],
+            cwd=tmp_path,
+            env=full_env,
+            stdout=out,
+            stderr=err,
+            # As a shell starts a background job (`gateway serve &`): SIGINT ignored.
+            preexec_fn=_ignore_sigint if ignore_sigint else None,
         )
     server = ServeProcess(f"http://127.0.0.1:{port}", port, process, stderr_path)
     try:
@@ -72,3 +80,7 @@ def serve_process(
         if process.poll() is None:
             process.terminate()
         process.wait(60)
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
