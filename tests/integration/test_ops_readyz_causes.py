@@ -4,7 +4,9 @@ and database checks name the error's class and its cause, never a password."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Iterator
 
 import aiohttp
@@ -103,3 +105,26 @@ async def test_a_database_refusing_connections_is_named_without_its_password(
     assert database.startswith("error: OperationalError: "), database
     assert "refused" in database.lower() or "connect call failed" in database.lower()
     assert "@" not in database and (not password or f":{password}@" not in database)
+
+
+async def test_a_hung_database_is_not_ready_within_the_checks_timeout(
+    tmp_path, postgres_url, proxy
+):
+    """PostgreSQL frozen (it accepts, answers nothing): every /readyz answers 503 within
+    the check's 0.8 s and a little, the first one too (it took 2.8 s: cancelling the
+    hung connection waited for the driver), concurrent probes share one check, and the
+    replica is ready again once the database answers."""
+    async with gateway_behind(postgres_url, proxy, tmp_path) as (origin, _token):
+        proxy.freeze()
+        for _ in range(3):
+            started = time.monotonic()
+            results = await asyncio.gather(*(readyz(origin) for _ in range(5)))
+            assert time.monotonic() - started < 1.5
+            for status, checks in results:
+                assert status == 503
+                assert checks["database"] == "error: no answer within 0.8 s"
+        proxy.thaw()
+        deadline = time.monotonic() + 30
+        while (await readyz(origin))[0] != 200:
+            assert time.monotonic() < deadline, "not ready again"
+            await asyncio.sleep(0.2)
