@@ -9,39 +9,13 @@ from typing import Any
 import pytest
 
 from gateway.cache import flow
-from gateway.cache.entry import UNAVAILABLE, CachedAnswer, Lookup, Stored
 from gateway.cache.errors import NotCached
-from gateway.cache.key import CacheKey
 from gateway.cache.memory import MemoryCache
 from gateway.cache.rules import CacheStatus
 from gateway.context import RequestContext
-from gateway.policy.compiled import CachePolicy, Deployment, ModelRoute, RoutingConfig, TeamRules
 from gateway.providers.base import Endpoint
-
-ON = CachePolicy(ttl_s=60, max_bytes=100_000)
-ROUTE = ModelRoute("chat", (Deployment("demo", "m", 1.0, 1),), RoutingConfig(), None)
-TEAM = TeamRules("search", True, frozenset(), cache=ON)
-CHAT: dict[str, Any] = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
-
-
-class Down:
-    """A backend that never answers, as RedisCache reports an unreachable Redis."""
-
-    unavailable = 0
-
-    async def get(self, key: CacheKey) -> Lookup:
-        self.unavailable += 1
-        return UNAVAILABLE
-
-    async def put(self, key: CacheKey, answer: CachedAnswer, policy: CachePolicy) -> Stored:
-        self.unavailable += 1
-        return Stored.UNAVAILABLE
-
-    async def clear(self, team: str | None = None, model: str | None = None) -> int:
-        return 0
-
-    async def close(self) -> None:
-        return None
+from tests.unit.cache.test_cache_flow import BODY as CHAT
+from tests.unit.cache.test_cache_flow import ROUTE, TEAM, Down
 
 
 async def refused_status(
