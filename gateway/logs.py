@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from typing import BinaryIO
@@ -33,6 +34,28 @@ OWN_LOGGERS = ("gateway", "uvicorn")
 # characters, so one request cannot write a multi-megabyte line.
 CONTENT_MAX_CHARS = 32 * 1024
 THIRD_PARTY_LEVEL = logging.WARNING
+# OpenTelemetry's span module warns of each malformed `tracestate` with the whole header
+# (up to the header line limit, ~20 KB), for any caller, before any token is checked:
+# such a header is dropped as W3C Trace Context allows, and not told of.
+QUIET_LOGGERS = ("opentelemetry.trace.span",)
+# What a line may hold that JSON leaves raw but a log's reader takes for a line end or a
+# terminal command: U+2028, U+2029 (Python's splitlines, JavaScript) and the C1 controls
+# (U+0085 NEL among them), as UTF-8. orjson escapes only the C0 controls.
+_RAW_BREAKS = re.compile(rb"\xe2\x80[\xa8\xa9]|\xc2[\x80-\x9f]")
+
+
+def json_line(fields: object) -> bytes:
+    """One JSON log line's bytes (no newline): every character a reader could take for a
+    line end or a control written as a `\\uXXXX` escape, so no field a caller chose (a
+    model name, a path, a subject) breaks or forges a line."""
+    line = orjson.dumps(fields, default=str)
+    if line.isascii():  # the usual line: one C-level pass
+        return line
+    return _RAW_BREAKS.sub(_escaped, line)
+
+
+def _escaped(match: re.Match[bytes]) -> bytes:
+    return b"\\u%04x" % ord(match[0].decode())
 
 
 class JsonFormatter(logging.Formatter):
@@ -51,7 +74,7 @@ class JsonFormatter(logging.Formatter):
             line["trace_id"] = trace_id
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(line, default=str).decode()
+        return json_line(line).decode()
 
 
 def configure_logging(level: str = "info") -> None:
@@ -64,6 +87,8 @@ def configure_logging(level: str = "info") -> None:
         logging.getLogger(name).setLevel(level.upper())  # ValueError for an unknown level
     # Stricter than WARNING (error, critical) applies to everyone; laxer only to ours.
     root.setLevel(max(logging.getLogger("gateway").level, THIRD_PARTY_LEVEL))
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
@@ -179,11 +204,11 @@ class AccessLog:
 
     def record(self, ctx: RequestContext) -> None:
         if self._stream is not None:
-            self._add(orjson.dumps(request_fields(ctx), default=str) + b"\n")
+            self._add(json_line(request_fields(ctx)) + b"\n")
 
     def record_edge(self, ctx: EdgeContext) -> None:
         if self._stream is not None:
-            self._add(orjson.dumps(edge_fields(ctx)) + b"\n")
+            self._add(json_line(edge_fields(ctx)) + b"\n")
 
     def _add(self, line: bytes) -> None:
         if self._is_closed:

@@ -34,11 +34,14 @@ def traces_url(endpoint: str) -> str:
     """GATEWAY_OTLP_ENDPOINT → the OTLP/HTTP traces URL.
 
     Like OTEL_EXPORTER_OTLP_ENDPOINT, a base URL gets `/v1/traces` appended; a URL
-    that already ends in it is used as is. ValueError unless http(s) with a host.
+    that already ends in it is used as is. ValueError unless http(s) with a host (and
+    a port, if any, that is a port: `:43x8` or `:99999` would fail only at start-up).
     """
     parts = urlsplit(endpoint.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"not an http(s) URL: {endpoint!r}")
+    if parts.port == 0:  # ValueError above for a port that is no number or past 65535
+        raise ValueError(f"not a port: {endpoint!r}")
     path = parts.path.rstrip("/")
     if not path.endswith(TRACES_PATH):
         path += TRACES_PATH

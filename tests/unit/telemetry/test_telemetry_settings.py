@@ -22,7 +22,19 @@ def test_otlp_endpoint_unset_or_empty_turns_tracing_off(value, expected):
     assert load_settings(env).otlp_endpoint == expected
 
 
-@pytest.mark.parametrize("value", ["collector:4318", "grpc://collector:4317", "http://", "x"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "collector:4318",
+        "grpc://collector:4317",
+        "http://",
+        "x",
+        "http://collector:43x8",  # was a traceback at start-up, exit 3
+        "http://collector:99999",
+        "http://collector:0",
+        "http://user:pw@collector:-1",
+    ],
+)
 def test_a_bad_otlp_endpoint_is_refused_by_name(value):
     with pytest.raises(SettingsError, match="GATEWAY_OTLP_ENDPOINT must be an http"):
         load_settings({"GATEWAY_OTLP_ENDPOINT": value})
