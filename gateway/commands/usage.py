@@ -143,22 +143,33 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def server_url(settings: Settings, env: Mapping[str, str], recorded: str | None) -> str:
+def server_url(
+    settings: Settings,
+    env: Mapping[str, str],
+    recorded: str | None,
+    recorded_port: str | None = None,
+) -> str:
     """The server on this host, where it answers /admin: the port this environment sets,
-    else where the last `serve` on the database listened (`recorded`), else the default."""
+    else where the last `serve` on the database listened (`recorded`), else the default.
+    A GATEWAY_PORT alone that names the port that server listened on (`recorded_port`)
+    says which server, not where its /admin is: its admin port, when it had one (the
+    image sets GATEWAY_PORT and serves /admin on --admin-port)."""
     is_port_set = settings.admin_port is not None or bool(env.get("GATEWAY_PORT", "").strip())
-    if recorded is not None and not is_port_set:
+    names_that_server = settings.admin_port is None and recorded_port == str(settings.port)
+    if recorded is not None and (not is_port_set or names_that_server):
         return recorded
     return f"http://127.0.0.1:{settings.admin_port or settings.port}"
 
 
-async def _recorded_admin_url(settings: Settings) -> str | None:
-    from gateway.auth.issuer_record import served_admin_url
+async def _recorded_server(settings: Settings) -> tuple[str | None, str | None]:
+    """Where the last `serve` on the database answered /admin, and its teams' port."""
+    from gateway.auth.issuer_record import served_admin_url, served_listener
     from gateway.db import create_engine
 
     engine = create_engine(settings.database_url)
     try:
-        return await served_admin_url(engine)
+        listener = await served_listener(engine)
+        return await served_admin_url(engine), listener.get("GATEWAY_PORT")
     finally:
         await engine.dispose()
 
@@ -256,8 +267,8 @@ def usage(
         asyncio.run(require_migrated(settings.database_url))
         if not settings.redis_url:  # the counters are in the server's memory: ask it
             if server is None:
-                recorded = asyncio.run(_recorded_admin_url(settings))
-                server = server_url(settings, os.environ, recorded)
+                recorded, recorded_port = asyncio.run(_recorded_server(settings))
+                server = server_url(settings, os.environ, recorded, recorded_port)
             url = server.rstrip("/")
             found = _asked(settings, url, team, user)
         if found is None and settings.redis_url:

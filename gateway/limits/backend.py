@@ -109,9 +109,11 @@ class LimitsBackend(Protocol):
         it applies to (plan.adopted_amount), freed once with each hold."""
         ...
 
-    def settle(self, hold: Hold, actual: Actual | None) -> None:
-        """Free the hold and charge `actual` (None: no upstream answered). Never blocks:
-        a remote backend does it in the background."""
+    def settle(self, hold: Hold, actual: Actual | None, now_ms: int | None = None) -> None:
+        """Free the hold and charge `actual` (None: no upstream answered) at `now_ms` (a
+        refund to a rate bucket is bounded by what may be left of the reservation then:
+        gcra.settled_delta; None: unbounded). Never blocks: a remote backend does it in
+        the background."""
         ...
 
     def charge_unreserved(

@@ -124,5 +124,25 @@ def adjusted(level: int, delta: int) -> int:
     return level + delta * WINDOW_MS
 
 
+def settled_delta(reserved: int, used: int, elapsed_ms: int | None, limit: int) -> int:
+    """What settling a reservation of `reserved` units, made `elapsed_ms` ago, to `used`
+    units adds to its bucket (`adjusted`'s delta): used - reserved, but a refund never
+    more than may be left of the reservation in the bucket. The bucket has drained at
+    `limit` a minute since: what drained of the reservation is gone already, and
+    refunding it again would take other requests' units out of the bucket (one request
+    holding 2,600 of a 3,000 tpm for 15 s, then refunding all but 15, let others pass
+    3,720 tokens within a second). The bound counts the drain as the reservation's own
+    (it may have been another's, below it): on the safe side. `elapsed_ms` None: no
+    bound (a caller that does not know when the reservation was made)."""
+    delta = used - reserved
+    if delta >= 0 or elapsed_ms is None:
+        return delta
+    drained = _ceil_div(max(0, elapsed_ms) * limit, WINDOW_MS)
+    left = reserved - drained
+    if left <= 0:
+        return 0
+    return delta if delta > -left else -left
+
+
 def adjust(bucket: Bucket, delta: int) -> Bucket:
     return Bucket(bucket.stamp_ms, adjusted(bucket.level, delta))

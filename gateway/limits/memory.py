@@ -248,11 +248,11 @@ class MemoryBackend:
         for entry, amount in self._adopted.pop(hold_id, ()):
             entry.reserved -= amount if amount < entry.reserved else entry.reserved
 
-    def settle(self, hold: Hold, actual: Actual | None) -> None:
+    def settle(self, hold: Hold, actual: Actual | None, now_ms: int | None = None) -> None:
         if not hold.is_checked:
             return
         is_held = self._holds.pop(hold.id, None) is not None
-        self._settle(hold, actual, is_held=is_held, adjust_rates=True)
+        self._settle(hold, actual, is_held=is_held, adjust_rates=True, now_ms=now_ms)
 
     def charge_unreserved(
         self,
@@ -351,7 +351,13 @@ class MemoryBackend:
         return bound
 
     def _settle(
-        self, hold: Hold, actual: Actual | None, *, is_held: bool, adjust_rates: bool
+        self,
+        hold: Hold,
+        actual: Actual | None,
+        *,
+        is_held: bool,
+        adjust_rates: bool,
+        now_ms: int | None = None,
     ) -> None:
         plan = hold.plan
         shape = plan.shape
@@ -376,9 +382,11 @@ class MemoryBackend:
         if not adjust_rates:
             return
         # A lapsed lease leaves its tokens counted; the late settle corrects them once.
-        delta = (0 if used_tokens is None else used_tokens) - plan.tokens
-        for bucket, _, counts_tokens in bound.rates:
+        used = 0 if used_tokens is None else used_tokens
+        elapsed = None if now_ms is None else now_ms - (hold.expires_ms - plan.lease_ms)
+        for bucket, limit, counts_tokens in bound.rates:
             if counts_tokens:
+                delta = gcra.settled_delta(plan.tokens, used, elapsed, limit)
                 bucket.level = gcra.adjusted(bucket.level, delta)
 
     def _sweep(self, now_ms: int) -> None:

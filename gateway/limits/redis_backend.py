@@ -319,14 +319,14 @@ class RedisBackend:
         if not found:
             await asyncio.sleep(LOST_ROWS_WAIT_S)
 
-    def settle(self, hold: Hold, actual: Actual | None) -> None:
+    def settle(self, hold: Hold, actual: Actual | None, now_ms: int | None = None) -> None:
         if not hold.is_checked:  # nothing reserved to free; what it used is owed
             self._owe(owed_charge(hold.id, hold.plan, actual, self._clock()))
             return
         loop = asyncio.get_running_loop()
         if not self._queue:
             self._queued_since = loop.time()
-        self._queue.append(self._settle_of(hold, actual))
+        self._queue.append(self._settle_of(hold, actual, now_ms))
         self._idle.clear()
         self._start_drainer()
         if 0 <= hold.spare_slots < SPARE_SLOTS_AT_ONCE:  # a slot soon wanted: free it now
@@ -389,10 +389,11 @@ class RedisBackend:
         if not self._queue and not self._sending:
             self._idle.set()
 
-    def _settle_of(self, hold: Hold, actual: Actual | None) -> Settle:
+    def _settle_of(self, hold: Hold, actual: Actual | None, now_ms: int | None = None) -> Settle:
         plan = hold.plan
         settle = self._calls.of(plan.shape)[1]
-        args = settle.args(hold.id, settle_values(plan, actual))
+        elapsed = None if now_ms is None else now_ms - (hold.expires_ms - plan.lease_ms)
+        args = settle.args(hold.id, settle_values(plan, actual, elapsed))
         return settle, args, hold, actual, self._clock()
 
     async def _settle_now(self, hold: Hold, actual: Actual | None) -> None:

@@ -22,6 +22,7 @@ from typing import NamedTuple, TypeVar
 
 from redis.exceptions import NoScriptError
 
+from gateway.limits.gcra import settled_delta
 from gateway.limits.memory import KEEP_AFTER_PERIOD_MS
 from gateway.limits.plan import Actual, Plan, RateKind, Scope, Shape, Unit, owner
 from gateway.limits.resp import NoScript, bulk
@@ -97,9 +98,9 @@ def settle_call(sha: str, shape: Shape, generation: int = 0) -> ScriptCall:
     for b in shape.budgets:
         keys.append(p + b.key)
         numbers.append("%(t)d" if b.unit is Unit.TOKENS else "%(u)d")
-    for r in token_rates:
+    for i, r in enumerate(token_rates):
         keys.append(p + r.key)
-        numbers.append("%(d)d")
+        numbers.append(f"%(d{i})d")
     return _script_call(sha, keys, " ".join(numbers))
 
 
@@ -107,11 +108,18 @@ def reserve_values(plan: Plan, now_ms: int, lease_end: int) -> dict[str, int]:
     return {"n": now_ms, "l": lease_end, "t": plan.tokens, "u": plan.nanousd}
 
 
-def settle_values(plan: Plan, actual: Actual | None) -> dict[str, int]:
-    """What a settle writes: the true usage, or -1 (release) when no upstream answered."""
-    if actual is None:
-        return {"t": -1, "u": -1, "d": -plan.tokens}
-    return {"t": actual.tokens, "u": actual.nanousd, "d": actual.tokens - plan.tokens}
+def settle_values(
+    plan: Plan, actual: Actual | None, elapsed_ms: int | None = None
+) -> dict[str, int]:
+    """What a settle writes: the true usage, or -1 (release) when no upstream answered;
+    per tpm rate (`d0`, `d1`…), the difference its bucket takes, a refund bounded by what
+    may be left of a reservation made `elapsed_ms` ago (gcra.settled_delta)."""
+    used = 0 if actual is None else actual.tokens
+    values = {"t": -1, "u": -1} if actual is None else {"t": used, "u": actual.nanousd}
+    token_rates = (r for r in plan.shape.rates if r.kind is RateKind.TOKENS)
+    for i, rate in enumerate(token_rates):
+        values[f"d{i}"] = settled_delta(plan.tokens, used, elapsed_ms, rate.limit)
+    return values
 
 
 class ShapeCalls:

@@ -169,7 +169,7 @@ class Limits:
         return Hold(hold_id, plan, 0, is_checked=False)
 
     def settle(self, hold: Hold, actual: Actual | None) -> None:
-        self.backend.settle(hold, actual)
+        self.backend.settle(hold, actual, self.clock())
 
     def charge_unreserved(
         self, team: str, subject: str, charge_id: str, added: tuple[BudgetRule, ...], actual: Actual

@@ -66,9 +66,9 @@ class Recording:
             self.reserved.append(found)
         return found
 
-    def settle(self, hold: Hold, actual: Actual | None) -> None:
+    def settle(self, hold: Hold, actual: Actual | None, now_ms: int | None = None) -> None:
         self.settled.append((hold, actual))
-        self.inner.settle(hold, actual)
+        self.inner.settle(hold, actual, now_ms)
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self.inner, name)

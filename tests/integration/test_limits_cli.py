@@ -173,10 +173,16 @@ def test_usage_finds_the_server_where_the_last_serve_listened(tmp_path: Path) ->
     base = {k: v for k, v in os.environ.items() if k not in ("GATEWAY_PORT", "GATEWAY_ADMIN_PORT")}
     env = {**base, "GATEWAY_REDIS_URL": "", "GATEWAY_ACCESS_LOG": "off"}
     args = ("--admin-port", str(free_port()))
-    with serve_process(tmp_path, args=args, base_env=env, port_as_flag=True):
+    with serve_process(tmp_path, args=args, base_env=env, port_as_flag=True) as served:
         shown = _usage_in(tmp_path, env)
         assert shown.returncode == 0, shown.stderr
         assert "no server answered" not in shown.stderr and "answered 404" not in shown.stderr
+        assert json.loads(shown.stdout)["team"] == "demo"
+        # The image's way: GATEWAY_PORT names that server's teams' port, whose /admin is
+        # 404; its admin port, recorded, is asked.
+        shown = _usage_in(tmp_path, {**env, "GATEWAY_PORT": str(served.port)})
+        assert shown.returncode == 0, shown.stderr
+        assert "answered 404" not in shown.stderr
         assert json.loads(shown.stdout)["team"] == "demo"
         elsewhere = free_port()
         shown = _usage_in(tmp_path, {**env, "GATEWAY_PORT": str(elsewhere)})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gateway.limits import gcra
@@ -119,3 +119,88 @@ def test_a_tightened_limit_counts_at_most_one_minute_of_use() -> None:
     assert gcra.taken(NOW, level, NOW, 3, 1) is None
     assert gcra.wait_ms(gcra.drained(NOW, level, NOW, 3), 3, 1) == WINDOW_MS // 3
     assert gcra.taken(NOW, level, NOW + WINDOW_MS // 3, 3, 1) == 3 * WINDOW_MS
+
+
+def test_a_late_refund_gives_back_only_what_is_left_of_its_reservation() -> None:
+    """The probe's case: tpm 3,000; A reserves 2,608 at 0 and uses 15, settling at 15 s;
+    B takes 1,010 at 14.5 s. A's refund is bounded by what is left of its reservation
+    (2,608 - 750 drained), so B's tokens stay in the bucket and C's 2,708 wait."""
+    limit = 3_000
+    a = decide(Bucket(), 0, limit, 2_608)
+    b = decide(a.bucket, 14_500, limit, 1_010)
+    assert b.is_allowed
+    delta = gcra.settled_delta(2_608, 15, 15_000, limit)
+    assert delta == -(2_608 - 750)
+    settled = adjust(b.bucket, delta)
+    c = decide(settled, 15_300, limit, 2_708)
+    assert not c.is_allowed and c.retry_after_ms > 10_000
+    unbounded = adjust(b.bucket, 15 - 2_608)  # the old settle: B's tokens refunded too
+    assert decide(unbounded, 15_300, limit, 2_708).is_allowed
+
+
+@given(
+    reserved=st.integers(0, 10**6),
+    used=st.integers(0, 10**6),
+    elapsed=st.integers(-1_000, 10 * WINDOW_MS),
+    limit=st.integers(1, 10**6),
+)
+def test_a_settle_never_refunds_more_than_is_left_of_the_reservation(
+    reserved: int, used: int, elapsed: int, limit: int
+) -> None:
+    delta = gcra.settled_delta(reserved, used, elapsed, limit)
+    drained_units = -(-max(0, elapsed) * limit // WINDOW_MS)
+    if used >= reserved:
+        assert delta == used - reserved  # a charge is never bounded
+    else:
+        assert used - reserved <= delta <= 0  # never more than the unused part
+        assert -delta <= max(0, reserved - drained_units)  # nor than is left of it
+        if elapsed <= 0:
+            assert delta == used - reserved  # settled at once: the whole refund
+    assert gcra.settled_delta(reserved, used, None, limit) == used - reserved
+
+
+@settings(max_examples=300)
+@example(  # the probe's: B takes 1,010 while A holds 2,608, A refunds all but 15
+    limit=3_000, others=[(14_500, 500), (14_500, 500), (14_500, 10)], reserved=2_608, used=15,
+    held_ms=15_000,
+)  # fmt: skip
+@given(
+    limit=st.integers(1, 5_000),
+    others=st.lists(st.tuples(st.integers(0, 30_000), st.integers(1, 500)), max_size=20),
+    reserved=st.integers(1, 5_000),
+    used=st.integers(0, 5_000),
+    held_ms=st.integers(0, 120_000),
+)
+def test_a_refund_never_lets_more_than_a_bucket_and_its_refill_through(
+    limit: int, others: list[tuple[int, int]], reserved: int, used: int, held_ms: int
+) -> None:
+    """Over any run (one reservation held `held_ms`, others taking tokens meanwhile and
+    after), what passed between any two instants never exceeds a full bucket plus what
+    drained between them,
+    counting the reservation at what it truly used (within its estimate: past it, the
+    overrun is the estimate's error, which fills the bucket at most)."""
+    used = min(used, reserved)
+    first = decide(Bucket(), 0, limit, reserved)
+    if not first.is_allowed:
+        return
+    bucket, passed = first.bucket, [(0, used)]  # its true use, counted at its start
+    settle, greedy = -1, 0  # the settle; a request for all that fits just after it
+    timeline = sorted([*others, (held_ms, settle), (held_ms + 1, greedy)])
+    for at, amount in timeline:
+        if amount == settle:
+            bucket = adjust(bucket, gcra.settled_delta(reserved, used, held_ms, limit))
+            continue
+        if amount == greedy:
+            amount = state_of(bucket, at, limit)[0]
+            if amount == 0:
+                continue
+        step = decide(bucket, at, limit, amount)
+        if step.is_allowed:
+            bucket = step.bucket
+            passed.append((at, amount))
+    for start, _ in passed:
+        for end, _ in passed:
+            if end >= start:
+                window = sum(units for at, units in passed if start <= at <= end)
+                refill = -(-(end - start) * limit // WINDOW_MS)
+                assert window <= limit + refill, (start, end)  # a bucket and its refill

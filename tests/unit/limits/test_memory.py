@@ -331,3 +331,25 @@ def test_a_changed_rate_limit_keeps_what_the_minute_already_used() -> None:
     for n in range(3):
         assert isinstance(backend.reserve_now(eight, f"d{n}", NOW), Hold)
     assert isinstance(backend.reserve_now(eight, "e", NOW), RateRefusal)
+
+
+def test_a_late_refund_leaves_other_requests_tokens_in_the_tpm_bucket() -> None:
+    """tpm 3,000: A reserves 2,608 and answers 15 s later with 15 tokens; B took 1,010 at
+    14.5 s. Settled at 15 s, A gives back only what is left of its reservation, so C's
+    2,708 at 15.3 s waits (B's tokens are still in the bucket). Before, A's whole refund
+    emptied the bucket and C passed: 3,720 tokens within a second."""
+    rules = team(limits=LimitsSpec(tpm=3000))
+    backend = MemoryBackend()
+    first = backend.reserve_now(plan_for(rules, 2608), "a", NOW)
+    assert isinstance(first, Hold)
+    assert isinstance(backend.reserve_now(plan_for(rules, 1010), "b", NOW + 14_500), Hold)
+    backend.settle(first, Actual(15, 150), NOW + 15_000)
+    refused = backend.reserve_now(plan_for(rules, 2708), "c", NOW + 15_300)
+    assert isinstance(refused, RateRefusal) and refused.retry_after_ms > 10_000
+    # Without the time of the settle (a caller that cannot tell), the refund is whole.
+    other = MemoryBackend()
+    first = other.reserve_now(plan_for(rules, 2608), "a", NOW)
+    assert isinstance(first, Hold)
+    assert isinstance(other.reserve_now(plan_for(rules, 1010), "b", NOW + 14_500), Hold)
+    other.settle(first, Actual(15, 150))
+    assert isinstance(other.reserve_now(plan_for(rules, 2708), "c", NOW + 15_300), Hold)

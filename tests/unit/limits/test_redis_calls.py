@@ -84,7 +84,9 @@ def reserve_reference(plan: Plan, hold_id: str, now_ms: int, lease_end: int) -> 
     return pack(("EVALSHA", SHA, len(keys), *keys, hold_id, " ".join(map(str, nums))))
 
 
-def settle_reference(plan: Plan, hold_id: str, actual: Actual | None) -> bytes:
+def settle_reference(
+    plan: Plan, hold_id: str, actual: Actual | None, elapsed_ms: int | None = None
+) -> bytes:
     shape = plan.shape
     p = team_prefix(shape.team)
     keys = [p + "holds", p + "exp"]
@@ -96,7 +98,11 @@ def settle_reference(plan: Plan, hold_id: str, actual: Actual | None) -> bytes:
     for r in shape.rates:
         if r.kind is RateKind.TOKENS:
             keys.append(p + r.key)
-            nums.append(true_tokens - plan.tokens)
+            delta = true_tokens - plan.tokens
+            if delta < 0 and elapsed_ms is not None:  # what is left of the reservation
+                left = plan.tokens - -(-max(0, elapsed_ms) * r.limit // 60_000)
+                delta = max(delta, -max(0, left))
+            nums.append(delta)
     nums[1] = len(keys) - 2 - len(shape.budgets)
     return pack(("EVALSHA", SHA, len(keys), *keys, hold_id, " ".join(map(str, nums))))
 
@@ -120,11 +126,16 @@ def test_a_reserve_made_from_its_shape_is_the_call_built_from_its_plan(plan, hol
     plan=plans(),
     hold_id=st.text("0123456789abcdef", min_size=1, max_size=40),
     actual=st.none() | st.builds(Actual, st.integers(0, 10**9), st.integers(0, 10**15)),
+    elapsed_ms=st.none() | st.integers(-10, 200_000),
 )
-def test_a_settle_made_from_its_shape_is_the_call_built_from_its_plan(plan, hold_id, actual):
+def test_a_settle_made_from_its_shape_is_the_call_built_from_its_plan(
+    plan, hold_id, actual, elapsed_ms
+):
+    """Each tpm rate gets its own difference: a refund bounded by what is left of the
+    reservation at its own rate (gcra.settled_delta)."""
     call = settle_call(SHA, plan.shape)
-    args = call.args(hold_id, settle_values(plan, actual))
-    assert call.command(args) == settle_reference(plan, hold_id, actual)
+    args = call.args(hold_id, settle_values(plan, actual, elapsed_ms))
+    assert call.command(args) == settle_reference(plan, hold_id, actual, elapsed_ms)
     assert pack(("EVALSHA", SHA, len(call.keys), *call.keys, *args)) == call.command(args)
 
 
