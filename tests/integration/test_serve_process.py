@@ -57,6 +57,10 @@ def test_every_line_serve_writes_to_stderr_is_json(tmp_path):
     first, second = ([json.loads(line) for line in text.splitlines()] for text in logged)
     assert all(isinstance(line, dict) and line["level"] for line in first + second)
     assert any(line["msg"].startswith("wrote the example policy bundle") for line in first)
+    # The example comes with its JSON Schema, as the repository's policies/ does; the
+    # schema file is no policy edit (the second start enforces version 1 as it was).
+    schema = json.loads((tmp_path / "policies" / "policy.schema.json").read_text())
+    assert "$schema" in schema and "teams" in schema["properties"]
     assert second[0]["msg"].startswith("enforcing policy version 1 from the database")
     assert (second[0]["logger"], second[0]["policy_version"]) == ("gateway.serve", 1)
     assert any("last served with issuer" in line["msg"] for line in second)
