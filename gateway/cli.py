@@ -187,6 +187,11 @@ def serve(
     # Before anything is written (the spool folder, the database, the issuer it serves
     # as): a host that does not resolve or a port in use stops here (SettingsError).
     sockets = bind_listeners(settings)
+    # `--port 0` (or an admin port 0: none) binds a free port: the issuer it derives, the
+    # workers and what the database records name that port, not 0.
+    bound_port = sockets[0].getsockname()[1]
+    if settings.port != bound_port:
+        settings = settings.with_overrides(port=bound_port)
     if settings.migrate_on_start and not no_migrate:
         _spool_folder_or_exit(settings)  # before the migration writes anything
         _migrate_or_exit(settings)

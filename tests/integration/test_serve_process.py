@@ -4,10 +4,15 @@ probes, and a clean exit after SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
+import subprocess
+import time
 
 import httpx2 as httpx
 
+from tests.support.processes import GATEWAY
 from tests.support.serving import serve_process
 
 
@@ -64,3 +69,31 @@ def test_every_line_serve_writes_to_stderr_is_json(tmp_path):
     assert second[0]["msg"].startswith("enforcing policy version 1 from the database")
     assert (second[0]["logger"], second[0]["policy_version"]) == ("gateway.serve", 1)
     assert any("last served with issuer" in line["msg"] for line in second)
+
+
+def test_port_0_serves_on_a_free_port_and_names_it(tmp_path):
+    """`serve --port 0`: the issuer it derives (its metadata, the tokens it mints) names
+    the port it bound, not 0."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GATEWAY_PORT", "GATEWAY_ISSUER_URL")}
+    err = (tmp_path / "serve.err").open("wb")
+    process = subprocess.Popen(
+        [GATEWAY, "serve", "--port", "0"], cwd=tmp_path, env=env, stdout=err, stderr=err
+    )
+    try:
+        deadline, found = time.monotonic() + 60, None
+        while found is None:
+            assert process.poll() is None and time.monotonic() < deadline
+            found = re.search(
+                r"Uvicorn running on (http://127\.0\.0\.1:(\d+))",
+                (tmp_path / "serve.err").read_text(),
+            )
+            time.sleep(0.2)
+        origin, port = found.group(1), found.group(2)
+        while httpx.get(f"{origin}/healthz").status_code != 200:
+            time.sleep(0.2)
+        meta = httpx.get(f"{origin}/.well-known/oauth-authorization-server").json()
+        assert meta["issuer"] == f"http://localhost:{port}" and port != "0"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        err.close()
