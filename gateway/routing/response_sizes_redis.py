@@ -23,9 +23,11 @@ class RedisSizes:
         self._writes: set[asyncio.Task[None]] = set()  # held until done: no task is lost
 
     def remember(self, team: str, label: str, upstream_id: str, tokens: int) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._write(entry_name(team, label, upstream_id), tokens)
-        )
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # off the loop (no stream step runs there now): the bound stands
+            return
+        task = loop.create_task(self._write(entry_name(team, label, upstream_id), tokens))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 

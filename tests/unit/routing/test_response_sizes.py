@@ -75,3 +75,11 @@ async def test_a_follow_up_counts_the_known_size_only_when_smaller() -> None:
     ids.pin(route, body)
     await ids.count_known_size(other_team)
     assert ids.carried_tokens == 500
+
+
+def test_the_redis_table_off_the_loop_notes_nothing_and_raises_nothing() -> None:
+    from gateway.routing.response_sizes_redis import RedisSizes
+
+    sizes = RedisSizes("redis://127.0.0.1:1/0")  # never connected: nothing is sent
+    sizes.remember("demo", "main/gpt-4o", "resp_up1", 42)
+    assert not sizes._writes
