@@ -189,9 +189,9 @@ def serve(
     sockets = bind_listeners(settings)
     # `--port 0` (or an admin port 0: none) binds a free port: the issuer it derives, the
     # workers and what the database records name that port, not 0.
-    bound_port = sockets[0].getsockname()[1]
-    if settings.port != bound_port:
-        settings = settings.with_overrides(port=bound_port)
+    ports = [sock.getsockname()[1] for sock in sockets]  # the teams', then the admin one
+    if settings.port != ports[0]:
+        settings = settings.with_overrides(port=ports[0])
     if settings.migrate_on_start and not no_migrate:
         _spool_folder_or_exit(settings)  # before the migration writes anything
         _migrate_or_exit(settings)
@@ -226,10 +226,10 @@ def serve(
         )
     # `gateway token` elsewhere mints for this issuer; `gateway usage` asks this address;
     # `gateway policy apply` refuses an api_base at this listener, as this server does.
-    ports = [str(sock.getsockname()[1]) for sock in sockets]
-    listener = {"GATEWAY_HOST": settings.host, "GATEWAY_PORT": ports[0]}
-    if len(ports) > 1:
-        listener["GATEWAY_ADMIN_PORT"] = ports[1]
+    names = ("GATEWAY_PORT", "GATEWAY_ADMIN_PORT")
+    listener = {"GATEWAY_HOST": settings.host} | {
+        n: str(p) for n, p in zip(names, ports, strict=False)
+    }
     record_issuer(settings, admin_url=local_url(sockets[-1]), warn=log.warning, listener=listener)
     status = run_server(settings, sockets)
     if status:

@@ -257,6 +257,12 @@ def fold_visible(text: str) -> Folded:
     return fold_slowly(text, tags_as_ascii=False)
 
 
+def readings_of(text: str) -> list[Folded]:
+    """Every way a scanner must read `text`: its `fold` first, then `other_readings`."""
+    folded = fold(text)
+    return [folded] if folded.reads_one_way else [folded, *other_readings(text, folded)]
+
+
 def other_readings(text: str, folded: Folded) -> list[Folded]:
     """The ways to read `text` besides `folded` (its `fold`) that a scanner must also try:
     as it shows on screen (`fold_visible`) when it holds a tag or an ASCII control, and

@@ -20,7 +20,7 @@ import re2
 
 from gateway.guardrails.detectors import BUILT_IN, VALUE, Check, PatternSpec
 from gateway.guardrails.kinds import DetectorKind, GuardAction
-from gateway.guardrails.normalize import Folded, fold, is_plain_ascii, other_readings
+from gateway.guardrails.normalize import Folded, fold, is_plain_ascii, readings_of
 from gateway.guardrails.patterns import MAX_PROGRAM_BYTES, max_match_chars, re2_options, re2_refusal
 from gateway.guardrails.prefixes import TailSearch
 from gateway.guardrails.telltales import telltales
@@ -240,7 +240,7 @@ class Scanner:
     def in_progress_from(self, text: str, start: int) -> int:
         """The earliest position at or after `start` where a match could have begun and
         not yet ended (`len(text)` when none could): a stream holds back from there."""
-        return self._hold_read(text, fold(text), start)
+        return self._hold_read(readings_of(text), len(text), start)
 
     def find(self, text: str, start: int = 0, budget: MatchBudget | None = None) -> list[Finding]:
         """Every finding in `text` that starts at or after `start` (the text before it is
@@ -250,7 +250,7 @@ class Scanner:
         runs out."""
         if self._set is None or not text:
             return []
-        return self._find_read(text, fold(text), start, budget)
+        return self._find_read(readings_of(text), start, budget)
 
     def scan_stream(
         self, text: str, start: int, *, final: bool, budget: MatchBudget | None = None
@@ -268,15 +268,12 @@ class Scanner:
         if self._set is None or not text:
             return [], length, length
         if not is_plain_ascii(text):  # an ASCII control too: fold drops it (normalize.py)
-            folded = fold(text)
+            readings = readings_of(text)  # each folded once, for all three
             if final:
-                return self._find_read(text, folded, start, budget), length, length
-            hold = self._hold_read(text, folded, start)
-            window = self._window_from(folded, length)
-            if not folded.reads_one_way:
-                for reading in other_readings(text, folded):
-                    window = min(window, self._window_from(reading, length))
-            return self._find_read(text, folded, start, budget), hold, window
+                return self._find_read(readings, start, budget), length, length
+            hold = self._hold_read(readings, length, start)
+            window = min(self._window_from(reading, length) for reading in readings)
+            return self._find_read(readings, start, budget), hold, window
         data = text.encode("ascii")
         hold = length
         if not final and start < length:
@@ -320,25 +317,22 @@ class Scanner:
             return False
         return len(data.translate(None, self._telltales)) == len(data)
 
-    def _hold_read(self, text: str, folded: Folded, start: int) -> int:
-        """`_hold` of `text` read every way it reads (normalize.other_readings)."""
-        hold = self._hold(folded, len(text), start)
-        if not folded.reads_one_way:
-            for reading in other_readings(text, folded):
-                hold = min(hold, self._hold(reading, len(text), start))
-        return hold
+    def _hold_read(self, readings: list[Folded], length: int, start: int) -> int:
+        """`_hold` of a text of `length` characters, read every way it reads."""
+        return min(self._hold(reading, length, start) for reading in readings)
 
     def _find_read(
-        self, text: str, folded: Folded, start: int, budget: MatchBudget | None
+        self, readings: list[Folded], start: int, budget: MatchBudget | None
     ) -> list[Finding]:
-        """`_find` on `folded` and on every other reading of `text` (normalize.py: tags
-        dropped, controls kept, invisible gaps as spaces): a tag inside a key hides it
-        from one reading only. A finding several readings make counts once."""
-        found = self._find(folded, start, budget)
-        if folded.reads_one_way:
+        """`_find` on every reading of a text (`readings_of`: tags dropped, controls kept,
+        invisible gaps as spaces): a tag inside a key hides it from one reading only. A
+        finding several readings make counts once."""
+        first, *others = readings
+        found = self._find(first, start, budget)
+        if not others:
             return found
         seen = {(f.rule, f.start, f.end) for f in found}
-        for reading in other_readings(text, folded):
+        for reading in others:
             more = [
                 f
                 for f in self._find(reading, start, budget)

@@ -52,6 +52,11 @@ class Hold:  # one per request: a native class (plan.py says why)
         # hold took one (its settle is written at once when few are); -1: not known.
         self.spare_slots: Final = spare_slots
 
+    @property
+    def started_ms(self) -> int:
+        """When the reservation was made (its lease runs from then)."""
+        return self.expires_ms - self.plan.lease_ms
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Hold) and self._fields() == other._fields()
 

@@ -237,7 +237,7 @@ class MemoryBackend:
         for hold in self._holds.values():
             if hold.plan.team != team:
                 continue
-            started_ms = hold.expires_ms - hold.plan.lease_ms
+            started_ms = hold.started_ms
             for check, entry in rebuilt:
                 amount = adopted_amount(check, hold.plan, started_ms)
                 if amount > 0:
@@ -383,7 +383,7 @@ class MemoryBackend:
             return
         # A lapsed lease leaves its tokens counted; the late settle corrects them once.
         used = 0 if used_tokens is None else used_tokens
-        elapsed = None if now_ms is None else now_ms - (hold.expires_ms - plan.lease_ms)
+        elapsed = None if now_ms is None else now_ms - hold.started_ms
         for bucket, limit, counts_tokens in bound.rates:
             if counts_tokens:
                 delta = gcra.settled_delta(plan.tokens, used, elapsed, limit)

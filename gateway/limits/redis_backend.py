@@ -392,7 +392,7 @@ class RedisBackend:
     def _settle_of(self, hold: Hold, actual: Actual | None, now_ms: int | None = None) -> Settle:
         plan = hold.plan
         settle = self._calls.of(plan.shape)[1]
-        elapsed = None if now_ms is None else now_ms - (hold.expires_ms - plan.lease_ms)
+        elapsed = None if now_ms is None else now_ms - hold.started_ms
         args = settle.args(hold.id, settle_values(plan, actual, elapsed))
         return settle, args, hold, actual, self._clock()
 
