@@ -26,7 +26,8 @@ from gateway.policy.apply_rule import (
     held_change,
     is_unseen,
 )
-from gateway.policy.versions import MAX_VERSION, PolicyVersion, policy_versions
+from gateway.policy.folder_base import takes_in
+from gateway.policy.versions import MAX_VERSION, PolicyVersion, policy_versions, read_version
 
 # Policy changes looked back through to find how recent versions were made;
 # older history only matters for a folder based on a very old version.
@@ -218,6 +219,26 @@ async def marked_version(conn: AsyncConnection, marker: bundle_text.Marker | Non
     if stored is None or (marker.hash and marker.hash != stored):
         return None  # a marker written by hand, without a hash, is taken at its word
     return marker.version
+
+
+async def version_hash(conn: AsyncConnection, version: int) -> str | None:
+    return await conn.scalar(
+        sa.select(policy_versions.c.hash).where(policy_versions.c.version == version)
+    )
+
+
+async def merged_base(
+    conn: AsyncConnection, raw: dict[str, Any], running: PolicyVersion, base: int | None
+) -> int | None:
+    """`base`, or the running version when the folder's content `raw` has taken in every
+    change made since `base` (`folder_base.takes_in`: the running version exported and
+    the folder's edits merged into it, the marker left behind, as a ConfigMap must)."""
+    if base is None or base >= running.version:
+        return base
+    based = await read_version(conn, base)
+    if based is not None and takes_in(raw, based.bundle, running.bundle):
+        return running.version
+    return base
 
 
 async def newest_from_folder(conn: AsyncConnection, directory: Path) -> int | None:

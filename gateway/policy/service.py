@@ -60,8 +60,10 @@ from gateway.policy.lineage import (
     describe,
     folder_id,
     marked_version,
+    merged_base,
     newest_from_folder,
     origins,
+    version_hash,
 )
 from gateway.policy.schema import TeamSpec
 from gateway.policy.versions import (
@@ -274,18 +276,18 @@ class PolicyService:
             marked = await marked_version(conn, bundle_text.read_marker(directory))
             holds_marked = False
             if marked is not None and content_hash is not None:
-                marked_hash = await conn.scalar(
-                    sa.select(policy_versions.c.hash).where(policy_versions.c.version == marked)
-                )
-                holds_marked = marked_hash == content_hash
-            from_folder = None
-            if marked is None and same is None:
+                holds_marked = await version_hash(conn, marked) == content_hash
+            from_folder, holds_from_folder = None, False
+            if marked is None:
                 from_folder = await newest_from_folder(conn, directory)
+                if from_folder is not None and content_hash is not None:
+                    holds_from_folder = await version_hash(conn, from_folder) == content_hash
             return judge_folder(
                 marked=marked,
                 holds_marked=holds_marked,
                 same=None if same is None else int(same),
                 from_folder=from_folder,
+                holds_from_folder=holds_from_folder,
             )
 
     async def marked_version(self, marker: bundle_text.Marker | None) -> int | None:
@@ -308,6 +310,7 @@ class PolicyService:
         conflict = None
         if diff and running is not None:
             async with self._engine.connect() as conn:
+                base = await merged_base(conn, candidate.raw, running, base)
                 conflict = await conflict_for_folder(conn, directory, running, base)
         warnings = await _warnings(candidate, self._engine)
         return FolderPlan(running, base, diff, conflict, warnings)
@@ -337,13 +340,16 @@ class PolicyService:
 
         async def check(conn: AsyncConnection, running: PolicyVersion | None) -> dict[str, Any]:
             known = await origins(conn)
-            if running is not None and not force:
-                conflict = await conflict_for_folder(conn, directory, running, base, known)
-                if conflict is not None:
-                    raise conflict
+            based = base
+            if running is not None:
+                based = await merged_base(conn, candidate.raw, running, base)
+                if not force:
+                    conflict = await conflict_for_folder(conn, directory, running, based, known)
+                    if conflict is not None:
+                        raise conflict
             # The new version carries the changes its base carried, and no later one.
-            held = held_change(known, base) if base is not None else None
-            return {"based_on": base, HELD_KEY: held, "from_folder": folder_id(directory)}
+            held = held_change(known, based) if based is not None else None
+            return {"based_on": based, HELD_KEY: held, "from_folder": folder_id(directory)}
 
         applied = await self._commit(
             candidate, action=PolicyAction.APPLY_FILES, author=author, reason=reason, check=check
