@@ -8,6 +8,7 @@ Every pattern declares its longest match: the stream scanner holds back that muc
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,14 +56,48 @@ def _ip_check(text: str, start: int, end: int) -> bool:
 
 
 def _card_check(text: str, start: int, end: int) -> bool:
-    # Digit groups that run on past the number on either side (an IBAN, a phone list,
-    # a table of ids) are part of something longer, not a card.
+    # Any grouping: digit groups that run on past the number on either side (an IBAN, a
+    # phone list, a table of ids) are part of something longer, not a card. A card
+    # written as cards are, next to other digits, is found by CARD_LAYOUTS.
     before, after = text[max(0, start - 2) : start], text[end : end + 2]
     if len(before) == 2 and before[1] in " -" and before[0].isdigit():
         return False
     if len(after) == 2 and after[0] in " -" and after[1].isdigit():
         return False
     return checksums.is_card_number(text[start:end])
+
+
+# An IBAN's head and the groups of four after it, up to a candidate: IBAN digits, not a card.
+_IBAN_BEFORE = re.compile(r"\b[A-Z]{2}\d{2}(?: [A-Z0-9]{4})* $")
+IBAN_LOOKBACK = 40  # the head and up to seven groups
+
+
+def _card_layout_check(text: str, start: int, end: int) -> bool:
+    if text[start - 1 : start] == " " and _IBAN_BEFORE.search(
+        text, max(0, start - IBAN_LOOKBACK), start
+    ):
+        return False
+    return checksums.is_card_number(text[start:end])
+
+
+def _card_layouts() -> tuple[PatternSpec, ...]:
+    """A card as cards are written (one run of digits; 4-4-4-4, 4-4-4-4-3, 4-4-4-1..3;
+    Amex 4-6-5, Diners 4-6-4; spaces or dashes), whatever digits stand beside it: card,
+    expiry and CVV, two cards in a row, `qty 2` before one (probe p12: the any-grouping
+    pattern ran on into the neighbours, failed Luhn and hid the card). Each layout is
+    searched on its own, so a longer one failing its checksum does not hide a shorter."""
+    specs = [PatternSpec(r"\b\d{13,19}\b", 19, _card_layout_check)]
+    for sep in (" ", "-"):
+        for layout, chars in (
+            (rf"\d{{4}}(?:{sep}\d{{4}}){{2}}{sep}\d{{1,4}}", 19),
+            (rf"\d{{4}}(?:{sep}\d{{4}}){{3}}{sep}\d{{3}}", 23),
+            (rf"\d{{4}}{sep}\d{{6}}{sep}\d{{4,5}}", 17),
+        ):
+            specs.append(PatternSpec(rf"\b{layout}\b", chars, _card_layout_check))
+    return tuple(specs)
+
+
+CARD_LAYOUTS = _card_layouts()
 
 
 _KEY_WORDS = (
@@ -142,7 +177,10 @@ BUILT_IN: dict[DetectorKind, tuple[PatternSpec, ...]] = {
             _on_match(checksums.is_phone),
         ),
     ),
-    DetectorKind.CREDIT_CARD: (PatternSpec(r"\b(?:\d[ -]?){12,18}\d\b", 37, _card_check),),
+    DetectorKind.CREDIT_CARD: (
+        PatternSpec(r"\b(?:\d[ -]?){12,18}\d\b", 37, _card_check),
+        *CARD_LAYOUTS,
+    ),
     DetectorKind.IBAN: (
         # Written whole, or in groups of four with single spaces (the last 1-4): a space
         # anywhere let one match run on into the next IBAN, fail mod-97 and hide both.
