@@ -181,6 +181,8 @@ def serve(
         folder = Path(settings.access_log).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise _fail(f"GATEWAY_ACCESS_LOG: cannot write a file in {folder}/", 2)
+        if Path(settings.access_log).is_dir():
+            raise _fail(f"GATEWAY_ACCESS_LOG: {settings.access_log} is a folder, not a file", 2)
     from gateway.server import bind_listeners, local_url, run_server
 
     _sqlite_folder_or_exit(settings)  # before the spool: it may live beside the file

@@ -19,6 +19,7 @@ import orjson
 
 from gateway.context import EdgeContext, RequestContext
 from gateway.errors import cut
+from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.stage import request_texts
 from gateway.telemetry.current import current_trace_id
 from gateway.usage.pricing import usd_text
@@ -151,10 +152,18 @@ def content_fields(ctx: RequestContext, fields: dict[str, object]) -> None:
         prompt = "\n".join(request_texts(ctx.endpoint, ctx.request_body))
         fields["prompt"] = prompt[:CONTENT_MAX_CHARS]
         fields["prompt_truncated"] = len(prompt) > CONTENT_MAX_CHARS
-    if ctx.answer_texts is not None:
+    if ctx.answer_texts is not None and not _answer_blocked(ctx):
         completion = "".join(ctx.answer_texts)
         fields["completion"] = completion[:CONTENT_MAX_CHARS]
         fields["completion_truncated"] = len(completion) > CONTENT_MAX_CHARS
+
+
+def _answer_blocked(ctx: RequestContext) -> bool:
+    """An output rule blocked the answer: a stream's text before the cut is not logged
+    either (the client got it, but it is the blocked answer's start)."""
+    return any(
+        hit.action is GuardAction.BLOCK and hit.where is Where.OUTPUT for hit in ctx.guardrail_hits
+    )
 
 
 def edge_fields(ctx: EdgeContext) -> dict[str, object]:

@@ -409,7 +409,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             token_ttl_s=_int(env, "GATEWAY_TOKEN_TTL_S", base.token_ttl_s),
             token_leeway_s=_int(env, "GATEWAY_TOKEN_LEEWAY_S", base.token_leeway_s),
             log_level=env.get("GATEWAY_LOG_LEVEL", base.log_level).strip().lower(),
-            access_log=env.get("GATEWAY_ACCESS_LOG", base.access_log),
+            access_log=env.get("GATEWAY_ACCESS_LOG") or base.access_log,  # empty: unset
             ledger_spool_dir=env.get("GATEWAY_LEDGER_SPOOL_DIR") or None,
             ledger_queue_rows=_int(env, "GATEWAY_LEDGER_QUEUE_ROWS", base.ledger_queue_rows),
             **_edge_settings(env, base),

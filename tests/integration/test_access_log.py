@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx2 as httpx
+import openai
+import pytest
 import uvicorn
 
 from gateway.app import build_app
@@ -444,3 +446,46 @@ def _healthy(origin: str) -> bool:
         return httpx.get(f"{origin}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+BLOCK_POLICY = """
+providers:
+  up: {{type: openai-compatible, api_base: "{base}"}}
+models:
+  chat: {{deployments: [{{provider: up, model: upstream-chat}}]}}
+teams:
+  open: {{models: ["*"], guardrails: [words], log_content: true}}
+guardrails:
+  words:
+    output:
+      - {{keywords: ["project falcon"], name: kwout, action: block}}
+"""
+
+
+async def test_a_blocked_answer_logs_no_completion_streamed_or_whole(tmp_path):
+    """README: a blocked answer is not logged. A stream cut by an output block logged the
+    text sent before the cut as `completion` (probe p12)."""
+    log = tmp_path / "access.log"
+    text = "streamed prefix text that goes out first, then project falcon and more"
+    async with MockUpstream("up") as up:
+        up.behave(Behaviour("ok", content=text, chunks=len(text) // 4))
+        policy = BLOCK_POLICY.format(base=up.base_url)
+        async with running_gateway(tmp_path, policy, access_log=str(log)) as gw:
+            client = await gw.openai("open")
+            messages = [{"role": "user", "content": "hi"}]
+            with pytest.raises(openai.BadRequestError):
+                await client.chat.completions.create(model="chat", messages=messages)
+            stream = await client.chat.completions.create(
+                model="chat", messages=messages, stream=True
+            )
+            got = ""
+            with pytest.raises(openai.APIError):
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        got += chunk.choices[0].delta.content
+            await eventually(lambda: len(lines_of(log)) == 2)
+    assert got.startswith("streamed prefix")  # the client did get the start
+    for line in lines_of(log):
+        assert line["guardrails"] == ["kwout:block:output"]
+        assert "completion" not in line and "prompt" in line
+        assert "streamed prefix" not in json.dumps(line)

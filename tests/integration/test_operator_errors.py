@@ -30,6 +30,11 @@ from tests.support.processes import run_gateway as run
             {"GATEWAY_ACCESS_LOG": "/nonexistent/dir/access.log"},
             "GATEWAY_ACCESS_LOG: cannot write a file in /nonexistent/dir/",
         ),
+        (
+            ("serve",),
+            {"GATEWAY_ACCESS_LOG": "/tmp"},
+            "GATEWAY_ACCESS_LOG: /tmp is a folder, not a file",
+        ),
         (("serve",), {"GATEWAY_REDIS_URL": "notredis"}, "GATEWAY_REDIS_URL must be a Redis URL"),
         (("serve",), {"GATEWAY_METRICS": "maybe"}, "GATEWAY_METRICS must be one of"),
         (("serve",), {"GATEWAY_MIGRATE_ON_START": "ja"}, "GATEWAY_MIGRATE_ON_START must be one"),

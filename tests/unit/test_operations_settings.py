@@ -46,3 +46,10 @@ def test_bad_values_name_the_setting(env, message):
     with pytest.raises(SettingsError) as raised:
         load_settings(env)
     assert message in str(raised.value)
+
+
+def test_an_empty_access_log_setting_is_unset():
+    """`GATEWAY_ACCESS_LOG=` (a template's empty value) is the default, stderr: it was a
+    file named "", and start-up died with a traceback (probe p12)."""
+    assert load_settings({"GATEWAY_ACCESS_LOG": ""}).access_log == "stderr"
+    assert load_settings({"GATEWAY_ACCESS_LOG": "off"}).access_log == "off"
