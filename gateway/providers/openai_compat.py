@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -56,6 +56,7 @@ from gateway.providers.redaction import (
     secret_spellings,
 )
 from gateway.providers.resolver import GuardedResolver, refusal_of
+from gateway.providers.stream_end import expected_choices, finished_choices, responses_ended
 from gateway.providers.stream_start import (
     OBJECT_CLOSES,
     OBJECT_OPENS,
@@ -117,8 +118,17 @@ def usage_events(chunk: bytes) -> bytes:
     return b"".join(e for e in events_of(chunk) if any(p in e for p in USAGE_OBJECTS))
 
 
-def _ended_well(ended: re.Pattern[bytes], recent: deque[bytes]) -> bool:
-    return any(ended.search(chunk) for chunk in recent)
+def _ended_well(
+    ended: re.Pattern[bytes], recent: deque[bytes], finished: set[int], choices: int
+) -> bool:
+    """At the upstream's close without `[DONE]`: had the answer ended? A byte search of
+    the last chunks first; then what their events say (stream_end.py). An answer of
+    several choices: every one of them finished (`finished`, gathered as they came)."""
+    if choices > 1:
+        return len(finished & set(range(choices))) == choices
+    if not any(ended.search(chunk) for chunk in recent):
+        return False
+    return ended is not RESPONSES_ENDED or responses_ended(recent)
 
 
 def error_fields(raw: bytes) -> dict[str, Any]:
@@ -146,12 +156,31 @@ def is_about_callers_object(call: UpstreamCall) -> bool:
     )
 
 
-def is_deployment_failure(status: int, call: UpstreamCall) -> bool:
+def is_deployment_failure(
+    status: int, call: UpstreamCall, error: Mapping[str, Any] | None = None
+) -> bool:
     """Is an upstream's non-2xx status this deployment's failure (fail over), rather than
-    its refusal of the caller's request (passed back)?"""
+    its refusal of the caller's request (passed back)? `error`: its body's fields."""
     if status in FAILOVER_STATUSES or status >= 500 or status < 400:
         return True
-    return status == NOT_FOUND and not is_about_callers_object(call)
+    return status == NOT_FOUND and not (
+        is_about_callers_object(call) or _names_callers_field(error or {})
+    )
+
+
+# A 404 naming one of these is about the deployment's model, ours (the policy's), not the
+# caller's request: OpenAI's `model_not_found`, Azure's DeploymentNotFound.
+DEPLOYMENT_404_CODES = frozenset({"model_not_found", "deploymentnotfound"})
+
+
+def _names_callers_field(error: Mapping[str, Any]) -> bool:
+    """A 404 whose `param` names a field of the request other than `model` (OpenAI's
+    `Item with id 'rs_…' not found`, param `input`; a prompt template, a vector store):
+    the caller's object is missing, which no other deployment would have either."""
+    param, code = error.get("param"), error.get("code")
+    if isinstance(code, str) and code.lower() in DEPLOYMENT_404_CODES:
+        return False
+    return isinstance(param, str) and bool(param.strip()) and param.strip() != "model"
 
 
 class OpenAICompatProvider:
@@ -229,17 +258,17 @@ class OpenAICompatProvider:
             raw = await response.content.read(ERROR_BODY_LIMIT)
         except aiohttp.ClientError:
             raw = b""
-        if is_deployment_failure(status, call):
+        error = error_fields(raw)
+        if is_deployment_failure(status, call, error):
             # The detail goes to the operator's log: the error's type and code, never its
             # message, which may echo the prompt (or a key) back.
             raise UpstreamFailure(
-                f"{self.name}: HTTP {status}{error_summary(error_fields(raw), self._secrets)}",
+                f"{self.name}: HTTP {status}{error_summary(error, self._secrets)}",
                 status=status,
                 retry_after_s=retry_after_seconds(response.headers),
             )
         # The caller's error is relayed: its upstream id goes with it, as an answer's does.
         note_upstream_request_id(self.name, response.headers.get("x-request-id"))
-        error = error_fields(raw)
         message = error.get("message")
         if not isinstance(message, str) or not message.strip():
             message = f"The upstream refused the request (HTTP {status})."
@@ -309,7 +338,10 @@ class OpenAICompatProvider:
             raise UpstreamFailure(f"{self.name}: stream answered as {response.content_type}")
         if call.endpoint == "responses":
             return self._events(response, call.endpoint, ended=RESPONSES_ENDED)
-        return self._events(response, call.endpoint, ended=CHOICE_FINISHED, done_at_eof=True)
+        choices = expected_choices(call.endpoint, call.body)
+        return self._events(
+            response, call.endpoint, ended=CHOICE_FINISHED, done_at_eof=True, choices=choices
+        )
 
     async def _events(
         self,
@@ -318,13 +350,16 @@ class OpenAICompatProvider:
         *,
         ended: re.Pattern[bytes],
         done_at_eof: bool = False,
+        choices: int = 1,
     ) -> AsyncIterator[bytes]:
         """The stream as chunks of whole SSE events, one chunk per read that completed
         any. Chat and completions streams end with `[DONE]`, or at the upstream's close
-        after a choice finished (`done_at_eof`: the `[DONE]` is added); a Responses
-        stream ends when the upstream closes after a terminal event (`ended`)."""
+        after every choice finished (`done_at_eof`: the `[DONE]` is added; `choices`:
+        how many there are); a Responses stream ends when the upstream closes after a
+        terminal event (`ended`)."""
         finished = False
         recent: deque[bytes] = deque(maxlen=ENDING_CHUNKS)  # last chunks with data, newest last
+        done_choices: set[int] = set()  # of an answer of several: those that finished
         splitter = EventSplitter()
         started = False
         try:
@@ -343,6 +378,8 @@ class OpenAICompatProvider:
                 if chunk:
                     if chunk[:1] != b":" or b"data:" in chunk:  # not comments only
                         recent.append(chunk)
+                        if choices > 1 and CHOICE_FINISHED.search(chunk):
+                            done_choices |= finished_choices(chunk)
                     yield chunk
                 elif started:  # only empty `data:` keep-alives: the upstream is alive
                     yield KEEP_ALIVE  # a comment, as `: ping` is (the relay's idle timer)
@@ -358,13 +395,15 @@ class OpenAICompatProvider:
                 if tail:
                     if tail[:1] != b":" or b"data:" in tail:  # not comments only
                         recent.append(tail)
+                        if choices > 1 and CHOICE_FINISHED.search(tail):
+                            done_choices |= finished_choices(tail)
                     yield tail
-            finished = _ended_well(ended, recent)
+            finished = _ended_well(ended, recent, done_choices, choices)
             if not finished:
                 expected = "[DONE]" if done_at_eof else "a final response event"
                 raise UpstreamFailure(f"{self.name}: stream ended before {expected}")
         except aiohttp.ClientError as exc:
-            finished = _ended_well(ended, recent)
+            finished = _ended_well(ended, recent, done_choices, choices)
             if not finished:
                 raise UpstreamFailure(f"{self.name}: stream broke: {type(exc).__name__}") from None
         finally:
