@@ -10,7 +10,8 @@ sum to the counter. Settles add only to a rebuilt counter (redis_scripts.py's
 SETTLE): a request settling after the rebuild is counted by its settle (its ledger
 row lands after it, so the sum did not include it); one settling before it is
 left to the sum. Before the read, this process's ledger writer stores every row it
-holds (after_own_rows), so every request this replica finished is in the sum; other
+holds and replays its spool (after_own_rows), so every request this replica finished,
+during a database outage too, is in the sum; other
 replicas' writers land rows up to a batch interval (0.2 s) after a request ends, and
 a request that ends during the read itself is in neither: those are missed
 (under-counted); none is counted twice.

@@ -113,6 +113,7 @@ class LedgerWriter:
         self._stored = 0
         self._hurry = asyncio.Event()
         self._progress = asyncio.Event()
+        self._replays = 0  # tries at replaying this process's spool (`caught_up` counts)
 
     def backlog(self) -> tuple[int, int]:
         """(rows waiting in memory, bytes in this process's spool): for the metrics."""
@@ -135,21 +136,33 @@ class LedgerWriter:
         self._spool_now([row])
 
     async def caught_up(self, timeout_s: float) -> bool:
-        """Wait until every row queued before this call is stored: in the database, or
-        in the spool when it is away. A budget counter rebuilt from the ledger must see
-        the requests this process has finished (a batch waits up to the batch interval
-        otherwise, and a rebuild right after Redis lost its keys would miss it). False
-        when `timeout_s` ran out first."""
+        """Wait until every row queued before this call is in the database: a budget
+        counter rebuilt from the ledger must see the requests this process has finished
+        (a batch waits up to the batch interval otherwise, and a rebuild right after
+        Redis lost its keys would miss it). Rows in the spool (the database was away)
+        are replayed first, now rather than at the outage's next retry: a rebuild after
+        an outage missed them (probe p10). False when `timeout_s` ran out first, or the
+        replay failed (the database is still away)."""
         target = self._queued
-        while self._stored < target and not self._is_closed:
-            self._hurry.set()
-            self._progress.clear()
-            try:
-                async with asyncio.timeout(timeout_s):
+        replays_before: int | None = None  # the replays made when one was asked for
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not self._is_closed:
+                    pending = self.spool.is_pending
+                    if self._stored >= target and not pending:
+                        return True
+                    if pending:
+                        if replays_before is None:
+                            replays_before = self._replays
+                            self._retry_at = 0.0  # due now
+                        elif self._replays > replays_before:
+                            return False  # tried, and the database is still away
+                    self._hurry.set()
+                    self._progress.clear()
                     await self._progress.wait()
-            except TimeoutError:
-                return False
-        return self._stored >= target
+        except TimeoutError:
+            return False
+        return self._stored >= target and not self.spool.is_pending
 
     def _spool_now(self, rows: list[Row]) -> None:
         try:
@@ -253,11 +266,11 @@ class LedgerWriter:
         self._is_waiting = True
         try:
             if not batch:
-                try:
-                    async with asyncio.timeout(timeout):
-                        batch.append(await self._queue.get())
-                except TimeoutError:
-                    return  # nothing new: time to retry the spool
+                row = await self._first_row(timeout)
+                if row is None:  # nothing new: time to retry the spool (or hurried to)
+                    self._hurry.clear()  # answered: the store step runs next
+                    return
+                batch.append(row)
             self._take(batch)
             if len(batch) < self._batch_rows and not self._hurry.is_set():
                 with contextlib.suppress(TimeoutError):  # the interval, or less if hurried
@@ -267,6 +280,25 @@ class LedgerWriter:
             self._hurry.clear()
         finally:
             self._is_waiting = False
+
+    async def _first_row(self, wait_s: float | None) -> Row | None:
+        """The next row; None when `wait_s` (until the spool's next retry) ran out first,
+        or `caught_up` hurried the writer to replay the spool."""
+        if wait_s is None:  # nothing spooled: only a row can be due
+            return await self._queue.get()
+        getting = asyncio.ensure_future(self._queue.get())
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        try:
+            await asyncio.wait(
+                {getting, hurried}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            hurried.cancel()
+            if not getting.done():
+                getting.cancel()
+        if getting.done() and not getting.cancelled():
+            return getting.result()
+        return None
 
     def _take(self, batch: list[Row]) -> None:
         while len(batch) < self._batch_rows and not self._queue.empty():
@@ -331,6 +363,7 @@ class LedgerWriter:
 
     async def _replay_own(self) -> None:
         """This process's spool into the database, in order; emptied once all is in."""
+        self._replays += 1
         try:
             while True:
                 chunk = await asyncio.to_thread(self.spool.read, self._batch_rows)

@@ -159,6 +159,29 @@ async def test_caught_up_waits_for_the_rows_queued_so_far_not_the_batch_interval
         await writer.close()
 
 
+async def test_caught_up_replays_the_spool_before_a_rebuild_reads_the_ledger(
+    engine, database, tmp_path
+):
+    """Probe p10: Redis lost a team's keys while the database was away; once it was back,
+    the replica rebuilding the budget summed the ledger without the rows it had spooled
+    (they waited for the outage's next retry): the budget stayed under-counted by them.
+    Now `caught_up` has the spool replayed first. The clock stands still here, so the
+    writer would never retry by itself."""
+    with database.reachable() as url:
+        writer = LedgerWriter(url, tmp_path / "spool", batch_interval_s=0.02, clock=lambda: 0.0)
+        await writer.start()
+        writer.record(finished(0))
+        await eventually(lambda: counts(engine))
+        with database.away():
+            for i in range(1, 11):
+                writer.record(finished(i))
+            await eventually(lambda: lines(writer.spool.path) == 10)
+            assert not await writer.caught_up(3.0)  # tried: still away
+        assert await writer.caught_up(10.0)
+        assert await counts(engine) == {f"req-{i}": 1 for i in range(11)}
+        await writer.close()
+
+
 async def test_rows_beyond_the_queue_bound_go_to_the_spool_not_away(engine, database, tmp_path):
     """At the bound (queue_rows) a row is spooled at once, synchronously; none is dropped."""
     writer = LedgerWriter(database.url, tmp_path / "spool", queue_rows=5, batch_interval_s=0.01)
