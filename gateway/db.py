@@ -142,12 +142,22 @@ def _translate_postgres_outages(engine: AsyncEngine, *, connect_timeout_s: float
             f"{what}: {type(error).__name__}: {reason}", error
         )
 
+    outage_class = dialect.loaded_dbapi.OperationalError
+
     @event.listens_for(engine.sync_engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
         try:
             return dialect.connect(*cargs, **cparams)
         except OSError as error:  # TimeoutError included
             raise as_outage(error, "cannot connect") from error
+        except dialect.loaded_dbapi.Error as error:
+            # The server refused the session (starting up or shutting down in a failover,
+            # not accepting connections, too many, a password changed): no statement ran,
+            # so no bug in ours; an outage (probe p10: a trace logged per request, and the
+            # token endpoint's answer not in OAuth's shape).
+            if isinstance(error, outage_class):
+                raise
+            raise outage_class(f"cannot connect: {error}", error) from error
 
     # The pool's pre-ping has no event; outside a statement, so handle_error misses it.
     ping = dialect.do_ping
@@ -177,12 +187,29 @@ def _translate_postgres_outages(engine: AsyncEngine, *, connect_timeout_s: float
     @event.listens_for(engine.sync_engine, "handle_error")
     def _statement_failed(context: ExceptionContext) -> BaseException | None:
         error = context.original_exception
+        if is_server_outage(error) and not isinstance(error, outage_class):
+            # A server going away under a session (shut down, restarted, failed over).
+            context.is_disconnect = True
+            return OperationalError(context.statement, context.parameters, error)
         if context.sqlalchemy_exception is not None or not isinstance(error, OSError):
             return None
         context.is_disconnect = True  # half-answered: the pool must not hand it out again
         return OperationalError(
             context.statement, context.parameters, as_outage(error, "statement failed")
         )
+
+
+# SQLSTATE classes that say the server cannot serve now, not that a statement is wrong:
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (admin
+# shutdown, crash shutdown, "the database system is starting up").
+OUTAGE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+
+
+def is_server_outage(error: BaseException) -> bool:
+    """Is `error` (the driver's, as SQLAlchemy's asyncpg adapter raises it) a server
+    that cannot serve now?"""
+    sqlstate = getattr(error, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate[:2] in OUTAGE_SQLSTATE_CLASSES
 
 
 def async_url(url: str) -> URL:

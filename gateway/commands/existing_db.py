@@ -134,6 +134,12 @@ def _login_problem(cause: BaseException, where: str, user: str) -> str | None:
             "check that the server is up and reachable, and the host and port in "
             "GATEWAY_DATABASE_URL"
         )
+    if isinstance(cause, asyncpg.PostgresError):  # the server said no: starting up, full...
+        said = " ".join(str(cause).split())
+        return (
+            f"cannot connect to {where}: the server refused the session: {said} (SQLSTATE "
+            f"{cause.sqlstate}); check that it is up and accepts connections"
+        )
     if isinstance(cause, socket.gaierror):
         return f"cannot connect to {where}: its host name does not resolve; {check} (its host)"
     if isinstance(cause, OSError):
