@@ -29,6 +29,9 @@ class CacheBackendUnavailable(GatewayError):
     type = "api_error"
     code = "cache_unavailable"
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"retry-after": "1"})  # as the other outages' 503s
+
 
 def _filter(request: Request, name: str) -> str | None:
     values = request.query_params.getlist(name)

@@ -276,7 +276,7 @@ def usage(
                 found = asyncio.run(_view(settings, team, user, from_redis=True))
             except BackendUnavailable as down:
                 typer.echo(
-                    f"the limits store could not be read ({down}): reserved and the rate "
+                    f"warning: the limits store could not be read ({down}): reserved and the rate "
                     "limits are unknown, used is the ledger's",
                     err=True,
                 )

@@ -99,7 +99,11 @@ async def test_redis_down_is_a_503_naming_the_cache(
     ) as gateway:
         token = await gateway.token(scopes=["gateway:admin"])
         status, body = await Admin(gateway.origin, http, token).call("DELETE", "/admin/cache")
+        headers = {"authorization": f"Bearer {token}"}
+        async with http.delete(f"{gateway.origin}/admin/cache", headers=headers) as reply:
+            retry_after = reply.headers.get("retry-after")
     assert (status, body["error"]["code"]) == (503, "cache_unavailable")
+    assert retry_after == "1"  # retryable, as the other outages' 503s (probe p10)
 
 
 def test_the_cli_cannot_clear_an_in_process_cache_and_says_where_to(tmp_path: Path) -> None:
