@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import secrets
 import shutil
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from gateway import db
 from gateway.app import build_app
-from gateway.auth.access_tokens import mint_with_current_key
 from gateway.settings import Settings
+from tests.support.admin_token import admin_token
 from tests.support.gateway import serve_asgi
 from tests.support.processes import run_gateway
 
@@ -76,17 +75,7 @@ async def test_the_server_answers_503_in_each_endpoints_shape_and_logs_no_trace(
             database_url=url, policy_dir=policies, ledger_spool_dir=str(tmp_path / "spool")
         )
         async with serve_asgi(build_app(settings)) as origin:
-            token = await mint_with_current_key(
-                url,
-                issuer=settings.issuer_url,
-                audience=settings.audience,
-                team="ops",
-                subject="tester",
-                client_id="tests",
-                scopes=("gateway:admin",),
-                ttl_s=600,
-                now=time.time(),
-            )
+            token = await admin_token(settings)
             admin = {"authorization": f"Bearer {token}"}
             async with aiohttp.ClientSession() as http:
                 async with http.get(f"{origin}/admin/clients", headers=admin) as reply:

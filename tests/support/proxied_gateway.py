@@ -3,7 +3,6 @@ hung database while the shared server runs on)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,8 +12,8 @@ from sqlalchemy.engine import make_url
 
 from gateway import db
 from gateway.app import build_app
-from gateway.auth.access_tokens import mint_with_current_key
 from gateway.settings import Settings
+from tests.support.admin_token import admin_token
 from tests.support.freezable_proxy import FreezableProxy
 from tests.support.gateway import serve_asgi
 
@@ -50,17 +49,7 @@ async def gateway_behind(
         ledger_spool_dir=str(tmp_path / "spool"),
     )
     async with serve_asgi(build_app(settings)) as origin:
-        token = await mint_with_current_key(
-            settings.database_url,
-            issuer=settings.issuer_url,
-            audience=settings.audience,
-            team="ops",
-            subject="tester",
-            client_id="tests",
-            scopes=("gateway:admin",),
-            ttl_s=600,
-            now=time.time(),
-        )
+        token = await admin_token(settings)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{origin}/admin/audit", headers=bearer(token)) as reply:
                 assert reply.status == 200, await reply.text()
