@@ -56,9 +56,10 @@ class NameNotRedactable(ContentPolicyViolation):
         InvalidRequest.__init__(
             self,
             f"The request was blocked by the guardrail rule '{rule}': it redacts text in a "
-            "name the upstream reads as one (a tool or function name, a schema's property "
-            "name, enum or const value, pattern or grammar), and the gateway does not rename "
-            "them, which would break the tool or the structured output. Rename it.",
+            "name the upstream reads as one (a tool, function or format name, a schema's "
+            "property name, a `required` entry, a `format` or a `$ref`), and the gateway "
+            "does not rename them, which would break the tool or the structured output. "
+            "Rename it.",
         )
         self.detail = f"guardrail {rule} would redact a name"
 
