@@ -489,3 +489,23 @@ async def test_a_blocked_answer_logs_no_completion_streamed_or_whole(tmp_path):
         assert line["guardrails"] == ["kwout:block:output"]
         assert "completion" not in line and "prompt" in line
         assert "streamed prefix" not in json.dumps(line)
+
+
+def test_sighup_right_after_serve_is_launched_does_not_end_it(tmp_path):
+    """A HUP while `gateway serve` is still importing (its first ~0.7 s, before the CLI
+    set its own ignore) ended it with exit 129 (probe p7): the entry point ignores it
+    first thing."""
+    port = free_port()
+    env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_ACCESS_LOG": str(tmp_path / "a.log")}
+    err_path = tmp_path / "serve.stderr"
+    with err_path.open("wb") as err:
+        server = subprocess.Popen([GATEWAY, "serve"], cwd=tmp_path, env=env, stderr=err)
+    try:
+        time.sleep(0.25)  # the interpreter is up, the CLI's imports are not done
+        server.send_signal(signal.SIGHUP)
+        origin = f"http://127.0.0.1:{port}"
+        wait_until(lambda: server.poll() is not None or _healthy(origin), within_s=60)
+        assert server.poll() is None, err_path.read_text()
+    finally:
+        server.terminate()
+        server.wait(40)
