@@ -183,6 +183,10 @@ def serve(
             raise _fail(f"GATEWAY_ACCESS_LOG: cannot write a file in {folder}/", 2)
         if Path(settings.access_log).is_dir():
             raise _fail(f"GATEWAY_ACCESS_LOG: {settings.access_log} is a folder, not a file", 2)
+    if is_named and not settings.policy_dir.is_dir() and settings.policy_dir != Path("policies"):
+        # Refused whatever the database holds (below), so before anything is made: a new
+        # database was created and migrated first (probe p7).
+        raise _fail(f"{settings.policy_dir}: policy directory not found", 1)
     from gateway.server import bind_listeners, local_url, run_server
 
     _sqlite_folder_or_exit(settings)  # before the spool: it may live beside the file

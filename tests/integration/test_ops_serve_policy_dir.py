@@ -57,3 +57,13 @@ def test_the_default_folder_missing_still_serves_the_databases_version(applied):
     with serve_process(applied, base_env=ENV) as server, httpx.Client() as http:
         assert http.get(f"{server.origin}/readyz").status_code == 200
     assert "enforcing policy version 1 from the database" in server.stderr()
+
+
+def test_a_missing_folder_on_a_new_database_is_refused_before_the_database_is_made(tmp_path):
+    """Probe p7: the refusal came after the database file was created and migrated."""
+    done = run_gateway(
+        "serve", "--port", str(free_port()), "--policies", "nope", cwd=tmp_path, timeout=15
+    )
+    assert done.returncode == 1, done.stderr
+    assert "error: nope: policy directory not found" in done.stderr.splitlines()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no database, no spool
