@@ -10,7 +10,6 @@ stays fast.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import os
 import time
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from gateway.auth.principal import SCOPE_INVOKE
+from gateway.commands.cli_author import cli_author
 from gateway.one_line import control_character_problem, one_line
 
 if TYPE_CHECKING:
@@ -35,14 +35,6 @@ T = TypeVar("T")
 
 clients_app = typer.Typer(no_args_is_help=True, help="OAuth clients of the built-in issuer.")
 keys_app = typer.Typer(no_args_is_help=True, help="The built-in issuer's signing keys.")
-
-
-def _actor() -> str:
-    """Who the audit log names for a CLI change: the operating-system user."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry, e.g. in a bare container
-        return "cli"
 
 
 def _run(
@@ -300,7 +292,7 @@ def clients_create(
     )
 
     async def work(engine: AsyncEngine) -> tuple[ClientRecord, str]:
-        return await ClientRegistry(engine).create(team, name, scope or [], _actor())
+        return await ClientRegistry(engine).create(team, name, scope or [], cli_author())
 
     try:
         record, secret = _run(work, (InvalidClientSpec,))
@@ -348,7 +340,7 @@ def clients_revoke(client_id: Annotated[str, typer.Argument(help="The client to 
 
     try:
         record = _run(
-            lambda engine: ClientRegistry(engine).revoke(client_id, _actor()), (UnknownClient,)
+            lambda engine: ClientRegistry(engine).revoke(client_id, cli_author()), (UnknownClient,)
         )
     except UnknownClient:
         typer.echo(f"error: no OAuth client {client_id!r}", err=True)
@@ -402,7 +394,11 @@ def keys_rotate() -> None:
         key = await SigningKeyStore(engine).rotate()
         async with engine.begin() as conn:
             await record_audit(
-                conn, actor=_actor(), action="keys.rotate", target=key.kid, after={"kid": key.kid}
+                conn,
+                actor=cli_author(),
+                action="keys.rotate",
+                target=key.kid,
+                after={"kid": key.kid},
             )
         return key
 

@@ -11,16 +11,15 @@ Like `kubectl apply`, `apply` does not prompt; `diff` is its preview, like
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import os
-import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from gateway.commands.cli_author import cli_author
 from gateway.commands.operator_env import OperatorEnvironment
 from gateway.one_line import one_line
 from gateway.policy.errors import PolicyInvalid
@@ -58,15 +57,6 @@ Reason = Annotated[
         callback=_bounded_reason,
     ),
 ]
-
-
-def cli_author() -> str:
-    """Who the version and the audit log name for a CLI change: user@host."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry, e.g. in a bare container
-        user = os.environ.get("USER") or "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def count(number: int, noun: str) -> str:

@@ -89,7 +89,9 @@ async def test_a_subject_imitating_a_cli_author_is_told_apart(tmp_path: Path) ->
         assert entry["after"]["client_id"] == other["client_id"] and "_via" not in entry["after"]
     applied = next(e for e in audit["data"] if e["action"] == "policy.apply_files")
     cli_client = next(
-        e for e in audit["data"] if e["action"] == "client.create" and e["actor"].startswith("cli")
+        e for e in audit["data"] if e["action"] == "client.create" and e["via"] is None
     )
-    assert applied["via"] is None and cli_client["via"] is None
+    assert applied["via"] is None
+    # One CLI actor, user@host, whatever the command (clients said `cli:root`, probe p7).
+    assert cli_client["actor"] == applied["actor"] and "@" in applied["actor"]
     assert applied["after"]["version"] == 3
