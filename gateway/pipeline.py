@@ -52,6 +52,7 @@ from gateway.guardrails.guards import Guards
 from gateway.guardrails.stage import guard_input, guard_output, guard_upstream_error, refusal
 from gateway.guardrails.stream_scanner import OutputScanner
 from gateway.guardrails.texts import asks_for_json
+from gateway.limits.estimate import largest_cap, output_allowance
 from gateway.limits.stage import (
     forwarded_body,
     limits_headers,
@@ -105,6 +106,7 @@ from gateway.usage.usage import (
     output_text,
     usage_from_report,
     wire_usage,
+    within_output_cap,
 )
 
 T = TypeVar("T")
@@ -799,10 +801,21 @@ def _book_upstream_failure(
 def charge(ctx: RequestContext, deployment: Deployment, usage: Usage) -> None:
     """The request's usage, priced exactly at what the answering deployment charges for
     it: at the service tier the answer reports, past the prompt's size threshold (a
-    table's prices); the ledger row keeps those unit prices."""
+    table's prices); the ledger row keeps those unit prices. Its output is at most what
+    the request could generate (`within_output_cap`)."""
+    usage = within_output_cap(usage, _output_bound(ctx))
     prices = charged_prices(deployment.prices, usage.service_tier, usage.input_tokens)
     ctx.usage, ctx.prices = usage, prices
     ctx.cost_nanousd = cost_nanousd(usage, prices)
+
+
+def _output_bound(ctx: RequestContext) -> int | None:
+    """The most output the forwarded request allows: its largest output cap times its
+    choices (and a completions batch's prompts); None when it sets no cap."""
+    body = ctx.request_body
+    if not isinstance(body, dict) or largest_cap(body) < 0:
+        return None
+    return output_allowance(ctx.endpoint, body, None)
 
 
 # --- rendering helpers ---------------------------------------------------------

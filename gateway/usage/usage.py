@@ -74,16 +74,39 @@ def capped_usage(
     ledger's `cached_tokens` and its FOCUS lines, priced on the capped count, disagree)."""
     cap = MAX_CHARGED_TOKENS
     input_tokens = min(input_tokens, cap)
+    output_tokens = min(output_tokens, cap)
+    # Reasoning and audio output are part of the output (OpenAI counts them in it): a
+    # report of more is capped at it, so a row never holds 500 reasoning of 5 output.
     return Usage(
         input_tokens,
-        min(output_tokens, cap),
+        output_tokens,
         min(cached_tokens, input_tokens),
         is_estimated,
         min(cache_write_tokens, cap),
-        min(reasoning_tokens, cap),
-        min(input_audio_tokens, cap),
-        min(output_audio_tokens, cap),
+        min(reasoning_tokens, output_tokens),
+        min(input_audio_tokens, input_tokens),
+        min(output_audio_tokens, output_tokens),
         service_tier,
+    )
+
+
+def within_output_cap(usage: Usage, bound: int | None) -> Usage:
+    """`usage` with its output at most `bound`, the most the request could generate (the
+    output cap sent upstream, times its choices; None: it sent none). A report of more is
+    no count an honest upstream makes (probe p14: 2^40 tokens booked against a 4,096 cap
+    took a whole month's budget): the bound is charged instead, marked estimated."""
+    if bound is None or usage.output_tokens <= bound:
+        return usage
+    return capped_usage(
+        usage.input_tokens,
+        bound,
+        usage.cached_tokens,
+        is_estimated=True,
+        cache_write_tokens=usage.cache_write_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        input_audio_tokens=usage.input_audio_tokens,
+        output_audio_tokens=usage.output_audio_tokens,
+        service_tier=usage.service_tier,
     )
 
 

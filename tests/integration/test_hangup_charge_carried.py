@@ -35,7 +35,7 @@ routing: {{timeout_s: 30, attempt_timeout_s: 20, retries: 1}}
 teams:
   cut:
     models: ["*"]
-    max_tokens_default: 50
+    max_tokens_default: 100  # the first turn reports 100 out: within its cap
     budgets: [{{period: day, tokens: 100000}}]
 """
 NANO_PER_INPUT_TOKEN = 1_000  # 1.0 USD per million input tokens

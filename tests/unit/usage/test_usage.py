@@ -235,3 +235,39 @@ def test_cached_tokens_are_at_most_the_input_they_are_part_of() -> None:
         }
     )
     assert fine is not None and fine.cached_tokens == 40
+
+
+def test_reasoning_and_audio_counts_past_their_totals_are_capped_at_them():
+    """Probe p14: a row held 500 reasoning tokens of 5 output. They are part of the output
+    (audio input of the input), so a report of more is capped at it."""
+    from gateway.usage.usage import usage_from_report
+
+    usage = usage_from_report(
+        {
+            "prompt_tokens": 5,
+            "completion_tokens": 5,
+            "completion_tokens_details": {"reasoning_tokens": 500, "audio_tokens": 9},
+            "prompt_tokens_details": {"audio_tokens": 50},
+        }
+    )
+    assert usage is not None
+    assert (usage.reasoning_tokens, usage.output_audio_tokens, usage.input_audio_tokens) == (
+        5,
+        5,
+        5,
+    )
+
+
+def test_output_past_the_bound_is_the_bound_estimated():
+    from gateway.usage.usage import capped_usage, within_output_cap
+
+    reported = capped_usage(10, 2**40, reasoning_tokens=2**35)
+    assert within_output_cap(reported, None) == reported
+    bounded = within_output_cap(reported, 200)
+    assert (bounded.output_tokens, bounded.reasoning_tokens, bounded.is_estimated) == (
+        200,
+        200,
+        True,
+    )
+    exact = capped_usage(10, 150)
+    assert within_output_cap(exact, 200) is exact
