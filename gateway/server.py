@@ -122,6 +122,13 @@ class HeadTooLarge(Exception):
     """Raised from a parser callback; the message says which limit, for the log."""
 
 
+class UpgradeNotIgnored(Exception):
+    """Raised from a parser callback: a request whose `Upgrade` the rewrite missed (the
+    header not in a read that begins a request head). httptools would stop reading at
+    its head, and its body would be read as the next request (probe p13: request
+    smuggling), so it is refused and the connection closed."""
+
+
 @dataclass(frozen=True, slots=True)
 class EdgeAnswer:
     """An error answered before the app sees the request: OpenAI's body, and like every
@@ -169,8 +176,10 @@ ANSWER_408 = EdgeAnswer.of(
 # that does not upgrade ignores the header. httptools cannot: a request with `Upgrade`
 # and `Connection: upgrade` is ended at its head (its body dropped: `curl --http2` to an
 # http:// URL got "The request body is empty"). So the header is renamed before the
-# parser reads it. A name split across two reads escapes this (as before, the body is
-# dropped); `ws="none"` keeps even that from reaching the app as a WebSocket.
+# parser reads it, in a read that begins a request head. One that escapes this (its
+# name split across two reads, or a head after another request's body in one read) is
+# refused with a 400 and the connection closed (`UpgradeNotIgnored`); `ws="none"` keeps
+# it from reaching the app as a WebSocket.
 _UPGRADE_HEADER = re.compile(rb"\r\nupgrade:", re.IGNORECASE)  # "upgrade :" is a 400 anyway
 
 
@@ -212,6 +221,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._counted_bytes = 0  # target and headers as parsed
         self._header_count = 0
         self._deadline: asyncio.TimerHandle | None = None
+        self._body_moved = False  # a read fed the body (or ended the message)
+        self._tail_bytes = 0  # bytes read in a row, after the head, that fed no body
+        self._write_deadline: asyncio.TimerHandle | None = None
+        self._write_buffered = 0  # the write buffer's size when its deadline was armed
 
     # --- the client deadline ---
 
@@ -221,6 +234,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._disarm_write_deadline()
         super().connection_lost(exc)
 
     def _arm(self) -> None:
@@ -291,19 +305,84 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             raise HeadTooLarge("header line")
         if self._counted_bytes > self._limits.max_head_bytes:
             raise HeadTooLarge("headers in all")
+        if not self._in_head:
+            # A chunked body's trailer: counted with the head, never a header the app
+            # reads (RFC 9110 §6.5: no merging; a token or X-Forwarded-For in a trailer
+            # passed for one, probe p13).
+            return
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self.parser.should_upgrade():
+            raise UpgradeNotIgnored
         self._in_head = self._head_pending = False
+        self._body_moved, self._tail_bytes = True, 0
         super().on_headers_complete()
         cycle = self.cycle
         if type(cycle) is RequestResponseCycle:  # the one uvicorn just made (its app not run yet)
             cycle.__class__ = GatewayCycle  # the same object, writing its head faster
 
+    def on_body(self, body: bytes) -> None:
+        self._body_moved = True
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._disarm()  # the whole request is in; the app's time is not the client's
-        self._head_pending = True
+        self._head_pending = self._body_moved = True
         super().on_message_complete()
+
+    # --- a client that does not read its answer ---
+
+    def pause_writing(self) -> None:
+        """The answer's bytes wait for the client (past the write buffer's high mark):
+        it must read them within the client deadline, or the connection is dropped, so
+        a whole answer it never reads is not held in memory for ever (probe p13)."""
+        super().pause_writing()
+        self._arm_write_deadline()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._disarm_write_deadline()
+
+    def _arm_write_deadline(self) -> None:
+        if self._write_deadline is None:
+            self._write_buffered = self.transport.get_write_buffer_size()
+            self._write_deadline = self.loop.call_later(
+                self._limits.client_timeout_s, self._on_write_timeout
+            )
+
+    def _disarm_write_deadline(self) -> None:
+        if self._write_deadline is not None:
+            self._write_deadline.cancel()
+            self._write_deadline = None
+
+    def _on_write_timeout(self) -> None:
+        """A client still reading (the buffer shrank since the deadline was armed) gets
+        another period; one that read nothing is dropped, its buffered answer freed."""
+        self._write_deadline = None  # a closing transport too: it waits for the buffer
+        buffered = self.transport.get_write_buffer_size()
+        if buffered < self._write_buffered:
+            self._arm_write_deadline()
+            return
+        self._counters.slow_clients += 1
+        log.warning(
+            "client too slow reading its answer: dropped",
+            extra={
+                "fields": {
+                    "event": "client_timeout",
+                    "phase": "answer",
+                    "client": self.client[0] if self.client else None,
+                    "timeout_s": self._limits.client_timeout_s,
+                    "buffered_bytes": buffered,
+                    "slow_clients_total": self._counters.slow_clients,
+                }
+            },
+        )
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # the app's next send goes nowhere (a stream ends)
+            cycle.message_event.set()
+        self.transport.abort()  # the buffer goes with it
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, with the head limits: 431 instead of 400 when one is exceeded."""
@@ -315,6 +394,8 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         except httptools.HttpParserCallbackError as error:
             if isinstance(error.__context__, HeadTooLarge):
                 self._refuse_head(str(error.__context__))
+            elif isinstance(error.__context__, UpgradeNotIgnored):
+                self._refuse_upgrade()
             else:
                 self._bad_request()
             return
@@ -332,6 +413,16 @@ class GatewayHttpProtocol(HttpToolsProtocol):
             self._head_bytes += len(data)
             if self._head_bytes > self._limits.max_head_bytes + self._limits.max_line_bytes:
                 self._refuse_head("head still arriving")
+        elif not self._head_pending:
+            # A body arriving. Reads that feed it nothing carry chunk sizes, chunk
+            # extensions or trailer fields, which httptools joins in memory (quadratic
+            # CPU for an endless one, probe p13): bounded like a head.
+            if self._body_moved:
+                self._body_moved, self._tail_bytes = False, 0
+            else:
+                self._tail_bytes += len(data)
+                if self._tail_bytes > self._limits.max_head_bytes + self._limits.max_line_bytes:
+                    self._refuse_tail()
 
     def _bad_request(self) -> None:
         """uvicorn's answer to unparsable HTTP, in OpenAI's error shape like every other."""
@@ -343,6 +434,34 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._disarm()
         self.transport.write(ANSWER_400.render(request_id))
         self.transport.close()
+
+    def _refuse_upgrade(self) -> None:
+        """Nothing more is read from the connection: a request before it still being
+        answered (pipelined) gets its answer, then the connection closes; else a 400."""
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            self._bad_request()
+            return
+        self.logger.warning(
+            "Invalid HTTP request received.",
+            extra={"fields": {"event": "invalid_http_request", "reason": "upgrade mid-read"}},
+        )
+        cycle.keep_alive = False  # uvicorn closes the connection once it is answered
+        self.flow.pause_reading()
+
+    def _refuse_tail(self) -> None:
+        """`_refuse_head` for chunk-size lines, extensions and trailers past the head's
+        bounds, the request's app already running: it sees a disconnect."""
+        cycle = self.cycle
+        answered = cycle is not None and cycle.response_started
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True
+            cycle.message_event.set()
+        if answered:
+            self._disarm()
+            self.transport.close()
+            return
+        self._refuse_head("chunk lines or trailer")
 
     def _refuse_head(self, which: str) -> None:
         self._counters.heads_too_large += 1
