@@ -5,7 +5,10 @@
 # (postgres, redis, the OpenTelemetry collector; deploy/offline/*), tagged with those
 # names so compose.yaml runs unchanged. Then a smoke check as a team and an operator
 # would make it. Run as root from the repository root:  bash deploy/offline/compose-check.sh
+# (`--plan`: print what it would install and change, then exit without doing any of it).
 # Where a registry is reachable, `docker compose -f deploy/compose.yaml up --build` is all.
+# It leaves the host's own container settings alone: podman reads a private
+# containers.conf (CONTAINERS_CONF, under $STATE), never /etc/containers/containers.conf.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPO=$PWD
@@ -13,20 +16,39 @@ OFFLINE=$REPO/deploy/offline
 BASE=localhost/gateway-base:bookworm
 ROOTFS=${GATEWAY_BASE_ROOTFS:-/var/tmp/gateway-base-rootfs}
 PY=${PYTHON:-$REPO/.venv/bin/python}
+STATE=${GATEWAY_COMPOSE_CHECK_STATE:-/var/tmp/gateway-compose-check}
 export POSTGRES_PASSWORD=${POSTGRES_PASSWORD:-compose-check-$RANDOM}
 
-need() { command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
-need podman podman
-need runc runc
-need debootstrap debootstrap
-# This VM: crun cannot run on its hybrid cgroups, and it may not raise rlimits.
-mkdir -p /etc/containers
-grep -q 'runtime = "runc"' /etc/containers/containers.conf 2>/dev/null || cat >> /etc/containers/containers.conf <<'CONF'
+missing=()
+for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+cat <<PLAN
+== what this check installs and changes on this machine
+  apt packages:     ${missing[*]:-none (podman, runc and debootstrap are already here)}
+  podman-compose:   a virtualenv in /var/tmp/podman-compose (pip, from PyPI), unless there
+  podman settings:  $STATE/containers.conf (runc, no default ulimits),
+                    through CONTAINERS_CONF; /etc/containers is not touched
+  base rootfs:      $ROOTFS (debootstrap from deb.debian.org), unless there
+  images:           in root's podman storage: $BASE, llm-gateway:local,
+                    and stand-ins tagged docker.io/library/postgres:16.6-bookworm,
+                    docker.io/library/redis:7.4-bookworm and
+                    docker.io/otel/opentelemetry-collector-contrib:0.116.1 (replacing
+                    images of those names)
+  compose project:  llm-gateway, brought down with its volumes (down -v) before and after;
+                    ports 8081, 8082, 127.0.0.1:9091, :9092, :8889 while it runs
+PLAN
+[ "${1:-}" = --plan ] && exit 0
+
+[ ${#missing[@]} -eq 0 ] || { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+# This VM: crun cannot run on its hybrid cgroups, and it may not raise rlimits. Podman
+# (and podman-compose's podman) read these settings from here instead of the host's.
+mkdir -p "$STATE"
+cat > "$STATE/containers.conf" <<'CONF'
 [containers]
 default_ulimits = []
 [engine]
 runtime = "runc"
 CONF
+export CONTAINERS_CONF=$STATE/containers.conf
 [ -x /var/tmp/podman-compose/bin/podman-compose ] || {
   python3 -m venv /var/tmp/podman-compose
   /var/tmp/podman-compose/bin/pip install -q "podman-compose>=1.6"

@@ -157,3 +157,52 @@ def test_docker_compose_config_accepts_it():
         env={"POSTGRES_PASSWORD": "secret", "PATH": "/usr/local/bin:/usr/bin:/bin"},
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_header_points_at_a_readme_section_that_exists():
+    """The header's `See README.md, "SECTION", **PARAGRAPH**` names a real `## SECTION`
+    with a **PARAGRAPH** in it (it once named a section that did not exist)."""
+    header = COMPOSE.read_text().split("\n\n", 1)[0]
+    match = re.search(r'README\.md, "([^"]+)", \*\*([^*]+)\*\*', header.replace("\n# ", " "))
+    assert match, header
+    section, paragraph = match.groups()
+    readme = (ROOT / "README.md").read_text()
+    body = readme.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    assert f"**{paragraph}**" in body
+
+
+def test_no_service_moves_the_port_on_the_command_line(compose):
+    """The image's HEALTHCHECK reads GATEWAY_HOST / GATEWAY_PORT only: a `--port` or
+    `--host` in a command would leave it asking the old address (an unhealthy replica)."""
+    for name, service in compose["services"].items():
+        command = service.get("command") or []
+        assert not any(
+            arg in ("--port", "--host") or arg.startswith(("--port=", "--host=")) for arg in command
+        ), name
+
+
+COMPOSE_CHECK = DEPLOY / "offline" / "compose-check.sh"
+
+
+def test_compose_check_says_what_it_changes_and_keeps_to_its_own_podman_config():
+    """deploy/offline/compose-check.sh --plan prints what it would install and change and
+    exits before doing any of it; its podman settings go to a private file it points
+    podman at (CONTAINERS_CONF), never the host's /etc/containers/containers.conf."""
+    text = COMPOSE_CHECK.read_text()
+    assert not re.search(r">>?\s*/etc/containers", text)
+    assert "export CONTAINERS_CONF=" in text
+    plan_exit = text.index('[ "${1:-}" = --plan ] && exit 0')
+    for step in ("apt-get install", "pip install", "debootstrap --", "podman build", "mkdir"):
+        assert text.index(step) > plan_exit, step
+    done = subprocess.run(
+        ["bash", str(COMPOSE_CHECK), "--plan"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "GATEWAY_COMPOSE_CHECK_STATE": "/nonexistent/state"},
+    )
+    assert done.returncode == 0, done.stderr
+    for item in ("apt packages:", "podman-compose:", "/nonexistent/state/containers.conf"):
+        assert item in done.stdout, item
+    assert "/etc/containers is not touched" in done.stdout

@@ -4,6 +4,7 @@ schemas (kubernetes-validate, strict), the wiring checked here, and checkov run 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from pathlib import Path
@@ -47,8 +48,10 @@ def render(tmp_path: Path, values: dict[str, str], *extra: str) -> subprocess.Co
     )
 
 
-def documents(tmp_path: Path, values: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    done = render(tmp_path, {**PRODUCTION, **(values or {})})
+def documents(
+    tmp_path: Path, values: dict[str, str] | None = None, *extra: str
+) -> list[dict[str, Any]]:
+    done = render(tmp_path, {**PRODUCTION, **(values or {})}, *extra)
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -221,7 +224,11 @@ def test_network_policy_limits_egress_to_dns_dependencies_and_upstreams(rendered
     blocks = [
         peer["ipBlock"] for rule in spec["egress"] for peer in rule["to"] if "ipBlock" in peer
     ]
-    assert blocks and all("169.254.0.0/16" in block["except"] for block in blocks)
+    assert blocks
+    metadata = ipaddress.ip_address("169.254.169.254")
+    for block in blocks:  # no rule reaches the metadata address
+        if metadata in ipaddress.ip_network(block["cidr"]):
+            assert any(metadata in ipaddress.ip_network(e) for e in block.get("except", []))
     admin_rule = next(r for r in spec["ingress"] if r["ports"][0]["port"] == "admin")
     assert admin_rule["from"]
 
@@ -293,3 +300,124 @@ def test_prometheus_finds_and_may_reach_metrics(tmp_path):
         (policy,) = kinds["NetworkPolicy"]
         rules = [r for r in policy["spec"]["ingress"] if r.get("from") == [scraper]]
         assert [r["ports"] for r in rules] == [[{"port": port_name, "protocol": "TCP"}]]
+
+
+def test_scrape_annotations_only_where_the_network_policy_admits_a_scraper(tmp_path):
+    """By default (policy on, metricsFrom empty) Prometheus could not reach the admin
+    port, so the pods carry no prometheus.io/* annotations; they appear when the policy
+    is off, when metricsFrom admits a scraper, or when (no admin listener) the teams'
+    port is open to all; metrics.scrapeAnnotations=false drops them in every case."""
+
+    def annotations(values: dict[str, str]) -> dict[str, str]:
+        (deployment,) = by_kind(documents(tmp_path, values))["Deployment"]
+        return deployment["spec"]["template"]["metadata"]["annotations"]
+
+    scraper = {"networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name": "monitoring"}
+    assert "prometheus.io/scrape" not in annotations({})
+    assert annotations({"networkPolicy.enabled": "false"})["prometheus.io/port"] == "9090"
+    assert annotations(scraper)["prometheus.io/port"] == "9090"
+    assert annotations({"gateway.adminPort": "0"})["prometheus.io/port"] == "8080"
+    closed = {
+        "gateway.adminPort": "0",
+        "networkPolicy.ingressFrom[0].podSelector.matchLabels.a": "b",
+    }
+    assert "prometheus.io/scrape" not in annotations(closed)
+    assert "prometheus.io/scrape" not in annotations(
+        {**scraper, "metrics.scrapeAnnotations": "false"}
+    )
+    assert "prometheus.io/scrape" not in annotations(
+        {"networkPolicy.enabled": "false", "metrics.scrapeAnnotations": "false"}
+    )
+
+
+def egress_of(tmp_path: Path, *extra: str) -> list[dict[str, Any]]:
+    docs = documents(tmp_path, None, *extra)
+    for version in KUBERNETES_VERSIONS:
+        for doc in docs:
+            kubernetes_validate.validate(doc, version, strict=True)
+    (policy,) = by_kind(docs)["NetworkPolicy"]
+    return policy["spec"]["egress"]
+
+
+def rules_to(egress: list[dict[str, Any]], cidr: str) -> list[dict[str, Any]]:
+    return [r for r in egress if {"ipBlock": {"cidr": cidr}} in r.get("to", [])]
+
+
+def test_dns_reaches_nodelocal_dnscache_by_default(tmp_path):
+    """Besides the kube-dns pods, DNS (53, UDP and TCP) to NodeLocal DNSCache's
+    169.254.20.10, a hostNetwork pod no selector matches; dnsCIDRs=[] removes it, and
+    networkPolicy.dns=false removes both."""
+    dns_ports = [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]
+    (rule,) = rules_to(egress_of(tmp_path), "169.254.20.10/32")
+    assert rule["ports"] == dns_ports
+    egress = egress_of(tmp_path, "--set-json", 'networkPolicy.dnsCIDRs=["10.96.0.10/32"]')
+    assert not rules_to(egress, "169.254.20.10/32")
+    assert [r["ports"] for r in rules_to(egress, "10.96.0.10/32")] == [dns_ports]
+    egress = egress_of(tmp_path, "--set", "networkPolicy.dns=false")
+    assert not any(p["port"] == 53 for r in egress for p in r["ports"])
+
+
+def test_managed_database_and_redis_by_address_and_extra_egress(tmp_path):
+    """databaseCIDRs / redisCIDRs admit PostgreSQL (5432) and Redis (6379) outside the
+    cluster (private addresses the upstreams rule excludes); extraEgress rules are
+    appended as they are. None of them by default."""
+    default = egress_of(tmp_path)
+    extra_rule = {"to": [{"ipBlock": {"cidr": "10.30.0.7/32"}}], "ports": [{"port": 6380}]}
+    egress = egress_of(
+        tmp_path,
+        "--set-json",
+        'networkPolicy.databaseCIDRs=["10.20.0.5/32","10.21.0.0/24"]',
+        "--set-json",
+        'networkPolicy.redisCIDRs=["10.22.0.9/32"]',
+        "--set-json",
+        f"networkPolicy.extraEgress=[{json.dumps(extra_rule)}]",
+    )
+    (database,) = rules_to(egress, "10.20.0.5/32")
+    assert database["to"] == [
+        {"ipBlock": {"cidr": "10.20.0.5/32"}},
+        {"ipBlock": {"cidr": "10.21.0.0/24"}},
+    ]
+    assert database["ports"] == [{"port": 5432, "protocol": "TCP"}]
+    (redis,) = rules_to(egress, "10.22.0.9/32")
+    assert redis["ports"] == [{"port": 6379, "protocol": "TCP"}]
+    assert extra_rule in egress
+    assert len(egress) == len(default) + 3
+    assert not any(rules_to(default, c) for c in ("10.20.0.5/32", "10.22.0.9/32"))
+
+
+@pytest.mark.parametrize(
+    ("name", "instead"),
+    [
+        ("GATEWAY_PORT", "set gateway.port instead"),
+        ("GATEWAY_ADMIN_PORT", "set gateway.adminPort"),
+        ("GATEWAY_HOST", "it stays 0.0.0.0"),
+        ("GATEWAY_ISSUER_URL", "set gateway.issuerUrl instead"),
+        ("GATEWAY_DATABASE_URL", "set database.secretName"),
+    ],
+)
+def test_extra_env_cannot_override_what_the_chart_sets(tmp_path, name, instead):
+    """A GATEWAY_* the chart sets (or --admin-port stands for) in gateway.extraEnv would
+    render a second entry while the containerPort, probes and Services keep the chart's
+    value: rendering fails, naming the value to set instead."""
+    done = render(tmp_path, {**PRODUCTION, f"gateway.extraEnv.{name}": "9000"})
+    assert done.returncode != 0
+    assert f"gateway.extraEnv.{name}: the chart owns {name}; {instead}" in done.stderr
+
+
+def test_extra_env_passes_other_settings_through(tmp_path):
+    """Settings the chart leaves alone go through, once; GATEWAY_OTLP_ENDPOINT is
+    refused only when otlpEndpoint sets it too."""
+    values = {
+        "gateway.extraEnv.GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8",
+        "gateway.extraEnv.GATEWAY_OTLP_ENDPOINT": "http://collector:4318",
+    }
+    (deployment,) = by_kind(documents(tmp_path, values))["Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    names = [item["name"] for item in container["env"]]
+    assert len(names) == len(set(names))
+    env = env_of(container)
+    assert env["GATEWAY_TRUSTED_PROXIES"]["value"] == "10.0.0.0/8"
+    assert env["GATEWAY_PORT"]["value"] == "8080"
+    done = render(tmp_path, {**PRODUCTION, **values, "otlpEndpoint": "http://other:4318"})
+    assert done.returncode != 0
+    assert "set otlpEndpoint instead" in done.stderr

@@ -99,3 +99,44 @@ fsGroup: 10001
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* Settings the chart owns: set in gateway.extraEnv they would render a second entry
+of the same name (or, for GATEWAY_ADMIN_PORT, contradict --admin-port) while the ports,
+probes, Services and NetworkPolicy keep the chart's own value. Rendering fails on one,
+naming the value to set instead. */}}
+{{- define "gateway.checkExtraEnv" -}}
+{{- $owned := dict
+  "GATEWAY_HOST" "it stays 0.0.0.0, where the probes, the Services and the NetworkPolicy reach it"
+  "GATEWAY_PORT" "set gateway.port instead"
+  "GATEWAY_ADMIN_PORT" "set gateway.adminPort (0 = no admin listener) instead"
+  "GATEWAY_ISSUER_URL" "set gateway.issuerUrl instead"
+  "GATEWAY_AUDIENCE" "set gateway.audience instead"
+  "GATEWAY_LOG_LEVEL" "set gateway.logLevel instead"
+  "GATEWAY_DRAIN_GRACE_S" "set gateway.drainGraceSeconds (terminationGracePeriodSeconds follows it) instead"
+  "GATEWAY_LEDGER_SPOOL_DIR" "set gateway.ledgerSpoolSize (the chart mounts the spool) instead"
+  "GATEWAY_DATABASE_URL" "set database.secretName and database.secretKey instead"
+  "GATEWAY_REDIS_URL" "set redis.secretName and redis.secretKey instead"
+  "GATEWAY_POLICY_DIR" "set policies (the chart mounts them) instead"
+  "GATEWAY_MIGRATE_ON_START" "set migrations.enabled (the migrate Job runs them) instead"
+-}}
+{{- if .Values.otlpEndpoint }}
+{{- $_ := set $owned "GATEWAY_OTLP_ENDPOINT" "set otlpEndpoint instead" }}
+{{- end }}
+{{- range $name, $_ := .Values.gateway.extraEnv }}
+{{- with get $owned $name }}
+{{- fail (printf "gateway.extraEnv.%s: the chart owns %s; %s" $name $name .) }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* "true" when the pods should carry the prometheus.io/* annotations: asked for
+(metrics.scrapeAnnotations) and a scraper can reach the port they name, i.e. no
+NetworkPolicy, or networkPolicy.metricsFrom admits it, or (no admin listener) the teams'
+port is open to every peer. Annotations that send Prometheus at a port the policy
+closes would only make every scrape time out. */}}
+{{- define "gateway.scrapeAnnotations" -}}
+{{- $np := .Values.networkPolicy -}}
+{{- if and .Values.metrics.scrapeAnnotations (or (not $np.enabled) $np.metricsFrom (and (not .Values.gateway.adminPort) (not $np.ingressFrom))) -}}
+true
+{{- end -}}
+{{- end -}}
