@@ -25,11 +25,13 @@ metadata service is refused too. Verifying tokens is not done here (`external.py
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -146,11 +148,48 @@ def _verification_key(entry: object) -> Key | None:
     if public.get("alg") == "EdDSA" and public.get("crv") in _EDDSA_CURVES:
         # Named by its curve (RFC 9864), as joserfc verifies EdDSA without a deprecation warning.
         public["alg"] = public["crv"]
+    weak = rsa_weakness(public)
+    if weak is not None:
+        log.warning(
+            "JWKS entry skipped: %s", weak, extra={"fields": {"kid": str(public.get("kid"))}}
+        )
+        return None
     try:
         return JWKRegistry.import_key(public)
     except (JoseError, ValueError, TypeError) as error:
         log.debug("JWKS entry skipped: %s", type(error).__name__)
         return None
+
+
+# RFC 7518 §3.3: RS*/PS* keys are 2048 bits or more. A smaller one is cheap to factor, and
+# whoever factors it signs tokens as the issuer (probe p15: a 512-bit key was accepted).
+MIN_RSA_BITS = 2048
+MIN_RSA_EXPONENT = 65537  # e = 3 invites the forgeries of lax verifiers; no IdP uses it
+
+
+def rsa_weakness(entry: dict[str, Any]) -> str | None:
+    """Why a JWK set's RSA entry is too weak to trust, or None (an unreadable one is left
+    to the import to refuse; any other key type: None)."""
+    if entry.get("kty") != "RSA":
+        return None
+    modulus, exponent = _b64_int(entry.get("n")), _b64_int(entry.get("e"))
+    if modulus is None or exponent is None:
+        return None
+    if modulus.bit_length() < MIN_RSA_BITS:
+        return f"an RSA key of {modulus.bit_length()} bits (at least {MIN_RSA_BITS} needed)"
+    if exponent < MIN_RSA_EXPONENT:
+        return f"an RSA key with public exponent {exponent} (at least {MIN_RSA_EXPONENT})"
+    return None
+
+
+def _b64_int(value: object) -> int | None:
+    if not isinstance(value, str) or len(value) > 2048:  # 12,000-bit keys fit
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (ValueError, TypeError):
+        return None
+    return int.from_bytes(raw, "big")
 
 
 def key_fits(key: Key, alg: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -173,3 +174,24 @@ def test_a_jwk_naming_its_alg_verifies_only_that_alg(named: str, used: str) -> N
     assert select_key([with_alg], "a", used) is (with_alg if used == named else None)
     assert select_key([with_alg], None, used) is (with_alg if used == named else None)
     assert key_fits(without_alg, used) == (used in _RSA_ALGS)
+
+
+def _rsa_entry(bits: int, exponent: int = 65537) -> dict[str, Any]:
+    """A published RSA key of `bits` (the modulus only need be that long: never imported)."""
+    modulus = (1 << (bits - 1)) | 1
+
+    def b64(number: int) -> str:
+        raw = number.to_bytes((number.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    kid = f"k{bits}e{exponent}"
+    return {"kty": "RSA", "n": b64(modulus), "e": b64(exponent), "kid": kid, "use": "sig"}
+
+
+def test_parse_jwks_skips_weak_rsa_keys() -> None:
+    """RFC 7518 §3.3: RS* keys are 2048 bits or more (probe p15: a 1024- or 512-bit key
+    was trusted, and whoever factors one signs as the issuer); e = 3 is skipped too."""
+    short, tiny, low_exponent = _rsa_entry(1024), _rsa_entry(512), _rsa_entry(2048, 3)
+    assert parse_jwks({"keys": [short, tiny, low_exponent]}) == ()
+    strong = RSAKey.generate_key(2048, parameters={"kid": "ok"}).as_dict(private=False)
+    assert [key.kid for key in parse_jwks({"keys": [short, strong]})] == ["ok"]
