@@ -118,17 +118,16 @@ class _Registry(JWSRegistry):
 
 
 def claim_at(claims: Mapping[str, Any], path: str) -> Any:
-    """The claim at a dotted path (`realm_access.roles`); a literal key with dots wins.
+    """The claim at a dotted path (`realm_access.roles`), else a literal key with dots.
 
-    Auth0-style namespaced claims (`https://example.com/team`) contain dots, so
-    the whole path is tried as one key first.
+    Auth0-style namespaced claims (`https://example.com/team`) contain dots: the whole
+    path is tried as one key when the nested path finds nothing. The nested claim comes
+    first, so a flat claim that merely spells the path cannot override it (probe p15).
     """
-    if path in claims:
-        return claims[path]
     value: Any = claims
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:
-            return None
+            return claims.get(path)
         value = value[part]
     return value
 

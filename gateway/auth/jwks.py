@@ -46,7 +46,9 @@ from gateway.providers.resolver import GuardedResolver, refusal_of
 log = logging.getLogger(__name__)
 
 MIN_REFETCH_INTERVAL_S = 10.0
-MAX_KEY_AGE_S = 3600.0  # refreshed in the background after this, unknown kid or not
+# Refreshed in the background after this, unknown kid or not: a key the issuer withdrew
+# (compromised) is trusted at most this long (an hour before; probe p15).
+MAX_KEY_AGE_S = 600.0
 FETCH_TIMEOUT_S = 5.0
 MAX_DOCUMENT_BYTES = 512 * 1024  # Entra's JWKS with x5c chains is ~20 KB
 MAX_KEYS = 100

@@ -232,6 +232,11 @@ def _invoke_only() -> list[Scope]:
     return ["gateway:invoke"]
 
 
+# A claim's name or dotted path: an empty (or blank) one names no claim, and every token
+# of the issuer would be refused (probe p15).
+ClaimName = Annotated[str, Field(min_length=1, pattern=r"\S")]
+
+
 class IssuerSpec(_Strict):
     """An external OAuth issuer whose JWT access tokens the gateway accepts."""
 
@@ -241,11 +246,11 @@ class IssuerSpec(_Strict):
     algorithms: list[str] = Field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
     # Dotted path; a string, or a list (groups, roles) whose values name exactly one team,
     # directly or through team_map (auth/external.py; several teams: refused)
-    team_claim: str = "team"
+    team_claim: ClaimName = "team"
     team_map: dict[str, TeamReference] | None = None  # claim value → team (for groups/roles claims)
-    subject_claim: str = "sub"
-    client_id_claim: str | None = None  # default: client_id, azp, appid or cid
-    scope_claim: str | None = None  # default: scope, then scp
+    subject_claim: ClaimName = "sub"
+    client_id_claim: ClaimName | None = None  # default: client_id, azp, appid or cid
+    scope_claim: ClaimName | None = None  # default: scope, then scp
     default_scopes: list[Scope] = Field(default_factory=_invoke_only)
     # What this issuer may grant at all: a token asking for more gets the intersection,
     # so an IdP grants admin or finance only where the operator says so.

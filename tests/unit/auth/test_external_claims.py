@@ -68,7 +68,8 @@ def claims(**changes: Any) -> dict[str, Any]:
     ],
 )
 def test_claim_at_follows_dotted_paths(path: str, expected: Any) -> None:
-    """A dotted path walks nested objects; a literal key containing dots wins."""
+    """A dotted path walks nested objects; a literal key containing dots counts when the
+    path finds nothing nested (a namespaced claim)."""
     token = {
         "team": "t",
         "realm_access": {"roles": ["a", "b"]},
@@ -76,6 +77,14 @@ def test_claim_at_follows_dotted_paths(path: str, expected: Any) -> None:
         "https://example.com/team": "namespaced",
     }
     assert claim_at(token, path) == expected
+
+
+def test_a_flat_claim_spelling_the_path_does_not_override_the_nested_one() -> None:
+    """Probe p15: with `team_claim: realm_access.roles`, a top-level claim literally named
+    so chose the team billed."""
+    token = {"realm_access": {"roles": ["search"]}, "realm_access.roles": ["admins"]}
+    assert claim_at(token, "realm_access.roles") == ["search"]
+    assert claim_at({"realm_access.roles": ["admins"]}, "realm_access.roles") == ["admins"]
 
 
 # --- team -------------------------------------------------------------------------------

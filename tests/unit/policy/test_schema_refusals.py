@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from gateway.policy.compiled import Policy, user_budgets
 from gateway.policy.errors import PolicyInvalid
-from gateway.policy.schema import BudgetSpec
+from gateway.policy.schema import BudgetSpec, IssuerSpec
 from gateway.policy.store import load_policy_dir
 from gateway.usage.nano import usd_to_nano
 
@@ -134,3 +134,14 @@ def test_an_audience_naming_nothing_is_refused_at_its_line(tmp_path: Path, audie
 def test_an_audience_or_a_list_of_them_is_kept(tmp_path: Path, audience: str) -> None:
     (issuer,) = load(tmp_path, audience=audience).issuers
     assert issuer.audience in ("llm-gateway", ["llm-gateway", "api://gw"])
+
+
+@pytest.mark.parametrize("field", ["team_claim", "subject_claim", "scope_claim", "client_id_claim"])
+@pytest.mark.parametrize("name", ["", "  "])
+def test_a_claim_name_naming_nothing_is_refused(field: str, name: str) -> None:
+    """Probe p15: `team_claim: ""` passed the check, then every token of the issuer got
+    a 401."""
+    spec = {"issuer": "https://idp.example", "audience": "gw", field: name}
+    with pytest.raises(ValidationError, match=field):
+        IssuerSpec(**spec)  # type: ignore[arg-type]
+    IssuerSpec(**{**spec, field: "realm_access.roles"})  # type: ignore[arg-type]
