@@ -89,7 +89,9 @@ def test_port_0_serves_on_a_free_port_and_names_it(tmp_path):
             )
             time.sleep(0.2)
         origin, port = found.group(1), found.group(2)
-        while httpx.get(f"{origin}/healthz").status_code != 200:
+        while not _healthy(origin):  # a refused connection too: say why if it died
+            log = (tmp_path / "serve.err").read_text()
+            assert process.poll() is None and time.monotonic() < deadline, log
             time.sleep(0.2)
         meta = httpx.get(f"{origin}/.well-known/oauth-authorization-server").json()
         assert meta["issuer"] == f"http://localhost:{port}" and port != "0"
@@ -97,3 +99,10 @@ def test_port_0_serves_on_a_free_port_and_names_it(tmp_path):
         process.send_signal(signal.SIGTERM)
         process.wait(60)
         err.close()
+
+
+def _healthy(origin: str) -> bool:
+    try:
+        return httpx.get(f"{origin}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
