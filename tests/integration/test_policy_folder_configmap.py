@@ -21,16 +21,9 @@ import pytest
 
 from gateway.policy.bundle_text import MARKER_NAME
 from gateway.policy.service import PolicyConflict
+from tests.integration.test_policy_folder_foreign import POLICY  # the same small bundle
 from tests.support.gateway import running_gateway
 
-POLICY = """\
-providers:
-  demo: {type: mock}
-models:
-  small: {deployments: [{provider: demo, model: mock-small}]}
-teams:
-  demo: {models: ["*"]}
-"""
 WITH_EXTRA = POLICY + "  extra: {models: [small]}\n"
 
 
