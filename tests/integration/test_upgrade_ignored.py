@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.server import without_upgrade
+from gateway.edge import without_upgrade
 from tests.integration.test_header_limits import exchange, status_of
 from tests.support.processes import run_gateway
 from tests.support.serving import ServeProcess, serve_process
