@@ -185,6 +185,7 @@ def rsa_weakness(entry: dict[str, Any]) -> str | None:
 
 
 def _b64_int(value: object) -> int | None:
+    # Read before the import: joserfc warns (SecurityWarning) on importing a short key.
     if not isinstance(value, str) or len(value) > 2048:  # 12,000-bit keys fit
         return None
     try:
