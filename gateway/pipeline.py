@@ -313,12 +313,17 @@ def finish(ctx: RequestContext, services: Services) -> None:
 
 
 async def _name_the_caller(ctx: RequestContext, exchange: Exchange, services: Services) -> None:
-    """Put the caller on a refusal's records when its token verifies (a drain's 503 row
-    names the team it would have billed); a token that does not leaves them empty."""
+    """Put the caller, and the model its body names, on a refusal's records when its token
+    verifies (a drain's 503 row names the team and model it would have billed: finance's
+    per-model counts, probe p18); a token that does not leaves them empty, its body unread."""
     policy = services.policy.current()
     with contextlib.suppress(GatewayError):
         principal = await authenticate(exchange.authorization, services, policy)
         _caller_on_records(ctx, policy, principal)
+        try:
+            await exchange.read_body()
+        finally:  # a body refused for a field still names its model
+            ctx.model = exchange.model
 
 
 def _caller_on_records(ctx: RequestContext, policy: Policy, principal: Principal) -> None:

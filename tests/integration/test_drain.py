@@ -90,12 +90,14 @@ async def _sigterm_mid_stream(tmp_path, env: dict[str, str], args: tuple[str, ..
             code = await asyncio.to_thread(server.process.wait, 30)
             assert code == 0, server.stderr()
         assert "drain_started" in server.stderr()
-        # Its ledger row names the caller (the token verified): finance can bill the team.
+        # Its ledger row names the caller (the token verified) and the model its body
+        # named: finance can bill the team, and per-model counts keep it (probe p18).
         with sqlite3.connect(tmp_path / "gateway.db") as db:
             rows = db.execute(
-                "SELECT team, subject, client_id FROM usage_ledger WHERE status = 503"
+                "SELECT team, subject, client_id, model FROM usage_ledger WHERE status = 503"
             ).fetchall()
         assert len(rows) == 1 and rows[0][0] == "demo" and rows[0][1] and rows[0][2], rows
+        assert rows[0][3] == CHAT["model"], rows
 
 
 @pytest.mark.parametrize(
