@@ -134,11 +134,40 @@ _JSON_DELTAS = frozenset(
     {"response.function_call_arguments.delta", "response.mcp_call_arguments.delta"}
 )
 _OUTPUT_TEXT_DELTA = "response.output_text.delta"  # JSON when the request asked for it
+# `*.delta` events that are no text a client reads: base64 audio.
+_NOT_TEXT_DELTAS = frozenset({"response.audio.delta"})
 # A Responses delta event's keys but its text: any other is reviewed whole.
 _DELTA_EVENT_KEYS = frozenset(
-    {"type", "item_id", "output_index", "content_index", "summary_index", "delta"}
-    | {"sequence_number", "logprobs", "obfuscation"}
+    {"type", "item_id", "output_index", "content_index", "summary_index", "command_index"}
+    | {"delta", "sequence_number", "logprobs", "obfuscation"}
 )
+_PART_INDEXES = ("content_index", "summary_index", "command_index")
+
+
+def _grows_a_text(kind: object, delta: object) -> bool:
+    """Is this Responses event a piece of a growing text? The known deltas, and any other
+    `*.delta` (a shell call's command, a vendor's or a later API's event: probe p16)
+    whose delta is a string, or named strings (a shell call's stdout and stderr)."""
+    if type(kind) is not str or not kind.endswith(".delta") or kind in _NOT_TEXT_DELTAS:
+        return False
+    if type(delta) is str:
+        return True
+    if kind not in _RESPONSE_DELTAS and type(delta) is dict and delta:
+        return all(type(value) is str or value is None for value in delta.values())
+    return False
+
+
+def _delta_key(kind: object, parsed: dict[str, Any], member: str | None = None) -> Key:
+    """The text a delta event grows: its kind (and member, for named texts), its item (its
+    id, else its output index) and its part. Keys a client may read as one are one text;
+    an unhashable one is one odd text."""
+    item = parsed.get("item_id")
+    if item is None:
+        item = parsed.get("output_index")
+    item = item if isinstance(item, str) or item is None else choice_key(item, 0)
+    part = next((parsed[name] for name in _PART_INDEXES if name in parsed), None)
+    name = kind if member is None else f"{kind}/{member}"
+    return (name, item, None if part is None else choice_key(part, 0))
 
 
 def _json(value: Any) -> bytes:
@@ -161,6 +190,7 @@ class _Text:
 
     template: dict[str, Any]  # an event of this text, to build a flush event from
     prefix: bytes  # the event's lines before `data:` (Responses: `event: ...`)
+    member: str | None = None  # the delta's member it is, when a delta holds named texts
     pending: str = ""
     context: str = ""
     choice: Any = None  # the choice's key (`choice_key`)
@@ -687,17 +717,16 @@ class OutputScanner:
         dropped = bool(parsed.get("logprobs"))
         if dropped:
             parsed["logprobs"] = []  # its tokens spell the text before the window
-        if kind in _RESPONSE_DELTAS and isinstance(parsed.get("delta"), str):
+        delta = parsed.get("delta")
+        if _grows_a_text(kind, delta):
             if not _DELTA_EVENT_KEYS.issuperset(parsed):  # a provider's own field: whole
                 fields = rewrite_unknown_keys(_DELTA_EVENT_KEYS, parsed, self._review_whole)
                 if fields is not parsed:
                     parsed.update(fields)
                     dropped = True  # written again
-            part = parsed.get("content_index", parsed.get("summary_index"))
-            item = parsed.get("item_id")
-            # Keys a client may read as one are one text; an unhashable one is one odd text.
-            item = item if isinstance(item, str) or item is None else choice_key(item, 0)
-            key: Key = (kind, item, None if part is None else choice_key(part, 0))
+            if type(delta) is dict:
+                return self._named_texts(kind, parsed, delta, prefix, event, changed=dropped)
+            key = _delta_key(kind, parsed)
             if key in self._ended:  # its text ended: what comes after is dropped
                 parsed["delta"] = ""
                 self._renumber(parsed)
@@ -725,6 +754,38 @@ class OutputScanner:
         if rewritten is parsed and not (dropped or renumbered):
             return before + event
         return before + prefix + b"data: " + _json(rewritten) + b"\n\n"
+
+    def _named_texts(
+        self,
+        kind: object,
+        parsed: dict[str, Any],
+        delta: dict[str, str | None],
+        prefix: bytes,
+        event: bytes,
+        *,
+        changed: bool,
+    ) -> bytes:
+        """A delta of named texts (a shell call's `stdout` and `stderr`): each member its
+        own growing text, held back and scanned like any other."""
+        released: dict[str, str | None] = {}
+        for member, piece in delta.items():
+            if piece is None:
+                released[member] = None
+                continue
+            key = _delta_key(kind, parsed, member)
+            if key in self._ended:  # its text ended: what comes after is dropped
+                released[member] = ""
+            else:
+                text = self._texts.get(key)
+                if text is None:
+                    text = self._texts[key] = _Text(dict(parsed), prefix, member=member)
+                released[member] = self._advance(key, text, piece, final=False)
+            changed = changed or released[member] != piece
+        renumbered = self._renumber(parsed)
+        if not (changed or renumbered):
+            return event
+        parsed["delta"] = released
+        return prefix + b"data: " + _json(parsed) + b"\n\n"
 
     def _renumber(self, event: dict[str, Any]) -> bool:
         """Number a Responses event after the events this step added (whether its number
@@ -827,7 +888,8 @@ class OutputScanner:
             released = self._advance(key, text, "", final=True)
             if released:
                 if self.endpoint == "responses":
-                    event = {**text.template, "delta": released}
+                    delta = released if text.member is None else {text.member: released}
+                    event = {**text.template, "delta": delta}
                 else:
                     event = _with_text(text.template, key, released, text.index)
                 if "sequence_number" in event:  # an event more: numbered after the last
@@ -849,7 +911,10 @@ class OutputScanner:
             if item is None and type(inner) is dict:
                 item = inner.get("id")
             if type(item) is str:
-                ends = [key for key in self._texts if key[1] == item]
+                # A text keyed by its output index (its deltas named no item) ends there too.
+                place = event.get("output_index")
+                marks = {item} if type(place) is not int else {item, place}
+                ends = [key for key in self._texts if key[1] in marks]
                 self._ended.update(ends)
                 return self._flush(lambda key, text: key in ends)
         elif kind not in _RESPONSE_ENDS:
