@@ -62,6 +62,7 @@ from gateway.limits.stage import (
     settle_limits,
 )
 from gateway.policy.compiled import Deployment, ModelRoute, Policy, TeamRules
+from gateway.providers.answer_json import read_answer
 from gateway.providers.base import (
     Endpoint,
     Provider,
@@ -546,15 +547,15 @@ async def _whole(
     ) -> tuple[bytes, dict[str, Any]]:
         reply = await provider.send(upstream_call(ctx, body, deployment))
         try:
-            payload = orjson.loads(reply.body)
-        except orjson.JSONDecodeError:
+            payload, raw = read_answer(reply.body)
+        except ValueError:
             raise UpstreamFailure(f"{deployment.label}: response is not JSON") from None
         if not isinstance(payload, dict):
             raise UpstreamFailure(f"{deployment.label}: response is not a JSON object")
         missing = missing_answer(ctx.endpoint, payload)  # `{}`, `{"choices": "x"}`: failed
         if missing is not None:
             raise UpstreamFailure(f"{deployment.label}: {missing}")
-        return reply.body, payload
+        return raw, payload
 
     deployment, (raw, payload) = await _first_answer(ctx, route, services, attempt, guards, ids)
     if current_trace() is not None:  # telemetry: id, model, finish reasons, for its spans

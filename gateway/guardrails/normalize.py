@@ -80,6 +80,8 @@ LOOK_ALIKES = str.maketrans(
 _FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 # Tag characters: each an invisible copy of the ASCII character 0xE0000 below it.
 _TAG_FIRST, _TAG_LAST, _TAG_OFFSET = "\U000e0020", "\U000e007e", 0xE0000
+_SURROGATE_FIRST, _SURROGATE_LAST = "\ud800", "\udfff"
+_SURROGATES = range(0xD800, 0xE000)
 _DROPPED_CATEGORIES = frozenset({"Cf", "Mn", "Me", "Cc"})
 # The ASCII characters of category Cc but the three a text's layout uses (tab, line
 # feed, carriage return): dropped as the C1 controls are (`zebra\x00corn` reads
@@ -136,6 +138,8 @@ class Folded:
 @lru_cache(maxsize=8192)
 def fold_char(ch: str) -> str:
     """One non-ASCII character as the detectors should see it ("" to drop it)."""
+    if _SURROGATE_FIRST <= ch <= _SURROGATE_LAST:
+        return "\ufffd"  # a lone surrogate (a JSON escape a reader takes): shown as such
     if _TAG_FIRST <= ch <= _TAG_LAST:
         return chr(ord(ch) - _TAG_OFFSET)
     if ch in _FILLERS or any(first <= ch <= last for first, last in _IGNORABLE_UNASSIGNED):
@@ -154,6 +158,8 @@ def changed_ranges() -> list[tuple[int, int]]:
     holds them for this Unicode version (computing them takes seconds)."""
     ranges: list[tuple[int, int]] = []
     for code in range(0x80, 0x110000):
+        if code in _SURROGATES:  # no RE2 class holds them: `fold` finds them by their error
+            continue
         if fold_char.__wrapped__(chr(code)) == chr(code):
             continue
         if ranges and ranges[-1][1] == code - 1:
@@ -194,8 +200,11 @@ def _has_ascii_controls(text: str) -> bool:
 def fold(text: str) -> Folded:
     if text.isascii():
         return fold_slowly(text) if _has_ascii_controls(text) else Folded(text)
-    if _CHANGING.search(text) is None:  # exact: no character fold would change
-        return Folded(text)
+    try:
+        if _CHANGING.search(text) is None:  # exact: no character fold would change
+            return Folded(text)
+    except UnicodeEncodeError:  # a lone surrogate, which RE2 (UTF-8) cannot read: probe p16
+        pass
     return fold_slowly(text)
 
 

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from gateway.guardrails.stream_values import UNREADABLE, read_leniently
 from gateway.providers.base import Endpoint
 from gateway.providers.redaction import ERROR_LINES
 from gateway.sse import DONE_PAYLOAD, EVENT_END, data_of, events_of
@@ -56,8 +57,10 @@ def failed_start(chunk: bytes, endpoint: Endpoint | None = None) -> FailedStart 
         return FailedStart("stream ended before its first event", {})
     try:
         parsed = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return FailedStart("stream began with an event that is not JSON", {})
+    except orjson.JSONDecodeError:  # JSON to the SDK's reader (a lone surrogate) is JSON
+        parsed = read_leniently(payload)
+        if parsed is UNREADABLE:
+            return FailedStart("stream began with an event that is not JSON", {})
     if not isinstance(parsed, dict):
         return FailedStart("stream began with an event that is not a JSON object", {})
     error = parsed.get("error")
