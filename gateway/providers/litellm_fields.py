@@ -101,6 +101,10 @@ def openai_fields(endpoint: Endpoint, body: Body, *, is_chunk: bool) -> Body:
     inner = "delta" if is_chunk else "message"
     for choice in choices:
         _keep(choice, _STREAM_CHOICE if is_chunk else _CHOICE)
+        if not is_chunk and isinstance(choice, dict):
+            # OpenAI's choice always has it (null when not asked for, or not given: a
+            # translated provider has none); a client reads `choice.logprobs.content`.
+            choice.setdefault("logprobs", None)
         message = choice.get(inner) if isinstance(choice, dict) else None
         if isinstance(message, dict):
             _keep(message, _MESSAGE)

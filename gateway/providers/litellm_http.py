@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 import ssl
 from contextvars import ContextVar
@@ -24,6 +25,9 @@ CALL_CLIENT: ContextVar[Any] = ContextVar("litellm_call_client", default=None)
 # What the running call (`sending`) did upstream, marked by its HTTP client's hooks; one
 # object, shared by the tasks litellm may start (each gets a copy of the context).
 SENT: ContextVar[Sending | None] = ContextVar("litellm_call_sent", default=None)
+
+
+LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router")
 
 
 @functools.cache
@@ -53,6 +57,12 @@ def litellm_module() -> Any:
 
     litellm.suppress_debug_info = True
     litellm.disable_streaming_logging = True  # per-chunk logging work nobody reads
+    for name in LITELLM_LOGGERS:
+        # Its own handlers print plain text to stderr, a warning per request for a
+        # parameter it drops (probe p19): its errors reach the gateway's JSON lines.
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.setLevel(logging.ERROR)
     return litellm
 
 

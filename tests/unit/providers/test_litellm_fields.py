@@ -231,3 +231,12 @@ def test_a_clean_answer_is_not_copied():
     body = {**TOP, "object": "chat.completion", "choices": [{"index": 0, "message": message()}]}
     kept = body["choices"][0]["message"]
     assert openai_fields("chat", body, is_chunk=False)["choices"][0]["message"] is kept
+
+
+def test_a_whole_answer_s_choice_without_logprobs_says_null_as_openai_s_does():
+    """A translated provider's choice has no `logprobs` key (probe p19): OpenAI's has one,
+    null when there are none, and a client reads `choice.logprobs.content`."""
+    raw = answer()
+    del raw["choices"][0]["logprobs"]
+    body = openai_fields("chat", raw, is_chunk=False)
+    assert "logprobs" in body["choices"][0] and body["choices"][0]["logprobs"] is None
