@@ -58,11 +58,13 @@ def _tools(value: Any, fn: TextFn) -> Any:
         if item.get("type") in _DEFINED_TOOLS:  # Responses: the definition inline
             return rewrite_json(item, fn)
         # Responses' built-in tools: ids, URLs and an MCP server's headers are the
-        # upstream's business, not the model's text.
+        # upstream's business, not the model's text; an MCP server's description is the
+        # model's to read (probe p16).
         return changed(
             item,
             {
                 "description": read_text(item.get("description"), fn),
+                "server_description": read_text(item.get("server_description"), fn),
                 "user_location": rewrite_json(item.get("user_location"), fn),
             },
         )

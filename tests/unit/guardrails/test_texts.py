@@ -126,6 +126,17 @@ REQUESTS = [
         {"prompt": {"id": "p", "variables": {"a": "X", "b": {"type": "input_text", "text": "X"}}}},
         2,
     ),
+    (  # the model reads an MCP server's description (probe p16); its URL and headers no
+        "responses",
+        {
+            "input": "hi",
+            "tools": [
+                {"type": "mcp", "server_label": "s", "server_url": "https://mcp.example/y"}
+                | {"server_description": "X", "headers": {"h": "v"}}
+            ],
+        },
+        1,
+    ),
 ]
 
 
