@@ -189,6 +189,13 @@ class PreviousResponseNotFound(InvalidRequest):
     code = "previous_response_not_found"
 
 
+class ItemNotFound(InvalidRequest):
+    """A Responses input item's id this gateway did not mint for the caller's team."""
+
+    status = 404
+    code = None
+
+
 class MethodNotAllowed(InvalidRequest):
     status = 405
     code = "method_not_allowed"

@@ -25,6 +25,15 @@ team's, a forged or altered one, an upstream's raw id, anything malformed, the
 unsigned `gw1` ids of earlier builds) is refused exactly as OpenAI refuses an
 unknown id, so a team that learns another team's id learns nothing from it. A
 pinned deployment must also be one the requested model routes to.
+
+The items of a stored response (a message `msg_…`, a function call `fc_…`, a
+reasoning item `rs_…`) can be named again too: an `item_reference`, or an input item
+carrying its `id`, which the upstream resolves from any stored response of its
+account (probe p16: one team pulled another's stored message into its context). So
+item ids are minted alike: the upstream's prefix, `gw`, and base64url of
+`gwi\n UPSTREAM_ID` + MAC over the team; an input item's id must be one minted for
+the caller's team (it goes upstream as the upstream's own), else the request is
+refused as OpenAI refuses an unknown item (404, `param: "input"`).
 """
 
 from __future__ import annotations
@@ -33,13 +42,14 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.errors import InvalidRequest, PreviousResponseNotFound, quoted
+from gateway.errors import InvalidRequest, ItemNotFound, PreviousResponseNotFound, quoted
 from gateway.policy.compiled import Deployment, ModelRoute
 from gateway.usage.usage import MAX_COUNT_DIGITS, MAX_TOKEN_COUNT
 
@@ -47,6 +57,9 @@ if TYPE_CHECKING:
     from gateway.routing.response_sizes import ResponseSizes
 
 PREFIX = "resp_"
+_ITEM_MARK = b"gwi\n"
+_ITEM_ID = re.compile(r"([a-z]{1,16}_)gw([A-Za-z0-9_-]+)")  # prefix, base64url
+_UPSTREAM_PREFIX = re.compile(r"[a-z]{1,16}_")
 _MARK = b"gw3\n"  # carries the context size
 _MARK_GW2 = b"gw2\n"  # earlier builds' ids, without it: context unknown, counted 0
 MAC_BYTES = 16  # 128 bits: forging needs ~2^128 tries against an online oracle
@@ -113,6 +126,40 @@ def verify_response_id(key: ResponseIdKey, team: str, response_id: str) -> Minte
     return _parsed(payload)
 
 
+def mint_item_id(key: ResponseIdKey, team: str, upstream_id: str) -> str:
+    """The id the client sees for the upstream's item `upstream_id`, for `team`: the
+    upstream's prefix kept (`msg_`, `fc_`, `rs_`; else `item_`)."""
+    payload = _ITEM_MARK + upstream_id.encode()
+    raw = payload + _mac(key, team, payload)
+    found = _UPSTREAM_PREFIX.match(upstream_id)
+    prefix = found.group() if found else "item_"
+    return prefix + "gw" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def verify_item_id(key: ResponseIdKey, team: str, item_id: str) -> str | None:
+    """The upstream's id of the item `item_id` names if this gateway minted it for
+    `team`, else None."""
+    found = _ITEM_ID.fullmatch(item_id) if item_id.isascii() else None
+    if found is None:
+        return None
+    text = found.group(2)
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    payload, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
+    if len(raw) <= MAC_BYTES + len(_ITEM_MARK) or not payload.startswith(_ITEM_MARK):
+        return None
+    if not hmac.compare_digest(mac, _mac(key, team, payload)):
+        return None
+    try:
+        upstream_id = payload[len(_ITEM_MARK) :].decode()
+    except UnicodeDecodeError:
+        return None
+    # One spelling per item: the prefix and the encoding as minted.
+    return upstream_id if mint_item_id(key, team, upstream_id) == item_id else None
+
+
 def _parsed(payload: bytes) -> MintedId | None:
     """The fields of a MAC-checked payload (`gw3` or `gw2`), None if malformed."""
     label, sep, rest = payload[len(_MARK) :].partition(b"\n")  # both marks: 4 bytes
@@ -156,14 +203,16 @@ class ResponseIds:
         self._swaps: list[tuple[bytes, bytes]] = []  # (upstream id, gateway id), JSON-quoted
         self._learned: tuple[str, str] | None = None  # the new response: (label, upstream id)
         self._previous: MintedId | None = None  # the response a follow-up continues
+        self._items: set[str] = set()  # the answer's item ids learned (upstream's)
         self.carried_tokens = 0
 
     def pin(
         self, route: ModelRoute, body: Mapping[str, Any]
     ) -> tuple[ModelRoute, Mapping[str, Any]]:
         """The route narrowed to the deployment holding `previous_response_id`, and the
-        body carrying that deployment's own id. Unchanged without a `previous_response_id`;
-        404 previous_response_not_found unless this gateway minted it for this team."""
+        body carrying that deployment's own ids (the response's, its input items').
+        Unchanged without either; 404 unless this gateway minted them for this team."""
+        body = self._upstream_items(body)
         previous = body.get("previous_response_id")
         if previous is None:
             return route, body
@@ -190,9 +239,30 @@ class ResponseIds:
         pinned = replace(route, deployments=(deployment,))
         return pinned, {**body, "previous_response_id": minted.upstream_id}
 
+    def _upstream_items(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`body` with each input item's id (an `item_reference`'s, or an item given
+        again with its `id`) the upstream's own; 404 for one not minted for this team."""
+        items = body.get("input")
+        if not isinstance(items, list):
+            return body
+        upstream: list[Any] = []
+        changed = False
+        for item in items:
+            if not isinstance(item, Mapping) or item.get("id") is None:
+                upstream.append(item)
+                continue
+            given = item["id"]
+            own = verify_item_id(self._key, self._team, given) if isinstance(given, str) else None
+            if own is None:
+                raise ItemNotFound(f"Item with id {quoted(given)} not found.", param="input")
+            self._swaps.append((orjson.dumps(own), orjson.dumps(given)))
+            upstream.append({**item, "id": own})
+            changed = True
+        return {**body, "input": upstream} if changed else body
+
     def learn(self, deployment: Deployment, response: object, context_tokens: int) -> None:
         """Note the id of the response `deployment` created (a Responses object), whose
-        stored conversation holds at most `context_tokens`."""
+        stored conversation holds at most `context_tokens`, and of the items it holds."""
         if self._learned is not None or not isinstance(response, Mapping):
             return
         upstream_id = response.get("id")
@@ -202,6 +272,18 @@ class ResponseIds:
             )
             self._swaps.append((orjson.dumps(upstream_id), orjson.dumps(gateway_id)))
             self._learned = (deployment.label, upstream_id)
+        output = response.get("output")
+        for item in output if isinstance(output, list) else ():
+            if isinstance(item, Mapping):
+                self.learn_item(item.get("id"))
+
+    def learn_item(self, upstream_id: object) -> None:
+        """Note an item of the answer: the client sees its id as minted for the team."""
+        if not isinstance(upstream_id, str) or not upstream_id or upstream_id in self._items:
+            return
+        self._items.add(upstream_id)
+        minted = mint_item_id(self._key, self._team, upstream_id)
+        self._swaps.append((orjson.dumps(upstream_id), orjson.dumps(minted)))
 
     @property
     def learned(self) -> bool:

@@ -11,6 +11,7 @@ plus its output) is remembered for its follow-ups (routing/response_sizes.py).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from gateway.policy.compiled import Deployment
@@ -21,6 +22,9 @@ from gateway.stream.steps import NOTHING, Emit, events_of
 from gateway.usage.usage import usage_from_report
 
 RESPONSE_KEY = b'"response"'
+ITEM_ID_KEY = b'"item_id"'
+_ITEM_ID_FIELD = re.compile(rb'"item_id"\s*:\s*"([^"\\]+)"')
+_OUTPUT_ITEM_MARK = b'"response.output_item.'
 FINAL_TYPES = ("response.completed", "response.incomplete")
 _FINAL_MARKS = tuple(f'"{kind}"'.encode() for kind in FINAL_TYPES)
 
@@ -47,6 +51,7 @@ class ResponseIdRewriter:
                     ids.learn(self._deployment, parsed.get("response"), self._context_tokens)
                     if ids.learned:
                         break
+        learn_items(ids, chunk)
         if self._sizes is not None and ids.learned and any(m in chunk for m in _FINAL_MARKS):
             stored = stored_tokens(chunk)
             if stored is not None:
@@ -55,6 +60,29 @@ class ResponseIdRewriter:
 
     def finish(self) -> Emit:
         return NOTHING
+
+
+def learn_items(ids: ResponseIds, chunk: bytes) -> None:
+    """The answer's item ids `chunk` names, minted for the client before it sees them:
+    every event's `item_id` (bytes only), an added or done item's and a final response's
+    output's `id` (those events parsed: one per item, and the last)."""
+    if ITEM_ID_KEY in chunk:
+        for found in _ITEM_ID_FIELD.finditer(chunk):
+            ids.learn_item(found.group(1).decode("utf-8", "replace"))
+    if _OUTPUT_ITEM_MARK not in chunk and not any(m in chunk for m in _FINAL_MARKS):
+        return
+    for event in events_of(chunk):
+        parsed = json_of(event)
+        if not isinstance(parsed, dict):
+            continue
+        item = parsed.get("item")
+        if isinstance(item, Mapping):
+            ids.learn_item(item.get("id"))
+        response = parsed.get("response")
+        output = response.get("output") if isinstance(response, Mapping) else None
+        for each in output if isinstance(output, list) else ():
+            if isinstance(each, Mapping):
+                ids.learn_item(each.get("id"))
 
 
 def stored_tokens(chunk: bytes) -> int | None:

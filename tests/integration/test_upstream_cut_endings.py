@@ -20,6 +20,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from gateway.routing.affinity import mint_item_id
 from tests.support.aiohttp_app import serving
 from tests.support.gateway import running_gateway
 
@@ -192,12 +193,14 @@ async def test_a_404_about_the_callers_item_is_passed_back_not_failed_over(tmp_p
         running_gateway(tmp_path, POLICY.format(origin=origin)) as gw,
     ):
         client = openai.AsyncOpenAI(base_url=gw.base_url, api_key=await gw.token())
+        # An id the gateway minted for the team (the upstream has forgotten its item).
+        item = mint_item_id(gw.services.response_id_key, "demo", "rs_123")
         for _ in range(4):  # more than the failure threshold: no deployment cools down
             with pytest.raises(openai.NotFoundError) as missing:
                 await client.responses.create(
-                    model="m", input=[{"type": "item_reference", "id": "rs_123"}]
+                    model="m", input=[{"type": "item_reference", "id": item}]
                 )
-            assert "Item with id 'rs_123' not found" in missing.value.message
+            assert f"Item with id '{item}' not found" in missing.value.message
             assert missing.value.body["param"] == "input"  # type: ignore[index]
         await client.close()
     assert len(calls) == 4  # one call each: no failover, no retry

@@ -15,7 +15,9 @@ from gateway.routing.affinity import (
     MintedId,
     ResponseIdKey,
     ResponseIds,
+    mint_item_id,
     mint_response_id,
+    verify_item_id,
     verify_response_id,
 )
 
@@ -257,3 +259,63 @@ def test_pin_refuses_a_teams_own_id_for_a_deployment_outside_the_route() -> None
         )
     assert caught.value.status == 400 and caught.value.param == "previous_response_id"
     assert "no longer routes" in caught.value.message
+
+
+# --- item ids (probe p16) ---
+
+ITEM_IDS = st.one_of(
+    st.from_regex(r"(msg|fc|rs|ctc)_[0-9a-f]{1,48}", fullmatch=True), st.text(min_size=1)
+)
+
+
+@given(team=st.text(min_size=1), upstream=ITEM_IDS)
+def test_an_item_id_reads_back_for_its_team_only(team, upstream):
+    minted = mint_item_id(KEY, team, upstream)
+    assert verify_item_id(KEY, team, minted) == upstream
+    assert verify_item_id(KEY, team + "x", minted) is None
+    assert verify_item_id(ResponseIdKey(b"j" * 32), team, minted) is None
+    assert minted.isascii() and minted != upstream
+
+
+@given(upstream=ITEM_IDS, at=st.integers(min_value=0), char=st.sampled_from("A_-z0"))
+def test_an_altered_item_id_is_no_item(upstream, at, char):
+    minted = mint_item_id(KEY, "t", upstream)
+    at %= len(minted)
+    altered = minted[:at] + char + minted[at + 1 :]
+    assert altered == minted or verify_item_id(KEY, "t", altered) is None
+
+
+def test_an_item_id_keeps_the_upstream_s_prefix():
+    assert mint_item_id(KEY, "t", "msg_abc").startswith("msg_gw")
+    assert mint_item_id(KEY, "t", "weird").startswith("item_gw")
+    for raw in ("msg_abc", "", "msg_gw", "resp_x", "msg_gw" + "A" * 40):
+        assert verify_item_id(KEY, "t", raw) is None
+
+
+def test_input_items_go_upstream_with_their_own_ids_and_others_are_refused():
+    ids = ResponseIds(KEY, "t")
+    minted = mint_item_id(KEY, "t", "fc_1")
+    body = {"input": [{"type": "function_call", "id": minted}, "text", {"type": "x"}]}
+    _, sent = ids.pin(route("a/m"), body)
+    assert sent["input"] == [{"type": "function_call", "id": "fc_1"}, "text", {"type": "x"}]
+    assert ids.rewrite_message("Item with id 'fc_1' not found.") == (
+        f"Item with id '{minted}' not found."
+    )
+    for bad in ("fc_1", mint_item_id(KEY, "other", "fc_1"), 7):
+        with pytest.raises(InvalidRequest) as refused:
+            ResponseIds(KEY, "t").pin(
+                route("a/m"), {"input": [{"type": "item_reference", "id": bad}]}
+            )
+        assert refused.value.status == 404 and refused.value.param == "input"
+
+
+def test_an_answer_s_items_reach_the_client_minted():
+    ids = ResponseIds(KEY, "t")
+    ids.learn(
+        route("a/m").deployments[0],
+        {"id": "resp_1", "output": [{"id": "msg_1"}, {"id": "rs_1"}]},
+        0,
+    )
+    out = ids.rewrite(b'{"id":"resp_1","output":[{"id":"msg_1"},{"id":"rs_1"}]}')
+    assert b'"msg_1"' not in out and b'"rs_1"' not in out
+    assert mint_item_id(KEY, "t", "msg_1").encode() in out
