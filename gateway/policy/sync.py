@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gateway.policy import bundle_text
-from gateway.policy.compiled import ProviderConfig
+from gateway.policy.compiled import Policy, ProviderConfig
 from gateway.policy.errors import PolicyInvalid
 from gateway.policy.folder_limits import export_files, rewrite_plan
 from gateway.policy.folder_quiet import newest_mtime, settle_wait_s
@@ -58,6 +58,18 @@ FOLDER_POLL_INTERVAL_S = 1.0
 # 1 s after its last write, and at worst 2 s.
 FOLDER_SETTLE_S = 1.0
 RETIRE_GRACE_S = 120.0  # an in-flight request keeps its provider at least this long
+# Past the longest deadline (`timeout_s`) of the version replaced: what a request spends
+# before its deadline starts (its body read and checked, a limit or a thread waited for).
+RETIRE_MARGIN_S = 60.0
+
+
+def retire_after_s(replaced: Policy, floor_s: float = RETIRE_GRACE_S) -> float:
+    """How long the providers a new version retires stay open: every request begun under
+    `replaced` keeps its snapshot's providers to its end (its deadline is its route's
+    `timeout_s`). A fixed grace cut a stream of a longer deadline mid-way (probe p17: a
+    key rotated, its stream hung without a byte until its deadline, then 504)."""
+    longest = max((route.routing.timeout_s for route in replaced.models.values()), default=0.0)
+    return max(floor_s, longest + RETIRE_MARGIN_S)
 
 
 class Closable(Protocol):
@@ -119,9 +131,10 @@ class PolicySync:
                     extra={"fields": {"errors": errors}},
                 )
                 return False
-            previous = self._store.version
+            previous, replaced = self._store.version, self._store.current()
             self._store.swap(policy, version.version, int(version.created_at.timestamp()))
-            self._retiring.append((self._monotonic() + self._retire_grace_s, retired))
+            grace_s = retire_after_s(replaced, self._retire_grace_s)
+            self._retiring.append((self._monotonic() + grace_s, retired))
         log.info(
             "policy version %d is now enforced (was %s)",
             number,
