@@ -13,7 +13,7 @@ too far (a "billion laughs" bomb), each as a located issue, never a traceback.
 from __future__ import annotations
 
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
 from typing import Any
@@ -187,7 +187,7 @@ class _Reader:
             # an integer of 4300+ digits is a ValueError too.
             raise _Unreadable(f"cannot read {_shown(node.value)}: {exc}") from None
         if isinstance(value, int) and not MIN_INT <= value <= MAX_INT:
-            raise _Unreadable(f"integer out of range (must be {MIN_INT} to {MAX_INT})")
+            raise _Unreadable(OUT_OF_RANGE)
         return value
 
     def _count(self, node: yaml.Node, path: Path) -> None:
@@ -380,12 +380,15 @@ def locator(marks: Mapping[Path, str], default: str) -> Locate:
 
 def validate_bundle(raw: dict[str, Any], locate: Locate) -> PolicyBundle:
     """Schema-check a raw bundle; raise SchemaInvalid naming every bad field. The bundle
-    checked (and enforced) reads `$${` outside the providers as the literal `${`."""
+    checked (and enforced) reads `$${` outside the providers as the literal `${`. An
+    integer past 64 bits (signed) is refused here too, as the YAML reader refuses it: a
+    bundle from the admin API's JSON held one, which then never exported and applied back
+    (probe p17)."""
+    issues: list[PolicyIssue] = []
+    paths: list[Path] = []
     try:
-        return PolicyBundle.model_validate(read_escapes_beyond_providers(raw))
+        bundle = PolicyBundle.model_validate(read_escapes_beyond_providers(raw))
     except ValidationError as exc:
-        issues = []
-        paths: list[Path] = []
         for error in exc.errors(include_url=False):
             path = tuple(part for part in error["loc"] if isinstance(part, str | int))
             paths.append(path)
@@ -397,7 +400,28 @@ def validate_bundle(raw: dict[str, Any], locate: Locate) -> PolicyBundle:
             elif error["type"] in MAPPING_EXPECTED:  # "…or instance of TeamSpec": Python's
                 message = "expected a mapping (key: value pairs)"
             issues.append(PolicyIssue(locate(path), format_path(path), message))
+    for path in _ints_out_of_range(raw, ()):
+        if path not in paths:
+            paths.append(path)
+            issues.append(PolicyIssue(locate(path), format_path(path), OUT_OF_RANGE))
+    if issues:
         raise SchemaInvalid(issues, paths, raw, locate) from None
+    return bundle
+
+
+OUT_OF_RANGE = f"integer out of range (must be {MIN_INT} to {MAX_INT})"
+
+
+def _ints_out_of_range(value: Any, path: Path) -> Iterator[Path]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not MIN_INT <= value <= MAX_INT:
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _ints_out_of_range(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _ints_out_of_range(item, (*path, index))
 
 
 def policy_files(directory: FsPath) -> list[FsPath]:

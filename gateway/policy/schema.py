@@ -180,12 +180,18 @@ class PriceSpec(_Strict):
     cache_write_per_mtok: PricePerMtok | None = None  # default: input's
 
 
+MAX_WEIGHT = 1e6  # a deployment's share of its priority's traffic
+MAX_ROUTING_S = 86_400.0  # a day: any deadline or cooldown longer is a mistake
+
+
 class DeploymentSpec(_Strict):
     provider: ProviderReference
     model: Annotated[
         str, Field(min_length=1), _at_most(MAX_LONG_NAME_CHARS, "a deployment's model")
     ]
-    weight: Annotated[Number, Field(gt=0)] = 1.0
+    # A ratio: bounded so that weights add up to a number (two near 1.8e308 summed to
+    # infinity and sent every request to the last deployment: probe p17).
+    weight: Annotated[Number, Field(gt=0, le=MAX_WEIGHT)] = 1.0
     priority: Annotated[Integer, Field(ge=1)] = 1
     price: PriceSpec | None = None  # this deployment's own price; else the model's
 
@@ -193,10 +199,10 @@ class DeploymentSpec(_Strict):
 class RoutingSpec(_Strict):
     """Timeouts, retries and cooldown; every field optional so a model can override some."""
 
-    timeout_s: Annotated[Number, Field(gt=0)] | None = None
-    attempt_timeout_s: Annotated[Number, Field(gt=0)] | None = None
+    timeout_s: Annotated[Number, Field(gt=0, le=MAX_ROUTING_S)] | None = None
+    attempt_timeout_s: Annotated[Number, Field(gt=0, le=MAX_ROUTING_S)] | None = None
     retries: Annotated[Integer, Field(ge=0, le=10)] | None = None
-    cooldown_s: Annotated[Number, Field(ge=0)] | None = None
+    cooldown_s: Annotated[Number, Field(ge=0, le=MAX_ROUTING_S)] | None = None
     failure_threshold: Annotated[Integer, Field(ge=1)] | None = None
 
 

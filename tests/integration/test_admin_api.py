@@ -169,6 +169,26 @@ async def test_put_an_invalid_bundle_is_400_listing_every_error(admin: Admin) ->
     assert running["version"] == 1
 
 
+async def test_put_refuses_an_integer_the_policy_files_cannot_hold(admin: Admin) -> None:
+    """Past 64 bits (signed) the YAML reader refuses an integer: the API refuses it too,
+    naming the field, so every version exports and applies back (probe p17: 10**19 was
+    stored, then the watched folder and `export | check` were invalid for ever)."""
+    bundle = {
+        "providers": {"demo": {"type": "mock"}},
+        "models": {"m": {"deployments": [{"provider": "demo", "model": "x"}]}},
+        "teams": {"search": {"models": ["m"], "budgets": [{"period": "week", "tokens": 10**19}]}},
+    }
+    status, answer = await admin.call(
+        "PUT", "/admin/policy", {"bundle": bundle, "reason": "", "base_version": 1}
+    )
+    assert status == 400
+    error = answer["error"]
+    assert (error["code"], error["param"]) == ("invalid_policy", "teams.search.budgets[0].tokens")
+    assert "integer out of range" in error["message"]
+    _, running = await admin.call("GET", "/admin/policy")
+    assert running["version"] == 1
+
+
 async def test_put_lists_schema_and_reference_errors_together(admin: Admin) -> None:
     """A schema error in one team does not hide an unknown model in another (SPEC §5)."""
     bundle = {

@@ -113,3 +113,34 @@ def test_what_is_stored_compiles_back_to_the_same_policy(tmp_path: Path) -> None
     )
     again = candidate_from_raw(candidate.raw, {})
     assert again.policy == candidate.policy
+
+
+@pytest.mark.parametrize(
+    ("where", "text", "line", "field"),
+    [
+        ("deployment", "weight: 1.7976931348623157e308", 5, "models.m.deployments[0].weight"),
+        ("deployment", "weight: 1000001", 5, "models.m.deployments[0].weight"),
+        ("routing", "timeout_s: 1e20", 7, "routing.timeout_s"),
+        ("routing", "attempt_timeout_s: 86401", 7, "routing.attempt_timeout_s"),
+        ("routing", "cooldown_s: 1e300", 7, "routing.cooldown_s"),
+        ("model", "routing: {timeout_s: 1e300}", 6, "models.m.routing.timeout_s"),
+    ],
+)
+def test_a_weight_or_a_time_past_its_bound_is_refused_at_its_line(
+    tmp_path: Path, where: str, text: str, line: int, field: str
+) -> None:
+    """Weights add up (two near 1.8e308 summed to infinity: every request went to the last
+    deployment, probe p17); a deadline or cooldown past a day is a mistake."""
+    found = problems(write(tmp_path, **{where: text}))
+    assert len(found) == 1, found
+    assert found[0].startswith(f"{tmp_path}/bundle.yaml:{line}: {field}: ")
+
+
+def test_the_largest_weight_and_times_are_accepted(tmp_path: Path) -> None:
+    folder = write(
+        tmp_path,
+        deployment="weight: 1000000",
+        routing="{timeout_s: 86400, attempt_timeout_s: 86400, cooldown_s: 86400}"[1:-1],
+    )
+    candidate = candidate_from_folder(folder, {})
+    assert candidate.policy.models["m"].routing.timeout_s == 86400
