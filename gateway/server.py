@@ -225,6 +225,7 @@ def server_config(settings: Settings) -> GatewayServerConfig:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        timeout_keep_alive=settings.keepalive_timeout_s,
     )
 
 

@@ -28,6 +28,10 @@ DEFAULT_MAX_HEADER_LINE_BYTES = 20 * 1024
 DEFAULT_MAX_HEADER_BYTES = 64 * 1024  # the whole request head: three such lines and more
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_CLIENT_TIMEOUT_S = 30  # to send a request's headers and body
+# An idle keep-alive connection is closed after this long: longer than a load balancer's
+# own idle timeout (AWS ALB and ingress-nginx: 60 s), or the balancer may send a request
+# on a connection the gateway is closing, and its client gets a 502 (uvicorn's default 5).
+DEFAULT_KEEPALIVE_TIMEOUT_S = 75
 DEFAULT_LOGIN_FAILURES_PER_CLIENT = 10  # failed logins per client id per address per window
 DEFAULT_LOGIN_FAILURES_PER_ADDRESS = 30  # failed logins per source address per window
 DEFAULT_LOGIN_FAILURE_WINDOW_S = 60
@@ -107,6 +111,7 @@ class Settings:
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
     max_headers: int = DEFAULT_MAX_HEADERS
     client_timeout_s: int = DEFAULT_CLIENT_TIMEOUT_S
+    keepalive_timeout_s: int = DEFAULT_KEEPALIVE_TIMEOUT_S
     login_concurrency: int = field(default_factory=default_login_concurrency)
     login_failures_per_client: int = DEFAULT_LOGIN_FAILURES_PER_CLIENT
     login_failures_per_address: int = DEFAULT_LOGIN_FAILURES_PER_ADDRESS
@@ -174,6 +179,7 @@ def _edge_settings(env: Mapping[str, str], base: Settings) -> dict[str, int]:
         "max_header_bytes": "GATEWAY_MAX_HEADER_BYTES",
         "max_headers": "GATEWAY_MAX_HEADERS",
         "client_timeout_s": "GATEWAY_CLIENT_TIMEOUT_S",
+        "keepalive_timeout_s": "GATEWAY_KEEPALIVE_TIMEOUT_S",
         "login_concurrency": "GATEWAY_LOGIN_CONCURRENCY",
         "login_failures_per_client": "GATEWAY_LOGIN_FAILURES_PER_CLIENT",
         "login_failures_per_address": "GATEWAY_LOGIN_FAILURES_PER_ADDRESS",
@@ -193,6 +199,7 @@ def check_settings(settings: Settings) -> Settings:
         ("GATEWAY_MAX_HEADER_BYTES", settings.max_header_bytes, 1024, 2**24),
         ("GATEWAY_MAX_HEADERS", settings.max_headers, 8, 10_000),
         ("GATEWAY_CLIENT_TIMEOUT_S", settings.client_timeout_s, 1, 3600),
+        ("GATEWAY_KEEPALIVE_TIMEOUT_S", settings.keepalive_timeout_s, 1, 3600),
         ("GATEWAY_LOGIN_CONCURRENCY", settings.login_concurrency, 1, 64),
         ("GATEWAY_LOGIN_FAILURES_PER_CLIENT", settings.login_failures_per_client, 1, 10**6),
         ("GATEWAY_LOGIN_FAILURES_PER_ADDRESS", settings.login_failures_per_address, 1, 10**6),
