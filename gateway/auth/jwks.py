@@ -42,6 +42,7 @@ from joserfc.jwk import ECKey, JWKRegistry, Key, OKPKey, RSAKey
 
 from gateway.policy.upstreams import UpstreamRules, upstream_refusal
 from gateway.providers.resolver import GuardedResolver, refusal_of
+from gateway.providers.upstream_connections import GuardedConnector
 
 log = logging.getLogger(__name__)
 
@@ -475,7 +476,7 @@ class JwksCache:
                 self._upstreams, check_listener=False, lookup=self._lookup
             )
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=self._resolver),
+                connector=GuardedConnector(resolver=self._resolver),
                 timeout=aiohttp.ClientTimeout(total=self._timeout_s),
                 headers={"accept": "application/json, application/jwk-set+json"},
             )

@@ -25,6 +25,7 @@ from gateway.guardrails.guards import ClassifierRule
 from gateway.guardrails.kinds import FailMode
 from gateway.policy.upstreams import UpstreamRules
 from gateway.providers.resolver import GuardedResolver
+from gateway.providers.upstream_connections import GuardedConnector
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ class Classifiers:
             connector = None
             if self._upstreams is not None:
                 resolver = GuardedResolver(self._upstreams)
-                connector = aiohttp.TCPConnector(resolver=resolver)
+                connector = GuardedConnector(resolver=resolver)
             self._session = aiohttp.ClientSession(connector=connector)
         headers = {"authorization": f"Bearer {rule.api_key}"} if rule.api_key else {}
         try:

@@ -56,6 +56,7 @@ from gateway.providers.media_links import linked_media
 from gateway.providers.redaction import redact_error_events, secret_spellings
 from gateway.providers.resolver import GuardedResolver, guarded_trace
 from gateway.providers.stream_start import says_nothing
+from gateway.providers.upstream_connections import GuardedConnector
 from gateway.sse import is_error_event
 from gateway.telemetry.current import add_trace_headers
 
@@ -270,7 +271,7 @@ class LitellmProvider:
             # through the resolver, an IP address's through the trace.
             self._resolver = GuardedResolver(self._upstreams)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=self._resolver),
+                connector=GuardedConnector(resolver=self._resolver),
                 trace_configs=[guarded_trace(self._upstreams)],
             )
             # Handed over as the transport, not as a shared session: litellm then builds no

@@ -63,6 +63,11 @@ from gateway.providers.stream_start import (
     failed_start,
     readable_part,
 )
+from gateway.providers.upstream_connections import (
+    GuardedConnector,
+    read_answer_bytes,
+    transport_failure,
+)
 from gateway.sse import (
     DONE_PAYLOAD,
     EventSplitter,
@@ -223,7 +228,7 @@ class OpenAICompatProvider:
             # Checked once per DNS cache entry, not per request (resolver.py).
             self._resolver = GuardedResolver(self._config.upstreams, lookup=self._lookup)
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, resolver=self._resolver),
+                connector=GuardedConnector(limit=0, ttl_dns_cache=300, resolver=self._resolver),
                 timeout=aiohttp.ClientTimeout(total=None),  # the failover loop owns deadlines
                 auto_decompress=True,
             )
@@ -243,7 +248,7 @@ class OpenAICompatProvider:
             refused = refusal_of(exc)
             if refused is not None:  # an ordinary failed attempt (failover), with the reason
                 raise UpstreamFailure(f"{self.name}: not connected: {refused}") from None
-            raise UpstreamFailure(f"{self.name}: {type(exc).__name__}: {exc}") from None
+            raise UpstreamFailure(f"{self.name}: {transport_failure(exc)}") from None
         if response.status >= 300:
             try:
                 await self._raise_for(response, call)
@@ -299,9 +304,12 @@ class OpenAICompatProvider:
 
     async def _body_of(self, response: aiohttp.ClientResponse) -> bytes:
         try:
-            return await response.read()
+            return await read_answer_bytes(response)
         except aiohttp.ClientError as exc:
             raise UpstreamFailure(f"{self.name}: body: {type(exc).__name__}") from None
+        except ValueError as exc:  # past the size any answer has: its connection goes too
+            response.close()
+            raise UpstreamFailure(f"{self.name}: body: {exc}") from None
         finally:
             response.release()
 
