@@ -7,6 +7,7 @@ without a space, CRLF, LF or CR line ends, and comment lines (`: ping`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,16 @@ def json_of(event: bytes) -> Any:
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
+        return lenient_json(payload)
+
+
+def lenient_json(payload: bytes) -> Any:
+    """JSON orjson refuses but the SDK's reader (Python's `json`) takes: a lone surrogate
+    escape, NaN, Infinity, an integer past 64 bits; None when no reader takes it. A
+    stream's last event holding one is still its end and its usage (probe p20)."""
+    try:
+        return json.loads(payload)
+    except (ValueError, RecursionError):
         return None
 
 
@@ -191,7 +202,7 @@ def _ending_verdict(event: bytes) -> bool | None:
     try:
         parsed = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return False
+        parsed = lenient_json(payload)
     if not isinstance(parsed, dict):
         return False
     if parsed.get("error") or parsed.get("type") == "error":

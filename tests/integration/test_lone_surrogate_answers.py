@@ -97,3 +97,55 @@ async def test_a_lone_surrogate_is_served_and_booked(tmp_path, upstream, team):
                 break
             await asyncio.sleep(0.05)
     assert booked(tmp_path) == [(team, 200, 7, 5)] * 2
+
+
+RESPONSE = (
+    b'{"id":"resp_up1","object":"response","created_at":1,"model":"m","status":"%b",'
+    b'"output":[%b],"usage":%b}'
+)
+TEXT_ITEM = (
+    b'{"type":"message","id":"msg_up1","role":"assistant","status":"completed","content":'
+    b'[{"type":"output_text","text":"half \\ud83d","annotations":[],"score":NaN}]}'
+)
+RESPONSES_USAGE = b'{"input_tokens":11,"output_tokens":7,"total_tokens":18}'
+
+
+def responses_stream() -> bytes:
+    created = RESPONSE % (b"in_progress", b"", b"null")
+    completed = RESPONSE % (b"completed", TEXT_ITEM, RESPONSES_USAGE)
+    events = [
+        (b"response.created", b'{"type":"response.created","response":' + created + b"}"),
+        (
+            b"response.output_text.delta",
+            b'{"type":"response.output_text.delta","item_id":"msg_up1","output_index":0,'
+            b'"content_index":0,"delta":"half \\ud83d"}',
+        ),
+        (b"response.completed", b'{"type":"response.completed","response":' + completed + b"}"),
+    ]
+    return b"".join(b"event: " + kind + b"\ndata: " + data + b"\n\n" for kind, data in events)
+
+
+@pytest.mark.parametrize("team", ["guarded", "plain"])
+async def test_a_responses_stream_ending_on_nan_and_a_lone_surrogate_ends_well(tmp_path, team):
+    """The last event repeats the answer: a lone surrogate or a NaN there (Python servers
+    write NaN) made the gateway add an error event after `response.completed` and book a
+    502 with its own estimate (probe p20)."""
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=responses_stream(), content_type="text/event-stream")
+
+    app = web.Application()
+    app.router.add_post("/v1/responses", answer)
+    async with (
+        serving(app) as origin,
+        running_gateway(tmp_path, POLICY.format(origin=origin)) as gw,
+    ):
+        client = await gw.openai(team, max_retries=0)
+        stream = await client.responses.create(model="chat", input="hi", stream=True)
+        kinds = [event.type async for event in stream]
+        assert kinds == ["response.created", "response.output_text.delta", "response.completed"]
+        for _ in range(100):
+            if booked(tmp_path):
+                break
+            await asyncio.sleep(0.05)
+    assert booked(tmp_path) == [(team, 200, 11, 7)]
