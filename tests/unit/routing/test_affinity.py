@@ -4,6 +4,7 @@ import base64
 import hashlib
 import hmac
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -301,12 +302,29 @@ def test_input_items_go_upstream_with_their_own_ids_and_others_are_refused():
     assert ids.rewrite_message("Item with id 'fc_1' not found.") == (
         f"Item with id '{minted}' not found."
     )
-    for bad in ("fc_1", mint_item_id(KEY, "other", "fc_1"), 7):
+    for bad in ("fc_1", mint_item_id(KEY, "other", "fc_1")):
         with pytest.raises(InvalidRequest) as refused:
             ResponseIds(KEY, "t").pin(
                 route("a/m"), {"input": [{"type": "item_reference", "id": bad}]}
             )
         assert refused.value.status == 404 and refused.value.param == "input"
+    for field in ("id", "approval_request_id"):  # no string: a wrong type, named
+        with pytest.raises(InvalidRequest) as refused:
+            ResponseIds(KEY, "t").pin(route("a/m"), {"input": [{"type": "x", field: 7}]})
+        assert refused.value.status == 400 and refused.value.param == f"input[0].{field}"
+
+
+def test_an_mcp_approval_names_its_request_as_the_upstream_minted_it():
+    """`approval_request_id` names an `mcpr_` item: minted like any item id (probe p20:
+    the upstream got an id it never issued, and another team's went unchecked)."""
+    ids = ResponseIds(KEY, "t")
+    minted = mint_item_id(KEY, "t", "mcpr_1")
+    approval = {"type": "mcp_approval_response", "approval_request_id": minted, "approve": True}
+    _, sent = ids.pin(route("a/m"), {"input": [approval]})
+    assert sent["input"][0]["approval_request_id"] == "mcpr_1"
+    with pytest.raises(InvalidRequest):
+        other = {**approval, "approval_request_id": mint_item_id(KEY, "u", "mcpr_1")}
+        ResponseIds(KEY, "t").pin(route("a/m"), {"input": [other]})
 
 
 def test_an_answer_s_items_reach_the_client_minted():
@@ -319,3 +337,31 @@ def test_an_answer_s_items_reach_the_client_minted():
     out = ids.rewrite(b'{"id":"resp_1","output":[{"id":"msg_1"},{"id":"rs_1"}]}')
     assert b'"msg_1"' not in out and b'"rs_1"' not in out
     assert mint_item_id(KEY, "t", "msg_1").encode() in out
+
+
+def test_many_items_are_swapped_in_one_pass_as_few_are():
+    """Thousands of items: each id swapped, other strings untouched, in time linear in
+    the answer (a search per swap blocked the event loop for seconds, probe p20)."""
+    ids = ResponseIds(KEY, "t")
+    items = [{"id": f"msg_{n}", "text": f'msg_{n} "msg_{n}"'} for n in range(4000)]
+    ids.learn(route("a/m").deployments[0], {"id": "resp_1", "output": items}, 0)
+    raw = orjson.dumps({"id": "resp_1", "output": items})
+    out = orjson.loads(ids.rewrite(raw))
+    assert out["id"] == mint_response_id(KEY, "t", "a/m", "resp_1")
+    assert [item["id"] for item in out["output"]] == [
+        mint_item_id(KEY, "t", f"msg_{n}") for n in range(4000)
+    ]
+    assert out["output"][7]["text"] == 'msg_7 "msg_7"'
+
+
+@given(texts=st.lists(st.text(max_size=12), max_size=12))
+def test_the_one_pass_swaps_what_the_searches_swap(texts):
+    few, many = ResponseIds(KEY, "t"), ResponseIds(KEY, "t")
+    for n in range(12):
+        many.learn_item(f"fc_{n}")
+    for n in range(3):
+        few.learn_item(f"fc_{n}")
+    data = orjson.dumps({"a": texts, "ids": [f"fc_{n}" for n in range(3)]})
+    expected = few.rewrite(data)
+    assert orjson.loads(many.rewrite(data))["ids"] == orjson.loads(expected)["ids"]
+    assert orjson.loads(many.rewrite(data))["a"] == texts or any("fc_" in t for t in texts)
