@@ -117,3 +117,48 @@ def test_audio_deltas_are_not_held_as_text():
     audio = sse({"type": "response.audio.delta", "item_id": "a_1", "delta": "QUtJQUlPU0ZPRE5O"})
     out, ended = scan_stream(REDACT, [audio, COMPLETED], "responses")
     assert not ended and out.startswith(audio)
+
+
+def structured(delta: Any, number: int = 1) -> bytes:
+    return sse(
+        {"type": "response.vendor_output.delta", "item_id": "v_2", "output_index": 0}
+        | {"delta": delta, "sequence_number": number}
+    )
+
+
+@SCANNERS
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"stdout": "k=" + KEY[:10], "truncated": False}, {"stdout": KEY[10:], "truncated": False}),
+        (["k=" + KEY[:10]], [KEY[10:]]),
+        ({"out": {"text": "k=" + KEY[:10], "n": 1}}, {"out": {"text": KEY[10:], "n": 2}}),
+    ],
+    ids=["beside-a-flag", "list", "nested"],
+)
+def test_a_key_split_across_structured_deltas_is_caught(scanner, first, second):
+    """Probe p20: a flag beside `stdout`, a list or a nested object made the delta one
+    reviewed whole per event, and the split key went through."""
+    out, ended = scan_stream(
+        scanner, [structured(first, 1), structured(second, 2), COMPLETED], "responses"
+    )
+    assert KEY[10:] not in out.decode() and KEY[:10] not in out.decode(), out
+    assert ended or b"[REDACTED" in out
+
+
+def test_a_clean_structured_delta_keeps_its_shape_and_flags():
+    events = [structured({"stdout": "ok ", "truncated": False}), structured({"stdout": "done"})]
+    out, ended = scan_stream(REDACT, [*events, COMPLETED], "responses")
+    deltas = [
+        json.loads(line[6:])["delta"]
+        for line in out.split(b"\n")
+        if line.startswith(b"data: ") and b".delta" in line
+    ]
+    assert not ended
+    assert "".join(d["stdout"] for d in deltas) == "ok done"
+    assert all(d.get("truncated", False) is False for d in deltas)
+
+
+def test_a_key_in_a_structured_delta_s_key_is_reviewed():
+    out, ended = scan_stream(BLOCK, [structured({KEY: "x"}), COMPLETED], "responses")
+    assert ended and KEY.encode() not in out
