@@ -2,8 +2,10 @@
 (`--admin-port`, GATEWAY_ADMIN_PORT).
 
 The teams' listener then answers 404 for /admin and /finance, as if they did not
-exist there; the admin listener serves only the admin plane, the probes and the
-OpenAPI document, so a misrouted team request is not served on it either. The
+exist there, and for /metrics (every team's names, models, usage and cost, with no
+token: for the operators' listener only, probe p23); the admin listener serves only the
+admin plane, the probes, /metrics and the OpenAPI document, so a misrouted team request
+is not served on it either. The
 port a request came in on is the listening socket's (ASGI `scope["server"]`),
 which a client cannot choose with a header.
 """
@@ -22,6 +24,8 @@ from gateway.services import Services
 ADMIN_PREFIXES = ("/admin", "/finance")
 # What an operator's tools need on the admin listener besides the admin plane.
 ADMIN_LISTENER_ALSO = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
+# Served on the admin listener alone when there is one: every team's figures.
+ADMIN_LISTENER_ONLY = frozenset({"/metrics"})
 
 
 class Plane(StrEnum):
@@ -40,7 +44,7 @@ def plane_of_path(path: str) -> Plane:
 def listener_serves(path: str, local_port: int | None, admin_port: int) -> bool:
     """With an admin port: does the listener on `local_port` serve `path`?"""
     is_admin_listener = local_port == admin_port
-    if plane_of_path(path) is Plane.ADMIN:
+    if plane_of_path(path) is Plane.ADMIN or path in ADMIN_LISTENER_ONLY:
         return is_admin_listener
     return not is_admin_listener or path in ADMIN_LISTENER_ALSO
 

@@ -39,6 +39,10 @@ def test_admin_plane_answers_only_on_the_admin_port(tmp_path):
                 assert http.get(f"{origin}/healthz").status_code == 200
                 assert http.get(f"{origin}/readyz").status_code == 200
             assert http.get(f"{admin}/openapi.json").status_code == 200
+            # /metrics (every team's names, models and cost, no token) on the admin port
+            # only (probe p23: the teams' port served it to anyone).
+            assert http.get(f"{admin}/metrics").status_code == 200
+            assert http.get(f"{server.origin}/metrics").status_code == 404
 
 
 def test_without_admin_port_the_admin_plane_is_on_the_main_port(tmp_path):

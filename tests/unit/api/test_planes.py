@@ -43,6 +43,7 @@ def test_plane_of_path(path, plane):
         ("/readyz", ADMIN, True),
         ("/openapi.json", ADMIN, True),
         ("/metrics", ADMIN, True),
+        ("/metrics", MAIN, False),  # every team's figures, no token: the operators' port only
         ("/healthz", MAIN, True),
         ("/admin/policy", None, False),  # a listener we cannot name is not the admin one
     ],
