@@ -263,7 +263,8 @@ class TokenIssuer:
             return oauth_error(
                 400,
                 "unsupported_grant_type",
-                f"grant_type={form['grant_type'][:64]} is not supported; use client_credentials.",
+                # Not echoed: a misplaced secret in it would reach the logs (probe p23).
+                "This grant_type is not supported; use client_credentials.",
             )
         headers = {"Authorization": authorization} if authorization else {}
         try:
