@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -265,9 +266,20 @@ def plan_of(
 ) -> dict[str, str | None]:
     """The files that differ: written first, then deleted (so a reader of the folder
     never sees it without a policy file)."""
-    changed = [n for n in dict.fromkeys([*before, *after]) if before.get(n) != after.get(n)]
+    changed = [
+        n
+        for n in dict.fromkeys([*before, *after])
+        if _written(before.get(n)) != _written(after.get(n))
+    ]
     written = {name: dump_file(after[name]) for name in changed if name in after}
     return {**written, **{name: None for name in changed if name not in after}}
+
+
+def _written(part: Any) -> str:
+    """A file's part as its text tells it: `100` and `100.0`, `1` and `true` are equal to
+    Python but not to the version's hash, and a file left as it was then read as an edit of
+    its own and undid the version (probe p21)."""
+    return json.dumps(part, default=str)
 
 
 def dump_file(sections: dict[str, Any]) -> str:

@@ -10,6 +10,7 @@ from gateway.policy.bundle_text import (
     Marker,
     canonical,
     parse_marker,
+    plan_of,
     read_marker,
     render_marker,
     render_yaml,
@@ -150,3 +151,13 @@ def test_export_over_an_export_never_shows_a_reader_a_missing_or_partial_file(
         done.set()
         reader.join()
     assert seen == []
+
+
+@pytest.mark.parametrize(("old", "new"), [(100, 100.0), (1, True), (0, False), ("1", 1)], ids=repr)
+def test_a_number_written_another_way_rewrites_its_file(old, new):
+    """`usd: 100` and `usd: 100.0` are one value to Python, not to the version's hash: the
+    folder kept `100`, read as an edit of its own, and undid the version (probe p21)."""
+    before = {"teams.yaml": {"teams": {"demo": {"budgets": [{"period": "day", "usd": old}]}}}}
+    after = {"teams.yaml": {"teams": {"demo": {"budgets": [{"period": "day", "usd": new}]}}}}
+    assert list(plan_of(before, after)) == ["teams.yaml"]
+    assert plan_of(before, before) == {}
