@@ -264,6 +264,13 @@ def check_database_url(url: str) -> None:
             f"GATEWAY_DATABASE_URL: the scheme {scheme}:// is not supported; use {supported} "
             "(postgresql:// and sqlite:// work too)"
         )
+    database = make_url(url).database
+    if scheme.startswith("sqlite") and database and Path(database).is_dir():
+        # SQLite cannot open a folder: every command ended in a traceback (probe p21).
+        raise SettingsError(
+            f"GATEWAY_DATABASE_URL names a folder ({database}), not a SQLite file; name a "
+            "file in it, such as sqlite+aiosqlite:///PATH/gateway.db"
+        )
 
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")

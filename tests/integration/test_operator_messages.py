@@ -62,6 +62,18 @@ def test_a_bad_database_url_is_one_line_naming_the_setting_exit_2(
     assert "sqlite+aiosqlite" in lines[0] and "postgresql+asyncpg" in lines[0]
 
 
+@pytest.mark.parametrize("command", [("serve",), ("migrate",), ("token", "--team", "demo")])
+def test_a_sqlite_url_naming_a_folder_is_one_line_exit_2(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A folder is no SQLite file: was a traceback, or 'does not exist' (probe p21)."""
+    url = f"sqlite+aiosqlite:///{tmp_path}"
+    done = run_gateway(*command, cwd=tmp_path, env={"GATEWAY_DATABASE_URL": url})
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "names a folder" in lines[0], lines
+
+
 READ_ONLY_COMMANDS = [
     ("report", "usage", "--month", "2026-01"),
     ("usage", "demo", "--server", "http://127.0.0.1:9"),
