@@ -8,6 +8,7 @@ with a non-zero exit, never as a traceback.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -309,14 +310,30 @@ def _usage_error_lines(error: typer.TyperException) -> list[str]:
     return lines
 
 
+# A write to standard output that failed: a full disk, a closed pipe or descriptor.
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EPIPE, errno.EBADF, errno.EIO})
+
+
 def main() -> None:
     from gateway.logs import configure_cli_logging
     from gateway.settings import SettingsError
 
     configure_cli_logging()  # `serve` replaces it with its JSON lines
+    if sys.stdout is None and sys.argv[1:2] != ["serve"]:
+        # Closed (`>&-`): what the command prints (a token, a client's secret) would be
+        # lost, and it would exit 0 all the same (probe p21). Nothing is done.
+        typer.echo("error: cannot write the output: standard output is closed", err=True)
+        sys.exit(1)
     try:
         # Not standalone: click's errors reach us, to be printed as `error: ` lines.
         status = app(standalone_mode=False)
+        if sys.stdout is not None:
+            sys.stdout.flush()  # a full disk or a closed pipe shows here, not at exit
+    except OSError as error:
+        if error.errno not in _OUTPUT_ERRNOS:
+            raise
+        typer.echo(f"error: cannot write the output: {error.strerror}", err=True)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     except SettingsError as error:  # a setting the operator fixes: one plain line
