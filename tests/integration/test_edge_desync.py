@@ -33,6 +33,7 @@ CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "conten
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProcess, str, Path]]:
     tmp_path = tmp_path_factory.mktemp("edge")
     env = {"GATEWAY_CLIENT_TIMEOUT_S": "3", "GATEWAY_TRUSTED_PROXIES": "127.0.0.1"}
+    env["GATEWAY_KEEPALIVE_TIMEOUT_S"] = "1"  # the reads here last until the server closes
     with serve_process(tmp_path, env) as running:
         done = run_gateway("token", "--team", "demo", cwd=tmp_path)
         assert done.returncode == 0, done.stderr

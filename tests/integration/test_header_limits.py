@@ -25,7 +25,9 @@ CLIENT_TIMEOUT_S = 2
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     tmp_path = tmp_path_factory.mktemp("edge")
-    with serve_process(tmp_path, {"GATEWAY_CLIENT_TIMEOUT_S": str(CLIENT_TIMEOUT_S)}) as running:
+    # `exchange` reads until the server closes: an idle kept-alive connection closes at once.
+    env = {"GATEWAY_CLIENT_TIMEOUT_S": str(CLIENT_TIMEOUT_S), "GATEWAY_KEEPALIVE_TIMEOUT_S": "1"}
+    with serve_process(tmp_path, env) as running:
         yield running
 
 
@@ -247,6 +249,7 @@ def test_a_slow_body_is_dropped_within_the_timeout(server: ServeProcess) -> None
 def test_limits_hold_under_workers(tmp_path: Path) -> None:
     """`--workers 2`: each worker refuses an oversized head with 431."""
     env = {"GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0", "GATEWAY_MAX_HEADERS": "20"}
+    env["GATEWAY_KEEPALIVE_TIMEOUT_S"] = "1"  # `exchange` reads until the server closes
     with serve_process(tmp_path, env, ("--workers", "2")) as running:
         for _ in range(4):
             answer = exchange(running.port, head(*[f"x-h{i}: 1" for i in range(21)]))

@@ -25,7 +25,8 @@ CHAT = json.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "conten
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServeProcess, str]]:
     tmp_path = tmp_path_factory.mktemp("upgrade")
-    with serve_process(tmp_path) as running:
+    # `exchange` reads until the server closes: an idle kept-alive connection closes at once.
+    with serve_process(tmp_path, {"GATEWAY_KEEPALIVE_TIMEOUT_S": "1"}) as running:
         done = run_gateway("token", "--team", "demo", cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         yield running, done.stdout.split()[-1]
