@@ -10,13 +10,12 @@ the SDK's two retries billed twice more): read by `json`, each lone surrogate ma
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 import orjson
 
-from gateway.guardrails.stream_values import encode
+from gateway.guardrails.stream_values import UNREADABLE, encode, read_leniently
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_DEPTH = 200  # deeper than any answer: no recursion past Python's limit
@@ -29,10 +28,10 @@ def read_answer(body: bytes) -> tuple[Any, bytes]:
         return orjson.loads(body), body
     except orjson.JSONDecodeError:
         pass
-    try:
-        value = _without_lone_surrogates(json.loads(body), 0)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
+    value = read_leniently(body)
+    if value is UNREADABLE:
+        raise ValueError("the answer is no JSON")
+    value = _without_lone_surrogates(value, 0)
     return value, encode(value)
 
 
