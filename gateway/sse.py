@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 DONE_PAYLOAD = b"[DONE]"
+UNREADABLE = object()  # a payload that is no JSON any reader takes
 EVENT_END = b"\n\n"
 CR, LF = 13, 10  # byte values
 
@@ -45,17 +46,19 @@ def json_of(event: bytes) -> Any:
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
-        return lenient_json(payload)
+        value = read_leniently(payload)
+        return None if value is UNREADABLE else value
 
 
-def lenient_json(payload: bytes) -> Any:
-    """JSON orjson refuses but the SDK's reader (Python's `json`) takes: a lone surrogate
-    escape, NaN, Infinity, an integer past 64 bits; None when no reader takes it. A
-    stream's last event holding one is still its end and its usage (probe p20)."""
+def read_leniently(payload: bytes) -> Any:
+    """JSON orjson refused, as the SDK's reader (Python's `json`) takes it: a lone
+    surrogate escape, NaN, Infinity, an integer past 64 bits; UNREADABLE when no reader
+    takes it. A stream's last event holding one is still its end and its usage, and its
+    texts are still scanned (probes p16, p20)."""
     try:
         return json.loads(payload)
     except (ValueError, RecursionError):
-        return None
+        return UNREADABLE
 
 
 def events_of(chunk: bytes) -> Sequence[bytes]:
@@ -202,7 +205,7 @@ def _ending_verdict(event: bytes) -> bool | None:
     try:
         parsed = orjson.loads(payload)
     except orjson.JSONDecodeError:
-        parsed = lenient_json(payload)
+        parsed = read_leniently(payload)
     if not isinstance(parsed, dict):
         return False
     if parsed.get("error") or parsed.get("type") == "error":

@@ -90,13 +90,7 @@ from gateway.guardrails.scanner import (
     Scanner,
     apply_redactions,
 )
-from gateway.guardrails.stream_values import (
-    UNREADABLE,
-    choice_key,
-    encode,
-    read_leniently,
-    review_value,
-)
+from gateway.guardrails.stream_values import choice_key, encode, review_value
 from gateway.guardrails.texts import (
     rewrite_annotations,
     rewrite_chunk_fields,
@@ -104,7 +98,7 @@ from gateway.guardrails.texts import (
     rewrite_response_event,
 )
 from gateway.guardrails.window import CONTEXT_CHARS, advance, advance_clean
-from gateway.sse import DONE_PAYLOAD, data_of, events_of
+from gateway.sse import DONE_PAYLOAD, UNREADABLE, data_of, events_of, read_leniently
 from gateway.stream.steps import NOTHING, Emit
 
 # Chat delta fields that hold a text of the answer, scanned as it grows.

@@ -19,7 +19,6 @@ from gateway.guardrails.json_texts import TextFn
 from gateway.guardrails.scanner import apply_redactions
 
 ODD_INDEX = "?"  # the one choice every index that names no number belongs to
-UNREADABLE = object()  # an event's data that is no JSON any reader takes
 # Deeper than this, a value is reviewed as its JSON text, in one piece: a walk this deep
 # would run out of Python's stack, and no API nests a text so deep.
 _MAX_DEPTH = 64
@@ -45,16 +44,6 @@ def choice_key(index: Any, position: int) -> Any:
         except ValueError:
             return ODD_INDEX
     return ODD_INDEX
-
-
-def read_leniently(payload: bytes) -> Any:
-    """An event's data that orjson refused, as Python's `json` reads it (NaN, Infinity,
-    numbers past a double, lone surrogate escapes: what a client's reader may take), or
-    UNREADABLE."""
-    try:
-        return json.loads(payload)
-    except (ValueError, RecursionError):
-        return UNREADABLE
 
 
 def encode(value: Any) -> bytes:

@@ -15,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from gateway.guardrails.stream_values import UNREADABLE, encode, read_leniently
+from gateway.guardrails.stream_values import encode
+from gateway.sse import UNREADABLE, read_leniently
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX_DEPTH = 200  # deeper than any answer: no recursion past Python's limit

@@ -21,10 +21,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from gateway.guardrails.stream_values import UNREADABLE, read_leniently
 from gateway.providers.base import Endpoint
 from gateway.providers.redaction import ERROR_LINES
-from gateway.sse import DONE_PAYLOAD, EVENT_END, data_of, events_of
+from gateway.sse import DONE_PAYLOAD, EVENT_END, UNREADABLE, data_of, events_of, read_leniently
 
 # What a first event carries, by its type: a chat or completions chunk its `choices` (a
 # list, empty in Azure's first, its prompt filter's results), a Responses event its `type`.
