@@ -169,6 +169,7 @@ def serve(
     # A server's stderr is JSON lines (SPEC §7) from its first line, these start-up notes
     # included; a refusal to start stays one plain line, like every one-shot command's.
     from gateway.logs import configure_logging
+    from gateway.policy.loader import missing_folder
 
     configure_logging(settings.log_level)
     log = logging.getLogger("gateway.serve")
@@ -187,7 +188,7 @@ def serve(
     if is_named and not settings.policy_dir.is_dir() and settings.policy_dir != Path("policies"):
         # Refused whatever the database holds (below), so before anything is made: a new
         # database was created and migrated first (probe p7).
-        raise _fail(f"{settings.policy_dir}: policy directory not found", 1)
+        raise _fail(f"{settings.policy_dir}: {missing_folder(settings.policy_dir)}", 1)
     from gateway.server import bind_listeners, local_url, run_server
 
     _sqlite_folder_or_exit(settings)  # before the spool: it may live beside the file
@@ -213,7 +214,7 @@ def serve(
         # Refused as on a new database: a mis-mounted folder would leave this replica on
         # the database's version forever, its edits never applied. The default
         # ./policies, named by nobody, may be absent (edits then come from elsewhere).
-        raise _fail(f"{settings.policy_dir}: policy directory not found", 1)
+        raise _fail(f"{settings.policy_dir}: {missing_folder(settings.policy_dir)}", 1)
     if running is None:
         # A new database: the folder becomes version 1, so it must exist and be valid.
         if not settings.policy_dir.exists() and settings.policy_dir == Path("policies"):

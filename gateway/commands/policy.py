@@ -271,7 +271,7 @@ def apply(directory: Directory, reason: Reason = "", force: Force = False) -> No
         applied = await service.apply_folder(
             directory, author=cli_author(), reason=reason, force=force
         )
-        if not applied.is_new or applied.previous is None:
+        if not applied.is_new:
             return applied, ""
         return applied, await service.diff(applied.previous, applied.version.version)
 

@@ -84,10 +84,19 @@ def _render(request: ReportRequest, show_progress: bool) -> RenderedReport:
 
 @report_app.command()
 def usage(
-    month: Annotated[str, typer.Option(help="The UTC calendar month, YYYY-MM.")],
+    # Lists, so a repeated flag is refused (as the API's repeated parameter is), not
+    # silently the last one: a script that appends flags would export the wrong month.
+    month: Annotated[
+        list[str], typer.Option(metavar="YYYY-MM", help="The UTC calendar month, YYYY-MM.")
+    ],
     format: Annotated[
-        str, typer.Option("--format", help="csv, json, or focus (FinOps FOCUS 1.3 CSV).")
-    ] = "csv",
+        list[str] | None,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="csv, json, or focus (FinOps FOCUS 1.3 CSV). Default: csv.",
+        ),
+    ] = None,
     group_by: Annotated[
         list[str] | None,
         typer.Option(
@@ -111,9 +120,16 @@ def usage(
     from gateway.errors import InvalidRequest
     from gateway.usage.report_request import joined_group_by, parse_report_request
 
+    for flag, given in (("--month", month), ("--format", format or [])):
+        if len(given) > 1:
+            typer.echo(f"error: {flag} is given {len(given)} times: give it once", err=True)
+            raise typer.Exit(2)
     try:
         request = parse_report_request(
-            month, format, joined_group_by(group_by or []), int(time.time() * 1000)
+            month[0],
+            (format or ["csv"])[0],
+            joined_group_by(group_by or []),
+            int(time.time() * 1000),
         )
     except InvalidRequest as bad:
         typer.echo(f"error: {bad.message}", err=True)

@@ -39,7 +39,9 @@ def _table(view: dict[str, Any]) -> str:
     def shown(value: object) -> str:
         return "?" if value is None else str(value)
 
-    who = view["team"] + (f" / user {view['user']}" if view["user"] else "")
+    from gateway.errors import escaped  # a subject is the caller's text: no forged line
+
+    who = escaped(view["team"]) + (f" / user {escaped(view['user'])}" if view["user"] else "")
     lines = [f"usage of {who} at {view['at']} (periods in {view['timezone']})"]
     for b in view["budgets"]:
         lines.append(

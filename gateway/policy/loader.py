@@ -438,10 +438,17 @@ def policy_files(directory: FsPath) -> list[FsPath]:
     )
 
 
+def missing_folder(directory: FsPath) -> str:
+    """Why `directory` is no policy folder: absent, or a file (a bundle is a folder)."""
+    if directory.exists():
+        return "a file, not a policy directory: give the folder that holds its files"
+    return "policy directory not found"
+
+
 def load_bundle(directory: FsPath) -> LoadedBundle:
     """Read and schema-check every `*.yaml`/`*.yml` file in `directory`."""
     if not directory.is_dir():
-        raise PolicyInvalid([PolicyIssue(str(directory), "", "policy directory not found")])
+        raise PolicyInvalid([PolicyIssue(str(directory), "", missing_folder(directory))])
     files = policy_files(directory)
     if not files:
         raise PolicyInvalid([PolicyIssue(str(directory), "", "no *.yaml policy files found")])

@@ -230,11 +230,17 @@ class PolicyService:
             raise VersionNotFound(f"There is no policy version {version}.", param=param)
         return found
 
-    async def diff(self, old: int, new: int) -> str:
-        """Unified diff of two versions' stable YAML renderings ("" when equal)."""
-        was, now = await self.get(old, "from"), await self.get(new, "to")
+    async def diff(self, old: int | None, new: int) -> str:
+        """Unified diff of two versions' stable YAML renderings ("" when equal); `old`
+        None: from no version (the first apply's diff, as `diff DIR` previewed it)."""
+        was = None if old is None else (await self.get(old, "from")).bundle
+        now = await self.get(new, "to")
         return await asyncio.to_thread(
-            bundle_text.unified_diff, was.bundle, now.bundle, f"version {old}", f"version {new}"
+            bundle_text.unified_diff,
+            was,
+            now.bundle,
+            "no version" if old is None else f"version {old}",
+            f"version {new}",
         )
 
     async def audit(self, limit: int = 100, before: int | None = None) -> list[AuditEntry]:

@@ -48,7 +48,10 @@ def test_a_policy_folder_that_is_a_file_is_refused(applied):
     port = ["--port", str(free_port())]
     done = run_gateway("serve", *port, "--policies", "file.yaml", cwd=applied, timeout=15)
     assert done.returncode == 1, done.stderr
-    assert "error: file.yaml: policy directory not found" in done.stderr.splitlines()
+    assert (
+        "error: file.yaml: a file, not a policy directory: give the folder that holds its files"
+        in done.stderr.splitlines()
+    )
 
 
 def test_the_default_folder_missing_still_serves_the_databases_version(applied):
