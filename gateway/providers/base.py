@@ -69,12 +69,17 @@ class UpstreamFailure(Exception):
         is_timeout: bool = False,
         told_client: bool = False,
         after: bytes = b"",
+        is_request_sized: bool = False,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status = status
         self.retry_after_s = retry_after_s
         self.is_timeout = is_timeout
+        # The deployment refused this request for its size (OpenAI's 429 "Request too
+        # large … Limit N, Requested M"): another deployment may take it, but it says
+        # nothing of the deployment's health, so it cools nothing down for other callers.
+        self.is_request_sized = is_request_sized
         # A stream's own error event already went to the client: no second one.
         self.told_client = told_client
         # What the upstream reported after that error event, in the same read (its usage

@@ -11,6 +11,8 @@ URL, by redaction.py).
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -54,3 +56,16 @@ def openai_error(fields: dict[str, Any], default_message: str, default_type: str
         "param": text("param"),
         "code": text("code"),
     }
+
+
+# OpenAI's 429 for one request larger than the account's per-minute limit: "Request too
+# large for gpt-4o in organization org-… on tokens per min (TPM): Limit 30000, Requested
+# 45000. The input or output tokens must be reduced in order to run successfully."
+_REQUEST_TOO_LARGE = re.compile(r"\s*request too large\b", re.IGNORECASE)
+
+
+def is_request_too_large(fields: Mapping[str, Any]) -> bool:
+    """Does a 429's error say the request itself is too large for the deployment (not
+    that the deployment is busy)? Its `message`, as OpenAI and Azure write it."""
+    message = fields.get("message")
+    return isinstance(message, str) and _REQUEST_TOO_LARGE.match(message) is not None

@@ -39,7 +39,7 @@ from gateway.providers.error_answer import (
     is_error_answer,
     may_hold_error,
 )
-from gateway.providers.error_shape import error_fields_of
+from gateway.providers.error_shape import error_fields_of, is_request_too_large
 from gateway.providers.framing import (
     EVENT_STREAM,
     JSON_TYPES,
@@ -89,6 +89,7 @@ PATHS: dict[Endpoint, str] = {
 # Statuses that say "this deployment, now" rather than "this request": fail over.
 # 402: our account with the upstream is out of credit (as litellm_errors.py has it).
 FAILOVER_STATUSES = frozenset({401, 402, 403, 408, 409, 425, 429})
+TOO_MANY_REQUESTS = 429
 # The upstream has no such model or deployment (retired, misnamed; Azure's
 # DeploymentNotFound): the deployment's fault, not the caller's, unless the request
 # names a stored object of the caller's (`is_about_callers_object`).
@@ -267,10 +268,13 @@ class OpenAICompatProvider:
         if is_deployment_failure(status, call, error):
             # The detail goes to the operator's log: the error's type and code, never its
             # message, which may echo the prompt (or a key) back.
+            sized = status == TOO_MANY_REQUESTS and is_request_too_large(error)
             raise UpstreamFailure(
-                f"{self.name}: HTTP {status}{error_summary(error, self._secrets)}",
+                f"{self.name}: HTTP {status}{error_summary(error, self._secrets)}"
+                + (" (request too large)" if sized else ""),
                 status=status,
-                retry_after_s=retry_after_seconds(response.headers),
+                retry_after_s=None if sized else retry_after_seconds(response.headers),
+                is_request_sized=sized,
             )
         # The caller's error is relayed: its upstream id goes with it, as an answer's does.
         note_upstream_request_id(self.name, response.headers.get("x-request-id"))

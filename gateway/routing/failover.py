@@ -196,15 +196,17 @@ async def call_with_failover(
         finally:
             timer.stop()
         tries.failed(failure)
-        if not earlier:
+        if not earlier and not failure.is_request_sized:
             # One request's retries are one fault seen once: counting each would let a
-            # single unlucky request cool a deployment for every other caller.
+            # single unlucky request cool a deployment for every other caller. A refusal
+            # of the request's size counts none: a team's huge prompts must not cool a
+            # shared deployment down for every team (probe p23).
             board.failed(deployment, route, failure)
         asked = bounded_retry_after(failure.retry_after_s)
         if asked is not None:  # the client's retry-after is ours: never a day on their word
             asked_until[deployment] = board.clock() + asked
         log_failed_attempt(request_id, deployment, failure)
-        if failure.status in HOPELESS_STATUSES:
+        if failure.status in HOPELESS_STATUSES or failure.is_request_sized:
             candidates = tuple(d for d in candidates if d is not deployment)
     raise _refusal(route, board, tries, asked_until, deadline)
 

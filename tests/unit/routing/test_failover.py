@@ -356,3 +356,34 @@ async def test_a_streams_answer_is_no_success_until_the_caller_says_so():
     clock.now += 31
     assert await run(model, attempt, board, clock) == (A, "whole")
     assert not board.of(A).is_cooling(clock()) and board.of(A).consecutive_failures == 0
+
+
+async def test_a_refusal_of_the_requests_size_fails_over_and_cools_nothing():
+    """A 429 "Request too large" (is_request_sized) goes to the next deployment, never
+    back to the same one, and counts nothing towards the deployment's cooldown: three
+    such requests in a row (threshold 3) leave it healthy for every other caller."""
+    clock = Clock()
+    board = HealthBoard(clock)
+    sized = UpstreamFailure("too large", status=429, is_request_sized=True)
+    for _ in range(3):
+        attempt, calls = scripted({A: [sized], B: ["ok"]})
+        assert await run(route(A, B), attempt, board, clock) == (B, "ok")
+        assert calls == [A, B]
+    assert not board.of(A).is_cooling(clock.now)
+    assert board.of(A).consecutive_failures == 0
+    # The same three as busy 429s do cool it (the threshold holds for real failures).
+    for _ in range(3):
+        attempt, calls = scripted({A: [fail(429)], B: ["ok"]})
+        await run(route(A, B), attempt, board, clock)
+    assert board.of(A).is_cooling(clock.now)
+
+
+async def test_a_request_too_large_everywhere_is_a_502_after_one_try_each():
+    clock = Clock()
+    board = HealthBoard(clock)
+    sized = UpstreamFailure("too large", status=429, is_request_sized=True)
+    attempt, calls = scripted({A: [sized], B: [sized]})
+    with pytest.raises(UpstreamUnavailable):
+        await run(route(A, B, retries=3), attempt, board, clock)
+    assert calls == [A, B]
+    assert clock.slept == []
