@@ -129,7 +129,8 @@ async def _read_form(request: Request) -> dict[str, str] | TokenReply:
         check_declared_length(request.headers.get("content-length"), MAX_FORM_BYTES)
         raw = await read_body_bytes(request.receive, MAX_FORM_BYTES)
     except BodyTooLarge:
-        return oauth_error(400, "invalid_request", "The request body is too large.")
+        # HTTP's status for it (RFC 9110 §15.5.14), with OAuth's error body.
+        return oauth_error(413, "invalid_request", "The request body is too large.")
     try:
         pairs = parse_qsl(
             raw.decode(),

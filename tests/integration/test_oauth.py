@@ -438,7 +438,7 @@ async def test_cli_changes_are_audited_without_the_secret(setup: Setup) -> None:
 async def test_a_form_declared_larger_than_the_limit_is_refused_without_waiting(
     setup: Setup,
 ) -> None:
-    """A Content-Length over the form's limit is refused at once (400 invalid_request),
+    """A Content-Length over the form's limit is refused at once (413 invalid_request),
     not after waiting for bytes the client may never send (an unauthenticated caller
     would hold a connection until the client timeout)."""
     host, port = setup.gw.origin.removeprefix("http://").rsplit(":", 1)
@@ -452,4 +452,25 @@ async def test_a_form_declared_larger_than_the_limit_is_refused_without_waiting(
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
     finally:
         writer.close()
-    assert head.startswith(b"HTTP/1.1 400 "), head
+    assert head.startswith(b"HTTP/1.1 413 "), head
+
+
+async def test_a_form_sent_larger_than_the_limit_is_413(setup: Setup) -> None:
+    """A form whose bytes (no Content-Length: chunked) pass the limit: 413 in OAuth's
+    shape, as the API's body limit is 413."""
+
+    async def chunks():
+        yield b"grant_type=client_credentials&pad="
+        for _ in range(80):
+            yield b"x" * 1024
+
+    reply = await setup.http.post(
+        f"{setup.gw.origin}/oauth/token",
+        content=chunks(),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert reply.status_code == 413
+    assert reply.json() == {
+        "error": "invalid_request",
+        "error_description": "The request body is too large.",
+    }
