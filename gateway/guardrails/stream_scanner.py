@@ -51,7 +51,6 @@ that shape are scanned without a JSON parse or a re-encoding (event_shape.py).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -82,6 +81,18 @@ from gateway.guardrails.json_texts import NameNotRedactable
 from gateway.guardrails.kinds import GuardAction, Where
 from gateway.guardrails.refusals import TooManyMatches
 from gateway.guardrails.request_fields import CHUNK_KEYS, rewrite_unknown_keys
+from gateway.guardrails.response_deltas import (
+    DELTA_EVENT_KEYS,
+    JSON_DELTAS,
+    OUTPUT_TEXT_DELTA,
+    Leaf,
+    delta_key,
+    emptied,
+    grows_a_text,
+    keys_of,
+    string_leaves,
+    with_leaf,
+)
 from gateway.guardrails.scanner import (
     MatchBudget,
     OutOfMatches,
@@ -111,121 +122,6 @@ _DELTA_STRUCTURE = frozenset({"role", "type", "id", "index"})
 # A streamed choice's keys read as texts or structure; any other is reviewed whole.
 _CHOICE_READ = frozenset({"index", "delta", "text", "finish_reason", "logprobs"})
 _TEXT_PARTS = frozenset({"text", "output_text"})  # streamed content parts whose text grows
-# Responses events whose `delta` is a piece of a text; the texts that are JSON.
-_RESPONSE_DELTAS = frozenset(
-    {
-        "response.output_text.delta",
-        "response.refusal.delta",
-        "response.reasoning_summary_text.delta",
-        "response.reasoning_text.delta",
-        "response.function_call_arguments.delta",
-        "response.custom_tool_call_input.delta",
-        "response.audio.transcript.delta",
-        "response.code_interpreter_call_code.delta",
-        "response.mcp_call_arguments.delta",
-    }
-)
-_JSON_DELTAS = frozenset(
-    {"response.function_call_arguments.delta", "response.mcp_call_arguments.delta"}
-)
-_OUTPUT_TEXT_DELTA = "response.output_text.delta"  # JSON when the request asked for it
-# `*.delta` events that are no text a client reads: base64 audio.
-_NOT_TEXT_DELTAS = frozenset({"response.audio.delta"})
-# A Responses delta event's keys but its text: any other is reviewed whole.
-_DELTA_EVENT_KEYS = frozenset(
-    {"type", "item_id", "output_index", "content_index", "summary_index", "command_index"}
-    | {"delta", "sequence_number", "logprobs", "obfuscation"}
-)
-_PART_INDEXES = ("content_index", "summary_index", "command_index")
-
-
-def _grows_a_text(kind: object, delta: object) -> bool:
-    """Is this Responses event a piece of a growing text? The known deltas, and any other
-    `*.delta` (a shell call's command, a vendor's or a later API's event: probe p16)
-    whose delta is a string, or a structure of strings (a shell call's stdout and
-    stderr beside a `truncated` flag; a list), each string a text of its own."""
-    if type(kind) is not str or not kind.endswith(".delta") or kind in _NOT_TEXT_DELTAS:
-        return False
-    if type(delta) is str:
-        return True
-    return kind not in _RESPONSE_DELTAS and _string_leaves(delta) is not None
-
-
-Leaf = tuple[str | int, ...]  # where a string stands in a delta: keys and indexes
-_LEAF_DEPTH = 8
-_LEAF_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-
-
-def _string_leaves(value: object) -> list[tuple[Leaf, str]] | None:
-    """The strings of a structured delta, by place; None when it holds none, nests
-    deeper than _LEAF_DEPTH, or has a key no identifier (such a delta is reviewed whole)."""
-    leaves: list[tuple[Leaf, str]] = []
-
-    def walk(node: object, path: Leaf) -> bool:
-        if type(node) is str:
-            leaves.append((path, node))
-            return True
-        if len(path) >= _LEAF_DEPTH:
-            return type(node) not in (dict, list)
-        if type(node) is dict:
-            return all(
-                type(key) is str
-                and _LEAF_KEY.fullmatch(key) is not None
-                and walk(item, (*path, key))
-                for key, item in node.items()
-            )
-        if type(node) is list:
-            return all(walk(item, (*path, index)) for index, item in enumerate(node))
-        return True  # a number, a flag, null: structure
-
-    if type(value) not in (dict, list) or not walk(value, ()) or not leaves:
-        return None
-    return leaves
-
-
-def _with_leaf(value: Any, path: Leaf, text: str) -> Any:
-    """`value` with the string at `path` replaced by `text` (a copy along the path)."""
-    if not path:
-        return text
-    head, rest = path[0], path[1:]
-    if type(value) is dict:
-        return {**value, head: _with_leaf(value[head], rest, text)}
-    copy = list(value)
-    copy[head] = _with_leaf(copy[head], rest, text)  # type: ignore[index]  # an int here
-    return copy
-
-
-def _emptied(value: Any) -> Any:
-    """`value` with every string made "": the shape a flush event fills one text into."""
-    if type(value) is str:
-        return ""
-    if type(value) is dict:
-        return {key: _emptied(item) for key, item in value.items()}
-    if type(value) is list:
-        return [_emptied(item) for item in value]
-    return value
-
-
-def _keys_of(value: Any) -> list[str]:
-    """Every key in a structured delta (its strings are texts; its keys are reviewed)."""
-    if type(value) is dict:
-        return [*value, *(key for item in value.values() for key in _keys_of(item))]
-    if type(value) is list:
-        return [key for item in value for key in _keys_of(item)]
-    return []
-
-
-def _delta_key(kind: object, parsed: dict[str, Any], member: Leaf | None = None) -> Key:
-    """The text a delta event grows: its kind (and place, for a structured delta), its
-    item (its id, else its output index) and its part. Keys a client may read as one are
-    one text; an unhashable one is one odd text."""
-    item = parsed.get("item_id")
-    if item is None:
-        item = parsed.get("output_index")
-    item = item if isinstance(item, str) or item is None else choice_key(item, 0)
-    part = next((parsed[name] for name in _PART_INDEXES if name in parsed), None)
-    name = kind if member is None else f"{kind}/{'/'.join(map(str, member))}"
-    return (name, item, None if part is None else choice_key(part, 0))
 
 
 def _json(value: Any) -> bytes:
@@ -776,22 +672,22 @@ class OutputScanner:
         if dropped:
             parsed["logprobs"] = []  # its tokens spell the text before the window
         delta = parsed.get("delta")
-        if _grows_a_text(kind, delta):
-            if not _DELTA_EVENT_KEYS.issuperset(parsed):  # a provider's own field: whole
-                fields = rewrite_unknown_keys(_DELTA_EVENT_KEYS, parsed, self._review_whole)
+        if grows_a_text(kind, delta):
+            if not DELTA_EVENT_KEYS.issuperset(parsed):  # a provider's own field: whole
+                fields = rewrite_unknown_keys(DELTA_EVENT_KEYS, parsed, self._review_whole)
                 if fields is not parsed:
                     parsed.update(fields)
                     dropped = True  # written again
             if type(delta) is not str:
                 return self._named_texts(kind, parsed, delta, prefix, event, changed=dropped)
-            key = _delta_key(kind, parsed)
+            key = delta_key(kind, parsed)
             if key in self._ended:  # its text ended: what comes after is dropped
                 parsed["delta"] = ""
                 self._renumber(parsed)
                 return prefix + b"data: " + _json(parsed) + b"\n\n"
             text = self._texts.get(key)
             if text is None:
-                is_json = kind in _JSON_DELTAS or (self.is_json and kind == _OUTPUT_TEXT_DELTA)
+                is_json = kind in JSON_DELTAS or (self.is_json and kind == OUTPUT_TEXT_DELTA)
                 text = self._texts[key] = _Text(dict(parsed), prefix, is_json=is_json)
             released = self._advance(key, text, parsed["delta"], final=False)
             if self._blocked_by is None and "sequence_number" not in parsed:  # counts up
@@ -826,25 +722,25 @@ class OutputScanner:
         """A structured delta (a shell call's `stdout` and `stderr`, a list): each string
         in it its own growing text, held back and scanned like any other; its keys are
         reviewed whole, and a key a rule matches has the whole delta reviewed so."""
-        leaves = _string_leaves(delta) or []
-        keys = _keys_of(delta)
+        leaves = string_leaves(delta) or []
+        keys = keys_of(delta)
         if keys and not self._lines_clean(keys):
             parsed["delta"] = self._review_json(delta)
             self._renumber(parsed)
             return prefix + b"data: " + _json(parsed) + b"\n\n"
         released = delta
         for place, piece in leaves:
-            key = _delta_key(kind, parsed, place)
+            key = delta_key(kind, parsed, place)
             if key in self._ended:  # its text ended: what comes after is dropped
                 out = ""
             else:
                 text = self._texts.get(key)
                 if text is None:
-                    template = {**parsed, "delta": _emptied(delta)}
+                    template = {**parsed, "delta": emptied(delta)}
                     text = self._texts[key] = _Text(template, prefix, place=place)
                 out = self._advance(key, text, piece, final=False)
             if out != piece:
-                released, changed = _with_leaf(released, place, out), True
+                released, changed = with_leaf(released, place, out), True
         renumbered = self._renumber(parsed)
         if not (changed or renumbered):
             return event
@@ -954,7 +850,7 @@ class OutputScanner:
                 if self.endpoint == "responses":
                     delta = text.template["delta"]
                     if text.place is not None:
-                        delta = _with_leaf(delta, text.place, released)
+                        delta = with_leaf(delta, text.place, released)
                     else:
                         delta = released
                     event = {**text.template, "delta": delta}
