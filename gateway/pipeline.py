@@ -140,6 +140,10 @@ class ParsedBody:
     body: dict[str, Any]
     model: str
     is_stream: bool
+    # Large (api/body.WALKED_ON_LOOP_BYTES or more): every walk of it (its fields' checks,
+    # the limits' estimate) runs on a thread, so one request of half a million messages
+    # does not stall every team's requests for a second (probe p25).
+    is_large: bool = False
 
 
 class Exchange(Protocol):
@@ -370,7 +374,9 @@ async def _run(ctx: RequestContext, exchange: Exchange, services: Services) -> N
     tokens = hit is None
     if cached is not None and hit is None:  # a refusal by a limit says so too: it was looked up
         ctx.cache = cached.status
-    waiting = reserve_limits(ctx, policy, grant, body, services, tokens=tokens, carried=carried)
+    waiting = reserve_limits(
+        ctx, policy, grant, body, services, tokens=tokens, carried=carried, large=parsed.is_large
+    )
     if waiting is not None:  # in process with a short prompt, none: no coroutine made
         await waiting
     body = forwarded_body(ctx, body, grant.team.max_tokens_default)  # caps what it reserved

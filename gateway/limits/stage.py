@@ -46,11 +46,14 @@ def reserve_limits(
     *,
     tokens: bool = True,
     carried: int = 0,
+    large: bool = False,
 ) -> Coroutine[Any, Any, None] | None:
     """Reserve the request's estimate on every budget and limit of its team (and user).
     `tokens=False` (a response-cache hit, which spends none): only rpm and concurrency.
     `carried`: the tokens of the stored conversation a Responses follow-up continues
     (its verified `previous_response_id` says: routing/affinity.py), billed as input.
+    `large`: a large body, estimated on a thread whatever it holds (its one walk, which
+    the inline estimate makes on the loop, is long: half a million short messages).
 
     Done here when nothing needs waiting for (the usual case in process: a short
     prompt, counters in place): None, and no coroutine made. Else what is left, to
@@ -69,7 +72,9 @@ def reserve_limits(
     if not shape.spends_tokens:  # rpm and concurrency only: no count to make
         return _hold(ctx, policy, grant, shape, NO_TOKENS, now_ms, services)
     endpoint, route = ctx.endpoint, grant.route
-    found = estimate_inline(endpoint, body, route, team.max_tokens_default, carried)
+    found = (
+        None if large else estimate_inline(endpoint, body, route, team.max_tokens_default, carried)
+    )
     if found is None:  # a long prompt: counted on a thread, so the event loop keeps serving
         counting = estimate_on_thread(endpoint, body, route, team.max_tokens_default, carried)
         return _reserve_waiting(ctx, policy, grant, counting, services)

@@ -45,13 +45,33 @@ from gateway.providers.mock_reply import (
 EMBEDDING_DIMENSIONS = 256
 
 
+# A body with a list longer than this (messages, items, a message's parts) is measured
+# on a thread too: the walk alone of half a million short messages takes a second.
+INLINE_PARTS = 64
+
+
+def _few_parts(body: dict[str, Any]) -> bool:
+    """No list in the body, or in its messages, longer than INLINE_PARTS."""
+    for value in body.values():
+        if type(value) is list:
+            if len(value) > INLINE_PARTS:
+                return False
+            for item in value:
+                content = item.get("content") if type(item) is dict else None
+                if type(content) is list and len(content) > INLINE_PARTS:
+                    return False
+    return True
+
+
 async def _prompt_tokens(call: UpstreamCall) -> int:
     """The prompt's tokens; a large prompt (megabytes take seconds) is counted on a
     thread, as the gateway's own estimate does, so the event loop keeps serving."""
-    small = prompt_chars(call.endpoint, call.body, extra_texts(call.endpoint, call.body))
-    if small <= INLINE_COUNT_CHARS:
-        return count_prompt(call.endpoint, call.body, call.model)
-    return await asyncio.to_thread(count_prompt, call.endpoint, call.body, call.model)
+    body = call.body
+    if _few_parts(body) and (
+        prompt_chars(call.endpoint, body, extra_texts(call.endpoint, body)) <= INLINE_COUNT_CHARS
+    ):
+        return count_prompt(call.endpoint, body, call.model)
+    return await asyncio.to_thread(count_prompt, call.endpoint, body, call.model)
 
 
 def _answers(call: UpstreamCall) -> list[Cut]:
