@@ -35,7 +35,7 @@ from gateway.policy.service import PolicyService
 from gateway.policy.store import PolicyStore
 from gateway.policy.sync import keep_policy_in_sync, load_running_policy
 from gateway.policy.upstreams import UpstreamRules
-from gateway.providers.registry import ProviderSet
+from gateway.providers.registry import ProviderSet, load_translation
 from gateway.routing.affinity import ResponseIdKey  # response id binding
 from gateway.routing.failover import HealthBoard
 from gateway.routing.response_sizes import ResponseSizes, open_sizes
@@ -116,6 +116,11 @@ async def build_services(
     policy_versions = PolicyService(engine, os.environ)
     try:
         policy_store = await load_running_policy(policy_versions, settings.policy_dir)
+    except BaseException:
+        await engine.dispose()
+        raise
+    try:
+        await load_translation(policy_store.current().providers)
     except BaseException:
         await engine.dispose()
         raise

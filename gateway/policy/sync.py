@@ -79,6 +79,11 @@ class Closable(Protocol):
 class ProviderPool(Protocol):
     """The live upstream clients (`providers.registry.ProviderSet`)."""
 
+    async def prepare(self, configs: Mapping[str, ProviderConfig]) -> None:
+        """Load what `configs`' clients need, off the event loop (litellm), before
+        `reconcile` builds them."""
+        ...
+
     def reconcile(self, configs: Mapping[str, ProviderConfig]) -> Sequence[Closable]:
         """Match the clients to `configs`; return the ones retired (closed later)."""
         ...
@@ -116,6 +121,7 @@ class PolicySync:
             version = await self._service.get(number)
             try:
                 policy = await self._service.compile(version)
+                await self._providers.prepare(policy.providers)  # litellm, off the loop
                 retired = self._providers.reconcile(policy.providers)
             except PolicyInvalid as invalid:
                 self._failed = number

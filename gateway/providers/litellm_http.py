@@ -31,8 +31,10 @@ LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router")
 
 
 @functools.cache
+@functools.cache
 def litellm_module() -> Any:
-    """The litellm module, imported on first use without fetching anything."""
+    """The litellm module, imported once without fetching anything (before a policy
+    naming a translated provider is put in force: registry.load_translation)."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     os.environ.setdefault("LITELLM_OFFLINE_MODE", "true")
     # Read once, at import: litellm then downloads no image a message links to (the

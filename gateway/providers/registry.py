@@ -1,11 +1,13 @@
 """Build the running providers from the policy; heavy kinds load by name on first use.
 
 A provider type maps to a module path, so litellm (≈3 s and ≈200 MB to import)
-is imported only when the policy names an anthropic, gemini or bedrock provider.
+is imported only when the policy names an anthropic, gemini or bedrock provider, and
+then on a thread before that policy is in force (`load_translation`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 from collections.abc import Mapping
 from typing import cast
@@ -14,6 +16,17 @@ from gateway.policy.compiled import ProviderConfig
 from gateway.providers.base import Provider
 
 TRANSLATED_TYPES = frozenset({"anthropic", "gemini", "bedrock"})
+
+
+async def load_translation(configs: Mapping[str, ProviderConfig]) -> None:
+    """Import litellm on a thread before a policy naming a translated provider is put in
+    force (at start, or when such a version arrives): never inside a request, where its
+    seconds stalled every request of the process and counted against the first call's
+    attempt timeout (probe p24: a healthy upstream booked as a 504)."""
+    if any(config.type in TRANSLATED_TYPES for config in configs.values()):
+        from gateway.providers.litellm_http import litellm_module
+
+        await asyncio.to_thread(litellm_module)
 
 
 def build_provider(config: ProviderConfig) -> Provider:
@@ -63,6 +76,9 @@ class ProviderSet:
             # A request that began under the previous policy may still fail over to it.
             return self._removed[name]
         return provider
+
+    async def prepare(self, configs: Mapping[str, ProviderConfig]) -> None:
+        await load_translation(configs)
 
     def reconcile(self, configs: Mapping[str, ProviderConfig]) -> list[Provider]:
         """Switch to a new policy's providers: unchanged ones are kept, changed ones rebuilt.
