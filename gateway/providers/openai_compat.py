@@ -189,12 +189,30 @@ def _names_callers_field(error: Mapping[str, Any]) -> bool:
     return isinstance(param, str) and bool(param.strip()) and param.strip() != "model"
 
 
+# Azure api-versions before this refuse `stream_options` ("Unrecognized request argument
+# supplied"): a stream there is sent without it, and its usage counted by the gateway.
+AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
+_DATED_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def azure_takes_stream_options(api_version: str | None) -> bool:
+    """Does this Azure OpenAI api-version take `stream_options`? A dated version
+    (`2024-06-01`, `2024-08-01-preview`) from 2024-09-01 on; any other spelling (`v1`,
+    `preview`, `latest`: the newer API) does."""
+    if api_version is None or _DATED_VERSION.match(api_version) is None:
+        return True
+    return api_version[:10] >= AZURE_STREAM_OPTIONS_SINCE
+
+
 class OpenAICompatProvider:
     def __init__(self, config: ProviderConfig, *, lookup: AbstractResolver | None = None) -> None:
         """`lookup`: the name resolver under the upstream rules (default: aiohttp's)."""
         self.name = config.name
         self._config = config
         self._is_azure = config.type == "azure"
+        self._sends_stream_options = not self._is_azure or azure_takes_stream_options(
+            config.api_version
+        )
         self._base = (config.api_base or OPENAI_API_BASE).rstrip("/")
         # Our own user-agent: aiohttp then adds none, and skip_auto_headers (which
         # sends every request down aiohttp's slower header path) is not needed.
@@ -238,10 +256,13 @@ class OpenAICompatProvider:
     async def _post(self, call: UpstreamCall) -> aiohttp.ClientResponse:
         headers = {**self._headers, "x-request-id": call.request_id}
         add_trace_headers(headers)  # our traceparent, when this request is traced
+        body = call.body
+        if not self._sends_stream_options and "stream_options" in body:
+            body = {key: value for key, value in body.items() if key != "stream_options"}
         try:
             response = await self._client().post(
                 self._url(call.endpoint, call.model),
-                data=orjson.dumps(call.body),
+                data=orjson.dumps(body),
                 headers=headers,
                 allow_redirects=False,
             )

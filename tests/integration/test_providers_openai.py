@@ -65,6 +65,50 @@ async def test_azure_uses_deployment_urls_api_version_and_api_key_header(tmp_pat
     assert streamed.json["stream_options"] == {"include_usage": True}
 
 
+@pytest.mark.parametrize("version", ["2024-02-01", "2024-06-01", "2024-08-01-preview"])
+async def test_an_azure_version_without_stream_options_streams_with_the_gateways_count(
+    tmp_path, monkeypatch, version
+):
+    """Azure api-versions before 2024-09-01 refuse `stream_options` (probe p24): a stream
+    goes without it (the caller's own too), and a caller that asked for usage gets the
+    gateway's count in OpenAI's final usage chunk."""
+    monkeypatch.setenv("AZ_KEY", "azure-secret")
+    policy = AZURE.replace("2024-10-21", version)
+    async with MockUpstream("azure", api_key="azure-secret") as up:
+        up.behave("stream_no_usage", content="one two three")
+        async with running_gateway(tmp_path, policy.format(origin=up.origin)) as gw:
+            stream = await (await gw.openai()).chat.completions.create(
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "count"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            chunks = [c async for c in stream]
+    (sent,) = up.requests
+    assert sent.query == {"api-version": version}
+    assert "stream_options" not in sent.json and sent.json["stream"] is True
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 3
+
+
+@pytest.mark.parametrize(
+    ("version", "takes"),
+    [
+        ("2024-02-01", False),
+        ("2024-08-01-preview", False),
+        ("2024-09-01-preview", True),
+        ("2024-10-21", True),
+        ("2025-04-01-preview", True),
+        ("v1", True),
+        ("preview", True),
+        (None, True),
+    ],
+)
+def test_which_azure_versions_take_stream_options(version, takes):
+    from gateway.providers.openai_compat import azure_takes_stream_options
+
+    assert azure_takes_stream_options(version) is takes
+
+
 def access_lines(tmp_path) -> list[dict]:
     """The gateway's access log (written to a file for these tests, flushed at shutdown)."""
     path = tmp_path / "access.log"
