@@ -88,6 +88,18 @@ _PARAMS: dict[Endpoint, frozenset[str]] = {
 # the figure litellm long used, within every Claude model's output limit.
 ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
 
+def thinking_budget(reasoning_effort: object) -> int:
+    """The thinking tokens litellm asks Anthropic for at this `reasoning_effort` (its
+    DEFAULT_REASONING_EFFORT_<EFFORT>_THINKING_BUDGET: 1024 low … 16384 max); 0 for none,
+    or an effort it has no budget for."""
+    if not isinstance(reasoning_effort, str) or not reasoning_effort.isalpha():
+        return 0
+    constants = litellm_module().constants
+    name = f"DEFAULT_REASONING_EFFORT_{reasoning_effort.upper()}_THINKING_BUDGET"
+    budget = getattr(constants, name, 0)
+    return budget if type(budget) is int and budget > 0 else 0
+
+
 # Chunks carrying nothing held before a stream's first real one (`_first_said`): litellm
 # makes two of a 200 without events (the `stop`, its usage); a real stream's first has its role.
 EMPTY_CHUNKS_HELD = 8
@@ -206,7 +218,10 @@ class LitellmProvider:
         # in its own (up to 128,000, beyond many models' limit: a 400).
         uncapped = "max_tokens" not in kwargs and "max_completion_tokens" not in kwargs
         if self.kind == "anthropic" and call.endpoint != "embeddings" and uncapped:
-            kwargs["max_tokens"] = ANTHROPIC_DEFAULT_MAX_TOKENS
+            # Above the thinking budget litellm maps a `reasoning_effort` to: Anthropic
+            # refuses a cap at or under it (probe p24: `high` was always a 400).
+            thinking = thinking_budget(kwargs.get("reasoning_effort"))
+            kwargs["max_tokens"] = ANTHROPIC_DEFAULT_MAX_TOKENS + thinking
         kwargs.update(self._auth)
         if self._has_aws_keys:
             _sign_with_given_keys_only()

@@ -39,3 +39,37 @@ async def test_anthropic_through_the_gateway_stream_and_not(tmp_path, monkeypatc
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens > 0
+
+
+SONNET = """
+providers:
+  claude: {{type: anthropic, api_base: "{base}", api_key: "${{ANTHROPIC_TEST_KEY}}"}}
+models:
+  sonnet:
+    deployments: [{{provider: claude, model: claude-sonnet-4-5}}]
+teams:
+  demo: {{models: ["*"]}}
+"""
+
+
+async def test_a_reasoning_effort_with_no_cap_gets_a_cap_above_its_thinking_budget(
+    tmp_path, monkeypatch
+):
+    """No max_tokens from the caller: the cap the gateway sends Anthropic is above the
+    thinking budget litellm maps the effort to (Anthropic refuses one at or under it:
+    probe p24, where `high` was always a 400); no effort, the usual 4096."""
+    monkeypatch.setenv("ANTHROPIC_TEST_KEY", API_KEY)
+    async with run_upstream("anthropic") as upstream:
+        async with running_gateway(tmp_path, SONNET.format(base=upstream.base_url)) as gw:
+            client = await gw.openai()
+            sent = {}
+            for effort in ("low", "high", "max", None):
+                extra = {} if effort is None else {"reasoning_effort": effort}
+                await client.chat.completions.create(
+                    model="sonnet", messages=[{"role": "user", "content": "hi"}], **extra
+                )
+                sent[effort] = upstream.last.body
+    assert sent[None]["max_tokens"] == 4096 and "thinking" not in sent[None]
+    for effort in ("low", "high", "max"):
+        budget = sent[effort]["thinking"]["budget_tokens"]
+        assert sent[effort]["max_tokens"] == 4096 + budget, (effort, sent[effort])
