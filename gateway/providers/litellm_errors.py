@@ -8,6 +8,7 @@ upstream's message (it may quote the prompt).
 
 from __future__ import annotations
 
+import ast
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -160,7 +161,7 @@ def _error_object(body: object, message: str) -> dict[str, Any]:
     if not isinstance(body, dict):
         tail = without_prefixes(message).strip()
         if tail[:2] in ("b'", 'b"'):  # a bytes repr, from streaming requests
-            tail = tail[2:-1]
+            tail = bytes_repr_text(tail)
         try:
             # litellm may add its own words after the body (". Handle with `litellm.X`").
             body = orjson.loads(tail[: tail.rfind("}") + 1] or tail)
@@ -172,6 +173,28 @@ def _error_object(body: object, message: str) -> dict[str, Any]:
     if isinstance(error, str):
         return {"message": error}
     return error if isinstance(error, dict) else {}
+
+
+_REPR_END_TRIES = 4
+
+
+def bytes_repr_text(text: str) -> str:
+    """The text of a Python bytes repr litellm put in a streamed request's error
+    (`b'{"error": {"message": "Unknown name \\"foo\\""}}'`, maybe with its own words
+    after it), decoded as the upstream sent it; `text` itself when it is none."""
+    end = text.rfind(text[1])
+    for _ in range(_REPR_END_TRIES):  # a few of its last quotes: never a quadratic search
+        if end <= 1:
+            break
+        try:
+            value = ast.literal_eval(text[: end + 1])  # a literal only: nothing runs
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            end = text.rfind(text[1], 2, end)
+            continue
+        if isinstance(value, bytes):
+            return value.decode("utf-8", errors="replace")
+        break
+    return text
 
 
 def _retry_delay_s(error: Mapping[str, Any]) -> float | None:

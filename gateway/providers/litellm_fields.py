@@ -71,7 +71,8 @@ _CACHE_WRITES = "cache_creation_input_tokens"  # billed from (module docstring)
 # "litellm.BadRequestError: AnthropicException - litellm.BadRequestError: ", repeated;
 # "litellm.RateLimitError: GeminiException - ", "BedrockException BadRequestError - ".
 _LITELLM_PREFIXES = re.compile(
-    r"^(?:\s*(?:litellm\.\w+:|\w+(?:Exception|Error)(?:\s+\w+)?\s+-(?=\s)))+\s*"
+    r"^(?:\s*(?:litellm\.\w+:|\w+(?:Exception|Error):(?=\s)"
+    r"|\w+(?:Exception|Error)(?:\s+\w+)?\s+-(?=\s)))+\s*"
 )
 # A sentence ends at `.`, `!` or `?` before whitespace (`litellm.modify_params` holds one).
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")

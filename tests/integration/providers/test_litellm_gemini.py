@@ -162,3 +162,32 @@ async def test_bad_request_is_passed_back_clean(gemini: Deployment, is_stream: b
     assert caught.value.message.startswith("* GenerateContentRequest.contents: must not be empty")
     for leak in ("http://", "127.0.0.1", "litellm", "Exception"):
         assert leak not in caught.value.message
+
+
+@pytest.mark.parametrize("is_stream", [False, True], ids=["send", "open_stream"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Invalid JSON payload received. Unknown name \"foo\" at 'generation_config': "
+        "Cannot find field.",
+        "The input token count (1200000) exceeds the maximum number of tokens allowed "
+        "(1048576). Entrée trop longue.",
+    ],
+    ids=["quotes", "context length, non-ASCII"],
+)
+async def test_a_message_with_quotes_or_accents_is_passed_back_as_written(
+    gemini: Deployment, is_stream: bool, message: str
+) -> None:
+    """Streamed, litellm quotes the body as a Python bytes repr (`b'{...\\"foo\\"...}'`):
+    the caller still gets Gemini's message as written, never the repr or litellm's
+    exception names (probes p24, p25)."""
+    gemini.upstream.fail_next(400, _google_error(400, "INVALID_ARGUMENT", message))
+    call = upstream_call("chat", MODEL, {"messages": MESSAGES}, is_stream=is_stream)
+
+    with pytest.raises(UpstreamClientError) as caught:
+        if is_stream:
+            await gemini.provider.open_stream(call)
+        else:
+            await gemini.provider.send(call)
+
+    assert caught.value.message == message
