@@ -44,6 +44,7 @@ from gateway.providers.litellm_errors import mid_stream_failure, translate_error
 from gateway.providers.litellm_fields import openai_fields
 from gateway.providers.litellm_http import (
     CALL_CLIENT,
+    gemini_saw_finish,
     litellm_module,
     mark_sent,
     no_other_session,
@@ -87,6 +88,7 @@ _PARAMS: dict[Endpoint, frozenset[str]] = {
 # The reply cap sent to Anthropic when the caller gives none (it requires one):
 # the figure litellm long used, within every Claude model's output limit.
 ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
+
 
 def thinking_budget(reasoning_effort: object) -> int:
     """The thinking tokens litellm asks Anthropic for at this `reasoning_effort` (its
@@ -462,7 +464,11 @@ class _SseRelay:
             if isinstance(exc, Exception):
                 raise mid_stream_failure(exc, self._secrets) from None
             raise
-        return self._event(chunk)
+        try:
+            return self._event(chunk)
+        except UpstreamFailure:  # a Gemini stream cut short (_event): release it first
+            await self.aclose()
+            raise
 
     async def aclose(self) -> None:
         if not self._is_closed:
@@ -473,6 +479,9 @@ class _SseRelay:
 
     def _event(self, chunk: Any) -> bytes:
         body = openai_fields(self._endpoint, _dump(chunk), is_chunk=True)
+        if _finishes(body) and gemini_saw_finish(self._stream) is False:
+            # litellm's made-up `stop` at a Gemini stream cut short: the attempt failed.
+            raise UpstreamFailure("stream ended before its finishReason")
         # litellm may mint a new id per chunk (Gemini); OpenAI keeps one per stream.
         if self._id is None:
             self._id = body.get("id")
@@ -483,6 +492,14 @@ class _SseRelay:
             self._failed = True
             return redact_error_events(event, self._spellings)
         return event
+
+
+def _finishes(body: Mapping[str, Any]) -> bool:
+    """Does this chunk finish a choice (a `finish_reason` on any of them)?"""
+    choices = body.get("choices")
+    return type(choices) is list and any(
+        type(choice) is dict and choice.get("finish_reason") is not None for choice in choices
+    )
 
 
 def _dump(result: Any) -> dict[str, Any]:

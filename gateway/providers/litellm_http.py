@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import ssl
+import sys
 from contextvars import ContextVar
 from typing import Any
 
@@ -56,6 +57,7 @@ def litellm_module() -> Any:
         return shared_client(*args, **kwargs) if client is None else client
 
     gemini_embed.get_async_httpx_client = calling_providers_client
+    _note_gemini_finishes()
 
     litellm.suppress_debug_info = True
     litellm.disable_streaming_logging = True  # per-chunk logging work nobody reads
@@ -66,6 +68,40 @@ def litellm_module() -> Any:
         logger.handlers[:] = []
         logger.setLevel(logging.ERROR)
     return litellm
+
+
+GEMINI_MODULE = "litellm.llms.vertex_ai.gemini.vertex_and_google_ai_studio_gemini"
+SAW_FINISH = "gateway_saw_finish"  # set on a Gemini stream's iterator at its finishReason
+
+
+def _note_gemini_finishes() -> None:
+    """Mark a Gemini stream's iterator once a chunk carries Gemini's `finishReason`.
+    litellm reads a chunk without one as `stop` and ends a stream cut short (a closed
+    connection, a cut event) with a made-up `stop` (probe p24): `gemini_saw_finish`
+    tells the two apart."""
+    iterator: Any = importlib.import_module(GEMINI_MODULE).ModelResponseIterator
+    parse = iterator.chunk_parser
+
+    def noting_finish(self: Any, chunk: Any) -> Any:
+        if type(chunk) is dict:
+            candidates = chunk.get("candidates")
+            if type(candidates) is list and any(
+                type(c) is dict and c.get("finishReason") for c in candidates
+            ):
+                setattr(self, SAW_FINISH, True)
+        return parse(self, chunk)
+
+    iterator.chunk_parser = noting_finish
+
+
+def gemini_saw_finish(stream: Any) -> bool | None:
+    """Has this litellm stream's Gemini iterator seen a `finishReason`? None: the stream
+    is no Gemini stream this can tell of."""
+    iterator = getattr(stream, "completion_stream", None)
+    gemini = sys.modules.get(GEMINI_MODULE)
+    if gemini is None or not isinstance(iterator, gemini.ModelResponseIterator):
+        return None
+    return getattr(iterator, SAW_FINISH, False) is True
 
 
 class Redirected(Exception):

@@ -293,6 +293,8 @@ async def _gemini_model_action(
             data(_gemini_chunk(word, is_last=not mock.stream_forever and i == len(WORDS) - 1))
             for i, word in enumerate(WORDS)
         ]
+        if mock.ends_early:  # the first word, then a clean end with no finishReason
+            events = events[:1]
         tick = lambda i: data(_gemini_chunk(f" {i}", is_last=False))  # noqa: E731
         return await _stream(request, mock, "text/event-stream", events, tick)
     if action == "batchEmbedContents":

@@ -191,3 +191,22 @@ async def test_a_message_with_quotes_or_accents_is_passed_back_as_written(
             await gemini.provider.send(call)
 
     assert caught.value.message == message
+
+
+async def test_stream_cut_short_is_a_failure_not_a_made_up_stop(gemini: Deployment) -> None:
+    """A stream that ends before a chunk with Gemini's finishReason (the connection
+    closed) raises UpstreamFailure: litellm's invented `stop` and [DONE] never go out
+    (probe p24: the client saw a complete answer, the ledger 0 output tokens)."""
+    gemini.upstream.ends_early = True
+    events = await gemini.provider.open_stream(
+        upstream_call("chat", MODEL, {"messages": MESSAGES}, is_stream=True)
+    )
+
+    received = []
+    with pytest.raises(UpstreamFailure):
+        async for event in events:
+            received.append(event)
+
+    assert received and b"Hello" in received[0]
+    assert not any(b'"finish_reason":"stop"' in event for event in received)
+    assert b"data: [DONE]\n\n" not in received
