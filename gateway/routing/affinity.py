@@ -254,7 +254,9 @@ class ResponseIds:
     def _upstream_items(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
         """`body` with each input item's item ids (an `item_reference`'s, an item given
         again with its `id`, an MCP approval's `approval_request_id`) the upstream's own;
-        404 for one not minted for this team, 400 for one that is no string."""
+        404 for one not minted for this team, 400 for one that is no string. A tool's
+        `container` named by id likewise (`_upstream_containers`)."""
+        body = self._upstream_containers(body)
         items = body.get("input")
         if not isinstance(items, list):
             return body
@@ -272,6 +274,33 @@ class ResponseIds:
             upstream.append({**item, **own} if own else item)
             changed = changed or bool(own)
         return {**body, "input": upstream} if changed else body
+
+    def _upstream_containers(self, body: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`body` with each code interpreter tool's `container` id the upstream's own: a
+        container lives in the upstream account every team shares, and its files and
+        the code run in it are the team's that made it (probe p25), so its id goes out
+        minted for that team like an item's, and one not minted for the caller's is a
+        404. A `container` object (`{"type": "auto"}`) is left as it is."""
+        tools = body.get("tools")
+        if not isinstance(tools, list):
+            return body
+        upstream: list[Any] = []
+        changed = False
+        for number, tool in enumerate(tools):
+            given = tool.get("container") if isinstance(tool, Mapping) else None
+            if not isinstance(given, str):
+                upstream.append(tool)
+                continue
+            own = verify_item_id(self._key, self._team, given)
+            if own is None:
+                raise ItemNotFound(
+                    f"Container with id {quoted(given)} not found.",
+                    param=f"tools[{number}].container",
+                )
+            self._swaps.append((orjson.dumps(own), orjson.dumps(given)))
+            upstream.append({**tool, "container": own})
+            changed = True
+        return {**body, "tools": upstream} if changed else body
 
     def _upstream_item_id(self, given: object, field_path: str) -> str:
         if not isinstance(given, str):
@@ -300,6 +329,7 @@ class ResponseIds:
         for item in output if isinstance(output, list) else ():
             if isinstance(item, Mapping):
                 self.learn_item(item.get("id"))
+                self.learn_item(item.get("container_id"))  # a code interpreter call's
 
     def learn_item(self, upstream_id: object) -> None:
         """Note an item of the answer: the client sees its id as minted for the team."""
