@@ -41,6 +41,7 @@ from gateway.routing.failover import HealthBoard
 from gateway.routing.response_sizes import ResponseSizes, open_sizes
 from gateway.settings import Settings, is_derived_issuer
 from gateway.telemetry import Telemetry
+from gateway.usage.anonymous_rows import AnonymousRowBound
 from gateway.usage.writer import ledger_writer
 
 # A subscriber to the pipeline's one record point: gets every finished request once.
@@ -127,6 +128,7 @@ async def build_services(
     providers = ProviderSet(policy_store.current().providers)
     access_log = AccessLog(settings.access_log)
     ledger = ledger_writer(settings)  # usage ledger: queue → batches → DB, else the spool
+    anonymous = AnonymousRowBound(ledger.record)  # rows of unverified callers: bounded
     in_flight = InFlight()
     clients = ClientRegistry(engine, login_limits=LoginLimits.from_settings(settings))
     telemetry = telemetry_for(settings, policy_store)
@@ -189,7 +191,7 @@ async def build_services(
                     engine=engine,
                     access_log=access_log,
                     policy_versions=policy_versions,
-                    recorders=(access_log.record, ledger.record, *telemetry.recorders),
+                    recorders=(access_log.record, anonymous.record, *telemetry.recorders),
                     in_flight=in_flight,
                     classifiers=classifiers,
                     cache=cache,  # response cache (issue 14)
