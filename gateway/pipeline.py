@@ -140,10 +140,7 @@ class ParsedBody:
     body: dict[str, Any]
     model: str
     is_stream: bool
-    # Large (api/body.WALKED_ON_LOOP_BYTES or more): every walk of it (its fields' checks,
-    # the limits' estimate) runs on a thread, so one request of half a million messages
-    # does not stall every team's requests for a second (probe p25).
-    is_large: bool = False
+    is_large: bool = False  # api/body.is_large: the limits' estimate walks it on a thread
 
 
 class Exchange(Protocol):

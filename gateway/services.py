@@ -117,11 +117,7 @@ async def build_services(
     policy_versions = PolicyService(engine, os.environ)
     try:
         policy_store = await load_running_policy(policy_versions, settings.policy_dir)
-    except BaseException:
-        await engine.dispose()
-        raise
-    try:
-        await load_translation(policy_store.current().providers)
+        await load_translation(policy_store.current().providers)  # litellm, off the loop
     except BaseException:
         await engine.dispose()
         raise

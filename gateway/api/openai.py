@@ -16,13 +16,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from gateway import pipeline
-from gateway.api.body import (
-    WALKED_ON_LOOP_BYTES,
-    check_body,
-    check_forwardable_soon,
-    model_named,
-    parse_json_object,
-)
+from gateway.api.body import check_request_soon, is_large, model_named, parse_json_object
 from gateway.api.edge import request_id_of, requires_scope
 from gateway.auth.authorization_header import authorization_of
 from gateway.auth.principal import SCOPE_INVOKE, Principal
@@ -124,14 +118,9 @@ class AsgiExchange:
         # Known before any field is checked: a body refused for another field is still
         # recorded under the model it named (per-model error counts).
         self.model = model_named(body)
-        await check_forwardable_soon(raw, body, self.endpoint)
-        is_large = len(raw) >= WALKED_ON_LOOP_BYTES
-        if not is_large:
-            model, is_stream = check_body(self.endpoint, body)
-        else:  # a walk of every message or item: half a second for 500,000 (probe p25)
-            model, is_stream = await asyncio.to_thread(check_body, self.endpoint, body)
+        model, is_stream = await check_request_soon(raw, body, self.endpoint)
         self._watch = DisconnectWatch(self._receive)
-        return pipeline.ParsedBody(body, model, is_stream, is_large)
+        return pipeline.ParsedBody(body, model, is_stream, is_large(raw))
 
     def left(self) -> bool:
         return self._watch is not None and self._watch.absorb()

@@ -32,7 +32,6 @@ LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Proxy", "LiteLLM Router")
 
 
 @functools.cache
-@functools.cache
 def litellm_module() -> Any:
     """The litellm module, imported once without fetching anything (before a policy
     naming a translated provider is put in force: registry.load_translation)."""

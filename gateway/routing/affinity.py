@@ -291,13 +291,7 @@ class ResponseIds:
             if not isinstance(given, str):
                 upstream.append(tool)
                 continue
-            own = verify_item_id(self._key, self._team, given)
-            if own is None:
-                raise ItemNotFound(
-                    f"Container with id {quoted(given)} not found.",
-                    param=f"tools[{number}].container",
-                )
-            self._swaps.append((orjson.dumps(own), orjson.dumps(given)))
+            own = self._upstream_id(given, "Container", f"tools[{number}].container")
             upstream.append({**tool, "container": own})
             changed = True
         return {**body, "tools": upstream} if changed else body
@@ -307,9 +301,14 @@ class ResponseIds:
             raise InvalidType(
                 f"Invalid type for '{field_path}': expected a string.", param=field_path
             )
+        return self._upstream_id(given, "Item", "input")
+
+    def _upstream_id(self, given: str, kind: str, param: str) -> str:
+        """The upstream's own id of one minted for this team (its answer will name it as
+        the client knows it); 404 `{kind} with id '…' not found.` otherwise."""
         own = verify_item_id(self._key, self._team, given)
         if own is None:
-            raise ItemNotFound(f"Item with id {quoted(given)} not found.", param="input")
+            raise ItemNotFound(f"{kind} with id {quoted(given)} not found.", param=param)
         self._swaps.append((orjson.dumps(own), orjson.dumps(given)))
         return own
 
@@ -327,9 +326,14 @@ class ResponseIds:
             self._learned = (deployment.label, upstream_id)
         output = response.get("output")
         for item in output if isinstance(output, list) else ():
-            if isinstance(item, Mapping):
-                self.learn_item(item.get("id"))
-                self.learn_item(item.get("container_id"))  # a code interpreter call's
+            self.learn_output_item(item)
+
+    def learn_output_item(self, item: object) -> None:
+        """Note an output item of the answer: its id, and a code interpreter call's
+        container (minted like an item's: it lives in the shared upstream account)."""
+        if isinstance(item, Mapping):
+            self.learn_item(item.get("id"))
+            self.learn_item(item.get("container_id"))
 
     def learn_item(self, upstream_id: object) -> None:
         """Note an item of the answer: the client sees its id as minted for the team."""

@@ -65,8 +65,8 @@ class ResponseIdRewriter:
 def learn_items(ids: ResponseIds, chunk: bytes) -> None:
     """The answer's item ids `chunk` names, minted for the client before it sees them:
     every event's `item_id` (bytes only), an added or done item's and a final response's
-    output's `id` and code interpreter `container_id` (those events parsed: one per
-    item, and the last)."""
+    output's ids (`ResponseIds.learn_output_item`; those events parsed: one per item,
+    and the last)."""
     if ITEM_ID_KEY in chunk:
         for found in _ITEM_ID_FIELD.finditer(chunk):
             ids.learn_item(found.group(1).decode("utf-8", "replace"))
@@ -76,16 +76,11 @@ def learn_items(ids: ResponseIds, chunk: bytes) -> None:
         parsed = json_of(event)
         if not isinstance(parsed, dict):
             continue
-        item = parsed.get("item")
-        if isinstance(item, Mapping):
-            ids.learn_item(item.get("id"))
-            ids.learn_item(item.get("container_id"))  # a code interpreter call's
+        ids.learn_output_item(parsed.get("item"))
         response = parsed.get("response")
         output = response.get("output") if isinstance(response, Mapping) else None
         for each in output if isinstance(output, list) else ():
-            if isinstance(each, Mapping):
-                ids.learn_item(each.get("id"))
-                ids.learn_item(each.get("container_id"))
+            ids.learn_output_item(each)
 
 
 def stored_tokens(chunk: bytes) -> int | None:

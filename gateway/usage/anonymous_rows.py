@@ -32,6 +32,7 @@ class RowBuckets:
 
     def __init__(self, burst: int = BURST, per_minute: int = PER_MINUTE) -> None:
         self.burst = burst
+        self.per_minute = per_minute
         self.per_second = per_minute / 60.0
         self._buckets: dict[str, tuple[float, float]] = {}  # address: (rows left, at)
 
@@ -83,6 +84,6 @@ class AnonymousRowBound:
                 "address (%d at once, %d a minute): not stored (%d so far); each is still "
                 "on the access log",
                 self._buckets.burst,
-                PER_MINUTE,
+                self._buckets.per_minute,
                 self.unrecorded,
             )
